@@ -1,0 +1,1 @@
+"""crowdflex cbp package."""

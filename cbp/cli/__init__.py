@@ -1,0 +1,38 @@
+"""The ``crowdflex`` command line: one sub-command module per concern, each with ``register()``.
+
+A sub-command module adds its parser to the sub-parser set and sets ``run`` (``args -> exit code``)
+as the parser default; this module only assembles them and translates nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# Sub-command modules under cbp.cli, in the order --help lists them.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crowdflex",
+        description="OpenADR 2.0b VTN and VEN nodes for a Crowd Balancing Platform.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"cbp.cli.{name}").register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""crowdflex privacy package."""

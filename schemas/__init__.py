@@ -1,0 +1,87 @@
+"""crowdflex message layer: OpenADR 2.0b payloads as typed, frozen dataclasses. Sans-I/O.
+
+>>> from schemas import Poll, decode, encode
+>>> decode(encode(Poll(ven_id="000123"))).ven_id
+'000123'
+
+:func:`decode` and :func:`encode` use one default :class:`Codec`, built on first use; build your own
+``Codec(...)`` for explicit settings (schema set, limits, signing, replay protection, clock).
+"""
+
+from __future__ import annotations
+
+from ._base import Message, SignatureState
+from ._codec import Codec, default_codec
+from ._errors import (
+    ComplianceError,
+    CrowdflexError,
+    HostileDocument,
+    InvalidData,
+    InvalidId,
+    LocalProtocolError,
+    MalformedXml,
+    NotAllowed,
+    NotRecognized,
+    NotRegistered,
+    OtherError,
+    OutOfSequence,
+    RemoteProtocolError,
+    ReplayRefused,
+    ReportNotSupported,
+    SchemaViolation,
+    SignalNotSupported,
+    SignatureInvalid,
+    TargetMismatch,
+    UnknownPayload,
+)
+from ._intake import IntakeLimits
+from ._xsd import SchemaSet, bundled_schema_dir
+from .parts import EiResponse, Target
+from .poll import Poll, Response
+
+
+def decode(data: bytes) -> Message:
+    """Parse, validate and type one OpenADR 2.0b payload with the default codec."""
+    return default_codec().decode(data)
+
+
+def encode(message: Message) -> bytes:
+    """Encode one payload with the default codec; the result is XSD-valid."""
+    return default_codec().encode(message)
+
+
+__all__ = [
+    "Codec",
+    "ComplianceError",
+    "CrowdflexError",
+    "EiResponse",
+    "HostileDocument",
+    "IntakeLimits",
+    "InvalidData",
+    "InvalidId",
+    "LocalProtocolError",
+    "MalformedXml",
+    "Message",
+    "NotAllowed",
+    "NotRecognized",
+    "NotRegistered",
+    "OtherError",
+    "OutOfSequence",
+    "Poll",
+    "RemoteProtocolError",
+    "ReplayRefused",
+    "ReportNotSupported",
+    "Response",
+    "SchemaSet",
+    "SchemaViolation",
+    "SignalNotSupported",
+    "SignatureInvalid",
+    "SignatureState",
+    "Target",
+    "TargetMismatch",
+    "UnknownPayload",
+    "bundled_schema_dir",
+    "decode",
+    "default_codec",
+    "encode",
+]

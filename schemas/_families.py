@@ -1,0 +1,26 @@
+"""The payload families' wire tables, merged: message class -> encoder, payload tag -> decoder.
+
+Each family module owns its dataclasses (public) and a private ``_<family>_xml`` module with
+``ENCODERS`` and ``DECODERS``; adding a family is one import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lxml import etree
+
+from . import _poll_xml
+from ._base import Message
+
+Encoder = Callable[[etree._Element, Any], None]
+Decoder = Callable[[etree._Element], Message]
+
+_TABLES = (_poll_xml,)
+
+ENCODERS: dict[type[Message], Encoder] = {}
+DECODERS: dict[str, Decoder] = {}
+for _table in _TABLES:
+    ENCODERS.update(_table.ENCODERS)
+    DECODERS.update(_table.DECODERS)

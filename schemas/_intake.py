@@ -1,0 +1,100 @@
+"""Hardened intake: bytes from the network become an lxml tree, or a :class:`HostileDocument`.
+
+Invariants:
+- Any DOCTYPE, ENTITY or other markup declaration is refused by a byte scan *before* libxml2 sees the
+  document. lxml 5 and 6 crash the whole process (SIGSEGV) when a schema-validating parser meets a
+  DTD entity, and DTDs are the road to XXE and entity expansion; OpenADR never needs one.
+- Only UTF-8 is accepted (OpenADR 2.0b profile: payloads are UTF-8); anything else is refused, so a
+  UTF-16 document cannot smuggle a DOCTYPE past the byte scan.
+- No network, no entity resolution, no DTD loading; size is capped here and nesting depth by libxml2
+  (256 levels with XML_PARSE_HUGE off); the XSD then bounds the depth of anything that validates.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from ._errors import HostileDocument, MalformedXml
+
+__all__ = ["IntakeLimits", "parse_untrusted"]
+
+# "<!" followed by anything but a comment or CDATA opener is a markup declaration (DOCTYPE, ENTITY,
+# ELEMENT, ATTLIST, NOTATION): refused. Case-insensitive because libxml2 is lenient in recovery.
+_DECLARATION = re.compile(rb"<!(?!--|\[CDATA\[)", re.IGNORECASE)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_XML_DECL_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeLimits:
+    """Caps applied to every incoming document. OpenADR payloads are a few KB."""
+
+    max_bytes: int = 4 * 1024 * 1024
+
+
+def _check_encoding(data: bytes) -> None:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4]:
+        raise HostileDocument("document is not UTF-8 (UTF-16/32 byte order found); send UTF-8")
+    declared = _XML_DECL_ENCODING.match(data.removeprefix(_UTF8_BOM))
+    if declared and declared.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+        raise HostileDocument(f"document declares encoding {declared.group(1)!r}; send UTF-8")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedXml(f"document is not valid UTF-8 at byte {exc.start}") from None
+
+
+def _new_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+class Intake:
+    """Parses untrusted bytes; one per codec (the lxml parser is reused, not shared across threads)."""
+
+    __slots__ = ("_parser", "limits")
+
+    def __init__(self, limits: IntakeLimits | None = None) -> None:
+        self.limits = limits or IntakeLimits()
+        self._parser = _new_parser()
+
+    def parse(self, data: bytes) -> etree._Element:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("decode() takes the raw bytes received, not str")
+        data = bytes(data)
+        if len(data) > self.limits.max_bytes:
+            raise HostileDocument(
+                f"document is {len(data)} bytes, over the {self.limits.max_bytes}-byte cap"
+            )
+        if not data.strip():
+            raise MalformedXml("empty document")
+        if _DECLARATION.search(data):
+            raise HostileDocument(
+                "document contains a DOCTYPE or markup declaration; OpenADR payloads must not"
+            )
+        _check_encoding(data)
+        try:
+            root = etree.fromstring(data, self._parser)
+        except etree.XMLSyntaxError as exc:
+            if "depth" in str(exc).lower():
+                raise HostileDocument(f"document nests too deeply: {exc}") from None
+            raise MalformedXml(f"not well-formed XML: {exc}") from None
+        if root is None:
+            raise MalformedXml("empty document")
+        return root
+
+
+def parse_untrusted(data: bytes, limits: IntakeLimits | None = None) -> etree._Element:
+    """One-off hardened parse (builds a parser each call; codecs keep an :class:`Intake`)."""
+    return Intake(limits).parse(data)

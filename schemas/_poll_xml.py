@@ -1,0 +1,39 @@
+"""Wire form of :mod:`schemas.poll`."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from ._wire import EI, OADR, child, payload_root, q, sub, sub_opt, text, text_opt
+from .parts import decode_response, encode_response
+from .poll import Poll, Response
+
+_POLL = q(OADR, "oadrPoll")
+_RESPONSE = q(OADR, "oadrResponse")
+_VEN_ID = q(EI, "venID")
+_EI_RESPONSE = q(EI, "eiResponse")
+
+
+def encode_poll(parent: etree._Element, message: Poll) -> None:
+    sub(payload_root(_POLL, parent), _VEN_ID, message.ven_id)
+
+
+def decode_poll(element: etree._Element) -> Poll:
+    return Poll(ven_id=text(element, _VEN_ID))
+
+
+def encode_oadr_response(parent: etree._Element, message: Response) -> None:
+    element = payload_root(_RESPONSE, parent)
+    encode_response(element, message.response)
+    sub_opt(element, _VEN_ID, message.ven_id)
+
+
+def decode_oadr_response(element: etree._Element) -> Response:
+    return Response(
+        response=decode_response(child(element, _EI_RESPONSE)),
+        ven_id=text_opt(element, _VEN_ID),
+    )
+
+
+ENCODERS = {Poll: encode_poll, Response: encode_oadr_response}
+DECODERS = {_POLL: decode_poll, _RESPONSE: decode_oadr_response}

@@ -1,0 +1,217 @@
+"""XML primitives shared by every payload family: namespaces, element helpers, time values.
+
+Invariants: tags are Clark names built once here; times on the wire are UTC ``...Z`` (xcal
+DateTimeType allows only ``Z`` or no zone; a zone-less time is read as UTC); durations are whole
+seconds (xcal DurationType admits only integer fields). Calendar units (years, months) are refused:
+their length depends on a start the duration does not carry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from lxml import etree
+
+from ._errors import InvalidData, LocalProtocolError
+
+OADR: Final = "http://openadr.org/oadr-2.0b/2012/07"
+EI: Final = "http://docs.oasis-open.org/ns/energyinterop/201110"
+PYLD: Final = "http://docs.oasis-open.org/ns/energyinterop/201110/payloads"
+EMIX: Final = "http://docs.oasis-open.org/ns/emix/2011/06"
+XCAL: Final = "urn:ietf:params:xml:ns:icalendar-2.0"
+STRM: Final = "urn:ietf:params:xml:ns:icalendar-2.0:stream"
+POWER: Final = "http://docs.oasis-open.org/ns/emix/2011/06/power"
+SCALE: Final = "http://docs.oasis-open.org/ns/emix/2011/06/siscale"
+DS: Final = "http://www.w3.org/2000/09/xmldsig#"
+DSIG11: Final = "http://www.w3.org/2009/xmldsig11#"
+XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
+GML: Final = "http://www.opengis.net/gml/3.2"
+ATOM: Final = "http://www.w3.org/2005/Atom"
+GB: Final = "http://naesb.org/espi"
+
+NSMAP: Final = {
+    "oadr": OADR,
+    "ei": EI,
+    "pyld": PYLD,
+    "emix": EMIX,
+    "xcal": XCAL,
+    "strm": STRM,
+    "power": POWER,
+    "scale": SCALE,
+    "ds": DS,
+    "dsig11": DSIG11,
+    "xsi": XSI,
+    "gml": GML,
+    "atom": ATOM,
+}
+
+SCHEMA_VERSION: Final = "2.0b"
+
+
+def q(namespace: str, local: str) -> str:
+    """Clark name ``{namespace}local``."""
+    return f"{{{namespace}}}{local}"
+
+
+SCHEMA_VERSION_ATTR: Final = q(EI, "schemaVersion")
+XSI_TYPE: Final = q(XSI, "type")
+
+
+# ---------------------------------------------------------------- building
+
+
+def sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
+    """Append ``<tag>text</tag>``; lxml escapes the text, so markup in IDs stays data."""
+    element = etree.SubElement(parent, tag)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def sub_opt(parent: etree._Element, tag: str, text: str | None) -> None:
+    """Append ``<tag>text</tag>`` only when ``text`` is not None."""
+    if text is not None:
+        etree.SubElement(parent, tag).text = text
+
+
+def sub_all(parent: etree._Element, tag: str, texts: Iterable[str]) -> None:
+    for text in texts:
+        etree.SubElement(parent, tag).text = text
+
+
+def payload_root(tag: str, parent: etree._Element) -> etree._Element:
+    """The payload element (e.g. oadrPoll) under oadrSignedObject, with schemaVersion set."""
+    element = etree.SubElement(parent, tag)
+    element.set(SCHEMA_VERSION_ATTR, SCHEMA_VERSION)
+    return element
+
+
+# ---------------------------------------------------------------- reading
+
+
+def child(parent: etree._Element, tag: str) -> etree._Element:
+    """The required child ``tag``; the XSD guarantees it, so absence means a schema gap."""
+    element = parent.find(tag)
+    if element is None:
+        raise InvalidData(f"<{etree.QName(parent).localname}> lacks <{etree.QName(tag).localname}>")
+    return element
+
+
+def text(parent: etree._Element, tag: str) -> str:
+    """Text of the required child ``tag``, exactly as received (IDs stay strings: 000123)."""
+    return child(parent, tag).text or ""
+
+
+def text_opt(parent: etree._Element, tag: str) -> str | None:
+    element = parent.find(tag)
+    if element is None:
+        return None
+    return element.text or ""
+
+
+def texts(parent: etree._Element, tag: str) -> tuple[str, ...]:
+    return tuple(element.text or "" for element in parent.iterfind(tag))
+
+
+def parse_bool(value: str) -> bool:
+    match value.strip():
+        case "true" | "1":
+            return True
+        case "false" | "0":
+            return False
+        case other:
+            raise InvalidData(f"not an xs:boolean: {other!r}")
+
+
+def format_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def parse_int(value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise InvalidData(f"not an integer: {value!r}") from None
+
+
+def parse_float(value: str) -> float:
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise InvalidData(f"not a number: {value!r}") from None
+
+
+def format_float(value: float) -> str:
+    """Shortest text that reads back as the same float (repr), in xs:float/xs:decimal form."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise LocalProtocolError(f"cannot send non-finite number {value!r}")
+    return repr(float(value))
+
+
+# ---------------------------------------------------------------- time
+
+
+def format_datetime(value: datetime) -> str:
+    """xcal:date-time in UTC with ``Z``; refuses naive datetimes (a bug on our side)."""
+    if value.tzinfo is None:
+        raise LocalProtocolError(f"naive datetime {value!r}: crowdflex sends only aware UTC times")
+    utc = value.astimezone(UTC)
+    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        base += f".{utc.microsecond:06d}".rstrip("0")
+    return base + "Z"
+
+
+def parse_datetime(value: str) -> datetime:
+    raw = value.strip()
+    try:
+        parsed = datetime.fromisoformat(raw[:-1] if raw.endswith("Z") else raw)
+    except ValueError:
+        raise InvalidData(f"not an xcal date-time: {value!r}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+_DURATION = re.compile(
+    r"^(?P<sign>[+-])?P(?:(?P<weeks>\d+)W|(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?)$"
+)
+
+
+def format_duration(value: timedelta) -> str:
+    """xcal:duration with whole seconds, e.g. ``PT15M``, ``P1DT2H``, ``-PT5S``, ``PT0S``."""
+    total = value.total_seconds()
+    if total != int(total):
+        raise LocalProtocolError(f"duration {value!r} has a fraction of a second; xcal cannot say it")
+    sign, seconds = ("-" if total < 0 else ""), abs(int(total))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    out = f"{sign}P" + (f"{days}D" if days else "")
+    if clock:
+        out += "T" + clock
+    elif not days:
+        out += "T0S"
+    return out
+
+
+def parse_duration(value: str) -> timedelta:
+    match = _DURATION.match(value.strip())
+    if match is None or value.strip() in ("P", "PT", "-P", "+P"):
+        raise InvalidData(f"not an xcal duration: {value!r}")
+    parts = match.groupdict()
+    if parts["years"] or parts["months"]:
+        raise InvalidData(f"duration {value!r} uses years or months, whose length is undefined")
+    result = timedelta(
+        weeks=int(parts["weeks"] or 0),
+        days=int(parts["days"] or 0),
+        hours=int(parts["hours"] or 0),
+        minutes=int(parts["minutes"] or 0),
+        seconds=float(parts["seconds"] or 0),
+    )
+    return -result if parts["sign"] == "-" else result

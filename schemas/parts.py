@@ -1,0 +1,101 @@
+"""Parts shared by several payload families: the ei:eiResponse status and ei:eiTarget.
+
+OpenADR 2.0b profile: targets (EiTargetType) address events, opt schedules and report data sources
+by venID, groupID/groupName, resourceID and partyID; the EMIX/power location elements are carried as
+opaque strings we do not interpret. IDs stay strings exactly as received.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from ._wire import EI, PYLD, q, sub, sub_all, sub_opt, text, text_opt, texts
+
+__all__ = ["EiResponse", "Target"]
+
+_RESPONSE = q(EI, "eiResponse")
+_CODE = q(EI, "responseCode")
+_DESCRIPTION = q(EI, "responseDescription")
+_REQUEST_ID = q(PYLD, "requestID")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EiResponse:
+    """Outcome of a request: ``code`` 200 is success, 4xx/450-469 are OpenADR error codes."""
+
+    code: int = 200
+    description: str | None = "OK"
+    request_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+
+def encode_response(parent: etree._Element, response: EiResponse, tag: str = _RESPONSE) -> None:
+    element = sub(parent, tag)
+    sub(element, _CODE, f"{response.code:03d}")
+    sub_opt(element, _DESCRIPTION, response.description)
+    sub(element, _REQUEST_ID, response.request_id)
+
+
+def decode_response(element: etree._Element) -> EiResponse:
+    return EiResponse(
+        code=int(text(element, _CODE)),
+        description=text_opt(element, _DESCRIPTION),
+        request_id=text(element, _REQUEST_ID),
+    )
+
+
+_TARGET = q(EI, "eiTarget")
+_GROUP_ID = q(EI, "groupID")
+_GROUP_NAME = q(EI, "groupName")
+_RESOURCE_ID = q(EI, "resourceID")
+_VEN_ID = q(EI, "venID")
+_PARTY_ID = q(EI, "partyID")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """An ei:eiTarget restricted to the identifiers the 2.0b profile uses."""
+
+    group_ids: tuple[str, ...] = ()
+    group_names: tuple[str, ...] = ()
+    resource_ids: tuple[str, ...] = ()
+    ven_ids: tuple[str, ...] = ()
+    party_ids: tuple[str, ...] = ()
+
+    def matches(self, *, ven_id: str, groups: frozenset[str] = frozenset(),
+                resources: frozenset[str] = frozenset(), party_id: str | None = None) -> bool:
+        """Whether a VEN with these attributes is addressed; an empty target addresses everyone."""
+        if not (self.group_ids or self.group_names or self.resource_ids or self.ven_ids
+                or self.party_ids):
+            return True
+        return (
+            ven_id in self.ven_ids
+            or bool(groups.intersection(self.group_ids))
+            or bool(groups.intersection(self.group_names))
+            or bool(resources.intersection(self.resource_ids))
+            or (party_id is not None and party_id in self.party_ids)
+        )
+
+
+def encode_target(parent: etree._Element, target: Target, tag: str = _TARGET) -> None:
+    element = sub(parent, tag)
+    sub_all(element, _GROUP_ID, target.group_ids)
+    sub_all(element, _GROUP_NAME, target.group_names)
+    sub_all(element, _RESOURCE_ID, target.resource_ids)
+    sub_all(element, _VEN_ID, target.ven_ids)
+    sub_all(element, _PARTY_ID, target.party_ids)
+
+
+def decode_target(element: etree._Element) -> Target:
+    return Target(
+        group_ids=texts(element, _GROUP_ID),
+        group_names=texts(element, _GROUP_NAME),
+        resource_ids=texts(element, _RESOURCE_ID),
+        ven_ids=texts(element, _VEN_ID),
+        party_ids=texts(element, _PARTY_ID),
+    )

@@ -1,0 +1,78 @@
+"""Hardened intake: what a hostile peer tried, and that the process lives on to answer it."""
+
+from __future__ import annotations
+
+import pytest
+
+import schemas
+from schemas import HostileDocument, MalformedXml, SchemaViolation, UnknownPayload
+
+POLL = schemas.encode(schemas.Poll(ven_id="ven-1"))
+
+# The payload that segfaults lxml 5/6 when a schema-validating parser meets a DTD entity; it also
+# carries an external entity (XXE). We refuse it on a byte scan before libxml2 sees it.
+DTD_ENTITY = POLL.replace(
+    b"<oadr:oadrPayload",
+    b'<!DOCTYPE oadr:oadrPayload [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n<oadr:oadrPayload',
+).replace(b">ven-1<", b">&xxe;<")
+
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'.encode()
+        for i in range(1, 10)
+    )
+    + b"]><lolz>&lol9;</lolz>"
+)
+
+
+@pytest.mark.parametrize(
+    ("what", "payload"),
+    [
+        ("DTD with an external entity (XXE) inside a valid oadrPoll", DTD_ENTITY),
+        ("billion laughs entity expansion", BILLION_LAUGHS),
+        ("lower-case doctype", b"<!doctype x><x/>"),
+        ("bare ENTITY declaration", b"<x><!ENTITY a 'b'></x>"),
+    ],
+)
+def test_declarations_are_refused_before_parsing(what: str, payload: bytes) -> None:
+    with pytest.raises(HostileDocument, match="DOCTYPE") as caught:
+        schemas.decode(payload)
+    assert caught.value.response_code == 454, what
+
+
+def test_deep_nesting_is_refused() -> None:
+    deep = b"<a>" * 10_000 + b"</a>" * 10_000
+    with pytest.raises(HostileDocument, match="deep"):
+        schemas.decode(deep)
+
+
+def test_fifty_megabyte_body_is_refused_without_parsing() -> None:
+    body = POLL + b" " * (50 * 1024 * 1024)
+    with pytest.raises(HostileDocument, match="over the"):
+        schemas.decode(body)
+
+
+@pytest.mark.parametrize(
+    ("what", "payload", "error"),
+    [
+        ("truncated", POLL[:-20], MalformedXml),
+        ("empty", b"", MalformedXml),
+        ("latin-1 bytes", POLL.replace(b"ven-1", "vén".encode("latin-1")), MalformedXml),
+        ("utf-16", POLL.decode().replace("UTF-8", "UTF-16").encode("utf-16"), HostileDocument),
+        ("schema-invalid", POLL.replace(b"ei:venID", b"ei:partyID"), SchemaViolation),
+        ("valid element that is not a payload",
+         b'<ei:venID xmlns:ei="http://docs.oasis-open.org/ns/energyinterop/201110">x</ei:venID>',
+         UnknownPayload),
+    ],
+)
+def test_bad_documents_get_their_error(what: str, payload: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        schemas.decode(payload)
+
+
+def test_digit_only_ids_stay_strings_and_markup_is_escaped() -> None:
+    message = schemas.Poll(ven_id="000123<b>&amp;")
+    wire = schemas.encode(message)
+    assert b"<b>" not in wire
+    assert schemas.decode(wire) == message

@@ -1,0 +1,1 @@
+"""crowdflex vtn package."""
