@@ -215,3 +215,28 @@ def parse_duration(value: str) -> timedelta:
         seconds=float(parts["seconds"] or 0),
     )
     return -result if parts["sign"] == "-" else result
+
+
+_DTSTART = q(XCAL, "dtstart")
+_DATE_TIME = q(XCAL, "date-time")
+_DURATION_TAG = q(XCAL, "duration")
+
+
+def sub_dtstart(parent: etree._Element, value: datetime) -> None:
+    """``<xcal:dtstart><xcal:date-time>...Z</xcal:date-time></xcal:dtstart>``."""
+    sub(sub(parent, _DTSTART), _DATE_TIME, format_datetime(value))
+
+
+def read_dtstart(parent: etree._Element) -> datetime | None:
+    element = parent.find(_DTSTART)
+    return None if element is None else parse_datetime(text(element, _DATE_TIME))
+
+
+def sub_duration(parent: etree._Element, value: timedelta, tag: str = _DURATION_TAG) -> None:
+    """``<tag><xcal:duration>PT15M</xcal:duration></tag>`` (tag is xcal:duration by default)."""
+    sub(sub(parent, tag), _DURATION_TAG, format_duration(value))
+
+
+def read_duration(parent: etree._Element, tag: str = _DURATION_TAG) -> timedelta | None:
+    element = parent.find(tag)
+    return None if element is None else parse_duration(text(element, _DURATION_TAG))
