@@ -37,7 +37,12 @@ from ._errors import (
 from ._intake import IntakeLimits
 from ._xsd import SchemaSet, bundled_schema_dir
 from .parts import EiResponse, Target
+from . import events, opt, registration, reports
+from .events import *  # noqa: F403  (each family module lists its public names in __all__)
+from .opt import *  # noqa: F403
 from .poll import Poll, Response
+from .registration import *  # noqa: F403
+from .reports import *  # noqa: F403
 
 
 def decode(data: bytes) -> Message:
@@ -50,7 +55,7 @@ def encode(message: Message) -> bytes:
     return default_codec().encode(message)
 
 
-__all__ = [
+__all__ = [  # noqa: RUF022  (the families' names are appended below)
     "Codec",
     "ComplianceError",
     "CrowdflexError",
@@ -85,3 +90,4 @@ __all__ = [
     "default_codec",
     "encode",
 ]
+__all__ += registration.__all__ + events.__all__ + reports.__all__ + opt.__all__

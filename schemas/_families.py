@@ -11,13 +11,13 @@ from typing import Any
 
 from lxml import etree
 
-from . import _poll_xml
+from . import _events_xml, _opt_xml, _poll_xml, _registration_xml, _reports_xml
 from ._base import Message
 
 Encoder = Callable[[etree._Element, Any], None]
 Decoder = Callable[[etree._Element], Message]
 
-_TABLES = (_poll_xml,)
+_TABLES = (_poll_xml, _registration_xml, _events_xml, _reports_xml, _opt_xml)
 
 ENCODERS: dict[type[Message], Encoder] = {}
 DECODERS: dict[str, Decoder] = {}

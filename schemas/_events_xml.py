@@ -1,0 +1,8 @@
+"""Wire form of :mod:`schemas.events` (being written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ENCODERS: dict[type, Any] = {}
+DECODERS: dict[str, Any] = {}
