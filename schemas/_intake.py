@@ -1,9 +1,9 @@
 """Hardened intake: bytes from the network become an lxml tree, or a :class:`HostileDocument`.
 
 Invariants:
-- Any DOCTYPE, ENTITY or other markup declaration is refused by a byte scan *before* libxml2 sees the
-  document. lxml 5 and 6 crash the whole process (SIGSEGV) when a schema-validating parser meets a
-  DTD entity, and DTDs are the road to XXE and entity expansion; OpenADR never needs one.
+- Any DOCTYPE, ENTITY or other markup declaration is refused by a byte scan *before* libxml2 sees
+  the document. lxml 5 and 6 crash the whole process (SIGSEGV) when a schema-validating parser
+  meets a DTD entity, and DTDs are the road to XXE and entity expansion; OpenADR never needs one.
 - Only UTF-8 is accepted (OpenADR 2.0b profile: payloads are UTF-8); anything else is refused, so a
   UTF-16 document cannot smuggle a DOCTYPE past the byte scan.
 - No network, no entity resolution, no DTD loading; size is capped here and nesting depth by libxml2
@@ -61,7 +61,7 @@ def _new_parser() -> etree.XMLParser:
 
 
 class Intake:
-    """Parses untrusted bytes; one per codec (the lxml parser is reused, not shared across threads)."""
+    """Parses untrusted bytes; one per codec (its lxml parser is reused, not shared by threads)."""
 
     __slots__ = ("_parser", "limits")
 

@@ -186,7 +186,7 @@ def format_duration(value: timedelta) -> str:
     """xcal:duration with whole seconds, e.g. ``PT15M``, ``P1DT2H``, ``-PT5S``, ``PT0S``."""
     total = value.total_seconds()
     if total != int(total):
-        raise LocalProtocolError(f"duration {value!r} has a fraction of a second; xcal cannot say it")
+        raise LocalProtocolError(f"duration {value!r} has a fraction of a second; xcal has none")
     sign, seconds = ("-" if total < 0 else ""), abs(int(total))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)

@@ -1,0 +1,192 @@
+"""Item bases: the units of event signals and report data (emix:itemBase substitution group).
+
+OpenADR 2.0b schema (oadr_20b.xsd 9.x, oadr_power_20b.xsd): power and energy units live in the EMIX
+power namespace, the rest in the oadr namespace. Most kinds fix their description (and often their
+unit) in the XSD; the factories below fill those in, so a hand-built ItemBase is valid by default.
+Units scale with an SI code (``MEGA`` = MW for ``POWER_REAL``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from lxml import etree
+
+from ._errors import InvalidData
+from ._wire import (
+    OADR,
+    POWER,
+    SCALE,
+    format_bool,
+    format_float,
+    parse_bool,
+    parse_float,
+    q,
+    sub,
+    text,
+)
+
+__all__ = ["ItemBase", "ItemKind", "PowerAttributes", "SiScale"]
+
+
+class SiScale(StrEnum):
+    PICO = "p"
+    NANO = "n"
+    MICRO = "micro"
+    MILLI = "m"
+    CENTI = "c"
+    DECI = "d"
+    KILO = "k"
+    MEGA = "M"
+    GIGA = "G"
+    TERA = "T"
+    NONE = "none"
+
+
+class ItemKind(StrEnum):
+    """The element name that carries the unit on the wire."""
+
+    POWER_REAL = "powerReal"
+    POWER_APPARENT = "powerApparent"
+    POWER_REACTIVE = "powerReactive"
+    ENERGY_REAL = "energyReal"
+    ENERGY_APPARENT = "energyApparent"
+    ENERGY_REACTIVE = "energyReactive"
+    VOLTAGE = "voltage"
+    CURRENT = "current"
+    FREQUENCY = "frequency"
+    CURRENCY = "currency"
+    CURRENCY_PER_KWH = "currencyPerKWh"
+    CURRENCY_PER_KW = "currencyPerKW"
+    CURRENCY_PER_THM = "currencyPerThm"
+    THERM = "Therm"
+    TEMPERATURE = "temperature"
+    CUSTOM = "customUnit"
+    PULSE_COUNT = "pulseCount"
+
+
+_POWER_NS_KINDS: Final = frozenset(
+    {ItemKind.POWER_REAL, ItemKind.POWER_APPARENT, ItemKind.POWER_REACTIVE, ItemKind.ENERGY_REAL,
+     ItemKind.ENERGY_APPARENT, ItemKind.ENERGY_REACTIVE, ItemKind.VOLTAGE}
+)
+_POWER_KINDS: Final = frozenset(
+    {ItemKind.POWER_REAL, ItemKind.POWER_APPARENT, ItemKind.POWER_REACTIVE}
+)
+# (itemDescription, itemUnits) the XSD fixes for a kind; None where the sender chooses.
+_FIXED: Final[dict[ItemKind, tuple[str, str | None]]] = {
+    ItemKind.POWER_REAL: ("RealPower", "W"),
+    ItemKind.POWER_APPARENT: ("ApparentPower", "VA"),
+    ItemKind.POWER_REACTIVE: ("ReactivePower", "VAR"),
+    ItemKind.ENERGY_REAL: ("RealEnergy", "Wh"),
+    ItemKind.ENERGY_APPARENT: ("ApparentEnergy", "VAh"),
+    ItemKind.ENERGY_REACTIVE: ("ReactiveEnergy", "VARh"),
+    ItemKind.VOLTAGE: ("Voltage", "V"),
+    ItemKind.CURRENT: ("Current", "A"),
+    ItemKind.FREQUENCY: ("Frequency", "Hz"),
+    ItemKind.THERM: ("Therm", "thm"),
+    ItemKind.TEMPERATURE: ("temperature", None),
+    ItemKind.PULSE_COUNT: ("pulse count", "count"),
+    ItemKind.CURRENCY: ("currency", None),
+    ItemKind.CURRENCY_PER_KWH: ("currencyPerKWh", None),
+    ItemKind.CURRENCY_PER_KW: ("currencyPerKW", None),
+    ItemKind.CURRENCY_PER_THM: ("currencyPerThm", None),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PowerAttributes:
+    hertz: float = 50.0
+    voltage: float = 230.0
+    ac: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemBase:
+    """One unit. ``scale`` is absent only for pulse counts; ``power_attributes`` only for power."""
+
+    kind: ItemKind
+    description: str
+    units: str
+    scale: SiScale | None = SiScale.NONE
+    power_attributes: PowerAttributes | None = None
+    pulse_factor: float | None = None
+
+    @classmethod
+    def of(cls, kind: ItemKind, *, units: str | None = None, scale: SiScale = SiScale.NONE,
+           power_attributes: PowerAttributes | None = None,
+           description: str | None = None) -> ItemBase:
+        """A valid item base for ``kind``; ``units`` is needed where the XSD does not fix it."""
+        fixed_description, fixed_units = _FIXED.get(kind, (kind.value, None))
+        description = description or fixed_description
+        chosen = fixed_units if units is None else units
+        if chosen is None:
+            raise ValueError(f"{kind} needs units (e.g. EUR, celsius)")
+        if kind is ItemKind.PULSE_COUNT:
+            return cls(kind=kind, description=description, units=chosen, scale=None,
+                       pulse_factor=1.0)
+        if kind in _POWER_KINDS and power_attributes is None:
+            power_attributes = PowerAttributes()
+        return cls(kind=kind, description=description, units=chosen, scale=scale,
+                   power_attributes=power_attributes)
+
+    @classmethod
+    def megawatts(cls) -> ItemBase:
+        """Real power in MW, the unit of CBP setpoints and offers."""
+        return cls.of(ItemKind.POWER_REAL, scale=SiScale.MEGA)
+
+    @classmethod
+    def kilowatts(cls) -> ItemBase:
+        return cls.of(ItemKind.POWER_REAL, scale=SiScale.KILO)
+
+
+def _namespace(kind: ItemKind) -> str:
+    return POWER if kind in _POWER_NS_KINDS else OADR
+
+
+_KIND_BY_TAG: Final = {q(_namespace(kind), kind.value): kind for kind in ItemKind}
+_SI_SCALE: Final = q(SCALE, "siScaleCode")
+
+
+def is_item_base(element: etree._Element) -> bool:
+    return element.tag in _KIND_BY_TAG
+
+
+def encode_item_base(parent: etree._Element, item: ItemBase) -> None:
+    ns = _namespace(item.kind)
+    element = sub(parent, q(ns, item.kind.value))
+    sub(element, q(ns, "itemDescription"), item.description)
+    sub(element, q(ns, "itemUnits"), item.units)
+    if item.kind is ItemKind.PULSE_COUNT:
+        sub(element, q(OADR, "pulseFactor"), format_float(item.pulse_factor or 1.0))
+        return
+    sub(element, _SI_SCALE, (item.scale or SiScale.NONE).value)
+    if item.kind in _POWER_KINDS:
+        attributes = item.power_attributes or PowerAttributes()
+        holder = sub(element, q(POWER, "powerAttributes"))
+        sub(holder, q(POWER, "hertz"), format_float(attributes.hertz))
+        sub(holder, q(POWER, "voltage"), format_float(attributes.voltage))
+        sub(holder, q(POWER, "ac"), format_bool(attributes.ac))
+
+
+def decode_item_base(element: etree._Element) -> ItemBase:
+    kind = _KIND_BY_TAG.get(element.tag)
+    if kind is None:
+        raise InvalidData(f"unsupported item base <{etree.QName(element).localname}>")
+    ns = _namespace(kind)
+    scale_text = element.findtext(_SI_SCALE)
+    holder = element.find(q(POWER, "powerAttributes"))
+    pulse = element.findtext(q(OADR, "pulseFactor"))
+    return ItemBase(
+        kind=kind,
+        description=text(element, q(ns, "itemDescription")),
+        units=text(element, q(ns, "itemUnits")),
+        scale=None if scale_text is None else SiScale(scale_text.strip()),
+        power_attributes=None if holder is None else PowerAttributes(
+            hertz=parse_float(text(holder, q(POWER, "hertz"))),
+            voltage=parse_float(text(holder, q(POWER, "voltage"))),
+            ac=parse_bool(text(holder, q(POWER, "ac"))),
+        ),
+        pulse_factor=None if pulse is None else parse_float(pulse),
+    )
