@@ -1,8 +1,290 @@
-"""Wire form of :mod:`schemas.registration` (being written)."""
+"""Wire form of :mod:`schemas.registration`, in the element order of oadr_20b.xsd.
+
+Enumerated values are xs:token in the XSD, so the schema accepts surrounding whitespace; the
+decoders strip it before looking the value up.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
-ENCODERS: dict[type, Any] = {}
-DECODERS: dict[str, Any] = {}
+from lxml import etree
+
+from ._wire import (
+    EI,
+    OADR,
+    PYLD,
+    XCAL,
+    child,
+    format_bool,
+    format_duration,
+    parse_bool,
+    parse_duration,
+    payload_root,
+    q,
+    sub,
+    sub_opt,
+    text,
+    text_opt,
+)
+from .parts import decode_response, encode_response
+from .registration import (
+    CanceledPartyRegistration,
+    CancelPartyRegistration,
+    CreatedPartyRegistration,
+    CreatePartyRegistration,
+    Profile,
+    ProfileName,
+    QueryRegistration,
+    RegistrationExtension,
+    RequestReregistration,
+    ServiceInfo,
+    ServiceName,
+    TransportName,
+)
+
+_QUERY = q(OADR, "oadrQueryRegistration")
+_CREATE = q(OADR, "oadrCreatePartyRegistration")
+_CREATED = q(OADR, "oadrCreatedPartyRegistration")
+_CANCEL = q(OADR, "oadrCancelPartyRegistration")
+_CANCELED = q(OADR, "oadrCanceledPartyRegistration")
+_REREGISTER = q(OADR, "oadrRequestReregistration")
+
+_REQUEST_ID = q(PYLD, "requestID")
+_EI_RESPONSE = q(EI, "eiResponse")
+_REGISTRATION_ID = q(EI, "registrationID")
+_VEN_ID = q(EI, "venID")
+_VTN_ID = q(EI, "vtnID")
+_PROFILE_NAME = q(OADR, "oadrProfileName")
+_TRANSPORT_NAME = q(OADR, "oadrTransportName")
+_TRANSPORT_ADDRESS = q(OADR, "oadrTransportAddress")
+_REPORT_ONLY = q(OADR, "oadrReportOnly")
+_XML_SIGNATURE = q(OADR, "oadrXmlSignature")
+_VEN_NAME = q(OADR, "oadrVenName")
+_HTTP_PULL_MODEL = q(OADR, "oadrHttpPullModel")
+_PROFILES = q(OADR, "oadrProfiles")
+_PROFILE = q(OADR, "oadrProfile")
+_TRANSPORTS = q(OADR, "oadrTransports")
+_TRANSPORT = q(OADR, "oadrTransport")
+_POLL_FREQ = q(OADR, "oadrRequestedOadrPollFreq")
+_DURATION = q(XCAL, "duration")
+_SERVICE_INFO = q(OADR, "oadrServiceSpecificInfo")
+_SERVICE = q(OADR, "oadrService")
+_SERVICE_NAME = q(OADR, "oadrServiceName")
+_INFO = q(OADR, "oadrInfo")
+_KEY = q(OADR, "oadrKey")
+_VALUE = q(OADR, "oadrValue")
+# oadrExtensions and its children are local declarations; oadr_20b.xsd has
+# elementFormDefault="qualified", so they are in the oadr namespace all the same.
+_EXTENSIONS = q(OADR, "oadrExtensions")
+_EXTENSION = q(OADR, "oadrExtension")
+_EXTENSION_NAME = q(OADR, "oadrExtensionName")
+
+
+def _token(parent: etree._Element, tag: str) -> str:
+    return text(parent, tag).strip()
+
+
+# ---------------------------------------------------------------- query / create
+
+
+def encode_query(parent: etree._Element, message: QueryRegistration) -> None:
+    sub(payload_root(_QUERY, parent), _REQUEST_ID, message.request_id)
+
+
+def decode_query(element: etree._Element) -> QueryRegistration:
+    return QueryRegistration(request_id=text(element, _REQUEST_ID))
+
+
+def encode_create(parent: etree._Element, message: CreatePartyRegistration) -> None:
+    element = payload_root(_CREATE, parent)
+    sub(element, _REQUEST_ID, message.request_id)
+    sub_opt(element, _REGISTRATION_ID, message.registration_id)
+    sub_opt(element, _VEN_ID, message.ven_id)
+    sub(element, _PROFILE_NAME, message.profile_name.value)
+    sub(element, _TRANSPORT_NAME, message.transport_name.value)
+    sub_opt(element, _TRANSPORT_ADDRESS, message.transport_address)
+    sub(element, _REPORT_ONLY, format_bool(message.report_only))
+    sub(element, _XML_SIGNATURE, format_bool(message.xml_signature))
+    sub_opt(element, _VEN_NAME, message.ven_name)
+    if message.http_pull_model is not None:
+        sub(element, _HTTP_PULL_MODEL, format_bool(message.http_pull_model))
+
+
+def decode_create(element: etree._Element) -> CreatePartyRegistration:
+    pull = text_opt(element, _HTTP_PULL_MODEL)
+    return CreatePartyRegistration(
+        request_id=text(element, _REQUEST_ID),
+        registration_id=text_opt(element, _REGISTRATION_ID),
+        ven_id=text_opt(element, _VEN_ID),
+        profile_name=ProfileName(_token(element, _PROFILE_NAME)),
+        transport_name=TransportName(_token(element, _TRANSPORT_NAME)),
+        transport_address=text_opt(element, _TRANSPORT_ADDRESS),
+        report_only=parse_bool(text(element, _REPORT_ONLY)),
+        xml_signature=parse_bool(text(element, _XML_SIGNATURE)),
+        ven_name=text_opt(element, _VEN_NAME),
+        http_pull_model=None if pull is None else parse_bool(pull),
+    )
+
+
+# ---------------------------------------------------------------- created
+
+
+def _encode_info(parent: etree._Element, pairs: Iterable[tuple[str, str]]) -> None:
+    for key, value in pairs:
+        info = sub(parent, _INFO)
+        sub(info, _KEY, key)
+        sub(info, _VALUE, value)
+
+
+def _decode_info(parent: etree._Element) -> tuple[tuple[str, str], ...]:
+    return tuple((text(info, _KEY), text(info, _VALUE)) for info in parent.iterfind(_INFO))
+
+
+def _encode_profiles(parent: etree._Element, profiles: Iterable[Profile]) -> None:
+    profiles_element = sub(parent, _PROFILES)
+    for profile in profiles:
+        element = sub(profiles_element, _PROFILE)
+        sub(element, _PROFILE_NAME, profile.profile_name.value)
+        transports = sub(element, _TRANSPORTS)
+        for transport in profile.transports:
+            sub(sub(transports, _TRANSPORT), _TRANSPORT_NAME, transport.value)
+
+
+def _decode_profile(element: etree._Element) -> Profile:
+    transports = child(element, _TRANSPORTS).iterfind(_TRANSPORT)
+    return Profile(
+        profile_name=ProfileName(_token(element, _PROFILE_NAME)),
+        transports=tuple(TransportName(_token(t, _TRANSPORT_NAME)) for t in transports),
+    )
+
+
+def _encode_services(parent: etree._Element, services: tuple[ServiceInfo, ...]) -> None:
+    if not services:
+        return
+    element = sub(parent, _SERVICE_INFO)
+    for service in services:
+        service_element = sub(element, _SERVICE)
+        sub(service_element, _SERVICE_NAME, service.service_name.value)
+        _encode_info(service_element, service.info)
+
+
+def _decode_services(parent: etree._Element) -> tuple[ServiceInfo, ...]:
+    element = parent.find(_SERVICE_INFO)
+    if element is None:
+        return ()
+    return tuple(
+        ServiceInfo(service_name=ServiceName(_token(s, _SERVICE_NAME)), info=_decode_info(s))
+        for s in element.iterfind(_SERVICE)
+    )
+
+
+def _encode_extensions(
+    parent: etree._Element, extensions: tuple[RegistrationExtension, ...]
+) -> None:
+    if not extensions:
+        return
+    element = sub(parent, _EXTENSIONS)
+    for extension in extensions:
+        extension_element = sub(element, _EXTENSION)
+        sub(extension_element, _EXTENSION_NAME, extension.name)
+        _encode_info(extension_element, extension.info)
+
+
+def _decode_extensions(parent: etree._Element) -> tuple[RegistrationExtension, ...]:
+    element = parent.find(_EXTENSIONS)
+    if element is None:
+        return ()
+    return tuple(
+        RegistrationExtension(name=text(e, _EXTENSION_NAME), info=_decode_info(e))
+        for e in element.iterfind(_EXTENSION)
+    )
+
+
+def encode_created(parent: etree._Element, message: CreatedPartyRegistration) -> None:
+    element = payload_root(_CREATED, parent)
+    encode_response(element, message.response)
+    sub_opt(element, _REGISTRATION_ID, message.registration_id)
+    sub_opt(element, _VEN_ID, message.ven_id)
+    sub(element, _VTN_ID, message.vtn_id)
+    _encode_profiles(element, message.profiles)
+    if message.requested_oadr_poll_freq is not None:
+        freq = sub(element, _POLL_FREQ)
+        sub(freq, _DURATION, format_duration(message.requested_oadr_poll_freq))
+    _encode_services(element, message.service_specific_info)
+    _encode_extensions(element, message.extensions)
+
+
+def decode_created(element: etree._Element) -> CreatedPartyRegistration:
+    freq = element.find(_POLL_FREQ)
+    return CreatedPartyRegistration(
+        response=decode_response(child(element, _EI_RESPONSE)),
+        registration_id=text_opt(element, _REGISTRATION_ID),
+        ven_id=text_opt(element, _VEN_ID),
+        vtn_id=text(element, _VTN_ID),
+        profiles=tuple(
+            _decode_profile(p) for p in child(element, _PROFILES).iterfind(_PROFILE)
+        ),
+        requested_oadr_poll_freq=None if freq is None else parse_duration(text(freq, _DURATION)),
+        service_specific_info=_decode_services(element),
+        extensions=_decode_extensions(element),
+    )
+
+
+# ---------------------------------------------------------------- cancel / reregister
+
+
+def encode_cancel(parent: etree._Element, message: CancelPartyRegistration) -> None:
+    element = payload_root(_CANCEL, parent)
+    sub(element, _REQUEST_ID, message.request_id)
+    sub(element, _REGISTRATION_ID, message.registration_id)
+    sub_opt(element, _VEN_ID, message.ven_id)
+
+
+def decode_cancel(element: etree._Element) -> CancelPartyRegistration:
+    return CancelPartyRegistration(
+        request_id=text(element, _REQUEST_ID),
+        registration_id=text(element, _REGISTRATION_ID),
+        ven_id=text_opt(element, _VEN_ID),
+    )
+
+
+def encode_canceled(parent: etree._Element, message: CanceledPartyRegistration) -> None:
+    element = payload_root(_CANCELED, parent)
+    encode_response(element, message.response)
+    sub_opt(element, _REGISTRATION_ID, message.registration_id)
+    sub_opt(element, _VEN_ID, message.ven_id)
+
+
+def decode_canceled(element: etree._Element) -> CanceledPartyRegistration:
+    return CanceledPartyRegistration(
+        response=decode_response(child(element, _EI_RESPONSE)),
+        registration_id=text_opt(element, _REGISTRATION_ID),
+        ven_id=text_opt(element, _VEN_ID),
+    )
+
+
+def encode_reregister(parent: etree._Element, message: RequestReregistration) -> None:
+    sub(payload_root(_REREGISTER, parent), _VEN_ID, message.ven_id)
+
+
+def decode_reregister(element: etree._Element) -> RequestReregistration:
+    return RequestReregistration(ven_id=text(element, _VEN_ID))
+
+
+ENCODERS = {
+    QueryRegistration: encode_query,
+    CreatePartyRegistration: encode_create,
+    CreatedPartyRegistration: encode_created,
+    CancelPartyRegistration: encode_cancel,
+    CanceledPartyRegistration: encode_canceled,
+    RequestReregistration: encode_reregister,
+}
+DECODERS = {
+    _QUERY: decode_query,
+    _CREATE: decode_create,
+    _CREATED: decode_created,
+    _CANCEL: decode_cancel,
+    _CANCELED: decode_canceled,
+    _REREGISTER: decode_reregister,
+}
