@@ -1,0 +1,65 @@
+"""The privacy error tree. Every refusal here is *local*: we stopped ourselves from doing harm.
+
+::
+
+    CrowdflexError (schemas)
+    +-- PrivacyError
+        +-- KeyUnavailable       no master key, a malformed key file, an unknown key version
+        +-- VaultCorrupt         a vault record fails authenticated decryption (tampered, wrong key)
+        +-- UnknownIdentity      no such prosumer or device in the vault (or it was erased)
+        +-- ConsentMissing       no live consent for this purpose: do not onboard, do not send
+        +-- OutboundRefused      the minimisation filter found something that must not leave
+        +-- PrivacyConfigError   a configuration value is missing or out of range
+
+None of these ever becomes a reply to a peer: they stop an action before anything is sent.
+"""
+
+from __future__ import annotations
+
+from schemas import CrowdflexError
+
+__all__ = [
+    "ConsentMissing",
+    "KeyUnavailable",
+    "OutboundRefused",
+    "PrivacyConfigError",
+    "PrivacyError",
+    "UnknownIdentity",
+    "VaultCorrupt",
+]
+
+
+class PrivacyError(CrowdflexError):
+    """Root of the privacy package's errors."""
+
+
+class KeyUnavailable(PrivacyError):
+    """The master key (or the requested version of it) cannot be loaded."""
+
+
+class VaultCorrupt(PrivacyError):
+    """A vault record does not decrypt: wrong key, or the file was altered."""
+
+
+class UnknownIdentity(PrivacyError):
+    """The prosumer or device is not in the vault (never added, or erased)."""
+
+
+class ConsentMissing(PrivacyError):
+    """No live consent record covers this device and purpose."""
+
+
+class PrivacyConfigError(PrivacyError):
+    """The privacy configuration is incomplete or out of range."""
+
+
+class OutboundRefused(PrivacyError):
+    """An outbound message carries something minimisation forbids; nothing was sent.
+
+    ``findings`` names each problem (what was found and where), never the full offending value, so
+    the log line does not itself become a leak.
+    """
+
+    def __init__(self, findings: tuple[str, ...]) -> None:
+        super().__init__("outbound message refused: " + "; ".join(findings))
+        self.findings = findings
