@@ -1,8 +1,142 @@
-"""Wire form of :mod:`schemas.events` (being written)."""
+"""Wire form of :mod:`schemas.events`: oadrRequestEvent, oadrDistributeEvent, oadrCreatedEvent.
+
+Element order follows oadr_20b.xsd (oadrDistributeEventType) and oadr_pyld_20b.xsd (eiRequestEvent,
+eiCreatedEvent), oadr_ei_20b.xsd (eventResponses). One oadrEvent's own wire form lives in
+:mod:`schemas._event_parts_xml`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from lxml import etree
 
-ENCODERS: dict[type, Any] = {}
-DECODERS: dict[str, Any] = {}
+from ._event_parts_xml import OADR_EVENT, decode_event, encode_event
+from ._wire import (
+    EI,
+    OADR,
+    PYLD,
+    child,
+    parse_int,
+    payload_root,
+    q,
+    sub,
+    sub_opt,
+    text,
+    text_opt,
+)
+from .events import CreatedEvent, DistributeEvent, EventResponse, OptType, RequestEvent
+from .parts import decode_response, encode_response
+
+_REQUEST_EVENT = q(OADR, "oadrRequestEvent")
+_DISTRIBUTE_EVENT = q(OADR, "oadrDistributeEvent")
+_CREATED_EVENT = q(OADR, "oadrCreatedEvent")
+_EI_REQUEST_EVENT = q(PYLD, "eiRequestEvent")
+_EI_CREATED_EVENT = q(PYLD, "eiCreatedEvent")
+_REQUEST_ID = q(PYLD, "requestID")
+_REPLY_LIMIT = q(PYLD, "replyLimit")
+_VEN_ID = q(EI, "venID")
+_VTN_ID = q(EI, "vtnID")
+_EI_RESPONSE = q(EI, "eiResponse")
+_EVENT_RESPONSES = q(EI, "eventResponses")
+_EVENT_RESPONSE = q(EI, "eventResponse")
+_CODE = q(EI, "responseCode")
+_DESCRIPTION = q(EI, "responseDescription")
+_QUALIFIED_EVENT_ID = q(EI, "qualifiedEventID")
+_EVENT_ID = q(EI, "eventID")
+_MOD_NUMBER = q(EI, "modificationNumber")
+_OPT_TYPE = q(EI, "optType")
+
+
+def encode_request_event(parent: etree._Element, message: RequestEvent) -> None:
+    element = sub(payload_root(_REQUEST_EVENT, parent), _EI_REQUEST_EVENT)
+    sub(element, _REQUEST_ID, message.request_id)
+    sub(element, _VEN_ID, message.ven_id)
+    if message.reply_limit is not None:
+        sub(element, _REPLY_LIMIT, str(message.reply_limit))
+
+
+def decode_request_event(payload: etree._Element) -> RequestEvent:
+    element = child(payload, _EI_REQUEST_EVENT)
+    limit = text_opt(element, _REPLY_LIMIT)
+    return RequestEvent(
+        request_id=text(element, _REQUEST_ID),
+        ven_id=text(element, _VEN_ID),
+        reply_limit=None if limit is None else parse_int(limit),
+    )
+
+
+def encode_distribute_event(parent: etree._Element, message: DistributeEvent) -> None:
+    element = payload_root(_DISTRIBUTE_EVENT, parent)
+    if message.response is not None:
+        encode_response(element, message.response)
+    sub(element, _REQUEST_ID, message.request_id)
+    sub(element, _VTN_ID, message.vtn_id)
+    for event in message.events:
+        encode_event(element, event)
+
+
+def decode_distribute_event(element: etree._Element) -> DistributeEvent:
+    response = element.find(_EI_RESPONSE)
+    return DistributeEvent(
+        response=None if response is None else decode_response(response),
+        request_id=text(element, _REQUEST_ID),
+        vtn_id=text(element, _VTN_ID),
+        events=tuple(decode_event(e) for e in element.iterfind(OADR_EVENT)),
+    )
+
+
+def _encode_event_response(parent: etree._Element, response: EventResponse) -> None:
+    element = sub(parent, _EVENT_RESPONSE)
+    sub(element, _CODE, f"{response.code:03d}")
+    sub_opt(element, _DESCRIPTION, response.description)
+    sub(element, _REQUEST_ID, response.request_id)
+    qualified = sub(element, _QUALIFIED_EVENT_ID)
+    sub(qualified, _EVENT_ID, response.event_id)
+    sub(qualified, _MOD_NUMBER, str(response.modification_number))
+    sub(element, _OPT_TYPE, response.opt_type.value)
+
+
+def _decode_event_response(element: etree._Element) -> EventResponse:
+    qualified = child(element, _QUALIFIED_EVENT_ID)
+    return EventResponse(
+        code=parse_int(text(element, _CODE)),
+        description=text_opt(element, _DESCRIPTION),
+        request_id=text(element, _REQUEST_ID),
+        event_id=text(qualified, _EVENT_ID),
+        modification_number=parse_int(text(qualified, _MOD_NUMBER)),
+        opt_type=OptType(text(element, _OPT_TYPE).strip()),
+    )
+
+
+def encode_created_event(parent: etree._Element, message: CreatedEvent) -> None:
+    element = sub(payload_root(_CREATED_EVENT, parent), _EI_CREATED_EVENT)
+    encode_response(element, message.response)
+    # eventResponses may be present and empty; we write it only when it has something to say
+    if message.event_responses:
+        holder = sub(element, _EVENT_RESPONSES)
+        for response in message.event_responses:
+            _encode_event_response(holder, response)
+    sub(element, _VEN_ID, message.ven_id)
+
+
+def decode_created_event(payload: etree._Element) -> CreatedEvent:
+    element = child(payload, _EI_CREATED_EVENT)
+    return CreatedEvent(
+        response=decode_response(child(element, _EI_RESPONSE)),
+        event_responses=tuple(
+            _decode_event_response(e)
+            for e in element.iterfind(f"{_EVENT_RESPONSES}/{_EVENT_RESPONSE}")
+        ),
+        ven_id=text(element, _VEN_ID),
+    )
+
+
+ENCODERS = {
+    RequestEvent: encode_request_event,
+    DistributeEvent: encode_distribute_event,
+    CreatedEvent: encode_created_event,
+}
+DECODERS = {
+    _REQUEST_EVENT: decode_request_event,
+    _DISTRIBUTE_EVENT: decode_distribute_event,
+    _CREATED_EVENT: decode_created_event,
+}

@@ -1,0 +1,321 @@
+"""Wire form of one oadrEvent (ei:eiEvent + oadrResponseRequired) and its parts.
+
+Element order and optionality follow oadr_ei_20b.xsd (eiEventType, eventDescriptorType,
+eiEventSignalType, eiEventBaselineType, IntervalType), oadr_xcal_20b.xsd (properties, tolerance)
+and oadr_strm_20b.xsd (intervals). Event intervals carry only ``ei:signalPayload/ei:payloadFloat``:
+an interval holding another stream payload (oadrReportPayload, oadrGBPayload) or a signalPayload
+holding oadrPayloadResourceStatus is schema-valid elsewhere but meaningless in an event, so it is
+refused as invalid data (454) rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from ._errors import InvalidData
+from ._wire import (
+    EI,
+    EMIX,
+    OADR,
+    STRM,
+    XCAL,
+    XSI,
+    child,
+    format_datetime,
+    format_duration,
+    format_float,
+    parse_datetime,
+    parse_duration,
+    parse_float,
+    parse_int,
+    q,
+    read_dtstart,
+    read_duration,
+    sub,
+    sub_all,
+    sub_dtstart,
+    sub_duration,
+    sub_opt,
+    text,
+    text_opt,
+    texts,
+)
+from .events import (
+    ActivePeriod,
+    Event,
+    EventBaseline,
+    EventDescriptor,
+    EventInterval,
+    EventSignal,
+    EventStatus,
+    ResponseRequired,
+    SignalType,
+)
+from .parts import decode_target, encode_target
+from .units import decode_item_base, encode_item_base, is_item_base
+
+OADR_EVENT = q(OADR, "oadrEvent")
+_RESPONSE_REQUIRED = q(OADR, "oadrResponseRequired")
+_EI_EVENT = q(EI, "eiEvent")
+_TARGET = q(EI, "eiTarget")
+
+_DESCRIPTOR = q(EI, "eventDescriptor")
+_EVENT_ID = q(EI, "eventID")
+_MOD_NUMBER = q(EI, "modificationNumber")
+_MOD_DATE_TIME = q(EI, "modificationDateTime")
+_MOD_REASON = q(EI, "modificationReason")
+_PRIORITY = q(EI, "priority")
+_EI_MARKET_CONTEXT = q(EI, "eiMarketContext")
+_MARKET_CONTEXT = q(EMIX, "marketContext")
+_CREATED = q(EI, "createdDateTime")
+_STATUS = q(EI, "eventStatus")
+_TEST_EVENT = q(EI, "testEvent")
+_VTN_COMMENT = q(EI, "vtnComment")
+
+_ACTIVE_PERIOD = q(EI, "eiActivePeriod")
+_PROPERTIES = q(XCAL, "properties")
+_COMPONENTS = q(XCAL, "components")
+_TOLERANCE = q(XCAL, "tolerance")
+_TOLERATE = q(XCAL, "tolerate")
+_START_AFTER = q(XCAL, "startafter")
+_NOTIFICATION = q(EI, "x-eiNotification")
+_RAMP_UP = q(EI, "x-eiRampUp")
+_RECOVERY = q(EI, "x-eiRecovery")
+
+_SIGNALS = q(EI, "eiEventSignals")
+_SIGNAL = q(EI, "eiEventSignal")
+_SIGNAL_NAME = q(EI, "signalName")
+_SIGNAL_TYPE = q(EI, "signalType")
+_SIGNAL_ID = q(EI, "signalID")
+_CURRENT_VALUE = q(EI, "currentValue")
+_PAYLOAD_FLOAT = q(EI, "payloadFloat")
+_VALUE = q(EI, "value")
+
+_INTERVALS = q(STRM, "intervals")
+_INTERVAL = q(EI, "interval")
+_DTSTART = q(XCAL, "dtstart")
+_DURATION = q(XCAL, "duration")
+_UID = q(XCAL, "uid")
+_TEXT = q(XCAL, "text")
+_SIGNAL_PAYLOAD = q(EI, "signalPayload")
+
+_BASELINE = q(EI, "eiEventBaseline")
+_BASELINE_ID = q(EI, "baselineID")
+_BASELINE_NAME = q(EI, "baselineName")
+_RESOURCE_ID = q(EI, "resourceID")
+
+
+# ---------------------------------------------------------------- intervals
+
+
+def _sub_float(parent: etree._Element, tag: str, value: float) -> None:
+    sub(sub(sub(parent, tag), _PAYLOAD_FLOAT), _VALUE, format_float(value))
+
+
+def _encode_intervals(parent: etree._Element, intervals: tuple[EventInterval, ...]) -> None:
+    holder = sub(parent, _INTERVALS)
+    for interval in intervals:
+        element = sub(holder, _INTERVAL)
+        if interval.dtstart is not None:
+            sub_dtstart(element, interval.dtstart)
+        if interval.duration is not None:
+            sub_duration(element, interval.duration)
+        if interval.uid is not None:
+            sub(sub(element, _UID), _TEXT, interval.uid)
+        for value in interval.values:
+            _sub_float(element, _SIGNAL_PAYLOAD, value)
+
+
+def _read_float(holder: etree._Element) -> float:
+    """The value inside a signalPayload or currentValue, which must be an ei:payloadFloat."""
+    payload = holder.find(_PAYLOAD_FLOAT)
+    if payload is None:
+        raise InvalidData(f"<{etree.QName(holder).localname}> in an event must hold payloadFloat")
+    return parse_float(text(payload, _VALUE))
+
+
+def _decode_interval(element: etree._Element) -> EventInterval:
+    values: list[float] = []
+    for payload in element.iterchildren("{*}*"):  # elements only: comments are not payloads
+        if payload.tag in (_DTSTART, _DURATION, _UID):
+            continue
+        if payload.tag != _SIGNAL_PAYLOAD:
+            raise InvalidData(f"event interval holds <{etree.QName(payload).localname}>")
+        values.append(_read_float(payload))
+    uid = element.find(_UID)
+    return EventInterval(
+        values=tuple(values),
+        duration=read_duration(element),
+        uid=None if uid is None else text(uid, _TEXT),
+        dtstart=read_dtstart(element),
+    )
+
+
+def _decode_intervals(parent: etree._Element) -> tuple[EventInterval, ...]:
+    return tuple(_decode_interval(e) for e in child(parent, _INTERVALS).iterfind(_INTERVAL))
+
+
+# ---------------------------------------------------------------- signals and baseline
+
+
+def _encode_signal(parent: etree._Element, signal: EventSignal) -> None:
+    element = sub(parent, _SIGNAL)
+    _encode_intervals(element, signal.intervals)
+    if signal.target is not None:
+        encode_target(element, signal.target)
+    sub(element, _SIGNAL_NAME, signal.signal_name)
+    sub(element, _SIGNAL_TYPE, signal.signal_type.value)
+    sub(element, _SIGNAL_ID, signal.signal_id)
+    if signal.item_base is not None:
+        encode_item_base(element, signal.item_base)
+    if signal.current_value is not None:
+        _sub_float(element, _CURRENT_VALUE, signal.current_value)
+
+
+def _find_item_base(element: etree._Element) -> etree._Element | None:
+    return next((e for e in element if is_item_base(e)), None)
+
+
+def _decode_signal(element: etree._Element) -> EventSignal:
+    target = element.find(_TARGET)
+    item = _find_item_base(element)
+    current = element.find(_CURRENT_VALUE)
+    return EventSignal(
+        intervals=_decode_intervals(element),
+        # xs:token values: the XSD compares them whitespace-collapsed, so we do too
+        signal_name=text(element, _SIGNAL_NAME).strip(),
+        signal_type=SignalType(text(element, _SIGNAL_TYPE).strip()),
+        signal_id=text(element, _SIGNAL_ID),
+        target=None if target is None else decode_target(target),
+        item_base=None if item is None else decode_item_base(item),
+        current_value=None if current is None else _read_float(current),
+    )
+
+
+def _encode_baseline(parent: etree._Element, baseline: EventBaseline) -> None:
+    element = sub(parent, _BASELINE)
+    sub_dtstart(element, baseline.dtstart)
+    sub_duration(element, baseline.duration)
+    _encode_intervals(element, baseline.intervals)
+    sub(element, _BASELINE_ID, baseline.baseline_id)
+    sub_all(element, _RESOURCE_ID, baseline.resource_ids)
+    sub(element, _BASELINE_NAME, baseline.baseline_name)
+    if baseline.item_base is not None:
+        encode_item_base(element, baseline.item_base)
+
+
+def _decode_baseline(element: etree._Element) -> EventBaseline:
+    dtstart, duration = read_dtstart(element), read_duration(element)
+    if dtstart is None or duration is None:
+        raise InvalidData("<eiEventBaseline> lacks dtstart or duration")
+    item = _find_item_base(element)
+    return EventBaseline(
+        dtstart=dtstart,
+        duration=duration,
+        intervals=_decode_intervals(element),
+        baseline_id=text(element, _BASELINE_ID),
+        baseline_name=text(element, _BASELINE_NAME),
+        resource_ids=texts(element, _RESOURCE_ID),
+        item_base=None if item is None else decode_item_base(item),
+    )
+
+
+# ---------------------------------------------------------------- descriptor and active period
+
+
+def _encode_descriptor(parent: etree._Element, descriptor: EventDescriptor) -> None:
+    element = sub(parent, _DESCRIPTOR)
+    sub(element, _EVENT_ID, descriptor.event_id)
+    sub(element, _MOD_NUMBER, str(descriptor.modification_number))
+    if descriptor.modification_date_time is not None:
+        sub(element, _MOD_DATE_TIME, format_datetime(descriptor.modification_date_time))
+    sub_opt(element, _MOD_REASON, descriptor.modification_reason)
+    if descriptor.priority is not None:
+        sub(element, _PRIORITY, str(descriptor.priority))
+    sub(sub(element, _EI_MARKET_CONTEXT), _MARKET_CONTEXT, descriptor.market_context)
+    sub(element, _CREATED, format_datetime(descriptor.created_date_time))
+    sub(element, _STATUS, descriptor.event_status.value)
+    sub_opt(element, _TEST_EVENT, descriptor.test_event)
+    sub_opt(element, _VTN_COMMENT, descriptor.vtn_comment)
+
+
+def _decode_descriptor(element: etree._Element) -> EventDescriptor:
+    modified = text_opt(element, _MOD_DATE_TIME)
+    priority = text_opt(element, _PRIORITY)
+    return EventDescriptor(
+        event_id=text(element, _EVENT_ID),
+        modification_number=parse_int(text(element, _MOD_NUMBER)),
+        modification_date_time=None if modified is None else parse_datetime(modified),
+        modification_reason=text_opt(element, _MOD_REASON),
+        priority=None if priority is None else parse_int(priority),
+        market_context=text(child(element, _EI_MARKET_CONTEXT), _MARKET_CONTEXT).strip(),
+        created_date_time=parse_datetime(text(element, _CREATED)),
+        event_status=EventStatus(text(element, _STATUS).strip()),
+        test_event=text_opt(element, _TEST_EVENT),
+        vtn_comment=text_opt(element, _VTN_COMMENT),
+    )
+
+
+def _encode_active_period(parent: etree._Element, period: ActivePeriod) -> None:
+    element = sub(parent, _ACTIVE_PERIOD)
+    properties = sub(element, _PROPERTIES)
+    sub_dtstart(properties, period.dtstart)
+    sub_duration(properties, period.duration)
+    if period.start_after is not None:
+        tolerate = sub(sub(properties, _TOLERANCE), _TOLERATE)
+        sub(tolerate, _START_AFTER, format_duration(period.start_after))
+    for tag, value in ((_NOTIFICATION, period.notification), (_RAMP_UP, period.ramp_up),
+                       (_RECOVERY, period.recovery)):
+        if value is not None:
+            sub_duration(properties, value, tag)
+    # xcal:components is required and nillable; 2.0b events have no sub-components
+    sub(element, _COMPONENTS).set(q(XSI, "nil"), "true")
+
+
+def _decode_active_period(element: etree._Element) -> ActivePeriod:
+    properties = child(element, _PROPERTIES)
+    dtstart, duration = read_dtstart(properties), read_duration(properties)
+    if dtstart is None or duration is None:
+        raise InvalidData("<eiActivePeriod> lacks dtstart or duration")
+    start_after = properties.findtext(f"{_TOLERANCE}/{_TOLERATE}/{_START_AFTER}")
+    return ActivePeriod(
+        dtstart=dtstart,
+        duration=duration,
+        start_after=None if start_after is None else parse_duration(start_after),
+        notification=read_duration(properties, _NOTIFICATION),
+        ramp_up=read_duration(properties, _RAMP_UP),
+        recovery=read_duration(properties, _RECOVERY),
+    )
+
+
+# ---------------------------------------------------------------- the event
+
+
+def encode_event(parent: etree._Element, event: Event) -> None:
+    """Append one ``oadr:oadrEvent`` to an oadrDistributeEvent."""
+    holder = sub(parent, OADR_EVENT)
+    element = sub(holder, _EI_EVENT)
+    _encode_descriptor(element, event.descriptor)
+    _encode_active_period(element, event.active_period)
+    signals = sub(element, _SIGNALS)
+    for signal in event.signals:
+        _encode_signal(signals, signal)
+    if event.baseline is not None:
+        _encode_baseline(signals, event.baseline)
+    encode_target(element, event.target)
+    sub(holder, _RESPONSE_REQUIRED, event.response_required.value)
+
+
+def decode_event(holder: etree._Element) -> Event:
+    """One ``oadr:oadrEvent`` element -> :class:`Event`."""
+    element = child(holder, _EI_EVENT)
+    signals = child(element, _SIGNALS)
+    baseline = signals.find(_BASELINE)
+    return Event(
+        descriptor=_decode_descriptor(child(element, _DESCRIPTOR)),
+        active_period=_decode_active_period(child(element, _ACTIVE_PERIOD)),
+        signals=tuple(_decode_signal(e) for e in signals.iterfind(_SIGNAL)),
+        baseline=None if baseline is None else _decode_baseline(baseline),
+        target=decode_target(child(element, _TARGET)),
+        response_required=ResponseRequired(text(holder, _RESPONSE_REQUIRED).strip()),
+    )
