@@ -39,3 +39,15 @@ ei_responses = st.builds(
     description=st.one_of(st.none(), short_text),
     request_id=ids,
 )
+
+# ---------------------------------------------------------------- appended: registration / opt
+
+# emix:marketContext and other xs:anyURI values: plain http(s) URLs.
+uris = st.from_regex(
+    r"\Ahttps?://[a-z][a-z0-9-]{0,15}(\.[a-z]{2,6})?(/[A-Za-z0-9_.~-]{1,12}){0,3}\Z"
+)
+# ei:EiExtensionTokenType (x-\S.*) as an xs:token: no leading, trailing or doubled whitespace.
+_TOKEN_WORD = st.text(
+    st.characters(codec="utf-8", categories=("L", "N", "P", "S")), min_size=1, max_size=8
+)
+extension_tokens = st.lists(_TOKEN_WORD, min_size=1, max_size=3).map(lambda w: "x-" + " ".join(w))
