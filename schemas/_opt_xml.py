@@ -1,8 +1,210 @@
-"""Wire form of :mod:`schemas.opt` (being written)."""
+"""Wire form of :mod:`schemas.opt`, element order as in oadr_20b.xsd and ei:EiOptType.
+
+oadrCreateOpt extends ei:EiOptType, so the EiOpt elements (optID .. createdDateTime) come first and
+the oadr additions (requestID, qualifiedEventID, eiTarget, oadrDeviceClass) after them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from lxml import etree
 
-ENCODERS: dict[type, Any] = {}
-DECODERS: dict[str, Any] = {}
+from ._errors import InvalidData
+from ._wire import (
+    EI,
+    EMIX,
+    OADR,
+    POWER,
+    PYLD,
+    XCAL,
+    child,
+    format_datetime,
+    parse_datetime,
+    parse_int,
+    payload_root,
+    q,
+    read_dtstart,
+    read_duration,
+    sub,
+    sub_dtstart,
+    sub_duration,
+    sub_opt,
+    text,
+    text_opt,
+)
+from .events import OptType
+from .opt import (
+    Availability,
+    CanceledOpt,
+    CancelOpt,
+    CreatedOpt,
+    CreateOpt,
+    OptReason,
+    QualifiedEventId,
+)
+from .parts import decode_response, decode_target, encode_response, encode_target
+
+_CREATE = q(OADR, "oadrCreateOpt")
+_CREATED = q(OADR, "oadrCreatedOpt")
+_CANCEL = q(OADR, "oadrCancelOpt")
+_CANCELED = q(OADR, "oadrCanceledOpt")
+
+_REQUEST_ID = q(PYLD, "requestID")
+_EI_RESPONSE = q(EI, "eiResponse")
+_OPT_ID = q(EI, "optID")
+_OPT_TYPE = q(EI, "optType")
+_OPT_REASON = q(EI, "optReason")
+_MARKET_CONTEXT = q(EMIX, "marketContext")
+_VEN_ID = q(EI, "venID")
+_CREATED_DATE_TIME = q(EI, "createdDateTime")
+_QUALIFIED_EVENT_ID = q(EI, "qualifiedEventID")
+_EVENT_ID = q(EI, "eventID")
+_MODIFICATION_NUMBER = q(EI, "modificationNumber")
+_TARGET = q(EI, "eiTarget")
+_DEVICE_CLASS = q(OADR, "oadrDeviceClass")
+_END_DEVICE_ASSET = q(POWER, "endDeviceAsset")
+_MRID = q(POWER, "mrid")
+_VAVAILABILITY = q(XCAL, "vavailability")
+_COMPONENTS = q(XCAL, "components")
+_AVAILABLE = q(XCAL, "available")
+_PROPERTIES = q(XCAL, "properties")
+
+
+def _token(value: str) -> str:
+    """xs:token normalisation: the schema compares collapsed whitespace, so do we."""
+    return " ".join(value.split())
+
+
+# ---------------------------------------------------------------- create
+
+
+def _encode_vavailability(parent: etree._Element, schedule: tuple[Availability, ...]) -> None:
+    components = sub(sub(parent, _VAVAILABILITY), _COMPONENTS)
+    for component in schedule:
+        properties = sub(sub(components, _AVAILABLE), _PROPERTIES)
+        sub_dtstart(properties, component.dtstart)
+        sub_duration(properties, component.duration)
+
+
+def _decode_availability(available: etree._Element) -> Availability:
+    properties = child(available, _PROPERTIES)
+    dtstart = read_dtstart(properties)
+    duration = read_duration(properties)
+    if dtstart is None or duration is None:
+        raise InvalidData("xcal:properties lacks dtstart or duration")
+    return Availability(dtstart=dtstart, duration=duration)
+
+
+def _decode_vavailability(parent: etree._Element) -> tuple[Availability, ...] | None:
+    element = parent.find(_VAVAILABILITY)
+    if element is None:
+        return None
+    components = child(element, _COMPONENTS)
+    return tuple(_decode_availability(a) for a in components.iterfind(_AVAILABLE))
+
+
+def _decode_qualified_event_id(parent: etree._Element) -> QualifiedEventId | None:
+    element = parent.find(_QUALIFIED_EVENT_ID)
+    if element is None:
+        return None
+    return QualifiedEventId(
+        event_id=text(element, _EVENT_ID),
+        modification_number=parse_int(text(element, _MODIFICATION_NUMBER)),
+    )
+
+
+def encode_create(parent: etree._Element, message: CreateOpt) -> None:
+    element = payload_root(_CREATE, parent)
+    sub(element, _OPT_ID, message.opt_id)
+    sub(element, _OPT_TYPE, message.opt_type.value)
+    sub(element, _OPT_REASON, message.opt_reason.value)
+    sub_opt(element, _MARKET_CONTEXT, message.market_context)
+    sub(element, _VEN_ID, message.ven_id)
+    if message.vavailability is not None:
+        _encode_vavailability(element, message.vavailability)
+    sub(element, _CREATED_DATE_TIME, format_datetime(message.created_date_time))
+    sub(element, _REQUEST_ID, message.request_id)
+    if message.qualified_event_id is not None:
+        qualified = sub(element, _QUALIFIED_EVENT_ID)
+        sub(qualified, _EVENT_ID, message.qualified_event_id.event_id)
+        sub(qualified, _MODIFICATION_NUMBER, str(message.qualified_event_id.modification_number))
+    encode_target(element, message.target)
+    if message.device_class:
+        device_class = sub(element, _DEVICE_CLASS)
+        for mrid in message.device_class:
+            sub(sub(device_class, _END_DEVICE_ASSET), _MRID, mrid)
+
+
+def decode_create(element: etree._Element) -> CreateOpt:
+    device_class = element.find(_DEVICE_CLASS)
+    return CreateOpt(
+        opt_id=text(element, _OPT_ID),
+        opt_type=OptType(_token(text(element, _OPT_TYPE))),
+        opt_reason=OptReason(_token(text(element, _OPT_REASON))),
+        market_context=text_opt(element, _MARKET_CONTEXT),
+        ven_id=text(element, _VEN_ID),
+        vavailability=_decode_vavailability(element),
+        created_date_time=parse_datetime(text(element, _CREATED_DATE_TIME)),
+        request_id=text(element, _REQUEST_ID),
+        qualified_event_id=_decode_qualified_event_id(element),
+        target=decode_target(child(element, _TARGET)),
+        device_class=()
+        if device_class is None
+        else tuple(text(asset, _MRID) for asset in device_class.iterfind(_END_DEVICE_ASSET)),
+    )
+
+
+# ---------------------------------------------------------------- acknowledgements and cancel
+
+
+def encode_created(parent: etree._Element, message: CreatedOpt) -> None:
+    element = payload_root(_CREATED, parent)
+    encode_response(element, message.response)
+    sub(element, _OPT_ID, message.opt_id)
+
+
+def decode_created(element: etree._Element) -> CreatedOpt:
+    return CreatedOpt(
+        response=decode_response(child(element, _EI_RESPONSE)), opt_id=text(element, _OPT_ID)
+    )
+
+
+def encode_cancel(parent: etree._Element, message: CancelOpt) -> None:
+    element = payload_root(_CANCEL, parent)
+    sub(element, _REQUEST_ID, message.request_id)
+    sub(element, _OPT_ID, message.opt_id)
+    sub(element, _VEN_ID, message.ven_id)
+
+
+def decode_cancel(element: etree._Element) -> CancelOpt:
+    return CancelOpt(
+        request_id=text(element, _REQUEST_ID),
+        opt_id=text(element, _OPT_ID),
+        ven_id=text(element, _VEN_ID),
+    )
+
+
+def encode_canceled(parent: etree._Element, message: CanceledOpt) -> None:
+    element = payload_root(_CANCELED, parent)
+    encode_response(element, message.response)
+    sub_opt(element, _OPT_ID, message.opt_id)
+
+
+def decode_canceled(element: etree._Element) -> CanceledOpt:
+    return CanceledOpt(
+        response=decode_response(child(element, _EI_RESPONSE)),
+        opt_id=text_opt(element, _OPT_ID),
+    )
+
+
+ENCODERS = {
+    CreateOpt: encode_create,
+    CreatedOpt: encode_created,
+    CancelOpt: encode_cancel,
+    CanceledOpt: encode_canceled,
+}
+DECODERS = {
+    _CREATE: decode_create,
+    _CREATED: decode_created,
+    _CANCEL: decode_cancel,
+    _CANCELED: decode_canceled,
+}

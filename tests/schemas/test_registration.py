@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
@@ -83,6 +83,8 @@ STRATEGIES: dict[type[schemas.Message], st.SearchStrategy[schemas.Message]] = {
 
 
 @pytest.mark.parametrize("kind", list(STRATEGIES), ids=lambda kind: kind.__name__)
+# No deadline: the first example pays for compiling the XSD set, and CI machines are shared.
+@settings(deadline=None)
 @given(data=st.data())
 def test_roundtrip_and_xsd_valid(kind: type[schemas.Message], data: st.DataObject) -> None:
     message = data.draw(STRATEGIES[kind])
