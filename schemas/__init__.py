@@ -37,6 +37,8 @@ from ._errors import (
 from ._intake import IntakeLimits
 from ._xsd import SchemaSet, bundled_schema_dir
 from .parts import EiResponse, Target
+from .replay import MemoryNonceStore, NonceStore, ReplayGuard
+from .signature import Signer, Verification, Verifier
 from . import events, opt, registration, reports
 from .events import *  # noqa: F403  (each family module lists its public names in __all__)
 from .opt import *  # noqa: F403
@@ -66,7 +68,9 @@ __all__ = [  # noqa: RUF022  (the families' names are appended below)
     "InvalidId",
     "LocalProtocolError",
     "MalformedXml",
+    "MemoryNonceStore",
     "Message",
+    "NonceStore",
     "NotAllowed",
     "NotRecognized",
     "NotRegistered",
@@ -74,6 +78,7 @@ __all__ = [  # noqa: RUF022  (the families' names are appended below)
     "OutOfSequence",
     "Poll",
     "RemoteProtocolError",
+    "ReplayGuard",
     "ReplayRefused",
     "ReportNotSupported",
     "Response",
@@ -82,9 +87,12 @@ __all__ = [  # noqa: RUF022  (the families' names are appended below)
     "SignalNotSupported",
     "SignatureInvalid",
     "SignatureState",
+    "Signer",
     "Target",
     "TargetMismatch",
     "UnknownPayload",
+    "Verification",
+    "Verifier",
     "bundled_schema_dir",
     "decode",
     "default_codec",

@@ -1,0 +1,325 @@
+"""XML-DSig mechanics for OpenADR 2.0b: build and take apart the ds:Signature inside oadrPayload.
+
+OpenADR 2.0b profile, section 10 (security): a signed payload carries one enveloped ds:Signature
+as the first child of oadrPayload (oadr_20b.xsd: ``Signature?, oadrSignedObject``). Its SignedInfo
+holds two references, both same-document ``#id`` URIs with SHA-256 digests: one to
+oadrSignedObject (whose ``oadr:Id`` names it; the schema's attributeFormDefault is qualified) and
+one to the ds:SignatureProperties carrying dsp:ReplayProtect (timestamp + nonce), so the replay
+data is signed too. We sign with exclusive c14n and RSA-SHA256 or ECDSA-SHA256; ECDSA values are
+raw r||s (RFC 4050 / XML-DSig 1.1 section 6.4.3), not DER.
+
+Invariants on the reading side, each against a known attack or ambiguity:
+- only the Signature that is oadrPayload's first child counts, and a reference must land on the
+  payload's own oadrSignedObject or inside this Signature's ds:Object (no signature wrapping: a
+  signed copy elsewhere in the tree cannot stand in for the body we decode);
+- every ``#id`` resolves to exactly one element; exactly one reference covers oadrSignedObject and
+  the single ReplayProtect lies inside a covered element;
+- canonicalisation is exclusive or inclusive c14n 1.0 without comments (the latter because openleadr
+  signs with it), digests are SHA-256 only; anything else is a malformed signature, never ignored.
+
+Failures raise :class:`SignatureInvalid` whose reason starts with what failed (``malformed
+signature``, ``digest mismatch``, ``bad signature value``); trust in the certificate is decided by
+:mod:`schemas.signature`, not here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Protocol
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from lxml import etree
+
+from ._errors import InvalidData, SignatureInvalid
+from ._wire import DS, OADR, format_datetime, parse_datetime, q
+
+DSP: Final = "http://openadr.org/oadr-2.0b/2012/07/xmldsig-properties"
+EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
+C14N: Final = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+SHA256: Final = "http://www.w3.org/2001/04/xmlenc#sha256"
+RSA_SHA256: Final = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+ECDSA_SHA256: Final = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+PROPERTIES_TYPE: Final = DS + "SignatureProperties"
+
+SIGNED_OBJECT_ID: Final = "oadrSignedObject"
+_SIGNATURE_ID: Final = "oadrSignature"
+_PROPERTIES_ID: Final = "oadrReplayProtect"
+_MAX_NONCE: Final = 256  # nonces are remembered for a whole window: cap what a peer makes us hold
+
+_PAYLOAD = q(OADR, "oadrPayload")
+_SIGNED_OBJECT = q(OADR, "oadrSignedObject")
+_OADR_ID = q(OADR, "Id")
+_SIGNATURE = q(DS, "Signature")
+_SIGNED_INFO = q(DS, "SignedInfo")
+_C14N_METHOD = q(DS, "CanonicalizationMethod")
+_SIGNATURE_METHOD = q(DS, "SignatureMethod")
+_REFERENCE = q(DS, "Reference")
+_TRANSFORMS = q(DS, "Transforms")
+_TRANSFORM = q(DS, "Transform")
+_DIGEST_METHOD = q(DS, "DigestMethod")
+_DIGEST_VALUE = q(DS, "DigestValue")
+_SIGNATURE_VALUE = q(DS, "SignatureValue")
+_KEY_INFO = q(DS, "KeyInfo")
+_X509_DATA = q(DS, "X509Data")
+_X509_CERTIFICATE = q(DS, "X509Certificate")
+_OBJECT = q(DS, "Object")
+_PROPERTIES = q(DS, "SignatureProperties")
+_PROPERTY = q(DS, "SignatureProperty")
+_REPLAY_PROTECT = q(DSP, "ReplayProtect")
+_TIMESTAMP = q(DSP, "timestamp")
+_NONCE = q(DSP, "nonce")
+_INCLUSIVE_NAMESPACES = q(EXC_C14N, "InclusiveNamespaces")
+
+
+class RawSigner(Protocol):
+    """What :func:`sign` needs from a key holder (``schemas.Signer`` is one)."""
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def certificates_b64(self) -> tuple[str, ...]: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedParts:
+    """A structurally sound ds:Signature whose reference digests matched."""
+
+    signed_info_c14n: bytes
+    algorithm: str
+    value: bytes
+    certificates: tuple[x509.Certificate, ...]
+    timestamp: datetime
+    nonce: str
+
+
+def malformed(why: str) -> SignatureInvalid:
+    return SignatureInvalid(f"malformed signature: {why}")
+
+
+# ---------------------------------------------------------------- c14n and digests
+
+
+def _canonical(element: etree._Element, method: etree._Element | None) -> bytes:
+    """``element`` canonicalised as ``method`` (a ds:CanonicalizationMethod or ds:Transform) says.
+
+    No method means inclusive c14n: XML-DSig 4.4.3.2 converts a same-document node-set that way.
+    """
+    algorithm = C14N if method is None else method.get("Algorithm")
+    if algorithm == EXC_C14N:
+        prefixes = None
+        inclusive = None if method is None else method.find(_INCLUSIVE_NAMESPACES)
+        if inclusive is not None:
+            prefixes = (inclusive.get("PrefixList") or "").split()
+        return etree.tostring(
+            element, method="c14n", exclusive=True, with_comments=False,
+            inclusive_ns_prefixes=prefixes,
+        )
+    if algorithm == C14N:
+        return etree.tostring(element, method="c14n", exclusive=False, with_comments=False)
+    raise malformed(f"unsupported canonicalization {algorithm!r}")
+
+
+def _digest(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+# ---------------------------------------------------------------- signing
+
+
+def _add_reference(
+    info: etree._Element, target: etree._Element, uri: str, kind: str | None
+) -> None:
+    reference = etree.SubElement(info, _REFERENCE, URI=uri)
+    if kind is not None:
+        reference.set("Type", kind)
+    transform = etree.SubElement(etree.SubElement(reference, _TRANSFORMS), _TRANSFORM)
+    transform.set("Algorithm", EXC_C14N)
+    etree.SubElement(reference, _DIGEST_METHOD, Algorithm=SHA256)
+    etree.SubElement(reference, _DIGEST_VALUE).text = _digest(_canonical(target, transform))
+
+
+def sign(root: etree._Element, signer: RawSigner, *, timestamp: datetime, nonce: str) -> None:
+    """Insert the enveloped ds:Signature (with ReplayProtect) as the first child of ``root``."""
+    signed_object = root.find(_SIGNED_OBJECT)
+    assert signed_object is not None, "build() always makes oadrSignedObject"
+    signed_object.set(_OADR_ID, SIGNED_OBJECT_ID)
+    signature = etree.Element(_SIGNATURE, Id=_SIGNATURE_ID)
+    root.insert(0, signature)
+    info = etree.SubElement(signature, _SIGNED_INFO)
+    etree.SubElement(info, _C14N_METHOD, Algorithm=EXC_C14N)
+    etree.SubElement(info, _SIGNATURE_METHOD, Algorithm=signer.algorithm)
+    value = etree.SubElement(signature, _SIGNATURE_VALUE)
+    x509_data = etree.SubElement(etree.SubElement(signature, _KEY_INFO), _X509_DATA)
+    for certificate in signer.certificates_b64:
+        etree.SubElement(x509_data, _X509_CERTIFICATE).text = certificate
+    properties = etree.SubElement(etree.SubElement(signature, _OBJECT), _PROPERTIES)
+    properties.set("Id", _PROPERTIES_ID)
+    prop = etree.SubElement(properties, _PROPERTY, Target="#" + _SIGNATURE_ID)
+    replay = etree.SubElement(prop, _REPLAY_PROTECT, nsmap={"dsp": DSP})
+    etree.SubElement(replay, _TIMESTAMP).text = format_datetime(timestamp)
+    etree.SubElement(replay, _NONCE).text = nonce
+    _add_reference(info, signed_object, "#" + SIGNED_OBJECT_ID, None)
+    _add_reference(info, properties, "#" + _PROPERTIES_ID, PROPERTIES_TYPE)
+    signed_info = _canonical(info, info.find(_C14N_METHOD))
+    value.text = base64.b64encode(signer.sign(signed_info)).decode("ascii")
+
+
+def raw_ecdsa(der: bytes, key_size: int) -> bytes:
+    """DER ECDSA signature -> fixed-width r||s, as XML-DSig wants it."""
+    r, s = decode_dss_signature(der)
+    width = (key_size + 7) // 8
+    return r.to_bytes(width, "big") + s.to_bytes(width, "big")
+
+
+# ---------------------------------------------------------------- reading and checking
+
+
+def find_signature(root: etree._Element) -> etree._Element | None:
+    """The ds:Signature that counts: the XSD allows it only as oadrPayload's first element."""
+    return root.find(_SIGNATURE)
+
+
+def _resolve(root: etree._Element, uri: str | None) -> etree._Element:
+    if uri is None or not uri.startswith("#") or len(uri) < 2:
+        raise malformed(f"reference URI {uri!r} is not a same-document '#id'")
+    ident = uri[1:]
+    found = [
+        element
+        for element in root.iter(etree.Element)
+        if element.get("Id") == ident or element.get(_OADR_ID) == ident
+    ]
+    if len(found) != 1:
+        raise malformed(f"reference {uri!r} matches {len(found)} elements, not exactly one")
+    return found[0]
+
+
+def _check_reference(root: etree._Element, reference: etree._Element) -> etree._Element:
+    """Digest-check one ds:Reference; return the element it covers."""
+    uri = reference.get("URI")
+    target = _resolve(root, uri)
+    transforms = reference.findall(f"{_TRANSFORMS}/{_TRANSFORM}")
+    if len(transforms) > 1:
+        raise malformed(f"reference {uri!r} has a transform chain; one c14n transform at most")
+    method = reference.find(_DIGEST_METHOD)
+    if method is None or method.get("Algorithm") != SHA256:
+        algorithm = None if method is None else method.get("Algorithm")
+        raise malformed(f"reference {uri!r} uses digest {algorithm!r}; only SHA-256 is accepted")
+    expected = "".join((reference.findtext(_DIGEST_VALUE) or "").split())
+    if _digest(_canonical(target, transforms[0] if transforms else None)) != expected:
+        what = "the signed body" if target.tag == _SIGNED_OBJECT else "the ReplayProtect"
+        raise SignatureInvalid(f"digest mismatch for reference {uri!r}: {what} was altered")
+    return target
+
+
+def _covered(root: etree._Element, signature: etree._Element) -> tuple[etree._Element, ...]:
+    """Check every reference; return what they cover, refusing targets outside the allowed spots."""
+    body = root.find(_SIGNED_OBJECT)
+    objects = signature.findall(_OBJECT)
+    covered: list[etree._Element] = []
+    info = signature.find(_SIGNED_INFO)
+    assert info is not None, "XSD requires ds:SignedInfo"
+    for reference in info.iterfind(_REFERENCE):
+        target = _check_reference(root, reference)
+        inside_object = any(target is o or o in target.iterancestors() for o in objects)
+        if target is not body and not inside_object:
+            raise malformed(
+                f"reference {reference.get('URI')!r} points outside oadrSignedObject and ds:Object"
+            )
+        covered.append(target)
+    if sum(1 for target in covered if target is body) != 1:
+        raise malformed("no single reference covers oadrSignedObject")
+    return tuple(covered)
+
+
+def _replay_protect(
+    signature: etree._Element, covered: tuple[etree._Element, ...]
+) -> tuple[datetime, str]:
+    found = list(signature.iter(_REPLAY_PROTECT))
+    if len(found) != 1:
+        raise malformed(f"{len(found)} dsp:ReplayProtect elements, need exactly one")
+    replay = found[0]
+    if not any(replay is c or c in replay.iterancestors() for c in covered):
+        raise malformed("dsp:ReplayProtect is not covered by any reference")
+    timestamp, nonce = replay.findtext(_TIMESTAMP), replay.findtext(_NONCE)
+    if not timestamp or not nonce:
+        raise malformed("dsp:ReplayProtect lacks a timestamp or a nonce")
+    if len(nonce) > _MAX_NONCE:
+        raise malformed(f"nonce of {len(nonce)} characters (at most {_MAX_NONCE})")
+    try:
+        return parse_datetime(timestamp), nonce
+    except InvalidData:
+        raise malformed(f"dsp:timestamp {timestamp!r} is not an xs:dateTime") from None
+
+
+def _certificates(signature: etree._Element) -> tuple[x509.Certificate, ...]:
+    path = f"{_KEY_INFO}/{_X509_DATA}/{_X509_CERTIFICATE}"
+    texts = ["".join((e.text or "").split()) for e in signature.iterfind(path)]
+    if not texts:
+        raise malformed("no ds:X509Certificate in ds:KeyInfo")
+    try:
+        return tuple(x509.load_der_x509_certificate(base64.b64decode(t)) for t in texts)
+    except (ValueError, binascii.Error):
+        raise malformed("ds:X509Certificate is not a DER certificate") from None
+
+
+def read(root: etree._Element, signature: etree._Element) -> SignedParts:
+    """Structure and reference digests of ``signature``; the signature value is not checked yet."""
+    covered = _covered(root, signature)
+    timestamp, nonce = _replay_protect(signature, covered)
+    info = signature.find(_SIGNED_INFO)
+    method = None if info is None else info.find(_SIGNATURE_METHOD)
+    assert info is not None and method is not None, "XSD requires SignedInfo/SignatureMethod"
+    try:
+        value = base64.b64decode("".join((signature.findtext(_SIGNATURE_VALUE) or "").split()))
+    except binascii.Error:
+        raise malformed("ds:SignatureValue is not base64") from None
+    return SignedParts(
+        signed_info_c14n=_canonical(info, info.find(_C14N_METHOD)),
+        algorithm=method.get("Algorithm") or "",
+        value=value,
+        certificates=_certificates(signature),
+        timestamp=timestamp,
+        nonce=nonce,
+    )
+
+
+def check_value(parts: SignedParts) -> None:
+    """The SignatureValue over SignedInfo, with the first certificate's key (the signer's)."""
+    key = parts.certificates[0].public_key()
+    try:
+        if parts.algorithm == RSA_SHA256 and isinstance(key, rsa.RSAPublicKey):
+            key.verify(parts.value, parts.signed_info_c14n, padding.PKCS1v15(), hashes.SHA256())
+        elif parts.algorithm == ECDSA_SHA256 and isinstance(key, ec.EllipticCurvePublicKey):
+            width = (key.curve.key_size + 7) // 8
+            if len(parts.value) != 2 * width:
+                raise SignatureInvalid(
+                    f"bad signature value: ECDSA value of {len(parts.value)} bytes, "
+                    f"expected raw r||s of {2 * width}"
+                )
+            r = int.from_bytes(parts.value[:width], "big")
+            s = int.from_bytes(parts.value[width:], "big")
+            der = encode_dss_signature(r, s)
+            key.verify(der, parts.signed_info_c14n, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise malformed(
+                f"signature method {parts.algorithm!r} with a {type(key).__name__} certificate key "
+                "(accepted: rsa-sha256 with RSA, ecdsa-sha256 with EC)"
+            )
+    except InvalidSignature:
+        raise SignatureInvalid(
+            "bad signature value: SignedInfo does not verify with the embedded certificate's key"
+        ) from None

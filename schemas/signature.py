@@ -1,0 +1,176 @@
+"""Who signs and whom we believe: :class:`Signer`, :class:`Verifier` and :class:`Verification`.
+
+OpenADR 2.0b profile, section 10 (security): payloads may carry an XML signature (RSA-SHA256 or
+ECDSA-SHA256) made with the node's X.509 key, with the certificate in ds:KeyInfo. Keys and
+certificates are loaded once, when these objects are built; signing and verifying then cost a c14n
+pass, two SHA-256 digests and one public-key operation per message.
+
+Trust is deliberately simple: the signer's certificate (the first ds:X509Certificate) must be one of
+the trusted certificates (pinned), or chain to one of them through the CA certificates it carries in
+ds:X509Data (each issuer marked CA by BasicConstraints), with every certificate on the way inside
+its validity period at the codec's clock. Binding the signer to a venID is the services' job: they
+get the certificate in :class:`Verification`.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from lxml import etree
+
+from . import _dsig
+from ._errors import SignatureInvalid
+
+__all__ = ["Signer", "Verification", "Verifier"]
+
+_MAX_CHAIN: Final = 4  # leaf + intermediates we are willing to walk
+
+
+def _load_certificates(pems: bytes | Iterable[bytes]) -> tuple[x509.Certificate, ...]:
+    chunks = (pems,) if isinstance(pems, bytes) else tuple(pems)
+    return tuple(cert for pem in chunks for cert in x509.load_pem_x509_certificates(pem))
+
+
+class Signer:
+    """A loaded private key and its certificate chain (leaf first); signs SignedInfo bytes."""
+
+    __slots__ = ("_key", "algorithm", "certificate", "certificates_b64")
+
+    def __init__(
+        self, private_key_pem: bytes, certificate_pem: bytes, *, password: bytes | None = None
+    ) -> None:
+        key = serialization.load_pem_private_key(private_key_pem, password)
+        chain = _load_certificates(certificate_pem)
+        if not chain:
+            raise ValueError("no certificate in certificate_pem")
+        match key:
+            case rsa.RSAPrivateKey() if key.key_size >= 2048:
+                self.algorithm = _dsig.RSA_SHA256
+            case ec.EllipticCurvePrivateKey():
+                self.algorithm = _dsig.ECDSA_SHA256
+            case _:
+                raise ValueError(f"{type(key).__name__}: need RSA >= 2048 bits or an EC key")
+        if chain[0].public_key() != key.public_key():
+            raise ValueError("the first certificate does not belong to the private key")
+        self._key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = key
+        self.certificate = chain[0]
+        self.certificates_b64 = tuple(
+            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
+            for c in chain
+        )
+
+    @classmethod
+    def from_files(
+        cls, private_key: str | Path, certificate: str | Path, *, password: bytes | None = None
+    ) -> Signer:
+        key, cert = Path(private_key).read_bytes(), Path(certificate).read_bytes()
+        return cls(key, cert, password=password)
+
+    def sign(self, data: bytes) -> bytes:
+        """The raw ds:SignatureValue of ``data``: PKCS#1 v1.5 for RSA, r||s for ECDSA."""
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        der = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return _dsig.raw_ecdsa(der, self._key.curve.key_size)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verification:
+    """A signature that verified: who signed, and the ReplayProtect values it carried."""
+
+    certificate: x509.Certificate
+    timestamp: datetime
+    nonce: str
+
+    @property
+    def fingerprint(self) -> bytes:
+        """SHA-256 of the signer's DER certificate."""
+        return self.certificate.fingerprint(hashes.SHA256())
+
+
+class Verifier:
+    """Checks ds:Signature elements against a fixed set of trusted (pinned or CA) certificates."""
+
+    __slots__ = ("_pinned", "_trusted")
+
+    def __init__(self, trusted_certificates_pem: bytes | Iterable[bytes]) -> None:
+        self._trusted = _load_certificates(trusted_certificates_pem)
+        if not self._trusted:
+            raise ValueError("no trusted certificate given")
+        self._pinned = frozenset(c.fingerprint(hashes.SHA256()) for c in self._trusted)
+
+    @classmethod
+    def from_files(cls, *paths: str | Path) -> Verifier:
+        return cls(tuple(Path(path).read_bytes() for path in paths))
+
+    def verify(
+        self, root: etree._Element, signature: etree._Element, now: datetime
+    ) -> Verification:
+        """Digests, signature value, then trust; :class:`SignatureInvalid` says which failed."""
+        parts = _dsig.read(root, signature)
+        _dsig.check_value(parts)
+        self._check_trust(parts.certificates, now)
+        return Verification(
+            certificate=parts.certificates[0], timestamp=parts.timestamp, nonce=parts.nonce
+        )
+
+    def _check_trust(self, chain: Sequence[x509.Certificate], now: datetime) -> None:
+        leaf = chain[0]
+        _check_validity(leaf, now)
+        if leaf.fingerprint(hashes.SHA256()) in self._pinned:
+            return
+        current, carried = leaf, tuple(chain[1:])
+        for _ in range(_MAX_CHAIN):
+            anchor = _issuer_of(current, self._trusted)
+            if anchor is not None:
+                _check_validity(anchor, now)
+                return
+            step = _issuer_of(current, carried)
+            if step is None:
+                break
+            _check_validity(step, now)
+            current = step
+        raise SignatureInvalid(
+            f"untrusted certificate: signer {leaf.subject.rfc4514_string()!r} "
+            f"(issuer {leaf.issuer.rfc4514_string()!r}) is not pinned and no trusted CA issued it"
+        )
+
+
+def _check_validity(certificate: x509.Certificate, now: datetime) -> None:
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise SignatureInvalid(
+            f"untrusted certificate: {certificate.subject.rfc4514_string()!r} is valid from "
+            f"{certificate.not_valid_before_utc.isoformat()} to "
+            f"{certificate.not_valid_after_utc.isoformat()}, not at {now.isoformat()}"
+        )
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _issuer_of(
+    certificate: x509.Certificate, candidates: Iterable[x509.Certificate]
+) -> x509.Certificate | None:
+    """The CA among ``candidates`` whose key signed ``certificate``, if any."""
+    for candidate in candidates:
+        if not _is_ca(candidate):
+            continue
+        try:
+            certificate.verify_directly_issued_by(candidate)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return candidate
+    return None
