@@ -1,0 +1,102 @@
+"""Privacy configuration: k, retention, recipients and purposes, and each purpose's legal basis.
+
+Read from the ``[privacy]`` table of a TOML file (the deployment's config); every number the
+report prints comes from here, so the report cannot drift from what runs. Invariants: k >= 2,
+retention >= 1 day, every configured purpose has a stated GDPR art. 6 legal basis, recipient and
+purpose names contain no ``|`` (they feed the pseudonym key derivation).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from .errors import PrivacyConfigError
+from .vault import GCP_PURPOSE
+
+__all__ = ["DEFAULT_LEGAL_BASIS", "PrivacyConfig", "Recipient", "load_config"]
+
+DEFAULT_LEGAL_BASIS: Final = MappingProxyType(
+    {
+        "balancing-validation": "Art. 6(1)(a) GDPR, consent of the prosumer (recorded in the "
+        "vault, withdrawable at any time); the TSO validates delivery under its legal obligation "
+        "(art. 6(1)(c), EU Electricity Balancing Guideline 2017/2195)",
+        GCP_PURPOSE: "Art. 6(1)(c) GDPR, legal obligation: the TSO must prevent one connection "
+        "point from being offered twice (EU Electricity Balancing Guideline 2017/2195)",
+        "settlement": "Art. 6(1)(b) GDPR, performance of the prosumer's flexibility contract",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipient:
+    name: str
+    purposes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrivacyConfig:
+    k_threshold: int = 10
+    raw_retention: timedelta = timedelta(days=100)
+    month_timezone: str = "Europe/Amsterdam"
+    recipients: tuple[Recipient, ...] = (
+        Recipient(name="TSO:TENNET-NL", purposes=("balancing-validation", GCP_PURPOSE)),
+    )
+    legal_basis: MappingProxyType[str, str] = field(default=DEFAULT_LEGAL_BASIS)
+
+    def __post_init__(self) -> None:
+        if self.k_threshold < 2:
+            raise PrivacyConfigError("k_threshold must be at least 2")
+        if self.raw_retention < timedelta(days=1):
+            raise PrivacyConfigError("raw_retention_days must be at least 1")
+        for recipient in self.recipients:
+            for label in (recipient.name, *recipient.purposes):
+                if not label or "|" in label:
+                    raise PrivacyConfigError(f"recipient/purpose {label!r} is empty or has '|'")
+            missing = [p for p in recipient.purposes if p not in self.legal_basis]
+            if missing:
+                raise PrivacyConfigError(f"no legal basis configured for purposes {missing}")
+
+    def scopes(self) -> tuple[tuple[str, str], ...]:
+        """Every (recipient, purpose) pair pseudonyms are issued for."""
+        return tuple((r.name, p) for r in self.recipients for p in r.purposes)
+
+
+def _expect(table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind):
+        raise PrivacyConfigError(f"[privacy] {key} must be a {kind.__name__}")
+    return value
+
+
+def load_config(path: Path | None) -> PrivacyConfig:
+    """The ``[privacy]`` table of a TOML file; the defaults when ``path`` is None."""
+    if path is None:
+        return PrivacyConfig()
+    try:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise PrivacyConfigError(f"cannot read config {path}: {exc}") from None
+    table = _expect(document, "privacy", dict, {})
+    defaults = PrivacyConfig()
+    recipients = (
+        tuple(
+            Recipient(name=str(r["name"]), purposes=tuple(str(p) for p in r["purposes"]))
+            for r in _expect(table, "recipients", list, [])
+        )
+        or defaults.recipients
+    )
+    basis = dict(DEFAULT_LEGAL_BASIS) | {
+        str(k): str(v) for k, v in _expect(table, "legal_basis", dict, {}).items()
+    }
+    return PrivacyConfig(
+        k_threshold=_expect(table, "k_threshold", int, defaults.k_threshold),
+        raw_retention=timedelta(days=_expect(table, "raw_retention_days", int, 100)),
+        month_timezone=_expect(table, "month_timezone", str, defaults.month_timezone),
+        recipients=recipients,
+        legal_basis=MappingProxyType(basis),
+    )
