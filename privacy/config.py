@@ -46,7 +46,7 @@ class PrivacyConfig:
     recipients: tuple[Recipient, ...] = (
         Recipient(name="TSO:TENNET-NL", purposes=("balancing-validation", GCP_PURPOSE)),
     )
-    legal_basis: MappingProxyType[str, str] = field(default=DEFAULT_LEGAL_BASIS)
+    legal_basis: MappingProxyType[str, str] = field(default_factory=lambda: DEFAULT_LEGAL_BASIS)
 
     def __post_init__(self) -> None:
         if self.k_threshold < 2:
