@@ -184,10 +184,21 @@ def _leaf_usages(
     return usage, x509.ExtendedKeyUsage(purposes)
 
 
+def _authority_key_id(ca: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:  # an imported CA may lack it; derive it from the key instead
+        public_key = ca.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValueError("CA key must be EC or RSA") from None
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
 class CertificateAuthority:
     """A signing CA kept in memory: load or create it once, then ``issue`` as many as needed."""
 
-    __slots__ = ("_clock", "certificate", "private_key")
+    __slots__ = ("_authority_key_id", "_clock", "certificate", "private_key")
 
     def __init__(
         self,
@@ -199,6 +210,8 @@ class CertificateAuthority:
         self.certificate = certificate
         self.private_key = private_key
         self._clock = clock
+        # Built once: every issued certificate names its issuer's key (RFC 5280 4.2.1.1).
+        self._authority_key_id = _authority_key_id(certificate)
 
     @classmethod
     def create(
@@ -288,7 +301,6 @@ class CertificateAuthority:
         names = tuple(_LOOPBACK_HOSTS if hosts is None and role is Role.VTN else hosts or ())
         usage, extended = _leaf_usages(role, isinstance(key, rsa.RSAPrivateKey), bool(names))
         now = self._clock()
-        ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
@@ -301,10 +313,7 @@ class CertificateAuthority:
             .add_extension(usage, critical=True)
             .add_extension(extended, critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski.value),
-                critical=False,
-            )
+            .add_extension(self._authority_key_id, critical=False)
         )
         if names:
             builder = builder.add_extension(_subject_alt_names(names), critical=False)

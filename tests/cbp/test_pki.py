@@ -1,0 +1,216 @@
+"""The development PKI: certificate contents, key files, and `crowdflex certs` end to end."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import stat
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from cbp.cli import main
+from cbp.pki import CertificateAuthority, KeyType, Role, write_private_key
+from schemas.identity import FINGERPRINT_PATTERN, fingerprint_from_pem
+
+SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
+CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
+E = TypeVar("E", bound=x509.ExtensionType)
+
+
+def _extension(certificate: x509.Certificate, kind: type[E]) -> E:
+    return certificate.extensions.get_extension_for_class(kind).value
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def authority() -> CertificateAuthority:
+    return CertificateAuthority.create()
+
+
+def test_ca_may_sign_certificates_and_nothing_else(authority: CertificateAuthority) -> None:
+    ca = authority.certificate
+    constraints = _extension(ca, x509.BasicConstraints)
+    usage = _extension(ca, x509.KeyUsage)
+    assert (constraints.ca, constraints.path_length) == (True, 0)
+    assert (usage.key_cert_sign, usage.crl_sign, usage.digital_signature) == (True, True, False)
+    assert isinstance(authority.private_key, ec.EllipticCurvePrivateKey)
+    assert authority.private_key.curve.name == "secp256r1"
+
+
+def test_vtn_certificate_serves_loopback_and_may_push(authority: CertificateAuthority) -> None:
+    issued = authority.issue("vtn", Role.VTN)
+    certificate = issued.certificate
+    authority.verify(certificate)
+    assert tuple(_extension(certificate, x509.ExtendedKeyUsage)) == (SERVER_AUTH, CLIENT_AUTH)
+    names = _extension(certificate, x509.SubjectAlternativeName)
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    assert _extension(certificate, x509.BasicConstraints).ca is False
+    assert certificate.signature_hash_algorithm is not None
+    assert certificate.signature_hash_algorithm.name == "sha256"
+
+
+def test_ven_certificate_is_a_client_only_unless_given_hosts(
+    authority: CertificateAuthority,
+) -> None:
+    plain = authority.issue("ven-1").certificate
+    assert tuple(_extension(plain, x509.ExtendedKeyUsage)) == (CLIENT_AUTH,)
+    with pytest.raises(x509.ExtensionNotFound):
+        plain.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    receiver = authority.issue("ven-push", Role.VEN, hosts=("ven.example", "10.0.0.7")).certificate
+    assert tuple(_extension(receiver, x509.ExtendedKeyUsage)) == (SERVER_AUTH, CLIENT_AUTH)
+    names = _extension(receiver, x509.SubjectAlternativeName)
+    assert names.get_values_for_type(x509.DNSName) == ["ven.example"]
+    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.7")]
+
+
+def test_rsa_leaf_allows_key_encipherment_for_the_rsa_suite(
+    authority: CertificateAuthority,
+) -> None:
+    issued = authority.issue("vtn-rsa", Role.VTN, key_type=KeyType.RSA)
+    assert isinstance(issued.private_key, rsa.RSAPrivateKey)
+    assert issued.private_key.key_size == 2048
+    assert _extension(issued.certificate, x509.KeyUsage).key_encipherment is True
+    ec_leaf = authority.issue("ven-ec").certificate
+    assert _extension(ec_leaf, x509.KeyUsage).key_encipherment is False
+    authority.verify(issued.certificate)
+
+
+def test_certificates_from_another_ca_do_not_verify(authority: CertificateAuthority) -> None:
+    stranger = CertificateAuthority.create(common_name="stranger")
+    with pytest.raises((InvalidSignature, ValueError)):
+        authority.verify(stranger.issue("ven-x").certificate)
+
+
+def test_bulk_issue_gives_distinct_identities(authority: CertificateAuthority) -> None:
+    issued = [authority.issue(f"device-{index}") for index in range(200)]
+    fingerprints = {each.fingerprint for each in issued}
+    assert len(fingerprints) == 200
+    assert len({each.certificate.serial_number for each in issued}) == 200
+    assert all(FINGERPRINT_PATTERN.fullmatch(fingerprint) for fingerprint in fingerprints)
+    assert all(fingerprint_from_pem(each.cert_pem) == each.fingerprint for each in issued[:5])
+
+
+def test_written_ca_loads_and_keeps_signing(tmp_path: Path) -> None:
+    original = CertificateAuthority.create()
+    cert_path, key_path = original.write(tmp_path)
+    loaded = CertificateAuthority.load(cert_path, key_path)
+    assert loaded.fingerprint == original.fingerprint
+    original.verify(loaded.issue("ven-2").certificate)
+
+
+def test_revocation_list_names_the_revoked_serials(authority: CertificateAuthority) -> None:
+    revoked, kept = authority.issue("gone"), authority.issue("kept")
+    crl = x509.load_pem_x509_crl(authority.revocation_list((revoked.certificate,)))
+    assert crl.is_signature_valid(authority.certificate.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(revoked.certificate.serial_number)
+    assert crl.get_revoked_certificate_by_serial_number(kept.certificate.serial_number) is None
+
+
+def test_private_keys_are_0600_and_never_silently_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "a.key"
+    write_private_key(path, b"first")
+    assert _mode(path) == 0o600
+    with pytest.raises(FileExistsError):
+        write_private_key(path, b"second")
+    assert path.read_bytes() == b"first"
+    path.chmod(0o644)
+    write_private_key(path, b"third", force=True)
+    assert (path.read_bytes(), _mode(path)) == (b"third", 0o600)
+
+
+# --- the command line -----------------------------------------------------------------------
+
+_LINE = re.compile(r"^(?P<name>\S+)\s+(?P<fingerprint>[0-9A-F:]{29})\s+(?P<path>\S+)$")
+
+
+def _printed(output: str) -> dict[str, tuple[str, Path]]:
+    rows = (_LINE.match(line) for line in output.splitlines())
+    return {row["name"]: (row["fingerprint"], Path(row["path"])) for row in rows if row}
+
+
+def _load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_cli_init_writes_a_pki_that_chains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "dev"
+    assert main(["certs", "init", "--dir", str(directory)]) == 0
+    printed = _printed(capsys.readouterr().out)
+    assert set(printed) == {"ca", "vtn", "ven"}
+    ca = _load(directory / "ca.pem")
+    for name in ("vtn", "ven"):
+        leaf_path = directory / f"{name}.pem"
+        _load(leaf_path).verify_directly_issued_by(ca)
+        assert printed[name] == (fingerprint_from_pem(leaf_path.read_bytes()), leaf_path)
+    for name in ("ca", "vtn", "ven"):
+        assert _mode(directory / f"{name}.key") == 0o600
+    assert CertificateAuthority.load(directory / "ca.pem", directory / "ca.key").fingerprint == (
+        printed["ca"][0]
+    )
+
+
+def test_cli_init_refuses_to_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["certs", "init", "--dir", str(tmp_path)]) == 0
+    before = (tmp_path / "ca.key").read_bytes()
+    capsys.readouterr()
+    assert main(["certs", "init", "--dir", str(tmp_path)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (tmp_path / "ca.key").read_bytes() == before
+    assert main(["certs", "init", "--dir", str(tmp_path), "--force", "--key-type", "rsa"]) == 0
+    assert (tmp_path / "ca.key").read_bytes() != before
+    assert _mode(tmp_path / "ca.key") == 0o600
+    assert isinstance(_load(tmp_path / "ven.pem").public_key(), rsa.RSAPublicKey)
+
+
+def test_cli_issue_mints_from_the_existing_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["certs", "init", "--dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    argv = ["certs", "issue", "--dir", str(tmp_path), "--name", "device-7"]
+    assert main([*argv, "--key-type", "rsa"]) == 0
+    fingerprint, cert_path = _printed(capsys.readouterr().out)["device-7"]
+    leaf = _load(cert_path)
+    leaf.verify_directly_issued_by(_load(tmp_path / "ca.pem"))
+    assert fingerprint == fingerprint_from_pem(cert_path.read_bytes())
+    assert tuple(_extension(leaf, x509.ExtendedKeyUsage)) == (CLIENT_AUTH,)
+    assert _mode(tmp_path / "device-7.key") == 0o600
+    assert main(argv) == 1  # exists: refused without --force
+    assert main([*argv, "--force", "--role", "vtn", "--host", "vtn.example"]) == 0
+    names = _extension(_load(cert_path), x509.SubjectAlternativeName)
+    assert names.get_values_for_type(x509.DNSName) == ["vtn.example"]
+
+
+@pytest.mark.parametrize("name", ["ca", "../escape", "a/b", ".hidden", ""])
+def test_cli_issue_refuses_unusable_names(tmp_path: Path, name: str) -> None:
+    assert main(["certs", "init", "--dir", str(tmp_path)]) == 0
+    assert main(["certs", "issue", "--dir", str(tmp_path), "--name", name]) == 2
+
+
+def test_cli_issue_needs_a_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["certs", "issue", "--dir", str(tmp_path), "--name", "ven-1"]) == 1
+    assert "certs init" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_help_explains_each_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["certs", "issue", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--dir", "--name", "--role", "--key-type", "--host", "--force"):
+        assert option in text
