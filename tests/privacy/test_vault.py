@@ -1,0 +1,126 @@
+"""The identity vault: sealed at rest, consent-gated, disputes resolved by recomputation."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import privacy
+from privacy import IdentityVault
+
+from .conftest import Household, add_household, key_provider
+
+TSO = "TSO:TENNET-NL"
+
+
+def test_raw_file_holds_no_identity(vault: IdentityVault, household: Household) -> None:
+    raw = Path(vault.path).read_bytes()
+    for secret in (
+        household.prosumer.ean, household.prosumer.name, household.device.serial,
+        household.prosumer.postcode, household.prosumer.contract_id,
+        household.device.salt.hex(),
+    ):  # fmt: skip
+        assert secret.encode() not in raw, secret
+    assert household.device.salt not in raw
+    # ...yet the vault reads them back with the key.
+    assert vault.device(household.device.device_uuid) == household.device
+    assert vault.prosumer(household.prosumer.prosumer_id) == household.prosumer
+
+
+def test_wrong_key_cannot_read(tmp_path: Path, vault: IdentityVault, household: Household) -> None:
+    with (
+        IdentityVault(vault.path, key_provider(bytes(32))) as stranger,
+        pytest.raises(privacy.VaultCorrupt),
+    ):
+        stranger.device(household.device.device_uuid)
+
+
+def test_sealed_blob_moved_to_another_record_does_not_decrypt(
+    vault: IdentityVault, household: Household
+) -> None:
+    other = add_household(vault, 2)
+    db = sqlite3.connect(vault.path)
+    with db:
+        row = db.execute(
+            "SELECT nonce, sealed FROM devices WHERE device_uuid = ?",
+            (str(household.device.device_uuid),),
+        ).fetchone()
+        db.execute(
+            "UPDATE devices SET nonce = ?, sealed = ? WHERE device_uuid = ?",
+            (*row, str(other.device.device_uuid)),
+        )
+    db.close()
+    with pytest.raises(privacy.VaultCorrupt):
+        vault.device(other.device.device_uuid)
+
+
+def test_old_key_versions_stay_readable_after_rotation(
+    tmp_path: Path, vault: IdentityVault, household: Household
+) -> None:
+    rotated = key_provider(bytes(range(32)), bytes(range(1, 33)))
+    with IdentityVault(vault.path, rotated) as after:
+        assert after.device(household.device.device_uuid) == household.device
+        newer = add_household(after, 3)
+        assert after.device(newer.device.device_uuid) == newer.device
+
+
+def test_no_consent_no_onboarding(vault: IdentityVault) -> None:
+    vault.add_prosumer(
+        prosumer_id="P-9", name="Bram", postcode="1011 AA", ean="871687120000099999",
+        contract_id="C-9",
+    )  # fmt: skip
+    with pytest.raises(privacy.ConsentMissing, match="P-9"):
+        vault.onboard_device(
+            prosumer_id="P-9", serial="S-1", device_class="HEAT_PUMP",
+            rated_kw=Decimal("2.5"), zone="NL",
+        )  # fmt: skip
+    assert list(vault.devices("P-9")) == []
+
+
+def test_withdrawal_stops_data_at_the_next_check(
+    vault: IdentityVault, household: Household
+) -> None:
+    device = household.device.device_uuid
+    vault.require_consent(device, "balancing-validation")
+    vault.withdraw_consent(household.prosumer.prosumer_id, "balancing-validation")
+    with pytest.raises(privacy.ConsentMissing, match="balancing-validation"):
+        vault.require_consent(device, "balancing-validation")
+    history = vault.consents(household.prosumer.prosumer_id)
+    assert [c.live for c in history if c.purpose == "balancing-validation"] == [False]
+    with pytest.raises(privacy.ConsentMissing):
+        vault.require_consent(device, "marketing")
+
+
+def test_resolve_recomputes_and_logs(vault: IdentityVault, household: Household) -> None:
+    others = [add_household(vault, n) for n in range(2, 6)]
+    target = others[2].device.device_uuid
+    name = vault.pseudonym_of(target, TSO, "balancing-validation", "2025-03")
+    assert vault.resolve(name, TSO, "balancing-validation", "2025-03", requested_by="disputes") == (
+        target
+    )
+    with pytest.raises(privacy.UnknownIdentity):
+        # the same pseudonym means nothing in another month
+        vault.resolve(name, TSO, "balancing-validation", "2025-04", requested_by="disputes")
+    log = vault.audit_log()
+    assert [e.action for e in log] == ["resolve", "resolve"]
+    assert log[0].detail["result"] == str(target) and log[0].requested_by == "disputes"
+    assert log[1].detail["result"] == "not found"
+
+
+def test_gcp_has_its_own_pseudonym(vault: IdentityVault, household: Household) -> None:
+    device = household.device.device_uuid
+    gcp = vault.pseudonym_of(device, TSO, privacy.GCP_PURPOSE, "2025-03")
+    assert gcp != vault.pseudonym_of(device, TSO, "balancing-validation", "2025-03")
+    assert household.prosumer.ean not in gcp
+    found = vault.resolve(gcp, TSO, privacy.GCP_PURPOSE, "2025-03", requested_by="t")
+    assert found == household.prosumer.gcp_uuid
+
+
+def test_ean_must_be_18_digits(vault: IdentityVault) -> None:
+    with pytest.raises(ValueError, match="18 digits"):
+        vault.add_prosumer(
+            prosumer_id="P-X", name="X", postcode="1011 AA", ean="8716", contract_id="C"
+        )
