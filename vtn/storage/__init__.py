@@ -1,0 +1,133 @@
+"""VTN storage: SQLAlchemy 2.0 asyncio, SQLite file (WAL) by default, PostgreSQL by URL.
+
+>>> storage = await open_storage("sqlite:///vtn.db")          # doctest: +SKIP
+>>> await storage.vens.register(registration)                  # doctest: +SKIP
+>>> await storage.close()                                      # doctest: +SKIP
+
+Owns the VTN's durable state: registrations, events and per-VEN delivery/ack state, per-VEN
+outbound queues, report registrations, requests and data, opt schedules, ReplayProtect nonces.
+
+Invariants:
+- Repositories take and return the frozen dataclasses of :mod:`vtn.storage.records`; ORM rows
+  never leave this package, and nothing here imports :mod:`schemas`.
+- Every repository call is one transaction and returns after it committed, so a reply built on its
+  result describes durable state (a VTN killed with SIGKILL and restarted loses none of it).
+- No module globals: each :class:`Storage` owns its engine; several can live in one process.
+- :func:`open_storage` migrates the database to the head revision before returning.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ._engine import Database, create_engine_for
+from .events import EventRepository
+from .nonces import NonceRepository
+from .opts import OptRepository
+from .outbox import DEFAULT_LEASE, OutboxRepository
+from .records import (
+    Delivery,
+    EventAck,
+    EventRecord,
+    EventStatus,
+    OptSchedule,
+    OptType,
+    OptWindow,
+    OutboxItem,
+    ReportDescription,
+    ReportPoint,
+    ReportRequest,
+    ReportRequestStatus,
+    StaleModification,
+    StorageConflict,
+    StorageError,
+    TargetKind,
+    TargetRef,
+    VenRegistration,
+)
+from .reports import ReportRepository
+from .vens import VenRepository
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "Delivery",
+    "EventAck",
+    "EventRecord",
+    "EventRepository",
+    "EventStatus",
+    "NonceRepository",
+    "OptRepository",
+    "OptSchedule",
+    "OptType",
+    "OptWindow",
+    "OutboxItem",
+    "OutboxRepository",
+    "ReportDescription",
+    "ReportPoint",
+    "ReportRepository",
+    "ReportRequest",
+    "ReportRequestStatus",
+    "StaleModification",
+    "Storage",
+    "StorageConflict",
+    "StorageError",
+    "TargetKind",
+    "TargetRef",
+    "VenRegistration",
+    "VenRepository",
+    "open_storage",
+]
+
+
+class Storage:
+    """One database: an engine and a repository per aggregate. Build with :func:`open_storage`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        db = Database(engine)
+        self._engine = engine
+        self.vens = VenRepository(db)
+        self.events = EventRepository(db)
+        self.outbox = OutboxRepository(db)
+        self.reports = ReportRepository(db)
+        self.opts = OptRepository(db)
+        self.nonces = NonceRepository(db)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for health checks and metrics; repositories are the way to the data."""
+        return self._engine
+
+    async def close(self) -> None:
+        """Close every pooled connection; the Storage is unusable afterwards."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def open_storage(url: str, *, migrate: bool = True) -> Storage:
+    """Open the database at ``url`` and (by default) migrate it to the head revision.
+
+    ``sqlite:///path/vtn.db`` (WAL, foreign keys, busy timeout) or
+    ``postgresql://user@host/db``; the asyncio drivers (aiosqlite, asyncpg) are filled in.
+    """
+    from vtn.migrations import upgrade  # here, not at import: migrations import the models
+
+    engine = create_engine_for(url)
+    try:
+        if migrate:
+            await upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Storage(engine)
