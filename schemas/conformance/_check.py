@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -98,30 +99,26 @@ class Verdict:
         return line
 
 
-class _Explainer:
-    """Builds an xmlschema model of the codec's XSD set on first need (~2 s), then reuses it."""
+@cache
+def _xmlschema_model(directory: Path) -> Any:
+    """xmlschema's model of the XSD set (~2 s to build): built on the first failure, then kept."""
+    import xmlschema  # only failure reports pay for importing it
 
-    def __init__(self, codec: Codec) -> None:
-        self._directory = codec.schema.directory
-        self._schema: Any = None
+    return xmlschema.XMLSchema(str(directory / "oadr_20b.xsd"), allow="local", defuse="always")
 
-    def explain(self, data: bytes) -> str | None:
-        import xmlschema  # only failure reports pay for importing it
 
-        if self._schema is None:
-            self._schema = xmlschema.XMLSchema(
-                str(self._directory / "oadr_20b.xsd"), allow="local", defuse="always"
-            )
-        try:
-            # Re-parse through the hardened intake: the codec already accepted these bytes as
-            # well-formed and free of declarations, or it could not have raised SchemaViolation.
-            root = parse_untrusted(data)
-            error = next(iter(self._schema.iter_errors(root)), None)
-        except Exception:  # an explanation is a nicety; the verdict stands without it
-            return None
-        if error is None:
-            return None
-        return f"{error.path}: {error.reason}"
+def _explain(data: bytes, directory: Path) -> str | None:
+    """The first schema error with its element path, or None when xmlschema cannot say."""
+    try:
+        # Re-parse through the hardened intake: the codec already accepted these bytes as
+        # well-formed and free of declarations, or it could not have raised SchemaViolation.
+        root = parse_untrusted(data)
+        error = next(iter(_xmlschema_model(directory).iter_errors(root)), None)
+    except Exception:  # an explanation is a nicety; the verdict stands without it
+        return None
+    if error is None:
+        return None
+    return f"{error.path}: {error.reason}"
 
 
 def _cap(text: str) -> str:
@@ -137,13 +134,13 @@ def _lineage(error: RemoteProtocolError) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _judge(data: bytes, codec: Codec, explainer: _Explainer) -> Outcome:
+def _judge(data: bytes, codec: Codec) -> Outcome:
     try:
         message = codec.decode(data)
     except RemoteProtocolError as error:
         reason = error.reason
         if isinstance(error, SchemaViolation):
-            reason = explainer.explain(data) or reason
+            reason = _explain(data, codec.schema.directory) or reason
         return Outcome(
             result=type(error).__name__,
             response_code=error.response_code,
@@ -193,7 +190,6 @@ def check_paths(
             manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         )
     roots = tuple(Path(p).resolve() for p in paths)
-    explainer = _Explainer(codec)
     verdicts: list[Verdict] = []
     seen: set[Path] = set()
     for path in _discover(roots):
@@ -205,9 +201,7 @@ def check_paths(
             outcome = Outcome(result="unreadable", reason=str(exc))
             verdicts.append(Verdict(file=path, outcome=outcome, expected=expectation))
             continue
-        verdicts.append(
-            Verdict(file=path, outcome=_judge(data, codec, explainer), expected=expectation)
-        )
+        verdicts.append(Verdict(file=path, outcome=_judge(data, codec), expected=expectation))
     dirs = tuple(root for root in roots if root.is_dir())
     verdicts.extend(_missing(labels, dirs, seen))
     return tuple(verdicts)
