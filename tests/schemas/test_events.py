@@ -293,3 +293,19 @@ def test_peer_whitespace_in_tokens_and_zoneless_times_are_accepted() -> None:
     signal = decoded.events[0].signals[0]
     assert (signal.signal_type, signal.signal_name) == (SignalType.SETPOINT, "LOAD_DISPATCH")
     assert decoded.events[0].descriptor.created_date_time == T0
+
+
+def test_present_but_empty_optional_containers_decode_as_absent() -> None:
+    created = schemas.encode(CreatedEvent(response=EiResponse(request_id="1"), ven_id="v"))
+    created = _swap(created, b"<ei:venID>", b"<ei:eventResponses/><ei:venID>")
+    assert_xsd_valid(created)
+    assert schemas.decode(created) == CreatedEvent(response=EiResponse(request_id="1"), ven_id="v")
+    event = _activation(1.0)
+    wire = schemas.encode(DistributeEvent(request_id="1", vtn_id="v", events=(event,)))
+    wire = _swap(wire, b"</xcal:duration></xcal:properties>",
+                 b"</xcal:duration><xcal:tolerance><xcal:tolerate/></xcal:tolerance>"
+                 b"</xcal:properties>")
+    assert_xsd_valid(wire)
+    decoded = schemas.decode(wire)
+    assert isinstance(decoded, DistributeEvent)
+    assert decoded.events == (event,)
