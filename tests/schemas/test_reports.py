@@ -1,0 +1,345 @@
+"""Report payloads: property round trips (decode(encode(m)) == m, XSD-valid by the oracle) for all
+eight EiReport payloads, plus the edges: x- extension tokens, whitespace-collapsed tokens, IDs that
+look like numbers, and parts refused when built illegal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import schemas
+from schemas import (
+    CanceledReport,
+    CancelReport,
+    CreatedReport,
+    CreateReport,
+    DataQuality,
+    LoadControlState,
+    LoadControlValue,
+    ReadingType,
+    RegisteredReport,
+    RegisterReport,
+    Report,
+    ReportDescription,
+    ReportingPeriod,
+    ReportInterval,
+    ReportName,
+    ReportPayload,
+    ReportRequest,
+    ReportSpecifier,
+    ReportType,
+    ResourceStatus,
+    SamplingRate,
+    SpecifierPayload,
+    UpdatedReport,
+    UpdateReport,
+)
+from schemas.units import ItemBase, ItemKind, SiScale
+
+from .strategies import (
+    datetimes,
+    durations,
+    ei_responses,
+    extension_tokens,
+    finite_floats,
+    ids,
+    targets,
+    uris,
+)
+from .xsd_oracle import assert_xsd_valid
+
+# ---------------------------------------------------------------- family strategies
+
+
+T = TypeVar("T")
+
+
+def _maybe(strategy: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
+    return st.one_of(st.none(), strategy)
+
+
+def _tuples(strategy: st.SearchStrategy[T], *, min_size: int = 0,
+            max_size: int = 3) -> st.SearchStrategy[tuple[T, ...]]:
+    return st.lists(strategy, min_size=min_size, max_size=max_size).map(tuple)
+
+
+item_bases = st.sampled_from([
+    ItemBase.megawatts(),
+    ItemBase.kilowatts(),
+    ItemBase.of(ItemKind.ENERGY_REAL, scale=SiScale.KILO),
+    ItemBase.of(ItemKind.VOLTAGE),
+    ItemBase.of(ItemKind.CURRENT),
+    ItemBase.of(ItemKind.FREQUENCY),
+    ItemBase.of(ItemKind.CURRENCY_PER_KWH, units="EUR"),
+    ItemBase.of(ItemKind.TEMPERATURE, units="celsius"),
+    ItemBase.of(ItemKind.PULSE_COUNT),
+])
+report_names = st.one_of(st.sampled_from(ReportName), extension_tokens)
+report_types = st.one_of(st.sampled_from(ReportType), extension_tokens)
+reading_types = st.one_of(st.sampled_from(ReadingType), extension_tokens)
+qualities = st.one_of(st.sampled_from(DataQuality), extension_tokens)
+
+control_values = st.builds(
+    LoadControlValue,
+    current=finite_floats,
+    min=_maybe(finite_floats),
+    max=_maybe(finite_floats),
+    normal=_maybe(finite_floats),
+)
+statuses = st.builds(
+    ResourceStatus,
+    online=st.booleans(),
+    manual_override=st.booleans(),
+    load_control_state=_maybe(st.builds(
+        LoadControlState,
+        capacity=_maybe(control_values),
+        level_offset=_maybe(control_values),
+        percent_offset=_maybe(control_values),
+        set_point=_maybe(control_values),
+    )),
+)
+report_payloads = st.builds(
+    ReportPayload,
+    r_id=ids,
+    value=st.one_of(finite_floats, statuses),
+    confidence=_maybe(st.integers(0, 100)),
+    accuracy=_maybe(finite_floats),
+    data_quality=_maybe(qualities),
+)
+report_intervals = st.builds(
+    ReportInterval,
+    payloads=_tuples(report_payloads, min_size=1, max_size=2),
+    dtstart=_maybe(datetimes),
+    duration=_maybe(durations),
+    uid=_maybe(ids),
+)
+sampling_rates = st.builds(
+    SamplingRate, min_period=durations, max_period=durations, on_change=st.booleans()
+)
+descriptions = st.builds(
+    ReportDescription,
+    r_id=ids,
+    report_type=report_types,
+    reading_type=reading_types,
+    report_subject=_maybe(targets),
+    report_data_source=_maybe(targets),
+    item_base=_maybe(item_bases),
+    market_context=_maybe(uris),
+    sampling_rate=_maybe(sampling_rates),
+)
+reports = st.builds(
+    Report,
+    report_request_id=ids,
+    report_specifier_id=ids,
+    created_date_time=datetimes,
+    report_id=_maybe(ids),
+    report_name=_maybe(report_names),
+    dtstart=_maybe(datetimes),
+    duration=_maybe(durations),
+    intervals=_tuples(report_intervals),
+    descriptions=_tuples(descriptions, max_size=2),
+)
+report_requests = st.builds(
+    ReportRequest,
+    report_request_id=ids,
+    report_specifier=st.builds(
+        ReportSpecifier,
+        report_specifier_id=ids,
+        granularity=durations,
+        report_back_duration=durations,
+        specifier_payloads=_tuples(st.builds(
+            SpecifierPayload, r_id=ids, reading_type=reading_types, item_base=_maybe(item_bases)
+        ), min_size=1),
+        report_interval=_maybe(st.builds(ReportingPeriod, dtstart=datetimes, duration=durations)),
+    ),
+)
+cancel_reports = st.builds(
+    CancelReport,
+    request_id=ids,
+    report_request_ids=_tuples(ids, min_size=1),
+    report_to_follow=st.booleans(),
+    ven_id=_maybe(ids),
+)
+
+PAYLOADS: dict[str, st.SearchStrategy[schemas.Message]] = {
+    "RegisterReport": st.builds(
+        RegisterReport, request_id=ids, reports=_tuples(reports, max_size=2),
+        ven_id=_maybe(ids), report_request_id=_maybe(ids),
+    ),
+    "RegisteredReport": st.builds(
+        RegisteredReport, response=ei_responses, report_requests=_tuples(report_requests),
+        ven_id=_maybe(ids),
+    ),
+    "CreateReport": st.builds(
+        CreateReport, request_id=ids, report_requests=_tuples(report_requests, min_size=1),
+        ven_id=_maybe(ids),
+    ),
+    "CreatedReport": st.builds(
+        CreatedReport, response=ei_responses, pending_reports=_tuples(ids), ven_id=_maybe(ids)
+    ),
+    "UpdateReport": st.builds(
+        UpdateReport, request_id=ids, reports=_tuples(reports, max_size=2), ven_id=_maybe(ids)
+    ),
+    "UpdatedReport": st.builds(
+        UpdatedReport, response=ei_responses, cancel_report=_maybe(cancel_reports),
+        ven_id=_maybe(ids),
+    ),
+    "CancelReport": cancel_reports,
+    "CanceledReport": st.builds(
+        CanceledReport, response=ei_responses, pending_reports=_tuples(ids), ven_id=_maybe(ids)
+    ),
+}
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("name", sorted(PAYLOADS))
+def test_round_trip_is_identity_and_xsd_valid(name: str) -> None:
+    @settings(max_examples=25, deadline=None)
+    @given(PAYLOADS[name])
+    def check(message: schemas.Message) -> None:
+        wire = schemas.encode(message)
+        assert_xsd_valid(wire)
+        assert schemas.decode(wire) == message
+
+    check()
+
+
+# ---------------------------------------------------------------- fixed examples and edges
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _telemetry(values: list[float]) -> UpdateReport:
+    return UpdateReport(
+        request_id="000123",
+        ven_id="000042",
+        reports=(Report(
+            report_request_id="000007",
+            report_specifier_id="x-FLEX_OFFER",
+            report_name=ReportName.TELEMETRY_USAGE,
+            created_date_time=NOW,
+            dtstart=NOW,
+            duration=timedelta(seconds=4 * len(values)),
+            intervals=tuple(
+                ReportInterval(
+                    dtstart=NOW + timedelta(seconds=4 * i),
+                    duration=timedelta(seconds=4),
+                    payloads=(ReportPayload(r_id="psn1_abc", value=v),),
+                )
+                for i, v in enumerate(values)
+            ),
+        ),),
+    )
+
+
+def test_ids_that_look_like_numbers_stay_strings() -> None:
+    decoded = schemas.decode(schemas.encode(_telemetry([1.5, -0.25])))
+    assert isinstance(decoded, UpdateReport)
+    assert (decoded.request_id, decoded.ven_id) == ("000123", "000042")
+    report = decoded.reports[0]
+    assert report.report_request_id == "000007"
+    assert [i.payloads[0].value for i in report.intervals] == [1.5, -0.25]
+    assert report.intervals[1].dtstart == NOW + timedelta(seconds=4)
+
+
+def test_spec_tokens_decode_to_enum_members_and_extensions_to_strings() -> None:
+    description = ReportDescription(
+        r_id="r1", report_type="x-flexOffer", reading_type=ReadingType.X_NOT_APPLICABLE
+    )
+    report = Report(
+        report_request_id="0", report_specifier_id="s", created_date_time=NOW,
+        report_name="x-FLEX_OFFER", descriptions=(description,),
+    )
+    wire = schemas.encode(RegisterReport(request_id="1", reports=(report,)))
+    decoded = schemas.decode(wire)
+    assert isinstance(decoded, RegisterReport)
+    got = decoded.reports[0]
+    assert got.report_name == "x-FLEX_OFFER" and not isinstance(got.report_name, ReportName)
+    assert got.descriptions[0].report_type == "x-flexOffer"
+    assert got.descriptions[0].reading_type is ReadingType.X_NOT_APPLICABLE
+
+
+def test_whitespace_around_tokens_is_collapsed_as_the_xsd_does() -> None:
+    wire = schemas.encode(_telemetry([1.0])).replace(
+        b">TELEMETRY_USAGE<", b">\n  TELEMETRY_USAGE  <"
+    )
+    assert_xsd_valid(wire)
+    decoded = schemas.decode(wire)
+    assert isinstance(decoded, UpdateReport)
+    assert decoded.reports[0].report_name is ReportName.TELEMETRY_USAGE
+
+
+@pytest.mark.parametrize("bad", ["FLEX_OFFER", "x-", "x- spaced", "telemetry_usage"])
+def test_report_name_outside_the_spec_and_its_extensions_is_refused(bad: str) -> None:
+    with pytest.raises(schemas.LocalProtocolError):
+        Report(report_request_id="0", report_specifier_id="s", created_date_time=NOW,
+               report_name=bad)
+
+
+def test_illegal_parts_are_refused_when_built() -> None:
+    with pytest.raises(schemas.LocalProtocolError):
+        ReportPayload(r_id="r", value=1.0, confidence=101)
+    with pytest.raises(schemas.LocalProtocolError):
+        ReportPayload(r_id="r", value=1.0, data_quality="Quality Great")
+    with pytest.raises(schemas.LocalProtocolError):
+        ReportInterval(payloads=())
+    with pytest.raises(schemas.LocalProtocolError):
+        CancelReport(request_id="1", report_request_ids=())
+    with pytest.raises(schemas.LocalProtocolError):
+        CreateReport(request_id="1", report_requests=())
+    with pytest.raises(schemas.LocalProtocolError):
+        ReportDescription(r_id="r", report_type="wattage", reading_type=ReadingType.NET)
+
+
+def test_resource_status_payload_keeps_every_load_control_value() -> None:
+    status = ResourceStatus(
+        online=True,
+        manual_override=False,
+        load_control_state=LoadControlState(
+            level_offset=LoadControlValue(current=-1.0, min=-3.0, max=0.0),
+            set_point=LoadControlValue(current=21.5, normal=20.0),
+        ),
+    )
+    message = UpdateReport(request_id="1", reports=(Report(
+        report_request_id="rr", report_specifier_id="status", created_date_time=NOW,
+        report_name=ReportName.TELEMETRY_STATUS,
+        intervals=(ReportInterval(dtstart=NOW, payloads=(
+            ReportPayload(r_id="dev1", value=status, data_quality=DataQuality.GOOD_NON_SPECIFIC),
+        )),),
+    ),))
+    wire = schemas.encode(message)
+    assert_xsd_valid(wire)
+    decoded = schemas.decode(wire)
+    assert isinstance(decoded, UpdateReport)
+    payload = decoded.reports[0].intervals[0].payloads[0]
+    assert payload.value == status
+    assert payload.data_quality is DataQuality.GOOD_NON_SPECIFIC
+
+
+def test_nested_cancel_report_has_no_schema_version_attribute() -> None:
+    message = UpdatedReport(
+        response=schemas.EiResponse(request_id="9"),
+        cancel_report=CancelReport(request_id="c1", report_request_ids=("000001",)),
+    )
+    wire = schemas.encode(message)
+    assert_xsd_valid(wire)
+    assert wire.count(b"schemaVersion") == 1
+    assert schemas.decode(wire) == message
+
+
+def test_signal_payload_in_a_report_interval_is_invalid_data() -> None:
+    wire = schemas.encode(_telemetry([1.0]))
+    foreign = (
+        b"<ei:signalPayload><ei:payloadFloat><ei:value>1.0</ei:value></ei:payloadFloat>"
+        b"</ei:signalPayload></ei:interval>"
+    )
+    wire = wire.replace(b"</ei:interval>", foreign, 1)
+    assert_xsd_valid(wire)
+    with pytest.raises(schemas.InvalidData):
+        schemas.decode(wire)
