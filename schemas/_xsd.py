@@ -7,8 +7,11 @@ process (or once per :class:`SchemaSet` you pass around) and reuse it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.resources import as_file, files
+from itertools import islice
 from pathlib import Path
+from typing import cast
 
 from lxml import etree
 
@@ -47,5 +50,6 @@ class SchemaSet:
         """Raise :class:`SchemaViolation` naming the first problems when ``tree`` is invalid."""
         if self._schema.validate(tree):
             return
-        errors = [f"line {e.line}: {e.message}" for e in list(self._schema.error_log)[:3]]
+        log = cast(Iterable[etree._LogEntry], self._schema.error_log)  # iterable; stubs lag
+        errors = [f"line {e.line}: {e.message}" for e in islice(log, 3)]
         raise SchemaViolation("not valid against the OpenADR 2.0b XSD: " + "; ".join(errors))
