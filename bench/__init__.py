@@ -1,0 +1,1 @@
+"""crowdflex benchmarks: ``python -m bench NAME``; they print figures and ratios, never verdicts."""

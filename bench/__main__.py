@@ -1,0 +1,30 @@
+"""``python -m bench NAME [ARGS...]``: run one sub-benchmark by name.
+
+Each sub-benchmark is a module ``bench.<name>`` with ``main(argv: list[str]) -> int``; add yours to
+``BENCHMARKS`` (e.g. ``vtn``, ``cbp``) and it is listed and dispatched here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Final
+
+BENCHMARKS: Final[dict[str, str]] = {
+    "codec": "decode/encode/sign: crowdflex schemas vs openleadr on the same messages",
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
+        print("usage: python -m bench NAME [ARGS...]\n\nbenchmarks:")
+        for name, about in BENCHMARKS.items():
+            print(f"  {name:<8} {about}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(f"bench.{argv[0]}")
+    result: int = module.main(argv[1:])
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
