@@ -71,7 +71,7 @@ def _parsed_texts(data: bytes) -> list[tuple[str, bool]] | None:
     for element in root.iter():
         inside = id(element) in signed
         texts += [(t, inside) for t in (element.text, element.tail) if t and t.strip()]
-        texts += [(v, inside) for v in element.attrib.values()]
+        texts += [(str(v), inside) for v in element.attrib.values()]
     return texts
 
 

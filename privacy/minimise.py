@@ -113,11 +113,9 @@ def _collect(root: etree._Element) -> _Texts:
     for element in root.iter():
         target = texts.signature if id(element) in signature_nodes else texts.plain
         where = _local(element.tag)
-        for value in (element.text, element.tail):
-            if value and value.strip():
-                target.append((where, value))
-        for name, value in element.attrib.items():
-            target.append((f"{where}/@{_local(name)}", value))
+        target += [(where, t) for t in (element.text, element.tail) if t and t.strip()]
+        # lxml types attribute values as str | bytes; on a parsed tree they are always str
+        target += [(f"{where}/@{_local(n)}", str(v)) for n, v in element.attrib.items()]
     return texts
 
 
