@@ -1,1 +1,62 @@
-"""crowdflex ven package."""
+"""crowdflex VEN client: what an OEM embeds to take part in OpenADR 2.0b demand response.
+
+A VEN registers with its VTN, polls (or takes pushes), answers events with optIn/optOut, offers
+and sends reports through a durable outbox, and sends opt schedules::
+
+    import asyncio
+    from schemas import OptType, ReportDescription, ReportInterval, ReportPayload, ReportType
+    from schemas import ReadingType
+    from ven import Outbox, VenClient
+    from ven.tls import client_context
+
+    def on_event(event):                         # plain or async; called once per event version
+        return OptType.OPT_IN
+
+    async def main():
+        tls = client_context(cert="ven.crt", key="ven.key", ca="ca.crt")
+        async with await Outbox.open("ven-outbox.sqlite") as outbox, VenClient(
+            "https://vtn.example:8443", tls, ven_name="heat-pump-42",
+            outbox=outbox, on_event=on_event,
+        ) as ven:
+            await ven.register()
+            requests = await ven.register_reports((ReportDescription(
+                r_id="meter", report_type=ReportType.USAGE,
+                reading_type=ReadingType.DIRECT_READ),))
+            polling = ven.start_polling()            # polls again at once while the VTN has more
+            for request in requests:                 # queued durably; sent in order, exactly once
+                await ven.send_report(request.report_request_id, (ReportInterval(
+                    payloads=(ReportPayload(r_id="meter", value=1.5),)),))
+            await polling
+
+    asyncio.run(main())
+
+One process may talk to several VTNs: one :class:`VenClient` each, sharing one :class:`Outbox`.
+Errors: :class:`VtnUnavailable` (transport; retried with :class:`Backoff`) and
+:class:`VtnRefused` (the VTN said no), both under ``schemas.CrowdflexError``.
+"""
+
+from __future__ import annotations
+
+from .backoff import Backoff
+from .client import EventHandler, Outcome, Registration, VenClient
+from .errors import VenError, VtnRefused, VtnUnavailable
+from .outbox import Outbox, OutboxItem
+from .push import PushReceiver
+from .reports import AcceptedReport, ReportProvider, metadata_report
+
+__all__ = [
+    "AcceptedReport",
+    "Backoff",
+    "EventHandler",
+    "Outbox",
+    "OutboxItem",
+    "Outcome",
+    "PushReceiver",
+    "Registration",
+    "ReportProvider",
+    "VenClient",
+    "VenError",
+    "VtnRefused",
+    "VtnUnavailable",
+    "metadata_report",
+]

@@ -1,0 +1,119 @@
+"""The VEN's side of OpenADR 2.0b Simple HTTP (profile section 9.1): one keep-alive mTLS session.
+
+Owns the one ``aiohttp.ClientSession`` a :class:`VtnLink` talks through, every request's timeout,
+and the translation of foreign failures: aiohttp, ssl and timeout errors and HTTP 5xx become
+:class:`VtnUnavailable`; HTTP 4xx becomes :class:`VtnRefused`; a reply body is decoded by the
+codec (hardened, XSD-validated), whose ``RemoteProtocolError`` passes unchanged. An empty 200
+body is a valid answer (openleadr's VTN answers an oadrResponse that way) and reads as ``None``.
+
+Connections are kept alive: a new mutual-TLS handshake costs far more than a request (DESIGN 8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from enum import StrEnum
+from typing import Final
+
+import aiohttp
+
+from schemas import Codec, EiResponse, Message
+
+from .errors import VtnRefused, VtnUnavailable
+
+__all__ = ["SERVICE_PREFIX", "Service", "VtnLink", "check_reply", "reply_status"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
+_CONTENT_TYPE: Final = "application/xml"
+
+
+class Service(StrEnum):
+    """The five 2.0b service endpoints (profile 9.1.2)."""
+
+    REGISTER_PARTY = "EiRegisterParty"
+    EVENT = "EiEvent"
+    REPORT = "EiReport"
+    OPT = "EiOpt"
+    POLL = "OadrPoll"
+
+
+def reply_status(message: Message | None) -> EiResponse | None:
+    """The eiResponse a reply carries, if any (most VTN answers have one)."""
+    response = getattr(message, "response", None)
+    return response if isinstance(response, EiResponse) else None
+
+
+def check_reply(message: Message | None, what: str) -> None:
+    """Raise :class:`VtnRefused` when the VTN's answer carries a non-2xx OpenADR code."""
+    status = reply_status(message)
+    if status is not None and not status.ok:
+        raise VtnRefused(status.code, f"{what}: {status.description or 'refused'}")
+
+
+class VtnLink:
+    """POSTs payloads to one VTN; ``vtn_url`` is its root, e.g. ``https://vtn:8443``.
+
+    The session is created lazily inside the running loop and closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        vtn_url: str,
+        ssl_context: ssl.SSLContext | None,
+        codec: Codec,
+        *,
+        request_timeout: float = 30.0,
+        max_reply_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        root = vtn_url.rstrip("/")
+        self.base_url = root if root.endswith(SERVICE_PREFIX) else root + SERVICE_PREFIX
+        self.codec = codec
+        self._ssl = ssl_context
+        self._timeout = request_timeout
+        self._max_reply = max_reply_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl if self._ssl is not None else False, keepalive_timeout=60.0
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"Content-Type": _CONTENT_TYPE}
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, service: Service, body: bytes) -> Message | None:
+        """Send encoded ``body`` to ``service``; the decoded reply, or None for an empty one."""
+        url = f"{self.base_url}/{service}"
+        session = self._ensure_session()
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with session.post(url, data=body) as reply:
+                    content = await reply.content.read(self._max_reply + 1)
+                    status = reply.status
+        except TimeoutError:
+            raise VtnUnavailable(f"{service}: no answer within {self._timeout} s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise VtnUnavailable(f"{service}: {type(exc).__name__}: {exc}") from exc
+        if status >= 500:
+            raise VtnUnavailable(f"{service}: HTTP {status}")
+        if status != 200:
+            raise VtnRefused(status, f"{service}: HTTP {status} {content[:200]!r}")
+        if len(content) > self._max_reply:
+            raise VtnRefused(None, f"{service}: reply over {self._max_reply} bytes")
+        if not content.strip():
+            return None
+        return self.codec.decode(content)
+
+    async def send(self, service: Service, message: Message) -> Message | None:
+        return await self.post(service, self.codec.encode(message))

@@ -1,0 +1,525 @@
+"""The VEN client: one VEN's conversation with one VTN over OpenADR 2.0b Simple HTTP.
+
+Owns registration state (venID, registrationID, the VTN's poll frequency), the pull loop, the
+dispatch of every payload a VTN sends (pulled by oadrPoll or pushed to :class:`ven.PushReceiver`),
+remembered event versions, and opt requests; reports live in :class:`ven.reports.ReportDesk`.
+
+Invariants:
+- Pull (profile 8.6): the VTN may queue several payloads; any reply other than a bare oadrResponse
+  may have more behind it, so the loop polls again at once; a bare 200 oadrResponse means empty and
+  the loop waits its interval (never shorter than the caller chose; by default the VTN's
+  oadrRequestedOadrPollFreq).
+- Events (profile 8.2): the handler sees each (eventID, modificationNumber) once; copies with a
+  modificationNumber not above the one remembered are ignored; oadrCreatedEvent lists exactly the
+  new versions whose responseRequired is ``always``.
+- Transport failures back off exponentially with jitter; a refusal from the VTN is logged and
+  handed to ``on_error``; neither ends the loop. The loop ends when the VTN cancels the
+  registration or :meth:`VenClient.close` is called.
+- Every task this client starts is owned and awaited by :meth:`VenClient.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from schemas import (
+    Availability,
+    CanceledOpt,
+    CanceledPartyRegistration,
+    CanceledReport,
+    CancelOpt,
+    CancelPartyRegistration,
+    CancelReport,
+    Codec,
+    CreatedEvent,
+    CreatedOpt,
+    CreatedPartyRegistration,
+    CreatedReport,
+    CreateOpt,
+    CreatePartyRegistration,
+    CreateReport,
+    DistributeEvent,
+    EiResponse,
+    Event,
+    EventResponse,
+    LocalProtocolError,
+    Message,
+    OptReason,
+    OptType,
+    Poll,
+    QualifiedEventId,
+    QueryRegistration,
+    RegisteredReport,
+    RegisterReport,
+    RemoteProtocolError,
+    Report,
+    ReportDescription,
+    ReportInterval,
+    ReportName,
+    ReportRequest,
+    RequestEvent,
+    RequestReregistration,
+    Response,
+    ResponseRequired,
+    Target,
+)
+
+from ._http import Service, VtnLink, check_reply
+from .backoff import Backoff
+from .errors import VenError, VtnRefused, VtnUnavailable
+from .outbox import Outbox
+from .reports import ReportDesk, ReportProvider, metadata_report
+
+__all__ = ["EventHandler", "Outcome", "Registration", "VenClient"]
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Event], OptType | str | Awaitable[OptType | str]]
+"""Called once per new event version; returns optIn or optOut (plain or awaitable)."""
+
+_M = TypeVar("_M", bound=Message)
+_DEFAULT_POLL = timedelta(seconds=10)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return secrets.token_hex(10)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registration:
+    """What oadrCreatedPartyRegistration gave us."""
+
+    ven_id: str
+    registration_id: str
+    vtn_id: str
+    poll_freq: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What dispatch made of one VTN payload: the reply, where it goes, and what follows it."""
+
+    reply: Message | None
+    service: Service
+    after: Callable[[], Awaitable[object]] | None = None
+
+
+class VenClient:
+    """A VEN towards one VTN. Use ``async with``; then :meth:`register` and :meth:`run`.
+
+    One process may hold several clients (one per VTN) sharing one :class:`Outbox`; each client's
+    items are keyed by ``outbox_key`` (default: ``vtn_url``). Without an outbox, an in-memory one
+    is used and reports do not survive a restart.
+    """
+
+    def __init__(
+        self,
+        vtn_url: str,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        ven_name: str,
+        codec: Codec | None = None,
+        outbox: Outbox | None = None,
+        outbox_key: str | None = None,
+        poll_interval: float | None = None,
+        on_event: EventHandler | None = None,
+        report_provider: ReportProvider | None = None,
+        on_error: Callable[[VenError], None] | None = None,
+        push_url: str | None = None,
+        backoff: Backoff | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        request_timeout: float = 30.0,
+        report_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.ven_name = ven_name
+        self.codec = codec or Codec()
+        self._link = VtnLink(vtn_url, ssl_context, self.codec, request_timeout=request_timeout)
+        self._outbox = outbox
+        self._owns_outbox = outbox is None
+        self._outbox_key = outbox_key or vtn_url
+        self._poll_interval = poll_interval
+        self._on_event = on_event
+        self._on_error = on_error
+        self._push_url = push_url
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self._report_provider = report_provider
+        self._report_sleep = report_sleep
+        self.registration: Registration | None = None
+        self.deregistered = False
+        self.events: dict[str, Event] = {}
+        self.vtn_reports: tuple[Report, ...] = ()
+        self._desk: ReportDesk | None = None
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> VenClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the outbox (in memory if none was given) and start draining it."""
+        if self._desk is not None:
+            return
+        if self._outbox is None:
+            self._outbox = await Outbox.open(":memory:")
+        self._desk = ReportDesk(
+            link=self._link, outbox=self._outbox, outbox_key=self._outbox_key,
+            backoff=self._backoff, clock=self._clock, new_id=_new_id, ven_id=self._require_ven_id,
+            provider=self._report_provider, sleep=self._report_sleep, on_error=self._surface,
+        )
+        self._desk.start()
+
+    async def close(self) -> None:
+        self._stop.set()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._desk is not None:
+            await self._desk.close()
+        await self._link.close()
+        if self._owns_outbox and self._outbox is not None:
+            await self._outbox.close()
+            self._outbox = None
+
+    def spawn(self, work: Awaitable[object]) -> asyncio.Task[object]:
+        """Run ``work`` as a task this client owns (cancelled and awaited by :meth:`close`)."""
+
+        async def wrapped() -> object:
+            return await work
+
+        task = asyncio.get_running_loop().create_task(wrapped())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def start_polling(self) -> asyncio.Task[object]:
+        """:meth:`run` as an owned background task."""
+        return self.spawn(self.run())
+
+    @property
+    def desk(self) -> ReportDesk:
+        if self._desk is None:
+            raise LocalProtocolError("start the VenClient first (async with VenClient(...))")
+        return self._desk
+
+    @property
+    def outbox_key(self) -> str:
+        return self._outbox_key
+
+    # ------------------------------------------------------------ requests to the VTN
+
+    async def _exchange(self, service: Service, message: Message, expected: type[_M]) -> _M:
+        reply = await self._link.send(service, message)
+        what = type(message).__name__
+        check_reply(reply, what)
+        if not isinstance(reply, expected):
+            got = type(reply).__name__ if reply is not None else "an empty body"
+            raise VtnRefused(None, f"{what}: expected {expected.__name__}, got {got}")
+        return reply
+
+    async def _acknowledged(self, service: Service, message: Message) -> None:
+        """Send a payload the VTN answers with oadrResponse (or, like openleadr, an empty body)."""
+        check_reply(await self._link.send(service, message), type(message).__name__)
+
+    def _require_registration(self) -> Registration:
+        if self.registration is None:
+            raise LocalProtocolError("not registered with the VTN: call register() first")
+        return self.registration
+
+    def _require_ven_id(self) -> str:
+        return self._require_registration().ven_id
+
+    async def register(self) -> Registration:
+        """oadrQueryRegistration, then oadrCreatePartyRegistration (profile 8.1).
+
+        Re-registration keeps the venID and registrationID we hold.
+        """
+        query = await self._exchange(
+            Service.REGISTER_PARTY, QueryRegistration(request_id=_new_id()),
+            CreatedPartyRegistration,
+        )
+        if not any(p.profile_name == "2.0b" for p in query.profiles):
+            raise VtnRefused(None, "the VTN does not offer the 2.0b profile")
+        previous = self.registration
+        request = CreatePartyRegistration(
+            request_id=_new_id(),
+            registration_id=previous.registration_id if previous else None,
+            ven_id=previous.ven_id if previous else None,
+            transport_address=self._push_url,
+            xml_signature=self.codec.signer is not None,
+            ven_name=self.ven_name,
+            http_pull_model=self._push_url is None,
+        )
+        created = await self._exchange(Service.REGISTER_PARTY, request, CreatedPartyRegistration)
+        if not created.ven_id or not created.registration_id:
+            raise VtnRefused(created.response.code, "the VTN did not accept the registration")
+        self.registration = Registration(
+            ven_id=created.ven_id, registration_id=created.registration_id,
+            vtn_id=created.vtn_id,
+            poll_freq=created.requested_oadr_poll_freq or query.requested_oadr_poll_freq,
+        )
+        self.deregistered = False
+        log.info("registered with VTN %s as venID %s", created.vtn_id, created.ven_id)
+        return self.registration
+
+    async def cancel_registration(self) -> None:
+        """oadrCancelPartyRegistration from our side; forgets the registration."""
+        registration = self._require_registration()
+        message = CancelPartyRegistration(
+            request_id=_new_id(), registration_id=registration.registration_id,
+            ven_id=registration.ven_id,
+        )
+        await self._exchange(Service.REGISTER_PARTY, message, CanceledPartyRegistration)
+        self.registration = None
+        self.deregistered = True
+
+    async def request_events(self) -> None:
+        """oadrRequestEvent: fetch the full event set and handle it like a pulled one."""
+        reply = await self._link.send(
+            Service.EVENT, RequestEvent(request_id=_new_id(), ven_id=self._require_ven_id())
+        )
+        check_reply(reply, "oadrRequestEvent")
+        if isinstance(reply, DistributeEvent):
+            await self._handle_pulled(reply)
+
+    async def create_opt(
+        self,
+        *,
+        opt_type: OptType,
+        opt_reason: OptReason,
+        vavailability: Sequence[Availability] | None = None,
+        qualified_event_id: QualifiedEventId | None = None,
+        target: Target | None = None,
+        market_context: str | None = None,
+        opt_id: str | None = None,
+    ) -> CreatedOpt:
+        """oadrCreateOpt (profile 8.4): an availability schedule or a per-event opt."""
+        message = CreateOpt(
+            opt_id=opt_id or _new_id(), opt_type=opt_type, opt_reason=opt_reason,
+            market_context=market_context, ven_id=self._require_ven_id(),
+            vavailability=tuple(vavailability) if vavailability is not None else None,
+            created_date_time=self._clock(), request_id=_new_id(),
+            qualified_event_id=qualified_event_id, target=target or Target(),
+        )
+        return await self._exchange(Service.OPT, message, CreatedOpt)
+
+    async def cancel_opt(self, opt_id: str) -> CanceledOpt:
+        message = CancelOpt(request_id=_new_id(), opt_id=opt_id, ven_id=self._require_ven_id())
+        return await self._exchange(Service.OPT, message, CanceledOpt)
+
+    # ------------------------------------------------------------ reports
+
+    async def register_reports(
+        self,
+        descriptions: Sequence[ReportDescription],
+        *,
+        report_name: ReportName | str = ReportName.METADATA_TELEMETRY_USAGE,
+        report_specifier_id: str | None = None,
+    ) -> tuple[ReportRequest, ...]:
+        """Offer one METADATA report of ``descriptions``; the report requests we accepted."""
+        report = metadata_report(
+            descriptions, created=self._clock(), report_name=report_name,
+            report_specifier_id=report_specifier_id or _new_id(),
+        )
+        return await self.register_metadata((report,))
+
+    async def register_metadata(self, reports: Sequence[Report]) -> tuple[ReportRequest, ...]:
+        """oadrRegisterReport; requests carried by the oadrRegisteredReport are accepted and
+        confirmed with oadrCreatedReport (profile 8.3.1)."""
+        desk = self.desk
+        desk.offer(reports)
+        message = RegisterReport(
+            request_id=_new_id(), reports=tuple(reports), ven_id=self._require_ven_id()
+        )
+        registered = await self._exchange(Service.REPORT, message, RegisteredReport)
+        taken = desk.accept(registered.report_requests)
+        if registered.report_requests:
+            await self._acknowledged(Service.REPORT, self._created_report(message.request_id))
+        return tuple(desk.accepted[i].request for i in taken)
+
+    def _created_report(self, request_id: str) -> CreatedReport:
+        return CreatedReport(
+            response=EiResponse(request_id=request_id), pending_reports=tuple(self.desk.accepted),
+            ven_id=self._require_ven_id(),
+        )
+
+    async def send_report(
+        self,
+        report_request_id: str,
+        intervals: Sequence[ReportInterval],
+        *,
+        dtstart: datetime | None = None,
+        duration: timedelta | None = None,
+        report_specifier_id: str | None = None,
+    ) -> int:
+        """Queue an oadrUpdateReport in the durable outbox; it is sent in order, when it can be."""
+        return await self.desk.send(
+            report_request_id, intervals, dtstart=dtstart, duration=duration,
+            report_specifier_id=report_specifier_id,
+        )
+
+    async def flush_reports(self) -> int:
+        """Send queued reports now; raises :class:`VtnUnavailable` when the VTN is away."""
+        return await self.desk.flush()
+
+    # ------------------------------------------------------------ pull loop
+
+    async def poll_once(self) -> bool:
+        """One oadrPoll; True when the VTN sent something (so there may be more)."""
+        reply = await self._link.send(Service.POLL, Poll(ven_id=self._require_ven_id()))
+        if reply is None:
+            return False
+        if isinstance(reply, Response):
+            check_reply(reply, "oadrPoll")
+            return False
+        await self._handle_pulled(reply)
+        return True
+
+    async def _handle_pulled(self, message: Message) -> None:
+        outcome = await self.dispatch(message)
+        if outcome.reply is not None:
+            await self._acknowledged(outcome.service, outcome.reply)
+        if outcome.after is not None:
+            await outcome.after()
+
+    def _interval(self) -> float:
+        if self._poll_interval is not None:
+            return self._poll_interval
+        freq = self.registration.poll_freq if self.registration else None
+        return (freq or _DEFAULT_POLL).total_seconds()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+        except TimeoutError:
+            pass
+
+    async def run(self) -> None:
+        """Register if needed, then poll until closed or deregistered by the VTN."""
+        attempt = 0
+        while not self._stop.is_set() and not self.deregistered:
+            try:
+                if self.registration is None:
+                    await self.register()
+                more = await self.poll_once()
+            except (VtnUnavailable, VtnRefused, RemoteProtocolError) as error:
+                if isinstance(error, VtnRefused) and error.code == 463:
+                    self.registration = None  # the VTN forgot us: register again
+                delay = self._backoff.delay(attempt)
+                attempt += 1
+                log.warning("poll failed (%s); retry %d in %.3f s", error, attempt, delay)
+                self._surface(error)
+                await self._pause(delay)
+                continue
+            attempt = 0
+            if not more:
+                await self._pause(self._interval())
+
+    def _surface(self, error: Exception) -> None:
+        if self._on_error is not None:
+            wrapped = error if isinstance(error, VenError) else VtnRefused(
+                getattr(error, "response_code", None), str(error))
+            self._on_error(wrapped)
+
+    # ------------------------------------------------------------ dispatch
+
+    async def dispatch(self, message: Message) -> Outcome:
+        """Handle one payload the VTN sent; the reply owed and what to do after sending it."""
+        match message:
+            case DistributeEvent():
+                return await self._on_distribute(message)
+            case CreateReport():
+                self.desk.accept(message.report_requests)
+                return Outcome(reply=self._created_report(message.request_id),
+                               service=Service.REPORT)
+            case CancelReport():
+                pending = self.desk.cancel(message.report_request_ids)
+                canceled = CanceledReport(response=EiResponse(request_id=message.request_id),
+                                          pending_reports=pending, ven_id=self._require_ven_id())
+                return Outcome(reply=canceled, service=Service.REPORT)
+            case RegisterReport():
+                self.vtn_reports = message.reports
+                registered = RegisteredReport(
+                    response=EiResponse(request_id=message.request_id),
+                    ven_id=self._require_ven_id())
+                return Outcome(reply=registered, service=Service.REPORT)
+            case RequestReregistration():
+                ack = Response(response=EiResponse(), ven_id=self._require_ven_id())
+                return Outcome(reply=ack, service=Service.REGISTER_PARTY, after=self.register)
+            case CancelPartyRegistration():
+                return self._on_cancel_registration(message)
+            case _:
+                log.warning("ignored %s from the VTN: not a VTN-to-VEN payload",
+                            type(message).__name__)
+                return Outcome(reply=None, service=Service.EVENT)
+
+    def _on_cancel_registration(self, message: CancelPartyRegistration) -> Outcome:
+        registration = self._require_registration()
+        code = 200 if message.registration_id == registration.registration_id else 452
+        if code == 200:
+            self.registration = None
+            self.deregistered = True
+            self._stop.set()
+        reply = CanceledPartyRegistration(
+            response=EiResponse(code=code, description="OK" if code == 200 else "unknown "
+                                "registrationID", request_id=message.request_id),
+            registration_id=message.registration_id, ven_id=registration.ven_id,
+        )
+        return Outcome(reply=reply, service=Service.REGISTER_PARTY)
+
+    async def _on_distribute(self, message: DistributeEvent) -> Outcome:
+        ven_id = self._require_ven_id()
+        answers: list[EventResponse] = []
+        current: dict[str, Event] = {}
+        for event in message.events:
+            known = self.events.get(event.event_id)
+            if known is not None and event.modification_number <= known.modification_number:
+                current[event.event_id] = known  # an old or repeated copy: already handled
+                continue
+            current[event.event_id] = event
+            opt = await self._decide(event)
+            if event.response_required is ResponseRequired.ALWAYS:
+                answers.append(EventResponse(
+                    request_id=message.request_id, event_id=event.event_id,
+                    modification_number=event.modification_number, opt_type=opt,
+                ))
+        # oadrDistributeEvent carries the complete set: events left out are over.
+        self.events = current
+        if not answers:
+            return Outcome(reply=None, service=Service.EVENT)
+        reply = CreatedEvent(response=EiResponse(request_id=message.request_id), ven_id=ven_id,
+                             event_responses=tuple(answers))
+        return Outcome(reply=reply, service=Service.EVENT)
+
+    async def _decide(self, event: Event) -> OptType:
+        if self._on_event is None:
+            log.warning("no event handler: opting out of %s", event.event_id)
+            return OptType.OPT_OUT
+        try:
+            answer = self._on_event(event)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return OptType(answer)
+        except Exception:
+            log.exception("event handler failed on %s: opting out", event.event_id)
+            return OptType.OPT_OUT

@@ -1,0 +1,38 @@
+"""The VEN's own errors, next to the message layer's tree (``schemas.CrowdflexError``).
+
+::
+
+    CrowdflexError
+    +-- VenError
+        +-- VtnUnavailable     transport failure: no connection, TLS failure, timeout, HTTP 5xx;
+        |                      worth retrying (the poll loop and the outbox back off and retry)
+        +-- VtnRefused         the VTN answered and said no: an OpenADR response code other than
+                               2xx, an HTTP 4xx, or a registration without a venID; retrying the
+                               same bytes will not help
+
+A reply that does not decode raises the message layer's ``RemoteProtocolError`` unchanged.
+aiohttp's and ssl's exceptions are translated once, in ``ven._http``.
+"""
+
+from __future__ import annotations
+
+from schemas import CrowdflexError
+
+__all__ = ["VenError", "VtnRefused", "VtnUnavailable"]
+
+
+class VenError(CrowdflexError):
+    """Root of the errors the VEN client raises about its VTN."""
+
+
+class VtnUnavailable(VenError):
+    """The VTN could not be reached or did not answer in time."""
+
+
+class VtnRefused(VenError):
+    """The VTN answered with a refusal; ``code`` is its OpenADR (or HTTP) status code."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"{code} {reason}" if code is not None else reason)
+        self.code = code
+        self.reason = reason
