@@ -40,7 +40,6 @@ def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at this package, optionally bound to an open connection."""
     config = Config()
     config.set_main_option("script_location", str(_HERE))
-    config.set_main_option("version_locations", str(_HERE / "versions"))
     config.attributes["connection"] = connection
     return config
 

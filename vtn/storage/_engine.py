@@ -22,7 +22,7 @@ from typing import Any, Final, cast
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -101,8 +101,12 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._reader() as session, session.begin():
-            yield session
+        try:
+            async with self._reader() as session, session.begin():
+                yield session
+        except StatementError as exc:
+            _reraise_value_error(exc)
+            raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -113,6 +117,9 @@ class Database:
                 yield session
         except IntegrityError as exc:
             raise StorageConflict(str(exc.orig)) from exc
+        except StatementError as exc:
+            _reraise_value_error(exc)
+            raise
 
     @property
     def postgres(self) -> bool:
@@ -125,6 +132,12 @@ class Database:
         if self.postgres:
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+
+def _reraise_value_error(exc: StatementError) -> None:
+    """A value our column types refused (e.g. a naive datetime) is the caller's ValueError."""
+    if isinstance(exc.orig, ValueError):
+        raise ValueError(str(exc.orig)) from exc
 
 
 def chunks(

@@ -118,7 +118,9 @@ class OutboxRepository:
         )
         claim = (
             update(OutboxRow)
-            .where(OutboxRow.seq == pick)
+            # Re-checked on the row itself: PostgreSQL re-evaluates these on the latest version
+            # if another claim committed meanwhile, so a claim is never taken twice.
+            .where(OutboxRow.seq == pick, *_claimable(ven_id, now))  # type: ignore[arg-type]
             .values(claimed_until=now + lease)
             .returning(OutboxRow)
         )

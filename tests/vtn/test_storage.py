@@ -1,0 +1,498 @@
+"""vtn.storage on SQLite files and on PostgreSQL: every repository, idempotency, batching,
+concurrent consumers, restarts (including SIGKILL) and migrations from an empty database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event, insert, text
+
+from vtn.storage import (
+    EventAck,
+    EventRecord,
+    EventStatus,
+    OptSchedule,
+    OptType,
+    OptWindow,
+    ReportDescription,
+    ReportPoint,
+    ReportRequest,
+    ReportRequestStatus,
+    StaleModification,
+    Storage,
+    StorageConflict,
+    TargetKind,
+    TargetRef,
+    VenRegistration,
+    open_storage,
+)
+from vtn.storage._models import Base, VenRow
+
+T0 = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)  # the night Europe/Amsterdam jumps to summer time
+
+
+def ven(n: int, *, at: datetime = T0) -> VenRegistration:
+    return VenRegistration(
+        ven_id=f"{n:06d}",  # leading zeros must survive: IDs are strings
+        registration_id=f"reg-{n}",
+        fingerprint=f"AA:BB:{n:05d}",
+        ven_name=f"ven {n}",
+        transport_address=None if n % 2 else f"https://ven{n}.example/",
+        http_pull_model=bool(n % 2),
+        created_at=at,
+    )
+
+
+async def register(storage: Storage, count: int) -> list[str]:
+    return [(await storage.vens.register(ven(n))).ven_id for n in range(count)]
+
+
+async def register_in_bulk(storage: Storage, count: int) -> list[str]:
+    """Many VENs in one statement: a test shortcut (VENs really register one by one)."""
+    rows = [_fields(ven(n)) for n in range(count)]
+    async with storage.engine.begin() as conn:
+        await conn.execute(insert(VenRow).values(rows))
+    return [row["ven_id"] for row in rows]
+
+
+@contextmanager
+def count_inserts(storage: Storage) -> Iterator[list[str]]:
+    """Collect the INSERT statements sent to the driver (each is one round trip)."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            seen.append(statement)
+
+    engine = storage.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+# ------------------------------------------------------------------ migrations, time values
+
+
+async def test_migrations_create_the_schema_from_empty(storage_url: str) -> None:
+    storage = await open_storage(storage_url)
+    async with storage.engine.connect() as conn:
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+        def diff(sync_conn: Any) -> list[Any]:
+            context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+
+        assert await conn.run_sync(diff) == []
+    assert version == "0001"
+    await storage.close()
+    again = await open_storage(storage_url)  # a second start finds nothing to do
+    assert await again.vens.active() == ()
+    await again.close()
+
+
+async def test_times_are_utc_in_and_out(storage: Storage) -> None:
+    amsterdam = timezone(timedelta(hours=2))
+    stored = await storage.vens.register(ven(1, at=datetime(2026, 6, 1, 14, 0, tzinfo=amsterdam)))
+    loaded = await storage.vens.get(stored.ven_id)
+    assert loaded is not None
+    assert loaded.created_at == datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert loaded.created_at.utcoffset() == timedelta(0)
+    with pytest.raises(ValueError, match="naive"):
+        await storage.vens.register(ven(2, at=datetime(2026, 6, 1, 12, 0)))
+
+
+# ------------------------------------------------------------------ VENs
+
+
+async def test_vens_register_lookup_cancel_and_target(storage: Storage) -> None:
+    ids = await register(storage, 3)
+    assert ids == ["000000", "000001", "000002"]
+    first = await storage.vens.get("000001")
+    assert first == ven(1)
+    assert await storage.vens.by_fingerprint("AA:BB:00002") == ven(2)
+    assert await storage.vens.by_registration_id("reg-0") == ven(0)
+    assert await storage.vens.get("1") is None
+
+    # Same certificate again: same ven_id, new registration, original created_at.
+    again = await storage.vens.register(
+        VenRegistration(
+            ven_id="ignored",
+            registration_id="reg-1b",
+            fingerprint="AA:BB:00001",
+            ven_name="renamed",
+            created_at=T0 + timedelta(days=1),
+        )
+    )
+    assert (again.ven_id, again.registration_id, again.created_at) == ("000001", "reg-1b", T0)
+    with pytest.raises(StorageConflict):  # a ven_id bound to another certificate
+        await storage.vens.register(ven(1).__class__(**{**_fields(ven(1)), "fingerprint": "X"}))
+
+    await storage.vens.set_memberships(
+        "000000", [TargetRef(kind=TargetKind.GROUP, value="zone-NL")]
+    )
+    await storage.vens.set_memberships(
+        "000002",
+        [
+            TargetRef(kind=TargetKind.GROUP, value="zone-NL"),
+            TargetRef(kind=TargetKind.RESOURCE, value="psn1_abc"),
+        ],
+    )
+    assert await storage.vens.memberships("000002") == (
+        TargetRef(kind=TargetKind.GROUP, value="zone-NL"),
+        TargetRef(kind=TargetKind.RESOURCE, value="psn1_abc"),
+    )
+    group = [TargetRef(kind=TargetKind.GROUP, value="zone-NL")]
+    assert await storage.vens.resolve_targets(group) == ("000000", "000002")
+    mixed = [
+        TargetRef(kind=TargetKind.VEN, value="000001"),
+        TargetRef(kind=TargetKind.RESOURCE, value="psn1_abc"),
+    ]
+    assert await storage.vens.resolve_targets(mixed) == ("000001", "000002")
+
+    cancelled = await storage.vens.cancel("reg-0", T0 + timedelta(hours=1))
+    assert cancelled is not None and not cancelled.active
+    assert await storage.vens.cancel("no-such-registration", T0) is None
+    assert [v.ven_id for v in await storage.vens.active()] == ["000001", "000002"]
+    assert await storage.vens.resolve_targets(group) == ("000002",)
+    assert await storage.vens.resolve_targets([]) == ()
+
+
+def _fields(reg: VenRegistration) -> dict[str, Any]:
+    return {name: getattr(reg, name) for name in reg.__dataclass_fields__}
+
+
+# ------------------------------------------------------------------ events
+
+
+def an_event(mod: int, *, payload: bytes | None = None, status: EventStatus = EventStatus.FAR):
+    return EventRecord(
+        event_id="ev-1",
+        modification_number=mod,
+        status=status,
+        market_context="http://cbp.example/mc",
+        starts_at=T0 + timedelta(hours=1),
+        ends_at=T0 + timedelta(hours=2),
+        targets=(TargetRef(kind=TargetKind.GROUP, value=f"g{mod}"),),
+        payload=payload if payload is not None else f"<event mod='{mod}'/>".encode(),
+        updated_at=T0 + timedelta(minutes=mod),
+    )
+
+
+async def test_events_modification_numbers_only_rise(storage: Storage) -> None:
+    vens = await register(storage, 3)
+    assert await storage.events.put(an_event(0), notify=vens)
+    assert not await storage.events.put(an_event(0), notify=vens)  # retry: no change, no dup
+    assert await storage.outbox.pending_count(vens[0]) == 1
+    with pytest.raises(StorageConflict):
+        await storage.events.put(an_event(0, payload=b"<other/>"))
+
+    assert await storage.events.put(an_event(1, status=EventStatus.ACTIVE), notify=vens[:1])
+    with pytest.raises(StaleModification):
+        await storage.events.put(an_event(0))
+    stored = await storage.events.get("ev-1")
+    assert stored == an_event(1, status=EventStatus.ACTIVE)
+    assert stored.targets == (TargetRef(kind=TargetKind.GROUP, value="g1"),)
+    assert [i.payload for i in await storage.outbox.pending(vens[0])] == [
+        b"<event mod='0'/>",
+        b"<event mod='1'/>",
+    ]
+    assert await storage.outbox.pending_count(vens[1]) == 1
+    assert await storage.events.query(statuses=[EventStatus.ACTIVE]) == (stored,)
+    assert await storage.events.query(statuses=[EventStatus.CANCELLED]) == ()
+    assert await storage.events.get("nope") is None
+
+
+async def test_event_delivery_and_acks(storage: Storage) -> None:
+    vens = await register(storage, 2)
+    await storage.events.put(an_event(2))
+    await storage.events.mark_delivered("ev-1", vens, modification_number=2, at=T0)
+    ack = EventAck(
+        event_id="ev-1", ven_id=vens[0], modification_number=2, opt_type=OptType.OPT_IN, at=T0
+    )
+    delivery = await storage.events.record_ack(ack)
+    assert delivery.ack_opt_type is OptType.OPT_IN
+    assert (delivery.delivered_modification_number, delivery.ack_modification_number) == (2, 2)
+    assert await storage.events.record_ack(ack) == delivery  # re-sent ack: idempotent
+
+    late_old = EventAck(
+        event_id="ev-1", ven_id=vens[0], modification_number=1, opt_type=OptType.OPT_OUT, at=T0
+    )
+    assert (await storage.events.record_ack(late_old)).ack_opt_type is OptType.OPT_IN
+    deliveries = await storage.events.deliveries("ev-1")
+    assert [(d.ven_id, d.ack_opt_type) for d in deliveries] == [
+        (vens[0], OptType.OPT_IN),
+        (vens[1], None),
+    ]
+    assert await storage.events.delivery("ev-1", vens[1]) == deliveries[1]
+    with pytest.raises(StorageConflict):  # unknown VEN: the foreign key refuses it
+        await storage.events.mark_delivered("ev-1", ["999999"], modification_number=2, at=T0)
+
+
+# ------------------------------------------------------------------ outbox
+
+
+async def test_outbox_fan_out_to_500_vens_is_one_insert_and_keeps_order(storage: Storage) -> None:
+    vens = await register_in_bulk(storage, 500)
+    assert await storage.vens.get(vens[499]) == ven(499)
+    with count_inserts(storage) as inserts:
+        added = await storage.outbox.enqueue(vens, b"<first/>", "oadrDistributeEvent", at=T0)
+    assert (added, len(inserts)) == (500, 1)
+    await storage.outbox.enqueue(vens, b"<second/>", "oadrDistributeEvent", "k2", at=T0)
+    assert await storage.outbox.enqueue(vens, b"<second/>", "oadrDistributeEvent", "k2", at=T0) == 0
+
+    for ven_id in (vens[0], vens[250], vens[499]):
+        first = await storage.outbox.next_for(ven_id, now=T0)
+        assert first is not None and (first.payload, first.more_waiting) == (b"<first/>", True)
+        assert await storage.outbox.mark_delivered(first.seq, at=T0)
+        assert not await storage.outbox.mark_delivered(first.seq, at=T0)
+        second = await storage.outbox.next_for(ven_id, now=T0)
+        assert second is not None and second.seq > first.seq
+        assert (second.payload, second.dedup_key, second.more_waiting) == (
+            b"<second/>",
+            "k2",
+            False,
+        )
+        await storage.outbox.mark_delivered(second.seq, at=T0)
+        assert await storage.outbox.next_for(ven_id, now=T0) is None
+    assert await storage.outbox.pending_count(vens[1]) == 2
+
+
+async def test_outbox_claim_lease_expires_and_release(storage: Storage) -> None:
+    (ven_id,) = await register(storage, 1)
+    await storage.outbox.enqueue([ven_id], b"<a/>", "k", at=T0)
+    lease = timedelta(seconds=30)
+    claimed = await storage.outbox.next_for(ven_id, now=T0, lease=lease)
+    assert claimed is not None
+    assert await storage.outbox.next_for(ven_id, now=T0 + timedelta(seconds=29)) is None
+    # The worker died without marking it: after the lease another poll gets it again.
+    again = await storage.outbox.next_for(ven_id, now=T0 + lease, lease=lease)
+    assert again is not None and again.seq == claimed.seq
+    await storage.outbox.release(again.seq)
+    assert (await storage.outbox.next_for(ven_id, now=T0)).seq == claimed.seq  # type: ignore[union-attr]
+    await storage.outbox.mark_delivered(claimed.seq, at=T0)
+    assert await storage.outbox.purge_delivered(T0 + timedelta(seconds=1)) == 1
+    assert await storage.outbox.pending(ven_id) == ()
+
+
+async def test_two_workers_never_get_the_same_item(storage_url: str) -> None:
+    worker_a, worker_b = await open_storage(storage_url), await open_storage(storage_url)
+    try:
+        (ven_id,) = await register(worker_a, 1)
+        for n in range(40):
+            await worker_a.outbox.enqueue([ven_id], f"<m n='{n}'/>".encode(), "k", at=T0)
+
+        async def drain(worker: Storage) -> list[int]:
+            got: list[int] = []
+            while (item := await worker.outbox.next_for(ven_id, now=T0)) is not None:
+                got.append(item.seq)
+            return got
+
+        a, b, c = await asyncio.gather(drain(worker_a), drain(worker_b), drain(worker_a))
+        taken = a + b + c
+        assert len(taken) == len(set(taken)) == 40
+        assert a == sorted(a) and b == sorted(b) and c == sorted(c)  # each claims in seq order
+    finally:
+        await worker_a.close()
+        await worker_b.close()
+
+
+# ------------------------------------------------------------------ reports
+
+
+def points(ven_id: str, count: int, *, start: int = 0, value: float = 1.5) -> list[ReportPoint]:
+    return [
+        ReportPoint(
+            ven_id=ven_id,
+            report_request_id="rr-1",
+            report_specifier_id="TELEMETRY_USAGE",
+            r_id=f"psn1_{k % 4}",
+            dtstart=T0 + timedelta(seconds=4 * (k // 4)),
+            duration=timedelta(seconds=4),
+            value=value + k,
+            confidence=95 if k % 2 else None,
+            data_quality="Quality Good - Non Specific",
+            received_at=T0,
+        )
+        for k in range(start, start + count)
+    ]
+
+
+async def test_report_points_batched_idempotent_and_queried_by_time(storage: Storage) -> None:
+    (ven_id,) = await register(storage, 1)
+    with count_inserts(storage) as inserts:
+        assert await storage.reports.add_points(points(ven_id, 1000)) == 1000
+    assert len(inserts) == 1
+    # A VEN re-sending after a lost reply, overlapping new data: only the new points are stored.
+    assert await storage.reports.add_points(points(ven_id, 1000, value=99.0)) == 0
+    assert await storage.reports.add_points(points(ven_id, 8, start=996)) == 4
+    window = await storage.reports.points(ven_id, T0, T0 + timedelta(seconds=8))
+    assert window == tuple(points(ven_id, 8))  # first values kept, ordered by dtstart then rID
+    one = await storage.reports.points(ven_id, T0, T0 + timedelta(hours=1), r_id="psn1_3")
+    assert len(one) == 251 and all(p.r_id == "psn1_3" for p in one)
+    assert await storage.reports.points(ven_id, T0 - timedelta(hours=1), T0) == ()
+    assert await storage.reports.add_points([]) == 0
+
+
+async def test_report_descriptions_and_requests(storage: Storage) -> None:
+    (ven_id,) = await register(storage, 1)
+
+    def description(spec: str) -> ReportDescription:
+        return ReportDescription(
+            ven_id=ven_id,
+            report_specifier_id=spec,
+            report_name="METADATA_TELEMETRY_USAGE",
+            r_ids=("psn1_a", "psn1_b"),
+            payload=b"<oadrReport/>",
+            registered_at=T0,
+        )
+
+    await storage.reports.register_descriptions(ven_id, [description("S1"), description("S2")])
+    await storage.reports.register_descriptions(ven_id, [description("S3")])  # replaces
+    assert await storage.reports.descriptions(ven_id) == (description("S3"),)
+
+    request = ReportRequest(
+        ven_id=ven_id,
+        report_request_id="rr-1",
+        report_specifier_id="S3",
+        r_ids=("psn1_a",),
+        granularity=timedelta(seconds=4),
+        report_back_duration=timedelta(minutes=1),
+        starts_at=T0,
+        created_at=T0,
+    )
+    await storage.reports.put_request(request)
+    await storage.reports.put_request(request)  # a retry is an update, not a second row
+    assert await storage.reports.requests(ven_id) == (request,)
+    assert await storage.reports.set_request_status(
+        ven_id, "rr-1", ReportRequestStatus.ACTIVE, at=T0
+    )
+    active = await storage.reports.requests(ven_id, statuses=[ReportRequestStatus.ACTIVE])
+    assert [r.status for r in active] == [ReportRequestStatus.ACTIVE]
+    later = T0 + timedelta(hours=1)
+    await storage.reports.set_request_status(
+        ven_id, "rr-1", ReportRequestStatus.CANCELLED, at=later
+    )
+    cancelled = await storage.reports.get_request(ven_id, "rr-1")
+    assert cancelled is not None and cancelled.cancelled_at == later
+    assert not await storage.reports.set_request_status(
+        ven_id, "nope", ReportRequestStatus.ACTIVE, at=T0
+    )
+
+
+# ------------------------------------------------------------------ opts and nonces
+
+
+async def test_opt_schedules(storage: Storage) -> None:
+    (ven_id,) = await register(storage, 1)
+    window = OptWindow(starts_at=T0, duration=timedelta(minutes=15))
+    schedule = OptSchedule(
+        ven_id=ven_id,
+        opt_id="opt-1",
+        opt_type=OptType.OPT_OUT,
+        opt_reason="participating",
+        resource_id="psn1_a",
+        windows=(window, OptWindow(starts_at=T0 + timedelta(hours=1), duration=timedelta(hours=1))),
+        created_at=T0,
+    )
+    await storage.opts.put(schedule)
+    assert await storage.opts.get(ven_id, "opt-1") == schedule
+    assert await storage.opts.in_force(ven_id, T0 + timedelta(minutes=14)) == (schedule,)
+    assert await storage.opts.in_force(ven_id, T0 + timedelta(minutes=15)) == ()
+    assert await storage.opts.in_force(ven_id, T0, resource_id="psn1_other") == ()
+
+    narrowed = OptSchedule(**{**_opt_fields(schedule), "windows": (window,)})
+    await storage.opts.put(narrowed)  # same optID again: replaced, windows included
+    assert await storage.opts.for_ven(ven_id) == (narrowed,)
+    assert await storage.opts.cancel(ven_id, "opt-1", at=T0)
+    assert not await storage.opts.cancel(ven_id, "opt-1", at=T0)
+    assert await storage.opts.for_ven(ven_id) == ()
+    kept = await storage.opts.for_ven(ven_id, include_cancelled=True)
+    assert [s.cancelled_at for s in kept] == [T0]
+    assert await storage.opts.in_force(ven_id, T0) == ()
+
+
+def _opt_fields(schedule: OptSchedule) -> dict[str, Any]:
+    return {name: getattr(schedule, name) for name in schedule.__dataclass_fields__}
+
+
+async def test_nonce_replay_detection(storage: Storage) -> None:
+    assert not await storage.nonces.seen("n-1", T0)
+    assert await storage.nonces.seen("n-1", T0 + timedelta(seconds=1))
+    # Two workers racing on the same nonce: exactly one accepts it.
+    results = await asyncio.gather(*(storage.nonces.seen("n-2", T0) for _ in range(4)))
+    assert sorted(results) == [False, True, True, True]
+    assert not await storage.nonces.seen("n-3", T0 + timedelta(minutes=10))
+    assert await storage.nonces.purge(T0 + timedelta(minutes=5)) == 2
+    assert not await storage.nonces.seen("n-1", T0 + timedelta(minutes=20))
+
+
+# ------------------------------------------------------------------ restarts
+
+
+async def test_everything_survives_close_and_reopen(storage_url: str) -> None:
+    first = await open_storage(storage_url)
+    vens = await register(first, 2)
+    await first.events.put(an_event(3), notify=vens)
+    await first.reports.add_points(points(vens[0], 10))
+    await first.nonces.seen("n", T0)
+    await first.close()
+
+    second = await open_storage(storage_url)
+    try:
+        assert [v.ven_id for v in await second.vens.active()] == vens
+        assert await second.events.get("ev-1") == an_event(3)
+        item = await second.outbox.next_for(vens[1], now=T0)
+        assert item is not None and item.payload == an_event(3).payload
+        assert len(await second.reports.points(vens[0], T0, T0 + timedelta(days=1))) == 10
+        assert await second.nonces.seen("n", T0)
+    finally:
+        await second.close()
+
+
+_CHILD = """
+import asyncio, sys
+from datetime import UTC, datetime
+from vtn.storage import VenRegistration, open_storage
+
+async def main(url):
+    storage = await open_storage(url)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    await storage.vens.register(VenRegistration(
+        ven_id="000042", registration_id="r", fingerprint="F", ven_name="v", created_at=at))
+    await storage.outbox.enqueue(["000042"], b"<queued/>", "k", at=at)
+    print("committed", flush=True)
+    await asyncio.Event().wait()  # hold the connections open until killed
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_sigkill_after_commit_loses_nothing(storage_url: str) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CHILD, storage_url, stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            assert await child.stdout.readline() == b"committed\n"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        assert await child.wait() == -signal.SIGKILL
+    storage = await open_storage(storage_url)
+    try:
+        assert (await storage.vens.get("000042")) is not None
+        assert [i.payload for i in await storage.outbox.pending("000042")] == [b"<queued/>"]
+    finally:
+        await storage.close()
