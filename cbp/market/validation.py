@@ -1,0 +1,230 @@
+"""Delivery validation: requested, delivered and settled energy of one activation.
+
+DESIGN.md section 4, with S the TSO setpoint, B the +5-min baseline forecast and M the measured
+pool power on the 4-s grid (dt = sample period):
+
+    dP_k  = B_k - M_k                       (upward; downward uses M_k - B_k)
+    E_req = sum S_k dt
+    E_del = sum max(0, dP_k) dt
+    E_set = sum min(max(dP_k, 0), S_(k-L)) dt   over-delivery is not paid
+    rho   = E_del / E_req
+
+The window runs from the first setpoint sample to L samples past the last one, so a pool that
+follows L samples late is not cut short. Setpoints are TSO data and must lie on the grid; a grid
+time inside the activation without a setpoint sample requests nothing.
+
+Data quality: measurement and baseline gaps of up to 3 samples are interpolated and counted as
+estimated; a sample with no measured or estimated B and M delivers zero. If the baseline is
+absent or its aggregator is flagged (see ``quality``), B falls back to meter-before: the mean of
+the measured samples in the 15 sample periods before the activation.
+
+Invariants: energies are exact ``Decimal`` (rounding happens on statements only); 0 <= E_set <=
+E_del; no row carries a value that was neither measured nor interpolated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from .config import MarketRules
+from .isp import IspCalendar, IspRef
+from .offers import Direction
+from .series import Grid, GridPoint, Sample, SampleQuality, regularise, snap
+
+__all__ = [
+    "Delivery",
+    "DeliveryRow",
+    "Flag",
+    "ValidationError",
+    "energy_mwh",
+    "meter_before",
+    "split_by_isp",
+    "validate_delivery",
+]
+
+_HOUR_S = Decimal(3600)
+
+
+class ValidationError(ValueError):
+    """The inputs cannot be validated (no setpoints, off-grid setpoints, no meter data)."""
+
+
+class Flag(StrEnum):
+    ESTIMATED = "estimated"
+    MISSING_COUNTED_ZERO = "missing_counted_zero"
+    CLOCK_REALIGNED = "clock_realigned"
+    DUPLICATE_SAMPLES_DROPPED = "duplicate_samples_dropped"
+    BASELINE_FALLBACK = "baseline_fallback"
+    BASELINE_FALLBACK_SHORT = "baseline_fallback_short"
+    ACK_LATE = "ack_late"
+    POOL_INCOHERENT = "pool_incoherent"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRow:
+    at: datetime
+    setpoint_mw: Decimal
+    lagged_setpoint_mw: Decimal
+    baseline_mw: Decimal | None
+    measured_mw: Decimal | None
+    delivered_mw: Decimal
+    settled_mw: Decimal
+    quality: SampleQuality
+
+
+def energy_mwh(mw_samples_sum: Decimal, period: timedelta) -> Decimal:
+    """MWh of a sum of MW samples: sum * dt / 3600, dividing once to keep precision."""
+    return mw_samples_sum * Decimal(period.total_seconds()) / _HOUR_S
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    rows: tuple[DeliveryRow, ...]
+    period: timedelta
+    direction: Direction = Direction.UP
+    extra_flags: frozenset[Flag] = frozenset()
+    realigned_samples: int = 0
+
+    @property
+    def requested_mwh(self) -> Decimal:
+        return energy_mwh(sum((r.setpoint_mw for r in self.rows), Decimal(0)), self.period)
+
+    @property
+    def delivered_mwh(self) -> Decimal:
+        return energy_mwh(sum((r.delivered_mw for r in self.rows), Decimal(0)), self.period)
+
+    @property
+    def settled_mwh(self) -> Decimal:
+        return energy_mwh(sum((r.settled_mw for r in self.rows), Decimal(0)), self.period)
+
+    @property
+    def ratio(self) -> Decimal | None:
+        """rho = E_del / E_req; ``None`` when nothing was requested."""
+        requested = self.requested_mwh
+        return self.delivered_mwh / requested if requested else None
+
+    def count(self, quality: SampleQuality) -> int:
+        return sum(1 for r in self.rows if r.quality is quality)
+
+    @property
+    def flags(self) -> tuple[Flag, ...]:
+        flags = set(self.extra_flags)
+        if self.count(SampleQuality.ESTIMATED):
+            flags.add(Flag.ESTIMATED)
+        if self.count(SampleQuality.MISSING):
+            flags.add(Flag.MISSING_COUNTED_ZERO)
+        return tuple(sorted(flags))
+
+
+def meter_before(measured: Grid, start: datetime, rules: MarketRules) -> tuple[Decimal, int]:
+    """Mean of the usable samples in the ``fallback_samples`` periods before ``start``, and how
+    many there were."""
+    times = (start - i * rules.sample_period for i in range(1, rules.fallback_samples + 1))
+    values = [p.value for p in (measured.at(t) for t in times) if p.value is not None]
+    if not values:
+        raise ValidationError(f"no meter data in the {rules.fallback_samples} samples before "
+                              f"{start.isoformat()} for the meter-before baseline")
+    return sum(values, Decimal(0)) / len(values), len(values)
+
+
+def _setpoint_map(setpoints: Iterable[Sample], rules: MarketRules) -> dict[datetime, Decimal]:
+    mapped: dict[datetime, Decimal] = {}
+    for sample in setpoints:
+        point = snap(sample.at, rules.sample_period)
+        if point != sample.at:
+            raise ValidationError(f"setpoint at {sample.at.isoformat()} is off the "
+                                  f"{rules.sample_period.total_seconds():g}-s grid")
+        if point in mapped:
+            raise ValidationError(f"two setpoints at {sample.at.isoformat()}")
+        mapped[point] = sample.value
+    if not mapped:
+        raise ValidationError("no setpoint samples")
+    return mapped
+
+
+def validate_delivery(
+    setpoints: Sequence[Sample],
+    measured: Sequence[Sample],
+    baseline: Sequence[Sample] | None,
+    rules: MarketRules,
+    *,
+    direction: Direction = Direction.UP,
+    baseline_flagged: bool = False,
+    clock_offset: timedelta = timedelta(0),
+) -> Delivery:
+    """Validate one activation. ``clock_offset`` is the measuring clock's known lead over true
+    time; ``baseline_flagged`` (or no baseline) selects the meter-before fallback."""
+    period, lag = rules.sample_period, rules.tracking_lag_samples
+    wanted = _setpoint_map(setpoints, rules)
+    first, last = min(wanted), max(wanted)
+    window = [first + i * period for i in range((last - first) // period + lag + 1)]
+    span = (first - rules.fallback_samples * period, window[-1])
+    meter = regularise(measured, rules, span=span, clock_offset=clock_offset)
+    flags: set[Flag] = set()
+    if meter.realigned:
+        flags.add(Flag.CLOCK_REALIGNED)
+    if meter.collisions:
+        flags.add(Flag.DUPLICATE_SAMPLES_DROPPED)
+    if baseline is None or baseline_flagged:
+        level, used = meter_before(meter, first, rules)
+        flags.add(Flag.BASELINE_FALLBACK)
+        if used < rules.fallback_samples:
+            flags.add(Flag.BASELINE_FALLBACK_SHORT)
+        base = Grid(start=first, period=period, points=tuple(
+            _flat(t, level) for t in window))  # fmt: skip
+    else:
+        base = regularise(baseline, rules, span=(first, window[-1]))
+    rows = tuple(_row(t, wanted, base, meter, period * lag, direction) for t in window)
+    return Delivery(
+        rows=rows, period=period, direction=direction,
+        extra_flags=frozenset(flags), realigned_samples=meter.realigned,
+    )  # fmt: skip
+
+
+def _flat(at: datetime, level: Decimal) -> GridPoint:
+    return GridPoint(at=at, value=level, quality=SampleQuality.MEASURED)
+
+
+def _row(
+    at: datetime,
+    wanted: dict[datetime, Decimal],
+    base: Grid,
+    meter: Grid,
+    lag: timedelta,
+    direction: Direction,
+) -> DeliveryRow:
+    s_now = wanted.get(at, Decimal(0))
+    s_lag = wanted.get(at - lag, Decimal(0))
+    b, m = base.at(at), meter.at(at)
+    if b.value is None or m.value is None:
+        delivered = settled = Decimal(0)
+        quality = SampleQuality.MISSING
+    else:
+        d_p = b.value - m.value if direction is Direction.UP else m.value - b.value
+        delivered = max(Decimal(0), d_p)
+        settled = min(delivered, max(s_lag, Decimal(0)))
+        estimated = SampleQuality.ESTIMATED in (b.quality, m.quality)
+        quality = SampleQuality.ESTIMATED if estimated else SampleQuality.MEASURED
+    return DeliveryRow(
+        at=at, setpoint_mw=s_now, lagged_setpoint_mw=s_lag, baseline_mw=b.value,
+        measured_mw=m.value, delivered_mw=delivered, settled_mw=settled, quality=quality,
+    )  # fmt: skip
+
+
+def split_by_isp(delivery: Delivery, calendar: IspCalendar) -> dict[IspRef, Delivery]:
+    """One ``Delivery`` per ISP the rows fall in (by each row's own time), for per-ISP
+    statements of an activation that crosses an ISP boundary."""
+    parts: dict[IspRef, list[DeliveryRow]] = {}
+    for row in delivery.rows:
+        parts.setdefault(calendar.isp_at(row.at), []).append(row)
+    return {
+        isp: Delivery(
+            rows=tuple(rows), period=delivery.period, direction=delivery.direction,
+            extra_flags=delivery.extra_flags, realigned_samples=delivery.realigned_samples,
+        )
+        for isp, rows in parts.items()
+    }
