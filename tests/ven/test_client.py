@@ -1,0 +1,229 @@
+"""VenClient against a scripted in-test VTN over real mutual TLS, and its dispatch in memory."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from aiohttp import web
+
+from schemas import (
+    Availability,
+    CanceledOpt,
+    CanceledPartyRegistration,
+    CancelOpt,
+    CancelPartyRegistration,
+    CreatedEvent,
+    CreatedOpt,
+    CreateOpt,
+    CreatePartyRegistration,
+    EiResponse,
+    Event,
+    InvalidData,
+    Message,
+    OptReason,
+    OptType,
+    Poll,
+    RegisteredReport,
+    RegisterReport,
+    RequestReregistration,
+    Response,
+)
+from tests.conftest import Pki
+from ven import Backoff, Registration, VenClient, VenError, VtnRefused, VtnUnavailable
+
+from .conftest import REGISTRATION_ID, VEN_ID, free_port, ok, scripted_vtn
+from .scripts import T0, default_script, distribute, event
+
+FAST = Backoff(base=0.001, cap=0.004)
+
+
+def registered(ven: VenClient) -> VenClient:
+    ven.registration = Registration(ven_id=VEN_ID, registration_id=REGISTRATION_ID,
+                                    vtn_id="scripted-vtn")
+    return ven
+
+
+async def test_stale_and_repeated_event_copies_are_ignored(pki: Pki) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def on_event(incoming: Event) -> str:  # async handlers and plain strings both work
+        seen.append((incoming.event_id, incoming.modification_number))
+        return "optOut" if incoming.event_id == "e2" else "optIn"
+
+    async with VenClient("https://127.0.0.1:9", None, ven_name="v", on_event=on_event) as ven:
+        registered(ven)
+        first = await ven.dispatch(distribute(event("e1", 2), event("e2", 0)))
+        again = await ven.dispatch(distribute(event("e1", 2), event("e2", 0)))
+        stale = await ven.dispatch(distribute(event("e1", 1), event("e2", 0)))
+        newer = await ven.dispatch(distribute(event("e1", 3), event("e3", 0, required=False)))
+
+    assert isinstance(first.reply, CreatedEvent)
+    assert [(r.event_id, r.modification_number, r.opt_type) for r in
+            first.reply.event_responses] == [("e1", 2, OptType.OPT_IN), ("e2", 0, OptType.OPT_OUT)]
+    assert again.reply is None and stale.reply is None
+    assert isinstance(newer.reply, CreatedEvent)
+    assert [r.event_id for r in newer.reply.event_responses] == ["e1"]  # e3 needs no answer
+    assert seen == [("e1", 2), ("e2", 0), ("e1", 3), ("e3", 0)]
+    assert set(ven.events) == {"e1", "e3"}  # e2 left the complete set
+
+
+async def test_poll_loop_polls_again_at_once_while_the_vtn_has_more(pki: Pki) -> None:
+    queue: list[Message] = [
+        distribute(event("e1", 0)),
+        RegisterReport(request_id="vtn-offer", ven_id=VEN_ID),
+        distribute(event("e1", 1), request_id="dist-2"),
+    ]
+    drained = asyncio.Event()
+
+    def watch(service: str, message: Message) -> None:
+        if isinstance(message, Poll) and not queue:
+            drained.set()
+
+    async with scripted_vtn(pki.server_context(), default_script(queue, extra=watch)) as vtn, \
+            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=60,
+                      on_event=lambda e: OptType.OPT_IN, backoff=FAST) as ven:
+        ven.start_polling()
+        async with asyncio.timeout(10):
+            await drained.wait()
+
+    sent = [(service, type(message).__name__) for service, message in vtn.received]
+    assert sent == [
+        ("EiRegisterParty", "QueryRegistration"), ("EiRegisterParty", "CreatePartyRegistration"),
+        ("OadrPoll", "Poll"), ("EiEvent", "CreatedEvent"),
+        ("OadrPoll", "Poll"), ("EiReport", "RegisteredReport"),
+        ("OadrPoll", "Poll"), ("EiEvent", "CreatedEvent"),
+        ("OadrPoll", "Poll"),  # the empty answer: now the VEN would wait its 60 s
+    ]
+    answer = vtn.received[7][1]
+    assert isinstance(answer, CreatedEvent)
+    assert answer.event_responses[0].modification_number == 1
+    assert answer.response.request_id == "dist-2"
+
+
+async def test_reregistration_and_cancellation_requested_by_the_vtn(pki: Pki) -> None:
+    queue: list[Message] = [
+        RequestReregistration(ven_id=VEN_ID),
+        CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID, ven_id=VEN_ID),
+    ]
+    async with scripted_vtn(pki.server_context(), default_script(queue)) as vtn, \
+            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=60,
+                      backoff=FAST) as ven:
+        async with asyncio.timeout(10):
+            await ven.run()  # returns once the VTN cancelled the registration
+    kinds = [type(message).__name__ for _, message in vtn.received]
+    assert kinds == ["QueryRegistration", "CreatePartyRegistration", "Poll", "Response",
+                     "QueryRegistration", "CreatePartyRegistration", "Poll",
+                     "CanceledPartyRegistration"]
+    again = vtn.received[5][1]
+    assert isinstance(again, CreatePartyRegistration)
+    assert (again.ven_id, again.registration_id) == (VEN_ID, REGISTRATION_ID)
+    canceled = vtn.received[7][1]
+    assert isinstance(canceled, CanceledPartyRegistration)
+    assert canceled.response.code == 200 and canceled.response.request_id == "bye"
+    assert ven.registration is None and ven.deregistered
+
+
+async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:
+    def refuse(service: str, message: Message) -> Message | web.StreamResponse | None:
+        if isinstance(message, CreatePartyRegistration):
+            return Response(response=EiResponse(code=452, description="unknown VEN"))
+        if isinstance(message, Poll):
+            return web.Response(status=503)
+        if isinstance(message, CreateOpt):
+            return web.Response(body=b"<not-xml", content_type="application/xml")
+        return None
+
+    async with scripted_vtn(pki.server_context(), default_script(extra=refuse)) as vtn, \
+            VenClient(vtn.url, pki.client_context(), ven_name="v", backoff=FAST) as ven:
+        with pytest.raises(VtnRefused) as refused:
+            await ven.register()
+        assert refused.value.code == 452
+        registered(ven)
+        with pytest.raises(VtnUnavailable, match="503"):
+            await ven.poll_once()
+        with pytest.raises(InvalidData):
+            await ven.create_opt(opt_type=OptType.OPT_OUT, opt_reason=OptReason.MUST_RUN)
+
+    async with VenClient(f"https://127.0.0.1:{free_port()}", pki.client_context(),
+                         ven_name="v") as nobody:
+        with pytest.raises(VtnUnavailable):
+            await nobody.register()
+
+
+async def test_untrusted_vtn_certificate_is_a_transport_failure(pki: Pki) -> None:
+    untrusted = pki.server_context(vtn=pki.untrusted_vtn)
+    async with scripted_vtn(untrusted, default_script()) as vtn, \
+            VenClient(vtn.url, pki.client_context(), ven_name="v") as ven:
+        with pytest.raises(VtnUnavailable, match=r"[Cc]ertificate"):
+            await ven.register()
+    assert vtn.received == []
+
+
+async def test_poll_loop_backs_off_through_an_outage(pki: Pki) -> None:
+    outage = 3
+    polls = 0
+    recovered = asyncio.Event()
+    draws: list[float] = []
+
+    def flaky(service: str, message: Message) -> Message | web.StreamResponse | None:
+        nonlocal polls
+        if not isinstance(message, Poll):
+            return None
+        polls += 1
+        if polls <= outage:
+            return web.Response(status=502)
+        recovered.set()
+        return ok()
+
+    def draw() -> float:
+        draws.append(0.5)
+        return 0.5
+
+    errors: list[VenError] = []
+    backoff = Backoff(base=0.001, cap=0.01, random=draw)
+    async with scripted_vtn(pki.server_context(), default_script(extra=flaky)) as vtn, \
+            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=60,
+                      backoff=backoff, on_error=errors.append) as ven:
+        ven.start_polling()
+        async with asyncio.timeout(10):
+            await recovered.wait()
+    assert len(errors) == outage and all(isinstance(e, VtnUnavailable) for e in errors)
+    assert len(draws) == outage  # one jittered delay per failure, reset after success
+    assert len(vtn.received) == 2 + outage + 1
+
+
+async def test_opt_schedule_created_and_cancelled(pki: Pki) -> None:
+    def opts(service: str, message: Message) -> Message | None:
+        if isinstance(message, CreateOpt):
+            return CreatedOpt(response=EiResponse(request_id=message.request_id),
+                              opt_id=message.opt_id)
+        if isinstance(message, CancelOpt):
+            return CanceledOpt(response=EiResponse(request_id=message.request_id),
+                               opt_id=message.opt_id)
+        return None
+
+    async with scripted_vtn(pki.server_context(), default_script(extra=opts)) as vtn, \
+            VenClient(vtn.url, pki.client_context(), ven_name="v", clock=lambda: T0) as ven:
+        await ven.register()
+        created = await ven.create_opt(
+            opt_type=OptType.OPT_OUT, opt_reason=OptReason("x-crowdBalancing"), opt_id="opt-007",
+            vavailability=(Availability(dtstart=T0, duration=timedelta(hours=2)),),
+        )
+        canceled = await ven.cancel_opt(created.opt_id)
+    assert created.opt_id == "opt-007" and canceled.opt_id == "opt-007"
+    sent = vtn.received[2][1]
+    assert isinstance(sent, CreateOpt)
+    assert (sent.ven_id, sent.opt_type, sent.created_date_time) == (VEN_ID, OptType.OPT_OUT, T0)
+    assert sent.vavailability == (Availability(dtstart=T0, duration=timedelta(hours=2)),)
+    assert [s for s, _ in vtn.received[2:]] == ["EiOpt", "EiOpt"]
+
+
+async def test_vtn_offered_reports_are_acknowledged(pki: Pki) -> None:
+    async with VenClient("https://127.0.0.1:9", None, ven_name="v") as ven:
+        registered(ven)
+        outcome = await ven.dispatch(RegisterReport(request_id="offer-1", ven_id=VEN_ID))
+    assert isinstance(outcome.reply, RegisteredReport)
+    assert outcome.reply.response.request_id == "offer-1"
+    assert outcome.service == "EiReport"
