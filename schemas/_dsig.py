@@ -6,7 +6,7 @@ holds two references, both same-document ``#id`` URIs with SHA-256 digests: one 
 oadrSignedObject (whose ``oadr:Id`` names it; the schema's attributeFormDefault is qualified) and
 one to the ds:SignatureProperties carrying dsp:ReplayProtect (timestamp + nonce), so the replay
 data is signed too. We sign with exclusive c14n and RSA-SHA256 or ECDSA-SHA256; ECDSA values are
-raw r||s (RFC 4050 / XML-DSig 1.1 section 6.4.3), not DER.
+raw r||s (XML-DSig 1.1, section 6.4.3), not DER; algorithm URIs from RFC 6931.
 
 Invariants on the reading side, each against a known attack or ambiguity:
 - only the Signature that is oadrPayload's first child counts, and a reference must land on the
