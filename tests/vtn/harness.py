@@ -1,0 +1,142 @@
+"""A real VTN on 127.0.0.1 (port 0, mutual TLS from the session PKI) and a minimal raw VEN client
+built from aiohttp and :mod:`schemas` only, for the VTN's integration tests."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from schemas import (
+    Codec,
+    CreatePartyRegistration,
+    DistributeEvent,
+    EiResponse,
+    Event,
+    EventDescriptor,
+    EventInterval,
+    EventSignal,
+    EventStatus,
+    Message,
+    Poll,
+    Response,
+    SignalType,
+    Target,
+)
+from schemas.events import ActivePeriod
+from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.services import Handlers, ServiceContext
+from vtn.transport import SERVICE_PREFIX
+
+CODEC = Codec()
+
+
+@dataclass
+class RunningVtn:
+    url: str
+    app: web.Application
+
+    @property
+    def ctx(self) -> ServiceContext:
+        return self.app[SERVICES]
+
+
+@asynccontextmanager
+async def running_vtn(pki: Any, storage_url: str, *, handlers: Handlers | None = None,
+                      **overrides: Any) -> AsyncIterator[RunningVtn]:
+    config = VtnConfig(storage_url=storage_url, tls_cert=pki.vtn.cert, tls_key=pki.vtn.key,
+                       tls_ca=pki.ca_cert, poll_frequency=timedelta(seconds=1), port=0,
+                       **overrides)
+    app = create_app(config, handlers=handlers)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pki.server_context())
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield RunningVtn(url=f"https://127.0.0.1:{port}{SERVICE_PREFIX}", app=app)
+    finally:
+        await runner.cleanup()
+
+
+class RawVen:
+    """Posts typed messages with one client certificate; returns the typed reply."""
+
+    def __init__(self, url: str, context: ssl.SSLContext) -> None:
+        self.url = url
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        self.ven_id = ""
+        self.registration_id = ""
+
+    async def post(self, service: str, message: Message) -> Message:
+        async with self.session.post(f"{self.url}/{service}", data=CODEC.encode(message),
+                                     headers={"Content-Type": "application/xml"}) as reply:
+            assert reply.status == 200, await reply.text()
+            return CODEC.decode(await reply.read())
+
+    async def register(self, name: str = "raw-ven") -> Message:
+        reply = await self.post("EiRegisterParty", CreatePartyRegistration(
+            request_id="r1", ven_name=name, http_pull_model=True))
+        self.ven_id = getattr(reply, "ven_id", None) or ""
+        self.registration_id = getattr(reply, "registration_id", None) or ""
+        return reply
+
+    async def poll(self) -> Message:
+        return await self.post("OadrPoll", Poll(ven_id=self.ven_id))
+
+    async def drain(self) -> list[Message]:
+        """Poll until the VTN has nothing more (the VEN polls again at once)."""
+        got = []
+        while not isinstance(reply := await self.poll(), Response):
+            got.append(reply)
+        return got
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@asynccontextmanager
+async def raw_ven(url: str, context: ssl.SSLContext) -> AsyncIterator[RawVen]:
+    ven = RawVen(url, context)
+    try:
+        yield ven
+    finally:
+        await ven.close()
+
+
+def code_of(reply: Message) -> int:
+    assert isinstance(reply, Response), reply
+    return reply.response.code
+
+
+def sample_event(event_id: str, target: Target, *, start: datetime | None = None,
+                 minutes: int = 30, value: float = 5.0) -> Event:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return Event(
+        descriptor=EventDescriptor(event_id=event_id, modification_number=0,
+                                   market_context="http://cbp.example/mc",
+                                   created_date_time=now, event_status=EventStatus.FAR),
+        active_period=ActivePeriod(dtstart=start or now + timedelta(minutes=5),
+                                   duration=timedelta(minutes=minutes)),
+        signals=(EventSignal(intervals=(EventInterval(values=(value,),
+                                                      duration=timedelta(minutes=minutes),
+                                                      uid="0"),),
+                             signal_name="LOAD_DISPATCH", signal_type=SignalType.SETPOINT,
+                             signal_id="s1"),),
+        target=target,
+    )
+
+
+def events_of(messages: list[Message]) -> DistributeEvent:
+    distributes = [m for m in messages if isinstance(m, DistributeEvent)]
+    assert distributes, messages
+    return distributes[-1]
+
+
+OK = EiResponse()

@@ -1,0 +1,139 @@
+"""The VTN application factory: composes transport, services, storage and push into one aiohttp app.
+
+>>> app = create_app(VtnConfig(storage_url="sqlite:///vtn.db"))       # doctest: +SKIP
+>>> web.run_app(app, ssl_context=server_context(...))                  # doctest: +SKIP
+
+Invariants:
+- The :class:`~vtn.storage.Storage` is owned by the app's ``cleanup_ctx``: opened (and migrated)
+  at startup, closed at shutdown; so is the push delivery task. Nothing lives in module globals,
+  so several VTNs run side by side in one process.
+- The request body cap is ``client_max_size`` and the transport's 413 check, both from
+  ``max_body_bytes``.
+- State is reached through typed :class:`web.AppKey` s (``STORAGE``, ``SERVICES``, ...).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from schemas import Codec, Message
+from schemas.identity import TlsProfile
+from vtn.push import PushDelivery, push_client_context
+from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
+from vtn.services._context import utc_now
+from vtn.storage import Storage, open_storage
+from vtn.tls import server_context
+from vtn.transport import Peer, Service, TransportSettings, add_routes
+
+__all__ = ["CODEC", "CONFIG", "PUSH", "SERVICES", "STORAGE", "VtnConfig", "create_app",
+           "server_ssl_context"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VtnConfig:
+    """Everything a VTN deployment can set; :func:`vtn.config.load_config` reads it from TOML."""
+
+    vtn_id: str = "crowdflex-vtn"
+    storage_url: str = "sqlite:///vtn.db"
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_crl: Path | None = None
+    tls_profile: TlsProfile = TlsProfile.TLS13
+    poll_frequency: timedelta = timedelta(seconds=10)
+    max_body_bytes: int = 1024 * 1024
+    body_timeout_s: float = 10.0
+    trusted_cert_header: str | None = None
+    allowed_fingerprints: frozenset[str] | None = None
+    auto_subscribe_reports: tuple[str, ...] = ("TELEMETRY_USAGE", "TELEMETRY_STATUS")
+    default_report_granularity: timedelta = timedelta(minutes=1)
+    cancelled_event_retention: timedelta = timedelta(days=1)
+    offer_metadata: bool = True
+    push_timeout_s: float = 10.0
+    push_retry_s: float = 5.0
+    admin_enabled: bool = True
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
+    admin_token: str | None = None
+
+
+CONFIG = web.AppKey("crowdflex.vtn.config", VtnConfig)
+CODEC = web.AppKey("crowdflex.vtn.codec", Codec)
+STORAGE = web.AppKey("crowdflex.vtn.storage", Storage)
+SERVICES = web.AppKey("crowdflex.vtn.services", ServiceContext)
+PUSH = web.AppKey("crowdflex.vtn.push", PushDelivery)
+
+
+def server_ssl_context(config: VtnConfig) -> ssl.SSLContext:
+    """The mutual-TLS server context for ``config`` (cert, key and CA are required)."""
+    if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
+        raise ValueError("tls_cert, tls_key and tls_ca are required to serve OpenADR")
+    return server_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
+                          profile=config.tls_profile, crl=config.tls_crl)
+
+
+def create_app(
+    config: VtnConfig,
+    *,
+    handlers: Handlers | None = None,
+    codec: Codec | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> web.Application:
+    """A VTN application serving the five OpenADR 2.0b endpoints under ``/OpenADR2/Simple/2.0b``.
+
+    ``handlers`` are the application's hooks (:class:`vtn.services.Handlers`); ``codec`` sets
+    signing/verification and limits (default: a plain :class:`schemas.Codec`).
+    """
+    app = web.Application(client_max_size=config.max_body_bytes)
+    codec = codec or Codec()
+    app[CONFIG] = config
+    app[CODEC] = codec
+
+    async def dispatch(service: Service, peer: Peer, message: Message) -> Message:
+        return await make_dispatcher(app[SERVICES])(service, peer, message)
+
+    add_routes(app, codec, dispatch, TransportSettings(
+        max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
+        trusted_cert_header=config.trusted_cert_header))
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        storage = await open_storage(config.storage_url)
+        try:
+            ctx = ServiceContext(
+                storage=storage, codec=codec, store_codec=Codec(schema=codec.schema),
+                vtn_id=config.vtn_id, poll_frequency=config.poll_frequency,
+                policy=RegistrationPolicy(allowed_fingerprints=config.allowed_fingerprints),
+                handlers=handlers or Handlers(), clock=clock,
+                auto_subscribe=config.auto_subscribe_reports,
+                default_granularity=config.default_report_granularity,
+                cancelled_event_retention=config.cancelled_event_retention,
+                offer_metadata=config.offer_metadata,
+            )
+            app[STORAGE] = storage
+            app[SERVICES] = ctx
+            push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
+                                timeout_s=config.push_timeout_s, retry_s=config.push_retry_s)
+            ctx.on_enqueued = push.wake
+            app[PUSH] = push
+            async with push.running():
+                yield
+        finally:
+            await storage.close()
+
+    app.cleanup_ctx.append(lifetime)
+    return app
+
+
+def _push_context(config: VtnConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
+        return None
+    return push_client_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
+                               profile=config.tls_profile)

@@ -1,0 +1,31 @@
+"""The five OpenADR 2.0b services of the VTN, over :mod:`vtn.storage`.
+
+One module per service (registration, events, reports, opt, poll) holds its handlers and the
+VTN-initiated operations the admin API and applications call (publish an event, subscribe to a
+report, request re-registration...). :func:`make_dispatcher` maps (service, payload class) to
+handlers for :func:`vtn.transport.add_routes`.
+
+Every handler is ``async (ServiceContext, Peer, message) -> reply`` and returns only after the
+state its reply describes is committed.
+"""
+
+from __future__ import annotations
+
+from . import events, opt, poll, registration, reports
+from ._context import Handlers, RegistrationPolicy, ServiceContext, call_hook, require_ven
+from .dispatch import ROUTES, make_dispatcher
+
+__all__ = [
+    "ROUTES",
+    "Handlers",
+    "RegistrationPolicy",
+    "ServiceContext",
+    "call_hook",
+    "events",
+    "make_dispatcher",
+    "opt",
+    "poll",
+    "registration",
+    "reports",
+    "require_ven",
+]

@@ -1,0 +1,140 @@
+"""What every service handler shares: storage, codecs, clock, policy and the application hooks.
+
+Invariants:
+- A handler learns who is talking only from the :class:`~vtn.transport.Peer` (the TLS client
+  certificate), never from the payload: :func:`require_ven` binds the payload's venID to the peer's
+  registration and refuses anything else with 463 before any state is read or written.
+- Hooks may be plain functions or coroutines (:func:`call_hook`); a hook runs after the state it
+  describes is committed, except ``on_register``, which runs first because it may refuse.
+- Payloads queued for VENs are encoded with ``store_codec`` (never signed): the outbox holds what
+  to say, and the signing codec signs it when it is actually sent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas import Codec, Message, NotRegistered
+from vtn.storage import Storage, VenRegistration
+from vtn.transport import Peer
+
+__all__ = [
+    "Handlers",
+    "RegistrationPolicy",
+    "ServiceContext",
+    "call_hook",
+    "new_id",
+    "require_ven",
+    "utc_now",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handlers:
+    """The application's callbacks (each optional, sync or async).
+
+    - ``on_register(registration: VenRegistration) -> bool | None``: before a registration is
+      stored; returning False refuses it (the VEN gets 463).
+    - ``on_event_response(ven_id, response: schemas.EventResponse)``: after an ack is stored.
+    - ``on_report_data(ven_id, report: schemas.Report)``: after a report's data is stored.
+    - ``on_opt(ven_id, message: schemas.CreateOpt | schemas.CancelOpt)``: after it is stored.
+    - ``report_subscriptions(ven_id, reports: tuple[schemas.Report, ...])
+      -> Iterable[schemas.ReportRequest] | None``: which of a VEN's freshly registered METADATA
+      reports to request at once (in oadrRegisteredReport); None uses the configured default.
+    """
+
+    on_register: Callable[..., Any] | None = None
+    on_event_response: Callable[..., Any] | None = None
+    on_report_data: Callable[..., Any] | None = None
+    on_opt: Callable[..., Any] | None = None
+    report_subscriptions: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistrationPolicy:
+    """Who may register: any certificate that chained to the CA (the TLS layer checked that), or,
+    with ``allowed_fingerprints``, only those."""
+
+    allowed_fingerprints: frozenset[str] | None = None
+
+    def admits(self, fingerprint: str) -> bool:
+        allowed = self.allowed_fingerprints
+        return allowed is None or fingerprint.upper() in {f.upper() for f in allowed}
+
+
+@dataclass(slots=True, kw_only=True)
+class ServiceContext:
+    """Everything the five services need; one per VTN application (no module globals)."""
+
+    storage: Storage
+    codec: Codec
+    store_codec: Codec
+    vtn_id: str
+    poll_frequency: timedelta = timedelta(seconds=10)
+    policy: RegistrationPolicy = field(default_factory=RegistrationPolicy)
+    handlers: Handlers = field(default_factory=Handlers)
+    clock: Callable[[], datetime] = utc_now
+    # reportNames whose METADATA a VEN registers are requested at once by default
+    auto_subscribe: tuple[str, ...] = ("TELEMETRY_USAGE", "TELEMETRY_STATUS")
+    default_granularity: timedelta = timedelta(minutes=1)
+    cancelled_event_retention: timedelta = timedelta(days=1)
+    offer_metadata: bool = True
+    # set by the app: wakes push delivery when something was queued
+    on_enqueued: Callable[[Iterable[str]], None] = field(default=lambda _vens: None)
+
+    def encode_for_queue(self, message: Message) -> bytes:
+        return self.store_codec.encode(message)
+
+    async def enqueue(self, ven_ids: Iterable[str], message: Message, *,
+                      dedup_key: str | None = None) -> int:
+        """Queue ``message`` for the VENs (one transaction) and wake push delivery."""
+        vens = tuple(ven_ids)
+        kind = _kind(message)
+        added = await self.storage.outbox.enqueue(
+            vens, self.encode_for_queue(message), kind, dedup_key, at=self.clock()
+        )
+        self.on_enqueued(vens)
+        return added
+
+
+def _kind(message: Message) -> str:
+    return "oadr" + type(message).__name__
+
+
+async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> Any:
+    """Call a sync or async application hook; None when there is none."""
+    if hook is None:
+        return None
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def require_ven(ctx: ServiceContext, peer: Peer, ven_id: str | None) -> VenRegistration:
+    """The peer's active registration, if ``ven_id`` (when given) is the peer's venID.
+
+    OpenADR 2.0b security: the venID is bound to the client certificate, so a VEN naming another
+    VEN's venID is refused (463) and the other VEN's data stays untouched.
+    """
+    registration = await ctx.storage.vens.by_fingerprint(peer.fingerprint)
+    if registration is None or not registration.active:
+        raise NotRegistered("this certificate has no active registration")
+    if ven_id is not None and ven_id != registration.ven_id:
+        raise NotRegistered(f"venID {ven_id!r} does not belong to this certificate")
+    return registration
+
+

@@ -1,0 +1,206 @@
+"""EiEvent (OpenADR 2.0b profile 8.2): publishing events to VENs, oadrRequestEvent, and acks.
+
+Model: the stored :class:`~vtn.storage.EventRecord` keeps the event as last published (encoded as a
+one-event oadrDistributeEvent); the outbox only says "this VEN's event list changed". Whenever a VEN
+is sent events it gets its *whole* current list, freshly built, because 2.0b treats an event missing
+from the list as cancelled (implied cancel) -- so a VEN dropped from an event's targets learns it.
+
+Invariants:
+- modificationNumber rises by one on every change the VTN makes (modify, cancel); status changes
+  that follow from the clock (far -> active -> completed) do not raise it (profile 8.2).
+- An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
+  450 (out of sequence) and nothing of that message is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from schemas import (
+    CreatedEvent,
+    DistributeEvent,
+    EiResponse,
+    Event,
+    EventStatus,
+    InvalidId,
+    OutOfSequence,
+    RequestEvent,
+    Response,
+    ResponseRequired,
+    Target,
+)
+from vtn.storage import EventAck, EventRecord, OptType, TargetKind, TargetRef
+from vtn.storage import EventStatus as StoredStatus
+from vtn.storage.events import EVENT_KIND
+from vtn.transport import Peer
+
+from ._context import ServiceContext, call_hook, new_id, require_ven
+
+__all__ = [
+    "EVENT_KIND",
+    "cancel_event",
+    "distribute_for",
+    "get_event",
+    "modify_event",
+    "on_created_event",
+    "on_request_event",
+    "publish_event",
+]
+
+_LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACTIVE,
+         StoredStatus.CANCELLED)
+
+
+def target_refs(target: Target) -> tuple[TargetRef, ...]:
+    pairs = (
+        [(TargetKind.VEN, v) for v in target.ven_ids]
+        + [(TargetKind.GROUP, g) for g in (*target.group_ids, *target.group_names)]
+        + [(TargetKind.RESOURCE, r) for r in target.resource_ids]
+        + [(TargetKind.PARTY, p) for p in target.party_ids]
+    )
+    return tuple(TargetRef(kind=k, value=v) for k, v in dict.fromkeys(pairs))
+
+
+def _ends_at(event: Event) -> datetime | None:
+    period = event.active_period
+    return None if not period.duration else period.dtstart + period.duration  # PT0S: open-ended
+
+
+def _status_at(event: Event, now: datetime) -> EventStatus:
+    """The clock-driven status; cancelled stays cancelled."""
+    if event.descriptor.event_status is EventStatus.CANCELLED:
+        return EventStatus.CANCELLED
+    ends = _ends_at(event)
+    if ends is not None and now >= ends:
+        return EventStatus.COMPLETED
+    return EventStatus.ACTIVE if now >= event.active_period.dtstart else EventStatus.FAR
+
+
+def _decode(ctx: ServiceContext, record: EventRecord) -> Event:
+    message = ctx.store_codec.decode(record.payload)
+    assert isinstance(message, DistributeEvent) and len(message.events) == 1
+    return message.events[0]
+
+
+async def get_event(ctx: ServiceContext, event_id: str) -> Event | None:
+    record = await ctx.storage.events.get(event_id)
+    return None if record is None else _decode(ctx, record)
+
+
+async def publish_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
+    """Store ``event`` (new, or a higher modificationNumber) and queue the change for every VEN it
+    targets now or was delivered to before. Returns the VENs it now targets."""
+    refs = target_refs(event.target)
+    targeted = await ctx.storage.vens.resolve_targets(refs)
+    earlier = tuple(d.ven_id for d in await ctx.storage.events.deliveries(event.event_id))
+    now = ctx.clock()
+    status = _status_at(event, now)
+    record = EventRecord(
+        event_id=event.event_id,
+        modification_number=event.modification_number,
+        status=StoredStatus(status.value),
+        market_context=event.descriptor.market_context,
+        starts_at=event.active_period.dtstart,
+        ends_at=_ends_at(event),
+        response_required=event.response_required is ResponseRequired.ALWAYS,
+        targets=refs,
+        payload=ctx.encode_for_queue(DistributeEvent(request_id="", vtn_id=ctx.vtn_id,
+                                                     events=(event,))),
+        updated_at=now,
+    )
+    notify = tuple(dict.fromkeys((*targeted, *earlier)))
+    await ctx.storage.events.put(record, notify=notify)
+    ctx.on_enqueued(notify)
+    return targeted
+
+
+async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
+    """Publish ``event`` as the next modification of the stored one (modificationNumber + 1)."""
+    current = await ctx.storage.events.get(event.event_id)
+    if current is None:
+        raise LookupError(f"no event {event.event_id!r}")
+    descriptor = replace(event.descriptor, modification_number=current.modification_number + 1,
+                         modification_date_time=ctx.clock())
+    return await publish_event(ctx, replace(event, descriptor=descriptor))
+
+
+async def cancel_event(ctx: ServiceContext, event_id: str) -> tuple[str, ...]:
+    """Publish the stored event with status cancelled (an explicit cancel, profile 8.2)."""
+    event = await get_event(ctx, event_id)
+    if event is None:
+        raise LookupError(f"no event {event_id!r}")
+    cancelled = replace(event, descriptor=replace(event.descriptor,
+                                                  event_status=EventStatus.CANCELLED))
+    return await modify_event(ctx, cancelled)
+
+
+async def _events_for(ctx: ServiceContext, ven_id: str) -> tuple[Event, ...]:
+    members = await ctx.storage.vens.memberships(ven_id)
+    groups = frozenset(m.value for m in members if m.kind is TargetKind.GROUP)
+    resources = frozenset(m.value for m in members if m.kind is TargetKind.RESOURCE)
+    parties = {m.value for m in members if m.kind is TargetKind.PARTY}
+    now = ctx.clock()
+    chosen: list[Event] = []
+    for record in await ctx.storage.events.query(statuses=_LIVE):
+        if (record.status is StoredStatus.CANCELLED
+                and now - record.updated_at > ctx.cancelled_event_retention):
+            continue
+        event = _decode(ctx, record)
+        target = event.target
+        if not (target.matches(ven_id=ven_id, groups=groups, resources=resources)
+                or parties.intersection(target.party_ids)):
+            continue
+        status = _status_at(event, now)
+        if status is EventStatus.COMPLETED:
+            continue
+        chosen.append(replace(event, descriptor=replace(event.descriptor, event_status=status)))
+    return tuple(chosen)
+
+
+async def distribute_for(ctx: ServiceContext, ven_id: str, request_id: str,
+                         reply_limit: int | None = None) -> DistributeEvent:
+    """The VEN's whole current event list, recorded as delivered."""
+    events = await _events_for(ctx, ven_id)
+    if reply_limit:
+        events = events[:reply_limit]
+    now = ctx.clock()
+    for event in events:
+        await ctx.storage.events.mark_delivered(
+            event.event_id, (ven_id,), modification_number=event.modification_number, at=now)
+    return DistributeEvent(request_id=request_id or new_id(), vtn_id=ctx.vtn_id, events=events,
+                           response=EiResponse(request_id=request_id))
+
+
+async def on_request_event(ctx: ServiceContext, peer: Peer, msg: RequestEvent) -> DistributeEvent:
+    """oadrRequestEvent: every active or pending event for this VEN."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    return await distribute_for(ctx, registration.ven_id, msg.request_id, msg.reply_limit)
+
+
+async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -> Response:
+    """oadrCreatedEvent: store each optIn/optOut; a stale modificationNumber refuses all (450)."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    for answer in msg.event_responses:
+        record = await ctx.storage.events.get(answer.event_id)
+        if record is None:
+            raise InvalidId(f"no event {answer.event_id!r}")
+        if answer.modification_number < record.modification_number:
+            raise OutOfSequence(
+                f"event {answer.event_id!r}: modificationNumber {answer.modification_number} is"
+                f" older than the current {record.modification_number}")
+        if answer.modification_number > record.modification_number:
+            raise InvalidId(f"event {answer.event_id!r} has no modificationNumber "
+                            f"{answer.modification_number}")
+    now = ctx.clock()
+    for answer in msg.event_responses:
+        await ctx.storage.events.record_ack(EventAck(
+            event_id=answer.event_id, ven_id=registration.ven_id,
+            modification_number=answer.modification_number,
+            opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now))
+    for answer in msg.event_responses:
+        await call_hook(ctx.handlers.on_event_response, registration.ven_id, answer)
+    return Response(response=EiResponse(request_id=msg.response.request_id),
+                    ven_id=registration.ven_id)
+
+

@@ -1,0 +1,148 @@
+"""EiRegisterParty (OpenADR 2.0b profile 8.1): query, register, cancel, and the VTN's own requests.
+
+Invariants:
+- The venID is the OpenADR fingerprint of the VEN's client certificate, so re-registering (same
+  certificate) keeps it; a re-registration also keeps the registrationID.
+- A VTN-side cancel is only queued here; the registration ends when the VEN answers
+  oadrCanceledPartyRegistration, so the VEN can still poll for the cancel itself.
+- After a registration the VTN's own METADATA report (oadrRegisterReport) is queued once per
+  registrationID (dedup key), as the profile's registration sequence expects.
+"""
+
+from __future__ import annotations
+
+from schemas import (
+    CanceledPartyRegistration,
+    CancelPartyRegistration,
+    CreatedPartyRegistration,
+    CreatePartyRegistration,
+    EiResponse,
+    InvalidId,
+    NotRegistered,
+    Profile,
+    ProfileName,
+    QueryRegistration,
+    RegisterReport,
+    RequestReregistration,
+    Response,
+    TransportName,
+)
+from vtn.storage import VenRegistration
+from vtn.transport import Peer
+
+from ._context import ServiceContext, call_hook, new_id, require_ven
+
+__all__ = [
+    "cancel_from_vtn",
+    "on_cancel",
+    "on_canceled",
+    "on_create",
+    "on_query",
+    "request_reregistration",
+]
+
+_PROFILES = (
+    Profile(profile_name=ProfileName.OADR_20B, transports=(TransportName.SIMPLE_HTTP,)),
+)
+
+
+def _created(ctx: ServiceContext, request_id: str,
+             registration: VenRegistration | None) -> CreatedPartyRegistration:
+    active = registration is not None and registration.active
+    return CreatedPartyRegistration(
+        response=EiResponse(request_id=request_id),
+        registration_id=registration.registration_id if active and registration else None,
+        ven_id=registration.ven_id if active and registration else None,
+        vtn_id=ctx.vtn_id,
+        profiles=_PROFILES,
+        requested_oadr_poll_freq=ctx.poll_frequency,
+    )
+
+
+async def on_query(ctx: ServiceContext, peer: Peer,
+                   msg: QueryRegistration) -> CreatedPartyRegistration:
+    """oadrQueryRegistration: what we support; registration IDs too when the peer is registered."""
+    return _created(ctx, msg.request_id, await ctx.storage.vens.by_fingerprint(peer.fingerprint))
+
+
+async def on_create(ctx: ServiceContext, peer: Peer,
+                    msg: CreatePartyRegistration) -> CreatedPartyRegistration:
+    """oadrCreatePartyRegistration: admit by policy and hook, store, queue our METADATA."""
+    if not ctx.policy.admits(peer.fingerprint):
+        raise NotRegistered("this certificate is not on the VTN's allow-list")
+    existing = await ctx.storage.vens.by_fingerprint(peer.fingerprint)
+    if msg.ven_id and msg.ven_id != peer.fingerprint:
+        raise NotRegistered(f"venID {msg.ven_id!r} does not belong to this certificate")
+    known = existing.registration_id if existing else None
+    if msg.registration_id and msg.registration_id != known:
+        raise InvalidId(f"registrationID {msg.registration_id!r} is not this VEN's")
+    candidate = VenRegistration(
+        ven_id=peer.fingerprint,
+        registration_id=existing.registration_id if existing else new_id(),
+        fingerprint=peer.fingerprint,
+        ven_name=msg.ven_name or "",
+        profile_name=msg.profile_name.value,
+        transport_name=msg.transport_name.value,
+        transport_address=msg.transport_address,
+        http_pull_model=msg.http_pull_model is not False,
+        report_only=msg.report_only,
+        xml_signature=msg.xml_signature,
+        created_at=existing.created_at if existing else ctx.clock(),
+    )
+    if await call_hook(ctx.handlers.on_register, candidate) is False:
+        raise NotRegistered("registration refused by the VTN's policy")
+    stored = await ctx.storage.vens.register(candidate)
+    if ctx.offer_metadata:
+        await ctx.enqueue(
+            (stored.ven_id,),
+            RegisterReport(request_id=new_id(), reports=(), ven_id=stored.ven_id),
+            dedup_key=f"vtn-metadata:{stored.registration_id}",
+        )
+    return _created(ctx, msg.request_id, stored)
+
+
+async def on_cancel(ctx: ServiceContext, peer: Peer,
+                    msg: CancelPartyRegistration) -> CanceledPartyRegistration:
+    """oadrCancelPartyRegistration from the VEN: end its own registration."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    if msg.registration_id != registration.registration_id:
+        raise InvalidId(f"registrationID {msg.registration_id!r} is not this VEN's")
+    await ctx.storage.vens.cancel(registration.registration_id, ctx.clock())
+    return CanceledPartyRegistration(
+        response=EiResponse(request_id=msg.request_id),
+        registration_id=registration.registration_id,
+        ven_id=registration.ven_id,
+    )
+
+
+async def on_canceled(ctx: ServiceContext, peer: Peer, msg: CanceledPartyRegistration) -> Response:
+    """oadrCanceledPartyRegistration: the VEN confirms a cancel the VTN queued."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    if msg.response.ok:
+        await ctx.storage.vens.cancel(registration.registration_id, ctx.clock())
+    return Response(response=EiResponse(request_id=msg.response.request_id),
+                    ven_id=registration.ven_id)
+
+
+async def cancel_from_vtn(ctx: ServiceContext, ven_id: str) -> str:
+    """Queue oadrCancelPartyRegistration for the VEN; returns its requestID."""
+    registration = await _active(ctx, ven_id)
+    request_id = new_id()
+    await ctx.enqueue((ven_id,), CancelPartyRegistration(
+        request_id=request_id, registration_id=registration.registration_id, ven_id=ven_id))
+    return request_id
+
+
+async def request_reregistration(ctx: ServiceContext, ven_id: str) -> None:
+    """Queue oadrRequestReregistration for the VEN (it answers oadrResponse, then registers)."""
+    await _active(ctx, ven_id)
+    await ctx.enqueue((ven_id,), RequestReregistration(ven_id=ven_id))
+
+
+async def _active(ctx: ServiceContext, ven_id: str) -> VenRegistration:
+    registration = await ctx.storage.vens.get(ven_id)
+    if registration is None or not registration.active:
+        raise LookupError(f"no active VEN {ven_id!r}")
+    return registration
+
+

@@ -1,0 +1,218 @@
+"""EiReport (OpenADR 2.0b profile 8.3): the VEN's METADATA, subscriptions, and received data.
+
+Invariants:
+- A VEN's oadrRegisterReport replaces its whole set of registered reports.
+- Every reportRequestID the VTN hands out is stored (pending) before the message carrying it
+  leaves, and becomes active on the VEN's oadrCreatedReport.
+- Data points are stored under their natural key, so a re-sent oadrUpdateReport stores nothing
+  twice; the reply goes out after the batch committed.
+- TELEMETRY_STATUS points (oadrPayloadResourceStatus) are stored with no numeric value: the
+  status is not a float. Their presence and time are kept, and the hook sees the whole report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from schemas import (
+    CanceledReport,
+    CancelReport,
+    CreatedReport,
+    CreateReport,
+    EiResponse,
+    RegisteredReport,
+    RegisterReport,
+    Report,
+    ReportNotSupported,
+    ReportRequest,
+    ReportSpecifier,
+    Response,
+    SpecifierPayload,
+    UpdatedReport,
+    UpdateReport,
+)
+from schemas import ReportDescription as WireDescription
+from vtn.storage import ReportDescription, ReportPoint, ReportRequestStatus
+from vtn.storage import ReportRequest as StoredRequest
+from vtn.transport import Peer
+
+from ._context import ServiceContext, call_hook, new_id, require_ven
+
+__all__ = [
+    "cancel_subscription",
+    "on_cancel_report",
+    "on_canceled_report",
+    "on_create_report",
+    "on_created_report",
+    "on_register_report",
+    "on_registered_report",
+    "on_update_report",
+    "subscribe",
+]
+
+
+def _data_name(report: Report) -> str:
+    name = str(report.report_name or "")
+    return name.removeprefix("METADATA_")
+
+
+def _granularity(ctx: ServiceContext, descriptions: Iterable[WireDescription]) -> timedelta:
+    rates = [d.sampling_rate.min_period for d in descriptions if d.sampling_rate is not None]
+    return max(rates) if rates else ctx.default_granularity
+
+
+def default_requests(ctx: ServiceContext, reports: Iterable[Report]) -> tuple[ReportRequest, ...]:
+    """One request per METADATA report whose data name is in ``ctx.auto_subscribe``."""
+    requests = []
+    for report in reports:
+        if _data_name(report) not in ctx.auto_subscribe or not report.descriptions:
+            continue
+        granularity = _granularity(ctx, report.descriptions)
+        requests.append(ReportRequest(
+            report_request_id=new_id(),
+            report_specifier=ReportSpecifier(
+                report_specifier_id=report.report_specifier_id,
+                granularity=granularity,
+                report_back_duration=granularity,
+                specifier_payloads=tuple(
+                    SpecifierPayload(r_id=d.r_id, reading_type=d.reading_type)
+                    for d in report.descriptions),
+            ),
+        ))
+    return tuple(requests)
+
+
+async def _store_requests(ctx: ServiceContext, ven_id: str,
+                          requests: Iterable[ReportRequest]) -> None:
+    now = ctx.clock()
+    for request in requests:
+        spec = request.report_specifier
+        period = spec.report_interval
+        await ctx.storage.reports.put_request(StoredRequest(
+            ven_id=ven_id, report_request_id=request.report_request_id,
+            report_specifier_id=spec.report_specifier_id,
+            r_ids=tuple(p.r_id for p in spec.specifier_payloads),
+            granularity=spec.granularity, report_back_duration=spec.report_back_duration,
+            starts_at=period.dtstart if period else None,
+            ends_at=period.dtstart + period.duration if period and period.duration else None,
+            created_at=now,
+        ))
+
+
+async def on_register_report(ctx: ServiceContext, peer: Peer,
+                             msg: RegisterReport) -> RegisteredReport:
+    """oadrRegisterReport: store the METADATA, answer with the subscriptions policy chooses."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    ven_id = registration.ven_id
+    now = ctx.clock()
+    await ctx.storage.reports.register_descriptions(ven_id, [
+        ReportDescription(
+            ven_id=ven_id, report_specifier_id=r.report_specifier_id,
+            report_name=str(r.report_name or ""), r_ids=tuple(d.r_id for d in r.descriptions),
+            payload=ctx.encode_for_queue(RegisterReport(request_id="", reports=(r,))),
+            registered_at=now)
+        for r in msg.reports
+    ])
+    chosen = await call_hook(ctx.handlers.report_subscriptions, ven_id, msg.reports)
+    requests = default_requests(ctx, msg.reports) if chosen is None else tuple(chosen)
+    await _store_requests(ctx, ven_id, requests)
+    return RegisteredReport(response=EiResponse(request_id=msg.request_id),
+                            report_requests=requests, ven_id=ven_id)
+
+
+async def on_created_report(ctx: ServiceContext, peer: Peer, msg: CreatedReport) -> Response:
+    """oadrCreatedReport: the VEN accepted our requests; those still pending become active."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    if msg.response.ok:
+        for request_id in msg.pending_reports:
+            await ctx.storage.reports.set_request_status(
+                registration.ven_id, request_id, ReportRequestStatus.ACTIVE, at=ctx.clock())
+    return Response(response=EiResponse(request_id=msg.response.request_id),
+                    ven_id=registration.ven_id)
+
+
+def _points(ven_id: str, report: Report, received_at: object) -> list[ReportPoint]:
+    points = []
+    for interval in report.intervals:
+        dtstart = interval.dtstart or report.dtstart or report.created_date_time
+        for payload in interval.payloads:
+            value = payload.value if isinstance(payload.value, float | int) else None
+            points.append(ReportPoint(
+                ven_id=ven_id, report_request_id=report.report_request_id,
+                report_specifier_id=report.report_specifier_id, r_id=payload.r_id,
+                dtstart=dtstart, duration=interval.duration,
+                value=None if value is None else float(value), confidence=payload.confidence,
+                accuracy=payload.accuracy,
+                data_quality=None if payload.data_quality is None else str(payload.data_quality),
+                received_at=received_at,  # type: ignore[arg-type]
+            ))
+    return points
+
+
+async def on_update_report(ctx: ServiceContext, peer: Peer, msg: UpdateReport) -> UpdatedReport:
+    """oadrUpdateReport: store every point in one batch; tell the VEN which requests are gone."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    ven_id = registration.ven_id
+    now = ctx.clock()
+    points = [p for report in msg.reports for p in _points(ven_id, report, now)]
+    await ctx.storage.reports.add_points(points)
+    for report in msg.reports:
+        await call_hook(ctx.handlers.on_report_data, ven_id, report)
+    cancelled = []
+    for request_id in dict.fromkeys(r.report_request_id for r in msg.reports):
+        stored = await ctx.storage.reports.get_request(ven_id, request_id)
+        if stored is not None and stored.status is ReportRequestStatus.CANCELLED:
+            cancelled.append(request_id)
+    cancel = (CancelReport(request_id=new_id(), report_request_ids=tuple(cancelled),
+                           ven_id=ven_id) if cancelled else None)
+    return UpdatedReport(response=EiResponse(request_id=msg.request_id), cancel_report=cancel,
+                         ven_id=ven_id)
+
+
+async def on_registered_report(ctx: ServiceContext, peer: Peer,
+                               msg: RegisteredReport) -> Response:
+    """oadrRegisteredReport: the VEN's answer to our METADATA. We offer no data reports, so
+    requests for any are refused with 461."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    if msg.report_requests:
+        raise ReportNotSupported("this VTN offers no data reports")
+    return Response(response=EiResponse(request_id=msg.response.request_id),
+                    ven_id=registration.ven_id)
+
+
+async def on_create_report(ctx: ServiceContext, peer: Peer, msg: CreateReport) -> CreatedReport:
+    """oadrCreateReport from a VEN: the VTN's METADATA offers no data reports (461)."""
+    await require_ven(ctx, peer, msg.ven_id)
+    raise ReportNotSupported("this VTN offers no data reports")
+
+
+async def on_cancel_report(ctx: ServiceContext, peer: Peer, msg: CancelReport) -> CanceledReport:
+    """oadrCancelReport from a VEN: nothing of ours runs, so the cancel holds trivially."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    return CanceledReport(response=EiResponse(request_id=msg.request_id), pending_reports=(),
+                          ven_id=registration.ven_id)
+
+
+async def on_canceled_report(ctx: ServiceContext, peer: Peer, msg: CanceledReport) -> Response:
+    """oadrCanceledReport: the VEN confirms our cancel."""
+    registration = await require_ven(ctx, peer, msg.ven_id)
+    return Response(response=EiResponse(request_id=msg.response.request_id),
+                    ven_id=registration.ven_id)
+
+
+async def subscribe(ctx: ServiceContext, ven_id: str, request: ReportRequest) -> None:
+    """Queue oadrCreateReport with ``request`` for the VEN (stored pending first)."""
+    await _store_requests(ctx, ven_id, (request,))
+    await ctx.enqueue((ven_id,), CreateReport(request_id=new_id(), report_requests=(request,),
+                                              ven_id=ven_id))
+
+
+async def cancel_subscription(ctx: ServiceContext, ven_id: str, report_request_id: str) -> bool:
+    """Mark the request cancelled and queue oadrCancelReport; False if unknown."""
+    changed = await ctx.storage.reports.set_request_status(
+        ven_id, report_request_id, ReportRequestStatus.CANCELLED, at=ctx.clock())
+    if changed:
+        await ctx.enqueue((ven_id,), CancelReport(
+            request_id=new_id(), report_request_ids=(report_request_id,), ven_id=ven_id))
+    return changed
