@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from . import events, opt, registration, reports
 from ._base import Message, SignatureState
 from ._codec import Codec, default_codec
 from ._errors import (
@@ -36,15 +37,14 @@ from ._errors import (
 )
 from ._intake import IntakeLimits
 from ._xsd import SchemaSet, bundled_schema_dir
-from .parts import EiResponse, Target
-from .replay import MemoryNonceStore, NonceStore, ReplayGuard
-from .signature import Signer, Verification, Verifier
-from . import events, opt, registration, reports
 from .events import *  # noqa: F403  (each family module lists its public names in __all__)
 from .opt import *  # noqa: F403
+from .parts import EiResponse, Target
 from .poll import Poll, Response
 from .registration import *  # noqa: F403
+from .replay import MemoryNonceStore, NonceStore, ReplayGuard
 from .reports import *  # noqa: F403
+from .signature import Signer, Verification, Verifier
 
 
 def decode(data: bytes) -> Message:
@@ -57,7 +57,7 @@ def encode(message: Message) -> bytes:
     return default_codec().encode(message)
 
 
-__all__ = [  # noqa: RUF022  (the families' names are appended below)
+__all__ = [
     "Codec",
     "ComplianceError",
     "CrowdflexError",
