@@ -1,0 +1,416 @@
+"""Wire form of report *data*: strm:intervals of ei:interval carrying oadrReportPayload values.
+
+Element order follows oadr_ei_20b.xsd (IntervalType: dtstart?, duration?, uid?, stream payloads;
+ReportPayloadType: rID, confidence?, accuracy?, payloadBase) and oadr_20b.xsd (oadrReportPayload
+adds oadrDataQuality?; oadrPayloadResourceStatus is the TELEMETRY_STATUS payloadBase).
+
+This is the hot path of telemetry, so it is written for speed (decoders only see XSD-valid trees):
+- decoding reads each interval and payload in one pass over its children (no ElementPath calls),
+  repeated duration texts (``PT4S`` in every interval) are parsed once, ``...Z`` times go straight
+  to ``datetime.fromisoformat``, and no regex touches a number;
+- encoding deepcopies prebuilt subtrees (one C-level copy instead of a Python call per node) and
+  fills in the texts; a block of uniform telemetry intervals is copied in one go.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from itertools import islice
+from math import isfinite
+from typing import Final, TypeVar
+
+from lxml import etree
+from lxml.etree import SubElement
+
+from ._errors import InvalidData
+from ._wire import (
+    EI,
+    NSMAP,
+    OADR,
+    STRM,
+    XCAL,
+    format_bool,
+    format_datetime,
+    format_duration,
+    format_float,
+    parse_bool,
+    parse_datetime,
+    parse_duration,
+    q,
+    sub_dtstart,
+    sub_duration,
+)
+from .reports import (
+    DataQuality,
+    LoadControlState,
+    LoadControlValue,
+    ReadingType,
+    ReportInterval,
+    ReportName,
+    ReportPayload,
+    ReportType,
+    ResourceStatus,
+)
+
+_DTSTART: Final = q(XCAL, "dtstart")
+_DATE_TIME: Final = q(XCAL, "date-time")
+_DURATION: Final = q(XCAL, "duration")
+_UID: Final = q(XCAL, "uid")
+_TEXT: Final = q(XCAL, "text")
+_INTERVALS: Final = q(STRM, "intervals")
+_INTERVAL: Final = q(EI, "interval")
+_R_ID: Final = q(EI, "rID")
+_CONFIDENCE: Final = q(EI, "confidence")
+_ACCURACY: Final = q(EI, "accuracy")
+_PAYLOAD_FLOAT: Final = q(EI, "payloadFloat")
+_VALUE: Final = q(EI, "value")
+_REPORT_PAYLOAD: Final = q(OADR, "oadrReportPayload")
+_DATA_QUALITY: Final = q(OADR, "oadrDataQuality")
+_STATUS: Final = q(OADR, "oadrPayloadResourceStatus")
+_ONLINE: Final = q(OADR, "oadrOnline")
+_MANUAL_OVERRIDE: Final = q(OADR, "oadrManualOverride")
+_LOAD_CONTROL: Final = q(OADR, "oadrLoadControlState")
+_CAPACITY: Final = q(OADR, "oadrCapacity")
+_LEVEL_OFFSET: Final = q(OADR, "oadrLevelOffset")
+_PERCENT_OFFSET: Final = q(OADR, "oadrPercentOffset")
+_SET_POINT: Final = q(OADR, "oadrSetPoint")
+_MIN: Final = q(OADR, "oadrMin")
+_MAX: Final = q(OADR, "oadrMax")
+_CURRENT: Final = q(OADR, "oadrCurrent")
+_NORMAL: Final = q(OADR, "oadrNormal")
+
+_E = TypeVar("_E", ReportName, ReportType, ReadingType, DataQuality)
+
+# Spec tokens decode to their enum member; x- extensions stay the (whitespace-collapsed) string.
+REPORT_NAMES: Final[dict[str, ReportName]] = {m.value: m for m in ReportName}
+REPORT_TYPES: Final[dict[str, ReportType]] = {m.value: m for m in ReportType}
+READING_TYPES: Final[dict[str, ReadingType]] = {m.value: m for m in ReadingType}
+_QUALITIES: Final[dict[str, DataQuality]] = {m.value: m for m in DataQuality}
+
+
+def token(table: dict[str, _E], raw: str | None) -> _E | str:
+    """An xs:token value: the XSD collapses whitespace before checking, so we do too."""
+    value = raw or ""
+    found = table.get(value)
+    if found is not None:
+        return found
+    value = " ".join(value.split())
+    return table.get(value, value)
+
+
+@lru_cache(maxsize=256)
+def duration_text(value: str) -> timedelta:
+    return parse_duration(value)
+
+
+@lru_cache(maxsize=256)
+def duration_wire(value: timedelta) -> str:
+    return format_duration(value)
+
+
+def float_wire(value: float) -> str:
+    """format_float's output; isfinite is cheaper than its comparisons, and this runs per value."""
+    if isfinite(value):
+        return repr(float(value))
+    return format_float(value)  # raises LocalProtocolError
+
+
+def datetime_wire(value: datetime) -> str:
+    """format_datetime's output, faster for the common already-UTC value."""
+    if value.tzinfo is not UTC:
+        return format_datetime(value)  # converts, or refuses a naive time
+    iso = value.isoformat()[:-6]  # drop "+00:00"
+    return (iso.rstrip("0") if value.microsecond else iso) + "Z"
+
+
+def datetime_text(value: str) -> datetime:
+    """parse_datetime, with the common ``...Z`` form read by fromisoformat directly."""
+    if value.endswith("Z"):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # e.g. 7+ fraction digits, which the XSD allows: take the general path
+    return parse_datetime(value)
+
+
+def duration_prop(element: etree._Element) -> timedelta:
+    """A DurationPropType element: ``<tag><xcal:duration>PT1M</xcal:duration></tag>``."""
+    return duration_text(element[0].text or "")
+
+
+def read_dtstart(element: etree._Element) -> datetime:
+    return datetime_text(element[0].text or "")
+
+
+# The envelope's prefixes, so lxml drops these declarations when a copy joins the tree.
+_PROTOTYPE_NS: Final = {prefix: NSMAP[prefix] for prefix in ("oadr", "ei", "xcal")}
+
+
+def _build_prototypes() -> tuple[etree._Element, etree._Element]:
+    """Detached subtrees to deepcopy: copying one subtree in C is several times cheaper than
+    building it node by node, and an oadrUpdateReport repeats the same shape in every interval."""
+    interval = etree.Element(_INTERVAL, nsmap=_PROTOTYPE_NS)
+    SubElement(SubElement(interval, _DTSTART), _DATE_TIME)
+    SubElement(SubElement(interval, _DURATION), _DURATION)
+    payload = etree.Element(_REPORT_PAYLOAD, nsmap=_PROTOTYPE_NS)
+    SubElement(payload, _R_ID)
+    SubElement(SubElement(payload, _PAYLOAD_FLOAT), _VALUE)
+    return interval, payload
+
+
+# Read-only after import: only ever deepcopied, never changed or attached.
+_TIMED_INTERVAL, _FLOAT_PAYLOAD = _build_prototypes()
+
+
+# ---------------------------------------------------------------- interval payloads
+
+
+def _encode_control_value(parent: etree._Element, tag: str, value: LoadControlValue | None) -> None:
+    if value is None:
+        return
+    element = SubElement(parent, tag)
+    if value.min is not None:
+        SubElement(element, _MIN).text = format_float(value.min)
+    if value.max is not None:
+        SubElement(element, _MAX).text = format_float(value.max)
+    SubElement(element, _CURRENT).text = format_float(value.current)
+    if value.normal is not None:
+        SubElement(element, _NORMAL).text = format_float(value.normal)
+
+
+def _encode_status(parent: etree._Element, status: ResourceStatus) -> None:
+    element = SubElement(parent, _STATUS)
+    SubElement(element, _ONLINE).text = format_bool(status.online)
+    SubElement(element, _MANUAL_OVERRIDE).text = format_bool(status.manual_override)
+    state = status.load_control_state
+    if state is not None:
+        holder = SubElement(element, _LOAD_CONTROL)
+        _encode_control_value(holder, _CAPACITY, state.capacity)
+        _encode_control_value(holder, _LEVEL_OFFSET, state.level_offset)
+        _encode_control_value(holder, _PERCENT_OFFSET, state.percent_offset)
+        _encode_control_value(holder, _SET_POINT, state.set_point)
+
+
+def _opt_float(element: etree._Element, tag: str) -> float | None:
+    found = element.findtext(tag)
+    return None if found is None else float(found)
+
+
+def _decode_control_value(element: etree._Element | None) -> LoadControlValue | None:
+    if element is None:
+        return None
+    return LoadControlValue(
+        current=float(element.findtext(_CURRENT) or ""),
+        min=_opt_float(element, _MIN),
+        max=_opt_float(element, _MAX),
+        normal=_opt_float(element, _NORMAL),
+    )
+
+
+def _decode_status(element: etree._Element) -> ResourceStatus:
+    holder = element.find(_LOAD_CONTROL)
+    return ResourceStatus(
+        online=parse_bool(element.findtext(_ONLINE) or ""),
+        manual_override=parse_bool(element.findtext(_MANUAL_OVERRIDE) or ""),
+        load_control_state=None if holder is None else LoadControlState(
+            capacity=_decode_control_value(holder.find(_CAPACITY)),
+            level_offset=_decode_control_value(holder.find(_LEVEL_OFFSET)),
+            percent_offset=_decode_control_value(holder.find(_PERCENT_OFFSET)),
+            set_point=_decode_control_value(holder.find(_SET_POINT)),
+        ),
+    )
+
+
+def _encode_payload(parent: etree._Element, payload: ReportPayload) -> None:
+    value = payload.value
+    if payload.confidence is None and payload.accuracy is None and type(value) is float:
+        element = deepcopy(_FLOAT_PAYLOAD)
+        parent.append(element)
+        element[0].text = payload.r_id
+        element[1][0].text = float_wire(value)
+        if payload.data_quality is not None:
+            SubElement(element, _DATA_QUALITY).text = payload.data_quality
+        return
+    element = SubElement(parent, _REPORT_PAYLOAD)
+    SubElement(element, _R_ID).text = payload.r_id
+    if payload.confidence is not None:
+        SubElement(element, _CONFIDENCE).text = str(payload.confidence)
+    if payload.accuracy is not None:
+        SubElement(element, _ACCURACY).text = format_float(payload.accuracy)
+    if isinstance(value, ResourceStatus):
+        _encode_status(element, value)
+    else:
+        SubElement(SubElement(element, _PAYLOAD_FLOAT), _VALUE).text = format_float(value)
+    if payload.data_quality is not None:
+        SubElement(element, _DATA_QUALITY).text = payload.data_quality
+
+
+def _decode_payload(element: etree._Element) -> ReportPayload:
+    r_id = ""
+    confidence: int | None = None
+    accuracy: float | None = None
+    value: float | ResourceStatus | None = None
+    quality: DataQuality | str | None = None
+    for part in element:
+        tag = part.tag
+        if tag == _PAYLOAD_FLOAT:
+            value = float(part[0].text or "")
+        elif tag == _R_ID:
+            r_id = part.text or ""
+        elif tag == _STATUS:
+            value = _decode_status(part)
+        elif tag == _CONFIDENCE:
+            confidence = int(part.text or "")
+        elif tag == _ACCURACY:
+            accuracy = float(part.text or "")
+        elif tag == _DATA_QUALITY:
+            quality = token(_QUALITIES, part.text)
+    if value is None:
+        raise InvalidData(f"report payload {r_id!r} carries no payloadFloat or resource status")
+    return ReportPayload(
+        r_id=r_id, value=value, confidence=confidence, accuracy=accuracy, data_quality=quality
+    )
+
+
+def _encode_interval(parent: etree._Element, interval: ReportInterval) -> None:
+    if interval.dtstart is not None and interval.duration is not None:
+        element = deepcopy(_TIMED_INTERVAL)
+        parent.append(element)
+        element[0][0].text = datetime_wire(interval.dtstart)
+        element[1][0].text = duration_wire(interval.duration)
+    else:
+        element = SubElement(parent, _INTERVAL)
+        if interval.dtstart is not None:
+            sub_dtstart(element, interval.dtstart)
+        if interval.duration is not None:
+            sub_duration(element, interval.duration)
+    if interval.uid is not None:
+        SubElement(SubElement(element, _UID), _TEXT).text = interval.uid
+    for payload in interval.payloads:
+        _encode_payload(element, payload)
+
+
+def decode_interval(element: etree._Element) -> ReportInterval:
+    dtstart: datetime | None = None
+    duration: timedelta | None = None
+    uid: str | None = None
+    payloads: list[ReportPayload] = []
+    for part in element:
+        tag = part.tag
+        if tag == _REPORT_PAYLOAD:
+            payloads.append(_decode_payload(part))
+        elif tag == _DTSTART:
+            dtstart = read_dtstart(part)
+        elif tag == _DURATION:
+            duration = duration_prop(part)
+        elif tag == _UID:
+            uid = part[0].text or ""
+        elif isinstance(tag, str):  # comments and PIs have no str tag
+            # signalPayload / oadrGBPayload are legal stream payloads but not report data.
+            raise InvalidData(f"report interval carries <{etree.QName(tag).localname}>")
+    return ReportInterval(
+        payloads=tuple(payloads), dtstart=dtstart, duration=duration, uid=uid
+    )
+
+
+# ---------------------------------------------------------------- strm:intervals
+
+_PROTOTYPE_BLOCK_MAX: Final = 128
+# Any of these inside strm:intervals rules out the plain-telemetry fast path (see _plain_row).
+_NOT_PLAIN: Final = (
+    _UID, _CONFIDENCE, _ACCURACY, _STATUS, _DATA_QUALITY,
+    q(EI, "signalPayload"), q(OADR, "oadrGBPayload"),
+)
+
+
+_PlainRow = tuple[datetime, timedelta, str, float]
+
+
+def _plain_row(interval: ReportInterval) -> _PlainRow | None:
+    """(dtstart, duration, rID, value) when the interval has the shape of almost all telemetry:
+    dtstart, duration and one bare payloadFloat; None otherwise."""
+    dtstart, duration, payloads = interval.dtstart, interval.duration, interval.payloads
+    if dtstart is None or duration is None or interval.uid is not None or len(payloads) != 1:
+        return None
+    payload = payloads[0]
+    value = payload.value
+    if (type(value) is not float or payload.confidence is not None
+            or payload.accuracy is not None or payload.data_quality is not None):
+        return None
+    return dtstart, duration, payload.r_id, value
+
+
+def _plain_rows(intervals: tuple[ReportInterval, ...]) -> list[_PlainRow] | None:
+    if len(intervals) > _PROTOTYPE_BLOCK_MAX:
+        return None
+    rows: list[_PlainRow] = []
+    for interval in intervals:
+        row = _plain_row(interval)
+        if row is None:
+            return None
+        rows.append(row)
+    return rows
+
+
+@lru_cache(maxsize=32)
+def _plain_block(count: int) -> etree._Element:
+    """A detached strm:intervals of ``count`` plain intervals; read-only, only ever deepcopied."""
+    block = etree.Element(_INTERVALS, nsmap=_PROTOTYPE_NS | {"strm": STRM})
+    for _ in range(count):
+        interval = deepcopy(_TIMED_INTERVAL)
+        interval.append(deepcopy(_FLOAT_PAYLOAD))
+        block.append(interval)
+    return block
+
+
+def encode_intervals(parent: etree._Element, intervals: tuple[ReportInterval, ...]) -> None:
+    """strm:intervals (omitted when empty: the XSD wants at least one ei:interval inside)."""
+    count = len(intervals)
+    if not count:
+        return
+    rows = _plain_rows(intervals)
+    if rows is not None:
+        block = deepcopy(_plain_block(count))
+        parent.append(block)
+        # iter(tag) filters in C, so only the elements whose text we set get a Python proxy.
+        for element, row in zip(block.iter(_DATE_TIME), rows, strict=True):
+            element.text = datetime_wire(row[0])
+        inner_durations = islice(block.iter(_DURATION), 1, None, 2)  # outer, inner, outer, ...
+        for element, row in zip(inner_durations, rows, strict=True):
+            element.text = duration_wire(row[1])
+        for element, row in zip(block.iter(_R_ID), rows, strict=True):
+            element.text = row[2]
+        for element, row in zip(block.iter(_VALUE), rows, strict=True):
+            element.text = float_wire(row[3])
+        return
+    holder = SubElement(parent, _INTERVALS)
+    for interval in intervals:
+        _encode_interval(holder, interval)
+
+
+def decode_intervals(element: etree._Element) -> tuple[ReportInterval, ...]:
+    """The ei:interval children of a strm:intervals element, in order."""
+    count = len(element)
+    # Plain telemetry (see _plain_row) is read in a few C-filtered passes, one proxy
+    # per value. The XSD makes the counts conclusive: every interval has at most one dtstart and
+    # duration and at least one payload, so n of each (2n xcal:duration: outer and inner) means
+    # exactly one per interval, and no optional or foreign element appears anywhere.
+    if next(element.iter(*_NOT_PLAIN), None) is None:
+        starts = [e.text or "" for e in element.iter(_DATE_TIME)]
+        durations = [e.text or "" for e in element.iter(_DURATION)][1::2]
+        r_ids = [e.text or "" for e in element.iter(_R_ID)]
+        values = [e.text or "" for e in element.iter(_VALUE)]
+        if len(starts) == len(durations) == len(r_ids) == len(values) == count:
+            return tuple([
+                ReportInterval(
+                    payloads=(ReportPayload(r_id=r_id, value=float(value)),),
+                    dtstart=datetime_text(start),
+                    duration=duration_text(duration),
+                )
+                for start, duration, r_id, value in zip(
+                    starts, durations, r_ids, values, strict=True
+                )
+            ])
+    return tuple(decode_interval(interval) for interval in element)
