@@ -39,7 +39,7 @@ __all__ = ["CODEC", "CONFIG", "PUSH", "SERVICES", "STORAGE", "VtnConfig", "creat
 class VtnConfig:
     """Everything a VTN deployment can set; :func:`vtn.config.load_config` reads it from TOML."""
 
-    vtn_id: str = "crowdflex-vtn"
+    vtn_id: str = "CROWDFLEX-VTN"  # openleadr refuses lowercase vtnIDs (452)
     storage_url: str = "sqlite:///vtn.db"
     host: str = "127.0.0.1"
     port: int = 8443

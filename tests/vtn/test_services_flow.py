@@ -36,7 +36,7 @@ async def test_register_poll_event_ack_flow(pki, storage_url):
                            ) as vtn, raw_ven(vtn.url, pki.client_context()) as ven:
         query = await ven.post("EiRegisterParty", QueryRegistration(request_id="q1"))
         assert isinstance(query, CreatedPartyRegistration)
-        assert query.vtn_id == "crowdflex-vtn" and query.ven_id is None
+        assert query.vtn_id == "CROWDFLEX-VTN" and query.ven_id is None
         created = await ven.register()
         assert isinstance(created, CreatedPartyRegistration)
         assert created.response.code == 200
