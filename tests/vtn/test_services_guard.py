@@ -1,0 +1,162 @@
+"""Per-VEN authorisation (463), wrong service (453), reports and opts through a real VTN."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from schemas import (
+    Availability,
+    CanceledOpt,
+    CancelOpt,
+    CreatedEvent,
+    CreatedOpt,
+    CreatedReport,
+    CreateOpt,
+    CreateReport,
+    EiResponse,
+    EventResponse,
+    OptReason,
+    OptType,
+    Poll,
+    ReadingType,
+    RegisteredReport,
+    RegisterReport,
+    Report,
+    ReportDescription,
+    ReportInterval,
+    ReportName,
+    ReportPayload,
+    ReportType,
+    SamplingRate,
+    Target,
+    UpdatedReport,
+    UpdateReport,
+)
+from vtn.services import events, reports
+from vtn.storage import ReportRequestStatus
+
+from .harness import code_of, raw_ven, running_vtn, sample_event
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _metadata() -> RegisterReport:
+    report = Report(
+        report_request_id="0", report_specifier_id="spec-1", created_date_time=NOW,
+        report_name=ReportName.METADATA_TELEMETRY_USAGE, duration=timedelta(hours=1),
+        descriptions=(ReportDescription(
+            r_id="rid-1", report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ,
+            sampling_rate=SamplingRate(min_period=timedelta(seconds=4),
+                                       max_period=timedelta(seconds=60))),),
+    )
+    return RegisterReport(request_id="reg-rep", reports=(report,))
+
+
+def _data(ven_id: str, request_id: str, value: float = 1.25) -> UpdateReport:
+    report = Report(
+        report_request_id=request_id, report_specifier_id="spec-1", created_date_time=NOW,
+        report_name=ReportName.TELEMETRY_USAGE, dtstart=NOW,
+        intervals=tuple(ReportInterval(dtstart=NOW + timedelta(seconds=4 * i),
+                                       duration=timedelta(seconds=4),
+                                       payloads=(ReportPayload(r_id="rid-1", value=value + i),))
+                        for i in range(3)),
+    )
+    return UpdateReport(request_id="upd", reports=(report,), ven_id=ven_id)
+
+
+async def test_spoofed_ven_id_is_refused_and_other_data_untouched(pki, storage_url):
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[3])) as stranger:
+        await a.register()
+        await b.register()
+        await events.publish_event(vtn.ctx, sample_event("ev-b", Target(ven_ids=(b.ven_id,))))
+        queued_for_b = await vtn.ctx.storage.outbox.pending_count(b.ven_id)
+
+        forged_ack = CreatedEvent(
+            response=EiResponse(request_id="x"), ven_id=b.ven_id,
+            event_responses=(EventResponse(request_id="x", event_id="ev-b",
+                                           modification_number=0, opt_type=OptType.OPT_OUT),))
+        assert code_of(await a.post("EiEvent", forged_ack)) == 463
+        assert code_of(await a.post("EiReport", _data(b.ven_id, "whatever"))) == 463
+        assert code_of(await a.post("OadrPoll", Poll(ven_id=b.ven_id))) == 463
+        assert code_of(await stranger.post("OadrPoll", Poll(ven_id=b.ven_id))) == 463
+
+        assert await vtn.ctx.storage.events.deliveries("ev-b") == ()
+        assert await vtn.ctx.storage.outbox.pending_count(b.ven_id) == queued_for_b
+        assert await vtn.ctx.storage.reports.points(b.ven_id, NOW - timedelta(days=1),
+                                                    NOW + timedelta(days=1)) == ()
+
+
+async def test_valid_payload_on_wrong_service_is_453(pki, storage_url):
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register()
+        assert code_of(await ven.post("EiEvent", Poll(ven_id=ven.ven_id))) == 453
+        assert code_of(await ven.post("EiReport", CreatedEvent(
+            response=EiResponse(), ven_id=ven.ven_id))) == 453
+        assert code_of(await ven.post("OadrPoll", _metadata())) == 453
+
+
+async def test_report_registration_subscription_and_idempotent_data(pki, storage_url):
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register()
+        await ven.drain()
+        registered = await ven.post("EiReport", _metadata())
+        assert isinstance(registered, RegisteredReport) and registered.response.code == 200
+        (request,) = registered.report_requests
+        assert request.report_specifier.granularity == timedelta(seconds=4)
+        rrid = request.report_request_id
+        stored = await vtn.ctx.storage.reports.get_request(ven.ven_id, rrid)
+        assert stored is not None and stored.status is ReportRequestStatus.PENDING
+
+        created = CreatedReport(response=EiResponse(request_id="reg-rep"),
+                                pending_reports=(rrid,), ven_id=ven.ven_id)
+        assert code_of(await ven.post("EiReport", created)) == 200
+        stored = await vtn.ctx.storage.reports.get_request(ven.ven_id, rrid)
+        assert stored is not None and stored.status is ReportRequestStatus.ACTIVE
+
+        for _ in range(2):  # a re-send stores nothing twice
+            updated = await ven.post("EiReport", _data(ven.ven_id, rrid))
+            assert isinstance(updated, UpdatedReport) and updated.response.code == 200
+            assert updated.cancel_report is None
+        points = await vtn.ctx.storage.reports.points(ven.ven_id, NOW, NOW + timedelta(hours=1))
+        assert [p.value for p in points] == [1.25, 2.25, 3.25]
+
+        # VTN-initiated subscription and cancel are queued for the VEN
+        await reports.subscribe(vtn.ctx, ven.ven_id, request)
+        assert await reports.cancel_subscription(vtn.ctx, ven.ven_id, rrid)
+        queued = await ven.drain()
+        assert [type(m).__name__ for m in queued] == ["CreateReport", "CancelReport"]
+        assert isinstance(queued[0], CreateReport)
+        after = await ven.post("EiReport", _data(ven.ven_id, rrid, value=9.0))
+        assert isinstance(after, UpdatedReport)
+        assert after.cancel_report is not None and after.cancel_report.report_request_ids == (rrid,)
+
+
+async def test_opt_create_and_cancel(pki, storage_url):
+    seen = []
+    from vtn.services import Handlers
+
+    async with running_vtn(pki, storage_url,
+                           handlers=Handlers(on_opt=lambda v, m: seen.append(type(m).__name__))
+                           ) as vtn, raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register()
+        opt = CreateOpt(opt_id="opt-1", opt_type=OptType.OPT_OUT,
+                        opt_reason=OptReason.NOT_PARTICIPATING, ven_id=ven.ven_id,
+                        vavailability=(Availability(dtstart=NOW, duration=timedelta(hours=2)),),
+                        created_date_time=NOW, request_id="o1")
+        created = await ven.post("EiOpt", opt)
+        assert isinstance(created, CreatedOpt) and created.opt_id == "opt-1"
+        (schedule,) = await vtn.ctx.storage.opts.in_force(ven.ven_id, NOW + timedelta(hours=1))
+        assert schedule.opt_reason == "notParticipating"
+        canceled = await ven.post("EiOpt", CancelOpt(request_id="o2", opt_id="opt-1",
+                                                     ven_id=ven.ven_id))
+        assert isinstance(canceled, CanceledOpt) and canceled.response.code == 200
+        assert await vtn.ctx.storage.opts.for_ven(ven.ven_id) == ()
+        again = await ven.post("EiOpt", CancelOpt(request_id="o3", opt_id="opt-1",
+                                                  ven_id=ven.ven_id))
+        assert code_of(again) == 452
+        assert seen == ["CreateOpt", "CancelOpt"]
