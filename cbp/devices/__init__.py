@@ -1,0 +1,24 @@
+"""Device simulators for the Crowd Balancing Platform (pure, seeded, stepped per 4-s sample).
+
+    DeviceProfiles (EvProfile, HeatPumpProfile, BatteryProfile)
+    EvCharger / HeatPump / HomeBattery  -- each a ``Device``: step(now, setpoint_kw) -> kW | None
+    build_pool(n, seed) -> SimPool; FaultInjector takes devices offline (missing, not invented)
+
+Units: kW for power (positive = consumption), kWh for energy, deg C for temperature. Time is
+passed in as aware UTC ``datetime``; randomness comes from a seeded ``random.Random``.
+"""
+
+from __future__ import annotations
+
+from .base import Device, DeviceClass, power_bucket, step_all
+from .battery import HomeBattery
+from .config import BatteryProfile, DeviceProfiles, EvProfile, HeatPumpProfile, ProfileError
+from .ev import EvCharger
+from .fleet import SCENARIO_START, FaultInjector, SimPool, build_pool
+from .heatpump import HeatPump
+
+__all__ = [
+    "SCENARIO_START", "BatteryProfile", "Device", "DeviceClass", "DeviceProfiles", "EvCharger",
+    "EvProfile", "FaultInjector", "HeatPump", "HeatPumpProfile", "HomeBattery", "ProfileError",
+    "SimPool", "build_pool", "power_bucket", "step_all",
+]  # fmt: skip
