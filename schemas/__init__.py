@@ -45,6 +45,7 @@ from .registration import *  # noqa: F403
 from .replay import MemoryNonceStore, NonceStore, ReplayGuard
 from .reports import *  # noqa: F403
 from .signature import Signer, Verification, Verifier
+from .units import ItemBase, ItemKind, PowerAttributes, SiScale
 
 
 def decode(data: bytes) -> Message:
@@ -66,6 +67,8 @@ __all__ = [
     "IntakeLimits",
     "InvalidData",
     "InvalidId",
+    "ItemBase",
+    "ItemKind",
     "LocalProtocolError",
     "MalformedXml",
     "MemoryNonceStore",
@@ -77,6 +80,7 @@ __all__ = [
     "OtherError",
     "OutOfSequence",
     "Poll",
+    "PowerAttributes",
     "RemoteProtocolError",
     "ReplayGuard",
     "ReplayRefused",
@@ -84,6 +88,7 @@ __all__ = [
     "Response",
     "SchemaSet",
     "SchemaViolation",
+    "SiScale",
     "SignalNotSupported",
     "SignatureInvalid",
     "SignatureState",
