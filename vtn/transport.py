@@ -1,0 +1,131 @@
+"""The VTN's HTTP face: the five OpenADR 2.0b Simple HTTP endpoints (profile section 8).
+
+A request's life (DESIGN.md section 2): content type (415) and size (413) checks -> the peer's
+identity from its TLS client certificate -> hardened decode with the codec -> the application's
+dispatcher (which checks the payload belongs to the service) -> the encoded reply. Every protocol
+failure leaves as an oadrResponse carrying its OpenADR code with HTTP 200; transport failures are
+clean 4xx; nothing here answers 500. The dispatcher owns "reply only after the state is committed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from schemas import (
+    Codec,
+    EiResponse,
+    Message,
+    NotRecognized,
+    NotRegistered,
+    OtherError,
+    RemoteProtocolError,
+    Response,
+)
+from schemas.identity import certificate_fingerprint, fingerprint_from_pem
+
+__all__ = ["SERVICE_PREFIX", "Dispatcher", "Peer", "Service", "TransportSettings", "add_routes"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
+_XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
+
+
+class Service(StrEnum):
+    REGISTER_PARTY = "EiRegisterParty"
+    EVENT = "EiEvent"
+    REPORT = "EiReport"
+    OPT = "EiOpt"
+    POLL = "OadrPoll"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the other end: the OpenADR fingerprint of the verified client certificate."""
+
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportSettings:
+    """``trusted_cert_header``: behind a TLS-terminating proxy, the one header carrying the client
+    certificate (URL-encoded PEM, as nginx's ``$ssl_client_escaped_cert``); None = direct TLS."""
+
+    max_body_bytes: int = 1024 * 1024
+    body_timeout_s: float = 10.0
+    trusted_cert_header: str | None = None
+
+
+Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
+
+
+def _peer(request: web.Request, settings: TransportSettings) -> Peer:
+    if settings.trusted_cert_header is not None:
+        header = request.headers.get(settings.trusted_cert_header)
+        if not header:
+            raise NotRegistered(f"no client certificate in {settings.trusted_cert_header}")
+        try:
+            return Peer(fingerprint_from_pem(unquote(header)))
+        except ValueError as exc:
+            raise NotRegistered(f"client certificate header unreadable: {exc}") from None
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        raise NotRegistered("no verified TLS client certificate")
+    return Peer(certificate_fingerprint(der))
+
+
+def _error_reply(error: RemoteProtocolError) -> Response:
+    status = EiResponse(code=error.response_code, description=error.reason[:500], request_id="")
+    return Response(response=status)
+
+
+def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
+               settings: TransportSettings | None = None) -> None:
+    """Mount the five service endpoints on ``app``."""
+    settings = settings or TransportSettings()
+
+    async def endpoint(request: web.Request) -> web.Response:
+        try:
+            service = Service(request.match_info["service"])
+        except ValueError:
+            raise web.HTTPNotFound(text="no such OpenADR 2.0b service") from None
+        if request.content_type not in _XML_TYPES:
+            raise web.HTTPUnsupportedMediaType(text="send application/xml")
+        if (request.content_length or 0) > settings.max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=settings.max_body_bytes, actual_size=request.content_length or 0
+            )
+        try:
+            async with asyncio.timeout(settings.body_timeout_s):
+                body = await request.read()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="request body too slow") from None
+        reply = await _answer(service, request, body)
+        return web.Response(body=codec.encode(reply), content_type="application/xml")
+
+    async def _answer(service: Service, request: web.Request, body: bytes) -> Message:
+        try:
+            peer = _peer(request, settings)
+            return await dispatch(service, peer, codec.decode(body))
+        except RemoteProtocolError as error:
+            log.info("refused on %s: %s", service, error)
+            return _error_reply(error)
+        except Exception:
+            log.exception("unexpected failure on %s", service)
+            return _error_reply(OtherError("internal error; the request was not applied"))
+
+    app.router.add_post(SERVICE_PREFIX + "/{service}", endpoint)
+
+
+def wrong_service(service: Service, message: Message) -> NotRecognized:
+    """The error for a valid payload posted to a service that does not take it."""
+    return NotRecognized(f"{type(message).__name__} is not handled by {service}")
