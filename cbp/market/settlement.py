@@ -207,7 +207,9 @@ class PayoutLedger:
         month = at.astimezone(self._zone).strftime("%Y-%m")
         kwh, eur = self._accrued.get((month, device_id), (Decimal(0), Decimal(0)))
         self._accrued[(month, device_id)] = (
-            kwh + delivered_kwh, eur + delivered_kwh * tariff_eur_per_kwh)
+            kwh + delivered_kwh,
+            eur + delivered_kwh * tariff_eur_per_kwh,
+        )
 
     def statement(self, month: str) -> ProsumerStatement:
         lines = tuple(
@@ -228,8 +230,9 @@ def prosumer_statement_csv(statement: ProsumerStatement) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("month", "device_id", "delivered_kwh", "accrued_eur", "amount_eur"))
     for ln in statement.lines:
-        writer.writerow((statement.month, ln.device_id, ln.delivered_kwh, ln.accrued_eur,
-                         ln.amount_eur))
+        writer.writerow(
+            (statement.month, ln.device_id, ln.delivered_kwh, ln.accrued_eur, ln.amount_eur)
+        )
     return out.getvalue()
 
 

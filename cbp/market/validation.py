@@ -18,6 +18,9 @@ estimated; a sample with no measured or estimated B and M delivers zero. If the 
 absent or its aggregator is flagged (see ``quality``), B falls back to meter-before: the mean of
 the measured samples in the 15 sample periods before the activation.
 
+The cap S_(k-L) follows the rule literally: a pool answering faster than L samples is not paid
+for the first L samples of its response (the reference pool of SCENARIOS.md 4 follows 2 late).
+
 Invariants: energies are exact ``Decimal`` (rounding happens on statements only); 0 <= E_set <=
 E_del; no row carries a value that was neither measured nor interpolated.
 """
@@ -25,7 +28,7 @@ E_del; no row carries a value that was neither measured nor interpolated.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -86,6 +89,7 @@ class Delivery:
     rows: tuple[DeliveryRow, ...]
     period: timedelta
     direction: Direction = Direction.UP
+    lag: timedelta = timedelta(0)  # the tracking lag L * dt the settled cap used
     extra_flags: frozenset[Flag] = frozenset()
     realigned_samples: int = 0
 
@@ -126,8 +130,10 @@ def meter_before(measured: Grid, start: datetime, rules: MarketRules) -> tuple[D
     times = (start - i * rules.sample_period for i in range(1, rules.fallback_samples + 1))
     values = [p.value for p in (measured.at(t) for t in times) if p.value is not None]
     if not values:
-        raise ValidationError(f"no meter data in the {rules.fallback_samples} samples before "
-                              f"{start.isoformat()} for the meter-before baseline")
+        raise ValidationError(
+            f"no meter data in the {rules.fallback_samples} samples before "
+            f"{start.isoformat()} for the meter-before baseline"
+        )
     return sum(values, Decimal(0)) / len(values), len(values)
 
 
@@ -136,8 +142,10 @@ def _setpoint_map(setpoints: Iterable[Sample], rules: MarketRules) -> dict[datet
     for sample in setpoints:
         point = snap(sample.at, rules.sample_period)
         if point != sample.at:
-            raise ValidationError(f"setpoint at {sample.at.isoformat()} is off the "
-                                  f"{rules.sample_period.total_seconds():g}-s grid")
+            raise ValidationError(
+                f"setpoint at {sample.at.isoformat()} is off the "
+                f"{rules.sample_period.total_seconds():g}-s grid"
+            )
         if point in mapped:
             raise ValidationError(f"two setpoints at {sample.at.isoformat()}")
         mapped[point] = sample.value
@@ -180,7 +188,7 @@ def validate_delivery(
         base = regularise(baseline, rules, span=(first, window[-1]))
     rows = tuple(_row(t, wanted, base, meter, period * lag, direction) for t in window)
     return Delivery(
-        rows=rows, period=period, direction=direction,
+        rows=rows, period=period, direction=direction, lag=period * lag,
         extra_flags=frozenset(flags), realigned_samples=meter.realigned,
     )  # fmt: skip
 
@@ -216,15 +224,24 @@ def _row(
 
 
 def split_by_isp(delivery: Delivery, calendar: IspCalendar) -> dict[IspRef, Delivery]:
-    """One ``Delivery`` per ISP the rows fall in (by each row's own time), for per-ISP
-    statements of an activation that crosses an ISP boundary."""
+    """One ``Delivery`` per ISP, for per-ISP statements of an activation crossing a boundary.
+
+    A row's request belongs to the ISP of its own time; its response (delivered, settled) to the
+    ISP of the setpoint it answers, L samples earlier, so a pool following the allowed lag is not
+    short in the first ISP and over in the next. A row whose two halves fall in different ISPs
+    is split in two."""
     parts: dict[IspRef, list[DeliveryRow]] = {}
+    zero = Decimal(0)
     for row in delivery.rows:
-        parts.setdefault(calendar.isp_at(row.at), []).append(row)
+        own, answered = calendar.isp_at(row.at), calendar.isp_at(row.at - delivery.lag)
+        if own == answered:
+            parts.setdefault(own, []).append(row)
+            continue
+        parts.setdefault(own, []).append(replace(
+            row, baseline_mw=None, measured_mw=None, delivered_mw=zero, settled_mw=zero,
+            quality=SampleQuality.MEASURED))  # fmt: skip
+        parts.setdefault(answered, []).append(replace(row, setpoint_mw=zero))
     return {
-        isp: Delivery(
-            rows=tuple(rows), period=delivery.period, direction=delivery.direction,
-            extra_flags=delivery.extra_flags, realigned_samples=delivery.realigned_samples,
-        )
-        for isp, rows in parts.items()
+        isp: replace(delivery, rows=tuple(sorted(rows, key=lambda r: r.at)))
+        for isp, rows in sorted(parts.items())
     }
