@@ -1,0 +1,352 @@
+"""The VTN's admin JSON API: operators and back-office systems drive the VTN over HTTP.
+
+A separate :class:`web.Application` (own port, by default on 127.0.0.1) sharing the VTN app's
+state through its ``SERVICES`` key; every request needs ``Authorization: Bearer <admin_token>``,
+compared in constant time. Endpoints and curl examples: ``vtn/ADMIN_API.md``.
+
+Invariants: the admin API changes state only through :mod:`vtn.services` (the same code paths the
+protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.
+Bad input is a 400 with a reason, an unknown VEN/event/subscription a 404; never a 500 traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from schemas import (
+    EventDescriptor,
+    EventInterval,
+    EventSignal,
+    EventStatus,
+    LocalProtocolError,
+    ReportRequest,
+    ReportSpecifier,
+    ResponseRequired,
+    SignalType,
+    SpecifierPayload,
+    Target,
+)
+from schemas.events import ActivePeriod, Event
+from vtn.services import ServiceContext, events, registration, reports
+from vtn.services._context import new_id
+from vtn.storage import TargetKind, TargetRef
+
+__all__ = ["create_admin_app"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SERVICES_OF = web.AppKey("crowdflex.vtn.admin.services", Callable[[], ServiceContext])
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        if isinstance(value, tuple | frozenset | set):
+            return list(value)
+        return str(value)
+
+    return json.dumps(data, default=default)
+
+
+def _when(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"time {text!r} needs a UTC offset")
+    return value.astimezone(UTC)
+
+
+def _seconds(value: Any) -> timedelta:
+    return timedelta(seconds=float(value))
+
+
+def _target(body: dict[str, Any]) -> Target:
+    spec = body.get("targets") or {}
+    target = Target(**{key: tuple(str(v) for v in spec.get(key, ()))
+                       for key in ("ven_ids", "group_ids", "resource_ids", "party_ids")})
+    if not (target.ven_ids or target.group_ids or target.resource_ids or target.party_ids):
+        raise ValueError("targets must name at least one venID, group, resource or party")
+    return target
+
+
+def _event(body: dict[str, Any], event_id: str, now: datetime) -> Event:
+    signals = tuple(
+        EventSignal(
+            signal_name=str(s["name"]), signal_type=SignalType(s.get("type", "level")),
+            signal_id=str(s.get("id", index)),
+            intervals=tuple(EventInterval(values=(float(i["value"]),), uid=str(n),
+                                          duration=_seconds(i["duration_s"]))
+                            for n, i in enumerate(s["intervals"])),
+        )
+        for index, s in enumerate(body["signals"])
+    )
+    start = _when(body["start"])
+    duration = sum((i.duration or timedelta() for i in signals[0].intervals), timedelta())
+    return Event(
+        descriptor=EventDescriptor(
+            event_id=event_id, modification_number=0, market_context=str(body["market_context"]),
+            created_date_time=now, event_status=EventStatus.FAR,
+            priority=body.get("priority"),
+            test_event="true" if body.get("test_event") else None),
+        active_period=ActivePeriod(dtstart=start, duration=_seconds(body["duration_s"])
+                                   if "duration_s" in body else duration),
+        signals=signals, target=_target(body),
+        response_required=ResponseRequired(body.get("response_required", "always")),
+    )
+
+
+def _guarded(handler: Handler) -> Handler:
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except LookupError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+        except (ValueError, TypeError, LocalProtocolError) as exc:
+            raise web.HTTPBadRequest(text=f"bad request: {exc}") from None
+
+    return run
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def create_admin_app(services: Callable[[], ServiceContext], *, token: str) -> web.Application:
+    """The admin app; ``services`` returns the running VTN's context (e.g.
+    ``lambda: vtn_app[SERVICES]``), read per request because it exists only after startup."""
+    if len(token) < 16:
+        raise ValueError("the admin token must be at least 16 characters")
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    app = web.Application(middlewares=[bearer], client_max_size=256 * 1024)
+    app[_SERVICES_OF] = services
+    routes = (
+        ("GET", "/vens", _list_vens),
+        ("PUT", "/vens/{ven_id}/memberships", _set_memberships),
+        ("POST", "/vens/{ven_id}/reregister", _reregister),
+        ("POST", "/vens/{ven_id}/cancel", _cancel_registration),
+        ("GET", "/vens/{ven_id}/opts", _list_opts),
+        ("GET", "/vens/{ven_id}/reports", _list_reports),
+        ("POST", "/vens/{ven_id}/reports/subscriptions", _subscribe),
+        ("DELETE", "/vens/{ven_id}/reports/subscriptions/{rrid}", _unsubscribe),
+        ("GET", "/vens/{ven_id}/reports/data", _report_data),
+        ("GET", "/events", _list_events),
+        ("POST", "/events", _create_event),
+        ("GET", "/events/{event_id}", _get_event),
+        ("PUT", "/events/{event_id}", _modify_event),
+        ("POST", "/events/{event_id}/cancel", _cancel_event),
+    )
+    for method, path, handler in routes:
+        app.router.add_route(method, path, _guarded(handler))
+    return app
+
+
+def _ctx(request: web.Request) -> ServiceContext:
+    return request.app[_SERVICES_OF]()
+
+
+async def _ven(ctx: ServiceContext, ven_id: str) -> None:
+    found = await ctx.storage.vens.get(ven_id)
+    if found is None:
+        raise LookupError(f"no VEN {ven_id!r}")
+
+
+# ---------------------------------------------------------------- VENs
+async def _list_vens(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    rows = []
+    for ven in await ctx.storage.vens.active():
+        members = await ctx.storage.vens.memberships(ven.ven_id)
+        rows.append({
+            "ven_id": ven.ven_id, "ven_name": ven.ven_name,
+            "registration_id": ven.registration_id, "registered_at": ven.created_at,
+            "http_pull_model": ven.http_pull_model, "transport_address": ven.transport_address,
+            "memberships": [{"kind": m.kind.value, "value": m.value} for m in members],
+            "queued": await ctx.storage.outbox.pending_count(ven.ven_id),
+        })
+    return _json({"vens": rows})
+
+
+async def _set_memberships(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    ven_id = request.match_info["ven_id"]
+    await _ven(ctx, ven_id)
+    body = await _body(request)
+    kinds = {"groups": TargetKind.GROUP, "resources": TargetKind.RESOURCE,
+             "parties": TargetKind.PARTY}
+    members = [TargetRef(kind=kind, value=str(v)) for key, kind in kinds.items()
+               for v in body.get(key, ())]
+    await ctx.storage.vens.set_memberships(ven_id, members)
+    return _json({"ven_id": ven_id, "memberships": len(members)})
+
+
+async def _reregister(request: web.Request) -> web.Response:
+    ven_id = request.match_info["ven_id"]
+    await registration.request_reregistration(_ctx(request), ven_id)
+    return _json({"queued": "oadrRequestReregistration", "ven_id": ven_id}, status=202)
+
+
+async def _cancel_registration(request: web.Request) -> web.Response:
+    ven_id = request.match_info["ven_id"]
+    request_id = await registration.cancel_from_vtn(_ctx(request), ven_id)
+    return _json({"queued": "oadrCancelPartyRegistration", "request_id": request_id}, status=202)
+
+
+async def _list_opts(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    ven_id = request.match_info["ven_id"]
+    await _ven(ctx, ven_id)
+    include = request.query.get("include_cancelled") == "true"
+    opts = await ctx.storage.opts.for_ven(ven_id, include_cancelled=include)
+    return _json({"opts": [{
+        "opt_id": o.opt_id, "opt_type": o.opt_type.value, "opt_reason": o.opt_reason,
+        "market_context": o.market_context, "resource_id": o.resource_id,
+        "event_id": o.event_id, "created_at": o.created_at, "cancelled_at": o.cancelled_at,
+        "windows": [{"start": w.starts_at, "duration_s": w.duration} for w in o.windows],
+    } for o in opts]})
+
+
+# ---------------------------------------------------------------- reports
+async def _list_reports(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    ven_id = request.match_info["ven_id"]
+    await _ven(ctx, ven_id)
+    registered = await ctx.storage.reports.descriptions(ven_id)
+    requests = await ctx.storage.reports.requests(ven_id)
+    return _json({
+        "registered": [{"report_specifier_id": d.report_specifier_id,
+                        "report_name": d.report_name, "r_ids": d.r_ids,
+                        "registered_at": d.registered_at} for d in registered],
+        "subscriptions": [{"report_request_id": r.report_request_id,
+                           "report_specifier_id": r.report_specifier_id, "r_ids": r.r_ids,
+                           "granularity_s": r.granularity, "status": r.status.value,
+                           "created_at": r.created_at} for r in requests],
+    })
+
+
+async def _subscribe(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    ven_id = request.match_info["ven_id"]
+    await _ven(ctx, ven_id)
+    body = await _body(request)
+    granularity = _seconds(body.get("granularity_s", ctx.default_granularity.total_seconds()))
+    reading_type = str(body.get("reading_type", "x-notApplicable"))
+    report_request = ReportRequest(
+        report_request_id=str(body.get("report_request_id") or new_id()),
+        report_specifier=ReportSpecifier(
+            report_specifier_id=str(body["report_specifier_id"]),
+            granularity=granularity,
+            report_back_duration=_seconds(body.get("report_back_duration_s",
+                                                   granularity.total_seconds())),
+            specifier_payloads=tuple(
+                SpecifierPayload(r_id=str(r), reading_type=reading_type)
+                for r in body["r_ids"]),
+        ),
+    )
+    await reports.subscribe(ctx, ven_id, report_request)
+    return _json({"report_request_id": report_request.report_request_id}, status=201)
+
+
+async def _unsubscribe(request: web.Request) -> web.Response:
+    ven_id, rrid = request.match_info["ven_id"], request.match_info["rrid"]
+    if not await reports.cancel_subscription(_ctx(request), ven_id, rrid):
+        raise LookupError(f"no subscription {rrid!r} for VEN {ven_id!r}")
+    return _json({"cancelled": rrid})
+
+
+async def _report_data(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    ven_id = request.match_info["ven_id"]
+    end = _when(request.query["end"]) if "end" in request.query else ctx.clock()
+    start = _when(request.query["start"]) if "start" in request.query else end - timedelta(hours=1)
+    points = await ctx.storage.reports.points(
+        ven_id, start, end, r_id=request.query.get("r_id"),
+        report_specifier_id=request.query.get("report_specifier_id"))
+    return _json({"points": [{
+        "report_request_id": p.report_request_id, "report_specifier_id": p.report_specifier_id,
+        "r_id": p.r_id, "dtstart": p.dtstart, "duration_s": p.duration, "value": p.value,
+        "data_quality": p.data_quality, "received_at": p.received_at,
+    } for p in points]})
+
+
+# ---------------------------------------------------------------- events
+async def _event_json(ctx: ServiceContext, event_id: str) -> dict[str, Any]:
+    record = await ctx.storage.events.get(event_id)
+    if record is None:
+        raise LookupError(f"no event {event_id!r}")
+    deliveries = await ctx.storage.events.deliveries(event_id)
+    return {
+        "event_id": record.event_id, "modification_number": record.modification_number,
+        "status": record.status.value, "market_context": record.market_context,
+        "start": record.starts_at, "end": record.ends_at,
+        "targets": [{"kind": t.kind.value, "value": t.value} for t in record.targets],
+        "deliveries": [{
+            "ven_id": d.ven_id, "delivered_modification_number": d.delivered_modification_number,
+            "delivered_at": d.delivered_at, "ack_modification_number": d.ack_modification_number,
+            "opt_type": None if d.ack_opt_type is None else d.ack_opt_type.value,
+            "response_code": d.ack_response_code, "ack_at": d.ack_at,
+        } for d in deliveries],
+    }
+
+
+async def _list_events(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    return _json({"events": [await _event_json(ctx, r.event_id)
+                             for r in await ctx.storage.events.query()]})
+
+
+async def _get_event(request: web.Request) -> web.Response:
+    return _json(await _event_json(_ctx(request), request.match_info["event_id"]))
+
+
+async def _create_event(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    body = await _body(request)
+    event_id = str(body.get("event_id") or new_id())
+    if await ctx.storage.events.get(event_id) is not None:
+        raise web.HTTPConflict(text=f"event {event_id!r} exists; PUT modifies it")
+    targeted = await events.publish_event(ctx, _event(body, event_id, ctx.clock()))
+    return _json({"event_id": event_id, "modification_number": 0, "targeted": targeted},
+                 status=201)
+
+
+async def _modify_event(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    event_id = request.match_info["event_id"]
+    targeted = await events.modify_event(ctx, _event(await _body(request), event_id, ctx.clock()))
+    record = await ctx.storage.events.get(event_id)
+    assert record is not None
+    return _json({"event_id": event_id, "modification_number": record.modification_number,
+                  "targeted": targeted})
+
+
+async def _cancel_event(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    event_id = request.match_info["event_id"]
+    await events.cancel_event(ctx, event_id)
+    return _json(await _event_json(ctx, event_id))
