@@ -1,0 +1,104 @@
+"""`crowdflex vtn`: run a VTN -- the OpenADR 2.0b endpoints over mutual TLS, plus the admin API.
+
+Reads a TOML file (``examples/vtn.toml`` documents every key); command-line options override the
+few settings one changes per run. Runs until interrupted (SIGINT/SIGTERM), then shuts down
+cleanly: listeners closed, push task ended, database closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "vtn",
+        help="run an OpenADR 2.0b VTN (server) with its admin API",
+        description="Serve the five OpenADR 2.0b Simple HTTP services "
+        "(/OpenADR2/Simple/2.0b/{EiRegisterParty,EiEvent,EiReport,EiOpt,OadrPoll}) over mutual "
+        "TLS, and the admin JSON API on a separate port. See examples/vtn.toml for every "
+        "setting and vtn/ADMIN_API.md for the admin endpoints.",
+    )
+    parser.add_argument("--config", type=Path, required=True, metavar="FILE",
+                        help="TOML configuration file (keys as in examples/vtn.toml)")
+    parser.add_argument("--host", help="address the OpenADR endpoint listens on "
+                        "(overrides 'host')")
+    parser.add_argument("--port", type=int, help="port of the OpenADR endpoint (overrides 'port')")
+    parser.add_argument("--storage-url", help="database URL, e.g. sqlite:///vtn.db or "
+                        "postgresql://user@host/db (overrides 'storage_url')")
+    parser.add_argument("--admin-port", type=int, help="port of the admin API (overrides "
+                        "[admin] port)")
+    parser.add_argument("--no-admin", action="store_true",
+                        help="do not start the admin API")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="logging verbosity (default INFO)")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vtn.config import ConfigError, load_config
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"crowdflex vtn: {exc}", file=sys.stderr)
+        return 2
+    overrides = {"host": args.host, "port": args.port, "storage_url": args.storage_url,
+                 "admin_port": args.admin_port}
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if args.no_admin:
+        config = dataclasses.replace(config, admin_enabled=False)
+    if config.admin_enabled and not config.admin_token:
+        print("crowdflex vtn: the admin API needs a token ([admin] token or token_env), "
+              "or run with --no-admin", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config))
+    except (ValueError, OSError) as exc:
+        print(f"crowdflex vtn: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(config: Any) -> None:
+    from vtn.admin import create_admin_app
+    from vtn.app import SERVICES, create_app, server_ssl_context
+
+    app = create_app(config)
+    runners = [web.AppRunner(app)]
+    await runners[0].setup()  # opens and migrates the database
+    try:
+        await web.TCPSite(runners[0], config.host, config.port,
+                          ssl_context=server_ssl_context(config)).start()
+        logging.info("VTN %s serving on https://%s:%d", config.vtn_id, config.host, config.port)
+        if config.admin_enabled:
+            admin = web.AppRunner(create_admin_app(lambda: app[SERVICES],
+                                                   token=config.admin_token))
+            runners.append(admin)
+            await admin.setup()
+            await web.TCPSite(admin, config.admin_host, config.admin_port).start()
+            logging.info("admin API on http://%s:%d", config.admin_host, config.admin_port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()

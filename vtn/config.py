@@ -1,0 +1,100 @@
+"""Loading a :class:`~vtn.app.VtnConfig` from TOML (``examples/vtn.toml`` documents every key).
+
+Invariants: unknown keys are an error (a typo must not silently fall back to a default);
+durations are given in seconds (``*_s`` keys), paths relative to the TOML file's directory, and
+the admin token may come from the environment (``admin_token_env``) so it stays out of files.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from schemas.identity import TlsProfile
+from vtn.app import VtnConfig
+
+__all__ = ["ConfigError", "load_config", "parse_config"]
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or names an unknown or ill-typed key."""
+
+
+_PATHS = ("cert", "key", "ca", "crl")
+_DURATIONS = {
+    "poll_frequency_s": "poll_frequency",
+    "default_report_granularity_s": "default_report_granularity",
+    "cancelled_event_retention_s": "cancelled_event_retention",
+}
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.pop(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
+    """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [reports])."""
+    data = dict(data)
+    values: dict[str, Any] = {}
+    tls = _section(data, "tls")
+    for key in _PATHS:
+        if key in tls:
+            values[f"tls_{key}"] = (base / str(tls.pop(key))).resolve()
+    if "profile" in tls:
+        values["tls_profile"] = TlsProfile(tls.pop("profile"))
+    admin = _section(data, "admin")
+    env = admin.pop("token_env", None)
+    if env is not None:
+        values["admin_token"] = os.environ.get(str(env))
+    for key in ("enabled", "host", "port", "token"):
+        if key in admin:
+            values[f"admin_{key}"] = admin.pop(key)
+    reports = _section(data, "reports")
+    if "auto_subscribe" in reports:
+        values["auto_subscribe_reports"] = tuple(str(n) for n in reports.pop("auto_subscribe"))
+    if "default_granularity_s" in reports:
+        values["default_report_granularity"] = timedelta(
+            seconds=float(reports.pop("default_granularity_s")))
+    if "allowed_fingerprints" in data:
+        values["allowed_fingerprints"] = frozenset(str(f) for f in data.pop("allowed_fingerprints"))
+    for key, name in _DURATIONS.items():
+        if key in data:
+            values[name] = timedelta(seconds=float(data.pop(key)))
+    known = {f.name for f in fields(VtnConfig)}
+    leftovers = {f"tls.{k}" for k in tls} | {f"admin.{k}" for k in admin}
+    leftovers |= {f"reports.{k}" for k in reports}
+    leftovers |= {k for k in data if k not in known or k in values}
+    if leftovers:
+        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(leftovers))}")
+    values.update(data)
+    if "storage_url" in values:
+        values["storage_url"] = _relative_sqlite(str(values["storage_url"]), base)
+    try:
+        return VtnConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _relative_sqlite(url: str, base: Path) -> str:
+    """``sqlite:///vtn.db`` in a config file means next to that file, not the working dir."""
+    prefix, _, path = url.partition(":///")
+    if not prefix.startswith("sqlite") or not path or Path(path).is_absolute():
+        return url
+    return f"{prefix}:///{(base / path).resolve()}"
+
+
+def load_config(path: Path) -> VtnConfig:
+    """Read and check a VTN TOML file."""
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return parse_config(data, base=path.parent)
