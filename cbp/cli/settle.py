@@ -19,11 +19,13 @@ from pathlib import Path
 
 from cbp.market import (
     Direction,
+    Flag,
     IspCalendar,
     MarketRules,
     Sample,
     SampleQuality,
     ValidationError,
+    check_ack,
     settle_tso,
     validate_delivery,
 )
@@ -92,9 +94,13 @@ def _run(args: argparse.Namespace) -> int:
     calendar = IspCalendar(rules)
     isps = {calendar.isp_at(s.at) for s in setpoints}
     isp = isps.pop() if len(isps) == 1 else None
+    late = False
+    if args.ack_delay_s is not None:
+        sent = setpoints[0].at  # only the delay matters; anchor it at the activation start
+        late = check_ack(sent, sent + timedelta(seconds=args.ack_delay_s), rules).late
     statement = settle_tso(
         delivery, clearing_price=clearing, bid_price=bid, rules=rules, isp=isp,
-        aggregator_id=args.aggregator,
+        aggregator_id=args.aggregator, extra_flags=(Flag.ACK_LATE.value,) if late else (),
     )  # fmt: skip
     report = statement.as_dict()
     report["samples"] = {q.value: delivery.count(q) for q in SampleQuality}
@@ -123,5 +129,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--clock-offset-s", type=float, default=0.0,
         help="seconds the measuring clock runs ahead of true time (samples are re-aligned)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ack-delay-s", type=float,
+        help="seconds between the event and its acknowledgement; over the deadline flags ack_late",
     )  # fmt: skip
     parser.set_defaults(run=_run)

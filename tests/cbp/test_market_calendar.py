@@ -82,7 +82,9 @@ def test_defaults_are_the_design_numbers() -> None:
     assert (r.isp_length, r.gate_closure, r.sample_period) == (
         timedelta(minutes=15), timedelta(minutes=25), timedelta(seconds=4),
     )  # fmt: skip
-    assert (r.min_offer_mw, r.offer_step_mw, r.max_abs_price_eur_per_mwh) == (1, 1, 15000)
+    assert (r.min_offer_mw, r.offer_step_mw, r.max_abs_price_eur_per_mwh) == (
+        Decimal(1), Decimal(1), Decimal(15000),
+    )  # fmt: skip
     assert (r.tracking_lag_samples, r.tolerance_ratio, r.penalty_factor) == (
         2, Decimal("0.90"), Decimal("1.25"),
     )  # fmt: skip

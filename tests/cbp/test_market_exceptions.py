@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cbp.market import (
+    BaselineMonitor,
     Direction,
     Flag,
     IspCalendar,
@@ -207,3 +208,22 @@ def test_settled_never_exceeds_delivered_or_requested(setpoints: list[int],
     delivery = validate_delivery(sp, measured, block("9.2", 45, T0 - 3 * DT), RULES)
     assert 0 <= delivery.settled_mwh <= delivery.delivered_mwh
     assert delivery.settled_mwh <= delivery.requested_mwh
+
+
+def test_baseline_monitor_recovers_and_counts_a_resent_isp_once() -> None:
+    # Offered 5 MW; a +0.8 MW forecast error is 16 %, an exact forecast 0 %.
+    monitor = BaselineMonitor(RULES)
+    day = date(2025, 3, 14)
+    metered = block("9.0", 225)
+    biased = tuple(Sample(at=s.at, value=s.value + Decimal("0.8")) for s in metered)
+    monitor.record_idle_isp(IspRef(day=day, index=40), biased, metered, Decimal("5"))
+    assert monitor.flagged
+    # Re-sending ISP 40's data replaces it rather than counting twice.
+    again = monitor.record_idle_isp(IspRef(day=day, index=40), metered, metered, Decimal("5"))
+    assert again.samples == 225 and again.nmae == 0 and not monitor.flagged
+    # One bad ISP among four pooled: 16 % / 4 = 4 % NMAE and bias -> acceptable.
+    monitor.record_idle_isp(IspRef(day=day, index=41), biased, metered, Decimal("5"))
+    for index in (42, 43):
+        quality = monitor.record_idle_isp(IspRef(day=day, index=index), metered, metered,
+                                          Decimal("5"))  # fmt: skip
+    assert quality.nmae == Decimal("0.04") and quality.acceptable

@@ -16,6 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from cbp.cli import main
 from cbp.market import (
     BaselineMonitor,
@@ -214,7 +216,9 @@ def test_crowdflex_settle_scenario_4_and_6_in_its_own_process(tmp_path: Path) ->
     assert report["samples"] == {"measured": 152, "estimated": 0, "missing": 0}
 
 
-def test_crowdflex_settle_without_baseline_uses_meter_before(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_crowdflex_settle_without_baseline_uses_meter_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = _settle_argv(tmp_path)
     at = argv.index("--baseline")
     del argv[at : at + 2]
@@ -222,3 +226,14 @@ def test_crowdflex_settle_without_baseline_uses_meter_before(tmp_path: Path, cap
     report = json.loads(capsys.readouterr().out)
     assert report["delivered_mwh"] == "0.400000"
     assert report["flags"] == ["baseline_fallback"]
+
+
+def test_crowdflex_settle_flags_an_acknowledgement_at_31_s(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*_settle_argv(tmp_path), "--ack-delay-s", "31"]) == 0
+    late = json.loads(capsys.readouterr().out)
+    assert late["flags"] == ["ack_late"]
+    assert late["payment_eur"] == "84.96"  # late is recorded, not priced
+    assert main([*_settle_argv(tmp_path), "--ack-delay-s", "30"]) == 0
+    assert json.loads(capsys.readouterr().out)["flags"] == []
