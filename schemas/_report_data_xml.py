@@ -110,11 +110,21 @@ def duration_wire(value: timedelta) -> str:
     return format_duration(value)
 
 
+def float_text(value: str) -> float:
+    """A finite xs:float; NaN/INF are refused on the way in as format_float refuses them out."""
+    number = float(value)  # ValueError for junk: the codec answers it with InvalidData
+    if isfinite(number):
+        return number
+    raise InvalidData(f"not a finite number: {value!r}")
+
+
 def float_wire(value: float) -> str:
-    """format_float's output; isfinite is cheaper than its comparisons, and this runs per value."""
+    """format_float's output, with its common case (finite, no exponent) checked cheaply first."""
     if isfinite(value):
-        return repr(float(value))
-    return format_float(value)  # raises LocalProtocolError
+        shortest = repr(float(value))
+        if "e" not in shortest:
+            return shortest
+    return format_float(value)  # spells exponents out, or raises LocalProtocolError
 
 
 def datetime_wire(value: datetime) -> str:
@@ -195,14 +205,14 @@ def _encode_status(parent: etree._Element, status: ResourceStatus) -> None:
 
 def _opt_float(element: etree._Element, tag: str) -> float | None:
     found = element.findtext(tag)
-    return None if found is None else float(found)
+    return None if found is None else float_text(found)
 
 
 def _decode_control_value(element: etree._Element | None) -> LoadControlValue | None:
     if element is None:
         return None
     return LoadControlValue(
-        current=float(element.findtext(_CURRENT) or ""),
+        current=float_text(element.findtext(_CURRENT) or ""),
         min=_opt_float(element, _MIN),
         max=_opt_float(element, _MAX),
         normal=_opt_float(element, _NORMAL),
@@ -256,7 +266,7 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
     for part in element:
         tag = part.tag
         if tag == _PAYLOAD_FLOAT:
-            value = float(part[0].text or "")
+            value = float_text(part[0].text or "")
         elif tag == _R_ID:
             r_id = part.text or ""
         elif tag == _STATUS:
@@ -264,7 +274,7 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
         elif tag == _CONFIDENCE:
             confidence = int(part.text or "")
         elif tag == _ACCURACY:
-            accuracy = float(part.text or "")
+            accuracy = float_text(part.text or "")
         elif tag == _DATA_QUALITY:
             quality = token(_QUALITIES, part.text)
     if value is None:
@@ -405,7 +415,7 @@ def decode_intervals(element: etree._Element) -> tuple[ReportInterval, ...]:
         if len(starts) == len(durations) == len(r_ids) == len(values) == count:
             return tuple([
                 ReportInterval(
-                    payloads=(ReportPayload(r_id=r_id, value=float(value)),),
+                    payloads=(ReportPayload(r_id=r_id, value=float_text(value)),),
                     dtstart=datetime_text(start),
                     duration=duration_text(duration),
                 )

@@ -393,3 +393,19 @@ def test_interval_without_duration_among_plain_ones_decodes_by_position() -> Non
     got = decoded.reports[0].intervals
     assert [i.duration for i in got] == [None, timedelta(seconds=4), timedelta(seconds=4)]
     assert [i.payloads[0].value for i in got] == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"INF", b"-INF"])
+def test_non_finite_report_values_are_invalid_data(number: bytes) -> None:
+    wire = schemas.encode(_telemetry([1.0, 2.0])).replace(b">2.0<", b">" + number + b"<")
+    assert_xsd_valid(wire)  # xs:float admits them; we cannot represent or resend them
+    with pytest.raises(schemas.InvalidData):
+        schemas.decode(wire)
+
+
+def test_huge_values_are_sent_without_exponent_and_read_back_equal() -> None:
+    message = _telemetry([1e20, -2.5e-7])
+    wire = schemas.encode(message)
+    assert b"e+20" not in wire and b"e-07" not in wire
+    assert_xsd_valid(wire)
+    assert schemas.decode(wire) == message
