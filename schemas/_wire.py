@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from math import isfinite
 from typing import Final
 
 from lxml import etree
@@ -138,17 +140,28 @@ def parse_int(value: str) -> int:
 
 
 def parse_float(value: str) -> float:
+    """A finite number. xs:float admits NaN and INF (and 1e400 reads as INF), but no OpenADR
+    quantity means anything as one and format_float cannot send it back: refuse it on the way in.
+    """
     try:
-        return float(value.strip())
+        number = float(value.strip())
     except ValueError:
         raise InvalidData(f"not a number: {value!r}") from None
+    if not isfinite(number):
+        raise InvalidData(f"not a finite number: {value!r}")
+    return number
 
 
 def format_float(value: float) -> str:
     """Shortest text that reads back as the same float (repr), in xs:float/xs:decimal form."""
     if value != value or value in (float("inf"), float("-inf")):
         raise LocalProtocolError(f"cannot send non-finite number {value!r}")
-    return repr(float(value))
+    shortest = repr(float(value))
+    if "e" in shortest:
+        # xs:decimal (power:hertz, power:voltage) has no exponent form: spell the same shortest
+        # digits out positionally (1e+26 -> 100...0, 1e-07 -> 0.0000001); xs:float reads it too.
+        return format(Decimal(shortest), "f")
+    return shortest
 
 
 # ---------------------------------------------------------------- time
@@ -159,7 +172,9 @@ def format_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         raise LocalProtocolError(f"naive datetime {value!r}: crowdflex sends only aware UTC times")
     utc = value.astimezone(UTC)
-    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    # isoformat pads the year to four digits; strftime("%Y") gives "1" for year 1 on glibc, which
+    # the xcal pattern (\d{4}) refuses.
+    base = utc.replace(tzinfo=None, microsecond=0).isoformat()
     if utc.microsecond:
         base += f".{utc.microsecond:06d}".rstrip("0")
     return base + "Z"
@@ -173,7 +188,10 @@ def parse_datetime(value: str) -> datetime:
         raise InvalidData(f"not an xcal date-time: {value!r}") from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 lies past datetime.max in UTC
+        raise InvalidData(f"date-time out of range: {value!r}") from None
 
 
 _DURATION = re.compile(
@@ -207,13 +225,16 @@ def parse_duration(value: str) -> timedelta:
     parts = match.groupdict()
     if parts["years"] or parts["months"]:
         raise InvalidData(f"duration {value!r} uses years or months, whose length is undefined")
-    result = timedelta(
-        weeks=int(parts["weeks"] or 0),
-        days=int(parts["days"] or 0),
-        hours=int(parts["hours"] or 0),
-        minutes=int(parts["minutes"] or 0),
-        seconds=float(parts["seconds"] or 0),
-    )
+    try:
+        result = timedelta(
+            weeks=int(parts["weeks"] or 0),
+            days=int(parts["days"] or 0),
+            hours=int(parts["hours"] or 0),
+            minutes=int(parts["minutes"] or 0),
+            seconds=float(parts["seconds"] or 0),
+        )
+    except OverflowError:  # timedelta spans at most 999,999,999 days; the XSD has no bound
+        raise InvalidData(f"duration out of range: {value!r}") from None
     return -result if parts["sign"] == "-" else result
 
 
