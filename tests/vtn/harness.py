@@ -80,9 +80,10 @@ class RawVen:
             assert reply.status == 200, await reply.text()
             return CODEC.decode(await reply.read())
 
-    async def register(self, name: str = "raw-ven") -> Message:
+    async def register(self, name: str = "raw-ven", **fields: Any) -> Message:
+        fields.setdefault("http_pull_model", True)
         reply = await self.post("EiRegisterParty", CreatePartyRegistration(
-            request_id="r1", ven_name=name, http_pull_model=True))
+            request_id="r1", ven_name=name, **fields))
         self.ven_id = getattr(reply, "ven_id", None) or ""
         self.registration_id = getattr(reply, "registration_id", None) or ""
         return reply
