@@ -156,22 +156,22 @@ async def test_vtn_initiated_cancel_and_reregistration(pki, storage_url):
 
 
 async def test_group_fan_out_reaches_each_ven_once(pki, storage_url):
-    # a fan-out to several VENs reaches each exactly once
-    async with running_vtn(pki, storage_url) as vtn:
-        async with raw_ven(vtn.url, pki.client_context()) as a, \
-                raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
-            await a.register()
-            await b.register()
-            await a.drain()
-            await b.drain()
-            from vtn.storage import TargetKind, TargetRef
-            for ven in (a, b):
-                await vtn.ctx.storage.vens.set_memberships(
-                    ven.ven_id, (TargetRef(kind=TargetKind.GROUP, value="pool-1"),))
-            targeted = await events.publish_event(
-                vtn.ctx, sample_event("ev-g", Target(group_ids=("pool-1",))))
-            assert set(targeted) == {a.ven_id, b.ven_id}
-            async with asyncio.timeout(10):
-                got_a, got_b = await asyncio.gather(a.drain(), b.drain())
-            assert len(got_a) == len(got_b) == 1
-            assert len(await vtn.ctx.storage.events.deliveries("ev-g")) == 2
+    from vtn.storage import TargetKind, TargetRef
+
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
+        await a.register()
+        await b.register()
+        await a.drain()
+        await b.drain()
+        for ven in (a, b):
+            await vtn.ctx.storage.vens.set_memberships(
+                ven.ven_id, (TargetRef(kind=TargetKind.GROUP, value="pool-1"),))
+        targeted = await events.publish_event(
+            vtn.ctx, sample_event("ev-g", Target(group_ids=("pool-1",))))
+        assert set(targeted) == {a.ven_id, b.ven_id}
+        async with asyncio.timeout(10):
+            got_a, got_b = await asyncio.gather(a.drain(), b.drain())
+        assert len(got_a) == len(got_b) == 1
+        assert len(await vtn.ctx.storage.events.deliveries("ev-g")) == 2
