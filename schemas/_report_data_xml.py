@@ -17,7 +17,6 @@ from __future__ import annotations
 from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from itertools import islice
 from math import isfinite
 from typing import Final, TypeVar
 
@@ -335,10 +334,10 @@ _NOT_PLAIN: Final = (
 )
 
 
-_PlainRow = tuple[datetime, timedelta, str, float]
+PlainRow = tuple[datetime, timedelta, str, float]
 
 
-def _plain_row(interval: ReportInterval) -> _PlainRow | None:
+def _plain_row(interval: ReportInterval) -> PlainRow | None:
     """(dtstart, duration, rID, value) when the interval has the shape of almost all telemetry:
     dtstart, duration and one bare payloadFloat; None otherwise."""
     dtstart, duration, payloads = interval.dtstart, interval.duration, interval.payloads
@@ -352,10 +351,11 @@ def _plain_row(interval: ReportInterval) -> _PlainRow | None:
     return dtstart, duration, payload.r_id, value
 
 
-def _plain_rows(intervals: tuple[ReportInterval, ...]) -> list[_PlainRow] | None:
+def plain_rows(intervals: tuple[ReportInterval, ...]) -> list[PlainRow] | None:
+    """One row per interval when all are plain (and not too many to cache a prototype for)."""
     if len(intervals) > _PROTOTYPE_BLOCK_MAX:
         return None
-    rows: list[_PlainRow] = []
+    rows: list[PlainRow] = []
     for interval in intervals:
         row = _plain_row(interval)
         if row is None:
@@ -365,7 +365,7 @@ def _plain_rows(intervals: tuple[ReportInterval, ...]) -> list[_PlainRow] | None
 
 
 @lru_cache(maxsize=32)
-def _plain_block(count: int) -> etree._Element:
+def plain_block(count: int) -> etree._Element:
     """A detached strm:intervals of ``count`` plain intervals; read-only, only ever deepcopied."""
     block = etree.Element(_INTERVALS, nsmap=_PROTOTYPE_NS | {"strm": STRM})
     for _ in range(count):
@@ -375,25 +375,26 @@ def _plain_block(count: int) -> etree._Element:
     return block
 
 
+def fill_plain_block(block: etree._Element, rows: list[PlainRow]) -> None:
+    """Write ``rows`` into a copy of ``plain_block(len(rows))``: index by the known shape
+    (measured faster than C-filtered iter(tag) passes, which walk the block once per tag)."""
+    for interval, (dtstart, duration, r_id, value) in zip(block, rows, strict=True):
+        interval[0][0].text = datetime_wire(dtstart)
+        interval[1][0].text = duration_wire(duration)
+        payload = interval[2]
+        payload[0].text = r_id
+        payload[1][0].text = float_wire(value)
+
+
 def encode_intervals(parent: etree._Element, intervals: tuple[ReportInterval, ...]) -> None:
     """strm:intervals (omitted when empty: the XSD wants at least one ei:interval inside)."""
-    count = len(intervals)
-    if not count:
+    if not intervals:
         return
-    rows = _plain_rows(intervals)
+    rows = plain_rows(intervals)
     if rows is not None:
-        block = deepcopy(_plain_block(count))
+        block = deepcopy(plain_block(len(rows)))
         parent.append(block)
-        # iter(tag) filters in C, so only the elements whose text we set get a Python proxy.
-        for element, row in zip(block.iter(_DATE_TIME), rows, strict=True):
-            element.text = datetime_wire(row[0])
-        inner_durations = islice(block.iter(_DURATION), 1, None, 2)  # outer, inner, outer, ...
-        for element, row in zip(inner_durations, rows, strict=True):
-            element.text = duration_wire(row[1])
-        for element, row in zip(block.iter(_R_ID), rows, strict=True):
-            element.text = row[2]
-        for element, row in zip(block.iter(_VALUE), rows, strict=True):
-            element.text = float_wire(row[3])
+        fill_plain_block(block, rows)
         return
     holder = SubElement(parent, _INTERVALS)
     for interval in intervals:
