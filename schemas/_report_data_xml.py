@@ -5,11 +5,12 @@ ReportPayloadType: rID, confidence?, accuracy?, payloadBase) and oadr_20b.xsd (o
 adds oadrDataQuality?; oadrPayloadResourceStatus is the TELEMETRY_STATUS payloadBase).
 
 This is the hot path of telemetry, so it is written for speed (decoders only see XSD-valid trees):
-- decoding reads each interval and payload in one pass over its children (no ElementPath calls),
-  repeated duration texts (``PT4S`` in every interval) are parsed once, ``...Z`` times go straight
-  to ``datetime.fromisoformat``, and no regex touches a number;
+- decoding reads a block of plain telemetry intervals (see ``_plain_row``) in a few C-filtered
+  passes, anything else one pass per interval and payload (no ElementPath calls); repeated
+  duration texts (``PT4S`` in every interval) are parsed once, ``...Z`` times go straight to
+  ``datetime.fromisoformat``, and no regex touches a number;
 - encoding deepcopies prebuilt subtrees (one C-level copy instead of a Python call per node) and
-  fills in the texts; a block of uniform telemetry intervals is copied in one go.
+  fills in the texts; a block of plain telemetry intervals is copied in one go.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ with METADATA reports whose descriptions list data points by rID), the other sid
 (oadrCreateReport, or oadrRegisteredReport carrying oadrReportRequest), data flows in
 oadrUpdateReport, and oadrCancelReport stops a periodic report. Element order and optionality
 follow oadr_20b.xsd, oadr_ei_20b.xsd and oadr_strm_20b.xsd; the wire form lives in
-``_reports_xml`` and ``_report_parts_xml``.
+``_reports_xml`` (payloads), ``_report_parts_xml`` (reports, requests) and ``_report_data_xml``
+(intervals of values, the telemetry hot path).
 
 Invariants:
 - IDs (requestID, reportRequestID, reportSpecifierID, rID, eiReportID, venID) are ``str`` exactly as
