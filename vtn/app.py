@@ -24,11 +24,11 @@ from aiohttp import web
 
 from schemas import Codec, Message
 from schemas.identity import TlsProfile
-from vtn.push import PushDelivery, push_client_context
+from vtn.push import PushDelivery
 from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
 from vtn.services._context import utc_now
 from vtn.storage import Storage, open_storage
-from vtn.tls import server_context
+from vtn.tls import push_client_context, server_context
 from vtn.transport import Peer, Service, TransportSettings, add_routes
 
 __all__ = ["CODEC", "CONFIG", "PUSH", "SERVICES", "STORAGE", "VtnConfig", "create_app",

@@ -16,19 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import aiohttp
 
 from schemas import Message, RemoteProtocolError, Response
-from schemas.identity import OPENADR_TLS12_CIPHERS, TlsProfile
 from vtn.services import ROUTES, ServiceContext
 from vtn.services.poll import next_message
 from vtn.transport import Peer, Service
 
-__all__ = ["PushDelivery", "push_client_context", "service_for"]
+__all__ = ["PushDelivery", "service_for"]
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +45,6 @@ _SERVICE_BY_KIND = {
 def service_for(message: Message) -> Service:
     """The VEN endpoint a VTN-initiated payload is pushed to."""
     return _SERVICE_BY_KIND["oadr" + type(message).__name__]
-
-
-def push_client_context(*, cert: str | os.PathLike[str], key: str | os.PathLike[str],
-                        ca: str | os.PathLike[str],
-                        profile: TlsProfile = TlsProfile.TLS13) -> ssl.SSLContext:
-    """Client side of push: present the VTN certificate, verify the VEN against ``ca``."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=os.fspath(ca))
-    context.minimum_version = (
-        ssl.TLSVersion.TLSv1_2 if profile.allows_tls12 else ssl.TLSVersion.TLSv1_3)
-    context.maximum_version = (
-        ssl.TLSVersion.TLSv1_3 if profile.allows_tls13 else ssl.TLSVersion.TLSv1_2)
-    if profile.allows_tls12:
-        context.set_ciphers(OPENADR_TLS12_CIPHERS)
-    context.load_cert_chain(certfile=os.fspath(cert), keyfile=os.fspath(key))
-    return context
 
 
 class PushDelivery:
