@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from lxml import etree
@@ -116,9 +116,14 @@ class Verifier:
         self, root: etree._Element, signature: etree._Element, now: datetime
     ) -> Verification:
         """Digests, signature value, then trust; :class:`SignatureInvalid` says which failed."""
-        parts = _dsig.read(root, signature)
-        _dsig.check_value(parts)
-        self._check_trust(parts.certificates, now)
+        try:
+            parts = _dsig.read(root, signature)
+            _dsig.check_value(parts)
+            self._check_trust(parts.certificates, now)
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+            # The certificates come from the peer and cryptography parses them lazily: a bad
+            # version, key type, curve, name or extension surfaces here, deep inside the checks.
+            raise SignatureInvalid(f"malformed signature: unreadable certificate: {exc}") from None
         return Verification(
             certificate=parts.certificates[0], timestamp=parts.timestamp, nonce=parts.nonce
         )
