@@ -30,6 +30,7 @@ from schemas import (
     Response,
 )
 from schemas.identity import certificate_fingerprint, fingerprint_from_pem
+from schemas.signature import Verification
 
 __all__ = ["SERVICE_PREFIX", "Dispatcher", "Peer", "Service", "TransportSettings", "add_routes"]
 
@@ -62,6 +63,8 @@ class TransportSettings:
     max_body_bytes: int = 1024 * 1024
     body_timeout_s: float = 10.0
     trusted_cert_header: str | None = None
+    # awaited for every payload whose signature verified, before dispatch (vtn.signing.NonceCheck)
+    check_signed: Callable[[Peer, Verification], Awaitable[None]] | None = None
 
 
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
@@ -115,10 +118,15 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
     async def _answer(service: Service, request: web.Request, body: bytes) -> Message:
         try:
             peer = _peer(request, settings)
-            return await dispatch(service, peer, codec.decode(body))
+            message, verification = codec.decode_signed(body)
+            if verification is not None and settings.check_signed is not None:
+                await settings.check_signed(peer, verification)
+            return await dispatch(service, peer, message)
         except RemoteProtocolError as error:
             log.info("refused on %s: %s", service, error)
             return _error_reply(error)
+        except web.HTTPException:
+            raise  # a deliberate HTTP answer (e.g. 503 while the database is away)
         except Exception:
             log.exception("unexpected failure on %s", service)
             return _error_reply(OtherError("internal error; the request was not applied"))
