@@ -1,0 +1,266 @@
+"""The VTN side of ``python -m bench vtn``: one VTN (ours or openleadr's) in a process of its own.
+
+:func:`serve` is the target of a ``spawn``-ed process. It starts the VTN on 127.0.0.1, port 0,
+with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers commands from the
+benchmark process until told to stop:
+
+- ``("cpu",)`` -> ``time.process_time()`` of this process (all threads: the SQLite worker too);
+- ``("publish", ven_ids)`` -> one LOAD_DISPATCH event for those VENs; the clock starts here;
+- ``("fanout", timeout_s)`` -> ``(publish_s, all_acks_s, acks)``: seconds the publish call took,
+  seconds from its start until every VEN's ack was stored (NaN on timeout), acks counted;
+- ``("counts",)`` -> ``{"reports": ..., "points": ..., "acks": ...}`` seen by the handlers;
+- ``("profile", True|False)`` -> start/stop cProfile; stopping returns the top functions as text;
+- ``("stop",)`` -> ``None``, then the VTN shuts down and the process exits.
+
+Invariants: loopback only; every wait has a timeout; all state lives in this process (openleadr's
+server keeps its own in module-level class attributes, which is one reason it gets a process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import io
+import logging
+import math
+import pstats
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServerSpec", "serve"]
+
+_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSpec:
+    """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``signing`` (ours only) adds
+    ``Codec(signer=VTN RSA key, verifier=CA)``; ``db`` is our SQLite file."""
+
+    kind: str
+    cert: Path
+    key: Path
+    ca: Path
+    db: Path
+    poll_frequency_s: float = 10.0
+    sign_cert: Path | None = None
+    sign_key: Path | None = None
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the VTN's application hooks saw; the fan-out clock runs on ``perf_counter``."""
+
+    acks: set[str]
+    reports: int = 0
+    points: int = 0
+    publish_started: float = math.nan
+    publish_s: float = math.nan
+    all_acked: float = math.nan
+    expected: int = 0
+    done: asyncio.Event | None = None
+
+    def ack(self, ven_id: str) -> None:
+        self.acks.add(ven_id)
+        if self.expected and len(self.acks) >= self.expected and math.isnan(self.all_acked):
+            self.all_acked = time.perf_counter()
+            if self.done is not None:
+                self.done.set()
+
+
+def _event_window() -> tuple[datetime, timedelta]:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5), timedelta(minutes=30)
+
+
+async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callable[..., Any]]:
+    from aiohttp import web
+
+    import schemas
+    from vtn.app import SERVICES, VtnConfig, create_app, server_ssl_context
+    from vtn.services import Handlers
+    from vtn.services.events import publish_event
+
+    def on_report_data(_ven_id: str, report: schemas.Report) -> None:
+        tally.reports += 1
+        tally.points += sum(len(i.payloads) for i in report.intervals)
+
+    config = VtnConfig(storage_url=f"sqlite+aiosqlite:///{spec.db}", tls_cert=spec.cert,
+                       tls_key=spec.key, tls_ca=spec.ca, port=0, admin_enabled=False,
+                       poll_frequency=timedelta(seconds=spec.poll_frequency_s))
+    codec = None
+    if spec.sign_cert is not None and spec.sign_key is not None:
+        codec = schemas.Codec(
+            signer=schemas.Signer(spec.sign_key.read_bytes(), spec.sign_cert.read_bytes()),
+            verifier=schemas.Verifier(spec.ca.read_bytes()))
+    handlers = Handlers(on_event_response=lambda ven_id, _answer: tally.ack(ven_id),
+                        on_report_data=on_report_data)
+    app = create_app(config, handlers=handlers, codec=codec)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, _HOST, 0, ssl_context=server_ssl_context(config))
+    await site.start()
+    port = runner.addresses[0][1]
+
+    async def publish(ven_ids: tuple[str, ...]) -> None:
+        start, length = _event_window()
+        event = schemas.Event(
+            descriptor=schemas.EventDescriptor(
+                event_id="bench-fanout", modification_number=0,
+                market_context="http://bench.example/mc", created_date_time=datetime.now(UTC),
+                event_status=schemas.EventStatus.FAR),
+            active_period=schemas.ActivePeriod(dtstart=start, duration=length),
+            signals=(schemas.EventSignal(
+                intervals=(schemas.EventInterval(values=(1.0,), duration=length, uid="0"),),
+                signal_name="LOAD_DISPATCH", signal_type=schemas.SignalType.SETPOINT,
+                signal_id="s1"),),
+            target=schemas.Target(ven_ids=ven_ids),
+        )
+        await publish_event(app[SERVICES], event)
+
+    return port, runner, publish
+
+
+async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callable[..., Any]]:
+    from openleadr import OpenADRServer
+
+    registry: dict[str, dict[str, str]] = {}
+
+    def on_create_party_registration(info: dict[str, Any]) -> tuple[str, str]:
+        ven_id = str(info["fingerprint"])  # as ours: the venID is the certificate's fingerprint
+        registry[ven_id] = {"ven_id": ven_id, "ven_name": str(info.get("ven_name", "")),
+                            "fingerprint": ven_id, "registration_id": f"reg-{ven_id}"}
+        return ven_id, registry[ven_id]["registration_id"]
+
+    def ven_lookup(ven_id: str) -> dict[str, str] | None:
+        return registry.get(ven_id)
+
+    def on_update_report(report: dict[str, Any]) -> None:
+        tally.reports += 1
+        tally.points += len(report.get("intervals", ()))
+
+    server = OpenADRServer(
+        vtn_id="BENCH-VTN", http_host=_HOST, http_port=0, http_cert=str(spec.cert),
+        http_key=str(spec.key), http_ca_file=str(spec.ca), ven_lookup=ven_lookup,
+        verify_message_signatures=False, show_fingerprint=False,
+        requested_poll_freq=timedelta(seconds=spec.poll_frequency_s))
+    server.add_handler("on_create_party_registration", on_create_party_registration)
+    server.add_handler("on_update_report", on_update_report)
+    with contextlib.redirect_stdout(io.StringIO()):  # its banner would bury the table
+        await server.run()
+    port = server.app_runner.addresses[0][1]
+
+    def on_ack(ven_id: str, event_id: str, opt_type: str) -> None:
+        tally.ack(ven_id)
+
+    async def publish(ven_ids: tuple[str, ...]) -> None:
+        # openleadr queues events per VEN and keys ack callbacks by eventID: one event per VEN.
+        start, length = _event_window()
+        for n, ven_id in enumerate(ven_ids):
+            server.add_event(ven_id=ven_id, signal_name="LOAD_DISPATCH", signal_type="setpoint",
+                             intervals=[{"dtstart": start, "duration": length,
+                                         "signal_payload": 1.0}],
+                             callback=on_ack, event_id=f"bench-fanout-{n}",
+                             market_context="http://bench.example/mc")
+
+    return port, server.app_runner, publish
+
+
+class _Profiler:
+    def __init__(self) -> None:
+        self._profile: cProfile.Profile | None = None
+
+    def toggle(self, on: bool) -> str | None:
+        if on:
+            self._profile = cProfile.Profile()
+            self._profile.enable()
+            return None
+        if self._profile is None:
+            return ""
+        self._profile.disable()
+        out = io.StringIO()
+        pstats.Stats(self._profile, stream=out).sort_stats("tottime").print_stats(30)
+        self._profile = None
+        return out.getvalue()
+
+
+async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..., Any],
+                   profiler: _Profiler) -> Any:
+    match command:
+        case ("cpu",):
+            return time.process_time()
+        case ("counts",):
+            return {"reports": tally.reports, "points": tally.points, "acks": len(tally.acks)}
+        case ("publish", ven_ids):
+            tally.acks.clear()
+            tally.expected, tally.all_acked = len(ven_ids), math.nan
+            tally.done = asyncio.Event()
+            tally.publish_started = time.perf_counter()
+            await publish(tuple(ven_ids))
+            tally.publish_s = time.perf_counter() - tally.publish_started
+            return tally.publish_s
+        case ("fanout", timeout_s):
+            if tally.done is not None:
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await tally.done.wait()
+                except TimeoutError:
+                    pass
+            return tally.publish_s, tally.all_acked - tally.publish_started, len(tally.acks)
+        case ("profile", on):
+            return profiler.toggle(bool(on))
+    raise ValueError(f"unknown command {command!r}")
+
+
+async def _serve(spec: ServerSpec, conn: Connection) -> None:
+    tally = _Tally(acks=set())
+    start = _start_ours if spec.kind == "ours" else _start_openleadr
+    port, runner, publish = await start(spec, tally)
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    profiler = _Profiler()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(command: tuple[Any, ...]) -> None:
+        try:
+            conn.send(("ok", await _command(command, tally, publish, profiler)))
+        except Exception as exc:  # reported to the benchmark process, which prints it
+            conn.send(("error", repr(exc)))
+
+    def readable() -> None:
+        try:
+            command = conn.recv()
+        except EOFError:
+            stopped.set()
+            return
+        if command == ("stop",):
+            stopped.set()
+            return
+        task = loop.create_task(run(command))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_reader(conn.fileno(), readable)
+    conn.send(("ready", port))
+    try:
+        await stopped.wait()
+    finally:
+        loop.remove_reader(conn.fileno())
+        for task in tasks:
+            task.cancel()
+        await runner.cleanup()
+        conn.send(("ok", None))
+
+
+def serve(spec: ServerSpec, conn: Connection) -> None:
+    """Process entry point: run the VTN described by ``spec`` until ``("stop",)``."""
+    warnings.simplefilter("ignore")
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("openleadr").setLevel(logging.ERROR)
+    asyncio.run(_serve(spec, conn))
