@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
 
-from schemas import Codec, Message
+from schemas import Codec, Message, Verification
 from schemas.identity import TlsProfile
+from vtn.faults import storage_guard
+from vtn.limits import LimitSettings, install_limits
 from vtn.push import PushDelivery
+from vtn.revocation import reloading_server_context
 from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
 from vtn.services._context import utc_now
+from vtn.signing import NonceCheck, SignatureSettings, signing_codec
 from vtn.storage import Storage, open_storage
 from vtn.tls import push_client_context, server_context
 from vtn.transport import Peer, Service, TransportSettings, add_routes
@@ -63,6 +67,14 @@ class VtnConfig:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8081
     admin_token: str | None = None
+    # payload signatures and ReplayProtect (vtn/signing.py); off by default
+    signatures: SignatureSettings = field(default_factory=SignatureSettings)
+    # Retry-After of the 503 answered while the database is unavailable or full (vtn/faults.py)
+    retry_after_s: int = 10
+    # request limits (vtn/limits.py): None switches a limit off
+    rate_limit_per_s: float | None = 20.0
+    rate_limit_burst: int = 100
+    max_in_flight: int | None = 1024
 
 
 CONFIG = web.AppKey("crowdflex.vtn.config", VtnConfig)
@@ -76,6 +88,10 @@ def server_ssl_context(config: VtnConfig) -> ssl.SSLContext:
     """The mutual-TLS server context for ``config`` (cert, key and CA are required)."""
     if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
         raise ValueError("tls_cert, tls_key and tls_ca are required to serve OpenADR")
+    if config.tls_crl is not None:  # re-read when the file changes, no restart needed
+        return reloading_server_context(cert=config.tls_cert, key=config.tls_key,
+                                        ca=config.tls_ca, crl=config.tls_crl,
+                                        profile=config.tls_profile)
     return server_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
                           profile=config.tls_profile, crl=config.tls_crl)
 
@@ -93,16 +109,33 @@ def create_app(
     signing/verification and limits (default: a plain :class:`schemas.Codec`).
     """
     app = web.Application(client_max_size=config.max_body_bytes)
-    codec = codec or Codec()
+    codec = codec or signing_codec(config.signatures, cert=config.tls_cert, key=config.tls_key,
+                                   clock=clock)
     app[CONFIG] = config
     app[CODEC] = codec
 
     async def dispatch(service: Service, peer: Peer, message: Message) -> Message:
         return await make_dispatcher(app[SERVICES])(service, peer, message)
 
-    add_routes(app, codec, dispatch, TransportSettings(
+    async def guarded_dispatch(service: Service, peer: Peer, message: Message) -> Message:
+        async with storage_guard(config.retry_after_s):
+            return await dispatch(service, peer, message)
+
+    nonces = (NonceCheck(config.signatures, lambda: app[STORAGE], clock)
+              if codec.verifier is not None else None)
+
+    async def check_signed(peer: Peer, verification: Verification) -> None:
+        assert nonces is not None
+        async with storage_guard(config.retry_after_s):
+            await nonces(peer, verification)
+
+    install_limits(app, LimitSettings(
+        per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
+        max_in_flight=config.max_in_flight, trusted_cert_header=config.trusted_cert_header))
+    add_routes(app, codec, guarded_dispatch, TransportSettings(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
-        trusted_cert_header=config.trusted_cert_header))
+        trusted_cert_header=config.trusted_cert_header,
+        check_signed=check_signed if nonces is not None else None))
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         storage = await open_storage(config.storage_url)
