@@ -15,7 +15,7 @@
         |   +-- MalformedXml          not well-formed, not UTF-8, truncated
         |   +-- SchemaViolation       well-formed but not valid against the 2.0b XSD
         +-- ComplianceError        459
-        |   +-- SignatureInvalid      the XML signature does not verify, or is missing where required
+        |   +-- SignatureInvalid      the signature does not verify, or is missing where required
         |   +-- ReplayRefused         nonce seen before, timestamp too old or too far in the future
         +-- SignalNotSupported     460
         +-- ReportNotSupported     461

@@ -31,9 +31,10 @@ def junit_xml(
 ) -> bytes:
     """A ``<testsuites>`` document with one ``<testsuite>``; failures carry the verdict line."""
     failed = sum(1 for verdict in verdicts if not verdict.passed)
-    counts = {"tests": str(len(verdicts)), "failures": str(failed), "errors": "0", "skipped": "0"}
-    root = etree.Element("testsuites", name=suite, **counts)
-    testsuite = etree.SubElement(root, "testsuite", name=suite, **counts)
+    attributes = {"name": suite, "tests": str(len(verdicts)), "failures": str(failed),
+                  "errors": "0", "skipped": "0"}
+    root = etree.Element("testsuites", attributes)
+    testsuite = etree.SubElement(root, "testsuite", attributes)
     for verdict in verdicts:
         name = _xml_safe(shown(verdict.file))
         case = etree.SubElement(
