@@ -14,7 +14,8 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 # Sub-command modules under cbp.cli, in the order --help lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("demo", "certs", "conformance", "privacy", "settle", "vtn")
+_COMMAND_MODULES: tuple[str, ...] = ("demo", "certs", "conformance", "privacy", "settle", "vtn",
+                                     "ven")
 
 
 def build_parser() -> argparse.ArgumentParser:

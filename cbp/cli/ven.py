@@ -1,0 +1,163 @@
+"""`crowdflex ven`: run a VEN -- register with a VTN, then poll (or take pushes) until stopped.
+
+Reads a TOML file (``examples/ven.toml`` documents every key). Every event is answered with the
+configured ``opt`` (an application embeds :class:`ven.VenClient` with its own handler instead);
+reports made by an embedding application go through the durable outbox at ``outbox``. Runs until
+SIGINT/SIGTERM, then closes the client (owned tasks awaited), the push listener and the outbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+log = logging.getLogger("crowdflex.ven")
+
+_EPILOG = """\
+configuration keys (TOML, see examples/ven.toml):
+  vtn_url            root URL of the VTN, e.g. https://vtn.example:8443 (the 2.0b service
+                     paths /OpenADR2/Simple/2.0b/... are added)
+  ven_name           the venName sent in oadrCreatePartyRegistration
+  outbox             SQLite file of the durable report outbox: reports made while the VTN is
+                     unreachable wait there and are sent later, in order, exactly once
+  poll_interval_s    seconds between polls when the VTN has nothing queued (default: the
+                     VTN's oadrRequestedOadrPollFreq); the VEN polls again at once while
+                     the VTN has more
+  request_timeout_s  timeout of every request to the VTN (default 30)
+  mode               "pull" (oadrPoll, default) or "push" (the VTN POSTs to this VEN)
+  opt                answer to every event: "optIn" (default) or "optOut"
+  [tls] cert, key    this VEN's certificate and key (its fingerprint is its venID)
+  [tls] ca           the CA the VTN's certificate must chain to
+  [tls] profile      "tls1.3" (default), "openadr-tls1.2" or "openadr-tls1.2+tls1.3"
+  [push] host, port  where the push listener binds (push mode only; port required)
+  [push] url         the transport address announced to the VTN (default https://host:port)
+  [backoff] base_s, cap_s  exponential back-off with jitter while the VTN is unreachable
+"""
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "ven",
+        help="run an OpenADR 2.0b VEN (client): register, then poll or take pushes",
+        description="Register with an OpenADR 2.0b VTN over mutual TLS, then poll it (pull "
+        "mode) or listen for its HTTP pushes (push mode) until interrupted (SIGINT/SIGTERM). "
+        "Every event is answered with the configured opt. Transport failures are retried with "
+        "exponential back-off; the VEN re-registers when the VTN asks or forgets it.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, required=True, metavar="FILE",
+                        help="TOML configuration file (keys below and in examples/ven.toml)")
+    parser.add_argument("--vtn-url", help="root URL of the VTN (overrides 'vtn_url')")
+    parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                        help="seconds between empty polls (overrides 'poll_interval_s')")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="logging verbosity (default INFO)")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ven.config import ConfigError, load_config
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    try:
+        config = load_config(args.config)
+        if args.vtn_url is not None:
+            config = dataclasses.replace(config, vtn_url=args.vtn_url)
+        if args.poll_interval is not None:
+            config = dataclasses.replace(config,
+                                         poll_interval=timedelta(seconds=args.poll_interval))
+    except ConfigError as exc:
+        print(f"crowdflex ven: {exc}", file=sys.stderr)
+        return 2
+    if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
+        print("crowdflex ven: [tls] cert, key and ca are required", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config))
+    except (ValueError, OSError) as exc:
+        print(f"crowdflex ven: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(config: Any) -> None:
+    from schemas import Event
+    from ven import Backoff, Outbox, PushReceiver, VenClient
+    from ven.config import TransportMode
+    from ven.tls import client_context, server_context
+
+    tls = client_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
+                         profile=config.tls_profile)
+
+    def on_event(event: Event) -> str:
+        log.info("event %s (modification %d): %s", event.event_id, event.modification_number,
+                 config.opt)
+        return str(config.opt)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    interval = config.poll_interval.total_seconds() if config.poll_interval else None
+    backoff = Backoff(base=config.backoff_base.total_seconds(),
+                      cap=config.backoff_cap.total_seconds())
+    async with await Outbox.open(config.outbox_path) as outbox, VenClient(
+        config.vtn_url, tls, ven_name=config.ven_name, outbox=outbox, poll_interval=interval,
+        on_event=on_event, push_url=config.transport_address, backoff=backoff,
+        request_timeout=config.request_timeout.total_seconds(),
+    ) as client:
+        if config.mode is TransportMode.PULL:
+            worker = client.start_polling()  # registers first, with back-off
+        else:
+            receiver = PushReceiver(client, server_context(
+                cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
+                profile=config.tls_profile), host=config.push_host, port=config.push_port)
+            await receiver.start()
+            log.info("push listener on %s", receiver.url)
+            worker = client.spawn(_register_until_done(client, backoff, stop))
+        try:
+            await _until(stop, worker if config.mode is TransportMode.PULL else None)
+        finally:
+            if config.mode is TransportMode.PUSH:
+                await receiver.stop()
+
+
+async def _register_until_done(client: Any, backoff: Any, stop: asyncio.Event) -> None:
+    from ven import VtnRefused, VtnUnavailable
+
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await client.register()
+            return
+        except (VtnUnavailable, VtnRefused) as error:
+            delay = backoff.delay(attempt)
+            attempt += 1
+            log.warning("registration failed (%s); retry %d in %.3f s", error, attempt, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+
+
+async def _until(stop: asyncio.Event, poller: asyncio.Task[object] | None) -> None:
+    """Wait for a signal; the poll loop ending (the VTN cancelled us) also stops the VEN."""
+    waiter: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter, *((poller,) if poller is not None else ())},
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()

@@ -1,0 +1,114 @@
+"""TOML configuration of the VEN and `crowdflex ven`, down to a real run against a VTN."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cbp.cli import main
+from schemas.identity import TlsProfile
+from tests.conftest import Pki
+from tests.vtn.harness import running_vtn
+from ven.config import ConfigError, TransportMode, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ven.toml"
+ROOT = Path(__file__).resolve().parents[2]
+CLI = "import sys; from cbp.cli import main; sys.exit(main(sys.argv[1:]))"
+REQUIRED = {"vtn_url": "https://vtn.example:8443", "ven_name": "v"}
+
+
+def test_example_file_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert config.vtn_url == "https://127.0.0.1:8443"
+    assert config.ven_name == "heat-pump-42"
+    assert config.outbox_path == (EXAMPLE.parent / "ven-outbox.sqlite").resolve()
+    assert config.poll_interval == timedelta(seconds=10)
+    assert config.mode is TransportMode.PULL and config.transport_address is None
+    assert config.tls_ca == (EXAMPLE.parent / "../certs/dev/ca.pem").resolve()
+    assert config.tls_profile is TlsProfile.TLS13
+    assert config.backoff_cap == timedelta(seconds=300)
+
+
+def test_push_mode_and_defaults(tmp_path: Path) -> None:
+    config = parse_config({**REQUIRED, "mode": "push", "push": {"host": "10.0.0.5", "port": 8444},
+                           "tls": {"profile": "openadr-tls1.2"}}, base=tmp_path)
+    assert config.transport_address == "https://10.0.0.5:8444"
+    assert config.tls_profile is TlsProfile.OPENADR_TLS12
+    plain = parse_config(REQUIRED, base=tmp_path)
+    assert plain.poll_interval is None  # the VTN's requested frequency then
+    assert plain.opt == "optIn"
+
+
+@pytest.mark.parametrize("data", [
+    {**REQUIRED, "ven_nmae": "typo"},
+    {**REQUIRED, "tls": {"cafile": "x"}},
+    {**REQUIRED, "backoff": {"base": 1}},
+    {**REQUIRED, "push": {"port": 1, "hots": "x"}, "mode": "push"},
+    {"ven_name": "no-url"},
+    {**REQUIRED, "vtn_url": "ftp://x"},
+    {**REQUIRED, "mode": "carrier-pigeon"},
+    {**REQUIRED, "mode": "push"},                      # push needs a port
+    {**REQUIRED, "push": {"port": 8444}},              # a listener in pull mode
+    {**REQUIRED, "poll_interval_s": "ten"},
+    {**REQUIRED, "poll_interval_s": 0},
+    {**REQUIRED, "opt": "maybe"},
+    {**REQUIRED, "tls": {"profile": "ssl3"}},
+])
+def test_bad_configurations_are_errors(data: dict[str, object], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        parse_config(data, base=tmp_path)
+
+
+def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["ven", "--help"])
+    text = capsys.readouterr().out
+    for word in ("vtn_url", "outbox", "poll_interval_s", "push", "pull", "ven_name", "profile",
+                 "cert", "SIGTERM"):
+        assert word in text
+
+
+def test_cli_refuses_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ven.toml"
+    path.write_text('vtn_url = "https://x:1"\nven_name = "v"\n')
+    assert main(["ven", "--config", str(path)]) == 2
+    assert "[tls]" in capsys.readouterr().err
+    path.write_text("ven_name = = broken\n")
+    assert main(["ven", "--config", str(path)]) == 2
+    assert main(["ven", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: Path) -> None:
+    ven = pki.vens[2]
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}") as vtn:
+        root = vtn.url.split("/OpenADR2")[0]
+        config = tmp_path / "ven.toml"
+        config.write_text(
+            f'vtn_url = "{root}"\nven_name = "cli-ven"\noutbox = "outbox.sqlite"\n'
+            f"poll_interval_s = 0.2\n[tls]\ncert = \"{ven.cert}\"\nkey = \"{ven.key}\"\n"
+            f'ca = "{pki.ca_cert}"\n[backoff]\nbase_s = 0.05\ncap_s = 0.5\n')
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CLI, "ven", "--config", str(config), cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            async with asyncio.timeout(20):
+                while (await vtn.ctx.storage.vens.get(ven.fingerprint)) is None:
+                    await asyncio.sleep(0.05)  # polling the database, bounded by the timeout
+            registration = await vtn.ctx.storage.vens.get(ven.fingerprint)
+            assert registration is not None and registration.ven_name == "cli-ven"
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(15):
+                code = await process.wait()
+            assert code == 0, (await process.stderr.read()).decode() if process.stderr else ""
+            assert (tmp_path / "outbox.sqlite").exists()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
