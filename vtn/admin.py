@@ -12,6 +12,7 @@ Bad input is a 400 with a reason, an unknown VEN/event/subscription a 404; never
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +40,7 @@ from vtn.storage import TargetKind, TargetRef
 __all__ = ["create_admin_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_SERVICES_OF = web.AppKey("crowdflex.vtn.admin.services", Callable[[], ServiceContext])
+_SERVICES_OF: web.AppKey[Callable[[], ServiceContext]] = web.AppKey("crowdflex.vtn.admin.services")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -47,8 +48,6 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _dumps(data: Any) -> str:
-    import json
-
     def default(value: Any) -> Any:
         if isinstance(value, datetime):
             return value.isoformat()
