@@ -1,0 +1,62 @@
+"""The VTN when its database fails: an honest HTTP 503 with Retry-After, never a protocol error.
+
+A database that is down, locked past its busy timeout, or full is not the VEN's fault, and no
+OpenADR response code says "try again later". So a request whose handler met such a failure is
+answered ``503 Service Unavailable`` with ``Retry-After`` (seconds, *(config)*) and a text naming
+the cause; nothing the request asked for was committed (each repository call is one transaction).
+The VTN needs no restart to recover: the next request opens new connections (PostgreSQL engines
+pre-ping pooled ones; SQLite reopens its file), so service resumes as soon as the database does.
+
+Invariants: only failures of the storage layer are translated (:func:`storage_failure`); any
+other exception keeps its normal path (an OpenADR error reply), so a bug never hides as a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy.exc
+from aiohttp import web
+
+__all__ = ["storage_failure", "storage_guard"]
+
+log = logging.getLogger(__name__)
+
+_FULL_MARKERS = ("database or disk is full", "disk full", "no space left", "could not extend")
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """A short cause when ``exc`` means the database is unavailable or full, else None."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return "no database connection free (pool timeout)"
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and not isinstance(
+            exc, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.DataError
+            | sqlalchemy.exc.ProgrammingError):
+        text = str(exc.orig) if exc.orig is not None else str(exc)
+        if any(marker in text.lower() for marker in _FULL_MARKERS):
+            return f"database storage is full ({text.strip()})"
+        return f"database unavailable ({type(exc.orig or exc).__name__}: {text.strip()[:200]})"
+    # asyncpg's connect raises the socket error itself (e.g. ConnectionRefusedError), unwrapped.
+    if isinstance(exc, ConnectionError):
+        return f"database unreachable ({type(exc).__name__}: {exc})"
+    return None
+
+
+@asynccontextmanager
+async def storage_guard(retry_after_s: int) -> AsyncIterator[None]:
+    """Turn a storage failure inside the block into ``503`` with ``Retry-After``."""
+    try:
+        yield
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        cause = storage_failure(exc)
+        if cause is None:
+            raise
+        log.warning("answering 503: %s", cause)
+        raise web.HTTPServiceUnavailable(
+            headers={"Retry-After": str(retry_after_s)},
+            text=f"{cause}; nothing was applied, retry after {retry_after_s} s",
+        ) from None
