@@ -1,0 +1,180 @@
+"""Signatures and ReplayProtect on a running VTN (``VtnConfig.signatures``), against real VENs'
+signed bytes: each attack is refused with OpenADR 459 and a description that says which check
+failed, the replies are signed by the VTN, and the nonce memory survives a VTN restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from schemas import (
+    Codec,
+    CreatePartyRegistration,
+    Message,
+    Poll,
+    Response,
+    SignatureState,
+    Signer,
+    Verifier,
+)
+from tests.vtn.conftest import storage_url  # noqa: F401  (sqlite and PostgreSQL)
+from vtn.signing import SignatureSettings
+
+from ..conftest import CertFiles, Pki
+from .served import config_for, served_vtn
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SignedVen:
+    """Signs what it sends with its own key; verifies what the VTN answers against the CA."""
+
+    def __init__(self, url: str, pki: Pki, tls: CertFiles, *, signer: CertFiles | None = None,
+                 clock: Callable[[], datetime] = _now) -> None:
+        signing = signer or tls
+        self.url = url
+        self.codec = Codec(signer=Signer.from_files(signing.key, signing.cert), clock=clock)
+        # replies are checked on the true clock: a skewed VEN is the one under test, not the VTN
+        self.reader = Codec(verifier=Verifier.from_files(pki.ca_cert))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=pki.client_context(ven=tls)))
+        self.ven_id = ""
+
+    async def send(self, service: str, body: bytes) -> Message:
+        async with self.session.post(f"{self.url}/{service}", data=body,
+                                     headers={"Content-Type": "application/xml"}) as reply:
+            assert reply.status == 200, await reply.text()
+            return self.reader.decode(await reply.read())
+
+    async def register(self) -> Message:
+        reply = await self.send("EiRegisterParty", self.codec.encode(CreatePartyRegistration(
+            request_id="r1", ven_name="signed-ven", http_pull_model=True)))
+        self.ven_id = getattr(reply, "ven_id", None) or ""
+        assert self.ven_id, reply
+        return reply
+
+    def poll_body(self) -> bytes:
+        return self.codec.encode(Poll(ven_id=self.ven_id))
+
+
+@asynccontextmanager
+async def signed_ven(url: str, pki: Pki, tls: CertFiles, **kwargs: object
+                     ) -> AsyncIterator[SignedVen]:
+    ven = SignedVen(url, pki, tls, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield ven
+    finally:
+        await ven.session.close()
+
+
+def _settings(pki: Pki) -> SignatureSettings:
+    return SignatureSettings(trusted=(pki.ca_cert,), require=True, sign_replies=True)
+
+
+def _refusal(reply: Message) -> str:
+    assert isinstance(reply, Response), reply
+    assert reply.response.code == 459, reply
+    return reply.response.description or ""
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'vtn.db'}"
+
+
+async def test_signed_exchange_is_accepted_and_replies_are_signed(
+        pki: Pki, sqlite_url: str) -> None:
+    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        reply = await ven.register()
+        assert reply.signature is SignatureState.VERIFIED
+        while not isinstance(polled := await ven.send("OadrPoll", ven.poll_body()), Response):
+            assert polled.signature is SignatureState.VERIFIED
+        assert polled.response.code == 200
+        assert polled.signature is SignatureState.VERIFIED
+
+
+async def test_each_attack_is_refused_with_its_own_explanation(
+        pki: Pki, sqlite_url: str) -> None:
+    descriptions: dict[str, str] = {}
+    ten_min = timedelta(minutes=10)
+    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven, \
+            signed_ven(vtn.url, pki, pki.vens[0], clock=lambda: _now() - ten_min) as stale, \
+            signed_ven(vtn.url, pki, pki.vens[0], clock=lambda: _now() + ten_min) as ahead, \
+            signed_ven(vtn.url, pki, pki.vens[0], signer=pki.vens[1]) as borrowed, \
+            signed_ven(vtn.url, pki, pki.vens[0], signer=pki.untrusted_ven) as stranger:
+        await ven.register()
+        for other in (stale, ahead, borrowed, stranger):
+            other.ven_id = ven.ven_id
+
+        unsigned = Codec().encode(Poll(ven_id=ven.ven_id))
+        descriptions["unsigned"] = _refusal(await ven.send("OadrPoll", unsigned))
+
+        body = ven.poll_body()
+        accepted = await ven.send("OadrPoll", body)
+        assert not (isinstance(accepted, Response) and accepted.response.code == 459), accepted
+        descriptions["replayed"] = _refusal(await ven.send("OadrPoll", body))
+
+        tampered = ven.poll_body().replace(ven.ven_id.encode(), ven.ven_id[:-1].encode() + b"0")
+        assert tampered != ven.poll_body()
+        descriptions["tampered"] = _refusal(await ven.send("OadrPoll", tampered))
+        descriptions["old"] = _refusal(await stale.send("OadrPoll", stale.poll_body()))
+        descriptions["future"] = _refusal(await ahead.send("OadrPoll", ahead.poll_body()))
+        descriptions["not the TLS peer"] = _refusal(
+            await borrowed.send("OadrPoll", borrowed.poll_body()))
+        descriptions["untrusted"] = _refusal(
+            await stranger.send("OadrPoll", stranger.poll_body()))
+
+    expected_words = {
+        "unsigned": "unsigned", "replayed": "already used", "tampered": "digest mismatch",
+        "old": "old", "future": "in the future", "not the TLS peer": "TLS client",
+        "untrusted": "untrusted certificate",
+    }
+    for attack, words in expected_words.items():
+        assert words in descriptions[attack], (attack, descriptions[attack])
+    assert len(set(descriptions.values())) == len(descriptions), descriptions
+    assert "600 s old" in descriptions["old"] and "600 s in the future" in descriptions["future"]
+
+
+async def test_nonce_memory_survives_a_vtn_restart(
+        pki: Pki, storage_url: str) -> None:  # noqa: F811
+    config = config_for(pki, storage_url, signatures=_settings(pki))
+    async with served_vtn(config) as vtn, signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        await ven.register()
+        body = ven.poll_body()
+        first = await ven.send("OadrPoll", body)
+        assert not (isinstance(first, Response) and first.response.code == 459), first
+        ven_id = ven.ven_id
+
+    async with served_vtn(config) as restarted, \
+            signed_ven(restarted.url, pki, pki.vens[0]) as ven:
+        ven.ven_id = ven_id
+        description = _refusal(await ven.send("OadrPoll", body))
+        assert "already used" in description
+        fresh = await ven.send("OadrPoll", ven.poll_body())  # a new nonce still passes
+        assert not (isinstance(fresh, Response) and fresh.response.code == 459), fresh
+
+
+async def test_signatures_off_by_default_accepts_signed_payloads_unverified(
+        pki: Pki, sqlite_url: str) -> None:
+    async with served_vtn(config_for(pki, sqlite_url)) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        ven.reader = Codec()
+        reply = await ven.register()
+        assert reply.signature is SignatureState.ABSENT
+
+
+def test_requiring_signatures_without_trust_is_a_config_error(pki: Pki, sqlite_url: str) -> None:
+    from vtn.app import create_app
+
+    with pytest.raises(ValueError, match="trusted"):
+        create_app(config_for(pki, sqlite_url, signatures=SignatureSettings(require=True)))
