@@ -21,6 +21,7 @@ from ._wire import (
     XCAL,
     XSI,
     child,
+    first,
     format_datetime,
     format_duration,
     format_float,
@@ -128,7 +129,7 @@ def _encode_intervals(parent: etree._Element, intervals: tuple[EventInterval, ..
 
 def _read_float(holder: etree._Element) -> float:
     """The value inside a signalPayload or currentValue, which must be an ei:payloadFloat."""
-    payload = holder.find(_PAYLOAD_FLOAT)
+    payload = first(holder, _PAYLOAD_FLOAT)
     if payload is None:
         raise InvalidData(f"<{etree.QName(holder).localname}> in an event must hold payloadFloat")
     return parse_float(text(payload, _VALUE))
@@ -142,7 +143,7 @@ def _decode_interval(element: etree._Element) -> EventInterval:
         if payload.tag != _SIGNAL_PAYLOAD:
             raise InvalidData(f"event interval holds <{etree.QName(payload).localname}>")
         values.append(_read_float(payload))
-    uid = element.find(_UID)
+    uid = first(element, _UID)
     return EventInterval(
         values=tuple(values),
         duration=read_duration(element),
@@ -152,7 +153,7 @@ def _decode_interval(element: etree._Element) -> EventInterval:
 
 
 def _decode_intervals(parent: etree._Element) -> tuple[EventInterval, ...]:
-    return tuple(_decode_interval(e) for e in child(parent, _INTERVALS).iterfind(_INTERVAL))
+    return tuple(_decode_interval(e) for e in child(parent, _INTERVALS).iterchildren(_INTERVAL))
 
 
 # ---------------------------------------------------------------- signals and baseline
@@ -177,9 +178,9 @@ def _find_item_base(element: etree._Element) -> etree._Element | None:
 
 
 def _decode_signal(element: etree._Element) -> EventSignal:
-    target = element.find(_TARGET)
+    target = first(element, _TARGET)
     item = _find_item_base(element)
-    current = element.find(_CURRENT_VALUE)
+    current = first(element, _CURRENT_VALUE)
     return EventSignal(
         intervals=_decode_intervals(element),
         # xs:token values: the XSD compares them whitespace-collapsed, so we do too
@@ -310,11 +311,11 @@ def decode_event(holder: etree._Element) -> Event:
     """One ``oadr:oadrEvent`` element -> :class:`Event`."""
     element = child(holder, _EI_EVENT)
     signals = child(element, _SIGNALS)
-    baseline = signals.find(_BASELINE)
+    baseline = first(signals, _BASELINE)
     return Event(
         descriptor=_decode_descriptor(child(element, _DESCRIPTOR)),
         active_period=_decode_active_period(child(element, _ACTIVE_PERIOD)),
-        signals=tuple(_decode_signal(e) for e in signals.iterfind(_SIGNAL)),
+        signals=tuple(_decode_signal(e) for e in signals.iterchildren(_SIGNAL)),
         baseline=None if baseline is None else _decode_baseline(baseline),
         target=decode_target(child(element, _TARGET)),
         response_required=ResponseRequired(text(holder, _RESPONSE_REQUIRED).strip()),

@@ -15,6 +15,7 @@ from ._wire import (
     OADR,
     PYLD,
     child,
+    first,
     parse_int,
     payload_root,
     q,
@@ -75,12 +76,12 @@ def encode_distribute_event(parent: etree._Element, message: DistributeEvent) ->
 
 
 def decode_distribute_event(element: etree._Element) -> DistributeEvent:
-    response = element.find(_EI_RESPONSE)
+    response = first(element, _EI_RESPONSE)
     return DistributeEvent(
         response=None if response is None else decode_response(response),
         request_id=text(element, _REQUEST_ID),
         vtn_id=text(element, _VTN_ID),
-        events=tuple(decode_event(e) for e in element.iterfind(OADR_EVENT)),
+        events=tuple(decode_event(e) for e in element.iterchildren(OADR_EVENT)),
     )
 
 

@@ -17,6 +17,7 @@ from ._wire import (
     PYLD,
     XCAL,
     child,
+    first,
     format_datetime,
     parse_datetime,
     parse_int,
@@ -95,15 +96,15 @@ def _decode_availability(available: etree._Element) -> Availability:
 
 
 def _decode_vavailability(parent: etree._Element) -> tuple[Availability, ...] | None:
-    element = parent.find(_VAVAILABILITY)
+    element = first(parent, _VAVAILABILITY)
     if element is None:
         return None
     components = child(element, _COMPONENTS)
-    return tuple(_decode_availability(a) for a in components.iterfind(_AVAILABLE))
+    return tuple(_decode_availability(a) for a in components.iterchildren(_AVAILABLE))
 
 
 def _decode_qualified_event_id(parent: etree._Element) -> QualifiedEventId | None:
-    element = parent.find(_QUALIFIED_EVENT_ID)
+    element = first(parent, _QUALIFIED_EVENT_ID)
     if element is None:
         return None
     return QualifiedEventId(
@@ -135,7 +136,7 @@ def encode_create(parent: etree._Element, message: CreateOpt) -> None:
 
 
 def decode_create(element: etree._Element) -> CreateOpt:
-    device_class = element.find(_DEVICE_CLASS)
+    device_class = first(element, _DEVICE_CLASS)
     return CreateOpt(
         opt_id=text(element, _OPT_ID),
         opt_type=OptType(_token(text(element, _OPT_TYPE))),
@@ -149,7 +150,7 @@ def decode_create(element: etree._Element) -> CreateOpt:
         target=decode_target(child(element, _TARGET)),
         device_class=()
         if device_class is None
-        else tuple(text(asset, _MRID) for asset in device_class.iterfind(_END_DEVICE_ASSET)),
+        else tuple(text(asset, _MRID) for asset in device_class.iterchildren(_END_DEVICE_ASSET)),
     )
 
 

@@ -16,6 +16,7 @@ from ._wire import (
     PYLD,
     XCAL,
     child,
+    first,
     format_bool,
     format_duration,
     parse_bool,
@@ -138,7 +139,7 @@ def _encode_info(parent: etree._Element, pairs: Iterable[tuple[str, str]]) -> No
 
 
 def _decode_info(parent: etree._Element) -> tuple[tuple[str, str], ...]:
-    return tuple((text(info, _KEY), text(info, _VALUE)) for info in parent.iterfind(_INFO))
+    return tuple((text(info, _KEY), text(info, _VALUE)) for info in parent.iterchildren(_INFO))
 
 
 def _encode_profiles(parent: etree._Element, profiles: Iterable[Profile]) -> None:
@@ -152,7 +153,7 @@ def _encode_profiles(parent: etree._Element, profiles: Iterable[Profile]) -> Non
 
 
 def _decode_profile(element: etree._Element) -> Profile:
-    transports = child(element, _TRANSPORTS).iterfind(_TRANSPORT)
+    transports = child(element, _TRANSPORTS).iterchildren(_TRANSPORT)
     return Profile(
         profile_name=ProfileName(_token(element, _PROFILE_NAME)),
         transports=tuple(TransportName(_token(t, _TRANSPORT_NAME)) for t in transports),
@@ -170,12 +171,12 @@ def _encode_services(parent: etree._Element, services: tuple[ServiceInfo, ...]) 
 
 
 def _decode_services(parent: etree._Element) -> tuple[ServiceInfo, ...]:
-    element = parent.find(_SERVICE_INFO)
+    element = first(parent, _SERVICE_INFO)
     if element is None:
         return ()
     return tuple(
         ServiceInfo(service_name=ServiceName(_token(s, _SERVICE_NAME)), info=_decode_info(s))
-        for s in element.iterfind(_SERVICE)
+        for s in element.iterchildren(_SERVICE)
     )
 
 
@@ -192,12 +193,12 @@ def _encode_extensions(
 
 
 def _decode_extensions(parent: etree._Element) -> tuple[RegistrationExtension, ...]:
-    element = parent.find(_EXTENSIONS)
+    element = first(parent, _EXTENSIONS)
     if element is None:
         return ()
     return tuple(
         RegistrationExtension(name=text(e, _EXTENSION_NAME), info=_decode_info(e))
-        for e in element.iterfind(_EXTENSION)
+        for e in element.iterchildren(_EXTENSION)
     )
 
 
@@ -216,14 +217,14 @@ def encode_created(parent: etree._Element, message: CreatedPartyRegistration) ->
 
 
 def decode_created(element: etree._Element) -> CreatedPartyRegistration:
-    freq = element.find(_POLL_FREQ)
+    freq = first(element, _POLL_FREQ)
     return CreatedPartyRegistration(
         response=decode_response(child(element, _EI_RESPONSE)),
         registration_id=text_opt(element, _REGISTRATION_ID),
         ven_id=text_opt(element, _VEN_ID),
         vtn_id=text(element, _VTN_ID),
         profiles=tuple(
-            _decode_profile(p) for p in child(element, _PROFILES).iterfind(_PROFILE)
+            _decode_profile(p) for p in child(element, _PROFILES).iterchildren(_PROFILE)
         ),
         requested_oadr_poll_freq=None if freq is None else parse_duration(text(freq, _DURATION)),
         service_specific_info=_decode_services(element),

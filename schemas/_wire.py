@@ -94,9 +94,14 @@ def payload_root(tag: str, parent: etree._Element) -> etree._Element:
 # ---------------------------------------------------------------- reading
 
 
+def first(parent: etree._Element, tag: str) -> etree._Element | None:
+    """The first direct child ``tag``, or None (iterchildren is ~3x cheaper than find)."""
+    return next(parent.iterchildren(tag), None)
+
+
 def child(parent: etree._Element, tag: str) -> etree._Element:
     """The required child ``tag``; the XSD guarantees it, so absence means a schema gap."""
-    element = parent.find(tag)
+    element = next(parent.iterchildren(tag), None)
     if element is None:
         raise InvalidData(f"<{etree.QName(parent).localname}> lacks <{etree.QName(tag).localname}>")
     return element
@@ -108,14 +113,14 @@ def text(parent: etree._Element, tag: str) -> str:
 
 
 def text_opt(parent: etree._Element, tag: str) -> str | None:
-    element = parent.find(tag)
+    element = next(parent.iterchildren(tag), None)
     if element is None:
         return None
     return element.text or ""
 
 
 def texts(parent: etree._Element, tag: str) -> tuple[str, ...]:
-    return tuple(element.text or "" for element in parent.iterfind(tag))
+    return tuple(element.text or "" for element in parent.iterchildren(tag))
 
 
 def parse_bool(value: str) -> bool:
@@ -249,7 +254,7 @@ def sub_dtstart(parent: etree._Element, value: datetime) -> None:
 
 
 def read_dtstart(parent: etree._Element) -> datetime | None:
-    element = parent.find(_DTSTART)
+    element = first(parent, _DTSTART)
     return None if element is None else parse_datetime(text(element, _DATE_TIME))
 
 
@@ -259,5 +264,5 @@ def sub_duration(parent: etree._Element, value: timedelta, tag: str = _DURATION_
 
 
 def read_duration(parent: etree._Element, tag: str = _DURATION_TAG) -> timedelta | None:
-    element = parent.find(tag)
+    element = first(parent, tag)
     return None if element is None else parse_duration(text(element, _DURATION_TAG))

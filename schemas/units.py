@@ -19,6 +19,7 @@ from ._wire import (
     OADR,
     POWER,
     SCALE,
+    first,
     format_bool,
     format_float,
     parse_bool,
@@ -176,7 +177,7 @@ def decode_item_base(element: etree._Element) -> ItemBase:
         raise InvalidData(f"unsupported item base <{etree.QName(element).localname}>")
     ns = _namespace(kind)
     scale_text = element.findtext(_SI_SCALE)
-    holder = element.find(q(POWER, "powerAttributes"))
+    holder = first(element, q(POWER, "powerAttributes"))
     pulse = element.findtext(q(OADR, "pulseFactor"))
     return ItemBase(
         kind=kind,
