@@ -13,7 +13,14 @@ Invariants:
   modificationNumber not above the one remembered are ignored; oadrCreatedEvent lists exactly the
   new versions whose responseRequired is ``always``.
 - Transport failures back off exponentially with jitter; a refusal from the VTN is logged and
-  handed to ``on_error``; neither ends the loop. The loop ends when the VTN cancels the
+  handed to ``on_error``; neither ends the loop. After a failed exchange the loop asks for the
+  full event list (oadrRequestEvent, profile 8.2) before polling again: a VTN's poll reply lost
+  with the connection (a VTN killed mid-reply) is recovered that way, since the VTN hands each
+  queued item out once.
+- An oadrCreatedEvent answer stays "unconfirmed" until the VTN took it; in that resync the same
+  event version carries the same answer again, without asking the handler twice, so an ack lost
+  on the wire is re-sent (the VTN stores acks idempotently). Outside a resync, repeated copies
+  stay unanswered. The loop ends when the VTN cancels the
   registration or :meth:`VenClient.close` is called.
 - Every task this client starts is owned and awaited by :meth:`VenClient.close`.
 """
@@ -21,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import secrets
@@ -160,6 +168,10 @@ class VenClient:
         self.registration: Registration | None = None
         self.deregistered = False
         self.events: dict[str, Event] = {}
+        # answers sent but not yet confirmed by the VTN, by eventID
+        self._unconfirmed: dict[str, EventResponse] = {}
+        self._resync = False
+        self._resending = False
         self.vtn_reports: tuple[Report, ...] = ()
         self._desk: ReportDesk | None = None
         self._stop = asyncio.Event()
@@ -421,10 +433,18 @@ class VenClient:
             try:
                 if self.registration is None:
                     await self.register()
+                if self._resync:
+                    self._resending = True
+                    try:
+                        await self.request_events()
+                    finally:
+                        self._resending = False
+                    self._resync = False
                 more = await self.poll_once()
             except (VtnUnavailable, VtnRefused, RemoteProtocolError) as error:
                 if isinstance(error, VtnRefused) and error.code == 463:
                     self.registration = None  # the VTN forgot us: register again
+                self._resync = True
                 delay = self._backoff.delay(attempt)
                 attempt += 1
                 log.warning("poll failed (%s); retry %d in %.3f s", error, attempt, delay)
@@ -495,6 +515,10 @@ class VenClient:
             known = self.events.get(event.event_id)
             if known is not None and event.modification_number <= known.modification_number:
                 current[event.event_id] = known  # an old or repeated copy: already handled
+                pending = self._unconfirmed.get(event.event_id)
+                if self._resending and pending is not None and \
+                        pending.modification_number == event.modification_number:
+                    answers.append(dataclasses.replace(pending, request_id=message.request_id))
                 continue
             current[event.event_id] = event
             opt = await self._decide(event)
@@ -505,11 +529,21 @@ class VenClient:
                 ))
         # oadrDistributeEvent carries the complete set: events left out are over.
         self.events = current
+        self._unconfirmed = {
+            k: v for k, v in self._unconfirmed.items() if k in current}
         if not answers:
             return Outcome(reply=None, service=Service.EVENT)
+        for answer in answers:
+            self._unconfirmed[answer.event_id] = answer
         reply = CreatedEvent(response=EiResponse(request_id=message.request_id), ven_id=ven_id,
                              event_responses=tuple(answers))
-        return Outcome(reply=reply, service=Service.EVENT)
+
+        async def confirmed() -> None:
+            for answer in answers:
+                if self._unconfirmed.get(answer.event_id) is answer:
+                    del self._unconfirmed[answer.event_id]
+
+        return Outcome(reply=reply, service=Service.EVENT, after=confirmed)
 
     async def _decide(self, event: Event) -> OptType:
         if self._on_event is None:
