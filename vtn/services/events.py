@@ -10,6 +10,7 @@ Invariants:
   that follow from the clock (far -> active -> completed) do not raise it (profile 8.2).
 - An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
   450 (out of sequence) and nothing of that message is stored.
+- A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
 """
 
 from __future__ import annotations
@@ -183,7 +184,10 @@ async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -
     registration = await require_ven(ctx, peer, msg.ven_id)
     for answer in msg.event_responses:
         record = await ctx.storage.events.get(answer.event_id)
-        if record is None:
+        # A VEN answers only events it was sent; another VEN's event reads as unknown (the same
+        # 452 and words), so acks cannot be forged onto it nor used to probe which IDs exist.
+        if record is None or await ctx.storage.events.delivery(
+                answer.event_id, registration.ven_id) is None:
             raise InvalidId(f"no event {answer.event_id!r}")
         if answer.modification_number < record.modification_number:
             raise OutOfSequence(
