@@ -1,4 +1,4 @@
-"""`crowdflex demo`: run crowdflex nodes end to end on loopback and print what happened."""
+"""`crowdflex demo`: the Crowd Balancing Platform end to end on loopback, with a report folder."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cbp.demo import run_exchange
+from cbp.demo.platform import run_platform
 
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo",
-        help="run a VTN and a VEN end to end over mutual TLS on loopback (SQLite)",
-        description="Runs a VTN and a VEN on 127.0.0.1 over real mutual TLS with SQLite storage: "
-        "registration, an event with its acknowledgement, and telemetry reports.",
+        help="run a TSO, an aggregator and N simulated devices through every CBP flow",
+        description="Runs a TSO, an aggregator and N simulated devices as separate nodes on "
+        "127.0.0.1 over mutual TLS with SQLite storage, in compressed time (one-minute ISPs): "
+        "registration with consent, a flex offer, an activation, dispatch, telemetry, baselines, "
+        "per-device metering, validation and settlement; then a report folder and the privacy "
+        "audit of every message on the aggregator-TSO link.",
     )
+    parser.add_argument("--devices", type=int, default=200, help="simulated devices (default 200)")
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="folder for certificates, databases and message captures "
+        help="run folder: certificates, databases, captures/aggregator-tso/, report/ "
         "(default: runs/demo-<UTC timestamp>)",
     )
     parser.set_defaults(run=_run)
@@ -29,10 +34,17 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
-    summary = asyncio.run(run_exchange(out))
+    summary = asyncio.run(run_platform(out, devices=args.devices, seed=args.seed))
+    s = summary.statement
     print()
-    print("crowdflex demo finished")
-    print(f"  VEN {summary.ven_id} answered event {summary.event_id} with {summary.ack}")
-    print(f"  VTN stored {summary.telemetry_points} telemetry samples")
-    print(f"  {summary.captured_messages} messages captured in {out / 'captures'}")
-    return 0
+    print(f"crowdflex demo finished in {summary.elapsed_s:.0f} s")
+    print(f"  devices: {summary.registered} registered, {summary.refused} refused without consent")
+    print(f"  offer {summary.offer_mw} MW; ISP {s.isp}: requested {s.requested_mwh} MWh, "
+          f"delivered {s.delivered_mwh} MWh, settled {s.settled_mwh} MWh, ratio {s.ratio}")
+    print(f"  TSO pays EUR {s.payment_eur} (penalty EUR {s.penalty_eur}) at "
+          f"{s.clearing_price_eur_per_mwh} EUR/MWh; prosumers receive EUR "
+          f"{summary.prosumers.total_eur} over {len(summary.prosumers.lines)} devices")
+    print(f"  privacy audit of {len(summary.audit.files)} captured messages: "
+          f"{'PASSED' if summary.audit.passed else 'FAILED'}")
+    print(f"  report: {out / 'report'}")
+    return 0 if summary.audit.passed else 1

@@ -1,7 +1,11 @@
-"""Demos that run crowdflex nodes on loopback: real sockets, real mutual TLS, real SQLite files."""
+"""Demos that run crowdflex nodes on loopback: real sockets, real mutual TLS, real SQLite files.
+
+:func:`run_platform` runs the Crowd Balancing Platform (TSO, aggregator, device fleet) through
+every flow and writes a report folder.
+"""
 
 from __future__ import annotations
 
-from .exchange import ExchangeSummary, run_exchange
+from .platform import PlatformSummary, run_platform
 
-__all__ = ["ExchangeSummary", "run_exchange"]
+__all__ = ["PlatformSummary", "run_platform"]

@@ -1,0 +1,23 @@
+"""The three CBP roles on the crowdflex framework (DESIGN.md section 3).
+
+    TsoNode         a VTN for aggregators: registry, offer book, activations, validation, settlement
+    AggregatorNode  a VTN for its devices and a VEN towards the TSO, behind the OutboundFilter
+    DeviceFleet     many device VENs (DeviceNode) with simulators on one event loop
+
+``CbpSettings`` carries every number they share; ``CbpSettings.compressed()`` runs an ISP in a
+minute. The wire mapping of the profile is in :mod:`cbp.roles.wire`.
+"""
+
+from __future__ import annotations
+
+from .aggregator import AggregatorNode, DispatchedActivation, OfferOutcome
+from .device import DeviceFleet, DeviceIdentity, DeviceNode
+from .outbound import FilteredCodec
+from .profile import CbpSettings, CbpTiming
+from .tso import Activation, OfferRecord, OfferRefused, TsoNode, ramp_profile
+
+__all__ = [
+    "Activation", "AggregatorNode", "CbpSettings", "CbpTiming", "DeviceFleet", "DeviceIdentity",
+    "DeviceNode", "DispatchedActivation", "FilteredCodec", "OfferOutcome", "OfferRecord",
+    "OfferRefused", "TsoNode", "ramp_profile",
+]  # fmt: skip

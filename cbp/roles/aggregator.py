@@ -1,0 +1,440 @@
+"""The aggregator node: a VTN for its devices and a VEN towards the TSO, in one process.
+
+Downstream (``app``, a :func:`vtn.app.create_app` VTN): a device VEN may register only if its
+certificate fingerprint was onboarded and its owner's consent is live in the identity vault
+(:meth:`AggregatorNode._admit`, refused with 463 otherwise); its TELEMETRY_USAGE batches feed the
+:class:`~cbp.roles.devicebook.DeviceBook`.
+
+Upstream (``upstream``, a :class:`ven.VenClient`): every message is encoded by a
+:class:`~cbp.roles.outbound.FilteredCodec`, so it passes the :class:`privacy.OutboundFilter` or is
+not sent. The flows, in order (DESIGN.md section 3):
+- pool registration: METADATA with one description per device (pseudonym, class, power bucket,
+  zone, GCP pseudonym), plus the x-BASELINE and x-FLEX_OFFER METADATA;
+- bidding: :meth:`offer` builds an offer from the devices' reported flex (safety margin and
+  rounding in :func:`cbp.pool.build_offer`) and learns the TSO's verdict;
+- operation: a LOAD_DISPATCH event is acknowledged (optIn) by the client at once and dispatched
+  over devices (:class:`cbp.pool.Dispatcher`, one kW setpoint per sample) as one event per device;
+  a modification re-dispatches, a cancel cancels every device event;
+- validation: pool rows (MW) per sample, batched; the +1/+5/+10 forecasts every baseline interval;
+  per-device rows (0.1 kW, pseudonyms) of activated devices only, over the MSP window;
+- prosumer settlement: per device, delivered kWh (natural - measured, 0.1 kW rows, during the
+  activation plus the tracking lag) times the tariff, accrued exactly in a PayoutLedger.
+
+Invariants: samples are closed in time order, once; a device's data leaves only under a
+pseudonym of the current month; nothing of the vault is ever passed to the upstream client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID
+
+from aiohttp import web
+
+from cbp.devices import DeviceClass
+from cbp.market import IspCalendar, IspRef, Offer, PayoutLedger, Sample
+from cbp.pool import Dispatcher, MspData, MspRecorder, PoolRow, build_offer
+from privacy import (
+    GCP_PURPOSE,
+    ONBOARDING_PURPOSE,
+    ActivationWindow,
+    ConsentMissing,
+    IdentityVault,
+    OutboundFilter,
+    OutboundPolicy,
+    month_of,
+)
+from schemas import Event, EventStatus, OptType, ReportInterval, ReportPayload, Target
+from ven import Outbox, VenClient, VenError
+from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.services import Handlers, ServiceContext
+from vtn.services.events import cancel_event, publish_event
+from vtn.storage import VenRegistration
+
+from .device import next_grid
+from .devicebook import DeviceBook, DeviceEntry
+from .outbound import FilteredCodec
+from .profile import (
+    BASELINE_REPORT,
+    BASELINE_RIDS,
+    OFFER_AVAILABLE_RID,
+    OFFER_DOWN_RID,
+    OFFER_PRICE_RID,
+    OFFER_UP_RID,
+    CbpSettings,
+)
+from .wire import (
+    BASELINE_SUFFIX,
+    OFFER_SUFFIX,
+    TELEMETRY_SUFFIX,
+    PoolDevice,
+    activation_event,
+    baseline_metadata,
+    event_setpoints,
+    flex_offer_metadata,
+    offer_intervals,
+    pool_metadata,
+    sample_intervals,
+)
+
+__all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
+
+log = logging.getLogger(__name__)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferOutcome:
+    offer: Offer
+    accepted: bool
+    reason: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class DispatchedActivation:
+    event_id: str
+    setpoints: tuple[Sample, ...]
+    device_events: dict[UUID, str] = field(default_factory=dict)
+    received_at: datetime
+    dispatched_at: datetime | None = None
+    cancelled: bool = False
+
+    @property
+    def accrual(self) -> tuple[datetime, datetime]:
+        return self.setpoints[0].at, self.setpoints[-1].at
+
+
+class AggregatorNode:
+    """One aggregator with one pool. Serve :attr:`app`; then :meth:`connect` to the TSO."""
+
+    def __init__(self, *, settings: CbpSettings, downstream: VtnConfig, vault: IdentityVault,
+                 tso_url: str, upstream_tls: object, outbox_path: Path,
+                 name: str = "aggregator") -> None:
+        self.settings = settings
+        self.vault = vault
+        self.book = DeviceBook(settings.rules, settings.pool)
+        self.calendar = IspCalendar(settings.rules)
+        self.outbound = OutboundFilter(OutboundPolicy(
+            pool_ids=frozenset({settings.pool_id}),
+            device_classes=frozenset(c.value for c in DeviceClass),
+            power_buckets=frozenset({"0-3kW", "3-7kW", "7-11kW", "11kW+"}),
+            zones=frozenset({settings.zone}),
+            aggregate_ids=frozenset({*BASELINE_RIDS, OFFER_UP_RID, OFFER_DOWN_RID,
+                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID})), vault=vault)
+        self.windows: list[ActivationWindow] = []
+        self.codec = FilteredCodec(self.outbound, windows=lambda: tuple(self.windows))
+        self.app: web.Application = create_app(downstream, handlers=Handlers(
+            on_register=self._admit, on_report_data=self._on_device_report))
+        self._tso_url, self._tls, self._outbox_path, self._name = (
+            tso_url, upstream_tls, outbox_path, name)
+        self.upstream: VenClient | None = None
+        self._outbox: Outbox | None = None
+        self.requests: dict[str, str] = {}  # reportSpecifierID -> reportRequestID
+        self.errors: list[VenError] = []
+        self.msp = MspRecorder(settings.pool)
+        self.ledger = PayoutLedger(settings.rules)
+        self.activations: dict[str, DispatchedActivation] = {}
+        self.pool_rows: list[PoolRow] = []
+        self.baselines: list[tuple[datetime, tuple[Decimal, ...]]] = []
+        self.msp_sent: dict[str, int] = {}
+        self._unsent: list[PoolRow] = []
+        self.closed_until: datetime | None = None
+        self.activated = asyncio.Event()
+
+    @property
+    def ctx(self) -> ServiceContext:
+        return self.app[SERVICES]
+
+    # ------------------------------------------------------------ devices
+
+    def onboard(self, *, ven_id: str, device_uuid: UUID, prosumer_id: str, device_class: str,
+                power_bucket: str) -> None:
+        """Record which certificate belongs to a device already in the vault (with consent)."""
+        self.book.add(DeviceEntry(ven_id=ven_id, device_uuid=device_uuid, prosumer_id=prosumer_id,
+                                  device_class=device_class, power_bucket=power_bucket))
+
+    def _admit(self, candidate: VenRegistration) -> bool:
+        entry = self.book.by_ven.get(candidate.fingerprint)
+        if entry is None:
+            return False
+        try:
+            self.vault.require_consent(entry.device_uuid, ONBOARDING_PURPOSE)
+        except ConsentMissing as exc:
+            log.warning("device registration refused: %s", exc)
+            return False
+        entry.registered = True
+        return True
+
+    def _on_device_report(self, ven_id: str, report: object) -> None:
+        self.book.take_report(ven_id, report)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ the TSO link
+
+    async def connect(self) -> str:
+        """Open the upstream client, register with the TSO, register the pool; start working."""
+        self._outbox = await Outbox.open(self._outbox_path)
+        timing = self.settings.timing
+        self.upstream = VenClient(
+            self._tso_url, self._tls, ven_name=self._name,  # type: ignore[arg-type]
+            codec=self.codec, outbox=self._outbox, on_event=self._on_tso_event,
+            poll_interval=timing.upstream_poll.total_seconds(), on_error=self.errors.append)
+        await self.upstream.start()
+        registration = await self.upstream.register()
+        await self.register_pool()
+        self.upstream.start_polling()
+        self.upstream.spawn(self._tick_forever())
+        return registration.ven_id
+
+    def _pool_devices(self, now: datetime) -> tuple[PoolDevice, ...]:
+        month = month_of(now, self.settings.rules.timezone)
+        s = self.settings
+        devices = []
+        for entry in self.book.registered():
+            try:
+                self.vault.require_consent(entry.device_uuid, ONBOARDING_PURPOSE)
+            except ConsentMissing:
+                entry.registered = False
+                continue
+            entry.pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
+                                                      s.msp_purpose, month)
+            entry.gcp_pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
+                                                          GCP_PURPOSE, month)
+            devices.append(PoolDevice(pseudonym=entry.pseudonym, device_class=entry.device_class,
+                                      power_bucket=entry.power_bucket, zone=s.zone,
+                                      gcp_pseudonym=entry.gcp_pseudonym))
+        return tuple(devices)
+
+    async def register_pool(self) -> int:
+        """(Re-)send the pool registration; returns how many devices it lists."""
+        assert self.upstream is not None
+        now = datetime.now(UTC)
+        s = self.settings
+        devices = self._pool_devices(now)
+        reports = (
+            pool_metadata(s.pool_id, devices, created=now, sample_period=s.rules.sample_period,
+                          market_context=s.market_context),
+            baseline_metadata(s.pool_id, created=now, interval=s.pool.baseline_interval),
+            flex_offer_metadata(s.pool_id, created=now),
+        )
+        accepted = await self.upstream.register_metadata(reports)
+        self.requests = {r.report_specifier.report_specifier_id: r.report_request_id
+                         for r in accepted}
+        return len(devices)
+
+    def _request(self, suffix: str) -> tuple[str, str]:
+        specifier = self.settings.pool_id + suffix
+        return self.requests[specifier], specifier
+
+    # ------------------------------------------------------------ bidding
+
+    def build_offer(self, isp: IspRef) -> Offer | None:
+        s = self.settings
+        assert self.upstream is not None and self.upstream.registration is not None
+        return build_offer(pool_id=s.pool_id, aggregator_id=self.upstream.registration.ven_id,
+                           isp=isp, forecast_mw=self.book.flex_mw(),
+                           price_eur_per_mwh=s.bid_price_eur_per_mwh, rules=s.rules,
+                           config=s.pool)
+
+    async def send_offer(self, offer: Offer) -> OfferOutcome:
+        """Send one x-FLEX_OFFER and wait for the TSO's verdict (454 + reason when refused)."""
+        assert self.upstream is not None
+        request_id, specifier = self._request(OFFER_SUFFIX)
+        start = self.calendar.isp_start(offer.isp)
+        length = self.settings.rules.isp_length
+        seen = len(self.errors)
+        await self.upstream.send_report(
+            request_id, offer_intervals(offer, isp_start=start, isp_length=length),
+            dtstart=start, duration=length, report_specifier_id=specifier)
+        await self.upstream.flush_reports()
+        refusals = [str(e) for e in self.errors[seen:] if offer.offer_id in str(e)]
+        return OfferOutcome(offer=offer, accepted=not refusals,
+                            reason=refusals[0] if refusals else "")
+
+    # ------------------------------------------------------------ operation
+
+    def _on_tso_event(self, event: Event) -> OptType:
+        assert self.upstream is not None
+        self.upstream.spawn(self._handle_event(event))
+        return OptType.OPT_IN
+
+    async def _handle_event(self, event: Event) -> None:
+        if event.descriptor.event_status is EventStatus.CANCELLED:
+            await self._cancel(event.event_id)
+            return
+        setpoints = event_setpoints(event)
+        if not setpoints:
+            return
+        now = datetime.now(UTC)
+        previous = self.activations.get(event.event_id)
+        if previous is not None:
+            await self._cancel(event.event_id)
+        activation = DispatchedActivation(event_id=event.event_id, setpoints=setpoints,
+                                          received_at=now)
+        self.activations[event.event_id] = activation
+        await self._dispatch(activation, modification=previous is not None)
+        activation.dispatched_at = datetime.now(UTC)
+        self.activated.set()
+
+    def _plan(self, setpoints: Sequence[Sample]) -> dict[UUID, list[float]]:
+        flex = self.book.flex()
+        dispatcher = Dispatcher(self.settings.pool)
+        plan: dict[UUID, list[float]] = {}
+        for i, s in enumerate(setpoints):
+            step = dispatcher.dispatch(s.at, float(s.value), flex)
+            for device, target in step.setpoints_kw.items():
+                row = plan.setdefault(device, [flex[device].natural_kw] * len(setpoints))
+                row[i] = max(0.0, round(target, 3))
+        return plan
+
+    async def _dispatch(self, activation: DispatchedActivation, *, modification: bool) -> None:
+        pool, rules = self.settings.pool, self.settings.rules
+        first, last = activation.setpoints[0].at, activation.setpoints[-1].at
+        plan = self._plan(activation.setpoints)
+        if not modification:
+            self.msp.begin(activation.event_id, first)
+            lag = rules.sample_period * rules.tracking_lag_samples
+            self.msp.end(activation.event_id, last + lag)
+            self.windows.append(ActivationWindow(
+                start=first - pool.msp_before,
+                end=last + lag + pool.msp_after))
+        self.msp.mark_activated(activation.event_id, plan)
+        version = len(activation.device_events)
+        for n, (device, values) in enumerate(sorted(plan.items())):
+            entry = self.book.by_uuid[device]
+            event_id = f"{activation.event_id}-{version}-{n}"
+            activation.device_events[device] = event_id
+            await publish_event(self.ctx, activation_event(
+                event_id=event_id, start=first, period=rules.sample_period, values=values,
+                target=Target(ven_ids=(entry.ven_id,)), market_context=self.settings.market_context,
+                created=datetime.now(UTC), kilowatts=True))
+        log.info("activation %s dispatched over %d devices", activation.event_id, len(plan))
+
+    async def _cancel(self, event_id: str) -> None:
+        activation = self.activations.get(event_id)
+        if activation is None:
+            return
+        activation.cancelled = True
+        for device_event in activation.device_events.values():
+            await cancel_event(self.ctx, device_event)
+
+    # ------------------------------------------------------------ validation data
+
+    async def _tick_forever(self) -> None:
+        period = self.settings.rules.sample_period
+        while True:
+            at = next_grid(datetime.now(UTC), period)
+            await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
+            try:
+                await self.tick(at)
+            except Exception:
+                log.exception("aggregator tick at %s failed", at.isoformat())
+
+    async def tick(self, at: datetime) -> None:
+        """One sample instant: close complete samples, send what is due."""
+        s = self.settings
+        period = s.rules.sample_period
+        self._close_until(at - s.timing.telemetry_batch - s.timing.telemetry_grace)
+        if (at - _EPOCH) % s.pool.baseline_interval == timedelta(0):
+            await self._send_baseline(at)
+        if (at - _EPOCH) % s.timing.telemetry_batch == timedelta(0):
+            await self.flush_pool_rows()
+        if self.closed_until is not None:
+            for activation_id in self.msp.ready(self.closed_until + period):
+                await self._send_msp(self.msp.take(activation_id))
+
+    def _close_until(self, limit: datetime) -> None:
+        period = self.settings.rules.sample_period
+        pending = self.book.pending_before(limit)
+        if self.closed_until is None:
+            if not pending:
+                return
+            self.closed_until = pending[0] - period
+        while self.closed_until + period <= limit:
+            at = self.closed_until + period
+            row, rows, sample = self.book.close(at)
+            self.closed_until = at
+            self.msp.record(at, rows)
+            if row.reporting:
+                self.pool_rows.append(row)
+                self._unsent.append(row)
+            self._accrue(at, rows, sample.natural)
+
+    def _accrue(self, at: datetime, rows: dict[UUID, Decimal], natural: dict[UUID, float]) -> None:
+        rules = self.settings.rules
+        lag = rules.sample_period * rules.tracking_lag_samples
+        hours = Decimal(int(rules.sample_period.total_seconds())) / 3600
+        step = rules.device_resolution_kw
+        for activation in self.activations.values():
+            first, last = activation.accrual
+            if not first <= at <= last + lag:
+                continue
+            for device in activation.device_events:
+                measured, free = rows.get(device), natural.get(device)
+                if measured is None or free is None:
+                    continue
+                base = (Decimal(repr(free)) / step).quantize(Decimal(1)) * step
+                delivered = max(Decimal(0), base - measured)
+                entry = self.book.by_uuid[device]
+                self.ledger.accrue(entry.prosumer_id, at, delivered * hours,
+                                   self.settings.tariff_eur_per_kwh)
+
+    async def flush_pool_rows(self) -> int:
+        """Send the closed pool rows not sent yet (one TELEMETRY_USAGE report)."""
+        if not self._unsent or self.upstream is None:
+            return 0
+        rows, self._unsent = self._unsent, []
+        request_id, specifier = self._request(TELEMETRY_SUFFIX)
+        intervals = sample_intervals(((r.at, ((self.settings.pool_id, float(r.mw)),))
+                                      for r in rows), self.settings.rules.sample_period)
+        await self.upstream.send_report(request_id, intervals, report_specifier_id=specifier)
+        return len(rows)
+
+    async def _send_baseline(self, at: datetime) -> None:
+        if self.upstream is None or not self.book.outlooks:
+            return
+        s = self.settings
+        forecasts = self.book.forecast_mw()
+        self.baselines.append((at, forecasts))
+        request_id, specifier = self._request(BASELINE_SUFFIX)
+        intervals = tuple(
+            ReportInterval(dtstart=at + h, duration=s.pool.baseline_interval,
+                           payloads=(ReportPayload(r_id=BASELINE_RIDS[i], value=float(mw)),))
+            for i, (h, mw) in enumerate(zip(s.pool.forecast_horizons, forecasts, strict=False)))
+        await self.upstream.desk.send(request_id, intervals, report_specifier_id=specifier,
+                                      report_name=BASELINE_REPORT)
+
+    async def _send_msp(self, data: MspData) -> None:
+        """Per-device rows of activated devices, under pseudonyms, inside the MSP window."""
+        assert self.upstream is not None
+        request_id, specifier = self._request(TELEMETRY_SUFFIX)
+        devices = sorted(data.rows)
+        sent = 0
+        for i in range(0, len(devices), _MSP_CHUNK):
+            by_time: dict[datetime, list[tuple[str, float]]] = {}
+            for device in devices[i:i + _MSP_CHUNK]:
+                name = self.book.by_uuid[device].pseudonym
+                for sample in data.rows[device]:
+                    by_time.setdefault(sample.at, []).append((name, float(sample.value)))
+            if by_time:
+                await self.upstream.send_report(
+                    request_id, sample_intervals(sorted(by_time.items()),
+                                                 self.settings.rules.sample_period),
+                    report_specifier_id=specifier)
+                sent += 1
+        self.msp_sent[data.activation_id] = len(devices)
+
+    # ------------------------------------------------------------ shutdown
+
+    async def close(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.close()
+        if self._outbox is not None:
+            await self._outbox.close()
+            self._outbox = None

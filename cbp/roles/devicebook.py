@@ -1,0 +1,146 @@
+"""The aggregator's view of its devices: who they are (by venID), what they last reported.
+
+Owns the mapping venID (device certificate fingerprint) -> device_uuid and registration facts
+(class, power bucket, pseudonyms for the current month), the per-sample readings received from
+device telemetry (measured and natural kW), and each device's latest outlook (upward flex and
+natural-consumption forecasts per horizon). Closing a sample turns the readings of every
+registered device into a pool row (:func:`cbp.pool.aggregate_sample`): a device with no reading
+for that instant is listed missing, never filled in.
+
+Invariants: readings are keyed by the sample instant they were taken at; a sample is closed once
+and its readings are then dropped; pseudonyms are recomputed from the vault (never stored in a
+reverse table) when the month changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from cbp.market import MarketRules
+from cbp.pool import FlexState, PoolConfig, PoolRow, aggregate_sample
+from schemas import Report
+
+from .profile import DEVICE_FLEX_RID, DEVICE_FORECAST_RIDS, DEVICE_NATURAL_RID, DEVICE_POWER_RID
+
+__all__ = ["DeviceBook", "DeviceEntry", "Outlook"]
+
+
+@dataclass(slots=True, kw_only=True)
+class DeviceEntry:
+    ven_id: str
+    device_uuid: UUID
+    prosumer_id: str
+    device_class: str
+    power_bucket: str
+    pseudonym: str = ""
+    gcp_pseudonym: str = ""
+    registered: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outlook:
+    at: datetime
+    flex_kw: float
+    forecasts_kw: tuple[float, ...]
+
+
+@dataclass(slots=True)
+class _Sample:
+    power: dict[UUID, float] = field(default_factory=dict)
+    natural: dict[UUID, float] = field(default_factory=dict)
+
+
+class DeviceBook:
+    """Devices by venID plus the telemetry not yet closed into pool rows."""
+
+    def __init__(self, rules: MarketRules, pool: PoolConfig) -> None:
+        self.rules = rules
+        self.pool = pool
+        self.by_ven: dict[str, DeviceEntry] = {}
+        self.by_uuid: dict[UUID, DeviceEntry] = {}
+        self.outlooks: dict[UUID, Outlook] = {}
+        self.natural_last: dict[UUID, float] = {}
+        self._open: dict[datetime, _Sample] = {}
+        self.points_received = 0
+
+    def add(self, entry: DeviceEntry) -> None:
+        self.by_ven[entry.ven_id] = entry
+        self.by_uuid[entry.device_uuid] = entry
+
+    def registered(self) -> tuple[DeviceEntry, ...]:
+        return tuple(e for e in self.by_ven.values() if e.registered)
+
+    def take_report(self, ven_id: str, report: Report) -> None:
+        """File a device's TELEMETRY_USAGE batch."""
+        entry = self.by_ven.get(ven_id)
+        if entry is None:
+            return
+        uid = entry.device_uuid
+        for interval in report.intervals:
+            at = interval.dtstart
+            if at is None:
+                continue
+            values = {p.r_id: p.value for p in interval.payloads
+                      if isinstance(p.value, float | int)}
+            sample = self._open.setdefault(at, _Sample())
+            if DEVICE_POWER_RID in values:
+                sample.power[uid] = float(values[DEVICE_POWER_RID])
+                self.points_received += 1
+            if DEVICE_NATURAL_RID in values:
+                sample.natural[uid] = self.natural_last[uid] = float(values[DEVICE_NATURAL_RID])
+            if DEVICE_FLEX_RID in values:
+                self.outlooks[uid] = Outlook(at=at, flex_kw=float(values[DEVICE_FLEX_RID]),
+                                             forecasts_kw=tuple(float(values.get(r, 0.0))
+                                                                for r in DEVICE_FORECAST_RIDS))
+
+    def close(self, at: datetime) -> tuple[PoolRow, dict[UUID, Decimal], _Sample]:
+        """The pool row and device rows of sample ``at`` over every registered device."""
+        sample = self._open.pop(at, _Sample())
+        readings: dict[UUID, float | None] = {
+            e.device_uuid: sample.power.get(e.device_uuid) for e in self.registered()}
+        row, rows = aggregate_sample(at, readings, self.rules)
+        return row, rows, sample
+
+    def pending_before(self, limit: datetime) -> tuple[datetime, ...]:
+        return tuple(sorted(t for t in self._open if t <= limit))
+
+    def flex(self) -> dict[UUID, FlexState]:
+        """The dispatcher's view: natural kW now and the reduction each device can hold."""
+        states = {}
+        for entry in self.registered():
+            outlook = self.outlooks.get(entry.device_uuid)
+            if outlook is None:
+                continue
+            natural = self.natural_last.get(entry.device_uuid, 0.0)
+            states[entry.device_uuid] = FlexState(
+                natural_kw=natural, up_kw=min(outlook.flex_kw, natural),
+                rank=self._rank(entry.device_class))
+        return states
+
+    def _rank(self, device_class: str) -> int:
+        names = [c.value for c in self.pool.class_priority]
+        return names.index(device_class) if device_class in names else len(names)
+
+    def flex_mw(self) -> Decimal:
+        kw = sum(s.up_kw for s in self.flex().values())
+        return (Decimal(repr(kw)) / 1000).quantize(self.rules.pool_resolution_mw,
+                                                   rounding="ROUND_DOWN")
+
+    def forecast_mw(self) -> tuple[Decimal, ...]:
+        """The pool's natural consumption per configured horizon (sum of device forecasts)."""
+        count = len(self.pool.forecast_horizons)
+        totals = [0.0] * count
+        for entry in self.registered():
+            outlook = self.outlooks.get(entry.device_uuid)
+            if outlook is not None:
+                for i in range(count):
+                    totals[i] += outlook.forecasts_kw[i]
+        return tuple((Decimal(repr(kw)) / 1000).quantize(self.rules.pool_resolution_mw)
+                     for kw in totals)
+
+    def pseudonyms(self) -> Mapping[UUID, str]:
+        return {u: e.pseudonym for u, e in self.by_uuid.items()}

@@ -1,0 +1,323 @@
+"""The TSO node: a VTN for aggregators running the CBP market (DESIGN.md sections 3-4).
+
+Composes :func:`vtn.app.create_app` with CBP hooks; keeps no state the VTN storage does not
+hold except the market's working sets (registry, offer book, activations, acks, statements),
+which live on the :class:`TsoNode` instance, never in module globals.
+
+- Registry: each aggregator's pool registration (METADATA_TELEMETRY_USAGE) lists its devices
+  by pseudonym, class, power bucket, zone and GCP pseudonym. A GCP already registered by another
+  aggregator is refused (454) and nothing of that registration is kept.
+- Bidding: an ``x-FLEX_OFFER`` report goes through :class:`cbp.market.OfferBook`; a refused offer
+  is answered with 454 and the book's reason (``too_late: ...``) as the description.
+- Operation: :meth:`TsoNode.activate` publishes a LOAD_DISPATCH setpoint event (MW per sample),
+  :meth:`modify` and :meth:`cancel` raise its modificationNumber; acks are checked against the
+  configured deadline and recorded late otherwise.
+- Validation and settlement: :meth:`settle` reads the stored pool telemetry and +5-min baseline
+  points back from the VTN storage (what the aggregator actually sent) and runs
+  :func:`cbp.market.validate_delivery` and :func:`cbp.market.settle_tso`.
+
+Invariants: an activation's setpoints are the ones published; settlement never reads anything
+the aggregator did not send over the link.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from aiohttp import web
+
+from cbp.market import (
+    Accepted,
+    AckCheck,
+    Award,
+    Delivery,
+    IspCalendar,
+    IspRef,
+    OfferBook,
+    Refused,
+    Sample,
+    SubmitResult,
+    TsoStatement,
+    check_ack,
+    settle_tso,
+    validate_delivery,
+)
+from schemas import (
+    EventResponse,
+    InvalidData,
+    Report,
+    ReportRequest,
+    ReportSpecifier,
+    SpecifierPayload,
+    Target,
+)
+from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
+from vtn.capture import capture_middleware
+from vtn.services import Handlers, ServiceContext
+from vtn.services._context import utc_now
+from vtn.services.events import cancel_event, get_event, modify_event, publish_event
+
+from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, CbpSettings
+from .wire import (
+    TELEMETRY_SUFFIX,
+    PoolDevice,
+    activation_event,
+    event_setpoints,
+    parse_offer,
+    parse_pool_devices,
+)
+
+__all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_profile"]
+
+log = logging.getLogger(__name__)
+
+
+class OfferRefused(InvalidData):
+    """An x-FLEX_OFFER the offer book refused; the reply's description names the reason."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferRecord:
+    ven_id: str
+    received_at: datetime
+    result: SubmitResult
+
+
+@dataclass(slots=True, kw_only=True)
+class Activation:
+    event_id: str
+    ven_id: str
+    pool_id: str
+    award: Award
+    setpoints: tuple[Sample, ...]
+    sent_at: datetime
+    modification_number: int = 0
+    cancelled: bool = False
+    acks: list[AckCheck] = field(default_factory=list)
+    statement: TsoStatement | None = None
+    delivery: Delivery | None = None
+
+    @property
+    def late(self) -> bool:
+        return any(a.late for a in self.acks)
+
+
+def ramp_profile(mw: Decimal, samples: int, ramp: int = 3) -> tuple[Decimal, ...]:
+    """Setpoints (MW) ramping up over ``ramp`` samples, holding, ramping down to zero at the end."""
+    steps = max(1, min(ramp, samples // 3))
+    shape = []
+    for k in range(samples):
+        rise = Decimal(min(k + 1, steps)) / steps
+        fall = Decimal(min(samples - 1 - k, steps)) / steps
+        shape.append((mw * min(rise, fall)).quantize(Decimal("0.001")))
+    return tuple(shape)
+
+
+class TsoNode:
+    """The TSO's VTN application and its market state. Serve :attr:`app` over mutual TLS."""
+
+    def __init__(self, config: VtnConfig, settings: CbpSettings, *,
+                 capture_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.config = config
+        self.calendar = IspCalendar(settings.rules)
+        self.book = OfferBook(settings.rules)
+        self.pools: dict[str, dict[str, tuple[PoolDevice, ...]]] = {}  # ven -> pool -> devices
+        self.gcp_owner: dict[str, str] = {}  # GCP pseudonym -> aggregator venID
+        self.offers: list[OfferRecord] = []
+        self.activations: dict[str, Activation] = {}
+        self.reports_seen: dict[str, int] = {}
+        self.app: web.Application = create_app(config, handlers=Handlers(
+            report_subscriptions=self._subscriptions, on_report_data=self._on_report,
+            on_event_response=self._on_ack), clock=utc_now)
+        if capture_dir is not None:
+            self.app.middlewares.append(capture_middleware(capture_dir))
+
+    @property
+    def ctx(self) -> ServiceContext:
+        return self.app[SERVICES]
+
+    def now(self) -> datetime:
+        return self.ctx.clock()
+
+    # ------------------------------------------------------------ registration
+
+    def _subscriptions(self, ven_id: str, reports: tuple[Report, ...]) -> list[ReportRequest]:
+        """Register pools (refusing GCPs another aggregator holds) and subscribe to every report."""
+        for report in reports:
+            if report.report_specifier_id.endswith(TELEMETRY_SUFFIX):
+                self._register_pool(ven_id, report)
+        period = self.settings.rules.sample_period
+        back = self.settings.timing.telemetry_batch
+        return [ReportRequest(
+            report_request_id=f"{ven_id}:{r.report_specifier_id}",
+            report_specifier=ReportSpecifier(
+                report_specifier_id=r.report_specifier_id, granularity=period,
+                report_back_duration=back,
+                specifier_payloads=tuple(SpecifierPayload(r_id=d.r_id, reading_type=d.reading_type)
+                                         for d in r.descriptions)))
+            for r in reports if r.descriptions]
+
+    def _register_pool(self, ven_id: str, report: Report) -> None:
+        pool_id, devices = parse_pool_devices(report)
+        taken = sorted({d.gcp_pseudonym for d in devices
+                        if self.gcp_owner.get(d.gcp_pseudonym, ven_id) != ven_id})
+        if taken:
+            raise InvalidData(f"{len(taken)} GCP(s) are already registered by another aggregator")
+        self.pools.setdefault(ven_id, {})[pool_id] = devices
+        for d in devices:
+            self.gcp_owner[d.gcp_pseudonym] = ven_id
+        log.info("pool %s of %s: %d devices registered", pool_id, ven_id, len(devices))
+
+    def devices(self, ven_id: str, pool_id: str) -> tuple[PoolDevice, ...]:
+        return self.pools.get(ven_id, {}).get(pool_id, ())
+
+    # ------------------------------------------------------------ bidding
+
+    def _on_report(self, ven_id: str, report: Report) -> None:
+        name = str(report.report_name or "")
+        self.reports_seen[name] = self.reports_seen.get(name, 0) + 1
+        if name == FLEX_OFFER_REPORT:
+            self._on_offer(ven_id, report)
+
+    def _on_offer(self, ven_id: str, report: Report) -> None:
+        now = self.now()
+        try:
+            start = report.intervals[0].dtstart if report.intervals else None
+            if start is None:
+                raise ValueError("an offer's interval needs a dtstart (the ISP start)")
+            isp = self.calendar.isp_at(start)
+            offer = parse_offer(report, aggregator_id=ven_id, isp=isp)
+        except ValueError as exc:
+            raise InvalidData(f"unreadable offer: {exc}") from None
+        result = self.book.submit(offer, now)
+        self.offers.append(OfferRecord(ven_id=ven_id, received_at=now, result=result))
+        if isinstance(result, Refused):
+            raise OfferRefused(f"offer {result.offer_id} refused: {result.reason}: "
+                               f"{result.detail}")
+        log.info("offer %s %s", offer.offer_id, result.message)
+
+    def award(self, isp: IspRef) -> tuple[Award, ...]:
+        """Award every offer for ``isp`` priced at or under the configured clearing price."""
+        clearing = self.settings.clearing_price_eur_per_mwh
+        awards = []
+        for offer in self.book.offers_for(isp):
+            if offer.price_eur_per_mwh <= clearing and not self.book.awards_for(isp):
+                awards.append(self.book.award(offer.offer_id, offer.mw, clearing))
+        return tuple(awards)
+
+    # ------------------------------------------------------------ operation
+
+    async def activate(self, award: Award, *, start: datetime,
+                       setpoints_mw: tuple[Decimal, ...]) -> Activation:
+        """Publish a LOAD_DISPATCH setpoint event for the award's aggregator."""
+        offer = self.book.get(award.offer_id)
+        assert offer is not None
+        pool_id = award.offer_id.split(":", 1)[0]
+        event = activation_event(
+            event_id=f"act-{award.offer_id}", start=start,
+            period=self.settings.rules.sample_period, values=[float(v) for v in setpoints_mw],
+            target=Target(ven_ids=(offer.aggregator_id,)),
+            market_context=self.settings.market_context, created=self.now())
+        activation = Activation(event_id=event.event_id, ven_id=offer.aggregator_id,
+                                pool_id=pool_id, award=award, setpoints=event_setpoints(event),
+                                sent_at=self.now())
+        self.activations[event.event_id] = activation
+        await publish_event(self.ctx, event)
+        return activation
+
+    async def modify(self, event_id: str, setpoints_mw: tuple[Decimal, ...]) -> Activation:
+        activation = self.activations[event_id]
+        event = await get_event(self.ctx, event_id)
+        assert event is not None
+        fresh = activation_event(
+            event_id=event_id, start=event.active_period.dtstart,
+            period=self.settings.rules.sample_period, values=[float(v) for v in setpoints_mw],
+            target=event.target, market_context=event.descriptor.market_context,
+            created=event.descriptor.created_date_time)
+        await modify_event(self.ctx, fresh)
+        activation.setpoints = event_setpoints(fresh)
+        activation.modification_number += 1
+        activation.sent_at = self.now()
+        return activation
+
+    async def cancel(self, event_id: str) -> Activation:
+        activation = self.activations[event_id]
+        await cancel_event(self.ctx, event_id)
+        activation.modification_number += 1
+        activation.cancelled = True
+        activation.sent_at = self.now()
+        return activation
+
+    def _on_ack(self, ven_id: str, response: EventResponse) -> None:
+        activation = self.activations.get(response.event_id)
+        if activation is None or activation.ven_id != ven_id:
+            return
+        check = check_ack(activation.sent_at, self.now(), self.settings.rules)
+        activation.acks.append(check)
+        if check.late:
+            log.warning("late ack for %s from %s after %s", response.event_id, ven_id, check.delay)
+
+    # ------------------------------------------------------------ validation and settlement
+
+    def window(self, activation: Activation) -> tuple[datetime, datetime]:
+        """[start, end) of the samples settlement reads: fallback samples before the first
+        setpoint up to L samples after the last."""
+        rules = self.settings.rules
+        first, last = activation.setpoints[0].at, activation.setpoints[-1].at
+        return (first - rules.fallback_samples * rules.sample_period,
+                last + (rules.tracking_lag_samples + 1) * rules.sample_period)
+
+    async def measured(self, activation: Activation) -> tuple[Sample, ...]:
+        start, end = self.window(activation)
+        points = await self.app[STORAGE].reports.points(
+            activation.ven_id, start, end, r_id=activation.pool_id)
+        return tuple(Sample(at=p.dtstart, value=Decimal(str(p.value)))
+                     for p in points if p.value is not None)
+
+    async def baseline(self, activation: Activation) -> tuple[Sample, ...]:
+        """The +5-min forecast per sample: the latest forecast whose target instant is at or
+        before the sample, held for at most three baseline intervals (older is missing)."""
+        rules, pool = self.settings.rules, self.settings.pool
+        start, end = self.window(activation)
+        hold = 3 * pool.baseline_interval
+        rid = BASELINE_RIDS[self.settings.baseline_horizon_index]
+        points = await self.app[STORAGE].reports.points(activation.ven_id, start - hold, end,
+                                                        r_id=rid)
+        forecast = sorted((p.dtstart, Decimal(str(p.value))) for p in points
+                          if p.value is not None)
+        samples, i, held = [], 0, None
+        at = activation.setpoints[0].at
+        while at < end:
+            while i < len(forecast) and forecast[i][0] <= at:
+                held = forecast[i]
+                i += 1
+            if held is not None and at - held[0] < hold:
+                samples.append(Sample(at=at, value=held[1]))
+            at += rules.sample_period
+        return tuple(samples)
+
+    async def settle(self, event_id: str) -> TsoStatement:
+        """Validate the activation against the stored data and write its statement."""
+        activation = self.activations[event_id]
+        rules = self.settings.rules
+        baseline = await self.baseline(activation)
+        delivery = validate_delivery(activation.setpoints, await self.measured(activation),
+                                     baseline or None, rules,
+                                     direction=activation.award.direction)
+        flags = ("ack_late",) if activation.late else ()
+        statement = settle_tso(
+            delivery, clearing_price=activation.award.clearing_price_eur_per_mwh,
+            bid_price=activation.award.bid_price_eur_per_mwh, rules=rules,
+            isp=activation.award.isp, aggregator_id=activation.ven_id, extra_flags=flags)
+        activation.delivery = delivery
+        activation.statement = statement
+        return statement
+
+    def accepted_offers(self) -> tuple[Accepted, ...]:
+        return tuple(r.result for r in self.offers if isinstance(r.result, Accepted))
+
