@@ -2,7 +2,7 @@
 
 A separate :class:`web.Application` (own port, by default on 127.0.0.1) sharing the VTN app's
 state through its ``SERVICES`` key; every request needs ``Authorization: Bearer <admin_token>``,
-compared in constant time. Endpoints and curl examples: ``vtn/ADMIN_API.md``.
+compared in constant time. Endpoints and curl examples: the README, "Admin API".
 
 Invariants: the admin API changes state only through :mod:`vtn.services` (the same code paths the
 protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.

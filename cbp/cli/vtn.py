@@ -29,7 +29,7 @@ def register(commands: Any) -> None:
         description="Serve the five OpenADR 2.0b Simple HTTP services "
         "(/OpenADR2/Simple/2.0b/{EiRegisterParty,EiEvent,EiReport,EiOpt,OadrPoll}) over mutual "
         "TLS, and the admin JSON API on a separate port. See examples/vtn.toml for every "
-        "setting and vtn/ADMIN_API.md for the admin endpoints.",
+        "setting and the README (\"Admin API\") for the admin endpoints.",
     )
     parser.add_argument("--config", type=Path, required=True, metavar="FILE",
                         help="TOML configuration file (keys as in examples/vtn.toml)")
