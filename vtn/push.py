@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 import aiohttp
 
 from schemas import Message, RemoteProtocolError, Response
+from vtn.faults import storage_failure
 from vtn.services import ROUTES, ServiceContext
 from vtn.services.poll import next_message
 from vtn.transport import Peer, Service
@@ -82,17 +83,29 @@ class PushDelivery:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 waiting, self._waiting = self._waiting, set()
-                pushed = {v.ven_id: v for v in await self._ctx.storage.vens.active()
-                          if not v.http_pull_model and v.transport_address}
-                targets = set(pushed) if self._first_scan else waiting & set(pushed)
-                self._first_scan = False
-                for ven_id in sorted(targets):
-                    reg = pushed[ven_id]
-                    assert reg.transport_address is not None
-                    if not await self._drain(session, reg.ven_id, reg.fingerprint,
-                                             reg.transport_address):
-                        asyncio.get_running_loop().call_later(
-                            self._retry_s, self.wake, (reg.ven_id,))
+                try:
+                    await self._deliver(session, waiting)
+                except Exception as exc:
+                    # The database being away must not end push for good: rescan once it is back.
+                    cause = storage_failure(exc)
+                    if cause is None:
+                        raise
+                    log.warning("push delivery paused (%s); retrying in %s s", cause, self._retry_s)
+                    self._first_scan = True
+                    asyncio.get_running_loop().call_later(self._retry_s, self.wake, ())
+
+    async def _deliver(self, session: aiohttp.ClientSession, waiting: set[str]) -> None:
+        pushed = {v.ven_id: v for v in await self._ctx.storage.vens.active()
+                  if not v.http_pull_model and v.transport_address}
+        targets = set(pushed) if self._first_scan else waiting & set(pushed)
+        self._first_scan = False
+        for ven_id in sorted(targets):
+            reg = pushed[ven_id]
+            assert reg.transport_address is not None
+            if not await self._drain(session, reg.ven_id, reg.fingerprint,
+                                     reg.transport_address):
+                asyncio.get_running_loop().call_later(
+                    self._retry_s, self.wake, (reg.ven_id,))
 
     async def _drain(self, session: aiohttp.ClientSession, ven_id: str, fingerprint: str,
                      address: str) -> bool:

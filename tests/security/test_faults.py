@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,7 @@ from schemas import (
 from tests.vtn.conftest import _fresh_postgres_database, postgres_url
 from tests.vtn.harness import RawVen, raw_ven, sample_event
 from tests.vtn.test_services_guard import _data
-from vtn.app import STORAGE
+from vtn.app import PUSH, STORAGE
 from vtn.services import events
 from vtn.signing import SignatureSettings
 
@@ -106,15 +107,39 @@ async def gated_postgres() -> AsyncIterator[tuple[str, TcpGate]]:
                 await gate.shut()
 
 
+def _log_event(logger: str, text: str) -> asyncio.Event:
+    """An event set when ``logger`` logs a message containing ``text``."""
+    happened = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                happened.set()
+
+    logging.getLogger(logger).addHandler(Watch())
+    return happened
+
+
+def _push_task() -> asyncio.Task[Any]:
+    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "crowdflex-vtn-push"]
+    return task
+
+
 async def test_database_outage_answers_503_with_retry_after_and_recovers_alone(
         pki: Pki, gated_postgres: tuple[str, TcpGate]) -> None:
     url, gate = gated_postgres
-    async with served_vtn(config_for(pki, url, retry_after_s=3, offer_metadata=False)) as vtn, \
+    async with served_vtn(config_for(pki, url, retry_after_s=3, offer_metadata=False,
+                                     push_retry_s=0.05)) as vtn, \
             raw_ven(vtn.url, pki.client_context()) as ven:
         await ven.register("through-the-outage")
         assert (await _post(ven, "OadrPoll", Poll(ven_id=ven.ven_id)))[0] == 200
 
         await gate.shut()
+        paused = _log_event("vtn.push", "push delivery paused")
+        vtn.app[PUSH].wake((ven.ven_id,))  # the push task meets the outage too
+        async with asyncio.timeout(10):
+            await paused.wait()
+        assert not _push_task().done(), "push delivery died with the database"
         for message, service in ((Poll(ven_id=ven.ven_id), "OadrPoll"),
                                  (_data(ven.ven_id, "rr-1"), "EiReport")):
             status, headers, body = await _post(ven, service, message)
@@ -130,6 +155,7 @@ async def test_database_outage_answers_503_with_retry_after_and_recovers_alone(
         stored = await vtn.app[STORAGE].reports.points(
             ven.ven_id, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
         assert len(stored) == 3  # the report refused during the outage was not half-stored
+        assert not _push_task().done()
 
 
 def _limit_pages(engine: Any, pages: int) -> None:
