@@ -15,6 +15,8 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, cast
@@ -98,6 +100,10 @@ class Database:
         self._writer = async_sessionmaker(
             engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
         )
+        # SQLite admits one writer at a time anyway; queueing writers here, in order, replaces
+        # its busy handler's sleep-and-retry, which under hundreds of concurrent writers starves
+        # some past the busy timeout ("database is locked") and exhausts the connection pool.
+        self._write_turn = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -113,13 +119,16 @@ class Database:
         """One write transaction, committed on exit; a unique/foreign-key violation becomes
         :class:`StorageConflict` (the only place driver errors are translated)."""
         try:
-            async with self._writer() as session, session.begin():
+            async with self._turn(), self._writer() as session, session.begin():
                 yield session
         except IntegrityError as exc:
             raise StorageConflict(str(exc.orig)) from exc
         except StatementError as exc:
             _reraise_value_error(exc)
             raise
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._write_turn if self._write_turn is not None else contextlib.nullcontext()
 
     @property
     def postgres(self) -> bool:
