@@ -91,6 +91,7 @@ def _rss_mib(pid: int) -> float:
 class Tally:
     requests: int = 0
     errors: int = 0
+    points_sent: int = 0
     points_acked: int = 0
     last_error: str = ""
     latencies: list[float] = field(default_factory=list)
@@ -159,6 +160,7 @@ async def _run_ven(ven: SoakVen, args: argparse.Namespace, deadline: float, code
                 break
         if time.monotonic() >= next_report:
             next_report += args.report_s
+            tally.points_sent += args.points
             data = await _post(ven, "EiReport", _report(ven, args.points, codec), tally)
             if data is not None:
                 reply = codec.decode(data)
@@ -238,9 +240,11 @@ def _summary(args: argparse.Namespace, tally: Tally, samples: list[tuple[float, 
     print(f"VTN RSS MiB: start {samples[0][1]:.1f}, after warm-up {warm[0]:.1f} -> end "
           f"{warm[-1]:.1f} (max {max(s[1] for s in samples):.1f}); growth after warm-up "
           f"{warm[-1] - warm[0]:+.1f}")
-    lost = tally.points_acked - stored
-    print(f"points acknowledged {tally.points_acked}, stored {stored}, lost {lost}; "
-          f"integrity_check {integrity}")
+    # acknowledged <= stored <= sent: more stored than acknowledged are reports whose reply the
+    # VEN gave up on (its timeout) after the VTN had committed them; those are not lost either.
+    lost = max(0, tally.points_acked - stored)
+    print(f"points sent {tally.points_sent}, acknowledged {tally.points_acked}, stored {stored}, "
+          f"lost {lost}; integrity_check {integrity}")
 
 
 def main(argv: list[str]) -> int:
