@@ -243,13 +243,17 @@ class DeviceFleet:
         period = self.settings.rules.sample_period
         batch = self.settings.timing.telemetry_batch
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        per_batch = max(1, batch // period)
         while True:
             at = next_grid(datetime.now(UTC), period)
             await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
+            k = (at - epoch) // period
             for node in nodes:
                 node.sample(at)
-            if ((at - epoch) + period) % batch == timedelta(0):
-                for node in nodes:
+            # Each device sends its batch at its own offset in the batch period, so the
+            # aggregator sees a steady trickle instead of every device at once.
+            for i, node in enumerate(nodes):
+                if (k + i) % per_batch == 0:
                     await node.flush()
 
     async def close(self) -> None:
