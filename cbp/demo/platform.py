@@ -63,6 +63,8 @@ class PlatformSummary:
     audit: AuditResult
     elapsed_s: float
     activation_to_dispatched_s: float
+    activation: Activation
+    tso_db: Path
 
 
 async def _until(check: Callable[[], bool], what: str, timeout: float = _STEP_TIMEOUT_S,
@@ -217,7 +219,8 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
     return PlatformSummary(out_dir=out, devices=devices, registered=registered,
                            refused=len(fleet.refused), offer_mw=offer_mw, statement=statement,
                            prosumers=prosumers, audit=audit, elapsed_s=elapsed,
-                           activation_to_dispatched_s=dispatch_s)
+                           activation_to_dispatched_s=dispatch_s, activation=activation,
+                           tso_db=out / "tso" / "tso.db")
 
 
 async def _market(tso: TsoNode, aggregator: AggregatorNode, settings: CbpSettings,
