@@ -330,30 +330,29 @@ def decode_interval(element: etree._Element) -> ReportInterval:
 _PROTOTYPE_BLOCK_MAX: Final = 128
 # Any of these inside strm:intervals rules out the plain-telemetry fast path (see _plain_row).
 _NOT_PLAIN: Final = (
-    _UID, _CONFIDENCE, _ACCURACY, _STATUS, _DATA_QUALITY,
-    q(EI, "signalPayload"), q(OADR, "oadrGBPayload"),
+    _UID, _STATUS, _DATA_QUALITY, q(EI, "signalPayload"), q(OADR, "oadrGBPayload"),
 )
 
-
-PlainRow = tuple[datetime, timedelta, str, float]
+# dtstart, duration, rID, value, confidence, accuracy.
+PlainRow = tuple[datetime, timedelta, str, float, int | None, float | None]
 
 
 def _plain_row(interval: ReportInterval) -> PlainRow | None:
-    """(dtstart, duration, rID, value) when the interval has the shape of almost all telemetry:
-    dtstart, duration and one bare payloadFloat; None otherwise."""
+    """The row of an interval with the shape of almost all telemetry: dtstart, duration and one
+    payloadFloat, with or without confidence and accuracy; None otherwise."""
     dtstart, duration, payloads = interval.dtstart, interval.duration, interval.payloads
     if dtstart is None or duration is None or interval.uid is not None or len(payloads) != 1:
         return None
     payload = payloads[0]
     value = payload.value
-    if (type(value) is not float or payload.confidence is not None
-            or payload.accuracy is not None or payload.data_quality is not None):
+    if type(value) is not float or payload.data_quality is not None:
         return None
-    return dtstart, duration, payload.r_id, value
+    return dtstart, duration, payload.r_id, value, payload.confidence, payload.accuracy
 
 
 def plain_rows(intervals: tuple[ReportInterval, ...]) -> list[PlainRow] | None:
-    """One row per interval when all are plain (and not too many to cache a prototype for)."""
+    """One row per interval when all are plain and alike (all or none carry a confidence, all or
+    none an accuracy), and not too many to cache a prototype for."""
     if len(intervals) > _PROTOTYPE_BLOCK_MAX:
         return None
     rows: list[PlainRow] = []
@@ -362,29 +361,49 @@ def plain_rows(intervals: tuple[ReportInterval, ...]) -> list[PlainRow] | None:
         if row is None:
             return None
         rows.append(row)
+    if rows:
+        no_confidence, no_accuracy = rows[0][4] is None, rows[0][5] is None
+        for row in rows:
+            if (row[4] is None) is not no_confidence or (row[5] is None) is not no_accuracy:
+                return None
     return rows
 
 
 @lru_cache(maxsize=32)
-def plain_block(count: int) -> etree._Element:
+def plain_block(count: int, confidence: bool = False, accuracy: bool = False) -> etree._Element:
     """A detached strm:intervals of ``count`` plain intervals; read-only, only ever deepcopied."""
+    payload = deepcopy(_FLOAT_PAYLOAD)
+    # ReportPayloadType order: rID, confidence?, accuracy?, payloadBase.
+    if accuracy:
+        payload.insert(1, etree.Element(_ACCURACY, nsmap=_PROTOTYPE_NS))
+    if confidence:
+        payload.insert(1, etree.Element(_CONFIDENCE, nsmap=_PROTOTYPE_NS))
     block = etree.Element(_INTERVALS, nsmap=_PROTOTYPE_NS | {"strm": STRM})
     for _ in range(count):
         interval = deepcopy(_TIMED_INTERVAL)
-        interval.append(deepcopy(_FLOAT_PAYLOAD))
+        interval.append(deepcopy(payload))
         block.append(interval)
     return block
 
 
 def fill_plain_block(block: etree._Element, rows: list[PlainRow]) -> None:
-    """Write ``rows`` into a copy of ``plain_block(len(rows))``: index by the known shape
+    """Write ``rows`` into a copy of ``plain_block(len(rows), ...)``: index by the known shape
     (measured faster than C-filtered iter(tag) passes, which walk the block once per tag)."""
-    for interval, (dtstart, duration, r_id, value) in zip(block, rows, strict=True):
+    for interval, (dtstart, duration, r_id, value, confidence, accuracy) in zip(
+        block, rows, strict=True
+    ):
         interval[0][0].text = datetime_wire(dtstart)
         interval[1][0].text = duration_wire(duration)
         payload = interval[2]
         payload[0].text = r_id
-        payload[1][0].text = float_wire(value)
+        slot = 1
+        if confidence is not None:
+            payload[1].text = str(confidence)
+            slot = 2
+        if accuracy is not None:
+            payload[slot].text = float_wire(accuracy)
+            slot += 1
+        payload[slot][0].text = float_wire(value)
 
 
 def encode_intervals(parent: etree._Element, intervals: tuple[ReportInterval, ...]) -> None:
@@ -393,7 +412,8 @@ def encode_intervals(parent: etree._Element, intervals: tuple[ReportInterval, ..
         return
     rows = plain_rows(intervals)
     if rows is not None:
-        block = deepcopy(plain_block(len(rows)))
+        head = rows[0]
+        block = deepcopy(plain_block(len(rows), head[4] is not None, head[5] is not None))
         parent.append(block)
         fill_plain_block(block, rows)
         return
@@ -404,25 +424,46 @@ def encode_intervals(parent: etree._Element, intervals: tuple[ReportInterval, ..
 
 def decode_intervals(element: etree._Element) -> tuple[ReportInterval, ...]:
     """The ei:interval children of a strm:intervals element, in order."""
-    count = len(element)
-    # Plain telemetry (see _plain_row) is read in a few C-filtered passes, one proxy
-    # per value. The XSD makes the counts conclusive: every interval has at most one dtstart and
-    # duration and at least one payload, so n of each (2n xcal:duration: outer and inner) means
-    # exactly one per interval, and no optional or foreign element appears anywhere.
-    if next(element.iter(*_NOT_PLAIN), None) is None:
-        starts = [e.text or "" for e in element.iter(_DATE_TIME)]
-        durations = [e.text or "" for e in element.iter(_DURATION)][1::2]
-        r_ids = [e.text or "" for e in element.iter(_R_ID)]
-        values = [e.text or "" for e in element.iter(_VALUE)]
-        if len(starts) == len(durations) == len(r_ids) == len(values) == count:
-            return tuple([
-                ReportInterval(
-                    payloads=(ReportPayload(r_id=r_id, value=float_text(value)),),
-                    dtstart=datetime_text(start),
-                    duration=duration_text(duration),
-                )
-                for start, duration, r_id, value in zip(
-                    starts, durations, r_ids, values, strict=True
-                )
-            ])
+    plain = _decode_plain(element)
+    if plain is not None:
+        return plain
     return tuple(decode_interval(interval) for interval in element)
+
+
+def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
+    """Plain telemetry (see _plain_row) read in a few C-filtered passes, one proxy per value;
+    None when the block has another shape.
+
+    The XSD makes the counts conclusive: every interval has at most one dtstart and duration and
+    at least one payload, every payload at most one confidence and accuracy, so n of each (2n
+    xcal:duration: outer and inner) means exactly one per interval, 0 means none anywhere, and
+    no element outside this shape appears anywhere.
+    """
+    count = len(element)
+    if next(element.iter(*_NOT_PLAIN), None) is not None:
+        return None
+    starts = [e.text or "" for e in element.iter(_DATE_TIME)]
+    durations = [e.text or "" for e in element.iter(_DURATION)][1::2]
+    r_ids = [e.text or "" for e in element.iter(_R_ID)]
+    values = [e.text or "" for e in element.iter(_VALUE)]
+    if not len(starts) == len(durations) == len(r_ids) == len(values) == count:
+        return None
+    confidences = [e.text or "" for e in element.iter(_CONFIDENCE)]
+    accuracies = [e.text or "" for e in element.iter(_ACCURACY)]
+    if len(confidences) not in (0, count) or len(accuracies) not in (0, count):
+        return None
+    # Values are read in document order, as decode_interval would, so a bad one is reported
+    # the same way on either path.
+    return tuple([
+        ReportInterval(
+            dtstart=datetime_text(starts[i]),
+            duration=duration_text(durations[i]),
+            payloads=(ReportPayload(
+                r_id=r_ids[i],
+                confidence=int(confidences[i]) if confidences else None,
+                accuracy=float_text(accuracies[i]) if accuracies else None,
+                value=float_text(values[i]),
+            ),),
+        )
+        for i in range(count)
+    ])
