@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -84,13 +84,30 @@ class IdentityVault:
     """Sealed identity records in one SQLite file. Use as a context manager, or call ``close``."""
 
     def __init__(
-        self, path: Path, keys: KeyProvider, *, clock: Callable[[], datetime] = _utc_now
+        self,
+        path: Path,
+        keys: KeyProvider,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        synchronous: Literal["full", "normal"] = "full",
     ) -> None:
+        """Open (or create) the vault at ``path``.
+
+        ``synchronous="full"`` (the default) keeps SQLite's rollback journal with an fsync per
+        commit. ``"normal"`` switches the file to WAL with ``synchronous=NORMAL``: a commit
+        survives a process crash but the last commits may be lost on power failure; for bulk
+        onboarding (thousands of devices at once), where one fsync per record dominates.
+        """
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         self.path = Path(path)
         self._keys = keys
         self._clock = clock
         self._record_keys: dict[int, AESGCM] = {}
         self._db = sqlite3.connect(self.path)
+        if synchronous == "normal":
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA secure_delete = ON")
         self._db.execute("PRAGMA foreign_keys = ON")
         with self._db:

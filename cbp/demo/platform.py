@@ -29,7 +29,8 @@ from aiohttp import web
 from cbp.devices import build_pool
 from cbp.market import IspRef, ProsumerStatement, TsoStatement
 from cbp.pki import CertificateAuthority, Role
-from cbp.roles import AggregatorNode, CbpSettings, DeviceFleet, DeviceIdentity, TsoNode
+from cbp.roles import AggregatorNode, CbpSettings, DeviceIdentity, TsoNode
+from cbp.roles.fleetnode import demo_fleet_toml
 from cbp.roles.tso import Activation, ramp_profile
 from privacy import (
     ONBOARDING_PURPOSE,
@@ -44,6 +45,7 @@ from privacy.keys import new_key_line
 from ven.tls import client_context
 from vtn.app import VtnConfig, server_ssl_context
 
+from .child import FleetProcess
 from .report import write_report
 
 __all__ = ["PlatformSummary", "run_platform"]
@@ -169,11 +171,9 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
     key_file.write_text(new_key_line(1))
     key_file.chmod(0o600)
     (out / "aggregator").mkdir(parents=True, exist_ok=True)
-    vault = IdentityVault(out / "aggregator" / "vault.db", FileKeyProvider(key_file))
-    # The vault commits each record with a full fsync (rollback journal); a demo onboarding
-    # thousands of devices at once uses WAL without per-commit fsync, as the VTN storage does.
-    vault._db.execute("PRAGMA journal_mode=WAL")
-    vault._db.execute("PRAGMA synchronous=NORMAL")
+    # Bulk onboarding: WAL without an fsync per record, as the VTN storage does.
+    vault = IdentityVault(out / "aggregator" / "vault.db", FileKeyProvider(key_file),
+                          synchronous="normal")
     tso_cfg = _vtn_config(out, "tso", pki, "tso", timedelta(seconds=1),
                           max_body_bytes=32 * 1024 * 1024)
     agg_cfg = _vtn_config(out, "aggregator", pki, "aggregator-vtn", settings.timing.device_poll,
@@ -191,22 +191,27 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
     _onboard(vault, aggregator, sims, identities, seed)
     step(f"onboarding: {len(aggregator.book.by_ven)} devices with consent in the identity vault,"
          f" 1 prosumer without consent")
+    fleet_toml = out / "devices.toml"
+    fleet_toml.write_text(demo_fleet_toml(
+        url=agg_url, ca=pki["ca"][0].resolve(), certs=(out / "certs" / "devices").resolve(),
+        names=tuple(i.name for i in identities), seed=seed,
+        outbox=(out / "devices-outbox.db").resolve(),
+        device_poll=settings.timing.device_poll, telemetry_batch=settings.timing.telemetry_batch))
+    fleet = await FleetProcess.start(fleet_toml, out / "devices.log")
     try:
-        async with DeviceFleet(agg_url, pki["ca"][0], settings,
-                               outbox_path=out / "devices-outbox.db") as fleet:
-            for sim, identity in zip(sims, identities, strict=True):
-                fleet.add(identity, sim)
-            registered = await fleet.register_all()
-            step(f"registration: {registered} device VENs registered with the aggregator; "
-                 f"{len(fleet.refused)} refused (no consent)")
-            ven_id = await aggregator.connect()
-            step(f"pool registration: aggregator {ven_id} registered "
-                 f"{len(tso.devices(ven_id, settings.pool_id))} pseudonymous devices at the TSO")
-            fleet.start()
-            summary = await _market(tso, aggregator, settings, step)
-            elapsed = time.monotonic() - began
-            await aggregator.close()
+        done = await fleet.wait_for("registered", _STEP_TIMEOUT_S)
+        registered, refused = int(str(done["registered"])), int(str(done["refused"]))
+        step(f"registration: {registered} device VENs (own process, mutual TLS) registered with "
+             f"the aggregator in {done['seconds']} s; {refused} refused (no consent)")
+        ven_id = await aggregator.connect()
+        step(f"pool registration: aggregator {ven_id} registered "
+             f"{len(tso.devices(ven_id, settings.pool_id))} pseudonymous devices at the TSO")
+        await fleet.wait_for("running", _STEP_TIMEOUT_S)
+        summary = await _market(tso, aggregator, settings, step)
+        elapsed = time.monotonic() - began
+        await aggregator.close()
     finally:
+        await fleet.stop()
         await agg_runner.cleanup()
         await tso_runner.cleanup()
     statement, prosumers, activation, offer_mw, dispatch_s = summary
@@ -217,7 +222,7 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
     step(f"privacy audit: {len(audit.files)} captured messages, "
          f"{'PASSED' if audit.passed else 'FAILED'}")
     return PlatformSummary(out_dir=out, devices=devices, registered=registered,
-                           refused=len(fleet.refused), offer_mw=offer_mw, statement=statement,
+                           refused=refused, offer_mw=offer_mw, statement=statement,
                            prosumers=prosumers, audit=audit, elapsed_s=elapsed,
                            activation_to_dispatched_s=dispatch_s, activation=activation,
                            tso_db=out / "tso" / "tso.db")

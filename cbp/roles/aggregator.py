@@ -88,6 +88,7 @@ __all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
+_PUBLISH_CONCURRENCY = 32  # device events published at once when dispatching an activation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -306,14 +307,25 @@ class AggregatorNode:
                 end=last + lag + pool.msp_after))
         self.msp.mark_activated(activation.event_id, plan)
         version = len(activation.device_events)
+        created = datetime.now(UTC)
+        events = []
         for n, (device, values) in enumerate(sorted(plan.items())):
             entry = self.book.by_uuid[device]
             event_id = f"{activation.event_id}-{version}-{n}"
             activation.device_events[device] = event_id
-            await publish_event(self.ctx, activation_event(
+            events.append(activation_event(
                 event_id=event_id, start=first, period=rules.sample_period, values=values,
                 target=Target(ven_ids=(entry.ven_id,)), market_context=self.settings.market_context,
-                created=datetime.now(UTC), kilowatts=True))
+                created=created, kilowatts=True))
+        # Published concurrently: each publication's reads overlap the others' while the
+        # storage queues the writes, instead of one storage round trip after another.
+        gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
+
+        async def publish(event: Event) -> None:
+            async with gate:
+                await publish_event(self.ctx, event)
+
+        await asyncio.gather(*(publish(e) for e in events))
         log.info("activation %s dispatched over %d devices", activation.event_id, len(plan))
 
     async def _cancel(self, event_id: str) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from cbp.devices import Device
 from schemas import (
+    Codec,
     Event,
     EventStatus,
     ItemBase,
@@ -175,6 +176,9 @@ class DeviceFleet:
         self._outbox: Outbox | None = None
         self._concurrency = register_concurrency
         self._tasks: list[asyncio.Task[None]] = []
+        # One codec (one compiled XSD set) for every node: the nodes share one event loop and
+        # the codec neither signs nor keeps replay state, so sharing is safe.
+        self.codec = Codec()
 
     async def __aenter__(self) -> DeviceFleet:
         self._outbox = await Outbox.open(self.outbox_path)
@@ -192,6 +196,7 @@ class DeviceFleet:
         poll = self.settings.timing.device_poll.total_seconds()
         holder: list[DeviceNode] = []
         client = VenClient(self.vtn_url, tls, ven_name=identity.name, outbox=self._outbox,
+                           codec=self.codec,
                            outbox_key=identity.fingerprint, poll_interval=poll,
                            on_event=lambda event: holder[0].on_event(event), request_timeout=30)
         node = DeviceNode(identity, sim, client, self.settings)

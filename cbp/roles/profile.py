@@ -17,10 +17,11 @@ clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from cbp.market import MarketRules
 from cbp.pool import PoolConfig
@@ -41,6 +42,7 @@ __all__ = [
     "CbpSettings",
     "CbpTiming",
     "baseline_rid",
+    "settings_from_mapping",
 ]
 
 SETPOINT_SIGNAL: Final = "LOAD_DISPATCH"
@@ -129,3 +131,40 @@ class CbpSettings:
     def baseline_horizon_index(self) -> int:
         """Which configured horizon the TSO validates against: the middle one (+5 min)."""
         return min(1, len(self.pool.forecast_horizons) - 1)
+
+
+_TEXT_KEYS: Final = ("pool_id", "zone", "market_context", "tso_recipient", "msp_purpose")
+_MONEY_KEYS: Final = ("tariff_eur_per_kwh", "bid_price_eur_per_mwh", "clearing_price_eur_per_mwh")
+
+
+def settings_from_mapping(table: Mapping[str, Any]) -> CbpSettings:
+    """Settings from a TOML ``[profile]`` table.
+
+    ``name`` picks the base profile (``"standard"``, the default, or ``"compressed"``); any
+    :class:`CbpTiming` field may be overridden as ``<field>_s`` (seconds); the names and prices
+    of :class:`CbpSettings` by their own key (prices as strings, read as ``Decimal``). Unknown
+    keys are refused so that a typo does not silently keep a default.
+    """
+    if not isinstance(table, Mapping):
+        raise ValueError("[profile] must be a table")
+    name = table.get("name", "standard")
+    if name not in ("standard", "compressed"):
+        raise ValueError(f"[profile] name must be 'standard' or 'compressed', not {name!r}")
+    settings = CbpSettings.compressed() if name == "compressed" else CbpSettings()
+    timing_names = {f.name for f in fields(CbpTiming)}
+    timing: dict[str, timedelta] = {}
+    other: dict[str, object] = {}
+    for key, value in table.items():
+        if key == "name":
+            continue
+        if key.endswith("_s") and key[:-2] in timing_names:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"[profile] {key} must be a number of seconds")
+            timing[key[:-2]] = timedelta(seconds=value)
+        elif key in _TEXT_KEYS and isinstance(value, str):
+            other[key] = value
+        elif key in _MONEY_KEYS and isinstance(value, str | int):
+            other[key] = Decimal(str(value))
+        else:
+            raise ValueError(f"[profile] unknown or mistyped key {key!r}")
+    return replace(settings, timing=replace(settings.timing, **timing), **other)  # type: ignore[arg-type]

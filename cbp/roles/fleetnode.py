@@ -1,0 +1,134 @@
+"""A device-fleet node: N simulated device VENs in their own process, configured from TOML.
+
+This is what ``crowdflex device --config FILE`` runs, and what ``crowdflex demo`` starts as a
+child process so that the devices and the aggregator run on different cores and talk over real
+sockets and mutual TLS. Configuration (every key documented in ``examples/device.toml``)::
+
+    [aggregator]  url, ca                       the aggregator's VTN and the CA that signed it
+    [fleet]       certs, names | count, seed,   device certificates (<name>.pem/.key per device),
+                  outbox                        which devices, simulator seed, durable outbox file
+    [profile]     name, <timing>_s              "standard" or "compressed" plus overrides
+
+Simulators are drawn with :func:`cbp.devices.build_pool` from ``seed`` in the order of ``names``:
+the aggregator that onboarded the devices draws the same pool from the same seed, so device ids
+agree without any identity crossing the process boundary.
+
+Progress goes to ``progress`` as small dicts (the CLI prints them as JSON lines): ``registered``
+once registration is done, then ``running``.
+
+Invariants: a device's venID is its certificate fingerprint, read from the certificate file;
+nothing here reads the identity vault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cbp.devices import build_pool
+from schemas.identity import fingerprint_from_pem
+
+from .device import DeviceFleet, DeviceIdentity
+from .profile import CbpSettings, settings_from_mapping
+
+__all__ = ["FleetConfig", "fleet_config_from_mapping", "load_identities", "run_fleet"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetConfig:
+    """Where the aggregator is, which devices to run, and the shared profile."""
+
+    aggregator_url: str
+    ca: Path
+    certs: Path
+    names: tuple[str, ...]
+    seed: int
+    outbox: Path
+    settings: CbpSettings
+    register_concurrency: int = 32
+
+
+def _path(value: object, base: Path, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} must be a non-empty path string")
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path) -> FleetConfig:
+    """Build a :class:`FleetConfig` from a parsed TOML document; relative paths from ``base``."""
+    aggregator = data.get("aggregator", {})
+    fleet = data.get("fleet", {})
+    if not isinstance(aggregator, Mapping) or not isinstance(fleet, Mapping):
+        raise ValueError("[aggregator] and [fleet] must be tables")
+    url = aggregator.get("url")
+    if not isinstance(url, str) or not url.startswith("https://"):
+        raise ValueError("[aggregator] url must be an https:// URL")
+    names = fleet.get("names")
+    if names is None:
+        count = fleet.get("count")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError("[fleet] needs names = [...] or count = N (N >= 1)")
+        names = [f"device-{i:05d}" for i in range(count)]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("[fleet] names must be a list of certificate names")
+    seed = fleet.get("seed", 1)
+    if not isinstance(seed, int):
+        raise ValueError("[fleet] seed must be an integer")
+    return FleetConfig(
+        aggregator_url=url, ca=_path(aggregator.get("ca"), base, "[aggregator] ca"),
+        certs=_path(fleet.get("certs"), base, "[fleet] certs"), names=tuple(names), seed=seed,
+        outbox=_path(fleet.get("outbox", "devices-outbox.db"), base, "[fleet] outbox"),
+        settings=settings_from_mapping(data.get("profile", {})),
+        register_concurrency=int(fleet.get("register_concurrency", 32)))
+
+
+def load_identities(certs: Path, names: tuple[str, ...]) -> list[DeviceIdentity]:
+    """Each device's certificate and key (``<name>.pem`` / ``<name>.key``, as ``crowdflex certs`` writes them) and its venID."""
+    identities = []
+    for name in names:
+        cert, key = certs / f"{name}.pem", certs / f"{name}.key"
+        if not cert.is_file() or not key.is_file():
+            raise FileNotFoundError(f"device {name}: need {cert} and {key}")
+        identities.append(DeviceIdentity(name=name, cert=cert, key=key,
+                                         fingerprint=fingerprint_from_pem(cert.read_bytes())))
+    return identities
+
+
+async def run_fleet(config: FleetConfig, stop: asyncio.Event,
+                    progress: Callable[[dict[str, object]], None]) -> int:
+    """Register every device, then sample, report and follow setpoints until ``stop`` is set.
+    Returns how many devices registered."""
+    identities = load_identities(config.certs, config.names)
+    sims = build_pool(len(identities), config.seed, start=datetime.now(UTC)).devices
+    async with DeviceFleet(config.aggregator_url, config.ca, config.settings,
+                           outbox_path=config.outbox,
+                           register_concurrency=config.register_concurrency) as fleet:
+        for identity, sim in zip(identities, sims, strict=True):
+            fleet.add(identity, sim)
+        began = asyncio.get_running_loop().time()
+        registered = await fleet.register_all()
+        progress({"registered": registered, "refused": len(fleet.refused),
+                  "seconds": round(asyncio.get_running_loop().time() - began, 2)})
+        fleet.start()
+        progress({"running": registered})
+        await stop.wait()
+        progress({"stopping": registered, "setpoint_events": sum(
+            n.events_seen for n in fleet.nodes)})
+    return registered
+
+
+def demo_fleet_toml(*, url: str, ca: Path, certs: Path, names: tuple[str, ...], seed: int,
+                    outbox: Path, device_poll: timedelta, telemetry_batch: timedelta) -> str:
+    """The device config ``crowdflex demo`` writes for its fleet process (compressed profile)."""
+    listed = ", ".join(f'"{n}"' for n in names)
+    return (f'[aggregator]\nurl = "{url}"\nca = "{ca}"\n\n'
+            f'[fleet]\ncerts = "{certs}"\nseed = {seed}\noutbox = "{outbox}"\n'
+            f'names = [{listed}]\n\n'
+            f'[profile]\nname = "compressed"\n'
+            f'device_poll_s = {device_poll.total_seconds()}\n'
+            f'telemetry_batch_s = {telemetry_batch.total_seconds()}\n')
