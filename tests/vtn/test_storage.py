@@ -74,12 +74,15 @@ def count_inserts(storage: Storage) -> Iterator[list[str]]:
         if statement.lstrip().upper().startswith("INSERT"):
             seen.append(statement)
 
-    engine = storage.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", before)
+    # On SQLite the repositories' hot paths run on their own synchronous engine.
+    engines = [e for e in (storage.engine.sync_engine, storage.sqlite_engine) if e is not None]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", before)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
 
 
 # ------------------------------------------------------------------ migrations, time values

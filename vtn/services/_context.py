@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas import Codec, Message, NotRegistered
+from schemas import Codec, Event, Message, NotRegistered
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
@@ -27,11 +27,16 @@ __all__ = [
     "Handlers",
     "RegistrationPolicy",
     "ServiceContext",
+    "bind_ven",
     "call_hook",
     "new_id",
     "require_ven",
     "utc_now",
 ]
+
+
+# How many decoded events a ServiceContext keeps (oldest dropped first).
+DECODED_EVENTS_KEPT = 256
 
 
 def utc_now() -> datetime:
@@ -92,6 +97,8 @@ class ServiceContext:
     default_granularity: timedelta = timedelta(minutes=1)
     cancelled_event_retention: timedelta = timedelta(days=1)
     offer_metadata: bool = True
+    # decoded stored events by (eventID, modificationNumber), see events._decode; bounded
+    decoded_events: dict[tuple[str, int], tuple[bytes, Event]] = field(default_factory=dict)
     # set by the app: wakes push delivery when something was queued
     on_enqueued: Callable[[Iterable[str]], None] = field(default=lambda _vens: None)
 
@@ -130,7 +137,12 @@ async def require_ven(ctx: ServiceContext, peer: Peer, ven_id: str | None) -> Ve
     OpenADR 2.0b security: the venID is bound to the client certificate, so a VEN naming another
     VEN's venID is refused (463) and the other VEN's data stays untouched.
     """
-    registration = await ctx.storage.vens.by_fingerprint(peer.fingerprint)
+    return bind_ven(await ctx.storage.vens.by_fingerprint(peer.fingerprint), ven_id)
+
+
+def bind_ven(registration: VenRegistration | None, ven_id: str | None) -> VenRegistration:
+    """:func:`require_ven`'s check of a registration already looked up by the peer's
+    fingerprint (e.g. together with other state, in one round trip)."""
     if registration is None or not registration.active:
         raise NotRegistered("this certificate has no active registration")
     if ven_id is not None and ven_id != registration.ven_id:

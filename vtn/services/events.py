@@ -36,7 +36,7 @@ from vtn.storage import EventStatus as StoredStatus
 from vtn.storage.events import EVENT_KIND
 from vtn.transport import Peer
 
-from ._context import ServiceContext, call_hook, new_id, require_ven
+from ._context import DECODED_EVENTS_KEPT, ServiceContext, call_hook, new_id, require_ven
 
 __all__ = [
     "EVENT_KIND",
@@ -79,8 +79,18 @@ def _status_at(event: Event, now: datetime) -> EventStatus:
 
 
 def _decode(ctx: ServiceContext, record: EventRecord) -> Event:
+    # (eventID, modificationNumber) names one payload for good (storage refuses other content
+    # under the same pair), so a decoded event can be reused; building each VEN's list in a
+    # fan-out to hundreds of VENs would otherwise parse and validate the same bytes each time.
+    key = (record.event_id, record.modification_number)
+    cached = ctx.decoded_events.get(key)
+    if cached is not None and cached[0] == record.payload:
+        return cached[1]
     message = ctx.store_codec.decode(record.payload)
     assert isinstance(message, DistributeEvent) and len(message.events) == 1
+    if len(ctx.decoded_events) >= DECODED_EVENTS_KEPT:
+        ctx.decoded_events.pop(next(iter(ctx.decoded_events)))
+    ctx.decoded_events[key] = (record.payload, message.events[0])
     return message.events[0]
 
 
@@ -137,13 +147,13 @@ async def cancel_event(ctx: ServiceContext, event_id: str) -> tuple[str, ...]:
 
 
 async def _events_for(ctx: ServiceContext, ven_id: str) -> tuple[Event, ...]:
-    members = await ctx.storage.vens.memberships(ven_id)
+    members, records = await ctx.storage.events.for_ven(ven_id, statuses=_LIVE)
     groups = frozenset(m.value for m in members if m.kind is TargetKind.GROUP)
     resources = frozenset(m.value for m in members if m.kind is TargetKind.RESOURCE)
     parties = {m.value for m in members if m.kind is TargetKind.PARTY}
     now = ctx.clock()
     chosen: list[Event] = []
-    for record in await ctx.storage.events.query(statuses=_LIVE):
+    for record in records:
         if (record.status is StoredStatus.CANCELLED
                 and now - record.updated_at > ctx.cancelled_event_retention):
             continue
@@ -160,15 +170,17 @@ async def _events_for(ctx: ServiceContext, ven_id: str) -> tuple[Event, ...]:
 
 
 async def distribute_for(ctx: ServiceContext, ven_id: str, request_id: str,
-                         reply_limit: int | None = None) -> DistributeEvent:
-    """The VEN's whole current event list, recorded as delivered."""
+                         reply_limit: int | None = None, *,
+                         outbox_seq: int | None = None) -> DistributeEvent:
+    """The VEN's whole current event list, recorded as delivered (together with the outbox item
+    ``outbox_seq`` that asked for it, when given: one transaction)."""
     events = await _events_for(ctx, ven_id)
     if reply_limit:
         events = events[:reply_limit]
-    now = ctx.clock()
-    for event in events:
-        await ctx.storage.events.mark_delivered(
-            event.event_id, (ven_id,), modification_number=event.modification_number, at=now)
+    if events or outbox_seq is not None:
+        await ctx.storage.events.record_distribution(
+            ven_id, {e.event_id: e.modification_number for e in events}, at=ctx.clock(),
+            outbox_seq=outbox_seq)
     return DistributeEvent(request_id=request_id or new_id(), vtn_id=ctx.vtn_id, events=events,
                            response=EiResponse(request_id=request_id))
 
@@ -182,26 +194,27 @@ async def on_request_event(ctx: ServiceContext, peer: Peer, msg: RequestEvent) -
 async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -> Response:
     """oadrCreatedEvent: store each optIn/optOut; a stale modificationNumber refuses all (450)."""
     registration = await require_ven(ctx, peer, msg.ven_id)
+    # A VEN answers only events it was sent; another VEN's event reads as unknown (the same
+    # 452 and words), so acks cannot be forged onto it nor used to probe which IDs exist.
+    current = await ctx.storage.events.delivered_versions(
+        registration.ven_id, (a.event_id for a in msg.event_responses))
     for answer in msg.event_responses:
-        record = await ctx.storage.events.get(answer.event_id)
-        # A VEN answers only events it was sent; another VEN's event reads as unknown (the same
-        # 452 and words), so acks cannot be forged onto it nor used to probe which IDs exist.
-        if record is None or await ctx.storage.events.delivery(
-                answer.event_id, registration.ven_id) is None:
+        number = current.get(answer.event_id)
+        if number is None:
             raise InvalidId(f"no event {answer.event_id!r}")
-        if answer.modification_number < record.modification_number:
+        if answer.modification_number < number:
             raise OutOfSequence(
                 f"event {answer.event_id!r}: modificationNumber {answer.modification_number} is"
-                f" older than the current {record.modification_number}")
-        if answer.modification_number > record.modification_number:
+                f" older than the current {number}")
+        if answer.modification_number > number:
             raise InvalidId(f"event {answer.event_id!r} has no modificationNumber "
                             f"{answer.modification_number}")
     now = ctx.clock()
-    for answer in msg.event_responses:
-        await ctx.storage.events.record_ack(EventAck(
-            event_id=answer.event_id, ven_id=registration.ven_id,
-            modification_number=answer.modification_number,
-            opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now))
+    await ctx.storage.events.record_acks(
+        EventAck(event_id=answer.event_id, ven_id=registration.ven_id,
+                 modification_number=answer.modification_number,
+                 opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now)
+        for answer in msg.event_responses)
     for answer in msg.event_responses:
         await call_hook(ctx.handlers.on_event_response, registration.ven_id, answer)
     return Response(response=EiResponse(request_id=msg.response.request_id),

@@ -156,14 +156,11 @@ async def on_update_report(ctx: ServiceContext, peer: Peer, msg: UpdateReport) -
     ven_id = registration.ven_id
     now = ctx.clock()
     points = [p for report in msg.reports for p in _points(ven_id, report, now)]
-    await ctx.storage.reports.add_points(points)
+    # The points and the cancelled-request check share one transaction (one round trip).
+    _, cancelled = await ctx.storage.reports.store_update(
+        ven_id, points, (r.report_request_id for r in msg.reports))
     for report in msg.reports:
         await call_hook(ctx.handlers.on_report_data, ven_id, report)
-    cancelled = []
-    for request_id in dict.fromkeys(r.report_request_id for r in msg.reports):
-        stored = await ctx.storage.reports.get_request(ven_id, request_id)
-        if stored is not None and stored.status is ReportRequestStatus.CANCELLED:
-            cancelled.append(request_id)
     cancel = (CancelReport(request_id=new_id(), report_request_ids=tuple(cancelled),
                            ven_id=ven_id) if cancelled else None)
     return UpdatedReport(response=EiResponse(request_id=msg.request_id), cancel_report=cancel,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._engine import Database, create_engine_for
@@ -86,6 +87,7 @@ class Storage:
 
     def __init__(self, engine: AsyncEngine) -> None:
         db = Database(engine)
+        self._db = db
         self._engine = engine
         self.vens = VenRepository(db)
         self.events = EventRepository(db)
@@ -99,9 +101,15 @@ class Storage:
         """The engine, for health checks and metrics; repositories are the way to the data."""
         return self._engine
 
+    @property
+    def sqlite_engine(self) -> Engine | None:
+        """On SQLite, the synchronous engine the repositories' hot paths run on (its own
+        threads); None on PostgreSQL, where everything goes through :attr:`engine`."""
+        return self._db.sync_engine
+
     async def close(self) -> None:
         """Close every pooled connection; the Storage is unusable afterwards."""
-        await self._engine.dispose()
+        await self._db.close()
 
     async def __aenter__(self) -> Storage:
         return self

@@ -11,17 +11,25 @@ Invariants:
 - In-memory SQLite is refused: each pooled connection would see its own empty database.
 - Every unit of work is one transaction; repositories return only after it committed, so a reply
   built from their result describes committed state.
+- Hot paths run a whole transaction as one synchronous function over a Core ``Connection``
+  (:meth:`Database.run_read` / :meth:`Database.run_write`). On SQLite that function runs on a
+  thread of this Database (the stdlib ``sqlite3`` driver): one thread hop per *transaction*, where
+  aiosqlite pays a queue put, a loop wake-up and a greenlet switch per *statement*. One writer
+  thread means writes never contend with each other for SQLite's lock; reads run on their own
+  threads in WAL snapshots. On PostgreSQL the same function runs under ``run_sync`` on an asyncpg
+  connection. Both engines thus execute the same Core statements (SQLAlchemy caches their SQL).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Table, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -37,10 +45,16 @@ from .records import StorageConflict
 
 __all__ = ["Database", "create_engine_for"]
 
+T = TypeVar("T")
+
 WRITE_OPTION: Final = "crowdflex_write"
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 # asyncpg allows 32767 bind parameters per statement; older SQLite builds 32766.
 MAX_BIND_PARAMS: Final = 30_000
+
+# Reads wait on disk and on each other's statements, not on the writer (WAL): two threads let a
+# slow read (an admin listing) not hold up the polls behind it.
+SQLITE_READER_THREADS: Final = 2
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -70,9 +84,26 @@ def create_engine_for(url: str) -> AsyncEngine:
     return create_async_engine(parsed, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
+def sync_sqlite_engine(url: URL) -> Engine:
+    """The stdlib-``sqlite3`` engine behind :meth:`Database.run_read`/``run_write`` on SQLite:
+    same file, same pragmas and begin hook as the asyncio engine."""
+    engine = create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        # Connections move between this Database's threads (never used by two at once: the pool
+        # hands each to one transaction), so sqlite3's same-thread check does not apply.
+        connect_args={"check_same_thread": False},
+        pool_size=SQLITE_READER_THREADS + 1,
+        max_overflow=0,
+    )
+    _configure_sqlite_sync(engine)
+    return engine
 
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    _configure_sqlite_sync(engine.sync_engine)
+
+
+def _configure_sqlite_sync(sync_engine: Engine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so the "begin" hook below decides.
@@ -96,6 +127,16 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect: str = engine.dialect.name
+        self.sync_engine: Engine | None = None
+        self._sync_writer: Engine | None = None
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
+        if self.dialect == "sqlite":
+            self.sync_engine = sync_sqlite_engine(engine.url)
+            self._sync_writer = self.sync_engine.execution_options(**{WRITE_OPTION: True})
+            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="crowdflex-db-write")
+            self._read_threads = ThreadPoolExecutor(
+                SQLITE_READER_THREADS, thread_name_prefix="crowdflex-db-read")
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
         self._writer = async_sessionmaker(
             engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
@@ -126,6 +167,61 @@ class Database:
         except StatementError as exc:
             _reraise_value_error(exc)
             raise
+
+    async def run_read(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` inside one read transaction (a consistent snapshot)."""
+        if self.sync_engine is None:
+            return await self._run_async(work, write=False)
+        sync_engine = self.sync_engine
+
+        def transaction() -> T:
+            with sync_engine.begin() as conn:
+                return work(conn)
+
+        return await self._on_thread(self._read_threads, transaction)
+
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` inside one write transaction, committed before this returns;
+        a unique/foreign-key violation becomes :class:`StorageConflict`, nothing written."""
+        if self._sync_writer is None:
+            return await self._run_async(work, write=True)
+        writer = self._sync_writer
+
+        def transaction() -> T:
+            with writer.begin() as conn:
+                return work(conn)
+
+        return await self._on_thread(self._write_thread, transaction)
+
+    async def _on_thread(self, pool: ThreadPoolExecutor | None, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, call)
+        except IntegrityError as exc:
+            raise StorageConflict(str(exc.orig)) from exc
+        except StatementError as exc:
+            _reraise_value_error(exc)
+            raise
+
+    async def _run_async(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+        except IntegrityError as exc:
+            if not write:
+                raise
+            raise StorageConflict(str(exc.orig)) from exc
+        except StatementError as exc:
+            _reraise_value_error(exc)
+            raise
+
+    async def close(self) -> None:
+        """Finish the transactions under way, then close every connection."""
+        for pool in (self._write_thread, self._read_threads):
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown)
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+        await self.engine.dispose()
 
     def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
         return self._write_turn if self._write_turn is not None else contextlib.nullcontext()

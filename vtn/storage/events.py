@@ -13,15 +13,15 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Table, delete, insert, or_, select, update
 
 from ._engine import Database
 from ._models import EventDeliveryRow, EventRow, EventTargetRow
-from .outbox import enqueue_in
+from .outbox import enqueue_in, mark_delivered_in
 from .records import (
     Delivery,
     EventAck,
@@ -33,13 +33,20 @@ from .records import (
     TargetKind,
     TargetRef,
 )
+from .vens import memberships_in
 
 __all__ = ["EVENT_KIND", "EventRepository"]
 
 EVENT_KIND = "oadrDistributeEvent"
 
 
-def _record(row: EventRow, targets: Iterable[EventTargetRow]) -> EventRecord:
+_EVENTS = cast(Table, EventRow.__table__)
+_TARGETS = cast(Table, EventTargetRow.__table__)
+_DELIVERIES = cast(Table, EventDeliveryRow.__table__)
+_ACK_FIELDS = ("ack_modification_number", "ack_opt_type", "ack_response_code", "ack_at")
+
+
+def _record(row: Any, targets: Iterable[Any]) -> EventRecord:
     return EventRecord(
         event_id=row.event_id,
         modification_number=row.modification_number,
@@ -54,7 +61,7 @@ def _record(row: EventRow, targets: Iterable[EventTargetRow]) -> EventRecord:
     )
 
 
-def _delivery(row: EventDeliveryRow) -> Delivery:
+def _delivery(row: Any) -> Delivery:
     return Delivery(
         event_id=row.event_id,
         ven_id=row.ven_id,
@@ -67,27 +74,55 @@ def _delivery(row: EventDeliveryRow) -> Delivery:
     )
 
 
-def _apply(row: EventRow, event: EventRecord) -> None:
-    row.modification_number = event.modification_number
-    row.status = event.status.value
-    row.market_context = event.market_context
-    row.starts_at = event.starts_at
-    row.ends_at = event.ends_at
-    row.response_required = event.response_required
-    row.payload = event.payload
-    row.updated_at = event.updated_at
+def _columns(event: EventRecord) -> dict[str, object]:
+    return {
+        "modification_number": event.modification_number,
+        "status": event.status.value,
+        "market_context": event.market_context,
+        "starts_at": event.starts_at,
+        "ends_at": event.ends_at,
+        "response_required": event.response_required,
+        "payload": event.payload,
+        "updated_at": event.updated_at,
+    }
 
 
-async def _targets(session: AsyncSession, event_ids: list[str]) -> dict[str, list[EventTargetRow]]:
+def _targets(conn: Connection, event_ids: list[str]) -> dict[str, list[Any]]:
     stmt = (
-        select(EventTargetRow)
-        .where(EventTargetRow.event_id.in_(event_ids))
-        .order_by(EventTargetRow.kind, EventTargetRow.value)
+        select(_TARGETS)
+        .where(_TARGETS.c.event_id.in_(event_ids))
+        .order_by(_TARGETS.c.kind, _TARGETS.c.value)
     )
-    by_event: dict[str, list[EventTargetRow]] = {}
-    for target in await session.scalars(stmt):
+    by_event: dict[str, list[Any]] = {}
+    for target in conn.execute(stmt):
         by_event.setdefault(target.event_id, []).append(target)
     return by_event
+
+
+def _query(conn: Connection, statuses: Iterable[EventStatus] | None) -> tuple[EventRecord, ...]:
+    stmt = select(_EVENTS).order_by(_EVENTS.c.event_id)
+    if statuses is not None:
+        stmt = stmt.where(_EVENTS.c.status.in_([s.value for s in statuses]))
+    rows = list(conn.execute(stmt))
+    by_event = _targets(conn, [r.event_id for r in rows])
+    return tuple(_record(row, by_event.get(row.event_id, ())) for row in rows)
+
+
+def _check_newer(event: EventRecord, row: Any) -> bool:
+    """Whether ``event`` replaces the stored ``row``; False for a retry of the same version."""
+    if event.modification_number < row.modification_number:
+        raise StaleModification(
+            f"event {event.event_id!r}: modificationNumber {event.modification_number}"
+            f" < stored {row.modification_number}"
+        )
+    if event.modification_number == row.modification_number:
+        if event.payload == row.payload:
+            return False
+        raise StorageConflict(
+            f"event {event.event_id!r}: modificationNumber "
+            f"{event.modification_number} stored with other content"
+        )
+    return True
 
 
 class EventRepository:
@@ -101,33 +136,24 @@ class EventRepository:
         Raises :class:`StaleModification` for an older modificationNumber and
         :class:`StorageConflict` for the same number with different content.
         """
-        async with self._db.write() as session:
-            stmt = select(EventRow).where(EventRow.event_id == event.event_id).with_for_update()
-            row = (await session.execute(stmt)).scalar_one_or_none()
+        ven_ids = tuple(notify)
+
+        def work(conn: Connection) -> bool:
+            found = select(_EVENTS.c.modification_number, _EVENTS.c.payload).where(
+                _EVENTS.c.event_id == event.event_id).with_for_update()
+            row = conn.execute(found).one_or_none()
             if row is not None:
-                if event.modification_number < row.modification_number:
-                    raise StaleModification(
-                        f"event {event.event_id!r}: modificationNumber {event.modification_number}"
-                        f" < stored {row.modification_number}"
-                    )
-                if event.modification_number == row.modification_number:
-                    if event.payload == row.payload:
-                        return False
-                    raise StorageConflict(
-                        f"event {event.event_id!r}: modificationNumber "
-                        f"{event.modification_number} stored with other content"
-                    )
-                _apply(row, event)
+                if not _check_newer(event, row):
+                    return False
+                conn.execute(update(_EVENTS).where(_EVENTS.c.event_id == event.event_id)
+                             .values(_columns(event)))
             else:
-                row = EventRow(event_id=event.event_id)
-                _apply(row, event)
-                session.add(row)
-            await session.flush()
-            await self._replace_targets(session, event)
-            await enqueue_in(
+                conn.execute(insert(_EVENTS).values(event_id=event.event_id, **_columns(event)))
+            self._replace_targets(conn, event)
+            enqueue_in(
                 self._db,
-                session,
-                notify,
+                conn,
+                ven_ids,
                 payload=event.payload,
                 kind=EVENT_KIND,
                 dedup_key=f"event:{event.event_id}:{event.modification_number}",
@@ -135,52 +161,69 @@ class EventRepository:
             )
             return True
 
-    async def _replace_targets(self, session: AsyncSession, event: EventRecord) -> None:
-        await session.execute(
-            delete(EventTargetRow).where(EventTargetRow.event_id == event.event_id)
-        )
+        return await self._db.run_write(work)
+
+    def _replace_targets(self, conn: Connection, event: EventRecord) -> None:
+        conn.execute(delete(_TARGETS).where(_TARGETS.c.event_id == event.event_id))
         rows = [
             {"event_id": event.event_id, "kind": t.kind.value, "value": t.value}
             for t in dict.fromkeys(event.targets)
         ]
         if rows:
-            await session.execute(self._db.insert(EventTargetRow).values(rows))
+            conn.execute(self._db.insert(EventTargetRow).values(rows))
 
     async def get(self, event_id: str) -> EventRecord | None:
-        async with self._db.read() as session:
-            row = await session.get(EventRow, event_id)
+        def work(conn: Connection) -> EventRecord | None:
+            row = conn.execute(select(_EVENTS).where(_EVENTS.c.event_id == event_id)).one_or_none()
             if row is None:
                 return None
-            return _record(row, (await _targets(session, [event_id])).get(event_id, ()))
+            return _record(row, _targets(conn, [event_id]).get(event_id, ()))
+
+        return await self._db.run_read(work)
 
     async def query(
         self, *, statuses: Iterable[EventStatus] | None = None
     ) -> tuple[EventRecord, ...]:
         """Events ordered by event_id, optionally only those in ``statuses``."""
-        stmt = select(EventRow).order_by(EventRow.event_id)
-        if statuses is not None:
-            stmt = stmt.where(EventRow.status.in_([s.value for s in statuses]))
-        async with self._db.read() as session:
-            rows = list(await session.scalars(stmt))
-            by_event = await _targets(session, [r.event_id for r in rows])
-            return tuple(_record(row, by_event.get(row.event_id, ())) for row in rows)
+        return await self._db.run_read(lambda conn: _query(conn, statuses))
+
+    async def for_ven(
+        self, ven_id: str, *, statuses: Iterable[EventStatus] | None = None
+    ) -> tuple[tuple[TargetRef, ...], tuple[EventRecord, ...]]:
+        """The VEN's memberships and the events (as :meth:`query`), from one snapshot: what
+        building a VEN's event list needs, in one round trip."""
+        return await self._db.run_read(
+            lambda conn: (memberships_in(conn, ven_id), _query(conn, statuses)))
 
     async def mark_delivered(
         self, event_id: str, ven_ids: Iterable[str], *, modification_number: int, at: datetime
     ) -> None:
         """Record that these VENs were sent ``modification_number`` of the event (one statement)."""
-        rows = [
-            {
-                "event_id": event_id,
-                "ven_id": v,
-                "delivered_modification_number": modification_number,
-                "delivered_at": at,
-            }
-            for v in dict.fromkeys(ven_ids)
-        ]
+        rows = [(event_id, v, modification_number) for v in dict.fromkeys(ven_ids)]
+        await self._db.run_write(lambda conn: self._delivered(conn, rows, at))
+
+    async def record_distribution(
+        self, ven_id: str, sent: Mapping[str, int], *, at: datetime, outbox_seq: int | None = None
+    ) -> None:
+        """One transaction for one oadrDistributeEvent sent to ``ven_id``: each event of ``sent``
+        (eventID -> modificationNumber) recorded as delivered, and the outbox item that caused
+        it (if any) marked delivered."""
+        rows = [(event_id, ven_id, number) for event_id, number in sent.items()]
+
+        def work(conn: Connection) -> None:
+            self._delivered(conn, rows, at)
+            if outbox_seq is not None:
+                mark_delivered_in(conn, (outbox_seq,), at)
+
+        await self._db.run_write(work)
+
+    def _delivered(self, conn: Connection, rows: list[tuple[str, str, int]], at: datetime) -> None:
         if not rows:
             return
-        stmt = self._db.insert(EventDeliveryRow).values(rows)
+        stmt = self._db.insert(EventDeliveryRow).values([
+            {"event_id": e, "ven_id": v, "delivered_modification_number": n, "delivered_at": at}
+            for e, v, n in rows
+        ])
         stmt = stmt.on_conflict_do_update(
             index_elements=["event_id", "ven_id"],
             set_={
@@ -188,12 +231,22 @@ class EventRepository:
                 "delivered_at": stmt.excluded.delivered_at,
             },
         )
-        async with self._db.write() as session:
-            await session.execute(stmt)
+        conn.execute(stmt)
 
     async def record_ack(self, ack: EventAck) -> Delivery:
         """Store a VEN's oadrCreatedEvent answer; idempotent; never replaced by an older one."""
-        table = EventDeliveryRow.__table__
+        return (await self.record_acks((ack,)))[0]
+
+    async def record_acks(self, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
+        """:meth:`record_ack` for several answers (one oadrCreatedEvent), in one transaction."""
+        wanted = tuple(acks)
+
+        def work(conn: Connection) -> tuple[Delivery, ...]:
+            return tuple(self._ack(conn, ack) for ack in wanted)
+
+        return await self._db.run_write(work)
+
+    def _ack(self, conn: Connection, ack: EventAck) -> Delivery:
         stmt = self._db.insert(EventDeliveryRow).values(
             event_id=ack.event_id,
             ven_id=ack.ven_id,
@@ -202,36 +255,44 @@ class EventRepository:
             ack_response_code=ack.response_code,
             ack_at=ack.at,
         )
-        current = table.c.ack_modification_number
+        current = _DELIVERIES.c.ack_modification_number
         stmt = stmt.on_conflict_do_update(
             index_elements=["event_id", "ven_id"],
-            set_={
-                name: getattr(stmt.excluded, name)
-                for name in (
-                    "ack_modification_number",
-                    "ack_opt_type",
-                    "ack_response_code",
-                    "ack_at",
-                )
-            },
+            set_={name: getattr(stmt.excluded, name) for name in _ACK_FIELDS},
             where=or_(current.is_(None), current <= stmt.excluded.ack_modification_number),
         )
-        async with self._db.write() as session:
-            await session.execute(stmt)
-            row = await session.get(EventDeliveryRow, (ack.event_id, ack.ven_id))
-            assert row is not None
-            return _delivery(row)
+        conn.execute(stmt)
+        row = conn.execute(select(_DELIVERIES).where(
+            _DELIVERIES.c.event_id == ack.event_id, _DELIVERIES.c.ven_id == ack.ven_id)).one()
+        return _delivery(row)
+
+    async def delivered_versions(self, ven_id: str, event_ids: Iterable[str]) -> dict[str, int]:
+        """Of ``event_ids``, those delivered to ``ven_id``: eventID -> the event's current
+        modificationNumber (what an ack is checked against), in one statement."""
+        wanted = list(dict.fromkeys(event_ids))
+        stmt = (
+            select(_EVENTS.c.event_id, _EVENTS.c.modification_number)
+            .join(_DELIVERIES, _DELIVERIES.c.event_id == _EVENTS.c.event_id)
+            .where(_DELIVERIES.c.ven_id == ven_id, _EVENTS.c.event_id.in_(wanted))
+        )
+        return await self._db.run_read(
+            lambda conn: {event_id: number for event_id, number in conn.execute(stmt)})
 
     async def deliveries(self, event_id: str) -> tuple[Delivery, ...]:
         stmt = (
-            select(EventDeliveryRow)
-            .where(EventDeliveryRow.event_id == event_id)
-            .order_by(EventDeliveryRow.ven_id)
+            select(_DELIVERIES)
+            .where(_DELIVERIES.c.event_id == event_id)
+            .order_by(_DELIVERIES.c.ven_id)
         )
-        async with self._db.read() as session:
-            return tuple(_delivery(row) for row in await session.scalars(stmt))
+        return await self._db.run_read(
+            lambda conn: tuple(_delivery(row) for row in conn.execute(stmt)))
 
     async def delivery(self, event_id: str, ven_id: str) -> Delivery | None:
-        async with self._db.read() as session:
-            row = await session.get(EventDeliveryRow, (event_id, ven_id))
+        stmt = select(_DELIVERIES).where(
+            _DELIVERIES.c.event_id == event_id, _DELIVERIES.c.ven_id == ven_id)
+
+        def work(conn: Connection) -> Delivery | None:
+            row = conn.execute(stmt).one_or_none()
             return None if row is None else _delivery(row)
+
+        return await self._db.run_read(work)

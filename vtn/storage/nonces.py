@@ -36,8 +36,7 @@ class NonceRepository:
             .values(nonce=nonce, seen_at=timestamp)
             .on_conflict_do_nothing(index_elements=["nonce"])
         )
-        async with self._db.write() as session:
-            return (await session.execute(stmt)).rowcount == 0  # type: ignore[attr-defined,no-any-return]
+        return await self._db.run_write(lambda conn: conn.execute(stmt).rowcount == 0)
 
     async def purge(self, older_than: datetime) -> int:
         """Forget nonces whose message timestamp is before ``older_than``; returns how many."""

@@ -19,22 +19,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final, cast
 
-from sqlalchemy import delete, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Connection, Table, delete, exists, func, or_, select, update
 
 from ._engine import Database, chunks
 from ._models import OutboxRow
 from .records import OutboxItem
 
-__all__ = ["DEFAULT_LEASE", "OutboxRepository", "enqueue_in"]
+__all__ = ["DEFAULT_LEASE", "OutboxRepository", "enqueue_in", "mark_delivered_in"]
 
 DEFAULT_LEASE: Final = timedelta(seconds=30)
 _COLUMNS: Final = 6
 
 
-def _item(row: OutboxRow, *, more_waiting: bool = False) -> OutboxItem:
+_OUTBOX = cast(Table, OutboxRow.__table__)
+
+
+def _item(row: Any, *, more_waiting: bool = False) -> OutboxItem:
     return OutboxItem(
         seq=row.seq,
         ven_id=row.ven_id,
@@ -46,17 +48,18 @@ def _item(row: OutboxRow, *, more_waiting: bool = False) -> OutboxItem:
     )
 
 
-def _claimable(ven_id: str, now: datetime) -> list[object]:
+def _claimable(ven_id: str, now: datetime) -> list[ColumnElement[bool]]:
+    c = _OUTBOX.c
     return [
-        OutboxRow.ven_id == ven_id,
-        OutboxRow.delivered_at.is_(None),
-        or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until <= now),
+        c.ven_id == ven_id,
+        c.delivered_at.is_(None),
+        or_(c.claimed_until.is_(None), c.claimed_until <= now),
     ]
 
 
-async def enqueue_in(
+def enqueue_in(
     db: Database,
-    session: AsyncSession,
+    conn: Connection,
     ven_ids: Iterable[str],
     *,
     payload: bytes,
@@ -75,9 +78,21 @@ async def enqueue_in(
         stmt = db.insert(OutboxRow).values(list(part))
         if dedup_key is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=["ven_id", "dedup_key"])
-        result = await session.execute(stmt)
-        added += max(result.rowcount, 0)  # type: ignore[attr-defined]
+        added += max(conn.execute(stmt).rowcount, 0)
     return added
+
+
+def mark_delivered_in(conn: Connection, seqs: Iterable[int], at: datetime) -> int:
+    """Mark items delivered inside the caller's transaction; returns how many changed."""
+    wanted = list(seqs)
+    if not wanted:
+        return 0
+    stmt = (
+        update(_OUTBOX)
+        .where(_OUTBOX.c.seq.in_(wanted), _OUTBOX.c.delivered_at.is_(None))
+        .values(delivered_at=at, claimed_until=None)
+    )
+    return int(conn.execute(stmt).rowcount)
 
 
 class OutboxRepository:
@@ -95,84 +110,89 @@ class OutboxRepository:
     ) -> int:
         """Queue one encoded payload for many VENs in one transaction (one INSERT for up to
         thousands of VENs). Returns how many rows were added (duplicates by dedup_key are not)."""
-        async with self._db.write() as session:
-            return await enqueue_in(
-                self._db, session, ven_ids, payload=payload, kind=kind, dedup_key=dedup_key, at=at
-            )
+        return await self._db.run_write(lambda conn: enqueue_in(
+            self._db, conn, ven_ids, payload=payload, kind=kind, dedup_key=dedup_key, at=at))
 
     async def next_for(
-        self, ven_id: str, *, now: datetime, lease: timedelta = DEFAULT_LEASE
+        self,
+        ven_id: str,
+        *,
+        now: datetime,
+        lease: timedelta = DEFAULT_LEASE,
+        supersede: str | None = None,
     ) -> OutboxItem | None:
         """Claim the VEN's oldest waiting item for ``lease``; None when nothing waits.
 
         ``more_waiting`` on the result says whether further items are claimable right now, so a
-        poll reply can tell the VEN to poll again at once.
+        poll reply can tell the VEN to poll again at once. When the claimed item's kind is
+        ``supersede``, every other undelivered item of that kind for the VEN is marked delivered
+        in the same transaction (the reply to the claimed one stands for them all).
         """
+        c = _OUTBOX.c
         pick = (
-            select(OutboxRow.seq)
-            .where(*_claimable(ven_id, now))  # type: ignore[arg-type]
-            .order_by(OutboxRow.seq)
+            select(c.seq)
+            .where(*_claimable(ven_id, now))
+            .order_by(c.seq)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         claim = (
-            update(OutboxRow)
+            update(_OUTBOX)
             # Re-checked on the row itself: PostgreSQL re-evaluates these on the latest version
             # if another claim committed meanwhile, so a claim is never taken twice.
-            .where(OutboxRow.seq == pick, *_claimable(ven_id, now))  # type: ignore[arg-type]
+            .where(c.seq == pick, *_claimable(ven_id, now))
             .values(claimed_until=now + lease)
-            .returning(OutboxRow)
+            .returning(*_OUTBOX.c)
         )
-        async with self._db.write() as session:
-            row = (
-                await session.execute(select(OutboxRow).from_statement(claim))
-            ).scalar_one_or_none()
+
+        def work(conn: Connection) -> OutboxItem | None:
+            row = conn.execute(claim).one_or_none()
             if row is None:
                 return None
-            behind = exists().where(*_claimable(ven_id, now), OutboxRow.seq > row.seq)  # type: ignore[arg-type]
-            more = bool(await session.scalar(select(behind)))
+            if supersede is not None and row.kind == supersede:
+                conn.execute(
+                    update(_OUTBOX)
+                    .where(c.ven_id == ven_id, c.kind == supersede, c.seq != row.seq,
+                           c.delivered_at.is_(None))
+                    .values(delivered_at=now, claimed_until=None)
+                )
+            behind = exists().where(*_claimable(ven_id, now), c.seq > row.seq)
+            more = bool(conn.scalar(select(behind)))
             return _item(row, more_waiting=more)
+
+        return await self._db.run_write(work)
 
     async def mark_delivered(self, seq: int, *, at: datetime) -> bool:
         """The item went out; False if it was already marked (or never existed)."""
-        stmt = (
-            update(OutboxRow)
-            .where(OutboxRow.seq == seq, OutboxRow.delivered_at.is_(None))
-            .values(delivered_at=at, claimed_until=None)
-        )
-        async with self._db.write() as session:
-            return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        return await self._db.run_write(lambda conn: mark_delivered_in(conn, (seq,), at) == 1)
 
     async def release(self, seq: int) -> None:
         """Give a claimed item back at once (the reply could not be sent)."""
         stmt = (
-            update(OutboxRow)
-            .where(OutboxRow.seq == seq, OutboxRow.delivered_at.is_(None))
+            update(_OUTBOX)
+            .where(_OUTBOX.c.seq == seq, _OUTBOX.c.delivered_at.is_(None))
             .values(claimed_until=None)
         )
-        async with self._db.write() as session:
-            await session.execute(stmt)
+        await self._db.run_write(lambda conn: conn.execute(stmt))
 
     async def pending(self, ven_id: str) -> tuple[OutboxItem, ...]:
         """Every undelivered item of the VEN, claimed or not, in delivery order."""
         stmt = (
-            select(OutboxRow)
-            .where(OutboxRow.ven_id == ven_id, OutboxRow.delivered_at.is_(None))
-            .order_by(OutboxRow.seq)
+            select(_OUTBOX)
+            .where(_OUTBOX.c.ven_id == ven_id, _OUTBOX.c.delivered_at.is_(None))
+            .order_by(_OUTBOX.c.seq)
         )
-        async with self._db.read() as session:
-            return tuple(_item(row) for row in await session.scalars(stmt))
+        return await self._db.run_read(
+            lambda conn: tuple(_item(row) for row in conn.execute(stmt)))
 
     async def pending_count(self, ven_id: str) -> int:
         stmt = select(func.count()).where(
-            OutboxRow.ven_id == ven_id, OutboxRow.delivered_at.is_(None)
+            _OUTBOX.c.ven_id == ven_id, _OUTBOX.c.delivered_at.is_(None)
         )
-        async with self._db.read() as session:
-            return int(await session.scalar(stmt) or 0)
+        return await self._db.run_read(lambda conn: int(conn.scalar(stmt) or 0))
 
     async def purge_delivered(self, older_than: datetime) -> int:
         """Delete items delivered before ``older_than``; returns how many."""
-        stmt = delete(OutboxRow).where(OutboxRow.delivered_at < older_than)
-        async with self._db.write() as session:
-            return int((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        stmt = delete(_OUTBOX).where(_OUTBOX.c.delivered_at < older_than)
+        return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))

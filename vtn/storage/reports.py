@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Table, delete, select, update
 
 from ._engine import Database, chunks
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow
@@ -60,7 +60,10 @@ def _description(row: ReportDescriptionRow) -> ReportDescription:
     )
 
 
-def _request(row: ReportRequestRow) -> ReportRequest:
+_REQUESTS = cast(Table, ReportRequestRow.__table__)
+
+
+def _request(row: Any) -> ReportRequest:
     return ReportRequest(
         ven_id=row.ven_id,
         report_request_id=row.report_request_id,
@@ -132,8 +135,7 @@ class ReportRepository:
         stmt = stmt.on_conflict_do_update(
             index_elements=["ven_id", "report_request_id"], set_=updated
         )
-        async with self._db.write() as session:
-            await session.execute(stmt)
+        await self._db.run_write(lambda conn: conn.execute(stmt))
 
     async def set_request_status(
         self,
@@ -153,13 +155,17 @@ class ReportRepository:
             )
             .values(status=status.value, cancelled_at=cancelled_at)
         )
-        async with self._db.write() as session:
-            return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        return await self._db.run_write(lambda conn: conn.execute(stmt).rowcount == 1)
 
     async def get_request(self, ven_id: str, report_request_id: str) -> ReportRequest | None:
-        async with self._db.read() as session:
-            row = await session.get(ReportRequestRow, (ven_id, report_request_id))
+        stmt = select(_REQUESTS).where(_REQUESTS.c.ven_id == ven_id,
+                                       _REQUESTS.c.report_request_id == report_request_id)
+
+        def work(conn: Connection) -> ReportRequest | None:
+            row = conn.execute(stmt).one_or_none()
             return None if row is None else _request(row)
+
+        return await self._db.run_read(work)
 
     async def requests(
         self, ven_id: str, *, statuses: Iterable[ReportRequestStatus] | None = None
@@ -182,12 +188,36 @@ class ReportRepository:
         rows = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in points]
         if not rows:
             return 0
+        return await self._db.run_write(lambda conn: self._insert_points(conn, rows))
+
+    async def store_update(
+        self, ven_id: str, points: Sequence[ReportPoint], request_ids: Iterable[str]
+    ) -> tuple[int, tuple[str, ...]]:
+        """One oadrUpdateReport of ``ven_id`` in one transaction: :meth:`add_points` (all of them
+        the VEN's), and which of the VEN's ``request_ids`` are cancelled, so the reply can tell
+        it. Returns (points added, cancelled reportRequestIDs in the order given)."""
+        if any(p.ven_id != ven_id for p in points):
+            raise ValueError("every point must belong to the reporting VEN")
+        rows = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in points]
+        wanted = list(dict.fromkeys(request_ids))
+        cancelled = select(_REQUESTS.c.report_request_id).where(
+            _REQUESTS.c.ven_id == ven_id,
+            _REQUESTS.c.report_request_id.in_(wanted),
+            _REQUESTS.c.status == ReportRequestStatus.CANCELLED.value,
+        )
+
+        def work(conn: Connection) -> tuple[int, tuple[str, ...]]:
+            added = self._insert_points(conn, rows)
+            gone = set(conn.scalars(cancelled)) if wanted else set()
+            return added, tuple(r for r in wanted if r in gone)
+
+        return await self._db.run_write(work)
+
+    def _insert_points(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         added = 0
-        async with self._db.write() as session:
-            for part in chunks(rows, len(_POINT_FIELDS)):
-                stmt = self._db.insert(ReportPointRow).values(list(part))
-                result = await session.execute(stmt.on_conflict_do_nothing())
-                added += max(result.rowcount, 0)  # type: ignore[attr-defined]
+        for part in chunks(rows, len(_POINT_FIELDS)):
+            stmt = self._db.insert(ReportPointRow).values(list(part))
+            added += max(conn.execute(stmt.on_conflict_do_nothing()).rowcount, 0)
         return added
 
     async def points(

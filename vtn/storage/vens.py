@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, exists, or_, select, tuple_, update
 
 from ._engine import Database
-from ._models import VenMembershipRow, VenRow
+from ._models import OutboxRow, VenMembershipRow, VenRow
 from .records import TargetKind, TargetRef, VenRegistration
 
-__all__ = ["VenRepository"]
+__all__ = ["VenRepository", "memberships_in"]
 
 _REFRESHED = (
     "registration_id",
@@ -32,7 +33,7 @@ _REFRESHED = (
 )
 
 
-def _record(row: VenRow) -> VenRegistration:
+def _record(row: Any) -> VenRegistration:
     return VenRegistration(
         ven_id=row.ven_id,
         registration_id=row.registration_id,
@@ -55,6 +56,15 @@ def _values(reg: VenRegistration) -> dict[str, object]:
     }
 
 
+_VENS = cast(Table, VenRow.__table__)
+_MEMBERS = cast(Table, VenMembershipRow.__table__)
+
+
+def _one(conn: Connection, condition: ColumnElement[bool]) -> VenRegistration | None:
+    row = conn.execute(select(_VENS).where(condition)).one_or_none()
+    return None if row is None else _record(row)
+
+
 class VenRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -66,69 +76,72 @@ class VenRepository:
         Raises :class:`StorageConflict` if the ven_id or registration_id belongs to another
         fingerprint.
         """
-        table = VenRow.__table__
         stmt = self._db.insert(VenRow).values(_values(registration))
         stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.fingerprint],
+            index_elements=[_VENS.c.fingerprint],
             set_={name: getattr(stmt.excluded, name) for name in _REFRESHED},
-        ).returning(VenRow)
-        async with self._db.write() as session:
-            row = (await session.execute(select(VenRow).from_statement(stmt))).scalar_one()
-            return _record(row)
+        ).returning(*_VENS.c)
+        return await self._db.run_write(lambda conn: _record(conn.execute(stmt).one()))
 
     async def get(self, ven_id: str) -> VenRegistration | None:
-        async with self._db.read() as session:
-            row = await session.get(VenRow, ven_id)
-            return None if row is None else _record(row)
+        return await self._db.run_read(lambda conn: _one(conn, _VENS.c.ven_id == ven_id))
 
     async def by_fingerprint(self, fingerprint: str) -> VenRegistration | None:
-        return await self._one(VenRow.fingerprint == fingerprint)
+        return await self._db.run_read(lambda conn: _one(conn, _VENS.c.fingerprint == fingerprint))
 
     async def by_registration_id(self, registration_id: str) -> VenRegistration | None:
-        return await self._one(VenRow.registration_id == registration_id)
+        return await self._db.run_read(
+            lambda conn: _one(conn, _VENS.c.registration_id == registration_id))
 
-    async def _one(self, condition: object) -> VenRegistration | None:
-        async with self._db.read() as session:
-            row = (await session.execute(select(VenRow).where(condition))).scalar_one_or_none()  # type: ignore[arg-type]
-            return None if row is None else _record(row)
+    async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
+        """The certificate's registration and whether anything waits in its outbox, read in one
+        statement: what an oadrPoll needs before it can answer "nothing for you"."""
+        waiting = (
+            exists()
+            .where(OutboxRow.ven_id == _VENS.c.ven_id, OutboxRow.delivered_at.is_(None))
+            .label("waiting")
+        )
+        stmt = select(_VENS, waiting).where(_VENS.c.fingerprint == fingerprint)
+
+        def work(conn: Connection) -> tuple[VenRegistration | None, bool]:
+            row = conn.execute(stmt).one_or_none()
+            return (None, False) if row is None else (_record(row), bool(row.waiting))
+
+        return await self._db.run_read(work)
 
     async def cancel(self, registration_id: str, at: datetime) -> VenRegistration | None:
         """oadrCancelPartyRegistration: mark cancelled (kept for audit). None if unknown."""
         stmt = (
-            update(VenRow)
-            .where(VenRow.registration_id == registration_id)
+            update(_VENS)
+            .where(_VENS.c.registration_id == registration_id)
             .values(cancelled_at=at)
-            .returning(VenRow)
+            .returning(*_VENS.c)
         )
-        async with self._db.write() as session:
-            result = await session.execute(select(VenRow).from_statement(stmt))
-            row = result.scalar_one_or_none()
+
+        def work(conn: Connection) -> VenRegistration | None:
+            row = conn.execute(stmt).one_or_none()
             return None if row is None else _record(row)
 
+        return await self._db.run_write(work)
+
     async def active(self) -> tuple[VenRegistration, ...]:
-        stmt = select(VenRow).where(VenRow.cancelled_at.is_(None)).order_by(VenRow.ven_id)
-        async with self._db.read() as session:
-            return tuple(_record(row) for row in (await session.scalars(stmt)))
+        stmt = select(_VENS).where(_VENS.c.cancelled_at.is_(None)).order_by(_VENS.c.ven_id)
+        return await self._db.run_read(
+            lambda conn: tuple(_record(row) for row in conn.execute(stmt)))
 
     async def set_memberships(self, ven_id: str, members: Iterable[TargetRef]) -> None:
         """Replace the VEN's group/resource/party memberships."""
         rows = [{"ven_id": ven_id, "kind": m.kind.value, "value": m.value} for m in set(members)]
-        async with self._db.write() as session:
-            await session.execute(delete(VenMembershipRow).where(VenMembershipRow.ven_id == ven_id))
+
+        def work(conn: Connection) -> None:
+            conn.execute(delete(_MEMBERS).where(_MEMBERS.c.ven_id == ven_id))
             if rows:
-                await session.execute(self._db.insert(VenMembershipRow).values(rows))
+                conn.execute(self._db.insert(VenMembershipRow).values(rows))
+
+        await self._db.run_write(work)
 
     async def memberships(self, ven_id: str) -> tuple[TargetRef, ...]:
-        stmt = (
-            select(VenMembershipRow.kind, VenMembershipRow.value)
-            .where(VenMembershipRow.ven_id == ven_id)
-            .order_by(VenMembershipRow.kind, VenMembershipRow.value)
-        )
-        async with self._db.read() as session:
-            return tuple(
-                TargetRef(kind=TargetKind(kind), value=value)
-                for kind, value in (await session.execute(stmt))
-            )
+        return await self._db.run_read(lambda conn: memberships_in(conn, ven_id))
 
     async def resolve_targets(self, targets: Iterable[TargetRef]) -> tuple[str, ...]:
         """The active VENs an ei:eiTarget addresses: named by venID or by a membership.
@@ -139,20 +152,30 @@ class VenRepository:
         refs = set(targets)
         direct = [r.value for r in refs if r.kind is TargetKind.VEN]
         indirect = [(r.kind.value, r.value) for r in refs if r.kind is not TargetKind.VEN]
-        member = select(VenMembershipRow.ven_id).where(
-            tuple_(VenMembershipRow.kind, VenMembershipRow.value).in_(indirect)
+        member = select(_MEMBERS.c.ven_id).where(
+            tuple_(_MEMBERS.c.kind, _MEMBERS.c.value).in_(indirect)
         )
         conditions = []
         if direct:
-            conditions.append(VenRow.ven_id.in_(direct))
+            conditions.append(_VENS.c.ven_id.in_(direct))
         if indirect:
-            conditions.append(VenRow.ven_id.in_(member))
+            conditions.append(_VENS.c.ven_id.in_(member))
         if not conditions:
             return ()
         stmt = (
-            select(VenRow.ven_id)
-            .where(VenRow.cancelled_at.is_(None), or_(*conditions))
-            .order_by(VenRow.ven_id)
+            select(_VENS.c.ven_id)
+            .where(_VENS.c.cancelled_at.is_(None), or_(*conditions))
+            .order_by(_VENS.c.ven_id)
         )
-        async with self._db.read() as session:
-            return tuple(await session.scalars(stmt))
+        return await self._db.run_read(lambda conn: tuple(conn.scalars(stmt)))
+
+
+def memberships_in(conn: Connection, ven_id: str) -> tuple[TargetRef, ...]:
+    """The VEN's memberships, read inside the caller's transaction."""
+    stmt = (
+        select(_MEMBERS.c.kind, _MEMBERS.c.value)
+        .where(_MEMBERS.c.ven_id == ven_id)
+        .order_by(_MEMBERS.c.kind, _MEMBERS.c.value)
+    )
+    rows = conn.execute(stmt)
+    return tuple(TargetRef(kind=TargetKind(kind), value=value) for kind, value in rows)
