@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from lxml import etree
 
 from ._errors import InvalidData, SignatureInvalid
-from ._wire import DS, OADR, format_datetime, parse_datetime, q
+from ._wire import DS, OADR, first, format_datetime, parse_datetime, q
 
 DSP: Final = "http://openadr.org/oadr-2.0b/2012/07/xmldsig-properties"
 EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -190,7 +190,7 @@ def raw_ecdsa(der: bytes, key_size: int) -> bytes:
 
 def find_signature(root: etree._Element) -> etree._Element | None:
     """The ds:Signature that counts: the XSD allows it only as oadrPayload's first element."""
-    return root.find(_SIGNATURE)
+    return first(root, _SIGNATURE)
 
 
 def _resolve(root: etree._Element, uri: str | None) -> etree._Element:

@@ -31,6 +31,7 @@ from ._wire import (
     OADR,
     STRM,
     XCAL,
+    copy_tree,
     format_bool,
     format_datetime,
     format_duration,
@@ -409,7 +410,7 @@ def encode_intervals(parent: etree._Element, intervals: tuple[ReportInterval, ..
     rows = plain_rows(intervals)
     if rows is not None:
         head = rows[0]
-        block = deepcopy(plain_block(len(rows), head[4] is not None, head[5] is not None))
+        block = copy_tree(plain_block(len(rows), head[4] is not None, head[5] is not None))
         parent.append(block)
         fill_plain_block(block, rows)
         return

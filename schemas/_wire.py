@@ -9,7 +9,7 @@ their length depends on a start the duration does not carry.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -83,6 +83,11 @@ def sub_opt(parent: etree._Element, tag: str, text: str | None) -> None:
 def sub_all(parent: etree._Element, tag: str, texts: Iterable[str]) -> None:
     for text in texts:
         etree.SubElement(parent, tag).text = text
+
+
+# A deep copy of an element and its subtree: lxml's __copy__ copies in C (as copy.deepcopy ends up
+# doing) without deepcopy's memo bookkeeping. The stubs do not declare it, hence the lookup.
+copy_tree: Final[Callable[[etree._Element], etree._Element]] = vars(etree._Element)["__copy__"]
 
 
 def payload_root(tag: str, parent: etree._Element) -> etree._Element:
