@@ -9,6 +9,11 @@ Invariants:
   so several VTNs run side by side in one process.
 - The request body cap is ``client_max_size`` and the transport's 413 check, both from
   ``max_body_bytes``.
+- Connection limits travel with the app (``handler_args``), so every runner serving it -- the
+  ``crowdflex vtn`` command, the demo, tests -- gets them: aiohttp closes a connection that sits
+  idle, *or has not finished sending its request headers*, ``keepalive_timeout_s`` after it opened
+  or after its last reply (trickled header bytes do not extend that deadline; aiohttp has no
+  separate header timeout), and refuses over-long request lines and header fields with 400.
 - State is reached through typed :class:`web.AppKey` s (``STORAGE``, ``SERVICES``, ...).
 """
 
@@ -75,6 +80,13 @@ class VtnConfig:
     rate_limit_per_s: float | None = 20.0
     rate_limit_burst: int = 100
     max_in_flight: int | None = 1024
+    # connection limits (aiohttp's server; see the module docstring). 75 s outlasts the keep-alive
+    # of crowdflex's VEN (60 s) and openleadr's (15 s), so they, not we, close idle connections
+    # and never race a reused connection being closed under them.
+    keepalive_timeout_s: float = 75.0
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 128
 
 
 CONFIG = web.AppKey("crowdflex.vtn.config", VtnConfig)
@@ -108,7 +120,9 @@ def create_app(
     ``handlers`` are the application's hooks (:class:`vtn.services.Handlers`); ``codec`` sets
     signing/verification and limits (default: a plain :class:`schemas.Codec`).
     """
-    app = web.Application(client_max_size=config.max_body_bytes)
+    app = web.Application(client_max_size=config.max_body_bytes, handler_args={
+        "keepalive_timeout": config.keepalive_timeout_s, "max_line_size": config.max_line_size,
+        "max_field_size": config.max_field_size, "max_headers": config.max_headers})
     codec = codec or signing_codec(config.signatures, cert=config.tls_cert, key=config.tls_key,
                                    clock=clock)
     app[CONFIG] = config

@@ -3,6 +3,8 @@
 Invariants: unknown keys are an error (a typo must not silently fall back to a default);
 durations are given in seconds (``*_s`` keys), paths relative to the TOML file's directory, and
 the admin token may come from the environment (``admin_token_env``) so it stays out of files.
+``[signatures]`` becomes a :class:`~vtn.signing.SignatureSettings`; a combination it cannot serve
+(requiring signatures without trusted certificates to check them) is refused here, at load time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from schemas.identity import TlsProfile
 from vtn.app import VtnConfig
+from vtn.signing import SignatureSettings
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
 
@@ -40,7 +43,8 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
-    """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [reports])."""
+    """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [reports],
+    [signatures])."""
     data = dict(data)
     values: dict[str, Any] = {}
     tls = _section(data, "tls")
@@ -56,6 +60,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
     for key in ("enabled", "host", "port", "token"):
         if key in admin:
             values[f"admin_{key}"] = admin.pop(key)
+    signatures = _section(data, "signatures")
+    if signatures:
+        values["signatures"] = _signature_settings(signatures, base)
     reports = _section(data, "reports")
     if "auto_subscribe" in reports:
         values["auto_subscribe_reports"] = tuple(str(n) for n in reports.pop("auto_subscribe"))
@@ -74,12 +81,53 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
     if leftovers:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(leftovers))}")
     values.update(data)
+    _check_connection_limits(values)
     if "storage_url" in values:
         values["storage_url"] = _relative_sqlite(str(values["storage_url"]), base)
     try:
         return VtnConfig(**values)
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_connection_limits(values: dict[str, Any]) -> None:
+    # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether.
+    for key in ("keepalive_timeout_s", "max_line_size", "max_field_size", "max_headers"):
+        value = values.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value <= 0):
+            raise ConfigError(f"{key} must be a positive number, not {value!r}")
+
+
+def _signature_settings(table: dict[str, Any], base: Path) -> SignatureSettings:
+    """[signatures] -> SignatureSettings; any key left over is refused as unknown."""
+    values: dict[str, Any] = {}
+    if "trusted" in table:
+        trusted = table.pop("trusted")
+        if isinstance(trusted, str) or not isinstance(trusted, list) or \
+                not all(isinstance(item, str) for item in trusted):
+            raise ConfigError("signatures.trusted must be a list of PEM file paths")
+        values["trusted"] = tuple((base / item).resolve() for item in trusted)
+    for key in ("require", "sign_replies", "bind_to_peer"):
+        if key in table:
+            flag = table.pop(key)
+            if not isinstance(flag, bool):
+                raise ConfigError(f"signatures.{key} must be true or false, not {flag!r}")
+            values[key] = flag
+    for key, name in (("replay_window_s", "replay_window"), ("max_future_s", "replay_max_future")):
+        if key in table:
+            seconds = table.pop(key)
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+                raise ConfigError(f"signatures.{key} must be a positive number of seconds")
+            values[name] = timedelta(seconds=float(seconds))
+    if table:
+        unknown = ", ".join(sorted(f"signatures.{k}" for k in table))
+        raise ConfigError(f"unknown configuration keys: {unknown}")
+    settings = SignatureSettings(**values)
+    if settings.require and not settings.verifies:
+        raise ConfigError("signatures.require needs signatures.trusted (certificates to verify "
+                          "signatures with)")
+    return settings
 
 
 def _relative_sqlite(url: str, base: Path) -> str:
