@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 # Sub-command modules under cbp.cli, in the order --help lists them.
 _COMMAND_MODULES: tuple[str, ...] = ("demo", "certs", "conformance", "privacy", "settle", "vtn",
-                                     "ven", "device")
+                                     "ven", "tso", "aggregator", "device")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,6 +65,8 @@ class PlatformSummary:
     audit: AuditResult
     elapsed_s: float
     activation_to_dispatched_s: float
+    #: from the TSO's activation to every device's oadrCreatedEvent for its setpoints
+    activation_to_acked_s: float
     activation: Activation
     tso_db: Path
 
@@ -141,11 +143,10 @@ def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: list[object
                            power_bucket=sim.power_bucket)  # type: ignore[attr-defined]
 
 
-def _target_isp(tso: TsoNode, settings: CbpSettings) -> IspRef:
-    """The first ISP whose gate closes at least 4 s from now."""
-    now = datetime.now(UTC)
-    isp = tso.calendar.isp_at(now)
-    while tso.calendar.isp_start(isp) - settings.rules.gate_closure < now + timedelta(seconds=4):
+def _target_isp(tso: TsoNode, settings: CbpSettings, ready: datetime) -> IspRef:
+    """The first ISP whose gate closes at least 4 s after ``ready``."""
+    isp = tso.calendar.isp_at(ready)
+    while tso.calendar.isp_start(isp) - settings.rules.gate_closure < ready + timedelta(seconds=4):
         isp = tso.calendar.isp_at(tso.calendar.isp_end(isp))
     return isp
 
@@ -214,7 +215,7 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
         await fleet.stop()
         await agg_runner.cleanup()
         await tso_runner.cleanup()
-    statement, prosumers, activation, offer_mw, dispatch_s = summary
+    statement, prosumers, activation, offer_mw, (dispatch_s, acked_s) = summary
     audit = audit_run(out, vault.identity_values())
     vault.close()
     write_report(out, tso=tso, aggregator=aggregator, activation=activation,
@@ -224,17 +225,19 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
     return PlatformSummary(out_dir=out, devices=devices, registered=registered,
                            refused=refused, offer_mw=offer_mw, statement=statement,
                            prosumers=prosumers, audit=audit, elapsed_s=elapsed,
-                           activation_to_dispatched_s=dispatch_s, activation=activation,
+                           activation_to_dispatched_s=dispatch_s, activation_to_acked_s=acked_s,
+                           activation=activation,
                            tso_db=out / "tso" / "tso.db")
 
 
 async def _market(tso: TsoNode, aggregator: AggregatorNode, settings: CbpSettings,
                   step: Callable[[str], None],
-                  ) -> tuple[TsoStatement, ProsumerStatement, Activation, Decimal, float]:
+                  ) -> tuple[TsoStatement, ProsumerStatement, Activation, Decimal,
+                             tuple[float, float]]:
     book = aggregator.book
     need = max(1, int(len(book.registered()) * 0.95))
     await _until(lambda: len(book.outlooks) >= need, "the devices' first telemetry batch")
-    isp = _target_isp(tso, settings)
+    isp = _target_isp(tso, settings, datetime.now(UTC))
     offer = aggregator.build_offer(isp)
     if offer is None:
         raise RuntimeError(f"the pool's flex ({book.flex_mw()} MW) is under the minimum offer")
@@ -266,6 +269,12 @@ async def _market(tso: TsoNode, aggregator: AggregatorNode, settings: CbpSetting
     step(f"operation: ack optIn after {activation.acks[0].delay.total_seconds():.2f} s "
          f"({'late' if activation.late else 'on time'}); "
          f"{len(dispatched.device_events)} devices dispatched after {dispatch_s:.2f} s")
+    await _until(lambda: dispatched.all_acked_at is not None,
+                 "every device's acknowledgement of its setpoints")
+    assert dispatched.all_acked_at is not None
+    acked_s = (dispatched.all_acked_at - activation.sent_at).total_seconds()
+    step(f"operation: all {len(dispatched.acked)} device setpoint events acknowledged "
+         f"{acked_s:.2f} s after the TSO's activation")
     end = tso.window(activation)[1]
 
     def done() -> bool:
@@ -285,4 +294,4 @@ async def _market(tso: TsoNode, aggregator: AggregatorNode, settings: CbpSetting
          f"{statement.delivered_mwh} MWh, ratio {statement.ratio}, payment "
          f"EUR {statement.payment_eur}, penalty EUR {statement.penalty_eur}; "
          f"prosumers EUR {prosumers.total_eur}")
-    return statement, prosumers, activation, offer.mw, dispatch_s
+    return statement, prosumers, activation, offer.mw, (dispatch_s, acked_s)

@@ -50,7 +50,15 @@ from privacy import (
     OutboundPolicy,
     month_of,
 )
-from schemas import Event, EventStatus, OptType, ReportInterval, ReportPayload, Target
+from schemas import (
+    Event,
+    EventResponse,
+    EventStatus,
+    OptType,
+    ReportInterval,
+    ReportPayload,
+    Target,
+)
 from ven import Outbox, VenClient, VenError
 from vtn.app import SERVICES, VtnConfig, create_app
 from vtn.services import Handlers, ServiceContext
@@ -105,6 +113,9 @@ class DispatchedActivation:
     device_events: dict[UUID, str] = field(default_factory=dict)
     received_at: datetime
     dispatched_at: datetime | None = None
+    #: device event ids acknowledged by their device, and when the last one was
+    acked: set[str] = field(default_factory=set)
+    all_acked_at: datetime | None = None
     cancelled: bool = False
 
     @property
@@ -132,7 +143,8 @@ class AggregatorNode:
         self.windows: list[ActivationWindow] = []
         self.codec = FilteredCodec(self.outbound, windows=lambda: tuple(self.windows))
         self.app: web.Application = create_app(downstream, handlers=Handlers(
-            on_register=self._admit, on_report_data=self._on_device_report))
+            on_register=self._admit, on_report_data=self._on_device_report,
+            on_event_response=self._on_device_ack))
         self._tso_url, self._tls, self._outbox_path, self._name = (
             tso_url, upstream_tls, outbox_path, name)
         self.upstream: VenClient | None = None
@@ -172,6 +184,16 @@ class AggregatorNode:
             return False
         entry.registered = True
         return True
+
+    def _on_device_ack(self, ven_id: str, response: EventResponse) -> None:
+        """Note a device's oadrCreatedEvent; stamp the activation once every device acked."""
+        for activation in self.activations.values():
+            if response.event_id in activation.device_events.values():
+                activation.acked.add(response.event_id)
+                if (activation.dispatched_at is not None and activation.all_acked_at is None
+                        and len(activation.acked) >= len(activation.device_events)):
+                    activation.all_acked_at = datetime.now(UTC)
+                return
 
     def _on_device_report(self, ven_id: str, report: object) -> None:
         self.book.take_report(ven_id, report)  # type: ignore[arg-type]
@@ -281,6 +303,8 @@ class AggregatorNode:
         self.activations[event.event_id] = activation
         await self._dispatch(activation, modification=previous is not None)
         activation.dispatched_at = datetime.now(UTC)
+        if len(activation.acked) >= len(activation.device_events):
+            activation.all_acked_at = activation.dispatched_at
         self.activated.set()
 
     def _plan(self, setpoints: Sequence[Sample]) -> dict[UUID, list[float]]:

@@ -108,6 +108,7 @@ class DeviceNode:
         self.request_id: str | None = None
         self.batch: list[ReportInterval] = []
         self.events_seen = 0
+        self.flushed_once = False
         self._plans: dict[tuple[str, int], dict[datetime, float]] = {}
 
     def on_event(self, event: Event) -> OptType:
@@ -258,8 +259,10 @@ class DeviceFleet:
             # Each device sends its batch at its own offset in the batch period, so the
             # aggregator sees a steady trickle instead of every device at once.
             for i, node in enumerate(nodes):
-                if (k + i) % per_batch == 0:
-                    await node.flush()
+                # The first sample goes out at once so the aggregator learns every device's flex
+                # without waiting a whole batch period.
+                if (k + i) % per_batch == 0 or not node.flushed_once:
+                    node.flushed_once = await node.flush() or node.flushed_once
 
     async def close(self) -> None:
         for task in self._tasks:

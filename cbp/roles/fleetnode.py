@@ -88,7 +88,8 @@ def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path) -> FleetCo
 
 
 def load_identities(certs: Path, names: tuple[str, ...]) -> list[DeviceIdentity]:
-    """Each device's certificate and key (``<name>.pem`` / ``<name>.key``, as ``crowdflex certs`` writes them) and its venID."""
+    """Each device's certificate and key (``<name>.pem`` / ``<name>.key``, as ``crowdflex certs``
+    writes them) and its venID."""
     identities = []
     for name in names:
         cert, key = certs / f"{name}.pem", certs / f"{name}.key"

@@ -111,7 +111,7 @@ class CbpSettings:
 
         Offers go in 0.1 MW steps from 0.1 MW so that a pool of 200 home devices can bid at all
         (the 1 MW minimum is a market rule, kept as the default profile)."""
-        rules = replace(MarketRules.compressed(), gate_closure=timedelta(seconds=16),
+        rules = replace(MarketRules.compressed(), gate_closure=timedelta(seconds=10),
                         min_offer_mw=Decimal("0.1"), offer_step_mw=Decimal("0.1"))
         pool = replace(
             PoolConfig(), baseline_interval=timedelta(seconds=4),
@@ -121,7 +121,7 @@ class CbpSettings:
             dispatch_horizon=timedelta(minutes=1),
         )
         timing = CbpTiming(
-            telemetry_batch=timedelta(seconds=12), telemetry_grace=timedelta(seconds=3),
+            telemetry_batch=timedelta(seconds=12), telemetry_grace=timedelta(seconds=2),
             device_poll=timedelta(seconds=4), upstream_poll=timedelta(seconds=0.5),
             activation_lead=timedelta(seconds=8), settlement_delay=timedelta(seconds=30),
         )
