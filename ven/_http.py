@@ -1,8 +1,9 @@
 """The VEN's side of OpenADR 2.0b Simple HTTP (profile section 9.1): one keep-alive mTLS session.
 
 Owns the one ``aiohttp.ClientSession`` a :class:`VtnLink` talks through, every request's timeout,
-and the translation of foreign failures: aiohttp, ssl and timeout errors and HTTP 5xx become
-:class:`VtnUnavailable`; HTTP 4xx becomes :class:`VtnRefused`; a reply body is decoded by the
+and the translation of foreign failures: aiohttp, ssl and timeout errors, HTTP 5xx and HTTP 429
+(too many requests: nothing happened, come back later) become :class:`VtnUnavailable`, carrying the
+Retry-After the VTN sent; other HTTP 4xx become :class:`VtnRefused`; a reply body is decoded by the
 codec (hardened, XSD-validated), whose ``RemoteProtocolError`` passes unchanged. An empty 200
 body is a valid answer (openleadr's VTN answers an oadrResponse that way) and reads as ``None``.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Final
 
@@ -23,7 +26,8 @@ from schemas import Codec, EiResponse, Message
 
 from .errors import VtnRefused, VtnUnavailable
 
-__all__ = ["SERVICE_PREFIX", "Service", "VtnLink", "check_reply", "reply_status"]
+__all__ = ["SERVICE_PREFIX", "Service", "VtnLink", "check_reply", "reply_status",
+           "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,23 @@ def check_reply(message: Message | None, what: str) -> None:
     status = reply_status(message)
     if status is not None and not status.ok:
         raise VtnRefused(status.code, f"{what}: {status.description or 'refused'}")
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """Seconds a Retry-After header asks for (RFC 9110 10.2.3: delay-seconds or an HTTP-date,
+    relative to ``now``); None when absent or unreadable, 0 for a date in the past."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT by definition
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
 
 
 class VtnLink:
@@ -101,12 +122,15 @@ class VtnLink:
                 async with session.post(url, data=body) as reply:
                     content = await reply.content.read(self._max_reply + 1)
                     status = reply.status
+                    retry_after = reply.headers.get("Retry-After")
         except TimeoutError:
             raise VtnUnavailable(f"{service}: no answer within {self._timeout} s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise VtnUnavailable(f"{service}: {type(exc).__name__}: {exc}") from exc
-        if status >= 500:
-            raise VtnUnavailable(f"{service}: HTTP {status}")
+        if status >= 500 or status == 429:
+            wait = retry_after_seconds(retry_after, datetime.now(UTC))
+            suffix = f" (Retry-After {wait:g} s)" if wait is not None else ""
+            raise VtnUnavailable(f"{service}: HTTP {status}{suffix}", retry_after=wait)
         if status != 200:
             raise VtnRefused(status, f"{service}: HTTP {status} {content[:200]!r}")
         if len(content) > self._max_reply:

@@ -4,6 +4,10 @@ Delay for attempt ``n`` (0-based): ``min(cap, base * factor**n)``, scaled by a r
 ``[1 - jitter, 1]`` ("equal jitter" when ``jitter`` is 0.5): the ceiling grows geometrically so a
 long outage costs few requests, and the random spread keeps a fleet of VENs that lost the same VTN
 from reconnecting in lock-step when it returns. ``random`` is injected so tests are exact.
+
+A VTN that answers HTTP 429 or 503 with Retry-After (RFC 9110 section 10.2.3) is waited on for at
+least that long (:meth:`Backoff.delay_after`), but never beyond ``cap``: a hostile or misconfigured
+VTN must not be able to silence a VEN for a day with one header.
 """
 
 from __future__ import annotations
@@ -45,3 +49,15 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         return self.ceiling(attempt) * (1.0 - self.jitter * self.random())
+
+    def delay_after(self, attempt: int, retry_after: float | None) -> float:
+        """:meth:`delay`, but at least ``retry_after`` seconds (the VTN's ask), up to ``cap``.
+
+        The wait is spread up to ``jitter / 2`` above ``retry_after``: a fleet refused together
+        with the same Retry-After must not come back in the same instant.
+        """
+        backoff = self.delay(attempt)
+        if retry_after is None:
+            return backoff
+        asked = max(0.0, retry_after) * (1.0 + self.jitter * self.random() / 2)
+        return max(backoff, min(self.cap, asked))

@@ -12,8 +12,9 @@ Invariants:
 - Events (profile 8.2): the handler sees each (eventID, modificationNumber) once; copies with a
   modificationNumber not above the one remembered are ignored; oadrCreatedEvent lists exactly the
   new versions whose responseRequired is ``always``.
-- Transport failures back off exponentially with jitter; a refusal from the VTN is logged and
-  handed to ``on_error``; neither ends the loop. After a failed exchange the loop asks for the
+- Transport failures back off exponentially with jitter, and for at least the Retry-After of an
+  HTTP 429/503 (bounded by the back-off cap); a refusal from the VTN is logged and handed to
+  ``on_error``; neither ends the loop. After a failed exchange the loop asks for the
   full event list (oadrRequestEvent, profile 8.2) before polling again: a VTN's poll reply lost
   with the connection (a VTN killed mid-reply) is recovered that way, since the VTN hands each
   queued item out once.
@@ -150,6 +151,7 @@ class VenClient:
         clock: Callable[[], datetime] = _utc_now,
         request_timeout: float = 30.0,
         report_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retry_sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.ven_name = ven_name
         self.codec = codec or Codec()
@@ -165,6 +167,8 @@ class VenClient:
         self._clock = clock
         self._report_provider = report_provider
         self._report_sleep = report_sleep
+        # waits before a retry (poll loop and outbox); tests inject one that records the delay
+        self._retry_sleep = retry_sleep
         self.registration: Registration | None = None
         self.deregistered = False
         self.events: dict[str, Event] = {}
@@ -196,6 +200,7 @@ class VenClient:
             link=self._link, outbox=self._outbox, outbox_key=self._outbox_key,
             backoff=self._backoff, clock=self._clock, new_id=_new_id, ven_id=self._require_ven_id,
             provider=self._report_provider, sleep=self._report_sleep, on_error=self._surface,
+            retry_sleep=self._retry_sleep or asyncio.sleep,
         )
         self._desk.start()
 
@@ -445,11 +450,11 @@ class VenClient:
                 if isinstance(error, VtnRefused) and error.code == 463:
                     self.registration = None  # the VTN forgot us: register again
                 self._resync = True
-                delay = self._backoff.delay(attempt)
+                delay = self._backoff.delay_after(attempt, getattr(error, "retry_after", None))
                 attempt += 1
                 log.warning("poll failed (%s); retry %d in %.3f s", error, attempt, delay)
                 self._surface(error)
-                await self._pause(delay)
+                await (self._retry_sleep or self._pause)(delay)
                 continue
             attempt = 0
             if not more:

@@ -4,8 +4,9 @@
 
     CrowdflexError
     +-- VenError
-        +-- VtnUnavailable     transport failure: no connection, TLS failure, timeout, HTTP 5xx;
-        |                      worth retrying (the poll loop and the outbox back off and retry)
+        +-- VtnUnavailable     transport failure: no connection, TLS failure, timeout, HTTP 5xx,
+        |                      HTTP 429; worth retrying (the poll loop and the outbox back off and
+        |                      retry, for at least the VTN's Retry-After when it sent one)
         +-- VtnRefused         the VTN answered and said no: an OpenADR response code other than
                                2xx, an HTTP 4xx, or a registration without a venID; retrying the
                                same bytes will not help
@@ -26,7 +27,15 @@ class VenError(CrowdflexError):
 
 
 class VtnUnavailable(VenError):
-    """The VTN could not be reached or did not answer in time."""
+    """The VTN could not be reached, did not answer in time, or asked us to come back later.
+
+    ``retry_after``: the seconds the VTN's Retry-After header asked for (HTTP 429 or 503), else
+    None.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class VtnRefused(VenError):

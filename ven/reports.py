@@ -107,6 +107,7 @@ class ReportDesk:
         provider: ReportProvider | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_error: Callable[[VenError], None] | None = None,
+        retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._link = link
         self._outbox = outbox
@@ -118,6 +119,7 @@ class ReportDesk:
         self._provider = provider
         self._sleep = sleep
         self._on_error = on_error
+        self._retry_sleep = retry_sleep
         self.offered: dict[str, Report] = {}
         self.accepted: dict[str, AcceptedReport] = {}
         self._schedules: dict[str, asyncio.Task[None]] = {}
@@ -251,12 +253,13 @@ class ReportDesk:
                 await self.flush()
                 attempt = 0
             except VtnUnavailable as exc:
-                delay = self._backoff.delay(attempt)
+                # at least the VTN's Retry-After (HTTP 429/503), bounded by the back-off cap
+                delay = self._backoff.delay_after(attempt, exc.retry_after)
                 attempt += 1
                 log.warning("outbox: VTN unavailable (%s); retry %d in %.3f s", exc, attempt, delay)
                 self._report(exc)
                 self._wake.set()
-                await asyncio.sleep(delay)
+                await self._retry_sleep(delay)
 
     def _report(self, error: VenError) -> None:
         if self._on_error is not None:
