@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -103,4 +103,3 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
         assert_xsd_valid(path.read_bytes())
     assert summary.audit.passed and len(summary.audit.files) == len(captured)
     assert (tmp_path / "report").is_dir()
-    assert summary.elapsed_s < timedelta(minutes=3).total_seconds(), lines
