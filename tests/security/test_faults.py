@@ -159,7 +159,7 @@ async def test_database_outage_answers_503_with_retry_after_and_recovers_alone(
 
 
 def _limit_pages(engine: Any, pages: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _cap(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA max_page_count = {pages}")
@@ -176,8 +176,13 @@ async def test_disk_full_is_a_clear_503_without_corruption(pki: Pki, tmp_path: P
         with sqlite3.connect(db) as probe:
             pages = probe.execute("PRAGMA page_count").fetchone()[0]
         # SQLITE_FULL as a full disk raises it: the file may grow by 64 pages only.
-        _limit_pages(engine, pages + 64)
+        # Both engines: the repositories' hot paths run on the synchronous one.
+        hot = vtn.app[STORAGE].sqlite_engine
+        assert hot is not None
+        for sync_engine in (engine.sync_engine, hot):
+            _limit_pages(sync_engine, pages + 64)
         await engine.dispose()
+        hot.dispose()
         status, headers, body = 200, {}, b""
         for batch in range(200):
             status, headers, body = await _post(ven, "EiReport", _big_report(ven.ven_id, batch))

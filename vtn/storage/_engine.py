@@ -94,16 +94,28 @@ def sync_sqlite_engine(url: URL) -> Engine:
         connect_args={"check_same_thread": False},
         pool_size=SQLITE_READER_THREADS + 1,
         max_overflow=0,
+        # Every use is a ``begin()`` block that commits or rolls back: nothing to reset.
+        pool_reset_on_return=None,
     )
-    _configure_sqlite_sync(engine)
+    _configure_sqlite_sync(engine, raw_begin=True)
     return engine
+
+
+def insert_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Execute an INSERT ... ON CONFLICT DO NOTHING RETURNING <a column> for ``rows`` (a list of
+    parameter sets: one cached compiled statement, sent as multi-row VALUES batches by
+    SQLAlchemy's insertmanyvalues); returns how many rows were inserted. Compiling a fresh
+    ``values([...])`` statement per call cost ~4x more CPU for ten rows."""
+    if not rows:
+        return 0
+    return len(conn.execute(stmt, list(rows)).all())
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
     _configure_sqlite_sync(engine.sync_engine)
 
 
-def _configure_sqlite_sync(sync_engine: Engine) -> None:
+def _configure_sqlite_sync(sync_engine: Engine, *, raw_begin: bool = False) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so the "begin" hook below decides.
@@ -118,7 +130,11 @@ def _configure_sqlite_sync(sync_engine: Engine) -> None:
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        sql = "BEGIN IMMEDIATE" if write else "BEGIN"
+        if raw_begin:  # straight to sqlite3: a whole SQLAlchemy execution per BEGIN is costly
+            conn.connection.driver_connection.execute(sql)
+        else:
+            conn.exec_driver_sql(sql)
 
 
 class Database:

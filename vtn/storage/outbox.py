@@ -23,14 +23,13 @@ from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, exists, func, or_, select, update
 
-from ._engine import Database, chunks
+from ._engine import Database, insert_many
 from ._models import OutboxRow
 from .records import OutboxItem
 
 __all__ = ["DEFAULT_LEASE", "OutboxRepository", "enqueue_in", "mark_delivered_in"]
 
 DEFAULT_LEASE: Final = timedelta(seconds=30)
-_COLUMNS: Final = 6
 
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
@@ -73,13 +72,10 @@ def enqueue_in(
         {"ven_id": v, "kind": kind, "payload": payload, "dedup_key": dedup_key, "enqueued_at": at}
         for v in dict.fromkeys(ven_ids)
     ]
-    added = 0
-    for part in chunks(rows, _COLUMNS):
-        stmt = db.insert(OutboxRow).values(list(part))
-        if dedup_key is not None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["ven_id", "dedup_key"])
-        added += max(conn.execute(stmt).rowcount, 0)
-    return added
+    stmt = db.insert(OutboxRow)
+    if dedup_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["ven_id", "dedup_key"])
+    return insert_many(conn, stmt.returning(_OUTBOX.c.seq), rows)
 
 
 def mark_delivered_in(conn: Connection, seqs: Iterable[int], at: datetime) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, select, update
 
-from ._engine import Database, chunks
+from ._engine import Database, insert_many
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow
 from .records import ReportDescription, ReportPoint, ReportRequest, ReportRequestStatus
 
@@ -61,6 +61,7 @@ def _description(row: ReportDescriptionRow) -> ReportDescription:
 
 
 _REQUESTS = cast(Table, ReportRequestRow.__table__)
+_POINTS = cast(Table, ReportPointRow.__table__)
 
 
 def _request(row: Any) -> ReportRequest:
@@ -214,11 +215,8 @@ class ReportRepository:
         return await self._db.run_write(work)
 
     def _insert_points(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
-        added = 0
-        for part in chunks(rows, len(_POINT_FIELDS)):
-            stmt = self._db.insert(ReportPointRow).values(list(part))
-            added += max(conn.execute(stmt.on_conflict_do_nothing()).rowcount, 0)
-        return added
+        stmt = self._db.insert(ReportPointRow).on_conflict_do_nothing()
+        return insert_many(conn, stmt.returning(_POINTS.c.r_id), rows)
 
     async def points(
         self,
