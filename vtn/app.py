@@ -38,7 +38,7 @@ from vtn.services._context import utc_now
 from vtn.signing import NonceCheck, SignatureSettings, signing_codec
 from vtn.storage import Storage, open_storage
 from vtn.tls import push_client_context, server_context
-from vtn.transport import Peer, Service, TransportSettings, add_routes
+from vtn.transport import Dispatcher, Peer, Service, TransportSettings, add_routes
 
 __all__ = ["CODEC", "CONFIG", "PUSH", "SERVICES", "STORAGE", "VtnConfig", "create_app",
            "server_ssl_context"]
@@ -128,8 +128,10 @@ def create_app(
     app[CONFIG] = config
     app[CODEC] = codec
 
+    dispatchers: list[Dispatcher] = []  # built once, at startup (it needs the storage)
+
     async def dispatch(service: Service, peer: Peer, message: Message) -> Message:
-        return await make_dispatcher(app[SERVICES])(service, peer, message)
+        return await dispatchers[0](service, peer, message)
 
     async def guarded_dispatch(service: Service, peer: Peer, message: Message) -> Message:
         async with storage_guard(config.retry_after_s):
@@ -166,6 +168,7 @@ def create_app(
             )
             app[STORAGE] = storage
             app[SERVICES] = ctx
+            dispatchers[:] = [make_dispatcher(ctx)]
             push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
                                 timeout_s=config.push_timeout_s, retry_s=config.push_retry_s)
             ctx.on_enqueued = push.wake
