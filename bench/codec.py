@@ -56,22 +56,40 @@ class Row:
         return self.theirs_ns / self.ours_ns
 
 
-def median_ns(call: Callable[[], object], *, samples: int, batch_ms: float = 20.0) -> float:
-    """Median time per call: warm up, size a batch to ~batch_ms, then time ``samples`` batches."""
+def _batch_size(call: Callable[[], object], batch_ms: float) -> int:
     for _ in range(20):
         call()
     start = time.perf_counter_ns()
     call()
     one = max(time.perf_counter_ns() - start, 1)
-    per_batch = max(1, int(batch_ms * 1e6 / one))
-    timings: list[float] = []
+    return max(1, int(batch_ms * 1e6 / one))
+
+
+def _time_batch(call: Callable[[], object], per_batch: int) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(per_batch):
+        call()
+    return (time.perf_counter_ns() - start) / per_batch
+
+
+def median_ns(call: Callable[[], object], *, samples: int, batch_ms: float = 20.0) -> float:
+    """Median time per call: warm up, size a batch to ~batch_ms, then time ``samples`` batches."""
+    per_batch = _batch_size(call, batch_ms)
     gc.collect()
+    return statistics.median(_time_batch(call, per_batch) for _ in range(samples))
+
+
+def paired_medians(ours: Callable[[], object], theirs: Callable[[], object], *, samples: int,
+                   batch_ms: float = 20.0) -> tuple[float, float]:
+    """Medians per call of both sides, their batches alternating, so a change in machine load
+    during the run weighs on both figures alike instead of skewing the ratio."""
+    ours_batch, theirs_batch = _batch_size(ours, batch_ms), _batch_size(theirs, batch_ms)
+    gc.collect()
+    ours_times, theirs_times = [], []
     for _ in range(samples):
-        start = time.perf_counter_ns()
-        for _ in range(per_batch):
-            call()
-        timings.append((time.perf_counter_ns() - start) / per_batch)
-    return statistics.median(timings)
+        ours_times.append(_time_batch(ours, ours_batch))
+        theirs_times.append(_time_batch(theirs, theirs_batch))
+    return statistics.median(ours_times), statistics.median(theirs_times)
 
 
 def _rsa_2048() -> tuple[bytes, bytes]:
@@ -119,28 +137,24 @@ def codec_rows(samples: int) -> list[Row]:
         data = (corpus_dir() / "valid" / file).read_bytes()
         message = codec.decode(data)
         kind, payload = parse_message(data)
-
-
-        ours = median_ns(partial(codec.decode, data), samples=samples)
+        ours, theirs = paired_medians(
+            partial(codec.decode, data), partial(_openleadr_decode, data), samples=samples
+        )
         parse_only = median_ns(partial(parse_message, data), samples=samples)
         rows.append(
             Row(
                 operation="decode",
                 message=label,
                 ours_ns=ours,
-                theirs_ns=median_ns(partial(_openleadr_decode, data), samples=samples),
+                theirs_ns=theirs,
                 note=f"openleadr parse_message alone (no XSD): {parse_only / 1000:.1f} us",
             )
         )
-
-        rows.append(
-            Row(
-                operation="encode",
-                message=label,
-                ours_ns=median_ns(partial(codec.encode, message), samples=samples),
-                theirs_ns=median_ns(partial(create_message, kind, **payload), samples=samples),
-            )
+        ours, theirs = paired_medians(
+            partial(codec.encode, message), partial(create_message, kind, **payload),
+            samples=samples,
         )
+        rows.append(Row(operation="encode", message=label, ours_ns=ours, theirs_ns=theirs))
     return rows
 
 
@@ -150,8 +164,8 @@ def signing_row(samples: int) -> Row:
     key_pem, cert_pem = _rsa_2048()
     signing = schemas.Codec(signer=schemas.Signer(key_pem, cert_pem))
     poll = schemas.Poll(ven_id="agg-flexcrowd-01")
-    ours = median_ns(lambda: signing.encode(poll), samples=samples)
-    theirs = median_ns(
+    ours, theirs = paired_medians(
+        lambda: signing.encode(poll),
         lambda: create_message("oadrPoll", cert=cert_pem, key=key_pem, ven_id="agg-flexcrowd-01"),
         samples=samples,
     )
