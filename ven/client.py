@@ -1,36 +1,30 @@
 """The VEN client: one VEN's conversation with one VTN over OpenADR 2.0b Simple HTTP.
 
-Owns registration state (venID, registrationID, the VTN's poll frequency), the pull loop, the
-dispatch of every payload a VTN sends (pulled by oadrPoll or pushed to :class:`ven.PushReceiver`),
-remembered event versions, and opt requests; reports live in :class:`ven.reports.ReportDesk`.
+Owns registration state (venID, registrationID, the VTN's poll frequency), the pull loop, and
+opt requests; the dispatch of every payload a VTN sends (pulled by oadrPoll or pushed to
+:class:`ven.PushReceiver`) and the remembered event versions live in ``ven._dispatch``, reports in
+:class:`ven.reports.ReportDesk`.
 
 Invariants:
 - Pull (profile 8.6): the VTN may queue several payloads; any reply other than a bare oadrResponse
   may have more behind it, so the loop polls again at once; a bare 200 oadrResponse means empty and
   the loop waits its interval (never shorter than the caller chose; by default the VTN's
   oadrRequestedOadrPollFreq).
-- Events (profile 8.2): the handler sees each (eventID, modificationNumber) once; copies with a
-  modificationNumber not above the one remembered are ignored; oadrCreatedEvent lists exactly the
-  new versions whose responseRequired is ``always``.
 - Transport failures back off exponentially with jitter, and for at least the Retry-After of an
   HTTP 429/503 (bounded by the back-off cap); a refusal from the VTN is logged and handed to
   ``on_error``; neither ends the loop. After a failed exchange the loop asks for the
   full event list (oadrRequestEvent, profile 8.2) before polling again: a VTN's poll reply lost
   with the connection (a VTN killed mid-reply) is recovered that way, since the VTN hands each
   queued item out once.
-- An oadrCreatedEvent answer stays "unconfirmed" until the VTN took it; in that resync the same
-  event version carries the same answer again, without asking the handler twice, so an ack lost
-  on the wire is re-sent (the VTN stores acks idempotently). Outside a resync, repeated copies
-  stay unanswered. The loop ends when the VTN cancels the
-  registration or :meth:`VenClient.close` is called.
+- In that resync an unconfirmed oadrCreatedEvent answer is sent again (``ven._dispatch``), so an
+  ack lost on the wire is re-sent (the VTN stores acks idempotently). The loop ends when the VTN
+  cancels the registration or :meth:`VenClient.close` is called.
 - Every task this client starts is owned and awaited by :meth:`VenClient.close`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import inspect
 import logging
 import secrets
 import ssl
@@ -43,22 +37,17 @@ from schemas import (
     Availability,
     CanceledOpt,
     CanceledPartyRegistration,
-    CanceledReport,
     CancelOpt,
     CancelPartyRegistration,
-    CancelReport,
     Codec,
-    CreatedEvent,
     CreatedOpt,
     CreatedPartyRegistration,
     CreatedReport,
     CreateOpt,
     CreatePartyRegistration,
-    CreateReport,
     DistributeEvent,
     EiResponse,
     Event,
-    EventResponse,
     LocalProtocolError,
     Message,
     OptReason,
@@ -75,12 +64,11 @@ from schemas import (
     ReportName,
     ReportRequest,
     RequestEvent,
-    RequestReregistration,
     Response,
-    ResponseRequired,
     Target,
 )
 
+from ._dispatch import EventHandler, Inbound, Outcome
 from ._http import Service, VtnLink, check_reply
 from .backoff import Backoff
 from .errors import VenError, VtnRefused, VtnUnavailable
@@ -90,9 +78,6 @@ from .reports import ReportDesk, ReportProvider, metadata_report
 __all__ = ["EventHandler", "Outcome", "Registration", "VenClient"]
 
 log = logging.getLogger(__name__)
-
-EventHandler = Callable[[Event], OptType | str | Awaitable[OptType | str]]
-"""Called once per new event version; returns optIn or optOut (plain or awaitable)."""
 
 _M = TypeVar("_M", bound=Message)
 _DEFAULT_POLL = timedelta(seconds=10)
@@ -114,15 +99,6 @@ class Registration:
     registration_id: str
     vtn_id: str
     poll_freq: timedelta | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    """What dispatch made of one VTN payload: the reply, where it goes, and what follows it."""
-
-    reply: Message | None
-    service: Service
-    after: Callable[[], Awaitable[object]] | None = None
 
 
 class VenClient:
@@ -160,7 +136,6 @@ class VenClient:
         self._owns_outbox = outbox is None
         self._outbox_key = outbox_key or vtn_url
         self._poll_interval = poll_interval
-        self._on_event = on_event
         self._on_error = on_error
         self._push_url = push_url
         self._backoff = backoff or Backoff()
@@ -171,11 +146,8 @@ class VenClient:
         self._retry_sleep = retry_sleep
         self.registration: Registration | None = None
         self.deregistered = False
-        self.events: dict[str, Event] = {}
-        # answers sent but not yet confirmed by the VTN, by eventID
-        self._unconfirmed: dict[str, EventResponse] = {}
+        self._inbound = Inbound(self, on_event)
         self._resync = False
-        self._resending = False
         self.vtn_reports: tuple[Report, ...] = ()
         self._desk: ReportDesk | None = None
         self._stop = asyncio.Event()
@@ -439,11 +411,11 @@ class VenClient:
                 if self.registration is None:
                     await self.register()
                 if self._resync:
-                    self._resending = True
+                    self._inbound.resending = True
                     try:
                         await self.request_events()
                     finally:
-                        self._resending = False
+                        self._inbound.resending = False
                     self._resync = False
                 more = await self.poll_once()
             except (VtnUnavailable, VtnRefused, RemoteProtocolError) as error:
@@ -468,97 +440,21 @@ class VenClient:
 
     # ------------------------------------------------------------ dispatch
 
+    @property
+    def events(self) -> dict[str, Event]:
+        """The current event set, by eventID (the latest version of each)."""
+        return self._inbound.events
+
+    @events.setter
+    def events(self, events: dict[str, Event]) -> None:
+        self._inbound.events = events
+
     async def dispatch(self, message: Message) -> Outcome:
         """Handle one payload the VTN sent; the reply owed and what to do after sending it."""
-        match message:
-            case DistributeEvent():
-                return await self._on_distribute(message)
-            case CreateReport():
-                self.desk.accept(message.report_requests)
-                return Outcome(reply=self._created_report(message.request_id),
-                               service=Service.REPORT)
-            case CancelReport():
-                pending = self.desk.cancel(message.report_request_ids)
-                canceled = CanceledReport(response=EiResponse(request_id=message.request_id),
-                                          pending_reports=pending, ven_id=self._require_ven_id())
-                return Outcome(reply=canceled, service=Service.REPORT)
-            case RegisterReport():
-                self.vtn_reports = message.reports
-                registered = RegisteredReport(
-                    response=EiResponse(request_id=message.request_id),
-                    ven_id=self._require_ven_id())
-                return Outcome(reply=registered, service=Service.REPORT)
-            case RequestReregistration():
-                ack = Response(response=EiResponse(), ven_id=self._require_ven_id())
-                return Outcome(reply=ack, service=Service.REGISTER_PARTY, after=self.register)
-            case CancelPartyRegistration():
-                return self._on_cancel_registration(message)
-            case _:
-                log.warning("ignored %s from the VTN: not a VTN-to-VEN payload",
-                            type(message).__name__)
-                return Outcome(reply=None, service=Service.EVENT)
+        return await self._inbound.dispatch(message)
 
-    def _on_cancel_registration(self, message: CancelPartyRegistration) -> Outcome:
-        registration = self._require_registration()
-        code = 200 if message.registration_id == registration.registration_id else 452
-        if code == 200:
-            self.registration = None
-            self.deregistered = True
-            self._stop.set()
-        reply = CanceledPartyRegistration(
-            response=EiResponse(code=code, description="OK" if code == 200 else "unknown "
-                                "registrationID", request_id=message.request_id),
-            registration_id=message.registration_id, ven_id=registration.ven_id,
-        )
-        return Outcome(reply=reply, service=Service.REGISTER_PARTY)
-
-    async def _on_distribute(self, message: DistributeEvent) -> Outcome:
-        ven_id = self._require_ven_id()
-        answers: list[EventResponse] = []
-        current: dict[str, Event] = {}
-        for event in message.events:
-            known = self.events.get(event.event_id)
-            if known is not None and event.modification_number <= known.modification_number:
-                current[event.event_id] = known  # an old or repeated copy: already handled
-                pending = self._unconfirmed.get(event.event_id)
-                if self._resending and pending is not None and \
-                        pending.modification_number == event.modification_number:
-                    answers.append(dataclasses.replace(pending, request_id=message.request_id))
-                continue
-            current[event.event_id] = event
-            opt = await self._decide(event)
-            if event.response_required is ResponseRequired.ALWAYS:
-                answers.append(EventResponse(
-                    request_id=message.request_id, event_id=event.event_id,
-                    modification_number=event.modification_number, opt_type=opt,
-                ))
-        # oadrDistributeEvent carries the complete set: events left out are over.
-        self.events = current
-        self._unconfirmed = {
-            k: v for k, v in self._unconfirmed.items() if k in current}
-        if not answers:
-            return Outcome(reply=None, service=Service.EVENT)
-        for answer in answers:
-            self._unconfirmed[answer.event_id] = answer
-        reply = CreatedEvent(response=EiResponse(request_id=message.request_id), ven_id=ven_id,
-                             event_responses=tuple(answers))
-
-        async def confirmed() -> None:
-            for answer in answers:
-                if self._unconfirmed.get(answer.event_id) is answer:
-                    del self._unconfirmed[answer.event_id]
-
-        return Outcome(reply=reply, service=Service.EVENT, after=confirmed)
-
-    async def _decide(self, event: Event) -> OptType:
-        if self._on_event is None:
-            log.warning("no event handler: opting out of %s", event.event_id)
-            return OptType.OPT_OUT
-        try:
-            answer = self._on_event(event)
-            if inspect.isawaitable(answer):
-                answer = await answer
-            return OptType(answer)
-        except Exception:
-            log.exception("event handler failed on %s: opting out", event.event_id)
-            return OptType.OPT_OUT
+    def _deregistered_by_vtn(self) -> None:
+        """The VTN cancelled our registration: forget it and end the loop."""
+        self.registration = None
+        self.deregistered = True
+        self._stop.set()
