@@ -162,18 +162,26 @@ async def test_untrusted_vtn_certificate_is_a_transport_failure(pki: Pki) -> Non
 
 
 async def test_poll_loop_backs_off_through_an_outage(pki: Pki) -> None:
-    outage = 3
-    polls = 0
+    """Tried: three polls answered 502, then one with an event, then one 502, then an empty one.
+
+    The back-off waits are recorded instead of slept (``retry_sleep``), so nothing here depends
+    on how fast the machine is; the exchange the test waits for is the last one the loop makes
+    (after an empty answer it waits its 60 s interval), so every count below is final by then.
+    """
+    answers: list[Message | web.StreamResponse] = [
+        *(web.Response(status=502) for _ in range(3)),
+        distribute(event("e1", 0)),  # a payload: the loop polls again at once, no interval
+        web.Response(status=502),
+    ]
     recovered = asyncio.Event()
     draws: list[float] = []
+    waits: list[float] = []
 
     def flaky(service: str, message: Message) -> Message | web.StreamResponse | None:
-        nonlocal polls
         if not isinstance(message, Poll):
             return None
-        polls += 1
-        if polls <= outage:
-            return web.Response(status=502)
+        if answers:
+            return answers.pop(0)
         recovered.set()
         return ok()
 
@@ -181,18 +189,32 @@ async def test_poll_loop_backs_off_through_an_outage(pki: Pki) -> None:
         draws.append(0.5)
         return 0.5
 
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+
     errors: list[VenError] = []
     backoff = Backoff(base=0.001, cap=0.01, random=draw)
     async with scripted_vtn(pki.server_context(), default_script(extra=flaky)) as vtn, \
             VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=60,
-                      backoff=backoff, on_error=errors.append) as ven:
+                      backoff=backoff, on_error=errors.append, retry_sleep=recorded,
+                      on_event=lambda e: OptType.OPT_IN) as ven:
         ven.start_polling()
         async with asyncio.timeout(10):
             await recovered.wait()
-    assert len(errors) == outage and all(isinstance(e, VtnUnavailable) for e in errors)
-    assert len(draws) == outage  # one jittered delay per failure, reset after success
-    # register (2), then per failed poll one retry preceded by an oadrRequestEvent resync, + 1
-    assert len(vtn.received) == 2 + outage + outage + 1
+    outage = 3
+    assert len(errors) == outage + 1 and all(isinstance(e, VtnUnavailable) for e in errors)
+    assert len(draws) == outage + 1  # one jittered delay per failure
+    # growing by the factor (jitter draw 0.5 takes a quarter off), reset after the success
+    assert waits == pytest.approx([0.00075, 0.0015, 0.003, 0.00075])
+    kinds = [type(message).__name__ for _, message in vtn.received]
+    assert kinds == [
+        "QueryRegistration", "CreatePartyRegistration",
+        # per failed poll, an oadrRequestEvent resync before the retry
+        "Poll", "RequestEvent", "Poll", "RequestEvent", "Poll", "RequestEvent",
+        "Poll", "CreatedEvent",
+        "Poll", "RequestEvent",
+        "Poll",  # the empty answer: now the VEN waits its 60 s
+    ]
 
 
 async def test_opt_schedule_created_and_cancelled(pki: Pki) -> None:
