@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -101,7 +102,7 @@ class SignedParts:
     signed_info_c14n: bytes
     algorithm: str
     value: bytes
-    certificates: tuple[x509.Certificate, ...]
+    certificate_ders: tuple[bytes, ...]  # as carried, signer first; parsed by the caller
     timestamp: datetime
     nonce: str
 
@@ -119,17 +120,21 @@ def _canonical(element: etree._Element, method: etree._Element | None) -> bytes:
     No method means inclusive c14n: XML-DSig 4.4.3.2 converts a same-document node-set that way.
     """
     algorithm = C14N if method is None else method.get("Algorithm")
-    if algorithm == EXC_C14N:
-        prefixes = None
-        inclusive = None if method is None else method.find(_INCLUSIVE_NAMESPACES)
-        if inclusive is not None:
-            prefixes = (inclusive.get("PrefixList") or "").split()
-        return etree.tostring(
-            element, method="c14n", exclusive=True, with_comments=False,
-            inclusive_ns_prefixes=prefixes,
-        )
-    if algorithm == C14N:
-        return etree.tostring(element, method="c14n", exclusive=False, with_comments=False)
+    try:
+        if algorithm == EXC_C14N:
+            prefixes = None
+            inclusive = None if method is None else method.find(_INCLUSIVE_NAMESPACES)
+            if inclusive is not None:
+                prefixes = (inclusive.get("PrefixList") or "").split()
+            return etree.tostring(
+                element, method="c14n", exclusive=True, with_comments=False,
+                inclusive_ns_prefixes=prefixes,
+            )
+        if algorithm == C14N:
+            return etree.tostring(element, method="c14n", exclusive=False, with_comments=False)
+    except etree.C14NError:
+        # libxml2 refuses e.g. a relative namespace URI (c14n 1.0 section 2.3 forbids them).
+        raise malformed(f"<{etree.QName(element).localname}> cannot be canonicalised") from None
     raise malformed(f"unsupported canonicalization {algorithm!r}")
 
 
@@ -265,14 +270,22 @@ def _replay_protect(
         raise malformed(f"dsp:timestamp {timestamp!r} is not an xs:dateTime") from None
 
 
-def _certificates(signature: etree._Element) -> tuple[x509.Certificate, ...]:
+def _certificate_ders(signature: etree._Element) -> tuple[bytes, ...]:
     path = f"{_KEY_INFO}/{_X509_DATA}/{_X509_CERTIFICATE}"
     texts = ["".join((e.text or "").split()) for e in signature.iterfind(path)]
     if not texts:
         raise malformed("no ds:X509Certificate in ds:KeyInfo")
     try:
-        return tuple(x509.load_der_x509_certificate(base64.b64decode(t)) for t in texts)
-    except (ValueError, binascii.Error):
+        return tuple(base64.b64decode(t) for t in texts)
+    except binascii.Error:
+        raise malformed("ds:X509Certificate is not a DER certificate") from None
+
+
+def load_certificates(ders: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
+    """Parse the carried DER certificates; a malformed one is a malformed signature."""
+    try:
+        return tuple(x509.load_der_x509_certificate(der) for der in ders)
+    except ValueError:
         raise malformed("ds:X509Certificate is not a DER certificate") from None
 
 
@@ -291,15 +304,14 @@ def read(root: etree._Element, signature: etree._Element) -> SignedParts:
         signed_info_c14n=_canonical(info, info.find(_C14N_METHOD)),
         algorithm=method.get("Algorithm") or "",
         value=value,
-        certificates=_certificates(signature),
+        certificate_ders=_certificate_ders(signature),
         timestamp=timestamp,
         nonce=nonce,
     )
 
 
-def check_value(parts: SignedParts) -> None:
-    """The SignatureValue over SignedInfo, with the first certificate's key (the signer's)."""
-    key = parts.certificates[0].public_key()
+def check_value(parts: SignedParts, key: CertificatePublicKeyTypes) -> None:
+    """The SignatureValue over SignedInfo, with ``key``: the first certificate's (the signer's)."""
     try:
         if parts.algorithm == RSA_SHA256 and isinstance(key, rsa.RSAPublicKey):
             key.verify(parts.value, parts.signed_info_c14n, padding.PKCS1v15(), hashes.SHA256())

@@ -15,6 +15,7 @@ get the certificate in :class:`Verification`.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from lxml import etree
 
 from . import _dsig
@@ -33,6 +35,7 @@ from ._errors import SignatureInvalid
 __all__ = ["Signer", "Verification", "Verifier"]
 
 _MAX_CHAIN: Final = 4  # leaf + intermediates we are willing to walk
+_MAX_CHAINS: Final = 1024  # trusted signer chains remembered per Verifier (oldest dropped first)
 
 
 def _load_certificates(pems: bytes | Iterable[bytes]) -> tuple[x509.Certificate, ...]:
@@ -84,6 +87,15 @@ class Signer:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Chain:
+    """A carried certificate chain whose issuer signatures led to a trusted certificate."""
+
+    certificates: tuple[x509.Certificate, ...]  # as carried, signer first
+    key: CertificatePublicKeyTypes  # the signer's
+    path: tuple[x509.Certificate, ...]  # signer, intermediates walked, anchor: validity per use
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Verification:
     """A signature that verified: who signed, and the ReplayProtect values it carried."""
 
@@ -100,13 +112,17 @@ class Verification:
 class Verifier:
     """Checks ds:Signature elements against a fixed set of trusted (pinned or CA) certificates."""
 
-    __slots__ = ("_pinned", "_trusted")
+    __slots__ = ("_chains", "_lock", "_pinned", "_trusted")
 
     def __init__(self, trusted_certificates_pem: bytes | Iterable[bytes]) -> None:
         self._trusted = _load_certificates(trusted_certificates_pem)
         if not self._trusted:
             raise ValueError("no trusted certificate given")
         self._pinned = frozenset(c.fingerprint(hashes.SHA256()) for c in self._trusted)
+        # Carried chains (exact DER bytes) already found trusted, so a known signer costs one
+        # validity check per certificate instead of a parse and an issuer signature check each.
+        self._chains: dict[tuple[bytes, ...], _Chain] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_files(cls, *paths: str | Path) -> Verifier:
@@ -118,31 +134,55 @@ class Verifier:
         """Digests, signature value, then trust; :class:`SignatureInvalid` says which failed."""
         try:
             parts = _dsig.read(root, signature)
-            _dsig.check_value(parts)
-            self._check_trust(parts.certificates, now)
+            chain = self._chains.get(parts.certificate_ders)
+            if chain is None:
+                chain = self._first_sight(parts, now)
+            else:
+                _dsig.check_value(parts, chain.key)
+                for certificate in chain.path:
+                    _check_validity(certificate, now)
         except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             # The certificates come from the peer and cryptography parses them lazily: a bad
             # version, key type, curve, name or extension surfaces here, deep inside the checks.
             raise SignatureInvalid(f"malformed signature: unreadable certificate: {exc}") from None
         return Verification(
-            certificate=parts.certificates[0], timestamp=parts.timestamp, nonce=parts.nonce
+            certificate=chain.certificates[0], timestamp=parts.timestamp, nonce=parts.nonce
         )
 
-    def _check_trust(self, chain: Sequence[x509.Certificate], now: datetime) -> None:
+    def _first_sight(self, parts: _dsig.SignedParts, now: datetime) -> _Chain:
+        """Parse, check the value with and walk a chain not seen before; remember it if trusted."""
+        certificates = _dsig.load_certificates(parts.certificate_ders)
+        key = certificates[0].public_key()
+        _dsig.check_value(parts, key)
+        chain = _Chain(
+            certificates=certificates, key=key, path=self._check_trust(certificates, now)
+        )
+        with self._lock:
+            if len(self._chains) >= _MAX_CHAINS:
+                del self._chains[next(iter(self._chains))]  # oldest first: a bounded memory
+            self._chains[parts.certificate_ders] = chain
+        return chain
+
+    def _check_trust(
+        self, chain: Sequence[x509.Certificate], now: datetime
+    ) -> tuple[x509.Certificate, ...]:
+        """Walk to a pinned or trusted certificate; return every certificate the walk relied on,
+        in the order their validity was checked (it is rechecked in that order on later uses)."""
         leaf = chain[0]
         _check_validity(leaf, now)
         if leaf.fingerprint(hashes.SHA256()) in self._pinned:
-            return
-        current, carried = leaf, tuple(chain[1:])
+            return (leaf,)
+        path, current, carried = [leaf], leaf, tuple(chain[1:])
         for _ in range(_MAX_CHAIN):
             anchor = _issuer_of(current, self._trusted)
             if anchor is not None:
                 _check_validity(anchor, now)
-                return
+                return (*path, anchor)
             step = _issuer_of(current, carried)
             if step is None:
                 break
             _check_validity(step, now)
+            path.append(step)
             current = step
         raise SignatureInvalid(
             f"untrusted certificate: signer {leaf.subject.rfc4514_string()!r} "
