@@ -8,8 +8,11 @@ pass, two SHA-256 digests and one public-key operation per message.
 Trust is deliberately simple: the signer's certificate (the first ds:X509Certificate) must be one of
 the trusted certificates (pinned), or chain to one of them through the CA certificates it carries in
 ds:X509Data (each issuer marked CA by BasicConstraints), with every certificate on the way inside
-its validity period at the codec's clock. Binding the signer to a venID is the services' job: they
-get the certificate in :class:`Verification`.
+its validity period at the codec's clock. A :class:`Verifier` remembers (bounded) the exact carried
+chains it found trusted, so a known signer costs no certificate parse or issuer signature check;
+the signature value, the digests and every validity period on its path are still checked per
+message, and chains that failed are never remembered. Binding the signer to a venID is the
+services' job: they get the certificate in :class:`Verification`.
 """
 
 from __future__ import annotations
