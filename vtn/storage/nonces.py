@@ -19,10 +19,12 @@ from datetime import datetime
 
 from sqlalchemy import delete
 
-from ._engine import Database
+from ._engine import Database, sqlite_time
 from ._models import NonceRow
 
 __all__ = ["NonceRepository"]
+
+_SEEN_SQLITE = "INSERT INTO nonces (nonce, seen_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING"
 
 
 class NonceRepository:
@@ -31,6 +33,10 @@ class NonceRepository:
 
     async def seen(self, nonce: str, timestamp: datetime) -> bool:
         """Record ``nonce``; True if it had been recorded before (a replay), else False."""
+        if self._db.sync_engine is not None:
+            params = (nonce, sqlite_time(timestamp))
+            return await self._db.run_sqlite(
+                lambda conn: conn.execute(_SEEN_SQLITE, params).rowcount == 0, write=True)
         stmt = (
             self._db.insert(NonceRow)
             .values(nonce=nonce, seen_at=timestamp)

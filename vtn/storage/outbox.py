@@ -17,13 +17,14 @@ Delivery is at least once, in order of ``seq`` per VEN:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, exists, func, or_, select, update
 
-from ._engine import Database, insert_many
+from ._engine import Database, from_sqlite_time, insert_many, sqlite_time
 from ._models import OutboxRow
 from .records import OutboxItem
 
@@ -33,6 +34,45 @@ DEFAULT_LEASE: Final = timedelta(seconds=30)
 
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
+
+# The SQLite hot paths as plain sqlite3 SQL (see _engine.Database.run_sqlite). The writer thread's
+# BEGIN IMMEDIATE serialises claimers, so the claim needs no row locks or re-check.
+_CLAIMABLE_SQLITE: Final = (
+    "ven_id = ? AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)"
+)
+_CLAIM_SQLITE: Final = (
+    "UPDATE outbox SET claimed_until = ? WHERE seq = (SELECT seq FROM outbox WHERE "
+    f"{_CLAIMABLE_SQLITE} ORDER BY seq LIMIT 1)"
+    " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at"
+)
+_SUPERSEDE_SQLITE: Final = (
+    "UPDATE outbox SET delivered_at = ?, claimed_until = NULL"
+    " WHERE ven_id = ? AND kind = ? AND seq != ? AND delivered_at IS NULL"
+)
+_BEHIND_SQLITE: Final = (
+    f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE_SQLITE} AND seq > ?)"
+)
+_DELIVERED_SQLITE: Final = (
+    "UPDATE outbox SET delivered_at = ?, claimed_until = NULL"
+    " WHERE seq = ? AND delivered_at IS NULL"
+)
+
+
+def _claim_sqlite(
+    conn: sqlite3.Connection, ven_id: str, now: datetime, until: datetime, supersede: str | None
+) -> OutboxItem | None:
+    at = sqlite_time(now)
+    row = conn.execute(_CLAIM_SQLITE, (sqlite_time(until), ven_id, at)).fetchone()
+    if row is None:
+        return None
+    seq, _, kind, payload, dedup_key, enqueued_at = row
+    if supersede is not None and kind == supersede:
+        conn.execute(_SUPERSEDE_SQLITE, (at, ven_id, supersede, seq))
+    more = conn.execute(_BEHIND_SQLITE, (ven_id, at, seq)).fetchone()[0]
+    enqueued = from_sqlite_time(enqueued_at)
+    assert enqueued is not None
+    return OutboxItem(seq=seq, ven_id=row[1], kind=kind, payload=payload, dedup_key=dedup_key,
+                      enqueued_at=enqueued, more_waiting=bool(more))
 
 
 def _item(row: Any, *, more_waiting: bool = False) -> OutboxItem:
@@ -124,6 +164,10 @@ class OutboxRepository:
         ``supersede``, every other undelivered item of that kind for the VEN is marked delivered
         in the same transaction (the reply to the claimed one stands for them all).
         """
+        if self._db.sync_engine is not None:
+            until = now + lease
+            return await self._db.run_sqlite(
+                lambda conn: _claim_sqlite(conn, ven_id, now, until, supersede), write=True)
         c = _OUTBOX.c
         pick = (
             select(c.seq)
@@ -161,6 +205,10 @@ class OutboxRepository:
 
     async def mark_delivered(self, seq: int, *, at: datetime) -> bool:
         """The item went out; False if it was already marked (or never existed)."""
+        if self._db.sync_engine is not None:
+            params = (sqlite_time(at), seq)
+            return await self._db.run_sqlite(
+                lambda conn: conn.execute(_DELIVERED_SQLITE, params).rowcount == 1, write=True)
         return await self._db.run_write(lambda conn: mark_delivered_in(conn, (seq,), at) == 1)
 
     async def release(self, seq: int) -> None:

@@ -8,13 +8,14 @@ targets are matched against; only active (not cancelled) VENs are ever targeted.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, exists, or_, select, tuple_, update
 
-from ._engine import Database
+from ._engine import Database, from_sqlite_time
 from ._models import OutboxRow, VenMembershipRow, VenRow
 from .records import TargetKind, TargetRef, VenRegistration
 
@@ -54,6 +55,32 @@ def _values(reg: VenRegistration) -> dict[str, object]:
     return {
         name: getattr(reg, name) for name in ("ven_id", "fingerprint", "created_at", *_REFRESHED)
     }
+
+
+_POLL_LOOKUP_SQLITE: Final = (
+    "SELECT ven_id, registration_id, fingerprint, ven_name, profile_name, transport_name,"
+    " transport_address, http_pull_model, report_only, xml_signature, created_at, cancelled_at,"
+    " EXISTS (SELECT 1 FROM outbox WHERE outbox.ven_id = vens.ven_id"
+    " AND outbox.delivered_at IS NULL)"
+    " FROM vens WHERE fingerprint = ?"
+)
+
+
+def _poll_lookup_sqlite(
+    conn: sqlite3.Connection, fingerprint: str
+) -> tuple[VenRegistration | None, bool]:
+    row = conn.execute(_POLL_LOOKUP_SQLITE, (fingerprint,)).fetchone()
+    if row is None:
+        return None, False
+    created_at = from_sqlite_time(row[10])
+    assert created_at is not None
+    registration = VenRegistration(
+        ven_id=row[0], registration_id=row[1], fingerprint=row[2], ven_name=row[3],
+        profile_name=row[4], transport_name=row[5], transport_address=row[6],
+        http_pull_model=bool(row[7]), report_only=bool(row[8]), xml_signature=bool(row[9]),
+        created_at=created_at, cancelled_at=from_sqlite_time(row[11]),
+    )
+    return registration, bool(row[12])
 
 
 _VENS = cast(Table, VenRow.__table__)
@@ -96,6 +123,9 @@ class VenRepository:
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         """The certificate's registration and whether anything waits in its outbox, read in one
         statement: what an oadrPoll needs before it can answer "nothing for you"."""
+        if self._db.sync_engine is not None:
+            return await self._db.run_sqlite(
+                lambda conn: _poll_lookup_sqlite(conn, fingerprint), write=False)
         waiting = (
             exists()
             .where(OutboxRow.ven_id == _VENS.c.ven_id, OutboxRow.delivered_at.is_(None))
