@@ -19,7 +19,8 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, insert, or_, select, update
 
-from ._engine import Database
+from . import _sqlite_events
+from ._engine import Database, sqlite_time
 from ._models import EventDeliveryRow, EventRow, EventTargetRow
 from .outbox import enqueue_in, mark_delivered_in
 from .records import (
@@ -192,6 +193,9 @@ class EventRepository:
     ) -> tuple[tuple[TargetRef, ...], tuple[EventRecord, ...]]:
         """The VEN's memberships and the events (as :meth:`query`), from one snapshot: what
         building a VEN's event list needs, in one round trip."""
+        if self._db.sync_engine is not None:
+            return await self._db.run_sqlite(
+                lambda conn: _sqlite_events.for_ven(conn, ven_id, statuses), write=False)
         return await self._db.run_read(
             lambda conn: (memberships_in(conn, ven_id), _query(conn, statuses)))
 
@@ -209,6 +213,11 @@ class EventRepository:
         (eventID -> modificationNumber) recorded as delivered, and the outbox item that caused
         it (if any) marked delivered."""
         rows = [(event_id, ven_id, number) for event_id, number in sent.items()]
+        if self._db.sync_engine is not None:
+            stamp = sqlite_time(at)
+            return await self._db.run_sqlite(
+                lambda conn: _sqlite_events.record_distribution(conn, rows, stamp, outbox_seq),
+                write=True)
 
         def work(conn: Connection) -> None:
             self._delivered(conn, rows, at)
@@ -240,6 +249,9 @@ class EventRepository:
     async def record_acks(self, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
         """:meth:`record_ack` for several answers (one oadrCreatedEvent), in one transaction."""
         wanted = tuple(acks)
+        if self._db.sync_engine is not None:
+            return await self._db.run_sqlite(
+                lambda conn: _sqlite_events.record_acks(conn, wanted), write=True)
 
         def work(conn: Connection) -> tuple[Delivery, ...]:
             return tuple(self._ack(conn, ack) for ack in wanted)
@@ -270,6 +282,9 @@ class EventRepository:
         """Of ``event_ids``, those delivered to ``ven_id``: eventID -> the event's current
         modificationNumber (what an ack is checked against), in one statement."""
         wanted = list(dict.fromkeys(event_ids))
+        if self._db.sync_engine is not None:
+            return await self._db.run_sqlite(
+                lambda conn: _sqlite_events.delivered_versions(conn, ven_id, wanted), write=False)
         stmt = (
             select(_EVENTS.c.event_id, _EVENTS.c.modification_number)
             .join(_DELIVERIES, _DELIVERIES.c.event_id == _EVENTS.c.event_id)

@@ -1,0 +1,162 @@
+"""The event repository's hot paths on SQLite, as plain ``sqlite3`` SQL (see
+:meth:`vtn.storage._engine.Database.run_sqlite` for why): building a VEN's event list, recording
+a distribution, storing acks, and the delivered versions an ack is checked against.
+
+Invariants: each function runs inside the caller's transaction and does exactly what the Core
+statements of :mod:`vtn.storage.events` do on SQLite (same rows, same upsert rules, same order),
+so both paths stay interchangeable; times go through :func:`sqlite_time`/``from_sqlite_time``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any, Final
+
+from ._engine import from_sqlite_time, sqlite_time
+from .records import (
+    Delivery,
+    EventAck,
+    EventRecord,
+    EventStatus,
+    OptType,
+    TargetKind,
+    TargetRef,
+)
+
+__all__ = ["delivered_versions", "for_ven", "record_acks", "record_distribution"]
+
+_EVENT_COLUMNS: Final = (
+    "event_id, modification_number, status, market_context, starts_at, ends_at,"
+    " response_required, payload, updated_at"
+)
+_DELIVERY_COLUMNS: Final = (
+    "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
+    " ack_opt_type, ack_response_code, ack_at"
+)
+_DELIVERED: Final = (
+    "INSERT INTO event_deliveries (event_id, ven_id, delivered_modification_number,"
+    " delivered_at) VALUES (?, ?, ?, ?) ON CONFLICT (event_id, ven_id) DO UPDATE SET"
+    " delivered_modification_number = excluded.delivered_modification_number,"
+    " delivered_at = excluded.delivered_at"
+)
+_OUTBOX_DELIVERED: Final = (
+    "UPDATE outbox SET delivered_at = ?, claimed_until = NULL"
+    " WHERE seq = ? AND delivered_at IS NULL"
+)
+# An ack never replaces one for a newer modificationNumber (module docstring of events.py).
+_ACK: Final = (
+    "INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number, ack_opt_type,"
+    " ack_response_code, ack_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, ven_id)"
+    " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
+    " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
+    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
+    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
+)
+_DELIVERY: Final = (
+    f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = ? AND ven_id = ?"
+)
+
+
+def for_ven(
+    conn: sqlite3.Connection, ven_id: str, statuses: Iterable[EventStatus] | None
+) -> tuple[tuple[TargetRef, ...], tuple[EventRecord, ...]]:
+    members = tuple(
+        TargetRef(kind=TargetKind(kind), value=value)
+        for kind, value in conn.execute(
+            "SELECT kind, value FROM ven_memberships WHERE ven_id = ? ORDER BY kind, value",
+            (ven_id,))
+    )
+    where, params = _status_filter(statuses)
+    by_event: dict[str, list[TargetRef]] = {}
+    # One join instead of an IN list of event IDs: no bind-parameter limit, one statement.
+    for event_id, kind, value in conn.execute(
+        "SELECT t.event_id, t.kind, t.value FROM event_targets t JOIN events e"
+        f" ON e.event_id = t.event_id{where}"
+        " ORDER BY t.kind, t.value", params):
+        by_event.setdefault(event_id, []).append(TargetRef(kind=TargetKind(kind), value=value))
+    events = tuple(
+        _event(row, by_event.get(row[0], ()))
+        for row in conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events e{where} ORDER BY event_id", params)
+    )
+    return members, events
+
+
+def _status_filter(statuses: Iterable[EventStatus] | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause on ``e.status`` and its parameters; empty for every status."""
+    if statuses is None:
+        return "", ()
+    wanted = tuple(s.value for s in statuses)
+    if not wanted:
+        return " WHERE 0", ()
+    return f" WHERE e.status IN ({', '.join('?' * len(wanted))})", wanted
+
+
+def _event(row: Any, targets: Iterable[TargetRef]) -> EventRecord:
+    event_id, number, status, market, starts, ends, required, payload, updated = row
+    updated_at = from_sqlite_time(updated)
+    assert updated_at is not None
+    return EventRecord(
+        event_id=event_id,
+        modification_number=number,
+        status=EventStatus(status),
+        market_context=market,
+        starts_at=from_sqlite_time(starts),
+        ends_at=from_sqlite_time(ends),
+        response_required=bool(required),
+        targets=tuple(targets),
+        payload=payload,
+        updated_at=updated_at,
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    event_id, ven_id, number, at, ack_number, opt, code, ack_at = row
+    return Delivery(
+        event_id=event_id,
+        ven_id=ven_id,
+        delivered_modification_number=number,
+        delivered_at=from_sqlite_time(at),
+        ack_modification_number=ack_number,
+        ack_opt_type=None if opt is None else OptType(opt),
+        ack_response_code=code,
+        ack_at=from_sqlite_time(ack_at),
+    )
+
+
+def record_distribution(
+    conn: sqlite3.Connection,
+    rows: list[tuple[str, str, int]],
+    at: str,
+    outbox_seq: int | None,
+) -> None:
+    """``rows`` (eventID, venID, modificationNumber) delivered at ``at`` (stored time text)."""
+    if rows:
+        conn.executemany(_DELIVERED, [(e, v, n, at) for e, v, n in rows])
+    if outbox_seq is not None:
+        conn.execute(_OUTBOX_DELIVERED, (at, outbox_seq))
+
+
+def record_acks(conn: sqlite3.Connection, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
+    stored = []
+    for ack in acks:
+        key = (ack.event_id, ack.ven_id)
+        conn.execute(_ACK, (*key, ack.modification_number, ack.opt_type.value,
+                            ack.response_code, sqlite_time(ack.at)))
+        stored.append(_delivery(conn.execute(_DELIVERY, key).fetchone()))
+    return tuple(stored)
+
+
+def delivered_versions(
+    conn: sqlite3.Connection, ven_id: str, event_ids: list[str]
+) -> dict[str, int]:
+    found: dict[str, int] = {}
+    # In slices: an oadrCreatedEvent may answer more events than SQLite takes bind parameters.
+    for start in range(0, len(event_ids), 500):
+        part = event_ids[start : start + 500]
+        found.update(conn.execute(
+            "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
+            " ON d.event_id = e.event_id WHERE d.ven_id = ? AND e.event_id IN"
+            f" ({', '.join('?' * len(part))})", (ven_id, *part)).fetchall())
+    return found
