@@ -120,7 +120,7 @@ class VtnLink:
         try:
             async with asyncio.timeout(self._timeout):
                 async with session.post(url, data=body) as reply:
-                    content = await reply.content.read(self._max_reply + 1)
+                    content = await _read_capped(reply.content, self._max_reply)
                     status = reply.status
                     retry_after = reply.headers.get("Retry-After")
         except TimeoutError:
@@ -141,3 +141,19 @@ class VtnLink:
 
     async def send(self, service: Service, message: Message) -> Message | None:
         return await self.post(service, self.codec.encode(message))
+
+
+async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
+    """The whole body, or its first ``cap + 1`` bytes when it is longer (refused by the caller).
+
+    ``StreamReader.read(n)`` returns what is buffered so far, not n bytes: a reply spanning several
+    TLS records would arrive cut short, so read chunk by chunk until EOF or over the cap.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            break
+    return b"".join(chunks)
