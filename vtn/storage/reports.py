@@ -12,13 +12,14 @@ Invariants:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, select, update
 
-from ._engine import Database, insert_many
+from ._engine import Database, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow
 from .records import ReportDescription, ReportPoint, ReportRequest, ReportRequestStatus
 
@@ -37,6 +38,37 @@ _POINT_FIELDS: Final = (
     "data_quality",
     "received_at",
 )
+_INSERT_POINT_SQLITE: Final = (
+    f"INSERT INTO report_points ({', '.join(_POINT_FIELDS)})"
+    f" VALUES ({', '.join('?' * len(_POINT_FIELDS))}) ON CONFLICT DO NOTHING"
+)
+# SQLAlchemy's Interval on SQLite is stored as the datetime text of 1970-01-01 + the duration.
+_INTERVAL_EPOCH: Final = datetime(1970, 1, 1)
+
+
+def _sqlite_point(p: ReportPoint) -> tuple[object, ...]:
+    duration = None
+    if p.duration is not None:
+        duration = (_INTERVAL_EPOCH + p.duration).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return (p.ven_id, p.report_request_id, p.report_specifier_id, p.r_id, sqlite_time(p.dtstart),
+            duration, p.value, p.confidence, p.accuracy, p.data_quality,
+            sqlite_time(p.received_at))
+
+
+def _store_update_sqlite(
+    conn: sqlite3.Connection, ven_id: str, rows: list[tuple[object, ...]], wanted: list[str]
+) -> tuple[int, tuple[str, ...]]:
+    added = conn.executemany(_INSERT_POINT_SQLITE, rows).rowcount if rows else 0
+    gone: set[str] = set()
+    for start in range(0, len(wanted), 500):  # within SQLite's bind-parameter limit
+        part = wanted[start : start + 500]
+        gone.update(r for (r,) in conn.execute(
+            "SELECT report_request_id FROM report_requests WHERE ven_id = ? AND status = ?"
+            f" AND report_request_id IN ({', '.join('?' * len(part))})",
+            (ven_id, ReportRequestStatus.CANCELLED.value, *part)))
+    return added, tuple(r for r in wanted if r in gone)
+
+
 _REQUEST_FIELDS: Final = (
     "report_specifier_id",
     "granularity",
@@ -199,6 +231,11 @@ class ReportRepository:
         it. Returns (points added, cancelled reportRequestIDs in the order given)."""
         if any(p.ven_id != ven_id for p in points):
             raise ValueError("every point must belong to the reporting VEN")
+        if self._db.sync_engine is not None:
+            raw = [_sqlite_point(p) for p in points]
+            ids = list(dict.fromkeys(request_ids))
+            return await self._db.run_sqlite(
+                lambda conn: _store_update_sqlite(conn, ven_id, raw, ids), write=True)
         rows = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in points]
         wanted = list(dict.fromkeys(request_ids))
         cancelled = select(_REQUESTS.c.report_request_id).where(
