@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
-__all__ = ["Device", "DeviceClass", "power_bucket", "step_all"]
+__all__ = ["Device", "DeviceClass", "OnlineState", "power_bucket", "step_all"]
 
 
 class DeviceClass(StrEnum):
@@ -44,6 +44,30 @@ def power_bucket(rated_kw: float) -> str:
         if rated_kw < upper:
             return label
     return "7-11kW" if rated_kw == _BUCKETS[-1][0] else "11kW+"
+
+
+class OnlineState:
+    """Whether a simulator reports, and what it really draws: the part all simulators share.
+
+    Subclasses set ``_online`` (True) and ``_true_kw`` (0.0) when built and update ``_true_kw``
+    each step.
+    """
+
+    __slots__ = ("_online", "_true_kw")
+
+    _online: bool
+    _true_kw: float
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    @property
+    def true_kw(self) -> float:
+        return self._true_kw
+
+    def set_online(self, online: bool) -> None:
+        self._online = online
 
 
 class Device(Protocol):

@@ -14,7 +14,7 @@ import random
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from .base import DeviceClass, power_bucket
+from .base import DeviceClass, OnlineState, power_bucket
 from .config import BatteryProfile
 
 __all__ = ["HomeBattery"]
@@ -22,9 +22,9 @@ __all__ = ["HomeBattery"]
 _HOUR_S = 3600.0
 
 
-class HomeBattery:
+class HomeBattery(OnlineState):
     __slots__ = (
-        "_cap_kwh", "_dt_h", "_eff", "_online", "_soc", "_soc_max", "_soc_min", "_true_kw",
+        "_cap_kwh", "_dt_h", "_eff", "_soc", "_soc_max", "_soc_min",
         "device_id", "power_bucket", "rated_kw",
     )  # fmt: skip
 
@@ -50,23 +50,12 @@ class HomeBattery:
         self._true_kw = 0.0
 
     @property
-    def online(self) -> bool:
-        return self._online
-
-    @property
-    def true_kw(self) -> float:
-        return self._true_kw
-
-    @property
     def soc(self) -> float:
         return self._soc
 
     @property
     def soc_limits(self) -> tuple[float, float]:
         return self._soc_min, self._soc_max
-
-    def set_online(self, online: bool) -> None:
-        self._online = online
 
     def step(self, now: datetime, setpoint_kw: float | None) -> float | None:
         kw = 0.0

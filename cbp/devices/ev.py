@@ -18,7 +18,7 @@ import random
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from .base import DeviceClass, power_bucket
+from .base import DeviceClass, OnlineState, power_bucket
 from .config import EvProfile
 
 __all__ = ["EvCharger"]
@@ -26,10 +26,10 @@ __all__ = ["EvCharger"]
 _HOUR_S = 3600.0
 
 
-class EvCharger:
+class EvCharger(OnlineState):
     __slots__ = (
-        "_cap_kwh", "_departure", "_dt_h", "_eff", "_min_kw", "_next_change", "_online",
-        "_plugged", "_profile", "_rate_kw", "_rng", "_soc", "_taper", "_target", "_true_kw",
+        "_cap_kwh", "_departure", "_dt_h", "_eff", "_min_kw", "_next_change",
+        "_plugged", "_profile", "_rate_kw", "_rng", "_soc", "_taper", "_target",
         "device_id", "power_bucket", "rated_kw",
     )  # fmt: skip
 
@@ -94,23 +94,12 @@ class EvCharger:
 
     # -- Device protocol --------------------------------------------------------------------
     @property
-    def online(self) -> bool:
-        return self._online
-
-    @property
-    def true_kw(self) -> float:
-        return self._true_kw
-
-    @property
     def plugged(self) -> bool:
         return self._plugged
 
     @property
     def soc(self) -> float:
         return self._soc
-
-    def set_online(self, online: bool) -> None:
-        self._online = online
 
     def step(self, now: datetime, setpoint_kw: float | None) -> float | None:
         if now >= self._next_change:

@@ -18,7 +18,7 @@ import random
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from .base import DeviceClass, power_bucket
+from .base import DeviceClass, OnlineState, power_bucket
 from .config import HeatPumpProfile, ProfileError
 
 __all__ = ["HeatPump"]
@@ -26,10 +26,10 @@ __all__ = ["HeatPump"]
 _HOUR_S = 3600.0
 
 
-class HeatPump:
+class HeatPump(OnlineState):
     __slots__ = (
-        "_cap", "_cop", "_dt_h", "_gain", "_high", "_low", "_online", "_t", "_t_out", "_t_set",
-        "_true_kw", "_ua", "device_id", "power_bucket", "rated_kw",
+        "_cap", "_cop", "_dt_h", "_gain", "_high", "_low", "_t", "_t_out", "_t_set",
+        "_ua", "device_id", "power_bucket", "rated_kw",
     )  # fmt: skip
 
     device_class = DeviceClass.HEAT_PUMP
@@ -61,23 +61,12 @@ class HeatPump:
         self._true_kw = 0.0
 
     @property
-    def online(self) -> bool:
-        return self._online
-
-    @property
-    def true_kw(self) -> float:
-        return self._true_kw
-
-    @property
     def indoor_c(self) -> float:
         return self._t
 
     @property
     def comfort_band_c(self) -> tuple[float, float]:
         return self._low, self._high
-
-    def set_online(self, online: bool) -> None:
-        self._online = online
 
     def _natural(self, t: float) -> float:
         kw = (self._ua * (self._t_set - self._t_out) + self._gain * (self._t_set - t)) / self._cop
