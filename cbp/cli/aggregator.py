@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import csv
 import logging
-import signal
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+from ._process import stop_on_signals
 
 __all__ = ["register"]
 
@@ -99,11 +100,7 @@ async def _serve(spec: dict[str, Any]) -> None:
                          power_bucket=row["power_bucket"])
     runner = web.AppRunner(node.app, access_log=None)
     await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await web.TCPSite(runner, config.host, config.port,
                           ssl_context=server_ssl_context(config)).start()

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from ._process import stop_on_signals
 
 __all__ = ["register"]
 
@@ -70,10 +70,6 @@ def _run(args: argparse.Namespace) -> int:
 async def _serve(config: Any, progress: Any) -> int:
     from cbp.roles.fleetnode import run_fleet
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     registered: int = await run_fleet(config, stop, progress)
     return registered

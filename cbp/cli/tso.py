@@ -13,11 +13,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from ._process import stop_on_signals
 
 __all__ = ["register"]
 
@@ -69,11 +70,7 @@ async def _serve(config: Any, settings: Any, capture_dir: Path | None) -> None:
     tso = TsoNode(config, settings, capture_dir=capture_dir)
     runner = web.AppRunner(tso.app, access_log=None)
     await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await web.TCPSite(runner, config.host, config.port,
                           ssl_context=server_ssl_context(config)).start()

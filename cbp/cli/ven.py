@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from ._process import stop_on_signals
 
 __all__ = ["register"]
 
@@ -107,11 +108,7 @@ async def _serve(config: Any) -> None:
                  config.opt)
         return str(config.opt)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     interval = config.poll_interval.total_seconds() if config.poll_interval else None
     backoff = Backoff(base=config.backoff_base.total_seconds(),
                       cap=config.backoff_cap.total_seconds())

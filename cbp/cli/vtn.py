@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from ._process import stop_on_signals
 
 __all__ = ["register"]
 
@@ -93,11 +93,7 @@ async def _serve(config: Any) -> None:
             await admin.setup()
             await web.TCPSite(admin, config.admin_host, config.admin_port).start()
             logging.info("admin API on http://%s:%d", config.admin_host, config.admin_port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await stop.wait()
     finally:
         for runner in reversed(runners):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -117,7 +117,7 @@ def _vtn_config(out: Path, name: str, pki: dict[str, tuple[Path, Path]], cert: s
                      **extra)  # type: ignore[arg-type]
 
 
-def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: list[object],
+def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[object],
              identities: list[DeviceIdentity], seed: int) -> None:
     """Prosumers, consent and devices into the vault; the last device's owner never consents."""
     rng = random.Random(seed)
