@@ -83,9 +83,11 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     from aiohttp import web
 
     import schemas
-    from vtn.app import SERVICES, VtnConfig, create_app, server_ssl_context
+    from vtn.app import SERVICES, VtnConfig, create_app, server_ssl_context, tune_serving_process
     from vtn.services import Handlers
     from vtn.services.events import publish_event
+
+    tune_serving_process()  # as `crowdflex vtn` does
 
     def on_report_data(_ven_id: str, report: schemas.Report) -> None:
         tally.reports += 1

@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,8 +41,17 @@ from vtn.storage import Storage, open_storage
 from vtn.tls import push_client_context, server_context
 from vtn.transport import Dispatcher, Peer, Service, TransportSettings, add_routes
 
-__all__ = ["CODEC", "CONFIG", "PUSH", "SERVICES", "STORAGE", "VtnConfig", "create_app",
-           "server_ssl_context"]
+__all__ = [
+    "CODEC",
+    "CONFIG",
+    "PUSH",
+    "SERVICES",
+    "STORAGE",
+    "VtnConfig",
+    "create_app",
+    "server_ssl_context",
+    "tune_serving_process",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +104,19 @@ CODEC = web.AppKey("crowdflex.vtn.codec", Codec)
 STORAGE = web.AppKey("crowdflex.vtn.storage", Storage)
 SERVICES = web.AppKey("crowdflex.vtn.services", ServiceContext)
 PUSH = web.AppKey("crowdflex.vtn.push", PushDelivery)
+
+
+# With SQLite the event loop hands work to the database threads and back on every request; at
+# CPython's default 5 ms switch interval a thread that wants the GIL back waits for the other to
+# give it up. Measured (bench vtn, 100 VENs, 3 runs each): poll CPU 0.80-1.13 -> 0.73-0.90 ms,
+# report CPU 2.97-3.05 -> 2.37-2.96 ms.
+_SERVING_SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_serving_process() -> None:
+    """Opt-in for a process whose job is serving a VTN (``crowdflex vtn`` calls it): a shorter
+    GIL switch interval. Process-wide, so a library never does this behind its host's back."""
+    sys.setswitchinterval(_SERVING_SWITCH_INTERVAL_S)
 
 
 def server_ssl_context(config: VtnConfig) -> ssl.SSLContext:

@@ -68,6 +68,9 @@ def _run(args: argparse.Namespace) -> int:
               "or run with --no-admin", file=sys.stderr)
         return 2
     try:
+        from vtn.app import tune_serving_process
+
+        tune_serving_process()
         asyncio.run(_serve(config))
     except (ValueError, OSError) as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -63,7 +62,6 @@ MAX_BIND_PARAMS: Final = 30_000
 # Reads wait on disk and on each other's statements, not on the writer (WAL): two threads let a
 # slow read (an admin listing) not hold up the polls behind it.
 SQLITE_READER_THREADS: Final = 2
-SWITCH_INTERVAL_S: Final = 0.0005
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -170,11 +168,6 @@ class Database:
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         if self.dialect == "sqlite":
-            # The event loop hands work to the db threads and back on every request; at the
-            # default 5 ms switch interval a thread that wants the GIL back waits for the other
-            # to give it up. Measured (bench vtn, 100 VENs, 3 runs each): poll CPU 0.80-1.13 ->
-            # 0.73-0.90 ms, report CPU 2.97-3.05 -> 2.37-2.96 ms. Process-wide, like the GIL.
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
             self.sync_engine = sync_sqlite_engine(engine.url)
             self._sync_writer = self.sync_engine.execution_options(**{WRITE_OPTION: True})
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="crowdflex-db-write")
