@@ -21,7 +21,7 @@ import ipaddress
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from schemas import utc_now
 from schemas.identity import certificate_fingerprint
 
 __all__ = [
@@ -62,10 +63,6 @@ class KeyType(StrEnum):
 class Role(StrEnum):
     VTN = "vtn"
     VEN = "ven"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def generate_key(key_type: KeyType) -> PrivateKey:
@@ -205,7 +202,7 @@ class CertificateAuthority:
         *,
         certificate: x509.Certificate,
         private_key: PrivateKey,
-        clock: Clock = _utcnow,
+        clock: Clock = utc_now,
     ) -> None:
         self.certificate = certificate
         self.private_key = private_key
@@ -219,7 +216,7 @@ class CertificateAuthority:
         *,
         common_name: str = "crowdflex development CA",
         key_type: KeyType = KeyType.EC,
-        clock: Clock = _utcnow,
+        clock: Clock = utc_now,
     ) -> CertificateAuthority:
         """A new self-signed CA (may sign end-entity certificates only: path length 0)."""
         key = generate_key(key_type)
@@ -255,7 +252,7 @@ class CertificateAuthority:
 
     @classmethod
     def load(
-        cls, cert_path: Path, key_path: Path, *, clock: Clock = _utcnow
+        cls, cert_path: Path, key_path: Path, *, clock: Clock = utc_now
     ) -> CertificateAuthority:
         """The CA whose certificate and unencrypted private key are in these PEM files."""
         certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())

@@ -22,7 +22,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -32,6 +32,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from schemas import utc_now
 
 from .errors import ConsentMissing, UnknownIdentity, VaultCorrupt
 from .keys import KeyProvider
@@ -76,10 +78,6 @@ class AuditEntry:
     detail: dict[str, str]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class IdentityVault:
     """Sealed identity records in one SQLite file. Use as a context manager, or call ``close``."""
 
@@ -88,7 +86,7 @@ class IdentityVault:
         path: Path,
         keys: KeyProvider,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         synchronous: Literal["full", "normal"] = "full",
     ) -> None:
         """Open (or create) the vault at ``path``.

@@ -44,6 +44,7 @@ _SIGNED_OBJECT = q(OADR, "oadrSignedObject")
 
 
 def utc_now() -> datetime:
+    """The default clock of every crowdflex node: aware UTC now (tests inject their own)."""
     return datetime.now(UTC)
 
 

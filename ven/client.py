@@ -30,7 +30,7 @@ import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from schemas import (
@@ -66,6 +66,7 @@ from schemas import (
     RequestEvent,
     Response,
     Target,
+    utc_now,
 )
 
 from ._dispatch import EventHandler, Inbound, Outcome
@@ -81,10 +82,6 @@ log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=Message)
 _DEFAULT_POLL = timedelta(seconds=10)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _new_id() -> str:
@@ -124,7 +121,7 @@ class VenClient:
         on_error: Callable[[VenError], None] | None = None,
         push_url: str | None = None,
         backoff: Backoff | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         request_timeout: float = 30.0,
         report_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         retry_sleep: Callable[[float], Awaitable[None]] | None = None,

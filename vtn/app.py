@@ -28,14 +28,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from schemas import Codec, Message, Verification
+from schemas import Codec, Message, Verification, utc_now
 from schemas.identity import TlsProfile
 from vtn.faults import storage_guard
 from vtn.limits import LimitSettings, install_limits
 from vtn.push import PushDelivery
 from vtn.revocation import reloading_server_context
 from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
-from vtn.services._context import utc_now
 from vtn.signing import NonceCheck, SignatureSettings, signing_codec
 from vtn.storage import Storage, open_storage
 from vtn.tls import push_client_context, server_context

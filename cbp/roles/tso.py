@@ -54,11 +54,11 @@ from schemas import (
     ReportSpecifier,
     SpecifierPayload,
     Target,
+    utc_now,
 )
 from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
 from vtn.capture import capture_middleware
 from vtn.services import Handlers, ServiceContext
-from vtn.services._context import utc_now
 from vtn.services.events import cancel_event, get_event, modify_event, publish_event
 
 from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, CbpSettings

@@ -16,10 +16,10 @@ import inspect
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import Codec, Event, Message, NotRegistered
+from schemas import Codec, Event, Message, NotRegistered, utc_now
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
@@ -37,10 +37,6 @@ __all__ = [
 
 # How many decoded events a ServiceContext keeps (oldest dropped first).
 DECODED_EVENTS_KEPT = 256
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id() -> str:
