@@ -1,12 +1,27 @@
-"""What every long-running `crowdflex` node command shares: stopping cleanly on SIGINT/SIGTERM."""
+"""What every long-running `crowdflex` node command shares: its log level, and stopping cleanly
+on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 
-__all__ = ["stop_on_signals"]
+__all__ = ["add_log_level", "configure_logging", "stop_on_signals"]
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> None:
+    parser.add_argument("--log-level", default=default, choices=_LEVELS,
+                        help=f"logging verbosity (default {default})")
+
+
+def configure_logging(level: str) -> None:
+    """Timestamped log lines on standard error (a child's stdout may carry its progress)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def stop_on_signals() -> asyncio.Event:

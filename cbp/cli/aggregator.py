@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from ._process import stop_on_signals
+from ._process import add_log_level, configure_logging, stop_on_signals
 
 __all__ = ["register"]
 
@@ -34,8 +34,7 @@ def register(commands: Any) -> None:
         "identity vault) and connects to the TSO as a VEN behind the privacy filter. See "
         "examples/aggregator.toml.")
     parser.add_argument("--config", type=Path, required=True, metavar="FILE")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_log_level(parser)
     parser.set_defaults(run=_run)
 
 
@@ -50,8 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     from cbp.roles.profile import settings_from_mapping
     from vtn.config import ConfigError, parse_config
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    configure_logging(args.log_level)
     try:
         data = tomllib.loads(args.config.read_text())
         base = args.config.parent

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from ._process import stop_on_signals
+from ._process import add_log_level, configure_logging, stop_on_signals
 
 __all__ = ["register"]
 
@@ -36,16 +35,14 @@ def register(commands: Any) -> None:
                         help="TOML configuration file (keys as in examples/device.toml)")
     parser.add_argument("--json-progress", action="store_true",
                         help="print progress as JSON lines on stdout")
-    parser.add_argument("--log-level", default="WARNING",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_log_level(parser, "WARNING")
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from cbp.roles.fleetnode import fleet_config_from_mapping
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     try:
         data = tomllib.loads(args.config.read_text())
         config = fleet_config_from_mapping(data, base=args.config.parent)

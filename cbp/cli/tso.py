@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ._process import stop_on_signals
+from ._process import add_log_level, configure_logging, stop_on_signals
 
 __all__ = ["register"]
 
@@ -30,8 +30,7 @@ def register(commands: Any) -> None:
         "book with the market rules, awards at gate closure, activations, acks, settlement. "
         "See examples/tso.toml.")
     parser.add_argument("--config", type=Path, required=True, metavar="FILE")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_log_level(parser)
     parser.set_defaults(run=_run)
 
 
@@ -39,8 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     from cbp.roles.profile import settings_from_mapping
     from vtn.config import ConfigError, parse_config
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    configure_logging(args.log_level)
     try:
         data = tomllib.loads(args.config.read_text())
         base = args.config.parent

@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._process import stop_on_signals
+from ._process import add_log_level, configure_logging, stop_on_signals
 
 __all__ = ["register"]
 
@@ -62,17 +62,14 @@ def register(commands: Any) -> None:
     parser.add_argument("--vtn-url", help="root URL of the VTN (overrides 'vtn_url')")
     parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
                         help="seconds between empty polls (overrides 'poll_interval_s')")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="logging verbosity (default INFO)")
+    add_log_level(parser)
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ven.config import ConfigError, load_config
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    configure_logging(args.log_level)
     try:
         config = load_config(args.config)
         if args.vtn_url is not None:

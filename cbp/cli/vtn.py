@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._process import stop_on_signals
+from ._process import add_log_level, configure_logging, stop_on_signals
 
 __all__ = ["register"]
 
@@ -42,17 +42,14 @@ def register(commands: Any) -> None:
                         "[admin] port)")
     parser.add_argument("--no-admin", action="store_true",
                         help="do not start the admin API")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="logging verbosity (default INFO)")
+    add_log_level(parser)
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from vtn.config import ConfigError, load_config
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    configure_logging(args.log_level)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
