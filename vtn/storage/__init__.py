@@ -13,6 +13,9 @@ Invariants:
 - Every repository call is one transaction and returns after it committed, so a reply built on its
   result describes durable state (a VTN killed with SIGKILL and restarted loses none of it).
 - No module globals: each :class:`Storage` owns its engine; several can live in one process.
+- A SQLite file is served by one Storage (one VTN process) at a time: it keeps a poll index in
+  memory that another writer of the same file would not update. Several VTN workers share a
+  PostgreSQL database instead (DESIGN.md 7).
 - :func:`open_storage` migrates the database to the head revision before returning.
 """
 
@@ -28,6 +31,7 @@ from .events import EventRepository
 from .nonces import NonceRepository
 from .opts import OptRepository
 from .outbox import DEFAULT_LEASE, OutboxRepository
+from .pollindex import PollIndex
 from .records import (
     Delivery,
     EventAck,
@@ -89,9 +93,12 @@ class Storage:
         db = Database(engine)
         self._db = db
         self._engine = engine
-        self.vens = VenRepository(db)
-        self.events = EventRepository(db)
-        self.outbox = OutboxRepository(db)
+        # SQLite: this process is the file's only writer, so empty polls can be answered from
+        # memory; PostgreSQL workers share queues, so they always read (vtn.storage.pollindex).
+        index = PollIndex() if db.sync_engine is not None else None
+        self.vens = VenRepository(db, index)
+        self.events = EventRepository(db, index)
+        self.outbox = OutboxRepository(db, index)
         self.reports = ReportRepository(db)
         self.opts = OptRepository(db)
         self.nonces = NonceRepository(db)

@@ -23,6 +23,7 @@ from . import _sqlite_events
 from ._engine import Database, sqlite_time
 from ._models import EventDeliveryRow, EventRow, EventTargetRow
 from .outbox import enqueue_in, mark_delivered_in
+from .pollindex import PollIndex
 from .records import (
     Delivery,
     EventAck,
@@ -127,8 +128,9 @@ def _check_newer(event: EventRecord, row: Any) -> bool:
 
 
 class EventRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, index: PollIndex | None = None) -> None:
         self._db = db
+        self._index = index  # told of every queued notification (vtn.storage.pollindex)
 
     async def put(self, event: EventRecord, *, notify: Iterable[str] = ()) -> bool:
         """Create or update an event and queue its payload for ``notify`` VENs, atomically.
@@ -162,7 +164,11 @@ class EventRepository:
             )
             return True
 
-        return await self._db.run_write(work)
+        try:
+            return await self._db.run_write(work)
+        finally:  # also after a failure: the write may have committed before it surfaced
+            if self._index is not None:
+                self._index.enqueued(ven_ids)
 
     def _replace_targets(self, conn: Connection, event: EventRecord) -> None:
         conn.execute(delete(_TARGETS).where(_TARGETS.c.event_id == event.event_id))

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, exists, func, o
 
 from ._engine import Database, from_sqlite_time, insert_many, sqlite_time
 from ._models import OutboxRow
+from .pollindex import PollIndex
 from .records import OutboxItem
 
 __all__ = ["DEFAULT_LEASE", "OutboxRepository", "enqueue_in", "mark_delivered_in"]
@@ -132,8 +133,9 @@ def mark_delivered_in(conn: Connection, seqs: Iterable[int], at: datetime) -> in
 
 
 class OutboxRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, index: PollIndex | None = None) -> None:
         self._db = db
+        self._index = index
 
     async def enqueue(
         self,
@@ -146,8 +148,13 @@ class OutboxRepository:
     ) -> int:
         """Queue one encoded payload for many VENs in one transaction (one INSERT for up to
         thousands of VENs). Returns how many rows were added (duplicates by dedup_key are not)."""
-        return await self._db.run_write(lambda conn: enqueue_in(
-            self._db, conn, ven_ids, payload=payload, kind=kind, dedup_key=dedup_key, at=at))
+        ven_ids = tuple(ven_ids)
+        try:
+            return await self._db.run_write(lambda conn: enqueue_in(
+                self._db, conn, ven_ids, payload=payload, kind=kind, dedup_key=dedup_key, at=at))
+        finally:  # also after a failure: the write may have committed before it surfaced
+            if self._index is not None:
+                self._index.enqueued(ven_ids)
 
     async def next_for(
         self,

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, exists, or_, se
 
 from ._engine import Database, from_sqlite_time
 from ._models import OutboxRow, VenMembershipRow, VenRow
+from .pollindex import PollIndex
 from .records import TargetKind, TargetRef, VenRegistration
 
 __all__ = ["VenRepository", "memberships_in"]
@@ -93,8 +94,13 @@ def _one(conn: Connection, condition: ColumnElement[bool]) -> VenRegistration | 
 
 
 class VenRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, index: PollIndex | None = None) -> None:
         self._db = db
+        self._index = index
+
+    def _changed(self) -> None:
+        if self._index is not None:
+            self._index.registrations_changed()
 
     async def register(self, registration: VenRegistration) -> VenRegistration:
         """Store a registration; a fingerprint seen before updates that VEN's row instead.
@@ -108,7 +114,10 @@ class VenRepository:
             index_elements=[_VENS.c.fingerprint],
             set_={name: getattr(stmt.excluded, name) for name in _REFRESHED},
         ).returning(*_VENS.c)
-        return await self._db.run_write(lambda conn: _record(conn.execute(stmt).one()))
+        try:
+            return await self._db.run_write(lambda conn: _record(conn.execute(stmt).one()))
+        finally:  # also after a failure: the write may have committed before it surfaced
+            self._changed()
 
     async def get(self, ven_id: str) -> VenRegistration | None:
         return await self._db.run_read(lambda conn: _one(conn, _VENS.c.ven_id == ven_id))
@@ -122,10 +131,17 @@ class VenRepository:
 
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         """The certificate's registration and whether anything waits in its outbox, read in one
-        statement: what an oadrPoll needs before it can answer "nothing for you"."""
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(
+        statement: what an oadrPoll needs before it can answer "nothing for you". On SQLite a VEN
+        known to be quiet is answered from the poll index, without a read."""
+        if self._index is not None:
+            quiet = self._index.quiet_registration(fingerprint)
+            if quiet is not None:
+                return quiet, False
+            ticket = self._index.ticket()
+            found, has_items = await self._db.run_sqlite(
                 lambda conn: _poll_lookup_sqlite(conn, fingerprint), write=False)
+            self._index.learn(ticket, fingerprint, found, has_items)
+            return found, has_items
         waiting = (
             exists()
             .where(OutboxRow.ven_id == _VENS.c.ven_id, OutboxRow.delivered_at.is_(None))
@@ -152,7 +168,10 @@ class VenRepository:
             row = conn.execute(stmt).one_or_none()
             return None if row is None else _record(row)
 
-        return await self._db.run_write(work)
+        try:
+            return await self._db.run_write(work)
+        finally:
+            self._changed()
 
     async def active(self) -> tuple[VenRegistration, ...]:
         stmt = select(_VENS).where(_VENS.c.cancelled_at.is_(None)).order_by(_VENS.c.ven_id)

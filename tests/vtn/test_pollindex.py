@@ -1,0 +1,112 @@
+"""The SQLite poll index (vtn.storage.pollindex): empty polls answered from memory, and never a
+"nothing for you" while something waits, whatever order reads and writes commit in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from vtn.storage import EventRecord, EventStatus, Storage, TargetKind, TargetRef, open_storage
+from vtn.storage.pollindex import PollIndex
+
+from .test_storage import T0, ven
+
+
+@pytest.fixture
+async def sqlite_storage(tmp_path: Path) -> Storage:
+    return await open_storage(f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}")
+
+
+async def test_a_quiet_ven_is_answered_without_reading_the_database(
+        sqlite_storage: Storage) -> None:
+    storage = sqlite_storage
+    try:
+        registration = await storage.vens.register(ven(1))
+        assert await storage.vens.poll_lookup(registration.fingerprint) == (registration, False)
+        # Remove the row behind the index's back (no VTN does this; it shows who answers).
+        async with storage.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM vens"))
+        assert await storage.vens.poll_lookup(registration.fingerprint) == (registration, False)
+    finally:
+        await storage.close()
+
+
+async def test_an_enqueue_makes_the_next_poll_look(sqlite_storage: Storage) -> None:
+    storage = sqlite_storage
+    try:
+        registration = await storage.vens.register(ven(1))
+        fingerprint, ven_id = registration.fingerprint, registration.ven_id
+        assert (await storage.vens.poll_lookup(fingerprint))[1] is False
+        await storage.outbox.enqueue([ven_id], b"<m/>", "k", at=T0)
+        assert (await storage.vens.poll_lookup(fingerprint))[1] is True
+        item = await storage.outbox.next_for(ven_id, now=T0)
+        assert item is not None
+        # Claimed but not yet marked delivered: still waiting (its lease may run out).
+        assert (await storage.vens.poll_lookup(fingerprint))[1] is True
+        await storage.outbox.mark_delivered(item.seq, at=T0)
+        assert (await storage.vens.poll_lookup(fingerprint))[1] is False
+        assert (await storage.vens.poll_lookup(fingerprint))[1] is False  # now from memory
+    finally:
+        await storage.close()
+
+
+async def test_an_event_for_a_quiet_ven_is_seen_at_its_next_poll(sqlite_storage: Storage) -> None:
+    storage = sqlite_storage
+    try:
+        registration = await storage.vens.register(ven(1))
+        assert (await storage.vens.poll_lookup(registration.fingerprint))[1] is False
+        event = EventRecord(
+            event_id="e-1", modification_number=0, status=EventStatus.FAR, payload=b"<e/>",
+            targets=(TargetRef(kind=TargetKind.VEN, value=registration.ven_id),),
+            updated_at=T0, starts_at=T0 + timedelta(minutes=5),
+            ends_at=T0 + timedelta(minutes=20),
+        )
+        assert await storage.events.put(event, notify=[registration.ven_id])
+        assert (await storage.vens.poll_lookup(registration.fingerprint))[1] is True
+    finally:
+        await storage.close()
+
+
+async def test_a_cancelled_registration_is_seen_at_the_next_poll(sqlite_storage: Storage) -> None:
+    storage = sqlite_storage
+    try:
+        registration = await storage.vens.register(ven(1))
+        assert (await storage.vens.poll_lookup(registration.fingerprint))[0] == registration
+        await storage.vens.cancel(registration.registration_id, at=T0)
+        found, _ = await storage.vens.poll_lookup(registration.fingerprint)
+        assert found is not None and found.cancelled_at == T0
+    finally:
+        await storage.close()
+
+
+def test_a_read_overtaken_by_an_enqueue_is_not_learned_as_quiet() -> None:
+    index = PollIndex()
+    registration = ven(1)
+    ticket = index.ticket()  # the poll's read begins, sees an empty outbox...
+    index.enqueued([registration.ven_id])  # ...while an item for the VEN commits
+    index.learn(ticket, registration.fingerprint, registration, False)
+    assert index.quiet_registration(registration.fingerprint) is None
+
+
+def test_a_read_overtaken_by_a_registration_write_is_not_learned() -> None:
+    index = PollIndex()
+    registration = ven(1)
+    ticket = index.ticket()
+    index.registrations_changed()  # e.g. the VEN cancelled while its poll was being read
+    index.learn(ticket, registration.fingerprint, registration, False)
+    assert index.quiet_registration(registration.fingerprint) is None
+    index.learn(index.ticket(), registration.fingerprint, registration, False)
+    assert index.quiet_registration(registration.fingerprint) == registration
+
+
+def test_an_enqueue_after_learning_unquiets_only_its_vens() -> None:
+    index = PollIndex()
+    one, two = ven(1), ven(2)
+    for registration in (one, two):
+        index.learn(index.ticket(), registration.fingerprint, registration, False)
+    index.enqueued([one.ven_id])
+    assert index.quiet_registration(one.fingerprint) is None
+    assert index.quiet_registration(two.fingerprint) == two

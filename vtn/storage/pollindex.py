@@ -1,0 +1,75 @@
+"""What an oadrPoll needs to answer "nothing for you" without touching the database.
+
+Most polls find nothing waiting. On the embedded SQLite engine this process is the only writer of
+the file (DESIGN.md 7: one process per SQLite VTN), so it can know, in memory, which certificate
+belongs to which registration and which VENs have nothing undelivered; such a poll is then
+answered on the event loop with no thread handoff and no SQL. On PostgreSQL several workers share
+the queues, so there is no index and every poll reads the database.
+
+Invariants (all calls happen on the storage's event loop, after the write they report committed):
+- Knowledge is learned only from a database read, and only if no write that could contradict it
+  committed while that read was in flight: every committed registration change bumps
+  ``_registrations`` and every committed enqueue bumps ``_enqueues``; a read remembers both
+  counters before it starts (:meth:`ticket`) and :meth:`learn` drops its answer if either moved.
+- A VEN is "quiet" only if the read saw nothing undelivered in its outbox (claimed-but-unmarked
+  items count as undelivered, so a lease that runs out is found again by the next poll).
+- An enqueue un-quiets its VENs; a registration write forgets every cached registration
+  (registration writes are rare; precision there buys nothing).
+- Losing the index (a restart) only costs reads: it starts empty and knows nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .records import VenRegistration
+
+__all__ = ["PollIndex", "PollTicket"]
+
+
+@dataclass(frozen=True, slots=True)
+class PollTicket:
+    """The write counters as they stood when a poll's database read began."""
+
+    registrations: int
+    enqueues: int
+
+
+class PollIndex:
+    __slots__ = ("_by_fingerprint", "_enqueues", "_quiet", "_registrations")
+
+    def __init__(self) -> None:
+        self._by_fingerprint: dict[str, VenRegistration] = {}
+        self._quiet: set[str] = set()
+        self._registrations = 0
+        self._enqueues = 0
+
+    def quiet_registration(self, fingerprint: str) -> VenRegistration | None:
+        """The certificate's registration if it is known and its VEN has nothing waiting."""
+        registration = self._by_fingerprint.get(fingerprint)
+        if registration is None or registration.ven_id not in self._quiet:
+            return None
+        return registration
+
+    def ticket(self) -> PollTicket:
+        return PollTicket(self._registrations, self._enqueues)
+
+    def learn(self, ticket: PollTicket, fingerprint: str, registration: VenRegistration | None,
+              waiting: bool) -> None:
+        """Remember what a read that began at ``ticket`` found, unless a write overtook it."""
+        if registration is None or ticket.registrations != self._registrations:
+            return
+        self._by_fingerprint[fingerprint] = registration
+        if not waiting and ticket.enqueues == self._enqueues:
+            self._quiet.add(registration.ven_id)
+
+    def enqueued(self, ven_ids: Iterable[str]) -> None:
+        """Items for ``ven_ids`` committed: their next polls must look."""
+        self._enqueues += 1
+        self._quiet.difference_update(ven_ids)
+
+    def registrations_changed(self) -> None:
+        """A registration row was written: forget them all (re-learned poll by poll)."""
+        self._registrations += 1
+        self._by_fingerprint.clear()
