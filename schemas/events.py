@@ -17,10 +17,10 @@ when the object is built, so an illegal message is a local bug caught before it 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final, cast
 
 from ._base import Message
 from ._errors import LocalProtocolError
@@ -209,9 +209,27 @@ class Event:
     baseline: EventBaseline | None = None
     response_required: ResponseRequired = ResponseRequired.ALWAYS
 
+    # Per-object memo, never compared, hashed or shown: status variants (with_status) and the
+    # encoded oadrEvent per thread (schemas._event_parts_xml). The object is immutable, so what
+    # is derived from it once stays right; a fan-out that sends one Event object to hundreds of
+    # VENs builds its XML once.
+    _memo: dict[object, Any] = field(default_factory=dict, init=False, compare=False,
+                                     repr=False, hash=False)
+
     def __post_init__(self) -> None:
         if not self.signals:
             raise LocalProtocolError("ei:eiEventSignals needs at least one eiEventSignal")
+
+    def with_status(self, status: EventStatus) -> Event:
+        """This event with ``eventStatus`` = ``status`` (itself when it already has it); asked
+        again, the same object comes back, so its encoded form is reused too."""
+        if self.descriptor.event_status is status:
+            return self
+        variant = self._memo.get(("status", status))
+        if variant is None:
+            variant = replace(self, descriptor=replace(self.descriptor, event_status=status))
+            self._memo["status", status] = variant
+        return cast(Event, variant)
 
     @property
     def event_id(self) -> str:

@@ -165,7 +165,7 @@ async def _events_for(ctx: ServiceContext, ven_id: str) -> tuple[Event, ...]:
         status = _status_at(event, now)
         if status is EventStatus.COMPLETED:
             continue
-        chosen.append(replace(event, descriptor=replace(event.descriptor, event_status=status)))
+        chosen.append(event.with_status(status))  # one object per status: encoded once
     return tuple(chosen)
 
 

@@ -1,0 +1,85 @@
+"""An Event's memo (schemas.events.Event._memo): a fan-out encodes one Event object for hundreds
+of VENs, so its oadrEvent is built once per thread and copied after. The copy must be
+indistinguishable from a fresh build, and the memo must never leak into equality or repr."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import schemas
+from schemas import DistributeEvent, EiResponse, Event, EventStatus, Target
+
+from .strategies import ids
+from .test_events import _activation, events
+from .xsd_oracle import assert_xsd_valid
+
+
+def _fresh(event: Event) -> Event:
+    """An equal Event object with an empty memo."""
+    return replace(event)
+
+
+def _distribute(request_id: str, *evs: Event) -> DistributeEvent:
+    return DistributeEvent(request_id=request_id, vtn_id="VTN-1", events=evs,
+                           response=EiResponse(request_id=""))
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.lists(events, min_size=1, max_size=2).map(tuple), ids, ids)
+def test_memoized_encoding_is_the_fresh_encoding(evs: tuple[Event, ...], first: str,
+                                                second: str) -> None:
+    codec = schemas.Codec()
+    built = codec.encode(_distribute(first, *evs))
+    # The same Event objects again, in another message: the events come from the memo.
+    again = codec.encode(_distribute(second, *evs))
+    assert again == codec.encode(_distribute(second, *(_fresh(e) for e in evs)))
+    assert built == codec.encode(_distribute(first, *(_fresh(e) for e in evs)))
+    assert_xsd_valid(again)
+    decoded = codec.decode(again)
+    assert isinstance(decoded, DistributeEvent)
+    assert decoded.request_id == second and decoded.events == evs
+
+
+def test_an_event_in_two_positions_and_another_thread_encodes_alike() -> None:
+    event = _activation(1.0, 2.0)
+    other = replace(_activation(3.0), descriptor=replace(event.descriptor, event_id="000124"))
+    codec = schemas.Codec()
+    expected = codec.encode(_distribute("r1", _fresh(event), _fresh(other), _fresh(event)))
+    assert codec.encode(_distribute("r1", event, other, event)) == expected
+    assert codec.encode(_distribute("r1", event, other, event)) == expected
+    from_thread: list[bytes] = []
+    worker = threading.Thread(
+        target=lambda: from_thread.append(schemas.Codec().encode(
+            _distribute("r1", event, other, event))))
+    worker.start()
+    worker.join(timeout=60)
+    assert from_thread == [expected]
+
+
+def test_with_status_returns_one_object_per_status_and_the_memo_stays_private() -> None:
+    event = _activation(1.0)  # NEAR
+    assert event.with_status(EventStatus.NEAR) is event
+    active = event.with_status(EventStatus.ACTIVE)
+    assert active is event.with_status(EventStatus.ACTIVE)
+    assert active == replace(event, descriptor=replace(event.descriptor,
+                                                       event_status=EventStatus.ACTIVE))
+    assert active.descriptor.event_status is EventStatus.ACTIVE
+    assert event.descriptor.event_status is EventStatus.NEAR
+    schemas.Codec().encode(_distribute("r", event, active))  # fills both memos
+    twin = _fresh(event)
+    assert twin == event and hash(twin) == hash(event) and repr(twin) == repr(event)
+    assert "_memo" not in repr(event)
+
+
+def test_a_changed_event_is_encoded_afresh() -> None:
+    event = _activation(1.0)
+    codec = schemas.Codec()
+    codec.encode(_distribute("r", event))
+    moved = replace(event, target=Target(ven_ids=("0043",)))  # replace: a new, empty memo
+    decoded = codec.decode(codec.encode(_distribute("r", moved)))
+    assert isinstance(decoded, DistributeEvent)
+    assert decoded.events[0].target == Target(ven_ids=("0043",))

@@ -1,0 +1,72 @@
+"""Event fan-out storage on SQLite and PostgreSQL: ``EventRepository.for_ven`` reads only the
+events addressed to the VEN (and only the targets that address it), the same on both paths."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from vtn.storage import EventRecord, EventStatus, Storage, TargetKind, TargetRef
+
+from .test_storage import T0, register
+
+VEN = TargetKind.VEN
+GROUP = TargetKind.GROUP
+RESOURCE = TargetKind.RESOURCE
+PARTY = TargetKind.PARTY
+
+
+def _event(event_id: str, *targets: tuple[TargetKind, str],
+           status: EventStatus = EventStatus.FAR) -> EventRecord:
+    return EventRecord(
+        event_id=event_id, modification_number=0, status=status, starts_at=T0,
+        ends_at=T0 + timedelta(hours=1),
+        targets=tuple(TargetRef(kind=k, value=v) for k, v in targets),
+        payload=f"<{event_id}/>".encode(), updated_at=T0)
+
+
+def _seen(records: tuple[EventRecord, ...]) -> dict[str, tuple[tuple[str, str], ...]]:
+    return {r.event_id: tuple((t.kind.value, t.value) for t in r.targets) for r in records}
+
+
+async def test_for_ven_reads_only_the_events_and_targets_addressing_the_ven(
+        storage: Storage) -> None:
+    a, b, c = await register(storage, 3)
+    await storage.vens.set_memberships(a, [TargetRef(kind=GROUP, value="zone-NL"),
+                                           TargetRef(kind=RESOURCE, value="psn1_x"),
+                                           TargetRef(kind=PARTY, value="party-1")])
+    await storage.vens.set_memberships(b, [TargetRef(kind=GROUP, value="zone-DE")])
+    for record in (
+        _event("e1-many-vens", (VEN, a), (VEN, b), (VEN, c)),
+        _event("e2-group", (GROUP, "zone-NL"), (GROUP, "zone-DE")),
+        _event("e3-everyone"),
+        _event("e4-resource-and-party", (RESOURCE, "psn1_x"), (PARTY, "party-1"), (VEN, c)),
+        _event("e5-others", (VEN, b), (GROUP, "zone-DE"), (RESOURCE, a)),  # a's ID, other kind
+        _event("e6-cancelled", (VEN, a), status=EventStatus.CANCELLED),
+        _event("e7-completed", (VEN, a), status=EventStatus.COMPLETED),
+    ):
+        assert await storage.events.put(record)
+    live = (EventStatus.FAR, EventStatus.ACTIVE, EventStatus.CANCELLED)
+
+    members, records = await storage.events.for_ven(a, statuses=live)
+    assert [(m.kind, m.value) for m in members] == [
+        (GROUP, "zone-NL"), (PARTY, "party-1"), (RESOURCE, "psn1_x")]
+    assert _seen(records) == {
+        "e1-many-vens": (("venID", a),),
+        "e2-group": (("groupID", "zone-NL"),),
+        "e3-everyone": (),
+        "e4-resource-and-party": (("partyID", "party-1"), ("resourceID", "psn1_x")),
+        "e6-cancelled": (("venID", a),),
+    }
+    assert [r.payload for r in records] == [f"<{e}/>".encode() for e in _seen(records)]
+
+    _, for_b = await storage.events.for_ven(b, statuses=live)
+    assert _seen(for_b) == {
+        "e1-many-vens": (("venID", b),),
+        "e2-group": (("groupID", "zone-DE"),),
+        "e3-everyone": (),
+        "e5-others": (("groupID", "zone-DE"), ("venID", b)),
+    }
+    _, everything_for_c = await storage.events.for_ven(c)
+    assert list(_seen(everything_for_c)) == [
+        "e1-many-vens", "e3-everyone", "e4-resource-and-party"]
+    assert (await storage.events.for_ven(c, statuses=()))[1] == ()
