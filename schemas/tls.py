@@ -22,7 +22,9 @@ StrPath = str | os.PathLike[str]
 
 
 def apply_profile(context: ssl.SSLContext, profile: TlsProfile) -> None:
-    """Restrict ``context`` to the versions and TLS 1.2 suites ``profile`` allows."""
+    """Restrict ``context`` to the versions and TLS 1.2 suites ``profile`` allows; no TLS 1.2
+    renegotiation, so a connection's peer certificate is fixed once the handshake is done."""
+    context.options |= ssl.OP_NO_RENEGOTIATION
     context.minimum_version = (
         ssl.TLSVersion.TLSv1_2 if profile.allows_tls12 else ssl.TLSVersion.TLSv1_3
     )

@@ -38,7 +38,14 @@ from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_disp
 from vtn.signing import NonceCheck, SignatureSettings, signing_codec
 from vtn.storage import Storage, open_storage
 from vtn.tls import push_client_context, server_context
-from vtn.transport import Dispatcher, Peer, Service, TransportSettings, add_routes
+from vtn.transport import (
+    Dispatcher,
+    Peer,
+    PeerIdentity,
+    Service,
+    TransportSettings,
+    add_routes,
+)
 
 __all__ = [
     "CODEC",
@@ -167,12 +174,13 @@ def create_app(
         async with storage_guard(config.retry_after_s):
             await nonces(peer, verification)
 
+    identify = PeerIdentity(config.trusted_cert_header)
     install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
-        max_in_flight=config.max_in_flight, trusted_cert_header=config.trusted_cert_header))
+        max_in_flight=config.max_in_flight), identify=identify)
     add_routes(app, codec, guarded_dispatch, TransportSettings(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
-        trusted_cert_header=config.trusted_cert_header,
+        identify=identify,
         check_signed=check_signed if nonces is not None else None))
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

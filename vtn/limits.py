@@ -30,12 +30,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from schemas.identity import certificate_fingerprint, fingerprint_from_pem
+from schemas import NotRegistered
+from vtn.transport import PeerIdentity
 
 __all__ = ["LimitSettings", "RateLimiter", "install_limits", "limits_middleware"]
 
@@ -51,7 +51,6 @@ class LimitSettings:
     burst: int = 100
     max_in_flight: int | None = 1024
     max_tracked: int = 100_000
-    trusted_cert_header: str | None = None
 
     def __post_init__(self) -> None:
         if self.per_s is not None and self.per_s <= 0:
@@ -106,21 +105,16 @@ class RateLimiter:
             del self._buckets[next(iter(self._buckets))]
 
 
-def _peer_key(request: web.Request, trusted_cert_header: str | None) -> str:
+def _peer_key(request: web.Request, identify: PeerIdentity) -> str:
     """The client-certificate fingerprint, or a shared key when there is none (the transport
     refuses those requests anyway; they still pay from one common bucket)."""
-    if trusted_cert_header is not None:
-        header = request.headers.get(trusted_cert_header)
-        try:
-            return fingerprint_from_pem(unquote(header)) if header else _UNIDENTIFIED
-        except ValueError:
-            return _UNIDENTIFIED
-    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    return certificate_fingerprint(der) if der else _UNIDENTIFIED
+    try:
+        return identify(request).fingerprint
+    except NotRegistered:
+        return _UNIDENTIFIED
 
 
-def limits_middleware(settings: LimitSettings, *,
+def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
                       clock: Callable[[], float] = time.monotonic) -> Middleware:
     """The middleware enforcing ``settings``; each call has its own buckets and counter."""
     limiter = (None if settings.per_s is None else
@@ -132,7 +126,7 @@ def limits_middleware(settings: LimitSettings, *,
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
         if limiter is not None:
-            wait = limiter.take(_peer_key(request, settings.trusted_cert_header))
+            wait = limiter.take(_peer_key(request, identify))
             if wait > 0.0:
                 raise web.HTTPTooManyRequests(
                     text="request rate over this VEN's limit; retry later",
@@ -150,7 +144,8 @@ def limits_middleware(settings: LimitSettings, *,
     return limits
 
 
-def install_limits(app: web.Application, settings: LimitSettings, *,
+def install_limits(app: web.Application, settings: LimitSettings, *, identify: PeerIdentity,
                    clock: Callable[[], float] = time.monotonic) -> None:
-    """Put the limits in front of every route of ``app`` (call before the app starts)."""
-    app.middlewares.append(limits_middleware(settings, clock=clock))
+    """Put the limits in front of every route of ``app`` (call before the app starts);
+    ``identify`` is the transport's, so both name a VEN the same way."""
+    app.middlewares.append(limits_middleware(settings, identify=identify, clock=clock))

@@ -2,7 +2,8 @@
 
 A request's life (DESIGN.md section 2): content type (415) and size (413) checks -> the peer's
 identity from its TLS client certificate -> hardened decode with the codec -> the application's
-dispatcher (which checks the payload belongs to the service) -> the encoded reply. Every protocol
+dispatcher (which checks the payload belongs to the service) -> the encoded reply. A VEN's
+repeated unsigned request bytes and repeated replies skip the XML work (:mod:`vtn.repeats`). Every protocol
 failure leaves as an oadrResponse carrying its OpenADR code with HTTP 200; transport failures are
 clean 4xx; nothing here answers 500. The dispatcher owns "reply only after the state is committed".
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 from urllib.parse import unquote
@@ -31,8 +34,12 @@ from schemas import (
 )
 from schemas.identity import certificate_fingerprint, fingerprint_from_pem
 from schemas.signature import Verification
+from vtn.repeats import Repeats
 
-__all__ = ["SERVICE_PREFIX", "Dispatcher", "Peer", "Service", "TransportSettings", "add_routes"]
+__all__ = [
+    "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "Service", "TransportSettings",
+    "add_routes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,35 +62,57 @@ class Peer:
     fingerprint: str
 
 
+class PeerIdentity:
+    """Who is calling: the fingerprint of the verified TLS client certificate or, behind a
+    TLS-terminating proxy, of the certificate in the one trusted header (None: direct TLS).
+
+    Direct TLS answers are remembered per connection: renegotiation is off
+    (:func:`schemas.tls.apply_profile`), so a connection's certificate never changes.
+    """
+
+    __slots__ = ("_by_connection", "trusted_cert_header")
+
+    def __init__(self, trusted_cert_header: str | None = None) -> None:
+        self.trusted_cert_header = trusted_cert_header
+        self._by_connection: weakref.WeakKeyDictionary[ssl.SSLObject, str] = (
+            weakref.WeakKeyDictionary())
+
+    def __call__(self, request: web.Request) -> Peer:
+        """The peer, or :class:`NotRegistered` when the request carries no usable certificate."""
+        if self.trusted_cert_header is not None:
+            header = request.headers.get(self.trusted_cert_header)
+            if not header:
+                raise NotRegistered(f"no client certificate in {self.trusted_cert_header}")
+            try:
+                return Peer(fingerprint_from_pem(unquote(header)))
+            except ValueError as exc:
+                raise NotRegistered(f"client certificate header unreadable: {exc}") from None
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if ssl_object is None:
+            raise NotRegistered("no verified TLS client certificate")
+        fingerprint = self._by_connection.get(ssl_object)
+        if fingerprint is None:
+            der = ssl_object.getpeercert(binary_form=True)
+            if not der:
+                raise NotRegistered("no verified TLS client certificate")
+            fingerprint = self._by_connection[ssl_object] = certificate_fingerprint(der)
+        return Peer(fingerprint)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportSettings:
-    """``trusted_cert_header``: behind a TLS-terminating proxy, the one header carrying the client
-    certificate (URL-encoded PEM, as nginx's ``$ssl_client_escaped_cert``); None = direct TLS."""
+    """``identify`` names the peer (behind a TLS-terminating proxy: :class:`PeerIdentity` with
+    the one header carrying the client certificate, URL-encoded PEM as nginx's
+    ``$ssl_client_escaped_cert``)."""
 
     max_body_bytes: int = 1024 * 1024
     body_timeout_s: float = 10.0
-    trusted_cert_header: str | None = None
+    identify: PeerIdentity = field(default_factory=PeerIdentity)
     # awaited for every payload whose signature verified, before dispatch (vtn.signing.NonceCheck)
     check_signed: Callable[[Peer, Verification], Awaitable[None]] | None = None
 
 
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
-
-
-def _peer(request: web.Request, settings: TransportSettings) -> Peer:
-    if settings.trusted_cert_header is not None:
-        header = request.headers.get(settings.trusted_cert_header)
-        if not header:
-            raise NotRegistered(f"no client certificate in {settings.trusted_cert_header}")
-        try:
-            return Peer(fingerprint_from_pem(unquote(header)))
-        except ValueError as exc:
-            raise NotRegistered(f"client certificate header unreadable: {exc}") from None
-    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
-        raise NotRegistered("no verified TLS client certificate")
-    return Peer(certificate_fingerprint(der))
 
 
 def _error_reply(error: RemoteProtocolError) -> Response:
@@ -96,6 +125,9 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
     """Mount the five service endpoints on ``app``."""
     settings = settings or TransportSettings()
 
+    repeats = Repeats()
+    reuse_replies = codec.signer is None  # a signed reply needs a fresh ReplayProtect
+
     async def endpoint(request: web.Request) -> web.Response:
         try:
             service = Service(request.match_info["service"])
@@ -107,29 +139,45 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
             raise web.HTTPRequestEntityTooLarge(
                 max_size=settings.max_body_bytes, actual_size=request.content_length or 0
             )
+        body = await _body(request)
+        peer, reply = await _answer(service, request, body)
+        data = repeats.reply(peer.fingerprint, reply) if peer is not None else None
+        if data is None:
+            data = codec.encode(reply)
+            if peer is not None and reuse_replies:
+                repeats.remember_reply(peer.fingerprint, reply, data)
+        return web.Response(body=data, content_type="application/xml")
+
+    async def _body(request: web.Request) -> bytes:
+        if request.content.is_eof():  # all of it arrived with the headers: nothing to wait for
+            return await request.read()
         try:
             async with asyncio.timeout(settings.body_timeout_s):
-                body = await request.read()
+                return await request.read()
         except TimeoutError:
             raise web.HTTPRequestTimeout(text="request body too slow") from None
-        reply = await _answer(service, request, body)
-        return web.Response(body=codec.encode(reply), content_type="application/xml")
 
-    async def _answer(service: Service, request: web.Request, body: bytes) -> Message:
+    async def _answer(service: Service, request: web.Request,
+                      body: bytes) -> tuple[Peer | None, Message]:
+        peer: Peer | None = None
         try:
-            peer = _peer(request, settings)
-            message, verification = codec.decode_signed(body)
-            if verification is not None and settings.check_signed is not None:
-                await settings.check_signed(peer, verification)
-            return await dispatch(service, peer, message)
+            peer = settings.identify(request)
+            message = repeats.request(peer.fingerprint, body)
+            if message is None:
+                message, verification = codec.decode_signed(body)
+                if verification is None:
+                    repeats.remember_request(peer.fingerprint, body, message)
+                elif settings.check_signed is not None:
+                    await settings.check_signed(peer, verification)
+            return peer, await dispatch(service, peer, message)
         except RemoteProtocolError as error:
             log.info("refused on %s: %s", service, error)
-            return _error_reply(error)
+            return peer, _error_reply(error)
         except web.HTTPException:
             raise  # a deliberate HTTP answer (e.g. 503 while the database is away)
         except Exception:
             log.exception("unexpected failure on %s", service)
-            return _error_reply(OtherError("internal error; the request was not applied"))
+            return peer, _error_reply(OtherError("internal error; the request was not applied"))
 
     app.router.add_post(SERVICE_PREFIX + "/{service}", endpoint)
 

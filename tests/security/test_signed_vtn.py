@@ -103,6 +103,23 @@ async def test_signed_exchange_is_accepted_and_replies_are_signed(
         assert polled.signature is SignatureState.VERIFIED
 
 
+async def test_a_repeated_poll_gets_a_freshly_signed_reply_each_time(
+        pki: Pki, sqlite_url: str) -> None:
+    """The VTN reuses encoded replies for unsigned exchanges (vtn.repeats); signed ones never."""
+    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        await ven.register()
+        while not isinstance(await ven.send("OadrPoll", ven.poll_body()), Response):
+            pass  # drain what registration queued
+        replies = []
+        for _ in range(2):
+            async with ven.session.post(f"{vtn.url}/OadrPoll", data=ven.poll_body(),
+                                        headers={"Content-Type": "application/xml"}) as reply:
+                replies.append(await reply.read())
+        assert all(b"ReplayProtect" in r for r in replies)
+        assert replies[0] != replies[1]
+
+
 async def test_each_attack_is_refused_with_its_own_explanation(
         pki: Pki, sqlite_url: str) -> None:
     descriptions: dict[str, str] = {}
