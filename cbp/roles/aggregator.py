@@ -12,13 +12,23 @@ not sent. The flows, in order (DESIGN.md section 3):
   zone, GCP pseudonym), plus the x-BASELINE and x-FLEX_OFFER METADATA;
 - bidding: :meth:`offer` builds an offer from the devices' reported flex (safety margin and
   rounding in :func:`cbp.pool.build_offer`) and learns the TSO's verdict;
-- operation: a LOAD_DISPATCH event is acknowledged (optIn) by the client at once and dispatched
-  over devices (:class:`cbp.pool.Dispatcher`, one kW setpoint per sample) as one event per device;
-  a modification re-dispatches, a cancel cancels every device event;
+- operation: a LOAD_DISPATCH event is acknowledged (optIn) by the client at once and handed to
+  :class:`~cbp.roles.operation.Operation` (dispatch over devices, modification, cancel, re-dispatch
+  when devices drop out, release); a stale copy of an older event version is refused with 450
+  (:class:`~cbp.roles.upstream.UpstreamClient`);
+- the link: :class:`~cbp.roles.tsolink.LinkWatch` tracks contact with the TSO; while the link is
+  down pool rows are held in a :class:`~cbp.roles.tsolink.PoolRowBuffer` and go out marked late
+  (``oadrDataQuality`` ``x-late``) once it is back; after ``link_release`` of silence every running
+  activation is released (pool to 0);
 - validation: pool rows (MW) per sample, batched; the +1/+5/+10 forecasts every baseline interval;
   per-device rows (0.1 kW, pseudonyms) of activated devices only, over the MSP window;
 - prosumer settlement: per device, delivered kWh (natural - measured, 0.1 kW rows, during the
-  activation plus the tracking lag) times the tariff, accrued exactly in a PayoutLedger.
+  activation plus the tracking lag) times the tariff, accrued exactly in a PayoutLedger;
+- TSO settlement: each x-SETTLEMENT statement the TSO sends is kept in :attr:`statements` by
+  the TSO's eventID.
+
+"Now" is the injected ``clock`` everywhere (sample closing, link watch, stamps); only
+:meth:`AggregatorNode._tick_forever` sleeps, and tests drive :meth:`tick` themselves instead.
 
 Invariants: samples are closed in time order, once; a device's data leaves only under a
 pseudonym of the current month; nothing of the vault is ever passed to the upstream client.
@@ -28,8 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,8 +48,8 @@ from uuid import UUID
 from aiohttp import web
 
 from cbp.devices import DeviceClass
-from cbp.market import IspCalendar, IspRef, Offer, PayoutLedger, Sample
-from cbp.pool import Dispatcher, MspData, MspRecorder, PoolRow, build_offer
+from cbp.market import IspCalendar, IspRef, Offer, PayoutLedger
+from cbp.pool import MspData, MspRecorder, PoolRow, build_offer
 from privacy import (
     GCP_PURPOSE,
     ONBOARDING_PURPOSE,
@@ -53,20 +63,19 @@ from privacy import (
 from schemas import (
     Event,
     EventResponse,
-    EventStatus,
     OptType,
     ReportInterval,
     ReportPayload,
-    Target,
+    utc_now,
 )
-from ven import Outbox, VenClient, VenError
+from ven import Outbox, VenError
 from vtn.app import SERVICES, VtnConfig, create_app
 from vtn.services import Handlers, ServiceContext
-from vtn.services.events import cancel_event, publish_event
 from vtn.storage import VenRegistration
 
 from .device import next_grid
 from .devicebook import DeviceBook, DeviceEntry
+from .operation import DispatchedActivation, Operation
 from .outbound import FilteredCodec
 from .profile import (
     BASELINE_REPORT,
@@ -77,14 +86,15 @@ from .profile import (
     OFFER_UP_RID,
     CbpSettings,
 )
+from .statement import ReceivedStatement
+from .tsolink import LinkWatch, PoolRowBuffer
+from .upstream import UpstreamClient
 from .wire import (
     BASELINE_SUFFIX,
     OFFER_SUFFIX,
     TELEMETRY_SUFFIX,
     PoolDevice,
-    activation_event,
     baseline_metadata,
-    event_setpoints,
     flex_offer_metadata,
     offer_intervals,
     pool_metadata,
@@ -96,7 +106,6 @@ __all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
-_PUBLISH_CONCURRENCY = 32  # device events published at once when dispatching an activation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,30 +115,14 @@ class OfferOutcome:
     reason: str = ""
 
 
-@dataclass(slots=True, kw_only=True)
-class DispatchedActivation:
-    event_id: str
-    setpoints: tuple[Sample, ...]
-    device_events: dict[UUID, str] = field(default_factory=dict)
-    received_at: datetime
-    dispatched_at: datetime | None = None
-    #: device event ids acknowledged by their device, and when the last one was
-    acked: set[str] = field(default_factory=set)
-    all_acked_at: datetime | None = None
-    cancelled: bool = False
-
-    @property
-    def accrual(self) -> tuple[datetime, datetime]:
-        return self.setpoints[0].at, self.setpoints[-1].at
-
-
 class AggregatorNode:
     """One aggregator with one pool. Serve :attr:`app`; then :meth:`connect` to the TSO."""
 
     def __init__(self, *, settings: CbpSettings, downstream: VtnConfig, vault: IdentityVault,
                  tso_url: str, upstream_tls: object, outbox_path: Path,
-                 name: str = "aggregator") -> None:
+                 name: str = "aggregator", clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
+        self.clock = clock
         self.vault = vault
         self.book = DeviceBook(settings.rules, settings.pool)
         self.calendar = IspCalendar(settings.rules)
@@ -141,25 +134,38 @@ class AggregatorNode:
             aggregate_ids=frozenset({*BASELINE_RIDS, OFFER_UP_RID, OFFER_DOWN_RID,
                                      OFFER_AVAILABLE_RID, OFFER_PRICE_RID})), vault=vault)
         self.windows: list[ActivationWindow] = []
-        self.codec = FilteredCodec(self.outbound, windows=lambda: tuple(self.windows))
+        timing = settings.timing
+        self.link = LinkWatch(clock=clock, timeout=timing.link_timeout,
+                              release_after=timing.link_release)
+        self.codec = FilteredCodec(self.outbound, windows=lambda: tuple(self.windows),
+                                   on_decoded=self.link.contact)
         self.app: web.Application = create_app(downstream, handlers=Handlers(
             on_register=self._admit, on_report_data=self._on_device_report,
             on_event_response=self._on_device_ack))
         self._tso_url, self._tls, self._outbox_path, self._name = (
             tso_url, upstream_tls, outbox_path, name)
-        self.upstream: VenClient | None = None
+        self.upstream: UpstreamClient | None = None
         self._outbox: Outbox | None = None
         self.requests: dict[str, str] = {}  # reportSpecifierID -> reportRequestID
         self.errors: list[VenError] = []
         self.msp = MspRecorder(settings.pool)
         self.ledger = PayoutLedger(settings.rules)
-        self.activations: dict[str, DispatchedActivation] = {}
+        self.operation = Operation(settings=settings, book=self.book, msp=self.msp,
+                                   windows=self.windows, ctx=lambda: self.ctx, clock=clock)
         self.pool_rows: list[PoolRow] = []
         self.baselines: list[tuple[datetime, tuple[Decimal, ...]]] = []
         self.msp_sent: dict[str, int] = {}
-        self._unsent: list[PoolRow] = []
+        self.unsent = PoolRowBuffer()
+        self.statements: dict[str, ReceivedStatement] = {}  # TSO eventID -> statement
         self.closed_until: datetime | None = None
-        self.activated = asyncio.Event()
+
+    @property
+    def activations(self) -> dict[str, DispatchedActivation]:
+        return self.operation.activations
+
+    @property
+    def activated(self) -> asyncio.Event:
+        return self.operation.activated
 
     @property
     def ctx(self) -> ServiceContext:
@@ -186,34 +192,36 @@ class AggregatorNode:
         return True
 
     def _on_device_ack(self, ven_id: str, response: EventResponse) -> None:
-        """Note a device's oadrCreatedEvent; stamp the activation once every device acked."""
-        for activation in self.activations.values():
-            if response.event_id in activation.device_events.values():
-                activation.acked.add(response.event_id)
-                if (activation.dispatched_at is not None and activation.all_acked_at is None
-                        and len(activation.acked) >= len(activation.device_events)):
-                    activation.all_acked_at = datetime.now(UTC)
-                return
+        self.operation.on_device_ack(response)
 
     def _on_device_report(self, ven_id: str, report: object) -> None:
         self.book.take_report(ven_id, report)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ the TSO link
 
-    async def connect(self) -> str:
-        """Open the upstream client, register with the TSO, register the pool; start working."""
+    async def connect(self, *, background: bool = True) -> str:
+        """Open the upstream client, register with the TSO, register the pool; start working
+        (polling the TSO and the sample clock) unless ``background`` is False, in which case the
+        caller polls (``upstream.poll_once``) and calls :meth:`tick` itself."""
         self._outbox = await Outbox.open(self._outbox_path)
         timing = self.settings.timing
-        self.upstream = VenClient(
-            self._tso_url, self._tls, ven_name=self._name,  # type: ignore[arg-type]
+        self.upstream = UpstreamClient(
+            self._tso_url, self._tls, ven_name=self._name,
             codec=self.codec, outbox=self._outbox, on_event=self._on_tso_event,
-            poll_interval=timing.upstream_poll.total_seconds(), on_error=self.errors.append)
+            poll_interval=timing.upstream_poll.total_seconds(), on_error=self.errors.append,
+            clock=self.clock, stale=self.operation.stale, on_statement=self._on_statement)
         await self.upstream.start()
         registration = await self.upstream.register()
         await self.register_pool()
-        self.upstream.start_polling()
-        self.upstream.spawn(self._tick_forever())
+        if background:
+            self.upstream.start_polling()
+            self.upstream.spawn(self._tick_forever())
         return registration.ven_id
+
+    def _on_statement(self, statement: ReceivedStatement) -> None:
+        self.statements[statement.event_id] = statement
+        log.info("x-SETTLEMENT for %s: payment EUR %s, penalty EUR %s", statement.event_id,
+                 statement.payment_eur, statement.penalty_eur)
 
     def _pool_devices(self, now: datetime) -> tuple[PoolDevice, ...]:
         month = month_of(now, self.settings.rules.timezone)
@@ -237,7 +245,7 @@ class AggregatorNode:
     async def register_pool(self) -> int:
         """(Re-)send the pool registration; returns how many devices it lists."""
         assert self.upstream is not None
-        now = datetime.now(UTC)
+        now = self.clock()
         s = self.settings
         devices = self._pool_devices(now)
         reports = (
@@ -284,113 +292,49 @@ class AggregatorNode:
 
     def _on_tso_event(self, event: Event) -> OptType:
         assert self.upstream is not None
-        self.upstream.spawn(self._handle_event(event))
+        self.upstream.spawn(self.operation.handle(event))
         return OptType.OPT_IN
-
-    async def _handle_event(self, event: Event) -> None:
-        if event.descriptor.event_status is EventStatus.CANCELLED:
-            await self._cancel(event.event_id)
-            return
-        setpoints = event_setpoints(event)
-        if not setpoints:
-            return
-        now = datetime.now(UTC)
-        previous = self.activations.get(event.event_id)
-        if previous is not None:
-            await self._cancel(event.event_id)
-        activation = DispatchedActivation(event_id=event.event_id, setpoints=setpoints,
-                                          received_at=now)
-        self.activations[event.event_id] = activation
-        await self._dispatch(activation, modification=previous is not None)
-        activation.dispatched_at = datetime.now(UTC)
-        if len(activation.acked) >= len(activation.device_events):
-            activation.all_acked_at = activation.dispatched_at
-        self.activated.set()
-
-    def _plan(self, setpoints: Sequence[Sample]) -> dict[UUID, list[float]]:
-        flex = self.book.flex()
-        dispatcher = Dispatcher(self.settings.pool)
-        plan: dict[UUID, list[float]] = {}
-        for i, s in enumerate(setpoints):
-            step = dispatcher.dispatch(s.at, float(s.value), flex)
-            for device, target in step.setpoints_kw.items():
-                row = plan.setdefault(device, [flex[device].natural_kw] * len(setpoints))
-                row[i] = max(0.0, round(target, 3))
-        return plan
-
-    async def _dispatch(self, activation: DispatchedActivation, *, modification: bool) -> None:
-        pool, rules = self.settings.pool, self.settings.rules
-        first, last = activation.setpoints[0].at, activation.setpoints[-1].at
-        plan = self._plan(activation.setpoints)
-        if not modification:
-            self.msp.begin(activation.event_id, first)
-            lag = rules.sample_period * rules.tracking_lag_samples
-            self.msp.end(activation.event_id, last + lag)
-            self.windows.append(ActivationWindow(
-                start=first - pool.msp_before,
-                end=last + lag + pool.msp_after))
-        self.msp.mark_activated(activation.event_id, plan)
-        version = len(activation.device_events)
-        created = datetime.now(UTC)
-        events = []
-        for n, (device, values) in enumerate(sorted(plan.items())):
-            entry = self.book.by_uuid[device]
-            event_id = f"{activation.event_id}-{version}-{n}"
-            activation.device_events[device] = event_id
-            events.append(activation_event(
-                event_id=event_id, start=first, period=rules.sample_period, values=values,
-                target=Target(ven_ids=(entry.ven_id,)), market_context=self.settings.market_context,
-                created=created, kilowatts=True))
-        # Published concurrently: each publication's reads overlap the others' while the
-        # storage queues the writes, instead of one storage round trip after another.
-        gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
-
-        async def publish(event: Event) -> None:
-            async with gate:
-                await publish_event(self.ctx, event)
-
-        await asyncio.gather(*(publish(e) for e in events))
-        log.info("activation %s dispatched over %d devices", activation.event_id, len(plan))
-
-    async def _cancel(self, event_id: str) -> None:
-        activation = self.activations.get(event_id)
-        if activation is None:
-            return
-        activation.cancelled = True
-        for device_event in activation.device_events.values():
-            await cancel_event(self.ctx, device_event)
 
     # ------------------------------------------------------------ validation data
 
     async def _tick_forever(self) -> None:
         period = self.settings.rules.sample_period
         while True:
-            at = next_grid(datetime.now(UTC), period)
-            await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
+            at = next_grid(self.clock(), period)
+            await asyncio.sleep(max(0.0, (at - self.clock()).total_seconds()))
             try:
                 await self.tick(at)
             except Exception:
                 log.exception("aggregator tick at %s failed", at.isoformat())
 
     async def tick(self, at: datetime) -> None:
-        """One sample instant: close complete samples, send what is due."""
+        """One sample instant: close complete samples, watch the link, send what is due."""
         s = self.settings
         period = s.rules.sample_period
-        self._close_until(at - s.timing.telemetry_batch - s.timing.telemetry_grace)
+        for closed in self._close_until(at - s.timing.telemetry_batch - s.timing.telemetry_grace):
+            await self.operation.observe(*closed)
+        now = self.clock()
+        if self.link.release_due(now):
+            released = await self.operation.release_all()
+            log.warning("no contact with the TSO for %s: %d activation(s) released",
+                        self.link.silence(now), released)
         if (at - _EPOCH) % s.pool.baseline_interval == timedelta(0):
             await self._send_baseline(at)
-        if (at - _EPOCH) % s.timing.telemetry_batch == timedelta(0):
+        if ((at - _EPOCH) % s.timing.telemetry_batch == timedelta(0)
+                or (self.unsent.late and not self.link.down(now))):
             await self.flush_pool_rows()
         if self.closed_until is not None:
             for activation_id in self.msp.ready(self.closed_until + period):
                 await self._send_msp(self.msp.take(activation_id))
 
-    def _close_until(self, limit: datetime) -> None:
+    def _close_until(self, limit: datetime) -> list[tuple[datetime, dict[UUID, Decimal]]]:
+        """Close every sample up to ``limit``; the device rows of each, in time order."""
         period = self.settings.rules.sample_period
         pending = self.book.pending_before(limit)
+        closed: list[tuple[datetime, dict[UUID, Decimal]]] = []
         if self.closed_until is None:
             if not pending:
-                return
+                return closed
             self.closed_until = pending[0] - period
         while self.closed_until + period <= limit:
             at = self.closed_until + period
@@ -399,8 +343,10 @@ class AggregatorNode:
             self.msp.record(at, rows)
             if row.reporting:
                 self.pool_rows.append(row)
-                self._unsent.append(row)
+                self.unsent.add(row)
             self._accrue(at, rows, sample.natural)
+            closed.append((at, rows))
+        return closed
 
     def _accrue(self, at: datetime, rows: dict[UUID, Decimal], natural: dict[UUID, float]) -> None:
         rules = self.settings.rules
@@ -422,15 +368,17 @@ class AggregatorNode:
                                    self.settings.tariff_eur_per_kwh)
 
     async def flush_pool_rows(self) -> int:
-        """Send the closed pool rows not sent yet (one TELEMETRY_USAGE report)."""
-        if not self._unsent or self.upstream is None:
+        """Send the closed pool rows not sent yet (one TELEMETRY_USAGE report); while the TSO
+        link is down, hold them instead (they go out marked late once it is back)."""
+        if not self.unsent.rows or self.upstream is None:
             return 0
-        rows, self._unsent = self._unsent, []
+        if self.link.down(self.clock()):
+            self.unsent.hold()
+            return 0
         request_id, specifier = self._request(TELEMETRY_SUFFIX)
-        intervals = sample_intervals(((r.at, ((self.settings.pool_id, float(r.mw)),))
-                                      for r in rows), self.settings.rules.sample_period)
+        intervals = self.unsent.take(self.settings.pool_id, self.settings.rules.sample_period)
         await self.upstream.send_report(request_id, intervals, report_specifier_id=specifier)
-        return len(rows)
+        return len(intervals)
 
     async def _send_baseline(self, at: datetime) -> None:
         if self.upstream is None or not self.book.outlooks:

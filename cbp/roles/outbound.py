@@ -8,6 +8,8 @@ or raises :class:`privacy.OutboundRefused` (logged by the filter; nothing is que
 
 Invariants: the activation windows the filter checks per-device rows against are read at encode
 time from ``windows`` (the aggregator adds one per activation, with the MSP margins applied).
+Every reply decoded from the TSO is reported to ``on_decoded`` (the aggregator's link watch counts
+it as contact, :mod:`cbp.roles.tsolink`); decoding is otherwise the plain codec's.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ class FilteredCodec(Codec):
     """A :class:`schemas.Codec` whose output must pass ``outbound.admit_xml``."""
 
     def __init__(self, outbound: OutboundFilter,
-                 windows: Callable[[], Sequence[ActivationWindow]] = tuple, **codec: object
-                 ) -> None:
+                 windows: Callable[[], Sequence[ActivationWindow]] = tuple,
+                 on_decoded: Callable[[], None] | None = None, **codec: object) -> None:
         super().__init__(**codec)  # type: ignore[arg-type]
         self.outbound = outbound
         self._windows = windows
+        self._on_decoded = on_decoded
         self.refused = 0  # how many messages the filter stopped
+
+    def decode(self, data: bytes) -> Message:
+        message = super().decode(data)
+        if self._on_decoded is not None:
+            self._on_decoded()
+        return message
 
     def encode(self, message: Message) -> bytes:
         data = super().encode(message)

@@ -9,7 +9,9 @@ demo profile: one-minute ISPs, so a whole ISP with its activation runs in about 
 Wire names: the aggregator registers three METADATA reports with the TSO, told apart by their
 reportSpecifierID suffix: pool telemetry (pool row + one description per device pseudonym), the
 ``x-BASELINE`` forecasts and the ``x-FLEX_OFFER`` bids. Devices register one TELEMETRY_USAGE
-METADATA report with the aggregator.
+METADATA report with the aggregator. The TSO offers one report of its own, ``x-SETTLEMENT``
+(:mod:`cbp.roles.statement`), and marks nothing; the aggregator marks a pool row it could only
+send after a lost TSO link with ``oadrDataQuality`` :data:`LATE_QUALITY` (:mod:`cbp.roles.tsolink`).
 
 Invariants: every duration is positive; the baseline horizons are distinct; nothing here reads a
 clock.
@@ -34,11 +36,14 @@ __all__ = [
     "DEVICE_NATURAL_RID",
     "DEVICE_POWER_RID",
     "FLEX_OFFER_REPORT",
+    "LATE_QUALITY",
     "OFFER_AVAILABLE_RID",
     "OFFER_DOWN_RID",
     "OFFER_PRICE_RID",
     "OFFER_UP_RID",
     "SETPOINT_SIGNAL",
+    "SETTLEMENT_REPORT",
+    "SETTLEMENT_RIDS",
     "CbpSettings",
     "CbpTiming",
     "baseline_rid",
@@ -57,6 +62,21 @@ DEVICE_POWER_RID: Final = "power"
 DEVICE_NATURAL_RID: Final = "natural"
 DEVICE_FLEX_RID: Final = "flex-up"
 DEVICE_FORECAST_RIDS: Final = ("forecast-h1", "forecast-h2", "forecast-h3")
+SETTLEMENT_REPORT: Final = "x-SETTLEMENT"
+#: statement field -> rID of its data point in an x-SETTLEMENT interval (DESIGN.md 3, last row)
+SETTLEMENT_RIDS: Final = {
+    "requested_mwh": "settlement-requested-mwh",
+    "delivered_mwh": "settlement-delivered-mwh",
+    "settled_mwh": "settlement-capped-mwh",
+    "ratio": "settlement-ratio",
+    "clearing_price_eur_per_mwh": "settlement-clearing-price",
+    "bid_price_eur_per_mwh": "settlement-bid-price",
+    "payment_eur": "settlement-payment-eur",
+    "penalty_eur": "settlement-penalty-eur",
+}
+#: oadrDataQuality of a value sent after the TSO link came back (an x- extension token, which
+#: oadr:oadrDataQualityType allows): the value itself is as measured; only its delivery was late
+LATE_QUALITY: Final = "x-late"
 
 
 def baseline_rid(index: int) -> str:
@@ -79,14 +99,21 @@ class CbpTiming:
     activation_lead: timedelta = timedelta(minutes=2)
     #: the TSO settles an activation this long after its window closed (data still arriving)
     settlement_delay: timedelta = timedelta(minutes=3)
+    #: no reply from the TSO for this long: the link is down, pool rows are held back (and
+    #: marked late when they finally go)
+    link_timeout: timedelta = timedelta(seconds=5)
+    #: no reply from the TSO for this long: every running activation is released (pool to 0)
+    link_release: timedelta = timedelta(seconds=60)
 
     def __post_init__(self) -> None:
         for name in ("telemetry_batch", "device_poll", "upstream_poll", "activation_lead",
-                     "settlement_delay"):
+                     "settlement_delay", "link_timeout", "link_release"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")
         if self.telemetry_grace < timedelta(0):
             raise ValueError("telemetry_grace must not be negative")
+        if self.link_release <= self.link_timeout:
+            raise ValueError("link_release must be longer than link_timeout")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

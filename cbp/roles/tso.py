@@ -11,10 +11,16 @@ which live on the :class:`TsoNode` instance, never in module globals.
   is answered with 454 and the book's reason (``too_late: ...``) as the description.
 - Operation: :meth:`TsoNode.activate` publishes a LOAD_DISPATCH setpoint event (MW per sample),
   :meth:`modify` and :meth:`cancel` raise its modificationNumber; acks are checked against the
-  configured deadline and recorded late otherwise.
+  configured deadline (30 s) on the TSO's injected ``clock`` and recorded late otherwise (the
+  activation's ``late`` flag, ``ack_late`` on its statement).
+- Late telemetry: pool rows the aggregator could only send after a lost link carry
+  ``oadrDataQuality`` ``x-late`` (:mod:`cbp.roles.tsolink`); they are stored like any row (with
+  their quality) and their sample instants noted in :attr:`TsoNode.late_samples`.
 - Validation and settlement: :meth:`settle` reads the stored pool telemetry and +5-min baseline
   points back from the VTN storage (what the aggregator actually sent) and runs
-  :func:`cbp.market.validate_delivery` and :func:`cbp.market.settle_tso`.
+  :func:`cbp.market.validate_delivery` and :func:`cbp.market.settle_tso`; the statement goes to
+  the aggregator as an ``x-SETTLEMENT`` oadrUpdateReport (:mod:`cbp.roles.statement`; the TSO
+  offers that report with its own oadrRegisterReport when a pool registers).
 
 Invariants: an activation's setpoints are the ones published; settlement never reads anything
 the aggregator did not send over the link.
@@ -23,6 +29,8 @@ the aggregator did not send over the link.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -49,11 +57,13 @@ from cbp.market import (
 from schemas import (
     EventResponse,
     InvalidData,
+    RegisterReport,
     Report,
     ReportRequest,
     ReportSpecifier,
     SpecifierPayload,
     Target,
+    UpdateReport,
     utc_now,
 )
 from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
@@ -61,7 +71,8 @@ from vtn.capture import capture_middleware
 from vtn.services import Handlers, ServiceContext
 from vtn.services.events import cancel_event, get_event, modify_event, publish_event
 
-from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, CbpSettings
+from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, LATE_QUALITY, CbpSettings
+from .statement import settlement_metadata, statement_report
 from .wire import (
     TELEMETRY_SUFFIX,
     PoolDevice,
@@ -121,7 +132,8 @@ class TsoNode:
     """The TSO's VTN application and its market state. Serve :attr:`app` over mutual TLS."""
 
     def __init__(self, config: VtnConfig, settings: CbpSettings, *,
-                 capture_dir: Path | None = None) -> None:
+                 capture_dir: Path | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.config = config
         self.calendar = IspCalendar(settings.rules)
@@ -131,9 +143,10 @@ class TsoNode:
         self.offers: list[OfferRecord] = []
         self.activations: dict[str, Activation] = {}
         self.reports_seen: dict[str, int] = {}
+        self.late_samples: dict[str, set[datetime]] = {}  # ven -> pool-row instants sent late
         self.app: web.Application = create_app(config, handlers=Handlers(
             report_subscriptions=self._subscriptions, on_report_data=self._on_report,
-            on_event_response=self._on_ack), clock=utc_now)
+            on_event_response=self._on_ack), clock=clock)
         if capture_dir is not None:
             self.app.middlewares.append(capture_middleware(capture_dir))
 
@@ -146,11 +159,16 @@ class TsoNode:
 
     # ------------------------------------------------------------ registration
 
-    def _subscriptions(self, ven_id: str, reports: tuple[Report, ...]) -> list[ReportRequest]:
-        """Register pools (refusing GCPs another aggregator holds) and subscribe to every report."""
+    async def _subscriptions(self, ven_id: str, reports: tuple[Report, ...]
+                             ) -> list[ReportRequest]:
+        """Register pools (refusing GCPs another aggregator holds), offer each pool's
+        x-SETTLEMENT report, and subscribe to every report."""
         for report in reports:
             if report.report_specifier_id.endswith(TELEMETRY_SUFFIX):
-                self._register_pool(ven_id, report)
+                pool_id = self._register_pool(ven_id, report)
+                await self.ctx.enqueue((ven_id,), RegisterReport(
+                    request_id=uuid.uuid4().hex, ven_id=ven_id,
+                    reports=(settlement_metadata(pool_id, created=self.now()),)))
         period = self.settings.rules.sample_period
         back = self.settings.timing.telemetry_batch
         return [ReportRequest(
@@ -162,7 +180,7 @@ class TsoNode:
                                          for d in r.descriptions)))
             for r in reports if r.descriptions]
 
-    def _register_pool(self, ven_id: str, report: Report) -> None:
+    def _register_pool(self, ven_id: str, report: Report) -> str:
         pool_id, devices = parse_pool_devices(report)
         taken = sorted({d.gcp_pseudonym for d in devices
                         if self.gcp_owner.get(d.gcp_pseudonym, ven_id) != ven_id})
@@ -172,6 +190,7 @@ class TsoNode:
         for d in devices:
             self.gcp_owner[d.gcp_pseudonym] = ven_id
         log.info("pool %s of %s: %d devices registered", pool_id, ven_id, len(devices))
+        return pool_id
 
     def devices(self, ven_id: str, pool_id: str) -> tuple[PoolDevice, ...]:
         return self.pools.get(ven_id, {}).get(pool_id, ())
@@ -183,6 +202,11 @@ class TsoNode:
         self.reports_seen[name] = self.reports_seen.get(name, 0) + 1
         if name == FLEX_OFFER_REPORT:
             self._on_offer(ven_id, report)
+        late = {i.dtstart for i in report.intervals for p in i.payloads
+                if i.dtstart is not None and p.data_quality == LATE_QUALITY}
+        if late:
+            self.late_samples.setdefault(ven_id, set()).update(late)
+            log.info("%d sample(s) from %s arrived late", len(late), ven_id)
 
     def _on_offer(self, ven_id: str, report: Report) -> None:
         now = self.now()
@@ -316,7 +340,20 @@ class TsoNode:
             isp=activation.award.isp, aggregator_id=activation.ven_id, extra_flags=flags)
         activation.delivery = delivery
         activation.statement = statement
+        await self._send_statement(activation, statement)
         return statement
+
+    async def _send_statement(self, activation: Activation, statement: TsoStatement) -> None:
+        """Queue the x-SETTLEMENT oadrUpdateReport for the aggregator (once per activation)."""
+        report = statement_report(
+            statement, ven_id=activation.ven_id, pool_id=activation.pool_id,
+            event_id=activation.event_id,
+            isp_start=self.calendar.isp_start(activation.award.isp),
+            isp_length=self.settings.rules.isp_length, created=self.now())
+        await self.ctx.enqueue(
+            (activation.ven_id,),
+            UpdateReport(request_id=uuid.uuid4().hex, reports=(report,), ven_id=activation.ven_id),
+            dedup_key=f"settlement:{activation.event_id}")
 
     def accepted_offers(self) -> tuple[Accepted, ...]:
         return tuple(r.result for r in self.offers if isinstance(r.result, Accepted))

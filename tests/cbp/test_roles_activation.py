@@ -1,0 +1,94 @@
+"""Role-level exceptions of an activation (SCENARIOS.md): late acks, cancel, stale copies,
+devices dropping out. A real TSO node, aggregator node and device VENs over mutual TLS on
+loopback (:mod:`tests.cbp.rolekit`), time driven by an injected clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from schemas import DistributeEvent, EventStatus, Response
+from tests.schemas.xsd_oracle import assert_xsd_valid
+from vtn.services.events import get_event
+
+from ..conftest import Pki
+from .rolekit import NATURAL_KW, Rig, build_rig, drain
+
+SAMPLES = 9
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, pki: Pki) -> AsyncIterator[Rig]:
+    built = await build_rig(tmp_path, pki)
+    try:
+        yield built
+    finally:
+        await built.close()
+
+
+async def test_an_ack_after_the_deadline_is_recorded_late_and_one_at_it_is_not(rig: Rig) -> None:
+    # far enough ahead that the event is still to come after a minute of waiting
+    activation = await rig.activation((Decimal("0.06"),) * SAMPLES, lead=timedelta(minutes=2))
+    rig.clock.now += timedelta(seconds=31)  # the aggregator polls 31 s after the TSO sent
+    await rig.dispatched(activation)
+    assert [(a.delay, a.late) for a in activation.acks] == [(timedelta(seconds=31), True)]
+    assert activation.late
+
+    await rig.tso.modify(activation.event_id, (Decimal("0.04"),) * SAMPLES)
+    rig.clock.now += timedelta(seconds=30)  # exactly at the deadline: on time
+    await rig.dispatched(activation)
+    assert [(a.delay, a.late) for a in activation.acks][1:] == [(timedelta(seconds=30), False)]
+    # the first, late ack stays on the record and reaches the statement's flags
+    assert activation.late
+
+
+async def test_a_cancel_releases_every_device_and_a_stale_copy_is_refused_with_450(
+        rig: Rig) -> None:
+    agg = rig.aggregator
+    assert agg.upstream is not None
+    activation = await rig.activation((Decimal("0.06"),) * SAMPLES)
+    await rig.dispatched(activation)
+    start = activation.setpoints[0].at
+    dispatched = agg.activations[activation.event_id]
+    device_events = dict(dispatched.device_events)
+    assert len(device_events) == 3  # 60 kW over 20-kW devices
+    await rig.step(start)
+    steered = {n.identity.fingerprint: n.setpoint(start) for n in rig.nodes}
+    assert sorted(v for v in steered.values() if v is not None) == [0.0, 0.0, 0.0]
+    stale_event = await get_event(rig.tso.ctx, activation.event_id)
+    assert stale_event is not None and stale_event.modification_number == 0
+
+    await rig.tso.cancel(activation.event_id)
+    await rig.dispatched(activation)
+    assert dispatched.cancelled
+    for event_id in device_events.values():
+        event = await rig.device_event(event_id)
+        assert event is not None and event.descriptor.event_status is EventStatus.CANCELLED
+    later = start + rig.period
+    await rig.step(later)
+    # every device follows its natural draw again: the pool's regulation is 0
+    assert all(n.setpoint(later) is None for n in rig.nodes)
+    assert all(s.true_kw == NATURAL_KW for s in rig.sims.values())
+
+    # the old version (modificationNumber 0) arrives again, e.g. a delayed duplicate: handed
+    # to the client's dispatch, the entry every pulled or pushed payload goes through
+    seen = len(agg.upstream.refused)
+    outcome = await agg.upstream.dispatch(DistributeEvent(
+        request_id="stale-copy", vtn_id=rig.tso.config.vtn_id, events=(stale_event,)))
+    assert agg.upstream.refused[seen:] == [("oadrDistributeEvent", 450)]
+    assert isinstance(outcome.reply, Response)
+    assert (outcome.reply.response.code, outcome.reply.response.request_id) == (450, "stale-copy")
+    # nothing changed: no handler ran, the activation stays cancelled, no device event moved
+    await drain(agg.upstream)
+    assert not agg.operation.handled.is_set()
+    assert agg.activations[activation.event_id] is dispatched and dispatched.cancelled
+    assert dispatched.device_events == device_events
+    assert agg.upstream.events[activation.event_id].modification_number == 1
+    await rig.step(later + rig.period)
+    assert all(n.setpoint(later + rig.period) is None for n in rig.nodes)
+    # the answer is what the aggregator's filtered codec lets onto the TSO link, XSD-valid
+    assert_xsd_valid(agg.codec.encode(outcome.reply))
