@@ -1,15 +1,29 @@
-"""What every long-running `crowdflex` node command shares: its log level, and stopping cleanly
-on SIGINT/SIGTERM."""
+"""What every long-running `crowdflex` node command shares: its log level, stopping cleanly on
+SIGINT/SIGTERM, and the status file a supervisor reads.
+
+The status file (``--status-file``) is one JSON object, replaced whole (written to a temporary
+file in the same directory, then renamed) so a reader never sees half of it. A node writes it
+once it serves (with the ports it actually bound, so a config may say ``port = 0``), again
+whenever its status changes, and a last time with ``"state": "stopped"`` after it shut down.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
-__all__ = ["add_log_level", "configure_logging", "stop_on_signals"]
+from aiohttp import web
+
+__all__ = ["StatusFile", "add_log_level", "add_status_file", "bound_port", "configure_logging",
+           "publish_status", "stop_on_signals", "wait_or_stop"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -17,6 +31,12 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> None:
     parser.add_argument("--log-level", default=default, choices=_LEVELS,
                         help=f"logging verbosity (default {default})")
+
+
+def add_status_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status-file", type=Path, metavar="FILE",
+                        help="keep a JSON status object here (bound port and URL once serving, "
+                        "then what the node has done; \"state\": \"stopped\" after shutdown)")
 
 
 def configure_logging(level: str) -> None:
@@ -32,3 +52,43 @@ def stop_on_signals() -> asyncio.Event:
         with contextlib.suppress(NotImplementedError):  # platforms without signal handlers
             loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop`` is set; True if it was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
+    return stop.is_set()
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the runner's first site actually listens on (the config may have said 0)."""
+    return int(runner.addresses[0][1])
+
+
+class StatusFile:
+    """A JSON status object replaced atomically; nothing is written without a path."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._last: str | None = None
+
+    def write(self, status: Mapping[str, Any]) -> None:
+        if self._path is None:
+            return
+        text = json.dumps({"pid": os.getpid(), **status}, sort_keys=True, default=str)
+        if text == self._last:
+            return
+        temporary = self._path.with_name(self._path.name + ".tmp")
+        temporary.write_text(text + "\n")
+        os.replace(temporary, self._path)
+        self._last = text
+
+
+async def publish_status(status: StatusFile, snapshot: Callable[[], Mapping[str, Any]],
+                         stop: asyncio.Event, every: float = 1.0) -> None:
+    """Rewrite the status file (when it changed) every ``every`` seconds until ``stop``."""
+    while True:
+        status.write(snapshot())
+        if await wait_or_stop(stop, every):
+            return

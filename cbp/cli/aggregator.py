@@ -1,28 +1,50 @@
 """`crowdflex aggregator`: run the aggregator node (VTN for devices, VEN to the TSO) from TOML.
 
 ``examples/aggregator.toml`` documents every key: the downstream VTN (``[vtn]``, keys as in
-``examples/vtn.toml``), the TSO link (``[tso]`` url, cert, key, ca), the identity vault
-(``[vault]`` path, key_file), the onboarded devices (``[devices]`` csv: ven_id, device_uuid,
-prosumer_id, device_class, power_bucket -- each device must already be in the vault with
-consent) and the CBP profile (``[profile]``). It registers the pool with the TSO, then offers
-its forecast flex for the next open ISP once per ISP, follows activations and sends telemetry,
-baselines and metering. Runs until SIGINT/SIGTERM.
+``examples/vtn.toml``; ``port = 0`` takes a free port, reported in the status file), the TSO link
+(``[tso]`` url, cert, key, ca, outbox), the identity vault (``[vault]`` path, key_file), the
+onboarded devices (``[devices]`` csv: ven_id, device_uuid, prosumer_id, device_class,
+power_bucket) and the CBP profile (``[profile]``).
+
+``--onboard FILE`` imports the back office's onboarding records (:mod:`cbp.cli._onboard`) into
+the vault and the devices file, then exits. Otherwise the node serves its devices (a device may
+register only if it is in the devices file and its owner's consent is live in the vault),
+registers with the TSO, and keeps the TSO's pool registration current: it is re-sent whenever
+the set of registered devices changes (devices registered before a restart count from the VTN
+database). It offers its forecast flex for the next ISP whose gate is still open, retrying
+each telemetry batch until it has devices' forecasts, follows activations and sends telemetry,
+baselines and metering.
+
+Runs until SIGINT/SIGTERM, then stops its loops, closes the TSO link and the outbox, the
+listener and database, and the vault, and writes ``"state": "stopped"`` to the status file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import csv
 import logging
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ._process import add_log_level, configure_logging, stop_on_signals
+from ._process import (
+    StatusFile,
+    add_log_level,
+    add_status_file,
+    bound_port,
+    configure_logging,
+    publish_status,
+    stop_on_signals,
+    wait_or_stop,
+)
+
+if TYPE_CHECKING:
+    from cbp.market import IspRef
+    from cbp.roles import AggregatorNode
 
 __all__ = ["register"]
 
@@ -34,6 +56,11 @@ def register(commands: Any) -> None:
         "identity vault) and connects to the TSO as a VEN behind the privacy filter. See "
         "examples/aggregator.toml.")
     parser.add_argument("--config", type=Path, required=True, metavar="FILE")
+    parser.add_argument("--onboard", type=Path, metavar="CSV",
+                        help="import onboarding records (ven_id, prosumer_id, name, postcode, "
+                        "ean, contract_id, serial, device_class, rated_kw, consent) into the "
+                        "vault and the devices file, then exit")
+    add_status_file(parser)
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -45,39 +72,60 @@ def _file(table: dict[str, Any], key: str, base: Path, section: str) -> Path:
     return (base / value).resolve()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _spec(path: Path) -> dict[str, Any]:
     from cbp.roles.profile import settings_from_mapping
-    from vtn.config import ConfigError, parse_config
+    from vtn.config import parse_config
+
+    data = tomllib.loads(path.read_text())
+    base = path.parent
+    tso, vault, devices = data.get("tso", {}), data.get("vault", {}), data.get("devices", {})
+    return {
+        "vtn": parse_config(data.get("vtn", {}), base=base),
+        "settings": settings_from_mapping(data.get("profile", {})),
+        "tso_url": str(tso.get("url", "")),
+        "tls": tuple(_file(tso, k, base, "tso") for k in ("cert", "key", "ca")),
+        "vault": _file(vault, "path", base, "vault"),
+        "key_file": _file(vault, "key_file", base, "vault"),
+        "devices": _file(devices, "csv", base, "devices"),
+        "outbox": (base / str(tso.get("outbox", "aggregator-outbox.db"))).resolve(),
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vtn.config import ConfigError
 
     configure_logging(args.log_level)
     try:
-        data = tomllib.loads(args.config.read_text())
-        base = args.config.parent
-        tso, vault, devices = data.get("tso", {}), data.get("vault", {}), data.get("devices", {})
-        spec = {
-            "vtn": parse_config(data.get("vtn", {}), base=base),
-            "settings": settings_from_mapping(data.get("profile", {})),
-            "tso_url": str(tso.get("url", "")),
-            "tls": tuple(_file(tso, k, base, "tso") for k in ("cert", "key", "ca")),
-            "vault": _file(vault, "path", base, "vault"),
-            "key_file": _file(vault, "key_file", base, "vault"),
-            "devices": _file(devices, "csv", base, "devices"),
-            "outbox": (base / str(tso.get("outbox", "aggregator-outbox.db"))).resolve(),
-        }
+        spec = _spec(args.config)
+        if args.onboard is not None:
+            return _onboard(spec, args.onboard)
     except (OSError, ValueError, ConfigError, tomllib.TOMLDecodeError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 2
+    status = StatusFile(args.status_file)
     try:
-        asyncio.run(_serve(spec))
+        asyncio.run(_serve(spec, status))
     except (OSError, ValueError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 1
+    finally:
+        status.write({"role": "aggregator", "state": "stopped"})
     return 0
 
 
-async def _serve(spec: dict[str, Any]) -> None:
-    from datetime import UTC, datetime
+def _onboard(spec: dict[str, Any], source: Path) -> int:
+    from privacy import FileKeyProvider, IdentityVault
 
+    from ._onboard import import_onboarding
+
+    with IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"])) as vault:
+        done = import_onboarding(source, vault, spec["devices"], zone=spec["settings"].zone)
+    print(f"onboarded {done.added} device(s); {done.known} already known; "
+          f"{done.without_consent} refused (no consent)")
+    return 0
+
+
+async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     from aiohttp import web
 
     from cbp.roles import AggregatorNode
@@ -85,37 +133,119 @@ async def _serve(spec: dict[str, Any]) -> None:
     from ven.tls import client_context
     from vtn.app import server_ssl_context
 
+    from ._onboard import read_devices
+
     config, settings = spec["vtn"], spec["settings"]
     cert, key, ca = spec["tls"]
     vault = IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"]))
     node = AggregatorNode(settings=settings, downstream=config, vault=vault,
                           tso_url=spec["tso_url"], outbox_path=spec["outbox"],
                           upstream_tls=client_context(cert=cert, key=key, ca=ca))
-    with spec["devices"].open(newline="") as rows:
-        for row in csv.DictReader(rows):
-            node.onboard(ven_id=row["ven_id"], device_uuid=UUID(row["device_uuid"]),
-                         prosumer_id=row["prosumer_id"], device_class=row["device_class"],
-                         power_bucket=row["power_bucket"])
+    for row in read_devices(spec["devices"]):
+        node.onboard(ven_id=row["ven_id"], device_uuid=UUID(row["device_uuid"]),
+                     prosumer_id=row["prosumer_id"], device_class=row["device_class"],
+                     power_bucket=row["power_bucket"])
     runner = web.AppRunner(node.app, access_log=None)
-    await runner.setup()
+    await runner.setup()  # opens and migrates the VTN database
     stop = stop_on_signals()
     try:
+        await _restore_registered(node)
         await web.TCPSite(runner, config.host, config.port,
                           ssl_context=server_ssl_context(config)).start()
-        logging.info("aggregator VTN on https://%s:%d", config.host, config.port)
-        logging.info("registered with the TSO as %s", await node.connect())
-        while not stop.is_set():
-            isp = node.calendar.isp_at(datetime.now(UTC))
-            nxt = node.calendar.isp_at(node.calendar.isp_end(isp))
-            offer = node.build_offer(nxt) if len(node.book.outlooks) else None
-            if offer is not None:
-                outcome = await node.send_offer(offer)
-                logging.info("offer %s %s MW: %s", offer.offer_id, offer.mw,
-                             "accepted" if outcome.accepted else outcome.reason)
-            wait = (node.calendar.isp_end(isp) - datetime.now(UTC)).total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(1.0, wait))
+        port = bound_port(runner)
+        logging.info("aggregator VTN on https://%s:%d", config.host, port)
+        served = {"role": "aggregator", "state": "serving", "port": port,
+                  "url": f"https://{config.host}:{port}"}
+        work = _Work(node)
+        ven_id = await node.connect()
+        logging.info("registered with the TSO as %s", ven_id)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(publish_status(
+                status, lambda: {**served, "ven_id": ven_id, **work.status()}, stop))
+            tasks.create_task(work.keep_pool_registered(stop))
+            await work.offer_loop(stop)
     finally:
         await node.close()
         await runner.cleanup()
         vault.close()
+
+
+async def _restore_registered(node: AggregatorNode) -> None:
+    """Devices whose registration the VTN database still holds count as registered after a
+    restart (they poll on and need not register again); consent is checked again when the pool
+    is registered."""
+    from vtn.app import STORAGE
+
+    for registration in await node.app[STORAGE].vens.active():
+        entry = node.book.by_ven.get(registration.fingerprint)
+        if entry is not None:
+            entry.registered = True
+
+
+class _Work:
+    """The aggregator's two loops and what they have done, for the status file."""
+
+    def __init__(self, node: AggregatorNode) -> None:
+        self.node = node
+        self.pool_devices = 0
+        self.pool_sent: frozenset[str] | None = None
+        self.offers: dict[str, dict[str, Any]] = {}
+
+    async def keep_pool_registered(self, stop: asyncio.Event) -> None:
+        """Re-send the pool registration whenever the registered devices change."""
+        every = self.node.settings.rules.sample_period.total_seconds()
+        while True:
+            now = frozenset(e.ven_id for e in self.node.book.registered())
+            if now != self.pool_sent:
+                self.pool_devices = await self.node.register_pool()
+                self.pool_sent = now
+                logging.info("pool registered with the TSO: %d devices", self.pool_devices)
+            if await wait_or_stop(stop, every):
+                return
+
+    def _target(self, now: datetime) -> tuple[IspRef, datetime]:
+        """The first ISP whose gate closes at least one sample period from now."""
+        calendar, rules = self.node.calendar, self.node.settings.rules
+        isp = calendar.isp_at(now)
+        while calendar.isp_start(isp) - rules.gate_closure < now + rules.sample_period:
+            isp = calendar.isp_at(calendar.isp_end(isp))
+        return isp, calendar.isp_start(isp) - rules.gate_closure
+
+    async def offer_loop(self, stop: asyncio.Event) -> None:
+        """Offer once per ISP; until the devices' forecasts are in (or the flex is under the
+        minimum offer), try again each telemetry batch."""
+        node, retry = self.node, self.node.settings.timing.telemetry_batch.total_seconds()
+        offered: IspRef | None = None
+        while True:
+            isp, closure = self._target(datetime.now(UTC))
+            if isp != offered:
+                offer = node.build_offer(isp) if node.book.outlooks else None
+                if offer is not None:
+                    outcome = await node.send_offer(offer)
+                    offered = isp
+                    self.offers[offer.offer_id] = {"mw": str(offer.mw),
+                                                   "accepted": outcome.accepted,
+                                                   "reason": outcome.reason}
+                    logging.info("offer %s %s MW: %s", offer.offer_id, offer.mw,
+                                 "accepted" if outcome.accepted else outcome.reason)
+            wait = (closure - datetime.now(UTC)).total_seconds()
+            if await wait_or_stop(stop, wait if isp == offered else min(retry, wait)):
+                return
+
+    def status(self) -> dict[str, Any]:
+        node = self.node
+        return {
+            "devices": {"onboarded": len(node.book.by_ven),
+                        "registered": len(node.book.registered())},
+            "pool": {"pool_id": node.settings.pool_id, "registered_devices": self.pool_devices},
+            "offers": self.offers,
+            "activations": {
+                a.event_id: {"devices": len(a.device_events), "acked": len(a.acked),
+                             "dispatched": a.dispatched_at is not None,
+                             "all_acked": a.all_acked_at is not None,
+                             "cancelled": a.cancelled}
+                for a in node.activations.values()},
+            "statements": {e: {"payment_eur": str(s.payment_eur),
+                               "penalty_eur": str(s.penalty_eur)}
+                           for e, s in node.statements.items()},
+        }

@@ -4,7 +4,9 @@ One process runs every device listed in the config (``examples/device.toml`` doc
 each device has its own certificate, venID and keep-alive mutual-TLS connection; the simulators
 stand in for the hardware. Runs until SIGINT/SIGTERM, then closes every connection and the
 outbox. ``--json-progress`` prints one JSON object per line (``registered``, ``running``,
-``stopping``) for a supervising process such as ``crowdflex demo``.
+``stopping``) for a supervising process such as ``crowdflex demo``; ``--status-file`` keeps the
+latest of them merged into one JSON object (``"state"``: ``registering``, ``running``,
+``stopped``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ._process import add_log_level, configure_logging, stop_on_signals
+from ._process import (
+    StatusFile,
+    add_log_level,
+    add_status_file,
+    configure_logging,
+    stop_on_signals,
+)
 
 __all__ = ["register"]
 
@@ -35,6 +43,7 @@ def register(commands: Any) -> None:
                         help="TOML configuration file (keys as in examples/device.toml)")
     parser.add_argument("--json-progress", action="store_true",
                         help="print progress as JSON lines on stdout")
+    add_status_file(parser)
     add_log_level(parser, "WARNING")
     parser.set_defaults(run=_run)
 
@@ -50,7 +59,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"crowdflex device: {exc}", file=sys.stderr)
         return 2
 
+    status = StatusFile(args.status_file)
+    state: dict[str, object] = {"role": "device", "state": "registering",
+                                "devices": len(config.names)}
+    status.write(state)
+
     def progress(item: dict[str, object]) -> None:
+        state.update(item, state="running" if "running" in item else state["state"])
+        status.write(state)
         if args.json_progress:
             print(json.dumps(item), flush=True)
         else:
@@ -61,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"crowdflex device: {exc}", file=sys.stderr)
         return 1
+    finally:
+        status.write({**state, "state": "stopped"})
     return 0 if registered else 1
 
 

@@ -1,24 +1,45 @@
 """`crowdflex tso`: run the TSO node (a VTN for aggregators) from a TOML file.
 
 ``examples/tso.toml`` documents every key: the VTN table (``[vtn]``, the same keys as
-``examples/vtn.toml``), the CBP profile (``[profile]``) and where to keep the captured
-aggregator messages (``capture_dir``). The node takes pool registrations and offers, awards every
-offer at or under the configured clearing price when an ISP's gate closes, and records acks.
-Runs until SIGINT/SIGTERM.
+``examples/vtn.toml``; ``port = 0`` takes a free port, reported in the status file), the CBP
+profile (``[profile]``), where to keep the captured aggregator messages (``capture_dir``) and the
+drill switch ``[operation] activate_awards``. The node takes pool registrations and offers,
+awards every offer at or under the configured clearing price when an ISP's gate closes, and
+records acks. With ``activate_awards`` it also activates each award in full for its ISP (ramped
+LOAD_DISPATCH setpoints) right after gate closure and settles the activation once its window
+and the settlement delay have passed, sending the x-SETTLEMENT statement to the aggregator.
+
+Runs until SIGINT/SIGTERM, then stops the market loop, closes the listener and the database
+(a SQLite file is left closed and consistent) and writes ``"state": "stopped"`` to the status
+file. Invariant: every task the node starts is owned by one TaskGroup and ends before exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._process import add_log_level, configure_logging, stop_on_signals
+from ._process import (
+    StatusFile,
+    add_log_level,
+    add_status_file,
+    bound_port,
+    configure_logging,
+    publish_status,
+    stop_on_signals,
+    wait_or_stop,
+)
+
+if TYPE_CHECKING:
+    from cbp.market import IspRef
+    from cbp.roles import TsoNode
+    from cbp.roles.tso import Activation
 
 __all__ = ["register"]
 
@@ -30,6 +51,7 @@ def register(commands: Any) -> None:
         "book with the market rules, awards at gate closure, activations, acks, settlement. "
         "See examples/tso.toml.")
     parser.add_argument("--config", type=Path, required=True, metavar="FILE")
+    add_status_file(parser)
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -46,20 +68,25 @@ def _run(args: argparse.Namespace) -> int:
         settings = settings_from_mapping(data.get("profile", {}))
         capture = data.get("capture_dir")
         capture_dir = (base / str(capture)).resolve() if capture else None
+        activate = data.get("operation", {}).get("activate_awards", False)
+        if not isinstance(activate, bool):
+            raise ValueError("[operation] activate_awards must be true or false")
     except (OSError, ValueError, ConfigError, tomllib.TOMLDecodeError) as exc:
         print(f"crowdflex tso: {exc}", file=sys.stderr)
         return 2
+    status = StatusFile(args.status_file)
     try:
-        asyncio.run(_serve(config, settings, capture_dir))
+        asyncio.run(_serve(config, settings, capture_dir, activate, status))
     except (OSError, ValueError) as exc:
         print(f"crowdflex tso: {exc}", file=sys.stderr)
         return 1
+    finally:
+        status.write({"role": "tso", "state": "stopped"})
     return 0
 
 
-async def _serve(config: Any, settings: Any, capture_dir: Path | None) -> None:
-    from datetime import UTC, datetime
-
+async def _serve(config: Any, settings: Any, capture_dir: Path | None, activate: bool,
+                 status: StatusFile) -> None:
     from aiohttp import web
 
     from cbp.roles import TsoNode
@@ -72,20 +99,71 @@ async def _serve(config: Any, settings: Any, capture_dir: Path | None) -> None:
     try:
         await web.TCPSite(runner, config.host, config.port,
                           ssl_context=server_ssl_context(config)).start()
-        logging.info("TSO %s serving on https://%s:%d", config.vtn_id, config.host, config.port)
-        while not stop.is_set():
-            now = datetime.now(UTC)
-            isp = tso.calendar.isp_at(now)
-            nxt = tso.calendar.isp_at(tso.calendar.isp_end(isp))
-            closure = tso.calendar.isp_start(nxt) - settings.rules.gate_closure
-            if closure <= now:
-                nxt = tso.calendar.isp_at(tso.calendar.isp_end(nxt))
-                closure = tso.calendar.isp_start(nxt) - settings.rules.gate_closure
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), (closure - now).total_seconds())
-            if not stop.is_set():
-                for award in tso.award(nxt):
-                    logging.info("awarded %s: %s MW at %s EUR/MWh", award.offer_id, award.mw,
-                                 award.clearing_price_eur_per_mwh)
+        port = bound_port(runner)
+        logging.info("TSO %s serving on https://%s:%d", config.vtn_id, config.host, port)
+        served = {"role": "tso", "state": "serving", "vtn_id": config.vtn_id, "port": port,
+                  "url": f"https://{config.host}:{port}"}
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(publish_status(status, lambda: {**served, **_status(tso)}, stop))
+            await _market(tso, stop, activate, tasks)
     finally:
         await runner.cleanup()
+
+
+def _next_closure(tso: TsoNode, now: datetime) -> tuple[IspRef, datetime]:
+    """The first ISP whose gate has not closed yet, and when it closes."""
+    rules = tso.settings.rules
+    isp = tso.calendar.isp_at(now)
+    while tso.calendar.isp_start(isp) - rules.gate_closure <= now:
+        isp = tso.calendar.isp_at(tso.calendar.isp_end(isp))
+    return isp, tso.calendar.isp_start(isp) - rules.gate_closure
+
+
+async def _market(tso: TsoNode, stop: asyncio.Event, activate: bool,
+                  tasks: asyncio.TaskGroup) -> None:
+    """At each gate closure award the ISP's offers (and, as a drill, activate the awards)."""
+    from cbp.roles.tso import ramp_profile
+
+    while True:
+        isp, closure = _next_closure(tso, datetime.now(UTC))
+        if await wait_or_stop(stop, (closure - datetime.now(UTC)).total_seconds()):
+            return
+        for award in tso.award(isp):
+            logging.info("awarded %s: %s MW at %s EUR/MWh", award.offer_id, award.mw,
+                         award.clearing_price_eur_per_mwh)
+            if not activate:
+                continue
+            samples = tso.settings.rules.samples_per_isp
+            activation = await tso.activate(award, start=tso.calendar.isp_start(isp),
+                                            setpoints_mw=ramp_profile(award.mw, samples))
+            logging.info("activation %s published: %d setpoints up to %s MW",
+                         activation.event_id, samples, award.mw)
+            tasks.create_task(_settle_later(tso, activation, stop))
+
+
+async def _settle_later(tso: TsoNode, activation: Activation, stop: asyncio.Event) -> None:
+    """Settle once the activation's window plus the settlement delay has passed."""
+    due = tso.window(activation)[1] + tso.settings.timing.settlement_delay
+    if await wait_or_stop(stop, (due - datetime.now(UTC)).total_seconds()):
+        return
+    statement = await tso.settle(activation.event_id)
+    logging.info("settled %s: delivered %s of %s MWh, payment EUR %s, penalty EUR %s",
+                 activation.event_id, statement.delivered_mwh, statement.requested_mwh,
+                 statement.payment_eur, statement.penalty_eur)
+
+
+def _status(tso: TsoNode) -> dict[str, Any]:
+    from cbp.market import Refused
+
+    refused = sum(isinstance(o.result, Refused) for o in tso.offers)
+    return {
+        "pools": {ven: {pool: len(devices) for pool, devices in pools.items()}
+                  for ven, pools in tso.pools.items()},
+        "offers": {"accepted": len(tso.offers) - refused, "refused": refused},
+        "activations": {
+            a.event_id: {"ven_id": a.ven_id, "mw": str(a.award.mw), "acks": len(a.acks),
+                         "late": a.late, "cancelled": a.cancelled,
+                         "settled": a.statement is not None,
+                         "ratio": None if a.statement is None else str(a.statement.ratio)}
+            for a in tso.activations.values()},
+    }
