@@ -70,3 +70,15 @@ async def test_for_ven_reads_only_the_events_and_targets_addressing_the_ven(
     assert list(_seen(everything_for_c)) == [
         "e1-many-vens", "e3-everyone", "e4-resource-and-party"]
     assert (await storage.events.for_ven(c, statuses=()))[1] == ()
+
+
+async def test_put_queues_the_callers_marker_and_stays_idempotent(storage: Storage) -> None:
+    vens = await register(storage, 3)
+    record = _event("e1", *((VEN, v) for v in vens))
+    assert await storage.events.put(record, notify=vens, queued=b"")
+    assert not await storage.events.put(record, notify=vens, queued=b"")  # a retry adds nothing
+    for ven_id in vens:
+        assert [(i.kind, i.payload, i.dedup_key) for i in await storage.outbox.pending(ven_id)] \
+            == [("oadrDistributeEvent", b"", "event:e1:0")]
+    stored = await storage.events.get("e1")
+    assert stored == record  # the event keeps its payload; only the queue carries the marker

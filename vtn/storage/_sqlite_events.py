@@ -1,6 +1,7 @@
 """The event repository's hot paths on SQLite, as plain ``sqlite3`` SQL (see
-:meth:`vtn.storage._engine.Database.run_sqlite` for why): building a VEN's event list, recording
-a distribution, storing acks, and the delivered versions an ack is checked against.
+:meth:`vtn.storage._engine.Database.run_sqlite` for why): storing an event with its targets and
+outbox rows, building a VEN's event list, recording a distribution, storing acks, and the
+delivered versions an ack is checked against.
 
 Invariants: each function runs inside the caller's transaction and does exactly what the Core
 statements of :mod:`vtn.storage.events` do on SQLite (same rows, same upsert rules, same order),
@@ -10,8 +11,10 @@ so both paths stay interchangeable; times go through :func:`sqlite_time`/``from_
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, NamedTuple
 
 from ._engine import from_sqlite_time, sqlite_time
 from .records import (
@@ -24,7 +27,17 @@ from .records import (
     TargetRef,
 )
 
-__all__ = ["delivered_versions", "for_ven", "record_acks", "record_distribution"]
+__all__ = [
+    "EVENT_KIND",
+    "Queue",
+    "delivered_versions",
+    "for_ven",
+    "put",
+    "record_acks",
+    "record_distribution",
+]
+
+EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
 
 _EVENT_COLUMNS: Final = (
     "event_id, modification_number, status, market_context, starts_at, ends_at,"
@@ -56,6 +69,64 @@ _ACK: Final = (
 _DELIVERY: Final = (
     f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = ? AND ven_id = ?"
 )
+
+
+_PUT_EVENT: Final = (
+    "INSERT INTO events (event_id, modification_number, status, market_context, starts_at,"
+    " ends_at, response_required, payload, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (event_id) DO UPDATE SET modification_number = excluded.modification_number,"
+    " status = excluded.status, market_context = excluded.market_context,"
+    " starts_at = excluded.starts_at, ends_at = excluded.ends_at,"
+    " response_required = excluded.response_required, payload = excluded.payload,"
+    " updated_at = excluded.updated_at"
+)
+_QUEUE: Final = (
+    "INSERT INTO outbox (ven_id, kind, payload, dedup_key, enqueued_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (ven_id, dedup_key) DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Queue:
+    """The outbox rows an event write adds: one per VEN, all with this payload and dedup key."""
+
+    ven_ids: tuple[str, ...]
+    payload: bytes
+    dedup_key: str
+
+
+def put(
+    conn: sqlite3.Connection,
+    event: EventRecord,
+    check_newer: Callable[[EventRecord, Any], bool],
+    queue: Queue,
+) -> bool:
+    """:meth:`EventRepository.put` on SQLite: the event row, its targets and the outbox rows in
+    the caller's transaction, each as one statement."""
+    found = conn.execute("SELECT modification_number, payload FROM events WHERE event_id = ?",
+                         (event.event_id,)).fetchone()
+    if found is not None and not check_newer(event, _Stored(*found)):
+        return False
+    conn.execute(_PUT_EVENT, (
+        event.event_id, event.modification_number, event.status.value, event.market_context,
+        _time(event.starts_at), _time(event.ends_at), int(event.response_required),
+        event.payload, sqlite_time(event.updated_at)))
+    conn.execute("DELETE FROM event_targets WHERE event_id = ?", (event.event_id,))
+    targets = [(event.event_id, t.kind.value, t.value) for t in dict.fromkeys(event.targets)]
+    conn.executemany("INSERT INTO event_targets (event_id, kind, value) VALUES (?, ?, ?)", targets)
+    at = sqlite_time(event.updated_at)
+    conn.executemany(_QUEUE, [(v, EVENT_KIND, queue.payload, queue.dedup_key, at)
+                              for v in dict.fromkeys(queue.ven_ids)])
+    return True
+
+
+class _Stored(NamedTuple):
+    modification_number: int
+    payload: bytes
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else sqlite_time(value)
 
 
 def for_ven(
