@@ -5,7 +5,8 @@ Invariants:
 - Every reportRequestID the VTN hands out is stored (pending) before the message carrying it
   leaves, and becomes active on the VEN's oadrCreatedReport.
 - Data points are stored under their natural key, so a re-sent oadrUpdateReport stores nothing
-  twice; the reply goes out after the batch committed.
+  twice; the reply goes out after the batch committed. The venID-to-certificate check of an
+  oadrUpdateReport (463 otherwise) runs inside that same transaction, before any point is written.
 - TELEMETRY_STATUS points (oadrPayloadResourceStatus) are stored with no numeric value: the
   status is not a float. Their presence and time are kept, and the hook sees the whole report.
 """
@@ -21,6 +22,7 @@ from schemas import (
     CreatedReport,
     CreateReport,
     EiResponse,
+    NotRegistered,
     RegisteredReport,
     RegisterReport,
     Report,
@@ -152,16 +154,23 @@ def _points(ven_id: str, report: Report, received_at: object) -> list[ReportPoin
 
 async def on_update_report(ctx: ServiceContext, peer: Peer, msg: UpdateReport) -> UpdatedReport:
     """oadrUpdateReport: store every point in one batch; tell the VEN which requests are gone."""
-    registration = await require_ven(ctx, peer, msg.ven_id)
-    ven_id = registration.ven_id
     now = ctx.clock()
+    # Without a venID (rare) the points need the registration's before anything is stored.
+    ven_id = (msg.ven_id if msg.ven_id is not None
+              else (await require_ven(ctx, peer, None)).ven_id)
     points = [p for report in msg.reports for p in _points(ven_id, report, now)]
-    # The points and the cancelled-request check share one transaction (one round trip).
-    _, cancelled = await ctx.storage.reports.store_update(
-        ven_id, points, (r.report_request_id for r in msg.reports))
+    # One transaction (one round trip): the check that the certificate is ven_id's active
+    # registration (require_ven's, refused with 463 before anything is written), the points,
+    # and which of the reports' requests are cancelled.
+    stored = await ctx.storage.reports.store_update(
+        ven_id, points, (r.report_request_id for r in msg.reports), fingerprint=peer.fingerprint)
+    if stored is None:
+        await require_ven(ctx, peer, ven_id)  # raises the precise NotRegistered
+        raise NotRegistered("this certificate has no active registration")
     for report in msg.reports:
         await call_hook(ctx.handlers.on_report_data, ven_id, report)
-    cancel = (CancelReport(request_id=new_id(), report_request_ids=tuple(cancelled),
+    cancelled = stored[1]
+    cancel = (CancelReport(request_id=new_id(), report_request_ids=cancelled,
                            ven_id=ven_id) if cancelled else None)
     return UpdatedReport(response=EiResponse(request_id=msg.request_id), cancel_report=cancel,
                          ven_id=ven_id)

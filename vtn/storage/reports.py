@@ -8,19 +8,22 @@ Invariants:
   re-sending an oadrUpdateReport (e.g. after a lost reply) stores nothing twice, and the first value
   received wins. :meth:`ReportRepository.add_points` writes a batch in one multi-row INSERT
   (DESIGN.md 8: a transaction per row costs 20-60x a batch).
+- :meth:`ReportRepository.store_update` is one oadrUpdateReport in one transaction: given the
+  client certificate, it first checks that it is the reporting VEN's active registration and
+  stores nothing otherwise, so the check and the write cannot be split by a cancel between them.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, select, update
 
 from ._engine import Database, insert_many, sqlite_time
-from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow
+from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
 from .records import ReportDescription, ReportPoint, ReportRequest, ReportRequestStatus
 
 __all__ = ["ReportRepository"]
@@ -44,21 +47,33 @@ _INSERT_POINT_SQLITE: Final = (
 )
 # SQLAlchemy's Interval on SQLite is stored as the datetime text of 1970-01-01 + the duration.
 _INTERVAL_EPOCH: Final = datetime(1970, 1, 1)
+_ACTIVE_VEN_SQLITE: Final = (
+    "SELECT 1 FROM vens WHERE fingerprint = ? AND ven_id = ? AND cancelled_at IS NULL"
+)
 
 
-def _sqlite_point(p: ReportPoint) -> tuple[object, ...]:
-    duration = None
-    if p.duration is not None:
-        duration = (_INTERVAL_EPOCH + p.duration).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return (p.ven_id, p.report_request_id, p.report_specifier_id, p.r_id, sqlite_time(p.dtstart),
-            duration, p.value, p.confidence, p.accuracy, p.data_quality,
-            sqlite_time(p.received_at))
+def _sqlite_rows(points: Sequence[ReportPoint]) -> list[tuple[object, ...]]:
+    """The points as sqlite3 parameter rows. A batch repeats a few times many times (one
+    received_at, one duration, a dtstart per interval): each distinct one is formatted once."""
+    times: dict[datetime, str] = {}
+    durations: dict[timedelta, str] = {}
+    rows: list[tuple[object, ...]] = []
+    for p in points:
+        dtstart, received = times.get(p.dtstart), times.get(p.received_at)
+        if dtstart is None:
+            dtstart = times[p.dtstart] = sqlite_time(p.dtstart)
+        if received is None:
+            received = times[p.received_at] = sqlite_time(p.received_at)
+        duration = None if p.duration is None else durations.get(p.duration)
+        if duration is None and p.duration is not None:
+            duration = durations[p.duration] = (_INTERVAL_EPOCH + p.duration).isoformat(
+                " ", "microseconds")
+        rows.append((p.ven_id, p.report_request_id, p.report_specifier_id, p.r_id, dtstart,
+                     duration, p.value, p.confidence, p.accuracy, p.data_quality, received))
+    return rows
 
 
-def _store_update_sqlite(
-    conn: sqlite3.Connection, ven_id: str, rows: list[tuple[object, ...]], wanted: list[str]
-) -> tuple[int, tuple[str, ...]]:
-    added = conn.executemany(_INSERT_POINT_SQLITE, rows).rowcount if rows else 0
+def _cancelled_sqlite(conn: sqlite3.Connection, ven_id: str, wanted: list[str]) -> set[str]:
     gone: set[str] = set()
     for start in range(0, len(wanted), 500):  # within SQLite's bind-parameter limit
         part = wanted[start : start + 500]
@@ -66,6 +81,18 @@ def _store_update_sqlite(
             "SELECT report_request_id FROM report_requests WHERE ven_id = ? AND status = ?"
             f" AND report_request_id IN ({', '.join('?' * len(part))})",
             (ven_id, ReportRequestStatus.CANCELLED.value, *part)))
+    return gone
+
+
+def _store_update_sqlite(
+    conn: sqlite3.Connection, ven_id: str, fingerprint: str | None,
+    rows: list[tuple[object, ...]], wanted: list[str],
+) -> tuple[int, tuple[str, ...]] | None:
+    if fingerprint is not None and conn.execute(
+            _ACTIVE_VEN_SQLITE, (fingerprint, ven_id)).fetchone() is None:
+        return None
+    added = conn.executemany(_INSERT_POINT_SQLITE, rows).rowcount if rows else 0
+    gone = _cancelled_sqlite(conn, ven_id, wanted) if wanted else set()
     return added, tuple(r for r in wanted if r in gone)
 
 
@@ -94,6 +121,7 @@ def _description(row: ReportDescriptionRow) -> ReportDescription:
 
 _REQUESTS = cast(Table, ReportRequestRow.__table__)
 _POINTS = cast(Table, ReportPointRow.__table__)
+_VENS = cast(Table, VenRow.__table__)
 
 
 def _request(row: Any) -> ReportRequest:
@@ -224,27 +252,37 @@ class ReportRepository:
         return await self._db.run_write(lambda conn: self._insert_points(conn, rows))
 
     async def store_update(
-        self, ven_id: str, points: Sequence[ReportPoint], request_ids: Iterable[str]
-    ) -> tuple[int, tuple[str, ...]]:
+        self, ven_id: str, points: Sequence[ReportPoint], request_ids: Iterable[str], *,
+        fingerprint: str | None = None,
+    ) -> tuple[int, tuple[str, ...]] | None:
         """One oadrUpdateReport of ``ven_id`` in one transaction: :meth:`add_points` (all of them
         the VEN's), and which of the VEN's ``request_ids`` are cancelled, so the reply can tell
-        it. Returns (points added, cancelled reportRequestIDs in the order given)."""
+        it. Returns (points added, cancelled reportRequestIDs in the order given).
+
+        With ``fingerprint`` the same transaction first checks that this client certificate is
+        ``ven_id``'s active registration (what the service would otherwise read in a round trip
+        of its own); if it is not, nothing is stored and the result is None."""
         if any(p.ven_id != ven_id for p in points):
             raise ValueError("every point must belong to the reporting VEN")
-        if self._db.sync_engine is not None:
-            raw = [_sqlite_point(p) for p in points]
-            ids = list(dict.fromkeys(request_ids))
-            return await self._db.run_sqlite(
-                lambda conn: _store_update_sqlite(conn, ven_id, raw, ids), write=True)
-        rows = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in points]
         wanted = list(dict.fromkeys(request_ids))
+        if self._db.sync_engine is not None:
+            raw = _sqlite_rows(points)
+            return await self._db.run_sqlite(
+                lambda conn: _store_update_sqlite(conn, ven_id, fingerprint, raw, wanted),
+                write=True)
+        rows = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in points]
+        active = select(_VENS.c.ven_id).where(
+            _VENS.c.fingerprint == fingerprint, _VENS.c.ven_id == ven_id,
+            _VENS.c.cancelled_at.is_(None))
         cancelled = select(_REQUESTS.c.report_request_id).where(
             _REQUESTS.c.ven_id == ven_id,
             _REQUESTS.c.report_request_id.in_(wanted),
             _REQUESTS.c.status == ReportRequestStatus.CANCELLED.value,
         )
 
-        def work(conn: Connection) -> tuple[int, tuple[str, ...]]:
+        def work(conn: Connection) -> tuple[int, tuple[str, ...]] | None:
+            if fingerprint is not None and conn.execute(active).first() is None:
+                return None
             added = self._insert_points(conn, rows)
             gone = set(conn.scalars(cancelled)) if wanted else set()
             return added, tuple(r for r in wanted if r in gone)

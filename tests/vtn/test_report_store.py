@@ -1,0 +1,107 @@
+"""ReportRepository.store_update: one oadrUpdateReport in one transaction, the certificate check
+inside it, and what the SQLite fast path stores reads back exactly (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from vtn.storage import (
+    ReportPoint,
+    ReportRequest,
+    ReportRequestStatus,
+    Storage,
+    StorageConflict,
+    VenRegistration,
+)
+
+T0 = datetime(2026, 10, 25, 0, 59, 58, 250_000, tzinfo=UTC)  # Europe/Amsterdam leaves DST
+
+
+def ven(n: int) -> VenRegistration:
+    return VenRegistration(ven_id=f"ven-{n}", registration_id=f"reg-{n}",
+                           fingerprint=f"fp:{n:02d}", ven_name=f"ven {n}", created_at=T0)
+
+
+def batch(ven_id: str, first: int, count: int, *, value: float = 0.5) -> list[ReportPoint]:
+    """``count`` points on 4 s intervals from interval ``first``, two rIDs each, one of them
+    without the optional fields, as a 10-point TELEMETRY report of two devices carries them."""
+    return [
+        ReportPoint(
+            ven_id=ven_id, report_request_id="rr-1", report_specifier_id="TELEMETRY_USAGE",
+            r_id=f"psn1_{k % 2}", dtstart=T0 + timedelta(seconds=4 * (k // 2)),
+            duration=timedelta(seconds=4) if k % 2 else None,
+            value=value + k if k % 2 else None, confidence=100 if k % 2 else None,
+            accuracy=0.1 if k % 2 else None, data_quality="Quality Good - Non Specific"
+            if k % 2 else None, received_at=T0 + timedelta(microseconds=1))
+        for k in range(2 * first, 2 * first + count)
+    ]
+
+
+async def test_store_update_reads_back_exactly_and_is_idempotent(storage: Storage) -> None:
+    a = (await storage.vens.register(ven(1))).ven_id
+    sent = batch(a, 0, 10)
+    assert await storage.reports.store_update(a, sent, ["rr-1"], fingerprint="fp:01") == (10, ())
+    assert await storage.reports.store_update(a, sent, ["rr-1"], fingerprint="fp:01") == (0, ())
+    stored = await storage.reports.points(a, T0, T0 + timedelta(minutes=1))
+    assert stored == tuple(sorted(sent, key=lambda p: (p.dtstart, p.r_id)))
+
+
+async def test_store_update_refuses_another_or_cancelled_certificate(storage: Storage) -> None:
+    a = (await storage.vens.register(ven(1))).ven_id
+    b = (await storage.vens.register(ven(2))).ven_id
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    # VEN 1's certificate naming VEN 2, and a certificate nobody registered: nothing stored.
+    assert await storage.reports.store_update(b, batch(b, 0, 4), (), fingerprint="fp:01") is None
+    assert await storage.reports.store_update(b, batch(b, 0, 4), (), fingerprint="fp:99") is None
+    assert await storage.reports.points(b, *window) == ()
+    assert await storage.reports.store_update(a, batch(a, 0, 4), (), fingerprint="fp:01") == (4, ())
+    assert await storage.vens.cancel("reg-1", T0) is not None
+    assert await storage.reports.store_update(a, batch(a, 2, 4), (), fingerprint="fp:01") is None
+    assert len(await storage.reports.points(a, *window)) == 4
+
+
+async def test_store_update_names_the_cancelled_requests_in_order(storage: Storage) -> None:
+    a = (await storage.vens.register(ven(1))).ven_id
+    for rrid in ("rr-1", "rr-2", "rr-3"):
+        await storage.reports.put_request(ReportRequest(
+            ven_id=a, report_request_id=rrid, report_specifier_id="TELEMETRY_USAGE",
+            r_ids=("psn1_0",), created_at=T0))
+    for rrid in ("rr-3", "rr-1"):
+        await storage.reports.set_request_status(a, rrid, ReportRequestStatus.CANCELLED, at=T0)
+    result = await storage.reports.store_update(
+        a, batch(a, 0, 2), ["rr-3", "rr-2", "rr-1", "rr-3"], fingerprint="fp:01")
+    assert result == (2, ("rr-3", "rr-1"))
+
+
+async def test_concurrent_updates_are_each_answered_for_their_own_points(
+        storage: Storage) -> None:
+    """Many reports at once (on SQLite they share commits): every caller gets its own count, a
+    batch the database refuses fails alone, and every other batch is stored."""
+    vens = [(await storage.vens.register(ven(n))).ven_id for n in range(8)]
+
+    async def send(n: int) -> tuple[int, tuple[str, ...]] | None:
+        v = vens[n % 8]
+        return await storage.reports.store_update(v, batch(v, 5 * (n // 8), 10), ["rr-1"])
+
+    async def orphan() -> object:  # no such VEN: the foreign key refuses the whole batch
+        return await storage.reports.store_update("ven-nobody", batch("ven-nobody", 0, 10), ())
+
+    results = await asyncio.gather(*(send(n) for n in range(40)), orphan(),
+                                   *(send(n) for n in range(40, 64)), return_exceptions=True)
+    assert isinstance(results[40], StorageConflict)
+    assert all(r == (10, ()) for r in results[:40] + results[41:])
+    for v in vens:
+        assert len(await storage.reports.points(v, T0, T0 + timedelta(hours=1))) == 80
+    assert await storage.reports.points("ven-nobody", T0, T0 + timedelta(hours=1)) == ()
+
+
+async def test_store_update_refuses_naive_times(storage: Storage) -> None:
+    a = (await storage.vens.register(ven(1))).ven_id
+    bad = replace(batch(a, 0, 1)[0], dtstart=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="naive"):
+        await storage.reports.store_update(a, [bad], (), fingerprint="fp:01")
+    assert await storage.reports.points(a, T0 - timedelta(days=400), T0 + timedelta(days=1)) == ()
