@@ -16,7 +16,7 @@ from tests.schemas.xsd_oracle import assert_xsd_valid
 from vtn.services.events import get_event
 
 from ..conftest import Pki
-from .rolekit import NATURAL_KW, Rig, build_rig, drain
+from .rolekit import NATURAL_KW, Rig, build_rig, drain, until
 
 SAMPLES = 9
 
@@ -92,3 +92,43 @@ async def test_a_cancel_releases_every_device_and_a_stale_copy_is_refused_with_4
     assert all(n.setpoint(later + rig.period) is None for n in rig.nodes)
     # the answer is what the aggregator's filtered codec lets onto the TSO link, XSD-valid
     assert_xsd_valid(agg.codec.encode(outcome.reply))
+
+
+async def test_a_device_silent_for_three_samples_is_replaced_by_a_live_one(rig: Rig) -> None:
+    agg = rig.aggregator
+    activation = await rig.activation((Decimal("0.06"),) * 24)
+    await rig.dispatched(activation)
+    dispatched = agg.activations[activation.event_id]
+    first = dict(dispatched.device_events)
+    assert len(first) == 3
+    start = activation.setpoints[0].at
+    await rig.run_until(start + rig.period)  # two samples followed by all three
+    by_uuid = {s.device_id: fp for fp, s in rig.sims.items()}
+    dropped = sorted(first)[0]
+    rig.sims[by_uuid[dropped]].set_online(False)
+    gone_at = start + 2 * rig.period
+    # samples close telemetry_batch + grace after they are taken; the third miss is found then
+    closes = rig.settings.timing.telemetry_batch + rig.settings.timing.telemetry_grace
+    await rig.run_until(gone_at + 3 * rig.period + closes, start=gone_at)
+    assert dispatched.lost == {dropped}
+    assert dispatched.redispatches == 1
+    await until(agg.operation.redispatched)
+    second = dispatched.device_events
+    assert dropped not in second and len(second) == 3
+    assert set(first) - {dropped} < set(second)  # the two live ones keep steering
+    for device in first:  # every first-version device event was withdrawn
+        event = await rig.device_event(first[device])
+        assert event is not None and event.descriptor.event_status is EventStatus.CANCELLED
+    # the new setpoints reach the live device nodes: one step later they all steer to 0 kW
+    now = rig.clock.now + rig.period
+    await rig.step(now)
+    steering = {fp for fp, s in rig.sims.items() if s.online and s.true_kw == 0.0}
+    assert steering == {by_uuid[d] for d in second}
+    for node in rig.nodes:
+        sim = rig.sims[node.identity.fingerprint]
+        expected = 0.0 if sim.device_id in second else None
+        assert node.setpoint(now) == expected
+        if sim.device_id in second:
+            assert second[sim.device_id] in node.client.events
+    # the pool still delivers the setpoint: three live devices at 0 of their 20 kW
+    assert sum(NATURAL_KW - s.true_kw for s in rig.sims.values() if s.online) == 60.0
