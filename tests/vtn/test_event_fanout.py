@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from vtn.storage import EventRecord, EventStatus, Storage, TargetKind, TargetRef
+import pytest
+
+from vtn.storage import (
+    EventAck,
+    EventRecord,
+    EventStatus,
+    OptType,
+    Storage,
+    TargetKind,
+    TargetRef,
+)
 
 from .test_storage import T0, register
 
@@ -82,3 +92,34 @@ async def test_put_queues_the_callers_marker_and_stays_idempotent(storage: Stora
             == [("oadrDistributeEvent", b"", "event:e1:0")]
     stored = await storage.events.get("e1")
     assert stored == record  # the event keeps its payload; only the queue carries the marker
+
+
+async def test_a_checked_ack_batch_is_all_or_nothing(storage: Storage) -> None:
+    a, b = await register(storage, 2)
+    for event_id in ("e1", "e2"):
+        assert await storage.events.put(_event(event_id, (VEN, a)), notify=(a,), queued=b"")
+    await storage.events.record_distribution(a, {"e1": 0}, at=T0)  # e2 never went out
+    acks = tuple(EventAck(event_id=e, ven_id=a, modification_number=0, opt_type=OptType.OPT_IN,
+                          response_code=200, at=T0) for e in ("e1", "e2"))
+    seen: list[dict[str, int]] = []
+
+    def refuse_unsent(current: dict[str, int]) -> None:
+        seen.append(dict(current))
+        if set(current) != {"e1", "e2"}:
+            raise LookupError("not delivered")
+
+    with pytest.raises(LookupError):
+        await storage.events.record_acks(acks, check=refuse_unsent)
+    assert seen[-1] == {"e1": 0}  # what was delivered to a, at the current version
+    assert (await storage.events.delivery("e1", a)).ack_opt_type is None  # e1 not stored either
+    assert await storage.events.delivery("e2", a) is None
+
+    stored = await storage.events.record_acks(acks[:1], check=lambda current: None)
+    assert [(d.event_id, d.ack_opt_type) for d in stored] == [("e1", OptType.OPT_IN)]
+    # An older ack than the stored one comes back as the stored one (not replaced).
+    newer = EventAck(event_id="e1", ven_id=a, modification_number=3, opt_type=OptType.OPT_OUT,
+                     response_code=200, at=T0)
+    await storage.events.record_acks((newer,))
+    (kept,) = await storage.events.record_acks(acks[:1])
+    assert (kept.ack_modification_number, kept.ack_opt_type) == (3, OptType.OPT_OUT)
+    assert await storage.events.delivered_versions(b, ["e1"]) == {}

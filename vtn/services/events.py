@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from schemas import (
     DistributeEvent,
     EiResponse,
     Event,
+    EventResponse,
     EventStatus,
     InvalidId,
     OutOfSequence,
@@ -196,11 +198,26 @@ async def on_request_event(ctx: ServiceContext, peer: Peer, msg: RequestEvent) -
 async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -> Response:
     """oadrCreatedEvent: store each optIn/optOut; a stale modificationNumber refuses all (450)."""
     registration = await require_ven(ctx, peer, msg.ven_id)
+    now = ctx.clock()
+    # Checked and stored in one transaction: the check raising stores nothing.
+    await ctx.storage.events.record_acks(
+        (EventAck(event_id=answer.event_id, ven_id=registration.ven_id,
+                  modification_number=answer.modification_number,
+                  opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now)
+         for answer in msg.event_responses),
+        check=lambda current: _check_answers(msg.event_responses, current))
+    for answer in msg.event_responses:
+        await call_hook(ctx.handlers.on_event_response, registration.ven_id, answer)
+    return Response(response=EiResponse(request_id=msg.response.request_id),
+                    ven_id=registration.ven_id)
+
+
+def _check_answers(answers: Iterable[EventResponse], current: Mapping[str, int]) -> None:
+    """Each answer must name an event delivered to the VEN (``current``: eventID -> its
+    modificationNumber now) at that modificationNumber."""
     # A VEN answers only events it was sent; another VEN's event reads as unknown (the same
     # 452 and words), so acks cannot be forged onto it nor used to probe which IDs exist.
-    current = await ctx.storage.events.delivered_versions(
-        registration.ven_id, (a.event_id for a in msg.event_responses))
-    for answer in msg.event_responses:
+    for answer in answers:
         number = current.get(answer.event_id)
         if number is None:
             raise InvalidId(f"no event {answer.event_id!r}")
@@ -211,15 +228,3 @@ async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -
         if answer.modification_number > number:
             raise InvalidId(f"event {answer.event_id!r} has no modificationNumber "
                             f"{answer.modification_number}")
-    now = ctx.clock()
-    await ctx.storage.events.record_acks(
-        EventAck(event_id=answer.event_id, ven_id=registration.ven_id,
-                 modification_number=answer.modification_number,
-                 opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now)
-        for answer in msg.event_responses)
-    for answer in msg.event_responses:
-        await call_hook(ctx.handlers.on_event_response, registration.ven_id, answer)
-    return Response(response=EiResponse(request_id=msg.response.request_id),
-                    ven_id=registration.ven_id)
-
-

@@ -65,6 +65,7 @@ _ACK: Final = (
     " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
     " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
     " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
+    f" RETURNING {_DELIVERY_COLUMNS}"
 )
 _DELIVERY: Final = (
     f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = ? AND ven_id = ?"
@@ -216,13 +217,23 @@ def record_distribution(
         conn.execute(_OUTBOX_DELIVERED, (at, outbox_seq))
 
 
-def record_acks(conn: sqlite3.Connection, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
+def record_acks(
+    conn: sqlite3.Connection,
+    acks: Iterable[EventAck],
+    check: Callable[[dict[str, int]], None] | None,
+    event_ids: list[str],
+) -> tuple[Delivery, ...]:
+    """The acks, after ``check`` (if any) accepted :func:`delivered_versions` of ``event_ids``."""
+    wanted = tuple(acks)
+    if check is not None and wanted:
+        check(delivered_versions(conn, wanted[0].ven_id, event_ids))
     stored = []
-    for ack in acks:
+    for ack in wanted:
         key = (ack.event_id, ack.ven_id)
-        conn.execute(_ACK, (*key, ack.modification_number, ack.opt_type.value,
-                            ack.response_code, sqlite_time(ack.at)))
-        stored.append(_delivery(conn.execute(_DELIVERY, key).fetchone()))
+        row = conn.execute(_ACK, (*key, ack.modification_number, ack.opt_type.value,
+                                  ack.response_code, sqlite_time(ack.at))).fetchone()
+        # No row back: an ack for a newer modificationNumber stays; read what is stored.
+        stored.append(_delivery(row or conn.execute(_DELIVERY, key).fetchone()))
     return tuple(stored)
 
 

@@ -13,7 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
@@ -135,6 +135,15 @@ def _addressed(
         by_event.setdefault(target.event_id, []).append(target)
     return tuple(_record(row, by_event.get(row.event_id, ())) for row in conn.execute(rows)
                  if row.untargeted or row.event_id in by_event)
+
+
+def _versions_in(conn: Connection, ven_id: str, event_ids: list[str]) -> dict[str, int]:
+    stmt = (
+        select(_EVENTS.c.event_id, _EVENTS.c.modification_number)
+        .join(_DELIVERIES, _DELIVERIES.c.event_id == _EVENTS.c.event_id)
+        .where(_DELIVERIES.c.ven_id == ven_id, _EVENTS.c.event_id.in_(event_ids))
+    )
+    return {event_id: number for event_id, number in conn.execute(stmt)}
 
 
 def _check_newer(event: EventRecord, row: Any) -> bool:
@@ -284,14 +293,28 @@ class EventRepository:
         """Store a VEN's oadrCreatedEvent answer; idempotent; never replaced by an older one."""
         return (await self.record_acks((ack,)))[0]
 
-    async def record_acks(self, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
-        """:meth:`record_ack` for several answers (one oadrCreatedEvent), in one transaction."""
+    async def record_acks(
+        self, acks: Iterable[EventAck], *, check: Callable[[dict[str, int]], None] | None = None
+    ) -> tuple[Delivery, ...]:
+        """:meth:`record_ack` for several answers (one oadrCreatedEvent), in one transaction.
+
+        With ``check`` (the answers must then be one VEN's), that transaction first reads
+        :meth:`delivered_versions` for the answered events and calls ``check`` with it; when
+        ``check`` raises, nothing is stored and the error propagates. Checking and storing in
+        one transaction also means no modification can slip in between.
+        """
         wanted = tuple(acks)
+        ven_ids = {ack.ven_id for ack in wanted}
+        assert check is None or len(ven_ids) <= 1, "a checked batch is one VEN's answers"
+        event_ids = list(dict.fromkeys(ack.event_id for ack in wanted))
         if self._db.sync_engine is not None:
             return await self._db.run_sqlite(
-                lambda conn: _sqlite_events.record_acks(conn, wanted), write=True)
+                lambda conn: _sqlite_events.record_acks(conn, wanted, check, event_ids),
+                write=True)
 
         def work(conn: Connection) -> tuple[Delivery, ...]:
+            if check is not None and wanted:
+                check(_versions_in(conn, wanted[0].ven_id, event_ids))
             return tuple(self._ack(conn, ack) for ack in wanted)
 
         return await self._db.run_write(work)
@@ -323,13 +346,7 @@ class EventRepository:
         if self._db.sync_engine is not None:
             return await self._db.run_sqlite(
                 lambda conn: _sqlite_events.delivered_versions(conn, ven_id, wanted), write=False)
-        stmt = (
-            select(_EVENTS.c.event_id, _EVENTS.c.modification_number)
-            .join(_DELIVERIES, _DELIVERIES.c.event_id == _EVENTS.c.event_id)
-            .where(_DELIVERIES.c.ven_id == ven_id, _EVENTS.c.event_id.in_(wanted))
-        )
-        return await self._db.run_read(
-            lambda conn: {event_id: number for event_id, number in conn.execute(stmt)})
+        return await self._db.run_read(lambda conn: _versions_in(conn, ven_id, wanted))
 
     async def deliveries(self, event_id: str) -> tuple[Delivery, ...]:
         stmt = (
