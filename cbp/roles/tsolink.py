@@ -15,7 +15,9 @@ without contact it ramps to 0". Both lengths are configuration (``CbpTiming.link
   each at its original sample instant (xcal:dtstart) with ``oadrDataQuality`` = ``x-late``
   (:data:`cbp.roles.profile.LATE_QUALITY`; oadrDataQualityType admits x- extension tokens, so
   the message stays 2.0b-valid). The value is as measured; only its delivery was late. Rows
-  queued before the aggregator noticed the silence travel unmarked through the durable outbox.
+  queued before the aggregator noticed the silence travel unmarked through the durable outbox,
+  as do baselines and per-device metering (each with its own instants): the TSO settles on all
+  of them whenever they arrive, so the mark is information, never a reason to drop a value.
 - Release: silence of ``link_release`` releases every running activation once per outage
   (:meth:`LinkWatch.release_due`): device events are cancelled, the pool returns to its natural
   consumption, i.e. the regulation ramps to 0.
