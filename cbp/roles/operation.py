@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -44,7 +44,7 @@ from .wire import activation_event, event_setpoints
 __all__ = ["DispatchedActivation", "Operation"]
 
 log = logging.getLogger(__name__)
-_PUBLISH_CONCURRENCY = 32  # device events published at once when dispatching an activation
+_PUBLISH_CONCURRENCY = 32  # device events published or cancelled at once
 
 
 @dataclass(slots=True, kw_only=True)
@@ -160,8 +160,8 @@ class Operation:
         return released
 
     async def _cancel_devices(self, activation: DispatchedActivation) -> None:
-        for device_event in activation.device_events.values():
-            await cancel_event(self._ctx(), device_event)
+        ctx = self._ctx()
+        await _bounded(cancel_event(ctx, e) for e in activation.device_events.values())
 
     def on_device_ack(self, response: EventResponse) -> None:
         """Note a device's oadrCreatedEvent; stamp the activation once every device acked."""
@@ -228,15 +228,19 @@ class Operation:
                 event_id=event_id, start=setpoints[0].at, period=rules.sample_period,
                 values=values, target=Target(ven_ids=(entry.ven_id,)),
                 market_context=self.settings.market_context, created=created, kilowatts=True))
-        # Published concurrently: each publication's reads overlap the others' while the
-        # storage queues the writes, instead of one storage round trip after another.
-        gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
         ctx = self._ctx()
-
-        async def publish(event: Event) -> None:
-            async with gate:
-                await publish_event(ctx, event)
-
-        await asyncio.gather(*(publish(e) for e in events))
+        await _bounded(publish_event(ctx, e) for e in events)
         log.info("activation %s (version %d) dispatched over %d devices", activation.event_id,
                  activation.version, len(plan))
+
+
+async def _bounded(calls: Iterable[Awaitable[object]]) -> None:
+    """Run storage calls concurrently, a bounded number at once: each call's reads overlap the
+    others' while the storage queues the writes, instead of one round trip after another."""
+    gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
+
+    async def one(call: Awaitable[object]) -> None:
+        async with gate:
+            await call
+
+    await asyncio.gather(*(one(c) for c in calls))
