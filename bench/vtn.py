@@ -17,7 +17,7 @@ for this run in a temporary directory and deleted after it). This process is the
 5. signed poll: ``--signed-vens`` VENs with RSA-2048 certificates post ``--signed-polls`` polls,
    unsigned and then signed (the VTN with ``Codec(signer=RSA-2048, verifier=CA)``; openleadr with
    signature verification and a signing key): VTN CPU per poll from ``time.process_time`` in the
-   VTN process, which counts every thread of it.
+   VTN process, which counts every thread of it (``--signed-only`` runs this workload alone).
 
 The targets are printed beside the figures; nothing here passes or fails.
 """
@@ -173,7 +173,8 @@ async def run_kind(kind: str, pki: Pki, args: argparse.Namespace, cpu: int | Non
 
 async def run_signed(kind: str, signed: bool, pki: Pki, args: argparse.Namespace,
                      cpu: int | None, tmp: Path) -> tuple[LoadResult, float]:
-    """Poll load from RSA-2048 VENs; (load, VTN CPU seconds per poll)."""
+    """Poll load from RSA-2048 VENs; (load, VTN CPU seconds per poll). With ``--signed-only
+    --profile`` our signed run is profiled and the profile printed."""
     spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
                       db=tmp / f"{kind}-{'signed' if signed else 'plain'}.db",
                       sign_cert=pki.signing_cert if signed else None,
@@ -183,7 +184,13 @@ async def run_signed(kind: str, signed: bool, pki: Pki, args: argparse.Namespace
         try:
             await register_all(vens, args.concurrency)
             await drain(vens)
+            profile = args.profile and args.signed_only and signed and kind == "ours"
+            if profile:
+                await vtn.control.call("profile", True)
             load, cpu_s = await _cpu_of(vtn.control, signed_poll_load(vens, args.signed_polls))
+            if profile:
+                print("cProfile of our VTN, signed polls (event-loop thread only):\n"
+                      + await vtn.control.call("profile", False))
         finally:
             await close_vens(vens)
     return load, cpu_s / max(load.count, 1)
@@ -211,9 +218,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--signed-polls", type=int, default=600, help="polls per signed run")
     parser.add_argument("--only", choices=KINDS, help="run one VTN only")
     parser.add_argument("--no-signed", action="store_true", help="skip workload 5")
+    parser.add_argument("--signed-only", action="store_true", help="run workload 5 only")
     parser.add_argument("--profile", action="store_true",
-                        help="cProfile our VTN during the poll and report loads and print it")
+                        help="cProfile our VTN during the poll and report loads (with"
+                        " --signed-only: during the signed polls) and print it")
     args = parser.parse_args(argv)
+    if args.signed_only and args.no_signed:
+        parser.error("--signed-only and --no-signed exclude each other")
     if min(args.vens, args.poll_vens, args.report_vens, args.signed_vens) < 1:
         parser.error("VEN counts must be positive")
     args.poll_vens, args.report_vens = min(args.poll_vens, args.vens), min(args.report_vens,
@@ -228,8 +239,10 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crowdflex-bench-vtn-") as name:
         tmp = Path(name)
-        pki = mint(tmp, vens=args.vens, rsa_vens=0 if args.no_signed else args.signed_vens)
-        results = {kind: asyncio.run(run_kind(kind, pki, args, vtn_cpu, tmp)) for kind in kinds}
+        pki = mint(tmp, vens=0 if args.signed_only else args.vens,
+                   rsa_vens=0 if args.no_signed else args.signed_vens)
+        results = {} if args.signed_only else {
+            kind: asyncio.run(run_kind(kind, pki, args, vtn_cpu, tmp)) for kind in kinds}
         signed: dict[tuple[str, bool], tuple[LoadResult, float]] = {}
         if not args.no_signed:
             for kind in kinds:

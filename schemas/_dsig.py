@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from lxml import etree
 
 from ._errors import InvalidData, SignatureInvalid
-from ._wire import DS, OADR, first, format_datetime, parse_datetime, q
+from ._wire import DS, OADR, copy_tree, first, format_datetime, parse_datetime, q
 
 DSP: Final = "http://openadr.org/oadr-2.0b/2012/07/xmldsig-properties"
 EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -87,10 +87,9 @@ class RawSigner(Protocol):
     """What :func:`sign` needs from a key holder (``schemas.Signer`` is one)."""
 
     @property
-    def algorithm(self) -> str: ...
-
-    @property
-    def certificates_b64(self) -> tuple[str, ...]: ...
+    def template(self) -> etree._Element:
+        """Its :func:`signature_template`; only ever copied, never changed."""
+        ...
 
     def sign(self, data: bytes) -> bytes: ...
 
@@ -123,7 +122,7 @@ def _canonical(element: etree._Element, method: etree._Element | None) -> bytes:
     try:
         if algorithm == EXC_C14N:
             prefixes = None
-            inclusive = None if method is None else method.find(_INCLUSIVE_NAMESPACES)
+            inclusive = None if method is None else first(method, _INCLUSIVE_NAMESPACES)
             if inclusive is not None:
                 prefixes = (inclusive.get("PrefixList") or "").split()
             return etree.tostring(
@@ -145,16 +144,41 @@ def _digest(data: bytes) -> str:
 # ---------------------------------------------------------------- signing
 
 
-def _add_reference(
-    info: etree._Element, target: etree._Element, uri: str, kind: str | None
-) -> None:
-    reference = etree.SubElement(info, _REFERENCE, URI=uri)
-    if kind is not None:
-        reference.set("Type", kind)
-    transform = etree.SubElement(etree.SubElement(reference, _TRANSFORMS), _TRANSFORM)
-    transform.set("Algorithm", EXC_C14N)
-    etree.SubElement(reference, _DIGEST_METHOD, Algorithm=SHA256)
-    etree.SubElement(reference, _DIGEST_VALUE).text = _digest(_canonical(target, transform))
+def signature_template(algorithm: str, certificates_b64: tuple[str, ...]) -> etree._Element:
+    """A ds:Signature for one key, complete but for its per-message texts (the two DigestValues,
+    SignatureValue, timestamp and nonce); :func:`sign` fills in a copy of it.
+
+    It is the root of a document of its own and declares only ``ds`` (and ``dsp`` on
+    ReplayProtect), so canonicalising its parts before it joins the payload is cheap; exclusive
+    c14n renders only visibly used namespaces, so the bytes are the same once it is inside.
+    """
+    signature = etree.Element(_SIGNATURE, Id=_SIGNATURE_ID, nsmap={"ds": DS})
+    info = etree.SubElement(signature, _SIGNED_INFO)
+    etree.SubElement(info, _C14N_METHOD, Algorithm=EXC_C14N)
+    etree.SubElement(info, _SIGNATURE_METHOD, Algorithm=algorithm)
+    for uri, kind in (("#" + SIGNED_OBJECT_ID, None), ("#" + _PROPERTIES_ID, PROPERTIES_TYPE)):
+        reference = etree.SubElement(info, _REFERENCE, URI=uri)
+        if kind is not None:
+            reference.set("Type", kind)
+        transforms = etree.SubElement(reference, _TRANSFORMS)
+        etree.SubElement(transforms, _TRANSFORM, Algorithm=EXC_C14N)
+        etree.SubElement(reference, _DIGEST_METHOD, Algorithm=SHA256)
+        etree.SubElement(reference, _DIGEST_VALUE)
+    etree.SubElement(signature, _SIGNATURE_VALUE)
+    x509_data = etree.SubElement(etree.SubElement(signature, _KEY_INFO), _X509_DATA)
+    for certificate in certificates_b64:
+        etree.SubElement(x509_data, _X509_CERTIFICATE).text = certificate
+    properties = etree.SubElement(etree.SubElement(signature, _OBJECT), _PROPERTIES)
+    properties.set("Id", _PROPERTIES_ID)
+    prop = etree.SubElement(properties, _PROPERTY, Target="#" + _SIGNATURE_ID)
+    replay = etree.SubElement(prop, _REPLAY_PROTECT, nsmap={"dsp": DSP})
+    etree.SubElement(replay, _TIMESTAMP)
+    etree.SubElement(replay, _NONCE)
+    return signature
+
+
+def _exclusive(element: etree._Element) -> bytes:
+    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
 
 
 def sign(root: etree._Element, signer: RawSigner, *, timestamp: datetime, nonce: str) -> None:
@@ -162,25 +186,16 @@ def sign(root: etree._Element, signer: RawSigner, *, timestamp: datetime, nonce:
     signed_object = root.find(_SIGNED_OBJECT)
     assert signed_object is not None, "build() always makes oadrSignedObject"
     signed_object.set(_OADR_ID, SIGNED_OBJECT_ID)
-    signature = etree.Element(_SIGNATURE, Id=_SIGNATURE_ID)
+    signature = copy_tree(signer.template)
+    # Fixed positions, see signature_template: SignedInfo, SignatureValue, KeyInfo, Object.
+    info, value, properties = signature[0], signature[1], signature[3][0]
+    replay = properties[0][0]
+    replay[0].text = format_datetime(timestamp)
+    replay[1].text = nonce
+    info[2][2].text = _digest(_exclusive(signed_object))
+    info[3][2].text = _digest(_exclusive(properties))
+    value.text = base64.b64encode(signer.sign(_exclusive(info))).decode("ascii")
     root.insert(0, signature)
-    info = etree.SubElement(signature, _SIGNED_INFO)
-    etree.SubElement(info, _C14N_METHOD, Algorithm=EXC_C14N)
-    etree.SubElement(info, _SIGNATURE_METHOD, Algorithm=signer.algorithm)
-    value = etree.SubElement(signature, _SIGNATURE_VALUE)
-    x509_data = etree.SubElement(etree.SubElement(signature, _KEY_INFO), _X509_DATA)
-    for certificate in signer.certificates_b64:
-        etree.SubElement(x509_data, _X509_CERTIFICATE).text = certificate
-    properties = etree.SubElement(etree.SubElement(signature, _OBJECT), _PROPERTIES)
-    properties.set("Id", _PROPERTIES_ID)
-    prop = etree.SubElement(properties, _PROPERTY, Target="#" + _SIGNATURE_ID)
-    replay = etree.SubElement(prop, _REPLAY_PROTECT, nsmap={"dsp": DSP})
-    etree.SubElement(replay, _TIMESTAMP).text = format_datetime(timestamp)
-    etree.SubElement(replay, _NONCE).text = nonce
-    _add_reference(info, signed_object, "#" + SIGNED_OBJECT_ID, None)
-    _add_reference(info, properties, "#" + _PROPERTIES_ID, PROPERTIES_TYPE)
-    signed_info = _canonical(info, info.find(_C14N_METHOD))
-    value.text = base64.b64encode(signer.sign(signed_info)).decode("ascii")
 
 
 def raw_ecdsa(der: bytes, key_size: int) -> bytes:
@@ -198,47 +213,60 @@ def find_signature(root: etree._Element) -> etree._Element | None:
     return first(root, _SIGNATURE)
 
 
-def _resolve(root: etree._Element, uri: str | None) -> etree._Element:
+def _ids(root: etree._Element) -> dict[str, list[etree._Element]]:
+    """Every element by each of its ``Id`` / ``oadr:Id`` values, from one walk of the tree."""
+    ids: dict[str, list[etree._Element]] = {}
+    for element in root.iter(etree.Element):
+        plain, qualified = element.get("Id"), element.get(_OADR_ID)
+        if plain is not None:
+            ids.setdefault(plain, []).append(element)
+        if qualified is not None and qualified != plain:
+            ids.setdefault(qualified, []).append(element)
+    return ids
+
+
+def _resolve(ids: dict[str, list[etree._Element]], uri: str | None) -> etree._Element:
     if uri is None or not uri.startswith("#") or len(uri) < 2:
         raise malformed(f"reference URI {uri!r} is not a same-document '#id'")
-    ident = uri[1:]
-    found = [
-        element
-        for element in root.iter(etree.Element)
-        if element.get("Id") == ident or element.get(_OADR_ID) == ident
-    ]
+    found = ids.get(uri[1:], ())
     if len(found) != 1:
         raise malformed(f"reference {uri!r} matches {len(found)} elements, not exactly one")
     return found[0]
 
 
-def _check_reference(root: etree._Element, reference: etree._Element) -> etree._Element:
+def _check_reference(
+    ids: dict[str, list[etree._Element]], reference: etree._Element
+) -> etree._Element:
     """Digest-check one ds:Reference; return the element it covers."""
     uri = reference.get("URI")
-    target = _resolve(root, uri)
-    transforms = reference.findall(f"{_TRANSFORMS}/{_TRANSFORM}")
+    target = _resolve(ids, uri)
+    transforms = [
+        t for ts in reference.iterchildren(_TRANSFORMS) for t in ts.iterchildren(_TRANSFORM)
+    ]
     if len(transforms) > 1:
         raise malformed(f"reference {uri!r} has a transform chain; one c14n transform at most")
-    method = reference.find(_DIGEST_METHOD)
+    method = first(reference, _DIGEST_METHOD)
     if method is None or method.get("Algorithm") != SHA256:
         algorithm = None if method is None else method.get("Algorithm")
         raise malformed(f"reference {uri!r} uses digest {algorithm!r}; only SHA-256 is accepted")
-    expected = "".join((reference.findtext(_DIGEST_VALUE) or "").split())
+    value = first(reference, _DIGEST_VALUE)
+    expected = "".join(((value.text if value is not None else None) or "").split())
     if _digest(_canonical(target, transforms[0] if transforms else None)) != expected:
         what = "the signed body" if target.tag == _SIGNED_OBJECT else "the ReplayProtect"
         raise SignatureInvalid(f"digest mismatch for reference {uri!r}: {what} was altered")
     return target
 
 
-def _covered(root: etree._Element, signature: etree._Element) -> tuple[etree._Element, ...]:
+def _covered(
+    root: etree._Element, signature: etree._Element, info: etree._Element
+) -> tuple[etree._Element, ...]:
     """Check every reference; return what they cover, refusing targets outside the allowed spots."""
-    body = root.find(_SIGNED_OBJECT)
-    objects = signature.findall(_OBJECT)
+    body = first(root, _SIGNED_OBJECT)
+    objects = tuple(signature.iterchildren(_OBJECT))
+    ids = _ids(root)
     covered: list[etree._Element] = []
-    info = signature.find(_SIGNED_INFO)
-    assert info is not None, "XSD requires ds:SignedInfo"
-    for reference in info.iterfind(_REFERENCE):
-        target = _check_reference(root, reference)
+    for reference in info.iterchildren(_REFERENCE):
+        target = _check_reference(ids, reference)
         inside_object = any(target is o or o in target.iterancestors() for o in objects)
         if target is not body and not inside_object:
             raise malformed(
@@ -250,6 +278,11 @@ def _covered(root: etree._Element, signature: etree._Element) -> tuple[etree._El
     return tuple(covered)
 
 
+def _text(parent: etree._Element, tag: str) -> str | None:
+    child = first(parent, tag)
+    return None if child is None else child.text
+
+
 def _replay_protect(
     signature: etree._Element, covered: tuple[etree._Element, ...]
 ) -> tuple[datetime, str]:
@@ -259,7 +292,7 @@ def _replay_protect(
     replay = found[0]
     if not any(replay is c or c in replay.iterancestors() for c in covered):
         raise malformed("dsp:ReplayProtect is not covered by any reference")
-    timestamp, nonce = replay.findtext(_TIMESTAMP), replay.findtext(_NONCE)
+    timestamp, nonce = _text(replay, _TIMESTAMP), _text(replay, _NONCE)
     if not timestamp or not nonce:
         raise malformed("dsp:ReplayProtect lacks a timestamp or a nonce")
     if len(nonce) > _MAX_NONCE:
@@ -271,8 +304,12 @@ def _replay_protect(
 
 
 def _certificate_ders(signature: etree._Element) -> tuple[bytes, ...]:
-    path = f"{_KEY_INFO}/{_X509_DATA}/{_X509_CERTIFICATE}"
-    texts = ["".join((e.text or "").split()) for e in signature.iterfind(path)]
+    texts = [
+        "".join((certificate.text or "").split())
+        for key_info in signature.iterchildren(_KEY_INFO)
+        for data in key_info.iterchildren(_X509_DATA)
+        for certificate in data.iterchildren(_X509_CERTIFICATE)
+    ]
     if not texts:
         raise malformed("no ds:X509Certificate in ds:KeyInfo")
     try:
@@ -291,17 +328,17 @@ def load_certificates(ders: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
 
 def read(root: etree._Element, signature: etree._Element) -> SignedParts:
     """Structure and reference digests of ``signature``; the signature value is not checked yet."""
-    covered = _covered(root, signature)
-    timestamp, nonce = _replay_protect(signature, covered)
-    info = signature.find(_SIGNED_INFO)
-    method = None if info is None else info.find(_SIGNATURE_METHOD)
+    info = first(signature, _SIGNED_INFO)
+    method = None if info is None else first(info, _SIGNATURE_METHOD)
     assert info is not None and method is not None, "XSD requires SignedInfo/SignatureMethod"
+    covered = _covered(root, signature, info)
+    timestamp, nonce = _replay_protect(signature, covered)
     try:
-        value = base64.b64decode("".join((signature.findtext(_SIGNATURE_VALUE) or "").split()))
+        value = base64.b64decode("".join((_text(signature, _SIGNATURE_VALUE) or "").split()))
     except binascii.Error:
         raise malformed("ds:SignatureValue is not base64") from None
     return SignedParts(
-        signed_info_c14n=_canonical(info, info.find(_C14N_METHOD)),
+        signed_info_c14n=_canonical(info, first(info, _C14N_METHOD)),
         algorithm=method.get("Algorithm") or "",
         value=value,
         certificate_ders=_certificate_ders(signature),

@@ -34,6 +34,7 @@ from lxml import etree
 
 from . import _dsig
 from ._errors import SignatureInvalid
+from .identity import certificate_fingerprint
 
 __all__ = ["Signer", "Verification", "Verifier"]
 
@@ -49,7 +50,7 @@ def _load_certificates(pems: bytes | Iterable[bytes]) -> tuple[x509.Certificate,
 class Signer:
     """A loaded private key and its certificate chain (leaf first); signs SignedInfo bytes."""
 
-    __slots__ = ("_key", "algorithm", "certificate", "certificates_b64")
+    __slots__ = ("_key", "algorithm", "certificate", "certificates_b64", "template")
 
     def __init__(
         self, private_key_pem: bytes, certificate_pem: bytes, *, password: bytes | None = None
@@ -73,6 +74,8 @@ class Signer:
             base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
             for c in chain
         )
+        # Copied for every signature; the copy is filled in, this one is only ever read.
+        self.template = _dsig.signature_template(self.algorithm, self.certificates_b64)
 
     @classmethod
     def from_files(
@@ -95,6 +98,7 @@ class _Chain:
 
     certificates: tuple[x509.Certificate, ...]  # as carried, signer first
     key: CertificatePublicKeyTypes  # the signer's
+    signer_fingerprint: str  # the signer's OpenADR fingerprint (schemas.identity)
     path: tuple[x509.Certificate, ...]  # signer, intermediates walked, anchor: validity per use
 
 
@@ -105,6 +109,9 @@ class Verification:
     certificate: x509.Certificate
     timestamp: datetime
     nonce: str
+    #: ``certificate_fingerprint`` of the signer's DER certificate (as a TLS peer's is written),
+    #: worked out once per trusted chain, not per message.
+    signer_fingerprint: str
 
     @property
     def fingerprint(self) -> bytes:
@@ -149,7 +156,8 @@ class Verifier:
             # version, key type, curve, name or extension surfaces here, deep inside the checks.
             raise SignatureInvalid(f"malformed signature: unreadable certificate: {exc}") from None
         return Verification(
-            certificate=chain.certificates[0], timestamp=parts.timestamp, nonce=parts.nonce
+            certificate=chain.certificates[0], timestamp=parts.timestamp, nonce=parts.nonce,
+            signer_fingerprint=chain.signer_fingerprint,
         )
 
     def _first_sight(self, parts: _dsig.SignedParts, now: datetime) -> _Chain:
@@ -158,7 +166,8 @@ class Verifier:
         key = certificates[0].public_key()
         _dsig.check_value(parts, key)
         chain = _Chain(
-            certificates=certificates, key=key, path=self._check_trust(certificates, now)
+            certificates=certificates, key=key, path=self._check_trust(certificates, now),
+            signer_fingerprint=certificate_fingerprint(parts.certificate_ders[0]),
         )
         with self._lock:
             if len(self._chains) >= _MAX_CHAINS:

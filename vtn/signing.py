@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from schemas import (
     Codec,
     ReplayGuard,
@@ -37,7 +35,6 @@ from schemas import (
     Verification,
     Verifier,
 )
-from schemas.identity import certificate_fingerprint
 from vtn.storage import Storage
 from vtn.transport import Peer
 
@@ -107,7 +104,7 @@ class NonceCheck:
 
     async def __call__(self, peer: Peer, verification: Verification) -> None:
         if self._settings.bind_to_peer:
-            signer = certificate_fingerprint(verification.certificate.public_bytes(Encoding.DER))
+            signer = verification.signer_fingerprint
             if signer.upper() != peer.fingerprint.upper():
                 raise SignatureInvalid(
                     f"signed by certificate {signer}, but the TLS client is {peer.fingerprint}")
