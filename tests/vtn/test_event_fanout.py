@@ -1,9 +1,12 @@
-"""Event fan-out storage on SQLite and PostgreSQL: ``EventRepository.for_ven`` reads only the
-events addressed to the VEN (and only the targets that address it), the same on both paths."""
+"""Event fan-out storage on SQLite and PostgreSQL: ``EventRepository.distribute`` chooses and
+records a VEN's event list in one transaction, reading only the events and targets addressing
+it; ``put`` queues a caller's marker; checked acks are all or nothing. Same on both paths."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,7 @@ from vtn.storage import (
     TargetKind,
     TargetRef,
 )
+from vtn.storage.events import Distribution
 
 from .test_storage import T0, register
 
@@ -38,7 +42,15 @@ def _seen(records: tuple[EventRecord, ...]) -> dict[str, tuple[tuple[str, str], 
     return {r.event_id: tuple((t.kind.value, t.value) for t in r.targets) for r in records}
 
 
-async def test_for_ven_reads_only_the_events_and_targets_addressing_the_ven(
+def _list(ven_id: str, *statuses: EventStatus, **fields: Any) -> Distribution:
+    return Distribution(ven_id=ven_id, statuses=statuses or LIVE, now=T0,
+                        cancelled_since=T0 - timedelta(days=1), **fields)
+
+
+LIVE = (EventStatus.FAR, EventStatus.ACTIVE, EventStatus.CANCELLED)
+
+
+async def test_distribute_reads_only_the_events_and_targets_addressing_the_ven(
         storage: Storage) -> None:
     a, b, c = await register(storage, 3)
     await storage.vens.set_memberships(a, [TargetRef(kind=GROUP, value="zone-NL"),
@@ -55,11 +67,8 @@ async def test_for_ven_reads_only_the_events_and_targets_addressing_the_ven(
         _event("e7-completed", (VEN, a), status=EventStatus.COMPLETED),
     ):
         assert await storage.events.put(record)
-    live = (EventStatus.FAR, EventStatus.ACTIVE, EventStatus.CANCELLED)
 
-    members, records = await storage.events.for_ven(a, statuses=live)
-    assert [(m.kind, m.value) for m in members] == [
-        (GROUP, "zone-NL"), (PARTY, "party-1"), (RESOURCE, "psn1_x")]
+    records = await storage.events.distribute(_list(a))
     assert _seen(records) == {
         "e1-many-vens": (("venID", a),),
         "e2-group": (("groupID", "zone-NL"),),
@@ -68,18 +77,44 @@ async def test_for_ven_reads_only_the_events_and_targets_addressing_the_ven(
         "e6-cancelled": (("venID", a),),
     }
     assert [r.payload for r in records] == [f"<{e}/>".encode() for e in _seen(records)]
-
-    _, for_b = await storage.events.for_ven(b, statuses=live)
-    assert _seen(for_b) == {
+    assert _seen(await storage.events.distribute(_list(b))) == {
         "e1-many-vens": (("venID", b),),
         "e2-group": (("groupID", "zone-DE"),),
         "e3-everyone": (),
         "e5-others": (("groupID", "zone-DE"), ("venID", b)),
     }
-    _, everything_for_c = await storage.events.for_ven(c)
-    assert list(_seen(everything_for_c)) == [
+    everything = (*LIVE, EventStatus.COMPLETED)
+    assert list(_seen(await storage.events.distribute(_list(c, *everything)))) == [
         "e1-many-vens", "e3-everyone", "e4-resource-and-party"]
-    assert (await storage.events.for_ven(c, statuses=()))[1] == ()
+    # Each list was recorded as delivered, at the events' modificationNumbers, and only it.
+    assert [d.ven_id for d in await storage.events.deliveries("e1-many-vens")] == [a, b, c]
+    assert [d.ven_id for d in await storage.events.deliveries("e5-others")] == [b]
+    assert await storage.events.deliveries("e7-completed") == ()
+
+
+async def test_distribute_leaves_out_what_the_clock_ended_and_marks_the_outbox_item(
+        storage: Storage) -> None:
+    (a,) = await register(storage, 1)
+    hour = timedelta(hours=1)
+    for record in (
+        replace(_event("e1-ended", (VEN, a)), ends_at=T0),  # ends now: completed
+        replace(_event("e2-open-ended", (VEN, a)), ends_at=None),
+        replace(_event("e3-runs", (VEN, a)), ends_at=T0 + hour),
+        replace(_event("e4-cancelled-after-its-end", (VEN, a), status=EventStatus.CANCELLED),
+                ends_at=T0 - hour),  # a cancelled event stays cancelled, not completed
+        replace(_event("e5-cancelled-long-ago", (VEN, a), status=EventStatus.CANCELLED),
+                updated_at=T0 - 2 * timedelta(days=1)),
+    ):
+        assert await storage.events.put(record, notify=(a,), queued=b"")
+    first, *others = await storage.outbox.pending(a)  # one per put
+    records = await storage.events.distribute(_list(a, outbox_seq=first.seq))
+    assert [r.event_id for r in records] == [
+        "e2-open-ended", "e3-runs", "e4-cancelled-after-its-end"]
+    assert await storage.outbox.pending(a) == tuple(others)
+    limited = await storage.events.distribute(_list(a, limit=1))
+    assert [r.event_id for r in limited] == ["e2-open-ended"]
+    nothing = Distribution(ven_id=a, statuses=(), now=T0, cancelled_since=T0)
+    assert await storage.events.distribute(nothing) == ()
 
 
 async def test_put_queues_the_callers_marker_and_stays_idempotent(storage: Storage) -> None:
@@ -98,7 +133,7 @@ async def test_a_checked_ack_batch_is_all_or_nothing(storage: Storage) -> None:
     a, b = await register(storage, 2)
     for event_id in ("e1", "e2"):
         assert await storage.events.put(_event(event_id, (VEN, a)), notify=(a,), queued=b"")
-    await storage.events.record_distribution(a, {"e1": 0}, at=T0)  # e2 never went out
+    await storage.events.mark_delivered("e1", (a,), modification_number=0, at=T0)  # e2: never
     acks = tuple(EventAck(event_id=e, ven_id=a, modification_number=0, opt_type=OptType.OPT_IN,
                           response_code=200, at=T0) for e in ("e1", "e2"))
     seen: list[dict[str, int]] = []

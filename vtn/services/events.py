@@ -35,7 +35,7 @@ from schemas import (
 )
 from vtn.storage import EventAck, EventRecord, OptType, TargetKind, TargetRef
 from vtn.storage import EventStatus as StoredStatus
-from vtn.storage.events import EVENT_KIND
+from vtn.storage.events import EVENT_KIND, Distribution
 from vtn.transport import Peer
 
 from ._context import DECODED_EVENTS_KEPT, ServiceContext, call_hook, new_id, require_ven
@@ -150,41 +150,25 @@ async def cancel_event(ctx: ServiceContext, event_id: str) -> tuple[str, ...]:
     return await modify_event(ctx, cancelled)
 
 
-async def _events_for(ctx: ServiceContext, ven_id: str) -> tuple[Event, ...]:
-    members, records = await ctx.storage.events.for_ven(ven_id, statuses=_LIVE)
-    groups = frozenset(m.value for m in members if m.kind is TargetKind.GROUP)
-    resources = frozenset(m.value for m in members if m.kind is TargetKind.RESOURCE)
-    parties = {m.value for m in members if m.kind is TargetKind.PARTY}
-    now = ctx.clock()
-    chosen: list[Event] = []
-    for record in records:
-        if (record.status is StoredStatus.CANCELLED
-                and now - record.updated_at > ctx.cancelled_event_retention):
-            continue
-        event = _decode(ctx, record)
-        target = event.target
-        if not (target.matches(ven_id=ven_id, groups=groups, resources=resources)
-                or parties.intersection(target.party_ids)):
-            continue
-        status = _status_at(event, now)
-        if status is EventStatus.COMPLETED:
-            continue
-        chosen.append(event.with_status(status))  # one object per status: encoded once
-    return tuple(chosen)
+def _as_sent(ctx: ServiceContext, record: EventRecord, now: datetime) -> Event:
+    """The stored event with its status at ``now``: one Event object per (event, version,
+    status), shared by every VEN it goes to, so its XML is built once (Event.with_status)."""
+    event = _decode(ctx, record)
+    return event.with_status(_status_at(event, now))
 
 
 async def distribute_for(ctx: ServiceContext, ven_id: str, request_id: str,
                          reply_limit: int | None = None, *,
                          outbox_seq: int | None = None) -> DistributeEvent:
     """The VEN's whole current event list, recorded as delivered (together with the outbox item
-    ``outbox_seq`` that asked for it, when given: one transaction)."""
-    events = await _events_for(ctx, ven_id)
-    if reply_limit:
-        events = events[:reply_limit]
-    if events or outbox_seq is not None:
-        await ctx.storage.events.record_distribution(
-            ven_id, {e.event_id: e.modification_number for e in events}, at=ctx.clock(),
-            outbox_seq=outbox_seq)
+    ``outbox_seq`` that asked for it, when given): one transaction, which also chooses the
+    events (addressed to the VEN, live, not completed, cancelled ones within retention)."""
+    now = ctx.clock()
+    records = await ctx.storage.events.distribute(Distribution(
+        ven_id=ven_id, statuses=_LIVE, now=now,
+        cancelled_since=now - ctx.cancelled_event_retention, limit=reply_limit or None,
+        outbox_seq=outbox_seq))
+    events = tuple(_as_sent(ctx, record, now) for record in records)
     return DistributeEvent(request_id=request_id or new_id(), vtn_id=ctx.vtn_id, events=events,
                            response=EiResponse(request_id=request_id))
 

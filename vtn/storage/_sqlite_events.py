@@ -1,6 +1,6 @@
 """The event repository's hot paths on SQLite, as plain ``sqlite3`` SQL (see
 :meth:`vtn.storage._engine.Database.run_sqlite` for why): storing an event with its targets and
-outbox rows, building a VEN's event list, recording a distribution, storing acks, and the
+outbox rows, building a VEN's event list and recording it as delivered, storing acks, and the
 delivered versions an ack is checked against.
 
 Invariants: each function runs inside the caller's transaction and does exactly what the Core
@@ -29,12 +29,12 @@ from .records import (
 
 __all__ = [
     "EVENT_KIND",
+    "Distribution",
     "Queue",
     "delivered_versions",
-    "for_ven",
+    "distribute",
     "put",
     "record_acks",
-    "record_distribution",
 ]
 
 EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
@@ -130,16 +130,28 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else sqlite_time(value)
 
 
-def for_ven(
-    conn: sqlite3.Connection, ven_id: str, statuses: Iterable[EventStatus] | None
-) -> tuple[tuple[TargetRef, ...], tuple[EventRecord, ...]]:
-    members = tuple(
-        TargetRef(kind=TargetKind(kind), value=value)
-        for kind, value in conn.execute(
-            "SELECT kind, value FROM ven_memberships WHERE ven_id = ? ORDER BY kind, value",
-            (ven_id,))
-    )
-    where, params = _status_filter(statuses)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Distribution:
+    """One VEN's current event list, to be read and recorded as delivered in one transaction:
+    the events addressed to ``ven_id`` (no targets, or a target that is its venID or one of its
+    memberships) whose stored status is in ``statuses``, minus those the clock completed by
+    ``now`` (``ends_at`` passed; a cancelled event stays cancelled) and cancelled ones last
+    changed before ``cancelled_since``; ordered by event_id, at most ``limit``. ``outbox_seq``
+    names the outbox item that asked for the list, marked delivered with it."""
+
+    ven_id: str
+    statuses: tuple[EventStatus, ...]
+    now: datetime
+    cancelled_since: datetime
+    limit: int | None = None
+    outbox_seq: int | None = None
+
+
+def distribute(conn: sqlite3.Connection, query: Distribution) -> tuple[EventRecord, ...]:
+    """:meth:`EventRepository.distribute` on SQLite; records carry the targets addressing the
+    VEN (not the others')."""
+    where, params = _status_filter(query.statuses)
+    ven_id, at = query.ven_id, sqlite_time(query.now)
     by_event: dict[str, list[TargetRef]] = {}
     # Only the targets that address this VEN, each found by primary key (event, kind, value):
     # an event sent to 500 VENs costs each of them a lookup, not a read of all 500 targets.
@@ -152,24 +164,31 @@ def for_ven(
         f" AND t.value = m.value{where} ORDER BY 2, 3",
         (TargetKind.VEN.value, ven_id, *params, ven_id, *params)):
         by_event.setdefault(event_id, []).append(TargetRef(kind=TargetKind(kind), value=value))
-    events = tuple(
+    cancelled = EventStatus.CANCELLED.value
+    events = [
         _event(row[:-1], by_event.get(row[0], ()))
         for row in conn.execute(
             f"SELECT {_EVENT_COLUMNS}, NOT EXISTS (SELECT 1 FROM event_targets t"
-            f" WHERE t.event_id = e.event_id) FROM events e{where} ORDER BY event_id", params)
+            f" WHERE t.event_id = e.event_id) FROM events e{where}"
+            " AND (e.status != ? OR e.updated_at >= ?)"
+            " AND (e.status = ? OR e.ends_at IS NULL OR e.ends_at > ?) ORDER BY event_id",
+            (*params, cancelled, sqlite_time(query.cancelled_since), cancelled, at))
         if row[-1] or row[0] in by_event
-    )
-    return members, events
+    ][: query.limit]
+    if events:
+        conn.executemany(_DELIVERED, [(e.event_id, ven_id, e.modification_number, at)
+                                      for e in events])
+    if query.outbox_seq is not None:
+        conn.execute(_OUTBOX_DELIVERED, (at, query.outbox_seq))
+    return tuple(events)
 
 
-def _status_filter(statuses: Iterable[EventStatus] | None) -> tuple[str, tuple[str, ...]]:
-    """A WHERE clause on ``e.status`` and its parameters; empty for every status."""
-    if statuses is None:
-        return "", ()
-    wanted = tuple(s.value for s in statuses)
-    if not wanted:
+def _status_filter(statuses: tuple[EventStatus, ...]) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause on ``e.status`` and its parameters."""
+    if not statuses:
         return " WHERE 0", ()
-    return f" WHERE e.status IN ({', '.join('?' * len(wanted))})", wanted
+    marks = ", ".join("?" * len(statuses))
+    return f" WHERE e.status IN ({marks})", tuple(s.value for s in statuses)
 
 
 def _event(row: Any, targets: Iterable[TargetRef]) -> EventRecord:
@@ -202,19 +221,6 @@ def _delivery(row: Any) -> Delivery:
         ack_response_code=code,
         ack_at=from_sqlite_time(ack_at),
     )
-
-
-def record_distribution(
-    conn: sqlite3.Connection,
-    rows: list[tuple[str, str, int]],
-    at: str,
-    outbox_seq: int | None,
-) -> None:
-    """``rows`` (eventID, venID, modificationNumber) delivered at ``at`` (stored time text)."""
-    if rows:
-        conn.executemany(_DELIVERED, [(e, v, n, at) for e, v, n in rows])
-    if outbox_seq is not None:
-        conn.execute(_OUTBOX_DELIVERED, (at, outbox_seq))
 
 
 def record_acks(

@@ -13,16 +13,16 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, delete, exists, insert, or_, select, update
 
 from . import _sqlite_events
-from ._engine import Database, sqlite_time
+from ._engine import Database
 from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow
-from ._sqlite_events import EVENT_KIND
+from ._sqlite_events import EVENT_KIND, Distribution
 from ._sqlite_events import Queue as _Queue
 from .outbox import enqueue_in, mark_delivered_in
 from .pollindex import PollIndex
@@ -37,9 +37,8 @@ from .records import (
     TargetKind,
     TargetRef,
 )
-from .vens import memberships_in
 
-__all__ = ["EVENT_KIND", "EventRepository"]
+__all__ = ["EVENT_KIND", "Distribution", "EventRepository"]
 
 
 
@@ -112,29 +111,29 @@ def _query(conn: Connection, statuses: Iterable[EventStatus] | None) -> tuple[Ev
     return tuple(_record(row, by_event.get(row.event_id, ())) for row in rows)
 
 
-def _addressed(
-    conn: Connection, ven_id: str, statuses: Iterable[EventStatus] | None
-) -> tuple[EventRecord, ...]:
-    """:meth:`EventRepository.for_ven`'s events on the Core path."""
+def _addressed(conn: Connection, query: Distribution) -> tuple[EventRecord, ...]:
+    """:class:`Distribution`'s events on the Core path (as ``_sqlite_events.distribute``)."""
     t, e, m = _TARGETS.c, _EVENTS.c, _MEMBERS.c
-    member = exists().where(m.ven_id == ven_id, m.kind == t.kind, m.value == t.value)
+    live = e.status.in_([s.value for s in query.statuses])
+    member = exists().where(m.ven_id == query.ven_id, m.kind == t.kind, m.value == t.value)
     hits = (
         select(t.event_id, t.kind, t.value)
         .join(_EVENTS, e.event_id == t.event_id)
-        .where(or_(and_(t.kind == TargetKind.VEN.value, t.value == ven_id), member))
+        .where(live, or_(and_(t.kind == TargetKind.VEN.value, t.value == query.ven_id), member))
         .order_by(t.kind, t.value)
     )
-    untargeted = ~exists().where(t.event_id == e.event_id)
-    rows = select(_EVENTS, untargeted.label("untargeted")).order_by(e.event_id)
-    if statuses is not None:
-        wanted = [s.value for s in statuses]
-        hits = hits.where(e.status.in_(wanted))
-        rows = rows.where(e.status.in_(wanted))
+    cancelled = EventStatus.CANCELLED.value
+    rows = (
+        select(_EVENTS, ~exists().where(t.event_id == e.event_id).label("untargeted"))
+        .where(live, or_(e.status != cancelled, e.updated_at >= query.cancelled_since),
+               or_(e.status == cancelled, e.ends_at.is_(None), e.ends_at > query.now))
+        .order_by(e.event_id)
+    )
     by_event: dict[str, list[Any]] = {}
     for target in conn.execute(hits):
         by_event.setdefault(target.event_id, []).append(target)
     return tuple(_record(row, by_event.get(row.event_id, ())) for row in conn.execute(rows)
-                 if row.untargeted or row.event_id in by_event)
+                 if row.untargeted or row.event_id in by_event)[: query.limit]
 
 
 def _versions_in(conn: Connection, ven_id: str, event_ids: list[str]) -> dict[str, int]:
@@ -231,21 +230,6 @@ class EventRepository:
         """Events ordered by event_id, optionally only those in ``statuses``."""
         return await self._db.run_read(lambda conn: _query(conn, statuses))
 
-    async def for_ven(
-        self, ven_id: str, *, statuses: Iterable[EventStatus] | None = None
-    ) -> tuple[tuple[TargetRef, ...], tuple[EventRecord, ...]]:
-        """The VEN's memberships and the events addressed to it (ordered by event_id, optionally
-        only those in ``statuses``), from one snapshot: what building a VEN's event list needs,
-        in one round trip. An event is addressed to the VEN when it has no targets or one of its
-        targets is the venID or a membership of the VEN; its ``targets`` here are only those
-        (the others are other VENs' business, and reading them all costs each VEN of a large
-        fan-out as much as the whole fan-out)."""
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(
-                lambda conn: _sqlite_events.for_ven(conn, ven_id, statuses), write=False)
-        return await self._db.run_read(
-            lambda conn: (memberships_in(conn, ven_id), _addressed(conn, ven_id, statuses)))
-
     async def mark_delivered(
         self, event_id: str, ven_ids: Iterable[str], *, modification_number: int, at: datetime
     ) -> None:
@@ -253,25 +237,24 @@ class EventRepository:
         rows = [(event_id, v, modification_number) for v in dict.fromkeys(ven_ids)]
         await self._db.run_write(lambda conn: self._delivered(conn, rows, at))
 
-    async def record_distribution(
-        self, ven_id: str, sent: Mapping[str, int], *, at: datetime, outbox_seq: int | None = None
-    ) -> None:
-        """One transaction for one oadrDistributeEvent sent to ``ven_id``: each event of ``sent``
-        (eventID -> modificationNumber) recorded as delivered, and the outbox item that caused
-        it (if any) marked delivered."""
-        rows = [(event_id, ven_id, number) for event_id, number in sent.items()]
+    async def distribute(self, query: Distribution) -> tuple[EventRecord, ...]:
+        """The VEN's current event list (see :class:`Distribution`) recorded as delivered, each
+        event at its modificationNumber, with the outbox item that asked for it: one write
+        transaction (reading the list in it means no change slips in between). The records'
+        ``targets`` are only those addressing the VEN."""
         if self._db.sync_engine is not None:
-            stamp = sqlite_time(at)
             return await self._db.run_sqlite(
-                lambda conn: _sqlite_events.record_distribution(conn, rows, stamp, outbox_seq),
-                write=True)
+                lambda conn: _sqlite_events.distribute(conn, query), write=True)
 
-        def work(conn: Connection) -> None:
-            self._delivered(conn, rows, at)
-            if outbox_seq is not None:
-                mark_delivered_in(conn, (outbox_seq,), at)
+        def work(conn: Connection) -> tuple[EventRecord, ...]:
+            events = _addressed(conn, query)
+            self._delivered(conn, [(e.event_id, query.ven_id, e.modification_number)
+                                   for e in events], query.now)
+            if query.outbox_seq is not None:
+                mark_delivered_in(conn, (query.outbox_seq,), query.now)
+            return events
 
-        await self._db.run_write(work)
+        return await self._db.run_write(work)
 
     def _delivered(self, conn: Connection, rows: list[tuple[str, str, int]], at: datetime) -> None:
         if not rows:
