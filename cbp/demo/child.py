@@ -3,6 +3,8 @@
 Owns the child's lifetime: started with the running interpreter (so the same virtualenv), its
 JSON progress lines read from stdout, its stderr kept in a log file of the run folder, stopped
 with SIGTERM (it closes its connections and outbox) and killed only if it does not end in time.
+A fleet configured with ``hold_after_registration`` waits after registering until
+:meth:`FleetProcess.release` writes a line to its stdin.
 
 Invariant: the child is always reaped; :meth:`FleetProcess.stop` is safe to call twice.
 """
@@ -32,7 +34,8 @@ class FleetProcess:
         with log.open("ab") as err:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _LAUNCH, "device", "--config", str(config),
-                "--json-progress", stdout=asyncio.subprocess.PIPE, stderr=err)
+                "--json-progress", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=err)
         return cls(process, log)
 
     async def wait_for(self, key: str, timeout: float) -> dict[str, object]:
@@ -49,6 +52,12 @@ class FleetProcess:
                 self.progress.append(item)
                 if key in item:
                     return dict(item)
+
+    async def release(self) -> None:
+        """Let a holding fleet start polling and sending telemetry."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
 
     async def stop(self, timeout: float = 20.0) -> int:
         if self.process.returncode is None:

@@ -10,47 +10,31 @@ registration of the pool with the TSO, an offer for the next open ISP (plus a la
 refuses with its reason), award and activation (LOAD_DISPATCH, MW per 4-s sample), dispatch to
 devices (kW), telemetry, baselines and per-device metering, TSO validation and settlement,
 prosumer payouts; then the report folder and the privacy audit of the captured link.
-Nothing sleeps to synchronise: every step awaits a condition under a timeout.
+The nodes up to the registered pool come from :func:`cbp.demo.nodes.start_nodes` (shared with
+``python -m bench cbp``); :func:`bid_and_activate` runs bidding and operation up to every
+device's acknowledgement. Nothing sleeps to synchronise: every step awaits a condition under
+a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from aiohttp import web
-
-from cbp.devices import build_pool
 from cbp.market import IspRef, ProsumerStatement, TsoStatement
-from cbp.pki import CertificateAuthority, Role
-from cbp.roles import AggregatorNode, CbpSettings, DeviceIdentity, TsoNode
-from cbp.roles.fleetnode import demo_fleet_toml
+from cbp.roles import CbpSettings, DispatchedActivation, TsoNode
 from cbp.roles.tso import Activation, ramp_profile
-from privacy import (
-    ONBOARDING_PURPOSE,
-    AuditResult,
-    ConsentMissing,
-    FileKeyProvider,
-    IdentityVault,
-    audit_run,
-    month_of,
-)
-from privacy.keys import new_key_line
-from ven.tls import client_context
-from vtn.app import VtnConfig, server_ssl_context
+from privacy import AuditResult, audit_run, month_of
 
-from .child import FleetProcess
+from .nodes import STEP_TIMEOUT_S, Nodes, demo_settings, start_nodes, stepper
 from .report import write_report
 
-__all__ = ["PlatformSummary", "run_platform"]
-
-_STEP_TIMEOUT_S = 120.0
+__all__ = ["Operated", "PlatformSummary", "bid_and_activate", "run_platform"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +55,7 @@ class PlatformSummary:
     tso_db: Path
 
 
-async def _until(check: Callable[[], bool], what: str, timeout: float = _STEP_TIMEOUT_S,
+async def _until(check: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT_S,
                  every: float = 0.1) -> None:
     """Wait for a condition other tasks make true; a timeout names what never happened."""
     try:
@@ -82,65 +66,17 @@ async def _until(check: Callable[[], bool], what: str, timeout: float = _STEP_TI
         raise TimeoutError(f"gave up waiting for {what}") from None
 
 
-def _mint(out: Path, devices: int) -> tuple[dict[str, tuple[Path, Path]], list[DeviceIdentity]]:
-    folder = out / "certs"
-    folder.mkdir(parents=True, exist_ok=True)
-    ca = CertificateAuthority.create(common_name="crowdflex CBP demo CA")
-    files = {"ca": ca.write(folder, force=True)}
-    for name, role in (("tso", Role.VTN), ("aggregator-vtn", Role.VTN), ("aggregator", Role.VEN)):
-        files[name] = ca.issue(name, role).write(folder, force=True)
-    identities = []
-    dev = folder / "devices"
-    dev.mkdir(exist_ok=True)
-    for i in range(devices):
-        issued = ca.issue(f"device-{i:05d}", Role.VEN)
-        cert, key = issued.write(dev, force=True)
-        identities.append(DeviceIdentity(name=issued.name, cert=cert, key=key,
-                                         fingerprint=issued.fingerprint))
-    return files, identities
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operated:
+    """An activation as far as the devices: when it was dispatched and acknowledged."""
 
-
-async def _serve(app: web.Application, config: VtnConfig) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(config))
-    await site.start()
-    return runner, f"https://127.0.0.1:{runner.addresses[0][1]}"
-
-
-def _vtn_config(out: Path, name: str, pki: dict[str, tuple[Path, Path]], cert: str,
-                poll: timedelta, **extra: object) -> VtnConfig:
-    (out / name).mkdir(parents=True, exist_ok=True)
-    return VtnConfig(vtn_id=name.upper(), storage_url=f"sqlite:///{out / name / (name + '.db')}",
-                     tls_cert=pki[cert][0], tls_key=pki[cert][1], tls_ca=pki["ca"][0],
-                     poll_frequency=poll, admin_enabled=False, offer_metadata=False,
-                     **extra)  # type: ignore[arg-type]
-
-
-def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[object],
-             identities: list[DeviceIdentity], seed: int) -> None:
-    """Prosumers, consent and devices into the vault; the last device's owner never consents."""
-    rng = random.Random(seed)
-    for i, (sim, identity) in enumerate(zip(sims, identities, strict=True)):
-        prosumer = f"P{i:05d}"
-        vault.add_prosumer(prosumer_id=prosumer, name=f"Prosumer {i}",
-                           postcode=f"{rng.randint(1000, 9999)} {rng.choice('ABCDEFGHJK')}"
-                                    f"{rng.choice('LMNPRTVWXZ')}",
-                           ean="871" + "".join(str(rng.randint(0, 9)) for _ in range(15)),
-                           contract_id=f"C-{i:05d}")
-        consenting = i < len(sims) - 1
-        if consenting:
-            vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
-        try:
-            vault.onboard_device(prosumer_id=prosumer, serial=f"SN-{rng.getrandbits(40):010X}",
-                                 device_class=sim.device_class.value,  # type: ignore[attr-defined]
-                                 rated_kw=Decimal(str(sim.rated_kw)),  # type: ignore[attr-defined]
-                                 zone="NL", device_uuid=sim.device_id)  # type: ignore[attr-defined]
-        except ConsentMissing:
-            continue
-        aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,  # type: ignore[attr-defined]
-                           prosumer_id=prosumer, device_class=sim.device_class.value,  # type: ignore[attr-defined]
-                           power_bucket=sim.power_bucket)  # type: ignore[attr-defined]
+    activation: Activation
+    dispatched: DispatchedActivation
+    offer_mw: Decimal
+    #: from the TSO's activation to the aggregator's dispatch to its devices
+    dispatch_s: float
+    #: from the TSO's activation to every dispatched device's oadrCreatedEvent
+    acked_s: float
 
 
 def _target_isp(tso: TsoNode, settings: CbpSettings, ready: datetime) -> IspRef:
@@ -155,86 +91,32 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
                        settings: CbpSettings | None = None,
                        say: Callable[[str], None] = print) -> PlatformSummary:
     """Run the whole demo into ``out``; return what it settled."""
-    settings = settings or CbpSettings.compressed()
-    if devices > 500:  # keep the aggregator's poll load flat as the fleet grows
-        settings = replace(settings, timing=replace(
-            settings.timing, device_poll=timedelta(seconds=8)))
+    settings = demo_settings(devices, settings)
     began = time.monotonic()
-
-    def step(text: str) -> None:
-        say(f"[{time.monotonic() - began:6.1f}s] {text}")
-
-    total = devices + 1  # one more device whose owner gives no consent
-    pki, identities = _mint(out, total)
-    step(f"PKI: CA, TSO, aggregator and {total} device certificates in {out / 'certs'}")
-    (out / "keys").mkdir(parents=True, exist_ok=True)
-    key_file = out / "keys" / "vault-master.key"
-    key_file.write_text(new_key_line(1))
-    key_file.chmod(0o600)
-    (out / "aggregator").mkdir(parents=True, exist_ok=True)
-    # Bulk onboarding: WAL without an fsync per record, as the VTN storage does.
-    vault = IdentityVault(out / "aggregator" / "vault.db", FileKeyProvider(key_file),
-                          synchronous="normal")
-    tso_cfg = _vtn_config(out, "tso", pki, "tso", timedelta(seconds=1),
-                          max_body_bytes=32 * 1024 * 1024)
-    agg_cfg = _vtn_config(out, "aggregator", pki, "aggregator-vtn", settings.timing.device_poll,
-                          auto_subscribe_reports=("TELEMETRY_USAGE",))
-    tso = TsoNode(tso_cfg, settings, capture_dir=out / "captures" / "aggregator-tso")
-    tso_runner, tso_url = await _serve(tso.app, tso_cfg)
-    upstream_tls = client_context(cert=pki["aggregator"][0], key=pki["aggregator"][1],
-                                  ca=pki["ca"][0])
-    aggregator = AggregatorNode(settings=settings, downstream=agg_cfg, vault=vault,
-                                tso_url=tso_url, upstream_tls=upstream_tls,
-                                outbox_path=out / "aggregator" / "outbox.db")
-    agg_runner, agg_url = await _serve(aggregator.app, agg_cfg)
-    step(f"TSO VTN on {tso_url}, aggregator VTN on {agg_url} (mutual TLS, SQLite)")
-    sims = list(build_pool(total, seed, start=datetime.now(UTC)).devices)
-    _onboard(vault, aggregator, sims, identities, seed)
-    step(f"onboarding: {len(aggregator.book.by_ven)} devices with consent in the identity vault,"
-         f" 1 prosumer without consent")
-    fleet_toml = out / "devices.toml"
-    fleet_toml.write_text(demo_fleet_toml(
-        url=agg_url, ca=pki["ca"][0].resolve(), certs=(out / "certs" / "devices").resolve(),
-        names=tuple(i.name for i in identities), seed=seed,
-        outbox=(out / "devices-outbox.db").resolve(),
-        device_poll=settings.timing.device_poll, telemetry_batch=settings.timing.telemetry_batch))
-    fleet = await FleetProcess.start(fleet_toml, out / "devices.log")
-    try:
-        # registration runs at ~15 devices/s on a loaded 2-core machine: scale the patience
-        done = await fleet.wait_for("registered", _STEP_TIMEOUT_S + 0.2 * total)
-        registered, refused = int(str(done["registered"])), int(str(done["refused"]))
-        step(f"registration: {registered} device VENs (own process, mutual TLS) registered with "
-             f"the aggregator in {done['seconds']} s; {refused} refused (no consent)")
-        ven_id = await aggregator.connect()
-        step(f"pool registration: aggregator {ven_id} registered "
-             f"{len(tso.devices(ven_id, settings.pool_id))} pseudonymous devices at the TSO")
-        await fleet.wait_for("running", _STEP_TIMEOUT_S)
-        summary = await _market(tso, aggregator, settings, step)
+    step = stepper(say)
+    async with start_nodes(out, devices=devices, seed=seed, settings=settings,
+                           step=step) as nodes:
+        operated = await bid_and_activate(nodes)
+        statement, prosumers = await _settle(nodes, operated)
         elapsed = time.monotonic() - began
-        await aggregator.close()
-    finally:
-        await fleet.stop()
-        await agg_runner.cleanup()
-        await tso_runner.cleanup()
-    statement, prosumers, activation, offer_mw, (dispatch_s, acked_s) = summary
-    audit = audit_run(out, vault.identity_values())
-    vault.close()
-    write_report(out, tso=tso, aggregator=aggregator, activation=activation,
-                 prosumers=prosumers, audit=audit)
+    audit = audit_run(out, nodes.vault.identity_values())
+    nodes.vault.close()
+    write_report(out, tso=nodes.tso, aggregator=nodes.aggregator,
+                 activation=operated.activation, prosumers=prosumers, audit=audit)
     step(f"privacy audit: {len(audit.files)} captured messages, "
          f"{'PASSED' if audit.passed else 'FAILED'}")
-    return PlatformSummary(out_dir=out, devices=devices, registered=registered,
-                           refused=refused, offer_mw=offer_mw, statement=statement,
+    return PlatformSummary(out_dir=out, devices=devices, registered=nodes.registered,
+                           refused=nodes.refused, offer_mw=operated.offer_mw, statement=statement,
                            prosumers=prosumers, audit=audit, elapsed_s=elapsed,
-                           activation_to_dispatched_s=dispatch_s, activation_to_acked_s=acked_s,
-                           activation=activation,
-                           tso_db=out / "tso" / "tso.db")
+                           activation_to_dispatched_s=operated.dispatch_s,
+                           activation_to_acked_s=operated.acked_s,
+                           activation=operated.activation, tso_db=out / "tso" / "tso.db")
 
 
-async def _market(tso: TsoNode, aggregator: AggregatorNode, settings: CbpSettings,
-                  step: Callable[[str], None],
-                  ) -> tuple[TsoStatement, ProsumerStatement, Activation, Decimal,
-                             tuple[float, float]]:
+async def bid_and_activate(nodes: Nodes) -> Operated:
+    """Offer the pool's flex for the next open ISP (and a late one the TSO refuses), award and
+    activate it at gate closure; return once every dispatched device acknowledged its setpoints."""
+    tso, aggregator, settings, step = nodes.tso, nodes.aggregator, nodes.settings, nodes.step
     book = aggregator.book
     need = max(1, int(len(book.registered()) * 0.95))
     await _until(lambda: len(book.outlooks) >= need, "the devices' first telemetry batch")
@@ -276,6 +158,15 @@ async def _market(tso: TsoNode, aggregator: AggregatorNode, settings: CbpSetting
     acked_s = (dispatched.all_acked_at - activation.sent_at).total_seconds()
     step(f"operation: all {len(dispatched.acked)} device setpoint events acknowledged "
          f"{acked_s:.2f} s after the TSO's activation")
+    return Operated(activation=activation, dispatched=dispatched, offer_mw=offer.mw,
+                    dispatch_s=dispatch_s, acked_s=acked_s)
+
+
+async def _settle(nodes: Nodes, operated: Operated) -> tuple[TsoStatement, ProsumerStatement]:
+    """Wait for the activation's telemetry and metering to reach the TSO; settle both sides."""
+    tso, aggregator, settings, step = nodes.tso, nodes.aggregator, nodes.settings, nodes.step
+    activation = operated.activation
+
     end = tso.window(activation)[1]
 
     def done() -> bool:
@@ -295,4 +186,4 @@ async def _market(tso: TsoNode, aggregator: AggregatorNode, settings: CbpSetting
          f"{statement.delivered_mwh} MWh, ratio {statement.ratio}, payment "
          f"EUR {statement.payment_eur}, penalty EUR {statement.penalty_eur}; "
          f"prosumers EUR {prosumers.total_eur}")
-    return statement, prosumers, activation, offer.mw, (dispatch_s, acked_s)
+    return statement, prosumers

@@ -6,7 +6,9 @@ sockets and mutual TLS. Configuration (every key documented in ``examples/device
 
     [aggregator]  url, ca                       the aggregator's VTN and the CA that signed it
     [fleet]       certs, names | count, seed,   device certificates (<name>.pem/.key per device),
-                  outbox                        which devices, simulator seed, durable outbox file
+                  outbox, register_concurrency, which devices, simulator seed, durable outbox
+                  hold_after_registration       file; hold: wait for a line on stdin before
+                                                polling and sending telemetry
     [profile]     name, <timing>_s              "standard" or "compressed" plus overrides
 
 Simulators are drawn with :func:`cbp.devices.build_pool` from ``seed`` in the order of ``names``:
@@ -14,7 +16,10 @@ the aggregator that onboarded the devices draws the same pool from the same seed
 agree without any identity crossing the process boundary.
 
 Progress goes to ``progress`` as small dicts (the CLI prints them as JSON lines): ``registered``
-once registration is done, then ``running``.
+once registration is done, then ``running``. With ``hold_after_registration`` the fleet reports
+``holding`` after ``registered`` and starts only once a line (or end of file) arrives on stdin:
+a supervisor (``crowdflex demo``) lets the aggregator register its pool with the TSO before two
+thousand devices start polling and reporting to that same aggregator.
 
 Invariants: a device's venID is its certificate fingerprint, read from the certificate file;
 nothing here reads the identity vault.
@@ -23,7 +28,8 @@ nothing here reads the identity vault.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +56,7 @@ class FleetConfig:
     outbox: Path
     settings: CbpSettings
     register_concurrency: int = 32
+    hold_after_registration: bool = False
 
 
 def _path(value: object, base: Path, key: str) -> Path:
@@ -79,12 +86,16 @@ def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path) -> FleetCo
     seed = fleet.get("seed", 1)
     if not isinstance(seed, int):
         raise ValueError("[fleet] seed must be an integer")
+    hold = fleet.get("hold_after_registration", False)
+    if not isinstance(hold, bool):
+        raise ValueError("[fleet] hold_after_registration must be true or false")
     return FleetConfig(
         aggregator_url=url, ca=_path(aggregator.get("ca"), base, "[aggregator] ca"),
         certs=_path(fleet.get("certs"), base, "[fleet] certs"), names=tuple(names), seed=seed,
         outbox=_path(fleet.get("outbox", "devices-outbox.db"), base, "[fleet] outbox"),
         settings=settings_from_mapping(data.get("profile", {})),
-        register_concurrency=int(fleet.get("register_concurrency", 32)))
+        register_concurrency=int(fleet.get("register_concurrency", 32)),
+        hold_after_registration=hold)
 
 
 def load_identities(certs: Path, names: tuple[str, ...]) -> list[DeviceIdentity]:
@@ -115,6 +126,10 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event,
         registered = await fleet.register_all()
         progress({"registered": registered, "refused": len(fleet.refused),
                   "seconds": round(asyncio.get_running_loop().time() - began, 2)})
+        if config.hold_after_registration:
+            progress({"holding": registered})
+            if not await _first_of(_stdin_line(), stop.wait()):
+                return registered
         fleet.start()
         progress({"running": registered})
         await stop.wait()
@@ -123,12 +138,38 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event,
     return registered
 
 
+async def _stdin_line() -> bool:
+    """Wait for one line (or end of file) on stdin, without a thread blocked in read."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        await reader.readline()
+    finally:
+        transport.close()
+    return True
+
+
+async def _first_of(go: Coroutine[Any, Any, bool], stop: Coroutine[Any, Any, object]) -> bool:
+    """True when ``go`` finished first, False when ``stop`` did; the other is cancelled."""
+    tasks = [asyncio.ensure_future(go), asyncio.ensure_future(stop)]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return tasks[0] in done
+
+
 def demo_fleet_toml(*, url: str, ca: Path, certs: Path, names: tuple[str, ...], seed: int,
-                    outbox: Path, device_poll: timedelta, telemetry_batch: timedelta) -> str:
+                    outbox: Path, device_poll: timedelta, telemetry_batch: timedelta,
+                    register_concurrency: int = 32, hold: bool = False) -> str:
     """The device config ``crowdflex demo`` writes for its fleet process (compressed profile)."""
     listed = ", ".join(f'"{n}"' for n in names)
     return (f'[aggregator]\nurl = "{url}"\nca = "{ca}"\n\n'
             f'[fleet]\ncerts = "{certs}"\nseed = {seed}\noutbox = "{outbox}"\n'
+            f'register_concurrency = {register_concurrency}\n'
+            f'hold_after_registration = {"true" if hold else "false"}\n'
             f'names = [{listed}]\n\n'
             f'[profile]\nname = "compressed"\n'
             f'device_poll_s = {device_poll.total_seconds()}\n'

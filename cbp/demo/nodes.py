@@ -1,0 +1,207 @@
+"""The demo's nodes up to a registered pool: PKI, TSO, aggregator, onboarding, the device fleet.
+
+:func:`start_nodes` mints the certificates, serves the TSO's and the aggregator's VTNs on
+127.0.0.1 (ephemeral ports, mutual TLS, SQLite under ``OUT``), onboards every device with its
+owner's consent (plus one device whose owner gives none), starts the device fleet process, waits
+for its registration, registers the aggregator and its pool with the TSO, and only then lets the
+fleet poll and report. ``crowdflex demo`` and ``python -m bench cbp`` both start here.
+
+Order matters at scale: the fleet holds after registering (``hold_after_registration``) so the
+pool METADATA (one description per device) is built, filtered and sent while the aggregator is
+not also taking every device's first telemetry batch at once.
+
+Invariants: every server and the fleet process are stopped when the context exits, however it
+exits; the vault is closed by the caller (it is still needed for the privacy audit).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from aiohttp import web
+
+from cbp.devices import build_pool
+from cbp.pki import CertificateAuthority, Role
+from cbp.roles import AggregatorNode, CbpSettings, DeviceIdentity, TsoNode
+from cbp.roles.fleetnode import demo_fleet_toml
+from privacy import ONBOARDING_PURPOSE, ConsentMissing, FileKeyProvider, IdentityVault
+from privacy.keys import new_key_line
+from ven.tls import client_context
+from vtn.app import VtnConfig, server_ssl_context
+
+from .child import FleetProcess
+
+__all__ = ["Nodes", "demo_settings", "start_nodes"]
+
+STEP_TIMEOUT_S = 120.0
+#: devices registering at once: enough to keep the aggregator busy while each waits on its
+#: four round trips (query, create, register report, created report)
+_REGISTER_CONCURRENCY = 64
+
+
+@dataclass(slots=True, kw_only=True)
+class Nodes:
+    """The running platform: what a scenario drives once the pool is registered."""
+
+    out: Path
+    settings: CbpSettings
+    tso: TsoNode
+    aggregator: AggregatorNode
+    vault: IdentityVault
+    fleet: FleetProcess
+    registered: int
+    refused: int
+    step: Callable[[str], None]
+
+
+def demo_settings(devices: int, settings: CbpSettings | None = None) -> CbpSettings:
+    """The compressed profile; past 500 devices each polls every 8 s, so the aggregator's poll
+    load stays flat as the fleet grows."""
+    settings = settings or CbpSettings.compressed()
+    if devices > 500:
+        settings = replace(settings, timing=replace(
+            settings.timing, device_poll=timedelta(seconds=8)))
+    return settings
+
+
+def stepper(say: Callable[[str], None]) -> Callable[[str], None]:
+    """Progress lines stamped with wall time and this process's CPU (TSO + aggregator): on a
+    shared machine the second says where the work is when other load stretches the first."""
+    began, cpu0 = time.monotonic(), time.process_time()
+
+    def step(text: str) -> None:
+        say(f"[{time.monotonic() - began:6.1f}s cpu {time.process_time() - cpu0:6.1f}s] {text}")
+
+    return step
+
+
+def _mint(out: Path, devices: int) -> tuple[dict[str, tuple[Path, Path]], list[DeviceIdentity]]:
+    folder = out / "certs"
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = CertificateAuthority.create(common_name="crowdflex CBP demo CA")
+    files = {"ca": ca.write(folder, force=True)}
+    for name, role in (("tso", Role.VTN), ("aggregator-vtn", Role.VTN), ("aggregator", Role.VEN)):
+        files[name] = ca.issue(name, role).write(folder, force=True)
+    identities = []
+    dev = folder / "devices"
+    dev.mkdir(exist_ok=True)
+    for i in range(devices):
+        issued = ca.issue(f"device-{i:05d}", Role.VEN)
+        cert, key = issued.write(dev, force=True)
+        identities.append(DeviceIdentity(name=issued.name, cert=cert, key=key,
+                                         fingerprint=issued.fingerprint))
+    return files, identities
+
+
+async def _serve(app: web.Application, config: VtnConfig) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(config))
+    await site.start()
+    return runner, f"https://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def _vtn_config(out: Path, name: str, pki: dict[str, tuple[Path, Path]], cert: str,
+                poll: timedelta, **extra: object) -> VtnConfig:
+    (out / name).mkdir(parents=True, exist_ok=True)
+    return VtnConfig(vtn_id=name.upper(), storage_url=f"sqlite:///{out / name / (name + '.db')}",
+                     tls_cert=pki[cert][0], tls_key=pki[cert][1], tls_ca=pki["ca"][0],
+                     poll_frequency=poll, admin_enabled=False, offer_metadata=False,
+                     **extra)  # type: ignore[arg-type]
+
+
+def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[object],
+             identities: list[DeviceIdentity], seed: int) -> None:
+    """Prosumers, consent and devices into the vault; the last device's owner never consents."""
+    rng = random.Random(seed)
+    for i, (sim, identity) in enumerate(zip(sims, identities, strict=True)):
+        prosumer = f"P{i:05d}"
+        vault.add_prosumer(prosumer_id=prosumer, name=f"Prosumer {i}",
+                           postcode=f"{rng.randint(1000, 9999)} {rng.choice('ABCDEFGHJK')}"
+                                    f"{rng.choice('LMNPRTVWXZ')}",
+                           ean="871" + "".join(str(rng.randint(0, 9)) for _ in range(15)),
+                           contract_id=f"C-{i:05d}")
+        consenting = i < len(sims) - 1
+        if consenting:
+            vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
+        try:
+            vault.onboard_device(prosumer_id=prosumer, serial=f"SN-{rng.getrandbits(40):010X}",
+                                 device_class=sim.device_class.value,  # type: ignore[attr-defined]
+                                 rated_kw=Decimal(str(sim.rated_kw)),  # type: ignore[attr-defined]
+                                 zone="NL", device_uuid=sim.device_id)  # type: ignore[attr-defined]
+        except ConsentMissing:
+            continue
+        aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,  # type: ignore[attr-defined]
+                           prosumer_id=prosumer, device_class=sim.device_class.value,  # type: ignore[attr-defined]
+                           power_bucket=sim.power_bucket)  # type: ignore[attr-defined]
+
+
+def _vault(out: Path) -> IdentityVault:
+    (out / "keys").mkdir(parents=True, exist_ok=True)
+    key_file = out / "keys" / "vault-master.key"
+    key_file.write_text(new_key_line(1))
+    key_file.chmod(0o600)
+    (out / "aggregator").mkdir(parents=True, exist_ok=True)
+    # Bulk onboarding: WAL without an fsync per record, as the VTN storage does.
+    return IdentityVault(out / "aggregator" / "vault.db", FileKeyProvider(key_file),
+                         synchronous="normal")
+
+
+@asynccontextmanager
+async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettings,
+                      step: Callable[[str], None]) -> AsyncIterator[Nodes]:
+    """TSO, aggregator and ``devices`` (+1 refused) device VENs with the pool registered."""
+    total = devices + 1  # one more device whose owner gives no consent
+    pki, identities = _mint(out, total)
+    step(f"PKI: CA, TSO, aggregator and {total} device certificates in {out / 'certs'}")
+    vault = _vault(out)
+    tso_cfg = _vtn_config(out, "tso", pki, "tso", timedelta(seconds=1),
+                          max_body_bytes=32 * 1024 * 1024)
+    agg_cfg = _vtn_config(out, "aggregator", pki, "aggregator-vtn", settings.timing.device_poll,
+                          auto_subscribe_reports=("TELEMETRY_USAGE",))
+    tso = TsoNode(tso_cfg, settings, capture_dir=out / "captures" / "aggregator-tso")
+    tso_runner, tso_url = await _serve(tso.app, tso_cfg)
+    upstream_tls = client_context(cert=pki["aggregator"][0], key=pki["aggregator"][1],
+                                  ca=pki["ca"][0])
+    aggregator = AggregatorNode(settings=settings, downstream=agg_cfg, vault=vault,
+                                tso_url=tso_url, upstream_tls=upstream_tls,
+                                outbox_path=out / "aggregator" / "outbox.db")
+    agg_runner, agg_url = await _serve(aggregator.app, agg_cfg)
+    step(f"TSO VTN on {tso_url}, aggregator VTN on {agg_url} (mutual TLS, SQLite)")
+    sims = list(build_pool(total, seed, start=datetime.now(UTC)).devices)
+    _onboard(vault, aggregator, sims, identities, seed)
+    step(f"onboarding: {len(aggregator.book.by_ven)} devices with consent in the identity vault,"
+         f" 1 prosumer without consent")
+    fleet_toml = out / "devices.toml"
+    fleet_toml.write_text(demo_fleet_toml(
+        url=agg_url, ca=pki["ca"][0].resolve(), certs=(out / "certs" / "devices").resolve(),
+        names=tuple(i.name for i in identities), seed=seed,
+        outbox=(out / "devices-outbox.db").resolve(),
+        device_poll=settings.timing.device_poll, telemetry_batch=settings.timing.telemetry_batch,
+        register_concurrency=_REGISTER_CONCURRENCY, hold=True))
+    fleet = await FleetProcess.start(fleet_toml, out / "devices.log")
+    try:
+        # registration runs at ~15 devices/s on a loaded 2-core machine: scale the patience
+        done = await fleet.wait_for("registered", STEP_TIMEOUT_S + 0.2 * total)
+        registered, refused = int(str(done["registered"])), int(str(done["refused"]))
+        step(f"registration: {registered} device VENs (own process, mutual TLS) registered with "
+             f"the aggregator in {done['seconds']} s; {refused} refused (no consent)")
+        ven_id = await aggregator.connect()
+        step(f"pool registration: aggregator {ven_id} registered "
+             f"{len(tso.devices(ven_id, settings.pool_id))} pseudonymous devices at the TSO")
+        await fleet.release()
+        await fleet.wait_for("running", STEP_TIMEOUT_S)
+        yield Nodes(out=out, settings=settings, tso=tso, aggregator=aggregator, vault=vault,
+                    fleet=fleet, registered=registered, refused=refused, step=step)
+    finally:
+        await aggregator.close()
+        await fleet.stop()
+        await agg_runner.cleanup()
+        await tso_runner.cleanup()
