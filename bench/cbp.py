@@ -1,0 +1,99 @@
+"""``python -m bench cbp [--devices 2000] [--steady-s 60]``: one aggregator and its device fleet.
+
+Starts the platform as ``crowdflex demo`` does (:func:`cbp.demo.nodes.start_nodes`: TSO and
+aggregator VTNs in this process, the device fleet in a child process, mutual TLS on loopback,
+SQLite files in a temporary directory, compressed profile), then prints two figures:
+
+(b) steady telemetry: once every device has sent its first batch and one more batch period has
+    passed, the CPU this process uses over ``--steady-s`` seconds, per device per minute. This
+    process is the aggregator plus the TSO's VTN (which takes one pool report per batch and one
+    baseline per baseline interval from it, whatever the fleet size); the fleet process's CPU is
+    printed beside it.
+(a) activation: an offer, its award at gate closure and the TSO's LOAD_DISPATCH, then the time
+    from the TSO's activation to every dispatched device's setpoints delivered and acknowledged
+    (oadrCreatedEvent), and to the aggregator's dispatch.
+
+Phase lines carry wall time and this process's CPU. Nothing passes or fails.
+
+Invariants: loopback only; everything lives in a temporary directory removed at the end (unless
+``--keep DIR``); every node and the fleet process are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from cbp.demo.nodes import Nodes, demo_settings, start_nodes, stepper
+from cbp.demo.platform import bid_and_activate
+
+__all__ = ["main"]
+
+
+def _child_cpu_s(pid: int) -> float:
+    """utime + stime of a live process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _steady(nodes: Nodes, seconds: float) -> None:
+    book = nodes.aggregator.book
+    need = max(1, int(nodes.registered * 0.95))
+    async with asyncio.timeout(120):
+        while len(book.outlooks) < need:
+            await asyncio.sleep(0.2)
+    # past the first-batch burst: one whole batch period of the devices' staggered trickle
+    await asyncio.sleep(nodes.settings.timing.telemetry_batch.total_seconds())
+    pid = nodes.fleet.process.pid
+    cpu0, child0, wall0 = time.process_time(), _child_cpu_s(pid), time.monotonic()
+    points0 = book.points_received
+    await asyncio.sleep(seconds)
+    cpu, child = time.process_time() - cpu0, _child_cpu_s(pid) - child0
+    wall = time.monotonic() - wall0
+    minutes, devices = wall / 60, nodes.registered
+    points = book.points_received - points0
+    nodes.step(f"steady telemetry over {wall:.0f} s: {points / wall:.0f} samples/s received")
+    print(f"(b) aggregator CPU per device per minute of steady telemetry: "
+          f"{1000 * cpu / devices / minutes:.2f} ms "
+          f"({cpu:.1f} s CPU in {wall:.0f} s for {devices} devices = {100 * cpu / wall:.0f}% "
+          f"of a core; device fleet process: {1000 * child / devices / minutes:.2f} ms per "
+          f"device per minute)")
+
+
+async def _run(out: Path, devices: int, steady_s: float, seed: int) -> None:
+    settings = demo_settings(devices)
+    timing = settings.timing
+    print(f"bench cbp: {devices} devices, poll every {timing.device_poll.total_seconds():g} s, "
+          f"telemetry every {settings.rules.sample_period.total_seconds():g} s in batches of "
+          f"{timing.telemetry_batch.total_seconds():g} s; run folder {out}")
+    step = stepper(print)
+    async with start_nodes(out, devices=devices, seed=seed, settings=settings,
+                           step=step) as nodes:
+        await _steady(nodes, steady_s)
+        operated = await bid_and_activate(nodes)
+    print(f"(a) TSO activation -> all {len(operated.dispatched.acked)} dispatched devices' "
+          f"setpoints delivered and acknowledged: {operated.acked_s:.2f} s "
+          f"(aggregator dispatched after {operated.dispatch_s:.2f} s)")
+    nodes.vault.close()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench cbp", description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--steady-s", type=float, default=60.0,
+                        help="seconds of steady telemetry to measure (default 60)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="run in this folder and keep it (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        asyncio.run(_run(args.keep, args.devices, args.steady_s, args.seed))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-cbp-") as tmp:
+        asyncio.run(_run(Path(tmp), args.devices, args.steady_s, args.seed))
+    return 0
