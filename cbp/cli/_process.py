@@ -4,7 +4,8 @@ SIGINT/SIGTERM, and the status file a supervisor reads.
 The status file (``--status-file``) is one JSON object, replaced whole (written to a temporary
 file in the same directory, then renamed) so a reader never sees half of it. A node writes it
 once it serves (with the ports it actually bound, so a config may say ``port = 0``), again
-whenever its status changes, and a last time with ``"state": "stopped"`` after it shut down.
+whenever its status changes, and a last time -- the last status with ``"state": "stopped"`` --
+after it shut down.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ class StatusFile:
     def __init__(self, path: Path | None) -> None:
         self._path = path
         self._last: str | None = None
+        self._status: Mapping[str, Any] = {}
 
     def write(self, status: Mapping[str, Any]) -> None:
+        self._status = status
         if self._path is None:
             return
         text = json.dumps({"pid": os.getpid(), **status}, sort_keys=True, default=str)
@@ -83,6 +86,10 @@ class StatusFile:
         temporary.write_text(text + "\n")
         os.replace(temporary, self._path)
         self._last = text
+
+    def stopped(self, **status: Any) -> None:
+        """The last status written, and ``status``, marked ``"state": "stopped"``."""
+        self.write({**self._status, **status, "state": "stopped"})
 
 
 async def publish_status(status: StatusFile, snapshot: Callable[[], Mapping[str, Any]],

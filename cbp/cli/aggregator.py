@@ -9,14 +9,15 @@ power_bucket) and the CBP profile (``[profile]``).
 ``--onboard FILE`` imports the back office's onboarding records (:mod:`cbp.cli._onboard`) into
 the vault and the devices file, then exits. Otherwise the node serves its devices (a device may
 register only if it is in the devices file and its owner's consent is live in the vault),
-registers with the TSO, and keeps the TSO's pool registration current: it is re-sent whenever
-the set of registered devices changes (devices registered before a restart count from the VTN
-database). It offers its forecast flex for the next ISP whose gate is still open, retrying
-each telemetry batch until it has devices' forecasts, follows activations and sends telemetry,
-baselines and metering.
+registers with the TSO (waiting for it, with back-off, while it is unreachable), and keeps the
+TSO's pool registration current: it is re-sent whenever the set of registered devices changes
+(devices registered before a restart count from the VTN database). It offers its forecast flex
+for the next ISP whose gate is still open, retrying each telemetry batch until it has devices'
+forecasts, follows activations and sends telemetry, baselines and metering.
 
 Runs until SIGINT/SIGTERM, then stops its loops, closes the TSO link and the outbox, the
-listener and database, and the vault, and writes ``"state": "stopped"`` to the status file.
+listener and database, and the vault, and marks its last status ``"state": "stopped"`` in the
+status file.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ from ._process import (
 )
 
 if TYPE_CHECKING:
-    from cbp.market import IspRef
+    from cbp.market import IspRef, Offer
     from cbp.roles import AggregatorNode
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
+_CONNECT_BACKOFF_S = (1.0, 30.0)  # first and longest wait between attempts to reach the TSO
 
 
 def register(commands: Any) -> None:
@@ -92,6 +96,7 @@ def _spec(path: Path) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ven import VenError
     from vtn.config import ConfigError
 
     configure_logging(args.log_level)
@@ -105,11 +110,11 @@ def _run(args: argparse.Namespace) -> int:
     status = StatusFile(args.status_file)
     try:
         asyncio.run(_serve(spec, status))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, VenError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 1
     finally:
-        status.write({"role": "aggregator", "state": "stopped"})
+        status.stopped(role="aggregator")
     return 0
 
 
@@ -153,12 +158,14 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
         await web.TCPSite(runner, config.host, config.port,
                           ssl_context=server_ssl_context(config)).start()
         port = bound_port(runner)
-        logging.info("aggregator VTN on https://%s:%d", config.host, port)
+        log.info("aggregator VTN on https://%s:%d", config.host, port)
         served = {"role": "aggregator", "state": "serving", "port": port,
                   "url": f"https://{config.host}:{port}"}
         work = _Work(node)
-        ven_id = await node.connect()
-        logging.info("registered with the TSO as %s", ven_id)
+        ven_id = await _connect(node, stop)
+        if ven_id is None:
+            return
+        log.info("registered with the TSO as %s", ven_id)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(publish_status(
                 status, lambda: {**served, "ven_id": ven_id, **work.status()}, stop))
@@ -168,6 +175,23 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
         await node.close()
         await runner.cleanup()
         vault.close()
+
+
+async def _connect(node: AggregatorNode, stop: asyncio.Event) -> str | None:
+    """Register with the TSO, waiting for it while it is unreachable (backing off); None if
+    stopped first. A refusal is not retried: the same request would be refused again."""
+    from ven import VtnUnavailable
+
+    delay, longest = _CONNECT_BACKOFF_S
+    while True:
+        try:
+            return await node.connect()
+        except VtnUnavailable as exc:
+            log.warning("the TSO is unreachable (%s); trying again in %.0f s", exc, delay)
+            await node.close()  # the attempt's client and outbox; connect opens new ones
+        if await wait_or_stop(stop, delay):
+            return None
+        delay = min(2 * delay, longest)
 
 
 async def _restore_registered(node: AggregatorNode) -> None:
@@ -199,7 +223,7 @@ class _Work:
             if now != self.pool_sent:
                 self.pool_devices = await self.node.register_pool()
                 self.pool_sent = now
-                logging.info("pool registered with the TSO: %d devices", self.pool_devices)
+                log.info("pool registered with the TSO: %d devices", self.pool_devices)
             if await wait_or_stop(stop, every):
                 return
 
@@ -221,16 +245,27 @@ class _Work:
             if isp != offered:
                 offer = node.build_offer(isp) if node.book.outlooks else None
                 if offer is not None:
-                    outcome = await node.send_offer(offer)
+                    await self._offer(offer)
                     offered = isp
-                    self.offers[offer.offer_id] = {"mw": str(offer.mw),
-                                                   "accepted": outcome.accepted,
-                                                   "reason": outcome.reason}
-                    logging.info("offer %s %s MW: %s", offer.offer_id, offer.mw,
-                                 "accepted" if outcome.accepted else outcome.reason)
             wait = (closure - datetime.now(UTC)).total_seconds()
             if await wait_or_stop(stop, wait if isp == offered else min(retry, wait)):
                 return
+
+    async def _offer(self, offer: Offer) -> None:
+        """Send one offer; the TSO holding this ISP's offer from before a restart (same id,
+        other content) is no failure: that offer stands."""
+        from cbp.market import RefusalReason
+
+        outcome = await self.node.send_offer(offer)
+        standing = RefusalReason.DUPLICATE_CONFLICT.value in outcome.reason
+        self.offers[offer.offer_id] = {"mw": str(offer.mw), "accepted": outcome.accepted,
+                                       "earlier_offer_stands": standing,
+                                       "reason": outcome.reason}
+        if outcome.accepted or standing:
+            log.info("offer %s %s MW: %s", offer.offer_id, offer.mw, "accepted" if
+                     outcome.accepted else "the offer sent before a restart stands")
+        else:
+            log.warning("offer %s %s MW refused: %s", offer.offer_id, offer.mw, outcome.reason)
 
     def status(self) -> dict[str, Any]:
         node = self.node

@@ -10,8 +10,9 @@ LOAD_DISPATCH setpoints) right after gate closure and settles the activation onc
 and the settlement delay have passed, sending the x-SETTLEMENT statement to the aggregator.
 
 Runs until SIGINT/SIGTERM, then stops the market loop, closes the listener and the database
-(a SQLite file is left closed and consistent) and writes ``"state": "stopped"`` to the status
-file. Invariant: every task the node starts is owned by one TaskGroup and ends before exit.
+(a SQLite file is left closed and consistent) and marks its last status ``"state": "stopped"``
+in the status file. Invariant: every task the node starts is owned by one TaskGroup and ends
+before exit.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from cbp.roles.tso import Activation
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: Any) -> None:
@@ -81,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"crowdflex tso: {exc}", file=sys.stderr)
         return 1
     finally:
-        status.write({"role": "tso", "state": "stopped"})
+        status.stopped(role="tso")
     return 0
 
 
@@ -100,7 +103,7 @@ async def _serve(config: Any, settings: Any, capture_dir: Path | None, activate:
         await web.TCPSite(runner, config.host, config.port,
                           ssl_context=server_ssl_context(config)).start()
         port = bound_port(runner)
-        logging.info("TSO %s serving on https://%s:%d", config.vtn_id, config.host, port)
+        log.info("TSO %s serving on https://%s:%d", config.vtn_id, config.host, port)
         served = {"role": "tso", "state": "serving", "vtn_id": config.vtn_id, "port": port,
                   "url": f"https://{config.host}:{port}"}
         async with asyncio.TaskGroup() as tasks:
@@ -129,15 +132,15 @@ async def _market(tso: TsoNode, stop: asyncio.Event, activate: bool,
         if await wait_or_stop(stop, (closure - datetime.now(UTC)).total_seconds()):
             return
         for award in tso.award(isp):
-            logging.info("awarded %s: %s MW at %s EUR/MWh", award.offer_id, award.mw,
-                         award.clearing_price_eur_per_mwh)
+            log.info("awarded %s: %s MW at %s EUR/MWh", award.offer_id, award.mw,
+                     award.clearing_price_eur_per_mwh)
             if not activate:
                 continue
             samples = tso.settings.rules.samples_per_isp
             activation = await tso.activate(award, start=tso.calendar.isp_start(isp),
                                             setpoints_mw=ramp_profile(award.mw, samples))
-            logging.info("activation %s published: %d setpoints up to %s MW",
-                         activation.event_id, samples, award.mw)
+            log.info("activation %s published: %d setpoints up to %s MW",
+                     activation.event_id, samples, award.mw)
             tasks.create_task(_settle_later(tso, activation, stop))
 
 
@@ -147,9 +150,9 @@ async def _settle_later(tso: TsoNode, activation: Activation, stop: asyncio.Even
     if await wait_or_stop(stop, (due - datetime.now(UTC)).total_seconds()):
         return
     statement = await tso.settle(activation.event_id)
-    logging.info("settled %s: delivered %s of %s MWh, payment EUR %s, penalty EUR %s",
-                 activation.event_id, statement.delivered_mwh, statement.requested_mwh,
-                 statement.payment_eur, statement.penalty_eur)
+    log.info("settled %s: delivered %s of %s MWh, payment EUR %s, penalty EUR %s",
+             activation.event_id, statement.delivered_mwh, statement.requested_mwh,
+             statement.payment_eur, statement.penalty_eur)
 
 
 def _status(tso: TsoNode) -> dict[str, Any]:
