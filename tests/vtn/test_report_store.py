@@ -105,3 +105,16 @@ async def test_store_update_refuses_naive_times(storage: Storage) -> None:
     with pytest.raises(ValueError, match="naive"):
         await storage.reports.store_update(a, [bad], (), fingerprint="fp:01")
     assert await storage.reports.points(a, T0 - timedelta(days=400), T0 + timedelta(days=1)) == ()
+
+
+async def test_a_large_update_spans_statements_and_the_first_of_duplicates_wins(
+        storage: Storage) -> None:
+    a = (await storage.vens.register(ven(1))).ven_id
+    sent = batch(a, 0, 3000)  # more rows than one SQLite statement takes (2,727)
+    # The same natural key twice in one report, other value: the first one is kept.
+    twice = [*sent, replace(sent[1], value=-1.0)]
+    assert await storage.reports.store_update(a, twice, (), fingerprint="fp:01") == (3000, ())
+    assert await storage.reports.store_update(a, sent, (), fingerprint="fp:01") == (0, ())
+    stored = await storage.reports.points(a, T0, T0 + timedelta(days=1))
+    assert len(stored) == 3000
+    assert stored[1] == sent[1] and stored[1].value == 1.5

@@ -18,11 +18,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, select, update
 
-from ._engine import Database, insert_many, sqlite_time
+from ._engine import MAX_BIND_PARAMS, Database, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
 from .records import ReportDescription, ReportPoint, ReportRequest, ReportRequestStatus
 
@@ -41,10 +42,18 @@ _POINT_FIELDS: Final = (
     "data_quality",
     "received_at",
 )
-_INSERT_POINT_SQLITE: Final = (
-    f"INSERT INTO report_points ({', '.join(_POINT_FIELDS)})"
-    f" VALUES ({', '.join('?' * len(_POINT_FIELDS))}) ON CONFLICT DO NOTHING"
-)
+# One multi-row INSERT per batch: one sqlite3_step (and one GIL release and re-take on the writer
+# thread) for the whole batch, where executemany steps (and hands the GIL over) once per row.
+_ROWS_PER_INSERT: Final = MAX_BIND_PARAMS // len(_POINT_FIELDS)
+
+
+@lru_cache(maxsize=64)
+def _insert_points_sqlite(rows: int) -> str:
+    row = f"({', '.join('?' * len(_POINT_FIELDS))})"
+    return (f"INSERT INTO report_points ({', '.join(_POINT_FIELDS)})"
+            f" VALUES {', '.join([row] * rows)} ON CONFLICT DO NOTHING")
+
+
 # SQLAlchemy's Interval on SQLite is stored as the datetime text of 1970-01-01 + the duration.
 _INTERVAL_EPOCH: Final = datetime(1970, 1, 1)
 _ACTIVE_VEN_SQLITE: Final = (
@@ -52,12 +61,13 @@ _ACTIVE_VEN_SQLITE: Final = (
 )
 
 
-def _sqlite_rows(points: Sequence[ReportPoint]) -> list[tuple[object, ...]]:
-    """The points as sqlite3 parameter rows. A batch repeats a few times many times (one
-    received_at, one duration, a dtstart per interval): each distinct one is formatted once."""
+def _sqlite_values(points: Sequence[ReportPoint]) -> list[object]:
+    """The points' sqlite3 parameters, row after row in _POINT_FIELDS order. A batch repeats a few
+    times many times (one received_at, one duration, a dtstart per interval): each distinct one
+    is formatted once."""
     times: dict[datetime, str] = {}
     durations: dict[timedelta, str] = {}
-    rows: list[tuple[object, ...]] = []
+    values: list[object] = []
     for p in points:
         dtstart, received = times.get(p.dtstart), times.get(p.received_at)
         if dtstart is None:
@@ -68,9 +78,9 @@ def _sqlite_rows(points: Sequence[ReportPoint]) -> list[tuple[object, ...]]:
         if duration is None and p.duration is not None:
             duration = durations[p.duration] = (_INTERVAL_EPOCH + p.duration).isoformat(
                 " ", "microseconds")
-        rows.append((p.ven_id, p.report_request_id, p.report_specifier_id, p.r_id, dtstart,
-                     duration, p.value, p.confidence, p.accuracy, p.data_quality, received))
-    return rows
+        values += (p.ven_id, p.report_request_id, p.report_specifier_id, p.r_id, dtstart,
+                   duration, p.value, p.confidence, p.accuracy, p.data_quality, received)
+    return values
 
 
 def _cancelled_sqlite(conn: sqlite3.Connection, ven_id: str, wanted: list[str]) -> set[str]:
@@ -86,12 +96,15 @@ def _cancelled_sqlite(conn: sqlite3.Connection, ven_id: str, wanted: list[str]) 
 
 def _store_update_sqlite(
     conn: sqlite3.Connection, ven_id: str, fingerprint: str | None,
-    rows: list[tuple[object, ...]], wanted: list[str],
+    values: list[object], wanted: list[str],
 ) -> tuple[int, tuple[str, ...]] | None:
     if fingerprint is not None and conn.execute(
             _ACTIVE_VEN_SQLITE, (fingerprint, ven_id)).fetchone() is None:
         return None
-    added = conn.executemany(_INSERT_POINT_SQLITE, rows).rowcount if rows else 0
+    added, width = 0, len(_POINT_FIELDS)
+    for start in range(0, len(values), _ROWS_PER_INSERT * width):
+        part = values[start : start + _ROWS_PER_INSERT * width]
+        added += conn.execute(_insert_points_sqlite(len(part) // width), part).rowcount
     gone = _cancelled_sqlite(conn, ven_id, wanted) if wanted else set()
     return added, tuple(r for r in wanted if r in gone)
 
@@ -266,7 +279,7 @@ class ReportRepository:
             raise ValueError("every point must belong to the reporting VEN")
         wanted = list(dict.fromkeys(request_ids))
         if self._db.sync_engine is not None:
-            raw = _sqlite_rows(points)
+            raw = _sqlite_values(points)
             return await self._db.run_sqlite(
                 lambda conn: _store_update_sqlite(conn, ven_id, fingerprint, raw, wanted),
                 write=True)
