@@ -121,7 +121,7 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event,
                            outbox_path=config.outbox,
                            register_concurrency=config.register_concurrency) as fleet:
         for identity, sim in zip(identities, sims, strict=True):
-            fleet.add(identity, sim)
+            fleet.add_deferred(identity, sim)
         began = asyncio.get_running_loop().time()
         registered = await fleet.register_all()
         progress({"registered": registered, "refused": len(fleet.refused),
