@@ -10,10 +10,11 @@ power_bucket) and the CBP profile (``[profile]``).
 the vault and the devices file, then exits. Otherwise the node serves its devices (a device may
 register only if it is in the devices file and its owner's consent is live in the vault),
 registers with the TSO (waiting for it, with back-off, while it is unreachable), and keeps the
-TSO's pool registration current: it is re-sent whenever the set of registered devices changes
-(devices registered before a restart count from the VTN database). It offers its forecast flex
-for the next ISP whose gate is still open, retrying each telemetry batch until it has devices'
-forecasts, follows activations and sends telemetry, baselines and metering.
+TSO's pool registration current: it is re-sent once the set of registered devices changed and
+then held still for a sample period (devices registered before a restart count from the VTN
+database). It offers its forecast flex for the next ISP whose gate is still open, retrying each
+telemetry batch until it has devices' forecasts, follows activations and sends telemetry,
+baselines and metering.
 
 Runs until SIGINT/SIGTERM, then stops its loops, closes the TSO link and the outbox, the
 listener and database, and the vault, and marks its last status ``"state": "stopped"`` in the
@@ -166,6 +167,7 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
         if ven_id is None:
             return
         log.info("registered with the TSO as %s", ven_id)
+        work.pool_registered()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(publish_status(
                 status, lambda: {**served, "ven_id": ven_id, **work.status()}, stop))
@@ -215,15 +217,24 @@ class _Work:
         self.pool_sent: frozenset[str] | None = None
         self.offers: dict[str, dict[str, Any]] = {}
 
+    def pool_registered(self) -> None:
+        """Note the pool :meth:`AggregatorNode.connect` registered (consent checked there)."""
+        self.pool_sent = frozenset(e.ven_id for e in self.node.book.registered())
+        self.pool_devices = len(self.pool_sent)
+
     async def keep_pool_registered(self, stop: asyncio.Event) -> None:
-        """Re-send the pool registration whenever the registered devices change."""
+        """Re-send the pool registration once the registered devices changed and then stayed
+        the same for a sample period: a fleet registering device by device costs one METADATA
+        report (one description per device), not one per check."""
         every = self.node.settings.rules.sample_period.total_seconds()
+        before: frozenset[str] | None = None
         while True:
             now = frozenset(e.ven_id for e in self.node.book.registered())
-            if now != self.pool_sent:
+            if now != self.pool_sent and now == before:
                 self.pool_devices = await self.node.register_pool()
                 self.pool_sent = now
                 log.info("pool registered with the TSO: %d devices", self.pool_devices)
+            before = now
             if await wait_or_stop(stop, every):
                 return
 

@@ -5,8 +5,8 @@ each device has its own certificate, venID and keep-alive mutual-TLS connection;
 stand in for the hardware. Runs until SIGINT/SIGTERM, then closes every connection and the
 outbox. ``--json-progress`` prints one JSON object per line (``registered``, ``running``,
 ``stopping``) for a supervising process such as ``crowdflex demo``; ``--status-file`` keeps the
-latest of them merged into one JSON object (``"state"``: ``registering``, ``running``,
-``stopped``).
+latest of them merged into one JSON object (``"state"``: ``registering``, ``holding`` (with
+``hold_after_registration``), ``running``, ``stopped``).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     status.write(state)
 
     def progress(item: dict[str, object]) -> None:
-        state.update(item, state="running" if "running" in item else state["state"])
+        phase = next((k for k in ("holding", "running") if k in item), state["state"])
+        state.update(item, state=phase)
         status.write(state)
         if args.json_progress:
             print(json.dumps(item), flush=True)
