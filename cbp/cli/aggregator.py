@@ -221,6 +221,7 @@ class _Work:
         """Note the pool :meth:`AggregatorNode.connect` registered (consent checked there)."""
         self.pool_sent = frozenset(e.ven_id for e in self.node.book.registered())
         self.pool_devices = len(self.pool_sent)
+        log.info("pool registered with the TSO: %d devices", self.pool_devices)
 
     async def keep_pool_registered(self, stop: asyncio.Event) -> None:
         """Re-send the pool registration once the registered devices changed and then stayed
