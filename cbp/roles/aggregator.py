@@ -68,7 +68,7 @@ from schemas import (
     ReportPayload,
     utc_now,
 )
-from ven import Outbox, VenError
+from ven import Backoff, Outbox, VenError
 from vtn.app import SERVICES, VtnConfig, create_app
 from vtn.services import Handlers, ServiceContext
 from vtn.storage import VenRegistration
@@ -205,10 +205,14 @@ class AggregatorNode:
         caller polls (``upstream.poll_once``) and calls :meth:`tick` itself."""
         self._outbox = await Outbox.open(self._outbox_path)
         timing = self.settings.timing
+        # Retries towards the TSO are capped at link_timeout, so a TSO back after an outage
+        # is heard within that (not after a back-off grown past link_release).
+        poll = timing.upstream_poll.total_seconds()
+        retry = Backoff(base=poll, cap=max(poll, timing.link_timeout.total_seconds()))
         self.upstream = UpstreamClient(
             self._tso_url, self._tls, ven_name=self._name,
             codec=self.codec, outbox=self._outbox, on_event=self._on_tso_event,
-            poll_interval=timing.upstream_poll.total_seconds(), on_error=self.errors.append,
+            poll_interval=poll, on_error=self.errors.append, backoff=retry,
             clock=self.clock, stale=self.operation.stale, on_statement=self._on_statement)
         await self.upstream.start()
         registration = await self.upstream.register()

@@ -8,6 +8,8 @@ without contact it ramps to 0". Both lengths are configuration (``CbpTiming.link
 - Contact: every reply the aggregator decodes from the TSO (poll, ack, report, registration)
   is contact, stamped with the aggregator's clock (:meth:`LinkWatch.contact`, called by the
   upstream codec). Silence is the time since the last contact.
+- Retry: the aggregator's client retries the TSO at least every ``link_timeout`` (its back-off
+  is capped there), so a TSO that is back is heard within that, long before ``link_release``.
 - Down: silence over ``link_timeout``. While down, the aggregator keeps its closed pool rows in
   its own buffer instead of queueing them (:class:`PoolRowBuffer`); the setpoints already
   dispatched stay as they are: that is "holding the last setpoint".
