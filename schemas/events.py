@@ -17,7 +17,7 @@ when the object is built, so an illegal message is a local bug caught before it 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, cast
@@ -209,16 +209,25 @@ class Event:
     baseline: EventBaseline | None = None
     response_required: ResponseRequired = ResponseRequired.ALWAYS
 
-    # Per-object memo, never compared, hashed or shown: status variants (with_status) and the
-    # encoded oadrEvent per thread (schemas._event_parts_xml). The object is immutable, so what
-    # is derived from it once stays right; a fan-out that sends one Event object to hundreds of
-    # VENs builds its XML once.
+    # Per-object memo, never compared, hashed, shown or pickled: status variants (with_status)
+    # and the encoded oadrEvent per thread (schemas._event_parts_xml). The object is immutable,
+    # so what is derived from it once stays right; a fan-out that sends one Event object to
+    # hundreds of VENs builds its XML once.
     _memo: dict[object, Any] = field(default_factory=dict, init=False, compare=False,
                                      repr=False, hash=False)
 
     def __post_init__(self) -> None:
         if not self.signals:
             raise LocalProtocolError("ei:eiEventSignals needs at least one eiEventSignal")
+
+    def __getstate__(self) -> tuple[object, ...]:
+        # The memo is derived, and lxml trees do not pickle: it stays behind.
+        return tuple(getattr(self, f.name) for f in fields(self) if f.init)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for f, value in zip((f for f in fields(self) if f.init), state, strict=True):
+            object.__setattr__(self, f.name, value)
+        object.__setattr__(self, "_memo", {})
 
     def with_status(self, status: EventStatus) -> Event:
         """This event with ``eventStatus`` = ``status`` (itself when it already has it); asked

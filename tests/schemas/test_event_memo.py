@@ -4,6 +4,8 @@ indistinguishable from a fresh build, and the memo must never leak into equality
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 from dataclasses import replace
 
@@ -73,6 +75,16 @@ def test_with_status_returns_one_object_per_status_and_the_memo_stays_private() 
     twin = _fresh(event)
     assert twin == event and hash(twin) == hash(event) and repr(twin) == repr(event)
     assert "_memo" not in repr(event)
+
+
+def test_an_encoded_event_pickles_and_copies_without_its_memo() -> None:
+    event = _activation(1.0, 2.0)
+    codec = schemas.Codec()
+    wire = codec.encode(_distribute("r", event, event.with_status(EventStatus.ACTIVE)))
+    for twin in (pickle.loads(pickle.dumps(event)), copy.deepcopy(event), copy.copy(event)):
+        assert twin == event
+        assert codec.encode(_distribute("r", twin, twin.with_status(EventStatus.ACTIVE))) == wire
+    assert pickle.loads(pickle.dumps(event))._memo == {}
 
 
 def test_a_changed_event_is_encoded_afresh() -> None:
