@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import events, opt, registration, reports
 from ._base import Message, SignatureState
-from ._codec import Codec, default_codec, utc_now
+from ._codec import Codec, default_codec, new_id, utc_now
 from ._errors import (
     ComplianceError,
     CrowdflexError,
@@ -102,6 +102,7 @@ __all__ = [
     "decode",
     "default_codec",
     "encode",
+    "new_id",
     "utc_now",
 ]
 __all__ += registration.__all__ + events.__all__ + reports.__all__ + opt.__all__

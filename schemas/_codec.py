@@ -14,6 +14,7 @@ own (asyncio code on one loop shares one freely). :func:`default_codec` is built
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,6 +47,16 @@ _SIGNED_OBJECT = q(OADR, "oadrSignedObject")
 def utc_now() -> datetime:
     """The default clock of every crowdflex node: aware UTC now (tests inject their own)."""
     return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh requestID, eventID or similar: a random UUID in its hyphenated form.
+
+    Its digit runs are at most 12 long, so no ID can read as an 18-digit meter number (EAN),
+    which the aggregator's privacy filter would rightly refuse to let out (unhyphenated random
+    hex does, about once in a few thousand IDs).
+    """
+    return str(uuid.uuid4())
 
 
 class Codec:

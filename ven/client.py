@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from schemas import (
     RequestEvent,
     Response,
     Target,
+    new_id,
     utc_now,
 )
 
@@ -82,10 +82,6 @@ log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=Message)
 _DEFAULT_POLL = timedelta(seconds=10)
-
-
-def _new_id() -> str:
-    return secrets.token_hex(10)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,7 +163,7 @@ class VenClient:
             self._outbox = await Outbox.open(":memory:")
         self._desk = ReportDesk(
             link=self._link, outbox=self._outbox, outbox_key=self._outbox_key,
-            backoff=self._backoff, clock=self._clock, new_id=_new_id, ven_id=self._require_ven_id,
+            backoff=self._backoff, clock=self._clock, new_id=new_id, ven_id=self._require_ven_id,
             provider=self._report_provider, sleep=self._report_sleep, on_error=self._surface,
             retry_sleep=self._retry_sleep or asyncio.sleep,
         )
@@ -240,14 +236,14 @@ class VenClient:
         Re-registration keeps the venID and registrationID we hold.
         """
         query = await self._exchange(
-            Service.REGISTER_PARTY, QueryRegistration(request_id=_new_id()),
+            Service.REGISTER_PARTY, QueryRegistration(request_id=new_id()),
             CreatedPartyRegistration,
         )
         if not any(p.profile_name == "2.0b" for p in query.profiles):
             raise VtnRefused(None, "the VTN does not offer the 2.0b profile")
         previous = self.registration
         request = CreatePartyRegistration(
-            request_id=_new_id(),
+            request_id=new_id(),
             registration_id=previous.registration_id if previous else None,
             ven_id=previous.ven_id if previous else None,
             transport_address=self._push_url,
@@ -271,7 +267,7 @@ class VenClient:
         """oadrCancelPartyRegistration from our side; forgets the registration."""
         registration = self._require_registration()
         message = CancelPartyRegistration(
-            request_id=_new_id(), registration_id=registration.registration_id,
+            request_id=new_id(), registration_id=registration.registration_id,
             ven_id=registration.ven_id,
         )
         await self._exchange(Service.REGISTER_PARTY, message, CanceledPartyRegistration)
@@ -281,7 +277,7 @@ class VenClient:
     async def request_events(self) -> None:
         """oadrRequestEvent: fetch the full event set and handle it like a pulled one."""
         reply = await self._link.send(
-            Service.EVENT, RequestEvent(request_id=_new_id(), ven_id=self._require_ven_id())
+            Service.EVENT, RequestEvent(request_id=new_id(), ven_id=self._require_ven_id())
         )
         check_reply(reply, "oadrRequestEvent")
         if isinstance(reply, DistributeEvent):
@@ -300,16 +296,16 @@ class VenClient:
     ) -> CreatedOpt:
         """oadrCreateOpt (profile 8.4): an availability schedule or a per-event opt."""
         message = CreateOpt(
-            opt_id=opt_id or _new_id(), opt_type=opt_type, opt_reason=opt_reason,
+            opt_id=opt_id or new_id(), opt_type=opt_type, opt_reason=opt_reason,
             market_context=market_context, ven_id=self._require_ven_id(),
             vavailability=tuple(vavailability) if vavailability is not None else None,
-            created_date_time=self._clock(), request_id=_new_id(),
+            created_date_time=self._clock(), request_id=new_id(),
             qualified_event_id=qualified_event_id, target=target or Target(),
         )
         return await self._exchange(Service.OPT, message, CreatedOpt)
 
     async def cancel_opt(self, opt_id: str) -> CanceledOpt:
-        message = CancelOpt(request_id=_new_id(), opt_id=opt_id, ven_id=self._require_ven_id())
+        message = CancelOpt(request_id=new_id(), opt_id=opt_id, ven_id=self._require_ven_id())
         return await self._exchange(Service.OPT, message, CanceledOpt)
 
     # ------------------------------------------------------------ reports
@@ -324,7 +320,7 @@ class VenClient:
         """Offer one METADATA report of ``descriptions``; the report requests we accepted."""
         report = metadata_report(
             descriptions, created=self._clock(), report_name=report_name,
-            report_specifier_id=report_specifier_id or _new_id(),
+            report_specifier_id=report_specifier_id or new_id(),
         )
         return await self.register_metadata((report,))
 
@@ -334,7 +330,7 @@ class VenClient:
         desk = self.desk
         desk.offer(reports)
         message = RegisterReport(
-            request_id=_new_id(), reports=tuple(reports), ven_id=self._require_ven_id()
+            request_id=new_id(), reports=tuple(reports), ven_id=self._require_ven_id()
         )
         registered = await self._exchange(Service.REPORT, message, RegisteredReport)
         taken = desk.accept(registered.report_requests)

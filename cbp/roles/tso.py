@@ -29,7 +29,6 @@ the aggregator did not send over the link.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +63,7 @@ from schemas import (
     SpecifierPayload,
     Target,
     UpdateReport,
+    new_id,
     utc_now,
 )
 from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
@@ -167,7 +167,7 @@ class TsoNode:
             if report.report_specifier_id.endswith(TELEMETRY_SUFFIX):
                 pool_id = self._register_pool(ven_id, report)
                 await self.ctx.enqueue((ven_id,), RegisterReport(
-                    request_id=uuid.uuid4().hex, ven_id=ven_id,
+                    request_id=new_id(), ven_id=ven_id,
                     reports=(settlement_metadata(pool_id, created=self.now()),)))
         period = self.settings.rules.sample_period
         back = self.settings.timing.telemetry_batch
@@ -352,7 +352,7 @@ class TsoNode:
             isp_length=self.settings.rules.isp_length, created=self.now())
         await self.ctx.enqueue(
             (activation.ven_id,),
-            UpdateReport(request_id=uuid.uuid4().hex, reports=(report,), ven_id=activation.ven_id),
+            UpdateReport(request_id=new_id(), reports=(report,), ven_id=activation.ven_id),
             dedup_key=f"settlement:{activation.event_id}")
 
     def accepted_offers(self) -> tuple[Accepted, ...]:

@@ -13,13 +13,12 @@ Invariants:
 from __future__ import annotations
 
 import inspect
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import Codec, Event, Message, NotRegistered, utc_now
+from schemas import Codec, Event, Message, NotRegistered, new_id, utc_now
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
@@ -39,8 +38,6 @@ __all__ = [
 DECODED_EVENTS_KEPT = 256
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
