@@ -68,7 +68,7 @@ from schemas import (
     ReportPayload,
     utc_now,
 )
-from ven import Backoff, Outbox, VenError
+from ven import Backoff, Outbox, VenError, VtnUnavailable
 from vtn.app import SERVICES, VtnConfig, create_app
 from vtn.services import Handlers, ServiceContext
 from vtn.storage import VenRegistration
@@ -199,6 +199,11 @@ class AggregatorNode:
 
     # ------------------------------------------------------------ the TSO link
 
+    def _upstream_error(self, error: VenError) -> None:
+        self.errors.append(error)
+        if isinstance(error, VtnUnavailable):
+            self.link.failure()
+
     async def connect(self, *, background: bool = True) -> str:
         """Open the upstream client, register with the TSO, register the pool; start working
         (polling the TSO and the sample clock) unless ``background`` is False, in which case the
@@ -212,7 +217,7 @@ class AggregatorNode:
         self.upstream = UpstreamClient(
             self._tso_url, self._tls, ven_name=self._name,
             codec=self.codec, outbox=self._outbox, on_event=self._on_tso_event,
-            poll_interval=poll, on_error=self.errors.append, backoff=retry,
+            poll_interval=poll, on_error=self._upstream_error, backoff=retry,
             clock=self.clock, stale=self.operation.stale, on_statement=self._on_statement)
         await self.upstream.start()
         registration = await self.upstream.register()

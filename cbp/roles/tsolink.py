@@ -10,9 +10,11 @@ without contact it ramps to 0". Both lengths are configuration (``CbpTiming.link
   upstream codec). Silence is the time since the last contact.
 - Retry: the aggregator's client retries the TSO at least every ``link_timeout`` (its back-off
   is capped there), so a TSO that is back is heard within that, long before ``link_release``.
-- Down: silence over ``link_timeout``. While down, the aggregator keeps its closed pool rows in
-  its own buffer instead of queueing them (:class:`PoolRowBuffer`); the setpoints already
-  dispatched stay as they are: that is "holding the last setpoint".
+- Down: silence over ``link_timeout`` after an exchange with the TSO failed (unreachable,
+  timed out, 5xx: :meth:`LinkWatch.failure`). A link that is merely slow, its reply still on the
+  way, is not down: holding rows then would only delay them. While down, the aggregator keeps
+  its closed pool rows in its own buffer instead of queueing them (:class:`PoolRowBuffer`); the
+  setpoints already dispatched stay as they are: that is "holding the last setpoint".
 - Late on the wire: rows buffered over an outage are sent once contact is back, in time order,
   each at its original sample instant (xcal:dtstart) with ``oadrDataQuality`` = ``x-late``
   (:data:`cbp.roles.profile.LATE_QUALITY`; oadrDataQualityType admits x- extension tokens, so
@@ -50,17 +52,24 @@ class LinkWatch:
     timeout: timedelta
     release_after: timedelta
     last_contact: datetime | None = None
+    last_failure: datetime | None = None
     #: the last_contact an outage release was done for (one release per outage)
     _released_for: datetime | None = None
 
     def contact(self) -> None:
         self.last_contact = self.clock()
 
+    def failure(self) -> None:
+        """An exchange with the TSO failed (it could not be reached or did not answer)."""
+        self.last_failure = self.clock()
+
     def silence(self, now: datetime) -> timedelta:
         return timedelta(0) if self.last_contact is None else now - self.last_contact
 
     def down(self, now: datetime) -> bool:
-        return self.silence(now) > self.timeout
+        failed_since_contact = self.last_failure is not None and (
+            self.last_contact is None or self.last_failure >= self.last_contact)
+        return failed_since_contact and self.silence(now) > self.timeout
 
     def release_due(self, now: datetime) -> bool:
         """True once per outage, when the silence reaches ``release_after``."""

@@ -80,8 +80,12 @@ def test_the_link_watch_releases_once_per_outage() -> None:
     watch = LinkWatch(clock=lambda: now[0], timeout=timedelta(seconds=5),
                       release_after=timedelta(seconds=60))
     watch.contact()
+    assert not watch.down(START + timedelta(seconds=6))  # slow to answer is not down
+    now[0] = START + timedelta(seconds=2)
+    watch.failure()  # an exchange failed: the TSO could not be reached
     assert not watch.down(START + timedelta(seconds=5))
     assert watch.down(START + timedelta(seconds=6))
+    now[0] = START
     assert not watch.release_due(START + timedelta(seconds=59))
     assert watch.release_due(START + timedelta(seconds=60))
     assert not watch.release_due(START + timedelta(seconds=90))
