@@ -5,7 +5,8 @@
 >>> await storage.close()                                      # doctest: +SKIP
 
 Owns the VTN's durable state: registrations, events and per-VEN delivery/ack state, per-VEN
-outbound queues, report registrations, requests and data, opt schedules, ReplayProtect nonces.
+outbound queues, report registrations, requests and data, the reports the VTN offers to VENs
+(:mod:`vtn.storage.offered`), opt schedules, ReplayProtect nonces.
 
 Invariants:
 - Repositories take and return the frozen dataclasses of :mod:`vtn.storage.records`; ORM rows
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ._engine import Database, create_engine_for
 from .events import EventRepository
 from .nonces import NonceRepository
+from .offered import OfferedReport, OfferedReportRepository, OfferedRequest, OfferedSend
 from .opts import OptRepository
 from .outbox import DEFAULT_LEASE, OutboxRepository
 from .pollindex import PollIndex
@@ -63,6 +65,10 @@ __all__ = [
     "EventRepository",
     "EventStatus",
     "NonceRepository",
+    "OfferedReport",
+    "OfferedReportRepository",
+    "OfferedRequest",
+    "OfferedSend",
     "OptRepository",
     "OptSchedule",
     "OptType",
@@ -100,6 +106,7 @@ class Storage:
         self.events = EventRepository(db, index)
         self.outbox = OutboxRepository(db, index)
         self.reports = ReportRepository(db)
+        self.offered = OfferedReportRepository(db)  # reports the VTN offers to VENs
         self.opts = OptRepository(db)
         self.nonces = NonceRepository(db)
 
