@@ -28,7 +28,7 @@ import pstats
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -83,9 +83,10 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     from aiohttp import web
 
     import schemas
-    from vtn.app import SERVICES, VtnConfig, create_app, server_ssl_context, tune_serving_process
+    from vtn.app import SERVICES, VtnConfig, create_app, tune_serving_process
     from vtn.services import Handlers
     from vtn.services.events import publish_event
+    from vtn.site import vtn_site
 
     tune_serving_process()  # as `crowdflex vtn` does
 
@@ -108,7 +109,7 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     app = create_app(config, handlers=handlers, codec=codec)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, _HOST, 0, ssl_context=server_ssl_context(config))
+    site = vtn_site(runner, replace(config, host=_HOST, port=0))  # as `crowdflex vtn` serves
     await site.start()
     port = runner.addresses[0][1]
 

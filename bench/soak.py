@@ -1,6 +1,6 @@
 """``python -m bench soak [--vens 1000] [--minutes 10]``: VENs polling and reporting for minutes.
 
-The VTN runs as deployed (``create_app`` + ``server_ssl_context``, SQLite file in a temporary
+The VTN runs as deployed (``create_app`` + ``vtn.site.vtn_site``, SQLite file in a temporary
 directory) in a child process, so its memory is measured alone (``VmRSS`` from ``/proc``). The
 parent runs every VEN on one event loop: one keep-alive mutual-TLS connection each, a poll every
 ``--poll-s`` seconds (draining whatever is queued) and an oadrUpdateReport of ``--points`` fresh
@@ -24,7 +24,7 @@ import sqlite3
 import ssl
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -61,7 +61,8 @@ def _serve(directory: str, conn: Connection) -> None:
 async def _serve_async(directory: Path, conn: Connection) -> None:
     from aiohttp import web
 
-    from vtn.app import VtnConfig, create_app, server_ssl_context
+    from vtn.app import VtnConfig, create_app
+    from vtn.site import vtn_site
 
     config = VtnConfig(
         storage_url=f"sqlite:///{directory / 'vtn.db'}", tls_cert=directory / "vtn.pem",
@@ -69,8 +70,8 @@ async def _serve_async(directory: Path, conn: Connection) -> None:
         offer_metadata=False, admin_enabled=False)
     runner = web.AppRunner(create_app(config))
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(config),
-                       backlog=2048)
+    # as `crowdflex vtn` serves (handshake deadline, connection cap); all VENs connect at once
+    site = vtn_site(runner, replace(config, host="127.0.0.1"), backlog=2048)
     await site.start()
     conn.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # the stop word

@@ -100,6 +100,9 @@ class VtnConfig:
     # of crowdflex's VEN (60 s) and openleadr's (15 s), so they, not we, close idle connections
     # and never race a reused connection being closed under them.
     keepalive_timeout_s: float = 75.0
+    # the listening socket (vtn/site.py): TLS handshake deadline, established-connection cap
+    tls_handshake_timeout_s: float = 10.0
+    max_connections: int | None = 10_000
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 128

@@ -92,7 +92,8 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
 
 def _check_connection_limits(values: dict[str, Any]) -> None:
     # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether.
-    for key in ("keepalive_timeout_s", "max_line_size", "max_field_size", "max_headers"):
+    for key in ("keepalive_timeout_s", "tls_handshake_timeout_s", "max_connections",
+                "max_line_size", "max_field_size", "max_headers"):
         value = values.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or value <= 0):

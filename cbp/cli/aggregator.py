@@ -137,7 +137,7 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     from cbp.roles import AggregatorNode
     from privacy import FileKeyProvider, IdentityVault
     from ven.tls import client_context
-    from vtn.app import server_ssl_context
+    from vtn.site import vtn_site
 
     from ._onboard import read_devices
 
@@ -156,8 +156,7 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     stop = stop_on_signals()
     try:
         await _restore_registered(node)
-        await web.TCPSite(runner, config.host, config.port,
-                          ssl_context=server_ssl_context(config)).start()
+        await vtn_site(runner, config).start()
         port = bound_port(runner)
         log.info("aggregator VTN on https://%s:%d", config.host, port)
         served = {"role": "aggregator", "state": "serving", "port": port,

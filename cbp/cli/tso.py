@@ -93,15 +93,14 @@ async def _serve(config: Any, settings: Any, capture_dir: Path | None, activate:
     from aiohttp import web
 
     from cbp.roles import TsoNode
-    from vtn.app import server_ssl_context
+    from vtn.site import vtn_site
 
     tso = TsoNode(config, settings, capture_dir=capture_dir)
     runner = web.AppRunner(tso.app, access_log=None)
     await runner.setup()
     stop = stop_on_signals()
     try:
-        await web.TCPSite(runner, config.host, config.port,
-                          ssl_context=server_ssl_context(config)).start()
+        await vtn_site(runner, config).start()
         port = bound_port(runner)
         log.info("TSO %s serving on https://%s:%d", config.vtn_id, config.host, port)
         served = {"role": "tso", "state": "serving", "vtn_id": config.vtn_id, "port": port,

@@ -77,14 +77,14 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(config: Any) -> None:
     from vtn.admin import create_admin_app
-    from vtn.app import SERVICES, create_app, server_ssl_context
+    from vtn.app import SERVICES, create_app
+    from vtn.site import vtn_site
 
     app = create_app(config)
     runners = [web.AppRunner(app)]
     await runners[0].setup()  # opens and migrates the database
     try:
-        await web.TCPSite(runners[0], config.host, config.port,
-                          ssl_context=server_ssl_context(config)).start()
+        await vtn_site(runners[0], config).start()
         logging.info("VTN %s serving on https://%s:%d", config.vtn_id, config.host, config.port)
         if config.admin_enabled:
             admin = web.AppRunner(create_admin_app(lambda: app[SERVICES],

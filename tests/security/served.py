@@ -1,6 +1,7 @@
-"""A VTN served exactly as a deployment serves it: ``create_app(config)`` on a listener whose TLS
-context is ``server_ssl_context(config)`` (so CRL reloading and the TLS profile come from config),
-on 127.0.0.1 port 0. The raw VEN client of :mod:`tests.vtn.harness` talks to it."""
+"""A VTN served exactly as a deployment serves it: ``create_app(config)`` on the
+:func:`vtn.site.vtn_site` listener, whose TLS context is ``server_ssl_context(config)`` (so CRL
+reloading, the TLS profile and the connection limits come from config), on 127.0.0.1 port 0.
+The raw VEN client of :mod:`tests.vtn.harness` talks to it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +17,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from tests.vtn.harness import RunningVtn
-from vtn.app import VtnConfig, create_app, server_ssl_context
+from vtn.app import VtnConfig, create_app
+from vtn.site import vtn_site
 from vtn.transport import SERVICE_PREFIX
 
 __all__ = ["config_for", "served_vtn", "tls_probe"]
@@ -36,11 +39,10 @@ async def served_vtn(config: VtnConfig, *,
     app = create_app(config, clock=clock) if clock is not None else create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(config))
+    site = vtn_site(runner, replace(config, host="127.0.0.1", port=0))
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield RunningVtn(url=f"https://127.0.0.1:{port}{SERVICE_PREFIX}", app=app)
+        yield RunningVtn(url=f"https://127.0.0.1:{site.port}{SERVICE_PREFIX}", app=app)
     finally:
         await runner.cleanup()
 
