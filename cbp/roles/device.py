@@ -178,6 +178,7 @@ class DeviceFleet:
         self._concurrency = register_concurrency
         self._tasks: list[asyncio.Task[None]] = []
         self._deferred: list[tuple[DeviceIdentity, Device]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
         # One codec (one compiled XSD set) for every node: the nodes share one event loop and
         # the codec neither signs nor keeps replay state, so sharing is safe.
         self.codec = Codec()
@@ -273,18 +274,34 @@ class DeviceFleet:
             for node in nodes:
                 node.sample(at)
             # Each device sends its batch at its own offset in the batch period, so the
-            # aggregator sees a steady trickle instead of every device at once.
-            for i, node in enumerate(nodes):
-                # The first sample goes out at once so the aggregator learns every device's flex
-                # without waiting a whole batch period.
-                if (k + i) % per_batch == 0 or not node.flushed_once:
-                    node.flushed_once = await node.flush() or node.flushed_once
+            # aggregator sees a steady trickle instead of every device at once. The first sample
+            # goes out at once so the aggregator learns every device's flex without waiting a
+            # whole batch period.
+            due = [node for i, node in enumerate(nodes)
+                   if node.batch and ((k + i) % per_batch == 0 or not node.flushed_once)]
+            for node in due:
+                node.flushed_once = True
+            # Queued off the clock and all at once: awaited one by one, a thousand outbox
+            # writes (each its own round trip to the outbox's one database thread) outlasted a
+            # sample period, and the clock skipped samples, which the aggregator counts missing.
+            task = asyncio.get_running_loop().create_task(self._flush(due, at))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, nodes: Sequence[DeviceNode], at: datetime) -> None:
+        results = await asyncio.gather(*(n.flush() for n in nodes), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.error("telemetry of %d device(s) at %s not queued: %s", len(failed),
+                      at.isoformat(), failed[0])
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._flushes]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._flushes.clear()
         await asyncio.gather(*(n.client.close() for n in self.nodes), return_exceptions=True)
         if self._outbox is not None:
             await self._outbox.close()
