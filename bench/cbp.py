@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cbp.demo.nodes import Nodes, demo_settings, start_nodes, stepper
+from cbp.demo.nodes import STEP_TIMEOUT_S, Nodes, demo_settings, start_nodes, stepper
 from cbp.demo.platform import bid_and_activate
 
 __all__ = ["main"]
@@ -43,9 +43,10 @@ def _child_cpu_s(pid: int) -> float:
 async def _steady(nodes: Nodes, seconds: float) -> None:
     book = nodes.aggregator.book
     need = max(1, int(nodes.registered * 0.95))
-    async with asyncio.timeout(120):
+    async with asyncio.timeout(STEP_TIMEOUT_S + 0.1 * nodes.registered):
         while len(book.outlooks) < need:
             await asyncio.sleep(0.2)
+    nodes.step(f"first telemetry batch from {len(book.outlooks)} devices")
     # past the first-batch burst: one whole batch period of the devices' staggered trickle
     await asyncio.sleep(nodes.settings.timing.telemetry_batch.total_seconds())
     pid = nodes.fleet.process.pid

@@ -119,7 +119,8 @@ async def bid_and_activate(nodes: Nodes) -> Operated:
     tso, aggregator, settings, step = nodes.tso, nodes.aggregator, nodes.settings, nodes.step
     book = aggregator.book
     need = max(1, int(len(book.registered()) * 0.95))
-    await _until(lambda: len(book.outlooks) >= need, "the devices' first telemetry batch")
+    await _until(lambda: len(book.outlooks) >= need, "the devices' first telemetry batch",
+                 timeout=STEP_TIMEOUT_S + 0.1 * need)
     isp = _target_isp(tso, settings, datetime.now(UTC))
     offer = aggregator.build_offer(isp)
     if offer is None:
