@@ -31,6 +31,7 @@ from aiohttp import web
 from schemas import Codec, Message, Verification, utc_now
 from schemas.identity import TlsProfile
 from vtn.faults import storage_guard
+from vtn.httplog import http_logger
 from vtn.limits import LimitSettings, install_limits
 from vtn.push import PushDelivery
 from vtn.revocation import reloading_server_context
@@ -154,7 +155,8 @@ def create_app(
     """
     app = web.Application(client_max_size=config.max_body_bytes, handler_args={
         "keepalive_timeout": config.keepalive_timeout_s, "max_line_size": config.max_line_size,
-        "max_field_size": config.max_field_size, "max_headers": config.max_headers})
+        "max_field_size": config.max_field_size, "max_headers": config.max_headers,
+        "logger": http_logger()})  # a peer's malformed HTTP: one INFO line (vtn/httplog.py)
     codec = codec or signing_codec(config.signatures, cert=config.tls_cert, key=config.tls_key,
                                    clock=clock)
     app[CONFIG] = config
