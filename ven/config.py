@@ -3,7 +3,8 @@
 Mirrors :mod:`vtn.config`. Invariants: unknown keys are an error (a typo must not silently fall
 back to a default); durations are given in seconds (``*_s`` keys); paths are relative to the TOML
 file's directory; ``mode = "push"`` needs a ``[push]`` listener, and pull mode refuses one (a
-listener nobody announces would be an open port for nothing).
+listener nobody announces would be an open port for nothing); requiring signed VTN payloads
+needs certificates to verify them with.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from schemas import Codec, ReplayGuard, Signer, Verifier
 from schemas.identity import TlsProfile
 
-__all__ = ["ConfigError", "TransportMode", "VenConfig", "load_config", "parse_config"]
+__all__ = [
+    "ConfigError", "TransportMode", "VenConfig", "load_config", "parse_config", "wire_codec",
+]
 
 
 class ConfigError(ValueError):
@@ -53,6 +57,14 @@ class VenConfig:
     backoff_base: timedelta = timedelta(seconds=1)
     backoff_cap: timedelta = timedelta(minutes=5)
     opt: str = "optIn"  # the answer to every event when no application handler is plugged in
+    # [signatures]: sign what the VEN sends (with signing_cert/key, default the TLS pair); verify
+    # the VTN's signed payloads against trusted_signers; require: refuse unsigned VTN payloads
+    sign_payloads: bool = False
+    signing_cert: Path | None = None
+    signing_key: Path | None = None
+    trusted_signers: tuple[Path, ...] = ()
+    require_signatures: bool = False
+    replay_window: timedelta = timedelta(minutes=5)
 
     @property
     def transport_address(self) -> str | None:
@@ -72,6 +84,8 @@ class VenConfig:
             raise ConfigError("poll_interval_s must be positive")
         if not 0 <= self.push_port <= 65535:
             raise ConfigError(f"push port {self.push_port} is out of range")
+        if self.require_signatures and not self.trusted_signers:
+            raise ConfigError("signatures.require needs signatures.trusted to verify with")
         if self.mode is TransportMode.PUSH and self.push_port == 0:
             # The VTN must be told a fixed address before the listener could report its port.
             raise ConfigError("mode = \"push\" needs [push] port (the VTN is told where to POST)")
@@ -123,11 +137,37 @@ def _push_values(push: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _signature_values(table: dict[str, Any], base: Path) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, name in (("sign", "sign_payloads"), ("require", "require_signatures")):
+        if key in table:
+            flag = table.pop(key)
+            if not isinstance(flag, bool):
+                raise ConfigError(f"signatures.{key} must be true or false, not {flag!r}")
+            values[name] = flag
+    for key in ("cert", "key"):
+        if key in table:
+            values[f"signing_{key}"] = (base / _string(table.pop(key), f"signatures.{key}")
+                                        ).resolve()
+    if "trusted" in table:
+        trusted = table.pop("trusted")
+        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
+            raise ConfigError("signatures.trusted must be a list of PEM file paths")
+        values["trusted_signers"] = tuple((base / t).resolve() for t in trusted)
+    if "replay_window_s" in table:
+        values["replay_window"] = _seconds(table.pop("replay_window_s"),
+                                           "signatures.replay_window_s")
+    return values
+
+
 def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VenConfig:
-    """Build a VenConfig from parsed TOML (top-level keys plus [tls], [push], [backoff])."""
+    """Build a VenConfig from parsed TOML (top-level keys plus [tls], [push], [backoff],
+    [signatures])."""
     data = dict(data)
-    tls, push, backoff = (_section(data, n) for n in ("tls", "push", "backoff"))
+    tls, push, backoff, signatures = (_section(data, n)
+                                      for n in ("tls", "push", "backoff", "signatures"))
     values = _tls_values(tls, base)
+    values.update(_signature_values(signatures, base))
     has_push_table = bool(push)
     values.update(_push_values(push))
     for key, name in (("base_s", "backoff_base"), ("cap_s", "backoff_cap")):
@@ -148,7 +188,8 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VenConfig:
         except ValueError:
             raise ConfigError("mode must be 'pull' or 'push'") from None
     leftovers = {f"tls.{k}" for k in tls} | {f"push.{k}" for k in push}
-    leftovers |= {f"backoff.{k}" for k in backoff} | set(data)
+    leftovers |= {f"backoff.{k}" for k in backoff} | {f"signatures.{k}" for k in signatures}
+    leftovers |= set(data)
     if leftovers:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(leftovers))}")
     for required in ("vtn_url", "ven_name"):
@@ -167,3 +208,18 @@ def load_config(path: Path) -> VenConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return parse_config(data, base=path.parent)
+
+
+def wire_codec(config: VenConfig) -> Codec:
+    """The codec ``config`` asks for: signing what the VEN sends and verifying what the VTN
+    signs, with a replay window on the VTN's payloads (a plain codec when all is off)."""
+    signer = None
+    if config.sign_payloads:
+        cert, key = config.signing_cert or config.tls_cert, config.signing_key or config.tls_key
+        if cert is None or key is None:
+            raise ConfigError("signatures.sign needs a certificate and key ([tls] or cert/key)")
+        signer = Signer.from_files(key, cert)
+    verifier = Verifier.from_files(*config.trusted_signers) if config.trusted_signers else None
+    replay = ReplayGuard(window=config.replay_window) if verifier is not None else None
+    return Codec(signer=signer, verifier=verifier, replay=replay,
+                 require_signature=config.require_signatures)

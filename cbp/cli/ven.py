@@ -43,6 +43,9 @@ configuration keys (TOML, see examples/ven.toml):
   [push] host, port  where the push listener binds (push mode only; port required)
   [push] url         the transport address announced to the VTN (default https://host:port)
   [backoff] base_s, cap_s  exponential back-off with jitter while the VTN is unreachable
+  [signatures] sign  sign every payload (with [signatures] cert/key, default the [tls] pair)
+  [signatures] trusted, require, replay_window_s  verify the VTN's signed payloads against
+                     these PEM files; require: refuse unsigned ones
 """
 
 
@@ -67,7 +70,7 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ven.config import ConfigError, load_config
+    from ven.config import ConfigError, load_config, wire_codec
 
     configure_logging(args.log_level)
     try:
@@ -84,14 +87,19 @@ def _run(args: argparse.Namespace) -> int:
         print("crowdflex ven: [tls] cert, key and ca are required", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(config))
+        codec = wire_codec(config)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"crowdflex ven: [signatures]: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config, codec))
     except (ValueError, OSError) as exc:
         print(f"crowdflex ven: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(config: Any) -> None:
+async def _serve(config: Any, codec: Any) -> None:
     from schemas import Event
     from ven import Backoff, Outbox, PushReceiver, VenClient
     from ven.config import TransportMode
@@ -112,7 +120,7 @@ async def _serve(config: Any) -> None:
     async with await Outbox.open(config.outbox_path) as outbox, VenClient(
         config.vtn_url, tls, ven_name=config.ven_name, outbox=outbox, poll_interval=interval,
         on_event=on_event, push_url=config.transport_address, backoff=backoff,
-        request_timeout=config.request_timeout.total_seconds(),
+        request_timeout=config.request_timeout.total_seconds(), codec=codec,
     ) as client:
         if config.mode is TransportMode.PULL:
             worker = client.start_polling()  # registers first, with back-off

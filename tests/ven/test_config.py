@@ -16,6 +16,7 @@ from schemas.identity import TlsProfile
 from tests.conftest import Pki
 from tests.vtn.harness import running_vtn
 from ven.config import ConfigError, TransportMode, load_config, parse_config
+from vtn.signing import SignatureSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ven.toml"
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,10 +60,26 @@ def test_push_mode_and_defaults(tmp_path: Path) -> None:
     {**REQUIRED, "poll_interval_s": 0},
     {**REQUIRED, "opt": "maybe"},
     {**REQUIRED, "tls": {"profile": "ssl3"}},
+    {**REQUIRED, "signatures": {"require": True}},       # nothing to verify with
+    {**REQUIRED, "signatures": {"sign": "yes"}},
+    {**REQUIRED, "signatures": {"trusted": "ca.pem"}},   # a list, not one path
+    {**REQUIRED, "signatures": {"sing": True}},
 ])
 def test_bad_configurations_are_errors(data: dict[str, object], tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         parse_config(data, base=tmp_path)
+
+
+def test_signatures_table(tmp_path: Path) -> None:
+    config = parse_config({**REQUIRED, "signatures": {
+        "sign": True, "trusted": ["ca.pem"], "require": True, "replay_window_s": 60,
+        "cert": "s.pem", "key": "s.key"}}, base=tmp_path)
+    assert config.sign_payloads and config.require_signatures
+    assert config.trusted_signers == ((tmp_path / "ca.pem").resolve(),)
+    assert (config.signing_cert, config.signing_key) == ((tmp_path / "s.pem").resolve(),
+                                                          (tmp_path / "s.key").resolve())
+    assert config.replay_window == timedelta(seconds=60)
+    assert not parse_config(REQUIRED, base=tmp_path).sign_payloads  # off by default
 
 
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +87,7 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         main(["ven", "--help"])
     text = capsys.readouterr().out
     for word in ("vtn_url", "outbox", "poll_interval_s", "push", "pull", "ven_name", "profile",
-                 "cert", "SIGTERM"):
+                 "cert", "SIGTERM", "[signatures]"):
         assert word in text
 
 
@@ -84,15 +101,24 @@ def test_cli_refuses_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["ven", "--config", str(tmp_path / "missing.toml")]) == 2
 
 
-async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signed", [False, True])
+async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: Path,
+                                                           signed: bool) -> None:
+    """Signed: the VTN requires signed payloads and signs its own, the VEN's TOML turns
+    signing and verification on; the registration only lands if both sides' signatures hold."""
     ven = pki.vens[2]
-    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}") as vtn:
+    overrides = {"signatures": SignatureSettings(trusted=(pki.ca_cert,), require=True,
+                                                 sign_replies=True)} if signed else {}
+    signing = (f'[signatures]\nsign = true\nrequire = true\ntrusted = ["{pki.ca_cert}"]\n'
+               if signed else "")
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}",
+                           **overrides) as vtn:
         root = vtn.url.split("/OpenADR2")[0]
         config = tmp_path / "ven.toml"
         config.write_text(
             f'vtn_url = "{root}"\nven_name = "cli-ven"\noutbox = "outbox.sqlite"\n'
             f"poll_interval_s = 0.2\n[tls]\ncert = \"{ven.cert}\"\nkey = \"{ven.key}\"\n"
-            f'ca = "{pki.ca_cert}"\n[backoff]\nbase_s = 0.05\ncap_s = 0.5\n')
+            f'ca = "{pki.ca_cert}"\n[backoff]\nbase_s = 0.05\ncap_s = 0.5\n' + signing)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-c", CLI, "ven", "--config", str(config), cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
