@@ -4,11 +4,16 @@ Composes :func:`vtn.app.create_app` with CBP hooks; keeps no state the VTN stora
 hold except the market's working sets (registry, offer book, activations, acks, statements),
 which live on the :class:`TsoNode` instance, never in module globals.
 
-- Registry: each aggregator's pool registration (METADATA_TELEMETRY_USAGE) lists its devices
-  by pseudonym, class, power bucket, zone and GCP pseudonym. A GCP already registered by another
-  aggregator is refused (454) and nothing of that registration is kept.
+- Registry (:mod:`cbp.roles.registry`): each aggregator's pool registration
+  (METADATA_TELEMETRY_USAGE) lists its devices by pseudonym, class, power bucket, zone and GCP
+  pseudonym. A GCP already registered by another aggregator is refused (454) and nothing of that
+  registration is kept. The registry is rebuilt from the VTN storage when the app starts, so a
+  restarted TSO knows every pool without the aggregators registering again.
 - Bidding: an ``x-FLEX_OFFER`` report goes through :class:`cbp.market.OfferBook`; a refused offer
-  is answered with 454 and the book's reason (``too_late: ...``) as the description.
+  is answered with 454 and the book's reason (``too_late: ...``) as the description. An offer
+  for a pool the aggregator has not registered is refused (``unknown_pool``).
+- Restart: only the registry is rebuilt. The offer book, awards, activations, acks, statements,
+  ``reports_seen`` and ``late_samples`` live in memory and start empty.
 - Operation: :meth:`TsoNode.activate` publishes a LOAD_DISPATCH setpoint event (MW per sample),
   :meth:`modify` and :meth:`cancel` raise its modificationNumber; acks are checked against the
   configured deadline (30 s) on the TSO's injected ``clock`` and recorded late otherwise (the
@@ -72,15 +77,9 @@ from vtn.services import Handlers, ServiceContext
 from vtn.services.events import cancel_event, get_event, modify_event, publish_event
 
 from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, LATE_QUALITY, CbpSettings
+from .registry import PoolRegistry, stored_pool_reports
 from .statement import settlement_metadata, statement_report
-from .wire import (
-    TELEMETRY_SUFFIX,
-    PoolDevice,
-    activation_event,
-    event_setpoints,
-    parse_offer,
-    parse_pool_devices,
-)
+from .wire import OFFER_SUFFIX, PoolDevice, activation_event, event_setpoints, parse_offer
 
 __all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_profile"]
 
@@ -138,8 +137,7 @@ class TsoNode:
         self.config = config
         self.calendar = IspCalendar(settings.rules)
         self.book = OfferBook(settings.rules)
-        self.pools: dict[str, dict[str, tuple[PoolDevice, ...]]] = {}  # ven -> pool -> devices
-        self.gcp_owner: dict[str, str] = {}  # GCP pseudonym -> aggregator venID
+        self.registry = PoolRegistry()
         self.offers: list[OfferRecord] = []
         self.activations: dict[str, Activation] = {}
         self.reports_seen: dict[str, int] = {}
@@ -147,6 +145,7 @@ class TsoNode:
         self.app: web.Application = create_app(config, handlers=Handlers(
             report_subscriptions=self._subscriptions, on_report_data=self._on_report,
             on_event_response=self._on_ack), clock=clock)
+        self.app.on_startup.append(self._restore)  # after create_app opened the storage
         if capture_dir is not None:
             self.app.middlewares.append(capture_middleware(capture_dir))
 
@@ -159,16 +158,38 @@ class TsoNode:
 
     # ------------------------------------------------------------ registration
 
+    @property
+    def pools(self) -> dict[str, dict[str, tuple[PoolDevice, ...]]]:
+        """venID -> pool id -> devices."""
+        return self.registry.pools
+
+    @property
+    def gcp_owner(self) -> dict[str, str]:
+        """GCP pseudonym -> the aggregator venID that registered it."""
+        return self.registry.gcp_owner
+
+    async def _restore(self, app: web.Application) -> None:
+        """Rebuild the registry from the pool registrations the VTN stored."""
+        for ven_id, reports in await stored_pool_reports(app[STORAGE], self.ctx.store_codec):
+            try:
+                pool_ids = self.registry.register(ven_id, reports)
+            except InvalidData as exc:
+                log.warning("stored registration of %s not restored: %s", ven_id, exc)
+                continue
+            for pool_id in pool_ids:
+                log.info("pool %s of %s restored: %d devices", pool_id, ven_id,
+                         len(self.devices(ven_id, pool_id)))
+
     async def _subscriptions(self, ven_id: str, reports: tuple[Report, ...]
                              ) -> list[ReportRequest]:
-        """Register pools (refusing GCPs another aggregator holds), offer each pool's
-        x-SETTLEMENT report, and subscribe to every report."""
-        for report in reports:
-            if report.report_specifier_id.endswith(TELEMETRY_SUFFIX):
-                pool_id = self._register_pool(ven_id, report)
-                await self.ctx.enqueue((ven_id,), RegisterReport(
-                    request_id=new_id(), ven_id=ven_id,
-                    reports=(settlement_metadata(pool_id, created=self.now()),)))
+        """Register the VEN's pools (refusing GCPs another aggregator holds), offer each
+        pool's x-SETTLEMENT report, and subscribe to every report."""
+        for pool_id in self.registry.register(ven_id, reports):
+            log.info("pool %s of %s: %d devices registered", pool_id, ven_id,
+                     len(self.devices(ven_id, pool_id)))
+            await self.ctx.enqueue((ven_id,), RegisterReport(
+                request_id=new_id(), ven_id=ven_id,
+                reports=(settlement_metadata(pool_id, created=self.now()),)))
         period = self.settings.rules.sample_period
         back = self.settings.timing.telemetry_batch
         return [ReportRequest(
@@ -180,20 +201,8 @@ class TsoNode:
                                          for d in r.descriptions)))
             for r in reports if r.descriptions]
 
-    def _register_pool(self, ven_id: str, report: Report) -> str:
-        pool_id, devices = parse_pool_devices(report)
-        taken = sorted({d.gcp_pseudonym for d in devices
-                        if self.gcp_owner.get(d.gcp_pseudonym, ven_id) != ven_id})
-        if taken:
-            raise InvalidData(f"{len(taken)} GCP(s) are already registered by another aggregator")
-        self.pools.setdefault(ven_id, {})[pool_id] = devices
-        for d in devices:
-            self.gcp_owner[d.gcp_pseudonym] = ven_id
-        log.info("pool %s of %s: %d devices registered", pool_id, ven_id, len(devices))
-        return pool_id
-
     def devices(self, ven_id: str, pool_id: str) -> tuple[PoolDevice, ...]:
-        return self.pools.get(ven_id, {}).get(pool_id, ())
+        return self.registry.devices(ven_id, pool_id)
 
     # ------------------------------------------------------------ bidding
 
@@ -218,6 +227,10 @@ class TsoNode:
             offer = parse_offer(report, aggregator_id=ven_id, isp=isp)
         except ValueError as exc:
             raise InvalidData(f"unreadable offer: {exc}") from None
+        pool_id = report.report_specifier_id.removesuffix(OFFER_SUFFIX)
+        if not self.registry.knows(ven_id, pool_id):
+            raise OfferRefused(f"offer {offer.offer_id} refused: unknown_pool: pool {pool_id} "
+                               f"is not registered by {ven_id}")
         result = self.book.submit(offer, now)
         self.offers.append(OfferRecord(ven_id=ven_id, received_at=now, result=result))
         if isinstance(result, Refused):

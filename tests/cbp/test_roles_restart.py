@@ -1,0 +1,165 @@
+"""A TSO restarted mid-run on the same database loses no pool (issue #5), at role level.
+
+The TSO node is closed for real (its app cleaned up: listener, storage) and a new
+:class:`TsoNode` is built on the same SQLite file and served on the same port; the aggregator
+does not register again. Asserted:
+- the new TSO knows the same pools, devices (pseudonyms, class, power bucket, zone) and GCP
+  owners as the old one, rebuilt from the METADATA the VTN stored;
+- it accepts the aggregator's next offer (an offer for a pool it did not know is refused), and
+  the offer can be awarded and activated;
+- a registration the TSO refused (a GCP another aggregator holds) is stored by the VTN all the
+  same, but is not restored, even when the first aggregator registered again after it: after
+  the restart the GCPs still belong to the first aggregator;
+- the registry itself: a VEN's new registration replaces its pools and releases GCPs it dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from cbp.roles import TsoNode
+from cbp.roles.registry import PoolRegistry
+from cbp.roles.wire import PoolDevice, pool_metadata
+from schemas import InvalidData, Report
+from ven import VenClient, VtnRefused, VtnUnavailable
+from vtn.app import STORAGE, server_ssl_context
+
+from ..conftest import Pki
+from .rolekit import Rig, Served, _open_isp, build_rig
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, pki: Pki) -> AsyncIterator[Rig]:
+    built = await build_rig(tmp_path, pki)
+    try:
+        yield built
+    finally:
+        await built.close()
+
+
+async def _restart_tso(rig: Rig) -> TsoNode:
+    """Close the TSO node and serve a new one on the same database and port."""
+    old = rig.tso
+    port = rig.tso_served.port
+    await rig.tso_served.runner.cleanup()
+    tso = TsoNode(old.config, rig.settings, capture_dir=rig.captures, clock=rig.clock)
+    runner = web.AppRunner(tso.app, access_log=None)
+    await runner.setup()  # startup: storage opened, registry rebuilt
+    served = Served(runner=runner, tls=server_ssl_context(old.config), port=port)
+    await served.resume()
+    rig.tso, rig.tso_served = tso, served
+    return tso
+
+
+async def _reconnect(rig: Rig) -> None:
+    """The aggregator's next poll gets through (a pooled connection the old TSO dropped may
+    fail once, as it would for the poll loop, which simply polls again)."""
+    upstream = rig.aggregator.upstream
+    assert upstream is not None
+    for _ in range(3):
+        try:
+            await upstream.poll_once()
+            return
+        except VtnUnavailable:
+            continue
+    raise AssertionError("the aggregator never reached the restarted TSO")
+
+
+def _ven_id(rig: Rig) -> str:
+    upstream = rig.aggregator.upstream
+    assert upstream is not None and upstream.registration is not None
+    return upstream.registration.ven_id
+
+
+async def test_a_restarted_tso_knows_the_pool_and_takes_offers(rig: Rig) -> None:
+    ven_id, pool_id = _ven_id(rig), rig.settings.pool_id
+    pools, owners = dict(rig.tso.pools), dict(rig.tso.gcp_owner)
+    devices = rig.tso.devices(ven_id, pool_id)
+    assert len(devices) == 6 and set(owners.values()) == {ven_id}
+    assert {d.pseudonym for d in devices} == {e.pseudonym for e in rig.aggregator.book.registered()}
+
+    tso = await _restart_tso(rig)
+    assert tso.pools == pools
+    assert tso.gcp_owner == owners
+    assert tso.devices(ven_id, pool_id) == devices
+    await _reconnect(rig)
+
+    isp = _open_isp(tso, rig.settings, rig.clock.now)
+    offer = rig.aggregator.build_offer(isp)
+    assert offer is not None
+    outcome = await rig.aggregator.send_offer(offer)
+    assert outcome.accepted, outcome.reason
+    assert tso.book.get(offer.offer_id) == offer
+    awards = tso.award(isp)
+    assert [a.offer_id for a in awards] == [offer.offer_id]
+
+
+async def test_an_offer_for_an_unregistered_pool_is_refused(rig: Rig) -> None:
+    rig.tso.registry.register(_ven_id(rig), ())  # as if the pool had never been registered
+    isp = _open_isp(rig.tso, rig.settings, rig.clock.now)
+    offer = rig.aggregator.build_offer(isp)
+    assert offer is not None
+    outcome = await rig.aggregator.send_offer(offer)
+    assert not outcome.accepted and "unknown_pool" in outcome.reason
+    assert rig.tso.book.get(offer.offer_id) is None
+
+
+async def test_a_refused_registration_is_not_restored(rig: Rig, pki: Pki,
+                                                      tmp_path: Path) -> None:
+    first = _ven_id(rig)
+    owners = dict(rig.tso.gcp_owner)
+    stolen = tuple(PoolDevice(pseudonym=f"psn1_other{i}", device_class="ev_charger",
+                              power_bucket="11-22kW", zone="NL", gcp_pseudonym=gcp)
+                   for i, gcp in enumerate(sorted(owners)))
+    other = VenClient(rig.tso_served.url, pki.client_context(ven=pki.vens[1]),
+                      ven_name="other-aggregator", outbox_key="other", clock=rig.clock)
+    rig.clock.now += rig.period  # each registration below at an instant of its own
+    await other.start()
+    try:
+        second = (await other.register()).ven_id
+        with pytest.raises(VtnRefused):
+            await other.register_metadata((pool_metadata(
+                "other-pool", stolen, created=rig.clock.now,
+                sample_period=rig.settings.rules.sample_period,
+                market_context=rig.settings.market_context),))
+    finally:
+        await other.close()
+    stored = await rig.tso.app[STORAGE].reports.descriptions(second)
+    assert [d.report_specifier_id for d in stored] == ["other-pool:telemetry"]
+    # the first aggregator registers again (same devices): its stored METADATA is now the newer
+    rig.clock.now += rig.period
+    await rig.aggregator.register_pool()
+    assert rig.tso.gcp_owner == owners
+
+    tso = await _restart_tso(rig)
+    assert tso.gcp_owner == owners
+    assert set(tso.pools) == {first}
+
+
+def _device(n: int, gcp: str) -> PoolDevice:
+    return PoolDevice(pseudonym=f"psn1_{n}", device_class="ev_charger", power_bucket="7-11kW",
+                      zone="NL", gcp_pseudonym=gcp)
+
+
+def _pool(pool_id: str, *devices: PoolDevice) -> tuple[Report, ...]:
+    return (pool_metadata(pool_id, devices, created=datetime(2026, 1, 5, tzinfo=UTC),
+                          sample_period=timedelta(seconds=4), market_context="http://cbp"),)
+
+
+def test_a_new_registration_replaces_the_pools_and_releases_dropped_gcps() -> None:
+    registry = PoolRegistry()
+    registry.register("A", _pool("pool-a", _device(1, "g1"), _device(2, "g2")))
+    with pytest.raises(InvalidData):
+        registry.register("B", _pool("pool-b", _device(3, "g2")))
+    assert registry.gcp_owner == {"g1": "A", "g2": "A"} and "B" not in registry.pools
+    registry.register("A", _pool("pool-a2", _device(1, "g1")))
+    assert set(registry.pools["A"]) == {"pool-a2"} and registry.gcp_owner == {"g1": "A"}
+    registry.register("B", _pool("pool-b", _device(3, "g2")))
+    assert registry.gcp_owner == {"g1": "A", "g2": "B"}
+    registry.register("A", ())
+    assert set(registry.pools) == {"B"} and registry.gcp_owner == {"g2": "B"}
