@@ -155,14 +155,15 @@ def distribute(conn: sqlite3.Connection, query: Distribution) -> tuple[EventReco
     by_event: dict[str, list[TargetRef]] = {}
     # Only the targets that address this VEN, each found by primary key (event, kind, value):
     # an event sent to 500 VENs costs each of them a lookup, not a read of all 500 targets.
+    # CROSS JOIN makes SQLite loop over the (few) live events first; left to itself it scanned
+    # every target row (0.26 vs 0.05 ms per VEN with one 500-VEN event).
     for event_id, kind, value in conn.execute(
-        f"SELECT t.event_id, t.kind, t.value FROM events e JOIN event_targets t"
+        f"SELECT t.event_id, t.kind, t.value FROM events e CROSS JOIN event_targets t"
         f" ON t.event_id = e.event_id AND t.kind = ? AND t.value = ?{where}"
         f" UNION SELECT t.event_id, t.kind, t.value FROM events e"
-        f" JOIN ven_memberships m ON m.ven_id = ?"
-        f" JOIN event_targets t ON t.event_id = e.event_id AND t.kind = m.kind"
-        f" AND t.value = m.value{where} ORDER BY 2, 3",
-        (TargetKind.VEN.value, ven_id, *params, ven_id, *params)):
+        f" CROSS JOIN ven_memberships m CROSS JOIN event_targets t ON t.event_id = e.event_id"
+        f" AND t.kind = m.kind AND t.value = m.value{where} AND m.ven_id = ? ORDER BY 2, 3",
+        (TargetKind.VEN.value, ven_id, *params, *params, ven_id)):
         by_event.setdefault(event_id, []).append(TargetRef(kind=TargetKind(kind), value=value))
     cancelled = EventStatus.CANCELLED.value
     events = [
