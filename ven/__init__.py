@@ -30,6 +30,11 @@ and sends reports through a durable outbox, and sends opt schedules::
 
     asyncio.run(main())
 
+Reports the VTN offers (its own oadrRegisterReport) arrive in ``ven.vtn.metadata``; request one
+at once by passing ``request_vtn_reports`` (METADATA -> ReportRequests) or later with
+``await ven.vtn.request_report(report_specifier_id)``, and take its data with ``on_report_data``
+(plain or async, one call per report; the VTN gets oadrUpdatedReport).
+
 One process may talk to several VTNs: one :class:`VenClient` each, sharing one :class:`Outbox`.
 Errors: :class:`VtnUnavailable` (transport; retried with :class:`Backoff`) and
 :class:`VtnRefused` (the VTN said no), both under ``schemas.CrowdflexError``.
@@ -40,6 +45,7 @@ from __future__ import annotations
 from .backoff import Backoff
 from .client import EventHandler, Outcome, Registration, VenClient
 from .errors import VenError, VtnRefused, VtnUnavailable
+from .offered import ReportChooser, ReportDataHandler, VtnReports
 from .outbox import Outbox, OutboxItem
 from .push import PushReceiver
 from .reports import AcceptedReport, ReportProvider, metadata_report
@@ -53,10 +59,13 @@ __all__ = [
     "Outcome",
     "PushReceiver",
     "Registration",
+    "ReportChooser",
+    "ReportDataHandler",
     "ReportProvider",
     "VenClient",
     "VenError",
     "VtnRefused",
+    "VtnReports",
     "VtnUnavailable",
     "metadata_report",
 ]

@@ -2,9 +2,11 @@
 
 Owns the inbound side of the conversation: the match over VTN-to-VEN payloads
 (oadrDistributeEvent, oadrCreateReport, oadrCancelReport, oadrRegisterReport,
-oadrRequestReregistration, oadrCancelPartyRegistration), the event versions the VEN remembers, and
-the oadrCreatedEvent answers the VTN has not yet confirmed. Sending the reply is the caller's job
-(the pull loop POSTs it; :class:`ven.PushReceiver` returns it as the HTTP response body).
+oadrRequestReregistration, oadrCancelPartyRegistration; for the reports the VTN offers,
+oadrRegisterReport, oadrCreatedReport and oadrUpdateReport are answered by
+:class:`ven.offered.VtnReports`), the event versions the VEN remembers, and the
+oadrCreatedEvent answers the VTN has not yet confirmed. Sending the reply is the caller's job (the
+pull loop POSTs it; :class:`ven.PushReceiver` returns it as the HTTP response body).
 
 Invariants:
 - Events (profile 8.2): the handler sees each (eventID, modificationNumber) once; copies with a
@@ -32,6 +34,7 @@ from schemas import (
     CancelPartyRegistration,
     CancelReport,
     CreatedEvent,
+    CreatedReport,
     CreateReport,
     DistributeEvent,
     EiResponse,
@@ -39,11 +42,11 @@ from schemas import (
     EventResponse,
     Message,
     OptType,
-    RegisteredReport,
     RegisterReport,
     RequestReregistration,
     Response,
     ResponseRequired,
+    UpdateReport,
 )
 
 from ._http import Service
@@ -97,11 +100,14 @@ class Inbound:
                                           ven_id=client._require_ven_id())
                 return Outcome(reply=canceled, service=Service.REPORT)
             case RegisterReport():
-                client.vtn_reports = message.reports
-                registered = RegisteredReport(
-                    response=EiResponse(request_id=message.request_id),
-                    ven_id=client._require_ven_id())
-                return Outcome(reply=registered, service=Service.REPORT)
+                return Outcome(reply=await client.vtn.on_register_report(message),
+                               service=Service.REPORT)
+            case CreatedReport():
+                return Outcome(reply=client.vtn.on_created_report(message),
+                               service=Service.REPORT)
+            case UpdateReport():
+                return Outcome(reply=await client.vtn.on_update_report(message),
+                               service=Service.REPORT)
             case RequestReregistration():
                 ack = Response(response=EiResponse(), ven_id=client._require_ven_id())
                 return Outcome(reply=ack, service=Service.REGISTER_PARTY, after=client.register)

@@ -18,7 +18,7 @@ import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 import aiohttp
 
@@ -30,6 +30,8 @@ __all__ = ["SERVICE_PREFIX", "Service", "VtnLink", "check_reply", "reply_status"
            "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=Message)
 
 SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
 _CONTENT_TYPE: Final = "application/xml"
@@ -141,6 +143,20 @@ class VtnLink:
 
     async def send(self, service: Service, message: Message) -> Message | None:
         return await self.post(service, self.codec.encode(message))
+
+    async def exchange(self, service: Service, message: Message, expected: type[_M]) -> _M:
+        """Send ``message``; its reply, which must be an ``expected`` carrying a 2xx code."""
+        reply = await self.send(service, message)
+        what = type(message).__name__
+        check_reply(reply, what)
+        if not isinstance(reply, expected):
+            got = type(reply).__name__ if reply is not None else "an empty body"
+            raise VtnRefused(None, f"{what}: expected {expected.__name__}, got {got}")
+        return reply
+
+    async def acknowledged(self, service: Service, message: Message) -> None:
+        """Send a payload the VTN answers with oadrResponse (or, like openleadr, an empty body)."""
+        check_reply(await self.send(service, message), type(message).__name__)
 
 
 async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:

@@ -3,7 +3,7 @@
 Owns registration state (venID, registrationID, the VTN's poll frequency), the pull loop, and
 opt requests; the dispatch of every payload a VTN sends (pulled by oadrPoll or pushed to
 :class:`ven.PushReceiver`) and the remembered event versions live in ``ven._dispatch``, reports in
-:class:`ven.reports.ReportDesk`.
+:class:`ven.reports.ReportDesk`, the reports the VTN offers us in :class:`ven.offered.VtnReports`.
 
 Invariants:
 - Pull (profile 8.6): the VTN may queue several payloads; any reply other than a bare oadrResponse
@@ -30,7 +30,6 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from schemas import (
     Availability,
@@ -73,6 +72,7 @@ from ._dispatch import EventHandler, Inbound, Outcome
 from ._http import Service, VtnLink, check_reply
 from .backoff import Backoff
 from .errors import VenError, VtnRefused, VtnUnavailable
+from .offered import ReportChooser, ReportDataHandler, VtnReports
 from .outbox import Outbox
 from .reports import ReportDesk, ReportProvider, metadata_report
 
@@ -80,7 +80,6 @@ __all__ = ["EventHandler", "Outcome", "Registration", "VenClient"]
 
 log = logging.getLogger(__name__)
 
-_M = TypeVar("_M", bound=Message)
 _DEFAULT_POLL = timedelta(seconds=10)
 
 
@@ -114,6 +113,8 @@ class VenClient:
         poll_interval: float | None = None,
         on_event: EventHandler | None = None,
         report_provider: ReportProvider | None = None,
+        on_report_data: ReportDataHandler | None = None,
+        request_vtn_reports: ReportChooser | None = None,
         on_error: Callable[[VenError], None] | None = None,
         push_url: str | None = None,
         backoff: Backoff | None = None,
@@ -141,7 +142,9 @@ class VenClient:
         self.deregistered = False
         self._inbound = Inbound(self, on_event)
         self._resync = False
-        self.vtn_reports: tuple[Report, ...] = ()
+        # the reports the VTN offers us: ``vtn.request_report(...)``, data to ``on_report_data``
+        self.vtn = VtnReports(exchange=self._link.exchange, ven_id=self._require_ven_id,
+                              on_data=on_report_data, choose=request_vtn_reports)
         self._desk: ReportDesk | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
@@ -204,23 +207,15 @@ class VenClient:
         return self._desk
 
     @property
+    def vtn_reports(self) -> tuple[Report, ...]:
+        """The METADATA reports the VTN offers us (its last oadrRegisterReport)."""
+        return self.vtn.metadata
+
+    @property
     def outbox_key(self) -> str:
         return self._outbox_key
 
     # ------------------------------------------------------------ requests to the VTN
-
-    async def _exchange(self, service: Service, message: Message, expected: type[_M]) -> _M:
-        reply = await self._link.send(service, message)
-        what = type(message).__name__
-        check_reply(reply, what)
-        if not isinstance(reply, expected):
-            got = type(reply).__name__ if reply is not None else "an empty body"
-            raise VtnRefused(None, f"{what}: expected {expected.__name__}, got {got}")
-        return reply
-
-    async def _acknowledged(self, service: Service, message: Message) -> None:
-        """Send a payload the VTN answers with oadrResponse (or, like openleadr, an empty body)."""
-        check_reply(await self._link.send(service, message), type(message).__name__)
 
     def _require_registration(self) -> Registration:
         if self.registration is None:
@@ -235,7 +230,7 @@ class VenClient:
 
         Re-registration keeps the venID and registrationID we hold.
         """
-        query = await self._exchange(
+        query = await self._link.exchange(
             Service.REGISTER_PARTY, QueryRegistration(request_id=new_id()),
             CreatedPartyRegistration,
         )
@@ -251,7 +246,8 @@ class VenClient:
             ven_name=self.ven_name,
             http_pull_model=self._push_url is None,
         )
-        created = await self._exchange(Service.REGISTER_PARTY, request, CreatedPartyRegistration)
+        created = await self._link.exchange(
+            Service.REGISTER_PARTY, request, CreatedPartyRegistration)
         if not created.ven_id or not created.registration_id:
             raise VtnRefused(created.response.code, "the VTN did not accept the registration")
         self.registration = Registration(
@@ -270,7 +266,7 @@ class VenClient:
             request_id=new_id(), registration_id=registration.registration_id,
             ven_id=registration.ven_id,
         )
-        await self._exchange(Service.REGISTER_PARTY, message, CanceledPartyRegistration)
+        await self._link.exchange(Service.REGISTER_PARTY, message, CanceledPartyRegistration)
         self.registration = None
         self.deregistered = True
 
@@ -302,11 +298,11 @@ class VenClient:
             created_date_time=self._clock(), request_id=new_id(),
             qualified_event_id=qualified_event_id, target=target or Target(),
         )
-        return await self._exchange(Service.OPT, message, CreatedOpt)
+        return await self._link.exchange(Service.OPT, message, CreatedOpt)
 
     async def cancel_opt(self, opt_id: str) -> CanceledOpt:
         message = CancelOpt(request_id=new_id(), opt_id=opt_id, ven_id=self._require_ven_id())
-        return await self._exchange(Service.OPT, message, CanceledOpt)
+        return await self._link.exchange(Service.OPT, message, CanceledOpt)
 
     # ------------------------------------------------------------ reports
 
@@ -332,10 +328,10 @@ class VenClient:
         message = RegisterReport(
             request_id=new_id(), reports=tuple(reports), ven_id=self._require_ven_id()
         )
-        registered = await self._exchange(Service.REPORT, message, RegisteredReport)
+        registered = await self._link.exchange(Service.REPORT, message, RegisteredReport)
         taken = desk.accept(registered.report_requests)
         if registered.report_requests:
-            await self._acknowledged(Service.REPORT, self._created_report(message.request_id))
+            await self._link.acknowledged(Service.REPORT, self._created_report(message.request_id))
         return tuple(desk.accepted[i].request for i in taken)
 
     def _created_report(self, request_id: str) -> CreatedReport:
@@ -379,7 +375,7 @@ class VenClient:
     async def _handle_pulled(self, message: Message) -> None:
         outcome = await self.dispatch(message)
         if outcome.reply is not None:
-            await self._acknowledged(outcome.service, outcome.reply)
+            await self._link.acknowledged(outcome.service, outcome.reply)
         if outcome.after is not None:
             await outcome.after()
 

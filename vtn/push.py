@@ -38,6 +38,8 @@ _SERVICE_BY_KIND = {
     "oadrRegisterReport": Service.REPORT,
     "oadrCreateReport": Service.REPORT,
     "oadrCancelReport": Service.REPORT,
+    "oadrCreatedReport": Service.REPORT,  # the VTN confirms a VEN's requests for its reports
+    "oadrUpdateReport": Service.REPORT,  # data of a report the VTN offered
     "oadrCancelPartyRegistration": Service.REGISTER_PARTY,
     "oadrRequestReregistration": Service.REGISTER_PARTY,
 }

@@ -15,7 +15,7 @@ import schemas as s
 from schemas import EiResponse, Message, Response
 from vtn.transport import Dispatcher, Peer, Service, wrong_service
 
-from . import events, opt, poll, registration, reports
+from . import events, offered, opt, poll, registration, reports
 from ._context import ServiceContext, require_ven
 
 __all__ = ["ROUTES", "make_dispatcher"]
@@ -44,12 +44,13 @@ ROUTES: Final[dict[Service, dict[type[Message], Handler]]] = {
     },
     Service.REPORT: {
         s.RegisterReport: reports.on_register_report,
-        s.RegisteredReport: reports.on_registered_report,
+        s.RegisteredReport: offered.on_registered_report,
         s.CreatedReport: reports.on_created_report,
         s.UpdateReport: reports.on_update_report,
-        s.CreateReport: reports.on_create_report,
-        s.CancelReport: reports.on_cancel_report,
+        s.CreateReport: offered.on_create_report,
+        s.CancelReport: offered.on_cancel_report,
         s.CanceledReport: reports.on_canceled_report,
+        s.UpdatedReport: offered.on_updated_report,
         Response: _on_response,
     },
     Service.OPT: {
