@@ -84,7 +84,15 @@ async def test_pulled_offer_request_data_answer_and_cancel(pki: Any, storage_url
         assert (live.report_specifier_id, live.r_ids) == (SPEC, ("payment", "penalty"))
 
         sent = await offered.send_report_data(vtn.ctx, ven_id, "q-1", (interval(1250.5),),
-                                              report_id="settlement:e1")
+                                              report_id="settlement:e1", request_id="stmt-e1")
+        assert sent == "stmt-e1"
+        # the same requestID again queues nothing; data of another report is refused
+        assert await offered.send_report_data(vtn.ctx, ven_id, "q-1", (interval(1.0),),
+                                              request_id="stmt-e1") is None
+        with pytest.raises(ValueError):
+            await offered.send_report(vtn.ctx, ven_id, Report(
+                report_request_id="q-1", report_specifier_id="other",
+                created_date_time=utc_now(), intervals=(interval(1.0),)))
         await drain(ven)
         (report,) = received
         assert (report.report_request_id, report.report_specifier_id, report.report_id) == (

@@ -76,7 +76,9 @@ async def test_data_is_recorded_only_for_a_live_request_and_its_answer_on_it(
     await repo.accept(a, [request(a, "q1", "s1", "r1"),
                           request(a, "q2", "s1", "r1", ends_at=T0 + timedelta(hours=1))])
     sent = await repo.record_send(a, "q1", "u1", at=T0)
-    assert sent is not None and sent.report_specifier_id == "s1"
+    assert sent is not None and sent[0].report_specifier_id == "s1" and sent[1]
+    again = await repo.record_send(a, "q1", "u1", at=T0 + timedelta(seconds=1))
+    assert again is not None and not again[1]  # the same requestID: recorded once
     assert await repo.record_send(a, "nope", "u2", at=T0) is None
     assert await repo.record_send(a, "q2", "u3", at=T0 + timedelta(hours=1)) is None  # over
     assert [r.report_request_id for r in await repo.requests(a, live_at=T0 + timedelta(hours=2))

@@ -10,9 +10,10 @@ Invariants:
 - Every handler binds the payload's venID to the peer's certificate first (463 otherwise).
 - A VEN's requests are stored all or none, and only for reports offered to that VEN with rIDs of
   them (461, report not supported, otherwise); they are committed before the acknowledgement.
-- Data goes out only for a request live when it is queued (active, before its end): the check
-  and the record of the send are one transaction. The record is written before the message is
-  queued, so a send with no answer shows as unanswered rather than vanishing.
+- Data goes out only for a request live when it is queued (active, before its end), of the report
+  requested: the check and the record of the send are one transaction. The record is written
+  before the message is queued, so a send with no answer shows as unanswered rather than
+  vanishing; a requestID recorded before queues nothing again.
 - An oadrUpdatedReport is recorded on the send it answers; one carrying an oadrCancelReport
   cancels those requests as an oadrCancelReport would.
 """
@@ -51,6 +52,7 @@ __all__ = [
     "on_create_report",
     "on_registered_report",
     "on_updated_report",
+    "send_report",
     "send_report_data",
 ]
 
@@ -155,20 +157,50 @@ def _data_name(metadata_name: str) -> ReportName | str:
     return ReportName(plain) if plain in ReportName._value2member_map_ else plain
 
 
+async def _live_request(ctx: ServiceContext, ven_id: str,
+                        report_request_id: str) -> OfferedRequest:
+    for request in await live_requests(ctx, ven_id):
+        if request.report_request_id == report_request_id:
+            return request
+    raise LookupError(f"VEN {ven_id!r} has no live request {report_request_id!r}")
+
+
+async def send_report(ctx: ServiceContext, ven_id: str, report: Report, *,
+                      request_id: str | None = None) -> str | None:
+    """Queue an oadrUpdateReport carrying ``report`` (data for the VEN's live request named by its
+    reportRequestID, of the report it requested) for the VEN; returns the oadrUpdateReport's
+    requestID, which the VEN's oadrUpdatedReport echoes.
+
+    A ``request_id`` the application chooses makes this idempotent: if a send under it was
+    recorded before, nothing is queued and the result is None. LookupError when the request is
+    unknown, cancelled or over; ValueError when ``report`` is of another report than requested.
+    """
+    request = await _live_request(ctx, ven_id, report.report_request_id)
+    if report.report_specifier_id != request.report_specifier_id:
+        raise ValueError(f"request {request.report_request_id!r} is for report "
+                         f"{request.report_specifier_id!r}, not {report.report_specifier_id!r}")
+    request_id = request_id or new_id()
+    # checked again with the record, in one transaction: a cancel in between wins
+    recorded = await ctx.storage.offered.record_send(ven_id, report.report_request_id,
+                                                     request_id, at=ctx.clock())
+    if recorded is None:
+        raise LookupError(f"VEN {ven_id!r} has no live request {report.report_request_id!r}")
+    if not recorded[1]:
+        return None
+    await ctx.enqueue((ven_id,), UpdateReport(request_id=request_id, reports=(report,),
+                                              ven_id=ven_id))
+    return request_id
+
+
 async def send_report_data(
     ctx: ServiceContext, ven_id: str, report_request_id: str,
     intervals: Sequence[ReportInterval], *, dtstart: datetime | None = None,
     duration: timedelta | None = None, report_id: str | None = None,
-    dedup_key: str | None = None,
-) -> str:
-    """Queue an oadrUpdateReport of ``intervals`` for the VEN's live request
-    ``report_request_id``; returns its requestID (which the VEN's oadrUpdatedReport echoes).
-    LookupError when the request is unknown, cancelled or over."""
-    request_id = new_id()
-    request = await ctx.storage.offered.record_send(ven_id, report_request_id, request_id,
-                                                    at=ctx.clock())
-    if request is None:
-        raise LookupError(f"VEN {ven_id!r} has no live request {report_request_id!r}")
+    request_id: str | None = None,
+) -> str | None:
+    """:func:`send_report` of ``intervals`` for the live request ``report_request_id``: the
+    report's reportSpecifierID is the requested one's, its name the offered one's data name."""
+    request = await _live_request(ctx, ven_id, report_request_id)
     names = {o.report_specifier_id: o.report_name
              for o in await ctx.storage.offered.offers(ven_id)}
     name = names.get(request.report_specifier_id)
@@ -177,6 +209,4 @@ async def send_report_data(
         created_date_time=ctx.clock(), report_id=report_id,
         report_name=None if name is None else _data_name(name),
         dtstart=dtstart, duration=duration, intervals=tuple(intervals))
-    await ctx.enqueue((ven_id,), UpdateReport(request_id=request_id, reports=(report,),
-                                              ven_id=ven_id), dedup_key=dedup_key)
-    return request_id
+    return await send_report(ctx, ven_id, report, request_id=request_id)

@@ -14,7 +14,8 @@ Invariants:
   reportRequestID replaces the earlier one (and is live again).
 - :meth:`~OfferedReportRepository.record_send` checks that the request is live (active and not
   past its end) and records the send in the same transaction, so no data is recorded for a
-  request the VEN had cancelled before.
+  request the VEN had cancelled before. A send is keyed by (venID, requestID): recording the same
+  requestID again changes nothing and says so, which makes an application's re-send idempotent.
 - An oadrUpdatedReport is recorded on the send it answers (by the oadrUpdateReport's requestID);
   an answer to an unknown requestID changes nothing.
 """
@@ -237,22 +238,22 @@ class OfferedReportRepository:
         return await self._db.run_write(work)
 
     async def record_send(self, ven_id: str, report_request_id: str, request_id: str, *,
-                          at: datetime) -> OfferedRequest | None:
-        """If the request is live at ``at``, record an oadrUpdateReport ``request_id`` for it
-        and return the request; otherwise record nothing and return None."""
+                          at: datetime) -> tuple[OfferedRequest, bool] | None:
+        """If the request is live at ``at``, record an oadrUpdateReport ``request_id`` for it;
+        the request and whether the send is new (False: ``request_id`` was recorded before,
+        nothing changed). None, and nothing recorded, if the request is not live."""
         find = select(_REQUESTS).where(_REQUESTS.c.ven_id == ven_id,
                                        _REQUESTS.c.report_request_id == report_request_id)
         insert = self._db.insert(OfferedSendRow).values(
             ven_id=ven_id, request_id=request_id, report_request_id=report_request_id,
-            queued_at=at)
+            queued_at=at).on_conflict_do_nothing().returning(_SENDS.c.request_id)
 
-        def work(conn: Connection) -> OfferedRequest | None:
+        def work(conn: Connection) -> tuple[OfferedRequest, bool] | None:
             row = conn.execute(find).one_or_none()
             request = None if row is None else _request(row)
             if request is None or not request.live(at):
                 return None
-            conn.execute(insert)
-            return request
+            return request, conn.execute(insert).first() is not None
 
         return await self._db.run_write(work)
 
