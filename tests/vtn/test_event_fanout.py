@@ -143,14 +143,28 @@ async def test_a_checked_ack_batch_is_all_or_nothing(storage: Storage) -> None:
         if set(current) != {"e1", "e2"}:
             raise LookupError("not delivered")
 
+    fingerprint = (await storage.vens.get(a)).fingerprint
     with pytest.raises(LookupError):
-        await storage.events.record_acks(acks, check=refuse_unsent)
+        await storage.events.record_answer(a, acks, fingerprint=fingerprint, check=refuse_unsent)
     assert seen[-1] == {"e1": 0}  # what was delivered to a, at the current version
     assert (await storage.events.delivery("e1", a)).ack_opt_type is None  # e1 not stored either
     assert await storage.events.delivery("e2", a) is None
 
-    stored = await storage.events.record_acks(acks[:1], check=lambda current: None)
+    checked: list[dict[str, int]] = []
+    # Another VEN's certificate, or a cancelled registration: nothing stored, nothing checked.
+    other = (await storage.vens.get(b)).fingerprint
+    assert await storage.events.record_answer(a, acks[:1], fingerprint=other,
+                                              check=checked.append) is None
+    assert await storage.events.record_answer(a, (), fingerprint=other,
+                                              check=checked.append) is None
+    assert checked == [] and (await storage.events.delivery("e1", a)).ack_opt_type is None
+    stored = await storage.events.record_answer(a, acks[:1], fingerprint=fingerprint,
+                                                check=checked.append)
+    assert stored is not None and checked == [{"e1": 0}]
     assert [(d.event_id, d.ack_opt_type) for d in stored] == [("e1", OptType.OPT_IN)]
+    await storage.vens.cancel(f"reg-{int(a)}", at=T0)
+    assert await storage.events.record_answer(a, acks[:1], fingerprint=fingerprint,
+                                              check=checked.append) is None
     # An older ack than the stored one comes back as the stored one (not replaced).
     newer = EventAck(event_id="e1", ven_id=a, modification_number=3, opt_type=OptType.OPT_OUT,
                      response_code=200, at=T0)

@@ -27,6 +27,7 @@ from schemas import (
     EventResponse,
     EventStatus,
     InvalidId,
+    NotRegistered,
     OutOfSequence,
     RequestEvent,
     Response,
@@ -181,19 +182,24 @@ async def on_request_event(ctx: ServiceContext, peer: Peer, msg: RequestEvent) -
 
 async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -> Response:
     """oadrCreatedEvent: store each optIn/optOut; a stale modificationNumber refuses all (450)."""
-    registration = await require_ven(ctx, peer, msg.ven_id)
     now = ctx.clock()
-    # Checked and stored in one transaction: the check raising stores nothing.
-    await ctx.storage.events.record_acks(
-        (EventAck(event_id=answer.event_id, ven_id=registration.ven_id,
+    # One write transaction: the certificate must be the venID's active registration
+    # (require_ven's check: 463, before anything else), then the answers are checked against
+    # what was delivered (452/450: nothing stored), then stored.
+    stored = await ctx.storage.events.record_answer(
+        msg.ven_id,
+        (EventAck(event_id=answer.event_id, ven_id=msg.ven_id,
                   modification_number=answer.modification_number,
                   opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now)
          for answer in msg.event_responses),
+        fingerprint=peer.fingerprint,
         check=lambda current: _check_answers(msg.event_responses, current))
+    if stored is None:
+        await require_ven(ctx, peer, msg.ven_id)  # raises the precise NotRegistered
+        raise NotRegistered("this certificate has no active registration")
     for answer in msg.event_responses:
-        await call_hook(ctx.handlers.on_event_response, registration.ven_id, answer)
-    return Response(response=EiResponse(request_id=msg.response.request_id),
-                    ven_id=registration.ven_id)
+        await call_hook(ctx.handlers.on_event_response, msg.ven_id, answer)
+    return Response(response=EiResponse(request_id=msg.response.request_id), ven_id=msg.ven_id)
 
 
 def _check_answers(answers: Iterable[EventResponse], current: Mapping[str, int]) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "distribute",
     "put",
     "record_acks",
+    "record_answer",
 ]
 
 EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
@@ -66,6 +67,9 @@ _ACK: Final = (
     " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
     " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
     f" RETURNING {_DELIVERY_COLUMNS}"
+)
+_ACTIVE_VEN: Final = (
+    "SELECT 1 FROM vens WHERE fingerprint = ? AND ven_id = ? AND cancelled_at IS NULL"
 )
 _DELIVERY: Final = (
     f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = ? AND ven_id = ?"
@@ -224,24 +228,30 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-def record_acks(
-    conn: sqlite3.Connection,
-    acks: Iterable[EventAck],
-    check: Callable[[dict[str, int]], None] | None,
-    event_ids: list[str],
-) -> tuple[Delivery, ...]:
-    """The acks, after ``check`` (if any) accepted :func:`delivered_versions` of ``event_ids``."""
-    wanted = tuple(acks)
-    if check is not None and wanted:
-        check(delivered_versions(conn, wanted[0].ven_id, event_ids))
+def record_acks(conn: sqlite3.Connection, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
     stored = []
-    for ack in wanted:
+    for ack in acks:
         key = (ack.event_id, ack.ven_id)
         row = conn.execute(_ACK, (*key, ack.modification_number, ack.opt_type.value,
                                   ack.response_code, sqlite_time(ack.at))).fetchone()
         # No row back: an ack for a newer modificationNumber stays; read what is stored.
         stored.append(_delivery(row or conn.execute(_DELIVERY, key).fetchone()))
     return tuple(stored)
+
+
+def record_answer(
+    conn: sqlite3.Connection,
+    ven_id: str,
+    fingerprint: str,
+    acks: tuple[EventAck, ...],
+    check: Callable[[dict[str, int]], None],
+    event_ids: list[str],
+) -> tuple[Delivery, ...] | None:
+    """:meth:`EventRepository.record_answer` on SQLite."""
+    if conn.execute(_ACTIVE_VEN, (fingerprint, ven_id)).fetchone() is None:
+        return None
+    check(delivered_versions(conn, ven_id, event_ids))
+    return record_acks(conn, acks)
 
 
 def delivered_versions(

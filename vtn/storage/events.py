@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Table, and_, delete, exists, insert, or_, sel
 
 from . import _sqlite_events
 from ._engine import Database
-from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow
+from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow, VenRow
 from ._sqlite_events import EVENT_KIND, Distribution
 from ._sqlite_events import Queue as _Queue
 from .outbox import enqueue_in, mark_delivered_in
@@ -46,6 +46,7 @@ _EVENTS = cast(Table, EventRow.__table__)
 _TARGETS = cast(Table, EventTargetRow.__table__)
 _DELIVERIES = cast(Table, EventDeliveryRow.__table__)
 _MEMBERS = cast(Table, VenMembershipRow.__table__)
+_VENS = cast(Table, VenRow.__table__)
 _ACK_FIELDS = ("ack_modification_number", "ack_opt_type", "ack_response_code", "ack_at")
 
 
@@ -276,28 +277,39 @@ class EventRepository:
         """Store a VEN's oadrCreatedEvent answer; idempotent; never replaced by an older one."""
         return (await self.record_acks((ack,)))[0]
 
-    async def record_acks(
-        self, acks: Iterable[EventAck], *, check: Callable[[dict[str, int]], None] | None = None
-    ) -> tuple[Delivery, ...]:
-        """:meth:`record_ack` for several answers (one oadrCreatedEvent), in one transaction.
-
-        With ``check`` (the answers must then be one VEN's), that transaction first reads
-        :meth:`delivered_versions` for the answered events and calls ``check`` with it; when
-        ``check`` raises, nothing is stored and the error propagates. Checking and storing in
-        one transaction also means no modification can slip in between.
-        """
+    async def record_acks(self, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
+        """:meth:`record_ack` for several answers, in one transaction."""
         wanted = tuple(acks)
-        ven_ids = {ack.ven_id for ack in wanted}
-        assert check is None or len(ven_ids) <= 1, "a checked batch is one VEN's answers"
-        event_ids = list(dict.fromkeys(ack.event_id for ack in wanted))
         if self._db.sync_engine is not None:
             return await self._db.run_sqlite(
-                lambda conn: _sqlite_events.record_acks(conn, wanted, check, event_ids),
-                write=True)
+                lambda conn: _sqlite_events.record_acks(conn, wanted), write=True)
+        return await self._db.run_write(
+            lambda conn: tuple(self._ack(conn, ack) for ack in wanted))
 
-        def work(conn: Connection) -> tuple[Delivery, ...]:
-            if check is not None and wanted:
-                check(_versions_in(conn, wanted[0].ven_id, event_ids))
+    async def record_answer(
+        self, ven_id: str, acks: Iterable[EventAck], *, fingerprint: str,
+        check: Callable[[dict[str, int]], None],
+    ) -> tuple[Delivery, ...] | None:
+        """One oadrCreatedEvent from ``ven_id``: its acks (each of ``ven_id``) in one write
+        transaction that first checks, in order, that ``fingerprint`` is ``ven_id``'s active
+        registration (else None: nothing stored), then calls ``check`` with
+        :meth:`delivered_versions` of the answered events (if it raises, nothing is stored and
+        the error propagates). Checked and stored at once: no modification slips in between,
+        and no separate registration read."""
+        wanted = tuple(acks)
+        assert all(ack.ven_id == ven_id for ack in wanted), "one VEN's answers"
+        event_ids = list(dict.fromkeys(ack.event_id for ack in wanted))
+        if self._db.sync_engine is not None:
+            return await self._db.run_sqlite(lambda conn: _sqlite_events.record_answer(
+                conn, ven_id, fingerprint, wanted, check, event_ids), write=True)
+        active = select(_VENS.c.ven_id).where(
+            _VENS.c.fingerprint == fingerprint, _VENS.c.ven_id == ven_id,
+            _VENS.c.cancelled_at.is_(None))
+
+        def work(conn: Connection) -> tuple[Delivery, ...] | None:
+            if conn.execute(active).first() is None:
+                return None
+            check(_versions_in(conn, ven_id, event_ids))
             return tuple(self._ack(conn, ack) for ack in wanted)
 
         return await self._db.run_write(work)
