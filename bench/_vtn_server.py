@@ -41,8 +41,9 @@ _HOST = "127.0.0.1"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSpec:
-    """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``signing`` (ours only) adds
-    ``Codec(signer=VTN RSA key, verifier=CA)``; ``db`` is our SQLite file."""
+    """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``sign_cert``/``sign_key`` turn
+    signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
+    key and verifying VEN signatures; ``db`` is our SQLite file."""
 
     kind: str
     cert: Path
@@ -135,6 +136,7 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
 async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callable[..., Any]]:
     from openleadr import OpenADRServer
 
+    signing = spec.sign_cert is not None and spec.sign_key is not None
     registry: dict[str, dict[str, str]] = {}
 
     def on_create_party_registration(info: dict[str, Any]) -> tuple[str, str]:
@@ -153,6 +155,9 @@ async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, C
     server = OpenADRServer(
         vtn_id="BENCH-VTN", http_host=_HOST, http_port=0, http_cert=str(spec.cert),
         http_key=str(spec.key), http_ca_file=str(spec.ca), ven_lookup=ven_lookup,
+        # signed run: it signs with the same RSA-2048 key ours does and verifies every VEN
+        # signature against the certificate ven_lookup names, as ours does against the CA
+        cert=str(spec.sign_cert) if signing else None, key=str(spec.sign_key) if signing else None,
         verify_message_signatures=False, show_fingerprint=False,
         requested_poll_freq=timedelta(seconds=spec.poll_frequency_s))
     server.add_handler("on_create_party_registration", on_create_party_registration)
