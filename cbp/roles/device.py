@@ -58,6 +58,8 @@ from .wire import event_setpoints
 __all__ = ["DeviceFleet", "DeviceIdentity", "DeviceNode", "next_grid", "telemetry_metadata"]
 
 log = logging.getLogger(__name__)
+#: slices a sample instant's telemetry is queued in, spread over half a sample period
+_FLUSH_SLICES = 8
 
 
 def next_grid(now: datetime, period: timedelta) -> datetime:
@@ -108,7 +110,6 @@ class DeviceNode:
         self.request_id: str | None = None
         self.batch: list[ReportInterval] = []
         self.events_seen = 0
-        self.flushed_once = False
         self._plans: dict[tuple[str, int], dict[datetime, float]] = {}
 
     def on_event(self, event: Event) -> OptType:
@@ -273,24 +274,30 @@ class DeviceFleet:
             k = (at - epoch) // period
             for node in nodes:
                 node.sample(at)
-            # Each device sends its batch at its own offset in the batch period, so the
-            # aggregator sees a steady trickle instead of every device at once. The first sample
-            # goes out at once so the aggregator learns every device's flex without waiting a
-            # whole batch period.
+            # Each device sends its batch at its own offset in the batch period (its first batch
+            # too), so the aggregator sees a steady trickle instead of every device at once.
             due = [node for i, node in enumerate(nodes)
-                   if node.batch and ((k + i) % per_batch == 0 or not node.flushed_once)]
-            for node in due:
-                node.flushed_once = True
-            # Queued off the clock and all at once: awaited one by one, a thousand outbox
-            # writes (each its own round trip to the outbox's one database thread) outlasted a
-            # sample period, and the clock skipped samples, which the aggregator counts missing.
-            task = asyncio.get_running_loop().create_task(self._flush(due, at))
+                   if node.batch and (k + i) % per_batch == 0]
+            # Queued off the clock: awaited one by one, a thousand outbox writes (each its own
+            # round trip to the outbox's one database thread) outlasted a sample period, and the
+            # clock skipped samples, which the aggregator counts missing.
+            task = asyncio.get_running_loop().create_task(
+                self._flush(due, at, spread=period.total_seconds() / 2))
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, nodes: Sequence[DeviceNode], at: datetime) -> None:
-        results = await asyncio.gather(*(n.flush() for n in nodes), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+    async def _flush(self, nodes: Sequence[DeviceNode], at: datetime, *, spread: float) -> None:
+        """Queue the batches of ``nodes`` in slices over ``spread`` seconds: all at once, 2,000
+        devices' requests outran the aggregator's 30-s answer deadline under load and were sent
+        again (thousands of timeouts and 503s), a collapse of repeated work."""
+        slices = min(len(nodes), _FLUSH_SLICES)
+        failed: list[BaseException] = []
+        for j in range(slices):
+            if j:
+                await asyncio.sleep(spread / slices)
+            part = nodes[j::slices]
+            results = await asyncio.gather(*(n.flush() for n in part), return_exceptions=True)
+            failed += [r for r in results if isinstance(r, BaseException)]
         if failed:
             log.error("telemetry of %d device(s) at %s not queued: %s", len(failed),
                       at.isoformat(), failed[0])
