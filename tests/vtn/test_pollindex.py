@@ -110,3 +110,20 @@ def test_an_enqueue_after_learning_unquiets_only_its_vens() -> None:
     index.enqueued([one.ven_id])
     assert index.quiet_registration(one.fingerprint) is None
     assert index.quiet_registration(two.fingerprint) == two
+
+
+async def test_the_certificate_lookup_is_learned_and_forgotten_on_registration_writes(
+        sqlite_storage: Storage) -> None:
+    storage = sqlite_storage
+    try:
+        registration = await storage.vens.register(ven(1))
+        assert await storage.vens.by_fingerprint(registration.fingerprint) == registration
+        async with storage.engine.begin() as conn:  # behind the index's back, as above
+            await conn.execute(text("UPDATE vens SET ven_name = 'changed'"))
+        known = await storage.vens.by_fingerprint(registration.fingerprint)
+        assert known is not None and known.ven_name == registration.ven_name  # from memory
+        await storage.vens.cancel(registration.registration_id, at=T0)  # a registration write
+        found = await storage.vens.by_fingerprint(registration.fingerprint)
+        assert found is not None and found.cancelled_at == T0 and found.ven_name == "changed"
+    finally:
+        await storage.close()

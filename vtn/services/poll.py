@@ -8,8 +8,9 @@ Invariants:
   other such item still queued for that VEN is retired with it (one list supersedes them all), in
   the claim's transaction.
 - An empty poll costs one read transaction (registration and "anything waiting?" in one
-  statement); a poll that carries an event list costs four (lookup, claim, the VEN's memberships
-  and events, the deliveries recorded together with the item).
+  statement), and none at all on SQLite once the poll index knows the VEN is quiet
+  (:mod:`vtn.storage.pollindex`); a poll that carries an event list costs three (lookup, claim,
+  the VEN's list chosen and its deliveries recorded together with the item).
 - An item is marked delivered before the reply is returned: delivery is at most once per claim.
   A reply lost on the wire is recovered by the protocol itself (the VEN's oadrRequestEvent, or the
   VTN's re-queue), which the outbox's lease cannot do once the HTTP reply was written.

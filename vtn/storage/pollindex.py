@@ -1,4 +1,5 @@
-"""What an oadrPoll needs to answer "nothing for you" without touching the database.
+"""What an oadrPoll needs to answer "nothing for you" without touching the database, and
+whose certificate a request comes from, on the embedded engine.
 
 Most polls find nothing waiting. On the embedded SQLite engine this process is the only writer of
 the file (DESIGN.md 7: one process per SQLite VTN), so it can know, in memory, which certificate
@@ -52,16 +53,21 @@ class PollIndex:
             return None
         return registration
 
+    def registration(self, fingerprint: str) -> VenRegistration | None:
+        """The certificate's registration, if known (whatever waits in its outbox)."""
+        return self._by_fingerprint.get(fingerprint)
+
     def ticket(self) -> PollTicket:
         return PollTicket(self._registrations, self._enqueues)
 
     def learn(self, ticket: PollTicket, fingerprint: str, registration: VenRegistration | None,
-              waiting: bool) -> None:
-        """Remember what a read that began at ``ticket`` found, unless a write overtook it."""
+              waiting: bool | None = None) -> None:
+        """Remember what a read that began at ``ticket`` found, unless a write overtook it;
+        ``waiting`` None: the read did not look at the outbox."""
         if registration is None or ticket.registrations != self._registrations:
             return
         self._by_fingerprint[fingerprint] = registration
-        if not waiting and ticket.enqueues == self._enqueues:
+        if waiting is False and ticket.enqueues == self._enqueues:
             self._quiet.add(registration.ven_id)
 
     def enqueued(self, ven_ids: Iterable[str]) -> None:

@@ -123,7 +123,18 @@ class VenRepository:
         return await self._db.run_read(lambda conn: _one(conn, _VENS.c.ven_id == ven_id))
 
     async def by_fingerprint(self, fingerprint: str) -> VenRegistration | None:
-        return await self._db.run_read(lambda conn: _one(conn, _VENS.c.fingerprint == fingerprint))
+        """The certificate's registration (on SQLite from the poll index once it is known)."""
+        if self._index is None:
+            return await self._db.run_read(
+                lambda conn: _one(conn, _VENS.c.fingerprint == fingerprint))
+        known = self._index.registration(fingerprint)
+        if known is not None:
+            return known
+        ticket = self._index.ticket()
+        found = await self._db.run_read(
+            lambda conn: _one(conn, _VENS.c.fingerprint == fingerprint))
+        self._index.learn(ticket, fingerprint, found)
+        return found
 
     async def by_registration_id(self, registration_id: str) -> VenRegistration | None:
         return await self._db.run_read(
