@@ -175,3 +175,27 @@ async def test_group_fan_out_reaches_each_ven_once(pki, storage_url):
             got_a, got_b = await asyncio.gather(a.drain(), b.drain())
         assert len(got_a) == len(got_b) == 1
         assert len(await vtn.ctx.storage.events.deliveries("ev-g")) == 2
+
+
+async def test_each_ven_sees_only_the_target_entries_that_address_it(pki, storage_url):
+    """An event for two VENs by venID and for group pool-1 (VEN b's group): a receives its own
+    venID only, b its venID and the group; neither learns the other's venID (a certificate
+    fingerprint) nor an entry that does not concern it."""
+    from vtn.storage import TargetKind, TargetRef
+
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
+        for ven in (a, b):
+            await ven.register()
+            await ven.drain()
+        await vtn.ctx.storage.vens.set_memberships(
+            b.ven_id, (TargetRef(kind=TargetKind.GROUP, value="pool-1"),))
+        whole = Target(ven_ids=(a.ven_id, b.ven_id, "someone-else"), group_ids=("pool-1",),
+                       resource_ids=("r-9",))
+        await events.publish_event(vtn.ctx, sample_event("ev-t", whole))
+        async with asyncio.timeout(10):
+            (got_a,), (got_b,) = await asyncio.gather(a.drain(), b.drain())
+        assert isinstance(got_a, DistributeEvent) and isinstance(got_b, DistributeEvent)
+        assert got_a.events[0].target == Target(ven_ids=(a.ven_id,))
+        assert got_b.events[0].target == Target(ven_ids=(b.ven_id,), group_ids=("pool-1",))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import Codec, Event, Message, NotRegistered, new_id, utc_now
+from schemas import Codec, Event, Message, NotRegistered, Target, new_id, utc_now
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
@@ -92,6 +92,8 @@ class ServiceContext:
     offer_metadata: bool = True
     # decoded stored events by (eventID, modificationNumber), see events._decode; bounded
     decoded_events: dict[tuple[str, int], tuple[bytes, Event]] = field(default_factory=dict)
+    # events as sent to VENs addressed through the same group/resource/party entries
+    addressed_events: dict[tuple[str, int, Target], Event] = field(default_factory=dict)
     # set by the app: wakes push delivery when something was queued
     on_enqueued: Callable[[Iterable[str]], None] = field(default=lambda _vens: None)
 

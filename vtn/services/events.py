@@ -152,10 +152,39 @@ async def cancel_event(ctx: ServiceContext, event_id: str) -> tuple[str, ...]:
 
 
 def _as_sent(ctx: ServiceContext, record: EventRecord, now: datetime) -> Event:
-    """The stored event with its status at ``now``: one Event object per (event, version,
-    status), shared by every VEN it goes to, so its XML is built once (Event.with_status)."""
-    event = _decode(ctx, record)
+    """The stored event as this VEN receives it, with its status at ``now``. VENs addressed
+    alike (untargeted, or through the same group) share one Event object per (event, version,
+    status), so its XML is built once (Event.with_status)."""
+    event = _addressing(ctx, _decode(ctx, record), record.targets)
     return event.with_status(_status_at(event, now))
+
+
+def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) -> Event:
+    """``event`` with its eiTarget cut down to ``refs``, the entries that address this VEN. The
+    other entries name other VENs (their venIDs are certificate fingerprints) and are none of
+    this one's business (DESIGN.md 5); an untargeted event goes out as stored."""
+    wanted = set(refs)
+
+    def keep(kind: TargetKind, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v for v in values if TargetRef(kind=kind, value=v) in wanted)
+
+    whole = event.target
+    target = Target(group_ids=keep(TargetKind.GROUP, whole.group_ids),
+                    group_names=keep(TargetKind.GROUP, whole.group_names),
+                    resource_ids=keep(TargetKind.RESOURCE, whole.resource_ids),
+                    ven_ids=keep(TargetKind.VEN, whole.ven_ids),
+                    party_ids=keep(TargetKind.PARTY, whole.party_ids))
+    if target == whole:
+        return event
+    if target.ven_ids:  # this VEN's own: nobody else receives the same object
+        return replace(event, target=target)
+    key = (event.event_id, event.modification_number, target)
+    shared = ctx.addressed_events.get(key)
+    if shared is None:
+        if len(ctx.addressed_events) >= DECODED_EVENTS_KEPT:
+            ctx.addressed_events.pop(next(iter(ctx.addressed_events)))
+        shared = ctx.addressed_events[key] = replace(event, target=target)
+    return shared
 
 
 async def distribute_for(ctx: ServiceContext, ven_id: str, request_id: str,
