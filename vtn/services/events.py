@@ -163,10 +163,13 @@ def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) 
     """``event`` with its eiTarget cut down to ``refs``, the entries that address this VEN. The
     other entries name other VENs (their venIDs are certificate fingerprints) and are none of
     this one's business (DESIGN.md 5); an untargeted event goes out as stored."""
-    wanted = set(refs)
+    wanted: dict[TargetKind, set[str]] = {}
+    for ref in refs:
+        wanted.setdefault(ref.kind, set()).add(ref.value)
 
     def keep(kind: TargetKind, values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(v for v in values if TargetRef(kind=kind, value=v) in wanted)
+        mine = wanted.get(kind)
+        return tuple(v for v in values if v in mine) if mine else ()
 
     whole = event.target
     target = Target(group_ids=keep(TargetKind.GROUP, whole.group_ids),
