@@ -90,6 +90,8 @@ async def test_distribute_reads_only_the_events_and_targets_addressing_the_ven(
     assert [d.ven_id for d in await storage.events.deliveries("e1-many-vens")] == [a, b, c]
     assert [d.ven_id for d in await storage.events.deliveries("e5-others")] == [b]
     assert await storage.events.deliveries("e7-completed") == ()
+    assert await storage.events.delivered_to("e1-many-vens") == (a, b, c)
+    assert await storage.events.delivered_to("e7-completed") == ()
 
 
 async def test_distribute_leaves_out_what_the_clock_ended_and_marks_the_outbox_item(

@@ -107,7 +107,7 @@ async def publish_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     targets now or was delivered to before. Returns the VENs it now targets."""
     refs = target_refs(event.target)
     targeted = await ctx.storage.vens.resolve_targets(refs)
-    earlier = tuple(d.ven_id for d in await ctx.storage.events.deliveries(event.event_id))
+    earlier = await ctx.storage.events.delivered_to(event.event_id)
     now = ctx.clock()
     status = _status_at(event, now)
     record = EventRecord(

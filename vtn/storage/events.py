@@ -352,6 +352,16 @@ class EventRepository:
         return await self._db.run_read(
             lambda conn: tuple(_delivery(row) for row in conn.execute(stmt)))
 
+    async def delivered_to(self, event_id: str) -> tuple[str, ...]:
+        """The VENs the event was ever delivered to, by venID."""
+        if self._db.sync_engine is not None:
+            return await self._db.run_sqlite(lambda conn: tuple(row[0] for row in conn.execute(
+                "SELECT ven_id FROM event_deliveries WHERE event_id = ? ORDER BY ven_id",
+                (event_id,))), write=False)
+        stmt = (select(_DELIVERIES.c.ven_id).where(_DELIVERIES.c.event_id == event_id)
+                .order_by(_DELIVERIES.c.ven_id))
+        return await self._db.run_read(lambda conn: tuple(conn.scalars(stmt)))
+
     async def delivery(self, event_id: str, ven_id: str) -> Delivery | None:
         stmt = select(_DELIVERIES).where(
             _DELIVERIES.c.event_id == event_id, _DELIVERIES.c.ven_id == ven_id)

@@ -212,6 +212,11 @@ class VenRepository:
         refs = set(targets)
         direct = [r.value for r in refs if r.kind is TargetKind.VEN]
         indirect = [(r.kind.value, r.value) for r in refs if r.kind is not TargetKind.VEN]
+        if not direct and not indirect:
+            return ()
+        if self._db.sync_engine is not None:  # plain sqlite3: an aggregator publishes per device
+            return await self._db.run_sqlite(
+                lambda conn: _resolve_targets_sqlite(conn, direct, indirect), write=False)
         member = select(_MEMBERS.c.ven_id).where(
             tuple_(_MEMBERS.c.kind, _MEMBERS.c.value).in_(indirect)
         )
@@ -228,6 +233,22 @@ class VenRepository:
             .order_by(_VENS.c.ven_id)
         )
         return await self._db.run_read(lambda conn: tuple(conn.scalars(stmt)))
+
+
+def _resolve_targets_sqlite(conn: sqlite3.Connection, direct: list[str],
+                            indirect: list[tuple[str, str]]) -> tuple[str, ...]:
+    conditions, params = [], []
+    if direct:
+        conditions.append(f"ven_id IN ({','.join('?' * len(direct))})")
+        params.extend(direct)
+    if indirect:
+        pairs = ",".join("(?, ?)" for _ in indirect)
+        conditions.append(f"ven_id IN (SELECT ven_id FROM ven_memberships"
+                          f" WHERE (kind, value) IN (VALUES {pairs}))")
+        params.extend(v for pair in indirect for v in pair)
+    sql = (f"SELECT ven_id FROM vens WHERE cancelled_at IS NULL AND ({' OR '.join(conditions)})"
+           " ORDER BY ven_id")
+    return tuple(row[0] for row in conn.execute(sql, params))
 
 
 def memberships_in(conn: Connection, ven_id: str) -> tuple[TargetRef, ...]:
