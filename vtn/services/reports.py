@@ -1,5 +1,9 @@
 """EiReport (OpenADR 2.0b profile 8.3): the VEN's METADATA, subscriptions, and received data.
 
+The other direction, reports the VTN offers to VENs (their requests in oadrRegisteredReport,
+oadrCreateReport, oadrCancelReport, and their oadrUpdatedReport answers), is
+:mod:`vtn.services.offered`.
+
 Invariants:
 - A VEN's oadrRegisterReport replaces its whole set of registered reports.
 - Every reportRequestID the VTN hands out is stored (pending) before the message carrying it
@@ -26,7 +30,6 @@ from schemas import (
     RegisteredReport,
     RegisterReport,
     Report,
-    ReportNotSupported,
     ReportRequest,
     ReportSpecifier,
     Response,
@@ -43,12 +46,9 @@ from ._context import ServiceContext, call_hook, new_id, require_ven
 
 __all__ = [
     "cancel_subscription",
-    "on_cancel_report",
     "on_canceled_report",
-    "on_create_report",
     "on_created_report",
     "on_register_report",
-    "on_registered_report",
     "on_update_report",
     "subscribe",
 ]
@@ -174,30 +174,6 @@ async def on_update_report(ctx: ServiceContext, peer: Peer, msg: UpdateReport) -
                            ven_id=ven_id) if cancelled else None)
     return UpdatedReport(response=EiResponse(request_id=msg.request_id), cancel_report=cancel,
                          ven_id=ven_id)
-
-
-async def on_registered_report(ctx: ServiceContext, peer: Peer,
-                               msg: RegisteredReport) -> Response:
-    """oadrRegisteredReport: the VEN's answer to our METADATA. We offer no data reports, so
-    requests for any are refused with 461."""
-    registration = await require_ven(ctx, peer, msg.ven_id)
-    if msg.report_requests:
-        raise ReportNotSupported("this VTN offers no data reports")
-    return Response(response=EiResponse(request_id=msg.response.request_id),
-                    ven_id=registration.ven_id)
-
-
-async def on_create_report(ctx: ServiceContext, peer: Peer, msg: CreateReport) -> CreatedReport:
-    """oadrCreateReport from a VEN: the VTN's METADATA offers no data reports (461)."""
-    await require_ven(ctx, peer, msg.ven_id)
-    raise ReportNotSupported("this VTN offers no data reports")
-
-
-async def on_cancel_report(ctx: ServiceContext, peer: Peer, msg: CancelReport) -> CanceledReport:
-    """oadrCancelReport from a VEN: nothing of ours runs, so the cancel holds trivially."""
-    registration = await require_ven(ctx, peer, msg.ven_id)
-    return CanceledReport(response=EiResponse(request_id=msg.request_id), pending_reports=(),
-                          ven_id=registration.ven_id)
 
 
 async def on_canceled_report(ctx: ServiceContext, peer: Peer, msg: CanceledReport) -> Response:
