@@ -10,10 +10,11 @@ reports (by reportRequestID), and the answers to the VTN's report payloads:
 :meth:`VtnReports.request_report` asks for an offered report later (oadrCreateReport) and
 :meth:`VtnReports.cancel` stops one (oadrCancelReport).
 
-Invariants: a request is remembered only once the VTN accepted it (its oadrCreatedReport, or the
-oadrRegisteredReport that carried it was taken). A report naming a request this VEN never made
-or cancelled is not handed to ``on_data``; the oadrUpdatedReport carries an oadrCancelReport for
-it, so the VTN stops. A failing ``on_data`` answers 454 (invalid data) and is logged.
+Invariants: a request is remembered (in memory) once the VTN confirmed it in an
+oadrCreatedReport. Data is never dropped: a report naming a request this client does not hold
+(made before a restart, or cancelled) is handed to ``on_data`` too, and the oadrUpdatedReport
+carries an oadrCancelReport for that request, so the VTN stops serving a request nobody holds.
+A failing ``on_data`` answers 454 (invalid data) and is logged.
 """
 
 from __future__ import annotations
@@ -104,21 +105,23 @@ class VtnReports:
                         ven_id=self._ven_id())
 
     async def on_update_report(self, message: UpdateReport) -> UpdatedReport:
-        """Report data from the VTN: hand each report of a live request to ``on_data``."""
+        """Report data from the VTN: hand each report to ``on_data``; cancel requests we do
+        not hold."""
         unknown = tuple(dict.fromkeys(
             r.report_request_id for r in message.reports
             if r.report_request_id not in self.requests))
         code, description = 200, "OK"
-        for report in message.reports:
-            if report.report_request_id in unknown or self._on_data is None:
-                continue
+        if self._on_data is None:
+            log.warning("no report data handler: %d report(s) from the VTN taken unread",
+                        len(message.reports))
+        for report in message.reports if self._on_data is not None else ():
             try:
                 await _call(self._on_data, report)
             except Exception as exc:
                 log.exception("report data handler failed on %s", report.report_request_id)
                 code, description = InvalidData.response_code, str(exc)[:500] or "invalid data"
         if unknown:
-            log.warning("report data for requests this VEN has not made: %s", unknown)
+            log.warning("report data for requests this VEN does not hold: %s", unknown)
         cancel = (CancelReport(request_id=new_id(), report_request_ids=unknown,
                                ven_id=self._ven_id()) if unknown else None)
         return UpdatedReport(response=EiResponse(code=code, description=description,
