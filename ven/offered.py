@@ -111,15 +111,18 @@ class VtnReports:
             r.report_request_id for r in message.reports
             if r.report_request_id not in self.requests))
         code, description = 200, "OK"
-        if self._on_data is None:
+        on_data = self._on_data
+        if on_data is None:
             log.warning("no report data handler: %d report(s) from the VTN taken unread",
                         len(message.reports))
-        for report in message.reports if self._on_data is not None else ():
-            try:
-                await _call(self._on_data, report)
-            except Exception as exc:
-                log.exception("report data handler failed on %s", report.report_request_id)
-                code, description = InvalidData.response_code, str(exc)[:500] or "invalid data"
+        else:
+            for report in message.reports:
+                try:
+                    await _call(on_data, report)
+                except Exception as exc:
+                    log.exception("report data handler failed on %s", report.report_request_id)
+                    code = InvalidData.response_code
+                    description = str(exc)[:500] or "invalid data"
         if unknown:
             log.warning("report data for requests this VEN does not hold: %s", unknown)
         cancel = (CancelReport(request_id=new_id(), report_request_ids=unknown,
