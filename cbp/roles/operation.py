@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from uuid import UUID
 
 from cbp.market import Sample
@@ -161,7 +162,7 @@ class Operation:
 
     async def _cancel_devices(self, activation: DispatchedActivation) -> None:
         ctx = self._ctx()
-        await _bounded(cancel_event(ctx, e) for e in activation.device_events.values())
+        await _bounded(partial(cancel_event, ctx, e) for e in activation.device_events.values())
 
     def on_device_ack(self, response: EventResponse) -> None:
         """Note a device's oadrCreatedEvent; stamp the activation once every device acked."""
@@ -229,18 +230,19 @@ class Operation:
                 values=values, target=Target(ven_ids=(entry.ven_id,)),
                 market_context=self.settings.market_context, created=created, kilowatts=True))
         ctx = self._ctx()
-        await _bounded(publish_event(ctx, e) for e in events)
+        await _bounded(partial(publish_event, ctx, e) for e in events)
         log.info("activation %s (version %d) dispatched over %d devices", activation.event_id,
                  activation.version, len(plan))
 
 
-async def _bounded(calls: Iterable[Awaitable[object]]) -> None:
+async def _bounded(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
     """Run storage calls concurrently, a bounded number at once: each call's reads overlap the
-    others' while the storage queues the writes, instead of one round trip after another."""
+    others' while the storage queues the writes, instead of one round trip after another. A
+    call is started only once admitted, so a cancelled batch leaves no coroutine unawaited."""
     gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
 
-    async def one(call: Awaitable[object]) -> None:
+    async def one(call: Callable[[], Awaitable[object]]) -> None:
         async with gate:
-            await call
+            await call()
 
     await asyncio.gather(*(one(c) for c in calls))
