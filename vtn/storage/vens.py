@@ -97,6 +97,7 @@ class VenRepository:
     def __init__(self, db: Database, index: PollIndex | None = None) -> None:
         self._db = db
         self._index = index
+        self._upsert: Any = None
 
     def _changed(self) -> None:
         if self._index is not None:
@@ -109,13 +110,16 @@ class VenRepository:
         Raises :class:`StorageConflict` if the ven_id or registration_id belongs to another
         fingerprint.
         """
-        stmt = self._db.insert(VenRow).values(_values(registration))
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[_VENS.c.fingerprint],
-            set_={name: getattr(stmt.excluded, name) for name in _REFRESHED},
-        ).returning(*_VENS.c)
+        if self._upsert is None:  # built once: the ON CONFLICT clause costs more than a run
+            stmt = self._db.insert(VenRow)
+            self._upsert = stmt.on_conflict_do_update(
+                index_elements=[_VENS.c.fingerprint],
+                set_={name: getattr(stmt.excluded, name) for name in _REFRESHED},
+            ).returning(*_VENS.c)
+        stmt, values = self._upsert, _values(registration)
         try:
-            return await self._db.run_write(lambda conn: _record(conn.execute(stmt).one()))
+            return await self._db.run_write(
+                lambda conn: _record(conn.execute(stmt, values).one()))
         finally:  # also after a failure: the write may have committed before it surfaced
             self._changed()
 
