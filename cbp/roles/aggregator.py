@@ -84,6 +84,7 @@ from .profile import (
     OFFER_DOWN_RID,
     OFFER_PRICE_RID,
     OFFER_UP_RID,
+    SETTLEMENT_RIDS,
     CbpSettings,
 )
 from .statement import ReceivedStatement
@@ -132,7 +133,8 @@ class AggregatorNode:
             power_buckets=frozenset({"0-3kW", "3-7kW", "7-11kW", "11kW+"}),
             zones=frozenset({settings.zone}),
             aggregate_ids=frozenset({*BASELINE_RIDS, OFFER_UP_RID, OFFER_DOWN_RID,
-                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID})), vault=vault)
+                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID,
+                                     *SETTLEMENT_RIDS.values()})), vault=vault)
         self.windows: list[ActivationWindow] = []
         timing = settings.timing
         self.link = LinkWatch(clock=clock, timeout=timing.link_timeout,

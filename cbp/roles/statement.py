@@ -1,14 +1,14 @@
 """The ``x-SETTLEMENT`` report: the TSO's settlement statement on the wire (DESIGN.md 3, last row).
 
 Direction (OpenADR 2.0b profile 8.3): report data flows from the party that *offers* a report to
-the party that asked for it, so a VTN sending data to a VEN offers the report first. The TSO
-(VTN) offers ``x-SETTLEMENT`` in an oadrRegisterReport of its own (:func:`settlement_metadata`,
-queued for the aggregator when its pool registers) and, after settling an activation, sends the
-statement as an oadrUpdateReport (:func:`statement_report`) delivered like every VTN-to-VEN
-payload: in the reply to the aggregator's oadrPoll (or pushed). The reportRequestID is
-``<venID>:<reportSpecifierID>``, the same form the TSO gives its own requests for the
-aggregator's reports; it stands for the aggregator's standing request until the VTN stores VEN
-requests for VTN-offered reports (today ``vtn`` answers those with 461).
+the party that asked for it, so the TSO (VTN) offers ``x-SETTLEMENT`` in an oadrRegisterReport of
+its own (:func:`settlement_metadata`, one report per pool, through
+:func:`vtn.services.offered.offer_reports` when the aggregator's pools register); the aggregator
+(VEN) requests it in its oadrRegisteredReport (:func:`settlement_request`), which the TSO stores
+and confirms with oadrCreatedReport; after settling an activation the TSO sends the statement as
+an oadrUpdateReport (:func:`statement_report`) for that live request
+(:func:`vtn.services.offered.send_report`), delivered like every VTN-to-VEN payload (in the reply
+to the aggregator's oadrPoll, or pushed), and the aggregator answers oadrUpdatedReport.
 
 One report per settled activation: eiReportID ``settlement:<eventID>``, one interval = the ISP
 (dtstart = its start), one data point per statement field (:data:`SETTLEMENT_RIDS`: requested,
@@ -35,8 +35,11 @@ from schemas import (
     ReportDescription,
     ReportInterval,
     ReportPayload,
+    ReportRequest,
+    ReportSpecifier,
     ReportType,
     SiScale,
+    SpecifierPayload,
 )
 
 from .profile import SETTLEMENT_REPORT, SETTLEMENT_RIDS
@@ -46,6 +49,7 @@ __all__ = [
     "ReceivedStatement",
     "parse_statement",
     "settlement_metadata",
+    "settlement_request",
     "statement_report",
 ]
 
@@ -97,9 +101,21 @@ def _wire(value: Decimal) -> float:
     return float(str(value))
 
 
-def statement_report(statement: TsoStatement, *, ven_id: str, pool_id: str, event_id: str,
-                     isp_start: datetime, isp_length: timedelta, created: datetime) -> Report:
-    """The oadrReport carrying one settled activation's statement."""
+def settlement_request(metadata: Report, *, report_request_id: str) -> ReportRequest:
+    """The aggregator's request for an offered x-SETTLEMENT report: every data point, sent once
+    per settled activation (granularity and reportBackDuration zero: not periodic)."""
+    return ReportRequest(report_request_id=report_request_id, report_specifier=ReportSpecifier(
+        report_specifier_id=metadata.report_specifier_id, granularity=timedelta(0),
+        report_back_duration=timedelta(0), specifier_payloads=tuple(
+            SpecifierPayload(r_id=d.r_id, reading_type=d.reading_type)
+            for d in metadata.descriptions)))
+
+
+def statement_report(statement: TsoStatement, *, report_request_id: str, pool_id: str,
+                     event_id: str, isp_start: datetime, isp_length: timedelta,
+                     created: datetime) -> Report:
+    """The oadrReport carrying one settled activation's statement, for the aggregator's request
+    ``report_request_id``."""
     payloads = []
     for field, r_id in SETTLEMENT_RIDS.items():
         value = getattr(statement, field)
@@ -107,7 +123,7 @@ def statement_report(statement: TsoStatement, *, ven_id: str, pool_id: str, even
             payloads.append(ReportPayload(r_id=r_id, value=_wire(value)))
     specifier = pool_id + SETTLEMENT_SUFFIX
     return Report(
-        report_request_id=f"{ven_id}:{specifier}", report_specifier_id=specifier,
+        report_request_id=report_request_id, report_specifier_id=specifier,
         created_date_time=created, report_id=_REPORT_ID_PREFIX + event_id,
         report_name=SETTLEMENT_REPORT, dtstart=isp_start, duration=isp_length,
         intervals=(ReportInterval(dtstart=isp_start, duration=isp_length,

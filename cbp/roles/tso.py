@@ -61,24 +61,22 @@ from cbp.market import (
 from schemas import (
     EventResponse,
     InvalidData,
-    RegisterReport,
     Report,
     ReportRequest,
     ReportSpecifier,
     SpecifierPayload,
     Target,
-    UpdateReport,
-    new_id,
     utc_now,
 )
 from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
 from vtn.capture import capture_middleware
 from vtn.services import Handlers, ServiceContext
 from vtn.services.events import cancel_event, get_event, modify_event, publish_event
+from vtn.services.offered import live_requests, offer_reports, send_report
 
 from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, LATE_QUALITY, CbpSettings
 from .registry import PoolRegistry, stored_pool_reports
-from .statement import settlement_metadata, statement_report
+from .statement import SETTLEMENT_SUFFIX, settlement_metadata, statement_report
 from .wire import OFFER_SUFFIX, PoolDevice, activation_event, event_setpoints, parse_offer
 
 __all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_profile"]
@@ -187,9 +185,9 @@ class TsoNode:
         for pool_id in self.registry.register(ven_id, reports):
             log.info("pool %s of %s: %d devices registered", pool_id, ven_id,
                      len(self.devices(ven_id, pool_id)))
-            await self.ctx.enqueue((ven_id,), RegisterReport(
-                request_id=new_id(), ven_id=ven_id,
-                reports=(settlement_metadata(pool_id, created=self.now()),)))
+        if ven_id in self.pools:  # one offer per VEN: each offer replaces the one before
+            await offer_reports(self.ctx, ven_id, tuple(
+                settlement_metadata(p, created=self.now()) for p in self.pools[ven_id]))
         period = self.settings.rules.sample_period
         back = self.settings.timing.telemetry_batch
         return [ReportRequest(
@@ -357,16 +355,21 @@ class TsoNode:
         return statement
 
     async def _send_statement(self, activation: Activation, statement: TsoStatement) -> None:
-        """Queue the x-SETTLEMENT oadrUpdateReport for the aggregator (once per activation)."""
+        """Queue the x-SETTLEMENT oadrUpdateReport for the aggregator's live request (once per
+        activation: its requestID is the activation's)."""
+        ven_id, spec = activation.ven_id, activation.pool_id + SETTLEMENT_SUFFIX
+        requests = await live_requests(self.ctx, ven_id, report_specifier_id=spec)
+        if not requests:
+            log.warning("%s has not requested %s: statement of %s not sent", ven_id, spec,
+                        activation.event_id)
+            return
         report = statement_report(
-            statement, ven_id=activation.ven_id, pool_id=activation.pool_id,
-            event_id=activation.event_id,
+            statement, report_request_id=requests[-1].report_request_id,
+            pool_id=activation.pool_id, event_id=activation.event_id,
             isp_start=self.calendar.isp_start(activation.award.isp),
             isp_length=self.settings.rules.isp_length, created=self.now())
-        await self.ctx.enqueue(
-            (activation.ven_id,),
-            UpdateReport(request_id=new_id(), reports=(report,), ven_id=activation.ven_id),
-            dedup_key=f"settlement:{activation.event_id}")
+        await send_report(self.ctx, ven_id, report,
+                          request_id=f"settlement:{activation.event_id}")
 
     def accepted_offers(self) -> tuple[Accepted, ...]:
         return tuple(r.result for r in self.offers if isinstance(r.result, Accepted))

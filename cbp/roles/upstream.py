@@ -5,14 +5,11 @@ What the TSO sends is dispatched by the client as usual, except:
   handled (a stale copy of an activation the TSO has since modified or cancelled) is refused
   as a whole with an oadrResponse of code 450 (:class:`schemas.OutOfSequence`, out of sequence)
   and changes nothing: no handler runs, the event set stays as it was;
-- an oadrUpdateReport from the TSO carrying ``x-SETTLEMENT`` (the report the TSO offered in its
-  own oadrRegisterReport, see :mod:`cbp.roles.statement`) is read into a statement and handed
-  to ``on_statement``; a report it cannot read is refused with 454.
-
-Answer to the TSO's oadrUpdateReport: 2.0b has the VEN answer with oadrUpdatedReport, which the
-``vtn`` package does not route yet (EiReport has no oadrUpdatedReport handler; it would be 453).
-Until it does, the answer is an oadrResponse with the same requestID, which every ``vtn`` service
-takes as a VEN's answer to a payload it queued.
+- the TSO's own METADATA: every ``x-SETTLEMENT`` report it offers that this client has not yet
+  requested is requested in the oadrRegisteredReport (:func:`cbp.roles.statement.
+  settlement_request`); its data, each an oadrUpdateReport for that request, is read into a
+  statement and handed to ``on_statement``, answered with oadrUpdatedReport; a report it cannot
+  read is answered with 454 (the client's report-data handler contract, :mod:`ven.offered`).
 
 Invariants: a refused message changes no state; everything else is the client's own dispatch.
 """
@@ -30,14 +27,16 @@ from schemas import (
     InvalidData,
     Message,
     OutOfSequence,
+    Report,
+    ReportRequest,
     Response,
-    UpdateReport,
+    new_id,
 )
 from ven import Outcome, VenClient
 from ven._http import Service  # the Outcome's service; not exported by ven (see module doc)
 
 from .profile import SETTLEMENT_REPORT
-from .statement import ReceivedStatement, parse_statement
+from .statement import ReceivedStatement, parse_statement, settlement_request
 
 __all__ = ["UpstreamClient"]
 
@@ -49,7 +48,8 @@ class UpstreamClient(VenClient):
 
     def __init__(self, *args: Any, stale: Callable[[Event], bool],
                  on_statement: Callable[[ReceivedStatement], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, on_report_data=self._take_statement,
+                         request_vtn_reports=self._settlement_requests, **kwargs)
         self._stale = stale
         self._on_statement = on_statement
         self.refused: list[tuple[str, int]] = []  # (message kind, response code) we answered
@@ -74,27 +74,25 @@ class UpstreamClient(VenClient):
                         f"event {first.event_id} modificationNumber "
                         f"{first.modification_number} is older than one already handled",
                         "oadrDistributeEvent", Service.EVENT)
-            case UpdateReport():
-                return self._take_reports(message)
         return await super().dispatch(message)
 
     def _older(self, event: Event) -> bool:
         known = self.events.get(event.event_id)
         return known is not None and event.modification_number < known.modification_number
 
-    def _take_reports(self, message: UpdateReport) -> Outcome:
-        offered = {r.report_specifier_id for r in self.vtn_reports}
-        for report in message.reports:
-            try:
-                if str(report.report_name or "") != SETTLEMENT_REPORT:
-                    raise ValueError(f"report {report.report_name!r} is not one the TSO offers")
-                if report.report_specifier_id not in offered:
-                    raise ValueError(f"report {report.report_specifier_id!r} was never offered")
-                statement = parse_statement(report)
-            except ValueError as exc:
-                return self._refusal(message.request_id, InvalidData.response_code, str(exc),
-                                     "oadrUpdateReport", Service.REPORT)
-            self._on_statement(statement)
-        ven_id = self.registration.ven_id if self.registration else None
-        return Outcome(reply=Response(response=EiResponse(request_id=message.request_id),
-                                      ven_id=ven_id), service=Service.REPORT)
+    def _settlement_requests(self, reports: tuple[Report, ...]) -> list[ReportRequest]:
+        asked = {r.report_specifier.report_specifier_id for r in self.vtn.requests.values()}
+        return [settlement_request(r, report_request_id=new_id()) for r in reports
+                if str(r.report_name or "") == SETTLEMENT_REPORT
+                and r.report_specifier_id not in asked]
+
+    def _take_statement(self, report: Report) -> None:
+        try:
+            if str(report.report_name or "") != SETTLEMENT_REPORT:
+                raise ValueError(f"report {report.report_name!r} is not one the TSO offers")
+            statement = parse_statement(report)
+        except ValueError as exc:
+            self.refused.append(("oadrUpdateReport", InvalidData.response_code))
+            log.warning("refused report data from the TSO: %s", exc)
+            raise
+        self._on_statement(statement)

@@ -35,7 +35,8 @@ def test_a_statement_survives_the_wire_value_for_value(requested: Decimal, deliv
         settled_mwh=min(requested, delivered), ratio=ratio,
         clearing_price_eur_per_mwh=Decimal("212.40"), bid_price_eur_per_mwh=Decimal("180"),
         payment_eur=payment, penalty_eur=penalty)
-    report = statement_report(statement, ven_id="AGG", pool_id="VDB-AFRR-01", event_id="act-1",
+    report = statement_report(statement, report_request_id="AGG-settlement", pool_id="VDB-AFRR-01",
+                              event_id="act-1",
                               isp_start=START, isp_length=timedelta(minutes=15), created=START)
     wire = CODEC.encode(UpdateReport(request_id="r1", reports=(report,), ven_id="AGG"))
     assert_xsd_valid(wire)
