@@ -33,7 +33,7 @@ from cbp.roles.tso import Activation
 from privacy import ONBOARDING_PURPOSE, FileKeyProvider, IdentityVault
 from privacy.keys import new_key_line
 from schemas import Event
-from ven import VenClient
+from ven import VenClient, VtnUnavailable
 from vtn.app import VtnConfig, server_ssl_context
 from vtn.services.events import get_event
 
@@ -221,6 +221,20 @@ class Rig:
         await self.agg_served.runner.cleanup()
         await self.tso_served.runner.cleanup()
         self.vault.close()
+
+
+async def poll_through(rig: Rig) -> None:
+    """The aggregator's next poll gets through to the TSO (a pooled connection the TSO dropped
+    may fail once, as it would for the poll loop, which simply polls again)."""
+    upstream = rig.aggregator.upstream
+    assert upstream is not None
+    for _ in range(3):
+        try:
+            await upstream.poll_once()
+            return
+        except VtnUnavailable:
+            continue
+    raise AssertionError("the aggregator never reached the TSO again")
 
 
 def _open_isp(tso: TsoNode, settings: CbpSettings, now: datetime) -> IspRef:

@@ -24,11 +24,10 @@ import pytest
 from cbp.roles.profile import LATE_QUALITY
 from schemas import EventStatus, UpdateReport
 from tests.schemas.xsd_oracle import assert_xsd_valid
-from ven import VtnUnavailable
 from vtn.app import STORAGE
 
 from ..conftest import Pki
-from .rolekit import NATURAL_KW, Rig, build_rig
+from .rolekit import NATURAL_KW, Rig, build_rig, poll_through
 
 SETPOINT_KW = 60.0
 
@@ -57,18 +56,9 @@ def _reduction(rig: Rig) -> float:
 
 
 async def _reconnect(rig: Rig) -> None:
-    """The TSO listens again; the aggregator's next poll gets through (a pooled connection the
-    TSO dropped may fail once, as it would for the poll loop, which simply polls again)."""
+    """The TSO listens again and the aggregator's next poll gets through."""
     await rig.tso_back()
-    upstream = rig.aggregator.upstream
-    assert upstream is not None
-    for _ in range(3):
-        try:
-            await upstream.poll_once()
-            return
-        except VtnUnavailable:
-            continue
-    raise AssertionError("the aggregator never reached the TSO again")
+    await poll_through(rig)
 
 
 async def _device_events_cancelled(rig: Rig, event_id: str) -> list[bool]:

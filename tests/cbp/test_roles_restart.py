@@ -26,11 +26,11 @@ from cbp.roles import TsoNode
 from cbp.roles.registry import PoolRegistry
 from cbp.roles.wire import PoolDevice, pool_metadata
 from schemas import InvalidData, Report
-from ven import VenClient, VtnRefused, VtnUnavailable
+from ven import VenClient, VtnRefused
 from vtn.app import STORAGE, server_ssl_context
 
 from ..conftest import Pki
-from .rolekit import Rig, Served, _open_isp, build_rig
+from .rolekit import Rig, Served, _open_isp, build_rig, poll_through
 
 
 @pytest.fixture
@@ -56,20 +56,6 @@ async def _restart_tso(rig: Rig) -> TsoNode:
     return tso
 
 
-async def _reconnect(rig: Rig) -> None:
-    """The aggregator's next poll gets through (a pooled connection the old TSO dropped may
-    fail once, as it would for the poll loop, which simply polls again)."""
-    upstream = rig.aggregator.upstream
-    assert upstream is not None
-    for _ in range(3):
-        try:
-            await upstream.poll_once()
-            return
-        except VtnUnavailable:
-            continue
-    raise AssertionError("the aggregator never reached the restarted TSO")
-
-
 def _ven_id(rig: Rig) -> str:
     upstream = rig.aggregator.upstream
     assert upstream is not None and upstream.registration is not None
@@ -87,7 +73,7 @@ async def test_a_restarted_tso_knows_the_pool_and_takes_offers(rig: Rig) -> None
     assert tso.pools == pools
     assert tso.gcp_owner == owners
     assert tso.devices(ven_id, pool_id) == devices
-    await _reconnect(rig)
+    await poll_through(rig)
 
     isp = _open_isp(tso, rig.settings, rig.clock.now)
     offer = rig.aggregator.build_offer(isp)
