@@ -44,6 +44,7 @@ from vtn.storage import OfferedReport, OfferedRequest
 from vtn.transport import Peer
 
 from ._context import ServiceContext, new_id, require_ven
+from .reports import request_record
 
 __all__ = [
     "live_requests",
@@ -85,26 +86,13 @@ async def live_requests(ctx: ServiceContext, ven_id: str, *,
                  if report_specifier_id is None or r.report_specifier_id == report_specifier_id)
 
 
-def _stored(ven_id: str, request: ReportRequest, now: datetime) -> OfferedRequest:
-    spec = request.report_specifier
-    period = spec.report_interval
-    return OfferedRequest(
-        ven_id=ven_id, report_request_id=request.report_request_id,
-        report_specifier_id=spec.report_specifier_id,
-        r_ids=tuple(p.r_id for p in spec.specifier_payloads),
-        granularity=spec.granularity, report_back_duration=spec.report_back_duration,
-        starts_at=period.dtstart if period else None,
-        ends_at=period.dtstart + period.duration if period and period.duration else None,
-        created_at=now)
-
-
 async def _accept(ctx: ServiceContext, ven_id: str,
                   requests: Iterable[ReportRequest]) -> tuple[str, ...]:
     """Store the requests (all or none, 461 if one names what was not offered); the VEN's live
     reportRequestIDs afterwards (oadrCreatedReport's pendingReports)."""
     now = ctx.clock()
     unmatched = await ctx.storage.offered.accept(
-        ven_id, [_stored(ven_id, r, now) for r in requests])
+        ven_id, [request_record(OfferedRequest, ven_id, r, now) for r in requests])
     if unmatched:
         raise ReportNotSupported(
             f"reportRequestID {unmatched[0]!r} names a report or rID this VTN did not offer")

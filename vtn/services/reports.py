@@ -17,8 +17,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from schemas import (
     CanceledReport,
@@ -44,12 +45,15 @@ from vtn.transport import Peer
 
 from ._context import ServiceContext, call_hook, new_id, require_ven
 
+_R = TypeVar("_R")
+
 __all__ = [
     "cancel_subscription",
     "on_canceled_report",
     "on_created_report",
     "on_register_report",
     "on_update_report",
+    "request_record",
     "subscribe",
 ]
 
@@ -85,21 +89,28 @@ def default_requests(ctx: ServiceContext, reports: Iterable[Report]) -> tuple[Re
     return tuple(requests)
 
 
+def request_record(make: Callable[..., _R], ven_id: str, request: ReportRequest,
+                   now: datetime) -> _R:
+    """A wire oadrReportRequest as a storage record made by ``make``: the VTN's own requests
+    (:class:`vtn.storage.ReportRequest`) and VENs' requests for the reports the VTN offers
+    (:class:`vtn.storage.OfferedRequest`) keep the same fields."""
+    spec = request.report_specifier
+    period = spec.report_interval
+    return make(
+        ven_id=ven_id, report_request_id=request.report_request_id,
+        report_specifier_id=spec.report_specifier_id,
+        r_ids=tuple(p.r_id for p in spec.specifier_payloads),
+        granularity=spec.granularity, report_back_duration=spec.report_back_duration,
+        starts_at=period.dtstart if period else None,
+        ends_at=period.dtstart + period.duration if period and period.duration else None,
+        created_at=now)
+
+
 async def _store_requests(ctx: ServiceContext, ven_id: str,
                           requests: Iterable[ReportRequest]) -> None:
     now = ctx.clock()
     for request in requests:
-        spec = request.report_specifier
-        period = spec.report_interval
-        await ctx.storage.reports.put_request(StoredRequest(
-            ven_id=ven_id, report_request_id=request.report_request_id,
-            report_specifier_id=spec.report_specifier_id,
-            r_ids=tuple(p.r_id for p in spec.specifier_payloads),
-            granularity=spec.granularity, report_back_duration=spec.report_back_duration,
-            starts_at=period.dtstart if period else None,
-            ends_at=period.dtstart + period.duration if period and period.duration else None,
-            created_at=now,
-        ))
+        await ctx.storage.reports.put_request(request_record(StoredRequest, ven_id, request, now))
 
 
 async def on_register_report(ctx: ServiceContext, peer: Peer,
