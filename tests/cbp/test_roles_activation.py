@@ -4,30 +4,16 @@ loopback (:mod:`tests.cbp.rolekit`), time driven by an injected clock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from schemas import DistributeEvent, EventStatus, Response
 from tests.schemas.xsd_oracle import assert_xsd_valid
 from vtn.services.events import get_event
 
-from ..conftest import Pki
-from .rolekit import NATURAL_KW, Rig, build_rig, drain, until
+from .rolekit import NATURAL_KW, Rig, drain, until
 
 SAMPLES = 9
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, pki: Pki) -> AsyncIterator[Rig]:
-    built = await build_rig(tmp_path, pki)
-    try:
-        yield built
-    finally:
-        await built.close()
 
 
 async def test_an_ack_after_the_deadline_is_recorded_late_and_one_at_it_is_not(rig: Rig) -> None:

@@ -14,31 +14,17 @@ run of sample steps, not a wait. Asserted:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from cbp.roles.profile import LATE_QUALITY
 from schemas import EventStatus, UpdateReport
 from tests.schemas.xsd_oracle import assert_xsd_valid
 from vtn.app import STORAGE
 
-from ..conftest import Pki
-from .rolekit import NATURAL_KW, Rig, build_rig, poll_through
+from .rolekit import NATURAL_KW, Rig, poll_through
 
 SETPOINT_KW = 60.0
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, pki: Pki) -> AsyncIterator[Rig]:
-    built = await build_rig(tmp_path, pki)
-    try:
-        yield built
-    finally:
-        await built.close()
 
 
 async def _running(rig: Rig) -> tuple[str, datetime]:

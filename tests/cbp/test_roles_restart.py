@@ -15,7 +15,6 @@ does not register again. Asserted:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,16 +29,7 @@ from ven import VenClient, VtnRefused
 from vtn.app import STORAGE, server_ssl_context
 
 from ..conftest import Pki
-from .rolekit import Rig, Served, _open_isp, build_rig, poll_through
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, pki: Pki) -> AsyncIterator[Rig]:
-    built = await build_rig(tmp_path, pki)
-    try:
-        yield built
-    finally:
-        await built.close()
+from .rolekit import Rig, Served, _open_isp, poll_through
 
 
 async def _restart_tso(rig: Rig) -> TsoNode:

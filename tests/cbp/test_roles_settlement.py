@@ -10,30 +10,16 @@ the messages are XSD-valid and carry no device data; the aggregator's answer is 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from cbp.roles.profile import SETTLEMENT_REPORT
 from tests.schemas.xsd_oracle import assert_xsd_valid
 
-from ..conftest import Pki
-from .rolekit import Rig, build_rig, drain
+from .rolekit import Rig, drain
 
 FIELDS = ("requested_mwh", "delivered_mwh", "settled_mwh", "ratio", "clearing_price_eur_per_mwh",
           "bid_price_eur_per_mwh", "payment_eur", "penalty_eur")
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, pki: Pki) -> AsyncIterator[Rig]:
-    built = await build_rig(tmp_path, pki)
-    try:
-        yield built
-    finally:
-        await built.close()
 
 
 async def test_the_aggregator_receives_the_tso_statement_exactly(rig: Rig) -> None:
