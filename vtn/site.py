@@ -54,9 +54,10 @@ class VtnSite(web.TCPSite):
         cap = self._max_connections
 
         def protocol() -> asyncio.BaseProtocol:
-            if cap is not None and len(server.connections) >= cap:
+            open_now = len(server.connections) if cap is not None else 0
+            if cap is not None and open_now >= cap:
                 self.refused += 1
-                log.warning("connection refused: %d open, the cap is %d", cap, cap)
+                log.warning("connection refused: %d open, the cap is %d", open_now, cap)
                 return _Refused()
             return server()
 
