@@ -3,8 +3,9 @@
 Each VTN runs in a process of its own (``bench._vtn_server``), pinned to one core when the machine
 has two or more, on 127.0.0.1 with a free port and real mutual TLS (EC P-256 certificates minted
 for this run in a temporary directory and deleted after it). This process is the load generator
-(``bench._vtn_load``: raw aiohttp VENs), pinned to another core. Ours stores in a SQLite file
-(in that temporary directory); openleadr keeps everything in memory. Workloads, in order:
+(``bench._vtn_load``: one client certificate per VEN), pinned to another core. Ours stores in a
+SQLite file (in that temporary directory); openleadr keeps everything in memory. Workloads, in
+order:
 
 1. registration: ``--vens`` VENs send oadrCreatePartyRegistration, each on a new mTLS connection,
    ``--concurrency`` at a time (wall time, registrations/s);
