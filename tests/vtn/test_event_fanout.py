@@ -1,6 +1,7 @@
 """Event fan-out storage on SQLite and PostgreSQL: ``EventRepository.distribute`` chooses and
 records a VEN's event list in one transaction, reading only the events and targets addressing
-it; ``put`` queues a caller's marker; checked acks are all or nothing. Same on both paths."""
+it; ``deliver_next`` hands out a poll's outbox item with that list in one transaction; ``put``
+queues a caller's marker; checked acks are all or nothing. Same on both paths."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from vtn.storage import (
     TargetKind,
     TargetRef,
 )
-from vtn.storage.events import Distribution
+from vtn.storage.events import EVENT_KIND, Distribution
 
 from .test_storage import T0, register
 
@@ -117,6 +118,30 @@ async def test_distribute_leaves_out_what_the_clock_ended_and_marks_the_outbox_i
     assert [r.event_id for r in limited] == ["e2-open-ended"]
     nothing = Distribution(ven_id=a, statuses=(), now=T0, cancelled_since=T0)
     assert await storage.events.distribute(nothing) == ()
+
+
+async def test_deliver_next_hands_out_items_in_order_one_list_for_all_its_markers(
+        storage: Storage) -> None:
+    a, b = await register(storage, 2)
+    await storage.outbox.enqueue([a], b"<first/>", "oadrRequestReregistration", at=T0)
+    for event_id in ("e1", "e2"):
+        assert await storage.events.put(_event(event_id, (VEN, a), (VEN, b)), notify=(a, b),
+                                        queued=b"")
+
+    first = await storage.events.deliver_next(_list(a))
+    assert first is not None and first.events == ()
+    assert (first.item.kind, first.item.payload) == ("oadrRequestReregistration", b"<first/>")
+    assert await storage.events.deliveries("e1") == ()  # a plain item records no event list
+    assert len(await storage.outbox.pending(a)) == 2  # both event markers still wait
+
+    listed = await storage.events.deliver_next(_list(a))
+    assert listed is not None and listed.item.kind == EVENT_KIND
+    assert _seen(listed.events) == {"e1": (("venID", a),), "e2": (("venID", a),)}
+    assert await storage.outbox.pending(a) == ()  # one list answered both markers
+    assert [(d.ven_id, d.delivered_modification_number)
+            for d in await storage.events.deliveries("e2")] == [(a, 0)]
+    assert await storage.events.deliver_next(_list(a)) is None
+    assert len(await storage.outbox.pending(b)) == 2  # another VEN's queue is untouched
 
 
 async def test_put_queues_the_callers_marker_and_stays_idempotent(storage: Storage) -> None:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from vtn.storage import EventRecord, EventStatus, Storage, TargetKind, TargetRef, open_storage
+from vtn.storage.events import Distribution
 from vtn.storage.pollindex import PollIndex
 
 from .test_storage import T0, ven
@@ -53,21 +54,61 @@ async def test_an_enqueue_makes_the_next_poll_look(sqlite_storage: Storage) -> N
         await storage.close()
 
 
+def _event(ven_id: str) -> EventRecord:
+    return EventRecord(
+        event_id="e-1", modification_number=0, status=EventStatus.FAR, payload=b"<e/>",
+        targets=(TargetRef(kind=TargetKind.VEN, value=ven_id),), updated_at=T0,
+        starts_at=T0 + timedelta(minutes=5), ends_at=T0 + timedelta(minutes=20),
+    )
+
+
 async def test_an_event_for_a_quiet_ven_is_seen_at_its_next_poll(sqlite_storage: Storage) -> None:
     storage = sqlite_storage
     try:
         registration = await storage.vens.register(ven(1))
         assert (await storage.vens.poll_lookup(registration.fingerprint))[1] is False
-        event = EventRecord(
-            event_id="e-1", modification_number=0, status=EventStatus.FAR, payload=b"<e/>",
-            targets=(TargetRef(kind=TargetKind.VEN, value=registration.ven_id),),
-            updated_at=T0, starts_at=T0 + timedelta(minutes=5),
-            ends_at=T0 + timedelta(minutes=20),
-        )
-        assert await storage.events.put(event, notify=[registration.ven_id])
+        assert await storage.events.put(_event(registration.ven_id), notify=[registration.ven_id])
         assert (await storage.vens.poll_lookup(registration.fingerprint))[1] is True
     finally:
         await storage.close()
+
+
+async def test_the_poll_that_delivers_the_last_item_leaves_the_ven_quiet(
+        sqlite_storage: Storage) -> None:
+    storage = sqlite_storage
+    try:
+        registration = await storage.vens.register(ven(1))
+        fingerprint, ven_id = registration.fingerprint, registration.ven_id
+        await storage.outbox.enqueue([ven_id], b"<m/>", "k", at=T0)
+        assert await storage.events.put(_event(ven_id), notify=[ven_id], queued=b"")
+        assert await storage.vens.poll_lookup(fingerprint) == (registration, True)
+        everything = Distribution(ven_id=ven_id, statuses=tuple(EventStatus), now=T0,
+                                  cancelled_since=T0)
+        assert await storage.events.deliver_next(everything) is not None  # <m/>; the event waits
+        assert await storage.vens.poll_lookup(fingerprint) == (registration, True)
+        delivered = await storage.events.deliver_next(everything)
+        assert delivered is not None and [e.event_id for e in delivered.events] == ["e-1"]
+        async with storage.engine.begin() as conn:  # behind the index's back, as above
+            await conn.execute(text("DELETE FROM vens"))
+        assert await storage.vens.poll_lookup(fingerprint) == (registration, False)
+    finally:
+        await storage.close()
+
+
+def test_a_delivery_overtaken_by_an_enqueue_does_not_leave_the_ven_quiet() -> None:
+    index = PollIndex()
+    registration = ven(1)
+    index.learn(index.ticket(), registration.fingerprint, registration)  # known, not quiet
+    ticket = index.ticket()  # the poll's delivery begins and hands out the last item...
+    index.enqueued([registration.ven_id])  # ...while another item for the VEN commits
+    index.handed_out(ticket, registration.ven_id, False)
+    assert index.quiet_registration(registration.fingerprint) is None
+    assert index.waiting_registration(registration.fingerprint) == registration
+    index.handed_out(index.ticket(), registration.ven_id, True)  # more waits: still waiting
+    assert index.waiting_registration(registration.fingerprint) == registration
+    index.handed_out(index.ticket(), registration.ven_id, False)
+    assert index.quiet_registration(registration.fingerprint) == registration
+    assert index.waiting_registration(registration.fingerprint) is None
 
 
 async def test_a_cancelled_registration_is_seen_at_the_next_poll(sqlite_storage: Storage) -> None:

@@ -45,7 +45,9 @@ __all__ = [
     "EVENT_KIND",
     "cancel_event",
     "distribute_for",
+    "event_list",
     "get_event",
+    "list_message",
     "modify_event",
     "on_created_event",
     "on_request_event",
@@ -190,20 +192,30 @@ def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) 
     return shared
 
 
-async def distribute_for(ctx: ServiceContext, ven_id: str, request_id: str,
-                         reply_limit: int | None = None, *,
-                         outbox_seq: int | None = None) -> DistributeEvent:
-    """The VEN's whole current event list, recorded as delivered (together with the outbox item
-    ``outbox_seq`` that asked for it, when given): one transaction, which also chooses the
-    events (addressed to the VEN, live, not completed, cancelled ones within retention)."""
-    now = ctx.clock()
-    records = await ctx.storage.events.distribute(Distribution(
-        ven_id=ven_id, statuses=_LIVE, now=now,
-        cancelled_since=now - ctx.cancelled_event_retention, limit=reply_limit or None,
-        outbox_seq=outbox_seq))
+def event_list(ctx: ServiceContext, ven_id: str, now: datetime,
+               reply_limit: int | None = None) -> Distribution:
+    """The VEN's whole current event list at ``now``, as storage chooses it: addressed to the
+    VEN, live, not completed, cancelled ones within retention (at most ``reply_limit``)."""
+    return Distribution(ven_id=ven_id, statuses=_LIVE, now=now,
+                        cancelled_since=now - ctx.cancelled_event_retention,
+                        limit=reply_limit or None)
+
+
+def list_message(ctx: ServiceContext, records: tuple[EventRecord, ...], now: datetime,
+                 request_id: str) -> DistributeEvent:
+    """The oadrDistributeEvent carrying an :func:`event_list` read at ``now``."""
     events = tuple(_as_sent(ctx, record, now) for record in records)
     return DistributeEvent(request_id=request_id or new_id(), vtn_id=ctx.vtn_id, events=events,
                            response=EiResponse(request_id=request_id))
+
+
+async def distribute_for(ctx: ServiceContext, ven_id: str, request_id: str,
+                         reply_limit: int | None = None) -> DistributeEvent:
+    """The VEN's whole current event list, chosen and recorded as delivered in one
+    transaction."""
+    now = ctx.clock()
+    records = await ctx.storage.events.distribute(event_list(ctx, ven_id, now, reply_limit))
+    return list_message(ctx, records, now, request_id)
 
 
 async def on_request_event(ctx: ServiceContext, peer: Peer, msg: RequestEvent) -> DistributeEvent:

@@ -9,11 +9,14 @@ Invariants:
   the claim's transaction.
 - An empty poll costs one read transaction (registration and "anything waiting?" in one
   statement), and none at all on SQLite once the poll index knows the VEN is quiet
-  (:mod:`vtn.storage.pollindex`); a poll that carries an event list costs three (lookup, claim,
-  the VEN's list chosen and its deliveries recorded together with the item).
-- An item is marked delivered before the reply is returned: delivery is at most once per claim.
-  A reply lost on the wire is recovered by the protocol itself (the VEN's oadrRequestEvent, or the
-  VTN's re-queue), which the outbox's lease cannot do once the HTTP reply was written.
+  (:mod:`vtn.storage.pollindex`). A poll that carries a payload costs one write, which takes the
+  item, marks it delivered and, for an event list, chooses the list and records its deliveries;
+  the lookup's read comes first unless, on SQLite, the index knows an item was queued (so in a
+  fan-out neither the poll that gets the event nor the one after it reads).
+- An item is marked delivered before the reply is returned: delivery is at most once. A reply
+  lost on the wire is recovered by the protocol itself (the VEN's oadrRequestEvent, or the VTN's
+  re-queue), which the outbox's lease cannot do once the HTTP reply was written. Push delivery
+  (``mark=False``) claims under the lease instead and marks once the VEN answered.
 """
 
 from __future__ import annotations
@@ -23,26 +26,34 @@ from vtn.storage import OutboxItem
 from vtn.transport import Peer
 
 from ._context import ServiceContext, bind_ven, new_id
-from .events import EVENT_KIND, distribute_for
+from .events import EVENT_KIND, distribute_for, event_list, list_message
 
 __all__ = ["next_message", "on_poll"]
 
 
 async def next_message(ctx: ServiceContext, ven_id: str, *,
                        mark: bool = True) -> tuple[Message, OutboxItem] | None:
-    """Claim the VEN's next queued payload and (with ``mark``) mark it delivered; None when
-    nothing waits. Without ``mark`` the caller marks or releases the claimed item itself."""
+    """The VEN's next queued payload, marked delivered (with ``mark``); None when nothing
+    waits. Without ``mark`` the item is only claimed: the caller marks or releases it."""
+    if not mark:
+        return await _claim(ctx, ven_id)
+    now = ctx.clock()
+    delivered = await ctx.storage.events.deliver_next(event_list(ctx, ven_id, now))
+    if delivered is None:
+        return None
+    item = delivered.item
+    if item.kind == EVENT_KIND:
+        return list_message(ctx, delivered.events, now, new_id()), item
+    return ctx.store_codec.decode(item.payload), item
+
+
+async def _claim(ctx: ServiceContext, ven_id: str) -> tuple[Message, OutboxItem] | None:
     item = await ctx.storage.outbox.next_for(ven_id, now=ctx.clock(), supersede=EVENT_KIND)
     if item is None:
         return None
     if item.kind == EVENT_KIND:
-        message: Message = await distribute_for(ctx, ven_id, new_id(),
-                                                outbox_seq=item.seq if mark else None)
-    else:
-        message = ctx.store_codec.decode(item.payload)
-        if mark:
-            await ctx.storage.outbox.mark_delivered(item.seq, at=ctx.clock())
-    return message, item
+        return await distribute_for(ctx, ven_id, new_id()), item
+    return ctx.store_codec.decode(item.payload), item
 
 
 async def on_poll(ctx: ServiceContext, peer: Peer, msg: Poll) -> Message:

@@ -1,7 +1,7 @@
 """The event repository's hot paths on SQLite, as plain ``sqlite3`` SQL (see
 :meth:`vtn.storage._engine.Database.run_sqlite` for why): storing an event with its targets and
-outbox rows, building a VEN's event list and recording it as delivered, storing acks, and the
-delivered versions an ack is checked against.
+outbox rows, building a VEN's event list and recording it as delivered (alone, or with the outbox
+item a poll hands out), storing acks, and the delivered versions an ack is checked against.
 
 Invariants: each function runs inside the caller's transaction and does exactly what the Core
 statements of :mod:`vtn.storage.events` do on SQLite (same rows, same upsert rules, same order),
@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from ._engine import from_sqlite_time, sqlite_time
+from .outbox import claim_sqlite, waiting_sqlite
 from .records import (
     Delivery,
     EventAck,
     EventRecord,
     EventStatus,
     OptType,
+    PollDelivery,
     TargetKind,
     TargetRef,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "EVENT_KIND",
     "Distribution",
     "Queue",
+    "deliver_next",
     "delivered_versions",
     "distribute",
     "put",
@@ -186,6 +189,23 @@ def distribute(conn: sqlite3.Connection, query: Distribution) -> tuple[EventReco
     if query.outbox_seq is not None:
         conn.execute(_OUTBOX_DELIVERED, (at, query.outbox_seq))
     return tuple(events)
+
+
+def deliver_next(conn: sqlite3.Connection,
+                 event_list: Distribution) -> tuple[PollDelivery | None, bool]:
+    """:meth:`EventRepository.deliver_next` on SQLite, and whether anything is still undelivered
+    for the VEN once it is done."""
+    ven_id, now = event_list.ven_id, event_list.now
+    # No lease: the item is marked delivered below, in this transaction.
+    item = claim_sqlite(conn, ven_id, now, now, EVENT_KIND)
+    delivered = None
+    if item is not None and item.kind == EVENT_KIND:
+        events = distribute(conn, replace(event_list, outbox_seq=item.seq))
+        delivered = PollDelivery(item=item, events=events)
+    elif item is not None:
+        conn.execute(_OUTBOX_DELIVERED, (sqlite_time(now), item.seq))
+        delivered = PollDelivery(item=item)
+    return delivered, waiting_sqlite(conn, ven_id)
 
 
 def _status_filter(statuses: tuple[EventStatus, ...]) -> tuple[str, tuple[str, ...]]:

@@ -14,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -24,7 +25,7 @@ from ._engine import Database
 from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow, VenRow
 from ._sqlite_events import EVENT_KIND, Distribution
 from ._sqlite_events import Queue as _Queue
-from .outbox import enqueue_in, mark_delivered_in
+from .outbox import claim_in, enqueue_in, mark_delivered_in
 from .pollindex import PollIndex
 from .records import (
     Delivery,
@@ -32,6 +33,7 @@ from .records import (
     EventRecord,
     EventStatus,
     OptType,
+    PollDelivery,
     StaleModification,
     StorageConflict,
     TargetKind,
@@ -243,19 +245,49 @@ class EventRepository:
         event at its modificationNumber, with the outbox item that asked for it: one write
         transaction (reading the list in it means no change slips in between). The records'
         ``targets`` are only those addressing the VEN."""
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(
-                lambda conn: _sqlite_events.distribute(conn, query), write=True)
+        if self._db.sync_engine is None:
+            return await self._db.run_write(lambda conn: self._distribute(conn, query))
+        events = await self._db.run_sqlite(
+            lambda conn: _sqlite_events.distribute(conn, query), write=True)
+        if self._index is not None and query.outbox_seq is not None:
+            self._index.delivered(query.ven_id)
+        return events
 
-        def work(conn: Connection) -> tuple[EventRecord, ...]:
-            events = _addressed(conn, query)
-            self._delivered(conn, [(e.event_id, query.ven_id, e.modification_number)
-                                   for e in events], query.now)
-            if query.outbox_seq is not None:
-                mark_delivered_in(conn, (query.outbox_seq,), query.now)
-            return events
+    def _distribute(self, conn: Connection, query: Distribution) -> tuple[EventRecord, ...]:
+        events = _addressed(conn, query)
+        self._delivered(conn, [(e.event_id, query.ven_id, e.modification_number)
+                               for e in events], query.now)
+        if query.outbox_seq is not None:
+            mark_delivered_in(conn, (query.outbox_seq,), query.now)
+        return events
 
-        return await self._db.run_write(work)
+    async def deliver_next(self, event_list: Distribution) -> PollDelivery | None:
+        """What a poll hands the VEN ``event_list.ven_id``, in one write transaction: its oldest
+        waiting outbox item, marked delivered; when that item says the VEN's event list changed
+        (:data:`EVENT_KIND`; the VEN's other such items are marked with it: one list answers them
+        all), ``event_list`` chosen and recorded as delivered too (:meth:`distribute`). None when
+        nothing waits. On SQLite the poll index learns whether more waits for the VEN, so its
+        next poll reads nothing (:meth:`PollIndex.handed_out`)."""
+        if self._db.sync_engine is None:
+            return await self._db.run_write(lambda conn: self._deliver_next(conn, event_list))
+        ticket = None if self._index is None else self._index.ticket()
+        delivered, waiting = await self._db.run_sqlite(
+            lambda conn: _sqlite_events.deliver_next(conn, event_list), write=True)
+        if self._index is not None and ticket is not None:
+            self._index.handed_out(ticket, event_list.ven_id, waiting)
+        return delivered
+
+    def _deliver_next(self, conn: Connection, event_list: Distribution) -> PollDelivery | None:
+        ven_id, now = event_list.ven_id, event_list.now
+        # No lease: the item is marked delivered below, in this transaction.
+        item = claim_in(conn, ven_id, now, now, EVENT_KIND)
+        if item is None:
+            return None
+        if item.kind == EVENT_KIND:
+            return PollDelivery(item=item, events=self._distribute(
+                conn, replace(event_list, outbox_seq=item.seq)))
+        mark_delivered_in(conn, (item.seq,), now)
+        return PollDelivery(item=item)
 
     def _delivered(self, conn: Connection, rows: list[tuple[str, str, int]], at: datetime) -> None:
         if not rows:

@@ -29,7 +29,10 @@ from ._models import OutboxRow
 from .pollindex import PollIndex
 from .records import OutboxItem
 
-__all__ = ["DEFAULT_LEASE", "OutboxRepository", "enqueue_in", "mark_delivered_in"]
+__all__ = [
+    "DEFAULT_LEASE", "OutboxRepository", "claim_in", "claim_sqlite", "enqueue_in",
+    "mark_delivered_in", "waiting_in", "waiting_sqlite",
+]
 
 DEFAULT_LEASE: Final = timedelta(seconds=30)
 
@@ -55,13 +58,17 @@ _BEHIND_SQLITE: Final = (
 )
 _DELIVERED_SQLITE: Final = (
     "UPDATE outbox SET delivered_at = ?, claimed_until = NULL"
-    " WHERE seq = ? AND delivered_at IS NULL"
+    " WHERE seq = ? AND delivered_at IS NULL RETURNING ven_id"
+)
+_WAITING_SQLITE: Final = (
+    "SELECT EXISTS (SELECT 1 FROM outbox WHERE ven_id = ? AND delivered_at IS NULL)"
 )
 
 
-def _claim_sqlite(
+def claim_sqlite(
     conn: sqlite3.Connection, ven_id: str, now: datetime, until: datetime, supersede: str | None
 ) -> OutboxItem | None:
+    """:meth:`OutboxRepository.next_for` on SQLite, inside the caller's transaction."""
     at = sqlite_time(now)
     row = conn.execute(_CLAIM_SQLITE, (sqlite_time(until), ven_id, at)).fetchone()
     if row is None:
@@ -74,6 +81,12 @@ def _claim_sqlite(
     assert enqueued is not None
     return OutboxItem(seq=seq, ven_id=row[1], kind=kind, payload=payload, dedup_key=dedup_key,
                       enqueued_at=enqueued, more_waiting=bool(more))
+
+
+def waiting_sqlite(conn: sqlite3.Connection, ven_id: str) -> bool:
+    """Whether anything is undelivered for the VEN (claimed or not), in the caller's
+    transaction."""
+    return bool(conn.execute(_WAITING_SQLITE, (ven_id,)).fetchone()[0])
 
 
 def _item(row: Any, *, more_waiting: bool = False) -> OutboxItem:
@@ -117,6 +130,47 @@ def enqueue_in(
     if dedup_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["ven_id", "dedup_key"])
     return insert_many(conn, stmt.returning(_OUTBOX.c.seq), rows)
+
+
+def claim_in(
+    conn: Connection, ven_id: str, now: datetime, until: datetime, supersede: str | None
+) -> OutboxItem | None:
+    """:meth:`OutboxRepository.next_for` on the Core path, inside the caller's transaction."""
+    c = _OUTBOX.c
+    pick = (
+        select(c.seq)
+        .where(*_claimable(ven_id, now))
+        .order_by(c.seq)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claim = (
+        update(_OUTBOX)
+        # Re-checked on the row itself: PostgreSQL re-evaluates these on the latest version
+        # if another claim committed meanwhile, so a claim is never taken twice.
+        .where(c.seq == pick, *_claimable(ven_id, now))
+        .values(claimed_until=until)
+        .returning(*_OUTBOX.c)
+    )
+    row = conn.execute(claim).one_or_none()
+    if row is None:
+        return None
+    if supersede is not None and row.kind == supersede:
+        conn.execute(
+            update(_OUTBOX)
+            .where(c.ven_id == ven_id, c.kind == supersede, c.seq != row.seq,
+                   c.delivered_at.is_(None))
+            .values(delivered_at=now, claimed_until=None)
+        )
+    behind = exists().where(*_claimable(ven_id, now), c.seq > row.seq)
+    return _item(row, more_waiting=bool(conn.scalar(select(behind))))
+
+
+def waiting_in(conn: Connection, ven_id: str) -> bool:
+    """:func:`waiting_sqlite` on the Core path."""
+    c = _OUTBOX.c
+    return bool(conn.scalar(select(exists().where(c.ven_id == ven_id, c.delivered_at.is_(None)))))
 
 
 def mark_delivered_in(conn: Connection, seqs: Iterable[int], at: datetime) -> int:
@@ -171,52 +225,23 @@ class OutboxRepository:
         ``supersede``, every other undelivered item of that kind for the VEN is marked delivered
         in the same transaction (the reply to the claimed one stands for them all).
         """
+        until = now + lease
         if self._db.sync_engine is not None:
-            until = now + lease
             return await self._db.run_sqlite(
-                lambda conn: _claim_sqlite(conn, ven_id, now, until, supersede), write=True)
-        c = _OUTBOX.c
-        pick = (
-            select(c.seq)
-            .where(*_claimable(ven_id, now))
-            .order_by(c.seq)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        claim = (
-            update(_OUTBOX)
-            # Re-checked on the row itself: PostgreSQL re-evaluates these on the latest version
-            # if another claim committed meanwhile, so a claim is never taken twice.
-            .where(c.seq == pick, *_claimable(ven_id, now))
-            .values(claimed_until=now + lease)
-            .returning(*_OUTBOX.c)
-        )
-
-        def work(conn: Connection) -> OutboxItem | None:
-            row = conn.execute(claim).one_or_none()
-            if row is None:
-                return None
-            if supersede is not None and row.kind == supersede:
-                conn.execute(
-                    update(_OUTBOX)
-                    .where(c.ven_id == ven_id, c.kind == supersede, c.seq != row.seq,
-                           c.delivered_at.is_(None))
-                    .values(delivered_at=now, claimed_until=None)
-                )
-            behind = exists().where(*_claimable(ven_id, now), c.seq > row.seq)
-            more = bool(conn.scalar(select(behind)))
-            return _item(row, more_waiting=more)
-
-        return await self._db.run_write(work)
+                lambda conn: claim_sqlite(conn, ven_id, now, until, supersede), write=True)
+        return await self._db.run_write(
+            lambda conn: claim_in(conn, ven_id, now, until, supersede))
 
     async def mark_delivered(self, seq: int, *, at: datetime) -> bool:
         """The item went out; False if it was already marked (or never existed)."""
-        if self._db.sync_engine is not None:
-            params = (sqlite_time(at), seq)
-            return await self._db.run_sqlite(
-                lambda conn: conn.execute(_DELIVERED_SQLITE, params).rowcount == 1, write=True)
-        return await self._db.run_write(lambda conn: mark_delivered_in(conn, (seq,), at) == 1)
+        if self._db.sync_engine is None:
+            return await self._db.run_write(lambda conn: mark_delivered_in(conn, (seq,), at) == 1)
+        params = (sqlite_time(at), seq)
+        row = await self._db.run_sqlite(
+            lambda conn: conn.execute(_DELIVERED_SQLITE, params).fetchone(), write=True)
+        if row is not None and self._index is not None:
+            self._index.delivered(row[0])
+        return row is not None
 
     async def release(self, seq: int) -> None:
         """Give a claimed item back at once (the reply could not be sent)."""

@@ -8,14 +8,21 @@ answered on the event loop with no thread handoff and no SQL. On PostgreSQL seve
 the queues, so there is no index and every poll reads the database.
 
 Invariants (all calls happen on the storage's event loop, after the write they report committed):
-- Knowledge is learned only from a database read, and only if no write that could contradict it
-  committed while that read was in flight: every committed registration change bumps
-  ``_registrations`` and every committed enqueue bumps ``_enqueues``; a read remembers both
-  counters before it starts (:meth:`ticket`) and :meth:`learn` drops its answer if either moved.
+- Knowledge is learned only from a database read (or a poll's delivery transaction, which looks
+  after marking what it hands out), and only if no write that could contradict it committed while
+  that read was in flight: every committed registration change bumps ``_registrations`` and every
+  committed enqueue bumps ``_enqueues``; a read remembers both counters before it starts
+  (:meth:`ticket`) and :meth:`learn` (:meth:`handed_out`) drops its answer if one it rests on
+  moved.
 - A VEN is "quiet" only if the read saw nothing undelivered in its outbox (claimed-but-unmarked
-  items count as undelivered, so a lease that runs out is found again by the next poll).
-- An enqueue un-quiets its VENs; a registration write forgets every cached registration
-  (registration writes are rare; precision there buys nothing).
+  items count as undelivered, so a lease that runs out is found again by the next poll). After
+  a fan-out, the delivery that handed a VEN its event list thus also spares its next poll the
+  read.
+- An enqueue un-quiets its VENs and marks them "waiting": their next polls go straight to the
+  write that takes an item, without a read first. "Waiting" may be wrong only the harmless way
+  (that write then finds nothing, and teaches "quiet"); marking an item delivered clears it.
+- A registration write forgets every cached registration (registration writes are rare;
+  precision there buys nothing).
 - Losing the index (a restart) only costs reads: it starts empty and knows nothing.
 """
 
@@ -38,11 +45,12 @@ class PollTicket:
 
 
 class PollIndex:
-    __slots__ = ("_by_fingerprint", "_enqueues", "_quiet", "_registrations")
+    __slots__ = ("_by_fingerprint", "_enqueues", "_quiet", "_registrations", "_waiting")
 
     def __init__(self) -> None:
         self._by_fingerprint: dict[str, VenRegistration] = {}
         self._quiet: set[str] = set()
+        self._waiting: set[str] = set()
         self._registrations = 0
         self._enqueues = 0
 
@@ -50,6 +58,14 @@ class PollIndex:
         """The certificate's registration if it is known and its VEN has nothing waiting."""
         registration = self._by_fingerprint.get(fingerprint)
         if registration is None or registration.ven_id not in self._quiet:
+            return None
+        return registration
+
+    def waiting_registration(self, fingerprint: str) -> VenRegistration | None:
+        """The certificate's registration if it is known and an item was queued for its VEN
+        since it was last handed one: its poll goes to take it without reading first."""
+        registration = self._by_fingerprint.get(fingerprint)
+        if registration is None or registration.ven_id not in self._waiting:
             return None
         return registration
 
@@ -70,10 +86,28 @@ class PollIndex:
         if waiting is False and ticket.enqueues == self._enqueues:
             self._quiet.add(registration.ven_id)
 
+    def handed_out(self, ticket: PollTicket, ven_id: str, waiting: bool) -> None:
+        """A poll's delivery that began at ``ticket`` marked what it handed ``ven_id`` delivered,
+        then saw whether anything is still ``waiting`` for it; dropped if an enqueue overtook
+        it."""
+        if ticket.enqueues != self._enqueues:
+            return
+        if waiting:
+            self._waiting.add(ven_id)
+        else:
+            self._waiting.discard(ven_id)
+            self._quiet.add(ven_id)
+
+    def delivered(self, ven_id: str) -> None:
+        """An item of ``ven_id`` was marked delivered: whether more waits is for a read to say."""
+        self._waiting.discard(ven_id)
+
     def enqueued(self, ven_ids: Iterable[str]) -> None:
-        """Items for ``ven_ids`` committed: their next polls must look."""
+        """Items for ``ven_ids`` committed: their next polls must take them."""
         self._enqueues += 1
+        ven_ids = tuple(ven_ids)
         self._quiet.difference_update(ven_ids)
+        self._waiting.update(ven_ids)
 
     def registrations_changed(self) -> None:
         """A registration row was written: forget them all (re-learned poll by poll)."""

@@ -24,6 +24,7 @@ __all__ = [
     "OptType",
     "OptWindow",
     "OutboxItem",
+    "PollDelivery",
     "ReportDescription",
     "ReportPoint",
     "ReportRequest",
@@ -173,6 +174,15 @@ class OutboxItem:
     dedup_key: str | None
     enqueued_at: datetime
     more_waiting: bool = False  # set by ``next_for``: more items were queued behind this one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollDelivery:
+    """What a poll hands a VEN: an outbox item, already marked delivered, and, when the item
+    says the VEN's event list changed, that list as chosen and recorded delivered with it."""
+
+    item: OutboxItem
+    events: tuple[EventRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -147,11 +147,15 @@ class VenRepository:
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         """The certificate's registration and whether anything waits in its outbox, read in one
         statement: what an oadrPoll needs before it can answer "nothing for you". On SQLite a VEN
-        known to be quiet is answered from the poll index, without a read."""
+        known to be quiet, or to have an item queued since its last delivery, is answered from the
+        poll index, without a read."""
         if self._index is not None:
             quiet = self._index.quiet_registration(fingerprint)
             if quiet is not None:
                 return quiet, False
+            expecting = self._index.waiting_registration(fingerprint)
+            if expecting is not None:
+                return expecting, True
             ticket = self._index.ticket()
             found, has_items = await self._db.run_sqlite(
                 lambda conn: _poll_lookup_sqlite(conn, fingerprint), write=False)
