@@ -10,6 +10,7 @@ refused as invalid data (454) rather than silently dropped.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from threading import get_ident
 
 from lxml import etree
@@ -45,6 +46,7 @@ from ._wire import (
     texts,
 )
 from .events import (
+    RETARGETED_FROM,
     ActivePeriod,
     Event,
     EventBaseline,
@@ -55,7 +57,7 @@ from .events import (
     ResponseRequired,
     SignalType,
 )
-from .parts import decode_target, encode_target
+from .parts import Target, decode_target, encode_target
 from .units import decode_item_base, encode_item_base, is_item_base
 
 OADR_EVENT = q(OADR, "oadrEvent")
@@ -304,13 +306,31 @@ def encode_event(parent: etree._Element, event: Event) -> None:
     back measured slower). Per thread, because lxml trees must not be shared across threads.
     The copy declares the same prefixes as our envelope, which lxml drops as redundant when it
     is appended, so the output is byte for byte that of a fresh build (tests/schemas).
+
+    An event made by :meth:`Event.with_target` is not built either: it is a copy of the event it
+    was made from, as built once per thread without targets, given its own eiTarget (the last
+    child of ei:eiEvent). A 500-VEN fan-out that sends each VEN only its own venID then builds
+    one event, not 500.
     """
-    key = ("xml", get_ident())
-    built = event._memo.get(key)
-    if built is None:
-        event._memo[key] = copy_tree(_build_event(parent, event))
-    else:
+    thread = get_ident()
+    built = event._memo.get(("xml", thread))
+    if built is not None:
         parent.append(copy_tree(built))
+        return
+    origin = event._memo.get(RETARGETED_FROM)
+    if origin is None:
+        event._memo["xml", thread] = copy_tree(_build_event(parent, event))
+        return
+    untargeted = origin._memo.get(("untargeted xml", thread))
+    if untargeted is None:
+        holder = _build_event(parent, replace(origin, target=Target()))
+        untargeted = origin._memo["untargeted xml", thread] = copy_tree(holder)
+        parent.remove(holder)
+    holder = copy_tree(untargeted)
+    parent.append(holder)
+    element = holder[0]
+    element.remove(element[-1])
+    encode_target(element, event.target)
 
 
 def _build_event(parent: etree._Element, event: Event) -> etree._Element:

@@ -93,6 +93,8 @@ SPEC_SIGNAL_NAMES: Final = frozenset({
     "BID_LOAD", "BID_ENERGY", "CHARGE_STATE", "LOAD_DISPATCH", "LOAD_CONTROL",
 })
 _EXTENSION_TOKEN: Final = re.compile(r"x-\S")
+# Event._memo key: the event a with_target variant was made from (schemas._event_parts_xml).
+RETARGETED_FROM: Final = "retargeted from"
 
 
 def _unsigned(name: str, value: int | None) -> None:
@@ -209,10 +211,10 @@ class Event:
     baseline: EventBaseline | None = None
     response_required: ResponseRequired = ResponseRequired.ALWAYS
 
-    # Per-object memo, never compared, hashed, shown or pickled: status variants (with_status)
-    # and the encoded oadrEvent per thread (schemas._event_parts_xml). The object is immutable,
-    # so what is derived from it once stays right; a fan-out that sends one Event object to
-    # hundreds of VENs builds its XML once.
+    # Per-object memo, never compared, hashed, shown or pickled: status variants (with_status),
+    # the event a with_target variant was made from, and the encoded oadrEvent per thread
+    # (schemas._event_parts_xml). The object is immutable, so what is derived from it once stays
+    # right; a fan-out that sends one Event object to hundreds of VENs builds its XML once.
     _memo: dict[object, Any] = field(default_factory=dict, init=False, compare=False,
                                      repr=False, hash=False)
 
@@ -237,8 +239,21 @@ class Event:
         variant = self._memo.get(("status", status))
         if variant is None:
             variant = replace(self, descriptor=replace(self.descriptor, event_status=status))
+            origin = self._memo.get(RETARGETED_FROM)
+            if origin is not None:  # still only the target differs from the origin's variant
+                variant._memo[RETARGETED_FROM] = origin.with_status(status)
             self._memo["status", status] = variant
         return cast(Event, variant)
+
+    def with_target(self, target: Target) -> Event:
+        """This event addressed to ``target`` instead (itself when it already is). The variant
+        is encoded from this event's oadrEvent, built once per thread without its eiTarget, plus
+        its own eiTarget: a fan-out that gives each VEN its own target builds the rest once."""
+        if target == self.target:
+            return self
+        variant = replace(self, target=target)
+        variant._memo[RETARGETED_FROM] = self
+        return variant
 
     @property
     def event_id(self) -> str:

@@ -1,5 +1,6 @@
 """An Event's memo (schemas.events.Event._memo): a fan-out encodes one Event object for hundreds
-of VENs, so its oadrEvent is built once per thread and copied after. The copy must be
+of VENs, so its oadrEvent is built once per thread and copied after; an event given each VEN's own
+target (Event.with_target) is a copy of the untargeted build plus that target. Either must be
 indistinguishable from a fresh build, and the memo must never leak into equality or repr."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 import schemas
 from schemas import DistributeEvent, EiResponse, Event, EventStatus, Target
 
-from .strategies import ids
+from .strategies import ids, targets
 from .test_events import _activation, events
 from .xsd_oracle import assert_xsd_valid
 
@@ -44,6 +45,20 @@ def test_memoized_encoding_is_the_fresh_encoding(evs: tuple[Event, ...], first: 
     decoded = codec.decode(again)
     assert isinstance(decoded, DistributeEvent)
     assert decoded.request_id == second and decoded.events == evs
+
+
+@settings(deadline=None, max_examples=40)
+@given(events, st.lists(targets, min_size=1, max_size=3), st.sampled_from(EventStatus))
+def test_a_retargeted_event_encodes_as_a_fresh_one(event: Event, addressed: list[Target],
+                                                   status: EventStatus) -> None:
+    codec = schemas.Codec()
+    for target in addressed:  # the first builds the untargeted form, the others copy it
+        for variant in (event.with_target(target), event.with_target(target).with_status(status)):
+            assert variant == replace(event, target=target).with_status(
+                variant.descriptor.event_status)
+            assert codec.encode(_distribute("r", variant)) == codec.encode(
+                _distribute("r", _fresh(variant)))
+    assert event.with_target(event.target) is event
 
 
 def test_an_event_in_two_positions_and_another_thread_encodes_alike() -> None:

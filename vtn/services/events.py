@@ -182,13 +182,13 @@ def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) 
     if target == whole:
         return event
     if target.ven_ids:  # this VEN's own: nobody else receives the same object
-        return replace(event, target=target)
+        return event.with_target(target)  # but its XML is the stored event's, retargeted
     key = (event.event_id, event.modification_number, target)
     shared = ctx.addressed_events.get(key)
     if shared is None:
         if len(ctx.addressed_events) >= DECODED_EVENTS_KEPT:
             ctx.addressed_events.pop(next(iter(ctx.addressed_events)))
-        shared = ctx.addressed_events[key] = replace(event, target=target)
+        shared = ctx.addressed_events[key] = event.with_target(target)
     return shared
 
 
