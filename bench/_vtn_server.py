@@ -43,7 +43,8 @@ _HOST = "127.0.0.1"
 class ServerSpec:
     """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``sign_cert``/``sign_key`` turn
     signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
-    key and verifying VEN signatures; ``db`` is our SQLite file."""
+    key and verifying VEN signatures; ``db`` is our SQLite file; ``loop`` is the event loop ours
+    serves on, as ``crowdflex vtn --loop`` (openleadr runs on asyncio's, as its server does)."""
 
     kind: str
     cert: Path
@@ -53,6 +54,7 @@ class ServerSpec:
     poll_frequency_s: float = 10.0
     sign_cert: Path | None = None
     sign_key: Path | None = None
+    loop: str = "auto"
 
 
 @dataclass(slots=True)
@@ -273,4 +275,10 @@ def serve(spec: ServerSpec, conn: Connection) -> None:
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("openleadr").setLevel(logging.ERROR)
-    asyncio.run(_serve(spec, conn))
+    loop_factory = None
+    if spec.kind == "ours":
+        from vtn.app import serving_loop_factory
+
+        loop_factory = serving_loop_factory(spec.loop)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(spec, conn))

@@ -42,6 +42,9 @@ def register(commands: Any) -> None:
                         "[admin] port)")
     parser.add_argument("--no-admin", action="store_true",
                         help="do not start the admin API")
+    parser.add_argument("--loop", default="auto", metavar="{auto,uvloop,asyncio}",
+                        help="event loop to serve on (default auto: uvloop when installed, whose "
+                        "TLS and I/O are compiled, else asyncio's)")
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -65,10 +68,12 @@ def _run(args: argparse.Namespace) -> int:
               "or run with --no-admin", file=sys.stderr)
         return 2
     try:
-        from vtn.app import tune_serving_process
+        from vtn.app import serving_loop_factory, tune_serving_process
 
+        loop_factory = serving_loop_factory(args.loop)  # an unknown --loop: refused first
         tune_serving_process()
-        asyncio.run(_serve(config))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve(config))
     except (ValueError, OSError) as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,60 @@
+"""What a process serving a VTN sets for itself: its event loop and its process-wide tuning."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+from collections.abc import Iterator
+
+import pytest
+import uvloop
+
+from cbp.cli import main
+from vtn.app import serving_loop_factory, tune_serving_process
+
+
+def _loop_of(name: str) -> asyncio.AbstractEventLoop:
+    with asyncio.Runner(loop_factory=serving_loop_factory(name)) as runner:
+        return runner.get_loop()
+
+
+def test_auto_serves_on_uvloop_when_it_is_installed() -> None:
+    assert isinstance(_loop_of("auto"), uvloop.Loop)
+    assert isinstance(_loop_of("uvloop"), uvloop.Loop)
+
+
+def test_asyncio_is_the_standard_library_loop() -> None:
+    loop = _loop_of("asyncio")
+    assert not isinstance(loop, uvloop.Loop)
+    assert type(loop).__module__.startswith("asyncio")
+
+
+def test_an_unknown_loop_is_refused(tmp_path, capsys) -> None:
+    with pytest.raises(ValueError, match="choose one of auto, uvloop, asyncio"):
+        serving_loop_factory("trio")
+    config = tmp_path / "vtn.toml"
+    config.write_text('vtn_id = "X"\n')
+    assert main(["vtn", "--config", str(config), "--no-admin", "--loop", "trio"]) == 1
+    assert "choose one of" in capsys.readouterr().err
+
+
+@pytest.fixture
+def restored_process_settings() -> Iterator[None]:
+    interval, threshold = sys.getswitchinterval(), gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.usefixtures("restored_process_settings")
+def test_tuning_freezes_what_is_loaded_and_collects_young_objects_less_often() -> None:
+    young, *older = gc.get_threshold()
+    tune_serving_process()
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] > young
+    assert list(gc.get_threshold()[1:]) == older
+    assert sys.getswitchinterval() < 0.005
