@@ -90,7 +90,9 @@ async def _serve(config: Any) -> None:
     await runners[0].setup()  # opens and migrates the database
     try:
         await vtn_site(runners[0], config).start()
-        logging.info("VTN %s serving on https://%s:%d", config.vtn_id, config.host, config.port)
+        loop_name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+        logging.info("VTN %s serving on https://%s:%d (%s event loop)", config.vtn_id,
+                     config.host, config.port, loop_name)
         if config.admin_enabled:
             admin = web.AppRunner(create_admin_app(lambda: app[SERVICES],
                                                    token=config.admin_token))
