@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
@@ -195,16 +195,12 @@ def deliver_next(conn: sqlite3.Connection,
                  event_list: Distribution) -> tuple[PollDelivery | None, bool]:
     """:meth:`EventRepository.deliver_next` on SQLite, and whether anything is still undelivered
     for the VEN once it is done."""
-    ven_id, now = event_list.ven_id, event_list.now
-    # No lease: the item is marked delivered below, in this transaction.
-    item = claim_sqlite(conn, ven_id, now, now, EVENT_KIND)
+    ven_id = event_list.ven_id
+    item = claim_sqlite(conn, ven_id, event_list.now, None, EVENT_KIND)  # marked delivered
     delivered = None
-    if item is not None and item.kind == EVENT_KIND:
-        events = distribute(conn, replace(event_list, outbox_seq=item.seq))
+    if item is not None:
+        events = distribute(conn, event_list) if item.kind == EVENT_KIND else ()
         delivered = PollDelivery(item=item, events=events)
-    elif item is not None:
-        conn.execute(_OUTBOX_DELIVERED, (sqlite_time(now), item.seq))
-        delivered = PollDelivery(item=item)
     return delivered, waiting_sqlite(conn, ven_id)
 
 

@@ -14,7 +14,6 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -278,16 +277,11 @@ class EventRepository:
         return delivered
 
     def _deliver_next(self, conn: Connection, event_list: Distribution) -> PollDelivery | None:
-        ven_id, now = event_list.ven_id, event_list.now
-        # No lease: the item is marked delivered below, in this transaction.
-        item = claim_in(conn, ven_id, now, now, EVENT_KIND)
+        item = claim_in(conn, event_list.ven_id, event_list.now, None, EVENT_KIND)  # delivered
         if item is None:
             return None
-        if item.kind == EVENT_KIND:
-            return PollDelivery(item=item, events=self._distribute(
-                conn, replace(event_list, outbox_seq=item.seq)))
-        mark_delivered_in(conn, (item.seq,), now)
-        return PollDelivery(item=item)
+        events = self._distribute(conn, event_list) if item.kind == EVENT_KIND else ()
+        return PollDelivery(item=item, events=events)
 
     def _delivered(self, conn: Connection, rows: list[tuple[str, str, int]], at: datetime) -> None:
         if not rows:

@@ -44,11 +44,12 @@ _OUTBOX = cast(Table, OutboxRow.__table__)
 _CLAIMABLE_SQLITE: Final = (
     "ven_id = ? AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)"
 )
-_CLAIM_SQLITE: Final = (
-    "UPDATE outbox SET claimed_until = ? WHERE seq = (SELECT seq FROM outbox WHERE "
-    f"{_CLAIMABLE_SQLITE} ORDER BY seq LIMIT 1)"
+_OLDEST_SQLITE: Final = (
+    f" WHERE seq = (SELECT seq FROM outbox WHERE {_CLAIMABLE_SQLITE} ORDER BY seq LIMIT 1)"
     " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at"
 )
+_CLAIM_SQLITE: Final = "UPDATE outbox SET claimed_until = ?" + _OLDEST_SQLITE
+_TAKE_SQLITE: Final = "UPDATE outbox SET delivered_at = ?, claimed_until = NULL" + _OLDEST_SQLITE
 _SUPERSEDE_SQLITE: Final = (
     "UPDATE outbox SET delivered_at = ?, claimed_until = NULL"
     " WHERE ven_id = ? AND kind = ? AND seq != ? AND delivered_at IS NULL"
@@ -66,17 +67,23 @@ _WAITING_SQLITE: Final = (
 
 
 def claim_sqlite(
-    conn: sqlite3.Connection, ven_id: str, now: datetime, until: datetime, supersede: str | None
+    conn: sqlite3.Connection, ven_id: str, now: datetime, until: datetime | None,
+    supersede: str | None,
 ) -> OutboxItem | None:
-    """:meth:`OutboxRepository.next_for` on SQLite, inside the caller's transaction."""
+    """:meth:`OutboxRepository.next_for` on SQLite, inside the caller's transaction; with
+    ``until`` None the item is marked delivered instead of leased (the caller's transaction
+    hands it out) and ``more_waiting`` is not looked up."""
     at = sqlite_time(now)
-    row = conn.execute(_CLAIM_SQLITE, (sqlite_time(until), ven_id, at)).fetchone()
+    if until is None:
+        row = conn.execute(_TAKE_SQLITE, (at, ven_id, at)).fetchone()
+    else:
+        row = conn.execute(_CLAIM_SQLITE, (sqlite_time(until), ven_id, at)).fetchone()
     if row is None:
         return None
     seq, _, kind, payload, dedup_key, enqueued_at = row
     if supersede is not None and kind == supersede:
         conn.execute(_SUPERSEDE_SQLITE, (at, ven_id, supersede, seq))
-    more = conn.execute(_BEHIND_SQLITE, (ven_id, at, seq)).fetchone()[0]
+    more = until is not None and conn.execute(_BEHIND_SQLITE, (ven_id, at, seq)).fetchone()[0]
     enqueued = from_sqlite_time(enqueued_at)
     assert enqueued is not None
     return OutboxItem(seq=seq, ven_id=row[1], kind=kind, payload=payload, dedup_key=dedup_key,
@@ -133,9 +140,9 @@ def enqueue_in(
 
 
 def claim_in(
-    conn: Connection, ven_id: str, now: datetime, until: datetime, supersede: str | None
+    conn: Connection, ven_id: str, now: datetime, until: datetime | None, supersede: str | None
 ) -> OutboxItem | None:
-    """:meth:`OutboxRepository.next_for` on the Core path, inside the caller's transaction."""
+    """:func:`claim_sqlite` on the Core path."""
     c = _OUTBOX.c
     pick = (
         select(c.seq)
@@ -150,7 +157,8 @@ def claim_in(
         # Re-checked on the row itself: PostgreSQL re-evaluates these on the latest version
         # if another claim committed meanwhile, so a claim is never taken twice.
         .where(c.seq == pick, *_claimable(ven_id, now))
-        .values(claimed_until=until)
+        .values({c.claimed_until: until} if until is not None
+                else {c.delivered_at: now, c.claimed_until: None})
         .returning(*_OUTBOX.c)
     )
     row = conn.execute(claim).one_or_none()
@@ -163,6 +171,8 @@ def claim_in(
                    c.delivered_at.is_(None))
             .values(delivered_at=now, claimed_until=None)
         )
+    if until is None:
+        return _item(row)
     behind = exists().where(*_claimable(ven_id, now), c.seq > row.seq)
     return _item(row, more_waiting=bool(conn.scalar(select(behind))))
 
