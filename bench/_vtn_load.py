@@ -299,17 +299,25 @@ async def _poll_every(ven: Ven, interval: float, stop: asyncio.Event) -> None:
 
 
 async def fanout(vens: list[Ven], control: Control, interval: float,
-                 settle_s: float) -> tuple[float, float, int]:
+                 settle_s: float) -> tuple[float, float, int, float]:
     """Publish one event to every VEN while they poll each ``interval``; the VTN process times
-    publish -> all acks stored. Returns (publish_s, all_acks_s, acks)."""
+    publish -> all acks stored. Returns (publish_s, all_acks_s, acks, cpu_s): ``cpu_s`` is the
+    VTN's CPU from just before the publish until all acks were stored, less what the empty polls
+    cost over as long (their CPU rate in the last ``interval`` of the settling): the fan-out's
+    own cost, steadier than its wall time on a busy machine."""
     stop = asyncio.Event()
     pollers = [asyncio.create_task(_poll_every(v, interval, stop)) for v in vens]
     try:
-        await asyncio.sleep(settle_s)  # steady state first: every VEN on its own phase
+        await asyncio.sleep(settle_s - interval)  # steady state: every VEN on its own phase
+        idle_from, idle_cpu = time.perf_counter(), await control.call("cpu")
+        await asyncio.sleep(interval)
+        started, cpu_before = time.perf_counter(), await control.call("cpu")
+        idle_rate = (cpu_before - idle_cpu) / (started - idle_from)
         await control.call("publish", [v.ven_id for v in vens])
         result = await control.call("fanout", 10 * interval + 20, timeout_s=10 * interval + 40)
+        cpu_s = await control.call("cpu") - cpu_before - idle_rate * (time.perf_counter() - started)
     finally:
         stop.set()
         await asyncio.gather(*pollers, return_exceptions=True)
     publish_s, all_acks_s, acks = result
-    return float(publish_s), float(all_acks_s), int(acks)
+    return float(publish_s), float(all_acks_s), int(acks), float(cpu_s)

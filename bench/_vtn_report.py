@@ -74,6 +74,8 @@ def render(args: argparse.Namespace, results: dict[str, KindResult],
     add(f"4. fan-out to {args.vens} VENs, publish -> all acks", lambda r: r.fanout_all_acks_s,
         "s", False)
     add("   of which the publish call", lambda r: r.fanout_publish_s, "s", False)
+    add("   VTN CPU beyond empty polls, per VEN", lambda r: r.fanout_cpu_s / args.vens, "ms",
+        False)
     for kind, (unsigned, sign) in ((k, (signed.get((k, False)), signed.get((k, True))))
                                    for k in ("ours", "openleadr")):
         if unsigned and sign:

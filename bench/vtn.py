@@ -14,7 +14,8 @@ order:
 3. oadrUpdateReport throughput: ``--report-vens`` VENs post 10-point TELEMETRY_USAGE reports,
    every point new (reports/s, VTN CPU per report);
 4. fan-out: all ``--vens`` VENs poll every ``--interval`` s on random phases; one event is
-   published to all; the VTN process times publish -> every VEN's oadrCreatedEvent stored;
+   published to all; the VTN process times publish -> every VEN's oadrCreatedEvent stored
+   (and its CPU meanwhile beyond the empty polls', per VEN);
 5. signed poll: ``--signed-vens`` VENs with RSA-2048 certificates post ``--signed-polls`` polls,
    unsigned and then signed, every body signed before the clock starts (ours with
    ``Codec(signer=RSA-2048, verifier=CA)`` and durable nonces; openleadr signing its replies with
@@ -134,6 +135,7 @@ class KindResult:
     fanout_publish_s: float
     fanout_all_acks_s: float
     fanout_acks: int
+    fanout_cpu_s: float
     errors: tuple[str, ...]
     profile: str = ""
 
@@ -162,15 +164,15 @@ async def run_kind(kind: str, pki: Pki, args: argparse.Namespace, cpu: int | Non
                 vtn.control, report_load(vens[: args.report_vens], args.seconds))
             text = await vtn.control.call("profile", False) if profile else ""
             counts = await vtn.control.call("counts")
-            publish_s, all_acks_s, acks = await fanout(vens, vtn.control, args.interval,
-                                                       settle_s=args.interval * 2)
+            publish_s, all_acks_s, acks, fanout_cpu_s = await fanout(
+                vens, vtn.control, args.interval, settle_s=args.interval * 2)
         finally:
             await close_vens(vens)
     return KindResult(
         registration_s=registration_s, registered=sum(1 for v in vens if v.ven_id),
         polls=polls, poll_cpu_s=poll_cpu, reports=reports, report_cpu_s=report_cpu,
         points_seen=int(counts["points"]), fanout_publish_s=publish_s,
-        fanout_all_acks_s=all_acks_s, fanout_acks=acks,
+        fanout_all_acks_s=all_acks_s, fanout_acks=acks, fanout_cpu_s=fanout_cpu_s,
         errors=tuple(e for v in vens for e in v.errors[:3])[:10], profile=text or "")
 
 
