@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
 from uuid import UUID
 
 from cbp.market import Sample
@@ -36,7 +35,7 @@ from cbp.pool import Dispatcher, FlexState, MspRecorder
 from privacy import ActivationWindow
 from schemas import Event, EventResponse, EventStatus, Target
 from vtn.services import ServiceContext
-from vtn.services.events import cancel_event, publish_event
+from vtn.services.events import cancel_events, publish_events
 
 from .devicebook import DeviceBook
 from .profile import CbpSettings
@@ -45,7 +44,6 @@ from .wire import activation_event, event_setpoints
 __all__ = ["DispatchedActivation", "Operation"]
 
 log = logging.getLogger(__name__)
-_PUBLISH_CONCURRENCY = 32  # device events published or cancelled at once
 
 
 @dataclass(slots=True, kw_only=True)
@@ -161,8 +159,7 @@ class Operation:
         return released
 
     async def _cancel_devices(self, activation: DispatchedActivation) -> None:
-        ctx = self._ctx()
-        await _bounded(partial(cancel_event, ctx, e) for e in activation.device_events.values())
+        await cancel_events(self._ctx(), tuple(activation.device_events.values()))
 
     def on_device_ack(self, response: EventResponse) -> None:
         """Note a device's oadrCreatedEvent; stamp the activation once every device acked."""
@@ -229,20 +226,7 @@ class Operation:
                 event_id=event_id, start=setpoints[0].at, period=rules.sample_period,
                 values=values, target=Target(ven_ids=(entry.ven_id,)),
                 market_context=self.settings.market_context, created=created, kilowatts=True))
-        ctx = self._ctx()
-        await _bounded(partial(publish_event, ctx, e) for e in events)
+        await publish_events(self._ctx(), events)
         log.info("activation %s (version %d) dispatched over %d devices", activation.event_id,
                  activation.version, len(plan))
 
-
-async def _bounded(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
-    """Run storage calls concurrently, a bounded number at once: each call's reads overlap the
-    others' while the storage queues the writes, instead of one round trip after another. A
-    call is started only once admitted, so a cancelled batch leaves no coroutine unawaited."""
-    gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
-
-    async def one(call: Callable[[], Awaitable[object]]) -> None:
-        async with gate:
-            await call()
-
-    await asyncio.gather(*(one(c) for c in calls))

@@ -15,7 +15,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -44,6 +45,7 @@ from ._context import DECODED_EVENTS_KEPT, ServiceContext, call_hook, new_id, re
 __all__ = [
     "EVENT_KIND",
     "cancel_event",
+    "cancel_events",
     "distribute_for",
     "event_list",
     "get_event",
@@ -52,7 +54,11 @@ __all__ = [
     "on_created_event",
     "on_request_event",
     "publish_event",
+    "publish_events",
 ]
+
+#: events encoded between yields to the loop while a batch is published
+_ENCODED_BETWEEN_YIELDS = 50
 
 _LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACTIVE,
          StoredStatus.CANCELLED)
@@ -107,29 +113,41 @@ async def get_event(ctx: ServiceContext, event_id: str) -> Event | None:
 async def publish_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     """Store ``event`` (new, or a higher modificationNumber) and queue the change for every VEN it
     targets now or was delivered to before. Returns the VENs it now targets."""
-    refs = target_refs(event.target)
-    targeted = await ctx.storage.vens.resolve_targets(refs)
-    earlier = await ctx.storage.events.delivered_to(event.event_id)
+    (targeted,) = await publish_events(ctx, (event,))
+    return targeted
+
+
+async def publish_events(ctx: ServiceContext,
+                         events: Sequence[Event]) -> tuple[tuple[str, ...], ...]:
+    """:func:`publish_event` for many events with one read and one write transaction (an
+    aggregator dispatching an activation publishes one event per device); all are stored or,
+    if one is stale or conflicts, none. Returns the VENs each event now targets."""
+    refs = [target_refs(event.target) for event in events]
+    targeted = await ctx.storage.vens.resolve_targets_many(refs)
+    earlier = await ctx.storage.events.delivered_to_many(event.event_id for event in events)
     now = ctx.clock()
-    status = _status_at(event, now)
-    record = EventRecord(
-        event_id=event.event_id,
-        modification_number=event.modification_number,
-        status=StoredStatus(status.value),
-        market_context=event.descriptor.market_context,
-        starts_at=event.active_period.dtstart,
-        ends_at=_ends_at(event),
-        response_required=event.response_required is ResponseRequired.ALWAYS,
-        targets=refs,
-        payload=ctx.encode_for_queue(DistributeEvent(request_id="", vtn_id=ctx.vtn_id,
-                                                     events=(event,))),
-        updated_at=now,
-    )
-    notify = tuple(dict.fromkeys((*targeted, *earlier)))
+    items = []
+    for n, (event, event_refs, vens) in enumerate(zip(events, refs, targeted, strict=True)):
+        if n and n % _ENCODED_BETWEEN_YIELDS == 0:
+            await asyncio.sleep(0)  # let requests in while a large batch is encoded
+        record = EventRecord(
+            event_id=event.event_id,
+            modification_number=event.modification_number,
+            status=StoredStatus(_status_at(event, now).value),
+            market_context=event.descriptor.market_context,
+            starts_at=event.active_period.dtstart,
+            ends_at=_ends_at(event),
+            response_required=event.response_required is ResponseRequired.ALWAYS,
+            targets=event_refs,
+            payload=ctx.encode_for_queue(DistributeEvent(request_id="", vtn_id=ctx.vtn_id,
+                                                         events=(event,))),
+            updated_at=now,
+        )
+        items.append((record, tuple(dict.fromkeys((*vens, *earlier.get(event.event_id, ()))))))
     # The queued item only says "your list changed" (the poll builds the list afresh), so it
     # carries no payload: a copy per VEN made publishing to 500 VENs write ~8 MB.
-    await ctx.storage.events.put(record, notify=notify, queued=b"")
-    ctx.on_enqueued(notify)
+    await ctx.storage.events.put_many(items, queued=b"")
+    ctx.on_enqueued(tuple(dict.fromkeys(v for _, notify in items for v in notify)))
     return targeted
 
 
@@ -138,19 +156,36 @@ async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     current = await ctx.storage.events.get(event.event_id)
     if current is None:
         raise LookupError(f"no event {event.event_id!r}")
-    descriptor = replace(event.descriptor, modification_number=current.modification_number + 1,
-                         modification_date_time=ctx.clock())
-    return await publish_event(ctx, replace(event, descriptor=descriptor))
+    return await publish_event(ctx, _next_version(ctx, event, current))
 
 
 async def cancel_event(ctx: ServiceContext, event_id: str) -> tuple[str, ...]:
     """Publish the stored event with status cancelled (an explicit cancel, profile 8.2)."""
-    event = await get_event(ctx, event_id)
-    if event is None:
-        raise LookupError(f"no event {event_id!r}")
-    cancelled = replace(event, descriptor=replace(event.descriptor,
+    (targeted,) = await cancel_events(ctx, (event_id,))
+    return targeted
+
+
+async def cancel_events(ctx: ServiceContext,
+                        event_ids: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """:func:`cancel_event` for many events, published together (:func:`publish_events`)."""
+    records = await ctx.storage.events.get_many(event_ids)
+    missing = [event_id for event_id in event_ids if event_id not in records]
+    if missing:
+        raise LookupError(f"no event {missing[0]!r}")
+    cancelled = []
+    for event_id in event_ids:
+        event = _decode(ctx, records[event_id])
+        event = replace(event, descriptor=replace(event.descriptor,
                                                   event_status=EventStatus.CANCELLED))
-    return await modify_event(ctx, cancelled)
+        cancelled.append(_next_version(ctx, event, records[event_id]))
+    return await publish_events(ctx, cancelled)
+
+
+def _next_version(ctx: ServiceContext, event: Event, current: EventRecord) -> Event:
+    """``event`` as the modification after the stored ``current`` (modificationNumber + 1)."""
+    return replace(event, descriptor=replace(
+        event.descriptor, modification_number=current.modification_number + 1,
+        modification_date_time=ctx.clock()))
 
 
 def _as_sent(ctx: ServiceContext, record: EventRecord, now: datetime) -> Event:

@@ -13,7 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -104,6 +104,14 @@ def _targets(conn: Connection, event_ids: list[str]) -> dict[str, list[Any]]:
     return by_event
 
 
+def _by_event(rows: Iterable[Any]) -> dict[str, tuple[str, ...]]:
+    """(eventID, venID) rows grouped by event."""
+    grouped: dict[str, list[str]] = {}
+    for event_id, ven_id in rows:
+        grouped.setdefault(event_id, []).append(ven_id)
+    return {event_id: tuple(vens) for event_id, vens in grouped.items()}
+
+
 def _query(conn: Connection, statuses: Iterable[EventStatus] | None) -> tuple[EventRecord, ...]:
     stmt = select(_EVENTS).order_by(_EVENTS.c.event_id)
     if statuses is not None:
@@ -179,18 +187,28 @@ class EventRepository:
         Raises :class:`StaleModification` for an older modificationNumber and
         :class:`StorageConflict` for the same number with different content.
         """
-        ven_ids = tuple(notify)
-        queue = _Queue(ven_ids=ven_ids, payload=event.payload if queued is None else queued,
-                       dedup_key=f"event:{event.event_id}:{event.modification_number}")
+        (changed,) = await self.put_many(((event, tuple(notify)),), queued=queued)
+        return changed
+
+    async def put_many(self, items: Sequence[tuple[EventRecord, tuple[str, ...]]], *,
+                       queued: bytes | None = None) -> tuple[bool, ...]:
+        """:meth:`put` for many events, each with the VENs to notify, in one transaction: an
+        aggregator dispatching one event per device writes them all at once. A stale or
+        conflicting event raises as in :meth:`put`, and then none of them is stored."""
+        queues = [_Queue(ven_ids=notify, payload=event.payload if queued is None else queued,
+                         dedup_key=f"event:{event.event_id}:{event.modification_number}")
+                  for event, notify in items]
+        pairs = [(event, queue) for (event, _), queue in zip(items, queues, strict=True)]
         try:
             if self._db.sync_engine is not None:
-                return await self._db.run_sqlite(
-                    lambda conn: _sqlite_events.put(conn, event, _check_newer, queue),
-                    write=True)
-            return await self._db.run_write(lambda conn: self._put(conn, event, queue))
+                return await self._db.run_sqlite(lambda conn: tuple(
+                    _sqlite_events.put(conn, event, _check_newer, queue)
+                    for event, queue in pairs), write=True)
+            return await self._db.run_write(lambda conn: tuple(
+                self._put(conn, event, queue) for event, queue in pairs))
         finally:  # also after a failure: the write may have committed before it surfaced
             if self._index is not None:
-                self._index.enqueued(ven_ids)
+                self._index.enqueued(tuple(v for queue in queues for v in queue.ven_ids))
 
     def _put(self, conn: Connection, event: EventRecord, queue: _Queue) -> bool:
         found = select(_EVENTS.c.modification_number, _EVENTS.c.payload).where(
@@ -218,11 +236,16 @@ class EventRepository:
             conn.execute(self._db.insert(EventTargetRow).values(rows))
 
     async def get(self, event_id: str) -> EventRecord | None:
-        def work(conn: Connection) -> EventRecord | None:
-            row = conn.execute(select(_EVENTS).where(_EVENTS.c.event_id == event_id)).one_or_none()
-            if row is None:
-                return None
-            return _record(row, _targets(conn, [event_id]).get(event_id, ()))
+        return (await self.get_many((event_id,))).get(event_id)
+
+    async def get_many(self, event_ids: Iterable[str]) -> dict[str, EventRecord]:
+        """The stored events among ``event_ids``, by eventID (unknown ones are left out)."""
+        wanted = list(dict.fromkeys(event_ids))
+
+        def work(conn: Connection) -> dict[str, EventRecord]:
+            rows = list(conn.execute(select(_EVENTS).where(_EVENTS.c.event_id.in_(wanted))))
+            targets = _targets(conn, [row.event_id for row in rows])
+            return {row.event_id: _record(row, targets.get(row.event_id, ())) for row in rows}
 
         return await self._db.run_read(work)
 
@@ -380,13 +403,22 @@ class EventRepository:
 
     async def delivered_to(self, event_id: str) -> tuple[str, ...]:
         """The VENs the event was ever delivered to, by venID."""
+        return (await self.delivered_to_many((event_id,))).get(event_id, ())
+
+    async def delivered_to_many(self, event_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """:meth:`delivered_to` for many events in one read: eventID -> venIDs, in venID order;
+        an event delivered to nobody is left out."""
+        wanted = list(dict.fromkeys(event_ids))
         if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(lambda conn: tuple(row[0] for row in conn.execute(
-                "SELECT ven_id FROM event_deliveries WHERE event_id = ? ORDER BY ven_id",
-                (event_id,))), write=False)
-        stmt = (select(_DELIVERIES.c.ven_id).where(_DELIVERIES.c.event_id == event_id)
-                .order_by(_DELIVERIES.c.ven_id))
-        return await self._db.run_read(lambda conn: tuple(conn.scalars(stmt)))
+            return await self._db.run_sqlite(
+                lambda conn: _by_event(conn.execute(
+                    f"SELECT event_id, ven_id FROM event_deliveries WHERE event_id IN "
+                    f"({','.join('?' * len(wanted))}) ORDER BY event_id, ven_id", wanted)),
+                write=False)
+        stmt = (select(_DELIVERIES.c.event_id, _DELIVERIES.c.ven_id)
+                .where(_DELIVERIES.c.event_id.in_(wanted))
+                .order_by(_DELIVERIES.c.event_id, _DELIVERIES.c.ven_id))
+        return await self._db.run_read(lambda conn: _by_event(conn.execute(stmt)))
 
     async def delivery(self, event_id: str, ven_id: str) -> Delivery | None:
         stmt = select(_DELIVERIES).where(

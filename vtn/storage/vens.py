@@ -9,7 +9,7 @@ targets are matched against; only active (not cancelled) VENs are ever targeted.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -217,34 +217,50 @@ class VenRepository:
         Members of one target are alternatives (any match selects the VEN), as in openleadr and
         the 2.0b profile's use of eiTarget for distribution.
         """
-        refs = set(targets)
-        direct = [r.value for r in refs if r.kind is TargetKind.VEN]
-        indirect = [(r.kind.value, r.value) for r in refs if r.kind is not TargetKind.VEN]
-        if not direct and not indirect:
-            return ()
-        if self._db.sync_engine is not None:  # plain sqlite3: an aggregator publishes per device
-            return await self._db.run_sqlite(
-                lambda conn: _resolve_targets_sqlite(conn, direct, indirect), write=False)
-        member = select(_MEMBERS.c.ven_id).where(
-            tuple_(_MEMBERS.c.kind, _MEMBERS.c.value).in_(indirect)
-        )
-        conditions = []
-        if direct:
-            conditions.append(_VENS.c.ven_id.in_(direct))
-        if indirect:
-            conditions.append(_VENS.c.ven_id.in_(member))
-        if not conditions:
-            return ()
-        stmt = (
-            select(_VENS.c.ven_id)
-            .where(_VENS.c.cancelled_at.is_(None), or_(*conditions))
-            .order_by(_VENS.c.ven_id)
-        )
-        return await self._db.run_read(lambda conn: tuple(conn.scalars(stmt)))
+        (resolved,) = await self.resolve_targets_many((tuple(targets),))
+        return resolved
+
+    async def resolve_targets_many(self, targets: Sequence[Iterable[TargetRef]]
+                                   ) -> tuple[tuple[str, ...], ...]:
+        """:meth:`resolve_targets` for each of many eiTargets, in one read (an aggregator
+        publishes one event per device)."""
+        queries = [_split(refs) for refs in targets]
+        if self._db.sync_engine is not None:  # plain sqlite3
+            return await self._db.run_sqlite(lambda conn: tuple(
+                _resolve_targets_sqlite(conn, *query) for query in queries), write=False)
+        return await self._db.run_read(lambda conn: tuple(
+            _resolve_targets_in(conn, *query) for query in queries))
+
+
+def _split(targets: Iterable[TargetRef]) -> tuple[list[str], list[tuple[str, str]]]:
+    """An eiTarget as (venIDs named, (kind, value) memberships)."""
+    refs = set(targets)
+    return ([r.value for r in refs if r.kind is TargetKind.VEN],
+            [(r.kind.value, r.value) for r in refs if r.kind is not TargetKind.VEN])
+
+
+def _resolve_targets_in(conn: Connection, direct: list[str],
+                        indirect: list[tuple[str, str]]) -> tuple[str, ...]:
+    conditions = []
+    if direct:
+        conditions.append(_VENS.c.ven_id.in_(direct))
+    if indirect:
+        conditions.append(_VENS.c.ven_id.in_(select(_MEMBERS.c.ven_id).where(
+            tuple_(_MEMBERS.c.kind, _MEMBERS.c.value).in_(indirect))))
+    if not conditions:
+        return ()
+    stmt = (
+        select(_VENS.c.ven_id)
+        .where(_VENS.c.cancelled_at.is_(None), or_(*conditions))
+        .order_by(_VENS.c.ven_id)
+    )
+    return tuple(conn.scalars(stmt))
 
 
 def _resolve_targets_sqlite(conn: sqlite3.Connection, direct: list[str],
                             indirect: list[tuple[str, str]]) -> tuple[str, ...]:
+    if not direct and not indirect:
+        return ()
     conditions, params = [], []
     if direct:
         conditions.append(f"ven_id IN ({','.join('?' * len(direct))})")

@@ -1,0 +1,78 @@
+"""Publishing and cancelling many events at once (an aggregator's one event per device), through
+a real VTN with mutual TLS, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from schemas import DistributeEvent, EventStatus, Target
+from vtn.services import events
+from vtn.storage import StaleModification
+
+from .harness import raw_ven, running_vtn, sample_event
+
+
+async def test_a_batch_reaches_each_ven_with_only_its_own_event_and_cancels_together(
+        pki, storage_url):
+    """Two events, one per VEN, published in one call: each VEN's next poll carries its own event
+    and not the other's; one cancel_events call then raises both to modificationNumber 1,
+    cancelled, and each VEN learns of its own."""
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
+        for ven in (a, b):
+            await ven.register()
+            await ven.drain()
+        batch = (sample_event("ev-a", Target(ven_ids=(a.ven_id,))),
+                 sample_event("ev-b", Target(ven_ids=(b.ven_id,))))
+        assert await events.publish_events(vtn.ctx, batch) == ((a.ven_id,), (b.ven_id,))
+        async with asyncio.timeout(10):
+            (got_a,), (got_b,) = await asyncio.gather(a.drain(), b.drain())
+        assert isinstance(got_a, DistributeEvent) and isinstance(got_b, DistributeEvent)
+        assert [e.event_id for e in got_a.events] == ["ev-a"]
+        assert [e.event_id for e in got_b.events] == ["ev-b"]
+
+        await events.cancel_events(vtn.ctx, ("ev-a", "ev-b"))
+        async with asyncio.timeout(10):
+            (got_a,), (got_b,) = await asyncio.gather(a.drain(), b.drain())
+        for got, event_id in ((got_a, "ev-a"), (got_b, "ev-b")):
+            assert isinstance(got, DistributeEvent)
+            (sent,) = got.events
+            assert sent.event_id == event_id and sent.modification_number == 1
+            assert sent.descriptor.event_status is EventStatus.CANCELLED
+
+
+async def test_a_batch_with_one_stale_event_stores_none_of_them(pki, storage_url):
+    """Tried: a batch of a new event and an older modificationNumber of a stored one. The batch
+    is refused as stale, the new event is not stored and the stored one is unchanged."""
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a:
+        await a.register()
+        await a.drain()
+        stored = sample_event("ev-s", Target(ven_ids=(a.ven_id,)))
+        await events.publish_event(vtn.ctx, replace(stored, descriptor=replace(
+            stored.descriptor, modification_number=2)))
+        with pytest.raises(StaleModification):
+            await events.publish_events(vtn.ctx, (
+                sample_event("ev-new", Target(ven_ids=(a.ven_id,))), stored))
+        assert await events.get_event(vtn.ctx, "ev-new") is None
+        kept = await events.get_event(vtn.ctx, "ev-s")
+        assert kept is not None and kept.modification_number == 2
+
+
+async def test_cancelling_an_unknown_event_in_a_batch_cancels_nothing(pki, storage_url):
+    """Tried: cancel_events naming a stored event and an unknown one: LookupError naming the
+    unknown one, and the stored event is still active at modificationNumber 0."""
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a:
+        await a.register()
+        await a.drain()
+        await events.publish_event(vtn.ctx, sample_event("ev-k", Target(ven_ids=(a.ven_id,))))
+        with pytest.raises(LookupError, match="ev-missing"):
+            await events.cancel_events(vtn.ctx, ("ev-k", "ev-missing"))
+        kept = await events.get_event(vtn.ctx, "ev-k")
+        assert kept is not None and kept.modification_number == 0
+        assert kept.descriptor.event_status is not EventStatus.CANCELLED
