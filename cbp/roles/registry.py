@@ -10,9 +10,9 @@ Invariants:
 - A GCP belongs to at most one aggregator. A registration naming a GCP another aggregator holds
   is refused whole (454), and the VEN keeps what it had.
 - The rebuild reads only stored METADATA the TSO accepted: the VTN stores a VEN's descriptions
-  before the TSO's hook may refuse them, so a stored pool report counts only when the TSO's
-  subscription to it (stored after acceptance) lists the same rIDs. VENs are replayed in the
-  order they registered, so a GCP goes to the aggregator that registered it first.
+  and the TSO's subscriptions together, only once the TSO's hook accepted them, and a stored
+  pool report counts only when a subscription to it lists the same rIDs. VENs are replayed in
+  the order they registered, so a GCP goes to the aggregator that registered it first.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ async def stored_pool_reports(storage: Storage,
         reports: list[Report] = []
         for description in stored:
             if (description.report_specifier_id, description.r_ids) not in subscribed:
-                continue  # stored, then refused by the TSO
+                continue  # not subscribed: not a pool the TSO accepted
             message = codec.decode(description.payload)
             assert isinstance(message, RegisterReport)
             reports.extend(message.reports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from schemas import (
@@ -15,6 +16,7 @@ from schemas import (
     CreateReport,
     EiResponse,
     EventResponse,
+    InvalidData,
     OptReason,
     OptType,
     Poll,
@@ -32,7 +34,7 @@ from schemas import (
     UpdatedReport,
     UpdateReport,
 )
-from vtn.services import events, reports
+from vtn.services import Handlers, events, reports
 from vtn.storage import ReportRequestStatus
 
 from .harness import code_of, raw_ven, running_vtn, sample_event
@@ -134,6 +136,35 @@ async def test_report_registration_subscription_and_idempotent_data(pki, storage
         after = await ven.post("EiReport", _data(ven.ven_id, rrid, value=9.0))
         assert isinstance(after, UpdatedReport)
         assert after.cancel_report is not None and after.cancel_report.report_request_ids == (rrid,)
+
+
+async def test_a_report_registration_the_policy_refuses_leaves_the_earlier_one(pki, storage_url):
+    """Tried: a second oadrRegisterReport that the application's subscription hook refuses
+    (InvalidData, as the TSO refuses a GCP another aggregator holds). The VEN gets 454 and the
+    VTN still holds the first registration's METADATA and its subscription, nothing of the
+    second."""
+    refuse = False
+
+    def policy(ven_id: str, offered: tuple[Report, ...]) -> None:
+        if refuse:
+            raise InvalidData("refused by policy")
+
+    async with running_vtn(pki, storage_url, handlers=Handlers(report_subscriptions=policy)
+                           ) as vtn, raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register()
+        await ven.drain()
+        first = await ven.post("EiReport", _metadata())
+        assert isinstance(first, RegisteredReport) and len(first.report_requests) == 1
+        refuse = True
+        second = _metadata()
+        second = replace(second, reports=(replace(second.reports[0],
+                                                  report_specifier_id="spec-2"),))
+        refused = await ven.post("EiReport", second)
+        assert code_of(refused) == 454
+        described = await vtn.ctx.storage.reports.descriptions(ven.ven_id)
+        assert [d.report_specifier_id for d in described] == ["spec-1"]
+        requests = await vtn.ctx.storage.reports.requests(ven.ven_id)
+        assert [r.report_specifier_id for r in requests] == ["spec-1"]
 
 
 async def test_opt_create_and_cancel(pki, storage_url):

@@ -106,30 +106,24 @@ def request_record(make: Callable[..., _R], ven_id: str, request: ReportRequest,
         created_at=now)
 
 
-async def _store_requests(ctx: ServiceContext, ven_id: str,
-                          requests: Iterable[ReportRequest]) -> None:
-    now = ctx.clock()
-    for request in requests:
-        await ctx.storage.reports.put_request(request_record(StoredRequest, ven_id, request, now))
-
-
 async def on_register_report(ctx: ServiceContext, peer: Peer,
                              msg: RegisterReport) -> RegisteredReport:
-    """oadrRegisterReport: store the METADATA, answer with the subscriptions policy chooses."""
+    """oadrRegisterReport: store the METADATA and the subscriptions policy chooses (one
+    transaction, after the policy hook: a hook that refuses leaves nothing stored), answer
+    with those subscriptions."""
     registration = await require_ven(ctx, peer, msg.ven_id)
     ven_id = registration.ven_id
+    chosen = await call_hook(ctx.handlers.report_subscriptions, ven_id, msg.reports)
+    requests = default_requests(ctx, msg.reports) if chosen is None else tuple(chosen)
     now = ctx.clock()
-    await ctx.storage.reports.register_descriptions(ven_id, [
+    await ctx.storage.reports.register_reports(ven_id, [
         ReportDescription(
             ven_id=ven_id, report_specifier_id=r.report_specifier_id,
             report_name=str(r.report_name or ""), r_ids=tuple(d.r_id for d in r.descriptions),
             payload=ctx.encode_for_queue(RegisterReport(request_id="", reports=(r,))),
             registered_at=now)
         for r in msg.reports
-    ])
-    chosen = await call_hook(ctx.handlers.report_subscriptions, ven_id, msg.reports)
-    requests = default_requests(ctx, msg.reports) if chosen is None else tuple(chosen)
-    await _store_requests(ctx, ven_id, requests)
+    ], [request_record(StoredRequest, ven_id, request, now) for request in requests])
     return RegisteredReport(response=EiResponse(request_id=msg.request_id),
                             report_requests=requests, ven_id=ven_id)
 
@@ -196,7 +190,8 @@ async def on_canceled_report(ctx: ServiceContext, peer: Peer, msg: CanceledRepor
 
 async def subscribe(ctx: ServiceContext, ven_id: str, request: ReportRequest) -> None:
     """Queue oadrCreateReport with ``request`` for the VEN (stored pending first)."""
-    await _store_requests(ctx, ven_id, (request,))
+    await ctx.storage.reports.put_request(request_record(StoredRequest, ven_id, request,
+                                                         ctx.clock()))
     await ctx.enqueue((ven_id,), CreateReport(request_id=new_id(), report_requests=(request,),
                                               ven_id=ven_id))
 

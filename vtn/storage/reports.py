@@ -157,6 +157,14 @@ def _point(row: ReportPointRow) -> ReportPoint:
     return ReportPoint(**{name: getattr(row, name) for name in _POINT_FIELDS})
 
 
+def _request_values(request: ReportRequest) -> dict[str, Any]:
+    """A report request as the parameters of the request upsert."""
+    values = {name: getattr(request, name) for name in _REQUEST_FIELDS}
+    values.update(r_ids=list(request.r_ids), ven_id=request.ven_id,
+                  report_request_id=request.report_request_id)
+    return values
+
+
 class ReportRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -168,25 +176,31 @@ class ReportRepository:
         self, ven_id: str, descriptions: Iterable[ReportDescription]
     ) -> None:
         """Replace the VEN's registered reports with ``descriptions`` (all for ``ven_id``)."""
-        rows = [
-            {
-                "ven_id": ven_id,
-                "report_specifier_id": d.report_specifier_id,
-                "report_name": d.report_name,
-                "r_ids": list(d.r_ids),
-                "payload": d.payload,
-                "registered_at": d.registered_at,
-            }
-            for d in descriptions
-        ]
-        if any(d["ven_id"] != ven_id for d in rows):
+        await self.register_reports(ven_id, descriptions, ())
+
+    async def register_reports(self, ven_id: str, descriptions: Iterable[ReportDescription],
+                               requests: Iterable[ReportRequest]) -> None:
+        """An oadrRegisterReport in one transaction: replace the VEN's registered reports with
+        ``descriptions`` and store (or update) the report ``requests`` answered to it."""
+        described = list(descriptions)
+        if any(d.ven_id != ven_id for d in described):
             raise ValueError("every description must belong to the registering VEN")
-        async with self._db.write() as session:
-            await session.execute(
-                delete(ReportDescriptionRow).where(ReportDescriptionRow.ven_id == ven_id)
-            )
+        rows = [{"ven_id": ven_id, "report_specifier_id": d.report_specifier_id,
+                 "report_name": d.report_name, "r_ids": list(d.r_ids), "payload": d.payload,
+                 "registered_at": d.registered_at} for d in described]
+        upserts = [_request_values(r) for r in requests]
+        replace_rows = delete(ReportDescriptionRow).where(ReportDescriptionRow.ven_id == ven_id)
+        insert_rows = self._db.insert(ReportDescriptionRow)
+        upsert = self._request_upsert()
+
+        def work(conn: Connection) -> None:
+            conn.execute(replace_rows)
             if rows:
-                await session.execute(self._db.insert(ReportDescriptionRow).values(rows))
+                conn.execute(insert_rows, rows)
+            for values in upserts:
+                conn.execute(upsert, values)
+
+        await self._db.run_write(work)
 
     async def descriptions(self, ven_id: str) -> tuple[ReportDescription, ...]:
         stmt = (
@@ -212,10 +226,7 @@ class ReportRepository:
 
     async def put_request(self, request: ReportRequest) -> None:
         """Store or update a report request (subscription) sent to a VEN."""
-        values = {name: getattr(request, name) for name in _REQUEST_FIELDS}
-        values.update(r_ids=list(request.r_ids), ven_id=request.ven_id,
-                      report_request_id=request.report_request_id)
-        stmt = self._request_upsert()
+        values, stmt = _request_values(request), self._request_upsert()
         await self._db.run_write(lambda conn: conn.execute(stmt, values))
 
     async def set_request_status(
