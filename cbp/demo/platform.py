@@ -94,6 +94,8 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
     settings = demo_settings(devices, settings)
     began = time.monotonic()
     step = stepper(say)
+    step(f"market: one-minute ISPs, the grid shifted {settings.rules.isp_phase.seconds} s past "
+         f"the minute so that a gate closure follows the pool's expected readiness")
     async with start_nodes(out, devices=devices, seed=seed, settings=settings,
                            step=step) as nodes:
         operated = await bid_and_activate(nodes)

@@ -6,8 +6,8 @@ gap interpolation and the acknowledgement deadline. Nothing in ``cbp.market`` ha
 them, so a compressed-time profile (``MarketRules.compressed()``) can run an ISP in a minute.
 
 Invariants (checked when built): the ISP length divides an hour (so 23/24/25-hour days hold whole
-ISPs), the sample period divides the ISP length, thresholds are fractions in (0, 1], and the offer
-minimum and step are positive.
+ISPs), the sample period divides the ISP length and the ISP phase (which is under one ISP),
+thresholds are fractions in (0, 1], and the offer minimum and step are positive.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ class MarketRules:
     # Calendar (DESIGN.md 4: ISP 15 min, 96 a day, Europe/Amsterdam; gate closure 25 min before).
     timezone: str = "Europe/Amsterdam"
     isp_length: timedelta = timedelta(minutes=15)
+    #: how long after local midnight the market day, and so its ISP grid, begins: 0 on the real
+    #: market; a compressed-time run may shift its grid (whole samples, under one ISP)
+    isp_phase: timedelta = timedelta(0)
     gate_closure: timedelta = timedelta(minutes=25)
     # Offers: at least 1 MW in whole-MW steps, price within +-15,000 EUR/MWh.
     min_offer_mw: Decimal = Decimal("1")
@@ -59,6 +62,9 @@ class MarketRules:
             raise MarketRulesError("isp_length must divide one hour")
         if self.sample_period <= timedelta(0) or self.isp_length % self.sample_period:
             raise MarketRulesError("sample_period must divide isp_length")
+        if (not timedelta(0) <= self.isp_phase < self.isp_length
+                or self.isp_phase % self.sample_period):
+            raise MarketRulesError("isp_phase must be whole samples, under one isp_length")
         if self.gate_closure < timedelta(0) or self.ack_deadline < timedelta(0):
             raise MarketRulesError("gate_closure and ack_deadline must not be negative")
         if self.min_offer_mw <= 0 or self.offer_step_mw <= 0 or self.max_abs_price_eur_per_mwh <= 0:

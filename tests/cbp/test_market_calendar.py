@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -110,3 +111,29 @@ def test_rules_from_a_config_table() -> None:
         MarketRules.from_mapping({"isp_length_s": 7 * 60})
     with pytest.raises(MarketRulesError, match="fraction"):
         MarketRules(tolerance_ratio=Decimal("1.5"))
+
+
+def test_a_phase_shifts_the_whole_grid_and_keeps_every_isp_round_trip() -> None:
+    """A compressed grid 20 s after the minute: ISP 1 of the day starts at local 00:00:20, every
+    instant maps to the ISP that contains it, an instant just before an ISP start belongs to the
+    one before, and the last ISP of a day ends where the next day's first begins."""
+    rules = replace(MarketRules.compressed(), isp_phase=timedelta(seconds=20))
+    cal = IspCalendar(rules)
+    first = IspRef(day=SCENARIO_DAY, index=1)
+    assert cal.isp_start(first) == datetime(2025, 3, 14, 0, 0, 20, tzinfo=AMS).astimezone(UTC)
+    for isp in list(cal.isps(SCENARIO_DAY))[::97]:
+        start = cal.isp_start(isp)
+        assert cal.isp_at(start) == isp
+        assert cal.isp_at(start + timedelta(seconds=59)) == isp
+        assert cal.isp_at(start - timedelta(microseconds=1)) != isp
+    last = IspRef(day=SCENARIO_DAY, index=cal.isp_count(SCENARIO_DAY))
+    assert cal.isp_end(last) == cal.isp_start(IspRef(day=SCENARIO_DAY + timedelta(days=1),
+                                                     index=1))
+    assert cal.isp_at(cal.isp_end(last)) == IspRef(day=SCENARIO_DAY + timedelta(days=1), index=1)
+
+
+@pytest.mark.parametrize("seconds", [-4, 60, 6])
+def test_a_phase_off_the_sample_grid_or_past_an_isp_is_refused(seconds: int) -> None:
+    """Tried: a negative phase, one a whole ISP long, one that is not whole 4-s samples."""
+    with pytest.raises(MarketRulesError, match="isp_phase"):
+        replace(MarketRules.compressed(), isp_phase=timedelta(seconds=seconds))
