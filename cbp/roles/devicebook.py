@@ -8,7 +8,9 @@ registered device into a pool row (:func:`cbp.pool.aggregate_sample`): a device 
 for that instant is listed missing, never filled in.
 
 Invariants: readings are keyed by the sample instant they were taken at; a sample is closed once
-and its readings are then dropped; pseudonyms are recomputed from the vault (never stored in a
+and its readings are then dropped; a reading for an instant already closed arrives too late to
+count and is only tallied (``late_points``), though it still shows its device is alive
+(:meth:`heard_after`); pseudonyms are recomputed from the vault (never stored in a
 reverse table) when the month changes.
 """
 
@@ -65,7 +67,10 @@ class DeviceBook:
         self.outlooks: dict[UUID, Outlook] = {}
         self.natural_last: dict[UUID, float] = {}
         self._open: dict[datetime, _Sample] = {}
+        self._closed_through: datetime | None = None
+        self._latest: dict[UUID, datetime] = {}  # device -> latest sample instant received
         self.points_received = 0
+        self.late_points = 0
 
     def add(self, entry: DeviceEntry) -> None:
         self.by_ven[entry.ven_id] = entry
@@ -84,8 +89,14 @@ class DeviceBook:
             at = interval.dtstart
             if at is None:
                 continue
+            latest = self._latest.get(uid)
+            if latest is None or at > latest:
+                self._latest[uid] = at
             values = {p.r_id: p.value for p in interval.payloads
                       if isinstance(p.value, float | int)}
+            if self._closed_through is not None and at <= self._closed_through:
+                self.late_points += DEVICE_POWER_RID in values
+                continue
             sample = self._open.setdefault(at, _Sample())
             if DEVICE_POWER_RID in values:
                 sample.power[uid] = float(values[DEVICE_POWER_RID])
@@ -100,10 +111,16 @@ class DeviceBook:
     def close(self, at: datetime) -> tuple[PoolRow, dict[UUID, Decimal], _Sample]:
         """The pool row and device rows of sample ``at`` over every registered device."""
         sample = self._open.pop(at, _Sample())
+        self._closed_through = at
         readings: dict[UUID, float | None] = {
             e.device_uuid: sample.power.get(e.device_uuid) for e in self.registered()}
         row, rows = aggregate_sample(at, readings, self.rules)
         return row, rows, sample
+
+    def heard_after(self, device: UUID, at: datetime) -> bool:
+        """Whether the device has reported a sample taken after ``at``."""
+        latest = self._latest.get(device)
+        return latest is not None and latest > at
 
     def pending_before(self, limit: datetime) -> tuple[datetime, ...]:
         return tuple(sorted(t for t in self._open if t <= limit))

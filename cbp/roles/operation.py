@@ -10,8 +10,9 @@ DESIGN.md 3 (activation, dispatch) and SCENARIOS.md exceptions:
 - stale copies: :meth:`Operation.stale` says whether an event version is older than one already
   handled (the upstream client refuses such a message with 450, and nothing here changes);
 - devices dropping out: :meth:`Operation.observe` counts each dispatched device's missed samples
-  (the counting is :meth:`cbp.pool.Dispatcher.observe`); at ``missed_samples_to_drop`` (3) the
-  device is lost and the rest of the activation is re-dispatched over the live devices only;
+  (the counting is :meth:`cbp.pool.Dispatcher.observe`; a device that already reported a later
+  sample has not missed it); at ``missed_samples_to_drop`` (3) the device is lost and the rest
+  of the activation is re-dispatched over the live devices only;
 - link loss: :meth:`Operation.release_all` cancels the device events of every running
   activation (called by the aggregator after ``CbpTiming.link_release`` without the TSO).
 
@@ -180,7 +181,10 @@ class Operation:
             if not activation.live or activation.watch is None or not first <= at <= last:
                 continue
             watch = activation.watch
-            watch.observe(at, {d: (None if rows.get(d) is None else 0.0)
+            # a device that already reported a later sample is alive: its row for ``at`` came
+            # late (a busy aggregator) or not at all, but it has not dropped out
+            watch.observe(at, {d: (None if rows.get(d) is None
+                                   and not self.book.heard_after(d, at) else 0.0)
                                for d in activation.device_events})
             newly = watch.lost - activation.lost
             if not newly:

@@ -1,0 +1,74 @@
+"""Telemetry that reaches a busy aggregator after its sample closed: tallied, not filed under a
+sample that will never close again, and proof that the device is alive (not dropped out)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+from cbp.market import Sample
+from cbp.pool import Dispatcher, MspRecorder
+from cbp.roles import CbpSettings
+from cbp.roles.devicebook import DeviceBook, DeviceEntry
+from cbp.roles.operation import DispatchedActivation, Operation
+from cbp.roles.profile import DEVICE_POWER_RID
+from schemas import Report, ReportInterval, ReportName, ReportPayload
+
+SETTINGS = CbpSettings.compressed()
+PERIOD = SETTINGS.rules.sample_period
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _book(*devices: UUID) -> DeviceBook:
+    book = DeviceBook(SETTINGS.rules, SETTINGS.pool)
+    for n, device in enumerate(devices):
+        book.add(DeviceEntry(ven_id=f"ven-{n}", device_uuid=device, prosumer_id=f"P{n}",
+                             device_class="ev_charger", power_bucket="7-11kW", registered=True))
+    return book
+
+
+def _batch(*instants: datetime) -> Report:
+    return Report(report_request_id="r", report_specifier_id="s", created_date_time=T0,
+                  report_name=ReportName.TELEMETRY_USAGE,
+                  intervals=tuple(ReportInterval(dtstart=at, duration=PERIOD, payloads=(
+                      ReportPayload(r_id=DEVICE_POWER_RID, value=3.0),)) for at in instants))
+
+
+def test_a_reading_for_a_closed_sample_is_tallied_late_and_never_reopens_it() -> None:
+    """Tried: sample T0 closed without the device, then its batch with T0 and T0+4 s arrives.
+    T0 is not opened again (nothing pending at or before it), the late point is counted, T0+4 s
+    is pending as usual, and the device counts as heard from after T0."""
+    device = uuid4()
+    book = _book(device)
+    _, rows, _ = book.close(T0)
+    assert device not in rows
+    book.take_report("ven-0", _batch(T0, T0 + PERIOD))
+    assert book.late_points == 1
+    assert book.pending_before(T0) == ()
+    assert book.pending_before(T0 + PERIOD) == (T0 + PERIOD,)
+    assert book.heard_after(device, T0) and not book.heard_after(device, T0 + PERIOD)
+
+
+async def test_a_device_whose_rows_came_late_but_that_reports_on_is_not_lost() -> None:
+    """Two dispatched devices miss three samples in a row at closing; one of them had already
+    sent a later sample (its batch was late, the aggregator busy): only the silent one is lost."""
+    late, silent = uuid4(), uuid4()
+    book = _book(late, silent)
+    samples = tuple(T0 + i * PERIOD for i in range(3))
+    operation = Operation(settings=SETTINGS, book=book, msp=MspRecorder(SETTINGS.pool),
+                          windows=[], ctx=_no_storage, clock=lambda: T0)
+    activation = DispatchedActivation(
+        event_id="act", setpoints=tuple(Sample(at=at, value=Decimal("0.01")) for at in samples),
+        device_events={late: "act-0-0", silent: "act-0-1"}, received_at=T0,
+        watch=Dispatcher(SETTINGS.pool))
+    operation.activations["act"] = activation
+    book.take_report("ven-0", _batch(samples[-1] + PERIOD))
+    for at in samples:
+        await operation.observe(at, {})
+    assert activation.lost == {silent}
+    assert activation.redispatches == 0  # nothing of the activation was left to re-dispatch
+
+
+def _no_storage() -> object:
+    raise AssertionError("nothing is published when no sample is left to re-dispatch")
