@@ -1,5 +1,6 @@
-"""What every long-running `crowdflex` node command shares: its log level, stopping cleanly on
-SIGINT/SIGTERM, and the status file a supervisor reads.
+"""What every long-running `crowdflex` node command shares: how it runs (:func:`run_node`: uvloop
+and the serving process's tuning), its log level, stopping cleanly on SIGINT/SIGTERM, and the
+status file a supervisor reads.
 
 The status file (``--status-file``) is one JSON object, replaced whole (written to a temporary
 file in the same directory, then renamed) so a reader never sees half of it. A node writes it
@@ -17,16 +18,28 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 __all__ = ["StatusFile", "add_log_level", "add_status_file", "bound_port", "configure_logging",
-           "publish_status", "stop_on_signals", "wait_or_stop"]
+           "publish_status", "run_node", "stop_on_signals", "wait_or_stop"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_T = TypeVar("_T")
+
+
+def run_node(main: Coroutine[Any, Any, _T]) -> _T:
+    """Run a node command's main coroutine the way ``crowdflex vtn`` serves: on uvloop when it is
+    installed (compiled TLS and I/O; asyncio's TLS runs in Python) in a process tuned for
+    serving (:func:`vtn.app.tune_serving_process`)."""
+    from vtn.app import serving_loop_factory, tune_serving_process
+
+    tune_serving_process()
+    with asyncio.Runner(loop_factory=serving_loop_factory()) as runner:
+        return runner.run(main)
 
 
 def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> None:

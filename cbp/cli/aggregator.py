@@ -40,6 +40,7 @@ from ._process import (
     bound_port,
     configure_logging,
     publish_status,
+    run_node,
     stop_on_signals,
     wait_or_stop,
 )
@@ -110,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     status = StatusFile(args.status_file)
     try:
-        asyncio.run(_serve(spec, status))
+        run_node(_serve(spec, status))
     except (OSError, ValueError, VenError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 1

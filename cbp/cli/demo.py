@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cbp.cli._process import run_node
 from cbp.demo.platform import run_platform
 
 
@@ -34,7 +34,7 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
-    summary = asyncio.run(run_platform(out, devices=args.devices, seed=args.seed))
+    summary = run_node(run_platform(out, devices=args.devices, seed=args.seed))
     s = summary.statement
     print()
     print(f"crowdflex demo finished in {summary.elapsed_s:.0f} s")

@@ -12,7 +12,6 @@ latest of them merged into one JSON object (``"state"``: ``registering``, ``hold
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tomllib
@@ -24,6 +23,7 @@ from ._process import (
     add_log_level,
     add_status_file,
     configure_logging,
+    run_node,
     stop_on_signals,
 )
 
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
             print(", ".join(f"{k}: {v}" for k, v in item.items()), flush=True)
 
     try:
-        registered = asyncio.run(_serve(config, progress))
+        registered = run_node(_serve(config, progress))
     except (OSError, ValueError) as exc:
         print(f"crowdflex device: {exc}", file=sys.stderr)
         return 1

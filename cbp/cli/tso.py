@@ -33,6 +33,7 @@ from ._process import (
     bound_port,
     configure_logging,
     publish_status,
+    run_node,
     stop_on_signals,
     wait_or_stop,
 )
@@ -79,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     status = StatusFile(args.status_file)
     try:
-        asyncio.run(_serve(config, settings, capture_dir, activate, status))
+        run_node(_serve(config, settings, capture_dir, activate, status))
     except (OSError, ValueError) as exc:
         print(f"crowdflex tso: {exc}", file=sys.stderr)
         return 1
