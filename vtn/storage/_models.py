@@ -129,6 +129,7 @@ class EventRow(Base):
 
 class EventTargetRow(Base):
     __tablename__ = "event_targets"
+    __table_args__ = (Index("ix_event_targets_kind_value", "kind", "value"),)
 
     event_id: Mapped[str] = mapped_column(
         ForeignKey("events.event_id", ondelete="CASCADE"), primary_key=True

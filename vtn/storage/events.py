@@ -122,28 +122,31 @@ def _query(conn: Connection, statuses: Iterable[EventStatus] | None) -> tuple[Ev
 
 
 def _addressed(conn: Connection, query: Distribution) -> tuple[EventRecord, ...]:
-    """:class:`Distribution`'s events on the Core path (as ``_sqlite_events.distribute``)."""
+    """:class:`Distribution`'s events on the Core path (as ``_sqlite_events.distribute``: the
+    target rows addressing the VEN first, then only their events and the untargeted ones)."""
     t, e, m = _TARGETS.c, _EVENTS.c, _MEMBERS.c
     live = e.status.in_([s.value for s in query.statuses])
-    member = exists().where(m.ven_id == query.ven_id, m.kind == t.kind, m.value == t.value)
-    hits = (
-        select(t.event_id, t.kind, t.value)
-        .join(_EVENTS, e.event_id == t.event_id)
-        .where(live, or_(and_(t.kind == TargetKind.VEN.value, t.value == query.ven_id), member))
-        .order_by(t.kind, t.value)
-    )
+    hits = select(t.event_id, t.kind, t.value).where(
+        t.kind == TargetKind.VEN.value, t.value == query.ven_id).union(
+        select(t.event_id, t.kind, t.value).join(
+            _MEMBERS, and_(m.kind == t.kind, m.value == t.value)).where(m.ven_id == query.ven_id))
+    by_event: dict[str, list[Any]] = {}
+    for target in sorted(conn.execute(hits), key=lambda row: (row.kind, row.value)):
+        by_event.setdefault(target.event_id, []).append(target)
+    untargeted = select(e.event_id).where(live, ~exists().where(t.event_id == e.event_id))
+    wanted = [*by_event, *conn.scalars(untargeted)]
+    if not wanted:
+        return ()
     cancelled = EventStatus.CANCELLED.value
     rows = (
-        select(_EVENTS, ~exists().where(t.event_id == e.event_id).label("untargeted"))
-        .where(live, or_(e.status != cancelled, e.updated_at >= query.cancelled_since),
+        select(_EVENTS)
+        .where(live, e.event_id.in_(wanted),
+               or_(e.status != cancelled, e.updated_at >= query.cancelled_since),
                or_(e.status == cancelled, e.ends_at.is_(None), e.ends_at > query.now))
         .order_by(e.event_id)
     )
-    by_event: dict[str, list[Any]] = {}
-    for target in conn.execute(hits):
-        by_event.setdefault(target.event_id, []).append(target)
-    return tuple(_record(row, by_event.get(row.event_id, ())) for row in conn.execute(rows)
-                 if row.untargeted or row.event_id in by_event)[: query.limit]
+    return tuple(_record(row, by_event.get(row.event_id, ()))
+                 for row in conn.execute(rows))[: query.limit]
 
 
 def _versions_in(conn: Connection, ven_id: str, event_ids: list[str]) -> dict[str, int]:
