@@ -144,7 +144,8 @@ class OutboundFilter:
         self._detector = LeakDetector(())
         self._generation = -1
 
-    def _current_detector(self) -> LeakDetector:
+    def current_detector(self) -> LeakDetector:
+        """The detector over the vault's values as they are now (the run's audit reuses it)."""
         # Rebuilt when the vault changed since the last message (onboarding, erasure).
         if self._vault is not None and self._vault.generation != self._generation:
             self._detector = LeakDetector(self._vault.identity_values())
@@ -163,7 +164,7 @@ class OutboundFilter:
         except OutboundRefused as exc:
             raise self._refuse(exc.findings) from None
         texts = _collect(root)
-        detector = self._current_detector()
+        detector = self.current_detector()
         findings: list[Finding | str] = []
         for where, value in texts.plain:
             findings += shape_findings(value, where)

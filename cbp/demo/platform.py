@@ -101,7 +101,7 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
         operated = await bid_and_activate(nodes)
         statement, prosumers = await _settle(nodes, operated)
         elapsed = time.monotonic() - began
-    audit = audit_run(out, nodes.vault.identity_values())
+    audit = audit_run(out, detector=nodes.aggregator.outbound.current_detector())
     nodes.vault.close()
     write_report(out, tso=nodes.tso, aggregator=nodes.aggregator,
                  activation=operated.activation, prosumers=prosumers, audit=audit)

@@ -105,6 +105,25 @@ def test_hidden_and_hashed_values_are_found(
     assert "unkeyed md5 of vault serial" in by_file["c.xml"]
 
 
+def test_an_attribute_value_is_searched_as_the_parser_reads_it(
+    run_dir: Path, vault: IdentityVault, household: Household
+) -> None:
+    """Tried: the postcode split by a newline inside an attribute, in a plain ASCII file (whose
+    text nodes the raw search covers). The parser reads the newline as a space, so the vault
+    postcode is found; the same with the outbound filter's detector passed in."""
+    folder = run_dir / privacy.CAPTURE_SUBDIR
+    number, letters = household.prosumer.postcode.split(" ")
+    message = _message("psn1_aaaaaaaaaaaaaaaaaaaaaaaaaa").replace(
+        b"<oadr:oadrUpdateReport", f'<oadr:oadrUpdateReport x="{number}\n{letters}"'.encode(), 1)
+    assert message.isascii() and b"&" not in message and f"{number}\n".encode() in message
+    (folder / "d.xml").write_bytes(message)
+    outbound = privacy.OutboundFilter(privacy.OutboundPolicy(pool_ids=()), vault=vault)
+    for result in (privacy.audit_run(run_dir, vault.identity_values()),
+                   privacy.audit_run(run_dir, detector=outbound.current_detector())):
+        assert [f.where.rsplit("/", 1)[-1] for f in result.findings
+                if "vault postcode" in f.what] == ["d.xml"]
+
+
 def test_empty_or_missing_capture_folder_proves_nothing(tmp_path: Path) -> None:
     assert main(["privacy", "audit", str(tmp_path)]) == 2
     assert not privacy.audit_run(tmp_path).passed
