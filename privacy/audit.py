@@ -1,12 +1,13 @@
 """The privacy audit: proof that nothing identifying crossed the aggregator -> TSO link in a run.
 
-Scans every file under ``RUN_DIR/captures/aggregator-tso/`` (one captured message per file). Each
-file is checked twice: its raw text, and (when it parses) every decoded text node and attribute
-value, so a value hidden behind character references (``&#56;&#55;...``) is still found; text
-nodes of an ASCII file without any ``&`` or carriage return read exactly as in its raw text, so
-for those the raw text's search stands (attribute values are searched again always). Checks:
-every form of every vault value (:mod:`privacy.detect`) and anything shaped like an EAN or a Dutch
-postcode (the shape checks skip ds:Signature content, whose base64 can look like anything).
+Scans every file under ``RUN_DIR/captures/aggregator-tso/`` (one captured message per file). A
+file that parses is checked as parsed: every text node (comments and processing instructions
+included), attribute value, element and attribute name and namespace, decoded, so a value hidden
+behind character references (``&#56;&#55;...``) is found; that is every character of the file
+but the markup itself, each distinct string once. A file that does not parse (or declares a
+DTD) is checked as raw text instead. Checks: every form of every vault value
+(:mod:`privacy.detect`) and anything shaped like an EAN or a Dutch postcode (the shape checks
+skip ds:Signature content, whose base64 can look like anything).
 
 Invariants: an empty or missing capture folder is not a pass (nothing was proven); findings name
 the file and what was found, never the full value.
@@ -14,6 +15,7 @@ the file and what was found, never the full value.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +61,9 @@ class AuditResult:
         return "\n".join(lines)
 
 
-def _parsed_texts(data: bytes) -> list[tuple[str, bool, bool]] | None:
-    """(text, inside ds:Signature, an attribute value) for every text node and attribute; None if
-    it does not parse."""
+def _parsed_texts(data: bytes) -> dict[tuple[str, bool], None] | None:
+    """(string, inside ds:Signature) for every distinct text node, attribute value, element and
+    attribute name and namespace of the file; None if it does not parse."""
     if b"<!" in data.replace(b"<!--", b"").replace(b"<![CDATA[", b""):
         return None
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
@@ -70,31 +72,35 @@ def _parsed_texts(data: bytes) -> list[tuple[str, bool, bool]] | None:
     except etree.XMLSyntaxError:
         return None
     signed = {id(e) for s in root.iter(_DS_SIGNATURE) for e in s.iter()}
-    texts: list[tuple[str, bool, bool]] = []
-    for element in root.iter():
+    texts: dict[tuple[str, bool], None] = {}
+    outside = [*root.itersiblings(preceding=True), *root.itersiblings()]  # comments, PIs
+    for element in itertools.chain(outside, root.iter()):
         inside = id(element) in signed
-        texts += [(t, inside, False) for t in (element.text, element.tail) if t and t.strip()]
-        texts += [(str(v), inside, True) for v in element.attrib.values()]
+        if isinstance(element, etree._ProcessingInstruction):
+            names = [element.target]
+        else:
+            names = [element.tag, *element.attrib.keys()] if isinstance(element.tag, str) else []
+        strings = [element.text, element.tail, *element.attrib.values(), *names]
+        texts.update(((str(t), inside), None) for t in strings if t and t.strip())
+    for _, declared in etree.iterwalk(root, events=("start-ns",)):  # where each is declared
+        texts.update(((str(t), False), None) for t in declared if t and t.strip())
     return texts
 
 
 def _audit_file(path: Path, where: str, detector: LeakDetector) -> list[Finding]:
     data = path.read_bytes()
-    raw = data.decode("utf-8", errors="replace")
-    findings = detector.scan(raw, where)
     texts = _parsed_texts(data)
     if texts is None:
-        # Unparseable: the whole raw text is checked for shapes too (no signature to skip).
+        # Unparseable: the whole raw text is checked (no signature to skip).
+        raw = data.decode("utf-8", errors="replace")
         return (
-            findings
+            detector.scan(raw, where)
             + shape_findings(raw, where)
             + [Finding(what="not parseable XML (raw text checked only)", where=where)]
         )
-    # ASCII, no reference and no CR to normalise: every text node reads as in the raw text
-    verbatim = data.isascii() and b"&" not in data and b"\r" not in data
-    for text, inside_signature, attribute in texts:
-        if attribute or not verbatim:
-            findings += detector.scan(text, where)
+    findings: list[Finding] = []
+    for text, inside_signature in texts:
+        findings += detector.scan(text, where)
         if not inside_signature:
             findings += shape_findings(text, where)
     return findings

@@ -124,6 +124,27 @@ def test_an_attribute_value_is_searched_as_the_parser_reads_it(
                 if "vault postcode" in f.what] == ["d.xml"]
 
 
+def test_values_in_comments_processing_instructions_and_names_are_found(
+    run_dir: Path, vault: IdentityVault, household: Household
+) -> None:
+    """Tried: the EAN in a comment before the root element, as a processing instruction's target
+    after it, as the name of an attribute and in an unused namespace declared inside: each file
+    is named."""
+    folder = run_dir / privacy.CAPTURE_SUBDIR
+    ean = household.prosumer.ean
+    body = _message("psn1_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+    root_at = body.index(b"<oadr:")
+    (folder / "e.xml").write_bytes(body[:root_at] + f"<!-- {ean} -->".encode() + body[root_at:])
+    (folder / "f.xml").write_bytes(body + f"<?x{ean} y?>".encode())
+    (folder / "g.xml").write_bytes(body.replace(
+        b"<oadr:oadrPayload", f'<oadr:oadrPayload e{ean}="1"'.encode(), 1))
+    (folder / "h.xml").write_bytes(body.replace(
+        b"<oadr:oadrPayload", f'<oadr:oadrPayload xmlns:z="urn:{ean}"'.encode(), 1))
+    result = privacy.audit_run(run_dir, vault.identity_values())
+    named = {f.where.rsplit("/", 1)[-1] for f in result.findings if "vault EAN" in f.what}
+    assert named == {"e.xml", "f.xml", "g.xml", "h.xml"}
+
+
 def test_empty_or_missing_capture_folder_proves_nothing(tmp_path: Path) -> None:
     assert main(["privacy", "audit", str(tmp_path)]) == 2
     assert not privacy.audit_run(tmp_path).passed
