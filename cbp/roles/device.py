@@ -268,16 +268,21 @@ class DeviceFleet:
         batch = self.settings.timing.telemetry_batch
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         per_batch = max(1, batch // period)
+        first = True
         while True:
             at = next_grid(datetime.now(UTC), period)
             await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
             k = (at - epoch) // period
             for node in nodes:
                 node.sample(at)
-            # Each device sends its batch at its own offset in the batch period (its first batch
-            # too), so the aggregator sees a steady trickle instead of every device at once.
+            # Each device sends its batch at its own offset in the batch period, so the
+            # aggregator sees a steady trickle instead of every device at once; the first
+            # sample goes out from every device at once (spread over half a period below), so
+            # the aggregator knows its pool's flex one sample after the fleet starts, not a
+            # whole batch later.
             due = [node for i, node in enumerate(nodes)
-                   if node.batch and (k + i) % per_batch == 0]
+                   if node.batch and (first or (k + i) % per_batch == 0)]
+            first = False
             # Queued off the clock: awaited one by one, a thousand outbox writes (each its own
             # round trip to the outbox's one database thread) outlasted a sample period, and the
             # clock skipped samples, which the aggregator counts missing.
