@@ -3,7 +3,9 @@
 A polling VEN sends the same oadrPoll bytes every time (it carries only the venID) and mostly gets
 the same "nothing for you" back. The VTN therefore decodes a VEN's request bytes once and reuses
 the typed message while the bytes repeat, and encodes a reply once and reuses the bytes while the
-reply repeats.
+reply repeats. A reply that differs from the last only in the requestID its eiResponse echoes
+(every oadrUpdatedReport to a reporting VEN) reuses the bytes with that one element's text
+swapped.
 
 Invariants:
 - Keys are certificate fingerprints: one VEN's bytes never stand for another's.
@@ -11,17 +13,26 @@ Invariants:
   carries a fresh nonce and is verified every time.
 - Replies are reused only from a codec that does not sign (a signed reply needs a fresh
   ReplayProtect) and only when the new reply equals the remembered one (messages are frozen
-  dataclasses compared by value).
+  dataclasses compared by value), or equals it once the requestIDs are swapped and both IDs are
+  printable ASCII without ``&<>`` (their text is then their bytes) and the old element occurs once.
 - The table is bounded (``max_vens``); the VEN remembered longest ago is forgotten first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from typing import Any, Final, cast
 
-from schemas import Message
+from schemas import EiResponse, Message
 
 __all__ = ["Repeats"]
+
+# Text lxml writes out unchanged: printable ASCII except the characters it escapes.
+_PLAIN_ID: Final = re.compile(rb"[ -%'-;=?-~]*")
+_REQUEST_ID: Final = b"<pyld:requestID>%b</pyld:requestID>"  # as the codec's NSMAP spells it
 
 
 @dataclass(slots=True)
@@ -49,9 +60,17 @@ class Repeats:
         last.body, last.request = body, message
 
     def reply(self, fingerprint: str, reply: Message) -> bytes | None:
-        """The bytes ``reply`` was encoded to last time, if this VEN's last reply was equal."""
+        """The bytes ``reply`` encodes to, if this VEN's last reply was equal or differed only in
+        its eiResponse's requestID."""
         last = self._by_peer.get(fingerprint)
-        return last.reply_bytes if last is not None and last.reply == reply else None
+        if last is None or last.reply is None:
+            return None
+        if last.reply == reply:
+            return last.reply_bytes
+        data = _swap_request_id(last.reply, last.reply_bytes, reply)
+        if data is not None:
+            last.reply, last.reply_bytes = reply, data
+        return data
 
     def remember_reply(self, fingerprint: str, reply: Message, data: bytes) -> None:
         last = self._entry(fingerprint)
@@ -67,3 +86,34 @@ class Repeats:
                 del self._by_peer[next(iter(self._by_peer))]
             last = self._by_peer[fingerprint] = _Last()
         return last
+
+
+def _swap_request_id(old: Message, old_bytes: bytes, new: Message) -> bytes | None:
+    new_response, old_response = getattr(new, "response", None), getattr(old, "response", None)
+    if (type(new) is not type(old) or not isinstance(new_response, EiResponse)
+            or not isinstance(old_response, EiResponse)):
+        return None
+    new_id, old_id = new_response.request_id.encode(), old_response.request_id.encode()
+    if _PLAIN_ID.fullmatch(new_id) is None or _PLAIN_ID.fullmatch(old_id) is None:
+        return None
+    rest, response_rest = _fields_but(type(new), "response"), _fields_but(EiResponse, "request_id")
+    if rest(new) != rest(old) or response_rest(new_response) != response_rest(old_response):
+        return None
+    before = _REQUEST_ID % old_id
+    if old_bytes.count(before) != 1:
+        return None
+    return old_bytes.replace(before, _REQUEST_ID % new_id)
+
+
+_RESTS: dict[tuple[type, str], Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _fields_but(kind: type, name: str) -> Callable[[Any], tuple[Any, ...]]:
+    """A getter of the compared fields of the dataclass ``kind`` but ``name``, and the class, as
+    one tuple: equal tuples mean the two values are equal but for ``name``."""
+    getter = _RESTS.get((kind, name))
+    if getter is None:
+        names = (f.name for f in fields(kind) if f.compare and f.name != name)
+        getter = _RESTS[kind, name] = cast(Callable[[Any], tuple[Any, ...]],
+                                           attrgetter(*names, "__class__"))
+    return getter

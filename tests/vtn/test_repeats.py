@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from schemas import EiResponse, Poll, Response
+import pytest
+
+from schemas import CancelReport, Codec, EiResponse, Poll, Response, UpdatedReport
 from vtn.repeats import Repeats
 
 POLL = Poll(ven_id="ven-1")
@@ -30,6 +32,39 @@ def test_a_reply_is_reused_only_while_it_is_equal() -> None:
     assert repeats.reply("AA:01", Response(response=EiResponse(), ven_id="ven-1")) == b"<encoded/>"
     assert repeats.reply("AA:01", Response(response=EiResponse(), ven_id="ven-2")) is None
     assert repeats.reply("AA:02", empty) is None
+
+
+def updated(request_id: str, ven_id: str = "ven-1") -> UpdatedReport:
+    return UpdatedReport(response=EiResponse(request_id=request_id), ven_id=ven_id)
+
+
+@pytest.mark.parametrize("request_id", ["upd-2", "", "a'b\"c;=?~ %"])
+def test_a_reply_differing_only_in_its_request_id_is_the_codec_s_bytes(request_id: str) -> None:
+    codec, repeats = Codec(), Repeats()
+    repeats.remember_reply("AA:01", updated("upd-1"), codec.encode(updated("upd-1")))
+    assert repeats.reply("AA:01", updated(request_id)) == codec.encode(updated(request_id))
+    # the swapped reply is now the one remembered, and swaps again
+    assert repeats.reply("AA:01", updated("upd-3")) == codec.encode(updated("upd-3"))
+
+
+@pytest.mark.parametrize("reply", [
+    updated("a&b"), updated("a<b"), updated("a>b"), updated("caf\u00e9"), updated("a\rb"),
+    updated("upd-2", ven_id="ven-2"),  # another difference besides the requestID
+    Response(response=EiResponse(request_id="upd-2"), ven_id="ven-1"),  # another message type
+    UpdatedReport(response=EiResponse(request_id="upd-2"), ven_id="ven-1",
+                  cancel_report=CancelReport(request_id="upd-1", report_request_ids=("rr",),
+                                             ven_id="ven-1")),
+])
+def test_no_swap_when_more_differs_or_the_text_would_be_escaped(reply: UpdatedReport) -> None:
+    codec, repeats = Codec(), Repeats()
+    repeats.remember_reply("AA:01", updated("upd-1"), codec.encode(updated("upd-1")))
+    assert repeats.reply("AA:01", reply) is None
+
+
+def test_an_escaped_old_request_id_is_not_swapped_out() -> None:
+    codec, repeats = Codec(), Repeats()
+    repeats.remember_reply("AA:01", updated("a&b"), codec.encode(updated("a&b")))
+    assert repeats.reply("AA:01", updated("upd-2")) is None
 
 
 def test_the_table_is_bounded_and_forgets_the_oldest_ven_first() -> None:
