@@ -111,6 +111,19 @@ async def raw_ven(url: str, context: ssl.SSLContext) -> AsyncIterator[RawVen]:
         await ven.close()
 
 
+@asynccontextmanager
+async def two_registered_vens(pki: Any, storage_url: str
+                              ) -> AsyncIterator[tuple[RunningVtn, RawVen, RawVen]]:
+    """A running VTN and the first two trusted VENs, each registered and drained."""
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
+        for ven in (a, b):
+            await ven.register()
+            await ven.drain()
+        yield vtn, a, b
+
+
 def code_of(reply: Message) -> int:
     assert isinstance(reply, Response), reply
     return reply.response.code

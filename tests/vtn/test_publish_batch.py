@@ -12,7 +12,7 @@ from schemas import DistributeEvent, EventStatus, Target
 from vtn.services import events
 from vtn.storage import StaleModification
 
-from .harness import raw_ven, running_vtn, sample_event
+from .harness import raw_ven, running_vtn, sample_event, two_registered_vens
 
 
 async def test_a_batch_reaches_each_ven_with_only_its_own_event_and_cancels_together(
@@ -20,12 +20,7 @@ async def test_a_batch_reaches_each_ven_with_only_its_own_event_and_cancels_toge
     """Two events, one per VEN, published in one call: each VEN's next poll carries its own event
     and not the other's; one cancel_events call then raises both to modificationNumber 1,
     cancelled, and each VEN learns of its own."""
-    async with running_vtn(pki, storage_url) as vtn, \
-            raw_ven(vtn.url, pki.client_context()) as a, \
-            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
-        for ven in (a, b):
-            await ven.register()
-            await ven.drain()
+    async with two_registered_vens(pki, storage_url) as (vtn, a, b):
         batch = (sample_event("ev-a", Target(ven_ids=(a.ven_id,))),
                  sample_event("ev-b", Target(ven_ids=(b.ven_id,))))
         assert await events.publish_events(vtn.ctx, batch) == ((a.ven_id,), (b.ven_id,))

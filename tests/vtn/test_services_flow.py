@@ -26,7 +26,7 @@ from schemas import (
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
 
-from .harness import code_of, raw_ven, running_vtn, sample_event
+from .harness import code_of, raw_ven, running_vtn, sample_event, two_registered_vens
 
 
 async def test_register_poll_event_ack_flow(pki, storage_url):
@@ -183,12 +183,7 @@ async def test_each_ven_sees_only_the_target_entries_that_address_it(pki, storag
     fingerprint) nor an entry that does not concern it."""
     from vtn.storage import TargetKind, TargetRef
 
-    async with running_vtn(pki, storage_url) as vtn, \
-            raw_ven(vtn.url, pki.client_context()) as a, \
-            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
-        for ven in (a, b):
-            await ven.register()
-            await ven.drain()
+    async with two_registered_vens(pki, storage_url) as (vtn, a, b):
         await vtn.ctx.storage.vens.set_memberships(
             b.ven_id, (TargetRef(kind=TargetKind.GROUP, value="pool-1"),))
         whole = Target(ven_ids=(a.ven_id, b.ven_id, "someone-else"), group_ids=("pool-1",),
