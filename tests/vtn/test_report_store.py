@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from vtn.storage import (
+    ReportData,
     ReportPoint,
     ReportRequest,
     ReportRequestStatus,
@@ -41,11 +42,27 @@ def batch(ven_id: str, first: int, count: int, *, value: float = 0.5) -> list[Re
     ]
 
 
+def update(points: list[ReportPoint]) -> list[ReportData]:
+    """The points (all of one VEN, request and receipt, as batch() makes them) as one report."""
+    first = points[0]
+    return [ReportData(
+        ven_id=first.ven_id, report_request_id=first.report_request_id,
+        report_specifier_id=first.report_specifier_id, received_at=first.received_at,
+        rows=tuple((p.r_id, p.dtstart, p.duration, p.value, p.confidence, p.accuracy,
+                    p.data_quality) for p in points))]
+
+
+def test_report_data_spells_out_the_points_it_was_made_from() -> None:
+    sent = batch("ven-1", 0, 10)
+    assert update(sent)[0].points() == sent
+
+
 async def test_store_update_reads_back_exactly_and_is_idempotent(storage: Storage) -> None:
     a = (await storage.vens.register(ven(1))).ven_id
     sent = batch(a, 0, 10)
-    assert await storage.reports.store_update(a, sent, ["rr-1"], fingerprint="fp:01") == (10, ())
-    assert await storage.reports.store_update(a, sent, ["rr-1"], fingerprint="fp:01") == (0, ())
+    for added in (10, 0):
+        assert await storage.reports.store_update(
+            a, update(sent), ["rr-1"], fingerprint="fp:01") == (added, ())
     stored = await storage.reports.points(a, T0, T0 + timedelta(minutes=1))
     assert stored == tuple(sorted(sent, key=lambda p: (p.dtstart, p.r_id)))
 
@@ -55,12 +72,16 @@ async def test_store_update_refuses_another_or_cancelled_certificate(storage: St
     b = (await storage.vens.register(ven(2))).ven_id
     window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
     # VEN 1's certificate naming VEN 2, and a certificate nobody registered: nothing stored.
-    assert await storage.reports.store_update(b, batch(b, 0, 4), (), fingerprint="fp:01") is None
-    assert await storage.reports.store_update(b, batch(b, 0, 4), (), fingerprint="fp:99") is None
+    assert await storage.reports.store_update(
+        b, update(batch(b, 0, 4)), (), fingerprint="fp:01") is None
+    assert await storage.reports.store_update(
+        b, update(batch(b, 0, 4)), (), fingerprint="fp:99") is None
     assert await storage.reports.points(b, *window) == ()
-    assert await storage.reports.store_update(a, batch(a, 0, 4), (), fingerprint="fp:01") == (4, ())
+    assert await storage.reports.store_update(
+        a, update(batch(a, 0, 4)), (), fingerprint="fp:01") == (4, ())
     assert await storage.vens.cancel("reg-1", T0) is not None
-    assert await storage.reports.store_update(a, batch(a, 2, 4), (), fingerprint="fp:01") is None
+    assert await storage.reports.store_update(
+        a, update(batch(a, 2, 4)), (), fingerprint="fp:01") is None
     assert len(await storage.reports.points(a, *window)) == 4
 
 
@@ -73,7 +94,7 @@ async def test_store_update_names_the_cancelled_requests_in_order(storage: Stora
     for rrid in ("rr-3", "rr-1"):
         await storage.reports.set_request_status(a, rrid, ReportRequestStatus.CANCELLED, at=T0)
     result = await storage.reports.store_update(
-        a, batch(a, 0, 2), ["rr-3", "rr-2", "rr-1", "rr-3"], fingerprint="fp:01")
+        a, update(batch(a, 0, 2)), ["rr-3", "rr-2", "rr-1", "rr-3"], fingerprint="fp:01")
     assert result == (2, ("rr-3", "rr-1"))
 
 
@@ -85,10 +106,11 @@ async def test_concurrent_updates_are_each_answered_for_their_own_points(
 
     async def send(n: int) -> tuple[int, tuple[str, ...]] | None:
         v = vens[n % 8]
-        return await storage.reports.store_update(v, batch(v, 5 * (n // 8), 10), ["rr-1"])
+        return await storage.reports.store_update(v, update(batch(v, 5 * (n // 8), 10)), ["rr-1"])
 
     async def orphan() -> object:  # no such VEN: the foreign key refuses the whole batch
-        return await storage.reports.store_update("ven-nobody", batch("ven-nobody", 0, 10), ())
+        nobody = update(batch("ven-nobody", 0, 10))
+        return await storage.reports.store_update("ven-nobody", nobody, ())
 
     results = await asyncio.gather(*(send(n) for n in range(40)), orphan(),
                                    *(send(n) for n in range(40, 64)), return_exceptions=True)
@@ -103,7 +125,7 @@ async def test_store_update_refuses_naive_times(storage: Storage) -> None:
     a = (await storage.vens.register(ven(1))).ven_id
     bad = replace(batch(a, 0, 1)[0], dtstart=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="naive"):
-        await storage.reports.store_update(a, [bad], (), fingerprint="fp:01")
+        await storage.reports.store_update(a, update([bad]), (), fingerprint="fp:01")
     assert await storage.reports.points(a, T0 - timedelta(days=400), T0 + timedelta(days=1)) == ()
 
 
@@ -113,8 +135,9 @@ async def test_a_large_update_spans_statements_and_the_first_of_duplicates_wins(
     sent = batch(a, 0, 3000)  # more rows than one SQLite statement takes (2,727)
     # The same natural key twice in one report, other value: the first one is kept.
     twice = [*sent, replace(sent[1], value=-1.0)]
-    assert await storage.reports.store_update(a, twice, (), fingerprint="fp:01") == (3000, ())
-    assert await storage.reports.store_update(a, sent, (), fingerprint="fp:01") == (0, ())
+    assert await storage.reports.store_update(
+        a, update(twice), (), fingerprint="fp:01") == (3000, ())
+    assert await storage.reports.store_update(a, update(sent), (), fingerprint="fp:01") == (0, ())
     stored = await storage.reports.points(a, T0, T0 + timedelta(days=1))
     assert len(stored) == 3000
     assert stored[1] == sent[1] and stored[1].value == 1.5

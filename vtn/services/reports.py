@@ -39,7 +39,7 @@ from schemas import (
     UpdateReport,
 )
 from schemas import ReportDescription as WireDescription
-from vtn.storage import ReportDescription, ReportPoint, ReportRequestStatus
+from vtn.storage import ReportData, ReportDescription, ReportRequestStatus
 from vtn.storage import ReportRequest as StoredRequest
 from vtn.transport import Peer
 
@@ -139,22 +139,20 @@ async def on_created_report(ctx: ServiceContext, peer: Peer, msg: CreatedReport)
                     ven_id=registration.ven_id)
 
 
-def _points(ven_id: str, report: Report, received_at: object) -> list[ReportPoint]:
-    points = []
+def _report_data(ven_id: str, report: Report, received_at: datetime) -> ReportData:
+    report_start = report.dtstart or report.created_date_time
+    rows = []
     for interval in report.intervals:
-        dtstart = interval.dtstart or report.dtstart or report.created_date_time
+        dtstart, duration = interval.dtstart or report_start, interval.duration
         for payload in interval.payloads:
-            value = payload.value if isinstance(payload.value, float | int) else None
-            points.append(ReportPoint(
-                ven_id=ven_id, report_request_id=report.report_request_id,
-                report_specifier_id=report.report_specifier_id, r_id=payload.r_id,
-                dtstart=dtstart, duration=interval.duration,
-                value=None if value is None else float(value), confidence=payload.confidence,
-                accuracy=payload.accuracy,
-                data_quality=None if payload.data_quality is None else str(payload.data_quality),
-                received_at=received_at,  # type: ignore[arg-type]
-            ))
-    return points
+            value, quality = payload.value, payload.data_quality
+            rows.append((payload.r_id, dtstart, duration,
+                         float(value) if isinstance(value, (float, int)) else None,
+                         payload.confidence, payload.accuracy,
+                         None if quality is None else str(quality)))
+    return ReportData(ven_id=ven_id, report_request_id=report.report_request_id,
+                      report_specifier_id=report.report_specifier_id, received_at=received_at,
+                      rows=tuple(rows))
 
 
 async def on_update_report(ctx: ServiceContext, peer: Peer, msg: UpdateReport) -> UpdatedReport:
@@ -163,12 +161,12 @@ async def on_update_report(ctx: ServiceContext, peer: Peer, msg: UpdateReport) -
     # Without a venID (rare) the points need the registration's before anything is stored.
     ven_id = (msg.ven_id if msg.ven_id is not None
               else (await require_ven(ctx, peer, None)).ven_id)
-    points = [p for report in msg.reports for p in _points(ven_id, report, now)]
+    data = [_report_data(ven_id, report, now) for report in msg.reports]
     # One transaction (one round trip): the check that the certificate is ven_id's active
     # registration (require_ven's, refused with 463 before anything is written), the points,
     # and which of the reports' requests are cancelled.
     stored = await ctx.storage.reports.store_update(
-        ven_id, points, (r.report_request_id for r in msg.reports), fingerprint=peer.fingerprint)
+        ven_id, data, (r.report_request_id for r in msg.reports), fingerprint=peer.fingerprint)
     if stored is None:
         await require_ven(ctx, peer, ven_id)  # raises the precise NotRegistered
         raise NotRegistered("this certificate has no active registration")

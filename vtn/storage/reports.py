@@ -25,7 +25,13 @@ from sqlalchemy import Connection, Table, delete, select, update
 
 from ._engine import MAX_BIND_PARAMS, Database, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
-from .records import ReportDescription, ReportPoint, ReportRequest, ReportRequestStatus
+from .records import (
+    ReportData,
+    ReportDescription,
+    ReportPoint,
+    ReportRequest,
+    ReportRequestStatus,
+)
 
 __all__ = ["ReportRepository"]
 
@@ -61,25 +67,27 @@ _ACTIVE_VEN_SQLITE: Final = (
 )
 
 
-def _sqlite_values(points: Sequence[ReportPoint]) -> list[object]:
+def _sqlite_values(reports: Sequence[ReportData]) -> list[object]:
     """The points' sqlite3 parameters, row after row in _POINT_FIELDS order. A batch repeats a few
     times many times (one received_at, one duration, a dtstart per interval): each distinct one
     is formatted once."""
     times: dict[datetime, str] = {}
     durations: dict[timedelta, str] = {}
     values: list[object] = []
-    for p in points:
-        dtstart, received = times.get(p.dtstart), times.get(p.received_at)
-        if dtstart is None:
-            dtstart = times[p.dtstart] = sqlite_time(p.dtstart)
-        if received is None:
-            received = times[p.received_at] = sqlite_time(p.received_at)
-        duration = None if p.duration is None else durations.get(p.duration)
-        if duration is None and p.duration is not None:
-            duration = durations[p.duration] = (_INTERVAL_EPOCH + p.duration).isoformat(
-                " ", "microseconds")
-        values += (p.ven_id, p.report_request_id, p.report_specifier_id, p.r_id, dtstart,
-                   duration, p.value, p.confidence, p.accuracy, p.data_quality, received)
+    for data in reports:
+        ven_id, request_id, specifier_id = (
+            data.ven_id, data.report_request_id, data.report_specifier_id)
+        received = sqlite_time(data.received_at)
+        for r_id, dtstart, duration, value, confidence, accuracy, quality in data.rows:
+            start = times.get(dtstart)
+            if start is None:
+                start = times[dtstart] = sqlite_time(dtstart)
+            length = None if duration is None else durations.get(duration)
+            if length is None and duration is not None:
+                length = durations[duration] = (_INTERVAL_EPOCH + duration).isoformat(
+                    " ", "microseconds")
+            values += (ven_id, request_id, specifier_id, r_id, start, length, value,
+                       confidence, accuracy, quality, received)
     return values
 
 
@@ -283,25 +291,27 @@ class ReportRepository:
         return await self._db.run_write(lambda conn: self._insert_points(conn, rows))
 
     async def store_update(
-        self, ven_id: str, points: Sequence[ReportPoint], request_ids: Iterable[str], *,
+        self, ven_id: str, reports: Sequence[ReportData], request_ids: Iterable[str], *,
         fingerprint: str | None = None,
     ) -> tuple[int, tuple[str, ...]] | None:
-        """One oadrUpdateReport of ``ven_id`` in one transaction: :meth:`add_points` (all of them
-        the VEN's), and which of the VEN's ``request_ids`` are cancelled, so the reply can tell
-        it. Returns (points added, cancelled reportRequestIDs in the order given).
+        """One oadrUpdateReport of ``ven_id`` in one transaction: :meth:`add_points` (the points of
+        ``reports``, all of them the VEN's), and which of the VEN's ``request_ids`` are
+        cancelled, so the reply can tell it. Returns (points added, cancelled reportRequestIDs
+        in the order given).
 
         With ``fingerprint`` the same transaction first checks that this client certificate is
         ``ven_id``'s active registration (what the service would otherwise read in a round trip
         of its own); if it is not, nothing is stored and the result is None."""
-        if any(p.ven_id != ven_id for p in points):
+        if any(data.ven_id != ven_id for data in reports):
             raise ValueError("every point must belong to the reporting VEN")
         wanted = list(dict.fromkeys(request_ids))
         if self._db.sync_engine is not None:
-            raw = _sqlite_values(points)
+            raw = _sqlite_values(reports)
             return await self._db.run_sqlite(
                 lambda conn: _store_update_sqlite(conn, ven_id, fingerprint, raw, wanted),
                 write=True)
-        rows = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in points]
+        rows = [{name: getattr(p, name) for name in _POINT_FIELDS}
+                for data in reports for p in data.points()]
         active = select(_VENS.c.ven_id).where(
             _VENS.c.fingerprint == fingerprint, _VENS.c.ven_id == ven_id,
             _VENS.c.cancelled_at.is_(None))
