@@ -17,9 +17,11 @@ agree without any identity crossing the process boundary.
 
 Progress goes to ``progress`` as small dicts (the CLI prints them as JSON lines): ``registered``
 once registration is done, then ``running``. With ``hold_after_registration`` the fleet reports
-``holding`` after ``registered`` and starts only once a line (or end of file) arrives on stdin:
-a supervisor (``crowdflex demo``) lets the aggregator register its pool with the TSO before two
-thousand devices start polling and reporting to that same aggregator.
+``holding`` after ``registered`` and starts only once a line arrives on stdin: a supervisor
+(``crowdflex demo``) lets the aggregator register its pool with the TSO before two thousand
+devices start polling and reporting to that same aggregator. Such a fleet stops when its stdin
+ends, at any point: its supervisor is gone (killed, say), and a fleet left behind would poll a
+dead aggregator for ever.
 
 Invariants: a device's venID is its certificate fingerprint, read from the certificate file;
 nothing here reads the identity vault.
@@ -126,39 +128,55 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event,
         registered = await fleet.register_all()
         progress({"registered": registered, "refused": len(fleet.refused),
                   "seconds": round(asyncio.get_running_loop().time() - began, 2)})
-        if config.hold_after_registration:
-            progress({"holding": registered})
-            if not await _first_of(_stdin_line(), stop.wait()):
-                return registered
-        fleet.start()
-        progress({"running": registered})
-        await stop.wait()
+        supervisor: asyncio.Task[None] | None = None
+        transport: asyncio.BaseTransport | None = None
+        try:
+            if config.hold_after_registration:
+                progress({"holding": registered})
+                reader, transport = await _stdin_reader()
+                if not await _first_of(_go(reader), stop.wait()):
+                    return registered
+                supervisor = asyncio.create_task(_set_at_end(reader, stop))
+            fleet.start()
+            progress({"running": registered})
+            await stop.wait()
+        finally:
+            if supervisor is not None:
+                supervisor.cancel()
+            if transport is not None:
+                transport.close()
         progress({"stopping": registered, "setpoint_events": sum(
             n.events_seen for n in fleet.nodes)})
     return registered
 
 
-async def _stdin_line() -> bool:
-    """Wait for one line (or end of file) on stdin, without a thread blocked in read."""
-    loop = asyncio.get_running_loop()
+async def _stdin_reader() -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """stdin as a stream on the loop, without a thread blocked in read."""
     reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    try:
-        await reader.readline()
-    finally:
-        transport.close()
-    return True
+    return reader, transport
+
+
+async def _go(reader: asyncio.StreamReader) -> bool:
+    """True for a line on stdin; False when it ends first (the supervisor is gone)."""
+    return bool(await reader.readline())
+
+
+async def _set_at_end(reader: asyncio.StreamReader, stop: asyncio.Event) -> None:
+    """Set ``stop`` once stdin ends."""
+    await reader.read()
+    stop.set()
 
 
 async def _first_of(go: Coroutine[Any, Any, bool], stop: Coroutine[Any, Any, object]) -> bool:
-    """True when ``go`` finished first, False when ``stop`` did; the other is cancelled."""
+    """``go``'s answer when it finished first, False when ``stop`` did; the other is cancelled."""
     tasks = [asyncio.ensure_future(go), asyncio.ensure_future(stop)]
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    return tasks[0] in done
+    return tasks[0] in done and tasks[0].result() is True
 
 
 def demo_fleet_toml(*, url: str, ca: Path, certs: Path, names: tuple[str, ...], seed: int,
