@@ -198,10 +198,10 @@ class EventRepository:
         """:meth:`put` for many events, each with the VENs to notify, in one transaction: an
         aggregator dispatching one event per device writes them all at once. A stale or
         conflicting event raises as in :meth:`put`, and then none of them is stored."""
-        queues = [_Queue(ven_ids=notify, payload=event.payload if queued is None else queued,
-                         dedup_key=f"event:{event.event_id}:{event.modification_number}")
-                  for event, notify in items]
-        pairs = [(event, queue) for (event, _), queue in zip(items, queues, strict=True)]
+        pairs = [(event, _Queue(ven_ids=notify,
+                                payload=event.payload if queued is None else queued,
+                                dedup_key=f"event:{event.event_id}:{event.modification_number}"))
+                 for event, notify in items]
         try:
             if self._db.sync_engine is not None:
                 return await self._db.run_sqlite(lambda conn: tuple(
@@ -211,7 +211,7 @@ class EventRepository:
                 self._put(conn, event, queue) for event, queue in pairs))
         finally:  # also after a failure: the write may have committed before it surfaced
             if self._index is not None:
-                self._index.enqueued(tuple(v for queue in queues for v in queue.ven_ids))
+                self._index.enqueued(tuple(v for _, queue in pairs for v in queue.ven_ids))
 
     def _put(self, conn: Connection, event: EventRecord, queue: _Queue) -> bool:
         found = select(_EVENTS.c.modification_number, _EVENTS.c.payload).where(
