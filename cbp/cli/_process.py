@@ -31,14 +31,21 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _T = TypeVar("_T")
 
 
-def run_node(main: Coroutine[Any, Any, _T]) -> _T:
-    """Run a node command's main coroutine the way ``crowdflex vtn`` serves: on uvloop when it is
-    installed (compiled TLS and I/O; asyncio's TLS runs in Python) in a process tuned for
-    serving (:func:`vtn.app.tune_serving_process`)."""
+def run_node(main: Coroutine[Any, Any, _T], *, loop: str = "auto") -> _T:
+    """Run a node command's main coroutine as a serving process: on the event ``loop`` named
+    (:func:`vtn.app.serving_loop_factory`; ``auto`` is uvloop when it is installed: compiled TLS
+    and I/O, where asyncio's TLS runs in Python) in a process tuned for serving
+    (:func:`vtn.app.tune_serving_process`). An unknown ``loop`` is refused (ValueError) before
+    anything runs."""
     from vtn.app import serving_loop_factory, tune_serving_process
 
+    try:
+        loop_factory = serving_loop_factory(loop)
+    except ValueError:
+        main.close()
+        raise
     tune_serving_process()
-    with asyncio.Runner(loop_factory=serving_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(main)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._process import add_log_level, configure_logging, stop_on_signals
+from ._process import add_log_level, configure_logging, run_node, stop_on_signals
 
 __all__ = ["register"]
 
@@ -68,12 +68,7 @@ def _run(args: argparse.Namespace) -> int:
               "or run with --no-admin", file=sys.stderr)
         return 2
     try:
-        from vtn.app import serving_loop_factory, tune_serving_process
-
-        loop_factory = serving_loop_factory(args.loop)  # an unknown --loop: refused first
-        tune_serving_process()
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(_serve(config))
+        run_node(_serve(config), loop=args.loop)
     except (ValueError, OSError) as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)
         return 1
