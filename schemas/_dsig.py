@@ -12,8 +12,13 @@ Invariants on the reading side, each against a known attack or ambiguity:
 - only the Signature that is oadrPayload's first child counts, and a reference must land on the
   payload's own oadrSignedObject or inside this Signature's ds:Object (no signature wrapping: a
   signed copy elsewhere in the tree cannot stand in for the body we decode);
-- every ``#id`` resolves to exactly one element; exactly one reference covers oadrSignedObject and
-  the single ReplayProtect lies inside a covered element;
+- every ``#id`` resolves to exactly one element; SignedInfo holds exactly two references, to two
+  distinct elements: one covers oadrSignedObject, the other the single ReplayProtect;
+- work is bounded before it is done: the references are counted and the ds:Signature's size
+  capped (:data:`MAX_SIGNATURE_ELEMENTS`, :data:`MAX_SIGNATURE_CHARS`) by :func:`read`, which
+  computes no digest; the caller checks the signature value over SignedInfo next
+  (:func:`check_value`), and only then the digests (:func:`check_digests`), the one step whose
+  cost grows with the body;
 - canonicalisation is exclusive or inclusive c14n 1.0 without comments (the latter because openleadr
   signs with it), digests are SHA-256 only; anything else is a malformed signature, never ignored.
 
@@ -57,6 +62,11 @@ SIGNED_OBJECT_ID: Final = "oadrSignedObject"
 _SIGNATURE_ID: Final = "oadrSignature"
 _PROPERTIES_ID: Final = "oadrReplayProtect"
 _MAX_NONCE: Final = 256  # nonces are remembered for a whole window: cap what a peer makes us hold
+REFERENCES: Final = 2  # the profile's: oadrSignedObject and the ReplayProtect
+# Ours is 24 nodes and ~1.5 KB of text plus the certificates (a 4-certificate RSA-4096 chain is
+# ~10 KB of base64); openleadr's is the same shape.
+MAX_SIGNATURE_ELEMENTS: Final = 64
+MAX_SIGNATURE_CHARS: Final = 32 * 1024
 
 _PAYLOAD = q(OADR, "oadrPayload")
 _SIGNED_OBJECT = q(OADR, "oadrSignedObject")
@@ -97,8 +107,18 @@ class RawSigner(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Reference:
+    """One ds:Reference, resolved: the element it covers and the digest it claims."""
+
+    uri: str
+    target: etree._Element
+    transform: etree._Element | None  # its one c14n ds:Transform, if any
+    expected: str  # the DigestValue, whitespace removed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SignedParts:
-    """A structurally sound ds:Signature whose reference digests matched."""
+    """A structurally sound ds:Signature; neither its value nor its digests are checked yet."""
 
     signed_info_c14n: bytes
     algorithm: str
@@ -106,6 +126,7 @@ class SignedParts:
     certificate_ders: tuple[bytes, ...]  # as carried, signer first; parsed by the caller
     timestamp: datetime
     nonce: str
+    references: tuple[Reference, Reference]  # the body's, then the one covering ReplayProtect
 
 
 def malformed(why: str) -> SignatureInvalid:
@@ -252,10 +273,24 @@ def _resolve(ids: dict[str, list[etree._Element]], uri: str | None) -> etree._El
     return found[0]
 
 
-def _check_reference(
-    ids: dict[str, list[etree._Element]], reference: etree._Element
-) -> etree._Element:
-    """Digest-check one ds:Reference; return the element it covers."""
+def _check_size(signature: etree._Element) -> None:
+    """Refuse a ds:Signature larger than any the profile needs, stopping at the first excess.
+
+    Its parts are digested and canonicalised later; bounding them here bounds that work, whatever
+    the referenced elements hold (the body, oadrSignedObject, is bounded by the document cap).
+    """
+    chars = 0
+    for elements, node in enumerate(signature.iter(), start=1):
+        chars += len(node.text or "") + len(node.tail or "") + sum(
+            len(k) + len(v) for k, v in node.attrib.items())
+        if elements > MAX_SIGNATURE_ELEMENTS or chars > MAX_SIGNATURE_CHARS:
+            raise malformed(
+                f"ds:Signature larger than {MAX_SIGNATURE_ELEMENTS} nodes or "
+                f"{MAX_SIGNATURE_CHARS} characters")
+
+
+def _reference(ids: dict[str, list[etree._Element]], reference: etree._Element) -> Reference:
+    """One ds:Reference's target and methods, checked for shape; its digest is not computed."""
     uri = reference.get("URI")
     target = _resolve(ids, uri)
     transforms = [
@@ -263,37 +298,45 @@ def _check_reference(
     ]
     if len(transforms) > 1:
         raise malformed(f"reference {uri!r} has a transform chain; one c14n transform at most")
+    if transforms and transforms[0].get("Algorithm") not in (EXC_C14N, C14N):
+        raise malformed(
+            f"unsupported canonicalization {transforms[0].get('Algorithm')!r} in {uri!r}")
     method = first(reference, _DIGEST_METHOD)
     if method is None or method.get("Algorithm") != SHA256:
         algorithm = None if method is None else method.get("Algorithm")
         raise malformed(f"reference {uri!r} uses digest {algorithm!r}; only SHA-256 is accepted")
     value = first(reference, _DIGEST_VALUE)
     expected = "".join(((value.text if value is not None else None) or "").split())
-    if _digest(_canonical(target, transforms[0] if transforms else None)) != expected:
-        what = "the signed body" if target.tag == _SIGNED_OBJECT else "the ReplayProtect"
-        raise SignatureInvalid(f"digest mismatch for reference {uri!r}: {what} was altered")
-    return target
+    return Reference(uri=uri or "", target=target, transform=transforms[0] if transforms else None,
+                     expected=expected)
 
 
-def _covered(
+def _references(
     root: etree._Element, signature: etree._Element, info: etree._Element
-) -> tuple[etree._Element, ...]:
-    """Check every reference; return what they cover, refusing targets outside the allowed spots."""
-    body = first(root, _SIGNED_OBJECT)
-    objects = tuple(signature.iterchildren(_OBJECT))
+) -> tuple[Reference, Reference]:
+    """The two references the profile allows: (the body's, the one covering ReplayProtect).
+
+    Counted before any is resolved; each must land on a distinct element: one on the payload's own
+    oadrSignedObject, the other on this Signature's ds:Object or inside it (no wrapping).
+    """
+    elements = tuple(info.iterchildren(_REFERENCE))
+    if len(elements) != REFERENCES:
+        raise malformed(
+            f"{len(elements)} ds:Reference elements; the profile allows exactly {REFERENCES} "
+            "(oadrSignedObject and the ReplayProtect)")
     ids = _ids(root)
-    covered: list[etree._Element] = []
-    for reference in info.iterchildren(_REFERENCE):
-        target = _check_reference(ids, reference)
-        inside_object = any(target is o or o in target.iterancestors() for o in objects)
-        if target is not body and not inside_object:
-            raise malformed(
-                f"reference {reference.get('URI')!r} points outside oadrSignedObject and ds:Object"
-            )
-        covered.append(target)
-    if sum(1 for target in covered if target is body) != 1:
+    one, two = (_reference(ids, element) for element in elements)
+    if one.target is two.target:
+        raise malformed(f"references {one.uri!r} and {two.uri!r} cover the same element")
+    body = first(root, _SIGNED_OBJECT)
+    covering = [r for r in (one, two) if r.target is body]
+    if len(covering) != 1:
         raise malformed("no single reference covers oadrSignedObject")
-    return tuple(covered)
+    other = two if covering[0] is one else one
+    objects = tuple(signature.iterchildren(_OBJECT))
+    if not any(other.target is o or o in other.target.iterancestors() for o in objects):
+        raise malformed(f"reference {other.uri!r} points outside oadrSignedObject and ds:Object")
+    return covering[0], other
 
 
 def _text(parent: etree._Element, tag: str) -> str | None:
@@ -301,14 +344,12 @@ def _text(parent: etree._Element, tag: str) -> str | None:
     return None if child is None else child.text
 
 
-def _replay_protect(
-    signature: etree._Element, covered: tuple[etree._Element, ...]
-) -> tuple[datetime, str]:
+def _replay_protect(signature: etree._Element, covered: etree._Element) -> tuple[datetime, str]:
     found = list(signature.iter(_REPLAY_PROTECT))
     if len(found) != 1:
         raise malformed(f"{len(found)} dsp:ReplayProtect elements, need exactly one")
     replay = found[0]
-    if not any(replay is c or c in replay.iterancestors() for c in covered):
+    if not (replay is covered or covered in replay.iterancestors()):
         raise malformed("dsp:ReplayProtect is not covered by any reference")
     timestamp, nonce = _text(replay, _TIMESTAMP), _text(replay, _NONCE)
     if not timestamp or not nonce:
@@ -345,12 +386,14 @@ def load_certificates(ders: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
 
 
 def read(root: etree._Element, signature: etree._Element) -> SignedParts:
-    """Structure and reference digests of ``signature``; the signature value is not checked yet."""
+    """The structure of ``signature``, checked with bounded work: no digest and no signature value
+    is computed here (:func:`check_value`, then :func:`check_digests`)."""
     info = first(signature, _SIGNED_INFO)
     method = None if info is None else first(info, _SIGNATURE_METHOD)
     assert info is not None and method is not None, "XSD requires SignedInfo/SignatureMethod"
-    covered = _covered(root, signature, info)
-    timestamp, nonce = _replay_protect(signature, covered)
+    references = _references(root, signature, info)  # first: counting them costs nothing
+    _check_size(signature)
+    timestamp, nonce = _replay_protect(signature, references[1].target)
     try:
         value = base64.b64decode("".join((_text(signature, _SIGNATURE_VALUE) or "").split()))
     except binascii.Error:
@@ -362,7 +405,18 @@ def read(root: etree._Element, signature: etree._Element) -> SignedParts:
         certificate_ders=_certificate_ders(signature),
         timestamp=timestamp,
         nonce=nonce,
+        references=references,
     )
+
+
+def check_digests(parts: SignedParts) -> None:
+    """Each reference's digest over its target; the last and costliest check of a signature."""
+    for reference in parts.references:
+        if _digest(_canonical(reference.target, reference.transform)) != reference.expected:
+            what = "the signed body" if reference.target.tag == _SIGNED_OBJECT else (
+                "the ReplayProtect")
+            raise SignatureInvalid(
+                f"digest mismatch for reference {reference.uri!r}: {what} was altered")
 
 
 def check_value(parts: SignedParts, key: CertificatePublicKeyTypes) -> None:

@@ -141,7 +141,8 @@ class Verifier:
     def verify(
         self, root: etree._Element, signature: etree._Element, now: datetime
     ) -> Verification:
-        """Digests, signature value, then trust; :class:`SignatureInvalid` says which failed."""
+        """Structure, signature value, trust, then digests, cheapest first, so a refusal costs
+        no more than the check that refused it; :class:`SignatureInvalid` says which failed."""
         try:
             parts = _dsig.read(root, signature)
             chain = self._chains.get(parts.certificate_ders)
@@ -151,6 +152,7 @@ class Verifier:
                 _dsig.check_value(parts, chain.key)
                 for certificate in chain.path:
                     _check_validity(certificate, now)
+            _dsig.check_digests(parts)
         except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             # The certificates come from the peer and cryptography parses them lazily: a bad
             # version, key type, curve, name or extension surfaces here, deep inside the checks.
