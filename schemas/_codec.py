@@ -111,7 +111,13 @@ class Codec:
     def decode_signed(self, data: bytes) -> tuple[Message, Verification | None]:
         """Like :meth:`decode`, also returning who signed when the signature verified."""
         root = self.parse(data)
-        state, verification = self._check_signature(root)
+        return self.typed(root, self.check_signature(root))
+
+    def typed(
+        self, root: etree._Element, checked: tuple[SignatureState, Verification | None]
+    ) -> tuple[Message, Verification | None]:
+        """The message in a tree from :meth:`parse`, marked as :meth:`check_signature` found."""
+        state, verification = checked
         payload = first(root, _SIGNED_OBJECT)[0]  # type: ignore[index]
         decoder = DECODERS.get(payload.tag)
         if decoder is None:
@@ -126,9 +132,15 @@ class Codec:
             message = replace(message, signature=state)
         return message, verification
 
-    def _check_signature(
+    def check_signature(
         self, root: etree._Element
     ) -> tuple[SignatureState, Verification | None]:
+        """Signature and ReplayProtect of a tree from :meth:`parse`.
+
+        Unlike the rest of the codec this may run on another thread (the VTN verifies large
+        signed bodies off its event loop): it reads only ``root``, the thread-safe
+        :class:`Verifier` and the :class:`ReplayGuard`.
+        """
         signature = _dsig.find_signature(root)
         if signature is None:
             if self.require_signature:

@@ -38,7 +38,7 @@ from vtn.limits import LimitSettings, install_limits
 from vtn.push import PushDelivery
 from vtn.revocation import reloading_server_context
 from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
-from vtn.signing import NonceCheck, SignatureSettings, signing_codec
+from vtn.signing import NonceCheck, SignatureSettings, SignedIntake, signing_codec
 from vtn.storage import Storage, open_storage
 from vtn.tls import push_client_context, server_context
 from vtn.transport import (
@@ -221,10 +221,14 @@ def create_app(
     install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
         max_in_flight=config.max_in_flight), identify=identify)
+    intake = SignedIntake(codec, config.signatures, clock) if nonces is not None else None
+    if intake is not None:
+        app.middlewares.append(intake.middleware(identify))
     add_routes(app, codec, guarded_dispatch, TransportSettings(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
         identify=identify,
-        check_signed=check_signed if nonces is not None else None))
+        check_signed=check_signed if nonces is not None else None,
+        decode=intake.decode if intake is not None else None))
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         storage = await open_storage(config.storage_url)

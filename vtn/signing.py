@@ -17,28 +17,48 @@ How the checks split, and why:
 Distinct refusals (all OpenADR 459 with a description saying which): unsigned when required,
 tampered (digest or signature value), untrusted or expired signer, signer not the TLS client,
 timestamp too old, timestamp in the future, nonce already used.
+
+What a signature may cost (:class:`SignedIntake`): the checks themselves run cheapest first with
+bounded work before any digest (:mod:`schemas._dsig`); a body of ``offload_bytes`` or more is
+verified on a worker thread, at most ``offload_slots`` at a time and one per VEN (a second one
+meanwhile: HTTP 429), so the event loop keeps serving other VENs; and a VEN whose signatures failed
+``failures_allowed`` times within ``failure_period`` is answered HTTP 429 + Retry-After before its
+body is read until the oldest of those failures ages out, without touching any other VEN.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from lxml import etree
+
 from schemas import (
     Codec,
+    Message,
+    NotRegistered,
     ReplayGuard,
     ReplayRefused,
     SignatureInvalid,
+    SignatureState,
     Signer,
     Verification,
     Verifier,
 )
 from vtn.storage import Storage
-from vtn.transport import Peer
+from vtn.transport import Peer, PeerIdentity
 
-__all__ = ["NonceCheck", "SignatureSettings", "signing_codec"]
+__all__ = ["NonceCheck", "SignatureSettings", "SignedIntake", "signing_codec"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +77,11 @@ class SignatureSettings:
     bind_to_peer: bool = True
     replay_window: timedelta = timedelta(minutes=5)
     replay_max_future: timedelta = timedelta(seconds=30)
+    # the verification budget (SignedIntake); not in the TOML yet
+    failures_allowed: int = 5
+    failure_period: timedelta = timedelta(minutes=1)
+    offload_bytes: int = 64 * 1024
+    offload_slots: int = 2
 
     @property
     def verifies(self) -> bool:
@@ -122,3 +147,103 @@ class NonceCheck:
         if self._last_purge is None or now - self._last_purge >= window:
             self._last_purge = now
             await storage.nonces.purge(now - window)
+
+
+class SignedIntake:
+    """The VTN's decode when it verifies signatures: the budget described in the module docstring.
+
+    :meth:`decode` is the transport's decode step; :meth:`middleware` refuses a VEN over its
+    failure budget before its body is read. The failure table holds at most ``max_tracked`` VENs
+    (oldest forgotten first), each with at most ``failures_allowed`` timestamps.
+    """
+
+    __slots__ = ("_busy", "_clock", "_codec", "_failures", "_settings", "_slots", "max_tracked")
+
+    def __init__(self, codec: Codec, settings: SignatureSettings,
+                 clock: Callable[[], datetime], *, max_tracked: int = 100_000) -> None:
+        self._codec = codec
+        self._settings = settings
+        self._clock = clock
+        self._failures: dict[str, deque[datetime]] = {}
+        self._busy: set[str] = set()  # VENs with a verification on a worker thread
+        self._slots = asyncio.Semaphore(settings.offload_slots)
+        self.max_tracked = max_tracked
+
+    def retry_after(self, fingerprint: str) -> int:
+        """Whole seconds until this VEN may send again (0: now)."""
+        failures = self._failures.get(fingerprint)
+        if failures is None:
+            return 0
+        now = self._clock()
+        while failures and now - failures[0] >= self._settings.failure_period:
+            failures.popleft()
+        if not failures:
+            del self._failures[fingerprint]
+            return 0
+        if len(failures) < self._settings.failures_allowed:
+            return 0
+        return max(1, math.ceil((failures[0] + self._settings.failure_period - now)
+                                .total_seconds()))
+
+    def _failed(self, fingerprint: str) -> None:
+        failures = self._failures.pop(fingerprint, None)  # re-inserted: newest last
+        if failures is None:
+            failures = deque(maxlen=self._settings.failures_allowed)
+            while len(self._failures) >= self.max_tracked:
+                del self._failures[next(iter(self._failures))]
+        failures.append(self._clock())
+        self._failures[fingerprint] = failures
+
+    async def decode(self, peer: Peer, body: bytes) -> tuple[Message, Verification | None]:
+        root = self._codec.parse(body)
+        try:
+            if len(body) < self._settings.offload_bytes:
+                checked = self._codec.check_signature(root)
+            else:
+                checked = await self._off_loop(peer.fingerprint, root)
+        except SignatureInvalid:
+            self._failed(peer.fingerprint)
+            raise
+        return self._codec.typed(root, checked)
+
+    async def _off_loop(self, fingerprint: str,
+                        root: etree._Element) -> tuple[SignatureState, Verification | None]:
+        if fingerprint in self._busy:
+            raise web.HTTPTooManyRequests(
+                text="a signed payload of this VEN is still being verified; retry later",
+                headers={"Retry-After": "1"})
+        self._busy.add(fingerprint)
+        try:
+            await self._slots.acquire()
+        except BaseException:  # cancelled while waiting for a slot
+            self._busy.discard(fingerprint)
+            raise
+        # Held until the thread is done, even when the request is cancelled while it runs.
+        work = asyncio.get_running_loop().run_in_executor(
+            None, self._codec.check_signature, root)
+
+        def done(_: object) -> None:
+            self._slots.release()
+            self._busy.discard(fingerprint)
+
+        work.add_done_callback(done)
+        return await work
+
+    def middleware(self, identify: PeerIdentity) -> Middleware:
+        @web.middleware
+        async def signature_budget(request: web.Request,
+                                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                                   ) -> web.StreamResponse:
+            try:
+                fingerprint = identify(request).fingerprint
+            except NotRegistered:
+                return await handler(request)  # the transport refuses it
+            wait = self.retry_after(fingerprint)
+            if wait:
+                log.info("VEN %s refused for %d s: too many failed signatures", fingerprint, wait)
+                raise web.HTTPTooManyRequests(
+                    text="too many payloads with failing signatures from this VEN; retry later",
+                    headers={"Retry-After": str(wait)})
+            return await handler(request)
+
+        return signature_budget

@@ -111,6 +111,8 @@ class TransportSettings:
     identify: PeerIdentity = field(default_factory=PeerIdentity)
     # awaited for every payload whose signature verified, before dispatch (vtn.signing.NonceCheck)
     check_signed: Callable[[Peer, Verification], Awaitable[None]] | None = None
+    # replaces the codec's decode_signed when set (vtn.signing.SignedIntake.decode)
+    decode: Callable[[Peer, bytes], Awaitable[tuple[Message, Verification | None]]] | None = None
 
 
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
@@ -165,7 +167,8 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
             peer = settings.identify(request)
             message = repeats.request(peer.fingerprint, body)
             if message is None:
-                message, verification = codec.decode_signed(body)
+                message, verification = (codec.decode_signed(body) if settings.decode is None
+                                         else await settings.decode(peer, body))
                 if verification is None:
                     repeats.remember_request(peer.fingerprint, body, message)
                 elif settings.check_signed is not None:
