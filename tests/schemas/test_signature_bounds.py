@@ -20,7 +20,7 @@ import schemas
 from schemas import _dsig
 from tests.fuzz.signing import reference_bomb, resign
 
-from .test_signature import DS, POLL, T0, Clock, make_identity
+from .test_signature import DS, POLL, Clock, make_identity
 
 _VEN = make_identity("ven-bounds")
 _SIGNER = _VEN.signer()
