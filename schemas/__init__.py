@@ -14,6 +14,7 @@ from . import events, opt, registration, reports
 from ._base import Message, SignatureState
 from ._codec import Codec, default_codec, new_id, utc_now
 from ._errors import (
+    CertificateRefused,
     ComplianceError,
     CrowdflexError,
     HostileDocument,
@@ -59,6 +60,7 @@ def encode(message: Message) -> bytes:
 
 
 __all__ = [
+    "CertificateRefused",
     "Codec",
     "ComplianceError",
     "CrowdflexError",

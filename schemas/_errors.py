@@ -3,6 +3,7 @@
 ::
 
     CrowdflexError
+    +-- CertificateRefused        a certificate fails the path check (schemas.certpath)
     +-- LocalProtocolError        we built something illegal: a bug on our side, never sent
     +-- RemoteProtocolError       the peer broke the protocol; carries its OpenADR response code
         +-- OutOfSequence          450
@@ -32,6 +33,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CertificateRefused",
     "ComplianceError",
     "CrowdflexError",
     "HostileDocument",
@@ -57,6 +59,11 @@ __all__ = [
 
 class CrowdflexError(Exception):
     """Root of every error crowdflex raises on purpose."""
+
+
+class CertificateRefused(CrowdflexError):
+    """A certificate does not pass :class:`schemas.certpath.PathCheck`; the reason says which
+    rule failed. Where it arrived in a payload, the caller answers with its own protocol error."""
 
 
 class LocalProtocolError(CrowdflexError):

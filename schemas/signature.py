@@ -5,14 +5,15 @@ ECDSA-SHA256) made with the node's X.509 key, with the certificate in ds:KeyInfo
 certificates are loaded once, when these objects are built; signing and verifying then cost a c14n
 pass, two SHA-256 digests and one public-key operation per message.
 
-Trust is deliberately simple: the signer's certificate (the first ds:X509Certificate) must be one of
-the trusted certificates (pinned), or chain to one of them through the CA certificates it carries in
-ds:X509Data (each issuer marked CA by BasicConstraints), with every certificate on the way inside
-its validity period at the codec's clock. A :class:`Verifier` remembers (bounded) the exact carried
-chains it found trusted, so a known signer costs no certificate parse or issuer signature check;
-the signature value, the digests and every validity period on its path are still checked per
-message, and chains that failed are never remembered. Binding the signer to a venID is the
-services' job: they get the certificate in :class:`Verification`.
+Trust: the signer's certificate (the first ds:X509Certificate) must be one of the trusted
+certificates (pinned: trusted as itself, validity checked), or pass the same certificate-path check
+a TLS peer passes (:class:`schemas.certpath.PathCheck`: the trusted CA certificates as anchors, the
+CA certificates carried in ds:X509Data as intermediates, pathLen, KeyUsage, ExtendedKeyUsage for
+the signer's ``purpose``, and the CRLs when the node has any). A :class:`Verifier` remembers
+(bounded) the exact carried chains it found trusted, so a known signer costs no certificate parse
+or path building; the signature value, the digests, every validity period on its path and its
+revocation are still checked per message, and chains that failed are never remembered. Binding the
+signer to a venID is the services' job: they get the certificate in :class:`Verification`.
 """
 
 from __future__ import annotations
@@ -26,19 +27,19 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from lxml import etree
 
 from . import _dsig
-from ._errors import SignatureInvalid
+from ._errors import CertificateRefused, SignatureInvalid
+from .certpath import Crls, PathCheck, Purpose
 from .identity import certificate_fingerprint
 
 __all__ = ["Signer", "Verification", "Verifier"]
 
-_MAX_CHAIN: Final = 4  # leaf + intermediates we are willing to walk
 _MAX_CHAINS: Final = 1024  # trusted signer chains remembered per Verifier (oldest dropped first)
 
 
@@ -120,23 +121,31 @@ class Verification:
 
 
 class Verifier:
-    """Checks ds:Signature elements against a fixed set of trusted (pinned or CA) certificates."""
+    """Checks ds:Signature elements against a fixed set of trusted (pinned or CA) certificates.
 
-    __slots__ = ("_chains", "_lock", "_pinned", "_trusted")
+    ``purpose``: what a signer must be certified for (a VTN checks VENs: CLIENT; a VEN checks its
+    VTN: SERVER); ``crls``: the node's revocation lists, asked at every check.
+    """
 
-    def __init__(self, trusted_certificates_pem: bytes | Iterable[bytes]) -> None:
-        self._trusted = _load_certificates(trusted_certificates_pem)
-        if not self._trusted:
+    __slots__ = ("_chains", "_lock", "_path_check", "_pinned")
+
+    def __init__(self, trusted_certificates_pem: bytes | Iterable[bytes], *,
+                 purpose: Purpose = Purpose.CLIENT, crls: Crls | None = None) -> None:
+        trusted = _load_certificates(trusted_certificates_pem)
+        if not trusted:
             raise ValueError("no trusted certificate given")
-        self._pinned = frozenset(c.fingerprint(hashes.SHA256()) for c in self._trusted)
+        self._pinned = frozenset(c.fingerprint(hashes.SHA256()) for c in trusted)
+        anchors = [c for c in trusted if _is_ca(c)]
+        self._path_check = PathCheck(anchors, purpose=purpose, crls=crls) if anchors else None
         # Carried chains (exact DER bytes) already found trusted, so a known signer costs one
-        # validity check per certificate instead of a parse and an issuer signature check each.
+        # validity check per certificate instead of a parse and a path building each.
         self._chains: dict[tuple[bytes, ...], _Chain] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_files(cls, *paths: str | Path) -> Verifier:
-        return cls(tuple(Path(path).read_bytes() for path in paths))
+    def from_files(cls, *paths: str | Path, purpose: Purpose = Purpose.CLIENT,
+                   crls: Crls | None = None) -> Verifier:
+        return cls(tuple(Path(path).read_bytes() for path in paths), purpose=purpose, crls=crls)
 
     def verify(
         self, root: etree._Element, signature: etree._Element, now: datetime
@@ -152,6 +161,7 @@ class Verifier:
                 _dsig.check_value(parts, chain.key)
                 for certificate in chain.path:
                     _check_validity(certificate, now)
+                self._check_revocation(chain.path, now)
             _dsig.check_digests(parts)
         except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             # The certificates come from the peer and cryptography parses them lazily: a bad
@@ -180,28 +190,29 @@ class Verifier:
     def _check_trust(
         self, chain: Sequence[x509.Certificate], now: datetime
     ) -> tuple[x509.Certificate, ...]:
-        """Walk to a pinned or trusted certificate; return every certificate the walk relied on,
-        in the order their validity was checked (it is rechecked in that order on later uses)."""
+        """The path the signer is trusted by: itself when pinned, else the validated path to an
+        anchor (every certificate on it is rechecked for validity on later uses)."""
         leaf = chain[0]
-        _check_validity(leaf, now)
         if leaf.fingerprint(hashes.SHA256()) in self._pinned:
+            _check_validity(leaf, now)
             return (leaf,)
-        path, current, carried = [leaf], leaf, tuple(chain[1:])
-        for _ in range(_MAX_CHAIN):
-            anchor = _issuer_of(current, self._trusted)
-            if anchor is not None:
-                _check_validity(anchor, now)
-                return (*path, anchor)
-            step = _issuer_of(current, carried)
-            if step is None:
-                break
-            _check_validity(step, now)
-            path.append(step)
-            current = step
-        raise SignatureInvalid(
-            f"untrusted certificate: signer {leaf.subject.rfc4514_string()!r} "
-            f"(issuer {leaf.issuer.rfc4514_string()!r}) is not pinned and no trusted CA issued it"
-        )
+        if self._path_check is None:
+            raise SignatureInvalid(
+                f"untrusted certificate: signer {leaf.subject.rfc4514_string()!r} "
+                f"(issuer {leaf.issuer.rfc4514_string()!r}) is not pinned and no trusted CA "
+                "issued it")
+        try:
+            return self._path_check.path(leaf, chain[1:], now)
+        except CertificateRefused as exc:
+            raise SignatureInvalid(f"untrusted certificate: {exc}") from None
+
+    def _check_revocation(self, path: tuple[x509.Certificate, ...], now: datetime) -> None:
+        if self._path_check is None or len(path) < 2:  # pinned: trusted as itself
+            return
+        try:
+            self._path_check.check_revocation(path, now)
+        except CertificateRefused as exc:
+            raise SignatureInvalid(f"untrusted certificate: {exc}") from None
 
 
 def _check_validity(certificate: x509.Certificate, now: datetime) -> None:
@@ -218,18 +229,3 @@ def _is_ca(certificate: x509.Certificate) -> bool:
         return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
-
-
-def _issuer_of(
-    certificate: x509.Certificate, candidates: Iterable[x509.Certificate]
-) -> x509.Certificate | None:
-    """The CA among ``candidates`` whose key signed ``certificate``, if any."""
-    for candidate in candidates:
-        if not _is_ca(candidate):
-            continue
-        try:
-            certificate.verify_directly_issued_by(candidate)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        return candidate
-    return None

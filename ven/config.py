@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import Codec, ReplayGuard, Signer, Verifier
+from schemas.certpath import Purpose
 from schemas.identity import TlsProfile
 
 __all__ = [
@@ -219,7 +220,8 @@ def wire_codec(config: VenConfig) -> Codec:
         if cert is None or key is None:
             raise ConfigError("signatures.sign needs a certificate and key ([tls] or cert/key)")
         signer = Signer.from_files(key, cert)
-    verifier = Verifier.from_files(*config.trusted_signers) if config.trusted_signers else None
+    verifier = (Verifier.from_files(*config.trusted_signers, purpose=Purpose.SERVER)
+                if config.trusted_signers else None)
     replay = ReplayGuard(window=config.replay_window) if verifier is not None else None
     return Codec(signer=signer, verifier=verifier, replay=replay,
                  require_signature=config.require_signatures)

@@ -198,7 +198,7 @@ def create_app(
         "max_field_size": config.max_field_size, "max_headers": config.max_headers,
         "logger": http_logger()})  # a peer's malformed HTTP: one INFO line (vtn/httplog.py)
     codec = codec or signing_codec(config.signatures, cert=config.tls_cert, key=config.tls_key,
-                                   clock=clock)
+                                   clock=clock, crl=config.tls_crl)
     app[CONFIG] = config
     app[CODEC] = codec
 

@@ -15,19 +15,26 @@ Invariants:
 - Session resumption is off (no TLS 1.3 tickets, no TLS 1.2 tickets): a resumed session skips
   certificate verification, so a ticket minted before a revocation would outlive it.
 - Nothing is global: each watcher owns its contexts; several VTNs run side by side.
+
+:class:`CrlFile` gives the same file's CRLs, on the same terms, to the XML-signature checks
+(:class:`schemas.certpath.PathCheck`), so a signer is refused for revocation exactly when a TLS
+client would be.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from schemas.identity import TlsProfile
 from schemas.tls import server_context
 
-__all__ = ["RevocationWatcher", "reloading_server_context"]
+__all__ = ["CrlFile", "RevocationWatcher", "reloading_server_context"]
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +115,40 @@ def reloading_server_context(*, cert: Path, key: Path, ca: Path, crl: Path,
                              profile: TlsProfile = TlsProfile.TLS13) -> ssl.SSLContext:
     """A mutual-TLS server context whose revocation list follows the file at ``crl``."""
     return RevocationWatcher(cert=cert, key=key, ca=ca, crl=crl, profile=profile).context
+
+
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+
+
+def _load_crls(path: Path) -> tuple[x509.CertificateRevocationList, ...]:
+    crls = tuple(x509.load_pem_x509_crl(block) for block in _PEM_CRL.findall(path.read_bytes()))
+    if not crls:
+        raise ValueError("no PEM CRL in the file")
+    return crls
+
+
+class CrlFile:
+    """The CRLs in a PEM file, re-read when the file changed (one ``stat`` per call otherwise).
+
+    Like :class:`RevocationWatcher`: the first read must succeed; later, an unreadable or removed
+    file keeps the last good list, logged once per file version. Safe to call from any thread.
+    """
+
+    __slots__ = ("_crls", "_path", "_seen")
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._seen = _version(self._path)
+        self._crls = _load_crls(self._path)
+
+    def __call__(self) -> tuple[x509.CertificateRevocationList, ...]:
+        version = _version(self._path)
+        if version is None or version == self._seen:
+            return self._crls
+        self._seen = version
+        try:
+            self._crls = _load_crls(self._path)
+        except (OSError, ValueError) as exc:
+            log.error("CRL %s could not be loaded for signatures (%s); still using the previous "
+                      "list", self._path, exc)
+        return self._crls

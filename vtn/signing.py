@@ -53,6 +53,8 @@ from schemas import (
     Verification,
     Verifier,
 )
+from schemas.certpath import Purpose
+from vtn.revocation import CrlFile
 from vtn.storage import Storage
 from vtn.transport import Peer, PeerIdentity
 
@@ -99,8 +101,9 @@ class _NoNonceMemory:
 
 
 def signing_codec(settings: SignatureSettings, *, cert: Path | None, key: Path | None,
-                  clock: Callable[[], datetime]) -> Codec:
-    """The VTN's wire codec for ``settings`` (a plain codec when everything is off)."""
+                  clock: Callable[[], datetime], crl: Path | None = None) -> Codec:
+    """The VTN's wire codec for ``settings`` (a plain codec when everything is off); signers are
+    checked as the VTN's TLS checks its clients, against the CRL file ``crl`` too."""
     if settings.require and not settings.verifies:
         raise ValueError("requiring signatures needs trusted certificates to verify them with")
     signer = None
@@ -108,7 +111,9 @@ def signing_codec(settings: SignatureSettings, *, cert: Path | None, key: Path |
         if cert is None or key is None:
             raise ValueError("signing replies needs the VTN's tls_cert and tls_key")
         signer = Signer.from_files(key, cert)
-    verifier = Verifier.from_files(*settings.trusted) if settings.verifies else None
+    verifier = (Verifier.from_files(*settings.trusted, purpose=Purpose.CLIENT,
+                                    crls=CrlFile(crl) if crl is not None else None)
+                if settings.verifies else None)
     replay = ReplayGuard(window=settings.replay_window, max_future=settings.replay_max_future,
                          store=_NoNonceMemory()) if verifier is not None else None
     return Codec(signer=signer, verifier=verifier, replay=replay, clock=clock,

@@ -1,0 +1,180 @@
+"""A signer's certificate passes exactly the checks a TLS client's passes (security review 2,
+finding 10).
+
+The review found the XML-signature check weaker than TLS: it ignored pathLen, KeyUsage, EKU and the
+CRL, and accepted a leaf under a CA:TRUE sub-CA below the session CA (``pathlen:0``), which TLS
+refuses. Both now go through the same rules (:class:`schemas.certpath.PathCheck`, the VTN's CRL file
+for both). Here, on one running VTN (mutual TLS on loopback, its CRL configured, signatures
+required but not bound to the TLS peer): each certificate is tried once as the TLS client and
+once as the signer of a poll sent over an honest VEN's connection, and the two verdicts must agree.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
+from schemas import Codec, Poll, Response, Signer
+from schemas.tls import client_context
+from vtn.signing import SignatureSettings
+
+from ..conftest import Pki
+from .served import config_for, served_vtn
+from .test_signed_vtn import signed_ven
+
+_REFUSED = (aiohttp.ClientError, ssl.SSLError, ConnectionError)
+_NOW = datetime.now(UTC)
+
+
+def _usage(*, signs: bool, certifies: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=signs, key_encipherment=not signs and not certifies,
+        content_commitment=False, data_encipherment=False, key_agreement=False,
+        key_cert_sign=certifies, crl_sign=certifies, encipher_only=False, decipher_only=False)
+
+
+def _mint(name: str, issuer: IssuedCertificate | CertificateAuthority, *, ca: bool = False,
+          usage: x509.KeyUsage | None = None,
+          purposes: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.CLIENT_AUTH,),
+          ) -> IssuedCertificate:
+    key = generate_key(KeyType.EC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer.certificate.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_NOW - timedelta(minutes=5)).not_valid_after(_NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(usage or _usage(signs=not ca, certifies=ca), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(purposes)), critical=False)
+    certificate = builder.sign(issuer.private_key, hashes.SHA256())
+    return IssuedCertificate.from_parts(name=name, role=Role.VEN, certificate=certificate,
+                                        private_key=key)
+
+
+class Candidate:
+    """A certificate (with the chain it carries) on disk: as a TLS client and as a signer."""
+
+    def __init__(self, leaf: IssuedCertificate, directory: Path,
+                 chain: tuple[IssuedCertificate, ...] = ()) -> None:
+        self.cert_pem = leaf.cert_pem + b"".join(c.cert_pem for c in chain)
+        self.cert = directory / f"{leaf.name}.pem"
+        self.key = directory / f"{leaf.name}.key"
+        self.cert.write_bytes(self.cert_pem)
+        self.key.write_bytes(leaf.key_pem)
+        self.key.chmod(0o600)
+
+    def signer(self) -> Signer:
+        return Signer(self.key.read_bytes(), self.cert_pem)
+
+
+def _candidates(pki: Pki, directory: Path) -> dict[str, tuple[bool, Candidate]]:
+    """label -> (should be accepted, candidate)."""
+    root = pki.authority
+    sub_ca = _mint("sub-ca", root, ca=True)  # CA:TRUE, below a pathlen:0 root
+    expired = CertificateAuthority(certificate=root.certificate, private_key=root.private_key,
+                                   clock=lambda: _NOW - timedelta(days=30))
+    revoked = pki.revoked_ven
+    made: dict[str, tuple[bool, Callable[[], Candidate]]] = {
+        "honest": (True, lambda: Candidate(root.issue("chain-honest"), directory)),
+        "under a sub-CA below pathlen:0": (False, lambda: Candidate(
+            _mint("under-sub-ca", sub_ca), directory, (sub_ca,))),
+        "serverAuth only": (False, lambda: Candidate(
+            _mint("server-only", root, purposes=(ExtendedKeyUsageOID.SERVER_AUTH,)), directory)),
+        "KeyUsage without digitalSignature": (False, lambda: Candidate(
+            _mint("no-signing", root, usage=_usage(signs=False, certifies=False)), directory)),
+        "expired": (False, lambda: Candidate(
+            expired.issue("chain-expired", lifetime=timedelta(days=1)), directory)),
+        "revoked by the CRL": (False, lambda: Candidate(IssuedCertificate.from_parts(
+            name="chain-revoked", role=Role.VEN, certificate=x509.load_pem_x509_certificate(
+                revoked.cert_pem), private_key=_key(revoked.key)), directory)),
+    }
+    return {label: (accepted, make()) for label, (accepted, make) in made.items()}
+
+
+def _key(path: Path):  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    return load_pem_private_key(path.read_bytes(), None)
+
+
+async def _tls_accepts(url: str, pki: Pki, candidate: Candidate) -> bool:
+    context = client_context(cert=candidate.cert, key=candidate.key, ca=pki.ca_cert)
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+            body = Codec().encode(Poll(ven_id="nobody"))
+            async with session.post(f"{url}/OadrPoll", data=body,
+                                    headers={"Content-Type": "application/xml"}) as reply:
+                await reply.read()  # any HTTP answer: the handshake let it in
+                return True
+    except _REFUSED:
+        return False
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'vtn.db'}"
+
+
+async def test_signature_and_tls_give_one_verdict_per_certificate(
+        pki: Pki, sqlite_url: str, tmp_path: Path) -> None:
+    crl = tmp_path / "crl.pem"
+    shutil.copy(pki.crl, crl)
+    signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
+    candidates = _candidates(pki, tmp_path)
+    verdicts: dict[str, tuple[bool, bool, str]] = {}
+    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl,
+                                     signatures=signatures)) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        await ven.register()
+        for label, (_, candidate) in candidates.items():
+            ven.codec = Codec(signer=candidate.signer())
+            reply = await ven.send("OadrPoll", ven.poll_body())
+            refused = isinstance(reply, Response) and reply.response.code == 459
+            why = reply.response.description or "" if isinstance(reply, Response) else ""
+            verdicts[label] = (await _tls_accepts(vtn.url, pki, candidate), not refused, why)
+
+    for label, (accepted, _) in candidates.items():
+        tls, signature, why = verdicts[label]
+        assert (tls, signature) == (accepted, accepted), (label, verdicts[label])
+        if not accepted:
+            assert why.startswith("untrusted certificate"), (label, why)
+    assert "path length" in verdicts["under a sub-CA below pathlen:0"][2]
+    assert "revoked" in verdicts["revoked by the CRL"][2]
+
+
+async def test_a_signer_revoked_while_the_vtn_runs_is_refused_at_its_next_signature(
+        pki: Pki, sqlite_url: str, tmp_path: Path) -> None:
+    """The signature check follows the CRL file as TLS does, for chains it already trusted too;
+    an unreadable new version keeps the last good list."""
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.authority.revocation_list(()))
+    signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
+    victim = Candidate(pki.authority.issue("chain-victim"), tmp_path)
+    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl,
+                                     signatures=signatures)) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        await ven.register()
+        ven.codec = Codec(signer=victim.signer())
+
+        async def description() -> str:
+            reply = await ven.send("OadrPoll", ven.poll_body())
+            refused = isinstance(reply, Response) and reply.response.code == 459
+            return (reply.response.description or "") if refused else ""  # type: ignore[union-attr]
+
+        assert await description() == ""
+        crl.write_bytes(pki.authority.revocation_list(
+            (x509.load_pem_x509_certificate(victim.cert_pem),)))
+        assert "is revoked" in await description()
+        crl.write_bytes(b"not a CRL at all")
+        assert "is revoked" in await description()
