@@ -21,7 +21,10 @@ order:
    ``Codec(signer=RSA-2048, verifier=CA)`` and durable nonces; openleadr signing its replies with
    the same RSA-2048 key but not verifying: with verification on it refused 982 of 1,000 of our
    VENs' polls): VTN CPU per poll from ``time.process_time`` in the VTN process, which counts
-   every thread of it (``--signed-only`` runs this workload alone).
+   every thread of it (``--signed-only`` runs this workload alone). Then, on ours, the signature
+   CPU bomb of security review 2 (finding 1): one VEN sends ``HOSTILE`` 663 KB payloads whose
+   SignedInfo holds 1,000 references to one 400 KB ds:Object, every digest and the value correct
+   (``tests.fuzz.signing.reference_bomb``); VTN CPU per hostile request (before the fix: ~3.4 s).
 
 The targets are printed beside the figures; nothing here passes or fails.
 """
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import schemas
 from bench._vtn_load import (
     Control,
     LoadResult,
@@ -56,6 +60,7 @@ from bench._vtn_load import (
 from bench._vtn_server import ServerSpec, serve
 
 KINDS = ("ours", "openleadr")
+HOSTILE = 4  # reference bombs in the hostile measurement: under the VTN's failure budget (5)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,10 +181,27 @@ async def run_kind(kind: str, pki: Pki, args: argparse.Namespace, cpu: int | Non
         errors=tuple(e for v in vens for e in v.errors[:3])[:10], profile=text or "")
 
 
+async def _hostile_cpu(vtn: VtnProcess, ven: Any) -> float:
+    """VTN CPU seconds per reference bomb from ``ven`` (fewer than its failure budget allows)."""
+    from tests.fuzz.signing import reference_bomb
+
+    signer = schemas.Signer(ven.identity.key.read_bytes(), ven.identity.cert.read_bytes())
+    bombs = [reference_bomb(ven.encode(schemas.Poll(ven_id=ven.ven_id)), signer)
+             for _ in range(HOSTILE)]
+
+    async def send() -> None:
+        for bomb in bombs:
+            await ven.post("OadrPoll", bomb)
+
+    _, cpu_s = await _cpu_of(vtn.control, send())
+    return cpu_s / HOSTILE
+
+
 async def run_signed(kind: str, signed: bool, pki: Pki, args: argparse.Namespace,
-                     cpu: int | None, tmp: Path) -> tuple[LoadResult, float]:
-    """Poll load from RSA-2048 VENs; (load, VTN CPU seconds per poll). With ``--signed-only
-    --profile`` our signed run is profiled and the profile printed."""
+                     cpu: int | None, tmp: Path) -> tuple[LoadResult, float, float | None]:
+    """Poll load from RSA-2048 VENs; (load, VTN CPU seconds per poll, and on ours signed, per
+    hostile request). With ``--signed-only --profile`` our signed run is profiled and the profile
+    printed."""
     spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
                       db=tmp / f"{kind}-{'signed' if signed else 'plain'}.db",
                       sign_cert=pki.signing_cert if signed else None,
@@ -196,9 +218,10 @@ async def run_signed(kind: str, signed: bool, pki: Pki, args: argparse.Namespace
             if profile:
                 print("cProfile of our VTN, signed polls (event-loop thread only):\n"
                       + await vtn.control.call("profile", False))
+            hostile = await _hostile_cpu(vtn, vens[0]) if signed and kind == "ours" else None
         finally:
             await close_vens(vens)
-    return load, cpu_s / max(load.count, 1)
+    return load, cpu_s / max(load.count, 1), hostile
 
 
 def _cores() -> tuple[int | None, int | None]:
@@ -248,7 +271,7 @@ def main(argv: list[str]) -> int:
                    rsa_vens=0 if args.no_signed else args.signed_vens)
         results = {} if args.signed_only else {
             kind: asyncio.run(run_kind(kind, pki, args, vtn_cpu, tmp)) for kind in kinds}
-        signed: dict[tuple[str, bool], tuple[LoadResult, float]] = {}
+        signed: dict[tuple[str, bool], tuple[LoadResult, float, float | None]] = {}
         if not args.no_signed:
             for kind in kinds:
                 for sign in (False, True):
