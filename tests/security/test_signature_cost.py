@@ -183,3 +183,39 @@ async def test_large_signed_bodies_are_verified_off_the_event_loop(
         reply = await ven.send("OadrPoll", hostile)
         assert "cover the same element" in (reply.response.description or "")  # type: ignore[attr-defined]
         assert _nonce(hostile) not in work.values + work.digests
+
+
+async def test_one_verification_per_ven_off_the_loop_while_other_vens_are_served(
+        pki: Pki, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VEN's verification held on its worker thread: the same VEN's next signed payload is
+    answered 429 at once, another VEN's is verified and answered meanwhile."""
+    held, entered = threading.Event(), threading.Event()
+    hold: set[str] = set()
+    digests = _dsig.check_digests
+
+    def holding(parts: _dsig.SignedParts) -> None:
+        if parts.nonce in hold:
+            entered.set()
+            held.wait(30)
+        digests(parts)
+
+    monkeypatch.setattr(_dsig, "check_digests", holding)
+    config = config_for(pki, sqlite_url, signatures=_settings(pki, offload_bytes=0))
+    async with served_vtn(config) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as busy, \
+            signed_ven(vtn.url, pki, pki.vens[1]) as other:
+        await busy.register()
+        await other.register()
+        first = busy.poll_body()
+        hold.add(_nonce(first))
+        async with asyncio.timeout(30):
+            pending = asyncio.create_task(busy.send("OadrPoll", first))
+            try:
+                await asyncio.to_thread(entered.wait, 30)
+                status, retry_after, _ = await _post(busy, busy.poll_body())
+                assert (status, retry_after) == (429, "1")
+                assert _code(await other.send("OadrPoll", other.poll_body())) != 459
+                assert not pending.done()
+            finally:
+                held.set()
+            assert _code(await pending) != 459
