@@ -124,3 +124,19 @@ def test_a_bad_value_is_found_before_any_digest(work: Work) -> None:
     value.text = base64.b64encode(bytes(raw)).decode()
     _refused(etree.tostring(root), r"bad signature value")
     assert len(work.values) == 1 and work.digests == []
+
+
+def test_many_small_nodes_in_the_signature_are_refused_unworked(work: Work) -> None:
+    root = _signed()
+    padding = etree.SubElement(root[0], DS + "Object", Id="pad")
+    for _ in range(100):
+        etree.SubElement(padding, "{urn:pad}p")
+    _refused(resign(root, _SIGNER), r"ds:Signature larger than 64 nodes")
+    assert work == Work()
+
+
+def test_an_untrusted_signer_is_refused_before_any_digest(work: Work) -> None:
+    stranger = make_identity("stranger-bounds")
+    wire = schemas.Codec(signer=stranger.signer(), clock=Clock()).encode(POLL)
+    _refused(wire.replace(b">000123<", b">000666<"), r"untrusted certificate")
+    assert len(work.values) == 1 and work.digests == []

@@ -11,6 +11,7 @@ once as the signer of a poll sent over an honest VEN's connection, and the two v
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import ssl
 from collections.abc import Callable
@@ -24,8 +25,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
-from schemas import Codec, Poll, Response, Signer
-from schemas.tls import client_context
+from schemas import Codec, Poll, Response, SignatureInvalid, Signer, Verifier
+from schemas.certpath import Purpose
+from schemas.tls import client_context, server_context
 from vtn.signing import SignatureSettings
 
 from ..conftest import Pki
@@ -43,10 +45,15 @@ def _usage(*, signs: bool, certifies: bool) -> x509.KeyUsage:
         key_cert_sign=certifies, crl_sign=certifies, encipher_only=False, decipher_only=False)
 
 
+_CLIENT = (ExtendedKeyUsageOID.CLIENT_AUTH,)
+
+
 def _mint(name: str, issuer: IssuedCertificate | CertificateAuthority, *, ca: bool = False,
           usage: x509.KeyUsage | None = None,
-          purposes: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.CLIENT_AUTH,),
+          purposes: tuple[x509.ObjectIdentifier, ...] | None = None,
           ) -> IssuedCertificate:
+    """A certificate ``issuer`` signed: a leaf (clientAuth by default) or, with ``ca``, a CA
+    without pathLen (no ExtendedKeyUsage unless ``purposes`` are given)."""
     key = generate_key(KeyType.EC)
     builder = (
         x509.CertificateBuilder()
@@ -56,8 +63,9 @@ def _mint(name: str, issuer: IssuedCertificate | CertificateAuthority, *, ca: bo
         .not_valid_before(_NOW - timedelta(minutes=5)).not_valid_after(_NOW + timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(usage or _usage(signs=not ca, certifies=ca), critical=True))
-    if not ca:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(purposes)), critical=False)
+    if not ca or purposes:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(purposes or _CLIENT)),
+                                        critical=False)
     certificate = builder.sign(issuer.private_key, hashes.SHA256())
     return IssuedCertificate.from_parts(name=name, role=Role.VEN, certificate=certificate,
                                         private_key=key)
@@ -178,3 +186,91 @@ async def test_a_signer_revoked_while_the_vtn_runs_is_refused_at_its_next_signat
         assert "is revoked" in await description()
         crl.write_bytes(b"not a CRL at all")
         assert "is revoked" in await description()
+
+
+def _open_root() -> CertificateAuthority:
+    """A CA that, unlike the session's, allows sub-CAs (no pathLen)."""
+    key = generate_key(KeyType.EC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "open root")])
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(_NOW - timedelta(minutes=5)).not_valid_after(_NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_usage(signs=False, certifies=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256()))
+    return CertificateAuthority(certificate=certificate, private_key=key)
+
+
+async def _handshake(*, server: Candidate, client: Candidate, ca: Path) -> bool:
+    """Whether mutual TLS on loopback succeeds, each side verifying the other against ``ca``."""
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"ok")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(
+        answer, "127.0.0.1", 0, ssl=server_context(cert=server.cert, key=server.key, ca=ca))
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with asyncio.timeout(10):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_context(cert=client.cert, key=client.key, ca=ca,
+                                                      check_hostname=False))
+            try:
+                return await reader.read(2) == b"ok"
+            finally:
+                writer.close()
+    except (ssl.SSLError, ConnectionError):
+        return False
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+def _signature_accepted(candidate: Candidate, ca_pem: bytes, purpose: Purpose) -> bool:
+    wire = Codec(signer=candidate.signer()).encode(Poll(ven_id="v"))
+    try:
+        Codec(verifier=Verifier(ca_pem, purpose=purpose)).decode(wire)
+    except SignatureInvalid as exc:
+        assert exc.reason.startswith("untrusted certificate"), exc.reason
+        return False
+    return True
+
+
+async def test_issuer_and_purpose_rules_agree_with_tls_both_ways(tmp_path: Path) -> None:
+    """Below a root that allows sub-CAs: issuers' KeyUsage and ExtendedKeyUsage, CA:FALSE
+    issuers, and serverAuth for a VTN's signatures (checked by a VEN) as a TLS client checks it."""
+    root = _open_root()
+    ca = tmp_path / "open-root.pem"
+    ca.write_bytes(root.cert_pem)
+    good_sub = _mint("sub", root, ca=True)
+    no_cert_sign = _mint("sub-no-cert-sign", root, ca=True,
+                         usage=_usage(signs=True, certifies=False))
+    server_sub = _mint("sub-server-only", root, ca=True,
+                       purposes=(ExtendedKeyUsageOID.SERVER_AUTH,))
+    not_ca = _mint("not-a-ca", root)
+    vtn = Candidate(root.issue("open-vtn", Role.VTN), tmp_path)
+    ven = Candidate(root.issue("open-ven", Role.VEN), tmp_path)
+    clients = {
+        "under a proper sub-CA": (True, Candidate(_mint("l1", good_sub), tmp_path, (good_sub,))),
+        "issuer KeyUsage without keyCertSign": (False, Candidate(
+            _mint("l2", no_cert_sign), tmp_path, (no_cert_sign,))),
+        "issuer ExtendedKeyUsage serverAuth only": (False, Candidate(
+            _mint("l3", server_sub), tmp_path, (server_sub,))),
+        "issuer CA:FALSE": (False, Candidate(_mint("l4", not_ca), tmp_path, (not_ca,))),
+    }
+    for label, (accepted, candidate) in clients.items():
+        tls = await _handshake(server=vtn, client=candidate, ca=ca)
+        signed = _signature_accepted(candidate, root.cert_pem, Purpose.CLIENT)
+        assert (tls, signed) == (accepted, accepted), label
+
+    servers = {"a VTN certificate": (True, vtn),
+               "clientAuth only": (False, Candidate(_mint("l5", root), tmp_path))}
+    for label, (accepted, candidate) in servers.items():
+        tls = await _handshake(server=candidate, client=ven, ca=ca)
+        signed = _signature_accepted(candidate, root.cert_pem, Purpose.SERVER)
+        assert (tls, signed) == (accepted, accepted), label
