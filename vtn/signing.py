@@ -20,8 +20,9 @@ timestamp too old, timestamp in the future, nonce already used.
 
 What a signature may cost (:class:`SignedIntake`): the checks themselves run cheapest first with
 bounded work before any digest (:mod:`schemas._dsig`); a body of ``offload_bytes`` or more is
-verified on a worker thread, at most ``offload_slots`` at a time and one per VEN (a second one
-meanwhile: HTTP 429), so the event loop keeps serving other VENs; and a VEN whose signatures failed
+verified on a worker thread, one per VEN (a second one meanwhile: HTTP 429) and at most
+``offload_slots`` at a time (one more meanwhile: HTTP 503), both with Retry-After: 1, so the event
+loop keeps serving other VENs and no body waits in memory; and a VEN whose signatures failed
 ``failures_allowed`` times within ``failure_period`` is answered HTTP 429 + Retry-After before its
 body is read until the oldest of those failures ages out, without touching any other VEN.
 """
@@ -162,7 +163,7 @@ class SignedIntake:
     (oldest forgotten first), each with at most ``failures_allowed`` timestamps.
     """
 
-    __slots__ = ("_busy", "_clock", "_codec", "_failures", "_settings", "_slots", "max_tracked")
+    __slots__ = ("_busy", "_clock", "_codec", "_failures", "_settings", "max_tracked")
 
     def __init__(self, codec: Codec, settings: SignatureSettings,
                  clock: Callable[[], datetime], *, max_tracked: int = 100_000) -> None:
@@ -171,7 +172,6 @@ class SignedIntake:
         self._clock = clock
         self._failures: dict[str, deque[datetime]] = {}
         self._busy: set[str] = set()  # VENs with a verification on a worker thread
-        self._slots = asyncio.Semaphore(settings.offload_slots)
         self.max_tracked = max_tracked
 
     def retry_after(self, fingerprint: str) -> int:
@@ -213,25 +213,20 @@ class SignedIntake:
 
     async def _off_loop(self, fingerprint: str,
                         root: etree._Element) -> tuple[SignatureState, Verification | None]:
+        # Refused, not queued: a queue would hold every waiting body in memory.
         if fingerprint in self._busy:
             raise web.HTTPTooManyRequests(
                 text="a signed payload of this VEN is still being verified; retry later",
                 headers={"Retry-After": "1"})
+        if len(self._busy) >= self._settings.offload_slots:
+            raise web.HTTPServiceUnavailable(
+                text="the VTN is verifying as many signatures as it may; retry later",
+                headers={"Retry-After": "1"})
         self._busy.add(fingerprint)
-        try:
-            await self._slots.acquire()
-        except BaseException:  # cancelled while waiting for a slot
-            self._busy.discard(fingerprint)
-            raise
-        # Held until the thread is done, even when the request is cancelled while it runs.
         work = asyncio.get_running_loop().run_in_executor(
             None, self._codec.check_signature, root)
-
-        def done(_: object) -> None:
-            self._slots.release()
-            self._busy.discard(fingerprint)
-
-        work.add_done_callback(done)
+        # Until the thread is done, even when the request is cancelled while it runs.
+        work.add_done_callback(lambda _: self._busy.discard(fingerprint))
         return await work
 
     def middleware(self, identify: PeerIdentity) -> Middleware:

@@ -188,12 +188,16 @@ async def test_large_signed_bodies_are_verified_off_the_event_loop(
 async def test_one_verification_per_ven_off_the_loop_while_other_vens_are_served(
         pki: Pki, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A VEN's verification held on its worker thread: the same VEN's next signed payload is
-    answered 429 at once, another VEN's is verified and answered meanwhile."""
+    answered 429 at once, another VEN's is verified and answered meanwhile; with both worker
+    slots held, a third VEN's payload is answered 503 unverified, and served once they are free."""
     held, entered = threading.Event(), threading.Event()
     hold: set[str] = set()
     digests = _dsig.check_digests
 
+    work_nonces: list[str] = []
+
     def holding(parts: _dsig.SignedParts) -> None:
+        work_nonces.append(parts.nonce)
         if parts.nonce in hold:
             entered.set()
             held.wait(30)
@@ -203,10 +207,11 @@ async def test_one_verification_per_ven_off_the_loop_while_other_vens_are_served
     config = config_for(pki, sqlite_url, signatures=_settings(pki, offload_bytes=0))
     async with served_vtn(config) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as busy, \
-            signed_ven(vtn.url, pki, pki.vens[1]) as other:
-        await busy.register()
-        await other.register()
-        first = busy.poll_body()
+            signed_ven(vtn.url, pki, pki.vens[1]) as other, \
+            signed_ven(vtn.url, pki, pki.vens[2]) as third:
+        for ven in (busy, other, third):
+            await ven.register()
+        first, second = busy.poll_body(), other.poll_body()
         hold.add(_nonce(first))
         async with asyncio.timeout(30):
             pending = asyncio.create_task(busy.send("OadrPoll", first))
@@ -216,6 +221,17 @@ async def test_one_verification_per_ven_off_the_loop_while_other_vens_are_served
                 assert (status, retry_after) == (429, "1")
                 assert _code(await other.send("OadrPoll", other.poll_body())) != 459
                 assert not pending.done()
+
+                # both slots (offload_slots=2) held: a third VEN is told to come back, unread
+                entered.clear()
+                hold.add(_nonce(second))
+                blocked = asyncio.create_task(other.send("OadrPoll", second))
+                await asyncio.to_thread(entered.wait, 30)
+                refused = third.poll_body()
+                status, retry_after, _ = await _post(third, refused)
+                assert (status, retry_after) == (503, "1")
+                assert _nonce(refused) not in work_nonces
             finally:
                 held.set()
-            assert _code(await pending) != 459
+            assert _code(await pending) != 459 and _code(await blocked) != 459
+        assert _code(await third.send("OadrPoll", third.poll_body())) != 459
