@@ -72,6 +72,8 @@ class SignatureSettings:
     not verified (a signed payload is accepted as ``UNVERIFIED``). ``require``: refuse unsigned
     payloads (needs ``trusted``). ``sign_replies``: sign every outgoing payload with the VTN's
     TLS certificate and key. ``bind_to_peer``: the signer must be the TLS client's certificate.
+    ``failures_allowed``, ``failure_period``, ``offload_bytes``, ``offload_slots``: what a
+    signature may cost (:class:`SignedIntake`).
     """
 
     trusted: tuple[Path, ...] = ()
@@ -80,7 +82,7 @@ class SignatureSettings:
     bind_to_peer: bool = True
     replay_window: timedelta = timedelta(minutes=5)
     replay_max_future: timedelta = timedelta(seconds=30)
-    # the verification budget (SignedIntake); not in the TOML yet
+    # not in the TOML yet
     failures_allowed: int = 5
     failure_period: timedelta = timedelta(minutes=1)
     offload_bytes: int = 64 * 1024

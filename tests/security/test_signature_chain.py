@@ -274,3 +274,20 @@ async def test_issuer_and_purpose_rules_agree_with_tls_both_ways(tmp_path: Path)
         tls = await _handshake(server=candidate, client=ven, ca=ca)
         signed = _signature_accepted(candidate, root.cert_pem, Purpose.SERVER)
         assert (tls, signed) == (accepted, accepted), label
+
+
+def test_crowdflex_ven_checks_its_vtns_signatures_for_server_auth(pki: Pki) -> None:
+    """``crowdflex ven``'s codec (``ven.config.wire_codec``): the VTN's certificate verifies, a
+    VEN certificate of the same CA (clientAuth only) does not."""
+    from ven.config import VenConfig, wire_codec
+
+    codec = wire_codec(VenConfig(vtn_url="https://vtn.invalid", ven_name="v",
+                                 trusted_signers=(pki.ca_cert,)))
+    for files, accepted in ((pki.vtn, True), (pki.vens[0], False)):
+        wire = Codec(signer=Signer.from_files(files.key, files.cert)).encode(Poll(ven_id="v"))
+        try:
+            codec.decode(wire)
+        except SignatureInvalid as exc:
+            assert not accepted and "serverAuth" in exc.reason, exc.reason
+        else:
+            assert accepted
