@@ -12,7 +12,8 @@ from typing import Final
 
 BENCHMARKS: Final[dict[str, str]] = {
     "codec": "decode/encode/sign: crowdflex schemas vs openleadr on the same messages",
-    "vtn": "registration, poll, report, fan-out, signed poll: crowdflex VTN vs openleadr's",
+    "vtn": "registration, poll, report, fan-out, signed poll (+ a hostile one): crowdflex VTN vs"
+           " openleadr's",
     "soak": "1,000 VENs polling and reporting on loopback: VTN memory, errors, points lost",
     "cbp": "2,000 devices on one aggregator: activation -> all acks, CPU per device per minute",
 }
