@@ -3,6 +3,7 @@ report subscriptions and data, opts, re-registration."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,12 @@ from schemas import (
     EiResponse,
     EventResponse,
     OptType,
+    ReadingType,
+    RegisteredReport,
+    RegisterReport,
+    Report,
+    ReportDescription,
+    ReportType,
     RequestReregistration,
 )
 from vtn.admin import create_admin_app
@@ -26,6 +33,16 @@ from vtn.app import SERVICES
 from .harness import code_of, raw_ven, running_vtn
 
 TOKEN = "test-admin-token-0123456789"
+
+
+def offer(spec: str, *r_ids: str) -> RegisterReport:
+    """A VEN's oadrRegisterReport offering one report (not auto-subscribed) with ``r_ids``."""
+    return RegisterReport(request_id="offer", reports=(Report(
+        report_request_id="0", report_specifier_id=spec, created_date_time=datetime.now(UTC),
+        report_name="x-PANEL", duration=timedelta(hours=1),
+        descriptions=tuple(ReportDescription(r_id=r, report_type=ReportType.USAGE,
+                                             reading_type=ReadingType.DIRECT_READ)
+                           for r in r_ids)),))
 
 
 @asynccontextmanager
@@ -103,6 +120,8 @@ async def test_admin_drives_events_reports_and_registration(pki, storage_url):
         async with http.post(f"{base}/events/nope/cancel") as reply:
             assert reply.status == 404
 
+        registered = await ven.post("EiReport", offer("spec-9", "a", "b"))
+        assert isinstance(registered, RegisteredReport)
         async with http.post(f"{base}/vens/{ven.ven_id}/reports/subscriptions",
                              json={"report_specifier_id": "spec-9", "r_ids": ["a", "b"],
                                    "granularity_s": 60}) as reply:
@@ -124,3 +143,131 @@ async def test_admin_drives_events_reports_and_registration(pki, storage_url):
             assert (await reply.json())["opts"] == []
         async with http.get(f"{base}/vens/unknown/opts") as reply:
             assert reply.status == 404
+
+
+def _event_body(event_id: str = "ev-1", **changes: object) -> dict[str, object]:
+    start = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    body: dict[str, object] = {
+        "event_id": event_id, "market_context": "http://cbp.example/mc", "start": start,
+        "targets": {"group_ids": ["pool-1"]},
+        "signals": [{"name": "LOAD_DISPATCH", "type": "setpoint",
+                     "intervals": [{"duration_s": 900, "value": 3.0}]}]}
+    body.update(changes)
+    return body
+
+
+def _interval(**changes: object) -> dict[str, object]:
+    return _event_body(signals=[{"name": "LOAD_DISPATCH", "intervals": [
+        {"duration_s": 900, "value": 3.0, **changes}]}])
+
+
+_DEEP = b'{"event_id": "deep", "targets": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+_FAR = "9999-12-31T00:00:00+00:00"
+
+# (what, method, path, body: JSON-able or raw bytes, words the 400's reason must contain)
+HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
+    ("PUT with only signals (#12)", "PUT", "/events/live",
+     {"signals": _event_body()["signals"]}, "start is required"),
+    ("POST without signals (#12)", "POST", "/events",
+     {k: v for k, v in _event_body().items() if k != "signals"}, "signals is required"),
+    ("no signal at all (#12)", "POST", "/events", _event_body(signals=[]),
+     "at least one signal"),
+    ("duration_s 1e15", "POST", "/events", _event_body(duration_s=1e15), "duration_s"),
+    ("duration_s 1e308", "POST", "/events", _event_body(duration_s=1e308), "duration_s"),
+    ("interval duration 1e308", "POST", "/events", _interval(duration_s=1e308),
+     "signals[0].intervals[0].duration_s"),
+    ("year-9999 start plus duration", "POST", "/events", _event_body(start=_FAR), "start"),
+    ("value 10**400", "POST", "/events", _interval(value=10**400),
+     "signals[0].intervals[0].value"),
+    ("value NaN", "POST", "/events",
+     json.dumps(_event_body()).replace("3.0", "NaN").encode(), "NaN"),
+    ("value as a string", "POST", "/events", _interval(value="3"), "must be a number"),
+    ("targets as a string", "POST", "/events", _event_body(targets="pool-1"),
+     "targets must be a JSON object"),
+    ("group_ids as a string", "POST", "/events", _event_body(targets={"group_ids": "pool-1"}),
+     "targets.group_ids must be a JSON array"),
+    ("100k-deep JSON", "POST", "/events", _DEEP, "nested too deeply"),
+    ("negative duration_s", "POST", "/events", _event_body(duration_s=-900), "duration_s"),
+    ("negative interval duration", "POST", "/events", _interval(duration_s=-900),
+     "duration_s"),
+    ("zero interval duration", "POST", "/events", _interval(duration_s=0), "duration_s"),
+    ("10 kB event ID", "POST", "/events", _event_body("e" * 10_000), "event_id"),
+    ("10 kB group ID", "POST", "/events", _event_body(targets={"group_ids": ["g" * 10_000]}),
+     "targets.group_ids[0]"),
+    ("control characters in an ID", "POST", "/events", _event_body("a\x00b"), "printable"),
+    ("priority beyond xs:unsignedInt", "POST", "/events", _event_body(priority=2**32),
+     "priority"),
+    ("an unknown field", "POST", "/events", _event_body(duraton_s=900), "duraton_s"),
+    ("an unknown signal type", "POST", "/events",
+     _event_body(signals=[{"name": "LOAD_DISPATCH", "type": "loud",
+                           "intervals": [{"duration_s": 900, "value": 3.0}]}]), "type"),
+    ("event_id differing from the URL", "PUT", "/events/live", _event_body("other"),
+     "differs"),
+    ("a body that is not an object", "POST", "/events", [1, 2], "JSON object"),
+    ("a body that is not JSON", "POST", "/events", b"{nope", "not JSON"),
+    ('"groups": "abcdef"', "PUT", "/vens/{ven}/memberships", {"groups": "abcdef"},
+     "groups must be a JSON array"),
+    ("a 10 kB group membership", "PUT", "/vens/{ven}/memberships",
+     {"groups": ["g" * 10_000]}, "groups[0]"),
+    ("granularity_s 1e308", "POST", "/vens/{ven}/reports/subscriptions",
+     {"report_specifier_id": "spec-9", "r_ids": ["a"], "granularity_s": 1e308},
+     "granularity_s"),
+    ("negative report_back_duration_s", "POST", "/vens/{ven}/reports/subscriptions",
+     {"report_specifier_id": "spec-9", "r_ids": ["a"], "report_back_duration_s": -1},
+     "report_back_duration_s"),
+    ("r_ids as a string", "POST", "/vens/{ven}/reports/subscriptions",
+     {"report_specifier_id": "spec-9", "r_ids": "a"}, "r_ids must be a JSON array"),
+    ("a report the VEN never offered", "POST", "/vens/{ven}/reports/subscriptions",
+     {"report_specifier_id": "spec-never", "r_ids": ["a"]}, "never offered"),
+    ("an rID the report does not have", "POST", "/vens/{ven}/reports/subscriptions",
+     {"report_specifier_id": "spec-9", "r_ids": ["zz"]}, "no rID 'zz'"),
+    ("a data window ending in year 10000", "GET",
+     "/vens/{ven}/reports/data?end=10000-01-01T00:00:00%2B00:00", None, "end"),
+    ("a naive data window", "GET", "/vens/{ven}/reports/data?start=2030-01-01T00:00:00",
+     None, "UTC offset"),
+)
+
+
+async def test_every_hostile_admin_input_is_a_400_with_a_reason(pki, tmp_path):
+    """#12 and #14 finding 9: each is refused with 400 naming its cause, never a 500 nor a
+    404 (the IDs are known), and none of them changes anything."""
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}") as vtn, \
+            admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("hostile-admin")
+        await ven.post("EiReport", offer("spec-9", "a", "b"))
+        await ven.drain()
+        async with http.put(f"{base}/vens/{ven.ven_id}/memberships",
+                            json={"groups": ["pool-1"]}) as reply:
+            assert reply.status == 200
+        async with http.post(f"{base}/events", json=_event_body("live")) as reply:
+            assert reply.status == 201
+        before = await _state(http, base, ven.ven_id)
+        wrong = []
+        for what, method, path, body, reason in HOSTILE:
+            data = body if isinstance(body, bytes) else None if body is None else \
+                json.dumps(body).encode()
+            async with http.request(method, base + path.format(ven=ven.ven_id),
+                                    data=data) as reply:
+                text = await reply.text()
+            if reply.status != 400 or reason not in text:
+                wrong.append(f"{what}: {reply.status} {text[:200]!r}")
+        assert wrong == []
+        assert await _state(http, base, ven.ven_id) == before
+
+
+async def _state(http: aiohttp.ClientSession, base: str, ven_id: str) -> object:
+    async with http.get(f"{base}/events") as events, http.get(f"{base}/vens") as vens, \
+            http.get(f"{base}/vens/{ven_id}/reports") as reports:
+        return await events.json(), await vens.json(), await reports.json()
+
+
+async def test_only_an_unknown_id_is_a_404(pki, tmp_path):
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}") as vtn, \
+            admin_client(vtn.app) as (http, base):
+        async with http.put(f"{base}/events/nope", json=_event_body("nope")) as reply:
+            assert reply.status == 404 and "no event 'nope'" in await reply.text()
+        async with http.put(f"{base}/vens/nope/memberships", json={"groups": []}) as reply:
+            assert reply.status == 404
+        async with http.put(f"{base}/events/{'e' * 10_000}", json=_event_body()) as reply:
+            assert reply.status == 400  # too long to be any event's ID
