@@ -146,8 +146,9 @@ async def _set_memberships(request: web.Request) -> web.Response:
     ven_id = _path_id(request, "ven_id")
     await _ven(ctx, ven_id)
     members = memberships_of(await _body(request))
-    await ctx.storage.vens.set_memberships(ven_id, members)
-    return _json({"ven_id": ven_id, "memberships": len(members)})
+    changed = await events.set_memberships(ctx, ven_id, members)
+    return _json({"ven_id": ven_id, "memberships": len(set(members)),
+                  "events_changed": list(changed)})
 
 
 async def _reregister(request: web.Request) -> web.Response:

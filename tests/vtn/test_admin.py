@@ -13,11 +13,14 @@ import pytest
 from aiohttp import web
 
 from schemas import (
+    CanceledPartyRegistration,
+    CancelPartyRegistration,
     CreatedEvent,
     CreateReport,
     DistributeEvent,
     EiResponse,
     EventResponse,
+    Message,
     OptType,
     ReadingType,
     RegisteredReport,
@@ -271,3 +274,58 @@ async def test_only_an_unknown_id_is_a_404(pki, tmp_path):
             assert reply.status == 404
         async with http.put(f"{base}/events/{'e' * 10_000}", json=_event_body()) as reply:
             assert reply.status == 400  # too long to be any event's ID
+
+
+def _listed(messages: list[Message]) -> list[str]:
+    """The eventIDs of the one event list among ``messages``."""
+    (sent,) = [m for m in messages if isinstance(m, DistributeEvent)]
+    return [e.event_id for e in sent.events]
+
+
+async def test_a_membership_change_sends_the_vens_new_event_list(pki, storage_url):
+    """#12: a VEN added to a group receives that group's live events at its next poll, and
+    one removed from it an event list without them (implied cancel); a change no live event
+    targets queues nothing."""
+    async with running_vtn(pki, storage_url) as vtn, admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("joins-later")
+        await ven.drain()
+        members = f"{base}/vens/{ven.ven_id}/memberships"
+        async with http.post(f"{base}/events", json=_event_body("pool-ev")) as reply:
+            assert (await reply.json())["targeted"] == []
+        assert await ven.drain() == []
+
+        async with http.put(members, json={"groups": ["pool-1"]}) as reply:
+            assert (await reply.json())["events_changed"] == ["pool-ev"]
+        assert _listed(await ven.drain()) == ["pool-ev"]
+        async with http.get(f"{base}/events/pool-ev") as reply:
+            (delivery,) = (await reply.json())["deliveries"]
+        assert delivery["ven_id"] == ven.ven_id
+
+        async with http.put(members, json={"groups": ["pool-1", "pool-9"]}) as reply:
+            assert (await reply.json())["events_changed"] == []
+        assert await ven.drain() == []
+
+        async with http.put(members, json={"groups": ["pool-9"]}) as reply:
+            assert (await reply.json())["events_changed"] == ["pool-ev"]
+        assert _listed(await ven.drain()) == []
+
+
+async def test_a_returning_ven_is_sent_the_live_events_its_memberships_select(pki, tmp_path):
+    """A VEN whose registration ended keeps its memberships; registering again it is queued
+    the live events they select, published while it was away (it was not targeted then)."""
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}") as vtn, \
+            admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("returns")
+        await ven.drain()
+        async with http.put(f"{base}/vens/{ven.ven_id}/memberships",
+                            json={"groups": ["pool-1"]}) as reply:
+            assert reply.status == 200
+        cancel = CancelPartyRegistration(request_id="bye", registration_id=ven.registration_id,
+                                         ven_id=ven.ven_id)
+        assert isinstance(await ven.post("EiRegisterParty", cancel), CanceledPartyRegistration)
+        async with http.post(f"{base}/events", json=_event_body("while-away")) as reply:
+            assert (await reply.json())["targeted"] == []
+        await ven.register("returns")
+        assert _listed(await ven.drain()) == ["while-away"]
