@@ -191,7 +191,8 @@ async def _list_reports(request: web.Request) -> web.Response:
         "subscriptions": [{"report_request_id": r.report_request_id,
                            "report_specifier_id": r.report_specifier_id, "r_ids": r.r_ids,
                            "granularity_s": r.granularity, "status": r.status.value,
-                           "created_at": r.created_at} for r in requests],
+                           "created_at": r.created_at, "refusal_code": r.refusal_code,
+                           "refusal_reason": r.refusal_reason} for r in requests],
     })
 
 

@@ -16,6 +16,7 @@ from schemas import (
     CanceledPartyRegistration,
     CancelPartyRegistration,
     CreatedEvent,
+    CreatedReport,
     CreateReport,
     DistributeEvent,
     EiResponse,
@@ -329,3 +330,25 @@ async def test_a_returning_ven_is_sent_the_live_events_its_memberships_select(pk
             assert (await reply.json())["targeted"] == []
         await ven.register("returns")
         assert _listed(await ven.drain()) == ["while-away"]
+
+
+async def test_a_subscription_the_ven_refuses_shows_its_code_and_reason(pki, storage_url):
+    """#12: a VEN answering the oadrCreateReport with an error code leaves the subscription
+    ``refused`` with that code and reason, not ``pending`` for ever."""
+    async with running_vtn(pki, storage_url) as vtn, admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("refuses")
+        await ven.post("EiReport", offer("spec-9", "a"))
+        await ven.drain()
+        async with http.post(f"{base}/vens/{ven.ven_id}/reports/subscriptions",
+                             json={"report_specifier_id": "spec-9", "r_ids": ["a"]}) as reply:
+            rrid = (await reply.json())["report_request_id"]
+        (create,) = await ven.drain()
+        assert isinstance(create, CreateReport)
+        refusal = CreatedReport(ven_id=ven.ven_id, response=EiResponse(
+            code=452, description="report spec-9 is gone", request_id=create.request_id))
+        assert code_of(await ven.post("EiReport", refusal)) == 200
+        async with http.get(f"{base}/vens/{ven.ven_id}/reports") as reply:
+            (sub,) = (await reply.json())["subscriptions"]
+        assert (sub["report_request_id"], sub["status"]) == (rrid, "refused")
+        assert (sub["refusal_code"], sub["refusal_reason"]) == (452, "report spec-9 is gone")
