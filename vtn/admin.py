@@ -33,7 +33,10 @@ from vtn.admin_input import (
 from vtn.services import ServiceContext, events, registration, reports
 from vtn.services._context import new_id
 
-__all__ = ["create_admin_app"]
+__all__ = ["MIN_TOKEN_CHARS", "create_admin_app"]
+
+#: the shortest bearer token the admin API accepts
+MIN_TOKEN_CHARS = 16
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SERVICES_OF: web.AppKey[Callable[[], ServiceContext]] = web.AppKey("crowdflex.vtn.admin.services")
@@ -81,8 +84,8 @@ def _path_id(request: web.Request, key: str) -> str:
 def create_admin_app(services: Callable[[], ServiceContext], *, token: str) -> web.Application:
     """The admin app; ``services`` returns the running VTN's context (e.g.
     ``lambda: vtn_app[SERVICES]``), read per request because it exists only after startup."""
-    if len(token) < 16:
-        raise ValueError("the admin token must be at least 16 characters")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"the admin token must be at least {MIN_TOKEN_CHARS} characters")
     expected = f"Bearer {token}".encode()
 
     @web.middleware
