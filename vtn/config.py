@@ -33,19 +33,18 @@ _DURATIONS = {
     "default_report_granularity_s": "default_report_granularity",
     "cancelled_event_retention_s": "cancelled_event_retention",
 }
-_PORTS: Final = ("port",)
 _MAX_PORT: Final = 65535
-# top-level keys that are VtnConfig fields of one plain TOML type (str, int, float, bool); the
-# admin_* fields are [admin]'s keys
+# top-level keys that are VtnConfig fields of one plain TOML type (str, int, float, bool)
 _PLAIN: Final = {name: hint for name, hint in get_type_hints(VtnConfig).items()
-                 if plain_type(hint) is not None and not name.startswith("admin_")}
+                 if plain_type(hint) is not None}
 
 
 def parse_config(data: dict[str, Any], *, base: Path = Path("."),
-                 source: str = "configuration") -> VtnConfig:
+                 source: str = "configuration", section: str = "") -> VtnConfig:
     """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [reports],
-    [signatures]); ``source`` names the file in errors."""
-    root = Table(data, source=source, base=base)
+    [signatures]); errors name ``source`` (the file) and each key, under ``section`` when the
+    VTN's keys are a table of a larger file (``[vtn]`` of a CBP role's)."""
+    root = Table(data, source=source, base=base, name=section)
     values: dict[str, Any] = {}
     tls = root.table("tls")
     for key in _PATHS:
@@ -67,9 +66,11 @@ def parse_config(data: dict[str, Any], *, base: Path = Path("."),
     for key, name in _DURATIONS.items():
         if root.has(key):
             values[name] = root.seconds(key)
-    for key in _PORTS:
+    for key in ("port", "admin_port"):
         if root.has(key):
             values[key] = root.integer(key, high=_MAX_PORT)
+    if root.has("admin_token"):
+        values["admin_token"] = _token(root, "admin_token")
     for key, hint in _PLAIN.items():
         if root.has(key) and key not in values:
             values[key] = root.typed(key, hint)
@@ -97,12 +98,16 @@ def _admin_values(admin: Table) -> dict[str, Any]:
                               f"{len(token)}")
         values["admin_token"] = token
     if admin.has("token"):
-        token = admin.string("token")
-        if len(token) < MIN_TOKEN_CHARS:
-            raise admin.error("token", f"a bearer token of at least {MIN_TOKEN_CHARS} "
-                              f"characters, not {len(token)}")
-        values["admin_token"] = token
+        values["admin_token"] = _token(admin, "token")
     return values
+
+
+def _token(table: Table, key: str) -> str:
+    token = table.string(key)
+    if len(token) < MIN_TOKEN_CHARS:
+        raise table.error(key, f"a bearer token of at least {MIN_TOKEN_CHARS} characters, not "
+                          f"{len(token)}")
+    return token
 
 
 def _check_connection_limits(root: Table, values: dict[str, Any]) -> None:

@@ -68,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         data = tomllib.loads(args.config.read_text())
         base = args.config.parent
-        config = parse_config(data.get("vtn", {}), base=base)
+        config = parse_config(data.get("vtn", {}), base=base, source=str(args.config),
+                              section="vtn")
         settings = settings_from_mapping(data.get("profile", {}))
         capture = data.get("capture_dir")
         capture_dir = (base / str(capture)).resolve() if capture else None

@@ -190,3 +190,10 @@ def test_a_missing_or_short_admin_token_is_refused_before_anything_starts(
     err = capsys.readouterr().err
     assert f"crowdflex vtn: {example}: " in err and says in err and "serving on" not in err
     assert not (example.parent / "vtn.db").exists()
+
+
+def test_a_cbp_roles_vtn_table_is_named_in_its_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"^tso.toml: vtn.port: expected an integer"):
+        parse_config({"port": "abc"}, base=tmp_path, source="tso.toml", section="vtn")
+    with pytest.raises(ConfigError, match=r"^tso.toml: vtn.admin_token: expected a bearer"):
+        parse_config({"admin_token": "short"}, base=tmp_path, source="tso.toml", section="vtn")
