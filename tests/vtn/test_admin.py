@@ -30,6 +30,8 @@ from schemas import (
     ReportDescription,
     ReportType,
     RequestReregistration,
+    ResponseRequired,
+    SignalType,
 )
 from vtn.admin import create_admin_app
 from vtn.app import SERVICES
@@ -141,6 +143,9 @@ async def test_admin_drives_events_reports_and_registration(pki, storage_url):
         assert sub["report_request_id"] == rrid and sub["status"] == "pending"
         async with http.delete(f"{base}/vens/{ven.ven_id}/reports/subscriptions/{rrid}") as r:
             assert r.status == 200
+        async with http.get(f"{base}/vens/{ven.ven_id}/reports") as reply:
+            (sub,) = (await reply.json())["subscriptions"]
+        assert sub["status"] == "cancelled"
         async with http.get(f"{base}/vens/{ven.ven_id}/reports/data") as reply:
             assert (await reply.json())["points"] == []
         async with http.get(f"{base}/vens/{ven.ven_id}/opts") as reply:
@@ -201,6 +206,14 @@ HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
     ("control characters in an ID", "POST", "/events", _event_body("a\x00b"), "printable"),
     ("priority beyond xs:unsignedInt", "POST", "/events", _event_body(priority=2**32),
      "priority"),
+    ("test_event not a boolean", "POST", "/events", _event_body(test_event="yes"),
+     "test_event must be true or false"),
+    ("intervals adding up to 732 days", "POST", "/events",
+     _event_body(signals=[{"name": "LOAD_DISPATCH", "intervals": [
+         {"duration_s": 366 * 86400, "value": 1.0}, {"duration_s": 366 * 86400, "value": 2.0}]}]),
+     "at most 366 days"),
+    ("1,001 group IDs", "POST", "/events",
+     _event_body(targets={"group_ids": [f"g{n}" for n in range(1001)]}), "at most 1000"),
     ("an unknown field", "POST", "/events", _event_body(duraton_s=900), "duraton_s"),
     ("an unknown signal type", "POST", "/events",
      _event_body(signals=[{"name": "LOAD_DISPATCH", "type": "loud",
@@ -352,3 +365,30 @@ async def test_a_subscription_the_ven_refuses_shows_its_code_and_reason(pki, sto
             (sub,) = (await reply.json())["subscriptions"]
         assert (sub["report_request_id"], sub["status"]) == (rrid, "refused")
         assert (sub["refusal_code"], sub["refusal_reason"]) == (452, "report spec-9 is gone")
+
+
+async def test_what_an_event_body_may_leave_out(pki, tmp_path):
+    """The README's defaults: a new event_id, duration_s the sum of the first signal's
+    intervals, type level, response_required always; a PUT body need not repeat the ID."""
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}") as vtn, \
+            admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("defaults")
+        await ven.drain()
+        body = _event_body(targets={"ven_ids": [ven.ven_id]}, signals=[
+            {"name": "LOAD_DISPATCH", "intervals": [{"duration_s": 900, "value": 4.0},
+                                                    {"duration_s": 900, "value": 1.0}]}])
+        del body["event_id"]
+        async with http.post(f"{base}/events", json=body) as reply:
+            assert reply.status == 201
+            event_id = (await reply.json())["event_id"]
+        async with http.get(f"{base}/events/{event_id}") as reply:
+            stored = await reply.json()
+        start, end = (datetime.fromisoformat(stored[k]) for k in ("start", "end"))
+        assert end - start == timedelta(seconds=1800)
+        (sent,) = [m for m in await ven.drain() if isinstance(m, DistributeEvent)]
+        (event,) = sent.events
+        assert event.signals[0].signal_type is SignalType.LEVEL
+        assert event.response_required is ResponseRequired.ALWAYS
+        async with http.put(f"{base}/events/{event_id}", json=body) as reply:
+            assert (await reply.json())["modification_number"] == 1
