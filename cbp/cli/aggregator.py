@@ -86,7 +86,7 @@ def _spec(path: Path) -> dict[str, Any]:
     base = path.parent
     tso, vault, devices = data.get("tso", {}), data.get("vault", {}), data.get("devices", {})
     return {
-        "vtn": parse_config(data.get("vtn", {}), base=base, source=str(path), section="vtn"),
+        "vtn": parse_config(data.get("vtn", {}), base=base),
         "settings": settings_from_mapping(data.get("profile", {})),
         "tso_url": str(tso.get("url", "")),
         "tls": tuple(_file(tso, k, base, "tso") for k in ("cert", "key", "ca")),

@@ -68,8 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         data = tomllib.loads(args.config.read_text())
         base = args.config.parent
-        config = parse_config(data.get("vtn", {}), base=base, source=str(args.config),
-                              section="vtn")
+        config = parse_config(data.get("vtn", {}), base=base)
         settings = settings_from_mapping(data.get("profile", {}))
         capture = data.get("capture_dir")
         capture_dir = (base / str(capture)).resolve() if capture else None
