@@ -186,10 +186,12 @@ def test_a_missing_or_short_admin_token_is_refused_before_anything_starts(
         monkeypatch.delenv("CROWDFLEX_ADMIN_TOKEN", raising=False)
     else:
         monkeypatch.setenv("CROWDFLEX_ADMIN_TOKEN", token)
-    assert main(["vtn", "--config", str(example), "--port", "0", "--admin-port", "0"]) == 2
+    database = tmp_path / "vtn.db"
+    assert main(["vtn", "--config", str(example), "--port", "0", "--admin-port", "0",
+                 "--storage-url", f"sqlite:///{database}"]) == 2
     err = capsys.readouterr().err
     assert f"crowdflex vtn: {example}: " in err and says in err and "serving on" not in err
-    assert not (example.parent / "vtn.db").exists()
+    assert not database.exists()
 
 
 def test_a_cbp_roles_vtn_table_is_named_in_its_errors(tmp_path):
