@@ -235,6 +235,7 @@ async def _unsubscribe(request: web.Request) -> web.Response:
 async def _report_data(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     ven_id = _path_id(request, "ven_id")
+    await _ven(ctx, ven_id)
     query = request.query
     end = time_of(query["end"], "end") if "end" in query else ctx.clock()
     start = time_of(query["start"], "start") if "start" in query else end - timedelta(hours=1)

@@ -124,6 +124,9 @@ class _Fields:
         return f"{self._path}.{key}" if self._path else key
 
     def has(self, key: str) -> bool:
+        """Whether ``key`` is given; ``null`` counts as left out (and is no unknown field)."""
+        if key in self._data:
+            self._read.add(key)
         return self._data.get(key) is not None
 
     def _get(self, key: str) -> Any:

@@ -284,8 +284,13 @@ async def test_only_an_unknown_id_is_a_404(pki, tmp_path):
             admin_client(vtn.app) as (http, base):
         async with http.put(f"{base}/events/nope", json=_event_body("nope")) as reply:
             assert reply.status == 404 and "no event 'nope'" in await reply.text()
-        async with http.put(f"{base}/vens/nope/memberships", json={"groups": []}) as reply:
-            assert reply.status == 404
+        for method, path in (("PUT", "memberships"), ("POST", "reregister"), ("POST", "cancel"),
+                             ("GET", "opts"), ("GET", "reports"), ("GET", "reports/data"),
+                             ("POST", "reports/subscriptions"),
+                             ("DELETE", "reports/subscriptions/rr-1")):
+            async with http.request(method, f"{base}/vens/nope/{path}",
+                                    json={"groups": []}) as reply:
+                assert reply.status == 404, (method, path)
         async with http.put(f"{base}/events/{'e' * 10_000}", json=_event_body()) as reply:
             assert reply.status == 400  # too long to be any event's ID
 
@@ -379,6 +384,7 @@ async def test_what_an_event_body_may_leave_out(pki, tmp_path):
             {"name": "LOAD_DISPATCH", "intervals": [{"duration_s": 900, "value": 4.0},
                                                     {"duration_s": 900, "value": 1.0}]}])
         del body["event_id"]
+        body["priority"] = None  # null: left out
         async with http.post(f"{base}/events", json=body) as reply:
             assert reply.status == 201
             event_id = (await reply.json())["event_id"]
