@@ -43,6 +43,8 @@ from schemas.events import ActivePeriod, Event
 from vtn.storage import TargetKind, TargetRef
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "MAX_ID_CHARS",
     "MAX_ITEMS",
     "MAX_SPAN",
@@ -62,6 +64,8 @@ MAX_TEXT_CHARS: Final = 1024  # a market context URI
 MAX_ITEMS: Final = 1000
 MAX_SPAN: Final = timedelta(days=366)
 MAX_START_OFFSET: Final = timedelta(days=100 * 366)
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 _XS_FLOAT_MAX: Final = 3.4028234663852886e38
 _UNSIGNED_INT_MAX: Final = 2**32 - 1
 
@@ -97,17 +101,18 @@ def id_of(text: str, name: str) -> str:
 
 
 def time_of(text: str, name: str) -> datetime:
-    """An ISO 8601 time with a UTC offset, as UTC."""
+    """An ISO 8601 time with a UTC offset, as UTC, from :data:`EARLIEST` to :data:`LATEST`
+    (so a window of a year around it is a representable time)."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise BadInput(f"{name} must be an ISO 8601 time with an offset, not {text!r}") from None
+        raise BadInput(f"{name} must be an ISO 8601 time with an offset, not {text!r:.80}"
+                       ) from None
     if value.tzinfo is None:
         raise BadInput(f"{name}: time {text!r} needs a UTC offset")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise BadInput(f"{name}: time {text!r} is out of range") from None
+    if not EARLIEST <= value <= LATEST:
+        raise BadInput(f"{name} must lie from {EARLIEST.date()} to {LATEST.date()}")
+    return value.astimezone(UTC)
 
 
 class _Fields:

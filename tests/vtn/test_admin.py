@@ -240,6 +240,8 @@ HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
      {"report_specifier_id": "spec-9", "r_ids": ["zz"]}, "no rID 'zz'"),
     ("a data window ending in year 10000", "GET",
      "/vens/{ven}/reports/data?end=10000-01-01T00:00:00%2B00:00", None, "end"),
+    ("a data window ending in year 1", "GET",
+     "/vens/{ven}/reports/data?end=0001-01-01T00:00:00%2B00:00", None, "end must lie from"),
     ("a naive data window", "GET", "/vens/{ven}/reports/data?start=2030-01-01T00:00:00",
      None, "UTC offset"),
 )
