@@ -206,6 +206,9 @@ async def _subscribe(request: web.Request) -> web.Response:
     report_request = subscription_of(await _body(request), request_id=new_id(),
                                      default_granularity=ctx.default_granularity)
     await _check_offered(ctx, ven_id, report_request)
+    rrid = report_request.report_request_id
+    if await ctx.storage.reports.get_request(ven_id, rrid) is not None:
+        raise web.HTTPConflict(text=f"subscription {rrid!r} exists; DELETE cancels it")
     await reports.subscribe(ctx, ven_id, report_request)
     return _json({"report_request_id": report_request.report_request_id}, status=201)
 

@@ -360,11 +360,18 @@ async def test_a_subscription_the_ven_refuses_shows_its_code_and_reason(pki, sto
         await ven.register("refuses")
         await ven.post("EiReport", offer("spec-9", "a"))
         await ven.drain()
-        async with http.post(f"{base}/vens/{ven.ven_id}/reports/subscriptions",
+        subscriptions = f"{base}/vens/{ven.ven_id}/reports/subscriptions"
+        async with http.post(subscriptions,
                              json={"report_specifier_id": "spec-9", "r_ids": ["a"]}) as reply:
             rrid = (await reply.json())["report_request_id"]
+        async with http.post(subscriptions, json={"report_specifier_id": "spec-9", "r_ids": ["a"],
+                                                  "report_request_id": rrid}) as reply:
+            assert reply.status == 409  # not a silent replacement
         (create,) = await ven.drain()
         assert isinstance(create, CreateReport)
+        spec = create.report_requests[0].report_specifier  # the README's defaults
+        assert spec.granularity == spec.report_back_duration == vtn.ctx.default_granularity
+        assert spec.specifier_payloads[0].reading_type == "x-notApplicable"
         refusal = CreatedReport(ven_id=ven.ven_id, response=EiResponse(
             code=452, description="report spec-9 is gone", request_id=create.request_id))
         assert code_of(await ven.post("EiReport", refusal)) == 200
