@@ -6,7 +6,8 @@ compared in constant time. Endpoints and curl examples: the README, "Admin API".
 
 Invariants: the admin API changes state only through :mod:`vtn.services` (the same code paths the
 protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.
-Bad input is a 400 with a reason, an unknown VEN/event/subscription a 404; never a 500 traceback.
+Every body and query is read by :mod:`vtn.admin_input`: bad input is a 400 with a reason, an
+unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Invariants:
 - An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
   450 (out of sequence) and nothing of that message is stored.
 - A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
+- Targeting is re-evaluated when a VEN's memberships change (:func:`set_memberships`) or it begins
+  a registration (:func:`on_registered`): if live events join or leave its list, the list is
+  queued for it, as a publish would.
 """
 
 from __future__ import annotations
