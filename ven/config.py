@@ -1,15 +1,16 @@
 """Loading a :class:`VenConfig` from TOML (``examples/ven.toml`` documents every key).
 
-Mirrors :mod:`vtn.config`. Invariants: unknown keys are an error (a typo must not silently fall
-back to a default); durations are given in seconds (``*_s`` keys); paths are relative to the TOML
-file's directory; ``mode = "push"`` needs a ``[push]`` listener, and pull mode refuses one (a
-listener nobody announces would be an open port for nothing); requiring signed VTN payloads
-needs certificates to verify them with.
+Mirrors :mod:`vtn.config`, through the same typed loader (:mod:`tomlconfig`). Invariants: unknown
+keys are an error (a typo must not silently fall back to a default), and every error names the
+file, the key and what is expected; durations are given in seconds (``*_s`` keys); paths are
+relative to the TOML file's directory, and the certificate and key files must exist;
+``mode = "push"`` needs a ``[push]`` listener, and pull mode refuses one (a listener nobody
+announces would be an open port for nothing); requiring signed VTN payloads needs certificates
+to verify them with.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -19,14 +20,11 @@ from typing import Any
 from schemas import Codec, ReplayGuard, Signer, Verifier
 from schemas.certpath import Purpose
 from schemas.identity import TlsProfile
+from tomlconfig import ConfigError, Table, read_file
 
 __all__ = [
     "ConfigError", "TransportMode", "VenConfig", "load_config", "parse_config", "wire_codec",
 ]
-
-
-class ConfigError(ValueError):
-    """The configuration file is unreadable or names an unknown or ill-typed key."""
 
 
 class TransportMode(StrEnum):
@@ -92,123 +90,83 @@ class VenConfig:
             raise ConfigError("mode = \"push\" needs [push] port (the VTN is told where to POST)")
 
 
-def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.pop(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    return dict(value)
-
-
-def _seconds(value: Any, key: str) -> timedelta:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{key} must be a number of seconds, not {value!r}")
-    return timedelta(seconds=float(value))
-
-
-def _string(value: Any, key: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, not {value!r}")
-    return value
-
-
-def _tls_values(tls: dict[str, Any], base: Path) -> dict[str, Any]:
+def _tls_values(tls: Table) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in ("cert", "key", "ca"):
-        if key in tls:
-            values[f"tls_{key}"] = (base / _string(tls.pop(key), f"tls.{key}")).resolve()
-    if "profile" in tls:
-        try:
-            values["tls_profile"] = TlsProfile(tls.pop("profile"))
-        except ValueError as exc:
-            raise ConfigError(f"tls.profile: {exc}") from None
+        if tls.has(key):
+            values[f"tls_{key}"] = tls.path(key, exists=True)
+    if tls.has("profile"):
+        values["tls_profile"] = tls.choice("profile", TlsProfile)
     return values
 
 
-def _push_values(push: dict[str, Any]) -> dict[str, Any]:
+def _push_values(push: Table) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    if "host" in push:
-        values["push_host"] = _string(push.pop("host"), "push.host")
-    if "port" in push:
-        port = push.pop("port")
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise ConfigError(f"push.port must be an integer, not {port!r}")
-        values["push_port"] = port
-    if "url" in push:
-        values["push_url"] = _string(push.pop("url"), "push.url")
+    if push.has("host"):
+        values["push_host"] = push.string("host")
+    if push.has("port"):
+        values["push_port"] = push.integer("port", low=1, high=65535)
+    if push.has("url"):
+        values["push_url"] = push.string("url")
     return values
 
 
-def _signature_values(table: dict[str, Any], base: Path) -> dict[str, Any]:
+def _signature_values(table: Table) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, name in (("sign", "sign_payloads"), ("require", "require_signatures")):
-        if key in table:
-            flag = table.pop(key)
-            if not isinstance(flag, bool):
-                raise ConfigError(f"signatures.{key} must be true or false, not {flag!r}")
-            values[name] = flag
+        if table.has(key):
+            values[name] = table.flag(key)
     for key in ("cert", "key"):
-        if key in table:
-            values[f"signing_{key}"] = (base / _string(table.pop(key), f"signatures.{key}")
-                                        ).resolve()
-    if "trusted" in table:
-        trusted = table.pop("trusted")
-        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
-            raise ConfigError("signatures.trusted must be a list of PEM file paths")
-        values["trusted_signers"] = tuple((base / t).resolve() for t in trusted)
-    if "replay_window_s" in table:
-        values["replay_window"] = _seconds(table.pop("replay_window_s"),
-                                           "signatures.replay_window_s")
+        if table.has(key):
+            values[f"signing_{key}"] = table.path(key, exists=True)
+    if table.has("trusted"):
+        values["trusted_signers"] = table.paths("trusted", exists=True)
+    if table.has("replay_window_s"):
+        values["replay_window"] = table.seconds("replay_window_s")
     return values
 
 
-def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VenConfig:
+def parse_config(data: dict[str, Any], *, base: Path = Path("."),
+                 source: str = "configuration") -> VenConfig:
     """Build a VenConfig from parsed TOML (top-level keys plus [tls], [push], [backoff],
-    [signatures])."""
-    data = dict(data)
-    tls, push, backoff, signatures = (_section(data, n)
-                                      for n in ("tls", "push", "backoff", "signatures"))
-    values = _tls_values(tls, base)
-    values.update(_signature_values(signatures, base))
+    [signatures]); ``source`` names the file in errors."""
+    root = Table(data, source=source, base=base)
+    values = _tls_values(root.table("tls"))
+    values.update(_signature_values(root.table("signatures")))
+    push = root.table("push")
     has_push_table = bool(push)
     values.update(_push_values(push))
+    backoff = root.table("backoff")
     for key, name in (("base_s", "backoff_base"), ("cap_s", "backoff_cap")):
-        if key in backoff:
-            values[name] = _seconds(backoff.pop(key), f"backoff.{key}")
+        if backoff.has(key):
+            values[name] = backoff.seconds(key)
     for key in ("vtn_url", "ven_name", "opt"):
-        if key in data:
-            values[key] = _string(data.pop(key), key)
-    if "outbox" in data:
-        values["outbox_path"] = (base / _string(data.pop("outbox"), "outbox")).resolve()
+        if root.has(key):
+            values[key] = root.string(key)
+    if root.has("outbox"):
+        values["outbox_path"] = root.path("outbox")
     for key, name in (("poll_interval_s", "poll_interval"),
                       ("request_timeout_s", "request_timeout")):
-        if key in data:
-            values[name] = _seconds(data.pop(key), key)
-    if "mode" in data:
-        try:
-            values["mode"] = TransportMode(data.pop("mode"))
-        except ValueError:
-            raise ConfigError("mode must be 'pull' or 'push'") from None
-    leftovers = {f"tls.{k}" for k in tls} | {f"push.{k}" for k in push}
-    leftovers |= {f"backoff.{k}" for k in backoff} | {f"signatures.{k}" for k in signatures}
-    leftovers |= set(data)
-    if leftovers:
-        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(leftovers))}")
+        if root.has(key):
+            values[name] = root.seconds(key)
+    if root.has("mode"):
+        values["mode"] = root.choice("mode", TransportMode)
+    root.finish()
     for required in ("vtn_url", "ven_name"):
         if required not in values:
-            raise ConfigError(f"{required} is required")
+            raise ConfigError(f"{source}: {required} is required")
     if has_push_table and values.get("mode", TransportMode.PULL) is not TransportMode.PUSH:
-        raise ConfigError("[push] is only for mode = \"push\"")
-    return VenConfig(**values)
+        raise root.error("push", 'mode = "push" beside a [push] listener (pull mode '
+                         "announces none)")
+    try:
+        return VenConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def load_config(path: Path) -> VenConfig:
-    """Read and check a VEN TOML file."""
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return parse_config(data, base=path.parent)
+    """Read and check a VEN TOML file; errors name the file."""
+    return parse_config(read_file(path), base=path.parent, source=str(path))
 
 
 def wire_codec(config: VenConfig) -> Codec:

@@ -6,7 +6,8 @@ compared in constant time. Endpoints and curl examples: the README, "Admin API".
 
 Invariants: the admin API changes state only through :mod:`vtn.services` (the same code paths the
 protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.
-Bad input is a 400 with a reason, an unknown VEN/event/subscription a 404; never a 500 traceback.
+Every body and query is read by :mod:`vtn.admin_input`: bad input is a 400 with a reason, an
+unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback.
 """
 
 from __future__ import annotations
@@ -14,30 +15,29 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from schemas import (
-    EventDescriptor,
-    EventInterval,
-    EventSignal,
-    EventStatus,
-    LocalProtocolError,
-    ReportRequest,
-    ReportSpecifier,
-    ResponseRequired,
-    SignalType,
-    SpecifierPayload,
-    Target,
+from schemas import LocalProtocolError, ReportRequest
+from vtn.admin_input import (
+    BadInput,
+    event_of,
+    id_of,
+    json_object,
+    memberships_of,
+    new_event_id,
+    subscription_of,
+    time_of,
 )
-from schemas.events import ActivePeriod, Event
 from vtn.services import ServiceContext, events, registration, reports
 from vtn.services._context import new_id
-from vtn.storage import TargetKind, TargetRef
 
-__all__ = ["create_admin_app"]
+__all__ = ["MIN_TOKEN_CHARS", "create_admin_app"]
+
+#: the shortest bearer token the admin API accepts
+MIN_TOKEN_CHARS = 16
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SERVICES_OF: web.AppKey[Callable[[], ServiceContext]] = web.AppKey("crowdflex.vtn.admin.services")
@@ -60,79 +60,33 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, default=default)
 
 
-def _when(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError(f"time {text!r} needs a UTC offset")
-    return value.astimezone(UTC)
-
-
-def _seconds(value: Any) -> timedelta:
-    return timedelta(seconds=float(value))
-
-
-def _target(body: dict[str, Any]) -> Target:
-    spec = body.get("targets") or {}
-    target = Target(**{key: tuple(str(v) for v in spec.get(key, ()))
-                       for key in ("ven_ids", "group_ids", "resource_ids", "party_ids")})
-    if not (target.ven_ids or target.group_ids or target.resource_ids or target.party_ids):
-        raise ValueError("targets must name at least one venID, group, resource or party")
-    return target
-
-
-def _event(body: dict[str, Any], event_id: str, now: datetime) -> Event:
-    signals = tuple(
-        EventSignal(
-            signal_name=str(s["name"]), signal_type=SignalType(s.get("type", "level")),
-            signal_id=str(s.get("id", index)),
-            intervals=tuple(EventInterval(values=(float(i["value"]),), uid=str(n),
-                                          duration=_seconds(i["duration_s"]))
-                            for n, i in enumerate(s["intervals"])),
-        )
-        for index, s in enumerate(body["signals"])
-    )
-    start = _when(body["start"])
-    duration = sum((i.duration or timedelta() for i in signals[0].intervals), timedelta())
-    return Event(
-        descriptor=EventDescriptor(
-            event_id=event_id, modification_number=0, market_context=str(body["market_context"]),
-            created_date_time=now, event_status=EventStatus.FAR,
-            priority=body.get("priority"),
-            test_event="true" if body.get("test_event") else None),
-        active_period=ActivePeriod(dtstart=start, duration=_seconds(body["duration_s"])
-                                   if "duration_s" in body else duration),
-        signals=signals, target=_target(body),
-        response_required=ResponseRequired(body.get("response_required", "always")),
-    )
-
-
 def _guarded(handler: Handler) -> Handler:
     async def run(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
+        except (KeyError, IndexError):
+            raise  # a bug here, not an unknown ID: never a 404
         except LookupError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
-        except (ValueError, TypeError, LocalProtocolError) as exc:
+        except (ValueError, LocalProtocolError) as exc:
             raise web.HTTPBadRequest(text=f"bad request: {exc}") from None
 
     return run
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ValueError("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    return body
+    return json_object(await request.read())
+
+
+def _path_id(request: web.Request, key: str) -> str:
+    return id_of(request.match_info[key], key)
 
 
 def create_admin_app(services: Callable[[], ServiceContext], *, token: str) -> web.Application:
     """The admin app; ``services`` returns the running VTN's context (e.g.
     ``lambda: vtn_app[SERVICES]``), read per request because it exists only after startup."""
-    if len(token) < 16:
-        raise ValueError("the admin token must be at least 16 characters")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"the admin token must be at least {MIN_TOKEN_CHARS} characters")
     expected = f"Bearer {token}".encode()
 
     @web.middleware
@@ -193,32 +147,29 @@ async def _list_vens(request: web.Request) -> web.Response:
 
 async def _set_memberships(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    ven_id = request.match_info["ven_id"]
+    ven_id = _path_id(request, "ven_id")
     await _ven(ctx, ven_id)
-    body = await _body(request)
-    kinds = {"groups": TargetKind.GROUP, "resources": TargetKind.RESOURCE,
-             "parties": TargetKind.PARTY}
-    members = [TargetRef(kind=kind, value=str(v)) for key, kind in kinds.items()
-               for v in body.get(key, ())]
-    await ctx.storage.vens.set_memberships(ven_id, members)
-    return _json({"ven_id": ven_id, "memberships": len(members)})
+    members = memberships_of(await _body(request))
+    changed = await events.set_memberships(ctx, ven_id, members)
+    return _json({"ven_id": ven_id, "memberships": len(set(members)),
+                  "events_changed": list(changed)})
 
 
 async def _reregister(request: web.Request) -> web.Response:
-    ven_id = request.match_info["ven_id"]
+    ven_id = _path_id(request, "ven_id")
     await registration.request_reregistration(_ctx(request), ven_id)
     return _json({"queued": "oadrRequestReregistration", "ven_id": ven_id}, status=202)
 
 
 async def _cancel_registration(request: web.Request) -> web.Response:
-    ven_id = request.match_info["ven_id"]
+    ven_id = _path_id(request, "ven_id")
     request_id = await registration.cancel_from_vtn(_ctx(request), ven_id)
     return _json({"queued": "oadrCancelPartyRegistration", "request_id": request_id}, status=202)
 
 
 async def _list_opts(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    ven_id = request.match_info["ven_id"]
+    ven_id = _path_id(request, "ven_id")
     await _ven(ctx, ven_id)
     include = request.query.get("include_cancelled") == "true"
     opts = await ctx.storage.opts.for_ven(ven_id, include_cancelled=include)
@@ -233,7 +184,7 @@ async def _list_opts(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- reports
 async def _list_reports(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    ven_id = request.match_info["ven_id"]
+    ven_id = _path_id(request, "ven_id")
     await _ven(ctx, ven_id)
     registered = await ctx.storage.reports.descriptions(ven_id)
     requests = await ctx.storage.reports.requests(ven_id)
@@ -244,35 +195,42 @@ async def _list_reports(request: web.Request) -> web.Response:
         "subscriptions": [{"report_request_id": r.report_request_id,
                            "report_specifier_id": r.report_specifier_id, "r_ids": r.r_ids,
                            "granularity_s": r.granularity, "status": r.status.value,
-                           "created_at": r.created_at} for r in requests],
+                           "created_at": r.created_at, "refusal_code": r.refusal_code,
+                           "refusal_reason": r.refusal_reason} for r in requests],
     })
 
 
 async def _subscribe(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    ven_id = request.match_info["ven_id"]
+    ven_id = _path_id(request, "ven_id")
     await _ven(ctx, ven_id)
-    body = await _body(request)
-    granularity = _seconds(body.get("granularity_s", ctx.default_granularity.total_seconds()))
-    reading_type = str(body.get("reading_type", "x-notApplicable"))
-    report_request = ReportRequest(
-        report_request_id=str(body.get("report_request_id") or new_id()),
-        report_specifier=ReportSpecifier(
-            report_specifier_id=str(body["report_specifier_id"]),
-            granularity=granularity,
-            report_back_duration=_seconds(body.get("report_back_duration_s",
-                                                   granularity.total_seconds())),
-            specifier_payloads=tuple(
-                SpecifierPayload(r_id=str(r), reading_type=reading_type)
-                for r in body["r_ids"]),
-        ),
-    )
+    report_request = subscription_of(await _body(request), request_id=new_id(),
+                                     default_granularity=ctx.default_granularity)
+    await _check_offered(ctx, ven_id, report_request)
+    rrid = report_request.report_request_id
+    if await ctx.storage.reports.get_request(ven_id, rrid) is not None:
+        raise web.HTTPConflict(text=f"subscription {rrid!r} exists; DELETE cancels it")
     await reports.subscribe(ctx, ven_id, report_request)
     return _json({"report_request_id": report_request.report_request_id}, status=201)
 
 
+async def _check_offered(ctx: ServiceContext, ven_id: str, request: ReportRequest) -> None:
+    """A VEN only sends reports its oadrRegisterReport offered: anything else it would refuse."""
+    spec = request.report_specifier
+    offered = {d.report_specifier_id: d.r_ids
+               for d in await ctx.storage.reports.descriptions(ven_id)}
+    r_ids = offered.get(spec.report_specifier_id)
+    if r_ids is None:
+        raise BadInput(f"VEN {ven_id!r} never offered report {spec.report_specifier_id!r} "
+                       f"(it offered: {', '.join(sorted(offered)) or 'none'})")
+    missing = [p.r_id for p in spec.specifier_payloads if p.r_id not in r_ids]
+    if missing:
+        raise BadInput(f"report {spec.report_specifier_id!r} of VEN {ven_id!r} has no rID "
+                       f"{missing[0]!r} (it has: {', '.join(r_ids)})")
+
+
 async def _unsubscribe(request: web.Request) -> web.Response:
-    ven_id, rrid = request.match_info["ven_id"], request.match_info["rrid"]
+    ven_id, rrid = _path_id(request, "ven_id"), _path_id(request, "rrid")
     if not await reports.cancel_subscription(_ctx(request), ven_id, rrid):
         raise LookupError(f"no subscription {rrid!r} for VEN {ven_id!r}")
     return _json({"cancelled": rrid})
@@ -280,9 +238,11 @@ async def _unsubscribe(request: web.Request) -> web.Response:
 
 async def _report_data(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    ven_id = request.match_info["ven_id"]
-    end = _when(request.query["end"]) if "end" in request.query else ctx.clock()
-    start = _when(request.query["start"]) if "start" in request.query else end - timedelta(hours=1)
+    ven_id = _path_id(request, "ven_id")
+    await _ven(ctx, ven_id)
+    query = request.query
+    end = time_of(query["end"], "end") if "end" in query else ctx.clock()
+    start = time_of(query["start"], "start") if "start" in query else end - timedelta(hours=1)
     points = await ctx.storage.reports.points(
         ven_id, start, end, r_id=request.query.get("r_id"),
         report_specifier_id=request.query.get("report_specifier_id"))
@@ -320,24 +280,25 @@ async def _list_events(request: web.Request) -> web.Response:
 
 
 async def _get_event(request: web.Request) -> web.Response:
-    return _json(await _event_json(_ctx(request), request.match_info["event_id"]))
+    return _json(await _event_json(_ctx(request), _path_id(request, "event_id")))
 
 
 async def _create_event(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     body = await _body(request)
-    event_id = str(body.get("event_id") or new_id())
+    event_id = new_event_id(body) or new_id()
     if await ctx.storage.events.get(event_id) is not None:
         raise web.HTTPConflict(text=f"event {event_id!r} exists; PUT modifies it")
-    targeted = await events.publish_event(ctx, _event(body, event_id, ctx.clock()))
+    targeted = await events.publish_event(ctx, event_of(body, event_id, ctx.clock()))
     return _json({"event_id": event_id, "modification_number": 0, "targeted": targeted},
                  status=201)
 
 
 async def _modify_event(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    event_id = request.match_info["event_id"]
-    targeted = await events.modify_event(ctx, _event(await _body(request), event_id, ctx.clock()))
+    event_id = _path_id(request, "event_id")
+    targeted = await events.modify_event(ctx, event_of(await _body(request), event_id,
+                                                        ctx.clock()))
     record = await ctx.storage.events.get(event_id)
     assert record is not None
     return _json({"event_id": event_id, "modification_number": record.modification_number,
@@ -346,6 +307,6 @@ async def _modify_event(request: web.Request) -> web.Response:
 
 async def _cancel_event(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    event_id = request.match_info["event_id"]
+    event_id = _path_id(request, "event_id")
     await events.cancel_event(ctx, event_id)
     return _json(await _event_json(ctx, event_id))

@@ -1,30 +1,30 @@
 """Loading a :class:`~vtn.app.VtnConfig` from TOML (``examples/vtn.toml`` documents every key).
 
-Invariants: unknown keys are an error (a typo must not silently fall back to a default);
-durations are given in seconds (``*_s`` keys), paths relative to the TOML file's directory, and
-the admin token may come from the environment (``admin_token_env``) so it stays out of files.
+Invariants: unknown keys are an error (a typo must not silently fall back to a default), and every
+error names the file, the key and what is expected (:mod:`tomlconfig`); durations are given in
+seconds (``*_s`` keys), paths relative to the TOML file's directory, and the certificate files
+must exist when the file is read. The admin token may come from the environment
+(``[admin] token_env``) so it stays out of files; a token shorter than
+:data:`~vtn.admin.MIN_TOKEN_CHARS` is refused, and :func:`load_config` (the ``crowdflex vtn``
+command's loader) refuses a missing one while the admin API is on: all before anything starts.
 ``[signatures]`` becomes a :class:`~vtn.signing.SignatureSettings`; a combination it cannot serve
 (requiring signatures without trusted certificates to check them) is refused here, at load time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import tomllib
-from dataclasses import fields
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, get_type_hints
 
 from schemas.identity import TlsProfile
+from tomlconfig import ConfigError, Table, plain_type, read_file
+from vtn.admin import MIN_TOKEN_CHARS
 from vtn.app import VtnConfig
 from vtn.signing import SignatureSettings
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
-
-
-class ConfigError(ValueError):
-    """The configuration file is unreadable or names an unknown or ill-typed key."""
 
 
 _PATHS = ("cert", "key", "ca", "crl")
@@ -33,100 +33,106 @@ _DURATIONS = {
     "default_report_granularity_s": "default_report_granularity",
     "cancelled_event_retention_s": "cancelled_event_retention",
 }
+_MAX_PORT: Final = 65535
+# top-level keys that are VtnConfig fields of one plain TOML type (str, int, float, bool)
+_PLAIN: Final = {name: hint for name, hint in get_type_hints(VtnConfig).items()
+                 if plain_type(hint) is not None}
 
 
-def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.pop(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    return value
-
-
-def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
+def parse_config(data: dict[str, Any], *, base: Path = Path("."),
+                 source: str = "configuration", section: str = "") -> VtnConfig:
     """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [reports],
-    [signatures])."""
-    data = dict(data)
+    [signatures]); errors name ``source`` (the file) and each key, under ``section`` when the
+    VTN's keys are a table of a larger file (``[vtn]`` of a CBP role's)."""
+    root = Table(data, source=source, base=base, name=section)
     values: dict[str, Any] = {}
-    tls = _section(data, "tls")
+    tls = root.table("tls")
     for key in _PATHS:
-        if key in tls:
-            values[f"tls_{key}"] = (base / str(tls.pop(key))).resolve()
-    if "profile" in tls:
-        values["tls_profile"] = TlsProfile(tls.pop("profile"))
-    admin = _section(data, "admin")
-    env = admin.pop("token_env", None)
-    if env is not None:
-        values["admin_token"] = os.environ.get(str(env))
-    for key in ("enabled", "host", "port", "token"):
-        if key in admin:
-            values[f"admin_{key}"] = admin.pop(key)
-    signatures = _section(data, "signatures")
+        if tls.has(key):
+            values[f"tls_{key}"] = tls.path(key, exists=True)
+    if tls.has("profile"):
+        values["tls_profile"] = tls.choice("profile", TlsProfile)
+    values.update(_admin_values(root.table("admin")))
+    signatures = root.table("signatures")
     if signatures:
-        values["signatures"] = _signature_settings(signatures, base)
-    reports = _section(data, "reports")
-    if "auto_subscribe" in reports:
-        values["auto_subscribe_reports"] = tuple(str(n) for n in reports.pop("auto_subscribe"))
-    if "default_granularity_s" in reports:
-        values["default_report_granularity"] = timedelta(
-            seconds=float(reports.pop("default_granularity_s")))
-    if "allowed_fingerprints" in data:
-        values["allowed_fingerprints"] = frozenset(str(f) for f in data.pop("allowed_fingerprints"))
+        values["signatures"] = _signature_settings(signatures)
+    reports = root.table("reports")
+    if reports.has("auto_subscribe"):
+        values["auto_subscribe_reports"] = reports.strings("auto_subscribe")
+    if reports.has("default_granularity_s"):
+        values["default_report_granularity"] = reports.seconds("default_granularity_s")
+    if root.has("allowed_fingerprints"):
+        values["allowed_fingerprints"] = frozenset(root.strings("allowed_fingerprints"))
     for key, name in _DURATIONS.items():
-        if key in data:
-            values[name] = timedelta(seconds=float(data.pop(key)))
-    known = {f.name for f in fields(VtnConfig)}
-    leftovers = {f"tls.{k}" for k in tls} | {f"admin.{k}" for k in admin}
-    leftovers |= {f"reports.{k}" for k in reports}
-    leftovers |= {k for k in data if k not in known or k in values}
-    if leftovers:
-        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(leftovers))}")
-    values.update(data)
-    _check_connection_limits(values)
+        if root.has(key):
+            values[name] = root.seconds(key)
+    for key in ("port", "admin_port"):
+        if root.has(key):
+            values[key] = root.integer(key, high=_MAX_PORT)
+    if root.has("admin_token"):
+        values["admin_token"] = _token(root, "admin_token")
+    for key, hint in _PLAIN.items():
+        if root.has(key) and key not in values:
+            values[key] = root.typed(key, hint)
+    root.finish()
+    _check_connection_limits(root, values)
     if "storage_url" in values:
         values["storage_url"] = _relative_sqlite(str(values["storage_url"]), base)
-    try:
-        return VtnConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
+    return VtnConfig(**values)
 
 
-def _check_connection_limits(values: dict[str, Any]) -> None:
+def _admin_values(admin: Table) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if admin.has("enabled"):
+        values["admin_enabled"] = admin.flag("enabled")
+    if admin.has("host"):
+        values["admin_host"] = admin.string("host")
+    if admin.has("port"):
+        values["admin_port"] = admin.integer("port", high=_MAX_PORT)
+    if admin.has("token_env"):
+        env = admin.string("token_env")
+        token = os.environ.get(env)
+        if token is not None and len(token) < MIN_TOKEN_CHARS:
+            raise admin.error("token_env", f"the environment variable {env} to hold a bearer "
+                              f"token of at least {MIN_TOKEN_CHARS} characters, not "
+                              f"{len(token)}")
+        values["admin_token"] = token
+    if admin.has("token"):
+        values["admin_token"] = _token(admin, "token")
+    return values
+
+
+def _token(table: Table, key: str) -> str:
+    token = table.string(key)
+    if len(token) < MIN_TOKEN_CHARS:
+        raise table.error(key, f"a bearer token of at least {MIN_TOKEN_CHARS} characters, not "
+                          f"{len(token)}")
+    return token
+
+
+def _check_connection_limits(root: Table, values: dict[str, Any]) -> None:
     # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether.
     for key in ("keepalive_timeout_s", "tls_handshake_timeout_s", "max_connections",
                 "max_line_size", "max_field_size", "max_headers"):
         value = values.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or value <= 0):
-            raise ConfigError(f"{key} must be a positive number, not {value!r}")
+        if value is not None and value <= 0:
+            raise root.error(key, "a positive number", value)
 
 
-def _signature_settings(table: dict[str, Any], base: Path) -> SignatureSettings:
-    """[signatures] -> SignatureSettings; any key left over is refused as unknown."""
+def _signature_settings(table: Table) -> SignatureSettings:
+    """[signatures] -> SignatureSettings (unknown keys are left for Table.finish)."""
     values: dict[str, Any] = {}
-    if "trusted" in table:
-        trusted = table.pop("trusted")
-        if isinstance(trusted, str) or not isinstance(trusted, list) or \
-                not all(isinstance(item, str) for item in trusted):
-            raise ConfigError("signatures.trusted must be a list of PEM file paths")
-        values["trusted"] = tuple((base / item).resolve() for item in trusted)
+    if table.has("trusted"):
+        values["trusted"] = table.paths("trusted", exists=True)
     for key in ("require", "sign_replies", "bind_to_peer"):
-        if key in table:
-            flag = table.pop(key)
-            if not isinstance(flag, bool):
-                raise ConfigError(f"signatures.{key} must be true or false, not {flag!r}")
-            values[key] = flag
+        if table.has(key):
+            values[key] = table.flag(key)
     for key, name in (("replay_window_s", "replay_window"), ("max_future_s", "replay_max_future")):
-        if key in table:
-            seconds = table.pop(key)
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-                raise ConfigError(f"signatures.{key} must be a positive number of seconds")
-            values[name] = timedelta(seconds=float(seconds))
-    if table:
-        unknown = ", ".join(sorted(f"signatures.{k}" for k in table))
-        raise ConfigError(f"unknown configuration keys: {unknown}")
+        if table.has(key):
+            values[name] = table.seconds(key)
     settings = SignatureSettings(**values)
     if settings.require and not settings.verifies:
-        raise ConfigError("signatures.require needs signatures.trusted (certificates to verify "
+        raise table.error("require", "signatures.trusted beside it (certificates to verify "
                           "signatures with)")
     return settings
 
@@ -139,11 +145,19 @@ def _relative_sqlite(url: str, base: Path) -> str:
     return f"{prefix}:///{(base / path).resolve()}"
 
 
-def load_config(path: Path) -> VtnConfig:
-    """Read and check a VTN TOML file."""
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return parse_config(data, base=path.parent)
+def load_config(path: Path, *, admin: bool = True) -> VtnConfig:
+    """Read and check a VTN TOML file, as ``crowdflex vtn`` serves it. ``admin=False``
+    (``--no-admin``) turns the admin API off; left on (and not ``[admin] enabled = false``), it
+    needs its token, so a missing one is refused here, naming where it was looked for."""
+    data = read_file(path)
+    config = parse_config(data, base=path.parent, source=str(path))
+    token_env = data.get("admin", {}).get("token_env")  # parse_config checked its type
+    if not admin:
+        return dataclasses.replace(config, admin_enabled=False)
+    if config.admin_enabled and config.admin_token is None:
+        where = (f"the environment variable {token_env} (named by [admin] token_env) is not set"
+                 if isinstance(token_env, str) else "neither [admin] token_env nor token is set")
+        raise ConfigError(f"{path}: the admin API needs a bearer token of at least "
+                          f"{MIN_TOKEN_CHARS} characters, but {where}; export it, or run with "
+                          "--no-admin")
+    return config

@@ -53,20 +53,14 @@ def _run(args: argparse.Namespace) -> int:
     from vtn.config import ConfigError, load_config
 
     configure_logging(args.log_level)
-    try:
-        config = load_config(args.config)
+    try:  # every setting is checked here, before a database is opened or a port bound
+        config = load_config(args.config, admin=not args.no_admin)
     except ConfigError as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)
         return 2
     overrides = {"host": args.host, "port": args.port, "storage_url": args.storage_url,
                  "admin_port": args.admin_port}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    if args.no_admin:
-        config = dataclasses.replace(config, admin_enabled=False)
-    if config.admin_enabled and not config.admin_token:
-        print("crowdflex vtn: the admin API needs a token ([admin] token or token_env), "
-              "or run with --no-admin", file=sys.stderr)
-        return 2
     try:
         run_node(_serve(config), loop=args.loop)
     except (ValueError, OSError) as exc:

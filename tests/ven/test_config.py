@@ -24,14 +24,28 @@ CLI = "import sys; from cbp.cli import main; sys.exit(main(sys.argv[1:]))"
 REQUIRED = {"vtn_url": "https://vtn.example:8443", "ven_name": "v"}
 
 
-def test_example_file_loads() -> None:
-    config = load_config(EXAMPLE)
+def example_in(root: Path) -> Path:
+    """examples/ven.toml copied under ``root``, beside the certificate files it names
+    (``crowdflex certs init`` writes them into certs/dev)."""
+    certs = root / "certs" / "dev"
+    certs.mkdir(parents=True)
+    for name in ("ven.pem", "ven.key", "ca.pem"):
+        (certs / name).write_text("")
+    path = root / "examples" / "ven.toml"
+    path.parent.mkdir()
+    path.write_text(EXAMPLE.read_text())
+    return path
+
+
+def test_example_file_loads(tmp_path: Path) -> None:
+    example = example_in(tmp_path)
+    config = load_config(example)
     assert config.vtn_url == "https://127.0.0.1:8443"
     assert config.ven_name == "heat-pump-42"
-    assert config.outbox_path == (EXAMPLE.parent / "ven-outbox.sqlite").resolve()
+    assert config.outbox_path == example.parent / "ven-outbox.sqlite"
     assert config.poll_interval == timedelta(seconds=10)
     assert config.mode is TransportMode.PULL and config.transport_address is None
-    assert config.tls_ca == (EXAMPLE.parent / "../certs/dev/ca.pem").resolve()
+    assert config.tls_ca == tmp_path / "certs/dev/ca.pem"
     assert config.tls_profile is TlsProfile.TLS13
     assert config.backoff_cap == timedelta(seconds=300)
 
@@ -71,6 +85,8 @@ def test_bad_configurations_are_errors(data: dict[str, object], tmp_path: Path) 
 
 
 def test_signatures_table(tmp_path: Path) -> None:
+    for name in ("ca.pem", "s.pem", "s.key"):
+        (tmp_path / name).write_text("")
     config = parse_config({**REQUIRED, "signatures": {
         "sign": True, "trusted": ["ca.pem"], "require": True, "replay_window_s": 60,
         "cert": "s.pem", "key": "s.key"}}, base=tmp_path)
@@ -80,6 +96,28 @@ def test_signatures_table(tmp_path: Path) -> None:
                                                           (tmp_path / "s.key").resolve())
     assert config.replay_window == timedelta(seconds=60)
     assert not parse_config(REQUIRED, base=tmp_path).sign_payloads  # off by default
+
+
+@pytest.mark.parametrize(("toml", "says"), [
+    ('[tls]\nca = "nowhere/ca.pem"',
+     "tls.ca: expected an existing file, got '{dir}/nowhere/ca.pem'"),
+    ('mode = "push"\n[push]\nport = "abc"',
+     "push.port: expected an integer from 1 to 65535, got 'abc'"),
+    ('poll_interval_s = "ten"',
+     "poll_interval_s: expected a positive number of seconds, got 'ten'"),
+    ('[signatures]\nkey = "gone.key"', "signatures.key: expected an existing file"),
+    ('mode = "carrier-pigeon"', "mode: expected 'pull' or 'push', got 'carrier-pigeon'"),
+    ("backoff = []", "backoff: expected a table [backoff], got []"),
+    ("[backoff]\nbase = 1", "unknown key backoff.base"),
+])
+def test_every_config_error_names_the_file_the_key_and_what_is_expected(
+        toml: str, says: str, tmp_path: Path) -> None:
+    """#12: a config error names its cause (the file, the key, what is expected)."""
+    path = tmp_path / "ven.toml"
+    path.write_text('vtn_url = "https://vtn.example:8443"\nven_name = "v"\n' + toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: " + says.format(dir=tmp_path))
 
 
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:

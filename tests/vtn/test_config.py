@@ -16,14 +16,28 @@ from vtn.signing import SignatureSettings
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vtn.toml"
 
 
-def test_example_file_loads(monkeypatch):
+def example_in(root: Path, text: str | None = None) -> Path:
+    """examples/vtn.toml (or ``text``) copied under ``root``, beside the certificate files it
+    names (``crowdflex certs init`` writes them into certs/dev)."""
+    certs = root / "certs" / "dev"
+    certs.mkdir(parents=True)
+    for name in ("vtn.pem", "vtn.key", "ca.pem"):
+        (certs / name).write_text("")
+    path = root / "examples" / "vtn.toml"
+    path.parent.mkdir()
+    path.write_text(EXAMPLE.read_text() if text is None else text)
+    return path
+
+
+def test_example_file_loads(monkeypatch, tmp_path):
     monkeypatch.setenv("CROWDFLEX_ADMIN_TOKEN", "from-the-environment-123")
-    config = load_config(EXAMPLE)
+    example = example_in(tmp_path)
+    config = load_config(example)
     assert config.vtn_id == "CROWDFLEX-VTN"
     assert config.poll_frequency == timedelta(seconds=10)
     assert config.tls_profile is TlsProfile.TLS13
-    assert config.tls_ca == (EXAMPLE.parent / "../certs/dev/ca.pem").resolve()
-    assert config.storage_url == f"sqlite:///{(EXAMPLE.parent / 'vtn.db').resolve()}"
+    assert config.tls_ca == tmp_path / "certs/dev/ca.pem"
+    assert config.storage_url == f"sqlite:///{example.parent / 'vtn.db'}"
     assert config.admin_token == "from-the-environment-123"
     assert config.auto_subscribe_reports == ("TELEMETRY_USAGE", "TELEMETRY_STATUS")
     assert (config.retry_after_s, config.max_in_flight) == (10, 1024)
@@ -58,27 +72,33 @@ def test_cli_refuses_admin_without_token_and_bad_files(tmp_path, capsys):
 
 
 def test_signatures_table_becomes_signature_settings(tmp_path):
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/ca.pem").write_text("")
+    elsewhere = tmp_path / "elsewhere.pem"
+    elsewhere.write_text("")
     config = parse_config({"signatures": {
-        "trusted": ["certs/ca.pem", "/abs/ven.pem"], "require": True, "sign_replies": True,
+        "trusted": ["certs/ca.pem", str(elsewhere)], "require": True, "sign_replies": True,
         "bind_to_peer": False, "replay_window_s": 120, "max_future_s": 5.5}}, base=tmp_path)
     settings = config.signatures
-    assert settings.trusted == ((tmp_path / "certs/ca.pem").resolve(), Path("/abs/ven.pem"))
+    assert settings.trusted == ((tmp_path / "certs/ca.pem").resolve(), elsewhere)
     assert settings.require and settings.sign_replies and not settings.bind_to_peer
     assert settings.replay_window == timedelta(seconds=120)
     assert settings.replay_max_future == timedelta(seconds=5.5)
     assert parse_config({}, base=tmp_path).signatures == SignatureSettings()
 
 
-@pytest.mark.parametrize("table", [
-    {"require": True},                                   # nothing to verify signatures with
-    {"trusted": "ca.pem"},                               # a string, not a list
-    {"trusted": ["ca.pem"], "require": "yes"},
-    {"trusted": ["ca.pem"], "replay_window_s": 0},
-    {"trusted": ["ca.pem"], "max_future_s": True},
-    {"trusted": ["ca.pem"], "replay_windw_s": 60},       # typo
+@pytest.mark.parametrize(("table", "key"), [
+    ({"require": True}, "require"),                      # nothing to verify signatures with
+    ({"trusted": "ca.pem"}, "trusted"),                  # a string, not a list
+    ({"trusted": ["missing.pem"]}, "trusted"),           # no such file
+    ({"trusted": ["ca.pem"], "require": "yes"}, "require"),
+    ({"trusted": ["ca.pem"], "replay_window_s": 0}, "replay_window_s"),
+    ({"trusted": ["ca.pem"], "max_future_s": True}, "max_future_s"),
+    ({"trusted": ["ca.pem"], "replay_windw_s": 60}, "replay_windw_s"),     # typo
 ])
-def test_bad_signatures_tables_are_refused(table, tmp_path):
-    with pytest.raises(ConfigError, match="signatures"):
+def test_bad_signatures_tables_are_refused(table, key, tmp_path):
+    (tmp_path / "ca.pem").write_text("")
+    with pytest.raises(ConfigError, match=f"signatures.{key}"):
         parse_config({"signatures": table}, base=tmp_path)
 
 
@@ -116,10 +136,66 @@ def test_example_signatures_block_loads_when_uncommented(monkeypatch, tmp_path):
     block = [line.removeprefix("# ") for line in text[start:end].splitlines()
              if line.startswith("# [signatures]") or "=" in line]
     uncommented = text[:start] + "\n".join(block) + "\n\n" + text[end:]
-    path = tmp_path / "vtn.toml"
-    path.write_text(uncommented)
+    path = example_in(tmp_path, uncommented)
     monkeypatch.setenv("CROWDFLEX_ADMIN_TOKEN", "from-the-environment-123")
     settings = load_config(path).signatures
     assert settings.require and settings.sign_replies and settings.bind_to_peer
-    assert settings.trusted == ((tmp_path / "../certs/dev/ca.pem").resolve(),)
+    assert settings.trusted == (tmp_path / "certs/dev/ca.pem",)
     assert settings.replay_window == timedelta(seconds=300)
+
+
+@pytest.mark.parametrize(("toml", "says"), [
+    ('port = "abc"', "port: expected an integer from 0 to 65535, got 'abc'"),
+    ("port = 70000", "port: expected an integer from 0 to 65535, got 70000"),
+    ("[admin]\nport = -1", "admin.port: expected an integer from 0 to 65535, got -1"),
+    ('[tls]\ncert = "nowhere/vtn.pem"',
+     "tls.cert: expected an existing file, got '{dir}/nowhere/vtn.pem'"),
+    ('[tls]\nprofile = "tls9"', "tls.profile: expected 'tls1.3' or"),
+    ("poll_frequency_s = -1", "poll_frequency_s: expected a positive number of seconds"),
+    ("max_connections = true", "max_connections: expected an integer of at least 0, got True"),
+    ("keepalive_timeout_s = 0", "keepalive_timeout_s: expected a positive number, got 0.0"),
+    ('vtn_id = ""', "vtn_id: expected a non-empty string"),
+    ('allowed_fingerprints = "AA:BB"', "allowed_fingerprints: expected a list of non-empty"),
+    ("tls = 3", "tls: expected a table [tls], got 3"),
+    ('[reports]\nauto_subscribe = "TELEMETRY_USAGE"', "reports.auto_subscribe: expected a list"),
+    ('[admin]\ntoken = "short"', "admin.token: expected a bearer token of at least 16"),
+    ("vtn_idd = 1\n[tls]\ncafile = 2", "unknown keys tls.cafile, vtn_idd"),
+])
+def test_every_config_error_names_the_file_the_key_and_what_is_expected(toml, says, tmp_path):
+    """#12: a config error names its cause; no '[Errno 2]' without a path, no 'Servname not
+    supported' for a port that is not a number."""
+    path = tmp_path / "vtn.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, admin=False)
+    assert str(caught.value).startswith(f"{path}: " + says.format(dir=tmp_path))
+
+
+@pytest.mark.parametrize(("token", "says"), [
+    (None, "the environment variable CROWDFLEX_ADMIN_TOKEN (named by [admin] token_env) is not "
+           "set"),
+    ("short", "admin.token_env: expected the environment variable CROWDFLEX_ADMIN_TOKEN to hold "
+              "a bearer token of at least 16 characters, not 5"),
+])
+def test_a_missing_or_short_admin_token_is_refused_before_anything_starts(
+        token, says, monkeypatch, tmp_path, capsys):
+    """#12: the token is checked with every other setting, before the database is created or
+    migrated and before anything listens."""
+    example = example_in(tmp_path)
+    if token is None:
+        monkeypatch.delenv("CROWDFLEX_ADMIN_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("CROWDFLEX_ADMIN_TOKEN", token)
+    database = tmp_path / "vtn.db"
+    assert main(["vtn", "--config", str(example), "--port", "0", "--admin-port", "0",
+                 "--storage-url", f"sqlite:///{database}"]) == 2
+    err = capsys.readouterr().err
+    assert f"crowdflex vtn: {example}: " in err and says in err and "serving on" not in err
+    assert not database.exists()
+
+
+def test_a_cbp_roles_vtn_table_is_named_in_its_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"^tso.toml: vtn.port: expected an integer"):
+        parse_config({"port": "abc"}, base=tmp_path, source="tso.toml", section="vtn")
+    with pytest.raises(ConfigError, match=r"^tso.toml: vtn.admin_token: expected a bearer"):
+        parse_config({"admin_token": "short"}, base=tmp_path, source="tso.toml", section="vtn")

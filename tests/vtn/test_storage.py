@@ -98,7 +98,7 @@ async def test_migrations_create_the_schema_from_empty(storage_url: str) -> None
             return list(compare_metadata(context, Base.metadata))
 
         assert await conn.run_sync(diff) == []
-    assert version == "0003"
+    assert version == "0004"
     await storage.close()
     again = await open_storage(storage_url)  # a second start finds nothing to do
     assert await again.vens.active() == ()

@@ -11,12 +11,15 @@ Invariants:
 - An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
   450 (out of sequence) and nothing of that message is stored.
 - A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
+- Targeting is re-evaluated when a VEN's memberships change (:func:`set_memberships`) or it begins
+  a registration (:func:`on_registered`): if live events join or leave its list, the list is
+  queued for it, as a publish would.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -52,9 +55,11 @@ __all__ = [
     "list_message",
     "modify_event",
     "on_created_event",
+    "on_registered",
     "on_request_event",
     "publish_event",
     "publish_events",
+    "set_memberships",
 ]
 
 #: events encoded between yields to the loop while a batch is published
@@ -179,6 +184,37 @@ async def cancel_events(ctx: ServiceContext,
                                                   event_status=EventStatus.CANCELLED))
         cancelled.append(_next_version(ctx, event, records[event_id]))
     return await publish_events(ctx, cancelled)
+
+
+async def set_memberships(ctx: ServiceContext, ven_id: str,
+                          members: Iterable[TargetRef]) -> tuple[str, ...]:
+    """Replace the VEN's group/resource/party memberships. When live events target one it
+    gained or lost, its event list changed and is queued for it: the events of a group it joined
+    arrive, those of a group it left go (implied cancel). Returns those events' IDs."""
+    wanted = frozenset(members)
+    before = frozenset(await ctx.storage.vens.memberships(ven_id))
+    await ctx.storage.vens.set_memberships(ven_id, wanted)
+    return await _list_changed(ctx, ven_id, before ^ wanted)
+
+
+async def on_registered(ctx: ServiceContext, ven_id: str) -> tuple[str, ...]:
+    """A VEN that begins a registration is sent its event list when live events already target
+    it, by venID or through memberships kept from an earlier registration: they were published
+    while it was not there to be targeted, so nothing else would queue them. Returns their IDs."""
+    refs = (TargetRef(kind=TargetKind.VEN, value=ven_id),
+            *await ctx.storage.vens.memberships(ven_id))
+    return await _list_changed(ctx, ven_id, refs)
+
+
+async def _list_changed(ctx: ServiceContext, ven_id: str,
+                        refs: Collection[TargetRef]) -> tuple[str, ...]:
+    now = ctx.clock()
+    affected = await ctx.storage.events.targeting(refs, statuses=_LIVE, now=now)
+    if affected:
+        # like a publish: the queued item only says "your list changed"
+        await ctx.storage.outbox.enqueue((ven_id,), b"", EVENT_KIND, at=now)
+        ctx.on_enqueued((ven_id,))
+    return affected
 
 
 def _next_version(ctx: ServiceContext, event: Event, current: EventRecord) -> Event:

@@ -6,7 +6,8 @@ Invariants:
 - A VTN-side cancel is only queued here; the registration ends when the VEN answers
   oadrCanceledPartyRegistration, so the VEN can still poll for the cancel itself.
 - After a registration the VTN's own METADATA report (oadrRegisterReport) is queued once per
-  registrationID (dedup key), as the profile's registration sequence expects.
+  registrationID (dedup key), as the profile's registration sequence expects; a VEN beginning a
+  registration that live events already target is queued its event list after it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from schemas import (
 from vtn.storage import VenRegistration
 from vtn.transport import Peer
 
+from . import events
 from ._context import ServiceContext, call_hook, new_id, require_ven
 
 __all__ = [
@@ -98,6 +100,8 @@ async def on_create(ctx: ServiceContext, peer: Peer,
             RegisterReport(request_id=new_id(), reports=(), ven_id=stored.ven_id),
             dedup_key=f"vtn-metadata:{stored.registration_id}",
         )
+    if existing is None or not existing.active:
+        await events.on_registered(ctx, stored.ven_id)
     return _created(ctx, msg.request_id, stored)
 
 

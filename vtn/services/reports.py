@@ -7,7 +7,8 @@ oadrCreateReport, oadrCancelReport, and their oadrUpdatedReport answers), is
 Invariants:
 - A VEN's oadrRegisterReport replaces its whole set of registered reports.
 - Every reportRequestID the VTN hands out is stored (pending) before the message carrying it
-  leaves, and becomes active on the VEN's oadrCreatedReport.
+  leaves, and becomes active on the VEN's oadrCreatedReport, or refused (with the VEN's code
+  and reason) when that answer carries an error code.
 - Data points are stored under their natural key, so a re-sent oadrUpdateReport stores nothing
   twice; the reply goes out after the batch committed. The venID-to-certificate check of an
   oadrUpdateReport (463 otherwise) runs inside that same transaction, before any point is written.
@@ -129,12 +130,17 @@ async def on_register_report(ctx: ServiceContext, peer: Peer,
 
 
 async def on_created_report(ctx: ServiceContext, peer: Peer, msg: CreatedReport) -> Response:
-    """oadrCreatedReport: the VEN accepted our requests; those still pending become active."""
+    """oadrCreatedReport: the VEN accepted our requests, and those still pending become active;
+    or it refused the oadrCreateReport its requestID names, and that request is ``refused``."""
     registration = await require_ven(ctx, peer, msg.ven_id)
     if msg.response.ok:
         for request_id in msg.pending_reports:
             await ctx.storage.reports.set_request_status(
                 registration.ven_id, request_id, ReportRequestStatus.ACTIVE, at=ctx.clock())
+    else:  # subscribe() gave the oadrCreateReport its request's reportRequestID as requestID
+        await ctx.storage.reports.refuse_request(
+            registration.ven_id, msg.response.request_id, code=msg.response.code,
+            reason=msg.response.description)
     return Response(response=EiResponse(request_id=msg.response.request_id),
                     ven_id=registration.ven_id)
 
@@ -187,11 +193,12 @@ async def on_canceled_report(ctx: ServiceContext, peer: Peer, msg: CanceledRepor
 
 
 async def subscribe(ctx: ServiceContext, ven_id: str, request: ReportRequest) -> None:
-    """Queue oadrCreateReport with ``request`` for the VEN (stored pending first)."""
+    """Queue oadrCreateReport with ``request`` for the VEN (stored pending first). Its requestID
+    is the reportRequestID, so a refusal (oadrCreatedReport echoing it) names the request."""
     await ctx.storage.reports.put_request(request_record(StoredRequest, ven_id, request,
                                                          ctx.clock()))
-    await ctx.enqueue((ven_id,), CreateReport(request_id=new_id(), report_requests=(request,),
-                                              ven_id=ven_id))
+    await ctx.enqueue((ven_id,), CreateReport(request_id=request.report_request_id,
+                                              report_requests=(request,), ven_id=ven_id))
 
 
 async def cancel_subscription(ctx: ServiceContext, ven_id: str, report_request_id: str) -> bool:

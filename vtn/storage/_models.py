@@ -202,6 +202,8 @@ class ReportRequestRow(Base):
     status: Mapped[str]
     created_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None]
+    refusal_code: Mapped[int | None]
+    refusal_reason: Mapped[str | None]
 
 
 class ReportPointRow(Base):

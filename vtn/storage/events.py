@@ -17,7 +17,18 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from . import _sqlite_events
 from ._engine import Database
@@ -257,6 +268,24 @@ class EventRepository:
     ) -> tuple[EventRecord, ...]:
         """Events ordered by event_id, optionally only those in ``statuses``."""
         return await self._db.run_read(lambda conn: _query(conn, statuses))
+
+    async def targeting(self, refs: Iterable[TargetRef], *, statuses: Iterable[EventStatus],
+                        now: datetime) -> tuple[str, ...]:
+        """The eventIDs in ``statuses``, not ended at ``now``, with a target among ``refs``: a
+        VEN gaining or losing one of ``refs`` gains or loses these events."""
+        pairs = [(ref.kind.value, ref.value) for ref in set(refs)]
+        if not pairs:
+            return ()
+        t, e = _TARGETS.c, _EVENTS.c
+        stmt = (
+            select(e.event_id).distinct()
+            .join(_TARGETS, t.event_id == e.event_id)
+            .where(e.status.in_([s.value for s in statuses]),
+                   or_(e.ends_at.is_(None), e.ends_at > now),
+                   tuple_(t.kind, t.value).in_(pairs))
+            .order_by(e.event_id)
+        )
+        return await self._db.run_read(lambda conn: tuple(conn.scalars(stmt)))
 
     async def mark_delivered(
         self, event_id: str, ven_ids: Iterable[str], *, modification_number: int, at: datetime

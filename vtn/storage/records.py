@@ -89,6 +89,7 @@ class ReportRequestStatus(StrEnum):
     PENDING = "pending"  # sent to the VEN, no oadrCreatedReport yet
     ACTIVE = "active"
     CANCELLED = "cancelled"
+    REFUSED = "refused"  # the VEN answered oadrCreatedReport with an error code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,6 +215,9 @@ class ReportRequest:
     status: ReportRequestStatus = ReportRequestStatus.PENDING
     created_at: datetime
     cancelled_at: datetime | None = None
+    # a refused request: the VEN's responseCode and responseDescription
+    refusal_code: int | None = None
+    refusal_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -126,6 +126,8 @@ _REQUEST_FIELDS: Final = (
     "status",
     "created_at",
     "cancelled_at",
+    "refusal_code",
+    "refusal_reason",
 )
 
 
@@ -158,6 +160,8 @@ def _request(row: Any) -> ReportRequest:
         status=ReportRequestStatus(row.status),
         created_at=row.created_at,
         cancelled_at=row.cancelled_at,
+        refusal_code=row.refusal_code,
+        refusal_reason=row.refusal_reason,
     )
 
 
@@ -254,6 +258,22 @@ class ReportRepository:
                 ReportRequestRow.report_request_id == report_request_id,
             )
             .values(status=status.value, cancelled_at=cancelled_at)
+        )
+        return await self._db.run_write(lambda conn: conn.execute(stmt).rowcount == 1)
+
+    async def refuse_request(self, ven_id: str, report_request_id: str, *, code: int,
+                             reason: str | None) -> bool:
+        """Record that the VEN refused a pending request (oadrCreatedReport with an error code);
+        False if no such request is pending."""
+        stmt = (
+            update(ReportRequestRow)
+            .where(
+                ReportRequestRow.ven_id == ven_id,
+                ReportRequestRow.report_request_id == report_request_id,
+                ReportRequestRow.status == ReportRequestStatus.PENDING.value,
+            )
+            .values(status=ReportRequestStatus.REFUSED.value, refusal_code=code,
+                    refusal_reason=reason)
         )
         return await self._db.run_write(lambda conn: conn.execute(stmt).rowcount == 1)
 
