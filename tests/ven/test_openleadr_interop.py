@@ -127,7 +127,8 @@ async def test_telemetry_reports_reach_openleadr(pki: Pki) -> None:
                            scale: str, min_sampling_interval: timedelta,
                            max_sampling_interval: timedelta) -> tuple[Any, timedelta]:
         offered.append({"ven_id": ven_id, "measurement": measurement, "unit": unit,
-                        "min": min_sampling_interval, "max": max_sampling_interval})
+                        "scale": scale, "min": min_sampling_interval,
+                        "max": max_sampling_interval})
         return (on_values, timedelta(seconds=4))
 
     async with openleadr_vtn(pki, port, on_register_report=on_register_report), VenClient(
@@ -151,6 +152,7 @@ async def test_telemetry_reports_reach_openleadr(pki: Pki) -> None:
         async with asyncio.timeout(10):
             batches = [await received.get(), await received.get()]
 
-    assert offered == [{"ven_id": VEN_ID, "measurement": offered[0]["measurement"],
-                        "unit": "W", "min": timedelta(seconds=4), "max": timedelta(minutes=1)}]
+    # our power:powerReal item base in kW, as openleadr reads it
+    assert offered == [{"ven_id": VEN_ID, "measurement": "RealPower", "unit": "W", "scale": "k",
+                        "min": timedelta(seconds=4), "max": timedelta(minutes=1)}]
     assert batches == [[(sample_time, 1.5)], [(sample_time + timedelta(seconds=4), 2.5)]]

@@ -113,7 +113,9 @@ async def test_a_caller_cancelled_before_its_turn_writes_nothing(db: Any) -> Non
     first = asyncio.ensure_future(database.run_sqlite(hold, write=True))
     assert await asyncio.to_thread(running.wait, WAIT_S)
     second = asyncio.ensure_future(database.run_sqlite(insert(2), write=True))
-    await asyncio.sleep(0)  # let it queue behind the held writer
+    assert database.queued_writes == 0
+    await asyncio.sleep(0)  # the task's first step runs: run_sqlite queues its job at once
+    assert database.queued_writes == 1, "the job must be queued behind the held writer"
     second.cancel()
     release.set()
     async with asyncio.timeout(WAIT_S):

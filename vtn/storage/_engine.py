@@ -239,6 +239,11 @@ class Database:
 
         return await self._on_thread(self._write_thread, transaction)
 
+    @property
+    def queued_writes(self) -> int:
+        """SQLite: write jobs waiting for the writer thread; 0 on PostgreSQL."""
+        return self._write_groups.queued if self._write_groups is not None else 0
+
     async def run_sqlite(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """SQLite only: ``work(sqlite3 connection)`` in a transaction on this Database's writer
         thread (``write``: BEGIN IMMEDIATE, committed before this returns; writes waiting

@@ -61,6 +61,12 @@ class GroupCommit:
         self._pending: list[_Job] = []
         self._draining = False
 
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the writer thread (not yet taken into a group)."""
+        with self._lock:
+            return len(self._pending)
+
     async def run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
         job = _Job(work, loop.create_future(), loop)
