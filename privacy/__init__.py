@@ -13,7 +13,13 @@ Pure functions and small synchronous stores; imports only ``schemas`` (for the e
 from __future__ import annotations
 
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
-from .config import DEFAULT_LEGAL_BASIS, PrivacyConfig, Recipient, load_config
+from .config import (
+    DEFAULT_LEGAL_BASIS,
+    PrivacyConfig,
+    Recipient,
+    config_from_document,
+    load_config,
+)
 from .detect import Finding, LeakDetector
 from .erasure import ErasureNotice, erase_prosumer, write_notices
 from .errors import (
@@ -34,7 +40,7 @@ from .minimise import (
     OutboundPolicy,
     merge_small_groups,
 )
-from .pseudonym import is_pseudonym, month_of, pseudonym, validate_month
+from .pseudonym import PSEUDONYM_PREFIX, is_pseudonym, month_of, pseudonym, validate_month
 from .records import Consent, Device, Prosumer
 from .report import data_flows, render_html, render_markdown, write_report
 from .retention import (
@@ -53,6 +59,7 @@ __all__ = [
     "DEFAULT_RETENTION",
     "GCP_PURPOSE",
     "ONBOARDING_PURPOSE",
+    "PSEUDONYM_PREFIX",
     "ActivationWindow",
     "AuditEntry",
     "AuditResult",
@@ -86,6 +93,7 @@ __all__ = [
     "VaultCorrupt",
     "apply_retention",
     "audit_run",
+    "config_from_document",
     "data_flows",
     "erase_prosumer",
     "is_pseudonym",

@@ -58,6 +58,7 @@ from privacy import (
     IdentityVault,
     OutboundFilter,
     OutboundPolicy,
+    PrivacyConfig,
     month_of,
 )
 from schemas import (
@@ -69,7 +70,7 @@ from schemas import (
     utc_now,
 )
 from ven import Backoff, Outbox, VenError, VtnUnavailable
-from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
 from vtn.services import Handlers, ServiceContext
 from vtn.storage import VenRegistration
 
@@ -87,6 +88,7 @@ from .profile import (
     SETTLEMENT_RIDS,
     CbpSettings,
 )
+from .retention import RetentionTask, aggregator_rules
 from .statement import ReceivedStatement
 from .tsolink import LinkWatch, PoolRowBuffer
 from .upstream import UpstreamClient
@@ -121,7 +123,8 @@ class AggregatorNode:
 
     def __init__(self, *, settings: CbpSettings, downstream: VtnConfig, vault: IdentityVault,
                  tso_url: str, upstream_tls: object, outbox_path: Path,
-                 name: str = "aggregator", clock: Callable[[], datetime] = utc_now) -> None:
+                 name: str = "aggregator", privacy: PrivacyConfig | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.clock = clock
         self.vault = vault
@@ -144,6 +147,9 @@ class AggregatorNode:
         self.app: web.Application = create_app(downstream, handlers=Handlers(
             on_register=self._admit, on_report_data=self._on_device_report,
             on_event_response=self._on_device_ack))
+        self.retention = RetentionTask(
+            aggregator_rules(privacy or PrivacyConfig(), lambda: self.app[STORAGE]), clock=clock)
+        self.app.cleanup_ctx.append(self.retention.lifetime)
         self._tso_url, self._tls, self._outbox_path, self._name = (
             tso_url, upstream_tls, outbox_path, name)
         self.upstream: UpstreamClient | None = None

@@ -1,0 +1,110 @@
+"""Retention in the running nodes: every store that holds device data is purged at its age.
+
+A node lists its stores as :class:`RetentionRule`s (what, how old, how to purge) built from the
+``[privacy]`` settings it runs with (:class:`privacy.PrivacyConfig`), the same ones
+``crowdflex privacy report`` prints. :class:`RetentionTask` runs every rule once when the node
+starts and then every ``interval``, reading "now" from the node's clock, so a test moves that
+clock and calls :meth:`RetentionTask.run_once`. A rule that fails is logged and retried at the
+next run; it never stops the node or the other rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from privacy import PSEUDONYM_PREFIX, PrivacyConfig
+from vtn.capture import purge_captures
+from vtn.storage import Storage
+
+__all__ = ["RetentionRule", "RetentionTask", "aggregator_rules", "tso_rules"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionRule:
+    """``purge(cutoff)`` deletes everything of ``store`` older than ``cutoff``, returns a count."""
+
+    store: str
+    age: timedelta
+    purge: Callable[[datetime], Awaitable[int]]
+
+
+class RetentionTask:
+    """Runs the rules at start and every ``interval``; serve it with :meth:`lifetime`."""
+
+    def __init__(self, rules: tuple[RetentionRule, ...], *, clock: Callable[[], datetime],
+                 interval: timedelta = timedelta(hours=1)) -> None:
+        if interval <= timedelta(0):
+            raise ValueError("the retention interval must be positive")
+        self.rules, self._clock, self._interval = rules, clock, interval
+
+    async def run_once(self) -> dict[str, int]:
+        """Purge every store once; returns what each rule deleted (-1 where it failed)."""
+        now, purged = self._clock(), {}
+        for rule in self.rules:
+            try:
+                purged[rule.store] = await rule.purge(now - rule.age)
+            except Exception:  # one store's failure must not keep the others' data
+                log.exception("retention of %s failed; retried at the next run", rule.store)
+                purged[rule.store] = -1
+            else:
+                if purged[rule.store]:
+                    log.info("retention: %d item(s) of %s older than %d days deleted",
+                             purged[rule.store], rule.store, rule.age.days)
+        return purged
+
+    async def _forever(self) -> None:
+        while True:
+            await self.run_once()
+            await asyncio.sleep(self._interval.total_seconds())
+
+    async def lifetime(self, _app: web.Application) -> AsyncIterator[None]:
+        """An aiohttp ``cleanup_ctx`` entry: append it after the VTN's own (storage is open)."""
+        task = asyncio.get_running_loop().create_task(self._forever(), name="retention")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def aggregator_rules(settings: PrivacyConfig, storage: Callable[[], Storage]
+                     ) -> tuple[RetentionRule, ...]:
+    """The aggregator keeps raw device telemetry (its downstream VTN's report points, keyed by
+    device certificate) for ``raw_retention``."""
+
+    async def raw(cutoff: datetime) -> int:
+        return await storage().reports.purge_points(cutoff)
+
+    return (RetentionRule(store="raw device telemetry (aggregator VTN report points)",
+                          age=settings.raw_retention, purge=raw),)
+
+
+def tso_rules(settings: PrivacyConfig, storage: Callable[[], Storage],
+              capture_dir: Path | None) -> tuple[RetentionRule, ...]:
+    """The TSO keeps per-device rows (rID a pseudonym) for ``tso_device_retention`` and the
+    captured aggregator messages for ``capture_retention``; pool-level rows stay (no person in
+    them, and settlement records outlive device data)."""
+
+    async def devices(cutoff: datetime) -> int:
+        return await storage().reports.purge_points(cutoff, r_id_prefix=PSEUDONYM_PREFIX)
+
+    rules = [RetentionRule(store="per-device rows at the TSO (report points under pseudonyms)",
+                           age=settings.tso_device_retention, purge=devices)]
+    if capture_dir is not None:
+        folder = capture_dir
+
+        async def captures(cutoff: datetime) -> int:
+            return await asyncio.to_thread(purge_captures, folder, cutoff)
+
+        rules.append(RetentionRule(store=f"captured messages ({folder})",
+                                   age=settings.capture_retention, purge=captures))
+    return tuple(rules)
