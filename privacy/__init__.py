@@ -21,6 +21,7 @@ from .config import (
     load_config,
 )
 from .detect import Finding, LeakDetector
+from .dpia import MeteringScope, Section, Table, data_flows, report_sections
 from .erasure import ErasureNotice, erase_prosumer, write_notices
 from .errors import (
     ConsentMissing,
@@ -42,7 +43,7 @@ from .minimise import (
 )
 from .pseudonym import PSEUDONYM_PREFIX, is_pseudonym, month_of, pseudonym, validate_month
 from .records import Consent, Device, Prosumer
-from .report import data_flows, render_html, render_markdown, write_report
+from .report import render_html, render_markdown, write_report
 from .retention import (
     DEFAULT_RETENTION,
     RawDataStore,
@@ -50,6 +51,7 @@ from .retention import (
     SqliteRawDataStore,
     apply_retention,
 )
+from .stores import Holder, Store, StoreRetention, retention_schedule
 from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE, AuditEntry, IdentityValue, IdentityVault
 
 __all__ = [
@@ -72,12 +74,14 @@ __all__ = [
     "ErasureNotice",
     "FileKeyProvider",
     "Finding",
+    "Holder",
     "IdentityValue",
     "IdentityVault",
     "KeyProvider",
     "KeyUnavailable",
     "LeakDetector",
     "MasterKey",
+    "MeteringScope",
     "OutboundFilter",
     "OutboundPolicy",
     "OutboundRefused",
@@ -88,7 +92,11 @@ __all__ = [
     "RawDataStore",
     "RawSample",
     "Recipient",
+    "Section",
     "SqliteRawDataStore",
+    "Store",
+    "StoreRetention",
+    "Table",
     "UnknownIdentity",
     "VaultCorrupt",
     "apply_retention",
@@ -103,6 +111,8 @@ __all__ = [
     "pseudonym",
     "render_html",
     "render_markdown",
+    "report_sections",
+    "retention_schedule",
     "validate_month",
     "write_notices",
     "write_report",

@@ -10,6 +10,7 @@ feed the pseudonym key derivation).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .errors import PrivacyConfigError
-from .vault import GCP_PURPOSE
+from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
 
 __all__ = [
     "DEFAULT_LEGAL_BASIS",
@@ -30,14 +31,17 @@ __all__ = [
 
 DEFAULT_LEGAL_BASIS: Final = MappingProxyType(
     {
-        "balancing-validation": "Art. 6(1)(a) GDPR, consent of the prosumer (recorded in the "
-        "vault, withdrawable at any time); the TSO validates delivery under its legal obligation "
-        "(art. 6(1)(c), EU Electricity Balancing Guideline 2017/2195)",
+        ONBOARDING_PURPOSE: "Art. 6(1)(a) GDPR, consent of the prosumer, recorded in the vault "
+        "before the device can register",
+        "balancing-validation": "Art. 6(1)(a) GDPR, consent of the prosumer, recorded in the "
+        "vault and withdrawable at any time",
         GCP_PURPOSE: "Art. 6(1)(c) GDPR, legal obligation: the TSO must prevent one connection "
         "point from being offered twice (EU Electricity Balancing Guideline 2017/2195)",
         "settlement": "Art. 6(1)(b) GDPR, performance of the prosumer's flexibility contract",
     }
 )
+# "6(1)(a)" .. "6(1)(f)": a purpose's basis must name exactly one of them
+_BASIS: Final = re.compile(r"6\(1\)\([a-f]\)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +84,11 @@ class PrivacyConfig:
             missing = [p for p in recipient.purposes if p not in self.legal_basis]
             if missing:
                 raise PrivacyConfigError(f"no legal basis configured for purposes {missing}")
+        for purpose, basis in self.legal_basis.items():
+            if len(_BASIS.findall(basis)) != 1:
+                raise PrivacyConfigError(
+                    f"[privacy.legal_basis] {purpose} must name exactly one legal basis of GDPR"
+                    f" art. 6(1)(a)-(f), got {basis!r}")
 
     def scopes(self) -> tuple[tuple[str, str], ...]:
         """Every (recipient, purpose) pair pseudonyms are issued for."""

@@ -327,7 +327,6 @@ class AggregatorNode:
     async def tick(self, at: datetime) -> None:
         """One sample instant: close complete samples, watch the link, send what is due."""
         s = self.settings
-        period = s.rules.sample_period
         for closed in self._close_until(at - s.timing.telemetry_batch - s.timing.telemetry_grace):
             await self.operation.observe(*closed)
         now = self.clock()
@@ -341,7 +340,8 @@ class AggregatorNode:
                 or (self.unsent.late and not self.link.down(now))):
             await self.flush_pool_rows()
         if self.closed_until is not None:
-            for activation_id in self.msp.ready(self.closed_until + period):
+            # a window is complete once its last sample is closed (recorded), not one before
+            for activation_id in self.msp.ready(self.closed_until):
                 await self._send_msp(self.msp.take(activation_id))
 
     def _close_until(self, limit: datetime) -> list[tuple[datetime, dict[UUID, Decimal]]]:

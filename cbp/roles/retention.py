@@ -1,11 +1,12 @@
 """Retention in the running nodes: every store that holds device data is purged at its age.
 
-A node lists its stores as :class:`RetentionRule`s (what, how old, how to purge) built from the
-``[privacy]`` settings it runs with (:class:`privacy.PrivacyConfig`), the same ones
-``crowdflex privacy report`` prints. :class:`RetentionTask` runs every rule once when the node
-starts and then every ``interval``, reading "now" from the node's clock, so a test moves that
-clock and calls :meth:`RetentionTask.run_once`. A rule that fails is logged and retried at the
-next run; it never stops the node or the other rules.
+A node lists its stores as :class:`RetentionRule`s (what, how old, how to purge); the ages come
+from :func:`privacy.retention_schedule` of the ``[privacy]`` settings it runs with, the very list
+``crowdflex privacy report`` prints, so the report states the ages the nodes purge at.
+:class:`RetentionTask` runs every rule once when the node starts and then every ``interval``,
+reading "now" from the node's clock, so a test moves that clock and calls
+:meth:`RetentionTask.run_once`. A rule that fails is logged and retried at the next run; it never
+stops the node or the other rules.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from privacy import PSEUDONYM_PREFIX, PrivacyConfig
+from privacy import PSEUDONYM_PREFIX, Holder, PrivacyConfig, Store, retention_schedule
 from vtn.capture import purge_captures
 from vtn.storage import Storage
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 class RetentionRule:
     """``purge(cutoff)`` deletes everything of ``store`` older than ``cutoff``, returns a count."""
 
-    store: str
+    store: Store
     age: timedelta
     purge: Callable[[datetime], Awaitable[int]]
 
@@ -47,9 +48,10 @@ class RetentionTask:
             raise ValueError("the retention interval must be positive")
         self.rules, self._clock, self._interval = rules, clock, interval
 
-    async def run_once(self) -> dict[str, int]:
+    async def run_once(self) -> dict[Store, int]:
         """Purge every store once; returns what each rule deleted (-1 where it failed)."""
-        now, purged = self._clock(), {}
+        now = self._clock()
+        purged: dict[Store, int] = {}
         for rule in self.rules:
             try:
                 purged[rule.store] = await rule.purge(now - rule.age)
@@ -58,7 +60,7 @@ class RetentionTask:
                 purged[rule.store] = -1
             else:
                 if purged[rule.store]:
-                    log.info("retention: %d item(s) of %s older than %d days deleted",
+                    log.info("retention: %d item(s) of the %s older than %d days deleted",
                              purged[rule.store], rule.store, rule.age.days)
         return purged
 
@@ -76,35 +78,40 @@ class RetentionTask:
             await task
 
 
+def _ages(settings: PrivacyConfig, holder: Holder) -> dict[Store, timedelta]:
+    return {entry.store: entry.age for entry in retention_schedule(settings)
+            if entry.holder is holder and entry.age is not None}
+
+
 def aggregator_rules(settings: PrivacyConfig, storage: Callable[[], Storage]
                      ) -> tuple[RetentionRule, ...]:
-    """The aggregator keeps raw device telemetry (its downstream VTN's report points, keyed by
-    device certificate) for ``raw_retention``."""
+    """The aggregator's raw device telemetry (its downstream VTN's report points, keyed by
+    device certificate)."""
+    ages = _ages(settings, Holder.AGGREGATOR)
 
     async def raw(cutoff: datetime) -> int:
         return await storage().reports.purge_points(cutoff)
 
-    return (RetentionRule(store="raw device telemetry (aggregator VTN report points)",
-                          age=settings.raw_retention, purge=raw),)
+    return (RetentionRule(store=Store.RAW_TELEMETRY, age=ages[Store.RAW_TELEMETRY], purge=raw),)
 
 
 def tso_rules(settings: PrivacyConfig, storage: Callable[[], Storage],
               capture_dir: Path | None) -> tuple[RetentionRule, ...]:
-    """The TSO keeps per-device rows (rID a pseudonym) for ``tso_device_retention`` and the
-    captured aggregator messages for ``capture_retention``; pool-level rows stay (no person in
-    them, and settlement records outlive device data)."""
+    """The TSO's per-device rows (rID a pseudonym) and its captured aggregator messages;
+    pool-level rows stay (no person in them, and settlement records outlive device data)."""
+    ages = _ages(settings, Holder.TSO)
 
     async def devices(cutoff: datetime) -> int:
         return await storage().reports.purge_points(cutoff, r_id_prefix=PSEUDONYM_PREFIX)
 
-    rules = [RetentionRule(store="per-device rows at the TSO (report points under pseudonyms)",
-                           age=settings.tso_device_retention, purge=devices)]
+    rules = [RetentionRule(store=Store.TSO_DEVICE_ROWS, age=ages[Store.TSO_DEVICE_ROWS],
+                           purge=devices)]
     if capture_dir is not None:
         folder = capture_dir
 
         async def captures(cutoff: datetime) -> int:
             return await asyncio.to_thread(purge_captures, folder, cutoff)
 
-        rules.append(RetentionRule(store=f"captured messages ({folder})",
-                                   age=settings.capture_retention, purge=captures))
+        rules.append(RetentionRule(store=Store.CAPTURES, age=ages[Store.CAPTURES],
+                                   purge=captures))
     return tuple(rules)

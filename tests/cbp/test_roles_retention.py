@@ -1,10 +1,11 @@
-"""Retention in the running nodes: the TSO's and the aggregator's stores age out at the
-``[privacy]`` settings they run with, moved by the injected clock (no waiting).
+"""What the privacy report says about the running nodes, held against them.
 
 A real activation (offer, award, dispatch, per-device metering) fills every store first: the
 aggregator's raw device telemetry, the TSO's per-device rows under pseudonyms and its pool rows,
-and the captured aggregator->TSO messages. Then the clock jumps past each retention age in turn
-and each store empties exactly when its age is passed, while pool-level rows stay.
+and the captured aggregator->TSO messages. Retention: the clock jumps past each age in turn and
+each store empties exactly when its age is passed, while pool-level rows stay. Metering: only
+the dispatched devices have per-device rows at the TSO, as many as the report says one
+activation sends, and the aggregator keys raw telemetry by device certificate, as it says.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from privacy import PrivacyConfig, PrivacyConfigError, config_from_document
+from cbp.roles.profile import metering_scope
+from cbp.roles.retention import aggregator_rules, tso_rules
+from privacy import (
+    Holder,
+    PrivacyConfig,
+    PrivacyConfigError,
+    config_from_document,
+    retention_schedule,
+)
 
 from .rolekit import Rig
 
@@ -33,10 +42,16 @@ def _captures(rig: Rig) -> int:
     return sum(1 for _ in rig.captures.glob("*.xml"))
 
 
-async def _metered(rig: Rig) -> None:
+SETPOINTS = 8
+
+
+async def _metered(rig: Rig) -> int:
+    """Runs an activation of SETPOINTS samples to its end; returns how many devices it
+    dispatched."""
     agg, tso = rig.aggregator, rig.tso
     assert agg.upstream is not None
-    activation = await rig.activation((Decimal("0.05"),) * 8, lead=timedelta(seconds=40))
+    activation = await rig.activation((Decimal("0.05"),) * SETPOINTS,
+                                      lead=timedelta(seconds=40))
     await rig.dispatched(activation)
     end = tso.window(activation)[1]
     timing = rig.settings.timing
@@ -44,10 +59,45 @@ async def _metered(rig: Rig) -> None:
                         + timing.telemetry_grace)
     await agg.flush_pool_rows()
     await agg.upstream.flush_reports()
+    return len(agg.activations[activation.event_id].device_events)
+
+
+async def test_per_device_rows_are_the_dispatched_devices_and_as_many_as_the_report_says(
+        rig: Rig, tmp_path: Path) -> None:
+    dispatched = await _metered(rig)
+    assert 0 < dispatched < len(rig.nodes)  # 50 kW of 20-kW devices: some idle devices too
+    with sqlite3.connect(tmp_path / "tso.db") as conn:
+        rows = dict(conn.execute("SELECT r_id, count(*) FROM report_points"
+                                 " WHERE r_id LIKE 'psn1_%' GROUP BY r_id").fetchall())
+    assert len(rows) == dispatched, "an idle device sent per-device rows"
+    scope = metering_scope(rig.settings)
+    expected = scope.samples_per_device(rig.period * SETPOINTS)
+    assert set(rows.values()) == {expected}
+    with sqlite3.connect(tmp_path / "aggregator.db") as conn:
+        keys = {row[0] for row in conn.execute("SELECT DISTINCT ven_id FROM report_points")}
+    assert keys == {node.identity.fingerprint for node in rig.nodes}
+
+
+def test_the_nodes_purge_every_store_the_report_dates_at_its_age() -> None:
+    """The report's retention table and the nodes' retention rules are the same list."""
+    config = PrivacyConfig(raw_retention=timedelta(days=41), tso_device_retention=timedelta(
+        days=17), capture_retention=timedelta(days=5))
+    never = Path("unused")  # the rules are only listed here, not run
+
+    def storage() -> object:
+        raise AssertionError("not run")
+
+    running = {(Holder.AGGREGATOR, r.store, r.age)
+               for r in aggregator_rules(config, storage)}  # type: ignore[arg-type]
+    running |= {(Holder.TSO, r.store, r.age)
+                for r in tso_rules(config, storage, never)}  # type: ignore[arg-type]
+    dated = {(e.holder, e.store, e.age) for e in retention_schedule(config) if e.age is not None}
+    assert running == dated
+    assert {age.days for *_, age in dated} == {41, 17, 5}
 
 
 async def test_every_store_ages_out_at_its_configured_age(rig: Rig, tmp_path: Path) -> None:
-    await _metered(rig)
+    assert await _metered(rig) > 0
     tso_db, agg_db = tmp_path / "tso.db", tmp_path / "aggregator.db"
     device_rows = "r_id LIKE 'psn1_%'"
     pool_rows = "r_id NOT LIKE 'psn1_%'"
@@ -91,16 +141,19 @@ def test_the_privacy_table_sets_the_ages_and_refuses_nonsense() -> None:
             config_from_document({"privacy": bad})
 
 
-@pytest.mark.parametrize("role", ["tso", "aggregator"])
-def test_the_nodes_read_the_privacy_table_of_their_config(role: str, tmp_path: Path) -> None:
-    """`crowdflex tso|aggregator` read [privacy] from their own TOML: a bad age stops them before
-    anything starts, naming the key."""
-    example = Path(__file__).parents[2] / "examples" / f"{role}.toml"
+@pytest.mark.parametrize(("role", "key"), [("tso", "tso_device_retention_days"),
+                                         ("aggregator", "raw_retention_days")])
+def test_the_nodes_read_the_privacy_table_of_their_config(role: str, key: str,
+                                                           tmp_path: Path) -> None:
+    """`crowdflex tso|aggregator` read [privacy] from their own TOML (the example's): a bad age
+    stops them before anything starts, naming the key."""
+    example = (Path(__file__).parents[2] / "examples" / f"{role}.toml").read_text()
     config = tmp_path / f"{role}.toml"
-    config.write_text(example.read_text() + "\n[privacy]\ntso_device_retention_days = 0\n")
+    assert f"\n{key} = " in example
+    config.write_text(example.replace(f"\n{key} = ", f"\n{key} = 0 # ", 1))
     done = subprocess.run(
         [sys.executable, "-c", "import sys; from cbp.cli import main; sys.exit(main())", role,
          "--config", str(config)], capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONWARNINGS": "ignore"}, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert "tso_device_retention_days" in done.stderr
+    assert key in done.stderr
