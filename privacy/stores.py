@@ -27,6 +27,7 @@ class Store(StrEnum):
     DEVICE_LIST = "device list"
     ONBOARDING_CSV = "onboarding CSV"
     RAW_TELEMETRY = "raw device telemetry"
+    DEVICE_EVENTS = "device events"
     OUTBOX = "outbox to the TSO"
     LOGS = "node logs"
     TSO_DEVICE_ROWS = "per-device rows"
@@ -71,6 +72,12 @@ def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
             where="the aggregator VTN's database ([vtn] storage_url), report points",
             holds="4-s power samples per device certificate",
             kept=_days(config.raw_retention), age=config.raw_retention),
+        StoreRetention(
+            store=Store.DEVICE_EVENTS, holder=a,
+            where="the aggregator VTN's database ([vtn] storage_url), events and messages",
+            holds="setpoints sent to each device, its acknowledgements, delivered messages",
+            kept=_days(config.raw_retention) + " after the event ended or the message was "
+            "delivered", age=config.raw_retention),
         StoreRetention(
             store=Store.OUTBOX, holder=a, where="[tso] outbox (SQLite)",
             holds="reports to the TSO not yet acknowledged (pseudonymous rows)",

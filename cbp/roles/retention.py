@@ -86,13 +86,19 @@ def _ages(settings: PrivacyConfig, holder: Holder) -> dict[Store, timedelta]:
 def aggregator_rules(settings: PrivacyConfig, storage: Callable[[], Storage]
                      ) -> tuple[RetentionRule, ...]:
     """The aggregator's raw device telemetry (its downstream VTN's report points, keyed by
-    device certificate)."""
+    device certificate), and the devices' ended events and delivered messages."""
     ages = _ages(settings, Holder.AGGREGATOR)
 
     async def raw(cutoff: datetime) -> int:
         return await storage().reports.purge_points(cutoff)
 
-    return (RetentionRule(store=Store.RAW_TELEMETRY, age=ages[Store.RAW_TELEMETRY], purge=raw),)
+    async def events(cutoff: datetime) -> int:
+        ended = await storage().events.purge_ended(cutoff)
+        return ended + await storage().outbox.purge_delivered(cutoff)
+
+    return (RetentionRule(store=Store.RAW_TELEMETRY, age=ages[Store.RAW_TELEMETRY], purge=raw),
+            RetentionRule(store=Store.DEVICE_EVENTS, age=ages[Store.DEVICE_EVENTS],
+                          purge=events))
 
 
 def tso_rules(settings: PrivacyConfig, storage: Callable[[], Storage],

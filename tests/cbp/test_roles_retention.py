@@ -33,9 +33,15 @@ from privacy import (
 from .rolekit import Rig
 
 
-def _count(db: Path, where: str = "1") -> int:
+def _count(db: Path, where: str = "1", table: str = "report_points") -> int:
     with sqlite3.connect(db) as conn:
-        return int(conn.execute(f"SELECT count(*) FROM report_points WHERE {where}").fetchone()[0])
+        return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
+
+
+def _device_messages(db: Path) -> int:
+    """The aggregator's events to devices, their deliveries and its delivered messages."""
+    return (_count(db, table="events") + _count(db, table="event_deliveries")
+            + _count(db, "delivered_at IS NOT NULL", table="outbox"))
 
 
 def _captures(rig: Rig) -> int:
@@ -103,7 +109,8 @@ async def test_every_store_ages_out_at_its_configured_age(rig: Rig, tmp_path: Pa
     pool_rows = "r_id NOT LIKE 'psn1_%'"
     assert _count(tso_db, device_rows) > 0, "no per-device metering reached the TSO"
     pools, raw, captures = _count(tso_db, pool_rows), _count(agg_db), _captures(rig)
-    assert pools > 0 and raw > 0 and captures > 0
+    messages = _device_messages(agg_db)
+    assert pools > 0 and raw > 0 and captures > 0 and messages > 0
     ages = PrivacyConfig()  # what the rig's nodes run with
     assert ages.capture_retention < ages.tso_device_retention < ages.raw_retention
     start = rig.clock.now
@@ -122,9 +129,9 @@ async def test_every_store_ages_out_at_its_configured_age(rig: Rig, tmp_path: Pa
     await at(ages.tso_device_retention + timedelta(days=1))
     assert _count(tso_db, device_rows) == 0
     assert _count(tso_db, pool_rows) == pools, "pool-level rows are not personal data: kept"
-    assert _count(agg_db) == raw
+    assert _count(agg_db) == raw and _device_messages(agg_db) == messages
     await at(ages.raw_retention + timedelta(days=1))
-    assert _count(agg_db) == 0
+    assert _count(agg_db) == 0 and _device_messages(agg_db) == 0
     assert _count(tso_db, pool_rows) == pools
 
 
