@@ -13,8 +13,15 @@ Pure functions and small synchronous stores; imports only ``schemas`` (for the e
 from __future__ import annotations
 
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
-from .config import DEFAULT_LEGAL_BASIS, PrivacyConfig, Recipient, load_config
+from .config import (
+    DEFAULT_LEGAL_BASIS,
+    PrivacyConfig,
+    Recipient,
+    config_from_document,
+    load_config,
+)
 from .detect import Finding, LeakDetector
+from .dpia import MeteringScope, Section, Table, data_flows, report_sections
 from .erasure import ErasureNotice, erase_prosumer, write_notices
 from .errors import (
     ConsentMissing,
@@ -34,9 +41,9 @@ from .minimise import (
     OutboundPolicy,
     merge_small_groups,
 )
-from .pseudonym import is_pseudonym, month_of, pseudonym, validate_month
+from .pseudonym import PSEUDONYM_PREFIX, is_pseudonym, month_of, pseudonym, validate_month
 from .records import Consent, Device, Prosumer
-from .report import data_flows, render_html, render_markdown, write_report
+from .report import render_html, render_markdown, write_report
 from .retention import (
     DEFAULT_RETENTION,
     RawDataStore,
@@ -44,6 +51,7 @@ from .retention import (
     SqliteRawDataStore,
     apply_retention,
 )
+from .stores import Holder, Store, StoreRetention, retention_schedule
 from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE, AuditEntry, IdentityValue, IdentityVault
 
 __all__ = [
@@ -53,6 +61,7 @@ __all__ = [
     "DEFAULT_RETENTION",
     "GCP_PURPOSE",
     "ONBOARDING_PURPOSE",
+    "PSEUDONYM_PREFIX",
     "ActivationWindow",
     "AuditEntry",
     "AuditResult",
@@ -65,12 +74,14 @@ __all__ = [
     "ErasureNotice",
     "FileKeyProvider",
     "Finding",
+    "Holder",
     "IdentityValue",
     "IdentityVault",
     "KeyProvider",
     "KeyUnavailable",
     "LeakDetector",
     "MasterKey",
+    "MeteringScope",
     "OutboundFilter",
     "OutboundPolicy",
     "OutboundRefused",
@@ -81,11 +92,16 @@ __all__ = [
     "RawDataStore",
     "RawSample",
     "Recipient",
+    "Section",
     "SqliteRawDataStore",
+    "Store",
+    "StoreRetention",
+    "Table",
     "UnknownIdentity",
     "VaultCorrupt",
     "apply_retention",
     "audit_run",
+    "config_from_document",
     "data_flows",
     "erase_prosumer",
     "is_pseudonym",
@@ -95,6 +111,8 @@ __all__ = [
     "pseudonym",
     "render_html",
     "render_markdown",
+    "report_sections",
+    "retention_schedule",
     "validate_month",
     "write_notices",
     "write_report",

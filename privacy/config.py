@@ -1,13 +1,16 @@
 """Privacy configuration: k, retention, recipients and purposes, and each purpose's legal basis.
 
 Read from the ``[privacy]`` table of a TOML file (the deployment's config); every number the
-report prints comes from here, so the report cannot drift from what runs. Invariants: k >= 2,
-retention >= 1 day, every configured purpose has a stated GDPR art. 6 legal basis, recipient and
-purpose names contain no ``|`` (they feed the pseudonym key derivation).
+report prints comes from here, and the running TSO and aggregator nodes read the same table, so
+the report cannot drift from what runs. Invariants: k >= 2, every retention >= 1 day, captures
+(which hold per-device rows) are kept no longer than the TSO's per-device data, every configured
+purpose has a stated GDPR art. 6 legal basis, recipient and purpose names contain no ``|`` (they
+feed the pseudonym key derivation).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,20 +19,29 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .errors import PrivacyConfigError
-from .vault import GCP_PURPOSE
+from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
 
-__all__ = ["DEFAULT_LEGAL_BASIS", "PrivacyConfig", "Recipient", "load_config"]
+__all__ = [
+    "DEFAULT_LEGAL_BASIS",
+    "PrivacyConfig",
+    "Recipient",
+    "config_from_document",
+    "load_config",
+]
 
 DEFAULT_LEGAL_BASIS: Final = MappingProxyType(
     {
-        "balancing-validation": "Art. 6(1)(a) GDPR, consent of the prosumer (recorded in the "
-        "vault, withdrawable at any time); the TSO validates delivery under its legal obligation "
-        "(art. 6(1)(c), EU Electricity Balancing Guideline 2017/2195)",
+        ONBOARDING_PURPOSE: "Art. 6(1)(a) GDPR, consent of the prosumer, recorded in the vault "
+        "before the device can register",
+        "balancing-validation": "Art. 6(1)(a) GDPR, consent of the prosumer, recorded in the "
+        "vault and withdrawable at any time",
         GCP_PURPOSE: "Art. 6(1)(c) GDPR, legal obligation: the TSO must prevent one connection "
         "point from being offered twice (EU Electricity Balancing Guideline 2017/2195)",
         "settlement": "Art. 6(1)(b) GDPR, performance of the prosumer's flexibility contract",
     }
 )
+# "6(1)(a)" .. "6(1)(f)": a purpose's basis must name exactly one of them
+_BASIS: Final = re.compile(r"6\(1\)\([a-f]\)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,7 +53,12 @@ class Recipient:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrivacyConfig:
     k_threshold: int = 10
+    # the aggregator's raw 4-s device telemetry (its downstream VTN's report points)
     raw_retention: timedelta = timedelta(days=100)
+    # the TSO's per-device rows (metering under pseudonyms); pool-level rows are not personal data
+    tso_device_retention: timedelta = timedelta(days=90)
+    # captured messages of the aggregator->TSO link (they hold per-device rows too)
+    capture_retention: timedelta = timedelta(days=30)
     month_timezone: str = "Europe/Amsterdam"
     recipients: tuple[Recipient, ...] = (
         Recipient(name="TSO:TENNET-NL", purposes=("balancing-validation", GCP_PURPOSE)),
@@ -51,8 +68,15 @@ class PrivacyConfig:
     def __post_init__(self) -> None:
         if self.k_threshold < 2:
             raise PrivacyConfigError("k_threshold must be at least 2")
-        if self.raw_retention < timedelta(days=1):
-            raise PrivacyConfigError("raw_retention_days must be at least 1")
+        for key, age in (("raw_retention_days", self.raw_retention),
+                         ("tso_device_retention_days", self.tso_device_retention),
+                         ("capture_retention_days", self.capture_retention)):
+            if age < timedelta(days=1):
+                raise PrivacyConfigError(f"[privacy] {key} must be at least 1")
+        if self.capture_retention > self.tso_device_retention:
+            raise PrivacyConfigError(
+                "[privacy] capture_retention_days must not exceed tso_device_retention_days:"
+                " captures hold the same per-device rows")
         for recipient in self.recipients:
             for label in (recipient.name, *recipient.purposes):
                 if not label or "|" in label:
@@ -60,6 +84,11 @@ class PrivacyConfig:
             missing = [p for p in recipient.purposes if p not in self.legal_basis]
             if missing:
                 raise PrivacyConfigError(f"no legal basis configured for purposes {missing}")
+        for purpose, basis in self.legal_basis.items():
+            if len(_BASIS.findall(basis)) != 1:
+                raise PrivacyConfigError(
+                    f"[privacy.legal_basis] {purpose} must name exactly one legal basis of GDPR"
+                    f" art. 6(1)(a)-(f), got {basis!r}")
 
     def scopes(self) -> tuple[tuple[str, str], ...]:
         """Every (recipient, purpose) pair pseudonyms are issued for."""
@@ -73,6 +102,13 @@ def _expect(table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
     return value
 
 
+def _days(table: dict[str, Any], key: str, default: timedelta) -> timedelta:
+    value = table.get(key, default.days)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 36_500:
+        raise PrivacyConfigError(f"[privacy] {key} must be a whole number of days, 1 to 36500")
+    return timedelta(days=value)
+
+
 def load_config(path: Path | None) -> PrivacyConfig:
     """The ``[privacy]`` table of a TOML file; the defaults when ``path`` is None."""
     if path is None:
@@ -81,6 +117,11 @@ def load_config(path: Path | None) -> PrivacyConfig:
         document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise PrivacyConfigError(f"cannot read config {path}: {exc}") from None
+    return config_from_document(document)
+
+
+def config_from_document(document: dict[str, Any]) -> PrivacyConfig:
+    """The ``[privacy]`` table of an already parsed TOML document (a node's own config file)."""
     table = _expect(document, "privacy", dict, {})
     defaults = PrivacyConfig()
     recipients = (
@@ -95,7 +136,10 @@ def load_config(path: Path | None) -> PrivacyConfig:
     }
     return PrivacyConfig(
         k_threshold=_expect(table, "k_threshold", int, defaults.k_threshold),
-        raw_retention=timedelta(days=_expect(table, "raw_retention_days", int, 100)),
+        raw_retention=_days(table, "raw_retention_days", defaults.raw_retention),
+        tso_device_retention=_days(table, "tso_device_retention_days",
+                                   defaults.tso_device_retention),
+        capture_retention=_days(table, "capture_retention_days", defaults.capture_retention),
         month_timezone=_expect(table, "month_timezone", str, defaults.month_timezone),
         recipients=recipients,
         legal_basis=MappingProxyType(basis),

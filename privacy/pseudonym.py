@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
     "PSEUDONYM_PATTERN",
+    "PSEUDONYM_PREFIX",
     "is_pseudonym",
     "month_of",
     "pseudonym",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 _HKDF_SALT: Final = b"cbp-pseudonym-v1"
-_PREFIX: Final = "psn1_"
+PSEUDONYM_PREFIX: Final = "psn1_"
 PSEUDONYM_PATTERN: Final = re.compile(r"psn1_[a-z2-7]{26}")
 _MONTH: Final = re.compile(r"(\d{4})-(\d{2})")
 MIN_SALT_BYTES: Final = 16
@@ -78,7 +79,7 @@ def pseudonym_in_scope(key: bytes, device_uuid: UUID, salt: bytes) -> str:
     if len(salt) < MIN_SALT_BYTES:
         raise ValueError(f"salt must be at least {MIN_SALT_BYTES} random bytes")
     digest = hmac.new(key, device_uuid.bytes + salt, hashlib.sha256).digest()[:16]
-    return _PREFIX + base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+    return PSEUDONYM_PREFIX + base64.b32encode(digest).decode("ascii").rstrip("=").lower()
 
 
 def pseudonym(

@@ -1,139 +1,82 @@
-"""The data-flow report for the privacy body, generated from the configuration that actually runs.
+"""The privacy report for the privacy body (a DPIA's factual part), generated from what runs.
 
-One model (:func:`data_flows`: rows of what data, which party, purpose, legal basis, retention,
-pseudonymisation scope) rendered twice: Markdown and HTML. Every configured value (k, retention
-days, recipients, purposes, legal bases) is interpolated, never restated by hand. The HTML renderer
-escapes every cell (``html.escape``), so a recipient or purpose name cannot inject markup; the
-Markdown renderer escapes ``|`` and line breaks so a value cannot break the table.
+:func:`report_sections` (in :mod:`privacy.dpia`) builds the content from the ``[privacy]``
+settings and the metering scope the nodes run with; this module renders it twice, Markdown and
+HTML. Every configured value is interpolated, never restated by hand. The HTML renderer escapes
+every cell (``html.escape``), so a recipient or purpose name cannot inject markup; the Markdown
+renderer escapes ``|`` and line breaks so a value cannot break a table.
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from .config import PrivacyConfig
-from .vault import GCP_PURPOSE
+from .dpia import MeteringScope, Section, report_sections
 
-__all__ = ["DataFlow", "data_flows", "render_html", "render_markdown", "write_report"]
+__all__ = ["render_html", "render_markdown", "write_report"]
 
-_COLUMNS: Final = (
-    "Data", "Held by / sent to", "Purpose", "Legal basis (GDPR art. 6)", "Retention",
-    "Pseudonymisation scope",
-)  # fmt: skip
-_TITLE: Final = "crowdflex data-flow report"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataFlow:
-    data: str
-    party: str
-    purpose: str
-    legal_basis: str
-    retention: str
-    scope: str
-
-    def cells(self) -> tuple[str, ...]:
-        return (self.data, self.party, self.purpose, self.legal_basis, self.retention, self.scope)
-
-
-def data_flows(config: PrivacyConfig) -> tuple[DataFlow, ...]:
-    days = config.raw_retention.days
-    rows = [
-        DataFlow(
-            data="Prosumer name, postcode, EAN of the connection, contract, device serial/VIN, "
-            "device_uuid, per-device random salt, consent records",
-            party="Aggregator only (identity vault, AES-256-GCM encrypted at rest)",
-            purpose="Contract, payout, consent management, disputes",
-            legal_basis=config.legal_basis.get(
-                "settlement", "Art. 6(1)(b) GDPR, performance of a contract"
-            ),
-            retention="Contract duration; erased on request (crypto-shredding of the salts)",
-            scope="Not pseudonymised: never leaves the aggregator",
-        ),
-        DataFlow(
-            data="Raw 4-second device samples (kW), keyed by device_uuid",
-            party="Aggregator only",
-            purpose="Dispatch, baselines, prosumer payout",
-            legal_basis=config.legal_basis.get(
-                "settlement", "Art. 6(1)(b) GDPR, performance of a contract"
-            ),
-            retention=f"{days} days, then purged automatically",
-            scope="Internal device_uuid; no name, address or EAN attached",
-        ),
-    ]
-    for recipient in config.recipients:
-        for purpose in recipient.purposes:
-            rows.append(_recipient_flow(config, recipient.name, purpose))
-    return tuple(rows)
-
-
-def _recipient_flow(config: PrivacyConfig, recipient: str, purpose: str) -> DataFlow:
-    if purpose == GCP_PURPOSE:
-        data = "Grid connection point identified by its own pseudonym (never the EAN)"
-    else:
-        data = (
-            "Per device: pseudonym, device class, power bucket, bidding zone, pool id; "
-            "measurements at 0.1 kW resolution only inside activation windows; "
-            f"any breakdown of fewer than {config.k_threshold} devices merged into OTHER"
-        )
-    return DataFlow(
-        data=data,
-        party=recipient,
-        purpose=purpose,
-        legal_basis=config.legal_basis[purpose],
-        retention="Set by the recipient; erasure notices list pseudonyms to delete",
-        scope=f"Keyed pseudonym per recipient '{recipient}', purpose '{purpose}' and calendar "
-        f"month ({config.month_timezone}); unlinkable across recipients, purposes and months",
-    )
-
-
-def _settings(config: PrivacyConfig) -> tuple[tuple[str, str], ...]:
-    return (
-        ("k-threshold (smallest group reported separately)", str(config.k_threshold)),
-        ("Raw data retention", f"{config.raw_retention.days} days"),
-        ("Pseudonym month calendar", config.month_timezone),
-        ("Recipients", ", ".join(r.name for r in config.recipients)),
-    )
+_TITLE: Final = "crowdflex privacy report"
 
 
 def _md(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(config: PrivacyConfig) -> str:
-    lines = [f"# {_TITLE}", "", "## Settings in force", ""]
-    lines += [f"- {_md(name)}: **{_md(value)}**" for name, value in _settings(config)]
-    lines += ["", "## Data flows", "", "| " + " | ".join(_COLUMNS) + " |"]
-    lines.append("|" + "---|" * len(_COLUMNS))
-    lines += ["| " + " | ".join(_md(c) for c in f.cells()) + " |" for f in data_flows(config)]
-    return "\n".join(lines) + "\n"
+def _markdown_section(section: Section) -> list[str]:
+    lines = [f"## {_md(section.title)}", ""]
+    for paragraph in section.paragraphs:
+        lines += [_md(paragraph), ""]
+    if section.items:
+        lines += [f"- {_md(item)}" for item in section.items] + [""]
+    if section.table is not None:
+        columns = section.table.columns
+        lines.append("| " + " | ".join(_md(c) for c in columns) + " |")
+        lines.append("|" + "---|" * len(columns))
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in section.table.rows]
+        lines.append("")
+    return lines
 
 
-def render_html(config: PrivacyConfig) -> str:
+def render_markdown(config: PrivacyConfig, scope: MeteringScope | None = None) -> str:
+    lines = [f"# {_TITLE}", ""]
+    for section in report_sections(config, scope or MeteringScope()):
+        lines += _markdown_section(section)
+    return "\n".join(lines)
+
+
+def _html_section(section: Section) -> str:
     e = html.escape
-    settings = "".join(f"<li>{e(n)}: <strong>{e(v)}</strong></li>" for n, v in _settings(config))
-    head = "".join(f"<th>{e(c)}</th>" for c in _COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in f.cells()) + "</tr>"
-        for f in data_flows(config)
-    )
+    parts = [f"<h2>{e(section.title)}</h2>"]
+    parts += [f"<p>{e(p)}</p>" for p in section.paragraphs]
+    if section.items:
+        parts.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in section.items) + "</ul>")
+    if section.table is not None:
+        head = "".join(f"<th>{e(c)}</th>" for c in section.table.columns)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                       for row in section.table.rows)
+        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return "\n".join(parts)
+
+
+def render_html(config: PrivacyConfig, scope: MeteringScope | None = None) -> str:
+    e = html.escape
+    body = "\n".join(_html_section(s) for s in report_sections(config, scope or MeteringScope()))
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(_TITLE)}</title>'
-        "<style>table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px;"
-        "vertical-align:top}</style></head>\n"
-        f"<body><h1>{e(_TITLE)}</h1><h2>Settings in force</h2><ul>{settings}</ul>"
-        f"<h2>Data flows</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        "</body></html>\n"
+        "<style>body{font-family:sans-serif;max-width:80em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:4px;vertical-align:top}</style></head>\n"
+        f"<body><h1>{e(_TITLE)}</h1>\n{body}\n</body></html>\n"
     )
 
 
-def write_report(config: PrivacyConfig, out_dir: Path) -> tuple[Path, Path]:
+def write_report(config: PrivacyConfig, out_dir: Path,
+                 scope: MeteringScope | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = out_dir / "data-flow.md"
-    page = out_dir / "data-flow.html"
-    markdown.write_text(render_markdown(config), encoding="utf-8")
-    page.write_text(render_html(config), encoding="utf-8")
+    markdown = out_dir / "privacy-report.md"
+    page = out_dir / "privacy-report.html"
+    markdown.write_text(render_markdown(config, scope), encoding="utf-8")
+    page.write_text(render_html(config, scope), encoding="utf-8")
     return markdown, page

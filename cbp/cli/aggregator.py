@@ -80,6 +80,7 @@ def _file(table: dict[str, Any], key: str, base: Path, section: str) -> Path:
 
 def _spec(path: Path) -> dict[str, Any]:
     from cbp.roles.profile import settings_from_mapping
+    from privacy import config_from_document
     from vtn.config import parse_config
 
     data = tomllib.loads(path.read_text())
@@ -88,6 +89,7 @@ def _spec(path: Path) -> dict[str, Any]:
     return {
         "vtn": parse_config(data.get("vtn", {}), base=base),
         "settings": settings_from_mapping(data.get("profile", {})),
+        "privacy": config_from_document(data),
         "tso_url": str(tso.get("url", "")),
         "tls": tuple(_file(tso, k, base, "tso") for k in ("cert", "key", "ca")),
         "vault": _file(vault, "path", base, "vault"),
@@ -98,6 +100,7 @@ def _spec(path: Path) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from privacy import PrivacyConfigError
     from ven import VenError
     from vtn.config import ConfigError
 
@@ -106,7 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         spec = _spec(args.config)
         if args.onboard is not None:
             return _onboard(spec, args.onboard)
-    except (OSError, ValueError, ConfigError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, ConfigError, PrivacyConfigError,
+            tomllib.TOMLDecodeError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 2
     status = StatusFile(args.status_file)
@@ -147,6 +151,7 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     vault = IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"]))
     node = AggregatorNode(settings=settings, downstream=config, vault=vault,
                           tso_url=spec["tso_url"], outbox_path=spec["outbox"],
+                          privacy=spec["privacy"],
                           upstream_tls=client_context(cert=cert, key=key, ca=ca))
     for row in read_devices(spec["devices"]):
         node.onboard(ven_id=row["ven_id"], device_uuid=UUID(row["device_uuid"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,37 @@ def _audit(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _merged(paths: list[Path]) -> dict[str, Any]:
+    """The nodes' TOML files as one document: their [privacy] and [profile] tables joined key by
+    key; a key two files set differently is refused (the report would describe one wrongly)."""
+    merged: dict[str, dict[str, Any]] = {"privacy": {}, "profile": {}}
+    for path in paths:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise privacy.PrivacyConfigError(f"cannot read config {path}: {exc}") from None
+        for name, joined in merged.items():
+            table = document.get(name, {})
+            if not isinstance(table, dict):
+                raise privacy.PrivacyConfigError(f"{path}: [{name}] must be a table")
+            for key, value in table.items():
+                if joined.setdefault(key, value) != value:
+                    raise privacy.PrivacyConfigError(
+                        f"{path}: [{name}] {key} = {value!r} differs from another config's"
+                        f" {joined[key]!r}")
+    return merged
+
+
 def _report(args: argparse.Namespace) -> int:
-    config = privacy.load_config(args.config)
-    for path in privacy.write_report(config, args.out):
+    from cbp.roles.profile import metering_scope, settings_from_mapping
+
+    document = _merged(args.config)
+    config = privacy.config_from_document(document)
+    try:
+        settings = settings_from_mapping(document.get("profile", {}))
+    except ValueError as exc:
+        raise privacy.PrivacyConfigError(str(exc)) from None
+    for path in privacy.write_report(config, args.out, metering_scope(settings)):
         print(f"written: {path}")
     return 0
 
@@ -99,7 +128,7 @@ def _guarded(run: Any) -> Any:
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "privacy", help="erasure, privacy audit, data-flow report, master keys"
+        "privacy", help="erasure, privacy audit, privacy report, master keys"
     )
     sub = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
 
@@ -118,8 +147,11 @@ def register(commands: Any) -> None:
     _key_options(audit)
     audit.set_defaults(run=_guarded(_audit))
 
-    report = sub.add_parser("report", help="write the data-flow report (Markdown and HTML)")
-    report.add_argument("--config", type=Path)
+    report = sub.add_parser(
+        "report", help="write the privacy report (Markdown and HTML) from the nodes' settings")
+    report.add_argument("--config", type=Path, action="append", default=[], metavar="TOML",
+                        help="a node's TOML (its [privacy] and [profile] tables); give the TSO's"
+                        " and the aggregator's, each once; none: the defaults")
     report.add_argument("--out", type=Path, required=True)
     report.set_defaults(run=_guarded(_report))
 

@@ -62,6 +62,7 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from cbp.roles.profile import settings_from_mapping
+    from privacy import PrivacyConfigError, config_from_document
     from vtn.config import ConfigError, parse_config
 
     configure_logging(args.log_level)
@@ -70,17 +71,19 @@ def _run(args: argparse.Namespace) -> int:
         base = args.config.parent
         config = parse_config(data.get("vtn", {}), base=base)
         settings = settings_from_mapping(data.get("profile", {}))
+        privacy = config_from_document(data)
         capture = data.get("capture_dir")
         capture_dir = (base / str(capture)).resolve() if capture else None
         activate = data.get("operation", {}).get("activate_awards", False)
         if not isinstance(activate, bool):
             raise ValueError("[operation] activate_awards must be true or false")
-    except (OSError, ValueError, ConfigError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, ConfigError, PrivacyConfigError,
+            tomllib.TOMLDecodeError) as exc:
         print(f"crowdflex tso: {exc}", file=sys.stderr)
         return 2
     status = StatusFile(args.status_file)
     try:
-        run_node(_serve(config, settings, capture_dir, activate, status))
+        run_node(_serve(config, settings, privacy, capture_dir, activate, status))
     except (OSError, ValueError) as exc:
         print(f"crowdflex tso: {exc}", file=sys.stderr)
         return 1
@@ -89,14 +92,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: Any, settings: Any, capture_dir: Path | None, activate: bool,
-                 status: StatusFile) -> None:
+async def _serve(config: Any, settings: Any, privacy: Any, capture_dir: Path | None,
+                 activate: bool, status: StatusFile) -> None:
     from aiohttp import web
 
     from cbp.roles import TsoNode
     from vtn.site import vtn_site
 
-    tso = TsoNode(config, settings, capture_dir=capture_dir)
+    tso = TsoNode(config, settings, capture_dir=capture_dir, privacy=privacy)
     runner = web.AppRunner(tso.app, access_log=None)
     await runner.setup()
     stop = stop_on_signals()

@@ -58,6 +58,7 @@ from privacy import (
     IdentityVault,
     OutboundFilter,
     OutboundPolicy,
+    PrivacyConfig,
     month_of,
 )
 from schemas import (
@@ -69,7 +70,7 @@ from schemas import (
     utc_now,
 )
 from ven import Backoff, Outbox, VenError, VtnUnavailable
-from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
 from vtn.services import Handlers, ServiceContext
 from vtn.storage import VenRegistration
 
@@ -87,6 +88,7 @@ from .profile import (
     SETTLEMENT_RIDS,
     CbpSettings,
 )
+from .retention import RetentionTask, aggregator_rules
 from .statement import ReceivedStatement
 from .tsolink import LinkWatch, PoolRowBuffer
 from .upstream import UpstreamClient
@@ -121,7 +123,8 @@ class AggregatorNode:
 
     def __init__(self, *, settings: CbpSettings, downstream: VtnConfig, vault: IdentityVault,
                  tso_url: str, upstream_tls: object, outbox_path: Path,
-                 name: str = "aggregator", clock: Callable[[], datetime] = utc_now) -> None:
+                 name: str = "aggregator", privacy: PrivacyConfig | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.clock = clock
         self.vault = vault
@@ -144,6 +147,9 @@ class AggregatorNode:
         self.app: web.Application = create_app(downstream, handlers=Handlers(
             on_register=self._admit, on_report_data=self._on_device_report,
             on_event_response=self._on_device_ack))
+        self.retention = RetentionTask(
+            aggregator_rules(privacy or PrivacyConfig(), lambda: self.app[STORAGE]), clock=clock)
+        self.app.cleanup_ctx.append(self.retention.lifetime)
         self._tso_url, self._tls, self._outbox_path, self._name = (
             tso_url, upstream_tls, outbox_path, name)
         self.upstream: UpstreamClient | None = None
@@ -321,7 +327,6 @@ class AggregatorNode:
     async def tick(self, at: datetime) -> None:
         """One sample instant: close complete samples, watch the link, send what is due."""
         s = self.settings
-        period = s.rules.sample_period
         for closed in self._close_until(at - s.timing.telemetry_batch - s.timing.telemetry_grace):
             await self.operation.observe(*closed)
         now = self.clock()
@@ -335,7 +340,8 @@ class AggregatorNode:
                 or (self.unsent.late and not self.link.down(now))):
             await self.flush_pool_rows()
         if self.closed_until is not None:
-            for activation_id in self.msp.ready(self.closed_until + period):
+            # a window is complete once its last sample is closed (recorded), not one before
+            for activation_id in self.msp.ready(self.closed_until):
                 await self._send_msp(self.msp.take(activation_id))
 
     def _close_until(self, limit: datetime) -> list[tuple[datetime, dict[UUID, Decimal]]]:

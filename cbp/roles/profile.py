@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from cbp.market import MarketRules
 from cbp.pool import PoolConfig
+from privacy import MeteringScope
 
 __all__ = [
     "BASELINE_REPORT",
@@ -47,6 +48,7 @@ __all__ = [
     "CbpSettings",
     "CbpTiming",
     "baseline_rid",
+    "metering_scope",
     "settings_from_mapping",
 ]
 
@@ -158,6 +160,15 @@ class CbpSettings:
     def baseline_horizon_index(self) -> int:
         """Which configured horizon the TSO validates against: the middle one (+5 min)."""
         return min(1, len(self.pool.forecast_horizons) - 1)
+
+
+def metering_scope(settings: CbpSettings) -> MeteringScope:
+    """What per-device metering these settings send, for the privacy report."""
+    rules, pool = settings.rules, settings.pool
+    return MeteringScope(sample_period=rules.sample_period, before=pool.msp_before,
+                         after=pool.msp_after,
+                         tracking_lag=rules.sample_period * rules.tracking_lag_samples,
+                         resolution_kw=rules.device_resolution_kw)
 
 
 _TEXT_KEYS: Final = ("pool_id", "zone", "market_context", "tso_recipient", "msp_purpose")

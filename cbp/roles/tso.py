@@ -58,6 +58,7 @@ from cbp.market import (
     settle_tso,
     validate_delivery,
 )
+from privacy import PrivacyConfig
 from schemas import (
     EventResponse,
     InvalidData,
@@ -76,6 +77,7 @@ from vtn.services.offered import live_requests, offer_reports, send_report
 
 from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, LATE_QUALITY, CbpSettings
 from .registry import PoolRegistry, stored_pool_reports
+from .retention import RetentionTask, tso_rules
 from .statement import SETTLEMENT_SUFFIX, settlement_metadata, statement_report
 from .wire import OFFER_SUFFIX, PoolDevice, activation_event, event_setpoints, parse_offer
 
@@ -129,7 +131,7 @@ class TsoNode:
     """The TSO's VTN application and its market state. Serve :attr:`app` over mutual TLS."""
 
     def __init__(self, config: VtnConfig, settings: CbpSettings, *,
-                 capture_dir: Path | None = None,
+                 capture_dir: Path | None = None, privacy: PrivacyConfig | None = None,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.config = config
@@ -146,6 +148,10 @@ class TsoNode:
         self.app.on_startup.append(self._restore)  # after create_app opened the storage
         if capture_dir is not None:
             self.app.middlewares.append(capture_middleware(capture_dir))
+        self.retention = RetentionTask(
+            tso_rules(privacy or PrivacyConfig(), lambda: self.app[STORAGE], capture_dir),
+            clock=clock)
+        self.app.cleanup_ctx.append(self.retention.lifetime)
 
     @property
     def ctx(self) -> ServiceContext:

@@ -159,10 +159,11 @@ def test_report_uses_configuration_and_escapes_html(tmp_path: Path) -> None:
     )
     out = tmp_path / "report"
     assert main(["privacy", "report", "--config", str(config), "--out", str(out)]) == 0
-    markdown = (out / "data-flow.md").read_text()
-    page = (out / "data-flow.html").read_text()
+    markdown = (out / "privacy-report.md").read_text()
+    page = (out / "privacy-report.html").read_text()
     for text in (markdown, page):
-        assert "fewer than 25 devices" in text and "60 days" in text
+        assert "k-threshold (smallest group reported separately): 25" in text
+        assert "raw device telemetry at the aggregator: 60 days" in text
         assert "Art. 6(1)" in text and "balancing-validation" in text
     assert "<b>TENNET" not in page and "&lt;b&gt;TENNET" in page
     assert "| Data |" in markdown
@@ -172,6 +173,6 @@ def test_report_refuses_a_purpose_without_legal_basis(tmp_path: Path) -> None:
     config = tmp_path / "crowdflex.toml"
     config.write_text('[[privacy.recipients]]\nname = "X"\npurposes = ["profiling"]\n')
     assert main(["privacy", "report", "--config", str(config), "--out", str(tmp_path)]) == 2
-    assert not (tmp_path / "data-flow.md").exists()
+    assert not (tmp_path / "privacy-report.md").exists()
     with pytest.raises(privacy.PrivacyConfigError, match="legal basis"):
         privacy.load_config(config)

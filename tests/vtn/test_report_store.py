@@ -141,3 +141,26 @@ async def test_a_large_update_spans_statements_and_the_first_of_duplicates_wins(
     stored = await storage.reports.points(a, T0, T0 + timedelta(days=1))
     assert len(stored) == 3000
     assert stored[1] == sent[1] and stored[1].value == 1.5
+
+
+async def test_purge_points_deletes_only_what_starts_before_the_cutoff(storage: Storage) -> None:
+    """Retention's delete, on both backends: by interval start, every VEN, optionally by rID."""
+    a = (await storage.vens.register(ven(1))).ven_id
+    b = (await storage.vens.register(ven(2))).ven_id
+    for v, fp in ((a, "fp:01"), (b, "fp:02")):
+        # 10 instants 4 s apart, two points each: device rows at even instants, pool rows at odd
+        points = [replace(p, r_id=p.r_id if k % 4 < 2 else f"pool-{k % 2}")
+                  for k, p in enumerate(batch(v, 0, 20))]
+        assert await storage.reports.store_update(v, update(points), (), fingerprint=fp) == (
+            20, ())
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    cutoff = T0 + timedelta(seconds=8)  # instants 0 (device rows) and 1 (pool rows) are older
+    assert await storage.reports.purge_points(cutoff, r_id_prefix="psn1_") == 2 * 2  # 2 VENs
+    left = await storage.reports.points(a, *window)
+    assert len(left) == 18
+    assert all(p.dtstart >= cutoff or not p.r_id.startswith("psn1_") for p in left)
+    assert await storage.reports.purge_points(cutoff) == 2 * 2  # the pool rows of instant 1
+    assert all(p.dtstart >= cutoff for p in await storage.reports.points(b, *window))
+    assert await storage.reports.purge_points(cutoff) == 0
+    # a prefix holding LIKE's wildcards matches only itself
+    assert await storage.reports.purge_points(T0 + timedelta(hours=1), r_id_prefix="psn%") == 0

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -241,6 +242,28 @@ async def test_event_delivery_and_acks(storage: Storage) -> None:
     assert await storage.events.delivery("ev-1", vens[1]) == deliveries[1]
     with pytest.raises(StorageConflict):  # unknown VEN: the foreign key refuses it
         await storage.events.mark_delivered("ev-1", ["999999"], modification_number=2, at=T0)
+
+
+async def test_ended_events_are_purged_with_their_targets_and_deliveries(
+        storage: Storage) -> None:
+    """Retention's delete, on both backends: only events whose period ended before the cutoff."""
+    vens = await register(storage, 2)
+    await storage.events.put(an_event(0))
+    later = replace(an_event(0), event_id="ev-2", ends_at=T0 + timedelta(hours=5))
+    await storage.events.put(later)
+    for event_id in ("ev-1", "ev-2"):
+        await storage.events.mark_delivered(event_id, vens, modification_number=0, at=T0)
+    ended = an_event(0).ends_at
+    assert ended is not None
+    assert await storage.events.purge_ended(ended) == 0  # ends exactly there: kept
+    assert await storage.events.purge_ended(ended + timedelta(seconds=1)) == 1
+    assert await storage.events.get("ev-1") is None
+    assert await storage.events.deliveries("ev-1") == ()
+    assert [e.event_id for e in await storage.events.query()] == ["ev-2"]
+    assert len(await storage.events.deliveries("ev-2")) == 2
+    async with storage.engine.connect() as conn:
+        targets = await conn.scalar(text("SELECT count(*) FROM event_targets"))
+    assert targets == 1  # ev-2's own
 
 
 # ------------------------------------------------------------------ outbox

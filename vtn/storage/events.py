@@ -249,6 +249,12 @@ class EventRepository:
         if rows:
             conn.execute(self._db.insert(EventTargetRow).values(rows))
 
+    async def purge_ended(self, before: datetime) -> int:
+        """Delete the events whose active period ended before ``before`` (retention), their
+        targets and per-VEN deliveries with them; returns how many events."""
+        stmt = delete(_EVENTS).where(_EVENTS.c.ends_at < before)
+        return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
+
     async def get(self, event_id: str) -> EventRecord | None:
         return (await self.get_many((event_id,))).get(event_id)
 

@@ -354,6 +354,14 @@ class ReportRepository:
         stmt = self._db.insert(ReportPointRow).on_conflict_do_nothing()
         return insert_many(conn, stmt.returning(_POINTS.c.r_id), rows)
 
+    async def purge_points(self, before: datetime, *, r_id_prefix: str | None = None) -> int:
+        """Delete the received points whose interval starts before ``before`` (retention), of
+        every VEN; with ``r_id_prefix`` only those whose rID starts with it. Returns how many."""
+        stmt = delete(ReportPointRow).where(ReportPointRow.dtstart < before)
+        if r_id_prefix is not None:
+            stmt = stmt.where(ReportPointRow.r_id.startswith(r_id_prefix, autoescape=True))
+        return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
+
     async def points(
         self,
         ven_id: str,

@@ -1,0 +1,197 @@
+"""The content of the privacy report: sections built from the settings that run.
+
+Each sentence here either interpolates a setting the nodes read (:class:`PrivacyConfig`,
+:class:`MeteringScope`) or states what the code does; ``tests/privacy/test_report_claims.py``
+holds each such statement against the running code, so a statement that stops being true fails
+a test. Where crowdflex relies on an arrangement it cannot enforce (a contract, an operator's
+duty), the text says so instead of claiming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from .config import PrivacyConfig
+from .stores import retention_schedule
+from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
+
+__all__ = ["MeteringScope", "Section", "Table", "data_flows", "report_sections"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Section:
+    title: str
+    paragraphs: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()
+    table: Table | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeteringScope:
+    """What per-device metering the aggregator sends, from the CBP profile the nodes run
+    (``cbp.roles.profile.metering_scope``); the defaults are the standard profile's."""
+
+    sample_period: timedelta = timedelta(seconds=4)
+    before: timedelta = timedelta(minutes=5)
+    after: timedelta = timedelta(minutes=5)
+    tracking_lag: timedelta = timedelta(seconds=8)
+    resolution_kw: Decimal = Decimal("0.1")
+
+    def samples_per_device(self, activation: timedelta) -> int:
+        """Per-device samples one activation of this length sends, from ``before`` the first
+        setpoint to ``after`` the last one plus the tracking lag."""
+        window = self.before + activation + self.tracking_lag + self.after
+        return window // self.sample_period
+
+
+def _days(age: timedelta) -> str:
+    return f"{age.days} days"
+
+
+def _settings(config: PrivacyConfig, scope: MeteringScope) -> Section:
+    return Section(title="Settings in force", items=(
+        f"k-threshold (smallest group reported separately): {config.k_threshold}",
+        f"raw device telemetry at the aggregator: {_days(config.raw_retention)}",
+        f"per-device rows at the TSO: {_days(config.tso_device_retention)}",
+        f"captured aggregator->TSO messages: {_days(config.capture_retention)}",
+        f"pseudonym month calendar: {config.month_timezone}",
+        "recipients: " + ", ".join(r.name for r in config.recipients),
+        f"per-device metering: {scope.sample_period.total_seconds():g}-s samples at "
+        f"{scope.resolution_kw} kW, from {scope.before.total_seconds():g} s before an "
+        f"activation to {scope.after.total_seconds():g} s after it",
+    ))
+
+
+def _roles(config: PrivacyConfig) -> Section:
+    rows = [
+        ("Prosumer (household)", "data subject",
+         "owns the devices, gives or withdraws consent, is paid for delivered energy"),
+        ("Aggregator", "controller; the pseudonymising controller",
+         "holds every identity in its vault, runs the devices' VTN, derives the pseudonyms, "
+         "sends pseudonymised data to the recipients below"),
+    ]
+    rows += [(r.name, "recipient and controller of what it receives",
+              "receives pseudonymised data for: " + ", ".join(r.purposes))
+             for r in config.recipients]
+    return Section(
+        title="Roles and arrangements", table=Table(
+            columns=("Party", "GDPR role", "What it does"), rows=tuple(rows)),
+        paragraphs=(
+            "Each recipient receives pseudonymised data only and holds none of the additional "
+            "information (keys, salts, identities). That it does not try to re-identify "
+            "households, and how long it keeps what it receives, is agreed in the data-sharing "
+            "arrangement between aggregator and recipient: crowdflex cannot enforce that "
+            "agreement, only keep the additional information out of the recipient's reach.",
+        ))
+
+
+_PURPOSE_DATA = {
+    ONBOARDING_PURPOSE: "device registration and dispatch of setpoints to the device",
+    "balancing-validation": "per-device metering under pseudonyms to the TSO",
+    GCP_PURPOSE: "the connection point's own pseudonym to the TSO",
+    "settlement": "delivered energy per device, the prosumer's payout",
+}
+
+
+def _purposes(config: PrivacyConfig) -> Section:
+    purposes = dict.fromkeys((ONBOARDING_PURPOSE, *(p for r in config.recipients
+                                                    for p in r.purposes), "settlement"))
+    rows = tuple((p, _PURPOSE_DATA.get(p, "as configured"), config.legal_basis[p])
+                 for p in purposes if p in config.legal_basis)
+    return Section(
+        title="Purposes and legal bases", table=Table(
+            columns=("Purpose", "Processing", "Legal basis (GDPR art. 6), exactly one"),
+            rows=rows),
+        paragraphs=(
+            "A device registers with the aggregator only while its owner's "
+            f"'{ONBOARDING_PURPOSE}' consent is on record in the vault.",
+        ))
+
+
+def data_flows(config: PrivacyConfig) -> Table:
+    rows = [
+        ("Prosumer name, postcode, EAN of the connection, contract, device serial/VIN, "
+         "device_uuid, per-device random salt, consent records",
+         "Aggregator only (identity vault, AES-256-GCM encrypted fields)",
+         "Not pseudonymised: never leaves the aggregator"),
+        ("Raw 4-second device samples (kW), keyed by the device's certificate fingerprint",
+         "Aggregator only", "No name, address or EAN attached"),
+    ]
+    for recipient in config.recipients:
+        for purpose in recipient.purposes:
+            data = ("Grid connection point identified by its own pseudonym (never the EAN)"
+                    if purpose == GCP_PURPOSE else
+                    "Per device: pseudonym, device class, power bucket, bidding zone, pool id; "
+                    "measurements only inside activation windows")
+            rows.append((data, f"{recipient.name} ({purpose})",
+                         f"Keyed pseudonym per recipient, purpose and calendar month "
+                         f"({config.month_timezone})"))
+    return Table(columns=("Data", "Held by / sent to", "Pseudonymisation"), rows=tuple(rows))
+
+
+def _retention(config: PrivacyConfig) -> Section:
+    rows = tuple((str(e.holder), str(e.store), e.where, e.holds, e.kept)
+                 for e in retention_schedule(config))
+    return Section(
+        title="Retention per store", table=Table(
+            columns=("Holder", "Store", "Where", "Holds", "Kept"), rows=rows),
+        paragraphs=(
+            "Backups of any store keep what the store held when they were taken: the "
+            "operator's backup policy must not keep them longer than the store's own age.",
+        ))
+
+
+def _pseudonymisation(config: PrivacyConfig) -> Section:
+    return Section(title="Pseudonymisation (EDPB Guidelines 01/2025 terms)", items=(
+        "Pseudonymising controller: the aggregator.",
+        "Pseudonymisation domain: each recipient, per purpose and per calendar month ("
+        f"{config.month_timezone}); within a domain a device keeps one pseudonym, so the "
+        "recipient can validate per device; across domains its pseudonyms are unlinkable "
+        "without the additional information.",
+        "Additional information, kept by the aggregator only and apart from the pseudonymised "
+        "data: the master key (key file or environment, never in the vault file), the "
+        "per-device random salts and the identities (in the encrypted vault).",
+        "Transformation: HMAC-SHA256 under a key derived (HKDF-SHA256) from the master key for "
+        "recipient, purpose and month, over the random device_uuid and the device's salt, "
+        "truncated to 128 bits. No EAN, serial or name enters it, so enumerating EANs gains "
+        "nothing.",
+    ))
+
+
+def _necessity(scope: MeteringScope) -> Section:
+    isp = timedelta(minutes=15)
+    return Section(title="Why per-device data, and how much", paragraphs=(
+        "The TSO pays the aggregator for energy delivered by the devices of a pool. Per-device "
+        "rows let it check that the pool total is the sum of registered devices and that no "
+        "device delivers for two pools; pool totals alone would not show either.",
+        f"Sent per activated device and activation: {scope.sample_period.total_seconds():g}-s "
+        f"samples at {scope.resolution_kw} kW from {scope.before.total_seconds():g} s before the "
+        f"first setpoint to {scope.after.total_seconds():g} s after the last one (plus the "
+        f"{scope.tracking_lag.total_seconds():g}-s tracking lag): "
+        f"{scope.samples_per_device(isp)} samples for a 15-minute activation. Devices that were "
+        "not dispatched send no per-device row.",
+    ))
+
+
+def report_sections(config: PrivacyConfig, scope: MeteringScope) -> tuple[Section, ...]:
+    return (
+        Section(title="About this report", paragraphs=(
+            "Generated by `crowdflex privacy report` from the [privacy] and [profile] tables "
+            "the TSO and aggregator nodes run with; regenerate it whenever they change.",
+        )),
+        _settings(config, scope),
+        _roles(config),
+        _purposes(config),
+        Section(title="Data flows", table=data_flows(config)),
+        _retention(config),
+        _pseudonymisation(config),
+        _necessity(scope),
+    )

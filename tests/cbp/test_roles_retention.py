@@ -1,0 +1,166 @@
+"""What the privacy report says about the running nodes, held against them.
+
+A real activation (offer, award, dispatch, per-device metering) fills every store first: the
+aggregator's raw device telemetry, the TSO's per-device rows under pseudonyms and its pool rows,
+and the captured aggregator->TSO messages. Retention: the clock jumps past each age in turn and
+each store empties exactly when its age is passed, while pool-level rows stay. Metering: only
+the dispatched devices have per-device rows at the TSO, as many as the report says one
+activation sends, and the aggregator keys raw telemetry by device certificate, as it says.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cbp.roles.profile import metering_scope
+from cbp.roles.retention import aggregator_rules, tso_rules
+from privacy import (
+    Holder,
+    PrivacyConfig,
+    PrivacyConfigError,
+    config_from_document,
+    retention_schedule,
+)
+
+from .rolekit import Rig
+
+
+def _count(db: Path, where: str = "1", table: str = "report_points") -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
+
+
+def _device_messages(db: Path) -> int:
+    """The aggregator's events to devices, their deliveries and its delivered messages."""
+    return (_count(db, table="events") + _count(db, table="event_deliveries")
+            + _count(db, "delivered_at IS NOT NULL", table="outbox"))
+
+
+def _captures(rig: Rig) -> int:
+    return sum(1 for _ in rig.captures.glob("*.xml"))
+
+
+SETPOINTS = 8
+
+
+async def _metered(rig: Rig) -> int:
+    """Runs an activation of SETPOINTS samples to its end; returns how many devices it
+    dispatched."""
+    agg, tso = rig.aggregator, rig.tso
+    assert agg.upstream is not None
+    activation = await rig.activation((Decimal("0.05"),) * SETPOINTS,
+                                      lead=timedelta(seconds=40))
+    await rig.dispatched(activation)
+    end = tso.window(activation)[1]
+    timing = rig.settings.timing
+    await rig.run_until(end + rig.settings.pool.msp_after + timing.telemetry_batch * 2
+                        + timing.telemetry_grace)
+    await agg.flush_pool_rows()
+    await agg.upstream.flush_reports()
+    return len(agg.activations[activation.event_id].device_events)
+
+
+async def test_per_device_rows_are_the_dispatched_devices_and_as_many_as_the_report_says(
+        rig: Rig, tmp_path: Path) -> None:
+    dispatched = await _metered(rig)
+    assert 0 < dispatched < len(rig.nodes)  # 50 kW of 20-kW devices: some idle devices too
+    with sqlite3.connect(tmp_path / "tso.db") as conn:
+        rows = dict(conn.execute("SELECT r_id, count(*) FROM report_points"
+                                 " WHERE r_id LIKE 'psn1_%' GROUP BY r_id").fetchall())
+    assert len(rows) == dispatched, "an idle device sent per-device rows"
+    scope = metering_scope(rig.settings)
+    expected = scope.samples_per_device(rig.period * SETPOINTS)
+    assert set(rows.values()) == {expected}
+    with sqlite3.connect(tmp_path / "aggregator.db") as conn:
+        keys = {row[0] for row in conn.execute("SELECT DISTINCT ven_id FROM report_points")}
+    assert keys == {node.identity.fingerprint for node in rig.nodes}
+
+
+def test_the_nodes_purge_every_store_the_report_dates_at_its_age() -> None:
+    """The report's retention table and the nodes' retention rules are the same list."""
+    config = PrivacyConfig(raw_retention=timedelta(days=41), tso_device_retention=timedelta(
+        days=17), capture_retention=timedelta(days=5))
+    never = Path("unused")  # the rules are only listed here, not run
+
+    def storage() -> object:
+        raise AssertionError("not run")
+
+    running = {(Holder.AGGREGATOR, r.store, r.age)
+               for r in aggregator_rules(config, storage)}  # type: ignore[arg-type]
+    running |= {(Holder.TSO, r.store, r.age)
+                for r in tso_rules(config, storage, never)}  # type: ignore[arg-type]
+    dated = {(e.holder, e.store, e.age) for e in retention_schedule(config) if e.age is not None}
+    assert running == dated
+    assert {age.days for *_, age in dated} == {41, 17, 5}
+
+
+async def test_every_store_ages_out_at_its_configured_age(rig: Rig, tmp_path: Path) -> None:
+    assert await _metered(rig) > 0
+    tso_db, agg_db = tmp_path / "tso.db", tmp_path / "aggregator.db"
+    device_rows = "r_id LIKE 'psn1_%'"
+    pool_rows = "r_id NOT LIKE 'psn1_%'"
+    assert _count(tso_db, device_rows) > 0, "no per-device metering reached the TSO"
+    pools, raw, captures = _count(tso_db, pool_rows), _count(agg_db), _captures(rig)
+    messages = _device_messages(agg_db)
+    assert pools > 0 and raw > 0 and captures > 0 and messages > 0
+    ages = PrivacyConfig()  # what the rig's nodes run with
+    assert ages.capture_retention < ages.tso_device_retention < ages.raw_retention
+    start = rig.clock.now
+
+    async def at(age: timedelta) -> None:
+        rig.clock.now = start + age
+        await rig.tso.retention.run_once()
+        await rig.aggregator.retention.run_once()
+
+    await at(ages.capture_retention - timedelta(days=1))
+    assert (_captures(rig), _count(tso_db, device_rows) > 0, _count(agg_db)) == (
+        captures, True, raw)
+    await at(ages.capture_retention + timedelta(days=1))
+    assert _captures(rig) == 0
+    assert _count(tso_db, device_rows) > 0 and _count(agg_db) == raw
+    await at(ages.tso_device_retention + timedelta(days=1))
+    assert _count(tso_db, device_rows) == 0
+    assert _count(tso_db, pool_rows) == pools, "pool-level rows are not personal data: kept"
+    assert _count(agg_db) == raw and _device_messages(agg_db) == messages
+    await at(ages.raw_retention + timedelta(days=1))
+    assert _count(agg_db) == 0 and _device_messages(agg_db) == 0
+    assert _count(tso_db, pool_rows) == pools
+
+
+def test_the_privacy_table_sets_the_ages_and_refuses_nonsense() -> None:
+    parsed = config_from_document({"privacy": {"raw_retention_days": 30,
+                                               "tso_device_retention_days": 20,
+                                               "capture_retention_days": 7}})
+    assert (parsed.raw_retention, parsed.tso_device_retention, parsed.capture_retention) == (
+        timedelta(days=30), timedelta(days=20), timedelta(days=7))
+    for bad in ({"raw_retention_days": 0}, {"tso_device_retention_days": "90"},
+                {"capture_retention_days": 10**12}, {"capture_retention_days": True},
+                {"capture_retention_days": 91}):  # captures hold per-device rows: <= 90
+        with pytest.raises(PrivacyConfigError, match=r"\[privacy\] \w+_days"):
+            config_from_document({"privacy": bad})
+
+
+@pytest.mark.parametrize(("role", "key"), [("tso", "tso_device_retention_days"),
+                                         ("aggregator", "raw_retention_days")])
+def test_the_nodes_read_the_privacy_table_of_their_config(role: str, key: str,
+                                                           tmp_path: Path) -> None:
+    """`crowdflex tso|aggregator` read [privacy] from their own TOML (the example's): a bad age
+    stops them before anything starts, naming the key."""
+    example = (Path(__file__).parents[2] / "examples" / f"{role}.toml").read_text()
+    config = tmp_path / f"{role}.toml"
+    assert f"\n{key} = " in example
+    config.write_text(example.replace(f"\n{key} = ", f"\n{key} = 0 # ", 1))
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from cbp.cli import main; sys.exit(main())", role,
+         "--config", str(config)], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"}, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert key in done.stderr

@@ -1,0 +1,47 @@
+"""Message capture (vtn.capture): numbering survives a restart, and purging goes by file age."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from vtn.capture import capture_middleware, purge_captures
+
+
+async def _echo(request: web.Request) -> web.Response:
+    return web.Response(body=b"<reply/>", content_type="application/xml")
+
+
+async def _post_once(folder: Path) -> None:
+    app = web.Application(middlewares=[capture_middleware(folder)])
+    app.router.add_post("/OpenADR2/Simple/2.0b/EiReport", _echo)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        response = await client.post("/OpenADR2/Simple/2.0b/EiReport", data=b"<request/>")
+        assert response.status == 200
+
+
+async def test_a_restarted_vtn_numbers_on_instead_of_overwriting(tmp_path: Path) -> None:
+    await _post_once(tmp_path)
+    await _post_once(tmp_path)  # a second app on the same folder: a restart
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000001-EiReport-reply.xml", "000001-EiReport-request.xml",
+        "000002-EiReport-reply.xml", "000002-EiReport-request.xml"]
+
+
+def test_purge_deletes_captures_older_than_the_cutoff_and_nothing_else(tmp_path: Path) -> None:
+    now = datetime(2030, 1, 31, tzinfo=UTC)
+    names = {"000001-EiReport-request.xml": 40, "000001-EiReport-reply.xml": 40,
+             "000002-OadrPoll-request.xml": 10, "notes.txt": 40}
+    for name, days in names.items():
+        path = tmp_path / name
+        path.write_bytes(b"x")
+        stamp = (now - timedelta(days=days)).timestamp()
+        os.utime(path, (stamp, stamp))
+    assert purge_captures(tmp_path, now - timedelta(days=30)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000002-OadrPoll-request.xml", "notes.txt"]
+    assert purge_captures(tmp_path / "missing", now) == 0
