@@ -11,6 +11,7 @@ activation sends, and the aggregator keys raw telemetry by device certificate, a
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -155,7 +156,12 @@ def test_the_nodes_read_the_privacy_table_of_their_config(role: str, key: str,
     """`crowdflex tso|aggregator` read [privacy] from their own TOML (the example's): a bad age
     stops them before anything starts, naming the key."""
     example = (Path(__file__).parents[2] / "examples" / f"{role}.toml").read_text()
-    config = tmp_path / f"{role}.toml"
+    config = tmp_path / "examples" / f"{role}.toml"
+    config.parent.mkdir()
+    for relative in re.findall(r'"(\.\./[^"]+\.(?:pem|key))"', example):  # the files it names
+        placeholder = config.parent / relative
+        placeholder.parent.mkdir(parents=True, exist_ok=True)
+        placeholder.write_text("")
     assert f"\n{key} = " in example
     config.write_text(example.replace(f"\n{key} = ", f"\n{key} = 0 # ", 1))
     done = subprocess.run(
