@@ -67,7 +67,7 @@ class ReceivedStatement:
     isp_start: datetime
     requested_mwh: Decimal
     delivered_mwh: Decimal
-    settled_mwh: Decimal  # "capped": over-delivery and lag-shifted setpoint applied
+    settled_mwh: Decimal  # "capped": delivery above the largest of the last L + 1 setpoints unpaid
     ratio: Decimal | None
     clearing_price_eur_per_mwh: Decimal
     bid_price_eur_per_mwh: Decimal

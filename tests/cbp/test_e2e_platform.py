@@ -40,7 +40,8 @@ def _points(db: Path, r_id: str) -> dict[datetime, Decimal]:
 
 def _recompute(summary: PlatformSummary, settings: CbpSettings) -> dict[str, Decimal]:
     """DESIGN.md section 4, written out: dP = B - M, E_req = sum S dt, E_del = sum max(0, dP) dt,
-    E_set = sum min(max(dP, 0), S(k - L)) dt over the setpoints and L samples past the last."""
+    E_set = min(sum min(max(dP, 0), max(S(k), ..., S(k - L))) dt, E_req) over the setpoints and L
+    samples past the last."""
     rules, pool = settings.rules, settings.pool
     period, lag = rules.sample_period, rules.tracking_lag_samples
     dt_h = Decimal(int(period.total_seconds())) / Decimal(3600)
@@ -58,10 +59,10 @@ def _recompute(summary: PlatformSummary, settings: CbpSettings) -> dict[str, Dec
         d_p = held[-1][1] - measured[at]
         e_req += setpoint.get(at, Decimal(0)) * dt_h
         e_del += max(Decimal(0), d_p) * dt_h
-        e_set += min(max(d_p, Decimal(0)), max(setpoint.get(at - lag * period, Decimal(0)),
-                                               Decimal(0))) * dt_h
+        cap = max(Decimal(0), *(setpoint.get(at - i * period, Decimal(0)) for i in range(lag + 1)))
+        e_set += min(max(d_p, Decimal(0)), cap) * dt_h
         at += period
-    return {"requested": e_req, "delivered": e_del, "settled": e_set}
+    return {"requested": e_req, "delivered": e_del, "settled": min(e_set, e_req)}
 
 
 def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) -> None:
