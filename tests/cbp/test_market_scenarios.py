@@ -124,7 +124,7 @@ def test_scenario_6_tso_settlement() -> None:
     lines = tso_statements_csv([statement]).splitlines()
     assert lines[0].startswith("aggregator_id,isp_day,isp_index,direction,requested_mwh")
     assert lines[1] == ("VDB-AFRR-01,2025-03-14,57,up,0.400000,0.400000,0.400000,1.0000,"
-                        "212.40,180,84.96,0.00,84.96,")  # fmt: skip
+                        "212.40,180.00,84.96,0.00,84.96,")  # fmt: skip
 
 
 def test_scenario_7_prosumer_settlement_and_margin() -> None:
