@@ -1,4 +1,5 @@
-"""The Crowd Balancing Platform market core (DESIGN.md sections 3-4), pure and I/O-free.
+"""The Crowd Balancing Platform market core (docs/architecture.md#the-cbp-profile-on-openadr), pure
+and I/O-free.
 
 ISP calendar, offer book and awards, delivery validation with baselines and data quality,
 TSO settlement and prosumer payouts. Every rule number lives in ``MarketRules``; every function

@@ -1,4 +1,5 @@
-"""Settlement: the TSO statement per ISP and the prosumer payout per device (DESIGN.md 4).
+"""Settlement: the TSO statement per ISP and the prosumer payout per device
+(docs/architecture.md#market-rules).
 
 TSO -> aggregator, pay-as-cleared: payment = E_set * clearing price. If rho < 0.90 the penalty is
 (0.9 E_req - E_del) * 1.25 * max(clearing price, bid price). Statements round half-up: money to

@@ -1,7 +1,7 @@
 """Delivery validation: requested, delivered and settled energy of one activation.
 
-DESIGN.md section 4, with S the TSO setpoint, B the +5-min baseline forecast and M the measured
-pool power on the 4-s grid (dt = sample period):
+docs/architecture.md#market-rules, with S the TSO setpoint, B the +5-min baseline forecast and M the
+measured pool power on the 4-s grid (dt = sample period):
 
     dP_k  = B_k - M_k                       (upward; downward uses M_k - B_k)
     E_req = sum S_k dt

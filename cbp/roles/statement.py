@@ -1,4 +1,5 @@
-"""The ``x-SETTLEMENT`` report: the TSO's settlement statement on the wire (DESIGN.md 3, last row).
+"""The ``x-SETTLEMENT`` report: the TSO's settlement statement on the wire
+(docs/architecture.md#the-cbp-profile-on-openadr, last row).
 
 Direction (OpenADR 2.0b profile 8.3): report data flows from the party that *offers* a report to
 the party that asked for it, so the TSO (VTN) offers ``x-SETTLEMENT`` in an oadrRegisterReport of

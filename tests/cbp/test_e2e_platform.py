@@ -3,8 +3,8 @@
 The devices run in their own process (``crowdflex device``), the aggregator and the TSO are real
 mutual-TLS servers; nothing is mocked. The test then checks, independently of the platform code:
 - the TSO statement against a settlement recomputed here from the measurements and +5-min
-  baselines read straight out of the TSO's SQLite file (DESIGN.md section 4, written out below,
-  not by calling cbp.market);
+  baselines read straight out of the TSO's SQLite file (docs/architecture.md#market-rules, written
+  out below, not by calling cbp.market);
 - every message captured on the aggregator-TSO link against the 2.0b XSD (xmlschema oracle);
 - that the privacy audit of the run folder passes and the one device without consent was refused.
 """
@@ -39,7 +39,8 @@ def _points(db: Path, r_id: str) -> dict[datetime, Decimal]:
 
 
 def _recompute(summary: PlatformSummary, settings: CbpSettings) -> dict[str, Decimal]:
-    """DESIGN.md section 4, written out: dP = B - M, E_req = sum S dt, E_del = sum max(0, dP) dt,
+    """docs/architecture.md#market-rules, written out: dP = B - M, E_req = sum S dt, E_del = sum
+    max(0, dP) dt,
     E_set = min(sum min(max(dP, 0), max(S(k), ..., S(k - L))) dt, E_req) over the setpoints and L
     samples past the last."""
     rules, pool = settings.rules, settings.pool

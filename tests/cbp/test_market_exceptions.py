@@ -1,5 +1,6 @@
-"""The exceptions of SCENARIOS.md with numbers of our own: partial delivery and its penalty, data
-gaps, a device clock 7 s off, a late acknowledgement, pool coherence, an ISP-crossing activation,
+"""The exceptions of docs/architecture.md#reference-scenarios with numbers of our own: partial
+delivery and its penalty, data gaps, a device clock 7 s off, a late acknowledgement, pool coherence,
+an ISP-crossing activation,
 and a downward activation. Each test states its numbers."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""SCENARIOS.md 4, 6, 7 and 8 reproduced exactly, and `crowdflex settle` on scenario 4/6 files.
+"""Reference scenarios 4, 6, 7 and 8 reproduced exactly, and `crowdflex settle` on scenario 4/6
+files.
 
 Scenario 4's profile: from 14:03:00 local the setpoint ramps +0.1 MW per 4-s sample to 3.0 MW at
 14:04:56, holds 3.0 MW to 14:10:56, ramps down from 2.9 at 14:11:00 to 0.0 at 14:12:56: 150
