@@ -287,5 +287,14 @@ def test_the_conformance_guide_runs_as_written(tmp_path: Path) -> None:
 
     (mine / "broken.xml").write_text("<oadrPayload", encoding="utf-8")  # unlabelled, must decode
     failing = run_shell(commands[1], tmp_path)
-    assert failing.returncode != 0
+    assert failing.returncode == 1
     assert re.search(r"^FAIL \S*broken\.xml: MalformedXml", failing.stdout, re.M)
+    junit = (tmp_path / "conformance.xml").read_text(encoding="utf-8")
+    assert junit.count("<testcase ") == 3 and junit.count("<failure ") == 1
+
+    gone = run_shell(commands[1].replace("mine ", "nowhere ", 1), tmp_path)
+    assert gone.returncode == 2 and "no such file or folder: nowhere" in gone.stderr
+    (mine / "manifest.toml").write_text('["poll.xml"]\nexpect = \n', encoding="utf-8")
+    unreadable = run_shell(commands[1], tmp_path)
+    assert unreadable.returncode == 2
+    assert "error: cannot read manifest mine/manifest.toml" in unreadable.stderr
