@@ -26,7 +26,7 @@ from decimal import Decimal
 __all__ = ["PowerSeries", "Series", "pool_power_svg"]
 
 WIDTH, HEIGHT = 1360, 780
-_LEFT, _PLOT_RIGHT, _LEGEND_X = 90, 1060, 1085
+_LEFT, _PLOT_RIGHT, _LEGEND_X = 90, 1010, 1030
 _PANELS = ((60, 360), (430, 700))  # (top, bottom) of each plot area
 _TIME_STEPS_S = (1, 2, 4, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
@@ -49,6 +49,7 @@ class PowerSeries:
     """What the chart shows: the two panels' series, the window and the ISP boundaries."""
 
     title: str
+    response_title: str  # e.g. "Response: upward = less consumption (MW)"
     consumption: tuple[Series, ...]
     response: tuple[Series, ...]
     window: tuple[datetime, datetime]
@@ -158,8 +159,8 @@ def _legend(chart: PowerSeries) -> list[str]:
     entries = [*chart.consumption, *chart.response]
     height = 36 + 24 * (len(entries) + 2)
     top = _PANELS[0][0]
-    out = [f'<g id="legend"><rect x="{_LEGEND_X}" y="{top}" width="{WIDTH - _LEGEND_X - 10}" '
-           f'height="{height}" fill="#fff" stroke="#999"/>',
+    out = [f'<g id="legend"><rect id="legend-box" x="{_LEGEND_X}" y="{top}" '
+           f'width="{WIDTH - _LEGEND_X - 10}" height="{height}" fill="#fff" stroke="#999"/>',
            f'<text x="{_LEGEND_X + 12}" y="{top + 22}" font-weight="bold">Legend</text>']
     y = top + 46
     for line in entries:
@@ -190,7 +191,7 @@ def pool_power_svg(chart: PowerSeries) -> str:
            f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="13">',
            f'<text x="{_LEFT}" y="24" font-size="17">{html.escape(chart.title)}</text>']
     frame = _Frame(t0, t1, *_PANELS[0], 1.0)
-    titles = ("Pool consumption (MW)", "Response: upward = less consumption (MW)")
+    titles = ("Pool consumption (MW)", chart.response_title)
     for (top, bottom), title, series in zip(_PANELS, titles, (chart.consumption, chart.response),
                                             strict=True):  # fmt: skip
         highest = max((float(mw) for s in series for _, mw in s.points), default=1.0)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import csv
 import html
 import io
+from decimal import Decimal
 from pathlib import Path
 
 from cbp.market import (
     Accepted,
+    Direction,
     IspCalendar,
     MarketRules,
     ProsumerStatement,
@@ -33,6 +35,8 @@ from privacy import AuditResult
 from .chart import PowerSeries, Series, pool_power_svg
 
 __all__ = ["pool_power_html", "power_series", "statement_text", "write_report"]
+
+_MICRO_EUR = Decimal("0.000001")
 
 
 def _offers_csv(tso: TsoNode) -> str:
@@ -62,10 +66,13 @@ def power_series(activation: Activation, calendar: IspCalendar, rules: MarketRul
     while at <= last + lag + rules.isp_length:
         starts.append((at, f"ISP {calendar.isp_at(at).index}"))
         at += rules.isp_length
-    mw = activation.award.mw
+    mw, up = activation.award.mw, activation.award.direction is Direction.UP
+    delivered = "baseline - measured" if up else "measured - baseline"
     return PowerSeries(
         title=f"Activation {activation.event_id}: awarded {mw} MW in ISP {isp.index} "
               f"of {isp.day.isoformat()}",
+        response_title="Response: upward = less consumption (MW)" if up
+        else "Response: downward = more consumption (MW)",
         consumption=(
             Series(key="baseline", label="baseline (+5-min forecast)", colour="#1f77b4",
                    width=3, step=True, points=tuple((r.at, r.baseline_mw) for r in rows
@@ -78,7 +85,7 @@ def power_series(activation: Activation, calendar: IspCalendar, rules: MarketRul
             Series(key="setpoint", label="TSO setpoint (response asked)", colour="#d62728",
                    width=9, step=True,
                    points=tuple((s.at, s.value) for s in activation.setpoints)),
-            Series(key="delivered", label="delivered = baseline - measured", colour="#6a3d9a",
+            Series(key="delivered", label=f"delivered = {delivered}, >= 0", colour="#6a3d9a",
                    width=3, step=True, points=tuple((r.at, r.delivered_mw) for r in rows
                                          if r.measured_mw is not None)),
             Series(key="awarded", label=f"awarded {mw} MW", colour="#ff7f0e", width=2,
@@ -98,8 +105,8 @@ def statement_text(activation: Activation, prosumers: ProsumerStatement,
     paid, accrued = prosumers.total_eur, prosumers.accrued_eur
     lines.append(
         f"prosumers EUR {paid}: {len(prosumers.lines)} prosumer line(s), each prosumer's month "
-        f"rounded half-up to the cent once; they accrued EUR {round_money(accrued)} "
-        f"({accrued.normalize():f} unrounded), so rounding adds EUR {round_money(paid - accrued)}"
+        f"rounded half-up to the cent once; they accrued EUR {accrued.quantize(_MICRO_EUR)} "
+        f"before rounding, so rounding adds EUR {round_money(paid - accrued)}"
     )
     return tuple(lines)
 

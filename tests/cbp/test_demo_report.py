@@ -18,6 +18,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -93,6 +94,8 @@ const box = e => { const r = e.getBoundingClientRect();
   return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
 const q = s => Array.from(document.querySelectorAll(s));
 const out = {legend: box(document.getElementById('legend')),
+  legendBox: box(document.getElementById('legend-box')),
+  legendTexts: q('#legend text').map(box),
   series: Object.fromEntries(q('[id^="series-"]').map(e => [e.id, box(e)])),
   panels: q('svg > rect[fill="none"]').map(box),
   isp: q('.isp-boundary').length, window: q('.window').length,
@@ -171,6 +174,10 @@ def test_the_statement_below_the_chart_explains_every_figure() -> None:
     # The pool over-delivers 0.05 MW on the 11 samples of 0.7 MW: 0.55 MW-samples = 0.000611 MWh
     # delivered above the cap, so settled is below delivered at a ratio over 1.
     assert "0.000611 MWh was delivered above that and is not paid" in page
+    # one prosumer accrued 0.1 kWh * 0.15 = EUR 0.015, paid 0.02 after rounding once
+    assert ("<li>prosumers EUR 0.02: 1 prosumer line(s), each prosumer&#x27;s month rounded half-up"
+            " to the cent once; they accrued EUR 0.015000 before rounding, so rounding adds"
+            " EUR 0.01</li>") in page  # fmt: skip
 
 
 def test_chromium_screenshot_shows_every_series_and_the_legend_clear_of_the_data(
@@ -200,6 +207,9 @@ def test_chromium_screenshot_shows_every_series_and_the_legend_clear_of_the_data
         assert panel["top"] - 5 <= box["top"] and box["bottom"] <= panel["bottom"] + 5, name
         assert box["right"] <= legend["left"], name
     assert legend["bottom"] <= 900 and bottom["bottom"] <= 900  # all in the screenshot
+    frame = geometry["legendBox"]
+    assert all(frame["left"] <= t["left"] and t["right"] <= frame["right"]
+               for t in geometry["legendTexts"]), "a legend label runs out of its box"
     # both panels from zero, one unit label each, time in UTC with several ticks
     assert [float(t) for t in geometry["yTicks"]].count(0.0) == 2
     assert sorted(geometry["labels"]) == ["MW", "MW", "time (UTC)"]
@@ -216,3 +226,11 @@ def test_isp_boundaries_fall_on_the_calendar() -> None:
     assert all(CALENDAR.isp_start(CALENDAR.isp_at(at)) == at for at in starts)
     assert chart.window == (CALENDAR.isp_start(ISP),
                             CALENDAR.isp_start(ISP) + 17 * DT)  # 15 setpoints + L = 2  # fmt: skip
+
+
+def test_a_downward_activation_is_labelled_as_one() -> None:
+    activation = _activation()
+    activation.award = replace(activation.award, direction=Direction.DOWN)
+    chart = power_series(activation, CALENDAR, RULES)
+    assert chart.response_title == "Response: downward = more consumption (MW)"
+    assert chart.response[1].label == "delivered = measured - baseline, >= 0"

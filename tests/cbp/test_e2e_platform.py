@@ -104,4 +104,11 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
     for path in captured:
         assert_xsd_valid(path.read_bytes())
     assert summary.audit.passed and len(summary.audit.files) == len(captured)
-    assert (tmp_path / "report").is_dir()
+    report = tmp_path / "report"
+    explained = (report / "tso-statement.txt").read_text().splitlines()
+    assert explained[0].startswith(f"requested {s.requested_mwh} MWh: ")
+    assert explained[2].startswith(f"settled {s.settled_mwh} MWh: ")
+    prosumer_rows = (report / "prosumer-statements.csv").read_text().splitlines()
+    assert prosumer_rows[0] == "month,prosumer_id,delivered_kwh,amount_eur"
+    assert len(prosumer_rows) == 1 + len(summary.prosumers.lines)
+    assert 'id="series-setpoint"' in (report / "pool-power.html").read_text()
