@@ -1,5 +1,5 @@
-"""crowdflex privacy by design (DESIGN.md section 5): pseudonyms, identity vault, minimisation,
-retention and erasure, and the privacy audit.
+"""crowdflex privacy by design (docs/architecture.md#privacy-design): pseudonyms, identity vault,
+minimisation, retention and erasure, and the privacy audit.
 
 >>> from uuid import UUID
 >>> pseudonym(bytes(range(32)), UUID("00000000-0000-4000-8000-000000000001"),

@@ -2,8 +2,9 @@
 
 :class:`OutboundFilter` works on the *encoded XML bytes* (so a message type added later cannot
 slip past it) and on typed records (for code that builds per-device rows). It admits only what
-DESIGN.md section 5 allows the TSO to see per device: pseudonyms, device class, power bucket, zone,
-pool id, and measurements at 0.1 kW resolution inside activation windows. What it refuses it
+docs/architecture.md#privacy-design allows the TSO to see per device: pseudonyms, device class,
+power bucket, zone, pool id, and measurements at 0.1 kW resolution inside activation windows. What
+it refuses it
 refuses loudly: :class:`OutboundRefused` naming each finding, one ERROR log line, nothing returned
 to send.
 

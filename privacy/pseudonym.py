@@ -1,4 +1,4 @@
-"""Keyed, per-recipient, per-purpose, per-month pseudonyms (DESIGN.md section 5).
+"""Keyed, per-recipient, per-purpose, per-month pseudonyms (docs/architecture.md#privacy-design).
 
 ``K = HKDF-SHA256(master_key, salt=b"cbp-pseudonym-v1", info="R|P|E", length=32)`` and
 ``pseudonym = "psn1_" + base32(HMAC-SHA256(K, device_uuid.bytes + salt)[:16]).lower()``, RFC 4648

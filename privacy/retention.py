@@ -5,8 +5,8 @@ Owns the :class:`RawDataStore` protocol (what the aggregator writes samples thro
 
 Invariants: samples are keyed by device_uuid (never identity), times are stored as UTC epoch
 milliseconds so range deletes use an index; kW values are Decimal, stored as text so nothing is
-rounded; writes are batched (one transaction per ``add``, DESIGN.md section 8); deletes zero the
-freed pages (``secure_delete``) so erased data is not left in the file.
+rounded; writes are batched (one transaction per ``add``, docs/architecture.md#where-the-time-goes);
+deletes zero the freed pages (``secure_delete``) so erased data is not left in the file.
 """
 
 from __future__ import annotations

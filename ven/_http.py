@@ -7,7 +7,8 @@ Retry-After the VTN sent; other HTTP 4xx become :class:`VtnRefused`; a reply bod
 codec (hardened, XSD-validated), whose ``RemoteProtocolError`` passes unchanged. An empty 200
 body is a valid answer (openleadr's VTN answers an oadrResponse that way) and reads as ``None``.
 
-Connections are kept alive: a new mutual-TLS handshake costs far more than a request (DESIGN 8).
+Connections are kept alive: a new mutual-TLS handshake costs far more than a request
+(docs/architecture.md#where-the-time-goes).
 """
 
 from __future__ import annotations

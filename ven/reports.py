@@ -163,19 +163,21 @@ class ReportDesk:
     async def _schedule(self, accepted: AcceptedReport) -> None:
         assert self._provider is not None
         request = accepted.request
-        since = self._clock()
+        # whole seconds: an xcal duration has no fraction, so until - since must not either
+        since = self._clock().replace(microsecond=0)
         while True:
             await self._sleep(accepted.period.total_seconds())
-            until = self._clock()
+            until = self._clock().replace(microsecond=0)
             try:
                 produced = self._provider(request, since, until)
                 intervals = await produced if inspect.isawaitable(produced) else produced
-            except Exception:
-                log.exception("report provider failed for %s", request.report_request_id)
+                if intervals:
+                    await self.send(request.report_request_id, intervals, dtstart=since,
+                                    duration=until - since)
+            except Exception:  # a bad report must not end the schedule without a word
+                log.exception("report %s: the provider failed or its data could not be queued",
+                              request.report_request_id)
                 continue
-            if intervals:
-                await self.send(request.report_request_id, intervals, dtstart=since,
-                                duration=until - since)
             since = until
 
     # ------------------------------------------------------------ data

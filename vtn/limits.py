@@ -4,9 +4,10 @@ Both run as one aiohttp middleware *before* the handler reads the body, so a ref
 costs the VTN neither a body read, nor an XML parse, nor a database query.
 
 - **Per-VEN rate** *(config: ``rate_limit_per_s``, ``rate_limit_burst``)*: one token bucket per
-  client-certificate fingerprint (the same identity the services bind venIDs to, DESIGN.md
-  section 2). A VEN may send ``burst`` requests at once (a poll loop draining its queue polls again
-  at once) and ``per_s`` a second after that. Over the limit: **HTTP 429 with Retry-After** (whole
+  client-certificate fingerprint (the same identity the services bind venIDs to,
+  docs/architecture.md#a-messages-life). A VEN may send ``burst`` requests at once (a poll loop
+  draining its queue polls again at once) and ``per_s`` a second after that. Over the limit: **HTTP
+  429 with Retry-After** (whole
   seconds until a token is back).
 - **Global in-flight cap** *(config: ``max_in_flight``)*: at most that many requests are being
   handled at a time, counting slow bodies still arriving. Over the cap: **HTTP 503 with

@@ -5,8 +5,9 @@
   60 s, long enough for a few thousand idle sockets to pin memory and file descriptors).
 - **Open-connection cap** *(config: ``max_connections``)*: with that many established
   connections, a new one is closed as soon as its handshake completes, before any HTTP is read.
-  VENs keep their connection alive (DESIGN.md 8), so the cap is on VENs connected at once, not
-  on request rate (that is :mod:`vtn.limits`). Connections still handshaking are bounded by the
+  VENs keep their connection alive (docs/architecture.md#where-the-time-goes), so the cap is on VENs
+  connected at once, not on request rate (that is :mod:`vtn.limits`). Connections still handshaking
+  are bounded by the
   deadline above, not by the cap.
 
 Invariants: nothing here reads a request; a refused connection never reaches the application.

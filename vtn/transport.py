@@ -1,7 +1,8 @@
 """The VTN's HTTP face: the five OpenADR 2.0b Simple HTTP endpoints (profile section 8).
 
-A request's life (DESIGN.md section 2): content type (415) and size (413) checks -> the peer's
-identity from its TLS client certificate -> hardened decode with the codec -> the application's
+A request's life (docs/architecture.md#a-messages-life): content type (415) and size (413) checks ->
+the peer's identity from its TLS client certificate -> hardened decode with the codec -> the
+application's
 dispatcher (which checks the payload belongs to the service) -> the encoded reply. A VEN's
 repeated unsigned request bytes and repeated replies skip the XML work (:mod:`vtn.repeats`).
 Every protocol failure leaves as an oadrResponse carrying its OpenADR code with HTTP 200;

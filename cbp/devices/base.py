@@ -1,7 +1,8 @@
 """What every simulated device shares: its class, rated power, power bucket and online state.
 
-A simulator is a small state machine stepped once per telemetry sample (DESIGN.md 4: 4 s).
-``step(now, setpoint_kw)`` simulates the sample period ending at ``now`` and returns the measured
+A simulator is a small state machine stepped once per telemetry sample
+(docs/architecture.md#market-rules: 4 s). ``step(now, setpoint_kw)`` simulates the sample period
+ending at ``now`` and returns the measured
 mean power in kW (positive = consumption, negative = export), or ``None`` when the device is
 offline: a missing sample is missing, never fabricated. ``setpoint_kw`` is a target consumption in
 kW (the per-device setpoint the aggregator dispatches); ``None`` means no instruction, and the
@@ -24,14 +25,16 @@ __all__ = ["Device", "DeviceClass", "OnlineState", "power_bucket", "step_all"]
 
 
 class DeviceClass(StrEnum):
-    """Device classes as registered with the TSO (DESIGN.md 3, pool registration)."""
+    """Device classes as registered with the TSO (docs/architecture.md#the-cbp-profile-on-openadr,
+    pool registration)."""
 
     EV_CHARGER = "ev_charger"
     HEAT_PUMP = "heat_pump"
     BATTERY = "battery"
 
 
-# Rated-power buckets sent to the TSO instead of exact ratings (DESIGN.md 5, minimisation).
+# Rated-power buckets sent to the TSO instead of exact ratings (docs/architecture.md#privacy-design,
+# minimisation).
 _BUCKETS: tuple[tuple[float, str], ...] = ((3.0, "0-3kW"), (7.0, "3-7kW"), (11.0, "7-11kW"))
 
 

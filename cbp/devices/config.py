@@ -1,8 +1,10 @@
-"""Simulator parameters for the device models (SCENARIOS.md setup), all configuration.
+"""Simulator parameters for the device models (the reference pool,
+docs/architecture.md#reference-scenarios), all configuration.
 
 ``DeviceProfiles`` groups one profile per device class plus the telemetry sample period the
-simulators step in (DESIGN.md 4: 4 s; take it from ``MarketRules.sample_period``). The defaults
-describe the reference pool: EV chargers of 11 kW max charging at ~7.5 kW typical, 2.5 kW heat
+simulators step in (docs/architecture.md#market-rules: 4 s; take it from
+``MarketRules.sample_period``). The defaults describe the reference pool: EV chargers of 11 kW max
+charging at ~7.5 kW typical, 2.5 kW heat
 pumps with a 2 K comfort band, 5 kW / 10 kWh home batteries. Ranges are (low, high) tuples from
 which each simulated device draws its own values, so a seeded pool is heterogeneous but
 reproducible.

@@ -1,7 +1,8 @@
 """A simulated pool of devices, its seeded builder, and the fault injector.
 
-``build_pool(n_devices, seed)`` reproduces the SCENARIOS.md mix: 60 % EV chargers, 30 % heat
-pumps, the rest home batteries (2,000 = 1,200 / 600 / 200). Every device gets a random
+``build_pool(n_devices, seed)`` reproduces the reference mix
+(docs/architecture.md#reference-scenarios): 60 % EV chargers, 30 % heat pumps, the rest home
+batteries (2,000 = 1,200 / 600 / 200). Every device gets a random
 ``uuid.UUID`` (version 4) and its own ``random.Random``, both drawn from one seeded generator, so
 the same seed and start give the same pool and, stepped with the same setpoints, the same run.
 
@@ -28,7 +29,8 @@ from .heatpump import HeatPump
 
 __all__ = ["SCENARIO_START", "FaultInjector", "SimPool", "build_pool"]
 
-# SCENARIOS.md day: Friday 2025-03-14, 13:50 Europe/Amsterdam (12:50 UTC), before ISP 57.
+# The reference day (docs/architecture.md#reference-scenarios): Friday 2025-03-14, 13:50
+# Europe/Amsterdam (12:50 UTC), before ISP 57.
 SCENARIO_START = datetime(2025, 3, 14, 12, 50, tzinfo=UTC)
 
 _MIX = ((DeviceClass.EV_CHARGER, 0.6), (DeviceClass.HEAT_PUMP, 0.3))
@@ -75,7 +77,7 @@ def build_pool(
     start: datetime = SCENARIO_START,
     profiles: DeviceProfiles | None = None,
 ) -> SimPool:
-    """A pool of ``n_devices`` in the SCENARIOS mix, its state drawn for ``start``."""
+    """A pool of ``n_devices`` in the reference mix, its state drawn for ``start``."""
     if n_devices < 0:
         raise ValueError("n_devices must not be negative")
     if start.tzinfo is None:

@@ -1,4 +1,5 @@
-"""The Crowd Balancing Platform market core (DESIGN.md sections 3-4), pure and I/O-free.
+"""The Crowd Balancing Platform market core (docs/architecture.md#the-cbp-profile-on-openadr), pure
+and I/O-free.
 
 ISP calendar, offer book and awards, delivery validation with baselines and data quality,
 TSO settlement and prosumer payouts. Every rule number lives in ``MarketRules``; every function
@@ -42,6 +43,8 @@ from .settlement import (
     ProsumerStatement,
     TsoStatement,
     aggregator_margin,
+    explain_statement,
+    price_text,
     prosumer_statement_csv,
     prosumer_statement_json,
     round_energy,
@@ -69,7 +72,8 @@ __all__ = [
     "OfferBook", "PayoutLedger", "PayoutLine", "ProsumerStatement", "RefusalReason", "Refused",
     "Sample", "SampleQuality", "SubmitResult", "TsoStatement", "ValidationError",
     "aggregator_margin", "assess_baseline", "check_ack", "check_pool_coherence", "energy_mwh",
-    "meter_before", "prosumer_statement_csv", "prosumer_statement_json", "regularise",
-    "round_energy", "round_money", "round_ratio", "settle_tso", "snap", "split_by_isp",
-    "tso_statements_csv", "tso_statements_json", "validate_delivery",
+    "explain_statement", "meter_before", "price_text", "prosumer_statement_csv",
+    "prosumer_statement_json", "regularise", "round_energy", "round_money", "round_ratio",
+    "settle_tso", "snap", "split_by_isp", "tso_statements_csv", "tso_statements_json",
+    "validate_delivery",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Market and validation rule parameters (DESIGN.md section 4), all configuration.
+"""Market and validation rule parameters (docs/architecture.md#market-rules), all configuration.
 
 ``MarketRules`` owns every number the market core uses: the ISP length, gate closure, offer bounds,
 the telemetry sample period, tracking lag, tolerance, penalty factor, baseline quality thresholds,
@@ -27,7 +27,8 @@ class MarketRulesError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketRules:
-    # Calendar (DESIGN.md 4: ISP 15 min, 96 a day, Europe/Amsterdam; gate closure 25 min before).
+    # Calendar (docs/architecture.md#market-rules: ISP 15 min, 96 a day, Europe/Amsterdam; gate
+    # closure 25 min before).
     timezone: str = "Europe/Amsterdam"
     isp_length: timedelta = timedelta(minutes=15)
     #: how long after local midnight the market day, and so its ISP grid, begins: 0 on the real

@@ -1,4 +1,5 @@
-"""The ISP calendar: imbalance settlement periods of one market day (DESIGN.md section 4).
+"""The ISP calendar: imbalance settlement periods of one market day
+(docs/architecture.md#market-rules).
 
 A market day is a local calendar day in the rules' timezone (Europe/Amsterdam by default); its ISPs
 are numbered 1..N from local midnight, N = day length / ISP length: 96 on a normal day, 92 on the

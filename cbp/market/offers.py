@@ -1,7 +1,8 @@
 """The offer book: flex offers (bids) per ISP, their admission rules, and awards.
 
-DESIGN.md section 4 / SCENARIOS.md 2-3: an offer names an ISP, a direction, a volume in MW and a
-price in EUR/MWh. It is admitted only if the ISP exists, it arrives no later than gate closure
+docs/architecture.md#market-rules, reference scenarios 2-3: an offer names an ISP, a direction, a
+volume in MW and a price in EUR/MWh. It is admitted only if the ISP exists, it arrives no later than
+gate closure
 (ISP start - 25 min; an offer at exactly gate closure is on time), the volume is at least 1 MW in
 whole-MW steps and within the forecast availability when one is given, and the price lies within
 +-15,000 EUR/MWh. Re-submitting an offer id with identical content is idempotent ("already

@@ -1,6 +1,6 @@
 """Data-quality checks around validation: baseline quality, pool coherence, acknowledgement time.
 
-DESIGN.md section 4 and SCENARIOS.md 5, 8:
+docs/architecture.md#market-rules, reference scenarios 5 and 8:
 - baseline quality on ISPs without activation: NMAE = sum|F5 - M| / (N * P_offered) <= 10 % and
   bias = sum(F5 - M) / (N * P_offered) within +-5 %, pooled over the last 4 idle ISPs
   (``BaselineMonitor``); outside either bound the aggregator is flagged, and validation uses the

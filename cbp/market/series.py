@@ -1,4 +1,5 @@
-"""Sample series on the telemetry grid: re-alignment and gap handling (DESIGN.md section 4).
+"""Sample series on the telemetry grid: re-alignment and gap handling
+(docs/architecture.md#market-rules).
 
 A ``Sample`` is one timestamped value (MW for pool series, kW for device series; the caller's
 name for the series says which). ``regularise`` puts samples on the grid of ``sample_period``

@@ -1,28 +1,31 @@
 """Delivery validation: requested, delivered and settled energy of one activation.
 
-DESIGN.md section 4, with S the TSO setpoint, B the +5-min baseline forecast and M the measured
-pool power on the 4-s grid (dt = sample period):
+docs/architecture.md#market-rules, with S the TSO setpoint, B the +5-min baseline forecast and M the
+measured pool power on the 4-s grid (dt = sample period):
 
     dP_k  = B_k - M_k                       (upward; downward uses M_k - B_k)
     E_req = sum S_k dt
     E_del = sum max(0, dP_k) dt
-    E_set = sum min(max(dP_k, 0), S_(k-L)) dt   over-delivery is not paid
+    C_k   = max(S_k, S_(k-1), ..., S_(k-L))  the cap: the largest of the last L+1 setpoints
+    E_set = min(sum min(max(dP_k, 0), C_k) dt, E_req)   delivery above the cap is not paid
     rho   = E_del / E_req
 
-The window runs from the first setpoint sample to L samples past the last one, so a pool that
-follows L samples late is not cut short. Setpoints are TSO data and must lie on the grid; a grid
-time inside the activation without a setpoint sample requests nothing.
+Any delivery between the current and the L-samples-old setpoint is paid: a pool that follows at
+once is paid in full, and so is one that follows L samples late; a pool later than L loses what
+it delivers above the cap. Because C_k looks back L samples, the capped sum can exceed what was
+requested on a falling setpoint; E_set is bounded by E_req, since the lag allowance shifts when
+energy counts, not how much. The window runs from the first setpoint sample to L samples past
+the last one, so a pool that follows L samples late is not cut short. Setpoints are TSO data and
+must lie on the grid; a grid time inside the activation without a setpoint sample requests
+nothing.
 
 Data quality: measurement and baseline gaps of up to 3 samples are interpolated and counted as
 estimated; a sample with no measured or estimated B and M delivers zero. If the baseline is
 absent or its aggregator is flagged (see ``quality``), B falls back to meter-before: the mean of
 the measured samples in the 15 sample periods before the activation.
 
-The cap S_(k-L) follows the rule literally: a pool answering faster than L samples is not paid
-for the first L samples of its response (the reference pool of SCENARIOS.md 4 follows 2 late).
-
 Invariants: energies are exact ``Decimal`` (rounding happens on statements only); 0 <= E_set <=
-E_del; no row carries a value that was neither measured nor interpolated.
+min(E_del, E_req); no row carries a value that was neither measured nor interpolated.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class Flag(StrEnum):
 class DeliveryRow:
     at: datetime
     setpoint_mw: Decimal
-    lagged_setpoint_mw: Decimal
+    cap_mw: Decimal  # C_k: the largest setpoint of the last L + 1 samples
     baseline_mw: Decimal | None
     measured_mw: Decimal | None
     delivered_mw: Decimal
@@ -103,7 +106,9 @@ class Delivery:
 
     @property
     def settled_mwh(self) -> Decimal:
-        return energy_mwh(sum((r.settled_mw for r in self.rows), Decimal(0)), self.period)
+        """E_set: the capped rows, never more than was requested."""
+        capped = energy_mwh(sum((r.settled_mw for r in self.rows), Decimal(0)), self.period)
+        return min(capped, self.requested_mwh)
 
     @property
     def ratio(self) -> Decimal | None:
@@ -186,7 +191,7 @@ def validate_delivery(
             _flat(t, level) for t in window))  # fmt: skip
     else:
         base = regularise(baseline, rules, span=(first, window[-1]))
-    rows = tuple(_row(t, wanted, base, meter, period * lag, direction) for t in window)
+    rows = tuple(_row(t, wanted, base, meter, period, lag, direction) for t in window)
     return Delivery(
         rows=rows, period=period, direction=direction, lag=period * lag,
         extra_flags=frozenset(flags), realigned_samples=meter.realigned,
@@ -202,11 +207,13 @@ def _row(
     wanted: dict[datetime, Decimal],
     base: Grid,
     meter: Grid,
-    lag: timedelta,
+    period: timedelta,
+    lag: int,
     direction: Direction,
 ) -> DeliveryRow:
     s_now = wanted.get(at, Decimal(0))
-    s_lag = wanted.get(at - lag, Decimal(0))
+    recent = (wanted.get(at - i * period, Decimal(0)) for i in range(lag + 1))
+    cap = max(Decimal(0), *recent)
     b, m = base.at(at), meter.at(at)
     if b.value is None or m.value is None:
         delivered = settled = Decimal(0)
@@ -214,11 +221,11 @@ def _row(
     else:
         d_p = b.value - m.value if direction is Direction.UP else m.value - b.value
         delivered = max(Decimal(0), d_p)
-        settled = min(delivered, max(s_lag, Decimal(0)))
+        settled = min(delivered, cap)
         estimated = SampleQuality.ESTIMATED in (b.quality, m.quality)
         quality = SampleQuality.ESTIMATED if estimated else SampleQuality.MEASURED
     return DeliveryRow(
-        at=at, setpoint_mw=s_now, lagged_setpoint_mw=s_lag, baseline_mw=b.value,
+        at=at, setpoint_mw=s_now, cap_mw=cap, baseline_mw=b.value,
         measured_mw=m.value, delivered_mw=delivered, settled_mw=settled, quality=quality,
     )  # fmt: skip
 

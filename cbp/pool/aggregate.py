@@ -1,7 +1,8 @@
 """Telemetry aggregation: device readings -> device rows and the pool row; MSP windows.
 
-DESIGN.md 3-5: devices report 4-s kW samples; the aggregator sends the TSO one pool row per sample
-(MW) and, for per-device metering (MSP), rows only for the devices activated in an event, from
+docs/architecture.md#the-cbp-profile-on-openadr: devices report 4-s kW samples; the aggregator sends
+the TSO one pool row per sample (MW) and, for per-device metering (MSP), rows only for the devices
+activated in an event, from
 5 min before its first to 5 min after its last setpoint sample. Idle devices send nothing.
 
 - Device rows are rounded to ``MarketRules.device_resolution_kw`` (0.1 kW).

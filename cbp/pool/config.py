@@ -1,4 +1,4 @@
-"""Aggregator pool parameters (DESIGN.md sections 3-4), all configuration.
+"""Aggregator pool parameters (docs/architecture.md#the-cbp-profile-on-openadr), all configuration.
 
 ``PoolConfig`` holds what the aggregator's dispatch, forecast, offer and aggregation brains need
 beyond the market rules (the telemetry sample period, offer minimum/step and row resolutions come

@@ -1,7 +1,8 @@
 """Pool dispatch: turn a pool setpoint (MW of upward regulation) into per-device kW setpoints.
 
-DESIGN.md 3 (dispatch, per-device setpoints in kW) and SCENARIOS.md exceptions (a share of devices
-goes offline mid-activation: detected after 3 missed samples, re-dispatched to reserves).
+docs/architecture.md#the-cbp-profile-on-openadr (dispatch, per-device setpoints in kW) and the
+exceptions of docs/architecture.md#reference-scenarios (a share of devices goes offline
+mid-activation: detected after 3 missed samples, re-dispatched to reserves).
 
 Each sample the caller passes the pool setpoint and a ``FlexState`` per device (its natural
 consumption now and the reduction it can hold); the ``Dispatcher`` keeps the assignment, a

@@ -1,7 +1,8 @@
 """Pool forecasts: the consumption baseline for +1/+5/+10 min and the available flex per ISP.
 
-Baseline (DESIGN.md 3, report ``x-BASELINE``; sent every 60 s): each device projects its own
-natural consumption at the target time: persistence of what it draws now, cut by what it knows
+Baseline (docs/architecture.md#the-cbp-profile-on-openadr, report ``x-BASELINE``; sent every 60 s):
+each device projects its own natural consumption at the target time: persistence of what it draws
+now, cut by what it knows
 about its session (an EV leaves at its departure time or stops at its target state of charge; a
 heat pump's controller relaxes to the steady heat loss). The pool forecast is the sum. Cars that
 have not arrived yet are not guessed: the forecast errs low when many arrive, which the baseline

@@ -1,4 +1,5 @@
-"""Building flex offers from the availability forecast (DESIGN.md 3-4, SCENARIOS.md 2).
+"""Building flex offers from the availability forecast (docs/architecture.md#market-rules, reference
+scenario 2).
 
 The offered volume keeps a safety margin below the forecast (``PoolConfig.offer_margin``, 10 %)
 and is rounded DOWN to the market's step (whole MW) so the pool never promises what it may not

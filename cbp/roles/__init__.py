@@ -1,4 +1,4 @@
-"""The three CBP roles on the crowdflex framework (DESIGN.md section 3).
+"""The three CBP roles on the crowdflex framework (docs/architecture.md#the-cbp-profile-on-openadr).
 
     TsoNode         a VTN for aggregators: registry, offer book, activations, validation, settlement
     AggregatorNode  a VTN for its devices and a VEN towards the TSO, behind the OutboundFilter

@@ -7,7 +7,7 @@ certificate fingerprint was onboarded and its owner's consent is live in the ide
 
 Upstream (``upstream``, a :class:`ven.VenClient`): every message is encoded by a
 :class:`~cbp.roles.outbound.FilteredCodec`, so it passes the :class:`privacy.OutboundFilter` or is
-not sent. The flows, in order (DESIGN.md section 3):
+not sent. The flows, in order (docs/architecture.md#the-cbp-profile-on-openadr):
 - pool registration: METADATA with one description per device (pseudonym, class, power bucket,
   zone, GCP pseudonym), plus the x-BASELINE and x-FLEX_OFFER METADATA;
 - bidding: :meth:`offer` builds an offer from the devices' reported flex (safety margin and

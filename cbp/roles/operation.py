@@ -1,6 +1,6 @@
 """The aggregator's operation: from the TSO's LOAD_DISPATCH event to device setpoint events.
 
-DESIGN.md 3 (activation, dispatch) and SCENARIOS.md exceptions:
+docs/architecture.md#the-cbp-profile-on-openadr (activation, dispatch), exceptions:
 - activation: a new event version is planned over the devices' reported flex
   (:class:`cbp.pool.Dispatcher`, one kW consumption target per device and sample) and published
   as one LOAD_DISPATCH event per device on the aggregator's own VTN;

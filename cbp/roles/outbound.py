@@ -1,7 +1,8 @@
 """The aggregator's upstream codec: every byte it encodes for the TSO passes the OutboundFilter.
 
-DESIGN.md section 5 / issue 4: the aggregator -> TSO link must physically be unable to carry vault
-data. The aggregator's upstream :class:`ven.VenClient` (registration, polls, acks, reports through
+docs/architecture.md#privacy-design / issue 4: the aggregator -> TSO link must physically be unable
+to carry vault data. The aggregator's upstream :class:`ven.VenClient` (registration, polls, acks,
+reports through
 the durable outbox) and its direct offer link all encode through one :class:`FilteredCodec`, so no
 message type can slip past the filter: :meth:`FilteredCodec.encode` returns the filter's verdict
 or raises :class:`privacy.OutboundRefused` (logged by the filter; nothing is queued or sent).

@@ -1,4 +1,5 @@
-"""The CBP profile's names and every time length the three roles use (DESIGN.md section 3).
+"""The CBP profile's names and every time length the three roles use
+(docs/architecture.md#the-cbp-profile-on-openadr).
 
 ``CbpTiming`` owns the role-level time lengths (telemetry batching, baseline cadence and horizons,
 MSP margins, poll intervals, how long before its ISP an activation is announced); the market's own
@@ -65,7 +66,8 @@ DEVICE_NATURAL_RID: Final = "natural"
 DEVICE_FLEX_RID: Final = "flex-up"
 DEVICE_FORECAST_RIDS: Final = ("forecast-h1", "forecast-h2", "forecast-h3")
 SETTLEMENT_REPORT: Final = "x-SETTLEMENT"
-#: statement field -> rID of its data point in an x-SETTLEMENT interval (DESIGN.md 3, last row)
+#: statement field -> rID of its data point in an x-SETTLEMENT interval
+#: (docs/architecture.md#the-cbp-profile-on-openadr, last row)
 SETTLEMENT_RIDS: Final = {
     "requested_mwh": "settlement-requested-mwh",
     "delivered_mwh": "settlement-delivered-mwh",
@@ -88,7 +90,8 @@ def baseline_rid(index: int) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CbpTiming:
-    """Role-level time lengths; defaults are the real-time profile of DESIGN.md section 3."""
+    """Role-level time lengths; defaults are the real-time profile of
+    docs/architecture.md#the-cbp-profile-on-openadr."""
 
     #: devices and the pool send their 4-s samples in batches of this length
     telemetry_batch: timedelta = timedelta(minutes=1)

@@ -1,4 +1,5 @@
-"""The TSO's pool registry: which aggregator registered which pools, devices and GCPs (DESIGN.md 3).
+"""The TSO's pool registry: which aggregator registered which pools, devices and GCPs
+(docs/architecture.md#the-cbp-profile-on-openadr).
 
 Owns the registry the TSO builds from the aggregators' METADATA oadrRegisterReports, and its
 rebuild from what the VTN storage holds, so a TSO restarted on the same database knows every

@@ -1,4 +1,5 @@
-"""The ``x-SETTLEMENT`` report: the TSO's settlement statement on the wire (DESIGN.md 3, last row).
+"""The ``x-SETTLEMENT`` report: the TSO's settlement statement on the wire
+(docs/architecture.md#the-cbp-profile-on-openadr, last row).
 
 Direction (OpenADR 2.0b profile 8.3): report data flows from the party that *offers* a report to
 the party that asked for it, so the TSO (VTN) offers ``x-SETTLEMENT`` in an oadrRegisterReport of
@@ -67,7 +68,7 @@ class ReceivedStatement:
     isp_start: datetime
     requested_mwh: Decimal
     delivered_mwh: Decimal
-    settled_mwh: Decimal  # "capped": over-delivery and lag-shifted setpoint applied
+    settled_mwh: Decimal  # "capped": delivery above the largest of the last L + 1 setpoints unpaid
     ratio: Decimal | None
     clearing_price_eur_per_mwh: Decimal
     bid_price_eur_per_mwh: Decimal

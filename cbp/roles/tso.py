@@ -1,4 +1,5 @@
-"""The TSO node: a VTN for aggregators running the CBP market (DESIGN.md sections 3-4).
+"""The TSO node: a VTN for aggregators running the CBP market
+(docs/architecture.md#the-cbp-profile-on-openadr).
 
 Composes :func:`vtn.app.create_app` with CBP hooks; keeps no state the VTN storage does not
 hold except the market's working sets (registry, offer book, activations, acks, statements),

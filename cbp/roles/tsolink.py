@@ -1,7 +1,8 @@
 """The aggregator's watch over its TSO link: contact, outage, late telemetry, release.
 
-SCENARIOS.md, exceptions: "the TSO link drops for 36 s: the aggregator holds the last setpoint,
-buffers telemetry and sends it later with its original timestamps marked late; after 60 s
+The exceptions of docs/architecture.md#reference-scenarios: "the TSO link drops for 36 s: the
+aggregator holds the last setpoint, buffers telemetry and sends it later with its original
+timestamps marked late; after 60 s
 without contact it ramps to 0". Both lengths are configuration (``CbpTiming.link_timeout``,
 ``CbpTiming.link_release``).
 

@@ -1,4 +1,5 @@
-"""The CBP profile on the wire: building and reading its OpenADR 2.0b messages (DESIGN.md 3).
+"""The CBP profile on the wire: building and reading its OpenADR 2.0b messages
+(docs/architecture.md#the-cbp-profile-on-openadr).
 
 Pure functions from role data to ``schemas`` types and back; no I/O, no clock.
 

@@ -5,8 +5,9 @@ Invariants:
   XSD validation, typed decoding. Nothing is pre-parsed or trusted.
 - The checker never dies on a file: a crowdflex error is an outcome, and any other exception (a
   decoder bug) is reported as a failing outcome naming the foreign exception.
-- xmlschema (30-97x slower than lxml, DESIGN.md section 8) is used only to explain a
-  :class:`SchemaViolation` with a path-precise reason, never on the decode path, and never on a
+- xmlschema (30-97x slower than lxml, docs/architecture.md#where-the-time-goes) is used only to
+  explain a :class:`SchemaViolation` with a path-precise reason, never on the decode path, and never
+  on a
   document the intake refused as hostile: those never reach any parser.
 """
 

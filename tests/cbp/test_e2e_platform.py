@@ -3,8 +3,8 @@
 The devices run in their own process (``crowdflex device``), the aggregator and the TSO are real
 mutual-TLS servers; nothing is mocked. The test then checks, independently of the platform code:
 - the TSO statement against a settlement recomputed here from the measurements and +5-min
-  baselines read straight out of the TSO's SQLite file (DESIGN.md section 4, written out below,
-  not by calling cbp.market);
+  baselines read straight out of the TSO's SQLite file (docs/architecture.md#market-rules, written
+  out below, not by calling cbp.market);
 - every message captured on the aggregator-TSO link against the 2.0b XSD (xmlschema oracle);
 - that the privacy audit of the run folder passes and the one device without consent was refused.
 """
@@ -39,8 +39,10 @@ def _points(db: Path, r_id: str) -> dict[datetime, Decimal]:
 
 
 def _recompute(summary: PlatformSummary, settings: CbpSettings) -> dict[str, Decimal]:
-    """DESIGN.md section 4, written out: dP = B - M, E_req = sum S dt, E_del = sum max(0, dP) dt,
-    E_set = sum min(max(dP, 0), S(k - L)) dt over the setpoints and L samples past the last."""
+    """docs/architecture.md#market-rules, written out: dP = B - M, E_req = sum S dt, E_del = sum
+    max(0, dP) dt,
+    E_set = min(sum min(max(dP, 0), max(S(k), ..., S(k - L))) dt, E_req) over the setpoints and L
+    samples past the last."""
     rules, pool = settings.rules, settings.pool
     period, lag = rules.sample_period, rules.tracking_lag_samples
     dt_h = Decimal(int(period.total_seconds())) / Decimal(3600)
@@ -58,10 +60,10 @@ def _recompute(summary: PlatformSummary, settings: CbpSettings) -> dict[str, Dec
         d_p = held[-1][1] - measured[at]
         e_req += setpoint.get(at, Decimal(0)) * dt_h
         e_del += max(Decimal(0), d_p) * dt_h
-        e_set += min(max(d_p, Decimal(0)), max(setpoint.get(at - lag * period, Decimal(0)),
-                                               Decimal(0))) * dt_h
+        cap = max(Decimal(0), *(setpoint.get(at - i * period, Decimal(0)) for i in range(lag + 1)))
+        e_set += min(max(d_p, Decimal(0)), cap) * dt_h
         at += period
-    return {"requested": e_req, "delivered": e_del, "settled": e_set}
+    return {"requested": e_req, "delivered": e_del, "settled": min(e_set, e_req)}
 
 
 def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) -> None:
@@ -102,4 +104,11 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
     for path in captured:
         assert_xsd_valid(path.read_bytes())
     assert summary.audit.passed and len(summary.audit.files) == len(captured)
-    assert (tmp_path / "report").is_dir()
+    report = tmp_path / "report"
+    explained = (report / "tso-statement.txt").read_text().splitlines()
+    assert explained[0].startswith(f"requested {s.requested_mwh} MWh: ")
+    assert explained[2].startswith(f"settled {s.settled_mwh} MWh: ")
+    prosumer_rows = (report / "prosumer-statements.csv").read_text().splitlines()
+    assert prosumer_rows[0] == "month,prosumer_id,delivered_kwh,amount_eur"
+    assert len(prosumer_rows) == 1 + len(summary.prosumers.lines)
+    assert 'id="series-setpoint"' in (report / "pool-power.html").read_text()

@@ -1,4 +1,4 @@
-"""ISP calendar (DESIGN.md 4) and the MarketRules configuration."""
+"""ISP calendar (docs/architecture.md#market-rules) and the MarketRules configuration."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The exceptions of SCENARIOS.md with numbers of our own: partial delivery and its penalty, data
-gaps, a device clock 7 s off, a late acknowledgement, pool coherence, an ISP-crossing activation,
+"""The exceptions of docs/architecture.md#reference-scenarios with numbers of our own: partial
+delivery and its penalty, data gaps, a device clock 7 s off, a late acknowledgement, pool coherence,
+an ISP-crossing activation,
 and a downward activation. Each test states its numbers."""
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def meter(response_mw: str, count: int, start: datetime = T0, base: str = "9.2",
           skip: range = range(0), lag: int = 2) -> tuple[Sample, ...]:  # fmt: skip
     """9.2 MW from 2 min before ``start`` to 2 min after the block, less ``response_mw`` for
     ``count`` samples beginning ``lag`` samples after ``start`` (the pool follows the setpoint
-    L = 2 samples late, as the settled-energy cap S_(k-L) expects); indices in ``skip``
+    L = 2 samples late, the latest the settled-energy cap pays in full); indices in ``skip``
     (relative to ``start``) are not sent."""
     out = []
     for k in range(-30, count + 30):

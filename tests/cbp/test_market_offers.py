@@ -1,4 +1,5 @@
-"""Offer book rules: SCENARIOS.md 2 (accepted), 3 (refusals), duplicate offer ids, awards."""
+"""Offer book rules: reference scenarios 2 (accepted) and 3 (refusals), duplicate offer ids,
+awards."""
 
 from __future__ import annotations
 

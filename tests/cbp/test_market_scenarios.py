@@ -1,4 +1,5 @@
-"""SCENARIOS.md 4, 6, 7 and 8 reproduced exactly, and `crowdflex settle` on scenario 4/6 files.
+"""Reference scenarios 4, 6, 7 and 8 reproduced exactly, and `crowdflex settle` on scenario 4/6
+files.
 
 Scenario 4's profile: from 14:03:00 local the setpoint ramps +0.1 MW per 4-s sample to 3.0 MW at
 14:04:56, holds 3.0 MW to 14:10:56, ramps down from 2.9 at 14:11:00 to 0.0 at 14:12:56: 150
@@ -124,7 +125,7 @@ def test_scenario_6_tso_settlement() -> None:
     lines = tso_statements_csv([statement]).splitlines()
     assert lines[0].startswith("aggregator_id,isp_day,isp_index,direction,requested_mwh")
     assert lines[1] == ("VDB-AFRR-01,2025-03-14,57,up,0.400000,0.400000,0.400000,1.0000,"
-                        "212.40,180,84.96,0.00,84.96,")  # fmt: skip
+                        "212.40,180.00,84.96,0.00,84.96,")  # fmt: skip
 
 
 def test_scenario_7_prosumer_settlement_and_margin() -> None:

@@ -75,12 +75,39 @@ def test_prosumer_statement_exports() -> None:
     assert as_json == {
         "month": "2025-03",
         "total_eur": "0.15",
-        "lines": [{"device_id": "000042", "delivered_kwh": "1.000", "accrued_eur": "0.15000",
+        "lines": [{"prosumer_id": "000042", "delivered_kwh": "1.000", "accrued_eur": "0.15000",
                    "amount_eur": "0.15"}],
     }  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(prosumer_statement_csv(statement))))
-    assert rows == [{"month": "2025-03", "device_id": "000042", "delivered_kwh": "1.000",
-                     "accrued_eur": "0.15000", "amount_eur": "0.15"}]  # fmt: skip
+    assert rows == [{"month": "2025-03", "prosumer_id": "000042", "delivered_kwh": "1.000",
+                     "amount_eur": "0.15"}]  # fmt: skip
+
+
+def test_prosumer_csv_shows_kwh_to_3_decimals_and_money_to_cents() -> None:
+    # 0.1 kW for 4 s is 1/9000 kWh, not a finite decimal: 900 such samples accrue a Decimal a
+    # hair under 0.1 kWh (0.0999...96). The CSV shows 0.100 kWh and EUR 0.02 (0.015 half-up).
+    ledger = PayoutLedger(RULES)
+    sample_kwh = Decimal("0.1") * 4 / 3600
+    for _ in range(900):
+        ledger.accrue("P00001", AT, sample_kwh, Decimal("0.15"))
+    statement = ledger.statement("2025-03")
+    assert statement.lines[0].delivered_kwh != Decimal("0.1")  # the ledger keeps it unrounded
+    text = prosumer_statement_csv(statement)
+    assert text == "month,prosumer_id,delivered_kwh,amount_eur\n2025-03,P00001,0.100,0.02\n"
+
+
+def test_a_prosumer_with_two_devices_is_rounded_once() -> None:
+    # Two devices of one prosumer accrue EUR 0.004 each: one line of 0.008 -> 0.01; rounding per
+    # device would pay 0.00 + 0.00. Another prosumer's 0.006 is a line of its own: 0.01.
+    ledger = PayoutLedger(RULES)
+    ledger.accrue("P1", AT, Decimal("0.02"), Decimal("0.2"))
+    ledger.accrue("P1", AT, Decimal("0.02"), Decimal("0.2"))
+    ledger.accrue("P2", AT, Decimal("0.03"), Decimal("0.2"))
+    statement = ledger.statement("2025-03")
+    assert [(ln.prosumer_id, str(ln.amount_eur)) for ln in statement.lines] == [
+        ("P1", "0.01"), ("P2", "0.01")]  # fmt: skip
+    assert statement.accrued_eur == Decimal("0.014")
+    assert str(statement.total_eur) == "0.02"
 
 
 def _files(tmp_path: Path, measured: str) -> list[str]:

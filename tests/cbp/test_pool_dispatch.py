@@ -1,4 +1,4 @@
-"""A 2,000-device pool follows the SCENARIOS.md 4 setpoint profile; losses are re-dispatched.
+"""A 2,000-device pool follows the reference scenario 4 setpoint profile; losses are re-dispatched.
 
 Response is measured against the simulator's ground truth: the same seeded pool run without an
 activation is the counterfactual (same seed -> same run), so response_k = B_k - M_k exactly as
@@ -23,7 +23,8 @@ CONFIG = PoolConfig()
 
 
 def setpoint_mw(k: int) -> float:
-    """SCENARIOS 4: +0.1 MW per sample to 3.0 at 14:04:56, hold to 14:10:56, down to 0.0."""
+    """Reference scenario 4: +0.1 MW per sample to 3.0 at 14:04:56, hold to 14:10:56, down to
+    0.0."""
     if k < 0 or k > 149:
         return 0.0
     if k < 30:

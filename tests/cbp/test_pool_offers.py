@@ -1,4 +1,5 @@
-"""Offers from the flex forecast (SCENARIOS 2), baseline forecasts, telemetry aggregation, MSP."""
+"""Offers from the flex forecast (reference scenario 2), baseline forecasts, telemetry aggregation,
+MSP."""
 
 from __future__ import annotations
 

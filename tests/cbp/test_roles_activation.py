@@ -1,5 +1,6 @@
-"""Role-level exceptions of an activation (SCENARIOS.md): late acks, cancel, stale copies,
-devices dropping out. A real TSO node, aggregator node and device VENs over mutual TLS on
+"""Role-level exceptions of an activation (docs/architecture.md#reference-scenarios): late acks,
+cancel, stale copies, devices dropping out. A real TSO node, aggregator node and device VENs over
+mutual TLS on
 loopback (:mod:`tests.cbp.rolekit`), time driven by an injected clock."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The TSO link drops mid-activation (SCENARIOS.md exceptions), at role level.
+"""The TSO link drops mid-activation (exceptions of docs/architecture.md#reference-scenarios), at
+role level.
 
 The TSO's VTN stops listening and drops its connections (its port refuses), then listens again on
 the same port over the same database. Time is the injected clock: a 36-s or 68-s outage is a

@@ -1,4 +1,5 @@
-"""The x-SETTLEMENT statement, TSO -> aggregator, at role level (DESIGN.md 3, last row).
+"""The x-SETTLEMENT statement, TSO -> aggregator, at role level
+(docs/architecture.md#the-cbp-profile-on-openadr, last row).
 
 A real activation the pool cannot fully deliver (200 kW asked of 120 kW of flex) is run sample by
 sample, settled by the TSO from what it stored, and its statement travels to the aggregator as

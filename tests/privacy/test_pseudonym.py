@@ -1,4 +1,5 @@
-"""Pseudonyms: the SCENARIOS vector, unlinkability, no EAN in them, keys from file or env."""
+"""Pseudonyms: the reference vector of docs/architecture.md#privacy-design, unlinkability, no EAN in
+them, keys from file or env."""
 
 from __future__ import annotations
 

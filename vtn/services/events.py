@@ -235,7 +235,8 @@ def _as_sent(ctx: ServiceContext, record: EventRecord, now: datetime) -> Event:
 def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) -> Event:
     """``event`` with its eiTarget cut down to ``refs``, the entries that address this VEN. The
     other entries name other VENs (their venIDs are certificate fingerprints) and are none of
-    this one's business (DESIGN.md 5); an untargeted event goes out as stored."""
+    this one's business (docs/architecture.md#privacy-design); an untargeted event goes out as
+    stored."""
     wanted: dict[TargetKind, set[str]] = {}
     for ref in refs:
         wanted.setdefault(ref.kind, set()).add(ref.value)

@@ -1,7 +1,8 @@
 """OadrPoll (OpenADR 2.0b profile 8.6): hand a pull-mode VEN the next payload queued for it.
 
 One payload per poll, oldest first; nothing queued -> oadrResponse 200. A VEN is expected to poll
-again at once after a non-empty reply (DESIGN.md 3), so a burst drains at network speed.
+again at once after a non-empty reply (docs/architecture.md#the-cbp-profile-on-openadr), so a burst
+drains at network speed.
 
 Invariants:
 - An "event list changed" item is answered with the VEN's whole current list, built now; every

@@ -16,7 +16,7 @@ Invariants:
 - No module globals: each :class:`Storage` owns its engine; several can live in one process.
 - A SQLite file is served by one Storage (one VTN process) at a time: it keeps a poll index in
   memory that another writer of the same file would not update. Several VTN workers share a
-  PostgreSQL database instead (DESIGN.md 7).
+  PostgreSQL database instead (docs/architecture.md#storage-and-scale).
 - :func:`open_storage` migrates the database to the head revision before returning.
 """
 

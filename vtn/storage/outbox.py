@@ -1,5 +1,5 @@
-"""Per-VEN outbound queues in the database (DESIGN.md 7: a change one worker makes reaches VENs
-polling another).
+"""Per-VEN outbound queues in the database (docs/architecture.md#storage-and-scale: a change one
+worker makes reaches VENs polling another).
 
 Delivery is at least once, in order of ``seq`` per VEN:
 

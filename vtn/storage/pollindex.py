@@ -2,8 +2,9 @@
 whose certificate a request comes from, on the embedded engine.
 
 Most polls find nothing waiting. On the embedded SQLite engine this process is the only writer of
-the file (DESIGN.md 7: one process per SQLite VTN), so it can know, in memory, which certificate
-belongs to which registration and which VENs have nothing undelivered; such a poll is then
+the file (docs/architecture.md#storage-and-scale: one process per SQLite VTN), so it can know, in
+memory, which certificate belongs to which registration and which VENs have nothing undelivered;
+such a poll is then
 answered on the event loop with no thread handoff and no SQL. On PostgreSQL several workers share
 the queues, so there is no index and every poll reads the database.
 

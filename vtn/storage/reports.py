@@ -7,7 +7,7 @@ Invariants:
 - Received points are keyed by (ven_id, reportSpecifierID, reportRequestID, rID, dtstart): a VEN
   re-sending an oadrUpdateReport (e.g. after a lost reply) stores nothing twice, and the first value
   received wins. :meth:`ReportRepository.add_points` writes a batch in one multi-row INSERT
-  (DESIGN.md 8: a transaction per row costs 20-60x a batch).
+  (docs/architecture.md#where-the-time-goes: a transaction per row costs 20-60x a batch).
 - :meth:`ReportRepository.store_update` is one oadrUpdateReport in one transaction: given the
   client certificate, it first checks that it is the reporting VEN's active registration and
   stores nothing otherwise, so the check and the write cannot be split by a cancel between them.
