@@ -28,6 +28,7 @@ from pathlib import Path
 
 from schemas import (
     Codec,
+    IntakeLimits,
     ReplayGuard,
     ReplayRefused,
     SignatureInvalid,
@@ -74,7 +75,7 @@ class _NoNonceMemory:
 
 
 def signing_codec(settings: SignatureSettings, *, cert: Path | None, key: Path | None,
-                  clock: Callable[[], datetime]) -> Codec:
+                  clock: Callable[[], datetime], limits: IntakeLimits | None = None) -> Codec:
     """The VTN's wire codec for ``settings`` (a plain codec when everything is off)."""
     if settings.require and not settings.verifies:
         raise ValueError("requiring signatures needs trusted certificates to verify them with")
@@ -87,7 +88,7 @@ def signing_codec(settings: SignatureSettings, *, cert: Path | None, key: Path |
     replay = ReplayGuard(window=settings.replay_window, max_future=settings.replay_max_future,
                          store=_NoNonceMemory()) if verifier is not None else None
     return Codec(signer=signer, verifier=verifier, replay=replay, clock=clock,
-                 require_signature=settings.require)
+                 require_signature=settings.require, limits=limits)
 
 
 class NonceCheck:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -111,6 +112,9 @@ class TransportSettings:
     identify: PeerIdentity = field(default_factory=PeerIdentity)
     # awaited for every payload whose signature verified, before dispatch (vtn.signing.NonceCheck)
     check_signed: Callable[[Peer, Verification], Awaitable[None]] | None = None
+    # told the event-loop CPU seconds spent decoding each peer's document and encoding the reply
+    # (vtn.limits.VenBudgets.charge_cpu), keyed by fingerprint
+    charge_cpu: Callable[[str, float], None] | None = None
 
 
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
@@ -128,6 +132,7 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
 
     repeats = Repeats()
     reuse_replies = codec.signer is None  # a signed reply needs a fresh ReplayProtect
+    charge_cpu = settings.charge_cpu or (lambda _fingerprint, _seconds: None)
 
     async def endpoint(request: web.Request) -> web.Response:
         try:
@@ -144,9 +149,12 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
         peer, reply = await _answer(service, request, body)
         data = repeats.reply(peer.fingerprint, reply) if peer is not None else None
         if data is None:
+            started = time.thread_time()
             data = codec.encode(reply)
-            if peer is not None and reuse_replies:
-                repeats.remember_reply(peer.fingerprint, reply, data)
+            if peer is not None:
+                charge_cpu(peer.fingerprint, time.thread_time() - started)
+                if reuse_replies:
+                    repeats.remember_reply(peer.fingerprint, reply, data)
         return web.Response(body=data, content_type="application/xml")
 
     async def _body(request: web.Request) -> bytes:
@@ -172,7 +180,11 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
             peer = settings.identify(request)
             message = repeats.request(peer.fingerprint, body)
             if message is None:
-                message, verification = codec.decode_signed(body)
+                started = time.thread_time()
+                try:
+                    message, verification = codec.decode_signed(body)
+                finally:
+                    charge_cpu(peer.fingerprint, time.thread_time() - started)
                 if verification is None:
                     repeats.remember_request(peer.fingerprint, body, message)
                 elif settings.check_signed is not None:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas import Codec, Event, Message, NotRegistered, Target, new_id, utc_now
+from vtn.limits import DocumentCaps
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
@@ -90,6 +91,7 @@ class ServiceContext:
     default_granularity: timedelta = timedelta(minutes=1)
     cancelled_event_retention: timedelta = timedelta(days=1)
     offer_metadata: bool = True
+    caps: DocumentCaps = field(default_factory=DocumentCaps)
     # decoded stored events by (eventID, modificationNumber), see events._decode; bounded
     decoded_events: dict[tuple[str, int], tuple[bytes, Event]] = field(default_factory=dict)
     # events as sent to VENs addressed through the same group/resource/party entries
