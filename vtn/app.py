@@ -36,6 +36,7 @@ from vtn.faults import storage_guarded
 from vtn.httplog import http_logger
 from vtn.limits import DocumentCaps, LimitSettings, install_limits
 from vtn.push import PushDelivery
+from vtn.pushtargets import PushTargets
 from vtn.revocation import reloading_server_context
 from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
 from vtn.signing import NonceCheck, SignatureSettings, signing_codec
@@ -88,6 +89,9 @@ class VtnConfig:
     offer_metadata: bool = True
     push_timeout_s: float = 10.0
     push_retry_s: float = 5.0
+    # networks outside the public internet the VTN may push into anyway, e.g. ("10.0.0.0/8",)
+    # (vtn/pushtargets.py; TOML: [push] allow_private_targets)
+    push_allow_private_targets: tuple[str, ...] = ()
     admin_enabled: bool = True
     admin_host: str = "127.0.0.1"
     admin_port: int = 8081
@@ -234,6 +238,7 @@ def create_app(
         bytes_per_s=config.byte_budget_per_s, bytes_burst=config.byte_budget_burst,
         cpu_per_s=config.cpu_budget_per_s, cpu_burst_s=config.cpu_budget_burst_s),
         identify=identify)
+    push_targets = PushTargets.allowing(config.push_allow_private_targets)
     caps = DocumentCaps(max_metadata_reports=config.max_metadata_reports,
                         max_report_descriptions=config.max_report_descriptions,
                         max_report_points=config.max_report_points)
@@ -253,13 +258,14 @@ def create_app(
                 auto_subscribe=config.auto_subscribe_reports,
                 default_granularity=config.default_report_granularity,
                 cancelled_event_retention=config.cancelled_event_retention,
-                offer_metadata=config.offer_metadata, caps=caps,
+                offer_metadata=config.offer_metadata, caps=caps, push_targets=push_targets,
             )
             app[STORAGE] = storage
             app[SERVICES] = ctx
             dispatchers[:] = [make_dispatcher(ctx)]
             push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
-                                timeout_s=config.push_timeout_s, retry_s=config.push_retry_s)
+                                timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
+                                targets=push_targets)
             ctx.on_enqueued = push.wake
             app[PUSH] = push
             async with push.running():
@@ -274,5 +280,6 @@ def create_app(
 def _push_context(config: VtnConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
         return None
+    # no host name check: push pins the VEN's own certificate instead (vtn/push.py)
     return push_client_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
-                               profile=config.tls_profile)
+                               profile=config.tls_profile, check_hostname=False)

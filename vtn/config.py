@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas.identity import TlsProfile
 from vtn.app import VtnConfig
+from vtn.pushtargets import PushTargets
 from vtn.signing import SignatureSettings
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
@@ -43,7 +44,7 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
-    """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [reports],
+    """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [push], [reports],
     [signatures])."""
     data = dict(data)
     values: dict[str, Any] = {}
@@ -63,6 +64,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
     signatures = _section(data, "signatures")
     if signatures:
         values["signatures"] = _signature_settings(signatures, base)
+    push = _section(data, "push")
+    if "allow_private_targets" in push:
+        values["push_allow_private_targets"] = _networks(push.pop("allow_private_targets"))
     reports = _section(data, "reports")
     if "auto_subscribe" in reports:
         values["auto_subscribe_reports"] = tuple(str(n) for n in reports.pop("auto_subscribe"))
@@ -76,7 +80,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
             values[name] = timedelta(seconds=float(data.pop(key)))
     known = {f.name for f in fields(VtnConfig)}
     leftovers = {f"tls.{k}" for k in tls} | {f"admin.{k}" for k in admin}
-    leftovers |= {f"reports.{k}" for k in reports}
+    leftovers |= {f"reports.{k}" for k in reports} | {f"push.{k}" for k in push}
     leftovers |= {k for k in data if k not in known or k in values}
     if leftovers:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(leftovers))}")
@@ -88,6 +92,19 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
         return VtnConfig(**values)
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """[push] allow_private_targets: a list of CIDR networks."""
+    if isinstance(value, str) or not isinstance(value, list) or \
+            not all(isinstance(item, str) for item in value):
+        raise ConfigError("push.allow_private_targets must be a list of networks such as "
+                          '"10.0.0.0/8"')
+    try:
+        PushTargets.allowing(value)
+    except ValueError as exc:
+        raise ConfigError(f"push.allow_private_targets: {exc}") from None
+    return tuple(value)
 
 
 def _check_connection_limits(values: dict[str, Any]) -> None:
