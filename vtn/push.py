@@ -84,7 +84,8 @@ def _system_context() -> ssl.SSLContext:
 class PushDelivery:
     def __init__(self, ctx: ServiceContext, dispatch: Dispatch, *,
                  ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float,
-                 targets: PushTargets | None = None, max_retry_s: float = 300.0) -> None:
+                 targets: PushTargets | None = None, max_retry_s: float = 300.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._ctx = ctx
         self._dispatch = dispatch
         # ``ssl_context`` presents the VTN's certificate and need not check host names: the pin
@@ -95,6 +96,7 @@ class PushDelivery:
         self._retry_s = retry_s
         self._max_retry_s = max(retry_s, max_retry_s)
         self._targets = targets or PushTargets()
+        self._sleep = sleep  # a lane's back-off; tests record it instead of waiting
         self._waiting: set[str] = set()
         self._wakeup = asyncio.Event()
         self._first_scan = True
@@ -172,7 +174,7 @@ class PushDelivery:
                     failures = 0
                     continue
                 failures += 1
-                await asyncio.sleep(min(self._retry_s * 2 ** (failures - 1), self._max_retry_s))
+                await self._sleep(min(self._retry_s * 2 ** (failures - 1), self._max_retry_s))
                 poked.set()
         finally:
             del self._lanes[ven_id]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -25,6 +27,9 @@ from schemas import (
     RegisterReport,
     Target,
 )
+from vtn.app import PUSH
+from vtn.push import PushDelivery
+from vtn.pushtargets import PushTargets
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
 
@@ -94,6 +99,17 @@ class _Watch(logging.Handler):
             self.seen.set()
 
 
+@contextmanager
+def _watching(text: str) -> Iterator[asyncio.Event]:
+    """Set when vtn.push logs a line containing ``text``."""
+    watch = _Watch(text)
+    logging.getLogger("vtn.push").addHandler(watch)
+    try:
+        yield watch.seen
+    finally:
+        logging.getLogger("vtn.push").removeHandler(watch)
+
+
 async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(
         pki, storage_url, tmp_path: Path):
     """Tried: a VEN registers with its certificate and names a receiver that presents another
@@ -101,19 +117,15 @@ async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(
     the handshake, before any request: the receiver sees nothing and the payload stays queued
     (was: pushed to whoever answered with any CA-issued certificate)."""
     received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
-    watch = _Watch("ServerFingerprintMismatch")
-    logging.getLogger("vtn.push").addHandler(watch)
-    try:
+    with _watching("ServerFingerprintMismatch") as refused:
         async with push_receiver(pki.server_context(), _answering("x", received)) as address, \
                 running_vtn(pki, storage_url, push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
                 raw_ven(vtn.url, pki.client_context()) as ven:
             await ven.register("pinned", http_pull_model=False, transport_address=address)
             async with asyncio.timeout(10):
-                await watch.seen.wait()
+                await refused.wait()
             assert received.empty()
             assert await vtn.ctx.storage.outbox.pending_count(pki.ven.fingerprint) == 1
-    finally:
-        logging.getLogger("vtn.push").removeHandler(watch)
 
 
 async def test_a_ven_that_never_answers_delays_no_other_vens_push(
@@ -154,3 +166,36 @@ async def test_a_ven_that_never_answers_delays_no_other_vens_push(
     finally:
         for writer in held:
             writer.close()
+
+
+async def test_a_failing_ven_is_retried_with_its_own_doubling_back_off(pki, storage_url):
+    """A push VEN whose address refuses connections: its lane waits retry_s, then twice that,
+    and so on up to max_retry_s (here 1, 2, 4, 4, 4 s; the waits are recorded, not slept)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    waits: list[float] = []
+    enough = asyncio.Event()
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 5:
+            enough.set()
+        await asyncio.sleep(0)
+
+    async with running_vtn(pki, storage_url, push_retry_s=3600.0,
+                           push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        with _watching("failed: ClientConnectorError") as first_failure:
+            await ven.register("unreachable", http_pull_model=False,
+                               transport_address=f"https://127.0.0.1:{closed_port}/push")
+            async with asyncio.timeout(10):  # the app's own lane failed and waits an hour now
+                await first_failure.wait()
+        lane = PushDelivery(vtn.ctx, vtn.app[PUSH]._dispatch, ssl_context=None, timeout_s=5.0,
+                            retry_s=1.0, max_retry_s=4.0, sleep=record,
+                            targets=PushTargets.allowing(LOOPBACK_PUSH))
+        async with lane.running():
+            async with asyncio.timeout(10):
+                await enough.wait()
+        assert waits[:5] == [1.0, 2.0, 4.0, 4.0, 4.0]
+        assert await vtn.ctx.storage.outbox.pending_count(ven.ven_id) == 1
