@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from schemas import CreatedPartyRegistration, CreatePartyRegistration, Message, Response
 from tests.vtn.harness import RawVen, RunningVtn, raw_ven, running_vtn
+from vtn.config import ConfigError, parse_config
 from vtn.pushtargets import PushTargets, TargetResolver
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -98,3 +99,12 @@ async def test_a_host_name_is_checked_once_resolved() -> None:
     allowed = await TargetResolver(PushTargets.allowing(["127.0.0.0/8"])).resolve(
         "localhost", 443)
     assert {result["host"] for result in allowed} == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("table", [{"allow_private_targets": "10.0.0.0/8"},
+                                   {"allow_private_targets": ["not-a-network"]},
+                                   {"allow_private_targets": [10]},
+                                   {"allow_privat_targets": []}])
+async def test_bad_push_tables_are_refused_at_load(table: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="push"):
+        parse_config({"push": table})
