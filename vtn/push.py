@@ -202,8 +202,8 @@ class PushDelivery:
                     reply = await self._post(session, f"{address.rstrip('/')}/{service}",
                                              message)
                 except (aiohttp.ClientError, OSError, RemoteProtocolError) as exc:
-                    log.warning("push to %s failed: %r", ven_id, exc)
                     await self._ctx.storage.outbox.release(item.seq)
+                    log.warning("push to %s failed: %r", ven_id, exc)
                     return False
                 await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
                 if type(reply) in ROUTES[service] and not isinstance(reply, Response):

@@ -3,7 +3,8 @@
 A request's life (DESIGN.md section 2): content type (415) and size (413) checks -> the peer's
 identity from its TLS client certificate -> hardened decode with the codec -> the application's
 dispatcher (which checks the payload belongs to the service) -> the encoded reply. A VEN's
-repeated unsigned request bytes and repeated replies skip the XML work (:mod:`vtn.repeats`).
+repeated unsigned request bytes and repeated replies skip the XML work (:mod:`vtn.repeats`); the
+CPU the XML work does cost is told to the VEN's budget (``charge_cpu``, :mod:`vtn.limits`).
 Every protocol failure leaves as an oadrResponse carrying its OpenADR code with HTTP 200;
 transport failures are clean 4xx; nothing here answers 500. The dispatcher owns "reply only
 after the state is committed".
