@@ -206,7 +206,8 @@ async def test_bodies_under_any_content_encoding(target: Target, seed: tuple[str
     await _honest_poll_answered(target)
 
 
-_ID_TEXT = re.compile(rb"(<(?:ei|pyld|oadr):(?:\w+ID|oadrVenName|\w+Name)>)([^<]*)(</)")
+_ID_TEXT = re.compile(
+    rb"(<(?:(?:ei|pyld|oadr|emix):\w+(?:ID|Name|Context|Address)|xcal:text)>)([^<]*)(</)")
 ID_CAP = 512
 
 
