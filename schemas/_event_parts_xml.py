@@ -23,6 +23,7 @@ from ._wire import (
     STRM,
     XCAL,
     XSI,
+    check_period,
     child,
     copy_tree,
     first,
@@ -214,6 +215,7 @@ def _decode_baseline(element: etree._Element) -> EventBaseline:
     dtstart, duration = read_dtstart(element), read_duration(element)
     if dtstart is None or duration is None:
         raise InvalidData("<eiEventBaseline> lacks dtstart or duration")
+    check_period(dtstart, duration)
     item = _find_item_base(element)
     return EventBaseline(
         dtstart=dtstart,
@@ -283,6 +285,7 @@ def _decode_active_period(element: etree._Element) -> ActivePeriod:
     dtstart, duration = read_dtstart(properties), read_duration(properties)
     if dtstart is None or duration is None:
         raise InvalidData("<eiActivePeriod> lacks dtstart or duration")
+    check_period(dtstart, duration)
     start_after = properties.findtext(f"{_TOLERANCE}/{_TOLERATE}/{_START_AFTER}")
     return ActivePeriod(
         dtstart=dtstart,

@@ -8,16 +8,20 @@ Invariants:
   UTF-16 document cannot smuggle a DOCTYPE past the byte scan.
 - No network, no entity resolution, no DTD loading; size is capped here and nesting depth by libxml2
   (256 levels with XML_PARSE_HUGE off); the XSD then bounds the depth of anything that validates.
+- Identifiers and names (any element whose local name ends in ``ID``, ``Name``, ``Context`` or
+  ``Address``, and xcal:text, the uid) hold at most ``max_id_chars`` characters (refused with
+  454): the XSD bounds none of them, and a node stores and echoes them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lxml import etree
 
-from ._errors import HostileDocument, MalformedXml
+from ._errors import HostileDocument, InvalidData, MalformedXml
 
 __all__ = ["IntakeLimits", "parse_untrusted"]
 
@@ -33,6 +37,42 @@ class IntakeLimits:
     """Caps applied to every incoming document. OpenADR payloads are a few KB."""
 
     max_bytes: int = 4 * 1024 * 1024
+    max_id_chars: int = 512
+
+
+_LONG_TEXT = etree.XPath("//*[string-length(text()) > $cap]")
+_ID_SUFFIXES = ("ID", "Name", "Context", "Address")
+_XCAL_TEXT = "{urn:ietf:params:xml:ns:icalendar-2.0}text"
+# A CDATA section or a comment can split one element's text into several raw runs.
+_SPLITTERS = (b"<![CDATA[", b"<!--")
+
+
+@lru_cache(maxsize=8)
+def _long_run(cap: int) -> re.Pattern[bytes]:
+    # Anchored on ">", so every byte is scanned once: linear, whatever the document.
+    return re.compile(rb">[^<]{%d}" % (cap + 1))
+
+
+@lru_cache(maxsize=256)
+def _is_identifier(tag: str) -> bool:
+    return tag == _XCAL_TEXT or tag.rpartition("}")[2].endswith(_ID_SUFFIXES)
+
+
+def _check_identifiers(data: bytes, root: etree._Element, cap: int) -> None:
+    """Refuse an identifier over ``cap`` characters. A text of n characters is a raw run of at
+    least n bytes after a ">" unless markup splits it; with neither, the tree is not walked."""
+    if (_long_run(cap).search(data) is None and data.find(b"<?", 1) in (-1, 3)
+            and not any(splitter in data for splitter in _SPLITTERS)):
+        return
+    found = _LONG_TEXT(root, cap=cap)
+    assert isinstance(found, list)
+    for element in found:
+        if not isinstance(element, etree._Element):
+            continue
+        tag = element.tag
+        if isinstance(tag, str) and _is_identifier(tag):
+            raise InvalidData(f"<{etree.QName(tag).localname}> is {len(element.text or '')} "
+                              f"characters long, over the {cap}-character cap")
 
 
 def _check_encoding(data: bytes) -> None:
@@ -98,6 +138,7 @@ class Intake:
             raise MalformedXml(f"not well-formed XML: {exc}") from None
         if root is None:
             raise MalformedXml("empty document")
+        _check_identifiers(data, root, self.limits.max_id_chars)
         return root
 
 

@@ -16,6 +16,7 @@ from ._wire import (
     POWER,
     PYLD,
     XCAL,
+    check_period,
     child,
     first,
     format_datetime,
@@ -92,6 +93,7 @@ def _decode_availability(available: etree._Element) -> Availability:
     duration = read_duration(properties)
     if dtstart is None or duration is None:
         raise InvalidData("xcal:properties lacks dtstart or duration")
+    check_period(dtstart, duration)
     return Availability(dtstart=dtstart, duration=duration)
 
 

@@ -31,6 +31,7 @@ from ._wire import (
     OADR,
     STRM,
     XCAL,
+    check_period,
     copy_tree,
     format_bool,
     format_datetime,
@@ -140,6 +141,13 @@ def datetime_text(value: str) -> datetime:
         except ValueError:
             pass  # e.g. 7+ fraction digits, which the XSD allows: take the general path
     return parse_datetime(value)
+
+
+def _checked_start(start: str, duration: str) -> datetime:
+    """The dtstart of a plain interval, once its period is known to end within range."""
+    dtstart = datetime_text(start)
+    check_period(dtstart, duration_text(duration))
+    return dtstart
 
 
 def duration_prop(element: etree._Element) -> timedelta:
@@ -317,6 +325,8 @@ def decode_interval(element: etree._Element) -> ReportInterval:
         elif isinstance(tag, str):  # comments and PIs have no str tag
             # signalPayload / oadrGBPayload are legal stream payloads but not report data.
             raise InvalidData(f"report interval carries <{etree.QName(tag).localname}>")
+    if dtstart is not None and duration is not None:
+        check_period(dtstart, duration)
     return ReportInterval(
         payloads=tuple(payloads), dtstart=dtstart, duration=duration, uid=uid
     )
@@ -453,7 +463,7 @@ def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
     # the same way on either path.
     return tuple([
         ReportInterval(
-            dtstart=datetime_text(starts[i]),
+            dtstart=_checked_start(starts[i], durations[i]),
             duration=duration_text(durations[i]),
             payloads=(ReportPayload(
                 r_id=r_ids[i],

@@ -36,6 +36,7 @@ from ._wire import (
     OADR,
     STRM,
     XCAL,
+    check_period,
     format_bool,
     format_duration,
     parse_bool,
@@ -190,6 +191,8 @@ def decode_report(element: etree._Element) -> Report:
             dtstart = read_dtstart(part)
         elif tag == _DURATION:
             duration = duration_prop(part)
+    if dtstart is not None and duration is not None:
+        check_period(dtstart, duration)
     return Report(
         report_request_id=request_id,
         report_specifier_id=specifier_id,
@@ -240,10 +243,9 @@ def _decode_reporting_period(element: etree._Element | None) -> ReportingPeriod 
     if element is None:
         return None
     properties = element[0]
-    return ReportingPeriod(
-        dtstart=read_dtstart(properties[0]),
-        duration=duration_prop(properties[1]),
-    )
+    dtstart, duration = read_dtstart(properties[0]), duration_prop(properties[1])
+    check_period(dtstart, duration)
+    return ReportingPeriod(dtstart=dtstart, duration=duration)
 
 
 def decode_report_request(element: etree._Element) -> ReportRequest:

@@ -240,6 +240,12 @@ def format_duration(value: timedelta) -> str:
     return out
 
 
+# The longest duration a peer may send: the XSD sets no bound, but a duration beyond a century
+# describes no schedule, and what the VTN adds it to (now, a dtstart) or stores it as (SQLite
+# keeps an interval as 1970-01-01 plus it) must stay a representable date-time.
+MAX_DURATION: Final = timedelta(days=36_525)
+
+
 def parse_duration(value: str) -> timedelta:
     match = _DURATION.match(value.strip())
     if match is None or value.strip() in ("P", "PT", "-P", "+P"):
@@ -257,7 +263,20 @@ def parse_duration(value: str) -> timedelta:
         )
     except OverflowError:  # timedelta spans at most 999,999,999 days; the XSD has no bound
         raise InvalidData(f"duration out of range: {value!r}") from None
+    if result > MAX_DURATION:
+        raise InvalidData(f"duration out of range: {value!r} is longer than "
+                          f"{MAX_DURATION.days} days")
     return -result if parts["sign"] == "-" else result
+
+
+def check_period(dtstart: datetime, duration: timedelta) -> None:
+    """Refuse (454) a period whose end, ``dtstart + duration``, no date-time can hold (e.g.
+    9999-12-31 plus P1D): every consumer of a decoded period may compute its end."""
+    try:
+        dtstart + duration
+    except OverflowError:
+        raise InvalidData(f"period out of range: {dtstart.isoformat()} plus {duration} ends "
+                          "past what a date-time holds") from None
 
 
 _DTSTART = q(XCAL, "dtstart")

@@ -30,12 +30,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from schemas import Codec, Message, Verification, utc_now
+from schemas import Codec, IntakeLimits, Message, Verification, utc_now
 from schemas.identity import TlsProfile
 from vtn.faults import storage_guarded
 from vtn.httplog import http_logger
-from vtn.limits import LimitSettings, install_limits
+from vtn.limits import DocumentCaps, LimitSettings, install_limits
 from vtn.push import PushDelivery
+from vtn.pushtargets import PushTargets
 from vtn.revocation import reloading_server_context
 from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
 from vtn.signing import NonceCheck, SignatureSettings, SignedIntake, signing_codec
@@ -88,6 +89,9 @@ class VtnConfig:
     offer_metadata: bool = True
     push_timeout_s: float = 10.0
     push_retry_s: float = 5.0
+    # networks outside the public internet the VTN may push into anyway, e.g. ("10.0.0.0/8",)
+    # (vtn/pushtargets.py; TOML: [push] allow_private_targets)
+    push_allow_private_targets: tuple[str, ...] = ()
     admin_enabled: bool = True
     admin_host: str = "127.0.0.1"
     admin_port: int = 8081
@@ -100,6 +104,15 @@ class VtnConfig:
     rate_limit_per_s: float | None = 20.0
     rate_limit_burst: int = 100
     max_in_flight: int | None = 1024
+    # per-VEN budgets and caps on one document (vtn/limits.py); a budget's rate None: no budget
+    byte_budget_per_s: float | None = 256 * 1024
+    byte_budget_burst: int = 4 * 1024 * 1024
+    cpu_budget_per_s: float | None = 0.1
+    cpu_budget_burst_s: float = 1.0
+    max_id_chars: int = 512
+    max_metadata_reports: int = 100
+    max_report_descriptions: int = 5_000
+    max_report_points: int = 10_000
     # connection limits (aiohttp's server; see the module docstring). 75 s outlasts the keep-alive
     # of crowdflex's VEN (60 s) and openleadr's (15 s), so they, not we, close idle connections
     # and never race a reused connection being closed under them.
@@ -198,7 +211,8 @@ def create_app(
         "max_field_size": config.max_field_size, "max_headers": config.max_headers,
         "logger": http_logger()})  # a peer's malformed HTTP: one INFO line (vtn/httplog.py)
     codec = codec or signing_codec(config.signatures, cert=config.tls_cert, key=config.tls_key,
-                                   clock=clock, crl=config.tls_crl)
+                                   clock=clock, crl=config.tls_crl,
+                                   limits=IntakeLimits(max_id_chars=config.max_id_chars))
     app[CONFIG] = config
     app[CODEC] = codec
 
@@ -218,15 +232,22 @@ def create_app(
         await storage_guarded(nonces(peer, verification), config.retry_after_s)
 
     identify = PeerIdentity(config.trusted_cert_header)
-    install_limits(app, LimitSettings(
+    budgets = install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
-        max_in_flight=config.max_in_flight), identify=identify)
+        max_in_flight=config.max_in_flight,
+        bytes_per_s=config.byte_budget_per_s, bytes_burst=config.byte_budget_burst,
+        cpu_per_s=config.cpu_budget_per_s, cpu_burst_s=config.cpu_budget_burst_s),
+        identify=identify)
+    push_targets = PushTargets.allowing(config.push_allow_private_targets)
+    caps = DocumentCaps(max_metadata_reports=config.max_metadata_reports,
+                        max_report_descriptions=config.max_report_descriptions,
+                        max_report_points=config.max_report_points)
     intake = SignedIntake(codec, config.signatures, clock) if nonces is not None else None
     if intake is not None:
         app.middlewares.append(intake.middleware(identify))
     add_routes(app, codec, guarded_dispatch, TransportSettings(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
-        identify=identify,
+        identify=identify, charge_cpu=budgets.charge_cpu,
         check_signed=check_signed if nonces is not None else None,
         decode=intake.decode if intake is not None else None))
 
@@ -241,13 +262,14 @@ def create_app(
                 auto_subscribe=config.auto_subscribe_reports,
                 default_granularity=config.default_report_granularity,
                 cancelled_event_retention=config.cancelled_event_retention,
-                offer_metadata=config.offer_metadata,
+                offer_metadata=config.offer_metadata, caps=caps, push_targets=push_targets,
             )
             app[STORAGE] = storage
             app[SERVICES] = ctx
             dispatchers[:] = [make_dispatcher(ctx)]
             push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
-                                timeout_s=config.push_timeout_s, retry_s=config.push_retry_s)
+                                timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
+                                targets=push_targets)
             ctx.on_enqueued = push.wake
             app[PUSH] = push
             async with push.running():
@@ -262,5 +284,6 @@ def create_app(
 def _push_context(config: VtnConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
         return None
+    # no host name check: push pins the VEN's own certificate instead (vtn/push.py)
     return push_client_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
-                               profile=config.tls_profile)
+                               profile=config.tls_profile, check_hostname=False)

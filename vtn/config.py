@@ -22,6 +22,7 @@ from schemas.identity import TlsProfile
 from tomlconfig import ConfigError, Table, plain_type, read_file
 from vtn.admin import MIN_TOKEN_CHARS
 from vtn.app import VtnConfig
+from vtn.pushtargets import PushTargets
 from vtn.signing import SignatureSettings
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
@@ -41,7 +42,7 @@ _PLAIN: Final = {name: hint for name, hint in get_type_hints(VtnConfig).items()
 
 def parse_config(data: dict[str, Any], *, base: Path = Path("."),
                  source: str = "configuration", section: str = "") -> VtnConfig:
-    """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [reports],
+    """Build a VtnConfig from parsed TOML (top-level keys plus [tls], [admin], [push], [reports],
     [signatures]); errors name ``source`` (the file) and each key, under ``section`` when the
     VTN's keys are a table of a larger file (``[vtn]`` of a CBP role's)."""
     root = Table(data, source=source, base=base, name=section)
@@ -56,6 +57,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path("."),
     signatures = root.table("signatures")
     if signatures:
         values["signatures"] = _signature_settings(signatures)
+    push = root.table("push")
+    if push.has("allow_private_targets"):
+        values["push_allow_private_targets"] = _networks(push)
     reports = root.table("reports")
     if reports.has("auto_subscribe"):
         values["auto_subscribe_reports"] = reports.strings("auto_subscribe")
@@ -100,6 +104,17 @@ def _admin_values(admin: Table) -> dict[str, Any]:
     if admin.has("token"):
         values["admin_token"] = _token(admin, "token")
     return values
+
+
+def _networks(push: Table) -> tuple[str, ...]:
+    """[push] allow_private_targets: CIDR networks a push may go to although private."""
+    networks = push.strings("allow_private_targets")
+    try:
+        PushTargets.allowing(networks)
+    except ValueError as exc:
+        raise push.error("allow_private_targets",
+                         f'a list of networks such as "10.0.0.0/8" ({exc})') from None
+    return networks
 
 
 def _token(table: Table, key: str) -> str:

@@ -4,7 +4,9 @@ aiohttp answers a malformed request (bad request line, over-long header, broken 
 HTTP 400 and closes the connection, then logs it at ERROR with a traceback. That is the peer's
 fault, not the VTN's, and anyone who can open a connection could fill the logs with such
 "errors". The VTN's request handlers therefore log through ``crowdflex.vtn.http``, whose filter
-turns those records into one INFO line without a traceback. Anything else aiohttp logs there (a
+turns those records into one INFO line without a traceback. A request body that does not decode
+in its Content-Encoding is answered 400 and logged once by :mod:`vtn.transport`; aiohttp's record
+of draining the rest of it afterwards is lowered to DEBUG. Anything else aiohttp logs there (a
 failure of the VTN's own) keeps its level and traceback.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web import RequestPayloadError
 
 __all__ = ["http_logger"]
 
@@ -22,12 +25,24 @@ _NAME = "crowdflex.vtn.http"
 class _PeerErrorsAsInfo(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError) and error.code < 500:
+        if isinstance(error, RequestPayloadError) and _peer_fault(error.__cause__):
+            # aiohttp draining a body that does not decode (e.g. no gzip under Content-Encoding:
+            # gzip) after the handler answered it: the transport has logged that answer once
+            record.msg = f"{record.getMessage()}: unreadable request body drained: {error}"
+            record.args = None
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            record.exc_info = record.exc_text = None
+        elif _peer_fault(error):
+            assert isinstance(error, HttpProcessingError)
             record.msg = f"{record.getMessage()}: refused with HTTP {error.code}: {error.message}"
             record.args = None
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
             record.exc_info = record.exc_text = None
         return True
+
+
+def _peer_fault(error: BaseException | None) -> bool:
+    return isinstance(error, HttpProcessingError) and error.code < 500
 
 
 def http_logger() -> logging.Logger:

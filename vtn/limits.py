@@ -1,7 +1,8 @@
-"""Request limits on the VEN-facing port: a token bucket per VEN and a global in-flight cap.
+"""Request limits on the VEN-facing port: a token bucket per VEN, budgets per VEN for the bytes it
+sends and the CPU its documents cost, a global in-flight cap, and caps on what one document holds.
 
-Both run as one aiohttp middleware *before* the handler reads the body, so a refused request
-costs the VTN neither a body read, nor an XML parse, nor a database query.
+The first three run as one aiohttp middleware *before* the handler reads the body, so a refused
+request costs the VTN neither a body read, nor an XML parse, nor a database query.
 
 - **Per-VEN rate** *(config: ``rate_limit_per_s``, ``rate_limit_burst``)*: one token bucket per
   client-certificate fingerprint (the same identity the services bind venIDs to,
@@ -9,6 +10,14 @@ costs the VTN neither a body read, nor an XML parse, nor a database query.
   draining its queue polls again at once) and ``per_s`` a second after that. Over the limit: **HTTP
   429 with Retry-After** (whole
   seconds until a token is back).
+- **Per-VEN budgets** *(config: ``byte_budget_per_s``/``byte_budget_burst``,
+  ``cpu_budget_per_s``/``cpu_budget_burst_s``)*: a request count says little when one valid
+  document can be a megabyte that costs a third of a second to decode. Each VEN has a bucket of
+  request-body bytes and one of VTN CPU seconds (the event-loop thread's CPU spent decoding its
+  documents and encoding the replies, :mod:`vtn.transport`). A request is charged what it cost
+  once it is done, so a bucket can go into debt; while either is in debt the VEN's requests are
+  answered **HTTP 429 with Retry-After** (whole seconds until it is out of debt), before the body
+  is read. Other VENs' buckets are untouched.
 - **Global in-flight cap** *(config: ``max_in_flight``)*: at most that many requests are being
   handled at a time, counting slow bodies still arriving. Over the cap: **HTTP 503 with
   Retry-After: 1**; the server is busy, not the client at fault.
@@ -17,6 +26,11 @@ Why HTTP codes and not an OpenADR 469 in an oadrResponse: OpenADR 2.0b has no ba
 and an oadrResponse cannot say *when* to come back; a 469 inside HTTP 200 reads to a VEN as an
 answered request. 429/503 with Retry-After are what every HTTP client (openleadr's, ours) already
 treats as "nothing happened, try later" -- and nothing did happen: no state was read or written.
+
+**Document caps** (:class:`DocumentCaps`, config ``max_metadata_reports``,
+``max_report_descriptions``, ``max_report_points``): the services refuse an oadrRegisterReport or
+oadrUpdateReport holding more than that with 454 before anything is stored; the codec caps the
+length of identifiers (``max_id_chars``, :class:`schemas.IntakeLimits`).
 
 Invariants: buckets are keyed by fingerprint, never by anything the payload says, so one VEN's
 flood drains only its own bucket; the bucket table is bounded (``max_tracked``; refilled buckets
@@ -38,7 +52,10 @@ from aiohttp.typedefs import Middleware
 from schemas import NotRegistered
 from vtn.transport import PeerIdentity
 
-__all__ = ["LimitSettings", "RateLimiter", "install_limits", "limits_middleware"]
+__all__ = [
+    "DocumentCaps", "LimitSettings", "RateLimiter", "VenBudgets", "install_limits",
+    "limits_middleware",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNIDENTIFIED: Final = "-"  # one shared bucket for requests without a usable certificate
@@ -52,6 +69,12 @@ class LimitSettings:
     burst: int = 100
     max_in_flight: int | None = 1024
     max_tracked: int = 100_000
+    # request-body bytes per VEN: refill per second and bucket size (None: no byte budget)
+    bytes_per_s: float | None = 256 * 1024
+    bytes_burst: int = 4 * 1024 * 1024
+    # VTN CPU seconds per VEN (decoding its documents, encoding the replies)
+    cpu_per_s: float | None = 0.1
+    cpu_burst_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.per_s is not None and self.per_s <= 0:
@@ -60,6 +83,30 @@ class LimitSettings:
             raise ValueError("rate_limit_burst must be at least 1")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1 (or None for no cap)")
+        for name, rate, size in (("byte_budget", self.bytes_per_s, self.bytes_burst),
+                                 ("cpu_budget", self.cpu_per_s, self.cpu_burst_s)):
+            if rate is not None and (rate <= 0 or size <= 0):
+                raise ValueError(f"{name} rate and burst must be positive (or rate None for "
+                                 "no budget)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentCaps:
+    """How much one valid document may hold; the services refuse more with 454, storing nothing.
+
+    The defaults leave room for an aggregator registering a pool of a few thousand devices (one
+    description each) and sending a minute of per-device metering in one report; a 1 MiB body
+    holds about that much anyway.
+    """
+
+    max_metadata_reports: int = 100  # METADATA reports in one oadrRegisterReport
+    max_report_descriptions: int = 5_000  # oadrReportDescriptions in one oadrRegisterReport
+    max_report_points: int = 10_000  # oadrReportPayloads in one oadrUpdateReport
+
+    def __post_init__(self) -> None:
+        for name in ("max_metadata_reports", "max_report_descriptions", "max_report_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
 
 
 @dataclass(slots=True)
@@ -73,12 +120,28 @@ class RateLimiter:
     """Token buckets by key; :meth:`take` answers 0.0 (go) or the seconds until a token is back."""
 
     per_s: float
-    burst: int
+    burst: float
     max_tracked: int = 100_000
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def take(self, key: str) -> float:
+        bucket = self._refilled(key)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.per_s
+
+    def charge(self, key: str, amount: float) -> None:
+        """Spend ``amount`` after the fact: the bucket may go into debt."""
+        self._refilled(key).tokens -= amount
+
+    def debt(self, key: str) -> float:
+        """0.0 while the key's bucket holds something; else the seconds until it does again."""
+        bucket = self._refilled(key)
+        return 0.0 if bucket.tokens > 0.0 else (-bucket.tokens + 1e-9) / self.per_s
+
+    def _refilled(self, key: str) -> _Bucket:
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -86,10 +149,7 @@ class RateLimiter:
             bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), at=now)
         bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.per_s)
         bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.per_s
+        return bucket
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -106,6 +166,35 @@ class RateLimiter:
             del self._buckets[next(iter(self._buckets))]
 
 
+class VenBudgets:
+    """Each VEN's byte and CPU buckets (:class:`LimitSettings`); the middleware charges bytes,
+    the transport CPU (:meth:`charge_cpu`, a :class:`vtn.transport.TransportSettings` hook)."""
+
+    __slots__ = ("_bytes", "_cpu")
+
+    def __init__(self, settings: LimitSettings, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._bytes = (None if settings.bytes_per_s is None else RateLimiter(
+            per_s=settings.bytes_per_s, burst=settings.bytes_burst,
+            max_tracked=settings.max_tracked, clock=clock))
+        self._cpu = (None if settings.cpu_per_s is None else RateLimiter(
+            per_s=settings.cpu_per_s, burst=settings.cpu_burst_s,
+            max_tracked=settings.max_tracked, clock=clock))
+
+    def wait(self, key: str) -> float:
+        """0.0 when the VEN may send; else the seconds until both its buckets are out of debt."""
+        return max((limiter.debt(key) for limiter in (self._bytes, self._cpu)
+                    if limiter is not None), default=0.0)
+
+    def charge_bytes(self, key: str, count: int) -> None:
+        if self._bytes is not None and count:
+            self._bytes.charge(key, count)
+
+    def charge_cpu(self, key: str, seconds: float) -> None:
+        if self._cpu is not None and seconds > 0.0:
+            self._cpu.charge(key, seconds)
+
+
 def _peer_key(request: web.Request, identify: PeerIdentity) -> str:
     """The client-certificate fingerprint, or a shared key when there is none (the transport
     refuses those requests anyway; they still pay from one common bucket)."""
@@ -115,9 +204,15 @@ def _peer_key(request: web.Request, identify: PeerIdentity) -> str:
         return _UNIDENTIFIED
 
 
+def _too_many(text: str, wait: float) -> web.HTTPTooManyRequests:
+    return web.HTTPTooManyRequests(text=text, headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
 def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
-                      clock: Callable[[], float] = time.monotonic) -> Middleware:
-    """The middleware enforcing ``settings``; each call has its own buckets and counter."""
+                      clock: Callable[[], float] = time.monotonic,
+                      budgets: VenBudgets | None = None) -> Middleware:
+    """The middleware enforcing ``settings``; each call has its own buckets and counter (and
+    ``budgets``, when given, is charged each request's body bytes)."""
     limiter = (None if settings.per_s is None else
                RateLimiter(per_s=settings.per_s, burst=settings.burst,
                            max_tracked=settings.max_tracked, clock=clock))
@@ -126,12 +221,11 @@ def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
     @web.middleware
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
-        if limiter is not None:
-            wait = limiter.take(_peer_key(request, identify))
-            if wait > 0.0:
-                raise web.HTTPTooManyRequests(
-                    text="request rate over this VEN's limit; retry later",
-                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        key = _peer_key(request, identify)
+        if limiter is not None and (wait := limiter.take(key)) > 0.0:
+            raise _too_many("request rate over this VEN's limit; retry later", wait)
+        if budgets is not None and (wait := budgets.wait(key)) > 0.0:
+            raise _too_many("this VEN is over its byte or CPU budget; retry later", wait)
         if settings.max_in_flight is not None and in_flight >= settings.max_in_flight:
             raise web.HTTPServiceUnavailable(
                 text="the VTN is at its in-flight request cap; retry later",
@@ -141,12 +235,18 @@ def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
             return await handler(request)
         finally:
             in_flight -= 1
+            if budgets is not None:
+                budgets.charge_bytes(key, request.content.total_bytes)
 
     return limits
 
 
 def install_limits(app: web.Application, settings: LimitSettings, *, identify: PeerIdentity,
-                   clock: Callable[[], float] = time.monotonic) -> None:
+                   clock: Callable[[], float] = time.monotonic) -> VenBudgets:
     """Put the limits in front of every route of ``app`` (call before the app starts);
-    ``identify`` is the transport's, so both name a VEN the same way."""
-    app.middlewares.append(limits_middleware(settings, identify=identify, clock=clock))
+    ``identify`` is the transport's, so both name a VEN the same way. Returns the VENs'
+    budgets, for the transport to charge CPU to."""
+    budgets = VenBudgets(settings, clock=clock)
+    app.middlewares.append(limits_middleware(settings, identify=identify, clock=clock,
+                                             budgets=budgets))
+    return budgets

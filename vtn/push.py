@@ -1,14 +1,20 @@
-"""HTTP push delivery (OpenADR 2.0b profile 8, push model): POST queued payloads to VENs that
+"""HTTP push delivery (OpenADR 2.0b profile 9.1, push model): POST queued payloads to VENs that
 registered with a transport address and ``httpPullModel`` false.
 
 The outbox is the single source of what a VEN is owed, for pull and push alike. :meth:`wake` notes
-VENs whose queue grew; one task (owned by the app's cleanup context) drains them in order, one
-request at a time per VEN. An item is marked delivered only after the VEN answered HTTP 200; a
-failure releases it and retries after ``retry_s``. The VEN's reply payload (e.g. oadrCreatedEvent,
-oadrCreatedReport) is handed to the same dispatcher as if the VEN had posted it.
+VENs whose queue grew; the delivery task (owned by the app's cleanup context) hands each push VEN
+to a lane of its own, so VENs are pushed to concurrently and one slow or unreachable VEN never
+delays another's payloads. A lane drains its VEN's queue in order, one request at a time; an item
+is marked delivered only after the VEN answered HTTP 200. A failure releases the item and the lane
+backs off on its own: ``retry_s``, doubled after each further failure up to ``max_retry_s``. The
+VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same dispatcher as if it had posted it.
 
-Invariants: every outbound request has a timeout; the task ends at app shutdown; the client
-presents the VTN's certificate and verifies the VEN's against the configured CA (mutual TLS).
+Invariants: every outbound request has a timeout; every lane is a task of the delivery task's
+TaskGroup and ends with it at shutdown (or on its own once its VEN no longer takes pushes); the
+client presents the VTN's certificate, verifies the VEN's chain against the configured CA, and
+accepts only the certificate whose fingerprint the VEN registered with (the VEN's own); the
+address is checked against :class:`vtn.pushtargets.PushTargets` before every push and every
+resolved address on every connection.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 import aiohttp
 
 from schemas import Message, RemoteProtocolError, Response
+from schemas.tls import peer_fingerprint
 from vtn.faults import storage_failure
+from vtn.pushtargets import PushTargets, TargetResolver
 from vtn.services import ROUTES, ServiceContext
 from vtn.services.poll import next_message
 from vtn.transport import Peer, Service
@@ -50,17 +58,49 @@ def service_for(message: Message) -> Service:
     return _SERVICE_BY_KIND["oadr" + type(message).__name__]
 
 
+class _PinnedVen(aiohttp.Fingerprint):
+    """aiohttp's check of a server certificate once the handshake is done (the request's SSL
+    context has verified the chain): its OpenADR fingerprint must be the VEN's registered one.
+    Not SHA-256 of the whole certificate, as aiohttp's own, so the parent's digest is unused."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self._fingerprint = b""
+        self._expected = fingerprint.upper()
+
+    def check(self, transport: asyncio.Transport) -> None:
+        got = peer_fingerprint(transport)
+        if got is None or got.upper() != self._expected:
+            host, port, *_ = transport.get_extra_info("peername")
+            raise aiohttp.ServerFingerprintMismatch(
+                self._expected.encode(), (got or "no certificate").encode(), host, port)
+
+
+def _system_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    return context
+
+
 class PushDelivery:
     def __init__(self, ctx: ServiceContext, dispatch: Dispatch, *,
-                 ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float) -> None:
+                 ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float,
+                 targets: PushTargets | None = None, max_retry_s: float = 300.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._ctx = ctx
         self._dispatch = dispatch
-        self._ssl = ssl_context
+        # ``ssl_context`` presents the VTN's certificate and need not check host names: the pin
+        # is stricter. Without one (development only) the VEN's chain is still verified against
+        # the system's CAs, never an unverified context.
+        self._ssl = ssl_context or _system_context()
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._retry_s = retry_s
+        self._max_retry_s = max(retry_s, max_retry_s)
+        self._targets = targets or PushTargets()
+        self._sleep = sleep  # a lane's back-off; tests record it instead of waiting
         self._waiting: set[str] = set()
         self._wakeup = asyncio.Event()
         self._first_scan = True
+        self._lanes: dict[str, asyncio.Event] = {}
 
     def wake(self, ven_ids: Iterable[str]) -> None:
         """Something was queued for these VENs (push or not: the task filters)."""
@@ -80,13 +120,13 @@ class PushDelivery:
                 await task
 
     async def _run(self) -> None:
-        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+        async with asyncio.TaskGroup() as lanes:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 waiting, self._waiting = self._waiting, set()
                 try:
-                    await self._deliver(session, waiting)
+                    targets = await self._targets_of(waiting)
                 except Exception as exc:
                     # The database being away must not end push for good: rescan once it is back.
                     cause = storage_failure(exc)
@@ -95,40 +135,84 @@ class PushDelivery:
                     log.warning("push delivery paused (%s); retrying in %s s", cause, self._retry_s)
                     self._first_scan = True
                     asyncio.get_running_loop().call_later(self._retry_s, self.wake, ())
+                    continue
+                for ven_id in targets:
+                    self._poke(lanes, ven_id)
 
-    async def _deliver(self, session: aiohttp.ClientSession, waiting: set[str]) -> None:
-        pushed = {v.ven_id: v for v in await self._ctx.storage.vens.active()
+    async def _targets_of(self, waiting: set[str]) -> list[str]:
+        pushed = {v.ven_id for v in await self._ctx.storage.vens.active()
                   if not v.http_pull_model and v.transport_address}
-        targets = set(pushed) if self._first_scan else waiting & set(pushed)
+        targets = pushed if self._first_scan else waiting & pushed
         self._first_scan = False
-        for ven_id in sorted(targets):
-            reg = pushed[ven_id]
-            assert reg.transport_address is not None
-            if not await self._drain(session, reg.ven_id, reg.fingerprint,
-                                     reg.transport_address):
-                asyncio.get_running_loop().call_later(
-                    self._retry_s, self.wake, (reg.ven_id,))
+        return sorted(targets)
 
-    async def _drain(self, session: aiohttp.ClientSession, ven_id: str, fingerprint: str,
-                     address: str) -> bool:
-        """Push everything queued for one VEN; False after a failure (the item was released)."""
-        while (found := await next_message(self._ctx, ven_id, mark=False)) is not None:
-            message, item = found
-            service = service_for(message)
-            try:
-                reply = await self._post(session, f"{address.rstrip('/')}/{service}", message)
-            except (aiohttp.ClientError, TimeoutError, RemoteProtocolError) as exc:
-                log.warning("push to %s failed: %r", ven_id, exc)
-                await self._ctx.storage.outbox.release(item.seq)
-                return False
-            await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
-            if type(reply) in ROUTES[service] and not isinstance(reply, Response):
-                await self._dispatch(service, Peer(fingerprint), reply)
+    def _poke(self, lanes: asyncio.TaskGroup, ven_id: str) -> None:
+        poked = self._lanes.get(ven_id)
+        if poked is None:
+            poked = self._lanes[ven_id] = asyncio.Event()
+            lanes.create_task(self._lane(ven_id, poked), name=f"crowdflex-vtn-push:{ven_id}")
+        poked.set()
+
+    async def _lane(self, ven_id: str, poked: asyncio.Event) -> None:
+        """Push to one VEN while it takes pushes, backing off after failures."""
+        failures = 0
+        try:
+            while True:
+                await poked.wait()
+                poked.clear()
+                try:
+                    delivered = await self._push(ven_id)
+                except Exception as exc:
+                    cause = storage_failure(exc)
+                    if cause is None:
+                        raise
+                    log.warning("push to %s paused (%s)", ven_id, cause)
+                    delivered = False
+                if delivered is None:
+                    return
+                if delivered:
+                    failures = 0
+                    continue
+                failures += 1
+                await self._sleep(min(self._retry_s * 2 ** (failures - 1), self._max_retry_s))
+                poked.set()
+        finally:
+            del self._lanes[ven_id]
+
+    async def _push(self, ven_id: str) -> bool | None:
+        """Push what is queued for the VEN: True when all went, False after a failure (the item
+        was released), None when the VEN no longer takes pushes (its lane ends)."""
+        registration = await self._ctx.storage.vens.get(ven_id)
+        if (registration is None or not registration.active or registration.http_pull_model
+                or not registration.transport_address):
+            return None
+        address = registration.transport_address
+        try:
+            self._targets.check_address(address)
+        except RemoteProtocolError as refused:  # registered before these rules, or config
+            log.warning("not pushing to %s: %s", ven_id, refused.reason)
+            return None
+        connector = aiohttp.TCPConnector(ssl=_PinnedVen(registration.fingerprint),
+                                         resolver=TargetResolver(self._targets))
+        async with aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session:
+            while (found := await next_message(self._ctx, ven_id, mark=False)) is not None:
+                message, item = found
+                service = service_for(message)
+                try:
+                    reply = await self._post(session, f"{address.rstrip('/')}/{service}",
+                                             message)
+                except (aiohttp.ClientError, OSError, RemoteProtocolError) as exc:
+                    await self._ctx.storage.outbox.release(item.seq)
+                    log.warning("push to %s failed: %r", ven_id, exc)
+                    return False
+                await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
+                if type(reply) in ROUTES[service] and not isinstance(reply, Response):
+                    await self._dispatch(service, Peer(registration.fingerprint), reply)
         return True
 
     async def _post(self, session: aiohttp.ClientSession, url: str, message: Message) -> Message:
         body = self._ctx.codec.encode(message)
-        async with session.post(url, data=body, ssl=self._ssl if self._ssl else True,
+        async with session.post(url, data=body, ssl=self._ssl,
                                 headers={"Content-Type": "application/xml"}) as reply:
             if reply.status != 200:
                 raise aiohttp.ClientResponseError(reply.request_info, (), status=reply.status)

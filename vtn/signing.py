@@ -44,6 +44,7 @@ from lxml import etree
 
 from schemas import (
     Codec,
+    IntakeLimits,
     Message,
     NotRegistered,
     ReplayGuard,
@@ -104,9 +105,11 @@ class _NoNonceMemory:
 
 
 def signing_codec(settings: SignatureSettings, *, cert: Path | None, key: Path | None,
-                  clock: Callable[[], datetime], crl: Path | None = None) -> Codec:
+                  clock: Callable[[], datetime], crl: Path | None = None,
+                  limits: IntakeLimits | None = None) -> Codec:
     """The VTN's wire codec for ``settings`` (a plain codec when everything is off); signers are
-    checked as the VTN's TLS checks its clients, against the CRL file ``crl`` too."""
+    checked as the VTN's TLS checks its clients, against the CRL file ``crl`` too; ``limits``
+    bound what the codec takes in (identifier lengths)."""
     if settings.require and not settings.verifies:
         raise ValueError("requiring signatures needs trusted certificates to verify them with")
     signer = None
@@ -120,7 +123,7 @@ def signing_codec(settings: SignatureSettings, *, cert: Path | None, key: Path |
     replay = ReplayGuard(window=settings.replay_window, max_future=settings.replay_max_future,
                          store=_NoNonceMemory()) if verifier is not None else None
     return Codec(signer=signer, verifier=verifier, replay=replay, clock=clock,
-                 require_signature=settings.require)
+                 require_signature=settings.require, limits=limits)
 
 
 class NonceCheck:

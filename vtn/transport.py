@@ -1,10 +1,11 @@
 """The VTN's HTTP face: the five OpenADR 2.0b Simple HTTP endpoints (profile section 8).
 
-A request's life (docs/architecture.md#a-messages-life): content type (415) and size (413) checks ->
-the peer's identity from its TLS client certificate -> hardened decode with the codec -> the
-application's
-dispatcher (which checks the payload belongs to the service) -> the encoded reply. A VEN's
-repeated unsigned request bytes and repeated replies skip the XML work (:mod:`vtn.repeats`).
+A request's life (docs/architecture.md#a-messages-life): content type (415) and size (413)
+checks -> the peer's identity from its TLS client certificate -> hardened decode with the codec ->
+the application's dispatcher (which checks the payload belongs to the service) -> the encoded
+reply. A VEN's
+repeated unsigned request bytes and repeated replies skip the XML work (:mod:`vtn.repeats`); the
+CPU the XML work does cost is told to the VEN's budget (``charge_cpu``, :mod:`vtn.limits`).
 Every protocol failure leaves as an oadrResponse carrying its OpenADR code with HTTP 200;
 transport failures are clean 4xx; nothing here answers 500. The dispatcher owns "reply only
 after the state is committed".
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -114,6 +116,9 @@ class TransportSettings:
     check_signed: Callable[[Peer, Verification], Awaitable[None]] | None = None
     # replaces the codec's decode_signed when set (vtn.signing.SignedIntake.decode)
     decode: Callable[[Peer, bytes], Awaitable[tuple[Message, Verification | None]]] | None = None
+    # told the event-loop CPU seconds spent decoding each peer's document and encoding the reply
+    # (vtn.limits.VenBudgets.charge_cpu), keyed by fingerprint
+    charge_cpu: Callable[[str, float], None] | None = None
 
 
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
@@ -131,6 +136,7 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
 
     repeats = Repeats()
     reuse_replies = codec.signer is None  # a signed reply needs a fresh ReplayProtect
+    charge_cpu = settings.charge_cpu or (lambda _fingerprint, _seconds: None)
 
     async def endpoint(request: web.Request) -> web.Response:
         try:
@@ -147,19 +153,29 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
         peer, reply = await _answer(service, request, body)
         data = repeats.reply(peer.fingerprint, reply) if peer is not None else None
         if data is None:
+            started = time.thread_time()
             data = codec.encode(reply)
-            if peer is not None and reuse_replies:
-                repeats.remember_reply(peer.fingerprint, reply, data)
+            if peer is not None:
+                charge_cpu(peer.fingerprint, time.thread_time() - started)
+                if reuse_replies:
+                    repeats.remember_reply(peer.fingerprint, reply, data)
         return web.Response(body=data, content_type="application/xml")
 
     async def _body(request: web.Request) -> bytes:
-        if request.content.is_eof():  # all of it arrived with the headers: nothing to wait for
-            return await request.read()
         try:
+            if request.content.is_eof():  # all of it arrived with the headers: no wait
+                return await request.read()
             async with asyncio.timeout(settings.body_timeout_s):
                 return await request.read()
         except TimeoutError:
             raise web.HTTPRequestTimeout(text="request body too slow") from None
+        except web.RequestPayloadError as exc:
+            # e.g. a body that is no gzip under Content-Encoding: gzip; the peer's fault, so one
+            # INFO line and a 400, not an ERROR traceback and a 500
+            log.info("refused a body not readable in its Content-Encoding (%s): %s",
+                     request.headers.get("Content-Encoding", "identity"), exc.__cause__ or exc)
+            raise web.HTTPBadRequest(
+                text="request body does not decode in its Content-Encoding") from None
 
     async def _answer(service: Service, request: web.Request,
                       body: bytes) -> tuple[Peer | None, Message]:
@@ -168,8 +184,14 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
             peer = settings.identify(request)
             message = repeats.request(peer.fingerprint, body)
             if message is None:
-                message, verification = (codec.decode_signed(body) if settings.decode is None
-                                         else await settings.decode(peer, body))
+                if settings.decode is not None:  # signed intake: budgeted by vtn.signing
+                    message, verification = await settings.decode(peer, body)
+                else:
+                    started = time.thread_time()
+                    try:
+                        message, verification = codec.decode_signed(body)
+                    finally:
+                        charge_cpu(peer.fingerprint, time.thread_time() - started)
                 if verification is None:
                     repeats.remember_request(peer.fingerprint, body, message)
                 elif settings.check_signed is not None:

@@ -186,8 +186,13 @@ async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettin
     pki, identities = _mint(out, total)
     step(f"PKI: CA, TSO, aggregator and {total} device certificates in {out / 'certs'}")
     vault = _vault(out)
+    # One aggregator sends the whole pool's registration and metering: megabyte documents, so
+    # its budgets and caps are sized for a pool, not for one device.
     tso_cfg = _vtn_config(out, "tso", pki, "tso", timedelta(seconds=1),
-                          max_body_bytes=32 * 1024 * 1024)
+                          max_body_bytes=32 * 1024 * 1024, byte_budget_per_s=8 * 1024 * 1024,
+                          byte_budget_burst=128 * 1024 * 1024, cpu_budget_per_s=1.0,
+                          cpu_budget_burst_s=60.0, max_report_descriptions=100_000,
+                          max_report_points=1_000_000)
     agg_cfg = _vtn_config(out, "aggregator", pki, "aggregator-vtn", settings.timing.device_poll,
                           auto_subscribe_reports=("TELEMETRY_USAGE",))
     tso = TsoNode(tso_cfg, settings, capture_dir=out / "captures" / "aggregator-tso")

@@ -4,11 +4,13 @@ Contract (schemas.decode, for ANY bytes): return a typed message, or raise a
 :class:`schemas.RemoteProtocolError` whose ``response_code`` lies in 450..469 (OpenADR 2.0b profile,
 section 7). Nothing else escapes: no lxml, ValueError, OverflowError, crash or hang. And whatever
 decodes re-encodes to bytes that decode to an equal message (round-trip stability), so a node can
-relay or store what it accepted.
+relay or store what it accepted, and every period in it (anything with a dtstart and a duration)
+ends at a date-time Python can hold, so no consumer adding them up overflows.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields, is_dataclass
 from functools import cache
 
 import schemas
@@ -41,4 +43,19 @@ def assert_contract(data: bytes, using: schemas.Codec | None = None) -> schemas.
         return None
     again = active.decode(active.encode(message))
     assert again == message, "decode(encode(decoded)) differs from decoded"
+    _assert_periods_end_in_range(message)
     return message
+
+
+def _assert_periods_end_in_range(value: object) -> None:
+    if isinstance(value, tuple):
+        for item in value:
+            _assert_periods_end_in_range(item)
+        return
+    if not is_dataclass(value):
+        return
+    dtstart, duration = getattr(value, "dtstart", None), getattr(value, "duration", None)
+    if dtstart is not None and duration is not None:
+        dtstart + duration  # OverflowError here: decode let an unusable period through
+    for field in fields(value):
+        _assert_periods_end_in_range(getattr(value, field.name))

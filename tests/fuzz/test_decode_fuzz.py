@@ -2,8 +2,8 @@
 
 Every test checks the contract in :mod:`tests.fuzz.contract`: a typed message that survives
 ``decode(encode(m)) == m``, or a RemoteProtocolError with a 450..469 code, never anything else.
-A per-example deadline (1 s, against ~0.1 ms typical) catches a pathological slowdown; each test
-runs a modest number of examples so the whole module takes a few seconds. Long runs belong to
+No per-example deadline (wall-clock limits belong in bench/); each test runs a modest number of
+examples so the whole module takes a few seconds. Long runs belong to
 ``tests/fuzz/atheris_decode.py``.
 """
 
@@ -20,9 +20,7 @@ import schemas
 
 from .contract import assert_contract, codec, seeds
 
-# Only a hang fails on time: one example takes ~0.1 ms, and a loaded 2-core machine can
-# stretch that 1,000-fold; 30 s per example is a liveness bound, not a speed check.
-EXAMPLES = settings(max_examples=60, deadline=30_000)
+EXAMPLES = settings(max_examples=60)
 
 # Element texts that have tripped XML codecs: number edges, NaN/INF, durations with signs, years
 # outside 1..9999, leap seconds, offsets, non-ASCII digits, whitespace, markup, entities.
@@ -58,6 +56,11 @@ NASTY_TEXTS = (
     "P1W",
     "PT0.5S",
     "P999999999D",
+    "-P999999999D",
+    "P36525D",
+    "P36526D",
+    "-P1D",
+    "P5218W",
     "P1000000000D",
     "P142857143W",
     "PT99999999999999999999S",

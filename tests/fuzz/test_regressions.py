@@ -99,3 +99,23 @@ def test_unreadable_certificate_key_is_signature_invalid() -> None:
     tampered = wire.replace(good, base64.b64encode(_corrupt_key_oid(cert_pem)))
     with pytest.raises(schemas.SignatureInvalid, match="unreadable certificate"):
         receiver(schema, cert_pem).decode(tampered)
+
+
+@pytest.mark.parametrize(("start", "duration"), [
+    (b"9999-12-31T00:00:00Z", b"P1D"), (b"0001-01-01T00:00:00Z", b"-P1D")])
+def test_period_ending_past_the_datetime_range_is_invalid_data(start: bytes,
+                                                               duration: bytes) -> None:
+    # Was: decoded, then OverflowError in the VTN adding dtstart + duration (catch-all 469).
+    data = _event_with(b"2025-03-18T14:00:00Z", start).replace(
+        b"<xcal:duration>PT1H</xcal:duration>", b"<xcal:duration>" + duration + b"</xcal:duration>",
+        1)
+    with pytest.raises(schemas.InvalidData, match="period out of range"):
+        schemas.decode(data)
+
+
+def test_duration_over_a_century_is_invalid_data() -> None:
+    # Was: P999999999D decoded, then overflowed wherever it was added or stored (SQLite keeps an
+    # interval as 1970-01-01 plus it).
+    assert parse_duration("P36525D").days == 36_525
+    with pytest.raises(schemas.InvalidData, match="duration out of range"):
+        parse_duration("P36526D")

@@ -12,7 +12,7 @@ import pytest
 from schemas import CreatedOpt, CreateOpt, OptReason, OptType, Poll
 from tests.vtn.harness import CODEC, RawVen, raw_ven, running_vtn
 from vtn.config import parse_config
-from vtn.limits import LimitSettings, RateLimiter
+from vtn.limits import DocumentCaps, LimitSettings, RateLimiter, VenBudgets
 from vtn.services import Handlers
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -55,15 +55,61 @@ def test_bucket_table_is_bounded() -> None:
     assert limiter.take("ven-999") > 0.0  # the most recent identity is still remembered
 
 
-@pytest.mark.parametrize("bad", [{"per_s": 0.0}, {"burst": 0}, {"max_in_flight": 0}])
+def test_a_budget_goes_into_debt_and_refuses_until_it_is_repaid() -> None:
+    """Budgets charge after the fact: a big request may overdraw the bucket; the VEN then waits
+    until the refill has paid the debt back, and only that VEN waits."""
+    clock = FakeClock()
+    budgets = VenBudgets(LimitSettings(bytes_per_s=100.0, bytes_burst=1000, cpu_per_s=0.1,
+                                       cpu_burst_s=1.0), clock=clock)
+    assert budgets.wait("A") == 0.0
+    budgets.charge_bytes("A", 1500)  # 500 bytes in debt: 5 s at 100 bytes/s
+    assert budgets.wait("A") == pytest.approx(5.0)
+    assert budgets.wait("B") == 0.0
+    clock.now += 5.1
+    assert budgets.wait("A") == 0.0
+    budgets.charge_cpu("A", 1.3)  # CPU 0.3 s in debt: 3 s at 0.1 s/s
+    assert budgets.wait("A") == pytest.approx(3.0)
+    clock.now += 3.1
+    assert budgets.wait("A") == 0.0
+
+
+def test_budgets_switched_off_never_refuse() -> None:
+    budgets = VenBudgets(LimitSettings(bytes_per_s=None, cpu_per_s=None), clock=FakeClock())
+    budgets.charge_bytes("A", 10**12)
+    budgets.charge_cpu("A", 10**6)
+    assert budgets.wait("A") == 0.0
+
+
+@pytest.mark.parametrize("bad", [{"per_s": 0.0}, {"burst": 0}, {"max_in_flight": 0},
+                                 {"bytes_per_s": 0.0}, {"bytes_burst": 0}, {"cpu_per_s": -1.0},
+                                 {"cpu_burst_s": 0.0}])
 def test_nonsense_settings_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         LimitSettings(**bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("bad", [{"max_metadata_reports": 0}, {"max_report_points": -1}])
+def test_nonsense_caps_are_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        DocumentCaps(**bad)
+
+
 def test_limits_are_configuration() -> None:
     config = parse_config({"rate_limit_per_s": 5.0, "rate_limit_burst": 10, "max_in_flight": 7})
     assert (config.rate_limit_per_s, config.rate_limit_burst, config.max_in_flight) == (5.0, 10, 7)
+
+
+def test_budgets_and_caps_are_configuration() -> None:
+    config = parse_config({"byte_budget_per_s": 1.0, "byte_budget_burst": 2,
+                           "cpu_budget_per_s": 0.5, "cpu_budget_burst_s": 3.0, "max_id_chars": 64,
+                           "max_metadata_reports": 4, "max_report_descriptions": 5,
+                           "max_report_points": 6,
+                           "push": {"allow_private_targets": ["10.0.0.0/8"]}})
+    assert (config.byte_budget_per_s, config.byte_budget_burst, config.cpu_budget_per_s,
+            config.cpu_budget_burst_s) == (1.0, 2, 0.5, 3.0)
+    assert (config.max_id_chars, config.max_metadata_reports, config.max_report_descriptions,
+            config.max_report_points) == (64, 4, 5, 6)
+    assert config.push_allow_private_targets == ("10.0.0.0/8",)
 
 
 async def _poll_status(ven: RawVen) -> tuple[int, str | None]:

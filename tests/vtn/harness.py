@@ -4,15 +4,17 @@ built from aiohttp and :mod:`schemas` only, for the VTN's integration tests."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from cbp.pki import Role
 from schemas import (
     Codec,
     CreatePartyRegistration,
@@ -30,9 +32,13 @@ from schemas import (
     Target,
 )
 from schemas.events import ActivePeriod
+from schemas.tls import client_context, server_context
 from vtn.app import SERVICES, VtnConfig, create_app
 from vtn.services import Handlers, ServiceContext
 from vtn.transport import SERVICE_PREFIX
+
+# The VTN pushes only to public addresses unless allowed; the tests' push VENs are on loopback.
+LOOPBACK_PUSH = ("127.0.0.0/8",)
 
 CODEC = Codec()
 
@@ -154,3 +160,40 @@ def events_of(messages: list[Message]) -> DistributeEvent:
 
 
 OK = EiResponse()
+
+
+@dataclass(frozen=True)
+class PushVenTls:
+    """A VEN certificate that also serves push on 127.0.0.1 (serverAuth): the VTN accepts a push
+    receiver only when it presents the certificate the VEN registered with."""
+
+    fingerprint: str
+    client: ssl.SSLContext
+    server: ssl.SSLContext
+
+
+def push_ven_tls(pki: Any, directory: Path, name: str = "push-ven") -> PushVenTls:
+    issued = pki.authority.issue(name, Role.VEN, hosts=("127.0.0.1",))
+    cert, key = issued.write(directory)
+    return PushVenTls(fingerprint=issued.fingerprint,
+                      client=client_context(cert=cert, key=key, ca=pki.ca_cert),
+                      server=server_context(cert=cert, key=key, ca=pki.ca_cert))
+
+
+@asynccontextmanager
+async def push_receiver(context: ssl.SSLContext,
+                        handle: Callable[[web.Request], Awaitable[web.Response]]
+                        ) -> AsyncIterator[str]:
+    """A TLS push endpoint on 127.0.0.1 (port 0) answering POST /push/{service} with ``handle``;
+    yields its transport address."""
+    app = web.Application()
+    app.router.add_post("/push/{service}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"https://127.0.0.1:{port}/push"
+    finally:
+        await runner.cleanup()

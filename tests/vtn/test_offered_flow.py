@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ from schemas import (
 from ven import PushReceiver, VenClient, VtnRefused
 from vtn.services import offered
 
-from .harness import code_of, raw_ven, running_vtn
+from .harness import LOOPBACK_PUSH, code_of, push_ven_tls, raw_ven, running_vtn
 
 SPEC = "pool-1:settlement"
 
@@ -143,13 +144,14 @@ async def test_requested_later_with_create_report_and_refusals(pki: Any,
         assert send.answered_at is None
 
 
-async def test_pushed_offer_request_and_data(pki: Any, storage_url: str) -> None:
+async def test_pushed_offer_request_and_data(pki: Any, storage_url: str, tmp_path: Path) -> None:
     data: asyncio.Queue[Report] = asyncio.Queue()
     confirmed, answered = asyncio.Event(), asyncio.Event()
-    async with running_vtn(pki, storage_url) as vtn:
-        ven = VenClient(vtn.url, pki.client_context(), ven_name="pushed",
+    tls = push_ven_tls(pki, tmp_path)  # the receiver serves with the VEN's own certificate
+    async with running_vtn(pki, storage_url, push_allow_private_targets=LOOPBACK_PUSH) as vtn:
+        ven = VenClient(vtn.url, tls.client, ven_name="pushed",
                         on_report_data=data.put_nowait, request_vtn_reports=chooser("q-p"))
-        async with ven, PushReceiver(ven, pki.server_context(),
+        async with ven, PushReceiver(ven, tls.server,
                                      allowed_fingerprints=frozenset({pki.vtn.fingerprint})
                                      ) as receiver:
             ven._push_url = receiver.url + "/OpenADR2/Simple/2.0b"

@@ -1,9 +1,18 @@
 """HTTP push: a VEN registered with a transport address and httpPullModel=false gets queued
-payloads POSTed to it over mutual TLS; its reply (oadrCreatedEvent) is processed like a post."""
+payloads POSTed to it over mutual TLS; its reply (oadrCreatedEvent) is processed like a post.
+
+The VTN accepts a push receiver only when it presents the VEN's own certificate (the fingerprint
+it registered with), and pushes to each VEN on its own: one VEN that never answers delays nobody
+else's payloads."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from aiohttp import web
 
@@ -12,27 +21,36 @@ from schemas import (
     DistributeEvent,
     EiResponse,
     EventResponse,
+    Message,
     OptType,
     RegisteredReport,
     RegisterReport,
     Target,
 )
+from vtn.app import PUSH
+from vtn.push import PushDelivery
+from vtn.pushtargets import PushTargets
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
 
-from .harness import CODEC, raw_ven, running_vtn, sample_event
+from .harness import (
+    CODEC,
+    LOOPBACK_PUSH,
+    push_receiver,
+    push_ven_tls,
+    raw_ven,
+    running_vtn,
+    sample_event,
+)
 
 
-async def test_events_are_pushed_and_the_reply_ack_is_stored(pki, storage_url):
-    received: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-    acked = asyncio.Event()
-    ven_id = pki.ven.fingerprint
-
+def _answering(ven_id: str, received: asyncio.Queue[tuple[str, Message]]
+               ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def endpoint(request: web.Request) -> web.Response:
         message = CODEC.decode(await request.read())
         await received.put((request.match_info["service"], message))
         if isinstance(message, DistributeEvent):
-            reply: object = CreatedEvent(
+            reply: Message = CreatedEvent(
                 response=EiResponse(request_id=message.request_id), ven_id=ven_id,
                 event_responses=tuple(EventResponse(
                     request_id=message.request_id, event_id=e.event_id,
@@ -42,32 +60,142 @@ async def test_events_are_pushed_and_the_reply_ack_is_stored(pki, storage_url):
             reply = RegisteredReport(response=EiResponse(), ven_id=ven_id)
         return web.Response(body=CODEC.encode(reply), content_type="application/xml")
 
-    ven_app = web.Application()
-    ven_app.router.add_post("/push/{service}", endpoint)
-    runner = web.AppRunner(ven_app)
-    await runner.setup()
-    # the push VEN serves with a certificate for 127.0.0.1 and demands the VTN's client cert
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pki.server_context())
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        handlers = Handlers(on_event_response=lambda v, r: acked.set())
-        async with running_vtn(pki, storage_url, handlers=handlers) as vtn, \
-                raw_ven(vtn.url, pki.client_context()) as ven:
-            await ven.register("push-ven", http_pull_model=False,
-                               transport_address=f"https://127.0.0.1:{port}/push")
-            async with asyncio.timeout(10):
-                service, first = await received.get()
-            assert (service, type(first)) == ("EiReport", RegisterReport)
+    return endpoint
 
-            await events.publish_event(vtn.ctx, sample_event("push-1", Target(ven_ids=(ven_id,))))
-            async with asyncio.timeout(10):
-                service, pushed = await received.get()
-                await acked.wait()
-            assert service == "EiEvent" and isinstance(pushed, DistributeEvent)
-            assert [e.event_id for e in pushed.events] == ["push-1"]
-            (delivery,) = await vtn.ctx.storage.events.deliveries("push-1")
-            assert delivery.ack_opt_type is StoredOpt.OPT_IN
-            assert await vtn.ctx.storage.outbox.pending_count(ven_id) == 0
+
+async def test_events_are_pushed_and_the_reply_ack_is_stored(pki, storage_url, tmp_path: Path):
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    acked = asyncio.Event()
+    tls = push_ven_tls(pki, tmp_path)
+    ven_id = tls.fingerprint
+    handlers = Handlers(on_event_response=lambda v, r: acked.set())
+    async with push_receiver(tls.server, _answering(ven_id, received)) as address, \
+            running_vtn(pki, storage_url, handlers=handlers,
+                        push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, tls.client) as ven:
+        await ven.register("push-ven", http_pull_model=False, transport_address=address)
+        async with asyncio.timeout(10):
+            service, first = await received.get()
+        assert (service, type(first)) == ("EiReport", RegisterReport)
+
+        await events.publish_event(vtn.ctx, sample_event("push-1", Target(ven_ids=(ven_id,))))
+        async with asyncio.timeout(10):
+            service, pushed = await received.get()
+            await acked.wait()
+        assert service == "EiEvent" and isinstance(pushed, DistributeEvent)
+        assert [e.event_id for e in pushed.events] == ["push-1"]
+        (delivery,) = await vtn.ctx.storage.events.deliveries("push-1")
+        assert delivery.ack_opt_type is StoredOpt.OPT_IN
+        assert await vtn.ctx.storage.outbox.pending_count(ven_id) == 0
+
+
+class _Watch(logging.Handler):
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text, self.seen = text, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@contextmanager
+def _watching(text: str) -> Iterator[asyncio.Event]:
+    """Set when vtn.push logs a line containing ``text``."""
+    watch = _Watch(text)
+    logging.getLogger("vtn.push").addHandler(watch)
+    try:
+        yield watch.seen
     finally:
-        await runner.cleanup()
+        logging.getLogger("vtn.push").removeHandler(watch)
+
+
+async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(
+        pki, storage_url, tmp_path: Path):
+    """Tried: a VEN registers with its certificate and names a receiver that presents another
+    certificate from the same CA, valid for 127.0.0.1 (the VTN's own). The VTN refuses it after
+    the handshake, before any request: the receiver sees nothing and the payload stays queued
+    (was: pushed to whoever answered with any CA-issued certificate)."""
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    with _watching("ServerFingerprintMismatch") as refused:
+        async with push_receiver(pki.server_context(), _answering("x", received)) as address, \
+                running_vtn(pki, storage_url, push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+                raw_ven(vtn.url, pki.client_context()) as ven:
+            await ven.register("pinned", http_pull_model=False, transport_address=address)
+            async with asyncio.timeout(10):
+                await refused.wait()
+            assert received.empty()
+            assert await vtn.ctx.storage.outbox.pending_count(pki.ven.fingerprint) == 1
+
+
+async def test_a_ven_that_never_answers_delays_no_other_vens_push(
+        pki, storage_url, tmp_path: Path):
+    """Tried: a tarpit VEN whose address accepts TCP and then says nothing, pushed to with a
+    60 s timeout; then an honest push VEN registers and is sent an event. The honest VEN gets
+    its METADATA and its event while the tarpit's push is still hanging (was: the one push task
+    waited out the tarpit, 10 s per retry every 5 s)."""
+    held: list[asyncio.StreamWriter] = []
+    tarpit_hit = asyncio.Event()
+
+    async def tarpit(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        tarpit_hit.set()
+
+    server = await asyncio.start_server(tarpit, "127.0.0.1", 0)
+    tarpit_address = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/push"
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    tls = push_ven_tls(pki, tmp_path, "honest-push-ven")
+    try:
+        async with server, push_receiver(tls.server, _answering(tls.fingerprint, received)) \
+                as address, \
+                running_vtn(pki, storage_url, push_timeout_s=60.0,
+                            push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+                raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as slow, \
+                raw_ven(vtn.url, tls.client) as honest:
+            await slow.register("tarpit", http_pull_model=False, transport_address=tarpit_address)
+            async with asyncio.timeout(10):
+                await tarpit_hit.wait()
+            await honest.register("honest", http_pull_model=False, transport_address=address)
+            await events.publish_event(vtn.ctx, sample_event(
+                "both", Target(ven_ids=(slow.ven_id, honest.ven_id))))
+            async with asyncio.timeout(10):
+                kinds = [type((await received.get())[1]) for _ in range(2)]
+            assert kinds == [RegisterReport, DistributeEvent]
+            assert len(held) == 1 and not held[0].is_closing()  # the tarpit push still hangs
+            assert await vtn.ctx.storage.outbox.pending_count(slow.ven_id) == 2
+    finally:
+        for writer in held:
+            writer.close()
+
+
+async def test_a_failing_ven_is_retried_with_its_own_doubling_back_off(pki, storage_url):
+    """A push VEN whose address refuses connections: its lane waits retry_s, then twice that,
+    and so on up to max_retry_s (here 1, 2, 4, 4, 4 s; the waits are recorded, not slept)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    waits: list[float] = []
+    enough = asyncio.Event()
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 5:
+            enough.set()
+        await asyncio.sleep(0)
+
+    async with running_vtn(pki, storage_url, push_retry_s=3600.0,
+                           push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        with _watching("failed: ClientConnectorError") as first_failure:
+            await ven.register("unreachable", http_pull_model=False,
+                               transport_address=f"https://127.0.0.1:{closed_port}/push")
+            async with asyncio.timeout(10):  # the app's own lane failed and waits an hour now
+                await first_failure.wait()
+        lane = PushDelivery(vtn.ctx, vtn.app[PUSH]._dispatch, ssl_context=None, timeout_s=5.0,
+                            retry_s=1.0, max_retry_s=4.0, sleep=record,
+                            targets=PushTargets.allowing(LOOPBACK_PUSH))
+        async with lane.running():
+            async with asyncio.timeout(10):
+                await enough.wait()
+        assert waits[:5] == [1.0, 2.0, 4.0, 4.0, 4.0]
+        assert await vtn.ctx.storage.outbox.pending_count(ven.ven_id) == 1

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas import Codec, Event, Message, NotRegistered, Target, new_id, utc_now
+from vtn.limits import DocumentCaps
+from vtn.pushtargets import PushTargets
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
@@ -90,6 +92,9 @@ class ServiceContext:
     default_granularity: timedelta = timedelta(minutes=1)
     cancelled_event_retention: timedelta = timedelta(days=1)
     offer_metadata: bool = True
+    caps: DocumentCaps = field(default_factory=DocumentCaps)
+    # where push VENs may ask the VTN to POST (checked at registration)
+    push_targets: PushTargets = field(default_factory=PushTargets)
     # decoded stored events by (eventID, modificationNumber), see events._decode; bounded
     decoded_events: dict[tuple[str, int], tuple[bytes, Event]] = field(default_factory=dict)
     # events as sent to VENs addressed through the same group/resource/party entries

@@ -5,6 +5,11 @@ Invariants:
   certificate) keeps it; a re-registration also keeps the registrationID.
 - A VTN-side cancel is only queued here; the registration ends when the VEN answers
   oadrCanceledPartyRegistration, so the VEN can still poll for the cancel itself.
+- A VEN asking for push (httpPullModel false) must give an oadrTransportAddress the VTN may push
+  to (:class:`vtn.pushtargets.PushTargets`): otherwise 454 (no address, or not https, or with
+  user info, query or fragment) or 451 (a non-public address the configuration does not allow),
+  with the reason, and nothing is stored. A pull VEN's address is never used, so not checked
+  (openleadr's pull VEN sends the text "None").
 - After a registration the VTN's own METADATA report (oadrRegisterReport) is queued once per
   registrationID (dedup key), as the profile's registration sequence expects; a VEN beginning a
   registration that live events already target is queued its event list after it.
@@ -18,6 +23,7 @@ from schemas import (
     CreatedPartyRegistration,
     CreatePartyRegistration,
     EiResponse,
+    InvalidData,
     InvalidId,
     NotRegistered,
     Profile,
@@ -78,6 +84,10 @@ async def on_create(ctx: ServiceContext, peer: Peer,
     known = existing.registration_id if existing else None
     if msg.registration_id and msg.registration_id != known:
         raise InvalidId(f"registrationID {msg.registration_id!r} is not this VEN's")
+    if msg.http_pull_model is False:
+        if not msg.transport_address:
+            raise InvalidData("push (httpPullModel false) needs an oadrTransportAddress")
+        ctx.push_targets.check_address(msg.transport_address)
     candidate = VenRegistration(
         ven_id=peer.fingerprint,
         registration_id=existing.registration_id if existing else new_id(),

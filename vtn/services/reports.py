@@ -5,7 +5,11 @@ oadrCreateReport, oadrCancelReport, and their oadrUpdatedReport answers), is
 :mod:`vtn.services.offered`.
 
 Invariants:
-- A VEN's oadrRegisterReport replaces its whole set of registered reports.
+- A VEN's oadrRegisterReport replaces its whole set of registered reports (and the report requests
+  that set supersedes are deleted, :mod:`vtn.storage.reports`).
+- A document over the VTN's caps (:class:`vtn.limits.DocumentCaps`: METADATA reports and
+  descriptions per oadrRegisterReport, points per oadrUpdateReport) is refused with 454 before
+  anything is stored or any hook runs.
 - Every reportRequestID the VTN hands out is stored (pending) before the message carrying it
   leaves, and becomes active on the VEN's oadrCreatedReport, or refused (with the VEN's code
   and reason) when that answer carries an error code.
@@ -28,6 +32,7 @@ from schemas import (
     CreatedReport,
     CreateReport,
     EiResponse,
+    InvalidData,
     NotRegistered,
     RegisteredReport,
     RegisterReport,
@@ -112,6 +117,10 @@ async def on_register_report(ctx: ServiceContext, peer: Peer,
     """oadrRegisterReport: store the METADATA and the subscriptions policy chooses (one
     transaction, after the policy hook: a hook that refuses leaves nothing stored), answer
     with those subscriptions."""
+    caps = ctx.caps
+    _check_cap("METADATA reports", len(msg.reports), caps.max_metadata_reports)
+    _check_cap("report descriptions", sum(len(r.descriptions) for r in msg.reports),
+               caps.max_report_descriptions)
     registration = await require_ven(ctx, peer, msg.ven_id)
     ven_id = registration.ven_id
     chosen = await call_hook(ctx.handlers.report_subscriptions, ven_id, msg.reports)
@@ -145,6 +154,11 @@ async def on_created_report(ctx: ServiceContext, peer: Peer, msg: CreatedReport)
                     ven_id=registration.ven_id)
 
 
+def _check_cap(what: str, count: int, cap: int) -> None:
+    if count > cap:
+        raise InvalidData(f"{count} {what} in one document, over the VTN's cap of {cap}")
+
+
 def _report_data(ven_id: str, report: Report, received_at: datetime) -> ReportData:
     report_start = report.dtstart or report.created_date_time
     rows = []
@@ -163,6 +177,8 @@ def _report_data(ven_id: str, report: Report, received_at: datetime) -> ReportDa
 
 async def on_update_report(ctx: ServiceContext, peer: Peer, msg: UpdateReport) -> UpdatedReport:
     """oadrUpdateReport: store every point in one batch; tell the VEN which requests are gone."""
+    _check_cap("report points", sum(len(i.payloads) for r in msg.reports for i in r.intervals),
+               ctx.caps.max_report_points)
     now = ctx.clock()
     # Without a venID (rare) the points need the registration's before anything is stored.
     ven_id = (msg.ven_id if msg.ven_id is not None

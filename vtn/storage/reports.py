@@ -2,7 +2,9 @@
 
 Invariants:
 - A VEN's oadrRegisterReport is its whole set of reports: registering replaces the previous set in
-  one transaction.
+  one transaction, and deletes the report requests it supersedes: those for a report no longer
+  registered, and older ones for a report this registration was answered a new request for. So
+  re-registering, however often, leaves one generation of requests, never a pile of orphans.
 - A report request is keyed by (ven_id, reportRequestID); storing it again is an update.
 - Received points are keyed by (ven_id, reportSpecifierID, reportRequestID, rID, dtstart): a VEN
   re-sending an oadrUpdateReport (e.g. after a lost reply) stores nothing twice, and the first value
@@ -21,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import Connection, Table, delete, or_, select, update
 
 from ._engine import MAX_BIND_PARAMS, Database, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
@@ -193,7 +195,8 @@ class ReportRepository:
     async def register_reports(self, ven_id: str, descriptions: Iterable[ReportDescription],
                                requests: Iterable[ReportRequest]) -> None:
         """An oadrRegisterReport in one transaction: replace the VEN's registered reports with
-        ``descriptions`` and store (or update) the report ``requests`` answered to it."""
+        ``descriptions``, delete the report requests they supersede (see the module docstring)
+        and store (or update) the report ``requests`` answered to it."""
         described = list(descriptions)
         if any(d.ven_id != ven_id for d in described):
             raise ValueError("every description must belong to the registering VEN")
@@ -202,11 +205,18 @@ class ReportRepository:
                  "registered_at": d.registered_at} for d in described]
         upserts = [_request_values(r) for r in requests]
         replace_rows = delete(ReportDescriptionRow).where(ReportDescriptionRow.ven_id == ven_id)
+        specifier = ReportRequestRow.report_specifier_id
+        superseded = delete(ReportRequestRow).where(
+            ReportRequestRow.ven_id == ven_id,
+            ReportRequestRow.report_request_id.not_in([u["report_request_id"] for u in upserts]),
+            or_(specifier.in_({u["report_specifier_id"] for u in upserts}),
+                specifier.not_in({d.report_specifier_id for d in described})))
         insert_rows = self._db.insert(ReportDescriptionRow)
         upsert = self._request_upsert()
 
         def work(conn: Connection) -> None:
             conn.execute(replace_rows)
+            conn.execute(superseded)
             if rows:
                 conn.execute(insert_rows, rows)
             for values in upserts:
