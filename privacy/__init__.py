@@ -13,9 +13,10 @@ Pure functions and small synchronous stores; imports only ``schemas`` (for the e
 from __future__ import annotations
 
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
+from .auditlog import ChainCheck
 from .config import DEFAULT_LEGAL_BASIS, PrivacyConfig, Recipient, load_config
 from .detect import Finding, LeakDetector
-from .erasure import ErasureNotice, erase_prosumer, write_notices
+from .erasure import erase_prosumer
 from .errors import (
     ConsentMissing,
     KeyUnavailable,
@@ -24,6 +25,7 @@ from .errors import (
     PrivacyError,
     UnknownIdentity,
     VaultCorrupt,
+    VaultOutdated,
 )
 from .keys import DEFAULT_KEY_ENV, EnvKeyProvider, FileKeyProvider, KeyProvider, MasterKey
 from .minimise import (
@@ -35,7 +37,7 @@ from .minimise import (
     merge_small_groups,
 )
 from .pseudonym import is_pseudonym, month_of, pseudonym, validate_month
-from .records import Consent, Device, Prosumer
+from .records import Consent, ConsentHistory, Device, ErasureNotice, PendingErasure, Prosumer
 from .report import data_flows, render_html, render_markdown, write_report
 from .retention import (
     DEFAULT_RETENTION,
@@ -56,7 +58,9 @@ __all__ = [
     "ActivationWindow",
     "AuditEntry",
     "AuditResult",
+    "ChainCheck",
     "Consent",
+    "ConsentHistory",
     "ConsentMissing",
     "Device",
     "DeviceMeasurement",
@@ -74,6 +78,7 @@ __all__ = [
     "OutboundFilter",
     "OutboundPolicy",
     "OutboundRefused",
+    "PendingErasure",
     "PrivacyConfig",
     "PrivacyConfigError",
     "PrivacyError",
@@ -84,6 +89,7 @@ __all__ = [
     "SqliteRawDataStore",
     "UnknownIdentity",
     "VaultCorrupt",
+    "VaultOutdated",
     "apply_retention",
     "audit_run",
     "data_flows",
@@ -96,6 +102,5 @@ __all__ = [
     "render_html",
     "render_markdown",
     "validate_month",
-    "write_notices",
     "write_report",
 ]

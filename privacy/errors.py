@@ -6,6 +6,7 @@
     +-- PrivacyError
         +-- KeyUnavailable       no master key, a malformed key file, an unknown key version
         +-- VaultCorrupt         a vault record fails authenticated decryption (tampered, wrong key)
+        +-- VaultOutdated        a vault file of an older format, refused (not read half-safely)
         +-- UnknownIdentity      no such prosumer or device in the vault (or it was erased)
         +-- ConsentMissing       no live consent for this purpose: do not onboard, do not send
         +-- OutboundRefused      the minimisation filter found something that must not leave
@@ -26,6 +27,7 @@ __all__ = [
     "PrivacyError",
     "UnknownIdentity",
     "VaultCorrupt",
+    "VaultOutdated",
 ]
 
 
@@ -39,6 +41,10 @@ class KeyUnavailable(PrivacyError):
 
 class VaultCorrupt(PrivacyError):
     """A vault record does not decrypt: wrong key, or the file was altered."""
+
+
+class VaultOutdated(PrivacyError):
+    """The vault file predates the current format; it is refused rather than read."""
 
 
 class UnknownIdentity(PrivacyError):

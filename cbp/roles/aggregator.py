@@ -106,6 +106,7 @@ __all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_REGISTRATION = {"requested_by": "aggregator", "reason": "pool registration at the TSO"}
 _MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
 
 
@@ -245,9 +246,9 @@ class AggregatorNode:
                 entry.registered = False
                 continue
             entry.pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
-                                                      s.msp_purpose, month)
+                                                      s.msp_purpose, month, **_REGISTRATION)
             entry.gcp_pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
-                                                          GCP_PURPOSE, month)
+                                                          GCP_PURPOSE, month, **_REGISTRATION)
             devices.append(PoolDevice(pseudonym=entry.pseudonym, device_class=entry.device_class,
                                       power_bucket=entry.power_bucket, zone=s.zone,
                                       gcp_pseudonym=entry.gcp_pseudonym))
