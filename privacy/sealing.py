@@ -55,13 +55,12 @@ def _wrap_aad(prosumer_id: str, version: int) -> bytes:
 class Keyring:
     """Wrapped data keys, one per prosumer, in their own file. Close it with the vault."""
 
-    __slots__ = ("_db", "_keys", "_open", "_wrappers", "path")
+    __slots__ = ("_db", "_keys", "_wrappers", "path")
 
     def __init__(self, path: Path, keys: KeyProvider, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self._keys = keys
         self._wrappers: dict[int, AESGCM] = {}
-        self._open: dict[str, AESGCM] = {}  # prosumer_id -> unwrapped data key
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode = DELETE")
         self._db.execute(f"PRAGMA synchronous = {synchronous}")
@@ -91,8 +90,7 @@ class Keyring:
         with self._db:
             self._db.execute("INSERT INTO data_keys VALUES (?, ?, ?, ?)",
                              (prosumer_id, version, nonce, wrapped))
-        self._open[prosumer_id] = AESGCM(secret)
-        return self._open[prosumer_id]
+        return AESGCM(secret)
 
     def _unwrap(self, prosumer_id: str) -> bytes:
         row = self._db.execute(
@@ -110,13 +108,12 @@ class Keyring:
         return secret
 
     def data_key(self, prosumer_id: str) -> AESGCM:
-        if prosumer_id not in self._open:
-            self._open[prosumer_id] = AESGCM(self._unwrap(prosumer_id))
-        return self._open[prosumer_id]
+        """Unwrapped at every use, never cached: an erasure made through another connection to
+        the keyring (``crowdflex privacy erase`` beside a running node) takes effect at once."""
+        return AESGCM(self._unwrap(prosumer_id))
 
     def destroy(self, prosumer_id: str) -> None:
         """Delete the prosumer's data key: everything sealed under it is unreadable for good."""
-        self._open.pop(prosumer_id, None)
         with self._db:
             self._db.execute("DELETE FROM data_keys WHERE prosumer_id = ?", (prosumer_id,))
 

@@ -14,7 +14,9 @@ TSO's pool registration current: it is re-sent once the set of registered device
 then held still for a sample period (devices registered before a restart count from the VTN
 database). It offers its forecast flex for the next ISP whose gate is still open, retrying each
 telemetry batch until it has devices' forecasts, follows activations and sends telemetry,
-baselines and metering.
+baselines and metering. Erasures ``crowdflex privacy erase`` queued in the vault are delivered
+to the TSO at the next sample tick (:mod:`cbp.roles.erasure`), and the erased devices' rows leave
+the devices file.
 
 Runs until SIGINT/SIGTERM, then stops its loops, closes the TSO link and the outbox, the
 listener and database, and the vault, and marks its last status ``"state": "stopped"`` in the
@@ -140,7 +142,7 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     from ven.tls import client_context
     from vtn.site import vtn_site
 
-    from ._onboard import read_devices
+    from ._onboard import read_devices, remove_devices
 
     config, settings = spec["vtn"], spec["settings"]
     cert, key, ca = spec["tls"]
@@ -148,6 +150,9 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     node = AggregatorNode(settings=settings, downstream=config, vault=vault,
                           tso_url=spec["tso_url"], outbox_path=spec["outbox"],
                           upstream_tls=client_context(cert=cert, key=key, ca=ca))
+    node.erasures.on_unlinked = lambda ven_ids: log.info(
+        "erasure: %d device row(s) removed from the devices file",
+        remove_devices(spec["devices"], ven_ids))
     for row in read_devices(spec["devices"]):
         node.onboard(ven_id=row["ven_id"], device_uuid=UUID(row["device_uuid"]),
                      prosumer_id=row["prosumer_id"], device_class=row["device_class"],

@@ -75,6 +75,7 @@ from vtn.storage import VenRegistration
 
 from .device import next_grid
 from .devicebook import DeviceBook, DeviceEntry
+from .erasure import ERASE_RID, ErasureDesk, erasure_metadata
 from .operation import DispatchedActivation, Operation
 from .outbound import FilteredCodec
 from .profile import (
@@ -134,7 +135,7 @@ class AggregatorNode:
             power_buckets=frozenset({"0-3kW", "3-7kW", "7-11kW", "11kW+"}),
             zones=frozenset({settings.zone}),
             aggregate_ids=frozenset({*BASELINE_RIDS, OFFER_UP_RID, OFFER_DOWN_RID,
-                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID,
+                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID, ERASE_RID,
                                      *SETTLEMENT_RIDS.values()})), vault=vault)
         self.windows: list[ActivationWindow] = []
         timing = settings.timing
@@ -161,6 +162,7 @@ class AggregatorNode:
         self.unsent = PoolRowBuffer()
         self.statements: dict[str, ReceivedStatement] = {}  # TSO eventID -> statement
         self.closed_until: datetime | None = None
+        self.erasures = ErasureDesk(self)
 
     @property
     def activations(self) -> dict[str, DispatchedActivation]:
@@ -265,6 +267,7 @@ class AggregatorNode:
                           market_context=s.market_context),
             baseline_metadata(s.pool_id, created=now, interval=s.pool.baseline_interval),
             flex_offer_metadata(s.pool_id, created=now),
+            erasure_metadata(s.pool_id, created=now),
         )
         accepted = await self.upstream.register_metadata(reports)
         self.requests = {r.report_specifier.report_specifier_id: r.report_request_id
@@ -338,6 +341,8 @@ class AggregatorNode:
         if self.closed_until is not None:
             for activation_id in self.msp.ready(self.closed_until + period):
                 await self._send_msp(self.msp.take(activation_id))
+        if not self.link.down(now):
+            await self.erasures.deliver_pending()
 
     def _close_until(self, limit: datetime) -> list[tuple[datetime, dict[UUID, Decimal]]]:
         """Close every sample up to ``limit``; the device rows of each, in time order."""
