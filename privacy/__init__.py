@@ -20,6 +20,7 @@ from .erasure import erase_prosumer
 from .errors import (
     ConsentMissing,
     KeyUnavailable,
+    NoMandate,
     OutboundRefused,
     PrivacyConfigError,
     PrivacyError,
@@ -27,6 +28,7 @@ from .errors import (
     VaultCorrupt,
     VaultOutdated,
 )
+from .gcp import GcpPseudonyms, PseudonymisationEntity
 from .keys import DEFAULT_KEY_ENV, EnvKeyProvider, FileKeyProvider, KeyProvider, MasterKey
 from .minimise import (
     ActivationWindow,
@@ -69,12 +71,14 @@ __all__ = [
     "ErasureNotice",
     "FileKeyProvider",
     "Finding",
+    "GcpPseudonyms",
     "IdentityValue",
     "IdentityVault",
     "KeyProvider",
     "KeyUnavailable",
     "LeakDetector",
     "MasterKey",
+    "NoMandate",
     "OutboundFilter",
     "OutboundPolicy",
     "OutboundRefused",
@@ -83,6 +87,7 @@ __all__ = [
     "PrivacyConfigError",
     "PrivacyError",
     "Prosumer",
+    "PseudonymisationEntity",
     "RawDataStore",
     "RawSample",
     "Recipient",

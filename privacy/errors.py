@@ -9,6 +9,8 @@
         +-- VaultOutdated        a vault file of an older format, refused (not read half-safely)
         +-- UnknownIdentity      no such prosumer or device in the vault (or it was erased)
         +-- ConsentMissing       no live consent for this purpose: do not onboard, do not send
+        +-- NoMandate            the pseudonymisation entity refuses an EAN the asker holds no
+                                 mandate for
         +-- OutboundRefused      the minimisation filter found something that must not leave
         +-- PrivacyConfigError   a configuration value is missing or out of range
 
@@ -22,6 +24,7 @@ from schemas import CrowdflexError
 __all__ = [
     "ConsentMissing",
     "KeyUnavailable",
+    "NoMandate",
     "OutboundRefused",
     "PrivacyConfigError",
     "PrivacyError",
@@ -53,6 +56,10 @@ class UnknownIdentity(PrivacyError):
 
 class ConsentMissing(PrivacyError):
     """No live consent record covers this device and purpose."""
+
+
+class NoMandate(PrivacyError):
+    """The pseudonymisation entity answers only for EANs the asking aggregator has a mandate for."""
 
 
 class PrivacyConfigError(PrivacyError):

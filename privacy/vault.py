@@ -12,6 +12,9 @@ Invariants:
 - Three key domains per master version (:func:`privacy.keys.domain_key`): data keys are wrapped
   under ``wrap``, clear rows authenticated under ``integrity``, pseudonyms keyed from
   ``pseudonym``. A consent row or epoch that fails its MAC raises :class:`VaultCorrupt`.
+- A GCP's pseudonym comes from the pseudonymisation entity when the vault has one
+  (:mod:`privacy.gcp`: equal across aggregators, so the TSO sees a GCP offered twice), else
+  from the prosumer's random GCP uuid and salt.
 - Pseudonym epochs: each month's pseudonyms use the master version whose epoch covers the month.
   A new master version starts its epoch on the *next* month (Europe/Amsterdam by default), so a
   rotation never switches pseudonyms mid-month; keep the old version until that month is over
@@ -50,6 +53,7 @@ from schemas import utc_now
 from .auditlog import AUDIT_SCHEMA, AuditEntry, AuditLog, ChainCheck
 from .consents import CONSENT_SCHEMA, ConsentRows
 from .errors import ConsentMissing, UnknownIdentity, VaultCorrupt, VaultOutdated
+from .gcp import GcpPseudonyms
 from .keys import KeyProvider, domain_key
 from .notices import NOTICE_SCHEMA, NoticeRecord, NoticeRows
 from .pseudonym import (
@@ -125,6 +129,8 @@ class IdentityVault:
         synchronous: Literal["full", "normal"] = "full",
         keyring: Path | None = None,
         month_zone: str = "Europe/Amsterdam",
+        gcp: GcpPseudonyms | None = None,
+        aggregator: str = "aggregator",
     ) -> None:
         """Open (or create) the vault at ``path`` and its keyring (``<path>.keyring`` unless
         ``keyring`` names another file: keep it with the keys, out of data backups).
@@ -133,6 +139,11 @@ class IdentityVault:
         commit. ``"normal"`` switches the file to WAL with ``synchronous=NORMAL``: a commit
         survives a process crash but the last commits may be lost on power failure; for bulk
         onboarding (thousands of devices at once), where one fsync per record dominates.
+
+        ``gcp`` is the pseudonymisation entity GCP pseudonyms come from (:mod:`privacy.gcp`;
+        it knows this aggregator as ``aggregator``). Without one, a GCP's pseudonym comes from a
+        random uuid and salt of this vault: private, but no other aggregator's pseudonym of the
+        same connection point will equal it, so the TSO cannot see it offered twice.
         """
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
@@ -140,6 +151,8 @@ class IdentityVault:
         self._keys = keys
         self._clock = clock
         self._zone = month_zone
+        self._gcp = gcp
+        self._aggregator = aggregator
         self._db = sqlite3.connect(self.path)
         try:
             _check_format(self._db, self.path)
@@ -421,17 +434,24 @@ class IdentityVault:
 
     # ------------------------------------------------------------ pseudonyms and disputes
 
-    def _subject(self, device: Device, purpose: str) -> tuple[UUID, bytes]:
-        if purpose == GCP_PURPOSE:
-            owner = self._prosumer(device.prosumer_id)
-            return owner.gcp_uuid, owner.gcp_salt
-        return device.device_uuid, device.salt
+    def _gcp_pseudonym(self, owner: Prosumer, recipient: str, month: str) -> str:
+        """From the pseudonymisation entity when there is one (equal across aggregators,
+        :mod:`privacy.gcp`); else from this vault's random GCP uuid and salt."""
+        if self._gcp is not None:
+            return self._gcp.gcp_pseudonym(owner.ean, recipient, month,
+                                           aggregator=self._aggregator)
+        key = self._scope_key(recipient, GCP_PURPOSE, month)
+        return pseudonym_in_scope(key, owner.gcp_uuid, owner.gcp_salt)
+
+    def _device_pseudonym(self, device: Device, recipient: str, purpose: str, month: str) -> str:
+        key = self._scope_key(recipient, purpose, month)
+        return pseudonym_in_scope(key, device.device_uuid, device.salt)
 
     def pseudonym_of(self, device_uuid: UUID, recipient: str, purpose: str, month: str, *,
                      requested_by: str, reason: str) -> str:
         """A device's pseudonym (or its GCP's, for purpose ``gcp``) for one month, under that
         month's epoch key; audited, and the scope noted for erasure."""
-        key = self._scope_key(recipient, purpose, month)
+        validate_month(month)
         device = self._device_from_row(self._device_row(device_uuid))
         if (recipient, purpose, month) not in self._issued:
             with self._db:
@@ -440,16 +460,18 @@ class IdentityVault:
             self._issued.add((recipient, purpose, month))
         self._audit("pseudonym_of", requested_by, reason, {
             "device": self._ref(str(device_uuid)), "scope": f"{recipient}|{purpose}|{month}"})
-        return pseudonym_in_scope(key, *self._subject(device, purpose))
+        if purpose == GCP_PURPOSE:
+            return self._gcp_pseudonym(self._prosumer(device.prosumer_id), recipient, month)
+        return self._device_pseudonym(device, recipient, purpose, month)
 
-    def _subjects(self, purpose: str) -> Iterable[tuple[UUID, bytes]]:
+    def _candidates(self, recipient: str, purpose: str, month: str) -> Iterable[tuple[UUID, str]]:
         if purpose == GCP_PURPOSE:
             for prosumer_id in self.prosumer_ids():
                 owner = self._prosumer(prosumer_id)
-                yield owner.gcp_uuid, owner.gcp_salt
+                yield owner.gcp_uuid, self._gcp_pseudonym(owner, recipient, month)
         else:
             for device in self._devices():
-                yield device.device_uuid, device.salt
+                yield device.device_uuid, self._device_pseudonym(device, recipient, purpose, month)
 
     def resolve(self, pseudonym: str, recipient: str, purpose: str, month: str, *,
                 requested_by: str, reason: str) -> UUID:
@@ -458,9 +480,9 @@ class IdentityVault:
         Raises :class:`UnknownIdentity` when nothing matches (never issued, or the owner was
         erased: crypto-shredded).
         """
-        key = self._scope_key(recipient, purpose, month)
-        found = next((subject for subject, salt in self._subjects(purpose)
-                      if pseudonym_in_scope(key, subject, salt) == pseudonym), None)
+        self._scope_key(recipient, purpose, month)  # an unknown month is refused first
+        found = next((subject for subject, name in self._candidates(recipient, purpose, month)
+                      if name == pseudonym), None)
         detail = {"pseudonym": self._ref(pseudonym), "scope": f"{recipient}|{purpose}|{month}",
                   "result": "not found" if found is None else self._ref(str(found))}
         self._audit("resolve", requested_by, reason, detail)
@@ -498,12 +520,12 @@ class IdentityVault:
         since, current = str(self._prosumer_fields(prosumer_id)["since"]), month_of(now, self._zone)
         listed, all_months = [], set[str]()
         for purpose in purposes:
-            subjects = ([(owner.gcp_uuid, owner.gcp_salt)] if purpose == GCP_PURPOSE
-                        else [(d.device_uuid, d.salt) for d in devices])
             months = self._months(recipient, purpose, since, current)
             all_months.update(months)
-            names = [pseudonym_in_scope(self._scope_key(recipient, purpose, month), *subject)
-                     for month in months for subject in subjects]
+            names = ([self._gcp_pseudonym(owner, recipient, m) for m in months]
+                     if purpose == GCP_PURPOSE else
+                     [self._device_pseudonym(d, recipient, purpose, m)
+                      for m in months for d in devices])
             listed.append((purpose, tuple(dict.fromkeys(names))))
         return ErasureNotice(notice_id=str(uuid.uuid4()), recipient=recipient, issued_at=now,
                              months=tuple(sorted(all_months)), pseudonyms=tuple(listed))
