@@ -15,7 +15,8 @@ Invariants:
 - A GCP's pseudonym comes from the pseudonymisation entity when the vault has one
   (:mod:`privacy.gcp`: equal across aggregators, so the TSO sees a GCP offered twice), else
   from the prosumer's random GCP uuid and salt.
-- Pseudonym epochs: each month's pseudonyms use the master version whose epoch covers the month.
+- Pseudonym epochs (:mod:`privacy.epochs`): each month's pseudonyms use the master version whose
+  epoch covers the month.
   A new master version starts its epoch on the *next* month (Europe/Amsterdam by default), so a
   rotation never switches pseudonyms mid-month; keep the old version until that month is over
   (and as long as its months' disputes may need resolving). :meth:`IdentityVault.rotate`
@@ -52,16 +53,14 @@ from schemas import utc_now
 
 from .auditlog import AUDIT_SCHEMA, AuditEntry, AuditLog, ChainCheck
 from .consents import CONSENT_SCHEMA, ConsentRows
+from .epochs import EPOCH_SCHEMA, Epochs
 from .errors import ConsentMissing, UnknownIdentity, VaultCorrupt, VaultOutdated
 from .gcp import GcpPseudonyms
-from .keys import KeyProvider, domain_key
+from .keys import KeyProvider
 from .notices import NOTICE_SCHEMA, NoticeRecord, NoticeRows
 from .pseudonym import (
     month_of,
-    months_between,
-    next_month,
     pseudonym_in_scope,
-    scope_key,
     validate_month,
 )
 from .records import (
@@ -80,7 +79,6 @@ GCP_PURPOSE: Final = "gcp"
 ONBOARDING_PURPOSE: Final = "flexibility-service"
 _SALT_BYTES: Final = 16
 _FORMAT: Final = 2
-_FIRST_EPOCH: Final = "1970-01"
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS prosumers (
@@ -88,13 +86,7 @@ CREATE TABLE IF NOT EXISTS prosumers (
 CREATE TABLE IF NOT EXISTS devices (
     device_uuid TEXT PRIMARY KEY, prosumer_id TEXT NOT NULL REFERENCES prosumers(prosumer_id),
     nonce BLOB NOT NULL, sealed BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS pseudonym_epochs (
-    from_month TEXT PRIMARY KEY, pseudonym_version INTEGER NOT NULL,
-    key_version INTEGER NOT NULL, mac BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS issued_scopes (
-    recipient TEXT NOT NULL, purpose TEXT NOT NULL, month TEXT NOT NULL,
-    PRIMARY KEY (recipient, purpose, month));
-""" + AUDIT_SCHEMA + CONSENT_SCHEMA + NOTICE_SCHEMA
+""" + AUDIT_SCHEMA + CONSENT_SCHEMA + NOTICE_SCHEMA + EPOCH_SCHEMA
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,10 +165,8 @@ class IdentityVault:
         self._log = AuditLog(self._db, self._integrity, clock)
         self._consents = ConsentRows(self._db, self._integrity)
         self._notices = NoticeRows(self._db, self._keyring, keys)
-        self._roots: dict[int, bytes] = {}
-        self._issued: set[tuple[str, str, str]] = set()
-        self._epoch_cache: list[tuple[str, int]] | None = None
-        self._open_epoch()
+        self._epochs = Epochs(self._db, keys, self._integrity)
+        self._epochs.open(clock(), month_zone)
         #: rises on every identity write; caches of identity values compare it
         self.generation = 0
 
@@ -208,47 +198,6 @@ class IdentityVault:
             raise VaultCorrupt(f"{table} record {record_id} does not decrypt") from None
         loaded: dict[str, Any] = json.loads(plain)
         return loaded
-
-    # ------------------------------------------------------------ pseudonym epochs
-
-    def _epochs(self) -> list[tuple[str, int]]:
-        if self._epoch_cache is not None:
-            return self._epoch_cache
-        epochs = []
-        for month, version, mac_version, mac in self._db.execute(
-                "SELECT from_month, pseudonym_version, key_version, mac FROM pseudonym_epochs "
-                "ORDER BY from_month"):
-            if not self._integrity.verify(mac_version, mac, "epoch", month, version):
-                raise VaultCorrupt(f"pseudonym epoch from {month} fails its MAC (altered)")
-            epochs.append((month, version))
-        self._epoch_cache = epochs
-        return epochs
-
-    def _put_epoch(self, month: str, version: int) -> None:
-        self._epoch_cache = None
-        mac_version = self._integrity.current_version()
-        self._db.execute("INSERT OR REPLACE INTO pseudonym_epochs VALUES (?, ?, ?, ?)", (
-            month, version, mac_version,
-            self._integrity.mac(mac_version, "epoch", month, version)))
-
-    def _open_epoch(self) -> None:
-        """A new master version's pseudonyms start next month: never mid-month."""
-        current = self._keys.current().version
-        epochs = self._epochs()
-        if epochs and max(v for _, v in epochs) >= current:
-            return
-        start = next_month(month_of(self._clock(), self._zone)) if epochs else _FIRST_EPOCH
-        with self._db:
-            self._put_epoch(start, current)
-
-    def _scope_key(self, recipient: str, purpose: str, month: str) -> bytes:
-        validate_month(month)
-        version = max((v for m, v in self._epochs() if m <= month), default=None)
-        if version is None:
-            raise UnknownIdentity(f"no pseudonym epoch covers {month}")
-        if version not in self._roots:
-            self._roots[version] = domain_key(self._keys.get(version), "pseudonym")
-        return scope_key(self._roots[version], recipient, purpose, month)
 
     # ------------------------------------------------------------ prosumers and consent
 
@@ -440,11 +389,11 @@ class IdentityVault:
         if self._gcp is not None:
             return self._gcp.gcp_pseudonym(owner.ean, recipient, month,
                                            aggregator=self._aggregator)
-        key = self._scope_key(recipient, GCP_PURPOSE, month)
+        key = self._epochs.scope_key(recipient, GCP_PURPOSE, month)
         return pseudonym_in_scope(key, owner.gcp_uuid, owner.gcp_salt)
 
     def _device_pseudonym(self, device: Device, recipient: str, purpose: str, month: str) -> str:
-        key = self._scope_key(recipient, purpose, month)
+        key = self._epochs.scope_key(recipient, purpose, month)
         return pseudonym_in_scope(key, device.device_uuid, device.salt)
 
     def pseudonym_of(self, device_uuid: UUID, recipient: str, purpose: str, month: str, *,
@@ -453,11 +402,7 @@ class IdentityVault:
         month's epoch key; audited, and the scope noted for erasure."""
         validate_month(month)
         device = self._device_from_row(self._device_row(device_uuid))
-        if (recipient, purpose, month) not in self._issued:
-            with self._db:
-                self._db.execute("INSERT OR IGNORE INTO issued_scopes VALUES (?, ?, ?)",
-                                 (recipient, purpose, month))
-            self._issued.add((recipient, purpose, month))
+        self._epochs.note_issued(recipient, purpose, month)
         self._audit("pseudonym_of", requested_by, reason, {
             "device": self._ref(str(device_uuid)), "scope": f"{recipient}|{purpose}|{month}"})
         if purpose == GCP_PURPOSE:
@@ -480,7 +425,7 @@ class IdentityVault:
         Raises :class:`UnknownIdentity` when nothing matches (never issued, or the owner was
         erased: crypto-shredded).
         """
-        self._scope_key(recipient, purpose, month)  # an unknown month is refused first
+        self._epochs.scope_key(recipient, purpose, month)  # an unknown month is refused first
         found = next((subject for subject, name in self._candidates(recipient, purpose, month)
                       if name == pseudonym), None)
         detail = {"pseudonym": self._ref(pseudonym), "scope": f"{recipient}|{purpose}|{month}",
@@ -506,13 +451,6 @@ class IdentityVault:
 
     # ------------------------------------------------------------ erasure
 
-    def _months(self, recipient: str, purpose: str, since: str, now: str) -> tuple[str, ...]:
-        """Every month since onboarding, and any other month the scope was ever issued in."""
-        issued = {r[0] for r in self._db.execute(
-            "SELECT month FROM issued_scopes WHERE recipient = ? AND purpose = ?",
-            (recipient, purpose))}
-        return tuple(sorted(issued.union(months_between(since, now))))
-
     def _notice(self, prosumer_id: str, recipient: str, purposes: Sequence[str],
                 now: datetime) -> ErasureNotice:
         owner = self._prosumer(prosumer_id)
@@ -520,7 +458,7 @@ class IdentityVault:
         since, current = str(self._prosumer_fields(prosumer_id)["since"]), month_of(now, self._zone)
         listed, all_months = [], set[str]()
         for purpose in purposes:
-            months = self._months(recipient, purpose, since, current)
+            months = self._epochs.months(recipient, purpose, since, current)
             all_months.update(months)
             names = ([self._gcp_pseudonym(owner, recipient, m) for m in months]
                      if purpose == GCP_PURPOSE else
@@ -537,9 +475,8 @@ class IdentityVault:
         Returns the pending notices, one per recipient."""
         devices = self._devices(prosumer_id)
         now = self._clock()
-        used = self._db.execute("SELECT DISTINCT recipient, purpose FROM issued_scopes")
         by_recipient: dict[str, list[str]] = {}
-        for recipient, purpose in dict.fromkeys([*scopes, *map(tuple, used)]):
+        for recipient, purpose in dict.fromkeys([*scopes, *self._epochs.used_scopes()]):
             by_recipient.setdefault(recipient, []).append(purpose)
         pending = tuple(PendingErasure(
             notice=self._notice(prosumer_id, recipient, purposes, now),
@@ -584,8 +521,7 @@ class IdentityVault:
         pending = self.pending_erasures()
         with self._db:
             self._consents.reauthenticate()
-            for month, version in self._epochs():
-                self._put_epoch(month, version)
+            self._epochs.reauthenticate()
             for item in pending:
                 self._notices.put(item)
             self._log.write("rotate", requested_by=requested_by, reason=reason,

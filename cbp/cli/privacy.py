@@ -35,6 +35,8 @@ def _keys(args: argparse.Namespace) -> privacy.KeyProvider:
 def _key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", type=Path, help="master key file (version:hex per line)")
     parser.add_argument("--key-env", default=privacy.DEFAULT_KEY_ENV, help="key variable name")
+    parser.add_argument("--keyring", type=Path,
+                        help="the vault's keyring file (default: VAULT.keyring beside it)")
 
 
 def _who() -> str:
@@ -45,7 +47,7 @@ def _open_vault(args: argparse.Namespace) -> privacy.IdentityVault | None:
     if not args.vault.is_file():
         print(f"no vault at {args.vault}", file=sys.stderr)
         return None
-    return privacy.IdentityVault(args.vault, _keys(args))
+    return privacy.IdentityVault(args.vault, _keys(args), keyring=args.keyring)
 
 
 def _erase(args: argparse.Namespace) -> int:

@@ -103,3 +103,18 @@ def test_a_tampered_chain_is_detected_and_its_first_broken_entry_named(
     capsys.readouterr()
     assert main(command) == 1
     assert f"BROKEN at entry {broken}" in capsys.readouterr().out
+
+
+def test_entries_cut_off_the_end_show_only_against_a_kept_head(
+    vault: IdentityVault, household: Household
+) -> None:
+    for n in range(3):
+        vault.device(household.device.device_uuid, requested_by="desk", reason=f"case {n}")
+    kept = vault.verify_audit_log()
+    db = sqlite3.connect(vault.path)
+    with db:
+        db.execute("DELETE FROM audit_log WHERE entry = 3")
+    db.close()
+    after = vault.verify_audit_log()
+    assert after.intact  # the shorter chain still checks...
+    assert (after.entries, after.head) != (kept.entries, kept.head)  # ...but not as the copy

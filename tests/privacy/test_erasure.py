@@ -64,8 +64,9 @@ def test_erasure_lists_every_month_then_shreds_so_an_old_copy_is_useless(tmp_pat
     store = SqliteRawDataStore(tmp_path / "raw.sqlite")
     store.add(RawSample(device_uuid=d, at=NOW, kw=Decimal("7.5"))
               for d in (device, keep.device.device_uuid))  # fmt: skip
-    backup = tmp_path / "backup.sqlite"
+    backup, keyring_backup = tmp_path / "backup.sqlite", tmp_path / "keyring-backup"
     shutil.copyfile(path, backup)
+    shutil.copyfile(vault.keyring_path, keyring_backup)
 
     pending = privacy.erase_prosumer(vault, household.prosumer.prosumer_id,
                                      privacy.PrivacyConfig(), raw_store=store, **WHO)
@@ -106,6 +107,9 @@ def test_erasure_lists_every_month_then_shreds_so_an_old_copy_is_useless(tmp_pat
         aad = f'["cbp-vault-v2", "devices", "P-0001", "{device}", "device"]'.encode()
         with pytest.raises(InvalidTag):
             key.decrypt(nonce, sealed, aad)
+    # Why the keyring is kept with the keys, out of data backups: an old copy of it would undo this.
+    with IdentityVault(backup, key_provider(MASTER), keyring=keyring_backup) as undone:
+        assert undone.device(device, **WHO) == household.device
     store.close()
 
 

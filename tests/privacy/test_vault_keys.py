@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import privacy
+from cbp.cli import main
 from privacy import IdentityVault
 from privacy.keys import MasterKey, domain_key
 from privacy.pseudonym import pseudonym_in_scope, scope_key
@@ -18,7 +19,7 @@ from .conftest import WHO, Household, add_household, key_provider
 
 TSO = "TSO:TENNET-NL"
 PURPOSE = "balancing-validation"
-V1, V2 = bytes(range(32)), bytes(range(1, 33))
+V1 = bytes(range(32))
 
 
 class Clock:
@@ -98,15 +99,23 @@ def test_rotation_rewraps_and_switches_pseudonyms_only_at_the_next_month(tmp_pat
         device = household.device.device_uuid
         march = before.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO)
         april_old_key = before.pseudonym_of(device, TSO, PURPOSE, "2025-04", **WHO)
-    with IdentityVault(path, key_provider(V1, V2), clock=clock) as rotated:
-        assert rotated.rotate(**WHO) == 1
+    key_file = tmp_path / "keys"
+    key_file.write_text(f"1:{V1.hex()}\n")
+    assert main(["privacy", "keygen", "--key-file", str(key_file)]) == 0
+    v2 = bytes.fromhex(key_file.read_text().splitlines()[1].split(":")[1])
+    with IdentityVault(path, key_provider(V1, v2), clock=clock) as rotated:
+        assert rotated.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO) == march
+    assert main(["privacy", "rotate", "--vault", str(path), "--key-file", str(key_file),
+                 "--reason", "yearly rotation"]) == 0
+    with IdentityVault(path, key_provider(V1, v2), clock=clock) as rotated:
+        assert rotated.audit_log()[-1].reason == "yearly rotation"
         assert rotated.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO) == march
         april = rotated.pseudonym_of(device, TSO, PURPOSE, "2025-04", **WHO)
         assert april != april_old_key
     ring = sqlite3.connect(path.with_name(path.name + ".keyring"))
     assert ring.execute("SELECT DISTINCT key_version FROM data_keys").fetchall() == [(2,)]
     ring.close()
-    only_new = privacy.EnvKeyProvider(environ={privacy.DEFAULT_KEY_ENV: f"2:{V2.hex()}"})
+    only_new = privacy.EnvKeyProvider(environ={privacy.DEFAULT_KEY_ENV: f"2:{v2.hex()}"})
     with IdentityVault(path, only_new, clock=clock) as retired:
         assert retired.device(device, **WHO) == household.device  # re-wrapped: v1 not needed
         assert retired.consents("P-0001")  # re-authenticated under v2
