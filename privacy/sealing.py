@@ -8,10 +8,11 @@ moved to another row, another prosumer or another purpose does not open (:class:
 The data key is stored only wrapped (AES-256-GCM under the master key's ``wrap`` domain,
 :func:`privacy.keys.domain_key`), in the :class:`Keyring`: a SQLite file of its own, never inside
 the vault file. Erasure deletes the prosumer's wrapped key from the keyring (``secure_delete``,
-rollback journal, no WAL), so a copy of the vault file taken before the erasure (a backup, old
-WAL frames) holds ciphertext that no key left can open. The keyring is key material: keep it
-with the master keys, not in the data backups (a keyring copy older than an erasure would undo
-it). Rotation (:meth:`Keyring.rewrap`) re-wraps every data key under the current master version.
+and a WAL, if any, checkpointed and truncated at once), so a copy of the vault file taken before
+the erasure (a backup, old WAL frames) holds ciphertext that no key left can open. The keyring
+is key material: keep it with the master keys, not in the data backups (a keyring copy older
+than an erasure would undo it). Rotation (:meth:`Keyring.rewrap`) re-wraps every data key under
+the current master version.
 
 :class:`Integrity` authenticates clear rows (consents, pseudonym epochs, the audit chain) with
 HMAC-SHA256 under the ``integrity`` domain of the master version the row names.
@@ -25,7 +26,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -57,13 +58,18 @@ class Keyring:
 
     __slots__ = ("_db", "_keys", "_wrappers", "path")
 
-    def __init__(self, path: Path, keys: KeyProvider, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, keys: KeyProvider, *,
+                 synchronous: Literal["full", "normal"] = "full") -> None:
+        """``synchronous`` as the vault's: ``"normal"`` (bulk onboarding) uses WAL without an
+        fsync per commit; :meth:`destroy` then checkpoints and truncates the WAL, so no frame
+        with the destroyed key is left in it."""
         self.path = Path(path)
         self._keys = keys
         self._wrappers: dict[int, AESGCM] = {}
         self._db = sqlite3.connect(self.path)
-        self._db.execute("PRAGMA journal_mode = DELETE")
-        self._db.execute(f"PRAGMA synchronous = {synchronous}")
+        journal = "WAL" if synchronous == "normal" else "DELETE"
+        self._db.execute(f"PRAGMA journal_mode = {journal}")
+        self._db.execute("PRAGMA synchronous = " + synchronous.upper())
         self._db.execute("PRAGMA secure_delete = ON")
         with self._db:
             self._db.executescript(_SCHEMA)
@@ -116,6 +122,7 @@ class Keyring:
         """Delete the prosumer's data key: everything sealed under it is unreadable for good."""
         with self._db:
             self._db.execute("DELETE FROM data_keys WHERE prosumer_id = ?", (prosumer_id,))
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a no-op without WAL
 
     def rewrap(self) -> int:
         """Re-wrap every data key under the current master version; how many were re-wrapped."""

@@ -160,7 +160,7 @@ class IdentityVault:
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {_FORMAT}")
         self.keyring_path = keyring or self.path.with_name(self.path.name + ".keyring")
-        self._keyring = Keyring(self.keyring_path, keys, synchronous=synchronous.upper())
+        self._keyring = Keyring(self.keyring_path, keys, synchronous=synchronous)
         self._integrity = Integrity(keys)
         self._log = AuditLog(self._db, self._integrity, clock)
         self._consents = ConsentRows(self._db, self._integrity)

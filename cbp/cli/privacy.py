@@ -137,7 +137,8 @@ def _rotate(args: argparse.Namespace) -> int:
     with vault:
         count = vault.rotate(requested_by=_who(), reason=args.reason)
     print(f"{count} data key(s) re-wrapped under the newest master key; pseudonyms switch to it "
-          "at the next month")
+          "at the next month. A running aggregator node reads its key file once: it must have "
+          "been restarted after keygen, before this rotation")
     return 0
 
 

@@ -149,6 +149,10 @@ class ErasureDesk:
         acknowledged = 0
         try:
             await node.register_pool()
+            if node.settings.pool_id + ERASURE_SUFFIX not in node.requests:
+                log.warning("the TSO did not subscribe to %s: erasure notices stay pending",
+                            ERASURE_REPORT)
+                return 0
             for item in pending:
                 await self._send(item.notice)
                 node.vault.acknowledge_erasure(item.notice.notice_id, node.clock())

@@ -113,6 +113,22 @@ def test_erasure_lists_every_month_then_shreds_so_an_old_copy_is_useless(tmp_pat
     store.close()
 
 
+def test_in_wal_mode_no_keyring_frame_keeps_the_destroyed_key(tmp_path: Path) -> None:
+    with IdentityVault(tmp_path / "v.sqlite", key_provider(MASTER), clock=lambda: NOW,
+                       synchronous="normal") as vault:
+        add_household(vault, 1)
+        add_household(vault, 2)
+        ring = sqlite3.connect(vault.keyring_path)
+        (wrapped,) = ring.execute(
+            "SELECT wrapped FROM data_keys WHERE prosumer_id = 'P-0001'").fetchone()
+        ring.close()
+        wal = vault.keyring_path.with_name(vault.keyring_path.name + "-wal")
+        assert wal.exists() and wrapped in wal.read_bytes()  # WAL mode: the key is in a frame
+        privacy.erase_prosumer(vault, "P-0001", privacy.PrivacyConfig(), **WHO)
+        for file in (vault.keyring_path, wal):
+            assert not file.exists() or wrapped not in file.read_bytes(), file
+
+
 def test_consent_history_survives_erasure_without_identifying_anything(tmp_path: Path) -> None:
     clock = Clock(NOW)
     with IdentityVault(tmp_path / "v.sqlite", key_provider(MASTER), clock=clock) as vault:
