@@ -23,8 +23,8 @@ Invariants:
   re-wraps every data key and re-authenticates every clear row under the current version.
 - Every path from a pseudonym or a device_uuid to identity (:meth:`resolve`,
   :meth:`pseudonym_of`, :meth:`device`, :meth:`devices`, :meth:`prosumer`,
-  :meth:`identity_values`) and every erasure writes an audit entry (:mod:`privacy.auditlog`)
-  naming who and why; there is no unaudited public way to them.
+  :meth:`identity_values`, :meth:`pending_erasures`) and every erasure writes an audit entry
+  (:mod:`privacy.auditlog`) naming who and why; there is no unaudited public way to them.
 - Erasure (:meth:`erase_prosumer`) first computes every pseudonym the prosumer's devices and GCP
   were issued (every month since onboarding, every scope configured or ever used) into pending
   notices, then destroys the data key, then deletes the rows; consent history stays in a minimal
@@ -497,9 +497,14 @@ class IdentityVault:
         self.generation += 1
         return pending
 
-    def pending_erasures(self, recipient: str | None = None) -> tuple[PendingErasure, ...]:
-        """Notices not yet acknowledged (for ``recipient``, or all), oldest first."""
-        return self._notices.pending(recipient)
+    def pending_erasures(self, recipient: str | None = None, *, requested_by: str,
+                         reason: str) -> tuple[PendingErasure, ...]:
+        """Notices not yet acknowledged (for ``recipient``, or all), oldest first. They pair
+        pseudonyms with device uuids, so reading any is audited (an empty answer is not)."""
+        pending = self._notices.pending(recipient)
+        if pending:
+            self._audit("pending_erasures", requested_by, reason, {"notices": str(len(pending))})
+        return pending
 
     def acknowledge_erasure(self, notice_id: str, at: datetime) -> None:
         """The recipient confirmed: keep when, drop the pseudonym list and local ids for good."""
@@ -518,7 +523,7 @@ class IdentityVault:
         Returns how many data keys were re-wrapped; older versions may then be retired once no
         epoch still in use needs them."""
         rewrapped = self._keyring.rewrap()
-        pending = self.pending_erasures()
+        pending = self._notices.pending()
         with self._db:
             self._consents.reauthenticate()
             self._epochs.reauthenticate()

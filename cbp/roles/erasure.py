@@ -66,6 +66,7 @@ ERASURE_REPORT: Final = "x-ERASURE"
 ERASURE_SUFFIX: Final = ":erasure"
 ERASE_RID: Final = "x-erase"
 _REPORT_TYPE: Final = "x-erasure"
+_DELIVERY: Final = {"requested_by": "aggregator", "reason": "deliver erasure notices"}
 
 
 def erasure_metadata(pool_id: str, *, created: datetime) -> Report:
@@ -142,7 +143,7 @@ class ErasureDesk:
         node = self._node
         if node.upstream is None:
             return 0
-        pending = node.vault.pending_erasures(node.settings.tso_recipient)
+        pending = node.vault.pending_erasures(node.settings.tso_recipient, **_DELIVERY)
         if not pending:
             return 0
         await self._unlink(pending)

@@ -100,7 +100,7 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     key_file = tmp_path / "vault.key"
     assert main(["privacy", "erase", "--vault", str(vault.path), "--key-file", str(key_file),
                  "--prosumer", prosumer, "--reason", "request R-42"]) == 0  # another process' way
-    (pending,) = vault.pending_erasures()
+    (pending,) = vault.pending_erasures(**WHO)
     assert erased <= set(pending.notice.all_pseudonyms())
     assert tso.erasures.acted == []  # nothing delivered yet: the running node does that
 
@@ -109,7 +109,7 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     # the TSO acted on the notice, and the aggregator recorded its acknowledgement
     (acted,) = tso.erasures.acted
     assert acted.notice_id == pending.notice.notice_id and acted.rows >= 2
-    assert vault.pending_erasures() == ()
+    assert vault.pending_erasures(**WHO) == ()
     (record,) = vault.erasure_log()
     assert record.acknowledged_at == rig.clock.now
     # no row of any of the prosumer's pseudonyms (either month) remains at the TSO

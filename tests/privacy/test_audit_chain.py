@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import privacy
 from cbp.cli import main
 from privacy import IdentityVault
 
@@ -18,7 +19,7 @@ from .conftest import WHO, Household, add_household
 
 TSO = "TSO:TENNET-NL"
 PURPOSE = "balancing-validation"
-_IDENTITY_TYPES = ("Device", "Prosumer", "IdentityValue", "UUID")
+_IDENTITY_TYPES = ("Device", "Prosumer", "IdentityValue", "UUID", "PendingErasure")
 
 
 def _identity_paths(vault: IdentityVault, household: Household) -> dict[str, Callable[..., Any]]:
@@ -31,6 +32,7 @@ def _identity_paths(vault: IdentityVault, household: Household) -> dict[str, Cal
         "devices": lambda **w: vault.devices(prosumer, **w),
         "prosumer": lambda **w: vault.prosumer(prosumer, **w),
         "identity_values": lambda **w: vault.identity_values(**w),
+        "pending_erasures": lambda **w: vault.pending_erasures(**w),
     }
 
 
@@ -40,7 +42,8 @@ def test_the_enumerated_paths_are_every_public_way_to_identity(
     """Any public method returning an identity type (or a pseudonym) must ask who and why."""
     paths = set(_identity_paths(vault, household))
     reaching = set()
-    writes = {"onboard_device", "add_prosumer", "grant_consent"}  # return what the caller gave
+    # writes: they return what the caller gave, or (erasure) are audited by test_erasure
+    writes = {"onboard_device", "add_prosumer", "grant_consent", "erase_prosumer"}
     for name, method in inspect.getmembers(IdentityVault, inspect.isfunction):
         if name.startswith("_") or name in writes:
             continue
@@ -56,6 +59,8 @@ def test_every_identity_path_writes_one_entry_with_who_why_and_no_identifier(
     vault: IdentityVault, household: Household
 ) -> None:
     add_household(vault, 2)
+    privacy.erase_prosumer(vault, add_household(vault, 3).prosumer.prosumer_id,
+                           privacy.PrivacyConfig(), **WHO)  # a notice pending to read
     before = len(vault.audit_log())
     paths = _identity_paths(vault, household)
     before = len(vault.audit_log())
