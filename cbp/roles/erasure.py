@@ -58,6 +58,7 @@ __all__ = [
     "ErasureIntake",
     "erasure_metadata",
     "erasure_report",
+    "notice_pseudonyms",
 ]
 
 log = logging.getLogger(__name__)

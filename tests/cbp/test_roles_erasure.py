@@ -15,18 +15,24 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
 
 import privacy
+import schemas
 from cbp.cli import main
 from cbp.cli._onboard import read_devices, remove_devices
+from cbp.roles.erasure import erasure_metadata, erasure_report, notice_pseudonyms
 from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
-from privacy import ActivationWindow, FileKeyProvider, IdentityVault, month_of
+from privacy import ActivationWindow, ErasureNotice, FileKeyProvider, IdentityVault, month_of
+from schemas import InvalidData, RegisterReport, UpdateReport
 
+from ..schemas.xsd_oracle import assert_xsd_valid
 from .rolekit import Rig
 
 _PSEUDONYM = re.compile(rb"psn1_[a-z2-7]{26}")
@@ -52,6 +58,24 @@ async def _send_device_rows(rig: Rig) -> None:
     await upstream.send_report(agg.requests[specifier], sample_intervals([(at, rows)], rig.period),
                                report_specifier_id=specifier)
     assert await upstream.flush_reports() == 1
+
+
+def test_the_carrier_is_valid_openadr_2_0b_and_names_pseudonyms_only() -> None:
+    created = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+    names = ("psn1_" + "a" * 26, "psn1_" + "b" * 26)
+    notice = ErasureNotice(notice_id=str(uuid4()), recipient="TSO:TENNET-NL", issued_at=created,
+                           months=("2025-03",), pseudonyms=(("balancing-validation", names),))
+    register = RegisterReport(request_id="r1", ven_id="AGG", reports=(
+        erasure_metadata("POOL", created=created),))
+    report = erasure_report(notice, report_request_id="rr-1", pool_id="POOL", created=created)
+    update = UpdateReport(request_id="r2", ven_id="AGG", reports=(report,))
+    for message in (register, update):
+        assert_xsd_valid(schemas.encode(message))
+    assert notice_pseudonyms(report) == frozenset(names)
+    with pytest.raises(InvalidData):
+        notice_pseudonyms(erasure_report(
+            replace(notice, pseudonyms=(("x", ("P00001",)),)), report_request_id="rr-1",
+            pool_id="POOL", created=created))
 
 
 def _cells(path: Path) -> bytes:
