@@ -93,7 +93,7 @@ def _cells(path: Path) -> bytes:
 
 
 async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
-    rig: Rig, tmp_path: Path
+    rig: Rig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     agg, tso, vault, settings = rig.aggregator, rig.tso, rig.vault, rig.settings
     zone = settings.rules.timezone
@@ -136,6 +136,12 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     assert vault.pending_erasures(**WHO) == ()
     (record,) = vault.erasure_log()
     assert record.acknowledged_at == rig.clock.now
+    capsys.readouterr()
+    assert main(["privacy", "erasures", "--vault", str(vault.path), "--key-file", str(key_file)]
+                ) == 0
+    listed = capsys.readouterr().out
+    assert f"{record.notice_id} {settings.tso_recipient}" in listed
+    assert f"acknowledged {rig.clock.now.isoformat()}" in listed and "pending" not in listed
     # no row of any of the prosumer's pseudonyms (either month) remains at the TSO
     tso_cells = _cells(tso_db)
     assert not [name for name in erased if name.encode() in tso_cells]
