@@ -7,9 +7,10 @@ moved to another row, another prosumer or another purpose does not open (:class:
 
 The data key is stored only wrapped (AES-256-GCM under the master key's ``wrap`` domain,
 :func:`privacy.keys.domain_key`), in the :class:`Keyring`: a SQLite file of its own, never inside
-the vault file. Erasure deletes the prosumer's wrapped key from the keyring (``secure_delete``,
-and a WAL, if any, checkpointed and truncated at once), so a copy of the vault file taken before
-the erasure (a backup, old WAL frames) holds ciphertext that no key left can open. The keyring
+the vault file. Erasure deletes the prosumer's wrapped key from the keyring (``secure_delete``;
+a WAL, if any, is checkpointed and truncated at once, or at the next checkpoint while another
+connection is reading), so a copy of the vault file taken before the erasure (a backup, old WAL
+frames) holds ciphertext that no key left can open. The keyring
 is key material: keep it with the master keys, not in the data backups (a keyring copy older
 than an erasure would undo it). Rotation (:meth:`Keyring.rewrap`) re-wraps every data key under
 the current master version.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -37,6 +39,7 @@ from .keys import KEY_BYTES, KeyProvider, domain_key
 __all__ = ["Integrity", "Keyring", "row_aad"]
 
 _LABEL: Final = "cbp-vault-v2"
+_LOG: Final = logging.getLogger("crowdflex.privacy.keyring")
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS data_keys (
     prosumer_id TEXT PRIMARY KEY, key_version INTEGER NOT NULL, nonce BLOB NOT NULL,
@@ -122,7 +125,10 @@ class Keyring:
         """Delete the prosumer's data key: everything sealed under it is unreadable for good."""
         with self._db:
             self._db.execute("DELETE FROM data_keys WHERE prosumer_id = ?", (prosumer_id,))
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a no-op without WAL
+        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]  # no WAL: 0
+        if busy:
+            _LOG.warning("keyring %s: another connection is reading; the WAL frame with the "
+                         "destroyed key goes at the next checkpoint", self.path)
 
     def rewrap(self) -> int:
         """Re-wrap every data key under the current master version; how many were re-wrapped."""
