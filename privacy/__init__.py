@@ -13,6 +13,7 @@ Pure functions and small synchronous stores; imports only ``schemas`` (for the e
 from __future__ import annotations
 
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
+from .auditlog import ChainCheck
 from .config import (
     DEFAULT_LEGAL_BASIS,
     PrivacyConfig,
@@ -22,16 +23,19 @@ from .config import (
 )
 from .detect import Finding, LeakDetector
 from .dpia import MeteringScope, Section, Table, data_flows, report_sections
-from .erasure import ErasureNotice, erase_prosumer, write_notices
+from .erasure import erase_prosumer
 from .errors import (
     ConsentMissing,
     KeyUnavailable,
+    NoMandate,
     OutboundRefused,
     PrivacyConfigError,
     PrivacyError,
     UnknownIdentity,
     VaultCorrupt,
+    VaultOutdated,
 )
+from .gcp import GcpPseudonyms, PseudonymisationEntity
 from .keys import DEFAULT_KEY_ENV, EnvKeyProvider, FileKeyProvider, KeyProvider, MasterKey
 from .minimise import (
     ActivationWindow,
@@ -42,7 +46,7 @@ from .minimise import (
     merge_small_groups,
 )
 from .pseudonym import PSEUDONYM_PREFIX, is_pseudonym, month_of, pseudonym, validate_month
-from .records import Consent, Device, Prosumer
+from .records import Consent, ConsentHistory, Device, ErasureNotice, PendingErasure, Prosumer
 from .report import render_html, render_markdown, write_report
 from .retention import (
     DEFAULT_RETENTION,
@@ -65,7 +69,9 @@ __all__ = [
     "ActivationWindow",
     "AuditEntry",
     "AuditResult",
+    "ChainCheck",
     "Consent",
+    "ConsentHistory",
     "ConsentMissing",
     "Device",
     "DeviceMeasurement",
@@ -74,6 +80,7 @@ __all__ = [
     "ErasureNotice",
     "FileKeyProvider",
     "Finding",
+    "GcpPseudonyms",
     "Holder",
     "IdentityValue",
     "IdentityVault",
@@ -82,13 +89,16 @@ __all__ = [
     "LeakDetector",
     "MasterKey",
     "MeteringScope",
+    "NoMandate",
     "OutboundFilter",
     "OutboundPolicy",
     "OutboundRefused",
+    "PendingErasure",
     "PrivacyConfig",
     "PrivacyConfigError",
     "PrivacyError",
     "Prosumer",
+    "PseudonymisationEntity",
     "RawDataStore",
     "RawSample",
     "Recipient",
@@ -99,6 +109,7 @@ __all__ = [
     "Table",
     "UnknownIdentity",
     "VaultCorrupt",
+    "VaultOutdated",
     "apply_retention",
     "audit_run",
     "config_from_document",
@@ -114,6 +125,5 @@ __all__ = [
     "report_sections",
     "retention_schedule",
     "validate_month",
-    "write_notices",
     "write_report",
 ]

@@ -62,8 +62,8 @@ def _textual_forms(item: IdentityValue) -> dict[str, bytes]:
     value = item.value
     forms = {value: value.encode(), value.lower(): value.lower().encode(),
              value.upper(): value.upper().encode()}  # fmt: skip
-    compact = value.replace(" ", "")
-    forms[compact] = compact.encode()
+    for compact in (value.replace(" ", ""), value.replace(":", "")):  # fingerprints: AB:CD:..
+        forms[compact] = compact.encode()
     if item.kind in ("device_uuid", "gcp_uuid"):
         u = UUID(value)
         for text in (str(u), u.hex, str(u).upper(), u.hex.upper(), f"{{{u}}}", f"urn:uuid:{u}",

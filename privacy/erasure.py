@@ -1,50 +1,26 @@
-"""Erasure (GDPR art. 17) by crypto-shredding, and the notices recipients get.
+"""Erasure (GDPR art. 17) by crypto-shredding, with notices that reach every recipient (art. 19).
 
-Order matters: the live pseudonyms are computed *first* (they need the salts), then the vault
-deletes identity and salts, then raw samples go. After that nobody can recompute any pseudonym the
-prosumer's devices ever had, so whatever a recipient still holds is anonymous to the aggregator too.
+Order matters (:meth:`IdentityVault.erase_prosumer`): every pseudonym the prosumer's devices and
+GCP were ever issued (each month since onboarding, each configured scope and each scope ever
+used) goes into pending notices *first*, one per recipient (a combined list would let recipients
+link their pseudonyms to each other's); then the prosumer's data key is destroyed and the rows
+deleted; then raw samples go. Nobody, the aggregator included, can recompute those pseudonyms
+afterwards, which is why they must be listed before.
 
-One notice per recipient: a combined list would let recipients link their pseudonyms to each
-other's. A notice names pseudonyms only, never the prosumer or a device_uuid.
+A notice names pseudonyms only, never the prosumer or a device_uuid. It is delivered by the
+running aggregator node (:mod:`cbp.roles.erasure`: an ``x-ERASURE`` oadrUpdateReport to the TSO,
+which deletes every row of those pseudonyms and acknowledges); until a recipient acknowledges,
+the notice stays pending in the vault.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-
 from .config import PrivacyConfig
-from .pseudonym import month_of
+from .records import PendingErasure
 from .retention import RawDataStore
 from .vault import IdentityVault
 
-__all__ = ["ErasureNotice", "erase_prosumer", "write_notices"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErasureNotice:
-    notice_id: str
-    recipient: str
-    month: str
-    issued_at: datetime
-    #: purpose -> pseudonyms the recipient must delete
-    pseudonyms: tuple[tuple[str, tuple[str, ...]], ...]
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "notice": "erasure request, GDPR art. 17 and art. 19",
-                "notice_id": self.notice_id,
-                "recipient": self.recipient,
-                "month": self.month,
-                "issued_at": self.issued_at.isoformat(),
-                "delete": [{"purpose": p, "pseudonyms": list(ps)} for p, ps in self.pseudonyms],
-            },
-            indent=2,
-        )
+__all__ = ["erase_prosumer"]
 
 
 def erase_prosumer(
@@ -52,50 +28,14 @@ def erase_prosumer(
     prosumer_id: str,
     config: PrivacyConfig,
     *,
-    now: datetime,
     requested_by: str,
+    reason: str,
     raw_store: RawDataStore | None = None,
-) -> tuple[ErasureNotice, ...]:
-    """Erase a prosumer; returns one notice per configured recipient (current month)."""
-    month = month_of(now, config.month_timezone)
-    devices = tuple(vault.devices(prosumer_id))
-    vault.prosumer(prosumer_id)  # unknown prosumer: raise before anything is computed
-    notices = []
-    for recipient in config.recipients:
-        per_purpose = tuple(
-            (
-                purpose,
-                tuple(
-                    dict.fromkeys(
-                        vault.pseudonym_of(d.device_uuid, recipient.name, purpose, month)
-                        for d in devices
-                    )
-                ),
-            )
-            for purpose in recipient.purposes
-        )
-        notices.append(
-            ErasureNotice(
-                # hyphenated: its digit runs are too short to read as an EAN
-                notice_id=str(uuid.uuid4()),
-                recipient=recipient.name,
-                month=month,
-                issued_at=now,
-                pseudonyms=per_purpose,
-            )
-        )
-    vault.erase_prosumer(prosumer_id, requested_by=requested_by)
+) -> tuple[PendingErasure, ...]:
+    """Erase a prosumer; returns the pending notices, one per recipient."""
+    devices = vault.devices(prosumer_id, requested_by=requested_by, reason=reason)
+    pending = vault.erase_prosumer(prosumer_id, scopes=config.scopes(),
+                                   requested_by=requested_by, reason=reason)
     if raw_store is not None:
         raw_store.erase_devices(d.device_uuid for d in devices)
-    return tuple(notices)
-
-
-def write_notices(notices: tuple[ErasureNotice, ...], directory: Path) -> tuple[Path, ...]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for notice in notices:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in notice.recipient)
-        path = directory / f"erasure-{safe}-{notice.notice_id}.json"
-        path.write_text(notice.to_json() + "\n", encoding="utf-8")
-        paths.append(path)
-    return tuple(paths)
+    return pending

@@ -6,8 +6,11 @@
     +-- PrivacyError
         +-- KeyUnavailable       no master key, a malformed key file, an unknown key version
         +-- VaultCorrupt         a vault record fails authenticated decryption (tampered, wrong key)
+        +-- VaultOutdated        a vault file of an older format, refused (not read half-safely)
         +-- UnknownIdentity      no such prosumer or device in the vault (or it was erased)
         +-- ConsentMissing       no live consent for this purpose: do not onboard, do not send
+        +-- NoMandate            the pseudonymisation entity refuses an EAN the asker holds no
+                                 mandate for
         +-- OutboundRefused      the minimisation filter found something that must not leave
         +-- PrivacyConfigError   a configuration value is missing or out of range
 
@@ -21,11 +24,13 @@ from schemas import CrowdflexError
 __all__ = [
     "ConsentMissing",
     "KeyUnavailable",
+    "NoMandate",
     "OutboundRefused",
     "PrivacyConfigError",
     "PrivacyError",
     "UnknownIdentity",
     "VaultCorrupt",
+    "VaultOutdated",
 ]
 
 
@@ -41,12 +46,20 @@ class VaultCorrupt(PrivacyError):
     """A vault record does not decrypt: wrong key, or the file was altered."""
 
 
+class VaultOutdated(PrivacyError):
+    """The vault file predates the current format; it is refused rather than read."""
+
+
 class UnknownIdentity(PrivacyError):
     """The prosumer or device is not in the vault (never added, or erased)."""
 
 
 class ConsentMissing(PrivacyError):
     """No live consent record covers this device and purpose."""
+
+
+class NoMandate(PrivacyError):
+    """The pseudonymisation entity answers only for EANs the asking aggregator has a mandate for."""
 
 
 class PrivacyConfigError(PrivacyError):

@@ -8,6 +8,12 @@ e.g. ``1:00010203...1f``. Blank lines and ``#`` comments are ignored in files. T
 is current; older versions stay readable so vault records and pseudonyms made with them can still
 be decrypted and resolved. Invariants: every key is exactly 32 bytes; versions are positive and
 unique; a key's bytes never appear in ``repr`` or in error messages.
+
+A master key is never used directly: :func:`domain_key` derives one independent key per domain
+(HKDF-SHA256, salt ``cbp-keys-v2``, info = the domain name): ``wrap`` seals the prosumers' data
+keys (:mod:`privacy.sealing`), ``integrity`` authenticates consent rows, pseudonym epochs and the
+audit chain, ``pseudonym`` is the root of the pseudonym keys (:mod:`privacy.pseudonym`). A key of
+one domain tells nothing about another's.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import KeyUnavailable
 
@@ -25,14 +34,19 @@ __all__ = [
     "DEFAULT_KEY_ENV",
     "EnvKeyProvider",
     "FileKeyProvider",
+    "KeyDomain",
     "KeyProvider",
     "MasterKey",
+    "domain_key",
     "new_key_line",
     "parse_key_text",
 ]
 
 DEFAULT_KEY_ENV: Final = "CROWDFLEX_PSEUDONYM_KEYS"
 KEY_BYTES: Final = 32
+_DOMAIN_SALT: Final = b"cbp-keys-v2"
+
+KeyDomain = Literal["wrap", "integrity", "pseudonym"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,3 +156,10 @@ class EnvKeyProvider(_StaticKeys):
 def new_key_line(version: int) -> str:
     """A fresh random key as one ``version:hex`` line (for a key file kept out of the repo)."""
     return f"{version}:{secrets.token_bytes(KEY_BYTES).hex()}\n"
+
+
+def domain_key(master: MasterKey, domain: KeyDomain) -> bytes:
+    """The 32-byte key of one domain under one master key version."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=KEY_BYTES, salt=_DOMAIN_SALT, info=domain.encode()
+    ).derive(master.secret)

@@ -149,7 +149,8 @@ class OutboundFilter:
         """The detector over the vault's values as they are now (the run's audit reuses it)."""
         # Rebuilt when the vault changed since the last message (onboarding, erasure).
         if self._vault is not None and self._vault.generation != self._generation:
-            self._detector = LeakDetector(self._vault.identity_values())
+            self._detector = LeakDetector(self._vault.identity_values(
+                requested_by="outbound-filter", reason="look for vault values in TSO-bound data"))
             self._generation = self._vault.generation
         return self._detector
 

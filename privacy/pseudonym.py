@@ -30,6 +30,8 @@ __all__ = [
     "PSEUDONYM_PREFIX",
     "is_pseudonym",
     "month_of",
+    "months_between",
+    "next_month",
     "pseudonym",
     "pseudonym_in_scope",
     "scope_key",
@@ -56,6 +58,21 @@ def month_of(at: datetime, zone: str = "Europe/Amsterdam") -> str:
     if at.tzinfo is None:
         raise ValueError("month_of() needs a timezone-aware datetime")
     return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m")
+
+
+def next_month(month: str) -> str:
+    """The ``YYYY-MM`` after ``month``."""
+    year, number = map(int, validate_month(month).split("-"))
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
+def months_between(first: str, last: str) -> tuple[str, ...]:
+    """Every month from ``first`` to ``last`` inclusive (empty when ``last`` is earlier)."""
+    months, month = [], validate_month(first)
+    while month <= validate_month(last):
+        months.append(month)
+        month = next_month(month)
+    return tuple(months)
 
 
 def _label(name: str, value: str) -> str:

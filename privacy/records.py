@@ -18,7 +18,7 @@ from uuid import UUID
 
 from .pseudonym import MIN_SALT_BYTES
 
-__all__ = ["Consent", "Device", "Prosumer"]
+__all__ = ["Consent", "ConsentHistory", "Device", "ErasureNotice", "PendingErasure", "Prosumer"]
 
 _EAN: Final = re.compile(r"\d{18}")
 
@@ -89,3 +89,41 @@ class Consent:
     @property
     def live(self) -> bool:
         return self.withdrawn_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentHistory:
+    """What stays of an erased prosumer's consent (GDPR art. 7(1)): purpose and times, under the
+    erasure's random id; nothing that names or links to the prosumer."""
+
+    erasure_id: str
+    purpose: str
+    granted_at: datetime
+    withdrawn_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErasureNotice:
+    """What one recipient is told to delete: every pseudonym it was ever given for the erased
+    prosumer (all months since onboarding), by purpose; never a uuid or the prosumer."""
+
+    notice_id: str
+    recipient: str
+    issued_at: datetime
+    months: tuple[str, ...]
+    pseudonyms: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def __post_init__(self) -> None:
+        _aware("issued_at", self.issued_at)
+
+    def all_pseudonyms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for _, names in self.pseudonyms for p in names))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingErasure:
+    """A notice not yet acknowledged, with the aggregator-local device ids its node must still
+    unlink from its own stores (never sent)."""
+
+    notice: ErasureNotice
+    devices: tuple[UUID, ...]

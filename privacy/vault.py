@@ -1,17 +1,36 @@
 """The identity vault: the only place where a device meets its owner, EAN, serial and salt.
 
 Aggregator only. One SQLite file (stdlib ``sqlite3``, synchronous: the vault is small and touched
-on onboarding, consent changes, erasure and disputes, never per sample).
+on onboarding, consent changes, erasure and disputes, never per sample) plus its keyring file
+(:mod:`privacy.sealing`, default ``<vault>.keyring``).
 
 Invariants:
-- Identity fields (name, postcode, EAN, contract, serial, class, salts) are sealed with AES-256-GCM:
-  a fresh random 96-bit nonce per write, associated data binding table, record id and key version,
-  so a sealed blob moved to another row or relabelled does not decrypt (:class:`VaultCorrupt`).
-  Only opaque ids (prosumer_id, device_uuid), consent rows and the audit log are in clear.
-- The record key is derived from a master key version (HKDF, its own salt label), never stored.
-- ``PRAGMA secure_delete`` zeroes deleted content, so erasure does not leave salts in free pages.
+- Identity rows (name, postcode, EAN, contract, GCP salt) and device rows (serial, class, rating,
+  zone, salt) are sealed under their prosumer's own data key, with associated data binding
+  table, prosumer_id, record id and purpose. Only opaque ids, consent rows, pseudonym epochs,
+  pending erasure notices (sealed) and the audit log are outside a data key.
+- Three key domains per master version (:func:`privacy.keys.domain_key`): data keys are wrapped
+  under ``wrap``, clear rows authenticated under ``integrity``, pseudonyms keyed from
+  ``pseudonym``. A consent row or epoch that fails its MAC raises :class:`VaultCorrupt`.
+- A GCP's pseudonym comes from the pseudonymisation entity when the vault has one
+  (:mod:`privacy.gcp`: equal across aggregators, so the TSO sees a GCP offered twice), else
+  from the prosumer's random GCP uuid and salt.
+- Pseudonym epochs (:mod:`privacy.epochs`): each month's pseudonyms use the master version whose
+  epoch covers the month.
+  A new master version starts its epoch on the *next* month (Europe/Amsterdam by default), so a
+  rotation never switches pseudonyms mid-month; keep the old version until that month is over
+  (and as long as its months' disputes may need resolving). :meth:`IdentityVault.rotate`
+  re-wraps every data key and re-authenticates every clear row under the current version.
+- Every path from a pseudonym or a device_uuid to identity (:meth:`resolve`,
+  :meth:`pseudonym_of`, :meth:`device`, :meth:`devices`, :meth:`prosumer`,
+  :meth:`identity_values`, :meth:`pending_erasures`) and every erasure writes an audit entry
+  (:mod:`privacy.auditlog`) naming who and why; there is no unaudited public way to them.
+- Erasure (:meth:`erase_prosumer`) first computes every pseudonym the prosumer's devices and GCP
+  were issued (every month since onboarding, every scope configured or ever used) into pending
+  notices, then destroys the data key, then deletes the rows; consent history stays in a minimal
+  form. ``PRAGMA secure_delete`` zeroes deleted content.
 - Consent is read from the file on every check, so a withdrawal takes effect at the next check.
-- Every dispute resolution and every erasure writes an audit log row.
+- A file of the first format (one key for everything) is refused with :class:`VaultOutdated`.
 """
 
 from __future__ import annotations
@@ -20,7 +39,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,37 +48,45 @@ from typing import Any, Final, Literal
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from schemas import utc_now
 
-from .errors import ConsentMissing, UnknownIdentity, VaultCorrupt
+from .auditlog import AUDIT_SCHEMA, AuditEntry, AuditLog, ChainCheck
+from .consents import CONSENT_SCHEMA, ConsentRows
+from .epochs import EPOCH_SCHEMA, Epochs
+from .errors import ConsentMissing, UnknownIdentity, VaultCorrupt, VaultOutdated
+from .gcp import GcpPseudonyms
 from .keys import KeyProvider
-from .pseudonym import pseudonym_in_scope, scope_key, validate_month
-from .records import Consent, Device, Prosumer
+from .notices import NOTICE_SCHEMA, NoticeRecord, NoticeRows
+from .pseudonym import (
+    month_of,
+    pseudonym_in_scope,
+    validate_month,
+)
+from .records import (
+    Consent,
+    ConsentHistory,
+    Device,
+    ErasureNotice,
+    PendingErasure,
+    Prosumer,
+)
+from .sealing import Integrity, Keyring, row_aad
 
 __all__ = ["GCP_PURPOSE", "ONBOARDING_PURPOSE", "AuditEntry", "IdentityValue", "IdentityVault"]
 
 GCP_PURPOSE: Final = "gcp"
 ONBOARDING_PURPOSE: Final = "flexibility-service"
 _SALT_BYTES: Final = 16
+_FORMAT: Final = 2
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS prosumers (
-    prosumer_id TEXT PRIMARY KEY, key_version INTEGER NOT NULL, nonce BLOB NOT NULL,
-    sealed BLOB NOT NULL);
+    prosumer_id TEXT PRIMARY KEY, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
     device_uuid TEXT PRIMARY KEY, prosumer_id TEXT NOT NULL REFERENCES prosumers(prosumer_id),
-    key_version INTEGER NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS consents (
-    prosumer_id TEXT NOT NULL, purpose TEXT NOT NULL, granted_at TEXT NOT NULL,
-    withdrawn_at TEXT, PRIMARY KEY (prosumer_id, purpose, granted_at));
-CREATE TABLE IF NOT EXISTS audit_log (
-    entry INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, action TEXT NOT NULL,
-    requested_by TEXT NOT NULL, detail TEXT NOT NULL);
-"""
+    nonce BLOB NOT NULL, sealed BLOB NOT NULL);
+""" + AUDIT_SCHEMA + CONSENT_SCHEMA + NOTICE_SCHEMA + EPOCH_SCHEMA
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,12 +97,16 @@ class IdentityValue:
     value: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditEntry:
-    at: datetime
-    action: str
-    requested_by: str
-    detail: dict[str, str]
+def _check_format(db: sqlite3.Connection, path: Path) -> None:
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if tables and version != _FORMAT:
+        raise VaultOutdated(
+            f"{path} is a format-{version or 1} identity vault (one key for everything, no "
+            f"per-prosumer data keys); this version reads format {_FORMAT} only and will not "
+            "read it half-safely. Create a new vault and import the onboarding file again "
+            "(crowdflex aggregator --config FILE --onboard CSV); then destroy the old file "
+            "and its backups.")
 
 
 class IdentityVault:
@@ -88,21 +119,38 @@ class IdentityVault:
         *,
         clock: Callable[[], datetime] = utc_now,
         synchronous: Literal["full", "normal"] = "full",
+        keyring: Path | None = None,
+        month_zone: str = "Europe/Amsterdam",
+        gcp: GcpPseudonyms | None = None,
+        aggregator: str = "aggregator",
     ) -> None:
-        """Open (or create) the vault at ``path``.
+        """Open (or create) the vault at ``path`` and its keyring (``<path>.keyring`` unless
+        ``keyring`` names another file: keep it with the keys, out of data backups).
 
         ``synchronous="full"`` (the default) keeps SQLite's rollback journal with an fsync per
         commit. ``"normal"`` switches the file to WAL with ``synchronous=NORMAL``: a commit
         survives a process crash but the last commits may be lost on power failure; for bulk
         onboarding (thousands of devices at once), where one fsync per record dominates.
+
+        ``gcp`` is the pseudonymisation entity GCP pseudonyms come from (:mod:`privacy.gcp`;
+        it knows this aggregator as ``aggregator``). Without one, a GCP's pseudonym comes from a
+        random uuid and salt of this vault: private, but no other aggregator's pseudonym of the
+        same connection point will equal it, so the TSO cannot see it offered twice.
         """
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         self.path = Path(path)
         self._keys = keys
         self._clock = clock
-        self._record_keys: dict[int, AESGCM] = {}
+        self._zone = month_zone
+        self._gcp = gcp
+        self._aggregator = aggregator
         self._db = sqlite3.connect(self.path)
+        try:
+            _check_format(self._db, self.path)
+        except VaultOutdated:
+            self._db.close()
+            raise
         if synchronous == "normal":
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
@@ -110,10 +158,20 @@ class IdentityVault:
         self._db.execute("PRAGMA foreign_keys = ON")
         with self._db:
             self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {_FORMAT}")
+        self.keyring_path = keyring or self.path.with_name(self.path.name + ".keyring")
+        self._keyring = Keyring(self.keyring_path, keys, synchronous=synchronous)
+        self._integrity = Integrity(keys)
+        self._log = AuditLog(self._db, self._integrity, clock)
+        self._consents = ConsentRows(self._db, self._integrity)
+        self._notices = NoticeRows(self._db, self._keyring, keys)
+        self._epochs = Epochs(self._db, keys, self._integrity)
+        self._epochs.open(clock(), month_zone)
         #: rises on every identity write; caches of identity values compare it
         self.generation = 0
 
     def close(self) -> None:
+        self._keyring.close()
         self._db.close()
 
     def __enter__(self) -> IdentityVault:
@@ -124,34 +182,18 @@ class IdentityVault:
 
     # ------------------------------------------------------------ sealing
 
-    def _aead(self, version: int) -> AESGCM:
-        if version not in self._record_keys:
-            secret = self._keys.get(version).secret
-            derived = HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=b"cbp-vault-v1", info=b"record-seal"
-            ).derive(secret)
-            self._record_keys[version] = AESGCM(derived)
-        return self._record_keys[version]
-
-    @staticmethod
-    def _aad(table: str, record_id: str, version: int) -> bytes:
-        return f"cbp-vault-v1|{table}|{record_id}|{version}".encode()
-
-    def _seal(self, table: str, record_id: str, fields: dict[str, Any]) -> tuple[int, bytes, bytes]:
-        version = self._keys.current().version
+    def _seal(self, table: str, prosumer_id: str, record_id: str, purpose: str,
+              fields: dict[str, Any]) -> tuple[bytes, bytes]:
         nonce = os.urandom(12)
         plain = json.dumps(fields, sort_keys=True).encode()
-        return (
-            version,
-            nonce,
-            self._aead(version).encrypt(nonce, plain, self._aad(table, record_id, version)),
-        )
+        key = self._keyring.data_key(prosumer_id)
+        return nonce, key.encrypt(nonce, plain, row_aad(table, prosumer_id, record_id, purpose))
 
-    def _open(
-        self, table: str, record_id: str, version: int, nonce: bytes, sealed: bytes
-    ) -> dict[str, Any]:
+    def _open(self, table: str, prosumer_id: str, record_id: str, purpose: str, nonce: bytes,
+              sealed: bytes) -> dict[str, Any]:
+        key = self._keyring.data_key(prosumer_id)
         try:
-            plain = self._aead(version).decrypt(nonce, sealed, self._aad(table, record_id, version))
+            plain = key.decrypt(nonce, sealed, row_aad(table, prosumer_id, record_id, purpose))
         except InvalidTag:
             raise VaultCorrupt(f"{table} record {record_id} does not decrypt") from None
         loaded: dict[str, Any] = json.loads(plain)
@@ -171,6 +213,10 @@ class IdentityVault:
             gcp_uuid=uuid.uuid4(),
             gcp_salt=os.urandom(_SALT_BYTES),
         )
+        if self._db.execute("SELECT 1 FROM prosumers WHERE prosumer_id = ?",
+                            (prosumer_id,)).fetchone():
+            raise ValueError(f"prosumer {prosumer_id!r} is already in the vault")
+        self._keyring.create(prosumer_id)
         fields = {
             "name": name,
             "postcode": postcode,
@@ -178,23 +224,25 @@ class IdentityVault:
             "contract_id": contract_id,
             "gcp_uuid": str(prosumer.gcp_uuid),
             "gcp_salt": prosumer.gcp_salt.hex(),
+            "since": month_of(self._clock(), self._zone),
         }
-        version, nonce, sealed = self._seal("prosumers", prosumer_id, fields)
+        nonce, sealed = self._seal("prosumers", prosumer_id, prosumer_id, "identity", fields)
         with self._db:
-            self._db.execute(
-                "INSERT INTO prosumers VALUES (?, ?, ?, ?)", (prosumer_id, version, nonce, sealed)
-            )
+            self._db.execute("INSERT INTO prosumers VALUES (?, ?, ?)",
+                             (prosumer_id, nonce, sealed))
         self.generation += 1
         return prosumer
 
-    def prosumer(self, prosumer_id: str) -> Prosumer:
+    def _prosumer_fields(self, prosumer_id: str) -> dict[str, Any]:
         row = self._db.execute(
-            "SELECT key_version, nonce, sealed FROM prosumers WHERE prosumer_id = ?",
-            (prosumer_id,),
+            "SELECT nonce, sealed FROM prosumers WHERE prosumer_id = ?", (prosumer_id,)
         ).fetchone()
         if row is None:
             raise UnknownIdentity(f"no prosumer {prosumer_id!r} in the vault")
-        f = self._open("prosumers", prosumer_id, *row)
+        return self._open("prosumers", prosumer_id, prosumer_id, "identity", *row)
+
+    def _prosumer(self, prosumer_id: str) -> Prosumer:
+        f = self._prosumer_fields(prosumer_id)
         return Prosumer(
             prosumer_id=prosumer_id,
             name=f["name"],
@@ -205,51 +253,31 @@ class IdentityVault:
             gcp_salt=bytes.fromhex(f["gcp_salt"]),
         )
 
+    def prosumer(self, prosumer_id: str, *, requested_by: str, reason: str) -> Prosumer:
+        """A prosumer's identity record; audited."""
+        self._audit("prosumer", requested_by, reason, {"prosumer": self._ref(prosumer_id)})
+        return self._prosumer(prosumer_id)
+
     def prosumer_ids(self) -> tuple[str, ...]:
         rows = self._db.execute("SELECT prosumer_id FROM prosumers ORDER BY prosumer_id")
         return tuple(r[0] for r in rows)
 
     def grant_consent(self, prosumer_id: str, purpose: str) -> Consent:
-        self.prosumer(prosumer_id)
-        consent = Consent(prosumer_id=prosumer_id, purpose=purpose, granted_at=self._clock())
+        self._prosumer_fields(prosumer_id)
         with self._db:
-            self._db.execute(
-                "INSERT INTO consents VALUES (?, ?, ?, NULL)",
-                (prosumer_id, purpose, consent.granted_at.isoformat()),
-            )
-        return consent
+            return self._consents.grant(prosumer_id, purpose, self._clock())
 
     def withdraw_consent(self, prosumer_id: str, purpose: str) -> None:
         """Withdraw every live consent for the purpose; effective at the next consent check."""
         with self._db:
-            self._db.execute(
-                "UPDATE consents SET withdrawn_at = ? WHERE prosumer_id = ? AND purpose = ? "
-                "AND withdrawn_at IS NULL",
-                (self._clock().isoformat(), prosumer_id, purpose),
-            )
+            self._consents.withdraw(prosumer_id, purpose, self._clock())
 
     def consents(self, prosumer_id: str) -> tuple[Consent, ...]:
-        rows = self._db.execute(
-            "SELECT purpose, granted_at, withdrawn_at FROM consents WHERE prosumer_id = ? "
-            "ORDER BY granted_at",
-            (prosumer_id,),
-        )
-        return tuple(
-            Consent(
-                prosumer_id=prosumer_id,
-                purpose=p,
-                granted_at=datetime.fromisoformat(g),
-                withdrawn_at=None if w is None else datetime.fromisoformat(w),
-            )
-            for p, g, w in rows
-        )
+        return self._consents.of(prosumer_id)
 
-    def _has_live_consent(self, prosumer_id: str, purpose: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM consents WHERE prosumer_id = ? AND purpose = ? AND withdrawn_at IS NULL",
-            (prosumer_id, purpose),
-        ).fetchone()
-        return row is not None
+    def consent_history(self) -> tuple[ConsentHistory, ...]:
+        """The consent records of erased prosumers, kept without anything identifying."""
+        return self._consents.history()
 
     def require_consent(self, device_uuid: UUID, purpose: str) -> None:
         """Raise :class:`ConsentMissing` unless the device's owner consents to ``purpose`` now.
@@ -261,7 +289,7 @@ class IdentityVault:
         ).fetchone()
         if row is None:
             raise ConsentMissing(f"device {device_uuid} is not in the vault: no consent")
-        if not self._has_live_consent(row[0], purpose):
+        if not self._consents.live(row[0], purpose):
             raise ConsentMissing(f"no live consent for purpose {purpose!r} on device {device_uuid}")
 
     # ------------------------------------------------------------ devices
@@ -278,8 +306,8 @@ class IdentityVault:
         device_uuid: UUID | None = None,
     ) -> Device:
         """Add a device with a fresh random salt; refused without the owner's live consent."""
-        self.prosumer(prosumer_id)
-        if not self._has_live_consent(prosumer_id, purpose):
+        self._prosumer_fields(prosumer_id)
+        if not self._consents.live(prosumer_id, purpose):
             raise ConsentMissing(f"prosumer {prosumer_id!r} has no live consent for {purpose!r}")
         device = Device(
             device_uuid=device_uuid or uuid.uuid4(),
@@ -296,23 +324,25 @@ class IdentityVault:
             "rated_kw": str(rated_kw),
             "zone": zone,
             "salt": device.salt.hex(),
+            "since": month_of(self._clock(), self._zone),
         }
         record_id = str(device.device_uuid)
-        version, nonce, sealed = self._seal("devices", record_id, fields)
+        nonce, sealed = self._seal("devices", prosumer_id, record_id, "device", fields)
         with self._db:
-            self._db.execute(
-                "INSERT INTO devices VALUES (?, ?, ?, ?, ?)",
-                (record_id, prosumer_id, version, nonce, sealed),
-            )
+            self._db.execute("INSERT INTO devices VALUES (?, ?, ?, ?)",
+                             (record_id, prosumer_id, nonce, sealed))
         self.generation += 1
         return device
 
-    def _device_from_row(self, row: tuple[str, str, int, bytes, bytes]) -> Device:
-        record_id, prosumer_id, version, nonce, sealed = row
-        f = self._open("devices", record_id, version, nonce, sealed)
+    def _device_fields(self, row: tuple[str, str, bytes, bytes]) -> dict[str, Any]:
+        record_id, prosumer_id, nonce, sealed = row
+        return self._open("devices", prosumer_id, record_id, "device", nonce, sealed)
+
+    def _device_from_row(self, row: tuple[str, str, bytes, bytes]) -> Device:
+        f = self._device_fields(row)
         return Device(
-            device_uuid=UUID(record_id),
-            prosumer_id=prosumer_id,
+            device_uuid=UUID(row[0]),
+            prosumer_id=row[1],
             serial=f["serial"],
             device_class=f["device_class"],
             rated_kw=Decimal(f["rated_kw"]),
@@ -320,124 +350,198 @@ class IdentityVault:
             salt=bytes.fromhex(f["salt"]),
         )
 
-    def device(self, device_uuid: UUID) -> Device:
+    def _device_row(self, device_uuid: UUID) -> tuple[str, str, bytes, bytes]:
         row = self._db.execute(
             "SELECT * FROM devices WHERE device_uuid = ?", (str(device_uuid),)
         ).fetchone()
         if row is None:
             raise UnknownIdentity(f"no device {device_uuid} in the vault")
-        return self._device_from_row(row)
+        return (row[0], row[1], row[2], row[3])
 
-    def devices(self, prosumer_id: str | None = None) -> Iterator[Device]:
+    def _devices(self, prosumer_id: str | None = None) -> tuple[Device, ...]:
         if prosumer_id is None:
             rows = self._db.execute("SELECT * FROM devices ORDER BY device_uuid").fetchall()
         else:
             rows = self._db.execute(
                 "SELECT * FROM devices WHERE prosumer_id = ? ORDER BY device_uuid", (prosumer_id,)
             ).fetchall()
-        for row in rows:
-            yield self._device_from_row(row)
+        return tuple(self._device_from_row(row) for row in rows)
+
+    def device(self, device_uuid: UUID, *, requested_by: str, reason: str) -> Device:
+        """A device's record (serial, salt...); audited."""
+        self._audit("device", requested_by, reason, {"device": self._ref(str(device_uuid))})
+        return self._device_from_row(self._device_row(device_uuid))
+
+    def devices(self, prosumer_id: str | None = None, *, requested_by: str,
+                reason: str) -> tuple[Device, ...]:
+        """Every device's record, or one prosumer's; audited (one entry)."""
+        found = self._devices(prosumer_id)
+        scope = "all" if prosumer_id is None else self._ref(prosumer_id)
+        self._audit("devices", requested_by, reason, {"prosumer": scope,
+                                                      "count": str(len(found))})
+        return found
 
     # ------------------------------------------------------------ pseudonyms and disputes
 
-    def pseudonym_of(self, device_uuid: UUID, recipient: str, purpose: str, month: str) -> str:
-        """A device's pseudonym (or its GCP's, for purpose ``gcp``) under the current key."""
-        key = scope_key(self._keys.current().secret, recipient, purpose, month)
-        device = self.device(device_uuid)
-        if purpose == GCP_PURPOSE:
-            owner = self.prosumer(device.prosumer_id)
-            return pseudonym_in_scope(key, owner.gcp_uuid, owner.gcp_salt)
+    def _gcp_pseudonym(self, owner: Prosumer, recipient: str, month: str) -> str:
+        """From the pseudonymisation entity when there is one (equal across aggregators,
+        :mod:`privacy.gcp`); else from this vault's random GCP uuid and salt."""
+        if self._gcp is not None:
+            return self._gcp.gcp_pseudonym(owner.ean, recipient, month,
+                                           aggregator=self._aggregator)
+        key = self._epochs.scope_key(recipient, GCP_PURPOSE, month)
+        return pseudonym_in_scope(key, owner.gcp_uuid, owner.gcp_salt)
+
+    def _device_pseudonym(self, device: Device, recipient: str, purpose: str, month: str) -> str:
+        key = self._epochs.scope_key(recipient, purpose, month)
         return pseudonym_in_scope(key, device.device_uuid, device.salt)
 
-    def _subjects(self, purpose: str) -> Iterator[tuple[UUID, bytes]]:
+    def pseudonym_of(self, device_uuid: UUID, recipient: str, purpose: str, month: str, *,
+                     requested_by: str, reason: str) -> str:
+        """A device's pseudonym (or its GCP's, for purpose ``gcp``) for one month, under that
+        month's epoch key; audited, and the scope noted for erasure."""
+        validate_month(month)
+        device = self._device_from_row(self._device_row(device_uuid))
+        self._epochs.note_issued(recipient, purpose, month)
+        self._audit("pseudonym_of", requested_by, reason, {
+            "device": self._ref(str(device_uuid)), "scope": f"{recipient}|{purpose}|{month}"})
+        if purpose == GCP_PURPOSE:
+            return self._gcp_pseudonym(self._prosumer(device.prosumer_id), recipient, month)
+        return self._device_pseudonym(device, recipient, purpose, month)
+
+    def _candidates(self, recipient: str, purpose: str, month: str) -> Iterable[tuple[UUID, str]]:
         if purpose == GCP_PURPOSE:
             for prosumer_id in self.prosumer_ids():
-                owner = self.prosumer(prosumer_id)
-                yield owner.gcp_uuid, owner.gcp_salt
+                owner = self._prosumer(prosumer_id)
+                yield owner.gcp_uuid, self._gcp_pseudonym(owner, recipient, month)
         else:
-            for device in self.devices():
-                yield device.device_uuid, device.salt
+            for device in self._devices():
+                yield device.device_uuid, self._device_pseudonym(device, recipient, purpose, month)
 
-    def resolve(
-        self, pseudonym: str, recipient: str, purpose: str, month: str, *, requested_by: str
-    ) -> UUID:
-        """The device (or GCP) uuid behind a pseudonym, found by recomputation; always logged.
+    def resolve(self, pseudonym: str, recipient: str, purpose: str, month: str, *,
+                requested_by: str, reason: str) -> UUID:
+        """The device (or GCP) uuid behind a pseudonym, found by recomputation; always audited.
 
-        Tries every available master key version. Raises :class:`UnknownIdentity` when nothing
-        matches (never issued, or the owner was erased: crypto-shredded).
+        Raises :class:`UnknownIdentity` when nothing matches (never issued, or the owner was
+        erased: crypto-shredded).
         """
-        validate_month(month)
-        scope_keys = [
-            scope_key(self._keys.get(v).secret, recipient, purpose, month)
-            for v in self._keys.versions()
-        ]
-        found = next(
-            (
-                subject
-                for subject, salt in self._subjects(purpose)
-                for key in scope_keys
-                if pseudonym_in_scope(key, subject, salt) == pseudonym
-            ),
-            None,
-        )
-        detail = {
-            "pseudonym": pseudonym,
-            "recipient": recipient,
-            "purpose": purpose,
-            "month": month,
-            "result": str(found) if found else "not found",
-        }
-        self._log("resolve", requested_by, detail)
+        self._epochs.scope_key(recipient, purpose, month)  # an unknown month is refused first
+        found = next((subject for subject, name in self._candidates(recipient, purpose, month)
+                      if name == pseudonym), None)
+        detail = {"pseudonym": self._ref(pseudonym), "scope": f"{recipient}|{purpose}|{month}",
+                  "result": "not found" if found is None else self._ref(str(found))}
+        self._audit("resolve", requested_by, reason, detail)
         if found is None:
             raise UnknownIdentity(f"pseudonym {pseudonym} resolves to no device in the vault")
         return found
 
-    # ------------------------------------------------------------ erasure and audit
-
-    def erase_prosumer(self, prosumer_id: str, *, requested_by: str) -> tuple[UUID, ...]:
-        """Delete the prosumer, their devices, salts and consents (crypto-shredding)."""
-        self.prosumer(prosumer_id)
-        rows = self._db.execute(
-            "SELECT device_uuid FROM devices WHERE prosumer_id = ?", (prosumer_id,)
-        ).fetchall()
-        with self._db:
-            self._db.execute("DELETE FROM devices WHERE prosumer_id = ?", (prosumer_id,))
-            self._db.execute("DELETE FROM consents WHERE prosumer_id = ?", (prosumer_id,))
-            self._db.execute("DELETE FROM prosumers WHERE prosumer_id = ?", (prosumer_id,))
-        self.generation += 1
-        self._log("erase", requested_by, {"prosumer_id": prosumer_id, "devices": str(len(rows))})
-        return tuple(UUID(r[0]) for r in rows)
-
-    def _log(self, action: str, requested_by: str, detail: dict[str, str]) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT INTO audit_log (at, action, requested_by, detail) VALUES (?, ?, ?, ?)",
-                (self._clock().isoformat(), action, requested_by, json.dumps(detail)),
-            )
-
-    def audit_log(self) -> tuple[AuditEntry, ...]:
-        rows = self._db.execute(
-            "SELECT at, action, requested_by, detail FROM audit_log ORDER BY entry"
-        )
-        return tuple(
-            AuditEntry(at=datetime.fromisoformat(a), action=b, requested_by=r, detail=json.loads(d))
-            for a, b, r, d in rows
-        )
-
-    def identity_values(self) -> tuple[IdentityValue, ...]:
+    def identity_values(self, *, requested_by: str, reason: str) -> tuple[IdentityValue, ...]:
         """Every identifying value held, for the outbound filter and the audit to look for."""
         values: list[IdentityValue] = []
         for prosumer_id in self.prosumer_ids():
-            p = self.prosumer(prosumer_id)
-            for kind, value in (
-                ("name", p.name),
-                ("postcode", p.postcode),
-                ("EAN", p.ean),
-                ("contract", p.contract_id),
-                ("gcp_uuid", str(p.gcp_uuid)),
-            ):
-                values.append(IdentityValue(kind=kind, value=value))
-        for d in self.devices():
+            p = self._prosumer(prosumer_id)
+            values += [IdentityValue(kind=kind, value=value) for kind, value in (
+                ("prosumer_id", p.prosumer_id), ("name", p.name), ("postcode", p.postcode),
+                ("EAN", p.ean), ("contract", p.contract_id), ("gcp_uuid", str(p.gcp_uuid)))]
+        for d in self._devices():
             values.append(IdentityValue(kind="serial", value=d.serial))
             values.append(IdentityValue(kind="device_uuid", value=str(d.device_uuid)))
+        self._audit("identity_values", requested_by, reason, {"count": str(len(values))})
         return tuple(values)
+
+    # ------------------------------------------------------------ erasure
+
+    def _notice(self, prosumer_id: str, recipient: str, purposes: Sequence[str],
+                now: datetime) -> ErasureNotice:
+        owner = self._prosumer(prosumer_id)
+        devices = self._devices(prosumer_id)
+        since, current = str(self._prosumer_fields(prosumer_id)["since"]), month_of(now, self._zone)
+        listed, all_months = [], set[str]()
+        for purpose in purposes:
+            months = self._epochs.months(recipient, purpose, since, current)
+            all_months.update(months)
+            names = ([self._gcp_pseudonym(owner, recipient, m) for m in months]
+                     if purpose == GCP_PURPOSE else
+                     [self._device_pseudonym(d, recipient, purpose, m)
+                      for m in months for d in devices])
+            listed.append((purpose, tuple(dict.fromkeys(names))))
+        return ErasureNotice(notice_id=str(uuid.uuid4()), recipient=recipient, issued_at=now,
+                             months=tuple(sorted(all_months)), pseudonyms=tuple(listed))
+
+    def erase_prosumer(self, prosumer_id: str, *, scopes: Sequence[tuple[str, str]],
+                       requested_by: str, reason: str) -> tuple[PendingErasure, ...]:
+        """Erase a prosumer: pending notices first (every pseudonym ever issued, for every
+        recipient of ``scopes`` and of the scopes ever used), then the data key, then the rows.
+        Returns the pending notices, one per recipient."""
+        devices = self._devices(prosumer_id)
+        now = self._clock()
+        by_recipient: dict[str, list[str]] = {}
+        for recipient, purpose in dict.fromkeys([*scopes, *self._epochs.used_scopes()]):
+            by_recipient.setdefault(recipient, []).append(purpose)
+        pending = tuple(PendingErasure(
+            notice=self._notice(prosumer_id, recipient, purposes, now),
+            devices=tuple(d.device_uuid for d in devices))
+            for recipient, purposes in by_recipient.items())
+        erasure_id = str(uuid.uuid4())
+        with self._db:
+            for item in pending:
+                self._notices.put(item)
+            self._log.write("erase", requested_by=requested_by, reason=reason, detail={
+                "prosumer": self._ref(prosumer_id), "devices": str(len(devices)),
+                "notices": str(len(pending)), "erasure_id": erasure_id})
+        self._keyring.destroy(prosumer_id)
+        with self._db:
+            self._consents.forget_prosumer(prosumer_id, erasure_id, now)
+            self._db.execute("DELETE FROM devices WHERE prosumer_id = ?", (prosumer_id,))
+            self._db.execute("DELETE FROM prosumers WHERE prosumer_id = ?", (prosumer_id,))
+        self.generation += 1
+        return pending
+
+    def pending_erasures(self, recipient: str | None = None, *, requested_by: str,
+                         reason: str) -> tuple[PendingErasure, ...]:
+        """Notices not yet acknowledged (for ``recipient``, or all), oldest first. They pair
+        pseudonyms with device uuids, so reading any is audited (an empty answer is not)."""
+        pending = self._notices.pending(recipient)
+        if pending:
+            self._audit("pending_erasures", requested_by, reason, {"notices": str(len(pending))})
+        return pending
+
+    def acknowledge_erasure(self, notice_id: str, at: datetime) -> None:
+        """The recipient confirmed: keep when, drop the pseudonym list and local ids for good."""
+        with self._db:
+            self._notices.acknowledge(notice_id, at)
+
+    def erasure_log(self) -> tuple[NoticeRecord, ...]:
+        """Every notice issued, pending or acknowledged (no pseudonyms)."""
+        return self._notices.records()
+
+    # ------------------------------------------------------------ keys and the audit log
+
+    def rotate(self, *, requested_by: str, reason: str) -> int:
+        """Re-wrap every data key and re-authenticate every clear row under the current master
+        version (pseudonyms switch only at the epoch the new version opened: next month).
+        Returns how many data keys were re-wrapped; older versions may then be retired once no
+        epoch still in use needs them."""
+        rewrapped = self._keyring.rewrap()
+        pending = self._notices.pending()
+        with self._db:
+            self._consents.reauthenticate()
+            self._epochs.reauthenticate()
+            for item in pending:
+                self._notices.put(item)
+            self._log.write("rotate", requested_by=requested_by, reason=reason,
+                            detail={"data_keys": str(rewrapped)})
+        return rewrapped
+
+    def _ref(self, value: str) -> str:
+        return self._integrity.ref(value)
+
+    def _audit(self, action: str, requested_by: str, reason: str, detail: dict[str, str]) -> None:
+        with self._db:
+            self._log.write(action, requested_by=requested_by, reason=reason, detail=detail)
+
+    def audit_log(self) -> tuple[AuditEntry, ...]:
+        return self._log.entries()
+
+    def verify_audit_log(self) -> ChainCheck:
+        return self._log.verify()

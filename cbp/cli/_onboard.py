@@ -26,7 +26,7 @@ from cbp.devices import DeviceClass, power_bucket
 from privacy import ONBOARDING_PURPOSE, ConsentMissing, IdentityVault
 
 __all__ = ["DEVICE_COLUMNS", "ONBOARDING_COLUMNS", "Onboarded", "import_onboarding",
-           "read_devices"]
+           "read_devices", "remove_devices"]
 
 ONBOARDING_COLUMNS: Final = ("ven_id", "prosumer_id", "name", "postcode", "ean", "contract_id",
                              "serial", "device_class", "rated_kw", "consent")
@@ -50,6 +50,21 @@ def read_devices(path: Path) -> list[dict[str, str]]:
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
         return list(reader)
+
+
+def remove_devices(path: Path, ven_ids: Iterable[str]) -> int:
+    """Rewrite the devices file without the rows of ``ven_ids`` (their owner was erased);
+    atomically (a new file renamed over the old). Returns how many rows went."""
+    gone = set(ven_ids)
+    rows = read_devices(path)
+    kept = [row for row in rows if row["ven_id"] not in gone]
+    fresh = path.with_name(path.name + ".new")
+    with fresh.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=DEVICE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+    fresh.replace(path)
+    return len(rows) - len(kept)
 
 
 def _check(row: Mapping[str, str], line: int) -> tuple[str, Decimal]:

@@ -2,9 +2,9 @@
 
 ``examples/aggregator.toml`` documents every key: the downstream VTN (``[vtn]``, keys as in
 ``examples/vtn.toml``; ``port = 0`` takes a free port, reported in the status file), the TSO link
-(``[tso]`` url, cert, key, ca, outbox), the identity vault (``[vault]`` path, key_file), the
-onboarded devices (``[devices]`` csv: ven_id, device_uuid, prosumer_id, device_class,
-power_bucket) and the CBP profile (``[profile]``).
+(``[tso]`` url, cert, key, ca, outbox), the identity vault (``[vault]`` path, key_file and
+optionally keyring), the onboarded devices (``[devices]`` csv: ven_id, device_uuid,
+prosumer_id, device_class, power_bucket) and the CBP profile (``[profile]``).
 
 ``--onboard FILE`` imports the back office's onboarding records (:mod:`cbp.cli._onboard`) into
 the vault and the devices file, then exits. Otherwise the node serves its devices (a device may
@@ -14,7 +14,9 @@ TSO's pool registration current: it is re-sent once the set of registered device
 then held still for a sample period (devices registered before a restart count from the VTN
 database). It offers its forecast flex for the next ISP whose gate is still open, retrying each
 telemetry batch until it has devices' forecasts, follows activations and sends telemetry,
-baselines and metering.
+baselines and metering. Erasures ``crowdflex privacy erase`` queued in the vault are delivered
+to the TSO at the next sample tick (:mod:`cbp.roles.erasure`), and the erased devices' rows leave
+the devices file.
 
 Runs until SIGINT/SIGTERM, then stops its loops, closes the TSO link and the outbox, the
 listener and database, and the vault, and marks its last status ``"state": "stopped"`` in the
@@ -94,6 +96,7 @@ def _spec(path: Path) -> dict[str, Any]:
         "tls": tuple(_file(tso, k, base, "tso") for k in ("cert", "key", "ca")),
         "vault": _file(vault, "path", base, "vault"),
         "key_file": _file(vault, "key_file", base, "vault"),
+        "keyring": (base / str(vault["keyring"])).resolve() if vault.get("keyring") else None,
         "devices": _file(devices, "csv", base, "devices"),
         "outbox": (base / str(tso.get("outbox", "aggregator-outbox.db"))).resolve(),
     }
@@ -129,7 +132,8 @@ def _onboard(spec: dict[str, Any], source: Path) -> int:
 
     from ._onboard import import_onboarding
 
-    with IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"])) as vault:
+    with IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"]),
+                       keyring=spec["keyring"]) as vault:
         done = import_onboarding(source, vault, spec["devices"], zone=spec["settings"].zone)
     print(f"onboarded {done.added} device(s); {done.known} already known; "
           f"{done.without_consent} refused (no consent)")
@@ -144,15 +148,19 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     from ven.tls import client_context
     from vtn.site import vtn_site
 
-    from ._onboard import read_devices
+    from ._onboard import read_devices, remove_devices
 
     config, settings = spec["vtn"], spec["settings"]
     cert, key, ca = spec["tls"]
-    vault = IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"]))
+    vault = IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"]),
+                          keyring=spec["keyring"])
     node = AggregatorNode(settings=settings, downstream=config, vault=vault,
                           tso_url=spec["tso_url"], outbox_path=spec["outbox"],
                           privacy=spec["privacy"],
                           upstream_tls=client_context(cert=cert, key=key, ca=ca))
+    node.erasures.on_unlinked = lambda ven_ids: log.info(
+        "erasure: %d device row(s) removed from the devices file",
+        remove_devices(spec["devices"], ven_ids))
     for row in read_devices(spec["devices"]):
         node.onboard(ven_id=row["ven_id"], device_uuid=UUID(row["device_uuid"]),
                      prosumer_id=row["prosumer_id"], device_class=row["device_class"],

@@ -1,9 +1,15 @@
-"""`crowdflex privacy`: erase a prosumer, audit a run's TSO-bound messages, write the data-flow
-report, make a master key file.
+"""`crowdflex privacy`: erase a prosumer, list erasure notices, audit a run's TSO-bound messages,
+verify the vault's audit log, re-wrap keys, write the data-flow report, make a master key file.
 
 Keys come from ``--key-file`` or the environment variable named by ``--key-env`` (default
-``CROWDFLEX_PSEUDONYM_KEYS``), never from code. Exit codes: 0 done/clean, 1 leak found, 2 the
-command could not run (missing key, vault, config or captures).
+``CROWDFLEX_PSEUDONYM_KEYS``), never from code. Exit codes: 0 done/clean, 1 leak found or audit
+log broken, 2 the command could not run (missing key, vault, config or captures; an audit told
+neither ``--vault`` nor ``--no-vault``).
+
+``erase`` works on the vault file a running aggregator node also has open: it computes every
+pseudonym the prosumer was ever issued into pending notices, destroys the prosumer's data key and
+rows, and leaves delivery to the node (:mod:`cbp.roles.erasure`), which sends the TSO's notice at
+its next sample tick and records the TSO's acknowledgement; ``erasures`` shows where each stands.
 """
 
 from __future__ import annotations
@@ -12,12 +18,13 @@ import argparse
 import os
 import sys
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import privacy
 from privacy.keys import new_key_line
+
+from ._onboard import read_devices
 
 
 def _keys(args: argparse.Namespace) -> privacy.KeyProvider:
@@ -29,37 +36,80 @@ def _keys(args: argparse.Namespace) -> privacy.KeyProvider:
 def _key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", type=Path, help="master key file (version:hex per line)")
     parser.add_argument("--key-env", default=privacy.DEFAULT_KEY_ENV, help="key variable name")
+    parser.add_argument("--keyring", type=Path,
+                        help="the vault's keyring file (default: VAULT.keyring beside it)")
+
+
+def _who() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _open_vault(args: argparse.Namespace) -> privacy.IdentityVault | None:
+    if not args.vault.is_file():
+        print(f"no vault at {args.vault}", file=sys.stderr)
+        return None
+    return privacy.IdentityVault(args.vault, _keys(args), keyring=args.keyring)
 
 
 def _erase(args: argparse.Namespace) -> int:
-    if not args.vault.is_file():
-        print(f"no vault at {args.vault}", file=sys.stderr)
-        return 2
     config = privacy.load_config(args.config)
-    with privacy.IdentityVault(args.vault, _keys(args)) as vault:
+    vault = _open_vault(args)
+    if vault is None:
+        return 2
+    with vault:
         raw = privacy.SqliteRawDataStore(args.raw_store) if args.raw_store else None
         try:
-            notices = privacy.erase_prosumer(
-                vault, args.prosumer, config, now=datetime.now(UTC),
-                requested_by=f"cli:{os.environ.get('USER', 'unknown')}", raw_store=raw,
-            )  # fmt: skip
+            pending = privacy.erase_prosumer(vault, args.prosumer, config, requested_by=_who(),
+                                             reason=args.reason, raw_store=raw)
         finally:
             if raw is not None:
                 raw.close()
-    for path in privacy.write_notices(notices, args.notice_dir):
-        print(f"notice written: {path}")
-    print(f"prosumer {args.prosumer} erased; their past pseudonyms can no longer be recomputed")
+    for item in pending:
+        notice = item.notice
+        print(f"notice {notice.notice_id} to {notice.recipient}: "
+              f"{len(notice.all_pseudonyms())} pseudonym(s), months {notice.months[0]}.."
+              f"{notice.months[-1]}; pending until the recipient acknowledges")
+    print(f"prosumer {args.prosumer} erased: data key destroyed, their pseudonyms can no longer "
+          "be recomputed; the running aggregator delivers the TSO's notice")
     return 0
 
 
+def _erasures(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    if vault is None:
+        return 2
+    with vault:
+        for record in vault.erasure_log():
+            state = (f"acknowledged {record.acknowledged_at.isoformat()}"
+                     if record.acknowledged_at else "pending")
+            print(f"{record.notice_id} {record.recipient} issued {record.issued_at.isoformat()} "
+                  f"{record.pseudonyms} pseudonym(s): {state}")
+    return 0
+
+
+def _device_values(path: Path) -> tuple[privacy.IdentityValue, ...]:
+    """Certificate fingerprints and prosumer ids from the aggregator's devices file."""
+    values: dict[tuple[str, str], None] = {}
+    for row in read_devices(path):
+        values[("fingerprint", row["ven_id"])] = None
+        values[("prosumer_id", row["prosumer_id"])] = None
+    return tuple(privacy.IdentityValue(kind=k, value=v) for k, v in values)
+
+
 def _audit(args: argparse.Namespace) -> int:
+    if args.vault is None and not args.no_vault:
+        print("privacy audit: give --vault FILE (the vault's values are what is searched "
+              "for), or --no-vault to check shapes and the devices file only", file=sys.stderr)
+        return 2
     values: tuple[privacy.IdentityValue, ...] = ()
     if args.vault is not None:
-        if not args.vault.is_file():
-            print(f"no vault at {args.vault}", file=sys.stderr)
+        vault = _open_vault(args)
+        if vault is None:
             return 2
-        with privacy.IdentityVault(args.vault, _keys(args)) as vault:
-            values = vault.identity_values()
+        with vault:
+            values = vault.identity_values(requested_by=_who(), reason="privacy audit of a run")
+    if args.devices is not None:
+        values += _device_values(args.devices)
     result = privacy.audit_run(args.run_dir, values)
     print(result.summary())
     if not result.files:
@@ -86,6 +136,32 @@ def _merged(paths: list[Path]) -> dict[str, Any]:
                         f"{path}: [{name}] {key} = {value!r} differs from another config's"
                         f" {joined[key]!r}")
     return merged
+
+
+def _verify_log(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    if vault is None:
+        return 2
+    with vault:
+        check = vault.verify_audit_log()
+    print(f"audit log of {args.vault}: {check.entries} entries checked, head {check.head}")
+    if check.intact:
+        print("OK: every entry chains to the one before")
+        return 0
+    print(f"BROKEN at entry {check.first_broken}: {check.problem}")
+    return 1
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    if vault is None:
+        return 2
+    with vault:
+        count = vault.rotate(requested_by=_who(), reason=args.reason)
+    print(f"{count} data key(s) re-wrapped under the newest master key; pseudonyms switch to it "
+          "at the next month. A running aggregator node reads its key file once: it must have "
+          "been restarted after keygen, before this rotation")
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -118,7 +194,7 @@ def _guarded(run: Any) -> Any:
     def wrapper(args: argparse.Namespace) -> int:
         try:
             result: int = run(args)
-        except privacy.PrivacyError as exc:
+        except (privacy.PrivacyError, ValueError) as exc:
             print(f"crowdflex privacy: {exc}", file=sys.stderr)
             return 2
         return result
@@ -126,24 +202,45 @@ def _guarded(run: Any) -> Any:
     return wrapper
 
 
+def _vault_command(sub: Any, name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--vault", type=Path, required=True)
+    _key_options(parser)
+    parser.set_defaults(run=_guarded(run))
+    return parser
+
+
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "privacy", help="erasure, privacy audit, privacy report, master keys"
+        "privacy", help="erasure, privacy audit, audit log, privacy report, master keys"
     )
     sub = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
 
-    erase = sub.add_parser("erase", help="erase a prosumer (crypto-shredding) and write notices")
-    erase.add_argument("--vault", type=Path, required=True)
+    erase = _vault_command(sub, "erase", "erase a prosumer (crypto-shredding) and queue one "
+                           "notice per recipient for the running aggregator to deliver", _erase)
     erase.add_argument("--prosumer", required=True, help="prosumer id in the vault")
-    erase.add_argument("--notice-dir", type=Path, default=Path("."))
+    erase.add_argument("--reason", required=True, help="why (e.g. the request's case number)")
     erase.add_argument("--config", type=Path, help="TOML file with a [privacy] table")
     erase.add_argument("--raw-store", type=Path, help="raw sample store to erase from as well")
-    _key_options(erase)
-    erase.set_defaults(run=_guarded(_erase))
+
+    _vault_command(sub, "erasures", "list erasure notices: pending or acknowledged", _erasures)
+
+    _vault_command(sub, "verify-log", "check the vault's hash-chained audit log and name the "
+                   "first broken entry", _verify_log)
+
+    rotate = _vault_command(sub, "rotate", "re-wrap every data key under the newest master "
+                            "key version (after keygen)", _rotate)
+    rotate.add_argument("--reason", required=True)
 
     audit = sub.add_parser("audit", help="prove no vault value reached the TSO in a run")
     audit.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    audit.add_argument("--vault", type=Path)
+    source = audit.add_mutually_exclusive_group()
+    source.add_argument("--vault", type=Path)
+    source.add_argument("--no-vault", action="store_true",
+                        help="audit without the vault's values (shapes and --devices only)")
+    audit.add_argument("--devices", type=Path, metavar="CSV",
+                       help="the aggregator's devices file: its certificate fingerprints and "
+                       "prosumer ids are searched for too")
     _key_options(audit)
     audit.set_defaults(run=_guarded(_audit))
 

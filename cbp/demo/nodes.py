@@ -175,7 +175,7 @@ def _vault(out: Path) -> IdentityVault:
     (out / "aggregator").mkdir(parents=True, exist_ok=True)
     # Bulk onboarding: WAL without an fsync per record, as the VTN storage does.
     return IdentityVault(out / "aggregator" / "vault.db", FileKeyProvider(key_file),
-                         synchronous="normal")
+                         synchronous="normal", keyring=out / "keys" / "vault.keyring")
 
 
 @asynccontextmanager

@@ -76,6 +76,7 @@ from vtn.storage import VenRegistration
 
 from .device import next_grid
 from .devicebook import DeviceBook, DeviceEntry
+from .erasure import ERASE_RID, ErasureDesk, erasure_metadata
 from .operation import DispatchedActivation, Operation
 from .outbound import FilteredCodec
 from .profile import (
@@ -108,6 +109,7 @@ __all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_REGISTRATION = {"requested_by": "aggregator", "reason": "pool registration at the TSO"}
 _MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
 
 
@@ -136,7 +138,7 @@ class AggregatorNode:
             power_buckets=frozenset({"0-3kW", "3-7kW", "7-11kW", "11kW+"}),
             zones=frozenset({settings.zone}),
             aggregate_ids=frozenset({*BASELINE_RIDS, OFFER_UP_RID, OFFER_DOWN_RID,
-                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID,
+                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID, ERASE_RID,
                                      *SETTLEMENT_RIDS.values()})), vault=vault)
         self.windows: list[ActivationWindow] = []
         timing = settings.timing
@@ -166,6 +168,7 @@ class AggregatorNode:
         self.unsent = PoolRowBuffer()
         self.statements: dict[str, ReceivedStatement] = {}  # TSO eventID -> statement
         self.closed_until: datetime | None = None
+        self.erasures = ErasureDesk(self)
 
     @property
     def activations(self) -> dict[str, DispatchedActivation]:
@@ -251,9 +254,9 @@ class AggregatorNode:
                 entry.registered = False
                 continue
             entry.pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
-                                                      s.msp_purpose, month)
+                                                      s.msp_purpose, month, **_REGISTRATION)
             entry.gcp_pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
-                                                          GCP_PURPOSE, month)
+                                                          GCP_PURPOSE, month, **_REGISTRATION)
             devices.append(PoolDevice(pseudonym=entry.pseudonym, device_class=entry.device_class,
                                       power_bucket=entry.power_bucket, zone=s.zone,
                                       gcp_pseudonym=entry.gcp_pseudonym))
@@ -270,6 +273,7 @@ class AggregatorNode:
                           market_context=s.market_context),
             baseline_metadata(s.pool_id, created=now, interval=s.pool.baseline_interval),
             flex_offer_metadata(s.pool_id, created=now),
+            erasure_metadata(s.pool_id, created=now),
         )
         accepted = await self.upstream.register_metadata(reports)
         self.requests = {r.report_specifier.report_specifier_id: r.report_request_id
@@ -343,6 +347,8 @@ class AggregatorNode:
             # a window is complete once its last sample is closed (recorded), not one before
             for activation_id in self.msp.ready(self.closed_until):
                 await self._send_msp(self.msp.take(activation_id))
+        if not self.link.down(now):
+            await self.erasures.deliver_pending()
 
     def _close_until(self, limit: datetime) -> list[tuple[datetime, dict[UUID, Decimal]]]:
         """Close every sample up to ``limit``; the device rows of each, in time order."""

@@ -76,6 +76,18 @@ class DeviceBook:
         self.by_ven[entry.ven_id] = entry
         self.by_uuid[entry.device_uuid] = entry
 
+    def forget(self, device: UUID) -> DeviceEntry | None:
+        """Drop everything the book holds about a device (its owner was erased)."""
+        entry = self.by_uuid.pop(device, None)
+        if entry is not None:
+            self.by_ven.pop(entry.ven_id, None)
+        for table in (self.outlooks, self.natural_last, self._latest):
+            table.pop(device, None)
+        for sample in self._open.values():
+            sample.power.pop(device, None)
+            sample.natural.pop(device, None)
+        return entry
+
     def registered(self) -> tuple[DeviceEntry, ...]:
         return tuple(e for e in self.by_ven.values() if e.registered)
 

@@ -62,6 +62,20 @@ class PoolRegistry:
             self.pools.pop(ven_id, None)
         return tuple(pools)
 
+    def forget(self, ven_id: str, pseudonyms: frozenset[str]) -> int:
+        """Drop the VEN's devices and GCPs named by ``pseudonyms`` (an erasure notice);
+        returns how many devices went."""
+        for gcp in pseudonyms.intersection(self.gcp_owner):
+            if self.gcp_owner[gcp] == ven_id:
+                del self.gcp_owner[gcp]
+        gone = 0
+        pools = self.pools.get(ven_id, {})
+        for pool_id, devices in pools.items():
+            kept = tuple(d for d in devices if d.pseudonym not in pseudonyms)
+            gone += len(devices) - len(kept)
+            pools[pool_id] = kept
+        return gone
+
     def devices(self, ven_id: str, pool_id: str) -> tuple[PoolDevice, ...]:
         return self.pools.get(ven_id, {}).get(pool_id, ())
 

@@ -35,7 +35,7 @@ the aggregator did not send over the link.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -76,6 +76,7 @@ from vtn.services import Handlers, ServiceContext
 from vtn.services.events import cancel_event, get_event, modify_event, publish_event
 from vtn.services.offered import live_requests, offer_reports, send_report
 
+from .erasure import ERASURE_REPORT, ErasureIntake
 from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, LATE_QUALITY, CbpSettings
 from .registry import PoolRegistry, stored_pool_reports
 from .retention import RetentionTask, tso_rules
@@ -143,6 +144,7 @@ class TsoNode:
         self.activations: dict[str, Activation] = {}
         self.reports_seen: dict[str, int] = {}
         self.late_samples: dict[str, set[datetime]] = {}  # ven -> pool-row instants sent late
+        self.erasures = ErasureIntake(self)
         self.app: web.Application = create_app(config, handlers=Handlers(
             report_subscriptions=self._subscriptions, on_report_data=self._on_report,
             on_event_response=self._on_ack), clock=clock)
@@ -211,9 +213,11 @@ class TsoNode:
 
     # ------------------------------------------------------------ bidding
 
-    def _on_report(self, ven_id: str, report: Report) -> None:
+    def _on_report(self, ven_id: str, report: Report) -> Awaitable[None] | None:
         name = str(report.report_name or "")
         self.reports_seen[name] = self.reports_seen.get(name, 0) + 1
+        if name == ERASURE_REPORT:
+            return self.erasures.take(ven_id, report)  # awaited by the VTN before it replies
         if name == FLEX_OFFER_REPORT:
             self._on_offer(ven_id, report)
         late = {i.dtstart for i in report.intervals for p in i.payloads
@@ -221,6 +225,7 @@ class TsoNode:
         if late:
             self.late_samples.setdefault(ven_id, set()).update(late)
             log.info("%d sample(s) from %s arrived late", len(late), ven_id)
+        return None
 
     def _on_offer(self, ven_id: str, report: Report) -> None:
         now = self.now()

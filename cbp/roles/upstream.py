@@ -30,6 +30,8 @@ from schemas import (
     Report,
     ReportRequest,
     Response,
+    UpdatedReport,
+    UpdateReport,
     new_id,
 )
 from ven import Outcome, VenClient
@@ -75,6 +77,15 @@ class UpstreamClient(VenClient):
                         f"{first.modification_number} is older than one already handled",
                         "oadrDistributeEvent", Service.EVENT)
         return await super().dispatch(message)
+
+    async def deliver_report(self, report: Report) -> UpdatedReport:
+        """Send one oadrUpdateReport now, outside the outbox, and return the TSO's reply: for a
+        report whose acknowledgement must be recorded (an erasure notice). Raises
+        :class:`ven.VenError` when the TSO refuses it or cannot be reached."""
+        assert self.registration is not None
+        message = UpdateReport(request_id=new_id(), reports=(report,),
+                               ven_id=self.registration.ven_id)
+        return await self._link.exchange(Service.REPORT, message, UpdatedReport)
 
     def _older(self, event: Event) -> bool:
         known = self.events.get(event.event_id)

@@ -76,10 +76,11 @@ def test_audit_catches_an_ean_planted_in_a_capture(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         clean = _codec(vault).encode(_report("POOL"))
         (folder / "000001-EiReport-request.xml").write_bytes(clean)
-        assert audit_run(tmp_path / "run", vault.identity_values()).passed
+        values = vault.identity_values(requested_by="test", reason="audit")
+        assert audit_run(tmp_path / "run", values).passed
         (folder / "000002-EiReport-request.xml").write_bytes(
             clean.replace(b"POOL:telemetry", _EAN.encode()))
-        result = audit_run(tmp_path / "run", vault.identity_values())
+        result = audit_run(tmp_path / "run", values)
         assert not result.passed and result.findings
 
 

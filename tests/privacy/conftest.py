@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -14,6 +15,8 @@ import privacy
 from privacy import IdentityVault
 
 T0 = datetime(2025, 3, 14, 13, 0, tzinfo=UTC)
+#: who asks and why, for the vault's audited identity paths
+WHO: Final = {"requested_by": "test", "reason": "unit test"}
 
 
 def key_provider(*secrets: bytes) -> privacy.KeyProvider:

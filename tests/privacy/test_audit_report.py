@@ -14,7 +14,7 @@ from cbp.cli import main
 from privacy import IdentityVault
 from schemas import Report, ReportInterval, ReportPayload, UpdateReport
 
-from .conftest import Household
+from .conftest import WHO, Household
 
 AT = datetime(2025, 3, 14, 14, 3, tzinfo=UTC)
 
@@ -33,7 +33,7 @@ def _message(rid: str, request_id: str = "req-1") -> bytes:
 def run_dir(tmp_path: Path, vault: IdentityVault, household: Household) -> Path:
     captures = tmp_path / "run" / privacy.CAPTURE_SUBDIR
     captures.mkdir(parents=True)
-    psn = vault.pseudonym_of(household.device.device_uuid, "TSO:TENNET-NL", "gcp", "2025-03")
+    psn = vault.pseudonym_of(household.device.device_uuid, "TSO:TENNET-NL", "gcp", "2025-03", **WHO)
     for n in range(3):
         (captures / f"{n:04d}-oadrUpdateReport.xml").write_bytes(_message(psn, f"req-{n}"))
     return tmp_path / "run"
@@ -56,7 +56,7 @@ def test_clean_folder_passes(
 ) -> None:
     assert main(_cli_audit(run_dir, vault, key_file)) == 0
     out = capsys.readouterr().out
-    assert "files checked: 3" in out and "vault values: 7" in out and "PASS" in out
+    assert "files checked: 3" in out and "vault values: 8" in out and "PASS" in out
     assert "EAN shape" in out and "postcode shape" in out
 
 
@@ -96,7 +96,7 @@ def test_hidden_and_hashed_values_are_found(
     (folder / "b.xml").write_bytes(_message("psn1_aaaaaaaaaaaaaaaaaaaaaaaaaa", f"urn:uuid:{uuid}"))
     md5 = hashlib.md5(household.device.serial.encode()).hexdigest()
     (folder / "c.xml").write_bytes(_message("psn1_aaaaaaaaaaaaaaaaaaaaaaaaaa", md5))
-    result = privacy.audit_run(run_dir, vault.identity_values())
+    result = privacy.audit_run(run_dir, vault.identity_values(**WHO))
     by_file: dict[str, str] = {}
     for f in result.findings:
         by_file[f.where.rsplit("/", 1)[-1]] = by_file.get(f.where.rsplit("/", 1)[-1], "") + f.what
@@ -118,7 +118,7 @@ def test_an_attribute_value_is_searched_as_the_parser_reads_it(
     assert message.isascii() and b"&" not in message and f"{number}\n".encode() in message
     (folder / "d.xml").write_bytes(message)
     outbound = privacy.OutboundFilter(privacy.OutboundPolicy(pool_ids=()), vault=vault)
-    for result in (privacy.audit_run(run_dir, vault.identity_values()),
+    for result in (privacy.audit_run(run_dir, vault.identity_values(**WHO)),
                    privacy.audit_run(run_dir, detector=outbound.current_detector())):
         assert [f.where.rsplit("/", 1)[-1] for f in result.findings
                 if "vault postcode" in f.what] == ["d.xml"]
@@ -140,14 +140,46 @@ def test_values_in_comments_processing_instructions_and_names_are_found(
         b"<oadr:oadrPayload", f'<oadr:oadrPayload e{ean}="1"'.encode(), 1))
     (folder / "h.xml").write_bytes(body.replace(
         b"<oadr:oadrPayload", f'<oadr:oadrPayload xmlns:z="urn:{ean}"'.encode(), 1))
-    result = privacy.audit_run(run_dir, vault.identity_values())
+    result = privacy.audit_run(run_dir, vault.identity_values(**WHO))
     named = {f.where.rsplit("/", 1)[-1] for f in result.findings if "vault EAN" in f.what}
     assert named == {"e.xml", "f.xml", "g.xml", "h.xml"}
 
 
 def test_empty_or_missing_capture_folder_proves_nothing(tmp_path: Path) -> None:
-    assert main(["privacy", "audit", str(tmp_path)]) == 2
+    assert main(["privacy", "audit", str(tmp_path), "--no-vault"]) == 2
     assert not privacy.audit_run(tmp_path).passed
+
+
+def test_audit_without_a_vault_refuses_unless_told_no_vault(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["privacy", "audit", str(run_dir)]) == 2
+    assert "--no-vault" in capsys.readouterr().err
+    assert main(["privacy", "audit", str(run_dir), "--no-vault"]) == 0
+    assert "vault values: 0" in capsys.readouterr().out
+
+
+def test_audit_finds_certificate_fingerprints_and_prosumer_ids(
+    run_dir: Path, vault: IdentityVault, household: Household, key_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    fingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD"
+    devices = run_dir / "devices.csv"
+    devices.write_text("ven_id,device_uuid,prosumer_id,device_class,power_bucket\n"
+                       f"{fingerprint},{household.device.device_uuid},"
+                       f"{household.prosumer.prosumer_id},EV_CHARGER,11kW+\n")
+    folder = run_dir / privacy.CAPTURE_SUBDIR
+    (folder / "fp.xml").write_bytes(_message("psn1_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+                                             fingerprint.replace(":", "").lower()))
+    (folder / "pid.xml").write_bytes(_message("psn1_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+                                              household.prosumer.prosumer_id))
+    assert main(["privacy", "audit", str(run_dir), "--no-vault", "--devices", str(devices)]) == 1
+    leaks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("LEAK")]
+    assert any("fp.xml" in line and "fingerprint" in line for line in leaks)
+    assert any("pid.xml" in line and "prosumer_id" in line for line in leaks)
+    # the vault alone knows prosumer ids too
+    assert main(_cli_audit(run_dir, vault, key_file)) == 1
+    assert "pid.xml" in capsys.readouterr().out
 
 
 def test_report_uses_configuration_and_escapes_html(tmp_path: Path) -> None:

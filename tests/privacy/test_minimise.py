@@ -14,7 +14,7 @@ import schemas
 from privacy import ActivationWindow, IdentityVault, OutboundFilter, OutboundPolicy
 from schemas import Report, ReportInterval, ReportPayload, UpdateReport
 
-from .conftest import Household
+from .conftest import WHO, Household
 
 TSO = "TSO:TENNET-NL"
 ACT = datetime(2025, 3, 14, 14, 3, tzinfo=UTC)
@@ -43,7 +43,8 @@ def gate(vault: IdentityVault) -> OutboundFilter:
 
 @pytest.fixture
 def psn(vault: IdentityVault, household: Household) -> str:
-    return vault.pseudonym_of(household.device.device_uuid, TSO, "balancing-validation", "2025-03")
+    return vault.pseudonym_of(household.device.device_uuid, TSO, "balancing-validation",
+                              "2025-03", **WHO)
 
 
 def test_clean_per_device_telemetry_passes_unchanged(gate: OutboundFilter, psn: str) -> None:

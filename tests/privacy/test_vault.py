@@ -11,7 +11,7 @@ import pytest
 import privacy
 from privacy import IdentityVault
 
-from .conftest import Household, add_household, key_provider
+from .conftest import WHO, Household, add_household, key_provider
 
 TSO = "TSO:TENNET-NL"
 
@@ -26,16 +26,13 @@ def test_raw_file_holds_no_identity(vault: IdentityVault, household: Household) 
         assert secret.encode() not in raw, secret
     assert household.device.salt not in raw
     # ...yet the vault reads them back with the key.
-    assert vault.device(household.device.device_uuid) == household.device
-    assert vault.prosumer(household.prosumer.prosumer_id) == household.prosumer
+    assert vault.device(household.device.device_uuid, **WHO) == household.device
+    assert vault.prosumer(household.prosumer.prosumer_id, **WHO) == household.prosumer
 
 
 def test_wrong_key_cannot_read(tmp_path: Path, vault: IdentityVault, household: Household) -> None:
-    with (
-        IdentityVault(vault.path, key_provider(bytes(32))) as stranger,
-        pytest.raises(privacy.VaultCorrupt),
-    ):
-        stranger.device(household.device.device_uuid)
+    with pytest.raises(privacy.VaultCorrupt, match="fails its MAC"):
+        IdentityVault(vault.path, key_provider(bytes(32)))
 
 
 def test_sealed_blob_moved_to_another_record_does_not_decrypt(
@@ -54,7 +51,7 @@ def test_sealed_blob_moved_to_another_record_does_not_decrypt(
         )
     db.close()
     with pytest.raises(privacy.VaultCorrupt):
-        vault.device(other.device.device_uuid)
+        vault.device(other.device.device_uuid, **WHO)
 
 
 def test_old_key_versions_stay_readable_after_rotation(
@@ -62,9 +59,9 @@ def test_old_key_versions_stay_readable_after_rotation(
 ) -> None:
     rotated = key_provider(bytes(range(32)), bytes(range(1, 33)))
     with IdentityVault(vault.path, rotated) as after:
-        assert after.device(household.device.device_uuid) == household.device
+        assert after.device(household.device.device_uuid, **WHO) == household.device
         newer = add_household(after, 3)
-        assert after.device(newer.device.device_uuid) == newer.device
+        assert after.device(newer.device.device_uuid, **WHO) == newer.device
 
 
 def test_no_consent_no_onboarding(vault: IdentityVault) -> None:
@@ -77,7 +74,7 @@ def test_no_consent_no_onboarding(vault: IdentityVault) -> None:
             prosumer_id="P-9", serial="S-1", device_class="HEAT_PUMP",
             rated_kw=Decimal("2.5"), zone="NL",
         )  # fmt: skip
-    assert list(vault.devices("P-9")) == []
+    assert list(vault.devices("P-9", **WHO)) == []
 
 
 def test_withdrawal_stops_data_at_the_next_check(
@@ -97,25 +94,27 @@ def test_withdrawal_stops_data_at_the_next_check(
 def test_resolve_recomputes_and_logs(vault: IdentityVault, household: Household) -> None:
     others = [add_household(vault, n) for n in range(2, 6)]
     target = others[2].device.device_uuid
-    name = vault.pseudonym_of(target, TSO, "balancing-validation", "2025-03")
-    assert vault.resolve(name, TSO, "balancing-validation", "2025-03", requested_by="disputes") == (
-        target
-    )
+    name = vault.pseudonym_of(target, TSO, "balancing-validation", "2025-03", **WHO)
+    assert vault.resolve(name, TSO, "balancing-validation", "2025-03", requested_by="disputes",
+                         reason="dispute D-7") == target
     with pytest.raises(privacy.UnknownIdentity):
         # the same pseudonym means nothing in another month
-        vault.resolve(name, TSO, "balancing-validation", "2025-04", requested_by="disputes")
+        vault.resolve(name, TSO, "balancing-validation", "2025-04", requested_by="disputes",
+                      reason="dispute D-7")
     log = vault.audit_log()
-    assert [e.action for e in log] == ["resolve", "resolve"]
-    assert log[0].detail["result"] == str(target) and log[0].requested_by == "disputes"
-    assert log[1].detail["result"] == "not found"
+    assert [e.action for e in log] == ["pseudonym_of", "resolve", "resolve"]
+    assert log[1].requested_by == "disputes" and log[1].reason == "dispute D-7"
+    assert log[1].detail["result"].startswith("v1:") and log[2].detail["result"] == "not found"
+    assert log[1].detail["pseudonym"] == log[2].detail["pseudonym"] != name
+    assert vault.verify_audit_log().intact
 
 
 def test_gcp_has_its_own_pseudonym(vault: IdentityVault, household: Household) -> None:
     device = household.device.device_uuid
-    gcp = vault.pseudonym_of(device, TSO, privacy.GCP_PURPOSE, "2025-03")
-    assert gcp != vault.pseudonym_of(device, TSO, "balancing-validation", "2025-03")
+    gcp = vault.pseudonym_of(device, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
+    assert gcp != vault.pseudonym_of(device, TSO, "balancing-validation", "2025-03", **WHO)
     assert household.prosumer.ean not in gcp
-    found = vault.resolve(gcp, TSO, privacy.GCP_PURPOSE, "2025-03", requested_by="t")
+    found = vault.resolve(gcp, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     assert found == household.prosumer.gcp_uuid
 
 

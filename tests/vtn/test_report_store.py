@@ -164,3 +164,34 @@ async def test_purge_points_deletes_only_what_starts_before_the_cutoff(storage: 
     assert await storage.reports.purge_points(cutoff) == 0
     # a prefix holding LIKE's wildcards matches only itself
     assert await storage.reports.purge_points(T0 + timedelta(hours=1), r_id_prefix="psn%") == 0
+
+
+async def test_erase_r_ids_deletes_every_row_naming_them_and_nothing_else(
+        storage: Storage) -> None:
+    a = (await storage.vens.register(ven(1))).ven_id
+    b = (await storage.vens.register(ven(2))).ven_id
+    for v in (a, b):
+        await storage.reports.store_update(v, update(batch(v, 0, 10)), ())
+        await storage.reports.put_request(ReportRequest(
+            ven_id=v, report_request_id="rr-1", report_specifier_id="TELEMETRY_USAGE",
+            r_ids=("psn1_0", "psn1_1"), created_at=T0))
+        await storage.reports.put_request(ReportRequest(
+            ven_id=v, report_request_id="rr-2", report_specifier_id="POOL",
+            r_ids=("pool",), created_at=T0))
+    window = (T0, T0 + timedelta(hours=1))
+    assert await storage.reports.erase_r_ids(a, {"psn1_0"}) == 5 + 1
+    assert {p.r_id for p in await storage.reports.points(a, *window)} == {"psn1_1"}
+    assert [r.report_request_id for r in await storage.reports.requests(a)] == ["rr-2"]
+    assert len(await storage.reports.points(b, *window)) == 10  # another VEN's rows stay
+    assert len(await storage.reports.requests(b)) == 2
+
+
+async def test_erasing_a_ven_removes_it_from_every_table(storage: Storage) -> None:
+    a = (await storage.vens.register(ven(1))).ven_id
+    b = (await storage.vens.register(ven(2))).ven_id
+    for v in (a, b):
+        await storage.reports.store_update(v, update(batch(v, 0, 4)), ())
+    assert await storage.vens.erase(a) == 4 + 1
+    assert await storage.vens.get(a) is None and await storage.vens.by_fingerprint("fp:01") is None
+    assert await storage.reports.points(a, T0, T0 + timedelta(hours=1)) == ()
+    assert len(await storage.reports.points(b, T0, T0 + timedelta(hours=1))) == 4

@@ -55,6 +55,10 @@ _POINT_FIELDS: Final = (
 _ROWS_PER_INSERT: Final = MAX_BIND_PARAMS // len(_POINT_FIELDS)
 
 
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    return (values[i:i + MAX_BIND_PARAMS] for i in range(0, len(values), MAX_BIND_PARAMS))
+
+
 @lru_cache(maxsize=64)
 def _insert_points_sqlite(rows: int) -> str:
     row = f"({', '.join('?' * len(_POINT_FIELDS))})"
@@ -232,6 +236,30 @@ class ReportRepository:
         )
         async with self._db.read() as session:
             return tuple(_description(row) for row in await session.scalars(stmt))
+
+    async def erase_r_ids(self, ven_id: str, r_ids: Iterable[str]) -> int:
+        """Delete every row of the VEN that names one of ``r_ids``: its points, and any stored
+        registration or request listing one (an erasure request, GDPR art. 17). One
+        transaction; returns how many rows went."""
+        wanted = set(r_ids)
+        points = [delete(ReportPointRow).where(ReportPointRow.ven_id == ven_id,
+                                               ReportPointRow.r_id.in_(chunk))
+                  for chunk in _chunks(sorted(wanted))]
+        listed: list[tuple[Any, Any]] = [
+            (ReportDescriptionRow, ReportDescriptionRow.report_specifier_id),
+            (ReportRequestRow, ReportRequestRow.report_request_id)]
+
+        def work(conn: Connection) -> int:
+            gone = sum(conn.execute(stmt).rowcount for stmt in points)
+            for model, key in listed:
+                rows = conn.execute(select(key, model.r_ids).where(model.ven_id == ven_id))
+                hit = [k for k, ids in rows if wanted.intersection(ids)]
+                if hit:
+                    gone += conn.execute(delete(model).where(model.ven_id == ven_id,
+                                                             key.in_(hit))).rowcount
+            return gone
+
+        return await self._db.run_write(work)
 
     # ------------------------------------------------------------ report requests
 

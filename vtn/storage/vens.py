@@ -16,7 +16,7 @@ from typing import Any, Final, cast
 from sqlalchemy import ColumnElement, Connection, Table, delete, exists, or_, select, tuple_, update
 
 from ._engine import Database, from_sqlite_time
-from ._models import OutboxRow, VenMembershipRow, VenRow
+from ._models import Base, OutboxRow, VenMembershipRow, VenRow
 from .pollindex import PollIndex
 from .records import TargetKind, TargetRef, VenRegistration
 
@@ -186,6 +186,20 @@ class VenRepository:
         def work(conn: Connection) -> VenRegistration | None:
             row = conn.execute(stmt).one_or_none()
             return None if row is None else _record(row)
+
+        try:
+            return await self._db.run_write(work)
+        finally:
+            self._changed()
+
+    async def erase(self, ven_id: str) -> int:
+        """Delete the VEN and every row of it in every table (GDPR art. 17 erasure, not the
+        cancel kept for audit); children first, one transaction. Returns how many rows went."""
+        tables = [t for t in reversed(Base.metadata.sorted_tables) if "ven_id" in t.c]
+
+        def work(conn: Connection) -> int:
+            return sum(conn.execute(delete(t).where(t.c.ven_id == ven_id)).rowcount
+                       for t in tables)
 
         try:
             return await self._db.run_write(work)

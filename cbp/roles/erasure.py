@@ -1,0 +1,183 @@
+"""Erasure notices over OpenADR: the aggregator delivers them, the TSO acts and acknowledges.
+
+The carrier (OpenADR 2.0b report service, a custom report registered like ``x-FLEX_OFFER``): the
+aggregator's METADATA offers an ``x-ERASURE`` report beside its pool (one description, rID
+``x-erase``, reportType ``x-erasure``) and the TSO subscribes to it as to every report. A notice
+is one oadrUpdateReport of that report: eiReportID = the notice id, one interval per pseudonym to
+delete, its ``xcal:uid`` the pseudonym, one payload (rID ``x-erase``, value 1). The TSO's hook
+(:class:`ErasureIntake`) deletes every stored row naming one of them (report points,
+registrations, requests) and drops them from its registry *before* it answers; its
+oadrUpdatedReport (200) is the acknowledgement the aggregator records in the vault
+(:meth:`privacy.IdentityVault.acknowledge_erasure`). A notice the TSO cannot read is answered 454
+and stays pending; an unreachable TSO leaves it pending for the next tick.
+
+The aggregator side (:class:`ErasureDesk`), at each sample tick, for the notices pending for its
+TSO: unlinks the erased devices from its own stores (its device book, every row of the device's
+certificate venID in its VTN database, the devices-file rows through ``on_unlinked``), then
+re-registers its pool (the devices are gone from the registration), then sends the notices.
+
+Why no unexplained entry is left at the TSO (the elimination attack): a notice lists every
+pseudonym the prosumer was ever issued, for every month since onboarding (computed before the
+data key was destroyed, :func:`privacy.erase_prosumer`), and the TSO deletes them all. What the
+TSO keeps afterwards is exactly what the remaining devices' pseudonyms explain: nobody, the
+aggregator included, can single out the erased household as "the entry no device accounts for",
+because there is no such entry. The TSO learns that *some* pseudonyms were erased (the notice
+tells it), which it could see anyway from the re-registration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from privacy import ErasureNotice, PendingErasure, is_pseudonym
+from schemas import (
+    InvalidData,
+    ReadingType,
+    Report,
+    ReportDescription,
+    ReportInterval,
+    ReportPayload,
+)
+from ven import VenError
+from vtn.app import STORAGE
+
+if TYPE_CHECKING:
+    from .aggregator import AggregatorNode
+    from .tso import TsoNode
+
+__all__ = [
+    "ERASE_RID",
+    "ERASURE_REPORT",
+    "ERASURE_SUFFIX",
+    "Erased",
+    "ErasureDesk",
+    "ErasureIntake",
+    "erasure_metadata",
+    "erasure_report",
+    "notice_pseudonyms",
+]
+
+log = logging.getLogger(__name__)
+
+ERASURE_REPORT: Final = "x-ERASURE"
+ERASURE_SUFFIX: Final = ":erasure"
+ERASE_RID: Final = "x-erase"
+_REPORT_TYPE: Final = "x-erasure"
+_DELIVERY: Final = {"requested_by": "aggregator", "reason": "deliver erasure notices"}
+
+
+def erasure_metadata(pool_id: str, *, created: datetime) -> Report:
+    """The x-ERASURE METADATA the aggregator registers beside its pool."""
+    return Report(report_request_id="0", report_specifier_id=pool_id + ERASURE_SUFFIX,
+                  created_date_time=created, report_name=ERASURE_REPORT, duration=timedelta(0),
+                  descriptions=(ReportDescription(r_id=ERASE_RID, report_type=_REPORT_TYPE,
+                                                  reading_type=ReadingType.X_NOT_APPLICABLE),))
+
+
+def erasure_report(notice: ErasureNotice, *, report_request_id: str, pool_id: str,
+                   created: datetime) -> Report:
+    """One notice as the x-ERASURE oadrUpdateReport's report: pseudonyms in xcal:uid, sorted
+    (their order says nothing)."""
+    intervals = tuple(ReportInterval(dtstart=created, duration=timedelta(0), uid=name,
+                                     payloads=(ReportPayload(r_id=ERASE_RID, value=1.0),))
+                      for name in sorted(notice.all_pseudonyms()))
+    return Report(report_request_id=report_request_id,
+                  report_specifier_id=pool_id + ERASURE_SUFFIX, created_date_time=created,
+                  report_id=notice.notice_id, report_name=ERASURE_REPORT, intervals=intervals)
+
+
+def notice_pseudonyms(report: Report) -> frozenset[str]:
+    """The pseudonyms an x-ERASURE report names; InvalidData (454) if any uid is not one."""
+    names = frozenset(str(i.uid or "") for i in report.intervals)
+    if not names or not all(is_pseudonym(n) for n in names):
+        raise InvalidData("an x-ERASURE report names pseudonyms, one per interval xcal:uid")
+    return names
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Erased:
+    """One notice the TSO acted on (for its records and the tests): no pseudonym in it."""
+
+    ven_id: str
+    notice_id: str
+    pseudonyms: int
+    rows: int
+    at: datetime
+
+
+class ErasureIntake:
+    """The TSO's side: delete every row of the listed pseudonyms, then let the reply confirm."""
+
+    __slots__ = ("_tso", "acted")
+
+    def __init__(self, tso: TsoNode) -> None:
+        self._tso = tso
+        self.acted: list[Erased] = []
+
+    async def take(self, ven_id: str, report: Report) -> None:
+        names = notice_pseudonyms(report)
+        rows = await self._tso.app[STORAGE].reports.erase_r_ids(ven_id, names)
+        rows += self._tso.registry.forget(ven_id, names)
+        self.acted.append(Erased(ven_id=ven_id, notice_id=str(report.report_id or ""),
+                                 pseudonyms=len(names), rows=rows, at=self._tso.now()))
+        log.info("erasure notice %s from %s: %d pseudonym(s), %d row(s) deleted",
+                 report.report_id, ven_id, len(names), rows)
+
+
+class ErasureDesk:
+    """The aggregator's side: unlink locally, re-register, deliver, record the acknowledgement."""
+
+    __slots__ = ("_node", "on_unlinked")
+
+    def __init__(self, node: AggregatorNode) -> None:
+        self._node = node
+        #: called with the venIDs (certificate fingerprints) of unlinked devices, e.g. to
+        #: remove their rows from the devices file
+        self.on_unlinked: Callable[[tuple[str, ...]], None] | None = None
+
+    async def deliver_pending(self) -> int:
+        """Deliver every notice pending for the node's TSO; how many were acknowledged."""
+        node = self._node
+        if node.upstream is None:
+            return 0
+        pending = node.vault.pending_erasures(node.settings.tso_recipient, **_DELIVERY)
+        if not pending:
+            return 0
+        await self._unlink(pending)
+        acknowledged = 0
+        try:
+            await node.register_pool()
+            if node.settings.pool_id + ERASURE_SUFFIX not in node.requests:
+                log.warning("the TSO did not subscribe to %s: erasure notices stay pending",
+                            ERASURE_REPORT)
+                return 0
+            for item in pending:
+                await self._send(item.notice)
+                node.vault.acknowledge_erasure(item.notice.notice_id, node.clock())
+                acknowledged += 1
+        except VenError as exc:
+            log.warning("erasure notice not delivered yet (stays pending): %s", exc)
+        return acknowledged
+
+    async def _unlink(self, pending: tuple[PendingErasure, ...]) -> None:
+        node = self._node
+        ven_ids = []
+        for device in {d for item in pending for d in item.devices}:
+            entry = node.book.forget(device)
+            if entry is not None:
+                ven_ids.append(entry.ven_id)
+                await node.ctx.storage.vens.erase(entry.ven_id)
+        if ven_ids and self.on_unlinked is not None:
+            self.on_unlinked(tuple(ven_ids))
+
+    async def _send(self, notice: ErasureNotice) -> None:
+        node = self._node
+        assert node.upstream is not None
+        pool_id = node.settings.pool_id
+        report = erasure_report(notice, report_request_id=node.requests[pool_id + ERASURE_SUFFIX],
+                                pool_id=pool_id, created=node.clock())
+        await node.upstream.deliver_report(report)

@@ -1,0 +1,100 @@
+"""Consent rows: authenticated, read on every check, kept in a minimal form after erasure.
+
+Each row (purpose, granted, withdrawn, and either its ``prosumer_id`` or, once the prosumer is
+erased, the erasure's random id) carries an HMAC under the master key's ``integrity`` domain
+(:class:`privacy.sealing.Integrity`). A row whose fields were altered (a withdrawal removed, a
+purpose changed, a grant forged without the key) raises :class:`VaultCorrupt` on the next read.
+After erasure only purpose and times remain (GDPR art. 7(1): the aggregator can still show that
+past processing had consent), under an id that links to nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+from .errors import VaultCorrupt
+from .records import Consent, ConsentHistory
+from .sealing import Integrity
+
+__all__ = ["CONSENT_SCHEMA", "ConsentRows"]
+
+CONSENT_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS consents (
+    consent_id TEXT PRIMARY KEY, prosumer_id TEXT, erasure_id TEXT, purpose TEXT NOT NULL,
+    granted_at TEXT NOT NULL, withdrawn_at TEXT, key_version INTEGER NOT NULL, mac BLOB NOT NULL);
+"""
+
+_Row = tuple[str, str | None, str | None, str, str, str | None]
+
+
+def _at(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class ConsentRows:
+    """The consents table of a vault connection; writes join the caller's transaction."""
+
+    __slots__ = ("_db", "_integrity")
+
+    def __init__(self, db: sqlite3.Connection, integrity: Integrity) -> None:
+        self._db = db
+        self._integrity = integrity
+
+    def _mac(self, version: int, row: _Row) -> bytes:
+        return self._integrity.mac(version, "consent", *row)
+
+    def _put(self, row: _Row) -> None:
+        version = self._integrity.current_version()
+        self._db.execute("INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (*row, version, self._mac(version, row)))
+
+    def _rows(self, where: str, args: Sequence[object]) -> list[_Row]:
+        """Rows matching ``where``, each checked against its MAC."""
+        rows: list[_Row] = []
+        for *fields, version, mac in self._db.execute(
+                "SELECT consent_id, prosumer_id, erasure_id, purpose, granted_at, withdrawn_at, "
+                f"key_version, mac FROM consents WHERE {where} ORDER BY granted_at", args):
+            row: _Row = tuple(fields)
+            if mac != self._mac(version, row):
+                raise VaultCorrupt(f"consent row {row[0]} fails its MAC (altered)")
+            rows.append(row)
+        return rows
+
+    def grant(self, prosumer_id: str, purpose: str, at: datetime) -> Consent:
+        self._put((str(uuid.uuid4()), prosumer_id, None, purpose, at.isoformat(), None))
+        return Consent(prosumer_id=prosumer_id, purpose=purpose, granted_at=at)
+
+    def withdraw(self, prosumer_id: str, purpose: str, at: datetime) -> None:
+        for cid, pid, eid, p, granted, _ in self._rows(
+                "prosumer_id = ? AND purpose = ? AND withdrawn_at IS NULL", (prosumer_id, purpose)):
+            self._put((cid, pid, eid, p, granted, at.isoformat()))
+
+    def of(self, prosumer_id: str) -> tuple[Consent, ...]:
+        return tuple(Consent(prosumer_id=prosumer_id, purpose=p,
+                             granted_at=datetime.fromisoformat(g), withdrawn_at=_at(w))
+                     for _, _, _, p, g, w in self._rows("prosumer_id = ?", (prosumer_id,)))
+
+    def live(self, prosumer_id: str, purpose: str) -> bool:
+        """Every row of the prosumer is checked, so a tampered row of any purpose is noticed."""
+        rows = self._rows("prosumer_id = ?", (prosumer_id,))
+        return any(p == purpose and withdrawn is None for _, _, _, p, _, withdrawn in rows)
+
+    def forget_prosumer(self, prosumer_id: str, erasure_id: str, at: datetime) -> None:
+        """Keep only purpose and times, under ``erasure_id``; a live consent ends at ``at``."""
+        for cid, _, _, purpose, granted, withdrawn in self._rows("prosumer_id = ?",
+                                                                 (prosumer_id,)):
+            self._put((cid, None, erasure_id, purpose, granted, withdrawn or at.isoformat()))
+
+    def history(self) -> tuple[ConsentHistory, ...]:
+        return tuple(ConsentHistory(erasure_id=str(e), purpose=p,
+                                    granted_at=datetime.fromisoformat(g), withdrawn_at=_at(w))
+                     for _, _, e, p, g, w in self._rows("prosumer_id IS NULL", ()))
+
+    def reauthenticate(self) -> None:
+        """Re-MAC every row under the current master version (key rotation)."""
+        for row in self._rows("1 = 1", ()):
+            self._put(row)
