@@ -13,6 +13,7 @@ import os
 import tomllib
 from dataclasses import fields
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
             seconds=float(reports.pop("default_granularity_s")))
     if "allowed_fingerprints" in data:
         values["allowed_fingerprints"] = frozenset(str(f) for f in data.pop("allowed_fingerprints"))
+    values.update(_proxy(data))
     for key, name in _DURATIONS.items():
         if key in data:
             values[name] = timedelta(seconds=float(data.pop(key)))
@@ -93,11 +95,41 @@ def parse_config(data: dict[str, Any], *, base: Path = Path(".")) -> VtnConfig:
 def _check_connection_limits(values: dict[str, Any]) -> None:
     # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether.
     for key in ("keepalive_timeout_s", "tls_handshake_timeout_s", "max_connections",
+                "max_connections_per_peer", "max_pending_handshakes",
+                "max_pending_handshakes_per_address", "crl_check_interval_s",
                 "max_line_size", "max_field_size", "max_headers"):
         value = values.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or value <= 0):
             raise ConfigError(f"{key} must be a positive number, not {value!r}")
+
+
+def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = data.pop(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{key} must be a list of strings")
+    return tuple(value)
+
+
+def _proxy(data: dict[str, Any]) -> dict[str, Any]:
+    """trusted_cert_header and the proxy it is honoured from; the header alone is refused (any
+    VEN could then name itself any other VEN)."""
+    values: dict[str, Any] = {}
+    if "trusted_proxy_fingerprints" in data:
+        values["trusted_proxy_fingerprints"] = frozenset(
+            _strings(data, "trusted_proxy_fingerprints"))
+    if "trusted_proxy_addresses" in data:
+        addresses = _strings(data, "trusted_proxy_addresses")
+        for address in addresses:
+            try:
+                ip_network(address)
+            except ValueError as exc:
+                raise ConfigError(f"trusted_proxy_addresses: {exc}") from None
+        values["trusted_proxy_addresses"] = addresses
+    if data.get("trusted_cert_header") is not None and not values:
+        raise ConfigError("trusted_cert_header needs trusted_proxy_fingerprints or "
+                          "trusted_proxy_addresses: the header is honoured only from the proxy")
+    return values
 
 
 def _signature_settings(table: dict[str, Any], base: Path) -> SignatureSettings:

@@ -7,7 +7,8 @@ costs the VTN neither a body read, nor an XML parse, nor a database query.
   client-certificate fingerprint (the same identity the services bind venIDs to, DESIGN.md
   section 2). A VEN may send ``burst`` requests at once (a poll loop draining its queue polls again
   at once) and ``per_s`` a second after that. Over the limit: **HTTP 429 with Retry-After** (whole
-  seconds until a token is back).
+  seconds until a token is back), and the connection is closed after that answer, so a VEN
+  drawing 429s does not keep a connection slot (:mod:`vtn.site`) while it waits.
 - **Global in-flight cap** *(config: ``max_in_flight``)*: at most that many requests are being
   handled at a time, counting slow bodies still arriving. Over the cap: **HTTP 503 with
   Retry-After: 1**; the server is busy, not the client at fault.
@@ -128,9 +129,11 @@ def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
         if limiter is not None:
             wait = limiter.take(_peer_key(request, identify))
             if wait > 0.0:
-                raise web.HTTPTooManyRequests(
-                    text="request rate over this VEN's limit; retry later",
+                refused = web.Response(
+                    status=429, text="request rate over this VEN's limit; retry later",
                     headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                refused.force_close()  # a connection drawing 429s holds no slot
+                return refused
         if settings.max_in_flight is not None and in_flight >= settings.max_in_flight:
             raise web.HTTPServiceUnavailable(
                 text="the VTN is at its in-flight request cap; retry later",
