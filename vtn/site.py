@@ -75,15 +75,15 @@ def raise_descriptor_limit(needed: int | None) -> int:
     wanted = hard if needed is None else needed
     if hard != resource.RLIM_INFINITY:
         wanted = min(wanted, hard)
-    if soft == resource.RLIM_INFINITY or (wanted != resource.RLIM_INFINITY and soft >= wanted):
-        return soft
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    if needed is not None and wanted < needed:
+    if soft != resource.RLIM_INFINITY and (wanted == resource.RLIM_INFINITY or soft < wanted):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if needed is not None and soft != resource.RLIM_INFINITY and soft < needed:
         log.error("open-file limit %d is below the %d the connection caps need "
                   "(max_connections + max_pending_handshakes + %d): connections will fail "
                   "before the caps refuse them; raise the hard limit (ulimit -Hn, systemd "
-                  "LimitNOFILE=) or lower max_connections", wanted, needed, DESCRIPTOR_HEADROOM)
-    return wanted
+                  "LimitNOFILE=) or lower max_connections", soft, needed, DESCRIPTOR_HEADROOM)
+    return soft
 
 
 class _ShedLog:
