@@ -28,6 +28,7 @@ every handshake task is owned by the site and cancelled when it stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import socket
@@ -134,8 +135,7 @@ class VtnSite(web.TCPSite):
     any handshake work, and has each handshake done by ``loop.connect_accepted_socket``.
     """
 
-    __slots__ = ("_accepting", "_connections", "_limits", "_listener", "_pending", "_shed",
-                 "_tasks", "refused")
+    __slots__ = ("_connections", "_limits", "_pending", "_shed", "_tasks", "refused")
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
                  ssl_context: ssl.SSLContext, limits: SiteLimits = SiteLimits(),
@@ -147,8 +147,6 @@ class VtnSite(web.TCPSite):
         self._pending: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._shed = _ShedLog(clock)
-        self._listener: socket.socket | None = None
-        self._accepting: asyncio.Task[None] | None = None
         self.refused = 0  # connections closed at the connection cap, for operators and tests
 
     @property
@@ -161,18 +159,18 @@ class VtnSite(web.TCPSite):
         listener = socket.create_server((self._host or "0.0.0.0", self._port),
                                         backlog=self._backlog)
         listener.setblocking(False)
-        self._listener = listener
         self._bound_port = listener.getsockname()[1]
-        self._accepting = asyncio.get_running_loop().create_task(self._accept(listener))
+        accepting = asyncio.get_running_loop().create_task(self._accept(listener))
+        self._server = _Listening(listener, accepting)
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._accepting] if self._accepting is not None else [])]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._listener is not None:
-            self._listener.close()
-        await super().stop()
+        await super().stop()  # closes the listener (_Listening.close)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -250,6 +248,39 @@ class VtnSite(web.TCPSite):
             handler.data_received(chunk)
         if held.eof:
             handler.eof_received()
+
+
+class _Listening(asyncio.AbstractServer):
+    """What aiohttp's runner knows of a site's server (``sockets``, ``close``): the listening
+    socket and the task accepting on it."""
+
+    def __init__(self, listener: socket.socket, accepting: asyncio.Task[None]) -> None:
+        self._listener = listener
+        self._accepting = accepting
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._listener.fileno() < 0 else (self._listener,)
+
+    def close(self) -> None:
+        self._accepting.cancel()
+        self._listener.close()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._accepting.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._accepting.done()
+
+    async def start_serving(self) -> None:
+        """Serving began with the site."""
+
+    async def serve_forever(self) -> None:
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._accepting
 
 
 def vtn_site(runner: web.AppRunner, config: VtnConfig, *, backlog: int = 1024) -> VtnSite:

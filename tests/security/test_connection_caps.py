@@ -26,7 +26,8 @@ from schemas import Poll, Response
 from tests.security.served import config_for
 from tests.security.test_connection_limits import closed_by_server, request_head
 from tests.vtn.harness import CODEC, RawVen
-from vtn.app import create_app
+from vtn.app import VtnConfig, create_app
+from vtn.config import ConfigError, parse_config
 from vtn.site import VtnSite, vtn_site
 
 GRACE_S = 5.0  # a close must come from the VTN's decision, never from this test's timeout
@@ -41,6 +42,7 @@ async def served(pki, tmp_path: Path, **limits: object) -> AsyncIterator[tuple[s
     await runner.setup()
     site = vtn_site(runner, replace(config, host="127.0.0.1", port=0))
     await site.start()
+    assert runner.addresses == [("127.0.0.1", site.port)]  # what `crowdflex tso` reports
     try:
         yield f"https://127.0.0.1:{site.port}/OpenADR2/Simple/2.0b", site
     finally:
@@ -191,3 +193,17 @@ async def test_sockets_without_client_hello_are_shed_over_the_overall_cap(
             assert isinstance(reply, Response) and reply.response.code == 200
     assert any("over max_pending_handshakes" in r.getMessage() for r in caplog.records
                if r.name == "vtn.site" and r.levelno == logging.WARNING)
+
+
+def test_the_caps_are_configurable_and_nonsense_is_refused() -> None:
+    keys = {"max_connections_per_peer": 4, "max_pending_handshakes": 50,
+            "max_pending_handshakes_per_address": 5, "crl_check_interval_s": 2.5}
+    loaded = parse_config(keys)
+    assert {key: getattr(loaded, key) for key in keys} == keys
+    defaults = VtnConfig()
+    assert (defaults.max_connections_per_peer, defaults.max_pending_handshakes,
+            defaults.max_pending_handshakes_per_address) == (16, 1000, 20)
+    for key in keys:
+        for bad in (0, -1, "8", True):
+            with pytest.raises(ConfigError, match=key):
+                parse_config({key: bad})
