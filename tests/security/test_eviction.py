@@ -82,6 +82,11 @@ async def test_evict_takes_effect_at_once_without_the_ven(pki, tmp_path: Path) -
         assert isinstance(reply, Response) and reply.response.code == 200
         async with http.post(f"{base}/vens/nobody/evict") as reply:
             assert reply.status == 404
+        # eviction is not a ban: the certificate may register afresh (revoke it to keep it out)
+        again = await hostile.register("back")
+        assert getattr(again, "ven_id", None) == hostile.ven_id
+        stored = await vtn.ctx.storage.vens.get(hostile.ven_id)
+        assert stored is not None and stored.active
 
 
 async def test_crl_reload_closes_open_connections_of_revoked_certificates(

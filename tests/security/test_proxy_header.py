@@ -203,3 +203,32 @@ def test_the_header_without_a_proxy_is_refused_at_load_time(pki, tmp_path: Path)
     assert loaded.trusted_proxy_addresses == ("10.0.0.0/8",)
     with pytest.raises(ValueError, match="trusted_proxy"):
         create_app(config_for(pki, f"sqlite:///{tmp_path / 'v.db'}", trusted_cert_header=HEADER))
+
+
+async def test_the_proxys_certificate_is_not_capped_per_certificate(pki, tmp_path: Path) -> None:
+    """With max_connections_per_peer = 1, the proxy (one certificate carrying many VENs) holds
+    three connections at once, each answered; a VEN's own certificate is held to one."""
+    config = proxied_config(pki, tmp_path, max_connections_per_peer=1, rate_limit_per_s=None)
+    async with served_vtn(config) as vtn:
+        proxied = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            ssl=pki.client_context(ven=pki.vens[3]))) for _ in range(3)]
+        ven_sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            ssl=pki.client_context(ven=pki.vens[1]))) for _ in range(2)]
+        headers = {"Content-Type": "application/xml",
+                   HEADER: quote(pki.vens[0].cert_pem.decode())}
+        body = CODEC.encode(Poll(ven_id="x"))
+        try:
+            for session in proxied:  # each keeps its connection open for the next
+                async with session.post(f"{vtn.url}/OadrPoll", data=body,
+                                        headers=headers) as reply:
+                    assert reply.status == 200
+            async with ven_sessions[0].post(f"{vtn.url}/OadrPoll", data=body,
+                                            headers=headers) as reply:
+                assert reply.status == 200
+            with pytest.raises(aiohttp.ClientError):  # its second connection: closed unanswered
+                async with ven_sessions[1].post(f"{vtn.url}/OadrPoll", data=body,
+                                                headers=headers) as reply:
+                    await reply.read()
+        finally:
+            for session in proxied + ven_sessions:
+                await session.close()
