@@ -28,7 +28,7 @@ from tests.security.test_connection_limits import closed_by_server, request_head
 from tests.vtn.harness import CODEC, RawVen
 from vtn.app import VtnConfig, create_app
 from vtn.config import ConfigError, parse_config
-from vtn.site import VtnSite, vtn_site
+from vtn.site import VtnSite, _ShedLog, vtn_site
 
 GRACE_S = 5.0  # a close must come from the VTN's decision, never from this test's timeout
 HANDSHAKE_S = 60.0  # far beyond GRACE_S: a close seen in time was not the handshake deadline
@@ -207,3 +207,19 @@ def test_the_caps_are_configurable_and_nonsense_is_refused() -> None:
         for bad in (0, -1, "8", True):
             with pytest.raises(ConfigError, match=key):
                 parse_config({key: bad})
+
+
+def test_shedding_is_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    """A flood of shed connections costs one WARNING line per interval, carrying the counts."""
+    caplog.set_level(logging.WARNING, logger="vtn.site")
+    now = [0.0]
+    shed = _ShedLog(lambda: now[0])
+    for _ in range(100):
+        shed.shed("over a cap")
+    now[0] = 9.9
+    shed.shed("over another")
+    now[0] = 10.0
+    shed.shed("over a cap")
+    assert [r.getMessage() for r in caplog.records if r.name == "vtn.site"] == [
+        "shedding connections: 1 over a cap",
+        "shedding connections: 100 over a cap, 1 over another"]

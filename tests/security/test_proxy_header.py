@@ -13,13 +13,14 @@ import shutil
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
 
 from cbp.pki import CertificateAuthority, Role
 from schemas import (
@@ -232,3 +233,40 @@ async def test_the_proxys_certificate_is_not_capped_per_certificate(pki, tmp_pat
         finally:
             for session in proxied + ven_sessions:
                 await session.close()
+
+
+async def test_a_remembered_forwarded_certificate_is_checked_again_when_it_may_have_changed(
+        pki, tmp_path: Path) -> None:
+    """The proxy forwards a VEN's certificate, accepted and remembered. Once the CRL file revokes
+    it, the next request is refused (463); reinstated, accepted again; once the VTN's clock is
+    past the certificate's expiry, refused again."""
+    now = [datetime.now(UTC)]
+    config = proxied_config(pki, tmp_path)
+    assert config.tls_crl is not None
+    proxy = pki.client_context(ven=pki.vens[3])
+    forwarded = pki.vens[0].cert_pem
+    ven_id = ""
+
+    async def served() -> bool:
+        """One poll as the forwarded VEN: answered as that VEN (anything but 463)?"""
+        status, reply = await post(vtn.url, proxy, "OadrPoll", Poll(ven_id=ven_id),
+                                   forwarded=forwarded)
+        assert status == 200 and reply is not None
+        return not (isinstance(reply, Response) and reply.response.code == 463)
+
+    async with served_vtn(config, clock=lambda: now[0]) as vtn:
+        status, _ = await post(vtn.url, proxy, "EiRegisterParty", _register("remembered"),
+                               forwarded=forwarded)
+        assert status == 200
+        stored = await vtn.ctx.storage.vens.by_fingerprint(pki.vens[0].fingerprint)
+        assert stored is not None
+        ven_id = stored.ven_id
+        assert await served()
+        config.tls_crl.write_bytes(pki.authority.revocation_list(
+            (x509.load_pem_x509_certificate(forwarded),)))
+        assert not await served()
+        config.tls_crl.write_bytes(pki.authority.revocation_list(()))
+        assert await served()
+        now[0] = x509.load_pem_x509_certificate(forwarded).not_valid_after_utc + \
+            timedelta(seconds=1)
+        assert not await served()
