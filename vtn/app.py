@@ -121,7 +121,7 @@ class VtnConfig:
     max_connections: int | None = 10_000
     max_connections_per_peer: int | None = 16
     max_pending_handshakes: int | None = 1000
-    max_pending_handshakes_per_address: int | None = 20
+    max_pending_handshakes_per_address: int | None = 64
     # how often the CRL file is looked at to close connections of newly revoked certificates
     crl_check_interval_s: float = 5.0
     max_line_size: int = 8190

@@ -61,7 +61,7 @@ class SiteLimits:
     handshake_timeout_s: float = 10.0
     max_connections: int | None = 10_000
     max_pending_handshakes: int | None = 1000
-    max_pending_per_address: int | None = 20
+    max_pending_per_address: int | None = 64
 
     def descriptors_needed(self) -> int | None:
         if self.max_connections is None or self.max_pending_handshakes is None:

@@ -202,7 +202,7 @@ def test_the_caps_are_configurable_and_nonsense_is_refused() -> None:
     assert {key: getattr(loaded, key) for key in keys} == keys
     defaults = VtnConfig()
     assert (defaults.max_connections_per_peer, defaults.max_pending_handshakes,
-            defaults.max_pending_handshakes_per_address) == (16, 1000, 20)
+            defaults.max_pending_handshakes_per_address) == (16, 1000, 64)
     for key in keys:
         for bad in (0, -1, "8", True):
             with pytest.raises(ConfigError, match=key):
