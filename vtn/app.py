@@ -14,6 +14,9 @@ Invariants:
   idle, *or has not finished sending its request headers*, ``keepalive_timeout_s`` after it opened
   or after its last reply (trickled header bytes do not extend that deadline; aiohttp has no
   separate header timeout), and refuses over-long request lines and header fields with 400.
+- With a CRL configured, a task owned by the same ``cleanup_ctx`` looks at the file every
+  ``crl_check_interval_s`` and closes the open connections (``CONNECTIONS``, filled by
+  :mod:`vtn.site`) whose certificate a changed list revokes.
 - State is reached through typed :class:`web.AppKey` s (``STORAGE``, ``SERVICES``, ...).
 """
 

@@ -38,11 +38,11 @@ from cryptography.x509.verification import (
 from schemas import CrowdflexError, utc_now
 from schemas.identity import certificate_fingerprint
 
-__all__ = ["CertificatePath", "CertificateRejected", "load_crls"]
+__all__ = ["CertificatePath", "CertificateRejected", "FileVersion", "file_version", "load_crls"]
 
 log = logging.getLogger(__name__)
 
-_FileVersion = tuple[int, int, int]
+FileVersion = tuple[int, int, int]
 _CRL_BEGIN = b"-----BEGIN X509 CRL-----"
 
 
@@ -59,7 +59,9 @@ def load_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
     return tuple(x509.load_pem_x509_crl(_CRL_BEGIN + block + end + b"\n") for block in blocks)
 
 
-def _version(path: Path) -> _FileVersion | None:
+def file_version(path: Path) -> FileVersion | None:
+    """What tells one version of a file from the next (mtime, size, inode), one ``stat``; None
+    when it cannot be read."""
     try:
         stat = path.stat()
     except OSError:
@@ -83,10 +85,10 @@ class CertificatePath:
             x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
         self._crl_path = None if crl is None else Path(crl)
         self._crls: tuple[x509.CertificateRevocationList, ...] = ()
-        self._seen: _FileVersion | None = None
+        self._seen: FileVersion | None = None
         self.generation = 0
         if self._crl_path is not None:  # the first read must succeed, as for the TLS context
-            self._seen = _version(self._crl_path)
+            self._seen = file_version(self._crl_path)
             self._crls = load_crls(self._crl_path.read_bytes())
 
     def now(self) -> datetime:
@@ -97,7 +99,7 @@ class CertificatePath:
         """Re-read the CRL file if it changed; True when a new version was taken into use."""
         if self._crl_path is None:
             return False
-        version = _version(self._crl_path)
+        version = file_version(self._crl_path)
         if version is None or version == self._seen:
             return False
         self._seen = version
