@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -115,8 +115,8 @@ class CertificatePath:
 
     def verify(self, pem: str | bytes) -> tuple[str, datetime]:
         """The OpenADR fingerprint of the leaf of ``pem`` (leaf first, then any intermediates)
-        and when that answer stops holding (the leaf's expiry); :class:`CertificateRejected`
-        when the TLS layer would refuse the chain."""
+        and until when that answer holds (the leaf's expiry, or the CRLs' next update if
+        sooner); :class:`CertificateRejected` when the TLS layer would refuse the chain."""
         data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
         try:
             leaf, *intermediates = x509.load_pem_x509_certificates(data)
@@ -131,10 +131,10 @@ class CertificatePath:
             verified = verifier.verify(leaf, intermediates)
         except VerificationError as exc:
             raise CertificateRejected(f"certificate path refused: {exc}") from None
+        until = leaf.not_valid_after_utc
         if self._crl_path is not None:
-            self._check_not_revoked(leaf, verified.chain[1], now)
-        return certificate_fingerprint(leaf.public_bytes(serialization.Encoding.DER)), \
-            leaf.not_valid_after_utc
+            until = min(until, self._check_not_revoked(leaf, verified.chain[1], now))
+        return certificate_fingerprint(leaf.public_bytes(serialization.Encoding.DER)), until
 
     def revoked(self, der: bytes) -> bool:
         """Whether the current lists revoke the certificate ``der`` (an open connection's peer)."""
@@ -147,7 +147,8 @@ class CertificatePath:
                    is not None for crl in self._crls)
 
     def _check_not_revoked(self, leaf: x509.Certificate, issuer: x509.Certificate,
-                           now: datetime) -> None:
+                           now: datetime) -> datetime:
+        """Refuses a revoked ``leaf``; until when the answer holds (the lists' next update)."""
         # VERIFY_CRL_CHECK_LEAF: a CRL of the leaf's issuer, validly signed and current, must be
         # at hand; without one OpenSSL refuses the handshake, and so do we.
         current = [crl for crl in self._crls
@@ -159,6 +160,8 @@ class CertificatePath:
         if any(crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
                for crl in current):
             raise CertificateRejected("certificate revoked")
+        return min((crl.next_update_utc for crl in current if crl.next_update_utc is not None),
+                   default=datetime.max.replace(tzinfo=UTC))
 
 
 def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:

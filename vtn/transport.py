@@ -105,7 +105,8 @@ class PeerIdentity:
 
     Answers are remembered: per connection for TLS (renegotiation is off,
     :func:`schemas.tls.apply_profile`, so a connection's certificate never changes), per header
-    text for the proxy until the certificate expires or the CRL changes (bounded table).
+    text for the proxy until the certificate expires, the CRL's next update is due or the CRL file
+    changes (bounded table).
     """
 
     __slots__ = ("_by_connection", "_by_header", "proxy")

@@ -25,12 +25,17 @@ def _crl(pki: Pki, tmp_path: Path, *revoked: bytes) -> Path:
     return path
 
 
-def test_a_valid_ven_certificate_gives_its_fingerprint_and_expiry(pki: Pki,
-                                                                  tmp_path: Path) -> None:
-    paths = CertificatePath(ca=pki.ca_cert, crl=_crl(pki, tmp_path), clock=lambda: NOW)
-    fingerprint, expires = paths.verify(pki.ven.cert_pem)
-    assert fingerprint == pki.ven.fingerprint
-    assert expires == x509.load_pem_x509_certificate(pki.ven.cert_pem).not_valid_after_utc
+def test_a_valid_ven_certificate_gives_its_fingerprint_and_how_long_that_holds(
+        pki: Pki, tmp_path: Path) -> None:
+    """Until the leaf expires; with a CRL, until its next update if that comes sooner."""
+    expiry = x509.load_pem_x509_certificate(pki.ven.cert_pem).not_valid_after_utc
+    assert CertificatePath(ca=pki.ca_cert, clock=lambda: NOW).verify(pki.ven.cert_pem) == \
+        (pki.ven.fingerprint, expiry)
+    crl = _crl(pki, tmp_path)
+    (listed,) = load_crls(crl.read_bytes())
+    assert listed.next_update_utc is not None and listed.next_update_utc < expiry
+    paths = CertificatePath(ca=pki.ca_cert, crl=crl, clock=lambda: NOW)
+    assert paths.verify(pki.ven.cert_pem) == (pki.ven.fingerprint, listed.next_update_utc)
 
 
 def test_validity_is_judged_at_the_injected_clock(pki: Pki) -> None:
