@@ -13,7 +13,7 @@ handed to aiohttp:
   finished its handshake this long after it connected is dropped.
 - **Open-connection cap** *(config: ``max_connections``)*: with that many established
   connections, a new one is closed as soon as its handshake completes, before any HTTP is read.
-  VENs keep their connection alive (DESIGN.md 8), so the cap is on VENs connected at once.
+  VENs keep their connection alive, so the cap is on VENs connected at once.
 - **Per-certificate cap** *(config: ``max_connections_per_peer``)*: checked at the same moment by
   :class:`vtn.connections.Connections`, which also lets the application close a VEN's
   connections.
