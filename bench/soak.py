@@ -67,7 +67,10 @@ async def _serve_async(directory: Path, conn: Connection) -> None:
     config = VtnConfig(
         storage_url=f"sqlite:///{directory / 'vtn.db'}", tls_cert=directory / "vtn.pem",
         tls_key=directory / "vtn.key", tls_ca=directory / "ca.pem", port=0,
-        offer_metadata=False, admin_enabled=False)
+        offer_metadata=False, admin_enabled=False,
+        # every VEN connects at once from one address: the per-address and overall handshake
+        # caps are for the open internet and would shed the load generator itself
+        max_pending_handshakes=None, max_pending_handshakes_per_address=None)
     runner = web.AppRunner(create_app(config))
     await runner.setup()
     # as `crowdflex vtn` serves (handshake deadline, connection cap); all VENs connect at once

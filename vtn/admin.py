@@ -103,6 +103,7 @@ def create_admin_app(services: Callable[[], ServiceContext], *, token: str) -> w
         ("PUT", "/vens/{ven_id}/memberships", _set_memberships),
         ("POST", "/vens/{ven_id}/reregister", _reregister),
         ("POST", "/vens/{ven_id}/cancel", _cancel_registration),
+        ("POST", "/vens/{ven_id}/evict", _evict),
         ("GET", "/vens/{ven_id}/opts", _list_opts),
         ("GET", "/vens/{ven_id}/reports", _list_reports),
         ("POST", "/vens/{ven_id}/reports/subscriptions", _subscribe),
@@ -165,6 +166,12 @@ async def _cancel_registration(request: web.Request) -> web.Response:
     ven_id = _path_id(request, "ven_id")
     request_id = await registration.cancel_from_vtn(_ctx(request), ven_id)
     return _json({"queued": "oadrCancelPartyRegistration", "request_id": request_id}, status=202)
+
+
+async def _evict(request: web.Request) -> web.Response:
+    ven_id = request.match_info["ven_id"]
+    dropped, closed = await registration.evict(_ctx(request), ven_id)
+    return _json({"evicted": ven_id, "dropped": dropped, "connections_closed": closed})
 
 
 async def _list_opts(request: web.Request) -> web.Response:

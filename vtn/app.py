@@ -14,24 +14,32 @@ Invariants:
   idle, *or has not finished sending its request headers*, ``keepalive_timeout_s`` after it opened
   or after its last reply (trickled header bytes do not extend that deadline; aiohttp has no
   separate header timeout), and refuses over-long request lines and header fields with 400.
+- With a CRL configured, a task owned by the same ``cleanup_ctx`` looks at the file every
+  ``crl_check_interval_s`` and closes the open connections (``CONNECTIONS``, filled by
+  :mod:`vtn.site`) whose certificate a changed list revokes.
 - State is reached through typed :class:`web.AppKey` s (``STORAGE``, ``SERVICES``, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 from aiohttp import web
 
 from schemas import Codec, IntakeLimits, Message, Verification, utc_now
 from schemas.identity import TlsProfile
+from vtn.certpath import CertificatePath
+from vtn.connections import Connections
 from vtn.faults import storage_guarded
 from vtn.httplog import http_logger
 from vtn.limits import DocumentCaps, LimitSettings, install_limits
@@ -46,6 +54,7 @@ from vtn.transport import (
     Dispatcher,
     Peer,
     PeerIdentity,
+    ProxyTrust,
     Service,
     TransportSettings,
     add_routes,
@@ -54,6 +63,7 @@ from vtn.transport import (
 __all__ = [
     "CODEC",
     "CONFIG",
+    "CONNECTIONS",
     "PUSH",
     "SERVICES",
     "STORAGE",
@@ -81,7 +91,11 @@ class VtnConfig:
     poll_frequency: timedelta = timedelta(seconds=10)
     max_body_bytes: int = 1024 * 1024
     body_timeout_s: float = 10.0
+    # behind a TLS-terminating proxy: the header carrying the VEN's certificate, honoured only on
+    # connections from the proxy, known by its certificate or (plain TCP) its source networks
     trusted_cert_header: str | None = None
+    trusted_proxy_fingerprints: frozenset[str] = frozenset()
+    trusted_proxy_addresses: tuple[str, ...] = ()
     allowed_fingerprints: frozenset[str] | None = None
     auto_subscribe_reports: tuple[str, ...] = ("TELEMETRY_USAGE", "TELEMETRY_STATUS")
     default_report_granularity: timedelta = timedelta(minutes=1)
@@ -117,20 +131,29 @@ class VtnConfig:
     # of crowdflex's VEN (60 s) and openleadr's (15 s), so they, not we, close idle connections
     # and never race a reused connection being closed under them.
     keepalive_timeout_s: float = 75.0
-    # the listening socket (vtn/site.py): TLS handshake deadline, established-connection cap
+    # the listening socket (vtn/site.py): TLS handshake deadline, established-connection caps
+    # (overall and per certificate), pending-handshake caps (overall and per source address)
     tls_handshake_timeout_s: float = 10.0
     max_connections: int | None = 10_000
+    max_connections_per_peer: int | None = 16
+    max_pending_handshakes: int | None = 1000
+    max_pending_handshakes_per_address: int | None = 64
+    # how often the CRL file is looked at to close connections of newly revoked certificates
+    crl_check_interval_s: float = 5.0
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 128
 
 
 CONFIG = web.AppKey("crowdflex.vtn.config", VtnConfig)
+CONNECTIONS = web.AppKey("crowdflex.vtn.connections", Connections)
 CODEC = web.AppKey("crowdflex.vtn.codec", Codec)
 STORAGE = web.AppKey("crowdflex.vtn.storage", Storage)
 SERVICES = web.AppKey("crowdflex.vtn.services", ServiceContext)
 PUSH = web.AppKey("crowdflex.vtn.push", PushDelivery)
 
+
+_log = logging.getLogger(__name__)
 
 # With SQLite the event loop hands work to the database threads and back on every request; at
 # CPython's default 5 ms switch interval a thread that wants the GIL back waits for the other to
@@ -231,7 +254,11 @@ def create_app(
         assert nonces is not None
         await storage_guarded(nonces(peer, verification), config.retry_after_s)
 
-    identify = PeerIdentity(config.trusted_cert_header)
+    certificates = (None if config.tls_ca is None else
+                    CertificatePath(ca=config.tls_ca, crl=config.tls_crl, clock=clock))
+    connections = app[CONNECTIONS] = Connections(per_peer=config.max_connections_per_peer,
+                                                 exempt=config.trusted_proxy_fingerprints)
+    identify = PeerIdentity(_proxy_trust(config, certificates))
     budgets = install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
         max_in_flight=config.max_in_flight,
@@ -271,14 +298,54 @@ def create_app(
                                 timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
                                 targets=push_targets)
             ctx.on_enqueued = push.wake
+            ctx.close_connections = connections.close_peer
             app[PUSH] = push
-            async with push.running():
+            async with push.running(), _closing_revoked(config, certificates, connections):
                 yield
         finally:
             await storage.close()
 
     app.cleanup_ctx.append(lifetime)
     return app
+
+
+def _proxy_trust(config: VtnConfig, certificates: CertificatePath | None) -> ProxyTrust | None:
+    if config.trusted_cert_header is None:
+        return None
+    if certificates is None:
+        raise ValueError("trusted_cert_header needs tls_ca to check the forwarded certificates")
+    return ProxyTrust(header=config.trusted_cert_header, certificates=certificates,
+                      fingerprints=frozenset(f.upper() for f in config.trusted_proxy_fingerprints),
+                      networks=tuple(ip_network(a) for a in config.trusted_proxy_addresses))
+
+
+@contextlib.asynccontextmanager
+async def _closing_revoked(config: VtnConfig, certificates: CertificatePath | None,
+                           connections: Connections) -> AsyncIterator[None]:
+    """While the app runs, every ``crl_check_interval_s``: when the CRL file changed, close each
+    open connection whose certificate it now revokes (the handshake checked the list in force
+    then; a keep-alive connection must not outlive a revocation)."""
+    if config.tls_crl is None or certificates is None:
+        yield
+        return
+
+    async def watch(paths: CertificatePath) -> None:
+        seen = paths.generation
+        while True:
+            await asyncio.sleep(config.crl_check_interval_s)
+            paths.refresh()
+            if paths.generation != seen:
+                seen = paths.generation
+                closed = connections.close_where(paths.revoked)
+                _log.info("CRL changed: %d connection(s) of revoked certificates closed", closed)
+
+    task = asyncio.get_running_loop().create_task(watch(certificates))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _push_context(config: VtnConfig) -> ssl.SSLContext | None:

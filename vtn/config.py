@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Final, get_type_hints
 
@@ -67,6 +68,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path("."),
         values["default_report_granularity"] = reports.seconds("default_granularity_s")
     if root.has("allowed_fingerprints"):
         values["allowed_fingerprints"] = frozenset(root.strings("allowed_fingerprints"))
+    values.update(_proxy(root))
     for key, name in _DURATIONS.items():
         if root.has(key):
             values[name] = root.seconds(key)
@@ -128,10 +130,35 @@ def _token(table: Table, key: str) -> str:
 def _check_connection_limits(root: Table, values: dict[str, Any]) -> None:
     # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether.
     for key in ("keepalive_timeout_s", "tls_handshake_timeout_s", "max_connections",
+                "max_connections_per_peer", "max_pending_handshakes",
+                "max_pending_handshakes_per_address", "crl_check_interval_s",
                 "max_line_size", "max_field_size", "max_headers"):
         value = values.get(key)
         if value is not None and value <= 0:
             raise root.error(key, "a positive number", value)
+
+
+def _proxy(root: Table) -> dict[str, Any]:
+    """trusted_cert_header and the proxy it is honoured from; the header alone is refused (any
+    VEN could then name itself any other VEN)."""
+    values: dict[str, Any] = {}
+    if root.has("trusted_proxy_fingerprints"):
+        values["trusted_proxy_fingerprints"] = frozenset(
+            root.strings("trusted_proxy_fingerprints"))
+    if root.has("trusted_proxy_addresses"):
+        addresses = root.strings("trusted_proxy_addresses")
+        for address in addresses:
+            try:
+                ip_network(address)
+            except ValueError as exc:
+                raise root.error("trusted_proxy_addresses",
+                                 f'addresses or networks such as "10.0.0.5" ({exc})') from None
+        values["trusted_proxy_addresses"] = addresses
+    if root.has("trusted_cert_header") and not values:
+        raise root.error("trusted_cert_header", "trusted_proxy_fingerprints or "
+                         "trusted_proxy_addresses beside it: the header is honoured only from "
+                         "the proxy")
+    return values
 
 
 def _signature_settings(table: Table) -> SignatureSettings:

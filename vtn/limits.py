@@ -8,8 +8,9 @@ request costs the VTN neither a body read, nor an XML parse, nor a database quer
   client-certificate fingerprint (the same identity the services bind venIDs to,
   docs/architecture.md#a-messages-life). A VEN may send ``burst`` requests at once (a poll loop
   draining its queue polls again at once) and ``per_s`` a second after that. Over the limit: **HTTP
-  429 with Retry-After** (whole
-  seconds until a token is back).
+  429 with Retry-After** (whole seconds until a token is back), and the connection is closed after
+  that answer, so a VEN drawing 429s does not keep a connection slot (:mod:`vtn.site`) while it
+  waits.
 - **Per-VEN budgets** *(config: ``byte_budget_per_s``/``byte_budget_burst``,
   ``cpu_budget_per_s``/``cpu_budget_burst_s``)*: a request count says little when one valid
   document can be a megabyte that costs a third of a second to decode. Each VEN has a bucket of
@@ -17,7 +18,7 @@ request costs the VTN neither a body read, nor an XML parse, nor a database quer
   documents and encoding the replies, :mod:`vtn.transport`). A request is charged what it cost
   once it is done, so a bucket can go into debt; while either is in debt the VEN's requests are
   answered **HTTP 429 with Retry-After** (whole seconds until it is out of debt), before the body
-  is read. Other VENs' buckets are untouched.
+  is read, and the connection is closed after it. Other VENs' buckets are untouched.
 - **Global in-flight cap** *(config: ``max_in_flight``)*: at most that many requests are being
   handled at a time, counting slow bodies still arriving. Over the cap: **HTTP 503 with
   Retry-After: 1**; the server is busy, not the client at fault.
@@ -204,8 +205,13 @@ def _peer_key(request: web.Request, identify: PeerIdentity) -> str:
         return _UNIDENTIFIED
 
 
-def _too_many(text: str, wait: float) -> web.HTTPTooManyRequests:
-    return web.HTTPTooManyRequests(text=text, headers={"Retry-After": str(max(1, math.ceil(wait)))})
+def _too_many(text: str, wait: float) -> web.Response:
+    """429 with Retry-After, and the connection closed after it: a connection drawing 429s holds
+    no slot (vtn.site)."""
+    refused = web.Response(status=429, text=text,
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    refused.force_close()
+    return refused
 
 
 def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
@@ -223,9 +229,9 @@ def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
         nonlocal in_flight
         key = _peer_key(request, identify)
         if limiter is not None and (wait := limiter.take(key)) > 0.0:
-            raise _too_many("request rate over this VEN's limit; retry later", wait)
+            return _too_many("request rate over this VEN's limit; retry later", wait)
         if budgets is not None and (wait := budgets.wait(key)) > 0.0:
-            raise _too_many("this VEN is over its byte or CPU budget; retry later", wait)
+            return _too_many("this VEN is over its byte or CPU budget; retry later", wait)
         if settings.max_in_flight is not None and in_flight >= settings.max_in_flight:
             raise web.HTTPServiceUnavailable(
                 text="the VTN is at its in-flight request cap; retry later",

@@ -6,8 +6,9 @@ its SNI callback (OpenSSL calls it for every ClientHello, with or without a serv
 CRL file's identity (mtime, size, inode: one ``stat``, far below a handshake's cost). When the file
 changed it builds a fresh context from the same certificate, key, CA and profile plus the new CRL,
 and hands every new handshake to the newest context (``SSLObject.context = ...``, which switches
-the whole OpenSSL ``SSL_CTX``, verify store included). Connections already open keep running; the
-OpenADR 2.0b profile's revocation check happens at connection set-up.
+the whole OpenSSL ``SSL_CTX``, verify store included). Connections already open are not this
+module's: the application closes those whose certificate a changed list revokes
+(:func:`vtn.app.create_app`, :class:`vtn.certpath.CertificatePath`).
 
 Invariants:
 - A CRL that cannot be read or parsed never opens the door: the last good context stays in use and
@@ -33,21 +34,11 @@ from cryptography import x509
 
 from schemas.identity import TlsProfile
 from schemas.tls import server_context
+from vtn.certpath import file_version
 
 __all__ = ["CrlFile", "RevocationWatcher", "reloading_server_context"]
 
 log = logging.getLogger(__name__)
-
-_FileVersion = tuple[int, int, int]
-
-
-def _version(path: Path) -> _FileVersion | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Material:
@@ -71,7 +62,7 @@ class RevocationWatcher:
                  profile: TlsProfile = TlsProfile.TLS13) -> None:
         self._material = _Material(cert=Path(cert), key=Path(key), ca=Path(ca), crl=Path(crl),
                                    profile=profile)
-        self._seen = _version(self._material.crl)
+        self._seen = file_version(self._material.crl)
         # The first build must succeed: a CRL the VTN cannot read at start is a config error.
         self.context = self._build()
         self.context.sni_callback = self._select
@@ -88,7 +79,7 @@ class RevocationWatcher:
 
     def current(self) -> ssl.SSLContext:
         """The context for a handshake starting now, rebuilt first if the CRL file changed."""
-        version = _version(self._material.crl)
+        version = file_version(self._material.crl)
         if version is None or version == self._seen:
             return self._current
         self._seen = version
@@ -138,11 +129,11 @@ class CrlFile:
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
-        self._seen = _version(self._path)
+        self._seen = file_version(self._path)
         self._crls = _load_crls(self._path)
 
     def __call__(self) -> tuple[x509.CertificateRevocationList, ...]:
-        version = _version(self._path)
+        version = file_version(self._path)
         if version is None or version == self._seen:
             return self._crls
         self._seen = version

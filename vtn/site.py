@@ -1,78 +1,296 @@
-"""The listening socket of a VTN: aiohttp's TCP site with two limits a public VTN needs.
+"""The listening socket of a VTN: aiohttp's TCP site with the limits a public VTN needs.
 
-- **TLS handshake deadline** *(config: ``tls_handshake_timeout_s``)*: a peer that opens a TCP
-  connection and never finishes the handshake is dropped after this long (asyncio's default is
-  60 s, long enough for a few thousand idle sockets to pin memory and file descriptors).
+The site accepts each TCP connection itself and has its TLS handshake run
+(``loop.connect_accepted_socket``), so it sees a connection from its accept to the moment it is
+handed to aiohttp:
+
+- **Pending handshakes** *(config: ``max_pending_handshakes``,
+  ``max_pending_handshakes_per_address``)*: a connection accepted while that many handshakes are
+  in progress, overall or from its source address, is closed at once, so sockets that never send
+  a ClientHello cannot pin the process's file descriptors; shedding is logged (one WARNING line
+  per ``_SHED_LOG_INTERVAL_S`` at most, with the counts since the last).
+- **TLS handshake deadline** *(config: ``tls_handshake_timeout_s``)*: a peer that has not
+  finished its handshake this long after it connected is dropped.
 - **Open-connection cap** *(config: ``max_connections``)*: with that many established
   connections, a new one is closed as soon as its handshake completes, before any HTTP is read.
-  VENs keep their connection alive (docs/architecture.md#where-the-time-goes), so the cap is on VENs
-  connected at once, not on request rate (that is :mod:`vtn.limits`). Connections still handshaking
-  are bounded by the
-  deadline above, not by the cap.
+  VENs keep their connection alive (docs/architecture.md#where-the-time-goes), so the cap is on
+  VENs connected at once, not on request rate (that is :mod:`vtn.limits`).
+- **Per-certificate cap** *(config: ``max_connections_per_peer``)*: checked at the same moment by
+  :class:`vtn.connections.Connections`, which also lets the application close a VEN's
+  connections.
+- **File descriptors**: at start the soft ``RLIMIT_NOFILE`` is raised towards what the caps
+  need (``max_connections`` + ``max_pending_handshakes`` + ``DESCRIPTOR_HEADROOM``), never above
+  the hard limit; if the hard limit is lower, an ERROR says so and by how much.
 
-Invariants: nothing here reads a request; a refused connection never reaches the application.
+Invariants: nothing here reads a request; a refused connection never reaches the application;
+every handshake task is owned by the site and cancelled when it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
+import socket
 import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from vtn.app import VtnConfig, server_ssl_context
+from vtn.app import CONNECTIONS, VtnConfig, server_ssl_context
+from vtn.connections import Connections
 
-__all__ = ["VtnSite", "vtn_site"]
+__all__ = ["DESCRIPTOR_HEADROOM", "SiteLimits", "VtnSite", "raise_descriptor_limit", "vtn_site"]
 
 log = logging.getLogger(__name__)
 
+# Descriptors the process needs beyond its connections: database files, the admin port, push
+# client sockets, logs.
+DESCRIPTOR_HEADROOM = 256
+_SHED_LOG_INTERVAL_S = 10.0
+_ACCEPT_RETRY_S = 0.5  # after a failed accept (out of descriptors), as asyncio's own server
 
-class _Refused(asyncio.Protocol):
-    """Closes the connection as soon as it is made: the VTN is at its connection cap."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteLimits:
+    """The listening socket's limits; None switches a cap off."""
+
+    handshake_timeout_s: float = 10.0
+    max_connections: int | None = 10_000
+    max_pending_handshakes: int | None = 1000
+    max_pending_per_address: int | None = 64
+
+    def descriptors_needed(self) -> int | None:
+        if self.max_connections is None or self.max_pending_handshakes is None:
+            return None
+        return self.max_connections + self.max_pending_handshakes + DESCRIPTOR_HEADROOM
+
+
+def raise_descriptor_limit(needed: int | None) -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to ``needed`` (None: to the hard limit), never above the
+    hard limit; the soft limit now in force. Logs an ERROR when it stays below ``needed``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if needed is None else needed
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and (wanted == resource.RLIM_INFINITY or soft < wanted):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if needed is not None and soft != resource.RLIM_INFINITY and soft < needed:
+        log.error("open-file limit %d is below the %d the connection caps need "
+                  "(max_connections + max_pending_handshakes + %d): connections will fail "
+                  "before the caps refuse them; raise the hard limit (ulimit -Hn, systemd "
+                  "LimitNOFILE=) or lower max_connections", soft, needed, DESCRIPTOR_HEADROOM)
+    return soft
+
+
+class _ShedLog:
+    """Counts shed connections by reason; logs them at most once per interval."""
+
+    __slots__ = ("_clock", "_counts", "_next_at")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._counts: Counter[str] = Counter()
+        self._next_at = float("-inf")
+
+    def shed(self, reason: str) -> None:
+        self._counts[reason] += 1
+        now = self._clock()
+        if now >= self._next_at:
+            summary = ", ".join(f"{n} {why}" for why, n in sorted(self._counts.items()))
+            log.warning("shedding connections: %s", summary)
+            self._counts.clear()
+            self._next_at = now + _SHED_LOG_INTERVAL_S
+
+
+class _Held(asyncio.Protocol):
+    """The protocol of a connection from the end of its handshake to its hand-over: keeps what
+    arrives meanwhile (bytes that followed the handshake at once, an end of file, a loss)."""
+
+    __slots__ = ("data", "eof", "lost")
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.eof = False
+        self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def eof_received(self) -> None:
+        self.eof = True  # over TLS the transport closes after this whatever we answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
 
 
 class VtnSite(web.TCPSite):
-    """``web.TCPSite`` plus a TLS handshake deadline and a cap on established connections."""
+    """``web.TCPSite`` plus the limits of :class:`SiteLimits` and :class:`Connections`.
 
-    __slots__ = ("_handshake_timeout_s", "_max_connections", "refused")
+    It accepts connections itself (``loop.sock_accept``), so the source address is known before
+    any handshake work, and has each handshake done by ``loop.connect_accepted_socket``.
+    """
+
+    __slots__ = ("_connections", "_limits", "_pending", "_shed", "_tasks", "refused")
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
-                 ssl_context: ssl.SSLContext | None, handshake_timeout_s: float = 10.0,
-                 max_connections: int | None = 10_000, backlog: int = 1024) -> None:
+                 ssl_context: ssl.SSLContext, limits: SiteLimits = SiteLimits(),
+                 connections: Connections | None = None, backlog: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
-        self._handshake_timeout_s = handshake_timeout_s
-        self._max_connections = max_connections
-        self.refused = 0  # connections closed at the cap, for operators and tests
+        self._limits = limits
+        self._connections = connections or Connections(per_peer=None)
+        self._pending: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._shed = _ShedLog(clock)
+        self.refused = 0  # connections closed at the connection cap, for operators and tests
+
+    @property
+    def pending_handshakes(self) -> int:
+        return sum(self._pending.values())
 
     async def start(self) -> None:
         self._runner._reg_site(self)
+        raise_descriptor_limit(self._limits.descriptors_needed())
+        listener = socket.create_server((self._host or "0.0.0.0", self._port),
+                                        backlog=self._backlog)
+        listener.setblocking(False)
+        self._bound_port = listener.getsockname()[1]
+        accepting = asyncio.get_running_loop().create_task(self._accept(listener))
+        self._server = _Listening(listener, accepting)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().stop()  # closes the listener (_Listening.close)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(listener)
+            except OSError as exc:  # EMFILE and kin: the caps below were not enough
+                self._shed.shed(f"accept failed ({exc.strerror})")
+                await asyncio.sleep(_ACCEPT_RETRY_S)
+                continue
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            reason = self._over_pending(address)
+            if reason is not None:
+                self._shed.shed(reason)
+                conn.close()
+                continue
+            self._pending[address] += 1
+            task = loop.create_task(self._handshake(conn, address))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _over_pending(self, address: str) -> str | None:
+        limits = self._limits
+        if limits.max_pending_handshakes is not None and \
+                self.pending_handshakes >= limits.max_pending_handshakes:
+            return "over max_pending_handshakes"
+        if limits.max_pending_per_address is not None and \
+                self._pending[address] >= limits.max_pending_per_address:
+            return f"over max_pending_handshakes_per_address from {address}"
+        return None
+
+    async def _handshake(self, conn: socket.socket, address: str) -> None:
+        held = _Held()  # uvloop returns its SSL protocol here, not ours: keep our own reference
+        try:
+            tls, _ = await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: held, conn, ssl=self._ssl_context,
+                ssl_handshake_timeout=self._limits.handshake_timeout_s)
+        except (OSError, RuntimeError):  # refused, timed out, or gone during the handshake
+            conn.close()
+            return
+        finally:
+            self._pending[address] -= 1
+            if self._pending[address] <= 0:
+                del self._pending[address]
+        if held.lost:
+            return
+        try:
+            if self._admit(tls):
+                self._hand_over(tls, held)
+                return
+        except Exception:
+            log.exception("connection from %s dropped after its handshake", address)
+        tls.close()
+
+    def _admit(self, tls: asyncio.BaseTransport) -> bool:
         server = self._runner.server
         assert server is not None
-        cap = self._max_connections
+        cap = self._limits.max_connections
+        if cap is not None and len(server.connections) >= cap:
+            self.refused += 1
+            self._shed.shed("over max_connections")
+            return False
+        if not self._connections.admit(tls):
+            self._shed.shed("over max_connections_per_peer")
+            return False
+        return True
 
-        def protocol() -> asyncio.BaseProtocol:
-            open_now = len(server.connections) if cap is not None else 0
-            if cap is not None and open_now >= cap:
-                self.refused += 1
-                log.warning("connection refused: %d open, the cap is %d", open_now, cap)
-                return _Refused()
-            return server()
-
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
-            ssl_handshake_timeout=self._handshake_timeout_s if self._ssl_context else None)
-        sockets = self._server.sockets
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+    def _hand_over(self, tls: asyncio.BaseTransport, held: _Held) -> None:
+        server = self._runner.server
+        assert server is not None
+        handler = server()
+        tls.set_protocol(handler)
+        handler.connection_made(tls)
+        for chunk in held.data:
+            handler.data_received(chunk)
+        if held.eof:
+            handler.eof_received()
 
 
-def vtn_site(runner: web.BaseRunner, config: VtnConfig, *, backlog: int = 1024) -> VtnSite:
-    """The mutual-TLS site for ``config`` (host, port, certificates and both limits);
-    ``backlog`` is the listen queue for connections not yet accepted."""
+class _Listening(asyncio.AbstractServer):
+    """What aiohttp's runner knows of a site's server (``sockets``, ``close``): the listening
+    socket and the task accepting on it."""
+
+    def __init__(self, listener: socket.socket, accepting: asyncio.Task[None]) -> None:
+        self._listener = listener
+        self._accepting = accepting
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._listener.fileno() < 0 else (self._listener,)
+
+    def close(self) -> None:
+        self._accepting.cancel()
+        self._listener.close()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._accepting.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._accepting.done()
+
+    async def start_serving(self) -> None:
+        """Serving began with the site."""
+
+    async def serve_forever(self) -> None:
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._accepting
+
+
+def vtn_site(runner: web.AppRunner, config: VtnConfig, *, backlog: int = 1024) -> VtnSite:
+    """The mutual-TLS site for ``config`` (host, port, certificates and every limit), admitting
+    connections to the app's :data:`vtn.app.CONNECTIONS`; ``backlog`` is the listen queue for
+    connections not yet accepted."""
+    limits = SiteLimits(handshake_timeout_s=config.tls_handshake_timeout_s,
+                        max_connections=config.max_connections,
+                        max_pending_handshakes=config.max_pending_handshakes,
+                        max_pending_per_address=config.max_pending_handshakes_per_address)
     return VtnSite(runner, config.host, config.port, ssl_context=server_ssl_context(config),
-                   handshake_timeout_s=config.tls_handshake_timeout_s,
-                   max_connections=config.max_connections, backlog=backlog)
+                   limits=limits, connections=runner.app[CONNECTIONS], backlog=backlog)

@@ -18,9 +18,12 @@ import logging
 import ssl
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Final
 from urllib.parse import unquote
 
@@ -36,19 +39,21 @@ from schemas import (
     RemoteProtocolError,
     Response,
 )
-from schemas.identity import certificate_fingerprint, fingerprint_from_pem
+from schemas.identity import certificate_fingerprint
 from schemas.signature import Verification
+from vtn.certpath import CertificatePath, CertificateRejected
 from vtn.repeats import Repeats
 
 __all__ = [
-    "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "Service", "TransportSettings",
-    "add_routes",
+    "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "ProxyTrust", "Service",
+    "TransportSettings", "add_routes",
 ]
 
 log = logging.getLogger(__name__)
 
 SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
 _XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
+_HEADERS_REMEMBERED: Final = 4096  # proxy-forwarded certificates whose check is remembered
 
 
 class Service(StrEnum):
@@ -66,48 +71,101 @@ class Peer:
     fingerprint: str
 
 
-class PeerIdentity:
-    """Who is calling: the fingerprint of the verified TLS client certificate or, behind a
-    TLS-terminating proxy, of the certificate in the one trusted header (None: direct TLS).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyTrust:
+    """A TLS-terminating proxy whose ``header`` (the client certificate as URL-encoded PEM, e.g.
+    nginx's ``$ssl_client_escaped_cert``) names the VEN: honoured only on connections from the
+    proxy itself, known by its own client certificate (``fingerprints``) or, for a proxy that
+    talks plain TCP to the VTN, by its source address (``networks``). ``certificates`` checks the
+    forwarded certificate as the TLS layer would (:class:`vtn.certpath.CertificatePath`)."""
 
-    Direct TLS answers are remembered per connection: renegotiation is off
-    (:func:`schemas.tls.apply_profile`), so a connection's certificate never changes.
+    header: str
+    certificates: CertificatePath
+    fingerprints: frozenset[str] = frozenset()
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.fingerprints and not self.networks:
+            raise ValueError("trusted_cert_header needs trusted_proxy_fingerprints or "
+                             "trusted_proxy_addresses: the header is honoured only from the proxy")
+
+    def is_proxy(self, fingerprint: str | None, address: str | None) -> bool:
+        if fingerprint is not None and fingerprint.upper() in self.fingerprints:
+            return True
+        if address is None or not self.networks:
+            return False
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+
+class PeerIdentity:
+    """Who is calling: the fingerprint of the verified TLS client certificate or, on a connection
+    from a trusted proxy (:class:`ProxyTrust`), of the certificate in its header once that passed
+    the same checks as a TLS client certificate. On any other connection the header is ignored.
+
+    Answers are remembered: per connection for TLS (renegotiation is off,
+    :func:`schemas.tls.apply_profile`, so a connection's certificate never changes), per header
+    text for the proxy until the certificate expires, the CRL's next update is due or the CRL file
+    changes (bounded table).
     """
 
-    __slots__ = ("_by_connection", "trusted_cert_header")
+    __slots__ = ("_by_connection", "_by_header", "proxy")
 
-    def __init__(self, trusted_cert_header: str | None = None) -> None:
-        self.trusted_cert_header = trusted_cert_header
+    def __init__(self, proxy: ProxyTrust | None = None) -> None:
+        self.proxy = proxy
         self._by_connection: weakref.WeakKeyDictionary[ssl.SSLObject, str] = (
             weakref.WeakKeyDictionary())
+        self._by_header: OrderedDict[str, tuple[str, datetime, int]] = OrderedDict()
 
     def __call__(self, request: web.Request) -> Peer:
         """The peer, or :class:`NotRegistered` when the request carries no usable certificate."""
-        if self.trusted_cert_header is not None:
-            header = request.headers.get(self.trusted_cert_header)
-            if not header:
-                raise NotRegistered(f"no client certificate in {self.trusted_cert_header}")
-            try:
-                return Peer(fingerprint_from_pem(unquote(header)))
-            except ValueError as exc:
-                raise NotRegistered(f"client certificate header unreadable: {exc}") from None
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-        if ssl_object is None:
+        fingerprint = self._tls_fingerprint(ssl_object) if ssl_object is not None else None
+        if self.proxy is not None and self.proxy.is_proxy(fingerprint, request.remote):
+            return Peer(self._forwarded(self.proxy, request))
+        if fingerprint is None:
             raise NotRegistered("no verified TLS client certificate")
+        return Peer(fingerprint)
+
+    def _tls_fingerprint(self, ssl_object: ssl.SSLObject) -> str | None:
         fingerprint = self._by_connection.get(ssl_object)
         if fingerprint is None:
             der = ssl_object.getpeercert(binary_form=True)
             if not der:
-                raise NotRegistered("no verified TLS client certificate")
+                return None
             fingerprint = self._by_connection[ssl_object] = certificate_fingerprint(der)
-        return Peer(fingerprint)
+        return fingerprint
+
+    def _forwarded(self, proxy: ProxyTrust, request: web.Request) -> str:
+        header = request.headers.get(proxy.header)
+        if not header:
+            raise NotRegistered(f"no client certificate in {proxy.header}")
+        paths = proxy.certificates
+        paths.refresh()
+        known = self._by_header.get(header)
+        if known is not None:
+            fingerprint, expires, generation = known
+            if generation == paths.generation and paths.now() <= expires:
+                self._by_header.move_to_end(header)
+                return fingerprint
+            del self._by_header[header]
+        try:
+            fingerprint, expires = paths.verify(unquote(header))
+        except CertificateRejected as exc:
+            raise NotRegistered(f"forwarded client certificate refused: {exc}") from None
+        self._by_header[header] = (fingerprint, expires, paths.generation)
+        if len(self._by_header) > _HEADERS_REMEMBERED:
+            self._by_header.popitem(last=False)
+        return fingerprint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportSettings:
     """``identify`` names the peer (behind a TLS-terminating proxy: :class:`PeerIdentity` with
-    the one header carrying the client certificate, URL-encoded PEM as nginx's
-    ``$ssl_client_escaped_cert``)."""
+    a :class:`ProxyTrust`)."""
 
     max_body_bytes: int = 1024 * 1024
     body_timeout_s: float = 10.0

@@ -3,8 +3,9 @@
 ``crowdflex vtn`` runs on uvloop when it is installed (:func:`vtn.app.serving_loop_factory`), and
 uvloop brings its own TLS transport and server: the handshake deadline, the connection cap, the
 refusals of bad certificates and the certificate-to-venID binding must hold there too. Every test
-of :mod:`tests.security.test_certificates` and :mod:`tests.security.test_socket_limits` that
-needs no more than the PKI and a scratch directory runs here once more, unchanged, on uvloop.
+of :mod:`tests.security.test_certificates`, :mod:`tests.security.test_socket_limits`,
+:mod:`tests.security.test_connection_caps` and :mod:`tests.security.test_eviction` that needs no
+more than the PKI and a scratch directory runs here once more, unchanged, on uvloop.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pytest
 
 from tests.conftest import Pki
 from tests.security import test_certificates as certificates
+from tests.security import test_connection_caps as connection_caps
+from tests.security import test_eviction as eviction
 from tests.security import test_socket_limits as socket_limits
 from vtn.app import serving_loop_factory
 
@@ -33,13 +36,14 @@ def _rerunnable(*modules: Any) -> list[TestFunction]:
             and set(inspect.signature(test).parameters) <= _FIXTURES]
 
 
-RERUN = _rerunnable(certificates, socket_limits)
+_MODULES = (certificates, socket_limits, connection_caps, eviction)
+RERUN = _rerunnable(*_MODULES)
 
 
-def test_the_rerun_covers_both_modules() -> None:
+def test_the_rerun_covers_every_module() -> None:
     modules = {test.__module__ for test in RERUN}
-    assert modules == {certificates.__name__, socket_limits.__name__}
-    assert len(RERUN) >= 10
+    assert modules == {module.__name__ for module in _MODULES}
+    assert len(RERUN) >= 14
 
 
 @pytest.mark.parametrize("test", RERUN, ids=lambda test: test.__name__)

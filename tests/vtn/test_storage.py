@@ -312,6 +312,21 @@ async def test_outbox_claim_lease_expires_and_release(storage: Storage) -> None:
     assert await storage.outbox.pending(ven_id) == ()
 
 
+async def test_outbox_drop_pending_empties_one_vens_queue(storage: Storage) -> None:
+    """An evicted VEN's undelivered items go; delivered ones and other VENs' queues stay."""
+    evicted, other = await register(storage, 2)
+    await storage.outbox.enqueue([evicted, other], b"<a/>", "k", at=T0)
+    await storage.outbox.enqueue([evicted], b"<b/>", "k", at=T0)
+    delivered = await storage.outbox.next_for(evicted, now=T0)
+    assert delivered is not None
+    await storage.outbox.mark_delivered(delivered.seq, at=T0)
+    assert await storage.outbox.drop_pending(evicted) == 1
+    assert await storage.outbox.pending(evicted) == ()
+    assert await storage.outbox.next_for(evicted, now=T0) is None
+    assert await storage.outbox.pending_count(other) == 1
+    assert await storage.outbox.purge_delivered(T0 + timedelta(seconds=1)) == 1
+
+
 async def test_two_workers_never_get_the_same_item(storage_url: str) -> None:
     worker_a, worker_b = await open_storage(storage_url), await open_storage(storage_url)
     try:

@@ -101,6 +101,8 @@ class ServiceContext:
     addressed_events: dict[tuple[str, int, Target], Event] = field(default_factory=dict)
     # set by the app: wakes push delivery when something was queued
     on_enqueued: Callable[[Iterable[str]], None] = field(default=lambda _vens: None)
+    # set by the app: closes a certificate's open connections, answers how many (vtn.connections)
+    close_connections: Callable[[str], int] = field(default=lambda _fingerprint: 0)
 
     def encode_for_queue(self, message: Message) -> bytes:
         return self.store_codec.encode(message)

@@ -42,6 +42,7 @@ from ._context import ServiceContext, call_hook, new_id, require_ven
 
 __all__ = [
     "cancel_from_vtn",
+    "evict",
     "on_cancel",
     "on_canceled",
     "on_create",
@@ -145,6 +146,19 @@ async def cancel_from_vtn(ctx: ServiceContext, ven_id: str) -> str:
     await ctx.enqueue((ven_id,), CancelPartyRegistration(
         request_id=request_id, registration_id=registration.registration_id, ven_id=ven_id))
     return request_id
+
+
+async def evict(ctx: ServiceContext, ven_id: str) -> tuple[int, int]:
+    """Forced deregistration, effective at once and needing nothing from the VEN: its
+    registration cancelled (its next request is refused with 463), its queued items dropped, its
+    open connections closed. Returns (items dropped, connections closed)."""
+    registration = await ctx.storage.vens.get(ven_id)
+    if registration is None:
+        raise LookupError(f"no VEN {ven_id!r}")
+    if registration.active:
+        await ctx.storage.vens.cancel(registration.registration_id, ctx.clock())
+    dropped = await ctx.storage.outbox.drop_pending(ven_id)
+    return dropped, ctx.close_connections(registration.fingerprint)
 
 
 async def request_reregistration(ctx: ServiceContext, ven_id: str) -> None:

@@ -278,6 +278,15 @@ class OutboxRepository:
         )
         return await self._db.run_read(lambda conn: int(conn.scalar(stmt) or 0))
 
+    async def drop_pending(self, ven_id: str) -> int:
+        """Delete every undelivered item of the VEN (it was evicted); returns how many."""
+        stmt = delete(_OUTBOX).where(_OUTBOX.c.ven_id == ven_id, _OUTBOX.c.delivered_at.is_(None))
+        try:
+            return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
+        finally:  # also after a failure: the delete may have committed before it surfaced
+            if self._index is not None:
+                self._index.delivered(ven_id)
+
     async def purge_delivered(self, older_than: datetime) -> int:
         """Delete items delivered before ``older_than``; returns how many."""
         stmt = delete(_OUTBOX).where(_OUTBOX.c.delivered_at < older_than)
