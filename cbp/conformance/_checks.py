@@ -51,7 +51,7 @@ def refused(exchange: Exchange, *, codes: frozenset[int] | None = None) -> str:
         raise CaseFailed(f"no usable refusal: {exchange.error}")
     response = getattr(received, "response", None)
     if response is None:
-        raise CaseFailed(f"answered {exchange.received_name} without an eiResponse")
+        raise CaseFailed(f"answered {exchange.received_name}, which is no refusal")
     code = response.code
     if 200 <= code < 300:
         raise CaseFailed(f"accepted it: {exchange.received_name} {code}")

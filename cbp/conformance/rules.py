@@ -19,25 +19,16 @@ from typing import Final
 from lxml import etree
 
 from schemas import (
-    CanceledPartyRegistration,
-    CancelOpt,
-    CancelPartyRegistration,
-    CreatedEvent,
     CreatedPartyRegistration,
-    CreateOpt,
-    CreatePartyRegistration,
     DistributeEvent,
     EventStatus,
     ItemKind,
     Message,
-    QueryRegistration,
-    RegisteredReport,
     RegisterReport,
     RequestEvent,
-    Response,
     SignalType,
-    UpdateReport,
 )
+from schemas.parts import echoed_request_id
 
 from ._model import Exchange
 
@@ -121,26 +112,13 @@ def _content_type(seen: Seen, memory: Memory) -> Iterator[str]:
         yield f"Content-Type is {exchange.content_type!r}, not 'application/xml'"
 
 
-def _expected_echo(sent: Message) -> str | None:
-    """The requestID a direct reply to ``sent`` must carry in its eiResponse."""
-    match sent:
-        case (QueryRegistration() | CreatePartyRegistration() | CancelPartyRegistration()
-              | RequestEvent() | RegisterReport() | UpdateReport() | CreateOpt() | CancelOpt()):
-            return sent.request_id
-        case CreatedEvent() | RegisteredReport() | CanceledPartyRegistration() | Response():
-            return sent.response.request_id
-        case _:
-            response = getattr(sent, "response", None)
-            return None if response is None else str(response.request_id)
-
-
 def _echo(seen: Seen, memory: Memory) -> Iterator[str]:
     exchange = seen.exchange
     if exchange.sent is None or exchange.received is None:
         return
-    expected = _expected_echo(exchange.sent)
+    expected = echoed_request_id(exchange.sent)
     response = getattr(exchange.received, "response", None)
-    if expected is None or response is None:
+    if not expected or response is None:
         return
     if isinstance(exchange.received, DistributeEvent) and not isinstance(exchange.sent,
                                                                            RequestEvent):
