@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -161,14 +163,15 @@ class CommandOperator:
         self.timeout_s = timeout_s
 
     async def perform(self, step: Step) -> None:
+        # its own session, so a deadline kills the shell and whatever it started
         process = await asyncio.create_subprocess_shell(
             self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)
         try:
             async with asyncio.timeout(self.timeout_s):
                 _, stderr = await process.communicate(step.to_json().encode())
         except TimeoutError:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
             raise OperatorError(f"operator command still running after {self.timeout_s:g} s; "
                                 "killed") from None
