@@ -89,6 +89,8 @@ async def test_a_full_run_against_crowdflex_passes_and_writes_both_reports(tmp_p
     suite = etree.parse(str(junit)).getroot()[0]
     assert (suite.get("tests"), suite.get("failures")) == (str(len(VTN_CASES)), "0")
     assert [c.get("name") for c in suite] == [c.case_id for c in VTN_CASES]
+    assert "EiRegisterParty: oadrCreatePartyRegistration -> oadrCreatedPartyRegistration" in (
+        suite[1].findtext("system-out"))
     html = page.read_text()
     assert all(f"id={c.case_id}" in html for c in VTN_CASES)
     assert "&lt;oadr:oadrCreatePartyRegistration" in html  # request bodies, escaped
