@@ -94,7 +94,7 @@ async def test_a_full_run_against_crowdflex_passes_and_writes_both_reports(tmp_p
     html = page.read_text()
     assert all(f"id={c.case_id}" in html for c in VTN_CASES)
     assert "&lt;oadr:oadrCreatePartyRegistration" in html  # request bodies, escaped
-    assert "<oadr:" not in html
+    assert "<oadr:" not in html and "<script" not in html and "<link" not in html
 
 
 def _hostile_reply(message: Message) -> web.Response:
