@@ -155,16 +155,18 @@ GENERAL_CASES: Final = (
          "the sender's is 452 (invalid ID) or 463 (not registered)",
          messages=("> oadrRequestEvent (foreign venID)", "< error 452/463"), run=_wrong_ven),
     Case(case_id="G1_4011_TH_VEN", purpose="unknown payloads are refused with an error code",
-         requirement="profile 7 (error codes) and 10 (HTTP): a payload the endpoint does not "
-         "serve, or no 2.0b payload at all, is refused, never accepted nor a server error",
+         requirement="profile 7 (error codes) and the Simple HTTP transport: a payload the "
+         "endpoint does not serve, or no 2.0b payload at all, is refused, never accepted nor a "
+         "server error",
          messages=("> oadrPoll on EiOpt", "< error", "> foreign XML", "< error"),
          run=_unknown_payload),
     Case(case_id="G1_4015_TH_VEN", purpose="a schema-invalid payload is refused",
-         requirement="profile 9 (schema) and 7 (error codes): a payload that fails "
+         requirement="profile 7 (error codes) and the 2.0b schema: a payload that fails "
          "oadr_20b.xsd is answered with an error code", messages=(
              "> oadrPoll without venID", "< error"), run=_schema_invalid),
     Case(case_id="G1_4020_TH_VEN", purpose="TLS without a client certificate is refused",
-         requirement="profile 10 (security): every connection is mutually authenticated TLS",
+         requirement="the profile's security section: every connection is mutually "
+         "authenticated TLS",
          messages=("> oadrPoll over TLS without client certificate", "< refused"),
          run=_no_client_certificate),
 )

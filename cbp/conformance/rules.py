@@ -274,11 +274,11 @@ def _poll_freq(seen: Seen, memory: Memory) -> Iterator[str]:
 
 RULES: Final[tuple[Rule, ...]] = (
     Rule(rule_id="PR01", requirement="every payload is valid against the 2.0b schema "
-         "(profile 9, oadr_20b.xsd)", check=_xsd),
+         "(oadr_20b.xsd and its imports)", check=_xsd),
     Rule(rule_id="PR02", requirement="no xsi:schemaLocation attribute in a payload",
          check=_no_schema_location),
     Rule(rule_id="PR03", requirement="Simple HTTP replies carry Content-Type application/xml "
-         "(profile 10, HTTP transport)", check=_content_type),
+         "(the profile's Simple HTTP transport)", check=_content_type),
     Rule(rule_id="PR04", requirement="a reply's eiResponse echoes the requestID of the request "
          "it answers", check=_echo),
     Rule(rule_id="PR05", requirement="a venID in a reply is the VEN's own (Conformance Rule 21)",
