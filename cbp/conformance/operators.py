@@ -133,10 +133,10 @@ class PromptOperator:
     answer says it could not be done (the answer becomes the reason)."""
 
     def __init__(self, *, output: TextIO | None = None,
-                 read_line: Callable[[], str] = sys.stdin.readline,
+                 read_line: Callable[[], str] | None = None,
                  timeout_s: float = 600.0) -> None:
         self.output = output or sys.stdout
-        self.read_line = read_line
+        self.read_line = read_line or (lambda: sys.stdin.readline())
         self.timeout_s = timeout_s
 
     async def perform(self, step: Step) -> None:
