@@ -13,7 +13,7 @@ from lxml import etree
 
 from ._wire import EI, PYLD, q, sub, sub_all, sub_opt, text, text_opt, texts
 
-__all__ = ["EiResponse", "Target"]
+__all__ = ["EiResponse", "Target", "echoed_request_id"]
 
 _RESPONSE = q(EI, "eiResponse")
 _CODE = q(EI, "responseCode")
@@ -32,6 +32,17 @@ class EiResponse:
     @property
     def ok(self) -> bool:
         return 200 <= self.code < 300
+
+
+def echoed_request_id(message: object) -> str:
+    """The requestID an answer to ``message`` carries in its eiResponse: the message's own
+    requestID, else the one its eiResponse acknowledges (oadrCreatedEvent, oadrResponse...);
+    ``""`` for oadrPoll, which has neither."""
+    own = getattr(message, "request_id", None)
+    if isinstance(own, str):
+        return own
+    response = getattr(message, "response", None)
+    return response.request_id if isinstance(response, EiResponse) else ""
 
 
 def encode_response(parent: etree._Element, response: EiResponse, tag: str = _RESPONSE) -> None:

@@ -40,6 +40,7 @@ from schemas import (
     Response,
 )
 from schemas.identity import certificate_fingerprint
+from schemas.parts import echoed_request_id
 from schemas.signature import Verification
 from vtn.certpath import CertificatePath, CertificateRejected
 from vtn.repeats import Repeats
@@ -182,8 +183,12 @@ class TransportSettings:
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
 
 
-def _error_reply(error: RemoteProtocolError) -> Response:
-    status = EiResponse(code=error.response_code, description=error.reason[:500], request_id="")
+def _error_reply(error: RemoteProtocolError, message: Message | None = None) -> Response:
+    """The refusal; it echoes the requestID of a payload that decoded (profile: an eiResponse
+    names the request it answers), and is "" for one that did not."""
+    request_id = "" if message is None else echoed_request_id(message)
+    status = EiResponse(code=error.response_code, description=error.reason[:500],
+                        request_id=request_id)
     return Response(response=status)
 
 
@@ -238,6 +243,7 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
     async def _answer(service: Service, request: web.Request,
                       body: bytes) -> tuple[Peer | None, Message]:
         peer: Peer | None = None
+        message: Message | None = None
         try:
             peer = settings.identify(request)
             message = repeats.request(peer.fingerprint, body)
@@ -257,12 +263,13 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
             return peer, await dispatch(service, peer, message)
         except RemoteProtocolError as error:
             log.info("refused on %s: %s", service, error)
-            return peer, _error_reply(error)
+            return peer, _error_reply(error, message)
         except web.HTTPException:
             raise  # a deliberate HTTP answer (e.g. 503 while the database is away)
         except Exception:
             log.exception("unexpected failure on %s", service)
-            return peer, _error_reply(OtherError("internal error; the request was not applied"))
+            return peer, _error_reply(OtherError("internal error; the request was not applied"),
+                                      message)
 
     app.router.add_post(SERVICE_PREFIX + "/{service}", endpoint)
 

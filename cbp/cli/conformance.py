@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from cbp.cli._conformance_vtn import add_vtn_suite
 from schemas.conformance import ManifestError, Verdict, check_paths, corpus_dir, junit_xml
 
 __all__ = ["register"]
@@ -46,6 +47,7 @@ def register(commands: Any) -> None:
     )
     schemas.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
     schemas.set_defaults(run=run_schemas)
+    add_vtn_suite(suites)
 
 
 def _shown(path: Path) -> str:

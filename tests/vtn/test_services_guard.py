@@ -20,6 +20,7 @@ from schemas import (
     OptReason,
     OptType,
     Poll,
+    QualifiedEventId,
     ReadingType,
     RegisteredReport,
     RegisterReport,
@@ -29,6 +30,8 @@ from schemas import (
     ReportName,
     ReportPayload,
     ReportType,
+    RequestEvent,
+    Response,
     SamplingRate,
     Target,
     UpdatedReport,
@@ -191,3 +194,46 @@ async def test_opt_create_and_cancel(pki, storage_url):
                                                   ven_id=ven.ven_id))
         assert code_of(again) == 452
         assert seen == ["CreateOpt", "CancelOpt"]
+
+
+async def test_a_refusal_echoes_the_refused_payloads_request_id(pki, storage_url):
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register()
+        refused = await ven.post("EiEvent", RequestEvent(request_id="req-000123",
+                                                         ven_id="someone-else"))
+        assert isinstance(refused, Response)
+        assert (refused.response.code, refused.response.request_id) == (463, "req-000123")
+        ack = CreatedEvent(response=EiResponse(request_id="dist-7"), ven_id=ven.ven_id,
+                           event_responses=(EventResponse(
+                               request_id="dist-7", event_id="no-such-event",
+                               modification_number=0, opt_type=OptType.OPT_IN),))
+        refused = await ven.post("EiEvent", ack)
+        assert isinstance(refused, Response) and refused.response.request_id == "dist-7"
+        assert refused.response.code == 452
+
+
+async def test_an_opt_for_an_event_never_sent_to_the_ven_is_452(pki, storage_url):
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as ven, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as other:
+        await ven.register()
+        await other.register()
+        await events.publish_event(vtn.ctx, sample_event("ev-other",
+                                                         Target(ven_ids=(other.ven_id,))))
+        await other.drain()
+
+        def opt_out(opt_id: str, event_id: str) -> CreateOpt:
+            return CreateOpt(opt_id=opt_id, opt_type=OptType.OPT_OUT,
+                             opt_reason=OptReason.NOT_PARTICIPATING, ven_id=ven.ven_id,
+                             created_date_time=NOW, request_id=opt_id,
+                             qualified_event_id=QualifiedEventId(event_id=event_id,
+                                                                 modification_number=0))
+
+        assert code_of(await ven.post("EiOpt", opt_out("o-unknown", "no-such-event"))) == 452
+        assert code_of(await ven.post("EiOpt", opt_out("o-foreign", "ev-other"))) == 452
+        assert await vtn.ctx.storage.opts.for_ven(ven.ven_id) == ()
+        await events.publish_event(vtn.ctx, sample_event("ev-mine", Target(ven_ids=(ven.ven_id,))))
+        await ven.drain()
+        created = await ven.post("EiOpt", opt_out("o-mine", "ev-mine"))
+        assert isinstance(created, CreatedOpt) and created.response.code == 200

@@ -1,0 +1,129 @@
+"""`crowdflex conformance vtn`: play a pull-mode VEN against a VTN under test (cbp.conformance).
+
+Exit codes: 0 every selected case passed, 1 some failed, 2 the command could not run (a missing
+file, an unknown case ID, no admin token, an unwritable report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from cbp.conformance import (
+    VTN_CASES,
+    AdminApiOperator,
+    CommandOperator,
+    Operator,
+    PromptOperator,
+    html_report,
+    junit_xml,
+    print_cases,
+    print_result,
+    print_summary,
+    run_cases,
+    select,
+)
+from cbp.conformance.session import HarnessSettings
+from schemas.identity import TlsProfile
+
+__all__ = ["add_vtn_suite", "run_vtn"]
+
+_OPERATORS = ("crowdflex-admin", "prompt", "command")
+
+
+def add_vtn_suite(suites: Any) -> None:
+    vtn: argparse.ArgumentParser = suites.add_parser(
+        "vtn",
+        help="play a pull-mode VEN against a VTN under test and judge it case by case",
+        description="Run the live conformance cases against a VTN over Simple HTTP in pull "
+        "mode with mutual TLS (RSA or ECC certificates): registration (N1), events (E1), "
+        "reports (R1), opt (P1) and general (G1) cases, with passive rules checked on every "
+        "reply. Cases that need the VTN to act go through the operator. Push mode, XMPP and "
+        "the VEN side are not covered yet. Exit 0 all passed, 1 some failed, 2 could not run.",
+    )
+    vtn.add_argument("--url", help="the VTN's Simple HTTP root, e.g. "
+                     "https://vtn.example:8443/OpenADR2/Simple/2.0b")
+    vtn.add_argument("--cert", type=Path, metavar="PEM", help="the harness VEN's certificate")
+    vtn.add_argument("--key", type=Path, metavar="PEM", help="its private key")
+    vtn.add_argument("--ca", type=Path, metavar="PEM", help="CA the VTN's certificate chains to")
+    vtn.add_argument("--operator", choices=_OPERATORS, default="prompt",
+                     help="who carries out operator steps: crowdflex's admin API, a person at "
+                     "this terminal (default), or --command")
+    vtn.add_argument("--admin-url", default="http://127.0.0.1:8081",
+                     help="crowdflex admin API (with --operator crowdflex-admin)")
+    vtn.add_argument("--admin-token-env", default="CROWDFLEX_ADMIN_TOKEN", metavar="VAR",
+                     help="environment variable holding the admin bearer token")
+    vtn.add_argument("--command", metavar="CMD", help="with --operator command: a shell "
+                     "command run per step, the step as JSON on stdin ({action, ven_id, params,"
+                     " instruction}); exit status 0 means done")
+    vtn.add_argument("--tls-profile", choices=[p.value for p in TlsProfile],
+                     default=TlsProfile.OPENADR_TLS12_OR_TLS13.value,
+                     help="TLS versions and suites the harness offers")
+    vtn.add_argument("--wait", type=float, default=30.0, metavar="S",
+                     help="how long to poll for an operator's act to reach the VEN (default 30)")
+    vtn.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
+    vtn.add_argument("--html", type=Path, metavar="FILE",
+                     help="also write a self-contained HTML report with every exchange")
+    vtn.add_argument("--list", action="store_true", help="print the case IDs and purposes, "
+                     "and the passive rules, then exit")
+    vtn.add_argument("--only", nargs="+", default=[], metavar="ID",
+                     help="run only cases whose ID starts with one of these")
+    vtn.set_defaults(run=run_vtn)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _operator(args: argparse.Namespace) -> Operator | str:
+    """The chosen operator, or the reason it cannot be built."""
+    match args.operator:
+        case "crowdflex-admin":
+            token = os.environ.get(args.admin_token_env, "")
+            if not token:
+                return f"set {args.admin_token_env} to the admin API's bearer token"
+            return AdminApiOperator(args.admin_url, token)
+        case "command":
+            if not args.command:
+                return "--operator command needs --command CMD"
+            return CommandOperator(args.command)
+        case _:
+            return PromptOperator()
+
+
+def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        cases = select(args.only, VTN_CASES)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.list:
+        print_cases(cases, out)
+        return 0
+    missing = [f"--{name}" for name in ("url", "cert", "key", "ca") if not getattr(args, name)]
+    if missing:
+        return _fail(f"missing {', '.join(missing)}")
+    absent = [str(p) for p in (args.cert, args.key, args.ca) if not p.is_file()]
+    if absent:
+        return _fail(f"no such file: {', '.join(absent)}")
+    operator = _operator(args)
+    if isinstance(operator, str):
+        return _fail(operator)
+    settings = HarnessSettings(url=args.url, cert=args.cert, key=args.key, ca=args.ca,
+                               tls_profile=TlsProfile(args.tls_profile), wait_timeout_s=args.wait)
+    results = asyncio.run(run_cases(settings, operator, cases,
+                                    on_result=lambda r: print_result(r, out)))
+    print_summary(results, out)
+    try:
+        if args.junit is not None:
+            args.junit.write_bytes(junit_xml(results))
+        if args.html is not None:
+            args.html.write_text(html_report(results, target=args.url), encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write the report: {exc}")
+    return 0 if all(r.passed for r in results) else 1

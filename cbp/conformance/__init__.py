@@ -1,0 +1,66 @@
+"""The live conformance suite: crowdflex plays one side of OpenADR 2.0b against a node under test.
+
+``crowdflex conformance vtn`` plays a pull-mode VEN over Simple HTTP against a VTN (mutual TLS,
+RSA or ECC certificates): registration (N1), events (E1), reports (R1), opt (P1) and general
+(G1) cases with IDs in the OpenADR Alliance numbering scheme, written by us from the 2.0b
+specification; passive rules (:mod:`.rules`) check every reply. Cases that need the VTN to act
+go through an :class:`Operator`. Not covered yet: push mode, XMPP, and the VEN side.
+
+>>> from cbp.conformance import VTN_CASES
+>>> VTN_CASES[0].case_id
+'N1_0010_TH_VEN'
+"""
+
+from __future__ import annotations
+
+from ._model import (
+    Case,
+    CaseFailed,
+    CaseResult,
+    ConformanceError,
+    Exchange,
+    OperatorError,
+    Verdict,
+    Violation,
+)
+from .operators import (
+    AdminApiOperator,
+    CommandOperator,
+    Operator,
+    PromptOperator,
+    Step,
+    StepKind,
+)
+from .report import html_report, junit_xml, print_cases, print_result, print_summary
+from .rules import RULES, Rule
+from .runner import VTN_CASES, run_cases, select
+from .session import HarnessSettings, HarnessVen
+
+__all__ = [
+    "RULES",
+    "VTN_CASES",
+    "AdminApiOperator",
+    "Case",
+    "CaseFailed",
+    "CaseResult",
+    "CommandOperator",
+    "ConformanceError",
+    "Exchange",
+    "HarnessSettings",
+    "HarnessVen",
+    "Operator",
+    "OperatorError",
+    "PromptOperator",
+    "Rule",
+    "Step",
+    "StepKind",
+    "Verdict",
+    "Violation",
+    "html_report",
+    "junit_xml",
+    "print_cases",
+    "print_result",
+    "print_summary",
+    "run_cases",
+    "select",
+]

@@ -1,0 +1,139 @@
+"""The values of a live conformance run: cases, exchanges, rule violations, verdicts.
+
+A :class:`Case` is one test the harness runs against a node under test: an ID in the OpenADR
+Alliance numbering scheme, a one-line purpose, the requirement it checks, the messages it expects
+to exchange and the coroutine that runs it. Every HTTP exchange of a case is kept as an
+:class:`Exchange`, with the passive rules' :class:`Violation` s; a :class:`CaseResult` holds the
+verdict and its reason.
+
+Error tree (all under :class:`schemas.CrowdflexError`)::
+
+    ConformanceError
+    +-- CaseFailed        a case's own check failed; the message is the verdict's reason
+    +-- OperatorError     an operator step could not be carried out
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from schemas import CrowdflexError, Message
+
+if TYPE_CHECKING:
+    from .operators import Step
+    from .session import HarnessVen
+
+__all__ = [
+    "Case",
+    "CaseFailed",
+    "CaseResult",
+    "ConformanceError",
+    "Exchange",
+    "OperatorError",
+    "Verdict",
+    "Violation",
+]
+
+
+class ConformanceError(CrowdflexError):
+    """Root of the live conformance suite's errors."""
+
+
+class CaseFailed(ConformanceError):
+    """A case's check failed; ``str(error)`` is the reason shown with the verdict."""
+
+
+class OperatorError(ConformanceError):
+    """An operator step could not be carried out (the VTN refused it, the hook failed, timeout)."""
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Violation:
+    """A passive rule found something wrong in one exchange."""
+
+    rule_id: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchange:
+    """One HTTP request the harness made and what came back.
+
+    ``sent`` is the typed payload when the body was one (None for deliberately broken bodies);
+    ``status`` None means no HTTP answer at all (``error`` says why: refused handshake, timeout);
+    ``received`` is the decoded reply, None when there was none or it did not decode (``error``).
+    """
+
+    service: str
+    request: bytes
+    sent: Message | None
+    status: int | None
+    content_type: str | None = None
+    reply: bytes = b""
+    received: Message | None = None
+    error: str | None = None
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def sent_name(self) -> str:
+        return _payload_name(self.sent) if self.sent is not None else "(raw body)"
+
+    @property
+    def received_name(self) -> str:
+        if self.received is not None:
+            return _payload_name(self.received)
+        if self.status is None:
+            return "(no HTTP reply)"
+        return f"(HTTP {self.status})"
+
+
+def _payload_name(message: Message) -> str:
+    name = type(message).__name__
+    return "oadrResponse" if name == "Response" else f"oadr{name}"
+
+
+CaseBody = Callable[["HarnessVen"], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """One conformance case. ``run`` returns the reason of a pass or raises :class:`CaseFailed`.
+
+    ``messages`` lists the payloads the case exchanges, in order (``>`` harness to node under
+    test, ``<`` the other way), for the case list and the report.
+    """
+
+    case_id: str
+    purpose: str
+    requirement: str
+    messages: tuple[str, ...]
+    run: CaseBody
+
+    @property
+    def service(self) -> str:
+        """The Alliance service letter: N registration, E events, R reports, P opt, G general."""
+        return self.case_id[0]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseResult:
+    case: Case
+    verdict: Verdict
+    reason: str
+    exchanges: tuple[Exchange, ...] = ()
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS

@@ -1,0 +1,160 @@
+"""N1 cases: EiRegisterParty in pull mode, the harness playing the VEN (profile 8.1).
+
+Cases that end the registration register again before they return, so later cases start from a
+registered VEN.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from schemas import (
+    CanceledPartyRegistration,
+    CancelPartyRegistration,
+    CreatedPartyRegistration,
+    CreatePartyRegistration,
+    EiResponse,
+    Poll,
+    ProfileName,
+    QueryRegistration,
+    RequestReregistration,
+    Response,
+    TransportName,
+    new_id,
+)
+
+from ._checks import ok, refused, require
+from ._model import Case
+from .operators import StepKind
+from .session import HarnessVen
+
+__all__ = ["REGISTRATION_CASES"]
+
+_SECTION: Final = "OpenADR 2.0b profile 8.1 (EiRegisterParty)"
+
+
+async def _query(ven: HarnessVen) -> str:
+    reply = ok(await ven.send("EiRegisterParty", QueryRegistration(request_id=new_id())),
+               CreatedPartyRegistration)
+    offered = {(p.profile_name, t) for p in reply.profiles for t in p.transports}
+    require((ProfileName.OADR_20B, TransportName.SIMPLE_HTTP) in offered,
+            f"2.0b over simpleHttp is not among the offered profiles {sorted(offered)}")
+    return f"vtnID {reply.vtn_id!r} offers 2.0b over simpleHttp"
+
+
+async def _create(ven: HarnessVen) -> str:
+    created = await ven.register()
+    require(created.ven_id, "oadrCreatedPartyRegistration gave no venID")
+    require(created.requested_oadr_poll_freq is not None, "no oadrRequestedOadrPollFreq")
+    await ven.settle()
+    return (f"registrationID {created.registration_id!r}, venID {created.ven_id!r}, "
+            f"pollFreq {created.requested_oadr_poll_freq}")
+
+
+async def _reregister(ven: HarnessVen) -> str:
+    await ven.ensure_registered()
+    before = ven.ven_id
+    created = await ven.register(registration_id=ven.registration_id)
+    require(created.ven_id == before, f"venID changed from {before!r} to {created.ven_id!r}")
+    await ven.settle()
+    return f"re-registered as {created.ven_id!r} with registrationID {created.registration_id!r}"
+
+
+async def _ven_cancels(ven: HarnessVen) -> str:
+    await ven.ensure_registered()
+    registration_id = ven.registration_id or ""
+    reply = ok(await ven.send("EiRegisterParty", CancelPartyRegistration(
+        request_id=new_id(), registration_id=registration_id, ven_id=ven.ven_id)),
+        CanceledPartyRegistration)
+    require(reply.registration_id in (None, registration_id),
+            f"the cancel names registrationID {reply.registration_id!r}, not {registration_id!r}")
+    ven.ended_registration()
+    poll = Poll(ven_id=ven.ven_id)
+    after = refused(await ven.post("OadrPoll", ven.codec.encode(poll), poll))
+    await ven.ensure_registered()
+    return f"cancelled; a poll afterwards was refused ({after}); registered again"
+
+
+async def _vtn_cancels(ven: HarnessVen) -> str:
+    await ven.ensure_registered()
+    await ven.operate(StepKind.CANCEL_REGISTRATION)
+    cancel = await ven.wait_for(CancelPartyRegistration, "oadrCancelPartyRegistration")
+    require(cancel.registration_id == ven.registration_id,
+            f"the cancel names registrationID {cancel.registration_id!r}, "
+            f"not {ven.registration_id!r}")
+    ok(await ven.send("EiRegisterParty", CanceledPartyRegistration(
+        response=EiResponse(request_id=cancel.request_id),
+        registration_id=cancel.registration_id, ven_id=ven.ven_id)), Response)
+    ven.ended_registration()
+    await ven.ensure_registered()
+    return "the VTN's cancel arrived by poll and its acknowledgement was accepted"
+
+
+async def _reregistration_requested(ven: HarnessVen) -> str:
+    await ven.ensure_registered()
+    await ven.operate(StepKind.REQUEST_REREGISTRATION)
+    await ven.wait_for(RequestReregistration, "oadrRequestReregistration")
+    ok(await ven.send("EiRegisterParty", Response(response=EiResponse(), ven_id=ven.ven_id)),
+       Response)
+    created = await ven.register(registration_id=ven.registration_id)
+    await ven.settle()
+    return f"asked by poll to re-register; did so as {created.ven_id!r}"
+
+
+async def _empty_poll(ven: HarnessVen) -> str:
+    await ven.ensure_registered()
+    ok(await ven.poll(), Response)
+    return "nothing queued: oadrResponse 200"
+
+
+async def _unknown_registration(ven: HarnessVen) -> str:
+    await ven.ensure_registered()
+    message = CreatePartyRegistration(
+        request_id=new_id(), registration_id=f"cf-unknown-{new_id()}", ven_id=ven.ven_id,
+        ven_name=ven.settings.ven_name, http_pull_model=True)
+    how = refused(await ven.post("EiRegisterParty", ven.codec.encode(message), message),
+                  codes=frozenset({452}))
+    return f"refused: {how}"
+
+
+REGISTRATION_CASES: Final = (
+    Case(case_id="N1_0010_TH_VEN", purpose="query registration: the VTN says what it supports",
+         requirement=f"{_SECTION}: oadrQueryRegistration is answered with "
+         "oadrCreatedPartyRegistration listing its profiles and transports",
+         messages=("> oadrQueryRegistration", "< oadrCreatedPartyRegistration"), run=_query),
+    Case(case_id="N1_0020_TH_VEN", purpose="register a pull-mode VEN",
+         requirement=f"{_SECTION}: a registration is answered 200 with registrationID, venID "
+         "and, for a pull VEN, oadrRequestedOadrPollFreq",
+         messages=("> oadrCreatePartyRegistration", "< oadrCreatedPartyRegistration"),
+         run=_create),
+    Case(case_id="N1_0030_TH_VEN", purpose="re-register with the registrationID",
+         requirement=f"{_SECTION}: a registered VEN may register again naming its "
+         "registrationID; its venID stays", messages=(
+             "> oadrCreatePartyRegistration (registrationID)", "< oadrCreatedPartyRegistration"),
+         run=_reregister),
+    Case(case_id="N1_0040_TH_VEN", purpose="the VEN cancels its registration",
+         requirement=f"{_SECTION}: oadrCancelPartyRegistration is answered 200; the "
+         "registration is over (Conformance Rule 21: later requests are refused)",
+         messages=("> oadrCancelPartyRegistration", "< oadrCanceledPartyRegistration",
+                   "> oadrPoll", "< error"), run=_ven_cancels),
+    Case(case_id="N1_0050_TH_VEN", purpose="the VTN cancels the registration (operator)",
+         requirement=f"{_SECTION}: a VTN-initiated cancel reaches a pull VEN by poll and its "
+         "oadrCanceledPartyRegistration is accepted",
+         messages=("operator: cancel registration", "> oadrPoll",
+                   "< oadrCancelPartyRegistration", "> oadrCanceledPartyRegistration",
+                   "< oadrResponse"), run=_vtn_cancels),
+    Case(case_id="N1_0060_TH_VEN", purpose="the VTN requests re-registration (operator)",
+         requirement=f"{_SECTION}: oadrRequestReregistration reaches a pull VEN by poll; the "
+         "VEN acknowledges and registers again",
+         messages=("operator: request reregistration", "> oadrPoll",
+                   "< oadrRequestReregistration", "> oadrResponse", "< oadrResponse",
+                   "> oadrCreatePartyRegistration", "< oadrCreatedPartyRegistration"),
+         run=_reregistration_requested),
+    Case(case_id="N1_0070_TH_VEN", purpose="a poll with nothing queued",
+         requirement="OpenADR 2.0b profile 8.6 (OadrPoll): nothing queued is oadrResponse 200",
+         messages=("> oadrPoll", "< oadrResponse"), run=_empty_poll),
+    Case(case_id="N1_0080_TH_VEN", purpose="a registrationID the VTN never issued is refused",
+         requirement=f"{_SECTION} and error codes (profile 7): an unknown registrationID is "
+         "452 (invalid ID)", messages=("> oadrCreatePartyRegistration (unknown registrationID)",
+                                       "< error 452"), run=_unknown_registration),
+)

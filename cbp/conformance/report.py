@@ -1,0 +1,136 @@
+"""What a run leaves behind: the case list, a console summary, JUnit XML and an HTML report.
+
+The HTML report is one self-contained file (no scripts, no external styles) with every exchange
+of every case, request and reply bodies included; every text in it, bodies above all, is
+escaped, so a hostile VTN's reply is shown, never rendered. JUnit XML is built with lxml and
+carries characters XML cannot hold as ``\\xNN``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+from typing import Final, TextIO
+
+from lxml import etree
+
+from ._model import Case, CaseResult, Exchange
+from .rules import RULES
+
+__all__ = ["html_report", "junit_xml", "print_cases", "print_result", "print_summary"]
+
+_NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def print_cases(cases: Sequence[Case], out: TextIO) -> None:
+    for case in cases:
+        print(f"{case.case_id}  {case.purpose}", file=out)
+    print(f"{len(cases)} cases; passive rules on every reply:", file=out)
+    for rule in RULES:
+        print(f"  {rule.rule_id}  {rule.requirement}", file=out)
+
+
+def print_result(result: CaseResult, out: TextIO) -> None:
+    print(f"{result.verdict.value.upper():4}  {result.case.case_id}  {result.case.purpose}",
+          file=out)
+    print(f"      {result.reason}", file=out, flush=True)
+
+
+def print_summary(results: Sequence[CaseResult], out: TextIO) -> None:
+    failed = [r.case.case_id for r in results if not r.passed]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed", file=out)
+    if failed:
+        print(f"failed: {' '.join(failed)}", file=out)
+
+
+def _exchange_line(exchange: Exchange) -> str:
+    status = "no reply" if exchange.status is None else f"HTTP {exchange.status}"
+    return f"{exchange.service}: {exchange.sent_name} -> {exchange.received_name} ({status})"
+
+
+def junit_xml(results: Sequence[CaseResult], *, suite: str = "crowdflex.conformance.vtn"
+              ) -> bytes:
+    """One ``<testcase>`` per case; a failure carries its reason, system-out its exchanges."""
+    failed = sum(1 for r in results if not r.passed)
+    attributes = {"name": suite, "tests": str(len(results)), "failures": str(failed),
+                  "errors": "0", "skipped": "0"}
+    root = etree.Element("testsuites", attributes)
+    testsuite = etree.SubElement(root, "testsuite", attributes)
+    for result in results:
+        case = etree.SubElement(testsuite, "testcase", {
+            "classname": f"{suite}.{result.case.service}", "name": result.case.case_id})
+        if not result.passed:
+            failure = etree.SubElement(case, "failure",
+                                       {"message": _xml_safe(result.reason[:1000])})
+            failure.text = _xml_safe(result.reason)
+        out = etree.SubElement(case, "system-out")
+        out.text = _xml_safe("\n".join([result.case.purpose, result.reason,
+                                        *map(_exchange_line, result.exchanges)]))
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+_STYLE: Final = """
+body{font-family:sans-serif;margin:2em;max-width:80em}
+.pass{color:#176d1f}.fail{color:#a4161a}
+section{border-top:1px solid #ccc;margin-top:1.5em}
+pre{background:#f5f5f5;padding:.5em;overflow-x:auto;white-space:pre-wrap}
+td,th{text-align:left;padding:.2em .6em}
+"""
+
+
+def _body(data: bytes) -> str:
+    return html.escape(data.decode("utf-8", errors="replace")) if data else "(empty)"
+
+
+def _exchange_html(number: int, exchange: Exchange) -> str:
+    violations = "".join(f"<li class=fail>{html.escape(str(v))}</li>"
+                         for v in exchange.violations)
+    error = (f"<p>{html.escape(exchange.error)}</p>" if exchange.error else "")
+    return (f"<h4>{number}. {html.escape(_exchange_line(exchange))}</h4>{error}"
+            f"<ul>{violations}</ul>"
+            f"<details><summary>request</summary><pre>{_body(exchange.request)}</pre></details>"
+            f"<details><summary>reply ({html.escape(exchange.content_type or 'no type')})"
+            f"</summary><pre>{_body(exchange.reply)}</pre></details>")
+
+
+def _case_html(result: CaseResult) -> str:
+    case = result.case
+    verdict = result.verdict.value
+    steps = "".join(f"<li>{html.escape(s.instruction)}<pre>"
+                    f"{html.escape(json.dumps(dict(s.params), indent=2))}</pre></li>"
+                    for s in result.steps)
+    exchanges = "".join(_exchange_html(n, e) for n, e in enumerate(result.exchanges, 1))
+    return (f"<section id={html.escape(case.case_id, quote=True)}>"
+            f"<h2 class={verdict}>{html.escape(case.case_id)}: {verdict.upper()}</h2>"
+            f"<p><b>{html.escape(case.purpose)}</b></p>"
+            f"<p>Requirement: {html.escape(case.requirement)}</p>"
+            f"<p>Verdict: {html.escape(result.reason)}</p>"
+            f"<p>Messages: {html.escape(', '.join(case.messages))}</p>"
+            + (f"<h3>Operator steps</h3><ol>{steps}</ol>" if steps else "")
+            + f"<h3>Exchanges</h3>{exchanges}</section>")
+
+
+def html_report(results: Sequence[CaseResult], *, target: str) -> str:
+    """The whole run as one HTML page: a summary table, then each case with its exchanges."""
+    failed = sum(1 for r in results if not r.passed)
+    rows = "".join(
+        f"<tr><td><a href=#{html.escape(r.case.case_id, quote=True)}>"
+        f"{html.escape(r.case.case_id)}</a></td><td class={r.verdict.value}>"
+        f"{r.verdict.value}</td><td>{html.escape(r.case.purpose)}</td></tr>" for r in results)
+    rules = "".join(f"<li>{html.escape(r.rule_id)}: {html.escape(r.requirement)}</li>"
+                    for r in RULES)
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f"<title>crowdflex conformance vtn: {html.escape(target)}</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>crowdflex conformance vtn</h1><p>VTN under test: {html.escape(target)}</p>"
+        f"<p>{len(results) - failed} passed, {failed} failed</p>"
+        f"<table><tr><th>case</th><th>verdict</th><th>purpose</th></tr>{rows}</table>"
+        f"<h3>Passive rules checked on every reply</h3><ul>{rules}</ul>"
+        + "".join(_case_html(r) for r in results) + "</body></html>")

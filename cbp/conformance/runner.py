@@ -1,0 +1,70 @@
+"""Running the live suite: the case catalogue, selection by ID, and one verdict per case.
+
+Cases run in catalogue order with one :class:`~cbp.conformance.session.HarnessVen`; a case passes
+when its own checks pass and no passive rule found a violation in any of its exchanges. A case
+that fails does not stop the run: the tester gets every verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from schemas import CrowdflexError
+
+from ._model import Case, CaseFailed, CaseResult, Verdict
+from .cases_events import EVENT_CASES
+from .cases_opt_general import GENERAL_CASES, OPT_CASES
+from .cases_registration import REGISTRATION_CASES
+from .cases_reports import REPORT_CASES
+from .operators import Operator
+from .session import HarnessSettings, HarnessVen
+
+__all__ = ["VTN_CASES", "run_cases", "select"]
+
+#: every case of ``crowdflex conformance vtn`` (pull mode, Simple HTTP), in running order
+VTN_CASES: Final[tuple[Case, ...]] = (
+    *REGISTRATION_CASES, *EVENT_CASES, *REPORT_CASES, *OPT_CASES, *GENERAL_CASES)
+
+
+def select(only: Sequence[str], cases: Sequence[Case] = VTN_CASES) -> tuple[Case, ...]:
+    """The cases whose ID starts with one of ``only`` (all when empty), in catalogue order;
+    ``ValueError`` names any ID that matches nothing."""
+    if not only:
+        return tuple(cases)
+    unknown = [wanted for wanted in only if not any(c.case_id.startswith(wanted) for c in cases)]
+    if unknown:
+        raise ValueError(f"no case with ID {', '.join(unknown)} (see --list)")
+    return tuple(c for c in cases if any(c.case_id.startswith(wanted) for wanted in only))
+
+
+async def run_cases(settings: HarnessSettings, operator: Operator,
+                    cases: Sequence[Case] = VTN_CASES, *,
+                    on_result: Callable[[CaseResult], None] | None = None
+                    ) -> tuple[CaseResult, ...]:
+    results = []
+    async with HarnessVen(settings, operator) as ven:
+        for case in cases:
+            result = await _run_one(ven, case)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return tuple(results)
+
+
+async def _run_one(ven: HarnessVen, case: Case) -> CaseResult:
+    ven.begin_case()
+    verdict = Verdict.PASS
+    try:
+        reason = await case.run(ven)
+    except CaseFailed as exc:
+        verdict, reason = Verdict.FAIL, str(exc)
+    except CrowdflexError as exc:  # e.g. the VTN sent values our own types refuse to rebuild
+        verdict, reason = Verdict.FAIL, f"harness stopped: {type(exc).__name__}: {exc}"
+    violations = [v for exchange in ven.exchanges for v in exchange.violations]
+    if violations:
+        broken = "; ".join(dict.fromkeys(str(v) for v in violations))
+        reason = f"rule {broken}" if verdict is Verdict.PASS else f"{reason}; rule {broken}"
+        verdict = Verdict.FAIL
+    return CaseResult(case=case, verdict=verdict, reason=reason,
+                      exchanges=tuple(ven.exchanges), steps=tuple(ven.steps))

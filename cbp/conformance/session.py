@@ -1,0 +1,312 @@
+"""The harness's VEN: a pull-mode OpenADR 2.0b client over Simple HTTP that records everything.
+
+Unlike crowdflex's own VEN (:mod:`ven`), this client hides nothing: every request is posted as the
+bytes the case chose (a typed payload, or a deliberately broken body), every reply is kept as an
+:class:`~cbp.conformance.Exchange`, inspected by the passive :mod:`~cbp.conformance.rules`, and
+returned to the case. Cases read what they expect with :meth:`HarnessVen.wait_for`, which polls
+and gives routine answers (acknowledgements a well-behaved VEN sends) to anything else that
+arrives, so one case's leftovers never block the next.
+
+Invariants: every request has a timeout (``request_timeout_s``); waiting for an operator's act to
+reach the VEN is bounded by ``wait_timeout_s``; the registration state (``registration_id``) is
+cleared whenever the node ends the registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TypeVar
+
+import aiohttp
+from lxml import etree
+
+from schemas import (
+    CanceledPartyRegistration,
+    CanceledReport,
+    CancelPartyRegistration,
+    CancelReport,
+    Codec,
+    CreatedEvent,
+    CreatedPartyRegistration,
+    CreatedReport,
+    CreatePartyRegistration,
+    CreateReport,
+    DistributeEvent,
+    EiResponse,
+    EventResponse,
+    EventStatus,
+    Message,
+    OptType,
+    Poll,
+    RegisteredReport,
+    RegisterReport,
+    RemoteProtocolError,
+    RequestReregistration,
+    Response,
+    ResponseRequired,
+    SchemaViolation,
+    new_id,
+    utc_now,
+)
+from schemas.identity import TlsProfile
+from schemas.tls import client_context
+
+from ._checks import expect
+from ._model import CaseFailed, Exchange, OperatorError, Violation
+from .operators import Operator, Step, StepKind
+from .rules import RULES, Memory, Seen
+
+__all__ = ["HarnessSettings", "HarnessVen"]
+
+M = TypeVar("M", bound=Message)
+_MAX_SETTLE_POLLS: Final = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HarnessSettings:
+    """Where the VTN under test is and who the harness is.
+
+    ``url`` is the VTN's Simple HTTP root (``https://host:port/OpenADR2/Simple/2.0b``); ``cert``
+    and ``key`` the harness VEN's client certificate, ``ca`` what the VTN's certificate must chain
+    to. ``poll_interval_s`` spaces empty polls while a case waits for the VTN to act.
+    """
+
+    url: str
+    cert: Path
+    key: Path
+    ca: Path
+    tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13
+    ven_name: str = "crowdflex-conformance"
+    request_timeout_s: float = 10.0
+    wait_timeout_s: float = 30.0
+    poll_interval_s: float = 1.0
+    clock: Callable[[], datetime] = field(default=utc_now, compare=False)
+
+    def client_context(self) -> ssl.SSLContext:
+        return client_context(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
+
+    def anonymous_context(self) -> ssl.SSLContext:
+        """Trusts the VTN like :meth:`client_context` but presents no client certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+
+class HarnessVen:
+    """One VEN identity for a whole run; cases share it in order (use as ``async with``)."""
+
+    def __init__(self, settings: HarnessSettings, operator: Operator) -> None:
+        self.settings = settings
+        self.operator = operator
+        self.codec = Codec()
+        self.memory = Memory(settings.clock)
+        self.registration_id: str | None = None
+        self.exchanges: list[Exchange] = []  # of the current case
+        self.history: list[Exchange] = []  # of the whole run
+        self.steps: list[Step] = []
+        self._answered: set[tuple[str, int]] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HarnessVen:
+        self._http = self.session(self.settings.client_context())
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    def session(self, context: ssl.SSLContext) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), timeout=timeout)
+
+    @property
+    def ven_id(self) -> str:
+        if self.memory.ven_id is None:
+            raise CaseFailed("the VTN never gave this VEN a venID")
+        return self.memory.ven_id
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.settings.clock
+
+    def begin_case(self) -> None:
+        self.exchanges = []
+        self.steps = []
+
+    # ------------------------------------------------------------ one exchange
+
+    async def post(self, service: str, body: bytes, sent: Message | None, *,
+                   content_type: str = "application/xml",
+                   http: aiohttp.ClientSession | None = None) -> Exchange:
+        """POST ``body`` to ``service``; record the exchange and check the rules on the reply."""
+        http = http or self._http
+        assert http is not None, "use HarnessVen as an async context manager"
+        url = f"{self.settings.url.rstrip('/')}/{service}"
+        try:
+            async with http.post(url, data=body, headers={"Content-Type": content_type}) as got:
+                reply = await got.read()
+                status = got.status
+                media = got.headers.get("Content-Type", "").split(";")[0].strip() or None
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+            exchange = Exchange(service=service, request=body, sent=sent, status=None,
+                                error=f"{type(exc).__name__}: {exc}")
+            self._record(exchange)
+            return exchange
+        exchange = Exchange(service=service, request=body, sent=sent, status=status,
+                            content_type=media, reply=reply)
+        exchange = self._inspect(exchange)
+        self._record(exchange)
+        return exchange
+
+    def _record(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
+        self.history.append(exchange)
+
+    def _inspect(self, exchange: Exchange) -> Exchange:
+        tree: etree._Element | None = None
+        schema_error: str | None = None
+        received: Message | None = None
+        error: str | None = None
+        if exchange.status == 200 and exchange.reply:
+            try:
+                tree = self.codec.parse(exchange.reply)
+                received = self.codec.typed(tree, self.codec.check_signature(tree))[0]
+            except SchemaViolation as exc:
+                schema_error, error = exc.reason, f"reply does not decode: {exc}"
+                tree = etree.fromstring(exchange.reply, etree.XMLParser(
+                    resolve_entities=False, no_network=True, load_dtd=False))
+            except RemoteProtocolError as exc:
+                error = f"reply does not decode: {exc}"
+        elif exchange.status != 200:
+            error = f"HTTP {exchange.status}: {exchange.reply[:200].decode(errors='replace')}"
+        exchange = replace(exchange, received=received, error=error)
+        seen = Seen(exchange=exchange, tree=tree, schema_error=schema_error)
+        violations = tuple(Violation(rule_id=rule.rule_id, detail=detail)
+                           for rule in RULES for detail in rule.check(seen, self.memory))
+        if received is not None:
+            self.memory.learn(received)
+        return replace(exchange, violations=violations)
+
+    async def send(self, service: str, message: Message) -> Message:
+        """Post a typed payload; the decoded reply, or :class:`CaseFailed` saying why none."""
+        exchange = await self.post(service, self.codec.encode(message), message)
+        if exchange.received is None:
+            raise CaseFailed(f"{exchange.sent_name} to {service}: {exchange.error}")
+        return exchange.received
+
+    # ------------------------------------------------------------ registration and polling
+
+    async def register(self, *, registration_id: str | None = None) -> CreatedPartyRegistration:
+        reply = await self.send("EiRegisterParty", CreatePartyRegistration(
+            request_id=new_id(), registration_id=registration_id,
+            ven_id=self.memory.ven_id if registration_id else None,
+            ven_name=self.settings.ven_name, http_pull_model=True))
+        created = expect(reply, CreatedPartyRegistration)
+        if created.response.code != 200 or not created.registration_id:
+            raise CaseFailed(f"registration refused: {created.response.code} "
+                             f"{created.response.description}")
+        self.registration_id = created.registration_id
+        return created
+
+    async def ensure_registered(self) -> None:
+        """Registered and with nothing queued: the state every case starts from."""
+        if self.registration_id is None:
+            await self.register()
+        await self.settle()
+
+    async def poll(self) -> Message:
+        return await self.send("OadrPoll", Poll(ven_id=self.ven_id))
+
+    async def settle(self) -> None:
+        """Poll until the VTN has nothing more, answering what arrives as a VEN routinely does."""
+        for _ in range(_MAX_SETTLE_POLLS):
+            message = await self.poll()
+            if isinstance(message, Response):
+                return
+            await self.routine(message)
+        raise CaseFailed(f"the VTN still had payloads queued after {_MAX_SETTLE_POLLS} polls")
+
+    async def wait_for(self, kind: type[M], what: str,
+                       accept: Callable[[M], bool] = lambda _: True) -> M:
+        """Poll until a ``kind`` payload that ``accept`` takes arrives (it is not answered);
+        routine answers go to everything else. :class:`CaseFailed` after ``wait_timeout_s``."""
+        timeout = self.settings.wait_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await self.poll()
+                    if isinstance(message, kind) and accept(message):
+                        return message
+                    if isinstance(message, Response):
+                        await asyncio.sleep(self.settings.poll_interval_s)
+                    else:
+                        await self.routine(message)
+        except TimeoutError:
+            raise CaseFailed(f"no {what} arrived within {timeout:g} s of polling") from None
+
+    async def operate(self, kind: StepKind, **params: object) -> Step:
+        """Have the VTN's operator carry out one step; :class:`CaseFailed` if it cannot."""
+        step = Step(kind=kind, ven_id=self.ven_id, params=params)
+        self.steps.append(step)
+        try:
+            await self.operator.perform(step)
+        except OperatorError as exc:
+            raise CaseFailed(f"operator step {kind.value} failed: {exc}") from None
+        return step
+
+    # ------------------------------------------------------------ routine answers
+
+    async def routine(self, message: Message) -> None:
+        """What a well-behaved pull VEN answers to a VTN-initiated payload."""
+        ven_id = self.ven_id
+        match message:
+            case DistributeEvent():
+                await self.acknowledge(message, OptType.OPT_IN)
+            case RegisterReport():
+                await self.send("EiReport", RegisteredReport(
+                    response=EiResponse(request_id=message.request_id), ven_id=ven_id))
+            case CreateReport():
+                await self.send("EiReport", CreatedReport(
+                    response=EiResponse(request_id=message.request_id), ven_id=ven_id,
+                    pending_reports=tuple(r.report_request_id for r in message.report_requests)))
+            case CancelReport():
+                await self.send("EiReport", CanceledReport(
+                    response=EiResponse(request_id=message.request_id), ven_id=ven_id))
+            case RequestReregistration():
+                await self.send("EiRegisterParty", Response(response=EiResponse(), ven_id=ven_id))
+                await self.register(registration_id=self.registration_id)
+            case CancelPartyRegistration():
+                await self.send("EiRegisterParty", CanceledPartyRegistration(
+                    response=EiResponse(request_id=message.request_id),
+                    registration_id=message.registration_id, ven_id=ven_id))
+                self.ended_registration()
+            case _:
+                pass
+
+    async def acknowledge(self, distribution: DistributeEvent, opt: OptType) -> Message | None:
+        """oadrCreatedEvent for every event version that asks for one and was not answered."""
+        responses = tuple(
+            EventResponse(request_id=distribution.request_id, event_id=event.event_id,
+                          modification_number=event.modification_number, opt_type=opt)
+            for event in distribution.events
+            if event.response_required is ResponseRequired.ALWAYS
+            and event.descriptor.event_status is not EventStatus.COMPLETED
+            and (event.event_id, event.modification_number) not in self._answered)
+        if not responses:
+            return None
+        self._answered.update((r.event_id, r.modification_number) for r in responses)
+        return await self.send("EiEvent", CreatedEvent(
+            response=EiResponse(request_id=distribution.request_id), ven_id=self.ven_id,
+            event_responses=responses))
+
+    def ended_registration(self) -> None:
+        self.registration_id = None
+        self.memory.forget_events()
+

@@ -1,0 +1,66 @@
+"""The harness VEN's bounds: a VTN that never answers, or never acts, fails the case in time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from aiohttp import web
+
+from cbp.conformance import CommandOperator, HarnessSettings, run_cases, select
+from schemas import (
+    CreatedPartyRegistration,
+    CreatePartyRegistration,
+    EiResponse,
+    Message,
+    Poll,
+    Profile,
+    ProfileName,
+    Response,
+    TransportName,
+)
+
+from ..ven.conftest import SERVICE_PATH, scripted_vtn
+
+PROFILES = (Profile(profile_name=ProfileName.OADR_20B, transports=(TransportName.SIMPLE_HTTP,)),)
+
+
+def settings(pki, url: str) -> HarnessSettings:
+    return HarnessSettings(url=url + SERVICE_PATH, cert=pki.ven.cert, key=pki.ven.key,
+                           ca=pki.ca_cert, request_timeout_s=0.5, wait_timeout_s=0.5,
+                           poll_interval_s=0.05)
+
+
+async def test_a_vtn_that_never_answers_fails_the_case_after_the_request_timeout(pki):
+    released = asyncio.Event()  # set once the case is over, so the server can shut down
+
+    async def silent(service: str, message: Message) -> Message:
+        await released.wait()
+        return Response(response=EiResponse())
+
+    async with scripted_vtn(pki.server_context(), silent) as vtn:
+        try:
+            (result,) = await run_cases(settings(pki, vtn.url), CommandOperator("true"),
+                                        select(["N1_0010"]))
+        finally:
+            released.set()
+    assert not result.passed and "TimeoutError" in result.reason
+    assert result.exchanges[0].status is None
+
+
+async def test_a_vtn_that_never_acts_fails_the_case_after_the_wait(pki):
+    async def idle(service: str, message: Message) -> Message | web.StreamResponse:
+        if isinstance(message, CreatePartyRegistration):
+            return CreatedPartyRegistration(
+                response=EiResponse(request_id=message.request_id), registration_id="reg-1",
+                ven_id="ven-1", vtn_id="IDLE-VTN", profiles=PROFILES,
+                requested_oadr_poll_freq=timedelta(seconds=1))
+        assert isinstance(message, Poll)
+        return Response(response=EiResponse(), ven_id="ven-1")
+
+    async with scripted_vtn(pki.server_context(), idle) as vtn:
+        (result,) = await run_cases(settings(pki, vtn.url), CommandOperator("true"),
+                                    select(["E1_1020"]))
+    assert not result.passed
+    assert "arrived within 0.5 s of polling" in result.reason
+    assert [s.kind.value for s in result.steps] == ["create_event"]
