@@ -38,14 +38,16 @@ from schemas.signature import Verification
 from vtn.repeats import Repeats
 
 __all__ = [
-    "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "Service", "TransportSettings",
-    "add_routes",
+    "REPEATS", "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "Service",
+    "TransportSettings", "add_routes",
 ]
 
 log = logging.getLogger(__name__)
 
 SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
 _XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
+# the endpoints' memory of repeated requests and replies (its hit counts; off for benchmarks)
+REPEATS: Final = web.AppKey("crowdflex.vtn.repeats", Repeats)
 
 
 class Service(StrEnum):
@@ -128,7 +130,7 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
     """Mount the five service endpoints on ``app``."""
     settings = settings or TransportSettings()
 
-    repeats = Repeats()
+    repeats = app[REPEATS] = Repeats()
     reuse_replies = codec.signer is None  # a signed reply needs a fresh ReplayProtect
 
     async def endpoint(request: web.Request) -> web.Response:
