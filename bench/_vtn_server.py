@@ -10,7 +10,13 @@ benchmark process until told to stop:
   seconds from its start until every VEN's ack was stored (NaN on timeout), acks counted;
 - ``("counts",)`` -> ``{"reports": ..., "points": ..., "acks": ...}`` seen by the handlers;
 - ``("profile", True|False)`` -> start/stop cProfile; stopping returns the top functions as text;
+- ``("repeats",)`` -> ours: ``(requests served from memory, decoded, replies served from memory,
+  encoded)`` of the endpoints' repeat cache (``vtn.repeats``); openleadr: None;
 - ``("stop",)`` -> ``None``, then the VTN shuts down and the process exits.
+
+The runtime is the same for both VTNs (``ServerSpec.setup``): ``"tuned"`` serves either on uvloop
+with ``vtn.app.tune_serving_process`` (as ``crowdflex vtn`` serves), ``"plain"`` on asyncio's loop
+with the interpreter's defaults.
 
 Invariants: loopback only; every wait has a timeout; all state lives in this process (openleadr's
 server keeps its own in module-level class attributes, which is one reason it gets a process).
@@ -34,7 +40,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerSpec", "serve"]
+__all__ = ["SETUPS", "ServerSpec", "serve"]
 
 _HOST = "127.0.0.1"
 
@@ -43,8 +49,8 @@ _HOST = "127.0.0.1"
 class ServerSpec:
     """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``sign_cert``/``sign_key`` turn
     signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
-    key and verifying VEN signatures; ``db`` is our SQLite file; ``loop`` is the event loop ours
-    serves on, as ``crowdflex vtn --loop`` (openleadr runs on asyncio's, as its server does)."""
+    key and verifying VEN signatures; ``db`` is our SQLite file; ``setup`` the runtime of both
+    (``"tuned"`` or ``"plain"``); ``repeat_cache`` False turns ours off (``vtn.repeats``)."""
 
     kind: str
     cert: Path
@@ -54,7 +60,8 @@ class ServerSpec:
     poll_frequency_s: float = 10.0
     sign_cert: Path | None = None
     sign_key: Path | None = None
-    loop: str = "auto"
+    setup: str = "tuned"
+    repeat_cache: bool = True
 
 
 @dataclass(slots=True)
@@ -69,6 +76,7 @@ class _Tally:
     all_acked: float = math.nan
     expected: int = 0
     done: asyncio.Event | None = None
+    repeats: Any = None  # ours: the endpoints' vtn.repeats.Repeats
 
     def ack(self, ven_id: str) -> None:
         self.acks.add(ven_id)
@@ -86,12 +94,11 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     from aiohttp import web
 
     import schemas
-    from vtn.app import SERVICES, VtnConfig, create_app, tune_serving_process
+    from vtn.app import SERVICES, VtnConfig, create_app
     from vtn.services import Handlers
     from vtn.services.events import publish_event
     from vtn.site import vtn_site
-
-    tune_serving_process()  # as `crowdflex vtn` does
+    from vtn.transport import REPEATS
 
     def on_report_data(_ven_id: str, report: schemas.Report) -> None:
         tally.reports += 1
@@ -110,6 +117,8 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     handlers = Handlers(on_event_response=lambda ven_id, _answer: tally.ack(ven_id),
                         on_report_data=on_report_data)
     app = create_app(config, handlers=handlers, codec=codec)
+    app[REPEATS].enabled = spec.repeat_cache
+    tally.repeats = app[REPEATS]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = vtn_site(runner, replace(config, host=_HOST, port=0))  # as `crowdflex vtn` serves
@@ -160,7 +169,7 @@ async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, C
         # signed run: it signs with the same RSA-2048 key ours does and verifies every VEN
         # signature against the certificate ven_lookup names, as ours does against the CA
         cert=str(spec.sign_cert) if signing else None, key=str(spec.sign_key) if signing else None,
-        verify_message_signatures=False, show_fingerprint=False,
+        verify_message_signatures=signing, show_fingerprint=False,
         requested_poll_freq=timedelta(seconds=spec.poll_frequency_s))
     server.add_handler("on_create_party_registration", on_create_party_registration)
     server.add_handler("on_update_report", on_update_report)
@@ -227,6 +236,10 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return tally.publish_s, tally.all_acked - tally.publish_started, len(tally.acks)
         case ("profile", on):
             return profiler.toggle(bool(on))
+        case ("repeats",):
+            if tally.repeats is None:
+                return None
+            return (*tally.repeats.requests, *tally.repeats.replies)
     raise ValueError(f"unknown command {command!r}")
 
 
@@ -270,15 +283,25 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
         conn.send(("ok", None))
 
 
+SETUPS = ("tuned", "plain")
+
+
 def serve(spec: ServerSpec, conn: Connection) -> None:
     """Process entry point: run the VTN described by ``spec`` until ``("stop",)``."""
+    from vtn.app import serving_loop_factory, tune_serving_process
+
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("openleadr").setLevel(logging.ERROR)
-    loop_factory = None
-    if spec.kind == "ours":
-        from vtn.app import serving_loop_factory
-
-        loop_factory = serving_loop_factory(spec.loop)
+    if spec.setup not in SETUPS:
+        raise ValueError(f"setup {spec.setup!r}: one of {SETUPS}")
+    # the same runtime for either VTN: uvloop and the serving process tuning, or neither
+    loop_factory = serving_loop_factory("uvloop" if spec.setup == "tuned" else "asyncio")
+    if spec.kind == "openleadr":
+        import openleadr  # noqa: F401  (its imports happen before the heap is frozen, as ours)
+    else:
+        import vtn.services  # noqa: F401
+    if spec.setup == "tuned":
+        tune_serving_process()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_serve(spec, conn))
