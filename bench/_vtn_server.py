@@ -5,7 +5,9 @@ with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers com
 benchmark process until told to stop:
 
 - ``("cpu",)`` -> ``time.process_time()`` of this process (all threads: the SQLite worker too);
-- ``("publish", ven_ids)`` -> one LOAD_DISPATCH event for those VENs; the clock starts here;
+- ``("publish", ven_ids[, tag])`` -> one LOAD_DISPATCH event for those VENs (``tag`` makes its
+  eventID new, for a publish every minute); the clock starts here;
+- ``("rss",)`` -> this process's resident set size, bytes;
 - ``("fanout", timeout_s)`` -> ``(publish_s, all_acks_s, acks)``: seconds the publish call took,
   seconds from its start until every VEN's ack was stored (NaN on timeout), acks counted;
 - ``("counts",)`` -> ``{"reports": ..., "points": ..., "acks": ...}`` seen by the handlers;
@@ -125,11 +127,11 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     await site.start()
     port = runner.addresses[0][1]
 
-    async def publish(ven_ids: tuple[str, ...]) -> None:
+    async def publish(ven_ids: tuple[str, ...], tag: str = "") -> None:
         start, length = _event_window()
         event = schemas.Event(
             descriptor=schemas.EventDescriptor(
-                event_id="bench-fanout", modification_number=0,
+                event_id=f"bench-fanout{tag}", modification_number=0,
                 market_context="http://bench.example/mc", created_date_time=datetime.now(UTC),
                 event_status=schemas.EventStatus.FAR),
             active_period=schemas.ActivePeriod(dtstart=start, duration=length),
@@ -180,17 +182,28 @@ async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, C
     def on_ack(ven_id: str, event_id: str, opt_type: str) -> None:
         tally.ack(ven_id)
 
-    async def publish(ven_ids: tuple[str, ...]) -> None:
+    async def publish(ven_ids: tuple[str, ...], tag: str = "") -> None:
         # openleadr queues events per VEN and keys ack callbacks by eventID: one event per VEN.
         start, length = _event_window()
         for n, ven_id in enumerate(ven_ids):
             server.add_event(ven_id=ven_id, signal_name="LOAD_DISPATCH", signal_type="setpoint",
                              intervals=[{"dtstart": start, "duration": length,
                                          "signal_payload": 1.0}],
-                             callback=on_ack, event_id=f"bench-fanout-{n}",
+                             callback=on_ack, event_id=f"bench-fanout{tag}-{n}",
                              market_context="http://bench.example/mc")
 
     return port, server.app_runner, publish
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class _Profiler:
@@ -218,12 +231,12 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return time.process_time()
         case ("counts",):
             return {"reports": tally.reports, "points": tally.points, "acks": len(tally.acks)}
-        case ("publish", ven_ids):
+        case ("publish", ven_ids, *tag):
             tally.acks.clear()
             tally.expected, tally.all_acked = len(ven_ids), math.nan
             tally.done = asyncio.Event()
             tally.publish_started = time.perf_counter()
-            await publish(tuple(ven_ids))
+            await publish(tuple(ven_ids), *tag)
             tally.publish_s = time.perf_counter() - tally.publish_started
             return tally.publish_s
         case ("fanout", timeout_s):
@@ -236,6 +249,8 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return tally.publish_s, tally.all_acked - tally.publish_started, len(tally.acks)
         case ("profile", on):
             return profiler.toggle(bool(on))
+        case ("rss",):
+            return _rss_bytes()
         case ("repeats",):
             if tally.repeats is None:
                 return None

@@ -36,3 +36,10 @@ def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
         assert line.count(" ms") == 2 and line.rstrip().endswith("x"), line  # both VTNs, ratio
     assert any(line.startswith("repeat cache: requests served") and line.rstrip().endswith("%")
                for line in lines)
+
+
+def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
+    out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1")
+    line = next(line for line in out.splitlines() if line.startswith("VTN CPU per device-minute"))
+    assert line.count(" ms") == 2, line
+    assert "ours: " in out and "openleadr: " in out
