@@ -148,8 +148,8 @@ class Fleet:
                     return
                 except TimeoutError:
                     pass
-            elif self.tally.measuring:
-                self.tally.late.append(-delay)
+            if self.tally.measuring:  # how late this firing is against its schedule
+                self.tally.late.append(max(0.0, time.perf_counter() - next_at))
             next_at += period
             await action()
 
