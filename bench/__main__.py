@@ -14,6 +14,8 @@ BENCHMARKS: Final[dict[str, str]] = {
     "codec": "decode/encode/sign: crowdflex schemas vs openleadr on the same messages",
     "vtn": "registration, poll, report, fan-out, signed poll (+ a hostile one): crowdflex VTN vs"
            " openleadr's",
+    "fleet": "a fleet's workload (10-s polls, 4-s telemetry, events, reconnects): VTN CPU per"
+             " device-minute, latency, RSS per VEN, crowdflex vs openleadr",
     "soak": "1,000 VENs polling and reporting on loopback: VTN memory, errors, points lost",
     "cbp": "2,000 devices on one aggregator: activation -> all acks, CPU per device per minute",
 }

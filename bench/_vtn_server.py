@@ -5,12 +5,20 @@ with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers com
 benchmark process until told to stop:
 
 - ``("cpu",)`` -> ``time.process_time()`` of this process (all threads: the SQLite worker too);
-- ``("publish", ven_ids)`` -> one LOAD_DISPATCH event for those VENs; the clock starts here;
+- ``("publish", ven_ids[, tag])`` -> one LOAD_DISPATCH event for those VENs (``tag`` makes its
+  eventID new, for a publish every minute); the clock starts here;
+- ``("rss",)`` -> this process's resident set size, bytes;
 - ``("fanout", timeout_s)`` -> ``(publish_s, all_acks_s, acks)``: seconds the publish call took,
   seconds from its start until every VEN's ack was stored (NaN on timeout), acks counted;
 - ``("counts",)`` -> ``{"reports": ..., "points": ..., "acks": ...}`` seen by the handlers;
 - ``("profile", True|False)`` -> start/stop cProfile; stopping returns the top functions as text;
+- ``("repeats",)`` -> ours: ``(requests served from memory, decoded, replies served from memory,
+  encoded)`` of the endpoints' repeat cache (``vtn.repeats``); openleadr: None;
 - ``("stop",)`` -> ``None``, then the VTN shuts down and the process exits.
+
+The runtime is the same for both VTNs (``ServerSpec.setup``): ``"tuned"`` serves either on uvloop
+with ``vtn.app.tune_serving_process`` (as ``crowdflex vtn`` serves), ``"plain"`` on asyncio's loop
+with the interpreter's defaults.
 
 Invariants: loopback only; every wait has a timeout; all state lives in this process (openleadr's
 server keeps its own in module-level class attributes, which is one reason it gets a process).
@@ -34,7 +42,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerSpec", "serve"]
+__all__ = ["SETUPS", "ServerSpec", "serve"]
 
 _HOST = "127.0.0.1"
 
@@ -43,8 +51,8 @@ _HOST = "127.0.0.1"
 class ServerSpec:
     """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``sign_cert``/``sign_key`` turn
     signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
-    key and verifying VEN signatures; ``db`` is our SQLite file; ``loop`` is the event loop ours
-    serves on, as ``crowdflex vtn --loop`` (openleadr runs on asyncio's, as its server does)."""
+    key and verifying VEN signatures; ``db`` is our SQLite file; ``setup`` the runtime of both
+    (``"tuned"`` or ``"plain"``); ``repeat_cache`` False turns ours off (``vtn.repeats``)."""
 
     kind: str
     cert: Path
@@ -54,7 +62,8 @@ class ServerSpec:
     poll_frequency_s: float = 10.0
     sign_cert: Path | None = None
     sign_key: Path | None = None
-    loop: str = "auto"
+    setup: str = "tuned"
+    repeat_cache: bool = True
 
 
 @dataclass(slots=True)
@@ -69,6 +78,7 @@ class _Tally:
     all_acked: float = math.nan
     expected: int = 0
     done: asyncio.Event | None = None
+    repeats: Any = None  # ours: the endpoints' vtn.repeats.Repeats
 
     def ack(self, ven_id: str) -> None:
         self.acks.add(ven_id)
@@ -86,12 +96,11 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     from aiohttp import web
 
     import schemas
-    from vtn.app import SERVICES, VtnConfig, create_app, tune_serving_process
+    from vtn.app import SERVICES, VtnConfig, create_app
     from vtn.services import Handlers
     from vtn.services.events import publish_event
     from vtn.site import vtn_site
-
-    tune_serving_process()  # as `crowdflex vtn` does
+    from vtn.transport import REPEATS
 
     def on_report_data(_ven_id: str, report: schemas.Report) -> None:
         tally.reports += 1
@@ -112,17 +121,19 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     handlers = Handlers(on_event_response=lambda ven_id, _answer: tally.ack(ven_id),
                         on_report_data=on_report_data)
     app = create_app(config, handlers=handlers, codec=codec)
+    app[REPEATS].enabled = spec.repeat_cache
+    tally.repeats = app[REPEATS]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = vtn_site(runner, replace(config, host=_HOST, port=0))  # as `crowdflex vtn` serves
     await site.start()
     port = runner.addresses[0][1]
 
-    async def publish(ven_ids: tuple[str, ...]) -> None:
+    async def publish(ven_ids: tuple[str, ...], tag: str = "") -> None:
         start, length = _event_window()
         event = schemas.Event(
             descriptor=schemas.EventDescriptor(
-                event_id="bench-fanout", modification_number=0,
+                event_id=f"bench-fanout{tag}", modification_number=0,
                 market_context="http://bench.example/mc", created_date_time=datetime.now(UTC),
                 event_status=schemas.EventStatus.FAR),
             active_period=schemas.ActivePeriod(dtstart=start, duration=length),
@@ -162,7 +173,7 @@ async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, C
         # signed run: it signs with the same RSA-2048 key ours does and verifies every VEN
         # signature against the certificate ven_lookup names, as ours does against the CA
         cert=str(spec.sign_cert) if signing else None, key=str(spec.sign_key) if signing else None,
-        verify_message_signatures=False, show_fingerprint=False,
+        verify_message_signatures=signing, show_fingerprint=False,
         requested_poll_freq=timedelta(seconds=spec.poll_frequency_s))
     server.add_handler("on_create_party_registration", on_create_party_registration)
     server.add_handler("on_update_report", on_update_report)
@@ -173,17 +184,28 @@ async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, C
     def on_ack(ven_id: str, event_id: str, opt_type: str) -> None:
         tally.ack(ven_id)
 
-    async def publish(ven_ids: tuple[str, ...]) -> None:
+    async def publish(ven_ids: tuple[str, ...], tag: str = "") -> None:
         # openleadr queues events per VEN and keys ack callbacks by eventID: one event per VEN.
         start, length = _event_window()
         for n, ven_id in enumerate(ven_ids):
             server.add_event(ven_id=ven_id, signal_name="LOAD_DISPATCH", signal_type="setpoint",
                              intervals=[{"dtstart": start, "duration": length,
                                          "signal_payload": 1.0}],
-                             callback=on_ack, event_id=f"bench-fanout-{n}",
+                             callback=on_ack, event_id=f"bench-fanout{tag}-{n}",
                              market_context="http://bench.example/mc")
 
     return port, server.app_runner, publish
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class _Profiler:
@@ -211,12 +233,12 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return time.process_time()
         case ("counts",):
             return {"reports": tally.reports, "points": tally.points, "acks": len(tally.acks)}
-        case ("publish", ven_ids):
+        case ("publish", ven_ids, *tag):
             tally.acks.clear()
             tally.expected, tally.all_acked = len(ven_ids), math.nan
             tally.done = asyncio.Event()
             tally.publish_started = time.perf_counter()
-            await publish(tuple(ven_ids))
+            await publish(tuple(ven_ids), *tag)
             tally.publish_s = time.perf_counter() - tally.publish_started
             return tally.publish_s
         case ("fanout", timeout_s):
@@ -229,6 +251,12 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return tally.publish_s, tally.all_acked - tally.publish_started, len(tally.acks)
         case ("profile", on):
             return profiler.toggle(bool(on))
+        case ("rss",):
+            return _rss_bytes()
+        case ("repeats",):
+            if tally.repeats is None:
+                return None
+            return (*tally.repeats.requests, *tally.repeats.replies)
     raise ValueError(f"unknown command {command!r}")
 
 
@@ -272,15 +300,25 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
         conn.send(("ok", None))
 
 
+SETUPS = ("tuned", "plain")
+
+
 def serve(spec: ServerSpec, conn: Connection) -> None:
     """Process entry point: run the VTN described by ``spec`` until ``("stop",)``."""
+    from vtn.app import serving_loop_factory, tune_serving_process
+
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("openleadr").setLevel(logging.ERROR)
-    loop_factory = None
-    if spec.kind == "ours":
-        from vtn.app import serving_loop_factory
-
-        loop_factory = serving_loop_factory(spec.loop)
+    if spec.setup not in SETUPS:
+        raise ValueError(f"setup {spec.setup!r}: one of {SETUPS}")
+    # the same runtime for either VTN: uvloop and the serving process tuning, or neither
+    loop_factory = serving_loop_factory("uvloop" if spec.setup == "tuned" else "asyncio")
+    if spec.kind == "openleadr":
+        import openleadr  # noqa: F401  (its imports happen before the heap is frozen, as ours)
+    else:
+        import vtn.services  # noqa: F401
+    if spec.setup == "tuned":
+        tune_serving_process()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_serve(spec, conn))

@@ -1,32 +1,48 @@
-"""VTN benchmark: the crowdflex VTN against openleadr 0.5.36's OpenADRServer, same machine.
+"""VTN benchmark: the crowdflex VTN against openleadr 0.5.36's OpenADRServer, same machine, same
+runtime, repeated.
 
-Each VTN runs in a process of its own (``bench._vtn_server``), pinned to one core when the machine
-has two or more, on 127.0.0.1 with a free port and real mutual TLS (EC P-256 certificates minted
-for this run in a temporary directory and deleted after it). This process is the load generator
-(``bench._vtn_load``: one client certificate per VEN), pinned to another core. Ours stores in a
-SQLite file (in that temporary directory); openleadr keeps everything in memory. Workloads, in
-order:
+Each VTN runs in a fresh process of its own per run (``bench._vtn_server``), pinned to one core
+when the machine has two or more, on 127.0.0.1 with a free port and real mutual TLS (EC P-256
+certificates minted for this run in a temporary directory and deleted after it). This process is
+the load generator (``bench._vtn_load``: one client certificate per VEN), pinned to another core.
+Ours stores in a SQLite file; openleadr keeps everything in memory.
+
+Fairness: both VTNs run on the same runtime, and the table is printed for each setup asked for:
+``tuned`` (uvloop and ``vtn.app.tune_serving_process`` for both, as ``crowdflex vtn`` serves) and
+``plain`` (asyncio's loop, the interpreter's defaults, for both). Runs alternate their order
+(ours first, then openleadr first: ABBA), ``--runs`` of each, every run in fresh processes; the
+table gives the median and the range (min-max) of each figure and of the per-run ratio, and the
+load average before the first and after the last run. The poll and report loads send bodies
+encoded by ours and by openleadr's ``create_message``, each on a row of its own. Our repeat cache
+(``vtn.repeats``: a VEN's identical bytes decoded once) is on unless ``--no-repeat-cache``; its
+hit rate is printed, because identical polls are our best case, not a fleet's.
+
+Per run, in order:
 
 1. registration: ``--vens`` VENs send oadrCreatePartyRegistration, each on a new mTLS connection,
-   ``--concurrency`` at a time (wall time, registrations/s);
-2. oadrPoll throughput: ``--poll-vens`` VENs post pre-encoded oadrPoll bytes back to back on
-   keep-alive connections for ``--seconds`` (polls/s, and VTN CPU per poll);
-3. oadrUpdateReport throughput: ``--report-vens`` VENs post 10-point TELEMETRY_USAGE reports,
-   every point new (reports/s, VTN CPU per report);
+   ``--concurrency`` at a time (registrations/s);
+2. oadrPoll: ``--poll-vens`` VENs post pre-encoded oadrPoll back to back on keep-alive
+   connections for ``--seconds`` per encoding (VTN CPU per poll);
+3. oadrUpdateReport: ``--report-vens`` VENs post 10-point TELEMETRY_USAGE reports, every point new,
+   for ``--seconds`` per encoding (VTN CPU per report);
 4. fan-out: all ``--vens`` VENs poll every ``--interval`` s on random phases; one event is
-   published to all; the VTN process times publish -> every VEN's oadrCreatedEvent stored
-   (and its CPU meanwhile beyond the empty polls', per VEN);
-5. signed poll: ``--signed-vens`` VENs with RSA-2048 certificates post ``--signed-polls`` polls,
-   unsigned and then signed, every body signed before the clock starts (ours with
-   ``Codec(signer=RSA-2048, verifier=CA)`` and durable nonces; openleadr signing its replies with
-   the same RSA-2048 key but not verifying: with verification on it refused 982 of 1,000 of our
-   VENs' polls): VTN CPU per poll from ``time.process_time`` in the VTN process, which counts
-   every thread of it (``--signed-only`` runs this workload alone). Then, on ours, the signature
-   CPU bomb of security review 2 (finding 1): one VEN sends ``HOSTILE`` 663 KB payloads whose
-   SignedInfo holds 1,000 references to one 400 KB ds:Object, every digest and the value correct
-   (``tests.fuzz.signing.reference_bomb``); VTN CPU per hostile request (before the fix: ~3.4 s).
+   published to all; the VTN process times publish -> every VEN's oadrCreatedEvent stored, and
+   its CPU meanwhile beyond what the empty polls cost, per VEN. The wall time cannot be under one
+   poll interval, so the CPU per VEN is the figure to compare.
 
-The targets are printed beside the figures; nothing here passes or fails.
+Then, unless ``--no-signed``: ``--signed-vens`` VENs with RSA-2048 certificates post
+``--signed-polls`` polls unsigned and then signed (each body signed just before it is sent, so
+that it is fresh for openleadr's 5-s replay window), ``--signed-runs`` times per VTN; both VTNs
+verify every VEN signature and sign their replies with the same RSA-2048 key. openleadr loads
+the PEM signing key twice per message: that cost, measured alone, is printed on its own line.
+Then, on ours, the signature CPU bomb of security review 2 (finding 1): one VEN sends ``HOSTILE``
+663 KB payloads whose SignedInfo holds 1,000 references to one 400 KB ds:Object, every digest and
+the value correct (``tests.fuzz.signing.reference_bomb``): VTN CPU per hostile request (before
+the fix: ~3.4 s).
+
+VTN CPU is ``time.process_time()`` read in the VTN process before and after a load, so it counts
+every thread of that process (ours: the SQLite threads too) and none of the load generator.
+Nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -36,15 +52,17 @@ import asyncio
 import math
 import multiprocessing
 import os
+import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import schemas
 from bench._vtn_load import (
+    ENCODINGS,
     Control,
     LoadResult,
     VenIdentity,
@@ -57,7 +75,7 @@ from bench._vtn_load import (
     report_load,
     signed_poll_load,
 )
-from bench._vtn_server import ServerSpec, serve
+from bench._vtn_server import SETUPS, ServerSpec, serve
 
 KINDS = ("ours", "openleadr")
 HOSTILE = 4  # reference bombs in the hostile measurement: under the VTN's failure budget (5)
@@ -128,21 +146,27 @@ def _pinned_serve(spec: ServerSpec, conn: Any, cpu: int | None) -> None:
     serve(spec, conn)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KindResult:
-    registration_s: float
-    registered: int
-    polls: LoadResult
-    poll_cpu_s: float
-    reports: LoadResult
-    report_cpu_s: float
-    points_seen: int
-    fanout_publish_s: float
-    fanout_all_acks_s: float
-    fanout_acks: int
-    fanout_cpu_s: float
-    errors: tuple[str, ...]
+@dataclass(slots=True, kw_only=True)
+class RunResult:
+    """One VTN's figures in one run: metric name -> value, plus what went wrong."""
+
+    kind: str
+    figures: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
     profile: str = ""
+
+
+# metric name -> (unit, higher is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "registrations/s": ("/s", True),
+    **{f"CPU per poll, {e} bodies": ("ms", False) for e in ENCODINGS},
+    **{f"CPU per 10-point report, {e} bodies": ("ms", False) for e in ENCODINGS},
+    "fan-out: publish -> all acks": ("s", False),
+    "fan-out: CPU per VEN beyond empty polls": ("ms", False),
+    "signed poll: CPU per poll, unsigned": ("ms", False),
+    "signed poll: CPU per poll, signed": ("ms", False),
+    "hostile signed request (1,000 references): CPU": ("ms", False),
+}
 
 
 async def _cpu_of(control: Control, work: Any) -> tuple[Any, float]:
@@ -151,38 +175,86 @@ async def _cpu_of(control: Control, work: Any) -> tuple[Any, float]:
     return result, await control.call("cpu") - before
 
 
-async def run_kind(kind: str, pki: Pki, args: argparse.Namespace, cpu: int | None,
-                   tmp: Path) -> KindResult:
+def _per_request(result: RunResult, name: str, load: LoadResult, cpu_s: float) -> None:
+    result.figures[name] = cpu_s / load.count if load.count else math.nan
+    if load.errors:
+        result.errors.append(f"{name}: {load.errors} replies other than 200")
+
+
+async def run_kind(kind: str, setup: str, pki: Pki, args: argparse.Namespace, cpu: int | None,
+                   tmp: Path, run: int) -> RunResult:
     spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
-                      db=tmp / f"{kind}-vtn.db", poll_frequency_s=args.interval)
+                      db=tmp / f"{kind}-{setup}-{run}.db", poll_frequency_s=args.interval,
+                      setup=setup, repeat_cache=not args.no_repeat_cache)
+    result = RunResult(kind=kind)
     with VtnProcess(spec, cpu) as vtn:
         vens = open_vens(list(pki.vens), pki.ca, vtn.port)
         try:
             registration_s = await register_all(vens, args.concurrency)
+            result.figures["registrations/s"] = len(vens) / registration_s
             await drain(vens)
             profile = args.profile and kind == "ours"
             if profile:
                 await vtn.control.call("profile", True)
-            polls, poll_cpu = await _cpu_of(vtn.control,
-                                            poll_load(vens[: args.poll_vens], args.seconds))
-            reports, report_cpu = await _cpu_of(
-                vtn.control, report_load(vens[: args.report_vens], args.seconds))
-            text = await vtn.control.call("profile", False) if profile else ""
-            counts = await vtn.control.call("counts")
-            publish_s, all_acks_s, acks, fanout_cpu_s = await fanout(
-                vens, vtn.control, args.interval, settle_s=args.interval * 2)
+            for encoding in ENCODINGS:
+                load, cpu_s = await _cpu_of(vtn.control, poll_load(
+                    vens[: args.poll_vens], args.seconds, encoding))
+                _per_request(result, f"CPU per poll, {encoding} bodies", load, cpu_s)
+            for encoding in ENCODINGS:
+                load, cpu_s = await _cpu_of(vtn.control, report_load(
+                    vens[: args.report_vens], args.seconds, encoding))
+                _per_request(result, f"CPU per 10-point report, {encoding} bodies", load, cpu_s)
+            if profile:
+                result.profile = await vtn.control.call("profile", False)
+            repeats = await vtn.control.call("repeats")
+            if repeats is not None:
+                served, decoded, replayed, encoded = repeats
+                result.figures["repeat cache: requests served"] = served / max(served + decoded, 1)
+                result.figures["repeat cache: replies served"] = replayed / max(
+                    replayed + encoded, 1)
+            if not args.no_fanout:
+                _, all_acks_s, acks, fanout_cpu_s = await fanout(
+                    vens, vtn.control, args.interval, settle_s=args.interval * 2)
+                result.figures["fan-out: publish -> all acks"] = all_acks_s
+                result.figures["fan-out: CPU per VEN beyond empty polls"] = fanout_cpu_s / len(vens)
+                if acks < len(vens):
+                    result.errors.append(f"fan-out: {acks} of {len(vens)} acks")
         finally:
             await close_vens(vens)
-    return KindResult(
-        registration_s=registration_s, registered=sum(1 for v in vens if v.ven_id),
-        polls=polls, poll_cpu_s=poll_cpu, reports=reports, report_cpu_s=report_cpu,
-        points_seen=int(counts["points"]), fanout_publish_s=publish_s,
-        fanout_all_acks_s=all_acks_s, fanout_acks=acks, fanout_cpu_s=fanout_cpu_s,
-        errors=tuple(e for v in vens for e in v.errors[:3])[:10], profile=text or "")
+    result.errors += [e for v in vens for e in v.errors[:3]][:10]
+    return result
+
+
+async def run_signed(kind: str, setup: str, pki: Pki, args: argparse.Namespace,
+                     cpu: int | None, tmp: Path, run: int) -> RunResult:
+    """Poll load from RSA-2048 VENs, unsigned then signed, both VTNs verifying and signing."""
+    result = RunResult(kind=kind)
+    for signed in (False, True):
+        spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
+                          db=tmp / f"{kind}-{setup}-{run}-{'signed' if signed else 'plain'}.db",
+                          sign_cert=pki.signing_cert if signed else None,
+                          sign_key=pki.signing_key if signed else None, setup=setup,
+                          repeat_cache=not args.no_repeat_cache)
+        with VtnProcess(spec, cpu) as vtn:
+            vens = open_vens(list(pki.rsa_vens), pki.ca, vtn.port, sign=signed)
+            try:
+                await register_all(vens, args.concurrency)
+                await drain(vens)
+                load, cpu_s = await _cpu_of(vtn.control, signed_poll_load(vens, args.signed_polls))
+                if signed and kind == "ours":
+                    result.figures["hostile signed request (1,000 references): CPU"] = (
+                        await _hostile_cpu(vtn, vens[0]))
+            finally:
+                await close_vens(vens)
+        name = f"signed poll: CPU per poll, {'signed' if signed else 'unsigned'}"
+        _per_request(result, name, load, cpu_s)
+        result.errors += [e for v in vens for e in v.errors[:2]][:4]
+    return result
 
 
 async def _hostile_cpu(vtn: VtnProcess, ven: Any) -> float:
     """VTN CPU seconds per reference bomb from ``ven`` (fewer than its failure budget allows)."""
+    import schemas
     from tests.fuzz.signing import reference_bomb
 
     signer = schemas.Signer(ven.identity.key.read_bytes(), ven.identity.cert.read_bytes())
@@ -194,34 +266,7 @@ async def _hostile_cpu(vtn: VtnProcess, ven: Any) -> float:
             await ven.post("OadrPoll", bomb)
 
     _, cpu_s = await _cpu_of(vtn.control, send())
-    return cpu_s / HOSTILE
-
-
-async def run_signed(kind: str, signed: bool, pki: Pki, args: argparse.Namespace,
-                     cpu: int | None, tmp: Path) -> tuple[LoadResult, float, float | None]:
-    """Poll load from RSA-2048 VENs; (load, VTN CPU seconds per poll, and on ours signed, per
-    hostile request). With ``--signed-only --profile`` our signed run is profiled and the profile
-    printed."""
-    spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
-                      db=tmp / f"{kind}-{'signed' if signed else 'plain'}.db",
-                      sign_cert=pki.signing_cert if signed else None,
-                      sign_key=pki.signing_key if signed else None)
-    with VtnProcess(spec, cpu) as vtn:
-        vens = open_vens(list(pki.rsa_vens), pki.ca, vtn.port, sign=signed)
-        try:
-            await register_all(vens, args.concurrency)
-            await drain(vens)
-            profile = args.profile and args.signed_only and signed and kind == "ours"
-            if profile:
-                await vtn.control.call("profile", True)
-            load, cpu_s = await _cpu_of(vtn.control, signed_poll_load(vens, args.signed_polls))
-            if profile:
-                print("cProfile of our VTN, signed polls (event-loop thread only):\n"
-                      + await vtn.control.call("profile", False))
-            hostile = await _hostile_cpu(vtn, vens[0]) if signed and kind == "ours" else None
-        finally:
-            await close_vens(vens)
-    return load, cpu_s / max(load.count, 1), hostile
+    return float(cpu_s) / HOSTILE
 
 
 def _cores() -> tuple[int | None, int | None]:
@@ -233,54 +278,86 @@ def _cores() -> tuple[int | None, int | None]:
     return (available[-1], available[0]) if len(available) >= 2 else (None, None)
 
 
+def openleadr_key_loading_s(pki: Pki, samples: int = 5) -> float:
+    """What openleadr spends per signed message loading the PEM signing key (twice)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    data = pki.signing_key.read_bytes()
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        load_pem_private_key(data, None)
+        load_pem_private_key(data, None)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def abba(runs: int) -> list[tuple[str, ...]]:
+    """The order of the two VTNs in each run: AB, BA, BA, AB, AB, BA, ..."""
+    return [KINDS if (run + 1) // 2 % 2 == 0 else KINDS[::-1] for run in range(runs)]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench vtn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vens", type=int, default=500, help="VENs registered and fanned out to")
+    parser.add_argument("--vens", type=int, default=200, help="VENs registered and fanned out to")
     parser.add_argument("--poll-vens", type=int, default=100, help="VENs in the poll load")
     parser.add_argument("--report-vens", type=int, default=100, help="VENs in the report load")
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each timed load")
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="length of each timed load, per encoding")
     parser.add_argument("--interval", type=float, default=1.0, help="fan-out poll interval, s")
     parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight")
+    parser.add_argument("--runs", type=int, default=5, help="runs per VTN and setup (ABBA)")
+    parser.add_argument("--setup", choices=(*SETUPS, "both"), default="both",
+                        help="the runtime of both VTNs (tuned: uvloop + serving tuning)")
+    parser.add_argument("--no-repeat-cache", action="store_true",
+                        help="turn our repeat cache off (every request decoded afresh)")
+    parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out")
     parser.add_argument("--signed-vens", type=int, default=10, help="RSA-2048 VENs, signed poll")
-    parser.add_argument("--signed-polls", type=int, default=600, help="polls per signed run")
-    parser.add_argument("--only", choices=KINDS, help="run one VTN only")
-    parser.add_argument("--no-signed", action="store_true", help="skip workload 5")
-    parser.add_argument("--signed-only", action="store_true", help="run workload 5 only")
+    parser.add_argument("--signed-polls", type=int, default=300, help="polls per signed run")
+    parser.add_argument("--signed-runs", type=int, default=3, help="signed runs per VTN")
+    parser.add_argument("--no-signed", action="store_true", help="skip the signed polls")
+    parser.add_argument("--signed-only", action="store_true", help="only the signed polls")
     parser.add_argument("--profile", action="store_true",
-                        help="cProfile our VTN during the poll and report loads (with"
-                        " --signed-only: during the signed polls) and print it")
+                        help="cProfile our VTN during the poll and report loads and print it")
     args = parser.parse_args(argv)
     if args.signed_only and args.no_signed:
         parser.error("--signed-only and --no-signed exclude each other")
-    if min(args.vens, args.poll_vens, args.report_vens, args.signed_vens) < 1:
-        parser.error("VEN counts must be positive")
-    args.poll_vens, args.report_vens = min(args.poll_vens, args.vens), min(args.report_vens,
-                                                                           args.vens)
+    if min(args.vens, args.poll_vens, args.report_vens, args.signed_vens, args.runs,
+           args.signed_runs) < 1:
+        parser.error("VEN and run counts must be positive")
+    args.poll_vens = min(args.poll_vens, args.vens)
+    args.report_vens = min(args.report_vens, args.vens)
     warnings.simplefilter("ignore")
     from bench._vtn_report import render
 
     vtn_cpu, load_cpu = _cores()
     if load_cpu is not None:
         os.sched_setaffinity(0, {load_cpu})
-    kinds = (args.only,) if args.only else KINDS
-    started = time.perf_counter()
+    setups = SETUPS if args.setup == "both" else (args.setup,)
+    started, load_before = time.perf_counter(), os.getloadavg()
+    results: dict[str, list[RunResult]] = {}
     with tempfile.TemporaryDirectory(prefix="crowdflex-bench-vtn-") as name:
         tmp = Path(name)
         pki = mint(tmp, vens=0 if args.signed_only else args.vens,
                    rsa_vens=0 if args.no_signed else args.signed_vens)
-        results = {} if args.signed_only else {
-            kind: asyncio.run(run_kind(kind, pki, args, vtn_cpu, tmp)) for kind in kinds}
-        signed: dict[tuple[str, bool], tuple[LoadResult, float, float | None]] = {}
-        if not args.no_signed:
-            for kind in kinds:
-                for sign in (False, True):
-                    signed[kind, sign] = asyncio.run(run_signed(kind, sign, pki, args, vtn_cpu,
-                                                                tmp))
-    print(render(args, results, signed, pinned=vtn_cpu is not None))
+        for setup in setups:
+            runs = results.setdefault(setup, [])
+            if not args.signed_only:
+                runs += _repeat(run_kind, setup, pki, args, vtn_cpu, tmp, args.runs)
+            if not args.no_signed:
+                runs += _repeat(run_signed, setup, pki, args, vtn_cpu, tmp, args.signed_runs)
+        key_loading = None if args.no_signed else openleadr_key_loading_s(pki)
+    print(render(args, results, pinned=vtn_cpu is not None, load_before=load_before,
+                 load_after=os.getloadavg(), key_loading_s=key_loading))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 
 
-def ratio(ours: float, theirs: float) -> float:
-    return ours / theirs if theirs and not math.isnan(theirs) else math.nan
+def _repeat(work: Callable[..., Any], setup: str, pki: Pki, args: argparse.Namespace,
+            cpu: int | None, tmp: Path, runs: int) -> list[RunResult]:
+    out = []
+    for run, order in enumerate(abba(runs)):
+        for kind in order:
+            out.append(asyncio.run(work(kind, setup, pki, args, cpu, tmp, run)))
+    return out

@@ -16,6 +16,8 @@ Invariants:
   dataclasses compared by value), or equals it once the requestIDs are swapped and both IDs are
   printable ASCII without ``&<>`` (their text is then their bytes) and the old element occurs once.
 - The table is bounded (``max_vens``); the VEN remembered longest ago is forgotten first.
+- ``enabled = False`` turns it off (every request decoded, every reply encoded; for benchmarks
+  that must not measure the repeat path); the hit and miss counts say how often it served.
 """
 
 from __future__ import annotations
@@ -44,25 +46,38 @@ class _Last:
 
 
 class Repeats:
-    __slots__ = ("_by_peer", "max_vens")
+    __slots__ = ("_by_peer", "enabled", "max_vens", "replies", "requests")
 
     def __init__(self, max_vens: int = 100_000) -> None:
+        if max_vens < 1:
+            raise ValueError("max_vens must be positive (turn it off with enabled = False)")
         self.max_vens = max_vens
+        self.enabled = True
         self._by_peer: dict[str, _Last] = {}
+        self.requests = [0, 0]  # requests served from memory, requests decoded
+        self.replies = [0, 0]  # replies served from memory, replies encoded
 
     def request(self, fingerprint: str, body: bytes) -> Message | None:
         """The message ``body`` decoded to last time, if this VEN sent exactly these bytes."""
-        last = self._by_peer.get(fingerprint)
-        return last.request if last is not None and last.body == body else None
+        last = self._by_peer.get(fingerprint) if self.enabled else None
+        message = last.request if last is not None and last.body == body else None
+        self.requests[message is None] += 1
+        return message
 
     def remember_request(self, fingerprint: str, body: bytes, message: Message) -> None:
-        last = self._entry(fingerprint)
-        last.body, last.request = body, message
+        if self.enabled:
+            last = self._entry(fingerprint)
+            last.body, last.request = body, message
 
     def reply(self, fingerprint: str, reply: Message) -> bytes | None:
         """The bytes ``reply`` encodes to, if this VEN's last reply was equal or differed only in
         its eiResponse's requestID."""
-        last = self._by_peer.get(fingerprint)
+        data = self._reply(fingerprint, reply)
+        self.replies[data is None] += 1
+        return data
+
+    def _reply(self, fingerprint: str, reply: Message) -> bytes | None:
+        last = self._by_peer.get(fingerprint) if self.enabled else None
         if last is None or last.reply is None:
             return None
         if last.reply == reply:
@@ -73,8 +88,9 @@ class Repeats:
         return data
 
     def remember_reply(self, fingerprint: str, reply: Message, data: bytes) -> None:
-        last = self._entry(fingerprint)
-        last.reply, last.reply_bytes = reply, data
+        if self.enabled:
+            last = self._entry(fingerprint)
+            last.reply, last.reply_bytes = reply, data
 
     def __len__(self) -> int:
         return len(self._by_peer)

@@ -46,7 +46,7 @@ from vtn.certpath import CertificatePath, CertificateRejected
 from vtn.repeats import Repeats
 
 __all__ = [
-    "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "ProxyTrust", "Service",
+    "REPEATS", "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "ProxyTrust", "Service",
     "TransportSettings", "add_routes",
 ]
 
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
 _XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
 _HEADERS_REMEMBERED: Final = 4096  # proxy-forwarded certificates whose check is remembered
+# the endpoints' memory of repeated requests and replies (its hit counts; off for benchmarks)
+REPEATS: Final = web.AppKey("crowdflex.vtn.repeats", Repeats)
 
 
 class Service(StrEnum):
@@ -197,7 +199,7 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
     """Mount the five service endpoints on ``app``."""
     settings = settings or TransportSettings()
 
-    repeats = Repeats()
+    repeats = app[REPEATS] = Repeats()
     reuse_replies = codec.signer is None  # a signed reply needs a fresh ReplayProtect
     charge_cpu = settings.charge_cpu or (lambda _fingerprint, _seconds: None)
 

@@ -74,3 +74,20 @@ def test_the_table_is_bounded_and_forgets_the_oldest_ven_first() -> None:
     assert len(repeats) == 2
     assert repeats.request("AA:00", BODY) is None
     assert repeats.request("AA:02", BODY) is POLL
+
+
+def test_turned_off_it_serves_nothing_and_counts_what_it_served() -> None:
+    repeats = Repeats()
+    empty = Response(response=EiResponse(), ven_id="ven-1")
+    repeats.remember_request("AA:01", BODY, POLL)
+    repeats.remember_reply("AA:01", empty, b"<encoded/>")
+    assert repeats.request("AA:01", BODY) is POLL and repeats.request("AA:02", BODY) is None
+    assert repeats.reply("AA:01", empty) == b"<encoded/>"
+    assert (repeats.requests, repeats.replies) == ([1, 1], [1, 0])
+    repeats.enabled = False
+    assert repeats.request("AA:01", BODY) is None and repeats.reply("AA:01", empty) is None
+    repeats.remember_request("AA:03", BODY, POLL)
+    assert len(repeats) == 1  # nothing new remembered either
+    assert (repeats.requests, repeats.replies) == ([1, 2], [1, 1])
+    with pytest.raises(ValueError, match="max_vens"):
+        Repeats(max_vens=0)

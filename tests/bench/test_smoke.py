@@ -1,0 +1,45 @@
+"""The benchmarks still run: each entry point with tiny sizes prints its table. No figure is
+judged here (timings belong to the benchmarks themselves, never to pass/fail tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def _bench(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_codec_prints_a_row_per_payload_type_both_ways() -> None:
+    out = _bench("codec", "--samples", "1", "--no-sign")
+    rows = [line for line in out.splitlines() if line.startswith(("decode ", "encode "))]
+    assert len(rows) == 2 * 23
+    assert "rows short of their target" in out
+
+
+def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
+    out = _bench("vtn", "--vens", "4", "--poll-vens", "2", "--report-vens", "2", "--seconds",
+                 "0.2", "--runs", "1", "--no-signed", "--no-fanout", "--setup", "tuned")
+    assert "setup: tuned (uvloop + serving tuning for both VTNs; 1 runs)" in out
+    lines = out.splitlines()
+    for figure in ("CPU per poll, ours bodies", "CPU per poll, openleadr bodies",
+                   "CPU per 10-point report, ours bodies",
+                   "CPU per 10-point report, openleadr bodies"):
+        line = next(line for line in lines if line.startswith(figure))
+        assert line.count(" ms") == 2 and line.rstrip().endswith("x"), line  # both VTNs, ratio
+    assert any(line.startswith("repeat cache: requests served") and line.rstrip().endswith("%")
+               for line in lines)
+
+
+def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
+    out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1")
+    line = next(line for line in out.splitlines() if line.startswith("VTN CPU per device-minute"))
+    assert line.count(" ms") == 2, line
+    assert "ours: " in out and "openleadr: " in out
