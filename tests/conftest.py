@@ -16,7 +16,9 @@ Layout of ``pki``:
 
 from __future__ import annotations
 
+import os
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +148,16 @@ def vtn_ssl_context(pki: Pki) -> ssl.SSLContext:
 def ven_ssl_context(pki: Pki) -> ssl.SSLContext:
     """Client context for ``pki.ven``: verifies the VTN against the trusted CA, TLS 1.3."""
     return pki.client_context()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """In CI (``CI=true``, as .ci/run runs) a skipped test is a failure: every service and
+    package a test needs is installed there, so a skip can only hide a missing install step."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must install what this test needs: " \
+                          f"{report.longrepr}"
