@@ -1,0 +1,294 @@
+"""What else a hostile signer may make a running VTN spend: shapes the first fix did not bound.
+
+A red-team pass over the review-2 defences, over real mutual TLS on loopback with the VTN
+verifying signatures; every hostile payload is smaller than ``offload_bytes``, so before these
+fixes its whole cost fell on the event loop:
+
+- namespace declarations: libxml2's c14n costs about elements x (declarations in scope)^2, so
+  2,000 declarations on oadrPayload made a registered VEN's correctly signed 50 KB poll cost
+  ~0.25 s before its signature value was even checked, and a signed body far more;
+- attributes inside ds:Signature (c14n sorts them in quadratic time) were not counted;
+- a carried "chain" of same-subject certificates made cryptography's path building try every
+  ordering (~130 signature checks; with a 3,070-bit RSA public exponent, 6 ms each: 0.76 s
+  for one refused signature), and RSA-1024 or P-192 signers, which TLS refuses, passed.
+
+Each is now refused before the work it would cause: the Verifier's costly steps (canonicalising,
+the signature value, path building, the digests) are wrapped and record the nonce of the payload
+they work on. Nothing is timed.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from math import gcd
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+
+from schemas import Codec, Message, Poll, Response, Signer, _dsig
+from schemas.certpath import PathCheck
+from tests.fuzz.signing import resign
+from vtn.signing import SignatureSettings
+
+from ..conftest import Pki
+from .served import config_for, served_vtn
+from .test_signed_vtn import signed_ven
+
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+_NONCE = re.compile(rb"<dsp:nonce>([^<]+)</dsp:nonce>")
+_NOW = datetime.now(UTC)
+
+
+@dataclass
+class Work:
+    """Nonces of the payloads each costly verification step ran on."""
+
+    canonical: set[str] = field(default_factory=set)
+    values: set[str] = field(default_factory=set)
+    paths: int = 0
+    digests: set[str] = field(default_factory=set)
+
+    def touched(self, nonce: str) -> bool:
+        return nonce in self.canonical | self.values | self.digests
+
+    def forget(self) -> None:
+        """Drop what the test itself did (re-signing hostile payloads canonicalises them)."""
+        self.canonical.clear()
+        self.values.clear()
+        self.digests.clear()
+
+
+def _document_nonce(element: etree._Element) -> str:
+    found = element.getroottree().getroot().find(f".//{{{_dsig.DSP}}}nonce")
+    return found.text or "" if found is not None else ""
+
+
+@pytest.fixture
+def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
+    seen = Work()
+    canonical, check_value, check_digests = (
+        _dsig._canonical, _dsig.check_value, _dsig.check_digests)
+    path = PathCheck.path
+
+    def canonicalising(element: etree._Element, method: etree._Element | None) -> bytes:
+        seen.canonical.add(_document_nonce(element))
+        return canonical(element, method)
+
+    def valuing(parts: _dsig.SignedParts, *args: Any) -> None:
+        seen.values.add(parts.nonce)
+        check_value(parts, *args)
+
+    def digesting(parts: _dsig.SignedParts) -> None:
+        seen.digests.add(parts.nonce)
+        check_digests(parts)
+
+    def building(self: PathCheck, *args: Any) -> Any:
+        seen.paths += 1
+        return path(self, *args)
+
+    monkeypatch.setattr(_dsig, "_canonical", canonicalising)
+    monkeypatch.setattr(_dsig, "check_value", valuing)
+    monkeypatch.setattr(_dsig, "check_digests", digesting)
+    monkeypatch.setattr(PathCheck, "path", building)
+    yield seen
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'vtn.db'}"
+
+
+def _settings(pki: Pki) -> SignatureSettings:
+    return SignatureSettings(trusted=(pki.ca_cert,), require=True)
+
+
+def _nonce(body: bytes) -> str:
+    found = _NONCE.search(body)
+    assert found is not None
+    return found.group(1).decode()
+
+
+def _refusal(reply: Message) -> str:
+    """The 459 description, or "" when the payload was not refused for its signature."""
+    if isinstance(reply, Response) and reply.response.code == 459:
+        return reply.response.description or ""
+    return ""
+
+
+def _inclusive(root: etree._Element) -> None:
+    """Inclusive c14n (openleadr's) for SignedInfo and both references: it renders every
+    namespace in scope."""
+    info = root[0].find(DS + "SignedInfo")
+    assert info is not None
+    for method in info.iter(DS + "CanonicalizationMethod", DS + "Transform"):
+        method.set("Algorithm", _dsig.C14N)
+
+
+def _namespace_flood(poll: bytes, signer: Signer, declarations: int) -> bytes:
+    """``poll`` with ``declarations`` unused namespaces on oadrPayload, correctly re-signed."""
+    root = etree.fromstring(poll)
+    flooded = etree.Element(root.tag, nsmap={
+        **root.nsmap, **{f"n{i}": f"urn:f:{i}" for i in range(declarations)}})
+    flooded.extend(list(root))
+    _inclusive(flooded)
+    return resign(flooded, signer)
+
+
+def _attribute_flood(poll: bytes, signer: Signer, attributes: int) -> bytes:
+    """``poll`` with one element of ``attributes`` attributes inside SignedInfo's first
+    ds:Transform (XSD: any foreign element, laxly), correctly re-signed."""
+    root = etree.fromstring(poll)
+    transform = root.find(f"{DS}Signature/{DS}SignedInfo/{DS}Reference/{DS}Transforms/"
+                          f"{DS}Transform")
+    assert transform is not None
+    etree.SubElement(transform, "{urn:flood}x", {f"a{i}": "" for i in range(attributes)})
+    return resign(root, signer)
+
+
+async def test_namespace_and_attribute_floods_are_refused_before_any_canonicalisation(
+        pki: Pki, sqlite_url: str, work: Work) -> None:
+    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as honest, \
+            signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
+        await honest.register()
+        await hostile.register()
+        signer = Signer.from_files(pki.vens[1].key, pki.vens[1].cert)
+        # with its own trusted key: every digest and signature value is correct
+        floods = {
+            "namespaces": _namespace_flood(hostile.poll_body(), signer, 2000),
+            "attributes": _attribute_flood(hostile.poll_body(), signer, 6000),
+        }
+        # ... while a few extra declarations, inclusive c14n and one more attribute still verify
+        modest = _attribute_flood(_namespace_flood(hostile.poll_body(), signer, 10), signer, 1)
+        work.forget()
+        offload = SignatureSettings().offload_bytes
+        assert all(len(body) < offload for body in floods.values())  # all on the event loop
+        refusals = {label: _refusal(await hostile.send("OadrPoll", body))
+                    for label, body in floods.items()}
+        honest_poll = honest.poll_body()
+        assert _refusal(await honest.send("OadrPoll", honest_poll)) == ""
+        assert _refusal(await hostile.send("OadrPoll", modest)) == ""
+
+    assert "namespace declarations in scope" in refusals["namespaces"], refusals
+    assert "64 nodes (elements and attributes)" in refusals["attributes"], refusals
+    for label, body in floods.items():
+        assert not work.touched(_nonce(body)), label
+    assert _nonce(honest_poll) in work.digests and _nonce(modest) in work.digests
+
+
+# ---------------------------------------------------------------- carried certificates
+
+
+def _name(text: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+
+def _certificate(subject: str, issuer: str, public_key: Any, signing_key: Any, *,
+                 ca: bool) -> x509.Certificate:
+    return (
+        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+        .public_key(public_key).serial_number(x509.random_serial_number())
+        .not_valid_before(_NOW - timedelta(minutes=5)).not_valid_after(_NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(signing_key, hashes.SHA256()))
+
+
+def _rsa_with_big_exponent(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A valid RSA key whose public exponent is as long as its modulus: each verification with
+    it costs ~60x one with e = 65537."""
+    numbers = rsa.generate_private_key(65537, bits).private_numbers()
+    p, q = numbers.p, numbers.q
+    phi = (p - 1) * (q - 1)
+    while gcd(e := secrets.randbits(bits - 2) | (1 << (bits - 3)) | 1, phi) != 1:
+        pass
+    d = pow(e, -1, phi)
+    return rsa.RSAPrivateNumbers(
+        p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
+        rsa.RSAPublicNumbers(e, p * q)).private_key()
+
+
+class _RawSigner:
+    """Signs with any key (``schemas.Signer`` refuses small RSA keys): a hostile sender."""
+
+    def __init__(self, key: Any, chain: tuple[x509.Certificate, ...]) -> None:
+        self._key = key
+        algorithm = _dsig.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else (
+            _dsig.ECDSA_SHA256)
+        self.template = _dsig.signature_template(algorithm, tuple(
+            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
+            for c in chain))
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        der = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return _dsig.raw_ecdsa(der, self._key.curve.key_size)
+
+
+def _signed_by(signer: _RawSigner, ven_id: str) -> bytes:
+    root = Codec().build(Poll(ven_id=ven_id))
+    _dsig.sign(root, signer, timestamp=datetime.now(UTC), nonce=secrets.token_hex(16))
+    return etree.tostring(root)
+
+
+def _hostile_chains(pki: Pki) -> dict[str, tuple[_RawSigner, str]]:
+    """label -> (a signer carrying that chain, the refusal it must get)."""
+    mesh_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _certificate("mesh-leaf", "X", leaf_key.public_key(), mesh_key, ca=False)
+
+    def mesh(count: int) -> tuple[x509.Certificate, ...]:
+        return tuple(_certificate("X", "X", mesh_key.public_key(), mesh_key, ca=True)
+                     for _ in range(count))
+
+    costly = _rsa_with_big_exponent()
+    small = rsa.generate_private_key(65537, 1024)
+    authority = pki.authority.private_key
+    issuer = pki.authority.certificate.subject.rfc4514_string().removeprefix("CN=")
+    return {
+        "seven certificates": (_RawSigner(leaf_key, (leaf, *mesh(6))),
+                               "7 certificates carried; at most 6"),
+        "three with one subject": (_RawSigner(leaf_key, (leaf, *mesh(3))),
+                                   "two carried certificates name the same subject"),
+        "a 2046-bit RSA exponent": (_RawSigner(costly, (_certificate(
+            "costly", issuer, costly.public_key(), authority, ca=False),)),
+            "2046-bit public exponent"),
+        "RSA-1024": (_RawSigner(small, (_certificate(
+            "small-rsa", issuer, small.public_key(), authority, ca=False),)), "RSA-1024"),
+    }
+
+
+async def test_costly_carried_chains_are_refused_before_any_key_is_used(
+        pki: Pki, sqlite_url: str, work: Work) -> None:
+    """Same-subject meshes, too many certificates, costly or weak keys: refused before their
+    signature value, any path building or any digest."""
+    hostile_chains = _hostile_chains(pki)
+    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as honest, \
+            signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
+        await honest.register()
+        await hostile.register()
+        paths_before = work.paths
+        sent: dict[str, tuple[bytes, str]] = {}
+        for label, (signer, _) in hostile_chains.items():
+            body = _signed_by(signer, hostile.ven_id)
+            sent[label] = (body, _refusal(await hostile.send("OadrPoll", body)))
+        hostile_paths = work.paths - paths_before
+        assert _refusal(await honest.send("OadrPoll", honest.poll_body())) == ""
+
+    for label, (_, expected) in hostile_chains.items():
+        body, why = sent[label]
+        assert why.startswith("untrusted certificate") and expected in why, (label, why)
+        assert _nonce(body) not in work.values | work.digests, label
+    assert hostile_paths == 0
