@@ -292,3 +292,49 @@ async def test_costly_carried_chains_are_refused_before_any_key_is_used(
         assert why.startswith("untrusted certificate") and expected in why, (label, why)
         assert _nonce(body) not in work.values | work.digests, label
     assert hostile_paths == 0
+
+
+# ---------------------------------------------------------------- what the second reference covers
+
+
+def _uncovered_replay_protect(poll: bytes, signer: Signer) -> bytes:
+    """The second reference moved to a ds:Object of its own, leaving ReplayProtect unsigned (its
+    nonce and timestamp could then be changed at will)."""
+    root = etree.fromstring(poll)
+    decoy = etree.SubElement(root[0], DS + "Object", Id="decoy")
+    etree.SubElement(decoy, "{urn:decoy}x")
+    references = root.findall(f"{DS}Signature/{DS}SignedInfo/{DS}Reference")
+    references[1].set("URI", "#decoy")
+    return resign(root, signer)
+
+
+def _covered_in_key_info(poll: bytes, signer: Signer) -> bytes:
+    """ReplayProtect moved into ds:KeyInfo and the second reference to it: outside ds:Object."""
+    root = etree.fromstring(poll)
+    signature = root[0]
+    replay = signature.find(f".//{{{_dsig.DSP}}}ReplayProtect")
+    key_info, objects = signature.find(DS + "KeyInfo"), signature.findall(DS + "Object")
+    assert replay is not None and key_info is not None
+    key_info.append(replay)
+    key_info.set("Id", "key-info")
+    for element in objects:
+        signature.remove(element)
+    references = root.findall(f"{DS}Signature/{DS}SignedInfo/{DS}Reference")
+    references[1].set("URI", "#key-info")
+    return resign(root, signer)
+
+
+async def test_the_second_reference_must_cover_replay_protect_inside_ds_object(
+        pki: Pki, sqlite_url: str, work: Work) -> None:
+    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
+        await hostile.register()
+        signer = Signer.from_files(pki.vens[1].key, pki.vens[1].cert)
+        uncovered = _uncovered_replay_protect(hostile.poll_body(), signer)
+        key_info = _covered_in_key_info(hostile.poll_body(), signer)
+        work.forget()
+        assert "dsp:ReplayProtect is not covered by any reference" in _refusal(
+            await hostile.send("OadrPoll", uncovered))
+        assert "points outside oadrSignedObject and ds:Object" in _refusal(
+            await hostile.send("OadrPoll", key_info))
+    assert not (work.values | work.digests) & {_nonce(uncovered), _nonce(key_info)}
