@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from math import gcd
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -194,10 +196,11 @@ def _name(text: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
 
 
-def _certificate(subject: str, issuer: str, public_key: Any, signing_key: Any, *,
+def _certificate(subject: str, issuer: str | x509.Name, public_key: Any, signing_key: Any, *,
                  ca: bool) -> x509.Certificate:
+    issuer_name = _name(issuer) if isinstance(issuer, str) else issuer
     return (
-        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer_name)
         .public_key(public_key).serial_number(x509.random_serial_number())
         .not_valid_before(_NOW - timedelta(minutes=5)).not_valid_after(_NOW + timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -254,8 +257,7 @@ def _hostile_chains(pki: Pki) -> dict[str, tuple[_RawSigner, str]]:
 
     costly = _rsa_with_big_exponent()
     small = rsa.generate_private_key(65537, 1024)
-    authority = pki.authority.private_key
-    issuer = pki.authority.certificate.subject.rfc4514_string().removeprefix("CN=")
+    authority, issuer = pki.authority.private_key, pki.authority.certificate.subject
     return {
         "seven certificates": (_RawSigner(leaf_key, (leaf, *mesh(6))),
                                "7 certificates carried; at most 6"),
@@ -338,3 +340,61 @@ async def test_the_second_reference_must_cover_replay_protect_inside_ds_object(
         assert "points outside oadrSignedObject and ds:Object" in _refusal(
             await hostile.send("OadrPoll", key_info))
     assert not (work.values | work.digests) & {_nonce(uncovered), _nonce(key_info)}
+
+
+# ---------------------------------------------------------------- weak keys: TLS agrees
+
+
+async def _tls_accepts_key(url: str, pki: Pki, key: Any, certificate: x509.Certificate,
+                           directory: Path) -> bool:
+    """Whether the VTN's handshake admits a client with this key; the client itself is set to
+    OpenSSL's security level 0 so that any refusal is the VTN's."""
+    cert, key_file = directory / "weak.pem", directory / "weak.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(cafile=pki.ca_cert)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.load_cert_chain(cert, key_file)
+    body = Codec().encode(Poll(ven_id="x"))
+    try:
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=context)) as session, session.post(
+                f"{url}/OadrPoll", data=body, headers={"Content-Type": "application/xml"}) as reply:
+            await reply.read()
+            return True
+    except (aiohttp.ClientError, ssl.SSLError, ConnectionError):
+        return False
+
+
+async def test_keys_tls_refuses_are_refused_as_signers(
+        pki: Pki, sqlite_url: str, tmp_path: Path) -> None:
+    """RSA-1024, P-192 and P-224 clients (issued by the trusted CA) fail the VTN's handshake, and
+    the same certificates fail as signers; RSA-2048 and P-384 pass both."""
+    keys: dict[str, tuple[bool, Any]] = {
+        "RSA-1024": (False, rsa.generate_private_key(65537, 1024)),
+        "P-192": (False, ec.generate_private_key(ec.SECP192R1())),
+        "P-224": (False, ec.generate_private_key(ec.SECP224R1())),
+        "RSA-2048": (True, rsa.generate_private_key(65537, 2048)),
+        "P-384": (True, ec.generate_private_key(ec.SECP384R1())),
+    }
+    issuer = pki.authority.certificate.subject
+    signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
+    verdicts: dict[str, tuple[bool, str]] = {}
+    async with served_vtn(config_for(pki, sqlite_url, signatures=signatures)) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        await ven.register()
+        for label, (_, key) in keys.items():
+            certificate = _certificate(f"weak-{label}", issuer, key.public_key(),
+                                       pki.authority.private_key, ca=False)
+            why = _refusal(await ven.send(
+                "OadrPoll", _signed_by(_RawSigner(key, (certificate,)), ven.ven_id)))
+            tls = await _tls_accepts_key(vtn.url, pki, key, certificate, tmp_path)
+            verdicts[label] = (tls, why)
+
+    for label, (accepted, _) in keys.items():
+        tls, why = verdicts[label]
+        assert (tls, why == "") == (accepted, accepted), (label, verdicts[label])
+        if not accepted:
+            assert why.startswith("untrusted certificate") and "accepted: RSA of" in why, why
