@@ -24,7 +24,7 @@ import re
 import secrets
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from math import gcd
 from pathlib import Path
@@ -398,3 +398,31 @@ async def test_keys_tls_refuses_are_refused_as_signers(
         assert (tls, why == "") == (accepted, accepted), (label, verdicts[label])
         if not accepted:
             assert why.startswith("untrusted certificate") and "accepted: RSA of" in why, why
+
+
+_OTHER_METHODS = (
+    "http://www.w3.org/2000/09/xmldsig#hmac-sha1",
+    "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256",
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    "http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+    _dsig.RSA_SHA256,  # with the VEN's EC key
+)
+
+
+async def test_only_the_profiles_signature_methods_with_their_key_types_verify(
+        pki: Pki, sqlite_url: str) -> None:
+    """HMAC (a "key" anyone can pick), SHA-1, RSA-PSS and a method for another key type, each on
+    a payload whose digests and value the trusted key re-computed: refused, never verified."""
+    settings = replace(_settings(pki), failures_allowed=len(_OTHER_METHODS))
+    async with served_vtn(config_for(pki, sqlite_url, signatures=settings)) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[1]) as ven:
+        await ven.register()
+        signer = Signer.from_files(pki.vens[1].key, pki.vens[1].cert)
+        for algorithm in _OTHER_METHODS:
+            root = etree.fromstring(ven.poll_body())
+            method = root.find(f"{DS}Signature/{DS}SignedInfo/{DS}SignatureMethod")
+            assert method is not None
+            method.set("Algorithm", algorithm)
+            why = _refusal(await ven.send("OadrPoll", resign(root, signer)))
+            assert why.startswith(f"malformed signature: signature method {algorithm!r}"), why
