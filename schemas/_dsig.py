@@ -287,8 +287,9 @@ def _check_size(signature: etree._Element) -> None:
     nodes = chars = 0
     for node in signature.iter():
         nodes += 1 + len(node.attrib)
-        chars += len(node.text or "") + len(node.tail or "") + sum(
-            len(k) + len(v) for k, v in node.attrib.items())
+        if nodes <= MAX_SIGNATURE_NODES:  # lxml finds each attribute value by a search: count first
+            chars += len(node.text or "") + len(node.tail or "") + sum(
+                len(k) + len(v) for k, v in node.attrib.items())
         if nodes > MAX_SIGNATURE_NODES or chars > MAX_SIGNATURE_CHARS:
             raise malformed(
                 f"ds:Signature larger than {MAX_SIGNATURE_NODES} nodes (elements and attributes) "

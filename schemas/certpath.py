@@ -18,9 +18,11 @@ to a TLS client (``ssl_client``) or server (``ssl_server``):
 
 Before any of that, :func:`check_carried` bounds what a sender may make path building cost: at most
 :data:`MAX_CARRIED` certificates, no two with one subject (so each certificate has at most one
-carried candidate issuer and the search is a line, not a tree), and every key one TLS 1.3 at
-OpenSSL's security level 2 accepts and whose check is cheap: RSA of 2,048 to 8,192 bits with a
-public exponent of at most 65,537, or EC on P-256, P-384 or P-521.
+carried candidate issuer and the search is a line, not a tree), and every key RSA of 2,048 to
+8,192 bits with a public exponent of at most 65,537, or EC on P-256, P-384 or P-521: no key the
+VTN's TLS refuses in a client (RSA under 2,048 bits, P-192, P-224: OpenSSL's security level 2 and
+TLS 1.3's signature algorithms) passes, and no key makes its checks dear (a 2,046-bit exponent
+costs ~60 times e = 65,537).
 
 ``tests/security/test_signature_chain.py`` compares each verdict with a real TLS handshake on the
 same certificate; a refusal raises :class:`schemas.CertificateRefused` saying which rule failed.

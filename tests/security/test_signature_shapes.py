@@ -19,14 +19,12 @@ they work on. Nothing is timed.
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from math import gcd
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +32,19 @@ import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from schemas import Codec, Message, Poll, Response, Signer, _dsig
 from schemas.certpath import PathCheck
-from tests.fuzz.signing import resign
+from tests.fuzz.signing import (
+    RawSigner,
+    attribute_flood,
+    namespace_flood,
+    resign,
+    rsa_with_big_exponent,
+)
 from vtn.signing import SignatureSettings
 
 from ..conftest import Pki
@@ -128,36 +132,6 @@ def _refusal(reply: Message) -> str:
     return ""
 
 
-def _inclusive(root: etree._Element) -> None:
-    """Inclusive c14n (openleadr's) for SignedInfo and both references: it renders every
-    namespace in scope."""
-    info = root[0].find(DS + "SignedInfo")
-    assert info is not None
-    for method in info.iter(DS + "CanonicalizationMethod", DS + "Transform"):
-        method.set("Algorithm", _dsig.C14N)
-
-
-def _namespace_flood(poll: bytes, signer: Signer, declarations: int) -> bytes:
-    """``poll`` with ``declarations`` unused namespaces on oadrPayload, correctly re-signed."""
-    root = etree.fromstring(poll)
-    flooded = etree.Element(root.tag, nsmap={
-        **root.nsmap, **{f"n{i}": f"urn:f:{i}" for i in range(declarations)}})
-    flooded.extend(list(root))
-    _inclusive(flooded)
-    return resign(flooded, signer)
-
-
-def _attribute_flood(poll: bytes, signer: Signer, attributes: int) -> bytes:
-    """``poll`` with one element of ``attributes`` attributes inside SignedInfo's first
-    ds:Transform (XSD: any foreign element, laxly), correctly re-signed."""
-    root = etree.fromstring(poll)
-    transform = root.find(f"{DS}Signature/{DS}SignedInfo/{DS}Reference/{DS}Transforms/"
-                          f"{DS}Transform")
-    assert transform is not None
-    etree.SubElement(transform, "{urn:flood}x", {f"a{i}": "" for i in range(attributes)})
-    return resign(root, signer)
-
-
 async def test_namespace_and_attribute_floods_are_refused_before_any_canonicalisation(
         pki: Pki, sqlite_url: str, work: Work) -> None:
     async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
@@ -168,11 +142,11 @@ async def test_namespace_and_attribute_floods_are_refused_before_any_canonicalis
         signer = Signer.from_files(pki.vens[1].key, pki.vens[1].cert)
         # with its own trusted key: every digest and signature value is correct
         floods = {
-            "namespaces": _namespace_flood(hostile.poll_body(), signer, 2000),
-            "attributes": _attribute_flood(hostile.poll_body(), signer, 6000),
+            "namespaces": namespace_flood(hostile.poll_body(), signer, 2000),
+            "attributes": attribute_flood(hostile.poll_body(), signer, 6000),
         }
         # ... while a few extra declarations, inclusive c14n and one more attribute still verify
-        modest = _attribute_flood(_namespace_flood(hostile.poll_body(), signer, 10), signer, 1)
+        modest = attribute_flood(namespace_flood(hostile.poll_body(), signer, 10), signer, 1)
         work.forget()
         offload = SignatureSettings().offload_bytes
         assert all(len(body) < offload for body in floods.values())  # all on the event loop
@@ -207,45 +181,13 @@ def _certificate(subject: str, issuer: str | x509.Name, public_key: Any, signing
         .sign(signing_key, hashes.SHA256()))
 
 
-def _rsa_with_big_exponent(bits: int = 2048) -> rsa.RSAPrivateKey:
-    """A valid RSA key whose public exponent is as long as its modulus: each verification with
-    it costs ~60x one with e = 65537."""
-    numbers = rsa.generate_private_key(65537, bits).private_numbers()
-    p, q = numbers.p, numbers.q
-    phi = (p - 1) * (q - 1)
-    while gcd(e := secrets.randbits(bits - 2) | (1 << (bits - 3)) | 1, phi) != 1:
-        pass
-    d = pow(e, -1, phi)
-    return rsa.RSAPrivateNumbers(
-        p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
-        rsa.RSAPublicNumbers(e, p * q)).private_key()
-
-
-class _RawSigner:
-    """Signs with any key (``schemas.Signer`` refuses small RSA keys): a hostile sender."""
-
-    def __init__(self, key: Any, chain: tuple[x509.Certificate, ...]) -> None:
-        self._key = key
-        algorithm = _dsig.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else (
-            _dsig.ECDSA_SHA256)
-        self.template = _dsig.signature_template(algorithm, tuple(
-            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
-            for c in chain))
-
-    def sign(self, data: bytes) -> bytes:
-        if isinstance(self._key, rsa.RSAPrivateKey):
-            return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        der = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
-        return _dsig.raw_ecdsa(der, self._key.curve.key_size)
-
-
-def _signed_by(signer: _RawSigner, ven_id: str) -> bytes:
+def _signed_by(signer: RawSigner, ven_id: str) -> bytes:
     root = Codec().build(Poll(ven_id=ven_id))
     _dsig.sign(root, signer, timestamp=datetime.now(UTC), nonce=secrets.token_hex(16))
     return etree.tostring(root)
 
 
-def _hostile_chains(pki: Pki) -> dict[str, tuple[_RawSigner, str]]:
+def _hostile_chains(pki: Pki) -> dict[str, tuple[RawSigner, str]]:
     """label -> (a signer carrying that chain, the refusal it must get)."""
     mesh_key = ec.generate_private_key(ec.SECP256R1())
     leaf_key = ec.generate_private_key(ec.SECP256R1())
@@ -255,18 +197,18 @@ def _hostile_chains(pki: Pki) -> dict[str, tuple[_RawSigner, str]]:
         return tuple(_certificate("X", "X", mesh_key.public_key(), mesh_key, ca=True)
                      for _ in range(count))
 
-    costly = _rsa_with_big_exponent()
+    costly = rsa_with_big_exponent()
     small = rsa.generate_private_key(65537, 1024)
     authority, issuer = pki.authority.private_key, pki.authority.certificate.subject
     return {
-        "seven certificates": (_RawSigner(leaf_key, (leaf, *mesh(6))),
+        "seven certificates": (RawSigner(leaf_key, (leaf, *mesh(6))),
                                "7 certificates carried; at most 6"),
-        "three with one subject": (_RawSigner(leaf_key, (leaf, *mesh(3))),
+        "three with one subject": (RawSigner(leaf_key, (leaf, *mesh(3))),
                                    "two carried certificates name the same subject"),
-        "a 2046-bit RSA exponent": (_RawSigner(costly, (_certificate(
+        "a 2046-bit RSA exponent": (RawSigner(costly, (_certificate(
             "costly", issuer, costly.public_key(), authority, ca=False),)),
             "2046-bit public exponent"),
-        "RSA-1024": (_RawSigner(small, (_certificate(
+        "RSA-1024": (RawSigner(small, (_certificate(
             "small-rsa", issuer, small.public_key(), authority, ca=False),)), "RSA-1024"),
     }
 
@@ -371,7 +313,8 @@ async def _tls_accepts_key(url: str, pki: Pki, key: Any, certificate: x509.Certi
 async def test_keys_tls_refuses_are_refused_as_signers(
         pki: Pki, sqlite_url: str, tmp_path: Path) -> None:
     """RSA-1024, P-192 and P-224 clients (issued by the trusted CA) fail the VTN's handshake, and
-    the same certificates fail as signers; RSA-2048 and P-384 pass both."""
+    the same certificates fail as signers; RSA-2048 and P-384 pass both. A pinned (self-signed,
+    listed in ``trusted``) RSA-1024 certificate is refused as a signer too."""
     keys: dict[str, tuple[bool, Any]] = {
         "RSA-1024": (False, rsa.generate_private_key(65537, 1024)),
         "P-192": (False, ec.generate_private_key(ec.SECP192R1())),
@@ -380,7 +323,13 @@ async def test_keys_tls_refuses_are_refused_as_signers(
         "P-384": (True, ec.generate_private_key(ec.SECP384R1())),
     }
     issuer = pki.authority.certificate.subject
-    signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
+    pinned_key = rsa.generate_private_key(65537, 1024)
+    pinned = _certificate("pinned-RSA-1024", "pinned-RSA-1024", pinned_key.public_key(),
+                          pinned_key, ca=False)
+    pinned_file = tmp_path / "pinned.pem"
+    pinned_file.write_bytes(pinned.public_bytes(serialization.Encoding.PEM))
+    signatures = SignatureSettings(trusted=(pki.ca_cert, pinned_file), require=True,
+                                   bind_to_peer=False)
     verdicts: dict[str, tuple[bool, str]] = {}
     async with served_vtn(config_for(pki, sqlite_url, signatures=signatures)) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
@@ -389,10 +338,13 @@ async def test_keys_tls_refuses_are_refused_as_signers(
             certificate = _certificate(f"weak-{label}", issuer, key.public_key(),
                                        pki.authority.private_key, ca=False)
             why = _refusal(await ven.send(
-                "OadrPoll", _signed_by(_RawSigner(key, (certificate,)), ven.ven_id)))
+                "OadrPoll", _signed_by(RawSigner(key, (certificate,)), ven.ven_id)))
             tls = await _tls_accepts_key(vtn.url, pki, key, certificate, tmp_path)
             verdicts[label] = (tls, why)
+        pinned_refusal = _refusal(await ven.send(
+            "OadrPoll", _signed_by(RawSigner(pinned_key, (pinned,)), ven.ven_id)))
 
+    assert "has an RSA-1024 key" in pinned_refusal, pinned_refusal
     for label, (accepted, _) in keys.items():
         tls, why = verdicts[label]
         assert (tls, why == "") == (accepted, accepted), (label, verdicts[label])
@@ -426,3 +378,20 @@ async def test_only_the_profiles_signature_methods_with_their_key_types_verify(
             method.set("Algorithm", algorithm)
             why = _refusal(await ven.send("OadrPoll", resign(root, signer)))
             assert why.startswith(f"malformed signature: signature method {algorithm!r}"), why
+
+
+async def test_comments_pis_and_cdata_inside_signed_text_change_nothing(
+        pki: Pki, sqlite_url: str) -> None:
+    """The classic truncation trick: a comment splitting a signed ID (c14n drops it, a reader
+    taking the first text node would see half the ID). The parser drops comments and processing
+    instructions and merges CDATA, so the poll still verifies and is answered as the VEN's own."""
+    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[1]) as ven:
+        await ven.register()
+        body = ven.poll_body()
+        whole = f">{ven.ven_id}<".encode()
+        assert body.count(whole) == 1
+        split = (f">{ven.ven_id[:4]}<!--x-->{ven.ven_id[4:8]}<?pi x?>"
+                 f"<![CDATA[{ven.ven_id[8:12]}]]>{ven.ven_id[12:]}<").encode()
+        reply = await ven.send("OadrPoll", body.replace(whole, split))
+    assert not (isinstance(reply, Response) and reply.response.code >= 400), reply
