@@ -14,11 +14,11 @@ Invariants on the reading side, each against a known attack or ambiguity:
   signed copy elsewhere in the tree cannot stand in for the body we decode);
 - every ``#id`` resolves to exactly one element; SignedInfo holds exactly two references, to two
   distinct elements: one covers oadrSignedObject, the other the single ReplayProtect;
-- work is bounded before it is done: the references are counted, the ds:Signature's size capped
+- work is bounded before it is done: the references are counted, then the ds:Signature's size capped
   (:data:`MAX_SIGNATURE_NODES`, :data:`MAX_SIGNATURE_CHARS`) and the namespace declarations in
   scope anywhere in the payload too (:data:`MAX_NAMESPACES_IN_SCOPE`: libxml2's c14n costs about
-  elements x declarations in scope squared) by :func:`read`, before it canonicalises anything; it
-  computes no digest; the caller checks the signature value over SignedInfo next
+  elements x declarations in scope squared) by :func:`read`, before it maps ids or canonicalises
+  anything; it computes no digest; the caller checks the signature value over SignedInfo next
   (:func:`check_value`), and only then the digests (:func:`check_digests`), the one step whose
   cost grows with the body;
 - canonicalisation is exclusive or inclusive c14n 1.0 without comments (the latter because openleadr
@@ -336,19 +336,25 @@ def _reference(ids: dict[str, list[etree._Element]], reference: etree._Element) 
                      expected=expected)
 
 
-def _references(
-    root: etree._Element, signature: etree._Element, info: etree._Element
-) -> tuple[Reference, Reference]:
-    """The two references the profile allows: (the body's, the one covering ReplayProtect).
-
-    Counted before any is resolved; each must land on a distinct element: one on the payload's own
-    oadrSignedObject, the other on this Signature's ds:Object or inside it (no wrapping).
-    """
+def _counted_references(info: etree._Element) -> tuple[etree._Element, etree._Element]:
+    """SignedInfo's ds:Reference elements, which must be exactly the profile's two."""
     elements = tuple(info.iterchildren(_REFERENCE))
     if len(elements) != REFERENCES:
         raise malformed(
             f"{len(elements)} ds:Reference elements; the profile allows exactly {REFERENCES} "
             "(oadrSignedObject and the ReplayProtect)")
+    return elements[0], elements[1]
+
+
+def _references(
+    root: etree._Element, signature: etree._Element,
+    elements: tuple[etree._Element, etree._Element],
+) -> tuple[Reference, Reference]:
+    """The two references the profile allows: (the body's, the one covering ReplayProtect).
+
+    Each must land on a distinct element: one on the payload's own oadrSignedObject, the other on
+    this Signature's ds:Object or inside it (no wrapping).
+    """
     ids = _ids(root)
     one, two = (_reference(ids, element) for element in elements)
     if one.target is two.target:
@@ -416,9 +422,10 @@ def read(root: etree._Element, signature: etree._Element) -> SignedParts:
     info = first(signature, _SIGNED_INFO)
     method = None if info is None else first(info, _SIGNATURE_METHOD)
     assert info is not None and method is not None, "XSD requires SignedInfo/SignatureMethod"
-    references = _references(root, signature, info)  # first: counting them costs nothing
-    _check_size(signature)
+    counted = _counted_references(info)  # first: counting them costs nothing
+    _check_size(signature)  # before the id map: libxml2 merges 10,000 ids in quadratic time
     _check_namespaces(root)
+    references = _references(root, signature, counted)
     timestamp, nonce = _replay_protect(signature, references[1].target)
     try:
         value = base64.b64decode("".join((_text(signature, _SIGNATURE_VALUE) or "").split()))

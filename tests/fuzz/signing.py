@@ -1,7 +1,8 @@
 """A throw-away signing identity for the signed-message fuzz tests (made here, never committed),
-and :func:`resign`/:func:`reference_bomb`/:func:`namespace_flood`/:func:`attribute_flood`: signed
-payloads of any shape whose every digest and signature value is correct, as an attacker holding a
-trusted key makes them; :class:`RawSigner` signs with keys ``schemas.Signer`` refuses.
+and :func:`resign`, :func:`reference_bomb`, :func:`namespace_flood`, :func:`attribute_flood` and
+:func:`id_flood`: signed payloads of any shape whose every digest and signature value is correct,
+as an attacker holding a trusted key makes them; :class:`RawSigner` signs with keys
+``schemas.Signer`` refuses.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def receiver(schema: schemas.SchemaSet, trusted_pem: bytes) -> schemas.Codec:
 
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
+OADR = "{http://openadr.org/oadr-2.0b/2012/07}"
 
 
 def resign(root: etree._Element, signer: schemas.Signer) -> bytes:
@@ -131,6 +133,16 @@ def attribute_flood(wire: bytes, signer: schemas.Signer, attributes: int) -> byt
                           f"{DS}Transform")
     assert transform is not None
     etree.SubElement(transform, "{urn:flood}x", {f"a{i}": "" for i in range(attributes)})
+    return resign(root, signer)
+
+
+def id_flood(wire: bytes, signer: schemas.Signer, elements: int) -> bytes:
+    """``wire`` with an extra ds:Object of ``elements`` foreign elements, each with an ``Id`` and an
+    ``oadr:Id`` (the XSD lets any foreign element in, laxly), re-signed."""
+    root = etree.fromstring(wire)
+    extra = etree.SubElement(root[0], DS + "Object")
+    for i in range(elements):
+        etree.SubElement(extra, "{urn:flood}x", {"Id": f"a{i}", f"{OADR}Id": f"b{i}"})
     return resign(root, signer)
 
 

@@ -41,6 +41,7 @@ from schemas.certpath import PathCheck
 from tests.fuzz.signing import (
     RawSigner,
     attribute_flood,
+    id_flood,
     namespace_flood,
     resign,
     rsa_with_big_exponent,
@@ -61,16 +62,18 @@ class Work:
     """Nonces of the payloads each costly verification step ran on."""
 
     canonical: set[str] = field(default_factory=set)
+    id_maps: set[str] = field(default_factory=set)
     values: set[str] = field(default_factory=set)
     paths: int = 0
     digests: set[str] = field(default_factory=set)
 
     def touched(self, nonce: str) -> bool:
-        return nonce in self.canonical | self.values | self.digests
+        return nonce in self.canonical | self.id_maps | self.values | self.digests
 
     def forget(self) -> None:
         """Drop what the test itself did (re-signing hostile payloads canonicalises them)."""
         self.canonical.clear()
+        self.id_maps.clear()
         self.values.clear()
         self.digests.clear()
 
@@ -83,13 +86,17 @@ def _document_nonce(element: etree._Element) -> str:
 @pytest.fixture
 def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
     seen = Work()
-    canonical, check_value, check_digests = (
-        _dsig._canonical, _dsig.check_value, _dsig.check_digests)
+    canonical, ids, check_value, check_digests = (
+        _dsig._canonical, _dsig._ids, _dsig.check_value, _dsig.check_digests)
     path = PathCheck.path
 
     def canonicalising(element: etree._Element, method: etree._Element | None) -> bytes:
         seen.canonical.add(_document_nonce(element))
         return canonical(element, method)
+
+    def mapping(root: etree._Element) -> dict[str, list[etree._Element]]:
+        seen.id_maps.add(_document_nonce(root))
+        return ids(root)
 
     def valuing(parts: _dsig.SignedParts, *args: Any) -> None:
         seen.values.add(parts.nonce)
@@ -104,6 +111,7 @@ def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
         return path(self, *args)
 
     monkeypatch.setattr(_dsig, "_canonical", canonicalising)
+    monkeypatch.setattr(_dsig, "_ids", mapping)
     monkeypatch.setattr(_dsig, "check_value", valuing)
     monkeypatch.setattr(_dsig, "check_digests", digesting)
     monkeypatch.setattr(PathCheck, "path", building)
@@ -144,6 +152,7 @@ async def test_namespace_and_attribute_floods_are_refused_before_any_canonicalis
         floods = {
             "namespaces": namespace_flood(hostile.poll_body(), signer, 2000),
             "attributes": attribute_flood(hostile.poll_body(), signer, 6000),
+            "ids": id_flood(hostile.poll_body(), signer, 1000),
         }
         # ... while a few extra declarations, inclusive c14n and one more attribute still verify
         modest = attribute_flood(namespace_flood(hostile.poll_body(), signer, 10), signer, 1)
@@ -158,6 +167,7 @@ async def test_namespace_and_attribute_floods_are_refused_before_any_canonicalis
 
     assert "namespace declarations in scope" in refusals["namespaces"], refusals
     assert "64 nodes (elements and attributes)" in refusals["attributes"], refusals
+    assert "64 nodes (elements and attributes)" in refusals["ids"], refusals
     for label, body in floods.items():
         assert not work.touched(_nonce(body)), label
     assert _nonce(honest_poll) in work.digests and _nonce(modest) in work.digests
