@@ -118,8 +118,9 @@ def namespace_flood(wire: bytes, signer: schemas.Signer, declarations: int) -> b
     """``wire`` with ``declarations`` unused namespaces on oadrPayload and inclusive c14n,
     re-signed."""
     root = etree.fromstring(wire)
-    flooded = etree.Element(root.tag, nsmap={
-        **root.nsmap, **{f"n{i}": f"urn:f:{i}" for i in range(declarations)}})
+    nsmap: dict[str | None, str] = dict(root.nsmap)
+    nsmap.update({f"n{i}": f"urn:f:{i}" for i in range(declarations)})
+    flooded = etree.Element(root.tag, nsmap=nsmap)
     flooded.extend(list(root))
     _inclusive(flooded)
     return resign(flooded, signer)
