@@ -1,20 +1,23 @@
 """What else a hostile signer may make a running VTN spend: shapes the first fix did not bound.
 
 A red-team pass over the review-2 defences, over real mutual TLS on loopback with the VTN
-verifying signatures; every hostile payload is smaller than ``offload_bytes``, so before these
-fixes its whole cost fell on the event loop:
+verifying signatures; every hostile payload here is smaller than ``offload_bytes``, so before
+these fixes its whole cost fell on the event loop (figures: ``python -m bench sigshapes``):
 
 - namespace declarations: libxml2's c14n costs about elements x (declarations in scope)^2, so
   2,000 declarations on oadrPayload made a registered VEN's correctly signed 50 KB poll cost
-  ~0.25 s before its signature value was even checked, and a signed body far more;
-- attributes inside ds:Signature (c14n sorts them in quadratic time) were not counted;
-- a carried "chain" of same-subject certificates made cryptography's path building try every
-  ordering (~130 signature checks; with a 3,070-bit RSA public exponent, 6 ms each: 0.76 s
-  for one refused signature), and RSA-1024 or P-192 signers, which TLS refuses, passed.
+  303 ms, mostly before its signature value was even checked;
+- attributes inside ds:Signature (c14n sorts them in quadratic time) were not counted, and ids
+  in an extra ds:Object were all mapped before the size check refused it;
+- a carried "chain" of same-subject CAs made cryptography's path building try every ordering
+  (236 ms for 4 with 2,046-bit RSA exponents, for one refused signature), and RSA-1024, P-192
+  and P-224 signers, which TLS refuses, passed.
 
-Each is now refused before the work it would cause: the Verifier's costly steps (canonicalising,
-the signature value, path building, the digests) are wrapped and record the nonce of the payload
-they work on. Nothing is timed.
+Each is now refused before the work it would cause: the Verifier's costly steps (mapping ids,
+canonicalising, the signature value, path building, the digests) are wrapped and record the
+nonce of the payload they work on. Nothing is timed. The correctness rules no test checked
+(what the second reference covers, the profile's signature methods, text split by comments)
+are tried here too.
 """
 
 from __future__ import annotations
