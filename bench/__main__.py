@@ -18,6 +18,7 @@ BENCHMARKS: Final[dict[str, str]] = {
              " device-minute, latency, RSS per VEN, crowdflex vs openleadr",
     "soak": "1,000 VENs polling and reporting on loopback: VTN memory, errors, points lost",
     "cbp": "2,000 devices on one aggregator: activation -> all acks, CPU per device per minute",
+    "sigshapes": "VTN signature-check CPU per hostile signed shape (red team of review 2)",
 }
 
 

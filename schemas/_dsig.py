@@ -14,9 +14,11 @@ Invariants on the reading side, each against a known attack or ambiguity:
   signed copy elsewhere in the tree cannot stand in for the body we decode);
 - every ``#id`` resolves to exactly one element; SignedInfo holds exactly two references, to two
   distinct elements: one covers oadrSignedObject, the other the single ReplayProtect;
-- work is bounded before it is done: the references are counted and the ds:Signature's size
-  capped (:data:`MAX_SIGNATURE_ELEMENTS`, :data:`MAX_SIGNATURE_CHARS`) by :func:`read`, which
-  computes no digest; the caller checks the signature value over SignedInfo next
+- work is bounded before it is done: the references are counted, then the ds:Signature's size capped
+  (:data:`MAX_SIGNATURE_NODES`, :data:`MAX_SIGNATURE_CHARS`) and the namespace declarations in
+  scope anywhere in the payload too (:data:`MAX_NAMESPACES_IN_SCOPE`: libxml2's c14n costs about
+  elements x declarations in scope squared) by :func:`read`, before it maps ids or canonicalises
+  anything; it computes no digest; the caller checks the signature value over SignedInfo next
   (:func:`check_value`), and only then the digests (:func:`check_digests`), the one step whose
   cost grows with the body;
 - canonicalisation is exclusive or inclusive c14n 1.0 without comments (the latter because openleadr
@@ -63,10 +65,13 @@ _SIGNATURE_ID: Final = "oadrSignature"
 _PROPERTIES_ID: Final = "oadrReplayProtect"
 _MAX_NONCE: Final = 256  # nonces are remembered for a whole window: cap what a peer makes us hold
 REFERENCES: Final = 2  # the profile's: oadrSignedObject and the ReplayProtect
-# Ours is 24 nodes and ~1.5 KB of text plus the certificates (a 4-certificate RSA-4096 chain is
-# ~10 KB of base64); openleadr's is the same shape.
-MAX_SIGNATURE_ELEMENTS: Final = 64
+# Ours is 24 elements, 12 attributes and ~1.5 KB of text plus the certificates (a 4-certificate
+# RSA-4096 chain is ~10 KB of base64); openleadr's is the same shape. Attributes count as nodes:
+# c14n sorts an element's attributes in quadratic time.
+MAX_SIGNATURE_NODES: Final = 64
 MAX_SIGNATURE_CHARS: Final = 32 * 1024
+# Ours and openleadr's payloads have at most 15 declarations on any element and its ancestors.
+MAX_NAMESPACES_IN_SCOPE: Final = 32
 
 _PAYLOAD = q(OADR, "oadrPayload")
 _SIGNED_OBJECT = q(OADR, "oadrSignedObject")
@@ -279,14 +284,34 @@ def _check_size(signature: etree._Element) -> None:
     Its parts are digested and canonicalised later; bounding them here bounds that work, whatever
     the referenced elements hold (the body, oadrSignedObject, is bounded by the document cap).
     """
-    chars = 0
-    for elements, node in enumerate(signature.iter(), start=1):
-        chars += len(node.text or "") + len(node.tail or "") + sum(
-            len(k) + len(v) for k, v in node.attrib.items())
-        if elements > MAX_SIGNATURE_ELEMENTS or chars > MAX_SIGNATURE_CHARS:
+    nodes = chars = 0
+    for node in signature.iter():
+        nodes += 1 + len(node.attrib)
+        if nodes <= MAX_SIGNATURE_NODES:  # lxml finds each attribute value by a search: count first
+            chars += len(node.text or "") + len(node.tail or "") + sum(
+                len(k) + len(v) for k, v in node.attrib.items())
+        if nodes > MAX_SIGNATURE_NODES or chars > MAX_SIGNATURE_CHARS:
             raise malformed(
-                f"ds:Signature larger than {MAX_SIGNATURE_ELEMENTS} nodes or "
-                f"{MAX_SIGNATURE_CHARS} characters")
+                f"ds:Signature larger than {MAX_SIGNATURE_NODES} nodes (elements and attributes) "
+                f"or {MAX_SIGNATURE_CHARS} characters")
+
+
+def _check_namespaces(root: etree._Element) -> None:
+    """Refuse a payload with more than :data:`MAX_NAMESPACES_IN_SCOPE` namespace declarations on
+    one element and its ancestors together (shadowed ones too), before anything is canonicalised.
+
+    libxml2's c14n walks every declaration in scope at each element and keeps the rendered ones in
+    sorted lists: 2,500 declarations on oadrPayload make a 60 KB poll's SignedInfo cost 0.25 s,
+    and a signed body of 1,000 elements 19 s. One pass over the tree, in C but for the
+    declarations themselves.
+    """
+    in_scope = 0
+    for event, _ in etree.iterwalk(root, events=("start-ns", "end-ns")):
+        in_scope += 1 if event == "start-ns" else -1
+        if in_scope > MAX_NAMESPACES_IN_SCOPE:
+            raise malformed(
+                f"more than {MAX_NAMESPACES_IN_SCOPE} namespace declarations in scope at one "
+                "element")
 
 
 def _reference(ids: dict[str, list[etree._Element]], reference: etree._Element) -> Reference:
@@ -311,19 +336,25 @@ def _reference(ids: dict[str, list[etree._Element]], reference: etree._Element) 
                      expected=expected)
 
 
-def _references(
-    root: etree._Element, signature: etree._Element, info: etree._Element
-) -> tuple[Reference, Reference]:
-    """The two references the profile allows: (the body's, the one covering ReplayProtect).
-
-    Counted before any is resolved; each must land on a distinct element: one on the payload's own
-    oadrSignedObject, the other on this Signature's ds:Object or inside it (no wrapping).
-    """
+def _counted_references(info: etree._Element) -> tuple[etree._Element, etree._Element]:
+    """SignedInfo's ds:Reference elements, which must be exactly the profile's two."""
     elements = tuple(info.iterchildren(_REFERENCE))
     if len(elements) != REFERENCES:
         raise malformed(
             f"{len(elements)} ds:Reference elements; the profile allows exactly {REFERENCES} "
             "(oadrSignedObject and the ReplayProtect)")
+    return elements[0], elements[1]
+
+
+def _references(
+    root: etree._Element, signature: etree._Element,
+    elements: tuple[etree._Element, etree._Element],
+) -> tuple[Reference, Reference]:
+    """The two references the profile allows: (the body's, the one covering ReplayProtect).
+
+    Each must land on a distinct element: one on the payload's own oadrSignedObject, the other on
+    this Signature's ds:Object or inside it (no wrapping).
+    """
     ids = _ids(root)
     one, two = (_reference(ids, element) for element in elements)
     if one.target is two.target:
@@ -391,8 +422,10 @@ def read(root: etree._Element, signature: etree._Element) -> SignedParts:
     info = first(signature, _SIGNED_INFO)
     method = None if info is None else first(info, _SIGNATURE_METHOD)
     assert info is not None and method is not None, "XSD requires SignedInfo/SignatureMethod"
-    references = _references(root, signature, info)  # first: counting them costs nothing
-    _check_size(signature)
+    counted = _counted_references(info)  # first: counting them costs nothing
+    _check_size(signature)  # before the id map: libxml2 merges 10,000 ids in quadratic time
+    _check_namespaces(root)
+    references = _references(root, signature, counted)
     timestamp, nonce = _replay_protect(signature, references[1].target)
     try:
         value = base64.b64decode("".join((_text(signature, _SIGNATURE_VALUE) or "").split()))

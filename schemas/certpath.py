@@ -16,6 +16,14 @@ to a TLS client (``ssl_client``) or server (``ssl_server``):
   the end entity's issuer must have one among them, signed by it and current at ``now``, and it
   must not list the end entity.
 
+Before any of that, :func:`check_carried` bounds what a sender may make path building cost: at most
+:data:`MAX_CARRIED` certificates, no two with one subject (so each certificate has at most one
+carried candidate issuer and the search is a line, not a tree), and every key RSA of 2,048 to
+8,192 bits with a public exponent of at most 65,537, or EC on P-256, P-384 or P-521: no key the
+VTN's TLS refuses in a client (RSA under 2,048 bits, P-192, P-224: OpenSSL's security level 2 and
+TLS 1.3's signature algorithms) passes, and no key makes its checks dear (a 2,046-bit exponent
+costs ~60 times e = 65,537).
+
 ``tests/security/test_signature_chain.py`` compares each verdict with a real TLS handshake on the
 same certificate; a refusal raises :class:`schemas.CertificateRefused` saying which rule failed.
 """
@@ -28,6 +36,7 @@ from enum import StrEnum
 from typing import Final, cast
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
@@ -41,9 +50,13 @@ from cryptography.x509.verification import (
 
 from ._errors import CertificateRefused
 
-__all__ = ["PathCheck", "Purpose"]
+__all__ = ["PathCheck", "Purpose", "check_carried"]
 
 MAX_DEPTH: Final = 4  # intermediates between the end entity and an anchor
+MAX_CARRIED: Final = MAX_DEPTH + 2  # the end entity, its intermediates and perhaps the anchor
+_RSA_BITS: Final = (2048, 8192)
+_RSA_MAX_EXPONENT: Final = 65537  # verifying costs ~17 squarings; a 3,000-bit exponent costs 200x
+_CURVES: Final = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)  # TLS 1.3's ECDSA curves
 
 Crls = Callable[[], Sequence[x509.CertificateRevocationList]]
 
@@ -123,6 +136,39 @@ class PathCheck:
                     f"{now.isoformat()}")
             if crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None:
                 raise CertificateRefused(f"{leaf.subject.rfc4514_string()!r} is revoked")
+
+
+def check_carried(certificates: Sequence[x509.Certificate]) -> None:
+    """Refuse a carried chain (end entity first) whose checking could cost more than a few
+    public-key operations, before any of its keys or signatures is used."""
+    if len(certificates) > MAX_CARRIED:
+        raise CertificateRefused(
+            f"{len(certificates)} certificates carried; at most {MAX_CARRIED} (the signer, "
+            f"{MAX_DEPTH} intermediates and the root)")
+    if len({certificate.subject for certificate in certificates}) != len(certificates):
+        raise CertificateRefused("two carried certificates name the same subject")
+    for certificate in certificates:
+        _check_key(certificate)
+
+
+def _check_key(certificate: x509.Certificate) -> None:
+    key = certificate.public_key()
+    match key:
+        case rsa.RSAPublicKey():
+            exponent = key.public_numbers().e
+            if _RSA_BITS[0] <= key.key_size <= _RSA_BITS[1] and exponent <= _RSA_MAX_EXPONENT:
+                return
+            what = f"an RSA-{key.key_size} key with a {exponent.bit_length()}-bit public exponent"
+        case ec.EllipticCurvePublicKey():
+            if isinstance(key.curve, _CURVES):
+                return
+            what = f"an EC key on {key.curve.name}"
+        case _:
+            what = f"a {type(key).__name__}"
+    raise CertificateRefused(
+        f"{certificate.subject.rfc4514_string()!r} has {what}; accepted: RSA of "
+        f"{_RSA_BITS[0]} to {_RSA_BITS[1]} bits with a public exponent of at most "
+        f"{_RSA_MAX_EXPONENT}, or EC on P-256, P-384 or P-521")
 
 
 def _issued_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:

@@ -5,8 +5,10 @@ ECDSA-SHA256) made with the node's X.509 key, with the certificate in ds:KeyInfo
 certificates are loaded once, when these objects are built; signing and verifying then cost a c14n
 pass, two SHA-256 digests and one public-key operation per message.
 
-Trust: the signer's certificate (the first ds:X509Certificate) must be one of the trusted
-certificates (pinned: trusted as itself, validity checked), or pass the same certificate-path check
+Trust: the carried certificates must first pass :func:`schemas.certpath.check_carried` (how many,
+distinct subjects, keys TLS would accept and that are cheap to check); then the signer's
+certificate (the first ds:X509Certificate) must be one of the trusted certificates (pinned: trusted
+as itself, validity checked), or pass the same certificate-path check
 a TLS peer passes (:class:`schemas.certpath.PathCheck`: the trusted CA certificates as anchors, the
 CA certificates carried in ds:X509Data as intermediates, pathLen, KeyUsage, ExtendedKeyUsage for
 the signer's ``purpose``, and the CRLs when the node has any). A :class:`Verifier` remembers
@@ -35,7 +37,7 @@ from lxml import etree
 
 from . import _dsig
 from ._errors import CertificateRefused, SignatureInvalid
-from .certpath import Crls, PathCheck, Purpose
+from .certpath import Crls, PathCheck, Purpose, check_carried
 from .identity import certificate_fingerprint
 
 __all__ = ["Signer", "Verification", "Verifier"]
@@ -175,6 +177,10 @@ class Verifier:
     def _first_sight(self, parts: _dsig.SignedParts, now: datetime) -> _Chain:
         """Parse, check the value with and walk a chain not seen before; remember it if trusted."""
         certificates = _dsig.load_certificates(parts.certificate_ders)
+        try:
+            check_carried(certificates)  # bounds what the next two steps may cost
+        except CertificateRefused as exc:
+            raise SignatureInvalid(f"untrusted certificate: {exc}") from None
         key = certificates[0].public_key()
         _dsig.check_value(parts, key)
         chain = _Chain(

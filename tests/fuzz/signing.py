@@ -1,17 +1,22 @@
 """A throw-away signing identity for the signed-message fuzz tests (made here, never committed),
-and :func:`resign`/:func:`reference_bomb`: signed payloads of any shape whose every digest and
-signature value is correct, as an attacker holding a trusted key makes them.
+and :func:`resign`, :func:`reference_bomb`, :func:`namespace_flood`, :func:`attribute_flood` and
+:func:`id_flood`: signed payloads of any shape whose every digest and signature value is correct,
+as an attacker holding a trusted key makes them; :class:`RawSigner` signs with keys
+``schemas.Signer`` refuses.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import secrets
 from datetime import UTC, datetime, timedelta
+from math import gcd
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
@@ -56,6 +61,7 @@ def receiver(schema: schemas.SchemaSet, trusted_pem: bytes) -> schemas.Codec:
 
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
+OADR = "{http://openadr.org/oadr-2.0b/2012/07}"
 
 
 def resign(root: etree._Element, signer: schemas.Signer) -> bytes:
@@ -97,3 +103,78 @@ def reference_bomb(wire: bytes, signer: schemas.Signer, *, references: int = 100
         reference.set("URI", "#big")
         info.append(reference)
     return resign(root, signer)
+
+
+def _inclusive(root: etree._Element) -> None:
+    """Inclusive c14n (openleadr's) for SignedInfo and both references: it renders every
+    namespace in scope."""
+    info = root[0].find(DS + "SignedInfo")
+    assert info is not None
+    for method in info.iter(DS + "CanonicalizationMethod", DS + "Transform"):
+        method.set("Algorithm", _dsig.C14N)
+
+
+def namespace_flood(wire: bytes, signer: schemas.Signer, declarations: int) -> bytes:
+    """``wire`` with ``declarations`` unused namespaces on oadrPayload and inclusive c14n,
+    re-signed."""
+    root = etree.fromstring(wire)
+    nsmap: dict[str | None, str] = dict(root.nsmap)
+    nsmap.update({f"n{i}": f"urn:f:{i}" for i in range(declarations)})
+    flooded = etree.Element(root.tag, nsmap=nsmap)
+    flooded.extend(list(root))
+    _inclusive(flooded)
+    return resign(flooded, signer)
+
+
+def attribute_flood(wire: bytes, signer: schemas.Signer, attributes: int) -> bytes:
+    """``wire`` with one element of ``attributes`` attributes inside SignedInfo's first
+    ds:Transform (XSD: any foreign element, laxly), re-signed."""
+    root = etree.fromstring(wire)
+    transform = root.find(f"{DS}Signature/{DS}SignedInfo/{DS}Reference/{DS}Transforms/"
+                          f"{DS}Transform")
+    assert transform is not None
+    etree.SubElement(transform, "{urn:flood}x", {f"a{i}": "" for i in range(attributes)})
+    return resign(root, signer)
+
+
+def id_flood(wire: bytes, signer: schemas.Signer, elements: int) -> bytes:
+    """``wire`` with an extra ds:Object of ``elements`` foreign elements, each with an ``Id`` and an
+    ``oadr:Id`` (the XSD lets any foreign element in, laxly), re-signed."""
+    root = etree.fromstring(wire)
+    extra = etree.SubElement(root[0], DS + "Object")
+    for i in range(elements):
+        etree.SubElement(extra, "{urn:flood}x", {"Id": f"a{i}", f"{OADR}Id": f"b{i}"})
+    return resign(root, signer)
+
+
+def rsa_with_big_exponent(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A valid RSA key whose public exponent is nearly as long as its modulus: each verification
+    with it costs ~60x one with e = 65537."""
+    numbers = rsa.generate_private_key(65537, bits).private_numbers()
+    p, q = numbers.p, numbers.q
+    phi = (p - 1) * (q - 1)
+    while gcd(e := secrets.randbits(bits - 2) | (1 << (bits - 3)) | 1, phi) != 1:
+        pass
+    d = pow(e, -1, phi)
+    return rsa.RSAPrivateNumbers(
+        p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
+        rsa.RSAPublicNumbers(e, p * q)).private_key()
+
+
+class RawSigner:
+    """Signs with any RSA or EC key, carrying ``chain`` (``schemas.Signer`` refuses small RSA
+    keys): a hostile sender, for ``schemas._dsig.sign``."""
+
+    def __init__(self, key: Any, chain: tuple[x509.Certificate, ...]) -> None:
+        self._key = key
+        algorithm = _dsig.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else (
+            _dsig.ECDSA_SHA256)
+        self.template = _dsig.signature_template(algorithm, tuple(
+            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
+            for c in chain))
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        der = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return _dsig.raw_ecdsa(der, self._key.curve.key_size)

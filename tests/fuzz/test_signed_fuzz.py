@@ -29,6 +29,7 @@ EXAMPLES = settings(max_examples=40)
 SIGNED_SEEDS = ("oadrPoll", "oadrDistributeEvent", "oadrUpdateReport", "oadrCreatedEvent")
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNED_OBJECT = "{http://openadr.org/oadr-2.0b/2012/07}oadrSignedObject"
+_OADR_ID = "{http://openadr.org/oadr-2.0b/2012/07}Id"
 
 _KEY, _CERT = identity()
 _SCHEMA = schemas.SchemaSet()
@@ -160,11 +161,25 @@ shapes = st.one_of(
     st.tuples(st.just("same target"), st.just(0), st.booleans()),
     st.tuples(st.just("object"), st.sampled_from((0, 100, 40_000, 400_000)), st.booleans()),
     st.tuples(st.just("properties"), st.sampled_from((100, 40_000, 400_000)), st.booleans()),
+    st.tuples(st.just("namespaces"), st.sampled_from((1, 15, 40, 2000)), st.booleans()),
+    st.tuples(st.just("attributes"), st.sampled_from((1, 20, 6000)), st.booleans()),
+    st.tuples(st.just("ids"), st.sampled_from((1, 30, 1000)), st.booleans()),
 )
 
 
-def _reshape(root: etree._Element, shape: str, size: int, flag: bool) -> None:
-    """Edit the signature's shape; ``flag``: point the edit at a ds:Object of its own ("#big")."""
+def _reshape(root: etree._Element, shape: str, size: int, flag: bool) -> etree._Element:
+    """Edit the signature's shape; ``flag``: point the edit at a ds:Object of its own ("#big"),
+    or for namespaces, canonicalise inclusively. Returns the edited payload's root."""
+    if shape == "namespaces":
+        nsmap: dict[str | None, str] = dict(root.nsmap)
+        nsmap.update({f"n{i}": f"urn:f:{i}" for i in range(size)})
+        flooded = etree.Element(root.tag, nsmap=nsmap)
+        flooded.extend(list(root))
+        info = flooded[0].find(_DS + "SignedInfo")
+        assert info is not None
+        for method in info.iter(_DS + "CanonicalizationMethod", _DS + "Transform"):
+            method.set("Algorithm", _dsig.C14N if flag else method.get("Algorithm") or "")
+        return flooded
     signature = root[0]
     info = signature.find(_DS + "SignedInfo")
     assert info is not None
@@ -185,11 +200,20 @@ def _reshape(root: etree._Element, shape: str, size: int, flag: bool) -> None:
         case "object":
             if flag:
                 references[1].set("URI", "#big")
+        case "attributes":
+            transform = info.find(f"{_DS}Reference/{_DS}Transforms/{_DS}Transform")
+            assert transform is not None
+            etree.SubElement(transform, "{urn:pad}x", {f"a{i}": "" for i in range(size)})
+        case "ids":
+            extra = etree.SubElement(signature, _DS + "Object")
+            for i in range(size):
+                etree.SubElement(extra, "{urn:pad}x", {"Id": f"i{i}", _OADR_ID: f"o{i}"})
         case _:
             holder = signature.find(f"{_DS}Object/{_DS}SignatureProperties")
             assert holder is not None
             prop = etree.SubElement(holder, _DS + "SignatureProperty", Target="#x")
             etree.SubElement(prop, "{urn:pad}pad").text = "A" * size
+    return root
 
 
 @EXAMPLES
@@ -197,13 +221,12 @@ def _reshape(root: etree._Element, shape: str, size: int, flag: bool) -> None:
 def test_signature_shapes_are_refused_unworked_or_verify_as_signed(
     pair: tuple[schemas.Message, bytes], shape: tuple[str, int, bool]
 ) -> None:
-    """Reference counts, duplicated targets, huge referenced elements, extra ds:Objects: with every
-    digest and the value correct, each shape verifies as the signed message or is refused; a shape
-    refused as malformed cost no signature value and no digest."""
+    """Reference counts, duplicated targets, huge referenced elements, extra ds:Objects, namespace,
+    attribute and id floods: with every digest and the value correct, each shape verifies as the
+    signed message or is refused; a shape refused as malformed cost no signature value and no
+    digest."""
     original, wire = pair
-    root = etree.fromstring(wire)
-    _reshape(root, *shape)
-    data = resign(root, _SIGNER)
+    data = resign(_reshape(etree.fromstring(wire), *shape), _SIGNER)
     with mock.patch.object(_dsig, "check_value", wraps=_dsig.check_value) as values, \
             mock.patch.object(_dsig, "check_digests", wraps=_dsig.check_digests) as digests:
         try:

@@ -12,6 +12,7 @@ once as the signer of a poll sent over an honest VEN's connection, and the two v
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import ssl
 from collections.abc import Callable
@@ -187,6 +188,58 @@ async def test_a_signer_revoked_while_the_vtn_runs_is_refused_at_its_next_signat
         crl.write_bytes(b"not a CRL at all")
         assert "is revoked" in await description()
 
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """A new file version, as an operator's tooling writes one (a new inode: seen as changed)."""
+    fresh = path.with_suffix(".new")
+    fresh.write_bytes(data)
+    os.replace(fresh, path)
+
+
+async def test_a_crl_that_cannot_vouch_refuses_the_signer_as_tls_refuses_the_client(
+        pki: Pki, sqlite_url: str, tmp_path: Path) -> None:
+    """With a CRL file configured, the CA's list must be there, current and signed by the CA: a
+    stale one, only another CA's, or one in the CA's name signed by another key make TLS refuse a
+    new client of that CA and the signature check refuse its signer alike; the current one lets
+    both in. (Signed polls go over an honest VEN's connection opened before, kept alive.)"""
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.authority.revocation_list(()))
+    impostor = CertificateAuthority(certificate=pki.authority.certificate,
+                                    private_key=generate_key(KeyType.EC))
+    last_month = CertificateAuthority(certificate=pki.authority.certificate,
+                                      private_key=pki.authority.private_key,
+                                      clock=lambda: _NOW - timedelta(days=30))
+    lists = {
+        "current": (True, pki.authority.revocation_list(())),
+        "stale": (False, last_month.revocation_list(())),  # next update was due 23 days ago
+        "another CA's only": (False, CertificateAuthority.create(
+            common_name="another CA").revocation_list(())),
+        "the CA's name, another key": (False, impostor.revocation_list(())),
+    }
+    candidate = Candidate(pki.authority.issue("crl-candidate"), tmp_path)
+    signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
+    verdicts: dict[str, tuple[bool, bool, str]] = {}
+    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl,
+                                     signatures=signatures)) as vtn, \
+            signed_ven(vtn.url, pki, pki.vens[0]) as ven:
+        await ven.register()
+        ven.codec = Codec(signer=candidate.signer())
+        for label, (_, data) in lists.items():
+            _replace(crl, data)
+            reply = await ven.send("OadrPoll", ven.poll_body())
+            refused = isinstance(reply, Response) and reply.response.code == 459
+            why = reply.response.description or "" if isinstance(reply, Response) else ""
+            verdicts[label] = (await _tls_accepts(vtn.url, pki, candidate), not refused, why)
+
+    for label, (accepted, _) in lists.items():
+        tls, signature, why = verdicts[label]
+        assert (tls, signature) == (accepted, accepted), (label, verdicts[label])
+        if not accepted:
+            assert why.startswith("untrusted certificate"), (label, why)
+    assert "not current" in verdicts["stale"][2]
+    assert "no CRL from" in verdicts["another CA's only"][2]
+    assert "no CRL from" in verdicts["the CA's name, another key"][2]
 
 def _open_root() -> CertificateAuthority:
     """A CA that, unlike the session's, allows sub-CAs (no pathLen)."""
