@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cbp.cli._process import run_node
+from cbp.cli._process import configure_logging, run_node
 from cbp.demo.platform import run_platform
 
 
@@ -32,6 +32,7 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    configure_logging("WARNING")  # the nodes' warnings and errors, with their source named
     out: Path = args.out or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
     summary = run_node(run_platform(out, devices=args.devices, seed=args.seed))

@@ -2,8 +2,9 @@
 report, make a master key file.
 
 Keys come from ``--key-file`` or the environment variable named by ``--key-env`` (default
-``CROWDFLEX_PSEUDONYM_KEYS``), never from code. Exit codes: 0 done/clean, 1 leak found, 2 the
-command could not run (missing key, vault, config or captures).
+``CROWDFLEX_PSEUDONYM_KEYS``), never from code. ``keygen`` makes the key file's missing parent
+folders readable by their owner only (mode 0700), as the file itself (0600). Exit codes: 0
+done/clean, 1 leak found, 2 the command could not run (missing key, vault, config or captures).
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ def _keys(args: argparse.Namespace) -> privacy.KeyProvider:
 
 
 def _key_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key-file", type=Path, help="master key file (version:hex per line)")
-    parser.add_argument("--key-env", default=privacy.DEFAULT_KEY_ENV, help="key variable name")
+    parser.add_argument("--key-file", type=Path, metavar="FILE",
+                        help="master key file, one version:hex line per key (as `crowdflex "
+                        "privacy keygen` writes it); without it the keys come from --key-env")
+    parser.add_argument("--key-env", default=privacy.DEFAULT_KEY_ENV, metavar="NAME",
+                        help="environment variable holding the master keys when no --key-file "
+                        "is given (default: %(default)s)")
 
 
 def _erase(args: argparse.Namespace) -> int:
@@ -75,6 +80,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _keygen(args: argparse.Namespace) -> int:
     path: Path = args.key_file
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     existing = path.read_text(encoding="ascii") if path.exists() else ""
     versions = privacy.FileKeyProvider(path).versions() if existing.strip() else ()
     version = max(versions, default=0) + 1
@@ -99,30 +105,46 @@ def _guarded(run: Any) -> Any:
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "privacy", help="erasure, privacy audit, data-flow report, master keys"
-    )
+        "privacy", help="erasure, privacy audit, data-flow report, master keys",
+        description="The aggregator's privacy tools: erase a prosumer, audit what reached the "
+        "TSO, write the data-flow report, make master keys. Exit codes: 0 done or clean, 1 a "
+        "leak was found, 2 the command could not run.")
     sub = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
 
     erase = sub.add_parser("erase", help="erase a prosumer (crypto-shredding) and write notices")
-    erase.add_argument("--vault", type=Path, required=True)
+    erase.add_argument("--vault", type=Path, required=True, metavar="FILE",
+                       help="the aggregator's identity vault (e.g. state/vault.db)")
     erase.add_argument("--prosumer", required=True, help="prosumer id in the vault")
-    erase.add_argument("--notice-dir", type=Path, default=Path("."))
-    erase.add_argument("--config", type=Path, help="TOML file with a [privacy] table")
-    erase.add_argument("--raw-store", type=Path, help="raw sample store to erase from as well")
+    erase.add_argument("--notice-dir", type=Path, default=Path("."), metavar="DIR",
+                       help="where the erasure notices (one per recipient) are written "
+                       "(default: the working directory)")
+    erase.add_argument("--config", type=Path, metavar="FILE",
+                       help="TOML file with a [privacy] table (default: the built-in settings)")
+    erase.add_argument("--raw-store", type=Path, metavar="FILE",
+                       help="raw sample store (SQLite) to erase the prosumer's samples from too")
     _key_options(erase)
     erase.set_defaults(run=_guarded(_erase))
 
     audit = sub.add_parser("audit", help="prove no vault value reached the TSO in a run")
-    audit.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    audit.add_argument("--vault", type=Path)
+    audit.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                       help="folder holding captures/aggregator-tso/ (a demo run folder, or a "
+                       "node's state directory)")
+    audit.add_argument("--vault", type=Path, metavar="FILE",
+                       help="identity vault whose names, postcodes, EANs and serials must not "
+                       "appear (needs its key: --key-file or --key-env); without it only the "
+                       "pattern checks run")
     _key_options(audit)
     audit.set_defaults(run=_guarded(_audit))
 
     report = sub.add_parser("report", help="write the data-flow report (Markdown and HTML)")
-    report.add_argument("--config", type=Path)
-    report.add_argument("--out", type=Path, required=True)
+    report.add_argument("--config", type=Path, metavar="FILE",
+                        help="TOML file with a [privacy] table (default: the built-in settings)")
+    report.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder the report files are written to")
     report.set_defaults(run=_guarded(_report))
 
     keygen = sub.add_parser("keygen", help="append a new master key version to a key file")
-    keygen.add_argument("--key-file", type=Path, required=True)
+    keygen.add_argument("--key-file", type=Path, required=True, metavar="FILE",
+                        help="key file to create or extend (mode 0600; missing parent folders "
+                        "are made with mode 0700)")
     keygen.set_defaults(run=_guarded(_keygen))

@@ -17,9 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ._process import add_log_level, configure_logging, run_node, stop_on_signals
+from ._process import add_log_level, bound_port, configure_logging, run_node, stop_on_signals
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: Any) -> None:
@@ -86,15 +88,15 @@ async def _serve(config: Any) -> None:
     try:
         await vtn_site(runners[0], config).start()
         loop_name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
-        logging.info("VTN %s serving on https://%s:%d (%s event loop)", config.vtn_id,
-                     config.host, config.port, loop_name)
+        log.info("VTN %s serving on https://%s:%d (%s event loop)", config.vtn_id,
+                 config.host, bound_port(runners[0]), loop_name)
         if config.admin_enabled:
             admin = web.AppRunner(create_admin_app(lambda: app[SERVICES],
                                                    token=config.admin_token))
             runners.append(admin)
             await admin.setup()
             await web.TCPSite(admin, config.admin_host, config.admin_port).start()
-            logging.info("admin API on http://%s:%d", config.admin_host, config.admin_port)
+            log.info("admin API on http://%s:%d", config.admin_host, bound_port(admin))
         stop = stop_on_signals()
         await stop.wait()
     finally:

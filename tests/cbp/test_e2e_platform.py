@@ -74,6 +74,8 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
     assert (summary.registered, summary.refused) == (DEVICES, 1)
     assert summary.offer_mw > 0
     assert summary.activation.acks and not summary.activation.late
+    # the late offer the demo sends on purpose is announced as such before its refusal shows
+    assert any("the deliberate test of a late offer" in line for line in lines)
 
     # settlement against an independent calculation from the TSO's stored measurements
     mine = _recompute(summary, settings)
