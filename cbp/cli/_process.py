@@ -23,15 +23,16 @@ import json
 import logging
 import os
 import signal
+import tomllib
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-__all__ = ["StatusFile", "add_log_level", "add_state_options", "bound_port", "configure_logging",
-           "publish_status", "run_node", "state_path", "state_storage_url", "status_path",
-           "stop_on_signals", "wait_or_stop"]
+__all__ = ["StatusFile", "add_log_level", "add_state_dir", "add_state_options", "bound_port",
+           "configure_logging", "publish_status", "run_node", "state_key", "state_path",
+           "state_storage_url", "status_path", "stop_on_signals", "wait_or_stop"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Loggers that say something on every start (alembic's plugins and migration context) or on
@@ -64,12 +65,15 @@ def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> Non
                         "the access log and the database migrations)")
 
 
-def add_state_options(parser: argparse.ArgumentParser, role: str) -> None:
-    """``--state-dir`` and ``--status-file`` of a node command."""
+def add_state_dir(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--state-dir", type=Path, default=Path("state"), metavar="DIR",
-                        help="runtime files: databases, outboxes, captures and the status file; "
-                        "relative paths of the TOML's runtime keys are read from here "
-                        "(default: %(default)s, made when missing)")
+                        help=f"runtime files: {what}; relative paths of the TOML's runtime keys "
+                        "are read from here (default: %(default)s, made when missing)")
+
+
+def add_state_options(parser: argparse.ArgumentParser, role: str) -> None:
+    """``--state-dir`` and ``--status-file`` of a CBP node command."""
+    add_state_dir(parser, "databases, outboxes, captures and the status file")
     parser.add_argument("--status-file", type=Path, metavar="FILE",
                         help="keep a JSON status object here (bound port and URL once serving, "
                         "then what the node has done; \"state\": \"stopped\" after shutdown) "
@@ -85,6 +89,17 @@ def status_path(args: argparse.Namespace, role: str) -> Path:
 def state_path(value: str, state_dir: Path) -> Path:
     """A runtime path from a TOML file: relative ones live in the state directory."""
     return (state_dir / value).resolve()
+
+
+def state_key(config: Path, key: str) -> str | None:
+    """A top-level string key of a TOML file as written (its relative path not yet resolved
+    against the file's directory), or None when absent or unreadable; the config loader reports
+    what is wrong with the file."""
+    try:
+        value = tomllib.loads(config.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def state_storage_url(url: str, state_dir: Path) -> str:

@@ -1,8 +1,9 @@
 """`crowdflex vtn`: run a VTN -- the OpenADR 2.0b endpoints over mutual TLS, plus the admin API.
 
 Reads a TOML file (``examples/vtn.toml`` documents every key); command-line options override the
-few settings one changes per run. Runs until interrupted (SIGINT/SIGTERM), then shuts down
-cleanly: listeners closed, push task ended, database closed.
+few settings one changes per run. A relative SQLite ``storage_url`` lives in the state directory
+(``--state-dir``), not next to the TOML file. Runs until interrupted (SIGINT/SIGTERM), then shuts
+down cleanly: listeners closed, push task ended, database closed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ._process import add_log_level, bound_port, configure_logging, run_node, stop_on_signals
+from ._process import (
+    add_log_level,
+    add_state_dir,
+    bound_port,
+    configure_logging,
+    run_node,
+    state_key,
+    state_storage_url,
+    stop_on_signals,
+)
 
 __all__ = ["register"]
 
@@ -47,6 +57,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--loop", default="auto", metavar="{auto,uvloop,asyncio}",
                         help="event loop to serve on (default auto: uvloop when installed, whose "
                         "TLS and I/O are compiled, else asyncio's)")
+    add_state_dir(parser, "the SQLite database")
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -60,7 +71,9 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)
         return 2
-    overrides = {"host": args.host, "port": args.port, "storage_url": args.storage_url,
+    written = state_key(args.config, "storage_url")
+    storage = args.storage_url or (written and state_storage_url(written, args.state_dir))
+    overrides = {"host": args.host, "port": args.port, "storage_url": storage,
                  "admin_port": args.admin_port}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.no_admin:
@@ -69,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         print("crowdflex vtn: the admin API needs a token ([admin] token or token_env), "
               "or run with --no-admin", file=sys.stderr)
         return 2
+    args.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         run_node(_serve(config), loop=args.loop)
     except (ValueError, OSError) as exc:
