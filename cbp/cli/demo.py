@@ -21,8 +21,10 @@ def register(commands: Any) -> None:
         "per-device metering, validation and settlement; then a report folder and the privacy "
         "audit of every message on the aggregator-TSO link.",
     )
-    parser.add_argument("--devices", type=int, default=200, help="simulated devices (default 200)")
-    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    parser.add_argument("--devices", type=int, default=200,
+                        help="simulated devices (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="simulation seed (default: %(default)s)")
     parser.add_argument(
         "--out", type=Path, default=None,
         help="run folder: certificates, databases, captures/aggregator-tso/, report/ "

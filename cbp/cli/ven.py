@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"crowdflex ven: [signatures]: {exc}", file=sys.stderr)
         return 2
-    args.state_dir.mkdir(parents=True, exist_ok=True)
+    config.outbox_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         asyncio.run(_serve(config, codec))
     except (ValueError, OSError) as exc:

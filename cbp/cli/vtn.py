@@ -55,7 +55,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--no-admin", action="store_true",
                         help="do not start the admin API")
     parser.add_argument("--loop", default="auto", metavar="{auto,uvloop,asyncio}",
-                        help="event loop to serve on (default auto: uvloop when installed, whose "
+                        help="event loop to serve on (default: auto, uvloop when installed, whose "
                         "TLS and I/O are compiled, else asyncio's)")
     add_state_dir(parser, "the SQLite database")
     add_log_level(parser)
@@ -71,8 +71,11 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)
         return 2
-    written = state_key(args.config, "storage_url")
-    storage = args.storage_url or (written and state_storage_url(written, args.state_dir))
+    storage: str | None = args.storage_url
+    in_state = False  # a relative SQLite file of the TOML: it lives in the state directory
+    if storage is None and (written := state_key(args.config, "storage_url")) is not None:
+        storage = state_storage_url(written, args.state_dir)
+        in_state = storage != written
     overrides = {"host": args.host, "port": args.port, "storage_url": storage,
                  "admin_port": args.admin_port}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -82,7 +85,8 @@ def _run(args: argparse.Namespace) -> int:
         print("crowdflex vtn: the admin API needs a token ([admin] token or token_env), "
               "or run with --no-admin", file=sys.stderr)
         return 2
-    args.state_dir.mkdir(parents=True, exist_ok=True)
+    if in_state:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         run_node(_serve(config), loop=args.loop)
     except (ValueError, OSError) as exc:

@@ -15,6 +15,7 @@ tests/acceptance/test_walkthrough.py.
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from cbp.cli import build_parser
+from cbp.devices import build_pool
 from schemas.conformance import corpus_dir
 from tests.acceptance import ROOT
 
@@ -111,6 +113,9 @@ def test_the_one_shot_commands_say_nothing_on_stderr(tmp_path: Path) -> None:
     onboarded = run("aggregator", "--config", "examples/aggregator.toml", "--onboard",
                     "state/onb.csv", cwd=tmp_path).stdout
     assert "onboarded 3 device(s)" in onboarded
+    with (tmp_path / "state" / "devices.csv").open() as rows:  # as the simulators of seed 1
+        classes = [row["device_class"] for row in csv.DictReader(rows)]
+    assert classes == [d.device_class.value for d in build_pool(3, 1).devices]
     assert {p.name for p in (tmp_path / "state").iterdir()} >= {"vault.db", "devices.csv"}
     run("privacy", "erase", "--vault", "state/vault.db", "--prosumer", "P00000", *key,
         "--notice-dir", "notices", cwd=tmp_path)

@@ -307,6 +307,8 @@ def test_tso_aggregator_and_device_processes_register_offer_activate_and_ack(
     fleets, statuses = start_devices(tmp_path, nodes, served["url"], groups)
     assert sum(s["registered"] for s in statuses) == wanted
     assert sum(s["refused"] for s in statuses) == 1
+    assert (f"device registration refused: venID {fingerprints[refused]} is not onboarded"
+            in aggregator.log.read_text())  # the log names the device and the reason
     pool_registered(tso, aggregator, nodes, ven_id, wanted, wanted)
 
     activation = acked_activation(tso, aggregator, nodes)

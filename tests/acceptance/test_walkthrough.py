@@ -11,8 +11,9 @@ fleet until the aggregator holds the TSO's settlement statement, stopped every n
 (``"state": "stopped"``, exit 0, SQLite files intact) and passed the privacy audit -- with no
 Python warning and no traceback on its output, and no runtime file left in ``examples/``.
 
-The third starts the same example configs with a single device: the pool is under the minimum
-offer, and the aggregator's log says so with the figures.
+The third starts the same example configs with a single device, the aggregator before the TSO:
+the aggregator waits for the TSO, saying so; then its pool is under the minimum offer, and its
+log says so with the figures.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def test_the_readme_walkthrough_runs_as_written_and_reaches_settlement(tmp_path:
     assert {tso["state"], aggregator["state"], devices["state"]} == {"stopped"}
     assert devices["registered"] == 100 and devices["refused"] == 0
     assert aggregator["pool"]["registered_devices"] == 100
+    assert any(o["accepted"] and float(o["mw"]) >= 0.1 for o in aggregator["offers"].values())
     settled = [e for e, a in tso["activations"].items() if a["settled"]]
     assert settled and set(settled) <= set(aggregator["statements"])
     assert "PASS" in said  # the privacy audit of the captured aggregator->TSO messages
@@ -139,9 +141,10 @@ def test_a_pool_under_the_minimum_offer_logs_why_it_does_not_offer(tmp_path: Pat
         return found
 
     try:
-        start("tso", "--config", "examples/tso.toml", "--port", str(tso_port))
         start("aggregator", "--config", "examples/aggregator.toml", "--port",
               str(aggregator_port), "--tso-url", f"https://127.0.0.1:{tso_port}")
+        wait_for(r"the TSO is unreachable .*; trying again in", 60)  # it waits for the TSO
+        start("tso", "--config", "examples/tso.toml", "--port", str(tso_port))
         wait_for(r"no offer for ISP \S+: no device has registered yet \(1 onboarded\)", 60)
         start("device", "--config", str(one), "--aggregator-url",
               f"https://127.0.0.1:{aggregator_port}")
