@@ -145,7 +145,11 @@ async def _market(tso: TsoNode, stop: asyncio.Event, activate: bool,
         isp, closure = _next_closure(tso, datetime.now(UTC))
         if await wait_or_stop(stop, (closure - datetime.now(UTC)).total_seconds()):
             return
-        for award in tso.award(isp):
+        awards = tso.award(isp)
+        if not awards:
+            log.info("gate closed for ISP %s: no offer at or under %s EUR/MWh to award", isp,
+                     tso.settings.clearing_price_eur_per_mwh)
+        for award in awards:
             log.info("awarded %s: %s MW at %s EUR/MWh", award.offer_id, award.mw,
                      award.clearing_price_eur_per_mwh)
             if not activate:

@@ -309,6 +309,8 @@ def test_tso_aggregator_and_device_processes_register_offer_activate_and_ack(
     assert sum(s["refused"] for s in statuses) == 1
     assert (f"device registration refused: venID {fingerprints[refused]} is not onboarded"
             in aggregator.log.read_text())  # the log names the device and the reason
+    assert (f"device {refused} (venID {fingerprints[refused]}) not registered"
+            in fleets[-1].log.read_text())
     pool_registered(tso, aggregator, nodes, ven_id, wanted, wanted)
 
     activation = acked_activation(tso, aggregator, nodes)

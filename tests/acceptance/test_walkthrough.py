@@ -13,7 +13,7 @@ Python warning and no traceback on its output, and no runtime file left in ``exa
 
 The third starts the same example configs with a single device, the aggregator before the TSO:
 the aggregator waits for the TSO, saying so; then its pool is under the minimum offer, and its
-log says so with the figures.
+log says so with the figures; the TSO's log says that a gate closed with no offer to award.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_a_pool_under_the_minimum_offer_logs_why_it_does_not_offer(tmp_path: Pat
             started.append(subprocess.Popen(["crowdflex", *args], cwd=clone, env=env,
                                             stdout=output, stderr=output))
 
-    def wait_for(pattern: str, timeout: float) -> re.Match[str]:
+    def wait_for(pattern: str, timeout: float, log: Path = log) -> re.Match[str]:
         deadline = time.monotonic() + timeout
         while not (found := re.search(pattern, log.read_text())):
             assert all(p.poll() is None for p in started), log.read_text()
@@ -151,6 +151,9 @@ def test_a_pool_under_the_minimum_offer_logs_why_it_does_not_offer(tmp_path: Pat
         found = wait_for(r"no offer for ISP \S+: (\S+) MW available .* < 0\.1 MW minimum, "
                          r"from 1 registered device", 120)
         assert float(found.group(1)) < 0.1
+        # the TSO says why nothing happens at its next gate closure (one-minute ISPs)
+        wait_for(r"gate closed for ISP \S+: no offer at or under 212.40 EUR/MWh to award", 90,
+                 clone / "tso.log")
     finally:
         for process in reversed(started):
             process.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ mutual-TLS servers; nothing is mocked. The test then checks, independently of th
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -104,4 +105,7 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
     for path in captured:
         assert_xsd_valid(path.read_bytes())
     assert summary.audit.passed and len(summary.audit.files) == len(captured)
+    # the device fleet's process (its own interpreter, as under `make demo`) warned of nothing
+    fleet_log = (tmp_path / "devices.log").read_text()
+    assert not re.search(r"Traceback|\w+Warning:", fleet_log), fleet_log
     assert (tmp_path / "report").is_dir()
