@@ -26,13 +26,17 @@ import signal
 import tomllib
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+if TYPE_CHECKING:
+    from vtn.app import VtnConfig
+
 __all__ = ["StatusFile", "add_log_level", "add_state_dir", "add_state_options", "bound_port",
-           "configure_logging", "publish_status", "run_node", "state_key", "state_path",
-           "state_storage_url", "status_path", "stop_on_signals", "wait_or_stop"]
+           "configure_logging", "publish_status", "require_files", "run_node", "state_key",
+           "state_path", "state_storage_url", "status_path", "stop_on_signals", "vtn_files",
+           "wait_or_stop"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Loggers that say something on every start (alembic's plugins and migration context) or on
@@ -89,6 +93,22 @@ def status_path(args: argparse.Namespace, role: str) -> Path:
 def state_path(value: str, state_dir: Path) -> Path:
     """A runtime path from a TOML file: relative ones live in the state directory."""
     return (state_dir / value).resolve()
+
+
+def require_files(files: Mapping[str, Path | None]) -> None:
+    """Refuse, before anything starts, configured files that are not there: a ValueError naming
+    each TOML key and the path it resolved to (OpenSSL's own error names neither)."""
+    missing = [f"{key}: no such file {path}" for key, path in files.items()
+               if path is not None and not path.is_file()]
+    if missing:
+        raise ValueError("; ".join(missing))
+
+
+def vtn_files(config: VtnConfig, table: str) -> dict[str, Path | None]:
+    """A VTN config's certificate files by TOML key (``[<table>] cert`` ...), for
+    :func:`require_files`."""
+    return {f"[{table}] cert": config.tls_cert, f"[{table}] key": config.tls_key,
+            f"[{table}] ca": config.tls_ca, f"[{table}] crl": config.tls_crl}
 
 
 def state_key(config: Path, key: str) -> str | None:

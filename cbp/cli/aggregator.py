@@ -44,11 +44,13 @@ from ._process import (
     bound_port,
     configure_logging,
     publish_status,
+    require_files,
     run_node,
     state_path,
     state_storage_url,
     status_path,
     stop_on_signals,
+    vtn_files,
     wait_or_stop,
 )
 
@@ -115,6 +117,15 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _needed_files(spec: dict[str, Any], *, onboarding: bool) -> dict[str, Path | None]:
+    """The files the run needs, by TOML key: onboarding opens only the vault."""
+    vault = {"[vault] key_file": spec["key_file"]}
+    if onboarding:
+        return vault
+    tso = dict(zip(("[tso] cert", "[tso] key", "[tso] ca"), spec["tls"], strict=True))
+    return {**vtn_files(spec["vtn"], "vtn.tls"), **tso, **vault}
+
+
 def _run(args: argparse.Namespace) -> int:
     from privacy import PrivacyError
     from ven import VenError
@@ -123,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         spec = _spec(args)
+        require_files(_needed_files(spec, onboarding=args.onboard is not None))
         args.state_dir.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError, ConfigError, tomllib.TOMLDecodeError) as exc:
         print(f"crowdflex aggregator: {args.config}: {exc}", file=sys.stderr)
@@ -136,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     status = StatusFile(status_path(args, "aggregator"))
     try:
         run_node(_serve(spec, status))
-    except (OSError, ValueError, VenError) as exc:
+    except (OSError, ValueError, VenError, PrivacyError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 1
     finally:

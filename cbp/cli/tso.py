@@ -35,11 +35,13 @@ from ._process import (
     bound_port,
     configure_logging,
     publish_status,
+    require_files,
     run_node,
     state_path,
     state_storage_url,
     status_path,
     stop_on_signals,
+    vtn_files,
     wait_or_stop,
 )
 
@@ -82,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.port is not None:
             vtn["port"] = args.port
         config = parse_config(vtn, base=args.config.parent)
+        require_files(vtn_files(config, "vtn.tls"))
         settings = settings_from_mapping(data.get("profile", {}))
         capture = data.get("capture_dir")
         capture_dir = state_path(str(capture), state) if capture else None
