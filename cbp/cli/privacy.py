@@ -37,7 +37,7 @@ def _key_options(parser: argparse.ArgumentParser) -> None:
 
 def _erase(args: argparse.Namespace) -> int:
     if not args.vault.is_file():
-        print(f"no vault at {args.vault}", file=sys.stderr)
+        print(f"crowdflex privacy: no vault at {args.vault}", file=sys.stderr)
         return 2
     config = privacy.load_config(args.config)
     with privacy.IdentityVault(args.vault, _keys(args)) as vault:
@@ -60,7 +60,7 @@ def _audit(args: argparse.Namespace) -> int:
     values: tuple[privacy.IdentityValue, ...] = ()
     if args.vault is not None:
         if not args.vault.is_file():
-            print(f"no vault at {args.vault}", file=sys.stderr)
+            print(f"crowdflex privacy: no vault at {args.vault}", file=sys.stderr)
             return 2
         with privacy.IdentityVault(args.vault, _keys(args)) as vault:
             values = vault.identity_values()

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 from cbp.cli import build_parser
 from cbp.devices import build_pool
 from schemas.conformance import corpus_dir
@@ -232,3 +234,17 @@ def test_a_node_without_its_files_names_each_key_and_path_before_starting(tmp_pa
     assert said.strip() == (f"crowdflex aggregator: examples/aggregator.toml: [vault] key_file: "
                             f"no such file {tmp_path / 'keys' / 'vault-master.key'}")
     assert not (tmp_path / "state").exists()  # refused before anything started
+
+
+def test_every_command_names_itself_in_its_errors(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from cbp.cli import main
+
+    cases = {("conformance", "schemas", str(tmp_path / "none.xml")): "crowdflex conformance: ",
+             ("privacy", "audit", str(tmp_path), "--vault", str(tmp_path / "v.db")):
+                 "crowdflex privacy: ",
+             ("certs", "issue", "--dir", str(tmp_path), "--name", "x"): "crowdflex certs: ",
+             ("tso", "--config", str(tmp_path / "none.toml")): "crowdflex tso: "}
+    for argv, prefix in cases.items():
+        assert main(list(argv)) != 0
+        assert capsys.readouterr().err.startswith(prefix), argv

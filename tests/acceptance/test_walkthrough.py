@@ -55,6 +55,15 @@ def environment(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
 
 
+def two_ports() -> tuple[int, int]:
+    """Two distinct ports the kernel just handed out."""
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
 def status(path: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
@@ -73,10 +82,11 @@ def test_the_readme_walkthrough_runs_as_written_and_reaches_settlement(tmp_path:
     clone = fresh_clone(tmp_path)
     examples_before = sorted(p.name for p in (clone / "examples").iterdir())
     out, err = clone / "walkthrough.out", clone / "walkthrough.err"
+    tso_port, aggregator_port = two_ports()
     with out.open("wb") as stdout, err.open("wb") as stderr:
         script = subprocess.Popen(
             ["bash", "examples/walkthrough.sh"], cwd=clone, stdout=stdout, stderr=stderr,
-            env=environment(TSO_PORT=str(free_port()), AGGREGATOR_PORT=str(free_port())),
+            env=environment(TSO_PORT=str(tso_port), AGGREGATOR_PORT=str(aggregator_port)),
             start_new_session=True)
         try:
             code = script.wait(WALKTHROUGH_TIMEOUT_S)
@@ -123,7 +133,7 @@ def test_a_pool_under_the_minimum_offer_logs_why_it_does_not_offer(tmp_path: Pat
                    .replace('certs = "../certs/dev"', f'certs = "{clone / "certs/dev"}"')
                    .replace('ca = "../certs/dev/ca.pem"', f'ca = "{clone / "certs/dev/ca.pem"}"')
                    .replace("count = 100", "count = 1"))
-    tso_port, aggregator_port = free_port(), free_port()
+    tso_port, aggregator_port = two_ports()
     log = clone / "aggregator.log"
     started: list[subprocess.Popen[bytes]] = []
 
