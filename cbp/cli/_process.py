@@ -135,8 +135,10 @@ def configure_logging(level: str) -> None:
     """Timestamped log lines on standard error (a child's stdout may carry its progress); the
     chatty libraries' INFO lines only at DEBUG."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    number = logging.getLevelNamesMapping()[level]
     for name in _CHATTY:
-        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")
+        logging.getLogger(name).setLevel(number if number <= logging.DEBUG
+                                         else max(number, logging.WARNING))
 
 
 def stop_on_signals() -> asyncio.Event:

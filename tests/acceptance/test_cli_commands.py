@@ -206,6 +206,8 @@ def test_log_level_debug_in_any_case_brings_back_the_access_log_and_migrations()
         args = build_parser().parse_args(["vtn", "--config", "x.toml", "--log-level", "debug"])
         configure_logging(args.log_level)
         assert all(logger.isEnabledFor(logging.INFO) for logger in chatty)
+        configure_logging("ERROR")  # never chattier than the level asked for
+        assert not any(logger.isEnabledFor(logging.WARNING) for logger in chatty)
     finally:
         for logger in chatty:
             logger.setLevel(logging.NOTSET)
