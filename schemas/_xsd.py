@@ -1,14 +1,16 @@
 """The normative OpenADR 2.0b schema set, loaded from the installed ``openleadr`` distribution.
 
 The XSD files (oadr_20b.xsd and its 15 imports) are the OpenADR Alliance's; we do not copy them into
-this repository but read them from openleadr's package data. Compiling takes ~10 ms; do it once per
-process (or once per :class:`SchemaSet` you pass around) and reuse it.
+this repository but read them from openleadr's package data, found through the distribution's
+metadata (its list of installed files): importing ``openleadr`` would pull in signxml and its
+deprecation warnings for nothing. Compiling takes ~10 ms; do it once per process (or once per
+:class:`SchemaSet` you pass around) and reuse it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib.resources import as_file, files
+from importlib.metadata import PackageNotFoundError, distribution
 from itertools import islice
 from pathlib import Path
 from typing import cast
@@ -19,14 +21,22 @@ from ._errors import SchemaViolation
 
 __all__ = ["SchemaSet", "bundled_schema_dir"]
 
+_DISTRIBUTION = "openleadr"
 _ROOT_XSD = "oadr_20b.xsd"
 
 
 def bundled_schema_dir() -> Path:
-    """The folder of the installed openleadr distribution that holds the 2.0b XSD set."""
-    resource = files("openleadr").joinpath("schema", _ROOT_XSD)
-    with as_file(resource) as path:
-        return Path(path).parent
+    """The folder of the installed openleadr distribution that holds the 2.0b XSD set, located
+    from the distribution's file list without importing the package."""
+    try:
+        installed = distribution(_DISTRIBUTION).files or ()
+    except PackageNotFoundError:
+        installed = ()
+    for file in installed:
+        if file.parts[-2:] == ("schema", _ROOT_XSD):
+            return Path(str(file.locate())).resolve().parent
+    raise FileNotFoundError(f"no schema/{_ROOT_XSD} in the installed {_DISTRIBUTION} "
+                            "distribution (pip install openleadr)")
 
 
 class SchemaSet:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 __all__ = ["main"]
 
@@ -23,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crowdflex",
         description="OpenADR 2.0b VTN and VEN nodes for a Crowd Balancing Platform.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {version('crowdflex')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"cbp.cli.{name}").register(commands)

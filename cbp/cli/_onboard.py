@@ -9,6 +9,10 @@ at rest); the devices file (``[devices] csv``) gets ``ven_id, device_uuid, prosu
 device_class, power_bucket`` -- nothing that identifies a person. Delete the onboarding file once
 imported.
 
+:func:`write_sample_onboarding` writes such a file for a simulated fleet (``crowdflex certs
+fleet --csv``): made-up prosumers, every one consenting, each device's class and rating those of
+the simulator ``crowdflex device`` runs for it with the same seed.
+
 Invariants: a device whose owner has not consented gets no vault record and no devices-file row;
 importing the same file again changes nothing (known venIDs are skipped, known prosumers kept).
 """
@@ -16,17 +20,18 @@ importing the same file again changes nothing (known venIDs are skipped, known p
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping
+import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Final
 
-from cbp.devices import DeviceClass, power_bucket
+from cbp.devices import DeviceClass, build_pool, power_bucket
 from privacy import ONBOARDING_PURPOSE, ConsentMissing, IdentityVault
 
 __all__ = ["DEVICE_COLUMNS", "ONBOARDING_COLUMNS", "Onboarded", "import_onboarding",
-           "read_devices", "remove_devices"]
+           "read_devices", "remove_devices", "write_sample_onboarding"]
 
 ONBOARDING_COLUMNS: Final = ("ven_id", "prosumer_id", "name", "postcode", "ean", "contract_id",
                              "serial", "device_class", "rated_kw", "consent")
@@ -125,3 +130,21 @@ def import_onboarding(source: Path, vault: IdentityVault, devices: Path, *, zone
             writer.writeheader()
         writer.writerows(added)
     return Onboarded(added=len(added), known=skipped, without_consent=refused)
+
+
+def write_sample_onboarding(path: Path, fingerprints: Sequence[str], *, seed: int) -> None:
+    """Onboarding records for a simulated fleet, one per device certificate fingerprint in fleet
+    order; identities are made up (from ``seed``), every owner consents."""
+    rng = random.Random(seed)
+    sims = build_pool(len(fingerprints), seed).devices
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(ONBOARDING_COLUMNS)
+        for i, (fingerprint, sim) in enumerate(zip(fingerprints, sims, strict=True)):
+            postcode = f"{rng.randint(1000, 9999)} {rng.choice('ABCDEFGHJK')}" \
+                       f"{rng.choice('LMNPRTVWXZ')}"
+            ean = "871" + "".join(str(rng.randint(0, 9)) for _ in range(15))
+            writer.writerow((fingerprint, f"P{i:05d}", f"Prosumer {i}", postcode, ean,
+                             f"C-{i:05d}", f"SN-{rng.getrandbits(40):010X}",
+                             sim.device_class.value, sim.rated_kw, "yes"))

@@ -2,11 +2,16 @@
 and the serving process's tuning), its log level, stopping cleanly on SIGINT/SIGTERM, and the
 status file a supervisor reads.
 
-The status file (``--status-file``) is one JSON object, replaced whole (written to a temporary
-file in the same directory, then renamed) so a reader never sees half of it. A node writes it
-once it serves (with the ports it actually bound, so a config may say ``port = 0``), again
-whenever its status changes, and a last time -- the last status with ``"state": "stopped"`` --
-after it shut down.
+Runtime state never lands next to the configuration: a node keeps its databases, outboxes,
+captures and status file in its state directory (``--state-dir``, default ``./state``, made on
+first use); :func:`state_path` and :func:`state_storage_url` resolve a TOML's relative runtime
+paths there, while certificate and key paths stay relative to the TOML file.
+
+The status file (``--status-file``, default ``STATE_DIR/<role>.status.json``) is one JSON object,
+replaced whole (written to a temporary file in the same directory, then renamed) so a reader never
+sees half of it. A node writes it once it serves (with the ports it actually bound, so a config
+may say ``port = 0``), again whenever its status changes, and a last time -- the last status with
+``"state": "stopped"`` -- after it shut down.
 """
 
 from __future__ import annotations
@@ -18,16 +23,25 @@ import json
 import logging
 import os
 import signal
+import tomllib
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-__all__ = ["StatusFile", "add_log_level", "add_status_file", "bound_port", "configure_logging",
-           "publish_status", "run_node", "stop_on_signals", "wait_or_stop"]
+if TYPE_CHECKING:
+    from vtn.app import VtnConfig
+
+__all__ = ["StatusFile", "add_log_level", "add_state_dir", "add_state_options", "bound_port",
+           "configure_logging", "publish_status", "require_files", "run_node", "state_key",
+           "state_path", "state_storage_url", "status_path", "stop_on_signals", "vtn_files",
+           "wait_or_stop"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Loggers that say something on every start (alembic's plugins and migration context) or on
+# every request (aiohttp's access log): shown with --log-level DEBUG only.
+_CHATTY = ("alembic", "aiohttp.access")
 _T = TypeVar("_T")
 
 
@@ -50,19 +64,81 @@ def run_node(main: Coroutine[Any, Any, _T], *, loop: str = "auto") -> _T:
 
 
 def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> None:
-    parser.add_argument("--log-level", default=default, choices=_LEVELS,
-                        help=f"logging verbosity (default {default})")
+    parser.add_argument("--log-level", default=default, choices=_LEVELS, type=str.upper,
+                        help=f"logging verbosity, in any case (default: {default}; DEBUG adds "
+                        "the access log and the database migrations)")
 
 
-def add_status_file(parser: argparse.ArgumentParser) -> None:
+def add_state_dir(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--state-dir", type=Path, default=Path("state"), metavar="DIR",
+                        help=f"runtime files: {what}; relative paths of the TOML's runtime keys "
+                        "are read from here (default: %(default)s, made when missing)")
+
+
+def add_state_options(parser: argparse.ArgumentParser, role: str) -> None:
+    """``--state-dir`` and ``--status-file`` of a CBP node command."""
+    add_state_dir(parser, "databases, outboxes, captures and the status file")
     parser.add_argument("--status-file", type=Path, metavar="FILE",
                         help="keep a JSON status object here (bound port and URL once serving, "
-                        "then what the node has done; \"state\": \"stopped\" after shutdown)")
+                        "then what the node has done; \"state\": \"stopped\" after shutdown) "
+                        f"(default: STATE_DIR/{role}.status.json)")
+
+
+def status_path(args: argparse.Namespace, role: str) -> Path:
+    """The status file named by ``--status-file``, else ``STATE_DIR/<role>.status.json``."""
+    chosen: Path | None = args.status_file
+    return chosen if chosen is not None else args.state_dir / f"{role}.status.json"
+
+
+def state_path(value: str, state_dir: Path) -> Path:
+    """A runtime path from a TOML file: relative ones live in the state directory."""
+    return (state_dir / value).resolve()
+
+
+def require_files(files: Mapping[str, Path | None]) -> None:
+    """Refuse, before anything starts, configured files that are not there: a ValueError naming
+    each TOML key and the path it resolved to (OpenSSL's own error names neither)."""
+    missing = [f"{key}: no such file {path}" for key, path in files.items()
+               if path is not None and not path.is_file()]
+    if missing:
+        raise ValueError("; ".join(missing))
+
+
+def vtn_files(config: VtnConfig, table: str) -> dict[str, Path | None]:
+    """A VTN config's certificate files by TOML key (``[<table>] cert`` ...), for
+    :func:`require_files`."""
+    return {f"[{table}] cert": config.tls_cert, f"[{table}] key": config.tls_key,
+            f"[{table}] ca": config.tls_ca, f"[{table}] crl": config.tls_crl}
+
+
+def state_key(config: Path, key: str) -> str | None:
+    """A top-level string key of a TOML file as written (its relative path not yet resolved
+    against the file's directory), or None when absent or unreadable; the config loader reports
+    what is wrong with the file."""
+    try:
+        value = tomllib.loads(config.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def state_storage_url(url: str, state_dir: Path) -> str:
+    """A database URL whose relative SQLite file lives in the state directory; any other URL
+    (PostgreSQL, an absolute SQLite path) as given."""
+    prefix, _, path = url.partition(":///")
+    if not prefix.startswith("sqlite") or not path or Path(path).is_absolute():
+        return url
+    return f"{prefix}:///{state_path(path, state_dir)}"
 
 
 def configure_logging(level: str) -> None:
-    """Timestamped log lines on standard error (a child's stdout may carry its progress)."""
+    """Timestamped log lines on standard error (a child's stdout may carry its progress); the
+    chatty libraries' INFO lines only at DEBUG."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    number = logging.getLevelNamesMapping()[level]
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(number if number <= logging.DEBUG
+                                         else max(number, logging.WARNING))
 
 
 def stop_on_signals() -> asyncio.Event:

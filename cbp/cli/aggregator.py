@@ -1,10 +1,13 @@
 """`crowdflex aggregator`: run the aggregator node (VTN for devices, VEN to the TSO) from TOML.
 
 ``examples/aggregator.toml`` documents every key: the downstream VTN (``[vtn]``, keys as in
-``examples/vtn.toml``; ``port = 0`` takes a free port, reported in the status file), the TSO link
-(``[tso]`` url, cert, key, ca, outbox), the identity vault (``[vault]`` path, key_file and
-optionally keyring), the onboarded devices (``[devices]`` csv: ven_id, device_uuid,
-prosumer_id, device_class, power_bucket) and the CBP profile (``[profile]``).
+``examples/vtn.toml``; ``port = 0`` takes a free port, reported in the status file; ``--port``
+overrides it), the TSO link (``[tso]`` url, overridden by ``--tso-url``; cert, key, ca, outbox),
+the identity vault (``[vault]`` path, key_file and optionally keyring), the onboarded devices
+(``[devices]`` csv: ven_id, device_uuid, prosumer_id, device_class, power_bucket) and the CBP
+profile (``[profile]``). The runtime files -- database, outbox, vault, devices file -- live in
+the state directory (``--state-dir``) when their paths are relative; certificates, the vault's
+key file and its keyring are read relative to the TOML file.
 
 ``--onboard FILE`` imports the back office's onboarding records (:mod:`cbp.cli._onboard`) into
 the vault and the devices file, then exits. Otherwise the node serves its devices (a device may
@@ -14,9 +17,10 @@ TSO's pool registration current: it is re-sent once the set of registered device
 then held still for a sample period (devices registered before a restart count from the VTN
 database). It offers its forecast flex for the next ISP whose gate is still open, retrying each
 telemetry batch until it has devices' forecasts, follows activations and sends telemetry,
-baselines and metering. Erasures ``crowdflex privacy erase`` queued in the vault are delivered
-to the TSO at the next sample tick (:mod:`cbp.roles.erasure`), and the erased devices' rows leave
-the devices file.
+baselines and metering. Whenever it cannot offer it logs why, once per ISP and reason (no
+registered device yet, no forecast yet, or the flex under the market's minimum offer). Erasures
+``crowdflex privacy erase`` queued in the vault are delivered to the TSO at the next sample tick
+(:mod:`cbp.roles.erasure`), and the erased devices' rows leave the devices file.
 
 Runs until SIGINT/SIGTERM, then stops its loops, closes the TSO link and the outbox, the
 listener and database, and the vault, and marks its last status ``"state": "stopped"`` in the
@@ -38,12 +42,17 @@ from uuid import UUID
 from ._process import (
     StatusFile,
     add_log_level,
-    add_status_file,
+    add_state_options,
     bound_port,
     configure_logging,
     publish_status,
+    require_files,
     run_node,
+    state_path,
+    state_storage_url,
+    status_path,
     stop_on_signals,
+    vtn_files,
     wait_or_stop,
 )
 
@@ -63,12 +72,17 @@ def register(commands: Any) -> None:
         description="Serves the aggregator's VTN for its devices (consent checked in the "
         "identity vault) and connects to the TSO as a VEN behind the privacy filter. See "
         "examples/aggregator.toml.")
-    parser.add_argument("--config", type=Path, required=True, metavar="FILE")
+    parser.add_argument("--config", type=Path, required=True, metavar="FILE",
+                        help="TOML configuration file (keys as in examples/aggregator.toml)")
     parser.add_argument("--onboard", type=Path, metavar="CSV",
                         help="import onboarding records (ven_id, prosumer_id, name, postcode, "
                         "ean, contract_id, serial, device_class, rated_kw, consent) into the "
                         "vault and the devices file, then exit")
-    add_status_file(parser)
+    parser.add_argument("--port", type=int, help="port of the aggregator's VTN for its devices "
+                        "(overrides [vtn] port; 0 takes a free one, the status file says which)")
+    parser.add_argument("--tso-url", metavar="URL",
+                        help="root URL of the TSO's VTN (overrides [tso] url)")
+    add_state_options(parser, "aggregator")
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -80,46 +94,67 @@ def _file(table: dict[str, Any], key: str, base: Path, section: str) -> Path:
     return (base / value).resolve()
 
 
-def _spec(path: Path) -> dict[str, Any]:
+def _spec(args: argparse.Namespace) -> dict[str, Any]:
     from cbp.roles.profile import settings_from_mapping
     from privacy import config_from_document
     from vtn.config import parse_config
 
+    path: Path = args.config
     data = tomllib.loads(path.read_text())
-    base = path.parent
+    base, state = path.parent, args.state_dir
     tso, vault, devices = data.get("tso", {}), data.get("vault", {}), data.get("devices", {})
+    vtn = dict(data.get("vtn", {}))
+    if "storage_url" in vtn:
+        vtn["storage_url"] = state_storage_url(str(vtn["storage_url"]), state)
+    if args.port is not None:
+        vtn["port"] = args.port
     return {
-        "vtn": parse_config(data.get("vtn", {}), base=base),
+        "vtn": parse_config(vtn, base=base),
         "settings": settings_from_mapping(data.get("profile", {})),
         "privacy": config_from_document(data),
-        "tso_url": str(tso.get("url", "")),
+        "tso_url": args.tso_url or str(tso.get("url", "")),
         "tls": tuple(_file(tso, k, base, "tso") for k in ("cert", "key", "ca")),
-        "vault": _file(vault, "path", base, "vault"),
+        "vault": _file(vault, "path", state, "vault"),
         "key_file": _file(vault, "key_file", base, "vault"),
         "keyring": (base / str(vault["keyring"])).resolve() if vault.get("keyring") else None,
-        "devices": _file(devices, "csv", base, "devices"),
-        "outbox": (base / str(tso.get("outbox", "aggregator-outbox.db"))).resolve(),
+        "devices": _file(devices, "csv", state, "devices"),
+        "outbox": state_path(str(tso.get("outbox", "aggregator-outbox.db")), state),
     }
 
 
+def _needed_files(spec: dict[str, Any], *, onboarding: bool) -> dict[str, Path | None]:
+    """The files the run needs, by TOML key: onboarding opens only the vault."""
+    vault = {"[vault] key_file": spec["key_file"]}
+    if onboarding:
+        return vault
+    tso = dict(zip(("[tso] cert", "[tso] key", "[tso] ca"), spec["tls"], strict=True))
+    return {**vtn_files(spec["vtn"], "vtn.tls"), **tso, **vault}
+
+
 def _run(args: argparse.Namespace) -> int:
-    from privacy import PrivacyConfigError
+    from privacy import PrivacyConfigError, PrivacyError
     from ven import VenError
     from vtn.config import ConfigError
 
     configure_logging(args.log_level)
     try:
-        spec = _spec(args.config)
-        if args.onboard is not None:
-            return _onboard(spec, args.onboard)
+        spec = _spec(args)
+        require_files(_needed_files(spec, onboarding=args.onboard is not None))
+        args.state_dir.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError, ConfigError, PrivacyConfigError,
             tomllib.TOMLDecodeError) as exc:
-        print(f"crowdflex aggregator: {exc}", file=sys.stderr)
+        print(f"crowdflex aggregator: {args.config}: {exc}", file=sys.stderr)
         return 2
-    status = StatusFile(args.status_file)
+    if args.onboard is not None:
+        try:
+            return _onboard(spec, args.onboard)
+        except (OSError, ValueError, PrivacyError) as exc:
+            print(f"crowdflex aggregator: --onboard {args.onboard}: {exc}", file=sys.stderr)
+            return 2
+    status = StatusFile(status_path(args, "aggregator"))
     try:
         run_node(_serve(spec, status))
-    except (OSError, ValueError, VenError) as exc:
+    except (OSError, ValueError, VenError, PrivacyError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -262,9 +297,10 @@ class _Work:
 
     async def offer_loop(self, stop: asyncio.Event) -> None:
         """Offer once per ISP; until the devices' forecasts are in (or the flex is under the
-        minimum offer), try again each telemetry batch."""
+        minimum offer), try again each telemetry batch, saying why once per ISP and reason."""
         node, retry = self.node, self.node.settings.timing.telemetry_batch.total_seconds()
         offered: IspRef | None = None
+        said: tuple[IspRef, str] | None = None
         while True:
             isp, closure = self._target(datetime.now(UTC))
             if isp != offered:
@@ -272,9 +308,31 @@ class _Work:
                 if offer is not None:
                     await self._offer(offer)
                     offered = isp
+                elif said != (isp, kind := self._no_offer_kind()):
+                    said = (isp, kind)
+                    log.info("no offer for ISP %s: %s", isp, self._no_offer_reason(kind))
             wait = (closure - datetime.now(UTC)).total_seconds()
             if await wait_or_stop(stop, wait if isp == offered else min(retry, wait)):
                 return
+
+    def _no_offer_kind(self) -> str:
+        book = self.node.book
+        if not book.registered():
+            return "no-devices"
+        return "no-forecasts" if not book.outlooks else "under-minimum"
+
+    def _no_offer_reason(self, kind: str) -> str:
+        """Why the pool cannot offer now, in words, with the figures behind it."""
+        book, settings = self.node.book, self.node.settings
+        if kind == "no-devices":
+            return f"no device has registered yet ({len(book.by_ven)} onboarded)"
+        if kind == "no-forecasts":
+            return (f"no forecast yet from the {len(book.registered())} registered device(s) "
+                    "(they send one with each telemetry batch)")
+        usable = book.flex_mw() * (1 - settings.pool.offer_margin)
+        return (f"{book.flex_mw()} MW available ({usable.normalize():f} MW after the "
+                f"{settings.pool.offer_margin:%} margin) < {settings.rules.min_offer_mw} MW "
+                f"minimum, from {len(book.registered())} registered device(s)")
 
     async def _offer(self, offer: Offer) -> None:
         """Send one offer; the TSO holding this ISP's offer from before a restart (same id,

@@ -63,19 +63,20 @@ def run_schemas(args: argparse.Namespace, out: TextIO | None = None) -> int:
     paths: list[Path] = list(args.paths) or [corpus_dir()]
     missing = [path for path in paths if not path.exists()]
     if missing:
-        print(f"error: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        listed = ", ".join(map(str, missing))
+        print(f"crowdflex conformance: no such file or folder: {listed}", file=sys.stderr)
         return 2
     try:
         verdicts = check_paths(paths, manifest=args.manifest)
     except ManifestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"crowdflex conformance: {exc}", file=sys.stderr)
         return 2
     _print(verdicts, out)
     if args.junit is not None:
         try:
             args.junit.write_bytes(junit_xml(verdicts, shown=_shown))
         except OSError as exc:
-            print(f"error: cannot write JUnit XML: {exc}", file=sys.stderr)
+            print(f"crowdflex conformance: cannot write JUnit XML: {exc}", file=sys.stderr)
             return 2
     return 0 if all(verdict.passed for verdict in verdicts) else 1
 

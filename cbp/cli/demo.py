@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cbp.cli._process import run_node
+from cbp.cli._process import configure_logging, run_node
 from cbp.demo.platform import run_platform
 
 
@@ -21,8 +21,10 @@ def register(commands: Any) -> None:
         "per-device metering, validation and settlement; then a report folder and the privacy "
         "audit of every message on the aggregator-TSO link.",
     )
-    parser.add_argument("--devices", type=int, default=200, help="simulated devices (default 200)")
-    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    parser.add_argument("--devices", type=int, default=200,
+                        help="simulated devices (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="simulation seed (default: %(default)s)")
     parser.add_argument(
         "--out", type=Path, default=None,
         help="run folder: certificates, databases, captures/aggregator-tso/, report/ "
@@ -32,6 +34,7 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    configure_logging("WARNING")  # the nodes' warnings and errors, with their source named
     out: Path = args.out or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
     summary = run_node(run_platform(out, devices=args.devices, seed=args.seed))

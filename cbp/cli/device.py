@@ -4,14 +4,17 @@ One process runs every device listed in the config (``examples/device.toml`` doc
 each device has its own certificate, venID and keep-alive mutual-TLS connection; the simulators
 stand in for the hardware. Runs until SIGINT/SIGTERM, then closes every connection and the
 outbox. ``--json-progress`` prints one JSON object per line (``registered``, ``running``,
-``stopping``) for a supervising process such as ``crowdflex demo``; ``--status-file`` keeps the
-latest of them merged into one JSON object (``"state"``: ``registering``, ``holding`` (with
-``hold_after_registration``), ``running``, ``stopped``).
+``stopping``) for a supervising process such as ``crowdflex demo``; the status file
+(``--status-file``, default ``STATE_DIR/device.status.json``) keeps the latest of them merged into
+one JSON object (``"state"``: ``registering``, ``holding`` (with ``hold_after_registration``),
+``running``, ``stopped``). A relative outbox path lives in the state directory (``--state-dir``);
+``--aggregator-url`` overrides ``[aggregator] url``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tomllib
@@ -21,9 +24,11 @@ from typing import Any
 from ._process import (
     StatusFile,
     add_log_level,
-    add_status_file,
+    add_state_options,
     configure_logging,
+    require_files,
     run_node,
+    status_path,
     stop_on_signals,
 )
 
@@ -41,9 +46,11 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--config", type=Path, required=True, metavar="FILE",
                         help="TOML configuration file (keys as in examples/device.toml)")
+    parser.add_argument("--aggregator-url", metavar="URL",
+                        help="root URL of the aggregator's VTN (overrides [aggregator] url)")
     parser.add_argument("--json-progress", action="store_true",
                         help="print progress as JSON lines on stdout")
-    add_status_file(parser)
+    add_state_options(parser, "device")
     add_log_level(parser, "WARNING")
     parser.set_defaults(run=_run)
 
@@ -54,12 +61,17 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         data = tomllib.loads(args.config.read_text())
-        config = fleet_config_from_mapping(data, base=args.config.parent)
-    except (OSError, ValueError) as exc:
-        print(f"crowdflex device: {exc}", file=sys.stderr)
+        config = fleet_config_from_mapping(data, base=args.config.parent,
+                                           state=args.state_dir.resolve())
+        require_files({"[aggregator] ca": config.ca})
+        if args.aggregator_url is not None:
+            config = dataclasses.replace(config, aggregator_url=args.aggregator_url)
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        print(f"crowdflex device: {args.config}: {exc}", file=sys.stderr)
         return 2
 
-    status = StatusFile(args.status_file)
+    status = StatusFile(status_path(args, "device"))
     state: dict[str, object] = {"role": "device", "state": "registering",
                                 "devices": len(config.names)}
     status.write(state)

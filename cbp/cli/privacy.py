@@ -1,10 +1,11 @@
 """`crowdflex privacy`: erase a prosumer, list erasure notices, audit a run's TSO-bound messages,
-verify the vault's audit log, re-wrap keys, write the data-flow report, make a master key file.
+verify the vault's audit log, re-wrap keys, write the privacy report, make a master key file.
 
 Keys come from ``--key-file`` or the environment variable named by ``--key-env`` (default
-``CROWDFLEX_PSEUDONYM_KEYS``), never from code. Exit codes: 0 done/clean, 1 leak found or audit
-log broken, 2 the command could not run (missing key, vault, config or captures; an audit told
-neither ``--vault`` nor ``--no-vault``).
+``CROWDFLEX_PSEUDONYM_KEYS``), never from code. ``keygen`` makes the key file's missing parent
+folders readable by their owner only (mode 0700), as the file itself (0600). Exit codes: 0
+done/clean, 1 leak found or audit log broken, 2 the command could not run (missing key, vault,
+config or captures; an audit told neither ``--vault`` nor ``--no-vault``).
 
 ``erase`` works on the vault file a running aggregator node also has open: it computes every
 pseudonym the prosumer was ever issued into pending notices, destroys the prosumer's data key and
@@ -34,9 +35,13 @@ def _keys(args: argparse.Namespace) -> privacy.KeyProvider:
 
 
 def _key_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key-file", type=Path, help="master key file (version:hex per line)")
-    parser.add_argument("--key-env", default=privacy.DEFAULT_KEY_ENV, help="key variable name")
-    parser.add_argument("--keyring", type=Path,
+    parser.add_argument("--key-file", type=Path, metavar="FILE",
+                        help="master key file, one version:hex line per key (as `crowdflex "
+                        "privacy keygen` writes it); without it the keys come from --key-env")
+    parser.add_argument("--key-env", default=privacy.DEFAULT_KEY_ENV, metavar="NAME",
+                        help="environment variable holding the master keys when no --key-file "
+                        "is given (default: %(default)s)")
+    parser.add_argument("--keyring", type=Path, metavar="FILE",
                         help="the vault's keyring file (default: VAULT.keyring beside it)")
 
 
@@ -46,7 +51,7 @@ def _who() -> str:
 
 def _open_vault(args: argparse.Namespace) -> privacy.IdentityVault | None:
     if not args.vault.is_file():
-        print(f"no vault at {args.vault}", file=sys.stderr)
+        print(f"crowdflex privacy: no vault at {args.vault}", file=sys.stderr)
         return None
     return privacy.IdentityVault(args.vault, _keys(args), keyring=args.keyring)
 
@@ -180,6 +185,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _keygen(args: argparse.Namespace) -> int:
     path: Path = args.key_file
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     existing = path.read_text(encoding="ascii") if path.exists() else ""
     versions = privacy.FileKeyProvider(path).versions() if existing.strip() else ()
     version = max(versions, default=0) + 1
@@ -204,7 +210,8 @@ def _guarded(run: Any) -> Any:
 
 def _vault_command(sub: Any, name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
-    parser.add_argument("--vault", type=Path, required=True)
+    parser.add_argument("--vault", type=Path, required=True, metavar="FILE",
+                        help="the aggregator's identity vault (e.g. state/vault.db)")
     _key_options(parser)
     parser.set_defaults(run=_guarded(run))
     return parser
@@ -212,16 +219,22 @@ def _vault_command(sub: Any, name: str, help_text: str, run: Any) -> argparse.Ar
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "privacy", help="erasure, privacy audit, audit log, privacy report, master keys"
-    )
+        "privacy", help="erasure, privacy audit, audit log, privacy report, master keys",
+        description="The aggregator's privacy tools: erase a prosumer and follow its notices, "
+        "audit what reached the TSO, verify the vault's audit log, re-wrap keys, write the "
+        "privacy report, make master keys. Exit codes: 0 done or clean, 1 a leak was found or "
+        "the audit log is broken, 2 the command could not run.")
     sub = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
 
     erase = _vault_command(sub, "erase", "erase a prosumer (crypto-shredding) and queue one "
                            "notice per recipient for the running aggregator to deliver", _erase)
     erase.add_argument("--prosumer", required=True, help="prosumer id in the vault")
-    erase.add_argument("--reason", required=True, help="why (e.g. the request's case number)")
-    erase.add_argument("--config", type=Path, help="TOML file with a [privacy] table")
-    erase.add_argument("--raw-store", type=Path, help="raw sample store to erase from as well")
+    erase.add_argument("--reason", required=True,
+                       help="why, for the audit log (e.g. the request's case number)")
+    erase.add_argument("--config", type=Path, metavar="FILE",
+                       help="TOML file with a [privacy] table (default: the built-in settings)")
+    erase.add_argument("--raw-store", type=Path, metavar="FILE",
+                       help="raw sample store (SQLite) to erase the prosumer's samples from too")
 
     _vault_command(sub, "erasures", "list erasure notices: pending or acknowledged", _erasures)
 
@@ -230,12 +243,16 @@ def register(commands: Any) -> None:
 
     rotate = _vault_command(sub, "rotate", "re-wrap every data key under the newest master "
                             "key version (after keygen)", _rotate)
-    rotate.add_argument("--reason", required=True)
+    rotate.add_argument("--reason", required=True, help="why, for the audit log")
 
     audit = sub.add_parser("audit", help="prove no vault value reached the TSO in a run")
-    audit.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    audit.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                       help="folder holding captures/aggregator-tso/ (a demo run folder, or a "
+                       "node's state directory)")
     source = audit.add_mutually_exclusive_group()
-    source.add_argument("--vault", type=Path)
+    source.add_argument("--vault", type=Path, metavar="FILE",
+                        help="identity vault whose names, postcodes, EANs, serials and prosumer "
+                        "ids must not appear (needs its key: --key-file or --key-env)")
     source.add_argument("--no-vault", action="store_true",
                         help="audit without the vault's values (shapes and --devices only)")
     audit.add_argument("--devices", type=Path, metavar="CSV",
@@ -249,9 +266,12 @@ def register(commands: Any) -> None:
     report.add_argument("--config", type=Path, action="append", default=[], metavar="TOML",
                         help="a node's TOML (its [privacy] and [profile] tables); give the TSO's"
                         " and the aggregator's, each once; none: the defaults")
-    report.add_argument("--out", type=Path, required=True)
+    report.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder the report files are written to")
     report.set_defaults(run=_guarded(_report))
 
     keygen = sub.add_parser("keygen", help="append a new master key version to a key file")
-    keygen.add_argument("--key-file", type=Path, required=True)
+    keygen.add_argument("--key-file", type=Path, required=True, metavar="FILE",
+                        help="key file to create or extend (mode 0600; missing parent folders "
+                        "are made with mode 0700)")
     keygen.set_defaults(run=_guarded(_keygen))

@@ -111,16 +111,28 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
-        "settle", help="validate an activation from CSV files and print its settlement as JSON"
-    )
-    parser.add_argument("--setpoints", type=Path, required=True, help="TSO setpoints CSV (MW)")
-    parser.add_argument("--measured", type=Path, required=True, help="measured pool CSV (MW)")
+        "settle", help="validate an activation from CSV files and print its settlement as JSON",
+        description="Validate one activation and print the TSO's settlement statement as JSON "
+        "(requested, delivered and settled MWh, ratio, payment and penalty in EUR, as strings; "
+        "data quality flags and sample counts). Each CSV file has the header 'timestamp,mw' "
+        "and one row per 4-s sample, e.g. '2030-01-01T12:00:04+00:00,0.25'; timestamps are "
+        "ISO 8601 with a UTC offset. Exit codes: 0 settled, 2 an input could not be read or "
+        "validated (the message names the file and line).")
+    parser.add_argument("--setpoints", type=Path, required=True, metavar="CSV",
+                        help="the TSO's setpoints (timestamp,mw)")
+    parser.add_argument("--measured", type=Path, required=True, metavar="CSV",
+                        help="the measured pool power (timestamp,mw)")
     parser.add_argument(
-        "--baseline", type=Path, help="+5-min baseline CSV (MW); without it, meter-before is used"
+        "--baseline", type=Path, metavar="CSV",
+        help="the aggregator's +5-min baseline (timestamp,mw); without it, meter-before is used"
     )
-    parser.add_argument("--clearing-price", required=True, help="EUR/MWh, pay-as-cleared")
-    parser.add_argument("--bid-price", required=True, help="EUR/MWh, the aggregator's bid")
-    parser.add_argument("--direction", choices=[d.value for d in Direction], default="up")
+    parser.add_argument("--clearing-price", required=True, metavar="EUR_PER_MWH",
+                        help="the clearing price (pay-as-cleared), EUR/MWh")
+    parser.add_argument("--bid-price", required=True, metavar="EUR_PER_MWH",
+                        help="the aggregator's bid price, EUR/MWh")
+    parser.add_argument("--direction", choices=[d.value for d in Direction], default="up",
+                        help="up: less consumption or more generation, down: the opposite "
+                        "(default: %(default)s)")
     parser.add_argument("--aggregator", default="", help="aggregator id for the statement")
     parser.add_argument(
         "--baseline-flagged", action="store_true",

@@ -1,13 +1,15 @@
 """`crowdflex tso`: run the TSO node (a VTN for aggregators) from a TOML file.
 
 ``examples/tso.toml`` documents every key: the VTN table (``[vtn]``, the same keys as
-``examples/vtn.toml``; ``port = 0`` takes a free port, reported in the status file), the CBP
-profile (``[profile]``), where to keep the captured aggregator messages (``capture_dir``) and the
-drill switch ``[operation] activate_awards``. The node takes pool registrations and offers,
-awards every offer at or under the configured clearing price when an ISP's gate closes, and
-records acks. With ``activate_awards`` it also activates each award in full for its ISP (ramped
-LOAD_DISPATCH setpoints) right after gate closure and settles the activation once its window
-and the settlement delay have passed, sending the x-SETTLEMENT statement to the aggregator.
+``examples/vtn.toml``; ``port = 0`` takes a free port, reported in the status file; ``--port``
+overrides it), the CBP profile (``[profile]``), where to keep the captured aggregator messages
+(``capture_dir``) and the drill switch ``[operation] activate_awards``. The database and the
+captures live in the state directory (``--state-dir``) when their paths are relative. The node
+takes pool registrations and offers, awards every offer at or under the configured clearing price
+when an ISP's gate closes, and records acks. With ``activate_awards`` it also activates each
+award in full for its ISP (ramped LOAD_DISPATCH setpoints) right after gate closure and settles
+the activation once its window and the settlement delay have passed, sending the x-SETTLEMENT
+statement to the aggregator.
 
 Runs until SIGINT/SIGTERM, then stops the market loop, closes the listener and the database
 (a SQLite file is left closed and consistent) and marks its last status ``"state": "stopped"``
@@ -29,12 +31,17 @@ from typing import TYPE_CHECKING, Any
 from ._process import (
     StatusFile,
     add_log_level,
-    add_status_file,
+    add_state_options,
     bound_port,
     configure_logging,
     publish_status,
+    require_files,
     run_node,
+    state_path,
+    state_storage_url,
+    status_path,
     stop_on_signals,
+    vtn_files,
     wait_or_stop,
 )
 
@@ -54,8 +61,11 @@ def register(commands: Any) -> None:
         description="Serves the TSO's OpenADR 2.0b VTN over mutual TLS: pool registry, offer "
         "book with the market rules, awards at gate closure, activations, acks, settlement. "
         "See examples/tso.toml.")
-    parser.add_argument("--config", type=Path, required=True, metavar="FILE")
-    add_status_file(parser)
+    parser.add_argument("--config", type=Path, required=True, metavar="FILE",
+                        help="TOML configuration file (keys as in examples/tso.toml)")
+    parser.add_argument("--port", type=int, help="port of the TSO's VTN (overrides [vtn] port; "
+                        "0 takes a free one, the status file says which)")
+    add_state_options(parser, "tso")
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -68,20 +78,27 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         data = tomllib.loads(args.config.read_text())
-        base = args.config.parent
-        config = parse_config(data.get("vtn", {}), base=base)
+        state: Path = args.state_dir
+        vtn = dict(data.get("vtn", {}))
+        if "storage_url" in vtn:
+            vtn["storage_url"] = state_storage_url(str(vtn["storage_url"]), state)
+        if args.port is not None:
+            vtn["port"] = args.port
+        config = parse_config(vtn, base=args.config.parent)
+        require_files(vtn_files(config, "vtn.tls"))
         settings = settings_from_mapping(data.get("profile", {}))
         privacy = config_from_document(data)
         capture = data.get("capture_dir")
-        capture_dir = (base / str(capture)).resolve() if capture else None
+        capture_dir = state_path(str(capture), state) if capture else None
         activate = data.get("operation", {}).get("activate_awards", False)
         if not isinstance(activate, bool):
             raise ValueError("[operation] activate_awards must be true or false")
     except (OSError, ValueError, ConfigError, PrivacyConfigError,
             tomllib.TOMLDecodeError) as exc:
-        print(f"crowdflex tso: {exc}", file=sys.stderr)
+        print(f"crowdflex tso: {args.config}: {exc}", file=sys.stderr)
         return 2
-    status = StatusFile(args.status_file)
+    state.mkdir(parents=True, exist_ok=True)
+    status = StatusFile(status_path(args, "tso"))
     try:
         run_node(_serve(config, settings, privacy, capture_dir, activate, status))
     except (OSError, ValueError) as exc:
@@ -134,7 +151,11 @@ async def _market(tso: TsoNode, stop: asyncio.Event, activate: bool,
         isp, closure = _next_closure(tso, datetime.now(UTC))
         if await wait_or_stop(stop, (closure - datetime.now(UTC)).total_seconds()):
             return
-        for award in tso.award(isp):
+        awards = tso.award(isp)
+        if not awards:
+            log.info("gate closed for ISP %s: no offer at or under %s EUR/MWh to award", isp,
+                     tso.settings.clearing_price_eur_per_mwh)
+        for award in awards:
             log.info("awarded %s: %s MW at %s EUR/MWh", award.offer_id, award.mw,
                      award.clearing_price_eur_per_mwh)
             if not activate:

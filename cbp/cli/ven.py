@@ -2,7 +2,8 @@
 
 Reads a TOML file (``examples/ven.toml`` documents every key). Every event is answered with the
 configured ``opt`` (an application embeds :class:`ven.VenClient` with its own handler instead);
-reports made by an embedding application go through the durable outbox at ``outbox``. Runs until
+reports made by an embedding application go through the durable outbox at ``outbox`` (a relative
+path lives in the state directory, ``--state-dir``, not next to the TOML file). Runs until
 SIGINT/SIGTERM, then closes the client (owned tasks awaited), the push listener and the outbox.
 """
 
@@ -18,7 +19,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._process import add_log_level, configure_logging, stop_on_signals
+from ._process import (
+    add_log_level,
+    add_state_dir,
+    configure_logging,
+    state_key,
+    state_path,
+    stop_on_signals,
+)
 
 __all__ = ["register"]
 
@@ -65,6 +73,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--vtn-url", help="root URL of the VTN (overrides 'vtn_url')")
     parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
                         help="seconds between empty polls (overrides 'poll_interval_s')")
+    add_state_dir(parser, "the report outbox")
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -77,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.vtn_url is not None:
             config = dataclasses.replace(config, vtn_url=args.vtn_url)
+        if (outbox := state_key(args.config, "outbox")) is not None:
+            config = dataclasses.replace(config, outbox_path=state_path(outbox, args.state_dir))
         if args.poll_interval is not None:
             config = dataclasses.replace(config,
                                          poll_interval=timedelta(seconds=args.poll_interval))
@@ -91,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"crowdflex ven: [signatures]: {exc}", file=sys.stderr)
         return 2
+    config.outbox_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         asyncio.run(_serve(config, codec))
     except (ValueError, OSError) as exc:

@@ -1,8 +1,9 @@
 """`crowdflex vtn`: run a VTN -- the OpenADR 2.0b endpoints over mutual TLS, plus the admin API.
 
 Reads a TOML file (``examples/vtn.toml`` documents every key); command-line options override the
-few settings one changes per run. Runs until interrupted (SIGINT/SIGTERM), then shuts down
-cleanly: listeners closed, push task ended, database closed.
+few settings one changes per run. A relative SQLite ``storage_url`` lives in the state directory
+(``--state-dir``), not next to the TOML file. Runs until interrupted (SIGINT/SIGTERM), then shuts
+down cleanly: listeners closed, push task ended, database closed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ from typing import Any
 
 from aiohttp import web
 
-from ._process import add_log_level, configure_logging, run_node, stop_on_signals
+from ._process import (
+    add_log_level,
+    add_state_dir,
+    bound_port,
+    configure_logging,
+    run_node,
+    state_key,
+    state_storage_url,
+    stop_on_signals,
+)
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: Any) -> None:
@@ -43,8 +55,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--no-admin", action="store_true",
                         help="do not start the admin API")
     parser.add_argument("--loop", default="auto", metavar="{auto,uvloop,asyncio}",
-                        help="event loop to serve on (default auto: uvloop when installed, whose "
+                        help="event loop to serve on (default: auto, uvloop when installed, whose "
                         "TLS and I/O are compiled, else asyncio's)")
+    add_state_dir(parser, "the SQLite database")
     add_log_level(parser)
     parser.set_defaults(run=_run)
 
@@ -58,9 +71,16 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)
         return 2
-    overrides = {"host": args.host, "port": args.port, "storage_url": args.storage_url,
+    storage: str | None = args.storage_url
+    in_state = False  # a relative SQLite file of the TOML: it lives in the state directory
+    if storage is None and (written := state_key(args.config, "storage_url")) is not None:
+        storage = state_storage_url(written, args.state_dir)
+        in_state = storage != written
+    overrides = {"host": args.host, "port": args.port, "storage_url": storage,
                  "admin_port": args.admin_port}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if in_state:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         run_node(_serve(config), loop=args.loop)
     except (ValueError, OSError) as exc:
@@ -80,15 +100,15 @@ async def _serve(config: Any) -> None:
     try:
         await vtn_site(runners[0], config).start()
         loop_name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
-        logging.info("VTN %s serving on https://%s:%d (%s event loop)", config.vtn_id,
-                     config.host, config.port, loop_name)
+        log.info("VTN %s serving on https://%s:%d (%s event loop)", config.vtn_id,
+                 config.host, bound_port(runners[0]), loop_name)
         if config.admin_enabled:
             admin = web.AppRunner(create_admin_app(lambda: app[SERVICES],
                                                    token=config.admin_token))
             runners.append(admin)
             await admin.setup()
             await web.TCPSite(admin, config.admin_host, config.admin_port).start()
-            logging.info("admin API on http://%s:%d", config.admin_host, config.admin_port)
+            log.info("admin API on http://%s:%d", config.admin_host, bound_port(admin))
         stop = stop_on_signals()
         await stop.wait()
     finally:

@@ -34,7 +34,7 @@ class FleetProcess:
         with log.open("ab") as err:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _LAUNCH, "device", "--config", str(config),
-                "--json-progress", stdin=asyncio.subprocess.PIPE,
+                "--state-dir", str(config.parent), "--json-progress", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=err)
         return cls(process, log)
 

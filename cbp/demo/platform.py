@@ -133,8 +133,10 @@ async def bid_and_activate(nodes: Nodes) -> Operated:
          f" (available {offer.available_mw} MW): {verdict}")
     late = replace(offer, offer_id=offer.offer_id + ":late", isp=tso.calendar.isp_at(
         datetime.now(UTC)))
+    step("bidding: the deliberate test of a late offer, for the running ISP: the TSO must refuse "
+         "it (the aggregator's VEN logs the refusal as an error)")
     refused = await aggregator.send_offer(late)
-    step(f"bidding: a late offer for the running ISP -> {refused.reason or 'accepted?!'}")
+    step(f"bidding: the late offer -> {refused.reason or 'accepted?!'}")
     closure = tso.calendar.isp_start(isp) - settings.rules.gate_closure
     await _until(lambda: datetime.now(UTC) >= closure, "gate closure", every=0.2)
     awards = tso.award(isp)

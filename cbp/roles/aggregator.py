@@ -193,11 +193,13 @@ class AggregatorNode:
     def _admit(self, candidate: VenRegistration) -> bool:
         entry = self.book.by_ven.get(candidate.fingerprint)
         if entry is None:
+            log.warning("device registration refused: venID %s is not onboarded (an unknown "
+                        "certificate, or its owner never consented)", candidate.fingerprint)
             return False
         try:
             self.vault.require_consent(entry.device_uuid, ONBOARDING_PURPOSE)
         except ConsentMissing as exc:
-            log.warning("device registration refused: %s", exc)
+            log.warning("device registration refused: venID %s: %s", candidate.fingerprint, exc)
             return False
         entry.registered = True
         return True

@@ -237,7 +237,8 @@ class DeviceFleet:
                 try:
                     await node.client.register()
                 except Exception as exc:  # refused registrations are expected (no consent)
-                    log.info("device %s not registered: %s", node.identity.name, exc)
+                    log.warning("device %s (venID %s) not registered: %s", node.identity.name,
+                                node.identity.fingerprint, exc)
                     self.refused.append(node.identity.fingerprint)
                     return
                 requests = await node.client.register_reports(metadata)

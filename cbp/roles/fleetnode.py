@@ -68,8 +68,10 @@ def _path(value: object, base: Path, key: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path) -> FleetConfig:
-    """Build a :class:`FleetConfig` from a parsed TOML document; relative paths from ``base``."""
+def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path,
+                              state: Path | None = None) -> FleetConfig:
+    """Build a :class:`FleetConfig` from a parsed TOML document; relative certificate paths
+    from ``base``, a relative outbox from ``state`` (default ``base``)."""
     aggregator = data.get("aggregator", {})
     fleet = data.get("fleet", {})
     if not isinstance(aggregator, Mapping) or not isinstance(fleet, Mapping):
@@ -94,7 +96,7 @@ def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path) -> FleetCo
     return FleetConfig(
         aggregator_url=url, ca=_path(aggregator.get("ca"), base, "[aggregator] ca"),
         certs=_path(fleet.get("certs"), base, "[fleet] certs"), names=tuple(names), seed=seed,
-        outbox=_path(fleet.get("outbox", "devices-outbox.db"), base, "[fleet] outbox"),
+        outbox=_path(fleet.get("outbox", "devices-outbox.db"), state or base, "[fleet] outbox"),
         settings=settings_from_mapping(data.get("profile", {})),
         register_concurrency=int(fleet.get("register_concurrency", 32)),
         hold_after_registration=hold)

@@ -1,10 +1,13 @@
 """Acceptance (issue 5): `crowdflex tso`, `crowdflex aggregator` and `crowdflex device` run as
-separate processes from TOML configs and work together over mutual TLS.
+separate processes from TOML configs and work together over mutual TLS, through a consent
+refusal and an aggregator restart (the README's walkthrough itself, run verbatim, is
+tests/acceptance/test_walkthrough.py).
 
 Everything goes through the installed ``crowdflex`` console script: ``certs`` makes the PKI,
 ``privacy keygen`` the vault key, ``aggregator --onboard`` imports the onboarding records (one
 prosumer without consent). The configs are ``examples/*.toml`` with only paths, ports and the
-profile changed. The TSO and the aggregator bind port 0 and report the port they got in
+profile changed, and every runtime file in the test's folder (``--state-dir``). The TSO and the
+aggregator bind port 0 and report the port they got in
 their ``--status-file``; the test reads those files (polling under a timeout) to learn the URLs
 and to follow the run: the devices register (the one without consent is refused), the aggregator
 registers its pool of exactly those devices with the TSO, offers, the TSO awards at gate closure
@@ -50,7 +53,8 @@ class Node:
         self.log = directory / f"{name}.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(CROWDFLEX), *args, "--status-file", str(self.status_file)],
+                [str(CROWDFLEX), *args, "--status-file", str(self.status_file),
+                 "--state-dir", str(directory)],
                 cwd=directory, stdout=log, stderr=subprocess.STDOUT)
 
     def status(self) -> dict[str, Any]:
@@ -210,10 +214,10 @@ def integrity(path: Path) -> str:
 def onboard(tmp: Path, config: Path, expected: int) -> None:
     """``aggregator --onboard`` imports every consenting device once; a second run adds none."""
     said = crowdflex("aggregator", "--config", str(config), "--onboard",
-                     str(tmp / "onboarding.csv"), cwd=tmp)
+                     str(tmp / "onboarding.csv"), "--state-dir", str(tmp), cwd=tmp)
     assert f"onboarded {expected} device(s)" in said and "1 refused" in said, said
     again = crowdflex("aggregator", "--config", str(config), "--onboard",
-                      str(tmp / "onboarding.csv"), cwd=tmp)
+                      str(tmp / "onboarding.csv"), "--state-dir", str(tmp), cwd=tmp)
     assert "onboarded 0 device(s)" in again, again
 
 
@@ -303,6 +307,10 @@ def test_tso_aggregator_and_device_processes_register_offer_activate_and_ack(
     fleets, statuses = start_devices(tmp_path, nodes, served["url"], groups)
     assert sum(s["registered"] for s in statuses) == wanted
     assert sum(s["refused"] for s in statuses) == 1
+    assert (f"device registration refused: venID {fingerprints[refused]} is not onboarded"
+            in aggregator.log.read_text())  # the log names the device and the reason
+    assert (f"device {refused} (venID {fingerprints[refused]}) not registered"
+            in fleets[-1].log.read_text())
     pool_registered(tso, aggregator, nodes, ven_id, wanted, wanted)
 
     activation = acked_activation(tso, aggregator, nodes)

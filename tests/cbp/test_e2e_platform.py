@@ -12,6 +12,7 @@ mutual-TLS servers; nothing is mocked. The test then checks, independently of th
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -76,6 +77,8 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
     assert (summary.registered, summary.refused) == (DEVICES, 1)
     assert summary.offer_mw > 0
     assert summary.activation.acks and not summary.activation.late
+    # the late offer the demo sends on purpose is announced as such before its refusal shows
+    assert any("the deliberate test of a late offer" in line for line in lines)
 
     # settlement against an independent calculation from the TSO's stored measurements
     mine = _recompute(summary, settings)
@@ -112,3 +115,6 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
     assert prosumer_rows[0] == "month,prosumer_id,delivered_kwh,amount_eur"
     assert len(prosumer_rows) == 1 + len(summary.prosumers.lines)
     assert 'id="series-setpoint"' in (report / "pool-power.html").read_text()
+    # the device fleet's process (its own interpreter, as under `make demo`) warned of nothing
+    fleet_log = (tmp_path / "devices.log").read_text()
+    assert not re.search(r"Traceback|\w+Warning:", fleet_log), fleet_log

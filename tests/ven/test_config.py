@@ -158,7 +158,8 @@ async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: 
             f"poll_interval_s = 0.2\n[tls]\ncert = \"{ven.cert}\"\nkey = \"{ven.key}\"\n"
             f'ca = "{pki.ca_cert}"\n[backoff]\nbase_s = 0.05\ncap_s = 0.5\n' + signing)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLI, "ven", "--config", str(config), cwd=ROOT,
+            sys.executable, "-c", CLI, "ven", "--config", str(config), "--state-dir",
+            str(tmp_path), cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
