@@ -125,8 +125,8 @@ class Table:
 
     def _path(self, key: str, text: str, exists: bool) -> Path:
         path = (self.base / text).resolve()
-        if exists and not path.is_file():
-            raise self.error(key, "an existing file", str(path))
+        if exists and not path.is_file():  # the whole path: the reader must find it
+            raise ConfigError(f"{self.source}: {self.key(key)}: no such file {path}")
         return path
 
     def choice(self, key: str, kind: type[_E]) -> _E:

@@ -105,10 +105,10 @@ def require_files(files: Mapping[str, Path | None]) -> None:
 
 
 def vtn_files(config: VtnConfig, table: str) -> dict[str, Path | None]:
-    """A VTN config's certificate files by TOML key (``[<table>] cert`` ...), for
+    """A VTN config's certificate files by TOML key (``<table>.cert`` ...), for
     :func:`require_files`."""
-    return {f"[{table}] cert": config.tls_cert, f"[{table}] key": config.tls_key,
-            f"[{table}] ca": config.tls_ca, f"[{table}] crl": config.tls_crl}
+    return {f"{table}.cert": config.tls_cert, f"{table}.key": config.tls_key,
+            f"{table}.ca": config.tls_ca, f"{table}.crl": config.tls_crl}
 
 
 def state_key(config: Path, key: str) -> str | None:

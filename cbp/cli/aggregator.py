@@ -109,7 +109,9 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.port is not None:
         vtn["port"] = args.port
     return {
-        "vtn": parse_config(vtn, base=base),
+        # onboarding opens only the vault: the VTN's certificates need not exist yet
+        "vtn": None if args.onboard is not None else parse_config(
+            vtn, base=base, source=str(path), section="vtn"),
         "settings": settings_from_mapping(data.get("profile", {})),
         "privacy": config_from_document(data),
         "tso_url": args.tso_url or str(tso.get("url", "")),
@@ -124,10 +126,10 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def _needed_files(spec: dict[str, Any], *, onboarding: bool) -> dict[str, Path | None]:
     """The files the run needs, by TOML key: onboarding opens only the vault."""
-    vault = {"[vault] key_file": spec["key_file"]}
+    vault = {"vault.key_file": spec["key_file"]}
     if onboarding:
         return vault
-    tso = dict(zip(("[tso] cert", "[tso] key", "[tso] ca"), spec["tls"], strict=True))
+    tso = dict(zip(("tso.cert", "tso.key", "tso.ca"), spec["tls"], strict=True))
     return {**vtn_files(spec["vtn"], "vtn.tls"), **tso, **vault}
 
 
@@ -141,8 +143,10 @@ def _run(args: argparse.Namespace) -> int:
         spec = _spec(args)
         require_files(_needed_files(spec, onboarding=args.onboard is not None))
         args.state_dir.mkdir(parents=True, exist_ok=True)
-    except (OSError, ValueError, ConfigError, PrivacyConfigError,
-            tomllib.TOMLDecodeError) as exc:
+    except ConfigError as exc:  # it names the file and the key itself
+        print(f"crowdflex aggregator: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, PrivacyConfigError, tomllib.TOMLDecodeError) as exc:
         print(f"crowdflex aggregator: {args.config}: {exc}", file=sys.stderr)
         return 2
     if args.onboard is not None:

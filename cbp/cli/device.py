@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         data = tomllib.loads(args.config.read_text())
         config = fleet_config_from_mapping(data, base=args.config.parent,
                                            state=args.state_dir.resolve())
-        require_files({"[aggregator] ca": config.ca})
+        require_files({"aggregator.ca": config.ca})
         if args.aggregator_url is not None:
             config = dataclasses.replace(config, aggregator_url=args.aggregator_url)
         args.state_dir.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
             vtn["storage_url"] = state_storage_url(str(vtn["storage_url"]), state)
         if args.port is not None:
             vtn["port"] = args.port
-        config = parse_config(vtn, base=args.config.parent)
+        config = parse_config(vtn, base=args.config.parent, source=str(args.config),
+                              section="vtn")
         require_files(vtn_files(config, "vtn.tls"))
         settings = settings_from_mapping(data.get("profile", {}))
         privacy = config_from_document(data)
@@ -93,8 +94,10 @@ def _run(args: argparse.Namespace) -> int:
         activate = data.get("operation", {}).get("activate_awards", False)
         if not isinstance(activate, bool):
             raise ValueError("[operation] activate_awards must be true or false")
-    except (OSError, ValueError, ConfigError, PrivacyConfigError,
-            tomllib.TOMLDecodeError) as exc:
+    except ConfigError as exc:  # it names the file and the key itself
+        print(f"crowdflex tso: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, PrivacyConfigError, tomllib.TOMLDecodeError) as exc:
         print(f"crowdflex tso: {args.config}: {exc}", file=sys.stderr)
         return 2
     state.mkdir(parents=True, exist_ok=True)

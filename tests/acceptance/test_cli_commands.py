@@ -95,7 +95,8 @@ def test_help_of_every_command_exits_0_with_nothing_on_stderr(tmp_path: Path) ->
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.count("usage: crowdflex") == len(ALL)
-    assert len(ALL) == 19  # crowdflex, its 10 commands, the certs/privacy/conformance actions
+    # crowdflex, its 10 commands, the certs (3), privacy (7) and conformance (2) actions
+    assert len(ALL) == 23
 
 
 def test_version_names_the_installed_distribution(tmp_path: Path) -> None:
@@ -137,8 +138,11 @@ def test_the_one_shot_commands_say_nothing_on_stderr(tmp_path: Path) -> None:
     assert classes == [d.device_class.value for d in build_pool(3, 1).devices]
     assert {p.name for p in (tmp_path / "state").iterdir()} >= {"vault.db", "devices.csv"}
     run("privacy", "erase", "--vault", "state/vault.db", "--prosumer", "P00000", *key,
-        "--notice-dir", "notices", cwd=tmp_path)
-    run("privacy", "report", "--out", "report", cwd=tmp_path)
+        "--reason", "request 1", cwd=tmp_path)
+    run("privacy", "erasures", "--vault", "state/vault.db", *key, cwd=tmp_path)
+    run("privacy", "verify-log", "--vault", "state/vault.db", *key, cwd=tmp_path)
+    run("privacy", "report", "--config", "examples/tso.toml", "--config",
+        "examples/aggregator.toml", "--out", "report", cwd=tmp_path)
     captures = tmp_path / "run" / "captures" / "aggregator-tso"
     captures.mkdir(parents=True)
     shutil.copy(corpus_dir() / "valid" / "oadrPoll.xml", captures)
@@ -226,14 +230,14 @@ def test_a_node_without_its_files_names_each_key_and_path_before_starting(tmp_pa
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     certs = tmp_path / "certs" / "dev"
     said = refused("tso", "--config", "examples/tso.toml", cwd=tmp_path)
-    assert f"examples/tso.toml: [vtn.tls] cert: no such file {certs / 'tso.pem'}" in said
+    assert f"examples/tso.toml: vtn.tls.cert: no such file {certs / 'tso.pem'}" in said
     said = refused("device", "--config", "examples/device.toml", cwd=tmp_path)
-    assert "examples/device.toml: [aggregator] ca: no such file" in said
+    assert "examples/device.toml: aggregator.ca: no such file" in said
     run("certs", "init", cwd=tmp_path)
     for name, role in (("tso", "vtn"), ("aggregator-vtn", "vtn"), ("aggregator", "ven")):
         run("certs", "issue", "--name", name, "--role", role, cwd=tmp_path)
     said = refused("aggregator", "--config", "examples/aggregator.toml", cwd=tmp_path)
-    assert said.strip() == (f"crowdflex aggregator: examples/aggregator.toml: [vault] key_file: "
+    assert said.strip() == (f"crowdflex aggregator: examples/aggregator.toml: vault.key_file: "
                             f"no such file {tmp_path / 'keys' / 'vault-master.key'}")
     assert not (tmp_path / "state").exists()  # refused before anything started
 

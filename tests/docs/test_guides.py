@@ -297,4 +297,4 @@ def test_the_conformance_guide_runs_as_written(tmp_path: Path) -> None:
     (mine / "manifest.toml").write_text('["poll.xml"]\nexpect = \n', encoding="utf-8")
     unreadable = run_shell(commands[1], tmp_path)
     assert unreadable.returncode == 2
-    assert "error: cannot read manifest mine/manifest.toml" in unreadable.stderr
+    assert "crowdflex conformance: cannot read manifest mine/manifest.toml" in unreadable.stderr
