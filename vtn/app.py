@@ -296,7 +296,7 @@ def create_app(
             dispatchers[:] = [make_dispatcher(ctx)]
             push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
                                 timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
-                                targets=push_targets)
+                                targets=push_targets, max_reply_bytes=config.max_body_bytes)
             ctx.on_enqueued = push.wake
             ctx.close_connections = connections.close_peer
             app[PUSH] = push
