@@ -23,6 +23,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from multidict import CIMultiDict
 
 from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import (
@@ -334,3 +335,22 @@ async def test_the_proxy_header_and_tls_give_one_verdict_on_key_usage(
             assert status == 200 and reply is not None
             verdicts[label] = (by_tls, isinstance(reply, CreatedPartyRegistration))
     assert verdicts == {label: (accepted, accepted) for label, (accepted, _) in leaves.items()}
+
+
+async def test_two_forwarded_certificates_name_nobody(pki, tmp_path: Path) -> None:
+    """Tried (red team of issue 14): the header twice on one request from the proxy, the victim's
+    certificate first, as when a VEN sends the header itself and a proxy that appends headers
+    adds the real one after it. Refused 463 and nothing stored, whichever comes first (was: the
+    first was believed, so the VEN registered as the victim)."""
+    proxy = pki.client_context(ven=pki.vens[3])
+    victim, attacker = pki.vens[0].cert_pem, pki.vens[1].cert_pem
+    async with served_vtn(proxied_config(pki, tmp_path)) as vtn:
+        for pair in ((victim, attacker), (attacker, victim), (victim, victim)):
+            headers = CIMultiDict([("Content-Type", "application/xml")] +
+                                  [(HEADER, quote(pem.decode())) for pem in pair])
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=proxy)) as s, \
+                    s.post(f"{vtn.url}/EiRegisterParty", data=CODEC.encode(_register("dup")),
+                           headers=headers) as reply:
+                assert reply.status == 200
+                assert code_of(CODEC.decode(await reply.read())) == 463
+        assert await vtn.ctx.storage.vens.active() == ()
