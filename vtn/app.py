@@ -269,7 +269,8 @@ def create_app(
     caps = DocumentCaps(max_metadata_reports=config.max_metadata_reports,
                         max_report_descriptions=config.max_report_descriptions,
                         max_report_points=config.max_report_points)
-    intake = SignedIntake(codec, config.signatures, clock) if nonces is not None else None
+    intake = (SignedIntake(codec, config.signatures, clock, charge_cpu=budgets.charge_cpu)
+              if nonces is not None else None)
     if intake is not None:
         app.middlewares.append(intake.middleware(identify))
     add_routes(app, codec, guarded_dispatch, TransportSettings(
