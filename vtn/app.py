@@ -257,7 +257,8 @@ def create_app(
     certificates = (None if config.tls_ca is None else
                     CertificatePath(ca=config.tls_ca, crl=config.tls_crl, clock=clock))
     connections = app[CONNECTIONS] = Connections(per_peer=config.max_connections_per_peer,
-                                                 exempt=config.trusted_proxy_fingerprints)
+                                                 exempt=config.trusted_proxy_fingerprints,
+                                                 revoked=_revoked_now(config, certificates))
     identify = PeerIdentity(_proxy_trust(config, certificates))
     budgets = install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
@@ -318,6 +319,20 @@ def _proxy_trust(config: VtnConfig, certificates: CertificatePath | None) -> Pro
     return ProxyTrust(header=config.trusted_cert_header, certificates=certificates,
                       fingerprints=frozenset(f.upper() for f in config.trusted_proxy_fingerprints),
                       networks=tuple(ip_network(a) for a in config.trusted_proxy_addresses))
+
+
+def _revoked_now(config: VtnConfig, certificates: CertificatePath | None
+                 ) -> Callable[[bytes], bool] | None:
+    """With a CRL: whether the CRL file, re-read if it changed, revokes a certificate (DER)."""
+    if config.tls_crl is None or certificates is None:
+        return None
+    paths = certificates
+
+    def revoked(der: bytes) -> bool:
+        paths.refresh()
+        return paths.revoked(der)
+
+    return revoked
 
 
 @contextlib.asynccontextmanager
