@@ -23,6 +23,7 @@ from schemas import Poll
 from schemas.identity import TlsProfile
 from tests.security.served import config_for, served_vtn
 from tests.vtn.harness import CODEC
+from vtn.app import server_ssl_context
 
 _TIMEOUT_S = 10.0
 
@@ -81,3 +82,15 @@ async def test_a_resumed_session_does_not_outlive_a_revocation(pki, tmp_path: Pa
             assert reply == b""
             reply, _, resumed = await asyncio.to_thread(_poll, vtn.url, kept, sessions[id(kept)])
             assert resumed and reply.startswith(b"HTTP/1.1 200"), reply[:100]
+
+
+def test_renegotiation_is_off_on_every_served_context(pki, tmp_path: Path) -> None:
+    """The Listening socket row's "TLS 1.2 renegotiation is off": a connection's certificate
+    cannot change after the peer was identified. Python's client cannot ask for a renegotiation,
+    so this checks the option on the contexts the VTN serves with, with and without a CRL."""
+    crl = tmp_path / "crl.pem"
+    shutil.copy(pki.crl, crl)
+    for extra in ({}, {"tls_crl": crl}):
+        config = config_for(pki, "sqlite://", tls_profile=TlsProfile.OPENADR_TLS12_OR_TLS13,
+                            **extra)
+        assert server_ssl_context(config).options & ssl.OP_NO_RENEGOTIATION
