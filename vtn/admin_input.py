@@ -155,9 +155,12 @@ class _Fields:
     def seconds(self, key: str) -> timedelta:
         value = self._get(key)
         top = MAX_SPAN.total_seconds()
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= top:
-            raise BadInput(f"{self.name(key)} must be a number of seconds above 0 and at most "
-                           f"{top:.0f} ({MAX_SPAN.days} days), not {value!r:.40}")
+        # timedelta keeps microseconds: 1e-7 s would become a duration of zero
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not 0 < value <= top or timedelta(seconds=value) <= timedelta(0):
+            raise BadInput(f"{self.name(key)} must be a number of seconds of at least a "
+                           f"microsecond and at most {top:.0f} ({MAX_SPAN.days} days), not "
+                           f"{value!r:.40}")
         return timedelta(seconds=value)
 
     def integer(self, key: str, *, high: int) -> int:

@@ -257,7 +257,8 @@ def create_app(
     certificates = (None if config.tls_ca is None else
                     CertificatePath(ca=config.tls_ca, crl=config.tls_crl, clock=clock))
     connections = app[CONNECTIONS] = Connections(per_peer=config.max_connections_per_peer,
-                                                 exempt=config.trusted_proxy_fingerprints)
+                                                 exempt=config.trusted_proxy_fingerprints,
+                                                 revoked=_revoked_now(config, certificates))
     identify = PeerIdentity(_proxy_trust(config, certificates))
     budgets = install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
@@ -269,7 +270,8 @@ def create_app(
     caps = DocumentCaps(max_metadata_reports=config.max_metadata_reports,
                         max_report_descriptions=config.max_report_descriptions,
                         max_report_points=config.max_report_points)
-    intake = SignedIntake(codec, config.signatures, clock) if nonces is not None else None
+    intake = (SignedIntake(codec, config.signatures, clock, charge_cpu=budgets.charge_cpu)
+              if nonces is not None else None)
     if intake is not None:
         app.middlewares.append(intake.middleware(identify))
     add_routes(app, codec, guarded_dispatch, TransportSettings(
@@ -296,7 +298,7 @@ def create_app(
             dispatchers[:] = [make_dispatcher(ctx)]
             push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
                                 timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
-                                targets=push_targets)
+                                targets=push_targets, max_reply_bytes=config.max_body_bytes)
             ctx.on_enqueued = push.wake
             ctx.close_connections = connections.close_peer
             app[PUSH] = push
@@ -317,6 +319,20 @@ def _proxy_trust(config: VtnConfig, certificates: CertificatePath | None) -> Pro
     return ProxyTrust(header=config.trusted_cert_header, certificates=certificates,
                       fingerprints=frozenset(f.upper() for f in config.trusted_proxy_fingerprints),
                       networks=tuple(ip_network(a) for a in config.trusted_proxy_addresses))
+
+
+def _revoked_now(config: VtnConfig, certificates: CertificatePath | None
+                 ) -> Callable[[bytes], bool] | None:
+    """With a CRL: whether the CRL file, re-read if it changed, revokes a certificate (DER)."""
+    if config.tls_crl is None or certificates is None:
+        return None
+    paths = certificates
+
+    def revoked(der: bytes) -> bool:
+        paths.refresh()
+        return paths.revoked(der)
+
+    return revoked
 
 
 @contextlib.asynccontextmanager

@@ -7,11 +7,11 @@ connections already open must be closed when the CRL file starts revoking their 
 :class:`CertificatePath` holds the VTN's trust anchors (``tls_ca``) and, when configured, its
 revocation lists (``tls_crl``), re-read when the file changes (as :mod:`vtn.revocation` does for
 the TLS layer). :meth:`CertificatePath.verify` checks, at the injected clock: the chain to a
-trust anchor (RFC 5280 path building with ``cryptography``'s verifier: signatures, validity
-dates, basic constraints and path length, key usage, the clientAuth extended key usage) and, as
-``VERIFY_CRL_CHECK_LEAF`` does in the handshake, that a current CRL signed by the leaf's issuer
-exists and does not list the leaf. A VEN certificate needs no subjectAltName (OpenADR's do not
-carry one), so that extension is optional here where the web PKI would demand it.
+trust anchor under the rules OpenSSL applies to a TLS client (:class:`schemas.certpath.PathCheck`,
+the one path check the XML-signature verifier uses too: signatures, validity dates, basic
+constraints and path length, a KeyUsage with digitalSignature or keyAgreement, the clientAuth
+extended key usage) and, as ``VERIFY_CRL_CHECK_LEAF`` does in the handshake, that a current CRL
+signed by the leaf's issuer exists and does not list the leaf.
 
 Invariants: every refusal is a :class:`CertificateRejected` with a reason; a CRL file that cannot
 be read keeps the last good lists (never opens the door); nothing here does I/O beyond reading the
@@ -27,15 +27,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
 
-from schemas import CrowdflexError, utc_now
+from schemas import CertificateRefused, CrowdflexError, utc_now
+from schemas.certpath import PathCheck, Purpose
 from schemas.identity import certificate_fingerprint
 
 __all__ = ["CertificatePath", "CertificateRejected", "FileVersion", "file_version", "load_crls"]
@@ -73,16 +67,13 @@ class CertificatePath:
     """The VTN's trust anchors and revocation lists; ``generation`` counts CRL versions taken
     into use (it changes exactly when :meth:`refresh` answers True)."""
 
-    __slots__ = ("_anchors", "_clock", "_crl_path", "_crls", "_policy_ee", "_seen", "_store",
-                 "generation")
+    __slots__ = ("_anchors", "_clock", "_crl_path", "_crls", "_rules", "_seen", "generation")
 
     def __init__(self, *, ca: Path, crl: Path | None = None,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self._anchors = tuple(x509.load_pem_x509_certificates(Path(ca).read_bytes()))
-        self._store = Store(list(self._anchors))
+        self._rules = PathCheck(self._anchors, purpose=Purpose.CLIENT)  # CRL: _check_not_revoked
         self._clock = clock
-        self._policy_ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-            x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
         self._crl_path = None if crl is None else Path(crl)
         self._crls: tuple[x509.CertificateRevocationList, ...] = ()
         self._seen: FileVersion | None = None
@@ -123,17 +114,15 @@ class CertificatePath:
         except ValueError as exc:
             raise CertificateRejected(f"not a PEM certificate: {exc}") from None
         now = self.now()
-        verifier = (PolicyBuilder().store(self._store).time(now)
-                    .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(),
-                                        ee_policy=self._policy_ee)
-                    .build_client_verifier())
         try:
-            verified = verifier.verify(leaf, intermediates)
-        except VerificationError as exc:
+            chain = self._rules.path(leaf, intermediates, now)
+        except CertificateRefused as exc:
             raise CertificateRejected(f"certificate path refused: {exc}") from None
+        if len(chain) < 2:
+            raise CertificateRejected("a trust anchor is not a VEN's certificate")
         until = leaf.not_valid_after_utc
         if self._crl_path is not None:
-            until = min(until, self._check_not_revoked(leaf, verified.chain[1], now))
+            until = min(until, self._check_not_revoked(leaf, chain[1], now))
         return certificate_fingerprint(leaf.public_bytes(serialization.Encoding.DER)), until
 
     def revoked(self, der: bytes) -> bool:

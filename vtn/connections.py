@@ -8,6 +8,10 @@ HTTP is read; the application closes them here when a VEN is evicted
   most that many connections at once, so a single VEN cannot take every slot of
   ``max_connections``. A trusted proxy's certificate (``trusted_proxy_fingerprints``) carries many
   VENs and is exempt.
+- **Resumed sessions** *(with ``tls_crl``)*: a resumed TLS handshake skips certificate
+  verification, and OpenSSL keeps TLS 1.2 sessions in its server cache even with tickets off
+  (Python cannot switch that cache off), so the certificate of a resumed session is checked
+  against the revocation lists as they are now (``revoked``) and refused if they list it.
 
 Invariants: the table holds transports only (no request state); a transport that is closing no
 longer counts, and an empty entry is forgotten, so the table never outgrows the open connections
@@ -27,34 +31,41 @@ __all__ = ["Connections"]
 class Connections:
     """Open connections by peer fingerprint; ``refused`` counts admissions over the cap."""
 
-    __slots__ = ("_by_peer", "_exempt", "_per_peer", "_sweep_at", "refused")
+    __slots__ = ("_by_peer", "_exempt", "_per_peer", "_revoked", "_sweep_at", "refused")
 
     def __init__(self, *, per_peer: int | None = 16,
-                 exempt: frozenset[str] = frozenset()) -> None:
+                 exempt: frozenset[str] = frozenset(),
+                 revoked: Callable[[bytes], bool] | None = None) -> None:
         if per_peer is not None and per_peer < 1:
             raise ValueError("max_connections_per_peer must be at least 1 (or None for no cap)")
         self._per_peer = per_peer
+        self._revoked = revoked  # whether the current lists revoke a certificate (DER)
         self._exempt = frozenset(f.upper() for f in exempt)
         self._by_peer: dict[str, set[asyncio.BaseTransport]] = {}
         self._sweep_at = 64
         self.refused = 0
 
-    def admit(self, transport: asyncio.BaseTransport) -> bool:
-        """Record ``transport``; False (and nothing recorded) when its certificate already holds
-        ``per_peer`` open connections."""
+    def admit(self, transport: asyncio.BaseTransport) -> str | None:
+        """Record ``transport`` and answer None; or, recording nothing, why it is refused: its
+        certificate already holds ``per_peer`` open connections, or it resumed a session whose
+        certificate is revoked."""
         fingerprint = peer_fingerprint(transport)
         if fingerprint is None:
-            return True  # no certificate: nothing to count it against
+            return None  # no certificate: nothing to count it against
+        if self._revoked is not None and _resumed(transport):
+            der = _peer_der(transport)
+            if der is None or self._revoked(der):
+                return "resumed session of a revoked certificate"
         held = self._open(fingerprint)
         if (self._per_peer is not None and fingerprint.upper() not in self._exempt
                 and len(held) >= self._per_peer):
             self.refused += 1
-            return False
+            return "over max_connections_per_peer"
         held.add(transport)
         self._by_peer[fingerprint] = held
         if len(self._by_peer) >= self._sweep_at:
             self._sweep()
-        return True
+        return None
 
     def count(self, fingerprint: str) -> int:
         """How many connections the certificate holds open now."""
@@ -99,3 +110,8 @@ def _peer_der(transport: asyncio.BaseTransport) -> bytes | None:
     ssl_object = transport.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     return der or None
+
+
+def _resumed(transport: asyncio.BaseTransport) -> bool:
+    ssl_object = transport.get_extra_info("ssl_object")
+    return ssl_object is not None and bool(ssl_object.session_reused)

@@ -9,7 +9,8 @@ is marked delivered only after the VEN answered HTTP 200. A failure releases the
 backs off on its own: ``retry_s``, doubled after each further failure up to ``max_retry_s``. The
 VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same dispatcher as if it had posted it.
 
-Invariants: every outbound request has a timeout; every lane is a task of the delivery task's
+Invariants: every outbound request has a timeout, follows no redirect and reads at most
+``max_reply_bytes`` of the reply; every lane is a task of the delivery task's
 TaskGroup and ends with it at shutdown (or on its own once its VEN no longer takes pushes); the
 client presents the VTN's certificate, verifies the VEN's chain against the configured CA, and
 accepts only the certificate whose fingerprint the VEN registered with (the VEN's own); the
@@ -85,6 +86,7 @@ class PushDelivery:
     def __init__(self, ctx: ServiceContext, dispatch: Dispatch, *,
                  ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float,
                  targets: PushTargets | None = None, max_retry_s: float = 300.0,
+                 max_reply_bytes: int = 1024 * 1024,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._ctx = ctx
         self._dispatch = dispatch
@@ -96,6 +98,7 @@ class PushDelivery:
         self._retry_s = retry_s
         self._max_retry_s = max(retry_s, max_retry_s)
         self._targets = targets or PushTargets()
+        self._max_reply_bytes = max_reply_bytes  # a VEN's reply is read no further than this
         self._sleep = sleep  # a lane's back-off; tests record it instead of waiting
         self._waiting: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -212,8 +215,16 @@ class PushDelivery:
 
     async def _post(self, session: aiohttp.ClientSession, url: str, message: Message) -> Message:
         body = self._ctx.codec.encode(message)
-        async with session.post(url, data=body, ssl=self._ssl,
+        # No redirect is followed: its target would skip the address rules (an IP literal never
+        # reaches TargetResolver) and could be plain http.
+        async with session.post(url, data=body, ssl=self._ssl, allow_redirects=False,
                                 headers={"Content-Type": "application/xml"}) as reply:
             if reply.status != 200:
                 raise aiohttp.ClientResponseError(reply.request_info, (), status=reply.status)
-            return self._ctx.codec.decode(await reply.read())
+            data = bytearray()
+            async for chunk in reply.content.iter_any():
+                data += chunk
+                if len(data) > self._max_reply_bytes:  # leaving unread closes the connection
+                    raise aiohttp.ClientPayloadError(
+                        f"push reply longer than {self._max_reply_bytes} bytes")
+            return self._ctx.codec.decode(bytes(data))

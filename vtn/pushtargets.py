@@ -9,11 +9,13 @@ push (:mod:`vtn.services.registration`) and again before every push (:mod:`vtn.p
 - ``https`` only, with a host and nothing the VTN does not build itself: no user info, query or
   fragment (the VTN appends the service name to the path; a ``?x=`` would swallow it), and not
   ``localhost``. Refused at registration with 454.
-- The host must be a global unicast address (``ipaddress``'s ``is_global``): loopback, private,
-  link-local, shared, reserved, documentation and multicast ranges are refused (451 at
-  registration) unless a configured network (``[push] allow_private_targets``, default none)
-  holds the address. A host name is checked on every connection, after it is resolved
-  (:class:`TargetResolver`), so DNS cannot smuggle in an address the rules refuse.
+- The host must be a global unicast address (``ipaddress``'s ``is_global``; an IPv6 address
+  that carries an IPv4 one -- mapped, translated, compatible, 6to4, NAT64 -- is judged by that
+  IPv4 address, and local-use NAT64 is refused): loopback, private, link-local, shared,
+  reserved, documentation and multicast ranges are refused (451 at registration) unless a
+  configured network (``[push] allow_private_targets``, default none) holds the address. A
+  host name is checked on every connection, after it is resolved (:class:`TargetResolver`), so
+  DNS cannot smuggle in an address the rules refuse.
 """
 
 from __future__ import annotations
@@ -47,12 +49,15 @@ class PushTargets:
         return cls(tuple(ipaddress.ip_network(text, strict=False) for text in networks))
 
     def permits(self, address: str) -> bool:
-        """Whether the VTN may connect to this IP address."""
+        """Whether the VTN may connect to this IP address; an IPv6 address standing for an IPv4
+        one (mapped, translated, compatible, 6to4, NAT64) is judged by the IPv4 address."""
         ip: Address = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv6Address):
+            ip = _ipv4_inside(ip) or ip
         if any(ip.version == net.version and ip in net for net in self.allowed):
             return True
+        if ip in _LOCAL_NAT64:  # any IPv4 address a local translator chooses
+            return False
         return ip.is_global and not ip.is_multicast
 
     def check_address(self, address: str) -> None:
@@ -82,6 +87,23 @@ class PushTargets:
         if not self.permits(host):
             raise NotAllowed(f"oadrTransportAddress {host} is not a public address; the VTN "
                              "pushes only to networks its configuration allows")
+
+
+# IPv6 ranges whose last 32 bits are an IPv4 address some router or translator reaches:
+# NAT64's well-known prefix (RFC 6052), IPv4-translated (RFC 2765), IPv4-compatible (deprecated).
+# Python 3.11's ``is_global`` calls them global whatever IPv4 address they carry.
+_EMBEDDING = tuple(ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96"))
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, where the IPv4 part varies
+
+
+def _ipv4_inside(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in network for network in _EMBEDDING):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return None
 
 
 class TargetResolver(AbstractResolver):

@@ -13,8 +13,11 @@ module's: the application closes those whose certificate a changed list revokes
 Invariants:
 - A CRL that cannot be read or parsed never opens the door: the last good context stays in use and
   the failure is logged once per file version. A removed file keeps the last good list too.
-- Session resumption is off (no TLS 1.3 tickets, no TLS 1.2 tickets): a resumed session skips
-  certificate verification, so a ticket minted before a revocation would outlive it.
+- No session tickets (TLS 1.3 or 1.2): a resumed session skips certificate verification, so a
+  ticket minted before a revocation would outlive it. OpenSSL still resumes TLS 1.2 sessions from
+  its server-side session-ID cache, which Python cannot switch off: the certificate of every
+  resumed session is checked against the current list when it is admitted
+  (:class:`vtn.connections.Connections`).
 - Nothing is global: each watcher owns its contexts; several VTNs run side by side.
 
 :class:`CrlFile` gives the same file's CRLs, on the same terms, to the XML-signature checks

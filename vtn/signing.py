@@ -30,10 +30,12 @@ body is read until the oldest of those failures ages out, without touching any o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -168,13 +170,17 @@ class SignedIntake:
     (oldest forgotten first), each with at most ``failures_allowed`` timestamps.
     """
 
-    __slots__ = ("_busy", "_clock", "_codec", "_failures", "_settings", "max_tracked")
+    __slots__ = ("_busy", "_charge", "_clock", "_codec", "_failures", "_settings", "max_tracked")
 
     def __init__(self, codec: Codec, settings: SignatureSettings,
-                 clock: Callable[[], datetime], *, max_tracked: int = 100_000) -> None:
+                 clock: Callable[[], datetime], *, max_tracked: int = 100_000,
+                 charge_cpu: Callable[[str, float], None] | None = None) -> None:
         self._codec = codec
         self._settings = settings
         self._clock = clock
+        # told the CPU seconds each VEN's document cost, on the loop or on a worker thread
+        # (vtn.limits.VenBudgets.charge_cpu), as the transport's plain decode does
+        self._charge = charge_cpu or (lambda _fingerprint, _seconds: None)
         self._failures: dict[str, deque[datetime]] = {}
         self._busy: set[str] = set()  # VENs with a verification on a worker thread
         self.max_tracked = max_tracked
@@ -205,16 +211,28 @@ class SignedIntake:
         self._failures[fingerprint] = failures
 
     async def decode(self, peer: Peer, body: bytes) -> tuple[Message, Verification | None]:
-        root = self._codec.parse(body)
+        with self._charged(peer.fingerprint):
+            root = self._codec.parse(body)
         try:
             if len(body) < self._settings.offload_bytes:
-                checked = self._codec.check_signature(root)
+                with self._charged(peer.fingerprint):
+                    checked = self._codec.check_signature(root)
             else:
                 checked = await self._off_loop(peer.fingerprint, root)
         except SignatureInvalid:
             self._failed(peer.fingerprint)
             raise
-        return self._codec.typed(root, checked)
+        with self._charged(peer.fingerprint):
+            return self._codec.typed(root, checked)
+
+    @contextlib.contextmanager
+    def _charged(self, fingerprint: str) -> Iterator[None]:
+        """Charge the VEN the CPU this thread spends in the block (no await inside it)."""
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self._charge(fingerprint, time.thread_time() - started)
 
     async def _off_loop(self, fingerprint: str,
                         root: etree._Element) -> tuple[SignatureState, Verification | None]:
@@ -228,10 +246,22 @@ class SignedIntake:
                 text="the VTN is verifying as many signatures as it may; retry later",
                 headers={"Retry-After": "1"})
         self._busy.add(fingerprint)
-        work = asyncio.get_running_loop().run_in_executor(
-            None, self._codec.check_signature, root)
+        spent = [0.0]  # the worker thread's CPU, charged on the loop once it is done
+
+        def check() -> tuple[SignatureState, Verification | None]:
+            started = time.thread_time()
+            try:
+                return self._codec.check_signature(root)
+            finally:
+                spent[0] = time.thread_time() - started
+
+        def done(_: object) -> None:
+            self._busy.discard(fingerprint)
+            self._charge(fingerprint, spent[0])
+
+        work = asyncio.get_running_loop().run_in_executor(None, check)
         # Until the thread is done, even when the request is cancelled while it runs.
-        work.add_done_callback(lambda _: self._busy.discard(fingerprint))
+        work.add_done_callback(done)
         return await work
 
     def middleware(self, identify: PeerIdentity) -> Middleware:

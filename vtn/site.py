@@ -16,8 +16,8 @@ handed to aiohttp:
   VENs keep their connection alive (docs/architecture.md#where-the-time-goes), so the cap is on
   VENs connected at once, not on request rate (that is :mod:`vtn.limits`).
 - **Per-certificate cap** *(config: ``max_connections_per_peer``)*: checked at the same moment by
-  :class:`vtn.connections.Connections`, which also lets the application close a VEN's
-  connections.
+  :class:`vtn.connections.Connections` (which also refuses a resumed session of a revoked
+  certificate), which also lets the application close a VEN's connections.
 - **File descriptors**: at start the soft ``RLIMIT_NOFILE`` is raised towards what the caps
   need (``max_connections`` + ``max_pending_handshakes`` + ``DESCRIPTOR_HEADROOM``), never above
   the hard limit; if the hard limit is lower, an ERROR says so and by how much.
@@ -234,8 +234,9 @@ class VtnSite(web.TCPSite):
             self.refused += 1
             self._shed.shed("over max_connections")
             return False
-        if not self._connections.admit(tls):
-            self._shed.shed("over max_connections_per_peer")
+        refused = self._connections.admit(tls)
+        if refused is not None:
+            self._shed.shed(refused)
             return False
         return True
 

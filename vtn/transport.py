@@ -79,7 +79,8 @@ class ProxyTrust:
     """A TLS-terminating proxy whose ``header`` (the client certificate as URL-encoded PEM, e.g.
     nginx's ``$ssl_client_escaped_cert``) names the VEN: honoured only on connections from the
     proxy itself, known by its own client certificate (``fingerprints``) or, for a proxy that
-    talks plain TCP to the VTN, by its source address (``networks``). ``certificates`` checks the
+    talks plain TCP to the VTN, by its source address (``networks``); a request carrying the
+    header more than once names nobody. ``certificates`` checks the
     forwarded certificate as the TLS layer would (:class:`vtn.certpath.CertificatePath`)."""
 
     header: str
@@ -143,7 +144,10 @@ class PeerIdentity:
         return fingerprint
 
     def _forwarded(self, proxy: ProxyTrust, request: web.Request) -> str:
-        header = request.headers.get(proxy.header)
+        given = request.headers.getall(proxy.header, [])
+        if len(given) > 1:  # one of them is not the proxy's: a VEN sent it, to be believed
+            raise NotRegistered(f"{proxy.header} given {len(given)} times; it names nobody")
+        header = given[0] if given else ""
         if not header:
             raise NotRegistered(f"no client certificate in {proxy.header}")
         paths = proxy.certificates

@@ -276,7 +276,8 @@ def _admin_requests(world: World) -> tuple[tuple[str, str], ...]:
     v, rrid = world.victim.ven_id, world.report_request_id
     return (
         ("GET", "/vens"), ("PUT", f"/vens/{v}/memberships"), ("POST", f"/vens/{v}/reregister"),
-        ("POST", f"/vens/{v}/cancel"), ("GET", f"/vens/{v}/opts"), ("GET", f"/vens/{v}/reports"),
+        ("POST", f"/vens/{v}/cancel"), ("POST", f"/vens/{v}/evict"),
+        ("GET", f"/vens/{v}/opts"), ("GET", f"/vens/{v}/reports"),
         ("POST", f"/vens/{v}/reports/subscriptions"),
         ("DELETE", f"/vens/{v}/reports/subscriptions/{rrid}"),
         ("GET", f"/vens/{v}/reports/data"), ("GET", "/events"), ("POST", "/events"),

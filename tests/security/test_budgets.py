@@ -23,6 +23,7 @@ from schemas import (
     CreatedReport,
     EiResponse,
     Message,
+    Poll,
     RegisteredReport,
     RegisterReport,
     Report,
@@ -37,6 +38,7 @@ from schemas import (
 )
 from tests.vtn.conftest import _fresh_postgres_database
 from tests.vtn.harness import CODEC, RawVen, RunningVtn, code_of, raw_ven, running_vtn
+from vtn.signing import SignatureSettings
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 WINDOW = (NOW - timedelta(hours=1), NOW + timedelta(days=1))
@@ -194,4 +196,28 @@ async def test_a_ven_over_its_cpu_budget_gets_429_while_others_are_served(pki, d
                                          headers={"Content-Type": "application/xml"}) as poll:
             assert poll.status == 429 and int(poll.headers["Retry-After"]) >= 1
         assert len(await vtn.ctx.storage.reports.descriptions(me)) == 20
+        await _honest_poll_answered(honest)
+
+
+
+@pytest.mark.parametrize("signatures", [False, True], ids=["plain", "signature-checking"])
+async def test_decoding_is_charged_to_the_cpu_budget_with_and_without_signatures(
+        pki, tmp_path: Path, signatures: bool):
+    """Tried (red team of issue 14): a 2,500-point oadrUpdateReport (some 770 KB, tens of ms to
+    decode, a small reply) against a CPU budget of 10 ms, on a plain VTN and on one with
+    ``[signatures] trusted`` set, whose documents go through the signed intake
+    (:class:`vtn.signing.SignedIntake`); the report is unsigned (signatures are not required).
+    On both its decoding is charged, so the VEN's next request is 429 and the honest VEN is
+    served (was, with signatures configured: the signed intake charged nothing, so the CPU
+    budget counted only the replies and the next request was served)."""
+    extra: dict[str, Any] = (
+        {"signatures": SignatureSettings(trusted=(pki.ca_cert,))} if signatures else {})
+    async with _scene(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}",
+                      cpu_budget_per_s=1e-6, cpu_budget_burst_s=0.01, rate_limit_per_s=None,
+                      byte_budget_per_s=None, **extra) as (vtn, attacker, honest):
+        me = attacker.ven_id
+        assert isinstance(await attacker.post("EiReport", _update(me, 2_500)), UpdatedReport)
+        status, _ = await _status(attacker, "OadrPoll", Poll(ven_id=me))
+        assert status == 429
+        assert len(await vtn.ctx.storage.reports.points(me, *WINDOW)) == 2_500
         await _honest_poll_answered(honest)

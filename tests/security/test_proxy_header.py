@@ -21,10 +21,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from multidict import CIMultiDict
 
-from cbp.pki import CertificateAuthority, Role
+from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import (
     CancelPartyRegistration,
+    CreatedPartyRegistration,
     CreatePartyRegistration,
     Message,
     Poll,
@@ -32,6 +36,7 @@ from schemas import (
 )
 from tests.security.served import config_for, served_vtn
 from tests.security.test_certificates import _server_auth_only, _shifted_authority
+from tests.security.test_signature_chain import Candidate, _tls_accepts
 from tests.vtn.harness import CODEC, RunningVtn, code_of, raw_ven
 from vtn.app import SERVICES, VtnConfig, create_app
 from vtn.config import ConfigError, parse_config
@@ -270,3 +275,82 @@ async def test_a_remembered_forwarded_certificate_is_checked_again_when_it_may_h
         now[0] = x509.load_pem_x509_certificate(forwarded).not_valid_after_utc + \
             timedelta(seconds=1)
         assert not await served()
+
+
+def _leaf(pki, name: str, *, usage: x509.KeyUsage | None, key_id: bool = True
+          ) -> IssuedCertificate:
+    """A clientAuth leaf of the session CA with the KeyUsage ``usage`` (None: none) and, unless
+    ``key_id`` is False, an authorityKeyIdentifier."""
+    key = generate_key(KeyType.EC)
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(pki.authority.certificate.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    if key_id:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            pki.authority.certificate.public_key()), critical=False)
+    certificate = builder.sign(pki.authority.private_key, hashes.SHA256())
+    return IssuedCertificate.from_parts(name=name, role=Role.VEN, certificate=certificate,
+                                        private_key=key)
+
+
+def _key_usage(*, signs: bool, agrees: bool, enciphers: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=signs, content_commitment=False, key_encipherment=enciphers,
+        data_encipherment=False, key_agreement=agrees, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False)
+
+
+async def test_the_proxy_header_and_tls_give_one_verdict_on_key_usage(
+        pki, tmp_path: Path) -> None:
+    """Tried (red team of issue 14): through the trusted proxy, certificates of the session CA
+    that differ from an honest one in their KeyUsage or key identifiers only. Each forwarded
+    certificate is accepted exactly when the same certificate is accepted as the TLS client of
+    the same VTN. Was: a KeyUsage of keyEncipherment alone (no digitalSignature), which OpenSSL
+    refuses for a TLS client, was accepted from the header, and a leaf without an
+    authorityKeyIdentifier, which OpenSSL accepts, was refused (the header used the web PKI's
+    rules, not the TLS client's)."""
+    leaves = {
+        "keyEncipherment only": (False, _leaf(pki, "ku-encipher", usage=_key_usage(
+            signs=False, agrees=False, enciphers=True))),
+        "keyAgreement only": (True, _leaf(pki, "ku-agree", usage=_key_usage(
+            signs=False, agrees=True, enciphers=False))),
+        "no KeyUsage, no authorityKeyIdentifier": (True, _leaf(pki, "no-aki", usage=None,
+                                                                key_id=False)),
+    }
+    proxy = pki.client_context(ven=pki.vens[3])
+    verdicts: dict[str, tuple[bool, bool]] = {}
+    async with served_vtn(proxied_config(pki, tmp_path)) as vtn:
+        for label, (_, leaf) in leaves.items():
+            by_tls = await _tls_accepts(vtn.url, pki, Candidate(leaf, tmp_path))
+            status, reply = await post(vtn.url, proxy, "EiRegisterParty", _register(label),
+                                       forwarded=leaf.cert_pem)
+            assert status == 200 and reply is not None
+            verdicts[label] = (by_tls, isinstance(reply, CreatedPartyRegistration))
+    assert verdicts == {label: (accepted, accepted) for label, (accepted, _) in leaves.items()}
+
+
+async def test_two_forwarded_certificates_name_nobody(pki, tmp_path: Path) -> None:
+    """Tried (red team of issue 14): the header twice on one request from the proxy, the victim's
+    certificate first, as when a VEN sends the header itself and a proxy that appends headers
+    adds the real one after it. Refused 463 and nothing stored, whichever comes first (was: the
+    first was believed, so the VEN registered as the victim)."""
+    proxy = pki.client_context(ven=pki.vens[3])
+    victim, attacker = pki.vens[0].cert_pem, pki.vens[1].cert_pem
+    async with served_vtn(proxied_config(pki, tmp_path)) as vtn:
+        for pair in ((victim, attacker), (attacker, victim), (victim, victim)):
+            headers = CIMultiDict([("Content-Type", "application/xml")] +
+                                  [(HEADER, quote(pem.decode())) for pem in pair])
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=proxy)) as s, \
+                    s.post(f"{vtn.url}/EiRegisterParty", data=CODEC.encode(_register("dup")),
+                           headers=headers) as reply:
+                assert reply.status == 200
+                assert code_of(CODEC.decode(await reply.read())) == 463
+        assert await vtn.ctx.storage.vens.active() == ()

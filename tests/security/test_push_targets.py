@@ -55,6 +55,14 @@ REFUSED = {
     "https://192.168.1.1/push": (451, "not a public address"),
     "https://100.64.0.1/push": (451, "not a public address"),
     "https://localhost:8443/push": (451, "localhost"),
+    # IPv6 addresses that stand for an IPv4 address a translator or tunnel reaches (red team
+    # of issue 14): the embedded address is what is judged
+    "https://[64:ff9b::a00:1]/push": (451, "not a public address"),  # NAT64, 10.0.0.1
+    "https://[64:ff9b::a9fe:a9fe]/push": (451, "not a public address"),  # NAT64, metadata
+    "https://[64:ff9b:1::a00:1]/push": (451, "not a public address"),  # local-use NAT64
+    "https://[::ffff:0:a00:1]/push": (451, "not a public address"),  # IPv4-translated
+    "https://[::127.0.0.1]:8081/admin": (451, "not a public address"),  # IPv4-compatible
+    "https://[2002:a00:1::1]/push": (451, "not a public address"),  # 6to4 of 10.0.0.1
 }
 
 
