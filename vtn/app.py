@@ -35,6 +35,7 @@ from schemas.identity import TlsProfile
 from vtn.faults import storage_guarded
 from vtn.httplog import http_logger
 from vtn.limits import LimitSettings, install_limits
+from vtn.metrics import VtnMetrics
 from vtn.push import PushDelivery
 from vtn.revocation import reloading_server_context
 from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
@@ -53,6 +54,7 @@ from vtn.transport import (
 __all__ = [
     "CODEC",
     "CONFIG",
+    "METRICS",
     "PUSH",
     "SERVICES",
     "STORAGE",
@@ -117,6 +119,7 @@ CODEC = web.AppKey("crowdflex.vtn.codec", Codec)
 STORAGE = web.AppKey("crowdflex.vtn.storage", Storage)
 SERVICES = web.AppKey("crowdflex.vtn.services", ServiceContext)
 PUSH = web.AppKey("crowdflex.vtn.push", PushDelivery)
+METRICS = web.AppKey("crowdflex.vtn.metrics", VtnMetrics)
 
 
 # With SQLite the event loop hands work to the database threads and back on every request; at
@@ -201,6 +204,8 @@ def create_app(
                                    clock=clock, crl=config.tls_crl)
     app[CONFIG] = config
     app[CODEC] = codec
+    metrics = app[METRICS] = VtnMetrics()
+    app.middlewares.append(metrics.middleware())  # first: it sees the limits' answers too
 
     dispatchers: list[Dispatcher] = []  # built once, at startup (it needs the storage)
 
@@ -228,10 +233,10 @@ def create_app(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
         identify=identify,
         check_signed=check_signed if nonces is not None else None,
-        decode=intake.decode if intake is not None else None))
+        decode=intake.decode if intake is not None else None, on_refused=metrics.refused))
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        storage = await open_storage(config.storage_url)
+        storage = await open_storage(config.storage_url, observe=metrics.transaction)
         try:
             ctx = ServiceContext(
                 storage=storage, codec=codec, store_codec=Codec(schema=codec.schema),
@@ -247,7 +252,8 @@ def create_app(
             app[SERVICES] = ctx
             dispatchers[:] = [make_dispatcher(ctx)]
             push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
-                                timeout_s=config.push_timeout_s, retry_s=config.push_retry_s)
+                                timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
+                                on_retry=metrics.push_retried)
             ctx.on_enqueued = push.wake
             app[PUSH] = push
             async with push.running():

@@ -52,8 +52,10 @@ def service_for(message: Message) -> Service:
 
 class PushDelivery:
     def __init__(self, ctx: ServiceContext, dispatch: Dispatch, *,
-                 ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float) -> None:
+                 ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float,
+                 on_retry: Callable[[], None] = lambda: None) -> None:
         self._ctx = ctx
+        self._on_retry = on_retry  # a failed push, to be retried (vtn.metrics)
         self._dispatch = dispatch
         self._ssl = ssl_context
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -119,6 +121,7 @@ class PushDelivery:
                 reply = await self._post(session, f"{address.rstrip('/')}/{service}", message)
             except (aiohttp.ClientError, TimeoutError, RemoteProtocolError) as exc:
                 log.warning("push to %s failed: %r", ven_id, exc)
+                self._on_retry()
                 await self._ctx.storage.outbox.release(item.seq)
                 return False
             await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())

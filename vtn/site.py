@@ -42,8 +42,10 @@ class VtnSite(web.TCPSite):
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
                  ssl_context: ssl.SSLContext | None, handshake_timeout_s: float = 10.0,
-                 max_connections: int | None = 10_000, backlog: int = 1024) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
+                 max_connections: int | None = 10_000, backlog: int = 1024,
+                 reuse_port: bool = False) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog,
+                         reuse_port=reuse_port)  # SO_REUSEPORT: worker processes share the port
         self._handshake_timeout_s = handshake_timeout_s
         self._max_connections = max_connections
         self.refused = 0  # connections closed at the cap, for operators and tests
@@ -65,14 +67,18 @@ class VtnSite(web.TCPSite):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            reuse_port=self._reuse_port,
             ssl_handshake_timeout=self._handshake_timeout_s if self._ssl_context else None)
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
-def vtn_site(runner: web.BaseRunner, config: VtnConfig, *, backlog: int = 1024) -> VtnSite:
+def vtn_site(runner: web.BaseRunner, config: VtnConfig, *, backlog: int = 1024,
+             reuse_port: bool = False) -> VtnSite:
     """The mutual-TLS site for ``config`` (host, port, certificates and both limits);
-    ``backlog`` is the listen queue for connections not yet accepted."""
+    ``backlog`` is the listen queue for connections not yet accepted; ``reuse_port`` binds
+    with SO_REUSEPORT (``crowdflex vtn --workers``)."""
     return VtnSite(runner, config.host, config.port, ssl_context=server_ssl_context(config),
                    handshake_timeout_s=config.tls_handshake_timeout_s,
-                   max_connections=config.max_connections, backlog=backlog)
+                   max_connections=config.max_connections, backlog=backlog,
+                   reuse_port=reuse_port)

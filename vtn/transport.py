@@ -114,6 +114,8 @@ class TransportSettings:
     check_signed: Callable[[Peer, Verification], Awaitable[None]] | None = None
     # replaces the codec's decode_signed when set (vtn.signing.SignedIntake.decode)
     decode: Callable[[Peer, bytes], Awaitable[tuple[Message, Verification | None]]] | None = None
+    # told of every request answered with an OpenADR error code (vtn.metrics.VtnMetrics.refused)
+    on_refused: Callable[[Service, RemoteProtocolError], None] | None = None
 
 
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
@@ -177,6 +179,8 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
             return peer, await dispatch(service, peer, message)
         except RemoteProtocolError as error:
             log.info("refused on %s: %s", service, error)
+            if settings.on_refused is not None:
+                settings.on_refused(service, error)
             return peer, _error_reply(error)
         except web.HTTPException:
             raise  # a deliberate HTTP answer (e.g. 503 while the database is away)

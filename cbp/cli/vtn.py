@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from ._process import add_log_level, configure_logging, run_node, stop_on_signals
 
 __all__ = ["register"]
@@ -70,27 +68,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any) -> None:
-    from vtn.admin import create_admin_app
-    from vtn.app import SERVICES, create_app
-    from vtn.site import vtn_site
+    from vtn.serve import serve_vtn
 
-    app = create_app(config)
-    runners = [web.AppRunner(app)]
-    await runners[0].setup()  # opens and migrates the database
-    try:
-        await vtn_site(runners[0], config).start()
+    async with serve_vtn(config) as served:
         loop_name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
         logging.info("VTN %s serving on https://%s:%d (%s event loop)", config.vtn_id,
-                     config.host, config.port, loop_name)
-        if config.admin_enabled:
-            admin = web.AppRunner(create_admin_app(lambda: app[SERVICES],
-                                                   token=config.admin_token))
-            runners.append(admin)
-            await admin.setup()
-            await web.TCPSite(admin, config.admin_host, config.admin_port).start()
-            logging.info("admin API on http://%s:%d", config.admin_host, config.admin_port)
-        stop = stop_on_signals()
-        await stop.wait()
-    finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
+                     config.host, served.port, loop_name)
+        if served.admin_port is not None:
+            logging.info("admin API on http://%s:%d (/health, /ready and /metrics without "
+                         "the token)", config.admin_host, served.admin_port)
+        await stop_on_signals().wait()

@@ -27,7 +27,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._engine import Database, create_engine_for
+from ._engine import Database, TransactionObserver, create_engine_for
 from .events import EventRepository
 from .nonces import NonceRepository
 from .offered import OfferedReport, OfferedReportRepository, OfferedRequest, OfferedSend
@@ -58,6 +58,7 @@ from .records import (
     VenRegistration,
 )
 from .reports import ReportRepository
+from .stats import StorageStats, read_stats
 from .vens import VenRepository
 
 __all__ = [
@@ -90,8 +91,10 @@ __all__ = [
     "Storage",
     "StorageConflict",
     "StorageError",
+    "StorageStats",
     "TargetKind",
     "TargetRef",
+    "TransactionObserver",
     "VenRegistration",
     "VenRepository",
     "open_storage",
@@ -101,8 +104,8 @@ __all__ = [
 class Storage:
     """One database: an engine and a repository per aggregate. Build with :func:`open_storage`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        db = Database(engine)
+    def __init__(self, engine: AsyncEngine, observe: TransactionObserver | None = None) -> None:
+        db = Database(engine) if observe is None else Database(engine, observe)
         self._db = db
         self._engine = engine
         # SQLite: this process is the file's only writer, so empty polls can be answered from
@@ -120,6 +123,10 @@ class Storage:
     def engine(self) -> AsyncEngine:
         """The engine, for health checks and metrics; repositories are the way to the data."""
         return self._engine
+
+    async def stats(self) -> StorageStats:
+        """Registrations and queue figures for metrics, read in one transaction."""
+        return await read_stats(self._db)
 
     @property
     def sqlite_engine(self) -> Engine | None:
@@ -143,8 +150,10 @@ class Storage:
         await self.close()
 
 
-async def open_storage(url: str, *, migrate: bool = True) -> Storage:
-    """Open the database at ``url`` and (by default) migrate it to the head revision.
+async def open_storage(url: str, *, migrate: bool = True,
+                       observe: TransactionObserver | None = None) -> Storage:
+    """Open the database at ``url`` and (by default) migrate it to the head revision;
+    ``observe`` is told how long each transaction took.
 
     ``sqlite:///path/vtn.db`` (WAL, foreign keys, busy timeout) or
     ``postgresql://user@host/db``; the asyncio drivers (aiosqlite, asyncpg) are filled in.
@@ -158,4 +167,4 @@ async def open_storage(url: str, *, migrate: bool = True) -> Storage:
     except BaseException:
         await engine.dispose()
         raise
-    return Storage(engine)
+    return Storage(engine, observe)
