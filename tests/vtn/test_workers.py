@@ -148,3 +148,10 @@ async def test_claims_racing_across_workers_take_each_item_once(pki, storage_url
     taken = [c.seq for c in claims if c is not None]
     assert len(taken) == items
     assert len(set(taken)) == items  # nothing claimed twice
+
+
+async def test_a_worker_opens_at_most_fifteen_connections(pki, storage_url):
+    """docs/deploy.md budgets PostgreSQL's max_connections on this figure."""
+    async with two_workers(pki, storage_url) as (a, _b):
+        pool: Any = a.app[STORAGE].engine.pool
+        assert pool.size() + pool._max_overflow == 15
