@@ -16,7 +16,9 @@ Invariants:
 - No module globals: each :class:`Storage` owns its engine; several can live in one process.
 - A SQLite file is served by one Storage (one VTN process) at a time: it keeps a poll index in
   memory that another writer of the same file would not update. Several VTN workers share a
-  PostgreSQL database instead (docs/architecture.md#storage-and-scale).
+  PostgreSQL database instead (docs/architecture.md#storage-and-scale); there each Storage's
+  poll index is kept true by the others' notifications (:mod:`vtn.storage.notify`) and is
+  suspended, every poll reading the database, while they may be missed.
 - :func:`open_storage` migrates the database to the head revision before returning.
 """
 
@@ -30,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ._engine import Database, TransactionObserver, create_engine_for
 from .events import EventRepository
 from .nonces import NonceRepository
+from .notify import Listener
 from .offered import OfferedReport, OfferedReportRepository, OfferedRequest, OfferedSend
 from .opts import OptRepository
 from .outbox import DEFAULT_LEASE, OutboxRepository
@@ -109,8 +112,10 @@ class Storage:
         self._db = db
         self._engine = engine
         # SQLite: this process is the file's only writer, so empty polls can be answered from
-        # memory; PostgreSQL workers share queues, so they always read (vtn.storage.pollindex).
-        index = PollIndex() if db.sync_engine is not None else None
+        # memory. PostgreSQL: the index is live only while the listener hears every other
+        # worker's changes (vtn.storage.pollindex, vtn.storage.notify).
+        index = PollIndex(live=db.sync_engine is not None)
+        self._listener = Listener(engine.url, index) if db.postgres else None
         self.vens = VenRepository(db, index)
         self.events = EventRepository(db, index)
         self.outbox = OutboxRepository(db, index)
@@ -134,8 +139,19 @@ class Storage:
         threads); None on PostgreSQL, where everything goes through :attr:`engine`."""
         return self._db.sync_engine
 
+    @property
+    def listener(self) -> Listener | None:
+        """PostgreSQL: the connection that hears other workers' changes; None on SQLite."""
+        return self._listener
+
+    def _start(self) -> None:
+        if self._listener is not None:
+            self._listener.start()
+
     async def close(self) -> None:
         """Close every pooled connection; the Storage is unusable afterwards."""
+        if self._listener is not None:
+            await self._listener.close()
         await self._db.close()
 
     async def __aenter__(self) -> Storage:
@@ -167,4 +183,6 @@ async def open_storage(url: str, *, migrate: bool = True,
     except BaseException:
         await engine.dispose()
         raise
-    return Storage(engine, observe)
+    storage = Storage(engine, observe)
+    storage._start()
+    return storage
