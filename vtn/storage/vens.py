@@ -157,9 +157,9 @@ class VenRepository:
 
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         """The certificate's registration and whether anything waits in its outbox, read in one
-        statement: what an oadrPoll needs before it can answer "nothing for you". On SQLite a VEN
-        known to be quiet, or to have an item queued since its last delivery, is answered from the
-        poll index, without a read."""
+        statement: what an oadrPoll needs before it can answer "nothing for you". A VEN the poll
+        index knows to be quiet, or to have an item queued since its last delivery, is answered
+        from it without a read (on PostgreSQL while the index is live: vtn.storage.notify)."""
         if self._index is not None:
             quiet = self._index.quiet_registration(fingerprint)
             if quiet is not None:
