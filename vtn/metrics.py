@@ -6,7 +6,8 @@ the in-flight cap or the database away), their latency per service, OpenADR refu
 response code, signature and replay refusals, push retries, database transaction latency.
 Read when scraped (:meth:`VtnMetrics.observe_state`): VENs registered, VENs connected (distinct
 client certificates among the open connections), open connections, queue depth and the age of
-the oldest queued item, whether the database answered the scrape's query.
+the oldest queued item, whether the database answered the scrape's query, whether the poll index
+is live.
 
 Invariants: metric names are the ones docs/deploy.md's alert rules use; label values come from
 closed sets (the five service names, HTTP status numbers, OpenADR response codes), never from
@@ -82,6 +83,11 @@ class VtnMetrics:
         self._oldest = Gauge(
             "crowdflex_vtn_queue_oldest_age_seconds",
             "Age of the oldest undelivered outbox item (0 when none)", registry=r)
+        self._index_live = Gauge(
+            "crowdflex_vtn_poll_index_live",
+            "1 while quiet VENs' polls are answered from memory (SQLite; PostgreSQL while "
+            "this worker hears the others' notifications), 0 while every poll reads",
+            registry=r)
         self._database_up = Gauge(
             "crowdflex_vtn_database_up",
             "1 when the database answered this scrape's query, else 0", registry=r)
@@ -135,10 +141,11 @@ class VtnMetrics:
         (self._writes if write else self._reads).observe(seconds)
 
     # ------------------------------------------------------------ read when scraped
-    def observe_state(self, stats: StorageStats | None, *, now: datetime,
-                      connections: int, vens_connected: int) -> None:
+    def observe_state(self, stats: StorageStats | None, *, now: datetime, connections: int,
+                      vens_connected: int, index_live: bool) -> None:
         """Set the gauges from what a scrape read; ``stats`` None: the database did not answer
         (its gauges keep their last values and ``database_up`` is 0)."""
+        self._index_live.set(1 if index_live else 0)
         self._connections.set(connections)
         self._vens_connected.set(vens_connected)
         self._database_up.set(0 if stats is None else 1)

@@ -56,8 +56,10 @@ def ops_routes(vtn_app: web.Application,
         figures = vtn_app[METRICS]
         server = vtn_server()
         connections, vens = _connected(server) if server is not None else (0, 0)
+        storage = vtn_app.get(STORAGE)
         figures.observe_state(await _stats(vtn_app), now=vtn_app[SERVICES].clock(),
-                              connections=connections, vens_connected=vens)
+                              connections=connections, vens_connected=vens,
+                              index_live=storage is not None and storage.poll_index_live)
         return web.Response(body=figures.exposition(),
                             headers={"Content-Type": CONTENT_TYPE})
 

@@ -30,6 +30,7 @@ from schemas import CreatePartyRegistration, Message, Poll, RegisteredReport, Re
 from tests.security.served import config_for
 from tests.security.test_signed_vtn import signed_ven
 from tests.vtn.test_admin import offer
+from vtn.app import STORAGE
 from vtn.serve import Served, serve_vtn
 from vtn.signing import SignatureSettings
 from vtn.transport import SERVICE_PREFIX
@@ -79,6 +80,9 @@ async def served(pki: Any, storage_url: str, clock: Clock,
     config = config_for(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN,
                         rate_limit_per_s=0.001, rate_limit_burst=BURST, **overrides)
     async with serve_vtn(config, clock=clock) as running:
+        listener = running.app[STORAGE].listener
+        if listener is not None:  # PostgreSQL: polls are answered from memory once it listens
+            await listener.until(lambda: listener.connections >= 1)
         yield running
 
 
@@ -185,6 +189,7 @@ async def test_counters_move_with_the_traffic(pki, storage_url):
     assert after.value("crowdflex_vtn_queue_depth") == 1  # the event, not yet polled
     assert after.value("crowdflex_vtn_queue_oldest_age_seconds") == 42
     assert after.value("crowdflex_vtn_database_up") == 1
+    assert after.value("crowdflex_vtn_poll_index_live") == 1  # SQLite, or heard on PostgreSQL
 
 
 def _registration() -> Message:
@@ -248,12 +253,16 @@ async def test_ready_and_requests_follow_a_database_that_goes_away(pki, storage_
             await owner.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
             await owner.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                 "WHERE datname = $1", database)
+            listener = running.app[STORAGE].listener
+            assert listener is not None
+            await listener.until(lambda: listener.losses >= 1)
             status, text = await admin.get("/ready")
             assert status == 503 and "database" in text
             await _post(ven.session, _url(running), "OadrPoll", Poll(ven_id=ven.ven_id), tally)
             assert tally.answers == Counter({("OadrPoll", "503"): 1})
             down = await admin.scrape()
             assert down.value("crowdflex_vtn_database_up") == 0
+            assert down.value("crowdflex_vtn_poll_index_live") == 0  # its listener is gone too
             assert _moved(before, down)("crowdflex_vtn_requests_total",
                                         service="OadrPoll", status="503") == 1
         finally:

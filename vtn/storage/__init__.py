@@ -114,7 +114,7 @@ class Storage:
         # SQLite: this process is the file's only writer, so empty polls can be answered from
         # memory. PostgreSQL: the index is live only while the listener hears every other
         # worker's changes (vtn.storage.pollindex, vtn.storage.notify).
-        index = PollIndex(live=db.sync_engine is not None)
+        index = self._index = PollIndex(live=db.sync_engine is not None)
         self._listener = Listener(engine.url, index) if db.postgres else None
         self.vens = VenRepository(db, index)
         self.events = EventRepository(db, index)
@@ -138,6 +138,12 @@ class Storage:
         """On SQLite, the synchronous engine the repositories' hot paths run on (its own
         threads); None on PostgreSQL, where everything goes through :attr:`engine`."""
         return self._db.sync_engine
+
+    @property
+    def poll_index_live(self) -> bool:
+        """Whether a quiet VEN's poll is answered from memory now (SQLite: always; PostgreSQL:
+        while the listener hears the other workers), rather than by a database read."""
+        return self._index.live
 
     @property
     def listener(self) -> Listener | None:
