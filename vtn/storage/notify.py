@@ -31,8 +31,8 @@ from sqlalchemy.engine import URL
 
 from .pollindex import PollIndex
 
-__all__ = ["OUTBOX_CHANNEL", "RECONNECT_S", "VENS_CHANNEL", "Listener", "notify_enqueued",
-           "notify_registrations"]
+__all__ = ["EVERYONE", "OUTBOX_CHANNEL", "RECONNECT_S", "VENS_CHANNEL", "Listener",
+           "enqueued_payload", "notify_enqueued", "notify_registrations"]
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,16 @@ _NOTIFY: Final = text("SELECT pg_notify(:channel, :payload)")
 
 def notify_enqueued(conn: Connection, ven_ids: Sequence[str]) -> None:
     """Inside the transaction that queues items for ``ven_ids``: tell every worker on commit."""
+    conn.execute(_NOTIFY, {"channel": OUTBOX_CHANNEL, "payload": enqueued_payload(ven_ids)})
+
+
+def enqueued_payload(ven_ids: Sequence[str]) -> str:
+    """The VEN IDs one per line, or :data:`EVERYONE` when they would not fit a notification
+    (or one of them holds a line break)."""
     payload = "\n".join(ven_ids)
     if len(payload.encode()) > MAX_PAYLOAD_BYTES or any("\n" in v for v in ven_ids):
-        payload = EVERYONE
-    conn.execute(_NOTIFY, {"channel": OUTBOX_CHANNEL, "payload": payload})
+        return EVERYONE
+    return payload
 
 
 def notify_registrations(conn: Connection) -> None:
@@ -103,6 +109,8 @@ class Listener:
                     asyncpg.InterfaceError) as exc:
                 log.warning("PostgreSQL notifications unavailable (%r); polls read the "
                             "database until they are back", exc)
+            except Exception:  # a bug must not end listening for good: the index stays safe
+                log.exception("PostgreSQL notification listener failed; retrying")
             finally:
                 self._index.suspend()
                 self.backend_pid = None
