@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -100,6 +101,7 @@ class VtnMetrics:
         """Counts and times every request of the app it is installed on; install it first, so
         the answers of the limits (429, 503) are counted too."""
         requests, latency_of = self._requests, self._latency_of
+        counted: dict[tuple[str, int], Any] = {}  # labels() takes a lock: look each up once
 
         @web.middleware
         async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -119,8 +121,11 @@ class VtnMetrics:
                 status = 499  # the client went away before it was answered (nginx's code)
                 raise
             finally:
-                requests.labels(service, str(status)).inc()
                 latency_of[service].observe(time.perf_counter() - started)
+                counter = counted.get((service, status))
+                if counter is None:
+                    counter = counted[service, status] = requests.labels(service, str(status))
+                counter.inc()
 
         return measure
 
