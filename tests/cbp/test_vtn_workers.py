@@ -5,16 +5,20 @@ The command runs as a real process tree (parent + workers) from a TOML config wi
 parent's ``--status-file`` names the port they share and each worker's admin port. VENs making
 fresh connections to that one port are spread by the kernel over both workers (each worker's
 /metrics counts its own share; together they count every request). A worker killed with
-SIGKILL is started again by the parent; SIGTERM to the parent stops them all, exit 0.
+SIGKILL is started again by the parent; SIGTERM to the parent stops them all, exit 0. With three
+workers, killing the one that holds most VEN connections loses no VEN: an event published right
+after reaches every VEN on its next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cbp.cli import main
-from schemas import Codec, Poll, Response
+from schemas import Codec, DistributeEvent, Message, Poll, Response
+from tests.acceptance import mint_vens
 from tests.conftest import Pki
 from tests.vtn.conftest import storage_url  # noqa: F401  (a fresh PostgreSQL database)
+from tests.vtn.harness import RawVen, raw_ven
 from vtn.transport import SERVICE_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +140,76 @@ async def test_workers_share_one_port_on_postgresql(pki, tmp_path, storage_url):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def _gauge(http: aiohttp.ClientSession, admin_port: int, name: str) -> float:
+    async with http.get(f"http://127.0.0.1:{admin_port}/metrics") as reply:
+        text = await reply.text()
+    return sum(s.value for family in text_string_to_metric_families(text)
+               for s in family.samples if s.name == name)
+
+
+async def _poll_reconnecting(ven: RawVen) -> Message:
+    """A VEN's poll; a connection its worker took down with it is opened again, once."""
+    try:
+        return await ven.poll()
+    except aiohttp.ClientConnectionError:
+        return await ven.poll()
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_vens_of_a_killed_worker_reconnect_to_the_others(pki, tmp_path,
+                                                               storage_url):  # noqa: F811
+    """Three workers; the one holding most VEN connections is killed (SIGKILL); an event
+    published right after reaches every VEN on its next poll: their connections to the dead
+    worker are opened again and the kernel hands them to a live one."""
+    count = 12
+    config = _config(pki, tmp_path, storage_url)
+    status_file = tmp_path / "status.json"
+    certificates = mint_vens(pki, tmp_path, count, "failover")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CLI, "vtn", "--config", str(config), "--workers", "3",
+        "--status-file", str(status_file), "--log-level", "WARNING", cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        async with aiohttp.ClientSession() as http, contextlib.AsyncExitStack() as stack:
+            status = await _status(status_file, lambda s: s.get("state") == "serving", process)
+            workers = status["workers"]
+            for worker in workers:
+                await _ready(http, worker["admin_port"])
+            url = f"https://127.0.0.1:{status['port']}{SERVICE_PREFIX}"
+            vens = [await stack.enter_async_context(raw_ven(url, pki.client_context(ven=c)))
+                    for c in certificates]
+            for ven in vens:
+                await ven.register()
+                await ven.drain()
+            held = [await _gauge(http, w["admin_port"], "crowdflex_vtn_vens_connected")
+                    for w in workers]
+            assert sum(held) == count
+            victim = workers[held.index(max(held))]
+            survivor = next(w for w in workers if w is not victim)
+            os.kill(victim["pid"], signal.SIGKILL)
+
+            start = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+            async with http.post(
+                    f"http://127.0.0.1:{survivor['admin_port']}/events",
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    json={"event_id": "after-kill", "market_context": "http://cbp.example/mc",
+                          "start": start, "targets": {"ven_ids": [v.ven_id for v in vens]},
+                          "signals": [{"name": "LOAD_DISPATCH", "type": "setpoint",
+                                       "intervals": [{"duration_s": 900, "value": 1.0}]}]},
+                    ) as reply:
+                assert reply.status == 201, await reply.text()
+            for ven in vens:
+                got = await _poll_reconnecting(ven)
+                assert isinstance(got, DistributeEvent), (ven.ven_id, got)
+                assert [e.event_id for e in got.events] == ["after-kill"]
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(60):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
