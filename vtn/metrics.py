@@ -7,7 +7,7 @@ response code, signature and replay refusals, push retries, database transaction
 Read when scraped (:meth:`VtnMetrics.observe_state`): VENs registered, VENs connected (distinct
 client certificates among the open connections), open connections, queue depth and the age of
 the oldest queued item, whether the database answered the scrape's query, whether the poll index
-is live.
+is live and how many notifications of other workers' changes it has heard.
 
 Invariants: metric names are the ones docs/deploy.md's alert rules use; label values come from
 closed sets (the five service names, HTTP status numbers, OpenADR response codes), never from
@@ -89,6 +89,11 @@ class VtnMetrics:
             "1 while quiet VENs' polls are answered from memory (SQLite; PostgreSQL while "
             "this worker hears the others' notifications), 0 while every poll reads",
             registry=r)
+        self._heard = Counter(
+            "crowdflex_vtn_notifications_heard",
+            "PostgreSQL notifications of other workers' changes applied to the poll index",
+            registry=r)
+        self._heard_so_far = 0
         self._database_up = Gauge(
             "crowdflex_vtn_database_up",
             "1 when the database answered this scrape's query, else 0", registry=r)
@@ -147,9 +152,12 @@ class VtnMetrics:
 
     # ------------------------------------------------------------ read when scraped
     def observe_state(self, stats: StorageStats | None, *, now: datetime, connections: int,
-                      vens_connected: int, index_live: bool) -> None:
-        """Set the gauges from what a scrape read; ``stats`` None: the database did not answer
-        (its gauges keep their last values and ``database_up`` is 0)."""
+                      vens_connected: int, index_live: bool, heard: int) -> None:
+        """Set the gauges from what a scrape read (``heard``: notifications the listener has
+        applied so far); ``stats`` None: the database did not answer (its gauges keep their
+        last values and ``database_up`` is 0)."""
+        self._heard.inc(max(0, heard - self._heard_so_far))
+        self._heard_so_far = max(heard, self._heard_so_far)
         self._index_live.set(1 if index_live else 0)
         self._connections.set(connections)
         self._vens_connected.set(vens_connected)

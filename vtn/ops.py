@@ -27,7 +27,7 @@ from vtn.app import METRICS, SERVICES, STORAGE
 from vtn.faults import storage_failure
 from vtn.metrics import CONTENT_TYPE
 from vtn.migrations import head_revisions, revisions
-from vtn.storage import StorageStats
+from vtn.storage import Storage, StorageStats
 
 __all__ = ["DATABASE_DEADLINE_S", "ops_routes"]
 
@@ -59,7 +59,8 @@ def ops_routes(vtn_app: web.Application,
         storage = vtn_app.get(STORAGE)
         figures.observe_state(await _stats(vtn_app), now=vtn_app[SERVICES].clock(),
                               connections=connections, vens_connected=vens,
-                              index_live=storage is not None and storage.poll_index_live)
+                              index_live=storage is not None and storage.poll_index_live,
+                              heard=_heard(storage))
         return web.Response(body=figures.exposition(),
                             headers={"Content-Type": CONTENT_TYPE})
 
@@ -95,6 +96,11 @@ async def _stats(vtn_app: web.Application) -> StorageStats | None:
     except Exception as exc:  # a scrape still answers; crowdflex_vtn_database_up says 0
         log.warning("metrics without database figures: %r", exc)
         return None
+
+
+def _heard(storage: Storage | None) -> int:
+    listener = None if storage is None else storage.listener
+    return 0 if listener is None else listener.heard
 
 
 def _connected(server: web.Server) -> tuple[int, int]:

@@ -4,8 +4,9 @@ real HAProxy in TCP mode (docs/deploy.md): the VENs know only HAProxy's address.
 Mutual TLS passes through HAProxy and ends at the VTN process: each VEN's venID is the
 fingerprint of its own client certificate. HAProxy's round robin sends the two VENs' connections
 to different processes (each process's /metrics counts one registration), and an event published
-through one process reaches both VENs on their next poll. HAProxy's configuration is the one
-docs/deploy.md shows (TCP mode, round robin, each process's /ready as its health check).
+through one process reaches both VENs on their next poll (once the other process heard of it).
+HAProxy's configuration is the one docs/deploy.md shows (TCP mode, round robin, each process's
+/ready as its health check).
 
 Needs the Debian package ``haproxy``; without it the test is skipped, naming the package, except
 with ``CROWDFLEX_REQUIRE_HAPROXY=1`` (as in CI, whose ``.ci/run`` installs it), where it fails.
@@ -68,14 +69,20 @@ async def _listening(port: int, process: asyncio.subprocess.Process,
             return
 
 
-async def _registrations(vtn: VtnProcess) -> float:
+async def _metric(vtn: VtnProcess, name: str, **labels: str) -> float:
     async with aiohttp.ClientSession() as http, \
             http.get(f"{vtn.admin_url}/metrics") as reply:
         text = await reply.text()
     return sum(s.value for family in text_string_to_metric_families(text)
                for s in family.samples
-               if s.name == "crowdflex_vtn_requests_total"
-               and s.labels["service"] == "EiRegisterParty")
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+async def _heard_more_than(vtn: VtnProcess, heard: float, timeout: float = 30.0) -> None:
+    """Wait until ``vtn`` applied another worker's notification (milliseconds, docs/deploy.md)."""
+    async with asyncio.timeout(timeout):
+        while await _metric(vtn, "crowdflex_vtn_notifications_heard_total") <= heard:
+            await asyncio.sleep(0.05)  # re-scrape interval, bounded by the deadline
 
 
 @pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
@@ -105,7 +112,9 @@ async def test_vens_behind_haproxy_reach_both_vtn_processes(pki, tmp_path: Path,
             # mutual TLS ended at the VTN: it saw each VEN's own certificate
             assert (first.ven_id, second.ven_id) == (pki.vens[0].fingerprint,
                                                      pki.vens[1].fingerprint)
-            assert [await _registrations(vtn) for vtn in backends] == [1, 1]
+            assert [await _metric(vtn, "crowdflex_vtn_requests_total",
+                                  service="EiRegisterParty") for vtn in backends] == [1, 1]
+            heard = await _metric(backends[1], "crowdflex_vtn_notifications_heard_total")
 
             start = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
             status, _ = await backends[0].admin("POST", "/events", {
@@ -114,6 +123,7 @@ async def test_vens_behind_haproxy_reach_both_vtn_processes(pki, tmp_path: Path,
                 "signals": [{"name": "LOAD_DISPATCH", "type": "setpoint",
                              "intervals": [{"duration_s": 900, "value": 2.0}]}]})
             assert status == 201
+            await _heard_more_than(backends[1], heard)
             for ven in (first, second):
                 reply = await ven.poll()
                 assert isinstance(reply, DistributeEvent)

@@ -6,8 +6,8 @@ parent's ``--status-file`` names the port they share and each worker's admin por
 fresh connections to that one port are spread by the kernel over both workers (each worker's
 /metrics counts its own share; together they count every request). A worker killed with
 SIGKILL is started again by the parent; SIGTERM to the parent stops them all, exit 0. With three
-workers, killing the one that holds most VEN connections loses no VEN: an event published right
-after reaches every VEN on its next poll.
+workers, killing the one that holds most VEN connections loses no VEN: an event published once
+the parent restarted it reaches every VEN on its next poll (once the third worker heard of it).
 """
 
 from __future__ import annotations
@@ -186,9 +186,14 @@ async def test_vens_of_a_killed_worker_reconnect_to_the_others(pki, tmp_path,
             held = [await _gauge(http, w["admin_port"], "crowdflex_vtn_vens_connected")
                     for w in workers]
             assert sum(held) == count
-            victim = workers[held.index(max(held))]
-            survivor = next(w for w in workers if w is not victim)
+            index = held.index(max(held))
+            victim = workers[index]
+            survivor, bystander = (w for w in workers if w is not victim)
             os.kill(victim["pid"], signal.SIGKILL)
+            await _status(  # the parent saw it die (its sockets are closed) and restarted it
+                status_file, lambda s: s["workers"][index]["pid"] != victim["pid"], process)
+            heard = await _gauge(http, bystander["admin_port"],
+                                 "crowdflex_vtn_notifications_heard_total")
 
             start = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
             async with http.post(
@@ -200,6 +205,10 @@ async def test_vens_of_a_killed_worker_reconnect_to_the_others(pki, tmp_path,
                                        "intervals": [{"duration_s": 900, "value": 1.0}]}]},
                     ) as reply:
                 assert reply.status == 201, await reply.text()
+            async with asyncio.timeout(30):  # the third worker heard it (milliseconds)
+                while await _gauge(http, bystander["admin_port"],
+                                   "crowdflex_vtn_notifications_heard_total") <= heard:
+                    await asyncio.sleep(0.05)  # re-scrape interval, bounded by the deadline
             for ven in vens:
                 got = await _poll_reconnecting(ven)
                 assert isinstance(got, DistributeEvent), (ven.ven_id, got)

@@ -3,8 +3,9 @@
 Two VTNs served as ``crowdflex vtn`` serves each worker (:func:`vtn.serve.serve_vtn`, real mutual
 TLS, their own ports) share a fresh PostgreSQL database of this test's own: a VEN that
 registers on one is the same VEN on the other; an event published, modified or cancelled through
-either worker's admin API reaches a VEN polling the other on its next poll; and two workers
-racing for the same queued items hand each out once.
+either worker's admin API reaches a VEN polling the other on its next poll once that worker
+heard of it (PostgreSQL's notification, milliseconds); and two workers racing for the same
+queued items hand each out once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ async def two_workers(pki: Any, storage_url: str) -> AsyncIterator[tuple[Served,
     config = config_for(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN)
     async with serve_vtn(config) as a, serve_vtn(config) as b:
         yield a, b
+
+
+@asynccontextmanager
+async def _heard_by(worker: Served) -> AsyncIterator[None]:
+    """The block's change has reached ``worker``'s poll index when it ends: a notification
+    takes milliseconds, and a poll that lands before it is answered as if it came before the
+    commit (docs/deploy.md)."""
+    listener = worker.app[STORAGE].listener
+    assert listener is not None
+    await listener.until(lambda: listener.connections >= 1)
+    heard = listener.heard
+    yield
+    await listener.until(lambda: listener.heard > heard)
 
 
 def _url(worker: Served) -> str:
@@ -95,18 +109,21 @@ async def test_event_changes_on_one_worker_reach_a_ven_polling_another(pki, stor
         on_a.ven_id = on_b.ven_id
         admin_a, admin_b = Admin(http, a), Admin(http, b)
 
-        await admin_a.call("POST", "/events", _event("cross-1", on_b.ven_id, 4.0))
+        async with _heard_by(b):
+            await admin_a.call("POST", "/events", _event("cross-1", on_b.ven_id, 4.0))
         published = await _next_events(on_b)  # polling B, published through A
         assert [(e.event_id, e.modification_number) for e in published.events] == [
             ("cross-1", 0)]
 
-        await admin_b.call("PUT", "/events/cross-1", _event("cross-1", on_b.ven_id, 6.0))
+        async with _heard_by(a):
+            await admin_b.call("PUT", "/events/cross-1", _event("cross-1", on_b.ven_id, 6.0))
         modified = await _next_events(on_a)  # polling A, modified through B
         (event,) = modified.events
         assert event.modification_number == 1
         assert event.signals[0].intervals[0].value == 6.0
 
-        await admin_a.call("POST", "/events/cross-1/cancel")
+        async with _heard_by(b):
+            await admin_a.call("POST", "/events/cross-1/cancel")
         cancelled = await _next_events(on_b)
         (event,) = cancelled.events
         assert event.modification_number == 2 and event.descriptor.event_status.value == "cancelled"
