@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,15 +82,19 @@ def _path_id(request: web.Request, key: str) -> str:
     return id_of(request.match_info[key], key)
 
 
-def create_admin_app(services: Callable[[], ServiceContext], *, token: str) -> web.Application:
+def create_admin_app(services: Callable[[], ServiceContext], *, token: str,
+                     public: Iterable[web.RouteDef] = ()) -> web.Application:
     """The admin app; ``services`` returns the running VTN's context (e.g.
-    ``lambda: vtn_app[SERVICES]``), read per request because it exists only after startup."""
+    ``lambda: vtn_app[SERVICES]``), read per request because it exists only after startup.
+    ``public`` routes are served without the token (:func:`vtn.ops.ops_routes`)."""
     if len(token) < MIN_TOKEN_CHARS:
         raise ValueError(f"the admin token must be at least {MIN_TOKEN_CHARS} characters")
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.route.resource in open_paths:
+            return await handler(request)
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
@@ -98,6 +102,7 @@ def create_admin_app(services: Callable[[], ServiceContext], *, token: str) -> w
 
     app = web.Application(middlewares=[bearer], client_max_size=256 * 1024)
     app[_SERVICES_OF] = services
+    open_paths = frozenset(route.resource for route in app.router.add_routes(public))
     routes = (
         ("GET", "/vens", _list_vens),
         ("PUT", "/vens/{ven_id}/memberships", _set_memberships),

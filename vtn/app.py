@@ -43,6 +43,7 @@ from vtn.connections import Connections
 from vtn.faults import storage_guarded
 from vtn.httplog import http_logger
 from vtn.limits import DocumentCaps, LimitSettings, install_limits
+from vtn.metrics import VtnMetrics
 from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
 from vtn.revocation import reloading_server_context
@@ -64,6 +65,7 @@ __all__ = [
     "CODEC",
     "CONFIG",
     "CONNECTIONS",
+    "METRICS",
     "PUSH",
     "SERVICES",
     "STORAGE",
@@ -151,6 +153,7 @@ CODEC = web.AppKey("crowdflex.vtn.codec", Codec)
 STORAGE = web.AppKey("crowdflex.vtn.storage", Storage)
 SERVICES = web.AppKey("crowdflex.vtn.services", ServiceContext)
 PUSH = web.AppKey("crowdflex.vtn.push", PushDelivery)
+METRICS = web.AppKey("crowdflex.vtn.metrics", VtnMetrics)
 
 
 _log = logging.getLogger(__name__)
@@ -238,6 +241,8 @@ def create_app(
                                    limits=IntakeLimits(max_id_chars=config.max_id_chars))
     app[CONFIG] = config
     app[CODEC] = codec
+    metrics = app[METRICS] = VtnMetrics()
+    app.middlewares.append(metrics.middleware())  # first: it sees the limits' answers too
 
     dispatchers: list[Dispatcher] = []  # built once, at startup (it needs the storage)
 
@@ -278,10 +283,10 @@ def create_app(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
         identify=identify, charge_cpu=budgets.charge_cpu,
         check_signed=check_signed if nonces is not None else None,
-        decode=intake.decode if intake is not None else None))
+        decode=intake.decode if intake is not None else None, on_refused=metrics.refused))
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        storage = await open_storage(config.storage_url)
+        storage = await open_storage(config.storage_url, observe=metrics.transaction)
         try:
             ctx = ServiceContext(
                 storage=storage, codec=codec, store_codec=Codec(schema=codec.schema),
@@ -298,7 +303,8 @@ def create_app(
             dispatchers[:] = [make_dispatcher(ctx)]
             push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
                                 timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
-                                targets=push_targets, max_reply_bytes=config.max_body_bytes)
+                                targets=push_targets, max_reply_bytes=config.max_body_bytes,
+                                on_retry=metrics.push_retried)
             ctx.on_enqueued = push.wake
             ctx.close_connections = connections.close_peer
             app[PUSH] = push

@@ -87,8 +87,10 @@ class PushDelivery:
                  ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float,
                  targets: PushTargets | None = None, max_retry_s: float = 300.0,
                  max_reply_bytes: int = 1024 * 1024,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 on_retry: Callable[[], None] = lambda: None) -> None:
         self._ctx = ctx
+        self._on_retry = on_retry  # a failed push, to be retried (vtn.metrics)
         self._dispatch = dispatch
         # ``ssl_context`` presents the VTN's certificate and need not check host names: the pin
         # is stricter. Without one (development only) the VEN's chain is still verified against
@@ -207,6 +209,7 @@ class PushDelivery:
                 except (aiohttp.ClientError, OSError, RemoteProtocolError) as exc:
                     await self._ctx.storage.outbox.release(item.seq)
                     log.warning("push to %s failed: %r", ven_id, exc)
+                    self._on_retry()
                     return False
                 await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
                 if type(reply) in ROUTES[service] and not isinstance(reply, Response):

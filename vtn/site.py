@@ -141,8 +141,11 @@ class VtnSite(web.TCPSite):
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
                  ssl_context: ssl.SSLContext, limits: SiteLimits = SiteLimits(),
                  connections: Connections | None = None, backlog: int = 1024,
+                 reuse_port: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
+        # reuse_port: SO_REUSEPORT, so worker processes share the port (crowdflex vtn --workers)
+        super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog,
+                         reuse_port=reuse_port)
         self._limits = limits
         self._connections = connections or Connections(per_peer=None)
         self._pending: Counter[str] = Counter()
@@ -158,7 +161,7 @@ class VtnSite(web.TCPSite):
         self._runner._reg_site(self)
         raise_descriptor_limit(self._limits.descriptors_needed())
         listener = socket.create_server((self._host or "0.0.0.0", self._port),
-                                        backlog=self._backlog)
+                                        backlog=self._backlog, reuse_port=bool(self._reuse_port))
         listener.setblocking(False)
         self._bound_port = listener.getsockname()[1]
         accepting = asyncio.get_running_loop().create_task(self._accept(listener))
@@ -285,13 +288,16 @@ class _Listening(asyncio.AbstractServer):
             await self._accepting
 
 
-def vtn_site(runner: web.AppRunner, config: VtnConfig, *, backlog: int = 1024) -> VtnSite:
+def vtn_site(runner: web.AppRunner, config: VtnConfig, *, backlog: int = 1024,
+             reuse_port: bool = False) -> VtnSite:
     """The mutual-TLS site for ``config`` (host, port, certificates and every limit), admitting
     connections to the app's :data:`vtn.app.CONNECTIONS`; ``backlog`` is the listen queue for
-    connections not yet accepted."""
+    connections not yet accepted; ``reuse_port`` binds with SO_REUSEPORT (``crowdflex vtn
+    --workers``)."""
     limits = SiteLimits(handshake_timeout_s=config.tls_handshake_timeout_s,
                         max_connections=config.max_connections,
                         max_pending_handshakes=config.max_pending_handshakes,
                         max_pending_per_address=config.max_pending_handshakes_per_address)
     return VtnSite(runner, config.host, config.port, ssl_context=server_ssl_context(config),
-                   limits=limits, connections=runner.app[CONNECTIONS], backlog=backlog)
+                   limits=limits, connections=runner.app[CONNECTIONS], backlog=backlog,
+                   reuse_port=reuse_port)

@@ -184,6 +184,8 @@ class TransportSettings:
     # told the event-loop CPU seconds spent decoding each peer's document and encoding the reply
     # (vtn.limits.VenBudgets.charge_cpu), keyed by fingerprint
     charge_cpu: Callable[[str, float], None] | None = None
+    # told of every request answered with an OpenADR error code (vtn.metrics.VtnMetrics.refused)
+    on_refused: Callable[[Service, RemoteProtocolError], None] | None = None
 
 
 Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
@@ -269,6 +271,8 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
             return peer, await dispatch(service, peer, message)
         except RemoteProtocolError as error:
             log.info("refused on %s: %s", service, error)
+            if settings.on_refused is not None:
+                settings.on_refused(service, error)
             return peer, _error_reply(error, message)
         except web.HTTPException:
             raise  # a deliberate HTTP answer (e.g. 503 while the database is away)

@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from ._process import (
+    StatusFile,
     add_log_level,
     add_state_dir,
-    bound_port,
     configure_logging,
     run_node,
     state_key,
@@ -57,6 +55,16 @@ def register(commands: Any) -> None:
     parser.add_argument("--loop", default="auto", metavar="{auto,uvloop,asyncio}",
                         help="event loop to serve on (default: auto, uvloop when installed, whose "
                         "TLS and I/O are compiled, else asyncio's)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="serve with N processes sharing the port (SO_REUSEPORT); needs a "
+                        "PostgreSQL storage_url. Worker i's admin API is on admin port + i "
+                        "(default 1)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="bind the OpenADR port with SO_REUSEPORT, so several crowdflex vtn "
+                        "processes on one PostgreSQL database share it (--workers does this)")
+    parser.add_argument("--status-file", type=Path, metavar="FILE",
+                        help="keep a JSON status object here (bound port and admin port once "
+                        "serving; \"state\": \"stopped\" after shutdown)")
     add_state_dir(parser, "the SQLite database")
     add_log_level(parser)
     parser.set_defaults(run=_run)
@@ -81,36 +89,66 @@ def _run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if in_state:
         args.state_dir.mkdir(parents=True, exist_ok=True)
+    refusal = _workers_refusal(args.workers, config.storage_url)
+    if refusal is not None:
+        print(f"crowdflex vtn: {refusal}", file=sys.stderr)
+        return 2
+    status = StatusFile(args.status_file)
     try:
-        run_node(_serve(config), loop=args.loop)
+        if args.workers > 1:
+            return _run_workers(args, config, status)
+        run_node(_serve(config, status, reuse_port=args.reuse_port), loop=args.loop)
     except (ValueError, OSError) as exc:
         print(f"crowdflex vtn: {exc}", file=sys.stderr)
         return 1
+    finally:
+        status.stopped()
     return 0
 
 
-async def _serve(config: Any) -> None:
-    from vtn.admin import create_admin_app
-    from vtn.app import SERVICES, create_app
-    from vtn.site import vtn_site
+def _workers_refusal(workers: int, storage_url: str) -> str | None:
+    from sqlalchemy.engine import make_url
 
-    app = create_app(config)
-    runners = [web.AppRunner(app)]
-    await runners[0].setup()  # opens and migrates the database
-    try:
-        await vtn_site(runners[0], config).start()
+    if workers < 1:
+        return f"--workers must be at least 1, not {workers}"
+    if workers > 1 and make_url(storage_url).get_backend_name() == "sqlite":
+        return (f"--workers {workers} needs a PostgreSQL storage_url: a SQLite file is served "
+                "by one process (it admits one writer at a time, and the VTN keeps that file's "
+                "poll index in its own memory, which other processes would not see); "
+                "use storage_url = \"postgresql://user@host/db\", or one worker")
+    return None
+
+
+def _run_workers(args: argparse.Namespace, config: Any, status: StatusFile) -> int:
+    from ._workers import WorkerPlan, free_port, reserve_port, supervise, worker_command
+
+    command = ["vtn", "--config", str(args.config.resolve()), "--loop", args.loop,
+               "--log-level", args.log_level]
+    for option, value in (("--host", args.host), ("--storage-url", args.storage_url)):
+        if value is not None:
+            command += [option, value]
+    if args.no_admin:
+        command.append("--no-admin")
+    with reserve_port(config.host, config.port) as reserved:
+        admin_ports = tuple(
+            None if not config.admin_enabled
+            else config.admin_port + i if config.admin_port else free_port(config.admin_host)
+            for i in range(args.workers))
+        plan = WorkerPlan(command=worker_command(command), port=reserved.getsockname()[1],
+                          admin_ports=admin_ports)
+        return asyncio.run(supervise(plan, status))
+
+
+async def _serve(config: Any, status: StatusFile, *, reuse_port: bool) -> None:
+    from vtn.serve import serve_vtn
+
+    async with serve_vtn(config, reuse_port=reuse_port) as served:
         loop_name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
         log.info("VTN %s serving on https://%s:%d (%s event loop)", config.vtn_id,
-                 config.host, bound_port(runners[0]), loop_name)
-        if config.admin_enabled:
-            admin = web.AppRunner(create_admin_app(lambda: app[SERVICES],
-                                                   token=config.admin_token))
-            runners.append(admin)
-            await admin.setup()
-            await web.TCPSite(admin, config.admin_host, config.admin_port).start()
-            log.info("admin API on http://%s:%d", config.admin_host, bound_port(admin))
-        stop = stop_on_signals()
-        await stop.wait()
-    finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
+                 config.host, served.port, loop_name)
+        if served.admin_port is not None:
+            log.info("admin API on http://%s:%d (/health, /ready and /metrics without "
+                     "the token)", config.admin_host, served.admin_port)
+        status.write({"state": "serving", "port": served.port,
+                      "admin_port": served.admin_port})
+        await stop_on_signals().wait()

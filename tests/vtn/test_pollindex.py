@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from vtn.storage import EventRecord, EventStatus, Storage, TargetKind, TargetRef, open_storage
 from vtn.storage.events import Distribution
+from vtn.storage.notify import EVERYONE, enqueued_payload
 from vtn.storage.pollindex import PollIndex
 
 from .test_storage import T0, ven
@@ -168,3 +169,39 @@ async def test_the_certificate_lookup_is_learned_and_forgotten_on_registration_w
         assert found is not None and found.cancelled_at == T0 and found.ven_name == "changed"
     finally:
         await storage.close()
+
+
+def test_a_suspended_index_knows_nothing_and_learns_nothing() -> None:
+    """PostgreSQL while notifications may be missed (vtn.storage.notify): every poll reads."""
+    index = PollIndex()
+    registration = ven(1)
+    index.learn(index.ticket(), registration.fingerprint, registration, False)
+    index.suspend()
+    assert not index.live
+    assert index.registration(registration.fingerprint) is None
+    index.learn(index.ticket(), registration.fingerprint, registration, False)
+    assert index.quiet_registration(registration.fingerprint) is None
+
+
+def test_a_read_begun_while_suspended_is_not_learned_after_resuming() -> None:
+    index = PollIndex(live=False)
+    registration = ven(1)
+    ticket = index.ticket()  # a poll's read begins while changes may go unheard...
+    index.resume()  # ...and the listener is back before it ends
+    index.learn(ticket, registration.fingerprint, registration, False)
+    assert index.quiet_registration(registration.fingerprint) is None
+    index.learn(index.ticket(), registration.fingerprint, registration, False)
+    assert index.quiet_registration(registration.fingerprint) == registration
+
+
+def test_items_for_too_many_vens_to_name_unquiet_everyone() -> None:
+    index = PollIndex()
+    one, two = ven(1), ven(2)
+    for registration in (one, two):
+        index.learn(index.ticket(), registration.fingerprint, registration, False)
+    many = [f"ven-{n:05d}" for n in range(1000)]
+    assert enqueued_payload(many) == EVERYONE  # over PostgreSQL's 8,000-byte payload limit
+    assert enqueued_payload([one.ven_id]) == one.ven_id
+    index.everyone_enqueued()
+    assert index.quiet_registration(one.fingerprint) is None
+    assert index.quiet_registration(two.fingerprint) is None

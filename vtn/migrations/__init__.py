@@ -23,12 +23,14 @@ from typing import Final
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vtn.storage._engine import create_engine_for
 
-__all__ = ["HEAD", "alembic_config", "new_revision", "upgrade"]
+__all__ = ["HEAD", "alembic_config", "head_revisions", "new_revision", "revisions", "upgrade"]
 
 HEAD: Final = "head"
 _HERE: Final = Path(__file__).resolve().parent
@@ -57,6 +59,22 @@ async def upgrade(engine: AsyncEngine, revision: str = HEAD) -> None:
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
             )
         await conn.run_sync(_upgrade_sync, revision)
+
+
+def head_revisions() -> frozenset[str]:
+    """The revisions a fully migrated database is at (one, unless branches were merged)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def _current_sync(connection: Connection) -> frozenset[str]:
+    return frozenset(MigrationContext.configure(connection).get_current_heads())
+
+
+async def revisions(engine: AsyncEngine) -> frozenset[str]:
+    """The revisions the database behind ``engine`` is at (empty: never migrated); raises
+    what the driver raises when the database does not answer."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current_sync)
 
 
 def _revision_sync(connection: Connection, message: str) -> None:

@@ -16,7 +16,9 @@ Invariants:
 - No module globals: each :class:`Storage` owns its engine; several can live in one process.
 - A SQLite file is served by one Storage (one VTN process) at a time: it keeps a poll index in
   memory that another writer of the same file would not update. Several VTN workers share a
-  PostgreSQL database instead (docs/architecture.md#storage-and-scale).
+  PostgreSQL database instead (docs/architecture.md#storage-and-scale); there each Storage's
+  poll index is kept true by the others' notifications (:mod:`vtn.storage.notify`) and is
+  suspended, every poll reading the database, while they may be missed.
 - :func:`open_storage` migrates the database to the head revision before returning.
 """
 
@@ -27,9 +29,10 @@ from types import TracebackType
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._engine import Database, create_engine_for
+from ._engine import Database, TransactionObserver, create_engine_for
 from .events import EventRepository
 from .nonces import NonceRepository
+from .notify import Listener
 from .offered import OfferedReport, OfferedReportRepository, OfferedRequest, OfferedSend
 from .opts import OptRepository
 from .outbox import DEFAULT_LEASE, OutboxRepository
@@ -58,6 +61,7 @@ from .records import (
     VenRegistration,
 )
 from .reports import ReportRepository
+from .stats import StorageStats, read_stats
 from .vens import VenRepository
 
 __all__ = [
@@ -90,8 +94,10 @@ __all__ = [
     "Storage",
     "StorageConflict",
     "StorageError",
+    "StorageStats",
     "TargetKind",
     "TargetRef",
+    "TransactionObserver",
     "VenRegistration",
     "VenRepository",
     "open_storage",
@@ -101,13 +107,15 @@ __all__ = [
 class Storage:
     """One database: an engine and a repository per aggregate. Build with :func:`open_storage`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        db = Database(engine)
+    def __init__(self, engine: AsyncEngine, observe: TransactionObserver | None = None) -> None:
+        db = Database(engine) if observe is None else Database(engine, observe)
         self._db = db
         self._engine = engine
         # SQLite: this process is the file's only writer, so empty polls can be answered from
-        # memory; PostgreSQL workers share queues, so they always read (vtn.storage.pollindex).
-        index = PollIndex() if db.sync_engine is not None else None
+        # memory. PostgreSQL: the index is live only while the listener hears every other
+        # worker's changes (vtn.storage.pollindex, vtn.storage.notify).
+        index = self._index = PollIndex(live=db.sync_engine is not None)
+        self._listener = Listener(engine.url, index) if db.postgres else None
         self.vens = VenRepository(db, index)
         self.events = EventRepository(db, index)
         self.outbox = OutboxRepository(db, index)
@@ -121,14 +129,35 @@ class Storage:
         """The engine, for health checks and metrics; repositories are the way to the data."""
         return self._engine
 
+    async def stats(self) -> StorageStats:
+        """Registrations and queue figures for metrics, read in one transaction."""
+        return await read_stats(self._db)
+
     @property
     def sqlite_engine(self) -> Engine | None:
         """On SQLite, the synchronous engine the repositories' hot paths run on (its own
         threads); None on PostgreSQL, where everything goes through :attr:`engine`."""
         return self._db.sync_engine
 
+    @property
+    def poll_index_live(self) -> bool:
+        """Whether a quiet VEN's poll is answered from memory now (SQLite: always; PostgreSQL:
+        while the listener hears the other workers), rather than by a database read."""
+        return self._index.live
+
+    @property
+    def listener(self) -> Listener | None:
+        """PostgreSQL: the connection that hears other workers' changes; None on SQLite."""
+        return self._listener
+
+    def _start(self) -> None:
+        if self._listener is not None:
+            self._listener.start()
+
     async def close(self) -> None:
         """Close every pooled connection; the Storage is unusable afterwards."""
+        if self._listener is not None:
+            await self._listener.close()
         await self._db.close()
 
     async def __aenter__(self) -> Storage:
@@ -143,8 +172,10 @@ class Storage:
         await self.close()
 
 
-async def open_storage(url: str, *, migrate: bool = True) -> Storage:
-    """Open the database at ``url`` and (by default) migrate it to the head revision.
+async def open_storage(url: str, *, migrate: bool = True,
+                       observe: TransactionObserver | None = None) -> Storage:
+    """Open the database at ``url`` and (by default) migrate it to the head revision;
+    ``observe`` is told how long each transaction took.
 
     ``sqlite:///path/vtn.db`` (WAL, foreign keys, busy timeout) or
     ``postgresql://user@host/db``; the asyncio drivers (aiosqlite, asyncpg) are filled in.
@@ -158,4 +189,6 @@ async def open_storage(url: str, *, migrate: bool = True) -> Storage:
     except BaseException:
         await engine.dispose()
         raise
-    return Storage(engine)
+    storage = Storage(engine, observe)
+    storage._start()
+    return storage

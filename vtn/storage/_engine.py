@@ -37,7 +37,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar, cast
+from time import perf_counter
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,7 +55,7 @@ from ._groupcommit import GroupCommit
 from ._models import Base
 from .records import StorageConflict
 
-__all__ = ["Database", "create_engine_for"]
+__all__ = ["Database", "TransactionObserver", "create_engine_for"]
 
 T = TypeVar("T")
 
@@ -165,11 +166,23 @@ def _configure_sqlite_sync(sync_engine: Engine, *, raw_begin: bool = False) -> N
             conn.exec_driver_sql(sql)
 
 
+class TransactionObserver(Protocol):
+    """Told of every transaction: a write or a read, and the seconds from asking (waits for a
+    connection or the writer thread included) to committed or failed."""
+
+    def __call__(self, *, write: bool, seconds: float) -> None: ...
+
+
+def _unobserved(*, write: bool, seconds: float) -> None:
+    pass
+
+
 class Database:
     """Session factories shared by the repositories of one :class:`~vtn.storage.Storage`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, observe: TransactionObserver = _unobserved) -> None:
         self.engine = engine
+        self._observe = observe
         self.dialect: str = engine.dialect.name
         self.sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
@@ -194,17 +207,21 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
+        started = perf_counter()
         try:
             async with self._reader() as session, session.begin():
                 yield session
         except StatementError as exc:
             _reraise_value_error(exc)
             raise
+        finally:
+            self._observe(write=False, seconds=perf_counter() - started)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One write transaction, committed on exit; a unique/foreign-key violation becomes
         :class:`StorageConflict` (the only place driver errors are translated)."""
+        started = perf_counter()
         try:
             async with self._turn(), self._writer() as session, session.begin():
                 yield session
@@ -213,9 +230,18 @@ class Database:
         except StatementError as exc:
             _reraise_value_error(exc)
             raise
+        finally:
+            self._observe(write=True, seconds=perf_counter() - started)
 
     async def run_read(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)`` inside one read transaction (a consistent snapshot)."""
+        started = perf_counter()
+        try:
+            return await self._run_read(work)
+        finally:
+            self._observe(write=False, seconds=perf_counter() - started)
+
+    async def _run_read(self, work: Callable[[Connection], T]) -> T:
         if self.sync_engine is None:
             return await self._run_async(work, write=False)
         sync_engine = self.sync_engine
@@ -229,6 +255,13 @@ class Database:
     async def run_write(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)`` inside one write transaction, committed before this returns;
         a unique/foreign-key violation becomes :class:`StorageConflict`, nothing written."""
+        started = perf_counter()
+        try:
+            return await self._run_write(work)
+        finally:
+            self._observe(write=True, seconds=perf_counter() - started)
+
+    async def _run_write(self, work: Callable[[Connection], T]) -> T:
         if self._sync_writer is None:
             return await self._run_async(work, write=True)
         writer = self._sync_writer
@@ -251,11 +284,15 @@ class Database:
         Errors surface as on the Core paths: StorageConflict for a constraint violation,
         ValueError for a refused value, SQLAlchemy's DBAPIError for the rest."""
         assert self.sync_engine is not None, "run_sqlite is for SQLite storage only"
-        if write:
-            assert self._write_groups is not None
-            return cast(T, await self._write_groups.run(work))
-        return await asyncio.get_running_loop().run_in_executor(
-            self._read_threads, self._sqlite_transaction, work, "BEGIN")
+        started = perf_counter()
+        try:
+            if write:
+                assert self._write_groups is not None
+                return cast(T, await self._write_groups.run(work))
+            return await asyncio.get_running_loop().run_in_executor(
+                self._read_threads, self._sqlite_transaction, work, "BEGIN")
+        finally:
+            self._observe(write=write, seconds=perf_counter() - started)
 
     def _sqlite_transaction(self, work: Callable[[sqlite3.Connection], T],
                             begin: str = "BEGIN IMMEDIATE") -> T:

@@ -306,7 +306,10 @@ class EventRepository:
         transaction (reading the list in it means no change slips in between). The records'
         ``targets`` are only those addressing the VEN."""
         if self._db.sync_engine is None:
-            return await self._db.run_write(lambda conn: self._distribute(conn, query))
+            events = await self._db.run_write(lambda conn: self._distribute(conn, query))
+            if self._index is not None and query.outbox_seq is not None:
+                self._index.delivered(query.ven_id)
+            return events
         events = await self._db.run_sqlite(
             lambda conn: _sqlite_events.distribute(conn, query), write=True)
         if self._index is not None and query.outbox_seq is not None:
@@ -329,7 +332,11 @@ class EventRepository:
         nothing waits. On SQLite the poll index learns whether more waits for the VEN, so its
         next poll reads nothing (:meth:`PollIndex.handed_out`)."""
         if self._db.sync_engine is None:
-            return await self._db.run_write(lambda conn: self._deliver_next(conn, event_list))
+            # PostgreSQL: whether more waits is left to the VEN's next poll to read.
+            found = await self._db.run_write(lambda conn: self._deliver_next(conn, event_list))
+            if self._index is not None:
+                self._index.delivered(event_list.ven_id)
+            return found
         ticket = None if self._index is None else self._index.ticket()
         delivered, waiting = await self._db.run_sqlite(
             lambda conn: _sqlite_events.deliver_next(conn, event_list), write=True)

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, exists, func, o
 
 from ._engine import Database, from_sqlite_time, insert_many, sqlite_time
 from ._models import OutboxRow
+from .notify import notify_enqueued
 from .pollindex import PollIndex
 from .records import OutboxItem
 
@@ -129,14 +130,18 @@ def enqueue_in(
 ) -> int:
     """Queue ``payload`` for each VEN inside the caller's transaction; returns rows added."""
     # dict.fromkeys: drop repeated VENs but keep the caller's order, which becomes seq order.
+    targets = list(dict.fromkeys(ven_ids))
     rows = [
         {"ven_id": v, "kind": kind, "payload": payload, "dedup_key": dedup_key, "enqueued_at": at}
-        for v in dict.fromkeys(ven_ids)
+        for v in targets
     ]
     stmt = db.insert(OutboxRow)
     if dedup_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["ven_id", "dedup_key"])
-    return insert_many(conn, stmt.returning(_OUTBOX.c.seq), rows)
+    added = insert_many(conn, stmt.returning(_OUTBOX.c.seq), rows)
+    if added and db.postgres:  # every worker's poll index hears it on commit
+        notify_enqueued(conn, targets)
+    return added
 
 
 def claim_in(

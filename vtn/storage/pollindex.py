@@ -6,7 +6,10 @@ the file (docs/architecture.md#storage-and-scale: one process per SQLite VTN), s
 memory, which certificate belongs to which registration and which VENs have nothing undelivered;
 such a poll is then
 answered on the event loop with no thread handoff and no SQL. On PostgreSQL several workers share
-the queues, so there is no index and every poll reads the database.
+the queues: each worker's index is kept true by the others' notifications
+(:mod:`vtn.storage.notify`), and it is *suspended* (knows nothing, learns nothing: every poll
+reads) whenever those notifications may be missed -- until the listening connection is up, and
+from the moment it is lost until it is back.
 
 Invariants (all calls happen on the storage's event loop, after the write they report committed):
 - Knowledge is learned only from a database read (or a poll's delivery transaction, which looks
@@ -25,6 +28,8 @@ Invariants (all calls happen on the storage's event loop, after the write they r
 - A registration write forgets every cached registration (registration writes are rare;
   precision there buys nothing).
 - Losing the index (a restart) only costs reads: it starts empty and knows nothing.
+- :meth:`resume` forgets everything and moves both counters, so no read that began while the
+  index was suspended can teach it anything.
 """
 
 from __future__ import annotations
@@ -46,14 +51,36 @@ class PollTicket:
 
 
 class PollIndex:
-    __slots__ = ("_by_fingerprint", "_enqueues", "_quiet", "_registrations", "_waiting")
+    __slots__ = ("_by_fingerprint", "_enqueues", "_live", "_quiet", "_registrations", "_waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, *, live: bool = True) -> None:
         self._by_fingerprint: dict[str, VenRegistration] = {}
         self._quiet: set[str] = set()
         self._waiting: set[str] = set()
         self._registrations = 0
         self._enqueues = 0
+        self._live = live  # False: suspended (see resume and suspend)
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    def suspend(self) -> None:
+        """Changes may go unnoticed from now on: know nothing, learn nothing."""
+        self._live = False
+        self._forget()
+
+    def resume(self) -> None:
+        """Every change is noticed again from now on: start learning, from nothing."""
+        self._forget()
+        self._live = True
+
+    def _forget(self) -> None:
+        self._registrations += 1
+        self._enqueues += 1
+        self._by_fingerprint.clear()
+        self._quiet.clear()
+        self._waiting.clear()
 
     def quiet_registration(self, fingerprint: str) -> VenRegistration | None:
         """The certificate's registration if it is known and its VEN has nothing waiting."""
@@ -81,7 +108,8 @@ class PollIndex:
               waiting: bool | None = None) -> None:
         """Remember what a read that began at ``ticket`` found, unless a write overtook it;
         ``waiting`` None: the read did not look at the outbox."""
-        if registration is None or ticket.registrations != self._registrations:
+        if (registration is None or not self._live
+                or ticket.registrations != self._registrations):
             return
         self._by_fingerprint[fingerprint] = registration
         if waiting is False and ticket.enqueues == self._enqueues:
@@ -91,7 +119,7 @@ class PollIndex:
         """A poll's delivery that began at ``ticket`` marked what it handed ``ven_id`` delivered,
         then saw whether anything is still ``waiting`` for it; dropped if an enqueue overtook
         it."""
-        if ticket.enqueues != self._enqueues:
+        if ticket.enqueues != self._enqueues or not self._live:
             return
         if waiting:
             self._waiting.add(ven_id)
@@ -109,6 +137,12 @@ class PollIndex:
         ven_ids = tuple(ven_ids)
         self._quiet.difference_update(ven_ids)
         self._waiting.update(ven_ids)
+
+    def everyone_enqueued(self) -> None:
+        """Items for VENs not named (too many for one notification) committed: nobody is
+        known quiet any more."""
+        self._enqueues += 1
+        self._quiet.clear()
 
     def registrations_changed(self) -> None:
         """A registration row was written: forget them all (re-learned poll by poll)."""

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Table, delete, exists, or_, se
 
 from ._engine import Database, from_sqlite_time
 from ._models import Base, OutboxRow, VenMembershipRow, VenRow
+from .notify import notify_registrations
 from .pollindex import PollIndex
 from .records import TargetKind, TargetRef, VenRegistration
 
@@ -103,6 +104,11 @@ class VenRepository:
         if self._index is not None:
             self._index.registrations_changed()
 
+    def _notify(self, conn: Connection) -> None:
+        """Inside a registration write on PostgreSQL: the other workers forget theirs."""
+        if self._db.postgres:
+            notify_registrations(conn)
+
     async def register(self, registration: VenRegistration) -> VenRegistration:
         """Store a registration; a fingerprint seen before updates that VEN's row instead.
 
@@ -117,9 +123,14 @@ class VenRepository:
                 set_={name: getattr(stmt.excluded, name) for name in _REFRESHED},
             ).returning(*_VENS.c)
         stmt, values = self._upsert, _values(registration)
+
+        def work(conn: Connection) -> VenRegistration:
+            stored = _record(conn.execute(stmt, values).one())
+            self._notify(conn)
+            return stored
+
         try:
-            return await self._db.run_write(
-                lambda conn: _record(conn.execute(stmt, values).one()))
+            return await self._db.run_write(work)
         finally:  # also after a failure: the write may have committed before it surfaced
             self._changed()
 
@@ -146,9 +157,9 @@ class VenRepository:
 
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         """The certificate's registration and whether anything waits in its outbox, read in one
-        statement: what an oadrPoll needs before it can answer "nothing for you". On SQLite a VEN
-        known to be quiet, or to have an item queued since its last delivery, is answered from the
-        poll index, without a read."""
+        statement: what an oadrPoll needs before it can answer "nothing for you". A VEN the poll
+        index knows to be quiet, or to have an item queued since its last delivery, is answered
+        from it without a read (on PostgreSQL while the index is live: vtn.storage.notify)."""
         if self._index is not None:
             quiet = self._index.quiet_registration(fingerprint)
             if quiet is not None:
@@ -157,10 +168,16 @@ class VenRepository:
             if expecting is not None:
                 return expecting, True
             ticket = self._index.ticket()
-            found, has_items = await self._db.run_sqlite(
-                lambda conn: _poll_lookup_sqlite(conn, fingerprint), write=False)
+            if self._db.sync_engine is not None:
+                found, has_items = await self._db.run_sqlite(
+                    lambda conn: _poll_lookup_sqlite(conn, fingerprint), write=False)
+            else:
+                found, has_items = await self._poll_lookup(fingerprint)
             self._index.learn(ticket, fingerprint, found, has_items)
             return found, has_items
+        return await self._poll_lookup(fingerprint)
+
+    async def _poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         waiting = (
             exists()
             .where(OutboxRow.ven_id == _VENS.c.ven_id, OutboxRow.delivered_at.is_(None))
@@ -185,6 +202,7 @@ class VenRepository:
 
         def work(conn: Connection) -> VenRegistration | None:
             row = conn.execute(stmt).one_or_none()
+            self._notify(conn)
             return None if row is None else _record(row)
 
         try:

@@ -1,0 +1,174 @@
+"""What a VTN counts for Prometheus: one :class:`VtnMetrics` (its own ``CollectorRegistry``) per
+VTN app, so two VTNs in one process never add to each other's figures.
+
+Counted as it happens: requests by service and HTTP status (429: over a VEN's rate limit, 503:
+the in-flight cap or the database away), their latency per service, OpenADR refusals by
+response code, signature and replay refusals, push retries, database transaction latency.
+Read when scraped (:meth:`VtnMetrics.observe_state`): VENs registered, VENs connected (distinct
+client certificates among the open connections), open connections, queue depth and the age of
+the oldest queued item, whether the database answered the scrape's query, whether the poll index
+is live and how many notifications of other workers' changes it has heard.
+
+Invariants: metric names are the ones docs/deploy.md's alert rules use; label values come from
+closed sets (the five service names, HTTP status numbers, OpenADR response codes), never from
+what a peer writes, so a peer cannot grow the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from schemas import RemoteProtocolError, ReplayRefused, SignatureInvalid
+from vtn.storage import StorageStats
+from vtn.transport import Service
+
+__all__ = ["CONTENT_TYPE", "VtnMetrics"]
+
+#: the Prometheus text exposition format, version 0.0.4
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# A poll takes ~0.2 ms on SQLite and ~1.5 ms on PostgreSQL; Prometheus' default buckets start at
+# 5 ms and would put nearly every request in the first one.
+_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0)
+_SERVICES = frozenset(s.value for s in Service)
+_NO_SERVICE = "none"  # a path that is not one of the five services
+
+
+class VtnMetrics:
+    """The instruments of one VTN and the registry that exposes them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._requests = Counter(
+            "crowdflex_vtn_requests", "VEN-facing requests answered, by service and HTTP status",
+            ("service", "status"), registry=r)
+        self._latency = Histogram(
+            "crowdflex_vtn_request_duration_seconds", "Time to answer a VEN-facing request",
+            ("service",), buckets=_SECONDS_BUCKETS, registry=r)
+        self._refusals = Counter(
+            "crowdflex_vtn_refusals", "Requests answered with an OpenADR error code",
+            ("service", "code"), registry=r)
+        self._signatures = Counter(
+            "crowdflex_vtn_signature_refusals",
+            "Payloads refused for their XML signature (reason=signature) or ReplayProtect "
+            "(reason=replay)", ("reason",), registry=r)
+        self._push_retries = Counter(
+            "crowdflex_vtn_push_retries", "Push deliveries that failed and will be retried",
+            registry=r)
+        self._transactions = Histogram(
+            "crowdflex_vtn_db_transaction_duration_seconds",
+            "Database transactions, from asking to committed (waits for a connection or the "
+            "writer included)", ("kind",), buckets=_SECONDS_BUCKETS, registry=r)
+        self._vens_registered = Gauge(
+            "crowdflex_vtn_vens_registered", "VENs with an active registration", registry=r)
+        self._vens_connected = Gauge(
+            "crowdflex_vtn_vens_connected",
+            "Distinct VEN client certificates among the open connections", registry=r)
+        self._connections = Gauge(
+            "crowdflex_vtn_connections_open", "Open connections on the VEN-facing port",
+            registry=r)
+        self._queued = Gauge(
+            "crowdflex_vtn_queue_depth", "Outbox items not yet delivered, all VENs", registry=r)
+        self._oldest = Gauge(
+            "crowdflex_vtn_queue_oldest_age_seconds",
+            "Age of the oldest undelivered outbox item (0 when none)", registry=r)
+        self._index_live = Gauge(
+            "crowdflex_vtn_poll_index_live",
+            "1 while quiet VENs' polls are answered from memory (SQLite; PostgreSQL while "
+            "this worker hears the others' notifications), 0 while every poll reads",
+            registry=r)
+        self._heard = Counter(
+            "crowdflex_vtn_notifications_heard",
+            "PostgreSQL notifications of other workers' changes applied to the poll index",
+            registry=r)
+        self._heard_so_far = 0
+        self._database_up = Gauge(
+            "crowdflex_vtn_database_up",
+            "1 when the database answered this scrape's query, else 0", registry=r)
+        self._latency_of = {s: self._latency.labels(s) for s in (*_SERVICES, _NO_SERVICE)}
+        self._reads = self._transactions.labels("read")
+        self._writes = self._transactions.labels("write")
+
+    # ------------------------------------------------------------ counted as it happens
+    def middleware(self) -> Middleware:
+        """Counts and times every request of the app it is installed on; install it first, so
+        the answers of the limits (429, 503) are counted too."""
+        requests, latency_of = self._requests, self._latency_of
+        counted: dict[tuple[str, int], Any] = {}  # labels() takes a lock: look each up once
+
+        @web.middleware
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+            service = request.match_info.get("service", _NO_SERVICE)
+            if service not in _SERVICES:
+                service = _NO_SERVICE
+            started = time.perf_counter()
+            status = 500  # what aiohttp answers for an exception that is not an HTTP answer
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except asyncio.CancelledError:
+                status = 499  # the client went away before it was answered (nginx's code)
+                raise
+            finally:
+                latency_of[service].observe(time.perf_counter() - started)
+                counter = counted.get((service, status))
+                if counter is None:
+                    counter = counted[service, status] = requests.labels(service, str(status))
+                counter.inc()
+
+        return measure
+
+    def refused(self, service: Service, error: RemoteProtocolError) -> None:
+        """A request was answered with ``error``'s OpenADR code (the transport's hook)."""
+        self._refusals.labels(service.value, str(error.response_code)).inc()
+        if isinstance(error, ReplayRefused):
+            self._signatures.labels("replay").inc()
+        elif isinstance(error, SignatureInvalid):
+            self._signatures.labels("signature").inc()
+
+    def push_retried(self) -> None:
+        """A push failed; the item was released for a later attempt."""
+        self._push_retries.inc()
+
+    def transaction(self, *, write: bool, seconds: float) -> None:
+        """A database transaction ended after ``seconds`` (storage's observer)."""
+        (self._writes if write else self._reads).observe(seconds)
+
+    # ------------------------------------------------------------ read when scraped
+    def observe_state(self, stats: StorageStats | None, *, now: datetime, connections: int,
+                      vens_connected: int, index_live: bool, heard: int) -> None:
+        """Set the gauges from what a scrape read (``heard``: notifications the listener has
+        applied so far); ``stats`` None: the database did not answer (its gauges keep their
+        last values and ``database_up`` is 0)."""
+        self._heard.inc(max(0, heard - self._heard_so_far))
+        self._heard_so_far = max(heard, self._heard_so_far)
+        self._index_live.set(1 if index_live else 0)
+        self._connections.set(connections)
+        self._vens_connected.set(vens_connected)
+        self._database_up.set(0 if stats is None else 1)
+        if stats is None:
+            return
+        self._vens_registered.set(stats.vens_registered)
+        self._queued.set(stats.queued)
+        oldest = stats.oldest_queued_at
+        self._oldest.set(0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
+
+    def exposition(self) -> bytes:
+        """Every metric in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
