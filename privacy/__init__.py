@@ -12,8 +12,15 @@ Pure functions and small synchronous stores; imports only ``schemas`` (for the e
 
 from __future__ import annotations
 
+from .allowlist import GENERALISED
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
-from .config import DEFAULT_LEGAL_BASIS, PrivacyConfig, Recipient, load_config
+from .config import (
+    DEFAULT_LEGAL_BASIS,
+    VALIDATION_PURPOSE,
+    PrivacyConfig,
+    Recipient,
+    load_config,
+)
 from .detect import Finding, LeakDetector
 from .erasure import ErasureNotice, erase_prosumer, write_notices
 from .errors import (
@@ -28,11 +35,10 @@ from .errors import (
 from .keys import DEFAULT_KEY_ENV, EnvKeyProvider, FileKeyProvider, KeyProvider, MasterKey
 from .minimise import (
     ActivationWindow,
-    DeviceMeasurement,
-    DeviceRecord,
     OutboundFilter,
     OutboundPolicy,
-    merge_small_groups,
+    device_share,
+    generalise,
 )
 from .pseudonym import is_pseudonym, month_of, pseudonym, validate_month
 from .records import Consent, Device, Prosumer
@@ -52,15 +58,15 @@ __all__ = [
     "DEFAULT_LEGAL_BASIS",
     "DEFAULT_RETENTION",
     "GCP_PURPOSE",
+    "GENERALISED",
     "ONBOARDING_PURPOSE",
+    "VALIDATION_PURPOSE",
     "ActivationWindow",
     "AuditEntry",
     "AuditResult",
     "Consent",
     "ConsentMissing",
     "Device",
-    "DeviceMeasurement",
-    "DeviceRecord",
     "EnvKeyProvider",
     "ErasureNotice",
     "FileKeyProvider",
@@ -87,10 +93,11 @@ __all__ = [
     "apply_retention",
     "audit_run",
     "data_flows",
+    "device_share",
     "erase_prosumer",
+    "generalise",
     "is_pseudonym",
     "load_config",
-    "merge_small_groups",
     "month_of",
     "pseudonym",
     "render_html",

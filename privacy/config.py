@@ -18,11 +18,14 @@ from typing import Any, Final
 from .errors import PrivacyConfigError
 from .vault import GCP_PURPOSE
 
-__all__ = ["DEFAULT_LEGAL_BASIS", "PrivacyConfig", "Recipient", "load_config"]
+__all__ = ["DEFAULT_LEGAL_BASIS", "VALIDATION_PURPOSE", "PrivacyConfig", "Recipient", "load_config"]
+
+#: the purpose per-device metering to the TSO serves; its consent gates every per-device row
+VALIDATION_PURPOSE: Final = "balancing-validation"
 
 DEFAULT_LEGAL_BASIS: Final = MappingProxyType(
     {
-        "balancing-validation": "Art. 6(1)(a) GDPR, consent of the prosumer (recorded in the "
+        VALIDATION_PURPOSE: "Art. 6(1)(a) GDPR, consent of the prosumer (recorded in the "
         "vault, withdrawable at any time); the TSO validates delivery under its legal obligation "
         "(art. 6(1)(c), EU Electricity Balancing Guideline 2017/2195)",
         GCP_PURPOSE: "Art. 6(1)(c) GDPR, legal obligation: the TSO must prevent one connection "
@@ -44,7 +47,7 @@ class PrivacyConfig:
     raw_retention: timedelta = timedelta(days=100)
     month_timezone: str = "Europe/Amsterdam"
     recipients: tuple[Recipient, ...] = (
-        Recipient(name="TSO:TENNET-NL", purposes=("balancing-validation", GCP_PURPOSE)),
+        Recipient(name="TSO:TENNET-NL", purposes=(VALIDATION_PURPOSE, GCP_PURPOSE)),
     )
     legal_basis: MappingProxyType[str, str] = field(default_factory=lambda: DEFAULT_LEGAL_BASIS)
 

@@ -9,7 +9,10 @@ reduction r_i in kW per active device, and answers with consumption targets natu
 
 - Greedy and sticky: devices already active keep their share (clipped to what they can still
   hold); new need goes first to active devices with headroom, then to new devices ranked by class
-  priority, then by larger available flex (fewer devices to instruct), then by id for determinism.
+  priority, then by larger available flex (fewer devices to instruct), then by a tie-break
+  drawn from the ``order`` RNG the caller passes (the aggregator draws a fresh one per
+  activation, so equal devices do not rank the same way every time: issue 11, curtailment
+  start times must not rank devices across months); without one, by id, reproducibly.
 - Falling setpoints release the most recently activated devices first (LIFO).
 - ``observe`` counts consecutive missed samples; at the configured count (3) a device is lost:
   its share leaves the assignment and is re-dispatched to healthy devices on the next call. Until
@@ -23,6 +26,7 @@ devices and devices that missed their last sample get no new share.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,10 +88,13 @@ class DispatchPlan:
 class Dispatcher:
     """Stateful, pure: no clock, no I/O; one ``dispatch`` and one ``observe`` per sample."""
 
-    __slots__ = ("_assigned", "_config", "_lost", "_missed", "_newly_lost")
+    __slots__ = ("_assigned", "_config", "_lost", "_missed", "_newly_lost", "_order", "_ties")
 
-    def __init__(self, config: PoolConfig | None = None) -> None:
+    def __init__(self, config: PoolConfig | None = None, *,
+                 order: random.Random | None = None) -> None:
         self._config = config if config is not None else PoolConfig()
+        self._order = order
+        self._ties: dict[UUID, float] = {}  # device -> its tie-break, drawn once per dispatcher
         self._assigned: dict[UUID, float] = {}  # insertion order = activation order
         self._missed: dict[UUID, int] = {}
         self._lost: set[UUID] = set()
@@ -175,7 +182,7 @@ class Dispatcher:
                     return 0.0
         missed = self._missed
         candidates = sorted(
-            (s.rank, -s.up_kw, d.int, d)
+            (s.rank, -s.up_kw, self._tie(d), d)
             for d, s in flex.items()
             if s.up_kw > _DUST_KW and d not in assigned and not (missed and d in missed)
         )
@@ -186,6 +193,14 @@ class Dispatcher:
             if need <= _DUST_KW:
                 return 0.0
         return need
+
+    def _tie(self, device_id: UUID) -> float:
+        if self._order is None:
+            return 0.0  # then the id decides, reproducibly
+        tie = self._ties.get(device_id)
+        if tie is None:
+            tie = self._ties[device_id] = self._order.random()
+        return tie
 
     def _release(self, excess: float) -> None:
         assigned = self._assigned

@@ -1,11 +1,11 @@
 """The aggregator's view of its devices: who they are (by venID), what they last reported.
 
 Owns the mapping venID (device certificate fingerprint) -> device_uuid and registration facts
-(class, power bucket, pseudonyms for the current month), the per-sample readings received from
-device telemetry (measured and natural kW), and each device's latest outlook (upward flex and
-natural-consumption forecasts per horizon). Closing a sample turns the readings of every
-registered device into a pool row (:func:`cbp.pool.aggregate_sample`): a device with no reading
-for that instant is listed missing, never filled in.
+(class, power bucket, rated power, pseudonyms for the current month), the per-sample readings
+received from device telemetry (measured and natural kW), and each device's latest outlook
+(upward flex and natural-consumption forecasts per horizon). Closing a sample turns the readings
+of every registered device into a pool row (:func:`cbp.pool.aggregate_sample`): a device with no
+reading for that instant is listed missing, never filled in.
 
 Invariants: readings are keyed by the sample instant they were taken at; a sample is closed once
 and its readings are then dropped; a reading for an instant already closed arrives too late to
@@ -38,6 +38,8 @@ class DeviceEntry:
     prosumer_id: str
     device_class: str
     power_bucket: str
+    #: what per-device values to the TSO are a share of (:func:`privacy.device_share`)
+    rated_kw: Decimal
     pseudonym: str = ""
     gcp_pseudonym: str = ""
     registered: bool = False

@@ -1,9 +1,11 @@
 """The aggregator's operation: from the TSO's LOAD_DISPATCH event to device setpoint events.
 
 DESIGN.md 3 (activation, dispatch) and SCENARIOS.md exceptions:
-- activation: a new event version is planned over the devices' reported flex
-  (:class:`cbp.pool.Dispatcher`, one kW consumption target per device and sample) and published
-  as one LOAD_DISPATCH event per device on the aggregator's own VTN;
+- activation: a new event version is planned over the reported flex of the devices whose owner
+  consents to the flexibility service at that moment (``consenting``, asked at every planning,
+  so a withdrawal counts from the next activation or re-dispatch on) with ties broken by a
+  fresh draw from ``order`` (:class:`cbp.pool.Dispatcher`, one kW consumption target per device
+  and sample) and published as one LOAD_DISPATCH event per device on the aggregator's own VTN;
 - modification (modificationNumber rises): the device events are cancelled and the new version
   dispatched; cancel (status cancelled): every device event is cancelled, so each device falls
   back to its natural consumption at once: the pool's regulation ramps to 0;
@@ -25,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import random
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -80,8 +83,12 @@ class Operation:
 
     def __init__(self, *, settings: CbpSettings, book: DeviceBook, msp: MspRecorder,
                  windows: list[ActivationWindow], ctx: Callable[[], ServiceContext],
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime],
+                 consenting: Callable[[Collection[UUID]], frozenset[UUID]],
+                 order: random.Random) -> None:
         self.settings = settings
+        self._consenting = consenting
+        self._order = order
         self.book = book
         self.msp = msp
         self.windows = windows
@@ -204,7 +211,7 @@ class Operation:
 
     def _plan(self, setpoints: Sequence[Sample], flex: Mapping[UUID, FlexState]
               ) -> dict[UUID, list[float]]:
-        dispatcher = Dispatcher(self.settings.pool)
+        dispatcher = Dispatcher(self.settings.pool, order=random.Random(self._order.random()))
         plan: dict[UUID, list[float]] = {}
         for i, s in enumerate(setpoints):
             step = dispatcher.dispatch(s.at, float(s.value), flex)
@@ -217,7 +224,8 @@ class Operation:
                        setpoints: Sequence[Sample]) -> None:
         rules = self.settings.rules
         flex = {d: s for d, s in self.book.flex().items() if d not in activation.lost}
-        plan = self._plan(setpoints, flex)
+        allowed = self._consenting(tuple(flex))
+        plan = self._plan(setpoints, {d: s for d, s in flex.items() if d in allowed})
         self.msp.mark_activated(activation.event_id, plan)
         created = self._clock()
         activation.device_events = {}

@@ -8,8 +8,10 @@ or raises :class:`privacy.OutboundRefused` (logged by the filter; nothing is que
 
 Invariants: the activation windows the filter checks per-device rows against are read at encode
 time from ``windows`` (the aggregator adds one per activation, with the MSP margins applied).
-Every reply decoded from the TSO is reported to ``on_decoded`` (the aggregator's link watch counts
-it as contact, :mod:`cbp.roles.tsolink`); decoding is otherwise the plain codec's.
+Every message decoded from the TSO is reported to ``on_decoded`` (the aggregator's link watch
+counts it as contact, :mod:`cbp.roles.tsolink`), and its identifiers (venID, eventID, requestIDs)
+are taught to the filter, which lets the aggregator echo those and no other foreign ids
+(:meth:`privacy.OutboundFilter.learn`); decoding is otherwise the plain codec's.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class FilteredCodec(Codec):
 
     def decode(self, data: bytes) -> Message:
         message = super().decode(data)
+        self.outbound.learn(data)
         if self._on_decoded is not None:
             self._on_decoded()
         return message

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from cbp.market import MarketRules
 from cbp.pool import PoolConfig
+from privacy import VALIDATION_PURPOSE
 
 __all__ = [
     "BASELINE_REPORT",
@@ -127,7 +128,7 @@ class CbpSettings:
     zone: str = "NL"
     market_context: str = "http://cbp.example/afrr/NL"
     tso_recipient: str = "TSO:TENNET-NL"
-    msp_purpose: str = "balancing-validation"
+    msp_purpose: str = VALIDATION_PURPOSE
     tariff_eur_per_kwh: Decimal = Decimal("0.15")
     bid_price_eur_per_mwh: Decimal = Decimal("180")
     clearing_price_eur_per_mwh: Decimal = Decimal("212.40")
