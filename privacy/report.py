@@ -76,8 +76,9 @@ def _recipient_flow(config: PrivacyConfig, recipient: str, purpose: str) -> Data
     else:
         data = (
             "Per device: pseudonym, device class, power bucket, bidding zone, pool id; "
-            "measurements at 0.1 kW resolution only inside activation windows; "
-            f"any breakdown of fewer than {config.k_threshold} devices merged into OTHER"
+            "measurements as shares of the device's rated power (0.01 steps) only inside "
+            "activation windows; every class x bucket x zone combination shared by at least "
+            f"{config.k_threshold} devices, smaller ones generalised to OTHER"
         )
     return DataFlow(
         data=data,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cbp.cli._onboard import import_onboarding, read_devices
 from cbp.devices import DeviceClass
 from cbp.roles.tso import Activation
 from cbp.roles.wire import TELEMETRY_SUFFIX, PoolDevice, pool_metadata, sample_intervals
@@ -24,9 +25,12 @@ from privacy import (
     ONBOARDING_PURPOSE,
     VALIDATION_PURPOSE,
     ActivationWindow,
+    FileKeyProvider,
+    IdentityVault,
     OutboundRefused,
     PrivacyConfig,
 )
+from privacy.keys import new_key_line
 
 from ..conftest import Pki
 from .rolekit import Rig, SteadyLoad, build_rig
@@ -159,4 +163,24 @@ async def test_withdrawn_validation_consent_stops_per_device_rows_from_the_next_
     assert name not in {r.pseudonym for r in later}
     assert {r.pseudonym for r in later} == {e.pseudonym for e in book.registered()} - {name}
     assert rig.aggregator.msp_sent[second.event_id] == 5
-    assert len(registrations(rig.captures)) == 1  # same month: no re-registration meanwhile
+    (registration,) = registrations(rig.captures)  # same month: no re-registration meanwhile
+    # six devices, fewer than k = 10: nothing about them but their pseudonyms
+    assert {n for _, names in registration.devices for n in names} == {
+        "class:OTHER", "power:OTHER", "zone:OTHER"}
+
+
+def test_onboarding_records_both_consents_the_running_path_checks(tmp_path: Path) -> None:
+    source, devices = tmp_path / "onboarding.csv", tmp_path / "devices.csv"
+    source.write_text(
+        "ven_id,prosumer_id,name,postcode,ean,contract_id,serial,device_class,rated_kw,consent\n"
+        "AA:BB,P1,Jan Jansen,1234 AB,871000000000000001,C1,SN1,ev_charger,11,yes\n"
+        "CC:DD,P2,Piet Pieters,1234 AC,871000000000000002,C2,SN2,heat_pump,7.4,no\n")
+    key = tmp_path / "vault.key"
+    key.write_text(new_key_line(1))
+    with IdentityVault(tmp_path / "vault.db", FileKeyProvider(key)) as vault:
+        done = import_onboarding(source, vault, devices, zone="NL")
+        assert (done.added, done.without_consent) == (1, 1)
+        assert {c.purpose for c in vault.consents("P1") if c.live} == {
+            ONBOARDING_PURPOSE, VALIDATION_PURPOSE}
+        assert vault.consents("P2") == ()
+    assert read_devices(devices)[0]["rated_kw"] == "11"

@@ -122,6 +122,7 @@ async def test_two_months_of_tso_data_link_no_more_devices_than_chance(
     assert tso_pool == set(truth.values())
     january, february = regs
     assert not set(january.gcps) & set(february.gcps) and len(january.gcps) == 30
+    assert january.device_parties == february.device_parties == 0  # no household co-membership
     rows = device_rows(rig.captures)
     metered = ({p for p in truth if p in {r.pseudonym for r in rows}},
                {p for p in truth.values() if p in {r.pseudonym for r in rows}})

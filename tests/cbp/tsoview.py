@@ -24,7 +24,8 @@ _XCAL = "urn:ietf:params:xml:ns:icalendar-2.0"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Registration:
     devices: tuple[tuple[str, tuple[str, ...]], ...]  # (pseudonym, groupNames) in wire order
-    gcps: tuple[str, ...]
+    gcps: tuple[str, ...]  # the partyIDs of the pool row
+    device_parties: int  # partyIDs on device descriptions (none: no household links)
 
     @property
     def pseudonyms(self) -> tuple[str, ...]:
@@ -52,15 +53,16 @@ def registrations(captures: Path) -> list[Registration]:
             descriptions = list(report.iter(f"{{{_OADR}}}oadrReportDescription"))
             if not descriptions:
                 continue
-            devices, gcps = [], ()
+            devices, gcps, parties = [], (), 0
             for d in descriptions:
                 rid = d.findtext(f"{{{_EI}}}rID") or ""
                 if is_pseudonym(rid):
                     names = tuple(g.text or "" for g in d.iter(f"{{{_EI}}}groupName"))
                     devices.append((rid, names))
+                    parties += len(list(d.iter(f"{{{_EI}}}partyID")))
                 else:
                     gcps = tuple(p.text or "" for p in d.iter(f"{{{_EI}}}partyID"))
-            found.append(Registration(devices=tuple(devices), gcps=gcps))
+            found.append(Registration(devices=tuple(devices), gcps=gcps, device_parties=parties))
     return found
 
 
