@@ -77,8 +77,8 @@ def _recipient_flow(config: PrivacyConfig, recipient: str, purpose: str) -> Data
         data = (
             "Per device: pseudonym, device class, power bucket, bidding zone, pool id; "
             "measurements as shares of the device's rated power (0.01 steps) only inside "
-            "activation windows; every class x bucket x zone combination shared by at least "
-            f"{config.k_threshold} devices, smaller ones generalised to OTHER"
+            "activation windows; a class x bucket x zone combination shared by fewer than "
+            f"{config.k_threshold} devices is generalised to OTHER"
         )
     return DataFlow(
         data=data,
