@@ -14,8 +14,9 @@ allow-list of what each element may hold) or is not sent. The flows, in order (D
   x-BASELINE and x-FLEX_OFFER METADATA. It is sent again at every month boundary (on the
   market's calendar, Europe/Amsterdam by default) whether or not the devices changed, so every
   pseudonym rotates; the TSO takes it in place of the previous one;
-- bidding: :meth:`offer` builds an offer from the devices' reported flex (safety margin and
-  rounding in :func:`cbp.pool.build_offer`) and learns the TSO's verdict;
+- bidding: :meth:`offer` builds an offer from the reported flex of the devices whose owner
+  consents to the flexibility service (safety margin and rounding in
+  :func:`cbp.pool.build_offer`) and learns the TSO's verdict;
 - operation: a LOAD_DISPATCH event is acknowledged (optIn) by the client at once and handed to
   :class:`~cbp.roles.operation.Operation` (dispatch over devices, modification, cancel, re-dispatch
   when devices drop out, release); a stale copy of an older event version is refused with 450
@@ -341,8 +342,9 @@ class AggregatorNode:
     def build_offer(self, isp: IspRef) -> Offer | None:
         s = self.settings
         assert self.upstream is not None and self.upstream.registration is not None
+        serving = self._consenting(tuple(self.book.by_uuid), ONBOARDING_PURPOSE)
         return build_offer(pool_id=s.pool_id, aggregator_id=self.upstream.registration.ven_id,
-                           isp=isp, forecast_mw=self.book.flex_mw(),
+                           isp=isp, forecast_mw=self.book.flex_mw(serving),
                            price_eur_per_mwh=s.bid_price_eur_per_mwh, rules=s.rules,
                            config=s.pool)
 

@@ -16,7 +16,7 @@ reverse table) when the month changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -127,10 +127,13 @@ class DeviceBook:
     def pending_before(self, limit: datetime) -> tuple[datetime, ...]:
         return tuple(sorted(t for t in self._open if t <= limit))
 
-    def flex(self) -> dict[UUID, FlexState]:
-        """The dispatcher's view: natural kW now and the reduction each device can hold."""
+    def flex(self, only: Collection[UUID] | None = None) -> dict[UUID, FlexState]:
+        """The dispatcher's view: natural kW now and the reduction each device can hold (of
+        the devices in ``only``, when given)."""
         states = {}
         for entry in self.registered():
+            if only is not None and entry.device_uuid not in only:
+                continue
             outlook = self.outlooks.get(entry.device_uuid)
             if outlook is None:
                 continue
@@ -144,8 +147,8 @@ class DeviceBook:
         names = [c.value for c in self.pool.class_priority]
         return names.index(device_class) if device_class in names else len(names)
 
-    def flex_mw(self) -> Decimal:
-        kw = sum(s.up_kw for s in self.flex().values())
+    def flex_mw(self, only: Collection[UUID] | None = None) -> Decimal:
+        kw = sum(s.up_kw for s in self.flex(only).values())
         return (Decimal(repr(kw)) / 1000).quantize(self.rules.pool_resolution_mw,
                                                    rounding="ROUND_DOWN")
 

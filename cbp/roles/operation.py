@@ -3,9 +3,10 @@
 DESIGN.md 3 (activation, dispatch) and SCENARIOS.md exceptions:
 - activation: a new event version is planned over the reported flex of the devices whose owner
   consents to the flexibility service at that moment (``consenting``, asked at every planning,
-  so a withdrawal counts from the next activation or re-dispatch on) with ties broken by a
-  fresh draw from ``order`` (:class:`cbp.pool.Dispatcher`, one kW consumption target per device
-  and sample) and published as one LOAD_DISPATCH event per device on the aggregator's own VTN;
+  so a withdrawal counts from the next activation or re-dispatch on) with ties broken under a
+  key drawn from ``order`` once per activation (:class:`cbp.pool.Dispatcher`, one kW
+  consumption target per device and sample) and published as one LOAD_DISPATCH event per
+  device on the aggregator's own VTN;
 - modification (modificationNumber rises): the device events are cancelled and the new version
   dispatched; cancel (status cancelled): every device event is cancelled, so each device falls
   back to its natural consumption at once: the pool's regulation ramps to 0;
@@ -68,6 +69,8 @@ class DispatchedActivation:
     redispatches: int = 0
     version: int = 0
     watch: Dispatcher | None = None
+    #: the dispatcher's tie-break key: drawn per activation, kept over its versions
+    tie_key: bytes = b""
 
     @property
     def accrual(self) -> tuple[datetime, datetime]:
@@ -130,7 +133,8 @@ class Operation:
         activation = DispatchedActivation(
             event_id=event.event_id, setpoints=setpoints, received_at=self._clock(),
             version=previous.version + 1 if previous is not None else 0,
-            watch=Dispatcher(self.settings.pool))
+            watch=Dispatcher(self.settings.pool),
+            tie_key=previous.tie_key if previous is not None else self._order.randbytes(16))
         self.activations[event.event_id] = activation
         if previous is None:
             self._open_window(activation)
@@ -209,9 +213,9 @@ class Operation:
 
     # ------------------------------------------------------------ planning and publishing
 
-    def _plan(self, setpoints: Sequence[Sample], flex: Mapping[UUID, FlexState]
-              ) -> dict[UUID, list[float]]:
-        dispatcher = Dispatcher(self.settings.pool, order=random.Random(self._order.random()))
+    def _plan(self, setpoints: Sequence[Sample], flex: Mapping[UUID, FlexState],
+              tie_key: bytes) -> dict[UUID, list[float]]:
+        dispatcher = Dispatcher(self.settings.pool, tie_key=tie_key)
         plan: dict[UUID, list[float]] = {}
         for i, s in enumerate(setpoints):
             step = dispatcher.dispatch(s.at, float(s.value), flex)
@@ -225,7 +229,8 @@ class Operation:
         rules = self.settings.rules
         flex = {d: s for d, s in self.book.flex().items() if d not in activation.lost}
         allowed = self._consenting(tuple(flex))
-        plan = self._plan(setpoints, {d: s for d, s in flex.items() if d in allowed})
+        plan = self._plan(setpoints, {d: s for d, s in flex.items() if d in allowed},
+                          activation.tie_key)
         self.msp.mark_activated(activation.event_id, plan)
         created = self._clock()
         activation.device_events = {}

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -126,34 +127,41 @@ async def _metered(rig: Rig, mw: str) -> Activation:
     return activation
 
 
-def _dispatched(rig: Rig) -> set[object]:
+def _dispatched(rig: Rig) -> set[UUID]:
     """The devices of the aggregator's latest activation."""
     latest = list(rig.aggregator.activations.values())[-1]
     return set(latest.device_events)
 
 
 async def test_withdrawn_flexibility_consent_stops_dispatch_from_the_next_activation(
-        rig: Rig) -> None:
-    await _metered(rig, "0.12")  # 6 devices x 20 kW: every device is dispatched
-    every = _dispatched(rig)
-    device = next(iter(sorted(every)))  # type: ignore[type-var]
-    assert len(every) == 6
-    rig.vault.withdraw_consent(rig.aggregator.book.by_uuid[device].prosumer_id,  # type: ignore[index]
-                               ONBOARDING_PURPOSE)
-    await _metered(rig, "0.12")
-    after = _dispatched(rig)
-    assert device not in after and after == every - {device}
+        tmp_path: Path, pki: Pki) -> None:
+    rig = await build_rig(tmp_path, pki, devices=7)
+    try:
+        await _metered(rig, "0.14")  # 7 devices x 20 kW: every device is dispatched
+        every = _dispatched(rig)
+        device = sorted(every)[0]
+        assert len(every) == 7
+        rig.vault.withdraw_consent(rig.aggregator.book.by_uuid[device].prosumer_id,
+                                   ONBOARDING_PURPOSE)
+        await _metered(rig, "0.14")
+        after = _dispatched(rig)
+        assert device not in after and after == every - {device}
+        # nor is its flex offered any more
+        first, second = (a.offer.available_mw for a in rig.tso.accepted_offers())
+        assert first is not None and second is not None and second < first
+    finally:
+        await rig.close()
 
 
 async def test_withdrawn_validation_consent_stops_per_device_rows_from_the_next_message(
         rig: Rig) -> None:
     first = await _metered(rig, "0.12")
     book = rig.aggregator.book
-    device = sorted(_dispatched(rig))[0]  # type: ignore[type-var]
-    name = book.by_uuid[device].pseudonym  # type: ignore[index]
+    device = sorted(_dispatched(rig))[0]
+    name = book.by_uuid[device].pseudonym
     rows = device_rows(rig.captures)
     assert {r.pseudonym for r in rows} == {e.pseudonym for e in book.registered()}
-    rig.vault.withdraw_consent(book.by_uuid[device].prosumer_id,  # type: ignore[index]
+    rig.vault.withdraw_consent(book.by_uuid[device].prosumer_id,
                                VALIDATION_PURPOSE)
     seen = len(rows)
     second = await _metered(rig, "0.12")
