@@ -11,9 +11,9 @@ allow-list of what each element may hold) or is not sent. The flows, in order (D
 - pool registration: METADATA with one description per device (pseudonym, class, power bucket,
   zone, each combination generalised until k devices share it: :func:`privacy.generalise`) and
   the GCP pseudonyms once each on the pool row, both lists shuffled per message; plus the
-  x-BASELINE and x-FLEX_OFFER METADATA. It is sent again at every month boundary (on the
-  market's calendar, Europe/Amsterdam by default) whether or not the devices changed, so every
-  pseudonym rotates; the TSO takes it in place of the previous one;
+  x-BASELINE and x-FLEX_OFFER METADATA. It is sent again at every month boundary (in
+  ``PrivacyConfig.month_timezone``, Europe/Amsterdam by default) whether or not the devices
+  changed, so every pseudonym rotates; the TSO takes it in place of the previous one;
 - bidding: :meth:`offer` builds an offer from the reported flex of the devices whose owner
   consents to the flexibility service (safety margin and rounding in
   :func:`cbp.pool.build_offer`) and learns the TSO's verdict;
@@ -286,7 +286,7 @@ class AggregatorNode:
                  statement.payment_eur, statement.penalty_eur)
 
     def _month(self, now: datetime) -> str:
-        return month_of(now, self.settings.rules.timezone)
+        return month_of(now, self.privacy.month_timezone)
 
     def _pool_devices(self, month: str) -> tuple[tuple[PoolDevice, ...], tuple[str, ...]]:
         """The devices to register (consenting now, attributes generalised to k, shuffled) and
