@@ -64,7 +64,6 @@ from uuid import UUID
 
 from aiohttp import web
 
-from cbp.devices import DeviceClass
 from cbp.market import IspCalendar, IspRef, Offer, PayoutLedger
 from cbp.pool import MspData, MspRecorder, PoolRow, build_offer
 from privacy import (
@@ -74,7 +73,6 @@ from privacy import (
     ConsentMissing,
     IdentityVault,
     OutboundFilter,
-    OutboundPolicy,
     PrivacyConfig,
     device_share,
     generalise,
@@ -85,7 +83,6 @@ from schemas import (
     EventResponse,
     OptType,
     ReportInterval,
-    ReportName,
     ReportPayload,
     utc_now,
 )
@@ -97,20 +94,13 @@ from vtn.storage import VenRegistration
 from .device import next_grid
 from .devicebook import DeviceBook, DeviceEntry
 from .operation import DispatchedActivation, Operation
-from .outbound import FilteredCodec
+from .outbound import FilteredCodec, outbound_policy
 from .profile import (
     BASELINE_REPORT,
     BASELINE_RIDS,
-    FLEX_OFFER_REPORT,
-    LATE_QUALITY,
-    OFFER_AVAILABLE_RID,
-    OFFER_DOWN_RID,
-    OFFER_PRICE_RID,
-    OFFER_UP_RID,
-    SETTLEMENT_RIDS,
     CbpSettings,
 )
-from .statement import SETTLEMENT_SUFFIX, ReceivedStatement
+from .statement import ReceivedStatement
 from .tsolink import LinkWatch, PoolRowBuffer
 from .upstream import UpstreamClient
 from .wire import (
@@ -130,7 +120,6 @@ __all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
-_POWER_BUCKETS = frozenset({"0-3kW", "3-7kW", "7-11kW", "11kW+"})  # cbp.devices.power_bucket
 #: attribute positions of (class, power bucket, zone), in the order k gives them up
 _GENERALISE_ORDER = (1, 0, 2)
 
@@ -157,22 +146,8 @@ class AggregatorNode:
         self._order = order or random.Random()
         self.book = DeviceBook(settings.rules, settings.pool)
         self.calendar = IspCalendar(settings.rules)
-        pool = settings.pool_id
-        self.outbound = OutboundFilter(OutboundPolicy(
-            pool_ids=frozenset({pool}),
-            device_classes=frozenset(c.value for c in DeviceClass),
-            power_buckets=_POWER_BUCKETS, zones=frozenset({settings.zone}),
-            aggregate_ids=frozenset({*BASELINE_RIDS, OFFER_UP_RID, OFFER_DOWN_RID,
-                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID,
-                                     *SETTLEMENT_RIDS.values()}),
-            market_contexts=frozenset({settings.market_context}),
-            report_names=frozenset({ReportName.METADATA_TELEMETRY_USAGE.value,
-                                    ReportName.TELEMETRY_USAGE.value, BASELINE_REPORT,
-                                    FLEX_OFFER_REPORT}),
-            report_specifier_ids=frozenset(pool + suffix for suffix in (
-                TELEMETRY_SUFFIX, BASELINE_SUFFIX, OFFER_SUFFIX, SETTLEMENT_SUFFIX)),
-            ven_names=frozenset({name}), data_qualities=frozenset({LATE_QUALITY}),
-            k=self.privacy.k_threshold), vault=vault)
+        self.outbound = OutboundFilter(
+            outbound_policy(settings, ven_name=name, k=self.privacy.k_threshold), vault=vault)
         self.windows: list[ActivationWindow] = []
         timing = settings.timing
         self.link = LinkWatch(clock=clock, timeout=timing.link_timeout,
