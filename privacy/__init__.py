@@ -12,10 +12,12 @@ Pure functions and small synchronous stores; imports only ``schemas`` (for the e
 
 from __future__ import annotations
 
+from .allowlist import GENERALISED
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
 from .auditlog import ChainCheck
 from .config import (
     DEFAULT_LEGAL_BASIS,
+    VALIDATION_PURPOSE,
     PrivacyConfig,
     Recipient,
     config_from_document,
@@ -38,12 +40,12 @@ from .errors import (
 from .gcp import GcpPseudonyms, PseudonymisationEntity
 from .keys import DEFAULT_KEY_ENV, EnvKeyProvider, FileKeyProvider, KeyProvider, MasterKey
 from .minimise import (
+    DEVICE_SHARE_STEP,
     ActivationWindow,
-    DeviceMeasurement,
-    DeviceRecord,
     OutboundFilter,
     OutboundPolicy,
-    merge_small_groups,
+    device_share,
+    generalise,
 )
 from .pseudonym import PSEUDONYM_PREFIX, is_pseudonym, month_of, pseudonym, validate_month
 from .records import Consent, ConsentHistory, Device, ErasureNotice, PendingErasure, Prosumer
@@ -63,9 +65,12 @@ __all__ = [
     "DEFAULT_KEY_ENV",
     "DEFAULT_LEGAL_BASIS",
     "DEFAULT_RETENTION",
+    "DEVICE_SHARE_STEP",
     "GCP_PURPOSE",
+    "GENERALISED",
     "ONBOARDING_PURPOSE",
     "PSEUDONYM_PREFIX",
+    "VALIDATION_PURPOSE",
     "ActivationWindow",
     "AuditEntry",
     "AuditResult",
@@ -74,8 +79,6 @@ __all__ = [
     "ConsentHistory",
     "ConsentMissing",
     "Device",
-    "DeviceMeasurement",
-    "DeviceRecord",
     "EnvKeyProvider",
     "ErasureNotice",
     "FileKeyProvider",
@@ -114,10 +117,11 @@ __all__ = [
     "audit_run",
     "config_from_document",
     "data_flows",
+    "device_share",
     "erase_prosumer",
+    "generalise",
     "is_pseudonym",
     "load_config",
-    "merge_small_groups",
     "month_of",
     "pseudonym",
     "render_html",

@@ -23,18 +23,22 @@ from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
 
 __all__ = [
     "DEFAULT_LEGAL_BASIS",
+    "VALIDATION_PURPOSE",
     "PrivacyConfig",
     "Recipient",
     "config_from_document",
     "load_config",
 ]
 
+#: the purpose per-device metering to the TSO serves; its consent gates every per-device row
+VALIDATION_PURPOSE: Final = "balancing-validation"
+
 DEFAULT_LEGAL_BASIS: Final = MappingProxyType(
     {
         ONBOARDING_PURPOSE: "Art. 6(1)(a) GDPR, consent of the prosumer, recorded in the vault "
-        "before the device can register",
-        "balancing-validation": "Art. 6(1)(a) GDPR, consent of the prosumer, recorded in the "
-        "vault and withdrawable at any time",
+        "before the device can register and checked before every dispatch",
+        VALIDATION_PURPOSE: "Art. 6(1)(a) GDPR, consent of the prosumer, recorded in the "
+        "vault, withdrawable at any time and checked before every per-device row",
         GCP_PURPOSE: "Art. 6(1)(c) GDPR, legal obligation: the TSO must prevent one connection "
         "point from being offered twice (EU Electricity Balancing Guideline 2017/2195)",
         "settlement": "Art. 6(1)(b) GDPR, performance of the prosumer's flexibility contract",
@@ -61,7 +65,7 @@ class PrivacyConfig:
     capture_retention: timedelta = timedelta(days=30)
     month_timezone: str = "Europe/Amsterdam"
     recipients: tuple[Recipient, ...] = (
-        Recipient(name="TSO:TENNET-NL", purposes=("balancing-validation", GCP_PURPOSE)),
+        Recipient(name="TSO:TENNET-NL", purposes=(VALIDATION_PURPOSE, GCP_PURPOSE)),
     )
     legal_basis: MappingProxyType[str, str] = field(default_factory=lambda: DEFAULT_LEGAL_BASIS)
 

@@ -43,7 +43,7 @@ class MeteringScope:
     before: timedelta = timedelta(minutes=5)
     after: timedelta = timedelta(minutes=5)
     tracking_lag: timedelta = timedelta(seconds=8)
-    resolution_kw: Decimal = Decimal("0.1")
+    share_step: Decimal = Decimal("0.01")  # per-device values: shares of the rated power
 
     def samples_per_device(self, activation: timedelta) -> int:
         """Per-device samples one activation of this length sends, from ``before`` the first
@@ -64,9 +64,10 @@ def _settings(config: PrivacyConfig, scope: MeteringScope) -> Section:
         f"captured aggregator->TSO messages: {_days(config.capture_retention)}",
         f"pseudonym month calendar: {config.month_timezone}",
         "recipients: " + ", ".join(r.name for r in config.recipients),
-        f"per-device metering: {scope.sample_period.total_seconds():g}-s samples at "
-        f"{scope.resolution_kw} kW, from {scope.before.total_seconds():g} s before an "
-        f"activation to {scope.after.total_seconds():g} s after it",
+        f"per-device metering: {scope.sample_period.total_seconds():g}-s samples as shares of "
+        f"the device's rated power in steps of {scope.share_step}, from "
+        f"{scope.before.total_seconds():g} s before an activation to "
+        f"{scope.after.total_seconds():g} s after it",
     ))
 
 
@@ -129,8 +130,11 @@ def data_flows(config: PrivacyConfig) -> Table:
         for purpose in recipient.purposes:
             data = ("Grid connection point identified by its own pseudonym (never the EAN)"
                     if purpose == GCP_PURPOSE else
-                    "Per device: pseudonym, device class, power bucket, bidding zone, pool id; "
-                    "measurements only inside activation windows")
+                    "Per device: pseudonym, device class, power bucket, bidding zone, pool id "
+                    "(a class x bucket x zone combination shared by fewer than "
+                    f"{config.k_threshold} devices is generalised); measurements as shares of "
+                    "its rated power, only inside activation windows and only while its owner's "
+                    "validation consent stands")
             rows.append((data, f"{recipient.name} ({purpose})",
                          f"Keyed pseudonym per recipient, purpose and calendar month "
                          f"({config.month_timezone})"))
@@ -173,7 +177,8 @@ def _necessity(scope: MeteringScope) -> Section:
         "rows let it check that the pool total is the sum of registered devices and that no "
         "device delivers for two pools; pool totals alone would not show either.",
         f"Sent per activated device and activation: {scope.sample_period.total_seconds():g}-s "
-        f"samples at {scope.resolution_kw} kW from {scope.before.total_seconds():g} s before the "
+        f"samples as shares of the device's rated power (steps of {scope.share_step}) from "
+        f"{scope.before.total_seconds():g} s before the "
         f"first setpoint to {scope.after.total_seconds():g} s after the last one (plus the "
         f"{scope.tracking_lag.total_seconds():g}-s tracking lag): "
         f"{scope.samples_per_device(isp)} samples for a 15-minute activation. Devices that were "

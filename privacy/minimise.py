@@ -1,69 +1,61 @@
-"""Minimisation at the aggregator -> TSO boundary: one filter every outbound message passes.
+"""Minimisation at the aggregator -> TSO boundary: the filter every outbound message passes,
+the k-threshold the pool registration is built with, and the rule for per-device values.
 
-:class:`OutboundFilter` works on the *encoded XML bytes* (so a message type added later cannot
-slip past it) and on typed records (for code that builds per-device rows). It admits only what
-docs/architecture.md#privacy-design allows the TSO to see per device: pseudonyms, device class,
-power bucket, zone, pool id, and measurements at 0.1 kW resolution inside activation windows. What
-it refuses it
-refuses loudly: :class:`OutboundRefused` naming each finding, one ERROR log line, nothing returned
-to send.
+:class:`OutboundFilter` works on the *encoded XML bytes*, so a message type added later cannot
+slip past it. It admits only what the profile allows (an allow-list, not a deny-list:
+docs/architecture.md#privacy-design).
+What it refuses it refuses loudly: :class:`OutboundRefused` naming each finding, one ERROR log
+line, nothing returned to send.
 
 XML checks, in order: a hardened parse (no DTD, no entities, no network); every text node and
-attribute value is scanned for EAN- and postcode-shaped text and for every form of every vault value
-(:mod:`privacy.detect`); every ``ei:rID`` and ``ei:resourceID`` must be a pseudonym or a configured
-pool/aggregate id; every report interval about a pseudonym (a per-device row, in kW) must carry its
-own ``xcal:dtstart`` inside an activation window and a value on the 0.1 kW grid. ds:Signature
-content (base64 of keys and digests) is skipped for the shape scan only.
+attribute value against its element's rule (:mod:`privacy.allowlist`: pseudonyms, enumerated
+classes/buckets/zones, timestamps, UUID request ids, configured names, identifiers the TSO itself
+sent); the deny-list scans on top, for EAN- and postcode-shaped text and every form of every vault
+value (:mod:`privacy.detect`); every report interval about a pseudonym (a per-device row) must
+carry its own ``xcal:dtstart`` inside an activation window and a share on the device grid
+(:func:`device_share`); in a registration, every combination of per-device attributes
+(``groupName`` class x power x zone) must be shared by at least k devices, unless the whole
+registration is a single fully generalised group. ds:Signature content is exempt from the
+allow-list and the shape scan, not from the vault scan.
 
-:func:`merge_small_groups` is the k-threshold: a pure function over ``group -> values`` tables.
+:func:`generalise` is the k-threshold the aggregator applies when it builds a registration, so
+that the filter's k check is a second line, not the mechanism.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Final, TypeVar
 
 from lxml import etree
 
-from .detect import Finding, LeakDetector, mask, shape_findings
+from .allowlist import ECHO_TAGS, GENERALISED, Echoes, OutboundPolicy, Rules
+from .detect import Finding, LeakDetector, shape_findings
 from .errors import OutboundRefused
 from .pseudonym import is_pseudonym
 from .vault import IdentityVault
 
 __all__ = [
+    "DEVICE_SHARE_STEP",
     "ActivationWindow",
-    "DeviceMeasurement",
-    "DeviceRecord",
     "OutboundFilter",
     "OutboundPolicy",
-    "merge_small_groups",
+    "device_share",
+    "generalise",
 ]
 
 _EI: Final = "http://docs.oasis-open.org/ns/energyinterop/201110"
 _XCAL: Final = "urn:ietf:params:xml:ns:icalendar-2.0"
 _DS: Final = "http://www.w3.org/2000/09/xmldsig#"
 _OADR: Final = "http://openadr.org/oadr-2.0b/2012/07"
-_ID_TAGS: Final = frozenset({f"{{{_EI}}}rID", f"{{{_EI}}}resourceID"})
 _LOG: Final = logging.getLogger("crowdflex.privacy.outbound")
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OutboundPolicy:
-    """What may cross to the TSO; every value here comes from configuration."""
-
-    pool_ids: frozenset[str]
-    device_classes: frozenset[str] = frozenset({"EV_CHARGER", "HEAT_PUMP", "HOME_BATTERY"})
-    power_buckets: frozenset[str] = frozenset({"0-3.7kW", "3.7-7.4kW", "7.4-11kW", "11-22kW"})
-    zones: frozenset[str] = frozenset({"NL"})
-    #: non-device report/resource ids allowed in rID positions (pool rows, baselines, offers)
-    aggregate_ids: frozenset[str] = frozenset()
-    resolution_kw: Decimal = Decimal("0.1")
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,25 +67,6 @@ class ActivationWindow:
 
     def __contains__(self, at: datetime) -> bool:
         return self.start <= at <= self.end
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeviceRecord:
-    """One device in the pool registration the TSO receives."""
-
-    pseudonym: str
-    device_class: str
-    power_bucket: str
-    zone: str
-    pool_id: str
-    gcp_pseudonym: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeviceMeasurement:
-    pseudonym: str
-    at: datetime
-    kw: Decimal
 
 
 @dataclass(slots=True)
@@ -130,20 +103,32 @@ def _parse(data: bytes) -> etree._Element:
         raise OutboundRefused((f"not well-formed XML: {exc}",)) from None
 
 
-def _on_grid(value: Decimal, resolution: Decimal) -> bool:
-    return value.is_finite() and value % resolution == 0
+def _on_grid(value: Decimal, step: Decimal) -> bool:
+    return value.is_finite() and value % step == 0
 
 
 class OutboundFilter:
     """The one gate for aggregator -> TSO messages: ``admit_xml(data)`` returns data or raises."""
 
-    __slots__ = ("_detector", "_generation", "_vault", "policy")
+    __slots__ = ("_detector", "_generation", "_rules", "_vault", "echoes", "policy")
 
     def __init__(self, policy: OutboundPolicy, *, vault: IdentityVault | None = None) -> None:
         self.policy = policy
         self._vault = vault
         self._detector = LeakDetector(())
         self._generation = -1
+        #: identifiers the TSO sent, which the aggregator may send back (:meth:`learn`)
+        self.echoes = Echoes()
+        self._rules = Rules(policy, self.echoes)
+
+    def learn(self, data: bytes) -> None:
+        """Remember the identifiers (venID, eventID, requestIDs...) of a message from the TSO."""
+        try:
+            root = _parse(data)
+        except OutboundRefused:
+            return
+        self.echoes.learn((e.text or "").strip() for e in root.iter()
+                          if isinstance(e.tag, str) and _local(e.tag) in ECHO_TAGS and e.text)
 
     def current_detector(self) -> LeakDetector:
         """The detector over the vault's values as they are now (the run's audit reuses it)."""
@@ -169,26 +154,16 @@ class OutboundFilter:
         detector = self.current_detector()
         findings: list[Finding | str] = []
         for where, value in texts.plain:
+            findings += self._rules.findings(where, value)
             findings += shape_findings(value, where)
             findings += detector.scan(value, where)
         for where, value in texts.signature:
             findings += detector.scan(value, where)
-        findings += self._id_findings(root)
         findings += self._interval_findings(root, windows)
+        findings += self._k_findings(root)
         if findings:
             raise self._refuse(findings)
         return data
-
-    def _id_allowed(self, value: str) -> bool:
-        allowed = self.policy.pool_ids | self.policy.aggregate_ids
-        return is_pseudonym(value) or value in allowed
-
-    def _id_findings(self, root: etree._Element) -> list[str]:
-        return [
-            f"{_local(e.tag)}: {mask(e.text or '')!s} is neither a pseudonym nor a configured id"
-            for e in root.iter(*_ID_TAGS)
-            if not self._id_allowed((e.text or "").strip())
-        ]
 
     def _interval_findings(
         self, root: etree._Element, windows: Sequence[ActivationWindow]
@@ -213,46 +188,26 @@ class OutboundFilter:
             value = Decimal((text or "").strip())
         except InvalidOperation:
             return [f"per-device value {text!r} is not a number"]
-        if not _on_grid(value, self.policy.resolution_kw):
-            return [f"per-device value {value} kW is finer than {self.policy.resolution_kw} kW"]
+        step = self.policy.device_step
+        if not _on_grid(value, step) or not -1 <= value <= 1:
+            return [f"per-device value {value} is not a share in [-1, 1] on the {step} grid"]
         return []
 
-    def admit_records(
-        self,
-        records: Iterable[DeviceRecord | DeviceMeasurement],
-        *,
-        windows: Sequence[ActivationWindow] = (),
-    ) -> tuple[DeviceRecord | DeviceMeasurement, ...]:
-        """Check typed per-device rows against the policy; returns them or raises."""
-        kept = tuple(records)
+    def _k_findings(self, root: etree._Element) -> list[str]:
+        """Every attribute combination of a registration's devices is shared by k or more."""
         findings: list[str] = []
-        for n, record in enumerate(kept):
-            findings += [f"record {n}: {p}" for p in self._record_problems(record, windows)]
-        if findings:
-            raise self._refuse(findings)
-        return kept
-
-    def _record_problems(
-        self, record: DeviceRecord | DeviceMeasurement, windows: Sequence[ActivationWindow]
-    ) -> list[str]:
-        problems = [] if is_pseudonym(record.pseudonym) else ["pseudonym is not psn1_..."]
-        match record:
-            case DeviceRecord():
-                p = self.policy
-                checks = (
-                    (record.device_class in p.device_classes, "unknown device class"),
-                    (record.power_bucket in p.power_buckets, "unknown power bucket"),
-                    (record.zone in p.zones, "unknown zone"),
-                    (record.pool_id in p.pool_ids, "unknown pool id"),
-                    (is_pseudonym(record.gcp_pseudonym), "GCP is not a pseudonym"),
-                )
-                problems += [message for ok, message in checks if not ok]
-            case DeviceMeasurement():
-                if not any(record.at in w for w in windows):
-                    problems.append(f"measurement at {record.at.isoformat()} outside windows")
-                if not _on_grid(record.kw, self.policy.resolution_kw):
-                    problems.append(f"{record.kw} kW is finer than {self.policy.resolution_kw} kW")
-        return problems
+        for report in root.iter(f"{{{_OADR}}}oadrReport"):
+            combos: Counter[tuple[str, ...]] = Counter()
+            for description in report.iter(f"{{{_OADR}}}oadrReportDescription"):
+                rid = (description.findtext(f"{{{_EI}}}rID") or "").strip()
+                if is_pseudonym(rid):
+                    combos[tuple(sorted((g.text or "").strip() for g in description.iter(
+                        f"{{{_EI}}}groupName")))] += 1
+            if len(combos) == 1 and all(n.endswith(":" + GENERALISED) for n in next(iter(combos))):
+                continue  # the whole registration is one fully generalised group
+            findings += [f"attribute combination {'/'.join(c)} is shared by {n} < k = "
+                         f"{self.policy.k} devices" for c, n in combos.items() if n < self.policy.k]
+        return findings
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -265,23 +220,63 @@ def _parse_time(text: str | None) -> datetime | None:
     return at if at.tzinfo is not None else None
 
 
-def merge_small_groups(
-    table: Mapping[str, Sequence[T]], *, k: int = 10, other: str = "OTHER"
-) -> dict[str, tuple[T, ...]]:
-    """k-threshold: a group of fewer than ``k`` devices (one value per device) goes to ``other``.
+def generalise(attributes: Mapping[K, Sequence[str]], *, k: int,
+               order: Sequence[int]) -> dict[K, tuple[str, ...]]:
+    """k-threshold by local generalisation: every combination of attributes in the result is
+    shared by at least ``k`` keys, or the result is one group of fully generalised values.
 
-    If ``other`` itself would stay under ``k``, the smallest remaining groups join it until it
-    reaches ``k`` (else a lone small group would still be published under a new name). A table whose
-    total is under ``k`` becomes one ``other`` group: that is the total, not a breakdown.
+    ``attributes`` maps each device to its attribute values (e.g. class, power bucket, zone);
+    ``order`` names the attribute positions from the first to give up to the last. Level by
+    level, the devices of every combination under ``k`` get that attribute replaced by
+    ``OTHER`` (so small groups merge with each other, never with a group already large
+    enough). If a fully generalised group is still under ``k`` at the end, the smallest
+    remaining groups are generalised into it until it reaches ``k``; a table under ``k`` in
+    total ends as one ``OTHER`` group: that is the pool, not a breakdown of it.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
-    kept = {g: tuple(v) for g, v in table.items() if g != other and len(v) >= k}
-    merged = [x for g, v in table.items() if g not in kept for x in v]
-    while merged and len(merged) < k and kept:
-        smallest = min(kept, key=lambda g: (len(kept[g]), g))
-        merged += kept.pop(smallest)
-    result = dict(sorted(kept.items()))
-    if merged:
-        result[other] = tuple(merged)
-    return result
+    current = {key: tuple(values) for key, values in attributes.items()}
+    if not current:
+        return current
+    width = len(next(iter(current.values())))
+    if sorted(order) != list(range(width)):
+        raise ValueError(f"order must name each of the {width} attribute positions once")
+    for position in order:
+        counts = Counter(current.values())
+        for key, combo in current.items():
+            if counts[combo] < k:
+                current[key] = (*combo[:position], GENERALISED, *combo[position + 1:])
+    other = (GENERALISED,) * width
+    counts = Counter(current.values())
+    while 0 < counts[other] < k and len(counts) > 1:
+        smallest = min((c for c in counts if c != other), key=lambda c: (counts[c], c))
+        current = {key: other if combo == smallest else combo for key, combo in current.items()}
+        counts = Counter(current.values())
+    return current
+
+
+#: the grid of per-device values sent to the TSO (shares of each device's rated power)
+DEVICE_SHARE_STEP: Final = Decimal("0.01")
+
+
+def device_share(kw: Decimal, rated_kw: Decimal, *, step: Decimal = DEVICE_SHARE_STEP) -> Decimal:
+    """A per-device value as the TSO receives it: the share of the device's rated power,
+    half-up on ``step``, clipped to [-1, 1].
+
+    Why (for the DPIA): the registration says a device's rated power only as a bucket
+    ("7-11kW"), so that devices of one bucket cannot be told apart. Metering in kW undid that:
+    the highest value a device reaches while running flat out *is* its rated power (a charger
+    showing 11.0 kW in "7-11kW" is an 11 kW charger; one showing 7.4 is a 7.4 kW one), which
+    splits a bucket into sub-groups smaller than k and links a device across months by its
+    rating. A share of the device's own rated power (known to the aggregator only, in the
+    vault) says when the device ran, how hard relative to itself and how far it came down on
+    activation, which is what per-device validation needs; it does not say the rating: a device
+    at full power reads 1.0 whatever its rating. The 0.01 grid is finer than the 0.1 kW the kW
+    rows had for devices under 10 kW and coarser above. What stays: the pool row is in MW, so a
+    device switched alone could be sized from the pool's step; dispatch spreads an activation
+    over many devices, and the residual risk belongs in the DPIA's risk table.
+    """
+    if rated_kw <= 0:
+        raise ValueError("rated power must be positive")
+    share = (kw / rated_kw).quantize(step, rounding=ROUND_HALF_UP)
+    return max(Decimal(-1), min(Decimal(1), share))

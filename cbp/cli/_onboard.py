@@ -4,9 +4,11 @@ identity vault, and each device's certificate mapping into the aggregator's devi
 The onboarding file is CSV with a header: ``ven_id`` (the device certificate's fingerprint, as
 ``crowdflex certs`` prints it), ``prosumer_id``, ``name``, ``postcode``, ``ean``,
 ``contract_id``, ``serial``, ``device_class``, ``rated_kw`` and ``consent`` (``yes`` or ``no``:
-whether the prosumer consented to onboarding). Identity fields go only into the vault (encrypted
-at rest); the devices file (``[devices] csv``) gets ``ven_id, device_uuid, prosumer_id,
-device_class, power_bucket`` -- nothing that identifies a person. Delete the onboarding file once
+whether the prosumer consented to the flexibility service and the per-device validation it
+needs; both consents are recorded). Identity fields go only into the vault (encrypted at rest);
+the devices file (``[devices] csv``) gets ``ven_id, device_uuid, prosumer_id, device_class,
+power_bucket, rated_kw`` -- nothing that identifies a person (the rated power never leaves the
+aggregator: per-device values to the TSO are shares of it). Delete the onboarding file once
 imported.
 
 :func:`write_sample_onboarding` writes such a file for a simulated fleet (``crowdflex certs
@@ -28,14 +30,15 @@ from pathlib import Path
 from typing import Final
 
 from cbp.devices import DeviceClass, build_pool, power_bucket
-from privacy import ONBOARDING_PURPOSE, ConsentMissing, IdentityVault
+from privacy import ONBOARDING_PURPOSE, VALIDATION_PURPOSE, ConsentMissing, IdentityVault
 
 __all__ = ["DEVICE_COLUMNS", "ONBOARDING_COLUMNS", "Onboarded", "import_onboarding",
            "read_devices", "remove_devices", "write_sample_onboarding"]
 
 ONBOARDING_COLUMNS: Final = ("ven_id", "prosumer_id", "name", "postcode", "ean", "contract_id",
                              "serial", "device_class", "rated_kw", "consent")
-DEVICE_COLUMNS: Final = ("ven_id", "device_uuid", "prosumer_id", "device_class", "power_bucket")
+DEVICE_COLUMNS: Final = ("ven_id", "device_uuid", "prosumer_id", "device_class", "power_bucket",
+                          "rated_kw")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,8 +113,9 @@ def import_onboarding(source: Path, vault: IdentityVault, devices: Path, *, zone
             vault.add_prosumer(prosumer_id=prosumer, name=row["name"], postcode=row["postcode"],
                                ean=row["ean"], contract_id=row["contract_id"])
             prosumers.add(prosumer)
-        if row["consent"] == "yes":
+        if row["consent"] == "yes":  # the service and the per-device validation it needs
             vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
+            vault.grant_consent(prosumer, VALIDATION_PURPOSE)
         try:
             device = vault.onboard_device(prosumer_id=prosumer, serial=row["serial"],
                                           device_class=row["device_class"], rated_kw=rated,
@@ -122,7 +126,7 @@ def import_onboarding(source: Path, vault: IdentityVault, devices: Path, *, zone
         known.add(row["ven_id"])
         added.append({"ven_id": row["ven_id"], "device_uuid": str(device.device_uuid),
                       "prosumer_id": prosumer, "device_class": row["device_class"],
-                      "power_bucket": bucket})
+                      "power_bucket": bucket, "rated_kw": str(rated)})
     fresh = not devices.is_file()
     with devices.open("a", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=DEVICE_COLUMNS)

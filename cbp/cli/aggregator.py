@@ -35,6 +35,7 @@ import logging
 import sys
 import tomllib
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -203,7 +204,7 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
     for row in read_devices(spec["devices"]):
         node.onboard(ven_id=row["ven_id"], device_uuid=UUID(row["device_uuid"]),
                      prosumer_id=row["prosumer_id"], device_class=row["device_class"],
-                     power_bucket=row["power_bucket"])
+                     power_bucket=row["power_bucket"], rated_kw=Decimal(row["rated_kw"]))
     runner = web.AppRunner(node.app, access_log=None)
     await runner.setup()  # opens and migrates the VTN database
     stop = stop_on_signals()

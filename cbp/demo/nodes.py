@@ -33,7 +33,13 @@ from cbp.pki import CertificateAuthority, Role
 from cbp.roles import AggregatorNode, CbpSettings, DeviceIdentity, TsoNode
 from cbp.roles.device import next_grid
 from cbp.roles.fleetnode import demo_fleet_toml
-from privacy import ONBOARDING_PURPOSE, ConsentMissing, FileKeyProvider, IdentityVault
+from privacy import (
+    ONBOARDING_PURPOSE,
+    VALIDATION_PURPOSE,
+    ConsentMissing,
+    FileKeyProvider,
+    IdentityVault,
+)
 from privacy.keys import new_key_line
 from ven.tls import client_context
 from vtn.app import VtnConfig, server_ssl_context
@@ -155,6 +161,7 @@ def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[ob
         consenting = i < len(sims) - 1
         if consenting:
             vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
+            vault.grant_consent(prosumer, VALIDATION_PURPOSE)
         try:
             vault.onboard_device(prosumer_id=prosumer, serial=f"SN-{rng.getrandbits(40):010X}",
                                  device_class=sim.device_class.value,  # type: ignore[attr-defined]
@@ -164,7 +171,8 @@ def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[ob
             continue
         aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,  # type: ignore[attr-defined]
                            prosumer_id=prosumer, device_class=sim.device_class.value,  # type: ignore[attr-defined]
-                           power_bucket=sim.power_bucket)  # type: ignore[attr-defined]
+                           power_bucket=sim.power_bucket,  # type: ignore[attr-defined]
+                           rated_kw=Decimal(str(sim.rated_kw)))  # type: ignore[attr-defined]
 
 
 def _vault(out: Path) -> IdentityVault:

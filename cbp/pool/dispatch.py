@@ -10,7 +10,10 @@ reduction r_i in kW per active device, and answers with consumption targets natu
 
 - Greedy and sticky: devices already active keep their share (clipped to what they can still
   hold); new need goes first to active devices with headroom, then to new devices ranked by class
-  priority, then by larger available flex (fewer devices to instruct), then by id for determinism.
+  priority, then by larger available flex (fewer devices to instruct), then by a tie-break
+  keyed by the caller's ``tie_key`` (a keyed hash of the device id: the aggregator draws a fresh
+  key per activation, so equal devices do not rank the same way every time, issue 11, yet a
+  re-dispatch of the same activation ranks them as before); without a key, by id.
 - Falling setpoints release the most recently activated devices first (LIFO).
 - ``observe`` counts consecutive missed samples; at the configured count (3) a device is lost:
   its share leaves the assignment and is re-dispatched to healthy devices on the next call. Until
@@ -24,6 +27,7 @@ devices and devices that missed their last sample get no new share.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -85,10 +89,12 @@ class DispatchPlan:
 class Dispatcher:
     """Stateful, pure: no clock, no I/O; one ``dispatch`` and one ``observe`` per sample."""
 
-    __slots__ = ("_assigned", "_config", "_lost", "_missed", "_newly_lost")
+    __slots__ = ("_assigned", "_config", "_lost", "_missed", "_newly_lost", "_tie_key", "_ties")
 
-    def __init__(self, config: PoolConfig | None = None) -> None:
+    def __init__(self, config: PoolConfig | None = None, *, tie_key: bytes = b"") -> None:
         self._config = config if config is not None else PoolConfig()
+        self._tie_key = tie_key
+        self._ties: dict[UUID, int] = {}  # device -> its tie-break under the key
         self._assigned: dict[UUID, float] = {}  # insertion order = activation order
         self._missed: dict[UUID, int] = {}
         self._lost: set[UUID] = set()
@@ -176,7 +182,7 @@ class Dispatcher:
                     return 0.0
         missed = self._missed
         candidates = sorted(
-            (s.rank, -s.up_kw, d.int, d)
+            (s.rank, -s.up_kw, self._tie(d), d)
             for d, s in flex.items()
             if s.up_kw > _DUST_KW and d not in assigned and not (missed and d in missed)
         )
@@ -187,6 +193,15 @@ class Dispatcher:
             if need <= _DUST_KW:
                 return 0.0
         return need
+
+    def _tie(self, device_id: UUID) -> int:
+        if not self._tie_key:
+            return 0  # then the id decides
+        tie = self._ties.get(device_id)
+        if tie is None:
+            digest = hashlib.blake2b(device_id.bytes, key=self._tie_key, digest_size=8).digest()
+            tie = self._ties[device_id] = int.from_bytes(digest, "big")
+        return tie
 
     def _release(self, excess: float) -> None:
         assigned = self._assigned

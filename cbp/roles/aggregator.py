@@ -6,12 +6,18 @@ certificate fingerprint was onboarded and its owner's consent is live in the ide
 :class:`~cbp.roles.devicebook.DeviceBook`.
 
 Upstream (``upstream``, a :class:`ven.VenClient`): every message is encoded by a
-:class:`~cbp.roles.outbound.FilteredCodec`, so it passes the :class:`privacy.OutboundFilter` or is
-not sent. The flows, in order (docs/architecture.md#the-cbp-profile-on-openadr):
+:class:`~cbp.roles.outbound.FilteredCodec`, so it passes the :class:`privacy.OutboundFilter` (an
+allow-list of what each element may hold) or is not sent. The flows, in order
+(docs/architecture.md#the-cbp-profile-on-openadr):
 - pool registration: METADATA with one description per device (pseudonym, class, power bucket,
-  zone, GCP pseudonym), plus the x-BASELINE and x-FLEX_OFFER METADATA;
-- bidding: :meth:`offer` builds an offer from the devices' reported flex (safety margin and
-  rounding in :func:`cbp.pool.build_offer`) and learns the TSO's verdict;
+  zone, each combination generalised until k devices share it: :func:`privacy.generalise`) and
+  the GCP pseudonyms once each on the pool row, both lists shuffled per message; plus the
+  x-BASELINE and x-FLEX_OFFER METADATA. It is sent again at every month boundary (in
+  ``PrivacyConfig.month_timezone``, Europe/Amsterdam by default) whether or not the devices
+  changed, so every pseudonym rotates; the TSO takes it in place of the previous one;
+- bidding: :meth:`offer` builds an offer from the reported flex of the devices whose owner
+  consents to the flexibility service (safety margin and rounding in
+  :func:`cbp.pool.build_offer`) and learns the TSO's verdict;
 - operation: a LOAD_DISPATCH event is acknowledged (optIn) by the client at once and handed to
   :class:`~cbp.roles.operation.Operation` (dispatch over devices, modification, cancel, re-dispatch
   when devices drop out, release); a stale copy of an older event version is refused with 450
@@ -21,7 +27,9 @@ not sent. The flows, in order (docs/architecture.md#the-cbp-profile-on-openadr):
   (``oadrDataQuality`` ``x-late``) once it is back; after ``link_release`` of silence every running
   activation is released (pool to 0);
 - validation: pool rows (MW) per sample, batched; the +1/+5/+10 forecasts every baseline interval;
-  per-device rows (0.1 kW, pseudonyms) of activated devices only, over the MSP window;
+  per-device rows (shares of rated power, :func:`privacy.device_share`, under pseudonyms) of
+  activated devices only, over the MSP window, in chunks whose membership and order are shuffled
+  per message;
 - prosumer settlement: per device, delivered kWh (natural - measured, 0.1 kW rows, during the
   activation plus the tracking lag) times the tariff, accrued exactly in a PayoutLedger;
 - TSO settlement: each x-SETTLEMENT statement the TSO sends is kept in :attr:`statements` by
@@ -30,15 +38,25 @@ not sent. The flows, in order (docs/architecture.md#the-cbp-profile-on-openadr):
 "Now" is the injected ``clock`` everywhere (sample closing, link watch, stamps); only
 :meth:`AggregatorNode._tick_forever` sleeps, and tests drive :meth:`tick` themselves instead.
 
-Invariants: samples are closed in time order, once; a device's data leaves only under a
-pseudonym of the current month; nothing of the vault is ever passed to the upstream client.
+Consent (:meth:`AggregatorNode._consenting`, the one place it is read for sending): onboarding
+and dispatch need the flexibility-service consent, per-device rows the balancing-validation one
+(``CbpSettings.msp_purpose``); each is asked at every message or activation, so a withdrawal
+counts from the next one on.
+
+Randomness: one injected ``random.Random`` (``order``; a system-seeded one by default) draws
+every shuffle and every dispatch tie-break, so tests can replay a run.
+
+Invariants: samples are closed in time order, once; nothing is sent in a new month before the
+pool is registered under that month's pseudonyms; nothing of the vault is ever passed to the
+upstream client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -47,7 +65,6 @@ from uuid import UUID
 
 from aiohttp import web
 
-from cbp.devices import DeviceClass
 from cbp.market import IspCalendar, IspRef, Offer, PayoutLedger
 from cbp.pool import MspData, MspRecorder, PoolRow, build_offer
 from privacy import (
@@ -57,8 +74,9 @@ from privacy import (
     ConsentMissing,
     IdentityVault,
     OutboundFilter,
-    OutboundPolicy,
     PrivacyConfig,
+    device_share,
+    generalise,
     month_of,
 )
 from schemas import (
@@ -76,17 +94,12 @@ from vtn.storage import VenRegistration
 
 from .device import next_grid
 from .devicebook import DeviceBook, DeviceEntry
-from .erasure import ERASE_RID, ErasureDesk, erasure_metadata
+from .erasure import ErasureDesk, erasure_metadata
 from .operation import DispatchedActivation, Operation
-from .outbound import FilteredCodec
+from .outbound import FilteredCodec, outbound_policy
 from .profile import (
     BASELINE_REPORT,
     BASELINE_RIDS,
-    OFFER_AVAILABLE_RID,
-    OFFER_DOWN_RID,
-    OFFER_PRICE_RID,
-    OFFER_UP_RID,
-    SETTLEMENT_RIDS,
     CbpSettings,
 )
 from .retention import RetentionTask, aggregator_rules
@@ -111,6 +124,8 @@ log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _REGISTRATION = {"requested_by": "aggregator", "reason": "pool registration at the TSO"}
 _MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
+#: attribute positions of (class, power bucket, zone), in the order k gives them up
+_GENERALISE_ORDER = (1, 0, 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,21 +140,18 @@ class AggregatorNode:
 
     def __init__(self, *, settings: CbpSettings, downstream: VtnConfig, vault: IdentityVault,
                  tso_url: str, upstream_tls: object, outbox_path: Path,
-                 name: str = "aggregator", privacy: PrivacyConfig | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 name: str = "aggregator", clock: Callable[[], datetime] = utc_now,
+                 privacy: PrivacyConfig | None = None,
+                 order: random.Random | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.vault = vault
+        self.privacy = privacy or PrivacyConfig()
+        self._order = order or random.Random()
         self.book = DeviceBook(settings.rules, settings.pool)
         self.calendar = IspCalendar(settings.rules)
-        self.outbound = OutboundFilter(OutboundPolicy(
-            pool_ids=frozenset({settings.pool_id}),
-            device_classes=frozenset(c.value for c in DeviceClass),
-            power_buckets=frozenset({"0-3kW", "3-7kW", "7-11kW", "11kW+"}),
-            zones=frozenset({settings.zone}),
-            aggregate_ids=frozenset({*BASELINE_RIDS, OFFER_UP_RID, OFFER_DOWN_RID,
-                                     OFFER_AVAILABLE_RID, OFFER_PRICE_RID, ERASE_RID,
-                                     *SETTLEMENT_RIDS.values()})), vault=vault)
+        self.outbound = OutboundFilter(
+            outbound_policy(settings, ven_name=name, k=self.privacy.k_threshold), vault=vault)
         self.windows: list[ActivationWindow] = []
         timing = settings.timing
         self.link = LinkWatch(clock=clock, timeout=timing.link_timeout,
@@ -161,7 +173,9 @@ class AggregatorNode:
         self.msp = MspRecorder(settings.pool)
         self.ledger = PayoutLedger(settings.rules)
         self.operation = Operation(settings=settings, book=self.book, msp=self.msp,
-                                   windows=self.windows, ctx=lambda: self.ctx, clock=clock)
+                                   windows=self.windows, ctx=lambda: self.ctx, clock=clock,
+                                   consenting=lambda d: self._consenting(d, ONBOARDING_PURPOSE),
+                                   order=self._order)
         self.pool_rows: list[PoolRow] = []
         self.baselines: list[tuple[datetime, tuple[Decimal, ...]]] = []
         self.msp_sent: dict[str, int] = {}
@@ -169,6 +183,8 @@ class AggregatorNode:
         self.statements: dict[str, ReceivedStatement] = {}  # TSO eventID -> statement
         self.closed_until: datetime | None = None
         self.erasures = ErasureDesk(self)
+        #: the month (YYYY-MM) whose pseudonyms the TSO last registered
+        self.registered_month: str | None = None
 
     @property
     def activations(self) -> dict[str, DispatchedActivation]:
@@ -185,10 +201,24 @@ class AggregatorNode:
     # ------------------------------------------------------------ devices
 
     def onboard(self, *, ven_id: str, device_uuid: UUID, prosumer_id: str, device_class: str,
-                power_bucket: str) -> None:
+                power_bucket: str, rated_kw: Decimal) -> None:
         """Record which certificate belongs to a device already in the vault (with consent)."""
         self.book.add(DeviceEntry(ven_id=ven_id, device_uuid=device_uuid, prosumer_id=prosumer_id,
-                                  device_class=device_class, power_bucket=power_bucket))
+                                  device_class=device_class, power_bucket=power_bucket,
+                                  rated_kw=rated_kw))
+
+    def _consenting(self, devices: Collection[UUID], purpose: str) -> frozenset[UUID]:
+        """The devices whose owner consents to ``purpose`` now. The one place consent is read:
+        asked before every message or activation that would use a device's data."""
+        kept = set()
+        for device in devices:
+            try:
+                self.vault.require_consent(device, purpose)
+            except ConsentMissing as exc:
+                log.info("left out (%s): %s", purpose, exc)
+                continue
+            kept.add(device)
+        return frozenset(kept)
 
     def _admit(self, candidate: VenRegistration) -> bool:
         entry = self.book.by_ven.get(candidate.fingerprint)
@@ -196,10 +226,9 @@ class AggregatorNode:
             log.warning("device registration refused: venID %s is not onboarded (an unknown "
                         "certificate, or its owner never consented)", candidate.fingerprint)
             return False
-        try:
-            self.vault.require_consent(entry.device_uuid, ONBOARDING_PURPOSE)
-        except ConsentMissing as exc:
-            log.warning("device registration refused: venID %s: %s", candidate.fingerprint, exc)
+        if not self._consenting((entry.device_uuid,), ONBOARDING_PURPOSE):
+            log.warning("device registration refused: venID %s: its owner's %s consent is not "
+                        "live", candidate.fingerprint, ONBOARDING_PURPOSE)
             return False
         entry.registered = True
         return True
@@ -245,34 +274,45 @@ class AggregatorNode:
         log.info("x-SETTLEMENT for %s: payment EUR %s, penalty EUR %s", statement.event_id,
                  statement.payment_eur, statement.penalty_eur)
 
-    def _pool_devices(self, now: datetime) -> tuple[PoolDevice, ...]:
-        month = month_of(now, self.settings.rules.timezone)
+    def _month(self, now: datetime) -> str:
+        return month_of(now, self.privacy.month_timezone)
+
+    def _pool_devices(self, month: str) -> tuple[tuple[PoolDevice, ...], tuple[str, ...]]:
+        """The devices to register (consenting now, attributes generalised to k, shuffled) and
+        their GCP pseudonyms (once each, shuffled), under ``month``'s pseudonyms."""
         s = self.settings
+        entries = self.book.registered()
+        consenting = self._consenting(tuple(e.device_uuid for e in entries), ONBOARDING_PURPOSE)
+        for entry in entries:
+            entry.registered = entry.device_uuid in consenting
+        kept = [e for e in entries if e.registered]
+        shown = generalise({e.device_uuid: (e.device_class, e.power_bucket, s.zone) for e in kept},
+                           k=self.privacy.k_threshold, order=_GENERALISE_ORDER)
         devices = []
-        for entry in self.book.registered():
-            try:
-                self.vault.require_consent(entry.device_uuid, ONBOARDING_PURPOSE)
-            except ConsentMissing:
-                entry.registered = False
-                continue
+        for entry in kept:
             entry.pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
                                                       s.msp_purpose, month, **_REGISTRATION)
             entry.gcp_pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
                                                           GCP_PURPOSE, month, **_REGISTRATION)
-            devices.append(PoolDevice(pseudonym=entry.pseudonym, device_class=entry.device_class,
-                                      power_bucket=entry.power_bucket, zone=s.zone,
-                                      gcp_pseudonym=entry.gcp_pseudonym))
-        return tuple(devices)
+            device_class, bucket, zone = shown[entry.device_uuid]
+            devices.append(PoolDevice(pseudonym=entry.pseudonym, device_class=device_class,
+                                      power_bucket=bucket, zone=zone))
+        gcps = sorted({e.gcp_pseudonym for e in kept})
+        self._order.shuffle(devices)
+        self._order.shuffle(gcps)
+        return tuple(devices), tuple(gcps)
 
     async def register_pool(self) -> int:
-        """(Re-)send the pool registration; returns how many devices it lists."""
+        """(Re-)send the pool registration under this month's pseudonyms; returns how many
+        devices it lists."""
         assert self.upstream is not None
         now = self.clock()
         s = self.settings
-        devices = self._pool_devices(now)
+        month = self._month(now)
+        devices, gcps = self._pool_devices(month)
         reports = (
-            pool_metadata(s.pool_id, devices, created=now, sample_period=s.rules.sample_period,
-                          market_context=s.market_context),
+            pool_metadata(s.pool_id, devices, gcps=gcps, created=now,
+                          sample_period=s.rules.sample_period, market_context=s.market_context),
             baseline_metadata(s.pool_id, created=now, interval=s.pool.baseline_interval),
             flex_offer_metadata(s.pool_id, created=now),
             erasure_metadata(s.pool_id, created=now),
@@ -280,6 +320,7 @@ class AggregatorNode:
         accepted = await self.upstream.register_metadata(reports)
         self.requests = {r.report_specifier.report_specifier_id: r.report_request_id
                          for r in accepted}
+        self.registered_month = month
         return len(devices)
 
     def _request(self, suffix: str) -> tuple[str, str]:
@@ -291,8 +332,9 @@ class AggregatorNode:
     def build_offer(self, isp: IspRef) -> Offer | None:
         s = self.settings
         assert self.upstream is not None and self.upstream.registration is not None
+        serving = self._consenting(tuple(self.book.by_uuid), ONBOARDING_PURPOSE)
         return build_offer(pool_id=s.pool_id, aggregator_id=self.upstream.registration.ven_id,
-                           isp=isp, forecast_mw=self.book.flex_mw(),
+                           isp=isp, forecast_mw=self.book.flex_mw(serving),
                            price_eur_per_mwh=s.bid_price_eur_per_mwh, rules=s.rules,
                            config=s.pool)
 
@@ -331,8 +373,14 @@ class AggregatorNode:
                 log.exception("aggregator tick at %s failed", at.isoformat())
 
     async def tick(self, at: datetime) -> None:
-        """One sample instant: close complete samples, watch the link, send what is due."""
+        """One sample instant: rotate the pseudonyms at a month boundary, close complete
+        samples, watch the link, send what is due."""
         s = self.settings
+        if (self.upstream is not None and self.registered_month is not None
+                and self._month(self.clock()) != self.registered_month):
+            count = await self.register_pool()
+            log.info("new month %s: pool re-registered under new pseudonyms (%d devices)",
+                     self.registered_month, count)
         for closed in self._close_until(at - s.timing.telemetry_batch - s.timing.telemetry_grace):
             await self.operation.observe(*closed)
         now = self.clock()
@@ -420,24 +468,31 @@ class AggregatorNode:
                                       report_name=BASELINE_REPORT)
 
     async def _send_msp(self, data: MspData) -> None:
-        """Per-device rows of activated devices, under pseudonyms, inside the MSP window."""
+        """Per-device rows of activated devices, under pseudonyms, inside the MSP window: as
+        shares of rated power, in shuffled chunks, only for devices whose owner consents to
+        balancing validation when the chunk's message is built."""
         assert self.upstream is not None
         request_id, specifier = self._request(TELEMETRY_SUFFIX)
-        devices = sorted(data.rows)
+        devices = list(data.rows)
+        self._order.shuffle(devices)
+        step = self.outbound.policy.device_step
         sent = 0
         for i in range(0, len(devices), _MSP_CHUNK):
+            chunk = devices[i:i + _MSP_CHUNK]
+            allowed = self._consenting(chunk, self.settings.msp_purpose)
             by_time: dict[datetime, list[tuple[str, float]]] = {}
-            for device in devices[i:i + _MSP_CHUNK]:
-                name = self.book.by_uuid[device].pseudonym
+            for device in (d for d in chunk if d in allowed):
+                entry = self.book.by_uuid[device]
                 for sample in data.rows[device]:
-                    by_time.setdefault(sample.at, []).append((name, float(sample.value)))
+                    share = device_share(sample.value, entry.rated_kw, step=step)
+                    by_time.setdefault(sample.at, []).append((entry.pseudonym, float(share)))
             if by_time:
                 await self.upstream.send_report(
                     request_id, sample_intervals(sorted(by_time.items()),
                                                  self.settings.rules.sample_period),
                     report_specifier_id=specifier)
-                sent += 1
-        self.msp_sent[data.activation_id] = len(devices)
+                sent += len(allowed)
+        self.msp_sent[data.activation_id] = sent
 
     # ------------------------------------------------------------ shutdown
 

@@ -1,11 +1,11 @@
 """The aggregator's view of its devices: who they are (by venID), what they last reported.
 
 Owns the mapping venID (device certificate fingerprint) -> device_uuid and registration facts
-(class, power bucket, pseudonyms for the current month), the per-sample readings received from
-device telemetry (measured and natural kW), and each device's latest outlook (upward flex and
-natural-consumption forecasts per horizon). Closing a sample turns the readings of every
-registered device into a pool row (:func:`cbp.pool.aggregate_sample`): a device with no reading
-for that instant is listed missing, never filled in.
+(class, power bucket, rated power, pseudonyms for the current month), the per-sample readings
+received from device telemetry (measured and natural kW), and each device's latest outlook
+(upward flex and natural-consumption forecasts per horizon). Closing a sample turns the readings
+of every registered device into a pool row (:func:`cbp.pool.aggregate_sample`): a device with no
+reading for that instant is listed missing, never filled in.
 
 Invariants: readings are keyed by the sample instant they were taken at; a sample is closed once
 and its readings are then dropped; a reading for an instant already closed arrives too late to
@@ -16,7 +16,7 @@ reverse table) when the month changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -38,6 +38,8 @@ class DeviceEntry:
     prosumer_id: str
     device_class: str
     power_bucket: str
+    #: what per-device values to the TSO are a share of (:func:`privacy.device_share`)
+    rated_kw: Decimal
     pseudonym: str = ""
     gcp_pseudonym: str = ""
     registered: bool = False
@@ -137,10 +139,13 @@ class DeviceBook:
     def pending_before(self, limit: datetime) -> tuple[datetime, ...]:
         return tuple(sorted(t for t in self._open if t <= limit))
 
-    def flex(self) -> dict[UUID, FlexState]:
-        """The dispatcher's view: natural kW now and the reduction each device can hold."""
+    def flex(self, only: Collection[UUID] | None = None) -> dict[UUID, FlexState]:
+        """The dispatcher's view: natural kW now and the reduction each device can hold (of
+        the devices in ``only``, when given)."""
         states = {}
         for entry in self.registered():
+            if only is not None and entry.device_uuid not in only:
+                continue
             outlook = self.outlooks.get(entry.device_uuid)
             if outlook is None:
                 continue
@@ -154,8 +159,8 @@ class DeviceBook:
         names = [c.value for c in self.pool.class_priority]
         return names.index(device_class) if device_class in names else len(names)
 
-    def flex_mw(self) -> Decimal:
-        kw = sum(s.up_kw for s in self.flex().values())
+    def flex_mw(self, only: Collection[UUID] | None = None) -> Decimal:
+        kw = sum(s.up_kw for s in self.flex(only).values())
         return (Decimal(repr(kw)) / 1000).quantize(self.rules.pool_resolution_mw,
                                                    rounding="ROUND_DOWN")
 

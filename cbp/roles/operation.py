@@ -1,9 +1,12 @@
 """The aggregator's operation: from the TSO's LOAD_DISPATCH event to device setpoint events.
 
 docs/architecture.md#the-cbp-profile-on-openadr (activation, dispatch), exceptions:
-- activation: a new event version is planned over the devices' reported flex
-  (:class:`cbp.pool.Dispatcher`, one kW consumption target per device and sample) and published
-  as one LOAD_DISPATCH event per device on the aggregator's own VTN;
+- activation: a new event version is planned over the reported flex of the devices whose owner
+  consents to the flexibility service at that moment (``consenting``, asked at every planning,
+  so a withdrawal counts from the next activation or re-dispatch on) with ties broken under a
+  key drawn from ``order`` once per activation (:class:`cbp.pool.Dispatcher`, one kW
+  consumption target per device and sample) and published as one LOAD_DISPATCH event per
+  device on the aggregator's own VTN;
 - modification (modificationNumber rises): the device events are cancelled and the new version
   dispatched; cancel (status cancelled): every device event is cancelled, so each device falls
   back to its natural consumption at once: the pool's regulation ramps to 0;
@@ -25,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import random
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -65,6 +69,8 @@ class DispatchedActivation:
     redispatches: int = 0
     version: int = 0
     watch: Dispatcher | None = None
+    #: the dispatcher's tie-break key: drawn per activation, kept over its versions
+    tie_key: bytes = b""
 
     @property
     def accrual(self) -> tuple[datetime, datetime]:
@@ -80,8 +86,12 @@ class Operation:
 
     def __init__(self, *, settings: CbpSettings, book: DeviceBook, msp: MspRecorder,
                  windows: list[ActivationWindow], ctx: Callable[[], ServiceContext],
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime],
+                 consenting: Callable[[Collection[UUID]], frozenset[UUID]],
+                 order: random.Random) -> None:
         self.settings = settings
+        self._consenting = consenting
+        self._order = order
         self.book = book
         self.msp = msp
         self.windows = windows
@@ -123,7 +133,8 @@ class Operation:
         activation = DispatchedActivation(
             event_id=event.event_id, setpoints=setpoints, received_at=self._clock(),
             version=previous.version + 1 if previous is not None else 0,
-            watch=Dispatcher(self.settings.pool))
+            watch=Dispatcher(self.settings.pool),
+            tie_key=previous.tie_key if previous is not None else self._order.randbytes(16))
         self.activations[event.event_id] = activation
         if previous is None:
             self._open_window(activation)
@@ -202,9 +213,9 @@ class Operation:
 
     # ------------------------------------------------------------ planning and publishing
 
-    def _plan(self, setpoints: Sequence[Sample], flex: Mapping[UUID, FlexState]
-              ) -> dict[UUID, list[float]]:
-        dispatcher = Dispatcher(self.settings.pool)
+    def _plan(self, setpoints: Sequence[Sample], flex: Mapping[UUID, FlexState],
+              tie_key: bytes) -> dict[UUID, list[float]]:
+        dispatcher = Dispatcher(self.settings.pool, tie_key=tie_key)
         plan: dict[UUID, list[float]] = {}
         for i, s in enumerate(setpoints):
             step = dispatcher.dispatch(s.at, float(s.value), flex)
@@ -217,7 +228,9 @@ class Operation:
                        setpoints: Sequence[Sample]) -> None:
         rules = self.settings.rules
         flex = {d: s for d, s in self.book.flex().items() if d not in activation.lost}
-        plan = self._plan(setpoints, flex)
+        allowed = self._consenting(tuple(flex))
+        plan = self._plan(setpoints, {d: s for d, s in flex.items() if d in allowed},
+                          activation.tie_key)
         self.msp.mark_activated(activation.event_id, plan)
         created = self._clock()
         activation.device_events = {}

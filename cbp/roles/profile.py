@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from cbp.market import MarketRules
 from cbp.pool import PoolConfig
-from privacy import MeteringScope
+from privacy import DEVICE_SHARE_STEP, VALIDATION_PURPOSE, MeteringScope
 
 __all__ = [
     "BASELINE_REPORT",
@@ -132,7 +132,7 @@ class CbpSettings:
     zone: str = "NL"
     market_context: str = "http://cbp.example/afrr/NL"
     tso_recipient: str = "TSO:TENNET-NL"
-    msp_purpose: str = "balancing-validation"
+    msp_purpose: str = VALIDATION_PURPOSE
     tariff_eur_per_kwh: Decimal = Decimal("0.15")
     bid_price_eur_per_mwh: Decimal = Decimal("180")
     clearing_price_eur_per_mwh: Decimal = Decimal("212.40")
@@ -171,7 +171,7 @@ def metering_scope(settings: CbpSettings) -> MeteringScope:
     return MeteringScope(sample_period=rules.sample_period, before=pool.msp_before,
                          after=pool.msp_after,
                          tracking_lag=rules.sample_period * rules.tracking_lag_samples,
-                         resolution_kw=rules.device_resolution_kw)
+                         share_step=DEVICE_SHARE_STEP)
 
 
 _TEXT_KEYS: Final = ("pool_id", "zone", "market_context", "tso_recipient", "msp_purpose")

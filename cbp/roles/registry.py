@@ -48,8 +48,9 @@ class PoolRegistry:
         """Take a VEN's registration (its pool reports; others are ignored) in place of its
         previous one; returns its pool ids. InvalidData (454) if another aggregator holds one
         of its GCPs, and then nothing changes."""
-        pools = dict(parse_pool_devices(r) for r in _pool_reports(reports))
-        gcps = {d.gcp_pseudonym for devices in pools.values() for d in devices}
+        parsed = [parse_pool_devices(r) for r in _pool_reports(reports)]
+        pools = {pool_id: devices for pool_id, devices, _ in parsed}
+        gcps = {g for _, _, listed in parsed for g in listed}
         taken = sorted(g for g in gcps if self.gcp_owner.get(g, ven_id) != ven_id)
         if taken:
             raise InvalidData(f"{len(taken)} GCP(s) are already registered by another aggregator")

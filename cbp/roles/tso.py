@@ -6,10 +6,12 @@ hold except the market's working sets (registry, offer book, activations, acks, 
 which live on the :class:`TsoNode` instance, never in module globals.
 
 - Registry (:mod:`cbp.roles.registry`): each aggregator's pool registration
-  (METADATA_TELEMETRY_USAGE) lists its devices by pseudonym, class, power bucket, zone and GCP
-  pseudonym. A GCP already registered by another aggregator is refused (454) and nothing of that
-  registration is kept. The registry is rebuilt from the VTN storage when the app starts, so a
-  restarted TSO knows every pool without the aggregators registering again.
+  (METADATA_TELEMETRY_USAGE) lists its devices by pseudonym, class, power bucket and zone, and
+  the pool's GCP pseudonyms; a new one replaces the last (the aggregator sends one at every month
+  boundary, under new pseudonyms). A GCP already registered by another aggregator is refused
+  (454) and nothing of that registration is kept. The registry is rebuilt from the VTN storage
+  when the app starts, so a restarted TSO knows every pool without the aggregators registering
+  again.
 - Bidding: an ``x-FLEX_OFFER`` report goes through :class:`cbp.market.OfferBook`; a refused offer
   is answered with 454 and the book's reason (``too_late: ...``) as the description. An offer
   for a pool the aggregator has not registered is refused (``unknown_pool``).

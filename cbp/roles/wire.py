@@ -3,10 +3,15 @@
 
 Pure functions from role data to ``schemas`` types and back; no I/O, no clock.
 
-- Pool registration: one METADATA_TELEMETRY_USAGE report; the pool row (rID = pool id, MW) and
-  one description per device: rID = its pseudonym, reportDataSource resourceID = the pseudonym
-  and partyID = its GCP's pseudonym, reportSubject groupID = pool id and groupNames
-  ``class:<c>``, ``power:<bucket>``, ``zone:<z>``. Nothing else about a device is said.
+- Pool registration: one METADATA_TELEMETRY_USAGE report; the pool row (rID = pool id, MW,
+  reportDataSource partyIDs = the pseudonyms of the pool's grid connection points, once each)
+  and one description per device: rID = its pseudonym, reportDataSource resourceID = the
+  pseudonym, reportSubject groupID = pool id and groupNames ``class:<c>``, ``power:<bucket>``,
+  ``zone:<z>`` (``OTHER`` where the k-threshold generalised them), readingType Derived, no unit:
+  a device's values are shares of its rated power (:func:`privacy.device_share`). Nothing else
+  about a device is said: the GCPs are listed on the pool row, not per device, so the TSO can
+  check that no connection point is offered by two aggregators without learning which devices
+  share a household. The order of both lists is the caller's (the aggregator shuffles them).
 - ``x-BASELINE``: one interval per horizon, dtstart = the instant forecast for, MW.
 - ``x-FLEX_OFFER``: one report per offer, one interval = the ISP, xcal:uid = the offer id, with
   the offered MW (up/downRegulationCapacityAvailable), the forecast availability and the price.
@@ -76,56 +81,57 @@ OFFER_SUFFIX = ":offers"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolDevice:
-    """What the TSO learns about one device: nothing but these five fields."""
+    """What the TSO learns about one device: nothing but these four fields."""
 
     pseudonym: str
     device_class: str
     power_bucket: str
     zone: str
-    gcp_pseudonym: str
 
 
 def _rate(period: timedelta) -> SamplingRate:
     return SamplingRate(min_period=period, max_period=period)
 
 
-def pool_metadata(pool_id: str, devices: Sequence[PoolDevice], *, created: datetime,
-                  sample_period: timedelta, market_context: str) -> Report:
-    """The pool registration report (one description per device, rID = pseudonym)."""
+def pool_metadata(pool_id: str, devices: Sequence[PoolDevice], *, gcps: Sequence[str],
+                  created: datetime, sample_period: timedelta, market_context: str) -> Report:
+    """The pool registration report (one description per device, rID = pseudonym; the GCP
+    pseudonyms on the pool row)."""
     pool_row = ReportDescription(
         r_id=pool_id, report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ,
-        report_subject=Target(group_ids=(pool_id,)), item_base=ItemBase.megawatts(),
-        market_context=market_context, sampling_rate=_rate(sample_period))
+        report_subject=Target(group_ids=(pool_id,)),
+        report_data_source=Target(party_ids=tuple(gcps)) if gcps else None,
+        item_base=ItemBase.megawatts(), market_context=market_context,
+        sampling_rate=_rate(sample_period))
     rows = [pool_row]
     for d in devices:
         rows.append(ReportDescription(
-            r_id=d.pseudonym, report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ,
+            r_id=d.pseudonym, report_type=ReportType.USAGE, reading_type=ReadingType.DERIVED,
             report_subject=Target(group_ids=(pool_id,), group_names=(
                 f"class:{d.device_class}", f"power:{d.power_bucket}", f"zone:{d.zone}")),
-            report_data_source=Target(resource_ids=(d.pseudonym,), party_ids=(d.gcp_pseudonym,)),
-            item_base=ItemBase.kilowatts(), market_context=market_context,
-            sampling_rate=_rate(sample_period)))
+            report_data_source=Target(resource_ids=(d.pseudonym,)),
+            market_context=market_context, sampling_rate=_rate(sample_period)))
     return Report(report_request_id="0", report_specifier_id=pool_id + TELEMETRY_SUFFIX,
                   created_date_time=created, report_name=ReportName.METADATA_TELEMETRY_USAGE,
                   duration=timedelta(0), descriptions=tuple(rows))
 
 
-def parse_pool_devices(report: Report) -> tuple[str, tuple[PoolDevice, ...]]:
-    """(pool id, devices) from a pool registration report; the pool row is the one whose rID is
-    its own groupID."""
+def parse_pool_devices(report: Report) -> tuple[str, tuple[PoolDevice, ...], tuple[str, ...]]:
+    """(pool id, devices, GCP pseudonyms) from a pool registration report; the pool row is the
+    one whose rID is the pool id."""
     pool_id = report.report_specifier_id.removesuffix(TELEMETRY_SUFFIX)
     devices = []
+    gcps: tuple[str, ...] = ()
     for d in report.descriptions:
         if d.r_id == pool_id:
+            gcps = d.report_data_source.party_ids if d.report_data_source else ()
             continue
         names = dict(n.split(":", 1) for n in (d.report_subject.group_names
                                                 if d.report_subject else ()) if ":" in n)
-        source = d.report_data_source or Target()
         devices.append(PoolDevice(
             pseudonym=d.r_id, device_class=names.get("class", ""),
-            power_bucket=names.get("power", ""), zone=names.get("zone", ""),
-            gcp_pseudonym=source.party_ids[0] if source.party_ids else ""))
-    return pool_id, tuple(devices)
+            power_bucket=names.get("power", ""), zone=names.get("zone", "")))
+    return pool_id, tuple(devices), tuple(gcps)
 
 
 def baseline_metadata(pool_id: str, *, created: datetime, interval: timedelta) -> Report:

@@ -14,7 +14,9 @@ so every expected number is plain arithmetic.
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,7 +32,13 @@ from cbp.pki import Role
 from cbp.roles import AggregatorNode, CbpSettings, DeviceFleet, DeviceIdentity, DeviceNode, TsoNode
 from cbp.roles.device import next_grid
 from cbp.roles.tso import Activation
-from privacy import ONBOARDING_PURPOSE, FileKeyProvider, IdentityVault
+from privacy import (
+    ONBOARDING_PURPOSE,
+    VALIDATION_PURPOSE,
+    FileKeyProvider,
+    IdentityVault,
+    PrivacyConfig,
+)
 from privacy.keys import new_key_line
 from schemas import Event
 from ven import VenClient, VtnUnavailable
@@ -56,14 +64,14 @@ class Clock:
 class SteadyLoad(OnlineState):
     """A device drawing ``natural`` kW unless told a lower consumption target."""
 
-    __slots__ = ("device_id", "natural", "power_bucket", "rated_kw")
+    __slots__ = ("device_class", "device_id", "natural", "power_bucket", "rated_kw")
 
-    device_class = DeviceClass.EV_CHARGER
-
-    def __init__(self, natural: float = NATURAL_KW) -> None:
+    def __init__(self, natural: float = NATURAL_KW, *, rated_kw: float = 22.0,
+                 device_class: DeviceClass = DeviceClass.EV_CHARGER) -> None:
         self.device_id = uuid4()
+        self.device_class = device_class
         self.natural = natural
-        self.rated_kw = 22.0
+        self.rated_kw = rated_kw
         self.power_bucket = power_bucket(self.rated_kw)
         self._online = True
         self._true_kw = natural
@@ -246,11 +254,18 @@ def _open_isp(tso: TsoNode, settings: CbpSettings, now: datetime) -> IspRef:
 
 
 async def build_rig(tmp_path: Path, pki: Pki, *, devices: int = 6,
-                    settings: CbpSettings | None = None) -> Rig:
+                    settings: CbpSettings | None = None,
+                    loads: Callable[[int], SteadyLoad] | None = None,
+                    start: datetime | None = None, order: random.Random | None = None,
+                    privacy: PrivacyConfig | None = None) -> Rig:
     """Both nodes served, ``devices`` devices onboarded and registered, the pool registered at
-    the TSO and every device's first telemetry (its flex) known to the aggregator."""
+    the TSO and every device's first telemetry (its flex) known to the aggregator.
+
+    ``loads(i)`` makes the i-th device's simulator (a default :class:`SteadyLoad` otherwise);
+    ``start`` is the clock's first instant (now otherwise); ``order`` and ``privacy`` go to the
+    aggregator (its shuffles and tie-breaks; k)."""
     settings = settings or CbpSettings.compressed()
-    clock = Clock(next_grid(datetime.now(UTC), settings.rules.sample_period))
+    clock = Clock(next_grid(start or datetime.now(UTC), settings.rules.sample_period))
     tso_cfg = vtn_config(tmp_path, "tso", pki, poll_frequency=timedelta(seconds=1))
     tso = TsoNode(tso_cfg, settings, capture_dir=tmp_path / "captures", clock=clock)
     tso_served = await Served.start(tso.app, tso_cfg)
@@ -262,7 +277,8 @@ async def build_rig(tmp_path: Path, pki: Pki, *, devices: int = 6,
                          auto_subscribe_reports=("TELEMETRY_USAGE",))
     aggregator = AggregatorNode(settings=settings, downstream=agg_cfg, vault=vault,
                                 tso_url=tso_served.url, upstream_tls=pki.client_context(),
-                                outbox_path=tmp_path / "aggregator-outbox.db", clock=clock)
+                                outbox_path=tmp_path / "aggregator-outbox.db", clock=clock,
+                                order=order, privacy=privacy)
     agg_served = await Served.start(aggregator.app, agg_cfg)
     fleet = DeviceFleet(agg_served.url, pki.ca_cert, settings,
                         outbox_path=tmp_path / "devices-outbox.db")
@@ -277,7 +293,7 @@ async def build_rig(tmp_path: Path, pki: Pki, *, devices: int = 6,
         cert, key = issued.write(certs)
         identity = DeviceIdentity(name=issued.name, cert=cert, key=key,
                                   fingerprint=issued.fingerprint)
-        sim = SteadyLoad()
+        sim = loads(i) if loads is not None else SteadyLoad()
         _onboard(vault, aggregator, sim, identity, i)
         fleet.add(identity, sim)
         rig.sims[identity.fingerprint] = sim
@@ -294,13 +310,14 @@ def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sim: SteadyLoad,
     vault.add_prosumer(prosumer_id=prosumer, name=f"Prosumer {i}", postcode="1234 AB",
                        ean=f"871{i:015d}", contract_id=f"C-{i:05d}")
     vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
+    vault.grant_consent(prosumer, VALIDATION_PURPOSE)
     vault.onboard_device(prosumer_id=prosumer, serial=f"SN-{i:08d}",
                          device_class=sim.device_class.value,
                          rated_kw=Decimal(str(sim.rated_kw)), zone="NL",
                          device_uuid=sim.device_id)
     aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,
                        prosumer_id=prosumer, device_class=sim.device_class.value,
-                       power_bucket=sim.power_bucket)
+                       power_bucket=sim.power_bucket, rated_kw=Decimal(str(sim.rated_kw)))
 
 
 def sim_of(rig: Rig, device: UUID) -> SteadyLoad:

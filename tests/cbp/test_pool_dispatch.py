@@ -148,3 +148,22 @@ def test_recovered_device_is_healthy_again() -> None:
     assert plan.lost == (a,) and set(plan.setpoints_kw) == {b}
     dispatcher.observe(T0 + 2 * DT, {a: 0.0, b: 0.0})
     assert not dispatcher.lost
+
+
+def test_ties_are_broken_per_key_and_stay_put_within_one_key() -> None:
+    """Issue 11: equal devices are not ranked the same way by every activation (each draws its
+    own key), but one activation's re-dispatch ranks the survivors as before."""
+    devices = [UUID(int=n) for n in range(1, 41)]
+    flex = {d: FlexState(natural_kw=10.0, up_kw=10.0) for d in devices}
+
+    def first_ten(key: bytes, among: dict[UUID, FlexState]) -> list[UUID]:
+        plan = Dispatcher(CONFIG, tie_key=key).dispatch(T0, 0.1, among)
+        return sorted(plan.setpoints_kw)
+
+    by_id = first_ten(b"", flex)
+    assert by_id == devices[:10]  # without a key: by id
+    chosen = [first_ten(bytes([n]) * 16, flex) for n in range(8)]
+    assert len({tuple(c) for c in chosen}) == 8  # every key picks its own ten
+    survivors = {d: s for d, s in flex.items() if d != chosen[0][0]}
+    again = first_ten(bytes([0]) * 16, survivors)
+    assert set(chosen[0]) - {chosen[0][0]} < set(again)  # the other nine keep their place

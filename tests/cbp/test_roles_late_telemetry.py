@@ -3,6 +3,7 @@ sample that will never close again, and proof that the device is alive (not drop
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -24,7 +25,8 @@ def _book(*devices: UUID) -> DeviceBook:
     book = DeviceBook(SETTINGS.rules, SETTINGS.pool)
     for n, device in enumerate(devices):
         book.add(DeviceEntry(ven_id=f"ven-{n}", device_uuid=device, prosumer_id=f"P{n}",
-                             device_class="ev_charger", power_bucket="7-11kW", registered=True))
+                             device_class="ev_charger", power_bucket="7-11kW", rated_kw=Decimal(11),
+                             registered=True))
     return book
 
 
@@ -57,7 +59,8 @@ async def test_a_device_whose_rows_came_late_but_that_reports_on_is_not_lost() -
     book = _book(late, silent)
     samples = tuple(T0 + i * PERIOD for i in range(3))
     operation = Operation(settings=SETTINGS, book=book, msp=MspRecorder(SETTINGS.pool),
-                          windows=[], ctx=_no_storage, clock=lambda: T0)
+                          windows=[], ctx=_no_storage, clock=lambda: T0,
+                          consenting=frozenset, order=random.Random(0))
     activation = DispatchedActivation(
         event_id="act", setpoints=tuple(Sample(at=at, value=Decimal("0.01")) for at in samples),
         device_events={late: "act-0-0", silent: "act-0-1"}, received_at=T0,

@@ -35,6 +35,7 @@ from ..schemas.xsd_oracle import assert_xsd_valid
 
 _EAN = "871234567890123456"
 _AT = datetime(2025, 3, 14, 13, 0, tzinfo=UTC)
+_REQUEST = "9f0c3e1a-4b5d-4c6e-8f70-123456789abc"
 
 
 def _vault(tmp_path: Path) -> IdentityVault:
@@ -50,12 +51,15 @@ def _vault(tmp_path: Path) -> IdentityVault:
 def _codec(vault: IdentityVault) -> FilteredCodec:
     policy = OutboundPolicy(pool_ids=frozenset({"POOL"}),
                             device_classes=frozenset(c.value for c in DeviceClass),
-                            power_buckets=frozenset({"7-11kW"}))
-    return FilteredCodec(OutboundFilter(policy, vault=vault))
+                            power_buckets=frozenset({"7-11kW"}),
+                            report_specifier_ids=frozenset({"POOL:telemetry"}))
+    gate = OutboundFilter(policy, vault=vault)
+    gate.echoes.learn(("AB:CD", "q1"))  # the venID and report request the TSO gave
+    return FilteredCodec(gate)
 
 
 def _report(r_id: str) -> UpdateReport:
-    return UpdateReport(request_id="r1", ven_id="AB:CD", reports=(Report(
+    return UpdateReport(request_id=_REQUEST, ven_id="AB:CD", reports=(Report(
         report_request_id="q1", report_specifier_id="POOL:telemetry", created_date_time=_AT,
         intervals=(ReportInterval(dtstart=_AT, duration=timedelta(seconds=4),
                                   payloads=(ReportPayload(r_id=r_id, value=9.2),)),)),))
@@ -86,8 +90,10 @@ def test_audit_catches_an_ean_planted_in_a_capture(tmp_path: Path) -> None:
 
 def test_pool_registration_and_offer_round_trip_through_the_wire() -> None:
     devices = (PoolDevice(pseudonym="psn1_" + "a" * 26, device_class="ev_charger",
-                          power_bucket="7-11kW", zone="NL", gcp_pseudonym="psn1_" + "b" * 26),)
-    metadata = pool_metadata("POOL", devices, created=_AT, sample_period=timedelta(seconds=4),
+                          power_bucket="7-11kW", zone="NL"),)
+    gcps = ("psn1_" + "b" * 26,)
+    metadata = pool_metadata("POOL", devices, gcps=gcps, created=_AT,
+                             sample_period=timedelta(seconds=4),
                              market_context="http://cbp.example/afrr/NL")
     from schemas import Codec
     codec = Codec()
@@ -95,7 +101,7 @@ def test_pool_registration_and_offer_round_trip_through_the_wire() -> None:
     assert_xsd_valid(wire)
     decoded = codec.decode(wire)
     assert isinstance(decoded, RegisterReport)
-    assert parse_pool_devices(decoded.reports[0]) == ("POOL", devices)
+    assert parse_pool_devices(decoded.reports[0]) == ("POOL", devices, gcps)
     isp = IspRef(day=_AT.date(), index=57)
     offer = Offer(offer_id="POOL:2025-03-14:57:up", aggregator_id="AB:CD", isp=isp,
                   direction=Direction.UP, mw=Decimal("5"), price_eur_per_mwh=Decimal("180"),

@@ -92,8 +92,7 @@ async def test_a_refused_registration_is_not_restored(rig: Rig, pki: Pki,
     first = _ven_id(rig)
     owners = dict(rig.tso.gcp_owner)
     stolen = tuple(PoolDevice(pseudonym=f"psn1_other{i}", device_class="ev_charger",
-                              power_bucket="11-22kW", zone="NL", gcp_pseudonym=gcp)
-                   for i, gcp in enumerate(sorted(owners)))
+                              power_bucket="11-22kW", zone="NL") for i in range(len(owners)))
     other = VenClient(rig.tso_served.url, pki.client_context(ven=pki.vens[1]),
                       ven_name="other-aggregator", outbox_key="other", clock=rig.clock)
     rig.clock.now += rig.period  # each registration below at an instant of its own
@@ -102,7 +101,7 @@ async def test_a_refused_registration_is_not_restored(rig: Rig, pki: Pki,
         second = (await other.register()).ven_id
         with pytest.raises(VtnRefused):
             await other.register_metadata((pool_metadata(
-                "other-pool", stolen, created=rig.clock.now,
+                "other-pool", stolen, gcps=sorted(owners), created=rig.clock.now,
                 sample_period=rig.settings.rules.sample_period,
                 market_context=rig.settings.market_context),))
     finally:
@@ -119,13 +118,14 @@ async def test_a_refused_registration_is_not_restored(rig: Rig, pki: Pki,
     assert set(tso.pools) == {first}
 
 
-def _device(n: int, gcp: str) -> PoolDevice:
+def _device(n: int, gcp: str) -> tuple[PoolDevice, str]:
     return PoolDevice(pseudonym=f"psn1_{n}", device_class="ev_charger", power_bucket="7-11kW",
-                      zone="NL", gcp_pseudonym=gcp)
+                      zone="NL"), gcp
 
 
-def _pool(pool_id: str, *devices: PoolDevice) -> tuple[Report, ...]:
-    return (pool_metadata(pool_id, devices, created=datetime(2026, 1, 5, tzinfo=UTC),
+def _pool(pool_id: str, *devices: tuple[PoolDevice, str]) -> tuple[Report, ...]:
+    return (pool_metadata(pool_id, [d for d, _ in devices], gcps=[g for _, g in devices],
+                          created=datetime(2026, 1, 5, tzinfo=UTC),
                           sample_period=timedelta(seconds=4), market_context="http://cbp"),)
 
 

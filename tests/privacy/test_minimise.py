@@ -1,9 +1,11 @@
-"""The outbound filter on real encoded OpenADR messages, typed records, and the k-threshold."""
+"""The outbound filter on real encoded OpenADR messages (its allow-list, deny-list scans and k
+check), the k-threshold generalisation, and per-device values as shares of rated power."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,11 +21,14 @@ from .conftest import WHO, Household
 TSO = "TSO:TENNET-NL"
 ACT = datetime(2025, 3, 14, 14, 3, tzinfo=UTC)
 WINDOW = ActivationWindow(start=ACT - timedelta(minutes=5), end=ACT + timedelta(minutes=15))
-POLICY = OutboundPolicy(pool_ids=frozenset({"VDB-AFRR-01"}))
+POLICY = OutboundPolicy(pool_ids=frozenset({"VDB-AFRR-01"}),
+                        report_specifier_ids=frozenset({"TELEMETRY-VDB-AFRR-01"}),
+                        report_names=frozenset({"TELEMETRY_USAGE"}))
+REQUEST = "0b6c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
 
 
 def telemetry(
-    rid: str, *, value: float = 7.5, at: datetime = ACT, request_id: str = "req-1",
+    rid: str, *, value: float = 0.75, at: datetime = ACT, request_id: str = REQUEST,
     specifier: str = "TELEMETRY-VDB-AFRR-01", ven_id: str = "AGG-VDB",
 ) -> bytes:  # fmt: skip
     interval = ReportInterval(
@@ -38,7 +43,9 @@ def telemetry(
 
 @pytest.fixture
 def gate(vault: IdentityVault) -> OutboundFilter:
-    return OutboundFilter(POLICY, vault=vault)
+    gate = OutboundFilter(POLICY, vault=vault)
+    gate.echoes.learn(("AGG-VDB", "rr-1"))  # the venID and report request the TSO assigned
+    return gate
 
 
 @pytest.fixture
@@ -97,7 +104,7 @@ def test_refuses_vault_values_anywhere(
 
 
 def test_rid_must_be_a_pseudonym_or_a_configured_id(gate: OutboundFilter) -> None:
-    with pytest.raises(privacy.OutboundRefused, match="neither a pseudonym"):
+    with pytest.raises(privacy.OutboundRefused, match="rID: value"):
         gate.admit_xml(telemetry("device-42"), windows=(WINDOW,))
 
 
@@ -108,8 +115,10 @@ def test_per_device_rows_only_inside_windows_and_on_the_grid(
         gate.admit_xml(telemetry(psn, at=ACT + timedelta(hours=1)), windows=(WINDOW,))
     with pytest.raises(privacy.OutboundRefused, match="outside activation windows"):
         gate.admit_xml(telemetry(psn))  # idle: no window at all
-    with pytest.raises(privacy.OutboundRefused, match=r"finer than 0\.1 kW"):
-        gate.admit_xml(telemetry(psn, value=7.55), windows=(WINDOW,))
+    with pytest.raises(privacy.OutboundRefused, match=r"not a share in \[-1, 1\] on the 0\.01"):
+        gate.admit_xml(telemetry(psn, value=0.755), windows=(WINDOW,))
+    with pytest.raises(privacy.OutboundRefused, match="not a share"):
+        gate.admit_xml(telemetry(psn, value=7.5), windows=(WINDOW,))  # a kW value, not a share
 
 
 def test_doctype_is_refused(gate: OutboundFilter) -> None:
@@ -117,39 +126,66 @@ def test_doctype_is_refused(gate: OutboundFilter) -> None:
         gate.admit_xml(b"<!DOCTYPE x><x/>")
 
 
-def test_typed_records(gate: OutboundFilter, psn: str) -> None:
-    good = privacy.DeviceRecord(
-        pseudonym=psn, device_class="EV_CHARGER", power_bucket="7.4-11kW", zone="NL",
-        pool_id="VDB-AFRR-01", gcp_pseudonym=psn,
-    )  # fmt: skip
-    reading = privacy.DeviceMeasurement(pseudonym=psn, at=ACT, kw=Decimal("7.5"))
-    assert gate.admit_records((good, reading), windows=(WINDOW,)) == (good, reading)
-    bad = privacy.DeviceRecord(
-        pseudonym="871687120000000001", device_class="EV_CHARGER", power_bucket="11.04kW",
-        zone="NL", pool_id="VDB-AFRR-01", gcp_pseudonym="871687120000000001",
-    )  # fmt: skip
-    with pytest.raises(privacy.OutboundRefused) as refused:
-        gate.admit_records((good, bad, reading))
-    text = str(refused.value)
-    for problem in ("record 1: pseudonym", "power bucket", "GCP", "record 2: measurement"):
-        assert problem in text
+def test_an_element_without_a_rule_or_an_unlearned_foreign_id_is_refused(
+    gate: OutboundFilter, psn: str
+) -> None:
+    data = telemetry(psn)
+    with pytest.raises(privacy.OutboundRefused, match="venID: value"):
+        gate.admit_xml(telemetry(psn, ven_id="AGG-OTHER"), windows=(WINDOW,))  # never sent to us
+    unknown = data.replace(b"<ei:reportName>", b"<ei:reportName>x").replace(
+        b"TELEMETRY_USAGE</ei:reportName>", b"TELEMETRY_USAGE</ei:reportName>")
+    with pytest.raises(privacy.OutboundRefused, match="reportName: value"):
+        gate.admit_xml(unknown, windows=(WINDOW,))
+    with pytest.raises(privacy.OutboundRefused, match="not in the outbound allow-list"):
+        note = b"<oadr:note>Tesla Model Y</oadr:note></oadr:oadrUpdateReport>"
+        gate.admit_xml(data.replace(b"</oadr:oadrUpdateReport>", note), windows=(WINDOW,))
 
 
-def test_k_threshold_merges_small_groups() -> None:
-    table = {"EV": tuple(range(1200)), "HP": tuple(range(600)), "BAT": tuple(range(4)),
-             "V2G": tuple(range(3)), "PV": tuple(range(5)), "FRIDGE": tuple(range(10))}  # fmt: skip
-    merged = privacy.merge_small_groups(table, k=10)
-    assert set(merged) == {"EV", "FRIDGE", "HP", "OTHER"}  # exactly k stays on its own
-    assert len(merged["OTHER"]) == 12
-    assert sum(len(v) for v in merged.values()) == 1822  # nothing lost
-    assert all(len(v) >= 10 for v in merged.values())
+def _check_k(result: dict[int, tuple[str, ...]], k: int) -> None:
+    groups = Counter(result.values())
+    if len(groups) > 1 or any(v != privacy.GENERALISED for v in next(iter(groups), ())):
+        assert min(groups.values()) >= k, groups
 
 
-def test_k_threshold_never_leaves_a_small_other() -> None:
-    merged = privacy.merge_small_groups({"A": (1,) * 30, "B": (2,) * 12, "C": (3,) * 2}, k=10)
-    # OTHER would hold 2 devices alone: the smallest kept group (B) joins it.
-    assert merged == {"A": (1,) * 30, "OTHER": (3,) * 2 + (2,) * 12}
-    assert privacy.merge_small_groups({"A": (1,) * 3}, k=10) == {"OTHER": (1,) * 3}
-    assert privacy.merge_small_groups({}, k=10) == {}
+def test_generalise_lifts_small_groups_one_attribute_at_a_time() -> None:
+    fleet = ([("ev", "11kW+", "NL")] * 40 + [("ev", "7-11kW", "NL")] * 6
+             + [("ev", "3-7kW", "NL")] * 5 + [("heat_pump", "3-7kW", "NL")] * 12
+             + [("heat_pump", "11kW+", "NL")] + [("battery", "3-7kW", "NL")] * 3)
+    table = dict(enumerate(fleet))
+    result = privacy.generalise(table, k=10, order=(1, 0, 2))
+    assert set(result) == set(table)  # nothing suppressed, nothing added
+    _check_k(result, 10)
+    counts = Counter(result.values())
+    assert counts[("ev", "11kW+", "NL")] == 40  # large enough: untouched
+    assert counts[("heat_pump", "3-7kW", "NL")] == 12
+    # the two small EV buckets merge as (ev, OTHER) = 11; the lone heat pump and the 3
+    # batteries give up class and zone too, and stay 4 < k: the smallest group left (the 11)
+    # is generalised into them
+    assert counts == {("ev", "11kW+", "NL"): 40, ("heat_pump", "3-7kW", "NL"): 12,
+                      ("OTHER", "OTHER", "OTHER"): 15}
+
+
+def test_generalise_never_leaves_a_small_group() -> None:
+    for sizes in ((30, 12, 2), (9, 9), (3,), (10, 1), (50, 9, 9, 1)):
+        fleet = [(f"c{i}", "b", "NL") for i, n in enumerate(sizes) for _ in range(n)]
+        result = privacy.generalise(dict(enumerate(fleet)), k=10, order=(1, 0, 2))
+        assert len(result) == sum(sizes)
+        _check_k(result, 10)
+    assert privacy.generalise({}, k=10, order=(0,)) == {}
+    assert set(privacy.generalise({1: ("a", "b", "c")}, k=10, order=(1, 0, 2)).values()) == {
+        ("OTHER", "OTHER", "OTHER")}  # a pool under k says nothing about its devices
     with pytest.raises(ValueError):
-        privacy.merge_small_groups({}, k=0)
+        privacy.generalise({1: ("a",)}, k=0, order=(0,))
+    with pytest.raises(ValueError):
+        privacy.generalise({1: ("a", "b")}, k=2, order=(0,))
+
+
+def test_device_share_hides_the_rating_the_bucket_hides() -> None:
+    # an 11 kW and a 7.4 kW charger in one "7-11kW" bucket, both flat out: indistinguishable
+    assert privacy.device_share(Decimal("11.0"), Decimal("11")) == Decimal("1.00")
+    assert privacy.device_share(Decimal("7.4"), Decimal("7.4")) == Decimal("1.00")
+    assert privacy.device_share(Decimal("3.7"), Decimal("11")) == Decimal("0.34")
+    assert privacy.device_share(Decimal("12"), Decimal("11")) == 1  # clipped, never above 1
+    assert privacy.device_share(Decimal("-30"), Decimal("11")) == -1
+    with pytest.raises(ValueError):
+        privacy.device_share(Decimal(1), Decimal(0))

@@ -37,9 +37,10 @@ def test_every_setting_is_printed_as_the_nodes_read_it(change: dict[str, object]
 def test_the_metering_scope_is_printed_from_the_profile() -> None:
     scope = MeteringScope(sample_period=timedelta(seconds=2), before=timedelta(seconds=60),
                           after=timedelta(seconds=30), tracking_lag=timedelta(seconds=4),
-                          resolution_kw=Decimal("0.5"))
+                          share_step=Decimal("0.05"))
     text = render_markdown(PrivacyConfig(), scope)
-    assert "2-s samples at 0.5 kW, from 60 s before an activation to 30 s after it" in text
+    assert ("2-s samples as shares of the device's rated power in steps of 0.05, from 60 s "
+            "before an activation to 30 s after it") in text
     # (60 + 900 + 4 + 30) / 2 samples for a 15-minute activation
     assert f"{scope.samples_per_device(timedelta(minutes=15))} samples" in text
     assert scope.samples_per_device(timedelta(minutes=15)) == 497
