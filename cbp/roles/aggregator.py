@@ -437,6 +437,16 @@ class AggregatorNode:
                 sent += 1
         self.msp_sent[data.activation_id] = len(devices)
 
+    async def scrub_stores(self) -> None:
+        """After an erasure: no deleted row left readable in the VTN database's WAL or the
+        outbox's (their connections zero deleted content; this truncates the WALs)."""
+        done = await self.app[STORAGE].scrub()
+        if self._outbox is not None:
+            done = await self._outbox.scrub() and done
+        if not done:
+            log.warning("erasure: old copies of deleted rows stay until the next checkpoint (a "
+                        "reader held a WAL) or VACUUM (PostgreSQL)")
+
     # ------------------------------------------------------------ shutdown
 
     async def close(self) -> None:
