@@ -23,8 +23,9 @@ Invariants:
   re-wraps every data key and re-authenticates every clear row under the current version.
 - Every path from a pseudonym or a device_uuid to identity (:meth:`resolve`,
   :meth:`pseudonym_of`, :meth:`device`, :meth:`devices`, :meth:`prosumer`,
-  :meth:`identity_values`, :meth:`pending_erasures`) and every erasure writes an audit entry
-  (:mod:`privacy.auditlog`) naming who and why; there is no unaudited public way to them.
+  :meth:`identity_values`, :meth:`pending_erasures`, :meth:`issued_pseudonyms`) and every
+  erasure writes an audit entry (:mod:`privacy.auditlog`) naming who and why; there is no
+  unaudited public way to them.
 - Erasure (:meth:`erase_prosumer`) first computes every pseudonym the prosumer's devices and GCP
   were issued (every month since onboarding, every scope configured or ever used) into pending
   notices, then destroys the data key, then deletes the rows; consent history stays in a minimal
@@ -68,6 +69,7 @@ from .records import (
     ConsentHistory,
     Device,
     ErasureNotice,
+    Holdings,
     PendingErasure,
     Prosumer,
 )
@@ -451,8 +453,10 @@ class IdentityVault:
 
     # ------------------------------------------------------------ erasure
 
-    def _notice(self, prosumer_id: str, recipient: str, purposes: Sequence[str],
-                now: datetime) -> ErasureNotice:
+    def _issued(self, prosumer_id: str, recipient: str, purposes: Sequence[str], now: datetime
+                ) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+        """Every month and, per purpose, every pseudonym the prosumer's devices and GCP were
+        issued for ``recipient`` since onboarding (and in any other month the scope was used)."""
         owner = self._prosumer(prosumer_id)
         devices = self._devices(prosumer_id)
         since, current = str(self._prosumer_fields(prosumer_id)["since"]), month_of(now, self._zone)
@@ -465,8 +469,34 @@ class IdentityVault:
                      [self._device_pseudonym(d, recipient, purpose, m)
                       for m in months for d in devices])
             listed.append((purpose, tuple(dict.fromkeys(names))))
+        return tuple(sorted(all_months)), tuple(listed)
+
+    def _by_recipient(self, scopes: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+        """``scopes`` and every scope ever used, purposes grouped by recipient."""
+        by_recipient: dict[str, list[str]] = {}
+        for recipient, purpose in dict.fromkeys([*scopes, *self._epochs.used_scopes()]):
+            by_recipient.setdefault(recipient, []).append(purpose)
+        return by_recipient
+
+    def _notice(self, prosumer_id: str, recipient: str, purposes: Sequence[str],
+                now: datetime) -> ErasureNotice:
+        months, listed = self._issued(prosumer_id, recipient, purposes, now)
         return ErasureNotice(notice_id=str(uuid.uuid4()), recipient=recipient, issued_at=now,
-                             months=tuple(sorted(all_months)), pseudonyms=tuple(listed))
+                             months=months, pseudonyms=listed)
+
+    def issued_pseudonyms(self, prosumer_id: str, *, scopes: Sequence[tuple[str, str]],
+                          requested_by: str, reason: str) -> tuple[Holdings, ...]:
+        """Per recipient (of ``scopes`` and of every scope ever used), every pseudonym under
+        which it may hold the prosumer's data: for a data subject's access request (GDPR art.
+        15); audited."""
+        now = self._clock()
+        found = []
+        for recipient, purposes in self._by_recipient(scopes).items():
+            months, listed = self._issued(prosumer_id, recipient, purposes, now)
+            found.append(Holdings(recipient=recipient, months=months, pseudonyms=listed))
+        self._audit("issued_pseudonyms", requested_by, reason, {
+            "prosumer": self._ref(prosumer_id), "recipients": str(len(found))})
+        return tuple(found)
 
     def erase_prosumer(self, prosumer_id: str, *, scopes: Sequence[tuple[str, str]],
                        requested_by: str, reason: str) -> tuple[PendingErasure, ...]:
@@ -475,13 +505,10 @@ class IdentityVault:
         Returns the pending notices, one per recipient."""
         devices = self._devices(prosumer_id)
         now = self._clock()
-        by_recipient: dict[str, list[str]] = {}
-        for recipient, purpose in dict.fromkeys([*scopes, *self._epochs.used_scopes()]):
-            by_recipient.setdefault(recipient, []).append(purpose)
         pending = tuple(PendingErasure(
             notice=self._notice(prosumer_id, recipient, purposes, now),
             devices=tuple(d.device_uuid for d in devices))
-            for recipient, purposes in by_recipient.items())
+            for recipient, purposes in self._by_recipient(scopes).items())
         erasure_id = str(uuid.uuid4())
         with self._db:
             for item in pending:
