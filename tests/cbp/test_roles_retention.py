@@ -10,17 +10,21 @@ activation sends, and the aggregator keys raw telemetry by device certificate, a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sqlite3
 import subprocess
 import sys
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from cbp.roles import CbpSettings, TsoNode
 from cbp.roles.profile import metering_scope
 from cbp.roles.retention import aggregator_rules, tso_rules
 from privacy import (
@@ -30,8 +34,11 @@ from privacy import (
     config_from_document,
     retention_schedule,
 )
+from vtn.app import STORAGE
+from vtn.storage import ReportPoint, VenRegistration
 
-from .rolekit import Rig
+from ..conftest import Pki
+from .rolekit import WAIT_S, Clock, Rig, vtn_config
 
 
 def _count(db: Path, where: str = "1", table: str = "report_points") -> int:
@@ -170,3 +177,48 @@ def test_the_nodes_read_the_privacy_table_of_their_config(role: str, key: str,
         env={**os.environ, "PYTHONWARNINGS": "ignore"}, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert key in done.stderr
+
+
+def _capture(path: Path, at: datetime) -> None:
+    path.write_bytes(b"<r/>")
+    os.utime(path, (at.timestamp(), at.timestamp()))
+
+
+async def test_a_tso_back_after_a_month_away_purges_as_it_starts(tmp_path: Path,
+                                                                 pki: Pki) -> None:
+    """No run_once here: the node's own task runs at start, on the node's clock."""
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    config = vtn_config(tmp_path, "tso", pki)
+    captures = tmp_path / "captures"
+    ages = PrivacyConfig()
+    device = ReportPoint(ven_id="AGG", report_request_id="rr", report_specifier_id="POOL",
+                         r_id="psn1_" + "a" * 26, dtstart=clock.now, received_at=clock.now)
+    pool = replace(device, r_id="POOL")
+
+    async def started() -> tuple[TsoNode, web.AppRunner]:
+        node = TsoNode(config, CbpSettings.compressed(), capture_dir=captures, clock=clock)
+        runner = web.AppRunner(node.app)
+        await runner.setup()
+        async with asyncio.timeout(WAIT_S):
+            await node.retention.passed.wait()
+        return node, runner
+
+    node, runner = await started()
+    storage = node.app[STORAGE]
+    await storage.vens.register(VenRegistration(
+        ven_id="AGG", registration_id="reg", fingerprint="AA:BB", ven_name="aggregator",
+        transport_address=None, http_pull_model=True, created_at=clock.now))
+    assert await storage.reports.add_points([device, pool]) == 2
+    _capture(captures / "000001-EiReport-request.xml", clock.now)
+    await runner.cleanup()
+
+    clock.now += ages.tso_device_retention + timedelta(days=31)  # down for a month past the age
+    _capture(captures / "000002-EiReport-request.xml", clock.now)  # written at restart
+    node, runner = await started()
+    try:
+        left = await node.app[STORAGE].reports.points("AGG", device.dtstart,
+                                                      device.dtstart + timedelta(seconds=1))
+        assert [p.r_id for p in left] == ["POOL"], "per-device rows purged at start, pool kept"
+        assert sorted(p.name for p in captures.iterdir()) == ["000002-EiReport-request.xml"]
+    finally:
+        await runner.cleanup()
