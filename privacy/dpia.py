@@ -181,6 +181,82 @@ def _necessity(scope: MeteringScope) -> Section:
     ))
 
 
+def _rights(config: PrivacyConfig) -> Section:
+    recipients = ", ".join(r.name for r in config.recipients)
+    return Section(title="Data-subject rights", items=(
+        "Access (art. 15), aggregator-held data: `crowdflex privacy access --vault FILE "
+        "--prosumer ID --reason TEXT` prints the identity record, consents and devices the "
+        "vault holds; reading them is written to the audit log with who asked and why.",
+        f"Access, data held by a recipient ({recipients}): a recipient holds no identity, so it "
+        "can only search its data by pseudonym. The same command lists, per recipient, every "
+        "pseudonym under which it may hold the household's data (every month since "
+        "onboarding); the aggregator hands that list to the recipient, which answers from its "
+        "own stores. crowdflex has no recipient-side export command: that answer is part of "
+        "the data-sharing arrangement.",
+        "Erasure (art. 17 and 19): `crowdflex privacy erase` lists every pseudonym ever issued "
+        "per recipient, destroys the household's data key and rows, and the running aggregator "
+        "delivers each recipient's notice over OpenADR; the TSO deletes the rows and captures "
+        "naming those pseudonyms before it acknowledges, and `crowdflex privacy erasures` shows "
+        "each notice as pending or acknowledged.",
+        "Withdrawal of consent (art. 7(3)): recorded in the vault "
+        "(IdentityVault.withdraw_consent) and read from the file at every consent check; "
+        "crowdflex has no command for it yet.",
+        "Rectification (art. 16): crowdflex has no command to correct a vault record yet.",
+    ))
+
+
+def _risks(config: PrivacyConfig, scope: MeteringScope) -> Section:
+    k, zone = config.k_threshold, config.month_timezone
+    window = (f"{scope.before.total_seconds():g} s before to {scope.after.total_seconds():g} s "
+              "after an activation")
+    rows = (
+        ("Re-identification by load curve: a recipient matches a device's curve with metering "
+         "data it obtains elsewhere", "medium", "high",
+         f"per-device rows only for dispatched devices, only from {window}, at "
+         f"{scope.resolution_kw} kW; pseudonyms change every calendar month ({zone})",
+         "a party holding the household's own meter data can still match curve shapes inside "
+         "one month; forbidden by the data-sharing arrangement, not by code"),
+        ("Re-identification by order: a device keeps its position or rank in the lists sent "
+         "each month, linking its monthly pseudonyms", "high while any list keeps a stable "
+         "order", "medium",
+         f"pseudonyms change every calendar month ({zone}); the order of each list sent to the "
+         "TSO is set by the aggregator's outbound path",
+         "months link by position for any list whose order is stable across months"),
+        ("Re-identification by attribute combination: a rare class, power bucket, zone or "
+         "connection point singles out a household", "medium", "medium",
+         "per device only a class, a power bucket, a zone and the connection point's "
+         f"pseudonym are registered; k = {k} is the smallest group reported separately",
+         "a combination shared by fewer than k devices identifies a small group unless the "
+         "outbound path merges or suppresses it"),
+        ("Elimination after erasure: the one entry the remaining devices do not explain is "
+         "the erased household", "low", "medium",
+         "each erasure notice lists every pseudonym the household was ever issued for that "
+         "recipient, every month since onboarding; the TSO deletes their rows and the "
+         "captures naming them before acknowledging",
+         "the TSO learns that some pseudonyms were erased, and when"),
+        ("Insider at the aggregator looks up households without cause", "medium", "high",
+         "every path from pseudonym or device_uuid to identity needs who and why and writes a "
+         "hash-chained audit entry with keyed references only; `crowdflex privacy verify-log` "
+         "names the first broken entry",
+         "a holder of the master key can read everything and rewrite the whole chain; entries "
+         "cut off the end show only against a copy of the head the verifier prints"),
+        ("Key compromise: the master key leaks", "low", "high",
+         "the master key is kept outside the vault file; separate keys are derived for data "
+         "key wrapping, integrity and pseudonyms; households' data keys sit in a separate "
+         "keyring; rotation re-wraps every data key",
+         "with the vault and keyring too, every identity and every month's pseudonyms can be "
+         "recomputed until the household is erased; rotation does not change past months' "
+         "pseudonyms"),
+        ("A copy of the vault and its keyring taken before an erasure is restored", "low",
+         "high",
+         "the keyring is a file of its own, to be kept with the master keys and out of data "
+         "backups; a copy of the vault file alone opens nothing of an erased household",
+         "a keyring copy older than an erasure, with the master key, undoes that erasure"),
+    )
+    return Section(title="Risks", table=Table(
+        columns=("Risk", "Likelihood", "Severity", "Mitigation", "Residual"), rows=rows))
+
+
 def report_sections(config: PrivacyConfig, scope: MeteringScope) -> tuple[Section, ...]:
     return (
         Section(title="About this report", paragraphs=(
@@ -194,4 +270,6 @@ def report_sections(config: PrivacyConfig, scope: MeteringScope) -> tuple[Sectio
         _retention(config),
         _pseudonymisation(config),
         _necessity(scope),
+        _rights(config),
+        _risks(config, scope),
     )

@@ -57,6 +57,7 @@ def _erase(args: argparse.Namespace) -> int:
     vault = _open_vault(args)
     if vault is None:
         return 2
+    keyring = vault.keyring_path
     with vault:
         raw = privacy.SqliteRawDataStore(args.raw_store) if args.raw_store else None
         try:
@@ -72,6 +73,9 @@ def _erase(args: argparse.Namespace) -> int:
               f"{notice.months[-1]}; pending until the recipient acknowledges")
     print(f"prosumer {args.prosumer} erased: data key destroyed, their pseudonyms can no longer "
           "be recomputed; the running aggregator delivers the TSO's notice")
+    print(f"any copy of the keyring {keyring} taken before now still holds the destroyed key: "
+          "with the master key and a vault copy it gives the household back; destroy such "
+          "copies (keep the keyring out of data backups)")
     return 0
 
 

@@ -4,6 +4,7 @@ nodes read, and the statements that promise behaviour are held against the code 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -14,6 +15,7 @@ import pytest
 import privacy
 from cbp.cli import main
 from privacy import MeteringScope, PrivacyConfig, Recipient, render_markdown
+from privacy.keys import new_key_line
 
 from .conftest import add_household, key_provider
 
@@ -83,3 +85,55 @@ def test_the_report_command_joins_the_nodes_tables_and_refuses_a_disagreement(
     assert main(["privacy", "report", "--config", str(tso), "--config", str(aggregator),
                  "--out", str(tmp_path / "again")]) == 2
     assert not (tmp_path / "again").exists()
+
+
+def test_the_keyring_is_a_store_of_its_own_and_erase_warns_about_its_copies(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The threat (a keyring copy older than an erasure undoes it) is in the report's retention
+    table and in what `crowdflex privacy erase` prints; and it is real: such a copy, with the
+    master key and a vault copy, gives the erased household back."""
+    (row,) = [e for e in privacy.retention_schedule(PrivacyConfig())
+              if e.store is privacy.Store.KEYRING]
+    assert "never in data backups" in row.kept and row.age is None
+    assert "| vault keyring |" in render_markdown(PrivacyConfig())
+    key_file, path = tmp_path / "vault.key", tmp_path / "vault.db"
+    key_file.write_text(new_key_line(1))
+    with privacy.IdentityVault(path, privacy.FileKeyProvider(key_file)) as vault:
+        household = add_household(vault, 1)
+        keyring = vault.keyring_path
+    shutil.copyfile(path, tmp_path / "vault-copy.db")
+    shutil.copyfile(keyring, tmp_path / "keyring-copy")
+    capsys.readouterr()
+    assert main(["privacy", "erase", "--vault", str(path), "--key-file", str(key_file),
+                 "--prosumer", household.prosumer.prosumer_id, "--reason", "request E-1"]) == 0
+    out = capsys.readouterr().out
+    assert f"any copy of the keyring {keyring} taken before now still holds" in out
+    with privacy.IdentityVault(tmp_path / "vault-copy.db", privacy.FileKeyProvider(key_file),
+                               keyring=tmp_path / "keyring-copy") as old:
+        back = old.prosumer(household.prosumer.prosumer_id, requested_by="test",
+                            reason="the threat is real")
+    assert back.name == household.prosumer.name
+
+
+def test_the_report_holds_the_rights_flows_and_the_risk_table() -> None:
+    config = PrivacyConfig(k_threshold=17, month_timezone="Europe/Brussels",
+                           recipients=(Recipient(name="TSO:ELIA-BE",
+                                                 purposes=("balancing-validation",)),))
+    scope = MeteringScope(before=timedelta(seconds=60), after=timedelta(seconds=30))
+    sections = {s.title: s for s in privacy.report_sections(config, scope)}
+    rights = " ".join(sections["Data-subject rights"].items)
+    assert "crowdflex privacy access --vault FILE --prosumer ID --reason TEXT" in rights
+    assert "recipient (TSO:ELIA-BE)" in rights and "crowdflex privacy erasures" in rights
+    table = sections["Risks"].table
+    assert table is not None
+    assert table.columns == ("Risk", "Likelihood", "Severity", "Mitigation", "Residual")
+    risks = [row[0] for row in table.rows]
+    for topic in ("by load curve", "by order", "by attribute combination",
+                  "Elimination after erasure", "Insider at the aggregator", "Key compromise",
+                  "taken before an erasure"):
+        assert sum(topic in r for r in risks) == 1, topic
+    text = render_markdown(config, scope)
+    assert "k = 17 is the smallest group" in text and "(Europe/Brussels)" in text
+    assert "only from 60 s before to 30 s after an activation" in text
+    assert all(level in ("low", "medium", "high") or level.startswith("high while")
+               for row in table.rows for level in row[1:3])
