@@ -29,7 +29,8 @@ Invariants:
 - Erasure (:meth:`erase_prosumer`) first computes every pseudonym the prosumer's devices and GCP
   were issued (every month since onboarding, every scope configured or ever used) into pending
   notices, then destroys the data key, then deletes the rows; consent history stays in a minimal
-  form. ``PRAGMA secure_delete`` zeroes deleted content.
+  form. ``PRAGMA secure_delete`` zeroes deleted content; in WAL mode the WAL is truncated after
+  an erasure and after an acknowledgement, so no older frame keeps what was deleted.
 - Consent is read from the file on every check, so a withdrawal takes effect at the next check.
 - A file of the first format (one key for everything) is refused with :class:`VaultOutdated`.
 """
@@ -37,6 +38,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import uuid
@@ -77,6 +79,7 @@ from .sealing import Integrity, Keyring, row_aad
 
 __all__ = ["GCP_PURPOSE", "ONBOARDING_PURPOSE", "AuditEntry", "IdentityValue", "IdentityVault"]
 
+_LOG: Final = logging.getLogger("crowdflex.privacy.vault")
 GCP_PURPOSE: Final = "gcp"
 ONBOARDING_PURPOSE: Final = "flexibility-service"
 _SALT_BYTES: Final = 16
@@ -521,6 +524,7 @@ class IdentityVault:
             self._consents.forget_prosumer(prosumer_id, erasure_id, now)
             self._db.execute("DELETE FROM devices WHERE prosumer_id = ?", (prosumer_id,))
             self._db.execute("DELETE FROM prosumers WHERE prosumer_id = ?", (prosumer_id,))
+        self._truncate_wal()
         self.generation += 1
         return pending
 
@@ -534,9 +538,17 @@ class IdentityVault:
         return pending
 
     def acknowledge_erasure(self, notice_id: str, at: datetime) -> None:
-        """The recipient confirmed: keep when, drop the pseudonym list and local ids for good."""
+        """The recipient confirmed: keep when, drop the pseudonym list and local ids for good
+        (zeroed in the file, and in WAL mode the WAL truncated, so no older frame keeps them)."""
         with self._db:
             self._notices.acknowledge(notice_id, at)
+        self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint and truncate the WAL (nothing to do in rollback-journal mode)."""
+        if self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            _LOG.warning("vault %s: another connection is reading; the WAL frames of deleted "
+                         "rows go at the next checkpoint", self.path)
 
     def erasure_log(self) -> tuple[NoticeRecord, ...]:
         """Every notice issued, pending or acknowledged (no pseudonyms)."""
