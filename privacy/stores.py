@@ -32,6 +32,7 @@ class Store(StrEnum):
     OUTBOX = "outbox to the TSO"
     LOGS = "node logs"
     TSO_DEVICE_ROWS = "per-device rows"
+    TSO_REGISTRATION = "pool registration"
     TSO_POOL_ROWS = "pool rows"
     CAPTURES = "captured messages"
 
@@ -103,6 +104,12 @@ def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
             holds="per-device metering inside activation windows, under monthly pseudonyms",
             kept=_days(config.tso_device_retention) + "; an erasure notice deletes a "
             "household's rows at once", age=config.tso_device_retention),
+        StoreRetention(
+            store=Store.TSO_REGISTRATION, holder=t,
+            where="the TSO VTN's database, report registrations and requests, and its registry",
+            holds="per device: pseudonym, device class, power bucket, zone, GCP pseudonym",
+            kept="until the aggregator registers its pool again (the new registration replaces "
+            "it) or an erasure notice names them"),
         StoreRetention(
             store=Store.TSO_POOL_ROWS, holder=t,
             where="the TSO VTN's database, report points of pool rIDs",

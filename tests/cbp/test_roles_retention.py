@@ -222,3 +222,27 @@ async def test_a_tso_back_after_a_month_away_purges_as_it_starts(tmp_path: Path,
         assert sorted(p.name for p in captures.iterdir()) == ["000002-EiReport-request.xml"]
     finally:
         await runner.cleanup()
+
+
+async def test_a_new_registration_replaces_the_last_at_the_tso(rig: Rig, tmp_path: Path) -> None:
+    """The report's "pool registration" row: per-device registration data stays at the TSO only
+    until the aggregator registers again (here a new month's pseudonyms)."""
+    agg, tso_db = rig.aggregator, tmp_path / "tso.db"
+    before = {e.pseudonym for e in agg.book.registered()}
+    before |= {e.gcp_pseudonym for e in agg.book.registered()}
+    assert all(_named(tso_db, name) for name in before)
+    rig.clock.now += timedelta(days=32)  # always another month
+    assert await agg.register_pool() == len(rig.nodes)
+    after = {e.pseudonym for e in agg.book.registered()}
+    assert after.isdisjoint(before) and all(_named(tso_db, name) for name in after)
+    assert [name for name in before if _named(tso_db, name)] == []
+    held = {d.pseudonym for pools in rig.tso.pools.values() for ds in pools.values() for d in ds}
+    assert held == after
+
+
+def _named(db: Path, name: str) -> bool:
+    """Whether any cell of any table of the file names ``name``."""
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return any(name in repr(row)
+                   for t in tables for row in conn.execute(f'SELECT * FROM "{t}"'))
