@@ -171,7 +171,9 @@ def _necessity(scope: MeteringScope) -> Section:
     return Section(title="Why per-device data, and how much", paragraphs=(
         "The TSO pays the aggregator for energy delivered by the devices of a pool. Per-device "
         "rows let it check that the pool total is the sum of registered devices and that no "
-        "device delivers for two pools; pool totals alone would not show either.",
+        "device delivers for two pools; pool totals alone would not show either. crowdflex's TSO "
+        "node stores these rows for such checks and deletes them at their age; it does not run "
+        "the checks itself: its settlement reads the pool rows.",
         f"Sent per activated device and activation: {scope.sample_period.total_seconds():g}-s "
         f"samples at {scope.resolution_kw} kW from {scope.before.total_seconds():g} s before the "
         f"first setpoint to {scope.after.total_seconds():g} s after the last one (plus the "
