@@ -347,8 +347,7 @@ class AggregatorNode:
             # a window is complete once its last sample is closed (recorded), not one before
             for activation_id in self.msp.ready(self.closed_until):
                 await self._send_msp(self.msp.take(activation_id))
-        if not self.link.down(now):
-            await self.erasures.deliver_pending()
+        await self.erasures.deliver_pending()  # unlinks at once, delivers when the TSO is up
 
     def _close_until(self, limit: datetime) -> list[tuple[datetime, dict[UUID, Decimal]]]:
         """Close every sample up to ``limit``; the device rows of each, in time order."""

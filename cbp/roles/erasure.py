@@ -16,7 +16,8 @@ and stays pending; an unreachable TSO leaves it pending for the next tick.
 
 The aggregator side (:class:`ErasureDesk`), at each sample tick, for the notices pending for its
 TSO: unlinks the erased devices from its own stores (its device book, every row of the device's
-certificate venID in its VTN database, the devices-file rows through ``on_unlinked``), then
+certificate venID in its VTN database, the devices-file rows through ``on_unlinked``) at once,
+even while the TSO is away; then, once the TSO is reachable,
 re-registers its pool (the devices are gone from the registration), then sends what its outbox
 still holds (rows queued while the TSO was away may name the erased pseudonyms: they must reach
 the TSO before the notice, never after it), then sends the notices, then scrubs its VTN
@@ -167,23 +168,34 @@ class ErasureIntake:
 class ErasureDesk:
     """The aggregator's side: unlink locally, re-register, deliver, record the acknowledgement."""
 
-    __slots__ = ("_node", "on_unlinked")
+    __slots__ = ("_node", "_unlinked", "on_unlinked")
 
     def __init__(self, node: AggregatorNode) -> None:
         self._node = node
+        self._unlinked: set[str] = set()  # notice ids whose devices this node has unlinked
         #: called with the venIDs (certificate fingerprints) of unlinked devices, e.g. to
         #: remove their rows from the devices file
-        self.on_unlinked: Callable[[tuple[str, ...]], None] | None = None
+        self.on_unlinked: Callable[[tuple[str, ...]], object] | None = None
 
     async def deliver_pending(self) -> int:
-        """Deliver every notice pending for the node's TSO; how many were acknowledged."""
+        """Unlink the devices of every notice pending for the node's TSO from the node's own
+        stores, whether or not the TSO is reachable; then, when it is, deliver the notices.
+        Returns how many the TSO acknowledged. While the TSO is away, a notice already unlinked
+        is not read again (reading pending notices is audited: no entry per tick)."""
         node = self._node
-        if node.upstream is None:
+        waiting = {r.notice_id for r in node.vault.erasure_log()
+                   if r.recipient == node.settings.tso_recipient and r.acknowledged_at is None}
+        if not waiting:
+            return 0
+        reachable = node.upstream is not None and not node.link.down(node.clock())
+        if not reachable and waiting <= self._unlinked:
             return 0
         pending = node.vault.pending_erasures(node.settings.tso_recipient, **_DELIVERY)
-        if not pending:
+        if await self._unlink(pending):
+            await node.scrub_stores()
+        self._unlinked.update(item.notice.notice_id for item in pending)
+        if not reachable or node.upstream is None:
             return 0
-        await self._unlink(pending)
         acknowledged = 0
         try:
             await node.register_pool()
@@ -202,7 +214,8 @@ class ErasureDesk:
             await node.scrub_stores()
         return acknowledged
 
-    async def _unlink(self, pending: tuple[PendingErasure, ...]) -> None:
+    async def _unlink(self, pending: tuple[PendingErasure, ...]) -> int:
+        """Forget the notices' devices in the node's stores; how many were still known."""
         node = self._node
         ven_ids = []
         for device in {d for item in pending for d in item.devices}:
@@ -212,6 +225,7 @@ class ErasureDesk:
                 await node.ctx.storage.vens.erase(entry.ven_id)
         if ven_ids and self.on_unlinked is not None:
             self.on_unlinked(tuple(ven_ids))
+        return len(ven_ids)
 
     async def _send(self, notice: ErasureNotice) -> None:
         node = self._node

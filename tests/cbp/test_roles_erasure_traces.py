@@ -13,11 +13,14 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 import privacy
 from cbp.pki import Role
 from cbp.roles import DeviceIdentity
 from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
 from privacy import ActivationWindow
+from ven import VtnUnavailable
 
 from ..conftest import Pki
 from .rolekit import Rig, SteadyLoad, poll_through
@@ -155,3 +158,36 @@ async def test_a_household_with_two_devices_behind_one_connection_point_goes_who
     assert len(registry) == 5 and not registry & erased
     assert set(tso.gcp_owner) == neighbours, "the neighbours' connection points stay"
     assert {e.prosumer_id for e in agg.book.registered()}.isdisjoint({first.prosumer_id})
+
+
+async def test_the_aggregator_unlinks_at_once_while_the_tso_is_away(
+        rig: Rig, tmp_path: Path) -> None:
+    """Its own stores must not keep the erased device until the TSO is back; and a notice
+    waiting for the TSO is not read (an audited access) at every tick."""
+    agg, vault = rig.aggregator, rig.vault
+    target = agg.book.registered()[0]
+    agg_db = tmp_path / "aggregator.db"
+    await rig.tso_down()
+    upstream = agg.upstream
+    assert upstream is not None
+    with pytest.raises(VtnUnavailable):
+        await upstream.poll_once()
+    agg.link.failure()  # what the poll loop's error hook does with that
+    await rig.run_until(rig.clock.now + rig.settings.timing.link_timeout + 2 * rig.period)
+    assert agg.link.down(rig.clock.now)
+    assert target.ven_id.encode() in _raw([agg_db])
+    pending = await _erase(rig, target.prosumer_id)
+
+    await rig.step(rig.clock.now + rig.period)
+    assert target.device_uuid not in agg.book.by_uuid
+    assert target.ven_id.encode() not in _raw([agg_db]), "unlinked and scrubbed while away"
+    entries = len(vault.audit_log())
+    await rig.run_until(rig.clock.now + 5 * rig.period)
+    assert len(vault.audit_log()) == entries, "the waiting notice is read once, not per tick"
+    assert rig.tso.erasures.acted == []
+
+    await rig.tso_back()
+    await poll_through(rig)
+    await rig.run_until(rig.clock.now + 3 * rig.period)
+    assert [a.notice_id for a in rig.tso.erasures.acted] == [pending.notice.notice_id]
+    assert vault.pending_erasures(**WHO) == ()
