@@ -30,6 +30,7 @@ class Store(StrEnum):
     RAW_TELEMETRY = "raw device telemetry"
     DEVICE_EVENTS = "device events"
     OUTBOX = "outbox to the TSO"
+    NODE_MEMORY = "aggregator node memory"
     LOGS = "node logs"
     TSO_DEVICE_ROWS = "per-device rows"
     TSO_REGISTRATION = "pool registration"
@@ -93,6 +94,12 @@ def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
             store=Store.OUTBOX, holder=a, where="[tso] outbox (SQLite)",
             holds="reports to the TSO not yet acknowledged (pseudonymous rows)",
             kept="until the TSO acknowledges them"),
+        StoreRetention(
+            store=Store.NODE_MEMORY, holder=a, where="the running aggregator process",
+            holds="which devices (device_uuid) each activation dispatched; delivered kWh and "
+            "payout per prosumer_id and month",
+            kept="until the node stops: no age applies, and an erasure does not remove a "
+            "household's payout totals"),
         StoreRetention(
             store=Store.LOGS, holder=a, where="standard error, kept by the operator's logging",
             holds="certificate fingerprints of devices, device_uuids (a refused device "

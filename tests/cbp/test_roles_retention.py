@@ -31,7 +31,10 @@ from privacy import (
     Holder,
     PrivacyConfig,
     PrivacyConfigError,
+    Store,
     config_from_document,
+    erase_prosumer,
+    month_of,
     retention_schedule,
 )
 from vtn.app import STORAGE
@@ -246,3 +249,23 @@ def _named(db: Path, name: str) -> bool:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return any(name in repr(row)
                    for t in tables for row in conn.execute(f'SELECT * FROM "{t}"'))
+
+
+async def test_the_node_memory_row_says_what_outlives_every_age(rig: Rig) -> None:
+    """The report's "aggregator node memory" row: past activations' devices and the payout
+    totals stay in the running node whatever the ages, and an erasure leaves the totals."""
+    (row,) = [e for e in retention_schedule(PrivacyConfig()) if e.store is Store.NODE_MEMORY]
+    assert row.age is None and "until the node stops" in row.kept
+    agg = rig.aggregator
+    assert await _metered(rig) > 0
+    month = month_of(rig.clock.now, rig.settings.rules.timezone)
+    dispatched = {d for a in agg.activations.values() for d in a.device_events}
+    paid = {line.prosumer_id for line in agg.ledger.statement(month).lines}
+    assert dispatched and paid
+    rig.clock.now += PrivacyConfig().raw_retention + timedelta(days=1)
+    await rig.aggregator.retention.run_once()
+    assert {d for a in agg.activations.values() for d in a.device_events} == dispatched
+    erased = sorted(paid)[0]
+    erase_prosumer(rig.vault, erased, PrivacyConfig(), requested_by="test", reason="row check")
+    await agg.erasures.deliver_pending()
+    assert erased in {line.prosumer_id for line in agg.ledger.statement(month).lines}
