@@ -241,7 +241,9 @@ def _risks(config: PrivacyConfig, scope: MeteringScope) -> Section:
          "hash-chained audit entry with keyed references only; `crowdflex privacy verify-log` "
          "names the first broken entry",
          "a holder of the master key can read everything and rewrite the whole chain; entries "
-         "cut off the end show only against a copy of the head the verifier prints"),
+         "cut off the end show only against a copy of the head the verifier prints; the "
+         "devices file and the running node pair certificate, device_uuid and prosumer_id in "
+         "clear, without an audit entry"),
         ("Key compromise: the master key leaks", "low", "high",
          "the master key is kept outside the vault file; separate keys are derived for data "
          "key wrapping, integrity and pseudonyms; households' data keys sit in a separate "
