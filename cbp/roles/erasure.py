@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,12 +126,16 @@ class Erased:
 class ErasureIntake:
     """The TSO's side: delete every row of the listed pseudonyms, then let the reply confirm."""
 
-    __slots__ = ("_sweep", "_tso", "acted")
+    __slots__ = ("_erased", "_tso", "acted")
 
     def __init__(self, tso: TsoNode) -> None:
         self._tso = tso
         self.acted: list[Erased] = []
-        self._sweep: set[str] = set()  # erased names whose captures are still to delete
+        # the names erased while serving the current request (set by capture_sweep): per
+        # request, so a concurrent request's sweep cannot take them before the notice's own
+        # capture is written
+        self._erased: ContextVar[set[str] | None] = ContextVar(f"erased-{id(self)}",
+                                                                default=None)
 
     async def take(self, ven_id: str, report: Report) -> None:
         names = notice_pseudonyms(report)
@@ -141,7 +146,9 @@ class ErasureIntake:
             log.warning("erasure notice %s: old copies of the deleted rows stay until the next "
                         "checkpoint (a reader held the WAL) or VACUUM (PostgreSQL)",
                         report.report_id)
-        self._sweep.update(names)
+        request_erased = self._erased.get()
+        if request_erased is not None:
+            request_erased.update(names)
         self.acted.append(Erased(ven_id=ven_id, notice_id=str(report.report_id or ""),
                                  pseudonyms=len(names), rows=rows, at=self._tso.now()))
         log.info("erasure notice %s from %s: %d pseudonym(s), %d row(s) deleted",
@@ -155,10 +162,14 @@ class ErasureIntake:
 
         @web.middleware
         async def sweep(request: web.Request, handler: Handler) -> web.StreamResponse:
-            response = await handler(request)
-            if self._sweep:
-                names, self._sweep = frozenset(self._sweep), set()
-                gone = await asyncio.to_thread(purge_naming, folder, names)
+            erased: set[str] = set()
+            token = self._erased.set(erased)
+            try:
+                response = await handler(request)
+            finally:
+                self._erased.reset(token)
+            if erased:
+                gone = await asyncio.to_thread(purge_naming, folder, erased)
                 log.info("erasure: %d captured message(s) naming erased pseudonyms deleted", gone)
             return response
 
