@@ -158,7 +158,8 @@ def _pseudonymisation(config: PrivacyConfig) -> Section:
         "without the additional information.",
         "Additional information, kept by the aggregator only and apart from the pseudonymised "
         "data: the master key (key file or environment, never in the vault file), the "
-        "per-device random salts and the identities (in the encrypted vault).",
+        "households' data keys (wrapped, in the keyring file), the per-device random salts and "
+        "the identities (in the vault, encrypted under those data keys).",
         "Transformation: HMAC-SHA256 under a key derived (HKDF-SHA256) from the master key for "
         "recipient, purpose and month, over the random device_uuid and the device's salt, "
         "truncated to 128 bits. No EAN, serial or name enters it, so enumerating EANs gains "

@@ -5,6 +5,7 @@ nodes read, and the statements that promise behaviour are held against the code 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -67,6 +68,14 @@ def test_the_master_key_is_never_in_the_vault_file(tmp_path: Path) -> None:
                            requested_by="test", reason="the report's claim")
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert secret not in stored and secret.hex().encode() not in stored
+    # "the households' data keys (wrapped, in the keyring file)": a file of its own
+    keyring = sqlite3.connect(tmp_path / "vault.sqlite.keyring")
+    assert keyring.execute("SELECT count(*) FROM data_keys").fetchone()[0] == 1
+    keyring.close()
+    assert "data_keys" not in str(sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master").fetchall())
+    assert "households' data keys (wrapped, in the keyring file)" in render_markdown(
+        PrivacyConfig())
 
 
 def test_the_report_command_joins_the_nodes_tables_and_refuses_a_disagreement(
