@@ -201,9 +201,9 @@ def _rights(config: PrivacyConfig) -> Section:
         "delivers each recipient's notice over OpenADR; the TSO deletes the rows and captures "
         "naming those pseudonyms before it acknowledges, and `crowdflex privacy erasures` shows "
         "each notice as pending or acknowledged.",
-        "Withdrawal of consent (art. 7(3)): recorded in the vault "
-        "(IdentityVault.withdraw_consent) and read from the file at every consent check; "
-        "crowdflex has no command for it yet.",
+        "Withdrawal of consent (art. 7(3)): `crowdflex privacy withdraw --vault FILE "
+        "--prosumer ID --purpose PURPOSE` records it in the vault, which is read from the file "
+        "at every consent check.",
         "Rectification (art. 16): crowdflex has no command to correct a vault record yet.",
     ))
 

@@ -272,10 +272,13 @@ class IdentityVault:
         with self._db:
             return self._consents.grant(prosumer_id, purpose, self._clock())
 
-    def withdraw_consent(self, prosumer_id: str, purpose: str) -> None:
-        """Withdraw every live consent for the purpose; effective at the next consent check."""
+    def withdraw_consent(self, prosumer_id: str, purpose: str) -> int:
+        """Withdraw every live consent for the purpose; effective at the next consent check.
+        Returns how many were live (0: nothing to withdraw); an unknown prosumer raises
+        :class:`UnknownIdentity`."""
+        self._prosumer_fields(prosumer_id)
         with self._db:
-            self._consents.withdraw(prosumer_id, purpose, self._clock())
+            return self._consents.withdraw(prosumer_id, purpose, self._clock())
 
     def consents(self, prosumer_id: str) -> tuple[Consent, ...]:
         return self._consents.of(prosumer_id)

@@ -1,6 +1,6 @@
 """`crowdflex privacy`: erase a prosumer, list erasure notices, answer a data subject's access
-request, audit a run's TSO-bound messages, verify the vault's audit log, re-wrap keys, write the
-data-flow report, make a master key file.
+request, record a withdrawal of consent, audit a run's TSO-bound messages, verify the vault's
+audit log, re-wrap keys, write the data-flow report, make a master key file.
 
 Keys come from ``--key-file`` or the environment variable named by ``--key-env`` (default
 ``CROWDFLEX_PSEUDONYM_KEYS``), never from code. Exit codes: 0 done/clean, 1 leak found or audit
@@ -117,6 +117,21 @@ def _access(args: argparse.Namespace) -> int:
                 print(f"  {purpose} {name}")
     print("the aggregator's raw samples and device events are kept under each device's "
           "certificate fingerprint (the devices file names it)")
+    return 0
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    if vault is None:
+        return 2
+    with vault:
+        count = vault.withdraw_consent(args.prosumer, args.purpose)
+    if not count:
+        print(f"prosumer {args.prosumer} has no live consent for {args.purpose!r}: nothing "
+              "withdrawn", file=sys.stderr)
+        return 2
+    print(f"consent of prosumer {args.prosumer} for {args.purpose!r} withdrawn; it takes "
+          "effect at the next consent check")
     return 0
 
 
@@ -257,6 +272,11 @@ def register(commands: Any) -> None:
     erase.add_argument("--raw-store", type=Path, help="raw sample store to erase from as well")
 
     _vault_command(sub, "erasures", "list erasure notices: pending or acknowledged", _erasures)
+
+    withdraw = _vault_command(sub, "withdraw", "record a prosumer's withdrawal of consent for "
+                              "a purpose (effective at the next consent check)", _withdraw)
+    withdraw.add_argument("--prosumer", required=True, help="prosumer id in the vault")
+    withdraw.add_argument("--purpose", required=True, help="e.g. balancing-validation")
 
     access = _vault_command(sub, "access", "a data subject's access request: what the vault "
                             "holds on a prosumer and, per recipient, every pseudonym it may hold "

@@ -85,3 +85,26 @@ def test_access_refuses_without_a_reason_and_for_an_unknown_prosumer(
     assert main(["privacy", "access", "--vault", str(path), "--key-file", str(key_file),
                  "--prosumer", "P-9999", "--reason", "request A-8"]) == 2
     assert "no prosumer 'P-9999'" in capsys.readouterr().err
+
+
+def test_withdraw_records_the_withdrawal_and_refuses_what_it_cannot_do(
+        files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path, key_file = files
+    with IdentityVault(path, FileKeyProvider(key_file)) as vault:
+        household = add_household(vault, 1)
+    command = ["privacy", "withdraw", "--vault", str(path), "--key-file", str(key_file),
+               "--purpose", "balancing-validation", "--prosumer"]
+    assert main([*command, "P-0001"]) == 0
+    assert "withdrawn" in capsys.readouterr().out
+    with IdentityVault(path, FileKeyProvider(key_file)) as vault:  # read from the file
+        with pytest.raises(privacy.ConsentMissing):
+            vault.require_consent(household.device.device_uuid, "balancing-validation")
+        vault.require_consent(household.device.device_uuid, privacy.ONBOARDING_PURPOSE)
+        (gone,) = [c for c in vault.consents("P-0001") if c.purpose == "balancing-validation"]
+        assert gone.withdrawn_at is not None
+    assert main([*command, "P-0001"]) == 2  # nothing live any more: said, not silently "done"
+    assert "no live consent" in capsys.readouterr().err
+    assert main([*command, "P-9999"]) == 2
+    assert "no prosumer 'P-9999'" in capsys.readouterr().err
+    report = privacy.render_markdown(privacy.PrivacyConfig())
+    assert "`crowdflex privacy withdraw --vault FILE --prosumer ID --purpose PURPOSE`" in report
