@@ -120,7 +120,9 @@ def data_flows(config: PrivacyConfig) -> Table:
     rows = [
         ("Prosumer name, postcode, EAN of the connection, contract, device serial/VIN, "
          "device_uuid, per-device random salt, consent records",
-         "Aggregator only (identity vault, AES-256-GCM encrypted fields)",
+         "Aggregator only (identity vault: name, postcode, EAN, contract, serial and salts "
+         "AES-256-GCM encrypted under each household's data key; device_uuid, prosumer id and "
+         "consent records in clear, consent records authenticated)",
          "Not pseudonymised: never leaves the aggregator"),
         ("Raw 4-second device samples (kW), keyed by the device's certificate fingerprint",
          "Aggregator only", "No name, address or EAN attached"),

@@ -146,3 +146,19 @@ def test_the_report_holds_the_rights_flows_and_the_risk_table() -> None:
     assert "only from 60 s before to 30 s after an activation" in text
     assert all(level in ("low", "medium", "high") or level.startswith("high while")
                for row in table.rows for level in row[1:3])
+
+
+def test_the_vault_row_of_the_data_flows_says_what_is_encrypted_and_what_is_not(
+        tmp_path: Path) -> None:
+    path = tmp_path / "vault.sqlite"
+    with privacy.IdentityVault(path, key_provider(bytes(range(32)))) as vault:
+        household = add_household(vault, 1)
+    raw = path.read_bytes()
+    p, d = household.prosumer, household.device
+    for secret in (p.name, p.postcode, p.ean, p.contract_id, d.serial, d.salt.hex()):
+        assert secret.encode() not in raw, secret
+    assert d.salt not in raw and p.gcp_salt not in raw
+    for clear in (str(d.device_uuid), p.prosumer_id, "balancing-validation"):
+        assert clear.encode() in raw, clear
+    (row,) = [r for r in privacy.data_flows(PrivacyConfig()).rows if "vault" in r[1]]
+    assert "device_uuid, prosumer id and consent records in clear" in row[1]
