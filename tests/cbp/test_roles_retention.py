@@ -24,11 +24,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from cbp.roles import CbpSettings, TsoNode
+from cbp.roles import AggregatorNode, CbpSettings, TsoNode
 from cbp.roles.profile import metering_scope
 from cbp.roles.retention import aggregator_rules, tso_rules
 from privacy import (
+    FileKeyProvider,
     Holder,
+    IdentityVault,
     PrivacyConfig,
     PrivacyConfigError,
     Store,
@@ -37,6 +39,7 @@ from privacy import (
     month_of,
     retention_schedule,
 )
+from privacy.keys import new_key_line
 from vtn.app import STORAGE
 from vtn.storage import ReportPoint, VenRegistration
 
@@ -225,6 +228,47 @@ async def test_a_tso_back_after_a_month_away_purges_as_it_starts(tmp_path: Path,
         assert sorted(p.name for p in captures.iterdir()) == ["000002-EiReport-request.xml"]
     finally:
         await runner.cleanup()
+
+
+async def test_an_aggregator_back_after_a_month_away_purges_as_it_starts(
+        tmp_path: Path, pki: Pki) -> None:
+    """The same for the aggregator's raw device telemetry: purged by its own task at start."""
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    config = vtn_config(tmp_path, "aggregator", pki)
+    key_file = tmp_path / "vault.key"
+    key_file.write_text(new_key_line(1))
+    sample = ReportPoint(ven_id="DEV", report_request_id="rr", report_specifier_id="TELEMETRY",
+                         r_id="kw", dtstart=clock.now, received_at=clock.now)
+
+    async def started() -> tuple[AggregatorNode, IdentityVault, web.AppRunner]:
+        vault = IdentityVault(tmp_path / "vault.db", FileKeyProvider(key_file), clock=clock)
+        node = AggregatorNode(settings=CbpSettings.compressed(), downstream=config,
+                              vault=vault, tso_url="https://127.0.0.1:1",
+                              upstream_tls=pki.client_context(),
+                              outbox_path=tmp_path / "outbox.db", clock=clock)
+        runner = web.AppRunner(node.app)
+        await runner.setup()
+        async with asyncio.timeout(WAIT_S):
+            await node.retention.passed.wait()
+        return node, vault, runner
+
+    node, vault, runner = await started()
+    storage = node.app[STORAGE]
+    await storage.vens.register(VenRegistration(
+        ven_id="DEV", registration_id="reg", fingerprint="CC:DD", ven_name="device",
+        transport_address=None, http_pull_model=True, created_at=clock.now))
+    assert await storage.reports.add_points([sample]) == 1
+    await runner.cleanup()
+    vault.close()
+
+    clock.now += PrivacyConfig().raw_retention + timedelta(days=31)
+    node, vault, runner = await started()
+    try:
+        assert await node.app[STORAGE].reports.points(
+            "DEV", sample.dtstart, sample.dtstart + timedelta(seconds=1)) == ()
+    finally:
+        await runner.cleanup()
+        vault.close()
 
 
 async def test_a_new_registration_replaces_the_last_at_the_tso(rig: Rig, tmp_path: Path) -> None:
