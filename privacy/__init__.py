@@ -12,6 +12,7 @@ Pure functions and small synchronous stores; imports only ``schemas`` (for the e
 
 from __future__ import annotations
 
+from .access import SubjectAccess, subject_access
 from .allowlist import GENERALISED
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
 from .auditlog import ChainCheck
@@ -48,7 +49,15 @@ from .minimise import (
     generalise,
 )
 from .pseudonym import PSEUDONYM_PREFIX, is_pseudonym, month_of, pseudonym, validate_month
-from .records import Consent, ConsentHistory, Device, ErasureNotice, PendingErasure, Prosumer
+from .records import (
+    Consent,
+    ConsentHistory,
+    Device,
+    ErasureNotice,
+    Holdings,
+    PendingErasure,
+    Prosumer,
+)
 from .report import render_html, render_markdown, write_report
 from .retention import (
     DEFAULT_RETENTION,
@@ -85,6 +94,7 @@ __all__ = [
     "Finding",
     "GcpPseudonyms",
     "Holder",
+    "Holdings",
     "IdentityValue",
     "IdentityVault",
     "KeyProvider",
@@ -109,6 +119,7 @@ __all__ = [
     "SqliteRawDataStore",
     "Store",
     "StoreRetention",
+    "SubjectAccess",
     "Table",
     "UnknownIdentity",
     "VaultCorrupt",
@@ -128,6 +139,7 @@ __all__ = [
     "render_markdown",
     "report_sections",
     "retention_schedule",
+    "subject_access",
     "validate_month",
     "write_report",
 ]

@@ -68,10 +68,13 @@ class ConsentRows:
         self._put((str(uuid.uuid4()), prosumer_id, None, purpose, at.isoformat(), None))
         return Consent(prosumer_id=prosumer_id, purpose=purpose, granted_at=at)
 
-    def withdraw(self, prosumer_id: str, purpose: str, at: datetime) -> None:
-        for cid, pid, eid, p, granted, _ in self._rows(
-                "prosumer_id = ? AND purpose = ? AND withdrawn_at IS NULL", (prosumer_id, purpose)):
+    def withdraw(self, prosumer_id: str, purpose: str, at: datetime) -> int:
+        """End every live consent of the prosumer for ``purpose``; how many there were."""
+        rows = self._rows("prosumer_id = ? AND purpose = ? AND withdrawn_at IS NULL",
+                          (prosumer_id, purpose))
+        for cid, pid, eid, p, granted, _ in rows:
             self._put((cid, pid, eid, p, granted, at.isoformat()))
+        return len(rows)
 
     def of(self, prosumer_id: str) -> tuple[Consent, ...]:
         return tuple(Consent(prosumer_id=prosumer_id, purpose=p,

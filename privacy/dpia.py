@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from .config import PrivacyConfig
+from .config import VALIDATION_PURPOSE, PrivacyConfig
 from .stores import retention_schedule
 from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
 
@@ -112,8 +112,10 @@ def _purposes(config: PrivacyConfig) -> Section:
             columns=("Purpose", "Processing", "Legal basis (GDPR art. 6), exactly one"),
             rows=rows),
         paragraphs=(
-            "A device registers with the aggregator only while its owner's "
-            f"'{ONBOARDING_PURPOSE}' consent is on record in the vault.",
+            "A device registers with the aggregator, and is dispatched, only while its owner's "
+            f"'{ONBOARDING_PURPOSE}' consent is on record in the vault (checked at every "
+            f"activation); a per-device row leaves for the TSO only while the "
+            f"'{VALIDATION_PURPOSE}' consent is (checked at every message).",
         ))
 
 
@@ -121,7 +123,9 @@ def data_flows(config: PrivacyConfig) -> Table:
     rows = [
         ("Prosumer name, postcode, EAN of the connection, contract, device serial/VIN, "
          "device_uuid, per-device random salt, consent records",
-         "Aggregator only (identity vault, AES-256-GCM encrypted fields)",
+         "Aggregator only (identity vault: name, postcode, EAN, contract, serial and salts "
+         "AES-256-GCM encrypted under each household's data key; device_uuid, prosumer id and "
+         "consent records in clear, consent records authenticated)",
          "Not pseudonymised: never leaves the aggregator"),
         ("Raw 4-second device samples (kW), keyed by the device's certificate fingerprint",
          "Aggregator only", "No name, address or EAN attached"),
@@ -162,7 +166,8 @@ def _pseudonymisation(config: PrivacyConfig) -> Section:
         "without the additional information.",
         "Additional information, kept by the aggregator only and apart from the pseudonymised "
         "data: the master key (key file or environment, never in the vault file), the "
-        "per-device random salts and the identities (in the encrypted vault).",
+        "households' data keys (wrapped, in the keyring file), the per-device random salts and "
+        "the identities (in the vault, encrypted under those data keys).",
         "Transformation: HMAC-SHA256 under a key derived (HKDF-SHA256) from the master key for "
         "recipient, purpose and month, over the random device_uuid and the device's salt, "
         "truncated to 128 bits. No EAN, serial or name enters it, so enumerating EANs gains "
@@ -175,7 +180,9 @@ def _necessity(scope: MeteringScope) -> Section:
     return Section(title="Why per-device data, and how much", paragraphs=(
         "The TSO pays the aggregator for energy delivered by the devices of a pool. Per-device "
         "rows let it check that the pool total is the sum of registered devices and that no "
-        "device delivers for two pools; pool totals alone would not show either.",
+        "device delivers for two pools; pool totals alone would not show either. crowdflex's TSO "
+        "node stores these rows for such checks and deletes them at their age; it does not run "
+        "the checks itself: its settlement reads the pool rows.",
         f"Sent per activated device and activation: {scope.sample_period.total_seconds():g}-s "
         f"samples as shares of the device's rated power (steps of {scope.share_step}) from "
         f"{scope.before.total_seconds():g} s before the "
@@ -184,6 +191,89 @@ def _necessity(scope: MeteringScope) -> Section:
         f"{scope.samples_per_device(isp)} samples for a 15-minute activation. Devices that were "
         "not dispatched send no per-device row.",
     ))
+
+
+def _rights(config: PrivacyConfig) -> Section:
+    recipients = ", ".join(r.name for r in config.recipients)
+    return Section(title="Data-subject rights", items=(
+        "Access (art. 15), aggregator-held data: `crowdflex privacy access --vault FILE "
+        "--prosumer ID --reason TEXT` prints the identity record, consents and devices the "
+        "vault holds; reading them is written to the audit log with who asked and why.",
+        f"Access, data held by a recipient ({recipients}): a recipient holds no identity, so it "
+        "can only search its data by pseudonym. The same command lists, per recipient, every "
+        "pseudonym under which it may hold the household's data (every month since "
+        "onboarding); the aggregator hands that list to the recipient, which answers from its "
+        "own stores. crowdflex has no recipient-side export command: that answer is part of "
+        "the data-sharing arrangement.",
+        "Erasure (art. 17 and 19): `crowdflex privacy erase` lists every pseudonym ever issued "
+        "per recipient, destroys the household's data key and rows, and the running aggregator "
+        "delivers each recipient's notice over OpenADR; the TSO deletes the rows and captures "
+        "naming those pseudonyms before it acknowledges, and `crowdflex privacy erasures` shows "
+        "each notice as pending or acknowledged.",
+        "Withdrawal of consent (art. 7(3)): `crowdflex privacy withdraw --vault FILE "
+        "--prosumer ID --purpose PURPOSE` records it in the vault, which is read from the file "
+        "at every consent check.",
+        "Rectification (art. 16): crowdflex has no command to correct a vault record yet.",
+    ))
+
+
+def _risks(config: PrivacyConfig, scope: MeteringScope) -> Section:
+    k, zone = config.k_threshold, config.month_timezone
+    window = (f"{scope.before.total_seconds():g} s before to {scope.after.total_seconds():g} s "
+              "after an activation")
+    rows = (
+        ("Re-identification by load curve: a recipient matches a device's curve with metering "
+         "data it obtains elsewhere", "medium", "high",
+         f"per-device rows only for dispatched devices, only from {window}, as shares of the "
+         f"device's rated power in steps of {scope.share_step}; pseudonyms change every "
+         f"calendar month ({zone})",
+         "a party holding the household's own meter data can still match curve shapes inside "
+         "one month; forbidden by the data-sharing arrangement, not by code"),
+        ("Re-identification by order: a device keeps its position or rank in the lists sent "
+         "each month, linking its monthly pseudonyms", "low", "medium",
+         "every list sent to the TSO (the pool registration's devices and connection points, "
+         "the per-device metering) is shuffled per message; dispatch ties are broken under a "
+         "key drawn per activation; the pool is registered again at every month boundary "
+         f"({zone}) under new pseudonyms, whether or not its devices changed",
+         "a TSO playing position, rank, sort-order, timing and attribute matches over two "
+         "months links no more devices than chance (tests/cbp/test_privacy_linkage.py)"),
+        ("Re-identification by attribute combination: a rare class, power bucket, zone or "
+         "connection point singles out a household", "medium", "medium",
+         "per device only a class, a power bucket and a zone are registered, every "
+         f"combination of them shared by at least k = {k} devices (smaller groups are "
+         "generalised when the registration is built, and the outbound filter refuses one that "
+         "is not); connection points are listed once per pool, not per device",
+         "dispatch follows a class priority, so the timing of a generalised device's "
+         "curtailment may hint at its class (not tested)"),
+        ("Elimination after erasure: the one entry the remaining devices do not explain is "
+         "the erased household", "low", "medium",
+         "each erasure notice lists every pseudonym the household was ever issued for that "
+         "recipient, every month since onboarding; the TSO deletes their rows and the "
+         "captures naming them before acknowledging",
+         "the TSO learns that some pseudonyms were erased, and when"),
+        ("Insider at the aggregator looks up households without cause", "medium", "high",
+         "every path from pseudonym or device_uuid to identity needs who and why and writes a "
+         "hash-chained audit entry with keyed references only; `crowdflex privacy verify-log` "
+         "names the first broken entry",
+         "a holder of the master key can read everything and rewrite the whole chain; entries "
+         "cut off the end show only against a copy of the head the verifier prints; the "
+         "devices file and the running node pair certificate, device_uuid and prosumer_id in "
+         "clear, without an audit entry"),
+        ("Key compromise: the master key leaks", "low", "high",
+         "the master key is kept outside the vault file; separate keys are derived for data "
+         "key wrapping, integrity and pseudonyms; households' data keys sit in a separate "
+         "keyring; rotation re-wraps every data key",
+         "with the vault and keyring too, every identity and every month's pseudonyms can be "
+         "recomputed until the household is erased; rotation does not change past months' "
+         "pseudonyms"),
+        ("A copy of the vault and its keyring taken before an erasure is restored", "low",
+         "high",
+         "the keyring is a file of its own, to be kept with the master keys and out of data "
+         "backups; a copy of the vault file alone opens nothing of an erased household",
+         "a keyring copy older than an erasure, with the master key, undoes that erasure"),
+    )
+    return Section(title="Risks", table=Table(
+        columns=("Risk", "Likelihood", "Severity", "Mitigation", "Residual"), rows=rows))
 
 
 def report_sections(config: PrivacyConfig, scope: MeteringScope) -> tuple[Section, ...]:
@@ -199,4 +289,6 @@ def report_sections(config: PrivacyConfig, scope: MeteringScope) -> tuple[Sectio
         _retention(config),
         _pseudonymisation(config),
         _necessity(scope),
+        _rights(config),
+        _risks(config, scope),
     )

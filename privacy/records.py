@@ -18,7 +18,10 @@ from uuid import UUID
 
 from .pseudonym import MIN_SALT_BYTES
 
-__all__ = ["Consent", "ConsentHistory", "Device", "ErasureNotice", "PendingErasure", "Prosumer"]
+__all__ = [
+    "Consent", "ConsentHistory", "Device", "ErasureNotice", "Holdings", "PendingErasure",
+    "Prosumer",
+]
 
 _EAN: Final = re.compile(r"\d{18}")
 
@@ -118,6 +121,16 @@ class ErasureNotice:
 
     def all_pseudonyms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p for _, names in self.pseudonyms for p in names))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holdings:
+    """Every pseudonym under which one recipient may hold a prosumer's data (per purpose), and
+    the months they cover: what a data subject's access request needs to reach that recipient."""
+
+    recipient: str
+    months: tuple[str, ...]
+    pseudonyms: tuple[tuple[str, tuple[str, ...]], ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,13 +24,16 @@ class Holder(StrEnum):
 
 class Store(StrEnum):
     VAULT = "identity vault"
+    KEYRING = "vault keyring"
     DEVICE_LIST = "device list"
     ONBOARDING_CSV = "onboarding CSV"
     RAW_TELEMETRY = "raw device telemetry"
     DEVICE_EVENTS = "device events"
     OUTBOX = "outbox to the TSO"
+    NODE_MEMORY = "aggregator node memory"
     LOGS = "node logs"
     TSO_DEVICE_ROWS = "per-device rows"
+    TSO_REGISTRATION = "pool registration"
     TSO_POOL_ROWS = "pool rows"
     CAPTURES = "captured messages"
 
@@ -58,6 +61,15 @@ def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
             "history, the re-identification audit log",
             kept="while the contract runs; `crowdflex privacy erase` removes a prosumer"),
         StoreRetention(
+            store=Store.KEYRING, holder=a,
+            where="[vault] keyring (default: the vault's path + .keyring; SQLite)",
+            holds="one data key per prosumer, wrapped under the master key: key material, "
+            "no identity",
+            kept="while the prosumer is in the vault; erasure deletes the prosumer's key. Keep "
+            "it with the master keys, never in data backups: a copy of the vault and the "
+            "keyring from before an erasure, with the master key, gives the erased household "
+            "back"),
+        StoreRetention(
             store=Store.DEVICE_LIST, holder=a, where="[devices] csv",
             holds="device certificate fingerprint, device_uuid, prosumer_id, device class, "
             "power bucket",
@@ -83,14 +95,28 @@ def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
             holds="reports to the TSO not yet acknowledged (pseudonymous rows)",
             kept="until the TSO acknowledges them"),
         StoreRetention(
+            store=Store.NODE_MEMORY, holder=a, where="the running aggregator process",
+            holds="which devices (device_uuid) each activation dispatched; delivered kWh and "
+            "payout per prosumer_id and month",
+            kept="until the node stops: no age applies, and an erasure does not remove a "
+            "household's payout totals"),
+        StoreRetention(
             store=Store.LOGS, holder=a, where="standard error, kept by the operator's logging",
-            holds="certificate fingerprints of devices, pseudonyms in warnings",
+            holds="certificate fingerprints of devices, device_uuids (a refused device "
+            "registration), pseudonyms in warnings",
             kept="as long as the operator's log rotation keeps them"),
         StoreRetention(
             store=Store.TSO_DEVICE_ROWS, holder=t,
             where="the TSO VTN's database, report points whose rID is a pseudonym",
             holds="per-device metering inside activation windows, under monthly pseudonyms",
-            kept=_days(config.tso_device_retention), age=config.tso_device_retention),
+            kept=_days(config.tso_device_retention) + "; an erasure notice deletes a "
+            "household's rows at once", age=config.tso_device_retention),
+        StoreRetention(
+            store=Store.TSO_REGISTRATION, holder=t,
+            where="the TSO VTN's database, report registrations and requests, and its registry",
+            holds="per device: pseudonym, device class, power bucket, zone, GCP pseudonym",
+            kept="until the aggregator registers its pool again (the new registration replaces "
+            "it) or an erasure notice names them"),
         StoreRetention(
             store=Store.TSO_POOL_ROWS, holder=t,
             where="the TSO VTN's database, report points of pool rIDs",
@@ -99,5 +125,6 @@ def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
         StoreRetention(
             store=Store.CAPTURES, holder=t, where="capture_dir of the TSO's TOML",
             holds="every aggregator->TSO message as sent (per-device rows included)",
-            kept=_days(config.capture_retention), age=config.capture_retention),
+            kept=_days(config.capture_retention) + "; an erasure notice deletes every capture "
+            "naming one of its pseudonyms at once", age=config.capture_retention),
     )

@@ -23,12 +23,14 @@ Invariants:
   re-wraps every data key and re-authenticates every clear row under the current version.
 - Every path from a pseudonym or a device_uuid to identity (:meth:`resolve`,
   :meth:`pseudonym_of`, :meth:`device`, :meth:`devices`, :meth:`prosumer`,
-  :meth:`identity_values`, :meth:`pending_erasures`) and every erasure writes an audit entry
-  (:mod:`privacy.auditlog`) naming who and why; there is no unaudited public way to them.
+  :meth:`identity_values`, :meth:`pending_erasures`, :meth:`issued_pseudonyms`) and every
+  erasure writes an audit entry (:mod:`privacy.auditlog`) naming who and why; there is no
+  unaudited public way to them.
 - Erasure (:meth:`erase_prosumer`) first computes every pseudonym the prosumer's devices and GCP
   were issued (every month since onboarding, every scope configured or ever used) into pending
   notices, then destroys the data key, then deletes the rows; consent history stays in a minimal
-  form. ``PRAGMA secure_delete`` zeroes deleted content.
+  form. ``PRAGMA secure_delete`` zeroes deleted content; in WAL mode the WAL is truncated after
+  an erasure and after an acknowledgement, so no older frame keeps what was deleted.
 - Consent is read from the file on every check, so a withdrawal takes effect at the next check.
 - A file of the first format (one key for everything) is refused with :class:`VaultOutdated`.
 """
@@ -36,6 +38,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import uuid
@@ -68,6 +71,7 @@ from .records import (
     ConsentHistory,
     Device,
     ErasureNotice,
+    Holdings,
     PendingErasure,
     Prosumer,
 )
@@ -75,6 +79,7 @@ from .sealing import Integrity, Keyring, row_aad
 
 __all__ = ["GCP_PURPOSE", "ONBOARDING_PURPOSE", "AuditEntry", "IdentityValue", "IdentityVault"]
 
+_LOG: Final = logging.getLogger("crowdflex.privacy.vault")
 GCP_PURPOSE: Final = "gcp"
 ONBOARDING_PURPOSE: Final = "flexibility-service"
 _SALT_BYTES: Final = 16
@@ -267,10 +272,13 @@ class IdentityVault:
         with self._db:
             return self._consents.grant(prosumer_id, purpose, self._clock())
 
-    def withdraw_consent(self, prosumer_id: str, purpose: str) -> None:
-        """Withdraw every live consent for the purpose; effective at the next consent check."""
+    def withdraw_consent(self, prosumer_id: str, purpose: str) -> int:
+        """Withdraw every live consent for the purpose; effective at the next consent check.
+        Returns how many were live (0: nothing to withdraw); an unknown prosumer raises
+        :class:`UnknownIdentity`."""
+        self._prosumer_fields(prosumer_id)
         with self._db:
-            self._consents.withdraw(prosumer_id, purpose, self._clock())
+            return self._consents.withdraw(prosumer_id, purpose, self._clock())
 
     def consents(self, prosumer_id: str) -> tuple[Consent, ...]:
         return self._consents.of(prosumer_id)
@@ -451,8 +459,10 @@ class IdentityVault:
 
     # ------------------------------------------------------------ erasure
 
-    def _notice(self, prosumer_id: str, recipient: str, purposes: Sequence[str],
-                now: datetime) -> ErasureNotice:
+    def _issued(self, prosumer_id: str, recipient: str, purposes: Sequence[str], now: datetime
+                ) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+        """Every month and, per purpose, every pseudonym the prosumer's devices and GCP were
+        issued for ``recipient`` since onboarding (and in any other month the scope was used)."""
         owner = self._prosumer(prosumer_id)
         devices = self._devices(prosumer_id)
         since, current = str(self._prosumer_fields(prosumer_id)["since"]), month_of(now, self._zone)
@@ -465,8 +475,34 @@ class IdentityVault:
                      [self._device_pseudonym(d, recipient, purpose, m)
                       for m in months for d in devices])
             listed.append((purpose, tuple(dict.fromkeys(names))))
+        return tuple(sorted(all_months)), tuple(listed)
+
+    def _by_recipient(self, scopes: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+        """``scopes`` and every scope ever used, purposes grouped by recipient."""
+        by_recipient: dict[str, list[str]] = {}
+        for recipient, purpose in dict.fromkeys([*scopes, *self._epochs.used_scopes()]):
+            by_recipient.setdefault(recipient, []).append(purpose)
+        return by_recipient
+
+    def _notice(self, prosumer_id: str, recipient: str, purposes: Sequence[str],
+                now: datetime) -> ErasureNotice:
+        months, listed = self._issued(prosumer_id, recipient, purposes, now)
         return ErasureNotice(notice_id=str(uuid.uuid4()), recipient=recipient, issued_at=now,
-                             months=tuple(sorted(all_months)), pseudonyms=tuple(listed))
+                             months=months, pseudonyms=listed)
+
+    def issued_pseudonyms(self, prosumer_id: str, *, scopes: Sequence[tuple[str, str]],
+                          requested_by: str, reason: str) -> tuple[Holdings, ...]:
+        """Per recipient (of ``scopes`` and of every scope ever used), every pseudonym under
+        which it may hold the prosumer's data: for a data subject's access request (GDPR art.
+        15); audited."""
+        now = self._clock()
+        found = []
+        for recipient, purposes in self._by_recipient(scopes).items():
+            months, listed = self._issued(prosumer_id, recipient, purposes, now)
+            found.append(Holdings(recipient=recipient, months=months, pseudonyms=listed))
+        self._audit("issued_pseudonyms", requested_by, reason, {
+            "prosumer": self._ref(prosumer_id), "recipients": str(len(found))})
+        return tuple(found)
 
     def erase_prosumer(self, prosumer_id: str, *, scopes: Sequence[tuple[str, str]],
                        requested_by: str, reason: str) -> tuple[PendingErasure, ...]:
@@ -475,13 +511,10 @@ class IdentityVault:
         Returns the pending notices, one per recipient."""
         devices = self._devices(prosumer_id)
         now = self._clock()
-        by_recipient: dict[str, list[str]] = {}
-        for recipient, purpose in dict.fromkeys([*scopes, *self._epochs.used_scopes()]):
-            by_recipient.setdefault(recipient, []).append(purpose)
         pending = tuple(PendingErasure(
             notice=self._notice(prosumer_id, recipient, purposes, now),
             devices=tuple(d.device_uuid for d in devices))
-            for recipient, purposes in by_recipient.items())
+            for recipient, purposes in self._by_recipient(scopes).items())
         erasure_id = str(uuid.uuid4())
         with self._db:
             for item in pending:
@@ -494,6 +527,7 @@ class IdentityVault:
             self._consents.forget_prosumer(prosumer_id, erasure_id, now)
             self._db.execute("DELETE FROM devices WHERE prosumer_id = ?", (prosumer_id,))
             self._db.execute("DELETE FROM prosumers WHERE prosumer_id = ?", (prosumer_id,))
+        self._truncate_wal()
         self.generation += 1
         return pending
 
@@ -507,9 +541,17 @@ class IdentityVault:
         return pending
 
     def acknowledge_erasure(self, notice_id: str, at: datetime) -> None:
-        """The recipient confirmed: keep when, drop the pseudonym list and local ids for good."""
+        """The recipient confirmed: keep when, drop the pseudonym list and local ids for good
+        (zeroed in the file, and in WAL mode the WAL truncated, so no older frame keeps them)."""
         with self._db:
             self._notices.acknowledge(notice_id, at)
+        self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint and truncate the WAL (nothing to do in rollback-journal mode)."""
+        if self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            _LOG.warning("vault %s: another connection is reading; the WAL frames of deleted "
+                         "rows go at the next checkpoint", self.path)
 
     def erasure_log(self) -> tuple[NoticeRecord, ...]:
         """Every notice issued, pending or acknowledged (no pseudonyms)."""

@@ -47,12 +47,21 @@ class Outbox:
         connection = await aiosqlite.connect(str(path))
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA synchronous=NORMAL")
+        # a delivered item's bytes (reports naming pseudonyms) are zeroed, not left in free pages
+        await connection.execute("PRAGMA secure_delete=ON")
         await connection.executescript(_SCHEMA)
         await connection.commit()
         return cls(connection)
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def scrub(self) -> bool:
+        """Copy the WAL into the file and truncate it, so no older frame keeps a delivered
+        item's bytes (after an erasure); False when another reader held the WAL."""
+        async with self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+            row = await cursor.fetchone()
+        return row is not None and not row[0]
 
     async def __aenter__(self) -> Outbox:
         return self

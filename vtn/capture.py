@@ -5,13 +5,15 @@ testers who want the exact bytes. Files are numbered in arrival order and named 
 and direction, e.g. ``000007-EiReport-request.xml``; nothing is parsed or changed. A restarted VTN
 numbers on after the highest file already in the folder, so no capture overwrites another.
 Captures hold whatever the messages hold: :func:`purge_captures` deletes those older than a
-retention age (by the time each file was written).
+retention age (by the time each file was written), :func:`purge_naming` those naming a value
+that must go (an erased pseudonym).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -19,7 +21,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-__all__ = ["capture_middleware", "purge_captures"]
+__all__ = ["capture_middleware", "purge_captures", "purge_naming"]
 
 _NAME: Final = re.compile(r"(\d{6,})-[A-Za-z]+-(?:request|reply)\.xml")
 
@@ -63,6 +65,21 @@ def purge_captures(folder: Path, before: datetime) -> int:
     cutoff, deleted = before.timestamp(), 0
     for path, _ in _captures(folder):
         if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
+def purge_naming(folder: Path, values: Iterable[str]) -> int:
+    """Delete the captures in ``folder`` (requests and replies) whose bytes contain one of
+    ``values``; other files are left alone. Returns how many were deleted."""
+    needles = [v.encode() for v in values if v]
+    if not needles or not folder.is_dir():
+        return 0
+    deleted = 0
+    for path, _ in _captures(folder):
+        body = path.read_bytes()
+        if any(needle in body for needle in needles):
             path.unlink(missing_ok=True)
             deleted += 1
     return deleted

@@ -1,5 +1,6 @@
-"""`crowdflex privacy`: erase a prosumer, list erasure notices, audit a run's TSO-bound messages,
-verify the vault's audit log, re-wrap keys, write the privacy report, make a master key file.
+"""`crowdflex privacy`: erase a prosumer, list erasure notices, answer a data subject's access
+request, record a withdrawal of consent, audit a run's TSO-bound messages, verify the vault's
+audit log, re-wrap keys, write the privacy report, make a master key file.
 
 Keys come from ``--key-file`` or the environment variable named by ``--key-env`` (default
 ``CROWDFLEX_PSEUDONYM_KEYS``), never from code. ``keygen`` makes the key file's missing parent
@@ -61,6 +62,7 @@ def _erase(args: argparse.Namespace) -> int:
     vault = _open_vault(args)
     if vault is None:
         return 2
+    keyring = vault.keyring_path
     with vault:
         raw = privacy.SqliteRawDataStore(args.raw_store) if args.raw_store else None
         try:
@@ -76,6 +78,9 @@ def _erase(args: argparse.Namespace) -> int:
               f"{notice.months[-1]}; pending until the recipient acknowledges")
     print(f"prosumer {args.prosumer} erased: data key destroyed, their pseudonyms can no longer "
           "be recomputed; the running aggregator delivers the TSO's notice")
+    print(f"any copy of the keyring {keyring} taken before now still holds the destroyed key: "
+          "with the master key and a vault copy it gives the household back; destroy such "
+          "copies (keep the keyring out of data backups)")
     return 0
 
 
@@ -89,6 +94,49 @@ def _erasures(args: argparse.Namespace) -> int:
                      if record.acknowledged_at else "pending")
             print(f"{record.notice_id} {record.recipient} issued {record.issued_at.isoformat()} "
                   f"{record.pseudonyms} pseudonym(s): {state}")
+    return 0
+
+
+def _access(args: argparse.Namespace) -> int:
+    config = privacy.load_config(args.config)
+    vault = _open_vault(args)
+    if vault is None:
+        return 2
+    with vault:
+        found = privacy.subject_access(vault, args.prosumer, config, requested_by=_who(),
+                                       reason=args.reason)
+    p = found.prosumer
+    print(f"prosumer {p.prosumer_id}: name {p.name}, postcode {p.postcode}, EAN {p.ean}, "
+          f"contract {p.contract_id}")
+    for c in found.consents:
+        state = f"withdrawn {c.withdrawn_at.isoformat()}" if c.withdrawn_at else "live"
+        print(f"consent {c.purpose}: given {c.granted_at.isoformat()}, {state}")
+    for d in found.devices:
+        print(f"device {d.device_uuid}: serial {d.serial}, {d.device_class}, {d.rated_kw} kW, "
+              f"zone {d.zone}")
+    for held in found.held_by:
+        print(f"{held.recipient} holds no identity; it may hold data under these pseudonyms "
+              f"(months {held.months[0]}..{held.months[-1]}):")
+        for purpose, names in held.pseudonyms:
+            for name in names:
+                print(f"  {purpose} {name}")
+    print("the aggregator's raw samples and device events are kept under each device's "
+          "certificate fingerprint (the devices file names it)")
+    return 0
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    vault = _open_vault(args)
+    if vault is None:
+        return 2
+    with vault:
+        count = vault.withdraw_consent(args.prosumer, args.purpose)
+    if not count:
+        print(f"prosumer {args.prosumer} has no live consent for {args.purpose!r}: nothing "
+              "withdrawn", file=sys.stderr)
+        return 2
+    print(f"consent of prosumer {args.prosumer} for {args.purpose!r} withdrawn; it takes "
+          "effect at the next consent check")
     return 0
 
 
@@ -237,6 +285,18 @@ def register(commands: Any) -> None:
                        help="raw sample store (SQLite) to erase the prosumer's samples from too")
 
     _vault_command(sub, "erasures", "list erasure notices: pending or acknowledged", _erasures)
+
+    withdraw = _vault_command(sub, "withdraw", "record a prosumer's withdrawal of consent for "
+                              "a purpose (effective at the next consent check)", _withdraw)
+    withdraw.add_argument("--prosumer", required=True, help="prosumer id in the vault")
+    withdraw.add_argument("--purpose", required=True, help="e.g. balancing-validation")
+
+    access = _vault_command(sub, "access", "a data subject's access request: what the vault "
+                            "holds on a prosumer and, per recipient, every pseudonym it may hold "
+                            "their data under (audited)", _access)
+    access.add_argument("--prosumer", required=True, help="prosumer id in the vault")
+    access.add_argument("--reason", required=True, help="why (e.g. the request's case number)")
+    access.add_argument("--config", type=Path, help="TOML file with a [privacy] table")
 
     _vault_command(sub, "verify-log", "check the vault's hash-chained audit log and name the "
                    "first broken entry", _verify_log)

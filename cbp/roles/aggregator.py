@@ -397,8 +397,7 @@ class AggregatorNode:
             # a window is complete once its last sample is closed (recorded), not one before
             for activation_id in self.msp.ready(self.closed_until):
                 await self._send_msp(self.msp.take(activation_id))
-        if not self.link.down(now):
-            await self.erasures.deliver_pending()
+        await self.erasures.deliver_pending()  # unlinks at once, delivers when the TSO is up
 
     def _close_until(self, limit: datetime) -> list[tuple[datetime, dict[UUID, Decimal]]]:
         """Close every sample up to ``limit``; the device rows of each, in time order."""
@@ -493,6 +492,16 @@ class AggregatorNode:
                     report_specifier_id=specifier)
                 sent += len(allowed)
         self.msp_sent[data.activation_id] = sent
+
+    async def scrub_stores(self) -> None:
+        """After an erasure: no deleted row left readable in the VTN database's WAL or the
+        outbox's (their connections zero deleted content; this truncates the WALs)."""
+        done = await self.app[STORAGE].scrub()
+        if self._outbox is not None:
+            done = await self._outbox.scrub() and done
+        if not done:
+            log.warning("erasure: old copies of deleted rows stay until the next checkpoint (a "
+                        "reader held a WAL) or VACUUM (PostgreSQL)")
 
     # ------------------------------------------------------------ shutdown
 

@@ -3,10 +3,10 @@
 A node lists its stores as :class:`RetentionRule`s (what, how old, how to purge); the ages come
 from :func:`privacy.retention_schedule` of the ``[privacy]`` settings it runs with, the very list
 ``crowdflex privacy report`` prints, so the report states the ages the nodes purge at.
-:class:`RetentionTask` runs every rule once when the node starts and then every ``interval``,
-reading "now" from the node's clock, so a test moves that clock and calls
-:meth:`RetentionTask.run_once`. A rule that fails is logged and retried at the next run; it never
-stops the node or the other rules.
+:class:`RetentionTask` runs every rule once when the node starts (a node that was down past an
+age purges at once, not an ``interval`` later) and then every ``interval``, reading "now" from
+the node's clock, so a test moves that clock and calls :meth:`RetentionTask.run_once`. A rule
+that fails is logged and retried at the next run; it never stops the node or the other rules.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class RetentionTask:
         if interval <= timedelta(0):
             raise ValueError("the retention interval must be positive")
         self.rules, self._clock, self._interval = rules, clock, interval
+        #: set after every pass over the rules (the first runs as the node starts)
+        self.passed = asyncio.Event()
 
     async def run_once(self) -> dict[Store, int]:
         """Purge every store once; returns what each rule deleted (-1 where it failed)."""
@@ -62,6 +64,7 @@ class RetentionTask:
                 if purged[rule.store]:
                     log.info("retention: %d item(s) of the %s older than %d days deleted",
                              purged[rule.store], rule.store, rule.age.days)
+        self.passed.set()
         return purged
 
     async def _forever(self) -> None:

@@ -152,6 +152,8 @@ class TsoNode:
             on_event_response=self._on_ack), clock=clock)
         self.app.on_startup.append(self._restore)  # after create_app opened the storage
         if capture_dir is not None:
+            # the sweep is outer: it runs once the capture of the request is written
+            self.app.middlewares.append(self.erasures.capture_sweep(capture_dir))
             self.app.middlewares.append(capture_middleware(capture_dir))
         self.retention = RetentionTask(
             tso_rules(privacy or PrivacyConfig(), lambda: self.app[STORAGE], capture_dir),

@@ -10,28 +10,41 @@ activation sends, and the aggregator keys raw telemetry by device certificate, a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sqlite3
 import subprocess
 import sys
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from cbp.roles import AggregatorNode, CbpSettings, TsoNode
 from cbp.roles.profile import metering_scope
 from cbp.roles.retention import aggregator_rules, tso_rules
 from privacy import (
+    FileKeyProvider,
     Holder,
+    IdentityVault,
     PrivacyConfig,
     PrivacyConfigError,
+    Store,
     config_from_document,
+    erase_prosumer,
+    month_of,
     retention_schedule,
 )
+from privacy.keys import new_key_line
+from vtn.app import STORAGE
+from vtn.storage import ReportPoint, VenRegistration
 
-from .rolekit import Rig
+from ..conftest import Pki
+from .rolekit import WAIT_S, Clock, Rig, vtn_config
 
 
 def _count(db: Path, where: str = "1", table: str = "report_points") -> int:
@@ -170,3 +183,133 @@ def test_the_nodes_read_the_privacy_table_of_their_config(role: str, key: str,
         env={**os.environ, "PYTHONWARNINGS": "ignore"}, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert key in done.stderr
+
+
+def _capture(path: Path, at: datetime) -> None:
+    path.write_bytes(b"<r/>")
+    os.utime(path, (at.timestamp(), at.timestamp()))
+
+
+async def test_a_tso_back_after_a_month_away_purges_as_it_starts(tmp_path: Path,
+                                                                 pki: Pki) -> None:
+    """No run_once here: the node's own task runs at start, on the node's clock."""
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    config = vtn_config(tmp_path, "tso", pki)
+    captures = tmp_path / "captures"
+    ages = PrivacyConfig()
+    device = ReportPoint(ven_id="AGG", report_request_id="rr", report_specifier_id="POOL",
+                         r_id="psn1_" + "a" * 26, dtstart=clock.now, received_at=clock.now)
+    pool = replace(device, r_id="POOL")
+
+    async def started() -> tuple[TsoNode, web.AppRunner]:
+        node = TsoNode(config, CbpSettings.compressed(), capture_dir=captures, clock=clock)
+        runner = web.AppRunner(node.app)
+        await runner.setup()
+        async with asyncio.timeout(WAIT_S):
+            await node.retention.passed.wait()
+        return node, runner
+
+    node, runner = await started()
+    storage = node.app[STORAGE]
+    await storage.vens.register(VenRegistration(
+        ven_id="AGG", registration_id="reg", fingerprint="AA:BB", ven_name="aggregator",
+        transport_address=None, http_pull_model=True, created_at=clock.now))
+    assert await storage.reports.add_points([device, pool]) == 2
+    _capture(captures / "000001-EiReport-request.xml", clock.now)
+    await runner.cleanup()
+
+    clock.now += ages.tso_device_retention + timedelta(days=31)  # down for a month past the age
+    _capture(captures / "000002-EiReport-request.xml", clock.now)  # written at restart
+    node, runner = await started()
+    try:
+        left = await node.app[STORAGE].reports.points("AGG", device.dtstart,
+                                                      device.dtstart + timedelta(seconds=1))
+        assert [p.r_id for p in left] == ["POOL"], "per-device rows purged at start, pool kept"
+        assert sorted(p.name for p in captures.iterdir()) == ["000002-EiReport-request.xml"]
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_aggregator_back_after_a_month_away_purges_as_it_starts(
+        tmp_path: Path, pki: Pki) -> None:
+    """The same for the aggregator's raw device telemetry: purged by its own task at start."""
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    config = vtn_config(tmp_path, "aggregator", pki)
+    key_file = tmp_path / "vault.key"
+    key_file.write_text(new_key_line(1))
+    sample = ReportPoint(ven_id="DEV", report_request_id="rr", report_specifier_id="TELEMETRY",
+                         r_id="kw", dtstart=clock.now, received_at=clock.now)
+
+    async def started() -> tuple[AggregatorNode, IdentityVault, web.AppRunner]:
+        vault = IdentityVault(tmp_path / "vault.db", FileKeyProvider(key_file), clock=clock)
+        node = AggregatorNode(settings=CbpSettings.compressed(), downstream=config,
+                              vault=vault, tso_url="https://127.0.0.1:1",
+                              upstream_tls=pki.client_context(),
+                              outbox_path=tmp_path / "outbox.db", clock=clock)
+        runner = web.AppRunner(node.app)
+        await runner.setup()
+        async with asyncio.timeout(WAIT_S):
+            await node.retention.passed.wait()
+        return node, vault, runner
+
+    node, vault, runner = await started()
+    storage = node.app[STORAGE]
+    await storage.vens.register(VenRegistration(
+        ven_id="DEV", registration_id="reg", fingerprint="CC:DD", ven_name="device",
+        transport_address=None, http_pull_model=True, created_at=clock.now))
+    assert await storage.reports.add_points([sample]) == 1
+    await runner.cleanup()
+    vault.close()
+
+    clock.now += PrivacyConfig().raw_retention + timedelta(days=31)
+    node, vault, runner = await started()
+    try:
+        assert await node.app[STORAGE].reports.points(
+            "DEV", sample.dtstart, sample.dtstart + timedelta(seconds=1)) == ()
+    finally:
+        await runner.cleanup()
+        vault.close()
+
+
+async def test_a_new_registration_replaces_the_last_at_the_tso(rig: Rig, tmp_path: Path) -> None:
+    """The report's "pool registration" row: per-device registration data stays at the TSO only
+    until the aggregator registers again (here a new month's pseudonyms)."""
+    agg, tso_db = rig.aggregator, tmp_path / "tso.db"
+    before = {e.pseudonym for e in agg.book.registered()}
+    before |= {e.gcp_pseudonym for e in agg.book.registered()}
+    assert all(_named(tso_db, name) for name in before)
+    rig.clock.now += timedelta(days=32)  # always another month
+    assert await agg.register_pool() == len(rig.nodes)
+    after = {e.pseudonym for e in agg.book.registered()}
+    assert after.isdisjoint(before) and all(_named(tso_db, name) for name in after)
+    assert [name for name in before if _named(tso_db, name)] == []
+    held = {d.pseudonym for pools in rig.tso.pools.values() for ds in pools.values() for d in ds}
+    assert held == after
+
+
+def _named(db: Path, name: str) -> bool:
+    """Whether any cell of any table of the file names ``name``."""
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return any(name in repr(row)
+                   for t in tables for row in conn.execute(f'SELECT * FROM "{t}"'))
+
+
+async def test_the_node_memory_row_says_what_outlives_every_age(rig: Rig) -> None:
+    """The report's "aggregator node memory" row: past activations' devices and the payout
+    totals stay in the running node whatever the ages, and an erasure leaves the totals."""
+    (row,) = [e for e in retention_schedule(PrivacyConfig()) if e.store is Store.NODE_MEMORY]
+    assert row.age is None and "until the node stops" in row.kept
+    agg = rig.aggregator
+    assert await _metered(rig) > 0
+    month = month_of(rig.clock.now, rig.settings.rules.timezone)
+    dispatched = {d for a in agg.activations.values() for d in a.device_events}
+    paid = {line.prosumer_id for line in agg.ledger.statement(month).lines}
+    assert dispatched and paid
+    rig.clock.now += PrivacyConfig().raw_retention + timedelta(days=1)
+    await rig.aggregator.retention.run_once()
+    assert {d for a in agg.activations.values() for d in a.device_events} == dispatched
+    erased = sorted(paid)[0]
+    erase_prosumer(rig.vault, erased, PrivacyConfig(), requested_by="test", reason="row check")
+    await agg.erasures.deliver_pending()
+    assert erased in {line.prosumer_id for line in agg.ledger.statement(month).lines}

@@ -19,7 +19,8 @@ from .conftest import WHO, Household, add_household
 
 TSO = "TSO:TENNET-NL"
 PURPOSE = "balancing-validation"
-_IDENTITY_TYPES = ("Device", "Prosumer", "IdentityValue", "UUID", "PendingErasure")
+_IDENTITY_TYPES = ("Device", "Prosumer", "IdentityValue", "UUID", "PendingErasure",
+                   "Holdings")
 
 
 def _identity_paths(vault: IdentityVault, household: Household) -> dict[str, Callable[..., Any]]:
@@ -33,6 +34,8 @@ def _identity_paths(vault: IdentityVault, household: Household) -> dict[str, Cal
         "prosumer": lambda **w: vault.prosumer(prosumer, **w),
         "identity_values": lambda **w: vault.identity_values(**w),
         "pending_erasures": lambda **w: vault.pending_erasures(**w),
+        "issued_pseudonyms": lambda **w: vault.issued_pseudonyms(
+            prosumer, scopes=privacy.PrivacyConfig().scopes(), **w),
     }
 
 

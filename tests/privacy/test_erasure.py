@@ -159,6 +159,26 @@ def test_acknowledging_a_notice_drops_its_pseudonyms_for_good(tmp_path: Path) ->
         assert name.encode() not in Path(vault.path).read_bytes()
 
 
+def test_in_wal_mode_no_vault_frame_keeps_an_acknowledged_notice_or_erased_row(
+        tmp_path: Path) -> None:
+    """The sealed notice opens with the master key alone (no data key): once acknowledged, no
+    frame of the vault's WAL may still hold it, nor the erased prosumer's sealed rows."""
+    with IdentityVault(tmp_path / "v.sqlite", key_provider(MASTER), clock=lambda: NOW,
+                       synchronous="normal") as vault:
+        add_household(vault, 1)
+        add_household(vault, 2)
+        db = sqlite3.connect(vault.path)
+        (identity,) = db.execute(
+            "SELECT sealed FROM prosumers WHERE prosumer_id = 'P-0001'").fetchone()
+        (item,) = privacy.erase_prosumer(vault, "P-0001", privacy.PrivacyConfig(), **WHO)
+        (notice,) = db.execute("SELECT sealed FROM erasures").fetchone()
+        db.close()
+        vault.acknowledge_erasure(item.notice.notice_id, NOW + timedelta(minutes=1))
+        raw = b"".join(f.read_bytes() for f in tmp_path.glob("v.sqlite*")
+                       if not f.name.startswith("v.sqlite.keyring"))
+        assert notice[:32] not in raw and identity[:32] not in raw
+
+
 def test_cli_erase_queues_one_notice_per_recipient_for_the_node(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,8 @@ nodes read, and the statements that promise behaviour are held against the code 
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -14,6 +16,7 @@ import pytest
 import privacy
 from cbp.cli import main
 from privacy import MeteringScope, PrivacyConfig, Recipient, render_markdown
+from privacy.keys import new_key_line
 
 from .conftest import add_household, key_provider
 
@@ -66,6 +69,14 @@ def test_the_master_key_is_never_in_the_vault_file(tmp_path: Path) -> None:
                            requested_by="test", reason="the report's claim")
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert secret not in stored and secret.hex().encode() not in stored
+    # "the households' data keys (wrapped, in the keyring file)": a file of its own
+    keyring = sqlite3.connect(tmp_path / "vault.sqlite.keyring")
+    assert keyring.execute("SELECT count(*) FROM data_keys").fetchone()[0] == 1
+    keyring.close()
+    assert "data_keys" not in str(sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master").fetchall())
+    assert "households' data keys (wrapped, in the keyring file)" in render_markdown(
+        PrivacyConfig())
 
 
 def test_the_report_command_joins_the_nodes_tables_and_refuses_a_disagreement(
@@ -84,3 +95,71 @@ def test_the_report_command_joins_the_nodes_tables_and_refuses_a_disagreement(
     assert main(["privacy", "report", "--config", str(tso), "--config", str(aggregator),
                  "--out", str(tmp_path / "again")]) == 2
     assert not (tmp_path / "again").exists()
+
+
+def test_the_keyring_is_a_store_of_its_own_and_erase_warns_about_its_copies(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The threat (a keyring copy older than an erasure undoes it) is in the report's retention
+    table and in what `crowdflex privacy erase` prints; and it is real: such a copy, with the
+    master key and a vault copy, gives the erased household back."""
+    (row,) = [e for e in privacy.retention_schedule(PrivacyConfig())
+              if e.store is privacy.Store.KEYRING]
+    assert "never in data backups" in row.kept and row.age is None
+    assert "| vault keyring |" in render_markdown(PrivacyConfig())
+    key_file, path = tmp_path / "vault.key", tmp_path / "vault.db"
+    key_file.write_text(new_key_line(1))
+    with privacy.IdentityVault(path, privacy.FileKeyProvider(key_file)) as vault:
+        household = add_household(vault, 1)
+        keyring = vault.keyring_path
+    shutil.copyfile(path, tmp_path / "vault-copy.db")
+    shutil.copyfile(keyring, tmp_path / "keyring-copy")
+    capsys.readouterr()
+    assert main(["privacy", "erase", "--vault", str(path), "--key-file", str(key_file),
+                 "--prosumer", household.prosumer.prosumer_id, "--reason", "request E-1"]) == 0
+    out = capsys.readouterr().out
+    assert f"any copy of the keyring {keyring} taken before now still holds" in out
+    with privacy.IdentityVault(tmp_path / "vault-copy.db", privacy.FileKeyProvider(key_file),
+                               keyring=tmp_path / "keyring-copy") as old:
+        back = old.prosumer(household.prosumer.prosumer_id, requested_by="test",
+                            reason="the threat is real")
+    assert back.name == household.prosumer.name
+
+
+def test_the_report_holds_the_rights_flows_and_the_risk_table() -> None:
+    config = PrivacyConfig(k_threshold=17, month_timezone="Europe/Brussels",
+                           recipients=(Recipient(name="TSO:ELIA-BE",
+                                                 purposes=("balancing-validation",)),))
+    scope = MeteringScope(before=timedelta(seconds=60), after=timedelta(seconds=30))
+    sections = {s.title: s for s in privacy.report_sections(config, scope)}
+    rights = " ".join(sections["Data-subject rights"].items)
+    assert "crowdflex privacy access --vault FILE --prosumer ID --reason TEXT" in rights
+    assert "recipient (TSO:ELIA-BE)" in rights and "crowdflex privacy erasures" in rights
+    table = sections["Risks"].table
+    assert table is not None
+    assert table.columns == ("Risk", "Likelihood", "Severity", "Mitigation", "Residual")
+    risks = [row[0] for row in table.rows]
+    for topic in ("by load curve", "by order", "by attribute combination",
+                  "Elimination after erasure", "Insider at the aggregator", "Key compromise",
+                  "taken before an erasure"):
+        assert sum(topic in r for r in risks) == 1, topic
+    text = render_markdown(config, scope)
+    assert "k = 17 is the smallest group" in text and "(Europe/Brussels)" in text
+    assert "only from 60 s before to 30 s after an activation" in text
+    assert all(level in ("low", "medium", "high") or level.startswith("high while")
+               for row in table.rows for level in row[1:3])
+
+
+def test_the_vault_row_of_the_data_flows_says_what_is_encrypted_and_what_is_not(
+        tmp_path: Path) -> None:
+    path = tmp_path / "vault.sqlite"
+    with privacy.IdentityVault(path, key_provider(bytes(range(32)))) as vault:
+        household = add_household(vault, 1)
+    raw = path.read_bytes()
+    p, d = household.prosumer, household.device
+    for secret in (p.name, p.postcode, p.ean, p.contract_id, d.serial, d.salt.hex()):
+        assert secret.encode() not in raw, secret
+    assert d.salt not in raw and p.gcp_salt not in raw
+    for clear in (str(d.device_uuid), p.prosumer_id, "balancing-validation"):
+        assert clear.encode() in raw, clear
+    (row,) = [r for r in privacy.data_flows(PrivacyConfig()).rows if "vault" in r[1]]
+    assert "device_uuid, prosumer id and consent records in clear" in row[1]

@@ -1,4 +1,5 @@
-"""Message capture (vtn.capture): numbering survives a restart, and purging goes by file age."""
+"""Message capture (vtn.capture): numbering survives a restart, purging goes by file age or by a
+value a capture names."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from vtn.capture import capture_middleware, purge_captures
+from vtn.capture import capture_middleware, purge_captures, purge_naming
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -45,3 +46,17 @@ def test_purge_deletes_captures_older_than_the_cutoff_and_nothing_else(tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "000002-OadrPoll-request.xml", "notes.txt"]
     assert purge_captures(tmp_path / "missing", now) == 0
+
+
+def test_purge_naming_deletes_the_captures_naming_a_value_and_nothing_else(
+        tmp_path: Path) -> None:
+    bodies = {"000001-EiReport-request.xml": b"<r>psn1_gone</r>",
+              "000001-EiReport-reply.xml": b"<r>psn1_kept</r>",
+              "000002-EiRegisterParty-reply.xml": b"<a>psn1_other</a><b>psn1_gone</b>",
+              "notes.txt": b"psn1_gone"}
+    for name, body in bodies.items():
+        (tmp_path / name).write_bytes(body)
+    assert purge_naming(tmp_path, ["psn1_gone", "psn1_absent"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000001-EiReport-reply.xml",
+                                                          "notes.txt"]
+    assert purge_naming(tmp_path, []) == 0 and purge_naming(tmp_path / "missing", ["x"]) == 0

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -384,6 +385,25 @@ async def test_report_points_batched_idempotent_and_queried_by_time(storage: Sto
     assert len(one) == 251 and all(p.r_id == "psn1_3" for p in one)
     assert await storage.reports.points(ven_id, T0 - timedelta(hours=1), T0) == ()
     assert await storage.reports.add_points([]) == 0
+
+
+async def test_erased_points_leave_no_copy_in_the_sqlite_file_or_its_wal(
+        storage: Storage, storage_url: str) -> None:
+    """Deleted content is zeroed (secure_delete) and scrub truncates the WAL: the raw files no
+    longer hold an erased rID. PostgreSQL keeps dead rows until VACUUM: scrub says so (False)."""
+    (ven_id,) = await register(storage, 1)
+    rows = [replace(p, r_id="psn1_erasedvalue") if k == 201 else p
+            for k, p in enumerate(points(ven_id, 400))]
+    assert await storage.reports.add_points(rows) == 400
+    await storage.scrub()  # the rows are in the file itself, not only in the WAL
+    assert await storage.reports.erase_r_ids(ven_id, {"psn1_erasedvalue"}) == 1
+    if storage_url.startswith("postgresql"):
+        assert await storage.scrub() is False
+        return
+    assert await storage.scrub() is True
+    path = Path(storage_url.split(":///", 1)[1])
+    raw = b"".join(f.read_bytes() for f in path.parent.glob(path.name + "*"))
+    assert b"psn1_erasedvalue" not in raw and b"psn1_3" in raw
 
 
 async def test_report_descriptions_and_requests(storage: Storage) -> None:

@@ -154,6 +154,14 @@ class Storage:
         if self._listener is not None:
             self._listener.start()
 
+    async def scrub(self) -> bool:
+        """After deleting personal data (an erasure, a retention purge): on SQLite, whose
+        connections zero deleted content (``secure_delete``), checkpoint and truncate the WAL so
+        no older copy of a page survives in it; True when done, False when a reader held the
+        WAL (done at a later checkpoint). On PostgreSQL deleted rows stay in the table's pages
+        until VACUUM reuses them: returns False."""
+        return await self._db.checkpoint()
+
     async def close(self) -> None:
         """Close every pooled connection; the Storage is unusable afterwards."""
         if self._listener is not None:

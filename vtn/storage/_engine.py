@@ -154,6 +154,9 @@ def _configure_sqlite_sync(sync_engine: Engine, *, raw_begin: bool = False) -> N
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Deleted rows (an erasure, a retention purge) are overwritten with zeros in their pages
+        # and in pages going to the freelist, not left readable in the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -293,6 +296,25 @@ class Database:
                 self._read_threads, self._sqlite_transaction, work, "BEGIN")
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
+
+    async def checkpoint(self) -> bool:
+        """SQLite: copy the WAL into the file and truncate it (``wal_checkpoint(TRUNCATE)``), so
+        no older frame keeps a page as it was before a delete; False when a reader held the
+        WAL (its frames go at the next checkpoint). PostgreSQL: nothing to do here, False."""
+        if self.sync_engine is None:
+            return False
+        engine = self.sync_engine
+
+        def truncate() -> bool:
+            pooled = engine.raw_connection()
+            try:
+                conn = cast(sqlite3.Connection, pooled.driver_connection)
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                return not busy
+            finally:
+                pooled.close()
+
+        return await self._on_thread(self._write_thread, truncate)
 
     def _sqlite_transaction(self, work: Callable[[sqlite3.Connection], T],
                             begin: str = "BEGIN IMMEDIATE") -> T:
