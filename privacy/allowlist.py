@@ -77,6 +77,8 @@ class OutboundPolicy:
     aggregate_ids: frozenset[str] = frozenset()
     market_contexts: frozenset[str] = frozenset()
     report_names: frozenset[str] = frozenset()
+    #: extension report types (``x-...``) beside the spec's ReportType values
+    report_types: frozenset[str] = frozenset()
     report_specifier_ids: frozenset[str] = frozenset()
     ven_names: frozenset[str] = frozenset()
     data_qualities: frozenset[str] = frozenset()
@@ -155,7 +157,7 @@ def _rules(policy: OutboundPolicy, echoes: Echoes) -> Mapping[str, Callable[[str
         "responseDescription": pattern(_REPLY_TEXT),
         "optType": one_of({"optIn", "optOut"}),
         "readingType": one_of(r.value for r in ReadingType),
-        "reportType": one_of(r.value for r in ReportType),
+        "reportType": one_of({*(r.value for r in ReportType), *policy.report_types}),
         "siScaleCode": one_of(s.value for s in SiScale),
         "itemDescription": one_of(_UNITS), "itemUnits": one_of(_UNITS),
         "oadrDataQuality": one_of(policy.data_qualities),

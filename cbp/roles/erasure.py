@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ERASE_RID",
     "ERASURE_REPORT",
+    "ERASURE_REPORT_TYPE",
     "ERASURE_SUFFIX",
     "Erased",
     "ErasureDesk",
@@ -80,7 +81,7 @@ log = logging.getLogger(__name__)
 ERASURE_REPORT: Final = "x-ERASURE"
 ERASURE_SUFFIX: Final = ":erasure"
 ERASE_RID: Final = "x-erase"
-_REPORT_TYPE: Final = "x-erasure"
+ERASURE_REPORT_TYPE: Final = "x-erasure"
 _DELIVERY: Final = {"requested_by": "aggregator", "reason": "deliver erasure notices"}
 
 
@@ -88,7 +89,7 @@ def erasure_metadata(pool_id: str, *, created: datetime) -> Report:
     """The x-ERASURE METADATA the aggregator registers beside its pool."""
     return Report(report_request_id="0", report_specifier_id=pool_id + ERASURE_SUFFIX,
                   created_date_time=created, report_name=ERASURE_REPORT, duration=timedelta(0),
-                  descriptions=(ReportDescription(r_id=ERASE_RID, report_type=_REPORT_TYPE,
+                  descriptions=(ReportDescription(r_id=ERASE_RID, report_type=ERASURE_REPORT_TYPE,
                                                   reading_type=ReadingType.X_NOT_APPLICABLE),))
 
 

@@ -29,7 +29,7 @@ from cbp.devices import DeviceClass
 from privacy import ActivationWindow, OutboundFilter, OutboundPolicy
 from schemas import Codec, Message, ReportName
 
-from .erasure import ERASE_RID, ERASURE_REPORT, ERASURE_SUFFIX
+from .erasure import ERASE_RID, ERASURE_REPORT, ERASURE_REPORT_TYPE, ERASURE_SUFFIX
 from .profile import (
     BASELINE_REPORT,
     BASELINE_RIDS,
@@ -64,6 +64,7 @@ def outbound_policy(settings: CbpSettings, *, ven_name: str, k: int) -> Outbound
         report_names=frozenset({ReportName.METADATA_TELEMETRY_USAGE.value,
                                 ReportName.TELEMETRY_USAGE.value, BASELINE_REPORT,
                                 FLEX_OFFER_REPORT, ERASURE_REPORT}),
+        report_types=frozenset({ERASURE_REPORT_TYPE}),
         report_specifier_ids=frozenset(pool + suffix for suffix in (
             TELEMETRY_SUFFIX, BASELINE_SUFFIX, OFFER_SUFFIX, SETTLEMENT_SUFFIX, ERASURE_SUFFIX)),
         ven_names=frozenset({ven_name}), data_qualities=frozenset({LATE_QUALITY}), k=k)

@@ -136,8 +136,9 @@ async def test_two_months_of_tso_data_link_no_more_devices_than_chance(
         await _meter(rig)
         devices = list(rig.aggregator.book.by_uuid)
         s = rig.settings
-        truth = {rig.vault.pseudonym_of(d, s.tso_recipient, s.msp_purpose, JANUARY):
-                 rig.vault.pseudonym_of(d, s.tso_recipient, s.msp_purpose, FEBRUARY)
+        who = {"requested_by": "test", "reason": "the linkage test's ground truth"}
+        truth = {rig.vault.pseudonym_of(d, s.tso_recipient, s.msp_purpose, JANUARY, **who):
+                 rig.vault.pseudonym_of(d, s.tso_recipient, s.msp_purpose, FEBRUARY, **who)
                  for d in devices}
         upstream = rig.aggregator.upstream
         assert upstream is not None and upstream.registration is not None

@@ -26,7 +26,7 @@ import pytest
 import privacy
 import schemas
 from cbp.cli import main
-from cbp.cli._onboard import read_devices, remove_devices
+from cbp.cli._onboard import DEVICE_COLUMNS, read_devices, remove_devices
 from cbp.roles.erasure import erasure_metadata, erasure_report, notice_pseudonyms
 from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
 from privacy import ActivationWindow, ErasureNotice, FileKeyProvider, IdentityVault, month_of
@@ -53,7 +53,7 @@ async def _send_device_rows(rig: Rig) -> None:
     assert upstream is not None
     at = rig.clock.now
     agg.windows.append(ActivationWindow(start=at - rig.period, end=at + rig.period))
-    rows = [(e.pseudonym, 7.5) for e in agg.book.registered()]
+    rows = [(e.pseudonym, 0.5) for e in agg.book.registered()]  # shares of rated power
     specifier = rig.settings.pool_id + TELEMETRY_SUFFIX
     await upstream.send_report(agg.requests[specifier], sample_intervals([(at, rows)], rig.period),
                                report_specifier_id=specifier)
@@ -117,9 +117,9 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     shutil.copyfile(vault.path, backup)
 
     devices_file = tmp_path / "devices.csv"
-    devices_file.write_text("ven_id,device_uuid,prosumer_id,device_class,power_bucket\n" + "".join(
-        f"{e.ven_id},{e.device_uuid},{e.prosumer_id},{e.device_class},{e.power_bucket}\n"
-        for e in agg.book.registered()))
+    devices_file.write_text(",".join(DEVICE_COLUMNS) + "\n" + "".join(
+        f"{e.ven_id},{e.device_uuid},{e.prosumer_id},{e.device_class},{e.power_bucket},"
+        f"{e.rated_kw}\n" for e in agg.book.registered()))
     agg.erasures.on_unlinked = lambda ven_ids: remove_devices(devices_file, ven_ids)
     key_file = tmp_path / "vault.key"
     assert main(["privacy", "erase", "--vault", str(vault.path), "--key-file", str(key_file),

@@ -101,7 +101,7 @@ async def test_rows_queued_while_the_tso_was_away_reach_it_before_the_notice(
     at = rig.clock.now
     agg.windows.append(ActivationWindow(start=at - rig.period, end=at + rig.period))
     specifier = rig.settings.pool_id + TELEMETRY_SUFFIX
-    rows = [(e.pseudonym, 7.5) for e in agg.book.registered()]
+    rows = [(e.pseudonym, 0.5) for e in agg.book.registered()]  # shares of rated power
     await upstream.send_report(agg.requests[specifier], sample_intervals([(at, rows)], rig.period),
                                report_specifier_id=specifier)  # queued: the TSO is away
     pending = await _erase(rig, target.prosumer_id)
@@ -134,7 +134,7 @@ async def test_a_household_with_two_devices_behind_one_connection_point_goes_who
                          rated_kw=Decimal(str(sim.rated_kw)), zone="NL", device_uuid=sim.device_id)
     agg.onboard(ven_id=issued.fingerprint, device_uuid=sim.device_id,
                 prosumer_id=first.prosumer_id, device_class=sim.device_class.value,
-                power_bucket=sim.power_bucket)
+                power_bucket=sim.power_bucket, rated_kw=Decimal(str(sim.rated_kw)))
     node = rig.fleet.add(DeviceIdentity(name=issued.name, cert=cert, key=key,
                                         fingerprint=issued.fingerprint), sim)
     await node.client.start()

@@ -165,9 +165,9 @@ def test_audit_finds_certificate_fingerprints_and_prosumer_ids(
 ) -> None:  # fmt: skip
     fingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD"
     devices = run_dir / "devices.csv"
-    devices.write_text("ven_id,device_uuid,prosumer_id,device_class,power_bucket\n"
+    devices.write_text("ven_id,device_uuid,prosumer_id,device_class,power_bucket,rated_kw\n"
                        f"{fingerprint},{household.device.device_uuid},"
-                       f"{household.prosumer.prosumer_id},EV_CHARGER,11kW+\n")
+                       f"{household.prosumer.prosumer_id},EV_CHARGER,11kW+,11\n")
     folder = run_dir / privacy.CAPTURE_SUBDIR
     (folder / "fp.xml").write_bytes(_message("psn1_aaaaaaaaaaaaaaaaaaaaaaaaaa",
                                              fingerprint.replace(":", "").lower()))

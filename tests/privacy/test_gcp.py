@@ -55,8 +55,8 @@ def test_two_aggregators_get_one_gcp_pseudonym_and_the_tso_refuses_the_second(
     for ven, vault, device, gcp in (("AGG-A", a, device_a, gcp_a), ("AGG-B", b, device_b, gcp_b)):
         name = vault.pseudonym_of(device.device_uuid, TSO, "balancing-validation", "2025-03", **WHO)
         report = pool_metadata(f"POOL-{ven}", [PoolDevice(
-            pseudonym=name, device_class="HEAT_PUMP", power_bucket="3-7kW", zone="NL",
-            gcp_pseudonym=gcp)], created=NOW, sample_period=timedelta(seconds=4),
+            pseudonym=name, device_class="HEAT_PUMP", power_bucket="3-7kW", zone="NL")],
+            gcps=[gcp], created=NOW, sample_period=timedelta(seconds=4),
             market_context="http://cbp")
         if ven == "AGG-A":
             assert registry.register(ven, [report]) == ("POOL-AGG-A",)
