@@ -36,6 +36,7 @@ from ._errors import (
     TargetMismatch,
     UnknownPayload,
 )
+from ._event_cache import EventEncodeCache
 from ._intake import IntakeLimits
 from ._xsd import SchemaSet, bundled_schema_dir
 from .events import *  # noqa: F403  (each family module lists its public names in __all__)
@@ -65,6 +66,7 @@ __all__ = [
     "ComplianceError",
     "CrowdflexError",
     "EiResponse",
+    "EventEncodeCache",
     "HostileDocument",
     "IntakeLimits",
     "InvalidData",

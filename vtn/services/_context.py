@@ -8,6 +8,8 @@ Invariants:
   describes is committed, except ``on_register``, which runs first because it may refuse.
 - Payloads queued for VENs are encoded with ``store_codec`` (never signed): the outbox holds what
   to say, and the signing codec signs it when it is actually sent.
+- The context holds no cache itself: derived events live in its :class:`EventCache`, made from
+  its two codecs.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import Codec, Event, Message, NotRegistered, Target, new_id, utc_now
+from schemas import Codec, Message, NotRegistered, new_id, utc_now
 from vtn.limits import DocumentCaps
 from vtn.pushtargets import PushTargets
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
+
+from ._event_cache import EventCache
 
 __all__ = [
     "Handlers",
@@ -34,12 +38,6 @@ __all__ = [
     "require_ven",
     "utc_now",
 ]
-
-
-# How many decoded events a ServiceContext keeps (oldest dropped first).
-DECODED_EVENTS_KEPT = 256
-
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,14 +93,15 @@ class ServiceContext:
     caps: DocumentCaps = field(default_factory=DocumentCaps)
     # where push VENs may ask the VTN to POST (checked at registration)
     push_targets: PushTargets = field(default_factory=PushTargets)
-    # decoded stored events by (eventID, modificationNumber), see events._decode; bounded
-    decoded_events: dict[tuple[str, int], tuple[bytes, Event]] = field(default_factory=dict)
-    # events as sent to VENs addressed through the same group/resource/party entries
-    addressed_events: dict[tuple[str, int, Target], Event] = field(default_factory=dict)
     # set by the app: wakes push delivery when something was queued
     on_enqueued: Callable[[Iterable[str]], None] = field(default=lambda _vens: None)
     # set by the app: closes a certificate's open connections, answers how many (vtn.connections)
     close_connections: Callable[[str], int] = field(default=lambda _fingerprint: 0)
+    # stored events decoded and their variants as sent, made from the two codecs
+    event_cache: EventCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.event_cache = EventCache(self.store_codec, self.codec.event_cache)
 
     def encode_for_queue(self, message: Message) -> bytes:
         return self.store_codec.encode(message)
