@@ -6,6 +6,17 @@
 
 :func:`decode` and :func:`encode` use one default :class:`Codec`, built on first use; build your own
 ``Codec(...)`` for explicit settings (schema set, limits, signing, replay protection, clock).
+
+Every error crowdflex raises on purpose derives from :class:`CrowdflexError`, with one root per
+package under it; the message layer's own tree is drawn in ``schemas._errors``, each other
+package's in its own docstring::
+
+    CrowdflexError
+    +-- ConfigError               tomlconfig; also a ValueError
+    +-- VtnError                  vtn
+    +-- VenError                  ven
+    +-- PrivacyError              privacy
+    +-- CbpError                  cbp
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from schemas import (
     Target,
 )
 from schemas.events import ActivePeriod, Event
+from vtn.errors import VtnError
 from vtn.storage import TargetKind, TargetRef
 
 __all__ = [
@@ -72,7 +73,7 @@ _UNSIGNED_INT_MAX: Final = 2**32 - 1
 _E = TypeVar("_E", bound=StrEnum)
 
 
-class BadInput(ValueError):
+class BadInput(VtnError, ValueError):
     """Admin input the API cannot take; the message names the field and what it expects."""
 
 

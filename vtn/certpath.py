@@ -35,8 +35,9 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from schemas import CrowdflexError, utc_now
+from schemas import utc_now
 from schemas.identity import certificate_fingerprint
+from vtn.errors import VtnError
 
 __all__ = ["CertificatePath", "CertificateRejected", "FileVersion", "file_version", "load_crls"]
 
@@ -46,7 +47,7 @@ FileVersion = tuple[int, int, int]
 _CRL_BEGIN = b"-----BEGIN X509 CRL-----"
 
 
-class CertificateRejected(CrowdflexError, ValueError):
+class CertificateRejected(VtnError, ValueError):
     """A certificate the VTN's trust anchors, validity rules or revocation lists refuse."""
 
 
