@@ -57,6 +57,7 @@ from .poll import Poll, Response
 from .registration import *  # noqa: F403
 from .replay import MemoryNonceStore, NonceStore, ReplayGuard
 from .reports import *  # noqa: F403
+from .services import SERVICE_PREFIX, Service
 from .signature import Signer, Verification, Verifier
 from .units import ItemBase, ItemKind, PowerAttributes, SiScale
 
@@ -72,6 +73,7 @@ def encode(message: Message) -> bytes:
 
 
 __all__ = [
+    "SERVICE_PREFIX",
     "CertificateRefused",
     "Codec",
     "ComplianceError",
@@ -103,6 +105,7 @@ __all__ = [
     "Response",
     "SchemaSet",
     "SchemaViolation",
+    "Service",
     "SiScale",
     "SignalNotSupported",
     "SignatureInvalid",

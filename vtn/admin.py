@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas import LocalProtocolError, ReportRequest
+from schemas import LocalProtocolError, ReportRequest, new_id
 from vtn.admin_input import (
     BadInput,
     event_of,
@@ -32,7 +32,6 @@ from vtn.admin_input import (
     time_of,
 )
 from vtn.services import ServiceContext, events, registration, reports
-from vtn.services._context import new_id
 
 __all__ = ["MIN_TOKEN_CHARS", "create_admin_app"]
 

@@ -24,6 +24,7 @@ from cryptography import x509
 
 from cbp.pki import CertificateAuthority, Role
 from schemas import (
+    SERVICE_PREFIX,
     CancelPartyRegistration,
     CreatePartyRegistration,
     Message,
@@ -33,9 +34,9 @@ from schemas import (
 from tests.security.served import config_for, served_vtn
 from tests.security.test_certificates import _server_auth_only, _shifted_authority
 from tests.vtn.harness import CODEC, RunningVtn, code_of, raw_ven
-from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.app import SERVICES, create_app
 from vtn.config import ConfigError, parse_config
-from vtn.transport import SERVICE_PREFIX
+from vtn.settings import VtnConfig
 
 HEADER = "X-SSL-Client-Cert"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import Codec, Message, NotRegistered, new_id, utc_now
+from schemas import Codec, Message, NotRegistered, utc_now
 from vtn.limits import DocumentCaps
 from vtn.pushtargets import PushTargets
 from vtn.storage import Storage, VenRegistration
@@ -34,9 +34,7 @@ __all__ = [
     "ServiceContext",
     "bind_ven",
     "call_hook",
-    "new_id",
     "require_ven",
-    "utc_now",
 ]
 
 

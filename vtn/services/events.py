@@ -37,13 +37,14 @@ from schemas import (
     Response,
     ResponseRequired,
     Target,
+    new_id,
 )
 from vtn.storage import EventAck, EventRecord, OptType, TargetKind, TargetRef
 from vtn.storage import EventStatus as StoredStatus
 from vtn.storage.events import EVENT_KIND, Distribution
 from vtn.transport import Peer
 
-from ._context import ServiceContext, call_hook, new_id, require_ven
+from ._context import ServiceContext, call_hook, require_ven
 
 __all__ = [
     "EVENT_KIND",
