@@ -208,7 +208,7 @@ class _Fields:
             raise BadInput(f"unknown field {self.name(unknown[0])!r:.80}")
 
 
-def _text(value: Any, name: str, limit: int) -> str:
+def _text(value: object, name: str, limit: int) -> str:
     if not isinstance(value, str):
         raise BadInput(f"{name} must be a string, not {value!r:.40}")
     if not value or len(value) > limit:

@@ -12,7 +12,8 @@ state its reply describes is committed.
 from __future__ import annotations
 
 from . import events, opt, poll, registration, reports
-from ._context import Handlers, RegistrationPolicy, ServiceContext, call_hook, require_ven
+from ._context import RegistrationPolicy, ServiceContext, require_ven
+from .hooks import Handlers, call_hook
 from .routing import ROUTES, make_router
 
 __all__ = [

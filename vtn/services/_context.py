@@ -4,8 +4,9 @@ Invariants:
 - A handler learns who is talking only from the :class:`~vtn.transport.Peer` (the TLS client
   certificate), never from the payload: :func:`require_ven` binds the payload's venID to the peer's
   registration and refuses anything else with 463 before any state is read or written.
-- Hooks may be plain functions or coroutines (:func:`call_hook`); a hook runs after the state it
-  describes is committed, except ``on_register``, which runs first because it may refuse.
+- The application's hooks are :class:`~vtn.services.hooks.Handlers` (typed there); a hook runs
+  after the state it describes is committed, except ``on_register``, which runs first because it
+  may refuse.
 - Payloads queued for VENs are encoded with ``store_codec`` (never signed): the outbox holds what
   to say, and the signing codec signs it when it is actually sent.
 - The context holds no cache itself: derived events live in its :class:`EventCache`, made from
@@ -14,11 +15,9 @@ Invariants:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from schemas import Codec, Message, NotRegistered, utc_now
 from vtn.limits import DocumentCaps
@@ -27,36 +26,14 @@ from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
 from ._event_cache import EventCache
+from .hooks import Handlers
 
 __all__ = [
-    "Handlers",
     "RegistrationPolicy",
     "ServiceContext",
     "bind_ven",
-    "call_hook",
     "require_ven",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Handlers:
-    """The application's callbacks (each optional, sync or async).
-
-    - ``on_register(registration: VenRegistration) -> bool | None``: before a registration is
-      stored; returning False refuses it (the VEN gets 463).
-    - ``on_event_response(ven_id, response: schemas.EventResponse)``: after an ack is stored.
-    - ``on_report_data(ven_id, report: schemas.Report)``: after a report's data is stored.
-    - ``on_opt(ven_id, message: schemas.CreateOpt | schemas.CancelOpt)``: after it is stored.
-    - ``report_subscriptions(ven_id, reports: tuple[schemas.Report, ...])
-      -> Iterable[schemas.ReportRequest] | None``: which of a VEN's freshly registered METADATA
-      reports to request at once (in oadrRegisteredReport); None uses the configured default.
-    """
-
-    on_register: Callable[..., Any] | None = None
-    on_event_response: Callable[..., Any] | None = None
-    on_report_data: Callable[..., Any] | None = None
-    on_opt: Callable[..., Any] | None = None
-    report_subscriptions: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,16 +95,6 @@ class ServiceContext:
 
 def _kind(message: Message) -> str:
     return "oadr" + type(message).__name__
-
-
-async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> Any:
-    """Call a sync or async application hook; None when there is none."""
-    if hook is None:
-        return None
-    result = hook(*args)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 async def require_ven(ctx: ServiceContext, peer: Peer, ven_id: str | None) -> VenRegistration:

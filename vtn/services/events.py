@@ -44,7 +44,8 @@ from vtn.storage import EventStatus as StoredStatus
 from vtn.storage.events import EVENT_KIND, Distribution
 from vtn.transport import Peer
 
-from ._context import ServiceContext, call_hook, require_ven
+from ._context import ServiceContext, require_ven
+from .hooks import call_hook
 
 __all__ = [
     "EVENT_KIND",

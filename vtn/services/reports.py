@@ -50,7 +50,8 @@ from vtn.storage import ReportData, ReportDescription, ReportRequestStatus
 from vtn.storage import ReportRequest as StoredRequest
 from vtn.transport import Peer
 
-from ._context import ServiceContext, call_hook, require_ven
+from ._context import ServiceContext, require_ven
+from .hooks import call_hook
 
 _R = TypeVar("_R")
 
