@@ -96,9 +96,10 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     from aiohttp import web
 
     import schemas
-    from vtn.app import SERVICES, VtnConfig, create_app
+    from vtn.app import SERVICES, create_app
     from vtn.services import Handlers
     from vtn.services.events import publish_event
+    from vtn.settings import VtnConfig
     from vtn.site import vtn_site
     from vtn.transport import REPEATS
 

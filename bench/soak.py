@@ -61,7 +61,8 @@ def _serve(directory: str, conn: Connection) -> None:
 async def _serve_async(directory: Path, conn: Connection) -> None:
     from aiohttp import web
 
-    from vtn.app import VtnConfig, create_app
+    from vtn.app import create_app
+    from vtn.settings import VtnConfig
     from vtn.site import vtn_site
 
     config = VtnConfig(

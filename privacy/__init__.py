@@ -8,6 +8,19 @@ minimisation, retention and erasure, and the privacy audit.
 'psn1_cobchadehz3eactgxpsmrs3pke'
 
 Pure functions and small synchronous stores; imports only ``schemas`` (for the error root).
+Its errors (privacy.errors), every one *local*: we stopped ourselves from doing harm::
+
+    CrowdflexError (schemas)
+    +-- PrivacyError
+        +-- KeyUnavailable       no master key, a malformed key file, an unknown key version
+        +-- VaultCorrupt         a vault record fails authenticated decryption (tampered, wrong key)
+        +-- VaultOutdated        a vault file of an older format, refused (not read half-safely)
+        +-- UnknownIdentity      no such prosumer or device in the vault (or it was erased)
+        +-- ConsentMissing       no live consent for this purpose: do not onboard, do not send
+        +-- NoMandate            the pseudonymisation entity refuses an EAN the asker holds no
+                                 mandate for
+        +-- OutboundRefused      the minimisation filter found something that must not leave
+        +-- PrivacyConfigError   a configuration value is missing or out of range
 """
 
 from __future__ import annotations

@@ -1,18 +1,5 @@
-"""The privacy error tree. Every refusal here is *local*: we stopped ourselves from doing harm.
-
-::
-
-    CrowdflexError (schemas)
-    +-- PrivacyError
-        +-- KeyUnavailable       no master key, a malformed key file, an unknown key version
-        +-- VaultCorrupt         a vault record fails authenticated decryption (tampered, wrong key)
-        +-- VaultOutdated        a vault file of an older format, refused (not read half-safely)
-        +-- UnknownIdentity      no such prosumer or device in the vault (or it was erased)
-        +-- ConsentMissing       no live consent for this purpose: do not onboard, do not send
-        +-- NoMandate            the pseudonymisation entity refuses an EAN the asker holds no
-                                 mandate for
-        +-- OutboundRefused      the minimisation filter found something that must not leave
-        +-- PrivacyConfigError   a configuration value is missing or out of range
+"""The privacy package's errors. Every refusal here is *local*: we stopped ourselves from doing
+harm. The tree is drawn in the :mod:`privacy` package docstring.
 
 None of these ever becomes a reply to a peer: they stop an action before anything is sent.
 """

@@ -6,6 +6,17 @@
 
 :func:`decode` and :func:`encode` use one default :class:`Codec`, built on first use; build your own
 ``Codec(...)`` for explicit settings (schema set, limits, signing, replay protection, clock).
+
+Every error crowdflex raises on purpose derives from :class:`CrowdflexError`, with one root per
+package under it; the message layer's own tree is drawn in ``schemas._errors``, each other
+package's in its own docstring::
+
+    CrowdflexError
+    +-- ConfigError               tomlconfig; also a ValueError
+    +-- VtnError                  vtn
+    +-- VenError                  ven
+    +-- PrivacyError              privacy
+    +-- CbpError                  cbp
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from ._errors import (
     TargetMismatch,
     UnknownPayload,
 )
+from ._event_cache import EventEncodeCache
 from ._intake import IntakeLimits
 from ._xsd import SchemaSet, bundled_schema_dir
 from .events import *  # noqa: F403  (each family module lists its public names in __all__)
@@ -45,6 +57,7 @@ from .poll import Poll, Response
 from .registration import *  # noqa: F403
 from .replay import MemoryNonceStore, NonceStore, ReplayGuard
 from .reports import *  # noqa: F403
+from .services import SERVICE_PREFIX, Service
 from .signature import Signer, Verification, Verifier
 from .units import ItemBase, ItemKind, PowerAttributes, SiScale
 
@@ -60,11 +73,13 @@ def encode(message: Message) -> bytes:
 
 
 __all__ = [
+    "SERVICE_PREFIX",
     "CertificateRefused",
     "Codec",
     "ComplianceError",
     "CrowdflexError",
     "EiResponse",
+    "EventEncodeCache",
     "HostileDocument",
     "IntakeLimits",
     "InvalidData",
@@ -90,6 +105,7 @@ __all__ = [
     "Response",
     "SchemaSet",
     "SchemaViolation",
+    "Service",
     "SiScale",
     "SignalNotSupported",
     "SignatureInvalid",

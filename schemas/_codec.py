@@ -7,8 +7,9 @@ encode: typed message -> lxml builders inside oadrPayload/oadrSignedObject -> si
 signer is set) -> UTF-8 bytes. lxml escapes every text, so markup inside an ID
 is data on the way out, never structure.
 
-A :class:`Codec` holds a compiled schema and a parser and is not thread-safe; give each thread its
-own (asyncio code on one loop shares one freely). :func:`default_codec` is built on first use.
+A :class:`Codec` holds a compiled schema, a parser and an :class:`EventEncodeCache` and is not
+thread-safe; give each thread its own (asyncio code on one loop shares one freely).
+:func:`default_codec` is built on first use.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
+from typing import Final
 
 from lxml import etree
 
@@ -31,7 +33,8 @@ from ._errors import (
     SignatureInvalid,
     UnknownPayload,
 )
-from ._families import DECODERS, ENCODERS
+from ._event_cache import EventEncodeCache
+from ._families import DECODERS, encoders
 from ._intake import Intake, IntakeLimits
 from ._wire import NSMAP, OADR, copy_tree, first, q
 from ._xsd import SchemaSet
@@ -67,6 +70,9 @@ class Codec:
     ``replay`` (a per-codec :class:`ReplayGuard` with default bounds when not given), and decodes as
     ``SignatureState.VERIFIED``; without one it decodes as ``UNVERIFIED``. ``require_signature``
     refuses unsigned payloads. ``clock`` returns the aware UTC now; tests drive it.
+    ``event_cache`` (a fresh one when not given) remembers the oadrEvents this codec built and the
+    event variants it was asked for, so a fan-out that sends one Event object to many VENs builds
+    it once.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class Codec:
         replay: ReplayGuard | None = None,
         clock: Callable[[], datetime] = utc_now,
         require_signature: bool = False,
+        event_cache: EventEncodeCache | None = None,
     ) -> None:
         self.schema = schema or SchemaSet()
         self._intake = Intake(limits)
@@ -89,6 +96,8 @@ class Codec:
         self.replay = replay if replay is not None or verifier is None else ReplayGuard()
         self.clock = clock
         self.require_signature = require_signature
+        self.event_cache: Final = event_cache or EventEncodeCache()
+        self._encoders = encoders(self.event_cache)
         self._envelope = etree.Element(_PAYLOAD, nsmap=NSMAP)
         etree.SubElement(self._envelope, _SIGNED_OBJECT)
 
@@ -158,7 +167,7 @@ class Codec:
 
     def build(self, message: Message) -> etree._Element:
         """The oadrPayload tree for ``message`` (unsigned)."""
-        encoder = ENCODERS.get(type(message))
+        encoder = self._encoders.get(type(message))
         if encoder is None:
             raise LocalProtocolError(f"{type(message).__name__} is not an OpenADR 2.0b payload")
         # Copying a ready envelope is ~5x cheaper than declaring its 13 namespaces afresh.

@@ -4,6 +4,8 @@
 
     CrowdflexError
     +-- CertificateRefused        a certificate fails the path check (schemas.certpath)
+    +-- ManifestError             the conformance corpus manifest is malformed
+    |                             (schemas.conformance)
     +-- LocalProtocolError        we built something illegal: a bug on our side, never sent
     +-- RemoteProtocolError       the peer broke the protocol; carries its OpenADR response code
         +-- OutOfSequence          450

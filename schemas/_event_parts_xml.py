@@ -10,9 +10,6 @@ refused as invalid data (454) rather than silently dropped.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from threading import get_ident
-
 from lxml import etree
 
 from ._errors import InvalidData
@@ -25,7 +22,6 @@ from ._wire import (
     XSI,
     check_period,
     child,
-    copy_tree,
     first,
     format_datetime,
     format_duration,
@@ -47,7 +43,6 @@ from ._wire import (
     texts,
 )
 from .events import (
-    RETARGETED_FROM,
     ActivePeriod,
     Event,
     EventBaseline,
@@ -58,7 +53,7 @@ from .events import (
     ResponseRequired,
     SignalType,
 )
-from .parts import Target, decode_target, encode_target
+from .parts import decode_target, encode_target
 from .units import decode_item_base, encode_item_base, is_item_base
 
 OADR_EVENT = q(OADR, "oadrEvent")
@@ -300,43 +295,9 @@ def _decode_active_period(element: etree._Element) -> ActivePeriod:
 # ---------------------------------------------------------------- the event
 
 
-def encode_event(parent: etree._Element, event: Event) -> None:
-    """Append one ``oadr:oadrEvent`` to an oadrDistributeEvent.
-
-    The first encoding of an :class:`Event` object in a thread keeps a copy of the element on
-    the object (its memo); later ones append a C-level copy of that instead of building: an
-    event targeting 500 VENs takes ~1.7 ms to build and ~0.2 ms to copy (parsing kept bytes
-    back measured slower). Per thread, because lxml trees must not be shared across threads.
-    The copy declares the same prefixes as our envelope, which lxml drops as redundant when it
-    is appended, so the output is byte for byte that of a fresh build (tests/schemas).
-
-    An event made by :meth:`Event.with_target` is not built either: it is a copy of the event it
-    was made from, as built once per thread without targets, given its own eiTarget (the last
-    child of ei:eiEvent). A 500-VEN fan-out that sends each VEN only its own venID then builds
-    one event, not 500.
-    """
-    thread = get_ident()
-    built = event._memo.get(("xml", thread))
-    if built is not None:
-        parent.append(copy_tree(built))
-        return
-    origin = event._memo.get(RETARGETED_FROM)
-    if origin is None:
-        event._memo["xml", thread] = copy_tree(_build_event(parent, event))
-        return
-    untargeted = origin._memo.get(("untargeted xml", thread))
-    if untargeted is None:
-        holder = _build_event(parent, replace(origin, target=Target()))
-        untargeted = origin._memo["untargeted xml", thread] = copy_tree(holder)
-        parent.remove(holder)
-    holder = copy_tree(untargeted)
-    parent.append(holder)
-    element = holder[0]
-    element.remove(element[-1])
-    encode_target(element, event.target)
-
-
-def _build_event(parent: etree._Element, event: Event) -> etree._Element:
+def build_event(parent: etree._Element, event: Event) -> etree._Element:
+    """Append one ``oadr:oadrEvent`` built from ``event`` to ``parent`` and return it (encoders
+    reuse builds through :class:`schemas._event_cache.EventEncodeCache`)."""
     holder = sub(parent, OADR_EVENT)
     element = sub(holder, _EI_EVENT)
     _encode_descriptor(element, event.descriptor)

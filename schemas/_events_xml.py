@@ -2,14 +2,20 @@
 
 Element order follows oadr_20b.xsd (oadrDistributeEventType) and oadr_pyld_20b.xsd (eiRequestEvent,
 eiCreatedEvent), oadr_ei_20b.xsd (eventResponses). One oadrEvent's own wire form lives in
-:mod:`schemas._event_parts_xml`.
+:mod:`schemas._event_parts_xml`; oadrDistributeEvent appends its events through the encoding
+codec's :class:`~schemas._event_cache.EventEncodeCache`, so it is not in ``ENCODERS`` but made per
+cache by :func:`distribute_event_encoder`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from lxml import etree
 
-from ._event_parts_xml import OADR_EVENT, decode_event, encode_event
+from ._event_cache import EventEncodeCache
+from ._event_parts_xml import OADR_EVENT, decode_event
 from ._wire import (
     EI,
     OADR,
@@ -65,14 +71,21 @@ def decode_request_event(payload: etree._Element) -> RequestEvent:
     )
 
 
-def encode_distribute_event(parent: etree._Element, message: DistributeEvent) -> None:
+def encode_distribute_event(parent: etree._Element, message: DistributeEvent, *,
+                            events: EventEncodeCache) -> None:
     element = payload_root(_DISTRIBUTE_EVENT, parent)
     if message.response is not None:
         encode_response(element, message.response)
     sub(element, _REQUEST_ID, message.request_id)
     sub(element, _VTN_ID, message.vtn_id)
     for event in message.events:
-        encode_event(element, event)
+        events.append(element, event)
+
+
+def distribute_event_encoder(
+        events: EventEncodeCache) -> Callable[[etree._Element, DistributeEvent], None]:
+    """The oadrDistributeEvent encoder that builds or copies each oadrEvent through ``events``."""
+    return partial(encode_distribute_event, events=events)
 
 
 def decode_distribute_event(element: etree._Element) -> DistributeEvent:
@@ -133,7 +146,6 @@ def decode_created_event(payload: etree._Element) -> CreatedEvent:
 
 ENCODERS = {
     RequestEvent: encode_request_event,
-    DistributeEvent: encode_distribute_event,
     CreatedEvent: encode_created_event,
 }
 DECODERS = {

@@ -1,7 +1,8 @@
 """The payload families' wire tables, merged: message class -> encoder, payload tag -> decoder.
 
 Each family module owns its dataclasses (public) and a private ``_<family>_xml`` module with
-``ENCODERS`` and ``DECODERS``; adding a family is one import here.
+``ENCODERS`` and ``DECODERS``; adding a family is one import here. A codec takes its encoders
+from :func:`encoders`, which adds the one encoder that needs the codec's own cache.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from lxml import etree
 
 from . import _events_xml, _opt_xml, _poll_xml, _registration_xml, _reports_xml
 from ._base import Message
+from ._event_cache import EventEncodeCache
+from .events import DistributeEvent
 
 Encoder = Callable[[etree._Element, Any], None]
 Decoder = Callable[[etree._Element], Message]
@@ -24,3 +27,8 @@ DECODERS: dict[str, Decoder] = {}
 for _table in _TABLES:
     ENCODERS.update(_table.ENCODERS)
     DECODERS.update(_table.DECODERS)
+
+
+def encoders(events: EventEncodeCache) -> dict[type[Message], Encoder]:
+    """Message class -> encoder, oadrDistributeEvent's building or copying through ``events``."""
+    return {**ENCODERS, DistributeEvent: _events_xml.distribute_event_encoder(events)}

@@ -7,7 +7,8 @@ the VEN answers events that need it with oadrCreatedEvent, one optIn/optOut per 
 Model: one :class:`Event` is an ``oadr:oadrEvent`` -- the ``ei:eiEvent`` plus its
 ``oadrResponseRequired`` -- because in 2.0b an eiEvent never travels without that flag. Signal
 values are floats (``ei:payloadFloat`` is ``xs:float``); signal names stay ``str`` so ``x-``
-extensions pass.
+extensions pass. Events are plain data: what an encoder derives from one (its built XML, its
+status and target variants) lives in the encoder's :class:`~schemas._event_cache.EventEncodeCache`.
 
 Invariants: IDs are ``str`` exactly as received (``000123`` stays ``000123``); times are aware
 UTC datetimes; every tuple the XSD requires to be non-empty and every unsigned number is checked
@@ -17,10 +18,10 @@ when the object is built, so an illegal message is a local bug caught before it 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, cast
+from typing import Final
 
 from ._base import Message
 from ._errors import LocalProtocolError
@@ -93,8 +94,6 @@ SPEC_SIGNAL_NAMES: Final = frozenset({
     "BID_LOAD", "BID_ENERGY", "CHARGE_STATE", "LOAD_DISPATCH", "LOAD_CONTROL",
 })
 _EXTENSION_TOKEN: Final = re.compile(r"x-\S")
-# Event._memo key: the event a with_target variant was made from (schemas._event_parts_xml).
-RETARGETED_FROM: Final = "retargeted from"
 
 
 def _unsigned(name: str, value: int | None) -> None:
@@ -211,49 +210,9 @@ class Event:
     baseline: EventBaseline | None = None
     response_required: ResponseRequired = ResponseRequired.ALWAYS
 
-    # Per-object memo, never compared, hashed, shown or pickled: status variants (with_status),
-    # the event a with_target variant was made from, and the encoded oadrEvent per thread
-    # (schemas._event_parts_xml). The object is immutable, so what is derived from it once stays
-    # right; a fan-out that sends one Event object to hundreds of VENs builds its XML once.
-    _memo: dict[object, Any] = field(default_factory=dict, init=False, compare=False,
-                                     repr=False, hash=False)
-
     def __post_init__(self) -> None:
         if not self.signals:
             raise LocalProtocolError("ei:eiEventSignals needs at least one eiEventSignal")
-
-    def __getstate__(self) -> tuple[object, ...]:
-        # The memo is derived, and lxml trees do not pickle: it stays behind.
-        return tuple(getattr(self, f.name) for f in fields(self) if f.init)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for f, value in zip((f for f in fields(self) if f.init), state, strict=True):
-            object.__setattr__(self, f.name, value)
-        object.__setattr__(self, "_memo", {})
-
-    def with_status(self, status: EventStatus) -> Event:
-        """This event with ``eventStatus`` = ``status`` (itself when it already has it); asked
-        again, the same object comes back, so its encoded form is reused too."""
-        if self.descriptor.event_status is status:
-            return self
-        variant = self._memo.get(("status", status))
-        if variant is None:
-            variant = replace(self, descriptor=replace(self.descriptor, event_status=status))
-            origin = self._memo.get(RETARGETED_FROM)
-            if origin is not None:  # still only the target differs from the origin's variant
-                variant._memo[RETARGETED_FROM] = origin.with_status(status)
-            self._memo["status", status] = variant
-        return cast(Event, variant)
-
-    def with_target(self, target: Target) -> Event:
-        """This event addressed to ``target`` instead (itself when it already is). The variant
-        is encoded from this event's oadrEvent, built once per thread without its eiTarget, plus
-        its own eiTarget: a fan-out that gives each VEN its own target builds the rest once."""
-        if target == self.target:
-            return self
-        variant = replace(self, target=target)
-        variant._memo[RETARGETED_FROM] = self
-        return variant
 
     @property
     def event_id(self) -> str:

@@ -12,6 +12,13 @@ Invariants: paths are relative to the file's directory; a path that must exist (
 key) is checked when the file is read, so a missing one is refused with its key and full path
 before any server starts, never as a bare ``[Errno 2]`` later. Booleans are not numbers (TOML
 keeps them apart; so does this), and TOML has no null, so an optional setting is one left out.
+
+Its one error, under the message layer's root (the ``crowdflex`` commands catch ValueError
+around reading configuration, cbp.cli)::
+
+    CrowdflexError (schemas)
+    +-- ConfigError               a file unreadable, or a key unknown, ill-typed or out of
+                                  range; also a ValueError
 """
 
 from __future__ import annotations

@@ -36,8 +36,19 @@ at once by passing ``request_vtn_reports`` (METADATA -> ReportRequests) or later
 (plain or async, one call per report; the VTN gets oadrUpdatedReport).
 
 One process may talk to several VTNs: one :class:`VenClient` each, sharing one :class:`Outbox`.
-Errors: :class:`VtnUnavailable` (transport; retried with :class:`Backoff`) and
-:class:`VtnRefused` (the VTN said no), both under ``schemas.CrowdflexError``.
+Its errors, under the message layer's root::
+
+    CrowdflexError (schemas)
+    +-- VenError                  the VEN client's errors about its VTN (ven.errors)
+        +-- VtnUnavailable        transport failure: no connection, TLS failure, timeout, HTTP
+        |                         5xx, HTTP 429; worth retrying (the poll loop and the outbox back
+        |                         off with :class:`Backoff` and retry, for at least the VTN's
+        |                         Retry-After when it sent one)
+        +-- VtnRefused            the VTN answered and said no: an OpenADR response code other
+                                  than 2xx, an HTTP 4xx, or a registration without a venID;
+                                  retrying the same bytes will not help
+
+A configuration file the VEN cannot take is a ``tomlconfig.ConfigError``.
 """
 
 from __future__ import annotations

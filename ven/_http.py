@@ -18,34 +18,21 @@ import logging
 import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from typing import Final, TypeVar
 
 import aiohttp
 
-from schemas import Codec, EiResponse, Message
+from schemas import SERVICE_PREFIX, Codec, EiResponse, Message, Service
 
 from .errors import VtnRefused, VtnUnavailable
 
-__all__ = ["SERVICE_PREFIX", "Service", "VtnLink", "check_reply", "reply_status",
-           "retry_after_seconds"]
+__all__ = ["VtnLink", "check_reply", "reply_status", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=Message)
 
-SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
 _CONTENT_TYPE: Final = "application/xml"
-
-
-class Service(StrEnum):
-    """The five 2.0b service endpoints (profile 9.1.2)."""
-
-    REGISTER_PARTY = "EiRegisterParty"
-    EVENT = "EiEvent"
-    REPORT = "EiReport"
-    OPT = "EiOpt"
-    POLL = "OadrPoll"
 
 
 def reply_status(message: Message | None) -> EiResponse | None:

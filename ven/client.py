@@ -1,8 +1,8 @@
 """The VEN client: one VEN's conversation with one VTN over OpenADR 2.0b Simple HTTP.
 
 Owns registration state (venID, registrationID, the VTN's poll frequency), the pull loop, and
-opt requests; the dispatch of every payload a VTN sends (pulled by oadrPoll or pushed to
-:class:`ven.PushReceiver`) and the remembered event versions live in ``ven._dispatch``, reports in
+opt requests; the handling of every payload a VTN sends (pulled by oadrPoll or pushed to
+:class:`ven.PushReceiver`) and the remembered event versions live in ``ven._inbound``, reports in
 :class:`ven.reports.ReportDesk`, the reports the VTN offers us in :class:`ven.offered.VtnReports`.
 
 Invariants:
@@ -16,7 +16,7 @@ Invariants:
   full event list (oadrRequestEvent, profile 8.2) before polling again: a VTN's poll reply lost
   with the connection (a VTN killed mid-reply) is recovered that way, since the VTN hands each
   queued item out once.
-- In that resync an unconfirmed oadrCreatedEvent answer is sent again (``ven._dispatch``), so an
+- In that resync an unconfirmed oadrCreatedEvent answer is sent again (``ven._inbound``), so an
   ack lost on the wire is re-sent (the VTN stores acks idempotently). The loop ends when the VTN
   cancels the registration or :meth:`VenClient.close` is called.
 - Every task this client starts is owned and awaited by :meth:`VenClient.close`.
@@ -40,11 +40,9 @@ from schemas import (
     Codec,
     CreatedOpt,
     CreatedPartyRegistration,
-    CreatedReport,
     CreateOpt,
     CreatePartyRegistration,
     DistributeEvent,
-    EiResponse,
     Event,
     LocalProtocolError,
     Message,
@@ -63,13 +61,14 @@ from schemas import (
     ReportRequest,
     RequestEvent,
     Response,
+    Service,
     Target,
     new_id,
     utc_now,
 )
 
-from ._dispatch import EventHandler, Inbound, Outcome
-from ._http import Service, VtnLink, check_reply
+from ._http import VtnLink, check_reply
+from ._inbound import EventHandler, Inbound, Outcome
 from .backoff import Backoff
 from .errors import VenError, VtnRefused, VtnUnavailable
 from .offered import ReportChooser, ReportDataHandler, VtnReports
@@ -140,11 +139,13 @@ class VenClient:
         self._retry_sleep = retry_sleep
         self.registration: Registration | None = None
         self.deregistered = False
-        self._inbound = Inbound(self, on_event)
         self._resync = False
         # the reports the VTN offers us: ``vtn.request_report(...)``, data to ``on_report_data``
         self.vtn = VtnReports(exchange=self._link.exchange, ven_id=self._require_ven_id,
                               on_data=on_report_data, choose=request_vtn_reports)
+        self._inbound = Inbound(on_event=on_event, desk=lambda: self.desk, vtn=self.vtn,
+                                registration=self._require_registration,
+                                register=self.register, cancelled=self._deregistered_by_vtn)
         self._desk: ReportDesk | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
@@ -331,14 +332,8 @@ class VenClient:
         registered = await self._link.exchange(Service.REPORT, message, RegisteredReport)
         taken = desk.accept(registered.report_requests)
         if registered.report_requests:
-            await self._link.acknowledged(Service.REPORT, self._created_report(message.request_id))
+            await self._link.acknowledged(Service.REPORT, desk.created_report(message.request_id))
         return tuple(desk.accepted[i].request for i in taken)
-
-    def _created_report(self, request_id: str) -> CreatedReport:
-        return CreatedReport(
-            response=EiResponse(request_id=request_id), pending_reports=tuple(self.desk.accepted),
-            ven_id=self._require_ven_id(),
-        )
 
     async def send_report(
         self,
@@ -427,7 +422,7 @@ class VenClient:
                 getattr(error, "response_code", None), str(error))
             self._on_error(wrapped)
 
-    # ------------------------------------------------------------ dispatch
+    # ------------------------------------------------------------ inbound payloads
 
     @property
     def events(self) -> dict[str, Event]:
@@ -440,7 +435,7 @@ class VenClient:
 
     async def dispatch(self, message: Message) -> Outcome:
         """Handle one payload the VTN sent; the reply owed and what to do after sending it."""
-        return await self._inbound.dispatch(message)
+        return await self._inbound.handle(message)
 
     def _deregistered_by_vtn(self) -> None:
         """The VTN cancelled our registration: forget it and end the loop."""

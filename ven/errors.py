@@ -1,15 +1,5 @@
-"""The VEN's own errors, next to the message layer's tree (``schemas.CrowdflexError``).
-
-::
-
-    CrowdflexError
-    +-- VenError
-        +-- VtnUnavailable     transport failure: no connection, TLS failure, timeout, HTTP 5xx,
-        |                      HTTP 429; worth retrying (the poll loop and the outbox back off and
-        |                      retry, for at least the VTN's Retry-After when it sent one)
-        +-- VtnRefused         the VTN answered and said no: an OpenADR response code other than
-                               2xx, an HTTP 4xx, or a registration without a venID; retrying the
-                               same bytes will not help
+"""The VEN's own errors, under the message layer's root (the tree is drawn in the :mod:`ven`
+package docstring).
 
 A reply that does not decode raises the message layer's ``RemoteProtocolError`` unchanged.
 aiohttp's and ssl's exceptions are translated once, in ``ven._http``.

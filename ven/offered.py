@@ -40,13 +40,12 @@ from schemas import (
     ReportRequest,
     ReportSpecifier,
     Response,
+    Service,
     SpecifierPayload,
     UpdatedReport,
     UpdateReport,
     new_id,
 )
-
-from ._http import Service
 
 __all__ = ["ReportChooser", "ReportDataHandler", "VtnReports"]
 

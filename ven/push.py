@@ -21,16 +21,17 @@ from typing import Final
 from aiohttp import web
 
 from schemas import (
+    SERVICE_PREFIX,
     DistributeEvent,
     EiResponse,
     Message,
     NotRecognized,
     RemoteProtocolError,
     Response,
+    Service,
 )
 from schemas.identity import certificate_fingerprint
 
-from ._http import SERVICE_PREFIX, Service
 from .client import VenClient
 
 __all__ = ["PushReceiver"]

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas import (
+    CreatedReport,
+    EiResponse,
     LocalProtocolError,
     RemoteProtocolError,
     Report,
@@ -29,10 +31,11 @@ from schemas import (
     ReportInterval,
     ReportName,
     ReportRequest,
+    Service,
     UpdateReport,
 )
 
-from ._http import Service, VtnLink, check_reply
+from ._http import VtnLink, check_reply
 from .backoff import Backoff
 from .errors import VenError, VtnRefused, VtnUnavailable
 from .outbox import Outbox
@@ -159,6 +162,11 @@ class ReportDesk:
             if task is not None:
                 task.cancel()
         return tuple(self.accepted)
+
+    def created_report(self, request_id: str) -> CreatedReport:
+        """oadrCreatedReport answering ``request_id``: every request accepted so far pending."""
+        return CreatedReport(response=EiResponse(request_id=request_id),
+                             pending_reports=tuple(self.accepted), ven_id=self._ven_id())
 
     async def _schedule(self, accepted: AcceptedReport) -> None:
         assert self._provider is not None

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas import LocalProtocolError, ReportRequest
+from schemas import LocalProtocolError, ReportRequest, new_id
 from vtn.admin_input import (
     BadInput,
     event_of,
@@ -32,7 +32,6 @@ from vtn.admin_input import (
     time_of,
 )
 from vtn.services import ServiceContext, events, registration, reports
-from vtn.services._context import new_id
 
 __all__ = ["MIN_TOKEN_CHARS", "create_admin_app"]
 
@@ -43,12 +42,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SERVICES_OF: web.AppKey[Callable[[], ServiceContext]] = web.AppKey("crowdflex.vtn.admin.services")
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def _json(data: object, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=_dumps)
 
 
-def _dumps(data: Any) -> str:
-    def default(value: Any) -> Any:
+def _dumps(data: object) -> str:
+    def default(value: object) -> object:
         if isinstance(value, datetime):
             return value.isoformat()
         if isinstance(value, timedelta):
@@ -266,7 +265,7 @@ async def _report_data(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------- events
-async def _event_json(ctx: ServiceContext, event_id: str) -> dict[str, Any]:
+async def _event_json(ctx: ServiceContext, event_id: str) -> dict[str, object]:
     record = await ctx.storage.events.get(event_id)
     if record is None:
         raise LookupError(f"no event {event_id!r}")

@@ -40,6 +40,7 @@ from schemas import (
     Target,
 )
 from schemas.events import ActivePeriod, Event
+from vtn.errors import VtnError
 from vtn.storage import TargetKind, TargetRef
 
 __all__ = [
@@ -72,7 +73,7 @@ _UNSIGNED_INT_MAX: Final = 2**32 - 1
 _E = TypeVar("_E", bound=StrEnum)
 
 
-class BadInput(ValueError):
+class BadInput(VtnError, ValueError):
     """Admin input the API cannot take; the message names the field and what it expects."""
 
 
@@ -210,7 +211,7 @@ class _Fields:
             raise BadInput(f"unknown field {self.name(unknown[0])!r:.80}")
 
 
-def _text(value: Any, name: str, limit: int) -> str:
+def _text(value: object, name: str, limit: int) -> str:
     if not isinstance(value, str):
         raise BadInput(f"{name} must be a string, not {value!r:.40}")
     if not value or len(value) > limit:

@@ -29,15 +29,12 @@ import logging
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from ipaddress import ip_network
-from pathlib import Path
 
 from aiohttp import web
 
-from schemas import Codec, IntakeLimits, Message, Verification, utc_now
-from schemas.identity import TlsProfile
+from schemas import Codec, IntakeLimits, Message, Service, Verification, utc_now
 from vtn.certpath import CertificatePath
 from vtn.connections import Connections
 from vtn.faults import storage_guarded
@@ -47,16 +44,16 @@ from vtn.metrics import VtnMetrics
 from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
 from vtn.revocation import reloading_server_context
-from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_dispatcher
-from vtn.signing import NonceCheck, SignatureSettings, SignedIntake, signing_codec
+from vtn.services import Handlers, RegistrationPolicy, ServiceContext, make_router
+from vtn.settings import VtnConfig
+from vtn.signing import NonceCheck, SignedIntake, signing_codec
 from vtn.storage import Storage, open_storage
 from vtn.tls import push_client_context, server_context
 from vtn.transport import (
-    Dispatcher,
     Peer,
     PeerIdentity,
     ProxyTrust,
-    Service,
+    Router,
     TransportSettings,
     add_routes,
 )
@@ -69,82 +66,11 @@ __all__ = [
     "PUSH",
     "SERVICES",
     "STORAGE",
-    "VtnConfig",
     "create_app",
     "server_ssl_context",
     "serving_loop_factory",
     "tune_serving_process",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VtnConfig:
-    """Everything a VTN deployment can set; :func:`vtn.config.load_config` reads it from TOML."""
-
-    vtn_id: str = "CROWDFLEX-VTN"  # openleadr refuses lowercase vtnIDs (452)
-    storage_url: str = "sqlite:///vtn.db"
-    host: str = "127.0.0.1"
-    port: int = 8443
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
-    tls_crl: Path | None = None
-    tls_profile: TlsProfile = TlsProfile.TLS13
-    poll_frequency: timedelta = timedelta(seconds=10)
-    max_body_bytes: int = 1024 * 1024
-    body_timeout_s: float = 10.0
-    # behind a TLS-terminating proxy: the header carrying the VEN's certificate, honoured only on
-    # connections from the proxy, known by its certificate or (plain TCP) its source networks
-    trusted_cert_header: str | None = None
-    trusted_proxy_fingerprints: frozenset[str] = frozenset()
-    trusted_proxy_addresses: tuple[str, ...] = ()
-    allowed_fingerprints: frozenset[str] | None = None
-    auto_subscribe_reports: tuple[str, ...] = ("TELEMETRY_USAGE", "TELEMETRY_STATUS")
-    default_report_granularity: timedelta = timedelta(minutes=1)
-    cancelled_event_retention: timedelta = timedelta(days=1)
-    offer_metadata: bool = True
-    push_timeout_s: float = 10.0
-    push_retry_s: float = 5.0
-    # networks outside the public internet the VTN may push into anyway, e.g. ("10.0.0.0/8",)
-    # (vtn/pushtargets.py; TOML: [push] allow_private_targets)
-    push_allow_private_targets: tuple[str, ...] = ()
-    admin_enabled: bool = True
-    admin_host: str = "127.0.0.1"
-    admin_port: int = 8081
-    admin_token: str | None = None
-    # payload signatures and ReplayProtect (vtn/signing.py); off by default
-    signatures: SignatureSettings = field(default_factory=SignatureSettings)
-    # Retry-After of the 503 answered while the database is unavailable or full (vtn/faults.py)
-    retry_after_s: int = 10
-    # request limits (vtn/limits.py): None switches a limit off
-    rate_limit_per_s: float | None = 20.0
-    rate_limit_burst: int = 100
-    max_in_flight: int | None = 1024
-    # per-VEN budgets and caps on one document (vtn/limits.py); a budget's rate None: no budget
-    byte_budget_per_s: float | None = 256 * 1024
-    byte_budget_burst: int = 4 * 1024 * 1024
-    cpu_budget_per_s: float | None = 0.1
-    cpu_budget_burst_s: float = 1.0
-    max_id_chars: int = 512
-    max_metadata_reports: int = 100
-    max_report_descriptions: int = 5_000
-    max_report_points: int = 10_000
-    # connection limits (aiohttp's server; see the module docstring). 75 s outlasts the keep-alive
-    # of crowdflex's VEN (60 s) and openleadr's (15 s), so they, not we, close idle connections
-    # and never race a reused connection being closed under them.
-    keepalive_timeout_s: float = 75.0
-    # the listening socket (vtn/site.py): TLS handshake deadline, established-connection caps
-    # (overall and per certificate), pending-handshake caps (overall and per source address)
-    tls_handshake_timeout_s: float = 10.0
-    max_connections: int | None = 10_000
-    max_connections_per_peer: int | None = 16
-    max_pending_handshakes: int | None = 1000
-    max_pending_handshakes_per_address: int | None = 64
-    # how often the CRL file is looked at to close connections of newly revoked certificates
-    crl_check_interval_s: float = 5.0
-    max_line_size: int = 8190
-    max_field_size: int = 8190
-    max_headers: int = 128
 
 
 CONFIG = web.AppKey("crowdflex.vtn.config", VtnConfig)
@@ -244,13 +170,13 @@ def create_app(
     metrics = app[METRICS] = VtnMetrics()
     app.middlewares.append(metrics.middleware())  # first: it sees the limits' answers too
 
-    dispatchers: list[Dispatcher] = []  # built once, at startup (it needs the storage)
+    routers: list[Router] = []  # built once, at startup (it needs the storage)
 
-    async def dispatch(service: Service, peer: Peer, message: Message) -> Message:
-        return await dispatchers[0](service, peer, message)
+    async def route(service: Service, peer: Peer, message: Message) -> Message:
+        return await routers[0](service, peer, message)
 
-    async def guarded_dispatch(service: Service, peer: Peer, message: Message) -> Message:
-        return await storage_guarded(dispatch(service, peer, message), config.retry_after_s)
+    async def guarded_route(service: Service, peer: Peer, message: Message) -> Message:
+        return await storage_guarded(route(service, peer, message), config.retry_after_s)
 
     nonces = (NonceCheck(config.signatures, lambda: app[STORAGE], clock)
               if codec.verifier is not None else None)
@@ -279,7 +205,7 @@ def create_app(
               if nonces is not None else None)
     if intake is not None:
         app.middlewares.append(intake.middleware(identify))
-    add_routes(app, codec, guarded_dispatch, TransportSettings(
+    add_routes(app, codec, guarded_route, TransportSettings(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
         identify=identify, charge_cpu=budgets.charge_cpu,
         check_signed=check_signed if nonces is not None else None,
@@ -300,8 +226,8 @@ def create_app(
             )
             app[STORAGE] = storage
             app[SERVICES] = ctx
-            dispatchers[:] = [make_dispatcher(ctx)]
-            push = PushDelivery(ctx, dispatch, ssl_context=_push_context(config),
+            routers[:] = [make_router(ctx)]
+            push = PushDelivery(ctx, route, ssl_context=_push_context(config),
                                 timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
                                 targets=push_targets, max_reply_bytes=config.max_body_bytes,
                                 on_retry=metrics.push_retried)

@@ -28,9 +28,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from schemas import CertificateRefused, CrowdflexError, utc_now
+from schemas import CertificateRefused, utc_now
 from schemas.certpath import PathCheck, Purpose
 from schemas.identity import certificate_fingerprint
+from vtn.errors import VtnError
 
 __all__ = ["CertificatePath", "CertificateRejected", "FileVersion", "file_version", "load_crls"]
 
@@ -40,7 +41,7 @@ FileVersion = tuple[int, int, int]
 _CRL_BEGIN = b"-----BEGIN X509 CRL-----"
 
 
-class CertificateRejected(CrowdflexError, ValueError):
+class CertificateRejected(VtnError, ValueError):
     """A certificate the VTN's trust anchors, validity rules or revocation lists refuse."""
 
 

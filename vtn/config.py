@@ -1,4 +1,4 @@
-"""Loading a :class:`~vtn.app.VtnConfig` from TOML (``examples/vtn.toml`` documents every key).
+"""Loading a :class:`~vtn.settings.VtnConfig` from TOML (``examples/vtn.toml`` documents every key).
 
 Invariants: unknown keys are an error (a typo must not silently fall back to a default), and every
 error names the file, the key and what is expected (:mod:`tomlconfig`); durations are given in
@@ -22,8 +22,8 @@ from typing import Any, Final, get_type_hints
 from schemas.identity import TlsProfile
 from tomlconfig import ConfigError, Table, plain_type, read_file
 from vtn.admin import MIN_TOKEN_CHARS
-from vtn.app import VtnConfig
 from vtn.pushtargets import PushTargets
+from vtn.settings import VtnConfig
 from vtn.signing import SignatureSettings
 
 __all__ = ["ConfigError", "load_config", "parse_config"]

@@ -26,9 +26,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from schemas import RemoteProtocolError, ReplayRefused, SignatureInvalid
+from schemas import RemoteProtocolError, ReplayRefused, Service, SignatureInvalid
 from vtn.storage import StorageStats
-from vtn.transport import Service
 
 __all__ = ["CONTENT_TYPE", "VtnMetrics"]
 

@@ -7,7 +7,7 @@ to a lane of its own, so VENs are pushed to concurrently and one slow or unreach
 delays another's payloads. A lane drains its VEN's queue in order, one request at a time; an item
 is marked delivered only after the VEN answered HTTP 200. A failure releases the item and the lane
 backs off on its own: ``retry_s``, doubled after each further failure up to ``max_retry_s``. The
-VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same dispatcher as if it had posted it.
+VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same router as if it had posted it.
 
 Invariants: every outbound request has a timeout, follows no redirect and reads at most
 ``max_reply_bytes`` of the reply; every lane is a task of the delivery task's
@@ -28,19 +28,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import aiohttp
 
-from schemas import Message, RemoteProtocolError, Response
+from schemas import Message, RemoteProtocolError, Response, Service
 from schemas.tls import peer_fingerprint
 from vtn.faults import storage_failure
 from vtn.pushtargets import PushTargets, TargetResolver
 from vtn.services import ROUTES, ServiceContext
 from vtn.services.poll import next_message
-from vtn.transport import Peer, Service
+from vtn.transport import Peer, Router
 
 __all__ = ["PushDelivery", "service_for"]
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[Service, Peer, Message], Awaitable[Message]]
 
 _SERVICE_BY_KIND = {
     "oadrDistributeEvent": Service.EVENT,
@@ -83,7 +82,7 @@ def _system_context() -> ssl.SSLContext:
 
 
 class PushDelivery:
-    def __init__(self, ctx: ServiceContext, dispatch: Dispatch, *,
+    def __init__(self, ctx: ServiceContext, route: Router, *,
                  ssl_context: ssl.SSLContext | None, timeout_s: float, retry_s: float,
                  targets: PushTargets | None = None, max_retry_s: float = 300.0,
                  max_reply_bytes: int = 1024 * 1024,
@@ -91,7 +90,7 @@ class PushDelivery:
                  on_retry: Callable[[], None] = lambda: None) -> None:
         self._ctx = ctx
         self._on_retry = on_retry  # a failed push, to be retried (vtn.metrics)
-        self._dispatch = dispatch
+        self._route = route
         # ``ssl_context`` presents the VTN's certificate and need not check host names: the pin
         # is stricter. Without one (development only) the VEN's chain is still verified against
         # the system's CAs, never an unverified context.
@@ -213,7 +212,7 @@ class PushDelivery:
                     return False
                 await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
                 if type(reply) in ROUTES[service] and not isinstance(reply, Response):
-                    await self._dispatch(service, Peer(registration.fingerprint), reply)
+                    await self._route(service, Peer(registration.fingerprint), reply)
         return True
 
     async def _post(self, session: aiohttp.ClientSession, url: str, message: Message) -> Message:

@@ -20,8 +20,9 @@ from aiohttp import web
 
 from schemas import utc_now
 from vtn.admin import create_admin_app
-from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.app import SERVICES, create_app
 from vtn.ops import ops_routes
+from vtn.settings import VtnConfig
 from vtn.site import vtn_site
 
 __all__ = ["Served", "serve_vtn"]

@@ -41,8 +41,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from vtn.app import CONNECTIONS, VtnConfig, server_ssl_context
+from vtn.app import CONNECTIONS, server_ssl_context
 from vtn.connections import Connections
+from vtn.settings import VtnConfig
 
 __all__ = ["DESCRIPTOR_HEADROOM", "SiteLimits", "VtnSite", "raise_descriptor_limit", "vtn_site"]
 

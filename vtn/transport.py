@@ -2,12 +2,12 @@
 
 A request's life (docs/architecture.md#a-messages-life): content type (415) and size (413)
 checks -> the peer's identity from its TLS client certificate -> hardened decode with the codec ->
-the application's dispatcher (which checks the payload belongs to the service) -> the encoded
+the application's router (which checks the payload belongs to the service) -> the encoded
 reply. A VEN's
 repeated unsigned request bytes and repeated replies skip the XML work (:mod:`vtn.repeats`); the
 CPU the XML work does cost is told to the VEN's budget (``charge_cpu``, :mod:`vtn.limits`).
 Every protocol failure leaves as an oadrResponse carrying its OpenADR code with HTTP 200;
-transport failures are clean 4xx; nothing here answers 500. The dispatcher owns "reply only
+transport failures are clean 4xx; nothing here answers 500. The router owns "reply only
 after the state is committed".
 """
 
@@ -22,7 +22,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Final
 from urllib.parse import unquote
@@ -30,6 +29,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from schemas import (
+    SERVICE_PREFIX,
     Codec,
     EiResponse,
     Message,
@@ -38,6 +38,7 @@ from schemas import (
     OtherError,
     RemoteProtocolError,
     Response,
+    Service,
 )
 from schemas.identity import certificate_fingerprint
 from schemas.parts import echoed_request_id
@@ -46,25 +47,15 @@ from vtn.certpath import CertificatePath, CertificateRejected
 from vtn.repeats import Repeats
 
 __all__ = [
-    "REPEATS", "SERVICE_PREFIX", "Dispatcher", "Peer", "PeerIdentity", "ProxyTrust", "Service",
-    "TransportSettings", "add_routes",
+    "REPEATS", "Peer", "PeerIdentity", "ProxyTrust", "Router", "TransportSettings", "add_routes",
 ]
 
 log = logging.getLogger(__name__)
 
-SERVICE_PREFIX: Final = "/OpenADR2/Simple/2.0b"
 _XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
 _HEADERS_REMEMBERED: Final = 4096  # proxy-forwarded certificates whose check is remembered
 # the endpoints' memory of repeated requests and replies (its hit counts; off for benchmarks)
 REPEATS: Final = web.AppKey("crowdflex.vtn.repeats", Repeats)
-
-
-class Service(StrEnum):
-    REGISTER_PARTY = "EiRegisterParty"
-    EVENT = "EiEvent"
-    REPORT = "EiReport"
-    OPT = "EiOpt"
-    POLL = "OadrPoll"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +168,7 @@ class TransportSettings:
     max_body_bytes: int = 1024 * 1024
     body_timeout_s: float = 10.0
     identify: PeerIdentity = field(default_factory=PeerIdentity)
-    # awaited for every payload whose signature verified, before dispatch (vtn.signing.NonceCheck)
+    # awaited for every payload whose signature verified, before routing (vtn.signing.NonceCheck)
     check_signed: Callable[[Peer, Verification], Awaitable[None]] | None = None
     # replaces the codec's decode_signed when set (vtn.signing.SignedIntake.decode)
     decode: Callable[[Peer, bytes], Awaitable[tuple[Message, Verification | None]]] | None = None
@@ -188,7 +179,7 @@ class TransportSettings:
     on_refused: Callable[[Service, RemoteProtocolError], None] | None = None
 
 
-Dispatcher = Callable[[Service, Peer, Message], Awaitable[Message]]
+Router = Callable[[Service, Peer, Message], Awaitable[Message]]
 
 
 def _error_reply(error: RemoteProtocolError, message: Message | None = None) -> Response:
@@ -200,7 +191,7 @@ def _error_reply(error: RemoteProtocolError, message: Message | None = None) -> 
     return Response(response=status)
 
 
-def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
+def add_routes(app: web.Application, codec: Codec, route: Router,
                settings: TransportSettings | None = None) -> None:
     """Mount the five service endpoints on ``app``."""
     settings = settings or TransportSettings()
@@ -268,7 +259,7 @@ def add_routes(app: web.Application, codec: Codec, dispatch: Dispatcher,
                     repeats.remember_request(peer.fingerprint, body, message)
                 elif settings.check_signed is not None:
                     await settings.check_signed(peer, verification)
-            return peer, await dispatch(service, peer, message)
+            return peer, await route(service, peer, message)
         except RemoteProtocolError as error:
             log.info("refused on %s: %s", service, error)
             if settings.on_refused is not None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from vtn.app import VtnConfig
+    from vtn.settings import VtnConfig
 
 __all__ = ["StatusFile", "add_log_level", "add_state_dir", "add_state_options", "bound_port",
            "configure_logging", "publish_status", "require_files", "run_node", "state_key",

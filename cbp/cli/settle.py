@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from cbp.errors import CbpError
 from cbp.market import (
     Direction,
     Flag,
@@ -31,7 +32,7 @@ from cbp.market import (
 )
 
 
-class _InputError(Exception):
+class _InputError(CbpError, ValueError):
     pass
 
 

@@ -6,11 +6,7 @@ to exchange and the coroutine that runs it. Every HTTP exchange of a case is kep
 :class:`Exchange`, with the passive rules' :class:`Violation` s; a :class:`CaseResult` holds the
 verdict and its reason.
 
-Error tree (all under :class:`schemas.CrowdflexError`)::
-
-    ConformanceError
-    +-- CaseFailed        a case's own check failed; the message is the verdict's reason
-    +-- OperatorError     an operator step could not be carried out
+Its errors, :class:`ConformanceError` and below, are drawn in the :mod:`cbp` package docstring.
 """
 
 from __future__ import annotations
@@ -20,7 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from schemas import CrowdflexError, Message
+from cbp.errors import CbpError
+from schemas import Message
 
 if TYPE_CHECKING:
     from .operators import Step
@@ -38,7 +35,7 @@ __all__ = [
 ]
 
 
-class ConformanceError(CrowdflexError):
+class ConformanceError(CbpError):
     """Root of the live conformance suite's errors."""
 
 

@@ -42,7 +42,8 @@ from privacy import (
 )
 from privacy.keys import new_key_line
 from ven.tls import client_context
-from vtn.app import VtnConfig, server_ssl_context
+from vtn.app import server_ssl_context
+from vtn.settings import VtnConfig
 
 from .child import FleetProcess
 

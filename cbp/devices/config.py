@@ -17,10 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from cbp.errors import CbpError
+
 __all__ = ["BatteryProfile", "DeviceProfiles", "EvProfile", "HeatPumpProfile", "ProfileError"]
 
 
-class ProfileError(ValueError):
+class ProfileError(CbpError, ValueError):
     """A simulator parameter is out of range."""
 
 

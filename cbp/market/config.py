@@ -18,10 +18,12 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cbp.errors import CbpError
+
 __all__ = ["MarketRules", "MarketRulesError"]
 
 
-class MarketRulesError(ValueError):
+class MarketRulesError(CbpError, ValueError):
     """A rule parameter is out of range or of the wrong kind."""
 
 

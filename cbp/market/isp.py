@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from cbp.errors import CbpError
+
 from .config import MarketRules
 
 __all__ = ["IspCalendar", "IspRef", "NoSuchIsp"]
 
 
-class NoSuchIsp(ValueError):
+class NoSuchIsp(CbpError, ValueError):
     """The ISP index does not exist on that market day (e.g. ISP 97 on a 96-ISP day)."""
 
 

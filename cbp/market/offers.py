@@ -20,6 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from cbp.errors import CbpError
+
 from .config import MarketRules
 from .isp import IspCalendar, IspRef, NoSuchIsp
 
@@ -94,7 +96,7 @@ class Award:
     clearing_price_eur_per_mwh: Decimal
 
 
-class AwardError(ValueError):
+class AwardError(CbpError, ValueError):
     """An award names an unknown offer, exceeds its volume, or repeats."""
 
 

@@ -36,6 +36,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from cbp.errors import CbpError
+
 from .config import MarketRules
 from .isp import IspCalendar, IspRef
 from .offers import Direction
@@ -55,7 +57,7 @@ __all__ = [
 _HOUR_S = Decimal(3600)
 
 
-class ValidationError(ValueError):
+class ValidationError(CbpError, ValueError):
     """The inputs cannot be validated (no setpoints, off-grid setpoints, no meter data)."""
 
 

@@ -19,11 +19,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 from cbp.devices import DeviceClass
+from cbp.errors import CbpError
 
 __all__ = ["PoolConfig", "PoolConfigError"]
 
 
-class PoolConfigError(ValueError):
+class PoolConfigError(CbpError, ValueError):
     """A pool parameter is out of range."""
 
 

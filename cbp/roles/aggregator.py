@@ -88,8 +88,9 @@ from schemas import (
     utc_now,
 )
 from ven import Backoff, Outbox, VenError, VtnUnavailable
-from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
+from vtn.app import SERVICES, STORAGE, create_app
 from vtn.services import Handlers, ServiceContext
+from vtn.settings import VtnConfig
 from vtn.storage import VenRegistration
 
 from .device import next_grid

@@ -72,11 +72,12 @@ from schemas import (
     Target,
     utc_now,
 )
-from vtn.app import SERVICES, STORAGE, VtnConfig, create_app
+from vtn.app import SERVICES, STORAGE, create_app
 from vtn.capture import capture_middleware
 from vtn.services import Handlers, ServiceContext
 from vtn.services.events import cancel_event, get_event, modify_event, publish_event
 from vtn.services.offered import live_requests, offer_reports, send_report
+from vtn.settings import VtnConfig
 
 from .erasure import ERASURE_REPORT, ErasureIntake
 from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, LATE_QUALITY, CbpSettings

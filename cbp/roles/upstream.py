@@ -30,12 +30,12 @@ from schemas import (
     Report,
     ReportRequest,
     Response,
+    Service,
     UpdatedReport,
     UpdateReport,
     new_id,
 )
 from ven import Outcome, VenClient
-from ven._http import Service  # the Outcome's service; not exported by ven (see module doc)
 
 from .profile import SETTLEMENT_REPORT
 from .statement import ReceivedStatement, parse_statement, settlement_request

@@ -42,8 +42,9 @@ from privacy import (
 from privacy.keys import new_key_line
 from schemas import Event
 from ven import VenClient, VtnUnavailable
-from vtn.app import VtnConfig, server_ssl_context
+from vtn.app import server_ssl_context
 from vtn.services.events import get_event
+from vtn.settings import VtnConfig
 
 from ..conftest import Pki
 

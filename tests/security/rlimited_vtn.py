@@ -18,7 +18,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from vtn.app import VtnConfig, create_app
+from vtn.app import create_app
+from vtn.settings import VtnConfig
 from vtn.site import vtn_site
 
 _PATHS = ("tls_cert", "tls_key", "tls_ca", "tls_crl")

@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from schemas import SERVICE_PREFIX
 from tests.vtn.harness import RunningVtn
-from vtn.app import VtnConfig, create_app
+from vtn.app import create_app
+from vtn.settings import VtnConfig
 from vtn.site import vtn_site
-from vtn.transport import SERVICE_PREFIX
 
 __all__ = ["config_for", "served_vtn", "tls_probe"]
 

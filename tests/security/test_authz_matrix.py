@@ -20,6 +20,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from schemas import (
+    SERVICE_PREFIX,
     Availability,
     CanceledPartyRegistration,
     CanceledReport,
@@ -58,7 +59,6 @@ from tests.vtn.harness import RawVen, RunningVtn, raw_ven, running_vtn, sample_e
 from vtn.admin import create_admin_app
 from vtn.app import SERVICES
 from vtn.services import events
-from vtn.transport import SERVICE_PREFIX
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

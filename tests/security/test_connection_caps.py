@@ -26,8 +26,9 @@ from schemas import Poll, Response
 from tests.security.served import config_for
 from tests.security.test_connection_limits import closed_by_server, request_head
 from tests.vtn.harness import CODEC, RawVen
-from vtn.app import VtnConfig, create_app
+from vtn.app import create_app
 from vtn.config import ConfigError, parse_config
+from vtn.settings import VtnConfig
 from vtn.site import VtnSite, _ShedLog, vtn_site
 
 GRACE_S = 5.0  # a close must come from the VTN's decision, never from this test's timeout

@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 
 from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import (
+    SERVICE_PREFIX,
     CancelPartyRegistration,
     CreatedPartyRegistration,
     CreatePartyRegistration,
@@ -38,9 +39,9 @@ from tests.security.served import config_for, served_vtn
 from tests.security.test_certificates import _server_auth_only, _shifted_authority
 from tests.security.test_signature_chain import Candidate, _tls_accepts
 from tests.vtn.harness import CODEC, RunningVtn, code_of, raw_ven
-from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.app import SERVICES, create_app
 from vtn.config import ConfigError, parse_config
-from vtn.transport import SERVICE_PREFIX
+from vtn.settings import VtnConfig
 
 HEADER = "X-SSL-Client-Cert"
 

@@ -17,13 +17,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from schemas import Poll, Response
+from schemas import SERVICE_PREFIX, Poll, Response
 from tests.security.served import config_for
 from tests.security.test_connection_limits import connection, request_head
 from tests.vtn.harness import CODEC, RawVen, raw_ven
 from vtn.app import create_app
 from vtn.site import VtnSite, vtn_site
-from vtn.transport import SERVICE_PREFIX
 
 HANDSHAKE_S = 0.5
 GRACE_S = 5.0  # the close must come from the VTN's deadline, never from this test's timeout

@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from schemas import Codec
+from schemas import Codec, Service
 from tests.conftest import Pki
 from ven import VtnRefused
-from ven._http import Service, VtnLink
+from ven._http import VtnLink
 
 from .conftest import SERVICE_PATH
 from .scripts import distribute, event

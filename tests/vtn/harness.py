@@ -16,6 +16,7 @@ from aiohttp import web
 
 from cbp.pki import Role
 from schemas import (
+    SERVICE_PREFIX,
     Codec,
     CreatePartyRegistration,
     DistributeEvent,
@@ -33,9 +34,9 @@ from schemas import (
 )
 from schemas.events import ActivePeriod
 from schemas.tls import client_context, server_context
-from vtn.app import SERVICES, VtnConfig, create_app
+from vtn.app import SERVICES, create_app
 from vtn.services import Handlers, ServiceContext
-from vtn.transport import SERVICE_PREFIX
+from vtn.settings import VtnConfig
 
 # The VTN pushes only to public addresses unless allowed; the tests' push VENs are on loopback.
 LOOPBACK_PUSH = ("127.0.0.0/8",)

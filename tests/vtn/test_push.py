@@ -191,7 +191,7 @@ async def test_a_failing_ven_is_retried_with_its_own_doubling_back_off(pki, stor
                                transport_address=f"https://127.0.0.1:{closed_port}/push")
             async with asyncio.timeout(10):  # the app's own lane failed and waits an hour now
                 await first_failure.wait()
-        lane = PushDelivery(vtn.ctx, vtn.app[PUSH]._dispatch, ssl_context=None, timeout_s=5.0,
+        lane = PushDelivery(vtn.ctx, vtn.app[PUSH]._route, ssl_context=None, timeout_s=5.0,
                             retry_s=1.0, max_retry_s=4.0, sleep=record,
                             targets=PushTargets.allowing(LOOPBACK_PUSH))
         async with lane.running():

@@ -2,7 +2,7 @@
 
 One module per service (registration, events, reports, opt, poll) holds its handlers and the
 VTN-initiated operations the admin API and applications call (publish an event, subscribe to a
-report, request re-registration...). :func:`make_dispatcher` maps (service, payload class) to
+report, request re-registration...). :func:`make_router` maps (service, payload class) to
 handlers for :func:`vtn.transport.add_routes`.
 
 Every handler is ``async (ServiceContext, Peer, message) -> reply`` and returns only after the
@@ -12,8 +12,9 @@ state its reply describes is committed.
 from __future__ import annotations
 
 from . import events, opt, poll, registration, reports
-from ._context import Handlers, RegistrationPolicy, ServiceContext, call_hook, require_ven
-from .dispatch import ROUTES, make_dispatcher
+from ._context import RegistrationPolicy, ServiceContext, require_ven
+from .hooks import Handlers, call_hook
+from .routing import ROUTES, make_router
 
 __all__ = [
     "ROUTES",
@@ -22,7 +23,7 @@ __all__ = [
     "ServiceContext",
     "call_hook",
     "events",
-    "make_dispatcher",
+    "make_router",
     "opt",
     "poll",
     "registration",

@@ -4,63 +4,36 @@ Invariants:
 - A handler learns who is talking only from the :class:`~vtn.transport.Peer` (the TLS client
   certificate), never from the payload: :func:`require_ven` binds the payload's venID to the peer's
   registration and refuses anything else with 463 before any state is read or written.
-- Hooks may be plain functions or coroutines (:func:`call_hook`); a hook runs after the state it
-  describes is committed, except ``on_register``, which runs first because it may refuse.
+- The application's hooks are :class:`~vtn.services.hooks.Handlers` (typed there); a hook runs
+  after the state it describes is committed, except ``on_register``, which runs first because it
+  may refuse.
 - Payloads queued for VENs are encoded with ``store_codec`` (never signed): the outbox holds what
   to say, and the signing codec signs it when it is actually sent.
+- The context holds no cache itself: derived events live in its :class:`EventCache`, made from
+  its two codecs.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from schemas import Codec, Event, Message, NotRegistered, Target, new_id, utc_now
+from schemas import Codec, Message, NotRegistered, utc_now
 from vtn.limits import DocumentCaps
 from vtn.pushtargets import PushTargets
 from vtn.storage import Storage, VenRegistration
 from vtn.transport import Peer
 
+from ._event_cache import EventCache
+from .hooks import Handlers
+
 __all__ = [
-    "Handlers",
     "RegistrationPolicy",
     "ServiceContext",
     "bind_ven",
-    "call_hook",
-    "new_id",
     "require_ven",
-    "utc_now",
 ]
-
-
-# How many decoded events a ServiceContext keeps (oldest dropped first).
-DECODED_EVENTS_KEPT = 256
-
-
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Handlers:
-    """The application's callbacks (each optional, sync or async).
-
-    - ``on_register(registration: VenRegistration) -> bool | None``: before a registration is
-      stored; returning False refuses it (the VEN gets 463).
-    - ``on_event_response(ven_id, response: schemas.EventResponse)``: after an ack is stored.
-    - ``on_report_data(ven_id, report: schemas.Report)``: after a report's data is stored.
-    - ``on_opt(ven_id, message: schemas.CreateOpt | schemas.CancelOpt)``: after it is stored.
-    - ``report_subscriptions(ven_id, reports: tuple[schemas.Report, ...])
-      -> Iterable[schemas.ReportRequest] | None``: which of a VEN's freshly registered METADATA
-      reports to request at once (in oadrRegisteredReport); None uses the configured default.
-    """
-
-    on_register: Callable[..., Any] | None = None
-    on_event_response: Callable[..., Any] | None = None
-    on_report_data: Callable[..., Any] | None = None
-    on_opt: Callable[..., Any] | None = None
-    report_subscriptions: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,14 +68,15 @@ class ServiceContext:
     caps: DocumentCaps = field(default_factory=DocumentCaps)
     # where push VENs may ask the VTN to POST (checked at registration)
     push_targets: PushTargets = field(default_factory=PushTargets)
-    # decoded stored events by (eventID, modificationNumber), see events._decode; bounded
-    decoded_events: dict[tuple[str, int], tuple[bytes, Event]] = field(default_factory=dict)
-    # events as sent to VENs addressed through the same group/resource/party entries
-    addressed_events: dict[tuple[str, int, Target], Event] = field(default_factory=dict)
     # set by the app: wakes push delivery when something was queued
     on_enqueued: Callable[[Iterable[str]], None] = field(default=lambda _vens: None)
     # set by the app: closes a certificate's open connections, answers how many (vtn.connections)
     close_connections: Callable[[str], int] = field(default=lambda _fingerprint: 0)
+    # stored events decoded and their variants as sent, made from the two codecs
+    event_cache: EventCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.event_cache = EventCache(self.store_codec, self.codec.event_cache)
 
     def encode_for_queue(self, message: Message) -> bytes:
         return self.store_codec.encode(message)
@@ -121,16 +95,6 @@ class ServiceContext:
 
 def _kind(message: Message) -> str:
     return "oadr" + type(message).__name__
-
-
-async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> Any:
-    """Call a sync or async application hook; None when there is none."""
-    if hook is None:
-        return None
-    result = hook(*args)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 async def require_ven(ctx: ServiceContext, peer: Peer, ven_id: str | None) -> VenRegistration:

@@ -37,13 +37,15 @@ from schemas import (
     Response,
     ResponseRequired,
     Target,
+    new_id,
 )
 from vtn.storage import EventAck, EventRecord, OptType, TargetKind, TargetRef
 from vtn.storage import EventStatus as StoredStatus
 from vtn.storage.events import EVENT_KIND, Distribution
 from vtn.transport import Peer
 
-from ._context import DECODED_EVENTS_KEPT, ServiceContext, call_hook, new_id, require_ven
+from ._context import ServiceContext, require_ven
+from .hooks import call_hook
 
 __all__ = [
     "EVENT_KIND",
@@ -94,25 +96,9 @@ def _status_at(event: Event, now: datetime) -> EventStatus:
     return EventStatus.ACTIVE if now >= event.active_period.dtstart else EventStatus.FAR
 
 
-def _decode(ctx: ServiceContext, record: EventRecord) -> Event:
-    # (eventID, modificationNumber) names one payload for good (storage refuses other content
-    # under the same pair), so a decoded event can be reused; building each VEN's list in a
-    # fan-out to hundreds of VENs would otherwise parse and validate the same bytes each time.
-    key = (record.event_id, record.modification_number)
-    cached = ctx.decoded_events.get(key)
-    if cached is not None and cached[0] == record.payload:
-        return cached[1]
-    message = ctx.store_codec.decode(record.payload)
-    assert isinstance(message, DistributeEvent) and len(message.events) == 1
-    if len(ctx.decoded_events) >= DECODED_EVENTS_KEPT:
-        ctx.decoded_events.pop(next(iter(ctx.decoded_events)))
-    ctx.decoded_events[key] = (record.payload, message.events[0])
-    return message.events[0]
-
-
 async def get_event(ctx: ServiceContext, event_id: str) -> Event | None:
     record = await ctx.storage.events.get(event_id)
-    return None if record is None else _decode(ctx, record)
+    return None if record is None else ctx.event_cache.decoded(record)
 
 
 async def publish_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
@@ -179,7 +165,7 @@ async def cancel_events(ctx: ServiceContext,
         raise LookupError(f"no event {missing[0]!r}")
     cancelled = []
     for event_id in event_ids:
-        event = _decode(ctx, records[event_id])
+        event = ctx.event_cache.decoded(records[event_id])
         event = replace(event, descriptor=replace(event.descriptor,
                                                   event_status=EventStatus.CANCELLED))
         cancelled.append(_next_version(ctx, event, records[event_id]))
@@ -227,9 +213,11 @@ def _next_version(ctx: ServiceContext, event: Event, current: EventRecord) -> Ev
 def _as_sent(ctx: ServiceContext, record: EventRecord, now: datetime) -> Event:
     """The stored event as this VEN receives it, with its status at ``now``. VENs addressed
     alike (untargeted, or through the same group) share one Event object per (event, version,
-    status), so its XML is built once (Event.with_status)."""
-    event = _addressing(ctx, _decode(ctx, record), record.targets)
-    return event.with_status(_status_at(event, now))
+    status, target), so its XML is built once (vtn.services._event_cache). The status comes
+    first, so each VEN's own variant is one copy of an object all VENs share."""
+    event = ctx.event_cache.decoded(record)
+    return _addressing(ctx, ctx.event_cache.with_status(event, _status_at(event, now)),
+                       record.targets)
 
 
 def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) -> Event:
@@ -253,15 +241,9 @@ def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) 
                     party_ids=keep(TargetKind.PARTY, whole.party_ids))
     if target == whole:
         return event
-    if target.ven_ids:  # this VEN's own: nobody else receives the same object
-        return event.with_target(target)  # but its XML is the stored event's, retargeted
-    key = (event.event_id, event.modification_number, target)
-    shared = ctx.addressed_events.get(key)
-    if shared is None:
-        if len(ctx.addressed_events) >= DECODED_EVENTS_KEPT:
-            ctx.addressed_events.pop(next(iter(ctx.addressed_events)))
-        shared = ctx.addressed_events[key] = event.with_target(target)
-    return shared
+    # with this VEN's own venID nobody else receives the same object; its XML is still the
+    # stored event's, retargeted
+    return ctx.event_cache.addressed(event, target, personal=bool(target.ven_ids))
 
 
 def event_list(ctx: ServiceContext, ven_id: str, now: datetime,

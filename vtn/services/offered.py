@@ -39,11 +39,12 @@ from schemas import (
     Response,
     UpdatedReport,
     UpdateReport,
+    new_id,
 )
 from vtn.storage import OfferedReport, OfferedRequest
 from vtn.transport import Peer
 
-from ._context import ServiceContext, new_id, require_ven
+from ._context import ServiceContext, require_ven
 from .reports import request_record
 
 __all__ = [

@@ -12,7 +12,8 @@ from schemas import CanceledOpt, CancelOpt, CreatedOpt, CreateOpt, EiResponse, I
 from vtn.storage import OptSchedule, OptType, OptWindow
 from vtn.transport import Peer
 
-from ._context import ServiceContext, call_hook, require_ven
+from ._context import ServiceContext, require_ven
+from .hooks import call_hook
 
 __all__ = ["on_cancel_opt", "on_create_opt"]
 

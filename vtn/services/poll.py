@@ -22,11 +22,11 @@ Invariants:
 
 from __future__ import annotations
 
-from schemas import EiResponse, Message, Poll, Response
+from schemas import EiResponse, Message, Poll, Response, new_id
 from vtn.storage import OutboxItem
 from vtn.transport import Peer
 
-from ._context import ServiceContext, bind_ven, new_id
+from ._context import ServiceContext, bind_ven
 from .events import EVENT_KIND, distribute_for, event_list, list_message
 
 __all__ = ["next_message", "on_poll"]

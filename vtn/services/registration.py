@@ -33,12 +33,14 @@ from schemas import (
     RequestReregistration,
     Response,
     TransportName,
+    new_id,
 )
 from vtn.storage import VenRegistration
 from vtn.transport import Peer
 
 from . import events
-from ._context import ServiceContext, call_hook, new_id, require_ven
+from ._context import ServiceContext, require_ven
+from .hooks import call_hook
 
 __all__ = [
     "cancel_from_vtn",

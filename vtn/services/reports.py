@@ -43,13 +43,15 @@ from schemas import (
     SpecifierPayload,
     UpdatedReport,
     UpdateReport,
+    new_id,
 )
 from schemas import ReportDescription as WireDescription
 from vtn.storage import ReportData, ReportDescription, ReportRequestStatus
 from vtn.storage import ReportRequest as StoredRequest
 from vtn.transport import Peer
 
-from ._context import ServiceContext, call_hook, new_id, require_ven
+from ._context import ServiceContext, require_ven
+from .hooks import call_hook
 
 _R = TypeVar("_R")
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from vtn.errors import VtnError
+
 __all__ = [
     "Delivery",
     "EventAck",
@@ -40,22 +42,17 @@ __all__ = [
 ]
 
 
-class StorageError(Exception):
-    """Root of the storage errors::
-
-    StorageError
-    └── StorageConflict      a unique or foreign key refused the write (e.g. a fingerprint
-        │                    bound to another VEN, an unknown ven_id); nothing was written
-        └── StaleModification  an event older than the stored one (lower modificationNumber)
-    """
+class StorageError(VtnError):
+    """Root of the storage errors (the tree is drawn in the :mod:`vtn` package docstring)."""
 
 
 class StorageConflict(StorageError):
-    pass
+    """A unique or foreign key refused the write (e.g. a fingerprint bound to another VEN, an
+    unknown ven_id); nothing was written."""
 
 
 class StaleModification(StorageConflict):
-    pass
+    """An event older than the stored one (a lower modificationNumber); nothing was written."""
 
 
 class EventStatus(StrEnum):

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import schemas as s
-from schemas import EiResponse, Message, Response
-from vtn.transport import Dispatcher, Peer, Service, wrong_service
+from schemas import EiResponse, Message, Response, Service
+from vtn.transport import Peer, Router, wrong_service
 
 from . import events, offered, opt, poll, registration, reports
 from ._context import ServiceContext, require_ven
 
-__all__ = ["ROUTES", "make_dispatcher"]
+__all__ = ["ROUTES", "make_router"]
 
 Handler = Callable[[ServiceContext, Peer, Any], Awaitable[Message]]
 
@@ -64,13 +64,14 @@ ROUTES: Final[dict[Service, dict[type[Message], Handler]]] = {
 }
 
 
-def make_dispatcher(ctx: ServiceContext) -> Dispatcher:
-    """The transport's dispatcher over ``ctx``."""
+def make_router(ctx: ServiceContext) -> Router:
+    """The transport's router over ``ctx``: :data:`ROUTES`, or 453 for a payload the service does
+    not take."""
 
-    async def dispatch(service: Service, peer: Peer, message: Message) -> Message:
+    async def route(service: Service, peer: Peer, message: Message) -> Message:
         handler = ROUTES[service].get(type(message))
         if handler is None:
             raise wrong_service(service, message)
         return await handler(ctx, peer, message)
 
-    return dispatch
+    return route

@@ -8,6 +8,10 @@ oadrRegisterReport, oadrCreatedReport and oadrUpdateReport are answered by
 oadrCreatedEvent answers the VTN has not yet confirmed. Sending the reply is the caller's job (the
 pull loop POSTs it; :class:`ven.PushReceiver` returns it as the HTTP response body).
 
+It touches its client only through what the client hands it when built (:class:`Inbound`'s
+arguments): the report desk, the reports the VTN offers, the registration, registering again and
+ending the registration; it never imports ``ven.client``.
+
 Invariants:
 - Events (profile 8.2): the handler sees each (eventID, modificationNumber) once; copies with a
   modificationNumber not above the one remembered are ignored; oadrCreatedEvent lists exactly the
@@ -26,7 +30,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from schemas import (
     CanceledPartyRegistration,
@@ -46,17 +50,16 @@ from schemas import (
     RequestReregistration,
     Response,
     ResponseRequired,
+    Service,
     UpdateReport,
 )
 
-from ._http import Service
+from .offered import VtnReports
+from .reports import ReportDesk
 
-if TYPE_CHECKING:
-    from .client import VenClient
+__all__ = ["EventHandler", "Inbound", "Outcome", "Registered"]
 
-__all__ = ["EventHandler", "Inbound", "Outcome"]
-
-# the logger these messages always had, before dispatch left ven.client
+# the logger these messages always had, before inbound handling left ven.client
 log = logging.getLogger("ven.client")
 
 EventHandler = Callable[[Event], OptType | str | Awaitable[OptType | str]]
@@ -65,52 +68,75 @@ EventHandler = Callable[[Event], OptType | str | Awaitable[OptType | str]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
-    """What dispatch made of one VTN payload: the reply, where it goes, and what follows it."""
+    """What one VTN payload came to: the reply, where it goes, and what follows it."""
 
     reply: Message | None
     service: Service
     after: Callable[[], Awaitable[object]] | None = None
 
 
-class Inbound:
-    """The dispatch of VTN payloads for one client, and the event state it keeps."""
+class Registered(Protocol):
+    """The registration inbound handling answers for."""
 
-    def __init__(self, client: VenClient, on_event: EventHandler | None) -> None:
-        self._client = client
+    @property
+    def ven_id(self) -> str: ...
+
+    @property
+    def registration_id(self) -> str: ...
+
+
+class Inbound:
+    """The handling of VTN payloads for one client, and the event state it keeps.
+
+    ``desk`` (the client's report desk, once started), ``vtn`` (the reports the VTN offers),
+    ``registration`` (the current one, or a LocalProtocolError), ``register`` (register again, on
+    oadrRequestReregistration) and ``cancelled`` (the VTN ended the registration) are all it
+    needs of its client.
+    """
+
+    def __init__(self, *, on_event: EventHandler | None, desk: Callable[[], ReportDesk],
+                 vtn: VtnReports, registration: Callable[[], Registered],
+                 register: Callable[[], Awaitable[object]],
+                 cancelled: Callable[[], None]) -> None:
         self._on_event = on_event
+        self._desk = desk
+        self._vtn = vtn
+        self._registration = registration
+        self._register = register
+        self._cancelled = cancelled
         self.events: dict[str, Event] = {}
         # answers sent but not yet confirmed by the VTN, by eventID
         self._unconfirmed: dict[str, EventResponse] = {}
         self.resending = False
 
-    async def dispatch(self, message: Message) -> Outcome:
+    async def handle(self, message: Message) -> Outcome:
         """Handle one payload the VTN sent; the reply owed and what to do after sending it."""
-        client = self._client
         match message:
             case DistributeEvent():
                 return await self._on_distribute(message)
             case CreateReport():
-                client.desk.accept(message.report_requests)
-                return Outcome(reply=client._created_report(message.request_id),
+                desk = self._desk()
+                desk.accept(message.report_requests)
+                return Outcome(reply=desk.created_report(message.request_id),
                                service=Service.REPORT)
             case CancelReport():
-                pending = client.desk.cancel(message.report_request_ids)
+                pending = self._desk().cancel(message.report_request_ids)
                 canceled = CanceledReport(response=EiResponse(request_id=message.request_id),
                                           pending_reports=pending,
-                                          ven_id=client._require_ven_id())
+                                          ven_id=self._registration().ven_id)
                 return Outcome(reply=canceled, service=Service.REPORT)
             case RegisterReport():
-                return Outcome(reply=await client.vtn.on_register_report(message),
+                return Outcome(reply=await self._vtn.on_register_report(message),
                                service=Service.REPORT)
             case CreatedReport():
-                return Outcome(reply=client.vtn.on_created_report(message),
+                return Outcome(reply=self._vtn.on_created_report(message),
                                service=Service.REPORT)
             case UpdateReport():
-                return Outcome(reply=await client.vtn.on_update_report(message),
+                return Outcome(reply=await self._vtn.on_update_report(message),
                                service=Service.REPORT)
             case RequestReregistration():
-                ack = Response(response=EiResponse(), ven_id=client._require_ven_id())
-                return Outcome(reply=ack, service=Service.REGISTER_PARTY, after=client.register)
+                ack = Response(response=EiResponse(), ven_id=self._registration().ven_id)
+                return Outcome(reply=ack, service=Service.REGISTER_PARTY, after=self._register)
             case CancelPartyRegistration():
                 return self._on_cancel_registration(message)
             case _:
@@ -119,10 +145,10 @@ class Inbound:
                 return Outcome(reply=None, service=Service.EVENT)
 
     def _on_cancel_registration(self, message: CancelPartyRegistration) -> Outcome:
-        registration = self._client._require_registration()
+        registration = self._registration()
         code = 200 if message.registration_id == registration.registration_id else 452
         if code == 200:
-            self._client._deregistered_by_vtn()
+            self._cancelled()
         reply = CanceledPartyRegistration(
             response=EiResponse(code=code, description="OK" if code == 200 else "unknown "
                                 "registrationID", request_id=message.request_id),
@@ -131,7 +157,7 @@ class Inbound:
         return Outcome(reply=reply, service=Service.REGISTER_PARTY)
 
     async def _on_distribute(self, message: DistributeEvent) -> Outcome:
-        ven_id = self._client._require_ven_id()
+        ven_id = self._registration().ven_id
         answers: list[EventResponse] = []
         current: dict[str, Event] = {}
         for event in message.events:

@@ -1,0 +1,90 @@
+"""The event service's cache (vtn.services._event_cache): a stored event is decoded once per
+version and payload, VENs addressed alike share one variant, a VEN's own variant is its own, and
+every table is bounded. No storage: the cache works on records and codecs only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import schemas
+from schemas import (
+    ActivePeriod,
+    DistributeEvent,
+    Event,
+    EventDescriptor,
+    EventInterval,
+    EventSignal,
+    EventStatus,
+    SignalType,
+    Target,
+)
+from vtn.services._event_cache import EventCache
+from vtn.storage import EventRecord
+from vtn.storage import EventStatus as Stored
+
+T0 = datetime(2026, 12, 6, 10, tzinfo=UTC)
+
+
+def _event(event_id: str, *, value: float = 1.0) -> Event:
+    return Event(
+        descriptor=EventDescriptor(event_id=event_id, modification_number=0,
+                                   market_context="https://tso.example", created_date_time=T0,
+                                   event_status=EventStatus.FAR),
+        active_period=ActivePeriod(dtstart=T0, duration=timedelta(minutes=15)),
+        signals=(EventSignal(intervals=(EventInterval(values=(value,)),), signal_name="SIMPLE",
+                             signal_type=SignalType.LEVEL, signal_id="s"),),
+        target=Target(group_ids=("g1", "g2"), ven_ids=("v1", "v2")))
+
+
+def _record(codec: schemas.Codec, event: Event) -> EventRecord:
+    payload = codec.encode(DistributeEvent(request_id="", vtn_id="VTN", events=(event,)))
+    return EventRecord(event_id=event.event_id, modification_number=event.modification_number,
+                       status=Stored.FAR, payload=payload, updated_at=T0)
+
+
+def _cache(kept: int = 256) -> tuple[EventCache, schemas.Codec]:
+    store = schemas.Codec()
+    return EventCache(store, schemas.Codec().event_cache, kept=kept), store
+
+
+def test_a_stored_event_is_decoded_once_per_payload() -> None:
+    cache, store = _cache()
+    record = _record(store, _event("e1"))
+    decoded = cache.decoded(record)
+    assert decoded == _event("e1")
+    assert cache.decoded(record) is decoded
+    # other bytes under the same (eventID, modificationNumber) are decoded, never mistaken
+    other = replace(record, payload=_record(store, _event("e1", value=2.0)).payload)
+    assert cache.decoded(other) == _event("e1", value=2.0)
+
+
+def test_vens_addressed_alike_share_a_variant_and_a_ven_s_own_is_its_own() -> None:
+    cache, _ = _cache()
+    event = _event("e1")
+    group = Target(group_ids=("g1",))
+    shared = cache.addressed(event, group, personal=False)
+    assert shared == replace(event, target=group)
+    assert cache.addressed(event, group, personal=False) is shared
+    own = Target(ven_ids=("v1",))
+    personal = cache.addressed(event, own, personal=True)
+    assert personal == replace(event, target=own)
+    assert cache.addressed(event, own, personal=True) is not personal
+    active = cache.with_status(shared, EventStatus.ACTIVE)
+    assert active is cache.with_status(shared, EventStatus.ACTIVE)
+    assert active.descriptor.event_status is EventStatus.ACTIVE
+
+
+def test_the_tables_are_bounded_and_a_dropped_entry_is_derived_again_alike() -> None:
+    cache, store = _cache(kept=2)
+    records = [_record(store, _event(f"e{n}")) for n in range(3)]
+    first = cache.decoded(records[0])
+    cache.decoded(records[1])
+    cache.decoded(records[2])  # drops e0's
+    again = cache.decoded(records[0])
+    assert again is not first and again == first
+    event, group = _event("e1"), Target(group_ids=("g1",))
+    shared = cache.addressed(event, group, personal=False)
+    for other in ("g2", "g3"):
+        cache.addressed(event, Target(group_ids=(other,)), personal=False)
+    assert cache.addressed(event, group, personal=False) is not shared

@@ -1,0 +1,73 @@
+"""The event service's cache of derived events, so a fan-out derives each event once, not per VEN.
+
+Building each VEN's list in a fan-out to hundreds of VENs would otherwise parse and validate the
+same stored bytes, and make the same addressed variant, once per VEN. :class:`EventCache` keeps:
+
+- stored events decoded, by (eventID, modificationNumber): the pair names one payload for good
+  (storage refuses other content under it), and the payload is compared on every hit anyway;
+- the variants VENs addressed alike (through the same group, resource or party entries) share,
+  by (eventID, modificationNumber, eventStatus, target), one object each so its XML is built once;
+- the status and per-VEN target variants, through the encoding codec's
+  :class:`~schemas.EventEncodeCache`, which then encodes them from one build.
+
+Invariants: each table keeps at most ``kept`` entries, the oldest dropped first; a dropped entry
+costs a decode or a build again, never a different event.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+from schemas import Codec, DistributeEvent, Event, EventEncodeCache, EventStatus, Target
+from vtn.storage import EventRecord
+
+__all__ = ["EventCache"]
+
+#: decoded events and shared variants an :class:`EventCache` keeps by default
+KEPT: Final = 256
+
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+class EventCache:
+    """Decoded stored events and their variants as sent (see the module docstring)."""
+
+    def __init__(self, store_codec: Codec, encoding: EventEncodeCache, kept: int = KEPT) -> None:
+        self._store_codec = store_codec
+        self._encoding = encoding
+        self._kept = kept
+        self._decoded: dict[tuple[str, int], tuple[bytes, Event]] = {}
+        self._shared: dict[tuple[str, int, EventStatus, Target], Event] = {}
+
+    def decoded(self, record: EventRecord) -> Event:
+        """The event stored in ``record``."""
+        key = (record.event_id, record.modification_number)
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] == record.payload:
+            return cached[1]
+        message = self._store_codec.decode(record.payload)
+        assert isinstance(message, DistributeEvent) and len(message.events) == 1
+        self._keep(self._decoded, key, (record.payload, message.events[0]))
+        return message.events[0]
+
+    def addressed(self, event: Event, target: Target, *, personal: bool) -> Event:
+        """``event`` with eiTarget ``target``: one object per (event, version, status, target)
+        unless ``personal`` (a VEN's own venID: nobody else receives the same object)."""
+        if personal:
+            return self._encoding.with_target(event, target)
+        key = (event.event_id, event.modification_number, event.descriptor.event_status, target)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._encoding.with_target(event, target)
+            self._keep(self._shared, key, shared)
+        return shared
+
+    def with_status(self, event: Event, status: EventStatus) -> Event:
+        """``event`` at ``status``, one object per (event object, status)."""
+        return self._encoding.with_status(event, status)
+
+    def _keep(self, table: dict[_Key, _Value], key: _Key, value: _Value) -> None:
+        if len(table) >= self._kept:
+            del table[next(iter(table))]
+        table[key] = value
