@@ -13,6 +13,8 @@ protocol error with its OpenADR response code::
         +-- ValidationError       delivery data that cannot be validated; also a ValueError
         +-- PoolConfigError       a pool setting out of range; also a ValueError (cbp.pool)
         +-- ProfileError          a device profile out of range; also a ValueError (cbp.devices)
+        +-- SettleInputError      a settlement CSV value that is no number; also a ValueError
+                                  (cbp.cli.settle)
         +-- ConformanceError      the live conformance suite (cbp.conformance)
             +-- CaseFailed        a case's own check failed; the message is the verdict's reason
             +-- OperatorError     an operator step could not be carried out

@@ -9,6 +9,7 @@ item names the VTN it is for, so one VEN can talk to several VTNs.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,15 @@ class Outbox:
 
     async def scrub(self) -> bool:
         """Copy the WAL into the file and truncate it, so no older frame keeps a delivered
-        item's bytes (after an erasure); False when another reader held the WAL."""
-        async with self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
-            row = await cursor.fetchone()
+        item's bytes (after an erasure); False when another reader held the WAL, or a statement
+        of this connection was still running (its frames go at a later checkpoint)."""
+        try:
+            async with self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+                row = await cursor.fetchone()
+        except sqlite3.OperationalError as exc:  # "database table is locked": busy right now
+            if "locked" not in str(exc):
+                raise
+            return False
         return row is not None and not row[0]
 
     async def __aenter__(self) -> Outbox:

@@ -32,7 +32,7 @@ from cbp.market import (
 )
 
 
-class _InputError(CbpError, ValueError):
+class SettleInputError(CbpError, ValueError):
     pass
 
 
@@ -40,9 +40,9 @@ def _decimal(text: str, what: str) -> Decimal:
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
-        raise _InputError(f"{what} {text!r} is not a decimal number") from None
+        raise SettleInputError(f"{what} {text!r} is not a decimal number") from None
     if not value.is_finite():
-        raise _InputError(f"{what} {text!r} is not a finite number")
+        raise SettleInputError(f"{what} {text!r} is not a finite number")
     return value
 
 
@@ -52,27 +52,27 @@ def read_series(path: Path) -> tuple[Sample, ...]:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise _InputError(f"{path}: cannot read: {exc}") from None
+        raise SettleInputError(f"{path}: cannot read: {exc}") from None
     if not rows or [c.strip().lower() for c in rows[0]] != ["timestamp", "mw"]:
-        raise _InputError(f"{path}:1: expected the header 'timestamp,mw'")
+        raise SettleInputError(f"{path}:1: expected the header 'timestamp,mw'")
     samples: list[Sample] = []
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != 2:
-            raise _InputError(f"{path}:{line}: expected 2 columns, found {len(row)}")
+            raise SettleInputError(f"{path}:{line}: expected 2 columns, found {len(row)}")
         try:
             at = datetime.fromisoformat(row[0].strip())
         except ValueError:
-            raise _InputError(f"{path}:{line}: {row[0]!r} is not an ISO 8601 timestamp") from None
+            raise SettleInputError(f"{path}:{line}: {row[0]!r} is not an ISO 8601 timestamp") from None
         if at.tzinfo is None:
-            raise _InputError(f"{path}:{line}: timestamp {row[0]!r} has no UTC offset")
+            raise SettleInputError(f"{path}:{line}: timestamp {row[0]!r} has no UTC offset")
         try:
             samples.append(Sample(at=at, value=_decimal(row[1], "mw")))
-        except _InputError as exc:
-            raise _InputError(f"{path}:{line}: {exc}") from None
+        except SettleInputError as exc:
+            raise SettleInputError(f"{path}:{line}: {exc}") from None
     if not samples:
-        raise _InputError(f"{path}: no samples")
+        raise SettleInputError(f"{path}: no samples")
     return tuple(samples)
 
 
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
             direction=Direction(args.direction), baseline_flagged=args.baseline_flagged,
             clock_offset=timedelta(seconds=args.clock_offset_s),
         )  # fmt: skip
-    except (_InputError, ValidationError) as exc:
+    except (SettleInputError, ValidationError) as exc:
         print(f"crowdflex settle: {exc}", file=sys.stderr)
         return 2
     calendar = IspCalendar(rules)

@@ -15,7 +15,11 @@ from cbp.pki import CertificateAuthority
 from tests.conftest import Pki
 from vtn.certpath import CertificatePath, CertificateRejected, load_crls
 
-NOW = datetime.now(UTC)
+
+def _now() -> datetime:
+    """The clock these checks run at: now, read when asked (a CRL made during the test was
+    issued after the test module was imported, so a time fixed at import would predate it)."""
+    return datetime.now(UTC)
 
 
 def _crl(pki: Pki, tmp_path: Path, *revoked: bytes) -> Path:
@@ -29,12 +33,12 @@ def test_a_valid_ven_certificate_gives_its_fingerprint_and_how_long_that_holds(
         pki: Pki, tmp_path: Path) -> None:
     """Until the leaf expires; with a CRL, until its next update if that comes sooner."""
     expiry = x509.load_pem_x509_certificate(pki.ven.cert_pem).not_valid_after_utc
-    assert CertificatePath(ca=pki.ca_cert, clock=lambda: NOW).verify(pki.ven.cert_pem) == \
+    assert CertificatePath(ca=pki.ca_cert, clock=_now).verify(pki.ven.cert_pem) == \
         (pki.ven.fingerprint, expiry)
     crl = _crl(pki, tmp_path)
     (listed,) = load_crls(crl.read_bytes())
     assert listed.next_update_utc is not None and listed.next_update_utc < expiry
-    paths = CertificatePath(ca=pki.ca_cert, crl=crl, clock=lambda: NOW)
+    paths = CertificatePath(ca=pki.ca_cert, crl=crl, clock=_now)
     assert paths.verify(pki.ven.cert_pem) == (pki.ven.fingerprint, listed.next_update_utc)
 
 
@@ -52,7 +56,7 @@ def test_without_a_current_crl_of_the_issuer_the_certificate_is_refused(
     other = tmp_path / "other.pem"
     other.write_bytes(CertificateAuthority.create(common_name="other CA").revocation_list(()))
     with pytest.raises(CertificateRejected, match="no current CRL"):
-        CertificatePath(ca=pki.ca_cert, crl=other, clock=lambda: NOW).verify(pki.ven.cert_pem)
+        CertificatePath(ca=pki.ca_cert, crl=other, clock=_now).verify(pki.ven.cert_pem)
     crl = _crl(pki, tmp_path)
     (listed,) = load_crls(crl.read_bytes())
     assert listed.next_update_utc is not None
@@ -65,7 +69,7 @@ def test_without_a_current_crl_of_the_issuer_the_certificate_is_refused(
 def test_a_changed_crl_file_is_taken_into_use_and_a_broken_one_is_not(
         pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     crl = _crl(pki, tmp_path)
-    paths = CertificatePath(ca=pki.ca_cert, crl=crl, clock=lambda: NOW)
+    paths = CertificatePath(ca=pki.ca_cert, crl=crl, clock=_now)
     der = x509.load_pem_x509_certificate(pki.ven.cert_pem).public_bytes(
         serialization.Encoding.DER)
     assert not paths.refresh() and paths.generation == 0 and not paths.revoked(der)
