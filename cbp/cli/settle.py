@@ -64,7 +64,8 @@ def read_series(path: Path) -> tuple[Sample, ...]:
         try:
             at = datetime.fromisoformat(row[0].strip())
         except ValueError:
-            raise SettleInputError(f"{path}:{line}: {row[0]!r} is not an ISO 8601 timestamp") from None
+            raise SettleInputError(
+                f"{path}:{line}: {row[0]!r} is not an ISO 8601 timestamp") from None
         if at.tzinfo is None:
             raise SettleInputError(f"{path}:{line}: timestamp {row[0]!r} has no UTC offset")
         try:
