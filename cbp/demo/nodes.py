@@ -216,7 +216,8 @@ async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettin
     sims = list(build_pool(total, seed, start=datetime.now(UTC)).devices)
     _onboard(vault, aggregator, sims, identities, seed)
     step(f"onboarding: {len(aggregator.book.by_ven)} devices with consent in the identity vault,"
-         f" 1 prosumer without consent")
+         f" 1 prosumer without consent, on purpose: the aggregator must refuse that device"
+         f" (it logs a warning naming it)")
     fleet_toml = out / "devices.toml"
     fleet_toml.write_text(demo_fleet_toml(
         url=agg_url, ca=pki["ca"][0].resolve(), certs=(out / "certs" / "devices").resolve(),
