@@ -13,14 +13,13 @@ on loopback; the receiver presents the VEN's own certificate, so the pin lets it
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
 
-from tests.vtn.harness import push_receiver, push_ven_tls, raw_ven, running_vtn
+from tests.vtn.harness import logged, push_receiver, push_ven_tls, raw_ven, running_vtn
 
 _RECEIVER_NET = ("127.0.0.1/32",)  # the receiver's address; 127.0.0.2 stays forbidden
 
@@ -29,25 +28,11 @@ def _storage(directory: Path) -> str:
     return f"sqlite+aiosqlite:///{directory / 'vtn.db'}"
 
 
-class _Seen(logging.Handler):
-    def __init__(self, text: str) -> None:
-        super().__init__(logging.DEBUG)
-        self.text, self.seen = text, asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
-
-
 @asynccontextmanager
 async def _push_failures(text: str = "push to") -> AsyncIterator[asyncio.Event]:
     """Set when vtn.push logs a line containing ``text``."""
-    watch = _Seen(text)
-    logging.getLogger("vtn.push").addHandler(watch)
-    try:
-        yield watch.seen
-    finally:
-        logging.getLogger("vtn.push").removeHandler(watch)
+    with logged("vtn.push", text) as seen:
+        yield seen
 
 
 @asynccontextmanager

@@ -3,9 +3,11 @@ built from aiohttp and :mod:`schemas` only, for the VTN's integration tests."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,3 +200,24 @@ async def push_receiver(context: ssl.SSLContext,
         yield f"https://127.0.0.1:{port}/push"
     finally:
         await runner.cleanup()
+
+
+class _Seen(logging.Handler):
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text, self.seen = text, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@contextmanager
+def logged(logger: str, text: str) -> Iterator[asyncio.Event]:
+    """An event set when ``logger`` logs a line containing ``text`` (while the block runs)."""
+    watch = _Seen(text)
+    logging.getLogger(logger).addHandler(watch)
+    try:
+        yield watch.seen
+    finally:
+        logging.getLogger(logger).removeHandler(watch)

@@ -8,10 +8,8 @@ else's payloads."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -36,6 +34,7 @@ from vtn.storage import OptType as StoredOpt
 from .harness import (
     CODEC,
     LOOPBACK_PUSH,
+    logged,
     push_receiver,
     push_ven_tls,
     raw_ven,
@@ -89,27 +88,6 @@ async def test_events_are_pushed_and_the_reply_ack_is_stored(pki, storage_url, t
         assert await vtn.ctx.storage.outbox.pending_count(ven_id) == 0
 
 
-class _Watch(logging.Handler):
-    def __init__(self, text: str) -> None:
-        super().__init__(logging.DEBUG)
-        self.text, self.seen = text, asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
-
-
-@contextmanager
-def _watching(text: str) -> Iterator[asyncio.Event]:
-    """Set when vtn.push logs a line containing ``text``."""
-    watch = _Watch(text)
-    logging.getLogger("vtn.push").addHandler(watch)
-    try:
-        yield watch.seen
-    finally:
-        logging.getLogger("vtn.push").removeHandler(watch)
-
-
 async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(
         pki, storage_url, tmp_path: Path):
     """Tried: a VEN registers with its certificate and names a receiver that presents another
@@ -117,7 +95,7 @@ async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(
     the handshake, before any request: the receiver sees nothing and the payload stays queued
     (was: pushed to whoever answered with any CA-issued certificate)."""
     received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
-    with _watching("ServerFingerprintMismatch") as refused:
+    with logged("vtn.push", "ServerFingerprintMismatch") as refused:
         async with push_receiver(pki.server_context(), _answering("x", received)) as address, \
                 running_vtn(pki, storage_url, push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
                 raw_ven(vtn.url, pki.client_context()) as ven:
@@ -186,7 +164,7 @@ async def test_a_failing_ven_is_retried_with_its_own_doubling_back_off(pki, stor
     async with running_vtn(pki, storage_url, push_retry_s=3600.0,
                            push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
             raw_ven(vtn.url, pki.client_context()) as ven:
-        with _watching("failed: ClientConnectorError") as first_failure:
+        with logged("vtn.push", "failed: ClientConnectorError") as first_failure:
             await ven.register("unreachable", http_pull_model=False,
                                transport_address=f"https://127.0.0.1:{closed_port}/push")
             async with asyncio.timeout(10):  # the app's own lane failed and waits an hour now
