@@ -9,6 +9,7 @@ item names the VTN it is for, so one VEN can talk to several VTNs.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 import aiosqlite
 
 __all__ = ["Outbox", "OutboxItem"]
+
+_SCRUB_ATTEMPTS = 3  # a checkpoint that meets a running statement is tried again
+_SCRUB_RETRY_S = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -61,14 +65,18 @@ class Outbox:
         """Copy the WAL into the file and truncate it, so no older frame keeps a delivered
         item's bytes (after an erasure); False when another reader held the WAL, or a statement
         of this connection was still running (its frames go at a later checkpoint)."""
-        try:
-            async with self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
-                row = await cursor.fetchone()
-        except sqlite3.OperationalError as exc:  # "database table is locked": busy right now
-            if "locked" not in str(exc):
-                raise
-            return False
-        return row is not None and not row[0]
+        for attempt in range(_SCRUB_ATTEMPTS):
+            try:
+                async with self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+                    row = await cursor.fetchone()
+            except sqlite3.OperationalError as exc:  # "database table is locked": busy now
+                if "locked" not in str(exc):
+                    raise
+                if attempt + 1 < _SCRUB_ATTEMPTS:
+                    await asyncio.sleep(_SCRUB_RETRY_S)  # let the running statement finish
+                continue
+            return row is not None and not row[0]
+        return False
 
     async def __aenter__(self) -> Outbox:
         return self
