@@ -21,6 +21,8 @@ from lxml import etree
 from schemas import (
     CreatedPartyRegistration,
     DistributeEvent,
+    Event,
+    EventSignal,
     EventStatus,
     ItemKind,
     Message,
@@ -186,57 +188,50 @@ _UNITS: Final[dict[str, frozenset[ItemKind]]] = {
 }
 
 
-def _signal_types(seen: Seen, memory: Memory) -> Iterator[str]:
+def _signals(seen: Seen) -> Iterator[tuple[Event, EventSignal]]:
+    """Each (event, signal) of an oadrDistributeEvent the harness received; none otherwise."""
     received = seen.exchange.received
-    if not isinstance(received, DistributeEvent):
-        return
-    for event in received.events:
-        for signal in event.signals:
-            allowed = _TYPES.get(signal.signal_name)
-            if allowed is not None and signal.signal_type not in allowed:
-                yield (f"event {event.event_id!r}: signalType {signal.signal_type.value!r} is "
-                       f"not one of {', '.join(sorted(allowed))} for {signal.signal_name}")
+    if isinstance(received, DistributeEvent):
+        for event in received.events:
+            for signal in event.signals:
+                yield event, signal
+
+
+def _signal_types(seen: Seen, memory: Memory) -> Iterator[str]:
+    for event, signal in _signals(seen):
+        allowed = _TYPES.get(signal.signal_name)
+        if allowed is not None and signal.signal_type not in allowed:
+            yield (f"event {event.event_id!r}: signalType {signal.signal_type.value!r} is "
+                   f"not one of {', '.join(sorted(allowed))} for {signal.signal_name}")
 
 
 def _signal_units(seen: Seen, memory: Memory) -> Iterator[str]:
-    received = seen.exchange.received
-    if not isinstance(received, DistributeEvent):
-        return
-    for event in received.events:
-        for signal in event.signals:
-            name, unit = signal.signal_name, signal.item_base
-            if unit is None:
-                continue
-            if name.upper() == "SIMPLE":
-                yield f"event {event.event_id!r}: a SIMPLE signal carries units ({unit.kind})"
-            elif name in _UNITS and unit.kind not in _UNITS[name]:
-                yield (f"event {event.event_id!r}: units {unit.kind.value!r} do not fit {name} "
-                       f"({', '.join(sorted(_UNITS[name]))})")
+    for event, signal in _signals(seen):
+        name, unit = signal.signal_name, signal.item_base
+        if unit is None:
+            continue
+        if name.upper() == "SIMPLE":
+            yield f"event {event.event_id!r}: a SIMPLE signal carries units ({unit.kind})"
+        elif name in _UNITS and unit.kind not in _UNITS[name]:
+            yield (f"event {event.event_id!r}: units {unit.kind.value!r} do not fit {name} "
+                   f"({', '.join(sorted(_UNITS[name]))})")
 
 
 def _interval_uids(seen: Seen, memory: Memory) -> Iterator[str]:
-    received = seen.exchange.received
-    if not isinstance(received, DistributeEvent):
-        return
-    for event in received.events:
-        for signal in event.signals:
-            uids = [interval.uid for interval in signal.intervals]
-            if uids != [str(n) for n in range(len(uids))]:
-                yield (f"event {event.event_id!r} signal {signal.signal_id!r}: interval uids "
-                       f"{uids} are not 0, 1, 2, ...")
+    for event, signal in _signals(seen):
+        uids = [interval.uid for interval in signal.intervals]
+        if uids != [str(n) for n in range(len(uids))]:
+            yield (f"event {event.event_id!r} signal {signal.signal_id!r}: interval uids "
+                   f"{uids} are not 0, 1, 2, ...")
 
 
 def _simple_levels(seen: Seen, memory: Memory) -> Iterator[str]:
-    received = seen.exchange.received
-    if not isinstance(received, DistributeEvent):
-        return
-    for event in received.events:
-        for signal in event.signals:
-            if signal.signal_name.upper() != "SIMPLE":
-                continue
-            bad = [v for i in signal.intervals for v in i.values if v not in (0, 1, 2, 3)]
-            if bad:
-                yield f"event {event.event_id!r}: SIMPLE payload values {bad} are not 0..3"
+    for event, signal in _signals(seen):
+        if signal.signal_name.upper() != "SIMPLE":
+            continue
+        bad = [v for i in signal.intervals for v in i.values if v not in (0, 1, 2, 3)]
+        if bad:
+            yield f"event {event.event_id!r}: SIMPLE payload values {bad} are not 0..3"
 
 
 def _modification_rises(seen: Seen, memory: Memory) -> Iterator[str]:
