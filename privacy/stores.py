@@ -49,7 +49,7 @@ class StoreRetention:
 
 
 def _days(age: timedelta) -> str:
-    return f"{age.days} days, then deleted automatically (checked every hour)"
+    return f"{age.days} days, then deleted automatically (checked at start and every hour)"
 
 
 def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
@@ -72,7 +72,7 @@ def retention_schedule(config: PrivacyConfig) -> tuple[StoreRetention, ...]:
         StoreRetention(
             store=Store.DEVICE_LIST, holder=a, where="[devices] csv",
             holds="device certificate fingerprint, device_uuid, prosumer_id, device class, "
-            "power bucket",
+            "power bucket, rated power",
             kept="while the device is onboarded"),
         StoreRetention(
             store=Store.ONBOARDING_CSV, holder=a, where="the file given to --onboard",
