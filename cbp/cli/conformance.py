@@ -1,4 +1,6 @@
-"""`crowdflex conformance schemas`: judge OpenADR 2.0b documents against the crowdflex decoder.
+"""`crowdflex conformance`: the schema suite here, the live suites (``vtn``, ``ven``) beside it.
+
+`crowdflex conformance schemas` judges OpenADR 2.0b documents against the crowdflex decoder.
 
 Given files or folders (folders are searched recursively for ``*.xml``) it decodes each with a
 real codec, prints one verdict line per file with the reason, then ``N passed, M failed``; with no
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from cbp.cli._conformance_ven import add_ven_suite
 from cbp.cli._conformance_vtn import add_vtn_suite
 from schemas.conformance import ManifestError, Verdict, check_paths, corpus_dir, junit_xml
 
@@ -24,9 +27,10 @@ __all__ = ["register"]
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "conformance",
-        help="conformance checks: OpenADR 2.0b documents against the crowdflex decoder",
+        help="conformance checks: documents against the decoder, live suites against a VTN or VEN",
         description="Conformance checks for testers. 'schemas' decodes documents and judges "
-        "each against its label.",
+        "each against its label; 'vtn' plays a VEN against a VTN under test; 'ven' serves a "
+        "VTN to a VEN under test.",
     )
     suites = parser.add_subparsers(dest="conformance_suite", required=True, metavar="SUITE")
     schemas = suites.add_parser(
@@ -48,6 +52,7 @@ def register(commands: Any) -> None:
     schemas.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
     schemas.set_defaults(run=run_schemas)
     add_vtn_suite(suites)
+    add_ven_suite(suites)
 
 
 def _shown(path: Path) -> str:

@@ -4,7 +4,10 @@
 RSA or ECC certificates): registration (N1), events (E1), reports (R1), opt (P1) and general
 (G1) cases with IDs in the OpenADR Alliance numbering scheme, written by us from the 2.0b
 specification; passive rules (:mod:`.rules`) check every reply. Cases that need the VTN to act
-go through an :class:`Operator`. Not covered yet: push mode, XMPP, and the VEN side.
+go through an :class:`Operator`. ``crowdflex conformance ven`` plays a pull-mode VTN
+(:class:`HarnessVtn`) for a VEN under test, started by a :class:`VenUnderTest`: registration,
+events and reports (``_TH_VTN`` cases), its passive rules (:mod:`.ven_rules`) on every request.
+Not covered yet: push mode, XMPP, XML signatures, and opt cases on the VEN side.
 
 >>> from cbp.conformance import VTN_CASES
 >>> VTN_CASES[0].case_id
@@ -23,6 +26,7 @@ from ._model import (
     Verdict,
     Violation,
 )
+from .harness_vtn import HarnessVtn, VenHarnessSettings
 from .operators import (
     AdminApiOperator,
     CommandOperator,
@@ -33,27 +37,38 @@ from .operators import (
 )
 from .report import html_report, junit_xml, print_cases, print_result, print_summary
 from .rules import RULES, Rule
-from .runner import VTN_CASES, run_cases, select
+from .runner import VEN_CASES, VTN_CASES, run_cases, run_ven_cases, select
 from .session import HarnessSettings, HarnessVen
+from .ven_rules import VEN_RULES, VenRule
+from .ven_starters import CommandVen, CrowdflexVen, PromptVen, VenUnderTest
 
 __all__ = [
     "RULES",
+    "VEN_CASES",
+    "VEN_RULES",
     "VTN_CASES",
     "AdminApiOperator",
     "Case",
     "CaseFailed",
     "CaseResult",
     "CommandOperator",
+    "CommandVen",
     "ConformanceError",
+    "CrowdflexVen",
     "Exchange",
     "HarnessSettings",
     "HarnessVen",
+    "HarnessVtn",
     "Operator",
     "OperatorError",
     "PromptOperator",
+    "PromptVen",
     "Rule",
     "Step",
     "StepKind",
+    "VenHarnessSettings",
+    "VenRule",
+    "VenUnderTest",
     "Verdict",
     "Violation",
     "html_report",
@@ -62,5 +77,6 @@ __all__ = [
     "print_result",
     "print_summary",
     "run_cases",
+    "run_ven_cases",
     "select",
 ]

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cbp.errors import CbpError
 from schemas import Message
 
 if TYPE_CHECKING:
     from .operators import Step
-    from .session import HarnessVen
 
 __all__ = [
     "Case",
@@ -65,7 +64,8 @@ class Violation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Exchange:
-    """One HTTP request the harness made and what came back.
+    """One HTTP request and its reply: the harness's request when it plays the VEN, the VEN
+    under test's when the harness plays the VTN.
 
     ``sent`` is the typed payload when the body was one (None for deliberately broken bodies);
     ``status`` None means no HTTP answer at all (``error`` says why: refused handshake, timeout);
@@ -100,7 +100,9 @@ def _payload_name(message: Message) -> str:
     return "oadrResponse" if name == "Response" else f"oadr{name}"
 
 
-CaseBody = Callable[["HarnessVen"], Awaitable[str]]
+CaseBody = Callable[[Any], Awaitable[str]]
+"""A case's coroutine, given the harness it plays: a :class:`~cbp.conformance.session.HarnessVen`
+for a VTN under test, a :class:`~cbp.conformance.harness_vtn.HarnessVtn` for a VEN under test."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

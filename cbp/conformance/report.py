@@ -12,7 +12,7 @@ import html
 import json
 import re
 from collections.abc import Sequence
-from typing import Final, TextIO
+from typing import Final, Protocol, TextIO
 
 from lxml import etree
 
@@ -28,11 +28,20 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def print_cases(cases: Sequence[Case], out: TextIO) -> None:
+class _Rule(Protocol):
+    @property
+    def rule_id(self) -> str: ...
+
+    @property
+    def requirement(self) -> str: ...
+
+
+def print_cases(cases: Sequence[Case], out: TextIO, *, rules: Sequence[_Rule] = RULES,
+                checked: str = "reply") -> None:
     for case in cases:
         print(f"{case.case_id}  {case.purpose}", file=out)
-    print(f"{len(cases)} cases; passive rules on every reply:", file=out)
-    for rule in RULES:
+    print(f"{len(cases)} cases; passive rules on every {checked}:", file=out)
+    for rule in rules:
         print(f"  {rule.rule_id}  {rule.requirement}", file=out)
 
 
@@ -116,21 +125,25 @@ def _case_html(result: CaseResult) -> str:
             + f"<h3>Exchanges</h3>{exchanges}</section>")
 
 
-def html_report(results: Sequence[CaseResult], *, target: str) -> str:
-    """The whole run as one HTML page: a summary table, then each case with its exchanges."""
+def html_report(results: Sequence[CaseResult], *, target: str, side: str = "vtn",
+                rules: Sequence[_Rule] = RULES) -> str:
+    """The whole run as one HTML page: a summary table, then each case with its exchanges.
+    ``side`` is the node under test (``vtn`` or ``ven``), ``rules`` the passive rules it ran."""
+    checked = "reply" if side == "vtn" else "request"
     failed = sum(1 for r in results if not r.passed)
     rows = "".join(
         f"<tr><td><a href=#{html.escape(r.case.case_id, quote=True)}>"
         f"{html.escape(r.case.case_id)}</a></td><td class={r.verdict.value}>"
         f"{r.verdict.value}</td><td>{html.escape(r.case.purpose)}</td></tr>" for r in results)
-    rules = "".join(f"<li>{html.escape(r.rule_id)}: {html.escape(r.requirement)}</li>"
-                    for r in RULES)
+    listed = "".join(f"<li>{html.escape(r.rule_id)}: {html.escape(r.requirement)}</li>"
+                    for r in rules)
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-        f"<title>crowdflex conformance vtn: {html.escape(target)}</title>"
+        f"<title>crowdflex conformance {side}: {html.escape(target)}</title>"
         f"<style>{_STYLE}</style></head><body>"
-        f"<h1>crowdflex conformance vtn</h1><p>VTN under test: {html.escape(target)}</p>"
+        f"<h1>crowdflex conformance {side}</h1>"
+        f"<p>{side.upper()} under test: {html.escape(target)}</p>"
         f"<p>{len(results) - failed} passed, {failed} failed</p>"
         f"<table><tr><th>case</th><th>verdict</th><th>purpose</th></tr>{rows}</table>"
-        f"<h3>Passive rules checked on every reply</h3><ul>{rules}</ul>"
+        f"<h3>Passive rules checked on every {checked}</h3><ul>{listed}</ul>"
         + "".join(_case_html(r) for r in results) + "</body></html>")

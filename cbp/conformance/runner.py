@@ -1,26 +1,30 @@
-"""Running the live suite: the case catalogue, selection by ID, and one verdict per case.
+"""Running the live suites: the case catalogues, selection by ID, and one verdict per case.
 
-Cases run in catalogue order with one :class:`~cbp.conformance.session.HarnessVen`; a case passes
-when its own checks pass and no passive rule found a violation in any of its exchanges. A case
-that fails does not stop the run: the tester gets every verdict.
+VTN cases run in catalogue order with one :class:`~cbp.conformance.session.HarnessVen`, VEN cases
+with one :class:`~cbp.conformance.harness_vtn.HarnessVtn` and the VEN under test started once; a
+case passes when its own checks pass and no passive rule found a violation in any of its
+exchanges. A case that fails does not stop the run: the tester gets every verdict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from schemas import CrowdflexError
 
-from ._model import Case, CaseFailed, CaseResult, Verdict
+from ._model import Case, CaseFailed, CaseResult, Exchange, Verdict
 from .cases_events import EVENT_CASES
 from .cases_opt_general import GENERAL_CASES, OPT_CASES
 from .cases_registration import REGISTRATION_CASES
 from .cases_reports import REPORT_CASES
-from .operators import Operator
+from .cases_ven import VEN_CASES
+from .harness_vtn import HarnessVtn, VenHarnessSettings
+from .operators import Operator, Step
 from .session import HarnessSettings, HarnessVen
+from .ven_starters import VenUnderTest
 
-__all__ = ["VTN_CASES", "run_cases", "select"]
+__all__ = ["VEN_CASES", "VTN_CASES", "run_cases", "run_ven_cases", "select"]
 
 #: every case of ``crowdflex conformance vtn`` (pull mode, Simple HTTP), in running order
 VTN_CASES: Final[tuple[Case, ...]] = (
@@ -52,19 +56,47 @@ async def run_cases(settings: HarnessSettings, operator: Operator,
     return tuple(results)
 
 
-async def _run_one(ven: HarnessVen, case: Case) -> CaseResult:
-    ven.begin_case()
+async def run_ven_cases(settings: VenHarnessSettings, ven: VenUnderTest,
+                        cases: Sequence[Case] = VEN_CASES, *,
+                        on_result: Callable[[CaseResult], None] | None = None
+                        ) -> tuple[CaseResult, ...]:
+    """Serve the harness VTN, start the VEN under test against it, run ``cases``, stop it."""
+    results = []
+    async with HarnessVtn(settings) as vtn:
+        await ven.start(vtn.url)
+        try:
+            for case in cases:
+                result = await _run_one(vtn, case)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            await ven.stop()
+    return tuple(results)
+
+
+class _Harness(Protocol):
+    """What :func:`_run_one` needs of either harness."""
+
+    exchanges: list[Exchange]
+    steps: list[Step]
+
+    def begin_case(self) -> None: ...
+
+
+async def _run_one(harness: _Harness, case: Case) -> CaseResult:
+    harness.begin_case()
     verdict = Verdict.PASS
     try:
-        reason = await case.run(ven)
+        reason = await case.run(harness)
     except CaseFailed as exc:
         verdict, reason = Verdict.FAIL, str(exc)
     except CrowdflexError as exc:  # e.g. the VTN sent values our own types refuse to rebuild
         verdict, reason = Verdict.FAIL, f"harness stopped: {type(exc).__name__}: {exc}"
-    violations = [v for exchange in ven.exchanges for v in exchange.violations]
+    violations = [v for exchange in harness.exchanges for v in exchange.violations]
     if violations:
         broken = "; ".join(dict.fromkeys(str(v) for v in violations))
         reason = f"rule {broken}" if verdict is Verdict.PASS else f"{reason}; rule {broken}"
         verdict = Verdict.FAIL
     return CaseResult(case=case, verdict=verdict, reason=reason,
-                      exchanges=tuple(ven.exchanges), steps=tuple(ven.steps))
+                      exchanges=tuple(harness.exchanges), steps=tuple(harness.steps))

@@ -1,7 +1,8 @@
-"""docs/conformance-live.md says what the suite is; these tests keep it true.
+"""docs/conformance-live.md says what the suites are; these tests keep it true.
 
-Its case and rule tables list exactly what the code runs, its openleadr table exactly the
-failures ``test_openleadr_vtn`` pins, and the defaults it states are the command's.
+Its case and rule tables (both sides) list exactly what the code runs, its openleadr results
+exactly what ``test_openleadr_vtn`` and ``test_openleadr_ven`` pin, and the defaults it states
+are the commands'.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ from pathlib import Path
 import pytest
 
 from cbp.cli import build_parser
-from cbp.conformance import RULES, VTN_CASES, CaseFailed, CommandOperator, Exchange
+from cbp.conformance import (
+    RULES,
+    VEN_CASES,
+    VEN_RULES,
+    VTN_CASES,
+    CaseFailed,
+    CommandOperator,
+    Exchange,
+)
 from cbp.conformance._checks import refused
 from schemas import EiResponse, Response
 
+from .test_openleadr_ven import EXPECTED_FAILURES as OPENLEADR_VEN_FAILURES
 from .test_openleadr_vtn import EXPECTED_FAILURES
 
 DOC = Path(__file__).parents[2] / "docs" / "conformance-live.md"
@@ -49,11 +59,26 @@ def test_the_openleadr_table_is_what_the_test_pins():
     assert f"fails {len(EXPECTED_FAILURES)} cases" in text
 
 
+def test_the_ven_side_tables_are_the_catalogue():
+    text = _section("The VEN side")
+    assert _rows(text, r"[NERPG]1_\d{4}_TH_VTN") == [(c.case_id, c.purpose) for c in VEN_CASES]
+    assert _rows(text, r"VR\d\d") == [(r.rule_id, r.requirement) for r in VEN_RULES]
+
+
+def test_the_ven_side_results_are_what_the_tests_pin():
+    text = _section("The VEN side")
+    assert "openleadr's VEN** (0.5, `OpenADRClient` from the test dependencies) passes every " \
+        "case" in text
+    assert OPENLEADR_VEN_FAILURES == {}
+
+
 def test_the_stated_defaults():
     args = build_parser().parse_args(["conformance", "vtn"])
     assert (args.operator, args.wait, args.admin_url, args.admin_token_env, args.tls_profile) == (
         "prompt", 30.0, "http://127.0.0.1:8081", "CROWDFLEX_ADMIN_TOKEN", "openadr-tls1.2+tls1.3")
     assert CommandOperator("true").timeout_s == 120
+    ven = build_parser().parse_args(["conformance", "ven"])
+    assert (ven.starter, ven.poll_freq, ven.report_back, ven.wait) == ("prompt", 5, 5, 60.0)
 
 
 def _exchange(status: int | None, code: int | None = None) -> Exchange:

@@ -1,0 +1,146 @@
+"""`crowdflex conformance ven`: serve a pull-mode harness VTN and judge a VEN under test.
+
+Exit codes: 0 every selected case passed, 1 some failed, 2 the command could not run (a missing
+file, an unknown case ID, a port already taken, an unwritable report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from cbp.conformance import (
+    VEN_CASES,
+    VEN_RULES,
+    CommandVen,
+    CrowdflexVen,
+    PromptVen,
+    VenHarnessSettings,
+    VenUnderTest,
+    html_report,
+    junit_xml,
+    print_cases,
+    print_result,
+    print_summary,
+    run_ven_cases,
+    select,
+)
+from cbp.conformance.ven_starters import URL_VARIABLE
+from schemas.identity import TlsProfile
+
+__all__ = ["add_ven_suite", "run_ven"]
+
+_STARTERS = ("prompt", "command", "crowdflex")
+
+
+def add_ven_suite(suites: Any) -> None:
+    ven: argparse.ArgumentParser = suites.add_parser(
+        "ven",
+        help="serve a pull-mode VTN to a VEN under test and judge it case by case",
+        description="Serve a harness VTN over Simple HTTP with mutual TLS and run the live "
+        "conformance cases against the VEN pointed at it: registration (N1), events (E1) and "
+        "reports (R1), with passive rules checked on every request. Pull mode only; push, "
+        "XMPP, signatures and opt cases are not covered yet. Exit 0 all passed, 1 some "
+        "failed, 2 could not run.",
+    )
+    ven.add_argument("--cert", type=Path, metavar="PEM",
+                     help="the harness VTN's server certificate (the VEN must trust its CA)")
+    ven.add_argument("--key", type=Path, metavar="PEM", help="its private key")
+    ven.add_argument("--ca", type=Path, metavar="PEM",
+                     help="CA the VEN's client certificate must chain to")
+    ven.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    ven.add_argument("--port", type=int, default=0, help="port to serve on (0: any free one)")
+    ven.add_argument("--ven", choices=_STARTERS, default="prompt", dest="starter",
+                     help="how the VEN under test starts: a person points it at the printed "
+                     f"URL (default), --command runs it (the URL in ${URL_VARIABLE}), or "
+                     "crowdflex's own VEN client in this process")
+    ven.add_argument("--command", metavar="CMD",
+                     help="with --ven command: a shell command that starts the VEN; its "
+                     "process group is stopped after the last case")
+    ven.add_argument("--ven-cert", type=Path, metavar="PEM",
+                     help="with --ven crowdflex: the VEN's client certificate")
+    ven.add_argument("--ven-key", type=Path, metavar="PEM", help="with --ven crowdflex: its key")
+    ven.add_argument("--poll-freq", type=int, default=5, metavar="S",
+                     help="oadrRequestedOadrPollFreq the harness gives, whole seconds (default 5)")
+    ven.add_argument("--report-back", type=int, default=5, metavar="S",
+                     help="granularity and reportBackDuration of requested reports (default 5)")
+    ven.add_argument("--tls-profile", choices=[p.value for p in TlsProfile],
+                     default=TlsProfile.OPENADR_TLS12_OR_TLS13.value,
+                     help="TLS versions and suites the harness accepts")
+    ven.add_argument("--wait", type=float, default=60.0, metavar="S",
+                     help="how long a case waits for the VEN's message (default 60)")
+    ven.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
+    ven.add_argument("--html", type=Path, metavar="FILE",
+                     help="also write a self-contained HTML report with every exchange")
+    ven.add_argument("--list", action="store_true", help="print the case IDs and purposes, "
+                     "and the passive rules, then exit")
+    ven.add_argument("--only", nargs="+", default=[], metavar="ID",
+                     help="run only cases whose ID starts with one of these")
+    ven.set_defaults(run=run_ven)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _starter(args: argparse.Namespace, out: TextIO) -> VenUnderTest | str:
+    """The chosen way to start the VEN, or the reason it cannot be built."""
+    match args.starter:
+        case "command":
+            return CommandVen(args.command) if args.command else \
+                "--ven command needs --command CMD"
+        case "crowdflex":
+            missing = [f"--{n.replace('_', '-')}" for n in ("ven_cert", "ven_key")
+                       if getattr(args, n) is None]
+            if missing:
+                return f"--ven crowdflex needs {', '.join(missing)}"
+            return CrowdflexVen(cert=args.ven_cert, key=args.ven_key, ca=args.ca,
+                                tls_profile=TlsProfile(args.tls_profile))
+        case _:
+            return PromptVen(output=out)
+
+
+def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        cases = select(args.only, VEN_CASES)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.list:
+        print_cases(cases, out, rules=VEN_RULES, checked="request")
+        return 0
+    missing = [f"--{name}" for name in ("cert", "key", "ca") if not getattr(args, name)]
+    if missing:
+        return _fail(f"missing {', '.join(missing)}")
+    files = [args.cert, args.key, args.ca, args.ven_cert, args.ven_key]
+    absent = [str(p) for p in files if p is not None and not p.is_file()]
+    if absent:
+        return _fail(f"no such file: {', '.join(absent)}")
+    if args.poll_freq < 1 or args.report_back < 1:
+        return _fail("--poll-freq and --report-back are whole seconds, at least 1")
+    starter = _starter(args, out)
+    if isinstance(starter, str):
+        return _fail(starter)
+    settings = VenHarnessSettings(
+        cert=args.cert, key=args.key, ca=args.ca, host=args.host, port=args.port,
+        tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
+        report_back_s=args.report_back, wait_timeout_s=args.wait)
+    try:
+        results = asyncio.run(run_ven_cases(settings, starter, cases,
+                                            on_result=lambda r: print_result(r, out)))
+    except OSError as exc:
+        return _fail(f"cannot serve the harness VTN on {args.host}:{args.port}: {exc}")
+    print_summary(results, out)
+    try:
+        if args.junit is not None:
+            args.junit.write_bytes(junit_xml(results, suite="crowdflex.conformance.ven"))
+        if args.html is not None:
+            args.html.write_text(html_report(results, target=args.command or args.starter,
+                                             side="ven", rules=VEN_RULES), encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write the report: {exc}")
+    return 0 if all(r.passed for r in results) else 1

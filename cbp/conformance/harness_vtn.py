@@ -1,0 +1,284 @@
+"""The harness's VTN: a pull-mode OpenADR 2.0b server over Simple HTTP that records everything.
+
+``crowdflex conformance ven`` points a VEN under test at this server. It answers every request at
+once the way the 2.0b profile asks a VTN to (registration, acknowledgements, empty polls), hands
+a poll the payload a case queued with :meth:`HarnessVtn.deliver`, and keeps each request with its
+reply as an :class:`~cbp.conformance.Exchange` checked by the VEN-side passive rules
+(:mod:`~cbp.conformance.ven_rules`). Cases read what the VEN sent with :meth:`HarnessVtn.wait_for`.
+
+Invariants: only a client certificate chaining to ``ca`` gets through the handshake, and the venID
+the harness gives is that certificate's fingerprint; every wait is bounded by ``wait_timeout_s``;
+a request is answered before it is offered to a case, so a slow case never holds the VEN up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TypeVar
+
+from aiohttp import web
+from lxml import etree
+
+from schemas import (
+    SERVICE_PREFIX,
+    CanceledOpt,
+    CanceledPartyRegistration,
+    CancelOpt,
+    CancelPartyRegistration,
+    Codec,
+    CreatedOpt,
+    CreatedPartyRegistration,
+    CreateOpt,
+    CreatePartyRegistration,
+    DistributeEvent,
+    EiResponse,
+    Event,
+    Message,
+    Poll,
+    Profile,
+    ProfileName,
+    QueryRegistration,
+    RegisteredReport,
+    RegisterReport,
+    RemoteProtocolError,
+    ReportRequest,
+    RequestEvent,
+    Response,
+    SchemaViolation,
+    TransportName,
+    UpdatedReport,
+    UpdateReport,
+    new_id,
+    utc_now,
+)
+from schemas.identity import TlsProfile
+from schemas.parts import echoed_request_id
+from schemas.tls import peer_fingerprint, server_context
+
+from ._model import CaseFailed, Exchange, Violation
+from .operators import Step
+from .ven_rules import VEN_RULES, Heard, Said
+
+__all__ = ["HarnessVtn", "VenHarnessSettings"]
+
+M = TypeVar("M", bound=Message)
+_MAX_BODY: Final = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenHarnessSettings:
+    """Who the harness VTN is and how it treats the VEN under test.
+
+    ``cert``/``key`` are the harness VTN's server certificate (the VEN must trust its CA), ``ca``
+    what the VEN's client certificate must chain to. ``poll_freq_s`` is the
+    oadrRequestedOadrPollFreq the harness gives; ``report_back_s`` the granularity and
+    reportBackDuration of the reports it requests.
+    """
+
+    cert: Path
+    key: Path
+    ca: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13
+    vtn_id: str = "crowdflex-conformance-vtn"
+    poll_freq_s: int = 1
+    report_back_s: int = 5
+    wait_timeout_s: float = 30.0
+    clock: Callable[[], datetime] = field(default=utc_now, compare=False)
+
+
+class HarnessVtn:
+    """One server for a whole run; cases share it in order (use as ``async with``)."""
+
+    def __init__(self, settings: VenHarnessSettings) -> None:
+        self.settings = settings
+        self.codec = Codec()
+        self.said = Said()
+        self.ven_id: str | None = None
+        self.registration_id: str | None = None
+        self.events: dict[str, Event] = {}  # live events, by eventID, as last distributed
+        self.report_request: ReportRequest | None = None  # the report the cases asked for
+        self.exchanges: list[Exchange] = []  # of the current case
+        self.history: list[Exchange] = []  # of the whole run
+        self.steps: list[Step] = []  # none: the VEN side has no operator steps yet
+        self._heard: list[Message] = []  # every decoded request, in arrival order
+        self._taken: set[int] = set()
+        self._arrival = asyncio.Condition()
+        self._outgoing: deque[Message] = deque()
+        self._runner: web.AppRunner | None = None
+        self._port = settings.port
+
+    async def __aenter__(self) -> HarnessVtn:
+        app = web.Application(client_max_size=_MAX_BODY)
+        app.router.add_post(f"{SERVICE_PREFIX}/{{service}}", self._serve)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        context = server_context(cert=self.settings.cert, key=self.settings.key,
+                                 ca=self.settings.ca, profile=self.settings.tls_profile)
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port,
+                           ssl_context=context)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        """The Simple HTTP root the VEN under test is pointed at."""
+        return f"https://{self.settings.host}:{self._port}{SERVICE_PREFIX}"
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.settings.clock
+
+    def begin_case(self) -> None:
+        self.exchanges = []
+
+    def registered_ven(self) -> str:
+        if self.ven_id is None:
+            raise CaseFailed("the VEN never registered")
+        return self.ven_id
+
+    # ------------------------------------------------------------ what cases do
+
+    def deliver(self, message: Message) -> None:
+        """Hand ``message`` to the VEN's next poll (queued payloads leave in order)."""
+        self.said.remember(message)
+        self._outgoing.append(message)
+
+    def distribute(self) -> DistributeEvent:
+        """Queue an oadrDistributeEvent carrying every live event, as the profile requires."""
+        message = DistributeEvent(request_id=new_id(), vtn_id=self.settings.vtn_id,
+                                  events=tuple(self.events.values()))
+        self.deliver(message)
+        return message
+
+    def mark(self) -> int:
+        """A position in the arrivals: :meth:`wait_for` with ``after`` ignores what came before."""
+        return len(self._heard)
+
+    async def wait_for(self, kind: type[M], what: str, accept: Callable[[M], bool] = lambda _: True,
+                       *, after: int = 0) -> M:
+        """The first not yet taken ``kind`` request since ``after`` that ``accept`` takes;
+        :class:`CaseFailed` when none arrived within ``wait_timeout_s``."""
+        timeout = self.settings.wait_timeout_s
+        try:
+            async with asyncio.timeout(timeout), self._arrival:
+                while True:
+                    for index in range(after, len(self._heard)):
+                        message = self._heard[index]
+                        if index not in self._taken and isinstance(message, kind) \
+                                and accept(message):
+                            self._taken.add(index)
+                            return message
+                    await self._arrival.wait()
+        except TimeoutError:
+            raise CaseFailed(f"the VEN sent no {what} within {timeout:g} s") from None
+
+    def heard_since(self, after: int) -> list[Message]:
+        return self._heard[after:]
+
+    # ------------------------------------------------------------ serving
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        body = await request.read()
+        media = request.headers.get("Content-Type", "").split(";")[0].strip() or None
+        fingerprint = peer_fingerprint(request.transport)
+        tree, schema_error, message, error = self._decode(body)
+        reply_message = self._answer(message, fingerprint) if message is not None else None
+        reply = self.codec.encode(reply_message) if reply_message is not None else b""
+        status = 200 if reply_message is not None else 400
+        exchange = Exchange(service=service, request=body, sent=message, status=status,
+                            content_type=media, reply=reply, received=reply_message, error=error)
+        heard = Heard(exchange=exchange, tree=tree, schema_error=schema_error,
+                      fingerprint=fingerprint)
+        violations = tuple(Violation(rule_id=rule.rule_id, detail=detail)
+                           for rule in VEN_RULES for detail in rule.check(heard, self.said))
+        exchange = replace(exchange, violations=violations)
+        if reply_message is not None:
+            self.said.remember(reply_message)
+        self.exchanges.append(exchange)
+        self.history.append(exchange)
+        if message is not None:
+            async with self._arrival:
+                self._heard.append(message)
+                self._arrival.notify_all()
+        if reply_message is None:
+            return web.Response(status=400, text=error or "bad request")
+        return web.Response(body=reply, content_type="application/xml")
+
+    def _decode(self, body: bytes) -> tuple[etree._Element | None, str | None, Message | None,
+                                            str | None]:
+        try:
+            tree = self.codec.parse(body)
+            return tree, None, self.codec.typed(tree, self.codec.check_signature(tree))[0], None
+        except SchemaViolation as exc:
+            try:
+                tree = etree.fromstring(body, etree.XMLParser(
+                    resolve_entities=False, no_network=True, load_dtd=False))
+            except etree.XMLSyntaxError:
+                tree = None
+            return tree, exc.reason, None, f"request does not decode: {exc}"
+        except RemoteProtocolError as exc:
+            return None, None, None, f"request does not decode: {exc}"
+
+    def _answer(self, message: Message, fingerprint: str | None) -> Message:
+        """What a 2.0b VTN answers to each VEN request (profile 8.1-8.4, pull mode)."""
+        ven_id = self.ven_id
+        match message:
+            case QueryRegistration():
+                return self._registration(message.request_id)
+            case CreatePartyRegistration():
+                self.ven_id = fingerprint
+                self.registration_id = self.registration_id or new_id()
+                return self._registration(message.request_id)
+            case CancelPartyRegistration():
+                self.registration_id = None
+                return CanceledPartyRegistration(
+                    response=EiResponse(request_id=message.request_id),
+                    registration_id=message.registration_id, ven_id=ven_id)
+            case Poll():
+                if self._outgoing:
+                    return self._outgoing.popleft()
+                return Response(response=EiResponse(), ven_id=ven_id)
+            case RequestEvent():
+                return DistributeEvent(request_id=message.request_id,
+                                       vtn_id=self.settings.vtn_id,
+                                       events=tuple(self.events.values()),
+                                       response=EiResponse(request_id=message.request_id))
+            case RegisterReport():
+                return RegisteredReport(response=EiResponse(request_id=message.request_id),
+                                        ven_id=ven_id)
+            case UpdateReport():
+                return UpdatedReport(response=EiResponse(request_id=message.request_id),
+                                     ven_id=ven_id)
+            case CreateOpt():
+                return CreatedOpt(response=EiResponse(request_id=message.request_id),
+                                  opt_id=message.opt_id)
+            case CancelOpt():
+                return CanceledOpt(response=EiResponse(request_id=message.request_id),
+                                   opt_id=message.opt_id)
+            case _:  # an acknowledgement: oadrCreatedEvent, oadrCreatedReport, oadrResponse...
+                return Response(response=EiResponse(request_id=echoed_request_id(message)),
+                                ven_id=ven_id)
+
+    def _registration(self, request_id: str) -> CreatedPartyRegistration:
+        return CreatedPartyRegistration(
+            response=EiResponse(request_id=request_id),
+            registration_id=self.registration_id, ven_id=self.ven_id if self.registration_id
+            else None, vtn_id=self.settings.vtn_id,
+            profiles=(Profile(profile_name=ProfileName.OADR_20B,
+                              transports=(TransportName.SIMPLE_HTTP,)),),
+            requested_oadr_poll_freq=timedelta(seconds=self.settings.poll_freq_s))

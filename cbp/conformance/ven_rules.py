@@ -1,0 +1,176 @@
+"""Passive rules for a VEN under test: checks the harness VTN runs on every request it receives.
+
+Each :class:`VenRule` checks one :class:`Heard` request against :class:`Said`, what the harness
+told the VEN before (the venID it gave, the requestIDs of the payloads it delivered). A finding
+is a :class:`~cbp.conformance.Violation`; any violation fails the case it arrived in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from lxml import etree
+
+from schemas import (
+    CanceledPartyRegistration,
+    CanceledReport,
+    CancelOpt,
+    CancelPartyRegistration,
+    CancelReport,
+    CreatedEvent,
+    CreatedPartyRegistration,
+    CreatedReport,
+    CreateOpt,
+    CreatePartyRegistration,
+    CreateReport,
+    DistributeEvent,
+    Message,
+    Poll,
+    QueryRegistration,
+    RegisteredReport,
+    RegisterReport,
+    RequestEvent,
+    Response,
+    Service,
+    UpdateReport,
+)
+
+from ._model import Exchange
+
+__all__ = ["VEN_RULES", "Heard", "Said", "VenRule"]
+
+_SCHEMA_LOCATION: Final = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
+
+#: the service each VEN-to-VTN payload is posted to (profile 9.1.2); oadrResponse goes to the
+#: service of what it answers, so it is accepted on every one
+_SERVICE: Final[dict[type[Message], Service]] = {
+    QueryRegistration: Service.REGISTER_PARTY,
+    CreatePartyRegistration: Service.REGISTER_PARTY,
+    CancelPartyRegistration: Service.REGISTER_PARTY,
+    CanceledPartyRegistration: Service.REGISTER_PARTY,
+    RequestEvent: Service.EVENT,
+    CreatedEvent: Service.EVENT,
+    RegisterReport: Service.REPORT,
+    RegisteredReport: Service.REPORT,
+    CreatedReport: Service.REPORT,
+    UpdateReport: Service.REPORT,
+    CanceledReport: Service.REPORT,
+    CreateOpt: Service.OPT,
+    CancelOpt: Service.OPT,
+    Poll: Service.POLL,
+}
+
+#: a VEN's acknowledgement -> the payload kind whose requestID it must echo
+_ANSWERS: Final[dict[type[Message], type[Message]]] = {
+    CreatedEvent: DistributeEvent,
+    CreatedReport: CreateReport,
+    CanceledReport: CancelReport,
+    CanceledPartyRegistration: CancelPartyRegistration,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heard:
+    """One request as the rules see it: the exchange (``sent`` is the VEN's decoded payload), its
+    XML tree (None when not XML), the XSD's complaint and the client certificate's fingerprint."""
+
+    exchange: Exchange
+    tree: etree._Element | None
+    schema_error: str | None
+    fingerprint: str | None
+
+
+@dataclass(slots=True)
+class Said:
+    """What the harness VTN told the VEN: the venID it gave and, per payload kind, the
+    requestIDs of what it delivered."""
+
+    ven_id: str | None = None
+    request_ids: dict[type[Message], set[str]] = field(default_factory=dict)
+
+    def remember(self, message: Message) -> None:
+        if isinstance(message, CreatedPartyRegistration) and message.ven_id:
+            self.ven_id = message.ven_id
+        request_id = getattr(message, "request_id", None)
+        if isinstance(request_id, str):
+            self.request_ids.setdefault(type(message), set()).add(request_id)
+
+
+Check = Callable[[Heard, Said], Iterator[str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenRule:
+    rule_id: str
+    requirement: str
+    check: Check
+
+
+def _xsd(heard: Heard, said: Said) -> Iterator[str]:
+    if heard.schema_error is not None:
+        yield f"request is not valid against oadr_20b.xsd: {heard.schema_error}"
+
+
+def _no_schema_location(heard: Heard, said: Said) -> Iterator[str]:
+    if heard.tree is not None and any(_SCHEMA_LOCATION in e.attrib for e in heard.tree.iter()
+                                      if isinstance(e.tag, str)):
+        yield "request carries an xsi:schemaLocation attribute"
+
+
+def _content_type(heard: Heard, said: Said) -> Iterator[str]:
+    media = heard.exchange.content_type
+    if media != "application/xml":
+        yield f"Content-Type is {media!r}, not 'application/xml'"
+
+
+def _endpoint(heard: Heard, said: Said) -> Iterator[str]:
+    exchange = heard.exchange
+    if exchange.sent is None or isinstance(exchange.sent, Response):
+        return
+    wanted = _SERVICE.get(type(exchange.sent))
+    if wanted is None:
+        yield f"{exchange.sent_name} is not a payload a VEN sends to a VTN"
+    elif exchange.service != wanted:
+        yield f"{exchange.sent_name} was posted to {exchange.service}, not {wanted.value}"
+
+
+def _ven_id(heard: Heard, said: Said) -> Iterator[str]:
+    sent = heard.exchange.sent
+    given = getattr(sent, "ven_id", None)
+    if given and said.ven_id and given != said.ven_id:
+        yield f"{heard.exchange.sent_name} names venID {given!r}, not {said.ven_id!r}"
+
+
+def _echo(heard: Heard, said: Said) -> Iterator[str]:
+    sent = heard.exchange.sent
+    answered = _ANSWERS.get(type(sent)) if sent is not None else None
+    response = getattr(sent, "response", None)
+    if answered is None or response is None:
+        return
+    delivered = said.request_ids.get(answered, set())
+    echoed = [response.request_id]
+    if isinstance(sent, CreatedEvent):  # each eventResponse echoes too; the eiResponse may not
+        echoed = [r.request_id for r in sent.event_responses] + [response.request_id] * bool(
+            response.request_id)
+    for request_id in dict.fromkeys(echoed):
+        if request_id not in delivered:
+            yield (f"{heard.exchange.sent_name} echoes requestID {request_id!r}, which no "
+                   f"payload it answers carried")
+
+
+VEN_RULES: Final[tuple[VenRule, ...]] = (
+    VenRule(rule_id="VR01", requirement="every request is valid against oadr_20b.xsd",
+            check=_xsd),
+    VenRule(rule_id="VR02", requirement="no request carries an xsi:schemaLocation attribute",
+            check=_no_schema_location),
+    VenRule(rule_id="VR03", requirement="every request has Content-Type application/xml",
+            check=_content_type),
+    VenRule(rule_id="VR04", requirement="each payload is posted to its own service endpoint",
+            check=_endpoint),
+    VenRule(rule_id="VR05", requirement="a payload's venID is the one the VTN gave",
+            check=_ven_id),
+    VenRule(rule_id="VR06", requirement="an acknowledgement echoes the requestID of the VTN "
+            "payload it answers", check=_echo),
+)

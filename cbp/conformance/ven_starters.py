@@ -1,0 +1,124 @@
+"""How ``crowdflex conformance ven`` brings up the VEN under test against the harness VTN.
+
+A :class:`VenUnderTest` is started once with the harness's Simple HTTP root and stopped after the
+last case. :class:`CommandVen` runs any product's start command (the URL in
+``CROWDFLEX_CONFORMANCE_VTN_URL``); :class:`PromptVen` asks a person to point the VEN at the
+harness; :class:`CrowdflexVen` runs crowdflex's own VEN client in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Protocol, TextIO
+
+from schemas import (
+    OptType,
+    ReadingType,
+    ReportDescription,
+    ReportInterval,
+    ReportPayload,
+    ReportRequest,
+    ReportType,
+)
+from schemas.identity import TlsProfile
+from ven import VenClient
+from ven.tls import client_context
+
+__all__ = ["URL_VARIABLE", "CommandVen", "CrowdflexVen", "PromptVen", "VenUnderTest"]
+
+#: the environment variable that carries the harness VTN's URL to a start command
+URL_VARIABLE: Final = "CROWDFLEX_CONFORMANCE_VTN_URL"
+
+
+class VenUnderTest(Protocol):
+    async def start(self, url: str) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class CommandVen:
+    """Runs ``command`` through the shell with the harness URL in :data:`URL_VARIABLE`; on stop,
+    its whole process group gets SIGTERM, then SIGKILL after ``grace_s``."""
+
+    def __init__(self, command: str, *, grace_s: float = 10.0) -> None:
+        self.command = command
+        self.grace_s = grace_s
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self, url: str) -> None:
+        self._process = await asyncio.create_subprocess_shell(
+            self.command, env={**os.environ, URL_VARIABLE: url}, start_new_session=True)
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self.grace_s):
+                await process.wait()
+        except TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+class PromptVen:
+    """Tells a person at the terminal where to point the VEN; the first case waits for it."""
+
+    def __init__(self, *, output: TextIO | None = None) -> None:
+        self.output = output or sys.stdout
+
+    async def start(self, url: str) -> None:
+        print(f"Point the VEN under test at {url} (pull mode) and start it; the cases wait "
+              "for its registration.", file=self.output, flush=True)
+
+    async def stop(self) -> None:
+        print("The run is over: the VEN under test may be stopped.", file=self.output, flush=True)
+
+
+class CrowdflexVen:
+    """crowdflex's VEN client in this process: it opts in to every event and offers one
+    TELEMETRY_USAGE report of rID ``meter``, whose samples read 1.5 kW."""
+
+    def __init__(self, *, cert: Path, key: Path, ca: Path, ven_name: str = "crowdflex-ven",
+                 tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13) -> None:
+        self.cert, self.key, self.ca = cert, key, ca
+        self.ven_name = ven_name
+        self.tls_profile = tls_profile
+        self._client: VenClient | None = None
+        self._run: asyncio.Task[None] | None = None
+
+    async def start(self, url: str) -> None:
+        client = VenClient(url, client_context(cert=self.cert, key=self.key, ca=self.ca,
+                                                 profile=self.tls_profile),
+                           ven_name=self.ven_name, on_event=lambda event: OptType.OPT_IN,
+                           report_provider=_meter)
+        await client.start()
+        self._client = client
+        self._run = asyncio.create_task(self._register_and_poll(client))
+
+    @staticmethod
+    async def _register_and_poll(client: VenClient) -> None:
+        await client.register()
+        await client.register_reports((ReportDescription(
+            r_id="meter", report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ),))
+        await client.start_polling()
+
+    async def stop(self) -> None:
+        if self._run is not None:
+            self._run.cancel()
+            await asyncio.gather(self._run, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+
+
+def _meter(request: ReportRequest, since: datetime, until: datetime
+           ) -> Sequence[ReportInterval]:
+    return (ReportInterval(payloads=(ReportPayload(r_id="meter", value=1.5),), dtstart=since,
+                           duration=until - since),)

@@ -1,0 +1,127 @@
+"""The VEN-side suite's own parts: its passive rules, how it starts a VEN, its command line.
+
+A rule is shown to flag the fault it names and to pass a clean request; a VEN that never comes
+fails the first case saying so; the command line runs crowdflex's VEN to a passing JUnit file.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+from lxml import etree
+
+from cbp.cli import build_parser, main
+from cbp.conformance import (
+    VEN_CASES,
+    VEN_RULES,
+    CommandVen,
+    Exchange,
+    VenHarnessSettings,
+    run_ven_cases,
+)
+from cbp.conformance.ven_rules import Heard, Said
+from cbp.pki import KeyType
+from schemas import (
+    CreatedEvent,
+    CreatedReport,
+    DistributeEvent,
+    EiResponse,
+    EventResponse,
+    OptType,
+    Poll,
+    encode,
+)
+
+from .conftest import key_pki
+
+VEN_ID = "AB:CD:EF:01:23:45:67:89:AB:CD"
+
+
+def _findings(sent, *, service="OadrPoll", content_type="application/xml", said=None,
+              body=None, schema_error=None):
+    body = body if body is not None else encode(sent)
+    exchange = Exchange(service=service, request=body, sent=sent, status=200,
+                        content_type=content_type)
+    heard = Heard(exchange=exchange, tree=etree.fromstring(body), schema_error=schema_error,
+                  fingerprint=VEN_ID)
+    said = said or Said(ven_id=VEN_ID)
+    return {rule.rule_id: list(rule.check(heard, said)) for rule in VEN_RULES}
+
+
+def _flagged(findings):
+    return sorted(rule_id for rule_id, found in findings.items() if found)
+
+
+def test_a_clean_poll_breaks_no_rule():
+    assert _flagged(_findings(Poll(ven_id=VEN_ID))) == []
+
+
+def test_each_rule_flags_its_fault():
+    poll = Poll(ven_id=VEN_ID)
+    assert _flagged(_findings(poll, schema_error="bad")) == ["VR01"]
+    located = encode(poll).replace(b"<oadr:oadrPayload ",
+                                   b'<oadr:oadrPayload xsi:schemaLocation="x y" ', 1)
+    assert _flagged(_findings(poll, body=located)) == ["VR02"]
+    assert _flagged(_findings(poll, content_type="text/plain")) == ["VR03"]
+    assert _flagged(_findings(poll, service="EiEvent")) == ["VR04"]
+    assert _flagged(_findings(Poll(ven_id="someone-else"))) == ["VR05"]
+
+
+def test_an_acknowledgement_must_echo_what_it_answers():
+    said = Said(ven_id=VEN_ID)
+    said.remember(DistributeEvent(request_id="dist-1", vtn_id="vtn"))
+    answer = CreatedEvent(response=EiResponse(request_id=""), ven_id=VEN_ID, event_responses=(
+        EventResponse(request_id="dist-1", event_id="e", modification_number=0,
+                      opt_type=OptType.OPT_IN),))
+    assert _flagged(_findings(answer, service="EiEvent", said=said)) == []
+    stray = CreatedEvent(response=EiResponse(request_id="dist-2"), ven_id=VEN_ID,
+                         event_responses=answer.event_responses)
+    assert _flagged(_findings(stray, service="EiEvent", said=said)) == ["VR06"]
+    unasked = CreatedReport(response=EiResponse(request_id="dist-1"), ven_id=VEN_ID)
+    assert _flagged(_findings(unasked, service="EiReport", said=said)) == ["VR06"]
+
+
+async def test_a_ven_that_never_comes_fails_saying_so(tmp_path):
+    pki = key_pki(tmp_path, KeyType.EC)
+    seen = tmp_path / "url"
+    settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert,
+                                  wait_timeout_s=0.5)
+    ven = CommandVen(f'echo "$CROWDFLEX_CONFORMANCE_VTN_URL" > {shlex.quote(str(seen))}')
+    (first, *_) = await run_ven_cases(settings, ven, VEN_CASES[:1])
+    assert not first.passed
+    assert first.reason == "the VEN sent no oadrCreatePartyRegistration within 0.5 s"
+    assert seen.read_text().strip().startswith("https://127.0.0.1:")
+    assert seen.read_text().strip().endswith("/OpenADR2/Simple/2.0b")
+
+
+def test_help_names_every_option(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["conformance", "ven", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--cert", "--key", "--ca", "--ven", "--command", "--ven-cert", "--ven-key",
+                   "--poll-freq", "--report-back", "--wait", "--junit", "--html", "--list",
+                   "--only", "--tls-profile", "--host", "--port"):
+        assert option in text
+
+
+def test_cannot_run_without_its_files(tmp_path, capsys):
+    assert main(["conformance", "ven"]) == 2
+    assert "missing --cert, --key, --ca" in capsys.readouterr().err
+    absent = tmp_path / "absent.pem"
+    assert main(["conformance", "ven", "--cert", str(absent), "--key", str(absent),
+                 "--ca", str(absent)]) == 2
+    assert main(["conformance", "ven", "--only", "X9"]) == 2
+
+
+def test_the_command_line_runs_crowdflex_ven_to_a_passing_report(tmp_path, capsys):
+    pki = key_pki(tmp_path, KeyType.EC)
+    junit, page = tmp_path / "ven.xml", tmp_path / "ven.html"
+    code = main(["conformance", "ven", "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key),
+                 "--ca", str(pki.ca_cert), "--ven", "crowdflex", "--ven-cert", str(pki.ven.cert),
+                 "--ven-key", str(pki.ven.key), "--poll-freq", "1", "--report-back", "1",
+                 "--wait", "20", "--junit", str(junit), "--html", str(page)])
+    assert code == 0, capsys.readouterr().out
+    suite = etree.parse(str(junit)).getroot()[0]
+    assert (suite.get("tests"), suite.get("failures")) == (str(len(VEN_CASES)), "0")
+    assert "crowdflex conformance ven" in page.read_text()
