@@ -36,7 +36,7 @@ from vtn.services import ROUTES, ServiceContext
 from vtn.services.poll import next_message
 from vtn.transport import Peer, Router
 
-__all__ = ["PushDelivery", "service_for"]
+__all__ = ["PinnedVen", "PushDelivery", "service_for"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def service_for(message: Message) -> Service:
     return _SERVICE_BY_KIND["oadr" + type(message).__name__]
 
 
-class _PinnedVen(aiohttp.Fingerprint):
+class PinnedVen(aiohttp.Fingerprint):
     """aiohttp's check of a server certificate once the handshake is done (the request's SSL
     context has verified the chain): its OpenADR fingerprint must be the VEN's registered one.
     Not SHA-256 of the whole certificate, as aiohttp's own, so the parent's digest is unused."""
@@ -196,7 +196,7 @@ class PushDelivery:
         except RemoteProtocolError as refused:  # registered before these rules, or config
             log.warning("not pushing to %s: %s", ven_id, refused.reason)
             return None
-        connector = aiohttp.TCPConnector(ssl=_PinnedVen(registration.fingerprint),
+        connector = aiohttp.TCPConnector(ssl=PinnedVen(registration.fingerprint),
                                          resolver=TargetResolver(self._targets))
         async with aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session:
             while (found := await next_message(self._ctx, ven_id, mark=False)) is not None:

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from cbp.conformance import (
     VEN_CASES,
+    VEN_PUSH_CASES,
     VEN_RULES,
     CommandVen,
     CrowdflexVen,
@@ -39,12 +40,12 @@ _STARTERS = ("prompt", "command", "crowdflex")
 def add_ven_suite(suites: Any) -> None:
     ven: argparse.ArgumentParser = suites.add_parser(
         "ven",
-        help="serve a pull-mode VTN to a VEN under test and judge it case by case",
+        help="serve a VTN to a VEN under test and judge it case by case",
         description="Serve a harness VTN over Simple HTTP with mutual TLS and run the live "
-        "conformance cases against the VEN pointed at it: registration (N1), events (E1) and "
-        "reports (R1), with passive rules checked on every request. Pull mode only; push, "
-        "XMPP, signatures and opt cases are not covered yet. Exit 0 all passed, 1 some "
-        "failed, 2 could not run.",
+        "conformance cases against the VEN pointed at it: registration, events and reports "
+        "(N1/E1/R1 in pull mode, N0/E0/R0 with --push), with passive rules checked on every "
+        "request. XMPP, signatures and opt cases are not covered yet. Exit 0 all passed, 1 "
+        "some failed, 2 could not run.",
     )
     ven.add_argument("--cert", type=Path, metavar="PEM",
                      help="the harness VTN's server certificate (the VEN must trust its CA)")
@@ -53,6 +54,9 @@ def add_ven_suite(suites: Any) -> None:
                      help="CA the VEN's client certificate must chain to")
     ven.add_argument("--host", default="127.0.0.1", help="address to serve on")
     ven.add_argument("--port", type=int, default=0, help="port to serve on (0: any free one)")
+    ven.add_argument("--push", action="store_true",
+                     help="the VEN registers for push: the harness POSTs to its transport "
+                     "address, which must present the VEN's own certificate")
     ven.add_argument("--ven", choices=_STARTERS, default="prompt", dest="starter",
                      help="how the VEN under test starts: a person points it at the printed "
                      f"URL (default), --command runs it (the URL in ${URL_VARIABLE}), or "
@@ -99,7 +103,7 @@ def _starter(args: argparse.Namespace, out: TextIO) -> VenUnderTest | str:
             if missing:
                 return f"--ven crowdflex needs {', '.join(missing)}"
             return CrowdflexVen(cert=args.ven_cert, key=args.ven_key, ca=args.ca,
-                                tls_profile=TlsProfile(args.tls_profile))
+                                tls_profile=TlsProfile(args.tls_profile), push=args.push)
         case _:
             return PromptVen(output=out)
 
@@ -107,7 +111,7 @@ def _starter(args: argparse.Namespace, out: TextIO) -> VenUnderTest | str:
 def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        cases = select(args.only, VEN_CASES)
+        cases = select(args.only, VEN_PUSH_CASES if args.push else VEN_CASES)
     except ValueError as exc:
         return _fail(str(exc))
     if args.list:
@@ -128,7 +132,7 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     settings = VenHarnessSettings(
         cert=args.cert, key=args.key, ca=args.ca, host=args.host, port=args.port,
         tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
-        report_back_s=args.report_back, wait_timeout_s=args.wait)
+        report_back_s=args.report_back, wait_timeout_s=args.wait, push=args.push)
     try:
         results = asyncio.run(run_ven_cases(settings, starter, cases,
                                             on_result=lambda r: print_result(r, out)))

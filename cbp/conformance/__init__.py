@@ -37,7 +37,7 @@ from .operators import (
 )
 from .report import html_report, junit_xml, print_cases, print_result, print_summary
 from .rules import RULES, Rule
-from .runner import VEN_CASES, VTN_CASES, run_cases, run_ven_cases, select
+from .runner import VEN_CASES, VEN_PUSH_CASES, VTN_CASES, run_cases, run_ven_cases, select
 from .session import HarnessSettings, HarnessVen
 from .ven_rules import VEN_RULES, VenRule
 from .ven_starters import CommandVen, CrowdflexVen, PromptVen, VenUnderTest
@@ -45,6 +45,7 @@ from .ven_starters import CommandVen, CrowdflexVen, PromptVen, VenUnderTest
 __all__ = [
     "RULES",
     "VEN_CASES",
+    "VEN_PUSH_CASES",
     "VEN_RULES",
     "VTN_CASES",
     "AdminApiOperator",

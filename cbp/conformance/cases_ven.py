@@ -1,8 +1,10 @@
-"""The cases of ``crowdflex conformance ven``: the harness plays a pull-mode VTN (``_TH_VTN``).
+"""The cases of ``crowdflex conformance ven``: the harness plays the VTN (``_TH_VTN``).
 
-They run in this order against one VEN: registration and the VEN's report offer (N1), events
-(E1), reports (R1), then re-registration and the end of the registration (N1). Each case queues
-what a VTN would send on the VEN's next poll and checks what the VEN sends back.
+They run in this order against one VEN: registration and the VEN's report offer, events, reports,
+then re-registration and the end of the registration. Each case hands the VEN what a VTN would
+send (on its next poll, or pushed) and checks what the VEN sends back. :data:`VEN_CASES` are the
+pull-mode cases (N1, E1, R1); :data:`VEN_PUSH_CASES` the same checks for a push VEN, numbered as
+the Alliance numbers push cases (N0_50xx, E0_60xx, R0_80xx), without the poll case.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ._checks import require
 from ._model import Case, CaseFailed
 from .harness_vtn import HarnessVtn
 
-__all__ = ["VEN_CASES"]
+__all__ = ["VEN_CASES", "VEN_PUSH_CASES"]
 
 _REGISTRATION: Final = "OpenADR 2.0b profile 8.1 (EiRegisterParty)"
 _EVENTS: Final = "OpenADR 2.0b profile 8.2 (EiEvent)"
@@ -64,9 +66,16 @@ async def _registers(vtn: HarnessVtn) -> str:
             f"oadrProfileName is {created.profile_name.value}, not 2.0b")
     require(created.transport_name is TransportName.SIMPLE_HTTP,
             f"oadrTransportName is {created.transport_name.value}, not simpleHttp")
+    stated = {None: "absent", True: "true", False: "false"}[created.http_pull_model]
+    if vtn.settings.push:
+        require(created.http_pull_model is False,
+                f"a push VEN states oadrHttpPullModel false (it was {stated})")
+        address = created.transport_address or ""
+        require(address.startswith("https://"),
+                f"a push VEN gives an https oadrTransportAddress, not {address!r}")
+        return f"registered as venID {vtn.registered_ven()}, pushed to at {address}"
     require(created.http_pull_model is True,
-            "a pull VEN states oadrHttpPullModel true (it was "
-            f"{'absent' if created.http_pull_model is None else 'false'})")
+            f"a pull VEN states oadrHttpPullModel true (it was {stated})")
     return f"registered as venID {vtn.registered_ven()}"
 
 
@@ -197,9 +206,10 @@ async def _silent_when_never(vtn: HarnessVtn) -> str:
     loud = _new_event(vtn, ResponseRequired.ALWAYS)
     mark = vtn.mark()
     await _answered(vtn, loud)
-    ven_id = vtn.registered_ven()
-    await vtn.wait_for(Poll, "oadrPoll after its oadrCreatedEvent", lambda p: p.ven_id == ven_id,
-                       after=vtn.mark())
+    if not vtn.settings.push:  # a pull VEN may answer later: give it until its next poll
+        ven_id = vtn.registered_ven()
+        await vtn.wait_for(Poll, "oadrPoll after its oadrCreatedEvent",
+                           lambda p: p.ven_id == ven_id, after=vtn.mark())
     spoke = [m for m in vtn.heard_since(mark)
              if isinstance(m, CreatedEvent) and _response_for(m, quiet) is not None]
     require(not spoke, f"it answered {quiet.event_id!r}, whose oadrResponseRequired is never")
@@ -278,7 +288,8 @@ async def _cancels_report(vtn: HarnessVtn) -> str:
 
 VEN_CASES: Final[tuple[Case, ...]] = (
     Case(case_id="N1_0010_TH_VTN",
-         purpose="the VEN registers for profile 2.0b over simpleHttp, stating its pull model",
+         purpose="the VEN registers for profile 2.0b over simpleHttp, stating its pull or push "
+         "model",
          requirement=_REGISTRATION, run=_registers,
          messages=("< oadrCreatePartyRegistration", "> oadrCreatedPartyRegistration")),
     Case(case_id="N1_0020_TH_VTN",
@@ -324,3 +335,15 @@ VEN_CASES: Final[tuple[Case, ...]] = (
          requirement=_REGISTRATION, run=_cancels_registration,
          messages=("> oadrCancelPartyRegistration", "< oadrCanceledPartyRegistration")),
 )
+
+#: the Alliance's first number of a push case, per service letter (pull: N1_0010 -> N0_5010)
+_PUSH_BASE: Final = {"N": 5000, "E": 6000, "R": 8000}
+
+
+def _pushed(case: Case) -> Case:
+    letter, number = case.case_id[0], int(case.case_id[3:7])
+    return replace(case, case_id=f"{letter}0_{_PUSH_BASE[letter] + number % 1000}_TH_VTN")
+
+
+VEN_PUSH_CASES: Final[tuple[Case, ...]] = tuple(
+    _pushed(case) for case in VEN_CASES if case.run is not _polls)

@@ -1,19 +1,24 @@
-"""The harness's VTN: a pull-mode OpenADR 2.0b server over Simple HTTP that records everything.
+"""The harness's VTN: an OpenADR 2.0b server over Simple HTTP that records everything.
 
 ``crowdflex conformance ven`` points a VEN under test at this server. It answers every request at
-once the way the 2.0b profile asks a VTN to (registration, acknowledgements, empty polls), hands
-a poll the payload a case queued with :meth:`HarnessVtn.deliver`, and keeps each request with its
-reply as an :class:`~cbp.conformance.Exchange` checked by the VEN-side passive rules
-(:mod:`~cbp.conformance.ven_rules`). Cases read what the VEN sent with :meth:`HarnessVtn.wait_for`.
+once the way the 2.0b profile asks a VTN to (registration, acknowledgements, empty polls) and
+keeps each request with its reply as an :class:`~cbp.conformance.Exchange` checked by the
+VEN-side passive rules (:mod:`~cbp.conformance.ven_rules`). A payload a case queues with
+:meth:`HarnessVtn.deliver` goes to a pull VEN's next poll, or is POSTed at once to a push VEN's
+transport address (profile 9.1), whose reply in the response body is heard like a request. Cases
+read what the VEN sent with :meth:`HarnessVtn.wait_for`.
 
 Invariants: only a client certificate chaining to ``ca`` gets through the handshake, and the venID
-the harness gives is that certificate's fingerprint; every wait is bounded by ``wait_timeout_s``;
-a request is answered before it is offered to a case, so a slow case never holds the VEN up.
+the harness gives is that certificate's fingerprint; a push goes only to a server presenting that
+same certificate; pushes leave one at a time, in order; every wait is bounded by
+``wait_timeout_s``; a request is answered before it is offered to a case, so a slow case never
+holds the VEN up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
+import aiohttp
 from aiohttp import web
 from lxml import etree
 
@@ -59,7 +65,8 @@ from schemas import (
 )
 from schemas.identity import TlsProfile
 from schemas.parts import echoed_request_id
-from schemas.tls import peer_fingerprint, server_context
+from schemas.tls import client_context, peer_fingerprint, server_context
+from vtn.push import PinnedVen, service_for
 
 from ._model import CaseFailed, Exchange, Violation
 from .operators import Step
@@ -78,7 +85,8 @@ class VenHarnessSettings:
     ``cert``/``key`` are the harness VTN's server certificate (the VEN must trust its CA), ``ca``
     what the VEN's client certificate must chain to. ``poll_freq_s`` is the
     oadrRequestedOadrPollFreq the harness gives; ``report_back_s`` the granularity and
-    reportBackDuration of the reports it requests.
+    reportBackDuration of the reports it requests. ``push`` says which mode the VEN under test is
+    expected to register for.
     """
 
     cert: Path
@@ -91,6 +99,8 @@ class VenHarnessSettings:
     poll_freq_s: int = 1
     report_back_s: int = 5
     wait_timeout_s: float = 30.0
+    push: bool = False
+    request_timeout_s: float = 10.0
     clock: Callable[[], datetime] = field(default=utc_now, compare=False)
 
 
@@ -114,6 +124,11 @@ class HarnessVtn:
         self._outgoing: deque[Message] = deque()
         self._runner: web.AppRunner | None = None
         self._port = settings.port
+        self.push_url: str | None = None  # a push VEN's transport address, once registered
+        self._push_lock = asyncio.Lock()
+        self._pushes: set[asyncio.Task[None]] = set()
+        self._push_error: str | None = None
+        self._push_context: ssl.SSLContext | None = None
 
     async def __aenter__(self) -> HarnessVtn:
         app = web.Application(client_max_size=_MAX_BODY)
@@ -126,10 +141,16 @@ class HarnessVtn:
                            ssl_context=context)
         await site.start()
         self._port = self._runner.addresses[0][1]
+        self._push_context = client_context(
+            cert=self.settings.cert, key=self.settings.key, ca=self.settings.ca,
+            profile=self.settings.tls_profile, check_hostname=False)  # pinned by fingerprint
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
+        for task in self._pushes:
+            task.cancel()
+        await asyncio.gather(*self._pushes, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -153,9 +174,15 @@ class HarnessVtn:
     # ------------------------------------------------------------ what cases do
 
     def deliver(self, message: Message) -> None:
-        """Hand ``message`` to the VEN's next poll (queued payloads leave in order)."""
+        """Hand ``message`` to the VEN: pushed at once to a push VEN, else to its next poll;
+        either way payloads leave in the order they were delivered."""
         self.said.remember(message)
-        self._outgoing.append(message)
+        if self.push_url is None:
+            self._outgoing.append(message)
+            return
+        task = asyncio.create_task(self._push(self.push_url, message))
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
 
     def distribute(self) -> DistributeEvent:
         """Queue an oadrDistributeEvent carrying every live event, as the profile requires."""
@@ -184,10 +211,33 @@ class HarnessVtn:
                             return message
                     await self._arrival.wait()
         except TimeoutError:
-            raise CaseFailed(f"the VEN sent no {what} within {timeout:g} s") from None
+            failed = f"; the last push failed: {self._push_error}" if self._push_error else ""
+            raise CaseFailed(f"the VEN sent no {what} within {timeout:g} s{failed}") from None
 
     def heard_since(self, after: int) -> list[Message]:
         return self._heard[after:]
+
+    # ------------------------------------------------------------ pushing
+
+    async def _push(self, url: str, message: Message) -> None:
+        async with self._push_lock:  # FIFO: pushes leave in the order they were delivered
+            service = service_for(message)
+            body = self.codec.encode(message)
+            connector = aiohttp.TCPConnector(ssl=PinnedVen(self.ven_id or ""))
+            timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+            try:
+                async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http, \
+                        http.post(f"{url.rstrip('/')}/{service}", data=body,
+                                  ssl=self._push_context, allow_redirects=False,
+                                  headers={"Content-Type": "application/xml"}) as got:
+                    reply, status = await got.read(), got.status
+                    media = got.headers.get("Content-Type", "").split(";")[0].strip() or None
+            except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+                self._push_error = f"{service}: {type(exc).__name__}: {exc}"
+                return
+            if status != 200:
+                self._push_error = f"{service}: HTTP {status}"
+            await self._hear(service, reply, media, self.ven_id, answering=message)
 
     # ------------------------------------------------------------ serving
 
@@ -195,13 +245,25 @@ class HarnessVtn:
         service = request.match_info["service"]
         body = await request.read()
         media = request.headers.get("Content-Type", "").split(";")[0].strip() or None
-        fingerprint = peer_fingerprint(request.transport)
+        reply_message = await self._hear(service, body, media, peer_fingerprint(request.transport))
+        if reply_message is None:
+            return web.Response(status=400, text="the request does not decode")
+        return web.Response(body=self.codec.encode(reply_message), content_type="application/xml")
+
+    async def _hear(self, service: str, body: bytes, media: str | None,
+                    fingerprint: str | None, *, answering: Message | None = None
+                    ) -> Message | None:
+        """Decode and record what the VEN sent (a request, or its reply to a push, which
+        ``answering`` names and which gets no answer); the answer owed, if any."""
         tree, schema_error, message, error = self._decode(body)
-        reply_message = self._answer(message, fingerprint) if message is not None else None
+        reply_message = None
+        if message is not None and answering is None:
+            reply_message = self._answer(message, fingerprint)
+        status = 400 if message is None else 200
         reply = self.codec.encode(reply_message) if reply_message is not None else b""
-        status = 200 if reply_message is not None else 400
         exchange = Exchange(service=service, request=body, sent=message, status=status,
-                            content_type=media, reply=reply, received=reply_message, error=error)
+                            content_type=media, reply=reply, error=error,
+                            received=reply_message or answering)
         heard = Heard(exchange=exchange, tree=tree, schema_error=schema_error,
                       fingerprint=fingerprint)
         violations = tuple(Violation(rule_id=rule.rule_id, detail=detail)
@@ -215,9 +277,7 @@ class HarnessVtn:
             async with self._arrival:
                 self._heard.append(message)
                 self._arrival.notify_all()
-        if reply_message is None:
-            return web.Response(status=400, text=error or "bad request")
-        return web.Response(body=reply, content_type="application/xml")
+        return reply_message
 
     def _decode(self, body: bytes) -> tuple[etree._Element | None, str | None, Message | None,
                                             str | None]:
@@ -243,6 +303,8 @@ class HarnessVtn:
             case CreatePartyRegistration():
                 self.ven_id = fingerprint
                 self.registration_id = self.registration_id or new_id()
+                self.push_url = None if message.http_pull_model is not False \
+                    else message.transport_address
                 return self._registration(message.request_id)
             case CancelPartyRegistration():
                 self.registration_id = None
@@ -282,3 +344,4 @@ class HarnessVtn:
             profiles=(Profile(profile_name=ProfileName.OADR_20B,
                               transports=(TransportName.SIMPLE_HTTP,)),),
             requested_oadr_poll_freq=timedelta(seconds=self.settings.poll_freq_s))
+

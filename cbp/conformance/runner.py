@@ -18,13 +18,13 @@ from .cases_events import EVENT_CASES
 from .cases_opt_general import GENERAL_CASES, OPT_CASES
 from .cases_registration import REGISTRATION_CASES
 from .cases_reports import REPORT_CASES
-from .cases_ven import VEN_CASES
+from .cases_ven import VEN_CASES, VEN_PUSH_CASES
 from .harness_vtn import HarnessVtn, VenHarnessSettings
 from .operators import Operator, Step
 from .session import HarnessSettings, HarnessVen
 from .ven_starters import VenUnderTest
 
-__all__ = ["VEN_CASES", "VTN_CASES", "run_cases", "run_ven_cases", "select"]
+__all__ = ["VEN_CASES", "VEN_PUSH_CASES", "VTN_CASES", "run_cases", "run_ven_cases", "select"]
 
 #: every case of ``crowdflex conformance vtn`` (pull mode, Simple HTTP), in running order
 VTN_CASES: Final[tuple[Case, ...]] = (
@@ -57,10 +57,13 @@ async def run_cases(settings: HarnessSettings, operator: Operator,
 
 
 async def run_ven_cases(settings: VenHarnessSettings, ven: VenUnderTest,
-                        cases: Sequence[Case] = VEN_CASES, *,
+                        cases: Sequence[Case] | None = None, *,
                         on_result: Callable[[CaseResult], None] | None = None
                         ) -> tuple[CaseResult, ...]:
-    """Serve the harness VTN, start the VEN under test against it, run ``cases``, stop it."""
+    """Serve the harness VTN, start the VEN under test against it, run ``cases`` (default: the
+    catalogue of the settings' mode, pull or push), stop it."""
+    if cases is None:
+        cases = VEN_PUSH_CASES if settings.push else VEN_CASES
     results = []
     async with HarnessVtn(settings) as vtn:
         await ven.start(vtn.url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Final, Protocol, TextIO
 
 from schemas import (
+    SERVICE_PREFIX,
     OptType,
     ReadingType,
     ReportDescription,
@@ -27,8 +29,8 @@ from schemas import (
     ReportType,
 )
 from schemas.identity import TlsProfile
-from ven import VenClient
-from ven.tls import client_context
+from ven import PushReceiver, VenClient
+from ven.tls import client_context, server_context
 
 __all__ = ["URL_VARIABLE", "CommandVen", "CrowdflexVen", "PromptVen", "VenUnderTest"]
 
@@ -84,38 +86,61 @@ class PromptVen:
 
 class CrowdflexVen:
     """crowdflex's VEN client in this process: it opts in to every event and offers one
-    TELEMETRY_USAGE report of rID ``meter``, whose samples read 1.5 kW."""
+    TELEMETRY_USAGE report of rID ``meter``, whose samples read 1.5 kW. With ``push`` it serves
+    its own HTTPS receiver on ``push_host`` (any free port; its own certificate) and
+    registers for push instead of polling."""
 
     def __init__(self, *, cert: Path, key: Path, ca: Path, ven_name: str = "crowdflex-ven",
-                 tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13) -> None:
+                 tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13,
+                 push: bool = False, push_host: str = "127.0.0.1") -> None:
         self.cert, self.key, self.ca = cert, key, ca
         self.ven_name = ven_name
         self.tls_profile = tls_profile
+        self.push, self.push_host = push, push_host
         self._client: VenClient | None = None
+        self._receiver: PushReceiver | None = None
         self._run: asyncio.Task[None] | None = None
 
     async def start(self, url: str) -> None:
-        client = VenClient(url, client_context(cert=self.cert, key=self.key, ca=self.ca,
-                                                 profile=self.tls_profile),
-                           ven_name=self.ven_name, on_event=lambda event: OptType.OPT_IN,
-                           report_provider=_meter)
+        tls = dict(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
+        push_url, port = None, 0
+        if self.push:
+            port = _free_port(self.push_host)
+            push_url = f"https://{self.push_host}:{port}{SERVICE_PREFIX}"
+        client = VenClient(url, client_context(**tls), ven_name=self.ven_name,
+                           on_event=lambda event: OptType.OPT_IN, report_provider=_meter,
+                           push_url=push_url)
         await client.start()
         self._client = client
-        self._run = asyncio.create_task(self._register_and_poll(client))
+        if self.push:
+            self._receiver = PushReceiver(client, server_context(**tls), host=self.push_host,
+                                          port=port)
+            await self._receiver.start()
+        self._run = asyncio.create_task(self._register(client))
 
-    @staticmethod
-    async def _register_and_poll(client: VenClient) -> None:
+    async def _register(self, client: VenClient) -> None:
         await client.register()
         await client.register_reports((ReportDescription(
             r_id="meter", report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ),))
-        await client.start_polling()
+        if not self.push:
+            await client.start_polling()
 
     async def stop(self) -> None:
         if self._run is not None:
             self._run.cancel()
             await asyncio.gather(self._run, return_exceptions=True)
+        if self._receiver is not None:
+            await self._receiver.stop()
         if self._client is not None:
             await self._client.close()
+
+
+def _free_port(host: str) -> int:
+    """A port the kernel just handed out, for the receiver to bind again (the client must know
+    its URL before the receiver can be built around it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _meter(request: ReportRequest, since: datetime, until: datetime

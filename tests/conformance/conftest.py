@@ -1,8 +1,9 @@
 """Fixtures for the live conformance suite: a PKI per key type, crowdflex's VTN with its admin API.
 
 ``key_pki(directory, key_type)`` mints a CA, a VTN and a VEN certificate of one key type (EC P-256
-or RSA) into a temporary directory; :func:`crowdflex_vtn` serves crowdflex's VTN over mutual TLS on
-127.0.0.1 port 0 with a SQLite file, and its admin API on another port 0, the operator's way in.
+or RSA) into a temporary directory (the VEN's also serves TLS on 127.0.0.1, for push);
+:func:`crowdflex_vtn` serves crowdflex's VTN over mutual TLS on 127.0.0.1 port 0 with a SQLite
+file, and its admin API on another port 0, the operator's way in.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ def key_pki(directory: Path, key_type: KeyType,
                                             key_type=key_type)
     ca_cert, _ = authority.write(directory)
 
-    def pair(name: str, role: Role) -> Pair:
-        issued = authority.issue(name, role, key_type=key_type)
+    def pair(name: str, role: Role, hosts: tuple[str, ...] | None = None) -> Pair:
+        issued = authority.issue(name, role, key_type=key_type, hosts=hosts)
         cert, key = issued.write(directory)
         return Pair(cert=cert, key=key, fingerprint=issued.fingerprint)
 
-    return KeyPki(ca_cert=ca_cert, vtn=pair("vtn", Role.VTN), ven=pair("ven", Role.VEN),
+    return KeyPki(ca_cert=ca_cert, vtn=pair("vtn", Role.VTN),
+                  ven=pair("ven", Role.VEN, ("127.0.0.1",)),
                   profile=profile)
 
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from cbp.conformance import VEN_CASES, CrowdflexVen, VenHarnessSettings, run_ven_cases
+from cbp.conformance import (
+    VEN_CASES,
+    VEN_PUSH_CASES,
+    CrowdflexVen,
+    VenHarnessSettings,
+    run_ven_cases,
+)
 from cbp.pki import KeyType
 from schemas.identity import TlsProfile
 
@@ -27,6 +33,18 @@ async def test_every_case_passes_against_crowdflex(tmp_path, key_type, profile):
     ven = CrowdflexVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert, tls_profile=profile)
     results = await run_ven_cases(settings, ven)
     assert [r.case.case_id for r in results] == [c.case_id for c in VEN_CASES]
+    failures = {r.case.case_id: r.reason for r in results if not r.passed}
+    assert failures == {}
+    assert all(r.exchanges for r in results)
+
+
+async def test_every_push_case_passes_against_crowdflex(tmp_path):
+    pki = key_pki(tmp_path, KeyType.EC)
+    settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert,
+                                  report_back_s=1, wait_timeout_s=20, push=True)
+    ven = CrowdflexVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert, push=True)
+    results = await run_ven_cases(settings, ven)
+    assert [r.case.case_id for r in results] == [c.case_id for c in VEN_PUSH_CASES]
     failures = {r.case.case_id: r.reason for r in results if not r.passed}
     assert failures == {}
     assert all(r.exchanges for r in results)

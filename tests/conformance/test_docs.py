@@ -16,6 +16,7 @@ from cbp.cli import build_parser
 from cbp.conformance import (
     RULES,
     VEN_CASES,
+    VEN_PUSH_CASES,
     VEN_RULES,
     VTN_CASES,
     CaseFailed,
@@ -58,13 +59,15 @@ def test_the_openleadr_count_is_what_the_test_pins():
 def test_the_ven_side_tables_are_the_catalogue():
     text = _section("The VEN side")
     assert _rows(text, r"[NERPG]1_\d{4}_TH_VTN") == [(c.case_id, c.purpose) for c in VEN_CASES]
+    assert _rows(text, r"[NERPG]0_\d{4}_TH_VTN") == [
+        (c.case_id, c.purpose) for c in VEN_PUSH_CASES]
     assert _rows(text, r"VR\d\d") == [(r.rule_id, r.requirement) for r in VEN_RULES]
 
 
 def test_the_ven_side_results_are_what_the_tests_pin():
     text = _section("The VEN side")
-    assert "openleadr's VEN** (0.5, `OpenADRClient` from the test dependencies) passes every " \
-        "case" in text
+    assert "openleadr's VEN** (0.5, `OpenADRClient` from the test dependencies), which has no " \
+        "push mode,\n  passes every pull case" in text
     assert EXPECTED_VEN_FAILURES == {}
 
 
