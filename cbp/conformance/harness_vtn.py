@@ -223,6 +223,7 @@ class HarnessVtn:
         async with self._push_lock:  # FIFO: pushes leave in the order they were delivered
             service = service_for(message)
             body = self.codec.encode(message)
+            assert self._push_context is not None, "use HarnessVtn as an async context manager"
             connector = aiohttp.TCPConnector(ssl=PinnedVen(self.ven_id or ""))
             timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
             try:

@@ -102,19 +102,21 @@ class CrowdflexVen:
         self._run: asyncio.Task[None] | None = None
 
     async def start(self, url: str) -> None:
-        tls = dict(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
         push_url, port = None, 0
         if self.push:
             port = _free_port(self.push_host)
             push_url = f"https://{self.push_host}:{port}{SERVICE_PREFIX}"
-        client = VenClient(url, client_context(**tls), ven_name=self.ven_name,
+        client = VenClient(url, client_context(cert=self.cert, key=self.key, ca=self.ca,
+                                                 profile=self.tls_profile),
+                           ven_name=self.ven_name,
                            on_event=lambda event: OptType.OPT_IN, report_provider=_meter,
                            push_url=push_url)
         await client.start()
         self._client = client
         if self.push:
-            self._receiver = PushReceiver(client, server_context(**tls), host=self.push_host,
-                                          port=port)
+            context = server_context(cert=self.cert, key=self.key, ca=self.ca,
+                                     profile=self.tls_profile)
+            self._receiver = PushReceiver(client, context, host=self.push_host, port=port)
             await self._receiver.start()
         self._run = asyncio.create_task(self._register(client))
 
