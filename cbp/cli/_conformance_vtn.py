@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from cbp.conformance import (
     VTN_CASES,
+    VTN_PUSH_CASES,
     AdminApiOperator,
     CommandOperator,
     Operator,
@@ -38,18 +39,23 @@ _OPERATORS = ("crowdflex-admin", "prompt", "command")
 def add_vtn_suite(suites: Any) -> None:
     vtn: argparse.ArgumentParser = suites.add_parser(
         "vtn",
-        help="play a pull-mode VEN against a VTN under test and judge it case by case",
-        description="Run the live conformance cases against a VTN over Simple HTTP in pull "
-        "mode with mutual TLS (RSA or ECC certificates): registration (N1), events (E1), "
-        "reports (R1), opt (P1) and general (G1) cases, with passive rules checked on every "
-        "reply. Cases that need the VTN to act go through the operator. Push mode, XMPP and "
-        "the VEN side are not covered yet. Exit 0 all passed, 1 some failed, 2 could not run.",
+        help="play a VEN against a VTN under test and judge it case by case",
+        description="Run the live conformance cases against a VTN over Simple HTTP with mutual "
+        "TLS (RSA or ECC certificates): registration, events, reports, opt and general cases "
+        "(N1/E1/R1/P1/G1 in pull mode, N0/E0/R0/P0/G0 with --push), with passive rules "
+        "checked on every reply. Cases that need the VTN to act go through the operator. XMPP "
+        "is not covered yet. Exit 0 all passed, 1 some failed, 2 could not run.",
     )
     vtn.add_argument("--url", help="the VTN's Simple HTTP root, e.g. "
                      "https://vtn.example:8443/OpenADR2/Simple/2.0b")
     vtn.add_argument("--cert", type=Path, metavar="PEM", help="the harness VEN's certificate")
     vtn.add_argument("--key", type=Path, metavar="PEM", help="its private key")
     vtn.add_argument("--ca", type=Path, metavar="PEM", help="CA the VTN's certificate chains to")
+    vtn.add_argument("--push", action="store_true",
+                     help="register the harness VEN for push: it serves HTTPS with its own "
+                     "certificate (which must name --push-host) and the VTN POSTs to it")
+    vtn.add_argument("--push-host", default="127.0.0.1", metavar="ADDRESS",
+                     help="address the harness VEN's push receiver serves on (default 127.0.0.1)")
     vtn.add_argument("--operator", choices=_OPERATORS, default="prompt",
                      help="who carries out operator steps: crowdflex's admin API, a person at "
                      "this terminal (default), or --command")
@@ -99,7 +105,7 @@ def _operator(args: argparse.Namespace) -> Operator | str:
 def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        cases = select(args.only, VTN_CASES)
+        cases = select(args.only, VTN_PUSH_CASES if args.push else VTN_CASES)
     except ValueError as exc:
         return _fail(str(exc))
     if args.list:
@@ -115,7 +121,8 @@ def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if isinstance(operator, str):
         return _fail(operator)
     settings = HarnessSettings(url=args.url, cert=args.cert, key=args.key, ca=args.ca,
-                               tls_profile=TlsProfile(args.tls_profile), wait_timeout_s=args.wait)
+                               tls_profile=TlsProfile(args.tls_profile), wait_timeout_s=args.wait,
+                               push=args.push, push_host=args.push_host)
     results = asyncio.run(run_cases(settings, operator, cases,
                                     on_result=lambda r: print_result(r, out)))
     print_summary(results, out)

@@ -1,13 +1,14 @@
 """The live conformance suite: crowdflex plays one side of OpenADR 2.0b against a node under test.
 
-``crowdflex conformance vtn`` plays a pull-mode VEN over Simple HTTP against a VTN (mutual TLS,
+``crowdflex conformance vtn`` plays a VEN over Simple HTTP, pull or push, against a VTN (mutual TLS,
 RSA or ECC certificates): registration (N1), events (E1), reports (R1), opt (P1) and general
 (G1) cases with IDs in the OpenADR Alliance numbering scheme, written by us from the 2.0b
 specification; passive rules (:mod:`.rules`) check every reply. Cases that need the VTN to act
-go through an :class:`Operator`. ``crowdflex conformance ven`` plays a pull-mode VTN
+go through an :class:`Operator`. ``crowdflex conformance ven`` plays a VTN
 (:class:`HarnessVtn`) for a VEN under test, started by a :class:`VenUnderTest`: registration,
 events and reports (``_TH_VTN`` cases), its passive rules (:mod:`.ven_rules`) on every request.
-Not covered yet: push mode, XMPP, XML signatures, and opt cases on the VEN side.
+Push mode runs the same checks as push cases (``VTN_PUSH_CASES``, ``VEN_PUSH_CASES``).
+Not covered yet: XMPP, XML signatures, and opt cases on the VEN side.
 
 >>> from cbp.conformance import VTN_CASES
 >>> VTN_CASES[0].case_id
@@ -37,7 +38,15 @@ from .operators import (
 )
 from .report import html_report, junit_xml, print_cases, print_result, print_summary
 from .rules import RULES, Rule
-from .runner import VEN_CASES, VEN_PUSH_CASES, VTN_CASES, run_cases, run_ven_cases, select
+from .runner import (
+    VEN_CASES,
+    VEN_PUSH_CASES,
+    VTN_CASES,
+    VTN_PUSH_CASES,
+    run_cases,
+    run_ven_cases,
+    select,
+)
 from .session import HarnessSettings, HarnessVen
 from .ven_rules import VEN_RULES, VenRule
 from .ven_starters import CommandVen, CrowdflexVen, PromptVen, VenUnderTest
@@ -48,6 +57,7 @@ __all__ = [
     "VEN_PUSH_CASES",
     "VEN_RULES",
     "VTN_CASES",
+    "VTN_PUSH_CASES",
     "AdminApiOperator",
     "Case",
     "CaseFailed",

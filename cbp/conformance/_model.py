@@ -12,9 +12,9 @@ Its errors, :class:`ConformanceError` and below, are drawn in the :mod:`cbp` pac
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cbp.errors import CbpError
 from schemas import Message
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .operators import Step
 
 __all__ = [
+    "PUSH_BASE",
     "Case",
     "CaseFailed",
     "CaseResult",
@@ -31,6 +32,7 @@ __all__ = [
     "OperatorError",
     "Verdict",
     "Violation",
+    "pushed",
 ]
 
 
@@ -136,3 +138,13 @@ class CaseResult:
     @property
     def passed(self) -> bool:
         return self.verdict is Verdict.PASS
+
+
+#: the Alliance's first number of a push case per service letter: pull N1_0010 is push N0_5010
+PUSH_BASE: Final = {"N": 5000, "E": 6000, "R": 8000, "P": 7000, "G": 9000}
+
+
+def pushed(case: Case) -> Case:
+    """The push-mode twin of a pull-mode case: the same checks under the push case's ID."""
+    letter, number, side = case.case_id[0], int(case.case_id[3:7]), case.case_id[7:]
+    return replace(case, case_id=f"{letter}0_{PUSH_BASE[letter] + number % 1000}{side}")

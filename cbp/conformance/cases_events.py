@@ -1,7 +1,8 @@
-"""E1 cases: EiEvent in pull mode, the harness playing the VEN (profile 8.2).
+"""E1 cases: EiEvent, the harness playing the VEN (profile 8.2).
 
 The operator creates each event with exact parameters (:func:`event_params`, in the admin API's
-body form); the case then checks that the event reaches the VEN by poll exactly as created.
+body form); the case then checks that the event reaches the VEN (by poll, or pushed) exactly as
+created.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""P1 cases (EiOpt, profile 8.4) and G1 cases (general: identity, bad input, TLS), pull mode.
+"""P1 cases (EiOpt, profile 8.4) and G1 cases (general: identity, bad input, TLS).
 
 The G1 cases send what a VTN must refuse: another VEN's venID, a payload the endpoint does not
 serve, a document that is no 2.0b payload, a schema-invalid payload, and a request over TLS

@@ -1,4 +1,4 @@
-"""N1 cases: EiRegisterParty in pull mode, the harness playing the VEN (profile 8.1).
+"""N1 cases: EiRegisterParty, the harness playing the VEN (profile 8.1).
 
 Cases that end the registration register again before they return, so later cases start from a
 registered VEN.
@@ -45,7 +45,8 @@ async def _query(ven: HarnessVen) -> str:
 async def _create(ven: HarnessVen) -> str:
     created = await ven.register()
     require(created.ven_id, "oadrCreatedPartyRegistration gave no venID")
-    require(created.requested_oadr_poll_freq is not None, "no oadrRequestedOadrPollFreq")
+    require(ven.settings.push or created.requested_oadr_poll_freq is not None,
+            "no oadrRequestedOadrPollFreq for a pull VEN")
     await ven.settle()
     return (f"registrationID {created.registration_id!r}, venID {created.ven_id!r}, "
             f"pollFreq {created.requested_oadr_poll_freq}")
@@ -117,12 +118,15 @@ async def _unknown_registration(ven: HarnessVen) -> str:
     return f"refused: {how}"
 
 
+#: the cases that do not apply to a push VEN (it has no reason to poll)
+PUSH_EXCLUDED: Final = frozenset({_empty_poll})
+
 REGISTRATION_CASES: Final = (
     Case(case_id="N1_0010_TH_VEN", purpose="query registration: the VTN says what it supports",
          requirement=f"{_SECTION}: oadrQueryRegistration is answered with "
          "oadrCreatedPartyRegistration listing its profiles and transports",
          messages=("> oadrQueryRegistration", "< oadrCreatedPartyRegistration"), run=_query),
-    Case(case_id="N1_0020_TH_VEN", purpose="register a pull-mode VEN",
+    Case(case_id="N1_0020_TH_VEN", purpose="register a VEN (pull, or push with its address)",
          requirement=f"{_SECTION}: a registration is answered 200 with registrationID, venID "
          "and, for a pull VEN, oadrRequestedOadrPollFreq",
          messages=("> oadrCreatePartyRegistration", "< oadrCreatedPartyRegistration"),

@@ -1,4 +1,4 @@
-"""R1 cases: EiReport in pull mode, the harness playing the VEN (profile 8.3).
+"""R1 cases: EiReport, the harness playing the VEN (profile 8.3).
 
 The harness VEN offers two METADATA reports, TELEMETRY_USAGE (one power data point) and
 TELEMETRY_STATUS (one resource status), the two the profile requires of a 2.0b VEN; the operator

@@ -46,7 +46,7 @@ from schemas import (
 )
 
 from ._checks import require
-from ._model import Case, CaseFailed
+from ._model import Case, CaseFailed, pushed
 from .harness_vtn import HarnessVtn
 
 __all__ = ["VEN_CASES", "VEN_PUSH_CASES"]
@@ -336,14 +336,5 @@ VEN_CASES: Final[tuple[Case, ...]] = (
          messages=("> oadrCancelPartyRegistration", "< oadrCanceledPartyRegistration")),
 )
 
-#: the Alliance's first number of a push case, per service letter (pull: N1_0010 -> N0_5010)
-_PUSH_BASE: Final = {"N": 5000, "E": 6000, "R": 8000}
-
-
-def _pushed(case: Case) -> Case:
-    letter, number = case.case_id[0], int(case.case_id[3:7])
-    return replace(case, case_id=f"{letter}0_{_PUSH_BASE[letter] + number % 1000}_TH_VTN")
-
-
 VEN_PUSH_CASES: Final[tuple[Case, ...]] = tuple(
-    _pushed(case) for case in VEN_CASES if case.run is not _polls)
+    pushed(case) for case in VEN_CASES if case.run is not _polls)

@@ -296,7 +296,7 @@ class HarnessVtn:
             return None, None, None, f"request does not decode: {exc}"
 
     def _answer(self, message: Message, fingerprint: str | None) -> Message:
-        """What a 2.0b VTN answers to each VEN request (profile 8.1-8.4, pull mode)."""
+        """What a 2.0b VTN answers to each VEN request (profile 8.1-8.4)."""
         ven_id = self.ven_id
         match message:
             case QueryRegistration():

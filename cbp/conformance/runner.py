@@ -13,10 +13,10 @@ from typing import Final, Protocol
 
 from schemas import CrowdflexError
 
-from ._model import Case, CaseFailed, CaseResult, Exchange, Verdict
+from ._model import Case, CaseFailed, CaseResult, Exchange, Verdict, pushed
 from .cases_events import EVENT_CASES
 from .cases_opt_general import GENERAL_CASES, OPT_CASES
-from .cases_registration import REGISTRATION_CASES
+from .cases_registration import PUSH_EXCLUDED, REGISTRATION_CASES
 from .cases_reports import REPORT_CASES
 from .cases_ven import VEN_CASES, VEN_PUSH_CASES
 from .harness_vtn import HarnessVtn, VenHarnessSettings
@@ -24,11 +24,23 @@ from .operators import Operator, Step
 from .session import HarnessSettings, HarnessVen
 from .ven_starters import VenUnderTest
 
-__all__ = ["VEN_CASES", "VEN_PUSH_CASES", "VTN_CASES", "run_cases", "run_ven_cases", "select"]
+__all__ = [
+    "VEN_CASES",
+    "VEN_PUSH_CASES",
+    "VTN_CASES",
+    "VTN_PUSH_CASES",
+    "run_cases",
+    "run_ven_cases",
+    "select",
+]
 
 #: every case of ``crowdflex conformance vtn`` (pull mode, Simple HTTP), in running order
 VTN_CASES: Final[tuple[Case, ...]] = (
     *REGISTRATION_CASES, *EVENT_CASES, *REPORT_CASES, *OPT_CASES, *GENERAL_CASES)
+
+#: the same checks against a VTN pushing to the harness VEN (``--push``), as push case IDs
+VTN_PUSH_CASES: Final[tuple[Case, ...]] = tuple(
+    pushed(case) for case in VTN_CASES if case.run not in PUSH_EXCLUDED)
 
 
 def select(only: Sequence[str], cases: Sequence[Case] = VTN_CASES) -> tuple[Case, ...]:
@@ -43,9 +55,13 @@ def select(only: Sequence[str], cases: Sequence[Case] = VTN_CASES) -> tuple[Case
 
 
 async def run_cases(settings: HarnessSettings, operator: Operator,
-                    cases: Sequence[Case] = VTN_CASES, *,
+                    cases: Sequence[Case] | None = None, *,
                     on_result: Callable[[CaseResult], None] | None = None
                     ) -> tuple[CaseResult, ...]:
+    """Run ``cases`` (default: the catalogue of the settings' mode, pull or push) with one
+    harness VEN against the VTN under test."""
+    if cases is None:
+        cases = VTN_PUSH_CASES if settings.push else VTN_CASES
     results = []
     async with HarnessVen(settings, operator) as ven:
         for case in cases:

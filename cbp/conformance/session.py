@@ -1,4 +1,8 @@
-"""The harness's VEN: a pull-mode OpenADR 2.0b client over Simple HTTP that records everything.
+"""The harness's VEN: an OpenADR 2.0b client over Simple HTTP that records everything.
+
+In push mode (``HarnessSettings.push``) it also serves its own HTTPS receiver (its own
+certificate, on ``push_host``), registers that as its transport address, answers every push with
+oadrResponse 200 and hands the pushed payload to the cases as a poll would have brought it.
 
 Unlike crowdflex's own VEN (:mod:`ven`), this client hides nothing: every request is posted as the
 bytes the case chose (a typed payload, or a deliberately broken body), every reply is kept as an
@@ -24,9 +28,11 @@ from types import TracebackType
 from typing import Final, TypeVar
 
 import aiohttp
+from aiohttp import web
 from lxml import etree
 
 from schemas import (
+    SERVICE_PREFIX,
     CanceledPartyRegistration,
     CanceledReport,
     CancelPartyRegistration,
@@ -55,7 +61,8 @@ from schemas import (
     utc_now,
 )
 from schemas.identity import TlsProfile
-from schemas.tls import client_context
+from schemas.parts import echoed_request_id
+from schemas.tls import client_context, server_context
 
 from ._checks import expect
 from ._model import CaseFailed, Exchange, OperatorError, Violation
@@ -86,6 +93,8 @@ class HarnessSettings:
     request_timeout_s: float = 10.0
     wait_timeout_s: float = 30.0
     poll_interval_s: float = 1.0
+    push: bool = False
+    push_host: str = "127.0.0.1"
     clock: Callable[[], datetime] = field(default=utc_now, compare=False)
 
     def client_context(self) -> ssl.SSLContext:
@@ -112,15 +121,48 @@ class HarnessVen:
         self.steps: list[Step] = []
         self._answered: set[tuple[str, int]] = set()
         self._http: aiohttp.ClientSession | None = None
+        self._pushed: asyncio.Queue[Message] = asyncio.Queue()
+        self._receiver: web.AppRunner | None = None
+        self.transport_address: str | None = None  # where the VTN pushes, in push mode
 
     async def __aenter__(self) -> HarnessVen:
         self._http = self.session(self.settings.client_context())
+        if self.settings.push:
+            await self._serve_pushes()
         return self
+
+    async def _serve_pushes(self) -> None:
+        app = web.Application()
+        app.router.add_post(f"{SERVICE_PREFIX}/{{service}}", self._take_push)
+        self._receiver = web.AppRunner(app, access_log=None)
+        await self._receiver.setup()
+        settings = self.settings
+        context = server_context(cert=settings.cert, key=settings.key, ca=settings.ca,
+                                 profile=settings.tls_profile)
+        await web.TCPSite(self._receiver, settings.push_host, 0, ssl_context=context).start()
+        port = self._receiver.addresses[0][1]
+        self.transport_address = f"https://{settings.push_host}:{port}{SERVICE_PREFIX}"
+
+    async def _take_push(self, request: web.Request) -> web.Response:
+        """A payload the VTN pushed: judged as a reply would be, queued for the cases."""
+        media = request.headers.get("Content-Type", "").split(";")[0].strip() or None
+        exchange = self._inspect(Exchange(
+            service=request.match_info["service"], request=b"", sent=None, status=200,
+            content_type=media, reply=await request.read()))
+        self._record(exchange)
+        if exchange.received is None:
+            return web.Response(status=400, text=exchange.error or "does not decode")
+        self._pushed.put_nowait(exchange.received)
+        answer = Response(response=EiResponse(request_id=echoed_request_id(exchange.received)),
+                          ven_id=self.memory.ven_id)
+        return web.Response(body=self.codec.encode(answer), content_type="application/xml")
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
         if self._http is not None:
             await self._http.close()
+        if self._receiver is not None:
+            await self._receiver.cleanup()
 
     def session(self, context: ssl.SSLContext) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
@@ -207,7 +249,8 @@ class HarnessVen:
         reply = await self.send("EiRegisterParty", CreatePartyRegistration(
             request_id=new_id(), registration_id=registration_id,
             ven_id=self.memory.ven_id if registration_id else None,
-            ven_name=self.settings.ven_name, http_pull_model=True))
+            ven_name=self.settings.ven_name, http_pull_model=not self.settings.push,
+            transport_address=self.transport_address))
         created = expect(reply, CreatedPartyRegistration)
         if created.response.code != 200 or not created.registration_id:
             raise CaseFailed(f"registration refused: {created.response.code} "
@@ -222,7 +265,16 @@ class HarnessVen:
         await self.settle()
 
     async def poll(self) -> Message:
-        return await self.send("OadrPoll", Poll(ven_id=self.ven_id))
+        """The next payload the VTN has for this VEN: by oadrPoll, or in push mode the next
+        push, an empty oadrResponse (not sent by the VTN) when none came within
+        ``poll_interval_s``."""
+        if not self.settings.push:
+            return await self.send("OadrPoll", Poll(ven_id=self.ven_id))
+        try:
+            async with asyncio.timeout(self.settings.poll_interval_s):
+                return await self._pushed.get()
+        except TimeoutError:
+            return Response(response=EiResponse(), ven_id=self.memory.ven_id)
 
     async def settle(self) -> None:
         """Poll until the VTN has nothing more, answering what arrives as a VEN routinely does."""
@@ -245,7 +297,8 @@ class HarnessVen:
                     if isinstance(message, kind) and accept(message):
                         return message
                     if isinstance(message, Response):
-                        await asyncio.sleep(self.settings.poll_interval_s)
+                        if not self.settings.push:  # a push VEN's poll already waited
+                            await asyncio.sleep(self.settings.poll_interval_s)
                     else:
                         await self.routine(message)
         except TimeoutError:

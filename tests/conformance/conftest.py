@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -22,7 +23,7 @@ from vtn.admin import create_admin_app
 from vtn.app import SERVICES
 from vtn.tls import server_context
 
-from ..vtn.harness import RunningVtn, running_vtn
+from ..vtn.harness import LOOPBACK_PUSH, RunningVtn, running_vtn
 
 ADMIN_TOKEN = "conformance-admin-token-0123456789"
 
@@ -71,9 +72,12 @@ class ServedVtn:
 
 
 @asynccontextmanager
-async def crowdflex_vtn(pki: KeyPki, directory: Path) -> AsyncIterator[ServedVtn]:
-    """crowdflex's VTN (SQLite in ``directory``) and its admin API, both on port 0."""
-    async with running_vtn(pki, f"sqlite+aiosqlite:///{directory / 'vtn.db'}") as vtn:
+async def crowdflex_vtn(pki: KeyPki, directory: Path, **overrides: Any
+                        ) -> AsyncIterator[ServedVtn]:
+    """crowdflex's VTN (SQLite in ``directory``) and its admin API, both on port 0; it pushes to
+    loopback addresses (the harness VEN's receiver in push mode)."""
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{directory / 'vtn.db'}",
+                           push_allow_private_targets=LOOPBACK_PUSH, **overrides) as vtn:
         runner = web.AppRunner(create_admin_app(lambda: vtn.app[SERVICES], token=ADMIN_TOKEN))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from cbp.conformance import VTN_CASES, AdminApiOperator, HarnessSettings, run_cases
+from cbp.conformance import VTN_CASES, VTN_PUSH_CASES, AdminApiOperator, HarnessSettings, run_cases
 from cbp.pki import KeyType
 from schemas.identity import TlsProfile
 
@@ -30,3 +30,21 @@ async def test_every_case_passes_against_crowdflex(tmp_path, key_type, profile):
     failures = {r.case.case_id: r.reason for r in results if not r.passed}
     assert failures == {}
     assert all(r.exchanges for r in results)
+
+
+async def test_every_push_case_passes_against_crowdflex(tmp_path):
+    pki = key_pki(tmp_path, KeyType.EC)
+    async with crowdflex_vtn(pki, tmp_path) as served:
+        settings = HarnessSettings(url=served.vtn.url, cert=pki.ven.cert, key=pki.ven.key,
+                                   ca=pki.ca_cert, wait_timeout_s=20, poll_interval_s=0.2,
+                                   push=True)
+        results = await run_cases(settings, AdminApiOperator(served.admin_url, ADMIN_TOKEN))
+    assert [r.case.case_id for r in results] == [c.case_id for c in VTN_PUSH_CASES]
+    failures = {r.case.case_id: r.reason for r in results if not r.passed}
+    assert failures == {}
+    pushed = {e.received_name for r in results for e in r.exchanges if e.request == b""}
+    assert {"oadrDistributeEvent", "oadrCreateReport", "oadrCancelReport",
+            "oadrCancelPartyRegistration", "oadrRequestReregistration"} <= pushed
+    polled = [e.received_name for r in results for e in r.exchanges if e.service == "OadrPoll"
+              and e.received is not None and e.received_name != "oadrResponse"]
+    assert polled == []  # nothing reached the push VEN by poll

@@ -19,6 +19,7 @@ from cbp.conformance import (
     VEN_PUSH_CASES,
     VEN_RULES,
     VTN_CASES,
+    VTN_PUSH_CASES,
     CaseFailed,
     CommandOperator,
     Exchange,
@@ -45,6 +46,8 @@ def _rows(text: str, pattern: str) -> list[tuple[str, str]]:
 def test_the_case_table_is_the_catalogue():
     assert _rows(_section("Cases"), r"[NERPG]1_\d{4}_TH_VEN") == [
         (c.case_id, c.purpose) for c in VTN_CASES]
+    assert _rows(_section("Cases"), r"[NERPG]0_\d{4}_TH_VEN") == [
+        (c.case_id, c.purpose) for c in VTN_PUSH_CASES]
 
 
 def test_the_rule_table_lists_every_rule():
