@@ -53,8 +53,16 @@ def test_help_documents_the_options(capsys):
         main(["conformance", "vtn", "--help"])
     out = capsys.readouterr().out
     for option in ("--url", "--cert", "--key", "--ca", "--operator", "--admin-url",
-                   "--admin-token-env", "--command", "--junit", "--html", "--list", "--only"):
+                   "--admin-token-env", "--command", "--junit", "--html", "--list", "--only",
+                   "--push", "--push-host"):
         assert option in out
+
+
+def test_list_with_push_prints_the_push_catalogue(capsys):
+    assert main(["conformance", "vtn", "--list", "--push"]) == 0
+    listed = capsys.readouterr().out
+    assert "N0_5020_TH_VEN" in listed and "N1_0020_TH_VEN" not in listed
+    assert "N0_5070_TH_VEN" not in listed  # the empty poll does not apply to a push VEN
 
 
 @pytest.mark.parametrize(("extra", "said"), [

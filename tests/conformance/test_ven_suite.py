@@ -101,8 +101,15 @@ def test_help_names_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--cert", "--key", "--ca", "--ven", "--command", "--ven-cert", "--ven-key",
                    "--poll-freq", "--report-back", "--wait", "--junit", "--html", "--list",
-                   "--only", "--tls-profile", "--host", "--port"):
+                   "--only", "--tls-profile", "--host", "--port", "--push"):
         assert option in text
+
+
+def test_list_with_push_prints_the_push_catalogue(capsys):
+    assert main(["conformance", "ven", "--list", "--push"]) == 0
+    listed = capsys.readouterr().out
+    assert "E0_6010_TH_VTN" in listed and "E1_1010_TH_VTN" not in listed
+    assert "N0_5030_TH_VTN" not in listed  # no poll case for a push VEN
 
 
 def test_cannot_run_without_its_files(tmp_path, capsys):
