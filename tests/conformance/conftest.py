@@ -77,7 +77,8 @@ async def crowdflex_vtn(pki: KeyPki, directory: Path, **overrides: Any
     """crowdflex's VTN (SQLite in ``directory``) and its admin API, both on port 0; it pushes to
     loopback addresses (the harness VEN's receiver in push mode)."""
     async with running_vtn(pki, f"sqlite+aiosqlite:///{directory / 'vtn.db'}",
-                           push_allow_private_targets=LOOPBACK_PUSH, **overrides) as vtn:
+                           push_allow_private_targets=LOOPBACK_PUSH, tls_profile=pki.profile,
+                           **overrides) as vtn:
         runner = web.AppRunner(create_admin_app(lambda: vtn.app[SERVICES], token=ADMIN_TOKEN))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

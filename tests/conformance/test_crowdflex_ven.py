@@ -38,11 +38,17 @@ async def test_every_case_passes_against_crowdflex(tmp_path, key_type, profile):
     assert all(r.exchanges for r in results)
 
 
-async def test_every_push_case_passes_against_crowdflex(tmp_path):
-    pki = key_pki(tmp_path, KeyType.EC)
+@pytest.mark.parametrize(("key_type", "profile"), [
+    (KeyType.EC, TlsProfile.TLS13),
+    (KeyType.RSA, TlsProfile.OPENADR_TLS12),
+])
+async def test_every_push_case_passes_against_crowdflex(tmp_path, key_type, profile):
+    pki = key_pki(tmp_path, key_type, profile)
     settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert,
-                                  report_back_s=1, wait_timeout_s=20, push=True)
-    ven = CrowdflexVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert, push=True)
+                                  tls_profile=profile, report_back_s=1, wait_timeout_s=20,
+                                  push=True)
+    ven = CrowdflexVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert, tls_profile=profile,
+                       push=True)
     results = await run_ven_cases(settings, ven)
     assert [r.case.case_id for r in results] == [c.case_id for c in VEN_PUSH_CASES]
     failures = {r.case.case_id: r.reason for r in results if not r.passed}

@@ -32,12 +32,16 @@ async def test_every_case_passes_against_crowdflex(tmp_path, key_type, profile):
     assert all(r.exchanges for r in results)
 
 
-async def test_every_push_case_passes_against_crowdflex(tmp_path):
-    pki = key_pki(tmp_path, KeyType.EC)
+@pytest.mark.parametrize(("key_type", "profile"), [
+    (KeyType.EC, TlsProfile.TLS13),
+    (KeyType.RSA, TlsProfile.OPENADR_TLS12),
+])
+async def test_every_push_case_passes_against_crowdflex(tmp_path, key_type, profile):
+    pki = key_pki(tmp_path, key_type, profile)
     async with crowdflex_vtn(pki, tmp_path) as served:
         settings = HarnessSettings(url=served.vtn.url, cert=pki.ven.cert, key=pki.ven.key,
-                                   ca=pki.ca_cert, wait_timeout_s=20, poll_interval_s=0.2,
-                                   push=True)
+                                   ca=pki.ca_cert, tls_profile=profile, wait_timeout_s=20,
+                                   poll_interval_s=0.2, push=True)
         results = await run_cases(settings, AdminApiOperator(served.admin_url, ADMIN_TOKEN))
     assert [r.case.case_id for r in results] == [c.case_id for c in VTN_PUSH_CASES]
     failures = {r.case.case_id: r.reason for r in results if not r.passed}
