@@ -38,6 +38,7 @@ from ._families import DECODERS, encoders
 from ._intake import Intake, IntakeLimits
 from ._wire import NSMAP, OADR, copy_tree, first, q
 from ._xsd import SchemaSet
+from .parts import echoed_request_id
 from .replay import ReplayGuard
 from .signature import Signer, Verification, Verifier
 
@@ -153,7 +154,11 @@ class Codec:
         signature = _dsig.find_signature(root)
         if signature is None:
             if self.require_signature:
-                raise SignatureInvalid("the payload is unsigned; this node requires signatures")
+                # no signature work was done: reading the payload for its requestID is the
+                # same work as decoding any unsigned payload, and lets the refusal name it
+                message, _ = self.typed(root, (SignatureState.ABSENT, None))
+                raise SignatureInvalid("the payload is unsigned; this node requires signatures",
+                                       request_id=echoed_request_id(message))
             return SignatureState.ABSENT, None
         if self.verifier is None:
             return SignatureState.UNVERIFIED, None

@@ -73,13 +73,18 @@ class LocalProtocolError(CrowdflexError):
 
 
 class RemoteProtocolError(CrowdflexError):
-    """The peer sent something the protocol forbids; answer it with ``response_code``."""
+    """The peer sent something the protocol forbids; answer it with ``response_code``.
+
+    ``request_id``: the refused payload's requestID where it was read before the refusal (an
+    unsigned payload refused for want of a signature), for the answer to echo; else "".
+    """
 
     response_code: ClassVar[int] = 469
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, request_id: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.request_id = request_id
 
     def __str__(self) -> str:
         return f"{self.response_code} {type(self).__name__}: {self.reason}"

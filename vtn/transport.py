@@ -184,8 +184,8 @@ Router = Callable[[Service, Peer, Message], Awaitable[Message]]
 
 def _error_reply(error: RemoteProtocolError, message: Message | None = None) -> Response:
     """The refusal; it echoes the requestID of a payload that decoded (profile: an eiResponse
-    names the request it answers), and is "" for one that did not."""
-    request_id = "" if message is None else echoed_request_id(message)
+    names the request it answers) or that the refusal read, and is "" for one that did not."""
+    request_id = error.request_id if message is None else echoed_request_id(message)
     status = EiResponse(code=error.response_code, description=error.reason[:500],
                         request_id=request_id)
     return Response(response=status)

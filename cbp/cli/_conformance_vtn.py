@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cbp.conformance import (
-    VTN_CASES,
-    VTN_PUSH_CASES,
     AdminApiOperator,
     CommandOperator,
     Operator,
@@ -27,6 +25,7 @@ from cbp.conformance import (
     print_summary,
     run_cases,
     select,
+    vtn_catalogue,
 )
 from cbp.conformance.session import HarnessSettings
 from schemas.identity import TlsProfile
@@ -56,6 +55,9 @@ def add_vtn_suite(suites: Any) -> None:
                      "certificate (which must name --push-host) and the VTN POSTs to it")
     vtn.add_argument("--push-host", default="127.0.0.1", metavar="ADDRESS",
                      help="address the harness VEN's push receiver serves on (default 127.0.0.1)")
+    vtn.add_argument("--signed", action="store_true",
+                     help="sign every payload with --cert/--key (ReplayProtect included), check "
+                     "the VTN's signed replies against --ca, and run the signature cases")
     vtn.add_argument("--operator", choices=_OPERATORS, default="prompt",
                      help="who carries out operator steps: crowdflex's admin API, a person at "
                      "this terminal (default), or --command")
@@ -105,7 +107,7 @@ def _operator(args: argparse.Namespace) -> Operator | str:
 def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        cases = select(args.only, VTN_PUSH_CASES if args.push else VTN_CASES)
+        cases = select(args.only, vtn_catalogue(push=args.push, signed=args.signed))
     except ValueError as exc:
         return _fail(str(exc))
     if args.list:
@@ -122,7 +124,7 @@ def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return _fail(operator)
     settings = HarnessSettings(url=args.url, cert=args.cert, key=args.key, ca=args.ca,
                                tls_profile=TlsProfile(args.tls_profile), wait_timeout_s=args.wait,
-                               push=args.push, push_host=args.push_host)
+                               push=args.push, push_host=args.push_host, signed=args.signed)
     results = asyncio.run(run_cases(settings, operator, cases,
                                     on_result=lambda r: print_result(r, out)))
     print_summary(results, out)

@@ -46,6 +46,7 @@ from .runner import (
     run_cases,
     run_ven_cases,
     select,
+    vtn_catalogue,
 )
 from .session import HarnessSettings, HarnessVen
 from .ven_rules import VEN_RULES, VenRule
@@ -90,4 +91,5 @@ __all__ = [
     "run_cases",
     "run_ven_cases",
     "select",
+    "vtn_catalogue",
 ]

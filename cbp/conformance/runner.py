@@ -18,6 +18,7 @@ from .cases_events import EVENT_CASES
 from .cases_opt_general import GENERAL_CASES, OPT_CASES
 from .cases_registration import PUSH_EXCLUDED, REGISTRATION_CASES
 from .cases_reports import REPORT_CASES
+from .cases_signatures import SIGNATURE_CASES
 from .cases_ven import VEN_CASES, VEN_PUSH_CASES
 from .harness_vtn import HarnessVtn, VenHarnessSettings
 from .operators import Operator, Step
@@ -32,6 +33,7 @@ __all__ = [
     "run_cases",
     "run_ven_cases",
     "select",
+    "vtn_catalogue",
 ]
 
 #: every case of ``crowdflex conformance vtn`` (pull mode, Simple HTTP), in running order
@@ -41,6 +43,15 @@ VTN_CASES: Final[tuple[Case, ...]] = (
 #: the same checks against a VTN pushing to the harness VEN (``--push``), as push case IDs
 VTN_PUSH_CASES: Final[tuple[Case, ...]] = tuple(
     pushed(case) for case in VTN_CASES if case.run not in PUSH_EXCLUDED)
+
+
+def vtn_catalogue(*, push: bool = False, signed: bool = False) -> tuple[Case, ...]:
+    """The VTN cases of a mode: pull or push, and with ``signed`` the signature cases after
+    them (every payload of every case is then signed)."""
+    if not signed:
+        return VTN_PUSH_CASES if push else VTN_CASES
+    base = vtn_catalogue(push=push)
+    return (*base, *(pushed(c) if push else c for c in SIGNATURE_CASES))
 
 
 def select(only: Sequence[str], cases: Sequence[Case] = VTN_CASES) -> tuple[Case, ...]:
@@ -61,7 +72,7 @@ async def run_cases(settings: HarnessSettings, operator: Operator,
     """Run ``cases`` (default: the catalogue of the settings' mode, pull or push) with one
     harness VEN against the VTN under test."""
     if cases is None:
-        cases = VTN_PUSH_CASES if settings.push else VTN_CASES
+        cases = vtn_catalogue(push=settings.push, signed=settings.signed)
     results = []
     async with HarnessVen(settings, operator) as ven:
         for case in cases:

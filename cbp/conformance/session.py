@@ -57,9 +57,12 @@ from schemas import (
     Response,
     ResponseRequired,
     SchemaViolation,
+    Signer,
+    Verifier,
     new_id,
     utc_now,
 )
+from schemas.certpath import Purpose
 from schemas.identity import TlsProfile
 from schemas.parts import echoed_request_id
 from schemas.tls import client_context, server_context
@@ -95,7 +98,19 @@ class HarnessSettings:
     poll_interval_s: float = 1.0
     push: bool = False
     push_host: str = "127.0.0.1"
+    signed: bool = False
     clock: Callable[[], datetime] = field(default=utc_now, compare=False)
+
+    def codec(self) -> Codec:
+        """The harness VEN's codec: in signed mode it signs every payload with ``cert``/``key``
+        and verifies signed replies against ``ca``."""
+        if not self.signed:
+            return Codec(clock=self.clock)
+        return Codec(signer=Signer(self.key.read_bytes(), self.cert.read_bytes()),
+                     verifier=self.verifier(), clock=self.clock)
+
+    def verifier(self) -> Verifier:
+        return Verifier(self.ca.read_bytes(), purpose=Purpose.SERVER)
 
     def client_context(self) -> ssl.SSLContext:
         return client_context(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
@@ -113,7 +128,7 @@ class HarnessVen:
     def __init__(self, settings: HarnessSettings, operator: Operator) -> None:
         self.settings = settings
         self.operator = operator
-        self.codec = Codec()
+        self.codec = settings.codec()
         self.memory = Memory(settings.clock)
         self.registration_id: str | None = None
         self.exchanges: list[Exchange] = []  # of the current case
@@ -235,6 +250,16 @@ class HarnessVen:
         if received is not None:
             self.memory.learn(received)
         return replace(exchange, violations=violations)
+
+    def unverified_reply(self, reply: bytes) -> str | None:
+        """Why a reply's signature does not verify against ``ca``, None when it does (checked by
+        a codec of its own, so the nonce the harness already saw is no replay)."""
+        codec = Codec(verifier=self.settings.verifier(), clock=self.settings.clock)
+        try:
+            _, verification = codec.decode_signed(reply)
+        except RemoteProtocolError as exc:
+            return f"its signature does not verify: {exc}"
+        return None if verification is not None else "it is not signed"
 
     async def send(self, service: str, message: Message) -> Message:
         """Post a typed payload; the decoded reply, or :class:`CaseFailed` saying why none."""

@@ -54,7 +54,7 @@ def test_help_documents_the_options(capsys):
     out = capsys.readouterr().out
     for option in ("--url", "--cert", "--key", "--ca", "--operator", "--admin-url",
                    "--admin-token-env", "--command", "--junit", "--html", "--list", "--only",
-                   "--push", "--push-host"):
+                   "--push", "--push-host", "--signed"):
         assert option in out
 
 
@@ -63,6 +63,8 @@ def test_list_with_push_prints_the_push_catalogue(capsys):
     listed = capsys.readouterr().out
     assert "N0_5020_TH_VEN" in listed and "N1_0020_TH_VEN" not in listed
     assert "N0_5070_TH_VEN" not in listed  # the empty poll does not apply to a push VEN
+    assert main(["conformance", "vtn", "--list", "--push", "--signed"]) == 0
+    assert "G0_9033_TH_VEN" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("extra", "said"), [

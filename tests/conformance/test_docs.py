@@ -25,6 +25,7 @@ from cbp.conformance import (
     Exchange,
 )
 from cbp.conformance._checks import refused
+from cbp.conformance.cases_signatures import SIGNATURE_CASES
 from schemas import EiResponse, Response
 
 from .openleadr_peers import EXPECTED_FAILURES, EXPECTED_VEN_FAILURES
@@ -48,6 +49,11 @@ def test_the_case_table_is_the_catalogue():
         (c.case_id, c.purpose) for c in VTN_CASES]
     assert _rows(_section("Cases"), r"[NERPG]0_\d{4}_TH_VEN") == [
         (c.case_id, c.purpose) for c in VTN_PUSH_CASES]
+
+
+def test_the_signed_table_is_the_catalogue():
+    assert _rows(_section("Signed mode"), r"G1_\d{4}_TH_VEN") == [
+        (c.case_id, c.purpose) for c in SIGNATURE_CASES]
 
 
 def test_the_rule_table_lists_every_rule():
