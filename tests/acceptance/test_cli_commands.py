@@ -95,8 +95,8 @@ def test_help_of_every_command_exits_0_with_nothing_on_stderr(tmp_path: Path) ->
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.count("usage: crowdflex") == len(ALL)
-    # crowdflex, its 10 commands, the certs (3), privacy (9) and conformance (2) actions
-    assert len(ALL) == 25
+    # crowdflex, its 10 commands, the certs (3), privacy (9) and conformance (3) actions
+    assert len(ALL) == 26
 
 
 def test_version_names_the_installed_distribution(tmp_path: Path) -> None:
