@@ -24,6 +24,7 @@ from ._model import (
     ConformanceError,
     Exchange,
     OperatorError,
+    Rule,
     Verdict,
     Violation,
 )
@@ -37,7 +38,7 @@ from .operators import (
     StepKind,
 )
 from .report import html_report, junit_xml, print_cases, print_result, print_summary
-from .rules import RULES, Rule
+from .rules import RULES
 from .runner import (
     VEN_CASES,
     VEN_PUSH_CASES,
@@ -49,7 +50,7 @@ from .runner import (
     vtn_catalogue,
 )
 from .session import HarnessSettings, HarnessVen
-from .ven_rules import VEN_RULES, VenRule
+from .ven_rules import VEN_RULES
 from .ven_starters import CommandVen, CrowdflexVen, PromptVen, VenUnderTest
 
 __all__ = [
@@ -79,7 +80,6 @@ __all__ = [
     "Step",
     "StepKind",
     "VenHarnessSettings",
-    "VenRule",
     "VenUnderTest",
     "Verdict",
     "Violation",

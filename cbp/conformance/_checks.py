@@ -1,17 +1,20 @@
-"""The few assertions cases share: a payload of the expected kind, a condition, a refusal.
+"""The few assertions cases and rules share: a payload of the expected kind, a condition, a
+refusal, an xsi:schemaLocation anywhere in a payload.
 
 Each raises :class:`~cbp.conformance.CaseFailed` with a reason a tester can act on.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Final, TypeVar
+
+from lxml import etree
 
 from schemas import Message, Response
 
 from ._model import CaseFailed, Exchange
 
-__all__ = ["expect", "ok", "refused", "require"]
+__all__ = ["carries_schema_location", "expect", "ok", "refused", "require"]
 
 M = TypeVar("M", bound=Message)
 
@@ -58,3 +61,13 @@ def refused(exchange: Exchange, *, codes: frozenset[int] | None = None) -> str:
     if codes is not None and code not in codes:
         raise CaseFailed(f"refused with {code}, not {' or '.join(map(str, sorted(codes)))}")
     return f"{exchange.received_name} {code} {response.description or ''}".strip()
+
+
+_SCHEMA_LOCATION: Final = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
+
+
+def carries_schema_location(tree: etree._Element | None) -> bool:
+    """Whether any element of ``tree`` has an xsi:schemaLocation attribute (the profile
+    forbids it in a payload)."""
+    return tree is not None and any(_SCHEMA_LOCATION in e.attrib for e in tree.iter()
+                                    if isinstance(e.tag, str))

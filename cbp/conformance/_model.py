@@ -11,10 +11,10 @@ Its errors, :class:`ConformanceError` and below, are drawn in the :mod:`cbp` pac
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from cbp.errors import CbpError
 from schemas import Message
@@ -30,6 +30,7 @@ __all__ = [
     "ConformanceError",
     "Exchange",
     "OperatorError",
+    "Rule",
     "Verdict",
     "Violation",
     "pushed",
@@ -46,6 +47,20 @@ class CaseFailed(ConformanceError):
 
 class OperatorError(ConformanceError):
     """An operator step could not be carried out (the VTN refused it, the hook failed, timeout)."""
+
+
+S = TypeVar("S")
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rule(Generic[S, K]):
+    """A passive rule: its ID, the requirement it checks, and a check of one message as seen
+    (``S``) against what the run remembers (``K``), yielding what it found wrong."""
+
+    rule_id: str
+    requirement: str
+    check: Callable[[S, K], Iterator[str]]
 
 
 class Verdict(StrEnum):

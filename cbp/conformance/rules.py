@@ -32,12 +32,10 @@ from schemas import (
 )
 from schemas.parts import echoed_request_id
 
-from ._model import Exchange
+from ._checks import carries_schema_location
+from ._model import Exchange, Rule
 
-__all__ = ["RULES", "Memory", "Rule", "Seen"]
-
-_SCHEMA_LOCATION: Final = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
-
+__all__ = ["RULES", "Memory", "Seen"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Seen:
@@ -87,24 +85,13 @@ class Memory:
 
 _OVER: Final = frozenset({EventStatus.CANCELLED, EventStatus.COMPLETED})
 
-Check = Callable[[Seen, Memory], Iterator[str]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rule:
-    rule_id: str
-    requirement: str
-    check: Check
-
-
 def _xsd(seen: Seen, memory: Memory) -> Iterator[str]:
     if seen.schema_error is not None:
         yield f"reply is not valid against oadr_20b.xsd: {seen.schema_error}"
 
 
 def _no_schema_location(seen: Seen, memory: Memory) -> Iterator[str]:
-    if seen.tree is not None and any(_SCHEMA_LOCATION in e.attrib for e in seen.tree.iter()
-                                     if isinstance(e.tag, str)):
+    if carries_schema_location(seen.tree):
         yield "reply carries an xsi:schemaLocation attribute"
 
 
@@ -267,7 +254,7 @@ def _poll_freq(seen: Seen, memory: Memory) -> Iterator[str]:
         yield "oadrCreatedPartyRegistration for a pull VEN lacks oadrRequestedOadrPollFreq"
 
 
-RULES: Final[tuple[Rule, ...]] = (
+RULES: Final[tuple[Rule[Seen, Memory], ...]] = (
     Rule(rule_id="PR01", requirement="every payload is valid against the 2.0b schema "
          "(oadr_20b.xsd and its imports)", check=_xsd),
     Rule(rule_id="PR02", requirement="no xsi:schemaLocation attribute in a payload",

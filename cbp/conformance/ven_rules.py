@@ -1,13 +1,14 @@
 """Passive rules for a VEN under test: checks the harness VTN runs on every request it receives.
 
-Each :class:`VenRule` checks one :class:`Heard` request against :class:`Said`, what the harness
-told the VEN before (the venID it gave, the requestIDs of the payloads it delivered). A finding
-is a :class:`~cbp.conformance.Violation`; any violation fails the case it arrived in.
+Each :class:`~cbp.conformance.Rule` checks one :class:`Heard` request against :class:`Said`,
+what the harness told the VEN before (the venID it gave, the requestIDs of the payloads it
+delivered). A finding is a :class:`~cbp.conformance.Violation`; any violation fails the case it
+arrived in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,11 +38,10 @@ from schemas import (
     UpdateReport,
 )
 
-from ._model import Exchange
+from ._checks import carries_schema_location
+from ._model import Exchange, Rule
 
-__all__ = ["VEN_RULES", "Heard", "Said", "VenRule"]
-
-_SCHEMA_LOCATION: Final = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
+__all__ = ["VEN_RULES", "Heard", "Said"]
 
 #: the service each VEN-to-VTN payload is posted to (profile 9.1.2); oadrResponse goes to the
 #: service of what it answers, so it is accepted on every one
@@ -98,24 +98,13 @@ class Said:
             self.request_ids.setdefault(type(message), set()).add(request_id)
 
 
-Check = Callable[[Heard, Said], Iterator[str]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VenRule:
-    rule_id: str
-    requirement: str
-    check: Check
-
-
 def _xsd(heard: Heard, said: Said) -> Iterator[str]:
     if heard.schema_error is not None:
         yield f"request is not valid against oadr_20b.xsd: {heard.schema_error}"
 
 
 def _no_schema_location(heard: Heard, said: Said) -> Iterator[str]:
-    if heard.tree is not None and any(_SCHEMA_LOCATION in e.attrib for e in heard.tree.iter()
-                                      if isinstance(e.tag, str)):
+    if carries_schema_location(heard.tree):
         yield "request carries an xsi:schemaLocation attribute"
 
 
@@ -160,17 +149,17 @@ def _echo(heard: Heard, said: Said) -> Iterator[str]:
                    f"payload it answers carried")
 
 
-VEN_RULES: Final[tuple[VenRule, ...]] = (
-    VenRule(rule_id="VR01", requirement="every request is valid against oadr_20b.xsd",
+VEN_RULES: Final[tuple[Rule[Heard, Said], ...]] = (
+    Rule(rule_id="VR01", requirement="every request is valid against oadr_20b.xsd",
             check=_xsd),
-    VenRule(rule_id="VR02", requirement="no request carries an xsi:schemaLocation attribute",
+    Rule(rule_id="VR02", requirement="no request carries an xsi:schemaLocation attribute",
             check=_no_schema_location),
-    VenRule(rule_id="VR03", requirement="every request has Content-Type application/xml",
+    Rule(rule_id="VR03", requirement="every request has Content-Type application/xml",
             check=_content_type),
-    VenRule(rule_id="VR04", requirement="each payload is posted to its own service endpoint",
+    Rule(rule_id="VR04", requirement="each payload is posted to its own service endpoint",
             check=_endpoint),
-    VenRule(rule_id="VR05", requirement="a payload's venID is the one the VTN gave",
+    Rule(rule_id="VR05", requirement="a payload's venID is the one the VTN gave",
             check=_ven_id),
-    VenRule(rule_id="VR06", requirement="an acknowledgement echoes the requestID of the VTN "
+    Rule(rule_id="VR06", requirement="an acknowledgement echoes the requestID of the VTN "
             "payload it answers", check=_echo),
 )

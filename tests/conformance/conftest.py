@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import pytest
 from aiohttp import web
 
 from cbp.pki import CertificateAuthority, KeyType, Role
@@ -26,6 +27,10 @@ from vtn.tls import server_context
 from ..vtn.harness import LOOPBACK_PUSH, RunningVtn, running_vtn
 
 ADMIN_TOKEN = "conformance-admin-token-0123456789"
+
+#: the two certificate kinds a certified node must take, each over the TLS it is used with
+KEY_TYPES: Final = [pytest.param(KeyType.EC, TlsProfile.TLS13, id="ecc-tls1.3"),
+                    pytest.param(KeyType.RSA, TlsProfile.OPENADR_TLS12, id="rsa-tls1.2")]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
