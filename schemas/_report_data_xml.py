@@ -31,7 +31,9 @@ from ._wire import (
     OADR,
     STRM,
     XCAL,
+    Children,
     check_period,
+    children,
     copy_tree,
     format_bool,
     format_datetime,
@@ -43,6 +45,7 @@ from ._wire import (
     q,
     sub_dtstart,
     sub_duration,
+    text_opt,
 )
 from .reports import (
     DataQuality,
@@ -208,32 +211,35 @@ def _encode_status(parent: etree._Element, status: ResourceStatus) -> None:
         _encode_control_value(holder, _SET_POINT, state.set_point)
 
 
-def _opt_float(element: etree._Element, tag: str) -> float | None:
-    found = element.findtext(tag)
+def _opt_float(kids: Children, tag: str) -> float | None:
+    found = text_opt(kids, tag)
     return None if found is None else float_text(found)
 
 
 def _decode_control_value(element: etree._Element | None) -> LoadControlValue | None:
     if element is None:
         return None
+    kids = children(element)
     return LoadControlValue(
-        current=float_text(element.findtext(_CURRENT) or ""),
-        min=_opt_float(element, _MIN),
-        max=_opt_float(element, _MAX),
-        normal=_opt_float(element, _NORMAL),
+        current=float_text(text_opt(kids, _CURRENT) or ""),
+        min=_opt_float(kids, _MIN),
+        max=_opt_float(kids, _MAX),
+        normal=_opt_float(kids, _NORMAL),
     )
 
 
 def _decode_status(element: etree._Element) -> ResourceStatus:
-    holder = element.find(_LOAD_CONTROL)
+    kids = children(element)
+    holder = kids.get(_LOAD_CONTROL)
+    states = {} if holder is None else children(holder)
     return ResourceStatus(
-        online=parse_bool(element.findtext(_ONLINE) or ""),
-        manual_override=parse_bool(element.findtext(_MANUAL_OVERRIDE) or ""),
+        online=parse_bool(text_opt(kids, _ONLINE) or ""),
+        manual_override=parse_bool(text_opt(kids, _MANUAL_OVERRIDE) or ""),
         load_control_state=None if holder is None else LoadControlState(
-            capacity=_decode_control_value(holder.find(_CAPACITY)),
-            level_offset=_decode_control_value(holder.find(_LEVEL_OFFSET)),
-            percent_offset=_decode_control_value(holder.find(_PERCENT_OFFSET)),
-            set_point=_decode_control_value(holder.find(_SET_POINT)),
+            capacity=_decode_control_value(states.get(_CAPACITY)),
+            level_offset=_decode_control_value(states.get(_LEVEL_OFFSET)),
+            percent_offset=_decode_control_value(states.get(_PERCENT_OFFSET)),
+            set_point=_decode_control_value(states.get(_SET_POINT)),
         ),
     )
 
