@@ -45,7 +45,6 @@ _ID_SUFFIXES = ("ID", "Name", "Context", "Address")
 _XCAL_TEXT = "{urn:ietf:params:xml:ns:icalendar-2.0}text"
 # A CDATA section or a comment can split one element's text into several raw runs.
 _SPLITTERS = (b"<![CDATA[", b"<!--")
-_MARKUP = re.compile(rb"<[!?]")
 _XML_DECL = b"<?xml"
 _BOM_XML_DECL = _UTF8_BOM + _XML_DECL
 # The declarations lxml and openleadr write: UTF-8 said outright, nothing more to look at.
@@ -74,7 +73,8 @@ def _markup_free(data: bytes) -> bool:
         start = len(_XML_DECL)
     elif data.startswith(_BOM_XML_DECL):
         start = len(_BOM_XML_DECL)
-    return _MARKUP.search(data, start) is None
+    # Two C searches cost less than one regex scan for "<[!?]" (which steps byte by byte).
+    return data.find(b"<!") == -1 and data.find(b"<?", start) == -1
 
 
 def _check_identifiers(data: bytes, root: etree._Element, cap: int, markup_free: bool) -> None:

@@ -42,6 +42,7 @@ from ._wire import (
     parse_bool,
     parse_datetime,
     parse_duration,
+    parse_float,
     q,
     sub_dtstart,
     sub_duration,
@@ -106,21 +107,8 @@ def token(table: dict[str, _E], raw: str | None) -> _E | str:
 
 
 @lru_cache(maxsize=256)
-def duration_text(value: str) -> timedelta:
-    return parse_duration(value)
-
-
-@lru_cache(maxsize=256)
 def duration_wire(value: timedelta) -> str:
     return format_duration(value)
-
-
-def float_text(value: str) -> float:
-    """A finite xs:float; NaN/INF are refused on the way in as format_float refuses them out."""
-    number = float(value)  # ValueError for junk: the codec answers it with InvalidData
-    if isfinite(number):
-        return number
-    raise InvalidData(f"not a finite number: {value!r}")
 
 
 def float_wire(value: float) -> str:
@@ -136,30 +124,20 @@ def float_wire(value: float) -> str:
 datetime_wire: Final = format_datetime
 
 
-def datetime_text(value: str) -> datetime:
-    """parse_datetime, with the common ``...Z`` form read by fromisoformat directly."""
-    if value.endswith("Z"):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass  # e.g. 7+ fraction digits, which the XSD allows: take the general path
-    return parse_datetime(value)
-
-
 def _checked_start(start: str, duration: str) -> datetime:
     """The dtstart of a plain interval, once its period is known to end within range."""
-    dtstart = datetime_text(start)
-    check_period(dtstart, duration_text(duration))
+    dtstart = parse_datetime(start)
+    check_period(dtstart, parse_duration(duration))
     return dtstart
 
 
 def duration_prop(element: etree._Element) -> timedelta:
     """A DurationPropType element: ``<tag><xcal:duration>PT1M</xcal:duration></tag>``."""
-    return duration_text(element[0].text or "")
+    return parse_duration(element[0].text or "")
 
 
 def read_dtstart(element: etree._Element) -> datetime:
-    return datetime_text(element[0].text or "")
+    return parse_datetime(element[0].text or "")
 
 
 # The envelope's prefixes, so lxml drops these declarations when a copy joins the tree.
@@ -213,7 +191,7 @@ def _encode_status(parent: etree._Element, status: ResourceStatus) -> None:
 
 def _opt_float(kids: Children, tag: str) -> float | None:
     found = text_opt(kids, tag)
-    return None if found is None else float_text(found)
+    return None if found is None else parse_float(found)
 
 
 def _decode_control_value(element: etree._Element | None) -> LoadControlValue | None:
@@ -221,7 +199,7 @@ def _decode_control_value(element: etree._Element | None) -> LoadControlValue | 
         return None
     kids = children(element)
     return LoadControlValue(
-        current=float_text(text_opt(kids, _CURRENT) or ""),
+        current=parse_float(text_opt(kids, _CURRENT) or ""),
         min=_opt_float(kids, _MIN),
         max=_opt_float(kids, _MAX),
         normal=_opt_float(kids, _NORMAL),
@@ -277,7 +255,7 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
     for part in element:
         tag = part.tag
         if tag == _PAYLOAD_FLOAT:
-            value = float_text(part[0].text or "")
+            value = parse_float(part[0].text or "")
         elif tag == _R_ID:
             r_id = part.text or ""
         elif tag == _STATUS:
@@ -285,7 +263,7 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
         elif tag == _CONFIDENCE:
             confidence = int(part.text or "")
         elif tag == _ACCURACY:
-            accuracy = float_text(part.text or "")
+            accuracy = parse_float(part.text or "")
         elif tag == _DATA_QUALITY:
             quality = token(_QUALITIES, part.text)
     if value is None:
@@ -470,12 +448,12 @@ def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
     return tuple([
         ReportInterval(
             dtstart=_checked_start(starts[i], durations[i]),
-            duration=duration_text(durations[i]),
+            duration=parse_duration(durations[i]),
             payloads=(ReportPayload(
                 r_id=r_ids[i],
                 confidence=int(confidences[i]) if confidences else None,
-                accuracy=float_text(accuracies[i]) if accuracies else None,
-                value=float_text(values[i]),
+                accuracy=parse_float(accuracies[i]) if accuracies else None,
+                value=parse_float(values[i]),
             ),),
         )
         for i in range(count)

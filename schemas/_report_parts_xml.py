@@ -21,11 +21,9 @@ from ._report_data_xml import (
     READING_TYPES,
     REPORT_NAMES,
     REPORT_TYPES,
-    datetime_text,
     datetime_wire,
     decode_intervals,
     duration_prop,
-    duration_text,
     encode_intervals,
     read_dtstart,
     token,
@@ -41,6 +39,8 @@ from ._wire import (
     format_bool,
     format_duration,
     parse_bool,
+    parse_datetime,
+    parse_duration,
     q,
     sub,
     sub_dtstart,
@@ -117,8 +117,8 @@ def _decode_sampling_rate(element: etree._Element | None) -> SamplingRate | None
         return None
     kids = children(element)
     return SamplingRate(
-        min_period=duration_text(text_opt(kids, _MIN_PERIOD) or ""),
-        max_period=duration_text(text_opt(kids, _MAX_PERIOD) or ""),
+        min_period=parse_duration(text_opt(kids, _MIN_PERIOD) or ""),
+        max_period=parse_duration(text_opt(kids, _MAX_PERIOD) or ""),
         on_change=parse_bool(text_opt(kids, _ON_CHANGE) or ""),
     )
 
@@ -200,7 +200,7 @@ def decode_report(element: etree._Element) -> Report:
     return Report(
         report_request_id=request_id,
         report_specifier_id=specifier_id,
-        created_date_time=datetime_text(created),
+        created_date_time=parse_datetime(created),
         report_id=report_id,
         report_name=None if name is None else token(REPORT_NAMES, name),
         dtstart=dtstart,

@@ -166,7 +166,7 @@ def parse_float(value: str) -> float:
     quantity means anything as one and format_float cannot send it back: refuse it on the way in.
     """
     try:
-        number = float(value.strip())
+        number = float(value)  # float() itself ignores the whitespace xs:float collapses
     except ValueError:
         raise InvalidData(f"not a number: {value!r}") from None
     if not isfinite(number):
@@ -214,6 +214,11 @@ def format_datetime(value: datetime) -> str:
 
 
 def parse_datetime(value: str) -> datetime:
+    if value.endswith("Z"):  # the common form, read by fromisoformat directly (aware UTC)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # e.g. 7+ fraction digits, which the XSD allows: take the general path
     raw = value.strip()
     try:
         parsed = datetime.fromisoformat(raw[:-1] if raw.endswith("Z") else raw)
@@ -257,6 +262,9 @@ def format_duration(value: timedelta) -> str:
 MAX_DURATION: Final = timedelta(days=36_525)
 
 
+# Durations repeat (PT15M, PT1H, ...) and the regex costs ~15x a cache hit; bounded, so a peer
+# sending ever new ones costs a miss each, never memory. Errors are raised, never cached.
+@lru_cache(maxsize=256)
 def parse_duration(value: str) -> timedelta:
     match = _DURATION.match(value.strip())
     if match is None or value.strip() in ("P", "PT", "-P", "+P"):
