@@ -106,11 +106,6 @@ def token(table: dict[str, _E], raw: str | None) -> _E | str:
     return table.get(value, value)
 
 
-@lru_cache(maxsize=256)
-def duration_wire(value: timedelta) -> str:
-    return format_duration(value)
-
-
 def float_wire(value: float) -> str:
     """format_float's output, with its common case (finite, no exponent) checked cheaply first."""
     if isfinite(value):
@@ -278,7 +273,7 @@ def _encode_interval(parent: etree._Element, interval: ReportInterval) -> None:
         element = deepcopy(_TIMED_INTERVAL)
         parent.append(element)
         element[0][0].text = datetime_wire(interval.dtstart)
-        element[1][0].text = duration_wire(interval.duration)
+        element[1][0].text = format_duration(interval.duration)
     else:
         element = SubElement(parent, _INTERVAL)
         if interval.dtstart is not None:
@@ -384,7 +379,7 @@ def fill_plain_block(block: etree._Element, rows: list[PlainRow]) -> None:
         block, rows, strict=True
     ):
         interval[0][0].text = datetime_wire(dtstart)
-        interval[1][0].text = duration_wire(duration)
+        interval[1][0].text = format_duration(duration)
         payload = interval[2]
         payload[0].text = r_id
         slot = 1

@@ -238,6 +238,7 @@ _DURATION = re.compile(
 )
 
 
+@lru_cache(maxsize=256)  # few distinct durations recur (PT15M, PT1H...); bounded
 def format_duration(value: timedelta) -> str:
     """xcal:duration with whole seconds, e.g. ``PT15M``, ``P1DT2H``, ``-PT5S``, ``PT0S``."""
     total = value.total_seconds()
