@@ -36,7 +36,7 @@ from ._errors import (
 from ._event_cache import EventEncodeCache
 from ._families import DECODERS, encoders
 from ._intake import Intake, IntakeLimits
-from ._wire import NSMAP, OADR, copy_tree, first, q
+from ._wire import NSMAP, OADR, copy_tree, q
 from ._xsd import SchemaSet
 from .parts import echoed_request_id
 from .replay import ReplayGuard
@@ -116,7 +116,8 @@ class Codec:
 
     def decode(self, data: bytes) -> Message:
         """Bytes received from a peer -> typed message, or a :class:`RemoteProtocolError`."""
-        return self.decode_signed(data)[0]
+        root = self.parse(data)
+        return self.typed(root, self.check_signature(root))[0]
 
     def decode_signed(self, data: bytes) -> tuple[Message, Verification | None]:
         """Like :meth:`decode`, also returning who signed when the signature verified."""
@@ -128,7 +129,7 @@ class Codec:
     ) -> tuple[Message, Verification | None]:
         """The message in a tree from :meth:`parse`, marked as :meth:`check_signature` found."""
         state, verification = checked
-        payload = first(root, _SIGNED_OBJECT)[0]  # type: ignore[index]
+        payload = root[-1][0]  # oadrSignedObject, the XSD's last child of oadrPayload
         decoder = DECODERS.get(payload.tag)
         if decoder is None:
             raise UnknownPayload(f"no decoder for <{etree.QName(payload).localname}>")

@@ -254,7 +254,8 @@ def raw_ecdsa(der: bytes, key_size: int) -> bytes:
 
 def find_signature(root: etree._Element) -> etree._Element | None:
     """The ds:Signature that counts: the XSD allows it only as oadrPayload's first element."""
-    return first(root, _SIGNATURE)
+    head = next(iter(root), None)
+    return head if head is not None and head.tag == _SIGNATURE else None
 
 
 def _ids(root: etree._Element) -> dict[str, list[etree._Element]]:

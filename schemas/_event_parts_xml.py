@@ -20,9 +20,10 @@ from ._wire import (
     STRM,
     XCAL,
     XSI,
+    Children,
     check_period,
     child,
-    first,
+    children,
     format_datetime,
     format_duration,
     format_float,
@@ -54,7 +55,7 @@ from .events import (
     SignalType,
 )
 from .parts import decode_target, encode_target
-from .units import decode_item_base, encode_item_base, is_item_base
+from .units import decode_item_base, encode_item_base, is_item_base_tag
 
 OADR_EVENT = q(OADR, "oadrEvent")
 _RESPONSE_REQUIRED = q(OADR, "oadrResponseRequired")
@@ -130,31 +131,37 @@ def _encode_intervals(parent: etree._Element, intervals: tuple[EventInterval, ..
 
 def _read_float(holder: etree._Element) -> float:
     """The value inside a signalPayload or currentValue, which must be an ei:payloadFloat."""
-    payload = first(holder, _PAYLOAD_FLOAT)
-    if payload is None:
+    payload = holder[0] if len(holder) else None  # the XSD's one choice of stream payload
+    if payload is None or payload.tag != _PAYLOAD_FLOAT:
         raise InvalidData(f"<{etree.QName(holder).localname}> in an event must hold payloadFloat")
-    return parse_float(text(payload, _VALUE))
+    return parse_float(text(children(payload), _VALUE))
+
+
+_INTERVAL_PARTS = frozenset({_DTSTART, _DURATION, _UID})
 
 
 def _decode_interval(element: etree._Element) -> EventInterval:
     values: list[float] = []
-    for payload in element.iterchildren("{*}*"):  # elements only: comments are not payloads
-        if payload.tag in (_DTSTART, _DURATION, _UID):
-            continue
-        if payload.tag != _SIGNAL_PAYLOAD:
-            raise InvalidData(f"event interval holds <{etree.QName(payload).localname}>")
-        values.append(_read_float(payload))
-    uid = first(element, _UID)
+    kids: Children = {}
+    for part in element:  # one pass: the parser keeps no comments, so every part is an element
+        tag = part.tag
+        if tag == _SIGNAL_PAYLOAD:
+            values.append(_read_float(part))
+        elif tag in _INTERVAL_PARTS:
+            kids[tag] = part
+        else:
+            raise InvalidData(f"event interval holds <{etree.QName(part).localname}>")
+    uid = kids.get(_UID)
     return EventInterval(
         values=tuple(values),
-        duration=read_duration(element),
-        uid=None if uid is None else text(uid, _TEXT),
-        dtstart=read_dtstart(element),
+        duration=read_duration(kids),
+        uid=None if uid is None else text(children(uid), _TEXT),
+        dtstart=read_dtstart(kids),
     )
 
 
-def _decode_intervals(parent: etree._Element) -> tuple[EventInterval, ...]:
-    return tuple(_decode_interval(e) for e in child(parent, _INTERVALS).iterchildren(_INTERVAL))
+def _decode_intervals(kids: Children) -> tuple[EventInterval, ...]:
+    return tuple(_decode_interval(e) for e in child(kids, _INTERVALS).iterchildren(_INTERVAL))
 
 
 # ---------------------------------------------------------------- signals and baseline
@@ -174,20 +181,21 @@ def _encode_signal(parent: etree._Element, signal: EventSignal) -> None:
         _sub_float(element, _CURRENT_VALUE, signal.current_value)
 
 
-def _find_item_base(element: etree._Element) -> etree._Element | None:
-    return next((e for e in element if is_item_base(e)), None)
+def _find_item_base(kids: Children) -> etree._Element | None:
+    return next((e for tag, e in kids.items() if is_item_base_tag(tag)), None)
 
 
 def _decode_signal(element: etree._Element) -> EventSignal:
-    target = first(element, _TARGET)
-    item = _find_item_base(element)
-    current = first(element, _CURRENT_VALUE)
+    kids = children(element)
+    target = kids.get(_TARGET)
+    item = _find_item_base(kids)
+    current = kids.get(_CURRENT_VALUE)
     return EventSignal(
-        intervals=_decode_intervals(element),
+        intervals=_decode_intervals(kids),
         # xs:token values: the XSD compares them whitespace-collapsed, so we do too
-        signal_name=text(element, _SIGNAL_NAME).strip(),
-        signal_type=SignalType(text(element, _SIGNAL_TYPE).strip()),
-        signal_id=text(element, _SIGNAL_ID),
+        signal_name=text(kids, _SIGNAL_NAME).strip(),
+        signal_type=SignalType(text(kids, _SIGNAL_TYPE).strip()),
+        signal_id=text(kids, _SIGNAL_ID),
         target=None if target is None else decode_target(target),
         item_base=None if item is None else decode_item_base(item),
         current_value=None if current is None else _read_float(current),
@@ -207,17 +215,18 @@ def _encode_baseline(parent: etree._Element, baseline: EventBaseline) -> None:
 
 
 def _decode_baseline(element: etree._Element) -> EventBaseline:
-    dtstart, duration = read_dtstart(element), read_duration(element)
+    kids = children(element)
+    dtstart, duration = read_dtstart(kids), read_duration(kids)
     if dtstart is None or duration is None:
         raise InvalidData("<eiEventBaseline> lacks dtstart or duration")
     check_period(dtstart, duration)
-    item = _find_item_base(element)
+    item = _find_item_base(kids)
     return EventBaseline(
         dtstart=dtstart,
         duration=duration,
-        intervals=_decode_intervals(element),
-        baseline_id=text(element, _BASELINE_ID),
-        baseline_name=text(element, _BASELINE_NAME),
+        intervals=_decode_intervals(kids),
+        baseline_id=text(kids, _BASELINE_ID),
+        baseline_name=text(kids, _BASELINE_NAME),
         resource_ids=texts(element, _RESOURCE_ID),
         item_base=None if item is None else decode_item_base(item),
     )
@@ -243,19 +252,21 @@ def _encode_descriptor(parent: etree._Element, descriptor: EventDescriptor) -> N
 
 
 def _decode_descriptor(element: etree._Element) -> EventDescriptor:
-    modified = text_opt(element, _MOD_DATE_TIME)
-    priority = text_opt(element, _PRIORITY)
+    kids = children(element)
+    modified = text_opt(kids, _MOD_DATE_TIME)
+    priority = text_opt(kids, _PRIORITY)
+    market = children(child(kids, _EI_MARKET_CONTEXT))
     return EventDescriptor(
-        event_id=text(element, _EVENT_ID),
-        modification_number=parse_int(text(element, _MOD_NUMBER)),
+        event_id=text(kids, _EVENT_ID),
+        modification_number=parse_int(text(kids, _MOD_NUMBER)),
         modification_date_time=None if modified is None else parse_datetime(modified),
-        modification_reason=text_opt(element, _MOD_REASON),
+        modification_reason=text_opt(kids, _MOD_REASON),
         priority=None if priority is None else parse_int(priority),
-        market_context=text(child(element, _EI_MARKET_CONTEXT), _MARKET_CONTEXT).strip(),
-        created_date_time=parse_datetime(text(element, _CREATED)),
-        event_status=EventStatus(text(element, _STATUS).strip()),
-        test_event=text_opt(element, _TEST_EVENT),
-        vtn_comment=text_opt(element, _VTN_COMMENT),
+        market_context=text(market, _MARKET_CONTEXT).strip(),
+        created_date_time=parse_datetime(text(kids, _CREATED)),
+        event_status=EventStatus(text(kids, _STATUS).strip()),
+        test_event=text_opt(kids, _TEST_EVENT),
+        vtn_comment=text_opt(kids, _VTN_COMMENT),
     )
 
 
@@ -276,12 +287,14 @@ def _encode_active_period(parent: etree._Element, period: ActivePeriod) -> None:
 
 
 def _decode_active_period(element: etree._Element) -> ActivePeriod:
-    properties = child(element, _PROPERTIES)
+    properties = children(child(children(element), _PROPERTIES))
     dtstart, duration = read_dtstart(properties), read_duration(properties)
     if dtstart is None or duration is None:
         raise InvalidData("<eiActivePeriod> lacks dtstart or duration")
     check_period(dtstart, duration)
-    start_after = properties.findtext(f"{_TOLERANCE}/{_TOLERATE}/{_START_AFTER}")
+    tolerance = properties.get(_TOLERANCE)
+    tolerate = None if tolerance is None else children(tolerance).get(_TOLERATE)
+    start_after = None if tolerate is None else text_opt(children(tolerate), _START_AFTER)
     return ActivePeriod(
         dtstart=dtstart,
         duration=duration,
@@ -314,14 +327,15 @@ def build_event(parent: etree._Element, event: Event) -> etree._Element:
 
 def decode_event(holder: etree._Element) -> Event:
     """One ``oadr:oadrEvent`` element -> :class:`Event`."""
-    element = child(holder, _EI_EVENT)
-    signals = child(element, _SIGNALS)
-    baseline = first(signals, _BASELINE)
+    outer = children(holder)
+    kids = children(child(outer, _EI_EVENT))
+    signals = child(kids, _SIGNALS)
+    baseline = next(signals.iterchildren(_BASELINE), None)
     return Event(
-        descriptor=_decode_descriptor(child(element, _DESCRIPTOR)),
-        active_period=_decode_active_period(child(element, _ACTIVE_PERIOD)),
+        descriptor=_decode_descriptor(child(kids, _DESCRIPTOR)),
+        active_period=_decode_active_period(child(kids, _ACTIVE_PERIOD)),
         signals=tuple(_decode_signal(e) for e in signals.iterchildren(_SIGNAL)),
         baseline=None if baseline is None else _decode_baseline(baseline),
-        target=decode_target(child(element, _TARGET)),
-        response_required=ResponseRequired(text(holder, _RESPONSE_REQUIRED).strip()),
+        target=decode_target(child(kids, _TARGET)),
+        response_required=ResponseRequired(text(outer, _RESPONSE_REQUIRED).strip()),
     )

@@ -21,7 +21,7 @@ from ._wire import (
     OADR,
     PYLD,
     child,
-    first,
+    children,
     parse_int,
     payload_root,
     q,
@@ -62,11 +62,11 @@ def encode_request_event(parent: etree._Element, message: RequestEvent) -> None:
 
 
 def decode_request_event(payload: etree._Element) -> RequestEvent:
-    element = child(payload, _EI_REQUEST_EVENT)
-    limit = text_opt(element, _REPLY_LIMIT)
+    kids = children(child(children(payload), _EI_REQUEST_EVENT))
+    limit = text_opt(kids, _REPLY_LIMIT)
     return RequestEvent(
-        request_id=text(element, _REQUEST_ID),
-        ven_id=text(element, _VEN_ID),
+        request_id=text(kids, _REQUEST_ID),
+        ven_id=text(kids, _VEN_ID),
         reply_limit=None if limit is None else parse_int(limit),
     )
 
@@ -89,11 +89,12 @@ def distribute_event_encoder(
 
 
 def decode_distribute_event(element: etree._Element) -> DistributeEvent:
-    response = first(element, _EI_RESPONSE)
+    kids = children(element)
+    response = kids.get(_EI_RESPONSE)
     return DistributeEvent(
         response=None if response is None else decode_response(response),
-        request_id=text(element, _REQUEST_ID),
-        vtn_id=text(element, _VTN_ID),
+        request_id=text(kids, _REQUEST_ID),
+        vtn_id=text(kids, _VTN_ID),
         events=tuple(decode_event(e) for e in element.iterchildren(OADR_EVENT)),
     )
 
@@ -110,14 +111,15 @@ def _encode_event_response(parent: etree._Element, response: EventResponse) -> N
 
 
 def _decode_event_response(element: etree._Element) -> EventResponse:
-    qualified = child(element, _QUALIFIED_EVENT_ID)
+    kids = children(element)
+    qualified = children(child(kids, _QUALIFIED_EVENT_ID))
     return EventResponse(
-        code=parse_int(text(element, _CODE)),
-        description=text_opt(element, _DESCRIPTION),
-        request_id=text(element, _REQUEST_ID),
+        code=parse_int(text(kids, _CODE)),
+        description=text_opt(kids, _DESCRIPTION),
+        request_id=text(kids, _REQUEST_ID),
         event_id=text(qualified, _EVENT_ID),
         modification_number=parse_int(text(qualified, _MOD_NUMBER)),
-        opt_type=OptType(text(element, _OPT_TYPE).strip()),
+        opt_type=OptType(text(kids, _OPT_TYPE).strip()),
     )
 
 
@@ -133,14 +135,14 @@ def encode_created_event(parent: etree._Element, message: CreatedEvent) -> None:
 
 
 def decode_created_event(payload: etree._Element) -> CreatedEvent:
-    element = child(payload, _EI_CREATED_EVENT)
+    kids = children(child(children(payload), _EI_CREATED_EVENT))
+    holder = kids.get(_EVENT_RESPONSES)
     return CreatedEvent(
-        response=decode_response(child(element, _EI_RESPONSE)),
-        event_responses=tuple(
-            _decode_event_response(e)
-            for e in element.iterfind(f"{_EVENT_RESPONSES}/{_EVENT_RESPONSE}")
+        response=decode_response(child(kids, _EI_RESPONSE)),
+        event_responses=() if holder is None else tuple(
+            _decode_event_response(e) for e in holder.iterchildren(_EVENT_RESPONSE)
         ),
-        ven_id=text(element, _VEN_ID),
+        ven_id=text(kids, _VEN_ID),
     )
 
 

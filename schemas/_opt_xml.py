@@ -16,9 +16,10 @@ from ._wire import (
     POWER,
     PYLD,
     XCAL,
+    Children,
     check_period,
     child,
-    first,
+    children,
     format_datetime,
     parse_datetime,
     parse_int,
@@ -88,7 +89,7 @@ def _encode_vavailability(parent: etree._Element, schedule: tuple[Availability, 
 
 
 def _decode_availability(available: etree._Element) -> Availability:
-    properties = child(available, _PROPERTIES)
+    properties = children(child(children(available), _PROPERTIES))
     dtstart = read_dtstart(properties)
     duration = read_duration(properties)
     if dtstart is None or duration is None:
@@ -97,21 +98,22 @@ def _decode_availability(available: etree._Element) -> Availability:
     return Availability(dtstart=dtstart, duration=duration)
 
 
-def _decode_vavailability(parent: etree._Element) -> tuple[Availability, ...] | None:
-    element = first(parent, _VAVAILABILITY)
+def _decode_vavailability(kids: Children) -> tuple[Availability, ...] | None:
+    element = kids.get(_VAVAILABILITY)
     if element is None:
         return None
-    components = child(element, _COMPONENTS)
+    components = child(children(element), _COMPONENTS)
     return tuple(_decode_availability(a) for a in components.iterchildren(_AVAILABLE))
 
 
-def _decode_qualified_event_id(parent: etree._Element) -> QualifiedEventId | None:
-    element = first(parent, _QUALIFIED_EVENT_ID)
+def _decode_qualified_event_id(kids: Children) -> QualifiedEventId | None:
+    element = kids.get(_QUALIFIED_EVENT_ID)
     if element is None:
         return None
+    qualified = children(element)
     return QualifiedEventId(
-        event_id=text(element, _EVENT_ID),
-        modification_number=parse_int(text(element, _MODIFICATION_NUMBER)),
+        event_id=text(qualified, _EVENT_ID),
+        modification_number=parse_int(text(qualified, _MODIFICATION_NUMBER)),
     )
 
 
@@ -138,21 +140,22 @@ def encode_create(parent: etree._Element, message: CreateOpt) -> None:
 
 
 def decode_create(element: etree._Element) -> CreateOpt:
-    device_class = first(element, _DEVICE_CLASS)
+    kids = children(element)
+    device_class = kids.get(_DEVICE_CLASS)
     return CreateOpt(
-        opt_id=text(element, _OPT_ID),
-        opt_type=OptType(_token(text(element, _OPT_TYPE))),
-        opt_reason=OptReason(_token(text(element, _OPT_REASON))),
-        market_context=text_opt(element, _MARKET_CONTEXT),
-        ven_id=text(element, _VEN_ID),
-        vavailability=_decode_vavailability(element),
-        created_date_time=parse_datetime(text(element, _CREATED_DATE_TIME)),
-        request_id=text(element, _REQUEST_ID),
-        qualified_event_id=_decode_qualified_event_id(element),
-        target=decode_target(child(element, _TARGET)),
-        device_class=()
-        if device_class is None
-        else tuple(text(asset, _MRID) for asset in device_class.iterchildren(_END_DEVICE_ASSET)),
+        opt_id=text(kids, _OPT_ID),
+        opt_type=OptType(_token(text(kids, _OPT_TYPE))),
+        opt_reason=OptReason(_token(text(kids, _OPT_REASON))),
+        market_context=text_opt(kids, _MARKET_CONTEXT),
+        ven_id=text(kids, _VEN_ID),
+        vavailability=_decode_vavailability(kids),
+        created_date_time=parse_datetime(text(kids, _CREATED_DATE_TIME)),
+        request_id=text(kids, _REQUEST_ID),
+        qualified_event_id=_decode_qualified_event_id(kids),
+        target=decode_target(child(kids, _TARGET)),
+        device_class=() if device_class is None else tuple(
+            text(children(asset), _MRID) for asset in device_class.iterchildren(_END_DEVICE_ASSET)
+        ),
     )
 
 
@@ -166,8 +169,9 @@ def encode_created(parent: etree._Element, message: CreatedOpt) -> None:
 
 
 def decode_created(element: etree._Element) -> CreatedOpt:
+    kids = children(element)
     return CreatedOpt(
-        response=decode_response(child(element, _EI_RESPONSE)), opt_id=text(element, _OPT_ID)
+        response=decode_response(child(kids, _EI_RESPONSE)), opt_id=text(kids, _OPT_ID)
     )
 
 
@@ -179,10 +183,11 @@ def encode_cancel(parent: etree._Element, message: CancelOpt) -> None:
 
 
 def decode_cancel(element: etree._Element) -> CancelOpt:
+    kids = children(element)
     return CancelOpt(
-        request_id=text(element, _REQUEST_ID),
-        opt_id=text(element, _OPT_ID),
-        ven_id=text(element, _VEN_ID),
+        request_id=text(kids, _REQUEST_ID),
+        opt_id=text(kids, _OPT_ID),
+        ven_id=text(kids, _VEN_ID),
     )
 
 
@@ -193,9 +198,10 @@ def encode_canceled(parent: etree._Element, message: CanceledOpt) -> None:
 
 
 def decode_canceled(element: etree._Element) -> CanceledOpt:
+    kids = children(element)
     return CanceledOpt(
-        response=decode_response(child(element, _EI_RESPONSE)),
-        opt_id=text_opt(element, _OPT_ID),
+        response=decode_response(child(kids, _EI_RESPONSE)),
+        opt_id=text_opt(kids, _OPT_ID),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ._wire import EI, OADR, child, payload_root, q, sub, sub_opt, text, text_opt
+from ._wire import EI, OADR, child, children, payload_root, q, sub, sub_opt, text, text_opt
 from .parts import decode_response, encode_response
 from .poll import Poll, Response
 
@@ -19,7 +19,7 @@ def encode_poll(parent: etree._Element, message: Poll) -> None:
 
 
 def decode_poll(element: etree._Element) -> Poll:
-    return Poll(ven_id=text(element, _VEN_ID))
+    return Poll(ven_id=text(children(element), _VEN_ID))
 
 
 def encode_oadr_response(parent: etree._Element, message: Response) -> None:
@@ -29,9 +29,10 @@ def encode_oadr_response(parent: etree._Element, message: Response) -> None:
 
 
 def decode_oadr_response(element: etree._Element) -> Response:
+    kids = children(element)
     return Response(
-        response=decode_response(child(element, _EI_RESPONSE)),
-        ven_id=text_opt(element, _VEN_ID),
+        response=decode_response(child(kids, _EI_RESPONSE)),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 

@@ -15,8 +15,9 @@ from ._wire import (
     OADR,
     PYLD,
     XCAL,
+    Children,
     child,
-    first,
+    children,
     format_bool,
     format_duration,
     parse_bool,
@@ -82,8 +83,8 @@ _EXTENSION = q(OADR, "oadrExtension")
 _EXTENSION_NAME = q(OADR, "oadrExtensionName")
 
 
-def _token(parent: etree._Element, tag: str) -> str:
-    return text(parent, tag).strip()
+def _token(kids: Children, tag: str) -> str:
+    return text(kids, tag).strip()
 
 
 # ---------------------------------------------------------------- query / create
@@ -94,7 +95,8 @@ def encode_query(parent: etree._Element, message: QueryRegistration) -> None:
 
 
 def decode_query(element: etree._Element) -> QueryRegistration:
-    return QueryRegistration(request_id=text(element, _REQUEST_ID))
+    kids = children(element)
+    return QueryRegistration(request_id=text(kids, _REQUEST_ID))
 
 
 def encode_create(parent: etree._Element, message: CreatePartyRegistration) -> None:
@@ -113,17 +115,18 @@ def encode_create(parent: etree._Element, message: CreatePartyRegistration) -> N
 
 
 def decode_create(element: etree._Element) -> CreatePartyRegistration:
-    pull = text_opt(element, _HTTP_PULL_MODEL)
+    kids = children(element)
+    pull = text_opt(kids, _HTTP_PULL_MODEL)
     return CreatePartyRegistration(
-        request_id=text(element, _REQUEST_ID),
-        registration_id=text_opt(element, _REGISTRATION_ID),
-        ven_id=text_opt(element, _VEN_ID),
-        profile_name=ProfileName(_token(element, _PROFILE_NAME)),
-        transport_name=TransportName(_token(element, _TRANSPORT_NAME)),
-        transport_address=text_opt(element, _TRANSPORT_ADDRESS),
-        report_only=parse_bool(text(element, _REPORT_ONLY)),
-        xml_signature=parse_bool(text(element, _XML_SIGNATURE)),
-        ven_name=text_opt(element, _VEN_NAME),
+        request_id=text(kids, _REQUEST_ID),
+        registration_id=text_opt(kids, _REGISTRATION_ID),
+        ven_id=text_opt(kids, _VEN_ID),
+        profile_name=ProfileName(_token(kids, _PROFILE_NAME)),
+        transport_name=TransportName(_token(kids, _TRANSPORT_NAME)),
+        transport_address=text_opt(kids, _TRANSPORT_ADDRESS),
+        report_only=parse_bool(text(kids, _REPORT_ONLY)),
+        xml_signature=parse_bool(text(kids, _XML_SIGNATURE)),
+        ven_name=text_opt(kids, _VEN_NAME),
         http_pull_model=None if pull is None else parse_bool(pull),
     )
 
@@ -139,7 +142,8 @@ def _encode_info(parent: etree._Element, pairs: Iterable[tuple[str, str]]) -> No
 
 
 def _decode_info(parent: etree._Element) -> tuple[tuple[str, str], ...]:
-    return tuple((text(info, _KEY), text(info, _VALUE)) for info in parent.iterchildren(_INFO))
+    pairs = (children(info) for info in parent.iterchildren(_INFO))
+    return tuple((text(pair, _KEY), text(pair, _VALUE)) for pair in pairs)
 
 
 def _encode_profiles(parent: etree._Element, profiles: Iterable[Profile]) -> None:
@@ -153,10 +157,12 @@ def _encode_profiles(parent: etree._Element, profiles: Iterable[Profile]) -> Non
 
 
 def _decode_profile(element: etree._Element) -> Profile:
-    transports = child(element, _TRANSPORTS).iterchildren(_TRANSPORT)
+    kids = children(element)
+    transports = child(kids, _TRANSPORTS).iterchildren(_TRANSPORT)
     return Profile(
-        profile_name=ProfileName(_token(element, _PROFILE_NAME)),
-        transports=tuple(TransportName(_token(t, _TRANSPORT_NAME)) for t in transports),
+        profile_name=ProfileName(_token(kids, _PROFILE_NAME)),
+        transports=tuple(TransportName(_token(children(t), _TRANSPORT_NAME))
+                         for t in transports),
     )
 
 
@@ -170,12 +176,13 @@ def _encode_services(parent: etree._Element, services: tuple[ServiceInfo, ...]) 
         _encode_info(service_element, service.info)
 
 
-def _decode_services(parent: etree._Element) -> tuple[ServiceInfo, ...]:
-    element = first(parent, _SERVICE_INFO)
+def _decode_services(kids: Children) -> tuple[ServiceInfo, ...]:
+    element = kids.get(_SERVICE_INFO)
     if element is None:
         return ()
     return tuple(
-        ServiceInfo(service_name=ServiceName(_token(s, _SERVICE_NAME)), info=_decode_info(s))
+        ServiceInfo(service_name=ServiceName(_token(children(s), _SERVICE_NAME)),
+                    info=_decode_info(s))
         for s in element.iterchildren(_SERVICE)
     )
 
@@ -192,12 +199,12 @@ def _encode_extensions(
         _encode_info(extension_element, extension.info)
 
 
-def _decode_extensions(parent: etree._Element) -> tuple[RegistrationExtension, ...]:
-    element = first(parent, _EXTENSIONS)
+def _decode_extensions(kids: Children) -> tuple[RegistrationExtension, ...]:
+    element = kids.get(_EXTENSIONS)
     if element is None:
         return ()
     return tuple(
-        RegistrationExtension(name=text(e, _EXTENSION_NAME), info=_decode_info(e))
+        RegistrationExtension(name=text(children(e), _EXTENSION_NAME), info=_decode_info(e))
         for e in element.iterchildren(_EXTENSION)
     )
 
@@ -217,18 +224,20 @@ def encode_created(parent: etree._Element, message: CreatedPartyRegistration) ->
 
 
 def decode_created(element: etree._Element) -> CreatedPartyRegistration:
-    freq = first(element, _POLL_FREQ)
+    kids = children(element)
+    freq = kids.get(_POLL_FREQ)
     return CreatedPartyRegistration(
-        response=decode_response(child(element, _EI_RESPONSE)),
-        registration_id=text_opt(element, _REGISTRATION_ID),
-        ven_id=text_opt(element, _VEN_ID),
-        vtn_id=text(element, _VTN_ID),
+        response=decode_response(child(kids, _EI_RESPONSE)),
+        registration_id=text_opt(kids, _REGISTRATION_ID),
+        ven_id=text_opt(kids, _VEN_ID),
+        vtn_id=text(kids, _VTN_ID),
         profiles=tuple(
-            _decode_profile(p) for p in child(element, _PROFILES).iterchildren(_PROFILE)
+            _decode_profile(p) for p in child(kids, _PROFILES).iterchildren(_PROFILE)
         ),
-        requested_oadr_poll_freq=None if freq is None else parse_duration(text(freq, _DURATION)),
-        service_specific_info=_decode_services(element),
-        extensions=_decode_extensions(element),
+        requested_oadr_poll_freq=(None if freq is None
+                                  else parse_duration(text(children(freq), _DURATION))),
+        service_specific_info=_decode_services(kids),
+        extensions=_decode_extensions(kids),
     )
 
 
@@ -243,10 +252,11 @@ def encode_cancel(parent: etree._Element, message: CancelPartyRegistration) -> N
 
 
 def decode_cancel(element: etree._Element) -> CancelPartyRegistration:
+    kids = children(element)
     return CancelPartyRegistration(
-        request_id=text(element, _REQUEST_ID),
-        registration_id=text(element, _REGISTRATION_ID),
-        ven_id=text_opt(element, _VEN_ID),
+        request_id=text(kids, _REQUEST_ID),
+        registration_id=text(kids, _REGISTRATION_ID),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 
@@ -258,10 +268,11 @@ def encode_canceled(parent: etree._Element, message: CanceledPartyRegistration) 
 
 
 def decode_canceled(element: etree._Element) -> CanceledPartyRegistration:
+    kids = children(element)
     return CanceledPartyRegistration(
-        response=decode_response(child(element, _EI_RESPONSE)),
-        registration_id=text_opt(element, _REGISTRATION_ID),
-        ven_id=text_opt(element, _VEN_ID),
+        response=decode_response(child(kids, _EI_RESPONSE)),
+        registration_id=text_opt(kids, _REGISTRATION_ID),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 
@@ -270,7 +281,8 @@ def encode_reregister(parent: etree._Element, message: RequestReregistration) ->
 
 
 def decode_reregister(element: etree._Element) -> RequestReregistration:
-    return RequestReregistration(ven_id=text(element, _VEN_ID))
+    kids = children(element)
+    return RequestReregistration(ven_id=text(kids, _VEN_ID))
 
 
 ENCODERS = {

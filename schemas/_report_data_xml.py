@@ -31,7 +31,9 @@ from ._wire import (
     OADR,
     STRM,
     XCAL,
+    Children,
     check_period,
+    children,
     copy_tree,
     format_bool,
     format_datetime,
@@ -40,9 +42,11 @@ from ._wire import (
     parse_bool,
     parse_datetime,
     parse_duration,
+    parse_float,
     q,
     sub_dtstart,
     sub_duration,
+    text_opt,
 )
 from .reports import (
     DataQuality,
@@ -102,24 +106,6 @@ def token(table: dict[str, _E], raw: str | None) -> _E | str:
     return table.get(value, value)
 
 
-@lru_cache(maxsize=256)
-def duration_text(value: str) -> timedelta:
-    return parse_duration(value)
-
-
-@lru_cache(maxsize=256)
-def duration_wire(value: timedelta) -> str:
-    return format_duration(value)
-
-
-def float_text(value: str) -> float:
-    """A finite xs:float; NaN/INF are refused on the way in as format_float refuses them out."""
-    number = float(value)  # ValueError for junk: the codec answers it with InvalidData
-    if isfinite(number):
-        return number
-    raise InvalidData(f"not a finite number: {value!r}")
-
-
 def float_wire(value: float) -> str:
     """format_float's output, with its common case (finite, no exponent) checked cheaply first."""
     if isfinite(value):
@@ -133,30 +119,20 @@ def float_wire(value: float) -> str:
 datetime_wire: Final = format_datetime
 
 
-def datetime_text(value: str) -> datetime:
-    """parse_datetime, with the common ``...Z`` form read by fromisoformat directly."""
-    if value.endswith("Z"):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass  # e.g. 7+ fraction digits, which the XSD allows: take the general path
-    return parse_datetime(value)
-
-
 def _checked_start(start: str, duration: str) -> datetime:
     """The dtstart of a plain interval, once its period is known to end within range."""
-    dtstart = datetime_text(start)
-    check_period(dtstart, duration_text(duration))
+    dtstart = parse_datetime(start)
+    check_period(dtstart, parse_duration(duration))
     return dtstart
 
 
 def duration_prop(element: etree._Element) -> timedelta:
     """A DurationPropType element: ``<tag><xcal:duration>PT1M</xcal:duration></tag>``."""
-    return duration_text(element[0].text or "")
+    return parse_duration(element[0].text or "")
 
 
 def read_dtstart(element: etree._Element) -> datetime:
-    return datetime_text(element[0].text or "")
+    return parse_datetime(element[0].text or "")
 
 
 # The envelope's prefixes, so lxml drops these declarations when a copy joins the tree.
@@ -208,32 +184,35 @@ def _encode_status(parent: etree._Element, status: ResourceStatus) -> None:
         _encode_control_value(holder, _SET_POINT, state.set_point)
 
 
-def _opt_float(element: etree._Element, tag: str) -> float | None:
-    found = element.findtext(tag)
-    return None if found is None else float_text(found)
+def _opt_float(kids: Children, tag: str) -> float | None:
+    found = text_opt(kids, tag)
+    return None if found is None else parse_float(found)
 
 
 def _decode_control_value(element: etree._Element | None) -> LoadControlValue | None:
     if element is None:
         return None
+    kids = children(element)
     return LoadControlValue(
-        current=float_text(element.findtext(_CURRENT) or ""),
-        min=_opt_float(element, _MIN),
-        max=_opt_float(element, _MAX),
-        normal=_opt_float(element, _NORMAL),
+        current=parse_float(text_opt(kids, _CURRENT) or ""),
+        min=_opt_float(kids, _MIN),
+        max=_opt_float(kids, _MAX),
+        normal=_opt_float(kids, _NORMAL),
     )
 
 
 def _decode_status(element: etree._Element) -> ResourceStatus:
-    holder = element.find(_LOAD_CONTROL)
+    kids = children(element)
+    holder = kids.get(_LOAD_CONTROL)
+    states = {} if holder is None else children(holder)
     return ResourceStatus(
-        online=parse_bool(element.findtext(_ONLINE) or ""),
-        manual_override=parse_bool(element.findtext(_MANUAL_OVERRIDE) or ""),
+        online=parse_bool(text_opt(kids, _ONLINE) or ""),
+        manual_override=parse_bool(text_opt(kids, _MANUAL_OVERRIDE) or ""),
         load_control_state=None if holder is None else LoadControlState(
-            capacity=_decode_control_value(holder.find(_CAPACITY)),
-            level_offset=_decode_control_value(holder.find(_LEVEL_OFFSET)),
-            percent_offset=_decode_control_value(holder.find(_PERCENT_OFFSET)),
-            set_point=_decode_control_value(holder.find(_SET_POINT)),
+            capacity=_decode_control_value(states.get(_CAPACITY)),
+            level_offset=_decode_control_value(states.get(_LEVEL_OFFSET)),
+            percent_offset=_decode_control_value(states.get(_PERCENT_OFFSET)),
+            set_point=_decode_control_value(states.get(_SET_POINT)),
         ),
     )
 
@@ -271,7 +250,7 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
     for part in element:
         tag = part.tag
         if tag == _PAYLOAD_FLOAT:
-            value = float_text(part[0].text or "")
+            value = parse_float(part[0].text or "")
         elif tag == _R_ID:
             r_id = part.text or ""
         elif tag == _STATUS:
@@ -279,7 +258,7 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
         elif tag == _CONFIDENCE:
             confidence = int(part.text or "")
         elif tag == _ACCURACY:
-            accuracy = float_text(part.text or "")
+            accuracy = parse_float(part.text or "")
         elif tag == _DATA_QUALITY:
             quality = token(_QUALITIES, part.text)
     if value is None:
@@ -294,7 +273,7 @@ def _encode_interval(parent: etree._Element, interval: ReportInterval) -> None:
         element = deepcopy(_TIMED_INTERVAL)
         parent.append(element)
         element[0][0].text = datetime_wire(interval.dtstart)
-        element[1][0].text = duration_wire(interval.duration)
+        element[1][0].text = format_duration(interval.duration)
     else:
         element = SubElement(parent, _INTERVAL)
         if interval.dtstart is not None:
@@ -400,7 +379,7 @@ def fill_plain_block(block: etree._Element, rows: list[PlainRow]) -> None:
         block, rows, strict=True
     ):
         interval[0][0].text = datetime_wire(dtstart)
-        interval[1][0].text = duration_wire(duration)
+        interval[1][0].text = format_duration(duration)
         payload = interval[2]
         payload[0].text = r_id
         slot = 1
@@ -464,12 +443,12 @@ def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
     return tuple([
         ReportInterval(
             dtstart=_checked_start(starts[i], durations[i]),
-            duration=duration_text(durations[i]),
+            duration=parse_duration(durations[i]),
             payloads=(ReportPayload(
                 r_id=r_ids[i],
                 confidence=int(confidences[i]) if confidences else None,
-                accuracy=float_text(accuracies[i]) if accuracies else None,
-                value=float_text(values[i]),
+                accuracy=parse_float(accuracies[i]) if accuracies else None,
+                value=parse_float(values[i]),
             ),),
         )
         for i in range(count)

@@ -21,11 +21,9 @@ from ._report_data_xml import (
     READING_TYPES,
     REPORT_NAMES,
     REPORT_TYPES,
-    datetime_text,
     datetime_wire,
     decode_intervals,
     duration_prop,
-    duration_text,
     encode_intervals,
     read_dtstart,
     token,
@@ -37,13 +35,17 @@ from ._wire import (
     STRM,
     XCAL,
     check_period,
+    children,
     format_bool,
     format_duration,
     parse_bool,
+    parse_datetime,
+    parse_duration,
     q,
     sub,
     sub_dtstart,
     sub_duration,
+    text_opt,
 )
 from .parts import decode_target, encode_target
 from .reports import (
@@ -113,30 +115,32 @@ def _encode_description(parent: etree._Element, description: ReportDescription) 
 def _decode_sampling_rate(element: etree._Element | None) -> SamplingRate | None:
     if element is None:
         return None
+    kids = children(element)
     return SamplingRate(
-        min_period=duration_text(element.findtext(_MIN_PERIOD) or ""),
-        max_period=duration_text(element.findtext(_MAX_PERIOD) or ""),
-        on_change=parse_bool(element.findtext(_ON_CHANGE) or ""),
+        min_period=parse_duration(text_opt(kids, _MIN_PERIOD) or ""),
+        max_period=parse_duration(text_opt(kids, _MAX_PERIOD) or ""),
+        on_change=parse_bool(text_opt(kids, _ON_CHANGE) or ""),
     )
 
 
 def _decode_description(element: etree._Element) -> ReportDescription:
-    subject = element.find(_SUBJECT)
-    source = element.find(_DATA_SOURCE)
-    type_element = element.find(_REPORT_TYPE)
+    kids = children(element)
+    subject = kids.get(_SUBJECT)
+    source = kids.get(_DATA_SOURCE)
+    type_element = kids.get(_REPORT_TYPE)
     assert type_element is not None  # required by the XSD, which validated this tree
     # emix:itemBase is optional and comes in many tags; if present it follows reportType.
     after_type = type_element.getnext()
     item = after_type if after_type is not None and is_item_base(after_type) else None
     return ReportDescription(
-        r_id=element.findtext(_R_ID) or "",
+        r_id=text_opt(kids, _R_ID) or "",
         report_subject=None if subject is None else decode_target(subject),
         report_data_source=None if source is None else decode_target(source),
         report_type=token(REPORT_TYPES, type_element.text),
         item_base=None if item is None else decode_item_base(item),
-        reading_type=token(READING_TYPES, element.findtext(_READING_TYPE)),
-        market_context=element.findtext(_MARKET_CONTEXT),
-        sampling_rate=_decode_sampling_rate(element.find(_SAMPLING_RATE)),
+        reading_type=token(READING_TYPES, text_opt(kids, _READING_TYPE)),
+        market_context=text_opt(kids, _MARKET_CONTEXT),
+        sampling_rate=_decode_sampling_rate(kids.get(_SAMPLING_RATE)),
     )
 
 
@@ -196,7 +200,7 @@ def decode_report(element: etree._Element) -> Report:
     return Report(
         report_request_id=request_id,
         report_specifier_id=specifier_id,
-        created_date_time=datetime_text(created),
+        created_date_time=parse_datetime(created),
         report_id=report_id,
         report_name=None if name is None else token(REPORT_NAMES, name),
         dtstart=dtstart,
@@ -231,10 +235,11 @@ def encode_report_request(parent: etree._Element, request: ReportRequest) -> Non
 
 def _decode_specifier_payload(element: etree._Element) -> SpecifierPayload:
     second = element[1]
+    kids = children(element)
     return SpecifierPayload(
-        r_id=element.findtext(_R_ID) or "",
+        r_id=text_opt(kids, _R_ID) or "",
         item_base=decode_item_base(second) if is_item_base(second) else None,
-        reading_type=token(READING_TYPES, element.findtext(_READING_TYPE)),
+        reading_type=token(READING_TYPES, text_opt(kids, _READING_TYPE)),
     )
 
 
@@ -250,15 +255,16 @@ def _decode_reporting_period(element: etree._Element | None) -> ReportingPeriod 
 
 def decode_report_request(element: etree._Element) -> ReportRequest:
     spec = element[1]
+    spec_kids = children(spec)
     return ReportRequest(
-        report_request_id=element.findtext(_REPORT_REQUEST_ID) or "",
+        report_request_id=element[0].text or "",  # reportRequestID, then reportSpecifier (XSD)
         report_specifier=ReportSpecifier(
-            report_specifier_id=spec.findtext(_REPORT_SPECIFIER_ID) or "",
+            report_specifier_id=text_opt(spec_kids, _REPORT_SPECIFIER_ID) or "",
             granularity=duration_prop(spec[1]),
             report_back_duration=duration_prop(spec[2]),
-            report_interval=_decode_reporting_period(spec.find(_REPORT_INTERVAL)),
+            report_interval=_decode_reporting_period(spec_kids.get(_REPORT_INTERVAL)),
             specifier_payloads=tuple(
-                _decode_specifier_payload(p) for p in spec.iterfind(_SPECIFIER_PAYLOAD)
+                _decode_specifier_payload(p) for p in spec.iterchildren(_SPECIFIER_PAYLOAD)
             ),
         ),
     )

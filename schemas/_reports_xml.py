@@ -18,7 +18,18 @@ from ._report_parts_xml import (
     encode_report,
     encode_report_request,
 )
-from ._wire import EI, OADR, PYLD, format_bool, parse_bool, payload_root, q
+from ._wire import (
+    EI,
+    OADR,
+    PYLD,
+    Children,
+    children,
+    format_bool,
+    parse_bool,
+    payload_root,
+    q,
+    text_opt,
+)
 from .parts import EiResponse, decode_response, encode_response
 from .reports import (
     CanceledReport,
@@ -80,7 +91,7 @@ def decode_register_report(element: etree._Element) -> RegisterReport:
         request_id=request_id,
         reports=reports,
         ven_id=ven_id,
-        report_request_id=element.findtext(_REPORT_REQUEST_ID),
+        report_request_id=text_opt(children(element), _REPORT_REQUEST_ID),
     )
 
 
@@ -96,9 +107,9 @@ def decode_registered_report(element: etree._Element) -> RegisteredReport:
     return RegisteredReport(
         response=_response(element),
         report_requests=tuple(
-            decode_report_request(request) for request in element.iterfind(_REPORT_REQUEST)
+            decode_report_request(request) for request in element.iterchildren(_REPORT_REQUEST)
         ),
-        ven_id=element.findtext(_VEN_ID),
+        ven_id=text_opt(children(element), _VEN_ID),
     )
 
 
@@ -114,12 +125,13 @@ def encode_create_report(parent: etree._Element, message: CreateReport) -> None:
 
 
 def decode_create_report(element: etree._Element) -> CreateReport:
+    kids = children(element)
     return CreateReport(
-        request_id=element.findtext(_REQUEST_ID) or "",
+        request_id=text_opt(kids, _REQUEST_ID) or "",
         report_requests=tuple(
-            decode_report_request(request) for request in element.iterfind(_REPORT_REQUEST)
+            decode_report_request(request) for request in element.iterchildren(_REPORT_REQUEST)
         ),
-        ven_id=element.findtext(_VEN_ID),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 
@@ -129,11 +141,11 @@ def _encode_pending(element: etree._Element, pending: tuple[str, ...]) -> None:
         SubElement(holder, _REPORT_REQUEST_ID).text = report_request_id
 
 
-def _decode_pending(element: etree._Element) -> tuple[str, ...]:
-    holder = element.find(_PENDING)
+def _decode_pending(kids: Children) -> tuple[str, ...]:
+    holder = kids.get(_PENDING)
     if holder is None:  # required by the XSD; tolerate its absence rather than fail a reply
         return ()
-    return tuple(item.text or "" for item in holder.iterfind(_REPORT_REQUEST_ID))
+    return tuple(item.text or "" for item in holder.iterchildren(_REPORT_REQUEST_ID))
 
 
 def encode_created_report(parent: etree._Element, message: CreatedReport) -> None:
@@ -144,10 +156,11 @@ def encode_created_report(parent: etree._Element, message: CreatedReport) -> Non
 
 
 def decode_created_report(element: etree._Element) -> CreatedReport:
+    kids = children(element)
     return CreatedReport(
         response=_response(element),
-        pending_reports=_decode_pending(element),
-        ven_id=element.findtext(_VEN_ID),
+        pending_reports=_decode_pending(kids),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 
@@ -193,11 +206,12 @@ def encode_updated_report(parent: etree._Element, message: UpdatedReport) -> Non
 
 
 def decode_updated_report(element: etree._Element) -> UpdatedReport:
-    cancel = element.find(_CANCEL)
+    kids = children(element)
+    cancel = kids.get(_CANCEL)
     return UpdatedReport(
         response=_response(element),
         cancel_report=None if cancel is None else decode_cancel_report(cancel),
-        ven_id=element.findtext(_VEN_ID),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 
@@ -217,13 +231,14 @@ def encode_cancel_report(parent: etree._Element, message: CancelReport) -> None:
 
 
 def decode_cancel_report(element: etree._Element) -> CancelReport:
+    kids = children(element)
     return CancelReport(
-        request_id=element.findtext(_REQUEST_ID) or "",
+        request_id=text_opt(kids, _REQUEST_ID) or "",
         report_request_ids=tuple(
-            item.text or "" for item in element.iterfind(_REPORT_REQUEST_ID)
+            item.text or "" for item in element.iterchildren(_REPORT_REQUEST_ID)
         ),
-        report_to_follow=parse_bool(element.findtext(_REPORT_TO_FOLLOW) or ""),
-        ven_id=element.findtext(_VEN_ID),
+        report_to_follow=parse_bool(text_opt(kids, _REPORT_TO_FOLLOW) or ""),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 
@@ -235,10 +250,11 @@ def encode_canceled_report(parent: etree._Element, message: CanceledReport) -> N
 
 
 def decode_canceled_report(element: etree._Element) -> CanceledReport:
+    kids = children(element)
     return CanceledReport(
         response=_response(element),
-        pending_reports=_decode_pending(element),
-        ven_id=element.findtext(_VEN_ID),
+        pending_reports=_decode_pending(kids),
+        ven_id=text_opt(kids, _VEN_ID),
     )
 
 

@@ -100,26 +100,37 @@ def payload_root(tag: str, parent: etree._Element) -> etree._Element:
 # ---------------------------------------------------------------- reading
 
 
+Children = dict[str, etree._Element]
+
+
+def children(parent: etree._Element) -> Children:
+    """``parent``'s children by tag, from one pass: reading ``.tag`` builds a string and each
+    ``iterchildren(tag)`` sets up a matcher and rescans, so a decoder that reads several fields
+    of one element looks them up here instead. For the children the XSD allows once (of a
+    repeated tag the last one is kept; read repeated ones with ``iterchildren``)."""
+    return {element.tag: element for element in parent}
+
+
 def first(parent: etree._Element, tag: str) -> etree._Element | None:
     """The first direct child ``tag``, or None (iterchildren is ~3x cheaper than find)."""
     return next(parent.iterchildren(tag), None)
 
 
-def child(parent: etree._Element, tag: str) -> etree._Element:
+def child(kids: Children, tag: str) -> etree._Element:
     """The required child ``tag``; the XSD guarantees it, so absence means a schema gap."""
-    element = next(parent.iterchildren(tag), None)
+    element = kids.get(tag)
     if element is None:
-        raise InvalidData(f"<{etree.QName(parent).localname}> lacks <{etree.QName(tag).localname}>")
+        raise InvalidData(f"lacks <{etree.QName(tag).localname}>")
     return element
 
 
-def text(parent: etree._Element, tag: str) -> str:
+def text(kids: Children, tag: str) -> str:
     """Text of the required child ``tag``, exactly as received (IDs stay strings: 000123)."""
-    return child(parent, tag).text or ""
+    return child(kids, tag).text or ""
 
 
-def text_opt(parent: etree._Element, tag: str) -> str | None:
-    element = next(parent.iterchildren(tag), None)
+def text_opt(kids: Children, tag: str) -> str | None:
+    element = kids.get(tag)
     if element is None:
         return None
     return element.text or ""
@@ -155,7 +166,7 @@ def parse_float(value: str) -> float:
     quantity means anything as one and format_float cannot send it back: refuse it on the way in.
     """
     try:
-        number = float(value.strip())
+        number = float(value)  # float() itself ignores the whitespace xs:float collapses
     except ValueError:
         raise InvalidData(f"not a number: {value!r}") from None
     if not isfinite(number):
@@ -203,6 +214,11 @@ def format_datetime(value: datetime) -> str:
 
 
 def parse_datetime(value: str) -> datetime:
+    if value.endswith("Z"):  # the common form, read by fromisoformat directly (aware UTC)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # e.g. 7+ fraction digits, which the XSD allows: take the general path
     raw = value.strip()
     try:
         parsed = datetime.fromisoformat(raw[:-1] if raw.endswith("Z") else raw)
@@ -222,6 +238,7 @@ _DURATION = re.compile(
 )
 
 
+@lru_cache(maxsize=256)  # few distinct durations recur (PT15M, PT1H...); bounded
 def format_duration(value: timedelta) -> str:
     """xcal:duration with whole seconds, e.g. ``PT15M``, ``P1DT2H``, ``-PT5S``, ``PT0S``."""
     total = value.total_seconds()
@@ -246,6 +263,9 @@ def format_duration(value: timedelta) -> str:
 MAX_DURATION: Final = timedelta(days=36_525)
 
 
+# Durations repeat (PT15M, PT1H, ...) and the regex costs ~15x a cache hit; bounded, so a peer
+# sending ever new ones costs a miss each, never memory. Errors are raised, never cached.
+@lru_cache(maxsize=256)
 def parse_duration(value: str) -> timedelta:
     match = _DURATION.match(value.strip())
     if match is None or value.strip() in ("P", "PT", "-P", "+P"):
@@ -289,9 +309,9 @@ def sub_dtstart(parent: etree._Element, value: datetime) -> None:
     sub(sub(parent, _DTSTART), _DATE_TIME, format_datetime(value))
 
 
-def read_dtstart(parent: etree._Element) -> datetime | None:
-    element = first(parent, _DTSTART)
-    return None if element is None else parse_datetime(text(element, _DATE_TIME))
+def read_dtstart(kids: Children) -> datetime | None:
+    element = kids.get(_DTSTART)
+    return None if element is None else parse_datetime(text(children(element), _DATE_TIME))
 
 
 def sub_duration(parent: etree._Element, value: timedelta, tag: str = _DURATION_TAG) -> None:
@@ -299,6 +319,6 @@ def sub_duration(parent: etree._Element, value: timedelta, tag: str = _DURATION_
     sub(sub(parent, tag), _DURATION_TAG, format_duration(value))
 
 
-def read_duration(parent: etree._Element, tag: str = _DURATION_TAG) -> timedelta | None:
-    element = first(parent, tag)
-    return None if element is None else parse_duration(text(element, _DURATION_TAG))
+def read_duration(kids: Children, tag: str = _DURATION_TAG) -> timedelta | None:
+    element = kids.get(tag)
+    return None if element is None else parse_duration(text(children(element), _DURATION_TAG))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from ._wire import EI, PYLD, q, sub, sub_all, sub_opt, text, text_opt, texts
+from ._wire import EI, PYLD, children, q, sub, sub_all, sub_opt, text, text_opt
 
 __all__ = ["EiResponse", "Target", "echoed_request_id"]
 
@@ -53,10 +53,11 @@ def encode_response(parent: etree._Element, response: EiResponse, tag: str = _RE
 
 
 def decode_response(element: etree._Element) -> EiResponse:
+    kids = children(element)
     return EiResponse(
-        code=int(text(element, _CODE)),
-        description=text_opt(element, _DESCRIPTION),
-        request_id=text(element, _REQUEST_ID),
+        code=int(text(kids, _CODE)),
+        description=text_opt(kids, _DESCRIPTION),
+        request_id=text(kids, _REQUEST_ID),
     )
 
 
@@ -66,6 +67,7 @@ _GROUP_NAME = q(EI, "groupName")
 _RESOURCE_ID = q(EI, "resourceID")
 _VEN_ID = q(EI, "venID")
 _PARTY_ID = q(EI, "partyID")
+_TARGET_TAGS = (_GROUP_ID, _GROUP_NAME, _RESOURCE_ID, _VEN_ID, _PARTY_ID)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,10 +105,16 @@ def encode_target(parent: etree._Element, target: Target, tag: str = _TARGET) ->
 
 
 def decode_target(element: etree._Element) -> Target:
+    # One pass over the IDs (each may repeat) rather than one scan per kind.
+    found: dict[str, list[str]] = {tag: [] for tag in _TARGET_TAGS}
+    for part in element:
+        texts = found.get(part.tag)
+        if texts is not None:
+            texts.append(part.text or "")
     return Target(
-        group_ids=texts(element, _GROUP_ID),
-        group_names=texts(element, _GROUP_NAME),
-        resource_ids=texts(element, _RESOURCE_ID),
-        ven_ids=texts(element, _VEN_ID),
-        party_ids=texts(element, _PARTY_ID),
+        group_ids=tuple(found[_GROUP_ID]),
+        group_names=tuple(found[_GROUP_NAME]),
+        resource_ids=tuple(found[_RESOURCE_ID]),
+        ven_ids=tuple(found[_VEN_ID]),
+        party_ids=tuple(found[_PARTY_ID]),
     )

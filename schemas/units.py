@@ -19,7 +19,7 @@ from ._wire import (
     OADR,
     POWER,
     SCALE,
-    first,
+    children,
     format_bool,
     format_float,
     parse_bool,
@@ -27,6 +27,7 @@ from ._wire import (
     q,
     sub,
     text,
+    text_opt,
 )
 
 __all__ = ["ItemBase", "ItemKind", "PowerAttributes", "SiScale"]
@@ -148,10 +149,20 @@ def _namespace(kind: ItemKind) -> str:
 
 _KIND_BY_TAG: Final = {q(_namespace(kind), kind.value): kind for kind in ItemKind}
 _SI_SCALE: Final = q(SCALE, "siScaleCode")
+_ITEM_TAGS: Final = {ns: (q(ns, "itemDescription"), q(ns, "itemUnits")) for ns in (POWER, OADR)}
+_POWER_ATTRIBUTES: Final = q(POWER, "powerAttributes")
+_HERTZ: Final = q(POWER, "hertz")
+_VOLTAGE: Final = q(POWER, "voltage")
+_AC: Final = q(POWER, "ac")
+_PULSE_FACTOR: Final = q(OADR, "pulseFactor")
 
 
 def is_item_base(element: etree._Element) -> bool:
     return element.tag in _KIND_BY_TAG
+
+
+def is_item_base_tag(tag: str) -> bool:
+    return tag in _KIND_BY_TAG
 
 
 def encode_item_base(parent: etree._Element, item: ItemBase) -> None:
@@ -175,19 +186,21 @@ def decode_item_base(element: etree._Element) -> ItemBase:
     kind = _KIND_BY_TAG.get(element.tag)
     if kind is None:
         raise InvalidData(f"unsupported item base <{etree.QName(element).localname}>")
-    ns = _namespace(kind)
-    scale_text = element.findtext(_SI_SCALE)
-    holder = first(element, q(POWER, "powerAttributes"))
-    pulse = element.findtext(q(OADR, "pulseFactor"))
+    description_tag, units_tag = _ITEM_TAGS[_namespace(kind)]
+    kids = children(element)
+    scale_text = text_opt(kids, _SI_SCALE)
+    holder = kids.get(_POWER_ATTRIBUTES)
+    pulse = text_opt(kids, _PULSE_FACTOR)
+    power = None if holder is None else children(holder)
     return ItemBase(
         kind=kind,
-        description=text(element, q(ns, "itemDescription")),
-        units=text(element, q(ns, "itemUnits")),
+        description=text(kids, description_tag),
+        units=text(kids, units_tag),
         scale=None if scale_text is None else SiScale(scale_text.strip()),
-        power_attributes=None if holder is None else PowerAttributes(
-            hertz=parse_float(text(holder, q(POWER, "hertz"))),
-            voltage=parse_float(text(holder, q(POWER, "voltage"))),
-            ac=parse_bool(text(holder, q(POWER, "ac"))),
+        power_attributes=None if power is None else PowerAttributes(
+            hertz=parse_float(text(power, _HERTZ)),
+            voltage=parse_float(text(power, _VOLTAGE)),
+            ac=parse_bool(text(power, _AC)),
         ),
         pulse_factor=None if pulse is None else parse_float(pulse),
     )

@@ -76,3 +76,36 @@ def test_digit_only_ids_stay_strings_and_markup_is_escaped() -> None:
     wire = schemas.encode(message)
     assert b"<b>" not in wire
     assert schemas.decode(wire) == message
+
+
+def _poll_with_ven_id(raw: bytes) -> bytes:
+    return POLL.replace(b">ven-1<", b">" + raw + b"<")
+
+
+@pytest.mark.parametrize(
+    ("what", "ven_id"),
+    [
+        ("one plain run", b"v" * 513),
+        ("split by a comment", b"v" * 300 + b"<!-- -->" + b"v" * 213),
+        ("split by a CDATA section", b"v" * 300 + b"<![CDATA[" + b"v" * 213 + b"]]>"),
+        ("split by a processing instruction", b"v" * 300 + b"<?pi x?>" + b"v" * 213),
+    ],
+)
+def test_an_identifier_over_the_cap_is_refused_however_it_is_spelled(what: str,
+                                                                     ven_id: bytes) -> None:
+    """The one-scan path for plain documents must not let a split identifier through: any "<!"
+    or "<?" sends the document to the full check (libxml2 merges the pieces into one text)."""
+    assert schemas.decode(_poll_with_ven_id(b"v" * 512)) == schemas.Poll(ven_id="v" * 512)
+    with pytest.raises(schemas.InvalidData, match="512-character cap") as caught:
+        schemas.decode(_poll_with_ven_id(ven_id))
+    assert caught.value.response_code == 454, what
+
+
+@pytest.mark.parametrize("head", [b"", b"\xef\xbb\xbf"], ids=["plain", "behind a BOM"])
+def test_a_declaration_after_the_xml_declaration_is_refused(head: bytes) -> None:
+    """The scan skips only the "<?xml" that opens a document, nothing after it."""
+    body = POLL.split(b"?>", 1)[1]
+    for declaration in (b"<?xml version='1.0' encoding='UTF-8'?><!DOCTYPE x>",
+                        b"<?xml version='1.0'?><!ENTITY a 'b'>"):
+        with pytest.raises(HostileDocument, match="DOCTYPE"):
+            schemas.decode(head + declaration + body)
