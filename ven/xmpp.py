@@ -133,7 +133,7 @@ class XmppLink(Link):
         iq = self._stream.make_iq_set(ito=self.vtn_jid)
         iq.xml.append(payload_element(body))
         try:
-            result = await iq.send(timeout=self._timeout)
+            result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
         except IqTimeout:
             raise VtnUnavailable(f"{service}: no answer within {self._timeout} s") from None
         except IqError as error:

@@ -1,8 +1,8 @@
 """Push delivery: HTTP push (OpenADR 2.0b profile 9.1, push model) POSTs queued payloads to VENs
 that registered for simpleHttp with a transport address and ``httpPullModel`` false; VENs that
-registered for XMPP (profile 9.3) get them as IQs through ``xmpp`` (:meth:`vtn.xmpp.XmppTransport.send`)
-at the JID they registered from. Lanes, order, back-off and "delivered only once answered" are
-the same for both.
+registered for XMPP (profile 9.3) get them as IQs through ``xmpp``
+(:meth:`vtn.xmpp.XmppTransport.send`) at the JID they registered from. Lanes, order, back-off and
+"delivered only once answered" are the same for both.
 
 The outbox is the single source of what a VEN is owed, for pull and push alike. :meth:`wake` notes
 VENs whose queue grew; the delivery task (owned by the app's cleanup context) hands each push VEN

@@ -144,7 +144,7 @@ class XmppTransport:
         disco.add_feature(FEATURE)
         for service in XMPP_SERVICES:
             disco.add_item(jid=self._client.boundjid.full, node=SERVICES_NODE,
-                           subnode=service_node(service), ijid=self._client.boundjid.full)
+                           subnode=service_node(service), ijid=self._client.boundjid)
         log.info("serving OpenADR over XMPP as %s", self._client.boundjid.full)
         self._online.set()
 
@@ -249,7 +249,8 @@ class XmppTransport:
         iq = self._client.make_iq_set(ito=address)
         iq.xml.append(payload_element(self._codec.encode(message)))
         try:
-            result = await iq.send(timeout=self.settings.request_timeout_s)
+            result = await iq.send(  # type: ignore[no-untyped-call]  # slixmpp: untyped
+                timeout=self.settings.request_timeout_s)
         except IqTimeout:
             raise ConnectionError(f"{address} did not answer within "
                                   f"{self.settings.request_timeout_s} s") from None

@@ -87,7 +87,8 @@ class XmppServer:
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         config = self.directory / "prosody.cfg.lua"
         config.write_text(self._config())
-        for source, name in ((self.cert, "server.crt"), (self.key, "server.key"), (self.ca, "ca.crt")):
+        for source, name in ((self.cert, "server.crt"), (self.key, "server.key"),
+                             (self.ca, "ca.crt")):
             shutil.copyfile(source, self.directory / name)
         if os.geteuid() == 0:  # let the "prosody" user read its files
             owner = pwd.getpwnam("prosody")

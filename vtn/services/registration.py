@@ -8,11 +8,11 @@ Invariants:
 - A VEN registering for XMPP must do so over XMPP, where the VTN offers it: its transport
   address is the full JID the server stamped on that request (the VTN sends there), never the
   one the payload names; otherwise 454 and nothing is stored.
-- A simpleHttp VEN asking for push (httpPullModel false) must give an oadrTransportAddress the VTN may push
-  to (:class:`vtn.pushtargets.PushTargets`): otherwise 454 (no address, or not https, or with
-  user info, query or fragment) or 451 (a non-public address the configuration does not allow),
-  with the reason, and nothing is stored. A pull VEN's address is never used, so not checked
-  (openleadr's pull VEN sends the text "None").
+- A simpleHttp VEN asking for push (httpPullModel false) must give an oadrTransportAddress the
+  VTN may push to (:class:`vtn.pushtargets.PushTargets`): otherwise 454 (no address, or not
+  https, or with user info, query or fragment) or 451 (a non-public address the configuration
+  does not allow), with the reason, and nothing is stored. A pull VEN's address is never used,
+  so not checked (openleadr's pull VEN sends the text "None").
 - After a registration the VTN's own METADATA report (oadrRegisterReport) is queued once per
   registrationID (dedup key), as the profile's registration sequence expects; a VEN beginning a
   registration that live events already target is queued its event list after it.
