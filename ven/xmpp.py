@@ -159,7 +159,7 @@ class XmppLink(Link):
         if iq["from"].bare != slixmpp.JID(self.vtn_jid).bare:
             self._refuse(answer, "forbidden", "auth", "this VEN takes payloads from its VTN only")
         elif len(body) > self._max_body:
-            self._refuse(answer, "policy-violation", "modify",
+            self._refuse(answer, "not-acceptable", "modify",
                          f"payload over {self._max_body} bytes")
         elif self._client is None:
             self._refuse(answer, "service-unavailable", "wait", "no client serves this link")

@@ -13,7 +13,7 @@ A request's life, as on HTTP (docs/architecture.md#a-messages-life): identity, s
 decode, route, encode. Identity is the fingerprint in the server-stamped ``from`` JID's
 localpart, from nothing the payload says; a stanza from a JID that is no certificate's name
 (another domain, a server, any other localpart) is refused with ``not-authorized`` before its
-payload is read. Then: a payload over ``max_body_bytes`` is ``policy-violation``; a VEN over its
+payload is read. Then: a payload over ``max_body_bytes`` is ``not-acceptable``; a VEN over its
 request rate, or its byte or CPU budget (the same :class:`vtn.limits.VenBudgets` its HTTP
 requests pay from), is ``resource-constraint`` (type ``wait``), as is the VTN at its in-flight cap
 or with its database away. A protocol failure is an ``oadrResponse`` carrying its OpenADR code in
@@ -70,13 +70,14 @@ def service_of(message: Message) -> Service:
     raise NotRecognized(f"{type(message).__name__} is not served over XMPP")
 
 
-class _Refused(Exception):
-    """An IQ answered with an XMPP error: ``condition`` and ``kind`` as RFC 6120 8.3 names them."""
-
-    def __init__(self, condition: str, kind: str, text: str) -> None:
-        super().__init__(text)
-        self.condition = condition
-        self.kind = kind
+def _error(iq: Any, condition: str, kind: str, text: str) -> Any:
+    """The XMPP error answering ``iq``: ``condition`` and ``kind`` as RFC 6120 8.3 names them."""
+    answer = iq.reply(clear=True)
+    answer["type"] = "error"
+    answer["error"]["condition"] = condition
+    answer["error"]["type"] = kind
+    answer["error"]["text"] = text
+    return answer
 
 
 class XmppTransport:
@@ -163,77 +164,79 @@ class XmppTransport:
     async def _on_request(self, iq: Any) -> None:
         if iq["type"] != "set":  # a result is the answer to our own request (``send``)
             return
-        service: Service | None = None
-        try:
-            peer = self._peer(iq)
-            body = payload_of(iq.xml) or b""
-            self._admit(peer, len(body))
+        peer = self._peer(iq)
+        body = payload_of(iq.xml) or b""
+        refusal = self._refusal(peer, len(body))
+        if refusal is not None:
+            log.info("refused an XMPP request from %s: %s", iq["from"], refusal[2])
+            answer = _error(iq, *refusal)
+        else:
+            assert peer is not None  # _refusal
             self._in_flight += 1
             try:
-                message: Message | None = None
-                try:
-                    started = time.thread_time()
-                    try:
-                        message = self._codec.decode(body)
-                    finally:
-                        self._charge(peer, started)
-                    service = service_of(message)
-                    reply = await self._route(service, peer, message)
-                except RemoteProtocolError as error:
-                    log.info("refused over XMPP on %s: %s", service or "?", error)
-                    if self._on_refused is not None:
-                        self._on_refused(service or Service.REGISTER_PARTY, error)
-                    reply = error_reply(error, message)
-                except web.HTTPException:
-                    raise
-                except Exception:
-                    log.exception("unexpected failure on %s over XMPP", service or "?")
-                    reply = error_reply(
-                        OtherError("internal error; the request was not applied"), message)
-                started = time.thread_time()
                 answer = iq.reply(clear=True)
-                answer.xml.append(payload_element(self._codec.encode(reply)))
-                self._charge(peer, started)
+                answer.xml.append(payload_element(await self._answer(peer, body)))
+            except web.HTTPException as unavailable:  # the database is away (vtn.faults)
+                answer = _error(iq, "resource-constraint", "wait",
+                                unavailable.text or "try later")
             finally:
                 self._in_flight -= 1
-        except _Refused as refused:
-            log.info("refused an XMPP request from %s: %s", iq["from"], refused)
-            answer = iq.reply(clear=True)
-            answer["type"] = "error"
-            answer["error"]["condition"] = refused.condition
-            answer["error"]["type"] = refused.kind
-            answer["error"]["text"] = str(refused)
-        except web.HTTPException as unavailable:  # the database is away (vtn.faults)
-            answer = iq.reply(clear=True)
-            answer["type"] = "error"
-            answer["error"]["condition"] = "resource-constraint"
-            answer["error"]["type"] = "wait"
-            answer["error"]["text"] = unavailable.text or "try later"
         answer.send()
 
-    def _peer(self, iq: Any) -> Peer:
+    async def _answer(self, peer: Peer, body: bytes) -> bytes:
+        """The encoded answer to one payload, as :mod:`vtn.transport` answers a POST."""
+        service: Service | None = None
+        message: Message | None = None
+        try:
+            started = time.thread_time()
+            try:
+                message = self._codec.decode(body)
+            finally:
+                self._charge(peer, started)
+            service = service_of(message)
+            reply = await self._route(service, peer, message)
+        except RemoteProtocolError as error:
+            log.info("refused over XMPP on %s: %s", service or "?", error)
+            if self._on_refused is not None:
+                self._on_refused(service or Service.REGISTER_PARTY, error)
+            reply = error_reply(error, message)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unexpected failure on %s over XMPP", service or "?")
+            reply = error_reply(OtherError("internal error; the request was not applied"),
+                                message)
+        started = time.thread_time()
+        try:
+            return self._codec.encode(reply)
+        finally:
+            self._charge(peer, started)
+
+    def _peer(self, iq: Any) -> Peer | None:
+        """The sender as the server named it; None for a JID that names no certificate."""
         sender = iq["from"]
         fingerprint = (fingerprint_of_localpart(sender.user)
                        if sender.domain == self.settings.domain else None)
         if fingerprint is None or not sender.resource:
-            raise _Refused("not-authorized", "auth",
-                           "the sender's JID names no client certificate")
+            return None
         return Peer(fingerprint, address=sender.full)
 
-    def _admit(self, peer: Peer, size: int) -> None:
+    def _refusal(self, peer: Peer | None, size: int) -> tuple[str, str, str] | None:
+        """Why a request is answered with an XMPP error (condition, type, text), if it is."""
+        if peer is None:
+            return ("not-authorized", "auth", "the sender's JID names no client certificate")
         if size > self._max_body:
-            raise _Refused("policy-violation", "modify",
-                           f"payload over {self._max_body} bytes")
+            return ("not-acceptable", "modify", f"payload over {self._max_body} bytes")
         key = peer.fingerprint
         if self._limiter is not None and self._limiter.take(key) > 0.0:
-            raise _Refused("resource-constraint", "wait", "request rate over this VEN's limit")
+            return ("resource-constraint", "wait", "request rate over this VEN's limit")
         if self._budgets is not None:
             if self._budgets.wait(key) > 0.0:
-                raise _Refused("resource-constraint", "wait",
-                               "this VEN is over its byte or CPU budget")
+                return ("resource-constraint", "wait", "this VEN is over its byte or CPU budget")
             self._budgets.charge_bytes(key, size)
         if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
-            raise _Refused("resource-constraint", "wait", "the VTN is at its in-flight cap")
+            return ("resource-constraint", "wait", "the VTN is at its in-flight cap")
+        return None
 
     def _charge(self, peer: Peer, started: float) -> None:
         if self._budgets is not None:

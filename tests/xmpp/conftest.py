@@ -32,7 +32,7 @@ from .server import XmppServer
 async def xmpp_server(pki: Pki, tmp_path: Path) -> AsyncIterator[XmppServer]:
     issued = pki.authority.issue("xmpp-server", Role.VTN, hosts=("localhost",))
     cert, key = issued.write(tmp_path)
-    server = XmppServer(directory=tmp_path / "prosody", cert=cert, key=key, ca=pki.ca_cert)
+    server = XmppServer(cert=cert, key=key, ca=pki.ca_cert)
     await server.start()
     try:
         yield server

@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +44,16 @@ def _lua(text: str | Path) -> str:
 
 @dataclass(slots=True)
 class XmppServer:
-    """``start()`` -> listening on ``127.0.0.1:port`` for the XMPP domain ``domain``."""
+    """``start()`` -> listening on ``127.0.0.1:port`` for the XMPP domain ``domain``; its
+    runtime files live in ``directory`` (made by ``start``, removed by ``stop``)."""
 
-    directory: Path
     cert: Path
     key: Path
     ca: Path
     stanza_limit: int = 256 * 1024
     domain: str = DOMAIN
     port: int = 0
+    directory: Path = Path()
     _process: asyncio.subprocess.Process | None = None
 
     def _config(self) -> str:
@@ -83,6 +85,9 @@ class XmppServer:
 
     async def start(self, timeout: float = 30.0) -> None:
         binary = prosody_binary()
+        # a directory of its own under the system's temporary one (world-traversable), not
+        # under pytest's, whose parent is private to the user running the tests
+        self.directory = Path(tempfile.mkdtemp(prefix="crowdflex-prosody-"))
         self.port = free_port()
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         config = self.directory / "prosody.cfg.lua"
@@ -90,14 +95,10 @@ class XmppServer:
         for source, name in ((self.cert, "server.crt"), (self.key, "server.key"),
                              (self.ca, "ca.crt")):
             shutil.copyfile(source, self.directory / name)
-        if os.geteuid() == 0:  # let the "prosody" user read its files
+        if os.geteuid() == 0:  # the "prosody" user owns its files
             owner = pwd.getpwnam("prosody")
             for path in (self.directory, *self.directory.rglob("*")):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-            for parent in self.directory.parents:
-                if parent == Path("/tmp"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o111)
         # as root, the server runs as Debian's unprivileged "prosody" user (it refuses root)
         user = {"user": "prosody", "group": "prosody"} if os.geteuid() == 0 else {}
         self._process = await asyncio.create_subprocess_exec(
@@ -126,3 +127,4 @@ class XmppServer:
         if process is not None and process.returncode is None:
             process.send_signal(signal.SIGTERM)
             await process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
