@@ -3,11 +3,22 @@ VTN's caps and budgets apply before a payload is decoded. On a real Prosody per 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from schemas import CreatePartyRegistration, Poll, RequestEvent, Service, TransportName
+from cbp.pki import Role
+from schemas import (
+    CreatePartyRegistration,
+    DistributeEvent,
+    EiResponse,
+    Poll,
+    RequestEvent,
+    Service,
+    Target,
+    TransportName,
+)
 from schemas.xmpp import fingerprint_of_localpart, localpart_of
 from tests.conftest import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
@@ -124,7 +135,6 @@ async def test_a_ven_takes_payloads_from_its_vtn_only(pki: Pki, tmp_path: Path,
         forger = link_for(vtn, xmpp_server, sender.context, sender.cert.fingerprint)
         forger.vtn_jid = client._link.address or ""
         try:
-            from schemas import DistributeEvent, EiResponse, Target
             forged = DistributeEvent(response=EiResponse(), request_id="f", vtn_id="FORGED",
                                      events=(sample_event("forged", Target(
                                          ven_ids=(target.cert.fingerprint,))),))
@@ -133,3 +143,41 @@ async def test_a_ven_takes_payloads_from_its_vtn_only(pki: Pki, tmp_path: Path,
         finally:
             await forger.close()
         assert seen == []
+
+
+async def test_an_expired_certificate_gets_no_session(pki: Pki, tmp_path: Path,
+                                                      xmpp_server: XmppServer):
+    issued = pki.authority.issue("xven-expired", Role.VEN, lifetime=timedelta(seconds=-1))
+    cert, key = issued.write(tmp_path)
+    expired = client_context(cert=cert, key=key, ca=pki.ca_cert)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, expired, issued.fingerprint, connect_timeout_s=10.0)
+        async with VenClient(link.vtn_jid, None, ven_name="expired", link=link) as client:
+            with pytest.raises(VtnUnavailable):
+                await client.register()
+        assert await vtn.ctx.storage.vens.active() == ()
+
+
+async def test_a_ven_over_its_request_rate_is_told_to_wait(pki: Pki, tmp_path: Path,
+                                                           xmpp_server: XmppServer):
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    # one request of burst, refilled at one per 1,000 s
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), rate_limit_burst=1,
+                        rate_limit_per_s=0.001) as vtn, \
+            xmpp_ven(vtn, xmpp_server, ven) as client:
+        with pytest.raises(VtnUnavailable, match="resource-constraint"):
+            await client.register()  # the query passes; the registration waits
+        assert await vtn.ctx.storage.vens.active() == ()
+
+
+async def test_a_ven_gets_no_session_from_a_server_it_does_not_trust(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    distrusting = client_context(cert=ven.cert.cert, key=ven.cert.key, ca=pki.untrusted_ca_cert)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, distrusting, ven.cert.fingerprint,
+                        connect_timeout_s=10.0)
+        async with VenClient(link.vtn_jid, None, ven_name="careful", link=link) as client:
+            with pytest.raises(VtnUnavailable):
+                await client.register()
+        assert await vtn.ctx.storage.vens.active() == ()
