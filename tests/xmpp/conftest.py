@@ -25,11 +25,12 @@ from ven.xmpp import XmppLink
 from vtn.app import XMPP
 from vtn.settings import XmppSettings
 
-from .server import XmppServer
+from .server import XmppServer, require_prosody
 
 
 @pytest.fixture
 async def xmpp_server(pki: Pki, tmp_path: Path) -> AsyncIterator[XmppServer]:
+    require_prosody()
     issued = pki.authority.issue("xmpp-server", Role.VTN, hosts=("localhost",))
     cert, key = issued.write(tmp_path)
     server = XmppServer(cert=cert, key=key, ca=pki.ca_cert)

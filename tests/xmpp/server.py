@@ -1,130 +1,25 @@
-"""A real Prosody XMPP server for one test: its own temporary config, free loopback port and data
-directory, run as a child process and stopped afterwards.
+"""The tests' XMPP server: :class:`cbp.demo.prosody.XmppServer`, a real Prosody per test on a
+free loopback port, started as a child process and stopped afterwards.
 
-Authentication is ``examples/prosody/mod_auth_openadr.lua`` (the module docs/vtn.md tells an
-operator to load): SASL EXTERNAL only, each client named by its certificate's fingerprint.
-Federation (s2s) and in-band registration are off. Needs Debian's ``prosody``; without it the
-caller skips naming the package, except with ``CROWDFLEX_REQUIRE_PROSODY=1`` (as in CI).
+Without Debian's ``prosody`` a test that needs it is skipped naming the package, except with
+``CROWDFLEX_REQUIRE_PROSODY=1`` (as in CI, whose ``.ci/run`` installs it), where it fails.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import pwd
-import shutil
-import signal
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.acceptance import free_port
+from cbp.demo.prosody import ProsodyMissing, XmppServer, prosody_binary
 
-__all__ = ["MODULES", "XmppServer", "prosody_binary"]
-
-MODULES = Path(__file__).resolve().parents[2] / "examples" / "prosody"
-DOMAIN = "localhost"
+__all__ = ["XmppServer", "require_prosody"]
 
 
-def prosody_binary() -> str:
-    found = shutil.which("prosody")
-    if found is not None:
-        return found
-    reason = "Prosody is not installed (Debian package: prosody)"
-    if os.environ.get("CROWDFLEX_REQUIRE_PROSODY") == "1":
-        pytest.fail(f"{reason} (CROWDFLEX_REQUIRE_PROSODY=1)")
-    pytest.skip(reason)
-
-
-def _lua(text: str | Path) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@dataclass(slots=True)
-class XmppServer:
-    """``start()`` -> listening on ``127.0.0.1:port`` for the XMPP domain ``domain``; its
-    runtime files live in ``directory`` (made by ``start``, removed by ``stop``)."""
-
-    cert: Path
-    key: Path
-    ca: Path
-    stanza_limit: int = 256 * 1024
-    domain: str = DOMAIN
-    port: int = 0
-    directory: Path = Path()
-    _process: asyncio.subprocess.Process | None = None
-
-    def _config(self) -> str:
-        return "\n".join((
-            f"data_path = {_lua(self.directory / 'data')}",
-            f"plugin_paths = {{ {_lua(MODULES)} }}",
-            'log = { { levels = { min = "info" }, to = "file", filename = '
-            f"{_lua(self.directory / 'prosody.log')} }} }}",
-            'modules_enabled = { "tls", "saslauth", "disco", "ping" }',
-            'modules_disabled = { "s2s", "offline" }',
-            f"c2s_ports = {{ {self.port} }}",
-            'c2s_interfaces = { "127.0.0.1" }',
-            "s2s_ports = { }", "http_ports = { }", "https_ports = { }",
-            "c2s_direct_tls_ports = { }", "s2s_direct_tls_ports = { }",
-            "c2s_require_encryption = true",
-            "allow_registration = false",
-            f"c2s_stanza_size_limit = {self.stanza_limit}",
-            'authentication = "openadr"',
-            'storage = "internal"',
-            f"ssl = {{ certificate = {_lua(self.directory / 'server.crt')}, "
-            f"key = {_lua(self.directory / 'server.key')}, "
-            f'cafile = {_lua(self.directory / "ca.crt")}, protocol = "tlsv1_2+", '
-            'verify = { "peer", "client_once" }, '
-            'verifyext = { lsec_continue = false, lsec_ignore_purpose = false } }',
-            "run_as_root = false",
-            f"VirtualHost {_lua(self.domain)}",
-            "",
-        ))
-
-    async def start(self, timeout: float = 30.0) -> None:
-        binary = prosody_binary()
-        # a directory of its own under the system's temporary one (world-traversable), not
-        # under pytest's, whose parent is private to the user running the tests
-        self.directory = Path(tempfile.mkdtemp(prefix="crowdflex-prosody-"))
-        self.port = free_port()
-        (self.directory / "data").mkdir(parents=True, exist_ok=True)
-        config = self.directory / "prosody.cfg.lua"
-        config.write_text(self._config())
-        for source, name in ((self.cert, "server.crt"), (self.key, "server.key"),
-                             (self.ca, "ca.crt")):
-            shutil.copyfile(source, self.directory / name)
-        if os.geteuid() == 0:  # the "prosody" user owns its files
-            owner = pwd.getpwnam("prosody")
-            for path in (self.directory, *self.directory.rglob("*")):
-                os.chown(path, owner.pw_uid, owner.pw_gid)
-        # as root, the server runs as Debian's unprivileged "prosody" user (it refuses root)
-        user = {"user": "prosody", "group": "prosody"} if os.geteuid() == 0 else {}
-        self._process = await asyncio.create_subprocess_exec(
-            binary, "-F", "--config", str(config), **user,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        await self._listening(timeout)
-
-    async def _listening(self, timeout: float) -> None:
-        assert self._process is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                if self._process.returncode is not None:
-                    log = self.directory / "prosody.log"
-                    shown = log.read_text()[-2000:] if log.exists() else "(no log)"
-                    pytest.fail(f"prosody exited with {self._process.returncode}: {shown}")
-                try:
-                    _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.05)  # probe interval, bounded by the deadline
-                    continue
-                writer.close()
-                return
-
-    async def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            await process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+def require_prosody() -> None:
+    try:
+        prosody_binary()
+    except ProsodyMissing as missing:
+        if os.environ.get("CROWDFLEX_REQUIRE_PROSODY") == "1":
+            pytest.fail(f"{missing} (CROWDFLEX_REQUIRE_PROSODY=1)")
+        pytest.skip(str(missing))

@@ -56,7 +56,7 @@ def test_xmpp_mode_and_table_go_together():
 def test_the_readme_prosody_settings_are_the_tests_server_settings(tmp_path: Path):
     server = XmppServer(cert=tmp_path / "c", key=tmp_path / "k", ca=tmp_path / "a")
     running = " ".join(server._config().split())
-    shown = _block("not run: a server configuration; tests/xmpp/server.py starts Prosody with "
+    shown = _block("not run: a server configuration; cbp/demo/prosody.py starts Prosody with "
                    "these settings")
     for setting in ('authentication = "openadr"', "c2s_require_encryption = true",
                     "allow_registration = false", 'verify = { "peer", "client_once" }',
