@@ -101,8 +101,10 @@ class XmppTransport:
         self._on_refused = on_refused
         self._online = asyncio.Event()
         self._stopping = False
-        client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL")
-        client.ssl_context = ssl_context
+        # given at construction: otherwise slixmpp first builds a default context and loads the
+        # system's CA store into it (measured: 0.4-0.9 s of CPU per client under load)
+        client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL",
+                                                   ssl_context=ssl_context)
         client.register_plugin("xep_0030")  # service discovery
         client.register_plugin("xep_0199", {"keepalive": True,
                                             "interval": settings.keepalive_s})
