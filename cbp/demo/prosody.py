@@ -23,19 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["MODULES", "ProsodyMissing", "XmppServer", "prosody_binary"]
+__all__ = ["MODULES", "XmppServer", "prosody_binary"]
 
 MODULES: Final = Path(__file__).resolve().parents[2] / "examples" / "prosody"
 
 
-class ProsodyMissing(FileNotFoundError):
-    """No ``prosody`` on the PATH."""
-
-
 def prosody_binary() -> str:
+    """The ``prosody`` on the PATH; :class:`FileNotFoundError` naming the package without one."""
     found = shutil.which("prosody")
     if found is None:
-        raise ProsodyMissing("Prosody is not installed (Debian package: prosody)")
+        raise FileNotFoundError("Prosody is not installed (Debian package: prosody)")
     return found
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from cbp.demo.prosody import ProsodyMissing, XmppServer, prosody_binary
+from cbp.demo.prosody import XmppServer, prosody_binary
 
 __all__ = ["XmppServer", "require_prosody"]
 
@@ -19,7 +19,7 @@ __all__ = ["XmppServer", "require_prosody"]
 def require_prosody() -> None:
     try:
         prosody_binary()
-    except ProsodyMissing as missing:
+    except FileNotFoundError as missing:
         if os.environ.get("CROWDFLEX_REQUIRE_PROSODY") == "1":
             pytest.fail(f"{missing} (CROWDFLEX_REQUIRE_PROSODY=1)")
         pytest.skip(str(missing))
