@@ -60,6 +60,7 @@ __all__ = ["XmppTransport", "service_of"]
 
 log = logging.getLogger(__name__)
 
+
 def service_of(message: Message) -> Service:
     """The service a payload sent over XMPP belongs to: the one of :data:`ROUTES` taking its
     class (a bare oadrResponse is answered alike by every service). 453 for oadrPoll and for
@@ -102,7 +103,7 @@ class XmppTransport:
         self._online = asyncio.Event()
         self._stopping = False
         # given at construction: otherwise slixmpp first builds a default context and loads the
-        # system's CA store into it (measured: 0.4-0.9 s of CPU per client under load)
+        # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
         client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL",
                                                    ssl_context=ssl_context)
         client.register_plugin("xep_0030")  # service discovery

@@ -24,11 +24,12 @@ from schemas import (
     Target,
     TransportName,
 )
-from schemas.xmpp import localpart_of
+from schemas.xmpp import FEATURE, SERVICES_NODE, XMPP_SERVICES, localpart_of, service_node
 from tests.conftest import Pki
 from tests.ven.test_openleadr_interop import telemetry_descriptions
 from tests.vtn.harness import sample_event
 from ven import VenClient
+from vtn.app import XMPP
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
 
@@ -160,3 +161,20 @@ async def test_one_vtn_serves_an_http_ven_and_an_xmpp_ven_alike(pki: Pki, tmp_pa
         registrations = {r.ven_id: r.transport_name for r in await vtn.ctx.storage.vens.active()}
         assert registrations == {over_xmpp.cert.fingerprint: TransportName.XMPP,
                                  pki.vens[1].fingerprint: TransportName.SIMPLE_HTTP}
+
+
+async def test_the_vtn_answers_service_discovery_with_its_services(pki: Pki, tmp_path: Path,
+                                                                   xmpp_server: XmppServer):
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn, \
+            xmpp_ven(vtn, xmpp_server, ven) as client:
+        await client.register()  # connected now
+        stream = client._link._stream  # type: ignore[attr-defined]  # the VEN's XMPP session
+        stream.register_plugin("xep_0030")
+        disco = stream.plugin["xep_0030"]
+        vtn_jid = vtn.app[XMPP].jid
+        info = await disco.get_info(jid=vtn_jid, timeout=WAIT_S)
+        assert FEATURE in info["disco_info"]["features"]
+        items = await disco.get_items(jid=vtn_jid, node=SERVICES_NODE, timeout=WAIT_S)
+        assert {(jid, node) for jid, node, _name in items["disco_items"]["items"]} == {
+            (vtn_jid, service_node(service)) for service in XMPP_SERVICES}
