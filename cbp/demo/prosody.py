@@ -92,7 +92,7 @@ class XmppServer:
         # under the system's temporary directory (world-traversable), where the "prosody" user
         # reaches it; not under a private one such as pytest's
         self.directory = Path(tempfile.mkdtemp(prefix="crowdflex-prosody-"))
-        self.port = _free_port()
+        self.port = self.port or _free_port()  # started again: the same port
         (self.directory / "data").mkdir()
         config = self.directory / "prosody.cfg.lua"
         config.write_text(self._config())

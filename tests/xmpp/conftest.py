@@ -61,11 +61,12 @@ def mint_vens(pki: Pki, directory: Path, count: int, prefix: str = "xven") -> li
 
 
 @asynccontextmanager
-async def xmpp_vtn(pki: Pki, server: XmppServer, storage_url: str,
-                   **overrides: Any) -> AsyncIterator[RunningVtn]:
+async def xmpp_vtn(pki: Pki, server: XmppServer, storage_url: str, *,
+                   reconnect_s: float = 5.0, **overrides: Any) -> AsyncIterator[RunningVtn]:
     """A VTN on HTTP (port 0) and on ``server``."""
     settings = XmppSettings(host="127.0.0.1", port=server.port, domain=server.domain,
-                            connect_timeout_s=30.0, request_timeout_s=30.0)
+                            connect_timeout_s=30.0, request_timeout_s=30.0,
+                            reconnect_s=reconnect_s)
     async with running_vtn(pki, storage_url, xmpp=settings, **overrides) as vtn:
         yield vtn
 
@@ -80,9 +81,9 @@ def link_for(vtn: RunningVtn, server: XmppServer, context: ssl.SSLContext, finge
 @asynccontextmanager
 async def xmpp_ven(vtn: RunningVtn, server: XmppServer, ven: Ven, *,
                    on_event: Callable[..., Any] | None = None,
-                   **options: Any) -> AsyncIterator[VenClient]:
+                   reconnect_s: float = 5.0, **options: Any) -> AsyncIterator[VenClient]:
     """A started :class:`VenClient` on an :class:`XmppLink` to ``vtn``, answering its payloads."""
-    link = link_for(vtn, server, ven.context, ven.cert.fingerprint)
+    link = link_for(vtn, server, ven.context, ven.cert.fingerprint, reconnect_s=reconnect_s)
     async with VenClient(link.vtn_jid, None, ven_name=ven.cert.name, link=link,
                          on_event=on_event, **options) as client:
         link.serve(client)

@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from schemas import (
     Event,
     EventResponse,
@@ -25,12 +27,14 @@ from schemas import (
     TransportName,
 )
 from schemas.xmpp import FEATURE, SERVICES_NODE, XMPP_SERVICES, localpart_of, service_node
+from tests.acceptance import free_port
 from tests.conftest import Pki
 from tests.ven.test_openleadr_interop import telemetry_descriptions
-from tests.vtn.harness import sample_event
+from tests.vtn.harness import running_vtn, sample_event
 from ven import VenClient
 from vtn.app import XMPP
 from vtn.services import Handlers, events
+from vtn.settings import XmppSettings
 from vtn.storage import OptType as StoredOpt
 
 from .conftest import mint_vens, xmpp_ven, xmpp_vtn
@@ -178,3 +182,28 @@ async def test_the_vtn_answers_service_discovery_with_its_services(pki: Pki, tmp
         items = await disco.get_items(jid=vtn_jid, node=SERVICES_NODE, timeout=WAIT_S)
         assert {(jid, node) for jid, node, _name in items["disco_items"]["items"]} == {
             (vtn_jid, service_node(service)) for service in XMPP_SERVICES}
+
+
+async def test_both_sides_take_up_their_sessions_again_after_the_server_restarts(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    seen: asyncio.Queue[str] = asyncio.Queue()
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), reconnect_s=0.2,
+                        push_retry_s=0.2) as vtn, \
+            xmpp_ven(vtn, xmpp_server, ven, reconnect_s=0.2,
+                     on_event=lambda event: seen.put_nowait(event.event_id) or "optIn") as client:
+        await client.register()
+        await xmpp_server.stop()
+        await xmpp_server.start()  # the same port, a fresh server
+        # the event waits in the VEN's queue until both are back; then it is sent at once
+        await events.publish_event(vtn.ctx, sample_event("after-restart", Target(
+            ven_ids=(ven.cert.fingerprint,))))
+        async with asyncio.timeout(WAIT_S):
+            assert await seen.get() == "after-restart"
+
+
+async def test_a_vtn_whose_xmpp_server_is_away_does_not_start(pki: Pki, tmp_path: Path):
+    settings = XmppSettings(host="127.0.0.1", port=free_port(), connect_timeout_s=1.0)
+    with pytest.raises(ConnectionError, match="did not take"):
+        async with running_vtn(pki, _sqlite(tmp_path), xmpp=settings):
+            pass
