@@ -1,4 +1,6 @@
-"""``python -m bench cbp [--devices 2000] [--steady-s 60]``: one aggregator and its device fleet.
+"""``python -m bench cbp [--devices 2000] [--steady-s 60] [--xmpp]``: one aggregator and its device
+fleet; with ``--xmpp`` the devices reach the aggregator through an XMPP server (Prosody, started
+here) and get their setpoints over their one connection instead of polling for them.
 
 Starts the platform as ``crowdflex demo`` does (:func:`cbp.demo.nodes.start_nodes`: TSO and
 aggregator VTNs in this process, the device fleet in a child process, mutual TLS on loopback,
@@ -65,15 +67,17 @@ async def _steady(nodes: Nodes, seconds: float) -> None:
           f"device per minute)")
 
 
-async def _run(out: Path, devices: int, steady_s: float, seed: int) -> None:
+async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool) -> None:
     settings = demo_settings(devices)
     timing = settings.timing
-    print(f"bench cbp: {devices} devices, poll every {timing.device_poll.total_seconds():g} s, "
+    link = ("over XMPP" if xmpp else
+            f"over HTTP, poll every {timing.device_poll.total_seconds():g} s")
+    print(f"bench cbp: {devices} devices {link}, "
           f"telemetry every {settings.rules.sample_period.total_seconds():g} s in batches of "
           f"{timing.telemetry_batch.total_seconds():g} s; run folder {out}")
     step = stepper(print)
     async with start_nodes(out, devices=devices, seed=seed, settings=settings,
-                           step=step) as nodes:
+                           step=step, xmpp=xmpp) as nodes:
         await _steady(nodes, steady_s)
         operated = await bid_and_activate(nodes)
     print(f"(a) TSO activation -> all {len(operated.dispatched.acked)} dispatched devices' "
@@ -88,13 +92,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steady-s", type=float, default=60.0,
                         help="seconds of steady telemetry to measure (default 60)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--xmpp", action="store_true",
+                        help="the device link over XMPP (needs Debian's prosody)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="run in this folder and keep it (default: a temporary directory)")
     args = parser.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        asyncio.run(_run(args.keep, args.devices, args.steady_s, args.seed))
+        asyncio.run(_run(args.keep, args.devices, args.steady_s, args.seed, args.xmpp))
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-cbp-") as tmp:
-        asyncio.run(_run(Path(tmp), args.devices, args.steady_s, args.seed))
+        asyncio.run(_run(Path(tmp), args.devices, args.steady_s, args.seed, args.xmpp))
     return 0

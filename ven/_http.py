@@ -22,11 +22,11 @@ from typing import Final, TypeVar
 
 import aiohttp
 
-from schemas import SERVICE_PREFIX, Codec, EiResponse, Message, Service
+from schemas import SERVICE_PREFIX, Codec, EiResponse, Message, Service, TransportName
 
 from .errors import VtnRefused, VtnUnavailable
 
-__all__ = ["VtnLink", "check_reply", "reply_status", "retry_after_seconds"]
+__all__ = ["Link", "VtnLink", "check_reply", "reply_status", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,42 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-class VtnLink:
+class Link:
+    """How a :class:`ven.VenClient` reaches its VTN: :meth:`post` one encoded payload to a service
+    and read the answer. :class:`VtnLink` is Simple HTTP; ``ven.xmpp.XmppLink`` is XMPP."""
+
+    codec: Codec
+    transport_name: TransportName = TransportName.SIMPLE_HTTP
+    # the VEN's own address on this transport, announced at registration (None: not needed)
+    address: str | None = None
+    # whether the VEN polls for what the VTN queued (on XMPP the VTN sends it)
+    polls: bool = True
+
+    async def post(self, service: Service, body: bytes) -> Message | None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def send(self, service: Service, message: Message) -> Message | None:
+        return await self.post(service, self.codec.encode(message))
+
+    async def exchange(self, service: Service, message: Message, expected: type[_M]) -> _M:
+        """Send ``message``; its reply, which must be an ``expected`` carrying a 2xx code."""
+        reply = await self.send(service, message)
+        what = type(message).__name__
+        check_reply(reply, what)
+        if not isinstance(reply, expected):
+            got = type(reply).__name__ if reply is not None else "an empty body"
+            raise VtnRefused(None, f"{what}: expected {expected.__name__}, got {got}")
+        return reply
+
+    async def acknowledged(self, service: Service, message: Message) -> None:
+        """Send a payload the VTN answers with oadrResponse (or, like openleadr, an empty body)."""
+        check_reply(await self.send(service, message), type(message).__name__)
+
+
+class VtnLink(Link):
     """POSTs payloads to one VTN; ``vtn_url`` is its root, e.g. ``https://vtn:8443``.
 
     The session is created lazily inside the running loop and closed by :meth:`close`.
@@ -128,23 +163,6 @@ class VtnLink:
         if not content.strip():
             return None
         return self.codec.decode(content)
-
-    async def send(self, service: Service, message: Message) -> Message | None:
-        return await self.post(service, self.codec.encode(message))
-
-    async def exchange(self, service: Service, message: Message, expected: type[_M]) -> _M:
-        """Send ``message``; its reply, which must be an ``expected`` carrying a 2xx code."""
-        reply = await self.send(service, message)
-        what = type(message).__name__
-        check_reply(reply, what)
-        if not isinstance(reply, expected):
-            got = type(reply).__name__ if reply is not None else "an empty body"
-            raise VtnRefused(None, f"{what}: expected {expected.__name__}, got {got}")
-        return reply
-
-    async def acknowledged(self, service: Service, message: Message) -> None:
-        """Send a payload the VTN answers with oadrResponse (or, like openleadr, an empty body)."""
-        check_reply(await self.send(service, message), type(message).__name__)
 
 
 async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:

@@ -67,7 +67,7 @@ from schemas import (
     utc_now,
 )
 
-from ._http import VtnLink, check_reply
+from ._http import Link, VtnLink, check_reply
 from ._inbound import EventHandler, Inbound, Outcome
 from .backoff import Backoff
 from .errors import VenError, VtnRefused, VtnUnavailable
@@ -121,10 +121,13 @@ class VenClient:
         request_timeout: float = 30.0,
         report_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         retry_sleep: Callable[[float], Awaitable[None]] | None = None,
+        link: Link | None = None,
     ) -> None:
         self.ven_name = ven_name
-        self.codec = codec or Codec()
-        self._link = VtnLink(vtn_url, ssl_context, self.codec, request_timeout=request_timeout)
+        # ``link``: another transport to the VTN (``ven.xmpp.XmppLink``); its codec is used
+        self.codec = link.codec if link is not None else codec or Codec()
+        self._link = link or VtnLink(vtn_url, ssl_context, self.codec,
+                                     request_timeout=request_timeout)
         self._outbox = outbox
         self._owns_outbox = outbox is None
         self._outbox_key = outbox_key or vtn_url
@@ -242,10 +245,11 @@ class VenClient:
             request_id=new_id(),
             registration_id=previous.registration_id if previous else None,
             ven_id=previous.ven_id if previous else None,
-            transport_address=self._push_url,
+            transport_name=self._link.transport_name,
+            transport_address=self._link.address or self._push_url,
             xml_signature=self.codec.signer is not None,
             ven_name=self.ven_name,
-            http_pull_model=self._push_url is None,
+            http_pull_model=(self._push_url is None if self._link.polls else None),
         )
         created = await self._link.exchange(
             Service.REGISTER_PARTY, request, CreatedPartyRegistration)
@@ -401,7 +405,7 @@ class VenClient:
                     finally:
                         self._inbound.resending = False
                     self._resync = False
-                more = await self.poll_once()
+                more = await self.poll_once() if self._link.polls else False
             except (VtnUnavailable, VtnRefused, RemoteProtocolError) as error:
                 if isinstance(error, VtnRefused) and error.code == 463:
                     self.registration = None  # the VTN forgot us: register again

@@ -23,22 +23,36 @@ from schemas.identity import TlsProfile
 from tomlconfig import ConfigError, Table, read_file
 
 __all__ = [
-    "ConfigError", "TransportMode", "VenConfig", "load_config", "parse_config", "wire_codec",
+    "ConfigError", "TransportMode", "VenConfig", "VenXmpp", "load_config", "parse_config",
+    "wire_codec",
 ]
 
 
 class TransportMode(StrEnum):
-    """How the VTN's payloads reach the VEN (OpenADR 2.0b profile 9.1: simpleHttp pull or push)."""
+    """How the VTN's payloads reach the VEN (OpenADR 2.0b profile 9.1: simpleHttp pull or push;
+    9.3: XMPP, where the VTN sends them through the XMPP server)."""
 
     PULL = "pull"
     PUSH = "push"
+    XMPP = "xmpp"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenXmpp:
+    """``[xmpp]``: the XMPP server and the VTN's JID there (``ven.xmpp.XmppLink``)."""
+
+    vtn_jid: str
+    host: str = "127.0.0.1"
+    port: int = 5222
+    domain: str = "localhost"
+    resource: str = "ven"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VenConfig:
     """Everything a ``crowdflex ven`` deployment can set."""
 
-    vtn_url: str
+    vtn_url: str = ""  # required but in mode = "xmpp", which names the VTN by [xmpp] vtn_jid
     ven_name: str
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -64,16 +78,20 @@ class VenConfig:
     trusted_signers: tuple[Path, ...] = ()
     require_signatures: bool = False
     replay_window: timedelta = timedelta(minutes=5)
+    xmpp: VenXmpp | None = None  # with mode = "xmpp"
 
     @property
     def transport_address(self) -> str | None:
         """What oadrCreatePartyRegistration announces: the push URL, or None in pull mode."""
-        if self.mode is TransportMode.PULL:
+        if self.mode is not TransportMode.PUSH:
             return None
         return self.push_url or f"https://{self.push_host}:{self.push_port}"
 
     def __post_init__(self) -> None:
-        if not self.vtn_url.startswith(("https://", "http://")):
+        if (self.mode is TransportMode.XMPP) != (self.xmpp is not None):
+            raise ConfigError('mode = "xmpp" goes with an [xmpp] table, and only with it')
+        if self.mode is not TransportMode.XMPP and not self.vtn_url.startswith(
+                ("https://", "http://")):
             raise ConfigError(f"vtn_url must be an http(s) URL, not {self.vtn_url!r}")
         if not self.ven_name:
             raise ConfigError("ven_name must not be empty")
@@ -111,6 +129,19 @@ def _push_values(push: Table) -> dict[str, Any]:
     return values
 
 
+def _xmpp_values(table: Table) -> VenXmpp:
+    values: dict[str, Any] = {}
+    for key in ("vtn_jid", "host", "domain", "resource"):
+        if table.has(key):
+            values[key] = table.string(key)
+    if table.has("port"):
+        values["port"] = table.integer("port", low=1, high=65535)
+    if "vtn_jid" not in values:
+        raise table.error("vtn_jid", "the VTN's full JID, e.g. "
+                          '"<its fingerprint digits>@xmpp.example/openadr"')
+    return VenXmpp(**values)
+
+
 def _signature_values(table: Table) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, name in (("sign", "sign_payloads"), ("require", "require_signatures")):
@@ -128,14 +159,17 @@ def _signature_values(table: Table) -> dict[str, Any]:
 
 def parse_config(data: dict[str, Any], *, base: Path = Path("."),
                  source: str = "configuration") -> VenConfig:
-    """Build a VenConfig from parsed TOML (top-level keys plus [tls], [push], [backoff],
-    [signatures]); ``source`` names the file in errors."""
+    """Build a VenConfig from parsed TOML (top-level keys plus [tls], [push], [xmpp],
+    [backoff], [signatures]); ``source`` names the file in errors."""
     root = Table(data, source=source, base=base)
     values = _tls_values(root.table("tls"))
     values.update(_signature_values(root.table("signatures")))
     push = root.table("push")
     has_push_table = bool(push)
     values.update(_push_values(push))
+    xmpp = root.table("xmpp")
+    if xmpp:
+        values["xmpp"] = _xmpp_values(xmpp)
     backoff = root.table("backoff")
     for key, name in (("base_s", "backoff_base"), ("cap_s", "backoff_cap")):
         if backoff.has(key):
@@ -152,7 +186,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path("."),
     if root.has("mode"):
         values["mode"] = root.choice("mode", TransportMode)
     root.finish()
-    for required in ("vtn_url", "ven_name"):
+    needed = ("ven_name",) if values.get("mode") is TransportMode.XMPP else ("vtn_url",
+                                                                               "ven_name")
+    for required in needed:
         if required not in values:
             raise ConfigError(f"{source}: {required} is required")
     if has_push_table and values.get("mode", TransportMode.PULL) is not TransportMode.PUSH:

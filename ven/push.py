@@ -34,7 +34,7 @@ from schemas.identity import certificate_fingerprint
 
 from .client import VenClient
 
-__all__ = ["PushReceiver"]
+__all__ = ["PushReceiver", "answer_pushed"]
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +107,27 @@ class PushReceiver:
             raise web.HTTPUnsupportedMediaType(text="send application/xml")
         if not self._peer_allowed(request):
             raise web.HTTPForbidden(text="this VEN takes pushes from its VTN only")
-        body = await request.read()
-        codec = self._client.codec
-        try:
-            message = codec.decode(body)
-            outcome = await self._client.dispatch(message)
-        except RemoteProtocolError as error:
-            log.info("refused a push on %s: %s", service, error)
-            return self._reply(Response(response=EiResponse(
-                code=error.response_code, description=error.reason[:500])))
-        if outcome.after is not None:
-            self._client.spawn(outcome.after())
-        if outcome.reply is None:
-            if not isinstance(message, DistributeEvent):
-                refusal = NotRecognized(f"{type(message).__name__} is not pushed to a VEN")
-                return self._reply(Response(response=EiResponse(
-                    code=refusal.response_code, description=refusal.reason)))
-            return self._reply(Response(response=EiResponse()))
-        return self._reply(outcome.reply)
+        reply = await answer_pushed(self._client, await request.read(), str(service))
+        return web.Response(body=self._client.codec.encode(reply), content_type="application/xml")
 
-    def _reply(self, message: Message) -> web.Response:
-        return web.Response(body=self._client.codec.encode(message), content_type="application/xml")
+
+async def answer_pushed(client: VenClient, body: bytes, where: str) -> Message:
+    """The answer to one payload the VTN sent (HTTP push or XMPP): decoded and handed to
+    :meth:`VenClient.dispatch`; its follow-up work becomes a task of the client. A protocol
+    error becomes an oadrResponse carrying its OpenADR code."""
+    try:
+        message = client.codec.decode(body)
+        outcome = await client.dispatch(message)
+    except RemoteProtocolError as error:
+        log.info("refused a push on %s: %s", where, error)
+        return Response(response=EiResponse(
+            code=error.response_code, description=error.reason[:500]))
+    if outcome.after is not None:
+        client.spawn(outcome.after())
+    if outcome.reply is None:
+        if not isinstance(message, DistributeEvent):
+            refusal = NotRecognized(f"{type(message).__name__} is not pushed to a VEN")
+            return Response(response=EiResponse(
+                code=refusal.response_code, description=refusal.reason))
+        return Response(response=EiResponse())
+    return outcome.reply

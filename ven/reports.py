@@ -35,7 +35,7 @@ from schemas import (
     UpdateReport,
 )
 
-from ._http import VtnLink, check_reply
+from ._http import Link, check_reply
 from .backoff import Backoff
 from .errors import VenError, VtnRefused, VtnUnavailable
 from .outbox import Outbox
@@ -100,7 +100,7 @@ class ReportDesk:
     def __init__(
         self,
         *,
-        link: VtnLink,
+        link: Link,
         outbox: Outbox,
         outbox_key: str,
         backoff: Backoff,

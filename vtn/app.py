@@ -34,12 +34,21 @@ from ipaddress import ip_network
 
 from aiohttp import web
 
-from schemas import Codec, IntakeLimits, Message, Service, Verification, utc_now
+from schemas import (
+    Codec,
+    IntakeLimits,
+    Message,
+    Service,
+    TransportName,
+    Verification,
+    utc_now,
+)
+from schemas.identity import fingerprint_from_pem
 from vtn.certpath import CertificatePath
 from vtn.connections import Connections
 from vtn.faults import storage_guarded
 from vtn.httplog import http_logger
-from vtn.limits import DocumentCaps, LimitSettings, install_limits
+from vtn.limits import DocumentCaps, LimitSettings, RateLimiter, VenBudgets, install_limits
 from vtn.metrics import VtnMetrics
 from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
@@ -57,6 +66,7 @@ from vtn.transport import (
     TransportSettings,
     add_routes,
 )
+from vtn.xmpp import XmppTransport
 
 __all__ = [
     "CODEC",
@@ -66,6 +76,7 @@ __all__ = [
     "PUSH",
     "SERVICES",
     "STORAGE",
+    "XMPP",
     "create_app",
     "server_ssl_context",
     "serving_loop_factory",
@@ -80,6 +91,7 @@ STORAGE = web.AppKey("crowdflex.vtn.storage", Storage)
 SERVICES = web.AppKey("crowdflex.vtn.services", ServiceContext)
 PUSH = web.AppKey("crowdflex.vtn.push", PushDelivery)
 METRICS = web.AppKey("crowdflex.vtn.metrics", VtnMetrics)
+XMPP = web.AppKey("crowdflex.vtn.xmpp", XmppTransport)
 
 
 _log = logging.getLogger(__name__)
@@ -165,6 +177,9 @@ def create_app(
     codec = codec or signing_codec(config.signatures, cert=config.tls_cert, key=config.tls_key,
                                    clock=clock, crl=config.tls_crl,
                                    limits=IntakeLimits(max_id_chars=config.max_id_chars))
+    if config.xmpp is not None and (codec.verifier is not None or codec.signer is not None):
+        raise ValueError("[xmpp] cannot carry signed payloads (the XMPP library re-serialises "
+                         "them): serve XMPP without [signatures]")
     app[CONFIG] = config
     app[CODEC] = codec
     metrics = app[METRICS] = VtnMetrics()
@@ -227,20 +242,49 @@ def create_app(
             app[STORAGE] = storage
             app[SERVICES] = ctx
             routers[:] = [make_router(ctx)]
+            xmpp = _xmpp_transport(config, codec, guarded_route, budgets, metrics)
+            if xmpp is not None:
+                ctx.transports = (TransportName.SIMPLE_HTTP, TransportName.XMPP)
+                app[XMPP] = xmpp
             push = PushDelivery(ctx, route, ssl_context=_push_context(config),
                                 timeout_s=config.push_timeout_s, retry_s=config.push_retry_s,
                                 targets=push_targets, max_reply_bytes=config.max_body_bytes,
-                                on_retry=metrics.push_retried)
+                                on_retry=metrics.push_retried,
+                                xmpp=xmpp.send if xmpp is not None else None)
             ctx.on_enqueued = push.wake
             ctx.close_connections = connections.close_peer
             app[PUSH] = push
-            async with push.running(), _closing_revoked(config, certificates, connections):
+            async with contextlib.AsyncExitStack() as stack:
+                if xmpp is not None:
+                    await stack.enter_async_context(xmpp.running())
+                await stack.enter_async_context(push.running())
+                await stack.enter_async_context(
+                    _closing_revoked(config, certificates, connections))
                 yield
         finally:
             await storage.close()
 
     app.cleanup_ctx.append(lifetime)
     return app
+
+
+def _xmpp_transport(config: VtnConfig, codec: Codec, route: Router, budgets: VenBudgets,
+                    metrics: VtnMetrics) -> XmppTransport | None:
+    """The XMPP face for ``[xmpp]`` (None without it): the VTN's own certificate, the same
+    budgets as HTTP, a rate limit of the same settings."""
+    if config.xmpp is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
+        raise ValueError("[xmpp] needs tls cert, key and ca: the VTN logs in with its certificate")
+    limiter = (None if config.rate_limit_per_s is None else
+               RateLimiter(per_s=config.rate_limit_per_s, burst=config.rate_limit_burst))
+    return XmppTransport(
+        config.xmpp, codec=codec, route=route, max_body_bytes=config.max_body_bytes,
+        fingerprint=fingerprint_from_pem(config.tls_cert.read_bytes()),
+        ssl_context=push_client_context(cert=config.tls_cert, key=config.tls_key,
+                                        ca=config.tls_ca, profile=config.tls_profile),
+        budgets=budgets, limiter=limiter, max_in_flight=config.max_in_flight,
+        on_refused=metrics.refused)
 
 
 def _proxy_trust(config: VtnConfig, certificates: CertificatePath | None) -> ProxyTrust | None:

@@ -23,7 +23,7 @@ from schemas.identity import TlsProfile
 from tomlconfig import ConfigError, Table, plain_type, read_file
 from vtn.admin import MIN_TOKEN_CHARS
 from vtn.pushtargets import PushTargets
-from vtn.settings import VtnConfig
+from vtn.settings import VtnConfig, XmppSettings
 from vtn.signing import SignatureSettings
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
@@ -61,6 +61,9 @@ def parse_config(data: dict[str, Any], *, base: Path = Path("."),
     push = root.table("push")
     if push.has("allow_private_targets"):
         values["push_allow_private_targets"] = _networks(push)
+    xmpp = root.table("xmpp")
+    if xmpp:
+        values["xmpp"] = _xmpp_settings(xmpp)
     reports = root.table("reports")
     if reports.has("auto_subscribe"):
         values["auto_subscribe_reports"] = reports.strings("auto_subscribe")
@@ -106,6 +109,20 @@ def _admin_values(admin: Table) -> dict[str, Any]:
     if admin.has("token"):
         values["admin_token"] = _token(admin, "token")
     return values
+
+
+def _xmpp_settings(table: Table) -> XmppSettings:
+    """[xmpp] -> XmppSettings (unknown keys are left for Table.finish)."""
+    values: dict[str, Any] = {}
+    for key in ("host", "domain", "resource"):
+        if table.has(key):
+            values[key] = table.string(key)
+    if table.has("port"):
+        values["port"] = table.integer("port", low=1, high=_MAX_PORT)
+    for key in ("connect_timeout_s", "request_timeout_s", "reconnect_s", "keepalive_s"):
+        if table.has(key):
+            values[key] = table.number(key, positive=True)
+    return XmppSettings(**values)
 
 
 def _networks(push: Table) -> tuple[str, ...]:

@@ -1,5 +1,8 @@
-"""HTTP push delivery (OpenADR 2.0b profile 9.1, push model): POST queued payloads to VENs that
-registered with a transport address and ``httpPullModel`` false.
+"""Push delivery: HTTP push (OpenADR 2.0b profile 9.1, push model) POSTs queued payloads to VENs
+that registered for simpleHttp with a transport address and ``httpPullModel`` false; VENs that
+registered for XMPP (profile 9.3) get them as IQs through ``xmpp``
+(:meth:`vtn.xmpp.XmppTransport.send`) at the JID they registered from. Lanes, order, back-off and
+"delivered only once answered" are the same for both.
 
 The outbox is the single source of what a VEN is owed, for pull and push alike. :meth:`wake` notes
 VENs whose queue grew; the delivery task (owned by the app's cleanup context) hands each push VEN
@@ -28,12 +31,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import aiohttp
 
-from schemas import Message, RemoteProtocolError, Response, Service
+from schemas import Message, RemoteProtocolError, Response, Service, TransportName
 from schemas.tls import peer_fingerprint
 from vtn.faults import storage_failure
 from vtn.pushtargets import PushTargets, TargetResolver
 from vtn.services import ROUTES, ServiceContext
 from vtn.services.poll import next_message
+from vtn.storage import VenRegistration
 from vtn.transport import Peer, Router
 
 __all__ = ["PinnedVen", "PushDelivery", "service_for"]
@@ -87,8 +91,11 @@ class PushDelivery:
                  targets: PushTargets | None = None, max_retry_s: float = 300.0,
                  max_reply_bytes: int = 1024 * 1024,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 on_retry: Callable[[], None] = lambda: None) -> None:
+                 on_retry: Callable[[], None] = lambda: None,
+                 xmpp: Callable[[str, Message], Awaitable[Message | None]] | None = None
+                 ) -> None:
         self._ctx = ctx
+        self._xmpp = xmpp  # sends to an XMPP VEN's JID and answers its reply
         self._on_retry = on_retry  # a failed push, to be retried (vtn.metrics)
         self._route = route
         # ``ssl_context`` presents the VTN's certificate and need not check host names: the pin
@@ -144,11 +151,18 @@ class PushDelivery:
                     self._poke(lanes, ven_id)
 
     async def _targets_of(self, waiting: set[str]) -> list[str]:
-        pushed = {v.ven_id for v in await self._ctx.storage.vens.active()
-                  if not v.http_pull_model and v.transport_address}
+        pushed = {v.ven_id for v in await self._ctx.storage.vens.active() if self._takes(v)}
         targets = pushed if self._first_scan else waiting & pushed
         self._first_scan = False
         return sorted(targets)
+
+    def _takes(self, registration: VenRegistration) -> bool:
+        """Whether the VEN is sent its payloads (rather than polling for them)."""
+        if not registration.active or not registration.transport_address:
+            return False
+        if registration.transport_name == TransportName.XMPP:
+            return self._xmpp is not None
+        return not registration.http_pull_model
 
     def _poke(self, lanes: asyncio.TaskGroup, ven_id: str) -> None:
         poked = self._lanes.get(ven_id)
@@ -187,10 +201,13 @@ class PushDelivery:
         """Push what is queued for the VEN: True when all went, False after a failure (the item
         was released), None when the VEN no longer takes pushes (its lane ends)."""
         registration = await self._ctx.storage.vens.get(ven_id)
-        if (registration is None or not registration.active or registration.http_pull_model
-                or not registration.transport_address):
+        if registration is None or not self._takes(registration):
             return None
         address = registration.transport_address
+        assert address is not None  # _takes
+        if registration.transport_name == TransportName.XMPP:
+            assert self._xmpp is not None  # _takes
+            return await self._deliver(registration, self._xmpp)
         try:
             self._targets.check_address(address)
         except RemoteProtocolError as refused:  # registered before these rules, or config
@@ -211,9 +228,32 @@ class PushDelivery:
                     self._on_retry()
                     return False
                 await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
-                if type(reply) in ROUTES[service] and not isinstance(reply, Response):
-                    await self._route(service, Peer(registration.fingerprint), reply)
+                await self._route_reply(registration, service, reply)
         return True
+
+    async def _deliver(self, registration: VenRegistration,
+                       send: Callable[[str, Message], Awaitable[Message | None]]) -> bool:
+        """What :meth:`_push` does for a VEN reached through ``send`` (XMPP)."""
+        address = registration.transport_address
+        assert address is not None
+        while (found := await next_message(self._ctx, registration.ven_id, mark=False)) is not None:
+            message, item = found
+            try:
+                reply = await send(address, message)
+            except (OSError, RemoteProtocolError) as exc:
+                await self._ctx.storage.outbox.release(item.seq)
+                log.warning("XMPP delivery to %s failed: %s", registration.ven_id, exc)
+                self._on_retry()
+                return False
+            await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
+            await self._route_reply(registration, service_for(message), reply)
+        return True
+
+    async def _route_reply(self, registration: VenRegistration, service: Service,
+                           reply: Message | None) -> None:
+        """The VEN's answer to a payload sent to it, handled as if it had sent it itself."""
+        if reply is not None and type(reply) in ROUTES[service] and not isinstance(reply, Response):
+            await self._route(service, Peer(registration.fingerprint), reply)
 
     async def _post(self, session: aiohttp.ClientSession, url: str, message: Message) -> Message:
         body = self._ctx.codec.encode(message)

@@ -13,7 +13,24 @@ from pathlib import Path
 from schemas.identity import TlsProfile
 from vtn.signing import SignatureSettings
 
-__all__ = ["VtnConfig"]
+__all__ = ["VtnConfig", "XmppSettings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class XmppSettings:
+    """``[xmpp]``: the XMPP server the VTN serves VENs through beside HTTP (:mod:`vtn.xmpp`).
+
+    The VTN logs in with its own TLS certificate (``[tls]``); the server names it by that
+    certificate's fingerprint, so its JID is ``<fingerprint digits>@domain/resource``."""
+
+    host: str = "127.0.0.1"
+    port: int = 5222
+    domain: str = "localhost"  # the XMPP domain (and the name the server's certificate carries)
+    resource: str = "openadr"
+    connect_timeout_s: float = 30.0
+    request_timeout_s: float = 10.0  # a VEN's answer to a payload the VTN sent it
+    reconnect_s: float = 5.0
+    keepalive_s: float = 60.0  # XMPP ping (XEP-0199) interval
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,3 +101,5 @@ class VtnConfig:
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 128
+    # serve VENs over XMPP too (vtn/xmpp.py); None: HTTP only
+    xmpp: XmppSettings | None = None

@@ -48,6 +48,7 @@ from vtn.repeats import Repeats
 
 __all__ = [
     "REPEATS", "Peer", "PeerIdentity", "ProxyTrust", "Router", "TransportSettings", "add_routes",
+    "error_reply",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,11 @@ REPEATS: Final = web.AppKey("crowdflex.vtn.repeats", Repeats)
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Who is on the other end: the OpenADR fingerprint of the verified client certificate."""
+    """Who is on the other end: the OpenADR fingerprint of the verified client certificate, and
+    on XMPP the full JID the server stamped on its stanza (where the VTN sends to it)."""
 
     fingerprint: str
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,7 +185,7 @@ class TransportSettings:
 Router = Callable[[Service, Peer, Message], Awaitable[Message]]
 
 
-def _error_reply(error: RemoteProtocolError, message: Message | None = None) -> Response:
+def error_reply(error: RemoteProtocolError, message: Message | None = None) -> Response:
     """The refusal; it echoes the requestID of a payload that decoded (profile: an eiResponse
     names the request it answers) or that the refusal read, and is "" for one that did not."""
     request_id = error.request_id if message is None else echoed_request_id(message)
@@ -264,12 +267,12 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
             log.info("refused on %s: %s", service, error)
             if settings.on_refused is not None:
                 settings.on_refused(service, error)
-            return peer, _error_reply(error, message)
+            return peer, error_reply(error, message)
         except web.HTTPException:
             raise  # a deliberate HTTP answer (e.g. 503 while the database is away)
         except Exception:
             log.exception("unexpected failure on %s", service)
-            return peer, _error_reply(OtherError("internal error; the request was not applied"),
+            return peer, error_reply(OtherError("internal error; the request was not applied"),
                                       message)
 
     app.router.add_post(SERVICE_PREFIX + "/{service}", endpoint)

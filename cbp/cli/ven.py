@@ -43,13 +43,17 @@ configuration keys (TOML, see examples/ven.toml):
                      VTN's oadrRequestedOadrPollFreq); the VEN polls again at once while
                      the VTN has more
   request_timeout_s  timeout of every request to the VTN (default 30)
-  mode               "pull" (oadrPoll, default) or "push" (the VTN POSTs to this VEN)
+  mode               "pull" (oadrPoll, default), "push" (the VTN POSTs to this VEN) or
+                     "xmpp" (both are clients of an XMPP server; then no vtn_url)
   opt                answer to every event: "optIn" (default) or "optOut"
   [tls] cert, key    this VEN's certificate and key (its fingerprint is its venID)
   [tls] ca           the CA the VTN's certificate must chain to
   [tls] profile      "tls1.3" (default), "openadr-tls1.2" or "openadr-tls1.2+tls1.3"
   [push] host, port  where the push listener binds (push mode only; port required)
   [push] url         the transport address announced to the VTN (default https://host:port)
+  [xmpp] vtn_jid     the VTN's full JID (xmpp mode; the server names it by its certificate)
+  [xmpp] host, port, domain, resource  the XMPP server (default 127.0.0.1:5222, "localhost")
+                     and this VEN's resource (default "ven")
   [backoff] base_s, cap_s  exponential back-off with jitter while the VTN is unreachable
   [signatures] sign  sign every payload (with [signatures] cert/key, default the [tls] pair)
   [signatures] trusted, require, replay_window_s  verify the VTN's signed payloads against
@@ -129,13 +133,19 @@ async def _serve(config: Any, codec: Any) -> None:
     interval = config.poll_interval.total_seconds() if config.poll_interval else None
     backoff = Backoff(base=config.backoff_base.total_seconds(),
                       cap=config.backoff_cap.total_seconds())
+    link = _xmpp_link(config, tls, codec) if config.mode is TransportMode.XMPP else None
     async with await Outbox.open(config.outbox_path) as outbox, VenClient(
-        config.vtn_url, tls, ven_name=config.ven_name, outbox=outbox, poll_interval=interval,
-        on_event=on_event, push_url=config.transport_address, backoff=backoff,
-        request_timeout=config.request_timeout.total_seconds(), codec=codec,
+        config.vtn_url or config.xmpp.vtn_jid, tls, ven_name=config.ven_name, outbox=outbox,
+        poll_interval=interval, on_event=on_event, push_url=config.transport_address,
+        backoff=backoff, request_timeout=config.request_timeout.total_seconds(), codec=codec,
+        link=link,
     ) as client:
         if config.mode is TransportMode.PULL:
             worker = client.start_polling()  # registers first, with back-off
+        elif link is not None:  # XMPP: the VTN sends through the server; nothing to poll
+            link.serve(client)
+            worker = client.spawn(_register_until_done(client, backoff, stop))
+            log.info("on XMPP as %s", link.address)
         else:
             receiver = PushReceiver(client, server_context(
                 cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
@@ -148,6 +158,17 @@ async def _serve(config: Any, codec: Any) -> None:
         finally:
             if config.mode is TransportMode.PUSH:
                 await receiver.stop()
+
+
+def _xmpp_link(config: Any, tls: Any, codec: Any) -> Any:
+    from schemas.identity import fingerprint_from_pem
+    from ven.xmpp import XmppLink
+
+    xmpp = config.xmpp
+    return XmppLink(host=xmpp.host, port=xmpp.port, domain=xmpp.domain, vtn_jid=xmpp.vtn_jid,
+                    fingerprint=fingerprint_from_pem(config.tls_cert.read_bytes()),
+                    ssl_context=tls, codec=codec, resource=xmpp.resource,
+                    request_timeout_s=config.request_timeout.total_seconds())
 
 
 async def _register_until_done(client: Any, backoff: Any, stop: asyncio.Event) -> None:

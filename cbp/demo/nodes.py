@@ -16,6 +16,7 @@ exits; the vault is closed by the caller (it is still needed for the privacy aud
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -41,11 +42,13 @@ from privacy import (
     IdentityVault,
 )
 from privacy.keys import new_key_line
+from ven.config import VenXmpp
 from ven.tls import client_context
-from vtn.app import server_ssl_context
-from vtn.settings import VtnConfig
+from vtn.app import XMPP, server_ssl_context
+from vtn.settings import VtnConfig, XmppSettings
 
 from .child import FleetProcess
+from .prosody import XmppServer
 
 __all__ = ["Nodes", "demo_settings", "start_nodes"]
 
@@ -120,6 +123,8 @@ def _mint(out: Path, devices: int) -> tuple[dict[str, tuple[Path, Path]], list[D
     files = {"ca": ca.write(folder, force=True)}
     for name, role in (("tso", Role.VTN), ("aggregator-vtn", Role.VTN), ("aggregator", Role.VEN)):
         files[name] = ca.issue(name, role).write(folder, force=True)
+    # the XMPP server of the device link, when there is one (its domain is "localhost")
+    files["xmpp"] = ca.issue("xmpp", Role.VTN, hosts=("localhost",)).write(folder, force=True)
     identities = []
     dev = folder / "devices"
     dev.mkdir(exist_ok=True)
@@ -189,11 +194,31 @@ def _vault(out: Path) -> IdentityVault:
 
 @asynccontextmanager
 async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettings,
-                      step: Callable[[str], None]) -> AsyncIterator[Nodes]:
-    """TSO, aggregator and ``devices`` (+1 refused) device VENs with the pool registered."""
+                      step: Callable[[str], None], xmpp: bool = False) -> AsyncIterator[Nodes]:
+    """TSO, aggregator and ``devices`` (+1 refused) device VENs with the pool registered; with
+    ``xmpp`` the devices reach the aggregator through a Prosody of their own
+    (:mod:`cbp.demo.prosody`) instead of polling it over HTTP."""
     total = devices + 1  # one more device whose owner gives no consent
     pki, identities = _mint(out, total)
     step(f"PKI: CA, TSO, aggregator and {total} device certificates in {out / 'certs'}")
+    async with contextlib.AsyncExitStack() as stack:
+        server: XmppServer | None = None
+        if xmpp:
+            server = XmppServer(cert=pki["xmpp"][0], key=pki["xmpp"][1], ca=pki["ca"][0])
+            await server.start()
+            stack.push_async_callback(server.stop)
+            step(f"XMPP server (Prosody) on 127.0.0.1:{server.port} for the device link")
+        async with _started(out, pki, identities, seed=seed, settings=settings, step=step,
+                            server=server) as nodes:
+            yield nodes
+
+
+@asynccontextmanager
+async def _started(out: Path, pki: dict[str, tuple[Path, Path]],
+                   identities: list[DeviceIdentity], *, seed: int, settings: CbpSettings,
+                   step: Callable[[str], None], server: XmppServer | None
+                   ) -> AsyncIterator[Nodes]:
+    total = len(identities)
     vault = _vault(out)
     # One aggregator sends the whole pool's registration and metering: megabyte documents, so
     # its budgets and caps are sized for a pool, not for one device.
@@ -202,8 +227,10 @@ async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettin
                           byte_budget_burst=128 * 1024 * 1024, cpu_budget_per_s=1.0,
                           cpu_budget_burst_s=60.0, max_report_descriptions=100_000,
                           max_report_points=1_000_000)
+    link = ({} if server is None else {"xmpp": XmppSettings(
+        host="127.0.0.1", port=server.port, domain=server.domain)})
     agg_cfg = _vtn_config(out, "aggregator", pki, "aggregator-vtn", settings.timing.device_poll,
-                          auto_subscribe_reports=("TELEMETRY_USAGE",))
+                          auto_subscribe_reports=("TELEMETRY_USAGE",), **link)
     tso = TsoNode(tso_cfg, settings, capture_dir=out / "captures" / "aggregator-tso")
     tso_runner, tso_url = await _serve(tso.app, tso_cfg)
     upstream_tls = client_context(cert=pki["aggregator"][0], key=pki["aggregator"][1],
@@ -224,7 +251,9 @@ async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettin
         names=tuple(i.name for i in identities), seed=seed,
         outbox=(out / "devices-outbox.db").resolve(),
         device_poll=settings.timing.device_poll, telemetry_batch=settings.timing.telemetry_batch,
-        register_concurrency=_REGISTER_CONCURRENCY, hold=True))
+        register_concurrency=_REGISTER_CONCURRENCY, hold=True,
+        xmpp=None if server is None else VenXmpp(
+            vtn_jid=aggregator.app[XMPP].jid, port=server.port, domain=server.domain)))
     fleet = await FleetProcess.start(fleet_toml, out / "devices.log")
     try:
         # registration runs at ~15 devices/s on a loaded 2-core machine: scale the patience

@@ -44,7 +44,9 @@ from schemas import (
     SamplingRate,
 )
 from ven import Outbox, VenClient
+from ven.config import VenXmpp
 from ven.tls import client_context
+from ven.xmpp import XmppLink
 
 from .profile import (
     DEVICE_FLEX_RID,
@@ -168,8 +170,9 @@ class DeviceFleet:
     """Many device VENs on one event loop, one sample clock, one shared outbox."""
 
     def __init__(self, vtn_url: str, ca: Path, settings: CbpSettings, *, outbox_path: Path,
-                 register_concurrency: int = 32) -> None:
+                 register_concurrency: int = 32, xmpp: VenXmpp | None = None) -> None:
         self.vtn_url = vtn_url
+        self.xmpp = xmpp  # reach the aggregator through this XMPP server (no polling)
         self.ca = ca
         self.settings = settings
         self.outbox_path = outbox_path
@@ -210,10 +213,17 @@ class DeviceFleet:
     def _add(self, identity: DeviceIdentity, sim: Device, tls: ssl.SSLContext) -> DeviceNode:
         poll = self.settings.timing.device_poll.total_seconds()
         holder: list[DeviceNode] = []
+        link = None if self.xmpp is None else XmppLink(
+            host=self.xmpp.host, port=self.xmpp.port, domain=self.xmpp.domain,
+            vtn_jid=self.xmpp.vtn_jid, fingerprint=identity.fingerprint, ssl_context=tls,
+            codec=self.codec, resource=self.xmpp.resource, request_timeout_s=30)
         client = VenClient(self.vtn_url, tls, ven_name=identity.name, outbox=self._outbox,
                            codec=self.codec,
                            outbox_key=identity.fingerprint, poll_interval=poll,
-                           on_event=lambda event: holder[0].on_event(event), request_timeout=30)
+                           on_event=lambda event: holder[0].on_event(event), request_timeout=30,
+                           link=link)
+        if link is not None:
+            link.serve(client)
         node = DeviceNode(identity, sim, client, self.settings)
         holder.append(node)
         self.nodes.append(node)

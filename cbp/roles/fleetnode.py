@@ -10,6 +10,8 @@ sockets and mutual TLS. Configuration (every key documented in ``examples/device
                   hold_after_registration       file; hold: wait for a line on stdin before
                                                 polling and sending telemetry
     [profile]     name, <timing>_s              "standard" or "compressed" plus overrides
+    [xmpp]        vtn_jid, host, port, domain   optional: reach the aggregator through this XMPP
+                                                server instead of HTTP (docs/ven.md#xmpp)
 
 Simulators are drawn with :func:`cbp.devices.build_pool` from ``seed`` in the order of ``names``:
 the aggregator that onboarded the devices draws the same pool from the same seed, so device ids
@@ -39,6 +41,7 @@ from typing import Any
 
 from cbp.devices import build_pool
 from schemas.identity import fingerprint_from_pem
+from ven.config import VenXmpp
 
 from .device import DeviceFleet, DeviceIdentity
 from .profile import CbpSettings, settings_from_mapping
@@ -59,6 +62,7 @@ class FleetConfig:
     settings: CbpSettings
     register_concurrency: int = 32
     hold_after_registration: bool = False
+    xmpp: VenXmpp | None = None  # the device link over XMPP instead of HTTP polling
 
 
 def _path(value: object, base: Path, key: str) -> Path:
@@ -93,7 +97,12 @@ def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path,
     hold = fleet.get("hold_after_registration", False)
     if not isinstance(hold, bool):
         raise ValueError("[fleet] hold_after_registration must be true or false")
+    xmpp = data.get("xmpp")
+    if xmpp is not None and (not isinstance(xmpp, Mapping)
+                             or not isinstance(xmpp.get("vtn_jid"), str)):
+        raise ValueError("[xmpp] must be a table naming the aggregator's vtn_jid")
     return FleetConfig(
+        xmpp=None if xmpp is None else VenXmpp(**xmpp),
         aggregator_url=url, ca=_path(aggregator.get("ca"), base, "[aggregator] ca"),
         certs=_path(fleet.get("certs"), base, "[fleet] certs"), names=tuple(names), seed=seed,
         outbox=_path(fleet.get("outbox", "devices-outbox.db"), state or base, "[fleet] outbox"),
@@ -122,7 +131,7 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event,
     identities = load_identities(config.certs, config.names)
     sims = build_pool(len(identities), config.seed, start=datetime.now(UTC)).devices
     async with DeviceFleet(config.aggregator_url, config.ca, config.settings,
-                           outbox_path=config.outbox,
+                           outbox_path=config.outbox, xmpp=config.xmpp,
                            register_concurrency=config.register_concurrency) as fleet:
         for identity, sim in zip(identities, sims, strict=True):
             fleet.add_deferred(identity, sim)
@@ -183,10 +192,14 @@ async def _first_of(go: Coroutine[Any, Any, bool], stop: Coroutine[Any, Any, obj
 
 def demo_fleet_toml(*, url: str, ca: Path, certs: Path, names: tuple[str, ...], seed: int,
                     outbox: Path, device_poll: timedelta, telemetry_batch: timedelta,
-                    register_concurrency: int = 32, hold: bool = False) -> str:
+                    register_concurrency: int = 32, hold: bool = False,
+                    xmpp: VenXmpp | None = None) -> str:
     """The device config ``crowdflex demo`` writes for its fleet process (compressed profile)."""
     listed = ", ".join(f'"{n}"' for n in names)
-    return (f'[aggregator]\nurl = "{url}"\nca = "{ca}"\n\n'
+    link = ("" if xmpp is None else
+            f'[xmpp]\nvtn_jid = "{xmpp.vtn_jid}"\nhost = "{xmpp.host}"\nport = {xmpp.port}\n'
+            f'domain = "{xmpp.domain}"\n\n')
+    return (link + f'[aggregator]\nurl = "{url}"\nca = "{ca}"\n\n'
             f'[fleet]\ncerts = "{certs}"\nseed = {seed}\noutbox = "{outbox}"\n'
             f'register_concurrency = {register_concurrency}\n'
             f'hold_after_registration = {"true" if hold else "false"}\n'

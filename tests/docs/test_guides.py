@@ -95,7 +95,8 @@ def free_port() -> int:
 # ------------------------------------------------------------------ every block accounted for
 
 
-RUN_HERE = {"vtn.md": {"vtn"}, "ven.md": {"minimal", "event-model", "reports", "push"},
+# ven.md's "xmpp" runs in tests/xmpp/test_guide.py, beside the Prosody it needs
+RUN_HERE = {"vtn.md": {"vtn"}, "ven.md": {"minimal", "event-model", "reports", "push", "xmpp"},
             "conformance.md": {"manifest", "check"}}  # fmt: skip
 
 

@@ -106,7 +106,7 @@ def test_signatures_table(tmp_path: Path) -> None:
     ('poll_interval_s = "ten"',
      "poll_interval_s: expected a positive number of seconds, got 'ten'"),
     ('[signatures]\nkey = "gone.key"', "signatures.key: no such file"),
-    ('mode = "carrier-pigeon"', "mode: expected 'pull' or 'push', got 'carrier-pigeon'"),
+    ('mode = "carrier-pigeon"', "mode: expected 'pull' or 'push' or 'xmpp', got 'carrier-pigeon'"),
     ("backoff = []", "backoff: expected a table [backoff], got []"),
     ("[backoff]\nbase = 1", "unknown key backoff.base"),
 ])

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas import Codec, Message, NotRegistered, utc_now
+from schemas import Codec, Message, NotRegistered, TransportName, utc_now
 from vtn.limits import DocumentCaps
 from vtn.pushtargets import PushTargets
 from vtn.storage import Storage, VenRegistration
@@ -66,6 +66,8 @@ class ServiceContext:
     cancelled_event_retention: timedelta = timedelta(days=1)
     offer_metadata: bool = True
     caps: DocumentCaps = field(default_factory=DocumentCaps)
+    # the transports VENs may register for (simpleHttp, and xmpp when [xmpp] is set)
+    transports: tuple[TransportName, ...] = (TransportName.SIMPLE_HTTP,)
     # where push VENs may ask the VTN to POST (checked at registration)
     push_targets: PushTargets = field(default_factory=PushTargets)
     # set by the app: wakes push delivery when something was queued

@@ -5,11 +5,14 @@ Invariants:
   certificate) keeps it; a re-registration also keeps the registrationID.
 - A VTN-side cancel is only queued here; the registration ends when the VEN answers
   oadrCanceledPartyRegistration, so the VEN can still poll for the cancel itself.
-- A VEN asking for push (httpPullModel false) must give an oadrTransportAddress the VTN may push
-  to (:class:`vtn.pushtargets.PushTargets`): otherwise 454 (no address, or not https, or with
-  user info, query or fragment) or 451 (a non-public address the configuration does not allow),
-  with the reason, and nothing is stored. A pull VEN's address is never used, so not checked
-  (openleadr's pull VEN sends the text "None").
+- A VEN registering for XMPP must do so over XMPP, where the VTN offers it: its transport
+  address is the full JID the server stamped on that request (the VTN sends there), never the
+  one the payload names; otherwise 454 and nothing is stored.
+- A simpleHttp VEN asking for push (httpPullModel false) must give an oadrTransportAddress the
+  VTN may push to (:class:`vtn.pushtargets.PushTargets`): otherwise 454 (no address, or not
+  https, or with user info, query or fragment) or 451 (a non-public address the configuration
+  does not allow), with the reason, and nothing is stored. A pull VEN's address is never used,
+  so not checked (openleadr's pull VEN sends the text "None").
 - After a registration the VTN's own METADATA report (oadrRegisterReport) is queued once per
   registrationID (dedup key), as the profile's registration sequence expects; a VEN beginning a
   registration that live events already target is queued its event list after it.
@@ -52,11 +55,6 @@ __all__ = [
     "request_reregistration",
 ]
 
-_PROFILES = (
-    Profile(profile_name=ProfileName.OADR_20B, transports=(TransportName.SIMPLE_HTTP,)),
-)
-
-
 def _created(ctx: ServiceContext, request_id: str,
              registration: VenRegistration | None) -> CreatedPartyRegistration:
     active = registration is not None and registration.active
@@ -65,7 +63,7 @@ def _created(ctx: ServiceContext, request_id: str,
         registration_id=registration.registration_id if active and registration else None,
         ven_id=registration.ven_id if active and registration else None,
         vtn_id=ctx.vtn_id,
-        profiles=_PROFILES,
+        profiles=(Profile(profile_name=ProfileName.OADR_20B, transports=ctx.transports),),
         requested_oadr_poll_freq=ctx.poll_frequency,
     )
 
@@ -87,10 +85,15 @@ async def on_create(ctx: ServiceContext, peer: Peer,
     known = existing.registration_id if existing else None
     if msg.registration_id and msg.registration_id != known:
         raise InvalidId(f"registrationID {msg.registration_id!r} is not this VEN's")
-    if msg.http_pull_model is False:
-        if not msg.transport_address:
+    address = msg.transport_address
+    if msg.transport_name is TransportName.XMPP:
+        if TransportName.XMPP not in ctx.transports or peer.address is None:
+            raise InvalidData("register for xmpp over this VTN's XMPP service")
+        address = peer.address
+    elif msg.http_pull_model is False:
+        if not address:
             raise InvalidData("push (httpPullModel false) needs an oadrTransportAddress")
-        ctx.push_targets.check_address(msg.transport_address)
+        ctx.push_targets.check_address(address)
     candidate = VenRegistration(
         ven_id=peer.fingerprint,
         registration_id=existing.registration_id if existing else new_id(),
@@ -98,7 +101,7 @@ async def on_create(ctx: ServiceContext, peer: Peer,
         ven_name=msg.ven_name or "",
         profile_name=msg.profile_name.value,
         transport_name=msg.transport_name.value,
-        transport_address=msg.transport_address,
+        transport_address=address,
         http_pull_model=msg.http_pull_model is not False,
         report_only=msg.report_only,
         xml_signature=msg.xml_signature,

@@ -1,0 +1,135 @@
+"""A Prosody XMPP server as a child process with a configuration of its own: the XMPP server of
+the demo's device link (``python -m bench cbp --xmpp``) and of the XMPP tests.
+
+Its settings are the ones the README shows for a deployment: SASL EXTERNAL only, through
+``examples/prosody/mod_auth_openadr.lua`` (each client named by its certificate's fingerprint),
+TLS required with client certificates checked against the CA, no federation (s2s), no in-band
+registration. Runtime files live in a temporary directory of their own, removed on stop; as root
+the server runs as Debian's unprivileged ``prosody`` user, which Prosody requires.
+
+Needs Debian's ``prosody`` (:func:`prosody_binary` names the package when it is missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = ["MODULES", "XmppServer", "prosody_binary"]
+
+MODULES: Final = Path(__file__).resolve().parents[2] / "examples" / "prosody"
+
+
+def prosody_binary() -> str:
+    """The ``prosody`` on the PATH; :class:`FileNotFoundError` naming the package without one."""
+    found = shutil.which("prosody")
+    if found is None:
+        raise FileNotFoundError("Prosody is not installed (Debian package: prosody)")
+    return found
+
+
+def _lua(text: str | Path) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(slots=True)
+class XmppServer:
+    """``start()`` -> listening on ``127.0.0.1:port`` for the XMPP domain ``domain``; its
+    runtime files live in ``directory`` (made by ``start``, removed by ``stop``)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    stanza_limit: int = 256 * 1024
+    domain: str = "localhost"
+    port: int = 0
+    directory: Path = Path()
+    _process: asyncio.subprocess.Process | None = None
+
+    def _config(self) -> str:
+        return "\n".join((
+            f"data_path = {_lua(self.directory / 'data')}",
+            f"plugin_paths = {{ {_lua(MODULES)} }}",
+            'log = { { levels = { min = "info" }, to = "file", filename = '
+            f"{_lua(self.directory / 'prosody.log')} }} }}",
+            'modules_enabled = { "tls", "saslauth", "disco", "ping" }',
+            'modules_disabled = { "s2s", "offline" }',
+            f"c2s_ports = {{ {self.port} }}",
+            'c2s_interfaces = { "127.0.0.1" }',
+            "s2s_ports = { }", "http_ports = { }", "https_ports = { }",
+            "c2s_direct_tls_ports = { }", "s2s_direct_tls_ports = { }",
+            "c2s_require_encryption = true",
+            "allow_registration = false",
+            f"c2s_stanza_size_limit = {self.stanza_limit}",
+            'authentication = "openadr"',
+            'storage = "internal"',
+            f"ssl = {{ certificate = {_lua(self.directory / 'server.crt')}, "
+            f"key = {_lua(self.directory / 'server.key')}, "
+            f'cafile = {_lua(self.directory / "ca.crt")}, protocol = "tlsv1_2+", '
+            'verify = { "peer", "client_once" }, '
+            'verifyext = { lsec_continue = false, lsec_ignore_purpose = false } }',
+            "run_as_root = false",
+            f"VirtualHost {_lua(self.domain)}",
+            "",
+        ))
+
+    async def start(self, timeout: float = 30.0) -> None:
+        binary = prosody_binary()
+        # under the system's temporary directory (world-traversable), where the "prosody" user
+        # reaches it; not under a private one such as pytest's
+        self.directory = Path(tempfile.mkdtemp(prefix="crowdflex-prosody-"))
+        self.port = self.port or _free_port()  # started again: the same port
+        (self.directory / "data").mkdir()
+        config = self.directory / "prosody.cfg.lua"
+        config.write_text(self._config())
+        for source, name in ((self.cert, "server.crt"), (self.key, "server.key"),
+                             (self.ca, "ca.crt")):
+            shutil.copyfile(source, self.directory / name)
+        user: dict[str, str] = {}
+        if os.geteuid() == 0:  # Prosody refuses root: Debian's "prosody" user owns its files
+            owner = pwd.getpwnam("prosody")
+            for path in (self.directory, *self.directory.rglob("*")):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+            user = {"user": "prosody", "group": "prosody"}
+        self._process = await asyncio.create_subprocess_exec(
+            binary, "-F", "--config", str(config), **user,  # type: ignore[arg-type]
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        await self._listening(timeout)
+
+    async def _listening(self, timeout: float) -> None:
+        assert self._process is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                if self._process.returncode is not None:
+                    log = self.directory / "prosody.log"
+                    shown = log.read_text()[-2000:] if log.exists() else "(no log)"
+                    raise RuntimeError(f"prosody exited with {self._process.returncode}: "
+                                       f"{shown}")
+                try:
+                    _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    await asyncio.sleep(0.05)  # probe interval, bounded by the deadline
+                    continue
+                writer.close()
+                return
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""The OpenADR 2.0b XMPP binding as plain data: namespaces, service discovery names, and how a
+JID names a certificate. Both nodes import it from here; the XMPP sessions live in ``vtn.xmpp``
+and ``ven.xmpp``.
+
+Profile section 9.3 (XMPP): VTN and VEN are both clients of an XMPP server, authenticated by
+their TLS client certificates (SASL EXTERNAL, XEP-0178). Every service exchange is a request and
+its answer, so each payload travels as the single child ``oadrPayload`` of an IQ ``set`` and the
+answer as the child of the IQ ``result``. A VTN announces the OpenADR feature and, under the
+services node, one disco item per service (XEP-0030); all of crowdflex's services answer at one
+JID. There is no oadrPoll on XMPP: the VTN sends when it has something.
+
+Identity: the XMPP server names each client by its certificate's OpenADR fingerprint
+(:func:`localpart_of`; ``examples/prosody/mod_auth_openadr.lua`` does this for Prosody), and
+stamps the authenticated JID on every stanza; so the fingerprint is read back from the JID
+(:func:`fingerprint_of_localpart`), never from anything the payload says.
+
+Invariants: pure, no I/O; :func:`fingerprint_of_localpart` answers only for exactly the text
+:func:`localpart_of` produces (20 lower-case hex digits).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Final
+
+from ._wire import OADR
+from .identity import FINGERPRINT_PATTERN
+from .services import Service
+
+__all__ = [
+    "FEATURE",
+    "IQ_WITH_PAYLOAD",
+    "PAYLOAD_NAMESPACE",
+    "SERVICES_NODE",
+    "XMPP_SERVICES",
+    "fingerprint_of_localpart",
+    "localpart_of",
+    "payload_element",
+    "payload_of",
+    "service_node",
+]
+
+PAYLOAD_NAMESPACE: Final = OADR  # the oadrPayload element's namespace
+FEATURE: Final = "http://openadr.org/openadr2"  # disco#info feature of an OpenADR 2.0 VTN
+SERVICES_NODE: Final = "http://openadr.org/openadr2#services"  # disco#items node of the services
+# the services reachable over XMPP: all but OadrPoll (XMPP delivers without polling)
+XMPP_SERVICES: Final = (Service.REGISTER_PARTY, Service.EVENT, Service.REPORT, Service.OPT)
+
+_LOCALPART: Final = re.compile(r"[0-9a-f]{20}")
+_PAYLOAD_TAG: Final = f"{{{PAYLOAD_NAMESPACE}}}oadrPayload"
+# the XPath an IQ carrying a payload matches (slixmpp's MatchXPath; the stream is jabber:client)
+IQ_WITH_PAYLOAD: Final = f"{{jabber:client}}iq/{_PAYLOAD_TAG}"
+
+
+def payload_of(stanza: ET.Element) -> bytes | None:
+    """The ``oadrPayload`` child of an IQ (as the XMPP library parsed it), serialised for the
+    codec to decode and validate; None when there is none."""
+    element = stanza.find(_PAYLOAD_TAG)
+    return None if element is None else ET.tostring(element)
+
+
+def payload_element(body: bytes) -> ET.Element:
+    """Our own encoder's bytes of a payload as the element an IQ carries."""
+    return ET.fromstring(body)
+
+
+def service_node(service: Service) -> str:
+    """The disco item node naming ``service``, e.g. ``http://openadr.org/OpenADR2/EiEvent``."""
+    return f"http://openadr.org/OpenADR2/{service}"
+
+
+def localpart_of(fingerprint: str) -> str:
+    """The JID localpart of the certificate with this OpenADR fingerprint."""
+    if FINGERPRINT_PATTERN.fullmatch(fingerprint.upper()) is None:
+        raise ValueError(f"not an OpenADR fingerprint: {fingerprint!r}")
+    return fingerprint.replace(":", "").lower()
+
+
+def fingerprint_of_localpart(localpart: str) -> str | None:
+    """The OpenADR fingerprint a server-named JID localpart stands for; None for any other."""
+    if _LOCALPART.fullmatch(localpart) is None:
+        return None
+    digits = localpart.upper()
+    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))

@@ -1,0 +1,84 @@
+"""The README's XMPP configuration examples are what the loaders read, and the Prosody settings it
+shows are the ones the tests' server runs with."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tomlconfig import ConfigError
+from ven.config import TransportMode, VenXmpp
+from ven.config import parse_config as parse_ven
+from vtn.config import parse_config as parse_vtn
+from vtn.settings import XmppSettings
+
+from .server import XmppServer
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def _block(marker: str) -> str:
+    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```\w*\n(.*?)^```", README, re.M | re.S)
+    assert found is not None, f"no block after <!-- {marker} --> in README.md"
+    return found.group(1)
+
+
+def test_the_readme_vtn_example_configures_xmpp():
+    config = parse_vtn(tomllib.loads(_block("xmpp: vtn")))
+    assert config.xmpp == XmppSettings(host="127.0.0.1", port=5222, domain="xmpp.example",
+                                       resource="openadr", request_timeout_s=10.0)
+
+
+def test_the_readme_ven_example_configures_xmpp(tmp_path: Path):
+    for name in ("ven.pem", "ven.key", "ca.pem"):  # the loader checks the files exist
+        (tmp_path / "certs" / "dev").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "certs" / "dev" / name).write_text("")
+    config = parse_ven(tomllib.loads(_block("xmpp: ven")), base=tmp_path)
+    assert config.mode is TransportMode.XMPP and config.transport_address is None
+    assert config.xmpp == VenXmpp(vtn_jid="0a1b2c3d4e5f60718293@xmpp.example/openadr",
+                                  host="127.0.0.1", port=5222, domain="xmpp.example")
+
+
+def test_xmpp_mode_and_table_go_together():
+    with pytest.raises(ConfigError, match="xmpp"):
+        parse_ven({"ven_name": "v", "mode": "xmpp"})
+    with pytest.raises(ConfigError, match="vtn_jid"):
+        parse_ven({"ven_name": "v", "mode": "xmpp", "xmpp": {"host": "x"}})
+    with pytest.raises(ConfigError, match="xmpp"):
+        parse_ven({"ven_name": "v", "vtn_url": "https://vtn", "xmpp": {"vtn_jid": "a@b/c"}})
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_vtn({"xmpp": {"hostname": "x"}})
+
+
+def test_the_readme_prosody_settings_are_the_tests_server_settings(tmp_path: Path):
+    server = XmppServer(cert=tmp_path / "c", key=tmp_path / "k", ca=tmp_path / "a")
+    running = " ".join(server._config().split())
+    shown = _block("not run: a server configuration; cbp/demo/prosody.py starts Prosody with "
+                   "these settings")
+    for setting in ('authentication = "openadr"', "c2s_require_encryption = true",
+                    "allow_registration = false", 'verify = { "peer", "client_once" }',
+                    "verifyext = { lsec_continue = false, lsec_ignore_purpose = false }"):
+        assert setting in " ".join(shown.split()), setting
+        assert setting in running, setting
+    assert '"s2s"' in shown and 'modules_disabled = { "s2s", "offline" }' in running
+
+
+def test_a_device_fleet_reaches_its_aggregator_over_xmpp_when_configured(tmp_path: Path):
+    from cbp.roles.fleetnode import demo_fleet_toml, fleet_config_from_mapping
+
+    xmpp = VenXmpp(vtn_jid="0a1b2c3d4e5f60718293@localhost/openadr", port=15222)
+    text = demo_fleet_toml(url="https://127.0.0.1:9443", ca=tmp_path / "ca.pem",
+                           certs=tmp_path, names=("device-00000",), seed=1,
+                           outbox=tmp_path / "o.db", device_poll=timedelta(seconds=8),
+                           telemetry_batch=timedelta(seconds=12), xmpp=xmpp)
+    assert fleet_config_from_mapping(tomllib.loads(text), base=tmp_path).xmpp == xmpp
+    plain = text.split("[aggregator]", 1)[1]
+    assert fleet_config_from_mapping(tomllib.loads("[aggregator]" + plain),
+                                     base=tmp_path).xmpp is None
+    with pytest.raises(ValueError, match="vtn_jid"):
+        fleet_config_from_mapping(tomllib.loads('[xmpp]\nhost = "x"\n[aggregator]' + plain),
+                                  base=tmp_path)

@@ -1,0 +1,270 @@
+"""The VTN's XMPP face (OpenADR 2.0b profile 9.3): the same services and payloads as the HTTP
+endpoints of :mod:`vtn.transport`, carried in IQ stanzas through an XMPP server.
+
+The VTN is an XMPP client of the server named in ``[xmpp]`` (:class:`vtn.settings.XmppSettings`),
+over STARTTLS with its own certificate, authenticated by SASL EXTERNAL: the server names it, like
+every client, by its certificate's fingerprint (:mod:`schemas.xmpp`). A VEN's request is an IQ
+``set`` whose child is the ``oadrPayload``; the answer leaves as the IQ ``result``. Payloads the
+VTN starts (events, report requests, ...) are IQ ``set`` s to the full JID the VEN registered
+from, sent by :class:`vtn.push.PushDelivery` through :meth:`XmppTransport.send`; the VEN's answer
+is routed as if it had sent it.
+
+A request's life, as on HTTP (docs/architecture.md#a-messages-life): identity, size, budgets,
+decode, route, encode. Identity is the fingerprint in the server-stamped ``from`` JID's
+localpart, from nothing the payload says; a stanza from a JID that is no certificate's name
+(another domain, a server, any other localpart) is refused with ``not-authorized`` before its
+payload is read. Then: a payload over ``max_body_bytes`` is ``not-acceptable``; a VEN over its
+request rate, or its byte or CPU budget (the same :class:`vtn.limits.VenBudgets` its HTTP
+requests pay from), is ``resource-constraint`` (type ``wait``), as is the VTN at its in-flight cap
+or with its database away. A protocol failure is an ``oadrResponse`` carrying its OpenADR code in
+the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP (453).
+
+Not carried over XMPP: payload signatures (the XMPP library re-serialises the payload, which a
+signature over its exact bytes does not survive); :func:`vtn.app.create_app` refuses both at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import slixmpp
+from aiohttp import web
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from schemas import Codec, Message, NotRecognized, OtherError, RemoteProtocolError, Service
+from schemas.xmpp import (
+    FEATURE,
+    IQ_WITH_PAYLOAD,
+    SERVICES_NODE,
+    XMPP_SERVICES,
+    fingerprint_of_localpart,
+    localpart_of,
+    payload_element,
+    payload_of,
+    service_node,
+)
+from vtn.limits import RateLimiter, VenBudgets
+from vtn.services import ROUTES
+from vtn.settings import XmppSettings
+from vtn.transport import Peer, Router, error_reply
+
+__all__ = ["XmppTransport", "service_of"]
+
+log = logging.getLogger(__name__)
+
+
+def service_of(message: Message) -> Service:
+    """The service a payload sent over XMPP belongs to: the one of :data:`ROUTES` taking its
+    class (a bare oadrResponse is answered alike by every service). 453 for oadrPoll and for
+    payloads no service takes."""
+    for service in XMPP_SERVICES:
+        if type(message) in ROUTES[service]:
+            return service
+    raise NotRecognized(f"{type(message).__name__} is not served over XMPP")
+
+
+def _error(iq: Any, condition: str, kind: str, text: str) -> Any:
+    """The XMPP error answering ``iq``: ``condition`` and ``kind`` as RFC 6120 8.3 names them."""
+    answer = iq.reply(clear=True)
+    answer["type"] = "error"
+    answer["error"]["condition"] = condition
+    answer["error"]["type"] = kind
+    answer["error"]["text"] = text
+    return answer
+
+
+class XmppTransport:
+    """Serve the OpenADR services on one XMPP session; :meth:`running` for the app's lifetime."""
+
+    def __init__(self, settings: XmppSettings, *, ssl_context: ssl.SSLContext, codec: Codec,
+                 route: Router, fingerprint: str, max_body_bytes: int,
+                 budgets: VenBudgets | None = None, limiter: RateLimiter | None = None,
+                 max_in_flight: int | None = None,
+                 on_refused: Callable[[Service, RemoteProtocolError], None] | None = None
+                 ) -> None:
+        self.settings = settings
+        self.jid = f"{localpart_of(fingerprint)}@{settings.domain}/{settings.resource}"
+        self._codec = codec
+        self._route = route
+        self._max_body = max_body_bytes
+        self._budgets = budgets
+        self._limiter = limiter
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._on_refused = on_refused
+        self._online = asyncio.Event()
+        self._stopping = False
+        # given at construction: otherwise slixmpp first builds a default context and loads the
+        # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
+        client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL",
+                                                   ssl_context=ssl_context)
+        client.register_plugin("xep_0030")  # service discovery
+        client.register_plugin("xep_0199", {"keepalive": True,
+                                            "interval": settings.keepalive_s})
+        client.add_event_handler("session_start", self._session_started)
+        client.add_event_handler("failed_auth", self._auth_failed)
+        client.add_event_handler("disconnected", self._disconnected)
+        client.register_handler(CoroutineCallback(
+            "openadr", MatchXPath(IQ_WITH_PAYLOAD), self._on_request))
+        self._failure: str | None = None
+
+    # ------------------------------------------------------------ session
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[XmppTransport]:
+        """Connected and serving inside the block (the first connection within
+        ``connect_timeout_s``, else :class:`ConnectionError`); disconnected after it."""
+        self._connect()
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                await self._online.wait()
+        except TimeoutError:
+            self._client.disconnect(wait=0)
+            raise ConnectionError(f"XMPP server {self._server} did not take {self.jid}: "
+                                  f"{self._failure or 'no session'}") from None
+        try:
+            yield self
+        finally:
+            self._stopping = True
+            await self._client.disconnect(wait=1.0)
+
+    @property
+    def _server(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _connect(self) -> None:
+        self._client.connect(host=self.settings.host, port=self.settings.port)
+
+    async def _session_started(self, _event: object) -> None:
+        disco = self._client.plugin["xep_0030"]
+        disco.add_feature(FEATURE)
+        for service in XMPP_SERVICES:
+            disco.add_item(jid=self._client.boundjid.full, node=SERVICES_NODE,
+                           subnode=service_node(service), ijid=self._client.boundjid)
+        log.info("serving OpenADR over XMPP as %s", self._client.boundjid.full)
+        self._online.set()
+
+    def _auth_failed(self, _event: object) -> None:
+        self._failure = "SASL EXTERNAL refused (is the VTN certificate trusted by the server?)"
+        log.error("XMPP server %s refused %s: %s", self._server, self.jid, self._failure)
+
+    def _disconnected(self, _event: object) -> None:
+        self._online.clear()
+        if not self._stopping:
+            log.warning("XMPP session to %s lost; reconnecting", self._server)
+            asyncio.get_running_loop().call_later(self.settings.reconnect_s, self._connect)
+
+    # ------------------------------------------------------------ VEN -> VTN
+
+    async def _on_request(self, iq: Any) -> None:
+        if iq["type"] != "set":  # a result is the answer to our own request (``send``)
+            return
+        peer = self._peer(iq)
+        body = payload_of(iq.xml) or b""
+        refusal = self._refusal(peer, len(body))
+        if refusal is not None:
+            log.info("refused an XMPP request from %s: %s", iq["from"], refusal[2])
+            answer = _error(iq, *refusal)
+        else:
+            assert peer is not None  # _refusal
+            self._in_flight += 1
+            try:
+                answer = iq.reply(clear=True)
+                answer.xml.append(payload_element(await self._answer(peer, body)))
+            except web.HTTPException as unavailable:  # the database is away (vtn.faults)
+                answer = _error(iq, "resource-constraint", "wait",
+                                unavailable.text or "try later")
+            finally:
+                self._in_flight -= 1
+        answer.send()
+
+    async def _answer(self, peer: Peer, body: bytes) -> bytes:
+        """The encoded answer to one payload, as :mod:`vtn.transport` answers a POST."""
+        service: Service | None = None
+        message: Message | None = None
+        try:
+            started = time.thread_time()
+            try:
+                message = self._codec.decode(body)
+            finally:
+                self._charge(peer, started)
+            service = service_of(message)
+            reply = await self._route(service, peer, message)
+        except RemoteProtocolError as error:
+            log.info("refused over XMPP on %s: %s", service or "?", error)
+            if self._on_refused is not None:
+                self._on_refused(service or Service.REGISTER_PARTY, error)
+            reply = error_reply(error, message)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unexpected failure on %s over XMPP", service or "?")
+            reply = error_reply(OtherError("internal error; the request was not applied"),
+                                message)
+        started = time.thread_time()
+        try:
+            return self._codec.encode(reply)
+        finally:
+            self._charge(peer, started)
+
+    def _peer(self, iq: Any) -> Peer | None:
+        """The sender as the server named it; None for a JID that names no certificate."""
+        sender = iq["from"]
+        fingerprint = (fingerprint_of_localpart(sender.user)
+                       if sender.domain == self.settings.domain else None)
+        if fingerprint is None or not sender.resource:
+            return None
+        return Peer(fingerprint, address=sender.full)
+
+    def _refusal(self, peer: Peer | None, size: int) -> tuple[str, str, str] | None:
+        """Why a request is answered with an XMPP error (condition, type, text), if it is."""
+        if peer is None:
+            return ("not-authorized", "auth", "the sender's JID names no client certificate")
+        if size > self._max_body:
+            return ("not-acceptable", "modify", f"payload over {self._max_body} bytes")
+        key = peer.fingerprint
+        if self._limiter is not None and self._limiter.take(key) > 0.0:
+            return ("resource-constraint", "wait", "request rate over this VEN's limit")
+        if self._budgets is not None:
+            if self._budgets.wait(key) > 0.0:
+                return ("resource-constraint", "wait", "this VEN is over its byte or CPU budget")
+            self._budgets.charge_bytes(key, size)
+        if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
+            return ("resource-constraint", "wait", "the VTN is at its in-flight cap")
+        return None
+
+    def _charge(self, peer: Peer, started: float) -> None:
+        if self._budgets is not None:
+            self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
+
+    # ------------------------------------------------------------ VTN -> VEN
+
+    async def send(self, address: str, message: Message) -> Message | None:
+        """Send ``message`` to the VEN at the full JID ``address``; its answer (None when the
+        result carried no payload). :class:`ConnectionError` when it was not answered."""
+        if not self._online.is_set():
+            raise ConnectionError("the XMPP session is down")
+        iq = self._client.make_iq_set(ito=address)
+        iq.xml.append(payload_element(self._codec.encode(message)))
+        try:
+            result = await iq.send(  # type: ignore[no-untyped-call]  # slixmpp: untyped
+                timeout=self.settings.request_timeout_s)
+        except IqTimeout:
+            raise ConnectionError(f"{address} did not answer within "
+                                  f"{self.settings.request_timeout_s} s") from None
+        except IqError as error:
+            raise ConnectionError(f"{address} answered {error.condition}") from None
+        body = payload_of(result.xml)
+        if body is None:
+            return None
+        if len(body) > self._max_body:
+            raise ConnectionError(f"{address} answered more than {self._max_body} bytes")
+        return self._codec.decode(body)
