@@ -67,6 +67,8 @@ MAX_BIND_PARAMS: Final = 30_000
 # Reads wait on disk and on each other's statements, not on the writer (WAL): two threads let a
 # slow read (an admin listing) not hold up the polls behind it.
 SQLITE_READER_THREADS: Final = 2
+# PostgreSQL: the connections of the SQLAlchemy engine, which serves what is not a hot path.
+ENGINE_POOL_SIZE: Final = 4
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -92,8 +94,11 @@ def create_engine_for(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed)
         _configure_sqlite(engine)
         return engine
-    # pre-ping: a worker survives a PostgreSQL restart without handing out dead connections.
-    return create_async_engine(parsed, pool_pre_ping=True)
+    # The hot paths have a pool of their own (vtn.storage._postgres_backend). This one is fixed
+    # too: no overflow connections opened and closed under load, no pre-ping round trip per
+    # transaction. After a PostgreSQL restart the first use of a dead connection fails (a 503
+    # the VEN retries) and SQLAlchemy then discards every connection of the pool.
+    return create_async_engine(parsed, pool_size=ENGINE_POOL_SIZE, max_overflow=0)
 
 
 def sync_sqlite_engine(url: URL) -> Engine:
@@ -185,7 +190,7 @@ class Database:
 
     def __init__(self, engine: AsyncEngine, observe: TransactionObserver = _unobserved) -> None:
         self.engine = engine
-        self._observe = observe
+        self._observe = self.observe = observe
         self.dialect: str = engine.dialect.name
         self.sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
