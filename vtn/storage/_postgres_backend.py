@@ -125,6 +125,49 @@ _OUTBOX_DELIVERED: Final = (
     "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
     " WHERE seq = $2 AND delivered_at IS NULL RETURNING ven_id"
 )
+# A poll's whole delivery in one statement (its parts see one snapshot, so "waiting" leaves
+# out the rows the statement itself marks): take the VEN's oldest claimable item ($1 now,
+# $2 venID), mark its other event-list items delivered with it, read its event list when
+# the item is one (as _ADDRESSED: $3 statuses, $4 cancelled, $5 cancelled since, $6 limit,
+# $7 the venID target kind, $8 EVENT_KIND), record them delivered; one row per listed event
+# (or one with no event), each with the item and whether anything else is undelivered.
+_DELIVER_NEXT: Final = (
+    "WITH taken AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
+    " WHERE seq = (SELECT seq FROM outbox WHERE ven_id = $2 AND delivered_at IS NULL"
+    " AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY seq LIMIT 1"
+    " FOR UPDATE SKIP LOCKED) AND ven_id = $2 AND delivered_at IS NULL"
+    " AND (claimed_until IS NULL OR claimed_until <= $1)"
+    " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at),"
+    " superseded AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
+    " WHERE ven_id = $2 AND kind = $8 AND delivered_at IS NULL"
+    " AND seq <> (SELECT seq FROM taken) AND (SELECT kind FROM taken) = $8 RETURNING seq),"
+    " hits AS (SELECT event_id, kind, value FROM event_targets WHERE kind = $7 AND value = $2"
+    " UNION SELECT t.event_id, t.kind, t.value FROM ven_memberships m"
+    " JOIN event_targets t ON t.kind = m.kind AND t.value = m.value WHERE m.ven_id = $2),"
+    " listed AS (SELECT e.event_id, e.modification_number, e.status, e.market_context,"
+    " e.starts_at, e.ends_at, e.response_required, e.payload, e.updated_at,"
+    " ARRAY(SELECT h.kind FROM hits h WHERE h.event_id = e.event_id ORDER BY h.kind, h.value)"
+    " AS kinds, ARRAY(SELECT h.value FROM hits h WHERE h.event_id = e.event_id"
+    " ORDER BY h.kind, h.value) AS target_values FROM events e"
+    " WHERE (SELECT kind FROM taken) = $8 AND e.status = ANY($3::text[])"
+    " AND (e.event_id IN (SELECT event_id FROM hits)"
+    " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
+    " AND (e.status != $4 OR e.updated_at >= $5)"
+    " AND (e.status = $4 OR e.ends_at IS NULL OR e.ends_at > $1)"
+    " ORDER BY e.event_id LIMIT $6),"
+    " delivered AS (INSERT INTO event_deliveries (event_id, ven_id,"
+    " delivered_modification_number, delivered_at)"
+    " SELECT event_id, $2, modification_number, $1 FROM listed"
+    " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
+    " delivered_modification_number = excluded.delivered_modification_number,"
+    " delivered_at = excluded.delivered_at)"
+    " SELECT taken.seq, taken.ven_id, taken.kind, taken.payload, taken.dedup_key,"
+    " taken.enqueued_at, EXISTS (SELECT 1 FROM outbox o WHERE o.ven_id = $2"
+    " AND o.delivered_at IS NULL AND o.seq NOT IN (SELECT seq FROM taken)"
+    " AND o.seq NOT IN (SELECT seq FROM superseded)) AS waiting, listed.*"
+    " FROM (SELECT 1) AS one LEFT JOIN taken ON true LEFT JOIN listed ON true"
+    " ORDER BY listed.event_id"
+)
 _CLAIMABLE: Final = (
     "ven_id = $2 AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $1)"
 )
@@ -135,16 +178,12 @@ _OLDEST: Final = (
     f" FOR UPDATE SKIP LOCKED) AND {_CLAIMABLE}"
     " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at"
 )
-_TAKE: Final = "UPDATE outbox SET delivered_at = $1, claimed_until = NULL" + _OLDEST
 _CLAIM: Final = "UPDATE outbox SET claimed_until = $3" + _OLDEST
 _SUPERSEDE: Final = (
     "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
     " WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
 )
 _BEHIND: Final = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE} AND seq > $3)"
-_WAITING: Final = (
-    "SELECT EXISTS (SELECT 1 FROM outbox WHERE ven_id = $1 AND delivered_at IS NULL)"
-)
 _DELIVERY_COLUMNS: Final = (
     "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
     " ack_opt_type, ack_response_code, ack_at"
@@ -164,6 +203,34 @@ _DELIVERY: Final = (
 )
 _ACTIVE_VEN: Final = (
     "SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2 AND cancelled_at IS NULL"
+)
+# What an oadrCreatedEvent is checked against, in one read: whether $1 is venID $2's active
+# registration, and the events among $3 delivered to it with their current modificationNumber.
+_ANSWERED: Final = (
+    "SELECT EXISTS (SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2"
+    " AND cancelled_at IS NULL), ARRAY(SELECT e.event_id || ' ' || e.modification_number"
+    " FROM events e JOIN event_deliveries d ON d.event_id = e.event_id"
+    " WHERE d.ven_id = $2 AND e.event_id = ANY($3::text[]) ORDER BY e.event_id)"
+)
+# Its acks ($4.. one array per field, one element per ack, distinct eventIDs), stored only if
+# the read above still holds ($5 what it found); one row per ack, in order, as stored.
+_ACK_ANSWER: Final = (
+    "WITH still AS (SELECT * FROM (" + _ANSWERED + ") AS r(active, versions)"
+    " WHERE active AND versions = $4::text[]),"
+    " acks AS (SELECT * FROM unnest($5::text[], $6::int[], $7::text[], $8::int[],"
+    " $9::timestamptz[]) WITH ORDINALITY AS a(event_id, number, opt, code, at, n)),"
+    " up AS (INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number,"
+    " ack_opt_type, ack_response_code, ack_at) SELECT event_id, $2, number, opt, code, at"
+    " FROM acks WHERE EXISTS (SELECT 1 FROM still) ON CONFLICT (event_id, ven_id)"
+    " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
+    " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
+    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
+    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
+    f" RETURNING {_DELIVERY_COLUMNS})"
+    " SELECT EXISTS (SELECT 1 FROM still), u.*, d.* FROM acks a"
+    " LEFT JOIN up u ON u.event_id = a.event_id"
+    " LEFT JOIN event_deliveries d ON d.event_id = a.event_id AND d.ven_id = $2"
+    " ORDER BY a.n"
 )
 _VERSIONS: Final = (
     "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
@@ -235,6 +302,12 @@ def _delivery(row: Any) -> Delivery:
         ack_at=_utc(row[7]))
 
 
+def _version(text: str) -> tuple[str, int]:
+    """``"<eventID> <modificationNumber>"`` (as _ANSWERED spells a version) split."""
+    event_id, _, number = text.rpartition(" ")
+    return event_id, int(number)
+
+
 def _item(row: Any, more_waiting: bool = False) -> OutboxItem:
     return OutboxItem(seq=row[0], ven_id=row[1], kind=row[2], payload=row[3],
                       dedup_key=row[4], enqueued_at=row[5].astimezone(UTC),
@@ -284,6 +357,16 @@ class PostgresBackend:
         started = perf_counter()
         try:
             return await self._pool.fetchrow(sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StorageConflict(str(exc)) from exc
+        finally:
+            self._observe(write=write, seconds=perf_counter() - started)
+
+    async def _all(self, sql: str, *args: Any, write: bool) -> list[Any]:
+        """One statement (its own transaction): all its rows."""
+        started = perf_counter()
+        try:
+            return list(await self._pool.fetch(sql, *args))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
         finally:
@@ -380,20 +463,19 @@ class PostgresBackend:
         return await self._run(lambda conn: self._distribute(conn, query), write=True)
 
     async def deliver_next(self, event_list: Distribution) -> tuple[PollDelivery | None, bool]:
-        async def work(conn: asyncpg.Connection) -> tuple[PollDelivery | None, bool]:
-            now, ven_id = _aware(event_list.now), event_list.ven_id
-            row = await conn.fetchrow(_TAKE, now, ven_id)
-            delivered = None
-            if row is not None:
-                item = _item(row)
-                events: tuple[EventRecord, ...] = ()
-                if item.kind == EVENT_KIND:
-                    await conn.execute(_SUPERSEDE, now, ven_id, EVENT_KIND, item.seq)
-                    events = await self._distribute(conn, event_list)
-                delivered = PollDelivery(item=item, events=events)
-            return delivered, bool(await conn.fetchval(_WAITING, ven_id))
-
-        return await self._run(work, write=True)
+        rows = await self._all(
+            _DELIVER_NEXT, _aware(event_list.now), event_list.ven_id,
+            [s.value for s in event_list.statuses], EventStatus.CANCELLED.value,
+            _aware(event_list.cancelled_since), event_list.limit, TargetKind.VEN.value,
+            EVENT_KIND, write=True)
+        first = rows[0]
+        if first[0] is None:
+            return None, bool(first[6])
+        events = tuple(
+            _event(row[7:16], [TargetRef(kind=TargetKind(k), value=v)
+                               for k, v in zip(row[16], row[17], strict=True)])
+            for row in rows if row[7] is not None)
+        return PollDelivery(item=_item(first), events=events), bool(first[6])
 
     async def claim(self, ven_id: str, now: datetime, until: datetime,
                     supersede: str | None) -> OutboxItem | None:
@@ -428,13 +510,36 @@ class PostgresBackend:
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
                             check: Callable[[dict[str, int]], None],
                             event_ids: list[str]) -> tuple[Delivery, ...] | None:
-        async def work(conn: asyncpg.Connection) -> tuple[Delivery, ...] | None:
-            if await conn.fetchval(_ACTIVE_VEN, fingerprint, ven_id) is None:
+        """Optimistically, without a transaction held open across ``check``: read, check, then
+        store the acks in one statement that first re-reads and stores nothing if anything
+        changed meanwhile (then all over again). Two round trips where a transaction took
+        five."""
+        if len({ack.event_id for ack in acks}) < len(acks):  # one event answered twice
+            return await self._run(lambda conn: self._answer(
+                conn, ven_id, fingerprint, acks, check, event_ids), write=True)
+        columns = ([a.event_id for a in acks], [a.modification_number for a in acks],
+                   [a.opt_type.value for a in acks], [a.response_code for a in acks],
+                   [_aware(a.at) for a in acks])
+        while True:
+            active, versions = await self._one(_ANSWERED, fingerprint, ven_id, event_ids,
+                                               write=False)
+            if not active:
                 return None
-            check({r[0]: r[1] for r in await conn.fetch(_VERSIONS, ven_id, event_ids)})
-            return await self._acks(conn, acks)
+            check(dict(_version(v) for v in versions))
+            rows = await self._all(_ACK_ANSWER, fingerprint, ven_id, event_ids, versions,
+                                   *columns, write=True)
+            if not rows or rows[0][0]:
+                # the updated row, else (an ack for a newer modificationNumber stays) the stored
+                return tuple(_delivery(row[1:9] if row[1] is not None else row[9:17])
+                             for row in rows)
 
-        return await self._run(work, write=True)
+    async def _answer(self, conn: asyncpg.Connection, ven_id: str, fingerprint: str,
+                      acks: tuple[EventAck, ...], check: Callable[[dict[str, int]], None],
+                      event_ids: list[str]) -> tuple[Delivery, ...] | None:
+        if await conn.fetchval(_ACTIVE_VEN, fingerprint, ven_id) is None:
+            return None
+        check({r[0]: r[1] for r in await conn.fetch(_VERSIONS, ven_id, event_ids)})
+        return await self._acks(conn, acks)
 
     async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:
         async def work(conn: asyncpg.Connection) -> dict[str, int]:
