@@ -35,13 +35,15 @@ def _dsn(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(admin_url: str) -> AsyncIterator[str]:
-    """An empty database of its own on ``admin_url``'s server: yields its URL."""
+async def fresh_database(admin_url: str) -> AsyncIterator[tuple[str, BackendCpu]]:
+    """An empty database of its own on ``admin_url``'s server: yields its URL and the meter of
+    its backends' CPU (which reads through the one admin connection held meanwhile)."""
     admin = await asyncpg.connect(_dsn(admin_url), timeout=10)
     name = f"crowdflex_bench_{uuid.uuid4().hex[:16]}"
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield url, BackendCpu(admin, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -57,11 +59,12 @@ def _process_cpu_s(pid: int) -> float | None:
 
 
 class BackendCpu:
-    """CPU seconds of the backends serving database ``url`` (see the module docstring)."""
+    """CPU seconds of the backends serving ``database`` (see the module docstring), found
+    through ``admin``, a connection to another database of the same server."""
 
-    def __init__(self, admin_url: str, url: str) -> None:
-        self._admin_url = admin_url
-        self._database = make_url(url).database
+    def __init__(self, admin: asyncpg.Connection, database: str) -> None:
+        self._admin = admin
+        self._database = database
         self._last: dict[int, float] = {}
 
     @property
@@ -70,14 +73,9 @@ class BackendCpu:
         return len(self._last)
 
     async def cpu_s(self) -> float:
-        admin = await asyncpg.connect(_dsn(self._admin_url), timeout=10)
-        try:
-            pids = [r["pid"] for r in await admin.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1", self._database)]
-        finally:
-            await admin.close()
-        for pid in pids:
-            seen = _process_cpu_s(pid)
+        for row in await self._admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1", self._database):
+            seen = _process_cpu_s(row["pid"])
             if seen is not None:
-                self._last[pid] = seen
+                self._last[row["pid"]] = seen
         return sum(self._last.values())

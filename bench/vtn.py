@@ -200,8 +200,8 @@ async def _database(args: argparse.Namespace, db: Path) -> AsyncIterator[
     if args.storage == "sqlite":
         yield f"sqlite:///{db}", None
         return
-    async with fresh_database(args.postgres_url) as url:
-        yield url, BackendCpu(args.postgres_url, url)
+    async with fresh_database(args.postgres_url) as (url, backends):
+        yield url, backends
 
 
 def _metered(vtn: VtnProcess, backends: BackendCpu | None) -> None:
