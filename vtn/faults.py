@@ -20,6 +20,8 @@ from typing import TypeVar
 import sqlalchemy.exc
 from aiohttp import web
 
+from vtn.storage import StorageUnavailable
+
 __all__ = ["storage_failure", "storage_guarded"]
 
 _T = TypeVar("_T")
@@ -40,6 +42,11 @@ def storage_failure(exc: BaseException) -> str | None:
         if any(marker in text.lower() for marker in _FULL_MARKERS):
             return f"database storage is full ({text.strip()})"
         return f"database unavailable ({type(exc.orig or exc).__name__}: {text.strip()[:200]})"
+    if isinstance(exc, StorageUnavailable):  # the PostgreSQL hot paths (asyncpg)
+        text = str(exc)
+        if any(marker in text.lower() for marker in _FULL_MARKERS):
+            return f"database storage is full ({text.strip()})"
+        return f"database unavailable ({text.strip()[:200]})"
     # asyncpg's connect raises the socket error itself (e.g. ConnectionRefusedError), unwrapped.
     if isinstance(exc, ConnectionError):
         return f"database unreachable ({type(exc).__name__}: {exc})"

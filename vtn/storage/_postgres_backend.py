@@ -25,6 +25,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
 from ._engine import TransactionObserver
+from ._postgres_reports import ReportWrites, Update, points_of
 from .backend import EVENT_KIND, CheckNewer, Distribution, Queue, StoredEvent, TargetQuery
 from .notify import OUTBOX_CHANNEL, enqueued_payload
 from .records import (
@@ -36,8 +37,8 @@ from .records import (
     OutboxItem,
     PollDelivery,
     ReportData,
-    ReportRequestStatus,
     StorageConflict,
+    StorageUnavailable,
     TargetKind,
     TargetRef,
     VenRegistration,
@@ -240,24 +241,26 @@ _DELIVERED_TO: Final = (
     "SELECT event_id, ven_id FROM event_deliveries WHERE event_id = ANY($1::text[])"
     " ORDER BY event_id, ven_id"
 )
-# One oadrUpdateReport in one statement: the registration check, the points (first value
-# wins) and the cancelled requests. With no fingerprint the check is skipped (an unknown VEN
-# then fails the foreign key).
-_STORE_UPDATE: Final = (
-    "WITH allowed AS (SELECT $2::text IS NULL OR EXISTS (SELECT 1 FROM vens"
-    " WHERE fingerprint = $2 AND ven_id = $1 AND cancelled_at IS NULL) AS ok),"
-    " added AS (INSERT INTO report_points (ven_id, report_request_id, report_specifier_id,"
-    " r_id, dtstart, duration, value, confidence, accuracy, data_quality, received_at)"
-    " SELECT $1, p.request, p.specifier, p.r_id, p.dtstart, p.duration, p.value,"
-    " p.confidence, p.accuracy, p.quality, p.received FROM unnest($3::text[], $4::text[],"
-    " $5::text[], $6::timestamptz[], $7::interval[], $8::float8[], $9::int[], $10::float8[],"
-    " $11::text[], $12::timestamptz[]) AS p(request, specifier, r_id, dtstart, duration,"
-    " value, confidence, accuracy, quality, received) WHERE (SELECT ok FROM allowed)"
-    " ON CONFLICT DO NOTHING RETURNING 1)"
-    " SELECT (SELECT ok FROM allowed), (SELECT count(*) FROM added),"
-    " ARRAY(SELECT report_request_id FROM report_requests WHERE ven_id = $1 AND status = $13"
-    " AND report_request_id = ANY($14::text[]))"
-)
+
+
+_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# SQLSTATE classes that mean "the database is not there for us now", not "this call is wrong":
+# connection exception, insufficient resources (disk full, too many connections), operator
+# intervention (shutdown, cannot connect now); 55000: a database not accepting connections.
+_UNAVAILABLE_CLASSES: Final = ("08", "53", "57")
+
+
+def _raise_unavailable(exc: BaseException) -> None:
+    """Raise :class:`StorageUnavailable` from ``exc`` when it means the database is not there
+    for us now (the caller answers 503 and the VEN retries); otherwise return, and the caller
+    re-raises ``exc`` as it is (a bug stays a bug)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        if state[:2] not in _UNAVAILABLE_CLASSES and state != "55000":
+            return
+    elif isinstance(exc, asyncpg.InterfaceError) and "closed" not in str(exc):
+        return  # misuse of the driver
+    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 async def _unchanged(_conn: asyncpg.Connection) -> None:
@@ -320,6 +323,7 @@ class PostgresBackend:
     def __init__(self, pool: asyncpg.Pool, observe: TransactionObserver) -> None:
         self._pool = pool
         self._observe = observe
+        self._reports = ReportWrites(self._fetch)
 
     @classmethod
     async def open(cls, url: URL, observe: TransactionObserver) -> PostgresBackend:
@@ -349,6 +353,9 @@ class PostgresBackend:
                 return await work(conn)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
+        except _DRIVER_ERRORS as exc:
+            _raise_unavailable(exc)
+            raise
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
@@ -359,16 +366,27 @@ class PostgresBackend:
             return await self._pool.fetchrow(sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
+        except _DRIVER_ERRORS as exc:
+            _raise_unavailable(exc)
+            raise
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
-    async def _all(self, sql: str, *args: Any, write: bool) -> list[Any]:
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         """One statement (its own transaction): all its rows."""
-        started = perf_counter()
         try:
             return list(await self._pool.fetch(sql, *args))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
+        except _DRIVER_ERRORS as exc:
+            _raise_unavailable(exc)
+            raise
+
+    async def _all(self, sql: str, *args: Any, write: bool) -> list[Any]:
+        """:meth:`_fetch`, observed."""
+        started = perf_counter()
+        try:
+            return await self._fetch(sql, *args)
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
@@ -558,30 +576,10 @@ class PostgresBackend:
 
     async def store_update(self, ven_id: str, reports: Sequence[ReportData], wanted: list[str],
                            fingerprint: str | None) -> tuple[int, tuple[str, ...]] | None:
-        columns: tuple[list[Any], ...] = tuple([] for _ in range(10))
-        request, specifier, r_ids, starts, lengths, values, confidences, accuracies, \
-            qualities, received = columns
-        checked: set[datetime] = set()
-        for data in reports:
-            if data.received_at not in checked:
-                checked.add(_aware(data.received_at))
-            count = len(data.rows)
-            request += [data.report_request_id] * count
-            specifier += [data.report_specifier_id] * count
-            received += [data.received_at] * count
-            for r_id, dtstart, duration, value, confidence, accuracy, quality in data.rows:
-                if dtstart not in checked:
-                    checked.add(_aware(dtstart))
-                r_ids.append(r_id)
-                starts.append(dtstart)
-                lengths.append(duration)
-                values.append(value)
-                confidences.append(confidence)
-                accuracies.append(accuracy)
-                qualities.append(quality)
-        row = await self._one(_STORE_UPDATE, ven_id, fingerprint, *columns,
-                              ReportRequestStatus.CANCELLED.value, wanted, write=True)
-        if not row[0]:
-            return None
-        gone = set(row[2])
-        return int(row[1]), tuple(r for r in wanted if r in gone)
+        update = Update(ven_id=ven_id, fingerprint=fingerprint,
+                        points=points_of(reports, _aware), wanted=wanted)
+        started = perf_counter()
+        try:
+            return await self._reports.store(update)
+        finally:
+            self._observe(write=True, seconds=perf_counter() - started)
