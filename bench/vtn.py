@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench._postgres import DEFAULT_ADMIN_URL, BackendCpu, fresh_database
 from bench._vtn_load import (
     ENCODINGS,
     Control,
@@ -84,7 +85,6 @@ from bench._vtn_load import (
     report_load,
     signed_poll_load,
 )
-from bench._postgres import DEFAULT_ADMIN_URL, BackendCpu, fresh_database
 from bench._vtn_server import SETUPS, ServerSpec, serve
 
 KINDS = ("ours", "openleadr")

@@ -4,8 +4,10 @@ A database that is down, locked past its busy timeout, or full is not the VEN's 
 OpenADR response code says "try again later". So a request whose handler met such a failure is
 answered ``503 Service Unavailable`` with ``Retry-After`` (seconds, *(config)*) and a text naming
 the cause; nothing the request asked for was committed (each repository call is one transaction).
-The VTN needs no restart to recover: the next request opens new connections (PostgreSQL engines
-pre-ping pooled ones; SQLite reopens its file), so service resumes as soon as the database does.
+The VTN needs no restart to recover: on PostgreSQL the hot paths' asyncpg pool replaces a dead
+connection when it next hands it out and SQLAlchemy's pool drops its connections after the first
+one found dead (that request is answered 503); SQLite reopens its file. Service resumes as soon as
+the database does.
 
 Invariants: only failures of the storage layer are translated (:func:`storage_failure`); any
 other exception keeps its normal path (an OpenADR error reply), so a bug never hides as a 503.

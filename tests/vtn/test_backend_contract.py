@@ -88,7 +88,7 @@ async def test_nonces_are_seen_once_and_naive_times_refused(storage: Storage) ->
     assert await backend.nonce_seen("n-1", T0 + timedelta(seconds=1)) is True
     assert await backend.nonce_seen("n-2", T0) is False
     with pytest.raises(ValueError, match="naive"):
-        await backend.nonce_seen("n-3", datetime(2030, 1, 1))  # noqa: DTZ001
+        await backend.nonce_seen("n-3", datetime(2030, 1, 1))
 
 
 async def test_poll_lookup_names_the_registration_and_whether_anything_waits(
@@ -124,7 +124,8 @@ async def test_event_writes_rise_retry_and_refuse_together(storage: Storage) -> 
     assert await backend.put_events(
         [(second, queue((b,), "e1:1")), (other, queue((a, b), "e2:0"))], newer) == (True, True)
     stored = await storage.events.get("e1")
-    assert stored is not None and (stored.modification_number, stored.targets) == (1, second.targets)
+    assert stored is not None
+    assert (stored.modification_number, stored.targets) == (1, second.targets)
     # An older version, or the same one with other content: nothing of the batch is stored.
     with pytest.raises(StaleModification):
         await backend.put_events([(event("e3"), queue((a,), "e3:0")),
@@ -274,7 +275,7 @@ async def test_report_updates_check_the_registration_keep_first_values_and_name_
     with pytest.raises(ValueError, match="naive"):
         await backend.store_update(a, [ReportData(
             ven_id=a, report_request_id="q", report_specifier_id="s", received_at=T0,
-            rows=(("r", datetime(2030, 1, 1), None, 1.0, None, None, None),))],  # noqa: DTZ001
+            rows=(("r", datetime(2030, 1, 1), None, 1.0, None, None, None),))],
             [], None)
     with pytest.raises(StorageConflict):
         await backend.store_update("nobody", [ReportData(

@@ -11,13 +11,15 @@ Invariants:
 - In-memory SQLite is refused: each pooled connection would see its own empty database.
 - Every unit of work is one transaction; repositories return only after it committed, so a reply
   built from their result describes committed state.
-- Hot paths run a whole transaction as one synchronous function over a Core ``Connection``
-  (:meth:`Database.run_read` / :meth:`Database.run_write`). On SQLite that function runs on a
-  thread of this Database (the stdlib ``sqlite3`` driver): one thread hop per *transaction*, where
-  aiosqlite pays a queue put, a loop wake-up and a greenlet switch per *statement*. One writer
-  thread means writes never contend with each other for SQLite's lock; reads run on their own
-  threads in WAL snapshots. On PostgreSQL the same function runs under ``run_sync`` on an asyncpg
-  connection. Both engines thus execute the same Core statements (SQLAlchemy caches their SQL).
+- The repositories' hot paths belong to a :class:`~vtn.storage.backend.Backend` (on PostgreSQL
+  asyncpg SQL on a pool of its own); what remains runs a whole transaction as one synchronous
+  function over a Core ``Connection`` (:meth:`Database.run_read` / :meth:`Database.run_write`).
+  On SQLite that function runs on a thread of this Database (the stdlib ``sqlite3`` driver):
+  one thread hop per *transaction*, where aiosqlite pays a queue put, a loop wake-up and a
+  greenlet switch per *statement*. One writer thread means writes never contend with each
+  other for SQLite's lock; reads run on their own threads in WAL snapshots. On PostgreSQL the
+  same function runs under ``run_sync`` on an asyncpg connection. Both engines thus execute the
+  same Core statements (SQLAlchemy caches their SQL).
 - The hottest SQLite paths (poll, claim, delivery, nonces) skip SQLAlchemy's execution layer:
   :meth:`Database.run_sqlite` hands ``work`` the pooled stdlib ``sqlite3`` connection itself
   (same pool, pragmas and connect hooks), because one Core transaction cost ~0.6 ms of CPU there

@@ -106,7 +106,9 @@ class ReportWrites:
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                group, rest, vens = [], [], set()
+                group: list[Update] = []
+                rest: list[Update] = []
+                vens: set[str] = set()
                 for update in self._waiting:
                     if update.future.done():  # its caller was cancelled
                         continue
