@@ -26,6 +26,7 @@ from vtn.storage import (
     OptSchedule,
     OptType,
     OptWindow,
+    ReportData,
     ReportDescription,
     ReportPoint,
     ReportRequest,
@@ -40,6 +41,7 @@ from vtn.storage import (
 )
 from vtn.storage._models import Base, VenRow
 from vtn.storage._postgres_backend import POOL_SIZE, PostgresBackend
+from vtn.storage.backend import Distribution
 
 T0 = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)  # the night Europe/Amsterdam jumps to summer time
 
@@ -575,3 +577,58 @@ async def test_sigkill_after_commit_loses_nothing(storage_url: str) -> None:
         assert [i.payload for i in await storage.outbox.pending("000042")] == [b"<queued/>"]
     finally:
         await storage.close()
+
+
+@asynccontextmanager
+async def postgres_statements(storage: Storage) -> AsyncIterator[list[str]]:
+    """Every statement the PostgreSQL backend's pool sends meanwhile (each is a round trip),
+    but asyncpg's own type introspection, done once per connection for a type it meets."""
+    assert isinstance(storage.backend, PostgresBackend)
+    sent: list[str] = []
+
+    def logged(record: Any) -> None:
+        if "pg_catalog" not in record.query and "'jit'" not in record.query:
+            sent.append(record.query)
+
+    pool = storage.backend.pool
+    await _each_pooled(pool, lambda conn: conn.add_query_logger(logged))
+    try:
+        yield sent
+    finally:
+        await _each_pooled(pool, lambda conn: conn.remove_query_logger(logged))
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_postgres_report_updates_waiting_together_share_one_statement(
+        storage: Storage) -> None:
+    ven_ids = await register(storage, 12)
+
+    def update(ven_id: str, n: int) -> ReportData:
+        return ReportData(ven_id=ven_id, report_request_id="q", report_specifier_id="s",
+                          received_at=T0, rows=tuple(
+                              (f"r{k}", T0 + timedelta(seconds=n), None, float(k), None, None,
+                               None) for k in range(10)))
+
+    async with postgres_statements(storage) as sent:
+        results = await asyncio.gather(*(
+            storage.reports.store_update(v, [update(v, n)], ())
+            for n in range(2) for v in ven_ids))
+    # each caller gets its own answer; 24 updates of 12 VENs went as (at most) a few statements
+    assert results == [(10, ())] * 24
+    assert 2 <= len(sent) <= 4  # one VEN per group: its second update waits for the next
+    for v in ven_ids:
+        stored = await storage.reports.points(v, T0, T0 + timedelta(minutes=1))
+        assert len(stored) == 20
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_postgres_poll_delivery_is_one_statement(storage: Storage) -> None:
+    (ven_id,) = await register(storage, 1)
+    await storage.events.put(an_event(0), notify=[ven_id])
+    await storage.outbox.enqueue([ven_id], b"<report/>", "oadrCreateReport", at=T0)
+    event_list = Distribution(ven_id=ven_id, statuses=(EventStatus.FAR,), now=T0,
+                              cancelled_since=T0)
+    async with postgres_statements(storage) as sent:
+        delivered = await storage.events.deliver_next(event_list)
+    assert delivered is not None and delivered.item.kind == "oadrDistributeEvent"
+    assert len(sent) == 1
