@@ -168,13 +168,13 @@ async def test_claims_racing_across_workers_take_each_item_once(pki, storage_url
     assert len(set(taken)) == items  # nothing claimed twice
 
 
-async def test_a_worker_opens_at_most_thirteen_connections(pki, storage_url):
-    """docs/deploy.md budgets PostgreSQL's max_connections on this figure: 8 for the hot paths,
+async def test_a_worker_opens_at_most_nine_connections(pki, storage_url):
+    """docs/deploy.md budgets PostgreSQL's max_connections on this figure: 4 for the hot paths,
     4 for the rest, 1 that listens, none opened beyond them under load."""
     async with two_workers(pki, storage_url) as (a, _b):
         storage = a.app[STORAGE]
         pool: Any = storage.engine.pool
         assert isinstance(storage.backend, PostgresBackend)
         hot = storage.backend.pool
-        assert pool.size() + pool._max_overflow + hot.get_max_size() + 1 == 13
+        assert pool.size() + pool._max_overflow + hot.get_max_size() + 1 == 9
         assert hot.get_min_size() == hot.get_max_size()  # all opened at start, none churned

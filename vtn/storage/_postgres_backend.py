@@ -48,8 +48,9 @@ __all__ = ["POOL_SIZE", "PostgresBackend"]
 
 T = TypeVar("T")
 
-#: connections of the hot-path pool, all opened at start
-POOL_SIZE: Final = 8
+#: connections of the hot-path pool, all opened at start (a worker serves one core; report
+#: updates waiting together share one statement, so a few connections keep the core busy)
+POOL_SIZE: Final = 4
 
 _NOTIFY: Final = "SELECT pg_notify($1, $2)"
 _SEEN: Final = (
