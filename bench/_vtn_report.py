@@ -60,13 +60,18 @@ def _values(results: Sequence[RunResult], kind: str, metric: str) -> list[float]
     return [r.figures[metric] for r in results if r.kind == kind and metric in r.figures]
 
 
+_STORAGE = {"sqlite": "SQLite (file)",
+            "postgresql": "PostgreSQL (the CPU of its backends included)"}
+
+
 def render(args: argparse.Namespace, results: dict[str, list[RunResult]], *, pinned: bool,
            load_before: tuple[float, float, float], load_after: tuple[float, float, float],
            key_loading_s: float | None) -> str:
     from bench.vtn import METRICS
 
     lines = [
-        "VTN benchmark: mutual TLS on 127.0.0.1; ours on SQLite (file), openleadr in memory;"
+        f"VTN benchmark: mutual TLS on 127.0.0.1; ours on {_STORAGE[args.storage]},"
+        " openleadr in memory;"
         f" VTN and load {'pinned to separate cores' if pinned else 'not pinned'};"
         f" {args.vens} VENs, {args.poll_vens} polling, {args.report_vens} reporting;"
         f" our repeat cache {'OFF' if args.no_repeat_cache else 'on'}",

@@ -14,6 +14,9 @@ benchmark process until told to stop:
 - ``("profile", True|False)`` -> start/stop cProfile; stopping returns the top functions as text;
 - ``("repeats",)`` -> ours: ``(requests served from memory, decoded, replies served from memory,
   encoded)`` of the endpoints' repeat cache (``vtn.repeats``); openleadr: None;
+- ``("store", ven_ids, points, seconds)`` -> ``(points stored, seconds)``: ours only, straight
+  to storage (no HTTP): each of ``ven_ids`` stores ``points``-point reports back to back, every
+  point new, all VENs at once, for ``seconds``;
 - ``("stop",)`` -> ``None``, then the VTN shuts down and the process exits.
 
 The runtime is the same for both VTNs (``ServerSpec.setup``): ``"tuned"`` serves either on uvloop
@@ -51,14 +54,14 @@ _HOST = "127.0.0.1"
 class ServerSpec:
     """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``sign_cert``/``sign_key`` turn
     signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
-    key and verifying VEN signatures; ``db`` is our SQLite file; ``setup`` the runtime of both
+    key and verifying VEN signatures; ``storage_url`` is our database; ``setup`` the runtime of both
     (``"tuned"`` or ``"plain"``); ``repeat_cache`` False turns ours off (``vtn.repeats``)."""
 
     kind: str
     cert: Path
     key: Path
     ca: Path
-    db: Path
+    storage_url: str
     poll_frequency_s: float = 10.0
     sign_cert: Path | None = None
     sign_key: Path | None = None
@@ -79,6 +82,7 @@ class _Tally:
     expected: int = 0
     done: asyncio.Event | None = None
     repeats: Any = None  # ours: the endpoints' vtn.repeats.Repeats
+    storage: Any = None  # ours: the app's vtn.storage.Storage
 
     def ack(self, ven_id: str) -> None:
         self.acks.add(ven_id)
@@ -96,7 +100,7 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     from aiohttp import web
 
     import schemas
-    from vtn.app import SERVICES, create_app
+    from vtn.app import SERVICES, STORAGE, create_app
     from vtn.services import Handlers
     from vtn.services.events import publish_event
     from vtn.settings import VtnConfig
@@ -107,7 +111,7 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
         tally.reports += 1
         tally.points += sum(len(i.payloads) for i in report.intervals)
 
-    config = VtnConfig(storage_url=f"sqlite+aiosqlite:///{spec.db}", tls_cert=spec.cert,
+    config = VtnConfig(storage_url=spec.storage_url, tls_cert=spec.cert,
                        tls_key=spec.key, tls_ca=spec.ca, port=0, admin_enabled=False,
                        poll_frequency=timedelta(seconds=spec.poll_frequency_s),
                        # limits stay on (their cost is measured) but must not bite a load test
@@ -126,6 +130,7 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
     tally.repeats = app[REPEATS]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    tally.storage = app[STORAGE]
     site = vtn_site(runner, replace(config, host=_HOST, port=0))  # as `crowdflex vtn` serves
     await site.start()
     port = runner.addresses[0][1]
@@ -198,6 +203,32 @@ async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, C
     return port, server.app_runner, publish
 
 
+async def _store(storage: Any, ven_ids: list[str], points: int,
+                 seconds: float) -> tuple[int, float]:
+    from vtn.storage import ReportData
+
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    step = timedelta(seconds=4)
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def one(ven_id: str) -> int:
+        stored = n = 0
+        while time.perf_counter() < deadline:
+            rows = tuple((f"r{i}", start + step * n, step, float(i), None, None, None)
+                         for i in range(points))
+            n += 1
+            data = ReportData(ven_id=ven_id, report_request_id="bench-store",
+                              report_specifier_id="bench-store",
+                              received_at=datetime.now(UTC), rows=rows)
+            found = await storage.reports.store_update(ven_id, (data,), ())
+            stored += found[0]
+        return stored
+
+    counts = await asyncio.gather(*(one(v) for v in ven_ids))
+    return sum(counts), time.perf_counter() - started
+
+
 def _rss_bytes() -> int:
     """This process's resident set size (Linux /proc; 0 elsewhere)."""
     try:
@@ -254,6 +285,8 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return profiler.toggle(bool(on))
         case ("rss",):
             return _rss_bytes()
+        case ("store", ven_ids, points, seconds):
+            return await _store(tally.storage, ven_ids, points, seconds)
         case ("repeats",):
             if tally.repeats is None:
                 return None

@@ -5,7 +5,11 @@ Each VTN runs in a fresh process of its own per run (``bench._vtn_server``), pin
 when the machine has two or more, on 127.0.0.1 with a free port and real mutual TLS (EC P-256
 certificates minted for this run in a temporary directory and deleted after it). This process is
 the load generator (``bench._vtn_load``: one client certificate per VEN), pinned to another core.
-Ours stores in a SQLite file; openleadr keeps everything in memory.
+Ours stores in a SQLite file (``--storage sqlite``, the default) or in a PostgreSQL database
+created for each run and dropped after it (``--storage postgresql``, on the server of
+``--postgres-url``, which must run on this machine); openleadr keeps everything in memory. On
+PostgreSQL every VTN CPU figure includes the CPU of the PostgreSQL backends serving the run's
+database (``bench._postgres``: read from /proc), which run on other cores than the VTN.
 
 Fairness: both VTNs run on the same runtime, and the table is printed for each setup asked for:
 ``tuned`` (uvloop and ``vtn.app.tune_serving_process`` for both, as ``crowdflex vtn`` serves) and
@@ -30,6 +34,10 @@ Per run, in order:
    its CPU meanwhile beyond what the empty polls cost, per VEN. The wall time cannot be under one
    poll interval, so the CPU per VEN is the figure to compare.
 
+5. storage: ``--store-vens`` writers store ``--store-points``-point reports straight into
+   our storage (no HTTP), every point new, all at once, for ``--seconds``: report points
+   stored per second (wall time).
+
 Then, unless ``--no-signed``: ``--signed-vens`` VENs with RSA-2048 certificates post
 ``--signed-polls`` polls unsigned and then signed (each body signed just before it is sent, so
 that it is fresh for openleadr's 5-s replay window), ``--signed-runs`` times per VTN; both VTNs
@@ -49,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import multiprocessing
 import os
@@ -56,11 +65,12 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench._postgres import DEFAULT_ADMIN_URL, BackendCpu, fresh_database
 from bench._vtn_load import (
     ENCODINGS,
     Control,
@@ -163,6 +173,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     **{f"CPU per 10-point report, {e} bodies": ("ms", False) for e in ENCODINGS},
     "fan-out: publish -> all acks": ("s", False),
     "fan-out: CPU per VEN beyond empty polls": ("ms", False),
+    "storage: report points stored/s": ("/s", True),
+    "PostgreSQL backends started": ("", False),
     "signed poll: CPU per poll, unsigned": ("ms", False),
     "signed poll: CPU per poll, signed": ("ms", False),
     "hostile signed request (1,000 references): CPU": ("ms", False),
@@ -181,13 +193,37 @@ def _per_request(result: RunResult, name: str, load: LoadResult, cpu_s: float) -
         result.errors.append(f"{name}: {load.errors} replies other than 200")
 
 
+@contextlib.asynccontextmanager
+async def _database(args: argparse.Namespace, db: Path) -> AsyncIterator[
+        tuple[str, BackendCpu | None]]:
+    """Our storage URL for one VTN process, and the CPU meter of its PostgreSQL backends."""
+    if args.storage == "sqlite":
+        yield f"sqlite:///{db}", None
+        return
+    async with fresh_database(args.postgres_url) as (url, backends):
+        yield url, backends
+
+
+def _metered(vtn: VtnProcess, backends: BackendCpu | None) -> None:
+    if backends is not None:
+        vtn.control.more_cpu = backends.cpu_s
+
+
 async def run_kind(kind: str, setup: str, pki: Pki, args: argparse.Namespace, cpu: int | None,
                    tmp: Path, run: int) -> RunResult:
+    async with _database(args, tmp / f"{kind}-{setup}-{run}.db") as (url, backends):
+        result = await _run_kind(kind, setup, pki, args, cpu, url, backends)
+    return result
+
+
+async def _run_kind(kind: str, setup: str, pki: Pki, args: argparse.Namespace, cpu: int | None,
+                    url: str, backends: BackendCpu | None) -> RunResult:
     spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
-                      db=tmp / f"{kind}-{setup}-{run}.db", poll_frequency_s=args.interval,
+                      storage_url=url, poll_frequency_s=args.interval,
                       setup=setup, repeat_cache=not args.no_repeat_cache)
     result = RunResult(kind=kind)
     with VtnProcess(spec, cpu) as vtn:
+        _metered(vtn, backends)
         vens = open_vens(list(pki.vens), pki.ca, vtn.port)
         try:
             registration_s = await register_all(vens, args.concurrency)
@@ -219,6 +255,14 @@ async def run_kind(kind: str, setup: str, pki: Pki, args: argparse.Namespace, cp
                 result.figures["fan-out: CPU per VEN beyond empty polls"] = fanout_cpu_s / len(vens)
                 if acks < len(vens):
                     result.errors.append(f"fan-out: {acks} of {len(vens)} acks")
+            if kind == "ours":
+                writers = [v.ven_id for v in vens[: args.store_vens]]
+                stored, wall_s = await vtn.control.call(
+                    "store", writers, args.store_points, args.seconds,
+                    timeout_s=args.seconds + 60)
+                result.figures["storage: report points stored/s"] = stored / wall_s
+            if backends is not None:
+                result.figures["PostgreSQL backends started"] = backends.started
         finally:
             await close_vens(vens)
     result.errors += [e for v in vens for e in v.errors[:3]][:10]
@@ -230,26 +274,36 @@ async def run_signed(kind: str, setup: str, pki: Pki, args: argparse.Namespace,
     """Poll load from RSA-2048 VENs, unsigned then signed, both VTNs verifying and signing."""
     result = RunResult(kind=kind)
     for signed in (False, True):
-        spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
-                          db=tmp / f"{kind}-{setup}-{run}-{'signed' if signed else 'plain'}.db",
-                          sign_cert=pki.signing_cert if signed else None,
-                          sign_key=pki.signing_key if signed else None, setup=setup,
-                          repeat_cache=not args.no_repeat_cache)
-        with VtnProcess(spec, cpu) as vtn:
-            vens = open_vens(list(pki.rsa_vens), pki.ca, vtn.port, sign=signed)
-            try:
-                await register_all(vens, args.concurrency)
-                await drain(vens)
-                load, cpu_s = await _cpu_of(vtn.control, signed_poll_load(vens, args.signed_polls))
-                if signed and kind == "ours":
-                    result.figures["hostile signed request (1,000 references): CPU"] = (
-                        await _hostile_cpu(vtn, vens[0]))
-            finally:
-                await close_vens(vens)
+        db = tmp / f"{kind}-{setup}-{run}-{'signed' if signed else 'plain'}.db"
+        async with _database(args, db) as (url, backends):
+            load = await _run_signed(kind, setup, pki, args, cpu, url, backends, signed, result)
         name = f"signed poll: CPU per poll, {'signed' if signed else 'unsigned'}"
-        _per_request(result, name, load, cpu_s)
-        result.errors += [e for v in vens for e in v.errors[:2]][:4]
+        _per_request(result, name, load[0], load[1])
     return result
+
+
+async def _run_signed(kind: str, setup: str, pki: Pki, args: argparse.Namespace,
+                      cpu: int | None, url: str, backends: BackendCpu | None, signed: bool,
+                      result: RunResult) -> tuple[LoadResult, float]:
+    spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
+                      storage_url=url,
+                      sign_cert=pki.signing_cert if signed else None,
+                      sign_key=pki.signing_key if signed else None, setup=setup,
+                      repeat_cache=not args.no_repeat_cache)
+    with VtnProcess(spec, cpu) as vtn:
+        _metered(vtn, backends)
+        vens = open_vens(list(pki.rsa_vens), pki.ca, vtn.port, sign=signed)
+        try:
+            await register_all(vens, args.concurrency)
+            await drain(vens)
+            load, cpu_s = await _cpu_of(vtn.control, signed_poll_load(vens, args.signed_polls))
+            if signed and kind == "ours":
+                result.figures["hostile signed request (1,000 references): CPU"] = (
+                    await _hostile_cpu(vtn, vens[0]))
+        finally:
+            await close_vens(vens)
+    result.errors += [e for v in vens for e in v.errors[:2]][:4]
+    return load, cpu_s
 
 
 async def _hostile_cpu(vtn: VtnProcess, ven: Any) -> float:
@@ -313,6 +367,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-repeat-cache", action="store_true",
                         help="turn our repeat cache off (every request decoded afresh)")
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out")
+    parser.add_argument("--storage", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="our database: a SQLite file, or a PostgreSQL database per run")
+    parser.add_argument("--postgres-url", default=DEFAULT_ADMIN_URL,
+                        help="PostgreSQL server (on this machine) and a database to connect to"
+                             " to create and drop the runs' own")
+    parser.add_argument("--store-vens", type=int, default=20,
+                        help="writers in the storage measurement")
+    parser.add_argument("--store-points", type=int, default=10,
+                        help="points per report in the storage measurement")
+    parser.add_argument("--ours-only", action="store_true", help="leave openleadr out")
     parser.add_argument("--signed-vens", type=int, default=10, help="RSA-2048 VENs, signed poll")
     parser.add_argument("--signed-polls", type=int, default=300, help="polls per signed run")
     parser.add_argument("--signed-runs", type=int, default=3, help="signed runs per VTN")
@@ -328,6 +392,7 @@ def main(argv: list[str]) -> int:
         parser.error("VEN and run counts must be positive")
     args.poll_vens = min(args.poll_vens, args.vens)
     args.report_vens = min(args.report_vens, args.vens)
+    args.store_vens = min(args.store_vens, args.vens)
     warnings.simplefilter("ignore")
     from bench._vtn_report import render
 
@@ -359,5 +424,6 @@ def _repeat(work: Callable[..., Any], setup: str, pki: Pki, args: argparse.Names
     out = []
     for run, order in enumerate(abba(runs)):
         for kind in order:
-            out.append(asyncio.run(work(kind, setup, pki, args, cpu, tmp, run)))
+            if kind == "ours" or not args.ours_only:
+                out.append(asyncio.run(work(kind, setup, pki, args, cpu, tmp, run)))
     return out

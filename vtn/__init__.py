@@ -11,5 +11,7 @@ sent to a VEN are the message layer's ``RemoteProtocolError`` s::
         |                         certificate; also a ValueError (vtn.certpath)
         +-- StorageError          (vtn.storage)
             +-- StorageConflict   a unique or foreign key refused the write; nothing written
-                +-- StaleModification  an event older than the stored one
+            |   +-- StaleModification  an event older than the stored one
+            +-- StorageUnavailable  PostgreSQL unreachable, refusing or out of resources
+                                  (the asyncpg hot paths; nothing committed)
 """

@@ -7,8 +7,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from vtn.storage import (
     OptSchedule,
     OptType,
     OptWindow,
+    ReportData,
     ReportDescription,
     ReportPoint,
     ReportRequest,
@@ -39,6 +40,8 @@ from vtn.storage import (
     open_storage,
 )
 from vtn.storage._models import Base, VenRow
+from vtn.storage._postgres_backend import POOL_SIZE, PostgresBackend
+from vtn.storage.backend import Distribution
 
 T0 = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)  # the night Europe/Amsterdam jumps to summer time
 
@@ -67,24 +70,41 @@ async def register_in_bulk(storage: Storage, count: int) -> list[str]:
     return [row["ven_id"] for row in rows]
 
 
-@contextmanager
-def count_inserts(storage: Storage) -> Iterator[list[str]]:
-    """Collect the INSERT statements sent to the driver (each is one round trip)."""
+@asynccontextmanager
+async def count_inserts(storage: Storage) -> AsyncIterator[list[str]]:
+    """Collect the INSERT statements sent to the driver (each is one round trip): those of the
+    SQLAlchemy engines, and on PostgreSQL those of the backend's asyncpg pool."""
     seen: list[str] = []
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
+        if statement.lstrip().upper().startswith(("INSERT", "WITH")) and "INSERT" in statement:
             seen.append(statement)
+
+    def logged(record: Any) -> None:
+        before(None, None, record.query)
 
     # On SQLite the repositories' hot paths run on their own synchronous engine.
     engines = [e for e in (storage.engine.sync_engine, storage.sqlite_engine) if e is not None]
     for engine in engines:
         event.listen(engine, "before_cursor_execute", before)
+    pool = storage.backend.pool if isinstance(storage.backend, PostgresBackend) else None
+    await _each_pooled(pool, lambda conn: conn.add_query_logger(logged))
     try:
         yield seen
     finally:
+        await _each_pooled(pool, lambda conn: conn.remove_query_logger(logged))
         for engine in engines:
             event.remove(engine, "before_cursor_execute", before)
+
+
+async def _each_pooled(pool: Any, call: Any) -> None:
+    """``call`` on every connection of an idle asyncpg pool (holding them all at once)."""
+    if pool is None:
+        return
+    held = [await pool.acquire() for _ in range(POOL_SIZE)]
+    for conn in held:
+        call(conn)
+        await pool.release(conn)
 
 
 # ------------------------------------------------------------------ migrations, time values
@@ -273,7 +293,7 @@ async def test_ended_events_are_purged_with_their_targets_and_deliveries(
 async def test_outbox_fan_out_to_500_vens_is_one_insert_and_keeps_order(storage: Storage) -> None:
     vens = await register_in_bulk(storage, 500)
     assert await storage.vens.get(vens[499]) == ven(499)
-    with count_inserts(storage) as inserts:
+    async with count_inserts(storage) as inserts:
         added = await storage.outbox.enqueue(vens, b"<first/>", "oadrDistributeEvent", at=T0)
     assert (added, len(inserts)) == (500, 1)
     await storage.outbox.enqueue(vens, b"<second/>", "oadrDistributeEvent", "k2", at=T0)
@@ -373,7 +393,7 @@ def points(ven_id: str, count: int, *, start: int = 0, value: float = 1.5) -> li
 
 async def test_report_points_batched_idempotent_and_queried_by_time(storage: Storage) -> None:
     (ven_id,) = await register(storage, 1)
-    with count_inserts(storage) as inserts:
+    async with count_inserts(storage) as inserts:
         assert await storage.reports.add_points(points(ven_id, 1000)) == 1000
     assert len(inserts) == 1
     # A VEN re-sending after a lost reply, overlapping new data: only the new points are stored.
@@ -557,3 +577,58 @@ async def test_sigkill_after_commit_loses_nothing(storage_url: str) -> None:
         assert [i.payload for i in await storage.outbox.pending("000042")] == [b"<queued/>"]
     finally:
         await storage.close()
+
+
+@asynccontextmanager
+async def postgres_statements(storage: Storage) -> AsyncIterator[list[str]]:
+    """Every statement the PostgreSQL backend's pool sends meanwhile (each is a round trip),
+    but asyncpg's own type introspection, done once per connection for a type it meets."""
+    assert isinstance(storage.backend, PostgresBackend)
+    sent: list[str] = []
+
+    def logged(record: Any) -> None:
+        if "pg_catalog" not in record.query and "'jit'" not in record.query:
+            sent.append(record.query)
+
+    pool = storage.backend.pool
+    await _each_pooled(pool, lambda conn: conn.add_query_logger(logged))
+    try:
+        yield sent
+    finally:
+        await _each_pooled(pool, lambda conn: conn.remove_query_logger(logged))
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_postgres_report_updates_waiting_together_share_one_statement(
+        storage: Storage) -> None:
+    ven_ids = await register(storage, 12)
+
+    def update(ven_id: str, n: int) -> ReportData:
+        return ReportData(ven_id=ven_id, report_request_id="q", report_specifier_id="s",
+                          received_at=T0, rows=tuple(
+                              (f"r{k}", T0 + timedelta(seconds=n), None, float(k), None, None,
+                               None) for k in range(10)))
+
+    async with postgres_statements(storage) as sent:
+        results = await asyncio.gather(*(
+            storage.reports.store_update(v, [update(v, n)], ())
+            for n in range(2) for v in ven_ids))
+    # each caller gets its own answer; 24 updates of 12 VENs went as (at most) a few statements
+    assert results == [(10, ())] * 24
+    assert 2 <= len(sent) <= 4  # one VEN per group: its second update waits for the next
+    for v in ven_ids:
+        stored = await storage.reports.points(v, T0, T0 + timedelta(minutes=1))
+        assert len(stored) == 20
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_postgres_poll_delivery_is_one_statement(storage: Storage) -> None:
+    (ven_id,) = await register(storage, 1)
+    await storage.events.put(an_event(0), notify=[ven_id])
+    await storage.outbox.enqueue([ven_id], b"<report/>", "oadrCreateReport", at=T0)
+    event_list = Distribution(ven_id=ven_id, statuses=(EventStatus.FAR,), now=T0,
+                              cancelled_since=T0)
+    async with postgres_statements(storage) as sent:
+        delivered = await storage.events.deliver_next(event_list)
+    assert delivered is not None and delivered.item.kind == "oadrDistributeEvent"
+    assert len(sent) == 1

@@ -23,6 +23,7 @@ from schemas import CreatedPartyRegistration, DistributeEvent, Response
 from tests.security.served import config_for
 from vtn.app import STORAGE
 from vtn.serve import Served, serve_vtn
+from vtn.storage._postgres_backend import PostgresBackend
 from vtn.transport import SERVICE_PREFIX
 
 from .harness import RawVen, code_of, raw_ven
@@ -167,8 +168,13 @@ async def test_claims_racing_across_workers_take_each_item_once(pki, storage_url
     assert len(set(taken)) == items  # nothing claimed twice
 
 
-async def test_a_worker_opens_at_most_fifteen_connections(pki, storage_url):
-    """docs/deploy.md budgets PostgreSQL's max_connections on this figure."""
+async def test_a_worker_opens_at_most_nine_connections(pki, storage_url):
+    """docs/deploy.md budgets PostgreSQL's max_connections on this figure: 4 for the hot paths,
+    4 for the rest, 1 that listens, none opened beyond them under load."""
     async with two_workers(pki, storage_url) as (a, _b):
-        pool: Any = a.app[STORAGE].engine.pool
-        assert pool.size() + pool._max_overflow == 15
+        storage = a.app[STORAGE]
+        pool: Any = storage.engine.pool
+        assert isinstance(storage.backend, PostgresBackend)
+        hot = storage.backend.pool
+        assert pool.size() + pool._max_overflow + hot.get_max_size() + 1 == 9
+        assert hot.get_min_size() == hot.get_max_size()  # all opened at start, none churned

@@ -30,6 +30,9 @@ from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._engine import Database, TransactionObserver, create_engine_for
+from ._postgres_backend import PostgresBackend
+from ._sqlite_backend import SqliteBackend
+from .backend import Backend
 from .events import EventRepository
 from .nonces import NonceRepository
 from .notify import Listener
@@ -56,6 +59,7 @@ from .records import (
     StaleModification,
     StorageConflict,
     StorageError,
+    StorageUnavailable,
     TargetKind,
     TargetRef,
     VenRegistration,
@@ -66,6 +70,7 @@ from .vens import VenRepository
 
 __all__ = [
     "DEFAULT_LEASE",
+    "Backend",
     "Delivery",
     "EventAck",
     "EventRecord",
@@ -95,6 +100,7 @@ __all__ = [
     "StorageConflict",
     "StorageError",
     "StorageStats",
+    "StorageUnavailable",
     "TargetKind",
     "TargetRef",
     "TransactionObserver",
@@ -105,24 +111,30 @@ __all__ = [
 
 
 class Storage:
-    """One database: an engine and a repository per aggregate. Build with :func:`open_storage`."""
+    """One database: its engine, its :class:`~vtn.storage.backend.Backend` (the hot paths) and a
+    repository per aggregate. Build with :func:`open_storage`."""
 
-    def __init__(self, engine: AsyncEngine, observe: TransactionObserver | None = None) -> None:
-        db = Database(engine) if observe is None else Database(engine, observe)
+    def __init__(self, db: Database, backend: Backend) -> None:
         self._db = db
-        self._engine = engine
+        self._engine = db.engine
+        self._backend = backend
         # SQLite: this process is the file's only writer, so empty polls can be answered from
         # memory. PostgreSQL: the index is live only while the listener hears every other
         # worker's changes (vtn.storage.pollindex, vtn.storage.notify).
-        index = self._index = PollIndex(live=db.sync_engine is not None)
-        self._listener = Listener(engine.url, index) if db.postgres else None
-        self.vens = VenRepository(db, index)
-        self.events = EventRepository(db, index)
-        self.outbox = OutboxRepository(db, index)
-        self.reports = ReportRepository(db)
+        index = self._index = PollIndex(live=not db.postgres)
+        self._listener = Listener(db.engine.url, index) if db.postgres else None
+        self.vens = VenRepository(db, backend, index)
+        self.events = EventRepository(db, backend, index)
+        self.outbox = OutboxRepository(db, backend, index)
+        self.reports = ReportRepository(db, backend)
         self.offered = OfferedReportRepository(db)  # reports the VTN offers to VENs
         self.opts = OptRepository(db)
-        self.nonces = NonceRepository(db)
+        self.nonces = NonceRepository(db, backend)
+
+    @property
+    def backend(self) -> Backend:
+        """The hot paths' implementation for this database's engine, chosen when it opened."""
+        return self._backend
 
     @property
     def engine(self) -> AsyncEngine:
@@ -166,6 +178,7 @@ class Storage:
         """Close every pooled connection; the Storage is unusable afterwards."""
         if self._listener is not None:
             await self._listener.close()
+        await self._backend.close()
         await self._db.close()
 
     async def __aenter__(self) -> Storage:
@@ -194,9 +207,12 @@ async def open_storage(url: str, *, migrate: bool = True,
     try:
         if migrate:
             await upgrade(engine)
+        db = Database(engine) if observe is None else Database(engine, observe)
+        backend: Backend = (await PostgresBackend.open(engine.url, db.observe) if db.postgres
+                            else SqliteBackend(db))
     except BaseException:
         await engine.dispose()
         raise
-    storage = Storage(engine, observe)
+    storage = Storage(db, backend)
     storage._start()
     return storage

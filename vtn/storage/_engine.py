@@ -11,13 +11,15 @@ Invariants:
 - In-memory SQLite is refused: each pooled connection would see its own empty database.
 - Every unit of work is one transaction; repositories return only after it committed, so a reply
   built from their result describes committed state.
-- Hot paths run a whole transaction as one synchronous function over a Core ``Connection``
-  (:meth:`Database.run_read` / :meth:`Database.run_write`). On SQLite that function runs on a
-  thread of this Database (the stdlib ``sqlite3`` driver): one thread hop per *transaction*, where
-  aiosqlite pays a queue put, a loop wake-up and a greenlet switch per *statement*. One writer
-  thread means writes never contend with each other for SQLite's lock; reads run on their own
-  threads in WAL snapshots. On PostgreSQL the same function runs under ``run_sync`` on an asyncpg
-  connection. Both engines thus execute the same Core statements (SQLAlchemy caches their SQL).
+- The repositories' hot paths belong to a :class:`~vtn.storage.backend.Backend` (on PostgreSQL
+  asyncpg SQL on a pool of its own); what remains runs a whole transaction as one synchronous
+  function over a Core ``Connection`` (:meth:`Database.run_read` / :meth:`Database.run_write`).
+  On SQLite that function runs on a thread of this Database (the stdlib ``sqlite3`` driver):
+  one thread hop per *transaction*, where aiosqlite pays a queue put, a loop wake-up and a
+  greenlet switch per *statement*. One writer thread means writes never contend with each
+  other for SQLite's lock; reads run on their own threads in WAL snapshots. On PostgreSQL the
+  same function runs under ``run_sync`` on an asyncpg connection. Both engines thus execute the
+  same Core statements (SQLAlchemy caches their SQL).
 - The hottest SQLite paths (poll, claim, delivery, nonces) skip SQLAlchemy's execution layer:
   :meth:`Database.run_sqlite` hands ``work`` the pooled stdlib ``sqlite3`` connection itself
   (same pool, pragmas and connect hooks), because one Core transaction cost ~0.6 ms of CPU there
@@ -67,6 +69,8 @@ MAX_BIND_PARAMS: Final = 30_000
 # Reads wait on disk and on each other's statements, not on the writer (WAL): two threads let a
 # slow read (an admin listing) not hold up the polls behind it.
 SQLITE_READER_THREADS: Final = 2
+# PostgreSQL: the connections of the SQLAlchemy engine, which serves what is not a hot path.
+ENGINE_POOL_SIZE: Final = 4
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -92,8 +96,11 @@ def create_engine_for(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed)
         _configure_sqlite(engine)
         return engine
-    # pre-ping: a worker survives a PostgreSQL restart without handing out dead connections.
-    return create_async_engine(parsed, pool_pre_ping=True)
+    # The hot paths have a pool of their own (vtn.storage._postgres_backend). This one is fixed
+    # too: no overflow connections opened and closed under load, no pre-ping round trip per
+    # transaction. After a PostgreSQL restart the first use of a dead connection fails (a 503
+    # the VEN retries) and SQLAlchemy then discards every connection of the pool.
+    return create_async_engine(parsed, pool_size=ENGINE_POOL_SIZE, max_overflow=0)
 
 
 def sync_sqlite_engine(url: URL) -> Engine:
@@ -185,7 +192,7 @@ class Database:
 
     def __init__(self, engine: AsyncEngine, observe: TransactionObserver = _unobserved) -> None:
         self.engine = engine
-        self._observe = observe
+        self._observe = self.observe = observe
         self.dialect: str = engine.dialect.name
         self.sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None

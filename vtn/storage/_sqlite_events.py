@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from ._engine import from_sqlite_time, sqlite_time
+from .backend import EVENT_KIND, CheckNewer, Distribution, Queue, StoredEvent
 from .outbox import claim_sqlite, waiting_sqlite
 from .records import (
     Delivery,
@@ -30,10 +30,8 @@ from .records import (
 )
 
 __all__ = [
-    "EVENT_KIND",
-    "Distribution",
-    "Queue",
     "deliver_next",
+    "delivered_to",
     "delivered_versions",
     "distribute",
     "put",
@@ -41,7 +39,6 @@ __all__ = [
     "record_answer",
 ]
 
-EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
 
 _EVENT_COLUMNS: Final = (
     "event_id, modification_number, status, market_context, starts_at, ends_at,"
@@ -94,26 +91,17 @@ _QUEUE: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Queue:
-    """The outbox rows an event write adds: one per VEN, all with this payload and dedup key."""
-
-    ven_ids: tuple[str, ...]
-    payload: bytes
-    dedup_key: str
-
-
 def put(
     conn: sqlite3.Connection,
     event: EventRecord,
-    check_newer: Callable[[EventRecord, Any], bool],
+    check_newer: CheckNewer,
     queue: Queue,
 ) -> bool:
     """:meth:`EventRepository.put` on SQLite: the event row, its targets and the outbox rows in
     the caller's transaction, each as one statement."""
     found = conn.execute("SELECT modification_number, payload FROM events WHERE event_id = ?",
                          (event.event_id,)).fetchone()
-    if found is not None and not check_newer(event, _Stored(*found)):
+    if found is not None and not check_newer(event, StoredEvent(*found)):
         return False
     conn.execute(_PUT_EVENT, (
         event.event_id, event.modification_number, event.status.value, event.market_context,
@@ -128,30 +116,8 @@ def put(
     return True
 
 
-class _Stored(NamedTuple):
-    modification_number: int
-    payload: bytes
-
-
 def _time(value: datetime | None) -> str | None:
     return None if value is None else sqlite_time(value)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Distribution:
-    """One VEN's current event list, to be read and recorded as delivered in one transaction:
-    the events addressed to ``ven_id`` (no targets, or a target that is its venID or one of its
-    memberships) whose stored status is in ``statuses``, minus those the clock completed by
-    ``now`` (``ends_at`` passed; a cancelled event stays cancelled) and cancelled ones last
-    changed before ``cancelled_since``; ordered by event_id, at most ``limit``. ``outbox_seq``
-    names the outbox item that asked for the list, marked delivered with it."""
-
-    ven_id: str
-    statuses: tuple[EventStatus, ...]
-    now: datetime
-    cancelled_since: datetime
-    limit: int | None = None
-    outbox_seq: int | None = None
 
 
 def distribute(conn: sqlite3.Connection, query: Distribution) -> tuple[EventRecord, ...]:
@@ -282,3 +248,16 @@ def delivered_versions(
             " ON d.event_id = e.event_id WHERE d.ven_id = ? AND e.event_id IN"
             f" ({', '.join('?' * len(part))})", (ven_id, *part)).fetchall())
     return found
+
+
+def delivered_to(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, tuple[str, ...]]:
+    """eventID -> the venIDs it was delivered to, in venID order (events delivered to nobody
+    left out)."""
+    grouped: dict[str, list[str]] = {}
+    for start in range(0, len(event_ids), 500):  # within SQLite's bind-parameter limit
+        part = event_ids[start : start + 500]
+        for event_id, ven_id in conn.execute(
+                "SELECT event_id, ven_id FROM event_deliveries WHERE event_id IN"
+                f" ({','.join('?' * len(part))}) ORDER BY event_id, ven_id", part):
+            grouped.setdefault(event_id, []).append(ven_id)
+    return {event_id: tuple(vens) for event_id, vens in sorted(grouped.items())}

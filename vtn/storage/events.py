@@ -20,22 +20,16 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     Table,
-    and_,
     delete,
-    exists,
-    insert,
     or_,
     select,
     tuple_,
-    update,
 )
 
-from . import _sqlite_events
 from ._engine import Database
 from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow, VenRow
-from ._sqlite_events import EVENT_KIND, Distribution
-from ._sqlite_events import Queue as _Queue
-from .outbox import claim_in, enqueue_in, mark_delivered_in
+from .backend import EVENT_KIND, Backend, Distribution, StoredEvent
+from .backend import Queue as _Queue
 from .pollindex import PollIndex
 from .records import (
     Delivery,
@@ -115,14 +109,6 @@ def _targets(conn: Connection, event_ids: list[str]) -> dict[str, list[Any]]:
     return by_event
 
 
-def _by_event(rows: Iterable[Any]) -> dict[str, tuple[str, ...]]:
-    """(eventID, venID) rows grouped by event."""
-    grouped: dict[str, list[str]] = {}
-    for event_id, ven_id in rows:
-        grouped.setdefault(event_id, []).append(ven_id)
-    return {event_id: tuple(vens) for event_id, vens in grouped.items()}
-
-
 def _query(conn: Connection, statuses: Iterable[EventStatus] | None) -> tuple[EventRecord, ...]:
     stmt = select(_EVENTS).order_by(_EVENTS.c.event_id)
     if statuses is not None:
@@ -132,44 +118,7 @@ def _query(conn: Connection, statuses: Iterable[EventStatus] | None) -> tuple[Ev
     return tuple(_record(row, by_event.get(row.event_id, ())) for row in rows)
 
 
-def _addressed(conn: Connection, query: Distribution) -> tuple[EventRecord, ...]:
-    """:class:`Distribution`'s events on the Core path (as ``_sqlite_events.distribute``: the
-    target rows addressing the VEN first, then only their events and the untargeted ones)."""
-    t, e, m = _TARGETS.c, _EVENTS.c, _MEMBERS.c
-    live = e.status.in_([s.value for s in query.statuses])
-    hits = select(t.event_id, t.kind, t.value).where(
-        t.kind == TargetKind.VEN.value, t.value == query.ven_id).union(
-        select(t.event_id, t.kind, t.value).join(
-            _MEMBERS, and_(m.kind == t.kind, m.value == t.value)).where(m.ven_id == query.ven_id))
-    by_event: dict[str, list[Any]] = {}
-    for target in sorted(conn.execute(hits), key=lambda row: (row.kind, row.value)):
-        by_event.setdefault(target.event_id, []).append(target)
-    untargeted = select(e.event_id).where(live, ~exists().where(t.event_id == e.event_id))
-    wanted = [*by_event, *conn.scalars(untargeted)]
-    if not wanted:
-        return ()
-    cancelled = EventStatus.CANCELLED.value
-    rows = (
-        select(_EVENTS)
-        .where(live, e.event_id.in_(wanted),
-               or_(e.status != cancelled, e.updated_at >= query.cancelled_since),
-               or_(e.status == cancelled, e.ends_at.is_(None), e.ends_at > query.now))
-        .order_by(e.event_id)
-    )
-    return tuple(_record(row, by_event.get(row.event_id, ()))
-                 for row in conn.execute(rows))[: query.limit]
-
-
-def _versions_in(conn: Connection, ven_id: str, event_ids: list[str]) -> dict[str, int]:
-    stmt = (
-        select(_EVENTS.c.event_id, _EVENTS.c.modification_number)
-        .join(_DELIVERIES, _DELIVERIES.c.event_id == _EVENTS.c.event_id)
-        .where(_DELIVERIES.c.ven_id == ven_id, _EVENTS.c.event_id.in_(event_ids))
-    )
-    return {event_id: number for event_id, number in conn.execute(stmt)}
-
-
-def _check_newer(event: EventRecord, row: Any) -> bool:
+def _check_newer(event: EventRecord, row: StoredEvent) -> bool:
     """Whether ``event`` replaces the stored ``row``; False for a retry of the same version."""
     if event.modification_number < row.modification_number:
         raise StaleModification(
@@ -187,8 +136,9 @@ def _check_newer(event: EventRecord, row: Any) -> bool:
 
 
 class EventRepository:
-    def __init__(self, db: Database, index: PollIndex | None = None) -> None:
+    def __init__(self, db: Database, backend: Backend, index: PollIndex) -> None:
         self._db = db
+        self._backend = backend
         self._index = index  # told of every queued notification (vtn.storage.pollindex)
 
     async def put(self, event: EventRecord, *, notify: Iterable[str] = (),
@@ -214,40 +164,9 @@ class EventRepository:
                                 dedup_key=f"event:{event.event_id}:{event.modification_number}"))
                  for event, notify in items]
         try:
-            if self._db.sync_engine is not None:
-                return await self._db.run_sqlite(lambda conn: tuple(
-                    _sqlite_events.put(conn, event, _check_newer, queue)
-                    for event, queue in pairs), write=True)
-            return await self._db.run_write(lambda conn: tuple(
-                self._put(conn, event, queue) for event, queue in pairs))
+            return await self._backend.put_events(pairs, _check_newer)
         finally:  # also after a failure: the write may have committed before it surfaced
-            if self._index is not None:
-                self._index.enqueued(tuple(v for _, queue in pairs for v in queue.ven_ids))
-
-    def _put(self, conn: Connection, event: EventRecord, queue: _Queue) -> bool:
-        found = select(_EVENTS.c.modification_number, _EVENTS.c.payload).where(
-            _EVENTS.c.event_id == event.event_id).with_for_update()
-        row = conn.execute(found).one_or_none()
-        if row is not None:
-            if not _check_newer(event, row):
-                return False
-            conn.execute(update(_EVENTS).where(_EVENTS.c.event_id == event.event_id)
-                         .values(_columns(event)))
-        else:
-            conn.execute(insert(_EVENTS).values(event_id=event.event_id, **_columns(event)))
-        self._replace_targets(conn, event)
-        enqueue_in(self._db, conn, queue.ven_ids, payload=queue.payload, kind=EVENT_KIND,
-                   dedup_key=queue.dedup_key, at=event.updated_at)
-        return True
-
-    def _replace_targets(self, conn: Connection, event: EventRecord) -> None:
-        conn.execute(delete(_TARGETS).where(_TARGETS.c.event_id == event.event_id))
-        rows = [
-            {"event_id": event.event_id, "kind": t.kind.value, "value": t.value}
-            for t in dict.fromkeys(event.targets)
-        ]
-        if rows:
-            conn.execute(self._db.insert(EventTargetRow).values(rows))
+            self._index.enqueued(tuple(v for _, queue in pairs for v in queue.ven_ids))
 
     async def purge_ended(self, before: datetime) -> int:
         """Delete the events whose active period ended before ``before`` (retention), their
@@ -305,23 +224,9 @@ class EventRepository:
         event at its modificationNumber, with the outbox item that asked for it: one write
         transaction (reading the list in it means no change slips in between). The records'
         ``targets`` are only those addressing the VEN."""
-        if self._db.sync_engine is None:
-            events = await self._db.run_write(lambda conn: self._distribute(conn, query))
-            if self._index is not None and query.outbox_seq is not None:
-                self._index.delivered(query.ven_id)
-            return events
-        events = await self._db.run_sqlite(
-            lambda conn: _sqlite_events.distribute(conn, query), write=True)
-        if self._index is not None and query.outbox_seq is not None:
-            self._index.delivered(query.ven_id)
-        return events
-
-    def _distribute(self, conn: Connection, query: Distribution) -> tuple[EventRecord, ...]:
-        events = _addressed(conn, query)
-        self._delivered(conn, [(e.event_id, query.ven_id, e.modification_number)
-                               for e in events], query.now)
+        events = await self._backend.distribute(query)
         if query.outbox_seq is not None:
-            mark_delivered_in(conn, (query.outbox_seq,), query.now)
+            self._index.delivered(query.ven_id)
         return events
 
     async def deliver_next(self, event_list: Distribution) -> PollDelivery | None:
@@ -329,27 +234,14 @@ class EventRepository:
         waiting outbox item, marked delivered; when that item says the VEN's event list changed
         (:data:`EVENT_KIND`; the VEN's other such items are marked with it: one list answers them
         all), ``event_list`` chosen and recorded as delivered too (:meth:`distribute`). None when
-        nothing waits. On SQLite the poll index learns whether more waits for the VEN, so its
-        next poll reads nothing (:meth:`PollIndex.handed_out`)."""
-        if self._db.sync_engine is None:
-            # PostgreSQL: whether more waits is left to the VEN's next poll to read.
-            found = await self._db.run_write(lambda conn: self._deliver_next(conn, event_list))
-            if self._index is not None:
-                self._index.delivered(event_list.ven_id)
-            return found
-        ticket = None if self._index is None else self._index.ticket()
-        delivered, waiting = await self._db.run_sqlite(
-            lambda conn: _sqlite_events.deliver_next(conn, event_list), write=True)
-        if self._index is not None and ticket is not None:
-            self._index.handed_out(ticket, event_list.ven_id, waiting)
+        nothing waits. The poll index learns whether more waits for the VEN, so its next poll
+        reads nothing (:meth:`PollIndex.handed_out`; on PostgreSQL the transaction's last
+        statement looks, so an enqueue another worker committed before it is seen, and one
+        committed after it is heard, moving the ticket)."""
+        ticket = self._index.ticket()
+        delivered, waiting = await self._backend.deliver_next(event_list)
+        self._index.handed_out(ticket, event_list.ven_id, waiting)
         return delivered
-
-    def _deliver_next(self, conn: Connection, event_list: Distribution) -> PollDelivery | None:
-        item = claim_in(conn, event_list.ven_id, event_list.now, None, EVENT_KIND)  # delivered
-        if item is None:
-            return None
-        events = self._distribute(conn, event_list) if item.kind == EVENT_KIND else ()
-        return PollDelivery(item=item, events=events)
 
     def _delivered(self, conn: Connection, rows: list[tuple[str, str, int]], at: datetime) -> None:
         if not rows:
@@ -373,12 +265,7 @@ class EventRepository:
 
     async def record_acks(self, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
         """:meth:`record_ack` for several answers, in one transaction."""
-        wanted = tuple(acks)
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(
-                lambda conn: _sqlite_events.record_acks(conn, wanted), write=True)
-        return await self._db.run_write(
-            lambda conn: tuple(self._ack(conn, ack) for ack in wanted))
+        return await self._backend.record_acks(tuple(acks))
 
     async def record_answer(
         self, ven_id: str, acks: Iterable[EventAck], *, fingerprint: str,
@@ -393,49 +280,12 @@ class EventRepository:
         wanted = tuple(acks)
         assert all(ack.ven_id == ven_id for ack in wanted), "one VEN's answers"
         event_ids = list(dict.fromkeys(ack.event_id for ack in wanted))
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(lambda conn: _sqlite_events.record_answer(
-                conn, ven_id, fingerprint, wanted, check, event_ids), write=True)
-        active = select(_VENS.c.ven_id).where(
-            _VENS.c.fingerprint == fingerprint, _VENS.c.ven_id == ven_id,
-            _VENS.c.cancelled_at.is_(None))
-
-        def work(conn: Connection) -> tuple[Delivery, ...] | None:
-            if conn.execute(active).first() is None:
-                return None
-            check(_versions_in(conn, ven_id, event_ids))
-            return tuple(self._ack(conn, ack) for ack in wanted)
-
-        return await self._db.run_write(work)
-
-    def _ack(self, conn: Connection, ack: EventAck) -> Delivery:
-        stmt = self._db.insert(EventDeliveryRow).values(
-            event_id=ack.event_id,
-            ven_id=ack.ven_id,
-            ack_modification_number=ack.modification_number,
-            ack_opt_type=ack.opt_type.value,
-            ack_response_code=ack.response_code,
-            ack_at=ack.at,
-        )
-        current = _DELIVERIES.c.ack_modification_number
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["event_id", "ven_id"],
-            set_={name: getattr(stmt.excluded, name) for name in _ACK_FIELDS},
-            where=or_(current.is_(None), current <= stmt.excluded.ack_modification_number),
-        )
-        conn.execute(stmt)
-        row = conn.execute(select(_DELIVERIES).where(
-            _DELIVERIES.c.event_id == ack.event_id, _DELIVERIES.c.ven_id == ack.ven_id)).one()
-        return _delivery(row)
+        return await self._backend.record_answer(ven_id, fingerprint, wanted, check, event_ids)
 
     async def delivered_versions(self, ven_id: str, event_ids: Iterable[str]) -> dict[str, int]:
         """Of ``event_ids``, those delivered to ``ven_id``: eventID -> the event's current
         modificationNumber (what an ack is checked against), in one statement."""
-        wanted = list(dict.fromkeys(event_ids))
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(
-                lambda conn: _sqlite_events.delivered_versions(conn, ven_id, wanted), write=False)
-        return await self._db.run_read(lambda conn: _versions_in(conn, ven_id, wanted))
+        return await self._backend.delivered_versions(ven_id, list(dict.fromkeys(event_ids)))
 
     async def deliveries(self, event_id: str) -> tuple[Delivery, ...]:
         stmt = (
@@ -453,17 +303,7 @@ class EventRepository:
     async def delivered_to_many(self, event_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
         """:meth:`delivered_to` for many events in one read: eventID -> venIDs, in venID order;
         an event delivered to nobody is left out."""
-        wanted = list(dict.fromkeys(event_ids))
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(
-                lambda conn: _by_event(conn.execute(
-                    f"SELECT event_id, ven_id FROM event_deliveries WHERE event_id IN "
-                    f"({','.join('?' * len(wanted))}) ORDER BY event_id, ven_id", wanted)),
-                write=False)
-        stmt = (select(_DELIVERIES.c.event_id, _DELIVERIES.c.ven_id)
-                .where(_DELIVERIES.c.event_id.in_(wanted))
-                .order_by(_DELIVERIES.c.event_id, _DELIVERIES.c.ven_id))
-        return await self._db.run_read(lambda conn: _by_event(conn.execute(stmt)))
+        return await self._backend.delivered_to(list(dict.fromkeys(event_ids)))
 
     async def delivery(self, event_id: str, ven_id: str) -> Delivery | None:
         stmt = select(_DELIVERIES).where(

@@ -19,30 +19,20 @@ from datetime import datetime
 
 from sqlalchemy import delete
 
-from ._engine import Database, sqlite_time
+from ._engine import Database
 from ._models import NonceRow
+from .backend import Backend
 
 __all__ = ["NonceRepository"]
 
-_SEEN_SQLITE = "INSERT INTO nonces (nonce, seen_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING"
-
-
 class NonceRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, backend: Backend) -> None:
         self._db = db
+        self._backend = backend
 
     async def seen(self, nonce: str, timestamp: datetime) -> bool:
         """Record ``nonce``; True if it had been recorded before (a replay), else False."""
-        if self._db.sync_engine is not None:
-            params = (nonce, sqlite_time(timestamp))
-            return await self._db.run_sqlite(
-                lambda conn: conn.execute(_SEEN_SQLITE, params).rowcount == 0, write=True)
-        stmt = (
-            self._db.insert(NonceRow)
-            .values(nonce=nonce, seen_at=timestamp)
-            .on_conflict_do_nothing(index_elements=["nonce"])
-        )
-        return await self._db.run_write(lambda conn: conn.execute(stmt).rowcount == 0)
+        return await self._backend.nonce_seen(nonce, timestamp)
 
     async def purge(self, older_than: datetime) -> int:
         """Forget nonces whose message timestamp is before ``older_than``; returns how many."""

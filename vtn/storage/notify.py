@@ -4,7 +4,8 @@ Several VTN workers share one PostgreSQL database. Each keeps a :class:`PollInde
 VEN's poll is answered without a database read, as on SQLite; what keeps it true is this module:
 
 - Every transaction that queues outbox items or writes a registration also sends a notification
-  (:func:`notify_enqueued`, :func:`notify_registrations`) *inside that transaction*: PostgreSQL
+  (the PostgreSQL backend's enqueues and event writes on :data:`OUTBOX_CHANNEL` with
+  :func:`enqueued_payload`; :func:`notify_registrations`) *inside that transaction*: PostgreSQL
   delivers it when, and only when, the transaction commits, to every listening connection.
 - Each Storage on PostgreSQL runs one :class:`Listener`: a dedicated asyncpg connection that
   LISTENs on both channels and tells the index (``enqueued``, ``registrations_changed``).
@@ -32,7 +33,7 @@ from sqlalchemy.engine import URL
 from .pollindex import PollIndex
 
 __all__ = ["EVERYONE", "OUTBOX_CHANNEL", "RECONNECT_S", "VENS_CHANNEL", "Listener",
-           "enqueued_payload", "notify_enqueued", "notify_registrations"]
+           "enqueued_payload", "notify_registrations"]
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,6 @@ RECONNECT_S: Final = 1.0
 _CONNECT_TIMEOUT_S: Final = 10.0
 
 _NOTIFY: Final = text("SELECT pg_notify(:channel, :payload)")
-
-
-def notify_enqueued(conn: Connection, ven_ids: Sequence[str]) -> None:
-    """Inside the transaction that queues items for ``ven_ids``: tell every worker on commit."""
-    conn.execute(_NOTIFY, {"channel": OUTBOX_CHANNEL, "payload": enqueued_payload(ven_ids)})
 
 
 def enqueued_payload(ven_ids: Sequence[str]) -> str:

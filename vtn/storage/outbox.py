@@ -22,17 +22,16 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, func, or_, select, update
 
 from ._engine import Database, from_sqlite_time, insert_many, sqlite_time
 from ._models import OutboxRow
-from .notify import notify_enqueued
+from .backend import Backend
 from .pollindex import PollIndex
 from .records import OutboxItem
 
 __all__ = [
-    "DEFAULT_LEASE", "OutboxRepository", "claim_in", "claim_sqlite", "enqueue_in",
-    "mark_delivered_in", "waiting_in", "waiting_sqlite",
+    "DEFAULT_LEASE", "OutboxRepository", "claim_sqlite", "enqueue_in", "waiting_sqlite",
 ]
 
 DEFAULT_LEASE: Final = timedelta(seconds=30)
@@ -138,72 +137,13 @@ def enqueue_in(
     stmt = db.insert(OutboxRow)
     if dedup_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["ven_id", "dedup_key"])
-    added = insert_many(conn, stmt.returning(_OUTBOX.c.seq), rows)
-    if added and db.postgres:  # every worker's poll index hears it on commit
-        notify_enqueued(conn, targets)
-    return added
-
-
-def claim_in(
-    conn: Connection, ven_id: str, now: datetime, until: datetime | None, supersede: str | None
-) -> OutboxItem | None:
-    """:func:`claim_sqlite` on the Core path."""
-    c = _OUTBOX.c
-    pick = (
-        select(c.seq)
-        .where(*_claimable(ven_id, now))
-        .order_by(c.seq)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    claim = (
-        update(_OUTBOX)
-        # Re-checked on the row itself: PostgreSQL re-evaluates these on the latest version
-        # if another claim committed meanwhile, so a claim is never taken twice.
-        .where(c.seq == pick, *_claimable(ven_id, now))
-        .values({c.claimed_until: until} if until is not None
-                else {c.delivered_at: now, c.claimed_until: None})
-        .returning(*_OUTBOX.c)
-    )
-    row = conn.execute(claim).one_or_none()
-    if row is None:
-        return None
-    if supersede is not None and row.kind == supersede:
-        conn.execute(
-            update(_OUTBOX)
-            .where(c.ven_id == ven_id, c.kind == supersede, c.seq != row.seq,
-                   c.delivered_at.is_(None))
-            .values(delivered_at=now, claimed_until=None)
-        )
-    if until is None:
-        return _item(row)
-    behind = exists().where(*_claimable(ven_id, now), c.seq > row.seq)
-    return _item(row, more_waiting=bool(conn.scalar(select(behind))))
-
-
-def waiting_in(conn: Connection, ven_id: str) -> bool:
-    """:func:`waiting_sqlite` on the Core path."""
-    c = _OUTBOX.c
-    return bool(conn.scalar(select(exists().where(c.ven_id == ven_id, c.delivered_at.is_(None)))))
-
-
-def mark_delivered_in(conn: Connection, seqs: Iterable[int], at: datetime) -> int:
-    """Mark items delivered inside the caller's transaction; returns how many changed."""
-    wanted = list(seqs)
-    if not wanted:
-        return 0
-    stmt = (
-        update(_OUTBOX)
-        .where(_OUTBOX.c.seq.in_(wanted), _OUTBOX.c.delivered_at.is_(None))
-        .values(delivered_at=at, claimed_until=None)
-    )
-    return int(conn.execute(stmt).rowcount)
+    return insert_many(conn, stmt.returning(_OUTBOX.c.seq), rows)
 
 
 class OutboxRepository:
-    def __init__(self, db: Database, index: PollIndex | None = None) -> None:
+    def __init__(self, db: Database, backend: Backend, index: PollIndex) -> None:
         self._db = db
+        self._backend = backend
         self._index = index
 
     async def enqueue(
@@ -219,11 +159,9 @@ class OutboxRepository:
         thousands of VENs). Returns how many rows were added (duplicates by dedup_key are not)."""
         ven_ids = tuple(ven_ids)
         try:
-            return await self._db.run_write(lambda conn: enqueue_in(
-                self._db, conn, ven_ids, payload=payload, kind=kind, dedup_key=dedup_key, at=at))
+            return await self._backend.enqueue(ven_ids, payload, kind, dedup_key, at)
         finally:  # also after a failure: the write may have committed before it surfaced
-            if self._index is not None:
-                self._index.enqueued(ven_ids)
+            self._index.enqueued(ven_ids)
 
     async def next_for(
         self,
@@ -240,23 +178,14 @@ class OutboxRepository:
         ``supersede``, every other undelivered item of that kind for the VEN is marked delivered
         in the same transaction (the reply to the claimed one stands for them all).
         """
-        until = now + lease
-        if self._db.sync_engine is not None:
-            return await self._db.run_sqlite(
-                lambda conn: claim_sqlite(conn, ven_id, now, until, supersede), write=True)
-        return await self._db.run_write(
-            lambda conn: claim_in(conn, ven_id, now, until, supersede))
+        return await self._backend.claim(ven_id, now, now + lease, supersede)
 
     async def mark_delivered(self, seq: int, *, at: datetime) -> bool:
         """The item went out; False if it was already marked (or never existed)."""
-        if self._db.sync_engine is None:
-            return await self._db.run_write(lambda conn: mark_delivered_in(conn, (seq,), at) == 1)
-        params = (sqlite_time(at), seq)
-        row = await self._db.run_sqlite(
-            lambda conn: conn.execute(_DELIVERED_SQLITE, params).fetchone(), write=True)
-        if row is not None and self._index is not None:
-            self._index.delivered(row[0])
-        return row is not None
+        ven_id = await self._backend.mark_delivered(seq, at)
+        if ven_id is not None:
+            self._index.delivered(ven_id)
+        return ven_id is not None
 
     async def release(self, seq: int) -> None:
         """Give a claimed item back at once (the reply could not be sent)."""
@@ -289,8 +218,7 @@ class OutboxRepository:
         try:
             return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
         finally:  # also after a failure: the delete may have committed before it surfaced
-            if self._index is not None:
-                self._index.delivered(ven_id)
+            self._index.delivered(ven_id)
 
     async def purge_delivered(self, older_than: datetime) -> int:
         """Delete items delivered before ``older_than``; returns how many."""

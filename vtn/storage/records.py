@@ -36,6 +36,7 @@ __all__ = [
     "StaleModification",
     "StorageConflict",
     "StorageError",
+    "StorageUnavailable",
     "TargetKind",
     "TargetRef",
     "VenRegistration",
@@ -49,6 +50,11 @@ class StorageError(VtnError):
 class StorageConflict(StorageError):
     """A unique or foreign key refused the write (e.g. a fingerprint bound to another VEN, an
     unknown ven_id); nothing was written."""
+
+
+class StorageUnavailable(StorageError):
+    """The database could not be reached, refused the connection or lost it, or is out of
+    resources (disk, connections); nothing of the call was committed."""
 
 
 class StaleModification(StorageConflict):

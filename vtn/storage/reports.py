@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Table, delete, or_, select, update
 
 from ._engine import MAX_BIND_PARAMS, Database, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
+from .backend import Backend
 from .records import (
     ReportData,
     ReportDescription,
@@ -184,8 +185,9 @@ def _request_values(request: ReportRequest) -> dict[str, Any]:
 
 
 class ReportRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, backend: Backend) -> None:
         self._db = db
+        self._backend = backend
         self._upsert_request: Any = None
 
     # ------------------------------------------------------------ METADATA registrations
@@ -363,30 +365,7 @@ class ReportRepository:
         if any(data.ven_id != ven_id for data in reports):
             raise ValueError("every point must belong to the reporting VEN")
         wanted = list(dict.fromkeys(request_ids))
-        if self._db.sync_engine is not None:
-            raw = _sqlite_values(reports)
-            return await self._db.run_sqlite(
-                lambda conn: _store_update_sqlite(conn, ven_id, fingerprint, raw, wanted),
-                write=True)
-        rows = [{name: getattr(p, name) for name in _POINT_FIELDS}
-                for data in reports for p in data.points()]
-        active = select(_VENS.c.ven_id).where(
-            _VENS.c.fingerprint == fingerprint, _VENS.c.ven_id == ven_id,
-            _VENS.c.cancelled_at.is_(None))
-        cancelled = select(_REQUESTS.c.report_request_id).where(
-            _REQUESTS.c.ven_id == ven_id,
-            _REQUESTS.c.report_request_id.in_(wanted),
-            _REQUESTS.c.status == ReportRequestStatus.CANCELLED.value,
-        )
-
-        def work(conn: Connection) -> tuple[int, tuple[str, ...]] | None:
-            if fingerprint is not None and conn.execute(active).first() is None:
-                return None
-            added = self._insert_points(conn, rows)
-            gone = set(conn.scalars(cancelled)) if wanted else set()
-            return added, tuple(r for r in wanted if r in gone)
-
-        return await self._db.run_write(work)
+        return await self._backend.store_update(ven_id, reports, wanted, fingerprint)
 
     def _insert_points(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         stmt = self._db.insert(ReportPointRow).on_conflict_do_nothing()

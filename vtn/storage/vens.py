@@ -13,10 +13,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, delete, exists, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, select, update
 
 from ._engine import Database, from_sqlite_time
-from ._models import Base, OutboxRow, VenMembershipRow, VenRow
+from ._models import Base, VenMembershipRow, VenRow
+from .backend import Backend, TargetQuery
 from .notify import notify_registrations
 from .pollindex import PollIndex
 from .records import TargetKind, TargetRef, VenRegistration
@@ -95,14 +96,14 @@ def _one(conn: Connection, condition: ColumnElement[bool]) -> VenRegistration | 
 
 
 class VenRepository:
-    def __init__(self, db: Database, index: PollIndex | None = None) -> None:
+    def __init__(self, db: Database, backend: Backend, index: PollIndex) -> None:
         self._db = db
+        self._backend = backend
         self._index = index
         self._upsert: Any = None
 
     def _changed(self) -> None:
-        if self._index is not None:
-            self._index.registrations_changed()
+        self._index.registrations_changed()
 
     def _notify(self, conn: Connection) -> None:
         """Inside a registration write on PostgreSQL: the other workers forget theirs."""
@@ -138,10 +139,7 @@ class VenRepository:
         return await self._db.run_read(lambda conn: _one(conn, _VENS.c.ven_id == ven_id))
 
     async def by_fingerprint(self, fingerprint: str) -> VenRegistration | None:
-        """The certificate's registration (on SQLite from the poll index once it is known)."""
-        if self._index is None:
-            return await self._db.run_read(
-                lambda conn: _one(conn, _VENS.c.fingerprint == fingerprint))
+        """The certificate's registration (from the poll index once it is known)."""
         known = self._index.registration(fingerprint)
         if known is not None:
             return known
@@ -160,36 +158,16 @@ class VenRepository:
         statement: what an oadrPoll needs before it can answer "nothing for you". A VEN the poll
         index knows to be quiet, or to have an item queued since its last delivery, is answered
         from it without a read (on PostgreSQL while the index is live: vtn.storage.notify)."""
-        if self._index is not None:
-            quiet = self._index.quiet_registration(fingerprint)
-            if quiet is not None:
-                return quiet, False
-            expecting = self._index.waiting_registration(fingerprint)
-            if expecting is not None:
-                return expecting, True
-            ticket = self._index.ticket()
-            if self._db.sync_engine is not None:
-                found, has_items = await self._db.run_sqlite(
-                    lambda conn: _poll_lookup_sqlite(conn, fingerprint), write=False)
-            else:
-                found, has_items = await self._poll_lookup(fingerprint)
-            self._index.learn(ticket, fingerprint, found, has_items)
-            return found, has_items
-        return await self._poll_lookup(fingerprint)
-
-    async def _poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
-        waiting = (
-            exists()
-            .where(OutboxRow.ven_id == _VENS.c.ven_id, OutboxRow.delivered_at.is_(None))
-            .label("waiting")
-        )
-        stmt = select(_VENS, waiting).where(_VENS.c.fingerprint == fingerprint)
-
-        def work(conn: Connection) -> tuple[VenRegistration | None, bool]:
-            row = conn.execute(stmt).one_or_none()
-            return (None, False) if row is None else (_record(row), bool(row.waiting))
-
-        return await self._db.run_read(work)
+        quiet = self._index.quiet_registration(fingerprint)
+        if quiet is not None:
+            return quiet, False
+        expecting = self._index.waiting_registration(fingerprint)
+        if expecting is not None:
+            return expecting, True
+        ticket = self._index.ticket()
+        found, has_items = await self._backend.poll_lookup(fingerprint)
+        self._index.learn(ticket, fingerprint, found, has_items)
+        return found, has_items
 
     async def cancel(self, registration_id: str, at: datetime) -> VenRegistration | None:
         """oadrCancelPartyRegistration: mark cancelled (kept for audit). None if unknown."""
@@ -256,37 +234,14 @@ class VenRepository:
                                    ) -> tuple[tuple[str, ...], ...]:
         """:meth:`resolve_targets` for each of many eiTargets, in one read (an aggregator
         publishes one event per device)."""
-        queries = [_split(refs) for refs in targets]
-        if self._db.sync_engine is not None:  # plain sqlite3
-            return await self._db.run_sqlite(lambda conn: tuple(
-                _resolve_targets_sqlite(conn, *query) for query in queries), write=False)
-        return await self._db.run_read(lambda conn: tuple(
-            _resolve_targets_in(conn, *query) for query in queries))
+        return await self._backend.resolve_targets([_split(refs) for refs in targets])
 
 
-def _split(targets: Iterable[TargetRef]) -> tuple[list[str], list[tuple[str, str]]]:
+def _split(targets: Iterable[TargetRef]) -> TargetQuery:
     """An eiTarget as (venIDs named, (kind, value) memberships)."""
     refs = set(targets)
     return ([r.value for r in refs if r.kind is TargetKind.VEN],
             [(r.kind.value, r.value) for r in refs if r.kind is not TargetKind.VEN])
-
-
-def _resolve_targets_in(conn: Connection, direct: list[str],
-                        indirect: list[tuple[str, str]]) -> tuple[str, ...]:
-    conditions = []
-    if direct:
-        conditions.append(_VENS.c.ven_id.in_(direct))
-    if indirect:
-        conditions.append(_VENS.c.ven_id.in_(select(_MEMBERS.c.ven_id).where(
-            tuple_(_MEMBERS.c.kind, _MEMBERS.c.value).in_(indirect))))
-    if not conditions:
-        return ()
-    stmt = (
-        select(_VENS.c.ven_id)
-        .where(_VENS.c.cancelled_at.is_(None), or_(*conditions))
-        .order_by(_VENS.c.ven_id)
-    )
-    return tuple(conn.scalars(stmt))
 
 
 def _resolve_targets_sqlite(conn: sqlite3.Connection, direct: list[str],

@@ -1,0 +1,283 @@
+"""The storage backend contract (vtn.storage.backend): every test runs against a real SQLite
+file and a real PostgreSQL database (the ``storage`` fixture), calls the backend the storage
+chose when it opened, and asserts what both must answer alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from vtn.storage import (
+    EventAck,
+    EventRecord,
+    EventStatus,
+    OptType,
+    ReportData,
+    ReportRequest,
+    ReportRequestStatus,
+    StaleModification,
+    Storage,
+    StorageConflict,
+    TargetKind,
+    TargetRef,
+    VenRegistration,
+)
+from vtn.storage._postgres_backend import PostgresBackend
+from vtn.storage._sqlite_backend import SqliteBackend
+from vtn.storage.backend import EVENT_KIND, Backend, Distribution, Queue, StoredEvent
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+LIVE = (EventStatus.FAR, EventStatus.NEAR, EventStatus.ACTIVE, EventStatus.CANCELLED)
+
+
+def registration(n: int) -> VenRegistration:
+    return VenRegistration(ven_id=f"ven-{n}", registration_id=f"reg-{n}",
+                           fingerprint=f"FP:{n:04d}", ven_name=f"ven {n}", created_at=T0)
+
+
+def event(event_id: str, number: int = 0, *, targets: tuple[TargetRef, ...] = (),
+          status: EventStatus = EventStatus.FAR, ends_at: datetime | None = None,
+          payload: bytes | None = None, updated_at: datetime = T0) -> EventRecord:
+    return EventRecord(event_id=event_id, modification_number=number, status=status,
+                       starts_at=T0, ends_at=ends_at or T0 + timedelta(hours=1),
+                       targets=targets, updated_at=updated_at,
+                       payload=payload or f"<{event_id} {number}/>".encode())
+
+
+def newer(new: EventRecord, stored: StoredEvent) -> bool:
+    if new.modification_number < stored.modification_number:
+        raise StaleModification(new.event_id)
+    if new.modification_number == stored.modification_number:
+        if new.payload != stored.payload:
+            raise StorageConflict(new.event_id)
+        return False
+    return True
+
+
+def queue(ven_ids: tuple[str, ...], key: str) -> Queue:
+    return Queue(ven_ids=ven_ids, payload=b"", dedup_key=key)
+
+
+def event_list(ven_id: str, *, now: datetime = T0, limit: int | None = None,
+               outbox_seq: int | None = None) -> Distribution:
+    return Distribution(ven_id=ven_id, statuses=LIVE, now=now,
+                        cancelled_since=now - timedelta(hours=1), limit=limit,
+                        outbox_seq=outbox_seq)
+
+
+def ack(event_id: str, ven_id: str, number: int, opt: OptType = OptType.OPT_IN) -> EventAck:
+    return EventAck(event_id=event_id, ven_id=ven_id, modification_number=number,
+                    opt_type=opt, at=T0 + timedelta(minutes=number))
+
+
+async def vens(storage: Storage, count: int) -> list[str]:
+    return [(await storage.vens.register(registration(n))).ven_id for n in range(count)]
+
+
+async def test_the_backend_is_chosen_for_the_engine_when_storage_opens(
+        storage: Storage, storage_url: str) -> None:
+    expected = PostgresBackend if storage_url.startswith("postgresql") else SqliteBackend
+    backend: Backend = storage.backend
+    assert type(backend) is expected
+
+
+async def test_nonces_are_seen_once_and_naive_times_refused(storage: Storage) -> None:
+    backend = storage.backend
+    assert await backend.nonce_seen("n-1", T0) is False
+    assert await backend.nonce_seen("n-1", T0 + timedelta(seconds=1)) is True
+    assert await backend.nonce_seen("n-2", T0) is False
+    with pytest.raises(ValueError, match="naive"):
+        await backend.nonce_seen("n-3", datetime(2030, 1, 1))
+
+
+async def test_poll_lookup_names_the_registration_and_whether_anything_waits(
+        storage: Storage) -> None:
+    backend = storage.backend
+    (ven_id,) = await vens(storage, 1)
+    assert await backend.poll_lookup("FP:none") == (None, False)
+    assert await backend.poll_lookup("FP:0000") == (registration(0), False)
+    assert await backend.enqueue((ven_id,), b"<x/>", "k", None, T0) == 1
+    assert await backend.poll_lookup("FP:0000") == (registration(0), True)
+
+
+async def test_targets_resolve_to_active_vens_by_id_or_membership(storage: Storage) -> None:
+    backend = storage.backend
+    a, b, c = await vens(storage, 3)
+    await storage.vens.set_memberships(b, [TargetRef(kind=TargetKind.GROUP, value="g")])
+    await storage.vens.set_memberships(c, [TargetRef(kind=TargetKind.GROUP, value="g")])
+    await storage.vens.cancel("reg-2", T0)
+    found = await backend.resolve_targets([
+        ([a], []), ([], [("groupID", "g")]), ([a], [("groupID", "g")]), ([], []),
+        (["nobody"], [("groupID", "none")])])
+    assert found == ((a,), (b,), (a, b), (), ())
+
+
+async def test_event_writes_rise_retry_and_refuse_together(storage: Storage) -> None:
+    backend = storage.backend
+    a, b = await vens(storage, 2)
+    first = event("e1", targets=(TargetRef(kind=TargetKind.VEN, value=a),))
+    assert await backend.put_events([(first, queue((a,), "e1:0"))], newer) == (True,)
+    assert await backend.put_events([(first, queue((a,), "e1:0"))], newer) == (False,)
+    second = event("e1", 1, targets=(TargetRef(kind=TargetKind.VEN, value=b),))
+    other = event("e2")
+    assert await backend.put_events(
+        [(second, queue((b,), "e1:1")), (other, queue((a, b), "e2:0"))], newer) == (True, True)
+    stored = await storage.events.get("e1")
+    assert stored is not None
+    assert (stored.modification_number, stored.targets) == (1, second.targets)
+    # An older version, or the same one with other content: nothing of the batch is stored.
+    with pytest.raises(StaleModification):
+        await backend.put_events([(event("e3"), queue((a,), "e3:0")),
+                                  (first, queue((a,), "e1:0"))], newer)
+    with pytest.raises(StorageConflict):
+        await backend.put_events([(event("e3"), queue((a,), "e3:0")),
+                                  (event("e2", payload=b"<other/>"), queue((a,), "e2:0"))], newer)
+    assert await storage.events.get("e3") is None
+    assert [i.dedup_key for i in await storage.outbox.pending(a)] == ["e1:0", "e2:0"]
+    assert [i.dedup_key for i in await storage.outbox.pending(b)] == ["e1:1", "e2:0"]
+
+
+async def test_enqueue_keeps_order_skips_a_queued_dedup_key_and_refuses_unknown_vens(
+        storage: Storage) -> None:
+    backend = storage.backend
+    a, b = await vens(storage, 2)
+    assert await backend.enqueue((b, a, b), b"<1/>", "k", "d1", T0) == 2
+    assert await backend.enqueue((a, b), b"<1/>", "k", "d1", T0) == 0
+    assert await backend.enqueue((a,), b"<2/>", "k", None, T0) == 1
+    assert await backend.enqueue((a,), b"<2/>", "k", None, T0) == 1
+    pending_a = await storage.outbox.pending(a)
+    pending_b = await storage.outbox.pending(b)
+    assert [i.payload for i in pending_a] == [b"<1/>", b"<2/>", b"<2/>"]
+    assert pending_b[0].seq < pending_a[0].seq  # the caller's order is seq order
+    with pytest.raises(StorageConflict):
+        await backend.enqueue(("nobody",), b"<x/>", "k", None, T0)
+
+
+async def test_a_poll_delivery_takes_the_oldest_item_and_the_vens_own_event_list(
+        storage: Storage) -> None:
+    backend = storage.backend
+    a, b = await vens(storage, 2)
+    await storage.vens.set_memberships(a, [TargetRef(kind=TargetKind.GROUP, value="g")])
+    mine = event("e1", targets=(TargetRef(kind=TargetKind.GROUP, value="g"),
+                                TargetRef(kind=TargetKind.VEN, value=b)))
+    everyone = event("e2")
+    ended = event("e3", ends_at=T0 - timedelta(minutes=1))
+    theirs = event("e4", targets=(TargetRef(kind=TargetKind.VEN, value=b),))
+    gone = event("e5", status=EventStatus.CANCELLED, updated_at=T0 - timedelta(hours=2))
+    await backend.put_events([(e, queue((a,), f"{e.event_id}:0"))
+                              for e in (mine, everyone, ended, theirs, gone)], newer)
+    await backend.enqueue((a,), b"<report/>", "oadrCreateReport", None, T0)
+    assert await backend.deliver_next(event_list(b)) == (None, False)
+
+    delivered, waiting = await backend.deliver_next(event_list(a))
+    assert delivered is not None and waiting  # the report request still waits
+    assert (delivered.item.kind, delivered.item.dedup_key) == (EVENT_KIND, "e1:0")
+    # one event-list item answers them all; only the targets addressing the VEN come back
+    assert [(e.event_id, e.targets) for e in delivered.events] == [
+        ("e1", (TargetRef(kind=TargetKind.GROUP, value="g"),)), ("e2", ())]
+    assert delivered.events[1] == everyone
+    assert await backend.delivered_versions(a, ["e1", "e2", "e3", "e4"]) == {"e1": 0, "e2": 0}
+    assert await backend.delivered_to(["e1", "e2", "e4"]) == {"e1": (a,), "e2": (a,)}
+
+    report, waiting = await backend.deliver_next(event_list(a))
+    assert report is not None and (report.item.payload, report.events, waiting) == (
+        b"<report/>", (), False)
+    assert await backend.deliver_next(event_list(a)) == (None, False)
+
+
+async def test_distribute_records_the_list_and_marks_the_item_that_asked(
+        storage: Storage) -> None:
+    backend = storage.backend
+    (a,) = await vens(storage, 1)
+    await backend.put_events([(event(f"e{n}"), queue((a,), f"e{n}")) for n in range(3)], newer)
+    item = await backend.claim(a, T0, T0 + timedelta(seconds=30), None)
+    assert item is not None
+    events = await backend.distribute(event_list(a, limit=2, outbox_seq=item.seq))
+    assert [e.event_id for e in events] == ["e0", "e1"]
+    assert await backend.delivered_to(["e0", "e1", "e2"]) == {"e0": (a,), "e1": (a,)}
+    assert await backend.mark_delivered(item.seq, T0) is None  # already, by distribute
+
+
+async def test_claims_lease_in_order_and_supersede(storage: Storage) -> None:
+    backend = storage.backend
+    (a,) = await vens(storage, 1)
+    for key in ("k1", "k2", "k3"):
+        await backend.enqueue((a,), key.encode(), EVENT_KIND if key != "k3" else "x", key, T0)
+    lease = T0 + timedelta(seconds=30)
+    first = await backend.claim(a, T0, lease, None)
+    assert first is not None and (first.dedup_key, first.more_waiting) == ("k1", True)
+    # k1 is leased: k2 is next, and being an event-list item it marks k1 delivered with it
+    second = await backend.claim(a, T0, lease, EVENT_KIND)
+    assert second is not None and second.dedup_key == "k2"
+    assert [i.dedup_key for i in await storage.outbox.pending(a)] == ["k2", "k3"]
+    third = await backend.claim(a, T0, lease, None)
+    assert third is not None and (third.dedup_key, third.more_waiting) == ("k3", False)
+    assert await backend.claim(a, T0, lease, None) is None
+    again = await backend.claim(a, lease, lease + timedelta(seconds=30), None)
+    assert again is not None and again.dedup_key == "k2"  # its lease ran out
+    assert await backend.mark_delivered(again.seq, T0) == a
+    assert await backend.mark_delivered(again.seq, T0) is None
+
+
+async def test_acks_never_go_back_and_answers_check_the_registration(storage: Storage) -> None:
+    backend = storage.backend
+    (a,) = await vens(storage, 1)
+    await backend.put_events([(event("e1", 1), queue((a,), "e1:1"))], newer)
+    await backend.distribute(event_list(a))
+    (stored,) = await backend.record_acks((ack("e1", a, 1),))
+    assert (stored.ack_modification_number, stored.delivered_modification_number) == (1, 1)
+    (kept,) = await backend.record_acks((ack("e1", a, 0, OptType.OPT_OUT),))
+    assert (kept.ack_modification_number, kept.ack_opt_type) == (1, OptType.OPT_IN)
+
+    seen: list[dict[str, int]] = []
+    answer = (ack("e1", a, 2, OptType.OPT_OUT),)
+    assert await backend.record_answer(a, "FP:other", answer, seen.append, ["e1"]) is None
+    assert seen == []
+
+    def refuse(current: dict[str, int]) -> None:
+        raise LookupError(current)
+
+    with pytest.raises(LookupError):
+        await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"])
+    assert (await storage.events.delivery("e1", a)).ack_modification_number == 1  # type: ignore[union-attr]
+    (done,) = await backend.record_answer(a, "FP:0000", answer, seen.append, ["e1"]) or ()
+    assert seen == [{"e1": 1}] and (done.ack_modification_number, done.ack_opt_type) == (
+        2, OptType.OPT_OUT)
+    # one event answered twice in one message: each ack applies in order
+    twice = (ack("e1", a, 3), ack("e1", a, 2, OptType.OPT_OUT))
+    stored_twice = await backend.record_answer(a, "FP:0000", twice, seen.append, ["e1"])
+    assert [d.ack_modification_number for d in stored_twice or ()] == [3, 3]
+    await storage.vens.cancel("reg-0", T0)
+    assert await backend.record_answer(a, "FP:0000", answer, seen.append, ["e1"]) is None
+
+
+async def test_report_updates_check_the_registration_keep_first_values_and_name_cancelled(
+        storage: Storage) -> None:
+    backend = storage.backend
+    (a,) = await vens(storage, 1)
+    await storage.reports.put_request(ReportRequest(
+        ven_id=a, report_request_id="gone", report_specifier_id="s",
+        status=ReportRequestStatus.CANCELLED, created_at=T0))
+
+    def data(value: float, count: int, start: int = 0) -> ReportData:
+        return ReportData(ven_id=a, report_request_id="q", report_specifier_id="s",
+                          received_at=T0, rows=tuple(
+                              (f"r{k}", T0 + timedelta(seconds=k), timedelta(seconds=1),
+                               value, None, None, None) for k in range(start, start + count)))
+
+    assert await backend.store_update(a, [data(1.0, 10)], ["q", "gone"], "FP:other") is None
+    assert await backend.store_update(a, [data(1.0, 10)], ["q", "gone"], "FP:0000") == (
+        10, ("gone",))
+    assert await backend.store_update(a, [data(2.0, 10, 5)], [], None) == (5, ())
+    stored = await storage.reports.points(a, T0, T0 + timedelta(minutes=1))
+    assert [p.value for p in stored] == [1.0] * 10 + [2.0] * 5
+    with pytest.raises(ValueError, match="naive"):
+        await backend.store_update(a, [ReportData(
+            ven_id=a, report_request_id="q", report_specifier_id="s", received_at=T0,
+            rows=(("r", datetime(2030, 1, 1), None, 1.0, None, None, None),))],
+            [], None)
+    with pytest.raises(StorageConflict):
+        await backend.store_update("nobody", [ReportData(
+            ven_id="nobody", report_request_id="q", report_specifier_id="s", received_at=T0,
+            rows=(("r", T0, None, 1.0, None, None, None),))], [], None)

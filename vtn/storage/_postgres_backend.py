@@ -1,0 +1,586 @@
+"""The PostgreSQL :class:`~vtn.storage.backend.Backend`: SQL sent by asyncpg, no ORM, no greenlet
+hop per statement. asyncpg prepares each statement once per connection and caches it.
+
+Invariants:
+- A fixed pool of :data:`POOL_SIZE` connections, opened with the storage and never churned (no
+  pre-ping round trip, no overflow connections opened and closed under load); a connection that
+  died (PostgreSQL restarted) is replaced by asyncpg's pool when it is next handed out.
+- Batches are bound as arrays and expanded with ``unnest``: one statement, one round trip, for
+  a report's points, a fan-out's outbox rows or an event's targets.
+- Concurrency with other workers: an outbox claim takes its row with ``FOR UPDATE SKIP LOCKED``
+  and re-checks it, an event write locks the event's row first, and every transaction that
+  queues outbox rows notifies every worker's poll index on commit (:mod:`.notify`).
+- Times: asyncpg reads ``timestamptz`` as aware UTC datetimes; a naive datetime is refused with
+  ``ValueError`` before anything is sent, as :class:`._models.UtcDateTime` refuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Any, Final, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.engine import URL
+
+from ._engine import TransactionObserver
+from ._postgres_reports import ReportWrites, Update, points_of
+from .backend import EVENT_KIND, CheckNewer, Distribution, Queue, StoredEvent, TargetQuery
+from .notify import OUTBOX_CHANNEL, enqueued_payload
+from .records import (
+    Delivery,
+    EventAck,
+    EventRecord,
+    EventStatus,
+    OptType,
+    OutboxItem,
+    PollDelivery,
+    ReportData,
+    StorageConflict,
+    StorageUnavailable,
+    TargetKind,
+    TargetRef,
+    VenRegistration,
+)
+
+__all__ = ["POOL_SIZE", "PostgresBackend"]
+
+T = TypeVar("T")
+
+#: connections of the hot-path pool, all opened at start (a worker serves one core; report
+#: updates waiting together share one statement, so a few connections keep the core busy)
+POOL_SIZE: Final = 4
+
+_NOTIFY: Final = "SELECT pg_notify($1, $2)"
+_SEEN: Final = (
+    "INSERT INTO nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING"
+    " RETURNING 1"
+)
+_POLL_LOOKUP: Final = (
+    "SELECT ven_id, registration_id, fingerprint, ven_name, profile_name, transport_name,"
+    " transport_address, http_pull_model, report_only, xml_signature, created_at, cancelled_at,"
+    " EXISTS (SELECT 1 FROM outbox WHERE outbox.ven_id = vens.ven_id"
+    " AND outbox.delivered_at IS NULL) FROM vens WHERE fingerprint = $1"
+)
+_RESOLVE: Final = (
+    "SELECT ven_id FROM vens WHERE cancelled_at IS NULL AND (ven_id = ANY($1::text[])"
+    " OR ven_id IN (SELECT m.ven_id FROM ven_memberships m"
+    " JOIN unnest($2::text[], $3::text[]) AS w(kind, value)"
+    " ON m.kind = w.kind AND m.value = w.value)) ORDER BY ven_id"
+)
+_EVENT_COLUMNS: Final = (
+    "event_id, modification_number, status, market_context, starts_at, ends_at,"
+    " response_required, payload, updated_at"
+)
+_LOCK_EVENT: Final = (
+    "SELECT modification_number, payload FROM events WHERE event_id = $1 FOR UPDATE"
+)
+_PUT_EVENT: Final = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " ON CONFLICT (event_id) DO UPDATE SET modification_number = excluded.modification_number,"
+    " status = excluded.status, market_context = excluded.market_context,"
+    " starts_at = excluded.starts_at, ends_at = excluded.ends_at,"
+    " response_required = excluded.response_required, payload = excluded.payload,"
+    " updated_at = excluded.updated_at"
+)
+# One statement replaces an event's targets; its parts see the same snapshot, so it deletes
+# only the targets not wanted any more and inserts only the new ones.
+_TARGETS: Final = (
+    "WITH wanted AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(kind, value)),"
+    " gone AS (DELETE FROM event_targets e WHERE e.event_id = $1"
+    " AND (e.kind, e.value) NOT IN (SELECT kind, value FROM wanted))"
+    " INSERT INTO event_targets (event_id, kind, value) SELECT $1, kind, value FROM wanted"
+    " ON CONFLICT DO NOTHING"
+)
+_NO_TARGETS: Final = "DELETE FROM event_targets WHERE event_id = $1"
+# WITH ORDINALITY ... ORDER BY: the outbox seq follows the caller's order of VENs.
+_QUEUE_SELECT: Final = (
+    "INSERT INTO outbox (ven_id, kind, payload, dedup_key, enqueued_at)"
+    " SELECT v, $2, $3, $4, $5 FROM unnest($1::text[]) WITH ORDINALITY AS q(v, n) ORDER BY n"
+)
+_QUEUE: Final = (
+    f"WITH added AS ({_QUEUE_SELECT} ON CONFLICT (ven_id, dedup_key) DO NOTHING RETURNING 1)"
+    " SELECT count(*) FROM added"
+)
+_QUEUE_ALL: Final = f"WITH added AS ({_QUEUE_SELECT} RETURNING 1) SELECT count(*) FROM added"
+_HITS: Final = (
+    "SELECT event_id, kind, value FROM event_targets WHERE kind = $1 AND value = $2"
+    " UNION SELECT t.event_id, t.kind, t.value FROM ven_memberships m"
+    " JOIN event_targets t ON t.kind = m.kind AND t.value = m.value WHERE m.ven_id = $2"
+)
+_ADDRESSED: Final = (
+    f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.status = ANY($1::text[])"
+    " AND (e.event_id = ANY($2::text[])"
+    " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
+    " AND (e.status != $3 OR e.updated_at >= $4)"
+    " AND (e.status = $3 OR e.ends_at IS NULL OR e.ends_at > $5) ORDER BY e.event_id"
+)
+_DELIVERED: Final = (
+    "INSERT INTO event_deliveries (event_id, ven_id, delivered_modification_number,"
+    " delivered_at) SELECT e, $2, n, $4 FROM unnest($1::text[], $3::int[]) AS d(e, n)"
+    " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
+    " delivered_modification_number = excluded.delivered_modification_number,"
+    " delivered_at = excluded.delivered_at"
+)
+_OUTBOX_DELIVERED: Final = (
+    "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
+    " WHERE seq = $2 AND delivered_at IS NULL RETURNING ven_id"
+)
+# A poll's whole delivery in one statement (its parts see one snapshot, so "waiting" leaves
+# out the rows the statement itself marks): take the VEN's oldest claimable item ($1 now,
+# $2 venID), mark its other event-list items delivered with it, read its event list when
+# the item is one (as _ADDRESSED: $3 statuses, $4 cancelled, $5 cancelled since, $6 limit,
+# $7 the venID target kind, $8 EVENT_KIND), record them delivered; one row per listed event
+# (or one with no event), each with the item and whether anything else is undelivered.
+_DELIVER_NEXT: Final = (
+    "WITH taken AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
+    " WHERE seq = (SELECT seq FROM outbox WHERE ven_id = $2 AND delivered_at IS NULL"
+    " AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY seq LIMIT 1"
+    " FOR UPDATE SKIP LOCKED) AND ven_id = $2 AND delivered_at IS NULL"
+    " AND (claimed_until IS NULL OR claimed_until <= $1)"
+    " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at),"
+    " superseded AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
+    " WHERE ven_id = $2 AND kind = $8 AND delivered_at IS NULL"
+    " AND seq <> (SELECT seq FROM taken) AND (SELECT kind FROM taken) = $8 RETURNING seq),"
+    " hits AS (SELECT event_id, kind, value FROM event_targets WHERE kind = $7 AND value = $2"
+    " UNION SELECT t.event_id, t.kind, t.value FROM ven_memberships m"
+    " JOIN event_targets t ON t.kind = m.kind AND t.value = m.value WHERE m.ven_id = $2),"
+    " listed AS (SELECT e.event_id, e.modification_number, e.status, e.market_context,"
+    " e.starts_at, e.ends_at, e.response_required, e.payload, e.updated_at,"
+    " ARRAY(SELECT h.kind FROM hits h WHERE h.event_id = e.event_id ORDER BY h.kind, h.value)"
+    " AS kinds, ARRAY(SELECT h.value FROM hits h WHERE h.event_id = e.event_id"
+    " ORDER BY h.kind, h.value) AS target_values FROM events e"
+    " WHERE (SELECT kind FROM taken) = $8 AND e.status = ANY($3::text[])"
+    " AND (e.event_id IN (SELECT event_id FROM hits)"
+    " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
+    " AND (e.status != $4 OR e.updated_at >= $5)"
+    " AND (e.status = $4 OR e.ends_at IS NULL OR e.ends_at > $1)"
+    " ORDER BY e.event_id LIMIT $6),"
+    " delivered AS (INSERT INTO event_deliveries (event_id, ven_id,"
+    " delivered_modification_number, delivered_at)"
+    " SELECT event_id, $2, modification_number, $1 FROM listed"
+    " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
+    " delivered_modification_number = excluded.delivered_modification_number,"
+    " delivered_at = excluded.delivered_at)"
+    " SELECT taken.seq, taken.ven_id, taken.kind, taken.payload, taken.dedup_key,"
+    " taken.enqueued_at, EXISTS (SELECT 1 FROM outbox o WHERE o.ven_id = $2"
+    " AND o.delivered_at IS NULL AND o.seq NOT IN (SELECT seq FROM taken)"
+    " AND o.seq NOT IN (SELECT seq FROM superseded)) AS waiting, listed.*"
+    " FROM (SELECT 1) AS one LEFT JOIN taken ON true LEFT JOIN listed ON true"
+    " ORDER BY listed.event_id"
+)
+_CLAIMABLE: Final = (
+    "ven_id = $2 AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $1)"
+)
+# The row is re-checked by the UPDATE itself: PostgreSQL re-evaluates the conditions on the
+# latest version if another claim committed meanwhile, so an item is never taken twice.
+_OLDEST: Final = (
+    f" WHERE seq = (SELECT seq FROM outbox WHERE {_CLAIMABLE} ORDER BY seq LIMIT 1"
+    f" FOR UPDATE SKIP LOCKED) AND {_CLAIMABLE}"
+    " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at"
+)
+_CLAIM: Final = "UPDATE outbox SET claimed_until = $3" + _OLDEST
+_SUPERSEDE: Final = (
+    "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
+    " WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
+)
+_BEHIND: Final = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE} AND seq > $3)"
+_DELIVERY_COLUMNS: Final = (
+    "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
+    " ack_opt_type, ack_response_code, ack_at"
+)
+# An ack never replaces one for a newer modificationNumber (vtn.storage.events).
+_ACK: Final = (
+    "INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number, ack_opt_type,"
+    " ack_response_code, ack_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, ven_id)"
+    " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
+    " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
+    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
+    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
+    f" RETURNING {_DELIVERY_COLUMNS}"
+)
+_DELIVERY: Final = (
+    f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = $1 AND ven_id = $2"
+)
+_ACTIVE_VEN: Final = (
+    "SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2 AND cancelled_at IS NULL"
+)
+# What an oadrCreatedEvent is checked against, in one read: whether $1 is venID $2's active
+# registration, and the events among $3 delivered to it with their current modificationNumber.
+_ANSWERED: Final = (
+    "SELECT EXISTS (SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2"
+    " AND cancelled_at IS NULL), ARRAY(SELECT e.event_id || ' ' || e.modification_number"
+    " FROM events e JOIN event_deliveries d ON d.event_id = e.event_id"
+    " WHERE d.ven_id = $2 AND e.event_id = ANY($3::text[]) ORDER BY e.event_id)"
+)
+# Its acks ($4.. one array per field, one element per ack, distinct eventIDs), stored only if
+# the read above still holds ($5 what it found); one row per ack, in order, as stored.
+_ACK_ANSWER: Final = (
+    "WITH still AS (SELECT * FROM (" + _ANSWERED + ") AS r(active, versions)"
+    " WHERE active AND versions = $4::text[]),"
+    " acks AS (SELECT * FROM unnest($5::text[], $6::int[], $7::text[], $8::int[],"
+    " $9::timestamptz[]) WITH ORDINALITY AS a(event_id, number, opt, code, at, n)),"
+    " up AS (INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number,"
+    " ack_opt_type, ack_response_code, ack_at) SELECT event_id, $2, number, opt, code, at"
+    " FROM acks WHERE EXISTS (SELECT 1 FROM still) ON CONFLICT (event_id, ven_id)"
+    " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
+    " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
+    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
+    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
+    f" RETURNING {_DELIVERY_COLUMNS})"
+    " SELECT EXISTS (SELECT 1 FROM still), u.*, d.* FROM acks a"
+    " LEFT JOIN up u ON u.event_id = a.event_id"
+    " LEFT JOIN event_deliveries d ON d.event_id = a.event_id AND d.ven_id = $2"
+    " ORDER BY a.n"
+)
+_VERSIONS: Final = (
+    "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
+    " ON d.event_id = e.event_id WHERE d.ven_id = $1 AND e.event_id = ANY($2::text[])"
+)
+_DELIVERED_TO: Final = (
+    "SELECT event_id, ven_id FROM event_deliveries WHERE event_id = ANY($1::text[])"
+    " ORDER BY event_id, ven_id"
+)
+
+
+_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# SQLSTATE classes that mean "the database is not there for us now", not "this call is wrong":
+# connection exception, insufficient resources (disk full, too many connections), operator
+# intervention (shutdown, cannot connect now); 55000: a database not accepting connections.
+_UNAVAILABLE_CLASSES: Final = ("08", "53", "57")
+
+
+def _raise_unavailable(exc: BaseException) -> None:
+    """Raise :class:`StorageUnavailable` from ``exc`` when it means the database is not there
+    for us now (the caller answers 503 and the VEN retries); otherwise return, and the caller
+    re-raises ``exc`` as it is (a bug stays a bug)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        if state[:2] not in _UNAVAILABLE_CLASSES and state != "55000":
+            return
+    elif isinstance(exc, asyncpg.InterfaceError) and "closed" not in str(exc):
+        return  # misuse of the driver
+    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _unchanged(_conn: asyncpg.Connection) -> None:
+    """A pooled connection needs no reset: no session state outlives its transaction."""
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: storage takes timezone-aware UTC only")
+    return value
+
+
+def _maybe(value: datetime | None) -> datetime | None:
+    return None if value is None else _aware(value)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _registration(row: Any) -> VenRegistration:
+    return VenRegistration(
+        ven_id=row[0], registration_id=row[1], fingerprint=row[2], ven_name=row[3],
+        profile_name=row[4], transport_name=row[5], transport_address=row[6],
+        http_pull_model=row[7], report_only=row[8], xml_signature=row[9],
+        created_at=row[10].astimezone(UTC), cancelled_at=_utc(row[11]))
+
+
+def _event(row: Any, targets: Sequence[TargetRef]) -> EventRecord:
+    return EventRecord(
+        event_id=row[0], modification_number=row[1], status=EventStatus(row[2]),
+        market_context=row[3], starts_at=_utc(row[4]), ends_at=_utc(row[5]),
+        response_required=row[6], targets=tuple(targets), payload=row[7],
+        updated_at=row[8].astimezone(UTC))
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        event_id=row[0], ven_id=row[1], delivered_modification_number=row[2],
+        delivered_at=_utc(row[3]), ack_modification_number=row[4],
+        ack_opt_type=None if row[5] is None else OptType(row[5]), ack_response_code=row[6],
+        ack_at=_utc(row[7]))
+
+
+def _version(text: str) -> tuple[str, int]:
+    """``"<eventID> <modificationNumber>"`` (as _ANSWERED spells a version) split."""
+    event_id, _, number = text.rpartition(" ")
+    return event_id, int(number)
+
+
+def _item(row: Any, more_waiting: bool = False) -> OutboxItem:
+    return OutboxItem(seq=row[0], ven_id=row[1], kind=row[2], payload=row[3],
+                      dedup_key=row[4], enqueued_at=row[5].astimezone(UTC),
+                      more_waiting=more_waiting)
+
+
+class PostgresBackend:
+    """Built with :meth:`open`; closed by the Storage."""
+
+    def __init__(self, pool: asyncpg.Pool, observe: TransactionObserver) -> None:
+        self._pool = pool
+        self._observe = observe
+        self._reports = ReportWrites(self._fetch)
+
+    @classmethod
+    async def open(cls, url: URL, observe: TransactionObserver) -> PostgresBackend:
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=POOL_SIZE, max_size=POOL_SIZE,
+            # never retire a connection for its age or its query count (asyncpg's defaults:
+            # 5 minutes idle, 50,000 queries), and skip asyncpg's reset round trip on every
+            # release: these connections never LISTEN, SET or lock beyond their transaction
+            max_queries=2**62, max_inactive_connection_lifetime=0, reset=_unchanged)
+        return cls(pool, observe)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The hot paths' connections (:data:`POOL_SIZE`), for tests and metrics."""
+        return self._pool
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *,
+                   write: bool) -> T:
+        """``work(connection)`` in one transaction; constraint violations as StorageConflict."""
+        started = perf_counter()
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StorageConflict(str(exc)) from exc
+        except _DRIVER_ERRORS as exc:
+            _raise_unavailable(exc)
+            raise
+        finally:
+            self._observe(write=write, seconds=perf_counter() - started)
+
+    async def _one(self, sql: str, *args: Any, write: bool) -> Any:
+        """One statement (its own transaction): its first row."""
+        started = perf_counter()
+        try:
+            return await self._pool.fetchrow(sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StorageConflict(str(exc)) from exc
+        except _DRIVER_ERRORS as exc:
+            _raise_unavailable(exc)
+            raise
+        finally:
+            self._observe(write=write, seconds=perf_counter() - started)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        """One statement (its own transaction): all its rows."""
+        try:
+            return list(await self._pool.fetch(sql, *args))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StorageConflict(str(exc)) from exc
+        except _DRIVER_ERRORS as exc:
+            _raise_unavailable(exc)
+            raise
+
+    async def _all(self, sql: str, *args: Any, write: bool) -> list[Any]:
+        """:meth:`_fetch`, observed."""
+        started = perf_counter()
+        try:
+            return await self._fetch(sql, *args)
+        finally:
+            self._observe(write=write, seconds=perf_counter() - started)
+
+    async def nonce_seen(self, nonce: str, timestamp: datetime) -> bool:
+        return await self._one(_SEEN, nonce, _aware(timestamp), write=True) is None
+
+    async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
+        row = await self._one(_POLL_LOOKUP, fingerprint, write=False)
+        return (None, False) if row is None else (_registration(row), bool(row[12]))
+
+    async def resolve_targets(
+        self, queries: Sequence[TargetQuery]
+    ) -> tuple[tuple[str, ...], ...]:
+        async def work(conn: asyncpg.Connection) -> tuple[tuple[str, ...], ...]:
+            found = []
+            for direct, indirect in queries:
+                if not direct and not indirect:
+                    found.append(())
+                    continue
+                rows = await conn.fetch(_RESOLVE, direct, [k for k, _ in indirect],
+                                        [v for _, v in indirect])
+                found.append(tuple(r[0] for r in rows))
+            return tuple(found)
+
+        return await self._run(work, write=False)
+
+    async def put_events(self, items: Sequence[tuple[EventRecord, Queue]],
+                         check_newer: CheckNewer) -> tuple[bool, ...]:
+        async def work(conn: asyncpg.Connection) -> tuple[bool, ...]:
+            changed, notified = [], []
+            for event, queue in items:
+                found = await conn.fetchrow(_LOCK_EVENT, event.event_id)
+                if found is not None and not check_newer(event, StoredEvent(*found)):
+                    changed.append(False)
+                    continue
+                await conn.execute(_PUT_EVENT, event.event_id, event.modification_number,
+                                   event.status.value, event.market_context,
+                                   _maybe(event.starts_at), _maybe(event.ends_at),
+                                   event.response_required, event.payload,
+                                   _aware(event.updated_at))
+                targets = list(dict.fromkeys(event.targets))
+                if targets:
+                    await conn.execute(_TARGETS, event.event_id,
+                                       [t.kind.value for t in targets], [t.value for t in targets])
+                else:
+                    await conn.execute(_NO_TARGETS, event.event_id)
+                ven_ids = list(dict.fromkeys(queue.ven_ids))
+                if ven_ids and await conn.fetchval(_QUEUE, ven_ids, EVENT_KIND, queue.payload,
+                                                   queue.dedup_key, event.updated_at):
+                    notified += ven_ids
+                changed.append(True)
+            if notified:  # every worker's poll index hears it on commit
+                await conn.execute(_NOTIFY, OUTBOX_CHANNEL,
+                                   enqueued_payload(list(dict.fromkeys(notified))))
+            return tuple(changed)
+
+        return await self._run(work, write=True)
+
+    async def enqueue(self, ven_ids: tuple[str, ...], payload: bytes, kind: str,
+                      dedup_key: str | None, at: datetime) -> int:
+        targets = list(dict.fromkeys(ven_ids))
+        sql = _QUEUE_ALL if dedup_key is None else _QUEUE
+
+        async def work(conn: asyncpg.Connection) -> int:
+            added = int(await conn.fetchval(sql, targets, kind, payload, dedup_key, _aware(at)))
+            if added:
+                await conn.execute(_NOTIFY, OUTBOX_CHANNEL, enqueued_payload(targets))
+            return added
+
+        return await self._run(work, write=True)
+
+    async def _distribute(self, conn: asyncpg.Connection,
+                          query: Distribution) -> tuple[EventRecord, ...]:
+        ven_id, now = query.ven_id, _aware(query.now)
+        by_event: dict[str, list[TargetRef]] = {}
+        for event_id, kind, value in sorted(
+                await conn.fetch(_HITS, TargetKind.VEN.value, ven_id),
+                key=lambda row: (row[1], row[2])):
+            by_event.setdefault(event_id, []).append(
+                TargetRef(kind=TargetKind(kind), value=value))
+        rows = await conn.fetch(_ADDRESSED, [s.value for s in query.statuses], list(by_event),
+                                EventStatus.CANCELLED.value, _aware(query.cancelled_since), now)
+        events = tuple(_event(row, by_event.get(row[0], ())) for row in rows)[: query.limit]
+        if events:
+            await conn.execute(_DELIVERED, [e.event_id for e in events], ven_id,
+                               [e.modification_number for e in events], now)
+        if query.outbox_seq is not None:
+            await conn.execute(_OUTBOX_DELIVERED, now, query.outbox_seq)
+        return events
+
+    async def distribute(self, query: Distribution) -> tuple[EventRecord, ...]:
+        return await self._run(lambda conn: self._distribute(conn, query), write=True)
+
+    async def deliver_next(self, event_list: Distribution) -> tuple[PollDelivery | None, bool]:
+        rows = await self._all(
+            _DELIVER_NEXT, _aware(event_list.now), event_list.ven_id,
+            [s.value for s in event_list.statuses], EventStatus.CANCELLED.value,
+            _aware(event_list.cancelled_since), event_list.limit, TargetKind.VEN.value,
+            EVENT_KIND, write=True)
+        first = rows[0]
+        if first[0] is None:
+            return None, bool(first[6])
+        events = tuple(
+            _event(row[7:16], [TargetRef(kind=TargetKind(k), value=v)
+                               for k, v in zip(row[16], row[17], strict=True)])
+            for row in rows if row[7] is not None)
+        return PollDelivery(item=_item(first), events=events), bool(first[6])
+
+    async def claim(self, ven_id: str, now: datetime, until: datetime,
+                    supersede: str | None) -> OutboxItem | None:
+        async def work(conn: asyncpg.Connection) -> OutboxItem | None:
+            row = await conn.fetchrow(_CLAIM, _aware(now), ven_id, _aware(until))
+            if row is None:
+                return None
+            if supersede is not None and row[2] == supersede:
+                await conn.execute(_SUPERSEDE, now, ven_id, supersede, row[0])
+            return _item(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
+
+        return await self._run(work, write=True)
+
+    async def mark_delivered(self, seq: int, at: datetime) -> str | None:
+        row = await self._one(_OUTBOX_DELIVERED, _aware(at), seq, write=True)
+        return None if row is None else str(row[0])
+
+    async def _acks(self, conn: asyncpg.Connection,
+                    acks: tuple[EventAck, ...]) -> tuple[Delivery, ...]:
+        stored = []
+        for ack in acks:
+            key = (ack.event_id, ack.ven_id)
+            row = await conn.fetchrow(_ACK, *key, ack.modification_number, ack.opt_type.value,
+                                      ack.response_code, _aware(ack.at))
+            # No row back: an ack for a newer modificationNumber stays; read what is stored.
+            stored.append(_delivery(row or await conn.fetchrow(_DELIVERY, *key)))
+        return tuple(stored)
+
+    async def record_acks(self, acks: tuple[EventAck, ...]) -> tuple[Delivery, ...]:
+        return await self._run(lambda conn: self._acks(conn, acks), write=True)
+
+    async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
+                            check: Callable[[dict[str, int]], None],
+                            event_ids: list[str]) -> tuple[Delivery, ...] | None:
+        """Optimistically, without a transaction held open across ``check``: read, check, then
+        store the acks in one statement that first re-reads and stores nothing if anything
+        changed meanwhile (then all over again). Two round trips where a transaction took
+        five."""
+        if len({ack.event_id for ack in acks}) < len(acks):  # one event answered twice
+            return await self._run(lambda conn: self._answer(
+                conn, ven_id, fingerprint, acks, check, event_ids), write=True)
+        columns = ([a.event_id for a in acks], [a.modification_number for a in acks],
+                   [a.opt_type.value for a in acks], [a.response_code for a in acks],
+                   [_aware(a.at) for a in acks])
+        while True:
+            active, versions = await self._one(_ANSWERED, fingerprint, ven_id, event_ids,
+                                               write=False)
+            if not active:
+                return None
+            check(dict(_version(v) for v in versions))
+            rows = await self._all(_ACK_ANSWER, fingerprint, ven_id, event_ids, versions,
+                                   *columns, write=True)
+            if not rows or rows[0][0]:
+                # the updated row, else (an ack for a newer modificationNumber stays) the stored
+                return tuple(_delivery(row[1:9] if row[1] is not None else row[9:17])
+                             for row in rows)
+
+    async def _answer(self, conn: asyncpg.Connection, ven_id: str, fingerprint: str,
+                      acks: tuple[EventAck, ...], check: Callable[[dict[str, int]], None],
+                      event_ids: list[str]) -> tuple[Delivery, ...] | None:
+        if await conn.fetchval(_ACTIVE_VEN, fingerprint, ven_id) is None:
+            return None
+        check({r[0]: r[1] for r in await conn.fetch(_VERSIONS, ven_id, event_ids)})
+        return await self._acks(conn, acks)
+
+    async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:
+        async def work(conn: asyncpg.Connection) -> dict[str, int]:
+            return {r[0]: r[1] for r in await conn.fetch(_VERSIONS, ven_id, event_ids)}
+
+        return await self._run(work, write=False)
+
+    async def delivered_to(self, event_ids: list[str]) -> dict[str, tuple[str, ...]]:
+        async def work(conn: asyncpg.Connection) -> dict[str, tuple[str, ...]]:
+            grouped: dict[str, list[str]] = {}
+            for event_id, ven_id in await conn.fetch(_DELIVERED_TO, event_ids):
+                grouped.setdefault(event_id, []).append(ven_id)
+            return {event_id: tuple(vens) for event_id, vens in grouped.items()}
+
+        return await self._run(work, write=False)
+
+    async def store_update(self, ven_id: str, reports: Sequence[ReportData], wanted: list[str],
+                           fingerprint: str | None) -> tuple[int, tuple[str, ...]] | None:
+        update = Update(ven_id=ven_id, fingerprint=fingerprint,
+                        points=points_of(reports, _aware), wanted=wanted)
+        started = perf_counter()
+        try:
+            return await self._reports.store(update)
+        finally:
+            self._observe(write=True, seconds=perf_counter() - started)

@@ -1,0 +1,157 @@
+"""The storage backend: the repositories' hot paths, one typed interface, an implementation
+per database engine, chosen once when storage opens (:func:`vtn.storage.open_storage`).
+
+- :class:`vtn.storage._sqlite_backend.SqliteBackend`: plain ``sqlite3`` SQL on this process's
+  database threads (:meth:`vtn.storage._engine.Database.run_sqlite`).
+- :class:`vtn.storage._postgres_backend.PostgresBackend`: SQL sent by asyncpg on a fixed-size
+  pool of its own, arrays bound as parameters (one statement for a batch of report points).
+
+The repositories (:mod:`vtn.storage.events` and its siblings) hold one :class:`Backend` and
+call it; what is not on a hot path stays in SQLAlchemy Core statements that both engines run.
+
+Invariants every backend keeps (the contract tests in ``tests/vtn/test_backend_contract.py``
+run each against a real SQLite file and a real PostgreSQL database):
+- every call is one transaction, and returns after it committed;
+- a unique or foreign-key violation is :class:`~vtn.storage.records.StorageConflict` and a
+  naive datetime a ``ValueError``; nothing of the call is stored then;
+- the same calls store the same rows and answer the same records on either engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, NamedTuple, Protocol
+
+from .records import (
+    Delivery,
+    EventAck,
+    EventRecord,
+    EventStatus,
+    OutboxItem,
+    PollDelivery,
+    ReportData,
+    VenRegistration,
+)
+
+__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Queue", "StoredEvent",
+           "TargetQuery"]
+
+EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Queue:
+    """The outbox rows an event write adds: one per VEN, all with this payload and dedup key."""
+
+    ven_ids: tuple[str, ...]
+    payload: bytes
+    dedup_key: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Distribution:
+    """One VEN's current event list, to be read and recorded as delivered in one transaction:
+    the events addressed to ``ven_id`` (no targets, or a target that is its venID or one of its
+    memberships) whose stored status is in ``statuses``, minus those the clock completed by
+    ``now`` (``ends_at`` passed; a cancelled event stays cancelled) and cancelled ones last
+    changed before ``cancelled_since``; ordered by event_id, at most ``limit``. ``outbox_seq``
+    names the outbox item that asked for the list, marked delivered with it."""
+
+    ven_id: str
+    statuses: tuple[EventStatus, ...]
+    now: datetime
+    cancelled_since: datetime
+    limit: int | None = None
+    outbox_seq: int | None = None
+
+
+# An eiTarget as (venIDs named, (kind, value) memberships).
+TargetQuery = tuple[list[str], list[tuple[str, str]]]
+
+class StoredEvent(NamedTuple):
+    """What an event write compares a new version with."""
+
+    modification_number: int
+    payload: bytes
+
+
+# Whether ``event`` replaces the stored one; raises StaleModification / StorageConflict as
+# EventRepository.put documents.
+CheckNewer = Callable[[EventRecord, StoredEvent], bool]
+
+
+class Backend(Protocol):
+    """The hot paths of the repositories on one database engine."""
+
+    async def nonce_seen(self, nonce: str, timestamp: datetime) -> bool:
+        """Record a ReplayProtect nonce; True if it was recorded before."""
+        ...
+
+    async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
+        """The certificate's registration and whether anything is undelivered for its VEN."""
+        ...
+
+    async def resolve_targets(
+        self, queries: Sequence[TargetQuery]
+    ) -> tuple[tuple[str, ...], ...]:
+        """For each eiTarget, the active VENs it addresses, by venID."""
+        ...
+
+    async def put_events(self, items: Sequence[tuple[EventRecord, Queue]],
+                         check_newer: CheckNewer) -> tuple[bool, ...]:
+        """Store each event with its targets and queue its outbox rows; whether it changed."""
+        ...
+
+    async def enqueue(self, ven_ids: tuple[str, ...], payload: bytes, kind: str,
+                      dedup_key: str | None, at: datetime) -> int:
+        """Queue ``payload`` for each VEN (a dedup key already queued is skipped); rows added."""
+        ...
+
+    async def distribute(self, query: Distribution) -> tuple[EventRecord, ...]:
+        """The VEN's event list recorded as delivered (with ``query.outbox_seq``)."""
+        ...
+
+    async def deliver_next(self, event_list: Distribution) -> tuple[PollDelivery | None, bool]:
+        """The VEN's oldest waiting item marked delivered (with its event list when it is an
+        event item), and whether anything is still undelivered for the VEN afterwards."""
+        ...
+
+    async def claim(self, ven_id: str, now: datetime, until: datetime,
+                    supersede: str | None) -> OutboxItem | None:
+        """Lease the VEN's oldest claimable item until ``until``."""
+        ...
+
+    async def mark_delivered(self, seq: int, at: datetime) -> str | None:
+        """Mark an item delivered; its venID, or None if it was already (or never existed)."""
+        ...
+
+    async def record_acks(self, acks: tuple[EventAck, ...]) -> tuple[Delivery, ...]:
+        """Store the acks (never over one for a newer modificationNumber); what is stored."""
+        ...
+
+    async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
+                            check: Callable[[dict[str, int]], None],
+                            event_ids: list[str]) -> tuple[Delivery, ...] | None:
+        """The acks of one oadrCreatedEvent, if ``fingerprint`` is ``ven_id``'s active
+        registration (else None) and ``check`` passes on the delivered versions."""
+        ...
+
+    async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:
+        """Of ``event_ids``, those delivered to ``ven_id``: their current modificationNumber."""
+        ...
+
+    async def delivered_to(self, event_ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """eventID -> the venIDs it was delivered to, in venID order."""
+        ...
+
+    async def store_update(self, ven_id: str, reports: Sequence[ReportData], wanted: list[str],
+                           fingerprint: str | None) -> tuple[int, tuple[str, ...]] | None:
+        """One oadrUpdateReport's points (first value wins) and which of ``wanted`` requests
+        are cancelled; None, nothing stored, if ``fingerprint`` is not the active one."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the backend holds of its own."""
+        ...
