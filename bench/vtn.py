@@ -94,7 +94,7 @@ class Pki:
 
 def mint(directory: Path, *, vens: int, rsa_vens: int) -> Pki:
     """A CA, the VTN's EC TLS and RSA-2048 signing certificates, EC and RSA VEN certificates."""
-    from cbp.pki import CertificateAuthority, KeyType, Role
+    from devpki import CertificateAuthority, KeyType, Role
 
     ca = CertificateAuthority.create(common_name="crowdflex bench CA")
     ca_cert, _ = ca.write(directory)

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from cbp.devices import build_pool
-from cbp.pki import CertificateAuthority, Role
+from devpki import CertificateAuthority, Role
 from cbp.roles import AggregatorNode, CbpSettings, DeviceIdentity, TsoNode
 from cbp.roles.device import next_grid
 from cbp.roles.fleetnode import demo_fleet_toml

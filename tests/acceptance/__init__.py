@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import CertFiles, Pki
+from tests.kit.pki import CertFiles, Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "acceptance-admin-token-0123456789"
@@ -97,7 +97,7 @@ class VtnProcess:
 
 def mint_vens(pki: Pki, directory: Path, count: int, prefix: str) -> tuple[CertFiles, ...]:
     """``count`` VEN certificates from the session CA (EC P-256: milliseconds each)."""
-    from cbp.pki import Role
+    from devpki import Role
 
     minted = []
     for index in range(count):

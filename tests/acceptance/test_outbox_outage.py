@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from schemas import ReportInterval, ReportPayload, ReportRequest
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from tests.ven.test_openleadr_interop import telemetry_descriptions
 from tests.vtn.conftest import storage_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
 from ven import Backoff, Outbox, VenClient, VenError, VtnUnavailable

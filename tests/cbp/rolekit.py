@@ -28,10 +28,10 @@ from aiohttp import web
 from cbp.devices import DeviceClass, power_bucket
 from cbp.devices.base import OnlineState
 from cbp.market import IspRef
-from cbp.pki import Role
 from cbp.roles import AggregatorNode, CbpSettings, DeviceFleet, DeviceIdentity, DeviceNode, TsoNode
 from cbp.roles.device import next_grid
 from cbp.roles.tso import Activation
+from devpki import Role
 from privacy import (
     ONBOARDING_PURPOSE,
     VALIDATION_PURPOSE,
@@ -41,12 +41,11 @@ from privacy import (
 )
 from privacy.keys import new_key_line
 from schemas import Event
+from tests.kit.pki import Pki
 from ven import VenClient, VtnUnavailable
 from vtn.app import server_ssl_context
 from vtn.services.events import get_event
 from vtn.settings import VtnConfig
-
-from ..conftest import Pki
 
 NATURAL_KW = 20.0
 WAIT_S = 60.0  # liveness bound on a loaded 2-core machine, not a timing assertion

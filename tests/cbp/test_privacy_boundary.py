@@ -32,8 +32,8 @@ from privacy import (
     PrivacyConfig,
 )
 from privacy.keys import new_key_line
+from tests.kit.pki import Pki
 
-from ..conftest import Pki
 from .rolekit import Rig, SteadyLoad, build_rig
 from .tsoview import device_rows, registrations
 

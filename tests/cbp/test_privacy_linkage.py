@@ -27,8 +27,8 @@ from uuid import NAMESPACE_URL, uuid5
 
 from cbp.devices import DeviceClass
 from privacy import ONBOARDING_PURPOSE, PrivacyConfig
+from tests.kit.pki import Pki
 
-from ..conftest import Pki
 from .rolekit import Rig, SteadyLoad, build_rig
 from .tsoview import Registration, Row, device_rows, registrations
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 import privacy
-from cbp.pki import Role
 from cbp.roles import DeviceIdentity
 from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
+from devpki import Role
 from privacy import ActivationWindow
+from tests.kit.pki import Pki
 from ven import VtnUnavailable
 
-from ..conftest import Pki
 from .rolekit import Rig, SteadyLoad, poll_through
 from .test_roles_erasure import _cells, _next_month_start, _send_device_rows
 

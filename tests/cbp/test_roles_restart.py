@@ -25,10 +25,10 @@ from cbp.roles import TsoNode
 from cbp.roles.registry import PoolRegistry
 from cbp.roles.wire import PoolDevice, pool_metadata
 from schemas import InvalidData, Report
+from tests.kit.pki import Pki
 from ven import VenClient, VtnRefused
 from vtn.app import STORAGE, server_ssl_context
 
-from ..conftest import Pki
 from .rolekit import Rig, Served, _open_isp, poll_through
 
 

@@ -40,10 +40,10 @@ from privacy import (
     retention_schedule,
 )
 from privacy.keys import new_key_line
+from tests.kit.pki import Pki
 from vtn.app import STORAGE
 from vtn.storage import ReportPoint, VenRegistration
 
-from ..conftest import Pki
 from .rolekit import WAIT_S, Clock, Rig, vtn_config
 
 

@@ -14,9 +14,9 @@ import pytest
 from cbp.market import Direction, IspRef, TsoStatement
 from cbp.roles.statement import SETTLEMENT_SUFFIX, statement_report
 from schemas import Report, ReportInterval, ReportPayload
+from tests.kit.pki import Pki
 from vtn.services.offered import live_requests, send_report
 
-from ..conftest import Pki
 from .rolekit import Rig, build_rig, drain
 
 

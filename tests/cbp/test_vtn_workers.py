@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cbp.cli import main
 from schemas import Codec, DistributeEvent, Message, Poll, Response
 from tests.acceptance import mint_vens
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from tests.vtn.conftest import storage_url  # noqa: F401  (a fresh PostgreSQL database)
 from tests.vtn.harness import RawVen, raw_ven
 from vtn.transport import SERVICE_PREFIX

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cbp.pki import CertificateAuthority, KeyType, Role
+from devpki import CertificateAuthority, KeyType, Role
 from schemas.identity import TlsProfile
 from vtn.admin import create_admin_app
 from vtn.app import SERVICES

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cbp.conformance import VTN_CASES, AdminApiOperator, HarnessSettings, run_cases
-from cbp.pki import KeyType
+from devpki import KeyType
 from schemas.identity import TlsProfile
 
 from .conftest import ADMIN_TOKEN, crowdflex_vtn, key_pki

@@ -18,14 +18,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
+from devpki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import CreatePartyRegistration, Poll, RequestEvent
 from schemas.identity import OPENADR_TLS12_CIPHERS, TlsProfile
 from schemas.tls import client_context
+from tests.kit.pki import CertFiles, Pki
 from tests.vtn.harness import code_of, raw_ven
 from vtn.revocation import RevocationWatcher
 
-from ..conftest import CertFiles, Pki
 from .served import config_for, served_vtn, tls_probe
 
 _REFUSED = (aiohttp.ClientError, ssl.SSLError, ConnectionError)

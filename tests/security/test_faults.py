@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from cbp.pki import Role
+from devpki import Role
 from schemas import (
     Codec,
     DistributeEvent,
@@ -34,6 +34,7 @@ from schemas import (
     UpdatedReport,
     UpdateReport,
 )
+from tests.kit.pki import Pki, cert_files
 from tests.vtn.conftest import _fresh_postgres_database, postgres_url
 from tests.vtn.harness import RawVen, raw_ven, sample_event
 from tests.vtn.test_services_guard import _data
@@ -41,7 +42,6 @@ from vtn.app import PUSH, STORAGE
 from vtn.services import events
 from vtn.signing import SignatureSettings
 
-from ..conftest import Pki, _files
 from .served import config_for, served_vtn
 
 _XML = {"Content-Type": "application/xml"}
@@ -234,7 +234,9 @@ async def _events_seen(ven: RawVen) -> list[str]:
 
 async def test_restart_during_fan_out_delivers_to_every_ven_exactly_once(
         pki: Pki, tmp_path: Path) -> None:
-    extra = tuple(_files(pki.authority.issue(f"fanout-{i}", Role.VEN), tmp_path) for i in range(4))
+    extra = tuple(
+        cert_files(pki.authority.issue(f"fanout-{i}", Role.VEN), tmp_path) for i in range(4)
+    )
     identities = (*pki.vens, *extra)
     now = [datetime.now(UTC)]
     config = config_for(pki, f"sqlite:///{tmp_path / 'vtn.db'}", offer_metadata=False)

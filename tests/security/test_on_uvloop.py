@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from tests.security import test_certificates as certificates
 from tests.security import test_connection_caps as connection_caps
 from tests.security import test_eviction as eviction

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from multidict import CIMultiDict
 
-from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
+from devpki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import (
     SERVICE_PREFIX,
     CancelPartyRegistration,

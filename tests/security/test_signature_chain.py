@@ -25,13 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
+from devpki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import Codec, Poll, Response, SignatureInvalid, Signer, Verifier
 from schemas.certpath import Purpose
 from schemas.tls import client_context, server_context
+from tests.kit.pki import Pki
 from vtn.signing import SignatureSettings
 
-from ..conftest import Pki
 from .served import config_for, served_vtn
 from .test_signed_vtn import signed_ven
 

@@ -27,9 +27,9 @@ from lxml import etree
 
 from schemas import Message, Response, Signer, _dsig
 from tests.fuzz.signing import reference_bomb, resign
+from tests.kit.pki import Pki
 from vtn.signing import SignatureSettings
 
-from ..conftest import Pki
 from .served import config_for, served_vtn
 from .test_signed_vtn import SignedVen, signed_ven
 

@@ -49,9 +49,9 @@ from tests.fuzz.signing import (
     resign,
     rsa_with_big_exponent,
 )
+from tests.kit.pki import Pki
 from vtn.signing import SignatureSettings
 
-from ..conftest import Pki
 from .served import config_for, served_vtn
 from .test_signed_vtn import signed_ven
 

@@ -24,10 +24,10 @@ from schemas import (
     Signer,
     Verifier,
 )
+from tests.kit.pki import CertFiles, Pki
 from tests.vtn.conftest import storage_url  # noqa: F401  (sqlite and PostgreSQL)
 from vtn.signing import SignatureSettings
 
-from ..conftest import CertFiles, Pki
 from .served import config_for, served_vtn
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from openleadr import OpenADRServer
 
 from schemas import Codec, Message, Response
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 
 VEN_ID = "ven-000123"
 REGISTRATION_ID = "reg-000456"

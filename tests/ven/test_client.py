@@ -30,7 +30,7 @@ from schemas import (
     RequestReregistration,
     Response,
 )
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from ven import Backoff, Registration, VenClient, VenError, VtnRefused, VtnUnavailable
 
 from .conftest import REGISTRATION_ID, VEN_ID, free_port, ok, scripted_vtn

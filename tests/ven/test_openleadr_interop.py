@@ -23,7 +23,7 @@ from schemas import (
     SamplingRate,
 )
 from schemas.units import ItemBase
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from ven import Backoff, VenClient
 
 from .conftest import REGISTRATION_ID, VEN_ID, free_port, openleadr_vtn

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import ReportInterval, ReportPayload
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from ven import Backoff, Outbox, VenClient, VenError, VtnUnavailable
 
 from .conftest import free_port, openleadr_vtn

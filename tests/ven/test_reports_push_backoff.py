@@ -28,7 +28,7 @@ from schemas import (
     Response,
     UpdateReport,
 )
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from ven import Backoff, Outbox, PushReceiver, VenClient
 
 from .conftest import VEN_ID, scripted_vtn

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from cbp.pki import Role
+from devpki import Role
 from schemas import (
     SERVICE_PREFIX,
     Codec,

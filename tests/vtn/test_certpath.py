@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from cbp.pki import CertificateAuthority
-from tests.conftest import Pki
+from devpki import CertificateAuthority
+from tests.kit.pki import Pki
 from vtn.certpath import CertificatePath, CertificateRejected, load_crls
 
 
