@@ -4,7 +4,6 @@ connection point offered twice), not computable from an EAN by an aggregator or 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -12,35 +11,24 @@ import pytest
 import privacy
 from cbp.roles.registry import PoolRegistry
 from cbp.roles.wire import PoolDevice, pool_metadata
-from privacy import IdentityVault, PseudonymisationEntity
+from privacy import PseudonymisationEntity
 from schemas import InvalidData
-from tests.kit.vaults import WHO, key_provider
+from tests.kit.vaults import WHO, mandated_vault
 
 EAN = "871687120000012345"
-
-
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 PE_KEY = bytes(range(100, 132))
 TSO = "TSO:TENNET-NL"
-
-
-def _aggregator_vault(path: Path, master: bytes, pe: PseudonymisationEntity,
-                      name: str) -> tuple[IdentityVault, privacy.Device]:
-    vault = IdentityVault(path, key_provider(master), clock=lambda: NOW, gcp=pe, aggregator=name)
-    vault.add_prosumer(prosumer_id="P-1", name="Anna", postcode="3511 AB", ean=EAN,
-                       contract_id=f"C-{name}")
-    vault.grant_consent("P-1", privacy.ONBOARDING_PURPOSE)
-    device = vault.onboard_device(prosumer_id="P-1", serial=f"SN-{name}", device_class="HEAT_PUMP",
-                                  rated_kw=Decimal("3"), zone="NL")
-    return vault, device
 
 
 def test_two_aggregators_get_one_gcp_pseudonym_and_the_tso_refuses_the_second(
     tmp_path: Path
 ) -> None:
     pe = PseudonymisationEntity(PE_KEY)
-    a, device_a = _aggregator_vault(tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A")
-    b, device_b = _aggregator_vault(tmp_path / "b.sqlite", bytes(range(1, 33)), pe, "AGG-B")
+    a, device_a = mandated_vault(
+        tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A", ean=EAN, now=NOW)
+    b, device_b = mandated_vault(
+        tmp_path / "b.sqlite", bytes(range(1, 33)), pe, "AGG-B", ean=EAN, now=NOW)
     gcp_a = a.pseudonym_of(device_a.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     gcp_b = b.pseudonym_of(device_b.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     assert gcp_a == gcp_b and privacy.is_pseudonym(gcp_a)

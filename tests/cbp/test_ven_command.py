@@ -12,7 +12,7 @@ import pytest
 
 from cbp.cli import main
 from tests.kit.pki import Pki
-from tests.vtn.harness import running_vtn
+from tests.kit.vtn import running_vtn
 from vtn.signing import SignatureSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,11 +17,10 @@ from aiohttp import web
 
 from devpki import CertificateAuthority, KeyType, Role
 from schemas.identity import TlsProfile
+from tests.kit.vtn import RunningVtn, running_vtn
 from vtn.admin import create_admin_app
 from vtn.app import SERVICES
 from vtn.tls import server_context
-
-from ..vtn.harness import RunningVtn, running_vtn
 
 ADMIN_TOKEN = "conformance-admin-token-0123456789"
 

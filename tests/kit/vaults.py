@@ -16,7 +16,7 @@ from privacy import IdentityVault
 
 __all__ = [
     "T0", "WHO", "Household", "add_household", "household", "key_file", "key_provider", "keys",
-    "vault",
+    "mandated_vault", "vault",
 ]
 
 T0 = datetime(2025, 3, 14, 13, 0, tzinfo=UTC)
@@ -78,3 +78,17 @@ def key_file(tmp_path: Path) -> Path:
     path = tmp_path / "keys"
     path.write_text(f"1:{bytes(range(32)).hex()}\n")
     return path
+
+
+def mandated_vault(path: Path, master: bytes, pe: privacy.PseudonymisationEntity, aggregator: str,
+                   *, ean: str, now: datetime) -> tuple[IdentityVault, privacy.Device]:
+    """An aggregator's vault with one consenting prosumer at ``ean`` and one heat pump, whose
+    GCP pseudonyms ``pe`` answers (the entity has the aggregator's mandate for ``ean``)."""
+    vault = IdentityVault(path, key_provider(master), clock=lambda: now, gcp=pe,
+                          aggregator=aggregator)
+    vault.add_prosumer(prosumer_id="P-1", name="Anna", postcode="3511 AB", ean=ean,
+                       contract_id=f"C-{aggregator}")
+    vault.grant_consent("P-1", privacy.ONBOARDING_PURPOSE)
+    device = vault.onboard_device(prosumer_id="P-1", serial=f"SN-{aggregator}",
+                                  device_class="HEAT_PUMP", rated_kw=Decimal("3"), zone="NL")
+    return vault, device

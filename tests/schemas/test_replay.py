@@ -7,8 +7,7 @@ from datetime import timedelta
 import pytest
 
 import schemas
-
-from .test_signature import POLL, T0, Clock, Identity, make_identity
+from tests.kit.signing import POLL, T0, Clock, Identity, make_identity
 
 
 @pytest.fixture(scope="module")

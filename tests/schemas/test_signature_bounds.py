@@ -19,8 +19,7 @@ from lxml import etree
 import schemas
 from schemas import _dsig
 from tests.fuzz.signing import reference_bomb, resign
-
-from .test_signature import DS, POLL, Clock, make_identity
+from tests.kit.signing import DS, POLL, Clock, make_identity
 
 _VEN = make_identity("ven-bounds")
 _SIGNER = _VEN.signer()

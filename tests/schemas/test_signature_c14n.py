@@ -16,8 +16,7 @@ from lxml import etree
 import schemas
 from schemas import _dsig
 from schemas.conformance import corpus_dir
-
-from .test_signature import DS, OADR, POLL, Clock, make_identity, pair
+from tests.kit.signing import DS, OADR, POLL, Clock, make_identity, pair
 
 
 def _in_place(element: etree._Element) -> bytes:

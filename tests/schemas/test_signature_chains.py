@@ -13,8 +13,7 @@ import pytest
 from lxml import etree
 
 import schemas
-
-from .test_signature import DS, POLL, T0, Clock, make_identity, pair
+from tests.kit.signing import DS, POLL, T0, Clock, make_identity, pair
 
 
 def test_known_chain_still_checks_every_certificates_validity() -> None:

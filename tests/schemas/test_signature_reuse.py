@@ -18,8 +18,7 @@ from lxml import etree
 
 import schemas
 from schemas.identity import certificate_fingerprint
-
-from .test_signature import DS, POLL, Clock, Identity, make_identity, pair
+from tests.kit.signing import DS, POLL, Clock, Identity, make_identity, pair
 
 DSP = "{http://openadr.org/oadr-2.0b/2012/07/xmldsig-properties}"
 

@@ -27,9 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from schemas import CreatePartyRegistration, Message, Poll, RegisteredReport, Response
-from tests.security.served import config_for
-from tests.security.test_signed_vtn import signed_ven
-from tests.vtn.test_admin import offer
+from tests.kit.admin import offer
+from tests.kit.signed import signed_ven
+from tests.kit.vtn import vtn_config
 from vtn.app import STORAGE
 from vtn.serve import Served, serve_vtn
 from vtn.signing import SignatureSettings
@@ -77,7 +77,7 @@ class Scrape:
 @asynccontextmanager
 async def served(pki: Any, storage_url: str, clock: Clock,
                  **overrides: Any) -> AsyncIterator[Served]:
-    config = config_for(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN,
+    config = vtn_config(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN,
                         rate_limit_per_s=0.001, rate_limit_burst=BURST, **overrides)
     async with serve_vtn(config, clock=clock) as running:
         listener = running.app[STORAGE].listener
