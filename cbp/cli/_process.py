@@ -23,12 +23,13 @@ import json
 import logging
 import os
 import signal
-import tomllib
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
+
+from tomlconfig import ConfigError, read_file
 
 if TYPE_CHECKING:
     from vtn.settings import VtnConfig
@@ -116,8 +117,8 @@ def state_key(config: Path, key: str) -> str | None:
     against the file's directory), or None when absent or unreadable; the config loader reports
     what is wrong with the file."""
     try:
-        value = tomllib.loads(config.read_text()).get(key)
-    except (OSError, ValueError):
+        value = read_file(config).get(key)
+    except ConfigError:
         return None
     return value if isinstance(value, str) else None
 
