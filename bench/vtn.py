@@ -8,14 +8,14 @@ the load generator (``bench._vtn_load``: one client certificate per VEN), pinned
 Ours stores in a SQLite file; openleadr keeps everything in memory.
 
 Fairness: both VTNs run on the same runtime, and the table is printed for each setup asked for:
-``tuned`` (uvloop and ``vtn.app.tune_serving_process`` for both, as ``crowdflex vtn`` serves) and
-``plain`` (asyncio's loop, the interpreter's defaults, for both). Runs alternate their order
+``tuned`` (uvloop and ``vtn.runtime.tune_serving_process`` for both, as ``crowdflex vtn`` serves)
+and ``plain`` (asyncio's loop, the interpreter's defaults, for both). Runs alternate their order
 (ours first, then openleadr first: ABBA), ``--runs`` of each, every run in fresh processes; the
 table gives the median and the range (min-max) of each figure and of the per-run ratio, and the
-load average before the first and after the last run. The poll and report loads send bodies
-encoded by ours and by openleadr's ``create_message``, each on a row of its own. Our repeat cache
-(``vtn.repeats``: a VEN's identical bytes decoded once) is on unless ``--no-repeat-cache``; its
-hit rate is printed, because identical polls are our best case, not a fleet's.
+load average before the first and after the last run. The poll and report loads send bodies encoded
+by ours and by openleadr's ``create_message``, each on a row of its own. Our repeat cache
+(``vtn.repeats``: a VEN's identical bytes decoded once) is on unless ``--no-repeat-cache``; its hit
+rate is printed, because identical polls are our best case, not a fleet's.
 
 Per run, in order:
 

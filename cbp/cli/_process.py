@@ -48,11 +48,11 @@ _T = TypeVar("_T")
 
 def run_node(main: Coroutine[Any, Any, _T], *, loop: str = "auto") -> _T:
     """Run a node command's main coroutine as a serving process: on the event ``loop`` named
-    (:func:`vtn.app.serving_loop_factory`; ``auto`` is uvloop when it is installed: compiled TLS
+    (:func:`vtn.runtime.serving_loop_factory`; ``auto`` is uvloop when it is installed: compiled TLS
     and I/O, where asyncio's TLS runs in Python) in a process tuned for serving
-    (:func:`vtn.app.tune_serving_process`). An unknown ``loop`` is refused (ValueError) before
+    (:func:`vtn.runtime.tune_serving_process`). An unknown ``loop`` is refused (ValueError) before
     anything runs."""
-    from vtn.app import serving_loop_factory, tune_serving_process
+    from vtn.runtime import serving_loop_factory, tune_serving_process
 
     try:
         loop_factory = serving_loop_factory(loop)

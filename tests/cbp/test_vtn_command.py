@@ -6,7 +6,7 @@ import pytest
 
 from cbp.cli import main
 from tests.kit.examples import example_in
-from vtn.app import serving_loop_factory
+from vtn.runtime import serving_loop_factory
 
 
 def test_cli_refuses_admin_without_token_and_bad_files(tmp_path, capsys):

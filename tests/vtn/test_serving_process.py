@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
-from vtn.app import serving_loop_factory, tune_serving_process
+from vtn.runtime import serving_loop_factory, tune_serving_process
 
 
 def _loop_of(name: str) -> asyncio.AbstractEventLoop:
