@@ -34,7 +34,7 @@ class Pair:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyPki:
-    """What :func:`tests.vtn.harness.running_vtn` reads of a PKI, for one key type."""
+    """What :func:`tests.kit.vtn.running_vtn` reads of a PKI, for one key type."""
 
     ca_cert: Path
     vtn: Pair
@@ -70,7 +70,8 @@ class ServedVtn:
 @asynccontextmanager
 async def crowdflex_vtn(pki: KeyPki, directory: Path) -> AsyncIterator[ServedVtn]:
     """crowdflex's VTN (SQLite in ``directory``) and its admin API, both on port 0."""
-    async with running_vtn(pki, f"sqlite+aiosqlite:///{directory / 'vtn.db'}") as vtn:
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{directory / 'vtn.db'}",  # type: ignore[arg-type]
+                           tls_profile=pki.profile) as vtn:
         runner = web.AppRunner(create_admin_app(lambda: vtn.app[SERVICES], token=ADMIN_TOKEN))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
