@@ -368,5 +368,5 @@ class _Work:
                 for a in node.activations.values()},
             "statements": {e: {"payment_eur": str(s.payment_eur),
                                "penalty_eur": str(s.penalty_eur)}
-                           for e, s in node.statements.items()},
+                           for e, s in node.status().statements.items()},
         }

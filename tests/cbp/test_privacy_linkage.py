@@ -78,10 +78,10 @@ async def _meter(rig: Rig) -> None:
     activation = await rig.activation(RAMP)
     await rig.dispatched(activation)
     await rig.run_until(activation.setpoints[-1].at + 12 * rig.period)
-    assert activation.event_id in rig.aggregator.msp_sent
+    assert activation.event_id in rig.aggregator.status().msp_sent
     await rig.tso.settle(activation.event_id)
     await rig.step(rig.clock.now + rig.period)  # the aggregator polls the statement in
-    assert activation.event_id in rig.aggregator.statements
+    assert activation.event_id in rig.aggregator.status().statements
 
 
 def _zip_links(first: Sequence[str], second: Sequence[str], truth: dict[str, str]) -> int:
