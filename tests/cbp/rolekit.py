@@ -43,6 +43,7 @@ from privacy import (
 )
 from privacy.keys import new_key_line
 from schemas import Event
+from tests.kit.clock import Clock
 from tests.kit.pki import Pki
 from tests.kit.vtn import LoopbackVtn
 from tests.kit.vtn import vtn_config as test_vtn_config
@@ -52,16 +53,6 @@ from vtn.settings import VtnConfig
 
 NATURAL_KW = 20.0
 WAIT_S = 60.0  # liveness bound on a loaded 2-core machine, not a timing assertion
-
-
-class Clock:
-    """An injected clock the test moves."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class SteadyLoad(OnlineState):

@@ -12,19 +12,12 @@ import pytest
 import privacy
 from cbp.cli import main
 from privacy import IdentityVault
+from tests.kit.clock import Clock
 from tests.kit.vaults import WHO, add_household, key_provider
 
 PURPOSE = "balancing-validation"
 TSO = "TSO:TENNET-NL"
 V1 = bytes(range(32))
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_rotation_rewraps_and_switches_pseudonyms_only_at_the_next_month(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 - :mod:`tests.kit.pki`: the session's certificate authorities and certificate files.
 - :mod:`tests.kit.certificates`: certificates an attacker would try, and whether TLS takes them.
-- :mod:`tests.kit.signing`: signing identities, a signer/verifier pair and an injected clock
-  (imports nothing above :mod:`schemas`).
+- :mod:`tests.kit.clock`: the injected clock a test moves by hand.
+- :mod:`tests.kit.signing`: signing identities and a signer/verifier pair (imports nothing above
+  :mod:`schemas`).
 - :mod:`tests.kit.net`: free loopback ports for servers that cannot bind port 0 themselves.
 - :mod:`tests.kit.vtn`: the test VtnConfig, and a VTN served on loopback as deployed.
 - :mod:`tests.kit.databases`: ``storage_url`` on SQLite and a fresh PostgreSQL database.

@@ -4,7 +4,7 @@ namespaces the tests look into. Imports nothing above :mod:`schemas`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -13,23 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 import schemas
+from tests.kit.clock import Clock
 
-__all__ = ["DS", "OADR", "POLL", "T0", "Clock", "Identity", "PrivateKey", "make_identity", "pair"]
+__all__ = ["DS", "OADR", "POLL", "T0", "Identity", "PrivateKey", "make_identity", "pair"]
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 OADR = "{http://openadr.org/oadr-2.0b/2012/07}"
-
-
-@dataclass
-class Clock:
-    """An injected clock the test moves by hand."""
-
-    now: datetime = field(default=T0)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass(frozen=True)

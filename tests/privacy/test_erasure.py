@@ -17,20 +17,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 import privacy
 from privacy import IdentityVault, RawSample, SqliteRawDataStore
 from privacy.keys import MasterKey, domain_key
+from tests.kit.clock import Clock
 from tests.kit.vaults import WHO, add_household, key_provider
 
 TSO = "TSO:TENNET-NL"
 PURPOSE = "balancing-validation"
 NOW = datetime(2025, 3, 14, 14, 0, tzinfo=UTC)
 MASTER = bytes(range(32))
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _unwrapped_keys(keyring: Path) -> list[AESGCM]:

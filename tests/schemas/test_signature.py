@@ -17,7 +17,8 @@ from openleadr.messaging import create_message, validate_xml_signature
 from signxml import XMLVerifier
 
 import schemas
-from tests.kit.signing import DS, OADR, POLL, T0, Clock, Identity, make_identity, pair
+from tests.kit.clock import Clock
+from tests.kit.signing import DS, OADR, POLL, T0, Identity, make_identity, pair
 
 from .strategies import ei_responses, ids
 from .xsd_oracle import assert_xsd_valid
@@ -49,7 +50,7 @@ def test_signed_roundtrip_is_xsd_valid_and_verified(
     kind: str, rsa_ven: Identity, ec_ven: Identity, schema: schemas.SchemaSet
 ) -> None:
     ven = rsa_ven if kind == "rsa" else ec_ven
-    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock(T0))
     wire = sender.encode(POLL)
     assert_xsd_valid(wire)
     root = etree.fromstring(wire)
@@ -68,7 +69,7 @@ def test_any_signed_response_roundtrips(
     message: schemas.Response, ec_ven: Identity, schema: schemas.SchemaSet
 ) -> None:
     """Whatever text the IDs hold, c14n on both sides agrees and the XSD still accepts it."""
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     wire = sender.encode(message)
     assert_xsd_valid(wire)
     decoded = receiver.decode(wire)
@@ -77,7 +78,7 @@ def test_any_signed_response_roundtrips(
 
 
 def test_ecdsa_value_is_raw_r_and_s(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     value = etree.fromstring(sender.encode(POLL)).findtext(f"{DS}Signature/{DS}SignatureValue")
     assert len(base64.b64decode(value or "")) == 64  # 32-byte r || 32-byte s, not DER
 
@@ -88,7 +89,7 @@ def test_signxml_verifies_our_signature(
 ) -> None:
     """An independent XML-DSig implementation agrees with our c14n, digests and values."""
     ven = rsa_ven if kind == "rsa" else ec_ven
-    sender, _ = pair(ven.signer(), ven.cert_pem, schema, Clock())
+    sender, _ = pair(ven.signer(), ven.cert_pem, schema, Clock(T0))
     verified = XMLVerifier().verify(
         sender.encode(POLL), x509_cert=ven.cert_pem.decode(), expect_references=2
     )
@@ -96,7 +97,7 @@ def test_signxml_verifies_our_signature(
 
 
 def test_unsigned_and_unverified_states(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     plain = schemas.Codec(schema=schema)
     assert plain.decode(sender.encode(POLL)).signature is schemas.SignatureState.UNVERIFIED
     assert plain.decode(plain.encode(POLL)).signature is schemas.SignatureState.ABSENT
@@ -113,7 +114,7 @@ def test_ca_issued_signer_verifies_through_carried_intermediate(schema: schemas.
     root_ca = make_identity("root", ca=True)
     intermediate = make_identity("intermediate", issuer=root_ca, ca=True)
     ven = make_identity("ven", issuer=intermediate)
-    sender, receiver = pair(ven.signer(intermediate), root_ca.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(intermediate), root_ca.cert_pem, schema, Clock(T0))
     assert receiver.decode(sender.encode(POLL)).signature is schemas.SignatureState.VERIFIED
 
 
@@ -121,14 +122,14 @@ def test_ca_issued_signer_verifies_through_carried_intermediate(schema: schemas.
 
 
 def test_tampered_body_is_a_digest_mismatch(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     wire = sender.encode(POLL).replace(b">000123<", b">000666<")
     with pytest.raises(schemas.SignatureInvalid, match=r"digest mismatch.*signed body was altered"):
         receiver.decode(wire)
 
 
 def test_tampered_nonce_is_a_digest_mismatch(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     nonce = next(root.iter("{http://openadr.org/oadr-2.0b/2012/07/xmldsig-properties}nonce"))
     nonce.text = "fresh-looking-nonce"
@@ -137,7 +138,7 @@ def test_tampered_nonce_is_a_digest_mismatch(ec_ven: Identity, schema: schemas.S
 
 
 def test_bad_signature_value(rsa_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(rsa_ven.signer(), rsa_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(rsa_ven.signer(), rsa_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     value = root.find(f"{DS}Signature/{DS}SignatureValue")
     raw = bytearray(base64.b64decode(value.text))
@@ -149,7 +150,7 @@ def test_bad_signature_value(rsa_ven: Identity, schema: schemas.SchemaSet) -> No
 
 def test_untrusted_signer_is_refused(schema: schemas.SchemaSet) -> None:
     stranger, trusted = make_identity("stranger"), make_identity("someone-else")
-    sender, receiver = pair(stranger.signer(), trusted.cert_pem, schema, Clock())
+    sender, receiver = pair(stranger.signer(), trusted.cert_pem, schema, Clock(T0))
     with pytest.raises(schemas.SignatureInvalid, match=r"untrusted certificate.*CN=stranger"):
         receiver.decode(sender.encode(POLL))
 
@@ -157,21 +158,21 @@ def test_untrusted_signer_is_refused(schema: schemas.SchemaSet) -> None:
 def test_signer_from_another_ca_is_refused(schema: schemas.SchemaSet) -> None:
     our_ca, their_ca = make_identity("our-ca", ca=True), make_identity("their-ca", ca=True)
     ven = make_identity("ven", issuer=their_ca)
-    sender, receiver = pair(ven.signer(their_ca), our_ca.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(their_ca), our_ca.cert_pem, schema, Clock(T0))
     with pytest.raises(schemas.SignatureInvalid, match=r"untrusted certificate.*no trusted CA"):
         receiver.decode(sender.encode(POLL))
 
 
 def test_expired_certificate_is_refused(schema: schemas.SchemaSet) -> None:
     ven = make_identity("ven", valid=(T0 - timedelta(days=2), T0 - timedelta(days=1)))
-    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock(T0))
     with pytest.raises(schemas.SignatureInvalid, match=r"untrusted certificate.*not at 2026-03-01"):
         receiver.decode(sender.encode(POLL))
 
 
 def test_signature_wrapping_is_refused(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
     """A signed copy hidden in ds:Object cannot vouch for a different body."""
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     body = root.find(OADR + "oadrSignedObject")
     etree.SubElement(root.find(DS + "Signature"), DS + "Object").append(etree.fromstring(
@@ -185,7 +186,7 @@ def test_signature_wrapping_is_refused(ec_ven: Identity, schema: schemas.SchemaS
 
 
 def test_sha1_digest_is_refused(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     method = next(root.iter(DS + "DigestMethod"))
     method.set("Algorithm", "http://www.w3.org/2000/09/xmldsig#sha1")

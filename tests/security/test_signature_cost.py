@@ -27,6 +27,7 @@ from lxml import etree
 
 from schemas import Message, Response, Signer, _dsig
 from tests.fuzz.signing import reference_bomb, resign
+from tests.kit.clock import Clock
 from tests.kit.pki import Pki
 from tests.kit.signed import SignedVen, signed_ven
 from tests.kit.vtn import served_vtn, vtn_config
@@ -61,14 +62,6 @@ def work(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> Iterator[Work]:
     monkeypatch.setattr(_dsig, "check_value", counting(_dsig.check_value, seen.values))
     monkeypatch.setattr(_dsig, "check_digests", counting(_dsig.check_digests, seen.digests))
     yield seen
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _nonce(body: bytes) -> str:
@@ -138,7 +131,7 @@ async def test_reference_bombs_are_refused_unworked_while_an_honest_ven_polls(
 
 async def test_a_ven_whose_signatures_keep_failing_is_turned_away_unread(
         pki: Pki, sqlite_url: str, work: Work) -> None:
-    clock = Clock()
+    clock = Clock(datetime.now(UTC))
     settings = _settings(pki, sign_replies=False)  # replies signed at a moved clock look future
     config = vtn_config(pki, sqlite_url, signatures=settings)
     async with served_vtn(config, clock=clock) as vtn, \
