@@ -70,12 +70,12 @@ def fleet_config_from_table(document: Table, *, state: Path | None = None) -> Fl
     url = aggregator.string("url")
     if not url.startswith("https://"):
         raise aggregator.error("url", "an https:// URL", url)
-    if fleet.has("names"):
-        names = fleet.strings("names")
-    elif fleet.has("count"):
-        names = tuple(f"device-{i:05d}" for i in range(fleet.integer("count", low=1)))
-    else:
+    if not fleet.has("names") and not fleet.has("count"):
         raise fleet.error("names", "a list of certificate names, or count = N (N >= 1)")
+    count = fleet.integer("count", low=1) if fleet.has("count") else 0
+    # names, when given, are the fleet (a count beside them is checked, and not used)
+    names = (fleet.strings("names") if fleet.has("names")
+             else tuple(f"device-{i:05d}" for i in range(count)))
     outbox = Path(fleet.string("outbox") if fleet.has("outbox") else "devices-outbox.db")
     config = FleetConfig(
         aggregator_url=url, ca=aggregator.path("ca"), certs=fleet.path("certs"), names=names,

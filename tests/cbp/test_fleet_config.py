@@ -57,8 +57,6 @@ def test_every_fleet_config_error_names_the_file_the_key_and_what_is_expected(
     data = tomllib.loads(_toml(tmp_path))
     for table, values in change.items():
         data[table].update(values)
-    if "count" in change.get("fleet", {}):
-        del data["fleet"]["names"]  # names, when given, are the fleet
     with pytest.raises(ConfigError) as refused:
         fleet_config_from_table(Table(data, source="device.toml", base=tmp_path))
     assert str(refused.value).startswith(f"device.toml: {says}")
