@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/crowdflex demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas tomlconfig vtn ven privacy cbp tests bench
+	$(BIN)/ruff check schemas tomlconfig devpki vtn ven privacy cbp tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

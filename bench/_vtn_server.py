@@ -20,8 +20,8 @@ benchmark process until told to stop:
 - ``("stop",)`` -> ``None``, then the VTN shuts down and the process exits.
 
 The runtime is the same for both VTNs (``ServerSpec.setup``): ``"tuned"`` serves either on uvloop
-with ``vtn.app.tune_serving_process`` (as ``crowdflex vtn`` serves), ``"plain"`` on asyncio's loop
-with the interpreter's defaults.
+with ``vtn.runtime.tune_serving_process`` (as ``crowdflex vtn`` serves), ``"plain"`` on asyncio's
+loop with the interpreter's defaults.
 
 Invariants: loopback only; every wait has a timeout; all state lives in this process (openleadr's
 server keeps its own in module-level class attributes, which is one reason it gets a process).
@@ -339,7 +339,7 @@ SETUPS = ("tuned", "plain")
 
 def serve(spec: ServerSpec, conn: Connection) -> None:
     """Process entry point: run the VTN described by ``spec`` until ``("stop",)``."""
-    from vtn.app import serving_loop_factory, tune_serving_process
+    from vtn.runtime import serving_loop_factory, tune_serving_process
 
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.ERROR)

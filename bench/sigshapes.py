@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 import schemas
-from cbp.pki import CertificateAuthority, Role
+from devpki import CertificateAuthority, Role
 from schemas import _dsig
 from tests.fuzz.signing import (
     RawSigner,

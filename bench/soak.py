@@ -31,7 +31,7 @@ from pathlib import Path
 
 import aiohttp
 
-from cbp.pki import CertificateAuthority, Role
+from devpki import CertificateAuthority, Role
 from schemas import (
     Codec,
     CreatePartyRegistration,

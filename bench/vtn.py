@@ -12,14 +12,14 @@ PostgreSQL every VTN CPU figure includes the CPU of the PostgreSQL backends serv
 database (``bench._postgres``: read from /proc), which run on other cores than the VTN.
 
 Fairness: both VTNs run on the same runtime, and the table is printed for each setup asked for:
-``tuned`` (uvloop and ``vtn.app.tune_serving_process`` for both, as ``crowdflex vtn`` serves) and
-``plain`` (asyncio's loop, the interpreter's defaults, for both). Runs alternate their order
+``tuned`` (uvloop and ``vtn.runtime.tune_serving_process`` for both, as ``crowdflex vtn`` serves)
+and ``plain`` (asyncio's loop, the interpreter's defaults, for both). Runs alternate their order
 (ours first, then openleadr first: ABBA), ``--runs`` of each, every run in fresh processes; the
 table gives the median and the range (min-max) of each figure and of the per-run ratio, and the
-load average before the first and after the last run. The poll and report loads send bodies
-encoded by ours and by openleadr's ``create_message``, each on a row of its own. Our repeat cache
-(``vtn.repeats``: a VEN's identical bytes decoded once) is on unless ``--no-repeat-cache``; its
-hit rate is printed, because identical polls are our best case, not a fleet's.
+load average before the first and after the last run. The poll and report loads send bodies encoded
+by ours and by openleadr's ``create_message``, each on a row of its own. Our repeat cache
+(``vtn.repeats``: a VEN's identical bytes decoded once) is on unless ``--no-repeat-cache``; its hit
+rate is printed, because identical polls are our best case, not a fleet's.
 
 Per run, in order:
 
@@ -104,7 +104,7 @@ class Pki:
 
 def mint(directory: Path, *, vens: int, rsa_vens: int) -> Pki:
     """A CA, the VTN's EC TLS and RSA-2048 signing certificates, EC and RSA VEN certificates."""
-    from cbp.pki import CertificateAuthority, KeyType, Role
+    from devpki import CertificateAuthority, KeyType, Role
 
     ca = CertificateAuthority.create(common_name="crowdflex bench CA")
     ca_cert, _ = ca.write(directory)

@@ -34,7 +34,7 @@ from .config import (
     VALIDATION_PURPOSE,
     PrivacyConfig,
     Recipient,
-    config_from_document,
+    config_from_table,
     load_config,
 )
 from .detect import Finding, LeakDetector
@@ -139,7 +139,7 @@ __all__ = [
     "VaultOutdated",
     "apply_retention",
     "audit_run",
-    "config_from_document",
+    "config_from_table",
     "data_flows",
     "device_share",
     "erase_prosumer",

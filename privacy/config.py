@@ -1,22 +1,24 @@
 """Privacy configuration: k, retention, recipients and purposes, and each purpose's legal basis.
 
-Read from the ``[privacy]`` table of a TOML file (the deployment's config); every number the
-report prints comes from here, and the running TSO and aggregator nodes read the same table, so
-the report cannot drift from what runs. Invariants: k >= 2, every retention >= 1 day, captures
-(which hold per-device rows) are kept no longer than the TSO's per-device data, every configured
-purpose has a stated GDPR art. 6 legal basis, recipient and purpose names contain no ``|`` (they
-feed the pseudonym key derivation).
+Read from the ``[privacy]`` table of a TOML file (the deployment's config, through
+:mod:`tomlconfig`: an ill-typed or unknown key is a ``ConfigError`` naming file and key); every
+number the report prints comes from here, and the running TSO and aggregator nodes read the same
+table, so the report cannot drift from what runs. Invariants: k >= 2, every retention >= 1 day,
+captures (which hold per-device rows) are kept no longer than the TSO's per-device data, every
+configured purpose has a stated GDPR art. 6 legal basis, recipient and purpose names contain no
+``|`` (they feed the pseudonym key derivation).
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
+
+from tomlconfig import Table, document
 
 from .errors import PrivacyConfigError
 from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
@@ -26,7 +28,7 @@ __all__ = [
     "VALIDATION_PURPOSE",
     "PrivacyConfig",
     "Recipient",
-    "config_from_document",
+    "config_from_table",
     "load_config",
 ]
 
@@ -99,52 +101,38 @@ class PrivacyConfig:
         return tuple((r.name, p) for r in self.recipients for p in r.purposes)
 
 
-def _expect(table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    value = table.get(key, default)
-    if not isinstance(value, kind):
-        raise PrivacyConfigError(f"[privacy] {key} must be a {kind.__name__}")
-    return value
-
-
-def _days(table: dict[str, Any], key: str, default: timedelta) -> timedelta:
-    value = table.get(key, default.days)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 36_500:
-        raise PrivacyConfigError(f"[privacy] {key} must be a whole number of days, 1 to 36500")
-    return timedelta(days=value)
-
-
 def load_config(path: Path | None) -> PrivacyConfig:
     """The ``[privacy]`` table of a TOML file; the defaults when ``path`` is None."""
     if path is None:
         return PrivacyConfig()
-    try:
-        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise PrivacyConfigError(f"cannot read config {path}: {exc}") from None
-    return config_from_document(document)
+    return config_from_table(document(Path(path)).table("privacy"))
 
 
-def config_from_document(document: dict[str, Any]) -> PrivacyConfig:
-    """The ``[privacy]`` table of an already parsed TOML document (a node's own config file)."""
-    table = _expect(document, "privacy", dict, {})
+def config_from_table(table: Table) -> PrivacyConfig:
+    """The ``[privacy]`` table of a TOML file (a node's own config, or the joined tables of
+    ``crowdflex privacy report``); a key of it nobody reads is refused here."""
     defaults = PrivacyConfig()
-    recipients = (
-        tuple(
-            Recipient(name=str(r["name"]), purposes=tuple(str(p) for p in r["purposes"]))
-            for r in _expect(table, "recipients", list, [])
-        )
-        or defaults.recipients
-    )
-    basis = dict(DEFAULT_LEGAL_BASIS) | {
-        str(k): str(v) for k, v in _expect(table, "legal_basis", dict, {}).items()
-    }
-    return PrivacyConfig(
-        k_threshold=_expect(table, "k_threshold", int, defaults.k_threshold),
+    recipients = tuple(Recipient(name=entry.string("name"), purposes=entry.strings("purposes"))
+                       for entry in table.tables("recipients")) or defaults.recipients
+    named = table.table("legal_basis")
+    basis = dict(DEFAULT_LEGAL_BASIS) | {name: named.string(name) for name in named.remaining()}
+    config = PrivacyConfig(
+        k_threshold=table.integer("k_threshold", low=2) if table.has("k_threshold")
+        else defaults.k_threshold,
         raw_retention=_days(table, "raw_retention_days", defaults.raw_retention),
         tso_device_retention=_days(table, "tso_device_retention_days",
                                    defaults.tso_device_retention),
         capture_retention=_days(table, "capture_retention_days", defaults.capture_retention),
-        month_timezone=_expect(table, "month_timezone", str, defaults.month_timezone),
+        month_timezone=table.string("month_timezone") if table.has("month_timezone")
+        else defaults.month_timezone,
         recipients=recipients,
         legal_basis=MappingProxyType(basis),
     )
+    table.finish()
+    return config
+
+
+def _days(table: Table, key: str, default: timedelta) -> timedelta:
+    if not table.has(key):
+        return default
+    return timedelta(days=table.integer(key, low=1, high=36_500))

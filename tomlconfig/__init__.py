@@ -1,9 +1,10 @@
-"""Reading a node's TOML configuration file into typed values: the one loader the VTN's and
-the VEN's configuration share (they must not import each other, and the message layer is no
-place for files).
+"""Reading a TOML configuration file into typed values: the one loader of every configuration
+file (the VTN's, the VEN's, the CBP roles', the privacy table); no other module parses TOML
+(the message layer's conformance manifest aside: it sits below this package).
 
 A :class:`Table` hands out each key through a typed getter (string, integer in a range, number,
-seconds, flag, path, list of strings, choice of an enum, sub-table). A value of the wrong type or
+decimal, seconds, flag, path, list of strings, choice of an enum, sub-table, list of tables, or
+a sub-table whole for a loader of its own). A value of the wrong type or
 out of range is a :class:`ConfigError` naming the file, the key and what is expected, and
 :meth:`Table.finish` refuses every key nobody took (a typo must not silently fall back to a
 default).
@@ -23,17 +24,19 @@ around reading configuration, cbp.cli)::
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 import types
 from collections.abc import Mapping
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 from schemas import CrowdflexError
 
-__all__ = ["ConfigError", "Table", "plain_type", "read_file"]
+__all__ = ["ConfigError", "Table", "document", "plain_type", "read_file"]
 
 _E = TypeVar("_E", bound=Enum)
 
@@ -53,6 +56,12 @@ def read_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return data
+
+
+def document(path: Path) -> Table:
+    """The TOML file at ``path`` as its top-level :class:`Table`: errors name the file, relative
+    paths are taken from its directory."""
+    return Table(read_file(path), source=str(path), base=path.parent)
 
 
 class Table:
@@ -81,6 +90,8 @@ class Table:
         return bool(self._left)
 
     def _take(self, key: str) -> Any:
+        if key not in self._left:
+            raise ConfigError(f"{self.source}: {self.key(key)}: required, and missing")
         return self._left.pop(key)
 
     def string(self, key: str) -> str:
@@ -104,6 +115,17 @@ class Table:
             raise self.error(key, "a positive number" if positive else "a number of at least 0",
                              value)
         return float(value)
+
+    def decimal(self, key: str) -> Decimal:
+        """An exact amount: a string such as ``"212.40"`` (TOML floats are binary) or an integer."""
+        value = self._take(key)
+        amount = None
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            with contextlib.suppress(InvalidOperation):
+                amount = Decimal(value)
+        if amount is None or not amount.is_finite():
+            raise self.error(key, 'a decimal number as a string ("212.40") or an integer', value)
+        return amount
 
     def seconds(self, key: str) -> timedelta:
         value = self._take(key)
@@ -152,6 +174,29 @@ class Table:
         table = Table(value, source=self.source, base=self.base, name=self.key(key))
         self._tables.append(table)
         return table
+
+    def tables(self, key: str) -> tuple[Table, ...]:
+        """The array of tables ``[[key]]`` (empty when absent); :meth:`finish` checks each."""
+        value = self._left.pop(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise self.error(key, f"an array of tables [[{self.key(key)}]]", value)
+        found = tuple(Table(item, source=self.source, base=self.base,
+                            name=f"{self.key(key)}[{index}]")
+                      for index, item in enumerate(value))
+        self._tables.extend(found)
+        return found
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        """The sub-table ``[key]`` whole (empty when absent), for a loader that checks its keys
+        itself (:func:`vtn.config.parse_config` takes a role's ``[vtn]`` so)."""
+        value = self._left.pop(key, {})
+        if not isinstance(value, dict):
+            raise self.error(key, f"a table [{self.key(key)}]", value)
+        return dict(value)
+
+    def remaining(self) -> tuple[str, ...]:
+        """The keys not taken yet, for a table whose keys are names (``[privacy.legal_basis]``)."""
+        return tuple(self._left)
 
     def typed(self, key: str, hint: Any) -> Any:
         """The value of ``key`` checked against a dataclass field's type: ``str``, ``int`` or

@@ -24,7 +24,7 @@ from tomlconfig import ConfigError, Table, read_file
 
 __all__ = [
     "ConfigError", "TransportMode", "VenConfig", "VenXmpp", "load_config", "parse_config",
-    "wire_codec",
+    "wire_codec", "xmpp_from_table",
 ]
 
 
@@ -129,7 +129,8 @@ def _push_values(push: Table) -> dict[str, Any]:
     return values
 
 
-def _xmpp_values(table: Table) -> VenXmpp:
+def xmpp_from_table(table: Table) -> VenXmpp:
+    """The ``[xmpp]`` table of a VEN's (or a device fleet's) TOML."""
     values: dict[str, Any] = {}
     for key in ("vtn_jid", "host", "domain", "resource"):
         if table.has(key):
@@ -169,7 +170,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path("."),
     values.update(_push_values(push))
     xmpp = root.table("xmpp")
     if xmpp:
-        values["xmpp"] = _xmpp_values(xmpp)
+        values["xmpp"] = xmpp_from_table(xmpp)
     backoff = root.table("backoff")
     for key, name in (("base_s", "backoff_base"), ("cap_s", "backoff_cap")):
         if backoff.has(key):

@@ -5,13 +5,14 @@ Two callers need them: the certificate a trusted TLS-terminating proxy forwards 
 connections already open must be closed when the CRL file starts revoking their certificate.
 
 :class:`CertificatePath` holds the VTN's trust anchors (``tls_ca``) and, when configured, its
-revocation lists (``tls_crl``), re-read when the file changes (as :mod:`vtn.revocation` does for
-the TLS layer). :meth:`CertificatePath.verify` checks, at the injected clock: the chain to a
-trust anchor under the rules OpenSSL applies to a TLS client (:class:`schemas.certpath.PathCheck`,
-the one path check the XML-signature verifier uses too: signatures, validity dates, basic
-constraints and path length, a KeyUsage with digitalSignature or keyAgreement, the clientAuth
-extended key usage) and, as ``VERIFY_CRL_CHECK_LEAF`` does in the handshake, that a current CRL
-signed by the leaf's issuer exists and does not list the leaf.
+revocation lists (``tls_crl``, read by :class:`vtn.revocation.CrlFile`), re-read when the file
+changes (as :mod:`vtn.revocation` does for the TLS layer). :meth:`CertificatePath.verify` checks,
+at the injected clock: the chain to a trust anchor under the rules OpenSSL applies to a TLS client
+(:class:`schemas.certpath.PathCheck`, the one path check the XML-signature verifier uses too:
+signatures, validity dates, basic constraints and path length, a KeyUsage with digitalSignature or
+keyAgreement, the clientAuth extended key usage) and, as ``VERIFY_CRL_CHECK_LEAF`` does in the
+handshake, that a CRL signed by the leaf's issuer exists, is current and does not list the leaf
+(:meth:`~schemas.certpath.PathCheck.check_revocation`, the check the signatures use too).
 
 Invariants: every refusal is a :class:`CertificateRejected` with a reason; a CRL file that cannot
 be read keeps the last good lists (never opens the door); nothing here does I/O beyond reading the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -32,56 +33,39 @@ from schemas import CertificateRefused, utc_now
 from schemas.certpath import PathCheck, Purpose
 from schemas.identity import certificate_fingerprint
 from vtn.errors import VtnError
+from vtn.revocation import CrlFile
 
-__all__ = ["CertificatePath", "CertificateRejected", "FileVersion", "file_version", "load_crls"]
+__all__ = ["CertificatePath", "CertificateRejected"]
 
 log = logging.getLogger(__name__)
 
-FileVersion = tuple[int, int, int]
-_CRL_BEGIN = b"-----BEGIN X509 CRL-----"
-
-
 class CertificateRejected(VtnError, ValueError):
     """A certificate the VTN's trust anchors, validity rules or revocation lists refuse."""
-
-
-def load_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
-    """Every CRL in ``data`` (PEM, one or several, or a single DER list)."""
-    if _CRL_BEGIN not in data:
-        return (x509.load_der_x509_crl(data),)
-    end = b"-----END X509 CRL-----"
-    blocks = [chunk.split(end, 1)[0] for chunk in data.split(_CRL_BEGIN)[1:]]
-    return tuple(x509.load_pem_x509_crl(_CRL_BEGIN + block + end + b"\n") for block in blocks)
-
-
-def file_version(path: Path) -> FileVersion | None:
-    """What tells one version of a file from the next (mtime, size, inode), one ``stat``; None
-    when it cannot be read."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 class CertificatePath:
     """The VTN's trust anchors and revocation lists; ``generation`` counts CRL versions taken
     into use (it changes exactly when :meth:`refresh` answers True)."""
 
-    __slots__ = ("_anchors", "_clock", "_crl_path", "_crls", "_rules", "_seen", "generation")
+    __slots__ = ("_clock", "_crls", "_rules")
 
     def __init__(self, *, ca: Path, crl: Path | None = None,
                  clock: Callable[[], datetime] = utc_now) -> None:
-        self._anchors = tuple(x509.load_pem_x509_certificates(Path(ca).read_bytes()))
-        self._rules = PathCheck(self._anchors, purpose=Purpose.CLIENT)  # CRL: _check_not_revoked
+        # the first read must succeed, as for the TLS context
+        self._crls = None if crl is None else CrlFile(crl)
+        anchors = tuple(x509.load_pem_x509_certificates(Path(ca).read_bytes()))
+        # Checks take the lists in use; only refresh() takes a changed file into use, so the
+        # caller that closes revoked connections sees every change.
+        lists = None if self._crls is None else self._lists
+        self._rules = PathCheck(anchors, purpose=Purpose.CLIENT, crls=lists)
         self._clock = clock
-        self._crl_path = None if crl is None else Path(crl)
-        self._crls: tuple[x509.CertificateRevocationList, ...] = ()
-        self._seen: FileVersion | None = None
-        self.generation = 0
-        if self._crl_path is not None:  # the first read must succeed, as for the TLS context
-            self._seen = file_version(self._crl_path)
-            self._crls = load_crls(self._crl_path.read_bytes())
+
+    @property
+    def generation(self) -> int:
+        return 0 if self._crls is None else self._crls.generation
+
+    def _lists(self) -> tuple[x509.CertificateRevocationList, ...]:
+        return () if self._crls is None else self._crls.lists
 
     def now(self) -> datetime:
         """The injected clock's time, at which :meth:`verify` judges validity."""
@@ -89,21 +73,7 @@ class CertificatePath:
 
     def refresh(self) -> bool:
         """Re-read the CRL file if it changed; True when a new version was taken into use."""
-        if self._crl_path is None:
-            return False
-        version = file_version(self._crl_path)
-        if version is None or version == self._seen:
-            return False
-        self._seen = version
-        try:
-            crls = load_crls(self._crl_path.read_bytes())
-        except (OSError, ValueError) as exc:
-            log.error("CRL %s could not be loaded (%s); still using the previous list",
-                      self._crl_path, exc)
-            return False
-        self._crls = crls
-        self.generation += 1
-        return True
+        return self._crls is not None and self._crls.refresh()
 
     def verify(self, pem: str | bytes) -> tuple[str, datetime]:
         """The OpenADR fingerprint of the leaf of ``pem`` (leaf first, then any intermediates)
@@ -114,16 +84,17 @@ class CertificatePath:
             leaf, *intermediates = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
             raise CertificateRejected(f"not a PEM certificate: {exc}") from None
-        now = self.now()
         try:
-            chain = self._rules.path(leaf, intermediates, now)
+            chain = self._rules.path(leaf, intermediates, self.now())
         except CertificateRefused as exc:
             raise CertificateRejected(f"certificate path refused: {exc}") from None
         if len(chain) < 2:
             raise CertificateRejected("a trust anchor is not a VEN's certificate")
-        until = leaf.not_valid_after_utc
-        if self._crl_path is not None:
-            until = min(until, self._check_not_revoked(leaf, chain[1], now))
+        # the issuer's lists were found current by the path check: the answer holds until the
+        # soonest of their next updates
+        updates = [crl.next_update_utc for crl in self._lists()
+                   if crl.issuer == chain[1].subject and crl.next_update_utc is not None]
+        until = min((leaf.not_valid_after_utc, *updates))
         return certificate_fingerprint(leaf.public_bytes(serialization.Encoding.DER)), until
 
     def revoked(self, der: bytes) -> bool:
@@ -134,28 +105,4 @@ class CertificatePath:
             return False
         return any(crl.issuer == certificate.issuer and
                    crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
-                   is not None for crl in self._crls)
-
-    def _check_not_revoked(self, leaf: x509.Certificate, issuer: x509.Certificate,
-                           now: datetime) -> datetime:
-        """Refuses a revoked ``leaf``; until when the answer holds (the lists' next update)."""
-        # VERIFY_CRL_CHECK_LEAF: a CRL of the leaf's issuer, validly signed and current, must be
-        # at hand; without one OpenSSL refuses the handshake, and so do we.
-        current = [crl for crl in self._crls
-                   if crl.issuer == issuer.subject and _signed_by(crl, issuer)
-                   and crl.last_update_utc <= now
-                   and (crl.next_update_utc is None or now <= crl.next_update_utc)]
-        if not current:
-            raise CertificateRejected("no current CRL from the certificate's issuer")
-        if any(crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
-               for crl in current):
-            raise CertificateRejected("certificate revoked")
-        return min((crl.next_update_utc for crl in current if crl.next_update_utc is not None),
-                   default=datetime.max.replace(tzinfo=UTC))
-
-
-def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    try:
-        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
+                   is not None for crl in self._lists())

@@ -20,15 +20,16 @@ Invariants:
   (:class:`vtn.connections.Connections`).
 - Nothing is global: each watcher owns its contexts; several VTNs run side by side.
 
-:class:`CrlFile` gives the same file's CRLs, on the same terms, to the XML-signature checks
-(:class:`schemas.certpath.PathCheck`), so a signer is refused for revocation exactly when a TLS
-client would be.
+:class:`CrlFile` is the one reader of the CRL file outside OpenSSL: it gives the same file's
+CRLs, on the same terms, to the XML-signature checks and to the VTN's own certificate checks
+(:class:`vtn.certpath.CertificatePath`), both judged by the one revocation check,
+:meth:`schemas.certpath.PathCheck.check_revocation`; so a signer or a proxied client is refused
+for revocation exactly when a TLS client would be.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,40 @@ from cryptography import x509
 
 from schemas.identity import TlsProfile
 from schemas.tls import server_context
-from vtn.certpath import file_version
 
-__all__ = ["CrlFile", "RevocationWatcher", "reloading_server_context"]
+__all__ = [
+    "CrlFile", "FileVersion", "RevocationWatcher", "file_version", "load_crls",
+    "reloading_server_context",
+]
 
 log = logging.getLogger(__name__)
+
+FileVersion = tuple[int, int, int]
+_CRL_BEGIN = b"-----BEGIN X509 CRL-----"
+_CRL_END = b"-----END X509 CRL-----"
+
+
+def file_version(path: Path) -> FileVersion | None:
+    """What tells one version of a file from the next (mtime, size, inode), one ``stat``; None
+    when it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+def load_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
+    """Every CRL in ``data`` (PEM, one or several, or a single DER list); ValueError when there
+    is none."""
+    if _CRL_BEGIN not in data:
+        try:
+            return (x509.load_der_x509_crl(data),)
+        except ValueError as exc:
+            raise ValueError(f"no PEM CRL in the file, nor a DER one ({exc})") from None
+    blocks = [chunk.split(_CRL_END, 1)[0] for chunk in data.split(_CRL_BEGIN)[1:]]
+    return tuple(x509.load_pem_x509_crl(_CRL_BEGIN + block + _CRL_END + b"\n")
+                 for block in blocks)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Material:
@@ -111,38 +141,39 @@ def reloading_server_context(*, cert: Path, key: Path, ca: Path, crl: Path,
     return RevocationWatcher(cert=cert, key=key, ca=ca, crl=crl, profile=profile).context
 
 
-_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
-
-
-def _load_crls(path: Path) -> tuple[x509.CertificateRevocationList, ...]:
-    crls = tuple(x509.load_pem_x509_crl(block) for block in _PEM_CRL.findall(path.read_bytes()))
-    if not crls:
-        raise ValueError("no PEM CRL in the file")
-    return crls
-
-
 class CrlFile:
-    """The CRLs in a PEM file, re-read when the file changed (one ``stat`` per call otherwise).
+    """The CRLs in a file, taken into use again when the file changed.
 
     Like :class:`RevocationWatcher`: the first read must succeed; later, an unreadable or removed
-    file keeps the last good list, logged once per file version. Safe to call from any thread.
+    file keeps the last good lists, logged once per file version. ``lists`` are the lists in use;
+    :meth:`refresh` re-reads a changed file (``generation`` counts the versions taken into use
+    after the first); calling the object refreshes, then answers ``lists`` (the XML-signature
+    checks ask so on every signature). Safe to call from any thread.
     """
 
-    __slots__ = ("_crls", "_path", "_seen")
+    __slots__ = ("_path", "_seen", "generation", "lists")
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
         self._seen = file_version(self._path)
-        self._crls = _load_crls(self._path)
+        self.lists = load_crls(self._path.read_bytes())
+        self.generation = 0
 
     def __call__(self) -> tuple[x509.CertificateRevocationList, ...]:
+        self.refresh()
+        return self.lists
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; True when a new version was taken into use."""
         version = file_version(self._path)
         if version is None or version == self._seen:
-            return self._crls
+            return False
         self._seen = version
         try:
-            self._crls = _load_crls(self._path)
+            self.lists = load_crls(self._path.read_bytes())
         except (OSError, ValueError) as exc:
-            log.error("CRL %s could not be loaded for signatures (%s); still using the previous "
-                      "list", self._path, exc)
-        return self._crls
+            log.error("CRL %s could not be loaded (%s); still using the previous list",
+                      self._path, exc)
+            return False
+        self.generation += 1
+        return True

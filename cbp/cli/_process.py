@@ -23,12 +23,13 @@ import json
 import logging
 import os
 import signal
-import tomllib
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
+
+from tomlconfig import ConfigError, read_file
 
 if TYPE_CHECKING:
     from vtn.settings import VtnConfig
@@ -47,11 +48,11 @@ _T = TypeVar("_T")
 
 def run_node(main: Coroutine[Any, Any, _T], *, loop: str = "auto") -> _T:
     """Run a node command's main coroutine as a serving process: on the event ``loop`` named
-    (:func:`vtn.app.serving_loop_factory`; ``auto`` is uvloop when it is installed: compiled TLS
+    (:func:`vtn.runtime.serving_loop_factory`; ``auto`` is uvloop when it is installed: compiled TLS
     and I/O, where asyncio's TLS runs in Python) in a process tuned for serving
-    (:func:`vtn.app.tune_serving_process`). An unknown ``loop`` is refused (ValueError) before
+    (:func:`vtn.runtime.tune_serving_process`). An unknown ``loop`` is refused (ValueError) before
     anything runs."""
-    from vtn.app import serving_loop_factory, tune_serving_process
+    from vtn.runtime import serving_loop_factory, tune_serving_process
 
     try:
         loop_factory = serving_loop_factory(loop)
@@ -116,8 +117,8 @@ def state_key(config: Path, key: str) -> str | None:
     against the file's directory), or None when absent or unreadable; the config loader reports
     what is wrong with the file."""
     try:
-        value = tomllib.loads(config.read_text()).get(key)
-    except (OSError, ValueError):
+        value = read_file(config).get(key)
+    except ConfigError:
         return None
     return value if isinstance(value, str) else None
 

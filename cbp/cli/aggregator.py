@@ -33,12 +33,13 @@ import argparse
 import asyncio
 import logging
 import sys
-import tomllib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+import tomlconfig
 
 from ._process import (
     StatusFile,
@@ -88,41 +89,38 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=_run)
 
 
-def _file(table: dict[str, Any], key: str, base: Path, section: str) -> Path:
-    value = table.get(key)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"[{section}] {key} is required")
-    return (base / value).resolve()
-
-
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
-    from cbp.roles.profile import settings_from_mapping
-    from privacy import config_from_document
+    from cbp.roles.profile import settings_from_table
+    from privacy import config_from_table
     from vtn.config import parse_config
 
     path: Path = args.config
-    data = tomllib.loads(path.read_text())
-    base, state = path.parent, args.state_dir
-    tso, vault, devices = data.get("tso", {}), data.get("vault", {}), data.get("devices", {})
-    vtn = dict(data.get("vtn", {}))
+    document = tomlconfig.document(path)
+    state = args.state_dir
+    tso, vault, devices = document.table("tso"), document.table("vault"), document.table("devices")
+    vtn = document.mapping("vtn")
     if "storage_url" in vtn:
         vtn["storage_url"] = state_storage_url(str(vtn["storage_url"]), state)
     if args.port is not None:
         vtn["port"] = args.port
-    return {
+    url = tso.string("url") if tso.has("url") else ""
+    spec = {
         # onboarding opens only the vault: the VTN's certificates need not exist yet
         "vtn": None if args.onboard is not None else parse_config(
-            vtn, base=base, source=str(path), section="vtn"),
-        "settings": settings_from_mapping(data.get("profile", {})),
-        "privacy": config_from_document(data),
-        "tso_url": args.tso_url or str(tso.get("url", "")),
-        "tls": tuple(_file(tso, k, base, "tso") for k in ("cert", "key", "ca")),
-        "vault": _file(vault, "path", state, "vault"),
-        "key_file": _file(vault, "key_file", base, "vault"),
-        "keyring": (base / str(vault["keyring"])).resolve() if vault.get("keyring") else None,
-        "devices": _file(devices, "csv", state, "devices"),
-        "outbox": state_path(str(tso.get("outbox", "aggregator-outbox.db")), state),
+            vtn, base=path.parent, source=str(path), section="vtn"),
+        "settings": settings_from_table(document.table("profile")),
+        "privacy": config_from_table(document.table("privacy")),
+        "tso_url": args.tso_url or url,
+        "tls": tuple(tso.path(key) for key in ("cert", "key", "ca")),
+        "vault": state_path(vault.string("path"), state),
+        "key_file": vault.path("key_file"),
+        "keyring": vault.path("keyring") if vault.has("keyring") else None,
+        "devices": state_path(devices.string("csv"), state),
+        "outbox": state_path(tso.string("outbox") if tso.has("outbox")
+                             else "aggregator-outbox.db", state),
     }
+    document.finish()
+    return spec
 
 
 def _needed_files(spec: dict[str, Any], *, onboarding: bool) -> dict[str, Path | None]:
@@ -147,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # it names the file and the key itself
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, PrivacyConfigError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, PrivacyConfigError) as exc:
         print(f"crowdflex aggregator: {args.config}: {exc}", file=sys.stderr)
         return 2
     if args.onboard is not None:
@@ -370,5 +368,5 @@ class _Work:
                 for a in node.activations.values()},
             "statements": {e: {"payment_eur": str(s.payment_eur),
                                "penalty_eur": str(s.penalty_eur)}
-                           for e, s in node.statements.items()},
+                           for e, s in node.status().statements.items()},
         }

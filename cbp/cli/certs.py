@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from cbp.pki import CertificateAuthority, KeyType, Role
+from devpki import CertificateAuthority, KeyType, Role
 
 __all__ = ["register"]
 

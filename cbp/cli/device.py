@@ -17,9 +17,10 @@ import argparse
 import dataclasses
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomlconfig
 
 from ._process import (
     StatusFile,
@@ -56,18 +57,20 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cbp.roles.fleetnode import fleet_config_from_mapping
+    from cbp.roles.fleetnode import fleet_config_from_table
 
     configure_logging(args.log_level)
     try:
-        data = tomllib.loads(args.config.read_text())
-        config = fleet_config_from_mapping(data, base=args.config.parent,
-                                           state=args.state_dir.resolve())
+        config = fleet_config_from_table(tomlconfig.document(args.config),
+                                         state=args.state_dir.resolve())
         require_files({"aggregator.ca": config.ca})
         if args.aggregator_url is not None:
             config = dataclasses.replace(config, aggregator_url=args.aggregator_url)
         args.state_dir.mkdir(parents=True, exist_ok=True)
-    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+    except tomlconfig.ConfigError as exc:  # it names the file and the key itself
+        print(f"crowdflex device: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
         print(f"crowdflex device: {args.config}: {exc}", file=sys.stderr)
         return 2
 

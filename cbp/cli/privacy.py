@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import privacy
 from privacy.keys import new_key_line
+from tomlconfig import Table, document
 
 from ._onboard import read_devices
 
@@ -170,25 +170,19 @@ def _audit(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
-def _merged(paths: list[Path]) -> dict[str, Any]:
+def _joined(paths: list[Path]) -> Table:
     """The nodes' TOML files as one document: their [privacy] and [profile] tables joined key by
     key; a key two files set differently is refused (the report would describe one wrongly)."""
     merged: dict[str, dict[str, Any]] = {"privacy": {}, "profile": {}}
     for path in paths:
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise privacy.PrivacyConfigError(f"cannot read config {path}: {exc}") from None
+        node = document(path)
         for name, joined in merged.items():
-            table = document.get(name, {})
-            if not isinstance(table, dict):
-                raise privacy.PrivacyConfigError(f"{path}: [{name}] must be a table")
-            for key, value in table.items():
+            for key, value in node.mapping(name).items():
                 if joined.setdefault(key, value) != value:
                     raise privacy.PrivacyConfigError(
                         f"{path}: [{name}] {key} = {value!r} differs from another config's"
                         f" {joined[key]!r}")
-    return merged
+    return Table(merged, source=" + ".join(map(str, paths)), base=Path.cwd())
 
 
 def _verify_log(args: argparse.Namespace) -> int:
@@ -218,14 +212,12 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cbp.roles.profile import metering_scope, settings_from_mapping
+    from cbp.roles.profile import metering_scope, settings_from_table
 
-    document = _merged(args.config)
-    config = privacy.config_from_document(document)
-    try:
-        settings = settings_from_mapping(document.get("profile", {}))
-    except ValueError as exc:
-        raise privacy.PrivacyConfigError(str(exc)) from None
+    joined = _joined(args.config)
+    config = privacy.config_from_table(joined.table("privacy"))
+    settings = settings_from_table(joined.table("profile"))
+    joined.finish()
     for path in privacy.write_report(config, args.out, metering_scope(settings)):
         print(f"written: {path}")
     return 0

@@ -23,10 +23,11 @@ import argparse
 import asyncio
 import logging
 import sys
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import tomlconfig
 
 from ._process import (
     StatusFile,
@@ -71,15 +72,15 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cbp.roles.profile import settings_from_mapping
-    from privacy import PrivacyConfigError, config_from_document
+    from cbp.roles.profile import settings_from_table
+    from privacy import PrivacyConfigError, config_from_table
     from vtn.config import ConfigError, parse_config
 
     configure_logging(args.log_level)
     try:
-        data = tomllib.loads(args.config.read_text())
+        document = tomlconfig.document(args.config)
         state: Path = args.state_dir
-        vtn = dict(data.get("vtn", {}))
+        vtn = document.mapping("vtn")
         if "storage_url" in vtn:
             vtn["storage_url"] = state_storage_url(str(vtn["storage_url"]), state)
         if args.port is not None:
@@ -87,17 +88,17 @@ def _run(args: argparse.Namespace) -> int:
         config = parse_config(vtn, base=args.config.parent, source=str(args.config),
                               section="vtn")
         require_files(vtn_files(config, "vtn.tls"))
-        settings = settings_from_mapping(data.get("profile", {}))
-        privacy = config_from_document(data)
-        capture = data.get("capture_dir")
-        capture_dir = state_path(str(capture), state) if capture else None
-        activate = data.get("operation", {}).get("activate_awards", False)
-        if not isinstance(activate, bool):
-            raise ValueError("[operation] activate_awards must be true or false")
+        settings = settings_from_table(document.table("profile"))
+        privacy = config_from_table(document.table("privacy"))
+        capture_dir = (state_path(document.string("capture_dir"), state)
+                       if document.has("capture_dir") else None)
+        operation = document.table("operation")
+        activate = operation.flag("activate_awards") if operation.has("activate_awards") else False
+        document.finish()
     except ConfigError as exc:  # it names the file and the key itself
         print(f"crowdflex tso: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, PrivacyConfigError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, PrivacyConfigError) as exc:
         print(f"crowdflex tso: {args.config}: {exc}", file=sys.stderr)
         return 2
     state.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from cbp.devices import build_pool
-from cbp.pki import CertificateAuthority, Role
 from cbp.roles import AggregatorNode, CbpSettings, DeviceIdentity, TsoNode
 from cbp.roles.device import next_grid
 from cbp.roles.fleetnode import demo_fleet_toml
+from devpki import CertificateAuthority, Role
 from privacy import (
     ONBOARDING_PURPOSE,
     VALIDATION_PURPOSE,
@@ -44,8 +44,9 @@ from privacy import (
 from privacy.keys import new_key_line
 from ven.config import VenXmpp
 from ven.tls import client_context
-from vtn.app import XMPP, server_ssl_context
+from vtn.app import XMPP
 from vtn.settings import VtnConfig, XmppSettings
+from vtn.site import vtn_site
 
 from .child import FleetProcess
 from .prosody import XmppServer
@@ -137,10 +138,10 @@ def _mint(out: Path, devices: int) -> tuple[dict[str, tuple[Path, Path]], list[D
 
 
 async def _serve(app: web.Application, config: VtnConfig) -> tuple[web.AppRunner, str]:
+    """``app`` on the listener ``crowdflex vtn`` serves on (vtn.site), at 127.0.0.1, any port."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(config))
-    await site.start()
+    await vtn_site(runner, replace(config, host="127.0.0.1", port=0)).start()
     return runner, f"https://127.0.0.1:{runner.addresses[0][1]}"
 
 
@@ -150,6 +151,9 @@ def _vtn_config(out: Path, name: str, pki: dict[str, tuple[Path, Path]], cert: s
     return VtnConfig(vtn_id=name.upper(), storage_url=f"sqlite:///{out / name / (name + '.db')}",
                      tls_cert=pki[cert][0], tls_key=pki[cert][1], tls_ca=pki["ca"][0],
                      poll_frequency=poll, admin_enabled=False, offer_metadata=False,
+                     # every device connects at once from one address: the handshake caps are
+                     # for the open internet and would shed the demo's own fleet
+                     max_pending_handshakes=None, max_pending_handshakes_per_address=None,
                      **extra)  # type: ignore[arg-type]
 
 

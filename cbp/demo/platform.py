@@ -175,15 +175,17 @@ async def _settle(nodes: Nodes, operated: Operated) -> tuple[TsoStatement, Prosu
     end = tso.window(activation)[1]
 
     def done() -> bool:
-        return (aggregator.closed_until is not None and aggregator.closed_until >= end
-                and activation.event_id in aggregator.msp_sent)
+        status = aggregator.status()
+        return (status.closed_until is not None and status.closed_until >= end
+                and activation.event_id in status.msp_sent)
 
     await _until(done, "the activation's telemetry and metering", every=0.5)
     await aggregator.flush_pool_rows()
     assert aggregator.upstream is not None
     await aggregator.upstream.flush_reports()
-    step(f"validation: {len(aggregator.pool_rows)} pool rows, {len(aggregator.baselines)} "
-         f"baselines, metering of {aggregator.msp_sent[activation.event_id]} activated devices")
+    status = aggregator.status()
+    step(f"validation: {len(status.pool_rows)} pool rows, {status.baselines} "
+         f"baselines, metering of {status.msp_sent[activation.event_id]} activated devices")
     statement = await tso.settle(activation.event_id)
     month = month_of(activation.setpoints[0].at, settings.rules.timezone)
     prosumers = aggregator.ledger.statement(month)

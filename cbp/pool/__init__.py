@@ -1,7 +1,7 @@
-"""The aggregator's pure brains for one pool: dispatch, forecasts, offers, aggregation.
+"""The aggregator's pure brains for one pool: allocation, forecasts, offers, aggregation.
 
     PoolConfig                                   (market numbers come from cbp.market.MarketRules)
-    flex_snapshot -> Dispatcher.dispatch / observe -> DispatchPlan (per-device kW setpoints)
+    flex_snapshot -> Allocator.allocate / observe -> AllocationPlan (per-device kW setpoints)
     forecast_baseline (+1/+5/+10 min), forecast_flex_mw (per ISP) -> build_offer(s)
     aggregate_sample -> PoolRow + device rows; MspRecorder -> MspData (activated devices only)
 
@@ -12,8 +12,8 @@ pool rows, forecasts and offers.
 from __future__ import annotations
 
 from .aggregate import MspData, MspRecorder, PoolRow, aggregate_sample, device_rows
+from .allocation import AllocationPlan, Allocator, FlexState, flex_snapshot
 from .config import PoolConfig, PoolConfigError
-from .dispatch import Dispatcher, DispatchPlan, FlexState, flex_snapshot
 from .forecast import (
     BaselineForecast,
     HorizonForecast,
@@ -24,8 +24,24 @@ from .forecast import (
 from .offers import build_offer, build_offers, offer_id_for, offer_volume_mw
 
 __all__ = [
-    "BaselineForecast", "DispatchPlan", "Dispatcher", "FlexState", "HorizonForecast", "MspData",
-    "MspRecorder", "PoolConfig", "PoolConfigError", "PoolRow", "aggregate_sample",
-    "baseline_due", "build_offer", "build_offers", "device_rows", "flex_snapshot",
-    "forecast_baseline", "forecast_flex_mw", "offer_id_for", "offer_volume_mw",
+    "AllocationPlan",
+    "Allocator",
+    "BaselineForecast",
+    "FlexState",
+    "HorizonForecast",
+    "MspData",
+    "MspRecorder",
+    "PoolConfig",
+    "PoolConfigError",
+    "PoolRow",
+    "aggregate_sample",
+    "baseline_due",
+    "build_offer",
+    "build_offers",
+    "device_rows",
+    "flex_snapshot",
+    "forecast_baseline",
+    "forecast_flex_mw",
+    "offer_id_for",
+    "offer_volume_mw",
 ]  # fmt: skip

@@ -105,6 +105,7 @@ from .profile import (
 )
 from .retention import RetentionTask, aggregator_rules
 from .statement import ReceivedStatement
+from .status import AggregatorStatus
 from .tsolink import LinkWatch, PoolRowBuffer
 from .upstream import UpstreamClient
 from .wire import (
@@ -194,6 +195,10 @@ class AggregatorNode:
     @property
     def activated(self) -> asyncio.Event:
         return self.operation.activated
+
+    def status(self) -> AggregatorStatus:
+        """What the node has done so far, as a frozen snapshot (:mod:`cbp.roles.status`)."""
+        return AggregatorStatus.of(self)
 
     @property
     def ctx(self) -> ServiceContext:

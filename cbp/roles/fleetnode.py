@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,12 +41,13 @@ from typing import Any
 
 from cbp.devices import build_pool
 from schemas.identity import fingerprint_from_pem
-from ven.config import VenXmpp
+from tomlconfig import Table
+from ven.config import VenXmpp, xmpp_from_table
 
 from .device import DeviceFleet, DeviceIdentity
-from .profile import CbpSettings, settings_from_mapping
+from .profile import CbpSettings, settings_from_table
 
-__all__ = ["FleetConfig", "fleet_config_from_mapping", "load_identities", "run_fleet"]
+__all__ = ["FleetConfig", "fleet_config_from_table", "load_identities", "run_fleet"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,50 +66,33 @@ class FleetConfig:
     xmpp: VenXmpp | None = None  # the device link over XMPP instead of HTTP polling
 
 
-def _path(value: object, base: Path, key: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} must be a non-empty path string")
-    path = Path(value)
-    return path if path.is_absolute() else base / path
-
-
-def fleet_config_from_mapping(data: Mapping[str, Any], *, base: Path,
-                              state: Path | None = None) -> FleetConfig:
-    """Build a :class:`FleetConfig` from a parsed TOML document; relative certificate paths
-    from ``base``, a relative outbox from ``state`` (default ``base``)."""
-    aggregator = data.get("aggregator", {})
-    fleet = data.get("fleet", {})
-    if not isinstance(aggregator, Mapping) or not isinstance(fleet, Mapping):
-        raise ValueError("[aggregator] and [fleet] must be tables")
-    url = aggregator.get("url")
-    if not isinstance(url, str) or not url.startswith("https://"):
-        raise ValueError("[aggregator] url must be an https:// URL")
-    names = fleet.get("names")
-    if names is None:
-        count = fleet.get("count")
-        if not isinstance(count, int) or count < 1:
-            raise ValueError("[fleet] needs names = [...] or count = N (N >= 1)")
-        names = [f"device-{i:05d}" for i in range(count)]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValueError("[fleet] names must be a list of certificate names")
-    seed = fleet.get("seed", 1)
-    if not isinstance(seed, int):
-        raise ValueError("[fleet] seed must be an integer")
-    hold = fleet.get("hold_after_registration", False)
-    if not isinstance(hold, bool):
-        raise ValueError("[fleet] hold_after_registration must be true or false")
-    xmpp = data.get("xmpp")
-    if xmpp is not None and (not isinstance(xmpp, Mapping)
-                             or not isinstance(xmpp.get("vtn_jid"), str)):
-        raise ValueError("[xmpp] must be a table naming the aggregator's vtn_jid")
-    return FleetConfig(
-        xmpp=None if xmpp is None else VenXmpp(**xmpp),
-        aggregator_url=url, ca=_path(aggregator.get("ca"), base, "[aggregator] ca"),
-        certs=_path(fleet.get("certs"), base, "[fleet] certs"), names=tuple(names), seed=seed,
-        outbox=_path(fleet.get("outbox", "devices-outbox.db"), state or base, "[fleet] outbox"),
-        settings=settings_from_mapping(data.get("profile", {})),
-        register_concurrency=int(fleet.get("register_concurrency", 32)),
-        hold_after_registration=hold)
+def fleet_config_from_table(document: Table, *, state: Path | None = None) -> FleetConfig:
+    """Build a :class:`FleetConfig` from a device TOML file read whole (:func:`tomlconfig.document`;
+    a key left over is refused); relative certificate paths from the file's directory, a relative
+    outbox from ``state`` (default: that directory too)."""
+    aggregator, fleet = document.table("aggregator"), document.table("fleet")
+    url = aggregator.string("url")
+    if not url.startswith("https://"):
+        raise aggregator.error("url", "an https:// URL", url)
+    if not fleet.has("names") and not fleet.has("count"):
+        raise fleet.error("names", "a list of certificate names, or count = N (N >= 1)")
+    count = fleet.integer("count", low=1) if fleet.has("count") else 0
+    # names, when given, are the fleet (a count beside them is checked, and not used)
+    names = (fleet.strings("names") if fleet.has("names")
+             else tuple(f"device-{i:05d}" for i in range(count)))
+    outbox = Path(fleet.string("outbox") if fleet.has("outbox") else "devices-outbox.db")
+    config = FleetConfig(
+        aggregator_url=url, ca=aggregator.path("ca"), certs=fleet.path("certs"), names=names,
+        seed=fleet.integer("seed", low=-(2**63)) if fleet.has("seed") else 1,
+        outbox=outbox if outbox.is_absolute() else (state or document.base) / outbox,
+        settings=settings_from_table(document.table("profile")),
+        register_concurrency=(fleet.integer("register_concurrency", low=1)
+                              if fleet.has("register_concurrency") else 32),
+        hold_after_registration=(fleet.flag("hold_after_registration")
+                                 if fleet.has("hold_after_registration") else False),
+        xmpp=xmpp_from_table(document.table("xmpp")) if document.has("xmpp") else None)
+    document.finish()
+    return config
 
 
 def load_identities(certs: Path, names: tuple[str, ...]) -> list[DeviceIdentity]:

@@ -4,7 +4,7 @@ docs/architecture.md#the-cbp-profile-on-openadr (activation, dispatch), exceptio
 - activation: a new event version is planned over the reported flex of the devices whose owner
   consents to the flexibility service at that moment (``consenting``, asked at every planning,
   so a withdrawal counts from the next activation or re-dispatch on) with ties broken under a
-  key drawn from ``order`` once per activation (:class:`cbp.pool.Dispatcher`, one kW
+  key drawn from ``order`` once per activation (:class:`cbp.pool.Allocator`, one kW
   consumption target per device and sample) and published as one LOAD_DISPATCH event per
   device on the aggregator's own VTN;
 - modification (modificationNumber rises): the device events are cancelled and the new version
@@ -13,7 +13,7 @@ docs/architecture.md#the-cbp-profile-on-openadr (activation, dispatch), exceptio
 - stale copies: :meth:`Operation.stale` says whether an event version is older than one already
   handled (the upstream client refuses such a message with 450, and nothing here changes);
 - devices dropping out: :meth:`Operation.observe` counts each dispatched device's missed samples
-  (the counting is :meth:`cbp.pool.Dispatcher.observe`; a device that already reported a later
+  (the counting is :meth:`cbp.pool.Allocator.observe`; a device that already reported a later
   sample has not missed it); at ``missed_samples_to_drop`` (3) the device is lost and the rest
   of the activation is re-dispatched over the live devices only;
 - link loss: :meth:`Operation.release_all` cancels the device events of every running
@@ -36,7 +36,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from cbp.market import Sample
-from cbp.pool import Dispatcher, FlexState, MspRecorder
+from cbp.pool import Allocator, FlexState, MspRecorder
 from privacy import ActivationWindow
 from schemas import Event, EventResponse, EventStatus, Target
 from vtn.services import ServiceContext
@@ -68,8 +68,8 @@ class DispatchedActivation:
     lost: set[UUID] = field(default_factory=set)
     redispatches: int = 0
     version: int = 0
-    watch: Dispatcher | None = None
-    #: the dispatcher's tie-break key: drawn per activation, kept over its versions
+    watch: Allocator | None = None
+    #: the allocator's tie-break key: drawn per activation, kept over its versions
     tie_key: bytes = b""
 
     @property
@@ -133,7 +133,7 @@ class Operation:
         activation = DispatchedActivation(
             event_id=event.event_id, setpoints=setpoints, received_at=self._clock(),
             version=previous.version + 1 if previous is not None else 0,
-            watch=Dispatcher(self.settings.pool),
+            watch=Allocator(self.settings.pool),
             tie_key=previous.tie_key if previous is not None else self._order.randbytes(16))
         self.activations[event.event_id] = activation
         if previous is None:
@@ -215,10 +215,10 @@ class Operation:
 
     def _plan(self, setpoints: Sequence[Sample], flex: Mapping[UUID, FlexState],
               tie_key: bytes) -> dict[UUID, list[float]]:
-        dispatcher = Dispatcher(self.settings.pool, tie_key=tie_key)
+        allocator = Allocator(self.settings.pool, tie_key=tie_key)
         plan: dict[UUID, list[float]] = {}
         for i, s in enumerate(setpoints):
-            step = dispatcher.dispatch(s.at, float(s.value), flex)
+            step = allocator.allocate(s.at, float(s.value), flex)
             for device, target in step.setpoints_kw.items():
                 row = plan.setdefault(device, [flex[device].natural_kw] * len(setpoints))
                 row[i] = max(0.0, round(target, 3))

@@ -20,15 +20,15 @@ clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from cbp.market import MarketRules
 from cbp.pool import PoolConfig
 from privacy import DEVICE_SHARE_STEP, VALIDATION_PURPOSE, MeteringScope
+from tomlconfig import Table
 
 __all__ = [
     "BASELINE_REPORT",
@@ -50,7 +50,7 @@ __all__ = [
     "CbpTiming",
     "baseline_rid",
     "metering_scope",
-    "settings_from_mapping",
+    "settings_from_table",
 ]
 
 SETPOINT_SIGNAL: Final = "LOAD_DISPATCH"
@@ -178,34 +178,21 @@ _TEXT_KEYS: Final = ("pool_id", "zone", "market_context", "tso_recipient", "msp_
 _MONEY_KEYS: Final = ("tariff_eur_per_kwh", "bid_price_eur_per_mwh", "clearing_price_eur_per_mwh")
 
 
-def settings_from_mapping(table: Mapping[str, Any]) -> CbpSettings:
+def settings_from_table(table: Table) -> CbpSettings:
     """Settings from a TOML ``[profile]`` table.
 
     ``name`` picks the base profile (``"standard"``, the default, or ``"compressed"``); any
     :class:`CbpTiming` field may be overridden as ``<field>_s`` (seconds); the names and prices
-    of :class:`CbpSettings` by their own key (prices as strings, read as ``Decimal``). Unknown
-    keys are refused so that a typo does not silently keep a default.
+    of :class:`CbpSettings` by their own key (prices as strings, read as ``Decimal``). A key
+    left over is refused by the file's :meth:`~tomlconfig.Table.finish`, so that a typo does not
+    silently keep a default.
     """
-    if not isinstance(table, Mapping):
-        raise ValueError("[profile] must be a table")
-    name = table.get("name", "standard")
+    name = table.string("name") if table.has("name") else "standard"
     if name not in ("standard", "compressed"):
-        raise ValueError(f"[profile] name must be 'standard' or 'compressed', not {name!r}")
+        raise table.error("name", "'standard' or 'compressed'", name)
     settings = CbpSettings.compressed() if name == "compressed" else CbpSettings()
-    timing_names = {f.name for f in fields(CbpTiming)}
-    timing: dict[str, timedelta] = {}
-    other: dict[str, object] = {}
-    for key, value in table.items():
-        if key == "name":
-            continue
-        if key.endswith("_s") and key[:-2] in timing_names:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"[profile] {key} must be a number of seconds")
-            timing[key[:-2]] = timedelta(seconds=value)
-        elif key in _TEXT_KEYS and isinstance(value, str):
-            other[key] = value
-        elif key in _MONEY_KEYS and isinstance(value, str | int):
-            other[key] = Decimal(str(value))
-        else:
-            raise ValueError(f"[profile] unknown or mistyped key {key!r}")
+    timing = {f.name: timedelta(seconds=table.number(f"{f.name}_s"))
+              for f in fields(CbpTiming) if table.has(f"{f.name}_s")}
+    other: dict[str, object] = {key: table.string(key) for key in _TEXT_KEYS if table.has(key)}
+    other |= {key: table.decimal(key) for key in _MONEY_KEYS if table.has(key)}
     return replace(settings, timing=replace(settings.timing, **timing), **other)  # type: ignore[arg-type]

@@ -10,25 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.conftest import CertFiles, Pki
+from tests.kit.net import free_port
+from tests.kit.pki import CertFiles, Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "acceptance-admin-token-0123456789"
 _CLI = "import sys; from cbp.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def free_port() -> int:
-    """A port the kernel just handed out; the VTN binds it again (tiny race, accepted)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class VtnProcess:
@@ -97,7 +90,7 @@ class VtnProcess:
 
 def mint_vens(pki: Pki, directory: Path, count: int, prefix: str) -> tuple[CertFiles, ...]:
     """``count`` VEN certificates from the session CA (EC P-256: milliseconds each)."""
-    from cbp.pki import Role
+    from devpki import Role
 
     minted = []
     for index in range(count):

@@ -26,8 +26,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import DistributeEvent
-from tests.acceptance import VtnProcess, free_port
-from tests.vtn.conftest import storage_url  # noqa: F401  (a fresh PostgreSQL database)
+from tests.acceptance import VtnProcess
+from tests.kit.net import free_port
 from tests.vtn.harness import raw_ven
 from vtn.transport import SERVICE_PREFIX
 
@@ -87,7 +87,7 @@ async def _heard_more_than(vtn: VtnProcess, heard: float, timeout: float = 30.0)
 
 @pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
 async def test_vens_behind_haproxy_reach_both_vtn_processes(pki, tmp_path: Path,
-                                                            storage_url):  # noqa: F811
+                                                            storage_url):
     haproxy = _haproxy()
     backends = []
     for name in ("a", "b"):

@@ -15,9 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from schemas import ReportInterval, ReportPayload, ReportRequest
-from tests.conftest import Pki
-from tests.ven.test_openleadr_interop import telemetry_descriptions
-from tests.vtn.conftest import storage_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
+from tests.kit.pki import Pki
+from tests.kit.telemetry import telemetry_descriptions
 from ven import Backoff, Outbox, VenClient, VenError, VtnUnavailable
 from vtn.storage import open_storage
 
@@ -57,7 +56,7 @@ def provider(request: ReportRequest, since: datetime, until: datetime) -> Sequen
 
 
 async def test_telemetry_made_during_a_60_s_outage_arrives_exactly_once(
-    pki: Pki, storage_url: str, tmp_path: Path  # noqa: F811
+    pki: Pki, storage_url: str, tmp_path: Path
 ) -> None:
     vtn = VtnProcess(pki, storage_url, tmp_path)
     schedule = DrivenSchedule()

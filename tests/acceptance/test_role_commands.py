@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cbp.pki import CertificateAuthority, Role
+from devpki import CertificateAuthority, Role
 
 ROOT = Path(__file__).resolve().parents[2]
 CROWDFLEX = Path(sys.executable).with_name("crowdflex")
@@ -119,7 +119,7 @@ def crowdflex(*args: str, cwd: Path) -> str:
 
 def make_pki(tmp: Path, names: list[str]) -> dict[str, str]:
     """The role certificates through ``crowdflex certs``; the device certificates (many) from the
-    same CA through cbp.pki. Returns each device's fingerprint by name."""
+    same CA through devpki. Returns each device's fingerprint by name."""
     certs = tmp / "certs"
     crowdflex("certs", "init", "--dir", str(certs), cwd=tmp)  # ca, vtn (the TSO), ven
     crowdflex("certs", "issue", "--dir", str(certs), "--name", "aggregator-vtn", "--role", "vtn",

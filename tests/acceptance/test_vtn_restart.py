@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from schemas import Event, ReportInterval, ReportPayload, ReportRequest
-from tests.conftest import CertFiles, Pki
-from tests.ven.test_openleadr_interop import telemetry_descriptions
+from tests.kit.pki import CertFiles, Pki
+from tests.kit.telemetry import telemetry_descriptions
 from ven import Backoff, Outbox, VenClient
 from vtn.storage import OptType, open_storage
 

@@ -32,7 +32,8 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance import ROOT, free_port
+from tests.acceptance import ROOT
+from tests.kit.net import free_port
 
 SCRIPT = ROOT / "examples" / "walkthrough.sh"
 BIN = Path(sys.executable).parent

@@ -1,4 +1,5 @@
-"""Fixtures shared by the role-level CBP tests."""
+"""Fixtures shared by the CBP tests: the role rig, and the vault fixtures of tests.kit for the
+`crowdflex privacy` command tests, and a database URL on every engine the VTN supports."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import Pki
+from tests.kit.databases import storage_url
+from tests.kit.pki import Pki
+from tests.kit.runs import run_dir
+from tests.kit.vaults import household, key_file, keys, vault
+
 from .rolekit import Rig, build_rig
+
+__all__ = ["household", "key_file", "keys", "rig", "run_dir", "storage_url", "vault"]
 
 
 @pytest.fixture

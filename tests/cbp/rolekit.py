@@ -15,51 +15,44 @@ from __future__ import annotations
 
 import asyncio
 import random
-import ssl
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
-
-from aiohttp import web
+from zoneinfo import ZoneInfo
 
 from cbp.devices import DeviceClass, power_bucket
 from cbp.devices.base import OnlineState
 from cbp.market import IspRef
-from cbp.pki import Role
 from cbp.roles import AggregatorNode, CbpSettings, DeviceFleet, DeviceIdentity, DeviceNode, TsoNode
 from cbp.roles.device import next_grid
 from cbp.roles.tso import Activation
+from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
+from devpki import Role
 from privacy import (
     ONBOARDING_PURPOSE,
     VALIDATION_PURPOSE,
+    ActivationWindow,
     FileKeyProvider,
     IdentityVault,
     PrivacyConfig,
 )
 from privacy.keys import new_key_line
 from schemas import Event
+from tests.kit.clock import Clock
+from tests.kit.pki import Pki
+from tests.kit.vtn import LoopbackVtn
+from tests.kit.vtn import vtn_config as test_vtn_config
 from ven import VenClient, VtnUnavailable
-from vtn.app import server_ssl_context
 from vtn.services.events import get_event
 from vtn.settings import VtnConfig
 
-from ..conftest import Pki
-
 NATURAL_KW = 20.0
 WAIT_S = 60.0  # liveness bound on a loaded 2-core machine, not a timing assertion
-
-
-class Clock:
-    """An injected clock the test moves."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class SteadyLoad(OnlineState):
@@ -93,46 +86,12 @@ class SteadyLoad(OnlineState):
         return self.natural
 
 
-@dataclass(slots=True, kw_only=True)
-class Served:
-    """A VTN app on a fixed loopback port that can be made to refuse and come back."""
-
-    runner: web.AppRunner
-    tls: ssl.SSLContext
-    port: int
-    site: web.TCPSite | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @classmethod
-    async def start(cls, app: web.Application, config: VtnConfig) -> Served:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        served = cls(runner=runner, tls=server_ssl_context(config), port=0)
-        await served.resume()
-        return served
-
-    async def resume(self) -> None:
-        self.site = web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self.tls)
-        await self.site.start()
-        self.port = self.runner.addresses[0][1]
-
-    async def refuse(self) -> None:
-        """Stop listening and drop every open connection: the port refuses from now on."""
-        assert self.site is not None
-        await self.site.stop()
-        self.site = None
-        assert self.runner.server is not None
-        await self.runner.server.shutdown(1.0)
-
-
-def vtn_config(folder: Path, name: str, pki: Pki, **extra: object) -> VtnConfig:
-    return VtnConfig(vtn_id=name.upper(), storage_url=f"sqlite:///{folder / (name + '.db')}",
-                     tls_cert=pki.vtn.cert, tls_key=pki.vtn.key, tls_ca=pki.ca_cert,
-                     admin_enabled=False, offer_metadata=False, rate_limit_per_s=None,
-                     **extra)  # type: ignore[arg-type]
+def vtn_config(folder: Path, name: str, pki: Pki, **extra: Any) -> VtnConfig:
+    """A role's VTN: named ``name`` upper-cased, its SQLite file in ``folder``, no admin API, no
+    offer metadata and no rate limit (the test drives every request)."""
+    return test_vtn_config(pki, f"sqlite:///{folder / (name + '.db')}", vtn_id=name.upper(),
+                           admin_enabled=False, offer_metadata=False, rate_limit_per_s=None,
+                           **extra)
 
 
 async def drain(client: VenClient) -> None:
@@ -152,9 +111,9 @@ class Rig:
     settings: CbpSettings
     clock: Clock
     tso: TsoNode
-    tso_served: Served
+    tso_served: LoopbackVtn
     aggregator: AggregatorNode
-    agg_served: Served
+    agg_served: LoopbackVtn
     fleet: DeviceFleet
     vault: IdentityVault
     captures: Path
@@ -227,8 +186,8 @@ class Rig:
     async def close(self) -> None:
         await self.fleet.close()
         await self.aggregator.close()
-        await self.agg_served.runner.cleanup()
-        await self.tso_served.runner.cleanup()
+        await self.agg_served.close()
+        await self.tso_served.close()
         self.vault.close()
 
 
@@ -269,7 +228,7 @@ async def build_rig(tmp_path: Path, pki: Pki, *, devices: int = 6,
     clock = Clock(next_grid(start or datetime.now(UTC), settings.rules.sample_period))
     tso_cfg = vtn_config(tmp_path, "tso", pki, poll_frequency=timedelta(seconds=1))
     tso = TsoNode(tso_cfg, settings, capture_dir=tmp_path / "captures", clock=clock)
-    tso_served = await Served.start(tso.app, tso_cfg)
+    tso_served = await LoopbackVtn.start(tso.app, tso_cfg)
     key_file = tmp_path / "vault.key"
     key_file.write_text(new_key_line(1))
     key_file.chmod(0o600)
@@ -280,7 +239,7 @@ async def build_rig(tmp_path: Path, pki: Pki, *, devices: int = 6,
                                 tso_url=tso_served.url, upstream_tls=pki.client_context(),
                                 outbox_path=tmp_path / "aggregator-outbox.db", clock=clock,
                                 order=order, privacy=privacy)
-    agg_served = await Served.start(aggregator.app, agg_cfg)
+    agg_served = await LoopbackVtn.start(aggregator.app, agg_cfg)
     fleet = DeviceFleet(agg_served.url, pki.ca_cert, settings,
                         outbox_path=tmp_path / "devices-outbox.db")
     await fleet.__aenter__()
@@ -324,3 +283,37 @@ def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sim: SteadyLoad,
 def sim_of(rig: Rig, device: UUID) -> SteadyLoad:
     return next(s for s in rig.sims.values() if s.device_id == device)
 
+
+def next_month_start(at: datetime, zone: str) -> datetime:
+    local = at.astimezone(ZoneInfo(zone))
+    first = (local.replace(day=28) + timedelta(days=4)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0)
+    return first.astimezone(at.tzinfo) + timedelta(minutes=5)
+
+
+async def send_device_rows(rig: Rig) -> None:
+    """One per-device row for every registered device at the current instant, inside a window."""
+    agg = rig.aggregator
+    upstream = agg.upstream
+    assert upstream is not None
+    at = rig.clock.now
+    agg.windows.append(ActivationWindow(start=at - rig.period, end=at + rig.period))
+    rows = [(e.pseudonym, 0.5) for e in agg.book.registered()]  # shares of rated power
+    specifier = rig.settings.pool_id + TELEMETRY_SUFFIX
+    await upstream.send_report(agg.requests[specifier], sample_intervals([(at, rows)], rig.period),
+                               report_specifier_id=specifier)
+    assert await upstream.flush_reports() == 1
+
+
+def db_cells(path: Path) -> bytes:
+    """Every cell of every table of a SQLite file, as bytes (what a query can reach)."""
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    found = bytearray()
+    for table in tables:
+        for row in db.execute(f'SELECT * FROM "{table}"'):
+            for cell in row:
+                found += cell if isinstance(cell, bytes) else str(cell).encode()
+                found += b"\n"
+    db.close()
+    return bytes(found)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cbp.roles.fleetnode import _first_of, demo_fleet_toml, fleet_config_from_mapping
+from cbp.roles.fleetnode import _first_of, demo_fleet_toml, fleet_config_from_table
+from tomlconfig import ConfigError, Table
 
 
 def _toml(tmp_path: Path, **extra: object) -> str:
@@ -19,9 +20,13 @@ def _toml(tmp_path: Path, **extra: object) -> str:
                            telemetry_batch=timedelta(seconds=12), **extra)  # type: ignore[arg-type]
 
 
+def _table(tmp_path: Path, text: str) -> Table:
+    return Table(tomllib.loads(text), source="device.toml", base=tmp_path)
+
+
 def test_demo_config_round_trips_hold_and_concurrency(tmp_path: Path) -> None:
-    config = fleet_config_from_mapping(
-        tomllib.loads(_toml(tmp_path, register_concurrency=64, hold=True)), base=tmp_path)
+    config = fleet_config_from_table(_table(tmp_path, _toml(tmp_path, register_concurrency=64,
+                                                             hold=True)))
     assert config.hold_after_registration is True
     assert config.register_concurrency == 64
     assert config.names == ("device-00000", "device-00001") and config.seed == 3
@@ -29,11 +34,32 @@ def test_demo_config_round_trips_hold_and_concurrency(tmp_path: Path) -> None:
 
 
 def test_hold_defaults_off_and_must_be_a_boolean(tmp_path: Path) -> None:
-    data = tomllib.loads(_toml(tmp_path))
-    assert fleet_config_from_mapping(data, base=tmp_path).hold_after_registration is False
+    text = _toml(tmp_path)
+    assert fleet_config_from_table(_table(tmp_path, text)).hold_after_registration is False
+    data = tomllib.loads(text)
     data["fleet"]["hold_after_registration"] = "yes"
-    with pytest.raises(ValueError, match="hold_after_registration"):
-        fleet_config_from_mapping(data, base=tmp_path)
+    with pytest.raises(ConfigError, match=r"^device\.toml: fleet\.hold_after_registration: "
+                                          r"expected true or false, got 'yes'$"):
+        fleet_config_from_table(Table(data, source="device.toml", base=tmp_path))
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"aggregator": {"url": "http://x:1"}}, "aggregator.url: expected an https:// URL"),
+    ({"fleet": {"seed": 1.5}}, "fleet.seed: expected an integer"),
+    ({"fleet": {"count": 0}}, "fleet.count: expected an integer of at least 1"),
+    ({"fleet": {"sede": 3}}, "unknown key fleet.sede"),
+    ({"profile": {"device_poll_s": "8"}}, "profile.device_poll_s: expected a number"),
+    ({"profile": {"bid_price_eur_per_mwh": 180.5}},
+     "profile.bid_price_eur_per_mwh: expected a decimal number as a string"),
+])
+def test_every_fleet_config_error_names_the_file_the_key_and_what_is_expected(
+        tmp_path: Path, change: dict[str, dict[str, object]], says: str) -> None:
+    data = tomllib.loads(_toml(tmp_path))
+    for table, values in change.items():
+        data[table].update(values)
+    with pytest.raises(ConfigError) as refused:
+        fleet_config_from_table(Table(data, source="device.toml", base=tmp_path))
+    assert str(refused.value).startswith(f"device.toml: {says}")
 
 
 async def _after(event: asyncio.Event) -> bool:

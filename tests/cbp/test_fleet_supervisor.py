@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from cbp.demo.child import FleetProcess
-from cbp.pki import CertificateAuthority, Role
 from cbp.roles.fleetnode import demo_fleet_toml
+from devpki import CertificateAuthority, Role
 
 
 def _free_port() -> int:

@@ -32,8 +32,8 @@ from privacy import (
     PrivacyConfig,
 )
 from privacy.keys import new_key_line
+from tests.kit.pki import Pki
 
-from ..conftest import Pki
 from .rolekit import Rig, SteadyLoad, build_rig
 from .tsoview import device_rows, registrations
 
@@ -123,7 +123,7 @@ async def _metered(rig: Rig, mw: str) -> Activation:
     activation = await rig.activation((Decimal(mw),) * 6)
     await rig.dispatched(activation)
     await rig.run_until(activation.setpoints[-1].at + 12 * rig.period)
-    assert activation.event_id in rig.aggregator.msp_sent
+    assert activation.event_id in rig.aggregator.status().msp_sent
     return activation
 
 
@@ -170,7 +170,7 @@ async def test_withdrawn_validation_consent_stops_per_device_rows_from_the_next_
     assert later and second.setpoints[0].at > first.setpoints[-1].at
     assert name not in {r.pseudonym for r in later}
     assert {r.pseudonym for r in later} == {e.pseudonym for e in book.registered()} - {name}
-    assert rig.aggregator.msp_sent[second.event_id] == 5
+    assert rig.aggregator.status().msp_sent[second.event_id] == 5
     (registration,) = registrations(rig.captures)  # same month: no re-registration meanwhile
     # six devices, fewer than k = 10: nothing about them but their pseudonyms
     assert {n for _, names in registration.devices for n in names} == {

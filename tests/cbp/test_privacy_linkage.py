@@ -27,8 +27,8 @@ from uuid import NAMESPACE_URL, uuid5
 
 from cbp.devices import DeviceClass
 from privacy import ONBOARDING_PURPOSE, PrivacyConfig
+from tests.kit.pki import Pki
 
-from ..conftest import Pki
 from .rolekit import Rig, SteadyLoad, build_rig
 from .tsoview import Registration, Row, device_rows, registrations
 
@@ -78,10 +78,10 @@ async def _meter(rig: Rig) -> None:
     activation = await rig.activation(RAMP)
     await rig.dispatched(activation)
     await rig.run_until(activation.setpoints[-1].at + 12 * rig.period)
-    assert activation.event_id in rig.aggregator.msp_sent
+    assert activation.event_id in rig.aggregator.status().msp_sent
     await rig.tso.settle(activation.event_id)
     await rig.step(rig.clock.now + rig.period)  # the aggregator polls the statement in
-    assert activation.event_id in rig.aggregator.statements
+    assert activation.event_id in rig.aggregator.status().statements
 
 
 def _zip_links(first: Sequence[str], second: Sequence[str], truth: dict[str, str]) -> int:

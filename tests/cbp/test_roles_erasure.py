@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -28,36 +26,14 @@ import schemas
 from cbp.cli import main
 from cbp.cli._onboard import DEVICE_COLUMNS, read_devices, remove_devices
 from cbp.roles.erasure import erasure_metadata, erasure_report, notice_pseudonyms
-from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
-from privacy import ActivationWindow, ErasureNotice, FileKeyProvider, IdentityVault, month_of
+from privacy import ErasureNotice, FileKeyProvider, IdentityVault, month_of
 from schemas import InvalidData, RegisterReport, UpdateReport
 
 from ..schemas.xsd_oracle import assert_xsd_valid
-from .rolekit import Rig
+from .rolekit import Rig, db_cells, next_month_start, send_device_rows
 
 _PSEUDONYM = re.compile(rb"psn1_[a-z2-7]{26}")
 WHO = {"requested_by": "test", "reason": "erasure acceptance"}
-
-
-def _next_month_start(at: datetime, zone: str) -> datetime:
-    local = at.astimezone(ZoneInfo(zone))
-    first = (local.replace(day=28) + timedelta(days=4)).replace(
-        day=1, hour=0, minute=0, second=0, microsecond=0)
-    return first.astimezone(at.tzinfo) + timedelta(minutes=5)
-
-
-async def _send_device_rows(rig: Rig) -> None:
-    """One per-device row for every registered device at the current instant, inside a window."""
-    agg = rig.aggregator
-    upstream = agg.upstream
-    assert upstream is not None
-    at = rig.clock.now
-    agg.windows.append(ActivationWindow(start=at - rig.period, end=at + rig.period))
-    rows = [(e.pseudonym, 0.5) for e in agg.book.registered()]  # shares of rated power
-    specifier = rig.settings.pool_id + TELEMETRY_SUFFIX
-    await upstream.send_report(agg.requests[specifier], sample_intervals([(at, rows)], rig.period),
-                               report_specifier_id=specifier)
-    assert await upstream.flush_reports() == 1
 
 
 def test_the_carrier_is_valid_openadr_2_0b_and_names_pseudonyms_only() -> None:
@@ -78,20 +54,6 @@ def test_the_carrier_is_valid_openadr_2_0b_and_names_pseudonyms_only() -> None:
             pool_id="POOL", created=created))
 
 
-def _cells(path: Path) -> bytes:
-    """Every cell of every table of a SQLite file, as bytes (what a query can reach)."""
-    db = sqlite3.connect(path)
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    found = bytearray()
-    for table in tables:
-        for row in db.execute(f'SELECT * FROM "{table}"'):
-            for cell in row:
-                found += cell if isinstance(cell, bytes) else str(cell).encode()
-                found += b"\n"
-    db.close()
-    return bytes(found)
-
-
 async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     rig: Rig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -100,19 +62,19 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     target = agg.book.registered()[0]
     fingerprint, prosumer = target.ven_id, target.prosumer_id
     first_month = month_of(rig.clock.now, zone)
-    await _send_device_rows(rig)
+    await send_device_rows(rig)
     seen = {(target.pseudonym, target.gcp_pseudonym)}
-    rig.clock.now = _next_month_start(rig.clock.now, zone)
+    rig.clock.now = next_month_start(rig.clock.now, zone)
     assert await agg.register_pool() == 6  # a new month: every pseudonym changes
     second_month = month_of(rig.clock.now, zone)
-    await _send_device_rows(rig)
+    await send_device_rows(rig)
     seen.add((target.pseudonym, target.gcp_pseudonym))
     erased = {name for pair in seen for name in pair}
     assert len(erased) == 4 and first_month != second_month
     tso_db, agg_db = tmp_path / "tso.db", tmp_path / "aggregator.db"
-    held = {name for name in erased if name.encode() in _cells(tso_db)}
+    held = {name for name in erased if name.encode() in db_cells(tso_db)}
     assert {device for device, _ in seen} | {target.gcp_pseudonym} <= held  # both months' rows
-    assert fingerprint.encode() in _cells(agg_db)
+    assert fingerprint.encode() in db_cells(agg_db)
     backup = tmp_path / "vault-backup.db"
     shutil.copyfile(vault.path, backup)
 
@@ -143,14 +105,14 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     assert f"{record.notice_id} {settings.tso_recipient}" in listed
     assert f"acknowledged {rig.clock.now.isoformat()}" in listed and "pending" not in listed
     # no row of any of the prosumer's pseudonyms (either month) remains at the TSO
-    tso_cells = _cells(tso_db)
+    tso_cells = db_cells(tso_db)
     assert not [name for name in erased if name.encode() in tso_cells]
     registry = {d.pseudonym for pools in tso.pools.values() for ds in pools.values() for d in ds}
     assert len(registry) == 5 and not registry & erased and not erased & set(tso.gcp_owner)
     # no aggregator store links to the device any more
-    assert fingerprint.encode() not in _cells(agg_db)
+    assert fingerprint.encode() not in db_cells(agg_db)
     assert target.device_uuid not in agg.book.by_uuid and fingerprint not in agg.book.by_ven
-    assert str(target.device_uuid).encode() not in _cells(agg_db)
+    assert str(target.device_uuid).encode() not in db_cells(agg_db)
     assert fingerprint not in devices_file.read_text() and len(read_devices(devices_file)) == 5
     # a copy of the vault taken before the erasure cannot give the salt back
     with (IdentityVault(backup, FileKeyProvider(key_file), keyring=vault.keyring_path) as old,

@@ -16,15 +16,14 @@ from pathlib import Path
 import pytest
 
 import privacy
-from cbp.pki import Role
 from cbp.roles import DeviceIdentity
 from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
+from devpki import Role
 from privacy import ActivationWindow
+from tests.kit.pki import Pki
 from ven import VtnUnavailable
 
-from ..conftest import Pki
-from .rolekit import Rig, SteadyLoad, poll_through
-from .test_roles_erasure import _cells, _next_month_start, _send_device_rows
+from .rolekit import Rig, SteadyLoad, db_cells, next_month_start, poll_through, send_device_rows
 
 WHO = {"requested_by": "test", "reason": "erasure traces"}
 
@@ -60,11 +59,11 @@ async def test_no_erased_pseudonym_or_certificate_is_left_in_any_file(
         rig: Rig, tmp_path: Path) -> None:
     agg, zone = rig.aggregator, rig.settings.rules.timezone
     target = agg.book.registered()[0]
-    await _send_device_rows(rig)
+    await send_device_rows(rig)
     erased = {target.pseudonym, target.gcp_pseudonym}
-    rig.clock.now = _next_month_start(rig.clock.now, zone)
+    rig.clock.now = next_month_start(rig.clock.now, zone)
     await agg.register_pool()
-    await _send_device_rows(rig)
+    await send_device_rows(rig)
     erased |= {target.pseudonym, target.gcp_pseudonym}
     tso_files = [tmp_path / "tso.db"]
     agg_files = [tmp_path / "aggregator.db", tmp_path / "aggregator-outbox.db"]
@@ -116,10 +115,10 @@ async def test_rows_queued_while_the_tso_was_away_reach_it_before_the_notice(
     await rig.run_until(rig.clock.now + 3 * rig.period)
     assert [a.notice_id for a in tso.erasures.acted] == [pending.notice.notice_id]
     assert rig.vault.pending_erasures(**WHO) == ()
-    held = _cells(tmp_path / "tso.db") + _raw([tmp_path / "tso.db"]) + _captures(rig)
+    held = db_cells(tmp_path / "tso.db") + _raw([tmp_path / "tso.db"]) + _captures(rig)
     assert [n for n in erased if n.encode() in held] == []
     survivor = agg.book.registered()[0]
-    assert survivor.pseudonym.encode() in _cells(tmp_path / "tso.db"), "the queued rows arrived"
+    assert survivor.pseudonym.encode() in db_cells(tmp_path / "tso.db"), "the queued rows arrived"
 
 
 async def test_a_household_with_two_devices_behind_one_connection_point_goes_whole(
@@ -142,17 +141,17 @@ async def test_a_household_with_two_devices_behind_one_connection_point_goes_who
     assert await agg.register_pool() == 7
     household = [e for e in agg.book.registered() if e.prosumer_id == first.prosumer_id]
     assert len(household) == 2 and household[0].gcp_pseudonym == household[1].gcp_pseudonym
-    await _send_device_rows(rig)
+    await send_device_rows(rig)
     erased = {e.pseudonym for e in household} | {household[0].gcp_pseudonym}
     neighbours = {e.gcp_pseudonym for e in agg.book.registered()} - erased
-    assert all(n.encode() in _cells(tmp_path / "tso.db") for n in erased)
+    assert all(n.encode() in db_cells(tmp_path / "tso.db") for n in erased)
 
     pending = await _erase(rig, first.prosumer_id)
     assert len(pending.devices) == 2 and erased <= set(pending.notice.all_pseudonyms())
     await rig.step(rig.clock.now + rig.period)
 
     assert [a.notice_id for a in tso.erasures.acted] == [pending.notice.notice_id]
-    held = _cells(tmp_path / "tso.db") + _raw([tmp_path / "tso.db"]) + _captures(rig)
+    held = db_cells(tmp_path / "tso.db") + _raw([tmp_path / "tso.db"]) + _captures(rig)
     assert [n for n in erased if n.encode() in held] == []
     registry = {d.pseudonym for pools in tso.pools.values() for ds in pools.values() for d in ds}
     assert len(registry) == 5 and not registry & erased

@@ -9,7 +9,7 @@ from decimal import Decimal
 from uuid import UUID, uuid4
 
 from cbp.market import Sample
-from cbp.pool import Dispatcher, MspRecorder
+from cbp.pool import Allocator, MspRecorder
 from cbp.roles import CbpSettings
 from cbp.roles.devicebook import DeviceBook, DeviceEntry
 from cbp.roles.operation import DispatchedActivation, Operation
@@ -64,7 +64,7 @@ async def test_a_device_whose_rows_came_late_but_that_reports_on_is_not_lost() -
     activation = DispatchedActivation(
         event_id="act", setpoints=tuple(Sample(at=at, value=Decimal("0.01")) for at in samples),
         device_events={late: "act-0-0", silent: "act-0-1"}, received_at=T0,
-        watch=Dispatcher(SETTINGS.pool))
+        watch=Allocator(SETTINGS.pool))
     operation.activations["act"] = activation
     book.take_report("ven-0", _batch(samples[-1] + PERIOD))
     for at in samples:

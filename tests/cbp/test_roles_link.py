@@ -18,6 +18,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from cbp.roles.profile import LATE_QUALITY
 from schemas import EventStatus, UpdateReport
 from tests.schemas.xsd_oracle import assert_xsd_valid
@@ -90,14 +92,20 @@ async def test_a_36_s_outage_holds_the_setpoints_and_delivers_the_rows_late(rig:
     assert dispatched.released_at is None and not dispatched.cancelled
     assert await _device_events_cancelled(rig, event_id) == [False] * 3
     assert _reduction(rig) == SETPOINT_KW
-    held = set(agg.unsent.late)
+    snapshot = agg.status()
+    held = snapshot.late
     assert len(held) >= 5, "the outage should have held rows back"
 
     await _reconnect(rig)
     await rig.step(back_at + rig.period)  # contact again: the held rows go out, marked late
-    assert not agg.unsent.rows and not agg.unsent.late
+    status = agg.status()
+    assert not status.unsent and not status.late
+    # a snapshot is a copy: it does not follow the node, and cannot be written to
+    assert snapshot.late == held and len(snapshot.unsent) >= len(held)
+    with pytest.raises(TypeError):
+        snapshot.msp_sent["x"] = 1  # type: ignore[index]
     assert dispatched.released_at is None
-    rows = {r.at: r.mw for r in agg.pool_rows}
+    rows = {r.at: r.mw for r in status.pool_rows}
     assert held < set(rows)
 
     # at the TSO: every closed row once, at its original instant, the held ones marked late

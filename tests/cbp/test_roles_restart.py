@@ -19,29 +19,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from cbp.roles import TsoNode
 from cbp.roles.registry import PoolRegistry
 from cbp.roles.wire import PoolDevice, pool_metadata
 from schemas import InvalidData, Report
+from tests.kit.pki import Pki
+from tests.kit.vtn import LoopbackVtn
 from ven import VenClient, VtnRefused
-from vtn.app import STORAGE, server_ssl_context
+from vtn.app import STORAGE
 
-from ..conftest import Pki
-from .rolekit import Rig, Served, _open_isp, poll_through
+from .rolekit import Rig, _open_isp, poll_through
 
 
 async def _restart_tso(rig: Rig) -> TsoNode:
     """Close the TSO node and serve a new one on the same database and port."""
     old = rig.tso
     port = rig.tso_served.port
-    await rig.tso_served.runner.cleanup()
+    await rig.tso_served.close()
     tso = TsoNode(old.config, rig.settings, capture_dir=rig.captures, clock=rig.clock)
-    runner = web.AppRunner(tso.app, access_log=None)
-    await runner.setup()  # startup: storage opened, registry rebuilt
-    served = Served(runner=runner, tls=server_ssl_context(old.config), port=port)
-    await served.resume()
+    # startup: storage opened, registry rebuilt
+    served = await LoopbackVtn.start(tso.app, old.config, port=port)
     rig.tso, rig.tso_served = tso, served
     return tso
 

@@ -34,16 +34,17 @@ from privacy import (
     PrivacyConfig,
     PrivacyConfigError,
     Store,
-    config_from_document,
+    config_from_table,
     erase_prosumer,
     month_of,
     retention_schedule,
 )
 from privacy.keys import new_key_line
+from tests.kit.pki import Pki
+from tomlconfig import ConfigError, Table
 from vtn.app import STORAGE
 from vtn.storage import ReportPoint, VenRegistration
 
-from ..conftest import Pki
 from .rolekit import WAIT_S, Clock, Rig, vtn_config
 
 
@@ -149,17 +150,25 @@ async def test_every_store_ages_out_at_its_configured_age(rig: Rig, tmp_path: Pa
     assert _count(tso_db, pool_rows) == pools
 
 
+def _privacy(table: dict[str, object]) -> PrivacyConfig:
+    return config_from_table(Table({"privacy": table}, source="node.toml", base=Path(".")
+                                   ).table("privacy"))
+
+
 def test_the_privacy_table_sets_the_ages_and_refuses_nonsense() -> None:
-    parsed = config_from_document({"privacy": {"raw_retention_days": 30,
-                                               "tso_device_retention_days": 20,
-                                               "capture_retention_days": 7}})
+    parsed = _privacy({"raw_retention_days": 30, "tso_device_retention_days": 20,
+                       "capture_retention_days": 7})
     assert (parsed.raw_retention, parsed.tso_device_retention, parsed.capture_retention) == (
         timedelta(days=30), timedelta(days=20), timedelta(days=7))
     for bad in ({"raw_retention_days": 0}, {"tso_device_retention_days": "90"},
-                {"capture_retention_days": 10**12}, {"capture_retention_days": True},
-                {"capture_retention_days": 91}):  # captures hold per-device rows: <= 90
-        with pytest.raises(PrivacyConfigError, match=r"\[privacy\] \w+_days"):
-            config_from_document({"privacy": bad})
+                {"capture_retention_days": 10**12}, {"capture_retention_days": True}):
+        with pytest.raises(ConfigError, match=r"^node\.toml: privacy\.\w+_days: expected an "
+                                              r"integer from 1 to 36500, got "):
+            _privacy(bad)
+    with pytest.raises(PrivacyConfigError, match=r"\[privacy\] capture_retention_days"):
+        _privacy({"capture_retention_days": 91})  # captures hold per-device rows: <= 90
+    with pytest.raises(ConfigError, match=r"^node\.toml: unknown key privacy\.raw_retention$"):
+        _privacy({"raw_retention": 30})  # a typo does not silently keep the default
 
 
 @pytest.mark.parametrize(("role", "key"), [("tso", "tso_device_retention_days"),

@@ -32,23 +32,24 @@ async def test_the_aggregator_receives_the_tso_statement_exactly(rig: Rig) -> No
     end = tso.window(activation)[1]
     timing = rig.settings.timing
     await rig.run_until(end + timing.telemetry_batch * 2 + timing.telemetry_grace)
-    assert agg.closed_until is not None and agg.closed_until >= end
+    closed_until = agg.status().closed_until
+    assert closed_until is not None and closed_until >= end
     await agg.flush_pool_rows()
     await agg.upstream.flush_reports()
-    errors = len(agg.errors)
+    errors = len(agg.status().errors)
 
     statement = await tso.settle(activation.event_id)
     assert statement.ratio is not None and statement.ratio < Decimal("0.9")
     assert statement.penalty_eur > 0 and statement.payment_eur > 0
     await drain(agg.upstream)
 
-    received = agg.statements[activation.event_id]
+    received = agg.status().statements[activation.event_id]
     for name in FIELDS:
         value = getattr(received, name)
         assert isinstance(value, Decimal), name
         assert value == getattr(statement, name), name
     assert received.isp_start == tso.calendar.isp_start(activation.award.isp)
-    assert agg.errors[errors:] == [], "the TSO refused the aggregator's answer"
+    assert agg.status().errors[errors:] == (), "the TSO refused the aggregator's answer"
     assert [str(r.report_name) for r in agg.upstream.vtn_reports] == [SETTLEMENT_REPORT]
 
     replies = [p.read_bytes() for p in sorted(rig.captures.glob("*-OadrPoll-reply.xml"))]

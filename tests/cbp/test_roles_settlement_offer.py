@@ -14,9 +14,9 @@ import pytest
 from cbp.market import Direction, IspRef, TsoStatement
 from cbp.roles.statement import SETTLEMENT_SUFFIX, statement_report
 from schemas import Report, ReportInterval, ReportPayload
+from tests.kit.pki import Pki
 from vtn.services.offered import live_requests, send_report
 
-from ..conftest import Pki
 from .rolekit import Rig, build_rig, drain
 
 
@@ -61,7 +61,7 @@ async def test_the_aggregator_requests_once_and_its_answer_is_recorded(rig: Rig)
         created_date_time=now, report_name="x-SETTLEMENT", intervals=(ReportInterval(
             dtstart=now, payloads=(ReportPayload(r_id="settlement-payment-eur", value=1.0),)),)))
     await drain(agg.upstream)
-    assert agg.statements["act-9"].penalty_eur == Decimal("1.99")
+    assert agg.status().statements["act-9"].penalty_eur == Decimal("1.99")
     codes = {s.request_id: s.response_code for s in await tso.ctx.storage.offered.sends(ven_id)}
     assert codes == {sent: 200, broken: 454}
     assert agg.upstream.refused == [("oadrUpdateReport", 454)]

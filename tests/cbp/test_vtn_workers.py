@@ -29,8 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cbp.cli import main
 from schemas import Codec, DistributeEvent, Message, Poll, Response
 from tests.acceptance import mint_vens
-from tests.conftest import Pki
-from tests.vtn.conftest import storage_url  # noqa: F401  (a fresh PostgreSQL database)
+from tests.kit.pki import Pki
 from tests.vtn.harness import RawVen, raw_ven
 from vtn.transport import SERVICE_PREFIX
 
@@ -97,7 +96,7 @@ async def _polls_counted(http: aiohttp.ClientSession, admin_port: int) -> float:
 
 
 @pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
-async def test_workers_share_one_port_on_postgresql(pki, tmp_path, storage_url):  # noqa: F811
+async def test_workers_share_one_port_on_postgresql(pki, tmp_path, storage_url):
     config = _config(pki, tmp_path, storage_url)
     status_file = tmp_path / "status.json"
     process = await asyncio.create_subprocess_exec(
@@ -159,7 +158,7 @@ async def _poll_reconnecting(ven: RawVen) -> Message:
 
 @pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
 async def test_vens_of_a_killed_worker_reconnect_to_the_others(pki, tmp_path,
-                                                               storage_url):  # noqa: F811
+                                                               storage_url):
     """Three workers; the one holding most VEN connections is killed (SIGKILL); an event
     published right after reaches every VEN on its next poll: their connections to the dead
     worker are opened again and the kernel hands them to a live one."""

@@ -18,13 +18,13 @@ from typing import Any, Final
 import pytest
 from aiohttp import web
 
-from cbp.pki import CertificateAuthority, KeyType, Role
+from devpki import CertificateAuthority, KeyType, Role
 from schemas.identity import TlsProfile
+from tests.kit.vtn import RunningVtn, running_vtn
+from tests.vtn.harness import LOOPBACK_PUSH
 from vtn.admin import create_admin_app
 from vtn.app import SERVICES
 from vtn.tls import server_context
-
-from ..vtn.harness import LOOPBACK_PUSH, RunningVtn, running_vtn
 
 ADMIN_TOKEN = "conformance-admin-token-0123456789"
 
@@ -42,7 +42,7 @@ class Pair:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyPki:
-    """What :func:`tests.vtn.harness.running_vtn` reads of a PKI, for one key type."""
+    """What :func:`tests.kit.vtn.running_vtn` reads of a PKI, for one key type."""
 
     ca_cert: Path
     vtn: Pair
@@ -81,7 +81,7 @@ async def crowdflex_vtn(pki: KeyPki, directory: Path, **overrides: Any
                         ) -> AsyncIterator[ServedVtn]:
     """crowdflex's VTN (SQLite in ``directory``) and its admin API, both on port 0; it pushes to
     loopback addresses (the harness VEN's receiver in push mode)."""
-    async with running_vtn(pki, f"sqlite+aiosqlite:///{directory / 'vtn.db'}",
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{directory / 'vtn.db'}",  # type: ignore[arg-type]
                            push_allow_private_targets=LOOPBACK_PUSH, tls_profile=pki.profile,
                            **overrides) as vtn:
         runner = web.AppRunner(create_admin_app(lambda: vtn.app[SERVICES], token=ADMIN_TOKEN))

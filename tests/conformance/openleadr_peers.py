@@ -36,9 +36,10 @@ from cbp.conformance import (
     run_cases,
     run_ven_cases,
 )
-from cbp.pki import KeyType
+from devpki import KeyType
+from tests.kit.net import free_port
 
-from ..ven.conftest import VEN_ID, free_port, openleadr_vtn
+from ..ven.conftest import VEN_ID, openleadr_vtn
 from .conftest import KeyPki, key_pki
 
 REPORT = Path(__file__).parents[2] / "docs" / "conformance-openleadr.md"

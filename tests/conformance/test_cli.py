@@ -16,7 +16,7 @@ from lxml import etree
 
 from cbp.cli import main
 from cbp.conformance import RULES, VTN_CASES
-from cbp.pki import KeyType
+from devpki import KeyType
 from schemas import (
     Codec,
     CreatedPartyRegistration,

@@ -21,7 +21,7 @@ from cbp.conformance import (
     run_ven_cases,
 )
 from cbp.conformance.ven_rules import Heard, Said
-from cbp.pki import KeyType
+from devpki import KeyType
 from schemas import (
     CreatedEvent,
     CreatedReport,

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import aiohttp
 import pytest
 
 from schemas.conformance import corpus_dir
+from tests.kit.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -84,12 +84,6 @@ def _env(**extra: str) -> dict[str, str]:
 def run_shell(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-e", "-c", code], cwd=cwd, env=_env(), capture_output=True,
                           text=True, timeout=120, check=False)  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ------------------------------------------------------------------ every block accounted for

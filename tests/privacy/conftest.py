@@ -1,67 +1,7 @@
-"""Shared fixtures: a key provider from an in-memory environment and a small populated vault."""
+"""The privacy tests' fixtures: a key provider, a small populated vault and a run folder
+(tests.kit)."""
 
-from __future__ import annotations
+from tests.kit.runs import run_dir
+from tests.kit.vaults import household, key_file, keys, vault
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
-from pathlib import Path
-from typing import Final
-
-import pytest
-
-import privacy
-from privacy import IdentityVault
-
-T0 = datetime(2025, 3, 14, 13, 0, tzinfo=UTC)
-#: who asks and why, for the vault's audited identity paths
-WHO: Final = {"requested_by": "test", "reason": "unit test"}
-
-
-def key_provider(*secrets: bytes) -> privacy.KeyProvider:
-    value = ",".join(f"{n}:{s.hex()}" for n, s in enumerate(secrets, start=1))
-    return privacy.EnvKeyProvider(environ={privacy.DEFAULT_KEY_ENV: value})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Household:
-    prosumer: privacy.Prosumer
-    device: privacy.Device
-
-
-@pytest.fixture
-def keys() -> privacy.KeyProvider:
-    return key_provider(bytes(range(32)))
-
-
-@pytest.fixture
-def vault(tmp_path: Path, keys: privacy.KeyProvider) -> Iterator[IdentityVault]:
-    with IdentityVault(tmp_path / "vault.sqlite", keys, clock=lambda: T0) as opened:
-        yield opened
-
-
-def add_household(vault: IdentityVault, n: int, *, consent: bool = True) -> Household:
-    prosumer = vault.add_prosumer(
-        prosumer_id=f"P-{n:04d}",
-        name=f"Anna de Vries-{n}",
-        postcode="3511 AB",
-        ean=f"8716871200000{n:05d}",
-        contract_id=f"CONTRACT-{n:06d}",
-    )
-    if consent:
-        vault.grant_consent(prosumer.prosumer_id, privacy.ONBOARDING_PURPOSE)
-        vault.grant_consent(prosumer.prosumer_id, "balancing-validation")
-    device = vault.onboard_device(
-        prosumer_id=prosumer.prosumer_id,
-        serial=f"WBX-EVC-{n:07d}",
-        device_class="EV_CHARGER",
-        rated_kw=Decimal("11"),
-        zone="NL",
-    )
-    return Household(prosumer=prosumer, device=device)
-
-
-@pytest.fixture
-def household(vault: IdentityVault) -> Household:
-    return add_household(vault, 1)
+__all__ = ["household", "key_file", "keys", "run_dir", "vault"]

@@ -15,24 +15,15 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import privacy
-from cbp.cli import main
 from privacy import IdentityVault, RawSample, SqliteRawDataStore
 from privacy.keys import MasterKey, domain_key
-
-from .conftest import WHO, add_household, key_provider
+from tests.kit.clock import Clock
+from tests.kit.vaults import WHO, add_household, key_provider
 
 TSO = "TSO:TENNET-NL"
 PURPOSE = "balancing-validation"
 NOW = datetime(2025, 3, 14, 14, 0, tzinfo=UTC)
 MASTER = bytes(range(32))
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _unwrapped_keys(keyring: Path) -> list[AESGCM]:
@@ -177,37 +168,6 @@ def test_in_wal_mode_no_vault_frame_keeps_an_acknowledged_notice_or_erased_row(
         raw = b"".join(f.read_bytes() for f in tmp_path.glob("v.sqlite*")
                        if not f.name.startswith("v.sqlite.keyring"))
         assert notice[:32] not in raw and identity[:32] not in raw
-
-
-def test_cli_erase_queues_one_notice_per_recipient_for_the_node(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with IdentityVault(tmp_path / "v.sqlite", key_provider(MASTER)) as vault:
-        household = add_household(vault, 1)
-        path = vault.path
-    key_file = tmp_path / "keys"
-    key_file.write_text(f"1:{MASTER.hex()}\n")
-    config = tmp_path / "crowdflex.toml"
-    config.write_text(
-        "[privacy]\n"
-        '[[privacy.recipients]]\nname = "TSO:TENNET-NL"\npurposes = ["balancing-validation"]\n'
-        '[[privacy.recipients]]\nname = "DSO:STEDIN"\npurposes = ["congestion"]\n'
-        '[privacy.legal_basis]\ncongestion = "Art. 6(1)(e) GDPR"\n'
-    )
-    erase = ["privacy", "erase", "--vault", str(path), "--prosumer", "P-0001",
-             "--key-file", str(key_file), "--config", str(config), "--reason", "request R-1"]
-    assert main(erase) == 0
-    out = capsys.readouterr().out
-    assert out.count("pending until the recipient acknowledges") == 2
-    assert str(household.device.device_uuid) not in out
-    assert list(tmp_path.glob("*.json")) == []  # nothing is left for a human to carry
-    with IdentityVault(path, key_provider(MASTER)) as vault:
-        pending = vault.pending_erasures(**WHO)
-        assert {p.notice.recipient for p in pending} == {TSO, "DSO:STEDIN"}
-        assert [e.reason for e in vault.audit_log() if e.action == "erase"] == ["request R-1"]
-    assert main(["privacy", "erasures", "--vault", str(path), "--key-file", str(key_file)]) == 0
-    assert capsys.readouterr().out.count("pending") == 2
-    assert main(erase) == 2  # already erased
 
 
 def test_retention_purges_only_older_than_the_configured_age(tmp_path: Path) -> None:

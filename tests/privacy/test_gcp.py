@@ -4,21 +4,16 @@ connection point offered twice), not computable from an EAN by an aggregator or 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import privacy
-from cbp.roles.registry import PoolRegistry
-from cbp.roles.wire import PoolDevice, pool_metadata
-from privacy import IdentityVault, PseudonymisationEntity
+from privacy import PseudonymisationEntity
 from privacy.keys import MasterKey, domain_key
 from privacy.pseudonym import pseudonym_in_scope, scope_key
-from schemas import InvalidData
-
-from .conftest import WHO, key_provider
+from tests.kit.vaults import WHO, mandated_vault
 
 TSO = "TSO:TENNET-NL"
 EAN = "871687120000012345"
@@ -26,50 +21,10 @@ NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 PE_KEY = bytes(range(100, 132))
 
 
-def _aggregator_vault(path: Path, master: bytes, pe: PseudonymisationEntity,
-                      name: str) -> tuple[IdentityVault, privacy.Device]:
-    vault = IdentityVault(path, key_provider(master), clock=lambda: NOW, gcp=pe, aggregator=name)
-    vault.add_prosumer(prosumer_id="P-1", name="Anna", postcode="3511 AB", ean=EAN,
-                       contract_id=f"C-{name}")
-    vault.grant_consent("P-1", privacy.ONBOARDING_PURPOSE)
-    device = vault.onboard_device(prosumer_id="P-1", serial=f"SN-{name}", device_class="HEAT_PUMP",
-                                  rated_kw=Decimal("3"), zone="NL")
-    return vault, device
-
-
-def test_two_aggregators_get_one_gcp_pseudonym_and_the_tso_refuses_the_second(
-    tmp_path: Path
-) -> None:
-    pe = PseudonymisationEntity(PE_KEY)
-    a, device_a = _aggregator_vault(tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A")
-    b, device_b = _aggregator_vault(tmp_path / "b.sqlite", bytes(range(1, 33)), pe, "AGG-B")
-    gcp_a = a.pseudonym_of(device_a.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
-    gcp_b = b.pseudonym_of(device_b.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
-    assert gcp_a == gcp_b and privacy.is_pseudonym(gcp_a)
-    assert gcp_a != a.pseudonym_of(device_a.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-04",
-                                   **WHO)  # a new month, a new pseudonym
-    assert gcp_a != a.pseudonym_of(device_a.device_uuid, "DSO:STEDIN", privacy.GCP_PURPOSE,
-                                   "2025-03", **WHO)  # another recipient, another pseudonym
-    assert pe.answers == {"AGG-A": 3, "AGG-B": 1}
-    registry = PoolRegistry()
-    for ven, vault, device, gcp in (("AGG-A", a, device_a, gcp_a), ("AGG-B", b, device_b, gcp_b)):
-        name = vault.pseudonym_of(device.device_uuid, TSO, "balancing-validation", "2025-03", **WHO)
-        report = pool_metadata(f"POOL-{ven}", [PoolDevice(
-            pseudonym=name, device_class="HEAT_PUMP", power_bucket="3-7kW", zone="NL")],
-            gcps=[gcp], created=NOW, sample_period=timedelta(seconds=4),
-            market_context="http://cbp")
-        if ven == "AGG-A":
-            assert registry.register(ven, [report]) == ("POOL-AGG-A",)
-        else:
-            with pytest.raises(InvalidData, match="already registered by another aggregator"):
-                registry.register(ven, [report])
-    a.close()
-    b.close()
-
-
 def test_neither_an_aggregator_nor_the_tso_can_compute_it_from_an_ean(tmp_path: Path) -> None:
     pe = PseudonymisationEntity(PE_KEY)
-    vault, device = _aggregator_vault(tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A")
+    vault, device = mandated_vault(
+        tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A", ean=EAN, now=NOW)
     gcp = vault.pseudonym_of(device.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     # a dictionary over EANs (the true one included) with everything the aggregator holds
     master = MasterKey(version=1, secret=bytes(range(32)))
@@ -106,7 +61,8 @@ def test_the_entity_answers_only_for_mandated_eans_and_reads_its_own_key_file(
 
 def test_erasure_lists_the_entitys_gcp_pseudonyms(tmp_path: Path) -> None:
     pe = PseudonymisationEntity(PE_KEY)
-    vault, device = _aggregator_vault(tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A")
+    vault, device = mandated_vault(
+        tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A", ean=EAN, now=NOW)
     gcp = vault.pseudonym_of(device.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     (item,) = privacy.erase_prosumer(vault, "P-1", privacy.PrivacyConfig(), **WHO)
     assert dict(item.notice.pseudonyms)[privacy.GCP_PURPOSE] == (gcp,)

@@ -15,8 +15,7 @@ import privacy
 import schemas
 from privacy import ActivationWindow, IdentityVault, OutboundFilter, OutboundPolicy
 from schemas import Report, ReportInterval, ReportPayload, UpdateReport
-
-from .conftest import WHO, Household
+from tests.kit.vaults import WHO, Household
 
 TSO = "TSO:TENNET-NL"
 ACT = datetime(2025, 3, 14, 14, 3, tzinfo=UTC)

@@ -12,8 +12,7 @@ import pytest
 
 import privacy
 from privacy import pseudonym
-
-from .conftest import WHO
+from tests.kit.vaults import WHO
 
 MASTER = bytes(range(32))
 DEVICE = UUID("00000000-0000-4000-8000-000000000001")

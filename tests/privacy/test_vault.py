@@ -10,8 +10,7 @@ import pytest
 
 import privacy
 from privacy import IdentityVault
-
-from .conftest import WHO, Household, add_household, key_provider
+from tests.kit.vaults import WHO, Household, add_household, key_provider
 
 TSO = "TSO:TENNET-NL"
 

@@ -4,30 +4,19 @@ and the refusal of first-format files."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import privacy
-from cbp.cli import main
 from privacy import IdentityVault
 from privacy.keys import MasterKey, domain_key
 from privacy.pseudonym import pseudonym_in_scope, scope_key
-
-from .conftest import WHO, Household, add_household, key_provider
+from tests.kit.vaults import WHO, Household, add_household, key_provider
 
 TSO = "TSO:TENNET-NL"
 PURPOSE = "balancing-validation"
 V1 = bytes(range(32))
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_each_domain_has_its_own_key_and_pseudonyms_do_not_use_the_master_key(
@@ -89,40 +78,6 @@ def test_a_tampered_consent_row_is_detected(
         vault.consents(prosumer)
     with pytest.raises(privacy.VaultCorrupt):
         vault.require_consent(household.device.device_uuid, privacy.ONBOARDING_PURPOSE)
-
-
-def test_rotation_rewraps_and_switches_pseudonyms_only_at_the_next_month(tmp_path: Path) -> None:
-    clock = Clock(datetime(2025, 3, 14, 12, 0, tzinfo=UTC))
-    path = tmp_path / "vault.sqlite"
-    with IdentityVault(path, key_provider(V1), clock=clock) as before:
-        household = add_household(before, 1)
-        device = household.device.device_uuid
-        march = before.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO)
-        april_old_key = before.pseudonym_of(device, TSO, PURPOSE, "2025-04", **WHO)
-    key_file = tmp_path / "keys"
-    key_file.write_text(f"1:{V1.hex()}\n")
-    assert main(["privacy", "keygen", "--key-file", str(key_file)]) == 0
-    v2 = bytes.fromhex(key_file.read_text().splitlines()[1].split(":")[1])
-    with IdentityVault(path, key_provider(V1, v2), clock=clock) as rotated:
-        assert rotated.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO) == march
-    assert main(["privacy", "rotate", "--vault", str(path), "--key-file", str(key_file),
-                 "--reason", "yearly rotation"]) == 0
-    with IdentityVault(path, key_provider(V1, v2), clock=clock) as rotated:
-        assert rotated.audit_log()[-1].reason == "yearly rotation"
-        assert rotated.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO) == march
-        april = rotated.pseudonym_of(device, TSO, PURPOSE, "2025-04", **WHO)
-        assert april != april_old_key
-    ring = sqlite3.connect(path.with_name(path.name + ".keyring"))
-    assert ring.execute("SELECT DISTINCT key_version FROM data_keys").fetchall() == [(2,)]
-    ring.close()
-    only_new = privacy.EnvKeyProvider(environ={privacy.DEFAULT_KEY_ENV: f"2:{v2.hex()}"})
-    with IdentityVault(path, only_new, clock=clock) as retired:
-        assert retired.device(device, **WHO) == household.device  # re-wrapped: v1 not needed
-        assert retired.consents("P-0001")  # re-authenticated under v2
-        assert retired.verify_audit_log().first_broken == 1  # old entries name v1: kept as is
-        assert retired.pseudonym_of(device, TSO, PURPOSE, "2025-04", **WHO) == april
-        with pytest.raises(privacy.KeyUnavailable):
-            retired.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO)  # March is v1's
 
 
 def test_a_first_format_vault_is_refused_with_a_clear_error(tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 import schemas
 from schemas import DistributeEvent, EiResponse, Event, EventEncodeCache, EventStatus, Target
 
-from .strategies import ids, targets
-from .test_events import _activation, events
+from .strategies import cbp_activation, events, ids, targets
 from .xsd_oracle import assert_xsd_valid
 
 
@@ -64,8 +63,8 @@ def test_a_retargeted_event_encodes_as_a_fresh_one(event: Event, addressed: list
 
 
 def test_an_event_in_two_positions_and_another_thread_encodes_alike() -> None:
-    event = _activation(1.0, 2.0)
-    other = replace(_activation(3.0), descriptor=replace(event.descriptor, event_id="000124"))
+    event = cbp_activation(1.0, 2.0)
+    other = replace(cbp_activation(3.0), descriptor=replace(event.descriptor, event_id="000124"))
     codec = schemas.Codec()
     expected = codec.encode(_distribute("r1", _fresh(event), _fresh(other), _fresh(event)))
     assert codec.encode(_distribute("r1", event, other, event)) == expected
@@ -79,7 +78,7 @@ def test_an_event_in_two_positions_and_another_thread_encodes_alike() -> None:
 
 
 def test_with_status_returns_one_object_per_status_and_the_event_stays_plain_data() -> None:
-    event = _activation(1.0)  # NEAR
+    event = cbp_activation(1.0)  # NEAR
     codec = schemas.Codec()
     cache = codec.event_cache
     assert cache.with_status(event, EventStatus.NEAR) is event
@@ -99,7 +98,7 @@ def test_with_status_returns_one_object_per_status_and_the_event_stays_plain_dat
 
 
 def test_an_encoded_event_pickles_and_copies_as_plain_data() -> None:
-    event = _activation(1.0, 2.0)
+    event = cbp_activation(1.0, 2.0)
     codec = schemas.Codec()
     active = codec.event_cache.with_status
     wire = codec.encode(_distribute("r", event, active(event, EventStatus.ACTIVE)))
@@ -109,7 +108,7 @@ def test_an_encoded_event_pickles_and_copies_as_plain_data() -> None:
 
 
 def test_a_changed_event_is_encoded_afresh() -> None:
-    event = _activation(1.0)
+    event = cbp_activation(1.0)
     codec = schemas.Codec()
     codec.encode(_distribute("r", event))
     moved = replace(event, target=Target(ven_ids=("0043",)))  # replace: a new object
@@ -121,7 +120,7 @@ def test_a_changed_event_is_encoded_afresh() -> None:
 def test_equal_events_that_spell_differently_never_share_a_build() -> None:
     # 0.0 == -0.0, so the two events are equal and hash alike, yet their XML differs: a cache
     # keyed by value would send one's bytes for the other.
-    positive, negative = _activation(0.0), _activation(-0.0)
+    positive, negative = cbp_activation(0.0), cbp_activation(-0.0)
     assert positive == negative and hash(positive) == hash(negative)
     codec = schemas.Codec()
     codec.encode(_distribute("r", positive))
@@ -132,7 +131,7 @@ def test_equal_events_that_spell_differently_never_share_a_build() -> None:
 
 def test_the_cache_keeps_at_most_kept_entries_and_a_dropped_one_is_rebuilt_alike() -> None:
     cache = EventEncodeCache(kept=2)
-    first, second, third = (_activation(float(n)) for n in range(3))
+    first, second, third = (cbp_activation(float(n)) for n in range(3))
     kept = cache.with_status(first, EventStatus.ACTIVE)
     assert cache.with_status(first, EventStatus.ACTIVE) is kept
     cache.with_status(second, EventStatus.ACTIVE)

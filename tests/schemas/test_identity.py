@@ -7,7 +7,6 @@ import hashlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from openleadr.utils import certificate_fingerprint as openleadr_fingerprint
 from openleadr.utils import certificate_fingerprint_from_der as openleadr_fingerprint_from_der
 
 from schemas.identity import (
@@ -17,8 +16,6 @@ from schemas.identity import (
     fingerprint_from_pem,
     normalize_fingerprint,
 )
-
-from ..conftest import Pki
 
 
 def test_fingerprint_is_the_last_80_bits_of_sha256() -> None:
@@ -33,20 +30,6 @@ def test_fingerprint_of_any_bytes_matches_openleadr(der: bytes) -> None:
     ours = certificate_fingerprint(der)
     assert ours == openleadr_fingerprint_from_der(der)
     assert FINGERPRINT_PATTERN.fullmatch(ours)
-
-
-def test_fingerprint_of_real_certificates_matches_openleadr(pki: Pki) -> None:
-    for files in (pki.vtn, *pki.vens, pki.untrusted_ven):
-        pem_text = files.cert.read_text()
-        assert fingerprint_from_pem(pem_text) == openleadr_fingerprint(pem_text)
-        assert fingerprint_from_pem(files.cert_pem) == files.fingerprint
-    assert fingerprint_from_pem(pki.ca_cert.read_bytes()) == pki.ca_fingerprint
-
-
-def test_fingerprint_from_pem_takes_the_leaf_of_a_chain(pki: Pki) -> None:
-    leaf = pki.vtn.cert_pem.replace(b"\n", b"\r\n")
-    chain = b"subject=CN=vtn\r\n" + leaf + pki.ca_cert.read_bytes()
-    assert fingerprint_from_pem(chain) == pki.vtn.fingerprint
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 import schemas
-
-from .test_signature import POLL, T0, Clock, Identity, make_identity
+from tests.kit.clock import Clock
+from tests.kit.signing import POLL, T0, Identity, make_identity
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def sign_at(ven: Identity, schema: schemas.SchemaSet, clock: Clock) -> bytes:
 
 
 def test_replayed_nonce_is_refused(ven: Identity, schema: schemas.SchemaSet) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     vtn = receiver(ven, schema, clock, schemas.ReplayGuard(window=timedelta(seconds=10)))
     wire = sign_at(ven, schema, clock)
     assert vtn.decode(wire).signature is schemas.SignatureState.VERIFIED
@@ -44,14 +44,14 @@ def test_replayed_nonce_is_refused(ven: Identity, schema: schemas.SchemaSet) -> 
 
 
 def test_stale_message_names_its_age(ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender_clock, receiver_clock = Clock(), Clock(T0 + timedelta(seconds=30))
+    sender_clock, receiver_clock = Clock(T0), Clock(T0 + timedelta(seconds=30))
     vtn = receiver(ven, schema, receiver_clock, schemas.ReplayGuard(window=timedelta(seconds=10)))
     with pytest.raises(schemas.ReplayRefused, match=r"is 30 s old, older than the 10 s window"):
         vtn.decode(sign_at(ven, schema, sender_clock))
 
 
 def test_future_message_names_how_far(ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender_clock, receiver_clock = Clock(T0 + timedelta(hours=1)), Clock()
+    sender_clock, receiver_clock = Clock(T0 + timedelta(hours=1)), Clock(T0)
     guard = schemas.ReplayGuard(window=timedelta(seconds=10), max_future=timedelta(seconds=5))
     vtn = receiver(ven, schema, receiver_clock, guard)
     with pytest.raises(schemas.ReplayRefused, match=r"3600 s in the future, beyond the 5 s bound"):
@@ -61,15 +61,15 @@ def test_future_message_names_how_far(ven: Identity, schema: schemas.SchemaSet) 
 def test_skew_inside_the_bounds_is_accepted(ven: Identity, schema: schemas.SchemaSet) -> None:
     guard = schemas.ReplayGuard(window=timedelta(seconds=10), max_future=timedelta(seconds=5))
     vtn = receiver(ven, schema, Clock(T0 + timedelta(seconds=10)), guard)
-    assert vtn.decode(sign_at(ven, schema, Clock())).signature is schemas.SignatureState.VERIFIED
+    assert vtn.decode(sign_at(ven, schema, Clock(T0))).signature is schemas.SignatureState.VERIFIED
     vtn = receiver(ven, schema, Clock(T0 - timedelta(seconds=5)), guard)
-    assert vtn.decode(sign_at(ven, schema, Clock())).signature is schemas.SignatureState.VERIFIED
+    assert vtn.decode(sign_at(ven, schema, Clock(T0))).signature is schemas.SignatureState.VERIFIED
 
 
 def test_workers_sharing_a_store_refuse_each_others_nonces(
     ven: Identity, schema: schemas.SchemaSet
 ) -> None:
-    clock, store = Clock(), schemas.MemoryNonceStore()
+    clock, store = Clock(T0), schemas.MemoryNonceStore()
     first = receiver(ven, schema, clock, schemas.ReplayGuard(store=store))
     second = receiver(ven, schema, clock, schemas.ReplayGuard(store=store))
     wire = sign_at(ven, schema, clock)
@@ -80,7 +80,7 @@ def test_workers_sharing_a_store_refuse_each_others_nonces(
 
 def test_forgery_does_not_burn_the_nonce(ven: Identity, schema: schemas.SchemaSet) -> None:
     """The nonce is recorded only after the signature verified."""
-    clock = Clock()
+    clock = Clock(T0)
     vtn = receiver(ven, schema, clock, schemas.ReplayGuard())
     wire = sign_at(ven, schema, clock)
     with pytest.raises(schemas.SignatureInvalid, match=r"digest mismatch"):

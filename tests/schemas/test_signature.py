@@ -7,14 +7,9 @@ plain object the tests move; nothing sleeps.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
@@ -22,75 +17,14 @@ from openleadr.messaging import create_message, validate_xml_signature
 from signxml import XMLVerifier
 
 import schemas
+from tests.kit.clock import Clock
+from tests.kit.signing import DS, OADR, POLL, T0, Identity, make_identity, pair
 
 from .strategies import ei_responses, ids
 from .xsd_oracle import assert_xsd_valid
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-DS = "{http://www.w3.org/2000/09/xmldsig#}"
-OADR = "{http://openadr.org/oadr-2.0b/2012/07}"
 EI = "{http://docs.oasis-open.org/ns/energyinterop/201110}"
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-
-@dataclass
-class Clock:
-    """An injected clock the test moves by hand."""
-
-    now: datetime = field(default=T0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass(frozen=True)
-class Identity:
-    key: PrivateKey
-    certificate: x509.Certificate
-
-    @property
-    def key_pem(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
-
-    def signer(self, *chain: Identity) -> schemas.Signer:
-        return schemas.Signer(self.key_pem, self.cert_pem + b"".join(c.cert_pem for c in chain))
-
-
-def make_identity(
-    name: str,
-    *,
-    kind: str = "ec",
-    issuer: Identity | None = None,
-    ca: bool = False,
-    valid: tuple[datetime, datetime] = (T0 - timedelta(days=30), T0 + timedelta(days=365)),
-) -> Identity:
-    key: PrivateKey = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        if kind == "rsa"
-        else ec.generate_private_key(ec.SECP256R1())
-    )
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    certificate = builder.sign(issuer.key if issuer else key, hashes.SHA256())
-    return Identity(key, certificate)
 
 
 @pytest.fixture(scope="module")
@@ -108,18 +42,6 @@ def schema() -> schemas.SchemaSet:
     return schemas.SchemaSet()
 
 
-def pair(
-    signer: schemas.Signer, trusted: bytes, schema: schemas.SchemaSet, clock: Clock
-) -> tuple[schemas.Codec, schemas.Codec]:
-    """A signing sender and a verifying receiver sharing one clock."""
-    sender = schemas.Codec(schema=schema, signer=signer, clock=clock, validate_output=True)
-    receiver = schemas.Codec(schema=schema, verifier=schemas.Verifier(trusted), clock=clock)
-    return sender, receiver
-
-
-POLL = schemas.Poll(ven_id="000123")
-
-
 # ---------------------------------------------------------------- round trips
 
 
@@ -128,7 +50,7 @@ def test_signed_roundtrip_is_xsd_valid_and_verified(
     kind: str, rsa_ven: Identity, ec_ven: Identity, schema: schemas.SchemaSet
 ) -> None:
     ven = rsa_ven if kind == "rsa" else ec_ven
-    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock(T0))
     wire = sender.encode(POLL)
     assert_xsd_valid(wire)
     root = etree.fromstring(wire)
@@ -147,7 +69,7 @@ def test_any_signed_response_roundtrips(
     message: schemas.Response, ec_ven: Identity, schema: schemas.SchemaSet
 ) -> None:
     """Whatever text the IDs hold, c14n on both sides agrees and the XSD still accepts it."""
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     wire = sender.encode(message)
     assert_xsd_valid(wire)
     decoded = receiver.decode(wire)
@@ -156,7 +78,7 @@ def test_any_signed_response_roundtrips(
 
 
 def test_ecdsa_value_is_raw_r_and_s(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     value = etree.fromstring(sender.encode(POLL)).findtext(f"{DS}Signature/{DS}SignatureValue")
     assert len(base64.b64decode(value or "")) == 64  # 32-byte r || 32-byte s, not DER
 
@@ -167,7 +89,7 @@ def test_signxml_verifies_our_signature(
 ) -> None:
     """An independent XML-DSig implementation agrees with our c14n, digests and values."""
     ven = rsa_ven if kind == "rsa" else ec_ven
-    sender, _ = pair(ven.signer(), ven.cert_pem, schema, Clock())
+    sender, _ = pair(ven.signer(), ven.cert_pem, schema, Clock(T0))
     verified = XMLVerifier().verify(
         sender.encode(POLL), x509_cert=ven.cert_pem.decode(), expect_references=2
     )
@@ -175,7 +97,7 @@ def test_signxml_verifies_our_signature(
 
 
 def test_unsigned_and_unverified_states(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, _ = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     plain = schemas.Codec(schema=schema)
     assert plain.decode(sender.encode(POLL)).signature is schemas.SignatureState.UNVERIFIED
     assert plain.decode(plain.encode(POLL)).signature is schemas.SignatureState.ABSENT
@@ -192,7 +114,7 @@ def test_ca_issued_signer_verifies_through_carried_intermediate(schema: schemas.
     root_ca = make_identity("root", ca=True)
     intermediate = make_identity("intermediate", issuer=root_ca, ca=True)
     ven = make_identity("ven", issuer=intermediate)
-    sender, receiver = pair(ven.signer(intermediate), root_ca.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(intermediate), root_ca.cert_pem, schema, Clock(T0))
     assert receiver.decode(sender.encode(POLL)).signature is schemas.SignatureState.VERIFIED
 
 
@@ -200,14 +122,14 @@ def test_ca_issued_signer_verifies_through_carried_intermediate(schema: schemas.
 
 
 def test_tampered_body_is_a_digest_mismatch(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     wire = sender.encode(POLL).replace(b">000123<", b">000666<")
     with pytest.raises(schemas.SignatureInvalid, match=r"digest mismatch.*signed body was altered"):
         receiver.decode(wire)
 
 
 def test_tampered_nonce_is_a_digest_mismatch(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     nonce = next(root.iter("{http://openadr.org/oadr-2.0b/2012/07/xmldsig-properties}nonce"))
     nonce.text = "fresh-looking-nonce"
@@ -216,7 +138,7 @@ def test_tampered_nonce_is_a_digest_mismatch(ec_ven: Identity, schema: schemas.S
 
 
 def test_bad_signature_value(rsa_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(rsa_ven.signer(), rsa_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(rsa_ven.signer(), rsa_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     value = root.find(f"{DS}Signature/{DS}SignatureValue")
     raw = bytearray(base64.b64decode(value.text))
@@ -228,7 +150,7 @@ def test_bad_signature_value(rsa_ven: Identity, schema: schemas.SchemaSet) -> No
 
 def test_untrusted_signer_is_refused(schema: schemas.SchemaSet) -> None:
     stranger, trusted = make_identity("stranger"), make_identity("someone-else")
-    sender, receiver = pair(stranger.signer(), trusted.cert_pem, schema, Clock())
+    sender, receiver = pair(stranger.signer(), trusted.cert_pem, schema, Clock(T0))
     with pytest.raises(schemas.SignatureInvalid, match=r"untrusted certificate.*CN=stranger"):
         receiver.decode(sender.encode(POLL))
 
@@ -236,21 +158,21 @@ def test_untrusted_signer_is_refused(schema: schemas.SchemaSet) -> None:
 def test_signer_from_another_ca_is_refused(schema: schemas.SchemaSet) -> None:
     our_ca, their_ca = make_identity("our-ca", ca=True), make_identity("their-ca", ca=True)
     ven = make_identity("ven", issuer=their_ca)
-    sender, receiver = pair(ven.signer(their_ca), our_ca.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(their_ca), our_ca.cert_pem, schema, Clock(T0))
     with pytest.raises(schemas.SignatureInvalid, match=r"untrusted certificate.*no trusted CA"):
         receiver.decode(sender.encode(POLL))
 
 
 def test_expired_certificate_is_refused(schema: schemas.SchemaSet) -> None:
     ven = make_identity("ven", valid=(T0 - timedelta(days=2), T0 - timedelta(days=1)))
-    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ven.signer(), ven.cert_pem, schema, Clock(T0))
     with pytest.raises(schemas.SignatureInvalid, match=r"untrusted certificate.*not at 2026-03-01"):
         receiver.decode(sender.encode(POLL))
 
 
 def test_signature_wrapping_is_refused(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
     """A signed copy hidden in ds:Object cannot vouch for a different body."""
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     body = root.find(OADR + "oadrSignedObject")
     etree.SubElement(root.find(DS + "Signature"), DS + "Object").append(etree.fromstring(
@@ -264,7 +186,7 @@ def test_signature_wrapping_is_refused(ec_ven: Identity, schema: schemas.SchemaS
 
 
 def test_sha1_digest_is_refused(ec_ven: Identity, schema: schemas.SchemaSet) -> None:
-    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock())
+    sender, receiver = pair(ec_ven.signer(), ec_ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     method = next(root.iter(DS + "DigestMethod"))
     method.set("Algorithm", "http://www.w3.org/2000/09/xmldsig#sha1")

@@ -19,8 +19,8 @@ from lxml import etree
 import schemas
 from schemas import _dsig
 from tests.fuzz.signing import reference_bomb, resign
-
-from .test_signature import DS, POLL, Clock, make_identity
+from tests.kit.clock import Clock
+from tests.kit.signing import DS, POLL, T0, make_identity
 
 _VEN = make_identity("ven-bounds")
 _SIGNER = _VEN.signer()
@@ -50,11 +50,11 @@ def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
 
 
 def _receiver() -> schemas.Codec:
-    return schemas.Codec(verifier=schemas.Verifier(_VEN.cert_pem), clock=Clock())
+    return schemas.Codec(verifier=schemas.Verifier(_VEN.cert_pem), clock=Clock(T0))
 
 
 def _signed() -> etree._Element:
-    return etree.fromstring(schemas.Codec(signer=_SIGNER, clock=Clock()).encode(POLL))
+    return etree.fromstring(schemas.Codec(signer=_SIGNER, clock=Clock(T0)).encode(POLL))
 
 
 def _refused(wire: bytes, match: str) -> None:
@@ -138,6 +138,6 @@ def test_many_small_nodes_in_the_signature_are_refused_unworked(work: Work) -> N
 
 def test_an_untrusted_signer_is_refused_before_any_digest(work: Work) -> None:
     stranger = make_identity("stranger-bounds")
-    wire = schemas.Codec(signer=stranger.signer(), clock=Clock()).encode(POLL)
+    wire = schemas.Codec(signer=stranger.signer(), clock=Clock(T0)).encode(POLL)
     _refused(wire.replace(b">000123<", b">000666<"), r"untrusted certificate")
     assert len(work.values) == 1 and work.digests == []

@@ -16,8 +16,8 @@ from lxml import etree
 import schemas
 from schemas import _dsig
 from schemas.conformance import corpus_dir
-
-from .test_signature import DS, OADR, POLL, Clock, make_identity, pair
+from tests.kit.clock import Clock
+from tests.kit.signing import DS, OADR, POLL, T0, make_identity, pair
 
 
 def _in_place(element: etree._Element) -> bytes:
@@ -45,7 +45,7 @@ def test_detached_exclusive_c14n_is_the_in_place_one(path: Path) -> None:
 @pytest.fixture(scope="module")
 def signed_poll() -> bytes:
     ven = make_identity("ven-c14n")
-    sender, _ = pair(ven.signer(), ven.cert_pem, schemas.SchemaSet(), Clock())
+    sender, _ = pair(ven.signer(), ven.cert_pem, schemas.SchemaSet(), Clock(T0))
     return sender.encode(POLL)
 
 

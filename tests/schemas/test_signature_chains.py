@@ -13,8 +13,8 @@ import pytest
 from lxml import etree
 
 import schemas
-
-from .test_signature import DS, POLL, T0, Clock, make_identity, pair
+from tests.kit.clock import Clock
+from tests.kit.signing import DS, POLL, T0, make_identity, pair
 
 
 def test_known_chain_still_checks_every_certificates_validity() -> None:
@@ -22,7 +22,7 @@ def test_known_chain_still_checks_every_certificates_validity() -> None:
     root_ca = make_identity("root", ca=True, valid=valid)
     intermediate = make_identity("intermediate", issuer=root_ca, ca=True)
     ven = make_identity("ven", issuer=intermediate)
-    clock = Clock()
+    clock = Clock(T0)
     sender, receiver = pair(ven.signer(intermediate), root_ca.cert_pem, schemas.SchemaSet(), clock)
     assert receiver.decode(sender.encode(POLL)).signature is schemas.SignatureState.VERIFIED
     clock.now = T0 + timedelta(days=3)  # the anchor has expired since the chain was remembered
@@ -32,7 +32,7 @@ def test_known_chain_still_checks_every_certificates_validity() -> None:
 
 def test_known_chain_still_checks_the_signature_value() -> None:
     ven = make_identity("ven", kind="rsa")
-    sender, receiver = pair(ven.signer(), ven.cert_pem, schemas.SchemaSet(), Clock())
+    sender, receiver = pair(ven.signer(), ven.cert_pem, schemas.SchemaSet(), Clock(T0))
     assert receiver.decode(sender.encode(POLL)).signature is schemas.SignatureState.VERIFIED
     root = etree.fromstring(sender.encode(POLL))
     value = root.find(f"{DS}Signature/{DS}SignatureValue")
@@ -46,7 +46,7 @@ def test_known_chain_still_checks_the_signature_value() -> None:
 def test_known_chain_with_another_key_is_refused() -> None:
     # A stranger copies a trusted signer's certificate into KeyInfo and signs with its own key.
     trusted, stranger = make_identity("trusted"), make_identity("stranger")
-    clock = Clock()
+    clock = Clock(T0)
     sender, receiver = pair(trusted.signer(), trusted.cert_pem, schemas.SchemaSet(), clock)
     assert receiver.decode(sender.encode(POLL)).signature is schemas.SignatureState.VERIFIED
     forger = schemas.Codec(signer=stranger.signer(), clock=clock)
@@ -62,7 +62,7 @@ def test_memory_is_bounded_and_forgotten_chains_verify_again() -> None:
 
     ca = make_identity("ca", ca=True)
     verifier = schemas.Verifier(ca.cert_pem)
-    receiver = schemas.Codec(verifier=verifier, clock=Clock())
+    receiver = schemas.Codec(verifier=verifier, clock=Clock(T0))
     vens = [make_identity(f"ven-{n}", issuer=ca) for n in range(3)]
     limit = signature._MAX_CHAINS
     signature._MAX_CHAINS = 2  # type: ignore[misc]

@@ -18,8 +18,8 @@ from lxml import etree
 
 import schemas
 from schemas.identity import certificate_fingerprint
-
-from .test_signature import DS, POLL, Clock, Identity, make_identity, pair
+from tests.kit.clock import Clock
+from tests.kit.signing import DS, POLL, T0, Identity, make_identity, pair
 
 DSP = "{http://openadr.org/oadr-2.0b/2012/07/xmldsig-properties}"
 
@@ -35,7 +35,7 @@ def test_each_signature_is_its_own_and_the_template_stays_blank(
 ) -> None:
     ven = make_identity(f"ven-{kind}", kind=kind)
     signer = ven.signer()
-    sender, receiver = pair(signer, ven.cert_pem, schema, Clock())
+    sender, receiver = pair(signer, ven.cert_pem, schema, Clock(T0))
     first, second = sender.encode(POLL), sender.encode(POLL)
     nonces = [etree.fromstring(w).findtext(f".//{DSP}nonce") for w in (first, second)]
     assert nonces[0] and nonces[1] and nonces[0] != nonces[1]
@@ -51,7 +51,7 @@ def test_each_signature_is_its_own_and_the_template_stays_blank(
 def test_signed_bytes_are_the_sent_signed_info_canonicalised(schema: schemas.SchemaSet) -> None:
     """The value verifies over the exclusive c14n of SignedInfo where it sits in the payload."""
     ven = make_identity("ven-ec-c14n")
-    sender, _ = pair(ven.signer(), ven.cert_pem, schema, Clock())
+    sender, _ = pair(ven.signer(), ven.cert_pem, schema, Clock(T0))
     root = etree.fromstring(sender.encode(POLL))
     info = root.find(f"{DS}Signature/{DS}SignedInfo")
     assert info is not None
@@ -70,7 +70,7 @@ def _der(identity: Identity) -> bytes:
 def test_verification_names_each_signer_by_its_own_fingerprint(schema: schemas.SchemaSet) -> None:
     ca = make_identity("ca", ca=True)
     alice, bob = make_identity("alice", issuer=ca), make_identity("bob", issuer=ca)
-    clock = Clock()
+    clock = Clock(T0)
     receiver = schemas.Codec(schema=schema, verifier=schemas.Verifier(ca.cert_pem), clock=clock)
     for _ in range(2):  # the second round comes from the verifier's chain memory
         for ven in (alice, bob):

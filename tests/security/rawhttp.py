@@ -89,3 +89,32 @@ async def chunked_encoding(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]
 async def nothing() -> AsyncIterator[bytes]:
     return
     yield b""  # pragma: no cover - makes this an async generator
+
+
+@contextlib.asynccontextmanager
+async def connection(url: str, context: ssl.SSLContext
+                     ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    reader, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=host)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+            await writer.wait_closed()
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """Read until the server hangs up; everything it sent before that."""
+    received = b""
+    with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+def request_head(url: str, service: str, length: int) -> bytes:
+    parts = urlsplit(url)
+    return (f"POST {parts.path}/{service} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/xml\r\nContent-Length: {length}\r\n\r\n").encode()

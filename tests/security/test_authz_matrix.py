@@ -55,7 +55,8 @@ from schemas import (
     Target,
     UpdateReport,
 )
-from tests.vtn.harness import RawVen, RunningVtn, raw_ven, running_vtn, sample_event
+from tests.kit.vtn import RunningVtn, running_vtn
+from tests.vtn.harness import RawVen, raw_ven, sample_event
 from vtn.admin import create_admin_app
 from vtn.app import SERVICES
 from vtn.services import events

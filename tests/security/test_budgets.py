@@ -36,8 +36,8 @@ from schemas import (
     UpdatedReport,
     UpdateReport,
 )
-from tests.vtn.conftest import _fresh_postgres_database
-from tests.vtn.harness import CODEC, RawVen, RunningVtn, code_of, raw_ven, running_vtn
+from tests.kit.vtn import RunningVtn, running_vtn
+from tests.vtn.harness import CODEC, RawVen, code_of, raw_ven
 from vtn.signing import SignatureSettings
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -72,15 +72,6 @@ def _update(ven_id: str, points: int, *, r_id: str = "rid-1", first: int = 0) ->
     return UpdateReport(request_id="upd", reports=(report,), ven_id=ven_id)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}"
-        return
-    async for url in _fresh_postgres_database():
-        yield url
-
-
 @asynccontextmanager
 async def _scene(pki: Any, storage_url: str, **config: Any
                  ) -> AsyncIterator[tuple[RunningVtn, RawVen, RawVen]]:
@@ -103,11 +94,11 @@ async def _honest_poll_answered(honest: RawVen) -> None:
     assert isinstance(await honest.poll(), Message)  # RawVen.post asserts HTTP 200
 
 
-async def test_reregistering_metadata_leaves_no_orphan_report_requests(pki, database_url):
+async def test_reregistering_metadata_leaves_no_orphan_report_requests(pki, storage_url):
     """Tried: 12 oadrRegisterReports of 30 METADATA reports, alternately under the same and fresh
     reportSpecifierIDs, half of them confirmed with oadrCreatedReport. Each was answered 30
     requests; afterwards the VTN holds exactly the last 30 (was: 360, every superseded one)."""
-    async with _scene(pki, database_url) as (vtn, attacker, honest):
+    async with _scene(pki, storage_url) as (vtn, attacker, honest):
         answered: tuple[str, ...] = ()
         for round_ in range(12):
             specifiers = [f"spec-{round_ if round_ % 2 else 0}-{n}" for n in range(30)]
@@ -125,13 +116,13 @@ async def test_reregistering_metadata_leaves_no_orphan_report_requests(pki, data
         await _honest_poll_answered(honest)
 
 
-async def test_documents_over_the_caps_are_454_and_store_nothing(pki, database_url):
+async def test_documents_over_the_caps_are_454_and_store_nothing(pki, storage_url):
     """Tried: 11 METADATA reports, 41 descriptions, 51 points, a 65-character rID, each one over
     a cap set low for the test; each is refused with 454 and nothing of it is stored, while the
     same documents at the caps are accepted."""
     caps = {"max_metadata_reports": 10, "max_report_descriptions": 40,
             "max_report_points": 50, "max_id_chars": 64}
-    async with _scene(pki, database_url, **caps) as (vtn, attacker, honest):
+    async with _scene(pki, storage_url, **caps) as (vtn, attacker, honest):
         me, reports = attacker.ven_id, vtn.ctx.storage.reports
         over = [
             _register(me, [f"s{n}" for n in range(11)]),
@@ -156,12 +147,12 @@ async def test_documents_over_the_caps_are_454_and_store_nothing(pki, database_u
         await _honest_poll_answered(honest)
 
 
-async def test_a_ven_over_its_byte_budget_gets_429_while_others_are_served(pki, database_url):
+async def test_a_ven_over_its_byte_budget_gets_429_while_others_are_served(pki, storage_url):
     """Tried: 110-point reports (~35 KB each) against a 64 KB byte budget refilling 1 byte/s.
     The first two are stored (the second puts the VEN in debt); the third is refused with 429
     and a Retry-After before its body is read, and not stored; the honest VEN's poll and report
     are answered."""
-    async with _scene(pki, database_url, byte_budget_per_s=1.0, byte_budget_burst=64 * 1024,
+    async with _scene(pki, storage_url, byte_budget_per_s=1.0, byte_budget_burst=64 * 1024,
                       rate_limit_per_s=None) as (vtn, attacker, honest):
         me, reports = attacker.ven_id, vtn.ctx.storage.reports
         sizes = []
@@ -178,12 +169,12 @@ async def test_a_ven_over_its_byte_budget_gets_429_while_others_are_served(pki, 
                           UpdatedReport)
 
 
-async def test_a_ven_over_its_cpu_budget_gets_429_while_others_are_served(pki, database_url):
+async def test_a_ven_over_its_cpu_budget_gets_429_while_others_are_served(pki, storage_url):
     """Tried: a 2,000-description oadrRegisterReport (some 700 KB) against a CPU budget of
     1 ms refilling 1 us/s. Decoding it alone costs far more than 1 ms, so the VEN is in debt
     after it: its next request, even a poll, is refused 429 with Retry-After before its body is
     read, and its second registration never reaches storage; the honest VEN is served."""
-    async with _scene(pki, database_url, cpu_budget_per_s=1e-6, cpu_budget_burst_s=0.001,
+    async with _scene(pki, storage_url, cpu_budget_per_s=1e-6, cpu_budget_burst_s=0.001,
                       max_report_descriptions=2_000,
                       rate_limit_per_s=None) as (vtn, attacker, honest):
         me = attacker.ven_id

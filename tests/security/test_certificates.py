@@ -12,23 +12,20 @@ import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
+from devpki import IssuedCertificate, Role
 from schemas import CreatePartyRegistration, Poll, RequestEvent
 from schemas.identity import OPENADR_TLS12_CIPHERS, TlsProfile
 from schemas.tls import client_context
+from tests.kit.certificates import REFUSED, server_auth_only, shifted_authority
+from tests.kit.pki import CertFiles, Pki
+from tests.kit.vtn import served_vtn, vtn_config
 from tests.vtn.harness import code_of, raw_ven
 from vtn.revocation import RevocationWatcher
 
-from ..conftest import CertFiles, Pki
-from .served import config_for, served_vtn, tls_probe
-
-_REFUSED = (aiohttp.ClientError, ssl.SSLError, ConnectionError)
+from .served import tls_probe
 
 
 @pytest.fixture
@@ -42,31 +39,6 @@ def _write(issued: IssuedCertificate, directory: Path) -> CertFiles:
                      fingerprint=issued.fingerprint)
 
 
-def _shifted_authority(pki: Pki, shift: timedelta) -> CertificateAuthority:
-    """The session CA, minting as if its clock were ``shift`` away from now."""
-    return CertificateAuthority(certificate=pki.authority.certificate,
-                                private_key=pki.authority.private_key,
-                                clock=lambda: datetime.now(UTC) + shift)
-
-
-def _server_auth_only(pki: Pki, name: str) -> IssuedCertificate:
-    """A leaf the trusted CA signed for TLS servers only (no clientAuth): the wrong key usage."""
-    key = generate_key(KeyType.EC)
-    now = datetime.now(UTC)
-    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
-    certificate = (
-        x509.CertificateBuilder().subject_name(subject)
-        .issuer_name(pki.authority.certificate.subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(pki.authority.private_key, hashes.SHA256())
-    )
-    return IssuedCertificate.from_parts(name=name, role=Role.VTN, certificate=certificate,
-                                        private_key=key)
-
-
 async def _try_register(url: str, context: ssl.SSLContext) -> None:
     async with raw_ven(url, context) as ven:
         await ven.post("EiRegisterParty", CreatePartyRegistration(
@@ -74,7 +46,7 @@ async def _try_register(url: str, context: ssl.SSLContext) -> None:
 
 
 async def _assert_refused(vtn, context: ssl.SSLContext) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(_REFUSED):
+    with pytest.raises(REFUSED):
         await _try_register(vtn.url, context)
     assert await vtn.ctx.storage.vens.active() == ()
 
@@ -91,7 +63,7 @@ def _client(pki: Pki, files: CertFiles) -> ssl.SSLContext:
 
 async def test_no_client_certificate_is_refused(pki: Pki, sqlite_url: str) -> None:
     bare = ssl.create_default_context(cafile=str(pki.ca_cert))
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn:
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn:
         await _assert_refused(vtn, bare)
 
 
@@ -102,24 +74,24 @@ async def test_no_client_certificate_is_refused(pki: Pki, sqlite_url: str) -> No
 async def test_certificate_outside_its_validity_is_refused(
         pki: Pki, sqlite_url: str, tmp_path: Path, label: str, shift: timedelta,
         lifetime: timedelta) -> None:
-    issued = _shifted_authority(pki, shift).issue(f"ven-{label.replace(' ', '-')}", Role.VEN,
+    issued = shifted_authority(pki, shift).issue(f"ven-{label.replace(' ', '-')}", Role.VEN,
                                                   lifetime=lifetime)
     now = datetime.now(UTC)
     valid = issued.certificate.not_valid_before_utc <= now <= issued.certificate.not_valid_after_utc
     assert not valid, f"the {label} certificate is valid now: the test proves nothing"
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn:
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn:
         await _assert_refused(vtn, _client(pki, _write(issued, tmp_path)))
 
 
 async def test_server_only_key_usage_is_refused_as_a_client(
         pki: Pki, sqlite_url: str, tmp_path: Path) -> None:
-    wrong = _write(_server_auth_only(pki, "server-only"), tmp_path)
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn:
+    wrong = _write(server_auth_only(pki, "server-only"), tmp_path)
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn:
         await _assert_refused(vtn, _client(pki, wrong))
 
 
 async def test_certificate_from_an_untrusted_ca_is_refused(pki: Pki, sqlite_url: str) -> None:
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn:
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn:
         await _assert_refused(vtn, _client(pki, pki.untrusted_ven))
 
 
@@ -127,7 +99,7 @@ async def test_revoked_certificate_is_refused_by_the_configured_crl(
         pki: Pki, sqlite_url: str, tmp_path: Path) -> None:
     crl = tmp_path / "crl.pem"
     shutil.copy(pki.crl, crl)
-    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl)) as vtn:
+    async with served_vtn(vtn_config(pki, sqlite_url, tls_crl=crl)) as vtn:
         await _assert_refused(vtn, _client(pki, pki.revoked_ven))
         async with raw_ven(vtn.url, pki.client_context(ven=pki.vens[0])) as honest:
             await honest.register("honest")
@@ -139,7 +111,7 @@ async def test_crl_is_reloaded_without_restart(pki: Pki, sqlite_url: str, tmp_pa
     crl.write_bytes(pki.authority.revocation_list(()))
     victim = pki.vens[1]
     victim_cert = x509.load_pem_x509_certificate(victim.cert_pem)
-    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl)) as vtn:
+    async with served_vtn(vtn_config(pki, sqlite_url, tls_crl=crl)) as vtn:
         async with raw_ven(vtn.url, pki.client_context(ven=victim)) as ven:
             await ven.register("soon-revoked")
             await _polls_ok(ven)
@@ -148,7 +120,7 @@ async def test_crl_is_reloaded_without_restart(pki: Pki, sqlite_url: str, tmp_pa
         crl.write_bytes(pki.authority.revocation_list((victim_cert,)))
         async with raw_ven(vtn.url, pki.client_context(ven=victim)) as again:
             again.ven_id = ven_id
-            with pytest.raises(_REFUSED):
+            with pytest.raises(REFUSED):
                 await again.poll()
         async with raw_ven(vtn.url, pki.client_context(ven=pki.vens[2])) as other:
             await other.register("unaffected")  # the new list revokes one certificate only
@@ -175,7 +147,7 @@ def test_an_unreadable_crl_keeps_the_last_good_list(pki: Pki, tmp_path: Path) ->
 
 
 async def test_trusted_but_unregistered_certificate_gets_463(pki: Pki, sqlite_url: str) -> None:
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn:
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn:
         async with raw_ven(vtn.url, pki.client_context(ven=pki.vens[2])) as stranger:
             reply = await stranger.post("OadrPoll", Poll(ven_id="anyone"))
             assert code_of(reply) == 463
@@ -186,7 +158,7 @@ async def test_trusted_but_unregistered_certificate_gets_463(pki: Pki, sqlite_ur
 
 async def test_registered_certificate_used_for_another_ven_id_gets_463(
         pki: Pki, sqlite_url: str) -> None:
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn, \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[0])) as a, \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as b:
         await a.register("a")
@@ -199,21 +171,21 @@ async def test_registered_certificate_used_for_another_ven_id_gets_463(
 
 async def test_tls13_is_the_default_and_tls12_clients_are_refused(
         pki: Pki, sqlite_url: str) -> None:
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn:
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn:
         version, _ = await tls_probe(vtn.url, pki.client_context())
         assert version == "TLSv1.3"
-        with pytest.raises(_REFUSED):
+        with pytest.raises(REFUSED):
             await tls_probe(vtn.url, pki.client_context(profile=TlsProfile.OPENADR_TLS12))
 
 
 async def test_openadr_tls12_suites_by_configuration(pki: Pki, sqlite_url: str) -> None:
-    config = config_for(pki, sqlite_url, tls_profile=TlsProfile.OPENADR_TLS12)
+    config = vtn_config(pki, sqlite_url, tls_profile=TlsProfile.OPENADR_TLS12)
     tls12 = pki.client_context(profile=TlsProfile.OPENADR_TLS12)
     async with served_vtn(config) as vtn:
         version, cipher = await tls_probe(vtn.url, tls12)
         assert version == "TLSv1.2"
         assert cipher in OPENADR_TLS12_CIPHERS.split(":")
-        with pytest.raises(_REFUSED):  # TLS 1.3 is off in the certification profile
+        with pytest.raises(REFUSED):  # TLS 1.3 is off in the certification profile
             await tls_probe(vtn.url, pki.client_context())
         async with raw_ven(vtn.url, tls12) as ven:
             await ven.register("tls12")

@@ -23,8 +23,8 @@ import pytest
 from aiohttp import web
 
 from schemas import Poll, Response
-from tests.security.served import config_for
-from tests.security.test_connection_limits import closed_by_server, request_head
+from tests.kit.vtn import vtn_config
+from tests.security.rawhttp import closed_by_server, request_head
 from tests.vtn.harness import CODEC, RawVen
 from vtn.app import create_app
 from vtn.config import ConfigError, parse_config
@@ -38,7 +38,7 @@ HONEST_ADDRESS = "127.0.0.2"
 
 @contextlib.asynccontextmanager
 async def served(pki, tmp_path: Path, **limits: object) -> AsyncIterator[tuple[str, VtnSite]]:
-    config = config_for(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", **limits)
+    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", **limits)
     runner = web.AppRunner(create_app(config))
     await runner.setup()
     site = vtn_site(runner, replace(config, host="127.0.0.1", port=0))

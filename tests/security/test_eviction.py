@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from schemas import CancelPartyRegistration, Message, Poll, Response
-from tests.security.served import config_for, served_vtn
-from tests.security.test_connection_limits import closed_by_server, request_head
+from tests.kit.admin import admin_client
+from tests.kit.vtn import served_vtn, vtn_config
+from tests.security.rawhttp import closed_by_server, request_head
 from tests.vtn.harness import CODEC, code_of, raw_ven
-from tests.vtn.test_admin import admin_client
 
 GRACE_S = 5.0
 
@@ -48,7 +48,7 @@ async def test_evict_takes_effect_at_once_without_the_ven(pki, tmp_path: Path) -
     oadrCancelPartyRegistration of an admin cancel it never confirms. ``POST /vens/{id}/evict``:
     its registration is cancelled, its queue emptied, its open connection closed by the VTN, and
     its next request is refused as unregistered (463); another VEN is untouched."""
-    config = config_for(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}")
+    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}")
     async with served_vtn(config) as vtn, admin_client(vtn.app) as (http, base), \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as hostile, \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[2])) as bystander:
@@ -98,7 +98,7 @@ async def test_crl_reload_closes_open_connections_of_revoked_certificates(
     crl = tmp_path / "crl.pem"
     crl.write_bytes(pki.authority.revocation_list(()))
     victim, other = pki.vens[1], pki.vens[2]
-    config = config_for(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", tls_crl=crl,
+    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", tls_crl=crl,
                         crl_check_interval_s=0.05)
     async with served_vtn(config) as vtn, \
             raw_ven(vtn.url, pki.client_context(ven=victim)) as first, \

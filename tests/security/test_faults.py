@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from cbp.pki import Role
+from devpki import Role
 from schemas import (
     Codec,
     DistributeEvent,
@@ -34,15 +34,14 @@ from schemas import (
     UpdatedReport,
     UpdateReport,
 )
-from tests.vtn.conftest import _fresh_postgres_database, postgres_url
+from tests.kit.databases import fresh_postgres_database, postgres_url
+from tests.kit.pki import Pki, cert_files
+from tests.kit.telemetry import telemetry_data
+from tests.kit.vtn import served_vtn, vtn_config
 from tests.vtn.harness import RawVen, raw_ven, sample_event
-from tests.vtn.test_services_guard import _data
 from vtn.app import PUSH, STORAGE
 from vtn.services import events
 from vtn.signing import SignatureSettings
-
-from ..conftest import Pki, _files
-from .served import config_for, served_vtn
 
 _XML = {"Content-Type": "application/xml"}
 
@@ -98,7 +97,7 @@ async def gated_postgres() -> AsyncIterator[tuple[str, TcpGate]]:
     base = make_url(postgres_url())
     gate = TcpGate(base.host or "127.0.0.1", base.port or 5432)
     await gate.open()
-    async for url in _fresh_postgres_database():
+    async for url in fresh_postgres_database():
         try:
             yield make_url(url).set(host="127.0.0.1", port=gate.port).render_as_string(
                 hide_password=False), gate
@@ -128,7 +127,7 @@ def _push_task() -> asyncio.Task[Any]:
 async def test_database_outage_answers_503_with_retry_after_and_recovers_alone(
         pki: Pki, gated_postgres: tuple[str, TcpGate]) -> None:
     url, gate = gated_postgres
-    async with served_vtn(config_for(pki, url, retry_after_s=3, offer_metadata=False,
+    async with served_vtn(vtn_config(pki, url, retry_after_s=3, offer_metadata=False,
                                      push_retry_s=0.05)) as vtn, \
             raw_ven(vtn.url, pki.client_context()) as ven:
         await ven.register("through-the-outage")
@@ -141,7 +140,7 @@ async def test_database_outage_answers_503_with_retry_after_and_recovers_alone(
             await paused.wait()
         assert not _push_task().done(), "push delivery died with the database"
         for message, service in ((Poll(ven_id=ven.ven_id), "OadrPoll"),
-                                 (_data(ven.ven_id, "rr-1"), "EiReport")):
+                                 (telemetry_data(ven.ven_id, "rr-1"), "EiReport")):
             status, headers, body = await _post(ven, service, message)
             assert status == 503, body
             assert headers["Retry-After"] == "3"
@@ -150,7 +149,7 @@ async def test_database_outage_answers_503_with_retry_after_and_recovers_alone(
         await gate.open()  # the same port: the VTN is not told, nor restarted
         status, _, body = await _post(ven, "OadrPoll", Poll(ven_id=ven.ven_id))
         assert status == 200, body
-        status, _, body = await _post(ven, "EiReport", _data(ven.ven_id, "rr-1"))
+        status, _, body = await _post(ven, "EiReport", telemetry_data(ven.ven_id, "rr-1"))
         assert status == 200 and isinstance(Codec().decode(body), UpdatedReport)
         stored = await vtn.app[STORAGE].reports.points(
             ven.ven_id, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
@@ -168,7 +167,7 @@ def _limit_pages(engine: Any, pages: int) -> None:
 
 async def test_disk_full_is_a_clear_503_without_corruption(pki: Pki, tmp_path: Path) -> None:
     db = tmp_path / "vtn.db"
-    config = config_for(pki, f"sqlite:///{db}", offer_metadata=False, retry_after_s=30)
+    config = vtn_config(pki, f"sqlite:///{db}", offer_metadata=False, retry_after_s=30)
     accepted = 0
     async with served_vtn(config) as vtn, raw_ven(vtn.url, pki.client_context()) as ven:
         await ven.register("fills-the-disk")
@@ -234,10 +233,12 @@ async def _events_seen(ven: RawVen) -> list[str]:
 
 async def test_restart_during_fan_out_delivers_to_every_ven_exactly_once(
         pki: Pki, tmp_path: Path) -> None:
-    extra = tuple(_files(pki.authority.issue(f"fanout-{i}", Role.VEN), tmp_path) for i in range(4))
+    extra = tuple(
+        cert_files(pki.authority.issue(f"fanout-{i}", Role.VEN), tmp_path) for i in range(4)
+    )
     identities = (*pki.vens, *extra)
     now = [datetime.now(UTC)]
-    config = config_for(pki, f"sqlite:///{tmp_path / 'vtn.db'}", offer_metadata=False)
+    config = vtn_config(pki, f"sqlite:///{tmp_path / 'vtn.db'}", offer_metadata=False)
     ven_ids: list[str] = []
     async with served_vtn(config, clock=lambda: now[0]) as vtn:
         for i, identity in enumerate(identities):
@@ -271,7 +272,7 @@ async def test_clock_skew_beyond_the_window_is_refused_naming_the_skew(
     settings = SignatureSettings(trusted=(pki.ca_cert,), require=True,
                                  replay_max_future=timedelta(seconds=30))
     vtn_clock_ahead = timedelta(minutes=7)  # the VTN's clock runs 7 minutes fast
-    config = config_for(pki, f"sqlite:///{tmp_path / 'vtn.db'}", signatures=settings)
+    config = vtn_config(pki, f"sqlite:///{tmp_path / 'vtn.db'}", signatures=settings)
     signer = Signer.from_files(pki.ven.key, pki.ven.cert)
     true_now = datetime.now(UTC)  # both clocks frozen: the skew is exact
     async with served_vtn(config, clock=lambda: true_now + vtn_clock_ahead) as vtn, \

@@ -28,7 +28,8 @@ from schemas import (
     RequestEvent,
     Response,
 )
-from tests.vtn.harness import CODEC, RawVen, RunningVtn, code_of, raw_ven, running_vtn
+from tests.kit.vtn import RunningVtn, running_vtn
+from tests.vtn.harness import CODEC, RawVen, code_of, raw_ven
 
 from .rawhttp import chunked_encoding, chunks, nothing, raw_post
 

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from schemas import Message, Poll, Response
 from tests.fuzz.contract import seeds
-from tests.vtn.harness import CODEC, RawVen, RunningVtn, raw_ven, running_vtn
+from tests.kit.vtn import RunningVtn, running_vtn
+from tests.vtn.harness import CODEC, RawVen, raw_ven
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from schemas import CreatedOpt, CreateOpt, OptReason, OptType, Poll
-from tests.vtn.harness import CODEC, RawVen, raw_ven, running_vtn
+from tests.kit.vtn import running_vtn
+from tests.vtn.harness import CODEC, RawVen, raw_ven
 from vtn.config import parse_config
 from vtn.limits import DocumentCaps, LimitSettings, RateLimiter, VenBudgets
 from vtn.services import Handlers
@@ -123,8 +124,13 @@ async def test_a_flood_from_one_ven_is_rate_limited_and_the_others_are_served(
         pki, tmp_path: Path) -> None:
     """Tried: one VEN fires 150 polls at once (burst 20, 0.5/s); two other VENs poll meanwhile."""
     burst, rate = 20, 0.5
+    # The flood's connections all come from one address and one certificate: the listener's
+    # caps on them (tests/security/test_socket_limits.py, test_connection_caps.py) are switched
+    # off so that what answers here is the request rate limit.
     async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}",
-                           rate_limit_per_s=rate, rate_limit_burst=burst) as vtn, \
+                           rate_limit_per_s=rate, rate_limit_burst=burst,
+                           max_pending_handshakes_per_address=None,
+                           max_connections_per_peer=None) as vtn, \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as flooder, \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[2])) as other_a, \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[3])) as other_b:

@@ -1,7 +1,7 @@
 """The mutual-TLS and listening-socket tests again, on the event loop `crowdflex vtn` serves on.
 
-``crowdflex vtn`` runs on uvloop when it is installed (:func:`vtn.app.serving_loop_factory`), and
-uvloop brings its own TLS transport and server: the handshake deadline, the connection cap, the
+``crowdflex vtn`` runs on uvloop when it is installed (:func:`vtn.runtime.serving_loop_factory`),
+and uvloop brings its own TLS transport and server: the handshake deadline, the connection cap, the
 refusals of bad certificates and the certificate-to-venID binding must hold there too. Every test
 of :mod:`tests.security.test_certificates`, :mod:`tests.security.test_socket_limits`,
 :mod:`tests.security.test_connection_caps` and :mod:`tests.security.test_eviction` that needs no
@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from tests.security import test_certificates as certificates
 from tests.security import test_connection_caps as connection_caps
 from tests.security import test_eviction as eviction
 from tests.security import test_socket_limits as socket_limits
-from vtn.app import serving_loop_factory
+from vtn.runtime import serving_loop_factory
 
 _FIXTURES = frozenset({"pki", "sqlite_url", "tmp_path"})
 

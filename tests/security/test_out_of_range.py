@@ -18,7 +18,8 @@ import pytest_asyncio
 
 from schemas import Message, Response
 from tests.fuzz.contract import seeds
-from tests.vtn.harness import CODEC, RawVen, RunningVtn, raw_ven, running_vtn
+from tests.kit.vtn import RunningVtn, running_vtn
+from tests.vtn.harness import CODEC, RawVen, raw_ven
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from multidict import CIMultiDict
 
-from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
+from devpki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import (
     SERVICE_PREFIX,
     CancelPartyRegistration,
@@ -35,10 +35,9 @@ from schemas import (
     Poll,
     Response,
 )
-from tests.security.served import config_for, served_vtn
-from tests.security.test_certificates import _server_auth_only, _shifted_authority
-from tests.security.test_signature_chain import Candidate, _tls_accepts
-from tests.vtn.harness import CODEC, RunningVtn, code_of, raw_ven
+from tests.kit.certificates import Candidate, server_auth_only, shifted_authority, tls_accepts
+from tests.kit.vtn import RunningVtn, served_vtn, vtn_config
+from tests.vtn.harness import CODEC, code_of, raw_ven
 from vtn.app import SERVICES, create_app
 from vtn.config import ConfigError, parse_config
 from vtn.settings import VtnConfig
@@ -53,7 +52,7 @@ def proxied_config(pki, tmp_path: Path, **overrides: object) -> VtnConfig:
         "trusted_cert_header": HEADER, "tls_crl": crl,
         "trusted_proxy_fingerprints": frozenset({pki.vens[3].fingerprint})}
     values.update(overrides)
-    return config_for(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", **values)
+    return vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", **values)
 
 
 async def post(url: str, context: ssl.SSLContext | None, service: str, message: Message, *,
@@ -126,7 +125,7 @@ async def test_the_proxy_forwards_a_valid_certificate(pki, tmp_path: Path) -> No
 
 
 def _forgeries(pki, tmp_path: Path) -> dict[str, bytes]:
-    expired = _shifted_authority(pki, timedelta(days=-30)).issue(
+    expired = shifted_authority(pki, timedelta(days=-30)).issue(
         "ven-expired", Role.VEN, lifetime=timedelta(days=1))
     return {
         "self-signed": CertificateAuthority.create(common_name="self-signed").cert_pem,
@@ -134,7 +133,7 @@ def _forgeries(pki, tmp_path: Path) -> dict[str, bytes]:
                        b"-----END CERTIFICATE-----\n",
         "untrusted CA": pki.untrusted_ven.cert_pem,
         "expired": expired.cert_pem,
-        "server-only key usage": _server_auth_only(pki, "server-only").cert_pem,
+        "server-only key usage": server_auth_only(pki, "server-only").cert_pem,
         "revoked": pki.revoked_ven.cert_pem,
     }
 
@@ -209,7 +208,7 @@ def test_the_header_without_a_proxy_is_refused_at_load_time(pki, tmp_path: Path)
     assert loaded.trusted_proxy_fingerprints == frozenset({pki.vens[3].fingerprint})
     assert loaded.trusted_proxy_addresses == ("10.0.0.0/8",)
     with pytest.raises(ValueError, match="trusted_proxy"):
-        create_app(config_for(pki, f"sqlite:///{tmp_path / 'v.db'}", trusted_cert_header=HEADER))
+        create_app(vtn_config(pki, f"sqlite:///{tmp_path / 'v.db'}", trusted_cert_header=HEADER))
 
 
 async def test_the_proxys_certificate_is_not_capped_per_certificate(pki, tmp_path: Path) -> None:
@@ -330,7 +329,7 @@ async def test_the_proxy_header_and_tls_give_one_verdict_on_key_usage(
     verdicts: dict[str, tuple[bool, bool]] = {}
     async with served_vtn(proxied_config(pki, tmp_path)) as vtn:
         for label, (_, leaf) in leaves.items():
-            by_tls = await _tls_accepts(vtn.url, pki, Candidate(leaf, tmp_path))
+            by_tls = await tls_accepts(vtn.url, pki, Candidate(leaf, tmp_path))
             status, reply = await post(vtn.url, proxy, "EiRegisterParty", _register(label),
                                        forwarded=leaf.cert_pem)
             assert status == 200 and reply is not None

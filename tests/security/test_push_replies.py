@@ -19,7 +19,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.vtn.harness import logged, push_receiver, push_ven_tls, raw_ven, running_vtn
+from tests.kit.vtn import running_vtn
+from tests.vtn.harness import logged, push_receiver, push_ven_tls, raw_ven
 
 _RECEIVER_NET = ("127.0.0.1/32",)  # the receiver's address; 127.0.0.2 stays forbidden
 

@@ -16,7 +16,8 @@ import pytest
 import pytest_asyncio
 
 from schemas import CreatedPartyRegistration, CreatePartyRegistration, Message, Response
-from tests.vtn.harness import RawVen, RunningVtn, raw_ven, running_vtn
+from tests.kit.vtn import RunningVtn, running_vtn
+from tests.vtn.harness import RawVen, raw_ven
 from vtn.config import ConfigError, parse_config
 from vtn.pushtargets import PushTargets, TargetResolver
 

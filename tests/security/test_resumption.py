@@ -21,7 +21,7 @@ from cryptography import x509
 
 from schemas import Poll
 from schemas.identity import TlsProfile
-from tests.security.served import config_for, served_vtn
+from tests.kit.vtn import served_vtn, vtn_config
 from tests.vtn.harness import CODEC
 from vtn.app import server_ssl_context
 
@@ -61,7 +61,7 @@ async def test_a_resumed_session_does_not_outlive_a_revocation(pki, tmp_path: Pa
     was served 200."""
     crl = tmp_path / "crl.pem"
     shutil.copy(pki.crl, crl)
-    config = config_for(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", tls_crl=crl,
+    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", tls_crl=crl,
                         tls_profile=TlsProfile.OPENADR_TLS12)
     revoked, kept = (pki.client_context(ven=ven, profile=TlsProfile.OPENADR_TLS12)
                      for ven in pki.vens[:2])
@@ -91,6 +91,6 @@ def test_renegotiation_is_off_on_every_served_context(pki, tmp_path: Path) -> No
     crl = tmp_path / "crl.pem"
     shutil.copy(pki.crl, crl)
     for extra in ({}, {"tls_crl": crl}):
-        config = config_for(pki, "sqlite://", tls_profile=TlsProfile.OPENADR_TLS12_OR_TLS13,
+        config = vtn_config(pki, "sqlite://", tls_profile=TlsProfile.OPENADR_TLS12_OR_TLS13,
                             **extra)
         assert server_ssl_context(config).options & ssl.OP_NO_RENEGOTIATION

@@ -19,23 +19,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cbp.pki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
+from devpki import CertificateAuthority, IssuedCertificate, KeyType, Role, generate_key
 from schemas import Codec, Poll, Response, SignatureInvalid, Signer, Verifier
 from schemas.certpath import Purpose
 from schemas.tls import client_context, server_context
+from tests.kit.certificates import Candidate, tls_accepts
+from tests.kit.pki import Pki
+from tests.kit.signed import signed_ven
+from tests.kit.vtn import served_vtn, vtn_config
 from vtn.signing import SignatureSettings
 
-from ..conftest import Pki
-from .served import config_for, served_vtn
-from .test_signed_vtn import signed_ven
-
-_REFUSED = (aiohttp.ClientError, ssl.SSLError, ConnectionError)
 _NOW = datetime.now(UTC)
 
 
@@ -72,22 +70,6 @@ def _mint(name: str, issuer: IssuedCertificate | CertificateAuthority, *, ca: bo
                                         private_key=key)
 
 
-class Candidate:
-    """A certificate (with the chain it carries) on disk: as a TLS client and as a signer."""
-
-    def __init__(self, leaf: IssuedCertificate, directory: Path,
-                 chain: tuple[IssuedCertificate, ...] = ()) -> None:
-        self.cert_pem = leaf.cert_pem + b"".join(c.cert_pem for c in chain)
-        self.cert = directory / f"{leaf.name}.pem"
-        self.key = directory / f"{leaf.name}.key"
-        self.cert.write_bytes(self.cert_pem)
-        self.key.write_bytes(leaf.key_pem)
-        self.key.chmod(0o600)
-
-    def signer(self) -> Signer:
-        return Signer(self.key.read_bytes(), self.cert_pem)
-
-
 def _candidates(pki: Pki, directory: Path) -> dict[str, tuple[bool, Candidate]]:
     """label -> (should be accepted, candidate)."""
     root = pki.authority
@@ -117,19 +99,6 @@ def _key(path: Path):  # type: ignore[no-untyped-def]
     return load_pem_private_key(path.read_bytes(), None)
 
 
-async def _tls_accepts(url: str, pki: Pki, candidate: Candidate) -> bool:
-    context = client_context(cert=candidate.cert, key=candidate.key, ca=pki.ca_cert)
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
-            body = Codec().encode(Poll(ven_id="nobody"))
-            async with session.post(f"{url}/OadrPoll", data=body,
-                                    headers={"Content-Type": "application/xml"}) as reply:
-                await reply.read()  # any HTTP answer: the handshake let it in
-                return True
-    except _REFUSED:
-        return False
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'vtn.db'}"
@@ -142,7 +111,7 @@ async def test_signature_and_tls_give_one_verdict_per_certificate(
     signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
     candidates = _candidates(pki, tmp_path)
     verdicts: dict[str, tuple[bool, bool, str]] = {}
-    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl,
+    async with served_vtn(vtn_config(pki, sqlite_url, tls_crl=crl,
                                      signatures=signatures)) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         await ven.register()
@@ -151,7 +120,7 @@ async def test_signature_and_tls_give_one_verdict_per_certificate(
             reply = await ven.send("OadrPoll", ven.poll_body())
             refused = isinstance(reply, Response) and reply.response.code == 459
             why = reply.response.description or "" if isinstance(reply, Response) else ""
-            verdicts[label] = (await _tls_accepts(vtn.url, pki, candidate), not refused, why)
+            verdicts[label] = (await tls_accepts(vtn.url, pki, candidate), not refused, why)
 
     for label, (accepted, _) in candidates.items():
         tls, signature, why = verdicts[label]
@@ -170,7 +139,7 @@ async def test_a_signer_revoked_while_the_vtn_runs_is_refused_at_its_next_signat
     crl.write_bytes(pki.authority.revocation_list(()))
     signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
     victim = Candidate(pki.authority.issue("chain-victim"), tmp_path)
-    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl,
+    async with served_vtn(vtn_config(pki, sqlite_url, tls_crl=crl,
                                      signatures=signatures)) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         await ven.register()
@@ -187,7 +156,6 @@ async def test_a_signer_revoked_while_the_vtn_runs_is_refused_at_its_next_signat
         assert "is revoked" in await description()
         crl.write_bytes(b"not a CRL at all")
         assert "is revoked" in await description()
-
 
 
 def _replace(path: Path, data: bytes) -> None:
@@ -220,7 +188,7 @@ async def test_a_crl_that_cannot_vouch_refuses_the_signer_as_tls_refuses_the_cli
     candidate = Candidate(pki.authority.issue("crl-candidate"), tmp_path)
     signatures = SignatureSettings(trusted=(pki.ca_cert,), require=True, bind_to_peer=False)
     verdicts: dict[str, tuple[bool, bool, str]] = {}
-    async with served_vtn(config_for(pki, sqlite_url, tls_crl=crl,
+    async with served_vtn(vtn_config(pki, sqlite_url, tls_crl=crl,
                                      signatures=signatures)) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         await ven.register()
@@ -230,7 +198,7 @@ async def test_a_crl_that_cannot_vouch_refuses_the_signer_as_tls_refuses_the_cli
             reply = await ven.send("OadrPoll", ven.poll_body())
             refused = isinstance(reply, Response) and reply.response.code == 459
             why = reply.response.description or "" if isinstance(reply, Response) else ""
-            verdicts[label] = (await _tls_accepts(vtn.url, pki, candidate), not refused, why)
+            verdicts[label] = (await tls_accepts(vtn.url, pki, candidate), not refused, why)
 
     for label, (accepted, _) in lists.items():
         tls, signature, why = verdicts[label]

@@ -27,11 +27,11 @@ from lxml import etree
 
 from schemas import Message, Response, Signer, _dsig
 from tests.fuzz.signing import reference_bomb, resign
+from tests.kit.clock import Clock
+from tests.kit.pki import Pki
+from tests.kit.signed import SignedVen, signed_ven
+from tests.kit.vtn import served_vtn, vtn_config
 from vtn.signing import SignatureSettings
-
-from ..conftest import Pki
-from .served import config_for, served_vtn
-from .test_signed_vtn import SignedVen, signed_ven
 
 _NONCE = re.compile(rb"<dsp:nonce>([^<]+)</dsp:nonce>")
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -62,14 +62,6 @@ def work(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> Iterator[Work]:
     monkeypatch.setattr(_dsig, "check_value", counting(_dsig.check_value, seen.values))
     monkeypatch.setattr(_dsig, "check_digests", counting(_dsig.check_digests, seen.digests))
     yield seen
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _nonce(body: bytes) -> str:
@@ -109,7 +101,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 async def test_reference_bombs_are_refused_unworked_while_an_honest_ven_polls(
         pki: Pki, sqlite_url: str, work: Work) -> None:
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as honest, \
             signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
         await honest.register()
@@ -139,9 +131,9 @@ async def test_reference_bombs_are_refused_unworked_while_an_honest_ven_polls(
 
 async def test_a_ven_whose_signatures_keep_failing_is_turned_away_unread(
         pki: Pki, sqlite_url: str, work: Work) -> None:
-    clock = Clock()
+    clock = Clock(datetime.now(UTC))
     settings = _settings(pki, sign_replies=False)  # replies signed at a moved clock look future
-    config = config_for(pki, sqlite_url, signatures=settings)
+    config = vtn_config(pki, sqlite_url, signatures=settings)
     async with served_vtn(config, clock=clock) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as honest, \
             signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
@@ -166,7 +158,7 @@ async def test_a_ven_whose_signatures_keep_failing_is_turned_away_unread(
 async def test_large_signed_bodies_are_verified_off_the_event_loop(
         pki: Pki, sqlite_url: str, work: Work) -> None:
     """With ``offload_bytes=0`` every signed payload takes the worker-thread path."""
-    config = config_for(pki, sqlite_url, signatures=_settings(pki, offload_bytes=0))
+    config = vtn_config(pki, sqlite_url, signatures=_settings(pki, offload_bytes=0))
     async with served_vtn(config) as vtn, signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         await ven.register()
         body = ven.poll_body()
@@ -204,7 +196,7 @@ async def test_one_verification_per_ven_off_the_loop_while_other_vens_are_served
         digests(parts)
 
     monkeypatch.setattr(_dsig, "check_digests", holding)
-    config = config_for(pki, sqlite_url, signatures=_settings(pki, offload_bytes=0))
+    config = vtn_config(pki, sqlite_url, signatures=_settings(pki, offload_bytes=0))
     async with served_vtn(config) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as busy, \
             signed_ven(vtn.url, pki, pki.vens[1]) as other, \

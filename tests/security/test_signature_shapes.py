@@ -49,11 +49,10 @@ from tests.fuzz.signing import (
     resign,
     rsa_with_big_exponent,
 )
+from tests.kit.pki import Pki
+from tests.kit.signed import signed_ven
+from tests.kit.vtn import served_vtn, vtn_config
 from vtn.signing import SignatureSettings
-
-from ..conftest import Pki
-from .served import config_for, served_vtn
-from .test_signed_vtn import signed_ven
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 _NONCE = re.compile(rb"<dsp:nonce>([^<]+)</dsp:nonce>")
@@ -145,7 +144,7 @@ def _refusal(reply: Message) -> str:
 
 async def test_namespace_and_attribute_floods_are_refused_before_any_canonicalisation(
         pki: Pki, sqlite_url: str, work: Work) -> None:
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as honest, \
             signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
         await honest.register()
@@ -231,7 +230,7 @@ async def test_costly_carried_chains_are_refused_before_any_key_is_used(
     """Same-subject meshes, too many certificates, costly or weak keys: refused before their
     signature value, any path building or any digest."""
     hostile_chains = _hostile_chains(pki)
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as honest, \
             signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
         await honest.register()
@@ -283,7 +282,7 @@ def _covered_in_key_info(poll: bytes, signer: Signer) -> bytes:
 
 async def test_the_second_reference_must_cover_replay_protect_inside_ds_object(
         pki: Pki, sqlite_url: str, work: Work) -> None:
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[1]) as hostile:
         await hostile.register()
         signer = Signer.from_files(pki.vens[1].key, pki.vens[1].cert)
@@ -344,7 +343,7 @@ async def test_keys_tls_refuses_are_refused_as_signers(
     signatures = SignatureSettings(trusted=(pki.ca_cert, pinned_file), require=True,
                                    bind_to_peer=False)
     verdicts: dict[str, tuple[bool, str]] = {}
-    async with served_vtn(config_for(pki, sqlite_url, signatures=signatures)) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=signatures)) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         await ven.register()
         for label, (_, key) in keys.items():
@@ -380,7 +379,7 @@ async def test_only_the_profiles_signature_methods_with_their_key_types_verify(
     """HMAC (a "key" anyone can pick), SHA-1, RSA-PSS and a method for another key type, each on
     a payload whose digests and value the trusted key re-computed: refused, never verified."""
     settings = replace(_settings(pki), failures_allowed=len(_OTHER_METHODS))
-    async with served_vtn(config_for(pki, sqlite_url, signatures=settings)) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=settings)) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[1]) as ven:
         await ven.register()
         signer = Signer.from_files(pki.vens[1].key, pki.vens[1].cert)
@@ -398,7 +397,7 @@ async def test_comments_pis_and_cdata_inside_signed_text_change_nothing(
     """The classic truncation trick: a comment splitting a signed ID (c14n drops it, a reader
     taking the first text node would see half the ID). The parser drops comments and processing
     instructions and merges CDATA, so the poll still verifies and is answered as the VEN's own."""
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[1]) as ven:
         await ven.register()
         body = ven.poll_body()

@@ -6,74 +6,23 @@ failed, the replies are signed by the VTN, and the nonce memory survives a VTN r
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from schemas import (
     Codec,
-    CreatePartyRegistration,
     Message,
     Poll,
     Response,
     SignatureState,
-    Signer,
-    Verifier,
+    utc_now,
 )
-from tests.vtn.conftest import storage_url  # noqa: F401  (sqlite and PostgreSQL)
+from tests.kit.pki import Pki
+from tests.kit.signed import signed_ven
+from tests.kit.vtn import served_vtn, vtn_config
 from vtn.signing import SignatureSettings
-
-from ..conftest import CertFiles, Pki
-from .served import config_for, served_vtn
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class SignedVen:
-    """Signs what it sends with its own key; verifies what the VTN answers against the CA."""
-
-    def __init__(self, url: str, pki: Pki, tls: CertFiles, *, signer: CertFiles | None = None,
-                 clock: Callable[[], datetime] = _now) -> None:
-        signing = signer or tls
-        self.url = url
-        self.codec = Codec(signer=Signer.from_files(signing.key, signing.cert), clock=clock)
-        # replies are checked on the true clock: a skewed VEN is the one under test, not the VTN
-        self.reader = Codec(verifier=Verifier.from_files(pki.ca_cert))
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=pki.client_context(ven=tls)))
-        self.ven_id = ""
-
-    async def send(self, service: str, body: bytes) -> Message:
-        async with self.session.post(f"{self.url}/{service}", data=body,
-                                     headers={"Content-Type": "application/xml"}) as reply:
-            assert reply.status == 200, await reply.text()
-            return self.reader.decode(await reply.read())
-
-    async def register(self) -> Message:
-        reply = await self.send("EiRegisterParty", self.codec.encode(CreatePartyRegistration(
-            request_id="r1", ven_name="signed-ven", http_pull_model=True)))
-        self.ven_id = getattr(reply, "ven_id", None) or ""
-        assert self.ven_id, reply
-        return reply
-
-    def poll_body(self) -> bytes:
-        return self.codec.encode(Poll(ven_id=self.ven_id))
-
-
-@asynccontextmanager
-async def signed_ven(url: str, pki: Pki, tls: CertFiles, **kwargs: object
-                     ) -> AsyncIterator[SignedVen]:
-    ven = SignedVen(url, pki, tls, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield ven
-    finally:
-        await ven.session.close()
 
 
 def _settings(pki: Pki) -> SignatureSettings:
@@ -93,7 +42,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 async def test_signed_exchange_is_accepted_and_replies_are_signed(
         pki: Pki, sqlite_url: str) -> None:
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         reply = await ven.register()
         assert reply.signature is SignatureState.VERIFIED
@@ -106,7 +55,7 @@ async def test_signed_exchange_is_accepted_and_replies_are_signed(
 async def test_a_repeated_poll_gets_a_freshly_signed_reply_each_time(
         pki: Pki, sqlite_url: str) -> None:
     """The VTN reuses encoded replies for unsigned exchanges (vtn.repeats); signed ones never."""
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         await ven.register()
         while not isinstance(await ven.send("OadrPoll", ven.poll_body()), Response):
@@ -124,10 +73,10 @@ async def test_each_attack_is_refused_with_its_own_explanation(
         pki: Pki, sqlite_url: str) -> None:
     descriptions: dict[str, str] = {}
     ten_min = timedelta(minutes=10)
-    async with served_vtn(config_for(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url, signatures=_settings(pki))) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven, \
-            signed_ven(vtn.url, pki, pki.vens[0], clock=lambda: _now() - ten_min) as stale, \
-            signed_ven(vtn.url, pki, pki.vens[0], clock=lambda: _now() + ten_min) as ahead, \
+            signed_ven(vtn.url, pki, pki.vens[0], clock=lambda: utc_now() - ten_min) as stale, \
+            signed_ven(vtn.url, pki, pki.vens[0], clock=lambda: utc_now() + ten_min) as ahead, \
             signed_ven(vtn.url, pki, pki.vens[0], signer=pki.vens[1]) as borrowed, \
             signed_ven(vtn.url, pki, pki.vens[0], signer=pki.untrusted_ven) as stranger:
         await ven.register()
@@ -170,8 +119,8 @@ async def test_each_attack_is_refused_with_its_own_explanation(
 
 
 async def test_nonce_memory_survives_a_vtn_restart(
-        pki: Pki, storage_url: str) -> None:  # noqa: F811
-    config = config_for(pki, storage_url, signatures=_settings(pki))
+        pki: Pki, storage_url: str) -> None:
+    config = vtn_config(pki, storage_url, signatures=_settings(pki))
     async with served_vtn(config) as vtn, signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         await ven.register()
         body = ven.poll_body()
@@ -190,7 +139,7 @@ async def test_nonce_memory_survives_a_vtn_restart(
 
 async def test_signatures_off_by_default_accepts_signed_payloads_unverified(
         pki: Pki, sqlite_url: str) -> None:
-    async with served_vtn(config_for(pki, sqlite_url)) as vtn, \
+    async with served_vtn(vtn_config(pki, sqlite_url)) as vtn, \
             signed_ven(vtn.url, pki, pki.vens[0]) as ven:
         ven.reader = Codec()
         reply = await ven.register()
@@ -201,4 +150,4 @@ def test_requiring_signatures_without_trust_is_a_config_error(pki: Pki, sqlite_u
     from vtn.app import create_app
 
     with pytest.raises(ValueError, match="trusted"):
-        create_app(config_for(pki, sqlite_url, signatures=SignatureSettings(require=True)))
+        create_app(vtn_config(pki, sqlite_url, signatures=SignatureSettings(require=True)))

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from schemas import SERVICE_PREFIX, Poll, Response
-from tests.security.served import config_for
-from tests.security.test_connection_limits import connection, request_head
+from tests.kit.vtn import vtn_config
+from tests.security.rawhttp import connection, request_head
 from tests.vtn.harness import CODEC, RawVen, raw_ven
 from vtn.app import create_app
 from vtn.site import VtnSite, vtn_site
@@ -30,7 +30,7 @@ GRACE_S = 5.0  # the close must come from the VTN's deadline, never from this te
 
 @contextlib.asynccontextmanager
 async def served(pki, tmp_path: Path, **limits: object) -> AsyncIterator[tuple[str, VtnSite]]:
-    config = config_for(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", rate_limit_per_s=None,
+    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", rate_limit_per_s=None,
                         **limits)
     runner = web.AppRunner(create_app(config))
     await runner.setup()

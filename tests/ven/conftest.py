@@ -7,7 +7,6 @@ always sets them the same way.
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,18 +18,11 @@ from aiohttp import web
 from openleadr import OpenADRServer
 
 from schemas import Codec, Message, Response
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 
 VEN_ID = "ven-000123"
 REGISTRATION_ID = "reg-000456"
 SERVICE_PATH = "/OpenADR2/Simple/2.0b"
-
-
-def free_port() -> int:
-    """A port the kernel just handed out; the caller binds it again (tiny race, accepted)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @asynccontextmanager

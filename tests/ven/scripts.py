@@ -32,6 +32,7 @@ from schemas import (
     SpecifierPayload,
     TransportName,
 )
+from ven import Registration, VenClient
 
 from .conftest import REGISTRATION_ID, VEN_ID, Script, ok
 
@@ -105,3 +106,9 @@ def default_script(
                 return ok()
 
     return script
+
+
+def registered(ven: VenClient) -> VenClient:
+    ven.registration = Registration(ven_id=VEN_ID, registration_id=REGISTRATION_ID,
+                                    vtn_id="scripted-vtn")
+    return ven

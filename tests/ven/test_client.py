@@ -30,19 +30,15 @@ from schemas import (
     RequestReregistration,
     Response,
 )
-from tests.conftest import Pki
-from ven import Backoff, Registration, VenClient, VenError, VtnRefused, VtnUnavailable
+from tests.kit.net import free_port
+from tests.kit.pki import Pki
+from tests.ven.scripts import registered
+from ven import Backoff, VenClient, VenError, VtnRefused, VtnUnavailable
 
-from .conftest import REGISTRATION_ID, VEN_ID, free_port, ok, scripted_vtn
+from .conftest import REGISTRATION_ID, VEN_ID, ok, scripted_vtn
 from .scripts import T0, default_script, distribute, event
 
 FAST = Backoff(base=0.001, cap=0.004)
-
-
-def registered(ven: VenClient) -> VenClient:
-    ven.registration = Registration(ven_id=VEN_ID, registration_id=REGISTRATION_ID,
-                                    vtn_id="scripted-vtn")
-    return ven
 
 
 async def test_stale_and_repeated_event_copies_are_ignored(pki: Pki) -> None:

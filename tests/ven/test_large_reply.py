@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from schemas import Codec, Service
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from ven import VtnRefused
 from ven._http import VtnLink
 

@@ -28,10 +28,10 @@ from schemas import (
     UpdateReport,
     utc_now,
 )
+from tests.ven.scripts import registered
 from ven import VenClient
 
 from .conftest import VEN_ID
-from .test_client import registered
 
 SPEC = "pool-1:settlement"
 

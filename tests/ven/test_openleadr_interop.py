@@ -15,31 +15,17 @@ from schemas import (
     Event,
     EventStatus,
     OptType,
-    ReadingType,
-    ReportDescription,
     ReportInterval,
     ReportPayload,
-    ReportType,
-    SamplingRate,
 )
-from schemas.units import ItemBase
-from tests.conftest import Pki
+from tests.kit.net import free_port
+from tests.kit.pki import Pki
+from tests.kit.telemetry import telemetry_descriptions
 from ven import Backoff, VenClient
 
-from .conftest import REGISTRATION_ID, VEN_ID, free_port, openleadr_vtn
+from .conftest import REGISTRATION_ID, VEN_ID, openleadr_vtn
 
 FAST = Backoff(base=0.01, cap=0.05)
-
-
-def telemetry_descriptions() -> tuple[ReportDescription, ...]:
-    return (
-        ReportDescription(
-            r_id="meter-1", report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ,
-            item_base=ItemBase.kilowatts(),
-            sampling_rate=SamplingRate(min_period=timedelta(seconds=4),
-                                       max_period=timedelta(minutes=1)),
-        ),
-    )
 
 
 async def test_registers_and_opts_in_to_an_openleadr_event(pki: Pki) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from schemas import ReportInterval, ReportPayload
-from tests.conftest import Pki
+from tests.kit.net import free_port
+from tests.kit.pki import Pki
+from tests.kit.telemetry import telemetry_descriptions
 from ven import Backoff, Outbox, VenClient, VenError, VtnUnavailable
 
-from .conftest import free_port, openleadr_vtn
-from .test_openleadr_interop import telemetry_descriptions
+from .conftest import openleadr_vtn
 
 FAST = Backoff(base=0.01, cap=0.05)
 

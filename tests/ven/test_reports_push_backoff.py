@@ -28,12 +28,12 @@ from schemas import (
     Response,
     UpdateReport,
 )
-from tests.conftest import Pki
+from tests.kit.pki import Pki
+from tests.ven.scripts import registered
 from ven import Backoff, Outbox, PushReceiver, VenClient
 
 from .conftest import VEN_ID, scripted_vtn
 from .scripts import T0, default_script, distribute, event, report_request
-from .test_client import registered
 
 DESCRIPTIONS = (ReportDescription(r_id="meter-1", report_type=ReportType.USAGE,
                                   reading_type=ReadingType.DIRECT_READ),)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from schemas import Message, Poll, ReportInterval, ReportPayload, UpdateReport
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from ven import Backoff, VenClient, VtnUnavailable
 from ven._http import retry_after_seconds
 

@@ -1,5 +1,5 @@
-"""A real VTN on 127.0.0.1 (port 0, mutual TLS from the session PKI) and a minimal raw VEN client
-built from aiohttp and :mod:`schemas` only, for the VTN's integration tests."""
+"""A minimal raw VEN client built from aiohttp and :mod:`schemas` only, sample events, a push
+receiver and log watching, for the VTN's integration tests (the VTN itself: tests.kit.vtn)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from cbp.pki import Role
+from devpki import Role
 from schemas import (
-    SERVICE_PREFIX,
     Codec,
     CreatePartyRegistration,
     DistributeEvent,
@@ -36,42 +35,12 @@ from schemas import (
 )
 from schemas.events import ActivePeriod
 from schemas.tls import client_context, server_context
-from vtn.app import SERVICES, create_app
-from vtn.services import Handlers, ServiceContext
-from vtn.settings import VtnConfig
+from tests.kit.vtn import RunningVtn, running_vtn
 
 # The VTN pushes only to public addresses unless allowed; the tests' push VENs are on loopback.
 LOOPBACK_PUSH = ("127.0.0.0/8",)
 
 CODEC = Codec()
-
-
-@dataclass
-class RunningVtn:
-    url: str
-    app: web.Application
-
-    @property
-    def ctx(self) -> ServiceContext:
-        return self.app[SERVICES]
-
-
-@asynccontextmanager
-async def running_vtn(pki: Any, storage_url: str, *, handlers: Handlers | None = None,
-                      **overrides: Any) -> AsyncIterator[RunningVtn]:
-    config = VtnConfig(storage_url=storage_url, tls_cert=pki.vtn.cert, tls_key=pki.vtn.key,
-                       tls_ca=pki.ca_cert, poll_frequency=timedelta(seconds=1), port=0,
-                       **overrides)
-    app = create_app(config, handlers=handlers)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pki.server_context())
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield RunningVtn(url=f"https://127.0.0.1:{port}{SERVICE_PREFIX}", app=app)
-    finally:
-        await runner.cleanup()
 
 
 class RawVen:

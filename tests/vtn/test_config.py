@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from cbp.cli import main
 from schemas.identity import TlsProfile
+from tests.kit.examples import EXAMPLES, example_in
 from vtn.app import CODEC, create_app
 from vtn.config import ConfigError, load_config, parse_config
 from vtn.signing import SignatureSettings
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vtn.toml"
-
-
-def example_in(root: Path, text: str | None = None) -> Path:
-    """examples/vtn.toml (or ``text``) copied under ``root``, beside the certificate files it
-    names (``crowdflex certs init`` writes them into certs/dev)."""
-    certs = root / "certs" / "dev"
-    certs.mkdir(parents=True)
-    for name in ("vtn.pem", "vtn.key", "ca.pem"):
-        (certs / name).write_text("")
-    path = root / "examples" / "vtn.toml"
-    path.parent.mkdir()
-    path.write_text(EXAMPLE.read_text() if text is None else text)
-    return path
-
 
 def test_example_file_loads(monkeypatch, tmp_path):
     monkeypatch.setenv("CROWDFLEX_ADMIN_TOKEN", "from-the-environment-123")
-    example = example_in(tmp_path)
+    example = example_in(tmp_path, "vtn.toml")
     config = load_config(example)
     assert config.vtn_id == "CROWDFLEX-VTN"
     assert config.poll_frequency == timedelta(seconds=10)
@@ -59,16 +43,6 @@ def test_keys_and_overrides(tmp_path):
 def test_unknown_keys_are_errors(data, tmp_path):
     with pytest.raises(ConfigError):
         parse_config(data, base=tmp_path)
-
-
-def test_cli_refuses_admin_without_token_and_bad_files(tmp_path, capsys):
-    path = tmp_path / "vtn.toml"
-    path.write_text('vtn_id = "X"\n')
-    assert main(["vtn", "--config", str(path)]) == 2
-    assert "token" in capsys.readouterr().err
-    path.write_text("vtn_id = = broken\n")
-    assert main(["vtn", "--config", str(path)]) == 2
-    assert main(["vtn", "--config", str(tmp_path / "missing.toml")]) == 2
 
 
 def test_signatures_table_becomes_signature_settings(tmp_path):
@@ -130,13 +104,13 @@ def test_nonsense_connection_limits_are_refused(data, tmp_path):
 
 def test_example_signatures_block_loads_when_uncommented(monkeypatch, tmp_path):
     """The commented [signatures] block in examples/vtn.toml is valid once uncommented."""
-    text = EXAMPLE.read_text()
+    text = (EXAMPLES / "vtn.toml").read_text()
     start = text.index("# [signatures]")
     end = text.index("[admin]", start)
     block = [line.removeprefix("# ") for line in text[start:end].splitlines()
              if line.startswith("# [signatures]") or "=" in line]
     uncommented = text[:start] + "\n".join(block) + "\n\n" + text[end:]
-    path = example_in(tmp_path, uncommented)
+    path = example_in(tmp_path, "vtn.toml", text=uncommented)
     monkeypatch.setenv("CROWDFLEX_ADMIN_TOKEN", "from-the-environment-123")
     settings = load_config(path).signatures
     assert settings.require and settings.sign_replies and settings.bind_to_peer
@@ -169,29 +143,6 @@ def test_every_config_error_names_the_file_the_key_and_what_is_expected(toml, sa
     with pytest.raises(ConfigError) as caught:
         load_config(path, admin=False)
     assert str(caught.value).startswith(f"{path}: " + says.format(dir=tmp_path))
-
-
-@pytest.mark.parametrize(("token", "says"), [
-    (None, "the environment variable CROWDFLEX_ADMIN_TOKEN (named by [admin] token_env) is not "
-           "set"),
-    ("short", "admin.token_env: expected the environment variable CROWDFLEX_ADMIN_TOKEN to hold "
-              "a bearer token of at least 16 characters, not 5"),
-])
-def test_a_missing_or_short_admin_token_is_refused_before_anything_starts(
-        token, says, monkeypatch, tmp_path, capsys):
-    """#12: the token is checked with every other setting, before the database is created or
-    migrated and before anything listens."""
-    example = example_in(tmp_path)
-    if token is None:
-        monkeypatch.delenv("CROWDFLEX_ADMIN_TOKEN", raising=False)
-    else:
-        monkeypatch.setenv("CROWDFLEX_ADMIN_TOKEN", token)
-    database = tmp_path / "vtn.db"
-    assert main(["vtn", "--config", str(example), "--port", "0", "--admin-port", "0",
-                 "--storage-url", f"sqlite:///{database}"]) == 2
-    err = capsys.readouterr().err
-    assert f"crowdflex vtn: {example}: " in err and says in err and "serving on" not in err
-    assert not database.exists()
 
 
 def test_a_cbp_roles_vtn_table_is_named_in_its_errors(tmp_path):

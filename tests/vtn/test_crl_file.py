@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from tests.kit.pki import Pki
 from vtn.revocation import CrlFile
-
-from ..conftest import Pki
 
 
 def _serials(crls: tuple[x509.CertificateRevocationList, ...]) -> set[int]:

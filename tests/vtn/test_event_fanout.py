@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.kit.storage import T0, register
 from vtn.storage import (
     EventAck,
     EventRecord,
@@ -21,8 +22,6 @@ from vtn.storage import (
     TargetRef,
 )
 from vtn.storage.events import EVENT_KIND, Distribution
-
-from .test_storage import T0, register
 
 VEN = TargetKind.VEN
 GROUP = TargetKind.GROUP

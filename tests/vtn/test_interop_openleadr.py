@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from openleadr import OpenADRClient
 
 from schemas import Target
+from tests.kit.vtn import running_vtn
 from vtn.services import Handlers, events
 from vtn.storage import OptType
 
-from .harness import running_vtn, sample_event
+from .harness import sample_event
 
 
 async def test_openleadr_ven_registers_opts_in_and_reports(pki, storage_url, caplog):

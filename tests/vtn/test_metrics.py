@@ -27,9 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from schemas import CreatePartyRegistration, Message, Poll, RegisteredReport, Response
-from tests.security.served import config_for
-from tests.security.test_signed_vtn import signed_ven
-from tests.vtn.test_admin import offer
+from tests.kit.admin import offer
+from tests.kit.clock import Clock
+from tests.kit.signed import signed_ven
+from tests.kit.vtn import vtn_config
 from vtn.app import STORAGE
 from vtn.serve import Served, serve_vtn
 from vtn.signing import SignatureSettings
@@ -40,14 +41,6 @@ from .harness import CODEC, LOOPBACK_PUSH, push_receiver, push_ven_tls, raw_ven
 TOKEN = "metrics-test-admin-token-0123"
 BURST = 40  # the flooding VEN's 41st request is over its limit (refill: 1 token in 1,000 s)
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -77,7 +70,7 @@ class Scrape:
 @asynccontextmanager
 async def served(pki: Any, storage_url: str, clock: Clock,
                  **overrides: Any) -> AsyncIterator[Served]:
-    config = config_for(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN,
+    config = vtn_config(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN,
                         rate_limit_per_s=0.001, rate_limit_burst=BURST, **overrides)
     async with serve_vtn(config, clock=clock) as running:
         listener = running.app[STORAGE].listener
@@ -136,7 +129,7 @@ def _moved(before: Scrape, after: Scrape) -> Callable[..., float]:
 
 
 async def test_counters_move_with_the_traffic(pki, storage_url):
-    clock, tally = Clock(), Tally()
+    clock, tally = Clock(T0), Tally()
     async with served(pki, storage_url, clock) as running, \
             aiohttp.ClientSession() as http, \
             raw_ven(_url(running), pki.client_context()) as ven, \
@@ -204,7 +197,7 @@ def _sqlite_path(storage_url: str) -> Path | None:
 
 async def test_ready_only_at_the_head_revision(pki, storage_url):
     """A database whose schema is not the one this VTN migrates to is not ready."""
-    async with served(pki, storage_url, Clock()) as running, aiohttp.ClientSession() as http:
+    async with served(pki, storage_url, Clock(T0)) as running, aiohttp.ClientSession() as http:
         admin = Admin(http, running)
         assert (await admin.get("/ready"))[0] == 200
         (head,) = await _alembic_version(storage_url, None)
@@ -241,7 +234,7 @@ def _dsn(url: str) -> str:
 async def test_ready_and_requests_follow_a_database_that_goes_away(pki, storage_url):
     """PostgreSQL refusing connections: /ready and the VEN port answer 503 (counted), /metrics
     still answers and says the database is down; all is well again once it is back."""
-    clock, tally = Clock(), Tally()
+    clock, tally = Clock(T0), Tally()
     database = make_url(storage_url).database
     async with served(pki, storage_url, clock) as running, aiohttp.ClientSession() as http, \
             raw_ven(_url(running), pki.client_context()) as ven:
@@ -287,7 +280,7 @@ async def test_push_retries_are_counted(pki, tmp_path):
 
     tls = push_ven_tls(pki, tmp_path)
     async with push_receiver(tls.server, refuse) as address, \
-            served(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}", Clock(), push_retry_s=0.01,
+            served(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}", Clock(T0), push_retry_s=0.01,
                    push_allow_private_targets=LOOPBACK_PUSH) as running, \
             aiohttp.ClientSession() as http, raw_ven(_url(running), tls.client) as ven:
         admin = Admin(http, running)

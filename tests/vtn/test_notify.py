@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from schemas import DistributeEvent, Response
-from tests.security.served import config_for
+from tests.kit.vtn import vtn_config
 from vtn.app import METRICS, STORAGE
 from vtn.serve import Served, serve_vtn
 from vtn.storage.notify import Listener
@@ -36,7 +36,7 @@ TOKEN = "notify-test-admin-token-0123"
 
 @asynccontextmanager
 async def two_workers(pki: Any, storage_url: str) -> AsyncIterator[tuple[Served, Served]]:
-    config = config_for(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN)
+    config = vtn_config(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN)
     async with serve_vtn(config) as a, serve_vtn(config) as b:
         yield a, b
 

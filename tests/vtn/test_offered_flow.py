@@ -32,10 +32,11 @@ from schemas import (
     UpdatedReport,
     utc_now,
 )
+from tests.kit.vtn import running_vtn
 from ven import PushReceiver, VenClient, VtnRefused
 from vtn.services import offered
 
-from .harness import LOOPBACK_PUSH, code_of, push_ven_tls, raw_ven, running_vtn
+from .harness import LOOPBACK_PUSH, code_of, push_ven_tls, raw_ven
 
 SPEC = "pool-1:settlement"
 

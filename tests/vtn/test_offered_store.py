@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from tests.kit.storage import ven
 from vtn.migrations import upgrade
 from vtn.storage import (
     OfferedReport,
@@ -16,8 +17,6 @@ from vtn.storage import (
     open_storage,
 )
 from vtn.storage._engine import create_engine_for
-
-from .test_storage import ven
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.kit.storage import T0, ven
 from vtn.storage import EventRecord, EventStatus, Storage, TargetKind, TargetRef, open_storage
 from vtn.storage.events import Distribution
 from vtn.storage.notify import EVERYONE, enqueued_payload
 from vtn.storage.pollindex import PollIndex
-
-from .test_storage import T0, ven
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from dataclasses import replace
 import pytest
 
 from schemas import DistributeEvent, EventStatus, Target
+from tests.kit.vtn import running_vtn
 from vtn.services import events
 from vtn.storage import StaleModification
 
-from .harness import raw_ven, running_vtn, sample_event, two_registered_vens
+from .harness import raw_ven, sample_event, two_registered_vens
 
 
 async def test_a_batch_reaches_each_ven_with_only_its_own_event_and_cancels_together(

@@ -25,6 +25,7 @@ from schemas import (
     RegisterReport,
     Target,
 )
+from tests.kit.vtn import running_vtn
 from vtn.app import PUSH
 from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
@@ -38,7 +39,6 @@ from .harness import (
     push_receiver,
     push_ven_tls,
     raw_ven,
-    running_vtn,
     sample_event,
 )
 

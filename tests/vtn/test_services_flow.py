@@ -23,10 +23,11 @@ from schemas import (
     Response,
     Target,
 )
+from tests.kit.vtn import running_vtn
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
 
-from .harness import code_of, raw_ven, running_vtn, sample_event, two_registered_vens
+from .harness import code_of, raw_ven, sample_event, two_registered_vens
 
 
 async def test_register_poll_event_ack_flow(pki, storage_url):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from schemas import (
     Availability,
@@ -26,23 +26,22 @@ from schemas import (
     RegisterReport,
     Report,
     ReportDescription,
-    ReportInterval,
     ReportName,
-    ReportPayload,
     ReportType,
     RequestEvent,
     Response,
     SamplingRate,
     Target,
     UpdatedReport,
-    UpdateReport,
 )
+from tests.kit.telemetry import DATA_AT, telemetry_data
+from tests.kit.vtn import running_vtn
 from vtn.services import Handlers, events, reports
 from vtn.storage import ReportRequestStatus
 
-from .harness import code_of, raw_ven, running_vtn, sample_event
+from .harness import code_of, raw_ven, sample_event
 
-NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+NOW = DATA_AT  # when the reports of telemetry_data start
 
 
 def _metadata() -> RegisterReport:
@@ -55,18 +54,6 @@ def _metadata() -> RegisterReport:
                                        max_period=timedelta(seconds=60))),),
     )
     return RegisterReport(request_id="reg-rep", reports=(report,))
-
-
-def _data(ven_id: str, request_id: str, value: float = 1.25) -> UpdateReport:
-    report = Report(
-        report_request_id=request_id, report_specifier_id="spec-1", created_date_time=NOW,
-        report_name=ReportName.TELEMETRY_USAGE, dtstart=NOW,
-        intervals=tuple(ReportInterval(dtstart=NOW + timedelta(seconds=4 * i),
-                                       duration=timedelta(seconds=4),
-                                       payloads=(ReportPayload(r_id="rid-1", value=value + i),))
-                        for i in range(3)),
-    )
-    return UpdateReport(request_id="upd", reports=(report,), ven_id=ven_id)
 
 
 async def test_spoofed_ven_id_is_refused_and_other_data_untouched(pki, storage_url):
@@ -84,7 +71,7 @@ async def test_spoofed_ven_id_is_refused_and_other_data_untouched(pki, storage_u
             event_responses=(EventResponse(request_id="x", event_id="ev-b",
                                            modification_number=0, opt_type=OptType.OPT_OUT),))
         assert code_of(await a.post("EiEvent", forged_ack)) == 463
-        assert code_of(await a.post("EiReport", _data(b.ven_id, "whatever"))) == 463
+        assert code_of(await a.post("EiReport", telemetry_data(b.ven_id, "whatever"))) == 463
         assert code_of(await a.post("OadrPoll", Poll(ven_id=b.ven_id))) == 463
         assert code_of(await stranger.post("OadrPoll", Poll(ven_id=b.ven_id))) == 463
 
@@ -124,7 +111,7 @@ async def test_report_registration_subscription_and_idempotent_data(pki, storage
         assert stored is not None and stored.status is ReportRequestStatus.ACTIVE
 
         for _ in range(2):  # a re-send stores nothing twice
-            updated = await ven.post("EiReport", _data(ven.ven_id, rrid))
+            updated = await ven.post("EiReport", telemetry_data(ven.ven_id, rrid))
             assert isinstance(updated, UpdatedReport) and updated.response.code == 200
             assert updated.cancel_report is None
         points = await vtn.ctx.storage.reports.points(ven.ven_id, NOW, NOW + timedelta(hours=1))
@@ -136,7 +123,7 @@ async def test_report_registration_subscription_and_idempotent_data(pki, storage
         queued = await ven.drain()
         assert [type(m).__name__ for m in queued] == ["CreateReport", "CancelReport"]
         assert isinstance(queued[0], CreateReport)
-        after = await ven.post("EiReport", _data(ven.ven_id, rrid, value=9.0))
+        after = await ven.post("EiReport", telemetry_data(ven.ven_id, rrid, value=9.0))
         assert isinstance(after, UpdatedReport)
         assert after.cancel_report is not None and after.cancel_report.report_request_ids == (rrid,)
 

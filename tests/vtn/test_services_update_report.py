@@ -14,8 +14,9 @@ from schemas import (
     UpdatedReport,
     UpdateReport,
 )
+from tests.kit.vtn import running_vtn
 
-from .harness import code_of, raw_ven, running_vtn
+from .harness import code_of, raw_ven
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 WINDOW = (NOW - timedelta(hours=1), NOW + timedelta(hours=1))

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
-from cbp.cli import main
-from vtn.app import serving_loop_factory, tune_serving_process
+from vtn.runtime import serving_loop_factory, tune_serving_process
 
 
 def _loop_of(name: str) -> asyncio.AbstractEventLoop:
@@ -28,15 +27,6 @@ def test_asyncio_is_the_standard_library_loop() -> None:
     loop = _loop_of("asyncio")
     assert not isinstance(loop, uvloop.Loop)
     assert type(loop).__module__.startswith("asyncio")
-
-
-def test_an_unknown_loop_is_refused(tmp_path, capsys) -> None:
-    with pytest.raises(ValueError, match="choose one of auto, uvloop, asyncio"):
-        serving_loop_factory("trio")
-    config = tmp_path / "vtn.toml"
-    config.write_text('vtn_id = "X"\n')
-    assert main(["vtn", "--config", str(config), "--no-admin", "--loop", "trio"]) == 1
-    assert "choose one of" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event, insert, text
 
+from tests.kit.storage import T0, register, ven
 from vtn.storage import (
     EventAck,
     EventRecord,
@@ -42,24 +43,6 @@ from vtn.storage import (
 from vtn.storage._models import Base, VenRow
 from vtn.storage._postgres_backend import POOL_SIZE, PostgresBackend
 from vtn.storage.backend import Distribution
-
-T0 = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)  # the night Europe/Amsterdam jumps to summer time
-
-
-def ven(n: int, *, at: datetime = T0) -> VenRegistration:
-    return VenRegistration(
-        ven_id=f"{n:06d}",  # leading zeros must survive: IDs are strings
-        registration_id=f"reg-{n}",
-        fingerprint=f"AA:BB:{n:05d}",
-        ven_name=f"ven {n}",
-        transport_address=None if n % 2 else f"https://ven{n}.example/",
-        http_pull_model=bool(n % 2),
-        created_at=at,
-    )
-
-
-async def register(storage: Storage, count: int) -> list[str]:
-    return [(await storage.vens.register(ven(n))).ven_id for n in range(count)]
 
 
 async def register_in_bulk(storage: Storage, count: int) -> list[str]:

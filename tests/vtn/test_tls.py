@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from cbp.pki import KeyType, Role
+from devpki import KeyType, Role
 from schemas.identity import TlsProfile
+from tests.kit.pki import Pki
 from ven.tls import client_context, server_fingerprint
 from vtn.tls import peer_fingerprint, server_context
-
-from ..conftest import Pki
 
 _TIMEOUT = 5.0
 # What a refused handshake may look like from the client, depending on when the alert arrives.

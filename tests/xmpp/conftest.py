@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from cbp.pki import Role
+from devpki import Role
 from schemas.tls import client_context
-from tests.conftest import CertFiles, Pki
-from tests.vtn.harness import RunningVtn, running_vtn
+from tests.kit.pki import CertFiles, Pki
+from tests.kit.vtn import RunningVtn, running_vtn
 from ven import VenClient
 from ven.xmpp import XmppLink
 from vtn.app import XMPP

@@ -7,10 +7,10 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from cbp.pki import Role
+from devpki import Role
 from schemas import Target
-from tests.conftest import Pki
 from tests.docs.test_guides import Program
+from tests.kit.pki import Pki
 from tests.vtn.harness import sample_event
 from vtn.app import XMPP
 from vtn.services import Handlers, events

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tomlconfig import ConfigError
+from tomlconfig import ConfigError, document
 from ven.config import TransportMode, VenXmpp
 from ven.config import parse_config as parse_ven
 from vtn.config import parse_config as parse_vtn
@@ -68,17 +68,20 @@ def test_the_readme_prosody_settings_are_the_tests_server_settings(tmp_path: Pat
 
 
 def test_a_device_fleet_reaches_its_aggregator_over_xmpp_when_configured(tmp_path: Path):
-    from cbp.roles.fleetnode import demo_fleet_toml, fleet_config_from_mapping
+    from cbp.roles.fleetnode import demo_fleet_toml, fleet_config_from_table
+
+    def read(text: str):
+        path = tmp_path / "devices.toml"
+        path.write_text(text)
+        return fleet_config_from_table(document(path))
 
     xmpp = VenXmpp(vtn_jid="0a1b2c3d4e5f60718293@localhost/openadr", port=15222)
     text = demo_fleet_toml(url="https://127.0.0.1:9443", ca=tmp_path / "ca.pem",
                            certs=tmp_path, names=("device-00000",), seed=1,
                            outbox=tmp_path / "o.db", device_poll=timedelta(seconds=8),
                            telemetry_batch=timedelta(seconds=12), xmpp=xmpp)
-    assert fleet_config_from_mapping(tomllib.loads(text), base=tmp_path).xmpp == xmpp
+    assert read(text).xmpp == xmpp
     plain = text.split("[aggregator]", 1)[1]
-    assert fleet_config_from_mapping(tomllib.loads("[aggregator]" + plain),
-                                     base=tmp_path).xmpp is None
-    with pytest.raises(ValueError, match="vtn_jid"):
-        fleet_config_from_mapping(tomllib.loads('[xmpp]\nhost = "x"\n[aggregator]' + plain),
-                                  base=tmp_path)
+    assert read("[aggregator]" + plain).xmpp is None
+    with pytest.raises(ConfigError, match="vtn_jid"):
+        read('[xmpp]\nhost = "x"\n[aggregator]' + plain)

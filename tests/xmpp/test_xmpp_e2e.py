@@ -27,10 +27,11 @@ from schemas import (
     TransportName,
 )
 from schemas.xmpp import FEATURE, SERVICES_NODE, XMPP_SERVICES, localpart_of, service_node
-from tests.acceptance import free_port
-from tests.conftest import Pki
+from tests.kit.net import free_port
+from tests.kit.pki import Pki
+from tests.kit.vtn import running_vtn
 from tests.ven.test_openleadr_interop import telemetry_descriptions
-from tests.vtn.harness import running_vtn, sample_event
+from tests.vtn.harness import sample_event
 from ven import VenClient
 from vtn.app import XMPP
 from vtn.services import Handlers, events

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cbp.pki import Role
+from devpki import Role
 from schemas import (
     CreatePartyRegistration,
     DistributeEvent,
@@ -20,7 +20,7 @@ from schemas import (
     TransportName,
 )
 from schemas.xmpp import fingerprint_of_localpart, localpart_of
-from tests.conftest import Pki
+from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
 from ven import VenClient, VtnRefused, VtnUnavailable
 from ven.tls import client_context

@@ -1,11 +1,12 @@
-"""Pool dispatch: turn a pool setpoint (MW of upward regulation) into per-device kW setpoints.
+"""Pool allocation: split a pool setpoint (MW of upward regulation) into per-device kW setpoints,
+which the aggregator then dispatches (one LOAD_DISPATCH event per device).
 
 docs/architecture.md#the-cbp-profile-on-openadr (dispatch, per-device setpoints in kW) and the
 exceptions of docs/architecture.md#reference-scenarios (a share of devices goes offline
 mid-activation: detected after 3 missed samples, re-dispatched to reserves).
 
 Each sample the caller passes the pool setpoint and a ``FlexState`` per device (its natural
-consumption now and the reduction it can hold); the ``Dispatcher`` keeps the assignment, a
+consumption now and the reduction it can hold); the :class:`Allocator` keeps the assignment, a
 reduction r_i in kW per active device, and answers with consumption targets natural_i - r_i.
 
 - Greedy and sticky: devices already active keep their share (clipped to what they can still
@@ -37,7 +38,7 @@ from cbp.devices import Device
 
 from .config import PoolConfig
 
-__all__ = ["DispatchPlan", "Dispatcher", "FlexState", "flex_snapshot"]
+__all__ = ["AllocationPlan", "Allocator", "FlexState", "flex_snapshot"]
 
 _DUST_KW = 1e-6
 
@@ -69,7 +70,7 @@ def flex_snapshot(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DispatchPlan:
+class AllocationPlan:
     at: datetime
     requested_kw: float
     assigned_kw: float
@@ -86,8 +87,8 @@ class DispatchPlan:
         return self.reserve_kw + _DUST_KW >= reserve_share * self.requested_kw
 
 
-class Dispatcher:
-    """Stateful, pure: no clock, no I/O; one ``dispatch`` and one ``observe`` per sample."""
+class Allocator:
+    """Stateful, pure: no clock, no I/O; one ``allocate`` and one ``observe`` per sample."""
 
     __slots__ = ("_assigned", "_config", "_lost", "_missed", "_newly_lost", "_tie_key", "_ties")
 
@@ -127,9 +128,9 @@ class Dispatcher:
                 del missed[device_id]
                 self._lost.discard(device_id)
 
-    def dispatch(
+    def allocate(
         self, now: datetime, setpoint_mw: float, flex: Mapping[UUID, FlexState]
-    ) -> DispatchPlan:
+    ) -> AllocationPlan:
         """Assign ``setpoint_mw`` (upward regulation, >= 0) across the devices in ``flex``."""
         requested = max(0.0, setpoint_mw * 1000.0)
         before = set(self._assigned)
@@ -143,7 +144,7 @@ class Dispatcher:
             self._release(-need)
         assigned = self._assigned
         released = tuple(d for d in before if d not in assigned)
-        return DispatchPlan(
+        return AllocationPlan(
             at=now,
             requested_kw=requested,
             assigned_kw=sum(assigned.values()),

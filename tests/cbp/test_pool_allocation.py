@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 
 from cbp.devices import DeviceClass, FaultInjector, SimPool, build_pool
-from cbp.pool import Dispatcher, DispatchPlan, FlexState, PoolConfig, flex_snapshot
+from cbp.pool import AllocationPlan, Allocator, FlexState, PoolConfig, flex_snapshot
 
 T0 = datetime(2025, 3, 14, 13, 3, tzinfo=UTC)  # 14:03:00 Europe/Amsterdam
 DT = timedelta(seconds=4)
@@ -37,26 +37,26 @@ def setpoint_mw(k: int) -> float:
 @dataclass
 class Run:
     truth_kw: list[float]
-    plans: list[DispatchPlan]
+    plans: list[AllocationPlan]
     pool: SimPool
 
 
 def run(*, activate: bool, drop_share: float = 0.0, drop_at: int = 80) -> Run:
     pool = build_pool(2000, seed=7, start=T0 + FIRST * DT)
-    dispatcher, faults = Dispatcher(CONFIG), FaultInjector()
+    allocator, faults = Allocator(CONFIG), FaultInjector()
     truth, plans = [], []
     for k in range(FIRST, LAST):
         now = T0 + k * DT
         if drop_share and k == drop_at:
-            active = sorted(dispatcher.assigned_kw)
+            active = sorted(allocator.assigned_kw)
             faults.offline(active[: int(len(active) * drop_share)], now, None)
         faults.apply(now, pool)
         target = setpoint_mw(k) if activate else 0.0
-        busy = target > 0 or dispatcher.assigned_kw
+        busy = target > 0 or allocator.assigned_kw
         flex = flex_snapshot(pool, now, CONFIG) if busy else {}
-        plan = dispatcher.dispatch(now, target, flex)
+        plan = allocator.allocate(now, target, flex)
         readings = pool.step(now, plan.setpoints_kw)
-        dispatcher.observe(now, readings)
+        allocator.observe(now, readings)
         truth.append(pool.true_total_kw())
         plans.append(plan)
     return Run(truth_kw=truth, plans=plans, pool=pool)
@@ -120,34 +120,34 @@ def _flex(n: int, up: float) -> dict[UUID, FlexState]:
 
 
 def test_dispatcher_is_sticky_lifo_and_reports_shortfall() -> None:
-    dispatcher = Dispatcher(CONFIG)
+    allocator = Allocator(CONFIG)
     flex = _flex(10, 7.5)
     now = T0
-    first = dispatcher.dispatch(now, 0.020, flex)
+    first = allocator.allocate(now, 0.020, flex)
     assert first.assigned_kw == pytest.approx(20.0) and len(first.setpoints_kw) == 3
     assert sorted(first.setpoints_kw.values()) == pytest.approx([0.0, 0.0, 2.5])
-    grown = dispatcher.dispatch(now + DT, 0.030, flex)
+    grown = allocator.allocate(now + DT, 0.030, flex)
     assert set(first.setpoints_kw) <= set(grown.setpoints_kw)  # nobody swapped out
-    shrunk = dispatcher.dispatch(now + 2 * DT, 0.010, flex)
+    shrunk = allocator.allocate(now + 2 * DT, 0.010, flex)
     assert len(shrunk.released) == 2 and set(shrunk.setpoints_kw) <= set(first.setpoints_kw)
-    short = dispatcher.dispatch(now + 3 * DT, 0.100, flex)
+    short = allocator.allocate(now + 3 * DT, 0.100, flex)
     assert short.shortfall_kw == pytest.approx(25.0) and not short.reserve_ok(0.1)
-    assert dispatcher.dispatch(now + 4 * DT, 0.0, flex).setpoints_kw == {}
+    assert allocator.allocate(now + 4 * DT, 0.0, flex).setpoints_kw == {}
 
 
 def test_recovered_device_is_healthy_again() -> None:
-    dispatcher = Dispatcher(PoolConfig(missed_samples_to_drop=2))
+    allocator = Allocator(PoolConfig(missed_samples_to_drop=2))
     flex = _flex(2, 5.0)
     a, b = sorted(flex)
-    dispatcher.dispatch(T0, 0.005, flex)
-    dispatcher.observe(T0, {a: None, b: 5.0})
-    assert not dispatcher.lost
-    dispatcher.observe(T0 + DT, {a: None, b: 5.0})
-    assert dispatcher.lost == {a}
-    plan = dispatcher.dispatch(T0 + 2 * DT, 0.005, flex)
+    allocator.allocate(T0, 0.005, flex)
+    allocator.observe(T0, {a: None, b: 5.0})
+    assert not allocator.lost
+    allocator.observe(T0 + DT, {a: None, b: 5.0})
+    assert allocator.lost == {a}
+    plan = allocator.allocate(T0 + 2 * DT, 0.005, flex)
     assert plan.lost == (a,) and set(plan.setpoints_kw) == {b}
-    dispatcher.observe(T0 + 2 * DT, {a: 0.0, b: 0.0})
-    assert not dispatcher.lost
+    allocator.observe(T0 + 2 * DT, {a: 0.0, b: 0.0})
+    assert not allocator.lost
 
 
 def test_ties_are_broken_per_key_and_stay_put_within_one_key() -> None:
@@ -157,7 +157,7 @@ def test_ties_are_broken_per_key_and_stay_put_within_one_key() -> None:
     flex = {d: FlexState(natural_kw=10.0, up_kw=10.0) for d in devices}
 
     def first_ten(key: bytes, among: dict[UUID, FlexState]) -> list[UUID]:
-        plan = Dispatcher(CONFIG, tie_key=key).dispatch(T0, 0.1, among)
+        plan = Allocator(CONFIG, tie_key=key).allocate(T0, 0.1, among)
         return sorted(plan.setpoints_kw)
 
     by_id = first_ten(b"", flex)

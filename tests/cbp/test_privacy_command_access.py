@@ -14,8 +14,7 @@ import privacy
 from cbp.cli import main
 from privacy import FileKeyProvider, IdentityVault
 from privacy.keys import new_key_line
-
-from .conftest import WHO, add_household
+from tests.kit.vaults import WHO, add_household
 
 ONBOARDED = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)

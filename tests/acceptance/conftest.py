@@ -1,0 +1,6 @@
+"""The acceptance tests' fixtures: a database URL on every engine the VTN supports
+(tests.kit.databases)."""
+
+from tests.kit.databases import storage_url
+
+__all__ = ["storage_url"]
