@@ -215,14 +215,18 @@ class _Profiler:
 
     def toggle(self, on: bool) -> str | None:
         if on:
-            self._profile = cProfile.Profile()
+            # CPU time of the event-loop thread, not wall time: on a loaded machine wall time
+            # charges whatever ran while this process waited for a core to the code it was in
+            self._profile = cProfile.Profile(time.thread_time)
             self._profile.enable()
             return None
         if self._profile is None:
             return ""
         self._profile.disable()
         out = io.StringIO()
-        pstats.Stats(self._profile, stream=out).sort_stats("tottime").print_stats(30)
+        stats = pstats.Stats(self._profile, stream=out)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
         self._profile = None
         return out.getvalue()
 
