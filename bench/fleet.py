@@ -20,6 +20,9 @@ Each VTN runs in a fresh process per run (``bench._vtn_server``, same runtime fo
 is one process on its own core (uvloop, raw HTTP/1.1 on keep-alive mutual TLS, bodies patched from
 templates made before the clock). When it cannot keep up, the offered rate it reached is printed
 beside the intended one: read the figures as that load's, not the intended one's.
+
+``--profile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
+thread); ``python -m bench fleetkinds`` takes the mix apart by request kind.
 """
 
 from __future__ import annotations
@@ -435,10 +438,9 @@ def main(argv: list[str]) -> int:
                         results.append(runner.run(run_fleet(kind, args.setup, pki, args,
                                                             vtn_cpu, tmp, run)))
     print(render(args, args.setup, results, (before, os.getloadavg())))
-    for result in results:
-        if result.profile:
-            print(f"\n{result.kind}'s VTN over the window (cProfile, its overhead included):\n"
-                  + result.profile)
+    for result in (r for r in results if r.profile):
+        print("\nour VTN over the measured window (cProfile, its overhead included):\n"
+              + result.profile)
     return 0
 
 

@@ -177,13 +177,14 @@ def render(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]]
         lines.append(f"{label:<28} {_cell(ours):>30} {_cell(theirs):>30} {ratio:>8}")
     ours_min = [minute(f) for k, f in results if k == "ours"]
     theirs_min = [minute(f) for k, f in results if k == "openleadr"]
-    lines.append(f"{'one device-minute, weighed':<28} {_cell(ours_min):>30} {_cell(theirs_min):>30}")
+    label = "one device-minute, weighed"
+    lines.append(f"{label:<28} {_cell(ours_min):>30} {_cell(theirs_min):>30}")
     lines.append("weights: " + ", ".join(f"{w:g} x {row}" for row, w in _MINUTE))
-    for ours_figures in (f for k, f in results if k == "ours"):
-        share = {row: ours_figures[row] * w / minute(ours_figures) for row, w in _MINUTE}
-        lines.append("crowdflex's minute: " + ", ".join(f"{row} {100 * s:.0f} %"
-                                                        for row, s in share.items()))
-        break
+    if ours_min:  # the share of each kind in our minute, from the medians
+        medians = {row: statistics.median(of("ours", row)) for row in _ROWS}
+        total = minute(medians)
+        lines.append("crowdflex's minute: " + ", ".join(
+            f"{row} {100 * medians[row] * w / total:.0f} %" for row, w in _MINUTE))
     return "\n".join(lines)
 
 
