@@ -1,4 +1,4 @@
-"""The VTN side of ``python -m bench vtn``: one VTN (ours or openleadr's) in a process of its own.
+"""The server side of the VTN benchmarks: one VTN (ours or openleadr's) or the floor, own process.
 
 :func:`serve` is the target of a ``spawn``-ed process. It starts the VTN on 127.0.0.1, port 0,
 with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers commands from the
@@ -49,7 +49,8 @@ _HOST = "127.0.0.1"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSpec:
-    """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``sign_cert``/``sign_key`` turn
+    """What to run: ``kind`` is ``"ours"``, ``"openleadr"`` or ``"floor"`` (no VTN: aiohttp
+    answering fixed bytes, the per-request cost under both); ``sign_cert``/``sign_key`` turn
     signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
     key and verifying VEN signatures; ``db`` is our SQLite file; ``setup`` the runtime of both
     (``"tuned"`` or ``"plain"``); ``repeat_cache`` False turns ours off (``vtn.repeats``)."""
@@ -198,6 +199,36 @@ async def _start_openleadr(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, C
     return port, server.app_runner, publish
 
 
+# an oadrResponse's size: what the floor answers every request with
+_FLOOR_REPLY = b"<oadrPayload>" + b"x" * 700 + b"</oadrPayload>"
+
+
+async def _start_floor(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callable[..., Any]]:
+    """Not a VTN: aiohttp answering every POST to a service path with fixed bytes, on our
+    server TLS context and the same runtime: what any aiohttp VTN pays per request before
+    doing anything (read the body, answer)."""
+    from aiohttp import web
+
+    from vtn.app import server_ssl_context
+    from vtn.settings import VtnConfig
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=_FLOOR_REPLY, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_post("/OpenADR2/Simple/2.0b/{service}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    context = server_ssl_context(VtnConfig(tls_cert=spec.cert, tls_key=spec.key, tls_ca=spec.ca))
+    await web.TCPSite(runner, _HOST, 0, ssl_context=context).start()
+
+    async def publish(ven_ids: tuple[str, ...], tag: str = "") -> None:
+        raise ValueError("the floor serves no events")
+
+    return runner.addresses[0][1], runner, publish
+
+
 def _rss_bytes() -> int:
     """This process's resident set size (Linux /proc; 0 elsewhere)."""
     try:
@@ -267,7 +298,7 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
 
 async def _serve(spec: ServerSpec, conn: Connection) -> None:
     tally = _Tally(acks=set())
-    start = _start_ours if spec.kind == "ours" else _start_openleadr
+    start = {"ours": _start_ours, "openleadr": _start_openleadr, "floor": _start_floor}[spec.kind]
     port, runner, publish = await start(spec, tally)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()

@@ -15,7 +15,9 @@ requests; every thread, none of the load), and the publish's CPU per VEN. The la
 them as one device's minute of ``bench fleet`` (10-s polls, telemetry batched per minute, one
 event, 1 % reconnecting), which can be set against what ``bench fleet`` measures for the mix.
 Same runtime for both VTNs (``--setup``), ``--runs`` fresh processes each in ABBA order, median
-and range; the load average is printed.
+and range; the load average is printed. ``--floor`` adds, after each run's pair, what aiohttp
+alone costs per request on the same TLS context and runtime, answering fixed bytes: the part of
+every request that no VTN built on aiohttp (ours or openleadr) can take away.
 """
 
 from __future__ import annotations
@@ -135,6 +137,30 @@ async def _post(device: Device, service: str, body: bytes) -> bytes:
     return reply if status == 200 else f"HTTP {status}".encode()
 
 
+async def run_floor(pki: Any, args: argparse.Namespace, cpu: int | None, tmp: Path) -> float:
+    """Server CPU per request of the floor (``bench._vtn_server``: aiohttp answering fixed
+    bytes on our TLS context and runtime), the same devices posting polls one in flight."""
+    spec = ServerSpec(kind="floor", cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
+                      db=tmp / "floor.db", setup=args.setup)
+    body = _CODEC.encode(schemas.Poll(ven_id="floor"))
+    errors: list[str] = []
+    with VtnProcess(spec, cpu) as server:
+        devices = _devices(list(pki.vens), pki.ca, server.port)
+
+        async def poll(d: Device) -> bytes:
+            return await _post(d, "OadrPoll", body)
+
+        try:
+            await _each(devices, poll, errors)  # every connection made before the clock
+            values = [await _measure(server.control, _each(devices, poll, errors), len(devices))
+                      for _ in range(args.rounds)]
+        finally:
+            await asyncio.gather(*(d.link.close() for d in devices), return_exceptions=True)
+    if errors:
+        raise RuntimeError(f"the floor failed a request: {errors[0]}")
+    return statistics.median(values)
+
+
 def _ack(device: Device, reply: bytes) -> bytes:
     message = _CODEC.decode(reply)
     if not isinstance(message, schemas.DistributeEvent) or not message.events:
@@ -157,7 +183,7 @@ def _cell(values: list[float]) -> str:
 
 
 def render(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]],
-           load: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
+           load: tuple[tuple[float, ...], tuple[float, ...]], floor: list[float]) -> str:
     def of(kind: str, row: str) -> list[float]:
         return [figures[row] for k, figures in results if k == kind]
 
@@ -180,6 +206,11 @@ def render(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]]
     label = "one device-minute, weighed"
     lines.append(f"{label:<28} {_cell(ours_min):>30} {_cell(theirs_min):>30}")
     lines.append("weights: " + ", ".join(f"{w:g} x {row}" for row, w in _MINUTE))
+    if floor:
+        requests = sum(w for row, w in _MINUTE if row != "publish")
+        lines.append(f"{'floor: aiohttp, fixed reply':<28} {_cell(floor):>30} per request;"
+                     f" x {requests:g} requests = {1000 * statistics.median(floor) * requests:.3f}"
+                     " ms per device-minute before any VTN work")
     if ours_min:  # the share of each kind in our minute, from the medians
         medians = {row: statistics.median(of("ours", row)) for row in _ROWS}
         total = minute(medians)
@@ -198,6 +229,8 @@ def main(argv: list[str]) -> int:
                         help="whose encoder made the reports")
     parser.add_argument("--setup", choices=SETUPS, default="tuned", help="runtime of both VTNs")
     parser.add_argument("--only", choices=KINDS, help="one VTN only")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure aiohttp answering fixed bytes (same TLS, runtime)")
     parser.add_argument("--profile", choices=_ROWS[:-1],
                         help="cProfile our VTN across this kind's requests and print it")
     args = parser.parse_args(argv)
@@ -216,6 +249,7 @@ def main(argv: list[str]) -> int:
     results: list[tuple[str, dict[str, float]]] = []
     failures: list[str] = []
     profiles: list[str] = []
+    floor: list[float] = []
     with tempfile.TemporaryDirectory(prefix="crowdflex-bench-kinds-") as name:
         tmp = Path(name)
         pki = mint(tmp, vens=args.vens, rsa_vens=0)
@@ -227,7 +261,10 @@ def main(argv: list[str]) -> int:
                                                                vtn_cpu, tmp, run, profiles))
                     results.append((kind, figures))
                     failures += [f"{kind}: {e}" for e in errors]
-    print(render(args, results, (before, os.getloadavg())))
+            if args.floor:
+                with asyncio.Runner(loop_factory=loop_factory) as runner:
+                    floor.append(runner.run(run_floor(pki, args, vtn_cpu, tmp)))
+    print(render(args, results, (before, os.getloadavg()), floor))
     for failure in failures[:6]:
         print("failed:", failure)
     if profiles:  # the last round's: warm

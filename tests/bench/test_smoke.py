@@ -47,7 +47,8 @@ def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
 
 
 def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> None:
-    out = _bench("fleetkinds", "--vens", "3", "--rounds", "1", "--runs", "1", "--profile", "ack")
+    out = _bench("fleetkinds", "--vens", "3", "--rounds", "1", "--runs", "1", "--profile", "ack",
+                 "--floor")
     lines = out.splitlines()
     for row in ("poll ", "report ", "event poll ", "ack ", "reconnect ", "publish, per VEN",
                 "one device-minute, weighed"):
@@ -55,3 +56,5 @@ def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> N
         assert line.count(" ms") == 2, line  # both VTNs
     assert "failed:" not in out  # every request of every kind answered with 200
     assert "our VTN across ack requests (cProfile" in out and "on_created_event" in out
+    floor = next(line for line in lines if line.startswith("floor: aiohttp, fixed reply"))
+    assert floor.count(" ms") == 2, floor
