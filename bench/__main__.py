@@ -16,6 +16,8 @@ BENCHMARKS: Final[dict[str, str]] = {
            " openleadr's",
     "fleet": "a fleet's workload (10-s polls, 4-s telemetry, events, reconnects): VTN CPU per"
              " device-minute, latency, RSS per VEN, crowdflex vs openleadr",
+    "fleetkinds": "the fleet's requests one kind at a time (poll, report, event poll, ack,"
+                  " reconnect): VTN CPU per request and per device-minute, both VTNs",
     "soak": "1,000 VENs polling and reporting on loopback: VTN memory, errors, points lost",
     "cbp": "2,000 devices on one aggregator: activation -> all acks, CPU per device per minute",
     "sigshapes": "VTN signature-check CPU per hostile signed shape (red team of review 2)",
@@ -26,7 +28,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
         print("usage: python -m bench NAME [ARGS...]\n\nbenchmarks:")
         for name, about in BENCHMARKS.items():
-            print(f"  {name:<8} {about}")
+            print(f"  {name:<10} {about}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(f"bench.{argv[0]}")
     result: int = module.main(argv[1:])

@@ -1,4 +1,4 @@
-"""The VTN side of ``python -m bench vtn``: one VTN (ours or openleadr's) in a process of its own.
+"""The server side of the VTN benchmarks: one VTN (ours or openleadr's) or the floor, own process.
 
 :func:`serve` is the target of a ``spawn``-ed process. It starts the VTN on 127.0.0.1, port 0,
 with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers commands from the
@@ -52,7 +52,8 @@ _HOST = "127.0.0.1"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSpec:
-    """What to run: ``kind`` is ``"ours"`` or ``"openleadr"``; ``sign_cert``/``sign_key`` turn
+    """What to run: ``kind`` is ``"ours"``, ``"openleadr"`` or ``"floor"`` (no VTN: aiohttp
+    answering fixed bytes, the per-request cost under both); ``sign_cert``/``sign_key`` turn
     signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
     key and verifying VEN signatures; ``storage_url`` is our database; ``setup`` the runtime of both
     (``"tuned"`` or ``"plain"``); ``repeat_cache`` False turns ours off (``vtn.repeats``)."""
@@ -229,6 +230,36 @@ async def _store(storage: Any, ven_ids: list[str], points: int,
     return sum(counts), time.perf_counter() - started
 
 
+# an oadrResponse's size: what the floor answers every request with
+_FLOOR_REPLY = b"<oadrPayload>" + b"x" * 700 + b"</oadrPayload>"
+
+
+async def _start_floor(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callable[..., Any]]:
+    """Not a VTN: aiohttp answering every POST to a service path with fixed bytes, on our
+    server TLS context and the same runtime: what any aiohttp VTN pays per request before
+    doing anything (read the body, answer)."""
+    from aiohttp import web
+
+    from vtn.app import server_ssl_context
+    from vtn.settings import VtnConfig
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=_FLOOR_REPLY, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_post("/OpenADR2/Simple/2.0b/{service}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    context = server_ssl_context(VtnConfig(tls_cert=spec.cert, tls_key=spec.key, tls_ca=spec.ca))
+    await web.TCPSite(runner, _HOST, 0, ssl_context=context).start()
+
+    async def publish(ven_ids: tuple[str, ...], tag: str = "") -> None:
+        raise ValueError("the floor serves no events")
+
+    return runner.addresses[0][1], runner, publish
+
+
 def _rss_bytes() -> int:
     """This process's resident set size (Linux /proc; 0 elsewhere)."""
     try:
@@ -246,14 +277,18 @@ class _Profiler:
 
     def toggle(self, on: bool) -> str | None:
         if on:
-            self._profile = cProfile.Profile()
+            # CPU time of the event-loop thread, not wall time: on a loaded machine wall time
+            # charges whatever ran while this process waited for a core to the code it was in
+            self._profile = cProfile.Profile(time.thread_time)
             self._profile.enable()
             return None
         if self._profile is None:
             return ""
         self._profile.disable()
         out = io.StringIO()
-        pstats.Stats(self._profile, stream=out).sort_stats("tottime").print_stats(30)
+        stats = pstats.Stats(self._profile, stream=out)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
         self._profile = None
         return out.getvalue()
 
@@ -296,7 +331,7 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
 
 async def _serve(spec: ServerSpec, conn: Connection) -> None:
     tally = _Tally(acks=set())
-    start = _start_ours if spec.kind == "ours" else _start_openleadr
+    start = {"ours": _start_ours, "openleadr": _start_openleadr, "floor": _start_floor}[spec.kind]
     port, runner, publish = await start(spec, tally)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
@@ -343,13 +378,16 @@ def serve(spec: ServerSpec, conn: Connection) -> None:
 
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("openleadr").setLevel(logging.ERROR)
     if spec.setup not in SETUPS:
         raise ValueError(f"setup {spec.setup!r}: one of {SETUPS}")
     # the same runtime for either VTN: uvloop and the serving process tuning, or neither
     loop_factory = serving_loop_factory("uvloop" if spec.setup == "tuned" else "asyncio")
     if spec.kind == "openleadr":
         import openleadr  # noqa: F401  (its imports happen before the heap is frozen, as ours)
+
+        # after the import: openleadr.client sets its logger to INFO when imported, which had
+        # it write a line per message to stderr in every benchmark (CPU ours did not spend)
+        logging.getLogger("openleadr").setLevel(logging.ERROR)
     else:
         import vtn.services  # noqa: F401
     if spec.setup == "tuned":

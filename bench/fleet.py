@@ -20,6 +20,9 @@ Each VTN runs in a fresh process per run (``bench._vtn_server``, same runtime fo
 is one process on its own core (uvloop, raw HTTP/1.1 on keep-alive mutual TLS, bodies patched from
 templates made before the clock). When it cannot keep up, the offered rate it reached is printed
 beside the intended one: read the figures as that load's, not the intended one's.
+
+``--profile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
+thread); ``python -m bench fleetkinds`` takes the mix apart by request kind.
 """
 
 from __future__ import annotations
@@ -112,11 +115,14 @@ def _patched(template: bytes, n: int, request_id: bytes) -> bytes:
 class Fleet:
     """The fleet's behaviour against one VTN at ``port``."""
 
-    def __init__(self, devices: list[Device], args: argparse.Namespace, control: Any) -> None:
+    def __init__(self, devices: list[Device], args: argparse.Namespace, control: Any, *,
+                 profile: bool = False) -> None:
         self.devices, self.args, self.control = devices, args, control
+        self.profiling = profile
         self.tally = Tally()
         self.stop = asyncio.Event()
         self._ids = itertools.count()
+        self.profile = ""  # the VTN's cProfile over the window, with --profile
 
     async def _post(self, device: Device, service: str, body: bytes) -> bytes:
         start = time.perf_counter()
@@ -219,9 +225,13 @@ class Fleet:
         try:
             await asyncio.sleep(self.args.warmup_s)
             self.tally.measuring = True
+            if self.profiling:
+                await self.control.call("profile", True)
             started, cpu_before = time.perf_counter(), await self.control.call("cpu")
             await asyncio.sleep(self.args.minutes * 60.0)
             cpu = await self.control.call("cpu") - cpu_before
+            if self.profiling:
+                self.profile = await self.control.call("profile", False)
             window = time.perf_counter() - started
             self.tally.measuring = False
         finally:
@@ -285,6 +295,7 @@ class FleetResult:
     reconnects: int
     bad: int
     errors: tuple[str, ...]
+    profile: str = ""
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -302,7 +313,7 @@ async def run_fleet(kind: str, setup: str, pki: Any, args: argparse.Namespace,
     with VtnProcess(spec, cpu) as vtn:
         rss_start = await vtn.control.call("rss")
         devices = _devices(list(pki.vens), pki.ca, vtn.port)
-        fleet = Fleet(devices, args, vtn.control)
+        fleet = Fleet(devices, args, vtn.control, profile=args.profile and kind == "ours")
         try:
             await _register(devices, args.concurrency)
             samples = 1 if args.telemetry == "sample" else int(60 / _SAMPLE_S)
@@ -326,7 +337,8 @@ async def run_fleet(kind: str, setup: str, pki: Any, args: argparse.Namespace,
         requests_per_s=tally.requests / window,
         intended_per_s=len(devices) * per_device_min / 60.0,
         late_p99_s=_percentile(tally.late, 0.99), acks=tally.acks, reconnects=tally.reconnects,
-        bad=tally.bad, errors=tuple(e for d in devices for e in d.errors)[:6])
+        bad=tally.bad, errors=tuple(e for d in devices for e in d.errors)[:6],
+        profile=fleet.profile)
 
 
 def _spread(values: list[float], scale: float, unit: str, digits: int = 2) -> str:
@@ -398,6 +410,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", choices=KINDS, help="one VTN only")
     parser.add_argument("--no-repeat-cache", action="store_true", help="our repeat cache off")
     parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile our VTN over the measured window and print it")
     args = parser.parse_args(argv)
     if min(args.vens, args.runs) < 1 or args.poll_s <= 0 or args.minutes <= 0:
         parser.error("counts and durations must be positive")
@@ -424,6 +438,9 @@ def main(argv: list[str]) -> int:
                         results.append(runner.run(run_fleet(kind, args.setup, pki, args,
                                                             vtn_cpu, tmp, run)))
     print(render(args, args.setup, results, (before, os.getloadavg())))
+    for result in (r for r in results if r.profile):
+        print("\nour VTN over the measured window (cProfile, its overhead included):\n"
+              + result.profile)
     return 0
 
 

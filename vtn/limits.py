@@ -126,6 +126,9 @@ class RateLimiter:
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.burst = float(self.burst)  # once, not per refill (an int burst is allowed)
+
     def take(self, key: str) -> float:
         bucket = self._refilled(key)
         if bucket.tokens >= 1.0:
@@ -148,7 +151,8 @@ class RateLimiter:
         if bucket is None:
             self._make_room(now)
             bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), at=now)
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.per_s)
+        tokens = bucket.tokens + (now - bucket.at) * self.per_s
+        bucket.tokens = tokens if tokens < self.burst else self.burst
         bucket.at = now
         return bucket
 
@@ -184,8 +188,13 @@ class VenBudgets:
 
     def wait(self, key: str) -> float:
         """0.0 when the VEN may send; else the seconds until both its buckets are out of debt."""
-        return max((limiter.debt(key) for limiter in (self._bytes, self._cpu)
-                    if limiter is not None), default=0.0)
+        # asked before every request: spelled out, not max() over a generator (five calls less)
+        wait = 0.0 if self._bytes is None else self._bytes.debt(key)
+        if self._cpu is not None:
+            cpu = self._cpu.debt(key)
+            if cpu > wait:
+                wait = cpu
+        return wait
 
     def charge_bytes(self, key: str, count: int) -> None:
         if self._bytes is not None and count:

@@ -1,20 +1,27 @@
 """Per-VEN memory of the last unsigned exchange, so that a repeat costs no XML work.
 
 A polling VEN sends the same oadrPoll bytes every time (it carries only the venID) and mostly gets
-the same "nothing for you" back. The VTN therefore decodes a VEN's request bytes once and reuses
-the typed message while the bytes repeat, and encodes a reply once and reuses the bytes while the
-reply repeats. A reply that differs from the last only in the requestID its eiResponse echoes
-(every oadrUpdatedReport to a reporting VEN) reuses the bytes with that one element's text
-swapped.
+the same "nothing for you" back. The VTN therefore decodes a VEN's poll bytes once and reuses the
+typed message while the bytes repeat, and encodes a reply once and reuses the bytes while the
+reply repeats. A reply that differs from the last of its type only in the requestID its
+eiResponse echoes (every oadrUpdatedReport to a reporting VEN, every oadrResponse to its acks)
+reuses the bytes with that one element's text swapped.
+
+Only oadrPoll requests are remembered: every other payload carries a requestID the VEN makes new
+per request, so it never repeats, and remembering it would only push the VEN's poll out (a fleet
+VEN reports and acknowledges between its polls). Replies are remembered one per message type for
+the same reason: the answer to a report does not push out the answer to a poll. A reply with a
+requestID of its own is not remembered at all.
 
 Invariants:
 - Keys are certificate fingerprints: one VEN's bytes never stand for another's.
-- Only requests that decoded and validated, without a signature, are remembered; a signed request
+- Only polls that decoded and validated, without a signature, are remembered; a signed request
   carries a fresh nonce and is verified every time.
 - Replies are reused only from a codec that does not sign (a signed reply needs a fresh
-  ReplayProtect) and only when the new reply equals the remembered one (messages are frozen
-  dataclasses compared by value), or equals it once the requestIDs are swapped and both IDs are
-  printable ASCII without ``&<>`` (their text is then their bytes) and the old element occurs once.
+  ReplayProtect) and only when the new reply equals the remembered one of its type (messages are
+  frozen dataclasses compared by value), or equals it once the requestIDs are swapped and both IDs
+  are printable ASCII without ``&<>`` (their text is then their bytes) and the old element occurs
+  once.
 - The table is bounded (``max_vens``); the VEN remembered longest ago is forgotten first.
 - ``enabled = False`` turns it off (every request decoded, every reply encoded; for benchmarks
   that must not measure the repeat path); the hit and miss counts say how often it served.
@@ -24,11 +31,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Final, cast
 
-from schemas import EiResponse, Message
+from schemas import EiResponse, Message, Poll
 
 __all__ = ["Repeats"]
 
@@ -41,8 +48,8 @@ _REQUEST_ID: Final = b"<pyld:requestID>%b</pyld:requestID>"  # as the codec's NS
 class _Last:
     body: bytes | None = None
     request: Message | None = None
-    reply: Message | None = None
-    reply_bytes: bytes = b""
+    # the last reply of each message type and its bytes
+    replies: dict[type, tuple[Message, bytes]] = field(default_factory=dict)
 
 
 class Repeats:
@@ -65,32 +72,37 @@ class Repeats:
         return message
 
     def remember_request(self, fingerprint: str, body: bytes, message: Message) -> None:
-        if self.enabled:
+        """Remember ``body`` as decoding to ``message`` if it is a poll (see the module
+        docstring: nothing else repeats)."""
+        if self.enabled and type(message) is Poll:
             last = self._entry(fingerprint)
             last.body, last.request = body, message
 
     def reply(self, fingerprint: str, reply: Message) -> bytes | None:
-        """The bytes ``reply`` encodes to, if this VEN's last reply was equal or differed only in
-        its eiResponse's requestID."""
+        """The bytes ``reply`` encodes to, if this VEN's last reply of its type was equal or
+        differed only in its eiResponse's requestID."""
         data = self._reply(fingerprint, reply)
         self.replies[data is None] += 1
         return data
 
     def _reply(self, fingerprint: str, reply: Message) -> bytes | None:
         last = self._by_peer.get(fingerprint) if self.enabled else None
-        if last is None or last.reply is None:
+        if last is None or (known := last.replies.get(type(reply))) is None:
             return None
-        if last.reply == reply:
-            return last.reply_bytes
-        data = _swap_request_id(last.reply, last.reply_bytes, reply)
+        old, old_bytes = known
+        if old == reply:
+            return old_bytes
+        data = _swap_request_id(old, old_bytes, reply)
         if data is not None:
-            last.reply, last.reply_bytes = reply, data
+            last.replies[type(reply)] = reply, data
         return data
 
     def remember_reply(self, fingerprint: str, reply: Message, data: bytes) -> None:
-        if self.enabled:
-            last = self._entry(fingerprint)
-            last.reply, last.reply_bytes = reply, data
+        """Remember ``data`` as the encoding of ``reply``, unless the reply carries a requestID
+        of its own (an oadrDistributeEvent, an oadrCreateReport): that is made new per message,
+        so the reply cannot repeat and its bytes would only take memory."""
+        if self.enabled and not getattr(reply, "request_id", ""):
+            self._entry(fingerprint).replies[type(reply)] = reply, data
 
     def __len__(self) -> int:
         return len(self._by_peer)
@@ -106,8 +118,7 @@ class Repeats:
 
 def _swap_request_id(old: Message, old_bytes: bytes, new: Message) -> bytes | None:
     new_response, old_response = getattr(new, "response", None), getattr(old, "response", None)
-    if (type(new) is not type(old) or not isinstance(new_response, EiResponse)
-            or not isinstance(old_response, EiResponse)):
+    if not isinstance(new_response, EiResponse) or not isinstance(old_response, EiResponse):
         return None
     new_id, old_id = new_response.request_id.encode(), old_response.request_id.encode()
     if _PLAIN_ID.fullmatch(new_id) is None or _PLAIN_ID.fullmatch(old_id) is None:

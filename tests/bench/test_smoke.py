@@ -39,7 +39,22 @@ def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
 
 
 def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
-    out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1")
+    out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1", "--profile")
     line = next(line for line in out.splitlines() if line.startswith("VTN CPU per device-minute"))
     assert line.count(" ms") == 2, line
     assert "ours: " in out and "openleadr: " in out
+    assert "our VTN over the measured window (cProfile" in out
+
+
+def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> None:
+    out = _bench("fleetkinds", "--vens", "3", "--rounds", "1", "--runs", "1", "--profile", "ack",
+                 "--floor")
+    lines = out.splitlines()
+    for row in ("poll ", "report ", "event poll ", "ack ", "reconnect ", "publish, per VEN",
+                "one device-minute, weighed"):
+        line = next(line for line in lines if line.startswith(row))
+        assert line.count(" ms") == 2, line  # both VTNs
+    assert "failed:" not in out  # every request of every kind answered with 200
+    assert "our VTN across ack requests (cProfile" in out and "on_created_event" in out
+    floor = next(line for line in lines if line.startswith("floor: aiohttp, fixed reply"))
+    assert floor.count(" ms") == 2, floor

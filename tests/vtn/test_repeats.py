@@ -91,3 +91,27 @@ def test_turned_off_it_serves_nothing_and_counts_what_it_served() -> None:
     assert (repeats.requests, repeats.replies) == ([1, 2], [1, 1])
     with pytest.raises(ValueError, match="max_vens"):
         Repeats(max_vens=0)
+
+
+def test_only_polls_are_remembered_so_a_report_between_polls_leaves_the_poll() -> None:
+    repeats = Repeats()
+    repeats.remember_request("AA:01", BODY, POLL)
+    report = b"<oadrUpdateReport/>"
+    repeats.remember_request("AA:01", report, updated("upd-1"))
+    assert repeats.request("AA:01", report) is None
+    assert repeats.request("AA:01", BODY) is POLL
+
+
+def test_replies_are_remembered_per_type_and_not_when_they_carry_their_own_request_id() -> None:
+    codec, repeats = Codec(), Repeats()
+    empty = Response(response=EiResponse(), ven_id="ven-1")
+    repeats.remember_reply("AA:01", empty, codec.encode(empty))
+    repeats.remember_reply("AA:01", updated("upd-1"), codec.encode(updated("upd-1")))
+    cancel = CancelReport(request_id="c-1", report_request_ids=("rr",), ven_id="ven-1")
+    repeats.remember_reply("AA:01", cancel, codec.encode(cancel))
+    # the answer to a report did not push out the answer to a poll, nor the other way round
+    assert repeats.reply("AA:01", empty) == codec.encode(empty)
+    assert repeats.reply("AA:01", updated("upd-2")) == codec.encode(updated("upd-2"))
+    acked = Response(response=EiResponse(request_id="ack-1"), ven_id="ven-1")
+    assert repeats.reply("AA:01", acked) == codec.encode(acked)
+    assert repeats.reply("AA:01", cancel) is None

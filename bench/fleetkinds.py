@@ -1,0 +1,273 @@
+"""Where a fleet device's minute goes: the fleet's requests one kind at a time, one in flight.
+
+``python -m bench fleet`` gives one figure, VTN CPU per device-minute, for the mix. This benchmark
+takes the mix apart: ``--vens`` VENs register, then each in turn (one request in flight, as a fleet
+spread over its poll interval mostly is) sends, ``--rounds`` times per kind:
+
+- ``poll``: an oadrPoll with nothing waiting (our repeat cache serves it from the second on);
+- ``report``: a 15-point TELEMETRY_USAGE oadrUpdateReport, every point new (a minute batched);
+- ``event poll``: the oadrPoll that brings the event published to all (once per round);
+- ``ack``: the oadrCreatedEvent answering it (optIn);
+- ``reconnect``: an oadrPoll on a new mutual-TLS connection (the handshake included).
+
+Per kind: VTN CPU per request (``time.process_time`` of the VTN process across the kind's
+requests; every thread, none of the load), and the publish's CPU per VEN. The last rows weigh
+them as one device's minute of ``bench fleet`` (10-s polls, telemetry batched per minute, one
+event, 1 % reconnecting), which can be set against what ``bench fleet`` measures for the mix.
+Same runtime for both VTNs (``--setup``), ``--runs`` fresh processes each in ABBA order, median
+and range; the load average is printed. ``--floor`` adds, after each run's pair, what aiohttp
+alone costs per request on the same TLS context and runtime, answering fixed bytes: the part of
+every request that no VTN built on aiohttp (ours or openleadr) can take away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import tempfile
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final
+
+import schemas
+from bench._vtn_load import response_code
+from bench._vtn_server import SETUPS, ServerSpec
+from bench.fleet import Device, _devices, _openleadr_report, _patched, _register, _report
+from bench.vtn import KINDS, VtnProcess, _cores, abba, mint
+
+__all__ = ["main"]
+
+_CODEC: Final = schemas.Codec()
+# one device's minute in bench fleet: 6 polls (one of them brings the event, and the VEN polls
+# again after its ack), one batched report, one ack, 1 % of a reconnect
+_MINUTE: Final = (("poll", 6.0), ("report", 1.0), ("event poll", 1.0), ("ack", 1.0),
+                  ("reconnect", 0.01), ("publish", 1.0))
+_ROWS: Final = ("poll", "report", "event poll", "ack", "reconnect", "publish")
+
+
+async def _each(devices: list[Device], send: Callable[[Device], Awaitable[bytes]],
+                errors: list[str]) -> None:
+    for device in devices:  # one in flight
+        reply = await send(device)
+        if response_code(reply) not in (0, 200) and len(errors) < 3:
+            errors.append(reply[:160].decode(errors="replace"))
+
+
+async def _measure(control: Any, work: Awaitable[None], count: int,
+                   profile: list[str] | None = None) -> float:
+    """VTN CPU per request of ``work`` (``count`` requests); with ``profile`` the VTN's cProfile
+    of it is appended there."""
+    if profile is not None:
+        await control.call("profile", True)
+    before = await control.call("cpu")
+    await work
+    cpu = float(await control.call("cpu") - before) / count
+    if profile is not None:
+        profile.append(await control.call("profile", False))
+    return cpu
+
+
+async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
+                    cpu: int | None, tmp: Path, run: int, profiles: list[str]
+                    ) -> tuple[dict[str, float], list[str]]:
+    spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
+                      db=tmp / f"kinds-{kind}-{run}.db", setup=setup)
+    errors: list[str] = []
+    per: dict[str, list[float]] = {name: [] for name in _ROWS}
+    ids = itertools.count()
+    with VtnProcess(spec, cpu) as vtn:
+        devices = _devices(list(pki.vens), pki.ca, vtn.port)
+        try:
+            await _register(devices, 50)
+            for device in devices:
+                ours = tuple(_report(device.ven_id, 15, v) for v in range(4))
+                device.templates = (tuple(_openleadr_report(t) for t in ours)
+                                    if args.encoding == "openleadr" else ours)
+            polls = {d.ven_id: _CODEC.encode(schemas.Poll(ven_id=d.ven_id)) for d in devices}
+            for _ in range(3):  # drain: ours queues its METADATA request after registration
+                await _each(devices, lambda d: _post(d, "OadrPoll", polls[d.ven_id]), [])
+            control, count = vtn.control, len(devices)
+            acks: dict[str, bytes] = {}
+
+            async def poll(d: Device) -> bytes:
+                return await _post(d, "OadrPoll", polls[d.ven_id])
+
+            async def report(d: Device) -> bytes:
+                n, d.sent = d.sent, d.sent + 1
+                body = _patched(d.templates[n % len(d.templates)], n,
+                                f"REQ-{next(ids):012d}".encode())
+                return await _post(d, "EiReport", body)
+
+            async def event_poll(d: Device) -> bytes:
+                reply = await poll(d)
+                acks[d.ven_id] = _ack(d, reply)
+                return reply
+
+            async def ack(d: Device) -> bytes:
+                return await _post(d, "EiEvent", acks.pop(d.ven_id))
+
+            async def reconnect(d: Device) -> bytes:
+                await d.link.close()
+                return await poll(d)
+
+            def sends(row: str, send: Callable[[Device], Awaitable[bytes]]) -> Awaitable[float]:
+                profile = profiles if kind == "ours" and args.profile == row else None
+                return _measure(control, _each(devices, send, errors), count, profile)
+
+            for round_ in range(args.rounds):
+                per["poll"].append(await sends("poll", poll))
+                per["report"].append(await sends("report", report))
+                per["publish"].append(await _measure(control, control.call(
+                    "publish", [d.ven_id for d in devices], f"-{round_}"), count))
+                per["event poll"].append(await sends("event poll", event_poll))
+                per["ack"].append(await sends("ack", ack))
+                await _each(devices, poll, errors)  # the poll after the ack: nothing left
+                per["reconnect"].append(await sends("reconnect", reconnect))
+        finally:
+            await asyncio.gather(*(d.link.close() for d in devices), return_exceptions=True)
+    return {name: statistics.median(values) for name, values in per.items()}, errors
+
+
+async def _post(device: Device, service: str, body: bytes) -> bytes:
+    status, reply = await device.link.post(service, body)
+    return reply if status == 200 else f"HTTP {status}".encode()
+
+
+async def run_floor(pki: Any, args: argparse.Namespace, cpu: int | None, tmp: Path) -> float:
+    """Server CPU per request of the floor (``bench._vtn_server``: aiohttp answering fixed
+    bytes on our TLS context and runtime), the same devices posting polls one in flight."""
+    spec = ServerSpec(kind="floor", cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
+                      db=tmp / "floor.db", setup=args.setup)
+    body = _CODEC.encode(schemas.Poll(ven_id="floor"))
+    errors: list[str] = []
+    with VtnProcess(spec, cpu) as server:
+        devices = _devices(list(pki.vens), pki.ca, server.port)
+
+        async def poll(d: Device) -> bytes:
+            return await _post(d, "OadrPoll", body)
+
+        try:
+            await _each(devices, poll, errors)  # every connection made before the clock
+            values = [await _measure(server.control, _each(devices, poll, errors), len(devices))
+                      for _ in range(args.rounds)]
+        finally:
+            await asyncio.gather(*(d.link.close() for d in devices), return_exceptions=True)
+    if errors:
+        raise RuntimeError(f"the floor failed a request: {errors[0]}")
+    return statistics.median(values)
+
+
+def _ack(device: Device, reply: bytes) -> bytes:
+    message = _CODEC.decode(reply)
+    if not isinstance(message, schemas.DistributeEvent) or not message.events:
+        raise RuntimeError(f"{device.ven_id}: no event in the reply to its poll: {reply[:200]!r}")
+    answers = tuple(schemas.EventResponse(
+        request_id=message.request_id, event_id=e.event_id,
+        modification_number=e.modification_number, opt_type=schemas.OptType.OPT_IN)
+        for e in message.events)
+    return _CODEC.encode(schemas.CreatedEvent(
+        response=schemas.EiResponse(request_id=message.request_id), ven_id=device.ven_id,
+        event_responses=answers))
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    ms = [v * 1000.0 for v in values]
+    middle = statistics.median(ms)
+    return f"{middle:.3f} ms" if len(ms) == 1 else f"{middle:.3f} ms ({min(ms):.3f}-{max(ms):.3f})"
+
+
+def render(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]],
+           load: tuple[tuple[float, ...], tuple[float, ...]], floor: list[float]) -> str:
+    def of(kind: str, row: str) -> list[float]:
+        return [figures[row] for k, figures in results if k == kind]
+
+    def minute(figures: dict[str, float]) -> float:
+        return sum(figures[row] * weight for row, weight in _MINUTE)
+
+    head = f"{'VTN CPU per request':<28} {'crowdflex':>30} {'openleadr':>30} {'ratio':>8}"
+    lines = [f"fleet kinds: {args.vens} VENs, one request in flight, {args.rounds} rounds,"
+             f" {args.encoding} bodies, setup {args.setup}, {args.runs} runs (ABBA)",
+             "load average before: " + " ".join(f"{x:.2f}" for x in load[0])
+             + ", after: " + " ".join(f"{x:.2f}" for x in load[1]), head, "-" * len(head)]
+    for row in _ROWS:
+        ours, theirs = of("ours", row), of("openleadr", row)
+        ratio = (f"{statistics.median(theirs) / statistics.median(ours):.2f}x"
+                 if ours and theirs and statistics.median(ours) > 0 else "-")
+        label = "publish, per VEN" if row == "publish" else row
+        lines.append(f"{label:<28} {_cell(ours):>30} {_cell(theirs):>30} {ratio:>8}")
+    ours_min = [minute(f) for k, f in results if k == "ours"]
+    theirs_min = [minute(f) for k, f in results if k == "openleadr"]
+    label = "one device-minute, weighed"
+    lines.append(f"{label:<28} {_cell(ours_min):>30} {_cell(theirs_min):>30}")
+    lines.append("weights: " + ", ".join(f"{w:g} x {row}" for row, w in _MINUTE))
+    if floor:
+        requests = sum(w for row, w in _MINUTE if row != "publish")
+        lines.append(f"{'floor: aiohttp, fixed reply':<28} {_cell(floor):>30} per request;"
+                     f" x {requests:g} requests = {1000 * statistics.median(floor) * requests:.3f}"
+                     " ms per device-minute before any VTN work")
+    if ours_min:  # the share of each kind in our minute, from the medians
+        medians = {row: statistics.median(of("ours", row)) for row in _ROWS}
+        total = minute(medians)
+        lines.append("crowdflex's minute: " + ", ".join(
+            f"{row} {100 * medians[row] * w / total:.0f} %" for row, w in _MINUTE))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench fleetkinds", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vens", type=int, default=200, help="VENs registered")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every kind per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per VTN (ABBA)")
+    parser.add_argument("--encoding", choices=("ours", "openleadr"), default="ours",
+                        help="whose encoder made the reports")
+    parser.add_argument("--setup", choices=SETUPS, default="tuned", help="runtime of both VTNs")
+    parser.add_argument("--only", choices=KINDS, help="one VTN only")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure aiohttp answering fixed bytes (same TLS, runtime)")
+    parser.add_argument("--profile", choices=_ROWS[:-1],
+                        help="cProfile our VTN across this kind's requests and print it")
+    args = parser.parse_args(argv)
+    if min(args.vens, args.rounds, args.runs) < 1:
+        parser.error("counts must be positive")
+    warnings.simplefilter("ignore")
+    try:
+        import uvloop
+        loop_factory: Any = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    vtn_cpu, load_cpu = _cores()
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {load_cpu})
+    before = os.getloadavg()
+    results: list[tuple[str, dict[str, float]]] = []
+    failures: list[str] = []
+    profiles: list[str] = []
+    floor: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="crowdflex-bench-kinds-") as name:
+        tmp = Path(name)
+        pki = mint(tmp, vens=args.vens, rsa_vens=0)
+        for run, order in enumerate(abba(args.runs)):
+            for kind in order:
+                if args.only in (None, kind):
+                    with asyncio.Runner(loop_factory=loop_factory) as runner:
+                        figures, errors = runner.run(run_kinds(kind, args.setup, pki, args,
+                                                               vtn_cpu, tmp, run, profiles))
+                    results.append((kind, figures))
+                    failures += [f"{kind}: {e}" for e in errors]
+            if args.floor:
+                with asyncio.Runner(loop_factory=loop_factory) as runner:
+                    floor.append(runner.run(run_floor(pki, args, vtn_cpu, tmp)))
+    print(render(args, results, (before, os.getloadavg()), floor))
+    for failure in failures[:6]:
+        print("failed:", failure)
+    if profiles:  # the last round's: warm
+        print(f"\nour VTN across {args.profile} requests (cProfile, its overhead included):\n"
+              + profiles[-1])
+    return 0
