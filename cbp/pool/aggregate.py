@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
 from uuid import UUID
 
 from cbp.market import MarketRules, Sample
@@ -31,6 +32,8 @@ from cbp.market import MarketRules, Sample
 from .config import PoolConfig
 
 __all__ = ["MspData", "MspRecorder", "PoolRow", "aggregate_sample", "device_rows"]
+
+_uuid_value = attrgetter("int")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,25 +48,35 @@ class PoolRow:
         return not self.missing
 
 
+def _in_steps(readings: Mapping[UUID, float | None], rules: MarketRules) -> dict[UUID, int]:
+    """Readings as whole device-resolution steps; missing readings have none."""
+    scale = float(1 / rules.device_resolution_kw)
+    return {device_id: round(kw * scale) for device_id, kw in readings.items() if kw is not None}
+
+
+def _rows(steps: Mapping[UUID, int], rules: MarketRules) -> dict[UUID, Decimal]:
+    step = rules.device_resolution_kw
+    return {device_id: Decimal(n) * step for device_id, n in steps.items()}
+
+
 def device_rows(readings: Mapping[UUID, float | None], rules: MarketRules) -> dict[UUID, Decimal]:
     """Readings rounded half-up to the device resolution; missing readings have no row."""
-    step = rules.device_resolution_kw
-    scale = float(1 / step)
-    return {
-        device_id: Decimal(round(kw * scale)) * step
-        for device_id, kw in readings.items()
-        if kw is not None
-    }
+    return _rows(_in_steps(readings, rules), rules)
 
 
 def aggregate_sample(
     at: datetime, readings: Mapping[UUID, float | None], rules: MarketRules
 ) -> tuple[PoolRow, dict[UUID, Decimal]]:
-    """The pool row and the device rows for one sample time."""
-    rows = device_rows(readings, rules)
-    total_kw = sum(rows.values(), Decimal(0))
+    """The pool row and the device rows for one sample time.
+
+    Once per sample over the whole pool: the device rows are summed as whole resolution steps
+    (integers, the same exact total as adding their Decimals) and the missing devices sorted by
+    their 128-bit value (the order of ``UUID.__lt__``, without a Python call per comparison)."""
+    steps = _in_steps(readings, rules)
+    rows = _rows(steps, rules)
+    total_kw = Decimal(sum(steps.values())) * rules.device_resolution_kw
     mw = (total_kw / 1000).quantize(rules.pool_resolution_mw, rounding=ROUND_HALF_UP)
-    missing = tuple(sorted(d for d, kw in readings.items() if kw is None))
+    missing = tuple(sorted((d for d, kw in readings.items() if kw is None), key=_uuid_value))
     return PoolRow(at=at, mw=mw, reporting=len(rows), missing=missing), rows
 
 
