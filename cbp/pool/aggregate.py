@@ -48,33 +48,24 @@ class PoolRow:
         return not self.missing
 
 
-def _in_steps(readings: Mapping[UUID, float | None], rules: MarketRules) -> dict[UUID, int]:
-    """Readings as whole device-resolution steps; missing readings have none."""
-    scale = float(1 / rules.device_resolution_kw)
-    return {device_id: round(kw * scale) for device_id, kw in readings.items() if kw is not None}
-
-
-def _rows(steps: Mapping[UUID, int], rules: MarketRules) -> dict[UUID, Decimal]:
-    step = rules.device_resolution_kw
-    return {device_id: Decimal(n) * step for device_id, n in steps.items()}
-
-
 def device_rows(readings: Mapping[UUID, float | None], rules: MarketRules) -> dict[UUID, Decimal]:
     """Readings rounded half-up to the device resolution; missing readings have no row."""
-    return _rows(_in_steps(readings, rules), rules)
+    step = rules.device_resolution_kw
+    scale = float(1 / step)
+    return {
+        device_id: Decimal(round(kw * scale)) * step
+        for device_id, kw in readings.items()
+        if kw is not None
+    }
 
 
 def aggregate_sample(
     at: datetime, readings: Mapping[UUID, float | None], rules: MarketRules
 ) -> tuple[PoolRow, dict[UUID, Decimal]]:
-    """The pool row and the device rows for one sample time.
-
-    Once per sample over the whole pool: the device rows are summed as whole resolution steps
-    (integers, the same exact total as adding their Decimals) and the missing devices sorted by
-    their 128-bit value (the order of ``UUID.__lt__``, without a Python call per comparison)."""
-    steps = _in_steps(readings, rules)
-    rows = _rows(steps, rules)
-    total_kw = Decimal(sum(steps.values())) * rules.device_resolution_kw
+    """The pool row and the device rows for one sample time. The missing devices are sorted by
+    their 128-bit value: the order of ``UUID.__lt__``, without a Python call per comparison."""
+    rows = device_rows(readings, rules)
+    total_kw = sum(rows.values(), Decimal(0))
     mw = (total_kw / 1000).quantize(rules.pool_resolution_mw, rounding=ROUND_HALF_UP)
     missing = tuple(sorted((d for d, kw in readings.items() if kw is None), key=_uuid_value))
     return PoolRow(at=at, mw=mw, reporting=len(rows), missing=missing), rows
