@@ -1,16 +1,24 @@
-"""``python -m bench cbp [--devices 2000] [--steady-s 60] [--xmpp]``: one aggregator and its device
-fleet; with ``--xmpp`` the devices reach the aggregator through an XMPP server (Prosody, started
-here) and get their setpoints over their one connection instead of polling for them.
+"""``python -m bench cbp [--devices 2000] [--steady-s 60] [--xmpp] [--loop auto]``: one
+aggregator and its device fleet; with ``--xmpp`` the devices reach the aggregator through an XMPP
+server (Prosody, started here) and get their setpoints over their one connection instead of
+polling for them.
 
 Starts the platform as ``crowdflex demo`` does (:func:`cbp.demo.nodes.start_nodes`: TSO and
 aggregator VTNs in this process, the device fleet in a child process, mutual TLS on loopback,
-SQLite files in a temporary directory, compressed profile), then prints two figures:
+SQLite files in a temporary directory, compressed profile), on the runtime ``crowdflex
+aggregator`` and ``crowdflex demo`` serve on (:func:`cbp.cli._process.run_node`: uvloop when
+installed and the serving process's GC tuning; ``--loop asyncio`` for the standard library's
+loop), then prints two figures:
 
 (b) steady telemetry: once every device has sent its first batch and one more batch period has
     passed, the CPU this process uses over ``--steady-s`` seconds, per device per minute. This
     process is the aggregator plus the TSO's VTN (which takes one pool report per batch and one
     baseline per baseline interval from it, whatever the fleet size); the fleet process's CPU is
-    printed beside it.
+    printed beside it. The figure counts the devices, not what they managed to send: on a
+    loaded machine the fleet process falls behind its 4-s clock, fewer samples arrive and the
+    figure would flatter the aggregator. So the samples received per second are printed against
+    the fleet's nominal rate, with the same CPU per 15 samples received (one device-minute of
+    4-s telemetry at full rate).
 (a) activation: an offer, its award at gate closure and the TSO's LOAD_DISPATCH, then the time
     from the TSO's activation to every dispatched device's setpoints delivered and acknowledged
     (oadrCreatedEvent), and to the aggregator's dispatch.
@@ -30,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cbp.cli._process import run_node
 from cbp.demo.nodes import STEP_TIMEOUT_S, Nodes, demo_settings, start_nodes, stepper
 from cbp.demo.platform import bid_and_activate
 
@@ -60,11 +69,17 @@ async def _steady(nodes: Nodes, seconds: float) -> None:
     minutes, devices = wall / 60, nodes.registered
     points = book.points_received - points0
     nodes.step(f"steady telemetry over {wall:.0f} s: {points / wall:.0f} samples/s received")
+    period = nodes.settings.rules.sample_period.total_seconds()
+    nominal = devices / period
+    per_minute = 60 / period  # samples of one device-minute at full rate
     print(f"(b) aggregator CPU per device per minute of steady telemetry: "
           f"{1000 * cpu / devices / minutes:.2f} ms "
           f"({cpu:.1f} s CPU in {wall:.0f} s for {devices} devices = {100 * cpu / wall:.0f}% "
           f"of a core; device fleet process: {1000 * child / devices / minutes:.2f} ms per "
           f"device per minute)")
+    print(f"    samples received: {points / wall:.0f}/s of the fleet's nominal {nominal:.0f}/s "
+          f"({100 * points / wall / nominal:.0f}%); aggregator CPU per {per_minute:g} samples "
+          f"received: {1000 * cpu * per_minute / max(points, 1):.2f} ms")
 
 
 async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool) -> None:
@@ -74,7 +89,9 @@ async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool) 
             f"over HTTP, poll every {timing.device_poll.total_seconds():g} s")
     print(f"bench cbp: {devices} devices {link}, "
           f"telemetry every {settings.rules.sample_period.total_seconds():g} s in batches of "
-          f"{timing.telemetry_batch.total_seconds():g} s; run folder {out}")
+          f"{timing.telemetry_batch.total_seconds():g} s; event loop "
+          f"{type(asyncio.get_running_loop()).__module__}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; run folder {out}")
     step = stepper(print)
     async with start_nodes(out, devices=devices, seed=seed, settings=settings,
                            step=step, xmpp=xmpp) as nodes:
@@ -84,6 +101,7 @@ async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool) 
           f"setpoints delivered and acknowledged: {operated.acked_s:.2f} s "
           f"(aggregator dispatched after {operated.dispatch_s:.2f} s)")
     nodes.vault.close()
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main(argv: list[str]) -> int:
@@ -96,11 +114,15 @@ def main(argv: list[str]) -> int:
                         help="the device link over XMPP (needs Debian's prosody)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="run in this folder and keep it (default: a temporary directory)")
+    parser.add_argument("--loop", default="auto", choices=("auto", "uvloop", "asyncio"),
+                        help="event loop of this process (default: auto, as crowdflex aggregator)")
     args = parser.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        asyncio.run(_run(args.keep, args.devices, args.steady_s, args.seed, args.xmpp))
+        run_node(_run(args.keep, args.devices, args.steady_s, args.seed, args.xmpp),
+                 loop=args.loop)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-cbp-") as tmp:
-        asyncio.run(_run(Path(tmp), args.devices, args.steady_s, args.seed, args.xmpp))
+        run_node(_run(Path(tmp), args.devices, args.steady_s, args.seed, args.xmpp),
+                 loop=args.loop)
     return 0

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
 from uuid import UUID
 
 from cbp.market import MarketRules, Sample
@@ -31,6 +32,8 @@ from cbp.market import MarketRules, Sample
 from .config import PoolConfig
 
 __all__ = ["MspData", "MspRecorder", "PoolRow", "aggregate_sample", "device_rows"]
+
+_uuid_value = attrgetter("int")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,11 +62,12 @@ def device_rows(readings: Mapping[UUID, float | None], rules: MarketRules) -> di
 def aggregate_sample(
     at: datetime, readings: Mapping[UUID, float | None], rules: MarketRules
 ) -> tuple[PoolRow, dict[UUID, Decimal]]:
-    """The pool row and the device rows for one sample time."""
+    """The pool row and the device rows for one sample time. The missing devices are sorted by
+    their 128-bit value: the order of ``UUID.__lt__``, without a Python call per comparison."""
     rows = device_rows(readings, rules)
     total_kw = sum(rows.values(), Decimal(0))
     mw = (total_kw / 1000).quantize(rules.pool_resolution_mw, rounding=ROUND_HALF_UP)
-    missing = tuple(sorted(d for d, kw in readings.items() if kw is None))
+    missing = tuple(sorted((d for d, kw in readings.items() if kw is None), key=_uuid_value))
     return PoolRow(at=at, mw=mw, reporting=len(rows), missing=missing), rows
 
 

@@ -120,6 +120,18 @@ def test_device_rows_add_up_to_the_pool_row_and_missing_stay_missing() -> None:
     assert coherence.coherent and coherence.checked == 10
 
 
+def test_the_pool_row_is_the_exact_sum_of_the_device_rows_and_lists_the_missing_in_uuid_order(
+) -> None:
+    readings: dict[UUID, float | None] = {
+        UUID(int=(7919 * i) % 1000): (None if i % 3 == 0 else 0.05 + i * 1.37) for i in range(1000)}
+    row, rows = aggregate_sample(START, readings, RULES)
+    assert row.mw == (sum(rows.values(), Decimal(0)) / 1000).quantize(
+        RULES.pool_resolution_mw, rounding="ROUND_HALF_UP")
+    missing = [d for d, kw in readings.items() if kw is None]
+    assert list(row.missing) == sorted(missing) != missing
+    assert row.reporting == len(rows) == 1000 - len(missing)
+
+
 def _rows(values: dict[UUID, str]) -> dict[UUID, Decimal]:
     return {d: Decimal(v) for d, v in values.items()}
 
