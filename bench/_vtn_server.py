@@ -8,6 +8,8 @@ benchmark process until told to stop:
 - ``("publish", ven_ids[, tag])`` -> one LOAD_DISPATCH event for those VENs (``tag`` makes its
   eventID new, for a publish every minute); the clock starts here;
 - ``("rss",)`` -> this process's resident set size, bytes;
+- ``("heap", True)`` -> starts ``tracemalloc`` and keeps a snapshot; ``("heap", n)`` -> the
+  top ``n`` allocation sites grown since that snapshot, as text (bytes, blocks, where);
 - ``("fanout", timeout_s)`` -> ``(publish_s, all_acks_s, acks)``: seconds the publish call took,
   seconds from its start until every VEN's ack was stored (NaN on timeout), acks counted;
 - ``("counts",)`` -> ``{"reports": ..., "points": ..., "acks": ...}`` seen by the handlers;
@@ -209,6 +211,32 @@ def _rss_bytes() -> int:
     return 0
 
 
+class _Heap:
+    """tracemalloc from a first snapshot: what grew since, by allocation site."""
+
+    def __init__(self) -> None:
+        self._first: Any = None
+
+    def command(self, arg: Any) -> str | None:
+        import tracemalloc
+
+        if arg is True:
+            tracemalloc.start(4)
+            self._first = tracemalloc.take_snapshot()
+            return None
+        if self._first is None:
+            return ""
+        grown = tracemalloc.take_snapshot().compare_to(self._first, "traceback")
+        tracemalloc.stop()
+        self._first = None
+        out = []
+        for stat in grown[:int(arg)]:
+            frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}"
+                                 for f in stat.traceback)
+            out.append(f"{stat.size_diff:>12,} B {stat.count_diff:>8,} blocks  {frames}")
+        return "\n".join(out)
+
+
 class _Profiler:
     def __init__(self) -> None:
         self._profile: cProfile.Profile | None = None
@@ -228,7 +256,7 @@ class _Profiler:
 
 
 async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..., Any],
-                   profiler: _Profiler) -> Any:
+                   profiler: _Profiler, heap: _Heap) -> Any:
     match command:
         case ("cpu",):
             return time.process_time()
@@ -254,6 +282,8 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return profiler.toggle(bool(on))
         case ("rss",):
             return _rss_bytes()
+        case ("heap", arg):
+            return heap.command(arg)
         case ("repeats",):
             if tally.repeats is None:
                 return None
@@ -267,12 +297,12 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
     port, runner, publish = await start(spec, tally)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
-    profiler = _Profiler()
+    profiler, heap = _Profiler(), _Heap()
     tasks: set[asyncio.Task[None]] = set()
 
     async def run(command: tuple[Any, ...]) -> None:
         try:
-            conn.send(("ok", await _command(command, tally, publish, profiler)))
+            conn.send(("ok", await _command(command, tally, publish, profiler, heap)))
         except Exception as exc:  # reported to the benchmark process, which prints it
             conn.send(("error", repr(exc)))
 
