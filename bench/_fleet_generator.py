@@ -3,8 +3,9 @@
 :func:`generate` is the target of a ``spawn``-ed process. It owns its VENs' keep-alive mutual-TLS
 links and answers commands from the benchmark process on its pipe, one at a time:
 
-- ``("register", port, concurrency)`` -> ``(venIDs, seconds)``: every VEN of the slice sends
-  oadrCreatePartyRegistration to the VTN at ``port``, ``concurrency`` at a time, then polls its
+- ``("register", port, concurrency)`` -> ``(venIDs, seconds, retries)``: every VEN of the slice
+  sends oadrCreatePartyRegistration to the VTN at ``port``, ``concurrency`` at a time (a VEN whose
+  connection fails tries again after 0.5-2 s, up to five times, counted), then polls its
   queue empty (ours queues its METADATA request after a registration); links stay open;
 - ``("run", start_at, warmup_s, window_s)`` -> a :class:`Tally`: the slice behaves as a fleet
   (polls, telemetry, acks, reconnects; see :mod:`bench.fleet`) from ``start_at``
@@ -44,6 +45,7 @@ _CODEC: Final = schemas.Codec()
 _REQUEST_ID: Final = b"REQ-000000000000"  # fixed width: patched per report
 _BASE: Final = datetime(2030, 1, 1, tzinfo=UTC)
 _STAMP: Final = _BASE.strftime("%Y-%m-%dT%H:").encode()
+_REGISTER_ATTEMPTS: Final = 5
 
 
 @dataclass(slots=True)
@@ -152,18 +154,29 @@ class _Slice:
             return create_message("oadrPoll", ven_id=device.ven_id).encode()
         return _CODEC.encode(schemas.Poll(ven_id=device.ven_id))
 
-    async def register(self, port: int, concurrency: int) -> tuple[list[str], float]:
+    async def register(self, port: int, concurrency: int) -> tuple[list[str], float, int]:
         for device in self.devices:
             device.link = RawLink("127.0.0.1", port, device.context, PREFIX)
         gate = asyncio.Semaphore(concurrency)
         started = time.perf_counter()
 
+        retries = 0
+
         async def one(n: int, device: _Device) -> None:
+            nonlocal retries
             body = _CODEC.encode(schemas.CreatePartyRegistration(
                 request_id=f"reg-{self.first + n}", ven_name=device.identity.name,
                 http_pull_model=True))
-            async with gate:
-                _, reply = await device.link.post("EiRegisterParty", body)
+            for attempt in range(_REGISTER_ATTEMPTS):  # as a VEN does: try again, a while later
+                try:
+                    async with gate:
+                        _, reply = await device.link.post("EiRegisterParty", body)
+                    break
+                except (ConnectionError, OSError, asyncio.IncompleteReadError):
+                    if attempt == _REGISTER_ATTEMPTS - 1:
+                        raise
+                    retries += 1
+                    await asyncio.sleep(random.uniform(0.5, 2.0))
             message = _CODEC.decode(reply)
             if not isinstance(message, schemas.CreatedPartyRegistration) or not message.ven_id:
                 raise RuntimeError(f"{device.identity.name} not registered: {message!r}")
@@ -177,7 +190,7 @@ class _Slice:
             ours = tuple(_report(device.ven_id, samples, v) for v in range(4))
             device.templates = (tuple(_openleadr_report(t) for t in ours)
                                 if self.args.encoding == "openleadr" else ours)
-        return [d.ven_id for d in self.devices], took
+        return [d.ven_id for d in self.devices], took, retries
 
     async def _drain(self, device: _Device) -> None:
         for _ in range(20):

@@ -108,12 +108,13 @@ class Generators:
         return list(await asyncio.gather(*(loop.run_in_executor(None, receive, pipe)
                                            for pipe in self._pipes)))
 
-    async def register(self, port: int, concurrency: int) -> tuple[list[str], float]:
+    async def register(self, port: int, concurrency: int) -> tuple[list[str], float, int]:
         """Every VEN registered at ``port`` (and its queue drained); (venIDs, seconds the
-        slowest slice took to register, draining excluded)."""
+        slowest slice took to register, draining excluded, retries after failed connections)."""
         per = max(1, concurrency // len(self))
         answers = await self.call("register", port, per)
-        return [v for ids, _ in answers for v in ids], max(took for _, took in answers)
+        return ([v for ids, _, _ in answers for v in ids], max(a[1] for a in answers),
+                sum(a[2] for a in answers))
 
 
 async def _events(control: Any, ven_ids: list[str], stop: asyncio.Event) -> None:
@@ -173,6 +174,8 @@ class FleetResult:
     errors: tuple[str, ...]
     rereg_s: float = math.nan  # --restart: every VEN registered again with the new VTN process
     rereg_cpu_s: float = math.nan  # ... and that VTN's CPU meanwhile
+    retries: int = 0  # registrations tried again after a failed connection
+    rereg_retries: int = 0  # ... after the restart
 
     @property
     def keeps_up(self) -> bool:
@@ -194,15 +197,15 @@ def _spec(kind: str, pki: Any, args: argparse.Namespace, db: Path) -> ServerSpec
 
 
 async def _restart(kind: str, pki: Any, args: argparse.Namespace, cpu: int | None, db: Path,
-                   generators: Generators) -> tuple[float, float]:
+                   generators: Generators) -> tuple[float, float, int]:
     """The VTN process gone and a new one started on the same database: every VEN registers
     again at once (``--restart-concurrency`` in flight), each on a new connection. (seconds
-    until the last is registered, the new VTN's CPU seconds meanwhile)."""
+    until the last is registered, the new VTN's CPU seconds meanwhile, retries)."""
     await generators.call("close")
     with VtnProcess(_spec(kind, pki, args, db), cpu) as vtn:
         before = await vtn.control.call("cpu")
-        _, took = await generators.register(vtn.port, args.restart_concurrency)
-        return took, await vtn.control.call("cpu") - before
+        _, took, retries = await generators.register(vtn.port, args.restart_concurrency)
+        return took, await vtn.control.call("cpu") - before, retries
 
 
 async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[int | None,
@@ -213,12 +216,14 @@ async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[i
     with Generators(list(pki.vens), pki.ca, args, args.generators, load_cpus) as generators:
         with VtnProcess(_spec(kind, pki, args, db), vtn_cpu) as vtn:
             rss_start = await vtn.control.call("rss")
-            ven_ids, _ = await generators.register(vtn.port, args.concurrency)
+            ven_ids, _, retries = await generators.register(vtn.port, args.concurrency)
             rss_connected = await vtn.control.call("rss")
             tally, cpu_s, window = await drive(vtn.control, generators, ven_ids, args)
         rereg_s = rereg_cpu_s = math.nan
+        rereg_retries = 0
         if args.restart:
-            rereg_s, rereg_cpu_s = await _restart(kind, pki, args, vtn_cpu, db, generators)
+            rereg_s, rereg_cpu_s, rereg_retries = await _restart(kind, pki, args, vtn_cpu, db,
+                                                                 generators)
     minutes = window / 60.0
     per_device_min = 60.0 / args.poll_s + (15.0 if args.telemetry == "sample" else 1.0)
     return FleetResult(
@@ -230,7 +235,8 @@ async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[i
         requests_per_s=tally.requests / window,
         intended_per_s=vens * per_device_min / 60.0,
         late_p99_s=_percentile(tally.late, 0.99), acks=tally.acks, reconnects=tally.reconnects,
-        bad=tally.bad, errors=tuple(tally.errors[:6]), rereg_s=rereg_s, rereg_cpu_s=rereg_cpu_s)
+        bad=tally.bad, errors=tuple(tally.errors[:6]), rereg_s=rereg_s, rereg_cpu_s=rereg_cpu_s,
+        retries=retries, rereg_retries=rereg_retries)
 
 
 def _spread(values: list[float], scale: float, unit: str, digits: int = 2) -> str:
@@ -287,7 +293,9 @@ def render(args: argparse.Namespace, vens: int, results: list[FleetResult],
     if results:
         lines.append(f"intended: {results[0].intended_per_s:,.0f} requests/s")
     for r in results:
-        lines.append(f"{r.kind}: {r.acks} acks, {r.reconnects} reconnects, {r.bad} failed"
+        lines.append(f"{r.kind}: {r.acks} acks, {r.reconnects} reconnects, {r.bad} failed,"
+                     f" registrations retried {r.retries}"
+                     + (f" (after the restart {r.rereg_retries})" if args.restart else "")
                      + ("" if r.keeps_up else "; the load generator did NOT keep up")
                      + (f"; {'; '.join(r.errors[:2])}" if r.errors else ""))
     return "\n".join(lines)
