@@ -159,44 +159,45 @@ class _Slice:
             device.link = RawLink("127.0.0.1", port, device.context, PREFIX)
         gate = asyncio.Semaphore(concurrency)
         started = time.perf_counter()
-
         retries = 0
 
-        async def one(n: int, device: _Device) -> None:
+        async def post(device: _Device, service: str, body: bytes) -> bytes:
+            """As a VEN does: a failed connection is tried again, a while later."""
             nonlocal retries
+            for _ in range(_REGISTER_ATTEMPTS - 1):
+                try:
+                    async with gate:
+                        return (await device.link.post(service, body))[1]
+                except (ConnectionError, OSError, asyncio.IncompleteReadError):
+                    retries += 1
+                    await asyncio.sleep(random.uniform(0.5, 2.0))
+            async with gate:
+                return (await device.link.post(service, body))[1]
+
+        async def one(n: int, device: _Device) -> None:
             body = _CODEC.encode(schemas.CreatePartyRegistration(
                 request_id=f"reg-{self.first + n}", ven_name=device.identity.name,
                 http_pull_model=True))
-            for attempt in range(_REGISTER_ATTEMPTS):  # as a VEN does: try again, a while later
-                try:
-                    async with gate:
-                        _, reply = await device.link.post("EiRegisterParty", body)
-                    break
-                except (ConnectionError, OSError, asyncio.IncompleteReadError):
-                    if attempt == _REGISTER_ATTEMPTS - 1:
-                        raise
-                    retries += 1
-                    await asyncio.sleep(random.uniform(0.5, 2.0))
-            message = _CODEC.decode(reply)
+            message = _CODEC.decode(await post(device, "EiRegisterParty", body))
             if not isinstance(message, schemas.CreatedPartyRegistration) or not message.ven_id:
                 raise RuntimeError(f"{device.identity.name} not registered: {message!r}")
             device.ven_id = message.ven_id
 
+        async def drain(device: _Device) -> None:
+            for _ in range(20):  # ours queues its METADATA request after a registration
+                reply = await post(device, "OadrPoll", self.poll_body(device))
+                if b"oadrResponse" in reply[:2000] and b"oadrRegisterReport" not in reply:
+                    return
+
         await asyncio.gather(*(one(n, d) for n, d in enumerate(self.devices)))
         took = time.perf_counter() - started
-        await asyncio.gather(*(self._drain(d) for d in self.devices))
+        await asyncio.gather(*(drain(d) for d in self.devices))
         samples = 1 if self.args.telemetry == "sample" else int(60 / SAMPLE_S)
         for device in self.devices:
             ours = tuple(_report(device.ven_id, samples, v) for v in range(4))
             device.templates = (tuple(_openleadr_report(t) for t in ours)
                                 if self.args.encoding == "openleadr" else ours)
         return [d.ven_id for d in self.devices], took, retries
-
-    async def _drain(self, device: _Device) -> None:
-        for _ in range(20):
-            _, reply = await device.link.post("OadrPoll", self.poll_body(device))
-            if b"oadrResponse" in reply[:2000] and b"oadrRegisterReport" not in reply:
-                return
 
     async def _every(self, period: float, action: Any) -> None:
         """``action()`` every ``period`` s on a random phase, until stopped."""
