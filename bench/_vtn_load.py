@@ -123,6 +123,7 @@ class Control:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._one_at_a_time = asyncio.Lock()  # one pipe: a reply must meet its own command
 
     def _receive(self, timeout_s: float) -> Any:
         if not self._conn.poll(timeout_s):
@@ -133,8 +134,10 @@ class Control:
         return value
 
     async def call(self, *command: Any, timeout_s: float = 60.0) -> Any:
-        self._conn.send(command)
-        return await asyncio.get_running_loop().run_in_executor(None, self._receive, timeout_s)
+        async with self._one_at_a_time:
+            self._conn.send(command)
+            return await asyncio.get_running_loop().run_in_executor(None, self._receive,
+                                                                    timeout_s)
 
     def wait_ready(self, timeout_s: float = 60.0) -> int:
         if not self._conn.poll(timeout_s):

@@ -5,6 +5,8 @@ with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers com
 benchmark process until told to stop:
 
 - ``("cpu",)`` -> ``time.process_time()`` of this process (all threads: the SQLite worker too);
+- ``("clock",)`` -> ``(time.process_time(), time.monotonic())`` read together, so a window's CPU
+  and length are both the VTN's, however late the command reached it;
 - ``("publish", ven_ids[, tag])`` -> one LOAD_DISPATCH event for those VENs (``tag`` makes its
   eventID new, for a publish every minute); the clock starts here;
 - ``("rss",)`` -> this process's resident set size, bytes;
@@ -262,6 +264,8 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
     match command:
         case ("cpu",):
             return time.process_time()
+        case ("clock",):
+            return time.process_time(), time.monotonic()
         case ("counts",):
             return {"reports": tally.reports, "points": tally.points, "acks": len(tally.acks)}
         case ("publish", ven_ids, *tag):

@@ -142,10 +142,10 @@ async def drive(control: Any, generators: Generators, ven_ids: list[str],
     events = asyncio.create_task(_events(control, ven_ids, stop))
     try:
         await asyncio.sleep(max(0.0, start_at + args.warmup_s - time.monotonic()))
-        started, cpu_before = time.monotonic(), await control.call("cpu")
+        cpu_before, started = await control.call("clock")
         await asyncio.sleep(max(0.0, start_at + args.warmup_s + window - time.monotonic()))
-        cpu = await control.call("cpu") - cpu_before
-        measured = time.monotonic() - started
+        cpu_after, ended = await control.call("clock")
+        cpu, measured = cpu_after - cpu_before, ended - started
     finally:
         stop.set()
         await events
