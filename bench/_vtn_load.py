@@ -126,6 +126,7 @@ class Control:
         self._conn = conn
         #: more CPU seconds to add to every ``("cpu",)`` reading (the PostgreSQL backends')
         self.more_cpu: Callable[[], Awaitable[float]] | None = None
+        self._one_at_a_time = asyncio.Lock()  # one pipe: a reply must meet its own command
 
     def _receive(self, timeout_s: float) -> Any:
         if not self._conn.poll(timeout_s):
@@ -136,8 +137,10 @@ class Control:
         return value
 
     async def call(self, *command: Any, timeout_s: float = 60.0) -> Any:
-        self._conn.send(command)
-        found = await asyncio.get_running_loop().run_in_executor(None, self._receive, timeout_s)
+        async with self._one_at_a_time:
+            self._conn.send(command)
+            found = await asyncio.get_running_loop().run_in_executor(None, self._receive,
+                                                                     timeout_s)
         if command == ("cpu",) and self.more_cpu is not None:
             found += await self.more_cpu()
         return found

@@ -5,9 +5,13 @@ with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers com
 benchmark process until told to stop:
 
 - ``("cpu",)`` -> ``time.process_time()`` of this process (all threads: the SQLite worker too);
+- ``("clock",)`` -> ``(time.process_time(), time.monotonic())`` read together, so a window's CPU
+  and length are both the VTN's, however late the command reached it;
 - ``("publish", ven_ids[, tag])`` -> one LOAD_DISPATCH event for those VENs (``tag`` makes its
   eventID new, for a publish every minute); the clock starts here;
 - ``("rss",)`` -> this process's resident set size, bytes;
+- ``("heap", True)`` -> starts ``tracemalloc`` and keeps a snapshot; ``("heap", n)`` -> the
+  top ``n`` allocation sites grown since that snapshot, as text (bytes, blocks, where);
 - ``("fanout", timeout_s)`` -> ``(publish_s, all_acks_s, acks)``: seconds the publish call took,
   seconds from its start until every VEN's ack was stored (NaN on timeout), acks counted;
 - ``("counts",)`` -> ``{"reports": ..., "points": ..., "acks": ...}`` seen by the handlers;
@@ -118,7 +122,9 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
                        # limits stay on (their cost is measured) but must not bite a load test
                        rate_limit_per_s=1e6, rate_limit_burst=10**6, max_in_flight=10**5,
                        # every VEN connects from one address, many at once
-                       max_pending_handshakes=None, max_pending_handshakes_per_address=None)
+                       max_pending_handshakes=None, max_pending_handshakes_per_address=None,
+                       # a 10,000-VEN fleet whose reconnecting VENs briefly hold two
+                       max_connections=12_000)
     codec = None
     if spec.sign_cert is not None and spec.sign_key is not None:
         codec = schemas.Codec(
@@ -271,6 +277,32 @@ def _rss_bytes() -> int:
     return 0
 
 
+class _Heap:
+    """tracemalloc from a first snapshot: what grew since, by allocation site."""
+
+    def __init__(self) -> None:
+        self._first: Any = None
+
+    def command(self, arg: Any) -> str | None:
+        import tracemalloc
+
+        if arg is True:
+            tracemalloc.start(4)
+            self._first = tracemalloc.take_snapshot()
+            return None
+        if self._first is None:
+            return ""
+        grown = tracemalloc.take_snapshot().compare_to(self._first, "traceback")
+        tracemalloc.stop()
+        self._first = None
+        out = []
+        for stat in grown[:int(arg)]:
+            frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}"
+                                 for f in stat.traceback)
+            out.append(f"{stat.size_diff:>12,} B {stat.count_diff:>8,} blocks  {frames}")
+        return "\n".join(out)
+
+
 class _Profiler:
     def __init__(self) -> None:
         self._profile: cProfile.Profile | None = None
@@ -294,10 +326,12 @@ class _Profiler:
 
 
 async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..., Any],
-                   profiler: _Profiler) -> Any:
+                   profiler: _Profiler, heap: _Heap) -> Any:
     match command:
         case ("cpu",):
             return time.process_time()
+        case ("clock",):
+            return time.process_time(), time.monotonic()
         case ("counts",):
             return {"reports": tally.reports, "points": tally.points, "acks": len(tally.acks)}
         case ("publish", ven_ids, *tag):
@@ -322,6 +356,8 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return _rss_bytes()
         case ("store", ven_ids, points, seconds):
             return await _store(tally.storage, ven_ids, points, seconds)
+        case ("heap", arg):
+            return heap.command(arg)
         case ("repeats",):
             if tally.repeats is None:
                 return None
@@ -335,12 +371,12 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
     port, runner, publish = await start(spec, tally)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
-    profiler = _Profiler()
+    profiler, heap = _Profiler(), _Heap()
     tasks: set[asyncio.Task[None]] = set()
 
     async def run(command: tuple[Any, ...]) -> None:
         try:
-            conn.send(("ok", await _command(command, tally, publish, profiler)))
+            conn.send(("ok", await _command(command, tally, publish, profiler, heap)))
         except Exception as exc:  # reported to the benchmark process, which prints it
             conn.send(("error", repr(exc)))
 

@@ -17,273 +17,158 @@ Figures per VTN, after ``--warmup-s`` of the fleet running, over ``--minutes``:
 
 Each VTN runs in a fresh process per run (``bench._vtn_server``, same runtime for both:
 ``--setup``), ``--runs`` runs in ABBA order; the table gives median and range. The load generator
-is one process on its own core (uvloop, raw HTTP/1.1 on keep-alive mutual TLS, bodies patched from
-templates made before the clock). When it cannot keep up, the offered rate it reached is printed
-beside the intended one: read the figures as that load's, not the intended one's.
+is ``--generators`` spawned processes (:mod:`bench._fleet_generator`), the VENs dealt out among
+them, on every core but the VTN's (uvloop, raw HTTP/1.1 on keep-alive mutual TLS, bodies patched
+from templates made before the clock). When it cannot keep up, the offered rate it reached is
+printed beside the intended one and the run is marked: read its figures as that load's, not the
+intended one's.
 
 ``--profile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
 thread); ``python -m bench fleetkinds`` takes the mix apart by request kind.
+
+``--restart`` then stops the VTN process and starts a new one on the same database: every VEN
+registers again at once, each on a new connection; printed are the seconds until the last one is
+registered and the new VTN's CPU meanwhile. ``--capacity`` first runs openleadr alone with
+``--vens`` VENs and takes its capacity on this workload as the devices that would keep its core
+fully busy (VENs / the share of the core they kept busy; printed with the run it came from),
+then runs both VTNs at 50 % and 80 % of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import itertools
 import math
+import multiprocessing
 import os
 import random
 import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-import schemas
-from bench._vtn_load import VenIdentity, response_code
+from bench._fleet_generator import Tally, generate
+from bench._vtn_load import VenIdentity
 from bench._vtn_server import SETUPS, ServerSpec
 from bench.vtn import KINDS, VtnProcess, _cores, abba
 
-PREFIX: Final = "/OpenADR2/Simple/2.0b"
-_CODEC: Final = schemas.Codec()
-_SAMPLE_S: Final = 4.0
-_REQUEST_ID: Final = b"REQ-000000000000"  # fixed width: patched per report
-_BASE: Final = datetime(2030, 1, 1, tzinfo=UTC)
-
-__all__ = ["Fleet", "FleetResult", "main"]
+__all__ = ["FleetResult", "Generators", "main"]
 
 
-@dataclass(slots=True, kw_only=True)
-class Device:
-    """One VEN of the fleet and what it has sent."""
+class Generators:
+    """The load generator: ``count`` spawned processes, the fleet's VENs dealt out in slices
+    (:mod:`bench._fleet_generator`), all on ``cpus``; a context manager."""
 
-    identity: VenIdentity
-    link: Any  # bench._raw_http.RawLink
-    ven_id: str = ""
-    templates: tuple[bytes, ...] = ()
-    sent: int = 0
-    errors: list[str] = field(default_factory=list)
+    def __init__(self, identities: list[VenIdentity], ca: Path, args: argparse.Namespace,
+                 count: int, cpus: set[int] | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        size = math.ceil(len(identities) / count)
+        self._pipes, self._processes = [], []
+        for first in range(0, len(identities), size):
+            mine, theirs = context.Pipe()
+            self._pipes.append(mine)
+            self._processes.append(context.Process(
+                target=generate, args=(identities[first:first + size], ca, args, first, cpus,
+                                       theirs), name=f"bench-fleet-load-{first}", daemon=True))
+
+    def __len__(self) -> int:
+        return len(self._processes)
+
+    def __enter__(self) -> Generators:
+        for process in self._processes:
+            process.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("stop",))
+        for process in self._processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()  # our own child, by handle
+                process.join(timeout=5)
+
+    async def call(self, *command: Any, timeout_s: float = 1800.0) -> list[Any]:
+        """Send ``command`` to every generator; their answers, in slice order."""
+        def receive(pipe: Any) -> Any:
+            if not pipe.poll(timeout_s):
+                raise TimeoutError("a load generator did not answer")
+            status, value = pipe.recv()
+            if status == "error":
+                raise RuntimeError(f"load generator: {value}")
+            return value
+
+        for pipe in self._pipes:
+            pipe.send(command)
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(None, receive, pipe)
+                                           for pipe in self._pipes)))
+
+    async def register(self, port: int, concurrency: int) -> tuple[list[str], float, int]:
+        """Every VEN registered at ``port`` (and its queue drained); (venIDs, seconds the
+        slowest slice took to register, draining excluded, retries after failed connections)."""
+        per = max(1, concurrency // len(self))
+        answers = await self.call("register", port, per)
+        return ([v for ids, _, _ in answers for v in ids], max(a[1] for a in answers),
+                sum(a[2] for a in answers))
 
 
-@dataclass(slots=True)
-class Tally:
-    latencies: list[float] = field(default_factory=list)
-    late: list[float] = field(default_factory=list)  # timer lateness of scheduled sends, s
-    requests: int = 0
-    bad: int = 0
-    acks: int = 0
-    reconnects: int = 0
-    measuring: bool = False
-
-
-def _report(ven_id: str, samples: int, variant: int) -> bytes:
-    """An oadrUpdateReport of ``samples`` 4-s TELEMETRY_USAGE points starting at _BASE, with
-    a placeholder requestID; ``variant`` moves the values."""
-    intervals = tuple(
-        schemas.ReportInterval(dtstart=_BASE + timedelta(seconds=_SAMPLE_S * k),
-                               duration=timedelta(seconds=_SAMPLE_S),
-                               payloads=(schemas.ReportPayload(
-                                   r_id="power", value=round(1.0 + 0.37 * variant + 0.01 * k, 2)),))
-        for k in range(samples))
-    report = schemas.Report(report_request_id="telemetry", report_specifier_id="TELEMETRY-1",
-                            report_name="TELEMETRY_USAGE", created_date_time=_BASE,
-                            intervals=intervals)
-    return _CODEC.encode(schemas.UpdateReport(request_id=_REQUEST_ID.decode(), reports=(report,),
-                                              ven_id=ven_id))
-
-
-def _openleadr_report(ours: bytes) -> bytes:
-    from openleadr.messaging import create_message, parse_message
-
-    kind, payload = parse_message(ours)
-    written = create_message(kind, **payload)
-    return written.encode() if isinstance(written, str) else written
-
-
-_STAMP: Final = _BASE.strftime("%Y-%m-%dT%H:").encode()
-
-
-def _patched(template: bytes, n: int, request_id: bytes) -> bytes:
-    # every report one hour further: all its points are new to the VTN
-    stamp = (_BASE + timedelta(hours=n + 1)).strftime("%Y-%m-%dT%H:").encode()
-    return template.replace(_STAMP, stamp).replace(_REQUEST_ID, request_id)
-
-
-class Fleet:
-    """The fleet's behaviour against one VTN at ``port``."""
-
-    def __init__(self, devices: list[Device], args: argparse.Namespace, control: Any, *,
-                 profile: bool = False) -> None:
-        self.devices, self.args, self.control = devices, args, control
-        self.profiling = profile
-        self.tally = Tally()
-        self.stop = asyncio.Event()
-        self._ids = itertools.count()
-        self.profile = ""  # the VTN's cProfile over the window, with --profile
-
-    async def _post(self, device: Device, service: str, body: bytes) -> bytes:
-        start = time.perf_counter()
+async def _events(control: Any, ven_ids: list[str], stop: asyncio.Event) -> None:
+    """An event published to the whole fleet every minute, on a random phase."""
+    tags = itertools.count()
+    next_at = time.monotonic() + random.uniform(0.0, 60.0)
+    while True:
         try:
-            status, reply = await device.link.post(service, body)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
-            self.tally.bad += 1
-            if len(device.errors) < 3:
-                device.errors.append(f"{service}: {exc!r}")
-            return b""
-        if self.tally.measuring:
-            self.tally.latencies.append(time.perf_counter() - start)
-            self.tally.requests += 1
-        if status != 200 or response_code(reply) not in (0, 200):
-            self.tally.bad += 1
-            if len(device.errors) < 3:
-                device.errors.append(f"{service}: HTTP {status}, {reply[:160]!r}")
-        return reply
-
-    async def _every(self, period: float, action: Any) -> None:
-        """``action()`` every ``period`` s on a random phase, until stopped."""
-        next_at = time.perf_counter() + random.uniform(0.0, period)
-        while not self.stop.is_set():
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                try:
-                    async with asyncio.timeout(delay):
-                        await self.stop.wait()
-                    return
-                except TimeoutError:
-                    pass
-            if self.tally.measuring:  # how late this firing is against its schedule
-                self.tally.late.append(max(0.0, time.perf_counter() - next_at))
-            next_at += period
-            await action()
-
-    async def _poll(self, device: Device) -> None:
-        body = self._poll_body(device)
-        while not self.stop.is_set():
-            reply = await self._post(device, "OadrPoll", body)
-            if b"oadrDistributeEvent" not in reply:
-                return
-            await self._ack(device, reply)
-
-    def _poll_body(self, device: Device) -> bytes:
-        if self.args.encoding == "openleadr":
-            from openleadr.messaging import create_message
-
-            return create_message("oadrPoll", ven_id=device.ven_id).encode()
-        return _CODEC.encode(schemas.Poll(ven_id=device.ven_id))
-
-    async def _ack(self, device: Device, reply: bytes) -> None:
-        message = _CODEC.decode(reply)
-        if not isinstance(message, schemas.DistributeEvent):
+            async with asyncio.timeout(max(0.0, next_at - time.monotonic())):
+                await stop.wait()
             return
-        answers = tuple(schemas.EventResponse(
-            request_id=message.request_id, event_id=e.event_id,
-            modification_number=e.modification_number, opt_type=schemas.OptType.OPT_IN)
-            for e in message.events)
-        ack = schemas.CreatedEvent(response=schemas.EiResponse(request_id=message.request_id),
-                                   ven_id=device.ven_id, event_responses=answers)
-        await self._post(device, "EiEvent", _CODEC.encode(ack))
-        self.tally.acks += 1
-
-    async def _report(self, device: Device) -> None:
-        n = device.sent
-        device.sent += 1
-        request_id = f"REQ-{next(self._ids):012d}".encode()
-        body = _patched(device.templates[n % len(device.templates)], n, request_id)
-        await self._post(device, "EiReport", body)
-
-    async def _reconnects(self) -> None:
-        """1 % of the fleet per minute: a random VEN's connection closed; its next request
-        makes a new mutual-TLS handshake."""
-        per_minute = max(1, len(self.devices) // 100)
-
-        async def one() -> None:
-            await random.choice(self.devices).link.close()
-            self.tally.reconnects += 1
-
-        await self._every(60.0 / per_minute, one)
-
-    async def _events(self) -> None:
-        tags = itertools.count()
-
-        async def publish() -> None:
-            await self.control.call("publish", [d.ven_id for d in self.devices],
-                                    f"-{next(tags)}")
-
-        await self._every(60.0, publish)
-
-    async def run(self) -> tuple[float, float]:
-        """The fleet for warm-up plus the window; (VTN CPU seconds, window seconds)."""
-        period = _SAMPLE_S if self.args.telemetry == "sample" else 60.0
-        tasks = [asyncio.create_task(self._every(self.args.poll_s, lambda d=d: self._poll(d)))
-                 for d in self.devices]
-        tasks += [asyncio.create_task(self._every(period, lambda d=d: self._report(d)))
-                  for d in self.devices]
-        tasks += [asyncio.create_task(self._reconnects()), asyncio.create_task(self._events())]
-        try:
-            await asyncio.sleep(self.args.warmup_s)
-            self.tally.measuring = True
-            if self.profiling:
-                await self.control.call("profile", True)
-            started, cpu_before = time.perf_counter(), await self.control.call("cpu")
-            await asyncio.sleep(self.args.minutes * 60.0)
-            cpu = await self.control.call("cpu") - cpu_before
-            if self.profiling:
-                self.profile = await self.control.call("profile", False)
-            window = time.perf_counter() - started
-            self.tally.measuring = False
-        finally:
-            self.stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return float(cpu), window
+        except TimeoutError:
+            pass
+        next_at += 60.0
+        await control.call("publish", ven_ids, f"-{next(tags)}")
 
 
-async def _register(devices: list[Device], concurrency: int) -> None:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(n: int, device: Device) -> None:
-        body = _CODEC.encode(schemas.CreatePartyRegistration(
-            request_id=f"reg-{n}", ven_name=device.identity.name, http_pull_model=True))
-        async with gate:
-            _, reply = await device.link.post("EiRegisterParty", body)
-        message = _CODEC.decode(reply)
-        if not isinstance(message, schemas.CreatedPartyRegistration) or not message.ven_id:
-            raise RuntimeError(f"{device.identity.name} not registered: {message!r}")
-        device.ven_id = message.ven_id
-
-    await asyncio.gather(*(one(n, d) for n, d in enumerate(devices)))
-
-
-async def _drain(fleet: Fleet) -> None:
-    """Empty every VEN's queue (ours queues its METADATA request after registration)."""
-    async def one(device: Device) -> None:
-        for _ in range(20):
-            _, reply = await device.link.post("OadrPoll", fleet._poll_body(device))
-            if b"oadrResponse" in reply[:2000] and b"oadrRegisterReport" not in reply:
-                return
-
-    await asyncio.gather(*(one(d) for d in fleet.devices))
-
-
-def _devices(identities: list[VenIdentity], ca: Path, port: int) -> list[Device]:
-    import ssl
-
-    from bench._raw_http import RawLink
-
-    out = []
-    for identity in identities:
-        context = ssl.create_default_context(cafile=str(ca))
-        context.load_cert_chain(str(identity.cert), str(identity.key))
-        out.append(Device(identity=identity, link=RawLink("127.0.0.1", port, context, PREFIX)))
-    return out
+async def drive(control: Any, generators: Generators, ven_ids: list[str],
+                args: argparse.Namespace, *, profile: bool = False
+                ) -> tuple[Tally, float, float, str]:
+    """The fleet for warm-up plus the window: (merged tally, VTN CPU seconds, window seconds,
+    with ``profile`` the VTN's cProfile over the window)."""
+    start_at = time.monotonic() + 1.0
+    window = args.minutes * 60.0
+    running = asyncio.ensure_future(generators.call("run", start_at, args.warmup_s, window))
+    stop = asyncio.Event()
+    events = asyncio.create_task(_events(control, ven_ids, stop))
+    try:
+        await asyncio.sleep(max(0.0, start_at + args.warmup_s - time.monotonic()))
+        if profile:
+            await control.call("profile", True)
+        cpu_before, started = await control.call("clock")
+        await asyncio.sleep(max(0.0, start_at + args.warmup_s + window - time.monotonic()))
+        cpu_after, ended = await control.call("clock")
+        cpu, measured = cpu_after - cpu_before, ended - started
+        profiled = await control.call("profile", False) if profile else ""
+    finally:
+        stop.set()
+        await events
+    tally = Tally()
+    for part in await running:
+        tally.merge(part)
+    return tally, float(cpu), measured, profiled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FleetResult:
     kind: str
+    vens: int
     cpu_per_device_minute_s: float
+    busy: float  # VTN CPU over the window / the window: the share of its core it used
     p50_s: float
     p99_s: float
     p999_s: float
@@ -295,7 +180,16 @@ class FleetResult:
     reconnects: int
     bad: int
     errors: tuple[str, ...]
-    profile: str = ""
+    rereg_s: float = math.nan  # --restart: every VEN registered again with the new VTN process
+    rereg_cpu_s: float = math.nan  # ... and that VTN's CPU meanwhile
+    retries: int = 0  # registrations tried again after a failed connection
+    rereg_retries: int = 0  # ... after the restart
+    profile: str = ""  # --profile: our VTN's cProfile over the window
+
+    @property
+    def keeps_up(self) -> bool:
+        """The fleet was served as intended: 95 % of the intended requests answered."""
+        return self.requests_per_s >= 0.95 * self.intended_per_s
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -305,40 +199,58 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_fleet(kind: str, setup: str, pki: Any, args: argparse.Namespace,
-                    cpu: int | None, tmp: Path, run: int) -> FleetResult:
-    spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
-                      db=tmp / f"fleet-{kind}-{setup}-{run}.db", poll_frequency_s=args.poll_s,
-                      setup=setup, repeat_cache=not args.no_repeat_cache)
-    with VtnProcess(spec, cpu) as vtn:
-        rss_start = await vtn.control.call("rss")
-        devices = _devices(list(pki.vens), pki.ca, vtn.port)
-        fleet = Fleet(devices, args, vtn.control, profile=args.profile and kind == "ours")
-        try:
-            await _register(devices, args.concurrency)
-            samples = 1 if args.telemetry == "sample" else int(60 / _SAMPLE_S)
-            for device in devices:
-                ours = tuple(_report(device.ven_id, samples, v) for v in range(4))
-                device.templates = (tuple(_openleadr_report(t) for t in ours)
-                                    if args.encoding == "openleadr" else ours)
-            await _drain(fleet)
+def _spec(kind: str, pki: Any, args: argparse.Namespace, db: Path) -> ServerSpec:
+    return ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
+                      storage_url=f"sqlite:///{db}",
+                      poll_frequency_s=args.poll_s, setup=args.setup,
+                      repeat_cache=not args.no_repeat_cache)
+
+
+async def _restart(kind: str, pki: Any, args: argparse.Namespace, cpu: int | None, db: Path,
+                   generators: Generators) -> tuple[float, float, int]:
+    """The VTN process gone and a new one started on the same database: every VEN registers
+    again at once (``--restart-concurrency`` in flight), each on a new connection. (seconds
+    until the last is registered, the new VTN's CPU seconds meanwhile, retries)."""
+    await generators.call("close")
+    with VtnProcess(_spec(kind, pki, args, db), cpu) as vtn:
+        before = await vtn.control.call("cpu")
+        _, took, retries = await generators.register(vtn.port, args.restart_concurrency)
+        return took, await vtn.control.call("cpu") - before, retries
+
+
+async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[int | None,
+                    set[int] | None], tmp: Path, run: int) -> FleetResult:
+    vtn_cpu, load_cpus = cpus
+    db = tmp / f"fleet-{kind}-{args.setup}-{run}.db"
+    vens = len(pki.vens)
+    with Generators(list(pki.vens), pki.ca, args, args.generators, load_cpus) as generators:
+        with VtnProcess(_spec(kind, pki, args, db), vtn_cpu) as vtn:
+            rss_start = await vtn.control.call("rss")
+            ven_ids, _, retries = await generators.register(vtn.port, args.concurrency)
             rss_connected = await vtn.control.call("rss")
-            cpu_s, window = await fleet.run()
-        finally:
-            await asyncio.gather(*(d.link.close() for d in devices), return_exceptions=True)
-    tally = fleet.tally
+            tally, cpu_s, window, profiled = await drive(
+                vtn.control, generators, ven_ids, args,
+                profile=args.profile and kind == "ours")
+        rereg_s = rereg_cpu_s = math.nan
+        rereg_retries = 0
+        if args.restart:
+            rereg_s, rereg_cpu_s, rereg_retries = await _restart(kind, pki, args, vtn_cpu, db,
+                                                                 generators)
     minutes = window / 60.0
     per_device_min = 60.0 / args.poll_s + (15.0 if args.telemetry == "sample" else 1.0)
     return FleetResult(
-        kind=kind, cpu_per_device_minute_s=cpu_s / (len(devices) * minutes),
+        kind=kind, vens=vens, cpu_per_device_minute_s=cpu_s / (vens * minutes),
+        busy=cpu_s / window,
         p50_s=_percentile(tally.latencies, 0.50), p99_s=_percentile(tally.latencies, 0.99),
         p999_s=_percentile(tally.latencies, 0.999),
-        rss_per_ven_bytes=(rss_connected - rss_start) / len(devices),
-        requests_per_s=tally.requests / window,
-        intended_per_s=len(devices) * per_device_min / 60.0,
+        rss_per_ven_bytes=(rss_connected - rss_start) / vens,
+        # the generators count over their own window, the shared monotonic clock's; the VTN's
+        # window (CPU) may start late behind a publish on the control pipe
+        requests_per_s=tally.requests / (args.minutes * 60.0),
+        intended_per_s=vens * per_device_min / 60.0,
         late_p99_s=_percentile(tally.late, 0.99), acks=tally.acks, reconnects=tally.reconnects,
-        bad=tally.bad, errors=tuple(e for d in devices for e in d.errors)[:6],
-        profile=fleet.profile)
+        bad=tally.bad, errors=tuple(tally.errors[:6]), rereg_s=rereg_s, rereg_cpu_s=rereg_cpu_s,
+        retries=retries, rereg_retries=rereg_retries, profile=profiled)
 
 
 def _spread(values: list[float], scale: float, unit: str, digits: int = 2) -> str:
@@ -351,18 +263,19 @@ def _spread(values: list[float], scale: float, unit: str, digits: int = 2) -> st
     return f"{median:,.{digits}f} {unit} ({min(good):,.{digits}f}-{max(good):,.{digits}f})"
 
 
-def render(args: argparse.Namespace, setup: str, results: list[FleetResult],
+def render(args: argparse.Namespace, vens: int, results: list[FleetResult],
            load: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
     def of(kind: str, pick: Any) -> list[float]:
         return [pick(r) for r in results if r.kind == kind]
 
     head = f"{'figure':<34} {'crowdflex':>32} {'openleadr':>32}"
     lines = [
-        f"fleet: {args.vens} VENs, polls every {args.poll_s:g} s, 4-s telemetry"
+        f"fleet: {vens:,} VENs, polls every {args.poll_s:g} s, 4-s telemetry"
         f" {'one report per sample' if args.telemetry == 'sample' else 'batched per minute'},"
         f" {args.encoding} bodies, an event to all every minute, 1 %/min reconnecting;"
-        f" setup {setup}; {args.minutes:g} min measured after {args.warmup_s:g} s;"
-        f" repeat cache {'OFF' if args.no_repeat_cache else 'on'}",
+        f" setup {args.setup}; {args.minutes:g} min measured after {args.warmup_s:g} s;"
+        f" repeat cache {'OFF' if args.no_repeat_cache else 'on'};"
+        f" {args.generators} load generator process(es)",
         "load average before: " + " ".join(f"{x:.2f}" for x in load[0])
         + ", after: " + " ".join(f"{x:.2f}" for x in load[1]),
         head, "-" * len(head)]
@@ -370,13 +283,18 @@ def render(args: argparse.Namespace, setup: str, results: list[FleetResult],
         ("VTN CPU per device-minute", lambda r: r.cpu_per_device_minute_s, 1000.0, "ms", 3),
         ("devices per core at 100 %", lambda r: 60.0 / r.cpu_per_device_minute_s
          if r.cpu_per_device_minute_s else math.nan, 1.0, "", 0),
+        ("VTN core busy", lambda r: r.busy, 100.0, "%", 0),
         ("latency p50", lambda r: r.p50_s, 1000.0, "ms", 1),
         ("latency p99", lambda r: r.p99_s, 1000.0, "ms", 1),
         ("latency p99.9", lambda r: r.p999_s, 1000.0, "ms", 1),
         ("RSS per connected VEN", lambda r: r.rss_per_ven_bytes, 1 / 1024, "KiB", 1),
         ("requests/s reached (intended)", lambda r: r.requests_per_s, 1.0, "/s", 0),
         ("load generator lateness p99", lambda r: r.late_p99_s, 1000.0, "ms", 1),
-    )
+    ) + ((
+        ("restart: all VENs registered again", lambda r: r.rereg_s, 1.0, "s", 1),
+        ("restart: VTN CPU meanwhile", lambda r: r.rereg_cpu_s, 1.0, "s", 1),
+        ("restart: VTN CPU per registration", lambda r: r.rereg_cpu_s / r.vens, 1000.0, "ms", 2),
+    ) if args.restart else ())
     for label, pick, scale, unit, digits in rows:
         lines.append(f"{label:<34} {_spread(of('ours', pick), scale, unit, digits):>32}"
                      f" {_spread(of('openleadr', pick), scale, unit, digits):>32}")
@@ -389,9 +307,40 @@ def render(args: argparse.Namespace, setup: str, results: list[FleetResult],
     if results:
         lines.append(f"intended: {results[0].intended_per_s:,.0f} requests/s")
     for r in results:
-        lines.append(f"{r.kind}: {r.acks} acks, {r.reconnects} reconnects, {r.bad} failed"
+        lines.append(f"{r.kind}: {r.acks} acks, {r.reconnects} reconnects, {r.bad} failed,"
+                     f" registrations retried {r.retries}"
+                     + (f" (after the restart {r.rereg_retries})" if args.restart else "")
+                     + ("" if r.keeps_up else "; the load generator did NOT keep up")
                      + (f"; {'; '.join(r.errors[:2])}" if r.errors else ""))
     return "\n".join(lines)
+
+
+def capacity(probe: FleetResult) -> tuple[int, str]:
+    """openleadr's capacity on this workload from a run of it, and how it was found: the devices
+    at which its core is fully busy, from the share of the core ``probe.vens`` kept busy (the
+    cost per device-minute is flat in the fleet's size while the VTN keeps up)."""
+    devices = round(probe.vens / probe.busy) if probe.busy > 0 else 0
+    how = (f"openleadr capacity ~ {devices:,} devices: at {probe.vens:,} VENs its core was"
+           f" {probe.busy:.0%} busy and served {probe.requests_per_s:,.0f} of"
+           f" {probe.intended_per_s:,.0f} intended requests/s"
+           f" ({'kept up' if probe.keeps_up else 'did NOT keep up: a lower bound only'});"
+           f" capacity = VENs / busy share")
+    return devices, how
+
+
+def _runs(args: argparse.Namespace, pki: Any, tmp: Path, kinds: tuple[str, ...],
+          loop_factory: Any) -> list[FleetResult]:
+    vtn_cpu, _ = _cores()
+    # the generators get every core but the VTN's
+    load_cpus = None if vtn_cpu is None else set(os.sched_getaffinity(0)) - {vtn_cpu}
+    results = []
+    for run, order in enumerate(abba(args.runs)):
+        for kind in order:
+            if kind in kinds:
+                with asyncio.Runner(loop_factory=loop_factory) as runner:
+                    results.append(runner.run(run_fleet(kind, pki, args,
+                                                        (vtn_cpu, load_cpus), tmp, run)))
+    return results
 
 
 def main(argv: list[str]) -> int:
@@ -412,8 +361,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile our VTN over the measured window and print it")
+    parser.add_argument("--generators", type=int, default=1,
+                        help="load generator processes the VENs are spread over")
+    parser.add_argument("--restart", action="store_true",
+                        help="then restart the VTN: every VEN registers again at once")
+    parser.add_argument("--restart-concurrency", type=int, default=10_000,
+                        help="re-registrations in flight after the restart")
+    parser.add_argument("--capacity", action="store_true",
+                        help="find openleadr's capacity with --vens VENs, then run both VTNs at"
+                             " 50 %% and 80 %% of it")
     args = parser.parse_args(argv)
-    if min(args.vens, args.runs) < 1 or args.poll_s <= 0 or args.minutes <= 0:
+    if min(args.vens, args.runs, args.generators, args.restart_concurrency) < 1 \
+            or args.poll_s <= 0 or args.minutes <= 0:
         parser.error("counts and durations must be positive")
     warnings.simplefilter("ignore")
     from bench.vtn import mint
@@ -423,24 +382,28 @@ def main(argv: list[str]) -> int:
         loop_factory: Any = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
-    vtn_cpu, load_cpu = _cores()
-    if load_cpu is not None:
-        os.sched_setaffinity(0, {load_cpu})
-    before = os.getloadavg()
-    results: list[FleetResult] = []
+    kinds = KINDS if args.only is None else (args.only,)
     with tempfile.TemporaryDirectory(prefix="crowdflex-bench-fleet-") as name:
         tmp = Path(name)
+        before = os.getloadavg()
         pki = mint(tmp, vens=args.vens, rsa_vens=0)
-        for run, order in enumerate(abba(args.runs)):
-            for kind in order:
-                if args.only in (None, kind):
-                    with asyncio.Runner(loop_factory=loop_factory) as runner:
-                        results.append(runner.run(run_fleet(kind, args.setup, pki, args,
-                                                            vtn_cpu, tmp, run)))
-    print(render(args, args.setup, results, (before, os.getloadavg())))
-    for result in (r for r in results if r.profile):
-        print("\nour VTN over the measured window (cProfile, its overhead included):\n"
-              + result.profile)
+        if not args.capacity:
+            results = _runs(args, pki, tmp, kinds, loop_factory)
+            print(render(args, args.vens, results, (before, os.getloadavg())))
+            for result in (r for r in results if r.profile):
+                print("\nour VTN over the measured window (cProfile, its overhead included):\n"
+                      + result.profile)
+            return 0
+        probe_args = argparse.Namespace(**{**vars(args), "runs": 1, "restart": False})
+        (probe,) = _runs(probe_args, pki, tmp, ("openleadr",), loop_factory)
+        devices, how = capacity(probe)
+        print(how)
+        for share in (0.5, 0.8):
+            vens = max(1, round(share * devices))
+            before = os.getloadavg()
+            sized = mint(tmp / f"at-{share}", vens=vens, rsa_vens=0) if vens > args.vens \
+                else dataclasses.replace(pki, vens=pki.vens[:vens])
+            results = _runs(args, sized, tmp, kinds, loop_factory)
+            print(f"\nat {share:.0%} of openleadr's capacity:")
+            print(render(args, vens, results, (before, os.getloadavg())))
     return 0
-
-

@@ -75,7 +75,7 @@ async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
                     cpu: int | None, tmp: Path, run: int, profiles: list[str]
                     ) -> tuple[dict[str, float], list[str]]:
     spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
-                      db=tmp / f"kinds-{kind}-{run}.db", setup=setup)
+                      storage_url=f"sqlite:///{tmp / f'kinds-{kind}-{run}.db'}", setup=setup)
     errors: list[str] = []
     per: dict[str, list[float]] = {name: [] for name in _ROWS}
     ids = itertools.count()
@@ -141,7 +141,7 @@ async def run_floor(pki: Any, args: argparse.Namespace, cpu: int | None, tmp: Pa
     """Server CPU per request of the floor (``bench._vtn_server``: aiohttp answering fixed
     bytes on our TLS context and runtime), the same devices posting polls one in flight."""
     spec = ServerSpec(kind="floor", cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
-                      db=tmp / "floor.db", setup=args.setup)
+                      storage_url=f"sqlite:///{tmp / 'floor.db'}", setup=args.setup)
     body = _CODEC.encode(schemas.Poll(ven_id="floor"))
     errors: list[str] = []
     with VtnProcess(spec, cpu) as server:

@@ -7,7 +7,9 @@ library host keeps its own settings.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
+import platform
 import sys
 from collections.abc import Callable
 
@@ -25,6 +27,15 @@ _SERVING_SWITCH_INTERVAL_S = 0.0005
 # costing 0.01 s.
 _SERVING_GC_YOUNG_THRESHOLD = 5000
 
+# uvloop gives every TLS connection a 256 KiB read buffer (malloc). glibc serves blocks that large
+# with mmap only until the first is freed, then raises its threshold and carves them out of the
+# heap, where connections coming and going leave resident fragments behind. A fixed threshold
+# under 256 KiB keeps each buffer its own mapping: resident only where a read touched it, and
+# returned to the system when its connection closes. Measured (VTN RSS per VEN after 300 and 1,000
+# VENs registered and polled, one run each, machine under load): 64.2 -> 59.6 and 68.4 -> 62.8 KiB.
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_SERVING_MMAP_THRESHOLD_BYTES = 128 * 1024
+
 _EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
@@ -32,12 +43,15 @@ def tune_serving_process() -> None:
     """Opt-in for a process whose job is serving a VTN (``crowdflex vtn`` calls it, once its
     imports are done): a shorter GIL switch interval; what is alive now (modules, compiled
     schemas) moved out of the collector's sight with :func:`gc.freeze`, and the youngest
-    generation collected less often. Process-wide, so a library never does this behind its
-    host's back."""
+    generation collected less often; on glibc, blocks of 128 KiB and more always mmap-ed (each
+    connection's TLS read buffer its own mapping). Process-wide, so a library never does this
+    behind its host's back."""
     sys.setswitchinterval(_SERVING_SWITCH_INTERVAL_S)
     gc.freeze()
     _young, *older = gc.get_threshold()
     gc.set_threshold(_SERVING_GC_YOUNG_THRESHOLD, *older)
+    if platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _SERVING_MMAP_THRESHOLD_BYTES)
 
 
 def serving_loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:

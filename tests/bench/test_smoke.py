@@ -3,6 +3,7 @@ judged here (timings belong to the benchmarks themselves, never to pass/fail tes
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,10 +40,17 @@ def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
 
 
 def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
-    out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1", "--profile")
-    line = next(line for line in out.splitlines() if line.startswith("VTN CPU per device-minute"))
+    out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1",
+                 "--generators", "2", "--restart", "--profile")
+    lines = out.splitlines()
+    line = next(line for line in lines if line.startswith("VTN CPU per device-minute"))
     assert line.count(" ms") == 2, line
     assert "ours: " in out and "openleadr: " in out
+    assert "2 load generator process(es)" in out
+    line = next(line for line in lines if line.startswith("restart: all VENs registered again"))
+    assert line.count(" s") == 2, line  # both VTNs took every VEN back (a refusal exits 1)
+    for kind in ("ours", "openleadr"):
+        assert re.search(rf"^{kind}: \d+ acks, \d+ reconnects, 0 failed", out, re.M), out
     assert "our VTN over the measured window (cProfile" in out
 
 

@@ -187,20 +187,26 @@ async def on_registered(ctx: ServiceContext, ven_id: str) -> tuple[str, ...]:
     """A VEN that begins a registration is sent its event list when live events already target
     it, by venID or through memberships kept from an earlier registration: they were published
     while it was not there to be targeted, so nothing else would queue them. Returns their IDs."""
-    refs = (TargetRef(kind=TargetKind.VEN, value=ven_id),
-            *await ctx.storage.vens.memberships(ven_id))
-    return await _list_changed(ctx, ven_id, refs)
+    now = ctx.clock()
+    affected = await ctx.storage.events.targeting_ven(ven_id, statuses=_LIVE, now=now)
+    await _changed(ctx, ven_id, affected, now)
+    return affected
 
 
 async def _list_changed(ctx: ServiceContext, ven_id: str,
                         refs: Collection[TargetRef]) -> tuple[str, ...]:
     now = ctx.clock()
     affected = await ctx.storage.events.targeting(refs, statuses=_LIVE, now=now)
+    await _changed(ctx, ven_id, affected, now)
+    return affected
+
+
+async def _changed(ctx: ServiceContext, ven_id: str, affected: tuple[str, ...],
+                   now: datetime) -> None:
     if affected:
         # like a publish: the queued item only says "your list changed"
         await ctx.storage.outbox.enqueue((ven_id,), b"", EVENT_KIND, at=now)
         ctx.on_enqueued((ven_id,))
-    return affected
 
 
 def _next_version(ctx: ServiceContext, event: Event, current: EventRecord) -> Event:
