@@ -30,18 +30,61 @@ import statistics
 import tempfile
 import warnings
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import schemas
-from bench._vtn_load import response_code
+from bench._fleet_generator import _openleadr_report, _patched, _report
+from bench._vtn_load import VenIdentity, response_code
 from bench._vtn_server import SETUPS, ServerSpec
-from bench.fleet import Device, _devices, _openleadr_report, _patched, _register, _report
 from bench.vtn import KINDS, VtnProcess, _cores, abba, mint
 
 __all__ = ["main"]
 
 _CODEC: Final = schemas.Codec()
+_PREFIX: Final = "/OpenADR2/Simple/2.0b"
+
+
+@dataclass(slots=True, kw_only=True)
+class Device:
+    """One VEN, sending one request at a time on its keep-alive connection."""
+
+    identity: VenIdentity
+    link: Any  # bench._raw_http.RawLink
+    ven_id: str = ""
+    templates: tuple[bytes, ...] = ()  # its reports, numbered on as they are sent
+    sent: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _devices(identities: list[VenIdentity], ca: Path, port: int) -> list[Device]:
+    import ssl
+
+    from bench._raw_http import RawLink
+
+    out = []
+    for identity in identities:
+        context = ssl.create_default_context(cafile=str(ca))
+        context.load_cert_chain(str(identity.cert), str(identity.key))
+        out.append(Device(identity=identity, link=RawLink("127.0.0.1", port, context, _PREFIX)))
+    return out
+
+
+async def _register(devices: list[Device], concurrency: int) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(n: int, device: Device) -> None:
+        body = _CODEC.encode(schemas.CreatePartyRegistration(
+            request_id=f"reg-{n}", ven_name=device.identity.name, http_pull_model=True))
+        async with gate:
+            _, reply = await device.link.post("EiRegisterParty", body)
+        message = _CODEC.decode(reply)
+        if not isinstance(message, schemas.CreatedPartyRegistration) or not message.ven_id:
+            raise RuntimeError(f"{device.identity.name} not registered: {message!r}")
+        device.ven_id = message.ven_id
+
+    await asyncio.gather(*(one(n, d) for n, d in enumerate(devices)))
 # one device's minute in bench fleet: 6 polls (one of them brings the event, and the VEN polls
 # again after its ack), one batched report, one ack, 1 % of a reconnect
 _MINUTE: Final = (("poll", 6.0), ("report", 1.0), ("event poll", 1.0), ("ack", 1.0),
