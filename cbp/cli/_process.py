@@ -33,10 +33,10 @@ from aiohttp import web
 if TYPE_CHECKING:
     from vtn.settings import VtnConfig
 
-__all__ = ["StatusFile", "add_log_level", "add_state_dir", "add_state_options", "bound_port",
-           "configure_logging", "publish_status", "require_files", "run_node", "state_key",
-           "state_path", "state_storage_url", "status_path", "stop_on_signals", "vtn_files",
-           "wait_or_stop"]
+__all__ = ["StatusFile", "add_log_level", "add_one_process", "add_state_dir",
+           "add_state_options", "bound_port", "configure_logging", "one_process_refusal",
+           "publish_status", "require_files", "run_node", "state_key", "state_path",
+           "state_storage_url", "status_path", "stop_on_signals", "vtn_files", "wait_or_stop"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Loggers that say something on every start (alembic's plugins and migration context) or on
@@ -67,6 +67,22 @@ def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> Non
     parser.add_argument("--log-level", default=default, choices=_LEVELS, type=str.upper,
                         help=f"logging verbosity, in any case (default: {default}; DEBUG adds "
                         "the access log and the database migrations)")
+
+
+def add_one_process(parser: argparse.ArgumentParser, why: str) -> None:
+    """``--workers`` of a CBP role that runs as one process only: it takes 1 and refuses more
+    (:func:`one_process_refusal`), saying ``why``, instead of an unknown option."""
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help=f"1 only (the default): {why}")
+
+
+def one_process_refusal(role: str, workers: int, why: str) -> str | None:
+    """Why ``crowdflex ROLE --workers N`` does not start, or None for one process."""
+    if workers == 1:
+        return None
+    return (f"--workers {workers}: the {role} runs as one process, because {why}. Run one "
+            f"{role} process (docs/deploy.md, \"The CBP roles\"); `crowdflex vtn --workers N` "
+            "serves plain VTN traffic from several")
 
 
 def add_state_dir(parser: argparse.ArgumentParser, what: str) -> None:

@@ -1,5 +1,6 @@
 """``crowdflex vtn --workers N``: N processes on one port (SO_REUSEPORT) and one PostgreSQL
-database; refused with a reason on SQLite, before anything starts.
+database; refused with a reason on SQLite, before anything starts. The CBP roles ``crowdflex
+tso`` and ``aggregator`` keep their market in memory and refuse ``--workers 2`` with the reason.
 
 The command runs as a real process tree (parent + workers) from a TOML config with port 0; the
 parent's ``--status-file`` names the port they share and each worker's admin port. VENs making
@@ -58,6 +59,21 @@ def test_sqlite_refuses_more_than_one_worker_before_starting(pki, tmp_path, caps
     assert "one writer at a time" in error
     assert not database.exists()  # refused before a database was opened
     assert main(["vtn", "--config", str(config), "--workers", "0"]) == 2
+
+
+@pytest.mark.parametrize(("role", "reason"), [
+    ("tso", "a second process would award the same ISP again"),
+    ("aggregator", "would offer the pool to the TSO twice"),
+])
+def test_the_cbp_roles_refuse_more_than_one_worker_and_say_why(role, reason, tmp_path, capsys):
+    config = ROOT / "examples" / f"{role}.toml"
+    state = tmp_path / "state"
+    assert main([role, "--config", str(config), "--state-dir", str(state),
+                 "--workers", "2"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"--workers 2: the {'TSO' if role == 'tso' else role} runs as one process" in error
+    assert reason in error
+    assert not state.exists()  # refused before a database, outbox or status file was made
 
 
 async def _status(path: Path, wanted: Any, process: asyncio.subprocess.Process,
