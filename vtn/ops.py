@@ -60,7 +60,7 @@ def ops_routes(vtn_app: web.Application,
         figures.observe_state(await _stats(vtn_app), now=vtn_app[SERVICES].clock(),
                               connections=connections, vens_connected=vens,
                               index_live=storage is not None and storage.poll_index_live,
-                              heard=_heard(storage))
+                              heard=_heard(storage), lag=await _lag(storage))
         return web.Response(body=figures.exposition(),
                             headers={"Content-Type": CONTENT_TYPE})
 
@@ -101,6 +101,18 @@ async def _stats(vtn_app: web.Application) -> StorageStats | None:
 def _heard(storage: Storage | None) -> int:
     listener = None if storage is None else storage.listener
     return 0 if listener is None else listener.heard
+
+
+async def _lag(storage: Storage | None) -> float | None:
+    listener = None if storage is None else storage.listener
+    if storage is None or listener is None:
+        return None
+    try:
+        async with asyncio.timeout(DATABASE_DEADLINE_S):
+            return await listener.lag(storage.engine)
+    except Exception as exc:  # not listening or not heard in time: the gauge keeps its value
+        log.warning("notification lag not measured: %r", exc)
+        return None
 
 
 def _connected(server: web.Server) -> tuple[int, int]:

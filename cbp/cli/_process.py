@@ -25,6 +25,7 @@ import os
 import signal
 import tomllib
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,7 +34,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from vtn.settings import VtnConfig
 
-__all__ = ["StatusFile", "add_log_level", "add_one_process", "add_state_dir",
+__all__ = ["JsonLines", "StatusFile", "add_log_level", "add_one_process", "add_state_dir",
            "add_state_options", "bound_port", "configure_logging", "one_process_refusal",
            "publish_status", "require_files", "run_node", "state_key", "state_path",
            "state_storage_url", "status_path", "stop_on_signals", "vtn_files", "wait_or_stop"]
@@ -67,6 +68,9 @@ def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> Non
     parser.add_argument("--log-level", default=default, choices=_LEVELS, type=str.upper,
                         help=f"logging verbosity, in any case (default: {default}; DEBUG adds "
                         "the access log and the database migrations)")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="log lines as text (default) or one JSON object each, with time, "
+                        "level, logger, pid, message and any exception, for a log shipper")
 
 
 def add_one_process(parser: argparse.ArgumentParser, why: str) -> None:
@@ -147,10 +151,28 @@ def state_storage_url(url: str, state_dir: Path) -> str:
     return f"{prefix}:///{state_path(path, state_dir)}"
 
 
-def configure_logging(level: str) -> None:
-    """Timestamped log lines on standard error (a child's stdout may carry its progress); the
-    chatty libraries' INFO lines only at DEBUG."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonLines(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``pid``,
+    ``message`` and, when there is one, ``exception`` (the formatted traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                    timespec="milliseconds"),
+                "level": record.levelname, "logger": record.name, "pid": record.process,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(level: str, form: str = "text") -> None:
+    """Timestamped log lines on standard error (a child's stdout may carry its progress), as
+    text or, with ``form="json"``, :class:`JsonLines`; the chatty libraries' INFO lines only at
+    DEBUG."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines() if form == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     number = logging.getLevelNamesMapping()[level]
     for name in _CHATTY:
         logging.getLogger(name).setLevel(number if number <= logging.DEBUG

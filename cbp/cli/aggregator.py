@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     from ven import VenError
     from vtn.config import ConfigError
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     if (refusal := one_process_refusal("aggregator", args.workers, ONE_PROCESS)) is not None:
         print(f"crowdflex aggregator: {refusal}", file=sys.stderr)
         return 2

@@ -58,7 +58,7 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from cbp.roles.fleetnode import fleet_config_from_mapping
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         data = tomllib.loads(args.config.read_text())
         config = fleet_config_from_mapping(data, base=args.config.parent,

@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     from privacy import PrivacyConfigError, config_from_document
     from vtn.config import ConfigError, parse_config
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     if (refusal := one_process_refusal("TSO", args.workers, ONE_PROCESS)) is not None:
         print(f"crowdflex tso: {refusal}", file=sys.stderr)
         return 2

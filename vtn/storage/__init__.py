@@ -29,7 +29,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._engine import Database, TransactionObserver, create_engine_for
+from ._engine import Database, PoolWaitObserver, TransactionObserver, create_engine_for
 from .events import EventRepository
 from .nonces import NonceRepository
 from .notify import Listener
@@ -84,6 +84,7 @@ __all__ = [
     "OutboxRepository",
     "PointRow",
     "PollDelivery",
+    "PoolWaitObserver",
     "ReportData",
     "ReportDescription",
     "ReportPoint",
@@ -107,8 +108,9 @@ __all__ = [
 class Storage:
     """One database: an engine and a repository per aggregate. Build with :func:`open_storage`."""
 
-    def __init__(self, engine: AsyncEngine, observe: TransactionObserver | None = None) -> None:
-        db = Database(engine) if observe is None else Database(engine, observe)
+    def __init__(self, engine: AsyncEngine, observe: TransactionObserver | None = None,
+                 pool_wait: PoolWaitObserver | None = None) -> None:
+        db = Database(engine, observe, pool_wait)
         self._db = db
         self._engine = engine
         # SQLite: this process is the file's only writer, so empty polls can be answered from
@@ -181,9 +183,11 @@ class Storage:
 
 
 async def open_storage(url: str, *, migrate: bool = True,
-                       observe: TransactionObserver | None = None) -> Storage:
+                       observe: TransactionObserver | None = None,
+                       pool_wait: PoolWaitObserver | None = None) -> Storage:
     """Open the database at ``url`` and (by default) migrate it to the head revision;
-    ``observe`` is told how long each transaction took.
+    ``observe`` is told how long each transaction took, ``pool_wait`` (PostgreSQL) how long
+    each waited for its pooled connection.
 
     ``sqlite:///path/vtn.db`` (WAL, foreign keys, busy timeout) or
     ``postgresql://user@host/db``; the asyncio drivers (aiosqlite, asyncpg) are filled in.
@@ -197,6 +201,6 @@ async def open_storage(url: str, *, migrate: bool = True,
     except BaseException:
         await engine.dispose()
         raise
-    storage = Storage(engine, observe)
+    storage = Storage(engine, observe, pool_wait)
     storage._start()
     return storage
