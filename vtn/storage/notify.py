@@ -102,7 +102,8 @@ class Listener:
         if self.backend_pid is None:
             return None
         token = secrets.token_hex(8)
-        heard = self._probes[token] = asyncio.get_running_loop().create_future()
+        heard: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._probes[token] = heard
         try:
             async with engine.connect() as conn:
                 await conn.execute(_NOTIFY, {"channel": PROBE_CHANNEL, "payload": token})
