@@ -110,6 +110,7 @@ class GroupControl:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Run:
     workers: int
+    vens: int
     requests: int
     window_s: float
     vtn_cpu_s: float
@@ -119,6 +120,12 @@ class Run:
     @property
     def per_request_ms(self) -> float:
         return 1000.0 * (self.vtn_cpu_s + self.database_cpu_s) / max(1, self.requests)
+
+    @property
+    def per_device_minute_ms(self) -> float:
+        """VTN and database CPU per device and minute of this fleet."""
+        minutes = self.window_s / 60.0
+        return 1000.0 * (self.vtn_cpu_s + self.database_cpu_s) / (self.vens * minutes)
 
 
 async def one_run(server: str, tmp: Path, pki: Any, args: argparse.Namespace,
@@ -149,7 +156,7 @@ async def one_run(server: str, tmp: Path, pki: Any, args: argparse.Namespace,
         finally:
             await database.close()
     (vtn_a, db_a), (vtn_b, db_b) = control.split[-2:]
-    return Run(workers=workers, requests=fleet.tally.requests, window_s=window,
+    return Run(workers=workers, vens=len(devices), requests=fleet.tally.requests, window_s=window,
                vtn_cpu_s=vtn_b - vtn_a, database_cpu_s=db_b - db_a, bad=fleet.tally.bad)
 
 
@@ -174,6 +181,11 @@ def render(args: argparse.Namespace, runs: list[Run], load: tuple[Any, Any]) -> 
             f" + PostgreSQL {_spread([1000 * r.database_cpu_s / max(1, r.requests) for r in mine])}"
             f"; requests/s {_spread([r.requests / r.window_s for r in mine], '/s', 0)}"
             f"; failed {sum(r.bad for r in mine)}")
+        per_minute = [r.per_device_minute_ms for r in mine]
+        lines.append(
+            f"--workers {n}: CPU per device-minute {_spread(per_minute)}"
+            f", so {_spread([60_000 / m for m in per_minute], 'devices', 0)}"
+            " per core (VTN and PostgreSQL together)")
     ones = [r.per_request_ms for r in runs if r.workers == 1]
     twos = [r.per_request_ms for r in runs if r.workers == 2]
     pairs = [b / a - 1.0 for a, b in zip(ones, twos, strict=False) if a]

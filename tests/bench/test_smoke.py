@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.vtn.conftest import _admin_connection, postgres_url
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -43,3 +47,21 @@ def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
     line = next(line for line in out.splitlines() if line.startswith("VTN CPU per device-minute"))
     assert line.count(" ms") == 2, line
     assert "ours: " in out and "openleadr: " in out
+
+
+@pytest.fixture
+async def postgres_server() -> str:
+    """The PostgreSQL server the bench makes its databases on (skipped, or failed in CI, when
+    it does not answer: tests/vtn/conftest.py)."""
+    await (await _admin_connection(postgres_url())).close()
+    return postgres_url()
+
+
+def test_workers_prints_cpu_per_request_for_one_and_two_workers(postgres_server: str) -> None:
+    out = _bench("workers", "--vens", "6", "--minutes", "0.05", "--warmup-s", "1", "--runs", "1",
+                 "--server", postgres_server)
+    lines = out.splitlines()
+    for workers in (1, 2):
+        line = next(line for line in lines if line.startswith(f"--workers {workers}: "))
+        assert "CPU per request" in line and "PostgreSQL" in line and "failed 0" in line, line
+    assert any(line.startswith("two workers' CPU per request over one's: ") for line in lines)
