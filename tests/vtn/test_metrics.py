@@ -195,7 +195,10 @@ async def test_counters_move_with_the_traffic(pki, storage_url):
     assert after.value("crowdflex_vtn_poll_index_live") == 1  # SQLite, or heard on PostgreSQL
     transactions = moved("crowdflex_vtn_db_transaction_duration_seconds_count")
     if _sqlite_path(storage_url) is None:  # PostgreSQL: each transaction took a pooled one
-        assert moved("crowdflex_vtn_db_pool_wait_seconds_count") == transactions
+        # (give or take one: the push task's read after an enqueue may be mid-way, counted
+        # as a wait but not yet as a transaction, at either scrape)
+        assert transactions > 0
+        assert abs(moved("crowdflex_vtn_db_pool_wait_seconds_count") - transactions) <= 1
         # each scrape's probe notification went to PostgreSQL and back to this worker
         assert before.value("crowdflex_vtn_notification_lag_seconds") > 0
         assert after.value("crowdflex_vtn_notification_lag_seconds") > 0
