@@ -8,7 +8,11 @@ mutual-TLS connection each, pre-encoded bodies) so 1,000 fit beside three worker
 on a 2-core machine. Each VEN polls every ``--poll-s`` and sends a 10-point TELEMETRY_USAGE
 report every ``--report-s`` (random phases); it acknowledges an event it gets, and sends a report
 again until it is acknowledged (as a VEN's outbox does). A request that fails on a dead
-connection is retried once on a new one, which the kernel hands to a live worker.
+connection is retried once on a new one, which the kernel hands to a live worker. A VEN that
+lost an exchange (no answer, not HTTP 200, or its ack refused) asks for its events with
+oadrRequestEvent at its next poll until it has acknowledged the event: the VTN marks an event
+delivered when it answers the poll, so an answer lost with its worker, or an ack the VTN never
+stored, is not sent again by itself.
 
 Timeline, every step waiting on what the VENs saw, not on a clock: registration; one report
 from every VEN; one event published to all of them through worker 0's admin API; once a third of
@@ -70,8 +74,9 @@ class Outcome:
     reports_missing: int  # of those, with a point not stored
     points_duplicated: int  # stored points beyond one per acknowledged point (should be 0)
     whole_s: float  # kill -> every VEN has the event acked and a report acked after the kill
-    failed_requests: int  # exchanges that failed on the old and on a new connection: sent again
-    # at the VEN's next tick
+    failed_requests: int  # exchanges lost (no answer on the old and a new connection, or not
+    # HTTP 200, or a refused ack): sent again at the VEN's next tick
+    asked: int  # oadrRequestEvent a VEN sent after a lost exchange, to have its events again
     fanout_s: float  # publish -> every VEN's ack, kill included
 
 
@@ -84,12 +89,14 @@ class _Device:
     template: bytes
     reports: int = 0  # reports acknowledged: seq 0 .. reports-1
     event_acked_at: float | None = None
+    report_after_kill: bool = False
+    failed: int = 0  # exchanges lost (no answer, or not 200): each is sent again
+    lost: bool = False  # an exchange was lost since the VEN last had its events
+    asked: int = 0  # oadrRequestEvent sent after a lost exchange
 
     @property
     def event_acked(self) -> bool:
         return self.event_acked_at is not None
-    report_after_kill: bool = False
-    failed: int = 0
 
 
 @dataclass(slots=True)
@@ -117,16 +124,49 @@ async def _report(fleet: _Fleet, device: _Device) -> None:
         if fleet.killed_at is not None:
             device.report_after_kill = True
         fleet.moved()
+    else:  # refused (503 while a worker is swamped, say): the same report again next tick
+        device.failed += 1
 
 
 async def _poll(fleet: _Fleet, device: _Device) -> None:
+    """One poll tick: after a lost exchange first ask for every event (oadrRequestEvent: an
+    answer lost with its worker, or an ack that failed, is not sent again by the VTN), then
+    poll until nothing waits, acknowledging each event list."""
+    if device.lost and not device.event_acked:
+        device.asked += 1
+        ask = device.ven.encode(schemas.RequestEvent(request_id=f"ask-{device.asked}",
+                                                     ven_id=device.ven.ven_id))
+        status, reply = await device.ven.raw.post("EiEvent", ask)
+        if status != 200:
+            device.failed += 1
+            return
+        await _answer(fleet, device, reply)
+        if device.lost:
+            return
+    device.lost = False
     while True:
         status, reply = await device.ven.raw.post("OadrPoll", device.poll)
-        if status != 200 or b"oadrDistributeEvent" not in reply:
+        if status != 200:
+            device.failed += 1
+            device.lost = True
             return
-        errors = len(device.ven.errors)
-        await _acknowledge(device.ven, reply)
-        if len(device.ven.errors) == errors and EVENT_ID.encode() in reply:
+        if b"oadrDistributeEvent" not in reply:
+            return
+        await _answer(fleet, device, reply)
+
+
+async def _answer(fleet: _Fleet, device: _Device, reply: bytes) -> None:
+    """Acknowledge an oadrDistributeEvent; a failed ack marks the exchange lost."""
+    if b"oadrDistributeEvent" not in reply:
+        return
+    errors = len(device.ven.errors)
+    await _acknowledge(device.ven, reply)
+    if len(device.ven.errors) != errors:
+        device.failed += 1
+        device.lost = True
+    elif EVENT_ID.encode() in reply:
+        device.lost = False
+        if device.event_acked_at is None:
             device.event_acked_at = time.perf_counter()
             fleet.moved()
 
@@ -153,6 +193,7 @@ async def _life(fleet: _Fleet, device: _Device, poll_s: float, report_s: float) 
                 await _poll(fleet, device)
         except (OSError, asyncio.IncompleteReadError):
             device.failed += 1
+            device.lost = True
             await device.ven.raw.close()
 
 
@@ -204,7 +245,8 @@ async def run(storage_url: str, directory: Path, *, vens: int = 1000, poll_s: fl
         vens=vens, killed_held=timings["held"], events_acked=acked,
         reports_acked=sum(d.reports for d in devices), reports_missing=missing,
         points_duplicated=duplicated, whole_s=timings["whole"],
-        failed_requests=sum(d.failed for d in devices), fanout_s=timings["fanout"])
+        failed_requests=sum(d.failed for d in devices), asked=sum(d.asked for d in devices),
+        fanout_s=timings["fanout"])
 
 
 async def _scenario(fleet: _Fleet, group: VtnGroup, http: aiohttp.ClientSession,
@@ -263,8 +305,8 @@ def main(argv: list[str]) -> int:
               f"fleet whole {outcome.whole_s:.2f} s after the kill (publish -> all acks "
               f"{outcome.fanout_s:.2f} s); events acked {outcome.events_acked}/{outcome.vens}; "
               f"reports acked {outcome.reports_acked}, missing {outcome.reports_missing}, "
-              f"points stored twice {outcome.points_duplicated}; requests retried after the "
-              f"kill {outcome.failed_requests}")
+              f"points stored twice {outcome.points_duplicated}; exchanges lost and sent again "
+              f"{outcome.failed_requests}, oadrRequestEvent after a loss {outcome.asked}")
     print(f"load average after: {os.getloadavg()}")
     return 0
 
