@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -52,7 +53,6 @@ from bench._vtn_load import (
     _report_template,
     _stamp,
     close_vens,
-    drain,
     open_vens,
     poll_body,
     register_all,
@@ -194,7 +194,7 @@ async def _life(fleet: _Fleet, device: _Device, poll_s: float, report_s: float) 
         except (OSError, asyncio.IncompleteReadError):
             device.failed += 1
             device.lost = True
-            await device.ven.raw.close()
+            await _close(device.ven)
 
 
 async def _stored(storage_url: str, devices: list[_Device], points_per_report: int
@@ -233,7 +233,7 @@ async def run(storage_url: str, directory: Path, *, vens: int = 1000, poll_s: fl
         opened = open_vens(list(pki.vens), pki.ca, group.port)
         try:
             await register_all(opened, concurrency=25)
-            await drain(opened)
+            await _drain(opened, concurrency=25)
             devices = [_Device(ven=v, poll=poll_body(v), template=_report_template(v))
                        for v in opened]
             fleet = _Fleet(devices)
@@ -273,6 +273,34 @@ async def _scenario(fleet: _Fleet, group: VtnGroup, http: aiohttp.ClientSession,
         await asyncio.gather(*lives, return_exceptions=True)
     return {"held": int(max(held)), "whole": whole - killed,
             "fanout": max(d.event_acked_at or 0.0 for d in devices) - published}
+
+
+async def _close(ven: Ven) -> None:
+    """Drop a VEN's connection after a failure; a socket already broken may fail closing."""
+    with contextlib.suppress(OSError):
+        await ven.raw.close()
+
+
+async def _drain(vens: list[Ven], *, concurrency: int) -> None:
+    """Poll each VEN's queue empty (registration queued a report request), ``concurrency`` at a
+    time: a thousand TLS handshakes at once overrun the workers' handshake deadline on a busy
+    machine. A failed exchange is tried again."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(ven: Ven) -> None:
+        async with gate:
+            for _ in range(50):
+                try:
+                    status, reply = await ven.raw.post("OadrPoll", poll_body(ven))
+                except (OSError, asyncio.IncompleteReadError):
+                    await _close(ven)
+                    continue
+                if status == 200 and b"oadrResponse" in reply[:2000] \
+                        and b"oadrRegisterReport" not in reply:
+                    return
+            raise RuntimeError(f"{ven.identity.name}: queue not drained")
+
+    await asyncio.gather(*(one(v) for v in vens))
 
 
 def _points(device: _Device) -> int:
