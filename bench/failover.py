@@ -222,8 +222,8 @@ async def _stored(storage_url: str, devices: list[_Device], points_per_report: i
     return int(acked), missing, duplicated
 
 
-async def run(storage_url: str, directory: Path, *, vens: int = 1000, poll_s: float = 10.0,
-              report_s: float = 30.0, workers: int = 3) -> Outcome:
+async def run(storage_url: str, directory: Path, *, vens: int = 1000, poll_s: float = 30.0,
+              report_s: float = 60.0, workers: int = 3) -> Outcome:
     """The whole scenario on an empty PostgreSQL database at ``storage_url``."""
     from bench.vtn import mint
 
@@ -318,9 +318,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench failover", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vens", type=int, default=1000)
-    parser.add_argument("--poll-s", type=float, default=10.0, help="poll interval (default 10)")
-    parser.add_argument("--report-s", type=float, default=30.0,
-                        help="telemetry interval (default 30)")
+    parser.add_argument("--poll-s", type=float, default=30.0, help="poll interval (default 30)")
+    parser.add_argument("--report-s", type=float, default=60.0,
+                        help="telemetry interval (default 60)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--server", default=os.environ.get("CROWDFLEX_TEST_POSTGRES_URL",
                                                            DEFAULT_SERVER),
