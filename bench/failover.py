@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -74,6 +75,7 @@ class Outcome:
     reports_missing: int  # of those, with a point not stored
     points_duplicated: int  # stored points beyond one per acknowledged point (should be 0)
     whole_s: float  # kill -> every VEN has the event acked and a report acked after the kill
+    restarted: bool  # the parent had started the killed worker again by then
     failed_requests: int  # exchanges lost (no answer on the old and a new connection, or not
     # HTTP 200, or a refused ack): sent again at the VEN's next tick
     asked: int  # oadrRequestEvent a VEN sent after a lost exchange, to have its events again
@@ -245,6 +247,7 @@ async def run(storage_url: str, directory: Path, *, vens: int = 1000, poll_s: fl
         vens=vens, killed_held=timings["held"], events_acked=acked,
         reports_acked=sum(d.reports for d in devices), reports_missing=missing,
         points_duplicated=duplicated, whole_s=timings["whole"],
+        restarted=timings["restarted"],
         failed_requests=sum(d.failed for d in devices), asked=sum(d.asked for d in devices),
         fanout_s=timings["fanout"])
 
@@ -267,11 +270,12 @@ async def _scenario(fleet: _Fleet, group: VtnGroup, http: aiohttp.ClientSession,
         os.kill(victim, signal.SIGKILL)
         await fleet.until(lambda: all(d.event_acked and d.report_after_kill for d in devices))
         whole = time.perf_counter()
-        await group.refresh(lambda s: s["workers"][index]["pid"] != victim)  # restarted
     finally:
         fleet.stop.set()
         await asyncio.gather(*lives, return_exceptions=True)
+    status = json.loads(group.status_file.read_text())
     return {"held": int(max(held)), "whole": whole - killed,
+            "restarted": status["workers"][index]["pid"] != victim,
             "fanout": max(d.event_acked_at or 0.0 for d in devices) - published}
 
 
@@ -331,7 +335,9 @@ def main(argv: list[str]) -> int:
         outcome = asyncio.run(_one(args))
         print(f"run {n + 1}: {outcome.vens} VENs, killed worker held {outcome.killed_held}; "
               f"fleet whole {outcome.whole_s:.2f} s after the kill (publish -> all acks "
-              f"{outcome.fanout_s:.2f} s); events acked {outcome.events_acked}/{outcome.vens}; "
+              f"{outcome.fanout_s:.2f} s; killed worker restarted by then: "
+              f"{'yes' if outcome.restarted else 'no'}); "
+              f"events acked {outcome.events_acked}/{outcome.vens}; "
               f"reports acked {outcome.reports_acked}, missing {outcome.reports_missing}, "
               f"points stored twice {outcome.points_duplicated}; exchanges lost and sent again "
               f"{outcome.failed_requests}, oadrRequestEvent after a loss {outcome.asked}")
