@@ -20,6 +20,10 @@ BENCHMARKS: Final[dict[str, str]] = {
                   " reconnect): VTN CPU per request and per device-minute, both VTNs",
     "soak": "1,000 VENs polling and reporting on loopback: VTN memory, errors, points lost",
     "cbp": "2,000 devices on one aggregator: activation -> all acks, CPU per device per minute",
+    "failover": "SIGKILL one of 3 crowdflex vtn workers (PostgreSQL) mid fan-out to 1,000 VENs:"
+                " time until the fleet is whole, nothing lost or stored twice",
+    "workers": "the fleet workload on crowdflex vtn --workers 1 and 2 (PostgreSQL): CPU per"
+               " request, VTN and database, and what a second worker adds",
     "sigshapes": "VTN signature-check CPU per hostile signed shape (red team of review 2)",
 }
 

@@ -173,7 +173,8 @@ def create_app(
         decode=intake.decode if intake is not None else None, on_refused=metrics.refused))
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        storage = await open_storage(config.storage_url, observe=metrics.transaction)
+        storage = await open_storage(config.storage_url, observe=metrics.transaction,
+                                     pool_wait=metrics.pool_wait)
         try:
             ctx = ServiceContext(
                 storage=storage, codec=codec, store_codec=Codec(schema=codec.schema),

@@ -1,17 +1,18 @@
-"""What a VTN counts for Prometheus: one :class:`VtnMetrics` (its own ``CollectorRegistry``) per
-VTN app, so two VTNs in one process never add to each other's figures.
+"""What a VTN counts for Prometheus: one :class:`VtnMetrics` (its own ``CollectorRegistry``) per VTN
+app, so two VTNs in one process never add to each other's figures.
 
-Counted as it happens: requests by service and HTTP status (429: over a VEN's rate limit, 503:
-the in-flight cap or the database away), their latency per service, OpenADR refusals by
-response code, signature and replay refusals, push retries, database transaction latency.
-Read when scraped (:meth:`VtnMetrics.observe_state`): VENs registered, VENs connected (distinct
-client certificates among the open connections), open connections, queue depth and the age of
-the oldest queued item, whether the database answered the scrape's query, whether the poll index
-is live and how many notifications of other workers' changes it has heard.
+Counted as it happens: requests by service and HTTP status (429: over a VEN's rate limit, 503: the
+in-flight cap or the database away), their latency per service, OpenADR refusals by response code,
+signature and replay refusals, push retries, database transaction latency and, on PostgreSQL, the
+wait for a pooled connection. Read when scraped (:meth:`VtnMetrics.observe_state`): VENs
+registered, VENs connected (distinct client certificates among the open connections), open
+connections, queue depth and the age of the oldest queued item, whether the database answered the
+scrape's query, whether the poll index is live, how many notifications of other workers' changes it
+has heard and how long a probe notification took to arrive (PostgreSQL).
 
 Invariants: metric names are the ones docs/deploy.md's alert rules use; label values come from
-closed sets (the five service names, HTTP status numbers, OpenADR response codes), never from
-what a peer writes, so a peer cannot grow the registry.
+closed sets (the five service names, HTTP status numbers, OpenADR response codes), never from what
+a peer writes, so a peer cannot grow the registry.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class VtnMetrics:
             "crowdflex_vtn_db_transaction_duration_seconds",
             "Database transactions, from asking to committed (waits for a connection or the "
             "writer included)", ("kind",), buckets=_SECONDS_BUCKETS, registry=r)
+        self._pool_waits = Histogram(
+            "crowdflex_vtn_db_pool_wait_seconds",
+            "PostgreSQL: time a transaction waited for its pooled connection (a free one, or a "
+            "new one opened, and its liveness ping)", buckets=_SECONDS_BUCKETS, registry=r)
         self._vens_registered = Gauge(
             "crowdflex_vtn_vens_registered", "VENs with an active registration", registry=r)
         self._vens_connected = Gauge(
@@ -93,6 +98,10 @@ class VtnMetrics:
             "PostgreSQL notifications of other workers' changes applied to the poll index",
             registry=r)
         self._heard_so_far = 0
+        self._lag = Gauge(
+            "crowdflex_vtn_notification_lag_seconds",
+            "PostgreSQL: at the last scrape that could measure it, seconds from committing a "
+            "probe notification to this worker hearing it", registry=r)
         self._database_up = Gauge(
             "crowdflex_vtn_database_up",
             "1 when the database answered this scrape's query, else 0", registry=r)
@@ -149,12 +158,20 @@ class VtnMetrics:
         """A database transaction ended after ``seconds`` (storage's observer)."""
         (self._writes if write else self._reads).observe(seconds)
 
+    def pool_wait(self, seconds: float) -> None:
+        """A transaction got its pooled connection after ``seconds`` (storage's observer)."""
+        self._pool_waits.observe(seconds)
+
     # ------------------------------------------------------------ read when scraped
     def observe_state(self, stats: StorageStats | None, *, now: datetime, connections: int,
-                      vens_connected: int, index_live: bool, heard: int) -> None:
+                      vens_connected: int, index_live: bool, heard: int,
+                      lag: float | None = None) -> None:
         """Set the gauges from what a scrape read (``heard``: notifications the listener has
-        applied so far); ``stats`` None: the database did not answer (its gauges keep their
-        last values and ``database_up`` is 0)."""
+        applied so far; ``lag``: the probe's, None when not measured, which keeps the last);
+        ``stats`` None: the database did not answer (its gauges keep their last values and
+        ``database_up`` is 0)."""
+        if lag is not None:
+            self._lag.set(lag)
         self._heard.inc(max(0, heard - self._heard_so_far))
         self._heard_so_far = max(heard, self._heard_so_far)
         self._index_live.set(1 if index_live else 0)

@@ -8,9 +8,10 @@
 They show counts and states, never a VEN, event or report, so they need no token; everything
 else on the admin port still does (:func:`vtn.admin.create_admin_app`).
 
-Invariants: each database look-up has a deadline (:data:`DATABASE_DEADLINE_S`), so a database
-that hangs makes ``/ready`` answer 503 and ``/metrics`` answer without its database figures,
-never hang the probe.
+Invariants: each database look-up has a deadline (:data:`DATABASE_DEADLINE_S`), and a scrape's
+two (the figures, the notification probe) run at once, so a database that hangs makes ``/ready``
+answer 503 and ``/metrics`` answer without its database figures within one deadline, never hang
+the probe.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ def ops_routes(vtn_app: web.Application,
         server = vtn_server()
         connections, vens = _connected(server) if server is not None else (0, 0)
         storage = vtn_app.get(STORAGE)
-        figures.observe_state(await _stats(vtn_app), now=vtn_app[SERVICES].clock(),
+        # at once: a slow database delays the scrape by one deadline, not two
+        stats, lag = await asyncio.gather(_stats(vtn_app), _lag(storage))
+        figures.observe_state(stats, now=vtn_app[SERVICES].clock(),
                               connections=connections, vens_connected=vens,
                               index_live=storage is not None and storage.poll_index_live,
-                              heard=_heard(storage))
+                              heard=_heard(storage), lag=lag)
         return web.Response(body=figures.exposition(),
                             headers={"Content-Type": CONTENT_TYPE})
 
@@ -101,6 +104,18 @@ async def _stats(vtn_app: web.Application) -> StorageStats | None:
 def _heard(storage: Storage | None) -> int:
     listener = None if storage is None else storage.listener
     return 0 if listener is None else listener.heard
+
+
+async def _lag(storage: Storage | None) -> float | None:
+    listener = None if storage is None else storage.listener
+    if storage is None or listener is None:
+        return None
+    try:
+        async with asyncio.timeout(DATABASE_DEADLINE_S):
+            return await listener.lag(storage.engine)
+    except Exception as exc:  # not listening or not heard in time: the gauge keeps its value
+        log.warning("notification lag not measured: %r", exc)
+        return None
 
 
 def _connected(server: web.Server) -> tuple[int, int]:

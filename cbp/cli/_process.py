@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,10 +35,10 @@ from tomlconfig import ConfigError, read_file
 if TYPE_CHECKING:
     from vtn.settings import VtnConfig
 
-__all__ = ["StatusFile", "add_log_level", "add_state_dir", "add_state_options", "bound_port",
-           "configure_logging", "publish_status", "require_files", "run_node", "state_key",
-           "state_path", "state_storage_url", "status_path", "stop_on_signals", "vtn_files",
-           "wait_or_stop"]
+__all__ = ["JsonLines", "StatusFile", "add_log_level", "add_one_process", "add_state_dir",
+           "add_state_options", "bound_port", "configure_logging", "one_process_refusal",
+           "publish_status", "require_files", "run_node", "state_key", "state_path",
+           "state_storage_url", "status_path", "stop_on_signals", "vtn_files", "wait_or_stop"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Loggers that say something on every start (alembic's plugins and migration context) or on
@@ -68,6 +69,25 @@ def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> Non
     parser.add_argument("--log-level", default=default, choices=_LEVELS, type=str.upper,
                         help=f"logging verbosity, in any case (default: {default}; DEBUG adds "
                         "the access log and the database migrations)")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="log lines as text (default) or one JSON object each, with time, "
+                        "level, logger, pid, message and any exception, for a log shipper")
+
+
+def add_one_process(parser: argparse.ArgumentParser, why: str) -> None:
+    """``--workers`` of a CBP role that runs as one process only: it takes 1 and refuses more
+    (:func:`one_process_refusal`), saying ``why``, instead of an unknown option."""
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help=f"1 only (the default): {why}")
+
+
+def one_process_refusal(role: str, workers: int, why: str) -> str | None:
+    """Why ``crowdflex ROLE --workers N`` does not start, or None for one process."""
+    if workers == 1:
+        return None
+    return (f"--workers {workers}: the {role} runs as one process, because {why}. Run one "
+            f"{role} process (docs/deploy.md, \"The CBP roles\"); `crowdflex vtn --workers N` "
+            "serves plain VTN traffic from several")
 
 
 def add_state_dir(parser: argparse.ArgumentParser, what: str) -> None:
@@ -132,10 +152,28 @@ def state_storage_url(url: str, state_dir: Path) -> str:
     return f"{prefix}:///{state_path(path, state_dir)}"
 
 
-def configure_logging(level: str) -> None:
-    """Timestamped log lines on standard error (a child's stdout may carry its progress); the
-    chatty libraries' INFO lines only at DEBUG."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonLines(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``pid``,
+    ``message`` and, when there is one, ``exception`` (the formatted traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                    timespec="milliseconds"),
+                "level": record.levelname, "logger": record.name, "pid": record.process,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(level: str, form: str = "text") -> None:
+    """Timestamped log lines on standard error (a child's stdout may carry its progress), as
+    text or, with ``form="json"``, :class:`JsonLines`; the chatty libraries' INFO lines only at
+    DEBUG."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines() if form == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     number = logging.getLevelNamesMapping()[level]
     for name in _CHATTY:
         logging.getLogger(name).setLevel(number if number <= logging.DEBUG

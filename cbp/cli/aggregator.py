@@ -44,9 +44,11 @@ import tomlconfig
 from ._process import (
     StatusFile,
     add_log_level,
+    add_one_process,
     add_state_options,
     bound_port,
     configure_logging,
+    one_process_refusal,
     publish_status,
     require_files,
     run_node,
@@ -62,9 +64,15 @@ if TYPE_CHECKING:
     from cbp.market import IspRef, Offer
     from cbp.roles import AggregatorNode
 
-__all__ = ["register"]
+__all__ = ["ONE_PROCESS", "register"]
 
 log = logging.getLogger(__name__)
+#: why the aggregator is one process (cbp/roles/aggregator.py): what a second one would get wrong
+ONE_PROCESS = ("it is one VEN towards the TSO (one registration, one outbox file) and its pool "
+               "lives in that process's memory: the device book fed by the devices' telemetry, "
+               "the dispatch of activations, the metering and the payouts; a second process "
+               "would offer the pool to the TSO twice and dispatch from a book that misses the "
+               "devices connected to the other")
 _CONNECT_BACKOFF_S = (1.0, 30.0)  # first and longest wait between attempts to reach the TSO
 
 
@@ -84,6 +92,7 @@ def register(commands: Any) -> None:
                         "(overrides [vtn] port; 0 takes a free one, the status file says which)")
     parser.add_argument("--tso-url", metavar="URL",
                         help="root URL of the TSO's VTN (overrides [tso] url)")
+    add_one_process(parser, ONE_PROCESS)
     add_state_options(parser, "aggregator")
     add_log_level(parser)
     parser.set_defaults(run=_run)
@@ -137,7 +146,10 @@ def _run(args: argparse.Namespace) -> int:
     from ven import VenError
     from vtn.config import ConfigError
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
+    if (refusal := one_process_refusal("aggregator", args.workers, ONE_PROCESS)) is not None:
+        print(f"crowdflex aggregator: {refusal}", file=sys.stderr)
+        return 2
     try:
         spec = _spec(args)
         require_files(_needed_files(spec, onboarding=args.onboard is not None))

@@ -59,7 +59,7 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from cbp.roles.fleetnode import fleet_config_from_table
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         config = fleet_config_from_table(tomlconfig.document(args.config),
                                          state=args.state_dir.resolve())

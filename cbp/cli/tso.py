@@ -32,9 +32,11 @@ import tomlconfig
 from ._process import (
     StatusFile,
     add_log_level,
+    add_one_process,
     add_state_options,
     bound_port,
     configure_logging,
+    one_process_refusal,
     publish_status,
     require_files,
     run_node,
@@ -51,9 +53,15 @@ if TYPE_CHECKING:
     from cbp.roles import TsoNode
     from cbp.roles.tso import Activation
 
-__all__ = ["register"]
+__all__ = ["ONE_PROCESS", "register"]
 
 log = logging.getLogger(__name__)
+
+#: why the TSO is one process (cbp/roles/tso.py): what a second one would get wrong
+ONE_PROCESS = ("its market lives in that process's memory: the offer book, the awards, the "
+               "activations with their acks and the settlements, and one gate-closure loop "
+               "awards each ISP; a second process would award the same ISP again, and an ack "
+               "or offer reaching one process would be missing from the other's book")
 
 
 def register(commands: Any) -> None:
@@ -66,6 +74,7 @@ def register(commands: Any) -> None:
                         help="TOML configuration file (keys as in examples/tso.toml)")
     parser.add_argument("--port", type=int, help="port of the TSO's VTN (overrides [vtn] port; "
                         "0 takes a free one, the status file says which)")
+    add_one_process(parser, ONE_PROCESS)
     add_state_options(parser, "tso")
     add_log_level(parser)
     parser.set_defaults(run=_run)
@@ -76,7 +85,10 @@ def _run(args: argparse.Namespace) -> int:
     from privacy import PrivacyConfigError, config_from_table
     from vtn.config import ConfigError, parse_config
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
+    if (refusal := one_process_refusal("TSO", args.workers, ONE_PROCESS)) is not None:
+        print(f"crowdflex tso: {refusal}", file=sys.stderr)
+        return 2
     try:
         document = tomlconfig.document(args.config)
         state: Path = args.state_dir

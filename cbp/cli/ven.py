@@ -85,7 +85,7 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ven.config import ConfigError, load_config, wire_codec
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
         if args.vtn_url is not None:

@@ -73,7 +73,7 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from vtn.config import ConfigError, load_config
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:  # every setting is checked here, before a database is opened or a port bound
         config = load_config(args.config, admin=not args.no_admin)
     except ConfigError as exc:
@@ -123,7 +123,7 @@ def _run_workers(args: argparse.Namespace, config: Any, status: StatusFile) -> i
     from ._workers import WorkerPlan, free_port, reserve_port, supervise, worker_command
 
     command = ["vtn", "--config", str(args.config.resolve()), "--loop", args.loop,
-               "--log-level", args.log_level]
+               "--log-level", args.log_level, "--log-format", args.log_format]
     for option, value in (("--host", args.host), ("--storage-url", args.storage_url)):
         if value is not None:
             command += [option, value]

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.kit.databases import _admin_connection, postgres_url
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -66,3 +70,21 @@ def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> N
     assert "our VTN across ack requests (cProfile" in out and "on_created_event" in out
     floor = next(line for line in lines if line.startswith("floor: aiohttp, fixed reply"))
     assert floor.count(" ms") == 2, floor
+
+
+@pytest.fixture
+async def postgres_server() -> str:
+    """The PostgreSQL server the bench makes its databases on (skipped, or failed in CI, when
+    it does not answer: tests/vtn/conftest.py)."""
+    await (await _admin_connection(postgres_url())).close()
+    return postgres_url()
+
+
+def test_workers_prints_cpu_per_request_for_one_and_two_workers(postgres_server: str) -> None:
+    out = _bench("workers", "--vens", "6", "--minutes", "0.05", "--warmup-s", "1", "--runs", "1",
+                 "--server", postgres_server)
+    lines = out.splitlines()
+    for workers in (1, 2):
+        line = next(line for line in lines if line.startswith(f"--workers {workers}: "))
+        assert "CPU per request" in line and "PostgreSQL" in line and "failed 0" in line, line
+    assert any(line.startswith("two workers' CPU per request over one's: ") for line in lines)

@@ -1,11 +1,13 @@
 """``crowdflex vtn --workers N``: N processes on one port (SO_REUSEPORT) and one PostgreSQL
-database; refused with a reason on SQLite, before anything starts.
+database; refused with a reason on SQLite, before anything starts. The CBP roles ``crowdflex
+tso`` and ``aggregator`` keep their market in memory and refuse ``--workers 2`` with the reason.
 
 The command runs as a real process tree (parent + workers) from a TOML config with port 0; the
 parent's ``--status-file`` names the port they share and each worker's admin port. VENs making
 fresh connections to that one port are spread by the kernel over both workers (each worker's
 /metrics counts its own share; together they count every request). A worker killed with
-SIGKILL is started again by the parent; SIGTERM to the parent stops them all, exit 0. With three
+SIGKILL is started again by the parent; SIGTERM to the parent stops them all, exit 0; with
+``--log-format json`` every line the parent and the workers log is one JSON object. With three
 workers, killing the one that holds most VEN connections loses no VEN: an event published once
 the parent restarted it reaches every VEN on its next poll (once the third worker heard of it).
 """
@@ -59,6 +61,21 @@ def test_sqlite_refuses_more_than_one_worker_before_starting(pki, tmp_path, caps
     assert main(["vtn", "--config", str(config), "--workers", "0"]) == 2
 
 
+@pytest.mark.parametrize(("role", "reason"), [
+    ("tso", "a second process would award the same ISP again"),
+    ("aggregator", "would offer the pool to the TSO twice"),
+])
+def test_the_cbp_roles_refuse_more_than_one_worker_and_say_why(role, reason, tmp_path, capsys):
+    config = ROOT / "examples" / f"{role}.toml"
+    state = tmp_path / "state"
+    assert main([role, "--config", str(config), "--state-dir", str(state),
+                 "--workers", "2"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"--workers 2: the {'TSO' if role == 'tso' else role} runs as one process" in error
+    assert reason in error
+    assert not state.exists()  # refused before a database, outbox or status file was made
+
+
 async def _status(path: Path, wanted: Any, process: asyncio.subprocess.Process,
                   timeout: float = 60.0) -> dict[str, Any]:
     """The status file once ``wanted(status)`` holds (re-read under a deadline)."""
@@ -98,11 +115,12 @@ async def _polls_counted(http: aiohttp.ClientSession, admin_port: int) -> float:
 @pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
 async def test_workers_share_one_port_on_postgresql(pki, tmp_path, storage_url):
     config = _config(pki, tmp_path, storage_url)
-    status_file = tmp_path / "status.json"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CLI, "vtn", "--config", str(config), "--workers", "2",
-        "--status-file", str(status_file), "--log-level", "WARNING", cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    status_file, log_file = tmp_path / "status.json", tmp_path / "vtn.log"
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLI, "vtn", "--config", str(config), "--workers", "2",
+            "--status-file", str(status_file), "--log-format", "json", cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=log)
     try:
         async with aiohttp.ClientSession() as http:
             status = await _status(status_file, lambda s: s.get("state") == "serving", process)
@@ -135,10 +153,24 @@ async def test_workers_share_one_port_on_postgresql(pki, tmp_path, storage_url):
         for worker in stopped["workers"]:
             with pytest.raises(ProcessLookupError):
                 os.kill(worker["pid"], 0)
+        _json_logged(log_file, parent=process.pid,
+                     workers={first["pid"], *(w["pid"] for w in stopped["workers"])})
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def _json_logged(path: Path, *, parent: int, workers: set[int]) -> None:
+    """``--log-format json``: every line the parent and its workers wrote is one JSON object;
+    each worker said it serves, the parent that it restarted the killed one."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines and all({"time", "level", "logger", "pid", "message"} <= set(line)
+                         for line in lines)
+    serving = {line["pid"] for line in lines if "serving on https://" in line["message"]}
+    assert serving == workers
+    assert any(line["pid"] == parent and line["level"] == "WARNING"
+               and "starting it again" in line["message"] for line in lines)
 
 
 async def _gauge(http: aiohttp.ClientSession, admin_port: int, name: str) -> float:

@@ -2,9 +2,11 @@
 (:func:`vtn.serve.serve_vtn`: real mutual TLS on 127.0.0.1 port 0, SQLite file or PostgreSQL).
 
 The test tallies every answer its VENs receive and checks that the scraped counters moved by
-exactly that much; figures read from the database (VENs registered, queue depth, oldest item's
-age on an injected clock) are exact too. /ready follows the database: 503 while its schema is
-not at the head revision or while PostgreSQL refuses connections, 200 again once it is back.
+exactly that much; figures read from the database (VENs registered, queue depth, oldest item's age
+on an injected clock) are exact too. On PostgreSQL every transaction counts one wait for a pooled
+connection, and each scrape measures a notification's lag with a probe. /ready follows the
+database: 503 while its schema is not at the head revision or while PostgreSQL refuses connections,
+200 again once it is back.
 """
 
 from __future__ import annotations
@@ -184,6 +186,18 @@ async def test_counters_move_with_the_traffic(pki, storage_url):
     assert after.value("crowdflex_vtn_queue_oldest_age_seconds") == 42
     assert after.value("crowdflex_vtn_database_up") == 1
     assert after.value("crowdflex_vtn_poll_index_live") == 1  # SQLite, or heard on PostgreSQL
+    transactions = moved("crowdflex_vtn_db_transaction_duration_seconds_count")
+    if _sqlite_path(storage_url) is None:  # PostgreSQL: each transaction took a pooled one
+        # (give or take one: the push task's read after an enqueue may be mid-way, counted
+        # as a wait but not yet as a transaction, at either scrape)
+        assert transactions > 0
+        assert abs(moved("crowdflex_vtn_db_pool_wait_seconds_count") - transactions) <= 1
+        # each scrape's probe notification went to PostgreSQL and back to this worker
+        assert before.value("crowdflex_vtn_notification_lag_seconds") > 0
+        assert after.value("crowdflex_vtn_notification_lag_seconds") > 0
+    else:  # SQLite's transactions queue for its threads, not a pool; nothing to notify
+        assert after.value("crowdflex_vtn_db_pool_wait_seconds_count") == 0
+        assert after.value("crowdflex_vtn_notification_lag_seconds") == 0
 
 
 def _registration() -> Message:

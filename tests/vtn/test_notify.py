@@ -5,7 +5,9 @@ polling worker B that has nothing waiting is answered without a database transac
 metrics count none); an event published through worker A reaches it on its next poll once B
 heard A's notification; when B's listening connection is killed, B reads the database again
 (the event published meanwhile, whose notification B never got, still reaches the VEN), and
-once B listens again its quiet polls stop reading.
+once B listens again its quiet polls stop reading. A worker restarted (B closed, events published
+through A meanwhile, B served again on the same database) knew nothing when it came back: the
+VEN's first poll reads and gets what was published while B was down.
 """
 
 from __future__ import annotations
@@ -118,3 +120,24 @@ async def test_a_lost_listening_connection_falls_back_to_reading(pki, storage_ur
         assert listener.backend_pid not in (None, killed)
         await ven.drain()
         await _quiet_polls_read_nothing(b, ven)  # listening again: quiet polls read nothing
+
+
+async def test_a_restarted_worker_reads_what_was_published_while_it_was_down(pki, storage_url):
+    config = vtn_config(pki, storage_url, host="127.0.0.1", admin_port=0, admin_token=TOKEN)
+    async with serve_vtn(config) as a:
+        async with serve_vtn(config) as b, raw_ven(
+                f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
+            listener = _listener(b)
+            await listener.until(lambda: listener.connections >= 1)
+            await ven.register()
+            await ven.drain()
+            await _quiet_polls_read_nothing(b, ven)  # B's index knows the VEN is quiet
+            ven_id = ven.ven_id
+        await _publish(a, ven_id, "while-down-1")  # B is gone: nobody tells it
+        async with serve_vtn(config) as b_again, raw_ven(
+                f"https://127.0.0.1:{b_again.port}{SERVICE_PREFIX}",
+                pki.client_context()) as ven:
+            ven.ven_id = ven_id
+            reply = await ven.poll()
+            assert isinstance(reply, DistributeEvent)
+            assert [e.event_id for e in reply.events] == ["while-down-1"]

@@ -29,7 +29,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._engine import Database, TransactionObserver, create_engine_for
+from ._engine import Database, PoolWaitObserver, TransactionObserver, create_engine_for
 from ._postgres_backend import PostgresBackend
 from ._sqlite_backend import SqliteBackend
 from .backend import Backend
@@ -89,6 +89,7 @@ __all__ = [
     "OutboxRepository",
     "PointRow",
     "PollDelivery",
+    "PoolWaitObserver",
     "ReportData",
     "ReportDescription",
     "ReportPoint",
@@ -194,9 +195,11 @@ class Storage:
 
 
 async def open_storage(url: str, *, migrate: bool = True,
-                       observe: TransactionObserver | None = None) -> Storage:
+                       observe: TransactionObserver | None = None,
+                       pool_wait: PoolWaitObserver | None = None) -> Storage:
     """Open the database at ``url`` and (by default) migrate it to the head revision;
-    ``observe`` is told how long each transaction took.
+    ``observe`` is told how long each transaction took, ``pool_wait`` (PostgreSQL) how long
+    each waited for its pooled connection.
 
     ``sqlite:///path/vtn.db`` (WAL, foreign keys, busy timeout) or
     ``postgresql://user@host/db``; the asyncio drivers (aiosqlite, asyncpg) are filled in.
@@ -207,9 +210,9 @@ async def open_storage(url: str, *, migrate: bool = True,
     try:
         if migrate:
             await upgrade(engine)
-        db = Database(engine) if observe is None else Database(engine, observe)
-        backend: Backend = (await PostgresBackend.open(engine.url, db.observe) if db.postgres
-                            else SqliteBackend(db))
+        db = Database(engine, observe, pool_wait)
+        backend: Backend = (await PostgresBackend.open(engine.url, db.observe, db.pool_wait)
+                            if db.postgres else SqliteBackend(db))
     except BaseException:
         await engine.dispose()
         raise

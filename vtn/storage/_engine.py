@@ -57,7 +57,7 @@ from ._groupcommit import GroupCommit
 from ._models import Base
 from .records import StorageConflict
 
-__all__ = ["Database", "TransactionObserver", "create_engine_for"]
+__all__ = ["Database", "PoolWaitObserver", "TransactionObserver", "create_engine_for"]
 
 T = TypeVar("T")
 
@@ -183,16 +183,30 @@ class TransactionObserver(Protocol):
     def __call__(self, *, write: bool, seconds: float) -> None: ...
 
 
+class PoolWaitObserver(Protocol):
+    """Told, on PostgreSQL, how long each transaction waited to get its pooled connection (a
+    free one, or a new one opened, and its liveness ping); SQLite's transactions queue for this
+    Database's threads instead, which the TransactionObserver's seconds include."""
+
+    def __call__(self, seconds: float) -> None: ...
+
+
 def _unobserved(*, write: bool, seconds: float) -> None:
+    pass
+
+
+def _unobserved_wait(seconds: float) -> None:
     pass
 
 
 class Database:
     """Session factories shared by the repositories of one :class:`~vtn.storage.Storage`."""
 
-    def __init__(self, engine: AsyncEngine, observe: TransactionObserver = _unobserved) -> None:
+    def __init__(self, engine: AsyncEngine, observe: TransactionObserver | None = None,
+                 pool_wait: PoolWaitObserver | None = None) -> None:
         self.engine = engine
-        self._observe = self.observe = observe
+        self._observe = self.observe = observe or _unobserved
+        self._pool_wait = self.pool_wait = pool_wait or _unobserved_wait
         self.dialect: str = engine.dialect.name
         self.sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
@@ -220,6 +234,7 @@ class Database:
         started = perf_counter()
         try:
             async with self._reader() as session, session.begin():
+                await self._pooled(session)
                 yield session
         except StatementError as exc:
             _reraise_value_error(exc)
@@ -234,6 +249,7 @@ class Database:
         started = perf_counter()
         try:
             async with self._turn(), self._writer() as session, session.begin():
+                await self._pooled(session)
                 yield session
         except IntegrityError as exc:
             raise StorageConflict(str(exc.orig)) from exc
@@ -357,8 +373,11 @@ class Database:
 
     async def _run_async(self, work: Callable[[Connection], T], *, write: bool) -> T:
         try:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(work)
+            asked = perf_counter()
+            async with self.engine.connect() as conn:
+                self._pool_wait(perf_counter() - asked)
+                async with conn.begin():
+                    return await conn.run_sync(work)
         except IntegrityError as exc:
             if not write:
                 raise
@@ -366,6 +385,14 @@ class Database:
         except StatementError as exc:
             _reraise_value_error(exc)
             raise
+
+    async def _pooled(self, session: AsyncSession) -> None:
+        """PostgreSQL: take the session's pooled connection now and report the wait for it
+        (a session otherwise takes it at its first statement)."""
+        if self.postgres:
+            asked = perf_counter()
+            await session.connection()
+            self._pool_wait(perf_counter() - asked)
 
     async def close(self) -> None:
         """Finish the transactions under way, then close every connection."""

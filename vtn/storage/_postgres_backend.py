@@ -16,7 +16,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, Final, TypeVar
@@ -24,7 +25,7 @@ from typing import Any, Final, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
-from ._engine import TransactionObserver
+from ._engine import PoolWaitObserver, TransactionObserver
 from ._postgres_reports import ReportWrites, Update, points_of
 from .backend import EVENT_KIND, CheckNewer, Distribution, Queue, StoredEvent, TargetQuery
 from .notify import OUTBOX_CHANNEL, enqueued_payload
@@ -321,13 +322,16 @@ def _item(row: Any, more_waiting: bool = False) -> OutboxItem:
 class PostgresBackend:
     """Built with :meth:`open`; closed by the Storage."""
 
-    def __init__(self, pool: asyncpg.Pool, observe: TransactionObserver) -> None:
+    def __init__(self, pool: asyncpg.Pool, observe: TransactionObserver,
+                 pool_wait: PoolWaitObserver) -> None:
         self._pool = pool
         self._observe = observe
+        self._pool_wait = pool_wait
         self._reports = ReportWrites(self._fetch)
 
     @classmethod
-    async def open(cls, url: URL, observe: TransactionObserver) -> PostgresBackend:
+    async def open(cls, url: URL, observe: TransactionObserver,
+                   pool_wait: PoolWaitObserver) -> PostgresBackend:
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         pool = await asyncpg.create_pool(
             dsn, min_size=POOL_SIZE, max_size=POOL_SIZE,
@@ -335,7 +339,7 @@ class PostgresBackend:
             # 5 minutes idle, 50,000 queries), and skip asyncpg's reset round trip on every
             # release: these connections never LISTEN, SET or lock beyond their transaction
             max_queries=2**62, max_inactive_connection_lifetime=0, reset=_unchanged)
-        return cls(pool, observe)
+        return cls(pool, observe, pool_wait)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -345,12 +349,20 @@ class PostgresBackend:
     async def close(self) -> None:
         await self._pool.close()
 
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; how long it was waited for goes to ``pool_wait``."""
+        asked = perf_counter()
+        async with self._pool.acquire() as conn:
+            self._pool_wait(perf_counter() - asked)
+            yield conn
+
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *,
                    write: bool) -> T:
         """``work(connection)`` in one transaction; constraint violations as StorageConflict."""
         started = perf_counter()
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 return await work(conn)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
@@ -364,7 +376,8 @@ class PostgresBackend:
         """One statement (its own transaction): its first row."""
         started = perf_counter()
         try:
-            return await self._pool.fetchrow(sql, *args)
+            async with self._connection() as conn:
+                return await conn.fetchrow(sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
         except _DRIVER_ERRORS as exc:
@@ -376,7 +389,8 @@ class PostgresBackend:
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         """One statement (its own transaction): all its rows."""
         try:
-            return list(await self._pool.fetch(sql, *args))
+            async with self._connection() as conn:
+                return list(await conn.fetch(sql, *args))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
         except _DRIVER_ERRORS as exc:

@@ -9,6 +9,8 @@ VEN's poll is answered without a database read, as on SQLite; what keeps it true
   delivers it when, and only when, the transaction commits, to every listening connection.
 - Each Storage on PostgreSQL runs one :class:`Listener`: a dedicated asyncpg connection that
   LISTENs on both channels and tells the index (``enqueued``, ``registrations_changed``).
+  It also hears its own probes (:meth:`Listener.lag`), which measure how long a notification
+  takes from commit to this worker.
 
 Invariants: the index is live only while the listening connection is. It starts suspended; it
 resumes (from nothing) only after LISTEN succeeded, so nothing committed afterwards can go
@@ -23,22 +25,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .pollindex import PollIndex
 
-__all__ = ["EVERYONE", "OUTBOX_CHANNEL", "RECONNECT_S", "VENS_CHANNEL", "Listener",
-           "enqueued_payload", "notify_registrations"]
+__all__ = ["EVERYONE", "OUTBOX_CHANNEL", "PROBE_CHANNEL", "RECONNECT_S", "VENS_CHANNEL",
+           "Listener", "enqueued_payload", "notify_registrations"]
 
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL: Final = "crowdflex_outbox"
 VENS_CHANNEL: Final = "crowdflex_vens"
+#: a worker's probe of its own notification lag (:meth:`Listener.lag`); others ignore it
+PROBE_CHANNEL: Final = "crowdflex_probe"
 #: the payload that means "items for VENs too many to name"
 EVERYONE: Final = "*"
 #: PostgreSQL refuses a payload of 8,000 bytes or more; beyond this, send EVERYONE
@@ -77,11 +84,30 @@ class Listener:
         self.connections = 0  # times LISTEN was established (a reconnect adds one)
         self.losses = 0  # times the listening connection was lost
         self.heard = 0  # notifications applied to the index
+        self._probes: dict[str, asyncio.Future[float]] = {}  # token -> when it was heard
 
     async def until(self, condition: Callable[[], bool]) -> None:
         """Return once ``condition()`` holds (checked after every change of the figures)."""
         while not condition():
             await self._changed.wait()
+
+    async def lag(self, engine: AsyncEngine) -> float | None:
+        """Seconds from asking PostgreSQL to commit a notification to hearing it here: a
+        probe sent through ``engine``'s pool, the way other workers' changes come (None while
+        not listening). Bound it with a timeout: a lost notification is never heard."""
+        if self.backend_pid is None:
+            return None
+        token = secrets.token_hex(8)
+        heard: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._probes[token] = heard
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(_NOTIFY, {"channel": PROBE_CHANNEL, "payload": token})
+                asked = perf_counter()
+                await conn.commit()
+            return max(0.0, await heard - asked)
+        finally:
+            del self._probes[token]
 
     def _moved(self) -> None:
         self._changed.set()
@@ -119,6 +145,7 @@ class Listener:
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(OUTBOX_CHANNEL, self._on_outbox)
             await conn.add_listener(VENS_CHANNEL, self._on_vens)
+            await conn.add_listener(PROBE_CHANNEL, self._on_probe)
             self.backend_pid = conn.get_server_pid()
             self._index.resume()  # LISTEN is active: from here on, nothing goes unheard
             self.connections += 1
@@ -141,6 +168,11 @@ class Listener:
             self._index.enqueued(text_payload.split("\n"))
         self.heard += 1
         self._moved()
+
+    def _on_probe(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        heard = self._probes.get(str(payload))
+        if heard is not None and not heard.done():
+            heard.set_result(perf_counter())
 
     def _on_vens(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
         self._index.registrations_changed()
