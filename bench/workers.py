@@ -22,6 +22,7 @@ import itertools
 import os
 import statistics
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +39,11 @@ from bench._vtn_group import (
     process_cpu_s,
     vtn_group,
 )
-from bench.fleet import Fleet, _devices, _drain, _register, _report
+from bench.fleet import Generators, drive
 
 __all__ = ["main"]
 
 _SAMPLE_S: Final = 0.5
-_SAMPLES_PER_REPORT: Final = 1  # one report per 4-s sample
 
 
 class GroupCpu:
@@ -87,7 +87,7 @@ class GroupCpu:
 
 
 class GroupControl:
-    """What :class:`bench.fleet.Fleet` asks of its VTN (``cpu``, ``publish``), for a group."""
+    """What :func:`bench.fleet.drive` asks of its VTN (``clock``, ``publish``), for a group."""
 
     def __init__(self, group: VtnGroup, http: aiohttp.ClientSession, cpu: GroupCpu) -> None:
         self._group, self._http, self._cpu = group, http, cpu
@@ -96,10 +96,10 @@ class GroupControl:
 
     async def call(self, *command: Any) -> Any:
         match command:
-            case ("cpu",):
+            case ("clock",):
                 reading = await self._cpu.sample()
                 self.split.append(reading)
-                return sum(reading)
+                return sum(reading), time.monotonic()
             case ("publish", list() as ven_ids, str() as suffix):
                 await self._group.publish(self._http, f"ev{suffix}-{next(self._events)}",
                                           ven_ids)
@@ -138,26 +138,20 @@ async def one_run(server: str, tmp: Path, pki: Any, args: argparse.Namespace,
         try:
             cpu = GroupCpu(group, database)
             control = GroupControl(group, http, cpu)
-            devices = _devices(list(pki.vens), pki.ca, group.port)
-            fleet = Fleet(devices, args, control)
             sampler = asyncio.create_task(cpu.sampling(stop))
             try:
-                await _register(devices, args.concurrency)
-                for device in devices:
-                    device.templates = tuple(_report(device.ven_id, _SAMPLES_PER_REPORT, v)
-                                             for v in range(4))
-                await _drain(fleet)
-                _, window = await fleet.run()
+                with Generators(list(pki.vens), pki.ca, args, args.generators,
+                                None) as generators:
+                    ven_ids, _, _ = await generators.register(group.port, args.concurrency)
+                    tally, _, window, _ = await drive(control, generators, ven_ids, args)
             finally:
                 stop.set()
                 await sampler
-                await asyncio.gather(*(d.link.close() for d in devices),
-                                     return_exceptions=True)
         finally:
             await database.close()
     (vtn_a, db_a), (vtn_b, db_b) = control.split[-2:]
-    return Run(workers=workers, vens=len(devices), requests=fleet.tally.requests, window_s=window,
-               vtn_cpu_s=vtn_b - vtn_a, database_cpu_s=db_b - db_a, bad=fleet.tally.bad)
+    return Run(workers=workers, vens=len(pki.vens), requests=tally.requests, window_s=window,
+               vtn_cpu_s=vtn_b - vtn_a, database_cpu_s=db_b - db_a, bad=tally.bad)
 
 
 def _spread(values: list[float], unit: str = "ms", digits: int = 3) -> str:
@@ -205,11 +199,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup-s", type=float, default=15.0, help="fleet running before it")
     parser.add_argument("--runs", type=int, default=2, help="runs of each worker count (ABBA)")
     parser.add_argument("--concurrency", type=int, default=25, help="registrations in flight")
+    parser.add_argument("--generators", type=int, default=1,
+                        help="load-generator processes (bench fleet's)")
     parser.add_argument("--server", default=os.environ.get("CROWDFLEX_TEST_POSTGRES_URL",
                                                            DEFAULT_SERVER),
                         help="PostgreSQL server to make each run's database on")
     args = parser.parse_args(argv)
-    args.telemetry, args.encoding = "sample", "ours"  # what bench.fleet.Fleet reads
+    args.telemetry, args.encoding = "sample", "ours"  # what bench.fleet's generators read
+    args.profile = False
     if min(args.vens, args.runs) < 1 or args.poll_s <= 0 or args.minutes <= 0:
         parser.error("counts and durations must be positive")
     warnings.simplefilter("ignore")
