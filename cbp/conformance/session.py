@@ -76,6 +76,7 @@ __all__ = ["HarnessSettings", "HarnessVen"]
 
 M = TypeVar("M", bound=Message)
 _MAX_SETTLE_POLLS: Final = 100
+_RETRIES_429: Final = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,24 +203,34 @@ class HarnessVen:
     async def post(self, service: str, body: bytes, sent: Message | None, *,
                    content_type: str = "application/xml",
                    http: aiohttp.ClientSession | None = None) -> Exchange:
-        """POST ``body`` to ``service``; record the exchange and check the rules on the reply."""
+        """POST ``body`` to ``service``; record the exchange and check the rules on the reply.
+
+        An HTTP 429 (the VTN's rate limit, answered before it reads the body) is waited out as a
+        well-behaved VEN does: the same bytes again after its Retry-After (at most
+        ``_RETRIES_429`` times, each wait at most ``wait_timeout_s``); every try is recorded."""
         http = http or self._http
         assert http is not None, "use HarnessVen as an async context manager"
         url = f"{self.settings.url.rstrip('/')}/{service}"
-        try:
-            async with http.post(url, data=body, headers={"Content-Type": content_type}) as got:
-                reply = await got.read()
-                status = got.status
-                media = got.headers.get("Content-Type", "").split(";")[0].strip() or None
-        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
-            exchange = Exchange(service=service, request=body, sent=sent, status=None,
-                                error=f"{type(exc).__name__}: {exc}")
+        for _ in range(_RETRIES_429):
+            try:
+                async with http.post(url, data=body,
+                                     headers={"Content-Type": content_type}) as got:
+                    reply = await got.read()
+                    status = got.status
+                    media = got.headers.get("Content-Type", "").split(";")[0].strip() or None
+                    retry_after = got.headers.get("Retry-After", "")
+            except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+                exchange = Exchange(service=service, request=body, sent=sent, status=None,
+                                    error=f"{type(exc).__name__}: {exc}")
+                self._record(exchange)
+                return exchange
+            exchange = self._inspect(Exchange(service=service, request=body, sent=sent,
+                                              status=status, content_type=media, reply=reply))
             self._record(exchange)
-            return exchange
-        exchange = Exchange(service=service, request=body, sent=sent, status=status,
-                            content_type=media, reply=reply)
-        exchange = self._inspect(exchange)
-        self._record(exchange)
+            if status != 429:
+                break
+            wait = float(retry_after) if retry_after.isdigit() else 1.0
+            await asyncio.sleep(min(wait, self.settings.wait_timeout_s))
         return exchange
 
     def _record(self, exchange: Exchange) -> None:

@@ -64,3 +64,33 @@ async def test_a_vtn_that_never_acts_fails_the_case_after_the_wait(pki):
     assert not result.passed
     assert "arrived within 0.5 s of polling" in result.reason
     assert [s.kind.value for s in result.steps] == ["create_event"]
+
+
+async def test_a_rate_limited_request_is_sent_again_after_its_retry_after(pki):
+    answered: list[str] = []
+
+    async def limited(service: str, message: Message) -> Message | web.StreamResponse:
+        answered.append(type(message).__name__)
+        if len(answered) == 1:  # the first request meets the rate limit, unread
+            return web.Response(status=429, text="slow down", headers={"Retry-After": "0"})
+        return CreatedPartyRegistration(
+            response=EiResponse(request_id=message.request_id), vtn_id="LIMITED-VTN",
+            profiles=PROFILES)
+
+    async with scripted_vtn(pki.server_context(), limited) as vtn:
+        (result,) = await run_cases(settings(pki, vtn.url), CommandOperator("true"),
+                                    select(["N1_0010"]))
+    assert result.passed, result.reason
+    assert [e.status for e in result.exchanges] == [429, 200]
+    assert answered == ["QueryRegistration", "QueryRegistration"]
+
+
+async def test_a_vtn_that_keeps_refusing_for_rate_fails_the_case_after_four_tries(pki):
+    async def limited(service: str, message: Message) -> web.StreamResponse:
+        return web.Response(status=429, text="slow down", headers={"Retry-After": "0"})
+
+    async with scripted_vtn(pki.server_context(), limited) as vtn:
+        (result,) = await run_cases(settings(pki, vtn.url), CommandOperator("true"),
+                                    select(["N1_0010"]))
+    assert not result.passed and "HTTP 429" in result.reason
+    assert [e.status for e in result.exchanges] == [429] * 4
