@@ -63,7 +63,7 @@ class XmppServer:
     def _config(self) -> str:
         return "\n".join((
             f"data_path = {_lua(self.directory / 'data')}",
-            f"plugin_paths = {{ {_lua(MODULES)} }}",
+            f"plugin_paths = {{ {_lua(self.directory / 'plugins')} }}",
             'log = { { levels = { min = "info" }, to = "file", filename = '
             f"{_lua(self.directory / 'prosody.log')} }} }}",
             'modules_enabled = { "tls", "saslauth", "disco", "ping" }',
@@ -99,6 +99,9 @@ class XmppServer:
         for source, name in ((self.cert, "server.crt"), (self.key, "server.key"),
                              (self.ca, "ca.crt")):
             shutil.copyfile(source, self.directory / name)
+        # the auth module too: the checkout may be private to its owner (a clone made with
+        # mktemp -d), where the "prosody" user cannot read examples/prosody
+        shutil.copytree(MODULES, self.directory / "plugins")
         user: dict[str, str] = {}
         if os.geteuid() == 0:  # Prosody refuses root: Debian's "prosody" user owns its files
             owner = pwd.getpwnam("prosody")
