@@ -30,8 +30,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
-__all__ = ["DEFAULT_SERVER", "VtnGroup", "fresh_database", "libpq_dsn", "process_cpu_s",
-           "vtn_group"]
+__all__ = ["DEFAULT_SERVER", "VtnGroup", "admin_ready", "fresh_database", "libpq_dsn",
+           "process_cpu_s", "status_when", "vtn_group"]
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_SERVER: Final = "postgresql://postgres@127.0.0.1:5432/test"
@@ -80,7 +80,7 @@ class VtnGroup:
     workers: list[dict[str, Any]]
 
     async def refresh(self, wanted: Any) -> None:
-        status = await _status(self.status_file, wanted, self.process)
+        status = await status_when(self.status_file, wanted, self.process)
         self.workers = _workers(status)
 
     async def gauge(self, http: aiohttp.ClientSession, index: int, name: str) -> float:
@@ -123,8 +123,11 @@ def _config(directory: Path, storage_url: str, pki: Any, poll_s: float) -> Path:
     return config
 
 
-async def _status(path: Path, wanted: Any, process: asyncio.subprocess.Process) -> Any:
-    async with asyncio.timeout(_DEADLINE_S):
+async def status_when(path: Path, wanted: Any, process: asyncio.subprocess.Process, *,
+                      timeout: float = _DEADLINE_S) -> Any:
+    """The command's status file once ``wanted(status)`` holds (re-read under a deadline);
+    RuntimeError when the command exits first."""
+    async with asyncio.timeout(timeout):
         while True:
             if process.returncode is not None:
                 raise RuntimeError(f"crowdflex vtn exited with {process.returncode}")
@@ -137,8 +140,10 @@ async def _status(path: Path, wanted: Any, process: asyncio.subprocess.Process) 
             await asyncio.sleep(0.05)  # re-read interval, bounded by the deadline
 
 
-async def _ready(http: aiohttp.ClientSession, admin_port: int) -> None:
-    async with asyncio.timeout(_DEADLINE_S):
+async def admin_ready(http: aiohttp.ClientSession, admin_port: int, *,
+                      timeout: float = _DEADLINE_S) -> None:
+    """Once the worker's admin port answers /ready with 200 (probed under a deadline)."""
+    async with asyncio.timeout(timeout):
         while True:
             try:
                 async with http.get(f"http://127.0.0.1:{admin_port}/ready") as reply:
@@ -161,12 +166,12 @@ async def vtn_group(storage_url: str, directory: Path, pki: Any, *, workers: int
             str(workers), "--status-file", str(status_file), "--log-level", "WARNING",
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log)
     try:
-        status = await _status(status_file, lambda s: s.get("state") == "serving", process)
+        status = await status_when(status_file, lambda s: s.get("state") == "serving", process)
         group = VtnGroup(process=process, status_file=status_file, port=status["port"],
                          workers=_workers(status))
         async with aiohttp.ClientSession() as http:
             for worker in group.workers:
-                await _ready(http, worker["admin_port"])
+                await admin_ready(http, worker["admin_port"])
         yield group
     finally:
         if process.returncode is None:

@@ -21,13 +21,14 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench._vtn_group import admin_ready, status_when
 from cbp.cli import main
 from schemas import Codec, DistributeEvent, Message, Poll, Response
 from tests.acceptance import mint_vens
@@ -76,32 +77,9 @@ def test_the_cbp_roles_refuse_more_than_one_worker_and_say_why(role, reason, tmp
     assert not state.exists()  # refused before a database, outbox or status file was made
 
 
-async def _status(path: Path, wanted: Any, process: asyncio.subprocess.Process,
-                  timeout: float = 60.0) -> dict[str, Any]:
-    """The status file once ``wanted(status)`` holds (re-read under a deadline)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if process.returncode is not None:
-                pytest.fail(f"crowdflex vtn exited with {process.returncode}")
-            try:
-                status: dict[str, Any] = json.loads(path.read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                status = {}
-            if status and wanted(status):
-                return status
-            await asyncio.sleep(0.05)  # re-read interval, bounded by the deadline
-
-
-async def _ready(http: aiohttp.ClientSession, admin_port: int, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                async with http.get(f"http://127.0.0.1:{admin_port}/ready") as reply:
-                    if reply.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass  # not listening yet
-            await asyncio.sleep(0.05)  # probe interval, bounded by the deadline
+# the command's status file and each worker's /ready, within a minute
+_status = partial(status_when, timeout=60.0)
+_ready = partial(admin_ready, timeout=60.0)
 
 
 async def _polls_counted(http: aiohttp.ClientSession, admin_port: int) -> float:
