@@ -351,24 +351,27 @@ class PostgresBackend:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; how long it was waited for goes to ``pool_wait``."""
+        """A pooled connection; how long it was waited for goes to ``pool_wait``. What goes
+        wrong on it comes out as the storage's errors: a constraint violation as
+        StorageConflict, an unreachable server as StorageUnavailable."""
         asked = perf_counter()
-        async with self._pool.acquire() as conn:
-            self._pool_wait(perf_counter() - asked)
-            yield conn
-
-    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *,
-                   write: bool) -> T:
-        """``work(connection)`` in one transaction; constraint violations as StorageConflict."""
-        started = perf_counter()
         try:
-            async with self._connection() as conn, conn.transaction():
-                return await work(conn)
+            async with self._pool.acquire() as conn:
+                self._pool_wait(perf_counter() - asked)
+                yield conn
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
         except _DRIVER_ERRORS as exc:
             _raise_unavailable(exc)
             raise
+
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *,
+                   write: bool) -> T:
+        """``work(connection)`` in one transaction."""
+        started = perf_counter()
+        try:
+            async with self._connection() as conn, conn.transaction():
+                return await work(conn)
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
@@ -378,24 +381,13 @@ class PostgresBackend:
         try:
             async with self._connection() as conn:
                 return await conn.fetchrow(sql, *args)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise StorageConflict(str(exc)) from exc
-        except _DRIVER_ERRORS as exc:
-            _raise_unavailable(exc)
-            raise
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         """One statement (its own transaction): all its rows."""
-        try:
-            async with self._connection() as conn:
-                return list(await conn.fetch(sql, *args))
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise StorageConflict(str(exc)) from exc
-        except _DRIVER_ERRORS as exc:
-            _raise_unavailable(exc)
-            raise
+        async with self._connection() as conn:
+            return list(await conn.fetch(sql, *args))
 
     async def _all(self, sql: str, *args: Any, write: bool) -> list[Any]:
         """:meth:`_fetch`, observed."""
