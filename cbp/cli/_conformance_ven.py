@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from cbp.cli._conformance_run import add_run_options, fail, write_reports
 from cbp.conformance import (
     VEN_CASES,
     VEN_PUSH_CASES,
@@ -76,19 +77,8 @@ def add_ven_suite(suites: Any) -> None:
                      help="TLS versions and suites the harness accepts")
     ven.add_argument("--wait", type=float, default=60.0, metavar="S",
                      help="how long a case waits for the VEN's message (default 60)")
-    ven.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
-    ven.add_argument("--html", type=Path, metavar="FILE",
-                     help="also write a self-contained HTML report with every exchange")
-    ven.add_argument("--list", action="store_true", help="print the case IDs and purposes, "
-                     "and the passive rules, then exit")
-    ven.add_argument("--only", nargs="+", default=[], metavar="ID",
-                     help="run only cases whose ID starts with one of these")
+    add_run_options(ven)
     ven.set_defaults(run=run_ven)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _starter(args: argparse.Namespace, out: TextIO) -> VenUnderTest | str:
@@ -113,22 +103,22 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         cases = select(args.only, VEN_PUSH_CASES if args.push else VEN_CASES)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.list:
         print_cases(cases, out, rules=VEN_RULES, checked="request")
         return 0
     missing = [f"--{name}" for name in ("cert", "key", "ca") if not getattr(args, name)]
     if missing:
-        return _fail(f"missing {', '.join(missing)}")
+        return fail(f"missing {', '.join(missing)}")
     files = [args.cert, args.key, args.ca, args.ven_cert, args.ven_key]
     absent = [str(p) for p in files if p is not None and not p.is_file()]
     if absent:
-        return _fail(f"no such file: {', '.join(absent)}")
+        return fail(f"no such file: {', '.join(absent)}")
     if args.poll_freq < 1 or args.report_back < 1:
-        return _fail("--poll-freq and --report-back are whole seconds, at least 1")
+        return fail("--poll-freq and --report-back are whole seconds, at least 1")
     starter = _starter(args, out)
     if isinstance(starter, str):
-        return _fail(starter)
+        return fail(starter)
     settings = VenHarnessSettings(
         cert=args.cert, key=args.key, ca=args.ca, host=args.host, port=args.port,
         tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
@@ -137,14 +127,12 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
         results = asyncio.run(run_ven_cases(settings, starter, cases,
                                             on_result=lambda r: print_result(r, out)))
     except OSError as exc:
-        return _fail(f"cannot serve the harness VTN on {args.host}:{args.port}: {exc}")
+        return fail(f"cannot serve the harness VTN on {args.host}:{args.port}: {exc}")
     print_summary(results, out)
-    try:
-        if args.junit is not None:
-            args.junit.write_bytes(junit_xml(results, suite="crowdflex.conformance.ven"))
-        if args.html is not None:
-            args.html.write_text(html_report(results, target=args.command or args.starter,
-                                             side="ven", rules=VEN_RULES), encoding="utf-8")
-    except OSError as exc:
-        return _fail(f"cannot write the report: {exc}")
+    unwritten = write_reports(
+        args, lambda: junit_xml(results, suite="crowdflex.conformance.ven"),
+        lambda: html_report(results, target=args.command or args.starter, side="ven",
+                            rules=VEN_RULES))
+    if unwritten is not None:
+        return unwritten
     return 0 if all(r.passed for r in results) else 1

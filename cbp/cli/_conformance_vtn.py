@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from cbp.cli._conformance_run import add_run_options, fail, write_reports
 from cbp.conformance import (
     AdminApiOperator,
     CommandOperator,
@@ -73,19 +74,8 @@ def add_vtn_suite(suites: Any) -> None:
                      help="TLS versions and suites the harness offers")
     vtn.add_argument("--wait", type=float, default=30.0, metavar="S",
                      help="how long to poll for an operator's act to reach the VEN (default 30)")
-    vtn.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
-    vtn.add_argument("--html", type=Path, metavar="FILE",
-                     help="also write a self-contained HTML report with every exchange")
-    vtn.add_argument("--list", action="store_true", help="print the case IDs and purposes, "
-                     "and the passive rules, then exit")
-    vtn.add_argument("--only", nargs="+", default=[], metavar="ID",
-                     help="run only cases whose ID starts with one of these")
+    add_run_options(vtn)
     vtn.set_defaults(run=run_vtn)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _operator(args: argparse.Namespace) -> Operator | str:
@@ -109,30 +99,27 @@ def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         cases = select(args.only, vtn_catalogue(push=args.push, signed=args.signed))
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.list:
         print_cases(cases, out)
         return 0
     missing = [f"--{name}" for name in ("url", "cert", "key", "ca") if not getattr(args, name)]
     if missing:
-        return _fail(f"missing {', '.join(missing)}")
+        return fail(f"missing {', '.join(missing)}")
     absent = [str(p) for p in (args.cert, args.key, args.ca) if not p.is_file()]
     if absent:
-        return _fail(f"no such file: {', '.join(absent)}")
+        return fail(f"no such file: {', '.join(absent)}")
     operator = _operator(args)
     if isinstance(operator, str):
-        return _fail(operator)
+        return fail(operator)
     settings = HarnessSettings(url=args.url, cert=args.cert, key=args.key, ca=args.ca,
                                tls_profile=TlsProfile(args.tls_profile), wait_timeout_s=args.wait,
                                push=args.push, push_host=args.push_host, signed=args.signed)
     results = asyncio.run(run_cases(settings, operator, cases,
                                     on_result=lambda r: print_result(r, out)))
     print_summary(results, out)
-    try:
-        if args.junit is not None:
-            args.junit.write_bytes(junit_xml(results))
-        if args.html is not None:
-            args.html.write_text(html_report(results, target=args.url), encoding="utf-8")
-    except OSError as exc:
-        return _fail(f"cannot write the report: {exc}")
+    unwritten = write_reports(args, lambda: junit_xml(results),
+                              lambda: html_report(results, target=args.url))
+    if unwritten is not None:
+        return unwritten
     return 0 if all(r.passed for r in results) else 1

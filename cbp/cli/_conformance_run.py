@@ -1,0 +1,41 @@
+"""What ``crowdflex conformance vtn`` and ``conformance ven`` share: the options that choose and
+report cases, the exit status 2 with its message, and writing the JUnit and HTML reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["add_run_options", "fail", "write_reports"]
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
+    parser.add_argument("--html", type=Path, metavar="FILE",
+                        help="also write a self-contained HTML report with every exchange")
+    parser.add_argument("--list", action="store_true", help="print the case IDs and purposes, "
+                        "and the passive rules, then exit")
+    parser.add_argument("--only", nargs="+", default=[], metavar="ID",
+                        help="run only cases whose ID starts with one of these")
+
+
+def fail(message: str) -> int:
+    """Exit status 2 (the command could not run), saying why on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def write_reports(args: argparse.Namespace, junit: Callable[[], bytes],
+                  page: Callable[[], str]) -> int | None:
+    """Write ``--junit`` and ``--html`` when asked; :func:`fail`'s status when one cannot be
+    written, else None."""
+    try:
+        if args.junit is not None:
+            args.junit.write_bytes(junit())
+        if args.html is not None:
+            args.html.write_text(page(), encoding="utf-8")
+    except OSError as exc:
+        return fail(f"cannot write the report: {exc}")
+    return None
