@@ -25,7 +25,7 @@ _HEAD_END: Final = b"\r\n\r\n"
 class RawLink:
     """One VEN's keep-alive connection to ``host:port``; opened on first use."""
 
-    __slots__ = ("_context", "_head", "_host", "_port", "_reader", "_writer")
+    __slots__ = ("_context", "_head", "_host", "_port", "_reader", "_writer", "retries")
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext, prefix: str) -> None:
         self._host, self._port, self._context = host, port, context
@@ -33,9 +33,13 @@ class RawLink:
                       "Content-Type: application/xml\r\nContent-Length: %d\r\n\r\n")
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Exchanges sent a second time on a new connection: the first try may have reached the
+        # server and been acted on, though its answer never came back.
+        self.retries = 0
 
     async def post(self, service: str, body: bytes) -> tuple[int, bytes]:
-        """(HTTP status, reply body); reconnects once if the server closed an idle connection."""
+        """(HTTP status, reply body); reconnects once if the connection failed (the server
+        closed an idle connection, or died): counted in :attr:`retries`."""
         request = (self._head % (service, len(body))).encode() + body
         for attempt in (1, 2):
             try:
@@ -44,6 +48,7 @@ class RawLink:
                 await self.close()
                 if attempt == 2:
                     raise
+                self.retries += 1
         raise AssertionError("unreachable")
 
     async def _exchange(self, request: bytes) -> tuple[int, bytes]:

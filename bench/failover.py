@@ -9,16 +9,18 @@ on a 2-core machine. Each VEN polls every ``--poll-s`` and sends a 10-point TELE
 report every ``--report-s`` (random phases); it acknowledges an event it gets, and sends a report
 again until it is acknowledged (as a VEN's outbox does). A request that fails on a dead
 connection is retried once on a new one, which the kernel hands to a live worker. A VEN that
-lost an exchange (no answer, not HTTP 200, or its ack refused) asks for its events with
-oadrRequestEvent at its next poll until it has acknowledged the event: the VTN marks an event
-delivered when it answers the poll, so an answer lost with its worker, or an ack the VTN never
-stored, is not sent again by itself.
+lost an exchange (no answer within a minute, not HTTP 200, its ack refused, or an answer lost
+with its worker and the request retried) asks for its events with oadrRequestEvent a second
+later, and again a second after each further loss, until it has acknowledged the event: the
+VTN marks an event delivered when it answers the poll, so an answer lost with its worker, or an
+ack the VTN never stored, is not sent again by itself (a retried poll is answered with nothing).
 
 Timeline, every step waiting on what the VENs saw, not on a clock: registration; one report
 from every VEN; one event published to all of them through worker 0's admin API; once a third of
 the VENs have it, SIGKILL the worker holding most VEN connections (the parent restarts it); run
 until every VEN has the event acknowledged and a report acknowledged after the kill. "Whole"
-is the time from the kill until the last VEN got there.
+is the time from the kill until the last VEN got there. Each step has a deadline: one missed
+raises with how many VENs were where, and a VEN's task that fails stops the run with its error.
 
 Then the database is read: every VEN's acknowledgement of the event is stored, and every report
 a VEN saw acknowledged is stored once (each of its points exactly once), and nothing a VEN saw
@@ -38,6 +40,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,10 +62,16 @@ from bench._vtn_load import (
     register_all,
     response_code,
 )
+from vtn.site import raise_descriptor_limit
 
 __all__ = ["Outcome", "main", "run"]
 
 EVENT_ID: Final = "failover-1"
+_EXCHANGE_S: Final = 60.0  # one exchange's deadline: no answer by then is a lost exchange
+_ASK_AFTER_S: Final = 1.0  # after a lost exchange, oadrRequestEvent this soon
+_STEP_POLLS: Final = 10  # each step of the timeline has ten poll intervals ...
+_STEP_SPARE_S: Final = 120.0  # ... and two minutes
+_SPARE_DESCRIPTORS: Final = 200  # beside a connection per VEN: database, admin, files
 _STAMP_BASE: Final = datetime(2025, 3, 18, 14, tzinfo=UTC)  # bench._vtn_load's report hour
 
 
@@ -104,23 +113,48 @@ class _Device:
 @dataclass(slots=True)
 class _Fleet:
     devices: list[_Device]
+    step_s: float  # deadline of each step of the timeline
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     killed_at: float | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    lives: list[asyncio.Task[None]] = field(default_factory=list)
 
     def moved(self) -> None:
         self.changed.set()
 
-    async def until(self, condition: Any) -> None:
-        while not condition():
-            self.changed.clear()
-            await self.changed.wait()
+    async def until(self, condition: Callable[[], bool], step: str) -> None:
+        """Once ``condition()`` holds; a VEN task's error is raised, and so is a step that
+        outlasts ``step_s``, with a count of where the VENs were."""
+        try:
+            async with asyncio.timeout(self.step_s):
+                while not condition():
+                    self._raise_failed()
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise RuntimeError(f"{step}: not reached within {self.step_s:.0f} s; "
+                               f"{self._census()}") from None
+
+    def _raise_failed(self) -> None:
+        for life in self.lives:
+            if life.done() and not life.cancelled() and life.exception() is not None:
+                raise RuntimeError(f"a VEN's task failed; {self._census()}") \
+                    from life.exception()
+
+    def _census(self) -> str:
+        devices = self.devices
+        return (f"of {len(devices)} VENs: {sum(d.reports > 0 for d in devices)} had a report "
+                f"acknowledged, {sum(d.event_acked for d in devices)} the event, "
+                f"{sum(d.report_after_kill for d in devices)} a report after the kill; "
+                f"{sum(d.lost for d in devices)} had lost an exchange, "
+                f"{sum(d.failed for d in devices)} exchanges failed, "
+                f"{sum(d.asked for d in devices)} oadrRequestEvent sent")
 
 
 async def _report(fleet: _Fleet, device: _Device) -> None:
     hour = _stamp(-1)
     body = device.template.replace(hour, _stamp(device.reports))
-    status, reply = await device.ven.raw.post("EiReport", body)
+    status, reply = await _post(device, "EiReport", body)
     if status == 200 and response_code(reply) == 200:
         device.reports += 1
         if fleet.killed_at is not None:
@@ -138,16 +172,16 @@ async def _poll(fleet: _Fleet, device: _Device) -> None:
         device.asked += 1
         ask = device.ven.encode(schemas.RequestEvent(request_id=f"ask-{device.asked}",
                                                      ven_id=device.ven.ven_id))
-        status, reply = await device.ven.raw.post("EiEvent", ask)
+        status, reply = await _post(device, "EiEvent", ask)
         if status != 200:
             device.failed += 1
             return
-        await _answer(fleet, device, reply)
+        await _answer(fleet, device, reply, every=True)
         if device.lost:
             return
     device.lost = False
     while True:
-        status, reply = await device.ven.raw.post("OadrPoll", device.poll)
+        status, reply = await _post(device, "OadrPoll", device.poll)
         if status != 200:
             device.failed += 1
             device.lost = True
@@ -157,25 +191,40 @@ async def _poll(fleet: _Fleet, device: _Device) -> None:
         await _answer(fleet, device, reply)
 
 
-async def _answer(fleet: _Fleet, device: _Device, reply: bytes) -> None:
-    """Acknowledge an oadrDistributeEvent; a failed ack marks the exchange lost."""
+async def _answer(fleet: _Fleet, device: _Device, reply: bytes, *, every: bool = False) -> None:
+    """Acknowledge an oadrDistributeEvent (``every``: the answer to oadrRequestEvent, with all
+    of the VEN's events); a failed ack marks the exchange lost."""
     if b"oadrDistributeEvent" not in reply:
         return
     errors = len(device.ven.errors)
-    await _acknowledge(device.ven, reply)
+    async with asyncio.timeout(_EXCHANGE_S):
+        await _acknowledge(device.ven, reply)  # a retried ack that was answered 200 is stored
     if len(device.ven.errors) != errors:
         device.failed += 1
         device.lost = True
-    elif EVENT_ID.encode() in reply:
+        return
+    if every or EVENT_ID.encode() in reply:  # nothing a lost answer carried is missing now
         device.lost = False
-        if device.event_acked_at is None:
-            device.event_acked_at = time.perf_counter()
-            fleet.moved()
+    if EVENT_ID.encode() in reply and device.event_acked_at is None:
+        device.event_acked_at = time.perf_counter()
+        fleet.moved()
+
+
+async def _post(device: _Device, service: str, body: bytes) -> tuple[int, bytes]:
+    """One exchange under its deadline; a retried one marks the VEN as having lost an exchange
+    (its first try may have been answered by a worker that died before the answer left)."""
+    retries = device.ven.raw.retries
+    async with asyncio.timeout(_EXCHANGE_S):
+        answer = await device.ven.raw.post(service, body)
+    if device.ven.raw.retries != retries:
+        device.lost = True
+    return answer
 
 
 async def _life(fleet: _Fleet, device: _Device, poll_s: float, report_s: float) -> None:
     """Poll and report on fixed grids (random phases) until stopped; a failed exchange (its
-    worker died, and the retry on a new connection too) is tried again at the next tick."""
+    worker died and the retry on a new connection failed too, or no answer in time) is tried
+    again at the next tick; after a lost exchange the VEN asks for its events a second later."""
     now = time.perf_counter()
     next_poll, next_report = now + random.uniform(0, poll_s), now + random.uniform(0, report_s)
     while not fleet.stop.is_set():
@@ -193,10 +242,12 @@ async def _life(fleet: _Fleet, device: _Device, poll_s: float, report_s: float) 
             else:
                 next_poll += poll_s
                 await _poll(fleet, device)
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError):  # TimeoutError is an OSError
             device.failed += 1
             device.lost = True
             await _close(device.ven)
+        if device.lost and not device.event_acked:  # ask for the events soon, not a poll later
+            next_poll = min(next_poll, time.perf_counter() + _ASK_AFTER_S)
 
 
 async def _stored(storage_url: str, devices: list[_Device], points_per_report: int
@@ -229,6 +280,7 @@ async def run(storage_url: str, directory: Path, *, vens: int = 1000, poll_s: fl
     """The whole scenario on an empty PostgreSQL database at ``storage_url``."""
     from bench.vtn import mint
 
+    raise_descriptor_limit(vens + _SPARE_DESCRIPTORS)  # a connection per VEN in this process
     pki = mint(directory, vens=vens, rsa_vens=0)
     async with vtn_group(storage_url, directory, pki, workers=workers, poll_s=poll_s) as group, \
             aiohttp.ClientSession() as http:
@@ -238,7 +290,7 @@ async def run(storage_url: str, directory: Path, *, vens: int = 1000, poll_s: fl
             await _drain(opened, concurrency=25)
             devices = [_Device(ven=v, poll=poll_body(v), template=_report_template(v))
                        for v in opened]
-            fleet = _Fleet(devices)
+            fleet = _Fleet(devices, step_s=_STEP_POLLS * poll_s + _STEP_SPARE_S)
             timings = await _scenario(fleet, group, http, poll_s, report_s)
         finally:
             await close_vens(opened)
@@ -256,23 +308,25 @@ async def _scenario(fleet: _Fleet, group: VtnGroup, http: aiohttp.ClientSession,
                     poll_s: float, report_s: float) -> dict[str, Any]:
     """Steady telemetry, the event, the kill mid fan-out, until whole; the figures."""
     devices = fleet.devices
-    lives = [asyncio.create_task(_life(fleet, d, poll_s, report_s)) for d in devices]
+    fleet.lives = [asyncio.create_task(_life(fleet, d, poll_s, report_s)) for d in devices]
     try:
-        await fleet.until(lambda: all(d.reports for d in devices))
+        await fleet.until(lambda: all(d.reports for d in devices), "a report from every VEN")
         published = time.perf_counter()
         await group.publish(http, EVENT_ID, [d.ven.ven_id for d in devices])
-        await fleet.until(lambda: sum(d.event_acked for d in devices) * 3 >= len(devices))
+        await fleet.until(lambda: sum(d.event_acked for d in devices) * 3 >= len(devices),
+                          "the event acknowledged by a third of the VENs")
         held = [await group.gauge(http, i, "crowdflex_vtn_vens_connected")
                 for i in range(len(group.workers))]
         index = held.index(max(held))
         victim = group.workers[index]["pid"]
         fleet.killed_at = killed = time.perf_counter()
         os.kill(victim, signal.SIGKILL)
-        await fleet.until(lambda: all(d.event_acked and d.report_after_kill for d in devices))
+        await fleet.until(lambda: all(d.event_acked and d.report_after_kill for d in devices),
+                          "every VEN whole after the kill")
         whole = time.perf_counter()
     finally:
         fleet.stop.set()
-        await asyncio.gather(*lives, return_exceptions=True)
+        await asyncio.gather(*fleet.lives, return_exceptions=True)
     status = json.loads(group.status_file.read_text())
     return {"held": int(max(held)), "whole": whole - killed,
             "restarted": status["workers"][index]["pid"] != victim,
@@ -295,8 +349,9 @@ async def _drain(vens: list[Ven], *, concurrency: int) -> None:
         async with gate:
             for _ in range(50):
                 try:
-                    status, reply = await ven.raw.post("OadrPoll", poll_body(ven))
-                except (OSError, asyncio.IncompleteReadError):
+                    async with asyncio.timeout(_EXCHANGE_S):
+                        status, reply = await ven.raw.post("OadrPoll", poll_body(ven))
+                except (OSError, asyncio.IncompleteReadError):  # TimeoutError is an OSError
                     await _close(ven)
                     continue
                 if status == 200 and b"oadrResponse" in reply[:2000] \
