@@ -6,7 +6,7 @@
     DeviceFleet     many device VENs (DeviceNode) with simulators on one event loop
 
 ``CbpSettings`` carries every number they share; ``CbpSettings.compressed()`` runs an ISP in a
-minute. The wire mapping of the profile is in :mod:`cbp.roles.wire`.
+minute. The profile's OpenADR messages are built and read in :mod:`cbp.roles.messages`.
 """
 
 from __future__ import annotations
