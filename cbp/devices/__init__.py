@@ -14,8 +14,8 @@ from .base import Device, DeviceClass, power_bucket, step_all
 from .battery import HomeBattery
 from .config import BatteryProfile, DeviceProfiles, EvProfile, HeatPumpProfile, ProfileError
 from .ev import EvCharger
-from .fleet import SCENARIO_START, FaultInjector, SimPool, build_pool
 from .heatpump import HeatPump
+from .simpool import SCENARIO_START, FaultInjector, SimPool, build_pool
 
 __all__ = [
     "SCENARIO_START", "BatteryProfile", "Device", "DeviceClass", "DeviceProfiles", "EvCharger",
