@@ -9,7 +9,7 @@ Flows, in order: onboarding with consent (one extra device without consent is re
 registration of the pool with the TSO, an offer for the next open ISP (plus a late one the TSO
 refuses with its reason), award and activation (LOAD_DISPATCH, MW per 4-s sample), dispatch to
 devices (kW), telemetry, baselines and per-device metering, TSO validation and settlement,
-prosumer payouts; then the report folder and the privacy audit of the captured link.
+prosumer payouts; then the results folder and the privacy audit of the captured link.
 The nodes up to the registered pool come from :func:`cbp.demo.nodes.start_nodes` (shared with
 ``python -m bench cbp``); :func:`bid_and_activate` runs bidding and operation up to every
 device's acknowledgement. Nothing sleeps to synchronise: every step awaits a condition under
@@ -32,7 +32,7 @@ from cbp.roles.tso import Activation, ramp_profile
 from privacy import AuditResult, audit_run, month_of
 
 from .nodes import STEP_TIMEOUT_S, Nodes, demo_settings, start_nodes, stepper
-from .report import write_report
+from .results import write_results
 
 __all__ = ["Operated", "PlatformSummary", "bid_and_activate", "run_platform"]
 
@@ -103,8 +103,8 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
         elapsed = time.monotonic() - began
     audit = audit_run(out, detector=nodes.aggregator.outbound.current_detector())
     nodes.vault.close()
-    write_report(out, tso=nodes.tso, aggregator=nodes.aggregator,
-                 activation=operated.activation, prosumers=prosumers, audit=audit)
+    write_results(out, tso=nodes.tso, aggregator=nodes.aggregator,
+                  activation=operated.activation, prosumers=prosumers, audit=audit)
     step(f"privacy audit: {len(audit.files)} captured messages, "
          f"{'PASSED' if audit.passed else 'FAILED'}")
     return PlatformSummary(out_dir=out, devices=devices, registered=nodes.registered,
