@@ -38,7 +38,7 @@ class Section:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeteringScope:
     """What per-device metering the aggregator sends, from the CBP profile the nodes run
-    (``cbp.roles.profile.metering_scope``); the defaults are the standard profile's."""
+    (``cbp.roles.profile.metering_scope``); the defaults are the standard timing's."""
 
     sample_period: timedelta = timedelta(seconds=4)
     before: timedelta = timedelta(minutes=5)

@@ -3,7 +3,7 @@
 Each node is a real aiohttp server or client on 127.0.0.1 (ephemeral ports) over mutual TLS with
 its own certificate, on its own SQLite files under ``OUT``; the devices share one event loop and
 one outbox (a "device fleet") but each has its own identity and keep-alive connection. Timing is
-the compressed profile (:meth:`cbp.roles.CbpSettings.compressed`): one-minute ISPs.
+the compressed timing (:meth:`cbp.roles.CbpSettings.compressed`): one-minute ISPs.
 
 Flows, in order: onboarding with consent (one extra device without consent is refused),
 registration of the pool with the TSO, an offer for the next open ISP (plus a late one the TSO
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cbp.market import IspRef, ProsumerStatement, TsoStatement
 from cbp.roles import CbpSettings, DispatchedActivation, TsoNode
-from cbp.roles.tso import Activation, ramp_profile
+from cbp.roles.tso import Activation, ramp_setpoints
 from privacy import AuditResult, audit_run, month_of
 
 from .nodes import STEP_TIMEOUT_S, Nodes, demo_settings, start_nodes, stepper
@@ -144,7 +144,7 @@ async def bid_and_activate(nodes: Nodes) -> Operated:
         raise RuntimeError("the TSO awarded nothing")
     samples = settings.rules.samples_per_isp
     activation = await tso.activate(awards[0], start=tso.calendar.isp_start(isp),
-                                    setpoints_mw=ramp_profile(awards[0].mw, samples))
+                                    setpoints_mw=ramp_setpoints(awards[0].mw, samples))
     step(f"operation: award {awards[0].mw} MW at {awards[0].clearing_price_eur_per_mwh} EUR/MWh;"
          f" LOAD_DISPATCH {activation.event_id} published ({samples} setpoints)")
     await _until(lambda: activation.acks != [], "the aggregator's acknowledgement")

@@ -16,10 +16,10 @@ from .device import DeviceFleet, DeviceIdentity, DeviceNode
 from .outbound import FilteredCodec
 from .profile import CbpSettings, CbpTiming
 from .status import AggregatorStatus
-from .tso import Activation, OfferRecord, OfferRefused, TsoNode, ramp_profile
+from .tso import Activation, OfferRecord, OfferRefused, TsoNode, ramp_setpoints
 
 __all__ = [
     "Activation", "AggregatorNode", "AggregatorStatus", "CbpSettings", "CbpTiming", "DeviceFleet",
     "DeviceIdentity", "DeviceNode", "DispatchedActivation", "FilteredCodec", "OfferOutcome",
-    "OfferRecord", "OfferRefused", "TsoNode", "ramp_profile",
+    "OfferRecord", "OfferRefused", "TsoNode", "ramp_setpoints",
 ]  # fmt: skip

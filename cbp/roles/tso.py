@@ -86,7 +86,7 @@ from .registry import PoolRegistry, stored_pool_reports
 from .retention import RetentionTask, tso_rules
 from .statement import SETTLEMENT_SUFFIX, settlement_metadata, statement_report
 
-__all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_profile"]
+__all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_setpoints"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Activation:
         return any(a.late for a in self.acks)
 
 
-def ramp_profile(mw: Decimal, samples: int, ramp: int = 3) -> tuple[Decimal, ...]:
+def ramp_setpoints(mw: Decimal, samples: int, ramp: int = 3) -> tuple[Decimal, ...]:
     """Setpoints (MW) ramping up over ``ramp`` samples, holding, ramping down to zero at the end."""
     steps = max(1, min(ramp, samples // 3))
     shape = []
