@@ -5,7 +5,7 @@ polling for them.
 
 Starts the platform as ``crowdflex demo`` does (:func:`cbp.demo.nodes.start_nodes`: TSO and
 aggregator VTNs in this process, the device fleet in a child process, mutual TLS on loopback,
-SQLite files in a temporary directory, compressed profile), on the runtime ``crowdflex
+SQLite files in a temporary directory, compressed timing), on the runtime ``crowdflex
 aggregator`` and ``crowdflex demo`` serve on (:func:`cbp.cli._process.run_node`: uvloop when
 installed and the serving process's GC tuning; ``--loop asyncio`` for the standard library's
 loop), then prints two figures:

@@ -398,7 +398,7 @@ def main(argv: list[str]) -> int:
     args.report_vens = min(args.report_vens, args.vens)
     args.store_vens = min(args.store_vens, args.vens)
     warnings.simplefilter("ignore")
-    from bench._vtn_report import render
+    from bench._vtn_tables import render
 
     vtn_cpu, load_cpu = _cores()
     if load_cpu is not None:

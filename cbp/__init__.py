@@ -12,7 +12,8 @@ protocol error with its OpenADR response code::
         +-- AwardError            an award that does not fit its offer; also a ValueError
         +-- ValidationError       delivery data that cannot be validated; also a ValueError
         +-- PoolConfigError       a pool setting out of range; also a ValueError (cbp.pool)
-        +-- ProfileError          a device profile out of range; also a ValueError (cbp.devices)
+        +-- DeviceParamsError     a device simulator parameter out of range; also a ValueError
+                                  (cbp.devices)
         +-- SettleInputError      a settlement CSV value that is no number; also a ValueError
                                   (cbp.cli.settle)
         +-- ConformanceError      the live conformance suite (cbp.conformance)

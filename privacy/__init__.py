@@ -38,7 +38,8 @@ from .config import (
     load_config,
 )
 from .detect import Finding, LeakDetector
-from .dpia import MeteringScope, Section, Table, data_flows, report_sections
+from .dpia import MeteringScope, Section, Table, data_flows, dpia_sections
+from .dpia_render import render_html, render_markdown, write_dpia
 from .erasure import erase_prosumer
 from .errors import (
     ConsentMissing,
@@ -71,7 +72,6 @@ from .records import (
     PendingErasure,
     Prosumer,
 )
-from .report import render_html, render_markdown, write_report
 from .retention import (
     DEFAULT_RETENTION,
     RawDataStore,
@@ -142,6 +142,7 @@ __all__ = [
     "config_from_table",
     "data_flows",
     "device_share",
+    "dpia_sections",
     "erase_prosumer",
     "generalise",
     "is_pseudonym",
@@ -150,9 +151,8 @@ __all__ = [
     "pseudonym",
     "render_html",
     "render_markdown",
-    "report_sections",
     "retention_schedule",
     "subject_access",
     "validate_month",
-    "write_report",
+    "write_dpia",
 ]

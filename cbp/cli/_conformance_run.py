@@ -1,5 +1,5 @@
 """What ``crowdflex conformance vtn`` and ``conformance ven`` share: the options that choose and
-report cases, the exit status 2 with its message, and writing the JUnit and HTML reports."""
+report cases, the exit status 2 with its message, and writing the JUnit XML and the HTML page."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["add_run_options", "fail", "write_reports"]
+__all__ = ["add_run_options", "fail", "write_outputs"]
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
     parser.add_argument("--html", type=Path, metavar="FILE",
-                        help="also write a self-contained HTML report with every exchange")
+                        help="also write a self-contained HTML page with every exchange")
     parser.add_argument("--list", action="store_true", help="print the case IDs and purposes, "
                         "and the passive rules, then exit")
     parser.add_argument("--only", nargs="+", default=[], metavar="ID",
@@ -27,7 +27,7 @@ def fail(message: str) -> int:
     return 2
 
 
-def write_reports(args: argparse.Namespace, junit: Callable[[], bytes],
+def write_outputs(args: argparse.Namespace, junit: Callable[[], bytes],
                   page: Callable[[], str]) -> int | None:
     """Write ``--junit`` and ``--html`` when asked; :func:`fail`'s status when one cannot be
     written, else None."""
@@ -37,5 +37,5 @@ def write_reports(args: argparse.Namespace, junit: Callable[[], bytes],
         if args.html is not None:
             args.html.write_text(page(), encoding="utf-8")
     except OSError as exc:
-        return fail(f"cannot write the report: {exc}")
+        return fail(f"cannot write the results: {exc}")
     return None

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from cbp.cli._conformance_run import add_run_options, fail, write_reports
+from cbp.cli._conformance_run import add_run_options, fail, write_outputs
 from cbp.conformance import (
     VEN_CASES,
     VEN_PUSH_CASES,
@@ -22,7 +22,7 @@ from cbp.conformance import (
     PromptVen,
     VenHarnessSettings,
     VenUnderTest,
-    html_report,
+    html_page,
     junit_xml,
     print_cases,
     print_result,
@@ -129,10 +129,10 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except OSError as exc:
         return fail(f"cannot serve the harness VTN on {args.host}:{args.port}: {exc}")
     print_summary(results, out)
-    unwritten = write_reports(
+    unwritten = write_outputs(
         args, lambda: junit_xml(results, suite="crowdflex.conformance.ven"),
-        lambda: html_report(results, target=args.command or args.starter, side="ven",
-                            rules=VEN_RULES))
+        lambda: html_page(results, target=args.command or args.starter, side="ven",
+                          rules=VEN_RULES))
     if unwritten is not None:
         return unwritten
     return 0 if all(r.passed for r in results) else 1

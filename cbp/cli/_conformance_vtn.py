@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from cbp.cli._conformance_run import add_run_options, fail, write_reports
+from cbp.cli._conformance_run import add_run_options, fail, write_outputs
 from cbp.conformance import (
     AdminApiOperator,
     CommandOperator,
     Operator,
     PromptOperator,
-    html_report,
+    html_page,
     junit_xml,
     print_cases,
     print_result,
@@ -118,8 +118,8 @@ def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
     results = asyncio.run(run_cases(settings, operator, cases,
                                     on_result=lambda r: print_result(r, out)))
     print_summary(results, out)
-    unwritten = write_reports(args, lambda: junit_xml(results),
-                              lambda: html_report(results, target=args.url))
+    unwritten = write_outputs(args, lambda: junit_xml(results),
+                              lambda: html_page(results, target=args.url))
     if unwritten is not None:
         return unwritten
     return 0 if all(r.passed for r in results) else 1

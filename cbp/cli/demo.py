@@ -1,4 +1,4 @@
-"""`crowdflex demo`: the Crowd Balancing Platform end to end on loopback, with a report folder."""
+"""`crowdflex demo`: the Crowd Balancing Platform end to end on loopback, with a results folder."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def register(commands: Any) -> None:
         description="Runs a TSO, an aggregator and N simulated devices as separate nodes on "
         "127.0.0.1 over mutual TLS with SQLite storage, in compressed time (one-minute ISPs): "
         "registration with consent, a flex offer, an activation, dispatch, telemetry, baselines, "
-        "per-device metering, validation and settlement; then a report folder and the privacy "
+        "per-device metering, validation and settlement; then a results folder and the privacy "
         "audit of every message on the aggregator-TSO link.",
     )
     parser.add_argument("--devices", type=int, default=200,
@@ -27,7 +27,7 @@ def register(commands: Any) -> None:
                         help="simulation seed (default: %(default)s)")
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="run folder: certificates, databases, captures/aggregator-tso/, report/ "
+        help="run folder: certificates, databases, captures/aggregator-tso/, results/ "
         "(default: runs/demo-<UTC timestamp>)",
     )
     parser.set_defaults(run=_run)
@@ -51,5 +51,5 @@ def _run(args: argparse.Namespace) -> int:
           f"{summary.activation_to_acked_s:.1f} s")
     print(f"  privacy audit of {len(summary.audit.files)} captured messages: "
           f"{'PASSED' if summary.audit.passed else 'FAILED'}")
-    print(f"  report: {out / 'report'}")
+    print(f"  results: {out / 'results'}")
     return 0 if summary.audit.passed else 1

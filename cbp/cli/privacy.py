@@ -218,7 +218,7 @@ def _report(args: argparse.Namespace) -> int:
     config = privacy.config_from_table(joined.table("privacy"))
     settings = settings_from_table(joined.table("profile"))
     joined.finish()
-    for path in privacy.write_report(config, args.out, metering_scope(settings)):
+    for path in privacy.write_dpia(config, args.out, metering_scope(settings)):
         print(f"written: {path}")
     return 0
 

@@ -161,7 +161,7 @@ def _next_closure(tso: TsoNode, now: datetime) -> tuple[IspRef, datetime]:
 async def _market(tso: TsoNode, stop: asyncio.Event, activate: bool,
                   tasks: asyncio.TaskGroup) -> None:
     """At each gate closure award the ISP's offers (and, as a drill, activate the awards)."""
-    from cbp.roles.tso import ramp_profile
+    from cbp.roles.tso import ramp_setpoints
 
     while True:
         isp, closure = _next_closure(tso, datetime.now(UTC))
@@ -178,7 +178,7 @@ async def _market(tso: TsoNode, stop: asyncio.Event, activate: bool,
                 continue
             samples = tso.settings.rules.samples_per_isp
             activation = await tso.activate(award, start=tso.calendar.isp_start(isp),
-                                            setpoints_mw=ramp_profile(award.mw, samples))
+                                            setpoints_mw=ramp_setpoints(award.mw, samples))
             log.info("activation %s published: %d setpoints up to %s MW",
                      activation.event_id, samples, award.mw)
             tasks.create_task(_settle_later(tso, activation, stop))

@@ -37,7 +37,7 @@ from .operators import (
     Step,
     StepKind,
 )
-from .report import html_report, junit_xml, print_cases, print_result, print_summary
+from .output import html_page, junit_xml, print_cases, print_result, print_summary
 from .rules import RULES
 from .runner import (
     VEN_CASES,
@@ -83,7 +83,7 @@ __all__ = [
     "VenUnderTest",
     "Verdict",
     "Violation",
-    "html_report",
+    "html_page",
     "junit_xml",
     "print_cases",
     "print_result",

@@ -1,7 +1,7 @@
 """Demos that run crowdflex nodes on loopback: real sockets, real mutual TLS, real SQLite files.
 
 :func:`run_platform` runs the Crowd Balancing Platform (TSO, aggregator, device fleet) through
-every flow and writes a report folder.
+every flow and writes a results folder.
 """
 
 from __future__ import annotations

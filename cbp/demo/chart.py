@@ -1,4 +1,4 @@
-"""The pool-power chart of the demo report: one inline SVG, no scripts, no external resources.
+"""The pool-power chart of the demo results: one inline SVG, no scripts, no external resources.
 
 Two panels on one time axis, so tracking can be judged at a glance in a 1400x900 screenshot:
 

@@ -79,7 +79,7 @@ class Nodes:
 
 def demo_settings(devices: int, settings: CbpSettings | None = None, *,
                   started: datetime | None = None) -> CbpSettings:
-    """The compressed profile for a run of ``devices`` started at ``started`` (now by default).
+    """The compressed timing for a run of ``devices`` started at ``started`` (now by default).
 
     Past 500 devices each polls every 8 s, so the aggregator's poll load stays flat as the fleet
     grows. The ISP grid is shifted (``MarketRules.isp_phase``) so that a gate closure falls

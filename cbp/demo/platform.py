@@ -3,13 +3,13 @@
 Each node is a real aiohttp server or client on 127.0.0.1 (ephemeral ports) over mutual TLS with
 its own certificate, on its own SQLite files under ``OUT``; the devices share one event loop and
 one outbox (a "device fleet") but each has its own identity and keep-alive connection. Timing is
-the compressed profile (:meth:`cbp.roles.CbpSettings.compressed`): one-minute ISPs.
+the compressed timing (:meth:`cbp.roles.CbpSettings.compressed`): one-minute ISPs.
 
 Flows, in order: onboarding with consent (one extra device without consent is refused),
 registration of the pool with the TSO, an offer for the next open ISP (plus a late one the TSO
 refuses with its reason), award and activation (LOAD_DISPATCH, MW per 4-s sample), dispatch to
 devices (kW), telemetry, baselines and per-device metering, TSO validation and settlement,
-prosumer payouts; then the report folder and the privacy audit of the captured link.
+prosumer payouts; then the results folder and the privacy audit of the captured link.
 The nodes up to the registered pool come from :func:`cbp.demo.nodes.start_nodes` (shared with
 ``python -m bench cbp``); :func:`bid_and_activate` runs bidding and operation up to every
 device's acknowledgement. Nothing sleeps to synchronise: every step awaits a condition under
@@ -28,11 +28,11 @@ from pathlib import Path
 
 from cbp.market import IspRef, ProsumerStatement, TsoStatement
 from cbp.roles import CbpSettings, DispatchedActivation, TsoNode
-from cbp.roles.tso import Activation, ramp_profile
+from cbp.roles.tso import Activation, ramp_setpoints
 from privacy import AuditResult, audit_run, month_of
 
 from .nodes import STEP_TIMEOUT_S, Nodes, demo_settings, start_nodes, stepper
-from .report import write_report
+from .results import write_results
 
 __all__ = ["Operated", "PlatformSummary", "bid_and_activate", "run_platform"]
 
@@ -103,8 +103,8 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
         elapsed = time.monotonic() - began
     audit = audit_run(out, detector=nodes.aggregator.outbound.current_detector())
     nodes.vault.close()
-    write_report(out, tso=nodes.tso, aggregator=nodes.aggregator,
-                 activation=operated.activation, prosumers=prosumers, audit=audit)
+    write_results(out, tso=nodes.tso, aggregator=nodes.aggregator,
+                  activation=operated.activation, prosumers=prosumers, audit=audit)
     step(f"privacy audit: {len(audit.files)} captured messages, "
          f"{'PASSED' if audit.passed else 'FAILED'}")
     return PlatformSummary(out_dir=out, devices=devices, registered=nodes.registered,
@@ -144,7 +144,7 @@ async def bid_and_activate(nodes: Nodes) -> Operated:
         raise RuntimeError("the TSO awarded nothing")
     samples = settings.rules.samples_per_isp
     activation = await tso.activate(awards[0], start=tso.calendar.isp_start(isp),
-                                    setpoints_mw=ramp_profile(awards[0].mw, samples))
+                                    setpoints_mw=ramp_setpoints(awards[0].mw, samples))
     step(f"operation: award {awards[0].mw} MW at {awards[0].clearing_price_eur_per_mwh} EUR/MWh;"
          f" LOAD_DISPATCH {activation.event_id} published ({samples} setpoints)")
     await _until(lambda: activation.acks != [], "the aggregator's acknowledgement")

@@ -1,6 +1,6 @@
 """Device simulators for the Crowd Balancing Platform (pure, seeded, stepped per 4-s sample).
 
-    DeviceProfiles (EvProfile, HeatPumpProfile, BatteryProfile)
+    DeviceParams (EvParams, HeatPumpParams, BatteryParams)
     EvCharger / HeatPump / HomeBattery  -- each a ``Device``: step(now, setpoint_kw) -> kW | None
     build_pool(n, seed) -> SimPool; FaultInjector takes devices offline (missing, not invented)
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from .base import Device, DeviceClass, power_bucket, step_all
 from .battery import HomeBattery
-from .config import BatteryProfile, DeviceProfiles, EvProfile, HeatPumpProfile, ProfileError
+from .config import BatteryParams, DeviceParams, DeviceParamsError, EvParams, HeatPumpParams
 from .ev import EvCharger
-from .fleet import SCENARIO_START, FaultInjector, SimPool, build_pool
 from .heatpump import HeatPump
+from .simpool import SCENARIO_START, FaultInjector, SimPool, build_pool
 
 __all__ = [
-    "SCENARIO_START", "BatteryProfile", "Device", "DeviceClass", "DeviceProfiles", "EvCharger",
-    "EvProfile", "FaultInjector", "HeatPump", "HeatPumpProfile", "HomeBattery", "ProfileError",
+    "SCENARIO_START", "BatteryParams", "Device", "DeviceClass", "DeviceParams", "DeviceParamsError",
+    "EvCharger", "EvParams", "FaultInjector", "HeatPump", "HeatPumpParams", "HomeBattery",
     "SimPool", "build_pool", "power_bucket", "step_all",
 ]  # fmt: skip

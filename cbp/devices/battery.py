@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from .base import DeviceClass, OnlineState, power_bucket
-from .config import BatteryProfile
+from .config import BatteryParams
 
 __all__ = ["HomeBattery"]
 
@@ -34,18 +34,18 @@ class HomeBattery(OnlineState):
         self,
         *,
         device_id: UUID,
-        profile: BatteryProfile,
+        params: BatteryParams,
         sample_period: timedelta,
         rng: random.Random,
     ) -> None:
         self.device_id = device_id
-        self.rated_kw = profile.rated_kw
-        self.power_bucket = power_bucket(profile.rated_kw)
+        self.rated_kw = params.rated_kw
+        self.power_bucket = power_bucket(params.rated_kw)
         self._dt_h = sample_period.total_seconds() / _HOUR_S
-        self._cap_kwh = rng.uniform(*profile.capacity_kwh)
-        self._eff = profile.efficiency
-        self._soc_min, self._soc_max = profile.soc_min, profile.soc_max
-        self._soc = rng.uniform(*profile.initial_soc)
+        self._cap_kwh = rng.uniform(*params.capacity_kwh)
+        self._eff = params.efficiency
+        self._soc_min, self._soc_max = params.soc_min, params.soc_max
+        self._soc = rng.uniform(*params.initial_soc)
         self._online = True
         self._true_kw = 0.0
 

@@ -1,7 +1,7 @@
 """Simulator parameters for the device models (the reference pool,
 docs/architecture.md#reference-scenarios), all configuration.
 
-``DeviceProfiles`` groups one profile per device class plus the telemetry sample period the
+``DeviceParams`` groups the parameters of each device class plus the telemetry sample period the
 simulators step in (docs/architecture.md#market-rules: 4 s; take it from
 ``MarketRules.sample_period``). The defaults describe the reference pool: EV chargers of 11 kW max
 charging at ~7.5 kW typical, 2.5 kW heat
@@ -19,20 +19,20 @@ from datetime import timedelta
 
 from cbp.errors import CbpError
 
-__all__ = ["BatteryProfile", "DeviceProfiles", "EvProfile", "HeatPumpProfile", "ProfileError"]
+__all__ = ["BatteryParams", "DeviceParams", "DeviceParamsError", "EvParams", "HeatPumpParams"]
 
 
-class ProfileError(CbpError, ValueError):
+class DeviceParamsError(CbpError, ValueError):
     """A simulator parameter is out of range."""
 
 
 def _ordered(name: str, pair: tuple[float, float], low: float = 0.0) -> None:
     if not low <= pair[0] <= pair[1]:
-        raise ProfileError(f"{name} must be an ordered range >= {low}, got {pair}")
+        raise DeviceParamsError(f"{name} must be an ordered range >= {low}, got {pair}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EvProfile:
+class EvParams:
     rated_kw: float = 11.0
     # Per-session charge rate: mostly 7.5 kW ("typical while charging"), some 3.7 and 11 kW.
     charge_rates_kw: tuple[float, ...] = (3.7, 7.5, 11.0)
@@ -52,26 +52,26 @@ class EvProfile:
 
     def __post_init__(self) -> None:
         if self.rated_kw <= 0 or not 0 <= self.min_charge_kw < self.rated_kw:
-            raise ProfileError("EV rated power must be positive and above the minimum")
+            raise DeviceParamsError("EV rated power must be positive and above the minimum")
         if len(self.charge_rates_kw) != len(self.charge_rate_weights) or not self.charge_rates_kw:
-            raise ProfileError("one weight per EV charge rate")
+            raise DeviceParamsError("one weight per EV charge rate")
         if any(not 0 < r <= self.rated_kw for r in self.charge_rates_kw):
-            raise ProfileError("EV charge rates must lie in (0, rated]")
+            raise DeviceParamsError("EV charge rates must lie in (0, rated]")
         for name in ("capacity_kwh", "plug_hours"):
             _ordered(name, getattr(self, name), 1e-9)
         for name in ("arrival_soc", "target_soc"):
             _ordered(name, getattr(self, name))
             if getattr(self, name)[1] > 1:
-                raise ProfileError(f"{name} must lie within [0, 1]")
+                raise DeviceParamsError(f"{name} must lie within [0, 1]")
         for name in ("charge_efficiency", "taper_from_soc", "plugged_at_start"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ProfileError(f"{name} must lie within [0, 1]")
+                raise DeviceParamsError(f"{name} must lie within [0, 1]")
         if self.mean_gap_hours <= 0:
-            raise ProfileError("mean_gap_hours must be positive")
+            raise DeviceParamsError("mean_gap_hours must be positive")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HeatPumpProfile:
+class HeatPumpParams:
     rated_kw: float = 2.5
     cop: tuple[float, float] = (2.8, 3.6)
     # Building: heat loss coefficient (kW per K) and thermal capacity (kWh per K).
@@ -85,7 +85,7 @@ class HeatPumpProfile:
 
     def __post_init__(self) -> None:
         if self.rated_kw <= 0 or self.comfort_half_band_k <= 0 or self.control_gain_kw_per_k < 0:
-            raise ProfileError("heat pump power, band and gain must be positive")
+            raise DeviceParamsError("heat pump power, band and gain must be positive")
         for name in ("cop", "loss_kw_per_k", "capacity_kwh_per_k"):
             _ordered(name, getattr(self, name), 1e-9)
         _ordered("outdoor_c", self.outdoor_c, -50.0)
@@ -93,7 +93,7 @@ class HeatPumpProfile:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BatteryProfile:
+class BatteryParams:
     rated_kw: float = 5.0
     capacity_kwh: tuple[float, float] = (8.0, 13.5)
     soc_min: float = 0.10
@@ -104,21 +104,22 @@ class BatteryProfile:
 
     def __post_init__(self) -> None:
         if self.rated_kw <= 0:
-            raise ProfileError("battery rated power must be positive")
+            raise DeviceParamsError("battery rated power must be positive")
         _ordered("capacity_kwh", self.capacity_kwh, 1e-9)
         if not 0 <= self.soc_min < self.soc_max <= 1 or not 0 < self.efficiency <= 1:
-            raise ProfileError("battery SoC limits and efficiency must be fractions, min < max")
+            raise DeviceParamsError(
+                "battery SoC limits and efficiency must be fractions, min < max")
         if not self.soc_min <= self.initial_soc[0] <= self.initial_soc[1] <= self.soc_max:
-            raise ProfileError("initial_soc must lie within the SoC limits")
+            raise DeviceParamsError("initial_soc must lie within the SoC limits")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeviceProfiles:
+class DeviceParams:
     sample_period: timedelta = timedelta(seconds=4)
-    ev: EvProfile = field(default_factory=EvProfile)
-    heat_pump: HeatPumpProfile = field(default_factory=HeatPumpProfile)
-    battery: BatteryProfile = field(default_factory=BatteryProfile)
+    ev: EvParams = field(default_factory=EvParams)
+    heat_pump: HeatPumpParams = field(default_factory=HeatPumpParams)
+    battery: BatteryParams = field(default_factory=BatteryParams)
 
     def __post_init__(self) -> None:
         if self.sample_period <= timedelta(0):
-            raise ProfileError("sample_period must be positive")
+            raise DeviceParamsError("sample_period must be positive")

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from .base import DeviceClass, OnlineState, power_bucket
-from .config import EvProfile
+from .config import EvParams
 
 __all__ = ["EvCharger"]
 
@@ -29,7 +29,7 @@ _HOUR_S = 3600.0
 class EvCharger(OnlineState):
     __slots__ = (
         "_cap_kwh", "_departure", "_dt_h", "_eff", "_min_kw", "_next_change",
-        "_plugged", "_profile", "_rate_kw", "_rng", "_soc", "_taper", "_target",
+        "_params", "_plugged", "_rate_kw", "_rng", "_soc", "_taper", "_target",
         "device_id", "power_bucket", "rated_kw",
     )  # fmt: skip
 
@@ -39,35 +39,35 @@ class EvCharger(OnlineState):
         self,
         *,
         device_id: UUID,
-        profile: EvProfile,
+        params: EvParams,
         sample_period: timedelta,
         rng: random.Random,
         start: datetime,
     ) -> None:
         self.device_id = device_id
-        self.rated_kw = profile.rated_kw
-        self.power_bucket = power_bucket(profile.rated_kw)
-        self._profile = profile
+        self.rated_kw = params.rated_kw
+        self.power_bucket = power_bucket(params.rated_kw)
+        self._params = params
         self._rng = rng
         self._dt_h = sample_period.total_seconds() / _HOUR_S
-        self._eff = profile.charge_efficiency
-        self._min_kw = profile.min_charge_kw
-        self._taper = max(1e-9, 1.0 - profile.taper_from_soc)
-        self._cap_kwh = rng.uniform(*profile.capacity_kwh)
+        self._eff = params.charge_efficiency
+        self._min_kw = params.min_charge_kw
+        self._taper = max(1e-9, 1.0 - params.taper_from_soc)
+        self._cap_kwh = rng.uniform(*params.capacity_kwh)
         self._online = True
         self._true_kw = 0.0
         self._rate_kw = self._target = self._soc = 0.0
         self._plugged = False
         self._departure = start
-        if rng.random() < profile.plugged_at_start:
+        if rng.random() < params.plugged_at_start:
             # Found mid-session: departure somewhere within the next plug duration.
-            self._begin_session(start, rng.uniform(1.0, profile.plug_hours[1]))
+            self._begin_session(start, rng.uniform(1.0, params.plug_hours[1]))
         else:
-            self._next_change = start + timedelta(hours=rng.expovariate(1 / profile.mean_gap_hours))
+            self._next_change = start + timedelta(hours=rng.expovariate(1 / params.mean_gap_hours))
 
     # -- sessions ---------------------------------------------------------------------------
     def _begin_session(self, arrival: datetime, plug_hours: float) -> None:
-        p, rng = self._profile, self._rng
+        p, rng = self._params, self._rng
         self._plugged = True
         self._rate_kw = rng.choices(p.charge_rates_kw, p.charge_rate_weights)[0]
         self._soc = rng.uniform(*p.arrival_soc)
@@ -79,10 +79,10 @@ class EvCharger(OnlineState):
         while now >= self._next_change:
             if self._plugged:
                 self._plugged = False
-                gap = self._rng.expovariate(1 / self._profile.mean_gap_hours)
+                gap = self._rng.expovariate(1 / self._params.mean_gap_hours)
                 self._next_change = self._departure + timedelta(hours=gap)
             else:
-                self._begin_session(self._next_change, self._rng.uniform(*self._profile.plug_hours))
+                self._begin_session(self._next_change, self._rng.uniform(*self._params.plug_hours))
 
     def _charge_kw(self, soc: float) -> float:
         """Natural charging power at ``soc``: the session rate, tapering near the target."""

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from .base import DeviceClass, OnlineState, power_bucket
-from .config import HeatPumpProfile, ProfileError
+from .config import DeviceParamsError, HeatPumpParams
 
 __all__ = ["HeatPump"]
 
@@ -38,24 +38,24 @@ class HeatPump(OnlineState):
         self,
         *,
         device_id: UUID,
-        profile: HeatPumpProfile,
+        params: HeatPumpParams,
         sample_period: timedelta,
         rng: random.Random,
     ) -> None:
         self.device_id = device_id
-        self.rated_kw = profile.rated_kw
-        self.power_bucket = power_bucket(profile.rated_kw)
+        self.rated_kw = params.rated_kw
+        self.power_bucket = power_bucket(params.rated_kw)
         self._dt_h = sample_period.total_seconds() / _HOUR_S
-        self._cop = rng.uniform(*profile.cop)
-        self._ua = rng.uniform(*profile.loss_kw_per_k)
-        self._cap = rng.uniform(*profile.capacity_kwh_per_k)
-        self._t_out = rng.uniform(*profile.outdoor_c)
-        self._t_set = rng.uniform(*profile.comfort_setpoint_c)
-        self._gain = profile.control_gain_kw_per_k
-        half = profile.comfort_half_band_k
+        self._cop = rng.uniform(*params.cop)
+        self._ua = rng.uniform(*params.loss_kw_per_k)
+        self._cap = rng.uniform(*params.capacity_kwh_per_k)
+        self._t_out = rng.uniform(*params.outdoor_c)
+        self._t_set = rng.uniform(*params.comfort_setpoint_c)
+        self._gain = params.control_gain_kw_per_k
+        half = params.comfort_half_band_k
         self._low, self._high = self._t_set - half, self._t_set + half
         if self._ua * (self._high - self._t_out) > self._cop * self.rated_kw:
-            raise ProfileError("heat pump too small to hold the comfort band for this house")
+            raise DeviceParamsError("heat pump too small to hold the comfort band for this house")
         self._t = self._t_set + rng.uniform(-0.3, 0.3)
         self._online = True
         self._true_kw = 0.0

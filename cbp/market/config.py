@@ -3,7 +3,7 @@
 ``MarketRules`` owns every number the market core uses: the ISP length, gate closure, offer bounds,
 the telemetry sample period, tracking lag, tolerance, penalty factor, baseline quality thresholds,
 gap interpolation and the acknowledgement deadline. Nothing in ``cbp.market`` hard-codes one of
-them, so a compressed-time profile (``MarketRules.compressed()``) can run an ISP in a minute.
+them, so a compressed timing (``MarketRules.compressed()``) can run an ISP in a minute.
 
 Invariants (checked when built): the ISP length divides an hour (so 23/24/25-hour days hold whole
 ISPs), the sample period divides the ISP length and the ISP phase (which is under one ISP),
@@ -88,7 +88,7 @@ class MarketRules:
 
     @classmethod
     def compressed(cls) -> MarketRules:
-        """A demo profile: one-minute ISPs (15 samples of 4 s), gate closure 100 s before.
+        """A demo timing: one-minute ISPs (15 samples of 4 s), gate closure 100 s before.
 
         The gate closure keeps the default's ratio to the ISP length (25 min : 15 min); the
         acknowledgement deadline stays 30 s because network latency does not compress.

@@ -6,7 +6,7 @@
     DeviceFleet     many device VENs (DeviceNode) with simulators on one event loop
 
 ``CbpSettings`` carries every number they share; ``CbpSettings.compressed()`` runs an ISP in a
-minute. The wire mapping of the profile is in :mod:`cbp.roles.wire`.
+minute. The profile's OpenADR messages are built and read in :mod:`cbp.roles.messages`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from .device import DeviceFleet, DeviceIdentity, DeviceNode
 from .outbound import FilteredCodec
 from .profile import CbpSettings, CbpTiming
 from .status import AggregatorStatus
-from .tso import Activation, OfferRecord, OfferRefused, TsoNode, ramp_profile
+from .tso import Activation, OfferRecord, OfferRefused, TsoNode, ramp_setpoints
 
 __all__ = [
     "Activation", "AggregatorNode", "AggregatorStatus", "CbpSettings", "CbpTiming", "DeviceFleet",
     "DeviceIdentity", "DeviceNode", "DispatchedActivation", "FilteredCodec", "OfferOutcome",
-    "OfferRecord", "OfferRefused", "TsoNode", "ramp_profile",
+    "OfferRecord", "OfferRefused", "TsoNode", "ramp_setpoints",
 ]  # fmt: skip

@@ -96,6 +96,17 @@ from vtn.storage import VenRegistration
 from .device import next_grid
 from .devicebook import DeviceBook, DeviceEntry
 from .erasure import ErasureDesk, erasure_metadata
+from .messages import (
+    BASELINE_SUFFIX,
+    OFFER_SUFFIX,
+    TELEMETRY_SUFFIX,
+    PoolDevice,
+    baseline_metadata,
+    flex_offer_metadata,
+    offer_intervals,
+    pool_metadata,
+    sample_intervals,
+)
 from .operation import DispatchedActivation, Operation
 from .outbound import FilteredCodec, outbound_policy
 from .profile import (
@@ -108,17 +119,6 @@ from .statement import ReceivedStatement
 from .status import AggregatorStatus
 from .tsolink import LinkWatch, PoolRowBuffer
 from .upstream import UpstreamClient
-from .wire import (
-    BASELINE_SUFFIX,
-    OFFER_SUFFIX,
-    TELEMETRY_SUFFIX,
-    PoolDevice,
-    baseline_metadata,
-    flex_offer_metadata,
-    offer_intervals,
-    pool_metadata,
-    sample_intervals,
-)
 
 __all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
 

@@ -48,6 +48,7 @@ from ven.config import VenXmpp
 from ven.tls import client_context
 from ven.xmpp import XmppLink
 
+from .messages import event_setpoints
 from .profile import (
     DEVICE_FLEX_RID,
     DEVICE_FORECAST_RIDS,
@@ -55,7 +56,6 @@ from .profile import (
     DEVICE_POWER_RID,
     CbpSettings,
 )
-from .wire import event_setpoints
 
 __all__ = ["DeviceFleet", "DeviceIdentity", "DeviceNode", "next_grid", "telemetry_metadata"]
 

@@ -178,7 +178,7 @@ def demo_fleet_toml(*, url: str, ca: Path, certs: Path, names: tuple[str, ...], 
                     outbox: Path, device_poll: timedelta, telemetry_batch: timedelta,
                     register_concurrency: int = 32, hold: bool = False,
                     xmpp: VenXmpp | None = None) -> str:
-    """The device config ``crowdflex demo`` writes for its fleet process (compressed profile)."""
+    """The device config ``crowdflex demo`` writes for its fleet process (compressed timing)."""
     listed = ", ".join(f'"{n}"' for n in names)
     link = ("" if xmpp is None else
             f'[xmpp]\nvtn_jid = "{xmpp.vtn_jid}"\nhost = "{xmpp.host}"\nport = {xmpp.port}\n'

@@ -43,8 +43,8 @@ from vtn.services import ServiceContext
 from vtn.services.events import cancel_events, publish_events
 
 from .devicebook import DeviceBook
+from .messages import activation_event, event_setpoints
 from .profile import CbpSettings
-from .wire import activation_event, event_setpoints
 
 __all__ = ["DispatchedActivation", "Operation"]
 

@@ -30,6 +30,7 @@ from privacy import ActivationWindow, OutboundFilter, OutboundPolicy
 from schemas import Codec, Message, ReportName
 
 from .erasure import ERASE_RID, ERASURE_REPORT, ERASURE_REPORT_TYPE, ERASURE_SUFFIX
+from .messages import BASELINE_SUFFIX, OFFER_SUFFIX, TELEMETRY_SUFFIX
 from .profile import (
     BASELINE_REPORT,
     BASELINE_RIDS,
@@ -43,7 +44,6 @@ from .profile import (
     CbpSettings,
 )
 from .statement import SETTLEMENT_SUFFIX
-from .wire import BASELINE_SUFFIX, OFFER_SUFFIX, TELEMETRY_SUFFIX
 
 __all__ = ["FilteredCodec", "outbound_policy"]
 

@@ -5,7 +5,7 @@
 MSP margins, poll intervals, how long before its ISP an activation is announced); the market's own
 numbers (ISP length, gate closure, sample period, ack deadline) stay in ``cbp.market.MarketRules``
 and the pool brains' numbers in ``cbp.pool.PoolConfig``. ``CbpSettings.compressed()`` is the
-demo profile: one-minute ISPs, so a whole ISP with its activation runs in about a minute.
+demo timing: one-minute ISPs, so a whole ISP with its activation runs in about a minute.
 
 Wire names: the aggregator registers three METADATA reports with the TSO, told apart by their
 reportSpecifierID suffix: pool telemetry (pool row + one description per device pseudonym), the
@@ -139,7 +139,7 @@ class CbpSettings:
 
     @classmethod
     def compressed(cls) -> CbpSettings:
-        """The demo profile: an ISP in a minute, everything else scaled to fit around it.
+        """The demo timing: an ISP in a minute, everything else scaled to fit around it.
 
         Offers go in 0.1 MW steps from 0.1 MW so that a pool of 200 home devices can bid at all
         (the 1 MW minimum is a market rule, kept as the default profile)."""

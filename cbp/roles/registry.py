@@ -24,7 +24,7 @@ from datetime import datetime
 from schemas import Codec, InvalidData, RegisterReport, Report
 from vtn.storage import Storage
 
-from .wire import TELEMETRY_SUFFIX, PoolDevice, parse_pool_devices
+from .messages import TELEMETRY_SUFFIX, PoolDevice, parse_pool_devices
 
 __all__ = ["PoolRegistry", "stored_pool_reports"]
 

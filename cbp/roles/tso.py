@@ -80,13 +80,13 @@ from vtn.services.offered import live_requests, offer_reports, send_report
 from vtn.settings import VtnConfig
 
 from .erasure import ERASURE_REPORT, ErasureIntake
+from .messages import OFFER_SUFFIX, PoolDevice, activation_event, event_setpoints, parse_offer
 from .profile import BASELINE_RIDS, FLEX_OFFER_REPORT, LATE_QUALITY, CbpSettings
 from .registry import PoolRegistry, stored_pool_reports
 from .retention import RetentionTask, tso_rules
 from .statement import SETTLEMENT_SUFFIX, settlement_metadata, statement_report
-from .wire import OFFER_SUFFIX, PoolDevice, activation_event, event_setpoints, parse_offer
 
-__all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_profile"]
+__all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_setpoints"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Activation:
         return any(a.late for a in self.acks)
 
 
-def ramp_profile(mw: Decimal, samples: int, ramp: int = 3) -> tuple[Decimal, ...]:
+def ramp_setpoints(mw: Decimal, samples: int, ramp: int = 3) -> tuple[Decimal, ...]:
     """Setpoints (MW) ramping up over ``ramp`` samples, holding, ramping down to zero at the end."""
     steps = max(1, min(ramp, samples // 3))
     shape = []

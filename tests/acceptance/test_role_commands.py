@@ -163,7 +163,7 @@ def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_example(tmp: Path, name: str, changes: dict[str, Any], out: str = "") -> Path:
-    """examples/<name>.toml with ``changes`` (paths into tmp, port 0, the compressed profile):
+    """examples/<name>.toml with ``changes`` (paths into tmp, port 0, the compressed timing):
     every other key is the example's own, so a wrong key there fails here."""
     example = tomllib.loads((ROOT / "examples" / f"{name}.toml").read_text())
     path = tmp / (out or f"{name}.toml")

@@ -30,8 +30,8 @@ from cbp.devices.base import OnlineState
 from cbp.market import IspRef
 from cbp.roles import AggregatorNode, CbpSettings, DeviceFleet, DeviceIdentity, DeviceNode, TsoNode
 from cbp.roles.device import next_grid
+from cbp.roles.messages import TELEMETRY_SUFFIX, sample_intervals
 from cbp.roles.tso import Activation
-from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
 from devpki import Role
 from privacy import (
     ONBOARDING_PURPOSE,

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from cbp.devices import (
     DeviceClass,
-    DeviceProfiles,
+    DeviceParams,
     EvCharger,
-    EvProfile,
+    EvParams,
     FaultInjector,
     HeatPump,
-    HeatPumpProfile,
+    HeatPumpParams,
     HomeBattery,
     build_pool,
     power_bucket,
@@ -25,7 +25,7 @@ from cbp.devices import (
 
 T0 = datetime(2025, 3, 14, 13, 0, tzinfo=UTC)
 DT = timedelta(seconds=4)
-PROFILES = DeviceProfiles()
+PARAMS = DeviceParams()
 setpoints = st.lists(st.none() | st.floats(-20, 20, allow_nan=False), min_size=1, max_size=100)
 
 
@@ -34,8 +34,8 @@ def _id(n: int) -> UUID:
 
 
 def _ev(seed: int, **kw: object) -> EvCharger:
-    profile = EvProfile(**kw)  # type: ignore[arg-type]
-    return EvCharger(device_id=_id(seed), profile=profile, sample_period=DT,
+    params = EvParams(**kw)  # type: ignore[arg-type]
+    return EvCharger(device_id=_id(seed), params=params, sample_period=DT,
                      rng=random.Random(seed), start=T0)  # fmt: skip
 
 
@@ -83,7 +83,7 @@ def test_ev_sessions_come_and_go_over_a_day() -> None:
 
 
 def _heat_pump(seed: int) -> HeatPump:
-    return HeatPump(device_id=_id(seed), profile=HeatPumpProfile(), sample_period=DT,
+    return HeatPump(device_id=_id(seed), params=HeatPumpParams(), sample_period=DT,
                     rng=random.Random(seed))  # fmt: skip
 
 
@@ -114,7 +114,7 @@ def test_heat_pump_pauses_within_band_then_comfort_overrides() -> None:
 
 @given(seed=st.integers(0, 10_000), plan=setpoints)
 def test_battery_power_and_soc_limits(seed: int, plan: list[float | None]) -> None:
-    battery = HomeBattery(device_id=_id(seed), profile=PROFILES.battery, sample_period=DT,
+    battery = HomeBattery(device_id=_id(seed), params=PARAMS.battery, sample_period=DT,
                           rng=random.Random(seed))  # fmt: skip
     low, high = battery.soc_limits
     for k, setpoint in enumerate(x for x in plan for _ in range(20)):
@@ -126,7 +126,7 @@ def test_battery_power_and_soc_limits(seed: int, plan: list[float | None]) -> No
 
 
 def test_battery_discharge_stops_at_soc_min() -> None:
-    battery = HomeBattery(device_id=_id(1), profile=PROFILES.battery, sample_period=DT,
+    battery = HomeBattery(device_id=_id(1), params=PARAMS.battery, sample_period=DT,
                           rng=random.Random(1))  # fmt: skip
     assert battery.step(T0, -5.0) == -5.0
     readings = [battery.step(T0 + k * DT, -5.0) for k in range(1, 12_000)]

@@ -107,14 +107,14 @@ def test_two_hundred_devices_every_flow_settles_as_recomputed(tmp_path: Path) ->
     for path in captured:
         assert_xsd_valid(path.read_bytes())
     assert summary.audit.passed and len(summary.audit.files) == len(captured)
-    report = tmp_path / "report"
-    explained = (report / "tso-statement.txt").read_text().splitlines()
+    results = tmp_path / "results"
+    explained = (results / "tso-statement.txt").read_text().splitlines()
     assert explained[0].startswith(f"requested {s.requested_mwh} MWh: ")
     assert explained[2].startswith(f"settled {s.settled_mwh} MWh: ")
-    prosumer_rows = (report / "prosumer-statements.csv").read_text().splitlines()
+    prosumer_rows = (results / "prosumer-statements.csv").read_text().splitlines()
     assert prosumer_rows[0] == "month,prosumer_id,delivered_kwh,amount_eur"
     assert len(prosumer_rows) == 1 + len(summary.prosumers.lines)
-    assert 'id="series-setpoint"' in (report / "pool-power.html").read_text()
+    assert 'id="series-setpoint"' in (results / "pool-power.html").read_text()
     # the device fleet's process (its own interpreter, as under `make demo`) warned of nothing
     fleet_log = (tmp_path / "devices.log").read_text()
     assert not re.search(r"Traceback|\w+Warning:", fleet_log), fleet_log

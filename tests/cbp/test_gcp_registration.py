@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import privacy
+from cbp.roles.messages import PoolDevice, pool_metadata
 from cbp.roles.registry import PoolRegistry
-from cbp.roles.wire import PoolDevice, pool_metadata
 from privacy import PseudonymisationEntity
 from schemas import InvalidData
 from tests.kit.vaults import WHO, mandated_vault

@@ -77,7 +77,7 @@ def test_setpoint_profile_is_scenario_4() -> None:
     assert values[0] == 0.1 and values[29] == 3.0 and values[120] == 2.9 and values[149] == 0.0
 
 
-def test_pool_follows_the_ramp_profile(baseline: Run) -> None:
+def test_pool_follows_the_ramped_setpoints(baseline: Run) -> None:
     act = run(activate=True)
     response = response_kw(baseline, act)
     for i, k in enumerate(range(FIRST, LAST)):

@@ -20,8 +20,8 @@ import pytest
 
 from cbp.cli._onboard import import_onboarding, read_devices
 from cbp.devices import DeviceClass
+from cbp.roles.messages import TELEMETRY_SUFFIX, PoolDevice, pool_metadata, sample_intervals
 from cbp.roles.tso import Activation
-from cbp.roles.wire import TELEMETRY_SUFFIX, PoolDevice, pool_metadata, sample_intervals
 from privacy import (
     ONBOARDING_PURPOSE,
     VALIDATION_PURPOSE,

@@ -27,7 +27,7 @@ def test_the_report_command_joins_the_nodes_tables_and_refuses_a_disagreement(
     text = (out / "privacy-report.md").read_text()
     assert "per-device rows at the TSO: 44 days" in text
     assert "raw device telemetry at the aggregator: 55 days" in text
-    assert "from 8 s before an activation" in text  # the compressed profile's window
+    assert "from 8 s before an activation" in text  # the compressed timing's window
     aggregator.write_text("[privacy]\ntso_device_retention_days = 45\n")
     assert main(["privacy", "report", "--config", str(tso), "--config", str(aggregator),
                  "--out", str(tmp_path / "again")]) == 2

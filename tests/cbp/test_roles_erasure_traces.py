@@ -17,7 +17,7 @@ import pytest
 
 import privacy
 from cbp.roles import DeviceIdentity
-from cbp.roles.wire import TELEMETRY_SUFFIX, sample_intervals
+from cbp.roles.messages import TELEMETRY_SUFFIX, sample_intervals
 from devpki import Role
 from privacy import ActivationWindow
 from tests.kit.pki import Pki

@@ -12,7 +12,7 @@ import pytest
 from cbp.devices import DeviceClass
 from cbp.market import Direction, IspRef, Offer
 from cbp.roles import FilteredCodec
-from cbp.roles.wire import (
+from cbp.roles.messages import (
     PoolDevice,
     offer_intervals,
     parse_offer,

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from cbp.roles import TsoNode
+from cbp.roles.messages import PoolDevice, pool_metadata
 from cbp.roles.registry import PoolRegistry
-from cbp.roles.wire import PoolDevice, pool_metadata
 from schemas import InvalidData, Report
 from tests.kit.pki import Pki
 from tests.kit.vtn import LoopbackVtn

@@ -1,4 +1,4 @@
-"""`crowdflex conformance vtn`: options, case list, exit codes, and the JUnit and HTML reports.
+"""`crowdflex conformance vtn`: options, case list, exit codes, and the JUnit XML and the HTML page.
 
 Full runs go through the real command (``cbp.cli.main``, on a thread with its own event loop)
 against crowdflex's VTN with the admin API as operator, and against a deliberately broken VTN

@@ -45,7 +45,7 @@ from schemas import (
     UpdateReport,
     new_id,
 )
-from schemas import ReportDescription as WireDescription
+from schemas import ReportDescription as MessageDescription
 from vtn.storage import ReportData, ReportDescription, ReportRequestStatus
 from vtn.storage import ReportRequest as StoredRequest
 from vtn.transport import Peer
@@ -71,7 +71,7 @@ def _data_name(report: Report) -> str:
     return name.removeprefix("METADATA_")
 
 
-def _granularity(ctx: ServiceContext, descriptions: Iterable[WireDescription]) -> timedelta:
+def _granularity(ctx: ServiceContext, descriptions: Iterable[MessageDescription]) -> timedelta:
     rates = [d.sampling_rate.min_period for d in descriptions if d.sampling_rate is not None]
     return max(rates) if rates else ctx.default_granularity
 

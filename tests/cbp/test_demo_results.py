@@ -1,7 +1,7 @@
-"""The demo's pool-power report, rendered by headless Chromium at 1400x900 and inspected.
+"""The demo's pool-power page, rendered by headless Chromium at 1400x900 and inspected.
 
 A synthetic settled activation (one-minute ISPs, 0.7 MW awarded, the pool following 1 sample
-late and over-delivering a little at the top of the ramp) goes through the report's own code;
+late and over-delivering a little at the top of the ramp) goes through the page's own code;
 Chromium (Debian package ``chromium``) takes a screenshot, whose pixels must show every series
 colour, and dumps the DOM after a script the test adds to the copy it renders, which reports the
 drawn geometry: the legend must not touch any plotted line, every series must lie inside its
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from cbp.demo.report import pool_power_html, power_series, statement_text
+from cbp.demo.results import pool_power_html, power_series, statement_text
 from cbp.market import (
     Award,
     Direction,
@@ -88,7 +88,7 @@ def _page() -> str:
 
 
 # Measures every drawn element once the page has laid out, and writes the result into the DOM
-# (only in the test's copy: the report itself carries no script).
+# (only in the test's copy: the page itself carries no script).
 _PROBE = """<script>
 const box = e => { const r = e.getBoundingClientRect();
   return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };

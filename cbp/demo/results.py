@@ -1,6 +1,6 @@
-"""The demo's report folder: statements, offers, a self-contained chart, the audit result.
+"""The demo's results folder: statements, offers, a self-contained chart, the audit result.
 
-Writes into ``OUT/report/``: ``tso-statement.csv`` and ``.json`` (cbp.market exports),
+Writes into ``OUT/results/``: ``tso-statement.csv`` and ``.json`` (cbp.market exports),
 ``tso-statement.txt`` (each figure of the statement in a line: what it is, how it was reached),
 ``prosumer-statements.csv``, ``offers.csv`` (every offer the TSO's book saw, with its verdict),
 ``pool-power.html`` (the chart of :mod:`cbp.demo.chart` above the explained statement; no
@@ -34,7 +34,7 @@ from privacy import AuditResult
 
 from .chart import PowerSeries, Series, pool_power_svg
 
-__all__ = ["pool_power_html", "power_series", "statement_text", "write_report"]
+__all__ = ["pool_power_html", "power_series", "statement_text", "write_results"]
 
 _MICRO_EUR = Decimal("0.000001")
 
@@ -112,7 +112,7 @@ def statement_text(activation: Activation, prosumers: ProsumerStatement,
 
 
 def pool_power_html(chart: PowerSeries, explained: tuple[str, ...]) -> str:
-    """The report page: the chart, then the statement in words. One file, nothing external."""
+    """The results page: the chart, then the statement in words. One file, nothing external."""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in explained)
     return ("<!doctype html><html><head><meta charset='utf-8'><title>crowdflex demo: pool power"
             "</title><style>body{margin:8px;font-family:sans-serif}h1{font-size:20px;"
@@ -122,9 +122,9 @@ def pool_power_html(chart: PowerSeries, explained: tuple[str, ...]) -> str:
             f"<ul id='statement'>{items}</ul></body></html>\n")  # fmt: skip
 
 
-def write_report(out: Path, *, tso: TsoNode, aggregator: AggregatorNode, activation: Activation,
-                 prosumers: ProsumerStatement, audit: AuditResult) -> Path:
-    folder = out / "report"
+def write_results(out: Path, *, tso: TsoNode, aggregator: AggregatorNode, activation: Activation,
+                  prosumers: ProsumerStatement, audit: AuditResult) -> Path:
+    folder = out / "results"
     folder.mkdir(parents=True, exist_ok=True)
     statements = [activation.statement] if activation.statement is not None else []
     (folder / "tso-statement.csv").write_text(tso_statements_csv(statements))

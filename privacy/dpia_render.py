@@ -1,6 +1,7 @@
-"""The privacy report for the privacy body (a DPIA's factual part), generated from what runs.
+"""The DPIA's files for the privacy body (its factual part), generated from what runs; the
+command that writes them is ``crowdflex privacy report``.
 
-:func:`report_sections` (in :mod:`privacy.dpia`) builds the content from the ``[privacy]``
+:func:`dpia_sections` (in :mod:`privacy.dpia`) builds the content from the ``[privacy]``
 settings and the metering scope the nodes run with; this module renders it twice, Markdown and
 HTML. Every configured value is interpolated, never restated by hand. The HTML renderer escapes
 every cell (``html.escape``), so a recipient or purpose name cannot inject markup; the Markdown
@@ -14,9 +15,9 @@ from pathlib import Path
 from typing import Final
 
 from .config import PrivacyConfig
-from .dpia import MeteringScope, Section, report_sections
+from .dpia import MeteringScope, Section, dpia_sections
 
-__all__ = ["render_html", "render_markdown", "write_report"]
+__all__ = ["render_html", "render_markdown", "write_dpia"]
 
 _TITLE: Final = "crowdflex privacy report"
 
@@ -42,7 +43,7 @@ def _markdown_section(section: Section) -> list[str]:
 
 def render_markdown(config: PrivacyConfig, scope: MeteringScope | None = None) -> str:
     lines = [f"# {_TITLE}", ""]
-    for section in report_sections(config, scope or MeteringScope()):
+    for section in dpia_sections(config, scope or MeteringScope()):
         lines += _markdown_section(section)
     return "\n".join(lines)
 
@@ -63,7 +64,7 @@ def _html_section(section: Section) -> str:
 
 def render_html(config: PrivacyConfig, scope: MeteringScope | None = None) -> str:
     e = html.escape
-    body = "\n".join(_html_section(s) for s in report_sections(config, scope or MeteringScope()))
+    body = "\n".join(_html_section(s) for s in dpia_sections(config, scope or MeteringScope()))
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(_TITLE)}</title>'
         "<style>body{font-family:sans-serif;max-width:80em}table{border-collapse:collapse}"
@@ -72,8 +73,8 @@ def render_html(config: PrivacyConfig, scope: MeteringScope | None = None) -> st
     )
 
 
-def write_report(config: PrivacyConfig, out_dir: Path,
-                 scope: MeteringScope | None = None) -> tuple[Path, Path]:
+def write_dpia(config: PrivacyConfig, out_dir: Path,
+               scope: MeteringScope | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / "privacy-report.md"
     page = out_dir / "privacy-report.html"

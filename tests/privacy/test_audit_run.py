@@ -1,4 +1,4 @@
-"""The run audit (planted leaks fail and are named, clean folders pass) and the data-flow report."""
+"""The run audit: planted leaks fail and are named, clean folders pass."""
 
 from __future__ import annotations
 

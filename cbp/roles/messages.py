@@ -1,4 +1,4 @@
-"""The CBP profile on the wire: building and reading its OpenADR 2.0b messages
+"""The CBP profile's OpenADR 2.0b messages: building them from role data and reading them back
 (docs/architecture.md#the-cbp-profile-on-openadr).
 
 Pure functions from role data to ``schemas`` types and back; no I/O, no clock.

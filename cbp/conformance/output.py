@@ -1,6 +1,6 @@
-"""What a run leaves behind: the case list, a console summary, JUnit XML and an HTML report.
+"""What a run leaves behind: the case list, a console summary, JUnit XML and an HTML page.
 
-The HTML report is one self-contained file (no scripts, no external styles) with every exchange
+The HTML page is one self-contained file (no scripts, no external styles) with every exchange
 of every case, request and reply bodies included; every text in it, bodies above all, is
 escaped, so a hostile VTN's reply is shown, never rendered. JUnit XML is built with lxml and
 carries characters XML cannot hold as ``\\xNN``.
@@ -19,7 +19,7 @@ from lxml import etree
 from ._model import Case, CaseResult, Exchange, Rule
 from .rules import RULES
 
-__all__ = ["html_report", "junit_xml", "print_cases", "print_result", "print_summary"]
+__all__ = ["html_page", "junit_xml", "print_cases", "print_result", "print_summary"]
 
 _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -117,8 +117,8 @@ def _case_html(result: CaseResult) -> str:
             + f"<h3>Exchanges</h3>{exchanges}</section>")
 
 
-def html_report(results: Sequence[CaseResult], *, target: str, side: str = "vtn",
-                rules: Sequence[Rule[Any, Any]] = RULES) -> str:
+def html_page(results: Sequence[CaseResult], *, target: str, side: str = "vtn",
+              rules: Sequence[Rule[Any, Any]] = RULES) -> str:
     """The whole run as one HTML page: a summary table, then each case with its exchanges.
     ``side`` is the node under test (``vtn`` or ``ven``), ``rules`` the passive rules it ran."""
     checked = "reply" if side == "vtn" else "request"

@@ -80,7 +80,7 @@ def test_the_report_holds_the_rights_flows_and_the_risk_table() -> None:
                            recipients=(Recipient(name="TSO:ELIA-BE",
                                                  purposes=("balancing-validation",)),))
     scope = MeteringScope(before=timedelta(seconds=60), after=timedelta(seconds=30))
-    sections = {s.title: s for s in privacy.report_sections(config, scope)}
+    sections = {s.title: s for s in privacy.dpia_sections(config, scope)}
     rights = " ".join(sections["Data-subject rights"].items)
     assert "crowdflex privacy access --vault FILE --prosumer ID --reason TEXT" in rights
     assert "recipient (TSO:ELIA-BE)" in rights and "crowdflex privacy erasures" in rights

@@ -23,7 +23,7 @@ from uuid import UUID
 
 from .base import Device, DeviceClass
 from .battery import HomeBattery
-from .config import DeviceProfiles
+from .config import DeviceParams
 from .ev import EvCharger
 from .heatpump import HeatPump
 
@@ -75,30 +75,30 @@ def build_pool(
     seed: int,
     *,
     start: datetime = SCENARIO_START,
-    profiles: DeviceProfiles | None = None,
+    params: DeviceParams | None = None,
 ) -> SimPool:
     """A pool of ``n_devices`` in the reference mix, its state drawn for ``start``."""
     if n_devices < 0:
         raise ValueError("n_devices must not be negative")
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware")
-    profiles = profiles if profiles is not None else DeviceProfiles()
+    params = params if params is not None else DeviceParams()
     rng = random.Random(seed)
     counts = {cls: round(n_devices * share) for cls, share in _MIX}
     counts[DeviceClass.BATTERY] = n_devices - sum(counts.values())
-    period = profiles.sample_period
+    period = params.sample_period
     devices: list[Device] = []
     for _ in range(counts[DeviceClass.EV_CHARGER]):
         own = random.Random(rng.getrandbits(64))
-        devices.append(EvCharger(device_id=_new_uuid(rng), profile=profiles.ev,
+        devices.append(EvCharger(device_id=_new_uuid(rng), params=params.ev,
                                  sample_period=period, rng=own, start=start))  # fmt: skip
     for _ in range(counts[DeviceClass.HEAT_PUMP]):
         own = random.Random(rng.getrandbits(64))
-        devices.append(HeatPump(device_id=_new_uuid(rng), profile=profiles.heat_pump,
+        devices.append(HeatPump(device_id=_new_uuid(rng), params=params.heat_pump,
                                 sample_period=period, rng=own))  # fmt: skip
     for _ in range(counts[DeviceClass.BATTERY]):
         own = random.Random(rng.getrandbits(64))
-        devices.append(HomeBattery(device_id=_new_uuid(rng), profile=profiles.battery,
+        devices.append(HomeBattery(device_id=_new_uuid(rng), params=params.battery,
                                    sample_period=period, rng=own))  # fmt: skip
     return SimPool(devices)
 
