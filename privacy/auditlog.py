@@ -61,7 +61,8 @@ class ChainCheck:
 
 
 class AuditLog:
-    """Appends and verifies the chain in the vault's SQLite connection."""
+    """``vault.audit``: appends to the chain in the vault's SQLite connection (for every
+    concern of the vault), reads it back and verifies it."""
 
     __slots__ = ("_clock", "_db", "_integrity")
 

@@ -136,7 +136,7 @@ class Consents:
             return self._rows.withdraw(prosumer_id, purpose, self._clock())
 
     def of(self, prosumer_id: str) -> tuple[Consent, ...]:
-        """The prosumer's consents, given and withdrawn, oldest first."""
+        """The prosumer's consents, live and withdrawn."""
         return self._rows.of(prosumer_id)
 
     def history(self) -> tuple[ConsentHistory, ...]:
@@ -146,7 +146,8 @@ class Consents:
     def require(self, device_uuid: UUID, purpose: str) -> None:
         """Raise :class:`ConsentMissing` unless the device's owner consents to ``purpose`` now.
 
-        Call it before sending any of the device's data (and it is called before onboarding).
+        Call it before sending any of the device's data (onboarding checks the owner's consent
+        itself: :meth:`privacy.devices.Devices.onboard`).
         """
         owner = self._identities.owner(device_uuid)
         if owner is None:

@@ -11,7 +11,7 @@ zeroed, the WAL truncated: :meth:`vtn.storage.Storage.scrub`) *before* it answer
 capture folder, every captured message naming one of them (the notice's own capture included)
 is deleted before the answer leaves too (:meth:`ErasureIntake.capture_sweep`). Its
 oadrUpdatedReport (200) is the acknowledgement the aggregator records in the vault
-(:meth:`privacy.IdentityVault.acknowledge_erasure`). A notice the TSO cannot read is answered 454
+(``vault.erasure.acknowledge``). A notice the TSO cannot read is answered 454
 and stays pending; an unreachable TSO leaves it pending for the next tick.
 
 The aggregator side (:class:`ErasureDesk`), at each sample tick, for the notices pending for its

@@ -76,6 +76,15 @@ def test_no_consent_no_onboarding(vault: IdentityVault) -> None:
     assert list(vault.devices.of("P-9", **WHO)) == []
 
 
+def test_a_prosumer_id_is_added_once(vault: IdentityVault, household: Household) -> None:
+    add_household(vault, 0)  # added later, listed first
+    with pytest.raises(ValueError, match="already in the vault"):
+        vault.prosumers.add(prosumer_id=household.prosumer.prosumer_id, name="Bram",
+                            postcode="1011 AA", ean="871687120000099999", contract_id="C-9")
+    assert vault.prosumers.ids() == ("P-0000", "P-0001")
+    assert vault.prosumers.get("P-0001", **WHO) == household.prosumer  # the first stays
+
+
 def test_withdrawal_stops_data_at_the_next_check(
     vault: IdentityVault, household: Household
 ) -> None:
