@@ -28,7 +28,7 @@ from __future__ import annotations
 from .access import SubjectAccess, subject_access
 from .allowlist import GENERALISED
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
-from .auditlog import ChainCheck
+from .auditlog import AuditEntry, ChainCheck
 from .config import (
     DEFAULT_LEGAL_BASIS,
     VALIDATION_PURPOSE,
@@ -38,6 +38,7 @@ from .config import (
     load_config,
 )
 from .detect import Finding, LeakDetector
+from .devices import ONBOARDING_PURPOSE
 from .dpia import MeteringScope, Section, Table, data_flows, dpia_sections
 from .dpia_render import render_html, render_markdown, write_dpia
 from .erasure import erase_prosumer
@@ -63,6 +64,7 @@ from .minimise import (
     generalise,
 )
 from .pseudonym import PSEUDONYM_PREFIX, is_pseudonym, month_of, pseudonym, validate_month
+from .pseudonyms import GCP_PURPOSE
 from .records import (
     Consent,
     ConsentHistory,
@@ -80,7 +82,7 @@ from .retention import (
     apply_retention,
 )
 from .stores import Holder, Store, StoreRetention, retention_schedule
-from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE, AuditEntry, IdentityValue, IdentityVault
+from .vault import IdentityValue, IdentityVault
 
 __all__ = [
     "CAPTURE_SUBDIR",

@@ -32,8 +32,8 @@ def subject_access(vault: IdentityVault, prosumer_id: str, config: PrivacyConfig
     """Everything the vault holds on the prosumer and, per recipient, the pseudonyms under
     which it may hold their data; audited."""
     return SubjectAccess(
-        prosumer=vault.prosumer(prosumer_id, requested_by=requested_by, reason=reason),
-        consents=vault.consents(prosumer_id),
-        devices=vault.devices(prosumer_id, requested_by=requested_by, reason=reason),
-        held_by=vault.issued_pseudonyms(prosumer_id, scopes=config.scopes(),
+        prosumer=vault.prosumers.get(prosumer_id, requested_by=requested_by, reason=reason),
+        consents=vault.consents.of(prosumer_id),
+        devices=vault.devices.of(prosumer_id, requested_by=requested_by, reason=reason),
+        held_by=vault.pseudonyms.issued(prosumer_id, scopes=config.scopes(),
                                         requested_by=requested_by, reason=reason))

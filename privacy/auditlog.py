@@ -2,7 +2,7 @@
 
 Every path from a pseudonym or a device_uuid to identity (and every erasure) writes one entry:
 when, which action, who asked (``requested_by``), why (``reason``, required and non-empty) and
-what (``detail``). Identifiers in ``detail`` are keyed references (:meth:`Integrity.ref`), never
+what (``detail``). Identifiers in ``detail`` are keyed references (:meth:`AuditLog.ref`), never
 the pseudonym, device_uuid or prosumer_id itself, so the log can outlive an erasure.
 
 Each entry carries ``chain = HMAC(integrity key, previous chain || the entry's fields)`` (the
@@ -61,7 +61,8 @@ class ChainCheck:
 
 
 class AuditLog:
-    """Appends and verifies the chain in the vault's SQLite connection."""
+    """``vault.audit``: appends to the chain in the vault's SQLite connection (for every
+    concern of the vault), reads it back and verifies it."""
 
     __slots__ = ("_clock", "_db", "_integrity")
 
@@ -89,6 +90,18 @@ class AuditLog:
         chain = self._link(bytes(previous[0]) if previous else _GENESIS, version,
                            (entry, at, action, requested_by, reason, text))
         self._db.execute("UPDATE audit_log SET chain = ? WHERE entry = ?", (chain, entry))
+
+    def record(self, action: str, *, requested_by: str, reason: str,
+               detail: Mapping[str, str]) -> None:
+        """Append one entry in a transaction of its own (an audited read)."""
+        with self._db:
+            self.write(action, requested_by=requested_by, reason=reason, detail=detail)
+
+    def ref(self, value: str) -> str:
+        """A keyed reference to a value, for ``detail``: comparable, not reversible without the
+        key."""
+        version = self._integrity.current_version()
+        return f"v{version}:" + self._integrity.mac(version, "ref", value)[:12].hex()
 
     def _link(self, previous: bytes, version: int, fields: tuple[object, ...]) -> bytes:
         return self._integrity.mac(version, previous.hex(), *fields)

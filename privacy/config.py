@@ -20,8 +20,9 @@ from typing import Final
 
 from tomlconfig import Table, document
 
+from .devices import ONBOARDING_PURPOSE
 from .errors import PrivacyConfigError
-from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
+from .pseudonyms import GCP_PURPOSE
 
 __all__ = [
     "DEFAULT_LEGAL_BASIS",

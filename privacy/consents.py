@@ -6,21 +6,27 @@ erased, the erasure's random id) carries an HMAC under the master key's ``integr
 purpose changed, a grant forged without the key) raises :class:`VaultCorrupt` on the next read.
 After erasure only purpose and times remain (GDPR art. 7(1): the aggregator can still show that
 past processing had consent), under an id that links to nothing.
+
+:class:`Consents` is ``vault.consents``: grant and withdraw for a prosumer in the vault, and the
+check before a device's data is used (:meth:`Consents.require`). Consent is read from the file
+on every check, so a withdrawal takes effect at the next check.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final
+from uuid import UUID
 
-from .errors import VaultCorrupt
+from .errors import ConsentMissing, VaultCorrupt
+from .identities import IdentityRows
 from .records import Consent, ConsentHistory
 from .sealing import Integrity
 
-__all__ = ["CONSENT_SCHEMA", "ConsentRows"]
+__all__ = ["CONSENT_SCHEMA", "ConsentRows", "Consents"]
 
 CONSENT_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS consents (
@@ -101,3 +107,50 @@ class ConsentRows:
         """Re-MAC every row under the current master version (key rotation)."""
         for row in self._rows("1 = 1", ()):
             self._put(row)
+
+
+class Consents:
+    """``vault.consents``: a prosumer's consents per purpose, and the check before use."""
+
+    __slots__ = ("_clock", "_db", "_identities", "_rows")
+
+    def __init__(self, db: sqlite3.Connection, rows: ConsentRows, identities: IdentityRows,
+                 clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._rows = rows
+        self._identities = identities
+        self._clock = clock
+
+    def grant(self, prosumer_id: str, purpose: str) -> Consent:
+        """Record a consent given now; an unknown prosumer raises :class:`UnknownIdentity`."""
+        self._identities.prosumer(prosumer_id)
+        with self._db:
+            return self._rows.grant(prosumer_id, purpose, self._clock())
+
+    def withdraw(self, prosumer_id: str, purpose: str) -> int:
+        """Withdraw every live consent for the purpose; effective at the next consent check.
+        Returns how many were live (0: nothing to withdraw); an unknown prosumer raises
+        :class:`UnknownIdentity`."""
+        self._identities.prosumer(prosumer_id)
+        with self._db:
+            return self._rows.withdraw(prosumer_id, purpose, self._clock())
+
+    def of(self, prosumer_id: str) -> tuple[Consent, ...]:
+        """The prosumer's consents, live and withdrawn."""
+        return self._rows.of(prosumer_id)
+
+    def history(self) -> tuple[ConsentHistory, ...]:
+        """The consent records of erased prosumers, kept without anything identifying."""
+        return self._rows.history()
+
+    def require(self, device_uuid: UUID, purpose: str) -> None:
+        """Raise :class:`ConsentMissing` unless the device's owner consents to ``purpose`` now.
+
+        Call it before sending any of the device's data (onboarding checks the owner's consent
+        itself: :meth:`privacy.devices.Devices.onboard`).
+        """
+        owner = self._identities.owner(device_uuid)
+        if owner is None:
+            raise ConsentMissing(f"device {device_uuid} is not in the vault: no consent")
+        if not self._rows.live(owner, purpose):
+            raise ConsentMissing(f"no live consent for purpose {purpose!r} on device {device_uuid}")

@@ -15,8 +15,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 from .config import VALIDATION_PURPOSE, PrivacyConfig
+from .devices import ONBOARDING_PURPOSE
+from .pseudonyms import GCP_PURPOSE
 from .stores import retention_schedule
-from .vault import GCP_PURPOSE, ONBOARDING_PURPOSE
 
 __all__ = ["MeteringScope", "Section", "Table", "data_flows", "dpia_sections"]
 

@@ -170,8 +170,3 @@ class Integrity:
 
     def verify(self, version: int, tag: bytes, *fields: object) -> bool:
         return hmac.compare_digest(self.mac(version, *fields), tag)
-
-    def ref(self, value: str) -> str:
-        """A keyed reference to a value, for logs: comparable, not reversible without the key."""
-        version = self.current_version()
-        return f"v{version}:" + self.mac(version, "ref", value)[:12].hex()

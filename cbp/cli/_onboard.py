@@ -100,7 +100,7 @@ def import_onboarding(source: Path, vault: IdentityVault, devices: Path, *, zone
                       ) -> Onboarded:
     """Import ``source`` into ``vault`` and append the new devices to ``devices``."""
     known = {row["ven_id"] for row in read_devices(devices)}
-    prosumers = set(vault.prosumer_ids())
+    prosumers = set(vault.prosumers.ids())
     added: list[dict[str, str]] = []
     skipped = refused = 0
     for line, row in _read_onboarding(source):
@@ -110,16 +110,16 @@ def import_onboarding(source: Path, vault: IdentityVault, devices: Path, *, zone
             continue
         prosumer = row["prosumer_id"]
         if prosumer not in prosumers:
-            vault.add_prosumer(prosumer_id=prosumer, name=row["name"], postcode=row["postcode"],
-                               ean=row["ean"], contract_id=row["contract_id"])
+            vault.prosumers.add(prosumer_id=prosumer, name=row["name"], postcode=row["postcode"],
+                                ean=row["ean"], contract_id=row["contract_id"])
             prosumers.add(prosumer)
         if row["consent"] == "yes":  # the service and the per-device validation it needs
-            vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
-            vault.grant_consent(prosumer, VALIDATION_PURPOSE)
+            vault.consents.grant(prosumer, ONBOARDING_PURPOSE)
+            vault.consents.grant(prosumer, VALIDATION_PURPOSE)
         try:
-            device = vault.onboard_device(prosumer_id=prosumer, serial=row["serial"],
-                                          device_class=row["device_class"], rated_kw=rated,
-                                          zone=zone)
+            device = vault.devices.onboard(prosumer_id=prosumer, serial=row["serial"],
+                                           device_class=row["device_class"], rated_kw=rated,
+                                           zone=zone)
         except ConsentMissing:
             refused += 1
             continue

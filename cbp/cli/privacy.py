@@ -89,7 +89,7 @@ def _erasures(args: argparse.Namespace) -> int:
     if vault is None:
         return 2
     with vault:
-        for record in vault.erasure_log():
+        for record in vault.erasure.notices():
             state = (f"acknowledged {record.acknowledged_at.isoformat()}"
                      if record.acknowledged_at else "pending")
             print(f"{record.notice_id} {record.recipient} issued {record.issued_at.isoformat()} "
@@ -130,7 +130,7 @@ def _withdraw(args: argparse.Namespace) -> int:
     if vault is None:
         return 2
     with vault:
-        count = vault.withdraw_consent(args.prosumer, args.purpose)
+        count = vault.consents.withdraw(args.prosumer, args.purpose)
     if not count:
         print(f"prosumer {args.prosumer} has no live consent for {args.purpose!r}: nothing "
               "withdrawn", file=sys.stderr)
@@ -190,7 +190,7 @@ def _verify_log(args: argparse.Namespace) -> int:
     if vault is None:
         return 2
     with vault:
-        check = vault.verify_audit_log()
+        check = vault.audit.verify()
     print(f"audit log of {args.vault}: {check.entries} entries checked, head {check.head}")
     if check.intact:
         print("OK: every entry chains to the one before")

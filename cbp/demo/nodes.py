@@ -163,20 +163,20 @@ def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[ob
     rng = random.Random(seed)
     for i, (sim, identity) in enumerate(zip(sims, identities, strict=True)):
         prosumer = f"P{i:05d}"
-        vault.add_prosumer(prosumer_id=prosumer, name=f"Prosumer {i}",
-                           postcode=f"{rng.randint(1000, 9999)} {rng.choice('ABCDEFGHJK')}"
+        vault.prosumers.add(prosumer_id=prosumer, name=f"Prosumer {i}",
+                            postcode=f"{rng.randint(1000, 9999)} {rng.choice('ABCDEFGHJK')}"
                                     f"{rng.choice('LMNPRTVWXZ')}",
                            ean="871" + "".join(str(rng.randint(0, 9)) for _ in range(15)),
                            contract_id=f"C-{i:05d}")
         consenting = i < len(sims) - 1
         if consenting:
-            vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
-            vault.grant_consent(prosumer, VALIDATION_PURPOSE)
+            vault.consents.grant(prosumer, ONBOARDING_PURPOSE)
+            vault.consents.grant(prosumer, VALIDATION_PURPOSE)
         try:
-            vault.onboard_device(prosumer_id=prosumer, serial=f"SN-{rng.getrandbits(40):010X}",
-                                 device_class=sim.device_class.value,  # type: ignore[attr-defined]
-                                 rated_kw=Decimal(str(sim.rated_kw)),  # type: ignore[attr-defined]
-                                 zone="NL", device_uuid=sim.device_id)  # type: ignore[attr-defined]
+            vault.devices.onboard(prosumer_id=prosumer, serial=f"SN-{rng.getrandbits(40):010X}",
+                                  device_class=sim.device_class.value,  # type: ignore[attr-defined]
+                                  rated_kw=Decimal(str(sim.rated_kw)),  # type: ignore[attr-defined]
+                                  zone="NL", device_uuid=sim.device_id)  # type: ignore[attr-defined]
         except ConsentMissing:
             continue
         aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,  # type: ignore[attr-defined]

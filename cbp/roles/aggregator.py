@@ -219,7 +219,7 @@ class AggregatorNode:
         kept = set()
         for device in devices:
             try:
-                self.vault.require_consent(device, purpose)
+                self.vault.consents.require(device, purpose)
             except ConsentMissing as exc:
                 log.info("left out (%s): %s", purpose, exc)
                 continue
@@ -296,10 +296,10 @@ class AggregatorNode:
                            k=self.privacy.k_threshold, order=_GENERALISE_ORDER)
         devices = []
         for entry in kept:
-            entry.pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
-                                                      s.msp_purpose, month, **_REGISTRATION)
-            entry.gcp_pseudonym = self.vault.pseudonym_of(entry.device_uuid, s.tso_recipient,
-                                                          GCP_PURPOSE, month, **_REGISTRATION)
+            entry.pseudonym = self.vault.pseudonyms.of(entry.device_uuid, s.tso_recipient,
+                                                       s.msp_purpose, month, **_REGISTRATION)
+            entry.gcp_pseudonym = self.vault.pseudonyms.of(entry.device_uuid, s.tso_recipient,
+                                                           GCP_PURPOSE, month, **_REGISTRATION)
             device_class, bucket, zone = shown[entry.device_uuid]
             devices.append(PoolDevice(pseudonym=entry.pseudonym, device_class=device_class,
                                       power_bucket=bucket, zone=zone))

@@ -11,7 +11,7 @@ zeroed, the WAL truncated: :meth:`vtn.storage.Storage.scrub`) *before* it answer
 capture folder, every captured message naming one of them (the notice's own capture included)
 is deleted before the answer leaves too (:meth:`ErasureIntake.capture_sweep`). Its
 oadrUpdatedReport (200) is the acknowledgement the aggregator records in the vault
-(:meth:`privacy.IdentityVault.acknowledge_erasure`). A notice the TSO cannot read is answered 454
+(``vault.erasure.acknowledge``). A notice the TSO cannot read is answered 454
 and stays pending; an unreachable TSO leaves it pending for the next tick.
 
 The aggregator side (:class:`ErasureDesk`), at each sample tick, for the notices pending for its
@@ -195,14 +195,14 @@ class ErasureDesk:
         Returns how many the TSO acknowledged. While the TSO is away, a notice already unlinked
         is not read again (reading pending notices is audited: no entry per tick)."""
         node = self._node
-        waiting = {r.notice_id for r in node.vault.erasure_log()
+        waiting = {r.notice_id for r in node.vault.erasure.notices()
                    if r.recipient == node.settings.tso_recipient and r.acknowledged_at is None}
         if not waiting:
             return 0
         reachable = node.upstream is not None and not node.link.down(node.clock())
         if not reachable and waiting <= self._unlinked:
             return 0
-        pending = node.vault.pending_erasures(node.settings.tso_recipient, **_DELIVERY)
+        pending = node.vault.erasure.pending(node.settings.tso_recipient, **_DELIVERY)
         if await self._unlink(pending):
             await node.scrub_stores()
         self._unlinked.update(item.notice.notice_id for item in pending)
@@ -218,7 +218,7 @@ class ErasureDesk:
             await node.upstream.flush_reports()  # queued rows first: the notice erases them too
             for item in pending:
                 await self._send(item.notice)
-                node.vault.acknowledge_erasure(item.notice.notice_id, node.clock())
+                node.vault.erasure.acknowledge(item.notice.notice_id, node.clock())
                 acknowledged += 1
         except VenError as exc:
             log.warning("erasure notice not delivered yet (stays pending): %s", exc)

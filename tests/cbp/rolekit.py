@@ -267,14 +267,14 @@ async def build_rig(tmp_path: Path, pki: Pki, *, devices: int = 6,
 def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sim: SteadyLoad,
              identity: DeviceIdentity, i: int) -> None:
     prosumer = f"P{i:05d}"
-    vault.add_prosumer(prosumer_id=prosumer, name=f"Prosumer {i}", postcode="1234 AB",
-                       ean=f"871{i:015d}", contract_id=f"C-{i:05d}")
-    vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
-    vault.grant_consent(prosumer, VALIDATION_PURPOSE)
-    vault.onboard_device(prosumer_id=prosumer, serial=f"SN-{i:08d}",
-                         device_class=sim.device_class.value,
-                         rated_kw=Decimal(str(sim.rated_kw)), zone="NL",
-                         device_uuid=sim.device_id)
+    vault.prosumers.add(prosumer_id=prosumer, name=f"Prosumer {i}", postcode="1234 AB",
+                        ean=f"871{i:015d}", contract_id=f"C-{i:05d}")
+    vault.consents.grant(prosumer, ONBOARDING_PURPOSE)
+    vault.consents.grant(prosumer, VALIDATION_PURPOSE)
+    vault.devices.onboard(prosumer_id=prosumer, serial=f"SN-{i:08d}",
+                          device_class=sim.device_class.value,
+                          rated_kw=Decimal(str(sim.rated_kw)), zone="NL",
+                          device_uuid=sim.device_id)
     aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,
                        prosumer_id=prosumer, device_class=sim.device_class.value,
                        power_bucket=sim.power_bucket, rated_kw=Decimal(str(sim.rated_kw)))

@@ -141,8 +141,8 @@ async def test_withdrawn_flexibility_consent_stops_dispatch_from_the_next_activa
         every = _dispatched(rig)
         device = sorted(every)[0]
         assert len(every) == 7
-        rig.vault.withdraw_consent(rig.aggregator.book.by_uuid[device].prosumer_id,
-                                   ONBOARDING_PURPOSE)
+        rig.vault.consents.withdraw(rig.aggregator.book.by_uuid[device].prosumer_id,
+                                    ONBOARDING_PURPOSE)
         await _metered(rig, "0.14")
         after = _dispatched(rig)
         assert device not in after and after == every - {device}
@@ -161,8 +161,8 @@ async def test_withdrawn_validation_consent_stops_per_device_rows_from_the_next_
     name = book.by_uuid[device].pseudonym
     rows = device_rows(rig.captures)
     assert {r.pseudonym for r in rows} == {e.pseudonym for e in book.registered()}
-    rig.vault.withdraw_consent(book.by_uuid[device].prosumer_id,
-                               VALIDATION_PURPOSE)
+    rig.vault.consents.withdraw(book.by_uuid[device].prosumer_id,
+                                VALIDATION_PURPOSE)
     seen = len(rows)
     second = await _metered(rig, "0.12")
     assert device in _dispatched(rig)  # still in the service: dispatched, but not metered
@@ -188,7 +188,7 @@ def test_onboarding_records_both_consents_the_running_path_checks(tmp_path: Path
     with IdentityVault(tmp_path / "vault.db", FileKeyProvider(key)) as vault:
         done = import_onboarding(source, vault, devices, zone="NL")
         assert (done.added, done.without_consent) == (1, 1)
-        assert {c.purpose for c in vault.consents("P1") if c.live} == {
+        assert {c.purpose for c in vault.consents.of("P1") if c.live} == {
             ONBOARDING_PURPOSE, VALIDATION_PURPOSE}
-        assert vault.consents("P2") == ()
+        assert vault.consents.of("P2") == ()
     assert read_devices(devices)[0]["rated_kw"] == "11"

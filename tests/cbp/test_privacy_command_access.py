@@ -35,16 +35,16 @@ def test_access_prints_the_vault_record_and_every_pseudonym_per_recipient(
     with IdentityVault(path, FileKeyProvider(key_file), clock=lambda: at) as vault:
         one, other = add_household(vault, 1), add_household(vault, 2)
         # a scope outside the configured ones, used once: its recipient is listed too
-        dso = vault.pseudonym_of(one.device.device_uuid, "DSO:STEDIN", "congestion", "2025-12",
-                                 **WHO)
+        dso = vault.pseudonyms.of(one.device.device_uuid, "DSO:STEDIN", "congestion", "2025-12",
+                                  **WHO)
         expected = {
-            (TSO, purpose, month): vault.pseudonym_of(one.device.device_uuid, TSO, purpose,
-                                                      month, **WHO)
+            (TSO, purpose, month): vault.pseudonyms.of(one.device.device_uuid, TSO, purpose,
+                                                       month, **WHO)
             for purpose in ("balancing-validation", privacy.GCP_PURPOSE)
             for month in ("2025-11", "2025-12", "2026-01")}
-        neighbour = vault.pseudonym_of(other.device.device_uuid, TSO, "balancing-validation",
-                                       "2025-12", **WHO)
-        entries = len(vault.audit_log())
+        neighbour = vault.pseudonyms.of(other.device.device_uuid, TSO, "balancing-validation",
+                                        "2025-12", **WHO)
+        entries = len(vault.audit.entries())
     capsys.readouterr()
     code = main(["privacy", "access", "--vault", str(path), "--key-file", str(key_file),
                  "--prosumer", one.prosumer.prosumer_id, "--reason", "request A-7"])
@@ -62,8 +62,8 @@ def test_access_prints_the_vault_record_and_every_pseudonym_per_recipient(
     assert d.salt.hex() not in out and p.gcp_salt.hex() not in out
 
     with IdentityVault(path, FileKeyProvider(key_file), clock=lambda: NOW) as vault:
-        added = vault.audit_log()[entries:]
-        assert vault.verify_audit_log().intact
+        added = vault.audit.entries()[entries:]
+        assert vault.audit.verify().intact
     assert {e.action for e in added} == {"prosumer", "devices", "issued_pseudonyms"}
     assert all(e.reason == "request A-7" and e.requested_by.startswith("cli:") for e in added)
     logged = repr([e.detail for e in added])
@@ -97,9 +97,9 @@ def test_withdraw_records_the_withdrawal_and_refuses_what_it_cannot_do(
     assert "withdrawn" in capsys.readouterr().out
     with IdentityVault(path, FileKeyProvider(key_file)) as vault:  # read from the file
         with pytest.raises(privacy.ConsentMissing):
-            vault.require_consent(household.device.device_uuid, "balancing-validation")
-        vault.require_consent(household.device.device_uuid, privacy.ONBOARDING_PURPOSE)
-        (gone,) = [c for c in vault.consents("P-0001") if c.purpose == "balancing-validation"]
+            vault.consents.require(household.device.device_uuid, "balancing-validation")
+        vault.consents.require(household.device.device_uuid, privacy.ONBOARDING_PURPOSE)
+        (gone,) = [c for c in vault.consents.of("P-0001") if c.purpose == "balancing-validation"]
         assert gone.withdrawn_at is not None
     assert main([*command, "P-0001"]) == 2  # nothing live any more: said, not silently "done"
     assert "no live consent" in capsys.readouterr().err

@@ -38,9 +38,9 @@ def test_cli_erase_queues_one_notice_per_recipient_for_the_node(
     assert str(household.device.device_uuid) not in out
     assert list(tmp_path.glob("*.json")) == []  # nothing is left for a human to carry
     with IdentityVault(path, key_provider(MASTER)) as vault:
-        pending = vault.pending_erasures(**WHO)
+        pending = vault.erasure.pending(**WHO)
         assert {p.notice.recipient for p in pending} == {TSO, "DSO:STEDIN"}
-        assert [e.reason for e in vault.audit_log() if e.action == "erase"] == ["request R-1"]
+        assert [e.reason for e in vault.audit.entries() if e.action == "erase"] == ["request R-1"]
     assert main(["privacy", "erasures", "--vault", str(path), "--key-file", str(key_file)]) == 0
     assert capsys.readouterr().out.count("pending") == 2
     assert main(erase) == 2  # already erased

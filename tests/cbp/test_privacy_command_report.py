@@ -57,6 +57,6 @@ def test_the_keyring_is_a_store_of_its_own_and_erase_warns_about_its_copies(
     assert f"any copy of the keyring {keyring} taken before now still holds" in out
     with privacy.IdentityVault(tmp_path / "vault-copy.db", privacy.FileKeyProvider(key_file),
                                keyring=tmp_path / "keyring-copy") as old:
-        back = old.prosumer(household.prosumer.prosumer_id, requested_by="test",
-                            reason="the threat is real")
+        back = old.prosumers.get(household.prosumer.prosumer_id, requested_by="test",
+                                 reason="the threat is real")
     assert back.name == household.prosumer.name

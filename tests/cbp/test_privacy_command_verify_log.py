@@ -25,8 +25,8 @@ def test_a_tampered_chain_is_detected_and_its_first_broken_entry_named(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for n in range(5):
-        vault.device(household.device.device_uuid, requested_by="desk", reason=f"case {n}")
-    assert vault.verify_audit_log().intact and vault.verify_audit_log().entries == 5
+        vault.devices.get(household.device.device_uuid, requested_by="desk", reason=f"case {n}")
+    assert vault.audit.verify().intact and vault.audit.verify().entries == 5
     key_file = tmp_path / "keys"
     key_file.write_text(f"1:{bytes(range(32)).hex()}\n")
     command = ["privacy", "verify-log", "--vault", str(vault.path), "--key-file", str(key_file)]
@@ -35,7 +35,7 @@ def test_a_tampered_chain_is_detected_and_its_first_broken_entry_named(
     with db:
         db.execute(tamper)
     db.close()
-    check = vault.verify_audit_log()
+    check = vault.audit.verify()
     assert check.first_broken == broken and not check.intact
     capsys.readouterr()
     assert main(command) == 1

@@ -59,12 +59,12 @@ async def _silent(rig: Rig, count: int) -> None:
     stays far under its bound by chance alone."""
     for i in range(count):
         prosumer, device = f"S{i:05d}", uuid5(NAMESPACE_URL, f"crowdflex-silent-{i}")
-        rig.vault.add_prosumer(prosumer_id=prosumer, name=f"Silent {i}", postcode="1234 AB",
-                               ean=f"872{i:015d}", contract_id=f"CS-{i:05d}")
-        rig.vault.grant_consent(prosumer, ONBOARDING_PURPOSE)
-        rig.vault.onboard_device(prosumer_id=prosumer, serial=f"SS-{i:08d}",
-                                 device_class="ev_charger", rated_kw=Decimal(22), zone="NL",
-                                 device_uuid=device)
+        rig.vault.prosumers.add(prosumer_id=prosumer, name=f"Silent {i}", postcode="1234 AB",
+                                ean=f"872{i:015d}", contract_id=f"CS-{i:05d}")
+        rig.vault.consents.grant(prosumer, ONBOARDING_PURPOSE)
+        rig.vault.devices.onboard(prosumer_id=prosumer, serial=f"SS-{i:08d}",
+                                  device_class="ev_charger", rated_kw=Decimal(22), zone="NL",
+                                  device_uuid=device)
         rig.aggregator.onboard(ven_id=f"silent-{i}", device_uuid=device, prosumer_id=prosumer,
                                device_class="ev_charger", power_bucket="11kW+",
                                rated_kw=Decimal(22))
@@ -137,8 +137,8 @@ async def test_two_months_of_tso_data_link_no_more_devices_than_chance(
         devices = list(rig.aggregator.book.by_uuid)
         s = rig.settings
         who = {"requested_by": "test", "reason": "the linkage test's ground truth"}
-        truth = {rig.vault.pseudonym_of(d, s.tso_recipient, s.msp_purpose, JANUARY, **who):
-                 rig.vault.pseudonym_of(d, s.tso_recipient, s.msp_purpose, FEBRUARY, **who)
+        truth = {rig.vault.pseudonyms.of(d, s.tso_recipient, s.msp_purpose, JANUARY, **who):
+                 rig.vault.pseudonyms.of(d, s.tso_recipient, s.msp_purpose, FEBRUARY, **who)
                  for d in devices}
         upstream = rig.aggregator.upstream
         assert upstream is not None and upstream.registration is not None

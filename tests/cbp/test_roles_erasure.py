@@ -86,7 +86,7 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     key_file = tmp_path / "vault.key"
     assert main(["privacy", "erase", "--vault", str(vault.path), "--key-file", str(key_file),
                  "--prosumer", prosumer, "--reason", "request R-42"]) == 0  # another process' way
-    (pending,) = vault.pending_erasures(**WHO)
+    (pending,) = vault.erasure.pending(**WHO)
     assert erased <= set(pending.notice.all_pseudonyms())
     assert tso.erasures.acted == []  # nothing delivered yet: the running node does that
 
@@ -95,8 +95,8 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     # the TSO acted on the notice, and the aggregator recorded its acknowledgement
     (acted,) = tso.erasures.acted
     assert acted.notice_id == pending.notice.notice_id and acted.rows >= 2
-    assert vault.pending_erasures(**WHO) == ()
-    (record,) = vault.erasure_log()
+    assert vault.erasure.pending(**WHO) == ()
+    (record,) = vault.erasure.notices()
     assert record.acknowledged_at == rig.clock.now
     capsys.readouterr()
     assert main(["privacy", "erasures", "--vault", str(vault.path), "--key-file", str(key_file)]
@@ -117,11 +117,11 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     # a copy of the vault taken before the erasure cannot give the salt back
     with (IdentityVault(backup, FileKeyProvider(key_file), keyring=vault.keyring_path) as old,
           pytest.raises(privacy.UnknownIdentity, match="no data key")):
-        old.device(target.device_uuid, **WHO)
+        old.devices.get(target.device_uuid, **WHO)
     # every pseudonym the TSO still holds is explained by a device still in the vault
     left = {m.decode() for m in _PSEUDONYM.findall(tso_cells)}
-    explained = {vault.pseudonym_of(d.device_uuid, settings.tso_recipient, purpose, month, **WHO)
-                 for d in vault.devices(**WHO)
+    explained = {vault.pseudonyms.of(d.device_uuid, settings.tso_recipient, purpose, month, **WHO)
+                 for d in vault.devices.of(**WHO)
                  for purpose in (settings.msp_purpose, privacy.GCP_PURPOSE)
                  for month in (first_month, second_month)}
     assert left and left <= explained

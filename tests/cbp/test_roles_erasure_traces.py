@@ -107,14 +107,14 @@ async def test_rows_queued_while_the_tso_was_away_reach_it_before_the_notice(
 
     await rig.step(rig.clock.now + rig.period)
     assert tso.erasures.acted == []
-    assert [p.notice.notice_id for p in rig.vault.pending_erasures(**WHO)] == [
+    assert [p.notice.notice_id for p in rig.vault.erasure.pending(**WHO)] == [
         pending.notice.notice_id], "an undelivered notice stays pending"
 
     await rig.tso_back()
     await poll_through(rig)
     await rig.run_until(rig.clock.now + 3 * rig.period)
     assert [a.notice_id for a in tso.erasures.acted] == [pending.notice.notice_id]
-    assert rig.vault.pending_erasures(**WHO) == ()
+    assert rig.vault.erasure.pending(**WHO) == ()
     held = db_cells(tmp_path / "tso.db") + _raw([tmp_path / "tso.db"]) + _captures(rig)
     assert [n for n in erased if n.encode() in held] == []
     survivor = agg.book.registered()[0]
@@ -128,9 +128,9 @@ async def test_a_household_with_two_devices_behind_one_connection_point_goes_who
     issued = pki.authority.issue("device-second", Role.VEN)
     cert, key = issued.write(tmp_path / "devices")
     sim = SteadyLoad()
-    vault.onboard_device(prosumer_id=first.prosumer_id, serial="SN-SECOND",
-                         device_class=sim.device_class.value,
-                         rated_kw=Decimal(str(sim.rated_kw)), zone="NL", device_uuid=sim.device_id)
+    vault.devices.onboard(prosumer_id=first.prosumer_id, serial="SN-SECOND",
+                          device_class=sim.device_class.value,
+                          rated_kw=Decimal(str(sim.rated_kw)), zone="NL", device_uuid=sim.device_id)
     agg.onboard(ven_id=issued.fingerprint, device_uuid=sim.device_id,
                 prosumer_id=first.prosumer_id, device_class=sim.device_class.value,
                 power_bucket=sim.power_bucket, rated_kw=Decimal(str(sim.rated_kw)))
@@ -180,13 +180,13 @@ async def test_the_aggregator_unlinks_at_once_while_the_tso_is_away(
     await rig.step(rig.clock.now + rig.period)
     assert target.device_uuid not in agg.book.by_uuid
     assert target.ven_id.encode() not in _raw([agg_db]), "unlinked and scrubbed while away"
-    entries = len(vault.audit_log())
+    entries = len(vault.audit.entries())
     await rig.run_until(rig.clock.now + 5 * rig.period)
-    assert len(vault.audit_log()) == entries, "the waiting notice is read once, not per tick"
+    assert len(vault.audit.entries()) == entries, "the waiting notice is read once, not per tick"
     assert rig.tso.erasures.acted == []
 
     await rig.tso_back()
     await poll_through(rig)
     await rig.run_until(rig.clock.now + 3 * rig.period)
     assert [a.notice_id for a in rig.tso.erasures.acted] == [pending.notice.notice_id]
-    assert vault.pending_erasures(**WHO) == ()
+    assert vault.erasure.pending(**WHO) == ()

@@ -42,9 +42,9 @@ def _vault(tmp_path: Path) -> IdentityVault:
     key = tmp_path / "master.key"
     key.write_text(new_key_line(1))
     vault = IdentityVault(tmp_path / "vault.db", FileKeyProvider(key))
-    vault.add_prosumer(prosumer_id="P1", name="Jan Jansen", postcode="1234 AB", ean=_EAN,
-                       contract_id="C1")
-    vault.grant_consent("P1", ONBOARDING_PURPOSE)
+    vault.prosumers.add(prosumer_id="P1", name="Jan Jansen", postcode="1234 AB", ean=_EAN,
+                        contract_id="C1")
+    vault.consents.grant("P1", ONBOARDING_PURPOSE)
     return vault
 
 

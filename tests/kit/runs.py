@@ -34,7 +34,8 @@ def run_dir(tmp_path: Path, vault: IdentityVault, household: Household) -> Path:
     """A run folder with three captured reports under the household device's pseudonym."""
     captures = tmp_path / "run" / privacy.CAPTURE_SUBDIR
     captures.mkdir(parents=True)
-    psn = vault.pseudonym_of(household.device.device_uuid, "TSO:TENNET-NL", "gcp", "2025-03", **WHO)
+    psn = vault.pseudonyms.of(household.device.device_uuid, "TSO:TENNET-NL", "gcp", "2025-03",
+                              **WHO)
     for n in range(3):
         (captures / f"{n:04d}-oadrUpdateReport.xml").write_bytes(captured_report(psn, f"req-{n}"))
     return tmp_path / "run"

@@ -47,7 +47,7 @@ def vault(tmp_path: Path, keys: privacy.KeyProvider) -> Iterator[IdentityVault]:
 
 
 def add_household(vault: IdentityVault, n: int, *, consent: bool = True) -> Household:
-    prosumer = vault.add_prosumer(
+    prosumer = vault.prosumers.add(
         prosumer_id=f"P-{n:04d}",
         name=f"Anna de Vries-{n}",
         postcode="3511 AB",
@@ -55,9 +55,9 @@ def add_household(vault: IdentityVault, n: int, *, consent: bool = True) -> Hous
         contract_id=f"CONTRACT-{n:06d}",
     )
     if consent:
-        vault.grant_consent(prosumer.prosumer_id, privacy.ONBOARDING_PURPOSE)
-        vault.grant_consent(prosumer.prosumer_id, "balancing-validation")
-    device = vault.onboard_device(
+        vault.consents.grant(prosumer.prosumer_id, privacy.ONBOARDING_PURPOSE)
+        vault.consents.grant(prosumer.prosumer_id, "balancing-validation")
+    device = vault.devices.onboard(
         prosumer_id=prosumer.prosumer_id,
         serial=f"WBX-EVC-{n:07d}",
         device_class="EV_CHARGER",
@@ -86,9 +86,9 @@ def mandated_vault(path: Path, master: bytes, pe: privacy.PseudonymisationEntity
     GCP pseudonyms ``pe`` answers (the entity has the aggregator's mandate for ``ean``)."""
     vault = IdentityVault(path, key_provider(master), clock=lambda: now, gcp=pe,
                           aggregator=aggregator)
-    vault.add_prosumer(prosumer_id="P-1", name="Anna", postcode="3511 AB", ean=ean,
-                       contract_id=f"C-{aggregator}")
-    vault.grant_consent("P-1", privacy.ONBOARDING_PURPOSE)
-    device = vault.onboard_device(prosumer_id="P-1", serial=f"SN-{aggregator}",
-                                  device_class="HEAT_PUMP", rated_kw=Decimal("3"), zone="NL")
+    vault.prosumers.add(prosumer_id="P-1", name="Anna", postcode="3511 AB", ean=ean,
+                        contract_id=f"C-{aggregator}")
+    vault.consents.grant("P-1", privacy.ONBOARDING_PURPOSE)
+    device = vault.devices.onboard(prosumer_id="P-1", serial=f"SN-{aggregator}",
+                                   device_class="HEAT_PUMP", rated_kw=Decimal("3"), zone="NL")
     return vault, device

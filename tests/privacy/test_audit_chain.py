@@ -20,38 +20,62 @@ _IDENTITY_TYPES = ("Device", "Prosumer", "IdentityValue", "UUID", "PendingErasur
                    "Holdings")
 
 
-def _identity_paths(vault: IdentityVault, household: Household) -> dict[str, Callable[..., Any]]:
+def _identity_paths(vault: IdentityVault, household: Household
+                    ) -> dict[str, tuple[str, Callable[..., Any]]]:
+    """Audit action -> (the method, a call of it with who and why to come)."""
     device, prosumer = household.device.device_uuid, household.prosumer.prosumer_id
-    name = vault.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO)
+    name = vault.pseudonyms.of(device, TSO, PURPOSE, "2025-03", **WHO)
+    scopes = privacy.PrivacyConfig().scopes()
     return {
-        "resolve": lambda **w: vault.resolve(name, TSO, PURPOSE, "2025-03", **w),
-        "pseudonym_of": lambda **w: vault.pseudonym_of(device, TSO, PURPOSE, "2025-03", **w),
-        "device": lambda **w: vault.device(device, **w),
-        "devices": lambda **w: vault.devices(prosumer, **w),
-        "prosumer": lambda **w: vault.prosumer(prosumer, **w),
-        "identity_values": lambda **w: vault.identity_values(**w),
-        "pending_erasures": lambda **w: vault.pending_erasures(**w),
-        "issued_pseudonyms": lambda **w: vault.issued_pseudonyms(
-            prosumer, scopes=privacy.PrivacyConfig().scopes(), **w),
+        "resolve": ("Pseudonyms.resolve",
+                    lambda **w: vault.pseudonyms.resolve(name, TSO, PURPOSE, "2025-03", **w)),
+        "pseudonym_of": ("Pseudonyms.of",
+                         lambda **w: vault.pseudonyms.of(device, TSO, PURPOSE, "2025-03", **w)),
+        "device": ("Devices.get", lambda **w: vault.devices.get(device, **w)),
+        "devices": ("Devices.of", lambda **w: vault.devices.of(prosumer, **w)),
+        "prosumer": ("Prosumers.get", lambda **w: vault.prosumers.get(prosumer, **w)),
+        "identity_values": ("IdentityVault.identity_values",
+                            lambda **w: vault.identity_values(**w)),
+        "pending_erasures": ("Erasure.pending", lambda **w: vault.erasure.pending(**w)),
+        "issued_pseudonyms": ("Pseudonyms.issued",
+                              lambda **w: vault.pseudonyms.issued(prosumer, scopes=scopes, **w)),
     }
+
+
+def _public_classes(root: object) -> set[type]:
+    """The class of ``root`` and of every privacy object reachable from it through public
+    attributes (``vault.devices``, ``vault.erasure``...)."""
+    found: set[type] = set()
+    todo = [root]
+    while todo:
+        item = todo.pop()
+        if type(item) in found:
+            continue
+        found.add(type(item))
+        todo += [value for name in dir(item) if not name.startswith("_")
+                 if type(value := getattr(item, name)).__module__.startswith("privacy.")]
+    return found
 
 
 def test_the_enumerated_paths_are_every_public_way_to_identity(
     vault: IdentityVault, household: Household
 ) -> None:
-    """Any public method returning an identity type (or a pseudonym) must ask who and why."""
-    paths = set(_identity_paths(vault, household))
+    """Any public method returning an identity type (or a pseudonym) must ask who and why, on
+    the vault and on every privacy object reachable through its public attributes."""
+    paths = {method for method, _ in _identity_paths(vault, household).values()}
     reaching = set()
     # writes: they return what the caller gave, or (erasure) are audited by test_erasure
-    writes = {"onboard_device", "add_prosumer", "grant_consent", "erase_prosumer"}
-    for name, method in inspect.getmembers(IdentityVault, inspect.isfunction):
-        if name.startswith("_") or name in writes:
-            continue
-        signature = inspect.signature(method)
-        returns = str(signature.return_annotation)
-        if any(t in returns for t in _IDENTITY_TYPES) or name == "pseudonym_of":
-            reaching.add(name)
-            assert {"requested_by", "reason"} <= set(signature.parameters), name
+    writes = {"Devices.onboard", "Prosumers.add", "Consents.grant", "Erasure.erase"}
+    for cls in _public_classes(vault):
+        for name, method in inspect.getmembers(cls, inspect.isfunction):
+            qualified = f"{cls.__name__}.{name}"
+            if name.startswith("_") or qualified in writes:
+                continue
+            signature = inspect.signature(method)
+            returns = str(signature.return_annotation)
+            if any(t in returns for t in _IDENTITY_TYPES) or qualified == "Pseudonyms.of":
+                reaching.add(qualified)
+                assert {"requested_by", "reason"} <= set(signature.parameters), qualified
     assert reaching == paths
 
 
@@ -61,36 +85,36 @@ def test_every_identity_path_writes_one_entry_with_who_why_and_no_identifier(
     add_household(vault, 2)
     privacy.erase_prosumer(vault, add_household(vault, 3).prosumer.prosumer_id,
                            privacy.PrivacyConfig(), **WHO)  # a notice pending to read
-    before = len(vault.audit_log())
+    before = len(vault.audit.entries())
     paths = _identity_paths(vault, household)
-    before = len(vault.audit_log())
-    for action, call in paths.items():
+    before = len(vault.audit.entries())
+    for action, (_, call) in paths.items():
         call(requested_by="disputes desk", reason=f"case 17 via {action}")
-        entry = vault.audit_log()[-1]
+        entry = vault.audit.entries()[-1]
         assert (entry.action, entry.requested_by, entry.reason) == (
             action, "disputes desk", f"case 17 via {action}")
         with pytest.raises(ValueError, match="why"):
             call(requested_by="disputes desk", reason=" ")
-    assert len(vault.audit_log()) == before + len(paths)
+    assert len(vault.audit.entries()) == before + len(paths)
     log_text = "".join(str(row) for row in sqlite3.connect(vault.path).execute(
         "SELECT * FROM audit_log"))
-    name = vault.pseudonym_of(household.device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
+    name = vault.pseudonyms.of(household.device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
     for clear in (str(household.device.device_uuid), household.prosumer.prosumer_id, name,
                   household.prosumer.ean, household.device.serial):
         assert clear not in log_text
-    assert vault.verify_audit_log().intact
+    assert vault.audit.verify().intact
 
 
 def test_entries_cut_off_the_end_show_only_against_a_kept_head(
     vault: IdentityVault, household: Household
 ) -> None:
     for n in range(3):
-        vault.device(household.device.device_uuid, requested_by="desk", reason=f"case {n}")
-    kept = vault.verify_audit_log()
+        vault.devices.get(household.device.device_uuid, requested_by="desk", reason=f"case {n}")
+    kept = vault.audit.verify()
     db = sqlite3.connect(vault.path)
     with db:
         db.execute("DELETE FROM audit_log WHERE entry = 3")
     db.close()
-    after = vault.verify_audit_log()
+    after = vault.audit.verify()
     assert after.intact  # the shorter chain still checks...
     assert (after.entries, after.head) != (kept.entries, kept.head)  # ...but not as the copy

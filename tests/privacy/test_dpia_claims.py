@@ -61,8 +61,8 @@ def test_the_master_key_is_never_in_the_vault_file(tmp_path: Path) -> None:
     path = tmp_path / "vault.sqlite"
     with privacy.IdentityVault(path, key_provider(secret)) as vault:
         household = add_household(vault, 1)
-        vault.pseudonym_of(household.device.device_uuid, "TSO:TENNET-NL", "gcp", "2025-03",
-                           requested_by="test", reason="the report's claim")
+        vault.pseudonyms.of(household.device.device_uuid, "TSO:TENNET-NL", "gcp", "2025-03",
+                            requested_by="test", reason="the report's claim")
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert secret not in stored and secret.hex().encode() not in stored
     # "the households' data keys (wrapped, in the keyring file)": a file of its own

@@ -50,8 +50,8 @@ def test_erasure_lists_every_month_then_shreds_so_an_old_copy_is_useless(tmp_pat
                        ("2025-02", datetime(2025, 2, 20, tzinfo=UTC)),
                        ("2025-03", NOW)):
         clock.now = day
-        issued[month] = (vault.pseudonym_of(device, TSO, PURPOSE, month, **WHO),
-                         vault.pseudonym_of(device, TSO, privacy.GCP_PURPOSE, month, **WHO))
+        issued[month] = (vault.pseudonyms.of(device, TSO, PURPOSE, month, **WHO),
+                         vault.pseudonyms.of(device, TSO, privacy.GCP_PURPOSE, month, **WHO))
     store = SqliteRawDataStore(tmp_path / "raw.sqlite")
     store.add(RawSample(device_uuid=d, at=NOW, kw=Decimal("7.5"))
               for d in (device, keep.device.device_uuid))  # fmt: skip
@@ -70,14 +70,14 @@ def test_erasure_lists_every_month_then_shreds_so_an_old_copy_is_useless(tmp_pat
     assert set(listed[PURPOSE]) == {device_name for device_name, _ in issued.values()}
     assert set(listed[privacy.GCP_PURPOSE]) == {gcp for _, gcp in issued.values()}
     assert item.devices == (device,)
-    assert vault.pending_erasures(TSO, **WHO) == pending
+    assert vault.erasure.pending(TSO, **WHO) == pending
     for month, (name, _) in issued.items():
         with pytest.raises(privacy.UnknownIdentity):
-            vault.resolve(name, TSO, PURPOSE, month, **WHO)
+            vault.pseudonyms.resolve(name, TSO, PURPOSE, month, **WHO)
     with pytest.raises(privacy.UnknownIdentity):
-        vault.pseudonym_of(device, TSO, PURPOSE, "2025-03", **WHO)
+        vault.pseudonyms.of(device, TSO, PURPOSE, "2025-03", **WHO)
     assert store.count() == 1  # only the other household's sample is left
-    assert vault.device(keep.device.device_uuid, **WHO) == keep.device
+    assert vault.devices.get(keep.device.device_uuid, **WHO) == keep.device
     for file in (path, vault.keyring_path):
         assert household.device.salt not in file.read_bytes()
     vault.close()
@@ -86,8 +86,8 @@ def test_erasure_lists_every_month_then_shreds_so_an_old_copy_is_useless(tmp_pat
     with IdentityVault(backup, key_provider(MASTER), keyring=path.with_name(
             path.name + ".keyring")) as old:
         with pytest.raises(privacy.UnknownIdentity, match="no data key"):
-            old.device(device, **WHO)
-        assert old.device(keep.device.device_uuid, **WHO) == keep.device
+            old.devices.get(device, **WHO)
+        assert old.devices.get(keep.device.device_uuid, **WHO) == keep.device
     copy = sqlite3.connect(backup)
     nonce, sealed = copy.execute("SELECT nonce, sealed FROM devices WHERE device_uuid = ?",
                                  (str(device),)).fetchone()
@@ -100,7 +100,7 @@ def test_erasure_lists_every_month_then_shreds_so_an_old_copy_is_useless(tmp_pat
             key.decrypt(nonce, sealed, aad)
     # Why the keyring is kept with the keys, out of data backups: an old copy of it would undo this.
     with IdentityVault(backup, key_provider(MASTER), keyring=keyring_backup) as undone:
-        assert undone.device(device, **WHO) == household.device
+        assert undone.devices.get(device, **WHO) == household.device
     store.close()
 
 
@@ -125,15 +125,15 @@ def test_consent_history_survives_erasure_without_identifying_anything(tmp_path:
     with IdentityVault(tmp_path / "v.sqlite", key_provider(MASTER), clock=clock) as vault:
         household = add_household(vault, 1)
         clock.now = NOW + timedelta(days=1)
-        vault.withdraw_consent("P-0001", PURPOSE)
+        vault.consents.withdraw("P-0001", PURPOSE)
         clock.now = NOW + timedelta(days=2)
         privacy.erase_prosumer(vault, "P-0001", privacy.PrivacyConfig(), **WHO)
-        history = {h.purpose: h for h in vault.consent_history()}
+        history = {h.purpose: h for h in vault.consents.history()}
         assert history[PURPOSE].granted_at == NOW
         assert history[PURPOSE].withdrawn_at == NOW + timedelta(days=1)
         assert history[privacy.ONBOARDING_PURPOSE].withdrawn_at == NOW + timedelta(days=2)
         assert len({h.erasure_id for h in history.values()}) == 1
-        assert vault.consents("P-0001") == ()
+        assert vault.consents.of("P-0001") == ()
         rows = sqlite3.connect(vault.path).execute("SELECT * FROM consents").fetchall()
         assert "P-0001" not in str(rows) and str(household.device.device_uuid) not in str(rows)
 
@@ -141,11 +141,11 @@ def test_consent_history_survives_erasure_without_identifying_anything(tmp_path:
 def test_acknowledging_a_notice_drops_its_pseudonyms_for_good(tmp_path: Path) -> None:
     with IdentityVault(tmp_path / "v.sqlite", key_provider(MASTER), clock=lambda: NOW) as vault:
         household = add_household(vault, 1)
-        name = vault.pseudonym_of(household.device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
+        name = vault.pseudonyms.of(household.device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
         (item,) = privacy.erase_prosumer(vault, "P-0001", privacy.PrivacyConfig(), **WHO)
-        vault.acknowledge_erasure(item.notice.notice_id, NOW + timedelta(minutes=1))
-        assert vault.pending_erasures(**WHO) == ()
-        (record,) = vault.erasure_log()
+        vault.erasure.acknowledge(item.notice.notice_id, NOW + timedelta(minutes=1))
+        assert vault.erasure.pending(**WHO) == ()
+        (record,) = vault.erasure.notices()
         assert record.acknowledged_at == NOW + timedelta(minutes=1) and record.pseudonyms == 2
         assert name.encode() not in Path(vault.path).read_bytes()
 
@@ -164,7 +164,7 @@ def test_in_wal_mode_no_vault_frame_keeps_an_acknowledged_notice_or_erased_row(
         (item,) = privacy.erase_prosumer(vault, "P-0001", privacy.PrivacyConfig(), **WHO)
         (notice,) = db.execute("SELECT sealed FROM erasures").fetchone()
         db.close()
-        vault.acknowledge_erasure(item.notice.notice_id, NOW + timedelta(minutes=1))
+        vault.erasure.acknowledge(item.notice.notice_id, NOW + timedelta(minutes=1))
         raw = b"".join(f.read_bytes() for f in tmp_path.glob("v.sqlite*")
                        if not f.name.startswith("v.sqlite.keyring"))
         assert notice[:32] not in raw and identity[:32] not in raw

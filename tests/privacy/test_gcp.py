@@ -25,7 +25,7 @@ def test_neither_an_aggregator_nor_the_tso_can_compute_it_from_an_ean(tmp_path: 
     pe = PseudonymisationEntity(PE_KEY)
     vault, device = mandated_vault(
         tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A", ean=EAN, now=NOW)
-    gcp = vault.pseudonym_of(device.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
+    gcp = vault.pseudonyms.of(device.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     # a dictionary over EANs (the true one included) with everything the aggregator holds
     master = MasterKey(version=1, secret=bytes(range(32)))
     candidates = [f"8716871200000{n:05d}" for n in range(12_300, 12_400)]
@@ -63,7 +63,7 @@ def test_erasure_lists_the_entitys_gcp_pseudonyms(tmp_path: Path) -> None:
     pe = PseudonymisationEntity(PE_KEY)
     vault, device = mandated_vault(
         tmp_path / "a.sqlite", bytes(range(32)), pe, "AGG-A", ean=EAN, now=NOW)
-    gcp = vault.pseudonym_of(device.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
+    gcp = vault.pseudonyms.of(device.device_uuid, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     (item,) = privacy.erase_prosumer(vault, "P-1", privacy.PrivacyConfig(), **WHO)
     assert dict(item.notice.pseudonyms)[privacy.GCP_PURPOSE] == (gcp,)
     vault.close()

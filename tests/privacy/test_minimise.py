@@ -49,8 +49,8 @@ def gate(vault: IdentityVault) -> OutboundFilter:
 
 @pytest.fixture
 def psn(vault: IdentityVault, household: Household) -> str:
-    return vault.pseudonym_of(household.device.device_uuid, TSO, "balancing-validation",
-                              "2025-03", **WHO)
+    return vault.pseudonyms.of(household.device.device_uuid, TSO, "balancing-validation",
+                               "2025-03", **WHO)
 
 
 def test_clean_per_device_telemetry_passes_unchanged(gate: OutboundFilter, psn: str) -> None:

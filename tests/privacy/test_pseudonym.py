@@ -60,9 +60,9 @@ def test_other_device_salt_or_key_give_other_pseudonyms() -> None:
 def test_pseudonym_carries_no_ean_digits_and_is_not_a_hash_of_it(
     household: object, vault: privacy.IdentityVault
 ) -> None:
-    device = vault.devices(**WHO)[0]
-    ean = vault.prosumer(device.prosumer_id, **WHO).ean
-    value = vault.pseudonym_of(device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
+    device = vault.devices.of(**WHO)[0]
+    ean = vault.prosumers.get(device.prosumer_id, **WHO).ean
+    value = vault.pseudonyms.of(device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
     body = value.removeprefix("psn1_")
     assert not any(ch in "0189" for ch in body)  # base32 has no 0, 1, 8, 9: no digit run of an EAN
     assert ean not in value and ean[-6:] not in value

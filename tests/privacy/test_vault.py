@@ -25,8 +25,8 @@ def test_raw_file_holds_no_identity(vault: IdentityVault, household: Household) 
         assert secret.encode() not in raw, secret
     assert household.device.salt not in raw
     # ...yet the vault reads them back with the key.
-    assert vault.device(household.device.device_uuid, **WHO) == household.device
-    assert vault.prosumer(household.prosumer.prosumer_id, **WHO) == household.prosumer
+    assert vault.devices.get(household.device.device_uuid, **WHO) == household.device
+    assert vault.prosumers.get(household.prosumer.prosumer_id, **WHO) == household.prosumer
 
 
 def test_wrong_key_cannot_read(tmp_path: Path, vault: IdentityVault, household: Household) -> None:
@@ -50,7 +50,7 @@ def test_sealed_blob_moved_to_another_record_does_not_decrypt(
         )
     db.close()
     with pytest.raises(privacy.VaultCorrupt):
-        vault.device(other.device.device_uuid, **WHO)
+        vault.devices.get(other.device.device_uuid, **WHO)
 
 
 def test_old_key_versions_stay_readable_after_rotation(
@@ -58,67 +58,76 @@ def test_old_key_versions_stay_readable_after_rotation(
 ) -> None:
     rotated = key_provider(bytes(range(32)), bytes(range(1, 33)))
     with IdentityVault(vault.path, rotated) as after:
-        assert after.device(household.device.device_uuid, **WHO) == household.device
+        assert after.devices.get(household.device.device_uuid, **WHO) == household.device
         newer = add_household(after, 3)
-        assert after.device(newer.device.device_uuid, **WHO) == newer.device
+        assert after.devices.get(newer.device.device_uuid, **WHO) == newer.device
 
 
 def test_no_consent_no_onboarding(vault: IdentityVault) -> None:
-    vault.add_prosumer(
+    vault.prosumers.add(
         prosumer_id="P-9", name="Bram", postcode="1011 AA", ean="871687120000099999",
         contract_id="C-9",
     )  # fmt: skip
     with pytest.raises(privacy.ConsentMissing, match="P-9"):
-        vault.onboard_device(
+        vault.devices.onboard(
             prosumer_id="P-9", serial="S-1", device_class="HEAT_PUMP",
             rated_kw=Decimal("2.5"), zone="NL",
         )  # fmt: skip
-    assert list(vault.devices("P-9", **WHO)) == []
+    assert list(vault.devices.of("P-9", **WHO)) == []
+
+
+def test_a_prosumer_id_is_added_once(vault: IdentityVault, household: Household) -> None:
+    add_household(vault, 0)  # added later, listed first
+    with pytest.raises(ValueError, match="already in the vault"):
+        vault.prosumers.add(prosumer_id=household.prosumer.prosumer_id, name="Bram",
+                            postcode="1011 AA", ean="871687120000099999", contract_id="C-9")
+    assert vault.prosumers.ids() == ("P-0000", "P-0001")
+    assert vault.prosumers.get("P-0001", **WHO) == household.prosumer  # the first stays
 
 
 def test_withdrawal_stops_data_at_the_next_check(
     vault: IdentityVault, household: Household
 ) -> None:
     device = household.device.device_uuid
-    vault.require_consent(device, "balancing-validation")
-    vault.withdraw_consent(household.prosumer.prosumer_id, "balancing-validation")
+    vault.consents.require(device, "balancing-validation")
+    vault.consents.withdraw(household.prosumer.prosumer_id, "balancing-validation")
     with pytest.raises(privacy.ConsentMissing, match="balancing-validation"):
-        vault.require_consent(device, "balancing-validation")
-    history = vault.consents(household.prosumer.prosumer_id)
+        vault.consents.require(device, "balancing-validation")
+    history = vault.consents.of(household.prosumer.prosumer_id)
     assert [c.live for c in history if c.purpose == "balancing-validation"] == [False]
     with pytest.raises(privacy.ConsentMissing):
-        vault.require_consent(device, "marketing")
+        vault.consents.require(device, "marketing")
 
 
 def test_resolve_recomputes_and_logs(vault: IdentityVault, household: Household) -> None:
     others = [add_household(vault, n) for n in range(2, 6)]
     target = others[2].device.device_uuid
-    name = vault.pseudonym_of(target, TSO, "balancing-validation", "2025-03", **WHO)
-    assert vault.resolve(name, TSO, "balancing-validation", "2025-03", requested_by="disputes",
-                         reason="dispute D-7") == target
+    name = vault.pseudonyms.of(target, TSO, "balancing-validation", "2025-03", **WHO)
+    assert vault.pseudonyms.resolve(name, TSO, "balancing-validation", "2025-03",
+                                    requested_by="disputes", reason="dispute D-7") == target
     with pytest.raises(privacy.UnknownIdentity):
         # the same pseudonym means nothing in another month
-        vault.resolve(name, TSO, "balancing-validation", "2025-04", requested_by="disputes",
-                      reason="dispute D-7")
-    log = vault.audit_log()
+        vault.pseudonyms.resolve(name, TSO, "balancing-validation", "2025-04",
+                                 requested_by="disputes", reason="dispute D-7")
+    log = vault.audit.entries()
     assert [e.action for e in log] == ["pseudonym_of", "resolve", "resolve"]
     assert log[1].requested_by == "disputes" and log[1].reason == "dispute D-7"
     assert log[1].detail["result"].startswith("v1:") and log[2].detail["result"] == "not found"
     assert log[1].detail["pseudonym"] == log[2].detail["pseudonym"] != name
-    assert vault.verify_audit_log().intact
+    assert vault.audit.verify().intact
 
 
 def test_gcp_has_its_own_pseudonym(vault: IdentityVault, household: Household) -> None:
     device = household.device.device_uuid
-    gcp = vault.pseudonym_of(device, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
-    assert gcp != vault.pseudonym_of(device, TSO, "balancing-validation", "2025-03", **WHO)
+    gcp = vault.pseudonyms.of(device, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
+    assert gcp != vault.pseudonyms.of(device, TSO, "balancing-validation", "2025-03", **WHO)
     assert household.prosumer.ean not in gcp
-    found = vault.resolve(gcp, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
+    found = vault.pseudonyms.resolve(gcp, TSO, privacy.GCP_PURPOSE, "2025-03", **WHO)
     assert found == household.prosumer.gcp_uuid
 
 
 def test_ean_must_be_18_digits(vault: IdentityVault) -> None:
     with pytest.raises(ValueError, match="18 digits"):
-        vault.add_prosumer(
+        vault.prosumers.add(
             prosumer_id="P-X", name="X", postcode="1011 AA", ean="8716", contract_id="C"
         )

@@ -26,7 +26,7 @@ def test_each_domain_has_its_own_key_and_pseudonyms_do_not_use_the_master_key(
     domains = {d: domain_key(master, d) for d in ("wrap", "integrity", "pseudonym")}
     assert len(set(domains.values()) | {V1}) == 4
     device = household.device
-    issued = vault.pseudonym_of(device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
+    issued = vault.pseudonyms.of(device.device_uuid, TSO, PURPOSE, "2025-03", **WHO)
     from_root = scope_key(domains["pseudonym"], TSO, PURPOSE, "2025-03")
     assert issued == pseudonym_in_scope(from_root, device.device_uuid, device.salt)
     from_master = scope_key(V1, TSO, PURPOSE, "2025-03")
@@ -56,7 +56,7 @@ def test_a_device_row_moved_to_another_prosumer_does_not_decrypt(
                    (other.prosumer.prosumer_id, str(household.device.device_uuid)))
     db.close()
     with pytest.raises(privacy.VaultCorrupt):
-        vault.device(household.device.device_uuid, **WHO)
+        vault.devices.get(household.device.device_uuid, **WHO)
 
 
 @pytest.mark.parametrize("tamper", [
@@ -69,15 +69,15 @@ def test_a_tampered_consent_row_is_detected(
     vault: IdentityVault, household: Household, tamper: str
 ) -> None:
     prosumer = household.prosumer.prosumer_id
-    vault.withdraw_consent(prosumer, privacy.ONBOARDING_PURPOSE)
+    vault.consents.withdraw(prosumer, privacy.ONBOARDING_PURPOSE)
     db = sqlite3.connect(vault.path)
     with db:
         db.execute(tamper)
     db.close()
     with pytest.raises(privacy.VaultCorrupt, match="consent row"):
-        vault.consents(prosumer)
+        vault.consents.of(prosumer)
     with pytest.raises(privacy.VaultCorrupt):
-        vault.require_consent(household.device.device_uuid, privacy.ONBOARDING_PURPOSE)
+        vault.consents.require(household.device.device_uuid, privacy.ONBOARDING_PURPOSE)
 
 
 def test_a_first_format_vault_is_refused_with_a_clear_error(tmp_path: Path) -> None:
