@@ -33,8 +33,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
-__all__ = ["DEFAULT_SERVER", "VtnGroup", "admin_ready", "fresh_database", "libpq_dsn",
-           "kill_tree", "process_cpu_s", "status_when", "stop_tree", "vtn_group"]
+__all__ = ["DEFAULT_SERVER", "VtnGroup", "admin_ready", "fresh_database", "kill_tree",
+           "libpq_dsn", "process_cpu_s", "status_when", "stop_tree", "vtn_group"]
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_SERVER: Final = "postgresql://postgres@127.0.0.1:5432/test"
