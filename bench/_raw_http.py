@@ -7,7 +7,9 @@ connection and reads the reply by its Content-Length, which is all a VTN's answe
 
 Invariants: one request in flight per connection (no pipelining: a VEN waits for its answer); a
 reply without Content-Length, with chunked encoding or with ``Connection: close`` is read or
-reconnected correctly, never mistaken for a complete one.
+reconnected correctly, never mistaken for a complete one; every exchange has a deadline (a
+server that accepts a request and never answers it raises TimeoutError, never hangs the VEN),
+and one that outlived it is neither retried nor left half-read on its connection.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ from typing import Final
 __all__ = ["RawLink"]
 
 _HEAD_END: Final = b"\r\n\r\n"
+EXCHANGE_S: Final = 60.0  # an exchange not answered by then is lost
 
 
 class RawLink:
-    """One VEN's keep-alive connection to ``host:port``; opened on first use."""
+    """One VEN's keep-alive connection to ``host:port``; opened on first use. Each exchange
+    (connecting, sending, reading the whole answer) has ``timeout_s``."""
 
-    __slots__ = ("_context", "_head", "_host", "_port", "_reader", "_writer", "retries")
+    __slots__ = ("_context", "_head", "_host", "_port", "_reader", "_timeout_s", "_writer",
+                 "retries")
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, prefix: str) -> None:
+    def __init__(self, host: str, port: int, context: ssl.SSLContext, prefix: str, *,
+                 timeout_s: float = EXCHANGE_S) -> None:
         self._host, self._port, self._context = host, port, context
+        self._timeout_s = timeout_s
         self._head = (f"POST {prefix}/%s HTTP/1.1\r\nHost: {host}:{port}\r\n"
                       "Content-Type: application/xml\r\nContent-Length: %d\r\n\r\n")
         self._reader: asyncio.StreamReader | None = None
@@ -39,11 +46,18 @@ class RawLink:
 
     async def post(self, service: str, body: bytes) -> tuple[int, bytes]:
         """(HTTP status, reply body); reconnects once if the connection failed (the server
-        closed an idle connection, or died): counted in :attr:`retries`."""
+        closed an idle connection, or died): counted in :attr:`retries`. TimeoutError when an
+        exchange is not answered within the deadline (the connection is closed: the answer
+        may still come, and must not be read as the next one's)."""
         request = (self._head % (service, len(body))).encode() + body
         for attempt in (1, 2):
             try:
-                return await self._exchange(request)
+                async with asyncio.timeout(self._timeout_s):
+                    return await self._exchange(request)
+            except TimeoutError:
+                await self.close()
+                raise TimeoutError(f"{service} to {self._host}:{self._port}: no whole answer "
+                                   f"within {self._timeout_s:g} s") from None
             except (ConnectionError, asyncio.IncompleteReadError):
                 await self.close()
                 if attempt == 2:

@@ -4,16 +4,19 @@ need several worker processes (``bench.failover``, ``bench.workers``).
 :func:`fresh_database` makes an empty database on a PostgreSQL server (dropped afterwards);
 :func:`vtn_group` writes a VTN config for the bench PKI (``bench.vtn.mint``), starts the command
 as a process tree on a free port, waits until every worker answers ``/ready`` and stops the tree
-(SIGTERM, then SIGKILL after a deadline) on the way out. :func:`process_cpu_s` reads a
+on the way out (:func:`stop_tree`: SIGTERM, then SIGKILL to it and every process under it after
+a deadline, so no worker outlives a parent that did not stop them). :func:`process_cpu_s` reads a
 process's CPU from /proc, so the VTN workers and PostgreSQL's backends are counted alike.
 
-Invariants: every wait has a deadline; the admin token and every file live in the run's
+Invariants: every wait has a deadline, and one missed raises with what was awaited and what was
+seen last; the admin token and every file live in the run's
 temporary directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -30,8 +33,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
-__all__ = ["DEFAULT_SERVER", "VtnGroup", "admin_ready", "fresh_database", "libpq_dsn",
-           "process_cpu_s", "status_when", "vtn_group"]
+__all__ = ["DEFAULT_SERVER", "VtnGroup", "admin_ready", "fresh_database", "kill_tree",
+           "libpq_dsn", "process_cpu_s", "status_when", "stop_tree", "vtn_group"]
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_SERVER: Final = "postgresql://postgres@127.0.0.1:5432/test"
@@ -126,32 +129,79 @@ def _config(directory: Path, storage_url: str, pki: Any, poll_s: float) -> Path:
 async def status_when(path: Path, wanted: Any, process: asyncio.subprocess.Process, *,
                       timeout: float = _DEADLINE_S) -> Any:
     """The command's status file once ``wanted(status)`` holds (re-read under a deadline);
-    RuntimeError when the command exits first."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"crowdflex vtn exited with {process.returncode}")
-            try:
-                status = json.loads(path.read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                status = {}
-            if status and wanted(status):
-                return status
-            await asyncio.sleep(0.05)  # re-read interval, bounded by the deadline
+    RuntimeError when the command exits first or the deadline passes (with the last status)."""
+    status: Any = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"crowdflex vtn exited with {process.returncode}")
+                try:
+                    status = json.loads(path.read_text())
+                except (FileNotFoundError, json.JSONDecodeError):
+                    status = {}
+                if status and wanted(status):
+                    return status
+                await asyncio.sleep(0.05)  # re-read interval, bounded by the deadline
+    except TimeoutError:
+        raise RuntimeError(f"{path.name}: the awaited status not written within {timeout:g} s; "
+                           f"last read: {status or 'nothing'}") from None
 
 
 async def admin_ready(http: aiohttp.ClientSession, admin_port: int, *,
                       timeout: float = _DEADLINE_S) -> None:
-    """Once the worker's admin port answers /ready with 200 (probed under a deadline)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                async with http.get(f"http://127.0.0.1:{admin_port}/ready") as reply:
-                    if reply.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass  # not listening yet
-            await asyncio.sleep(0.05)  # probe interval, bounded by the deadline
+    """Once the worker's admin port answers /ready with 200 (probed under a deadline);
+    RuntimeError with its last answer when the deadline passes."""
+    seen = "no answer"
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    async with http.get(f"http://127.0.0.1:{admin_port}/ready") as reply:
+                        if reply.status == 200:
+                            return
+                        seen = f"HTTP {reply.status} {(await reply.text())[:200]!r}"
+                except aiohttp.ClientError as exc:
+                    seen = repr(exc)  # not listening yet
+                await asyncio.sleep(0.05)  # probe interval, bounded by the deadline
+    except TimeoutError:
+        raise RuntimeError(f"admin port {admin_port}: /ready not 200 within {timeout:g} s; "
+                           f"last: {seen}") from None
+
+
+async def stop_tree(process: asyncio.subprocess.Process, *, grace_s: float = 60.0) -> None:
+    """SIGTERM to ``process``; if it has not exited within ``grace_s``, SIGKILL to it and to
+    every process under it (:func:`kill_tree`: its workers die with it rather than outlive
+    it)."""
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(grace_s):
+            await process.wait()
+    except TimeoutError:
+        kill_tree(process.pid)
+        await process.wait()
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL to ``pid`` and every process under it (found in /proc before any dies: an
+    orphan is no longer found under it)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited while the table was read
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, todo = [pid], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        tree += below
+        todo += below
+    for each in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGKILL)
 
 
 @asynccontextmanager
@@ -174,11 +224,4 @@ async def vtn_group(storage_url: str, directory: Path, pki: Any, *, workers: int
                 await admin_ready(http, worker["admin_port"])
         yield group
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(60):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_tree(process)

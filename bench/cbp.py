@@ -54,9 +54,14 @@ def _child_cpu_s(pid: int) -> float:
 async def _steady(nodes: Nodes, seconds: float) -> None:
     book = nodes.aggregator.book
     need = max(1, int(nodes.registered * 0.95))
-    async with asyncio.timeout(STEP_TIMEOUT_S + 0.1 * nodes.registered):
-        while len(book.outlooks) < need:
-            await asyncio.sleep(0.2)
+    deadline = STEP_TIMEOUT_S + 0.1 * nodes.registered
+    try:
+        async with asyncio.timeout(deadline):
+            while len(book.outlooks) < need:
+                await asyncio.sleep(0.2)  # re-check interval, bounded by the deadline
+    except TimeoutError:
+        raise TimeoutError(f"the first telemetry batch: {len(book.outlooks)} of the {need} "
+                           f"devices needed sent one within {deadline:g} s") from None
     nodes.step(f"first telemetry batch from {len(book.outlooks)} devices")
     # past the first-batch burst: one whole batch period of the devices' staggered trickle
     await asyncio.sleep(nodes.settings.timing.telemetry_batch.total_seconds())

@@ -67,7 +67,6 @@ from vtn.site import raise_descriptor_limit
 __all__ = ["Outcome", "main", "run"]
 
 EVENT_ID: Final = "failover-1"
-_EXCHANGE_S: Final = 60.0  # one exchange's deadline: no answer by then is a lost exchange
 _ASK_AFTER_S: Final = 1.0  # after a lost exchange, oadrRequestEvent this soon
 _STEP_POLLS: Final = 10  # each step of the timeline has ten poll intervals ...
 _STEP_SPARE_S: Final = 120.0  # ... and two minutes
@@ -197,8 +196,7 @@ async def _answer(fleet: _Fleet, device: _Device, reply: bytes, *, every: bool =
     if b"oadrDistributeEvent" not in reply:
         return
     errors = len(device.ven.errors)
-    async with asyncio.timeout(_EXCHANGE_S):
-        await _acknowledge(device.ven, reply)  # a retried ack that was answered 200 is stored
+    await _acknowledge(device.ven, reply)  # a retried ack that was answered 200 is stored
     if len(device.ven.errors) != errors:
         device.failed += 1
         device.lost = True
@@ -211,11 +209,11 @@ async def _answer(fleet: _Fleet, device: _Device, reply: bytes, *, every: bool =
 
 
 async def _post(device: _Device, service: str, body: bytes) -> tuple[int, bytes]:
-    """One exchange under its deadline; a retried one marks the VEN as having lost an exchange
-    (its first try may have been answered by a worker that died before the answer left)."""
+    """One exchange (under RawLink's deadline); a retried one marks the VEN as having lost an
+    exchange (its first try may have been answered by a worker that died before the answer
+    left)."""
     retries = device.ven.raw.retries
-    async with asyncio.timeout(_EXCHANGE_S):
-        answer = await device.ven.raw.post(service, body)
+    answer = await device.ven.raw.post(service, body)
     if device.ven.raw.retries != retries:
         device.lost = True
     return answer
@@ -349,8 +347,7 @@ async def _drain(vens: list[Ven], *, concurrency: int) -> None:
         async with gate:
             for _ in range(50):
                 try:
-                    async with asyncio.timeout(_EXCHANGE_S):
-                        status, reply = await ven.raw.post("OadrPoll", poll_body(ven))
+                    status, reply = await ven.raw.post("OadrPoll", poll_body(ven))
                 except (OSError, asyncio.IncompleteReadError):  # TimeoutError is an OSError
                     await _close(ven)
                     continue

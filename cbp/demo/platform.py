@@ -56,14 +56,16 @@ class PlatformSummary:
 
 
 async def _until(check: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT_S,
-                 every: float = 0.1) -> None:
-    """Wait for a condition other tasks make true; a timeout names what never happened."""
+                 every: float = 0.1, seen: Callable[[], str] | None = None) -> None:
+    """Wait for a condition other tasks make true; a timeout names what never happened and,
+    with ``seen``, how far it got."""
     try:
         async with asyncio.timeout(timeout):
             while not check():
                 await asyncio.sleep(every)
     except TimeoutError:
-        raise TimeoutError(f"gave up waiting for {what}") from None
+        got = f"; {seen()}" if seen is not None else ""
+        raise TimeoutError(f"gave up waiting for {what} after {timeout:g} s{got}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +124,8 @@ async def bid_and_activate(nodes: Nodes) -> Operated:
     book = aggregator.book
     need = max(1, int(len(book.registered()) * 0.95))
     await _until(lambda: len(book.outlooks) >= need, "the devices' first telemetry batch",
-                 timeout=STEP_TIMEOUT_S + 0.1 * need)
+                 timeout=STEP_TIMEOUT_S + 0.1 * need,
+                 seen=lambda: f"{len(book.outlooks)} of the {need} devices needed sent one")
     isp = _target_isp(tso, settings, datetime.now(UTC))
     offer = aggregator.build_offer(isp)
     if offer is None:
@@ -158,7 +161,9 @@ async def bid_and_activate(nodes: Nodes) -> Operated:
          f"({'late' if activation.late else 'on time'}); "
          f"{len(dispatched.device_events)} devices dispatched after {dispatch_s:.2f} s")
     await _until(lambda: dispatched.all_acked_at is not None,
-                 "every device's acknowledgement of its setpoints")
+                 "every device's acknowledgement of its setpoints",
+                 seen=lambda: f"{len(dispatched.acked)} of {len(dispatched.device_events)} "
+                 "devices acknowledged")
     assert dispatched.all_acked_at is not None
     acked_s = (dispatched.all_acked_at - activation.sent_at).total_seconds()
     step(f"operation: all {len(dispatched.acked)} device setpoint events acknowledged "
@@ -179,7 +184,12 @@ async def _settle(nodes: Nodes, operated: Operated) -> tuple[TsoStatement, Prosu
         return (status.closed_until is not None and status.closed_until >= end
                 and activation.event_id in status.msp_sent)
 
-    await _until(done, "the activation's telemetry and metering", every=0.5)
+    def seen() -> str:
+        status = aggregator.status()
+        return (f"closed until {status.closed_until} of {end}, metering sent for "
+                f"{sorted(status.msp_sent)}")
+
+    await _until(done, "the activation's telemetry and metering", every=0.5, seen=seen)
     await aggregator.flush_pool_rows()
     assert aggregator.upstream is not None
     await aggregator.upstream.flush_reports()

@@ -4,7 +4,8 @@ the demo's device link (``python -m bench cbp --xmpp``) and of the XMPP tests.
 Its settings are the ones the README shows for a deployment: SASL EXTERNAL only, through
 ``examples/prosody/mod_auth_openadr.lua`` (each client named by its certificate's fingerprint),
 TLS required with client certificates checked against the CA, no federation (s2s), no in-band
-registration. Runtime files live in a temporary directory of their own, removed on stop; as root
+registration. Runtime files live in a temporary directory of their own, removed on stop (which
+kills a server that does not end on SIGTERM in time, so no stop waits for ever); as root
 the server runs as Debian's unprivileged ``prosody`` user, which Prosody requires.
 
 Needs Debian's ``prosody`` (:func:`prosody_binary` names the package when it is missing).
@@ -130,9 +131,16 @@ class XmppServer:
                 writer.close()
                 return
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, and SIGKILL if Prosody has not exited within ``timeout`` s; then its
+        runtime directory is removed."""
         process, self._process = self._process, None
         if process is not None and process.returncode is None:
             process.send_signal(signal.SIGTERM)
-            await process.wait()
+            try:
+                async with asyncio.timeout(timeout):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from bench._vtn_group import stop_tree
 from tests.kit.net import free_port
 from tests.kit.pki import CertFiles, Pki
 
@@ -78,14 +79,8 @@ class VtnProcess:
         await self.process.wait()
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(15):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        if self.process is not None:
+            await stop_tree(self.process, grace_s=15.0)
 
 
 def mint_vens(pki: Pki, directory: Path, count: int, prefix: str) -> tuple[CertFiles, ...]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench._vtn_group import stop_tree
 from schemas import DistributeEvent
 from tests.acceptance import VtnProcess
 from tests.kit.net import free_port
@@ -129,8 +129,7 @@ async def test_vens_behind_haproxy_reach_both_vtn_processes(pki, tmp_path: Path,
                 assert isinstance(reply, DistributeEvent)
                 assert [e.event_id for e in reply.events] == ["via-haproxy"]
     finally:
-        if proxy is not None and proxy.returncode is None:
-            proxy.send_signal(signal.SIGTERM)
-            await proxy.wait()
+        if proxy is not None:
+            await stop_tree(proxy, grace_s=15.0)
         for vtn in backends:
             await vtn.stop()

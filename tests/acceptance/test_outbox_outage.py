@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from schemas import ReportInterval, ReportPayload, ReportRequest
 from tests.kit.pki import Pki
 from tests.kit.telemetry import telemetry_descriptions
@@ -73,9 +75,16 @@ async def test_telemetry_made_during_a_60_s_outage_arrives_exactly_once(
             (request,) = await ven.register_reports(telemetry_descriptions())
             assert ven.desk.accepted[request.report_request_id].period == PERIOD
             await vtn.kill()
-            for _ in range(SAMPLES):
-                await schedule.tick()
-            await schedule.waiting.get()  # the 15th sample is in the outbox
+            ticked = 0
+            try:
+                async with asyncio.timeout(60):  # each tick waits for the schedule to wait
+                    while ticked < SAMPLES:
+                        await schedule.tick()
+                        ticked += 1
+                    await schedule.waiting.get()  # the 15th sample is in the outbox
+            except TimeoutError:
+                pytest.fail(f"the VEN's report schedule did not come back for its next tick "
+                            f"after {ticked} of {SAMPLES}; failures: {failures}")
             assert schedule.now - T0 == SAMPLES * PERIOD  # 60 s of VEN time went by
             assert await outbox.count(ven.outbox_key) == SAMPLES
         assert any(isinstance(f, VtnUnavailable) for f in failures)

@@ -10,16 +10,26 @@ from pathlib import Path
 
 import pytest
 
+from bench._vtn_group import kill_tree
 from tests.kit.databases import _admin_connection, postgres_url
 
 ROOT = Path(__file__).parents[2]
 
 
 def _bench(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    """``python -m bench ARGS``'s output; a run that outlasts ten minutes is killed with every
+    process under it (its VTNs, workers and load generators) and fails."""
+    with subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as bench:
+        try:
+            out, err = bench.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            kill_tree(bench.pid)
+            out, err = bench.communicate()
+            pytest.fail(f"bench {' '.join(args)}: not done within 600 s; stdout ends "
+                        f"{out[-1000:]!r}, stderr ends {err[-1000:]!r}")
+    assert bench.returncode == 0, err[-2000:]
+    return out
 
 
 def test_codec_prints_a_row_per_payload_type_both_ways() -> None:

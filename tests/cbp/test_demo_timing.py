@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cbp.demo.nodes import demo_settings, expected_ready
+from cbp.demo.platform import _until
 from cbp.market import IspCalendar
 
 
@@ -30,3 +31,10 @@ def test_the_first_gate_closure_after_readiness_comes_within_a_sample_of_the_pla
     assert timedelta(0) <= closure - planned <= rules.sample_period
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     assert (calendar.isp_start(isp) - epoch) % rules.sample_period == timedelta(0)
+
+
+async def test_a_step_that_never_happens_names_what_was_awaited_and_how_far_it_got() -> None:
+    with pytest.raises(TimeoutError, match=r"^gave up waiting for every device's ack after "
+                                           r"0\.05 s; 3 of 4 devices acknowledged$"):
+        await _until(lambda: False, "every device's ack", timeout=0.05, every=0.01,
+                     seen=lambda: "3 of 4 devices acknowledged")

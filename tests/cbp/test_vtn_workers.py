@@ -28,7 +28,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._vtn_group import admin_ready, status_when
+from bench._vtn_group import admin_ready, status_when, stop_tree
 from cbp.cli import main
 from schemas import Codec, DistributeEvent, Message, Poll, Response
 from tests.acceptance import mint_vens
@@ -134,9 +134,7 @@ async def test_workers_share_one_port_on_postgresql(pki, tmp_path, storage_url):
         _json_logged(log_file, parent=process.pid,
                      workers={first["pid"], *(w["pid"] for w in stopped["workers"])})
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_tree(process)  # its workers too, whatever failed above
 
 
 def _json_logged(path: Path, *, parent: int, workers: set[int]) -> None:
@@ -223,11 +221,4 @@ async def test_vens_of_a_killed_worker_reconnect_to_the_others(pki, tmp_path,
                 assert isinstance(got, DistributeEvent), (ven.ven_id, got)
                 assert [e.event_id for e in got.events] == ["after-kill"]
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(60):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_tree(process)

@@ -19,6 +19,7 @@ from schemas import (
     utc_now,
 )
 from tests.kit.pki import CertFiles, Pki
+from tests.kit.polling import drain_polls
 
 __all__ = ["SignedVen", "signed_ven"]
 
@@ -52,6 +53,12 @@ class SignedVen:
 
     def poll_body(self) -> bytes:
         return self.codec.encode(Poll(ven_id=self.ven_id))
+
+    async def drain(self) -> list[Message]:
+        """Signed polls until the VTN answers oadrResponse: every answer, that one last
+        (:func:`tests.kit.polling.drain_polls`: bounded)."""
+        got = await drain_polls(lambda: self.send("OadrPoll", self.poll_body()), self.ven_id)
+        return [m for m in got if m is not None]
 
 
 @asynccontextmanager

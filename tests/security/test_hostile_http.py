@@ -284,15 +284,24 @@ async def test_oversized_ids_are_refused_and_not_echoed_whole(scene: Scene) -> N
     huge = "V" * 300_000
     status, body = await post_raw(scene.attacker, "OadrPoll", _poll(huge))
     assert openadr_code(status, body) == 454
-    assert len(body) < 4_000
+    _refused_by_the_id_cap(body, "venID")
     ack = CreatedEvent(response=EiResponse(request_id="a"), ven_id=scene.attacker.ven_id,
                        event_responses=(EventResponse(request_id="a", event_id=huge,
                                                       modification_number=0,
                                                       opt_type=OptType.OPT_IN),))
     status, body = await post_raw(scene.attacker, "EiEvent", CODEC.encode(ack))
     assert openadr_code(status, body) == 454
-    assert len(body) < 4_000
+    _refused_by_the_id_cap(body, "eventID")
     await assert_still_serving(scene)
+
+
+def _refused_by_the_id_cap(body: bytes, element: str) -> None:
+    """The reply is short and its reason is the identifier cap (no other check refused it)."""
+    assert len(body) < 4_000
+    reply = CODEC.decode(body)
+    assert isinstance(reply, Response)
+    said = reply.response.description or ""
+    assert f"<{element}> is 300000 characters long, over the 512-character cap" in said, said
 
 
 MARKUP = '<script>alert("x")</script>&amp;]]><![CDATA[x]]>'

@@ -35,6 +35,7 @@ from schemas import (
 )
 from schemas.events import ActivePeriod
 from schemas.tls import client_context, server_context
+from tests.kit.polling import drain_polls
 from tests.kit.vtn import RunningVtn, running_vtn
 
 # The VTN pushes only to public addresses unless allowed; the tests' push VENs are on loopback.
@@ -70,11 +71,10 @@ class RawVen:
         return await self.post("OadrPoll", Poll(ven_id=self.ven_id))
 
     async def drain(self) -> list[Message]:
-        """Poll until the VTN has nothing more (the VEN polls again at once)."""
-        got = []
-        while not isinstance(reply := await self.poll(), Response):
-            got.append(reply)
-        return got
+        """Poll until the VTN has nothing more (the VEN polls again at once): what came before
+        its oadrResponse (:func:`tests.kit.polling.drain_polls`: bounded)."""
+        got = await drain_polls(self.poll, self.ven_id or "unregistered VEN")
+        return [m for m in got[:-1] if m is not None]
 
     async def close(self) -> None:
         await self.session.close()

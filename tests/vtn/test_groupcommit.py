@@ -112,9 +112,16 @@ async def test_a_caller_cancelled_before_its_turn_writes_nothing(db: Any) -> Non
 
     first = asyncio.ensure_future(database.run_sqlite(hold, write=True))
     assert await asyncio.to_thread(running.wait, WAIT_S)
-    second = asyncio.ensure_future(database.run_sqlite(insert(2), write=True))
+    calling = asyncio.Event()
+
+    async def write_two() -> int:
+        calling.set()  # the rest of this step, up to run_sqlite's first wait, runs before
+        return await database.run_sqlite(insert(2), write=True)  # the test wakes
+
+    second = asyncio.ensure_future(write_two())
     assert database.queued_writes == 0
-    await asyncio.sleep(0)  # the task's first step runs: run_sqlite queues its job at once
+    await calling.wait()
+    # queued behind the held writer, not cancelled before it got there: the writer must skip it
     assert database.queued_writes == 1, "the job must be queued behind the held writer"
     second.cancel()
     release.set()

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from schemas import CreatePartyRegistration, Message, Poll, RegisteredReport, Response
 from tests.kit.admin import offer
 from tests.kit.clock import Clock
+from tests.kit.polling import drain_polls
 from tests.kit.signed import signed_ven
 from tests.kit.vtn import vtn_config
 from vtn.app import STORAGE
@@ -149,9 +150,9 @@ async def test_counters_move_with_the_traffic(pki, storage_url):
                                  _registration(), tally)
         ven.ven_id = getattr(registered, "ven_id", "")
         assert ven.ven_id
-        while not isinstance(await _post(ven.session, url, "OadrPoll",
-                                         Poll(ven_id=ven.ven_id), tally), Response):
-            pass  # what registration queued (report requests), drained
+        await drain_polls(  # what registration queued (report requests)
+            lambda: _post(ven.session, url, "OadrPoll", Poll(ven_id=ven.ven_id), tally),
+            ven.ven_id)
         assert isinstance(await _post(ven.session, url, "EiReport",
                                       offer("spec-1", "a"), tally), RegisteredReport)
         wrong = await _post(ven.session, url, "OadrPoll", Poll(ven_id="not-this-ven"), tally)

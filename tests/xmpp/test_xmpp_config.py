@@ -3,7 +3,10 @@ shows are the ones the tests' server runs with."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
+import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -85,3 +88,22 @@ def test_a_device_fleet_reaches_its_aggregator_over_xmpp_when_configured(tmp_pat
     assert read("[aggregator]" + plain).xmpp is None
     with pytest.raises(ConfigError, match="vtn_jid"):
         read('[xmpp]\nhost = "x"\n[aggregator]' + plain)
+
+
+async def test_stop_kills_a_server_that_ignores_sigterm_and_removes_its_directory(
+        tmp_path: Path) -> None:
+    """A Prosody that does not end on SIGTERM in time is killed: a test's teardown never waits
+    for ever on it (a process that ignores SIGTERM stands in for such a server)."""
+    directory = tmp_path / "runtime"
+    directory.mkdir()
+    stubborn = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(flush=True); signal.pause()", stdout=asyncio.subprocess.PIPE)
+    assert stubborn.stdout is not None
+    async with asyncio.timeout(60):
+        await stubborn.stdout.readline()  # SIGTERM is ignored from here on
+    server = XmppServer(cert=tmp_path, key=tmp_path, ca=tmp_path, directory=directory,
+                        _process=stubborn)
+    await server.stop(timeout=0.5)
+    assert stubborn.returncode == -signal.SIGKILL
+    assert not directory.exists()
