@@ -6,7 +6,7 @@ and sends reports through a durable outbox, and sends opt schedules::
     import asyncio
     from schemas import OptType, ReportDescription, ReportInterval, ReportPayload, ReportType
     from schemas import ReadingType
-    from ven import Outbox, VenClient
+    from ven import Connection, Hooks, Outbox, VenClient, VenSettings
     from ven.tls import client_context
 
     def on_event(event):                         # plain or async; called once per event version
@@ -14,9 +14,13 @@ and sends reports through a durable outbox, and sends opt schedules::
 
     async def main():
         tls = client_context(cert="ven.crt", key="ven.key", ca="ca.crt")
+        settings = VenSettings(
+            ven_name="heat-pump-42",
+            connection=Connection(vtn_url="https://vtn.example:8443", ssl_context=tls),
+            hooks=Hooks(on_event=on_event),
+        )
         async with await Outbox.open("ven-outbox.sqlite") as outbox, VenClient(
-            "https://vtn.example:8443", tls, ven_name="heat-pump-42",
-            outbox=outbox, on_event=on_event,
+            settings, outbox=outbox,
         ) as ven:
             await ven.register()
             requests = await ven.register_reports((ReportDescription(
@@ -31,9 +35,9 @@ and sends reports through a durable outbox, and sends opt schedules::
     asyncio.run(main())
 
 Reports the VTN offers (its own oadrRegisterReport) arrive in ``ven.vtn.metadata``; request one
-at once by passing ``request_vtn_reports`` (METADATA -> ReportRequests) or later with
-``await ven.vtn.request_report(report_specifier_id)``, and take its data with ``on_report_data``
-(plain or async, one call per report; the VTN gets oadrUpdatedReport).
+at once with the hook ``request_vtn_reports`` (METADATA -> ReportRequests) or later with
+``await ven.vtn.request_report(report_specifier_id)``, and take its data with the hook
+``on_report_data`` (plain or async, one call per report; the VTN gets oadrUpdatedReport).
 
 One process may talk to several VTNs: one :class:`VenClient` each, sharing one :class:`Outbox`.
 Its errors, under the message layer's root::
@@ -55,16 +59,20 @@ from __future__ import annotations
 
 from .backoff import Backoff
 from .client import EventHandler, Outcome, Registration, VenClient
-from .errors import VenError, VtnRefused, VtnUnavailable
+from .errors import ErrorHandler, VenError, VtnRefused, VtnUnavailable
 from .offered import ReportChooser, ReportDataHandler, VtnReports
 from .outbox import Outbox, OutboxItem
 from .push import PushReceiver
 from .reports import AcceptedReport, ReportProvider, metadata_report
+from .settings import Connection, Hooks, Sleep, TimeSource, VenSettings
 
 __all__ = [
     "AcceptedReport",
     "Backoff",
+    "Connection",
+    "ErrorHandler",
     "EventHandler",
+    "Hooks",
     "Outbox",
     "OutboxItem",
     "Outcome",
@@ -73,8 +81,11 @@ __all__ = [
     "ReportChooser",
     "ReportDataHandler",
     "ReportProvider",
+    "Sleep",
+    "TimeSource",
     "VenClient",
     "VenError",
+    "VenSettings",
     "VtnRefused",
     "VtnReports",
     "VtnUnavailable",

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,16 +63,15 @@ from schemas import (
     Service,
     Target,
     new_id,
-    utc_now,
 )
 
-from ._http import Link, VtnLink, check_reply
+from ._http import VtnLink, check_reply
 from ._inbound import EventHandler, Inbound, Outcome
-from .backoff import Backoff
 from .errors import VenError, VtnRefused, VtnUnavailable
-from .offered import ReportChooser, ReportDataHandler, VtnReports
+from .offered import VtnReports
 from .outbox import Outbox
-from .reports import ReportDesk, ReportProvider, metadata_report
+from .reports import ReportDesk, metadata_report
+from .settings import VenSettings
 
 __all__ = ["EventHandler", "Outcome", "Registration", "VenClient"]
 
@@ -93,60 +91,32 @@ class Registration:
 
 
 class VenClient:
-    """A VEN towards one VTN. Use ``async with``; then :meth:`register` and :meth:`run`.
+    """A VEN towards one VTN, built from its :class:`~ven.settings.VenSettings`. Use
+    ``async with``; then :meth:`register` and :meth:`run`.
 
     One process may hold several clients (one per VTN) sharing one :class:`Outbox`; each client's
-    items are keyed by ``outbox_key`` (default: ``vtn_url``). Without an outbox, an in-memory one
-    is used and reports do not survive a restart.
+    items are keyed by ``settings.outbox_key`` (default: the VTN's URL). Without an outbox, an
+    in-memory one is used and reports do not survive a restart.
     """
 
-    def __init__(
-        self,
-        vtn_url: str,
-        ssl_context: ssl.SSLContext | None,
-        *,
-        ven_name: str,
-        codec: Codec | None = None,
-        outbox: Outbox | None = None,
-        outbox_key: str | None = None,
-        poll_interval: float | None = None,
-        on_event: EventHandler | None = None,
-        report_provider: ReportProvider | None = None,
-        on_report_data: ReportDataHandler | None = None,
-        request_vtn_reports: ReportChooser | None = None,
-        on_error: Callable[[VenError], None] | None = None,
-        push_url: str | None = None,
-        backoff: Backoff | None = None,
-        clock: Callable[[], datetime] = utc_now,
-        request_timeout: float = 30.0,
-        report_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        retry_sleep: Callable[[float], Awaitable[None]] | None = None,
-        link: Link | None = None,
-    ) -> None:
-        self.ven_name = ven_name
-        # ``link``: another transport to the VTN (``ven.xmpp.XmppLink``); its codec is used
-        self.codec = link.codec if link is not None else codec or Codec()
-        self._link = link or VtnLink(vtn_url, ssl_context, self.codec,
-                                     request_timeout=request_timeout)
+    def __init__(self, settings: VenSettings, *, outbox: Outbox | None = None) -> None:
+        self.ven_name = settings.ven_name
+        connection, hooks = settings.connection, settings.hooks
+        link = connection.link
+        self.codec = link.codec if link is not None else connection.codec or Codec()
+        self._link = link or VtnLink(connection.vtn_url, connection.ssl_context, self.codec,
+                                     request_timeout=connection.request_timeout)
         self._outbox = outbox
         self._owns_outbox = outbox is None
-        self._outbox_key = outbox_key or vtn_url
-        self._poll_interval = poll_interval
-        self._on_error = on_error
-        self._push_url = push_url
-        self._backoff = backoff or Backoff()
-        self._clock = clock
-        self._report_provider = report_provider
-        self._report_sleep = report_sleep
-        # waits before a retry (poll loop and outbox); tests inject one that records the delay
-        self._retry_sleep = retry_sleep
+        self._outbox_key = settings.outbox_key or connection.vtn_url
+        self._connection, self._hooks, self._time = connection, hooks, settings.time
         self.registration: Registration | None = None
         self.deregistered = False
         self._resync = False
         # the reports the VTN offers us: ``vtn.request_report(...)``, data to ``on_report_data``
         self.vtn = VtnReports(exchange=self._link.exchange, ven_id=self._require_ven_id,
-                              on_data=on_report_data, choose=request_vtn_reports)
-        self._inbound = Inbound(on_event=on_event, desk=lambda: self.desk, vtn=self.vtn,
+                              on_data=hooks.on_report_data, choose=hooks.request_vtn_reports)
+        self._inbound = Inbound(on_event=hooks.on_event, desk=lambda: self.desk, vtn=self.vtn,
                                 registration=self._require_registration,
                                 register=self.register, cancelled=self._deregistered_by_vtn)
         self._desk: ReportDesk | None = None
@@ -170,9 +140,10 @@ class VenClient:
             self._outbox = await Outbox.open(":memory:")
         self._desk = ReportDesk(
             link=self._link, outbox=self._outbox, outbox_key=self._outbox_key,
-            backoff=self._backoff, clock=self._clock, new_id=new_id, ven_id=self._require_ven_id,
-            provider=self._report_provider, sleep=self._report_sleep, on_error=self._surface,
-            retry_sleep=self._retry_sleep or asyncio.sleep,
+            backoff=self._connection.backoff, clock=self._time.clock, new_id=new_id,
+            ven_id=self._require_ven_id, provider=self._hooks.report_provider,
+            sleep=self._time.report_sleep, on_error=self._surface,
+            retry_sleep=self._time.retry_sleep or asyncio.sleep,
         )
         self._desk.start()
 
@@ -246,10 +217,10 @@ class VenClient:
             registration_id=previous.registration_id if previous else None,
             ven_id=previous.ven_id if previous else None,
             transport_name=self._link.transport_name,
-            transport_address=self._link.address or self._push_url,
+            transport_address=self._link.address or self._connection.push_url,
             xml_signature=self.codec.signer is not None,
             ven_name=self.ven_name,
-            http_pull_model=(self._push_url is None if self._link.polls else None),
+            http_pull_model=(self._connection.push_url is None if self._link.polls else None),
         )
         created = await self._link.exchange(
             Service.REGISTER_PARTY, request, CreatedPartyRegistration)
@@ -300,7 +271,7 @@ class VenClient:
             opt_id=opt_id or new_id(), opt_type=opt_type, opt_reason=opt_reason,
             market_context=market_context, ven_id=self._require_ven_id(),
             vavailability=tuple(vavailability) if vavailability is not None else None,
-            created_date_time=self._clock(), request_id=new_id(),
+            created_date_time=self._time.clock(), request_id=new_id(),
             qualified_event_id=qualified_event_id, target=target or Target(),
         )
         return await self._link.exchange(Service.OPT, message, CreatedOpt)
@@ -320,7 +291,7 @@ class VenClient:
     ) -> tuple[ReportRequest, ...]:
         """Offer one METADATA report of ``descriptions``; the report requests we accepted."""
         report = metadata_report(
-            descriptions, created=self._clock(), report_name=report_name,
+            descriptions, created=self._time.clock(), report_name=report_name,
             report_specifier_id=report_specifier_id or new_id(),
         )
         return await self.register_metadata((report,))
@@ -372,15 +343,16 @@ class VenClient:
         return True
 
     async def _handle_pulled(self, message: Message) -> None:
-        outcome = await self.dispatch(message)
+        outcome = await self.receive(message)
         if outcome.reply is not None:
             await self._link.acknowledged(outcome.service, outcome.reply)
         if outcome.after is not None:
             await outcome.after()
 
     def _interval(self) -> float:
-        if self._poll_interval is not None:
-            return self._poll_interval
+        interval = self._connection.poll_interval
+        if interval is not None:
+            return interval
         freq = self.registration.poll_freq if self.registration else None
         return (freq or _DEFAULT_POLL).total_seconds()
 
@@ -410,21 +382,23 @@ class VenClient:
                 if isinstance(error, VtnRefused) and error.code == 463:
                     self.registration = None  # the VTN forgot us: register again
                 self._resync = True
-                delay = self._backoff.delay_after(attempt, getattr(error, "retry_after", None))
+                delay = self._connection.backoff.delay_after(
+                    attempt, getattr(error, "retry_after", None))
                 attempt += 1
                 log.warning("poll failed (%s); retry %d in %.3f s", error, attempt, delay)
                 self._surface(error)
-                await (self._retry_sleep or self._pause)(delay)
+                await (self._time.retry_sleep or self._pause)(delay)
                 continue
             attempt = 0
             if not more:
                 await self._pause(self._interval())
 
     def _surface(self, error: Exception) -> None:
-        if self._on_error is not None:
+        on_error = self._hooks.on_error
+        if on_error is not None:
             wrapped = error if isinstance(error, VenError) else VtnRefused(
                 getattr(error, "response_code", None), str(error))
-            self._on_error(wrapped)
+            on_error(wrapped)
 
     # ------------------------------------------------------------ inbound payloads
 
@@ -437,7 +411,7 @@ class VenClient:
     def events(self, events: dict[str, Event]) -> None:
         self._inbound.events = events
 
-    async def dispatch(self, message: Message) -> Outcome:
+    async def receive(self, message: Message) -> Outcome:
         """Handle one payload the VTN sent; the reply owed and what to do after sending it."""
         return await self._inbound.handle(message)
 

@@ -1,4 +1,5 @@
-"""Loading a :class:`VenConfig` from TOML (``examples/ven.toml`` documents every key).
+"""Loading a :class:`VenConfig` from TOML (``examples/ven.toml`` documents every key), and the
+client settings it describes (:func:`client_settings`).
 
 Mirrors :mod:`vtn.config`, through the same typed loader (:mod:`tomlconfig`). Invariants: unknown
 keys are an error (a typo must not silently fall back to a default), and every error names the
@@ -19,12 +20,17 @@ from typing import Any
 
 from schemas import Codec, ReplayGuard, Signer, Verifier
 from schemas.certpath import Purpose
-from schemas.identity import TlsProfile
+from schemas.identity import TlsProfile, fingerprint_from_pem
 from tomlconfig import ConfigError, Table, read_file
 
+from .backoff import Backoff
+from .settings import Connection, Hooks, VenSettings
+from .tls import client_context
+from .xmpp import XmppLink
+
 __all__ = [
-    "ConfigError", "TransportMode", "VenConfig", "VenXmpp", "load_config", "parse_config",
-    "wire_codec", "xmpp_from_table",
+    "ConfigError", "TransportMode", "VenConfig", "VenXmpp", "client_settings", "load_config",
+    "parse_config", "wire_codec", "xmpp_from_table",
 ]
 
 
@@ -220,3 +226,29 @@ def wire_codec(config: VenConfig) -> Codec:
     replay = ReplayGuard(window=config.replay_window) if verifier is not None else None
     return Codec(signer=signer, verifier=verifier, replay=replay,
                  require_signature=config.require_signatures)
+
+
+def client_settings(config: VenConfig, *, codec: Codec, hooks: Hooks) -> VenSettings:
+    """The :class:`ven.VenSettings` ``config`` describes, with ``codec`` (:func:`wire_codec`)
+    and the application's ``hooks``. The ``[tls]`` files are required: the client's mutual-TLS
+    context is made from them. In ``mode = "xmpp"`` the connection's link is an
+    :class:`ven.xmpp.XmppLink` to ``[xmpp]``, so call this inside the event loop."""
+    cert, key, ca = config.tls_cert, config.tls_key, config.tls_ca
+    if cert is None or key is None or ca is None:
+        raise ConfigError("[tls] cert, key and ca are required")
+    tls = client_context(cert=cert, key=key, ca=ca, profile=config.tls_profile)
+    timeout = config.request_timeout.total_seconds()
+    xmpp, vtn, link = config.xmpp, config.vtn_url, None
+    if xmpp is not None:  # the VTN is named by its JID, unless vtn_url names it too
+        vtn = vtn or xmpp.vtn_jid
+        link = XmppLink(host=xmpp.host, port=xmpp.port, domain=xmpp.domain, vtn_jid=xmpp.vtn_jid,
+                        fingerprint=fingerprint_from_pem(cert.read_bytes()), ssl_context=tls,
+                        codec=codec, resource=xmpp.resource, request_timeout_s=timeout)
+    connection = Connection(
+        vtn_url=vtn,
+        ssl_context=tls, codec=codec, link=link, push_url=config.transport_address,
+        request_timeout=timeout,
+        poll_interval=config.poll_interval.total_seconds() if config.poll_interval else None,
+        backoff=Backoff(base=config.backoff_base.total_seconds(),
+                        cap=config.backoff_cap.total_seconds()))
+    return VenSettings(ven_name=config.ven_name, connection=connection, hooks=hooks)

@@ -7,9 +7,11 @@ aiohttp's and ssl's exceptions are translated once, in ``ven._http``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from schemas import CrowdflexError
 
-__all__ = ["VenError", "VtnRefused", "VtnUnavailable"]
+__all__ = ["ErrorHandler", "VenError", "VtnRefused", "VtnUnavailable"]
 
 
 class VenError(CrowdflexError):
@@ -35,3 +37,7 @@ class VtnRefused(VenError):
         super().__init__(f"{code} {reason}" if code is not None else reason)
         self.code = code
         self.reason = reason
+
+
+ErrorHandler = Callable[[VenError], None]
+"""Hears an error the client retries or drops (``ven.Hooks.on_error``)."""

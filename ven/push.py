@@ -2,7 +2,7 @@
 
 OpenADR 2.0b profile 9.1 (simpleHttp push): the VTN POSTs payloads to the VEN's transport address
 (``https://ven-host:port``, announced in oadrCreatePartyRegistration) under the same service
-paths the VTN serves. Each payload goes through the same :meth:`VenClient.dispatch` as a pulled
+paths the VTN serves. Each payload goes through the same :meth:`VenClient.receive` as a pulled
 one; the reply it owes travels back as the HTTP response body, and follow-up work (such as
 re-registering) runs afterwards as a task the client owns.
 
@@ -113,11 +113,11 @@ class PushReceiver:
 
 async def answer_pushed(client: VenClient, body: bytes, where: str) -> Message:
     """The answer to one payload the VTN sent (HTTP push or XMPP): decoded and handed to
-    :meth:`VenClient.dispatch`; its follow-up work becomes a task of the client. A protocol
+    :meth:`VenClient.receive`; its follow-up work becomes a task of the client. A protocol
     error becomes an oadrResponse carrying its OpenADR code."""
     try:
         message = client.codec.decode(body)
-        outcome = await client.dispatch(message)
+        outcome = await client.receive(message)
     except RemoteProtocolError as error:
         log.info("refused a push on %s: %s", where, error)
         return Response(response=EiResponse(

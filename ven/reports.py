@@ -37,7 +37,7 @@ from schemas import (
 
 from ._http import Link, check_reply
 from .backoff import Backoff
-from .errors import VenError, VtnRefused, VtnUnavailable
+from .errors import ErrorHandler, VenError, VtnRefused, VtnUnavailable
 from .outbox import Outbox
 
 __all__ = ["AcceptedReport", "ReportDesk", "ReportProvider", "metadata_report"]
@@ -109,7 +109,7 @@ class ReportDesk:
         ven_id: Callable[[], str],
         provider: ReportProvider | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        on_error: Callable[[VenError], None] | None = None,
+        on_error: ErrorHandler | None = None,
         retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._link = link

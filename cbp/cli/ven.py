@@ -98,17 +98,16 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"crowdflex ven: {exc}", file=sys.stderr)
         return 2
-    if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
-        print("crowdflex ven: [tls] cert, key and ca are required", file=sys.stderr)
-        return 2
     try:
         codec = wire_codec(config)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"crowdflex ven: [signatures]: {exc}", file=sys.stderr)
         return 2
-    config.outbox_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         asyncio.run(_serve(config, codec))
+    except ConfigError as exc:
+        print(f"crowdflex ven: {exc}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as exc:
         print(f"crowdflex ven: {exc}", file=sys.stderr)
         return 1
@@ -117,32 +116,26 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(config: Any, codec: Any) -> None:
     from schemas import Event
-    from ven import Backoff, Outbox, PushReceiver, VenClient
-    from ven.config import TransportMode
-    from ven.tls import client_context, server_context
-
-    tls = client_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
-                         profile=config.tls_profile)
+    from ven import Hooks, Outbox, PushReceiver, VenClient
+    from ven.config import TransportMode, client_settings
+    from ven.tls import server_context
+    from ven.xmpp import XmppLink
 
     def on_event(event: Event) -> str:
         log.info("event %s (modification %d): %s", event.event_id, event.modification_number,
                  config.opt)
         return str(config.opt)
 
+    settings = client_settings(config, codec=codec, hooks=Hooks(on_event=on_event))
+    link, backoff = settings.connection.link, settings.connection.backoff
     stop = stop_on_signals()
-    interval = config.poll_interval.total_seconds() if config.poll_interval else None
-    backoff = Backoff(base=config.backoff_base.total_seconds(),
-                      cap=config.backoff_cap.total_seconds())
-    link = _xmpp_link(config, tls, codec) if config.mode is TransportMode.XMPP else None
+    config.outbox_path.parent.mkdir(parents=True, exist_ok=True)
     async with await Outbox.open(config.outbox_path) as outbox, VenClient(
-        config.vtn_url or config.xmpp.vtn_jid, tls, ven_name=config.ven_name, outbox=outbox,
-        poll_interval=interval, on_event=on_event, push_url=config.transport_address,
-        backoff=backoff, request_timeout=config.request_timeout.total_seconds(), codec=codec,
-        link=link,
+        settings, outbox=outbox,
     ) as client:
         if config.mode is TransportMode.PULL:
             worker = client.start_polling()  # registers first, with back-off
-        elif link is not None:  # XMPP: the VTN sends through the server; nothing to poll
+        elif isinstance(link, XmppLink):  # the VTN sends through the server; nothing to poll
             link.serve(client)
             worker = client.spawn(_register_until_done(client, backoff, stop))
             log.info("on XMPP as %s", link.address)
@@ -158,17 +151,6 @@ async def _serve(config: Any, codec: Any) -> None:
         finally:
             if config.mode is TransportMode.PUSH:
                 await receiver.stop()
-
-
-def _xmpp_link(config: Any, tls: Any, codec: Any) -> Any:
-    from schemas.identity import fingerprint_from_pem
-    from ven.xmpp import XmppLink
-
-    xmpp = config.xmpp
-    return XmppLink(host=xmpp.host, port=xmpp.port, domain=xmpp.domain, vtn_jid=xmpp.vtn_jid,
-                    fingerprint=fingerprint_from_pem(config.tls_cert.read_bytes()),
-                    ssl_context=tls, codec=codec, resource=xmpp.resource,
-                    request_timeout_s=config.request_timeout.total_seconds())
 
 
 async def _register_until_done(client: Any, backoff: Any, stop: asyncio.Event) -> None:

@@ -29,7 +29,7 @@ from schemas import (
     ReportType,
 )
 from schemas.identity import TlsProfile
-from ven import PushReceiver, VenClient
+from ven import Connection, Hooks, PushReceiver, VenClient, VenSettings
 from ven.tls import client_context, server_context
 
 __all__ = ["URL_VARIABLE", "CommandVen", "CrowdflexVen", "PromptVen", "VenUnderTest"]
@@ -106,11 +106,11 @@ class CrowdflexVen:
         if self.push:
             port = _free_port(self.push_host)
             push_url = f"https://{self.push_host}:{port}{SERVICE_PREFIX}"
-        client = VenClient(url, client_context(cert=self.cert, key=self.key, ca=self.ca,
-                                                 profile=self.tls_profile),
-                           ven_name=self.ven_name,
-                           on_event=lambda event: OptType.OPT_IN, report_provider=_meter,
-                           push_url=push_url)
+        tls = client_context(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
+        client = VenClient(VenSettings(
+            ven_name=self.ven_name,
+            connection=Connection(vtn_url=url, ssl_context=tls, push_url=push_url),
+            hooks=Hooks(on_event=lambda event: OptType.OPT_IN, report_provider=_meter)))
         await client.start()
         self._client = client
         if self.push:

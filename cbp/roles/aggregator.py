@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,7 +88,16 @@ from schemas import (
     ReportPayload,
     utc_now,
 )
-from ven import Backoff, Outbox, VenError, VtnUnavailable
+from ven import (
+    Backoff,
+    Connection,
+    Hooks,
+    Outbox,
+    TimeSource,
+    VenError,
+    VenSettings,
+    VtnUnavailable,
+)
 from vtn.app import SERVICES, STORAGE, create_app
 from vtn.services import Handlers, ServiceContext
 from vtn.settings import VtnConfig
@@ -141,7 +151,7 @@ class AggregatorNode:
     """One aggregator with one pool. Serve :attr:`app`; then :meth:`connect` to the TSO."""
 
     def __init__(self, *, settings: CbpSettings, downstream: VtnConfig, vault: IdentityVault,
-                 tso_url: str, upstream_tls: object, outbox_path: Path,
+                 tso_url: str, upstream_tls: ssl.SSLContext | None, outbox_path: Path,
                  name: str = "aggregator", clock: Callable[[], datetime] = utc_now,
                  privacy: PrivacyConfig | None = None,
                  order: random.Random | None = None) -> None:
@@ -262,11 +272,13 @@ class AggregatorNode:
         # is heard within that (not after a back-off grown past link_release).
         poll = timing.upstream_poll.total_seconds()
         retry = Backoff(base=poll, cap=max(poll, timing.link_timeout.total_seconds()))
-        self.upstream = UpstreamClient(
-            self._tso_url, self._tls, ven_name=self._name,
-            codec=self.codec, outbox=self._outbox, on_event=self._on_tso_event,
-            poll_interval=poll, on_error=self._upstream_error, backoff=retry,
-            clock=self.clock, stale=self.operation.stale, on_statement=self._on_statement)
+        self.upstream = UpstreamClient(VenSettings(
+            ven_name=self._name,
+            connection=Connection(vtn_url=self._tso_url, ssl_context=self._tls, codec=self.codec,
+                                  poll_interval=poll, backoff=retry),
+            hooks=Hooks(on_event=self._on_tso_event, on_error=self._upstream_error),
+            time=TimeSource(clock=self.clock)),
+            outbox=self._outbox, stale=self.operation.stale, on_statement=self._on_statement)
         await self.upstream.start()
         registration = await self.upstream.register()
         await self.register_pool()

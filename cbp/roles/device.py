@@ -43,7 +43,7 @@ from schemas import (
     ReportType,
     SamplingRate,
 )
-from ven import Outbox, VenClient
+from ven import Connection, Hooks, Outbox, VenClient, VenSettings
 from ven.config import VenXmpp
 from ven.tls import client_context
 from ven.xmpp import XmppLink
@@ -217,11 +217,11 @@ class DeviceFleet:
             host=self.xmpp.host, port=self.xmpp.port, domain=self.xmpp.domain,
             vtn_jid=self.xmpp.vtn_jid, fingerprint=identity.fingerprint, ssl_context=tls,
             codec=self.codec, resource=self.xmpp.resource, request_timeout_s=30)
-        client = VenClient(self.vtn_url, tls, ven_name=identity.name, outbox=self._outbox,
-                           codec=self.codec,
-                           outbox_key=identity.fingerprint, poll_interval=poll,
-                           on_event=lambda event: holder[0].on_event(event), request_timeout=30,
-                           link=link)
+        client = VenClient(VenSettings(
+            ven_name=identity.name, outbox_key=identity.fingerprint,
+            connection=Connection(vtn_url=self.vtn_url, ssl_context=tls, codec=self.codec,
+                                  link=link, request_timeout=30, poll_interval=poll),
+            hooks=Hooks(on_event=lambda event: holder[0].on_event(event))), outbox=self._outbox)
         if link is not None:
             link.serve(client)
         node = DeviceNode(identity, sim, client, self.settings)

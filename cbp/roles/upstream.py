@@ -1,6 +1,6 @@
 """The aggregator's VEN towards the TSO: a :class:`ven.VenClient` with two CBP answers more.
 
-What the TSO sends is dispatched by the client as usual, except:
+What the TSO sends is received by the client as usual, except:
 - an oadrDistributeEvent carrying an event version older than one the aggregator already
   handled (a stale copy of an activation the TSO has since modified or cancelled) is refused
   as a whole with an oadrResponse of code 450 (:class:`schemas.OutOfSequence`, out of sequence)
@@ -11,14 +11,14 @@ What the TSO sends is dispatched by the client as usual, except:
   statement and handed to ``on_statement``, answered with oadrUpdatedReport; a report it cannot
   read is answered with 454 (the client's report-data handler contract, :mod:`ven.offered`).
 
-Invariants: a refused message changes no state; everything else is the client's own dispatch.
+Invariants: a refused message changes no state; everything else the client receives as usual.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from schemas import (
     DistributeEvent,
@@ -35,7 +35,7 @@ from schemas import (
     UpdateReport,
     new_id,
 )
-from ven import Outcome, VenClient
+from ven import Outbox, Outcome, VenClient, VenSettings
 
 from .profile import SETTLEMENT_REPORT
 from .statement import ReceivedStatement, parse_statement, settlement_request
@@ -48,10 +48,14 @@ log = logging.getLogger(__name__)
 class UpstreamClient(VenClient):
     """The aggregator's client for its TSO link (stale-copy refusal, x-SETTLEMENT intake)."""
 
-    def __init__(self, *args: Any, stale: Callable[[Event], bool],
-                 on_statement: Callable[[ReceivedStatement], None], **kwargs: Any) -> None:
-        super().__init__(*args, on_report_data=self._take_statement,
-                         request_vtn_reports=self._settlement_requests, **kwargs)
+    def __init__(self, settings: VenSettings, *, outbox: Outbox | None = None,
+                 stale: Callable[[Event], bool],
+                 on_statement: Callable[[ReceivedStatement], None]) -> None:
+        """``settings`` as for any :class:`ven.VenClient`; its report-data and report-choosing
+        hooks are this class's own (the x-SETTLEMENT intake)."""
+        hooks = dataclasses.replace(settings.hooks, on_report_data=self._take_statement,
+                                    request_vtn_reports=self._settlement_requests)
+        super().__init__(dataclasses.replace(settings, hooks=hooks), outbox=outbox)
         self._stale = stale
         self._on_statement = on_statement
         self.refused: list[tuple[str, int]] = []  # (message kind, response code) we answered
@@ -65,7 +69,7 @@ class UpstreamClient(VenClient):
             code=code, description=description, request_id=request_id), ven_id=ven_id),
             service=service)
 
-    async def dispatch(self, message: Message) -> Outcome:
+    async def receive(self, message: Message) -> Outcome:
         match message:
             case DistributeEvent():
                 stale = [e for e in message.events if self._stale(e) or self._older(e)]
@@ -76,7 +80,7 @@ class UpstreamClient(VenClient):
                         f"event {first.event_id} modificationNumber "
                         f"{first.modification_number} is older than one already handled",
                         "oadrDistributeEvent", Service.EVENT)
-        return await super().dispatch(message)
+        return await super().receive(message)
 
     async def deliver_report(self, report: Report) -> UpdatedReport:
         """Send one oadrUpdateReport now, outside the outbox, and return the TSO's reply: for a

@@ -19,7 +19,17 @@ import pytest
 from schemas import ReportInterval, ReportPayload, ReportRequest
 from tests.kit.pki import Pki
 from tests.kit.telemetry import telemetry_descriptions
-from ven import Backoff, Outbox, VenClient, VenError, VtnUnavailable
+from ven import (
+    Backoff,
+    Connection,
+    Hooks,
+    Outbox,
+    TimeSource,
+    VenClient,
+    VenError,
+    VenSettings,
+    VtnUnavailable,
+)
 from vtn.storage import open_storage
 
 from . import VtnProcess
@@ -64,13 +74,14 @@ async def test_telemetry_made_during_a_60_s_outage_arrives_exactly_once(
     schedule = DrivenSchedule()
     failures: list[VenError] = []
     outbox_path = tmp_path / "ven-outbox.sqlite"
+    connection = Connection(vtn_url=vtn.url, ssl_context=pki.client_context(), backoff=FAST)
     try:
         await vtn.start()
-        async with await Outbox.open(outbox_path) as outbox, VenClient(
-            vtn.url, pki.client_context(), ven_name="telemetry-ven", outbox=outbox,
-            backoff=FAST, clock=schedule.clock, report_sleep=schedule.sleep,
-            report_provider=provider, on_error=failures.append,
-        ) as ven:
+        async with await Outbox.open(outbox_path) as outbox, VenClient(VenSettings(
+            ven_name="telemetry-ven", connection=connection,
+            hooks=Hooks(report_provider=provider, on_error=failures.append),
+            time=TimeSource(clock=schedule.clock, report_sleep=schedule.sleep),
+        ), outbox=outbox) as ven:
             registration = await ven.register()
             (request,) = await ven.register_reports(telemetry_descriptions())
             assert ven.desk.accepted[request.report_request_id].period == PERIOD
@@ -91,10 +102,8 @@ async def test_telemetry_made_during_a_60_s_outage_arrives_exactly_once(
 
         # The VEN process restarts during the outage, then the VTN returns on the same database.
         await vtn.start()
-        async with await Outbox.open(outbox_path) as outbox, VenClient(
-            vtn.url, pki.client_context(), ven_name="telemetry-ven", outbox=outbox,
-            backoff=FAST,
-        ) as ven:
+        async with await Outbox.open(outbox_path) as outbox, VenClient(VenSettings(
+            ven_name="telemetry-ven", connection=connection), outbox=outbox) as ven:
             async with asyncio.timeout(20):
                 await ven.flush_reports()  # takes the flusher's lock: nothing is in flight after
             assert await outbox.count(ven.outbox_key) == 0

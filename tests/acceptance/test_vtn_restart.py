@@ -18,7 +18,7 @@ from pathlib import Path
 from schemas import Event, ReportInterval, ReportPayload, ReportRequest
 from tests.kit.pki import CertFiles, Pki
 from tests.kit.telemetry import telemetry_descriptions
-from ven import Backoff, Outbox, VenClient
+from ven import Backoff, Connection, Hooks, Outbox, VenClient, VenSettings
 from vtn.storage import OptType, open_storage
 
 from . import VtnProcess, mint_vens
@@ -50,9 +50,11 @@ class Fleet:
     def __init__(self, pki: Pki, certs: tuple[CertFiles, ...], url: str, outbox: Outbox) -> None:
         self.seen: Counter[tuple[str, str, int]] = Counter()
         self.clients = [
-            VenClient(url, pki.client_context(ven=cert), ven_name=cert.name, outbox=outbox,
-                      outbox_key=cert.name, poll_interval=0.5, backoff=FAST,
-                      on_event=self._handler(cert.fingerprint), request_timeout=30.0)
+            VenClient(VenSettings(
+                ven_name=cert.name, outbox_key=cert.name,
+                connection=Connection(vtn_url=url, ssl_context=pki.client_context(ven=cert),
+                                      poll_interval=0.5, backoff=FAST, request_timeout=30.0),
+                hooks=Hooks(on_event=self._handler(cert.fingerprint))), outbox=outbox)
             for cert in certs]
 
     def _handler(self, ven_id: str):  # type: ignore[no-untyped-def]

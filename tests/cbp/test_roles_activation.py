@@ -63,10 +63,10 @@ async def test_a_cancel_releases_every_device_and_a_stale_copy_is_refused_with_4
     assert sum(NATURAL_KW - s.true_kw for s in rig.sims.values()) == 0.0
 
     # the old version (modificationNumber 0) arrives again, e.g. a delayed duplicate: handed
-    # to the client's dispatch, the entry every pulled or pushed payload goes through
+    # to the client's receive, the entry every pulled or pushed payload goes through
     seen = len(agg.upstream.refused)
     agg.outbound.echoes.learn(("stale-copy",))  # as decoding the TSO's message would
-    outcome = await agg.upstream.dispatch(DistributeEvent(
+    outcome = await agg.upstream.receive(DistributeEvent(
         request_id="stale-copy", vtn_id=rig.tso.config.vtn_id, events=(stale_event,)))
     assert agg.upstream.refused[seen:] == [("oadrDistributeEvent", 450)]
     assert isinstance(outcome.reply, Response)

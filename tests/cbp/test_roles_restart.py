@@ -26,7 +26,7 @@ from cbp.roles.registry import PoolRegistry
 from schemas import InvalidData, Report
 from tests.kit.pki import Pki
 from tests.kit.vtn import LoopbackVtn
-from ven import VenClient, VtnRefused
+from ven import Connection, TimeSource, VenClient, VenSettings, VtnRefused
 from vtn.app import STORAGE
 
 from .rolekit import Rig, _open_isp, poll_through
@@ -91,8 +91,11 @@ async def test_a_refused_registration_is_not_restored(rig: Rig, pki: Pki,
     owners = dict(rig.tso.gcp_owner)
     stolen = tuple(PoolDevice(pseudonym=f"psn1_other{i}", device_class="ev_charger",
                               power_bucket="11-22kW", zone="NL") for i in range(len(owners)))
-    other = VenClient(rig.tso_served.url, pki.client_context(ven=pki.vens[1]),
-                      ven_name="other-aggregator", outbox_key="other", clock=rig.clock)
+    other = VenClient(VenSettings(
+        ven_name="other-aggregator", outbox_key="other",
+        connection=Connection(vtn_url=rig.tso_served.url,
+                              ssl_context=pki.client_context(ven=pki.vens[1])),
+        time=TimeSource(clock=rig.clock)))
     rig.clock.now += rig.period  # each registration below at an instant of its own
     await other.start()
     try:

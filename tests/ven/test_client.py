@@ -1,4 +1,4 @@
-"""VenClient against a scripted in-test VTN over real mutual TLS, and its dispatch in memory."""
+"""VenClient against a scripted in-test VTN over real mutual TLS, and what it receives in memory."""
 
 from __future__ import annotations
 
@@ -33,7 +33,17 @@ from schemas import (
 from tests.kit.net import free_port
 from tests.kit.pki import Pki
 from tests.ven.scripts import registered
-from ven import Backoff, VenClient, VenError, VtnRefused, VtnUnavailable
+from ven import (
+    Backoff,
+    Connection,
+    Hooks,
+    TimeSource,
+    VenClient,
+    VenError,
+    VenSettings,
+    VtnRefused,
+    VtnUnavailable,
+)
 
 from .conftest import REGISTRATION_ID, VEN_ID, ok, scripted_vtn
 from .scripts import T0, default_script, distribute, event
@@ -48,12 +58,14 @@ async def test_stale_and_repeated_event_copies_are_ignored(pki: Pki) -> None:
         seen.append((incoming.event_id, incoming.modification_number))
         return "optOut" if incoming.event_id == "e2" else "optIn"
 
-    async with VenClient("https://127.0.0.1:9", None, ven_name="v", on_event=on_event) as ven:
+    async with VenClient(VenSettings(
+            ven_name="v", connection=Connection(vtn_url="https://127.0.0.1:9", ssl_context=None),
+            hooks=Hooks(on_event=on_event))) as ven:
         registered(ven)
-        first = await ven.dispatch(distribute(event("e1", 2), event("e2", 0)))
-        again = await ven.dispatch(distribute(event("e1", 2), event("e2", 0)))
-        stale = await ven.dispatch(distribute(event("e1", 1), event("e2", 0)))
-        newer = await ven.dispatch(distribute(event("e1", 3), event("e3", 0, required=False)))
+        first = await ven.receive(distribute(event("e1", 2), event("e2", 0)))
+        again = await ven.receive(distribute(event("e1", 2), event("e2", 0)))
+        stale = await ven.receive(distribute(event("e1", 1), event("e2", 0)))
+        newer = await ven.receive(distribute(event("e1", 3), event("e3", 0, required=False)))
 
     assert isinstance(first.reply, CreatedEvent)
     assert [(r.event_id, r.modification_number, r.opt_type) for r in
@@ -78,8 +90,11 @@ async def test_poll_loop_polls_again_at_once_while_the_vtn_has_more(pki: Pki) ->
             drained.set()
 
     async with scripted_vtn(pki.server_context(), default_script(queue, extra=watch)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=60,
-                      on_event=lambda e: OptType.OPT_IN, backoff=FAST) as ven:
+            VenClient(VenSettings(
+                ven_name="v",
+                connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context(),
+                                      poll_interval=60, backoff=FAST),
+                hooks=Hooks(on_event=lambda e: OptType.OPT_IN))) as ven:
         ven.start_polling()
         async with asyncio.timeout(10):
             await drained.wait()
@@ -104,8 +119,9 @@ async def test_reregistration_and_cancellation_requested_by_the_vtn(pki: Pki) ->
         CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID, ven_id=VEN_ID),
     ]
     async with scripted_vtn(pki.server_context(), default_script(queue)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=60,
-                      backoff=FAST) as ven:
+            VenClient(VenSettings(ven_name="v", connection=Connection(
+                vtn_url=vtn.url, ssl_context=pki.client_context(), poll_interval=60,
+                backoff=FAST))) as ven:
         async with asyncio.timeout(10):
             await ven.run()  # returns once the VTN cancelled the registration
     kinds = [type(message).__name__ for _, message in vtn.received]
@@ -132,7 +148,8 @@ async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:
         return None
 
     async with scripted_vtn(pki.server_context(), default_script(extra=refuse)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", backoff=FAST) as ven:
+            VenClient(VenSettings(ven_name="v", connection=Connection(
+                vtn_url=vtn.url, ssl_context=pki.client_context(), backoff=FAST))) as ven:
         with pytest.raises(VtnRefused) as refused:
             await ven.register()
         assert refused.value.code == 452
@@ -142,8 +159,9 @@ async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:
         with pytest.raises(InvalidData):
             await ven.create_opt(opt_type=OptType.OPT_OUT, opt_reason=OptReason.MUST_RUN)
 
-    async with VenClient(f"https://127.0.0.1:{free_port()}", pki.client_context(),
-                         ven_name="v") as nobody:
+    async with VenClient(VenSettings(ven_name="v", connection=Connection(
+            vtn_url=f"https://127.0.0.1:{free_port()}", ssl_context=pki.client_context()))
+            ) as nobody:
         with pytest.raises(VtnUnavailable):
             await nobody.register()
 
@@ -151,7 +169,8 @@ async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:
 async def test_untrusted_vtn_certificate_is_a_transport_failure(pki: Pki) -> None:
     untrusted = pki.server_context(vtn=pki.untrusted_vtn)
     async with scripted_vtn(untrusted, default_script()) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v") as ven:
+            VenClient(VenSettings(ven_name="v", connection=Connection(
+                vtn_url=vtn.url, ssl_context=pki.client_context()))) as ven:
         with pytest.raises(VtnUnavailable, match=r"[Cc]ertificate"):
             await ven.register()
     assert vtn.received == []
@@ -191,9 +210,12 @@ async def test_poll_loop_backs_off_through_an_outage(pki: Pki) -> None:
     errors: list[VenError] = []
     backoff = Backoff(base=0.001, cap=0.01, random=draw)
     async with scripted_vtn(pki.server_context(), default_script(extra=flaky)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=60,
-                      backoff=backoff, on_error=errors.append, retry_sleep=recorded,
-                      on_event=lambda e: OptType.OPT_IN) as ven:
+            VenClient(VenSettings(
+                ven_name="v",
+                connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context(),
+                                      poll_interval=60, backoff=backoff),
+                hooks=Hooks(on_error=errors.append, on_event=lambda e: OptType.OPT_IN),
+                time=TimeSource(retry_sleep=recorded))) as ven:
         ven.start_polling()
         async with asyncio.timeout(10):
             await recovered.wait()
@@ -224,7 +246,10 @@ async def test_opt_schedule_created_and_cancelled(pki: Pki) -> None:
         return None
 
     async with scripted_vtn(pki.server_context(), default_script(extra=opts)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", clock=lambda: T0) as ven:
+            VenClient(VenSettings(
+                ven_name="v",
+                connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context()),
+                time=TimeSource(clock=lambda: T0))) as ven:
         await ven.register()
         created = await ven.create_opt(
             opt_type=OptType.OPT_OUT, opt_reason=OptReason("x-crowdBalancing"), opt_id="opt-007",
@@ -240,9 +265,10 @@ async def test_opt_schedule_created_and_cancelled(pki: Pki) -> None:
 
 
 async def test_vtn_offered_reports_are_acknowledged(pki: Pki) -> None:
-    async with VenClient("https://127.0.0.1:9", None, ven_name="v") as ven:
+    async with VenClient(VenSettings(ven_name="v", connection=Connection(
+            vtn_url="https://127.0.0.1:9", ssl_context=None))) as ven:
         registered(ven)
-        outcome = await ven.dispatch(RegisterReport(request_id="offer-1", ven_id=VEN_ID))
+        outcome = await ven.receive(RegisterReport(request_id="offer-1", ven_id=VEN_ID))
     assert isinstance(outcome.reply, RegisteredReport)
     assert outcome.reply.response.request_id == "offer-1"
     assert outcome.service == "EiReport"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import ssl
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from schemas import Codec, OptType
 from schemas.identity import TlsProfile
+from schemas.xmpp import localpart_of
 from tests.kit.examples import example_in
-from ven.config import ConfigError, TransportMode, load_config, parse_config
+from tests.kit.pki import Pki
+from ven import Backoff, Hooks
+from ven.config import ConfigError, TransportMode, client_settings, load_config, parse_config
+from ven.xmpp import XmppLink
 
 REQUIRED = {"vtn_url": "https://vtn.example:8443", "ven_name": "v"}
 
@@ -95,3 +101,42 @@ def test_every_config_error_names_the_file_the_key_and_what_is_expected(
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value).startswith(f"{path}: " + says.format(dir=tmp_path))
+
+
+async def test_client_settings_carry_every_key_the_client_reads(pki: Pki, tmp_path: Path) -> None:
+    """The one place a VenConfig becomes a client's settings: names, TLS, pace, push address,
+    back-off, and in mode = "xmpp" the link to [xmpp]; the codec and hooks are the caller's."""
+    tls = {"cert": str(pki.ven.cert), "key": str(pki.ven.key), "ca": str(pki.ca_cert),
+           "profile": "openadr-tls1.2"}
+    codec, hooks = Codec(), Hooks(on_event=lambda event: OptType.OPT_IN)
+    config = parse_config({**REQUIRED, "mode": "push", "push": {"port": 8444},
+                           "poll_interval_s": 0.2, "request_timeout_s": 7,
+                           "backoff": {"base_s": 0.05, "cap_s": 0.5}, "tls": tls})
+    settings = client_settings(config, codec=codec, hooks=hooks)
+    connection = settings.connection
+    assert (settings.ven_name, settings.hooks, settings.outbox_key) == ("v", hooks, None)
+    assert (connection.vtn_url, connection.codec, connection.link) == (
+        "https://vtn.example:8443", codec, None)
+    assert isinstance(connection.ssl_context, ssl.SSLContext)
+    assert connection.ssl_context.minimum_version is ssl.TLSVersion.TLSv1_2
+    assert connection.push_url == config.transport_address == "https://127.0.0.1:8444"
+    assert (connection.poll_interval, connection.request_timeout) == (0.2, 7.0)
+    assert connection.backoff == Backoff(base=0.05, cap=0.5)
+
+    pulled = client_settings(parse_config({**REQUIRED, "tls": tls}), codec=codec, hooks=hooks)
+    assert (pulled.connection.push_url, pulled.connection.poll_interval) == (None, None)
+    assert pulled.connection.ssl_context is not None
+    assert pulled.connection.ssl_context.minimum_version is ssl.TLSVersion.TLSv1_2
+
+    jid = "vtn@xmpp.example/openadr"
+    over_xmpp = parse_config({"ven_name": "v", "mode": "xmpp", "tls": tls, "xmpp": {
+        "vtn_jid": jid, "domain": "xmpp.example", "resource": "heat"}})
+    xmpp = client_settings(over_xmpp, codec=codec, hooks=hooks).connection
+    assert isinstance(xmpp.link, XmppLink) and xmpp.vtn_url == jid
+    assert (xmpp.link.vtn_jid, xmpp.link.codec) == (jid, codec)
+    assert xmpp.link.address == f"{localpart_of(pki.ven.fingerprint)}@xmpp.example/heat"
+
+
+def test_client_settings_need_the_tls_files() -> None:
+    with pytest.raises(ConfigError, match=r"\[tls\] cert, key and ca are required"):
+        client_settings(parse_config(REQUIRED), codec=Codec(), hooks=Hooks())

@@ -29,7 +29,7 @@ from schemas import (
     utc_now,
 )
 from tests.ven.scripts import registered
-from ven import VenClient
+from ven import Connection, Hooks, VenClient, VenSettings
 
 from .conftest import VEN_ID
 
@@ -58,13 +58,13 @@ def data(*request_ids: str) -> UpdateReport:
 
 async def _requested(ven: VenClient, request_id: str) -> None:
     """The VTN offers METADATA, the chooser requests it, the VTN confirms."""
-    outcome = await ven.dispatch(RegisterReport(request_id="m1", ven_id=VEN_ID,
-                                                reports=(metadata(),)))
+    outcome = await ven.receive(RegisterReport(request_id="m1", ven_id=VEN_ID,
+                                               reports=(metadata(),)))
     assert isinstance(outcome.reply, RegisteredReport)
     assert [r.report_request_id for r in outcome.reply.report_requests] == [request_id]
     assert ven.vtn.requests == {}  # not ours until the VTN confirms
-    confirm = await ven.dispatch(CreatedReport(response=EiResponse(request_id="m1"),
-                                               pending_reports=(request_id,), ven_id=VEN_ID))
+    confirm = await ven.receive(CreatedReport(response=EiResponse(request_id="m1"),
+                                              pending_reports=(request_id,), ven_id=VEN_ID))
     assert isinstance(confirm.reply, Response) and confirm.service == "EiReport"
     assert list(ven.vtn.requests) == [request_id]
 
@@ -78,11 +78,12 @@ async def test_async_handler_gets_the_data_and_stray_requests_are_cancelled() ->
     async def choose(reports: tuple[Report, ...]) -> list[ReportRequest]:
         return [request("q1")]
 
-    async with VenClient("https://127.0.0.1:9", None, ven_name="v", on_report_data=on_data,
-                         request_vtn_reports=choose) as ven:
+    async with VenClient(VenSettings(
+            ven_name="v", connection=Connection(vtn_url="https://127.0.0.1:9", ssl_context=None),
+            hooks=Hooks(on_report_data=on_data, request_vtn_reports=choose))) as ven:
         registered(ven)
         await _requested(ven, "q1")
-        outcome = await ven.dispatch(data("q1", "stray"))
+        outcome = await ven.receive(data("q1", "stray"))
     reply = outcome.reply
     assert isinstance(reply, UpdatedReport) and outcome.service == "EiReport"
     assert (reply.response.code, reply.response.request_id) == (200, "u1")
@@ -97,11 +98,13 @@ async def test_a_failing_handler_answers_454() -> None:
     def on_data(report: Report) -> None:
         raise ValueError("statement for an unknown event")
 
-    async with VenClient("https://127.0.0.1:9", None, ven_name="v", on_report_data=on_data,
-                         request_vtn_reports=lambda reports: [request("q1")]) as ven:
+    async with VenClient(VenSettings(
+            ven_name="v", connection=Connection(vtn_url="https://127.0.0.1:9", ssl_context=None),
+            hooks=Hooks(on_report_data=on_data,
+                        request_vtn_reports=lambda reports: [request("q1")]))) as ven:
         registered(ven)
         await _requested(ven, "q1")
-        outcome = await ven.dispatch(data("q1"))
+        outcome = await ven.receive(data("q1"))
     assert isinstance(outcome.reply, UpdatedReport)
     assert outcome.reply.response.code == 454
     assert outcome.reply.response.description == "statement for an unknown event"

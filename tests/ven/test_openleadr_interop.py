@@ -21,11 +21,17 @@ from schemas import (
 from tests.kit.net import free_port
 from tests.kit.pki import Pki
 from tests.kit.telemetry import telemetry_descriptions
-from ven import Backoff, VenClient
+from ven import Backoff, Connection, Hooks, VenClient, VenSettings
 
 from .conftest import REGISTRATION_ID, VEN_ID, openleadr_vtn
 
 FAST = Backoff(base=0.01, cap=0.05)
+
+
+def _connection(pki: Pki, port: int) -> Connection:
+    """To openleadr's VTN on ``port``: polled every 10 ms, retried fast."""
+    return Connection(vtn_url=f"https://127.0.0.1:{port}", ssl_context=pki.client_context(),
+                      poll_interval=0.01, backoff=FAST)
 
 
 async def test_registers_and_opts_in_to_an_openleadr_event(pki: Pki) -> None:
@@ -40,10 +46,10 @@ async def test_registers_and_opts_in_to_an_openleadr_event(pki: Pki) -> None:
     def on_answer(ven_id: str, event_id: str, opt_type: str) -> None:
         answered.set_result((ven_id, event_id, opt_type))
 
-    async with openleadr_vtn(pki, port) as server, VenClient(
-        f"https://127.0.0.1:{port}", pki.client_context(), ven_name="ven-under-test",
-        poll_interval=0.01, on_event=on_event, backoff=FAST,
-    ) as ven:
+    async with openleadr_vtn(pki, port) as server, VenClient(VenSettings(
+        ven_name="ven-under-test", connection=_connection(pki, port),
+        hooks=Hooks(on_event=on_event),
+    )) as ven:
         registration = await ven.register()
         assert (registration.ven_id, registration.registration_id) == (VEN_ID, REGISTRATION_ID)
         assert registration.vtn_id == "openleadr-vtn"
@@ -77,10 +83,10 @@ async def test_cancelled_event_reaches_the_handler_once_per_modification(pki: Pk
         versions.put_nowait(event)
         return OptType.OPT_IN
 
-    async with openleadr_vtn(pki, port) as server, VenClient(
-        f"https://127.0.0.1:{port}", pki.client_context(), ven_name="ven-under-test",
-        poll_interval=0.01, on_event=on_event, backoff=FAST,
-    ) as ven:
+    async with openleadr_vtn(pki, port) as server, VenClient(VenSettings(
+        ven_name="ven-under-test", connection=_connection(pki, port),
+        hooks=Hooks(on_event=on_event),
+    )) as ven:
         await ven.register()
         start = datetime.now(UTC) + timedelta(hours=1)
         event_id = server.add_event(
@@ -118,8 +124,7 @@ async def test_telemetry_reports_reach_openleadr(pki: Pki) -> None:
         return (on_values, timedelta(seconds=4))
 
     async with openleadr_vtn(pki, port, on_register_report=on_register_report), VenClient(
-        f"https://127.0.0.1:{port}", pki.client_context(), ven_name="ven-under-test",
-        poll_interval=0.01, backoff=FAST,
+        VenSettings(ven_name="ven-under-test", connection=_connection(pki, port)),
     ) as ven:
         await ven.register()
         requests = await ven.register_reports(telemetry_descriptions())

@@ -16,7 +16,16 @@ from schemas import ReportInterval, ReportPayload
 from tests.kit.net import free_port
 from tests.kit.pki import Pki
 from tests.kit.telemetry import telemetry_descriptions
-from ven import Backoff, Outbox, VenClient, VenError, VtnUnavailable
+from ven import (
+    Backoff,
+    Connection,
+    Hooks,
+    Outbox,
+    VenClient,
+    VenError,
+    VenSettings,
+    VtnUnavailable,
+)
 
 from .conftest import openleadr_vtn
 
@@ -47,9 +56,10 @@ async def test_reports_made_while_the_vtn_is_down_arrive_in_order_exactly_once(
     def on_register_report(**offer: Any) -> tuple[Any, timedelta]:
         return (lambda values: None, timedelta(seconds=4))
 
-    async with await Outbox.open(tmp_path / "outbox.sqlite") as outbox, VenClient(
-        url, pki.client_context(), ven_name="ven-under-test", outbox=outbox, backoff=FAST,
-        on_error=failures.put_nowait,
+    async with await Outbox.open(tmp_path / "outbox.sqlite") as outbox, VenClient(VenSettings(
+        ven_name="ven-under-test",
+        connection=Connection(vtn_url=url, ssl_context=pki.client_context(), backoff=FAST),
+        hooks=Hooks(on_error=failures.put_nowait)), outbox=outbox,
     ) as ven:
         async with openleadr_vtn(pki, port, on_register_report=lambda ven_id, resource_id,
                                  measurement, unit, scale, min_sampling_interval,
@@ -82,9 +92,9 @@ async def test_outbox_survives_a_restart_of_the_ven(pki: Pki, tmp_path: Path) ->
     path = tmp_path / "outbox.sqlite"
     port = free_port()
     url = f"https://127.0.0.1:{port}"
-    async with await Outbox.open(path) as outbox, VenClient(
-        url, pki.client_context(), ven_name="ven-under-test", outbox=outbox, backoff=FAST,
-    ) as ven:
+    settings = VenSettings(ven_name="ven-under-test", connection=Connection(
+        vtn_url=url, ssl_context=pki.client_context(), backoff=FAST))
+    async with await Outbox.open(path) as outbox, VenClient(settings, outbox=outbox) as ven:
         async with openleadr_vtn(
             pki, port, on_register_report=lambda ven_id, resource_id, measurement, unit, scale,
             min_sampling_interval, max_sampling_interval: (lambda values: None,
@@ -98,8 +108,7 @@ async def test_outbox_survives_a_restart_of_the_ven(pki: Pki, tmp_path: Path) ->
     async with await Outbox.open(path) as outbox:
         assert await outbox.count(url) == 1
         async with openleadr_vtn(pki, port, on_update_report=arrived.set_result), VenClient(
-            url, pki.client_context(), ven_name="ven-under-test", outbox=outbox, backoff=FAST,
-        ) as restarted:
+            settings, outbox=outbox) as restarted:
             async with asyncio.timeout(10):
                 report = await arrived
             assert await restarted.flush_reports() == 0  # waits out the send in flight

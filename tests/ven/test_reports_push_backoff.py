@@ -30,7 +30,7 @@ from schemas import (
 )
 from tests.kit.pki import Pki
 from tests.ven.scripts import registered
-from ven import Backoff, Outbox, PushReceiver, VenClient
+from ven import Backoff, Connection, Hooks, Outbox, PushReceiver, TimeSource, VenClient, VenSettings
 
 from .conftest import VEN_ID, scripted_vtn
 from .scripts import T0, default_script, distribute, event, report_request
@@ -60,9 +60,12 @@ async def test_create_report_schedules_sends_until_cancelled(pki: Pki) -> None:
 
     async with scripted_vtn(pki.server_context(),
                             default_script(queue, request_reports=False, extra=collect)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=0.01,
-                      backoff=FAST, report_provider=provider, report_sleep=tick,
-                      clock=lambda: T0) as ven:
+            VenClient(VenSettings(
+                ven_name="v",
+                connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context(),
+                                      poll_interval=0.01, backoff=FAST),
+                hooks=Hooks(report_provider=provider),
+                time=TimeSource(report_sleep=tick, clock=lambda: T0))) as ven:
         await ven.register()
         assert await ven.register_reports(DESCRIPTIONS, report_specifier_id="spec-1") == ()
         queue.append(CreateReport(request_id="cr-1", report_requests=(
@@ -91,8 +94,9 @@ async def test_create_report_schedules_sends_until_cancelled(pki: Pki) -> None:
 
 async def test_push_receiver_answers_on_the_http_reply(pki: Pki) -> None:
     codec = Codec()
-    async with VenClient("https://127.0.0.1:9", None, ven_name="v",
-                         on_event=lambda e: "optIn") as ven:
+    async with VenClient(VenSettings(
+            ven_name="v", connection=Connection(vtn_url="https://127.0.0.1:9", ssl_context=None),
+            hooks=Hooks(on_event=lambda e: "optIn"))) as ven:
         registered(ven)
         pusher_tls = pki.client_context(ven=pki.vens[1])  # any CA-issued client cert will do
         async with PushReceiver(ven, pki.server_context(),
@@ -136,8 +140,10 @@ async def test_two_vtns_share_one_outbox_file(pki: Pki, tmp_path: Path) -> None:
     async with await Outbox.open(tmp_path / "shared.sqlite") as outbox, \
             scripted_vtn(pki.server_context(), default_script(extra=collector("a"))) as vtn_a, \
             scripted_vtn(pki.server_context(), default_script(extra=collector("b"))) as vtn_b, \
-            VenClient(vtn_a.url, pki.client_context(), ven_name="v", outbox=outbox) as ven_a, \
-            VenClient(vtn_b.url, pki.client_context(), ven_name="v", outbox=outbox) as ven_b:
+            VenClient(VenSettings(ven_name="v", connection=Connection(
+                vtn_url=vtn_a.url, ssl_context=pki.client_context())), outbox=outbox) as ven_a, \
+            VenClient(VenSettings(ven_name="v", connection=Connection(
+                vtn_url=vtn_b.url, ssl_context=pki.client_context())), outbox=outbox) as ven_b:
         results = {}
         for name, ven in (("a", ven_a), ("b", ven_b)):
             await ven.register()

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from schemas import Message, Poll, ReportInterval, ReportPayload, UpdateReport
 from tests.kit.pki import Pki
-from ven import Backoff, VenClient, VtnUnavailable
+from ven import Backoff, Connection, Hooks, TimeSource, VenClient, VenSettings, VtnUnavailable
 from ven._http import retry_after_seconds
 
 from .conftest import scripted_vtn
@@ -67,8 +67,11 @@ async def test_poll_loop_waits_for_retry_after_then_polls_again(pki: Pki) -> Non
         waits.append((seconds, len(polls)))
 
     async with scripted_vtn(pki.server_context(), default_script(extra=refuse)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", poll_interval=0.01,
-                      backoff=EXACT, retry_sleep=recorded) as ven:
+            VenClient(VenSettings(
+                ven_name="v",
+                connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context(),
+                                      poll_interval=0.01, backoff=EXACT),
+                time=TimeSource(retry_sleep=recorded))) as ven:
         ven.start_polling()
         async with asyncio.timeout(10):
             await answered.wait()
@@ -97,8 +100,12 @@ async def test_report_refused_with_429_is_kept_and_resent_after_retry_after(pki:
 
     errors: list[Exception] = []
     async with scripted_vtn(pki.server_context(), default_script(extra=limit_first)) as vtn, \
-            VenClient(vtn.url, pki.client_context(), ven_name="v", backoff=EXACT,
-                      retry_sleep=recorded, on_error=errors.append, clock=lambda: T0) as ven:
+            VenClient(VenSettings(
+                ven_name="v",
+                connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context(),
+                                      backoff=EXACT),
+                hooks=Hooks(on_error=errors.append),
+                time=TimeSource(retry_sleep=recorded, clock=lambda: T0))) as ven:
         await ven.register()
         await ven.send_report("rr-1", (ReportInterval(dtstart=T0, payloads=(
             ReportPayload(r_id="meter-1", value=1.0),)),), report_specifier_id="spec-1")

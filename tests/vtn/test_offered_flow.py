@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from schemas import (
+    SERVICE_PREFIX,
     CreateReport,
     EiResponse,
     ReadingType,
@@ -32,8 +33,9 @@ from schemas import (
     UpdatedReport,
     utc_now,
 )
+from tests.kit.net import free_port
 from tests.kit.vtn import running_vtn
-from ven import PushReceiver, VenClient, VtnRefused
+from ven import Connection, Hooks, PushReceiver, VenClient, VenSettings, VtnRefused
 from vtn.services import offered
 
 from .harness import LOOPBACK_PUSH, code_of, push_ven_tls, raw_ven
@@ -72,9 +74,11 @@ async def drain(ven: VenClient) -> None:
 
 async def test_pulled_offer_request_data_answer_and_cancel(pki: Any, storage_url: str) -> None:
     received: list[Report] = []
-    async with running_vtn(pki, storage_url) as vtn, VenClient(
-            vtn.url, pki.client_context(), ven_name="agg", on_report_data=received.append,
-            request_vtn_reports=chooser("q-1")) as ven:
+    async with running_vtn(pki, storage_url) as vtn, VenClient(VenSettings(
+            ven_name="agg",
+            connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context()),
+            hooks=Hooks(on_report_data=received.append, request_vtn_reports=chooser("q-1")))
+            ) as ven:
         ven_id = (await ven.register()).ven_id
         with pytest.raises(LookupError):  # nothing requested yet
             await offered.send_report_data(vtn.ctx, ven_id, "q-1", (interval(1.0),))
@@ -113,8 +117,9 @@ async def test_pulled_offer_request_data_answer_and_cancel(pki: Any, storage_url
 
 async def test_requested_later_with_create_report_and_refusals(pki: Any,
                                                                 storage_url: str) -> None:
-    async with running_vtn(pki, storage_url) as vtn, VenClient(
-            vtn.url, pki.client_context(), ven_name="agg") as ven:
+    async with running_vtn(pki, storage_url) as vtn, VenClient(VenSettings(
+            ven_name="agg",
+            connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context()))) as ven:
         ven_id = (await ven.register()).ven_id
         await offered.offer_reports(vtn.ctx, ven_id, (metadata(), metadata("other")))
         await drain(ven)
@@ -150,12 +155,14 @@ async def test_pushed_offer_request_and_data(pki: Any, storage_url: str, tmp_pat
     confirmed, answered = asyncio.Event(), asyncio.Event()
     tls = push_ven_tls(pki, tmp_path)  # the receiver serves with the VEN's own certificate
     async with running_vtn(pki, storage_url, push_allow_private_targets=LOOPBACK_PUSH) as vtn:
-        ven = VenClient(vtn.url, tls.client, ven_name="pushed",
-                        on_report_data=data.put_nowait, request_vtn_reports=chooser("q-p"))
-        async with ven, PushReceiver(ven, tls.server,
-                                     allowed_fingerprints=frozenset({pki.vtn.fingerprint})
-                                     ) as receiver:
-            ven._push_url = receiver.url + "/OpenADR2/Simple/2.0b"
+        port = free_port()
+        ven = VenClient(VenSettings(
+            ven_name="pushed",
+            connection=Connection(vtn_url=vtn.url, ssl_context=tls.client,
+                                  push_url=f"https://127.0.0.1:{port}{SERVICE_PREFIX}"),
+            hooks=Hooks(on_report_data=data.put_nowait, request_vtn_reports=chooser("q-p"))))
+        async with ven, PushReceiver(ven, tls.server, port=port,
+                                     allowed_fingerprints=frozenset({pki.vtn.fingerprint})):
             on_created = ven.vtn.on_created_report
 
             def created_seen(message: Any) -> Any:

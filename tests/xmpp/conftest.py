@@ -20,7 +20,7 @@ from devpki import Role
 from schemas.tls import client_context
 from tests.kit.pki import CertFiles, Pki
 from tests.kit.vtn import RunningVtn, running_vtn
-from ven import VenClient
+from ven import Connection, Hooks, VenClient, VenSettings
 from ven.xmpp import XmppLink
 from vtn.app import XMPP
 from vtn.settings import XmppSettings
@@ -81,10 +81,12 @@ def link_for(vtn: RunningVtn, server: XmppServer, context: ssl.SSLContext, finge
 @asynccontextmanager
 async def xmpp_ven(vtn: RunningVtn, server: XmppServer, ven: Ven, *,
                    on_event: Callable[..., Any] | None = None,
-                   reconnect_s: float = 5.0, **options: Any) -> AsyncIterator[VenClient]:
+                   reconnect_s: float = 5.0) -> AsyncIterator[VenClient]:
     """A started :class:`VenClient` on an :class:`XmppLink` to ``vtn``, answering its payloads."""
     link = link_for(vtn, server, ven.context, ven.cert.fingerprint, reconnect_s=reconnect_s)
-    async with VenClient(link.vtn_jid, None, ven_name=ven.cert.name, link=link,
-                         on_event=on_event, **options) as client:
+    async with VenClient(VenSettings(
+            ven_name=ven.cert.name,
+            connection=Connection(vtn_url=link.vtn_jid, ssl_context=None, link=link),
+            hooks=Hooks(on_event=on_event))) as client:
         link.serve(client)
         yield client

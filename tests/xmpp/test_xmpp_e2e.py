@@ -32,7 +32,7 @@ from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
 from tests.ven.test_openleadr_interop import telemetry_descriptions
 from tests.vtn.harness import sample_event
-from ven import VenClient
+from ven import Connection, Hooks, VenClient, VenSettings
 from vtn.app import XMPP
 from vtn.services import Handlers, events
 from vtn.settings import XmppSettings
@@ -145,8 +145,11 @@ async def test_one_vtn_serves_an_http_ven_and_an_xmpp_ven_alike(pki: Pki, tmp_pa
                         handlers=Handlers(on_event_response=on_ack)) as vtn, \
             xmpp_ven(vtn, xmpp_server, over_xmpp,
                      on_event=lambda _event: OptType.OPT_IN) as xmpp_client, \
-            VenClient(vtn.url, pki.client_context(ven=pki.vens[1]), ven_name="http-ven",
-                      poll_interval=0.2, on_event=lambda _event: OptType.OPT_IN) as http_client:
+            VenClient(VenSettings(
+                ven_name="http-ven",
+                connection=Connection(vtn_url=vtn.url, ssl_context=pki.client_context(
+                    ven=pki.vens[1]), poll_interval=0.2),
+                hooks=Hooks(on_event=lambda _event: OptType.OPT_IN))) as http_client:
         await xmpp_client.register()
         await http_client.register()
         http_client.start_polling()

@@ -22,7 +22,7 @@ from schemas import (
 from schemas.xmpp import fingerprint_of_localpart, localpart_of
 from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
-from ven import VenClient, VtnRefused, VtnUnavailable
+from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable
 from ven.tls import client_context
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
@@ -51,7 +51,8 @@ async def test_a_ven_claiming_another_certificates_name_is_not_that_ven(
         # the intruder's own certificate, the victim's name asked for
         link = link_for(vtn, xmpp_server, intruder.context, victim.cert.fingerprint,
                         connect_timeout_s=10.0)
-        async with VenClient(link.vtn_jid, None, ven_name="intruder", link=link) as client:
+        async with VenClient(VenSettings(ven_name="intruder", connection=Connection(
+                vtn_url=link.vtn_jid, ssl_context=None, link=link))) as client:
             try:
                 registration = await client.register()
             except VtnUnavailable:  # the server refused the name (authzid not the certificate's)
@@ -68,7 +69,8 @@ async def test_a_certificate_of_another_ca_gets_no_session(pki: Pki, tmp_path: P
     async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
         link = link_for(vtn, xmpp_server, stranger, pki.untrusted_ven.fingerprint,
                         connect_timeout_s=10.0)
-        async with VenClient(link.vtn_jid, None, ven_name="stranger", link=link) as client:
+        async with VenClient(VenSettings(ven_name="stranger", connection=Connection(
+                vtn_url=link.vtn_jid, ssl_context=None, link=link))) as client:
             with pytest.raises(VtnUnavailable):
                 await client.register()
         assert await vtn.ctx.storage.vens.active() == ()
@@ -152,7 +154,8 @@ async def test_an_expired_certificate_gets_no_session(pki: Pki, tmp_path: Path,
     expired = client_context(cert=cert, key=key, ca=pki.ca_cert)
     async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
         link = link_for(vtn, xmpp_server, expired, issued.fingerprint, connect_timeout_s=10.0)
-        async with VenClient(link.vtn_jid, None, ven_name="expired", link=link) as client:
+        async with VenClient(VenSettings(ven_name="expired", connection=Connection(
+                vtn_url=link.vtn_jid, ssl_context=None, link=link))) as client:
             with pytest.raises(VtnUnavailable):
                 await client.register()
         assert await vtn.ctx.storage.vens.active() == ()
@@ -177,7 +180,8 @@ async def test_a_ven_gets_no_session_from_a_server_it_does_not_trust(
     async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
         link = link_for(vtn, xmpp_server, distrusting, ven.cert.fingerprint,
                         connect_timeout_s=10.0)
-        async with VenClient(link.vtn_jid, None, ven_name="careful", link=link) as client:
+        async with VenClient(VenSettings(ven_name="careful", connection=Connection(
+                vtn_url=link.vtn_jid, ssl_context=None, link=link))) as client:
             with pytest.raises(VtnUnavailable):
                 await client.register()
         assert await vtn.ctx.storage.vens.active() == ()
