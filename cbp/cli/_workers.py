@@ -8,14 +8,18 @@ lives in the shared PostgreSQL database, so any worker answers any VEN.
 Worker ``i`` serves its admin API (and /health, /ready, /metrics: each worker counts for itself)
 on ``admin_port + i``; with ``admin_port = 0`` the parent picks a free port for each. A worker
 that exits while the parent runs is started again after :data:`RESTART_DELAY_S`; SIGINT/SIGTERM
-to the parent is passed to every worker, and the parent exits 0 once all of them exited 0.
+to the parent is passed to every worker, and the parent exits 0 once all of them exited 0. On
+Linux a worker gets SIGTERM when the parent dies (SIGKILL, the OOM killer), so no worker goes on
+serving the port with nobody to restart it or to stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import signal
 import socket
 import sys
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 #: how long a worker that died waits before it is started again (no tight crash loop)
 RESTART_DELAY_S: Final = 1.0
 _STOP_TIMEOUT_S: Final = 30.0
+_PR_SET_PDEATHSIG: Final = 1  # prctl(2): the signal this process gets when its parent dies
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,8 +88,7 @@ async def supervise(plan: WorkerPlan, status: StatusFile) -> int:
     """Run the workers until SIGINT/SIGTERM; 0 when every worker then exited 0."""
     stop = stop_on_signals()
     count = len(plan.admin_ports)
-    processes: list[asyncio.subprocess.Process] = [
-        await asyncio.create_subprocess_exec(*plan.argv(i)) for i in range(count)]
+    processes = [await _start(plan, i) for i in range(count)]
 
     def publish() -> None:
         status.write({"state": "serving", "port": plan.port, "workers": [
@@ -107,9 +111,26 @@ async def supervise(plan: WorkerPlan, status: StatusFile) -> int:
                         processes[index].pid, task.result(), RESTART_DELAY_S)
             if await wait_or_stop(stop, RESTART_DELAY_S):
                 break
-            processes[index] = await asyncio.create_subprocess_exec(*plan.argv(index))
+            processes[index] = await _start(plan, index)
             publish()
     return await _stop_all(processes)
+
+
+async def _start(plan: WorkerPlan, index: int) -> asyncio.subprocess.Process:
+    parent = os.getpid()
+    return await asyncio.create_subprocess_exec(
+        *plan.argv(index), preexec_fn=(lambda: _end_with(parent)) if sys.platform == "linux"
+        else None)
+
+
+def _end_with(parent: int) -> None:
+    """In the new worker, before it runs: SIGTERM when the parent dies; if it died already
+    (before the request took hold), end now."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 async def _stop_all(processes: list[asyncio.subprocess.Process]) -> int:

@@ -222,3 +222,46 @@ async def test_vens_of_a_killed_worker_reconnect_to_the_others(pki, tmp_path,
                 assert [e.event_id for e in got.events] == ["after-kill"]
     finally:
         await stop_tree(process)
+
+
+async def _ended(pid_fd: int) -> None:
+    """Once the process behind ``pid_fd`` (os.pidfd_open) has exited: the descriptor turns
+    readable then, whoever reaps it."""
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    loop.add_reader(pid_fd, lambda: ended.done() or ended.set_result(None))
+    try:
+        await ended
+    finally:
+        loop.remove_reader(pid_fd)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_workers_end_when_their_parent_is_killed(pki, tmp_path, storage_url):
+    """SIGKILL to the parent (the OOM killer, say) leaves no worker serving the port with
+    nobody to restart or stop it: each gets SIGTERM from the kernel and ends."""
+    config = _config(pki, tmp_path, storage_url)
+    status_file = tmp_path / "status.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CLI, "vtn", "--config", str(config), "--workers", "2",
+        "--status-file", str(status_file), "--log-level", "WARNING", cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pids: list[int] = []
+    watches: list[int] = []
+    try:
+        status = await _status(status_file, lambda s: s.get("state") == "serving", process)
+        pids = [w["pid"] for w in status["workers"]]
+        watches = [os.pidfd_open(pid) for pid in pids]
+        process.kill()
+        await process.wait()
+        async with asyncio.timeout(60):
+            for watch in watches:
+                await _ended(watch)
+    finally:
+        for watch in watches:
+            os.close(watch)
+        await stop_tree(process)
+        for pid in pids:  # orphans, had the kernel not ended them: not left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
