@@ -41,6 +41,7 @@ from uuid import UUID
 
 import tomlconfig
 
+from . import SubCommands
 from ._process import (
     StatusFile,
     add_log_level,
@@ -76,7 +77,7 @@ ONE_PROCESS = ("it is one VEN towards the TSO (one registration, one outbox file
 _CONNECT_BACKOFF_S = (1.0, 30.0)  # first and longest wait between attempts to reach the TSO
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "aggregator", help="run the CBP aggregator node from a TOML config",
         description="Serves the aggregator's VTN for its devices (consent checked in the "

@@ -17,8 +17,9 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
+from . import SubCommands
 from ._process import (
     add_log_level,
     add_state_dir,
@@ -27,6 +28,14 @@ from ._process import (
     state_path,
     stop_on_signals,
 )
+
+if TYPE_CHECKING:
+    import ssl
+
+    from schemas import Codec
+    from ven import Backoff, VenClient
+    from ven.config import VenConfig, VenXmpp
+    from ven.xmpp import XmppLink
 
 __all__ = ["register"]
 
@@ -61,7 +70,7 @@ configuration keys (TOML, see examples/ven.toml):
 """
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "ven",
         help="run an OpenADR 2.0b VEN (client): register, then poll or take pushes",
@@ -98,7 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"crowdflex ven: {exc}", file=sys.stderr)
         return 2
-    if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
+    cert, key, ca = config.tls_cert, config.tls_key, config.tls_ca
+    if cert is None or key is None or ca is None:
         print("crowdflex ven: [tls] cert, key and ca are required", file=sys.stderr)
         return 2
     try:
@@ -108,21 +118,28 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     config.outbox_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(_serve(config, codec))
+        asyncio.run(_serve(config, codec, _TlsFiles(cert=cert, key=key, ca=ca)))
     except (ValueError, OSError) as exc:
         print(f"crowdflex ven: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(config: Any, codec: Any) -> None:
+class _TlsFiles(NamedTuple):
+    """The [tls] files, once checked to be configured."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+async def _serve(config: VenConfig, codec: Codec, files: _TlsFiles) -> None:
     from schemas import Event
     from ven import Backoff, Outbox, PushReceiver, VenClient
     from ven.config import TransportMode
     from ven.tls import client_context, server_context
 
-    tls = client_context(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
-                         profile=config.tls_profile)
+    tls = client_context(cert=files.cert, key=files.key, ca=files.ca, profile=config.tls_profile)
 
     def on_event(event: Event) -> str:
         log.info("event %s (modification %d): %s", event.event_id, event.modification_number,
@@ -133,9 +150,12 @@ async def _serve(config: Any, codec: Any) -> None:
     interval = config.poll_interval.total_seconds() if config.poll_interval else None
     backoff = Backoff(base=config.backoff_base.total_seconds(),
                       cap=config.backoff_cap.total_seconds())
-    link = _xmpp_link(config, tls, codec) if config.mode is TransportMode.XMPP else None
+    # [xmpp] is there exactly in mode = "xmpp" (VenConfig checks it); the VTN is its JID there
+    xmpp = config.xmpp
+    link = None if xmpp is None else _xmpp_link(config, xmpp, files.cert, tls, codec)
+    vtn = config.vtn_url or (xmpp.vtn_jid if xmpp is not None else "")
     async with await Outbox.open(config.outbox_path) as outbox, VenClient(
-        config.vtn_url or config.xmpp.vtn_jid, tls, ven_name=config.ven_name, outbox=outbox,
+        vtn, tls, ven_name=config.ven_name, outbox=outbox,
         poll_interval=interval, on_event=on_event, push_url=config.transport_address,
         backoff=backoff, request_timeout=config.request_timeout.total_seconds(), codec=codec,
         link=link,
@@ -148,8 +168,8 @@ async def _serve(config: Any, codec: Any) -> None:
             log.info("on XMPP as %s", link.address)
         else:
             receiver = PushReceiver(client, server_context(
-                cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
-                profile=config.tls_profile), host=config.push_host, port=config.push_port)
+                cert=files.cert, key=files.key, ca=files.ca, profile=config.tls_profile),
+                host=config.push_host, port=config.push_port)
             await receiver.start()
             log.info("push listener on %s", receiver.url)
             worker = client.spawn(_register_until_done(client, backoff, stop))
@@ -160,18 +180,19 @@ async def _serve(config: Any, codec: Any) -> None:
                 await receiver.stop()
 
 
-def _xmpp_link(config: Any, tls: Any, codec: Any) -> Any:
+def _xmpp_link(config: VenConfig, xmpp: VenXmpp, cert: Path, tls: ssl.SSLContext, codec: Codec
+               ) -> XmppLink:
     from schemas.identity import fingerprint_from_pem
     from ven.xmpp import XmppLink
 
-    xmpp = config.xmpp
     return XmppLink(host=xmpp.host, port=xmpp.port, domain=xmpp.domain, vtn_jid=xmpp.vtn_jid,
-                    fingerprint=fingerprint_from_pem(config.tls_cert.read_bytes()),
+                    fingerprint=fingerprint_from_pem(cert.read_bytes()),
                     ssl_context=tls, codec=codec, resource=xmpp.resource,
                     request_timeout_s=config.request_timeout.total_seconds())
 
 
-async def _register_until_done(client: Any, backoff: Any, stop: asyncio.Event) -> None:
+async def _register_until_done(client: VenClient, backoff: Backoff, stop: asyncio.Event
+                               ) -> None:
     from ven import VtnRefused, VtnUnavailable
 
     attempt = 0
