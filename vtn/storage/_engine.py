@@ -314,7 +314,7 @@ class Database:
         try:
             if write:
                 assert self._write_groups is not None
-                return cast(T, await self._write_groups.run(work))
+                return await self._write_groups.run(work)
             return await asyncio.get_running_loop().run_in_executor(
                 self._read_threads, self._sqlite_transaction, work, "BEGIN")
         finally:
