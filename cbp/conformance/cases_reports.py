@@ -169,7 +169,7 @@ async def _cancel(ven: HarnessVen) -> str:
 
 
 def _case(number: str, purpose: str, requirement: str, messages: tuple[str, ...],
-          run: Callable[[HarnessVen], Awaitable[str]]) -> Case:
+          run: Callable[[HarnessVen], Awaitable[str]]) -> Case[HarnessVen]:
     return Case(case_id=f"R1_{number}_TH_VEN", purpose=purpose,
                 requirement=f"{_SECTION}: {requirement}", messages=messages, run=run)
 

@@ -16,7 +16,7 @@ from typing import Any, Final, TextIO
 
 from lxml import etree
 
-from ._model import Case, CaseResult, Exchange, Rule
+from ._model import AnyCase, CaseResult, Exchange, Rule
 from .rules import RULES
 
 __all__ = ["html_report", "junit_xml", "print_cases", "print_result", "print_summary"]
@@ -28,7 +28,7 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def print_cases(cases: Sequence[Case], out: TextIO, *, rules: Sequence[Rule[Any, Any]] = RULES,
+def print_cases(cases: Sequence[AnyCase], out: TextIO, *, rules: Sequence[Rule[Any, Any]] = RULES,
                 checked: str = "reply") -> None:
     for case in cases:
         print(f"{case.case_id}  {case.purpose}", file=out)
