@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PUSH_BASE",
+    "AnyCase",
+    "AnyRule",
     "Case",
     "CaseFailed",
     "CaseResult",
@@ -49,8 +51,8 @@ class OperatorError(ConformanceError):
     """An operator step could not be carried out (the VTN refused it, the hook failed, timeout)."""
 
 
-S = TypeVar("S")
-K = TypeVar("K")
+S = TypeVar("S", contravariant=True)
+K = TypeVar("K", contravariant=True)
 #: the harness a case plays: a :class:`~cbp.conformance.session.HarnessVen` for a VTN under test,
 #: a :class:`~cbp.conformance.harness_vtn.HarnessVtn` for a VEN under test
 H = TypeVar("H", contravariant=True)
@@ -160,6 +162,8 @@ PUSH_BASE: Final = {"N": 5000, "E": 6000, "R": 8000, "P": 7000, "G": 9000}
 #: a case of either suite, to describe: whatever harness it plays (no harness is a Never, so no
 #: AnyCase can be run)
 AnyCase = Case[Never]
+#: a passive rule of either suite, to describe (likewise never checked through this type)
+AnyRule = Rule[Never, Never]
 
 
 def pushed(case: Case[H]) -> Case[H]:
