@@ -2,8 +2,8 @@
 the VEN and the privacy layer; the market rules, the flexibility pool, the device models, the
 live conformance suite and the ``crowdflex`` command.
 
-Its own errors, under the message layer's root; an offer the TSO refuses on the wire is a
-protocol error with its OpenADR response code::
+Its own errors, under the message layer's root; an offer the TSO refuses on the wire is also
+the message layer's InvalidData, so the VEN is answered with its OpenADR response code::
 
     CrowdflexError (schemas)
     +-- CbpError                  the platform's own input and rules (cbp.errors)
@@ -19,9 +19,8 @@ protocol error with its OpenADR response code::
         +-- ConformanceError      the live conformance suite (cbp.conformance)
             +-- CaseFailed        a case's own check failed; the message is the verdict's reason
             +-- OperatorError     an operator step could not be carried out
-
-    InvalidData (schemas)
-    +-- OfferRefused              the TSO refuses an offer (454; cbp.roles.tso)
+        +-- OfferRefused          the TSO refuses an offer; also an InvalidData, answered 454
+                                  (cbp.roles.tso)
 
 The ValueError bases stay because the ``crowdflex`` commands catch ValueError around reading
 configuration and serving (cbp.cli), and the TSO reads an unreadable offer as one

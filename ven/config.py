@@ -30,7 +30,7 @@ from .xmpp import XmppLink
 
 __all__ = [
     "ConfigError", "TransportMode", "VenConfig", "VenXmpp", "client_settings", "load_config",
-    "parse_config", "wire_codec", "xmpp_from_table",
+    "parse_config", "tls_files", "wire_codec", "xmpp_from_table",
 ]
 
 
@@ -228,14 +228,20 @@ def wire_codec(config: VenConfig) -> Codec:
                  require_signature=config.require_signatures)
 
 
+def tls_files(config: VenConfig) -> tuple[Path, Path, Path]:
+    """The ``[tls]`` cert, key and CA files; :class:`ConfigError` when one is not given."""
+    cert, key, ca = config.tls_cert, config.tls_key, config.tls_ca
+    if cert is None or key is None or ca is None:
+        raise ConfigError("[tls] cert, key and ca are required")
+    return cert, key, ca
+
+
 def client_settings(config: VenConfig, *, codec: Codec, hooks: Hooks) -> VenSettings:
     """The :class:`ven.VenSettings` ``config`` describes, with ``codec`` (:func:`wire_codec`)
     and the application's ``hooks``. The ``[tls]`` files are required: the client's mutual-TLS
     context is made from them. In ``mode = "xmpp"`` the connection's link is an
     :class:`ven.xmpp.XmppLink` to ``[xmpp]``, so call this inside the event loop."""
-    cert, key, ca = config.tls_cert, config.tls_key, config.tls_ca
-    if cert is None or key is None or ca is None:
-        raise ConfigError("[tls] cert, key and ca are required")
+    cert, key, ca = tls_files(config)
     tls = client_context(cert=cert, key=key, ca=ca, profile=config.tls_profile)
     timeout = config.request_timeout.total_seconds()
     xmpp, vtn, link = config.xmpp, config.vtn_url, None

@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -119,10 +120,10 @@ def time_of(text: str, name: str) -> datetime:
 class _Fields:
     """One JSON object being read; ``path`` names it in errors (``signals[0]``)."""
 
-    def __init__(self, data: Any, path: str) -> None:
+    def __init__(self, data: object, path: str) -> None:
         if not isinstance(data, dict):
             raise BadInput(f"{path or 'the body'} must be a JSON object")
-        self._data: Mapping[str, Any] = data
+        self._data: Mapping[str, object] = data
         self._path = path
         self._read: set[str] = set()
 
@@ -135,7 +136,7 @@ class _Fields:
             self._read.add(key)
         return self._data.get(key) is not None
 
-    def _get(self, key: str) -> Any:
+    def _get(self, key: str) -> object:
         self._read.add(key)
         value = self._data.get(key)
         if value is None:
@@ -179,11 +180,11 @@ class _Fields:
 
     def choice(self, key: str, kind: type[_E]) -> _E:
         value = self._get(key)
-        try:
-            return kind(value)
-        except ValueError:
-            allowed = ", ".join(repr(member.value) for member in kind)
-            raise BadInput(f"{self.name(key)} must be one of {allowed}") from None
+        if isinstance(value, str):  # a StrEnum takes nothing else
+            with contextlib.suppress(ValueError):
+                return kind(value)
+        allowed = ", ".join(repr(member.value) for member in kind)
+        raise BadInput(f"{self.name(key)} must be one of {allowed}")
 
     def texts(self, key: str) -> tuple[str, ...]:
         return tuple(_text(item, f"{self.name(key)}[{n}]", MAX_ID_CHARS)
@@ -196,7 +197,7 @@ class _Fields:
     def table(self, key: str) -> _Fields:
         return _Fields(self._get(key), self.name(key))
 
-    def _list(self, key: str) -> list[Any]:
+    def _list(self, key: str) -> list[object]:
         value = self._get(key)
         if not isinstance(value, list):
             raise BadInput(f"{self.name(key)} must be a JSON array, not {value!r:.40}")

@@ -21,7 +21,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -114,7 +113,7 @@ class VtnMetrics:
         """Counts and times every request of the app it is installed on; install it first, so
         the answers of the limits (429, 503) are counted too."""
         requests, latency_of = self._requests, self._latency_of
-        counted: dict[tuple[str, int], Any] = {}  # labels() takes a lock: look each up once
+        counted: dict[tuple[str, int], Counter] = {}  # labels() takes a lock: look each up once
 
         @web.middleware
         async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from schemas import EiResponse, Message, Poll
 
@@ -132,15 +132,15 @@ def _swap_request_id(old: Message, old_bytes: bytes, new: Message) -> bytes | No
     return old_bytes.replace(before, _REQUEST_ID % new_id)
 
 
-_RESTS: dict[tuple[type, str], Callable[[Any], tuple[Any, ...]]] = {}
+_RESTS: dict[tuple[type, str], Callable[[object], tuple[object, ...]]] = {}
 
 
-def _fields_but(kind: type, name: str) -> Callable[[Any], tuple[Any, ...]]:
+def _fields_but(kind: type, name: str) -> Callable[[object], tuple[object, ...]]:
     """A getter of the compared fields of the dataclass ``kind`` but ``name``, and the class, as
     one tuple: equal tuples mean the two values are equal but for ``name``."""
     getter = _RESTS.get((kind, name))
     if getter is None:
         names = (f.name for f in fields(kind) if f.compare and f.name != name)
-        getter = _RESTS[kind, name] = cast(Callable[[Any], tuple[Any, ...]],
+        getter = _RESTS[kind, name] = cast(Callable[[object], tuple[object, ...]],
                                            attrgetter(*names, "__class__"))
     return getter

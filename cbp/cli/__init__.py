@@ -11,8 +11,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
+from typing import TypeAlias
 
-__all__ = ["main"]
+__all__ = ["SubCommands", "main"]
+
+# The sub-parser set every register() adds its command to (what add_subparsers() returns). Quoted:
+# argparse's action class is generic only in its type stubs, not at run time.
+SubCommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 # Sub-command modules under cbp.cli, in the order --help lists them.
 _COMMAND_MODULES: tuple[str, ...] = ("demo", "certs", "conformance", "privacy", "settle", "vtn",

@@ -10,8 +10,9 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from cbp.cli import SubCommands
 from cbp.cli._conformance_run import add_run_options, fail, write_outputs
 from cbp.conformance import (
     VEN_CASES,
@@ -38,7 +39,7 @@ __all__ = ["add_ven_suite", "run_ven"]
 _STARTERS = ("prompt", "command", "crowdflex")
 
 
-def add_ven_suite(suites: Any) -> None:
+def add_ven_suite(suites: SubCommands) -> None:
     ven: argparse.ArgumentParser = suites.add_parser(
         "ven",
         help="serve a VTN to a VEN under test and judge it case by case",

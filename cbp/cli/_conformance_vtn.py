@@ -11,8 +11,9 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from cbp.cli import SubCommands
 from cbp.cli._conformance_run import add_run_options, fail, write_outputs
 from cbp.conformance import (
     AdminApiOperator,
@@ -36,7 +37,7 @@ __all__ = ["add_vtn_suite", "run_vtn"]
 _OPERATORS = ("crowdflex-admin", "prompt", "command")
 
 
-def add_vtn_suite(suites: Any) -> None:
+def add_vtn_suite(suites: SubCommands) -> None:
     vtn: argparse.ArgumentParser = suites.add_parser(
         "vtn",
         help="play a VEN against a VTN under test and judge it case by case",

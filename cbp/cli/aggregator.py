@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +42,7 @@ from uuid import UUID
 
 import tomlconfig
 
+from . import SubCommands
 from ._process import (
     StatusFile,
     add_log_level,
@@ -62,7 +64,9 @@ from ._process import (
 
 if TYPE_CHECKING:
     from cbp.market import IspRef, Offer
-    from cbp.roles import AggregatorNode
+    from cbp.roles import AggregatorNode, CbpSettings
+    from privacy import PrivacyConfig
+    from vtn.settings import VtnConfig
 
 __all__ = ["ONE_PROCESS", "register"]
 
@@ -76,7 +80,7 @@ ONE_PROCESS = ("it is one VEN towards the TSO (one registration, one outbox file
 _CONNECT_BACKOFF_S = (1.0, 30.0)  # first and longest wait between attempts to reach the TSO
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "aggregator", help="run the CBP aggregator node from a TOML config",
         description="Serves the aggregator's VTN for its devices (consent checked in the "
@@ -98,7 +102,23 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=_run)
 
 
-def _spec(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Spec:
+    """What the aggregator's TOML file and options say, paths resolved."""
+
+    vtn: VtnConfig | None  # None with --onboard: the VTN's certificates need not exist yet
+    settings: CbpSettings
+    privacy: PrivacyConfig
+    tso_url: str
+    tls: tuple[Path, Path, Path]  # [tso] cert, key, ca
+    vault: Path
+    key_file: Path
+    keyring: Path | None
+    devices: Path
+    outbox: Path
+
+
+def _spec(args: argparse.Namespace) -> _Spec:
     from cbp.roles.profile import settings_from_table
     from privacy import config_from_table
     from vtn.config import parse_config
@@ -113,32 +133,31 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.port is not None:
         vtn["port"] = args.port
     url = tso.string("url") if tso.has("url") else ""
-    spec = {
-        # onboarding opens only the vault: the VTN's certificates need not exist yet
-        "vtn": None if args.onboard is not None else parse_config(
+    spec = _Spec(
+        vtn=None if args.onboard is not None else parse_config(
             vtn, base=path.parent, source=str(path), section="vtn"),
-        "settings": settings_from_table(document.table("profile")),
-        "privacy": config_from_table(document.table("privacy")),
-        "tso_url": args.tso_url or url,
-        "tls": tuple(tso.path(key) for key in ("cert", "key", "ca")),
-        "vault": state_path(vault.string("path"), state),
-        "key_file": vault.path("key_file"),
-        "keyring": vault.path("keyring") if vault.has("keyring") else None,
-        "devices": state_path(devices.string("csv"), state),
-        "outbox": state_path(tso.string("outbox") if tso.has("outbox")
-                             else "aggregator-outbox.db", state),
-    }
+        settings=settings_from_table(document.table("profile")),
+        privacy=config_from_table(document.table("privacy")),
+        tso_url=args.tso_url or url,
+        tls=(tso.path("cert"), tso.path("key"), tso.path("ca")),
+        vault=state_path(vault.string("path"), state),
+        key_file=vault.path("key_file"),
+        keyring=vault.path("keyring") if vault.has("keyring") else None,
+        devices=state_path(devices.string("csv"), state),
+        outbox=state_path(tso.string("outbox") if tso.has("outbox")
+                          else "aggregator-outbox.db", state),
+    )
     document.finish()
     return spec
 
 
-def _needed_files(spec: dict[str, Any], *, onboarding: bool) -> dict[str, Path | None]:
-    """The files the run needs, by TOML key: onboarding opens only the vault."""
-    vault = {"vault.key_file": spec["key_file"]}
-    if onboarding:
+def _needed_files(spec: _Spec) -> dict[str, Path | None]:
+    """The files the run needs, by TOML key: onboarding (no VTN) opens only the vault."""
+    vault: dict[str, Path | None] = {"vault.key_file": spec.key_file}
+    if spec.vtn is None:
         return vault
-    tso = dict(zip(("tso.cert", "tso.key", "tso.ca"), spec["tls"], strict=True))
-    return {**vtn_files(spec["vtn"], "vtn.tls"), **tso, **vault}
+    tso = dict(zip(("tso.cert", "tso.key", "tso.ca"), spec.tls, strict=True))
+    return {**vtn_files(spec.vtn, "vtn.tls"), **tso, **vault}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -152,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         spec = _spec(args)
-        require_files(_needed_files(spec, onboarding=args.onboard is not None))
+        require_files(_needed_files(spec))
         args.state_dir.mkdir(parents=True, exist_ok=True)
     except ConfigError as exc:  # it names the file and the key itself
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
@@ -160,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, PrivacyConfigError) as exc:
         print(f"crowdflex aggregator: {args.config}: {exc}", file=sys.stderr)
         return 2
-    if args.onboard is not None:
+    if spec.vtn is None:  # --onboard
         try:
             return _onboard(spec, args.onboard)
         except (OSError, ValueError, PrivacyError) as exc:
@@ -168,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
     status = StatusFile(status_path(args, "aggregator"))
     try:
-        run_node(_serve(spec, status))
+        run_node(_serve(spec, spec.vtn, status))
     except (OSError, ValueError, VenError, PrivacyError) as exc:
         print(f"crowdflex aggregator: {exc}", file=sys.stderr)
         return 1
@@ -177,20 +196,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _onboard(spec: dict[str, Any], source: Path) -> int:
+def _onboard(spec: _Spec, source: Path) -> int:
     from privacy import FileKeyProvider, IdentityVault
 
     from ._onboard import import_onboarding
 
-    with IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"]),
-                       keyring=spec["keyring"]) as vault:
-        done = import_onboarding(source, vault, spec["devices"], zone=spec["settings"].zone)
+    with IdentityVault(spec.vault, FileKeyProvider(spec.key_file),
+                       keyring=spec.keyring) as vault:
+        done = import_onboarding(source, vault, spec.devices, zone=spec.settings.zone)
     print(f"onboarded {done.added} device(s); {done.known} already known; "
           f"{done.without_consent} refused (no consent)")
     return 0
 
 
-async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
+async def _serve(spec: _Spec, config: VtnConfig, status: StatusFile) -> None:
     from aiohttp import web
 
     from cbp.roles import AggregatorNode
@@ -200,18 +219,15 @@ async def _serve(spec: dict[str, Any], status: StatusFile) -> None:
 
     from ._onboard import read_devices, remove_devices
 
-    config, settings = spec["vtn"], spec["settings"]
-    cert, key, ca = spec["tls"]
-    vault = IdentityVault(spec["vault"], FileKeyProvider(spec["key_file"]),
-                          keyring=spec["keyring"])
-    node = AggregatorNode(settings=settings, downstream=config, vault=vault,
-                          tso_url=spec["tso_url"], outbox_path=spec["outbox"],
-                          privacy=spec["privacy"],
+    cert, key, ca = spec.tls
+    vault = IdentityVault(spec.vault, FileKeyProvider(spec.key_file), keyring=spec.keyring)
+    node = AggregatorNode(settings=spec.settings, downstream=config, vault=vault,
+                          tso_url=spec.tso_url, outbox_path=spec.outbox, privacy=spec.privacy,
                           upstream_tls=client_context(cert=cert, key=key, ca=ca))
     node.erasures.on_unlinked = lambda ven_ids: log.info(
         "erasure: %d device row(s) removed from the devices file",
-        remove_devices(spec["devices"], ven_ids))
-    for row in read_devices(spec["devices"]):
+        remove_devices(spec.devices, ven_ids))
+    for row in read_devices(spec.devices):
         node.onboard(ven_id=row["ven_id"], device_uuid=UUID(row["device_uuid"]),
                      prosumer_id=row["prosumer_id"], device_class=row["device_class"],
                      power_bucket=row["power_bucket"], rated_kw=Decimal(row["rated_kw"]))

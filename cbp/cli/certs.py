@@ -14,8 +14,9 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
+from cbp.cli import SubCommands
 from devpki import CertificateAuthority, KeyType, Role
 
 __all__ = ["register"]
@@ -26,7 +27,7 @@ _INIT_NAMES: Final = ("ca", "vtn", "ven")
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "certs",
         help="development PKI: a CA and VTN/VEN certificates for mutual TLS",

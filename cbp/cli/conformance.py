@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from cbp.cli import SubCommands
 from cbp.cli._conformance_ven import add_ven_suite
 from cbp.cli._conformance_vtn import add_vtn_suite
 from schemas.conformance import ManifestError, Verdict, check_paths, corpus_dir, junit_xml
@@ -24,7 +25,7 @@ from schemas.conformance import ManifestError, Verdict, check_paths, corpus_dir,
 __all__ = ["register"]
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "conformance",
         help="conformance checks: documents against the decoder, live suites against a VTN or VEN",

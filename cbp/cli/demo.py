@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from cbp.cli import SubCommands
 from cbp.cli._process import configure_logging, run_node
 from cbp.demo.platform import run_platform
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo",
         help="run a TSO, an aggregator and N simulated devices through every CBP flow",

@@ -17,11 +17,13 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import tomlconfig
 
+from . import SubCommands
 from ._process import (
     StatusFile,
     add_log_level,
@@ -33,10 +35,13 @@ from ._process import (
     stop_on_signals,
 )
 
+if TYPE_CHECKING:
+    from cbp.roles.fleetnode import FleetConfig
+
 __all__ = ["register"]
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "device",
         help="run simulated device VENs against an aggregator (CBP device node)",
@@ -98,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if registered else 1
 
 
-async def _serve(config: Any, progress: Any) -> int:
+async def _serve(config: FleetConfig, progress: Callable[[dict[str, object]], None]) -> int:
     from cbp.roles.fleetnode import run_fleet
 
     stop = stop_on_signals()

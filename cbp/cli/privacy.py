@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ import privacy
 from privacy.keys import new_key_line
 from tomlconfig import Table, document
 
+from . import SubCommands
 from ._onboard import read_devices
+
+_Run = Callable[[argparse.Namespace], int]  # a sub-command's body: its arguments -> exit code
 
 
 def _keys(args: argparse.Namespace) -> privacy.KeyProvider:
@@ -236,7 +240,7 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(run: Any) -> Any:
+def _guarded(run: _Run) -> _Run:
     def wrapper(args: argparse.Namespace) -> int:
         try:
             result: int = run(args)
@@ -248,7 +252,8 @@ def _guarded(run: Any) -> Any:
     return wrapper
 
 
-def _vault_command(sub: Any, name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
+def _vault_command(sub: SubCommands, name: str, help_text: str, run: _Run
+                   ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
     parser.add_argument("--vault", type=Path, required=True, metavar="FILE",
                         help="the aggregator's identity vault (e.g. state/vault.db)")
@@ -257,7 +262,7 @@ def _vault_command(sub: Any, name: str, help_text: str, run: Any) -> argparse.Ar
     return parser
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "privacy", help="erasure, privacy audit, audit log, privacy report, master keys",
         description="The aggregator's privacy tools: erase a prosumer and follow its notices, "

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from cbp.cli import SubCommands
 from cbp.errors import CbpError
 from cbp.market import (
     Direction,
@@ -111,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: SubCommands) -> None:
     parser = commands.add_parser(
         "settle", help="validate an activation from CSV files and print its settlement as JSON",
         description="Validate one activation and print the TSO's settlement statement as JSON "

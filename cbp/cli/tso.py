@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomlconfig
 
+from . import SubCommands
 from ._process import (
     StatusFile,
     add_log_level,
@@ -50,8 +51,10 @@ from ._process import (
 
 if TYPE_CHECKING:
     from cbp.market import IspRef
-    from cbp.roles import TsoNode
+    from cbp.roles import CbpSettings, TsoNode
     from cbp.roles.tso import Activation
+    from privacy import PrivacyConfig
+    from vtn.settings import VtnConfig
 
 __all__ = ["ONE_PROCESS", "register"]
 
@@ -64,7 +67,7 @@ ONE_PROCESS = ("its market lives in that process's memory: the offer book, the a
                "or offer reaching one process would be missing from the other's book")
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "tso", help="run the CBP TSO node (VTN for aggregators) from a TOML config",
         description="Serves the TSO's OpenADR 2.0b VTN over mutual TLS: pool registry, offer "
@@ -125,7 +128,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: Any, settings: Any, privacy: Any, capture_dir: Path | None,
+async def _serve(config: VtnConfig, settings: CbpSettings, privacy: PrivacyConfig,
+                 capture_dir: Path | None,
                  activate: bool, status: StatusFile) -> None:
     from aiohttp import web
 

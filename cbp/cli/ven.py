@@ -17,8 +17,9 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from . import SubCommands
 from ._process import (
     add_log_level,
     add_state_dir,
@@ -27,6 +28,11 @@ from ._process import (
     state_path,
     stop_on_signals,
 )
+
+if TYPE_CHECKING:
+    from schemas import Codec
+    from ven import Backoff, VenClient
+    from ven.config import VenConfig
 
 __all__ = ["register"]
 
@@ -61,7 +67,7 @@ configuration keys (TOML, see examples/ven.toml):
 """
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "ven",
         help="run an OpenADR 2.0b VEN (client): register, then poll or take pushes",
@@ -114,10 +120,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: Any, codec: Any) -> None:
+async def _serve(config: VenConfig, codec: Codec) -> None:
     from schemas import Event
     from ven import Hooks, Outbox, PushReceiver, VenClient
-    from ven.config import TransportMode, client_settings
+    from ven.config import TransportMode, client_settings, tls_files
     from ven.tls import server_context
     from ven.xmpp import XmppLink
 
@@ -140,9 +146,10 @@ async def _serve(config: Any, codec: Any) -> None:
             worker = client.spawn(_register_until_done(client, backoff, stop))
             log.info("on XMPP as %s", link.address)
         else:
+            cert, key, ca = tls_files(config)
             receiver = PushReceiver(client, server_context(
-                cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca,
-                profile=config.tls_profile), host=config.push_host, port=config.push_port)
+                cert=cert, key=key, ca=ca, profile=config.tls_profile),
+                host=config.push_host, port=config.push_port)
             await receiver.start()
             log.info("push listener on %s", receiver.url)
             worker = client.spawn(_register_until_done(client, backoff, stop))
@@ -153,7 +160,8 @@ async def _serve(config: Any, codec: Any) -> None:
                 await receiver.stop()
 
 
-async def _register_until_done(client: Any, backoff: Any, stop: asyncio.Event) -> None:
+async def _register_until_done(client: VenClient, backoff: Backoff, stop: asyncio.Event
+                               ) -> None:
     from ven import VtnRefused, VtnUnavailable
 
     attempt = 0

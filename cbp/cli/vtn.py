@@ -14,8 +14,9 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from . import SubCommands
 from ._process import (
     StatusFile,
     add_log_level,
@@ -27,12 +28,15 @@ from ._process import (
     stop_on_signals,
 )
 
+if TYPE_CHECKING:
+    from vtn.settings import VtnConfig
+
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
-def register(commands: Any) -> None:
+def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "vtn",
         help="run an OpenADR 2.0b VTN (server) with its admin API",
@@ -119,7 +123,7 @@ def _workers_refusal(workers: int, storage_url: str) -> str | None:
     return None
 
 
-def _run_workers(args: argparse.Namespace, config: Any, status: StatusFile) -> int:
+def _run_workers(args: argparse.Namespace, config: VtnConfig, status: StatusFile) -> int:
     from ._workers import WorkerPlan, free_port, reserve_port, supervise, worker_command
 
     command = ["vtn", "--config", str(args.config.resolve()), "--loop", args.loop,
@@ -139,7 +143,7 @@ def _run_workers(args: argparse.Namespace, config: Any, status: StatusFile) -> i
         return asyncio.run(supervise(plan, status))
 
 
-async def _serve(config: Any, status: StatusFile, *, reuse_port: bool) -> None:
+async def _serve(config: VtnConfig, status: StatusFile, *, reuse_port: bool) -> None:
     from vtn.serve import serve_vtn
 
     async with serve_vtn(config, reuse_port=reuse_port) as served:

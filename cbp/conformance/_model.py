@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Never, TypeVar
 
 from cbp.errors import CbpError
 from schemas import Message
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PUSH_BASE",
+    "AnyCase",
+    "AnyRule",
     "Case",
     "CaseFailed",
     "CaseResult",
@@ -49,8 +51,11 @@ class OperatorError(ConformanceError):
     """An operator step could not be carried out (the VTN refused it, the hook failed, timeout)."""
 
 
-S = TypeVar("S")
-K = TypeVar("K")
+S = TypeVar("S", contravariant=True)
+K = TypeVar("K", contravariant=True)
+#: the harness a case plays: a :class:`~cbp.conformance.session.HarnessVen` for a VTN under test,
+#: a :class:`~cbp.conformance.harness_vtn.HarnessVtn` for a VEN under test
+H = TypeVar("H", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,13 +122,8 @@ def _payload_name(message: Message) -> str:
     return "oadrResponse" if name == "Response" else f"oadr{name}"
 
 
-CaseBody = Callable[[Any], Awaitable[str]]
-"""A case's coroutine, given the harness it plays: a :class:`~cbp.conformance.session.HarnessVen`
-for a VTN under test, a :class:`~cbp.conformance.harness_vtn.HarnessVtn` for a VEN under test."""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Case:
+class Case(Generic[H]):
     """One conformance case. ``run`` returns the reason of a pass or raises :class:`CaseFailed`.
 
     ``messages`` lists the payloads the case exchanges, in order (``>`` harness to node under
@@ -134,7 +134,7 @@ class Case:
     purpose: str
     requirement: str
     messages: tuple[str, ...]
-    run: CaseBody
+    run: Callable[[H], Awaitable[str]]  # given the harness it plays
 
     @property
     def service(self) -> str:
@@ -144,7 +144,7 @@ class Case:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CaseResult:
-    case: Case
+    case: AnyCase
     verdict: Verdict
     reason: str
     exchanges: tuple[Exchange, ...] = ()
@@ -159,7 +159,14 @@ class CaseResult:
 PUSH_BASE: Final = {"N": 5000, "E": 6000, "R": 8000, "P": 7000, "G": 9000}
 
 
-def pushed(case: Case) -> Case:
+#: a case of either suite, to describe: whatever harness it plays (no harness is a Never, so no
+#: AnyCase can be run)
+AnyCase = Case[Never]
+#: a passive rule of either suite, to describe (likewise never checked through this type)
+AnyRule = Rule[Never, Never]
+
+
+def pushed(case: Case[H]) -> Case[H]:
     """The push-mode twin of a pull-mode case: the same checks under the push case's ID."""
     letter, number, side = case.case_id[0], int(case.case_id[3:7]), case.case_id[7:]
     return replace(case, case_id=f"{letter}0_{PUSH_BASE[letter] + number % 1000}{side}")

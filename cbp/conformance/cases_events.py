@@ -7,6 +7,7 @@ created.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -212,7 +213,7 @@ async def _unknown_event(ven: HarnessVen) -> str:
 
 
 def _case(number: str, purpose: str, requirement: str, messages: tuple[str, ...],
-          run: Any) -> Case:
+          run: Callable[[HarnessVen], Awaitable[str]]) -> Case[HarnessVen]:
     return Case(case_id=f"E1_{number}_TH_VEN", purpose=purpose,
                 requirement=f"{_SECTION}: {requirement}", messages=messages, run=run)
 

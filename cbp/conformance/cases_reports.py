@@ -7,8 +7,9 @@ requests and cancels reports over them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Final
+from typing import Final
 
 from schemas import (
     CanceledReport,
@@ -168,7 +169,7 @@ async def _cancel(ven: HarnessVen) -> str:
 
 
 def _case(number: str, purpose: str, requirement: str, messages: tuple[str, ...],
-          run: Any) -> Case:
+          run: Callable[[HarnessVen], Awaitable[str]]) -> Case[HarnessVen]:
     return Case(case_id=f"R1_{number}_TH_VEN", purpose=purpose,
                 requirement=f"{_SECTION}: {requirement}", messages=messages, run=run)
 

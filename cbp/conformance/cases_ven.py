@@ -286,7 +286,7 @@ async def _cancels_report(vtn: HarnessVtn) -> str:
     return f"report {request.report_request_id!r} cancelled"
 
 
-VEN_CASES: Final[tuple[Case, ...]] = (
+VEN_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
     Case(case_id="N1_0010_TH_VTN",
          purpose="the VEN registers for profile 2.0b over simpleHttp, stating its pull or push "
          "model",
@@ -336,5 +336,5 @@ VEN_CASES: Final[tuple[Case, ...]] = (
          messages=("> oadrCancelPartyRegistration", "< oadrCanceledPartyRegistration")),
 )
 
-VEN_PUSH_CASES: Final[tuple[Case, ...]] = tuple(
+VEN_PUSH_CASES: Final[tuple[Case[HarnessVtn], ...]] = tuple(
     pushed(case) for case in VEN_CASES if case.run is not _polls)

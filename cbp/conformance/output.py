@@ -12,11 +12,11 @@ import html
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from lxml import etree
 
-from ._model import Case, CaseResult, Exchange, Rule
+from ._model import AnyCase, AnyRule, CaseResult, Exchange
 from .rules import RULES
 
 __all__ = ["html_page", "junit_xml", "print_cases", "print_result", "print_summary"]
@@ -28,7 +28,7 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def print_cases(cases: Sequence[Case], out: TextIO, *, rules: Sequence[Rule[Any, Any]] = RULES,
+def print_cases(cases: Sequence[AnyCase], out: TextIO, *, rules: Sequence[AnyRule] = RULES,
                 checked: str = "reply") -> None:
     for case in cases:
         print(f"{case.case_id}  {case.purpose}", file=out)
@@ -118,7 +118,7 @@ def _case_html(result: CaseResult) -> str:
 
 
 def html_page(results: Sequence[CaseResult], *, target: str, side: str = "vtn",
-              rules: Sequence[Rule[Any, Any]] = RULES) -> str:
+              rules: Sequence[AnyRule] = RULES) -> str:
     """The whole run as one HTML page: a summary table, then each case with its exchanges.
     ``side`` is the node under test (``vtn`` or ``ven``), ``rules`` the passive rules it ran."""
     checked = "reply" if side == "vtn" else "request"

@@ -9,11 +9,11 @@ exchanges. A case that fails does not stop the run: the tester gets every verdic
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar, overload
 
 from schemas import CrowdflexError
 
-from ._model import Case, CaseFailed, CaseResult, Exchange, Verdict, pushed
+from ._model import AnyCase, Case, CaseFailed, CaseResult, Exchange, Verdict, pushed
 from .cases_events import EVENT_CASES
 from .cases_opt_general import GENERAL_CASES, OPT_CASES
 from .cases_registration import PUSH_EXCLUDED, REGISTRATION_CASES
@@ -36,16 +36,18 @@ __all__ = [
     "vtn_catalogue",
 ]
 
+_C = TypeVar("_C", bound=AnyCase)
+
 #: every case of ``crowdflex conformance vtn`` (pull mode, Simple HTTP), in running order
-VTN_CASES: Final[tuple[Case, ...]] = (
+VTN_CASES: Final[tuple[Case[HarnessVen], ...]] = (
     *REGISTRATION_CASES, *EVENT_CASES, *REPORT_CASES, *OPT_CASES, *GENERAL_CASES)
 
 #: the same checks against a VTN pushing to the harness VEN (``--push``), as push case IDs
-VTN_PUSH_CASES: Final[tuple[Case, ...]] = tuple(
+VTN_PUSH_CASES: Final[tuple[Case[HarnessVen], ...]] = tuple(
     pushed(case) for case in VTN_CASES if case.run not in PUSH_EXCLUDED)
 
 
-def vtn_catalogue(*, push: bool = False, signed: bool = False) -> tuple[Case, ...]:
+def vtn_catalogue(*, push: bool = False, signed: bool = False) -> tuple[Case[HarnessVen], ...]:
     """The VTN cases of a mode: pull or push, and with ``signed`` the signature cases after
     them (every payload of every case is then signed)."""
     if not signed:
@@ -54,7 +56,13 @@ def vtn_catalogue(*, push: bool = False, signed: bool = False) -> tuple[Case, ..
     return (*base, *(pushed(c) if push else c for c in SIGNATURE_CASES))
 
 
-def select(only: Sequence[str], cases: Sequence[Case] = VTN_CASES) -> tuple[Case, ...]:
+@overload
+def select(only: Sequence[str]) -> tuple[Case[HarnessVen], ...]: ...
+@overload
+def select(only: Sequence[str], cases: Sequence[_C]) -> tuple[_C, ...]: ...
+
+
+def select(only: Sequence[str], cases: Sequence[AnyCase] = VTN_CASES) -> tuple[AnyCase, ...]:
     """The cases whose ID starts with one of ``only`` (all when empty), in catalogue order;
     ``ValueError`` names any ID that matches nothing."""
     if not only:
@@ -66,7 +74,7 @@ def select(only: Sequence[str], cases: Sequence[Case] = VTN_CASES) -> tuple[Case
 
 
 async def run_cases(settings: HarnessSettings, operator: Operator,
-                    cases: Sequence[Case] | None = None, *,
+                    cases: Sequence[Case[HarnessVen]] | None = None, *,
                     on_result: Callable[[CaseResult], None] | None = None
                     ) -> tuple[CaseResult, ...]:
     """Run ``cases`` (default: the catalogue of the settings' mode, pull or push) with one
@@ -84,7 +92,7 @@ async def run_cases(settings: HarnessSettings, operator: Operator,
 
 
 async def run_ven_cases(settings: VenHarnessSettings, ven: VenUnderTest,
-                        cases: Sequence[Case] | None = None, *,
+                        cases: Sequence[Case[HarnessVtn]] | None = None, *,
                         on_result: Callable[[CaseResult], None] | None = None
                         ) -> tuple[CaseResult, ...]:
     """Serve the harness VTN, start the VEN under test against it, run ``cases`` (default: the
@@ -114,7 +122,10 @@ class _Harness(Protocol):
     def begin_case(self) -> None: ...
 
 
-async def _run_one(harness: _Harness, case: Case) -> CaseResult:
+_H = TypeVar("_H", bound=_Harness)
+
+
+async def _run_one(harness: _H, case: Case[_H]) -> CaseResult:
     harness.begin_case()
     verdict = Verdict.PASS
     try:

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from cbp.devices import build_pool
+from cbp.devices import Device, build_pool
 from cbp.roles import AggregatorNode, CbpSettings, DeviceIdentity, TsoNode
 from cbp.roles.device import next_grid
 from cbp.roles.fleetnode import demo_fleet_toml
@@ -146,18 +146,17 @@ async def _serve(app: web.Application, config: VtnConfig) -> tuple[web.AppRunner
 
 
 def _vtn_config(out: Path, name: str, pki: dict[str, tuple[Path, Path]], cert: str,
-                poll: timedelta, **extra: object) -> VtnConfig:
+                poll: timedelta) -> VtnConfig:
     (out / name).mkdir(parents=True, exist_ok=True)
     return VtnConfig(vtn_id=name.upper(), storage_url=f"sqlite:///{out / name / (name + '.db')}",
                      tls_cert=pki[cert][0], tls_key=pki[cert][1], tls_ca=pki["ca"][0],
                      poll_frequency=poll, admin_enabled=False, offer_metadata=False,
                      # every device connects at once from one address: the handshake caps are
                      # for the open internet and would shed the demo's own fleet
-                     max_pending_handshakes=None, max_pending_handshakes_per_address=None,
-                     **extra)  # type: ignore[arg-type]
+                     max_pending_handshakes=None, max_pending_handshakes_per_address=None)
 
 
-def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[object],
+def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[Device],
              identities: list[DeviceIdentity], seed: int) -> None:
     """Prosumers, consent and devices into the vault; the last device's owner never consents."""
     rng = random.Random(seed)
@@ -174,15 +173,15 @@ def _onboard(vault: IdentityVault, aggregator: AggregatorNode, sims: Sequence[ob
             vault.consents.grant(prosumer, VALIDATION_PURPOSE)
         try:
             vault.devices.onboard(prosumer_id=prosumer, serial=f"SN-{rng.getrandbits(40):010X}",
-                                  device_class=sim.device_class.value,  # type: ignore[attr-defined]
-                                  rated_kw=Decimal(str(sim.rated_kw)),  # type: ignore[attr-defined]
-                                  zone="NL", device_uuid=sim.device_id)  # type: ignore[attr-defined]
+                                  device_class=sim.device_class.value,
+                                  rated_kw=Decimal(str(sim.rated_kw)),
+                                  zone="NL", device_uuid=sim.device_id)
         except ConsentMissing:
             continue
-        aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,  # type: ignore[attr-defined]
-                           prosumer_id=prosumer, device_class=sim.device_class.value,  # type: ignore[attr-defined]
-                           power_bucket=sim.power_bucket,  # type: ignore[attr-defined]
-                           rated_kw=Decimal(str(sim.rated_kw)))  # type: ignore[attr-defined]
+        aggregator.onboard(ven_id=identity.fingerprint, device_uuid=sim.device_id,
+                           prosumer_id=prosumer, device_class=sim.device_class.value,
+                           power_bucket=sim.power_bucket,
+                           rated_kw=Decimal(str(sim.rated_kw)))
 
 
 def _vault(out: Path) -> IdentityVault:
@@ -226,15 +225,16 @@ async def _started(out: Path, pki: dict[str, tuple[Path, Path]],
     vault = _vault(out)
     # One aggregator sends the whole pool's registration and metering: megabyte documents, so
     # its budgets and caps are sized for a pool, not for one device.
-    tso_cfg = _vtn_config(out, "tso", pki, "tso", timedelta(seconds=1),
-                          max_body_bytes=32 * 1024 * 1024, byte_budget_per_s=8 * 1024 * 1024,
-                          byte_budget_burst=128 * 1024 * 1024, cpu_budget_per_s=1.0,
-                          cpu_budget_burst_s=60.0, max_report_descriptions=100_000,
-                          max_report_points=1_000_000)
-    link = ({} if server is None else {"xmpp": XmppSettings(
-        host="127.0.0.1", port=server.port, domain=server.domain)})
-    agg_cfg = _vtn_config(out, "aggregator", pki, "aggregator-vtn", settings.timing.device_poll,
-                          auto_subscribe_reports=("TELEMETRY_USAGE",), **link)
+    tso_cfg = replace(_vtn_config(out, "tso", pki, "tso", timedelta(seconds=1)),
+                      max_body_bytes=32 * 1024 * 1024, byte_budget_per_s=8 * 1024 * 1024,
+                      byte_budget_burst=128 * 1024 * 1024, cpu_budget_per_s=1.0,
+                      cpu_budget_burst_s=60.0, max_report_descriptions=100_000,
+                      max_report_points=1_000_000)
+    link = (None if server is None else XmppSettings(
+        host="127.0.0.1", port=server.port, domain=server.domain))
+    agg_cfg = replace(_vtn_config(out, "aggregator", pki, "aggregator-vtn",
+                                  settings.timing.device_poll),
+                      auto_subscribe_reports=("TELEMETRY_USAGE",), xmpp=link)
     tso = TsoNode(tso_cfg, settings, capture_dir=out / "captures" / "aggregator-tso")
     tso_runner, tso_url = await _serve(tso.app, tso_cfg)
     upstream_tls = client_context(cert=pki["aggregator"][0], key=pki["aggregator"][1],

@@ -110,7 +110,7 @@ class MarketRules:
         return replace(cls(), **values)
 
 
-def _coerce(key: str, raw: Any, default: Any) -> Any:
+def _coerce(key: str, raw: object, default: object) -> object:
     if isinstance(default, timedelta):
         if not key.endswith("_s") or isinstance(raw, bool) or not isinstance(raw, int | float):
             raise MarketRulesError(f"{key}: durations are given in seconds as <name>_s")

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cbp.errors import CbpError
 from cbp.market import (
     Accepted,
     AckCheck,
@@ -91,8 +92,9 @@ __all__ = ["Activation", "OfferRecord", "OfferRefused", "TsoNode", "ramp_setpoin
 log = logging.getLogger(__name__)
 
 
-class OfferRefused(InvalidData):
-    """An x-FLEX_OFFER the offer book refused; the reply's description names the reason."""
+class OfferRefused(CbpError, InvalidData):
+    """An x-FLEX_OFFER the offer book refused; the reply's description names the reason. The
+    platform's error, and the message layer's InvalidData, so the VEN is answered 454."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

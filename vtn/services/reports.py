@@ -22,9 +22,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from schemas import (
     CanceledReport,
@@ -53,9 +53,19 @@ from vtn.transport import Peer
 from ._context import ServiceContext, require_ven
 from .hooks import call_hook
 
-_R = TypeVar("_R")
+_R = TypeVar("_R", covariant=True)
+
+
+class RequestRecordType(Protocol[_R]):
+    """A storage record class that keeps a report request's fields (see :func:`request_record`)."""
+
+    def __call__(self, *, ven_id: str, report_request_id: str, report_specifier_id: str,
+                 r_ids: tuple[str, ...], granularity: timedelta | None,
+                 report_back_duration: timedelta | None, starts_at: datetime | None,
+                 ends_at: datetime | None, created_at: datetime) -> _R: ...
 
 __all__ = [
+    "RequestRecordType",
     "cancel_subscription",
     "on_canceled_report",
     "on_created_report",
@@ -97,7 +107,7 @@ def default_requests(ctx: ServiceContext, reports: Iterable[Report]) -> tuple[Re
     return tuple(requests)
 
 
-def request_record(make: Callable[..., _R], ven_id: str, request: ReportRequest,
+def request_record(make: RequestRecordType[_R], ven_id: str, request: ReportRequest,
                    now: datetime) -> _R:
     """A wire oadrReportRequest as a storage record made by ``make``: the VTN's own requests
     (:class:`vtn.storage.ReportRequest`) and VENs' requests for the reports the VTN offers

@@ -20,6 +20,8 @@ from ._context import ServiceContext, require_ven
 
 __all__ = ["ROUTES", "make_router"]
 
+# Any: each handler takes the one Message class ROUTES files it under, which a Callable cannot
+# say of a table keyed by that class; make_router looks it up by type(message).
 Handler = Callable[[ServiceContext, Peer, Any], Awaitable[Message]]
 
 

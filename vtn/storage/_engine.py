@@ -40,11 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Any, Final, Protocol, TypeVar, cast
+from typing import Final, Protocol, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -52,14 +53,17 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from ._groupcommit import GroupCommit
 from ._models import Base
 from .records import StorageConflict
 
-__all__ = ["Database", "PoolWaitObserver", "TransactionObserver", "create_engine_for"]
+__all__ = ["Database", "PoolWaitObserver", "TransactionObserver", "Upsert", "create_engine_for"]
 
 T = TypeVar("T")
+# An INSERT that takes ON CONFLICT clauses: the two dialects spell them alike (Database.insert).
+Upsert = postgresql.Insert | sqlite.Insert
 
 WRITE_OPTION: Final = "crowdflex_write"
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
@@ -120,7 +124,8 @@ def sync_sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def insert_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> int:
+def insert_many(conn: Connection, stmt: Executable, rows: Sequence[Mapping[str, object]]
+                ) -> int:
     """Execute an INSERT ... ON CONFLICT DO NOTHING RETURNING <a column> for ``rows`` (a list of
     parameter sets: one cached compiled statement, sent as multi-row VALUES batches by
     SQLAlchemy's insertmanyvalues); returns how many rows were inserted. Compiling a fresh
@@ -153,7 +158,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def _configure_sqlite_sync(sync_engine: Engine, *, raw_begin: bool = False) -> None:
     @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Take transaction control away from the driver so the "begin" hook below decides.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -167,11 +172,13 @@ def _configure_sqlite_sync(sync_engine: Engine, *, raw_begin: bool = False) -> N
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
+    def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION, False)
         sql = "BEGIN IMMEDIATE" if write else "BEGIN"
         if raw_begin:  # straight to sqlite3: a whole SQLAlchemy execution per BEGIN is costly
-            conn.connection.driver_connection.execute(sql)
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a connection that begins is checked out
+            driver.execute(sql)
         else:
             conn.exec_driver_sql(sql)
 
@@ -314,7 +321,7 @@ class Database:
         try:
             if write:
                 assert self._write_groups is not None
-                return cast(T, await self._write_groups.run(work))
+                return await self._write_groups.run(work)
             return await asyncio.get_running_loop().run_in_executor(
                 self._read_threads, self._sqlite_transaction, work, "BEGIN")
         finally:
@@ -410,7 +417,7 @@ class Database:
     def postgres(self) -> bool:
         return self.dialect == "postgresql"
 
-    def insert(self, model: type[Base]) -> Any:
+    def insert(self, model: type[Base]) -> Upsert:
         """An INSERT into ``model``'s table that supports ON CONFLICT on this engine (both
         dialects spell it alike). Core, not ORM: rows are plain dicts, many per statement."""
         table = cast(Table, model.__table__)
@@ -425,9 +432,7 @@ def _reraise_value_error(exc: StatementError) -> None:
         raise ValueError(str(exc.orig)) from exc
 
 
-def chunks(
-    rows: Sequence[Mapping[str, Any]], columns: int
-) -> Iterator[Sequence[Mapping[str, Any]]]:
+def chunks(rows: Sequence[T], columns: int) -> Iterator[Sequence[T]]:
     """Split a multi-row VALUES list so no statement exceeds the bind-parameter limit; 1,000 rows of
     up to 30 columns stay in one statement, one round trip."""
     size = max(1, MAX_BIND_PARAMS // max(1, columns))

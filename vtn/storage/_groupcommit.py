@@ -28,21 +28,29 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final, Protocol, TypeVar, cast
 
 __all__ = ["GroupCommit"]
 
 # Enough to amortise the commit; small enough that one group's lock hold stays short.
 MAX_GROUP: Final = 64
 
+_T = TypeVar("_T")
+
+
+class Transaction(Protocol):
+    """Runs ``body(conn)`` in one write transaction and returns what it returned."""
+
+    def __call__(self, body: Callable[[sqlite3.Connection], _T], /) -> _T: ...
+
 
 @dataclass(slots=True)
 class _Job:
-    work: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any]
+    work: Callable[[sqlite3.Connection], object]
+    future: asyncio.Future[object]
     loop: asyncio.AbstractEventLoop
-    ok: bool = False
-    outcome: Any = None
+    outcome: object = None  # what work returned
+    error: BaseException | None = None  # or what it raised
 
 
 class GroupCommit:
@@ -53,8 +61,7 @@ class GroupCommit:
     job's exception is exactly the one it would raise alone.
     """
 
-    def __init__(self, executor: Executor,
-                 transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any]) -> None:
+    def __init__(self, executor: Executor, transaction: Transaction) -> None:
         self._executor = executor
         self._transaction = transaction
         self._lock = threading.Lock()
@@ -67,7 +74,7 @@ class GroupCommit:
         with self._lock:
             return len(self._pending)
 
-    async def run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         loop = asyncio.get_running_loop()
         job = _Job(work, loop.create_future(), loop)
         with self._lock:
@@ -77,7 +84,7 @@ class GroupCommit:
             # At the end of this loop iteration: the writes of every request this iteration
             # serves join the group, which costs them one iteration of latency at most.
             loop.call_soon(self._start)
-        return await job.future
+        return cast(_T, await job.future)  # the job's outcome is what ``work`` returned
 
     def _start(self) -> None:
         try:
@@ -86,7 +93,7 @@ class GroupCommit:
             with self._lock:
                 group, self._pending, self._draining = self._pending, [], False
             for job in group:
-                job.outcome = exc
+                job.error = exc
             _settle(group)
 
     # ------------------------------------------------------------ writer thread
@@ -112,13 +119,13 @@ class GroupCommit:
                 pass
             else:
                 for job, outcome in zip(group, outcomes, strict=True):
-                    job.ok, job.outcome = True, outcome
+                    job.outcome = outcome
                 return
         for job in group:
             try:
-                job.outcome, job.ok = self._transaction(job.work), True
+                job.outcome = self._transaction(job.work)
             except BaseException as exc:  # handed to the job's caller
-                job.outcome, job.ok = exc, False
+                job.error = exc
 
     @staticmethod
     def _answer(group: list[_Job]) -> None:
@@ -135,7 +142,7 @@ def _settle(jobs: list[_Job]) -> None:
     for job in jobs:
         if job.future.cancelled():
             continue
-        if job.ok:
+        if job.error is None:
             job.future.set_result(job.outcome)
         else:
-            job.future.set_exception(job.outcome)
+            job.future.set_exception(job.error)

@@ -375,7 +375,7 @@ class PostgresBackend:
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
-    async def _one(self, sql: str, *args: Any, write: bool) -> Any:
+    async def _one(self, sql: str, *args: object, write: bool) -> Any:
         """One statement (its own transaction): its first row."""
         started = perf_counter()
         try:
@@ -384,12 +384,12 @@ class PostgresBackend:
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
-    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
         """One statement (its own transaction): all its rows."""
         async with self._connection() as conn:
             return list(await conn.fetch(sql, *args))
 
-    async def _all(self, sql: str, *args: Any, write: bool) -> list[Any]:
+    async def _all(self, sql: str, *args: object, write: bool) -> list[Any]:
         """:meth:`_fetch`, observed."""
         started = perf_counter()
         try:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
 
 from .records import ReportData, ReportRequestStatus
 
-__all__ = ["MAX_GROUP", "ReportWrites", "Update"]
+__all__ = ["MAX_GROUP", "Fetch", "ReportWrites", "Update"]
 
 MAX_GROUP: Final = 64
 
@@ -54,6 +54,17 @@ _STORE: Final = (
 )
 
 Result = tuple[int, tuple[str, ...]] | None
+# One point as _STORE takes it: reportRequestID, reportSpecifierID, then the ReportData's
+# PointRow (rID, dtstart, duration, value, confidence, accuracy, quality), then received_at.
+StoredPoint = tuple[str, str, str, datetime, timedelta | None, float | None, int | None,
+                    float | None, str | None, datetime]
+
+
+class Fetch(Protocol):
+    """One statement with its parameters, in its own transaction: all its rows (asyncpg
+    Records, which the driver does not type)."""
+
+    def __call__(self, sql: str, /, *args: object) -> Awaitable[list[Any]]: ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -64,18 +75,18 @@ class Update:
 
     ven_id: str
     fingerprint: str | None
-    points: list[tuple[Any, ...]]
+    points: list[StoredPoint]
     wanted: list[str]
     future: asyncio.Future[Result] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 def points_of(reports: Sequence[ReportData],
-              aware: Callable[[datetime], datetime]) -> list[tuple[Any, ...]]:
+              aware: Callable[[datetime], datetime]) -> list[StoredPoint]:
     """The points of ``reports`` as :class:`Update` wants them; ``aware`` refuses a naive time
     (each distinct one checked once)."""
     checked: set[datetime] = set()
-    points: list[tuple[Any, ...]] = []
+    points: list[StoredPoint] = []
     for data in reports:
         request, specifier, received = (
             data.report_request_id, data.report_specifier_id, data.received_at)
@@ -92,7 +103,7 @@ class ReportWrites:
     """Sends :class:`Update`\\ s through ``fetch(sql, *args)`` (one statement, its own
     transaction), grouped as the module docstring says."""
 
-    def __init__(self, fetch: Callable[..., Awaitable[list[Any]]]) -> None:
+    def __init__(self, fetch: Fetch) -> None:
         self._fetch = fetch
         self._waiting: list[Update] = []
         self._draining: asyncio.Task[None] | None = None
@@ -138,7 +149,7 @@ class ReportWrites:
 
     async def _run(self, group: list[Update]) -> list[Result]:
         numbers: list[int] = []
-        columns: list[list[Any]] = [[] for _ in range(10)]
+        columns: list[list[object]] = [[] for _ in range(10)]
         asked_n: list[int] = []
         asked: list[str] = []
         for n, update in enumerate(group, 1):

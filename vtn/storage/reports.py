@@ -25,7 +25,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, or_, select, update
 
-from ._engine import MAX_BIND_PARAMS, Database, insert_many, sqlite_time
+from ._engine import MAX_BIND_PARAMS, Database, Upsert, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
 from .backend import Backend
 from .records import (
@@ -188,7 +188,7 @@ class ReportRepository:
     def __init__(self, db: Database, backend: Backend) -> None:
         self._db = db
         self._backend = backend
-        self._upsert_request: Any = None
+        self._upsert_request: Upsert | None = None
 
     # ------------------------------------------------------------ METADATA registrations
 
@@ -265,7 +265,7 @@ class ReportRepository:
 
     # ------------------------------------------------------------ report requests
 
-    def _request_upsert(self) -> Any:
+    def _request_upsert(self) -> Upsert:
         # Built once: constructing the ON CONFLICT clause (its ``excluded`` column proxies) cost
         # more CPU per call than executing it; the values go in as parameters.
         if self._upsert_request is None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, delete, select, update
+from sqlalchemy import ColumnElement, Connection, Executable, Table, delete, select, update
 
 from ._engine import Database, from_sqlite_time
 from ._models import Base, VenMembershipRow, VenRow
@@ -100,7 +100,7 @@ class VenRepository:
         self._db = db
         self._backend = backend
         self._index = index
-        self._upsert: Any = None
+        self._upsert: Executable | None = None
 
     def _changed(self) -> None:
         self._index.registrations_changed()
@@ -118,15 +118,15 @@ class VenRepository:
         fingerprint.
         """
         if self._upsert is None:  # built once: the ON CONFLICT clause costs more than a run
-            stmt = self._db.insert(VenRow)
-            self._upsert = stmt.on_conflict_do_update(
+            insert = self._db.insert(VenRow)
+            self._upsert = insert.on_conflict_do_update(
                 index_elements=[_VENS.c.fingerprint],
-                set_={name: getattr(stmt.excluded, name) for name in _REFRESHED},
+                set_={name: getattr(insert.excluded, name) for name in _REFRESHED},
             ).returning(*_VENS.c)
-        stmt, values = self._upsert, _values(registration)
+        upsert, values = self._upsert, _values(registration)
 
         def work(conn: Connection) -> VenRegistration:
-            stored = _record(conn.execute(stmt, values).one())
+            stored = _record(conn.execute(upsert, values).one())
             self._notify(conn)
             return stored
 
