@@ -11,6 +11,10 @@ deleting or reordering an entry breaks every chain from it on; :func:`verify_cha
 first broken entry. Cutting entries off the end leaves a shorter valid chain: compare the
 verifier's ``head`` and ``entries`` with a copy kept elsewhere to detect that. Without the master
 key nobody can forge a chain that verifies.
+
+Two faces of one table: :class:`AuditLog` appends (held by the vault's concern objects only) and
+:class:`AuditTrail` reads and verifies (``vault.audit``); no public attribute of the vault leads
+to a writer.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Final
 from .errors import KeyUnavailable
 from .sealing import Integrity
 
-__all__ = ["AUDIT_SCHEMA", "AuditEntry", "AuditLog", "ChainCheck"]
+__all__ = ["AUDIT_SCHEMA", "AuditEntry", "AuditLog", "AuditTrail", "ChainCheck"]
 
 _GENESIS: Final = bytes(32)
 AUDIT_SCHEMA: Final = """
@@ -60,9 +64,14 @@ class ChainCheck:
         return self.first_broken is None
 
 
+def _link(integrity: Integrity, previous: bytes, version: int,
+          fields: tuple[object, ...]) -> bytes:
+    return integrity.mac(version, previous.hex(), *fields)
+
+
 class AuditLog:
-    """``vault.audit``: appends to the chain in the vault's SQLite connection (for every
-    concern of the vault), reads it back and verifies it."""
+    """The writer: appends to the chain in the vault's SQLite connection, for every concern of
+    the vault."""
 
     __slots__ = ("_clock", "_db", "_integrity")
 
@@ -87,8 +96,8 @@ class AuditLog:
         previous = self._db.execute(
             "SELECT chain FROM audit_log WHERE entry < ? ORDER BY entry DESC LIMIT 1",
             (entry,)).fetchone()
-        chain = self._link(bytes(previous[0]) if previous else _GENESIS, version,
-                           (entry, at, action, requested_by, reason, text))
+        chain = _link(self._integrity, bytes(previous[0]) if previous else _GENESIS, version,
+                      (entry, at, action, requested_by, reason, text))
         self._db.execute("UPDATE audit_log SET chain = ? WHERE entry = ?", (chain, entry))
 
     def record(self, action: str, *, requested_by: str, reason: str,
@@ -103,8 +112,15 @@ class AuditLog:
         version = self._integrity.current_version()
         return f"v{version}:" + self._integrity.mac(version, "ref", value)[:12].hex()
 
-    def _link(self, previous: bytes, version: int, fields: tuple[object, ...]) -> bytes:
-        return self._integrity.mac(version, previous.hex(), *fields)
+
+class AuditTrail:
+    """``vault.audit``: reads the chain back and verifies it; it has no way to append."""
+
+    __slots__ = ("_db", "_integrity")
+
+    def __init__(self, db: sqlite3.Connection, integrity: Integrity) -> None:
+        self._db = db
+        self._integrity = integrity
 
     def entries(self) -> tuple[AuditEntry, ...]:
         rows = self._db.execute(
@@ -120,7 +136,8 @@ class AuditLog:
         for entry, at, action, who, why, detail, version, chain in rows:
             count += 1
             try:
-                expected = self._link(previous, version, (entry, at, action, who, why, detail))
+                expected = _link(self._integrity, previous, version,
+                                 (entry, at, action, who, why, detail))
             except KeyUnavailable as exc:  # an unknown key version is a break, not a crash
                 return ChainCheck(entries=count, head=previous.hex(), first_broken=entry,
                                   problem=f"cannot check: {exc}")

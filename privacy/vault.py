@@ -8,7 +8,8 @@ on onboarding, consent changes, erasure and disputes, never per sample) plus its
 composes one object per concern, all sharing its connection, keyring and audit log:
 ``vault.prosumers`` (:mod:`privacy.prosumers`), ``vault.consents`` (:mod:`privacy.consents`),
 ``vault.devices`` (:mod:`privacy.devices`), ``vault.pseudonyms`` (:mod:`privacy.pseudonyms`),
-``vault.erasure`` (:mod:`privacy.erasure`) and ``vault.audit`` (:mod:`privacy.auditlog`).
+``vault.erasure`` (:mod:`privacy.erasure`) and ``vault.audit`` (:mod:`privacy.auditlog`), which
+only reads and verifies the log: the writer stays with the concern objects.
 
 Invariants:
 - Identity rows (name, postcode, EAN, contract, GCP salt) and device rows (serial, class, rating,
@@ -46,7 +47,7 @@ from typing import Final, Literal
 
 from schemas import utc_now
 
-from .auditlog import AUDIT_SCHEMA, AuditLog
+from .auditlog import AUDIT_SCHEMA, AuditLog, AuditTrail
 from .consents import CONSENT_SCHEMA, ConsentRows, Consents
 from .devices import Devices
 from .epochs import EPOCH_SCHEMA, Epochs
@@ -141,15 +142,17 @@ class IdentityVault:
         self._rows = IdentityRows(self._db, self._keyring, clock=clock, month_zone=month_zone)
         derivation = Derivation(self._rows, self._epochs, gcp=gcp, aggregator=aggregator,
                                 month_zone=month_zone)
-        #: the hash-chained log of every audited access (entries, verify)
-        self.audit = AuditLog(self._db, integrity, clock)
-        self.prosumers = Prosumers(self._rows, self.audit)
+        # the writer stays with the concerns; callers get the read-only trail
+        self._log = AuditLog(self._db, integrity, clock)
+        #: the hash-chained log of every audited access, to read and verify (never to write)
+        self.audit = AuditTrail(self._db, integrity)
+        self.prosumers = Prosumers(self._rows, self._log)
         self.consents = Consents(self._db, self._consent_rows, self._rows, clock)
-        self.devices = Devices(self._rows, self._consent_rows, self.audit)
-        self.pseudonyms = Pseudonyms(derivation, self._rows, self._epochs, self.audit, clock)
+        self.devices = Devices(self._rows, self._consent_rows, self._log)
+        self.pseudonyms = Pseudonyms(derivation, self._rows, self._epochs, self._log, clock)
         self.erasure = Erasure(self._db, self.path, identities=self._rows, derivation=derivation,
                                consents=self._consent_rows, notices=self._notices,
-                               keyring=self._keyring, log=self.audit, clock=clock)
+                               keyring=self._keyring, log=self._log, clock=clock)
 
     def close(self) -> None:
         self._keyring.close()
@@ -179,8 +182,8 @@ class IdentityVault:
         for d in self._rows.devices():
             values.append(IdentityValue(kind="serial", value=d.serial))
             values.append(IdentityValue(kind="device_uuid", value=str(d.device_uuid)))
-        self.audit.record("identity_values", requested_by=requested_by, reason=reason,
-                          detail={"count": str(len(values))})
+        self._log.record("identity_values", requested_by=requested_by, reason=reason,
+                         detail={"count": str(len(values))})
         return tuple(values)
 
     def rotate(self, *, requested_by: str, reason: str) -> int:
@@ -195,6 +198,6 @@ class IdentityVault:
             self._epochs.reauthenticate()
             for item in pending:
                 self._notices.put(item)
-            self.audit.write("rotate", requested_by=requested_by, reason=reason,
-                             detail={"data_keys": str(rewrapped)})
+            self._log.write("rotate", requested_by=requested_by, reason=reason,
+                            detail={"data_keys": str(rewrapped)})
         return rewrapped

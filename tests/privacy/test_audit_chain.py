@@ -12,6 +12,7 @@ import pytest
 
 import privacy
 from privacy import IdentityVault
+from privacy.auditlog import AuditLog
 from tests.kit.vaults import WHO, Household, add_household
 
 TSO = "TSO:TENNET-NL"
@@ -77,6 +78,16 @@ def test_the_enumerated_paths_are_every_public_way_to_identity(
                 reaching.add(qualified)
                 assert {"requested_by", "reason"} <= set(signature.parameters), qualified
     assert reaching == paths
+
+
+def test_no_public_attribute_of_the_vault_can_write_the_log(vault: IdentityVault) -> None:
+    """``vault.audit`` reads and verifies; the writer is reachable only through private
+    attributes, so no caller holding the vault can append, forge or bypass an entry."""
+    assert AuditLog not in _public_classes(vault)
+    public = {name for name in dir(vault.audit) if not name.startswith("_")}
+    assert public == {"entries", "verify"}
+    for cls in _public_classes(vault):
+        assert not {"write", "record"} & set(dir(cls)), cls.__name__
 
 
 def test_every_identity_path_writes_one_entry_with_who_why_and_no_identifier(
