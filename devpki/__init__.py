@@ -13,6 +13,15 @@ Invariants:
   server only when given host names (a push receiver).
 - Private keys are written 0600 and never overwrite an existing file unless asked to.
 - Fingerprints are the OpenADR form from :func:`schemas.identity.certificate_fingerprint`.
+
+Its errors, under the message layer's root (:mod:`devpki.errors`); each is also the built-in
+error it replaces::
+
+    CrowdflexError (schemas)
+    +-- DevpkiError               the development PKI's errors
+        +-- PkiFileExists         a certificate or key file exists and ``force`` was not given;
+        |                         also a FileExistsError
+        +-- UnsupportedCaKey      a CA key neither EC nor RSA; also a ValueError
 """
 
 from __future__ import annotations
@@ -34,12 +43,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from schemas import utc_now
 from schemas.identity import certificate_fingerprint
 
+from .errors import DevpkiError, PkiFileExists, UnsupportedCaKey
+
 __all__ = [
     "CertificateAuthority",
+    "DevpkiError",
     "IssuedCertificate",
     "KeyType",
+    "PkiFileExists",
     "PrivateKey",
     "Role",
+    "UnsupportedCaKey",
     "generate_key",
     "write_private_key",
 ]
@@ -86,10 +100,14 @@ def write_private_key(path: Path, key_pem: bytes, *, force: bool = False) -> Non
     """Write key material readable by its owner only (0600); refuse to replace a file unless forced.
 
     The file is created with mode 0600 from the start, so the key is never briefly world-readable.
-    Raises ``FileExistsError`` when ``path`` exists and ``force`` is false.
+    Raises :class:`PkiFileExists` (a ``FileExistsError``) when ``path`` exists and ``force`` is
+    false.
     """
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    fd = os.open(path, flags, 0o600)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise PkiFileExists(f"{path} exists") from None
     with os.fdopen(fd, "wb") as file:
         os.fchmod(file.fileno(), 0o600)  # an existing file, forced, keeps its old mode otherwise
         file.write(key_pem)
@@ -134,7 +152,7 @@ class IssuedCertificate:
         """
         cert_path, key_path = directory / f"{self.name}.pem", directory / f"{self.name}.key"
         if not force and cert_path.exists():
-            raise FileExistsError(f"{cert_path} exists")
+            raise PkiFileExists(f"{cert_path} exists")
         write_private_key(key_path, self.key_pem, force=force)
         _write_certificate(cert_path, self.cert_pem)
         return cert_path, key_path
@@ -187,7 +205,7 @@ def _authority_key_id(ca: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     except x509.ExtensionNotFound:  # an imported CA may lack it; derive it from the key instead
         public_key = ca.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            raise ValueError("CA key must be EC or RSA") from None
+            raise UnsupportedCaKey("CA key must be EC or RSA") from None
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
@@ -258,7 +276,8 @@ class CertificateAuthority:
         certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-            raise ValueError(f"{key_path}: CA key must be EC or RSA, not {type(key).__name__}")
+            raise UnsupportedCaKey(
+                f"{key_path}: CA key must be EC or RSA, not {type(key).__name__}")
         return cls(certificate=certificate, private_key=key, clock=clock)
 
     @property
@@ -273,7 +292,7 @@ class CertificateAuthority:
         """Write ``NAME.pem`` and ``NAME.key`` (0600) into ``directory``; return both paths."""
         cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
         if not force and cert_path.exists():
-            raise FileExistsError(f"{cert_path} exists")
+            raise PkiFileExists(f"{cert_path} exists")
         write_private_key(key_path, _key_pem(self.private_key), force=force)
         _write_certificate(cert_path, self.cert_pem)
         return cert_path, key_path

@@ -13,6 +13,7 @@ package's in its own docstring::
 
     CrowdflexError
     +-- ConfigError               tomlconfig; also a ValueError
+    +-- DevpkiError               devpki
     +-- VtnError                  vtn
     +-- VenError                  ven
     +-- PrivacyError              privacy

@@ -10,10 +10,19 @@ from typing import TypeVar
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from devpki import CertificateAuthority, KeyType, Role, write_private_key
+from devpki import (
+    CertificateAuthority,
+    DevpkiError,
+    KeyType,
+    PkiFileExists,
+    Role,
+    UnsupportedCaKey,
+    write_private_key,
+)
 from schemas.identity import FINGERPRINT_PATTERN, fingerprint_from_pem
 
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
@@ -118,9 +127,37 @@ def test_private_keys_are_0600_and_never_silently_replaced(tmp_path: Path) -> No
     path = tmp_path / "a.key"
     write_private_key(path, b"first")
     assert _mode(path) == 0o600
-    with pytest.raises(FileExistsError):
+    with pytest.raises(PkiFileExists) as refused:
         write_private_key(path, b"second")
+    assert isinstance(refused.value, FileExistsError)  # older except clauses still catch it
     assert path.read_bytes() == b"first"
     path.chmod(0o644)
     write_private_key(path, b"third", force=True)
     assert (path.read_bytes(), _mode(path)) == (b"third", 0o600)
+
+
+def test_written_files_are_not_replaced_unless_forced(
+    authority: CertificateAuthority, tmp_path: Path
+) -> None:
+    ca_cert, _ = authority.write(tmp_path)
+    leaf_cert, _ = authority.issue("ven-1").write(tmp_path)
+    kept = ca_cert.read_bytes(), leaf_cert.read_bytes()
+    with pytest.raises(PkiFileExists, match=r"ca\.pem exists"):
+        CertificateAuthority.create().write(tmp_path)
+    with pytest.raises(PkiFileExists, match=r"ven-1\.pem exists"):
+        authority.issue("ven-1").write(tmp_path)
+    assert (ca_cert.read_bytes(), leaf_cert.read_bytes()) == kept
+    authority.issue("ven-1").write(tmp_path, force=True)
+    assert leaf_cert.read_bytes() != kept[1]
+
+
+def test_a_ca_key_neither_ec_nor_rsa_is_refused_by_name(
+    authority: CertificateAuthority, tmp_path: Path
+) -> None:
+    cert_path, key_path = authority.write(tmp_path)
+    key_path.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    with pytest.raises(UnsupportedCaKey, match="not Ed25519PrivateKey") as refused:
+        CertificateAuthority.load(cert_path, key_path)
+    assert isinstance(refused.value, ValueError) and isinstance(refused.value, DevpkiError)
