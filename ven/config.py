@@ -12,6 +12,7 @@ to verify them with.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -52,6 +53,14 @@ class VenXmpp:
     port: int = 5222
     domain: str = "localhost"
     resource: str = "ven"
+
+    def link(self, *, fingerprint: str, ssl_context: ssl.SSLContext, codec: Codec,
+             request_timeout_s: float) -> XmppLink:
+        """The :class:`ven.xmpp.XmppLink` to this server for the VEN whose certificate (the one
+        in ``ssl_context``) has ``fingerprint``; build it inside the event loop."""
+        return XmppLink(host=self.host, port=self.port, domain=self.domain, vtn_jid=self.vtn_jid,
+                        fingerprint=fingerprint, ssl_context=ssl_context, codec=codec,
+                        resource=self.resource, request_timeout_s=request_timeout_s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,9 +256,8 @@ def client_settings(config: VenConfig, *, codec: Codec, hooks: Hooks) -> VenSett
     xmpp, vtn, link = config.xmpp, config.vtn_url, None
     if xmpp is not None:  # the VTN is named by its JID, unless vtn_url names it too
         vtn = vtn or xmpp.vtn_jid
-        link = XmppLink(host=xmpp.host, port=xmpp.port, domain=xmpp.domain, vtn_jid=xmpp.vtn_jid,
-                        fingerprint=fingerprint_from_pem(cert.read_bytes()), ssl_context=tls,
-                        codec=codec, resource=xmpp.resource, request_timeout_s=timeout)
+        link = xmpp.link(fingerprint=fingerprint_from_pem(cert.read_bytes()), ssl_context=tls,
+                         codec=codec, request_timeout_s=timeout)
     connection = Connection(
         vtn_url=vtn,
         ssl_context=tls, codec=codec, link=link, push_url=config.transport_address,

@@ -46,7 +46,6 @@ from schemas import (
 from ven import Connection, Hooks, Outbox, VenClient, VenSettings
 from ven.config import VenXmpp
 from ven.tls import client_context
-from ven.xmpp import XmppLink
 
 from .messages import event_setpoints
 from .profile import (
@@ -213,10 +212,9 @@ class DeviceFleet:
     def _add(self, identity: DeviceIdentity, sim: Device, tls: ssl.SSLContext) -> DeviceNode:
         poll = self.settings.timing.device_poll.total_seconds()
         holder: list[DeviceNode] = []
-        link = None if self.xmpp is None else XmppLink(
-            host=self.xmpp.host, port=self.xmpp.port, domain=self.xmpp.domain,
-            vtn_jid=self.xmpp.vtn_jid, fingerprint=identity.fingerprint, ssl_context=tls,
-            codec=self.codec, resource=self.xmpp.resource, request_timeout_s=30)
+        link = None if self.xmpp is None else self.xmpp.link(
+            fingerprint=identity.fingerprint, ssl_context=tls, codec=self.codec,
+            request_timeout_s=30)
         client = VenClient(VenSettings(
             ven_name=identity.name, outbox_key=identity.fingerprint,
             connection=Connection(vtn_url=self.vtn_url, ssl_context=tls, codec=self.codec,

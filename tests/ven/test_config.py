@@ -14,7 +14,14 @@ from schemas.xmpp import localpart_of
 from tests.kit.examples import example_in
 from tests.kit.pki import Pki
 from ven import Backoff, Hooks
-from ven.config import ConfigError, TransportMode, client_settings, load_config, parse_config
+from ven.config import (
+    ConfigError,
+    TransportMode,
+    VenXmpp,
+    client_settings,
+    load_config,
+    parse_config,
+)
 from ven.xmpp import XmppLink
 
 REQUIRED = {"vtn_url": "https://vtn.example:8443", "ven_name": "v"}
@@ -135,6 +142,17 @@ async def test_client_settings_carry_every_key_the_client_reads(pki: Pki, tmp_pa
     assert isinstance(xmpp.link, XmppLink) and xmpp.vtn_url == jid
     assert (xmpp.link.vtn_jid, xmpp.link.codec) == (jid, codec)
     assert xmpp.link.address == f"{localpart_of(pki.ven.fingerprint)}@xmpp.example/heat"
+
+
+async def test_an_xmpp_section_builds_the_link_for_a_given_certificate(pki: Pki) -> None:
+    """``VenXmpp.link``, the one place ``[xmpp]`` becomes an XmppLink (``client_settings`` and
+    the device fleet): the VEN's JID from its fingerprint, the section's domain and resource."""
+    codec, jid = Codec(), "vtn@xmpp.example/openadr"
+    link = VenXmpp(vtn_jid=jid, domain="xmpp.example", resource="fleet").link(
+        fingerprint=pki.ven.fingerprint, ssl_context=pki.client_context(), codec=codec,
+        request_timeout_s=5)
+    assert (link.vtn_jid, link.codec) == (jid, codec)
+    assert link.address == f"{localpart_of(pki.ven.fingerprint)}@xmpp.example/fleet"
 
 
 def test_client_settings_need_the_tls_files() -> None:
