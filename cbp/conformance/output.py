@@ -2,30 +2,23 @@
 
 The HTML page is one self-contained file (no scripts, no external styles) with every exchange
 of every case, request and reply bodies included; every text in it, bodies above all, is
-escaped, so a hostile VTN's reply is shown, never rendered. JUnit XML is built with lxml and
-carries characters XML cannot hold as ``\\xNN``.
+escaped, so a hostile VTN's reply is shown, never rendered. JUnit XML is written by
+:func:`schemas.conformance.junit_document` (lxml; characters XML cannot hold become ``\\xNN``).
 """
 
 from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Sequence
 from typing import Final, TextIO
 
-from lxml import etree
+from schemas.conformance import JunitCase, JunitFailure, junit_document
 
 from ._model import AnyCase, AnyRule, CaseResult, Exchange
 from .rules import RULES
 
 __all__ = ["html_page", "junit_xml", "print_cases", "print_result", "print_summary"]
-
-_NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _xml_safe(text: str) -> str:
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def print_cases(cases: Sequence[AnyCase], out: TextIO, *, rules: Sequence[AnyRule] = RULES,
@@ -58,22 +51,13 @@ def _exchange_line(exchange: Exchange) -> str:
 def junit_xml(results: Sequence[CaseResult], *, suite: str = "crowdflex.conformance.vtn"
               ) -> bytes:
     """One ``<testcase>`` per case; a failure carries its reason, system-out its exchanges."""
-    failed = sum(1 for r in results if not r.passed)
-    attributes = {"name": suite, "tests": str(len(results)), "failures": str(failed),
-                  "errors": "0", "skipped": "0"}
-    root = etree.Element("testsuites", attributes)
-    testsuite = etree.SubElement(root, "testsuite", attributes)
-    for result in results:
-        case = etree.SubElement(testsuite, "testcase", {
-            "classname": f"{suite}.{result.case.service}", "name": result.case.case_id})
-        if not result.passed:
-            failure = etree.SubElement(case, "failure",
-                                       {"message": _xml_safe(result.reason[:1000])})
-            failure.text = _xml_safe(result.reason)
-        out = etree.SubElement(case, "system-out")
-        out.text = _xml_safe("\n".join([result.case.purpose, result.reason,
-                                        *map(_exchange_line, result.exchanges)]))
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+    return junit_document(suite, [JunitCase(
+        classname=f"{suite}.{result.case.service}", name=result.case.case_id,
+        failure=None if result.passed else JunitFailure(message=result.reason[:1000],
+                                                        text=result.reason),
+        system_out="\n".join([result.case.purpose, result.reason,
+                              *map(_exchange_line, result.exchanges)]))
+        for result in results])
 
 
 _STYLE: Final = """

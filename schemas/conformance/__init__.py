@@ -15,13 +15,15 @@ The command line is ``crowdflex conformance schemas [PATH...] [--manifest FILE] 
 from __future__ import annotations
 
 from ._check import Outcome, Verdict, bundled_manifest, check_paths, corpus_dir, manifest_path
-from ._junit import junit_xml
+from ._junit import JunitCase, JunitFailure, junit_document, junit_xml
 from ._manifest import ERROR_CLASSES, VALID, Expectation, Manifest, ManifestError, load_manifest
 
 __all__ = [
     "ERROR_CLASSES",
     "VALID",
     "Expectation",
+    "JunitCase",
+    "JunitFailure",
     "Manifest",
     "ManifestError",
     "Outcome",
@@ -29,6 +31,7 @@ __all__ = [
     "bundled_manifest",
     "check_paths",
     "corpus_dir",
+    "junit_document",
     "junit_xml",
     "load_manifest",
     "manifest_path",

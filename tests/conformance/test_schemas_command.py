@@ -13,7 +13,14 @@ from lxml import etree
 
 import schemas
 from cbp.cli import main
-from schemas.conformance import check_paths, corpus_dir, load_manifest
+from schemas.conformance import (
+    JunitCase,
+    JunitFailure,
+    check_paths,
+    corpus_dir,
+    junit_document,
+    load_manifest,
+)
 
 VALID_DIR = corpus_dir() / "valid"
 DTD_ENTITY = corpus_dir() / "invalid" / "hostile" / "doctype_xxe_file.xml"
@@ -64,6 +71,26 @@ def test_junit_xml_is_well_formed_with_the_right_counts(
     assert failed[0].get("file") == str(bad.resolve())  # "&" and "<" survived escaping
     failure = failed[0].find("failure")
     assert failure is not None and failure.get("type") == "SchemaViolation"
+
+
+def test_junit_document_carries_what_xml_cannot_as_escapes() -> None:
+    """The one JUnit builder (the schema checker's report and ``cbp.conformance``'s): markup is
+    escaped, characters XML 1.0 cannot hold become ``\\xNN``, and the counts are the cases'."""
+    hostile = "a\x01<b>&\x1b"
+    document = junit_document("suite", [
+        JunitCase(classname="suite.x", name=hostile, file=hostile, system_out=hostile),
+        JunitCase(classname="suite.x", name="two", failure=JunitFailure(
+            message=hostile, text=hostile, type="Kind"))])
+    root = etree.fromstring(document)
+    suite = root.find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    shown = "a\\x01<b>&\\x1b"
+    first, second = suite.findall("testcase")
+    assert (first.get("name"), first.get("file"), first.findtext("system-out")) == (shown,) * 3
+    assert first.find("failure") is None and second.find("system-out") is None
+    failure = second.find("failure")
+    assert failure is not None
+    assert (failure.get("type"), failure.get("message"), failure.text) == ("Kind", shown, shown)
 
 
 def test_manifest_labels_turn_expected_errors_into_passes(
