@@ -3,6 +3,10 @@
 docstrings, comments and TOML files (a lower-case bare name, such as a report's output file, is
 not a reference). Nothing points outside the repository.
 
+Every test file a document names as the backing of a claim exists too: a path
+``tests/<package>/test_<name>.py``, and a bare ``test_<name>.py`` after it on the same line (a
+table cell listing several) in that path's folder.
+
 A reference to a file outside the repository (a design note on somebody's disk, a sibling
 folder) is a dangling link for everyone who clones it, so it fails here.
 """
@@ -15,13 +19,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("schemas", "vtn", "ven", "privacy", "cbp", "tests", "bench", "examples", "docs",
-           "certs/README.md", "README.md", "SECURITY.md")  # fmt: skip
+SCANNED = ("schemas", "tomlconfig", "devpki", "vtn", "ven", "privacy", "cbp", "tests", "bench",
+           "examples", "docs", "certs/README.md", "README.md", "SECURITY.md", "pyproject.toml",
+           "Makefile", ".ci/run")  # fmt: skip
 SKIP_PARTS = {"__pycache__", ".venv", "dev", "corpus"}
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _DOC_REF = re.compile(r"(?<![\w/.-])((?:[\w-]+/)+[\w-]+\.md|[A-Z][A-Z0-9_-]*\.md)(?!\w)(#[\w-]+)?")
 _HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.M)
+_TEST_FILE = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*)(test_\w+\.py)(?!\w)")
 
 
 def _files() -> list[Path]:
@@ -72,6 +78,22 @@ def _references(path: Path) -> list[tuple[str, str | None]]:
     return refs
 
 
+def _missing_tests(text: str) -> list[str]:
+    """The test files ``text`` names that do not exist; a bare name is looked for in the
+    folder of the path named last before it on its line (anywhere under tests/ when none)."""
+    missing = []
+    for line in text.splitlines():
+        folder = None
+        for match in _TEST_FILE.finditer(line):
+            named, name = match.group(1) or folder, match.group(2)
+            folder = named
+            found = ((ROOT / named / name).exists() if named is not None
+                     else any((ROOT / "tests").rglob(name)))  # fmt: skip
+            if not found:
+                missing.append(f"{named or ''}{name}")
+    return missing
+
+
 def test_the_scan_sees_the_places_references_live() -> None:
     names = {str(p.relative_to(ROOT)) for p in _files()}
     assert {"README.md", "docs/architecture.md", "cbp/market/validation.py",
@@ -83,6 +105,19 @@ def test_every_reference_resolves(path: Path) -> None:
     problems = [p for target, anchor in _references(path)
                 if (p := _problem(path, target, anchor)) is not None]  # fmt: skip
     assert problems == []
+
+
+@pytest.mark.parametrize("path", _files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_test_file_named_exists(path: Path) -> None:
+    assert _missing_tests(path.read_text(encoding="utf-8")) == []
+
+
+def test_a_test_file_named_but_missing_is_caught() -> None:
+    gone, nowhere = "test_" + "gone.py", "test_" + "nowhere.py"  # halves: this file's scan passes
+    row = (f"| claim | `tests/privacy/test_vault.py`, `{gone}`, `tests/cbp/test_privacy_"
+           "command_access.py`, `test_vault.py` |")
+    assert _missing_tests(row) == [f"tests/privacy/{gone}", "tests/cbp/test_" + "vault.py"]
+    assert _missing_tests(f"see test_links.py and {nowhere}") == [nowhere]
 
 
 def test_a_dangling_reference_is_caught(tmp_path: Path) -> None:
@@ -101,7 +136,8 @@ def test_a_dangling_reference_is_caught(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", _files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_nothing_names_the_notes_folder_beside_the_repository(path: Path) -> None:
-    assert "../" + "shared" not in path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    assert "../" + "shared" not in text and "/work/" + "shared" not in text
 
 
 def test_slugs_follow_github() -> None:
