@@ -28,7 +28,7 @@ from __future__ import annotations
 from .access import SubjectAccess, subject_access
 from .allowlist import GENERALISED
 from .audit import CAPTURE_SUBDIR, AuditResult, audit_run
-from .auditlog import AuditEntry, ChainCheck
+from .auditlog import AuditEntry, AuditTrail, ChainCheck
 from .config import (
     DEFAULT_LEGAL_BASIS,
     VALIDATION_PURPOSE,
@@ -98,6 +98,7 @@ __all__ = [
     "ActivationWindow",
     "AuditEntry",
     "AuditResult",
+    "AuditTrail",
     "ChainCheck",
     "Consent",
     "ConsentHistory",
