@@ -161,12 +161,15 @@ class VenClient:
             self._outbox = None
 
     def spawn(self, work: Awaitable[object]) -> asyncio.Task[object]:
-        """Run ``work`` as a task this client owns (cancelled and awaited by :meth:`close`)."""
+        """Run ``work`` as a task this client owns (cancelled and awaited by :meth:`close`). A
+        coroutine becomes the task itself, so one cancelled before its first step is closed, not
+        left un-awaited."""
 
         async def wrapped() -> object:
             return await work
 
-        task = asyncio.get_running_loop().create_task(wrapped())
+        task = asyncio.get_running_loop().create_task(
+            work if asyncio.iscoroutine(work) else wrapped())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

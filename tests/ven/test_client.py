@@ -272,3 +272,19 @@ async def test_vtn_offered_reports_are_acknowledged(pki: Pki) -> None:
     assert isinstance(outcome.reply, RegisteredReport)
     assert outcome.reply.response.request_id == "offer-1"
     assert outcome.service == "EiReport"
+
+
+async def test_work_spawned_just_before_close_is_closed_not_left_unawaited():
+    """A push's "after the reply" step spawned as the client closes: the task is cancelled
+    before its first step, and the coroutine is closed with it (no 'never awaited')."""
+    ran: list[str] = []
+
+    async def after() -> None:
+        ran.append("after")
+
+    work = after()
+    async with VenClient(VenSettings(ven_name="v", connection=Connection(
+            vtn_url="https://127.0.0.1:9", ssl_context=None))) as ven:
+        ven.spawn(work)
+    assert ran == []
+    assert work.cr_frame is None  # closed: Python would warn of one never awaited
