@@ -1,13 +1,15 @@
 """The VEN-side suite's own parts: its passive rules, how it starts a VEN, its command line.
 
-A rule is shown to flag the fault it names and to pass a clean request; a VEN that never comes
-fails the first case saying so; the command line runs crowdflex's VEN to a passing JUnit file.
+A rule is shown to flag the fault it names and to pass a clean request; a signed harness refuses
+a replayed request; a VEN that never comes fails the first case saying so; the command line runs
+crowdflex's VEN to a passing JUnit file.
 """
 
 from __future__ import annotations
 
 import shlex
 
+import aiohttp
 import pytest
 from lxml import etree
 
@@ -17,12 +19,14 @@ from cbp.conformance import (
     VEN_RULES,
     CommandVen,
     Exchange,
+    HarnessVtn,
     VenHarnessSettings,
     run_ven_cases,
 )
 from cbp.conformance.ven_rules import Heard, Said
 from devpki import KeyType
 from schemas import (
+    Codec,
     CreatedEvent,
     CreatedReport,
     DistributeEvent,
@@ -30,8 +34,11 @@ from schemas import (
     EventResponse,
     OptType,
     Poll,
+    QueryRegistration,
+    Signer,
     encode,
 )
+from schemas.tls import client_context
 
 from .conftest import key_pki
 
@@ -39,12 +46,12 @@ VEN_ID = "AB:CD:EF:01:23:45:67:89:AB:CD"
 
 
 def _findings(sent, *, service="OadrPoll", content_type="application/xml", said=None,
-              body=None, schema_error=None):
+              body=None, schema_error=None, signature_error=None):
     body = body if body is not None else encode(sent)
     exchange = Exchange(service=service, request=body, sent=sent, status=200,
                         content_type=content_type)
     heard = Heard(exchange=exchange, tree=etree.fromstring(body), schema_error=schema_error,
-                  fingerprint=VEN_ID)
+                  fingerprint=VEN_ID, signature_error=signature_error)
     said = said or Said(ven_id=VEN_ID)
     return {rule.rule_id: list(rule.check(heard, said)) for rule in VEN_RULES}
 
@@ -66,6 +73,7 @@ def test_each_rule_flags_its_fault():
     assert _flagged(_findings(poll, content_type="text/plain")) == ["VR03"]
     assert _flagged(_findings(poll, service="EiEvent")) == ["VR04"]
     assert _flagged(_findings(Poll(ven_id="someone-else"))) == ["VR05"]
+    assert _flagged(_findings(poll, signature_error="the payload is unsigned")) == ["VR07"]
 
 
 def test_an_acknowledgement_must_echo_what_it_answers():
@@ -101,7 +109,7 @@ def test_help_names_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--cert", "--key", "--ca", "--ven", "--command", "--ven-cert", "--ven-key",
                    "--poll-freq", "--report-back", "--wait", "--junit", "--html", "--list",
-                   "--only", "--tls-profile", "--host", "--port", "--push"):
+                   "--only", "--tls-profile", "--host", "--port", "--push", "--signed"):
         assert option in text
 
 
@@ -110,6 +118,39 @@ def test_list_with_push_prints_the_push_catalogue(capsys):
     listed = capsys.readouterr().out
     assert "E0_6010_TH_VTN" in listed and "E1_1010_TH_VTN" not in listed
     assert "N0_5030_TH_VTN" not in listed  # no poll case for a push VEN
+
+
+def test_list_with_signed_adds_the_signature_cases_before_the_registration_ends(capsys):
+    assert main(["conformance", "ven", "--list", "--signed"]) == 0
+    listed = capsys.readouterr().out
+    order = [listed.index(case_id) for case_id in (
+        "R1_3030_TH_VTN", "G1_4030_TH_VTN", "G1_4031_TH_VTN", "G1_4033_TH_VTN", "N1_0040_TH_VTN")]
+    assert order == sorted(order)
+    assert "an event payload changed after signing is not acted on" in listed
+    assert "VR07" in listed
+    assert main(["conformance", "ven", "--list", "--signed", "--push"]) == 0
+    assert "G0_9031_TH_VTN" in capsys.readouterr().out
+
+
+async def test_a_signed_harness_refuses_a_replayed_request(tmp_path):
+    pki = key_pki(tmp_path, KeyType.EC)
+    settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert,
+                                  signed=True)
+    body = Codec(signer=Signer.from_files(pki.ven.key, pki.ven.cert)).encode(
+        QueryRegistration(request_id="q-1"))
+    tls = client_context(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
+    async with HarnessVtn(settings) as vtn, aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=tls)) as http:
+        statuses = []
+        for _ in range(2):
+            async with http.post(f"{vtn.url}/EiRegisterParty", data=body,
+                                 headers={"Content-Type": "application/xml"}) as got:
+                statuses.append(got.status)
+    assert statuses == [200, 400]
+    first, second = vtn.history
+    assert first.violations == ()
+    assert [v.rule_id for v in second.violations] == ["VR07"]
+    assert "nonce" in second.violations[0].detail
 
 
 def test_cannot_run_without_its_files(tmp_path, capsys):
