@@ -1,8 +1,8 @@
 """The VEN-side suite's own parts: its passive rules, how it starts a VEN, its command line.
 
 A rule is shown to flag the fault it names and to pass a clean request; a signed harness refuses
-a replayed request; a VEN that never comes fails the first case saying so; the command line runs
-crowdflex's VEN to a passing JUnit file.
+a replayed request and a stranger's signature; a VEN that never comes fails the first case saying
+so; the command line runs crowdflex's VEN to a passing JUnit file.
 """
 
 from __future__ import annotations
@@ -132,25 +132,33 @@ def test_list_with_signed_adds_the_signature_cases_before_the_registration_ends(
     assert "G0_9031_TH_VTN" in capsys.readouterr().out
 
 
-async def test_a_signed_harness_refuses_a_replayed_request(tmp_path):
+async def test_a_signed_harness_refuses_a_replay_and_an_untrusted_signer(tmp_path):
     pki = key_pki(tmp_path, KeyType.EC)
+    (tmp_path / "stranger").mkdir()
+    stranger = key_pki(tmp_path / "stranger", KeyType.EC)  # a VEN certificate of another CA
     settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert,
                                   signed=True)
-    body = Codec(signer=Signer.from_files(pki.ven.key, pki.ven.cert)).encode(
-        QueryRegistration(request_id="q-1"))
+
+    def signed_by(pair):
+        return Codec(signer=Signer.from_files(pair.key, pair.cert)).encode(
+            QueryRegistration(request_id="q-1"))
+
+    body = signed_by(pki.ven)
     tls = client_context(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
     async with HarnessVtn(settings) as vtn, aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=tls)) as http:
         statuses = []
-        for _ in range(2):
-            async with http.post(f"{vtn.url}/EiRegisterParty", data=body,
+        for sent in (body, body, signed_by(stranger.ven)):
+            async with http.post(f"{vtn.url}/EiRegisterParty", data=sent,
                                  headers={"Content-Type": "application/xml"}) as got:
                 statuses.append(got.status)
-    assert statuses == [200, 400]
-    first, second = vtn.history
+    assert statuses == [200, 400, 400]
+    first, replayed, untrusted = vtn.history
     assert first.violations == ()
-    assert [v.rule_id for v in second.violations] == ["VR07"]
-    assert "nonce" in second.violations[0].detail
+    assert [v.rule_id for v in replayed.violations] == ["VR07"]
+    assert "nonce" in replayed.violations[0].detail
+    assert [v.rule_id for v in untrusted.violations] == ["VR07"]
+    assert "untrusted certificate" in untrusted.violations[0].detail
 
 
 def test_cannot_run_without_its_files(tmp_path, capsys):
