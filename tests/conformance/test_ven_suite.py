@@ -2,7 +2,7 @@
 
 A rule is shown to flag the fault it names and to pass a clean request; a signed harness refuses
 a replayed request and a stranger's signature; a VEN that never comes fails the first case saying
-so; the command line runs crowdflex's VEN to a passing JUnit file.
+so; the command line runs crowdflex's VEN to a passing JUnit file, unsigned and signed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cbp.conformance import (
     HarnessVtn,
     VenHarnessSettings,
     run_ven_cases,
+    ven_catalogue,
 )
 from cbp.conformance.ven_rules import Heard, Said
 from devpki import KeyType
@@ -170,14 +171,17 @@ def test_cannot_run_without_its_files(tmp_path, capsys):
     assert main(["conformance", "ven", "--only", "X9"]) == 2
 
 
-def test_the_command_line_runs_crowdflex_ven_to_a_passing_report(tmp_path, capsys):
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_the_command_line_runs_crowdflex_ven_to_a_passing_report(tmp_path, capsys, signed):
     pki = key_pki(tmp_path, KeyType.EC)
     junit, page = tmp_path / "ven.xml", tmp_path / "ven.html"
     code = main(["conformance", "ven", "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key),
                  "--ca", str(pki.ca_cert), "--ven", "crowdflex", "--ven-cert", str(pki.ven.cert),
                  "--ven-key", str(pki.ven.key), "--poll-freq", "1", "--report-back", "1",
-                 "--wait", "20", "--junit", str(junit), "--html", str(page)])
+                 "--wait", "20", "--junit", str(junit), "--html", str(page)]
+                + ["--signed"] * signed)
     assert code == 0, capsys.readouterr().out
     suite = etree.parse(str(junit)).getroot()[0]
-    assert (suite.get("tests"), suite.get("failures")) == (str(len(VEN_CASES)), "0")
+    cases = len(ven_catalogue(signed=signed))
+    assert (suite.get("tests"), suite.get("failures")) == (str(cases), "0")
     assert "crowdflex conformance ven" in page.read_text()
