@@ -1,4 +1,5 @@
-"""`crowdflex conformance ven`: serve a pull-mode harness VTN and judge a VEN under test.
+"""`crowdflex conformance ven`: serve a harness VTN (pull or push, signed or not) and judge a
+VEN under test.
 
 Exit codes: 0 every selected case passed, 1 some failed, 2 the command could not run (a missing
 file, an unknown case ID, a port already taken, an unwritable report).
@@ -15,8 +16,6 @@ from typing import TextIO
 from cbp.cli import SubCommands
 from cbp.cli._conformance_run import add_run_options, fail, write_outputs
 from cbp.conformance import (
-    VEN_CASES,
-    VEN_PUSH_CASES,
     VEN_RULES,
     CommandVen,
     CrowdflexVen,
@@ -30,6 +29,7 @@ from cbp.conformance import (
     print_summary,
     run_ven_cases,
     select,
+    ven_catalogue,
 )
 from cbp.conformance.ven_starters import URL_VARIABLE
 from schemas.identity import TlsProfile
@@ -46,8 +46,9 @@ def add_ven_suite(suites: SubCommands) -> None:
         description="Serve a harness VTN over Simple HTTP with mutual TLS and run the live "
         "conformance cases against the VEN pointed at it: registration, events and reports "
         "(N1/E1/R1 in pull mode, N0/E0/R0 with --push), with passive rules checked on every "
-        "request. XMPP, signatures and opt cases are not covered yet. Exit 0 all passed, 1 "
-        "some failed, 2 could not run.",
+        "request; with --signed XML signatures both ways and the signature cases (G1, or G0 "
+        "with --push). XMPP and opt cases are not covered yet. Exit 0 all passed, 1 some "
+        "failed, 2 could not run.",
     )
     ven.add_argument("--cert", type=Path, metavar="PEM",
                      help="the harness VTN's server certificate (the VEN must trust its CA)")
@@ -59,6 +60,10 @@ def add_ven_suite(suites: SubCommands) -> None:
     ven.add_argument("--push", action="store_true",
                      help="the VEN registers for push: the harness POSTs to its transport "
                      "address, which must present the VEN's own certificate")
+    ven.add_argument("--signed", action="store_true",
+                     help="sign every payload with --cert/--key (ReplayProtect included; the VEN "
+                     "must trust that certificate's CA for signatures), refuse every request "
+                     "not signed by a certificate chaining to --ca, and run the signature cases")
     ven.add_argument("--ven", choices=_STARTERS, default="prompt", dest="starter",
                      help="how the VEN under test starts: a person points it at the printed "
                      f"URL (default), --command runs it (the URL in ${URL_VARIABLE}), or "
@@ -94,7 +99,8 @@ def _starter(args: argparse.Namespace, out: TextIO) -> VenUnderTest | str:
             if missing:
                 return f"--ven crowdflex needs {', '.join(missing)}"
             return CrowdflexVen(cert=args.ven_cert, key=args.ven_key, ca=args.ca,
-                                tls_profile=TlsProfile(args.tls_profile), push=args.push)
+                                tls_profile=TlsProfile(args.tls_profile), push=args.push,
+                                signed=args.signed)
         case _:
             return PromptVen(output=out)
 
@@ -102,7 +108,7 @@ def _starter(args: argparse.Namespace, out: TextIO) -> VenUnderTest | str:
 def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        cases = select(args.only, VEN_PUSH_CASES if args.push else VEN_CASES)
+        cases = select(args.only, ven_catalogue(push=args.push, signed=args.signed))
     except ValueError as exc:
         return fail(str(exc))
     if args.list:
@@ -123,7 +129,8 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     settings = VenHarnessSettings(
         cert=args.cert, key=args.key, ca=args.ca, host=args.host, port=args.port,
         tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
-        report_back_s=args.report_back, wait_timeout_s=args.wait, push=args.push)
+        report_back_s=args.report_back, wait_timeout_s=args.wait, push=args.push,
+        signed=args.signed)
     try:
         results = asyncio.run(run_ven_cases(settings, starter, cases,
                                             on_result=lambda r: print_result(r, out)))

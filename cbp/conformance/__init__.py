@@ -7,8 +7,9 @@ specification; passive rules (:mod:`.rules`) check every reply. Cases that need 
 go through an :class:`Operator`. ``crowdflex conformance ven`` plays a VTN
 (:class:`HarnessVtn`) for a VEN under test, started by a :class:`VenUnderTest`: registration,
 events and reports (``_TH_VTN`` cases), its passive rules (:mod:`.ven_rules`) on every request.
-Push mode runs the same checks as push cases (``VTN_PUSH_CASES``, ``VEN_PUSH_CASES``).
-Not covered yet: XMPP, XML signatures, and opt cases on the VEN side.
+Push mode runs the same checks as push cases (``VTN_PUSH_CASES``, ``VEN_PUSH_CASES``); signed
+mode (XML signatures, profile 10) adds signature cases on either side (:func:`vtn_catalogue`,
+:func:`ven_catalogue`). Not covered yet: XMPP, and opt cases on the VEN side.
 
 >>> from cbp.conformance import VTN_CASES
 >>> VTN_CASES[0].case_id
@@ -47,6 +48,7 @@ from .runner import (
     run_cases,
     run_ven_cases,
     select,
+    ven_catalogue,
     vtn_catalogue,
 )
 from .session import HarnessSettings, HarnessVen
@@ -91,5 +93,6 @@ __all__ = [
     "run_cases",
     "run_ven_cases",
     "select",
+    "ven_catalogue",
     "vtn_catalogue",
 ]

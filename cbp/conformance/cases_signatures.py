@@ -22,9 +22,10 @@ from ._checks import expect, refused, require
 from ._model import Case
 from .session import HarnessVen
 
-__all__ = ["SIGNATURE_CASES"]
+__all__ = ["SIGNATURES", "SIGNATURE_CASES"]
 
-_SECTION: Final = "OpenADR 2.0b profile 10 (security: XML signatures, ReplayProtect)"
+#: the requirement both sides' signature cases check
+SIGNATURES: Final = "OpenADR 2.0b profile 10 (security: XML signatures, ReplayProtect)"
 
 
 def _request(ven: HarnessVen) -> tuple[RequestEvent, bytes]:
@@ -71,18 +72,18 @@ async def _unsigned(ven: HarnessVen) -> str:
 SIGNATURE_CASES: Final = (
     Case(case_id="G1_4030_TH_VEN",
          purpose="a signed payload is accepted and the VTN's reply is signed and verifies",
-         requirement=f"{_SECTION}: a VTN using signatures signs what it sends",
+         requirement=f"{SIGNATURES}: a VTN using signatures signs what it sends",
          messages=("> oadrRequestEvent (signed)", "< oadrDistributeEvent (signed)"),
          run=_signed_both_ways),
     Case(case_id="G1_4031_TH_VEN", purpose="a payload changed after signing is refused",
-         requirement=f"{_SECTION}: the digest covers the payload",
+         requirement=f"{SIGNATURES}: the digest covers the payload",
          messages=("> oadrRequestEvent (tampered)", "< refusal"), run=_tampered),
     Case(case_id="G1_4032_TH_VEN", purpose="a signed payload sent twice is refused the second time",
-         requirement=f"{_SECTION}: ReplayProtect nonces are used once",
+         requirement=f"{SIGNATURES}: ReplayProtect nonces are used once",
          messages=("> oadrRequestEvent (signed)", "< oadrDistributeEvent",
                    "> the same bytes", "< refusal"), run=_replayed),
     Case(case_id="G1_4033_TH_VEN",
          purpose="an unsigned payload is refused by a VTN that requires signatures",
-         requirement=f"{_SECTION}: a VTN requiring signatures refuses unsigned payloads",
+         requirement=f"{SIGNATURES}: a VTN requiring signatures refuses unsigned payloads",
          messages=("> oadrRequestEvent (unsigned)", "< refusal"), run=_unsigned),
 )

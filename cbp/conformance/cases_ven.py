@@ -49,7 +49,7 @@ from ._checks import require
 from ._model import Case, CaseFailed, pushed
 from .harness_vtn import HarnessVtn
 
-__all__ = ["VEN_CASES", "VEN_PUSH_CASES"]
+__all__ = ["ENDS_REGISTRATION", "VEN_CASES", "VEN_PUSH_CASES"]
 
 _REGISTRATION: Final = "OpenADR 2.0b profile 8.1 (EiRegisterParty)"
 _EVENTS: Final = "OpenADR 2.0b profile 8.2 (EiEvent)"
@@ -130,7 +130,9 @@ async def _cancels_registration(vtn: HarnessVtn) -> str:
 # ------------------------------------------------------------ events
 
 
-def _new_event(vtn: HarnessVtn, response_required: ResponseRequired) -> Event:
+def new_event(vtn: HarnessVtn, response_required: ResponseRequired, *, live: bool = True
+              ) -> Event:
+    """A new event for the VEN; ``live``: kept among the events every distribution carries."""
     now = vtn.clock().replace(microsecond=0)
     event = Event(
         descriptor=EventDescriptor(event_id=f"cf-{new_id()}", modification_number=0,
@@ -144,7 +146,8 @@ def _new_event(vtn: HarnessVtn, response_required: ResponseRequired) -> Event:
                              signal_id="cf-signal-0"),),
         target=Target(ven_ids=(vtn.registered_ven(),)),
         response_required=response_required)
-    vtn.events[event.event_id] = event
+    if live:
+        vtn.events[event.event_id] = event
     return event
 
 
@@ -156,23 +159,29 @@ def _next_version(vtn: HarnessVtn, event: Event, status: EventStatus) -> Event:
     return newer
 
 
-def _response_for(created: CreatedEvent, event: Event) -> EventResponse | None:
+def response_for(created: CreatedEvent, event: Event) -> EventResponse | None:
     return next((r for r in created.event_responses if r.event_id == event.event_id), None)
 
 
-async def _answered(vtn: HarnessVtn, event: Event) -> EventResponse:
+def answers_to(vtn: HarnessVtn, event: Event, *, after: int) -> list[CreatedEvent]:
+    """The VEN's oadrCreatedEvents since ``after`` that answer ``event``."""
+    return [m for m in vtn.heard_since(after)
+            if isinstance(m, CreatedEvent) and response_for(m, event) is not None]
+
+
+async def answered(vtn: HarnessVtn, event: Event) -> EventResponse:
     """Distribute the live events and wait for the VEN's answer to ``event``'s version."""
     mark = vtn.mark()
     distribution = vtn.distribute()
 
     def names(created: CreatedEvent) -> bool:
-        found = _response_for(created, event)
+        found = response_for(created, event)
         return found is not None and found.modification_number == event.modification_number
 
     created = await vtn.wait_for(
         CreatedEvent, f"oadrCreatedEvent for {event.event_id!r} modification "
         f"{event.modification_number}", names, after=mark)
-    response = _response_for(created, event)
+    response = response_for(created, event)
     assert response is not None
     require(response.request_id == distribution.request_id,
             f"its eventResponse carries requestID {response.request_id!r}, not the "
@@ -182,8 +191,8 @@ async def _answered(vtn: HarnessVtn, event: Event) -> EventResponse:
 
 
 async def _answers_event(vtn: HarnessVtn) -> str:
-    event = _new_event(vtn, ResponseRequired.ALWAYS)
-    response = await _answered(vtn, event)
+    event = new_event(vtn, ResponseRequired.ALWAYS)
+    response = await answered(vtn, event)
     return f"{response.opt_type.value} for {event.event_id!r}"
 
 
@@ -192,33 +201,32 @@ def _live(vtn: HarnessVtn) -> Event:
         if event.response_required is ResponseRequired.ALWAYS \
                 and event.descriptor.event_status is not EventStatus.CANCELLED:
             return event
-    return _new_event(vtn, ResponseRequired.ALWAYS)
+    return new_event(vtn, ResponseRequired.ALWAYS)
 
 
 async def _answers_modification(vtn: HarnessVtn) -> str:
     event = _next_version(vtn, _live(vtn), EventStatus.FAR)
-    response = await _answered(vtn, event)
+    response = await answered(vtn, event)
     return f"{response.opt_type.value} for modification {event.modification_number}"
 
 
 async def _silent_when_never(vtn: HarnessVtn) -> str:
-    quiet = _new_event(vtn, ResponseRequired.NEVER)
-    loud = _new_event(vtn, ResponseRequired.ALWAYS)
+    quiet = new_event(vtn, ResponseRequired.NEVER)
+    loud = new_event(vtn, ResponseRequired.ALWAYS)
     mark = vtn.mark()
-    await _answered(vtn, loud)
+    await answered(vtn, loud)
     if not vtn.settings.push:  # a pull VEN may answer later: give it until its next poll
         ven_id = vtn.registered_ven()
         await vtn.wait_for(Poll, "oadrPoll after its oadrCreatedEvent",
                            lambda p: p.ven_id == ven_id, after=vtn.mark())
-    spoke = [m for m in vtn.heard_since(mark)
-             if isinstance(m, CreatedEvent) and _response_for(m, quiet) is not None]
-    require(not spoke, f"it answered {quiet.event_id!r}, whose oadrResponseRequired is never")
+    require(not answers_to(vtn, quiet, after=mark),
+            f"it answered {quiet.event_id!r}, whose oadrResponseRequired is never")
     return f"answered {loud.event_id!r} only"
 
 
 async def _answers_cancellation(vtn: HarnessVtn) -> str:
     event = _next_version(vtn, _live(vtn), EventStatus.CANCELLED)
-    response = await _answered(vtn, event)
+    response = await answered(vtn, event)
     return f"{response.opt_type.value} for the cancelled {event.event_id!r}"
 
 
@@ -335,6 +343,9 @@ VEN_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
          requirement=_REGISTRATION, run=_cancels_registration,
          messages=("> oadrCancelPartyRegistration", "< oadrCanceledPartyRegistration")),
 )
+
+#: the runs of the cases that re-register the VEN and end its registration: they come last
+ENDS_REGISTRATION: Final = frozenset({_reregisters, _cancels_registration})
 
 VEN_PUSH_CASES: Final[tuple[Case[HarnessVtn], ...]] = tuple(
     pushed(case) for case in VEN_CASES if case.run is not _polls)

@@ -6,7 +6,9 @@ keeps each request with its reply as an :class:`~cbp.conformance.Exchange` check
 VEN-side passive rules (:mod:`~cbp.conformance.ven_rules`). A payload a case queues with
 :meth:`HarnessVtn.deliver` goes to a pull VEN's next poll, or is POSTed at once to a push VEN's
 transport address (profile 9.1), whose reply in the response body is heard like a request. Cases
-read what the VEN sent with :meth:`HarnessVtn.wait_for`.
+read what the VEN sent with :meth:`HarnessVtn.wait_for`. Signed (``VenHarnessSettings.signed``,
+profile 10), it signs everything it sends with its own certificate and refuses, with HTTP 400, a
+request whose signature is absent or does not verify against ``ca``.
 
 Invariants: only a client certificate chaining to ``ca`` gets through the handshake, and the venID
 the harness gives is that certificate's fingerprint; a push goes only to a server presenting that
@@ -38,6 +40,7 @@ from schemas import (
     CancelOpt,
     CancelPartyRegistration,
     Codec,
+    ComplianceError,
     CreatedOpt,
     CreatedPartyRegistration,
     CreateOpt,
@@ -57,12 +60,15 @@ from schemas import (
     RequestEvent,
     Response,
     SchemaViolation,
+    Signer,
     TransportName,
     UpdatedReport,
     UpdateReport,
+    Verifier,
     new_id,
     utc_now,
 )
+from schemas.certpath import Purpose
 from schemas.identity import TlsProfile
 from schemas.parts import echoed_request_id
 from schemas.tls import client_context, peer_fingerprint, server_context
@@ -86,7 +92,8 @@ class VenHarnessSettings:
     what the VEN's client certificate must chain to. ``poll_freq_s`` is the
     oadrRequestedOadrPollFreq the harness gives; ``report_back_s`` the granularity and
     reportBackDuration of the reports it requests. ``push`` says which mode the VEN under test is
-    expected to register for.
+    expected to register for. ``signed``: sign every payload with ``cert``/``key`` and require
+    every request to be signed by a certificate chaining to ``ca``.
     """
 
     cert: Path
@@ -100,8 +107,30 @@ class VenHarnessSettings:
     report_back_s: int = 5
     wait_timeout_s: float = 30.0
     push: bool = False
+    signed: bool = False
     request_timeout_s: float = 10.0
     clock: Callable[[], datetime] = field(default=utc_now, compare=False)
+
+    def codec(self) -> Codec:
+        """The harness VTN's codec: signed, it signs with ``cert``/``key`` and accepts only
+        requests signed by a VEN certificate chaining to ``ca``."""
+        if not self.signed:
+            return Codec(clock=self.clock)
+        return Codec(signer=Signer.from_files(self.key, self.cert),
+                     verifier=Verifier.from_files(self.ca, purpose=Purpose.CLIENT),
+                     require_signature=True, clock=self.clock)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Decoded:
+    """What the harness made of a request body: its tree (None when not XML), the XSD's and the
+    signature check's complaints, the payload (None when refused) and the refusal."""
+
+    tree: etree._Element | None = None
+    schema_error: str | None = None
+    signature_error: str | None = None
+    message: Message | None = None
+    error: str | None = None
 
 
 class HarnessVtn:
@@ -109,7 +138,7 @@ class HarnessVtn:
 
     def __init__(self, settings: VenHarnessSettings) -> None:
         self.settings = settings
-        self.codec = Codec()
+        self.codec = settings.codec()
         self.said = Said()
         self.ven_id: str | None = None
         self.registration_id: str | None = None
@@ -121,7 +150,7 @@ class HarnessVtn:
         self._heard: list[Message] = []  # every decoded request, in arrival order
         self._taken: set[int] = set()
         self._arrival = asyncio.Condition()
-        self._outgoing: deque[Message] = deque()
+        self._outgoing: deque[tuple[Message, bytes]] = deque()  # with its body as sent
         self._runner: web.AppRunner | None = None
         self._port = settings.port
         self.push_url: str | None = None  # a push VEN's transport address, once registered
@@ -173,14 +202,16 @@ class HarnessVtn:
 
     # ------------------------------------------------------------ what cases do
 
-    def deliver(self, message: Message) -> None:
+    def deliver(self, message: Message, body: bytes | None = None) -> None:
         """Hand ``message`` to the VEN: pushed at once to a push VEN, else to its next poll;
-        either way payloads leave in the order they were delivered."""
+        either way payloads leave in the order they were delivered. ``body`` replaces its
+        encoding (a case that sends a deliberately broken payload)."""
         self.said.remember(message)
+        body = self.codec.encode(message) if body is None else body
         if self.push_url is None:
-            self._outgoing.append(message)
+            self._outgoing.append((message, body))
             return
-        task = asyncio.create_task(self._push(self.push_url, message))
+        task = asyncio.create_task(self._push(self.push_url, message, body))
         self._pushes.add(task)
         task.add_done_callback(self._pushes.discard)
 
@@ -217,12 +248,15 @@ class HarnessVtn:
     def heard_since(self, after: int) -> list[Message]:
         return self._heard[after:]
 
+    async def pushed(self) -> None:
+        """Wait until every push delivered so far has its answer (or failed)."""
+        await asyncio.gather(*self._pushes, return_exceptions=True)
+
     # ------------------------------------------------------------ pushing
 
-    async def _push(self, url: str, message: Message) -> None:
+    async def _push(self, url: str, message: Message, body: bytes) -> None:
         async with self._push_lock:  # FIFO: pushes leave in the order they were delivered
             service = service_for(message)
-            body = self.codec.encode(message)
             assert self._push_context is not None, "use HarnessVtn as an async context manager"
             connector = aiohttp.TCPConnector(ssl=PinnedVen(self.ven_id or ""))
             timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
@@ -238,7 +272,8 @@ class HarnessVtn:
                 return
             if status != 200:
                 self._push_error = f"{service}: HTTP {status}"
-            await self._hear(service, reply, media, self.ven_id, answering=message)
+            await self._hear(service, reply, media, self.ven_id, answering=message,
+                             status=status)
 
     # ------------------------------------------------------------ serving
 
@@ -246,27 +281,29 @@ class HarnessVtn:
         service = request.match_info["service"]
         body = await request.read()
         media = request.headers.get("Content-Type", "").split(";")[0].strip() or None
-        reply_message = await self._hear(service, body, media, peer_fingerprint(request.transport))
-        if reply_message is None:
+        reply = await self._hear(service, body, media, peer_fingerprint(request.transport))
+        if reply is None:
             return web.Response(status=400, text="the request does not decode")
-        return web.Response(body=self.codec.encode(reply_message), content_type="application/xml")
+        return web.Response(body=reply, content_type="application/xml")
 
     async def _hear(self, service: str, body: bytes, media: str | None,
-                    fingerprint: str | None, *, answering: Message | None = None
-                    ) -> Message | None:
+                    fingerprint: str | None, *, answering: Message | None = None,
+                    status: int | None = None) -> bytes | None:
         """Decode and record what the VEN sent (a request, or its reply to a push, which
-        ``answering`` names and which gets no answer); the answer owed, if any."""
-        tree, schema_error, message, error = self._decode(body)
-        reply_message = None
+        ``answering`` names, whose HTTP ``status`` is kept and which gets no answer); the
+        encoded answer owed, if any."""
+        decoded = self._decode(body)
+        message = decoded.message
+        reply_message, reply = None, None
         if message is not None and answering is None:
-            reply_message = self._answer(message, fingerprint)
-        status = 400 if message is None else 200
-        reply = self.codec.encode(reply_message) if reply_message is not None else b""
+            reply_message, reply = self._reply(message, fingerprint)
+        if status is None:
+            status = 400 if message is None else 200
         exchange = Exchange(service=service, request=body, sent=message, status=status,
-                            content_type=media, reply=reply, error=error,
+                            content_type=media, reply=reply or b"", error=decoded.error,
                             received=reply_message or answering)
-        heard = Heard(exchange=exchange, tree=tree, schema_error=schema_error,
-                      fingerprint=fingerprint)
+        heard = Heard(exchange=exchange, tree=decoded.tree, schema_error=decoded.schema_error,
+                      signature_error=decoded.signature_error, fingerprint=fingerprint)
         violations = tuple(Violation(rule_id=rule.rule_id, detail=detail)
                            for rule in VEN_RULES for detail in rule.check(heard, self.said))
         exchange = replace(exchange, violations=violations)
@@ -278,22 +315,32 @@ class HarnessVtn:
             async with self._arrival:
                 self._heard.append(message)
                 self._arrival.notify_all()
-        return reply_message
+        return reply
 
-    def _decode(self, body: bytes) -> tuple[etree._Element | None, str | None, Message | None,
-                                            str | None]:
+    def _decode(self, body: bytes) -> _Decoded:
         try:
             tree = self.codec.parse(body)
-            return tree, None, self.codec.typed(tree, self.codec.check_signature(tree))[0], None
         except SchemaViolation as exc:
-            try:
-                tree = etree.fromstring(body, etree.XMLParser(
-                    resolve_entities=False, no_network=True, load_dtd=False))
-            except etree.XMLSyntaxError:
-                tree = None
-            return tree, exc.reason, None, f"request does not decode: {exc}"
+            return _Decoded(tree=_plain_tree(body), schema_error=exc.reason,
+                            error=f"request does not decode: {exc}")
         except RemoteProtocolError as exc:
-            return None, None, None, f"request does not decode: {exc}"
+            return _Decoded(error=f"request does not decode: {exc}")
+        try:
+            return _Decoded(tree=tree,
+                            message=self.codec.typed(tree, self.codec.check_signature(tree))[0])
+        except ComplianceError as exc:  # unsigned, a signature that fails, a replayed nonce
+            return _Decoded(tree=tree, signature_error=exc.reason,
+                            error=f"request refused: {exc}")
+        except RemoteProtocolError as exc:
+            return _Decoded(tree=tree, error=f"request does not decode: {exc}")
+
+    def _reply(self, message: Message, fingerprint: str | None) -> tuple[Message, bytes]:
+        """The answer to ``message`` with its body: a poll takes what was delivered, as it was
+        encoded then; everything else gets :meth:`_answer`, encoded now."""
+        if isinstance(message, Poll) and self._outgoing:
+            return self._outgoing.popleft()
+        answer = self._answer(message, fingerprint)
+        return answer, self.codec.encode(answer)
 
     def _answer(self, message: Message, fingerprint: str | None) -> Message:
         """What a 2.0b VTN answers to each VEN request (profile 8.1-8.4)."""
@@ -312,9 +359,7 @@ class HarnessVtn:
                 return CanceledPartyRegistration(
                     response=EiResponse(request_id=message.request_id),
                     registration_id=message.registration_id, ven_id=ven_id)
-            case Poll():
-                if self._outgoing:
-                    return self._outgoing.popleft()
+            case Poll():  # nothing queued (:meth:`_reply` hands out what is)
                 return Response(response=EiResponse(), ven_id=ven_id)
             case RequestEvent():
                 return DistributeEvent(request_id=message.request_id,
@@ -346,3 +391,11 @@ class HarnessVtn:
                               transports=(TransportName.SIMPLE_HTTP,)),),
             requested_oadr_poll_freq=timedelta(seconds=self.settings.poll_freq_s))
 
+
+def _plain_tree(body: bytes) -> etree._Element | None:
+    """``body``'s XML tree without the schema (for the rules), None when it is no XML."""
+    try:
+        return etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True,
+                                                      load_dtd=False))
+    except etree.XMLSyntaxError:
+        return None

@@ -8,7 +8,7 @@ exchanges. A case that fails does not stop the run: the tester gets every verdic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Final, Protocol, TypeVar, overload
 
 from schemas import CrowdflexError
@@ -19,7 +19,8 @@ from .cases_opt_general import GENERAL_CASES, OPT_CASES
 from .cases_registration import PUSH_EXCLUDED, REGISTRATION_CASES
 from .cases_reports import REPORT_CASES
 from .cases_signatures import SIGNATURE_CASES
-from .cases_ven import VEN_CASES, VEN_PUSH_CASES
+from .cases_ven import ENDS_REGISTRATION, VEN_CASES, VEN_PUSH_CASES
+from .cases_ven_signatures import VEN_SIGNATURE_CASES
 from .harness_vtn import HarnessVtn, VenHarnessSettings
 from .operators import Operator, Step
 from .session import HarnessSettings, HarnessVen
@@ -33,6 +34,7 @@ __all__ = [
     "run_cases",
     "run_ven_cases",
     "select",
+    "ven_catalogue",
     "vtn_catalogue",
 ]
 
@@ -47,13 +49,32 @@ VTN_PUSH_CASES: Final[tuple[Case[HarnessVen], ...]] = tuple(
     pushed(case) for case in VTN_CASES if case.run not in PUSH_EXCLUDED)
 
 
+_S = TypeVar("_S")
+
+
+def _catalogue(base: tuple[Case[_S], ...], signature_cases: tuple[Case[_S], ...], *,
+               push: bool, signed: bool,
+               last: Collection[Callable[[_S], Awaitable[str]]] = ()) -> tuple[Case[_S], ...]:
+    """``base`` (the mode's catalogue), and with ``signed`` the signature cases (as push cases
+    with ``push``) after it, but before the cases whose run is in ``last``."""
+    if not signed:
+        return base
+    cut = next((i for i, case in enumerate(base) if case.run in last), len(base))
+    return (*base[:cut], *(pushed(c) if push else c for c in signature_cases), *base[cut:])
+
+
 def vtn_catalogue(*, push: bool = False, signed: bool = False) -> tuple[Case[HarnessVen], ...]:
     """The VTN cases of a mode: pull or push, and with ``signed`` the signature cases after
     them (every payload of every case is then signed)."""
-    if not signed:
-        return VTN_PUSH_CASES if push else VTN_CASES
-    base = vtn_catalogue(push=push)
-    return (*base, *(pushed(c) if push else c for c in SIGNATURE_CASES))
+    return _catalogue(VTN_PUSH_CASES if push else VTN_CASES, SIGNATURE_CASES, push=push,
+                      signed=signed)
+
+
+def ven_catalogue(*, push: bool = False, signed: bool = False) -> tuple[Case[HarnessVtn], ...]:
+    """The VEN cases of a mode, likewise, with the signature cases before those that end the
+    VEN's registration."""
+    return _catalogue(VEN_PUSH_CASES if push else VEN_CASES, VEN_SIGNATURE_CASES, push=push,
+                      signed=signed, last=ENDS_REGISTRATION)
 
 
 @overload
@@ -96,9 +117,9 @@ async def run_ven_cases(settings: VenHarnessSettings, ven: VenUnderTest,
                         on_result: Callable[[CaseResult], None] | None = None
                         ) -> tuple[CaseResult, ...]:
     """Serve the harness VTN, start the VEN under test against it, run ``cases`` (default: the
-    catalogue of the settings' mode, pull or push), stop it."""
+    catalogue of the settings' mode: pull or push, signed or not), stop it."""
     if cases is None:
-        cases = VEN_PUSH_CASES if settings.push else VEN_CASES
+        cases = ven_catalogue(push=settings.push, signed=settings.signed)
     results = []
     async with HarnessVtn(settings) as vtn:
         await ven.start(vtn.url)

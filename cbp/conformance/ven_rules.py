@@ -74,12 +74,14 @@ _ANSWERS: Final[dict[type[Message], type[Message]]] = {
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heard:
     """One request as the rules see it: the exchange (``sent`` is the VEN's decoded payload), its
-    XML tree (None when not XML), the XSD's complaint and the client certificate's fingerprint."""
+    XML tree (None when not XML), the XSD's complaint, the client certificate's fingerprint and,
+    in a signed run, why its signature was refused (None: it verified, or the run is unsigned)."""
 
     exchange: Exchange
     tree: etree._Element | None
     schema_error: str | None
     fingerprint: str | None
+    signature_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -132,6 +134,11 @@ def _ven_id(heard: Heard, said: Said) -> Iterator[str]:
         yield f"{heard.exchange.sent_name} names venID {given!r}, not {said.ven_id!r}"
 
 
+def _signed(heard: Heard, said: Said) -> Iterator[str]:
+    if heard.signature_error is not None:
+        yield f"request is refused for its signature: {heard.signature_error}"
+
+
 def _echo(heard: Heard, said: Said) -> Iterator[str]:
     sent = heard.exchange.sent
     answered = _ANSWERS.get(type(sent)) if sent is not None else None
@@ -162,4 +169,6 @@ VEN_RULES: Final[tuple[Rule[Heard, Said], ...]] = (
             check=_ven_id),
     Rule(rule_id="VR06", requirement="an acknowledgement echoes the requestID of the VTN "
             "payload it answers", check=_echo),
+    Rule(rule_id="VR07", requirement="with --signed: every request is signed, and its signature "
+            "verifies against --ca and is no replay", check=_signed),
 )

@@ -20,6 +20,7 @@ from typing import Final, Protocol, TextIO
 
 from schemas import (
     SERVICE_PREFIX,
+    Codec,
     OptType,
     ReadingType,
     ReportDescription,
@@ -30,6 +31,7 @@ from schemas import (
 )
 from schemas.identity import TlsProfile
 from ven import Connection, Hooks, PushReceiver, VenClient, VenSettings
+from ven.config import VenConfig, wire_codec
 from ven.tls import client_context, server_context
 
 __all__ = ["URL_VARIABLE", "CommandVen", "CrowdflexVen", "PromptVen", "VenUnderTest"]
@@ -88,15 +90,17 @@ class CrowdflexVen:
     """crowdflex's VEN client in this process: it opts in to every event and offers one
     TELEMETRY_USAGE report of rID ``meter``, whose samples read 1.5 kW. With ``push`` it serves
     its own HTTPS receiver on ``push_host`` (any free port; its own certificate) and
-    registers for push instead of polling."""
+    registers for push instead of polling. With ``signed`` its ``[signatures]`` configuration
+    signs with its own certificate, trusts signers chaining to ``ca`` and requires signatures."""
 
     def __init__(self, *, cert: Path, key: Path, ca: Path, ven_name: str = "crowdflex-ven",
                  tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13,
-                 push: bool = False, push_host: str = "127.0.0.1") -> None:
+                 push: bool = False, push_host: str = "127.0.0.1", signed: bool = False) -> None:
         self.cert, self.key, self.ca = cert, key, ca
         self.ven_name = ven_name
         self.tls_profile = tls_profile
         self.push, self.push_host = push, push_host
+        self.signed = signed
         self._client: VenClient | None = None
         self._receiver: PushReceiver | None = None
         self._run: asyncio.Task[None] | None = None
@@ -109,7 +113,8 @@ class CrowdflexVen:
         tls = client_context(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
         client = VenClient(VenSettings(
             ven_name=self.ven_name,
-            connection=Connection(vtn_url=url, ssl_context=tls, push_url=push_url),
+            connection=Connection(vtn_url=url, ssl_context=tls, push_url=push_url,
+                                  codec=self._codec(url)),
             hooks=Hooks(on_event=lambda event: OptType.OPT_IN, report_provider=_meter)))
         await client.start()
         self._client = client
@@ -119,6 +124,13 @@ class CrowdflexVen:
             self._receiver = PushReceiver(client, context, host=self.push_host, port=port)
             await self._receiver.start()
         self._run = asyncio.create_task(self._register(client))
+
+    def _codec(self, url: str) -> Codec:
+        """The codec a ``crowdflex ven`` configuration with these files would build."""
+        return wire_codec(VenConfig(
+            vtn_url=url, ven_name=self.ven_name, tls_cert=self.cert, tls_key=self.key,
+            tls_ca=self.ca, sign_payloads=self.signed, require_signatures=self.signed,
+            trusted_signers=(self.ca,) if self.signed else ()))
 
     async def _register(self, client: VenClient) -> None:
         await client.register()

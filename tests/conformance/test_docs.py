@@ -26,6 +26,7 @@ from cbp.conformance import (
 )
 from cbp.conformance._checks import refused
 from cbp.conformance.cases_signatures import SIGNATURE_CASES
+from cbp.conformance.cases_ven_signatures import VEN_SIGNATURE_CASES
 from schemas import EiResponse, Response
 
 from .openleadr_peers import EXPECTED_FAILURES, EXPECTED_VEN_FAILURES
@@ -67,7 +68,9 @@ def test_the_openleadr_count_is_what_the_test_pins():
 
 def test_the_ven_side_tables_are_the_catalogue():
     text = _section("The VEN side")
-    assert _rows(text, r"[NERPG]1_\d{4}_TH_VTN") == [(c.case_id, c.purpose) for c in VEN_CASES]
+    assert _rows(text, r"[NERP]1_\d{4}_TH_VTN") == [(c.case_id, c.purpose) for c in VEN_CASES]
+    assert _rows(text, r"G1_\d{4}_TH_VTN") == [
+        (c.case_id, c.purpose) for c in VEN_SIGNATURE_CASES]
     assert _rows(text, r"[NERPG]0_\d{4}_TH_VTN") == [
         (c.case_id, c.purpose) for c in VEN_PUSH_CASES]
     assert _rows(text, r"VR\d\d") == [(r.rule_id, r.requirement) for r in VEN_RULES]

@@ -1,13 +1,15 @@
 """The VEN-side suite's own parts: its passive rules, how it starts a VEN, its command line.
 
-A rule is shown to flag the fault it names and to pass a clean request; a VEN that never comes
-fails the first case saying so; the command line runs crowdflex's VEN to a passing JUnit file.
+A rule is shown to flag the fault it names and to pass a clean request; a signed harness refuses
+a replayed request and a stranger's signature; a VEN that never comes fails the first case saying
+so; the command line runs crowdflex's VEN to a passing JUnit file, unsigned and signed.
 """
 
 from __future__ import annotations
 
 import shlex
 
+import aiohttp
 import pytest
 from lxml import etree
 
@@ -17,12 +19,15 @@ from cbp.conformance import (
     VEN_RULES,
     CommandVen,
     Exchange,
+    HarnessVtn,
     VenHarnessSettings,
     run_ven_cases,
+    ven_catalogue,
 )
 from cbp.conformance.ven_rules import Heard, Said
 from devpki import KeyType
 from schemas import (
+    Codec,
     CreatedEvent,
     CreatedReport,
     DistributeEvent,
@@ -30,8 +35,11 @@ from schemas import (
     EventResponse,
     OptType,
     Poll,
+    QueryRegistration,
+    Signer,
     encode,
 )
+from schemas.tls import client_context
 
 from .conftest import key_pki
 
@@ -39,12 +47,12 @@ VEN_ID = "AB:CD:EF:01:23:45:67:89:AB:CD"
 
 
 def _findings(sent, *, service="OadrPoll", content_type="application/xml", said=None,
-              body=None, schema_error=None):
+              body=None, schema_error=None, signature_error=None):
     body = body if body is not None else encode(sent)
     exchange = Exchange(service=service, request=body, sent=sent, status=200,
                         content_type=content_type)
     heard = Heard(exchange=exchange, tree=etree.fromstring(body), schema_error=schema_error,
-                  fingerprint=VEN_ID)
+                  fingerprint=VEN_ID, signature_error=signature_error)
     said = said or Said(ven_id=VEN_ID)
     return {rule.rule_id: list(rule.check(heard, said)) for rule in VEN_RULES}
 
@@ -66,6 +74,7 @@ def test_each_rule_flags_its_fault():
     assert _flagged(_findings(poll, content_type="text/plain")) == ["VR03"]
     assert _flagged(_findings(poll, service="EiEvent")) == ["VR04"]
     assert _flagged(_findings(Poll(ven_id="someone-else"))) == ["VR05"]
+    assert _flagged(_findings(poll, signature_error="the payload is unsigned")) == ["VR07"]
 
 
 def test_an_acknowledgement_must_echo_what_it_answers():
@@ -101,7 +110,7 @@ def test_help_names_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--cert", "--key", "--ca", "--ven", "--command", "--ven-cert", "--ven-key",
                    "--poll-freq", "--report-back", "--wait", "--junit", "--html", "--list",
-                   "--only", "--tls-profile", "--host", "--port", "--push"):
+                   "--only", "--tls-profile", "--host", "--port", "--push", "--signed"):
         assert option in text
 
 
@@ -110,6 +119,47 @@ def test_list_with_push_prints_the_push_catalogue(capsys):
     listed = capsys.readouterr().out
     assert "E0_6010_TH_VTN" in listed and "E1_1010_TH_VTN" not in listed
     assert "N0_5030_TH_VTN" not in listed  # no poll case for a push VEN
+
+
+def test_list_with_signed_adds_the_signature_cases_before_the_registration_ends(capsys):
+    assert main(["conformance", "ven", "--list", "--signed"]) == 0
+    listed = capsys.readouterr().out
+    order = [listed.index(case_id) for case_id in (
+        "R1_3030_TH_VTN", "G1_4030_TH_VTN", "G1_4031_TH_VTN", "G1_4033_TH_VTN", "N1_0040_TH_VTN")]
+    assert order == sorted(order)
+    assert "an event payload changed after signing is not acted on" in listed
+    assert "VR07" in listed
+    assert main(["conformance", "ven", "--list", "--signed", "--push"]) == 0
+    assert "G0_9031_TH_VTN" in capsys.readouterr().out
+
+
+async def test_a_signed_harness_refuses_a_replay_and_an_untrusted_signer(tmp_path):
+    pki = key_pki(tmp_path, KeyType.EC)
+    (tmp_path / "stranger").mkdir()
+    stranger = key_pki(tmp_path / "stranger", KeyType.EC)  # a VEN certificate of another CA
+    settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert,
+                                  signed=True)
+
+    def signed_by(pair):
+        return Codec(signer=Signer.from_files(pair.key, pair.cert)).encode(
+            QueryRegistration(request_id="q-1"))
+
+    body = signed_by(pki.ven)
+    tls = client_context(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
+    async with HarnessVtn(settings) as vtn, aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=tls)) as http:
+        statuses = []
+        for sent in (body, body, signed_by(stranger.ven)):
+            async with http.post(f"{vtn.url}/EiRegisterParty", data=sent,
+                                 headers={"Content-Type": "application/xml"}) as got:
+                statuses.append(got.status)
+    assert statuses == [200, 400, 400]
+    first, replayed, untrusted = vtn.history
+    assert first.violations == ()
+    assert [v.rule_id for v in replayed.violations] == ["VR07"]
+    assert "nonce" in replayed.violations[0].detail
+    assert [v.rule_id for v in untrusted.violations] == ["VR07"]
+    assert "untrusted certificate" in untrusted.violations[0].detail
 
 
 def test_cannot_run_without_its_files(tmp_path, capsys):
@@ -121,14 +171,17 @@ def test_cannot_run_without_its_files(tmp_path, capsys):
     assert main(["conformance", "ven", "--only", "X9"]) == 2
 
 
-def test_the_command_line_runs_crowdflex_ven_to_a_passing_report(tmp_path, capsys):
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_the_command_line_runs_crowdflex_ven_to_a_passing_report(tmp_path, capsys, signed):
     pki = key_pki(tmp_path, KeyType.EC)
     junit, page = tmp_path / "ven.xml", tmp_path / "ven.html"
     code = main(["conformance", "ven", "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key),
                  "--ca", str(pki.ca_cert), "--ven", "crowdflex", "--ven-cert", str(pki.ven.cert),
                  "--ven-key", str(pki.ven.key), "--poll-freq", "1", "--report-back", "1",
-                 "--wait", "20", "--junit", str(junit), "--html", str(page)])
+                 "--wait", "20", "--junit", str(junit), "--html", str(page)]
+                + ["--signed"] * signed)
     assert code == 0, capsys.readouterr().out
     suite = etree.parse(str(junit)).getroot()[0]
-    assert (suite.get("tests"), suite.get("failures")) == (str(len(VEN_CASES)), "0")
+    cases = len(ven_catalogue(signed=signed))
+    assert (suite.get("tests"), suite.get("failures")) == (str(cases), "0")
     assert "crowdflex conformance ven" in page.read_text()
