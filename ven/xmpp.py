@@ -78,6 +78,9 @@ class XmppLink(Link):
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
         stream = self._stream = slixmpp.ClientXMPP(self.address, "", sasl_mech="EXTERNAL",
                                                    ssl_context=ssl_context)
+        # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
+        # on the same port, a wasted connection per session the server drops
+        stream.enable_direct_tls = False
         stream.register_plugin("xep_0199", {"keepalive": True, "interval": 60})
         stream.add_event_handler("session_start", self._session_started)
         stream.add_event_handler("failed_auth", self._auth_failed)
@@ -105,7 +108,10 @@ class XmppLink(Link):
 
     def _connect(self) -> None:
         self._connecting = True
-        self._stream.connect(host=self._server[0], port=self._server[1])
+        # slixmpp reconnects by itself when its keepalive ping times out: a second connect on
+        # the same stream would feed two connections into one parser
+        if not (self._stream.is_connected() or self._stream.is_connecting()):
+            self._stream.connect(host=self._server[0], port=self._server[1])
 
     def _session_started(self, _event: object) -> None:
         self._connecting = False

@@ -106,6 +106,9 @@ class XmppTransport:
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
         client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL",
                                                    ssl_context=ssl_context)
+        # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
+        # on the same port, a wasted connection per session the server drops
+        client.enable_direct_tls = False
         client.register_plugin("xep_0030")  # service discovery
         client.register_plugin("xep_0199", {"keepalive": True,
                                             "interval": settings.keepalive_s})
@@ -141,7 +144,11 @@ class XmppTransport:
         return f"{self.settings.host}:{self.settings.port}"
 
     def _connect(self) -> None:
-        self._client.connect(host=self.settings.host, port=self.settings.port)
+        # slixmpp reconnects by itself when its keepalive ping times out: a second connect on
+        # the same stream would feed two connections into one parser (stanzas lost, parse
+        # errors, sessions thrown out in turn)
+        if not (self._client.is_connected() or self._client.is_connecting()):
+            self._client.connect(host=self.settings.host, port=self.settings.port)
 
     async def _session_started(self, _event: object) -> None:
         disco = self._client.plugin["xep_0030"]
