@@ -35,8 +35,7 @@ from typing import Any
 
 import slixmpp
 from aiohttp import web
-from slixmpp.exceptions import IqError, IqTimeout
-from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from schemas import Codec, Message, NotRecognized, OtherError, RemoteProtocolError, Service
@@ -117,6 +116,13 @@ class XmppTransport:
         client.add_event_handler("disconnected", self._disconnected)
         client.register_handler(CoroutineCallback(
             "openadr", MatchXPath(IQ_WITH_PAYLOAD), self._on_request))
+        # The answers to our sends, found by id: slixmpp's Iq.send registers a handler per IQ in
+        # flight and tries every one on every incoming stanza, so a dispatch to a thousand
+        # devices made each of their telemetry IQs pay a thousand matches (the aggregator's
+        # CPU went to slixmpp's matchers; answers came too late and pushes timed out).
+        self._sent: dict[str, tuple[str, asyncio.Future[Any]]] = {}  # id -> (JID sent to, answer)
+        client.register_handler(Callback("openadr-answers", MatchXPath("{jabber:client}iq"),
+                                         self._on_answer))
         self._failure: str | None = None
 
     # ------------------------------------------------------------ session
@@ -261,17 +267,30 @@ class XmppTransport:
             raise ConnectionError("the XMPP session is down")
         iq = self._client.make_iq_set(ito=address)
         iq.xml.append(payload_element(self._codec.encode(message)))
+        key = iq["id"]
+        answered = self._sent[key] = (address, asyncio.get_running_loop().create_future())
         try:
-            result = await iq.send(  # type: ignore[no-untyped-call]  # slixmpp: untyped
-                timeout=self.settings.request_timeout_s)
-        except IqTimeout:
+            self._client.send(iq)
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                result = await answered[1]
+        except TimeoutError:
             raise ConnectionError(f"{address} did not answer within "
                                   f"{self.settings.request_timeout_s} s") from None
-        except IqError as error:
-            raise ConnectionError(f"{address} answered {error.condition}") from None
+        finally:
+            del self._sent[key]
+        if result["type"] == "error":
+            raise ConnectionError(f"{address} answered {result['error']['condition']}")
         body = payload_of(result.xml)
         if body is None:
             return None
         if len(body) > self._max_body:
             raise ConnectionError(f"{address} answered more than {self._max_body} bytes")
         return self._codec.decode(body)
+
+    def _on_answer(self, iq: Any) -> None:
+        """The result or error answering one of our sends: only from the JID it went to."""
+        if iq["type"] not in ("result", "error"):
+            return
+        sent = self._sent.get(iq["id"])
+        if sent is not None and iq["from"].full == sent[0] and not sent[1].done():
+            sent[1].set_result(iq)
