@@ -28,9 +28,10 @@ import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, Service, TransportName
-from schemas.xmpp import IQ_WITH_PAYLOAD, localpart_of, payload_element, payload_of
+from schemas.xmpp import IQ_WITH_PAYLOAD, iq_bytes, localpart_of, payload_element, payload_of
 
 from ._http import Link
 from .client import VenClient
@@ -189,7 +190,11 @@ class XmppLink(Link):
                     async with asyncio.timeout(self._timeout):
                         await self._answered.wait()
             reply = await answer_pushed(self._client, body, "XMPP")
-            answer.xml.append(payload_element(self.codec.encode(reply)))
+            with contextlib.suppress(NotConnectedError):  # the VTN sends it again
+                self._stream.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
+                                               to=iq["from"].full,
+                                               body=self.codec.encode(reply)))
+            return
         answer.send()
 
     @staticmethod

@@ -37,6 +37,7 @@ import slixmpp
 from aiohttp import web
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, NotRecognized, OtherError, RemoteProtocolError, Service
 from schemas.xmpp import (
@@ -45,8 +46,8 @@ from schemas.xmpp import (
     SERVICES_NODE,
     XMPP_SERVICES,
     fingerprint_of_localpart,
+    iq_bytes,
     localpart_of,
-    payload_element,
     payload_of,
     service_node,
 )
@@ -190,11 +191,15 @@ class XmppTransport:
             assert peer is not None  # _refusal
             self._in_flight += 1
             try:
-                answer = iq.reply(clear=True)
-                answer.xml.append(payload_element(await self._answer(peer, body)))
+                reply = await self._answer(peer, body)
             except web.HTTPException as unavailable:  # the database is away (vtn.faults)
                 answer = _error(iq, "resource-constraint", "wait",
                                 unavailable.text or "try later")
+            else:
+                with contextlib.suppress(NotConnectedError):  # the VEN asks again
+                    self._client.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
+                                                   to=iq["from"].full, body=reply))
+                return
             finally:
                 self._in_flight -= 1
         answer.send()
@@ -265,14 +270,15 @@ class XmppTransport:
         result carried no payload). :class:`ConnectionError` when it was not answered."""
         if not self._online.is_set():
             raise ConnectionError("the XMPP session is down")
-        iq = self._client.make_iq_set(ito=address)
-        iq.xml.append(payload_element(self._codec.encode(message)))
-        key = iq["id"]
+        key = self._client.new_id()
         answered = self._sent[key] = (address, asyncio.get_running_loop().create_future())
         try:
-            self._client.send(iq)
+            self._client.send_raw(iq_bytes(kind="set", iq_id=key, to=address,
+                                           body=self._codec.encode(message)))
             async with asyncio.timeout(self.settings.request_timeout_s):
                 result = await answered[1]
+        except NotConnectedError:
+            raise ConnectionError("the XMPP session is down") from None
         except TimeoutError:
             raise ConnectionError(f"{address} did not answer within "
                                   f"{self.settings.request_timeout_s} s") from None
