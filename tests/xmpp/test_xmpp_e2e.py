@@ -14,7 +14,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import uvloop
 
+from devpki import Role
 from schemas import (
     Event,
     EventResponse,
@@ -40,7 +42,7 @@ from vtn.settings import XmppSettings
 from vtn.storage import OptType as StoredOpt
 
 from .conftest import mint_vens, xmpp_ven, xmpp_vtn
-from .server import XmppServer
+from .server import XmppServer, require_prosody
 
 WAIT_S = 60.0  # bounds a wait that should end at once (no timing is asserted)
 
@@ -237,7 +239,7 @@ async def test_a_reconnect_the_library_started_itself_is_not_doubled(
                  (link._stream, link._online, link._reconnect))
         for stream, online, _timer in sides:
             dropped = asyncio.Event()
-            stream.add_event_handler("disconnected", lambda _why: dropped.set(),
+            stream.add_event_handler("disconnected", lambda _why, seen=dropped: seen.set(),
                                      disposable=True)
             stream.reconnect(0.0, "Ping timeout")  # what slixmpp's xep_0199 does
             async with asyncio.timeout(WAIT_S):
@@ -257,3 +259,22 @@ async def test_a_vtn_whose_xmpp_server_is_away_does_not_start(pki: Pki, tmp_path
     with pytest.raises(ConnectionError, match="did not take"):
         async with running_vtn(pki, _sqlite(tmp_path), xmpp=settings):
             pass
+
+
+def test_the_server_starts_on_uvloop_the_benchmarks_loop(pki: Pki, tmp_path: Path):
+    """``bench cbp --xmpp`` runs on uvloop, whose subprocesses take no user=/group= (as root,
+    Prosody drops to its own user in the child instead)."""
+    require_prosody()
+    cert, key = pki.authority.issue("xmpp-uvloop", Role.VTN, hosts=("localhost",)).write(tmp_path)
+    server = XmppServer(cert=cert, key=key, ca=pki.ca_cert)
+
+    async def start_and_stop() -> None:
+        await server.start()
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.close()
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(start_and_stop())
