@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Final
+from typing import Final, Literal
+from xml.sax.saxutils import quoteattr
 
 from ._wire import OADR
 from .identity import FINGERPRINT_PATTERN
@@ -35,6 +36,7 @@ __all__ = [
     "SERVICES_NODE",
     "XMPP_SERVICES",
     "fingerprint_of_localpart",
+    "iq_bytes",
     "localpart_of",
     "payload_element",
     "payload_of",
@@ -63,6 +65,17 @@ def payload_of(stanza: ET.Element) -> bytes | None:
 def payload_element(body: bytes) -> ET.Element:
     """Our own encoder's bytes of a payload as the element an IQ carries."""
     return ET.fromstring(body)
+
+
+def iq_bytes(*, kind: Literal["set", "result"], iq_id: str, to: str, body: bytes) -> bytes:
+    """The IQ ``kind`` with ``iq_id`` to the JID ``to`` carrying our own encoder's ``body``
+    (UTF-8, its XML declaration dropped) byte for byte, ready to write on the stream: built as
+    elements, the XMPP library would serialise the payload again in pure Python, the dearest step
+    of a payload's trip at 2,000 devices (profiled). No ``from``: the server stamps it."""
+    if body.startswith(b"<?xml"):
+        body = body[body.index(b"?>") + 2:].lstrip()
+    head = f"<iq type='{kind}' id={quoteattr(iq_id)} to={quoteattr(to)}>"
+    return head.encode() + body + b"</iq>"
 
 
 def service_node(service: Service) -> str:

@@ -28,9 +28,10 @@ import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, Service, TransportName
-from schemas.xmpp import IQ_WITH_PAYLOAD, localpart_of, payload_element, payload_of
+from schemas.xmpp import IQ_WITH_PAYLOAD, iq_bytes, localpart_of, payload_element, payload_of
 
 from ._http import Link
 from .client import VenClient
@@ -78,6 +79,9 @@ class XmppLink(Link):
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
         stream = self._stream = slixmpp.ClientXMPP(self.address, "", sasl_mech="EXTERNAL",
                                                    ssl_context=ssl_context)
+        # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
+        # on the same port, a wasted connection per session the server drops
+        stream.enable_direct_tls = False
         stream.register_plugin("xep_0199", {"keepalive": True, "interval": 60})
         stream.add_event_handler("session_start", self._session_started)
         stream.add_event_handler("failed_auth", self._auth_failed)
@@ -105,7 +109,10 @@ class XmppLink(Link):
 
     def _connect(self) -> None:
         self._connecting = True
-        self._stream.connect(host=self._server[0], port=self._server[1])
+        # slixmpp reconnects by itself when its keepalive ping times out: a second connect on
+        # the same stream would feed two connections into one parser
+        if not (self._stream.is_connected() or self._stream.is_connecting()):
+            self._stream.connect(host=self._server[0], port=self._server[1])
 
     def _session_started(self, _event: object) -> None:
         self._connecting = False
@@ -183,7 +190,11 @@ class XmppLink(Link):
                     async with asyncio.timeout(self._timeout):
                         await self._answered.wait()
             reply = await answer_pushed(self._client, body, "XMPP")
-            answer.xml.append(payload_element(self.codec.encode(reply)))
+            with contextlib.suppress(NotConnectedError):  # the VTN sends it again
+                self._stream.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
+                                               to=iq["from"].full,
+                                               body=self.codec.encode(reply)))
+            return
         answer.send()
 
     @staticmethod

@@ -35,9 +35,9 @@ from typing import Any
 
 import slixmpp
 from aiohttp import web
-from slixmpp.exceptions import IqError, IqTimeout
-from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, NotRecognized, OtherError, RemoteProtocolError, Service
 from schemas.xmpp import (
@@ -46,8 +46,8 @@ from schemas.xmpp import (
     SERVICES_NODE,
     XMPP_SERVICES,
     fingerprint_of_localpart,
+    iq_bytes,
     localpart_of,
-    payload_element,
     payload_of,
     service_node,
 )
@@ -106,6 +106,9 @@ class XmppTransport:
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
         client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL",
                                                    ssl_context=ssl_context)
+        # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
+        # on the same port, a wasted connection per session the server drops
+        client.enable_direct_tls = False
         client.register_plugin("xep_0030")  # service discovery
         client.register_plugin("xep_0199", {"keepalive": True,
                                             "interval": settings.keepalive_s})
@@ -114,6 +117,13 @@ class XmppTransport:
         client.add_event_handler("disconnected", self._disconnected)
         client.register_handler(CoroutineCallback(
             "openadr", MatchXPath(IQ_WITH_PAYLOAD), self._on_request))
+        # The answers to our sends, found by id: slixmpp's Iq.send registers a handler per IQ in
+        # flight and tries every one on every incoming stanza, so a dispatch to a thousand
+        # devices made each of their telemetry IQs pay a thousand matches (the aggregator's
+        # CPU went to slixmpp's matchers; answers came too late and pushes timed out).
+        self._sent: dict[str, tuple[str, asyncio.Future[Any]]] = {}  # id -> (JID sent to, answer)
+        client.register_handler(Callback("openadr-answers", MatchXPath("{jabber:client}iq"),
+                                         self._on_answer))
         self._failure: str | None = None
 
     # ------------------------------------------------------------ session
@@ -141,7 +151,11 @@ class XmppTransport:
         return f"{self.settings.host}:{self.settings.port}"
 
     def _connect(self) -> None:
-        self._client.connect(host=self.settings.host, port=self.settings.port)
+        # slixmpp reconnects by itself when its keepalive ping times out: a second connect on
+        # the same stream would feed two connections into one parser (stanzas lost, parse
+        # errors, sessions thrown out in turn)
+        if not (self._client.is_connected() or self._client.is_connecting()):
+            self._client.connect(host=self.settings.host, port=self.settings.port)
 
     async def _session_started(self, _event: object) -> None:
         disco = self._client.plugin["xep_0030"]
@@ -177,11 +191,15 @@ class XmppTransport:
             assert peer is not None  # _refusal
             self._in_flight += 1
             try:
-                answer = iq.reply(clear=True)
-                answer.xml.append(payload_element(await self._answer(peer, body)))
+                reply = await self._answer(peer, body)
             except web.HTTPException as unavailable:  # the database is away (vtn.faults)
                 answer = _error(iq, "resource-constraint", "wait",
                                 unavailable.text or "try later")
+            else:
+                with contextlib.suppress(NotConnectedError):  # the VEN asks again
+                    self._client.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
+                                                   to=iq["from"].full, body=reply))
+                return
             finally:
                 self._in_flight -= 1
         answer.send()
@@ -252,19 +270,33 @@ class XmppTransport:
         result carried no payload). :class:`ConnectionError` when it was not answered."""
         if not self._online.is_set():
             raise ConnectionError("the XMPP session is down")
-        iq = self._client.make_iq_set(ito=address)
-        iq.xml.append(payload_element(self._codec.encode(message)))
+        key = self._client.new_id()
+        answered = self._sent[key] = (address, asyncio.get_running_loop().create_future())
         try:
-            result = await iq.send(  # type: ignore[no-untyped-call]  # slixmpp: untyped
-                timeout=self.settings.request_timeout_s)
-        except IqTimeout:
+            self._client.send_raw(iq_bytes(kind="set", iq_id=key, to=address,
+                                           body=self._codec.encode(message)))
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                result = await answered[1]
+        except NotConnectedError:
+            raise ConnectionError("the XMPP session is down") from None
+        except TimeoutError:
             raise ConnectionError(f"{address} did not answer within "
                                   f"{self.settings.request_timeout_s} s") from None
-        except IqError as error:
-            raise ConnectionError(f"{address} answered {error.condition}") from None
+        finally:
+            del self._sent[key]
+        if result["type"] == "error":
+            raise ConnectionError(f"{address} answered {result['error']['condition']}")
         body = payload_of(result.xml)
         if body is None:
             return None
         if len(body) > self._max_body:
             raise ConnectionError(f"{address} answered more than {self._max_body} bytes")
         return self._codec.decode(body)
+
+    def _on_answer(self, iq: Any) -> None:
+        """The result or error answering one of our sends: only from the JID it went to."""
+        if iq["type"] not in ("result", "error"):
+            return
+        sent = self._sent.get(iq["id"])
+        if sent is not None and iq["from"].full == sent[0] and not sent[1].done():
+            sent[1].set_result(iq)

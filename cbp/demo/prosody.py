@@ -14,12 +14,14 @@ Needs Debian's ``prosody`` (:func:`prosody_binary` names the package when it is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pwd
 import shutil
 import signal
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -45,6 +47,13 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _become(owner: pwd.struct_passwd) -> None:
+    """In the child before Prosody starts: from root to ``owner``, group first."""
+    os.setgid(owner.pw_gid)
+    os.initgroups(owner.pw_name, owner.pw_gid)
+    os.setuid(owner.pw_uid)
 
 
 @dataclass(slots=True)
@@ -103,14 +112,15 @@ class XmppServer:
         # the auth module too: the checkout may be private to its owner (a clone made with
         # mktemp -d), where the "prosody" user cannot read examples/prosody
         shutil.copytree(MODULES, self.directory / "plugins")
-        user: dict[str, str] = {}
+        become: Callable[[], None] | None = None
         if os.geteuid() == 0:  # Prosody refuses root: Debian's "prosody" user owns its files
             owner = pwd.getpwnam("prosody")
             for path in (self.directory, *self.directory.rglob("*")):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-            user = {"user": "prosody", "group": "prosody"}
+            become = functools.partial(_become, owner)
+        # preexec_fn, not user=/group=: uvloop (the bench's loop) refuses those two arguments
         self._process = await asyncio.create_subprocess_exec(
-            binary, "-F", "--config", str(config), **user,  # type: ignore[arg-type]
+            binary, "-F", "--config", str(config), preexec_fn=become,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await self._listening(timeout)
 

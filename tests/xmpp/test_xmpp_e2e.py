@@ -14,7 +14,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import uvloop
 
+from devpki import Role
 from schemas import (
     Event,
     EventResponse,
@@ -33,13 +35,14 @@ from tests.kit.vtn import running_vtn
 from tests.ven.test_openleadr_interop import telemetry_descriptions
 from tests.vtn.harness import sample_event
 from ven import Connection, Hooks, VenClient, VenSettings
+from ven.xmpp import XmppLink
 from vtn.app import XMPP
 from vtn.services import Handlers, events
 from vtn.settings import XmppSettings
 from vtn.storage import OptType as StoredOpt
 
 from .conftest import mint_vens, xmpp_ven, xmpp_vtn
-from .server import XmppServer
+from .server import XmppServer, require_prosody
 
 WAIT_S = 60.0  # bounds a wait that should end at once (no timing is asserted)
 
@@ -61,6 +64,20 @@ async def test_a_ven_registers_over_xmpp_as_its_certificate(pki: Pki, tmp_path: 
         assert stored.transport_address == (
             f"{localpart_of(ven.cert.fingerprint)}@{xmpp_server.domain}/ven")
         assert TransportName.XMPP in vtn.ctx.transports
+
+
+async def test_each_session_is_one_connection_to_the_server(pki: Pki, tmp_path: Path,
+                                                           xmpp_server: XmppServer):
+    """STARTTLS at once: no first attempt at direct TLS that the server drops (for thousands of
+    devices that doubled the connections the server had to take)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn, \
+            xmpp_ven(vtn, xmpp_server, ven) as client:
+        await client.register()
+        log = (xmpp_server.directory / "prosody.log").read_text()
+    assert log.count("Stream encrypted") == 2  # the VTN's session and the VEN's
+    # every other connection: at most XmppServer.start's probe (logged when Prosody gets to it)
+    assert log.count("Client connected") - 2 <= 1
 
 
 async def test_an_event_reaches_100_xmpp_vens_and_every_ack_is_stored(
@@ -206,8 +223,61 @@ async def test_both_sides_take_up_their_sessions_again_after_the_server_restarts
             assert await seen.get() == "after-restart"
 
 
+async def test_a_reconnect_the_library_started_itself_is_not_doubled(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """slixmpp reconnects on its own when its keepalive ping times out (a loaded VTN); the
+    reconnect timer of ours that the drop also started must then open no second connection on
+    the same stream (two connections into one parser lost stanzas and threw sessions out)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    seen: asyncio.Queue[str] = asyncio.Queue()
+    never = 3600.0  # our timers do not fire in this test: it calls what they would call
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), reconnect_s=never,
+                        push_retry_s=0.2) as vtn, \
+            xmpp_ven(vtn, xmpp_server, ven, reconnect_s=never,
+                     on_event=lambda event: seen.put_nowait(event.event_id) or "optIn") as client:
+        await client.register()
+        transport, link = vtn.app[XMPP], client._link
+        assert isinstance(link, XmppLink)
+        sides = ((transport._client, transport._online, transport._connect),
+                 (link._stream, link._online, link._reconnect))
+        for stream, online, _timer in sides:
+            dropped = asyncio.Event()
+            stream.add_event_handler("disconnected", lambda _why, seen=dropped: seen.set(),
+                                     disposable=True)
+            stream.reconnect(0.0, "Ping timeout")  # what slixmpp's xep_0199 does
+            async with asyncio.timeout(WAIT_S):
+                await dropped.wait()
+                await online.wait()
+        for stream, _online, timer in sides:
+            timer()
+            assert not stream.is_connecting()
+        await events.publish_event(vtn.ctx, sample_event("after-reconnect", Target(
+            ven_ids=(ven.cert.fingerprint,))))
+        async with asyncio.timeout(WAIT_S):
+            assert await seen.get() == "after-reconnect"
+
+
 async def test_a_vtn_whose_xmpp_server_is_away_does_not_start(pki: Pki, tmp_path: Path):
     settings = XmppSettings(host="127.0.0.1", port=free_port(), connect_timeout_s=1.0)
     with pytest.raises(ConnectionError, match="did not take"):
         async with running_vtn(pki, _sqlite(tmp_path), xmpp=settings):
             pass
+
+
+def test_the_server_starts_on_uvloop_the_benchmarks_loop(pki: Pki, tmp_path: Path):
+    """``bench cbp --xmpp`` runs on uvloop, whose subprocesses take no user=/group= (as root,
+    Prosody drops to its own user in the child instead)."""
+    require_prosody()
+    cert, key = pki.authority.issue("xmpp-uvloop", Role.VTN, hosts=("localhost",)).write(tmp_path)
+    server = XmppServer(cert=cert, key=key, ca=pki.ca_cert)
+
+    async def start_and_stop() -> None:
+        await server.start()
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.close()
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(start_and_stop())
