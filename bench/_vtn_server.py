@@ -15,7 +15,7 @@ benchmark process until told to stop:
 - ``("fanout", timeout_s)`` -> ``(publish_s, all_acks_s, acks)``: seconds the publish call took,
   seconds from its start until every VEN's ack was stored (NaN on timeout), acks counted;
 - ``("counts",)`` -> ``{"reports": ..., "points": ..., "acks": ...}`` seen by the handlers;
-- ``("profile", True|False)`` -> start/stop cProfile; stopping returns the top functions as text;
+- ``("cprofile", True|False)`` -> start/stop cProfile; stopping returns the top functions as text;
 - ``("repeats",)`` -> ours: ``(requests served from memory, decoded, replies served from memory,
   encoded)`` of the endpoints' repeat cache (``vtn.repeats``); openleadr: None;
 - ``("store", ven_ids, points, seconds)`` -> ``(points stored, seconds)``: ours only, straight
@@ -350,7 +350,7 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
                 except TimeoutError:
                     pass
             return tally.publish_s, tally.all_acked - tally.publish_started, len(tally.acks)
-        case ("profile", on):
+        case ("cprofile", on):
             return profiler.toggle(bool(on))
         case ("rss",):
             return _rss_bytes()

@@ -98,10 +98,10 @@ def render(args: argparse.Namespace, results: dict[str, list[RunResult]], *, pin
             if served:
                 lines.append(f"{metric:<44} {_spread(served, '%'):>28}")
         lines += [f"{r.kind}: {e}" for r in runs for e in r.errors[:3]][:12]
-        profiles = [r.profile for r in runs if r.profile]
-        if profiles:
+        cprofiles = [r.cprofile for r in runs if r.cprofile]
+        if cprofiles:
             lines += ["", "cProfile of our VTN during the poll and report loads of its first run"
-                      " (by own time, event-loop thread only):", profiles[0]]
+                      " (by own time, event-loop thread only):", cprofiles[0]]
     if key_loading_s is not None:
         lines += ["", f"openleadr loads the PEM signing key twice per signed message:"
                   f" {key_loading_s * 1000:.1f} ms of each signed reply's CPU, measured alone"]

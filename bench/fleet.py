@@ -23,7 +23,7 @@ from templates made before the clock). When it cannot keep up, the offered rate 
 printed beside the intended one and the run is marked: read its figures as that load's, not the
 intended one's.
 
-``--profile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
+``--cprofile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
 thread); ``python -m bench fleetkinds`` takes the mix apart by request kind.
 
 ``--restart`` then stops the VTN process and starts a new one on the same database: every VEN
@@ -136,10 +136,10 @@ async def _events(control: Any, ven_ids: list[str], stop: asyncio.Event) -> None
 
 
 async def drive(control: Any, generators: Generators, ven_ids: list[str],
-                args: argparse.Namespace, *, profile: bool = False
+                args: argparse.Namespace, *, cprofile: bool = False
                 ) -> tuple[Tally, float, float, str]:
     """The fleet for warm-up plus the window: (merged tally, VTN CPU seconds, window seconds,
-    with ``profile`` the VTN's cProfile over the window)."""
+    with ``cprofile`` the VTN's cProfile over the window)."""
     start_at = time.monotonic() + 1.0
     window = args.minutes * 60.0
     running = asyncio.ensure_future(generators.call("run", start_at, args.warmup_s, window))
@@ -147,20 +147,20 @@ async def drive(control: Any, generators: Generators, ven_ids: list[str],
     events = asyncio.create_task(_events(control, ven_ids, stop))
     try:
         await asyncio.sleep(max(0.0, start_at + args.warmup_s - time.monotonic()))
-        if profile:
-            await control.call("profile", True)
+        if cprofile:
+            await control.call("cprofile", True)
         cpu_before, started = await control.call("clock")
         await asyncio.sleep(max(0.0, start_at + args.warmup_s + window - time.monotonic()))
         cpu_after, ended = await control.call("clock")
         cpu, measured = cpu_after - cpu_before, ended - started
-        profiled = await control.call("profile", False) if profile else ""
+        cprofiled = await control.call("cprofile", False) if cprofile else ""
     finally:
         stop.set()
         await events
     tally = Tally()
     for part in await running:
         tally.merge(part)
-    return tally, float(cpu), measured, profiled
+    return tally, float(cpu), measured, cprofiled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +184,7 @@ class FleetResult:
     rereg_cpu_s: float = math.nan  # ... and that VTN's CPU meanwhile
     retries: int = 0  # registrations tried again after a failed connection
     rereg_retries: int = 0  # ... after the restart
-    profile: str = ""  # --profile: our VTN's cProfile over the window
+    cprofile: str = ""  # --cprofile: our VTN's cProfile over the window
 
     @property
     def keeps_up(self) -> bool:
@@ -228,9 +228,9 @@ async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[i
             rss_start = await vtn.control.call("rss")
             ven_ids, _, retries = await generators.register(vtn.port, args.concurrency)
             rss_connected = await vtn.control.call("rss")
-            tally, cpu_s, window, profiled = await drive(
+            tally, cpu_s, window, cprofiled = await drive(
                 vtn.control, generators, ven_ids, args,
-                profile=args.profile and kind == "ours")
+                cprofile=args.cprofile and kind == "ours")
         rereg_s = rereg_cpu_s = math.nan
         rereg_retries = 0
         if args.restart:
@@ -250,7 +250,7 @@ async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[i
         intended_per_s=vens * per_device_min / 60.0,
         late_p99_s=_percentile(tally.late, 0.99), acks=tally.acks, reconnects=tally.reconnects,
         bad=tally.bad, errors=tuple(tally.errors[:6]), rereg_s=rereg_s, rereg_cpu_s=rereg_cpu_s,
-        retries=retries, rereg_retries=rereg_retries, profile=profiled)
+        retries=retries, rereg_retries=rereg_retries, cprofile=cprofiled)
 
 
 def _spread(values: list[float], scale: float, unit: str, digits: int = 2) -> str:
@@ -359,7 +359,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", choices=KINDS, help="one VTN only")
     parser.add_argument("--no-repeat-cache", action="store_true", help="our repeat cache off")
     parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight")
-    parser.add_argument("--profile", action="store_true",
+    parser.add_argument("--cprofile", action="store_true",
                         help="cProfile our VTN over the measured window and print it")
     parser.add_argument("--generators", type=int, default=1,
                         help="load generator processes the VENs are spread over")
@@ -390,9 +390,9 @@ def main(argv: list[str]) -> int:
         if not args.capacity:
             results = _runs(args, pki, tmp, kinds, loop_factory)
             print(render(args, args.vens, results, (before, os.getloadavg())))
-            for result in (r for r in results if r.profile):
+            for result in (r for r in results if r.cprofile):
                 print("\nour VTN over the measured window (cProfile, its overhead included):\n"
-                      + result.profile)
+                      + result.cprofile)
             return 0
         probe_args = argparse.Namespace(**{**vars(args), "runs": 1, "restart": False})
         (probe,) = _runs(probe_args, pki, tmp, ("openleadr",), loop_factory)

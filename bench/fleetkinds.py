@@ -101,21 +101,21 @@ async def _each(devices: list[Device], send: Callable[[Device], Awaitable[bytes]
 
 
 async def _measure(control: Any, work: Awaitable[None], count: int,
-                   profile: list[str] | None = None) -> float:
-    """VTN CPU per request of ``work`` (``count`` requests); with ``profile`` the VTN's cProfile
+                   cprofile: list[str] | None = None) -> float:
+    """VTN CPU per request of ``work`` (``count`` requests); with ``cprofile`` the VTN's cProfile
     of it is appended there."""
-    if profile is not None:
-        await control.call("profile", True)
+    if cprofile is not None:
+        await control.call("cprofile", True)
     before = await control.call("cpu")
     await work
     cpu = float(await control.call("cpu") - before) / count
-    if profile is not None:
-        profile.append(await control.call("profile", False))
+    if cprofile is not None:
+        cprofile.append(await control.call("cprofile", False))
     return cpu
 
 
 async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
-                    cpu: int | None, tmp: Path, run: int, profiles: list[str]
+                    cpu: int | None, tmp: Path, run: int, cprofiles: list[str]
                     ) -> tuple[dict[str, float], list[str]]:
     spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
                       storage_url=f"sqlite:///{tmp / f'kinds-{kind}-{run}.db'}", setup=setup)
@@ -158,8 +158,8 @@ async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
                 return await poll(d)
 
             def sends(row: str, send: Callable[[Device], Awaitable[bytes]]) -> Awaitable[float]:
-                profile = profiles if kind == "ours" and args.profile == row else None
-                return _measure(control, _each(devices, send, errors), count, profile)
+                cprofile = cprofiles if kind == "ours" and args.cprofile == row else None
+                return _measure(control, _each(devices, send, errors), count, cprofile)
 
             for round_ in range(args.rounds):
                 per["poll"].append(await sends("poll", poll))
@@ -274,7 +274,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", choices=KINDS, help="one VTN only")
     parser.add_argument("--floor", action="store_true",
                         help="also measure aiohttp answering fixed bytes (same TLS, runtime)")
-    parser.add_argument("--profile", choices=_ROWS[:-1],
+    parser.add_argument("--cprofile", choices=_ROWS[:-1],
                         help="cProfile our VTN across this kind's requests and print it")
     args = parser.parse_args(argv)
     if min(args.vens, args.rounds, args.runs) < 1:
@@ -291,7 +291,7 @@ def main(argv: list[str]) -> int:
     before = os.getloadavg()
     results: list[tuple[str, dict[str, float]]] = []
     failures: list[str] = []
-    profiles: list[str] = []
+    cprofiles: list[str] = []
     floor: list[float] = []
     with tempfile.TemporaryDirectory(prefix="crowdflex-bench-kinds-") as name:
         tmp = Path(name)
@@ -301,7 +301,7 @@ def main(argv: list[str]) -> int:
                 if args.only in (None, kind):
                     with asyncio.Runner(loop_factory=loop_factory) as runner:
                         figures, errors = runner.run(run_kinds(kind, args.setup, pki, args,
-                                                               vtn_cpu, tmp, run, profiles))
+                                                               vtn_cpu, tmp, run, cprofiles))
                     results.append((kind, figures))
                     failures += [f"{kind}: {e}" for e in errors]
             if args.floor:
@@ -310,7 +310,7 @@ def main(argv: list[str]) -> int:
     print(render(args, results, (before, os.getloadavg()), floor))
     for failure in failures[:6]:
         print("failed:", failure)
-    if profiles:  # the last round's: warm
-        print(f"\nour VTN across {args.profile} requests (cProfile, its overhead included):\n"
-              + profiles[-1])
+    if cprofiles:  # the last round's: warm
+        print(f"\nour VTN across {args.cprofile} requests (cProfile, its overhead included):\n"
+              + cprofiles[-1])
     return 0

@@ -164,7 +164,7 @@ class RunResult:
     kind: str
     figures: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    profile: str = ""
+    cprofile: str = ""
 
 
 # metric name -> (unit, higher is better)
@@ -233,9 +233,9 @@ async def _run_kind(kind: str, setup: str, pki: Pki, args: argparse.Namespace, c
             result.figures["registrations/s"] = len(vens) / registration_s
             result.figures["VTN CPU per registration"] = cpu_s / len(vens)
             await drain(vens)
-            profile = args.profile and kind == "ours"
-            if profile:
-                await vtn.control.call("profile", True)
+            cprofile = args.cprofile and kind == "ours"
+            if cprofile:
+                await vtn.control.call("cprofile", True)
             for encoding in ENCODINGS:
                 load, cpu_s = await _cpu_of(vtn.control, poll_load(
                     vens[: args.poll_vens], args.seconds, encoding))
@@ -244,8 +244,8 @@ async def _run_kind(kind: str, setup: str, pki: Pki, args: argparse.Namespace, c
                 load, cpu_s = await _cpu_of(vtn.control, report_load(
                     vens[: args.report_vens], args.seconds, encoding))
                 _per_request(result, f"CPU per 10-point report, {encoding} bodies", load, cpu_s)
-            if profile:
-                result.profile = await vtn.control.call("profile", False)
+            if cprofile:
+                result.cprofile = await vtn.control.call("cprofile", False)
             repeats = await vtn.control.call("repeats")
             if repeats is not None:
                 served, decoded, replayed, encoded = repeats
@@ -386,7 +386,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--signed-runs", type=int, default=3, help="signed runs per VTN")
     parser.add_argument("--no-signed", action="store_true", help="skip the signed polls")
     parser.add_argument("--signed-only", action="store_true", help="only the signed polls")
-    parser.add_argument("--profile", action="store_true",
+    parser.add_argument("--cprofile", action="store_true",
                         help="cProfile our VTN during the poll and report loads and print it")
     args = parser.parse_args(argv)
     if args.signed_only and args.no_signed:

@@ -206,7 +206,6 @@ def main(argv: list[str]) -> int:
                         help="PostgreSQL server to make each run's database on")
     args = parser.parse_args(argv)
     args.telemetry, args.encoding = "sample", "ours"  # what bench.fleet's generators read
-    args.profile = False
     if min(args.vens, args.runs) < 1 or args.poll_s <= 0 or args.minutes <= 0:
         parser.error("counts and durations must be positive")
     warnings.simplefilter("ignore")

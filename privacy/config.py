@@ -2,8 +2,8 @@
 
 Read from the ``[privacy]`` table of a TOML file (the deployment's config, through
 :mod:`tomlconfig`: an ill-typed or unknown key is a ``ConfigError`` naming file and key); every
-number the report prints comes from here, and the running TSO and aggregator nodes read the same
-table, so the report cannot drift from what runs. Invariants: k >= 2, every retention >= 1 day,
+number the DPIA prints comes from here, and the running TSO and aggregator nodes read the same
+table, so the DPIA cannot drift from what runs. Invariants: k >= 2, every retention >= 1 day,
 captures (which hold per-device rows) are kept no longer than the TSO's per-device data, every
 configured purpose has a stated GDPR art. 6 legal basis, recipient and purpose names contain no
 ``|`` (they feed the pseudonym key derivation).
@@ -111,7 +111,7 @@ def load_config(path: Path | None) -> PrivacyConfig:
 
 def config_from_table(table: Table) -> PrivacyConfig:
     """The ``[privacy]`` table of a TOML file (a node's own config, or the joined tables of
-    ``crowdflex privacy report``); a key of it nobody reads is refused here."""
+    ``crowdflex privacy dpia``); a key of it nobody reads is refused here."""
     defaults = PrivacyConfig()
     recipients = tuple(Recipient(name=entry.string("name"), purposes=entry.strings("purposes"))
                        for entry in table.tables("recipients")) or defaults.recipients

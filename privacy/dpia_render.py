@@ -1,5 +1,5 @@
 """The DPIA's files for the privacy body (its factual part), generated from what runs; the
-command that writes them is ``crowdflex privacy report``.
+command that writes them is ``crowdflex privacy dpia``.
 
 :func:`dpia_sections` (in :mod:`privacy.dpia`) builds the content from the ``[privacy]``
 settings and the metering scope the nodes run with; this module renders it twice, Markdown and
@@ -19,7 +19,7 @@ from .dpia import MeteringScope, Section, dpia_sections
 
 __all__ = ["render_html", "render_markdown", "write_dpia"]
 
-_TITLE: Final = "crowdflex privacy report"
+_TITLE: Final = "crowdflex DPIA (factual part)"
 
 
 def _md(text: str) -> str:
@@ -76,8 +76,8 @@ def render_html(config: PrivacyConfig, scope: MeteringScope | None = None) -> st
 def write_dpia(config: PrivacyConfig, out_dir: Path,
                scope: MeteringScope | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = out_dir / "privacy-report.md"
-    page = out_dir / "privacy-report.html"
+    markdown = out_dir / "dpia.md"
+    page = out_dir / "dpia.html"
     markdown.write_text(render_markdown(config, scope), encoding="utf-8")
     page.write_text(render_html(config, scope), encoding="utf-8")
     return markdown, page

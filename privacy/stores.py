@@ -1,7 +1,7 @@
 """Where personal data rests in a deployment, and how long each store keeps it.
 
-:func:`retention_schedule` is the one list of stores: the data-flow report prints it, and the
-running nodes take the ages they purge at from it (``cbp.roles.retention``), so the report and
+:func:`retention_schedule` is the one list of stores: the DPIA prints it, and the
+running nodes take the ages they purge at from it (``cbp.roles.retention``), so the DPIA and
 the nodes cannot disagree. A store with an ``age`` is purged by its node automatically; a store
 without one says in ``kept`` what ends its data (an erasure, a delivery, the operator).
 """

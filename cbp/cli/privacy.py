@@ -1,6 +1,6 @@
 """`crowdflex privacy`: erase a prosumer, list erasure notices, answer a data subject's access
 request, record a withdrawal of consent, audit a run's TSO-bound messages, verify the vault's
-audit log, re-wrap keys, write the privacy report, make a master key file.
+audit log, re-wrap keys, write the DPIA, make a master key file.
 
 Keys come from ``--key-file`` or the environment variable named by ``--key-env`` (default
 ``CROWDFLEX_PSEUDONYM_KEYS``), never from code. ``keygen`` makes the key file's missing parent
@@ -176,7 +176,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _joined(paths: list[Path]) -> Table:
     """The nodes' TOML files as one document: their [privacy] and [profile] tables joined key by
-    key; a key two files set differently is refused (the report would describe one wrongly)."""
+    key; a key two files set differently is refused (the DPIA would describe one wrongly)."""
     merged: dict[str, dict[str, Any]] = {"privacy": {}, "profile": {}}
     for path in paths:
         node = document(path)
@@ -215,7 +215,7 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
+def _dpia(args: argparse.Namespace) -> int:
     from cbp.roles.profile import metering_scope, settings_from_table
 
     joined = _joined(args.config)
@@ -264,10 +264,10 @@ def _vault_command(sub: SubCommands, name: str, help_text: str, run: _Run
 
 def register(commands: SubCommands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "privacy", help="erasure, privacy audit, audit log, privacy report, master keys",
+        "privacy", help="erasure, privacy audit, audit log, DPIA, master keys",
         description="The aggregator's privacy tools: erase a prosumer and follow its notices, "
         "audit what reached the TSO, verify the vault's audit log, re-wrap keys, write the "
-        "privacy report, make master keys. Exit codes: 0 done or clean, 1 a leak was found or "
+        "DPIA, make master keys. Exit codes: 0 done or clean, 1 a leak was found or "
         "the audit log is broken, 2 the command could not run.")
     sub = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
 
@@ -318,14 +318,14 @@ def register(commands: SubCommands) -> None:
     _key_options(audit)
     audit.set_defaults(run=_guarded(_audit))
 
-    report = sub.add_parser(
-        "report", help="write the privacy report (Markdown and HTML) from the nodes' settings")
-    report.add_argument("--config", type=Path, action="append", default=[], metavar="TOML",
-                        help="a node's TOML (its [privacy] and [profile] tables); give the TSO's"
-                        " and the aggregator's, each once; none: the defaults")
-    report.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="folder the report files are written to")
-    report.set_defaults(run=_guarded(_report))
+    dpia = sub.add_parser(
+        "dpia", help="write the DPIA (Markdown and HTML) from the nodes' settings")
+    dpia.add_argument("--config", type=Path, action="append", default=[], metavar="TOML",
+                      help="a node's TOML (its [privacy] and [profile] tables); give the TSO's"
+                      " and the aggregator's, each once; none: the defaults")
+    dpia.add_argument("--out", type=Path, required=True, metavar="DIR",
+                      help="folder the DPIA's files are written to")
+    dpia.set_defaults(run=_guarded(_dpia))
 
     keygen = sub.add_parser("keygen", help="append a new master key version to a key file")
     keygen.add_argument("--key-file", type=Path, required=True, metavar="FILE",

@@ -166,7 +166,7 @@ class CbpSettings:
 
 
 def metering_scope(settings: CbpSettings) -> MeteringScope:
-    """What per-device metering these settings send, for the privacy report."""
+    """What per-device metering these settings send, for the DPIA."""
     rules, pool = settings.rules, settings.pool
     return MeteringScope(sample_period=rules.sample_period, before=pool.msp_before,
                          after=pool.msp_after,

@@ -2,7 +2,7 @@
 
 A node lists its stores as :class:`RetentionRule`s (what, how old, how to purge); the ages come
 from :func:`privacy.retention_schedule` of the ``[privacy]`` settings it runs with, the very list
-``crowdflex privacy report`` prints, so the report states the ages the nodes purge at.
+``crowdflex privacy dpia`` prints, so the DPIA states the ages the nodes purge at.
 :class:`RetentionTask` runs every rule once when the node starts (a node that was down past an
 age purges at once, not an ``interval`` later) and then every ``interval``, reading "now" from
 the node's clock, so a test moves that clock and calls :meth:`RetentionTask.run_once`. A rule

@@ -141,8 +141,8 @@ def test_the_one_shot_commands_say_nothing_on_stderr(tmp_path: Path) -> None:
         "--reason", "request 1", cwd=tmp_path)
     run("privacy", "erasures", "--vault", "state/vault.db", *key, cwd=tmp_path)
     run("privacy", "verify-log", "--vault", "state/vault.db", *key, cwd=tmp_path)
-    run("privacy", "report", "--config", "examples/tso.toml", "--config",
-        "examples/aggregator.toml", "--out", "report", cwd=tmp_path)
+    run("privacy", "dpia", "--config", "examples/tso.toml", "--config",
+        "examples/aggregator.toml", "--out", "dpia", cwd=tmp_path)
     captures = tmp_path / "run" / "captures" / "aggregator-tso"
     captures.mkdir(parents=True)
     shutil.copy(corpus_dir() / "valid" / "oadrPoll.xml", captures)

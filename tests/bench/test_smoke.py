@@ -41,7 +41,8 @@ def test_codec_prints_a_row_per_payload_type_both_ways() -> None:
 
 def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
     out = _bench("vtn", "--vens", "4", "--poll-vens", "2", "--report-vens", "2", "--seconds",
-                 "0.2", "--runs", "1", "--no-signed", "--no-fanout", "--setup", "tuned")
+                 "0.2", "--runs", "1", "--no-signed", "--no-fanout", "--setup", "tuned",
+                 "--cprofile")
     assert "setup: tuned (uvloop + serving tuning for both VTNs; 1 runs)" in out
     lines = out.splitlines()
     for figure in ("CPU per poll, ours bodies", "CPU per poll, openleadr bodies",
@@ -51,11 +52,12 @@ def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
         assert line.count(" ms") == 2 and line.rstrip().endswith("x"), line  # both VTNs, ratio
     assert any(line.startswith("repeat cache: requests served") and line.rstrip().endswith("%")
                for line in lines)
+    assert "cProfile of our VTN during the poll and report loads" in out
 
 
 def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
     out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1",
-                 "--generators", "2", "--restart", "--profile")
+                 "--generators", "2", "--restart", "--cprofile")
     lines = out.splitlines()
     line = next(line for line in lines if line.startswith("VTN CPU per device-minute"))
     assert line.count(" ms") == 2, line
@@ -69,7 +71,7 @@ def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
 
 
 def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> None:
-    out = _bench("fleetkinds", "--vens", "3", "--rounds", "1", "--runs", "1", "--profile", "ack",
+    out = _bench("fleetkinds", "--vens", "3", "--rounds", "1", "--runs", "1", "--cprofile", "ack",
                  "--floor")
     lines = out.splitlines()
     for row in ("poll ", "report ", "event poll ", "ack ", "reconnect ", "publish, per VEN",

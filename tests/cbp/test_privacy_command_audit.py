@@ -1,4 +1,4 @@
-"""The run audit (planted leaks fail and are named, clean folders pass) and the data-flow report."""
+"""The run audit (planted leaks fail and are named, clean folders pass) and the DPIA."""
 
 from __future__ import annotations
 
@@ -79,17 +79,17 @@ def test_audit_finds_certificate_fingerprints_and_prosumer_ids(
     assert "pid.xml" in capsys.readouterr().out
 
 
-def test_report_uses_configuration_and_escapes_html(tmp_path: Path) -> None:
+def test_dpia_uses_configuration_and_escapes_html(tmp_path: Path) -> None:
     config = tmp_path / "crowdflex.toml"
     config.write_text(
         "[privacy]\nk_threshold = 25\nraw_retention_days = 60\n"
         '[[privacy.recipients]]\nname = "TSO:<b>TENNET</b>-NL"\n'
         'purposes = ["balancing-validation", "gcp"]\n'
     )
-    out = tmp_path / "report"
-    assert main(["privacy", "report", "--config", str(config), "--out", str(out)]) == 0
-    markdown = (out / "privacy-report.md").read_text()
-    page = (out / "privacy-report.html").read_text()
+    out = tmp_path / "dpia"
+    assert main(["privacy", "dpia", "--config", str(config), "--out", str(out)]) == 0
+    markdown = (out / "dpia.md").read_text()
+    page = (out / "dpia.html").read_text()
     for text in (markdown, page):
         assert "k-threshold (smallest group reported separately): 25" in text
         assert "raw device telemetry at the aggregator: 60 days" in text
@@ -98,10 +98,10 @@ def test_report_uses_configuration_and_escapes_html(tmp_path: Path) -> None:
     assert "| Data |" in markdown
 
 
-def test_report_refuses_a_purpose_without_legal_basis(tmp_path: Path) -> None:
+def test_dpia_refuses_a_purpose_without_legal_basis(tmp_path: Path) -> None:
     config = tmp_path / "crowdflex.toml"
     config.write_text('[[privacy.recipients]]\nname = "X"\npurposes = ["profiling"]\n')
-    assert main(["privacy", "report", "--config", str(config), "--out", str(tmp_path)]) == 2
-    assert not (tmp_path / "privacy-report.md").exists()
+    assert main(["privacy", "dpia", "--config", str(config), "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "dpia.md").exists()
     with pytest.raises(privacy.PrivacyConfigError, match="legal basis"):
         privacy.load_config(config)

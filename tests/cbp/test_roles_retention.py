@@ -1,10 +1,10 @@
-"""What the privacy report says about the running nodes, held against them.
+"""What the DPIA says about the running nodes, held against them.
 
 A real activation (offer, award, dispatch, per-device metering) fills every store first: the
 aggregator's raw device telemetry, the TSO's per-device rows under pseudonyms and its pool rows,
 and the captured aggregator->TSO messages. Retention: the clock jumps past each age in turn and
 each store empties exactly when its age is passed, while pool-level rows stay. Metering: only
-the dispatched devices have per-device rows at the TSO, as many as the report says one
+the dispatched devices have per-device rows at the TSO, as many as the DPIA says one
 activation sends, and the aggregator keys raw telemetry by device certificate, as it says.
 """
 
@@ -100,7 +100,7 @@ async def test_per_device_rows_are_the_dispatched_devices_and_as_many_as_the_rep
 
 
 def test_the_nodes_purge_every_store_the_report_dates_at_its_age() -> None:
-    """The report's retention table and the nodes' retention rules are the same list."""
+    """The DPIA's retention table and the nodes' retention rules are the same list."""
     config = PrivacyConfig(raw_retention=timedelta(days=41), tso_device_retention=timedelta(
         days=17), capture_retention=timedelta(days=5))
     never = Path("unused")  # the rules are only listed here, not run
@@ -281,7 +281,7 @@ async def test_an_aggregator_back_after_a_month_away_purges_as_it_starts(
 
 
 async def test_a_new_registration_replaces_the_last_at_the_tso(rig: Rig, tmp_path: Path) -> None:
-    """The report's "pool registration" row: per-device registration data stays at the TSO only
+    """The DPIA's "pool registration" row: per-device registration data stays at the TSO only
     until the aggregator registers again (here a new month's pseudonyms)."""
     agg, tso_db = rig.aggregator, tmp_path / "tso.db"
     before = {e.pseudonym for e in agg.book.registered()}
@@ -305,7 +305,7 @@ def _named(db: Path, name: str) -> bool:
 
 
 async def test_the_node_memory_row_says_what_outlives_every_age(rig: Rig) -> None:
-    """The report's "aggregator node memory" row: past activations' devices and the payout
+    """The DPIA's "aggregator node memory" row: past activations' devices and the payout
     totals stay in the running node whatever the ages, and an erasure leaves the totals."""
     (row,) = [e for e in retention_schedule(PrivacyConfig()) if e.store is Store.NODE_MEMORY]
     assert row.age is None and "until the node stops" in row.kept

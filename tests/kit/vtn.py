@@ -4,7 +4,7 @@ profile and connection limits all from the config) at 127.0.0.1, port 0.
 
 - :func:`vtn_config`: the one builder of a test VtnConfig (session PKI, loopback, port 0).
 - :class:`LoopbackVtn`: a served app that can stop listening and come back on the same port.
-- :func:`served_vtn`: ``create_app(config)`` served for the length of a block.
+- :func:`served_vtn`: ``create_app(config)`` served for the length of a block, with its listener.
 - :func:`running_vtn`: both at once, from the PKI, a storage URL and overrides.
 """
 
@@ -81,10 +81,12 @@ class LoopbackVtn:
 
 @dataclass(frozen=True, slots=True)
 class RunningVtn:
-    """A served VTN: its service URL (``https://127.0.0.1:PORT/OpenADR2/Simple/2.0b``) and app."""
+    """A served VTN: its service URL (``https://127.0.0.1:PORT/OpenADR2/Simple/2.0b``), app and
+    listener (its connection counts: ``refused``, ``pending_handshakes``)."""
 
     url: str
     app: web.Application
+    site: VtnSite
 
     @property
     def ctx(self) -> ServiceContext:
@@ -97,8 +99,9 @@ async def served_vtn(config: VtnConfig, *, handlers: Handlers | None = None,
     """``create_app(config)`` served on loopback until the block ends."""
     app = create_app(config, handlers=handlers, clock=clock)
     served = await LoopbackVtn.start(app, config)
+    assert served.site is not None
     try:
-        yield RunningVtn(url=f"{served.url}{SERVICE_PREFIX}", app=app)
+        yield RunningVtn(url=f"{served.url}{SERVICE_PREFIX}", app=app, site=served.site)
     finally:
         await served.close()
 

@@ -1,4 +1,4 @@
-"""The privacy report states only what runs: each setting it prints comes from the settings the
+"""The DPIA states only what runs: each setting it prints comes from the settings the
 nodes read, and the statements that promise behaviour are held against the code here and in
 ``tests/cbp/test_roles_retention.py`` (retention ages, per-device rows, raw data keys)."""
 
@@ -62,7 +62,7 @@ def test_the_master_key_is_never_in_the_vault_file(tmp_path: Path) -> None:
     with privacy.IdentityVault(path, key_provider(secret)) as vault:
         household = add_household(vault, 1)
         vault.pseudonyms.of(household.device.device_uuid, "TSO:TENNET-NL", "gcp", "2025-03",
-                            requested_by="test", reason="the report's claim")
+                            requested_by="test", reason="the DPIA's claim")
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert secret not in stored and secret.hex().encode() not in stored
     # "the households' data keys (wrapped, in the keyring file)": a file of its own

@@ -14,40 +14,23 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from schemas import Poll, Response
-from tests.kit.vtn import vtn_config
+from schemas import SERVICE_PREFIX, Poll, Response
+from tests.kit.vtn import running_vtn
 from tests.security.rawhttp import closed_by_server, request_head
 from tests.vtn.harness import CODEC, RawVen
-from vtn.app import create_app
 from vtn.config import ConfigError, parse_config
 from vtn.settings import VtnConfig
-from vtn.site import VtnSite, _ShedLog, vtn_site
+from vtn.site import _ShedLog
 
 GRACE_S = 5.0  # a close must come from the VTN's decision, never from this test's timeout
 HANDSHAKE_S = 60.0  # far beyond GRACE_S: a close seen in time was not the handshake deadline
 HONEST_ADDRESS = "127.0.0.2"
-
-
-@contextlib.asynccontextmanager
-async def served(pki, tmp_path: Path, **limits: object) -> AsyncIterator[tuple[str, VtnSite]]:
-    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", **limits)
-    runner = web.AppRunner(create_app(config))
-    await runner.setup()
-    site = vtn_site(runner, replace(config, host="127.0.0.1", port=0))
-    await site.start()
-    assert runner.addresses == [("127.0.0.1", site.port)]  # what `crowdflex tso` reports
-    try:
-        yield f"https://127.0.0.1:{site.port}/OpenADR2/Simple/2.0b", site
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
@@ -81,8 +64,10 @@ async def test_one_certificate_cannot_take_every_connection_slot(pki, tmp_path: 
     """Tried: with max_connections = 4 and max_connections_per_peer = 2, one VEN certificate
     opens 10 connections and keeps them idle. Its 8 connections over its cap are closed unused,
     2 stay open, and another VEN still connects and is served."""
-    async with served(pki, tmp_path, max_connections=4, max_connections_per_peer=2,
-                      rate_limit_per_s=None) as (url, site):
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", max_connections=4,
+                           max_connections_per_peer=2, rate_limit_per_s=None) as vtn:
+        url, site = vtn.url, vtn.site
+        assert url == f"https://127.0.0.1:{site.port}{SERVICE_PREFIX}"  # the runner's address
         hostile = pki.client_context(ven=pki.vens[1])
         opened = [await _tls(url, hostile) for _ in range(10)]
         try:
@@ -106,7 +91,9 @@ async def test_a_connection_drawing_429_is_closed(pki, tmp_path: Path) -> None:
     """Tried: a VEN with a burst of 1 sends two polls on one keep-alive connection. The first is
     answered 200, the second 429 with Retry-After and ``Connection: close``, and the VTN then
     closes the connection instead of keeping the slot for it."""
-    async with served(pki, tmp_path, rate_limit_per_s=0.01, rate_limit_burst=1) as (url, _):
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", rate_limit_per_s=0.01,
+                           rate_limit_burst=1) as vtn:
+        url = vtn.url
         body = CODEC.encode(Poll(ven_id="whoever"))
         reader, writer = await _tls(url, pki.client_context(ven=pki.vens[1]))
         try:
@@ -150,8 +137,10 @@ async def test_sockets_without_client_hello_are_shed_per_source_address(
     at once (long before the deadline), 4 wait; an honest VEN from another address registers and
     polls meanwhile; the shedding is logged at WARNING."""
     caplog.set_level(logging.WARNING, logger="vtn.site")
-    async with served(pki, tmp_path, tls_handshake_timeout_s=HANDSHAKE_S,
-                      max_pending_handshakes_per_address=4) as (url, site):
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}",
+                           tls_handshake_timeout_s=HANDSHAKE_S,
+                           max_pending_handshakes_per_address=4) as vtn:
+        url, site = vtn.url, vtn.site
         stalled = await _stalled(url, 300)
         try:
             reads = await _closed_within_grace(stalled, 296)
@@ -176,8 +165,9 @@ async def test_sockets_without_client_hello_are_shed_over_the_overall_cap(
     pending handshakes overall. The 6 over the cap are closed at once and logged; once the
     silent ones are gone, an honest VEN is served again."""
     caplog.set_level(logging.WARNING, logger="vtn.site")
-    async with served(pki, tmp_path, tls_handshake_timeout_s=HANDSHAKE_S,
-                      max_pending_handshakes=10) as (url, site):
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}",
+                           tls_handshake_timeout_s=HANDSHAKE_S, max_pending_handshakes=10) as vtn:
+        url, site = vtn.url, vtn.site
         stalled = await _stalled(url, 8, "127.0.0.3") + await _stalled(url, 8, "127.0.0.4")
         try:
             reads = await _closed_within_grace(stalled, 6)

@@ -36,7 +36,7 @@ from schemas import (
     Response,
 )
 from tests.kit.certificates import Candidate, server_auth_only, shifted_authority, tls_accepts
-from tests.kit.vtn import RunningVtn, served_vtn, vtn_config
+from tests.kit.vtn import served_vtn, vtn_config
 from tests.vtn.harness import CODEC, code_of, raw_ven
 from vtn.app import SERVICES, create_app
 from vtn.config import ConfigError, parse_config
@@ -166,16 +166,16 @@ async def test_rotating_headers_do_not_give_fresh_rate_limit_buckets(
 
 
 @asynccontextmanager
-async def plain_tcp_vtn(config: VtnConfig) -> AsyncIterator[RunningVtn]:
+async def plain_tcp_vtn(config: VtnConfig) -> AsyncIterator[tuple[str, web.Application]]:
     """The app behind a plain-TCP listener on 127.0.0.1, as a proxy that terminates TLS for it
-    would reach it."""
+    would reach it: (its service URL, the app)."""
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        yield RunningVtn(url=f"http://127.0.0.1:{site.port}{SERVICE_PREFIX}", app=app)
+        yield f"http://127.0.0.1:{site.port}{SERVICE_PREFIX}", app
     finally:
         await runner.cleanup()
 
@@ -185,14 +185,14 @@ async def test_a_plain_tcp_proxy_is_trusted_by_its_source_address(pki, tmp_path:
     127.0.0.1 registers under its fingerprint; the same request from 127.0.0.2 is nobody's."""
     config = proxied_config(pki, tmp_path, trusted_proxy_fingerprints=frozenset(),
                             trusted_proxy_addresses=("127.0.0.1/32",))
-    async with plain_tcp_vtn(config) as vtn:
-        status, reply = await post(vtn.url, None, "EiRegisterParty", _register("outsider"),
+    async with plain_tcp_vtn(config) as (url, app):
+        status, reply = await post(url, None, "EiRegisterParty", _register("outsider"),
                                    forwarded=pki.vens[1].cert_pem, local_host="127.0.0.2")
         assert status == 200 and reply is not None and code_of(reply) == 463
-        status, reply = await post(vtn.url, None, "EiRegisterParty", _register("proxied"),
+        status, reply = await post(url, None, "EiRegisterParty", _register("proxied"),
                                    forwarded=pki.vens[0].cert_pem, local_host="127.0.0.1")
         assert status == 200 and reply is not None
-        services = vtn.app[SERVICES]
+        services = app[SERVICES]
         assert [v.fingerprint for v in await services.storage.vens.active()] == \
             [pki.vens[0].fingerprint]
 

@@ -8,38 +8,17 @@ Each test says what it tried. The attackers hold valid client certificates where
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
-from schemas import SERVICE_PREFIX, Poll, Response
-from tests.kit.vtn import vtn_config
+from schemas import Poll, Response
+from tests.kit.vtn import running_vtn
 from tests.security.rawhttp import connection, request_head
 from tests.vtn.harness import CODEC, RawVen, raw_ven
-from vtn.app import create_app
-from vtn.site import VtnSite, vtn_site
 
 HANDSHAKE_S = 0.5
 GRACE_S = 5.0  # the close must come from the VTN's deadline, never from this test's timeout
-
-
-@contextlib.asynccontextmanager
-async def served(pki, tmp_path: Path, **limits: object) -> AsyncIterator[tuple[str, VtnSite]]:
-    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", rate_limit_per_s=None,
-                        **limits)
-    runner = web.AppRunner(create_app(config))
-    await runner.setup()
-    site = vtn_site(runner, replace(config, host="127.0.0.1", port=0))
-    await site.start()
-    try:
-        yield f"https://127.0.0.1:{site.port}{SERVICE_PREFIX}", site
-    finally:
-        await runner.cleanup()
 
 
 async def _answered(url: str, pki, ven: RawVen) -> bool:
@@ -57,11 +36,12 @@ async def test_a_connection_that_never_handshakes_is_dropped_at_the_deadline(
         pki, tmp_path: Path) -> None:
     """Tried: 20 TCP connections that send nothing (no ClientHello) while an honest VEN polls.
     Each is closed by the VTN once tls_handshake_timeout_s has passed; the VEN is served."""
-    async with served(pki, tmp_path, tls_handshake_timeout_s=HANDSHAKE_S) as (url, _site), \
-            raw_ven(url, pki.client_context()) as honest:
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", rate_limit_per_s=None,
+                           tls_handshake_timeout_s=HANDSHAKE_S) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as honest:
         await honest.register("honest")
         await honest.drain()
-        parts = urlsplit(url)
+        parts = urlsplit(vtn.url)
         stalled = [await asyncio.open_connection(parts.hostname, parts.port) for _ in range(20)]
         try:
             async with asyncio.timeout(HANDSHAKE_S + GRACE_S):
@@ -80,8 +60,10 @@ async def test_connections_over_the_cap_are_closed_and_room_comes_back(
     hostile VEN another; a third connection sends a poll. The third is closed unanswered and
     counted as refused, the honest VEN's polls are still answered, and once the hostile VEN's
     connection is gone a new connection is served again."""
-    async with served(pki, tmp_path, max_connections=2) as (url, site), \
-            raw_ven(url, pki.client_context()) as honest:
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}", rate_limit_per_s=None,
+                           max_connections=2) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as honest:
+        url, site = vtn.url, vtn.site
         await honest.register("honest")
         await honest.drain()
         body = CODEC.encode(Poll(ven_id=honest.ven_id))

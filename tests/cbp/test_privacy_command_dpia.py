@@ -1,4 +1,4 @@
-"""The privacy report states only what runs: each setting it prints comes from the settings the
+"""The DPIA states only what runs: each setting it prints comes from the settings the
 nodes read, and the statements that promise behaviour are held against the code here and in
 ``tests/cbp/test_roles_retention.py`` (retention ages, per-device rows, raw data keys)."""
 
@@ -16,27 +16,27 @@ from privacy.keys import new_key_line
 from tests.kit.vaults import add_household
 
 
-def test_the_report_command_joins_the_nodes_tables_and_refuses_a_disagreement(
+def test_the_dpia_command_joins_the_nodes_tables_and_refuses_a_disagreement(
         tmp_path: Path) -> None:
     tso, aggregator = tmp_path / "tso.toml", tmp_path / "aggregator.toml"
     tso.write_text("[privacy]\ntso_device_retention_days = 44\n[profile]\nname = 'compressed'\n")
     aggregator.write_text("[privacy]\nraw_retention_days = 55\n")
-    out = tmp_path / "report"
-    assert main(["privacy", "report", "--config", str(tso), "--config", str(aggregator),
+    out = tmp_path / "dpia"
+    assert main(["privacy", "dpia", "--config", str(tso), "--config", str(aggregator),
                  "--out", str(out)]) == 0
-    text = (out / "privacy-report.md").read_text()
+    text = (out / "dpia.md").read_text()
     assert "per-device rows at the TSO: 44 days" in text
     assert "raw device telemetry at the aggregator: 55 days" in text
     assert "from 8 s before an activation" in text  # the compressed timing's window
     aggregator.write_text("[privacy]\ntso_device_retention_days = 45\n")
-    assert main(["privacy", "report", "--config", str(tso), "--config", str(aggregator),
+    assert main(["privacy", "dpia", "--config", str(tso), "--config", str(aggregator),
                  "--out", str(tmp_path / "again")]) == 2
     assert not (tmp_path / "again").exists()
 
 
 def test_the_keyring_is_a_store_of_its_own_and_erase_warns_about_its_copies(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The threat (a keyring copy older than an erasure undoes it) is in the report's retention
+    """The threat (a keyring copy older than an erasure undoes it) is in the DPIA's retention
     table and in what `crowdflex privacy erase` prints; and it is real: such a copy, with the
     master key and a vault copy, gives the erased household back."""
     (row,) = [e for e in privacy.retention_schedule(PrivacyConfig())
