@@ -28,11 +28,6 @@ from vtn.revocation import RevocationWatcher
 from .served import tls_probe
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'vtn.db'}"
-
-
 def _write(issued: IssuedCertificate, directory: Path) -> CertFiles:
     cert, key = issued.write(directory)
     return CertFiles(name=issued.name, cert=cert, key=key, cert_pem=issued.cert_pem,

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -97,11 +96,6 @@ def _candidates(pki: Pki, directory: Path) -> dict[str, tuple[bool, Candidate]]:
 def _key(path: Path):  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
     return load_pem_private_key(path.read_bytes(), None)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'vtn.db'}"
 
 
 async def test_signature_and_tls_give_one_verdict_per_certificate(

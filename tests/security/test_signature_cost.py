@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,11 +91,6 @@ def _bad_value(ven: SignedVen) -> bytes:
     assert value is not None and value.text
     value.text = ("B" if value.text[0] == "A" else "A") + value.text[1:]
     return etree.tostring(root)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'vtn.db'}"
 
 
 async def test_reference_bombs_are_refused_unworked_while_an_honest_ven_polls(

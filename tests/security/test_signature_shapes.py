@@ -120,11 +120,6 @@ def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
     yield seen
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'vtn.db'}"
-
-
 def _settings(pki: Pki) -> SignatureSettings:
     return SignatureSettings(trusted=(pki.ca_cert,), require=True)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -33,11 +32,6 @@ def _refusal(reply: Message) -> str:
     assert isinstance(reply, Response), reply
     assert reply.response.code == 459, reply
     return reply.response.description or ""
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'vtn.db'}"
 
 
 async def test_signed_exchange_is_accepted_and_replies_are_signed(
