@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The role walkthrough: a development PKI, 100 onboarded devices, then the TSO, the aggregator and
 # the device fleet as separate processes until the first activation is settled (compressed
-# profile: about three minutes). Run it from the repository root with crowdflex on the PATH.
+# timing: about three minutes). Run it from the repository root with crowdflex on the PATH.
 # Runtime files go to ./state; TSO_PORT and AGGREGATOR_PORT move the two listeners.
 set -euo pipefail
 TSO_PORT=${TSO_PORT:-8443}                # the ports of examples/tso.toml
