@@ -15,16 +15,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
+from . import backend
 from ._engine import from_sqlite_time, sqlite_time
-from .backend import (
-    EVENT_KIND,
-    CheckNewer,
-    Distribution,
-    Queue,
-    Refuse,
-    StoredEvent,
-    answers_current,
-)
+from .backend import EVENT_KIND, CheckNewer, Distribution, Queue, StoredEvent
 from .outbox import claim_sqlite, waiting_sqlite
 from .records import (
     Delivery,
@@ -234,14 +227,14 @@ def record_answer(
     ven_id: str,
     fingerprint: str,
     acks: tuple[EventAck, ...],
-    refuse: Refuse,
+    refuse: backend.Refuse,
     event_ids: list[str],
 ) -> tuple[Delivery, ...] | None:
     """:meth:`EventRepository.record_answer` on SQLite."""
     if conn.execute(_ACTIVE_VEN, (fingerprint, ven_id)).fetchone() is None:
         return None
     delivered = delivered_versions(conn, ven_id, event_ids)
-    if not answers_current(acks, delivered):
+    if not backend.answers_current(acks, delivered):
         refuse(delivered)
     return record_acks(conn, acks)
 
