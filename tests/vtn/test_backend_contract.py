@@ -5,6 +5,7 @@ chose when it opened, and asserts what both must answer alike."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import pytest
 
@@ -230,26 +231,38 @@ async def test_acks_never_go_back_and_answers_check_the_registration(storage: St
     (kept,) = await backend.record_acks((ack("e1", a, 0, OptType.OPT_OUT),))
     assert (kept.ack_modification_number, kept.ack_opt_type) == (1, OptType.OPT_IN)
 
-    seen: list[dict[str, int]] = []
-    answer = (ack("e1", a, 2, OptType.OPT_OUT),)
-    assert await backend.record_answer(a, "FP:other", answer, seen.append, ["e1"]) is None
-    assert seen == []
+    refused: list[dict[str, int]] = []
 
-    def refuse(current: dict[str, int]) -> None:
+    def refuse(current: dict[str, int]) -> NoReturn:
+        refused.append(current)
         raise LookupError(current)
 
-    with pytest.raises(LookupError):
-        await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"])
-    assert (await storage.events.delivery("e1", a)).ack_modification_number == 1  # type: ignore[union-attr]
-    (done,) = await backend.record_answer(a, "FP:0000", answer, seen.append, ["e1"]) or ()
-    assert seen == [{"e1": 1}] and (done.ack_modification_number, done.ack_opt_type) == (
-        2, OptType.OPT_OUT)
+    answer = (ack("e1", a, 1, OptType.OPT_OUT),)
+    assert await backend.record_answer(a, "FP:other", answer, refuse, ["e1"]) is None
+    assert refused == []
+    # an older or newer modificationNumber than the current, or an event not delivered to the
+    # VEN, refuses the whole message with the versions delivered to it
+    for wrong in ((ack("e1", a, 0),), (ack("e1", a, 2),), (answer[0], ack("e2", a, 1)),
+                  (ack("e1", a, 1), ack("e1", a, 0))):
+        with pytest.raises(LookupError):
+            await backend.record_answer(a, "FP:0000", wrong,
+                                        refuse, list(dict.fromkeys(x.event_id for x in wrong)))
+    assert refused == [{"e1": 1}] * 4
+    assert (await storage.events.delivery("e1", a)).ack_opt_type is OptType.OPT_IN  # type: ignore[union-attr]
+    (done,) = await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) or ()
+    assert (done.ack_modification_number, done.ack_opt_type) == (1, OptType.OPT_OUT)
     # one event answered twice in one message: each ack applies in order
-    twice = (ack("e1", a, 3), ack("e1", a, 2, OptType.OPT_OUT))
-    stored_twice = await backend.record_answer(a, "FP:0000", twice, seen.append, ["e1"])
-    assert [d.ack_modification_number for d in stored_twice or ()] == [3, 3]
+    twice = (ack("e1", a, 1), ack("e1", a, 1, OptType.OPT_OUT))
+    stored_twice = await backend.record_answer(a, "FP:0000", twice, refuse, ["e1"])
+    assert [d.ack_opt_type for d in stored_twice or ()] == [OptType.OPT_IN, OptType.OPT_OUT]
+    assert await backend.record_answer(a, "FP:0000", (), refuse, []) == ()
+    # an ack stored for a newer modificationNumber stays, and comes back
+    await backend.record_acks((ack("e1", a, 5),))
+    (kept,) = await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) or ()
+    assert (kept.ack_modification_number, kept.ack_opt_type) == (5, OptType.OPT_IN)
+    assert refused == [{"e1": 1}] * 4
     await storage.vens.cancel("reg-0", T0)
-    assert await backend.record_answer(a, "FP:0000", answer, seen.append, ["e1"]) is None
+    assert await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) is None
 
 
 async def test_report_updates_check_the_registration_keep_first_values_and_name_cancelled(

@@ -6,6 +6,7 @@ The client is a raw one (aiohttp + schemas), so these tests pin the wire behavio
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from schemas import (
     CanceledPartyRegistration,
@@ -73,6 +74,9 @@ async def test_register_poll_event_ack_flow(pki, storage_url):
         assert isinstance(again, DistributeEvent)
         assert again.events[0].modification_number == 1
         assert code_of(await ven.post("EiEvent", ack)) == 450
+        ahead = replace(ack, event_responses=(replace(ack.event_responses[0],
+                                                      modification_number=2),))
+        assert code_of(await ven.post("EiEvent", ahead)) == 452  # no such version (yet)
         (delivery,) = await vtn.ctx.storage.events.deliveries("ev-1")
         assert delivery.ack_modification_number == 0
 

@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import NoReturn
 
 from schemas import (
     CreatedEvent,
@@ -297,7 +298,7 @@ async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -
                   opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now)
          for answer in msg.event_responses),
         fingerprint=peer.fingerprint,
-        check=lambda current: _check_answers(msg.event_responses, current))
+        refuse=lambda current: _refuse(msg.event_responses, current))
     if stored is None:
         await require_ven(ctx, peer, msg.ven_id)  # raises the precise NotRegistered
         raise NotRegistered("this certificate has no active registration")
@@ -306,9 +307,9 @@ async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -
     return Response(response=EiResponse(request_id=msg.response.request_id), ven_id=msg.ven_id)
 
 
-def _check_answers(answers: Iterable[EventResponse], current: Mapping[str, int]) -> None:
-    """Each answer must name an event delivered to the VEN (``current``: eventID -> its
-    modificationNumber now) at that modificationNumber."""
+def _refuse(answers: Iterable[EventResponse], current: Mapping[str, int]) -> NoReturn:
+    """Why storage refused the answers: one does not name an event delivered to the VEN
+    (``current``: eventID -> its modificationNumber now) at that modificationNumber."""
     # A VEN answers only events it was sent; another VEN's event reads as unknown (the same
     # 452 and words), so acks cannot be forged onto it nor used to probe which IDs exist.
     for answer in answers:
@@ -322,3 +323,4 @@ def _check_answers(answers: Iterable[EventResponse], current: Mapping[str, int])
         if answer.modification_number > number:
             raise InvalidId(f"event {answer.event_id!r} has no modificationNumber "
                             f"{answer.modification_number}")
+    raise AssertionError("storage refused answers that name the current versions")

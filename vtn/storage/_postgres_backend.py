@@ -27,7 +27,16 @@ from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver
 from ._postgres_reports import ReportWrites, Update, points_of
-from .backend import EVENT_KIND, CheckNewer, Distribution, Queue, StoredEvent, TargetQuery
+from .backend import (
+    EVENT_KIND,
+    CheckNewer,
+    Distribution,
+    Queue,
+    Refuse,
+    StoredEvent,
+    TargetQuery,
+    answers_current,
+)
 from .notify import OUTBOX_CHANNEL, enqueued_payload
 from .records import (
     Delivery,
@@ -207,32 +216,35 @@ _DELIVERY: Final = (
 _ACTIVE_VEN: Final = (
     "SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2 AND cancelled_at IS NULL"
 )
-# What an oadrCreatedEvent is checked against, in one read: whether $1 is venID $2's active
-# registration, and the events among $3 delivered to it with their current modificationNumber.
-_ANSWERED: Final = (
-    "SELECT EXISTS (SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2"
-    " AND cancelled_at IS NULL), ARRAY(SELECT e.event_id || ' ' || e.modification_number"
-    " FROM events e JOIN event_deliveries d ON d.event_id = e.event_id"
-    " WHERE d.ven_id = $2 AND e.event_id = ANY($3::text[]) ORDER BY e.event_id)"
-)
-# Its acks ($4.. one array per field, one element per ack, distinct eventIDs), stored only if
-# the read above still holds ($5 what it found); one row per ack, in order, as stored.
-_ACK_ANSWER: Final = (
-    "WITH still AS (SELECT * FROM (" + _ANSWERED + ") AS r(active, versions)"
-    " WHERE active AND versions = $4::text[]),"
-    " acks AS (SELECT * FROM unnest($5::text[], $6::int[], $7::text[], $8::int[],"
-    " $9::timestamptz[]) WITH ORDINALITY AS a(event_id, number, opt, code, at, n)),"
+# One oadrCreatedEvent in one statement: whether $1 is venID $2's active registration, the
+# events among $3 (its distinct eventIDs, one ack each) delivered to it with their current
+# modificationNumber, and its acks ($3.. one array per field) stored only if the registration
+# is active and each ack names one of those at its number (backend.answers_current); one row
+# per ack, in order: the flags, the versions, the updated row, and the row as stored before
+# (an ack for a newer modificationNumber stays). One row with no ack when there is none.
+_ANSWER: Final = (
+    "WITH active AS (SELECT EXISTS (SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2"
+    " AND cancelled_at IS NULL) AS ok),"
+    " current AS (SELECT e.event_id, e.modification_number FROM events e"
+    " JOIN event_deliveries d ON d.event_id = e.event_id"
+    " WHERE d.ven_id = $2 AND e.event_id = ANY($3::text[])),"
+    " acks AS (SELECT * FROM unnest($3::text[], $4::int[], $5::text[], $6::int[],"
+    " $7::timestamptz[]) WITH ORDINALITY AS a(event_id, number, opt, code, at, n)),"
+    " accepted AS (SELECT (SELECT ok FROM active) AND NOT EXISTS (SELECT 1 FROM acks a"
+    " LEFT JOIN current c ON c.event_id = a.event_id"
+    " WHERE c.modification_number IS DISTINCT FROM a.number) AS ok),"
     " up AS (INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number,"
     " ack_opt_type, ack_response_code, ack_at) SELECT event_id, $2, number, opt, code, at"
-    " FROM acks WHERE EXISTS (SELECT 1 FROM still) ON CONFLICT (event_id, ven_id)"
+    " FROM acks WHERE (SELECT ok FROM accepted) ON CONFLICT (event_id, ven_id)"
     " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
     " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
     " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
     " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
     f" RETURNING {_DELIVERY_COLUMNS})"
-    " SELECT EXISTS (SELECT 1 FROM still), u.*, d.* FROM acks a"
-    " LEFT JOIN up u ON u.event_id = a.event_id"
-    " LEFT JOIN event_deliveries d ON d.event_id = a.event_id AND d.ven_id = $2"
+    " SELECT (SELECT ok FROM active), (SELECT ok FROM accepted),"
+    " ARRAY(SELECT event_id || ' ' || modification_number FROM current), u.*, d.*"
+    " FROM (SELECT 1) AS one LEFT JOIN (acks a LEFT JOIN up u ON u.event_id = a.event_id"
+    " LEFT JOIN event_deliveries d ON d.event_id = a.event_id AND d.ven_id = $2) ON true"
     " ORDER BY a.n"
 )
 _VERSIONS: Final = (
@@ -308,7 +320,7 @@ def _delivery(row: Any) -> Delivery:
 
 
 def _version(text: str) -> tuple[str, int]:
-    """``"<eventID> <modificationNumber>"`` (as _ANSWERED spells a version) split."""
+    """``"<eventID> <modificationNumber>"`` (as _ANSWER spells a version) split."""
     event_id, _, number = text.rpartition(" ")
     return event_id, int(number)
 
@@ -533,37 +545,34 @@ class PostgresBackend:
         return await self._run(lambda conn: self._acks(conn, acks), write=True)
 
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
-                            check: Callable[[dict[str, int]], None],
+                            refuse: Refuse,
                             event_ids: list[str]) -> tuple[Delivery, ...] | None:
-        """Optimistically, without a transaction held open across ``check``: read, check, then
-        store the acks in one statement that first re-reads and stores nothing if anything
-        changed meanwhile (then all over again). Two round trips where a transaction took
-        five."""
-        if len({ack.event_id for ack in acks}) < len(acks):  # one event answered twice
+        """One statement (:data:`_ANSWER`) unless one event is answered twice: one upsert
+        cannot touch a row twice, so those acks go one by one in a transaction."""
+        if len(event_ids) < len(acks):
             return await self._run(lambda conn: self._answer(
-                conn, ven_id, fingerprint, acks, check, event_ids), write=True)
-        columns = ([a.event_id for a in acks], [a.modification_number for a in acks],
-                   [a.opt_type.value for a in acks], [a.response_code for a in acks],
-                   [_aware(a.at) for a in acks])
-        while True:
-            active, versions = await self._one(_ANSWERED, fingerprint, ven_id, event_ids,
-                                               write=False)
-            if not active:
-                return None
-            check(dict(_version(v) for v in versions))
-            rows = await self._all(_ACK_ANSWER, fingerprint, ven_id, event_ids, versions,
-                                   *columns, write=True)
-            if not rows or rows[0][0]:
-                # the updated row, else (an ack for a newer modificationNumber stays) the stored
-                return tuple(_delivery(row[1:9] if row[1] is not None else row[9:17])
-                             for row in rows)
+                conn, ven_id, fingerprint, acks, refuse, event_ids), write=True)
+        rows = await self._all(
+            _ANSWER, fingerprint, ven_id, event_ids, [a.modification_number for a in acks],
+            [a.opt_type.value for a in acks], [a.response_code for a in acks],
+            [_aware(a.at) for a in acks], write=True)
+        active, accepted, versions = rows[0][:3]
+        if not active:
+            return None
+        if not accepted:
+            refuse(dict(_version(v) for v in versions))
+        # the updated row, else (an ack for a newer modificationNumber stays) the stored one
+        return tuple(_delivery(row[3:11] if row[3] is not None else row[11:19])
+                     for row in rows if row[11] is not None)
 
     async def _answer(self, conn: asyncpg.Connection, ven_id: str, fingerprint: str,
-                      acks: tuple[EventAck, ...], check: Callable[[dict[str, int]], None],
+                      acks: tuple[EventAck, ...], refuse: Refuse,
                       event_ids: list[str]) -> tuple[Delivery, ...] | None:
         if await conn.fetchval(_ACTIVE_VEN, fingerprint, ven_id) is None:
             return None
-        check({r[0]: r[1] for r in await conn.fetch(_VERSIONS, ven_id, event_ids)})
+        delivered = {r[0]: r[1] for r in await conn.fetch(_VERSIONS, ven_id, event_ids)}
+        if not answers_current(acks, delivered):
+            refuse(delivered)
         return await self._acks(conn, acks)
 
     async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:

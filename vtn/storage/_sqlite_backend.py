@@ -5,12 +5,12 @@ writes on the writer thread, group-committed; reads on the reader threads)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from . import _sqlite_events
 from ._engine import Database, sqlite_time
-from .backend import CheckNewer, Distribution, Queue, TargetQuery
+from .backend import CheckNewer, Distribution, Queue, Refuse, TargetQuery
 from .outbox import _DELIVERED_SQLITE, claim_sqlite, enqueue_in
 from .records import (
     Delivery,
@@ -83,10 +83,10 @@ class SqliteBackend:
             lambda conn: _sqlite_events.record_acks(conn, acks), write=True)
 
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
-                            check: Callable[[dict[str, int]], None],
+                            refuse: Refuse,
                             event_ids: list[str]) -> tuple[Delivery, ...] | None:
         return await self._db.run_sqlite(lambda conn: _sqlite_events.record_answer(
-            conn, ven_id, fingerprint, acks, check, event_ids), write=True)
+            conn, ven_id, fingerprint, acks, refuse, event_ids), write=True)
 
     async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:
         return await self._db.run_sqlite(

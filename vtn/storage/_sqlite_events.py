@@ -11,10 +11,11 @@ so both paths stay interchangeable; times go through :func:`sqlite_time`/``from_
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
+from . import backend
 from ._engine import from_sqlite_time, sqlite_time
 from .backend import EVENT_KIND, CheckNewer, Distribution, Queue, StoredEvent
 from .outbox import claim_sqlite, waiting_sqlite
@@ -226,13 +227,15 @@ def record_answer(
     ven_id: str,
     fingerprint: str,
     acks: tuple[EventAck, ...],
-    check: Callable[[dict[str, int]], None],
+    refuse: backend.Refuse,
     event_ids: list[str],
 ) -> tuple[Delivery, ...] | None:
     """:meth:`EventRepository.record_answer` on SQLite."""
     if conn.execute(_ACTIVE_VEN, (fingerprint, ven_id)).fetchone() is None:
         return None
-    check(delivered_versions(conn, ven_id, event_ids))
+    delivered = delivered_versions(conn, ven_id, event_ids)
+    if not backend.answers_current(acks, delivered):
+        refuse(delivered)
     return record_acks(conn, acks)
 
 

@@ -19,10 +19,10 @@ run each against a real SQLite file and a real PostgreSQL database):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, NamedTuple, Protocol
+from typing import Final, NamedTuple, NoReturn, Protocol
 
 from .records import (
     Delivery,
@@ -35,8 +35,8 @@ from .records import (
     VenRegistration,
 )
 
-__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Queue", "StoredEvent",
-           "TargetQuery"]
+__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Queue", "Refuse",
+           "StoredEvent", "TargetQuery", "answers_current"]
 
 EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
 
@@ -75,6 +75,18 @@ class StoredEvent(NamedTuple):
 
     modification_number: int
     payload: bytes
+
+
+# Raises why an oadrCreatedEvent's acks were refused, given the versions they were checked
+# against (eventID -> current modificationNumber of the events delivered to the VEN).
+Refuse = Callable[[dict[str, int]], NoReturn]
+
+
+def answers_current(acks: Iterable[EventAck], delivered: Mapping[str, int]) -> bool:
+    """Whether each ack names an event of ``delivered`` (eventID -> its current
+    modificationNumber, of the events delivered to the VEN) at that modificationNumber: the
+    only acks :meth:`Backend.record_answer` stores."""
+    return all(delivered.get(ack.event_id) == ack.modification_number for ack in acks)
 
 
 # Whether ``event`` replaces the stored one; raises StaleModification / StorageConflict as
@@ -132,10 +144,10 @@ class Backend(Protocol):
         ...
 
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
-                            check: Callable[[dict[str, int]], None],
-                            event_ids: list[str]) -> tuple[Delivery, ...] | None:
+                            refuse: Refuse, event_ids: list[str]) -> tuple[Delivery, ...] | None:
         """The acks of one oadrCreatedEvent, if ``fingerprint`` is ``ven_id``'s active
-        registration (else None) and ``check`` passes on the delivered versions."""
+        registration (else None) and :func:`answers_current` holds for the delivered versions
+        of ``event_ids``; when it does not, nothing is stored and ``refuse`` raises with them."""
         ...
 
     async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:

@@ -13,7 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -30,7 +30,7 @@ from sqlalchemy import (
 
 from ._engine import Database
 from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow, VenRow
-from .backend import EVENT_KIND, Backend, Distribution, StoredEvent
+from .backend import EVENT_KIND, Backend, Distribution, Refuse, StoredEvent
 from .backend import Queue as _Queue
 from .pollindex import PollIndex
 from .records import (
@@ -293,18 +293,18 @@ class EventRepository:
 
     async def record_answer(
         self, ven_id: str, acks: Iterable[EventAck], *, fingerprint: str,
-        check: Callable[[dict[str, int]], None],
+        refuse: Refuse,
     ) -> tuple[Delivery, ...] | None:
         """One oadrCreatedEvent from ``ven_id``: its acks (each of ``ven_id``) in one write
         transaction that first checks, in order, that ``fingerprint`` is ``ven_id``'s active
-        registration (else None: nothing stored), then calls ``check`` with
-        :meth:`delivered_versions` of the answered events (if it raises, nothing is stored and
-        the error propagates). Checked and stored at once: no modification slips in between,
-        and no separate registration read."""
+        registration (else None: nothing stored), then that each ack names an event delivered
+        to ``ven_id`` at its current modificationNumber (else nothing is stored and ``refuse``
+        raises, given :meth:`delivered_versions` of the answered events). Checked and stored
+        at once: no modification slips in between, and no separate registration read."""
         wanted = tuple(acks)
         assert all(ack.ven_id == ven_id for ack in wanted), "one VEN's answers"
         event_ids = list(dict.fromkeys(ack.event_id for ack in wanted))
-        return await self._backend.record_answer(ven_id, fingerprint, wanted, check, event_ids)
+        return await self._backend.record_answer(ven_id, fingerprint, wanted, refuse, event_ids)
 
     async def delivered_versions(self, ven_id: str, event_ids: Iterable[str]) -> dict[str, int]:
         """Of ``event_ids``, those delivered to ``ven_id``: eventID -> the event's current
