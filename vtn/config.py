@@ -119,6 +119,8 @@ def _xmpp_settings(table: Table) -> XmppSettings:
             values[key] = table.string(key)
     if table.has("port"):
         values["port"] = table.integer("port", low=1, high=_MAX_PORT)
+    if table.has("max_sends_in_flight"):
+        values["max_sends_in_flight"] = table.integer("max_sends_in_flight", low=1)
     for key in ("connect_timeout_s", "request_timeout_s", "reconnect_s", "keepalive_s"):
         if table.has(key):
             values[key] = table.number(key, positive=True)

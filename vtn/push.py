@@ -251,9 +251,14 @@ class PushDelivery:
 
     async def _route_reply(self, registration: VenRegistration, service: Service,
                            reply: Message | None) -> None:
-        """The VEN's answer to a payload sent to it, handled as if it had sent it itself."""
+        """The VEN's answer to a payload sent to it, handled as if it had sent it itself. One the
+        services refuse (an answer to an event modified since it was sent: 450) is logged; the
+        VEN gets the newer payload next, and nobody waits for a reply to the answer."""
         if reply is not None and type(reply) in ROUTES[service] and not isinstance(reply, Response):
-            await self._route(service, Peer(registration.fingerprint), reply)
+            try:
+                await self._route(service, Peer(registration.fingerprint), reply)
+            except RemoteProtocolError as refused:
+                log.warning("answer from %s refused: %s", registration.ven_id, refused)
 
     async def _post(self, session: aiohttp.ClientSession, url: str, message: Message) -> Message:
         body = self._ctx.codec.encode(message)

@@ -122,6 +122,10 @@ class XmppTransport:
         # devices made each of their telemetry IQs pay a thousand matches (the aggregator's
         # CPU went to slixmpp's matchers; answers came too late and pushes timed out).
         self._sent: dict[str, tuple[str, asyncio.Future[Any]]] = {}  # id -> (JID sent to, answer)
+        # The window on our sends: a dispatch to a thousand devices put a thousand IQs in front of
+        # Prosody at once and the answers behind them missed the timeout, which measured the queue
+        # rather than the device; a send waits (in order) for its slot, then its timeout starts.
+        self._window = asyncio.Semaphore(settings.max_sends_in_flight)
         client.register_handler(Callback("openadr-answers", MatchXPath("{jabber:client}iq"),
                                          self._on_answer))
         self._failure: str | None = None
@@ -267,23 +271,12 @@ class XmppTransport:
 
     async def send(self, address: str, message: Message) -> Message | None:
         """Send ``message`` to the VEN at the full JID ``address``; its answer (None when the
-        result carried no payload). :class:`ConnectionError` when it was not answered."""
-        if not self._online.is_set():
-            raise ConnectionError("the XMPP session is down")
-        key = self._client.new_id()
-        answered = self._sent[key] = (address, asyncio.get_running_loop().create_future())
-        try:
-            self._client.send_raw(iq_bytes(kind="set", iq_id=key, to=address,
-                                           body=self._codec.encode(message)))
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                result = await answered[1]
-        except NotConnectedError:
-            raise ConnectionError("the XMPP session is down") from None
-        except TimeoutError:
-            raise ConnectionError(f"{address} did not answer within "
-                                  f"{self.settings.request_timeout_s} s") from None
-        finally:
-            del self._sent[key]
+        result carried no payload). :class:`ConnectionError` when it was not answered.
+
+        At most ``max_sends_in_flight`` sends are out at once; the others wait for a slot in the
+        order they came, and ``request_timeout_s`` starts when a send has its slot."""
+        async with self._window:
+            result = await self._exchange(address, message)
         if result["type"] == "error":
             raise ConnectionError(f"{address} answered {result['error']['condition']}")
         body = payload_of(result.xml)
@@ -292,6 +285,25 @@ class XmppTransport:
         if len(body) > self._max_body:
             raise ConnectionError(f"{address} answered more than {self._max_body} bytes")
         return self._codec.decode(body)
+
+    async def _exchange(self, address: str, message: Message) -> Any:
+        """One IQ ``set`` out and its result or error back, within ``request_timeout_s``."""
+        if not self._online.is_set():
+            raise ConnectionError("the XMPP session is down")
+        key = self._client.new_id()
+        answered = self._sent[key] = (address, asyncio.get_running_loop().create_future())
+        try:
+            self._client.send_raw(iq_bytes(kind="set", iq_id=key, to=address,
+                                           body=self._codec.encode(message)))
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                return await answered[1]
+        except NotConnectedError:
+            raise ConnectionError("the XMPP session is down") from None
+        except TimeoutError:
+            raise ConnectionError(f"{address} did not answer within "
+                                  f"{self.settings.request_timeout_s} s") from None
+        finally:
+            del self._sent[key]
 
     def _on_answer(self, iq: Any) -> None:
         """The result or error answering one of our sends: only from the JID it went to."""

@@ -7,6 +7,7 @@ here (EC P-256, milliseconds each) into the test's own directory.
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -62,11 +63,15 @@ def mint_vens(pki: Pki, directory: Path, count: int, prefix: str = "xven") -> li
 
 @asynccontextmanager
 async def xmpp_vtn(pki: Pki, server: XmppServer, storage_url: str, *,
-                   reconnect_s: float = 5.0, **overrides: Any) -> AsyncIterator[RunningVtn]:
-    """A VTN on HTTP (port 0) and on ``server``."""
+                   reconnect_s: float = 5.0, request_timeout_s: float = 30.0,
+                   max_sends_in_flight: int | None = None,
+                   **overrides: Any) -> AsyncIterator[RunningVtn]:
+    """A VTN on HTTP (port 0) and on ``server``; ``max_sends_in_flight`` None keeps the default."""
     settings = XmppSettings(host="127.0.0.1", port=server.port, domain=server.domain,
-                            connect_timeout_s=30.0, request_timeout_s=30.0,
+                            connect_timeout_s=30.0, request_timeout_s=request_timeout_s,
                             reconnect_s=reconnect_s)
+    if max_sends_in_flight is not None:
+        settings = dataclasses.replace(settings, max_sends_in_flight=max_sends_in_flight)
     async with running_vtn(pki, storage_url, xmpp=settings, **overrides) as vtn:
         yield vtn
 

@@ -33,7 +33,14 @@ def _block(marker: str) -> str:
 def test_the_readme_vtn_example_configures_xmpp():
     config = parse_vtn(tomllib.loads(_block("xmpp: vtn")))
     assert config.xmpp == XmppSettings(host="127.0.0.1", port=5222, domain="xmpp.example",
-                                       resource="openadr", request_timeout_s=10.0)
+                                       resource="openadr", request_timeout_s=10.0,
+                                       max_sends_in_flight=64)
+
+
+@pytest.mark.parametrize("window", [0, -1, 2.5, True, "64"])
+def test_the_send_window_is_a_positive_integer(window: object):
+    with pytest.raises(ConfigError, match="max_sends_in_flight"):
+        parse_vtn({"xmpp": {"max_sends_in_flight": window}})
 
 
 def test_the_readme_ven_example_configures_xmpp(tmp_path: Path):

@@ -18,8 +18,11 @@ import uvloop
 
 from devpki import Role
 from schemas import (
+    CreatedEvent,
+    DistributeEvent,
     Event,
     EventResponse,
+    Message,
     OptReason,
     OptType,
     Report,
@@ -116,6 +119,89 @@ async def test_an_event_reaches_100_xmpp_vens_and_every_ack_is_stored(
         deliveries = await vtn.ctx.storage.events.deliveries("fan-out")
         assert {d.ven_id for d in deliveries} == ven_ids
         assert {d.ack_opt_type for d in deliveries} == {StoredOpt.OPT_IN}
+
+
+async def test_a_send_beyond_the_window_waits_its_turn_and_its_timeout_starts_with_it(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """``max_sends_in_flight = 1``: while the first VEN holds its answer, the second VEN's
+    payload is not sent (its handler is not called); the first send times out, then the second
+    goes and is answered, although it waited the first one's whole ``request_timeout_s``."""
+    holder, waiter = mint_vens(pki, tmp_path / "vens", 2)
+    held, release = asyncio.Event(), asyncio.Event()
+    sends: list[asyncio.Task[Message | None]] = []
+    first_done_when_second_called: list[bool] = []
+
+    async def holding(_event: Event) -> OptType:
+        held.set()
+        await release.wait()
+        return OptType.OPT_IN
+
+    def answering(_event: Event) -> OptType:
+        first_done_when_second_called.append(sends[0].done())
+        return OptType.OPT_IN
+
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), request_timeout_s=3.0,
+                        max_sends_in_flight=1) as vtn, \
+            xmpp_ven(vtn, xmpp_server, holder, on_event=holding) as holding_client, \
+            xmpp_ven(vtn, xmpp_server, waiter, on_event=answering) as waiting_client:
+        addresses = []
+        for ven, client in ((holder, holding_client), (waiter, waiting_client)):
+            await client.register()
+            stored = await vtn.ctx.storage.vens.by_fingerprint(ven.cert.fingerprint)
+            assert stored is not None and stored.transport_address is not None
+            addresses.append(stored.transport_address)
+        transport = vtn.app[XMPP]
+        # created in order, so the first takes the only slot before the second asks for it
+        sends.extend(asyncio.create_task(transport.send(address, DistributeEvent(
+            request_id=f"r{index}", vtn_id=vtn.ctx.vtn_id,
+            events=(sample_event(f"e{index}", Target(ven_ids=("x",))),))))
+            for index, address in enumerate(addresses))
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await held.wait()
+                assert not first_done_when_second_called
+                with pytest.raises(ConnectionError, match="did not answer within"):
+                    await sends[0]
+                reply = await sends[1]
+        finally:
+            release.set()
+    assert first_done_when_second_called == [True]
+    assert isinstance(reply, CreatedEvent) and reply.ven_id == waiter.cert.fingerprint
+    assert [r.event_id for r in reply.event_responses] == ["e1"]
+
+
+async def test_an_answer_to_a_since_modified_event_is_refused_and_pushes_go_on(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """A VEN answers a pushed event only after the VTN modified it: the stale answer is refused
+    (450) without ending the VEN's push lane, and the modification reaches the VEN and is acked
+    (before, the refusal ended every lane: at 2,000 devices the aggregator stopped pushing)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    held, release = asyncio.Event(), asyncio.Event()
+    acked: asyncio.Queue[int] = asyncio.Queue()
+
+    async def holding_the_first(event: Event) -> OptType:
+        if event.descriptor.modification_number == 0:
+            held.set()
+            await release.wait()
+        return OptType.OPT_IN
+
+    def on_ack(_ven_id: str, response: EventResponse) -> None:
+        acked.put_nowait(response.modification_number)
+
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path),
+                        handlers=Handlers(on_event_response=on_ack)) as vtn, \
+            xmpp_ven(vtn, xmpp_server, ven, on_event=holding_the_first) as client:
+        await client.register()
+        event = sample_event("modified", Target(ven_ids=(ven.cert.fingerprint,)))
+        async with asyncio.timeout(WAIT_S):
+            await events.publish_event(vtn.ctx, event)
+            await held.wait()
+            await events.modify_event(vtn.ctx, event)
+            release.set()
+            assert await acked.get() == 1
+        deliveries = await vtn.ctx.storage.events.deliveries("modified")
+        assert [(d.ack_modification_number, d.ack_opt_type) for d in deliveries] == [
+            (1, StoredOpt.OPT_IN)]
 
 
 async def test_reports_and_opts_travel_over_xmpp(pki: Pki, tmp_path: Path,
