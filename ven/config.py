@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas import Codec, ReplayGuard, Signer, Verifier
 from schemas.certpath import Purpose
@@ -27,7 +27,9 @@ from tomlconfig import ConfigError, Table, read_file
 from .backoff import Backoff
 from .settings import Connection, Hooks, VenSettings
 from .tls import client_context
-from .xmpp import XmppLink
+
+if TYPE_CHECKING:  # slixmpp is imported by a VEN on XMPP only, when its link is built
+    from .xmpp import XmppLink
 
 __all__ = [
     "ConfigError", "TransportMode", "VenConfig", "VenXmpp", "client_settings", "load_config",
@@ -58,6 +60,8 @@ class VenXmpp:
              request_timeout_s: float) -> XmppLink:
         """The :class:`ven.xmpp.XmppLink` to this server for the VEN whose certificate (the one
         in ``ssl_context``) has ``fingerprint``; build it inside the event loop."""
+        from .xmpp import XmppLink
+
         return XmppLink(host=self.host, port=self.port, domain=self.domain, vtn_jid=self.vtn_jid,
                         fingerprint=fingerprint, ssl_context=ssl_context, codec=codec,
                         resource=self.resource, request_timeout_s=request_timeout_s)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -158,3 +160,12 @@ async def test_an_xmpp_section_builds_the_link_for_a_given_certificate(pki: Pki)
 def test_client_settings_need_the_tls_files() -> None:
     with pytest.raises(ConfigError, match=r"\[tls\] cert, key and ca are required"):
         client_settings(parse_config(REQUIRED), codec=Codec(), hooks=Hooks())
+
+
+def test_reading_a_config_does_not_import_the_xmpp_library():
+    """slixmpp is loaded by a VEN on XMPP only, once its link is built, not by every VEN that
+    reads its TOML (a fresh interpreter: this one has imported it already)."""
+    probe = "import sys, ven.config; print('slixmpp' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert result.stdout.strip() == "False"
