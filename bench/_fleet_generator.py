@@ -307,14 +307,13 @@ def generate(identities: list[VenIdentity], ca: Path, args: argparse.Namespace, 
              cpus: set[int] | None, conn: Connection) -> None:
     """Process entry point: serve commands for this slice of VENs until ``("stop",)``."""
     import os
-    import resource
+
+    from vtn.site import raise_descriptor_limit
 
     warnings.simplefilter("ignore")
     if cpus:
         os.sched_setaffinity(0, cpus)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:  # a descriptor per VEN, and spare
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_descriptor_limit(None)  # a descriptor per VEN, and spare: up to the hard limit
     try:
         import uvloop
         loop_factory: Any = uvloop.new_event_loop
