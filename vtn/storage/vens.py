@@ -20,7 +20,7 @@ from ._models import Base, VenMembershipRow, VenRow
 from .backend import Backend, TargetQuery
 from .notify import notify_registrations
 from .pollindex import PollIndex
-from .records import TargetKind, TargetRef, VenRegistration
+from .records import StorageConflict, TargetKind, TargetRef, VenRegistration
 
 __all__ = ["VenRepository", "memberships_in"]
 
@@ -131,7 +131,14 @@ class VenRepository:
             return stored
 
         try:
-            return await self._db.run_write(work)
+            try:
+                return await self._db.run_write(work)
+            except StorageConflict:
+                # Two registrations of one new certificate at once (two workers): PostgreSQL's
+                # ON CONFLICT guards the fingerprint, and the loser may trip over the venID key
+                # instead. Again, it finds the winner's row and updates it; a venID that is
+                # really another fingerprint's conflicts again and is raised.
+                return await self._db.run_write(work)
         finally:  # also after a failure: the write may have committed before it surfaced
             self._changed()
 
