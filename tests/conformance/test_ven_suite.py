@@ -3,14 +3,17 @@ command line.
 
 A rule is shown to flag the fault it names and to pass a clean request; a signed harness refuses
 a replayed request and a stranger's signature; a VEN that never comes fails the first case saying
-so; an operator that cannot make the VEN opt fails the opt case saying why; a VEN that opts other
-than asked fails the opt cases; the command line runs crowdflex's VEN to a passing JUnit file,
-unsigned and signed, and refuses an operator it cannot build.
+so; an operator that cannot make the VEN opt fails the opt case saying why (and gets the step as
+the JSON the guide shows); a VEN that opts other than asked fails the opt cases, one that registers
+again after a refused opt fails P1_2050; the command line runs crowdflex's VEN to a passing
+JUnit file, unsigned and signed, and refuses an operator it cannot build.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
+import sys
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -18,6 +21,7 @@ import pytest
 from lxml import etree
 
 from cbp.cli import build_parser, main
+from cbp.cli._conformance_ven import _operator
 from cbp.conformance import (
     VEN_CASES,
     VEN_RULES,
@@ -27,6 +31,7 @@ from cbp.conformance import (
     Exchange,
     HarnessVtn,
     PromptOperator,
+    PromptVen,
     Step,
     StepKind,
     VenHarnessSettings,
@@ -139,7 +144,9 @@ def _ven_settings(pki, **fields):
 async def test_an_operator_that_cannot_make_the_ven_opt_fails_the_case_saying_why(tmp_path):
     pki = key_pki(tmp_path, KeyType.EC)
     ven = CrowdflexVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
-    refusing = CommandOperator("echo 'no opt screen' >&2; exit 3")
+    given = tmp_path / "step.json"
+    refusing = CommandOperator(f"cat > {shlex.quote(str(given))}; echo 'no opt screen' >&2; "
+                               "exit 3")
     registered, opted = await run_ven_cases(
         _ven_settings(pki, wait_timeout_s=20), ven, select(["N1_0010", "P1_2010"], VEN_CASES),
         operator=refusing)
@@ -147,7 +154,28 @@ async def test_an_operator_that_cannot_make_the_ven_opt_fails_the_case_saying_wh
     assert opted.reason == ("operator step create_opt failed: operator command exited 3: "
                             "no opt screen")
     (step,) = opted.steps
-    assert step.kind is StepKind.CREATE_OPT and step.params["opt_type"] == "optOut"
+    ven_id = step.ven_id
+    received = json.loads(given.read_text())
+    assert received["action"] == "create_opt" and received["ven_id"] == ven_id
+    assert received["instruction"].startswith(f"Have venID {ven_id} send this opt to the VTN")
+    params = received["params"]
+    assert (params["opt_type"], params["opt_reason"], params["targets"]) == (
+        "optOut", "x-schedule", {"ven_ids": [ven_id]})
+    assert params["market_context"] == "http://conformance.crowdflex.example/market"
+    ((start, duration),) = ((w["start"], w["duration_s"]) for w in params["availability"])
+    assert datetime.fromisoformat(start).tzinfo is not None and duration == 7200
+
+
+def test_the_operator_is_crowdflex_for_its_ven_and_a_prompt_otherwise(tmp_path):
+    files = ["--cert", "c", "--key", "k", "--ca", "a"]
+    own = build_parser().parse_args(["conformance", "ven", *files, "--ven", "crowdflex"])
+    ven = CrowdflexVen(cert=tmp_path, key=tmp_path, ca=tmp_path)
+    assert _operator(own, ven, sys.stdout) is ven
+    other = build_parser().parse_args(["conformance", "ven", *files])
+    assert isinstance(_operator(other, PromptVen(), sys.stdout), PromptOperator)
+    hooked = build_parser().parse_args(["conformance", "ven", *files, "--operator", "command",
+                                        "--operator-command", "true"])
+    assert isinstance(_operator(hooked, PromptVen(), sys.stdout), CommandOperator)
 
 
 class _ContraryVen(CrowdflexVen):
@@ -174,6 +202,25 @@ async def test_a_ven_that_opts_other_than_asked_fails_the_opt_cases(tmp_path):
     assert results[2].reason.startswith("the VEN sent no oadrCancelOpt for optID '")
     assert results[2].reason.endswith("rule VR09: oadrCancelOpt names optID "
                                       "'never-acknowledged', which the VTN never acknowledged")
+
+
+class _StartsOverVen(CrowdflexVen):
+    """crowdflex's VEN registering again whenever the VTN refuses its opt."""
+
+    async def perform(self, step):
+        await super().perform(step)
+        if step.params.get("event_id", "").startswith("cf-unknown-"):
+            await self._client.register()
+
+
+async def test_a_ven_that_starts_over_after_a_refused_opt_fails_p1_2050(tmp_path):
+    pki = key_pki(tmp_path, KeyType.EC)
+    ven = _StartsOverVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
+    registered, refused = await run_ven_cases(
+        _ven_settings(pki, wait_timeout_s=20), ven, select(["N1_0010", "P1_2050"], VEN_CASES),
+        operator=ven)
+    assert registered.passed and not refused.passed
+    assert refused.reason == "it registered again after the refusal"
 
 
 async def test_a_ven_that_never_comes_fails_saying_so(tmp_path):
@@ -205,6 +252,10 @@ def test_list_with_push_prints_the_push_catalogue(capsys):
     listed = capsys.readouterr().out
     assert "E0_6010_TH_VTN" in listed and "E1_1010_TH_VTN" not in listed
     assert "N0_5030_TH_VTN" not in listed  # no poll case for a push VEN
+    assert "P0_7050_TH_VTN" in listed and "VR09" in listed
+    assert main(["conformance", "ven", "--list"]) == 0
+    assert "P1_2010_TH_VTN asked to, the VEN sends an optOut schedule" in " ".join(
+        capsys.readouterr().out.split())
 
 
 def test_list_with_signed_adds_the_signature_cases_before_the_registration_ends(capsys):
