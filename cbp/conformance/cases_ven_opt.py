@@ -38,6 +38,8 @@ from .operators import StepKind
 __all__ = ["VEN_OPT_CASES"]
 
 _OPT: Final = "OpenADR 2.0b profile 8.4 (EiOpt)"
+#: the messages of an opt the VEN's operator has it send
+_CREATES: Final = ("operator: create opt", "< oadrCreateOpt", "> oadrCreatedOpt")
 
 
 def _sent_before(vtn: HarnessVtn, mark: int) -> list[CreateOpt | CancelOpt]:
@@ -93,8 +95,8 @@ def _as_params(schedule: Sequence[Availability]) -> list[dict[str, object]]:
 async def _schedule_sent(vtn: HarnessVtn, opt_type: OptType,
                          schedule: tuple[Availability, ...]) -> str:
     opt = await _opt_sent(vtn, opt_type, OptReason.X_SCHEDULE, availability=_as_params(schedule))
-    require(opt.vavailability is not None, "it carries no vavailability")
-    assert opt.vavailability is not None
+    if opt.vavailability is None:
+        raise CaseFailed("it carries no vavailability")
     require(sorted(opt.vavailability, key=lambda a: a.dtstart) == list(schedule),
             f"its vavailability {_as_params(opt.vavailability)} is not the "
             f"{_as_params(schedule)} asked for")
@@ -133,8 +135,8 @@ async def _event_opt_sent(vtn: HarnessVtn, event_id: str, modification_number: i
     opt = await _opt_sent(vtn, OptType.OPT_OUT, OptReason.NOT_PARTICIPATING, event_id=event_id,
                           modification_number=modification_number)
     named = opt.qualified_event_id
-    require(named is not None, "it names no event (qualifiedEventID)")
-    assert named is not None
+    if named is None:
+        raise CaseFailed("it names no event (qualifiedEventID)")
     require((named.event_id, named.modification_number) == (event_id, modification_number),
             f"it names event {named.event_id!r} modification {named.modification_number}, not "
             f"{event_id!r} modification {modification_number}")
@@ -152,9 +154,8 @@ async def _takes_a_refusal(vtn: HarnessVtn) -> str:
     mark = vtn.mark()
     opt = await _event_opt_sent(vtn, f"cf-unknown-{new_id()}", 0)
     answer = next((e.received for e in vtn.exchanges if e.sent is opt), None)
-    require(isinstance(answer, CreatedOpt) and not answer.response.ok,
-            "the harness did not refuse the opt (harness bug)")
-    assert isinstance(answer, CreatedOpt)
+    if not isinstance(answer, CreatedOpt) or answer.response.ok:
+        raise CaseFailed("the harness did not refuse the opt (harness bug)")
     event = new_event(vtn, ResponseRequired.ALWAYS)
     await answered(vtn, event)
     require(not any(isinstance(m, CreatePartyRegistration) for m in vtn.heard_since(mark)),
@@ -168,14 +169,12 @@ VEN_OPT_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
          purpose="asked to, the VEN sends an optOut schedule (oadrCreateOpt with vavailability)",
          requirement=f"{_OPT}: a temporary unavailability is an oadrCreateOpt optOut with its "
          "intervals, marketContext, target and reason",
-         messages=("operator: create opt", "< oadrCreateOpt", "> oadrCreatedOpt"),
-         run=_opts_out_by_schedule),
+         messages=_CREATES, run=_opts_out_by_schedule),
     Case(case_id="P1_2020_TH_VTN",
          purpose="asked to, the VEN sends an optIn schedule of two intervals",
          requirement=f"{_OPT}: an availability schedule is an oadrCreateOpt optIn with every "
          "interval, under a new optID",
-         messages=("operator: create opt", "< oadrCreateOpt", "> oadrCreatedOpt"),
-         run=_opts_in_by_schedule),
+         messages=_CREATES, run=_opts_in_by_schedule),
     Case(case_id="P1_2030_TH_VTN",
          purpose="asked to, the VEN cancels its first schedule (oadrCancelOpt with its optID)",
          requirement=f"{_OPT}: oadrCancelOpt names the optID of the schedule it withdraws",
@@ -184,8 +183,7 @@ VEN_OPT_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
     Case(case_id="P1_2040_TH_VTN",
          purpose="asked to, the VEN opts out of an event it was sent (qualifiedEventID)",
          requirement=f"{_OPT}: an opt for one event names its eventID and modificationNumber",
-         messages=("> oadrDistributeEvent", "< oadrCreatedEvent", "operator: create opt",
-                   "< oadrCreateOpt", "> oadrCreatedOpt"),
+         messages=("> oadrDistributeEvent", "< oadrCreatedEvent", *_CREATES),
          run=_opts_out_of_event),
     Case(case_id="P1_2050_TH_VTN",
          purpose="an opt the VTN refuses (452) leaves the VEN registered and answering events",
