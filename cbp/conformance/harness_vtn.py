@@ -6,9 +6,11 @@ keeps each request with its reply as an :class:`~cbp.conformance.Exchange` check
 VEN-side passive rules (:mod:`~cbp.conformance.ven_rules`). A payload a case queues with
 :meth:`HarnessVtn.deliver` goes to a pull VEN's next poll, or is POSTed at once to a push VEN's
 transport address (profile 9.1), whose reply in the response body is heard like a request. Cases
-read what the VEN sent with :meth:`HarnessVtn.wait_for`. Signed (``VenHarnessSettings.signed``,
-profile 10), it signs everything it sends with its own certificate and refuses, with HTTP 400, a
-request whose signature is absent or does not verify against ``ca``.
+read what the VEN sent with :meth:`HarnessVtn.wait_for`, and have the VEN act on its own (send an
+opt) through an :class:`~cbp.conformance.Operator` with :meth:`HarnessVtn.operate`. Signed
+(``VenHarnessSettings.signed``, profile 10), it signs everything it sends with its own
+certificate and refuses, with HTTP 400, a request whose signature is absent or does not verify
+against ``ca``.
 
 Invariants: only a client certificate chaining to ``ca`` gets through the handshake, and the venID
 the harness gives is that certificate's fingerprint; a push goes only to a server presenting that
@@ -75,7 +77,7 @@ from schemas.tls import client_context, peer_fingerprint, server_context
 from vtn.push import PinnedVen, service_for
 
 from ._model import CaseFailed, Exchange, Violation
-from .operators import Step
+from .operators import Operator, Step, StepKind, carry_out
 from .ven_rules import VEN_RULES, Heard, Said
 
 __all__ = ["HarnessVtn", "VenHarnessSettings"]
@@ -136,8 +138,9 @@ class _Decoded:
 class HarnessVtn:
     """One server for a whole run; cases share it in order (use as ``async with``)."""
 
-    def __init__(self, settings: VenHarnessSettings) -> None:
+    def __init__(self, settings: VenHarnessSettings, operator: Operator) -> None:
         self.settings = settings
+        self.operator = operator  # of the VEN under test
         self.codec = settings.codec()
         self.said = Said()
         self.ven_id: str | None = None
@@ -146,7 +149,7 @@ class HarnessVtn:
         self.report_request: ReportRequest | None = None  # the report the cases asked for
         self.exchanges: list[Exchange] = []  # of the current case
         self.history: list[Exchange] = []  # of the whole run
-        self.steps: list[Step] = []  # none: the VEN side has no operator steps yet
+        self.steps: list[Step] = []  # of the current case
         self._heard: list[Message] = []  # every decoded request, in arrival order
         self._taken: set[int] = set()
         self._arrival = asyncio.Condition()
@@ -194,6 +197,7 @@ class HarnessVtn:
 
     def begin_case(self) -> None:
         self.exchanges = []
+        self.steps = []
 
     def registered_ven(self) -> str:
         if self.ven_id is None:
@@ -221,6 +225,13 @@ class HarnessVtn:
                                   events=tuple(self.events.values()))
         self.deliver(message)
         return message
+
+    async def operate(self, kind: StepKind, **params: object) -> Step:
+        """Have the VEN's operator carry out one step; :class:`CaseFailed` if it cannot."""
+        step = Step(kind=kind, ven_id=self.registered_ven(), params=params)
+        self.steps.append(step)
+        await carry_out(self.operator, step)
+        return step
 
     def mark(self) -> int:
         """A position in the arrivals: :meth:`wait_for` with ``after`` ignores what came before."""
@@ -372,9 +383,12 @@ class HarnessVtn:
             case UpdateReport():
                 return UpdatedReport(response=EiResponse(request_id=message.request_id),
                                      ven_id=ven_id)
-            case CreateOpt():
-                return CreatedOpt(response=EiResponse(request_id=message.request_id),
-                                  opt_id=message.opt_id)
+            case CreateOpt():  # an opt for an event never sent is refused (profile 8.4)
+                unknown = message.qualified_event_id is not None \
+                    and message.qualified_event_id.event_id not in self.events
+                return CreatedOpt(response=EiResponse(
+                    request_id=message.request_id, code=452 if unknown else 200,
+                    description="no such event" if unknown else "OK"), opt_id=message.opt_id)
             case CancelOpt():
                 return CanceledOpt(response=EiResponse(request_id=message.request_id),
                                    opt_id=message.opt_id)
