@@ -22,7 +22,7 @@ from schemas import (
 from schemas.xmpp import fingerprint_of_localpart, localpart_of
 from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
-from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable
+from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
 from ven.tls import client_context
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
@@ -185,3 +185,23 @@ async def test_a_ven_gets_no_session_from_a_server_it_does_not_trust(
             with pytest.raises(VtnUnavailable):
                 await client.register()
         assert await vtn.ctx.storage.vens.active() == ()
+
+
+async def test_an_iq_set_without_an_openadr_payload_is_answered_with_an_error(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """RFC 6120 8.2.3: every IQ set is answered; one carrying no oadrPayload with an error, at
+    once (not left to the sender's timeout)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
+                        request_timeout_s=20.0)
+        try:
+            with pytest.raises(XmppRefused) as refusal:
+                await link.post_bytes(Service.EVENT, b'<hello xmlns="urn:example:not-openadr"/>')
+            registered = await link.post(Service.REGISTER_PARTY, link.codec.encode(
+                CreatePartyRegistration(request_id="r1", ven_name="after",
+                                        transport_name=TransportName.XMPP)))
+        finally:
+            await link.close()
+    assert refusal.value.condition == "feature-not-implemented"
+    assert registered is not None and registered.response.code == 200  # type: ignore[union-attr]
