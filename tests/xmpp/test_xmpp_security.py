@@ -3,6 +3,8 @@ VTN's caps and budgets apply before a payload is decoded. On a real Prosody per 
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from datetime import timedelta
 from pathlib import Path
 
@@ -74,6 +76,23 @@ async def test_a_certificate_of_another_ca_gets_no_session(pki: Pki, tmp_path: P
             with pytest.raises(VtnUnavailable):
                 await client.register()
         assert await vtn.ctx.storage.vens.active() == ()
+
+
+async def test_a_session_without_a_certificate_is_refused_at_once(pki: Pki, tmp_path: Path,
+                                                                   xmpp_server: XmppServer):
+    """No certificate, no session: the request fails when the server refuses the login (the
+    deadline far beyond any test's wait, so reaching it fails the test)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    anonymous = ssl.create_default_context(cafile=str(pki.ca_cert))
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, anonymous, ven.cert.fingerprint,
+                        connect_timeout_s=3600.0)
+        try:
+            async with asyncio.timeout(120):
+                with pytest.raises(VtnUnavailable, match="SASL EXTERNAL refused"):
+                    await link.post_bytes(Service.EVENT, b"<unused/>")
+        finally:
+            await link.close()
 
 
 async def test_naming_another_vens_venid_over_xmpp_is_463(pki: Pki, tmp_path: Path,
