@@ -14,9 +14,11 @@ from schemas import (
     CreatedPartyRegistration,
     CreatePartyRegistration,
     EiResponse,
+    Message,
     Poll,
     ProfileName,
     QueryRegistration,
+    RequestEvent,
     RequestReregistration,
     Response,
     TransportName,
@@ -37,9 +39,10 @@ async def _query(ven: HarnessVen) -> str:
     reply = ok(await ven.send("EiRegisterParty", QueryRegistration(request_id=new_id())),
                CreatedPartyRegistration)
     offered = {(p.profile_name, t) for p in reply.profiles for t in p.transports}
-    require((ProfileName.OADR_20B, TransportName.SIMPLE_HTTP) in offered,
-            f"2.0b over simpleHttp is not among the offered profiles {sorted(offered)}")
-    return f"vtnID {reply.vtn_id!r} offers 2.0b over simpleHttp"
+    transport = ven.settings.transport
+    require((ProfileName.OADR_20B, transport) in offered,
+            f"2.0b over {transport} is not among the offered profiles {sorted(offered)}")
+    return f"vtnID {reply.vtn_id!r} offers 2.0b over {transport}"
 
 
 async def _create(ven: HarnessVen) -> str:
@@ -70,10 +73,18 @@ async def _ven_cancels(ven: HarnessVen) -> str:
     require(reply.registration_id in (None, registration_id),
             f"the cancel names registrationID {reply.registration_id!r}, not {registration_id!r}")
     ven.ended_registration()
-    poll = Poll(ven_id=ven.ven_id)
-    after = refused(await ven.post("OadrPoll", ven.codec.encode(poll), poll))
+    service, request = _registered_only(ven)
+    after = refused(await ven.post(service, ven.codec.encode(request), request))
     await ven.ensure_registered()
-    return f"cancelled; a poll afterwards was refused ({after}); registered again"
+    return f"cancelled; {service} afterwards was refused ({after}); registered again"
+
+
+def _registered_only(ven: HarnessVen) -> tuple[str, Message]:
+    """A request only a registered VEN may make: oadrPoll, or oadrRequestEvent over XMPP
+    (which has no polling, so a VTN refuses a poll there whoever sends it)."""
+    if ven.settings.transport is TransportName.XMPP:
+        return "EiEvent", RequestEvent(request_id=new_id(), ven_id=ven.ven_id)
+    return "OadrPoll", Poll(ven_id=ven.ven_id)
 
 
 async def _vtn_cancels(ven: HarnessVen) -> str:
@@ -140,7 +151,7 @@ REGISTRATION_CASES: Final = (
          requirement=f"{_SECTION}: oadrCancelPartyRegistration is answered 200; the "
          "registration is over (Conformance Rule 21: later requests are refused)",
          messages=("> oadrCancelPartyRegistration", "< oadrCanceledPartyRegistration",
-                   "> oadrPoll", "< error"), run=_ven_cancels),
+                   "> oadrPoll (oadrRequestEvent over XMPP)", "< error"), run=_ven_cancels),
     Case(case_id="N1_0050_TH_VEN", purpose="the VTN cancels the registration (operator)",
          requirement=f"{_SECTION}: a VTN-initiated cancel reaches a pull VEN by poll and its "
          "oadrCanceledPartyRegistration is accepted",

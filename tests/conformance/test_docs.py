@@ -87,6 +87,8 @@ def test_the_stated_defaults():
     args = build_parser().parse_args(["conformance", "vtn"])
     assert (args.operator, args.wait, args.admin_url, args.admin_token_env, args.tls_profile) == (
         "prompt", 30.0, "http://127.0.0.1:8081", "CROWDFLEX_ADMIN_TOKEN", "openadr-tls1.2+tls1.3")
+    assert (args.transport, args.xmpp_server, args.xmpp_domain) == (
+        "simpleHttp", "127.0.0.1:5222", "localhost")
     assert CommandOperator("true").timeout_s == 120
     ven = build_parser().parse_args(["conformance", "ven"])
     assert (ven.starter, ven.poll_freq, ven.report_back, ven.wait) == ("prompt", 5, 5, 60.0)
