@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import slixmpp
@@ -34,7 +34,14 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, Service, TransportName
-from schemas.xmpp import IQ_WITH_PAYLOAD, iq_bytes, localpart_of, payload_element, payload_of
+from schemas.xmpp import (
+    IQ_WITH_PAYLOAD,
+    SERVICES_NODE,
+    iq_bytes,
+    localpart_of,
+    payload_element,
+    payload_of,
+)
 
 from ._http import Link
 from .client import VenClient
@@ -179,15 +186,8 @@ class XmppLink(Link):
         self._posting += 1
         self._answered.clear()
         try:
-            result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
-        except IqTimeout:
-            raise VtnUnavailable(f"{service}: no answer within {self._timeout} s") from None
-        except IqError as error:
-            text = f"{service}: XMPP {error.condition}: {error.text}"
-            if error.iq["error"]["type"] == "wait" or error.condition in (
-                    "service-unavailable", "recipient-unavailable", "remote-server-timeout"):
-                raise VtnUnavailable(text) from None
-            raise XmppRefused(error.condition, text) from None
+            with self._answer_to(service):
+                result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
         finally:
             self._posting -= 1
             if not self._posting:
@@ -196,6 +196,35 @@ class XmppLink(Link):
         if reply is not None and len(reply) > self._max_body:
             raise VtnRefused(None, f"{service}: reply over {self._max_body} bytes")
         return reply
+
+    async def discover(self) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+        """What the VTN announces by service discovery (XEP-0030, profile 9.3.2): the features
+        of its disco#info, and the (JID, node) items under the OpenADR services node; errors as
+        :meth:`post` raises them. The discovery plugin is loaded on first use only."""
+        await self._online_now()
+        if "xep_0030" not in self._stream.plugin:
+            self._stream.register_plugin("xep_0030")
+        disco = self._stream.plugin["xep_0030"]
+        with self._answer_to("service discovery"):
+            info = await disco.get_info(jid=slixmpp.JID(self.vtn_jid), timeout=self._timeout)
+            items = await disco.get_items(jid=slixmpp.JID(self.vtn_jid), node=SERVICES_NODE,
+                                          timeout=self._timeout)
+        return (frozenset(info["disco_info"]["features"]),
+                frozenset((jid, node) for jid, node, _name in items["disco_items"]["items"]))
+
+    @contextlib.contextmanager
+    def _answer_to(self, what: str) -> Iterator[None]:
+        """Translate slixmpp's IQ failures into the link's errors, naming ``what`` was asked."""
+        try:
+            yield
+        except IqTimeout:
+            raise VtnUnavailable(f"{what}: no answer within {self._timeout} s") from None
+        except IqError as error:
+            text = f"{what}: XMPP {error.condition}: {error.text}"
+            if error.iq["error"]["type"] == "wait" or error.condition in (
+                    "service-unavailable", "recipient-unavailable", "remote-server-timeout"):
+                raise VtnUnavailable(text) from None
+            raise XmppRefused(error.condition, text) from None
 
     # ------------------------------------------------------------ VTN -> VEN
 

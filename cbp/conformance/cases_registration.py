@@ -24,6 +24,7 @@ from schemas import (
     TransportName,
     new_id,
 )
+from schemas.xmpp import FEATURE, SERVICES_NODE, XMPP_SERVICES, service_node
 
 from ._checks import ok, refused, require
 from ._model import Case
@@ -42,7 +43,18 @@ async def _query(ven: HarnessVen) -> str:
     transport = ven.settings.transport
     require((ProfileName.OADR_20B, transport) in offered,
             f"2.0b over {transport} is not among the offered profiles {sorted(offered)}")
-    return f"vtnID {reply.vtn_id!r} offers 2.0b over {transport}"
+    said = f"vtnID {reply.vtn_id!r} offers 2.0b over {transport}"
+    return f"{said}; {await _discovered(ven)}" if transport is TransportName.XMPP else said
+
+
+async def _discovered(ven: HarnessVen) -> str:
+    """Profile 9.3.2 (XEP-0030): the VTN announces the OpenADR feature, and under the services
+    node an item for each service it serves over XMPP."""
+    features, items = await ven.discover()
+    require(FEATURE in features, f"disco#info lacks the feature {FEATURE}")
+    missing = sorted({service_node(s) for s in XMPP_SERVICES} - {node for _jid, node in items})
+    require(not missing, f"disco#items under {SERVICES_NODE} lacks {', '.join(missing)}")
+    return f"service discovery announces {FEATURE} and {len(items)} service items"
 
 
 async def _create(ven: HarnessVen) -> str:
@@ -135,8 +147,12 @@ PUSH_EXCLUDED: Final = frozenset({_empty_poll})
 REGISTRATION_CASES: Final = (
     Case(case_id="N1_0010_TH_VEN", purpose="query registration: the VTN says what it supports",
          requirement=f"{_SECTION}: oadrQueryRegistration is answered with "
-         "oadrCreatedPartyRegistration listing its profiles and transports",
-         messages=("> oadrQueryRegistration", "< oadrCreatedPartyRegistration"), run=_query),
+         "oadrCreatedPartyRegistration listing its profiles and transports; over XMPP the VTN "
+         "also announces the OpenADR feature and its services by service discovery (profile "
+         "9.3.2, XEP-0030)",
+         messages=("> oadrQueryRegistration", "< oadrCreatedPartyRegistration",
+                   "(XMPP) > disco#info, disco#items", "< its feature and service items"),
+         run=_query),
     Case(case_id="N1_0020_TH_VEN", purpose="register a VEN (pull, or push with its address)",
          requirement=f"{_SECTION}: a registration is answered 200 with registrationID, venID "
          "and, for a pull VEN, oadrRequestedOadrPollFreq",

@@ -64,6 +64,7 @@ from schemas import (
 )
 from schemas.parts import echoed_request_id
 from schemas.tls import server_context
+from ven import VenError
 
 from ._checks import expect
 from ._model import CaseFailed, Exchange, OperatorError, Violation
@@ -237,6 +238,16 @@ class HarnessVen:
             await channel.close()
         self._record(exchange)
         return exchange
+
+    async def discover(self) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+        """Over XMPP, what the VTN announces by service discovery (features; (JID, node)
+        items under the services node); :class:`CaseFailed` when it does not answer."""
+        if self._xmpp is None:
+            raise CaseFailed("service discovery is XMPP's (harness bug)")
+        try:
+            return await self._xmpp.link.discover()
+        except VenError as exc:
+            raise CaseFailed(f"service discovery failed: {exc}") from None
 
     def _record(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)
