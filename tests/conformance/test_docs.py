@@ -8,6 +8,7 @@ are the commands'.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,5 @@ def test_what_counts_as_a_refusal():
             refused(accepted_or_broken)
     with pytest.raises(CaseFailed, match="not 452"):
         refused(_exchange(200, 454), codes=frozenset({452}))
+    xmpp_error = replace(_exchange(None), refusal="XMPP error not-acceptable")
+    assert refused(xmpp_error) == "XMPP error not-acceptable"
