@@ -1,7 +1,8 @@
 """Fixtures for the live conformance suite: a PKI per key type, crowdflex's VTN with its admin API.
 
 ``key_pki(directory, key_type)`` mints a CA, a VTN and a VEN certificate of one key type (EC P-256
-or RSA) into a temporary directory (the VEN's also serves TLS on 127.0.0.1, for push);
+or RSA) into a temporary directory (the VEN's also serves TLS on 127.0.0.1, for push), and an XMPP
+server's (for ``localhost``);
 :func:`crowdflex_vtn` serves crowdflex's VTN over mutual TLS on 127.0.0.1 port 0 with a SQLite
 file, and its admin API on another port 0, the operator's way in.
 """
@@ -47,6 +48,7 @@ class KeyPki:
     ca_cert: Path
     vtn: Pair
     ven: Pair
+    xmpp_server: Pair
     profile: TlsProfile
 
     def server_context(self) -> ssl.SSLContext:
@@ -67,7 +69,7 @@ def key_pki(directory: Path, key_type: KeyType,
 
     return KeyPki(ca_cert=ca_cert, vtn=pair("vtn", Role.VTN),
                   ven=pair("ven", Role.VEN, ("127.0.0.1",)),
-                  profile=profile)
+                  xmpp_server=pair("xmpp-server", Role.VTN, ("localhost",)), profile=profile)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
