@@ -26,7 +26,9 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver
-from ._postgres_reports import ReportWrites, Update, points_of
+from ._postgres_answers import DELIVERY_COLUMNS, Answer, Outcome, check_and_store, delivery_of
+from ._postgres_groups import Groups
+from ._postgres_reports import Result, Update, points_of, store
 from .backend import (
     EVENT_KIND,
     CheckNewer,
@@ -43,7 +45,6 @@ from .records import (
     EventAck,
     EventRecord,
     EventStatus,
-    OptType,
     OutboxItem,
     PollDelivery,
     ReportData,
@@ -196,10 +197,6 @@ _SUPERSEDE: Final = (
     " WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
 )
 _BEHIND: Final = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE} AND seq > $3)"
-_DELIVERY_COLUMNS: Final = (
-    "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
-    " ack_opt_type, ack_response_code, ack_at"
-)
 # An ack never replaces one for a newer modificationNumber (vtn.storage.events).
 _ACK: Final = (
     "INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number, ack_opt_type,"
@@ -208,44 +205,13 @@ _ACK: Final = (
     " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
     " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
     " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
-    f" RETURNING {_DELIVERY_COLUMNS}"
+    f" RETURNING {DELIVERY_COLUMNS}"
 )
 _DELIVERY: Final = (
-    f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = $1 AND ven_id = $2"
+    f"SELECT {DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = $1 AND ven_id = $2"
 )
 _ACTIVE_VEN: Final = (
     "SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2 AND cancelled_at IS NULL"
-)
-# One oadrCreatedEvent in one statement: whether $1 is venID $2's active registration, the
-# events among $3 (its distinct eventIDs, one ack each) delivered to it with their current
-# modificationNumber, and its acks ($3.. one array per field) stored only if the registration
-# is active and each ack names one of those at its number (backend.answers_current); one row
-# per ack, in order: the flags, the versions, the updated row, and the row as stored before
-# (an ack for a newer modificationNumber stays). One row with no ack when there is none.
-_ANSWER: Final = (
-    "WITH active AS (SELECT EXISTS (SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2"
-    " AND cancelled_at IS NULL) AS ok),"
-    " current AS (SELECT e.event_id, e.modification_number FROM events e"
-    " JOIN event_deliveries d ON d.event_id = e.event_id"
-    " WHERE d.ven_id = $2 AND e.event_id = ANY($3::text[])),"
-    " acks AS (SELECT * FROM unnest($3::text[], $4::int[], $5::text[], $6::int[],"
-    " $7::timestamptz[]) WITH ORDINALITY AS a(event_id, number, opt, code, at, n)),"
-    " accepted AS (SELECT (SELECT ok FROM active) AND NOT EXISTS (SELECT 1 FROM acks a"
-    " LEFT JOIN current c ON c.event_id = a.event_id"
-    " WHERE c.modification_number IS DISTINCT FROM a.number) AS ok),"
-    " up AS (INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number,"
-    " ack_opt_type, ack_response_code, ack_at) SELECT event_id, $2, number, opt, code, at"
-    " FROM acks WHERE (SELECT ok FROM accepted) ON CONFLICT (event_id, ven_id)"
-    " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
-    " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
-    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
-    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
-    f" RETURNING {_DELIVERY_COLUMNS})"
-    " SELECT (SELECT ok FROM active), (SELECT ok FROM accepted),"
-    " ARRAY(SELECT event_id || ' ' || modification_number FROM current), u.*, d.*"
-    " FROM (SELECT 1) AS one LEFT JOIN (acks a LEFT JOIN up u ON u.event_id = a.event_id"
-    " LEFT JOIN event_deliveries d ON d.event_id = a.event_id AND d.ven_id = $2) ON true"
-    " ORDER BY a.n"
 )
 _VERSIONS: Final = (
     "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
@@ -311,20 +277,6 @@ def _event(row: Any, targets: Sequence[TargetRef]) -> EventRecord:
         updated_at=row[8].astimezone(UTC))
 
 
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        event_id=row[0], ven_id=row[1], delivered_modification_number=row[2],
-        delivered_at=_utc(row[3]), ack_modification_number=row[4],
-        ack_opt_type=None if row[5] is None else OptType(row[5]), ack_response_code=row[6],
-        ack_at=_utc(row[7]))
-
-
-def _version(text: str) -> tuple[str, int]:
-    """``"<eventID> <modificationNumber>"`` (as _ANSWER spells a version) split."""
-    event_id, _, number = text.rpartition(" ")
-    return event_id, int(number)
-
-
 def _item(row: Any, more_waiting: bool = False) -> OutboxItem:
     return OutboxItem(seq=row[0], ven_id=row[1], kind=row[2], payload=row[3],
                       dedup_key=row[4], enqueued_at=row[5].astimezone(UTC),
@@ -339,7 +291,9 @@ class PostgresBackend:
         self._pool = pool
         self._observe = observe
         self._pool_wait = pool_wait
-        self._reports = ReportWrites(self._fetch)
+        self._reports: Groups[Update, Result] = Groups(lambda group: store(self._fetch, group))
+        self._answers: Groups[Answer, Outcome] = Groups(
+            lambda group: check_and_store(self._fetch, group))
 
     @classmethod
     async def open(cls, url: URL, observe: TransactionObserver,
@@ -538,7 +492,7 @@ class PostgresBackend:
             row = await conn.fetchrow(_ACK, *key, ack.modification_number, ack.opt_type.value,
                                       ack.response_code, _aware(ack.at))
             # No row back: an ack for a newer modificationNumber stays; read what is stored.
-            stored.append(_delivery(row or await conn.fetchrow(_DELIVERY, *key)))
+            stored.append(delivery_of(row or await conn.fetchrow(_DELIVERY, *key)))
         return tuple(stored)
 
     async def record_acks(self, acks: tuple[EventAck, ...]) -> tuple[Delivery, ...]:
@@ -547,23 +501,23 @@ class PostgresBackend:
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
                             refuse: Refuse,
                             event_ids: list[str]) -> tuple[Delivery, ...] | None:
-        """One statement (:data:`_ANSWER`) unless one event is answered twice: one upsert
-        cannot touch a row twice, so those acks go one by one in a transaction."""
+        """Checked and stored with the answers of other VENs waiting with it, by one statement
+        (:mod:`._postgres_answers`), unless one event is answered twice: one upsert cannot
+        touch a row twice, so those acks go one by one in a transaction of their own."""
         if len(event_ids) < len(acks):
             return await self._run(lambda conn: self._answer(
                 conn, ven_id, fingerprint, acks, refuse, event_ids), write=True)
-        rows = await self._all(
-            _ANSWER, fingerprint, ven_id, event_ids, [a.modification_number for a in acks],
-            [a.opt_type.value for a in acks], [a.response_code for a in acks],
-            [_aware(a.at) for a in acks], write=True)
-        active, accepted, versions = rows[0][:3]
-        if not active:
-            return None
-        if not accepted:
-            refuse(dict(_version(v) for v in versions))
-        # the updated row, else (an ack for a newer modificationNumber stays) the stored one
-        return tuple(_delivery(row[3:11] if row[3] is not None else row[11:19])
-                     for row in rows if row[11] is not None)
+        for ack in acks:
+            _aware(ack.at)
+        started = perf_counter()
+        try:
+            outcome = await self._answers.run(
+                Answer(ven_id=ven_id, fingerprint=fingerprint, acks=acks), ven_id)
+        finally:
+            self._observe(write=True, seconds=perf_counter() - started)
+        if outcome.active and outcome.stored is None:
+            refuse(outcome.delivered)
+        return outcome.stored
 
     async def _answer(self, conn: asyncpg.Connection, ven_id: str, fingerprint: str,
                       acks: tuple[EventAck, ...], refuse: Refuse,
@@ -596,6 +550,6 @@ class PostgresBackend:
                         points=points_of(reports, _aware), wanted=wanted)
         started = perf_counter()
         try:
-            return await self._reports.store(update)
+            return await self._reports.run(update, ven_id)
         finally:
             self._observe(write=True, seconds=perf_counter() - started)
