@@ -189,6 +189,43 @@ async def test_a_poll_delivery_takes_the_oldest_item_and_the_vens_own_event_list
     assert await backend.deliver_next(event_list(a)) == (None, False)
 
 
+async def test_polls_waiting_together_each_take_their_own_delivery(storage: Storage) -> None:
+    """Polls of many VENs at once (on PostgreSQL one statement takes them all): each takes its
+    VEN's oldest item and event list as it would alone; a VEN's second poll waits for its
+    first."""
+    backend = storage.backend
+    a, b, c, d = await vens(storage, 4)
+    await storage.vens.set_memberships(b, [TargetRef(kind=TargetKind.GROUP, value="g")])
+    await backend.put_events([
+        (event("e1", targets=(TargetRef(kind=TargetKind.VEN, value=a),)), queue((a,), "e1:0")),
+        (event("e2", targets=(TargetRef(kind=TargetKind.GROUP, value="g"),)),
+         queue((b,), "e2:0")),
+        (event("e3"), queue((a, b, d), "e3:0"))], newer)
+    await backend.enqueue((a, c), b"<report/>", "oadrCreateReport", None, T0)
+    polls = (event_list(a), event_list(b), event_list(c), event_list(d, limit=0),
+             event_list(a), event_list(a))
+    outcomes = await asyncio.gather(*(backend.deliver_next(poll) for poll in polls))
+    (first_a, waiting_a), (got_b, waiting_b), (got_c, waiting_c), (got_d, waiting_d) = (
+        outcomes[:4])
+    # a's two event-list items go as one list, its report on its next poll, then nothing
+    assert first_a is not None and waiting_a
+    assert (first_a.item.dedup_key, [e.event_id for e in first_a.events]) == (
+        "e1:0", ["e1", "e3"])
+    second_a, waiting_second = outcomes[4]
+    assert second_a is not None and (second_a.item.payload, waiting_second) == (
+        b"<report/>", False)
+    assert outcomes[5] == (None, False)
+    assert got_b is not None and not waiting_b
+    assert [(e.event_id, e.targets) for e in got_b.events] == [
+        ("e2", (TargetRef(kind=TargetKind.GROUP, value="g"),)), ("e3", ())]
+    assert got_c is not None and (got_c.item.payload, got_c.events, waiting_c) == (
+        b"<report/>", (), False)
+    assert got_d is not None and (got_d.item.dedup_key, got_d.events, waiting_d) == (
+        "e3:0", (), False)
+    assert await backend.delivered_to(["e1", "e2", "e3"]) == {
+        "e1": (a,), "e2": (b,), "e3": (a, b)}
+
+
 async def test_distribute_records_the_list_and_marks_the_item_that_asked(
         storage: Storage) -> None:
     backend = storage.backend

@@ -21,18 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from ._postgres_groups import Fetch
-from .records import Delivery, EventAck, OptType
+from ._postgres_rows import DELIVERY_COLUMNS, delivery_of
+from .records import Delivery, EventAck
 
-__all__ = ["DELIVERY_COLUMNS", "Answer", "Outcome", "check_and_store", "delivery_of"]
+__all__ = ["Answer", "Outcome", "check_and_store"]
 
-DELIVERY_COLUMNS: Final = (
-    "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
-    " ack_opt_type, ack_response_code, ack_at"
-)
 # $1 venIDs, $2 fingerprints: one per answer, numbered from 1 in order; then one array per ack
 # field, $3 the number of the ack's answer. The answers' flags: whether the registration is
 # active, whether every ack names a delivered event at its current number; then one row per
@@ -90,19 +86,6 @@ class Outcome:
     active: bool
     delivered: dict[str, int]
     stored: tuple[Delivery, ...] | None
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def delivery_of(row: Any) -> Delivery:
-    """A row of :data:`DELIVERY_COLUMNS` as a record."""
-    return Delivery(
-        event_id=row[0], ven_id=row[1], delivered_modification_number=row[2],
-        delivered_at=_utc(row[3]), ack_modification_number=row[4],
-        ack_opt_type=None if row[5] is None else OptType(row[5]), ack_response_code=row[6],
-        ack_at=_utc(row[7]))
 
 
 async def check_and_store(fetch: Fetch, group: Sequence[Answer]) -> list[Outcome]:

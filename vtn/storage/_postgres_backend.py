@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from time import perf_counter
 from typing import Any, Final, TypeVar
 
@@ -26,9 +26,20 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver
-from ._postgres_answers import DELIVERY_COLUMNS, Answer, Outcome, check_and_store, delivery_of
+from ._postgres_answers import Answer, Outcome, check_and_store
+from ._postgres_deliveries import Delivered, deliver
 from ._postgres_groups import Groups
 from ._postgres_reports import Result, Update, points_of, store
+from ._postgres_rows import (
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    aware,
+    delivery_of,
+    event_of,
+    item_of,
+    maybe,
+    registration_of,
+)
 from .backend import (
     EVENT_KIND,
     CheckNewer,
@@ -58,6 +69,8 @@ from .records import (
 __all__ = ["POOL_SIZE", "PostgresBackend"]
 
 T = TypeVar("T")
+W = TypeVar("W")
+R = TypeVar("R")
 
 #: connections of the hot-path pool, all opened at start (a worker serves one core; report
 #: updates waiting together share one statement, so a few connections keep the core busy)
@@ -80,15 +93,11 @@ _RESOLVE: Final = (
     " JOIN unnest($2::text[], $3::text[]) AS w(kind, value)"
     " ON m.kind = w.kind AND m.value = w.value)) ORDER BY ven_id"
 )
-_EVENT_COLUMNS: Final = (
-    "event_id, modification_number, status, market_context, starts_at, ends_at,"
-    " response_required, payload, updated_at"
-)
 _LOCK_EVENT: Final = (
     "SELECT modification_number, payload FROM events WHERE event_id = $1 FOR UPDATE"
 )
 _PUT_EVENT: Final = (
-    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     " ON CONFLICT (event_id) DO UPDATE SET modification_number = excluded.modification_number,"
     " status = excluded.status, market_context = excluded.market_context,"
     " starts_at = excluded.starts_at, ends_at = excluded.ends_at,"
@@ -121,7 +130,7 @@ _HITS: Final = (
     " JOIN event_targets t ON t.kind = m.kind AND t.value = m.value WHERE m.ven_id = $2"
 )
 _ADDRESSED: Final = (
-    f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.status = ANY($1::text[])"
+    f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.status = ANY($1::text[])"
     " AND (e.event_id = ANY($2::text[])"
     " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
     " AND (e.status != $3 OR e.updated_at >= $4)"
@@ -137,49 +146,6 @@ _DELIVERED: Final = (
 _OUTBOX_DELIVERED: Final = (
     "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
     " WHERE seq = $2 AND delivered_at IS NULL RETURNING ven_id"
-)
-# A poll's whole delivery in one statement (its parts see one snapshot, so "waiting" leaves
-# out the rows the statement itself marks): take the VEN's oldest claimable item ($1 now,
-# $2 venID), mark its other event-list items delivered with it, read its event list when
-# the item is one (as _ADDRESSED: $3 statuses, $4 cancelled, $5 cancelled since, $6 limit,
-# $7 the venID target kind, $8 EVENT_KIND), record them delivered; one row per listed event
-# (or one with no event), each with the item and whether anything else is undelivered.
-_DELIVER_NEXT: Final = (
-    "WITH taken AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
-    " WHERE seq = (SELECT seq FROM outbox WHERE ven_id = $2 AND delivered_at IS NULL"
-    " AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY seq LIMIT 1"
-    " FOR UPDATE SKIP LOCKED) AND ven_id = $2 AND delivered_at IS NULL"
-    " AND (claimed_until IS NULL OR claimed_until <= $1)"
-    " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at),"
-    " superseded AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
-    " WHERE ven_id = $2 AND kind = $8 AND delivered_at IS NULL"
-    " AND seq <> (SELECT seq FROM taken) AND (SELECT kind FROM taken) = $8 RETURNING seq),"
-    " hits AS (SELECT event_id, kind, value FROM event_targets WHERE kind = $7 AND value = $2"
-    " UNION SELECT t.event_id, t.kind, t.value FROM ven_memberships m"
-    " JOIN event_targets t ON t.kind = m.kind AND t.value = m.value WHERE m.ven_id = $2),"
-    " listed AS (SELECT e.event_id, e.modification_number, e.status, e.market_context,"
-    " e.starts_at, e.ends_at, e.response_required, e.payload, e.updated_at,"
-    " ARRAY(SELECT h.kind FROM hits h WHERE h.event_id = e.event_id ORDER BY h.kind, h.value)"
-    " AS kinds, ARRAY(SELECT h.value FROM hits h WHERE h.event_id = e.event_id"
-    " ORDER BY h.kind, h.value) AS target_values FROM events e"
-    " WHERE (SELECT kind FROM taken) = $8 AND e.status = ANY($3::text[])"
-    " AND (e.event_id IN (SELECT event_id FROM hits)"
-    " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
-    " AND (e.status != $4 OR e.updated_at >= $5)"
-    " AND (e.status = $4 OR e.ends_at IS NULL OR e.ends_at > $1)"
-    " ORDER BY e.event_id LIMIT $6),"
-    " delivered AS (INSERT INTO event_deliveries (event_id, ven_id,"
-    " delivered_modification_number, delivered_at)"
-    " SELECT event_id, $2, modification_number, $1 FROM listed"
-    " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
-    " delivered_modification_number = excluded.delivered_modification_number,"
-    " delivered_at = excluded.delivered_at)"
-    " SELECT taken.seq, taken.ven_id, taken.kind, taken.payload, taken.dedup_key,"
-    " taken.enqueued_at, EXISTS (SELECT 1 FROM outbox o WHERE o.ven_id = $2"
-    " AND o.delivered_at IS NULL AND o.seq NOT IN (SELECT seq FROM taken)"
-    " AND o.seq NOT IN (SELECT seq FROM superseded)) AS waiting, listed.*"
-    " FROM (SELECT 1) AS one LEFT JOIN taken ON true LEFT JOIN listed ON true"
-    " ORDER BY listed.event_id"
 )
 _CLAIMABLE: Final = (
     "ven_id = $2 AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $1)"
@@ -247,42 +213,6 @@ async def _unchanged(_conn: asyncpg.Connection) -> None:
     """A pooled connection needs no reset: no session state outlives its transaction."""
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: storage takes timezone-aware UTC only")
-    return value
-
-
-def _maybe(value: datetime | None) -> datetime | None:
-    return None if value is None else _aware(value)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _registration(row: Any) -> VenRegistration:
-    return VenRegistration(
-        ven_id=row[0], registration_id=row[1], fingerprint=row[2], ven_name=row[3],
-        profile_name=row[4], transport_name=row[5], transport_address=row[6],
-        http_pull_model=row[7], report_only=row[8], xml_signature=row[9],
-        created_at=row[10].astimezone(UTC), cancelled_at=_utc(row[11]))
-
-
-def _event(row: Any, targets: Sequence[TargetRef]) -> EventRecord:
-    return EventRecord(
-        event_id=row[0], modification_number=row[1], status=EventStatus(row[2]),
-        market_context=row[3], starts_at=_utc(row[4]), ends_at=_utc(row[5]),
-        response_required=row[6], targets=tuple(targets), payload=row[7],
-        updated_at=row[8].astimezone(UTC))
-
-
-def _item(row: Any, more_waiting: bool = False) -> OutboxItem:
-    return OutboxItem(seq=row[0], ven_id=row[1], kind=row[2], payload=row[3],
-                      dedup_key=row[4], enqueued_at=row[5].astimezone(UTC),
-                      more_waiting=more_waiting)
-
-
 class PostgresBackend:
     """Built with :meth:`open`; closed by the Storage."""
 
@@ -292,6 +222,8 @@ class PostgresBackend:
         self._observe = observe
         self._pool_wait = pool_wait
         self._reports: Groups[Update, Result] = Groups(lambda group: store(self._fetch, group))
+        self._deliveries: Groups[Distribution, Delivered] = Groups(
+            lambda group: deliver(self._fetch, group))
         self._answers: Groups[Answer, Outcome] = Groups(
             lambda group: check_and_store(self._fetch, group))
 
@@ -363,12 +295,20 @@ class PostgresBackend:
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
+    async def _grouped(self, groups: Groups[W, R], write: W, ven_id: str) -> R:
+        """``write`` sent with the writes of other VENs waiting with it, observed."""
+        started = perf_counter()
+        try:
+            return await groups.run(write, ven_id)
+        finally:
+            self._observe(write=True, seconds=perf_counter() - started)
+
     async def nonce_seen(self, nonce: str, timestamp: datetime) -> bool:
-        return await self._one(_SEEN, nonce, _aware(timestamp), write=True) is None
+        return await self._one(_SEEN, nonce, aware(timestamp), write=True) is None
 
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         row = await self._one(_POLL_LOOKUP, fingerprint, write=False)
-        return (None, False) if row is None else (_registration(row), bool(row[12]))
+        return (None, False) if row is None else (registration_of(row), bool(row[12]))
 
     async def resolve_targets(
         self, queries: Sequence[TargetQuery]
@@ -397,9 +337,9 @@ class PostgresBackend:
                     continue
                 await conn.execute(_PUT_EVENT, event.event_id, event.modification_number,
                                    event.status.value, event.market_context,
-                                   _maybe(event.starts_at), _maybe(event.ends_at),
+                                   maybe(event.starts_at), maybe(event.ends_at),
                                    event.response_required, event.payload,
-                                   _aware(event.updated_at))
+                                   aware(event.updated_at))
                 targets = list(dict.fromkeys(event.targets))
                 if targets:
                     await conn.execute(_TARGETS, event.event_id,
@@ -424,7 +364,7 @@ class PostgresBackend:
         sql = _QUEUE_ALL if dedup_key is None else _QUEUE
 
         async def work(conn: asyncpg.Connection) -> int:
-            added = int(await conn.fetchval(sql, targets, kind, payload, dedup_key, _aware(at)))
+            added = int(await conn.fetchval(sql, targets, kind, payload, dedup_key, aware(at)))
             if added:
                 await conn.execute(_NOTIFY, OUTBOX_CHANNEL, enqueued_payload(targets))
             return added
@@ -433,7 +373,7 @@ class PostgresBackend:
 
     async def _distribute(self, conn: asyncpg.Connection,
                           query: Distribution) -> tuple[EventRecord, ...]:
-        ven_id, now = query.ven_id, _aware(query.now)
+        ven_id, now = query.ven_id, aware(query.now)
         by_event: dict[str, list[TargetRef]] = {}
         for event_id, kind, value in sorted(
                 await conn.fetch(_HITS, TargetKind.VEN.value, ven_id),
@@ -441,8 +381,8 @@ class PostgresBackend:
             by_event.setdefault(event_id, []).append(
                 TargetRef(kind=TargetKind(kind), value=value))
         rows = await conn.fetch(_ADDRESSED, [s.value for s in query.statuses], list(by_event),
-                                EventStatus.CANCELLED.value, _aware(query.cancelled_since), now)
-        events = tuple(_event(row, by_event.get(row[0], ())) for row in rows)[: query.limit]
+                                EventStatus.CANCELLED.value, aware(query.cancelled_since), now)
+        events = tuple(event_of(row, by_event.get(row[0], ())) for row in rows)[: query.limit]
         if events:
             await conn.execute(_DELIVERED, [e.event_id for e in events], ven_id,
                                [e.modification_number for e in events], now)
@@ -454,34 +394,26 @@ class PostgresBackend:
         return await self._run(lambda conn: self._distribute(conn, query), write=True)
 
     async def deliver_next(self, event_list: Distribution) -> tuple[PollDelivery | None, bool]:
-        rows = await self._all(
-            _DELIVER_NEXT, _aware(event_list.now), event_list.ven_id,
-            [s.value for s in event_list.statuses], EventStatus.CANCELLED.value,
-            _aware(event_list.cancelled_since), event_list.limit, TargetKind.VEN.value,
-            EVENT_KIND, write=True)
-        first = rows[0]
-        if first[0] is None:
-            return None, bool(first[6])
-        events = tuple(
-            _event(row[7:16], [TargetRef(kind=TargetKind(k), value=v)
-                               for k, v in zip(row[16], row[17], strict=True)])
-            for row in rows if row[7] is not None)
-        return PollDelivery(item=_item(first), events=events), bool(first[6])
+        """Taken with the polls of other VENs waiting with it, by one statement
+        (:mod:`._postgres_deliveries`)."""
+        aware(event_list.now)  # a naive time fails its own call, not a group
+        aware(event_list.cancelled_since)
+        return await self._grouped(self._deliveries, event_list, event_list.ven_id)
 
     async def claim(self, ven_id: str, now: datetime, until: datetime,
                     supersede: str | None) -> OutboxItem | None:
         async def work(conn: asyncpg.Connection) -> OutboxItem | None:
-            row = await conn.fetchrow(_CLAIM, _aware(now), ven_id, _aware(until))
+            row = await conn.fetchrow(_CLAIM, aware(now), ven_id, aware(until))
             if row is None:
                 return None
             if supersede is not None and row[2] == supersede:
                 await conn.execute(_SUPERSEDE, now, ven_id, supersede, row[0])
-            return _item(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
+            return item_of(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
 
         return await self._run(work, write=True)
 
     async def mark_delivered(self, seq: int, at: datetime) -> str | None:
-        row = await self._one(_OUTBOX_DELIVERED, _aware(at), seq, write=True)
+        row = await self._one(_OUTBOX_DELIVERED, aware(at), seq, write=True)
         return None if row is None else str(row[0])
 
     async def _acks(self, conn: asyncpg.Connection,
@@ -490,7 +422,7 @@ class PostgresBackend:
         for ack in acks:
             key = (ack.event_id, ack.ven_id)
             row = await conn.fetchrow(_ACK, *key, ack.modification_number, ack.opt_type.value,
-                                      ack.response_code, _aware(ack.at))
+                                      ack.response_code, aware(ack.at))
             # No row back: an ack for a newer modificationNumber stays; read what is stored.
             stored.append(delivery_of(row or await conn.fetchrow(_DELIVERY, *key)))
         return tuple(stored)
@@ -508,13 +440,9 @@ class PostgresBackend:
             return await self._run(lambda conn: self._answer(
                 conn, ven_id, fingerprint, acks, refuse, event_ids), write=True)
         for ack in acks:
-            _aware(ack.at)
-        started = perf_counter()
-        try:
-            outcome = await self._answers.run(
-                Answer(ven_id=ven_id, fingerprint=fingerprint, acks=acks), ven_id)
-        finally:
-            self._observe(write=True, seconds=perf_counter() - started)
+            aware(ack.at)  # a naive time fails its own call, not a group
+        outcome = await self._grouped(
+            self._answers, Answer(ven_id=ven_id, fingerprint=fingerprint, acks=acks), ven_id)
         if outcome.active and outcome.stored is None:
             refuse(outcome.delivered)
         return outcome.stored
@@ -547,9 +475,5 @@ class PostgresBackend:
     async def store_update(self, ven_id: str, reports: Sequence[ReportData], wanted: list[str],
                            fingerprint: str | None) -> tuple[int, tuple[str, ...]] | None:
         update = Update(ven_id=ven_id, fingerprint=fingerprint,
-                        points=points_of(reports, _aware), wanted=wanted)
-        started = perf_counter()
-        try:
-            return await self._reports.run(update, ven_id)
-        finally:
-            self._observe(write=True, seconds=perf_counter() - started)
+                        points=points_of(reports, aware), wanted=wanted)
+        return await self._grouped(self._reports, update, ven_id)
