@@ -31,6 +31,15 @@ class Recorder:
         return [write.upper() for write in group]
 
 
+async def in_flight(groups: Groups[str, str], recorder: Recorder) -> asyncio.Future[str]:
+    """Write "x" sent alone and held in flight (until ``recorder.release`` is set)."""
+    recorder.release.clear()
+    first = asyncio.ensure_future(groups.run("x", "x"))
+    while not recorder.groups:
+        await asyncio.sleep(0)
+    return first
+
+
 async def test_writes_waiting_together_go_in_one_group_one_per_key() -> None:
     recorder = Recorder()
     groups: Groups[str, str] = Groups(recorder.send)
@@ -44,12 +53,9 @@ async def test_writes_waiting_together_go_in_one_group_one_per_key() -> None:
 
 async def test_writes_arriving_while_a_group_is_sent_form_the_next_one() -> None:
     recorder = Recorder()
-    recorder.release.clear()
     groups: Groups[str, str] = Groups(recorder.send)
     async with asyncio.timeout(WAIT_S):
-        first = asyncio.ensure_future(groups.run("x", "x"))
-        while not recorder.groups:
-            await asyncio.sleep(0)
+        first = await in_flight(groups, recorder)
         later = [asyncio.ensure_future(groups.run(f"w{n}", f"k{n}")) for n in range(3)]
         recorder.release.set()
         assert await first == "X"
@@ -78,12 +84,9 @@ async def test_groups_hold_at_most_max_group_writes() -> None:
 
 async def test_a_write_whose_caller_was_cancelled_before_its_group_is_left_out() -> None:
     recorder = Recorder()
-    recorder.release.clear()
     groups: Groups[str, str] = Groups(recorder.send)
     async with asyncio.timeout(WAIT_S):
-        first = asyncio.ensure_future(groups.run("x", "x"))
-        while not recorder.groups:
-            await asyncio.sleep(0)
+        first = await in_flight(groups, recorder)
         started: list[str] = []
 
         async def run(write: str) -> str:

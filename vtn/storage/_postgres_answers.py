@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._postgres_groups import Fetch
+from ._postgres_groups import Fetch, rows_by_write
 from ._postgres_rows import DELIVERY_COLUMNS, delivery_of
 from .records import Delivery, EventAck
 
@@ -101,10 +101,7 @@ async def check_and_store(fetch: Fetch, group: Sequence[Answer]) -> list[Outcome
         [a.event_id for a in acks], [a.modification_number for a in acks],
         [a.opt_type.value for a in acks], [a.response_code for a in acks],
         [a.at for a in acks])
-    by_answer: list[list[Any]] = [[] for _ in group]
-    for row in rows:
-        by_answer[row[0] - 1].append(row)
-    return [_outcome(answer_rows) for answer_rows in by_answer]
+    return [_outcome(answer_rows) for answer_rows in rows_by_write(rows, len(group))]
 
 
 def _outcome(rows: list[Any]) -> Outcome:

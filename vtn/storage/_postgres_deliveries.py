@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._postgres_groups import Fetch
+from ._postgres_groups import Fetch, rows_by_write
 from ._postgres_rows import aware, event_of, item_of
 from .backend import EVENT_KIND, Distribution
 from .records import EventStatus, PollDelivery, TargetKind, TargetRef
@@ -91,10 +91,7 @@ async def deliver(fetch: Fetch, group: Sequence[Distribution]) -> list[Delivered
         _DELIVER, [p.ven_id for p in group], [aware(p.now) for p in group],
         [aware(p.cancelled_since) for p in group], [p.limit for p in group], numbers, statuses,
         EventStatus.CANCELLED.value, TargetKind.VEN.value, EVENT_KIND)
-    by_poll: list[list[Any]] = [[] for _ in group]
-    for row in rows:
-        by_poll[row[0] - 1].append(row)
-    return [_delivered(poll_rows) for poll_rows in by_poll]
+    return [_delivered(poll_rows) for poll_rows in rows_by_write(rows, len(group))]
 
 
 def _delivered(rows: list[Any]) -> Delivered:

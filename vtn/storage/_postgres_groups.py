@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-__all__ = ["MAX_GROUP", "Fetch", "Groups"]
+__all__ = ["MAX_GROUP", "Fetch", "Groups", "rows_by_write"]
 
 MAX_GROUP: Final = 64
 
@@ -41,6 +41,15 @@ class Fetch(Protocol):
     Records, which the driver does not type)."""
 
     def __call__(self, sql: str, /, *args: object) -> Awaitable[list[Any]]: ...
+
+
+def rows_by_write(rows: list[Any], count: int) -> list[list[Any]]:
+    """A group's statement's rows, each of which starts with the number (from 1) of the write
+    it answers, sorted out by write."""
+    by_write: list[list[Any]] = [[] for _ in range(count)]
+    for row in rows:
+        by_write[row[0] - 1].append(row)
+    return by_write
 
 
 @dataclass(slots=True)
