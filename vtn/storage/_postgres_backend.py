@@ -7,11 +7,15 @@ Invariants:
   died (PostgreSQL restarted) is replaced by asyncpg's pool when it is next handed out.
 - Batches are bound as arrays and expanded with ``unnest``: one statement, one round trip, for
   a report's points, a fan-out's outbox rows or an event's targets.
+- The writes of different VENs that wait together share one statement and one commit, each kind
+  its own (:mod:`._postgres_groups`): poll deliveries (:mod:`._postgres_deliveries`),
+  oadrCreatedEvent answers (:mod:`._postgres_answers`), report updates
+  (:mod:`._postgres_reports`).
 - Concurrency with other workers: an outbox claim takes its row with ``FOR UPDATE SKIP LOCKED``
   and re-checks it, an event write locks the event's row first, and every transaction that
   queues outbox rows notifies every worker's poll index on commit (:mod:`.notify`).
-- Times: asyncpg reads ``timestamptz`` as aware UTC datetimes; a naive datetime is refused with
-  ``ValueError`` before anything is sent, as :class:`._models.UtcDateTime` refuses it.
+- Times: a naive datetime is refused with ``ValueError`` before anything is sent
+  (:mod:`._postgres_rows`).
 """
 
 from __future__ import annotations
