@@ -3,11 +3,11 @@ in one transaction, with one commit.
 
 Each commit costs PostgreSQL a WAL flush (``synchronous_commit = on``: what makes a stored write
 durable before its reply goes out), about 0.2 ms of CPU and a disk flush, and each statement a
-round trip the VTN's event loop pays for. Under load many VENs write at once (telemetry, the
-acknowledgements of a fan-out); :class:`Groups` hands every write waiting when the previous
-statement returns to one ``send(group)`` call, as :mod:`._groupcommit` does for the SQLite
-writer thread. What the statement is belongs to its kind (:mod:`._postgres_reports`,
-:mod:`._postgres_answers`).
+round trip the VTN's event loop pays for. Under load many VENs write at once (telemetry, a
+fan-out's deliveries and acknowledgements); :class:`Groups` hands every write waiting when the
+previous statement returns to one ``send(group)`` call, as :mod:`._groupcommit` does for the
+SQLite writer thread. What the statement is belongs to its kind (:mod:`._postgres_reports`,
+:mod:`._postgres_answers`, :mod:`._postgres_deliveries`), each with a :class:`Groups` of its own.
 
 Invariants:
 - A caller is answered only after the statement holding its write committed, with exactly what
@@ -17,7 +17,8 @@ Invariants:
   :data:`MAX_GROUP` writes.
 - If a group fails, each of its writes is sent again alone, so a failure reaches only the caller
   whose write caused it.
-- At most one group is in flight at a time; while the database is idle a write goes at once.
+- At most one group of a :class:`Groups` is in flight at a time; while it has none in flight a
+  write goes at once.
 - A write whose caller was cancelled before its group was sent is left out.
 """
 
