@@ -4,6 +4,8 @@ chose when it opened, and asserts what both must answer alike."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -187,6 +189,43 @@ async def test_a_poll_delivery_takes_the_oldest_item_and_the_vens_own_event_list
     assert await backend.deliver_next(event_list(a)) == (None, False)
 
 
+async def test_polls_waiting_together_each_take_their_own_delivery(storage: Storage) -> None:
+    """Polls of many VENs at once (on PostgreSQL one statement takes them all): each takes its
+    VEN's oldest item and event list as it would alone; a VEN's second poll waits for its
+    first."""
+    backend = storage.backend
+    a, b, c, d = await vens(storage, 4)
+    await storage.vens.set_memberships(b, [TargetRef(kind=TargetKind.GROUP, value="g")])
+    await backend.put_events([
+        (event("e1", targets=(TargetRef(kind=TargetKind.VEN, value=a),)), queue((a,), "e1:0")),
+        (event("e2", targets=(TargetRef(kind=TargetKind.GROUP, value="g"),)),
+         queue((b,), "e2:0")),
+        (event("e3"), queue((a, b, d), "e3:0"))], newer)
+    await backend.enqueue((a, c), b"<report/>", "oadrCreateReport", None, T0)
+    polls = (event_list(a), event_list(b), event_list(c), event_list(d, limit=0),
+             event_list(a), event_list(a))
+    outcomes = await asyncio.gather(*(backend.deliver_next(poll) for poll in polls))
+    (first_a, waiting_a), (got_b, waiting_b), (got_c, waiting_c), (got_d, waiting_d) = (
+        outcomes[:4])
+    # a's two event-list items go as one list, its report on its next poll, then nothing
+    assert first_a is not None and waiting_a
+    assert (first_a.item.dedup_key, [e.event_id for e in first_a.events]) == (
+        "e1:0", ["e1", "e3"])
+    second_a, waiting_second = outcomes[4]
+    assert second_a is not None and (second_a.item.payload, waiting_second) == (
+        b"<report/>", False)
+    assert outcomes[5] == (None, False)
+    assert got_b is not None and not waiting_b
+    assert [(e.event_id, e.targets) for e in got_b.events] == [
+        ("e2", (TargetRef(kind=TargetKind.GROUP, value="g"),)), ("e3", ())]
+    assert got_c is not None and (got_c.item.payload, got_c.events, waiting_c) == (
+        b"<report/>", (), False)
+    assert got_d is not None and (got_d.item.dedup_key, got_d.events, waiting_d) == (
+        "e3:0", (), False)
+    assert await backend.delivered_to(["e1", "e2", "e3"]) == {
+        "e1": (a,), "e2": (b,), "e3": (a, b)}
+
+
 async def test_distribute_records_the_list_and_marks_the_item_that_asked(
         storage: Storage) -> None:
     backend = storage.backend
@@ -263,6 +302,79 @@ async def test_acks_never_go_back_and_answers_check_the_registration(storage: St
     assert refused == [{"e1": 1}] * 4
     await storage.vens.cancel("reg-0", T0)
     assert await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) is None
+
+
+async def test_answers_waiting_together_each_get_their_own_outcome(storage: Storage) -> None:
+    """oadrCreatedEvent answers of many VENs at once (on PostgreSQL one statement checks and
+    stores them all): each is stored, refused with its own versions, or found unregistered,
+    as it would be alone; a VEN's second answer waits for its first."""
+    backend = storage.backend
+    good, stale, unknown, stranger, wrong_cert, late = await vens(storage, 6)
+    await backend.put_events([(event("e1", 1), queue((good,), "e1:1")),
+                              (event("e2"), queue((good,), "e2:0"))], newer)
+    for ven_id in (good, stale, unknown, wrong_cert, late):
+        await backend.distribute(event_list(ven_id))
+
+    def refuse(ven_id: str) -> Callable[[dict[str, int]], NoReturn]:
+        def refused(current: dict[str, int]) -> NoReturn:
+            raise LookupError(ven_id, current)
+        return refused
+
+    answers = (
+        (good, "FP:0000", (ack("e1", good, 1, OptType.OPT_OUT), ack("e2", good, 0))),
+        (stale, "FP:0001", (ack("e2", stale, 0), ack("e1", stale, 0))),
+        (unknown, "FP:0002", (ack("e9", unknown, 0),)),
+        (stranger, "FP:0003", (ack("e1", stranger, 1),)),  # never delivered to it
+        (wrong_cert, "FP:0000", (ack("e1", wrong_cert, 1),)),
+        (late, "FP:0005", (ack("e1", late, 1),)),
+        (good, "FP:0000", (ack("e1", good, 1),)),  # after its first answer
+        (late, "FP:0005", ()),
+    )
+    outcomes = await asyncio.gather(*(
+        backend.record_answer(ven_id, fingerprint, acks, refuse(ven_id),
+                              [a.event_id for a in acks])
+        for ven_id, fingerprint, acks in answers), return_exceptions=True)
+    first, stale_out, unknown_out, stranger_out, wrong_out, late_out, second, empty = outcomes
+    assert [(d.event_id, d.ack_opt_type) for d in first] == [  # type: ignore[union-attr]
+        ("e1", OptType.OPT_OUT), ("e2", OptType.OPT_IN)]
+    assert [(d.event_id, d.ack_opt_type) for d in second] == [  # type: ignore[union-attr]
+        ("e1", OptType.OPT_IN)]
+    assert [(d.ven_id, d.ack_modification_number) for d in late_out] == [  # type: ignore[union-attr]
+        (late, 1)]
+    assert empty == ()
+    assert wrong_out is None
+    for refused, ven_id, current in ((stale_out, stale, {"e1": 1, "e2": 0}),
+                                     (unknown_out, unknown, {}), (stranger_out, stranger, {})):
+        assert isinstance(refused, LookupError) and refused.args == (ven_id, current)
+    acked = {(d.event_id, d.ven_id): d.ack_opt_type
+             for e in ("e1", "e2") for d in await storage.events.deliveries(e)
+             if d.ack_opt_type is not None}
+    assert acked == {("e1", good): OptType.OPT_IN, ("e2", good): OptType.OPT_IN,
+                     ("e1", late): OptType.OPT_IN}
+
+
+async def test_report_updates_waiting_together_each_get_their_own_outcome(
+        storage: Storage) -> None:
+    """Report updates of many VENs at once (on PostgreSQL one statement): an unknown VEN fails
+    alone, a wrong certificate stores nothing, the rest count their own new points."""
+    backend = storage.backend
+    a, b, c = await vens(storage, 3)
+
+    def update(ven_id: str, count: int) -> list[ReportData]:
+        return [ReportData(ven_id=ven_id, report_request_id="q", report_specifier_id="s",
+                           received_at=T0, rows=tuple(
+                               (f"r{k}", T0, None, 1.0, None, None, None) for k in range(count)))]
+
+    outcomes = await asyncio.gather(
+        backend.store_update(a, update(a, 3), [], "FP:0000"),
+        backend.store_update("nobody", update("nobody", 1), [], None),
+        backend.store_update(b, update(b, 2), [], "FP:0000"),
+        backend.store_update(c, update(c, 4), [], None),
+        backend.store_update(a, update(a, 5), [], "FP:0000"),
+        return_exceptions=True)
+    assert isinstance(outcomes[1], StorageConflict)
+    assert [outcomes[0], outcomes[2], outcomes[3], outcomes[4]] == [(3, ()), None, (4, ()), (2, ())]
+    assert len(await storage.reports.points(b, T0, T0 + timedelta(minutes=1))) == 0
 
 
 async def test_report_updates_check_the_registration_keep_first_values_and_name_cancelled(

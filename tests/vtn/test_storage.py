@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -602,6 +602,33 @@ async def test_postgres_report_updates_waiting_together_share_one_statement(
     for v in ven_ids:
         stored = await storage.reports.points(v, T0, T0 + timedelta(minutes=1))
         assert len(stored) == 20
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_postgres_polls_and_answers_waiting_together_share_one_statement(
+        storage: Storage) -> None:
+    """A fan-out's two statements per VEN (its poll's delivery, its acknowledgement) are
+    shared by the VENs that wait together."""
+    ven_ids = await register(storage, 12)
+    await storage.events.put(replace(an_event(0), targets=()), notify=ven_ids)  # for everyone
+    now = T0 + timedelta(minutes=1)
+    polls = [Distribution(ven_id=v, statuses=(EventStatus.FAR,), now=now,
+                          cancelled_since=T0) for v in ven_ids]
+
+    def refuse(current: dict[str, int]) -> NoReturn:
+        raise AssertionError(current)
+
+    async with postgres_statements(storage) as sent:
+        delivered = await asyncio.gather(*(storage.events.deliver_next(p) for p in polls))
+    assert [d.item.ven_id for d in delivered if d is not None] == ven_ids
+    assert len(sent) == 1
+    async with postgres_statements(storage) as sent:
+        stored = await asyncio.gather(*(storage.events.record_answer(
+            v, [EventAck(event_id="ev-1", ven_id=v, modification_number=0,
+                         opt_type=OptType.OPT_IN, at=now)],
+            fingerprint=ven(n).fingerprint, refuse=refuse) for n, v in enumerate(ven_ids)))
+    assert [d[0].ack_modification_number for d in stored if d] == [0] * 12
+    assert len(sent) == 1
 
 
 @pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)

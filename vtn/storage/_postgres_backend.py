@@ -7,18 +7,22 @@ Invariants:
   died (PostgreSQL restarted) is replaced by asyncpg's pool when it is next handed out.
 - Batches are bound as arrays and expanded with ``unnest``: one statement, one round trip, for
   a report's points, a fan-out's outbox rows or an event's targets.
+- The writes of different VENs that wait together share one statement and one commit, each kind
+  its own (:mod:`._postgres_groups`): poll deliveries (:mod:`._postgres_deliveries`),
+  oadrCreatedEvent answers (:mod:`._postgres_answers`), report updates
+  (:mod:`._postgres_reports`).
 - Concurrency with other workers: an outbox claim takes its row with ``FOR UPDATE SKIP LOCKED``
   and re-checks it, an event write locks the event's row first, and every transaction that
   queues outbox rows notifies every worker's poll index on commit (:mod:`.notify`).
-- Times: asyncpg reads ``timestamptz`` as aware UTC datetimes; a naive datetime is refused with
-  ``ValueError`` before anything is sent, as :class:`._models.UtcDateTime` refuses it.
+- Times: a naive datetime is refused with ``ValueError`` before anything is sent
+  (:mod:`._postgres_rows`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from time import perf_counter
 from typing import Any, Final, TypeVar
 
@@ -26,7 +30,20 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver
-from ._postgres_reports import ReportWrites, Update, points_of
+from ._postgres_answers import Answer, Outcome, check_and_store
+from ._postgres_deliveries import Delivered, deliver
+from ._postgres_groups import Groups
+from ._postgres_reports import Result, Update, points_of, store
+from ._postgres_rows import (
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    aware,
+    delivery_of,
+    event_of,
+    item_of,
+    maybe,
+    registration_of,
+)
 from .backend import (
     EVENT_KIND,
     CheckNewer,
@@ -43,7 +60,6 @@ from .records import (
     EventAck,
     EventRecord,
     EventStatus,
-    OptType,
     OutboxItem,
     PollDelivery,
     ReportData,
@@ -57,6 +73,8 @@ from .records import (
 __all__ = ["POOL_SIZE", "PostgresBackend"]
 
 T = TypeVar("T")
+W = TypeVar("W")
+R = TypeVar("R")
 
 #: connections of the hot-path pool, all opened at start (a worker serves one core; report
 #: updates waiting together share one statement, so a few connections keep the core busy)
@@ -79,15 +97,11 @@ _RESOLVE: Final = (
     " JOIN unnest($2::text[], $3::text[]) AS w(kind, value)"
     " ON m.kind = w.kind AND m.value = w.value)) ORDER BY ven_id"
 )
-_EVENT_COLUMNS: Final = (
-    "event_id, modification_number, status, market_context, starts_at, ends_at,"
-    " response_required, payload, updated_at"
-)
 _LOCK_EVENT: Final = (
     "SELECT modification_number, payload FROM events WHERE event_id = $1 FOR UPDATE"
 )
 _PUT_EVENT: Final = (
-    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     " ON CONFLICT (event_id) DO UPDATE SET modification_number = excluded.modification_number,"
     " status = excluded.status, market_context = excluded.market_context,"
     " starts_at = excluded.starts_at, ends_at = excluded.ends_at,"
@@ -120,7 +134,7 @@ _HITS: Final = (
     " JOIN event_targets t ON t.kind = m.kind AND t.value = m.value WHERE m.ven_id = $2"
 )
 _ADDRESSED: Final = (
-    f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.status = ANY($1::text[])"
+    f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.status = ANY($1::text[])"
     " AND (e.event_id = ANY($2::text[])"
     " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
     " AND (e.status != $3 OR e.updated_at >= $4)"
@@ -136,49 +150,6 @@ _DELIVERED: Final = (
 _OUTBOX_DELIVERED: Final = (
     "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
     " WHERE seq = $2 AND delivered_at IS NULL RETURNING ven_id"
-)
-# A poll's whole delivery in one statement (its parts see one snapshot, so "waiting" leaves
-# out the rows the statement itself marks): take the VEN's oldest claimable item ($1 now,
-# $2 venID), mark its other event-list items delivered with it, read its event list when
-# the item is one (as _ADDRESSED: $3 statuses, $4 cancelled, $5 cancelled since, $6 limit,
-# $7 the venID target kind, $8 EVENT_KIND), record them delivered; one row per listed event
-# (or one with no event), each with the item and whether anything else is undelivered.
-_DELIVER_NEXT: Final = (
-    "WITH taken AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
-    " WHERE seq = (SELECT seq FROM outbox WHERE ven_id = $2 AND delivered_at IS NULL"
-    " AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY seq LIMIT 1"
-    " FOR UPDATE SKIP LOCKED) AND ven_id = $2 AND delivered_at IS NULL"
-    " AND (claimed_until IS NULL OR claimed_until <= $1)"
-    " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at),"
-    " superseded AS (UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
-    " WHERE ven_id = $2 AND kind = $8 AND delivered_at IS NULL"
-    " AND seq <> (SELECT seq FROM taken) AND (SELECT kind FROM taken) = $8 RETURNING seq),"
-    " hits AS (SELECT event_id, kind, value FROM event_targets WHERE kind = $7 AND value = $2"
-    " UNION SELECT t.event_id, t.kind, t.value FROM ven_memberships m"
-    " JOIN event_targets t ON t.kind = m.kind AND t.value = m.value WHERE m.ven_id = $2),"
-    " listed AS (SELECT e.event_id, e.modification_number, e.status, e.market_context,"
-    " e.starts_at, e.ends_at, e.response_required, e.payload, e.updated_at,"
-    " ARRAY(SELECT h.kind FROM hits h WHERE h.event_id = e.event_id ORDER BY h.kind, h.value)"
-    " AS kinds, ARRAY(SELECT h.value FROM hits h WHERE h.event_id = e.event_id"
-    " ORDER BY h.kind, h.value) AS target_values FROM events e"
-    " WHERE (SELECT kind FROM taken) = $8 AND e.status = ANY($3::text[])"
-    " AND (e.event_id IN (SELECT event_id FROM hits)"
-    " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
-    " AND (e.status != $4 OR e.updated_at >= $5)"
-    " AND (e.status = $4 OR e.ends_at IS NULL OR e.ends_at > $1)"
-    " ORDER BY e.event_id LIMIT $6),"
-    " delivered AS (INSERT INTO event_deliveries (event_id, ven_id,"
-    " delivered_modification_number, delivered_at)"
-    " SELECT event_id, $2, modification_number, $1 FROM listed"
-    " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
-    " delivered_modification_number = excluded.delivered_modification_number,"
-    " delivered_at = excluded.delivered_at)"
-    " SELECT taken.seq, taken.ven_id, taken.kind, taken.payload, taken.dedup_key,"
-    " taken.enqueued_at, EXISTS (SELECT 1 FROM outbox o WHERE o.ven_id = $2"
-    " AND o.delivered_at IS NULL AND o.seq NOT IN (SELECT seq FROM taken)"
-    " AND o.seq NOT IN (SELECT seq FROM superseded)) AS waiting, listed.*"
-    " FROM (SELECT 1) AS one LEFT JOIN taken ON true LEFT JOIN listed ON true"
-    " ORDER BY listed.event_id"
 )
 _CLAIMABLE: Final = (
     "ven_id = $2 AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $1)"
@@ -196,10 +167,6 @@ _SUPERSEDE: Final = (
     " WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
 )
 _BEHIND: Final = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE} AND seq > $3)"
-_DELIVERY_COLUMNS: Final = (
-    "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
-    " ack_opt_type, ack_response_code, ack_at"
-)
 # An ack never replaces one for a newer modificationNumber (vtn.storage.events).
 _ACK: Final = (
     "INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number, ack_opt_type,"
@@ -208,44 +175,13 @@ _ACK: Final = (
     " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
     " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
     " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
-    f" RETURNING {_DELIVERY_COLUMNS}"
+    f" RETURNING {DELIVERY_COLUMNS}"
 )
 _DELIVERY: Final = (
-    f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = $1 AND ven_id = $2"
+    f"SELECT {DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = $1 AND ven_id = $2"
 )
 _ACTIVE_VEN: Final = (
     "SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2 AND cancelled_at IS NULL"
-)
-# One oadrCreatedEvent in one statement: whether $1 is venID $2's active registration, the
-# events among $3 (its distinct eventIDs, one ack each) delivered to it with their current
-# modificationNumber, and its acks ($3.. one array per field) stored only if the registration
-# is active and each ack names one of those at its number (backend.answers_current); one row
-# per ack, in order: the flags, the versions, the updated row, and the row as stored before
-# (an ack for a newer modificationNumber stays). One row with no ack when there is none.
-_ANSWER: Final = (
-    "WITH active AS (SELECT EXISTS (SELECT 1 FROM vens WHERE fingerprint = $1 AND ven_id = $2"
-    " AND cancelled_at IS NULL) AS ok),"
-    " current AS (SELECT e.event_id, e.modification_number FROM events e"
-    " JOIN event_deliveries d ON d.event_id = e.event_id"
-    " WHERE d.ven_id = $2 AND e.event_id = ANY($3::text[])),"
-    " acks AS (SELECT * FROM unnest($3::text[], $4::int[], $5::text[], $6::int[],"
-    " $7::timestamptz[]) WITH ORDINALITY AS a(event_id, number, opt, code, at, n)),"
-    " accepted AS (SELECT (SELECT ok FROM active) AND NOT EXISTS (SELECT 1 FROM acks a"
-    " LEFT JOIN current c ON c.event_id = a.event_id"
-    " WHERE c.modification_number IS DISTINCT FROM a.number) AS ok),"
-    " up AS (INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number,"
-    " ack_opt_type, ack_response_code, ack_at) SELECT event_id, $2, number, opt, code, at"
-    " FROM acks WHERE (SELECT ok FROM accepted) ON CONFLICT (event_id, ven_id)"
-    " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
-    " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
-    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
-    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
-    f" RETURNING {_DELIVERY_COLUMNS})"
-    " SELECT (SELECT ok FROM active), (SELECT ok FROM accepted),"
-    " ARRAY(SELECT event_id || ' ' || modification_number FROM current), u.*, d.*"
-    " FROM (SELECT 1) AS one LEFT JOIN (acks a LEFT JOIN up u ON u.event_id = a.event_id"
-    " LEFT JOIN event_deliveries d ON d.event_id = a.event_id AND d.ven_id = $2) ON true"
-    " ORDER BY a.n"
 )
 _VERSIONS: Final = (
     "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
@@ -281,56 +217,6 @@ async def _unchanged(_conn: asyncpg.Connection) -> None:
     """A pooled connection needs no reset: no session state outlives its transaction."""
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: storage takes timezone-aware UTC only")
-    return value
-
-
-def _maybe(value: datetime | None) -> datetime | None:
-    return None if value is None else _aware(value)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _registration(row: Any) -> VenRegistration:
-    return VenRegistration(
-        ven_id=row[0], registration_id=row[1], fingerprint=row[2], ven_name=row[3],
-        profile_name=row[4], transport_name=row[5], transport_address=row[6],
-        http_pull_model=row[7], report_only=row[8], xml_signature=row[9],
-        created_at=row[10].astimezone(UTC), cancelled_at=_utc(row[11]))
-
-
-def _event(row: Any, targets: Sequence[TargetRef]) -> EventRecord:
-    return EventRecord(
-        event_id=row[0], modification_number=row[1], status=EventStatus(row[2]),
-        market_context=row[3], starts_at=_utc(row[4]), ends_at=_utc(row[5]),
-        response_required=row[6], targets=tuple(targets), payload=row[7],
-        updated_at=row[8].astimezone(UTC))
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        event_id=row[0], ven_id=row[1], delivered_modification_number=row[2],
-        delivered_at=_utc(row[3]), ack_modification_number=row[4],
-        ack_opt_type=None if row[5] is None else OptType(row[5]), ack_response_code=row[6],
-        ack_at=_utc(row[7]))
-
-
-def _version(text: str) -> tuple[str, int]:
-    """``"<eventID> <modificationNumber>"`` (as _ANSWER spells a version) split."""
-    event_id, _, number = text.rpartition(" ")
-    return event_id, int(number)
-
-
-def _item(row: Any, more_waiting: bool = False) -> OutboxItem:
-    return OutboxItem(seq=row[0], ven_id=row[1], kind=row[2], payload=row[3],
-                      dedup_key=row[4], enqueued_at=row[5].astimezone(UTC),
-                      more_waiting=more_waiting)
-
-
 class PostgresBackend:
     """Built with :meth:`open`; closed by the Storage."""
 
@@ -339,7 +225,11 @@ class PostgresBackend:
         self._pool = pool
         self._observe = observe
         self._pool_wait = pool_wait
-        self._reports = ReportWrites(self._fetch)
+        self._reports: Groups[Update, Result] = Groups(lambda group: store(self._fetch, group))
+        self._deliveries: Groups[Distribution, Delivered] = Groups(
+            lambda group: deliver(self._fetch, group))
+        self._answers: Groups[Answer, Outcome] = Groups(
+            lambda group: check_and_store(self._fetch, group))
 
     @classmethod
     async def open(cls, url: URL, observe: TransactionObserver,
@@ -409,12 +299,20 @@ class PostgresBackend:
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
+    async def _grouped(self, groups: Groups[W, R], write: W, ven_id: str) -> R:
+        """``write`` sent with the writes of other VENs waiting with it, observed."""
+        started = perf_counter()
+        try:
+            return await groups.run(write, ven_id)
+        finally:
+            self._observe(write=True, seconds=perf_counter() - started)
+
     async def nonce_seen(self, nonce: str, timestamp: datetime) -> bool:
-        return await self._one(_SEEN, nonce, _aware(timestamp), write=True) is None
+        return await self._one(_SEEN, nonce, aware(timestamp), write=True) is None
 
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         row = await self._one(_POLL_LOOKUP, fingerprint, write=False)
-        return (None, False) if row is None else (_registration(row), bool(row[12]))
+        return (None, False) if row is None else (registration_of(row), bool(row[12]))
 
     async def resolve_targets(
         self, queries: Sequence[TargetQuery]
@@ -443,9 +341,9 @@ class PostgresBackend:
                     continue
                 await conn.execute(_PUT_EVENT, event.event_id, event.modification_number,
                                    event.status.value, event.market_context,
-                                   _maybe(event.starts_at), _maybe(event.ends_at),
+                                   maybe(event.starts_at), maybe(event.ends_at),
                                    event.response_required, event.payload,
-                                   _aware(event.updated_at))
+                                   aware(event.updated_at))
                 targets = list(dict.fromkeys(event.targets))
                 if targets:
                     await conn.execute(_TARGETS, event.event_id,
@@ -470,7 +368,7 @@ class PostgresBackend:
         sql = _QUEUE_ALL if dedup_key is None else _QUEUE
 
         async def work(conn: asyncpg.Connection) -> int:
-            added = int(await conn.fetchval(sql, targets, kind, payload, dedup_key, _aware(at)))
+            added = int(await conn.fetchval(sql, targets, kind, payload, dedup_key, aware(at)))
             if added:
                 await conn.execute(_NOTIFY, OUTBOX_CHANNEL, enqueued_payload(targets))
             return added
@@ -479,7 +377,7 @@ class PostgresBackend:
 
     async def _distribute(self, conn: asyncpg.Connection,
                           query: Distribution) -> tuple[EventRecord, ...]:
-        ven_id, now = query.ven_id, _aware(query.now)
+        ven_id, now = query.ven_id, aware(query.now)
         by_event: dict[str, list[TargetRef]] = {}
         for event_id, kind, value in sorted(
                 await conn.fetch(_HITS, TargetKind.VEN.value, ven_id),
@@ -487,8 +385,8 @@ class PostgresBackend:
             by_event.setdefault(event_id, []).append(
                 TargetRef(kind=TargetKind(kind), value=value))
         rows = await conn.fetch(_ADDRESSED, [s.value for s in query.statuses], list(by_event),
-                                EventStatus.CANCELLED.value, _aware(query.cancelled_since), now)
-        events = tuple(_event(row, by_event.get(row[0], ())) for row in rows)[: query.limit]
+                                EventStatus.CANCELLED.value, aware(query.cancelled_since), now)
+        events = tuple(event_of(row, by_event.get(row[0], ())) for row in rows)[: query.limit]
         if events:
             await conn.execute(_DELIVERED, [e.event_id for e in events], ven_id,
                                [e.modification_number for e in events], now)
@@ -500,34 +398,26 @@ class PostgresBackend:
         return await self._run(lambda conn: self._distribute(conn, query), write=True)
 
     async def deliver_next(self, event_list: Distribution) -> tuple[PollDelivery | None, bool]:
-        rows = await self._all(
-            _DELIVER_NEXT, _aware(event_list.now), event_list.ven_id,
-            [s.value for s in event_list.statuses], EventStatus.CANCELLED.value,
-            _aware(event_list.cancelled_since), event_list.limit, TargetKind.VEN.value,
-            EVENT_KIND, write=True)
-        first = rows[0]
-        if first[0] is None:
-            return None, bool(first[6])
-        events = tuple(
-            _event(row[7:16], [TargetRef(kind=TargetKind(k), value=v)
-                               for k, v in zip(row[16], row[17], strict=True)])
-            for row in rows if row[7] is not None)
-        return PollDelivery(item=_item(first), events=events), bool(first[6])
+        """Taken with the polls of other VENs waiting with it, by one statement
+        (:mod:`._postgres_deliveries`)."""
+        aware(event_list.now)  # a naive time fails its own call, not a group
+        aware(event_list.cancelled_since)
+        return await self._grouped(self._deliveries, event_list, event_list.ven_id)
 
     async def claim(self, ven_id: str, now: datetime, until: datetime,
                     supersede: str | None) -> OutboxItem | None:
         async def work(conn: asyncpg.Connection) -> OutboxItem | None:
-            row = await conn.fetchrow(_CLAIM, _aware(now), ven_id, _aware(until))
+            row = await conn.fetchrow(_CLAIM, aware(now), ven_id, aware(until))
             if row is None:
                 return None
             if supersede is not None and row[2] == supersede:
                 await conn.execute(_SUPERSEDE, now, ven_id, supersede, row[0])
-            return _item(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
+            return item_of(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
 
         return await self._run(work, write=True)
 
     async def mark_delivered(self, seq: int, at: datetime) -> str | None:
-        row = await self._one(_OUTBOX_DELIVERED, _aware(at), seq, write=True)
+        row = await self._one(_OUTBOX_DELIVERED, aware(at), seq, write=True)
         return None if row is None else str(row[0])
 
     async def _acks(self, conn: asyncpg.Connection,
@@ -536,9 +426,9 @@ class PostgresBackend:
         for ack in acks:
             key = (ack.event_id, ack.ven_id)
             row = await conn.fetchrow(_ACK, *key, ack.modification_number, ack.opt_type.value,
-                                      ack.response_code, _aware(ack.at))
+                                      ack.response_code, aware(ack.at))
             # No row back: an ack for a newer modificationNumber stays; read what is stored.
-            stored.append(_delivery(row or await conn.fetchrow(_DELIVERY, *key)))
+            stored.append(delivery_of(row or await conn.fetchrow(_DELIVERY, *key)))
         return tuple(stored)
 
     async def record_acks(self, acks: tuple[EventAck, ...]) -> tuple[Delivery, ...]:
@@ -547,23 +437,19 @@ class PostgresBackend:
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
                             refuse: Refuse,
                             event_ids: list[str]) -> tuple[Delivery, ...] | None:
-        """One statement (:data:`_ANSWER`) unless one event is answered twice: one upsert
-        cannot touch a row twice, so those acks go one by one in a transaction."""
+        """Checked and stored with the answers of other VENs waiting with it, by one statement
+        (:mod:`._postgres_answers`), unless one event is answered twice: one upsert cannot
+        touch a row twice, so those acks go one by one in a transaction of their own."""
         if len(event_ids) < len(acks):
             return await self._run(lambda conn: self._answer(
                 conn, ven_id, fingerprint, acks, refuse, event_ids), write=True)
-        rows = await self._all(
-            _ANSWER, fingerprint, ven_id, event_ids, [a.modification_number for a in acks],
-            [a.opt_type.value for a in acks], [a.response_code for a in acks],
-            [_aware(a.at) for a in acks], write=True)
-        active, accepted, versions = rows[0][:3]
-        if not active:
-            return None
-        if not accepted:
-            refuse(dict(_version(v) for v in versions))
-        # the updated row, else (an ack for a newer modificationNumber stays) the stored one
-        return tuple(_delivery(row[3:11] if row[3] is not None else row[11:19])
-                     for row in rows if row[11] is not None)
+        for ack in acks:
+            aware(ack.at)  # a naive time fails its own call, not a group
+        outcome = await self._grouped(
+            self._answers, Answer(ven_id=ven_id, fingerprint=fingerprint, acks=acks), ven_id)
+        if outcome.active and outcome.stored is None:
+            refuse(outcome.delivered)
+        return outcome.stored
 
     async def _answer(self, conn: asyncpg.Connection, ven_id: str, fingerprint: str,
                       acks: tuple[EventAck, ...], refuse: Refuse,
@@ -593,9 +479,5 @@ class PostgresBackend:
     async def store_update(self, ven_id: str, reports: Sequence[ReportData], wanted: list[str],
                            fingerprint: str | None) -> tuple[int, tuple[str, ...]] | None:
         update = Update(ven_id=ven_id, fingerprint=fingerprint,
-                        points=points_of(reports, _aware), wanted=wanted)
-        started = perf_counter()
-        try:
-            return await self._reports.store(update)
-        finally:
-            self._observe(write=True, seconds=perf_counter() - started)
+                        points=points_of(reports, aware), wanted=wanted)
+        return await self._grouped(self._reports, update, ven_id)
