@@ -1,8 +1,9 @@
 """The VEN-side suite over XMPP (OpenADR 2.0b profile 9.3) against crowdflex's own VEN, through
 the real command: every case of the XMPP catalogue passes, with RSA and with ECC certificates,
 and the JUnit XML says so. The harness judges what comes in IQs (a payload that does not decode
-is answered with code 400 and breaks VR01); the command lists the XMPP catalogue, refuses
-signatures over XMPP, and hands a start command the server and the harness's JID.
+is answered with code 400 and breaks VR01; a registration naming another JID fails); the command
+lists the XMPP catalogue, refuses signatures over XMPP, and hands a start command the server and
+the harness's JID.
 
 Real parts: a Prosody started by the test (:mod:`tests.xmpp.server`) that names each client by
 its certificate's fingerprint; the harness VTN logging in to it with its certificate
@@ -16,16 +17,21 @@ import asyncio
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 from lxml import etree
 
 from cbp.cli import main
 from cbp.conformance import (
+    CrowdflexVen,
     HarnessVtn,
     PromptVen,
     VenHarnessSettings,
     XmppAddress,
+    run_ven_cases,
+    select,
     ven_catalogue,
 )
 from cbp.conformance.ven_starters import address_environment
@@ -33,6 +39,7 @@ from devpki import KeyType
 from schemas import Response, Service
 from schemas.tls import client_context
 from schemas.xmpp import localpart_of
+from ven.config import VenXmpp
 from ven.xmpp import XmppLink
 from vtn.settings import XmppSettings
 
@@ -133,3 +140,38 @@ async def test_a_start_command_and_a_person_are_given_the_server_and_the_jid():
     await PromptVen(output=said).start(address)
     assert "xmpp.example:5223 (domain example)" in said.getvalue()
     assert "0123456789abcdef0123@example/openadr" in said.getvalue()
+
+
+ELSEWHERE = "00000000000000000000@elsewhere.example/ven"
+
+
+@dataclass(frozen=True)
+class _ElsewhereXmpp(VenXmpp):
+    """An ``[xmpp]`` table whose link announces someone else's JID at registration."""
+
+    def link(self, **options: Any) -> XmppLink:
+        link = VenXmpp.link(self, **options)
+        link.address = ELSEWHERE
+        return link
+
+
+class _ElsewhereVen(CrowdflexVen):
+    def _config(self, address):
+        config = super()._config(address)
+        return replace(config, xmpp=_ElsewhereXmpp(**{
+            name: getattr(config.xmpp, name)
+            for name in ("vtn_jid", "host", "port", "domain", "resource")}))
+
+
+async def test_a_registration_naming_another_jid_fails(tmp_path):
+    pki = key_pki(tmp_path, KeyType.EC, xmpp_server=True)
+    async with prosody(pki) as server:
+        settings = VenHarnessSettings(
+            cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert, push=True, wait_timeout_s=20,
+            xmpp=XmppSettings(host="127.0.0.1", port=server.port, domain=server.domain))
+        ven = _ElsewhereVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
+        (result,) = await run_ven_cases(settings, ven, select(["N0_5010"],
+                                                              ven_catalogue(push=True)))
+    assert not result.passed
+    sender = f"{localpart_of(pki.ven.fingerprint)}@localhost/ven"
+    assert result.reason == f"oadrTransportAddress is {ELSEWHERE!r}, not its JID {sender!r}"
