@@ -54,10 +54,12 @@ def add_ven_suite(suites: SubCommands) -> None:
         "failed, 2 could not run.",
     )
     ven.add_argument("--cert", type=Path, metavar="PEM",
-                     help="the harness VTN's server certificate (the VEN must trust its CA)")
+                     help="the harness VTN's certificate: its HTTPS server certificate (the VEN "
+                     "must trust its CA), over XMPP the client certificate it logs in with")
     ven.add_argument("--key", type=Path, metavar="PEM", help="its private key")
     ven.add_argument("--ca", type=Path, metavar="PEM",
-                     help="CA the VEN's client certificate must chain to")
+                     help="CA the VEN's client certificate must chain to (over XMPP the XMPP "
+                     "server checks the VEN's; the harness checks the server's against --ca)")
     ven.add_argument("--host", default="127.0.0.1", help="address to serve on (Simple HTTP)")
     ven.add_argument("--port", type=int, default=0,
                      help="port to serve on (0: any free one; Simple HTTP)")
@@ -99,7 +101,8 @@ def add_ven_suite(suites: SubCommands) -> None:
                      help="granularity and reportBackDuration of requested reports (default 5)")
     ven.add_argument("--tls-profile", choices=[p.value for p in TlsProfile],
                      default=TlsProfile.OPENADR_TLS12_OR_TLS13.value,
-                     help="TLS versions and suites the harness accepts")
+                     help="TLS versions and suites the harness accepts (over XMPP: offers the "
+                     "server)")
     ven.add_argument("--wait", type=float, default=60.0, metavar="S",
                      help="how long a case waits for the VEN's message (default 60)")
     add_run_options(ven)
