@@ -80,6 +80,8 @@ async def test_every_xmpp_case_passes_against_crowdflex(tmp_path, capsys, key_ty
     registration = suite[0].findtext("system-out") or ""
     assert "XMPP IQ: oadrCreatePartyRegistration -> oadrCreatedPartyRegistration" \
         in registration
+    jid = f"{localpart_of(pki.ven.fingerprint)}@localhost/ven"
+    assert f"registered as venID {pki.ven.fingerprint} from {jid}" in registration
 
 
 async def test_a_payload_that_does_not_decode_is_answered_400_and_breaks_vr01(tmp_path):
