@@ -39,6 +39,7 @@ from devpki import KeyType
 from schemas import Response, Service
 from schemas.tls import client_context
 from schemas.xmpp import localpart_of
+from tests.kit.net import free_port
 from ven.config import VenXmpp
 from ven.xmpp import XmppLink
 from vtn.settings import XmppSettings
@@ -117,6 +118,16 @@ def test_list_over_xmpp_is_the_push_catalogue_with_the_xmpp_rule(capsys):
     assert all(case.case_id in listed for case in ven_catalogue(push=True))
     assert "N1_0010_TH_VTN" not in listed
     assert "VR08" in listed and "or XMPP with its JID" in listed
+
+
+def test_no_xmpp_server_exits_2_saying_where(tmp_path, capsys):
+    pki = key_pki(tmp_path, KeyType.EC)
+    port = free_port()
+    assert main(["conformance", "ven", "--transport", "xmpp", "--xmpp-port", str(port),
+                 "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key),
+                 "--ca", str(pki.ca_cert), "--wait", "1"]) == 2
+    assert f"cannot serve the harness VTN on XMPP server 127.0.0.1:{port}" \
+        in capsys.readouterr().err
 
 
 def test_signatures_over_xmpp_are_refused_saying_why(tmp_path, capsys):
