@@ -1,5 +1,6 @@
 """`crowdflex conformance ven`: serve a harness VTN (Simple HTTP pull or push, signed or not, or
-XMPP) and judge a VEN under test.
+XMPP) and judge a VEN under test; its operator (crowdflex's client itself, a person, or a
+command) makes it opt.
 
 Exit codes: 0 every selected case passed, 1 some failed, 2 the command could not run (a missing
 file, an unknown case ID, a port already taken, an unwritable report).
@@ -17,8 +18,11 @@ from cbp.cli import SubCommands
 from cbp.cli._conformance_run import add_run_options, fail, write_outputs
 from cbp.conformance import (
     VEN_RULES,
+    CommandOperator,
     CommandVen,
     CrowdflexVen,
+    Operator,
+    PromptOperator,
     PromptVen,
     VenHarnessSettings,
     VenUnderTest,
@@ -38,6 +42,7 @@ from vtn.settings import XmppSettings
 __all__ = ["add_ven_suite", "run_ven"]
 
 _STARTERS = ("prompt", "command", "crowdflex")
+_OPERATORS = ("crowdflex", "prompt", "command")
 
 
 def add_ven_suite(suites: SubCommands) -> None:
@@ -46,12 +51,13 @@ def add_ven_suite(suites: SubCommands) -> None:
         help="serve a VTN to a VEN under test and judge it case by case",
         description="Serve a harness VTN over Simple HTTP with mutual TLS, or over XMPP through "
         "an XMPP server, and run the live conformance cases against the VEN pointed at it: "
-        "registration, events and reports (N1/E1/R1 in pull mode, N0/E0/R0 with --push or "
-        "over XMPP, where the VTN sends without polls), with passive rules checked on every "
-        "request (over XMPP the HTTP framing rules VR03/VR04 do not apply; VR08 is XMPP's); "
-        "with --signed (Simple HTTP only) XML signatures both ways and the signature cases "
-        "(G1, or G0 with --push). Opt cases are not covered yet. Exit 0 all passed, 1 some "
-        "failed, 2 could not run.",
+        "registration, events, reports and opts (N1/E1/R1/P1 in pull mode, N0/E0/R0/P0 with "
+        "--push or over XMPP, where the VTN sends without polls), with passive rules checked on "
+        "every request (over XMPP the HTTP framing rules VR03/VR04 do not apply; VR10 is "
+        "XMPP's); with --signed (Simple HTTP only) XML signatures both ways and the signature "
+        "cases (G1, or G0 with --push). The opt cases need the VEN to act on its own: the "
+        "operator makes it send and cancel opts. Exit 0 all passed, 1 some failed, 2 could not "
+        "run.",
     )
     ven.add_argument("--cert", type=Path, metavar="PEM",
                      help="the harness VTN's certificate: its HTTPS server certificate (the VEN "
@@ -95,6 +101,14 @@ def add_ven_suite(suites: SubCommands) -> None:
     ven.add_argument("--ven-cert", type=Path, metavar="PEM",
                      help="with --ven crowdflex: the VEN's client certificate")
     ven.add_argument("--ven-key", type=Path, metavar="PEM", help="with --ven crowdflex: its key")
+    ven.add_argument("--operator", choices=_OPERATORS,
+                     help="who makes the VEN send and cancel opts: crowdflex's VEN client "
+                     "itself (the default with --ven crowdflex, and only with it), a person at "
+                     "this terminal (the default otherwise), or --operator-command")
+    ven.add_argument("--operator-command", metavar="CMD",
+                     help="with --operator command: a shell command run per step, the step as "
+                     "JSON on stdin ({action, ven_id, params, instruction}); exit status 0 means "
+                     "done")
     ven.add_argument("--poll-freq", type=int, default=5, metavar="S",
                      help="oadrRequestedOadrPollFreq the harness gives, whole seconds (default 5)")
     ven.add_argument("--report-back", type=int, default=5, metavar="S",
@@ -127,6 +141,19 @@ def _starter(args: argparse.Namespace, out: TextIO) -> VenUnderTest | str:
             return PromptVen(output=out)
 
 
+def _operator(args: argparse.Namespace, starter: VenUnderTest, out: TextIO) -> Operator | str:
+    """Who makes the VEN act on its own, or the reason it cannot be built."""
+    match args.operator or ("crowdflex" if args.starter == "crowdflex" else "prompt"):
+        case "crowdflex":
+            return starter if isinstance(starter, CrowdflexVen) else \
+                "--operator crowdflex needs --ven crowdflex"
+        case "command":
+            return CommandOperator(args.operator_command) if args.operator_command else \
+                "--operator command needs --operator-command CMD"
+        case _:
+            return PromptOperator(output=out)
+
+
 def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     xmpp = args.transport == "xmpp"
@@ -152,6 +179,9 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     starter = _starter(args, out)
     if isinstance(starter, str):
         return fail(starter)
+    operator = _operator(args, starter, out)
+    if isinstance(operator, str):
+        return fail(operator)
     settings = VenHarnessSettings(
         cert=args.cert, key=args.key, ca=args.ca, host=args.host, port=args.port,
         tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
@@ -160,7 +190,7 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
             host=args.xmpp_host, port=args.xmpp_port, domain=args.xmpp_domain,
             resource=args.xmpp_resource, connect_timeout_s=args.wait) if xmpp else None)
     try:
-        results = asyncio.run(run_ven_cases(settings, starter, cases,
+        results = asyncio.run(run_ven_cases(settings, starter, cases, operator=operator,
                                             on_result=lambda r: print_result(r, out)))
     except OSError as exc:  # ConnectionError: the XMPP server gave the harness no session
         where = f"XMPP server {args.xmpp_host}:{args.xmpp_port}" if xmpp else \

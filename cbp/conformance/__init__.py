@@ -6,11 +6,12 @@ RSA or ECC certificates): registration (N1), events (E1), reports (R1), opt (P1)
 specification; passive rules (:mod:`.rules`) check every reply. Cases that need the VTN to act
 go through an :class:`Operator`. ``crowdflex conformance ven`` plays a VTN
 (:class:`HarnessVtn`, over Simple HTTP or XMPP) for a VEN under test, started by a
-:class:`VenUnderTest` with the harness's :class:`VtnAddress`: registration, events and reports
-(``_TH_VTN`` cases), its passive rules (:mod:`.ven_rules`) on every request.
+:class:`VenUnderTest` with the harness's :class:`VtnAddress`: registration, events, reports and
+opts (``_TH_VTN`` cases; the VEN's operator makes it send and cancel opts), its passive rules
+(:mod:`.ven_rules`) on every request.
 Push mode runs the same checks as push cases (``VTN_PUSH_CASES``, ``VEN_PUSH_CASES``); signed
 mode (XML signatures, profile 10) adds signature cases on either side (:func:`vtn_catalogue`,
-:func:`ven_catalogue`). Not covered yet: opt cases on the VEN side; XMPP for a VTN under test.
+:func:`ven_catalogue`). Not covered yet: XMPP for a VTN under test.
 
 >>> from cbp.conformance import VTN_CASES
 >>> VTN_CASES[0].case_id

@@ -1,12 +1,13 @@
 """The cases of ``crowdflex conformance ven``: the harness plays the VTN (``_TH_VTN``).
 
 They run in this order against one VEN: registration and the VEN's report offer, events, reports,
-then re-registration and the end of the registration. Each case hands the VEN what a VTN would
-send (on its next poll, or pushed) and checks what the VEN sends back. :data:`VEN_CASES` are the
-pull-mode cases (N1, E1, R1); :data:`VEN_PUSH_CASES` the same checks for a push VEN, numbered as
-the Alliance numbers push cases (N0_50xx, E0_60xx, R0_80xx), without the poll case. Over XMPP
-the VTN sends without being polled, so an XMPP run is a push run: the push cases, with the
-registration stating transport XMPP and the VEN's JID as its address.
+then (after the opt cases of :mod:`.cases_ven_opt`) re-registration and the end of the
+registration. Each case hands the VEN what a VTN would send (on its next poll, or pushed) and
+checks what the VEN sends back. :data:`NER_CASES` are the pull-mode cases (N1, E1, R1); a push
+VEN gets the same checks but those in :data:`PULL_ONLY` (the poll case), numbered as the Alliance
+numbers push cases (N0_50xx, E0_60xx, R0_80xx). Over XMPP the VTN sends without being polled,
+so an XMPP run is a push run: the push cases, with the registration stating transport XMPP and
+the VEN's JID as its address.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ from schemas import (
 )
 
 from ._checks import require
-from ._model import Case, CaseFailed, pushed
+from ._model import Case, CaseFailed
 from .harness_vtn import HarnessVtn
 
-__all__ = ["ENDS_REGISTRATION", "VEN_CASES", "VEN_PUSH_CASES"]
+__all__ = ["ENDS_REGISTRATION", "MARKET_CONTEXT", "NER_CASES", "PULL_ONLY"]
 
 _REGISTRATION: Final = "OpenADR 2.0b profile 8.1 (EiRegisterParty)"
 _EVENTS: Final = "OpenADR 2.0b profile 8.2 (EiEvent)"
@@ -310,7 +311,8 @@ async def _cancels_report(vtn: HarnessVtn) -> str:
     return f"report {request.report_request_id!r} cancelled"
 
 
-VEN_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
+#: the registration (N), event (E) and report (R) cases, pull mode, in running order
+NER_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
     Case(case_id="N1_0010_TH_VTN",
          purpose="the VEN registers for profile 2.0b, stating its transport: simpleHttp with "
          "its pull or push model, or XMPP with its JID",
@@ -362,6 +364,5 @@ VEN_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
 
 #: the runs of the cases that re-register the VEN and end its registration: they come last
 ENDS_REGISTRATION: Final = frozenset({_reregisters, _cancels_registration})
-
-VEN_PUSH_CASES: Final[tuple[Case[HarnessVtn], ...]] = tuple(
-    pushed(case) for case in VEN_CASES if case.run is not _polls)
+#: the runs of the cases that do not apply to a push VEN
+PULL_ONLY: Final = frozenset({_polls})

@@ -12,9 +12,11 @@ through the product's session (:class:`vtn.xmpp.XmppTransport`, with this harnes
 :class:`~vtn.xmpp.Responder`): the VEN's IQs are its requests, and every payload a case queues
 is sent at once to the full JID the VEN registered from; an exchange there has no Content-Type,
 its ``service`` is :data:`XMPP_SERVICE` and status 200 stands for an IQ ``result``. Cases
-read what the VEN sent with :meth:`HarnessVtn.wait_for`. Signed (``VenHarnessSettings.signed``,
-profile 10), it signs everything it sends with its own certificate and refuses, with HTTP 400, a
-request whose signature is absent or does not verify against ``ca``.
+read what the VEN sent with :meth:`HarnessVtn.wait_for`, and have the VEN act on its own (send an
+opt) through an :class:`~cbp.conformance.Operator` with :meth:`HarnessVtn.operate`. Signed
+(``VenHarnessSettings.signed``, profile 10), it signs everything it sends with its own
+certificate and refuses, with HTTP 400, a request whose signature is absent or does not verify
+against ``ca``.
 
 Invariants: only a client certificate chaining to ``ca`` gets through the handshake (over XMPP: a
 sender the XMPP server named by a certificate's fingerprint), and the venID the harness gives is
@@ -86,7 +88,7 @@ from vtn.transport import Peer
 from vtn.xmpp import XmppTransport
 
 from ._model import CaseFailed, Exchange, Violation
-from .operators import Step
+from .operators import Operator, Step, StepKind, carry_out
 from .ven_rules import VEN_RULES, Heard, Said
 from .vtn_address import HttpAddress, VtnAddress, XmppAddress
 
@@ -160,8 +162,9 @@ class _Decoded:
 class HarnessVtn:
     """One server for a whole run; cases share it in order (use as ``async with``)."""
 
-    def __init__(self, settings: VenHarnessSettings) -> None:
+    def __init__(self, settings: VenHarnessSettings, operator: Operator) -> None:
         self.settings = settings
+        self.operator = operator  # of the VEN under test
         self.codec = settings.codec()
         self.said = Said()
         self.ven_id: str | None = None
@@ -170,7 +173,7 @@ class HarnessVtn:
         self.report_request: ReportRequest | None = None  # the report the cases asked for
         self.exchanges: list[Exchange] = []  # of the current case
         self.history: list[Exchange] = []  # of the whole run
-        self.steps: list[Step] = []  # none: the VEN side has no operator steps yet
+        self.steps: list[Step] = []  # of the current case
         self._heard: list[Message] = []  # every decoded request, in arrival order
         self._taken: set[int] = set()
         self._arrival = asyncio.Condition()
@@ -241,6 +244,7 @@ class HarnessVtn:
 
     def begin_case(self) -> None:
         self.exchanges = []
+        self.steps = []
 
     def registered_ven(self) -> str:
         if self.ven_id is None:
@@ -268,6 +272,13 @@ class HarnessVtn:
                                   events=tuple(self.events.values()))
         self.deliver(message)
         return message
+
+    async def operate(self, kind: StepKind, **params: object) -> Step:
+        """Have the VEN's operator carry out one step; :class:`CaseFailed` if it cannot."""
+        step = Step(kind=kind, ven_id=self.registered_ven(), params=params)
+        self.steps.append(step)
+        await carry_out(self.operator, step)
+        return step
 
     def mark(self) -> int:
         """A position in the arrivals: :meth:`wait_for` with ``after`` ignores what came before."""
@@ -450,9 +461,12 @@ class HarnessVtn:
             case UpdateReport():
                 return UpdatedReport(response=EiResponse(request_id=message.request_id),
                                      ven_id=ven_id)
-            case CreateOpt():
-                return CreatedOpt(response=EiResponse(request_id=message.request_id),
-                                  opt_id=message.opt_id)
+            case CreateOpt():  # an opt for an event never sent is refused (profile 8.4)
+                unknown = message.qualified_event_id is not None \
+                    and message.qualified_event_id.event_id not in self.events
+                return CreatedOpt(response=EiResponse(
+                    request_id=message.request_id, code=452 if unknown else 200,
+                    description="no such event" if unknown else "OK"), opt_id=message.opt_id)
             case CancelOpt():
                 return CanceledOpt(response=EiResponse(request_id=message.request_id),
                                    opt_id=message.opt_id)

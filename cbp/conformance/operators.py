@@ -1,16 +1,19 @@
-"""Operator steps: what a case needs the node's operator to do, and three ways to get it done.
+"""Operator steps: what a case needs the node's operator to do, and the ways to get it done.
 
-Some cases need the VTN under test to act on its own (create an event with exact parameters,
-request a report, cancel a registration). The case describes the act as a :class:`Step`; an
-:class:`Operator` carries it out and returns once it is done:
+Some cases need the node under test to act on its own: a VTN to create an event with exact
+parameters, request a report, cancel a registration; a VEN to send or cancel an opt. The case
+describes the act as a :class:`Step`; an :class:`Operator` carries it out and returns once it is
+done:
 
 - :class:`AdminApiOperator`: crowdflex's own VTN, through its admin JSON API (README "Admin API").
   A step's ``params`` are in that API's body form, so they double as a precise description.
+- :class:`~cbp.conformance.CrowdflexVen`: crowdflex's own VEN, through its client's opt API.
 - :class:`PromptOperator`: a person at the terminal; the step is shown and Enter confirms it.
 - :class:`CommandOperator`: any other product; a shell command gets the step as one JSON object
   on stdin (``{"action", "ven_id", "params", "instruction"}``) and exits 0 when it is done.
 
-Every operator has a deadline; a refused or failed step raises :class:`OperatorError`.
+Every operator has a deadline; a refused or failed step raises :class:`OperatorError`, which
+:func:`carry_out` turns into the case's failure.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ._model import OperatorError
+from ._model import CaseFailed, OperatorError
 
 __all__ = [
     "AdminApiOperator",
@@ -37,6 +40,7 @@ __all__ = [
     "PromptOperator",
     "Step",
     "StepKind",
+    "carry_out",
 ]
 
 
@@ -48,6 +52,8 @@ class StepKind(StrEnum):
     CANCEL_REPORT = "cancel_report"
     CANCEL_REGISTRATION = "cancel_registration"
     REQUEST_REREGISTRATION = "request_reregistration"
+    CREATE_OPT = "create_opt"
+    CANCEL_OPT = "cancel_opt"
 
 
 _INSTRUCTIONS: dict[StepKind, str] = {
@@ -60,6 +66,9 @@ _INSTRUCTIONS: dict[StepKind, str] = {
     StepKind.CANCEL_REGISTRATION: "Cancel the registration of venID {ven_id} from the VTN",
     StepKind.REQUEST_REREGISTRATION: "Ask venID {ven_id} to register again "
                                      "(oadrRequestReregistration)",
+    StepKind.CREATE_OPT: "Have venID {ven_id} send this opt to the VTN (oadrCreateOpt); the "
+                         "step is done once it is sent, whatever the VTN answers",
+    StepKind.CANCEL_OPT: "Have venID {ven_id} cancel the opt with this optID (oadrCancelOpt)",
 }
 
 
@@ -83,6 +92,14 @@ class Step:
 class Operator(Protocol):
     async def perform(self, step: Step) -> None:
         """Carry ``step`` out; return when it is done; raise :class:`OperatorError` if not."""
+
+
+async def carry_out(operator: Operator, step: Step) -> None:
+    """Have ``operator`` do ``step``; :class:`CaseFailed` saying why when it cannot."""
+    try:
+        await operator.perform(step)
+    except OperatorError as exc:
+        raise CaseFailed(f"operator step {step.kind.value} failed: {exc}") from None
 
 
 class AdminApiOperator:
@@ -112,6 +129,8 @@ class AdminApiOperator:
                 return "POST", f"/vens/{ven}/cancel", None, 202
             case StepKind.REQUEST_REREGISTRATION:
                 return "POST", f"/vens/{ven}/reregister", None, 202
+            case StepKind.CREATE_OPT | StepKind.CANCEL_OPT:
+                raise OperatorError(f"{step.kind.value} is a VEN's step, not the VTN's")
 
     async def perform(self, step: Step) -> None:
         method, path, body, expected = self._request(step)

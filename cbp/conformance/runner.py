@@ -8,7 +8,7 @@ exchanges. A case that fails does not stop the run: the tester gets every verdic
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Final, Protocol, TypeVar, overload
 
 from schemas import CrowdflexError
@@ -19,7 +19,8 @@ from .cases_opt_general import GENERAL_CASES, OPT_CASES
 from .cases_registration import PUSH_EXCLUDED, REGISTRATION_CASES
 from .cases_reports import REPORT_CASES
 from .cases_signatures import SIGNATURE_CASES
-from .cases_ven import ENDS_REGISTRATION, VEN_CASES, VEN_PUSH_CASES
+from .cases_ven import ENDS_REGISTRATION, NER_CASES, PULL_ONLY
+from .cases_ven_opt import VEN_OPT_CASES
 from .cases_ven_signatures import VEN_SIGNATURE_CASES
 from .harness_vtn import HarnessVtn, VenHarnessSettings
 from .operators import Operator, Step
@@ -52,6 +53,23 @@ VTN_PUSH_CASES: Final[tuple[Case[HarnessVen], ...]] = tuple(
 _S = TypeVar("_S")
 
 
+def _inserted(base: tuple[Case[_S], ...], more: Iterable[Case[_S]],
+              last: Collection[Callable[[_S], Awaitable[str]]]) -> tuple[Case[_S], ...]:
+    """``base`` with ``more`` after it, but before the cases whose run is in ``last``."""
+    cut = next((i for i, case in enumerate(base) if case.run in last), len(base))
+    return (*base[:cut], *more, *base[cut:])
+
+
+#: every case of ``crowdflex conformance ven`` (pull mode), in running order: the opt cases come
+#: before those that end the VEN's registration
+VEN_CASES: Final[tuple[Case[HarnessVtn], ...]] = _inserted(NER_CASES, VEN_OPT_CASES,
+                                                           ENDS_REGISTRATION)
+
+#: the same checks against a push VEN (``--push``), as push case IDs
+VEN_PUSH_CASES: Final[tuple[Case[HarnessVtn], ...]] = tuple(
+    pushed(case) for case in VEN_CASES if case.run not in PULL_ONLY)
+
+
 def _catalogue(base: tuple[Case[_S], ...], signature_cases: tuple[Case[_S], ...], *,
                push: bool, signed: bool,
                last: Collection[Callable[[_S], Awaitable[str]]] = ()) -> tuple[Case[_S], ...]:
@@ -59,8 +77,7 @@ def _catalogue(base: tuple[Case[_S], ...], signature_cases: tuple[Case[_S], ...]
     with ``push``) after it, but before the cases whose run is in ``last``."""
     if not signed:
         return base
-    cut = next((i for i, case in enumerate(base) if case.run in last), len(base))
-    return (*base[:cut], *(pushed(c) if push else c for c in signature_cases), *base[cut:])
+    return _inserted(base, (pushed(c) if push else c for c in signature_cases), last)
 
 
 def vtn_catalogue(*, push: bool = False, signed: bool = False) -> tuple[Case[HarnessVen], ...]:
@@ -114,14 +131,16 @@ async def run_cases(settings: HarnessSettings, operator: Operator,
 
 async def run_ven_cases(settings: VenHarnessSettings, ven: VenUnderTest,
                         cases: Sequence[Case[HarnessVtn]] | None = None, *,
+                        operator: Operator,
                         on_result: Callable[[CaseResult], None] | None = None
                         ) -> tuple[CaseResult, ...]:
     """Serve the harness VTN, start the VEN under test against it, run ``cases`` (default: the
-    catalogue of the settings' mode: pull or push, signed or not), stop it."""
+    catalogue of the settings' mode: pull or push, signed or not), stop it. ``operator`` makes
+    the VEN act on its own (send and cancel opts)."""
     if cases is None:
         cases = ven_catalogue(push=settings.push, signed=settings.signed)
     results = []
-    async with HarnessVtn(settings) as vtn:
+    async with HarnessVtn(settings, operator) as vtn:
         await ven.start(vtn.address)
         try:
             for case in cases:

@@ -68,8 +68,8 @@ from schemas.parts import echoed_request_id
 from schemas.tls import client_context, server_context
 
 from ._checks import expect
-from ._model import CaseFailed, Exchange, OperatorError, Violation
-from .operators import Operator, Step, StepKind
+from ._model import CaseFailed, Exchange, Violation
+from .operators import Operator, Step, StepKind, carry_out
 from .rules import RULES, Memory, Seen
 
 __all__ = ["HarnessSettings", "HarnessVen"]
@@ -344,10 +344,7 @@ class HarnessVen:
         """Have the VTN's operator carry out one step; :class:`CaseFailed` if it cannot."""
         step = Step(kind=kind, ven_id=self.ven_id, params=params)
         self.steps.append(step)
-        try:
-            await self.operator.perform(step)
-        except OperatorError as exc:
-            raise CaseFailed(f"operator step {kind.value} failed: {exc}") from None
+        await carry_out(self.operator, step)
         return step
 
     # ------------------------------------------------------------ routine answers

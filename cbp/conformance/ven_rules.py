@@ -2,10 +2,10 @@
 
 Each :class:`~cbp.conformance.Rule` checks one :class:`Heard` request against :class:`Said`,
 what the harness told the VEN before (the venID it gave, the requestIDs of the payloads it
-delivered). A finding is a :class:`~cbp.conformance.Violation`; any violation fails the case it
-arrived in. Over XMPP (profile 9.3) the rules of Simple HTTP's framing (Content-Type, one endpoint
-per service) find nothing, each saying why in its requirement: an IQ has neither; VR08 is the
-binding's own.
+delivered, the optIDs it acknowledged). A finding is a :class:`~cbp.conformance.Violation`; any
+violation fails the case it arrived in. Over XMPP (profile 9.3) the rules of Simple HTTP's
+framing (Content-Type, one endpoint per service) find nothing, each saying why in its
+requirement: an IQ has neither; VR10 is the binding's own.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from schemas import (
     CancelPartyRegistration,
     CancelReport,
     CreatedEvent,
+    CreatedOpt,
     CreatedPartyRegistration,
     CreatedReport,
     CreateOpt,
@@ -90,15 +91,18 @@ class Heard:
 
 @dataclass(slots=True)
 class Said:
-    """What the harness VTN told the VEN: the venID it gave and, per payload kind, the
-    requestIDs of what it delivered."""
+    """What the harness VTN told the VEN: the venID it gave, per payload kind the requestIDs
+    of what it delivered, and the optIDs it acknowledged."""
 
     ven_id: str | None = None
     request_ids: dict[type[Message], set[str]] = field(default_factory=dict)
+    opt_ids: set[str] = field(default_factory=set)
 
     def remember(self, message: Message) -> None:
         if isinstance(message, CreatedPartyRegistration) and message.ven_id:
             self.ven_id = message.ven_id
+        if isinstance(message, CreatedOpt) and message.response.ok:
+            self.opt_ids.add(message.opt_id)
         request_id = getattr(message, "request_id", None)
         if isinstance(request_id, str):
             self.request_ids.setdefault(type(message), set()).add(request_id)
@@ -167,6 +171,19 @@ def _echo(heard: Heard, said: Said) -> Iterator[str]:
                    f"payload it answers carried")
 
 
+def _opt_says_what(heard: Heard, said: Said) -> Iterator[str]:
+    sent = heard.exchange.sent
+    if isinstance(sent, CreateOpt) and sent.vavailability is None \
+            and sent.qualified_event_id is None:
+        yield "oadrCreateOpt carries neither a vavailability schedule nor a qualifiedEventID"
+
+
+def _cancels_known_opt(heard: Heard, said: Said) -> Iterator[str]:
+    sent = heard.exchange.sent
+    if isinstance(sent, CancelOpt) and sent.opt_id not in said.opt_ids:
+        yield f"oadrCancelOpt names optID {sent.opt_id!r}, which the VTN never acknowledged"
+
+
 VEN_RULES: Final[tuple[Rule[Heard, Said], ...]] = (
     Rule(rule_id="VR01", requirement="every request is valid against oadr_20b.xsd",
             check=_xsd),
@@ -183,6 +200,10 @@ VEN_RULES: Final[tuple[Rule[Heard, Said], ...]] = (
             "payload it answers", check=_echo),
     Rule(rule_id="VR07", requirement="with --signed: every request is signed, and its signature "
             "verifies against --ca and is no replay", check=_signed),
-    Rule(rule_id="VR08", requirement="over XMPP: no oadrPoll, the VTN sends without being "
+    Rule(rule_id="VR08", requirement="an oadrCreateOpt carries an availability schedule or "
+            "names an event", check=_opt_says_what),
+    Rule(rule_id="VR09", requirement="an oadrCancelOpt names an optID the VTN acknowledged",
+            check=_cancels_known_opt),
+    Rule(rule_id="VR10", requirement="over XMPP: no oadrPoll, the VTN sends without being "
             "polled (profile 9.3)", check=_no_poll_over_xmpp),
 )

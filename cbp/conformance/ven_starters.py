@@ -4,7 +4,8 @@ A :class:`VenUnderTest` is started once with the harness's address (its Simple H
 XMPP server and JID) and stopped after the last case. :class:`CommandVen` runs any product's
 start command with the address in its environment (:func:`address_environment`);
 :class:`PromptVen` asks a person to point the VEN at the harness; :class:`CrowdflexVen` runs
-crowdflex's own VEN client in this process.
+crowdflex's own VEN client in this process, and is also the :class:`~cbp.conformance.Operator`
+that makes it send and cancel opts through the client's opt API (over either transport).
 """
 
 from __future__ import annotations
@@ -14,27 +15,33 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol, TextIO, assert_never
+from typing import Any, Final, Protocol, TextIO, assert_never
 
 from schemas import (
     SERVICE_PREFIX,
+    Availability,
     Codec,
+    OptReason,
     OptType,
+    QualifiedEventId,
     ReadingType,
     ReportDescription,
     ReportInterval,
     ReportPayload,
     ReportRequest,
     ReportType,
+    Target,
 )
 from schemas.identity import TlsProfile, fingerprint_from_pem
-from ven import Connection, Hooks, PushReceiver, VenClient, VenSettings
+from ven import Connection, Hooks, PushReceiver, VenClient, VenError, VenSettings, VtnRefused
 from ven.config import TransportMode, VenConfig, VenXmpp, wire_codec
 from ven.tls import client_context, server_context
 
+from ._model import OperatorError
+from .operators import Step, StepKind
 from .vtn_address import HttpAddress, VtnAddress, XmppAddress
 
 __all__ = [
@@ -132,11 +139,14 @@ class CrowdflexVen:
     signs with its own certificate, trusts signers chaining to ``ca`` and requires signatures.
     Given an :class:`XmppAddress` it reaches the harness over XMPP (:class:`ven.xmpp.XmppLink`,
     logging in with its certificate, trusting a server certificate chaining to ``ca``), where
-    the VTN sends without polls; ``push`` and ``push_host`` are then unused."""
+    the VTN sends without polls; ``push`` and ``push_host`` are then unused. As the VEN's
+    operator (:meth:`perform`) it sends and cancels opts through the client's opt API, once
+    registered; a step not done within ``timeout_s`` fails."""
 
     def __init__(self, *, cert: Path, key: Path, ca: Path, ven_name: str = "crowdflex-ven",
                  tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13,
-                 push: bool = False, push_host: str = "127.0.0.1", signed: bool = False) -> None:
+                 push: bool = False, push_host: str = "127.0.0.1", signed: bool = False,
+                 timeout_s: float = 30.0) -> None:
         self.cert, self.key, self.ca = cert, key, ca
         self.ven_name = ven_name
         self.tls_profile = tls_profile
@@ -145,6 +155,8 @@ class CrowdflexVen:
         self._client: VenClient | None = None
         self._receiver: PushReceiver | None = None
         self._run: asyncio.Task[None] | None = None
+        self._registered = asyncio.Event()
+        self.timeout_s = timeout_s
 
     async def start(self, address: VtnAddress) -> None:
         match address:
@@ -215,10 +227,37 @@ class CrowdflexVen:
 
     async def _register(self, client: VenClient, *, poll: bool) -> None:
         await client.register()
+        self._registered.set()
         await client.register_reports((ReportDescription(
             r_id="meter", report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ),))
         if poll:
             await client.start_polling()
+
+    async def perform(self, step: Step) -> None:
+        """Send the opt payload ``step`` asks for, once the VEN is registered; done once the VTN
+        answered, whatever it answered (the case judges the answer)."""
+        if self._client is None:
+            raise OperatorError("crowdflex's VEN is not running")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._registered.wait()
+                await self._send(self._client, step)
+        except TimeoutError:
+            raise OperatorError(f"not done within {self.timeout_s:g} s") from None
+
+    async def _send(self, client: VenClient, step: Step) -> None:
+        try:
+            match step.kind:
+                case StepKind.CREATE_OPT:
+                    await _create_opt(client, step.params)
+                case StepKind.CANCEL_OPT:
+                    await client.cancel_opt(step.params["opt_id"])
+                case _:
+                    raise OperatorError(f"{step.kind.value} is a VTN's step, not the VEN's")
+        except VtnRefused:
+            return
+        except VenError as exc:
+            raise OperatorError(f"crowdflex's VEN could not send it: {exc}") from None
 
     async def stop(self) -> None:
         if self._run is not None:
@@ -236,6 +275,23 @@ def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+async def _create_opt(client: VenClient, params: Mapping[str, Any]) -> None:
+    """oadrCreateOpt from a create_opt step's parameters (a schedule or an event)."""
+    event = None
+    if "event_id" in params:
+        event = QualifiedEventId(event_id=params["event_id"],
+                                 modification_number=params["modification_number"])
+    schedule = None
+    if "availability" in params:
+        schedule = tuple(Availability(dtstart=datetime.fromisoformat(a["start"]),
+                                      duration=timedelta(seconds=a["duration_s"]))
+                         for a in params["availability"])
+    await client.create_opt(
+        opt_type=OptType(params["opt_type"]), opt_reason=OptReason(params["opt_reason"]),
+        vavailability=schedule, qualified_event_id=event, market_context=params["market_context"],
+        target=Target(**{kind: tuple(ids) for kind, ids in params["targets"].items()}))
 
 
 def _meter(request: ReportRequest, since: datetime, until: datetime

@@ -4,20 +4,13 @@ starts on a line on stdin and stops when stdin ends, so a killed demo leaves no 
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import timedelta
 from pathlib import Path
 
 from cbp.demo.child import FleetProcess
 from cbp.roles.fleetnode import demo_fleet_toml
 from devpki import CertificateAuthority, Role
-
-
-def _free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.kit.net import free_port
 
 
 async def _held_fleet(tmp_path: Path) -> FleetProcess:
@@ -27,7 +20,7 @@ async def _held_fleet(tmp_path: Path) -> FleetProcess:
     ca.issue("device-0", Role.VEN).write(tmp_path)
     config = tmp_path / "devices.toml"
     config.write_text(demo_fleet_toml(
-        url=f"https://127.0.0.1:{_free_port()}", ca=ca_cert, certs=tmp_path,
+        url=f"https://127.0.0.1:{free_port()}", ca=ca_cert, certs=tmp_path,
         names=("device-0",), seed=1, outbox=tmp_path / "outbox.db",
         device_poll=timedelta(seconds=4), telemetry_batch=timedelta(seconds=12), hold=True))
     fleet = await FleetProcess.start(config, tmp_path / "devices.log")

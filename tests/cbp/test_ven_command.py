@@ -56,11 +56,13 @@ async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: 
             f'vtn_url = "{root}"\nven_name = "cli-ven"\noutbox = "outbox.sqlite"\n'
             f"poll_interval_s = 0.2\n[tls]\ncert = \"{ven.cert}\"\nkey = \"{ven.key}\"\n"
             f'ca = "{pki.ca_cert}"\n[backoff]\nbase_s = 0.05\ncap_s = 0.5\n' + signing)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLI, "ven", "--config", str(config), "--state-dir",
-            str(tmp_path), cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        log = tmp_path / "ven.stderr"
+        with log.open("wb") as stderr:  # a file, not a pipe: a chatty VEN never blocks on it
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", CLI, "ven", "--config", str(config), "--state-dir",
+                str(tmp_path), cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
         try:
             async with asyncio.timeout(20):
                 while (await vtn.ctx.storage.vens.get(ven.fingerprint)) is None:
@@ -70,7 +72,7 @@ async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: 
             process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(15):
                 code = await process.wait()
-            assert code == 0, (await process.stderr.read()).decode() if process.stderr else ""
+            assert code == 0, log.read_text()
             assert (tmp_path / "outbox.sqlite").exists()
         finally:
             if process.returncode is None:

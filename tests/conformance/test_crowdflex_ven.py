@@ -35,7 +35,7 @@ async def test_every_case_passes_against_crowdflex(tmp_path, key_type, profile, 
                                   wait_timeout_s=20, push=push, signed=signed)
     ven = CrowdflexVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert, tls_profile=profile,
                        push=push, signed=signed)
-    results = await run_ven_cases(settings, ven)
+    results = await run_ven_cases(settings, ven, operator=ven)
     catalogue = ven_catalogue(push=push, signed=signed)
     assert [r.case.case_id for r in results] == [c.case_id for c in catalogue]
     failures = {r.case.case_id: r.reason for r in results if not r.passed}
@@ -48,7 +48,7 @@ async def test_a_ven_that_does_not_sign_fails_a_signed_run(tmp_path):
     settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert,
                                   poll_freq_s=1, wait_timeout_s=2, signed=True)
     ven = CrowdflexVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
-    (first,) = await run_ven_cases(settings, ven, ven_catalogue(signed=True)[:1])
+    (first,) = await run_ven_cases(settings, ven, ven_catalogue(signed=True)[:1], operator=ven)
     assert not first.passed
     assert "rule VR07: request is refused for its signature: the payload is unsigned" \
         in first.reason
@@ -69,7 +69,7 @@ async def test_a_ven_that_does_not_verify_fails_the_signature_cases(tmp_path):
                                   poll_freq_s=1, wait_timeout_s=20, signed=True)
     ven = _VerifiesNothingVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
     results = await run_ven_cases(settings, ven, select(["N1_0010", "G1"],
-                                                        ven_catalogue(signed=True)))
+                                                        ven_catalogue(signed=True)), operator=ven)
     assert {r.case.case_id: r.passed for r in results} == {
         "N1_0010_TH_VTN": True, "G1_4030_TH_VTN": True, "G1_4031_TH_VTN": False,
         "G1_4033_TH_VTN": False}

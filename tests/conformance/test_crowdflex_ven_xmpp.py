@@ -1,6 +1,7 @@
 """The VEN-side suite over XMPP (OpenADR 2.0b profile 9.3) against crowdflex's own VEN, through
 the real command: every case of the XMPP catalogue passes, with RSA and with ECC certificates,
-and the JUnit XML says so. The harness judges what comes in IQs (a payload that does not decode
+the opt cases (P0) among them with crowdflex's VEN as its own operator, and the JUnit XML says
+so. The harness judges what comes in IQs (a payload that does not decode
 is answered with code 400 and breaks VR01; a registration naming another JID fails); the command
 lists the XMPP catalogue, refuses signatures over XMPP, and hands a start command the server and
 the harness's JID.
@@ -27,6 +28,7 @@ from cbp.cli import main
 from cbp.conformance import (
     CrowdflexVen,
     HarnessVtn,
+    PromptOperator,
     PromptVen,
     VenHarnessSettings,
     XmppAddress,
@@ -78,6 +80,9 @@ async def test_every_xmpp_case_passes_against_crowdflex(tmp_path, capsys, key_ty
     catalogue = ven_catalogue(push=True)
     assert [c.get("name") for c in suite] == [c.case_id for c in catalogue]
     assert (suite.get("tests"), suite.get("failures")) == (str(len(catalogue)), "0")
+    opts = [c.get("name") for c in suite if c.get("name").startswith("P0_")]
+    assert opts == ["P0_7010_TH_VTN", "P0_7020_TH_VTN", "P0_7030_TH_VTN", "P0_7040_TH_VTN",
+                    "P0_7050_TH_VTN"]
     registration = suite[0].findtext("system-out") or ""
     assert "XMPP IQ: oadrCreatePartyRegistration -> oadrCreatedPartyRegistration" \
         in registration
@@ -93,7 +98,7 @@ async def test_a_payload_that_does_not_decode_is_answered_400_and_breaks_vr01(tm
         settings = VenHarnessSettings(
             cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert, push=True,
             xmpp=XmppSettings(host="127.0.0.1", port=server.port, domain=server.domain))
-        async with HarnessVtn(settings) as vtn:
+        async with HarnessVtn(settings, PromptOperator()) as vtn:
             address = vtn.address
             assert isinstance(address, XmppAddress)
             link = XmppLink(host="127.0.0.1", port=server.port, domain=server.domain,
@@ -117,7 +122,9 @@ def test_list_over_xmpp_is_the_push_catalogue_with_the_xmpp_rule(capsys):
     listed = capsys.readouterr().out
     assert all(case.case_id in listed for case in ven_catalogue(push=True))
     assert "N1_0010_TH_VTN" not in listed
-    assert "VR08" in listed and "or XMPP with its JID" in listed
+    assert "P0_7050_TH_VTN" in listed and "or XMPP with its JID" in listed
+    assert all(rule in listed for rule in ("VR08", "VR09", "VR10"))
+    assert "VR10 over XMPP: no oadrPoll" in " ".join(listed.split())
 
 
 def test_no_xmpp_server_exits_2_saying_where(tmp_path, capsys):
@@ -184,7 +191,8 @@ async def test_a_registration_naming_another_jid_fails(tmp_path):
             xmpp=XmppSettings(host="127.0.0.1", port=server.port, domain=server.domain))
         ven = _ElsewhereVen(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
         (result,) = await run_ven_cases(settings, ven, select(["N0_5010"],
-                                                              ven_catalogue(push=True)))
+                                                              ven_catalogue(push=True)),
+                                        operator=ven)
     assert not result.passed
     sender = f"{localpart_of(pki.ven.fingerprint)}@localhost/ven"
     assert result.reason == f"oadrTransportAddress is {ELSEWHERE!r}, not its JID {sender!r}"
