@@ -49,8 +49,9 @@ Its errors, under the message layer's root::
         |                         off with :class:`Backoff` and retry, for at least the VTN's
         |                         Retry-After when it sent one)
         +-- VtnRefused            the VTN answered and said no: an OpenADR response code other
-                                  than 2xx, an HTTP 4xx, or a registration without a venID;
-                                  retrying the same bytes will not help
+            |                     than 2xx, an HTTP 4xx, or a registration without a venID;
+            |                     retrying the same bytes will not help
+            +-- XmppRefused       an XMPP error stanza (other than of type wait), by condition
 
 A configuration file the VEN cannot take is a ``tomlconfig.ConfigError``.
 """
@@ -59,7 +60,7 @@ from __future__ import annotations
 
 from .backoff import Backoff
 from .client import EventHandler, Outcome, Registration, VenClient
-from .errors import ErrorHandler, VenError, VtnRefused, VtnUnavailable
+from .errors import ErrorHandler, VenError, VtnRefused, VtnUnavailable, XmppRefused
 from .offered import ReportChooser, ReportDataHandler, VtnReports
 from .outbox import Outbox, OutboxItem
 from .push import PushReceiver
@@ -89,5 +90,6 @@ __all__ = [
     "VtnRefused",
     "VtnReports",
     "VtnUnavailable",
+    "XmppRefused",
     "metadata_report",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from schemas import CrowdflexError
 
-__all__ = ["ErrorHandler", "VenError", "VtnRefused", "VtnUnavailable"]
+__all__ = ["ErrorHandler", "VenError", "VtnRefused", "VtnUnavailable", "XmppRefused"]
 
 
 class VenError(CrowdflexError):
@@ -37,6 +37,15 @@ class VtnRefused(VenError):
         super().__init__(f"{code} {reason}" if code is not None else reason)
         self.code = code
         self.reason = reason
+
+
+class XmppRefused(VtnRefused):
+    """The VTN (or the XMPP server on its way) answered an IQ with an XMPP error; ``condition``
+    is its defined condition (RFC 6120 8.3.3, e.g. ``not-acceptable``)."""
+
+    def __init__(self, condition: str, reason: str) -> None:
+        super().__init__(None, reason)
+        self.condition = condition
 
 
 ErrorHandler = Callable[[VenError], None]

@@ -8,12 +8,14 @@ request is an IQ ``set`` to the VTN's JID carrying the ``oadrPayload``; the VTN'
 IQ ``result``. The VTN sends its own payloads (events, report requests, ...) the same way, and
 they are answered like HTTP pushes (:func:`ven.push.answer_pushed`): there is no polling.
 
-Invariants: an IQ not from the VTN's JID (``vtn_jid``, bare) is refused with ``forbidden`` before
+Invariants: a session the server refuses (SASL EXTERNAL fails: no certificate, or one it does not
+trust) fails the request waiting for it at once, as :class:`VtnUnavailable` saying so; an IQ not
+from the VTN's JID (``vtn_jid``, bare) is refused with ``forbidden`` before
 its payload is read, as is one over ``max_body_bytes``; the session reconnects after
 ``reconnect_s`` when it drops, with the same resource, so the address the VTN holds stays good.
 A request without an answer in ``request_timeout_s``, or with the session down, or answered with
 an XMPP error of type ``wait`` (the VTN's budgets, its database away) is :class:`VtnUnavailable`;
-any other XMPP error is :class:`VtnRefused`.
+any other XMPP error is :class:`XmppRefused` (a :class:`VtnRefused` naming the condition).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import slixmpp
@@ -31,24 +34,35 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, Service, TransportName
-from schemas.xmpp import IQ_WITH_PAYLOAD, iq_bytes, localpart_of, payload_element, payload_of
+from schemas.xmpp import (
+    IQ_WITH_PAYLOAD,
+    SERVICES_NODE,
+    iq_bytes,
+    localpart_of,
+    payload_element,
+    payload_of,
+)
 
 from ._http import Link
 from .client import VenClient
-from .errors import VtnRefused, VtnUnavailable
+from .errors import VtnRefused, VtnUnavailable, XmppRefused
 from .push import answer_pushed
 
-__all__ = ["XmppLink"]
+__all__ = ["Answerer", "XmppLink"]
 
 log = logging.getLogger(__name__)
+
+#: what answers the VTN's payloads on a link: the payload's bytes in, the answer's bytes out
+Answerer = Callable[[bytes], Awaitable[bytes]]
 
 
 class XmppLink(Link):
     """Reach the VTN at ``vtn_jid`` through the XMPP server at ``host:port`` (domain ``domain``).
 
     ``fingerprint`` is the VEN's own certificate's (the one in ``ssl_context``): the server names
-    the VEN by it. Connects at the first request; :meth:`serve` hands the VTN's payloads to a
-    client; :meth:`close` disconnects (``VenClient.close`` calls it).
+    the VEN by it. Connects at the first request (or :meth:`connect`); :meth:`serve` hands the
+    VTN's payloads to a client (:meth:`answer_with`, to any :data:`Answerer`); :meth:`close`
+    disconnects (``VenClient.close`` calls it).
     """
 
     transport_name = TransportName.XMPP
@@ -68,7 +82,9 @@ class XmppLink(Link):
         self._reconnect_s = reconnect_s
         self._max_body = max_body_bytes
         self._client: VenClient | None = None
+        self._answerer: Answerer | None = None
         self._online = asyncio.Event()
+        self._settled = asyncio.Event()  # this connection has its session, or never will
         self._connecting = False
         self._closing = False
         self._failure: str | None = None
@@ -84,7 +100,7 @@ class XmppLink(Link):
         stream.enable_direct_tls = False
         stream.register_plugin("xep_0199", {"keepalive": True, "interval": 60})
         stream.add_event_handler("session_start", self._session_started)
-        stream.add_event_handler("failed_auth", self._auth_failed)
+        stream.add_event_handler("failed_all_auth", self._auth_failed)
         stream.add_event_handler("disconnected", self._disconnected)
         stream.register_handler(CoroutineCallback(
             "openadr", MatchXPath(IQ_WITH_PAYLOAD), self._on_request))
@@ -92,6 +108,16 @@ class XmppLink(Link):
     def serve(self, client: VenClient) -> None:
         """Answer the VTN's payloads with ``client`` (as :class:`ven.PushReceiver` does)."""
         self._client = client
+        self.answer_with(self._answer_as_client)
+
+    def answer_with(self, answerer: Answerer) -> None:
+        """Answer the VTN's payloads (from its JID, within the size cap) with ``answerer``."""
+        self._answerer = answerer
+
+    async def connect(self) -> None:
+        """Have the session now (:class:`VtnUnavailable` after ``connect_timeout_s``): the VTN
+        can reach this link at :attr:`address` before its first request."""
+        await self._online_now()
 
     # ------------------------------------------------------------ session
 
@@ -100,15 +126,16 @@ class XmppLink(Link):
             return
         if not self._connecting:
             self._connect()
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._connect_timeout):
-                await self._online.wait()
-        except TimeoutError:
+                await self._settled.wait()
+        if not self._online.is_set():
             raise VtnUnavailable(f"XMPP server {self._server[0]}:{self._server[1]} gave no "
-                                 f"session: {self._failure or 'no answer'}") from None
+                                 f"session: {self._failure or 'no answer'}")
 
     def _connect(self) -> None:
         self._connecting = True
+        self._settled.clear()
         # slixmpp reconnects by itself when its keepalive ping times out: a second connect on
         # the same stream would feed two connections into one parser
         if not (self._stream.is_connected() or self._stream.is_connecting()):
@@ -118,9 +145,13 @@ class XmppLink(Link):
         self._connecting = False
         self._failure = None
         self._online.set()
+        self._settled.set()
 
     def _auth_failed(self, _event: object) -> None:
+        # every mechanism tried (or none offered: no certificate presented), so no session will
+        # come of this connection: the request waiting for one fails now, not at the timeout
         self._failure = "SASL EXTERNAL refused (is this certificate trusted by the server?)"
+        self._settled.set()
 
     def _disconnected(self, _event: object) -> None:
         self._online.clear()
@@ -142,31 +173,58 @@ class XmppLink(Link):
     # ------------------------------------------------------------ VEN -> VTN
 
     async def post(self, service: Service, body: bytes) -> Message | None:
+        reply = await self.post_bytes(service, body)
+        return None if reply is None else self.codec.decode(reply)
+
+    async def post_bytes(self, service: Service | str, body: bytes) -> bytes | None:
+        """Send ``body`` (an encoded payload for ``service``) and return the VTN's answer as
+        the bytes of its ``oadrPayload``, None when the result carried none; errors as
+        :meth:`post` raises them."""
         await self._online_now()
         iq = self._stream.make_iq_set(ito=self.vtn_jid)
         iq.xml.append(payload_element(body))
         self._posting += 1
         self._answered.clear()
         try:
-            result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
-        except IqTimeout:
-            raise VtnUnavailable(f"{service}: no answer within {self._timeout} s") from None
-        except IqError as error:
-            text = f"{service}: XMPP {error.condition}: {error.text}"
-            if error.iq["error"]["type"] == "wait" or error.condition in (
-                    "service-unavailable", "recipient-unavailable", "remote-server-timeout"):
-                raise VtnUnavailable(text) from None
-            raise VtnRefused(None, text) from None
+            with self._answer_to(service):
+                result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
         finally:
             self._posting -= 1
             if not self._posting:
                 self._answered.set()
         reply = payload_of(result.xml)
-        if reply is None:
-            return None
-        if len(reply) > self._max_body:
+        if reply is not None and len(reply) > self._max_body:
             raise VtnRefused(None, f"{service}: reply over {self._max_body} bytes")
-        return self.codec.decode(reply)
+        return reply
+
+    async def discover(self) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+        """What the VTN announces by service discovery (XEP-0030, profile 9.3.2): the features
+        of its disco#info, and the (JID, node) items under the OpenADR services node; errors as
+        :meth:`post` raises them. The discovery plugin is loaded on first use only."""
+        await self._online_now()
+        if "xep_0030" not in self._stream.plugin:
+            self._stream.register_plugin("xep_0030")
+        disco = self._stream.plugin["xep_0030"]
+        with self._answer_to("service discovery"):
+            info = await disco.get_info(jid=slixmpp.JID(self.vtn_jid), timeout=self._timeout)
+            items = await disco.get_items(jid=slixmpp.JID(self.vtn_jid), node=SERVICES_NODE,
+                                          timeout=self._timeout)
+        return (frozenset(info["disco_info"]["features"]),
+                frozenset((jid, node) for jid, node, _name in items["disco_items"]["items"]))
+
+    @contextlib.contextmanager
+    def _answer_to(self, what: str) -> Iterator[None]:
+        """Translate slixmpp's IQ failures into the link's errors, naming ``what`` was asked."""
+        try:
+            yield
+        except IqTimeout:
+            raise VtnUnavailable(f"{what}: no answer within {self._timeout} s") from None
+        except IqError as error:
+            text = f"{what}: XMPP {error.condition}: {error.text}"
+            if error.iq["error"]["type"] == "wait" or error.condition in (
+                    "service-unavailable", "recipient-unavailable", "remote-server-timeout"):
+                raise VtnUnavailable(text) from None
+            raise XmppRefused(error.condition, text) from None
 
     # ------------------------------------------------------------ VTN -> VEN
 
@@ -180,22 +238,26 @@ class XmppLink(Link):
         elif len(body) > self._max_body:
             self._refuse(answer, "not-acceptable", "modify",
                          f"payload over {self._max_body} bytes")
-        elif self._client is None:
+        elif self._answerer is None:
             self._refuse(answer, "service-unavailable", "wait", "no client serves this link")
         else:
-            if self._client.registration is None:
-                # The VTN may send its first payloads (its METADATA) before our registration's
-                # answer is through: take them once our requests are answered.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._timeout):
-                        await self._answered.wait()
-            reply = await answer_pushed(self._client, body, "XMPP")
+            reply = await self._answerer(body)
             with contextlib.suppress(NotConnectedError):  # the VTN sends it again
                 self._stream.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
-                                               to=iq["from"].full,
-                                               body=self.codec.encode(reply)))
+                                               to=iq["from"].full, body=reply))
             return
         answer.send()
+
+    async def _answer_as_client(self, body: bytes) -> bytes:
+        client = self._client
+        assert client is not None  # serve
+        if client.registration is None:
+            # The VTN may send its first payloads (its METADATA) before our registration's
+            # answer is through: take them once our requests are answered.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timeout):
+                    await self._answered.wait()
+        return self.codec.encode(await answer_pushed(client, body, "XMPP"))
 
     @staticmethod
     def _refuse(answer: Any, condition: str, kind: str, text: str) -> None:

@@ -17,7 +17,8 @@ payload is read. Then: a payload over ``max_body_bytes`` is ``not-acceptable``; 
 request rate, or its byte or CPU budget (the same :class:`vtn.limits.VenBudgets` its HTTP
 requests pay from), is ``resource-constraint`` (type ``wait``), as is the VTN at its in-flight cap
 or with its database away. A protocol failure is an ``oadrResponse`` carrying its OpenADR code in
-the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP (453).
+the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP (453). An IQ
+``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``.
 
 The session (identity, refusals, the window on sends) is apart from what answers a payload, a
 :class:`Responder` given its bytes: :class:`ServiceResponder` (the services) in the VTN, a
@@ -40,7 +41,7 @@ from typing import Any, Protocol
 import slixmpp
 from aiohttp import web
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
-from slixmpp.xmlstream.matcher import MatchXPath
+from slixmpp.xmlstream.matcher import MatchMany, MatchXPath, StanzaPath
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, NotRecognized, OtherError, RemoteProtocolError, Service
@@ -182,8 +183,11 @@ class XmppTransport:
         # Prosody at once and the answers behind them missed the timeout, which measured the queue
         # rather than the device; a send waits (in order) for its slot, then its timeout starts.
         self._window = asyncio.Semaphore(settings.max_sends_in_flight)
-        client.register_handler(Callback("openadr-answers", MatchXPath("{jabber:client}iq"),
-                                         self._on_answer))
+        # results and errors only: an IQ set or get no handler takes must stay unhandled, so
+        # that slixmpp answers it feature-not-implemented (RFC 6120 8.2.3: every request gets
+        # an answer; a foreign payload once waited out the sender's timeout instead)
+        client.register_handler(Callback("openadr-answers", MatchMany(
+            [StanzaPath("iq@type=result"), StanzaPath("iq@type=error")]), self._on_answer))
         self._failure: str | None = None
 
     # ------------------------------------------------------------ session

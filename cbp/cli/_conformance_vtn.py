@@ -1,4 +1,5 @@
-"""`crowdflex conformance vtn`: play a pull-mode VEN against a VTN under test (cbp.conformance).
+"""`crowdflex conformance vtn`: play a VEN against a VTN under test (cbp.conformance), over
+Simple HTTP (pull or push) or XMPP.
 
 Exit codes: 0 every selected case passed, 1 some failed, 2 the command could not run (a missing
 file, an unknown case ID, no admin token, an unwritable report).
@@ -14,7 +15,13 @@ from pathlib import Path
 from typing import TextIO
 
 from cbp.cli import SubCommands
-from cbp.cli._conformance_run import add_run_options, fail, write_outputs
+from cbp.cli._conformance_run import (
+    add_run_options,
+    add_xmpp_server_options,
+    fail,
+    write_outputs,
+    xmpp_server_address,
+)
 from cbp.conformance import (
     AdminApiOperator,
     CommandOperator,
@@ -29,7 +36,9 @@ from cbp.conformance import (
     select,
     vtn_catalogue,
 )
+from cbp.conformance.harness_xmpp import XmppTarget
 from cbp.conformance.session import HarnessSettings
+from schemas import TransportName
 from schemas.identity import TlsProfile
 
 __all__ = ["add_vtn_suite", "run_vtn"]
@@ -41,17 +50,27 @@ def add_vtn_suite(suites: SubCommands) -> None:
     vtn: argparse.ArgumentParser = suites.add_parser(
         "vtn",
         help="play a VEN against a VTN under test and judge it case by case",
-        description="Run the live conformance cases against a VTN over Simple HTTP with mutual "
-        "TLS (RSA or ECC certificates): registration, events, reports, opt and general cases "
-        "(N1/E1/R1/P1/G1 in pull mode, N0/E0/R0/P0/G0 with --push), with passive rules "
-        "checked on every reply. Cases that need the VTN to act go through the operator. XMPP "
-        "is not covered yet. Exit 0 all passed, 1 some failed, 2 could not run.",
+        description="Run the live conformance cases against a VTN over Simple HTTP or XMPP with "
+        "mutual TLS (RSA or ECC certificates): registration, events, reports, opt and general "
+        "cases (N1/E1/R1/P1/G1 in pull mode, N0/E0/R0/P0/G0 with --push and over XMPP, which "
+        "delivers by push), with passive rules checked on every reply (those about one "
+        "transport only over it). Cases that need the VTN to act go through the operator. "
+        "Exit 0 all passed, 1 some failed, 2 could not run.",
     )
+    vtn.add_argument("--transport", choices=[t.value for t in TransportName],
+                     default=TransportName.SIMPLE_HTTP.value,
+                     help="how the harness VEN reaches the VTN (default simpleHttp); xmpp: as "
+                     "a client of --xmpp-server named by --cert, sending IQs to --vtn-jid")
     vtn.add_argument("--url", help="the VTN's Simple HTTP root, e.g. "
                      "https://vtn.example:8443/OpenADR2/Simple/2.0b")
+    vtn.add_argument("--vtn-jid", metavar="JID", help="with --transport xmpp: the JID the "
+                     "VTN's services answer at (profile 9.3.2), e.g. "
+                     "0a1b2c3d4e5f60718293@xmpp.example/openadr")
+    add_xmpp_server_options(vtn)
     vtn.add_argument("--cert", type=Path, metavar="PEM", help="the harness VEN's certificate")
     vtn.add_argument("--key", type=Path, metavar="PEM", help="its private key")
-    vtn.add_argument("--ca", type=Path, metavar="PEM", help="CA the VTN's certificate chains to")
+    vtn.add_argument("--ca", type=Path, metavar="PEM", help="CA the VTN's certificate (and the "
+                     "XMPP server's) chains to")
     vtn.add_argument("--push", action="store_true",
                      help="register the harness VEN for push: it serves HTTPS with its own "
                      "certificate (which must name --push-host) and the VTN POSTs to it")
@@ -95,16 +114,37 @@ def _operator(args: argparse.Namespace) -> Operator | str:
             return PromptOperator()
 
 
+def _xmpp_target(args: argparse.Namespace) -> XmppTarget | str | None:
+    """Where the VTN serves XMPP (None over Simple HTTP), or why the options do not say."""
+    if args.transport != TransportName.XMPP:
+        return None
+    if args.signed:
+        return "--signed is Simple HTTP only (XMPP carries no payload signatures)"
+    if not args.vtn_jid:
+        return "--transport xmpp needs --vtn-jid"
+    address = xmpp_server_address(args.xmpp_server)
+    if isinstance(address, str):
+        return address
+    return XmppTarget(host=address[0], port=address[1], domain=args.xmpp_domain,
+                      vtn_jid=args.vtn_jid)
+
+
 def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    transport = TransportName(args.transport)
+    push = args.push or transport is TransportName.XMPP
     try:
-        cases = select(args.only, vtn_catalogue(push=args.push, signed=args.signed))
+        cases = select(args.only, vtn_catalogue(push=push, signed=args.signed))
     except ValueError as exc:
         return fail(str(exc))
     if args.list:
-        print_cases(cases, out)
+        print_cases(cases, out, transport=transport)
         return 0
-    missing = [f"--{name}" for name in ("url", "cert", "key", "ca") if not getattr(args, name)]
+    target = _xmpp_target(args)
+    if isinstance(target, str):
+        return fail(target)
+    needed = ("cert", "key", "ca") if target else ("url", "cert", "key", "ca")
+    missing = [f"--{name}" for name in needed if not getattr(args, name)]
     if missing:
         return fail(f"missing {', '.join(missing)}")
     absent = [str(p) for p in (args.cert, args.key, args.ca) if not p.is_file()]
@@ -113,14 +153,15 @@ def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:
     operator = _operator(args)
     if isinstance(operator, str):
         return fail(operator)
-    settings = HarnessSettings(url=args.url, cert=args.cert, key=args.key, ca=args.ca,
+    settings = HarnessSettings(url=args.url or "", cert=args.cert, key=args.key, ca=args.ca,
                                tls_profile=TlsProfile(args.tls_profile), wait_timeout_s=args.wait,
-                               push=args.push, push_host=args.push_host, signed=args.signed)
+                               push=push, push_host=args.push_host, signed=args.signed,
+                               xmpp=target)
     results = asyncio.run(run_cases(settings, operator, cases,
                                     on_result=lambda r: print_result(r, out)))
     print_summary(results, out)
     unwritten = write_outputs(args, lambda: junit_xml(results),
-                              lambda: html_page(results, target=args.url))
+                              lambda: html_page(results, target=settings.target))
     if unwritten is not None:
         return unwritten
     return 0 if all(r.passed for r in results) else 1

@@ -46,9 +46,12 @@ def ok(message: Message, kind: type[M]) -> M:
 
 def refused(exchange: Exchange, *, codes: frozenset[int] | None = None) -> str:
     """The node refused the request: an OpenADR error code in the reply (one of ``codes`` when
-    given) or an HTTP 4xx. Success, an HTTP 5xx or a reply that does not decode fail the case."""
+    given), an HTTP 4xx or an XMPP error stanza. Success, an HTTP 5xx or a reply that does not
+    decode fail the case."""
     if exchange.status is not None and 400 <= exchange.status < 500:
         return f"HTTP {exchange.status}"
+    if exchange.refusal is not None:
+        return exchange.refusal
     received = exchange.received
     if received is None:
         raise CaseFailed(f"no usable refusal: {exchange.error}")

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Final, Generic, Never, TypeVar
 
 from cbp.errors import CbpError
-from schemas import Message
+from schemas import Message, TransportName
 
 if TYPE_CHECKING:
     from .operators import Step
@@ -61,11 +61,16 @@ H = TypeVar("H", contravariant=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule(Generic[S, K]):
     """A passive rule: its ID, the requirement it checks, and a check of one message as seen
-    (``S``) against what the run remembers (``K``), yielding what it found wrong."""
+    (``S``) against what the run remembers (``K``), yielding what it found wrong; a rule about
+    one transport's framing (``transport``) is skipped over the others."""
 
     rule_id: str
     requirement: str
     check: Callable[[S, K], Iterator[str]]
+    transport: TransportName | None = None  # the only transport it applies to; None: every one
+
+    def applies(self, transport: TransportName) -> bool:
+        return self.transport in (None, transport)
 
 
 class Verdict(StrEnum):
@@ -92,6 +97,9 @@ class Exchange:
     ``sent`` is the typed payload when the body was one (None for deliberately broken bodies);
     ``status`` None means no HTTP answer at all (``error`` says why: refused handshake, timeout);
     ``received`` is the decoded reply, None when there was none or it did not decode (``error``).
+    Over XMPP (:mod:`~cbp.conformance.harness_xmpp`) an IQ result is ``status`` 200 and its
+    ``oadrPayload`` the reply; an XMPP error stanza leaves ``status`` None and is the
+    ``refusal`` (e.g. ``XMPP error not-acceptable``).
     """
 
     service: str
@@ -102,7 +110,18 @@ class Exchange:
     reply: bytes = b""
     received: Message | None = None
     error: str | None = None
+    refusal: str | None = None
     violations: tuple[Violation, ...] = ()
+    transport: TransportName = TransportName.SIMPLE_HTTP
+
+    @property
+    def status_text(self) -> str:
+        """The transport's word on the exchange: ``HTTP 200``, ``IQ result``, ``no reply``."""
+        if self.refusal is not None:
+            return self.refusal
+        if self.status is None:
+            return "no reply"
+        return "IQ result" if self.transport is TransportName.XMPP else f"HTTP {self.status}"
 
     @property
     def sent_name(self) -> str:
@@ -112,8 +131,8 @@ class Exchange:
     def received_name(self) -> str:
         if self.received is not None:
             return _payload_name(self.received)
-        if self.status is None:
-            return "(no HTTP reply)"
+        if self.status is None or self.transport is TransportName.XMPP:
+            return f"({self.status_text})"
         return f"(HTTP {self.status})"
 
 

@@ -14,14 +14,17 @@ from schemas import (
     CreatedPartyRegistration,
     CreatePartyRegistration,
     EiResponse,
+    Message,
     Poll,
     ProfileName,
     QueryRegistration,
+    RequestEvent,
     RequestReregistration,
     Response,
     TransportName,
     new_id,
 )
+from schemas.xmpp import FEATURE, SERVICES_NODE, XMPP_SERVICES, service_node
 
 from ._checks import ok, refused, require
 from ._model import Case
@@ -37,9 +40,21 @@ async def _query(ven: HarnessVen) -> str:
     reply = ok(await ven.send("EiRegisterParty", QueryRegistration(request_id=new_id())),
                CreatedPartyRegistration)
     offered = {(p.profile_name, t) for p in reply.profiles for t in p.transports}
-    require((ProfileName.OADR_20B, TransportName.SIMPLE_HTTP) in offered,
-            f"2.0b over simpleHttp is not among the offered profiles {sorted(offered)}")
-    return f"vtnID {reply.vtn_id!r} offers 2.0b over simpleHttp"
+    transport = ven.settings.transport
+    require((ProfileName.OADR_20B, transport) in offered,
+            f"2.0b over {transport} is not among the offered profiles {sorted(offered)}")
+    said = f"vtnID {reply.vtn_id!r} offers 2.0b over {transport}"
+    return f"{said}; {await _discovered(ven)}" if transport is TransportName.XMPP else said
+
+
+async def _discovered(ven: HarnessVen) -> str:
+    """Profile 9.3.2 (XEP-0030): the VTN announces the OpenADR feature, and under the services
+    node an item for each service it serves over XMPP."""
+    features, items = await ven.discover()
+    require(FEATURE in features, f"disco#info lacks the feature {FEATURE}")
+    missing = sorted({service_node(s) for s in XMPP_SERVICES} - {node for _jid, node in items})
+    require(not missing, f"disco#items under {SERVICES_NODE} lacks {', '.join(missing)}")
+    return f"service discovery announces {FEATURE} and {len(items)} service items"
 
 
 async def _create(ven: HarnessVen) -> str:
@@ -70,10 +85,18 @@ async def _ven_cancels(ven: HarnessVen) -> str:
     require(reply.registration_id in (None, registration_id),
             f"the cancel names registrationID {reply.registration_id!r}, not {registration_id!r}")
     ven.ended_registration()
-    poll = Poll(ven_id=ven.ven_id)
-    after = refused(await ven.post("OadrPoll", ven.codec.encode(poll), poll))
+    service, request = _registered_only(ven)
+    after = refused(await ven.post(service, ven.codec.encode(request), request))
     await ven.ensure_registered()
-    return f"cancelled; a poll afterwards was refused ({after}); registered again"
+    return f"cancelled; {service} afterwards was refused ({after}); registered again"
+
+
+def _registered_only(ven: HarnessVen) -> tuple[str, Message]:
+    """A request only a registered VEN may make: oadrPoll, or oadrRequestEvent over XMPP
+    (which has no polling, so a VTN refuses a poll there whoever sends it)."""
+    if ven.settings.transport is TransportName.XMPP:
+        return "EiEvent", RequestEvent(request_id=new_id(), ven_id=ven.ven_id)
+    return "OadrPoll", Poll(ven_id=ven.ven_id)
 
 
 async def _vtn_cancels(ven: HarnessVen) -> str:
@@ -124,8 +147,12 @@ PUSH_EXCLUDED: Final = frozenset({_empty_poll})
 REGISTRATION_CASES: Final = (
     Case(case_id="N1_0010_TH_VEN", purpose="query registration: the VTN says what it supports",
          requirement=f"{_SECTION}: oadrQueryRegistration is answered with "
-         "oadrCreatedPartyRegistration listing its profiles and transports",
-         messages=("> oadrQueryRegistration", "< oadrCreatedPartyRegistration"), run=_query),
+         "oadrCreatedPartyRegistration listing its profiles and transports; over XMPP the VTN "
+         "also announces the OpenADR feature and its services by service discovery (profile "
+         "9.3.2, XEP-0030)",
+         messages=("> oadrQueryRegistration", "< oadrCreatedPartyRegistration",
+                   "(XMPP) > disco#info, disco#items", "< its feature and service items"),
+         run=_query),
     Case(case_id="N1_0020_TH_VEN", purpose="register a VEN (pull, or push with its address)",
          requirement=f"{_SECTION}: a registration is answered 200 with registrationID, venID "
          "and, for a pull VEN, oadrRequestedOadrPollFreq",
@@ -140,7 +167,7 @@ REGISTRATION_CASES: Final = (
          requirement=f"{_SECTION}: oadrCancelPartyRegistration is answered 200; the "
          "registration is over (Conformance Rule 21: later requests are refused)",
          messages=("> oadrCancelPartyRegistration", "< oadrCanceledPartyRegistration",
-                   "> oadrPoll", "< error"), run=_ven_cancels),
+                   "> oadrPoll (oadrRequestEvent over XMPP)", "< error"), run=_ven_cancels),
     Case(case_id="N1_0050_TH_VEN", purpose="the VTN cancels the registration (operator)",
          requirement=f"{_SECTION}: a VTN-initiated cancel reaches a pull VEN by poll and its "
          "oadrCanceledPartyRegistration is accepted",

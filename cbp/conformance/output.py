@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Final, TextIO
 
+from schemas import TransportName
 from schemas.conformance import JunitCase, JunitFailure, junit_document
 
 from ._model import AnyCase, AnyRule, CaseResult, Exchange
@@ -22,12 +23,17 @@ __all__ = ["html_page", "junit_xml", "print_cases", "print_result", "print_summa
 
 
 def print_cases(cases: Sequence[AnyCase], out: TextIO, *, rules: Sequence[AnyRule] = RULES,
-                checked: str = "reply") -> None:
+                checked: str = "reply", transport: TransportName | None = None) -> None:
+    """The case list and the passive rules; with ``transport``, each rule about another
+    transport says it is skipped."""
     for case in cases:
         print(f"{case.case_id}  {case.purpose}", file=out)
-    print(f"{len(cases)} cases; passive rules on every {checked}:", file=out)
+    over = f" over {transport}" if transport is not None else ""
+    print(f"{len(cases)} cases{over}; passive rules on every {checked}:", file=out)
     for rule in rules:
-        print(f"  {rule.rule_id}  {rule.requirement}", file=out)
+        skipped = (f" [skipped over {transport}: {rule.transport} only]"
+                   if transport is not None and not rule.applies(transport) else "")
+        print(f"  {rule.rule_id}  {rule.requirement}{skipped}", file=out)
 
 
 def print_result(result: CaseResult, out: TextIO) -> None:
@@ -44,8 +50,8 @@ def print_summary(results: Sequence[CaseResult], out: TextIO) -> None:
 
 
 def _exchange_line(exchange: Exchange) -> str:
-    status = "no reply" if exchange.status is None else f"HTTP {exchange.status}"
-    return f"{exchange.service}: {exchange.sent_name} -> {exchange.received_name} ({status})"
+    return (f"{exchange.service}: {exchange.sent_name} -> {exchange.received_name} "
+            f"({exchange.status_text})")
 
 
 def junit_xml(results: Sequence[CaseResult], *, suite: str = "crowdflex.conformance.vtn"

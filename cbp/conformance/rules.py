@@ -5,6 +5,8 @@ plus the :class:`Memory` of what the node said before (its vtnID, the events it 
 finding is a :class:`~cbp.conformance.Violation`; any violation fails the case with the rule's ID.
 
 Rules judge the node under test only; the harness's own requests are XSD-valid by construction.
+A rule about one transport names it (``Rule.transport``: PR03 and PR15 Simple HTTP, PR16 XMPP)
+and is skipped over the other, as ``--list`` says.
 The signal table (PR08, PR09) follows the EiEvent section of the OpenADR 2.0b profile: where the
 profile allows several types or units for a signal name, all of them are accepted.
 """
@@ -29,6 +31,7 @@ from schemas import (
     RegisterReport,
     RequestEvent,
     SignalType,
+    TransportName,
 )
 from schemas.parts import echoed_request_id
 
@@ -115,6 +118,12 @@ def _echo(seen: Seen, memory: Memory) -> Iterator[str]:
     if response.request_id != expected:
         yield (f"{exchange.received_name} carries requestID {response.request_id!r}, "
                f"not the request's {expected!r}")
+
+
+def _iq_payload(seen: Seen, memory: Memory) -> Iterator[str]:
+    exchange = seen.exchange
+    if exchange.status == 200 and not exchange.reply:
+        yield f"the IQ result answering {exchange.sent_name} carries no oadrPayload"
 
 
 def _ven_id(seen: Seen, memory: Memory) -> Iterator[str]:
@@ -260,7 +269,8 @@ RULES: Final[tuple[Rule[Seen, Memory], ...]] = (
     Rule(rule_id="PR02", requirement="no xsi:schemaLocation attribute in a payload",
          check=_no_schema_location),
     Rule(rule_id="PR03", requirement="Simple HTTP replies carry Content-Type application/xml "
-         "(the profile's Simple HTTP transport)", check=_content_type),
+         "(the profile's Simple HTTP transport)", check=_content_type,
+         transport=TransportName.SIMPLE_HTTP),
     Rule(rule_id="PR04", requirement="a reply's eiResponse echoes the requestID of the request "
          "it answers", check=_echo),
     Rule(rule_id="PR05", requirement="a venID in a reply is the VEN's own (Conformance Rule 21)",
@@ -285,5 +295,9 @@ RULES: Final[tuple[Rule[Seen, Memory], ...]] = (
     Rule(rule_id="PR14", requirement="a successful eiResponse carries responseCode 200",
          check=_success_is_200),
     Rule(rule_id="PR15", requirement="oadrCreatedPartyRegistration for a pull VEN carries "
-         "oadrRequestedOadrPollFreq", check=_poll_freq),
+         "oadrRequestedOadrPollFreq (Simple HTTP's pull model)", check=_poll_freq,
+         transport=TransportName.SIMPLE_HTTP),
+    Rule(rule_id="PR16", requirement="over XMPP, the IQ result answering a payload carries the "
+         "answer as its oadrPayload child (profile 9.3.3: every service exchange is a request "
+         "and its answer)", check=_iq_payload, transport=TransportName.XMPP),
 )

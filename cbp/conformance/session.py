@@ -1,8 +1,11 @@
-"""The harness's VEN: an OpenADR 2.0b client over Simple HTTP that records everything.
+"""The harness's VEN: an OpenADR 2.0b client over Simple HTTP or XMPP that records everything.
 
 In push mode (``HarnessSettings.push``) it also serves its own HTTPS receiver (its own
 certificate, on ``push_host``), registers that as its transport address, answers every push with
 oadrResponse 200 and hands the pushed payload to the cases as a poll would have brought it.
+Over XMPP (``HarnessSettings.xmpp``, always push) its requests and the VTN's payloads travel as
+IQs through the XMPP server (:mod:`~cbp.conformance.harness_xmpp`), answered and handed on alike;
+the rules about Simple HTTP's framing are skipped there, the XMPP binding's own run instead.
 
 Unlike crowdflex's own VEN (:mod:`ven`), this client hides nothing: every request is posted as the
 bytes the case chose (a typed payload, or a deliberately broken body), every reply is kept as an
@@ -21,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
@@ -57,18 +59,17 @@ from schemas import (
     Response,
     ResponseRequired,
     SchemaViolation,
-    Signer,
-    Verifier,
+    TransportName,
     new_id,
-    utc_now,
 )
-from schemas.certpath import Purpose
-from schemas.identity import TlsProfile
 from schemas.parts import echoed_request_id
-from schemas.tls import client_context, server_context
+from schemas.tls import server_context
+from ven import VenError
 
 from ._checks import expect
 from ._model import CaseFailed, Exchange, Violation
+from .harness_settings import HarnessSettings
+from .harness_xmpp import XmppChannel
 from .operators import Operator, Step, StepKind, carry_out
 from .rules import RULES, Memory, Seen
 
@@ -77,50 +78,6 @@ __all__ = ["HarnessSettings", "HarnessVen"]
 M = TypeVar("M", bound=Message)
 _MAX_SETTLE_POLLS: Final = 100
 _RETRIES_429: Final = 4
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HarnessSettings:
-    """Where the VTN under test is and who the harness is.
-
-    ``url`` is the VTN's Simple HTTP root (``https://host:port/OpenADR2/Simple/2.0b``); ``cert``
-    and ``key`` the harness VEN's client certificate, ``ca`` what the VTN's certificate must chain
-    to. ``poll_interval_s`` spaces empty polls while a case waits for the VTN to act.
-    """
-
-    url: str
-    cert: Path
-    key: Path
-    ca: Path
-    tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13
-    ven_name: str = "crowdflex-conformance"
-    request_timeout_s: float = 10.0
-    wait_timeout_s: float = 30.0
-    poll_interval_s: float = 1.0
-    push: bool = False
-    push_host: str = "127.0.0.1"
-    signed: bool = False
-    clock: Callable[[], datetime] = field(default=utc_now, compare=False)
-
-    def codec(self) -> Codec:
-        """The harness VEN's codec: in signed mode it signs every payload with ``cert``/``key``
-        and verifies signed replies against ``ca``."""
-        if not self.signed:
-            return Codec(clock=self.clock)
-        return Codec(signer=Signer(self.key.read_bytes(), self.cert.read_bytes()),
-                     verifier=self.verifier(), clock=self.clock)
-
-    def verifier(self) -> Verifier:
-        return Verifier(self.ca.read_bytes(), purpose=Purpose.SERVER)
-
-    def client_context(self) -> ssl.SSLContext:
-        return client_context(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
-
-    def anonymous_context(self) -> ssl.SSLContext:
-        """Trusts the VTN like :meth:`client_context` but presents no client certificate."""
-        context = ssl.create_default_context(cafile=str(self.ca))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
 
 
 class HarnessVen:
@@ -139,9 +96,16 @@ class HarnessVen:
         self._http: aiohttp.ClientSession | None = None
         self._pushed: asyncio.Queue[Message] = asyncio.Queue()
         self._receiver: web.AppRunner | None = None
+        self._xmpp: XmppChannel | None = None
         self.transport_address: str | None = None  # where the VTN pushes, in push mode
+        self.rules = tuple(r for r in RULES if r.applies(settings.transport))
 
     async def __aenter__(self) -> HarnessVen:
+        if self.settings.xmpp is not None:
+            self._xmpp = self.settings.xmpp_channel()
+            self.transport_address = self._xmpp.address
+            await self._xmpp.open(self._take_xmpp_payload)
+            return self
         self._http = self.session(self.settings.client_context())
         if self.settings.push:
             await self._serve_pushes()
@@ -160,18 +124,38 @@ class HarnessVen:
         self.transport_address = f"https://{settings.push_host}:{port}{SERVICE_PREFIX}"
 
     async def _take_push(self, request: web.Request) -> web.Response:
-        """A payload the VTN pushed: judged as a reply would be, queued for the cases."""
+        """A payload the VTN pushed over HTTP: :meth:`_taken`, 400 when it does not decode."""
         media = request.headers.get("Content-Type", "").split(";")[0].strip() or None
-        exchange = self._inspect(Exchange(
+        exchange, answer = self._taken(Exchange(
             service=request.match_info["service"], request=b"", sent=None, status=200,
             content_type=media, reply=await request.read()))
+        if answer is None:
+            return web.Response(status=400, text=exchange.error or "does not decode")
+        return web.Response(body=answer, content_type="application/xml")
+
+    async def _take_xmpp_payload(self, body: bytes) -> bytes:
+        """A payload the VTN sent over XMPP: :meth:`_taken`; one that does not decode is
+        answered oadrResponse 400 (the IQ result must carry a payload)."""
+        exchange, answer = self._taken(Exchange(service="XMPP", request=b"", sent=None,
+                                                status=200, reply=body,
+                                                transport=TransportName.XMPP))
+        if answer is not None:
+            return answer
+        return self.codec.encode(Response(response=EiResponse(
+            code=400, description=(exchange.error or "does not decode")[:200]),
+            ven_id=self.memory.ven_id))
+
+    def _taken(self, exchange: Exchange) -> tuple[Exchange, bytes | None]:
+        """A payload the VTN pushed: judged as a reply would be and queued for the cases; the
+        encoded oadrResponse 200 answering it, None when it does not decode."""
+        exchange = self._inspect(exchange)
         self._record(exchange)
         if exchange.received is None:
-            return web.Response(status=400, text=exchange.error or "does not decode")
+            return exchange, None
         self._pushed.put_nowait(exchange.received)
         answer = Response(response=EiResponse(request_id=echoed_request_id(exchange.received)),
                           ven_id=self.memory.ven_id)
-        return web.Response(body=self.codec.encode(answer), content_type="application/xml")
+        return exchange, self.codec.encode(answer)
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
@@ -179,6 +163,8 @@ class HarnessVen:
             await self._http.close()
         if self._receiver is not None:
             await self._receiver.cleanup()
+        if self._xmpp is not None:
+            await self._xmpp.close()
 
     def session(self, context: ssl.SSLContext) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
@@ -207,7 +193,12 @@ class HarnessVen:
 
         An HTTP 429 (the VTN's rate limit, answered before it reads the body) is waited out as a
         well-behaved VEN does: the same bytes again after its Retry-After (at most
-        ``_RETRIES_429`` times, each wait at most ``wait_timeout_s``); every try is recorded."""
+        ``_RETRIES_429`` times, each wait at most ``wait_timeout_s``); every try is recorded.
+        Over XMPP the bytes go as an IQ to the VTN's JID (``http`` is not used)."""
+        if self._xmpp is not None:
+            exchange = self._inspect(await self._xmpp.post(service, body, sent))
+            self._record(exchange)
+            return exchange
         http = http or self._http
         assert http is not None, "use HarnessVen as an async context manager"
         url = f"{self.settings.url.rstrip('/')}/{service}"
@@ -233,6 +224,31 @@ class HarnessVen:
             await asyncio.sleep(min(wait, self.settings.wait_timeout_s))
         return exchange
 
+    async def post_anonymously(self, service: str, body: bytes, sent: Message | None
+                               ) -> Exchange:
+        """:meth:`post` over TLS that presents no client certificate: by a session of its
+        own (over XMPP one that claims the harness's JID), closed afterwards."""
+        if self.settings.xmpp is None:
+            async with self.session(self.settings.anonymous_context()) as anonymous:
+                return await self.post(service, body, sent, http=anonymous)
+        channel = self.settings.xmpp_channel(anonymous=True)
+        try:
+            exchange = self._inspect(await channel.post(service, body, sent))
+        finally:
+            await channel.close()
+        self._record(exchange)
+        return exchange
+
+    async def discover(self) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+        """Over XMPP, what the VTN announces by service discovery (features; (JID, node)
+        items under the services node); :class:`CaseFailed` when it does not answer."""
+        if self._xmpp is None:
+            raise CaseFailed("service discovery is XMPP's (harness bug)")
+        try:
+            return await self._xmpp.link.discover()
+        except VenError as exc:
+            raise CaseFailed(f"service discovery failed: {exc}") from None
+
     def _record(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)
         self.history.append(exchange)
@@ -241,7 +257,7 @@ class HarnessVen:
         tree: etree._Element | None = None
         schema_error: str | None = None
         received: Message | None = None
-        error: str | None = None
+        error = exchange.error
         if exchange.status == 200 and exchange.reply:
             try:
                 tree = self.codec.parse(exchange.reply)
@@ -252,12 +268,12 @@ class HarnessVen:
                     resolve_entities=False, no_network=True, load_dtd=False))
             except RemoteProtocolError as exc:
                 error = f"reply does not decode: {exc}"
-        elif exchange.status != 200:
+        elif exchange.status is not None and exchange.status != 200:
             error = f"HTTP {exchange.status}: {exchange.reply[:200].decode(errors='replace')}"
         exchange = replace(exchange, received=received, error=error)
         seen = Seen(exchange=exchange, tree=tree, schema_error=schema_error)
         violations = tuple(Violation(rule_id=rule.rule_id, detail=detail)
-                           for rule in RULES for detail in rule.check(seen, self.memory))
+                           for rule in self.rules for detail in rule.check(seen, self.memory))
         if received is not None:
             self.memory.learn(received)
         return replace(exchange, violations=violations)
@@ -285,7 +301,8 @@ class HarnessVen:
         reply = await self.send("EiRegisterParty", CreatePartyRegistration(
             request_id=new_id(), registration_id=registration_id,
             ven_id=self.memory.ven_id if registration_id else None,
-            ven_name=self.settings.ven_name, http_pull_model=not self.settings.push,
+            ven_name=self.settings.ven_name, transport_name=self.settings.transport,
+            http_pull_model=None if self._xmpp else not self.settings.push,
             transport_address=self.transport_address))
         created = expect(reply, CreatedPartyRegistration)
         if created.response.code != 200 or not created.registration_id:

@@ -1,8 +1,8 @@
 """Fixtures for the live conformance suite: a PKI per key type, crowdflex's VTN with its admin API.
 
 ``key_pki(directory, key_type)`` mints a CA, a VTN and a VEN certificate of one key type (EC P-256
-or RSA) into a temporary directory (the VEN's also serves TLS on 127.0.0.1, for push; with
-``xmpp_server`` a certificate for an XMPP server of domain ``localhost`` too);
+or RSA) into a temporary directory (the VEN's also serves TLS on 127.0.0.1, for push), and an XMPP
+server's (for ``localhost``);
 :func:`crowdflex_vtn` serves crowdflex's VTN over mutual TLS on 127.0.0.1 port 0 with a SQLite
 file, and its admin API on another port 0, the operator's way in.
 """
@@ -48,8 +48,8 @@ class KeyPki:
     ca_cert: Path
     vtn: Pair
     ven: Pair
+    xmpp_server: Pair
     profile: TlsProfile
-    xmpp_server: Pair | None = None
 
     def server_context(self) -> ssl.SSLContext:
         return server_context(cert=self.vtn.cert, key=self.vtn.key, ca=self.ca_cert,
@@ -57,8 +57,7 @@ class KeyPki:
 
 
 def key_pki(directory: Path, key_type: KeyType,
-            profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13, *,
-            xmpp_server: bool = False) -> KeyPki:
+            profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13) -> KeyPki:
     authority = CertificateAuthority.create(common_name=f"conformance {key_type} CA",
                                             key_type=key_type)
     ca_cert, _ = authority.write(directory)
@@ -69,9 +68,8 @@ def key_pki(directory: Path, key_type: KeyType,
         return Pair(cert=cert, key=key, fingerprint=issued.fingerprint)
 
     return KeyPki(ca_cert=ca_cert, vtn=pair("vtn", Role.VTN),
-                  ven=pair("ven", Role.VEN, ("127.0.0.1",)), profile=profile,
-                  xmpp_server=pair("xmpp-server", Role.VTN, ("localhost",)) if xmpp_server
-                  else None)
+                  ven=pair("ven", Role.VEN, ("127.0.0.1",)),
+                  xmpp_server=pair("xmpp-server", Role.VTN, ("localhost",)), profile=profile)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -54,8 +54,23 @@ def test_help_documents_the_options(capsys):
     out = capsys.readouterr().out
     for option in ("--url", "--cert", "--key", "--ca", "--operator", "--admin-url",
                    "--admin-token-env", "--command", "--junit", "--html", "--list", "--only",
-                   "--push", "--push-host", "--signed"):
+                   "--push", "--push-host", "--signed", "--transport", "--vtn-jid",
+                   "--xmpp-server", "--xmpp-domain"):
         assert option in out
+    assert "not covered" not in out
+
+
+def test_list_over_xmpp_prints_the_push_catalogue_and_the_skipped_rules(capsys):
+    assert main(["conformance", "vtn", "--list", "--transport", "xmpp"]) == 0
+    listed = capsys.readouterr().out
+    assert "N0_5020_TH_VEN" in listed and "N1_0020_TH_VEN" not in listed
+    assert "cases over xmpp" in listed
+    skipped = re.findall(r"^  (PR\d\d) .*\[skipped over xmpp: simpleHttp only\]$", listed,
+                         re.MULTILINE)
+    assert skipped == ["PR03", "PR15"]
+    assert main(["conformance", "vtn", "--list"]) == 0
+    assert re.findall(r"^  (PR\d\d) .*\[skipped", capsys.readouterr().out, re.MULTILINE) == [
+        "PR16"]
 
 
 def test_list_with_push_prints_the_push_catalogue(capsys):
@@ -82,6 +97,18 @@ def test_what_cannot_run_exits_2_and_says_why(tmp_path, capsys, monkeypatch, ext
     assert said in capsys.readouterr().err
     assert main(["conformance", "vtn", "--url", "https://127.0.0.1:1"]) == 2
     assert "missing --cert, --key, --ca" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    ([], "--transport xmpp needs --vtn-jid"),
+    (["--vtn-jid", "vtn@x/openadr", "--signed"], "--signed is Simple HTTP only"),
+    (["--vtn-jid", "vtn@x/openadr", "--xmpp-server", "x"], "--xmpp-server 'x' is not HOST:PORT"),
+    (["--vtn-jid", "vtn@x/openadr", "--xmpp-server", "x:0"], "is not HOST:PORT"),
+    (["--vtn-jid", "vtn@x/openadr"], "missing --cert, --key, --ca"),
+])
+def test_what_cannot_run_over_xmpp_exits_2_and_says_why(capsys, extra, said):
+    assert main(["conformance", "vtn", "--transport", "xmpp", *extra]) == 2
+    assert said in capsys.readouterr().err
 
 
 async def test_a_full_run_against_crowdflex_passes_and_writes_both_reports(tmp_path,

@@ -53,7 +53,6 @@ from .conftest import KEY_TYPES, KeyPki, key_pki
 @asynccontextmanager
 async def prosody(pki: KeyPki) -> AsyncIterator[XmppServer]:
     require_prosody()
-    assert pki.xmpp_server is not None
     server = XmppServer(cert=pki.xmpp_server.cert, key=pki.xmpp_server.key, ca=pki.ca_cert)
     await server.start()
     try:
@@ -64,7 +63,7 @@ async def prosody(pki: KeyPki) -> AsyncIterator[XmppServer]:
 
 @pytest.mark.parametrize(("key_type", "profile"), KEY_TYPES)
 async def test_every_xmpp_case_passes_against_crowdflex(tmp_path, capsys, key_type, profile):
-    pki = key_pki(tmp_path, key_type, profile, xmpp_server=True)
+    pki = key_pki(tmp_path, key_type, profile)
     junit = tmp_path / "ven-xmpp.xml"
     async with prosody(pki) as server:
         code = await asyncio.to_thread(main, [
@@ -91,7 +90,7 @@ async def test_every_xmpp_case_passes_against_crowdflex(tmp_path, capsys, key_ty
 
 
 async def test_a_payload_that_does_not_decode_is_answered_400_and_breaks_vr01(tmp_path):
-    pki = key_pki(tmp_path, KeyType.EC, xmpp_server=True)
+    pki = key_pki(tmp_path, KeyType.EC)
     broken = (b'<oadr:oadrPayload xmlns:oadr="http://openadr.org/oadr-2.0b/2012/07">'
               b"<oadr:oadrSignedObject/></oadr:oadrPayload>")
     async with prosody(pki) as server:
@@ -184,7 +183,7 @@ class _ElsewhereVen(CrowdflexVen):
 
 
 async def test_a_registration_naming_another_jid_fails(tmp_path):
-    pki = key_pki(tmp_path, KeyType.EC, xmpp_server=True)
+    pki = key_pki(tmp_path, KeyType.EC)
     async with prosody(pki) as server:
         settings = VenHarnessSettings(
             cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert, push=True, wait_timeout_s=20,

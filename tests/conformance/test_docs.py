@@ -8,6 +8,7 @@ are the commands'.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,8 @@ def test_the_stated_defaults():
     args = build_parser().parse_args(["conformance", "vtn"])
     assert (args.operator, args.wait, args.admin_url, args.admin_token_env, args.tls_profile) == (
         "prompt", 30.0, "http://127.0.0.1:8081", "CROWDFLEX_ADMIN_TOKEN", "openadr-tls1.2+tls1.3")
+    assert (args.transport, args.xmpp_server, args.xmpp_domain) == (
+        "simpleHttp", "127.0.0.1:5222", "localhost")
     assert CommandOperator("true").timeout_s == 120
     ven = build_parser().parse_args(["conformance", "ven"])
     assert (ven.starter, ven.poll_freq, ven.report_back, ven.wait) == ("prompt", 5, 5, 60.0)
@@ -110,3 +113,5 @@ def test_what_counts_as_a_refusal():
             refused(accepted_or_broken)
     with pytest.raises(CaseFailed, match="not 452"):
         refused(_exchange(200, 454), codes=frozenset({452}))
+    xmpp_error = replace(_exchange(None), refusal="XMPP error not-acceptable")
+    assert refused(xmpp_error) == "XMPP error not-acceptable"

@@ -182,3 +182,19 @@ def test_PR15_a_pull_registration_names_its_poll_frequency():
         response=EiResponse(request_id="r1"), registration_id="reg-1", ven_id="ven-1",
         vtn_id="VTN-1", profiles=PROFILES)
     assert broken(created) == {"PR15"}
+
+
+def test_PR16_an_iq_result_carries_the_answer():
+    rule = next(r for r in RULES if r.rule_id == "PR16")
+    empty = Exchange(service="EiEvent", request=b"<x/>", sent=None, status=200,
+                     transport=TransportName.XMPP)
+    assert list(rule.check(Seen(exchange=empty, tree=None, schema_error=None), memory())) == [
+        "the IQ result answering (raw body) carries no oadrPayload"]
+    answered = replace(empty, reply=b"<x/>")
+    assert list(rule.check(Seen(exchange=answered, tree=None, schema_error=None), memory())) == []
+
+
+def test_a_rule_about_one_transport_is_skipped_over_the_other():
+    over = {transport: {r.rule_id for r in RULES if not r.applies(transport)}
+            for transport in TransportName}
+    assert over == {TransportName.SIMPLE_HTTP: {"PR16"}, TransportName.XMPP: {"PR03", "PR15"}}

@@ -5,9 +5,17 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from aiohttp import web
 
-from cbp.conformance import CommandOperator, HarnessSettings, run_cases, select
+from cbp.conformance import (
+    CommandOperator,
+    ConformanceError,
+    HarnessSettings,
+    run_cases,
+    select,
+)
+from cbp.conformance.harness_xmpp import XmppTarget
 from schemas import (
     CreatedPartyRegistration,
     CreatePartyRegistration,
@@ -94,3 +102,14 @@ async def test_a_vtn_that_keeps_refusing_for_rate_fails_the_case_after_four_trie
                                     select(["N1_0010"]))
     assert not result.passed and "HTTP 429" in result.reason
     assert [e.status for e in result.exchanges] == [429] * 4
+
+
+def test_settings_name_the_vtn_and_xmpp_takes_pushes(tmp_path):
+    files = {"cert": tmp_path / "c", "key": tmp_path / "k", "ca": tmp_path / "a"}
+    target = XmppTarget(host="127.0.0.1", port=5222, domain="localhost", vtn_jid="v@localhost/o")
+    with pytest.raises(ConformanceError, match="by push"):
+        HarnessSettings(xmpp=target, **files)
+    with pytest.raises(ConformanceError, match="name the VTN"):
+        HarnessSettings(**files)
+    over_xmpp = HarnessSettings(xmpp=target, push=True, **files)
+    assert (over_xmpp.transport, over_xmpp.target) == ("xmpp", "xmpp:v@localhost/o")

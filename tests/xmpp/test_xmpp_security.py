@@ -3,6 +3,8 @@ VTN's caps and budgets apply before a payload is decoded. On a real Prosody per 
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from schemas import (
 from schemas.xmpp import fingerprint_of_localpart, localpart_of
 from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
-from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable
+from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
 from ven.tls import client_context
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
@@ -74,6 +76,23 @@ async def test_a_certificate_of_another_ca_gets_no_session(pki: Pki, tmp_path: P
             with pytest.raises(VtnUnavailable):
                 await client.register()
         assert await vtn.ctx.storage.vens.active() == ()
+
+
+async def test_a_session_without_a_certificate_is_refused_at_once(pki: Pki, tmp_path: Path,
+                                                                   xmpp_server: XmppServer):
+    """No certificate, no session: the request fails when the server refuses the login (the
+    deadline far beyond any test's wait, so reaching it fails the test)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    anonymous = ssl.create_default_context(cafile=str(pki.ca_cert))
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, anonymous, ven.cert.fingerprint,
+                        connect_timeout_s=3600.0)
+        try:
+            async with asyncio.timeout(120):
+                with pytest.raises(VtnUnavailable, match="SASL EXTERNAL refused"):
+                    await link.post_bytes(Service.EVENT, b"<unused/>")
+        finally:
+            await link.close()
 
 
 async def test_naming_another_vens_venid_over_xmpp_is_463(pki: Pki, tmp_path: Path,
@@ -185,3 +204,23 @@ async def test_a_ven_gets_no_session_from_a_server_it_does_not_trust(
             with pytest.raises(VtnUnavailable):
                 await client.register()
         assert await vtn.ctx.storage.vens.active() == ()
+
+
+async def test_an_iq_set_without_an_openadr_payload_is_answered_with_an_error(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """RFC 6120 8.2.3: every IQ set is answered; one carrying no oadrPayload with an error, at
+    once (not left to the sender's timeout)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
+                        request_timeout_s=20.0)
+        try:
+            with pytest.raises(XmppRefused) as refusal:
+                await link.post_bytes(Service.EVENT, b'<hello xmlns="urn:example:not-openadr"/>')
+            registered = await link.post(Service.REGISTER_PARTY, link.codec.encode(
+                CreatePartyRegistration(request_id="r1", ven_name="after",
+                                        transport_name=TransportName.XMPP)))
+        finally:
+            await link.close()
+    assert refusal.value.condition == "feature-not-implemented"
+    assert registered is not None and registered.response.code == 200  # type: ignore[union-attr]
