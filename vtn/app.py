@@ -64,7 +64,7 @@ from vtn.transport import (
     TransportSettings,
     add_routes,
 )
-from vtn.xmpp import XmppTransport
+from vtn.xmpp import ServiceResponder, XmppTransport
 
 __all__ = [
     "CODEC",
@@ -226,12 +226,13 @@ def _xmpp_transport(config: VtnConfig, codec: Codec, route: Router, budgets: Ven
     limiter = (None if config.rate_limit_per_s is None else
                RateLimiter(per_s=config.rate_limit_per_s, burst=config.rate_limit_burst))
     return XmppTransport(
-        config.xmpp, codec=codec, route=route, max_body_bytes=config.max_body_bytes,
+        config.xmpp, codec=codec, max_body_bytes=config.max_body_bytes,
+        respond=ServiceResponder(codec=codec, route=route, budgets=budgets,
+                                 on_refused=metrics.refused),
         fingerprint=fingerprint_from_pem(config.tls_cert.read_bytes()),
         ssl_context=push_client_context(cert=config.tls_cert, key=config.tls_key,
                                         ca=config.tls_ca, profile=config.tls_profile),
-        budgets=budgets, limiter=limiter, max_in_flight=config.max_in_flight,
-        on_refused=metrics.refused)
+        budgets=budgets, limiter=limiter, max_in_flight=config.max_in_flight)
 
 
 def _proxy_trust(config: VtnConfig, certificates: CertificatePath | None) -> ProxyTrust | None:

@@ -20,6 +20,10 @@ or with its database away. A protocol failure is an ``oadrResponse`` carrying it
 the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP (453). An IQ
 ``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``.
 
+The session (identity, refusals, the window on sends) is apart from what answers a payload, a
+:class:`Responder` given its bytes: :class:`ServiceResponder` (the services) in the VTN, a
+recorder of its own in the conformance harness's VTN (:mod:`cbp.conformance.harness_vtn`).
+
 Not carried over XMPP: payload signatures (the XMPP library re-serialises the payload, which a
 signature over its exact bytes does not survive); :func:`vtn.app.create_app` refuses both at once.
 """
@@ -32,7 +36,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import slixmpp
 from aiohttp import web
@@ -57,7 +61,7 @@ from vtn.services import ROUTES
 from vtn.settings import XmppSettings
 from vtn.transport import Peer, Router, error_reply
 
-__all__ = ["XmppTransport", "service_of"]
+__all__ = ["Responder", "ServiceResponder", "XmppTransport", "service_of"]
 
 log = logging.getLogger(__name__)
 
@@ -82,25 +86,77 @@ def _error(iq: Any, condition: str, kind: str, text: str) -> Any:
     return answer
 
 
-class XmppTransport:
-    """Serve the OpenADR services on one XMPP session; :meth:`running` for the app's lifetime."""
+class Responder(Protocol):
+    """What answers the payloads VENs send on the session: ``body`` (the IQ's ``oadrPayload``,
+    within ``max_body_bytes``) from ``peer`` in, the encoded answer for the IQ ``result`` out."""
 
-    def __init__(self, settings: XmppSettings, *, ssl_context: ssl.SSLContext, codec: Codec,
-                 route: Router, fingerprint: str, max_body_bytes: int,
-                 budgets: VenBudgets | None = None, limiter: RateLimiter | None = None,
-                 max_in_flight: int | None = None,
+    async def __call__(self, peer: Peer, body: bytes) -> bytes: ...
+
+
+class ServiceResponder:
+    """The VTN's services as a :class:`Responder`, as :mod:`vtn.transport` answers a POST:
+    decode, route, encode, the CPU of decoding and encoding charged to the VEN's ``budgets``.
+    A protocol failure is an oadrResponse with its code; a database away raises
+    ``web.HTTPException`` (the transport answers ``resource-constraint``)."""
+
+    def __init__(self, *, codec: Codec, route: Router, budgets: VenBudgets | None = None,
                  on_refused: Callable[[Service, RemoteProtocolError], None] | None = None
                  ) -> None:
+        self._codec = codec
+        self._route = route
+        self._budgets = budgets
+        self._on_refused = on_refused
+
+    async def __call__(self, peer: Peer, body: bytes) -> bytes:
+        service: Service | None = None
+        message: Message | None = None
+        try:
+            started = time.thread_time()
+            try:
+                message = self._codec.decode(body)
+            finally:
+                self._charge(peer, started)
+            service = service_of(message)
+            reply = await self._route(service, peer, message)
+        except RemoteProtocolError as error:
+            log.info("refused over XMPP on %s: %s", service or "?", error)
+            if self._on_refused is not None:
+                self._on_refused(service or Service.REGISTER_PARTY, error)
+            reply = error_reply(error, message)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unexpected failure on %s over XMPP", service or "?")
+            reply = error_reply(OtherError("internal error; the request was not applied"),
+                                message)
+        started = time.thread_time()
+        try:
+            return self._codec.encode(reply)
+        finally:
+            self._charge(peer, started)
+
+    def _charge(self, peer: Peer, started: float) -> None:
+        if self._budgets is not None:
+            self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
+
+
+class XmppTransport:
+    """Serve the OpenADR services (``respond``, a :class:`ServiceResponder` in the VTN) on one
+    XMPP session; :meth:`running` for the app's lifetime."""
+
+    def __init__(self, settings: XmppSettings, *, ssl_context: ssl.SSLContext, codec: Codec,
+                 respond: Responder, fingerprint: str, max_body_bytes: int,
+                 budgets: VenBudgets | None = None, limiter: RateLimiter | None = None,
+                 max_in_flight: int | None = None) -> None:
         self.settings = settings
         self.jid = f"{localpart_of(fingerprint)}@{settings.domain}/{settings.resource}"
         self._codec = codec
-        self._route = route
+        self._respond = respond
         self._max_body = max_body_bytes
         self._budgets = budgets
         self._limiter = limiter
         self._max_in_flight = max_in_flight
         self._in_flight = 0
-        self._on_refused = on_refused
         self._online = asyncio.Event()
         self._stopping = False
         # given at construction: otherwise slixmpp first builds a default context and loads the
@@ -199,7 +255,7 @@ class XmppTransport:
             assert peer is not None  # _refusal
             self._in_flight += 1
             try:
-                reply = await self._answer(peer, body)
+                reply = await self._respond(peer, body)
             except web.HTTPException as unavailable:  # the database is away (vtn.faults)
                 answer = _error(iq, "resource-constraint", "wait",
                                 unavailable.text or "try later")
@@ -211,35 +267,6 @@ class XmppTransport:
             finally:
                 self._in_flight -= 1
         answer.send()
-
-    async def _answer(self, peer: Peer, body: bytes) -> bytes:
-        """The encoded answer to one payload, as :mod:`vtn.transport` answers a POST."""
-        service: Service | None = None
-        message: Message | None = None
-        try:
-            started = time.thread_time()
-            try:
-                message = self._codec.decode(body)
-            finally:
-                self._charge(peer, started)
-            service = service_of(message)
-            reply = await self._route(service, peer, message)
-        except RemoteProtocolError as error:
-            log.info("refused over XMPP on %s: %s", service or "?", error)
-            if self._on_refused is not None:
-                self._on_refused(service or Service.REGISTER_PARTY, error)
-            reply = error_reply(error, message)
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("unexpected failure on %s over XMPP", service or "?")
-            reply = error_reply(OtherError("internal error; the request was not applied"),
-                                message)
-        started = time.thread_time()
-        try:
-            return self._codec.encode(reply)
-        finally:
-            self._charge(peer, started)
 
     def _peer(self, iq: Any) -> Peer | None:
         """The sender as the server named it; None for a JID that names no certificate."""
@@ -267,38 +294,39 @@ class XmppTransport:
             return ("resource-constraint", "wait", "the VTN is at its in-flight cap")
         return None
 
-    def _charge(self, peer: Peer, started: float) -> None:
-        if self._budgets is not None:
-            self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
-
     # ------------------------------------------------------------ VTN -> VEN
 
     async def send(self, address: str, message: Message) -> Message | None:
         """Send ``message`` to the VEN at the full JID ``address``; its answer (None when the
-        result carried no payload). :class:`ConnectionError` when it was not answered.
+        result carried no payload). :class:`ConnectionError` when it was not answered."""
+        reply = await self.send_body(address, self._codec.encode(message))
+        return None if reply is None else self._codec.decode(reply)
+
+    async def send_body(self, address: str, body: bytes) -> bytes | None:
+        """Send our own encoder's ``body`` of a payload to the full JID ``address``; the payload
+        of its answer as received (None when the result carried none). :class:`ConnectionError`
+        when it was not answered, answered with an XMPP error, or answered over
+        ``max_body_bytes``.
 
         At most ``max_sends_in_flight`` sends are out at once; the others wait for a slot in the
         order they came, and ``request_timeout_s`` starts when a send has its slot."""
         async with self._window:
-            result = await self._exchange(address, message)
+            result = await self._exchange(address, body)
         if result["type"] == "error":
             raise ConnectionError(f"{address} answered {result['error']['condition']}")
-        body = payload_of(result.xml)
-        if body is None:
-            return None
-        if len(body) > self._max_body:
+        reply = payload_of(result.xml)
+        if reply is not None and len(reply) > self._max_body:
             raise ConnectionError(f"{address} answered more than {self._max_body} bytes")
-        return self._codec.decode(body)
+        return reply
 
-    async def _exchange(self, address: str, message: Message) -> Any:
+    async def _exchange(self, address: str, body: bytes) -> Any:
         """One IQ ``set`` out and its result or error back, within ``request_timeout_s``."""
         if not self._online.is_set():
             raise ConnectionError("the XMPP session is down")
         key = self._client.new_id()
         answered = self._sent[key] = (address, asyncio.get_running_loop().create_future())
         try:
-            self._client.send_raw(iq_bytes(kind="set", iq_id=key, to=address,
-                                           body=self._codec.encode(message)))
+            self._client.send_raw(iq_bytes(kind="set", iq_id=key, to=address, body=body))
             async with asyncio.timeout(self.settings.request_timeout_s):
                 return await answered[1]
         except NotConnectedError:

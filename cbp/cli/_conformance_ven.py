@@ -1,5 +1,6 @@
-"""`crowdflex conformance ven`: serve a harness VTN (pull or push, signed or not) and judge a
-VEN under test; its operator (crowdflex's client itself, a person, or a command) makes it opt.
+"""`crowdflex conformance ven`: serve a harness VTN (Simple HTTP pull or push, signed or not, or
+XMPP) and judge a VEN under test; its operator (crowdflex's client itself, a person, or a
+command) makes it opt.
 
 Exit codes: 0 every selected case passed, 1 some failed, 2 the command could not run (a missing
 file, an unknown case ID, a port already taken, an unwritable report).
@@ -34,8 +35,9 @@ from cbp.conformance import (
     select,
     ven_catalogue,
 )
-from cbp.conformance.ven_starters import URL_VARIABLE
+from cbp.conformance.ven_starters import URL_VARIABLE, XMPP_VARIABLES
 from schemas.identity import TlsProfile
+from vtn.settings import XmppSettings
 
 __all__ = ["add_ven_suite", "run_ven"]
 
@@ -47,21 +49,40 @@ def add_ven_suite(suites: SubCommands) -> None:
     ven: argparse.ArgumentParser = suites.add_parser(
         "ven",
         help="serve a VTN to a VEN under test and judge it case by case",
-        description="Serve a harness VTN over Simple HTTP with mutual TLS and run the live "
-        "conformance cases against the VEN pointed at it: registration, events, reports and "
-        "opts (N1/E1/R1/P1 in pull mode, N0/E0/R0/P0 with --push), with passive rules checked "
-        "on every request; with --signed XML signatures both ways and the signature cases (G1, "
-        "or G0 with --push). The opt cases need the VEN to act on its own: the operator makes "
-        "it send and cancel opts. XMPP is not covered yet. Exit 0 all passed, 1 some failed, 2 "
-        "could not run.",
+        description="Serve a harness VTN over Simple HTTP with mutual TLS, or over XMPP through "
+        "an XMPP server, and run the live conformance cases against the VEN pointed at it: "
+        "registration, events, reports and opts (N1/E1/R1/P1 in pull mode, N0/E0/R0/P0 with "
+        "--push or over XMPP, where the VTN sends without polls), with passive rules checked on "
+        "every request (over XMPP the HTTP framing rules VR03/VR04 do not apply; VR10 is "
+        "XMPP's); with --signed (Simple HTTP only) XML signatures both ways and the signature "
+        "cases (G1, or G0 with --push). The opt cases need the VEN to act on its own: the "
+        "operator makes it send and cancel opts. Exit 0 all passed, 1 some failed, 2 could not "
+        "run.",
     )
     ven.add_argument("--cert", type=Path, metavar="PEM",
-                     help="the harness VTN's server certificate (the VEN must trust its CA)")
+                     help="the harness VTN's certificate: its HTTPS server certificate (the VEN "
+                     "must trust its CA), over XMPP the client certificate it logs in with")
     ven.add_argument("--key", type=Path, metavar="PEM", help="its private key")
     ven.add_argument("--ca", type=Path, metavar="PEM",
-                     help="CA the VEN's client certificate must chain to")
-    ven.add_argument("--host", default="127.0.0.1", help="address to serve on")
-    ven.add_argument("--port", type=int, default=0, help="port to serve on (0: any free one)")
+                     help="CA the VEN's client certificate must chain to (over XMPP the XMPP "
+                     "server checks the VEN's; the harness checks the server's against --ca)")
+    ven.add_argument("--host", default="127.0.0.1", help="address to serve on (Simple HTTP)")
+    ven.add_argument("--port", type=int, default=0,
+                     help="port to serve on (0: any free one; Simple HTTP)")
+    ven.add_argument("--transport", choices=("simpleHttp", "xmpp"), default="simpleHttp",
+                     help="simpleHttp (default): serve HTTPS; xmpp: log in to the XMPP server "
+                     "at --xmpp-host/--xmpp-port with --cert/--key (SASL EXTERNAL: the server "
+                     "names the harness by that certificate's fingerprint) and play the VTN "
+                     "over IQs; the VEN is sent to at the JID it registers from (push cases)")
+    ven.add_argument("--xmpp-host", default="127.0.0.1", help="with --transport xmpp: the XMPP "
+                     "server's address (its certificate must chain to --ca)")
+    ven.add_argument("--xmpp-port", type=int, default=5222, help="its client port "
+                     "(default 5222; STARTTLS)")
+    ven.add_argument("--xmpp-domain", default="localhost",
+                     help="the XMPP domain (default localhost), the name the server's "
+                     "certificate carries; the harness's JID is <fingerprint>@domain/resource")
+    ven.add_argument("--xmpp-resource", default="openadr",
+                     help="the resource of the harness's JID (default openadr)")
     ven.add_argument("--push", action="store_true",
                      help="the VEN registers for push: the harness POSTs to its transport "
                      "address, which must present the VEN's own certificate")
@@ -71,8 +92,9 @@ def add_ven_suite(suites: SubCommands) -> None:
                      "not signed by a certificate chaining to --ca, and run the signature cases")
     ven.add_argument("--ven", choices=_STARTERS, default="prompt", dest="starter",
                      help="how the VEN under test starts: a person points it at the printed "
-                     f"URL (default), --command runs it (the URL in ${URL_VARIABLE}), or "
-                     "crowdflex's own VEN client in this process")
+                     f"address (default), --command runs it (the URL in ${URL_VARIABLE}; over "
+                     f"XMPP the server and the harness's JID in ${', $'.join(XMPP_VARIABLES)}),"
+                     " or crowdflex's own VEN client in this process")
     ven.add_argument("--command", metavar="CMD",
                      help="with --ven command: a shell command that starts the VEN; its "
                      "process group is stopped after the last case")
@@ -93,7 +115,8 @@ def add_ven_suite(suites: SubCommands) -> None:
                      help="granularity and reportBackDuration of requested reports (default 5)")
     ven.add_argument("--tls-profile", choices=[p.value for p in TlsProfile],
                      default=TlsProfile.OPENADR_TLS12_OR_TLS13.value,
-                     help="TLS versions and suites the harness accepts")
+                     help="TLS versions and suites the harness accepts (over XMPP: offers the "
+                     "server)")
     ven.add_argument("--wait", type=float, default=60.0, metavar="S",
                      help="how long a case waits for the VEN's message (default 60)")
     add_run_options(ven)
@@ -133,8 +156,12 @@ def _operator(args: argparse.Namespace, starter: VenUnderTest, out: TextIO) -> O
 
 def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    xmpp = args.transport == "xmpp"
+    if xmpp and args.signed:
+        return fail("--signed is Simple HTTP only: the XMPP library re-serialises payloads, "
+                    "which their signatures do not survive")
     try:
-        cases = select(args.only, ven_catalogue(push=args.push, signed=args.signed))
+        cases = select(args.only, ven_catalogue(push=args.push or xmpp, signed=args.signed))
     except ValueError as exc:
         return fail(str(exc))
     if args.list:
@@ -158,13 +185,17 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     settings = VenHarnessSettings(
         cert=args.cert, key=args.key, ca=args.ca, host=args.host, port=args.port,
         tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
-        report_back_s=args.report_back, wait_timeout_s=args.wait, push=args.push,
-        signed=args.signed)
+        report_back_s=args.report_back, wait_timeout_s=args.wait, push=args.push or xmpp,
+        signed=args.signed, xmpp=XmppSettings(
+            host=args.xmpp_host, port=args.xmpp_port, domain=args.xmpp_domain,
+            resource=args.xmpp_resource, connect_timeout_s=args.wait) if xmpp else None)
     try:
         results = asyncio.run(run_ven_cases(settings, starter, cases, operator=operator,
                                             on_result=lambda r: print_result(r, out)))
-    except OSError as exc:
-        return fail(f"cannot serve the harness VTN on {args.host}:{args.port}: {exc}")
+    except OSError as exc:  # ConnectionError: the XMPP server gave the harness no session
+        where = f"XMPP server {args.xmpp_host}:{args.xmpp_port}" if xmpp else \
+            f"{args.host}:{args.port}"
+        return fail(f"cannot serve the harness VTN on {where}: {exc}")
     print_summary(results, out)
     unwritten = write_outputs(
         args, lambda: junit_xml(results, suite="crowdflex.conformance.ven"),

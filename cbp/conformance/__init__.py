@@ -6,12 +6,13 @@ registration (N1), events (E1), reports (R1), opt (P1) and general (G1) cases wi
 OpenADR Alliance numbering scheme, written by us from the 2.0b specification; passive rules
 (:mod:`.rules`) check every reply. Cases that need the VTN to act go through an
 :class:`Operator`. ``crowdflex conformance ven`` plays a VTN
-(:class:`HarnessVtn`) for a VEN under test, started by a :class:`VenUnderTest`: registration,
-events, reports and opts (``_TH_VTN`` cases; the VEN's operator makes it send and cancel opts),
-its passive rules (:mod:`.ven_rules`) on every request.
+(:class:`HarnessVtn`, over Simple HTTP or XMPP) for a VEN under test, started by a
+:class:`VenUnderTest` with the harness's :class:`VtnAddress`: registration, events, reports and
+opts (``_TH_VTN`` cases; the VEN's operator makes it send and cancel opts), its passive rules
+(:mod:`.ven_rules`) on every request.
 Push mode runs the same checks as push cases (``VTN_PUSH_CASES``, ``VEN_PUSH_CASES``); signed
-mode (XML signatures, profile 10) adds signature cases on either side (:func:`vtn_catalogue`,
-:func:`ven_catalogue`). Not covered yet: XMPP on the VEN side.
+mode (XML signatures, profile 10, Simple HTTP only) adds signature cases on either side
+(:func:`vtn_catalogue`, :func:`ven_catalogue`). Not covered yet: signatures over XMPP.
 
 >>> from cbp.conformance import VTN_CASES
 >>> VTN_CASES[0].case_id
@@ -56,6 +57,7 @@ from .runner import (
 from .session import HarnessSettings, HarnessVen
 from .ven_rules import VEN_RULES
 from .ven_starters import CommandVen, CrowdflexVen, PromptVen, VenUnderTest
+from .vtn_address import HttpAddress, VtnAddress, XmppAddress
 
 __all__ = [
     "RULES",
@@ -76,6 +78,7 @@ __all__ = [
     "HarnessSettings",
     "HarnessVen",
     "HarnessVtn",
+    "HttpAddress",
     "Operator",
     "OperatorError",
     "PromptOperator",
@@ -87,6 +90,8 @@ __all__ = [
     "VenUnderTest",
     "Verdict",
     "Violation",
+    "VtnAddress",
+    "XmppAddress",
     "html_page",
     "junit_xml",
     "print_cases",

@@ -5,7 +5,9 @@ then (after the opt cases of :mod:`.cases_ven_opt`) re-registration and the end 
 registration. Each case hands the VEN what a VTN would send (on its next poll, or pushed) and
 checks what the VEN sends back. :data:`NER_CASES` are the pull-mode cases (N1, E1, R1); a push
 VEN gets the same checks but those in :data:`PULL_ONLY` (the poll case), numbered as the Alliance
-numbers push cases (N0_50xx, E0_60xx, R0_80xx).
+numbers push cases (N0_50xx, E0_60xx, R0_80xx). Over XMPP the VTN sends without being polled,
+so an XMPP run is a push run: the push cases, with the registration stating transport XMPP and
+the VEN's JID as its address.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ async def _registers(vtn: HarnessVtn) -> str:
     created = await vtn.wait_for(CreatePartyRegistration, "oadrCreatePartyRegistration")
     require(created.profile_name is ProfileName.OADR_20B,
             f"oadrProfileName is {created.profile_name.value}, not 2.0b")
+    if vtn.settings.xmpp is not None:
+        return _registered_over_xmpp(vtn, created)
     require(created.transport_name is TransportName.SIMPLE_HTTP,
             f"oadrTransportName is {created.transport_name.value}, not simpleHttp")
     stated = {None: "absent", True: "true", False: "false"}[created.http_pull_model]
@@ -78,6 +82,18 @@ async def _registers(vtn: HarnessVtn) -> str:
     require(created.http_pull_model is True,
             f"a pull VEN states oadrHttpPullModel true (it was {stated})")
     return f"registered as venID {vtn.registered_ven()}"
+
+
+def _registered_over_xmpp(vtn: HarnessVtn, created: CreatePartyRegistration) -> str:
+    """Profile 9.3: transport XMPP, and the oadrTransportAddress the VTN sends to is the JID the
+    registration came from (the XMPP server stamped it; a resource may follow)."""
+    require(created.transport_name is TransportName.XMPP,
+            f"oadrTransportName is {created.transport_name.value}, not xmpp")
+    sender = vtn.push_to or ""
+    given = created.transport_address or ""
+    require(given.split("/")[0] == sender.split("/")[0],
+            f"oadrTransportAddress is {given!r}, not its JID {sender!r}")
+    return f"registered as venID {vtn.registered_ven()} from {sender}"
 
 
 async def _offers_reports(vtn: HarnessVtn) -> str:
@@ -298,8 +314,8 @@ async def _cancels_report(vtn: HarnessVtn) -> str:
 #: the registration (N), event (E) and report (R) cases, pull mode, in running order
 NER_CASES: Final[tuple[Case[HarnessVtn], ...]] = (
     Case(case_id="N1_0010_TH_VTN",
-         purpose="the VEN registers for profile 2.0b over simpleHttp, stating its pull or push "
-         "model",
+         purpose="the VEN registers for profile 2.0b, stating its transport: simpleHttp with "
+         "its pull or push model, or XMPP with its JID",
          requirement=_REGISTRATION, run=_registers,
          messages=("< oadrCreatePartyRegistration", "> oadrCreatedPartyRegistration")),
     Case(case_id="N1_0020_TH_VTN",

@@ -8,7 +8,7 @@ harness VTN answers with oadrCreatedOpt 452. Each case then checks the payload t
 optType, optReason, marketContext, target and schedule or event as asked, a fresh optID and a
 fresh requestID. The last case checks the VEN takes the refusal in its stride: it stays registered
 and answers the next event. They run after the report cases, against the same VEN; with
-``--push`` under the push numbers (P0_70xx).
+``--push`` and over XMPP under the push numbers (P0_70xx).
 """
 
 from __future__ import annotations

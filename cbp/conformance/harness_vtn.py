@@ -1,22 +1,29 @@
-"""The harness's VTN: an OpenADR 2.0b server over Simple HTTP that records everything.
+"""The harness's VTN: an OpenADR 2.0b server over Simple HTTP or XMPP that records everything.
 
-``crowdflex conformance ven`` points a VEN under test at this server. It answers every request at
-once the way the 2.0b profile asks a VTN to (registration, acknowledgements, empty polls) and
-keeps each request with its reply as an :class:`~cbp.conformance.Exchange` checked by the
-VEN-side passive rules (:mod:`~cbp.conformance.ven_rules`). A payload a case queues with
+``crowdflex conformance ven`` points a VEN under test at this server (:attr:`HarnessVtn.address`).
+It answers every request at once the way the 2.0b profile asks a VTN to (registration,
+acknowledgements, empty polls) and keeps each request with its reply as an
+:class:`~cbp.conformance.Exchange` checked by the VEN-side passive rules
+(:mod:`~cbp.conformance.ven_rules`). A payload a case queues with
 :meth:`HarnessVtn.deliver` goes to a pull VEN's next poll, or is POSTed at once to a push VEN's
-transport address (profile 9.1), whose reply in the response body is heard like a request. Cases
+transport address (profile 9.1), whose reply in the response body is heard like a request.
+Over XMPP (``VenHarnessSettings.xmpp``, profile 9.3) the harness is a client of an XMPP server
+through the product's session (:class:`vtn.xmpp.XmppTransport`, with this harness as its
+:class:`~vtn.xmpp.Responder`): the VEN's IQs are its requests, and every payload a case queues
+is sent at once to the full JID the VEN registered from; an exchange there has no Content-Type,
+its ``service`` is :data:`XMPP_SERVICE` and status 200 stands for an IQ ``result``. Cases
 read what the VEN sent with :meth:`HarnessVtn.wait_for`, and have the VEN act on its own (send an
 opt) through an :class:`~cbp.conformance.Operator` with :meth:`HarnessVtn.operate`. Signed
 (``VenHarnessSettings.signed``, profile 10), it signs everything it sends with its own
 certificate and refuses, with HTTP 400, a request whose signature is absent or does not verify
 against ``ca``.
 
-Invariants: only a client certificate chaining to ``ca`` gets through the handshake, and the venID
-the harness gives is that certificate's fingerprint; a push goes only to a server presenting that
-same certificate; pushes leave one at a time, in order; every wait is bounded by
-``wait_timeout_s``; a request is answered before it is offered to a case, so a slow case never
-holds the VEN up.
+Invariants: only a client certificate chaining to ``ca`` gets through the handshake (over XMPP: a
+sender the XMPP server named by a certificate's fingerprint), and the venID the harness gives is
+that certificate's fingerprint; a push goes only to a server presenting that same certificate
+(over XMPP: to the JID the registration came from); pushes leave one at a time, in order; every
+wait is bounded by ``wait_timeout_s``; a request is answered before it is offered to a case, so a
+slow case never holds the VEN up.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -71,19 +79,25 @@ from schemas import (
     utc_now,
 )
 from schemas.certpath import Purpose
-from schemas.identity import TlsProfile
+from schemas.identity import TlsProfile, fingerprint_from_pem
 from schemas.parts import echoed_request_id
 from schemas.tls import client_context, peer_fingerprint, server_context
 from vtn.push import PinnedVen, service_for
+from vtn.settings import XmppSettings
+from vtn.transport import Peer
+from vtn.xmpp import XmppTransport
 
 from ._model import CaseFailed, Exchange, Violation
 from .operators import Operator, Step, StepKind, carry_out
 from .ven_rules import VEN_RULES, Heard, Said
+from .vtn_address import HttpAddress, VtnAddress, XmppAddress
 
-__all__ = ["HarnessVtn", "VenHarnessSettings"]
+__all__ = ["XMPP_SERVICE", "HarnessVtn", "VenHarnessSettings"]
 
 M = TypeVar("M", bound=Message)
 _MAX_BODY: Final = 1024 * 1024
+#: an XMPP exchange's ``service``: IQs go to one JID, there are no service endpoints
+XMPP_SERVICE: Final = "XMPP IQ"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +109,11 @@ class VenHarnessSettings:
     oadrRequestedOadrPollFreq the harness gives; ``report_back_s`` the granularity and
     reportBackDuration of the reports it requests. ``push`` says which mode the VEN under test is
     expected to register for. ``signed``: sign every payload with ``cert``/``key`` and require
-    every request to be signed by a certificate chaining to ``ca``.
+    every request to be signed by a certificate chaining to ``ca``. ``xmpp``: serve over XMPP
+    through that server instead of HTTP (``host``/``port`` unused), logging in with
+    ``cert``/``key`` and trusting a server certificate chaining to ``ca``; the VEN is pushed to
+    as there is no polling, so ``push`` must be set, and ``signed`` cannot be (the XMPP
+    library re-serialises payloads, which their signatures do not survive).
     """
 
     cert: Path
@@ -111,7 +129,13 @@ class VenHarnessSettings:
     push: bool = False
     signed: bool = False
     request_timeout_s: float = 10.0
+    xmpp: XmppSettings | None = None
     clock: Callable[[], datetime] = field(default=utc_now, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.xmpp is not None and (self.signed or not self.push):
+            raise ValueError("over XMPP the harness pushes (push=True) and signs nothing "
+                             "(signed=False)")
 
     def codec(self) -> Codec:
         """The harness VTN's codec: signed, it signs with ``cert``/``key`` and accepts only
@@ -155,14 +179,20 @@ class HarnessVtn:
         self._arrival = asyncio.Condition()
         self._outgoing: deque[tuple[Message, bytes]] = deque()  # with its body as sent
         self._runner: web.AppRunner | None = None
+        self._xmpp: XmppTransport | None = None
+        self._session = AsyncExitStack()  # the XMPP session's
         self._port = settings.port
-        self.push_url: str | None = None  # a push VEN's transport address, once registered
+        # where pushes go once the VEN registered: its transport address, over XMPP its JID
+        self.push_to: str | None = None
         self._push_lock = asyncio.Lock()
         self._pushes: set[asyncio.Task[None]] = set()
         self._push_error: str | None = None
         self._push_context: ssl.SSLContext | None = None
 
     async def __aenter__(self) -> HarnessVtn:
+        if self.settings.xmpp is not None:
+            await self._serve_xmpp(self.settings.xmpp)
+            return self
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post(f"{SERVICE_PREFIX}/{{service}}", self._serve)
         self._runner = web.AppRunner(app, access_log=None)
@@ -178,6 +208,17 @@ class HarnessVtn:
             profile=self.settings.tls_profile, check_hostname=False)  # pinned by fingerprint
         return self
 
+    async def _serve_xmpp(self, xmpp: XmppSettings) -> None:
+        settings = self.settings
+        context = client_context(cert=settings.cert, key=settings.key, ca=settings.ca,
+                                 profile=settings.tls_profile)
+        self._xmpp = XmppTransport(
+            replace(xmpp, request_timeout_s=settings.request_timeout_s), ssl_context=context,
+            codec=self.codec, respond=self._respond,
+            fingerprint=fingerprint_from_pem(settings.cert.read_bytes()),
+            max_body_bytes=_MAX_BODY)
+        await self._session.enter_async_context(self._xmpp.running())
+
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
         for task in self._pushes:
@@ -185,11 +226,17 @@ class HarnessVtn:
         await asyncio.gather(*self._pushes, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self._session.aclose()
 
     @property
-    def url(self) -> str:
-        """The Simple HTTP root the VEN under test is pointed at."""
-        return f"https://{self.settings.host}:{self._port}{SERVICE_PREFIX}"
+    def address(self) -> VtnAddress:
+        """Where the VEN under test is pointed: the Simple HTTP root, or the XMPP server and
+        the harness's JID."""
+        xmpp = self.settings.xmpp
+        if xmpp is None or self._xmpp is None:
+            return HttpAddress(url=f"https://{self.settings.host}:{self._port}{SERVICE_PREFIX}")
+        return XmppAddress(host=xmpp.host, port=xmpp.port, domain=xmpp.domain,
+                           jid=self._xmpp.jid)
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -212,10 +259,10 @@ class HarnessVtn:
         encoding (a case that sends a deliberately broken payload)."""
         self.said.remember(message)
         body = self.codec.encode(message) if body is None else body
-        if self.push_url is None:
+        if self.push_to is None:
             self._outgoing.append((message, body))
             return
-        task = asyncio.create_task(self._push(self.push_url, message, body))
+        task = asyncio.create_task(self._push(self.push_to, message, body))
         self._pushes.add(task)
         task.add_done_callback(self._pushes.discard)
 
@@ -265,15 +312,18 @@ class HarnessVtn:
 
     # ------------------------------------------------------------ pushing
 
-    async def _push(self, url: str, message: Message, body: bytes) -> None:
+    async def _push(self, to: str, message: Message, body: bytes) -> None:
         async with self._push_lock:  # FIFO: pushes leave in the order they were delivered
+            if self._xmpp is not None:
+                await self._send_iq(self._xmpp, to, message, body)
+                return
             service = service_for(message)
             assert self._push_context is not None, "use HarnessVtn as an async context manager"
             connector = aiohttp.TCPConnector(ssl=PinnedVen(self.ven_id or ""))
             timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
             try:
                 async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http, \
-                        http.post(f"{url.rstrip('/')}/{service}", data=body,
+                        http.post(f"{to.rstrip('/')}/{service}", data=body,
                                   ssl=self._push_context, allow_redirects=False,
                                   headers={"Content-Type": "application/xml"}) as got:
                     reply, status = await got.read(), got.status
@@ -286,7 +336,28 @@ class HarnessVtn:
             await self._hear(service, reply, media, self.ven_id, answering=message,
                              status=status)
 
+    async def _send_iq(self, xmpp: XmppTransport, jid: str, message: Message, body: bytes
+                       ) -> None:
+        """One push over XMPP: an IQ ``set`` to ``jid``, its ``result`` heard as the answer."""
+        try:
+            reply = await xmpp.send_body(jid, body)
+        except ConnectionError as exc:
+            self._push_error = f"{XMPP_SERVICE} to {jid}: {exc}"
+            return
+        await self._hear(XMPP_SERVICE, reply or b"", None, self.ven_id, answering=message,
+                         status=200)
+
     # ------------------------------------------------------------ serving
+
+    async def _respond(self, peer: Peer, body: bytes) -> bytes:
+        """A VEN's IQ over XMPP (:class:`~vtn.xmpp.Responder`): the answer for its ``result``,
+        an oadrResponse with code 400 when the payload does not decode."""
+        reply = await self._hear(XMPP_SERVICE, body, None, peer.fingerprint,
+                                 address=peer.address)
+        if reply is None:
+            return self.codec.encode(Response(response=EiResponse(
+                code=400, description="the request does not decode")))
+        return reply
 
     async def _serve(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
@@ -298,23 +369,25 @@ class HarnessVtn:
         return web.Response(body=reply, content_type="application/xml")
 
     async def _hear(self, service: str, body: bytes, media: str | None,
-                    fingerprint: str | None, *, answering: Message | None = None,
-                    status: int | None = None) -> bytes | None:
-        """Decode and record what the VEN sent (a request, or its reply to a push, which
-        ``answering`` names, whose HTTP ``status`` is kept and which gets no answer); the
-        encoded answer owed, if any."""
+                    fingerprint: str | None, *, address: str | None = None,
+                    answering: Message | None = None, status: int | None = None
+                    ) -> bytes | None:
+        """Decode and record what the VEN sent (a request, over XMPP from the full JID
+        ``address``, or its reply to a push, which ``answering`` names, whose HTTP ``status``
+        is kept and which gets no answer); the encoded answer owed, if any."""
         decoded = self._decode(body)
         message = decoded.message
         reply_message, reply = None, None
         if message is not None and answering is None:
-            reply_message, reply = self._reply(message, fingerprint)
+            reply_message, reply = self._reply(message, fingerprint, address)
         if status is None:
             status = 400 if message is None else 200
         exchange = Exchange(service=service, request=body, sent=message, status=status,
                             content_type=media, reply=reply or b"", error=decoded.error,
                             received=reply_message or answering)
         heard = Heard(exchange=exchange, tree=decoded.tree, schema_error=decoded.schema_error,
-                      signature_error=decoded.signature_error, fingerprint=fingerprint)
+                      signature_error=decoded.signature_error, fingerprint=fingerprint,
+                      xmpp=self._xmpp is not None)
         violations = tuple(Violation(rule_id=rule.rule_id, detail=detail)
                            for rule in VEN_RULES for detail in rule.check(heard, self.said))
         exchange = replace(exchange, violations=violations)
@@ -345,15 +418,17 @@ class HarnessVtn:
         except RemoteProtocolError as exc:
             return _Decoded(tree=tree, error=f"request does not decode: {exc}")
 
-    def _reply(self, message: Message, fingerprint: str | None) -> tuple[Message, bytes]:
+    def _reply(self, message: Message, fingerprint: str | None, address: str | None
+               ) -> tuple[Message, bytes]:
         """The answer to ``message`` with its body: a poll takes what was delivered, as it was
         encoded then; everything else gets :meth:`_answer`, encoded now."""
         if isinstance(message, Poll) and self._outgoing:
             return self._outgoing.popleft()
-        answer = self._answer(message, fingerprint)
+        answer = self._answer(message, fingerprint, address)
         return answer, self.codec.encode(answer)
 
-    def _answer(self, message: Message, fingerprint: str | None) -> Message:
+    def _answer(self, message: Message, fingerprint: str | None, address: str | None
+                ) -> Message:
         """What a 2.0b VTN answers to each VEN request (profile 8.1-8.4)."""
         ven_id = self.ven_id
         match message:
@@ -362,8 +437,11 @@ class HarnessVtn:
             case CreatePartyRegistration():
                 self.ven_id = fingerprint
                 self.registration_id = self.registration_id or new_id()
-                self.push_url = None if message.http_pull_model is not False \
-                    else message.transport_address
+                if self._xmpp is not None:
+                    self.push_to = address
+                else:
+                    self.push_to = None if message.http_pull_model is not False \
+                        else message.transport_address
                 return self._registration(message.request_id)
             case CancelPartyRegistration():
                 self.registration_id = None
@@ -401,8 +479,8 @@ class HarnessVtn:
             response=EiResponse(request_id=request_id),
             registration_id=self.registration_id, ven_id=self.ven_id if self.registration_id
             else None, vtn_id=self.settings.vtn_id,
-            profiles=(Profile(profile_name=ProfileName.OADR_20B,
-                              transports=(TransportName.SIMPLE_HTTP,)),),
+            profiles=(Profile(profile_name=ProfileName.OADR_20B, transports=(
+                TransportName.SIMPLE_HTTP if self._xmpp is None else TransportName.XMPP,)),),
             requested_oadr_poll_freq=timedelta(seconds=self.settings.poll_freq_s))
 
 

@@ -141,7 +141,7 @@ async def run_ven_cases(settings: VenHarnessSettings, ven: VenUnderTest,
         cases = ven_catalogue(push=settings.push, signed=settings.signed)
     results = []
     async with HarnessVtn(settings, operator) as vtn:
-        await ven.start(vtn.url)
+        await ven.start(vtn.address)
         try:
             for case in cases:
                 result = await _run_one(vtn, case)

@@ -2,8 +2,10 @@
 
 Each :class:`~cbp.conformance.Rule` checks one :class:`Heard` request against :class:`Said`,
 what the harness told the VEN before (the venID it gave, the requestIDs of the payloads it
-delivered). A finding is a :class:`~cbp.conformance.Violation`; any violation fails the case it
-arrived in.
+delivered, the optIDs it acknowledged). A finding is a :class:`~cbp.conformance.Violation`; any
+violation fails the case it arrived in. Over XMPP (profile 9.3) the rules of Simple HTTP's
+framing (Content-Type, one endpoint per service) find nothing, each saying why in its
+requirement: an IQ has neither; VR10 is the binding's own.
 """
 
 from __future__ import annotations
@@ -76,13 +78,15 @@ _ANSWERS: Final[dict[type[Message], type[Message]]] = {
 class Heard:
     """One request as the rules see it: the exchange (``sent`` is the VEN's decoded payload), its
     XML tree (None when not XML), the XSD's complaint, the client certificate's fingerprint and,
-    in a signed run, why its signature was refused (None: it verified, or the run is unsigned)."""
+    in a signed run, why its signature was refused (None: it verified, or the run is unsigned);
+    ``xmpp``: it came in an IQ rather than an HTTP request."""
 
     exchange: Exchange
     tree: etree._Element | None
     schema_error: str | None
     fingerprint: str | None
     signature_error: str | None = None
+    xmpp: bool = False
 
 
 @dataclass(slots=True)
@@ -115,6 +119,8 @@ def _no_schema_location(heard: Heard, said: Said) -> Iterator[str]:
 
 
 def _content_type(heard: Heard, said: Said) -> Iterator[str]:
+    if heard.xmpp:
+        return
     media = heard.exchange.content_type
     if media != "application/xml":
         yield f"Content-Type is {media!r}, not 'application/xml'"
@@ -122,7 +128,7 @@ def _content_type(heard: Heard, said: Said) -> Iterator[str]:
 
 def _endpoint(heard: Heard, said: Said) -> Iterator[str]:
     exchange = heard.exchange
-    if exchange.sent is None or isinstance(exchange.sent, Response):
+    if heard.xmpp or exchange.sent is None or isinstance(exchange.sent, Response):
         return
     wanted = _SERVICE.get(type(exchange.sent))
     if wanted is None:
@@ -136,6 +142,11 @@ def _ven_id(heard: Heard, said: Said) -> Iterator[str]:
     given = getattr(sent, "ven_id", None)
     if given and said.ven_id and given != said.ven_id:
         yield f"{heard.exchange.sent_name} names venID {given!r}, not {said.ven_id!r}"
+
+
+def _no_poll_over_xmpp(heard: Heard, said: Said) -> Iterator[str]:
+    if heard.xmpp and isinstance(heard.exchange.sent, Poll):
+        yield "oadrPoll over XMPP, where the VTN sends without being polled"
 
 
 def _signed(heard: Heard, said: Said) -> Iterator[str]:
@@ -178,9 +189,10 @@ VEN_RULES: Final[tuple[Rule[Heard, Said], ...]] = (
             check=_xsd),
     Rule(rule_id="VR02", requirement="no request carries an xsi:schemaLocation attribute",
             check=_no_schema_location),
-    Rule(rule_id="VR03", requirement="every request has Content-Type application/xml",
-            check=_content_type),
-    Rule(rule_id="VR04", requirement="each payload is posted to its own service endpoint",
+    Rule(rule_id="VR03", requirement="every request has Content-Type application/xml (Simple "
+            "HTTP only: an XMPP IQ has no Content-Type)", check=_content_type),
+    Rule(rule_id="VR04", requirement="each payload is posted to its own service endpoint "
+            "(Simple HTTP only: over XMPP every IQ goes to the VTN's one JID)",
             check=_endpoint),
     Rule(rule_id="VR05", requirement="a payload's venID is the one the VTN gave",
             check=_ven_id),
@@ -192,4 +204,6 @@ VEN_RULES: Final[tuple[Rule[Heard, Said], ...]] = (
             "names an event", check=_opt_says_what),
     Rule(rule_id="VR09", requirement="an oadrCancelOpt names an optID the VTN acknowledged",
             check=_cancels_known_opt),
+    Rule(rule_id="VR10", requirement="over XMPP: no oadrPoll, the VTN sends without being "
+            "polled (profile 9.3)", check=_no_poll_over_xmpp),
 )

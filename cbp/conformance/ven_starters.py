@@ -1,10 +1,11 @@
 """How ``crowdflex conformance ven`` brings up the VEN under test against the harness VTN.
 
-A :class:`VenUnderTest` is started once with the harness's Simple HTTP root and stopped after the
-last case. :class:`CommandVen` runs any product's start command (the URL in
-``CROWDFLEX_CONFORMANCE_VTN_URL``); :class:`PromptVen` asks a person to point the VEN at the
-harness; :class:`CrowdflexVen` runs crowdflex's own VEN client in this process, and is also the
-:class:`~cbp.conformance.Operator` that makes it send and cancel opts through the client's opt API.
+A :class:`VenUnderTest` is started once with the harness's address (its Simple HTTP root, or its
+XMPP server and JID) and stopped after the last case. :class:`CommandVen` runs any product's
+start command with the address in its environment (:func:`address_environment`);
+:class:`PromptVen` asks a person to point the VEN at the harness; :class:`CrowdflexVen` runs
+crowdflex's own VEN client in this process, and is also the :class:`~cbp.conformance.Operator`
+that makes it send and cancel opts through the client's opt API (over either transport).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final, Protocol, TextIO, assert_never
 
 from schemas import (
     SERVICE_PREFIX,
@@ -34,38 +35,66 @@ from schemas import (
     ReportType,
     Target,
 )
-from schemas.identity import TlsProfile
+from schemas.identity import TlsProfile, fingerprint_from_pem
 from ven import Connection, Hooks, PushReceiver, VenClient, VenError, VenSettings, VtnRefused
-from ven.config import VenConfig, wire_codec
+from ven.config import TransportMode, VenConfig, VenXmpp, wire_codec
 from ven.tls import client_context, server_context
 
 from ._model import OperatorError
 from .operators import Step, StepKind
+from .vtn_address import HttpAddress, VtnAddress, XmppAddress
 
-__all__ = ["URL_VARIABLE", "CommandVen", "CrowdflexVen", "PromptVen", "VenUnderTest"]
+__all__ = [
+    "URL_VARIABLE",
+    "XMPP_VARIABLES",
+    "CommandVen",
+    "CrowdflexVen",
+    "PromptVen",
+    "VenUnderTest",
+    "address_environment",
+]
 
 #: the environment variable that carries the harness VTN's URL to a start command
 URL_VARIABLE: Final = "CROWDFLEX_CONFORMANCE_VTN_URL"
+#: over XMPP, the variables that carry the server's host, port and domain and the harness VTN's
+#: full JID to a start command
+XMPP_VARIABLES: Final = ("CROWDFLEX_CONFORMANCE_XMPP_HOST", "CROWDFLEX_CONFORMANCE_XMPP_PORT",
+                         "CROWDFLEX_CONFORMANCE_XMPP_DOMAIN", "CROWDFLEX_CONFORMANCE_VTN_JID")
+
+
+def address_environment(address: VtnAddress) -> dict[str, str]:
+    """The variables a start command finds the harness by: :data:`URL_VARIABLE` over Simple
+    HTTP, :data:`XMPP_VARIABLES` over XMPP."""
+    match address:
+        case HttpAddress():
+            return {URL_VARIABLE: address.url}
+        case XmppAddress():
+            return dict(zip(XMPP_VARIABLES, (address.host, str(address.port), address.domain,
+                                             address.jid), strict=True))
+        case _:
+            assert_never(address)
 
 
 class VenUnderTest(Protocol):
-    async def start(self, url: str) -> None: ...
+    async def start(self, address: VtnAddress) -> None: ...
 
     async def stop(self) -> None: ...
 
 
 class CommandVen:
-    """Runs ``command`` through the shell with the harness URL in :data:`URL_VARIABLE`; on stop,
-    its whole process group gets SIGTERM, then SIGKILL after ``grace_s``."""
+    """Runs ``command`` through the shell with the harness's address in its environment
+    (:func:`address_environment`); on stop, its whole process group gets SIGTERM, then SIGKILL
+    after ``grace_s``."""
 
     def __init__(self, command: str, *, grace_s: float = 10.0) -> None:
         self.command = command
         self.grace_s = grace_s
         self._process: asyncio.subprocess.Process | None = None
 
-    async def start(self, url: str) -> None:
+    async def start(self, address: VtnAddress) -> None:
         self._process = await asyncio.create_subprocess_shell(
-            self.command, env={**os.environ, URL_VARIABLE: url}, start_new_session=True)
+            self.command, env={**os.environ, **address_environment(address)},
+            start_new_session=True)
 
     async def stop(self) -> None:
         process = self._process
@@ -86,9 +115,17 @@ class PromptVen:
     def __init__(self, *, output: TextIO | None = None) -> None:
         self.output = output or sys.stdout
 
-    async def start(self, url: str) -> None:
-        print(f"Point the VEN under test at {url} (pull mode) and start it; the cases wait "
-              "for its registration.", file=self.output, flush=True)
+    async def start(self, address: VtnAddress) -> None:
+        match address:
+            case HttpAddress():
+                where = f"{address.url} (pull mode)"
+            case XmppAddress():
+                where = (f"the XMPP server {address.host}:{address.port} (domain "
+                         f"{address.domain}), sending to the VTN's JID {address.jid}")
+            case _:
+                assert_never(address)
+        print(f"Point the VEN under test at {where} and start it; the cases wait for its "
+              "registration.", file=self.output, flush=True)
 
     async def stop(self) -> None:
         print("The run is over: the VEN under test may be stopped.", file=self.output, flush=True)
@@ -100,8 +137,11 @@ class CrowdflexVen:
     its own HTTPS receiver on ``push_host`` (any free port; its own certificate) and
     registers for push instead of polling. With ``signed`` its ``[signatures]`` configuration
     signs with its own certificate, trusts signers chaining to ``ca`` and requires signatures.
-    As the VEN's operator (:meth:`perform`) it sends and cancels opts through the client's opt
-    API, once registered; a step not done within ``timeout_s`` fails."""
+    Given an :class:`XmppAddress` it reaches the harness over XMPP (:class:`ven.xmpp.XmppLink`,
+    logging in with its certificate, trusting a server certificate chaining to ``ca``), where
+    the VTN sends without polls; ``push`` and ``push_host`` are then unused. As the VEN's
+    operator (:meth:`perform`) it sends and cancels opts through the client's opt API, once
+    registered; a step not done within ``timeout_s`` fails."""
 
     def __init__(self, *, cert: Path, key: Path, ca: Path, ven_name: str = "crowdflex-ven",
                  tls_profile: TlsProfile = TlsProfile.OPENADR_TLS12_OR_TLS13,
@@ -118,7 +158,32 @@ class CrowdflexVen:
         self._registered = asyncio.Event()
         self.timeout_s = timeout_s
 
-    async def start(self, url: str) -> None:
+    async def start(self, address: VtnAddress) -> None:
+        match address:
+            case HttpAddress():
+                await self._start_http(address.url)
+            case XmppAddress():
+                await self._start_xmpp(address)
+            case _:
+                assert_never(address)
+
+    async def _start_xmpp(self, address: XmppAddress) -> None:
+        tls = client_context(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
+        config = self._config(address)
+        assert config.xmpp is not None
+        link = config.xmpp.link(fingerprint=fingerprint_from_pem(self.cert.read_bytes()),
+                                ssl_context=tls, codec=self._codec(address),
+                                request_timeout_s=config.request_timeout.total_seconds())
+        client = VenClient(VenSettings(
+            ven_name=self.ven_name,
+            connection=Connection(vtn_url=address.jid, ssl_context=None, link=link),
+            hooks=_HOOKS))
+        await client.start()
+        link.serve(client)
+        self._client = client
+        self._run = asyncio.create_task(self._register(client, poll=False))
+
+    async def _start_http(self, url: str) -> None:
         push_url, port = None, 0
         if self.push:
             port = _free_port(self.push_host)
@@ -127,8 +192,8 @@ class CrowdflexVen:
         client = VenClient(VenSettings(
             ven_name=self.ven_name,
             connection=Connection(vtn_url=url, ssl_context=tls, push_url=push_url,
-                                  codec=self._codec(url)),
-            hooks=Hooks(on_event=lambda event: OptType.OPT_IN, report_provider=_meter)))
+                                  codec=self._codec(HttpAddress(url=url))),
+            hooks=_HOOKS))
         await client.start()
         self._client = client
         if self.push:
@@ -136,21 +201,36 @@ class CrowdflexVen:
                                      profile=self.tls_profile)
             self._receiver = PushReceiver(client, context, host=self.push_host, port=port)
             await self._receiver.start()
-        self._run = asyncio.create_task(self._register(client))
+        self._run = asyncio.create_task(self._register(client, poll=not self.push))
 
-    def _codec(self, url: str) -> Codec:
-        """The codec a ``crowdflex ven`` configuration with these files would build."""
-        return wire_codec(VenConfig(
+    def _config(self, address: VtnAddress) -> VenConfig:
+        """The ``crowdflex ven`` configuration with these files reaching ``address`` (over HTTP
+        a pull one: the push receiver is built here, on a port found at start)."""
+        match address:
+            case HttpAddress():
+                mode, url, xmpp = TransportMode.PULL, address.url, None
+            case XmppAddress():
+                mode, url = TransportMode.XMPP, ""
+                xmpp = VenXmpp(vtn_jid=address.jid, host=address.host, port=address.port,
+                               domain=address.domain)
+            case _:
+                assert_never(address)
+        return VenConfig(
             vtn_url=url, ven_name=self.ven_name, tls_cert=self.cert, tls_key=self.key,
-            tls_ca=self.ca, sign_payloads=self.signed, require_signatures=self.signed,
-            trusted_signers=(self.ca,) if self.signed else ()))
+            tls_ca=self.ca, tls_profile=self.tls_profile, mode=mode, xmpp=xmpp,
+            sign_payloads=self.signed, require_signatures=self.signed,
+            trusted_signers=(self.ca,) if self.signed else ())
 
-    async def _register(self, client: VenClient) -> None:
+    def _codec(self, address: VtnAddress) -> Codec:
+        """The codec that configuration builds."""
+        return wire_codec(self._config(address))
+
+    async def _register(self, client: VenClient, *, poll: bool) -> None:
         await client.register()
         self._registered.set()
         await client.register_reports((ReportDescription(
             r_id="meter", report_type=ReportType.USAGE, reading_type=ReadingType.DIRECT_READ),))
-        if not self.push:
+        if poll:
             await client.start_polling()
 
     async def perform(self, step: Step) -> None:
@@ -218,3 +298,6 @@ def _meter(request: ReportRequest, since: datetime, until: datetime
            ) -> Sequence[ReportInterval]:
     return (ReportInterval(payloads=(ReportPayload(r_id="meter", value=1.5),), dtstart=since,
                            duration=until - since),)
+
+
+_HOOKS: Final = Hooks(on_event=lambda event: OptType.OPT_IN, report_provider=_meter)

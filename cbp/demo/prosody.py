@@ -29,13 +29,13 @@ from typing import Final
 
 from schemas.identity import OPENADR_TLS12_CIPHERS
 
-__all__ = ["MODULES", "XmppServer", "prosody_binary"]
+__all__ = ["MODULES", "TLS12_CIPHERS", "XmppServer", "prosody_binary"]
 
 MODULES: Final = Path(__file__).resolve().parents[2] / "examples" / "prosody"
-# TLS 1.2 as the OpenADR profile has it (its two suites, for RSA and ECC certificates) beside
-# the strong suites Prosody offers by default, which leave those two out (its "intermediate"
-# preset: a VEN or VTN on the OpenADR TLS 1.2 profile got no handshake)
-_CIPHERS: Final = f"{OPENADR_TLS12_CIPHERS}:HIGH+kEECDH:HIGH:!PSK:!SRP:!3DES:!aNULL"
+#: TLS 1.2 as the OpenADR profile has it (its two suites, for RSA and ECC certificates) beside
+#: the strong suites Prosody offers by default, which leave those two out (its "intermediate"
+#: preset: a VEN or VTN on the OpenADR TLS 1.2 profile got no handshake)
+TLS12_CIPHERS: Final = f"{OPENADR_TLS12_CIPHERS}:HIGH+kEECDH:HIGH:!PSK:!SRP:!3DES:!aNULL"
 
 
 def prosody_binary() -> str:
@@ -97,7 +97,7 @@ class XmppServer:
             f"ssl = {{ certificate = {_lua(self.directory / 'server.crt')}, "
             f"key = {_lua(self.directory / 'server.key')}, "
             f'cafile = {_lua(self.directory / "ca.crt")}, protocol = "tlsv1_2+", '
-            f"ciphers = {_lua(_CIPHERS)}, "
+            f"ciphers = {_lua(TLS12_CIPHERS)}, "
             'verify = { "peer", "client_once" }, '
             'verifyext = { lsec_continue = false, lsec_ignore_purpose = false } }',
             "run_as_root = false",

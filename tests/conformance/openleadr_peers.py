@@ -30,11 +30,14 @@ from openleadr import OpenADRClient, OpenADRServer, objects
 
 from cbp.conformance import (
     CaseResult,
+    ConformanceError,
     HarnessSettings,
+    HttpAddress,
     OperatorError,
     Step,
     StepKind,
     VenHarnessSettings,
+    VtnAddress,
     run_cases,
     run_ven_cases,
 )
@@ -127,8 +130,11 @@ class OpenleadrVen:
         self.pki = pki
         self.client: OpenADRClient | None = None
 
-    async def start(self, url: str) -> None:
-        client = OpenADRClient(ven_name="openleadr-ven", vtn_url=url, cert=str(self.pki.ven.cert),
+    async def start(self, address: VtnAddress) -> None:
+        if not isinstance(address, HttpAddress):
+            raise ConformanceError("openleadr's VEN speaks Simple HTTP only")
+        client = OpenADRClient(ven_name="openleadr-ven", vtn_url=address.url,
+                               cert=str(self.pki.ven.cert),
                                key=str(self.pki.ven.key), ca_file=str(self.pki.ca_cert),
                                show_fingerprint=False)
         client.add_report(callback=lambda: 1.5, resource_id="device-1",

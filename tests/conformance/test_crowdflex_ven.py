@@ -59,7 +59,7 @@ async def test_a_ven_that_does_not_sign_fails_a_signed_run(tmp_path):
 class _VerifiesNothingVen(CrowdflexVen):
     """crowdflex's VEN signing what it sends but verifying nothing it gets."""
 
-    def _codec(self, url):
+    def _codec(self, address):
         return Codec(signer=Signer.from_files(self.key, self.cert))
 
 

@@ -30,6 +30,7 @@ from cbp.conformance import (
     CrowdflexVen,
     Exchange,
     HarnessVtn,
+    HttpAddress,
     PromptOperator,
     PromptVen,
     Step,
@@ -49,6 +50,7 @@ from schemas import (
     CreatedOpt,
     CreatedReport,
     CreateOpt,
+    CreateReport,
     DistributeEvent,
     EiResponse,
     EventResponse,
@@ -68,12 +70,12 @@ VEN_ID = "AB:CD:EF:01:23:45:67:89:AB:CD"
 
 
 def _findings(sent, *, service="OadrPoll", content_type="application/xml", said=None,
-              body=None, schema_error=None, signature_error=None):
+              body=None, schema_error=None, signature_error=None, xmpp=False):
     body = body if body is not None else encode(sent)
     exchange = Exchange(service=service, request=body, sent=sent, status=200,
                         content_type=content_type)
     heard = Heard(exchange=exchange, tree=etree.fromstring(body), schema_error=schema_error,
-                  fingerprint=VEN_ID, signature_error=signature_error)
+                  fingerprint=VEN_ID, signature_error=signature_error, xmpp=xmpp)
     said = said or Said(ven_id=VEN_ID)
     return {rule.rule_id: list(rule.check(heard, said)) for rule in VEN_RULES}
 
@@ -96,6 +98,17 @@ def test_each_rule_flags_its_fault():
     assert _flagged(_findings(poll, service="EiEvent")) == ["VR04"]
     assert _flagged(_findings(Poll(ven_id="someone-else"))) == ["VR05"]
     assert _flagged(_findings(poll, signature_error="the payload is unsigned")) == ["VR07"]
+
+
+def test_over_xmpp_the_http_framing_rules_find_nothing_and_a_poll_is_flagged():
+    ack = CreatedReport(response=EiResponse(request_id="r-1"), ven_id=VEN_ID)
+    said = Said(ven_id=VEN_ID, request_ids={CreateReport: {"r-1"}})
+    assert _flagged(_findings(ack, service="EiEvent", content_type="text/plain",
+                              said=said)) == ["VR03", "VR04"]
+    assert _flagged(_findings(ack, service="XMPP IQ", content_type=None, said=said,
+                              xmpp=True)) == []
+    assert _flagged(_findings(Poll(ven_id=VEN_ID), service="XMPP IQ", content_type=None,
+                              xmpp=True)) == ["VR10"]
 
 
 def test_an_acknowledgement_must_echo_what_it_answers():
@@ -243,7 +256,9 @@ def test_help_names_every_option(capsys):
     for option in ("--cert", "--key", "--ca", "--ven", "--command", "--ven-cert", "--ven-key",
                    "--poll-freq", "--report-back", "--wait", "--junit", "--html", "--list",
                    "--only", "--tls-profile", "--host", "--port", "--push", "--signed",
-                   "--operator", "--operator-command"):
+                   "--transport", "--xmpp-host", "--xmpp-port", "--xmpp-domain",
+                   "--xmpp-resource", "CROWDFLEX_CONFORMANCE_VTN_JID", "--operator",
+                   "--operator-command"):
         assert option in text
 
 
@@ -286,8 +301,10 @@ async def test_a_signed_harness_refuses_a_replay_and_an_untrusted_signer(tmp_pat
     async with HarnessVtn(settings, PromptOperator()) as vtn, aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=tls)) as http:
         statuses = []
+        address = vtn.address
+        assert isinstance(address, HttpAddress)
         for sent in (body, body, signed_by(stranger.ven)):
-            async with http.post(f"{vtn.url}/EiRegisterParty", data=sent,
+            async with http.post(f"{address.url}/EiRegisterParty", data=sent,
                                  headers={"Content-Type": "application/xml"}) as got:
                 statuses.append(got.status)
     assert statuses == [200, 400, 400]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cbp.demo.prosody import TLS12_CIPHERS
 from tomlconfig import ConfigError, document
 from ven.config import TransportMode, VenXmpp
 from ven.config import parse_config as parse_ven
@@ -71,7 +72,8 @@ def test_the_readme_prosody_settings_are_the_tests_server_settings(tmp_path: Pat
                    "these settings")
     for setting in ('authentication = "openadr"', "c2s_require_encryption = true",
                     "allow_registration = false", 'verify = { "peer", "client_once" }',
-                    "verifyext = { lsec_continue = false, lsec_ignore_purpose = false }"):
+                    "verifyext = { lsec_continue = false, lsec_ignore_purpose = false }",
+                    f'ciphers = "{TLS12_CIPHERS}"'):
         assert setting in " ".join(shown.split()), setting
         assert setting in running, setting
     assert '"s2s"' in shown and 'modules_disabled = { "s2s", "offline" }' in running
