@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TextIO
 
 from cbp.cli import SubCommands
-from cbp.cli._conformance_run import add_run_options, fail, write_outputs
+from cbp.cli._conformance_run import (
+    add_run_options,
+    add_xmpp_server_options,
+    fail,
+    write_outputs,
+    xmpp_server_address,
+)
 from cbp.conformance import (
     VEN_RULES,
     CommandOperator,
@@ -71,18 +77,13 @@ def add_ven_suite(suites: SubCommands) -> None:
                      help="port to serve on (0: any free one; Simple HTTP)")
     ven.add_argument("--transport", choices=("simpleHttp", "xmpp"), default="simpleHttp",
                      help="simpleHttp (default): serve HTTPS; xmpp: log in to the XMPP server "
-                     "at --xmpp-host/--xmpp-port with --cert/--key (SASL EXTERNAL: the server "
+                     "at --xmpp-server with --cert/--key (SASL EXTERNAL: the server "
                      "names the harness by that certificate's fingerprint) and play the VTN "
                      "over IQs; the VEN is sent to at the JID it registers from (push cases)")
-    ven.add_argument("--xmpp-host", default="127.0.0.1", help="with --transport xmpp: the XMPP "
-                     "server's address (its certificate must chain to --ca)")
-    ven.add_argument("--xmpp-port", type=int, default=5222, help="its client port "
-                     "(default 5222; STARTTLS)")
-    ven.add_argument("--xmpp-domain", default="localhost",
-                     help="the XMPP domain (default localhost), the name the server's "
-                     "certificate carries; the harness's JID is <fingerprint>@domain/resource")
+    add_xmpp_server_options(ven)
     ven.add_argument("--xmpp-resource", default="openadr",
-                     help="the resource of the harness's JID (default openadr)")
+                     help="the resource of the harness's JID, <fingerprint>@domain/resource "
+                     "(default openadr)")
     ven.add_argument("--push", action="store_true",
                      help="the VEN registers for push: the harness POSTs to its transport "
                      "address, which must present the VEN's own certificate")
@@ -157,6 +158,9 @@ def _operator(args: argparse.Namespace, starter: VenUnderTest, out: TextIO) -> O
 def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     xmpp = args.transport == "xmpp"
+    server = xmpp_server_address(args.xmpp_server)
+    if isinstance(server, str):
+        return fail(server)
     if xmpp and args.signed:
         return fail("--signed is Simple HTTP only: the XMPP library re-serialises payloads, "
                     "which their signatures do not survive")
@@ -187,13 +191,13 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
         tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
         report_back_s=args.report_back, wait_timeout_s=args.wait, push=args.push or xmpp,
         signed=args.signed, xmpp=XmppSettings(
-            host=args.xmpp_host, port=args.xmpp_port, domain=args.xmpp_domain,
+            host=server[0], port=server[1], domain=args.xmpp_domain,
             resource=args.xmpp_resource, connect_timeout_s=args.wait) if xmpp else None)
     try:
         results = asyncio.run(run_ven_cases(settings, starter, cases, operator=operator,
                                             on_result=lambda r: print_result(r, out)))
     except OSError as exc:  # ConnectionError: the XMPP server gave the harness no session
-        where = f"XMPP server {args.xmpp_host}:{args.xmpp_port}" if xmpp else \
+        where = f"XMPP server {args.xmpp_server}" if xmpp else \
             f"{args.host}:{args.port}"
         return fail(f"cannot serve the harness VTN on {where}: {exc}")
     print_summary(results, out)

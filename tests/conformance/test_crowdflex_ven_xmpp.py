@@ -67,8 +67,8 @@ async def test_every_xmpp_case_passes_against_crowdflex(tmp_path, capsys, key_ty
     junit = tmp_path / "ven-xmpp.xml"
     async with prosody(pki) as server:
         code = await asyncio.to_thread(main, [
-            "conformance", "ven", "--transport", "xmpp", "--xmpp-host", "127.0.0.1",
-            "--xmpp-port", str(server.port), "--xmpp-domain", server.domain,
+            "conformance", "ven", "--transport", "xmpp",
+            "--xmpp-server", f"127.0.0.1:{server.port}", "--xmpp-domain", server.domain,
             "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key), "--ca", str(pki.ca_cert),
             "--tls-profile", profile.value, "--ven", "crowdflex",
             "--ven-cert", str(pki.ven.cert), "--ven-key", str(pki.ven.key),
@@ -129,7 +129,7 @@ def test_list_over_xmpp_is_the_push_catalogue_with_the_xmpp_rule(capsys):
 def test_no_xmpp_server_exits_2_saying_where(tmp_path, capsys):
     pki = key_pki(tmp_path, KeyType.EC)
     port = free_port()
-    assert main(["conformance", "ven", "--transport", "xmpp", "--xmpp-port", str(port),
+    assert main(["conformance", "ven", "--transport", "xmpp", "--xmpp-server", f"127.0.0.1:{port}",
                  "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key),
                  "--ca", str(pki.ca_cert), "--wait", "1"]) == 2
     assert f"cannot serve the harness VTN on XMPP server 127.0.0.1:{port}" \

@@ -256,7 +256,7 @@ def test_help_names_every_option(capsys):
     for option in ("--cert", "--key", "--ca", "--ven", "--command", "--ven-cert", "--ven-key",
                    "--poll-freq", "--report-back", "--wait", "--junit", "--html", "--list",
                    "--only", "--tls-profile", "--host", "--port", "--push", "--signed",
-                   "--transport", "--xmpp-host", "--xmpp-port", "--xmpp-domain",
+                   "--transport", "--xmpp-server", "--xmpp-domain",
                    "--xmpp-resource", "CROWDFLEX_CONFORMANCE_VTN_JID", "--operator",
                    "--operator-command"):
         assert option in text
