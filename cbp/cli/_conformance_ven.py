@@ -155,17 +155,28 @@ def _operator(args: argparse.Namespace, starter: VenUnderTest, out: TextIO) -> O
             return PromptOperator(output=out)
 
 
+def _xmpp(args: argparse.Namespace) -> XmppSettings | str | None:
+    """The harness VTN's XMPP login (None over Simple HTTP), or why the options do not say."""
+    if args.transport != "xmpp":
+        return None
+    if args.signed:
+        return ("--signed is Simple HTTP only: the XMPP library re-serialises payloads, which "
+                "their signatures do not survive")
+    address = xmpp_server_address(args.xmpp_server)
+    if isinstance(address, str):
+        return address
+    return XmppSettings(host=address[0], port=address[1], domain=args.xmpp_domain,
+                        resource=args.xmpp_resource, connect_timeout_s=args.wait)
+
+
 def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    xmpp = args.transport == "xmpp"
-    server = xmpp_server_address(args.xmpp_server)
-    if isinstance(server, str):
-        return fail(server)
-    if xmpp and args.signed:
-        return fail("--signed is Simple HTTP only: the XMPP library re-serialises payloads, "
-                    "which their signatures do not survive")
+    xmpp = _xmpp(args)
+    if isinstance(xmpp, str):
+        return fail(xmpp)
+    push = args.push or xmpp is not None
     try:
-        cases = select(args.only, ven_catalogue(push=args.push or xmpp, signed=args.signed))
+        cases = select(args.only, ven_catalogue(push=push, signed=args.signed))
     except ValueError as exc:
         return fail(str(exc))
     if args.list:
@@ -189,15 +200,13 @@ def run_ven(args: argparse.Namespace, out: TextIO | None = None) -> int:
     settings = VenHarnessSettings(
         cert=args.cert, key=args.key, ca=args.ca, host=args.host, port=args.port,
         tls_profile=TlsProfile(args.tls_profile), poll_freq_s=args.poll_freq,
-        report_back_s=args.report_back, wait_timeout_s=args.wait, push=args.push or xmpp,
-        signed=args.signed, xmpp=XmppSettings(
-            host=server[0], port=server[1], domain=args.xmpp_domain,
-            resource=args.xmpp_resource, connect_timeout_s=args.wait) if xmpp else None)
+        report_back_s=args.report_back, wait_timeout_s=args.wait, push=push,
+        signed=args.signed, xmpp=xmpp)
     try:
         results = asyncio.run(run_ven_cases(settings, starter, cases, operator=operator,
                                             on_result=lambda r: print_result(r, out)))
     except OSError as exc:  # ConnectionError: the XMPP server gave the harness no session
-        where = f"XMPP server {args.xmpp_server}" if xmpp else \
+        where = f"XMPP server {args.xmpp_server}" if xmpp is not None else \
             f"{args.host}:{args.port}"
         return fail(f"cannot serve the harness VTN on {where}: {exc}")
     print_summary(results, out)

@@ -136,6 +136,14 @@ def test_no_xmpp_server_exits_2_saying_where(tmp_path, capsys):
         in capsys.readouterr().err
 
 
+def test_an_xmpp_server_that_is_not_host_and_port_exits_2_saying_so(tmp_path, capsys):
+    pki = key_pki(tmp_path, KeyType.EC)
+    assert main(["conformance", "ven", "--transport", "xmpp", "--xmpp-server", "xmpp.example",
+                 "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key),
+                 "--ca", str(pki.ca_cert)]) == 2
+    assert "--xmpp-server 'xmpp.example' is not HOST:PORT" in capsys.readouterr().err
+
+
 def test_signatures_over_xmpp_are_refused_saying_why(tmp_path, capsys):
     pki = key_pki(tmp_path, KeyType.EC)
     assert main(["conformance", "ven", "--transport", "xmpp", "--signed",
