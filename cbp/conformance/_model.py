@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .operators import Step
 
 __all__ = [
+    "MARKET_CONTEXT",
     "PUSH_BASE",
     "AnyCase",
     "AnyRule",
@@ -173,6 +174,9 @@ class CaseResult:
     def passed(self) -> bool:
         return self.verdict is Verdict.PASS
 
+
+#: the market context of every event and opt the harnesses make, on either side
+MARKET_CONTEXT: Final = "http://conformance.crowdflex.example/market"
 
 #: the Alliance's first number of a push case per service letter: pull N1_0010 is push N0_5010
 PUSH_BASE: Final = {"N": 5000, "E": 6000, "R": 8000, "P": 7000, "G": 9000}

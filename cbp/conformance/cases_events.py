@@ -26,14 +26,13 @@ from schemas import (
 )
 
 from ._checks import ok, refused, require
-from ._model import Case, CaseFailed
+from ._model import MARKET_CONTEXT, Case, CaseFailed
 from .operators import StepKind
 from .session import HarnessVen
 
-__all__ = ["EVENT_CASES", "MARKET_CONTEXT", "event_params", "received_event"]
+__all__ = ["EVENT_CASES", "event_params", "received_event"]
 
 _SECTION: Final = "OpenADR 2.0b profile 8.2 (EiEvent)"
-MARKET_CONTEXT: Final = "http://conformance.crowdflex.example/market"
 _INTERVAL: Final = timedelta(minutes=10)
 
 

@@ -27,8 +27,8 @@ from schemas import (
 )
 
 from ._checks import ok, refused, require
-from ._model import Case, CaseFailed
-from .cases_events import MARKET_CONTEXT, event_params, received_event
+from ._model import MARKET_CONTEXT, Case, CaseFailed
+from .cases_events import event_params, received_event
 from .operators import StepKind
 from .session import HarnessVen
 

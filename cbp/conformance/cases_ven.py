@@ -49,15 +49,14 @@ from schemas import (
 )
 
 from ._checks import require
-from ._model import Case, CaseFailed
+from ._model import MARKET_CONTEXT, Case, CaseFailed
 from .harness_vtn import HarnessVtn
 
-__all__ = ["ENDS_REGISTRATION", "MARKET_CONTEXT", "NER_CASES", "PULL_ONLY"]
+__all__ = ["ENDS_REGISTRATION", "NER_CASES", "PULL_ONLY"]
 
 _REGISTRATION: Final = "OpenADR 2.0b profile 8.1 (EiRegisterParty)"
 _EVENTS: Final = "OpenADR 2.0b profile 8.2 (EiEvent)"
 _REPORTS: Final = "OpenADR 2.0b profile 8.3 (EiReport)"
-MARKET_CONTEXT: Final = "http://conformance.crowdflex.example/market"
 
 
 # ------------------------------------------------------------ registration

@@ -30,8 +30,8 @@ from schemas import (
 )
 
 from ._checks import require
-from ._model import Case, CaseFailed
-from .cases_ven import MARKET_CONTEXT, answered, new_event
+from ._model import MARKET_CONTEXT, Case, CaseFailed
+from .cases_ven import answered, new_event
 from .harness_vtn import HarnessVtn
 from .operators import StepKind
 
