@@ -20,7 +20,13 @@ from typing import TextIO
 from cbp.cli import SubCommands
 from cbp.cli._conformance_ven import add_ven_suite
 from cbp.cli._conformance_vtn import add_vtn_suite
-from schemas.conformance import ManifestError, Verdict, check_paths, corpus_dir, junit_xml
+from schemas.conformance import (
+    ManifestError,
+    Verdict,
+    check_paths,
+    corpus_dir,
+    verdicts_junit_xml,
+)
 
 __all__ = ["register"]
 
@@ -80,7 +86,7 @@ def run_schemas(args: argparse.Namespace, out: TextIO | None = None) -> int:
     _print(verdicts, out)
     if args.junit is not None:
         try:
-            args.junit.write_bytes(junit_xml(verdicts, shown=_shown))
+            args.junit.write_bytes(verdicts_junit_xml(verdicts, shown=_shown))
         except OSError as exc:
             print(f"crowdflex conformance: cannot write JUnit XML: {exc}", file=sys.stderr)
             return 2

@@ -15,7 +15,7 @@ The command line is ``crowdflex conformance schemas [PATH...] [--manifest FILE] 
 from __future__ import annotations
 
 from ._check import Outcome, Verdict, bundled_manifest, check_paths, corpus_dir, manifest_path
-from ._junit import JunitCase, JunitFailure, junit_document, junit_xml
+from ._junit import JunitCase, JunitFailure, junit_document, verdicts_junit_xml
 from ._manifest import ERROR_CLASSES, VALID, Expectation, Manifest, ManifestError, load_manifest
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "check_paths",
     "corpus_dir",
     "junit_document",
-    "junit_xml",
     "load_manifest",
     "manifest_path",
+    "verdicts_junit_xml",
 ]

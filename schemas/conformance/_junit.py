@@ -1,6 +1,6 @@
 """JUnit XML, the format CI systems read: :func:`junit_document` writes any list of
-:class:`JunitCase` (the one builder, also for ``cbp.conformance``), :func:`junit_xml` the schema
-checker's verdicts, one testcase per file.
+:class:`JunitCase` (the one builder, also for ``cbp.conformance``), :func:`verdicts_junit_xml`
+the schema checker's verdicts, one testcase per file.
 
 Built with lxml, so every reason and file name is escaped; characters XML 1.0 cannot carry at all
 (control characters a hostile vector may contain) are written as ``\\xNN`` escapes instead.
@@ -18,7 +18,7 @@ from lxml import etree
 
 from ._check import Verdict
 
-__all__ = ["JunitCase", "JunitFailure", "junit_document", "junit_xml"]
+__all__ = ["JunitCase", "JunitFailure", "junit_document", "verdicts_junit_xml"]
 
 _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -73,7 +73,7 @@ def junit_document(suite: str, cases: Sequence[JunitCase]) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
-def junit_xml(
+def verdicts_junit_xml(
     verdicts: Sequence[Verdict],
     *,
     suite: str = "crowdflex.conformance.schemas",
