@@ -1,4 +1,4 @@
-"""XML primitives shared by every payload family: namespaces, element helpers, time values.
+"""XML primitives shared by every payload family: namespaces, reading helpers, time values.
 
 Invariants: tags are Clark names built once here; times on the wire are UTC ``...Z`` (xcal
 DateTimeType allows only ``Z`` or no zone; a zone-less time is read as UTC); durations are whole
@@ -9,7 +9,7 @@ their length depends on a start the duration does not carry.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -63,38 +63,9 @@ SCHEMA_VERSION_ATTR: Final = q(EI, "schemaVersion")
 XSI_TYPE: Final = q(XSI, "type")
 
 
-# ---------------------------------------------------------------- building
-
-
-def sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    """Append ``<tag>text</tag>``; lxml escapes the text, so markup in IDs stays data."""
-    element = etree.SubElement(parent, tag)
-    if text is not None:
-        element.text = text
-    return element
-
-
-def sub_opt(parent: etree._Element, tag: str, text: str | None) -> None:
-    """Append ``<tag>text</tag>`` only when ``text`` is not None."""
-    if text is not None:
-        etree.SubElement(parent, tag).text = text
-
-
-def sub_all(parent: etree._Element, tag: str, texts: Iterable[str]) -> None:
-    for text in texts:
-        etree.SubElement(parent, tag).text = text
-
-
 # A deep copy of an element and its subtree: lxml's __copy__ copies in C (as copy.deepcopy ends up
 # doing) without deepcopy's memo bookkeeping. The stubs do not declare it, hence the lookup.
 copy_tree: Final[Callable[[etree._Element], etree._Element]] = vars(etree._Element)["__copy__"]
-
-
-def payload_root(tag: str, parent: etree._Element) -> etree._Element:
-    """The payload element (e.g. oadrPoll) under oadrSignedObject, with schemaVersion set."""
-    element = etree.SubElement(parent, tag)
-    element.set(SCHEMA_VERSION_ATTR, SCHEMA_VERSION)
-    return element
 
 
 # ---------------------------------------------------------------- reading
@@ -304,19 +275,9 @@ _DATE_TIME = q(XCAL, "date-time")
 _DURATION_TAG = q(XCAL, "duration")
 
 
-def sub_dtstart(parent: etree._Element, value: datetime) -> None:
-    """``<xcal:dtstart><xcal:date-time>...Z</xcal:date-time></xcal:dtstart>``."""
-    sub(sub(parent, _DTSTART), _DATE_TIME, format_datetime(value))
-
-
 def read_dtstart(kids: Children) -> datetime | None:
     element = kids.get(_DTSTART)
     return None if element is None else parse_datetime(text(children(element), _DATE_TIME))
-
-
-def sub_duration(parent: etree._Element, value: timedelta, tag: str = _DURATION_TAG) -> None:
-    """``<tag><xcal:duration>PT15M</xcal:duration></tag>`` (tag is xcal:duration by default)."""
-    sub(sub(parent, tag), _DURATION_TAG, format_duration(value))
 
 
 def read_duration(kids: Children, tag: str = _DURATION_TAG) -> timedelta | None:
