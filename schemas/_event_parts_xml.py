@@ -10,6 +10,7 @@ refused as invalid data (454) rather than silently dropped.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Final
 
 from lxml import etree
@@ -29,6 +30,7 @@ from ._wire import (
     format_datetime,
     format_duration,
     format_float,
+    only_text,
     parse_datetime,
     parse_duration,
     parse_float,
@@ -103,7 +105,6 @@ _SIGNAL_TYPE = q(EI, "signalType")
 _SIGNAL_ID = q(EI, "signalID")
 _CURRENT_VALUE = q(EI, "currentValue")
 _PAYLOAD_FLOAT = q(EI, "payloadFloat")
-_VALUE = q(EI, "value")
 
 _INTERVALS = q(STRM, "intervals")
 _INTERVAL = q(EI, "interval")
@@ -145,30 +146,27 @@ def _read_float(holder: etree._Element) -> float:
     payload = holder[0] if len(holder) else None  # the XSD's one choice of stream payload
     if payload is None or payload.tag != _PAYLOAD_FLOAT:
         raise InvalidData(f"<{etree.QName(holder).localname}> in an event must hold payloadFloat")
-    return parse_float(text(children(payload), _VALUE))
-
-
-_INTERVAL_PARTS = frozenset({_DTSTART, _DURATION, _UID})
+    return parse_float(only_text(payload))
 
 
 def _decode_interval(element: etree._Element) -> EventInterval:
     values: list[float] = []
-    kids: Children = {}
+    dtstart: datetime | None = None
+    duration: timedelta | None = None
+    uid: str | None = None
     for part in element:  # one pass: the parser keeps no comments, so every part is an element
         tag = part.tag
         if tag == _SIGNAL_PAYLOAD:
             values.append(_read_float(part))
-        elif tag in _INTERVAL_PARTS:
-            kids[tag] = part
+        elif tag == _DURATION:
+            duration = parse_duration(only_text(part))
+        elif tag == _DTSTART:
+            dtstart = parse_datetime(only_text(part))
+        elif tag == _UID:
+            uid = only_text(part)
         else:
             raise InvalidData(f"event interval holds <{etree.QName(part).localname}>")
-    uid = kids.get(_UID)
-    return EventInterval(
-        values=tuple(values),
-        duration=read_duration(kids),
-        uid=None if uid is None else text(children(uid), _TEXT),
-        dtstart=read_dtstart(kids),
-    )
+    return EventInterval(values=tuple(values), duration=duration, uid=uid, dtstart=dtstart)
 
 
 def _decode_intervals(kids: Children) -> tuple[EventInterval, ...]:

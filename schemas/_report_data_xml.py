@@ -32,6 +32,7 @@ from ._wire import (
     format_bool,
     format_datetime,
     format_float,
+    only_text,
     parse_bool,
     parse_datetime,
     parse_duration,
@@ -120,11 +121,11 @@ def _checked_start(start: str, duration: str) -> datetime:
 
 def duration_prop(element: etree._Element) -> timedelta:
     """A DurationPropType element: ``<tag><xcal:duration>PT1M</xcal:duration></tag>``."""
-    return parse_duration(element[0].text or "")
+    return parse_duration(only_text(element))
 
 
 def read_dtstart(element: etree._Element) -> datetime:
-    return parse_datetime(element[0].text or "")
+    return parse_datetime(only_text(element))
 
 
 # ---------------------------------------------------------------- interval payloads

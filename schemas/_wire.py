@@ -271,15 +271,22 @@ def check_period(dtstart: datetime, duration: timedelta) -> None:
 
 
 _DTSTART = q(XCAL, "dtstart")
-_DATE_TIME = q(XCAL, "date-time")
 _DURATION_TAG = q(XCAL, "duration")
+
+
+def only_text(element: etree._Element) -> str:
+    """The text of ``element``'s one child, for the wrappers whose XSD type is a sequence of one
+    required element (xcal:dtstart/date-time, a DurationPropType's xcal:duration, xcal:uid/text,
+    ei:payloadFloat/value): decoders see only XSD-valid trees without comments or PIs, so it is
+    the first child, read without a tag lookup."""
+    return element[0].text or ""
 
 
 def read_dtstart(kids: Children) -> datetime | None:
     element = kids.get(_DTSTART)
-    return None if element is None else parse_datetime(text(children(element), _DATE_TIME))
+    return None if element is None else parse_datetime(only_text(element))
 
 
 def read_duration(kids: Children, tag: str = _DURATION_TAG) -> timedelta | None:
     element = kids.get(tag)
-    return None if element is None else parse_duration(text(children(element), _DURATION_TAG))
+    return None if element is None else parse_duration(only_text(element))
