@@ -77,11 +77,8 @@ def _markup_free(data: bytes) -> bool:
         start = len(_BOM_XML_DECL)
     # "!" and "?" are rare in payloads: one memchr pass for the lone byte settles most documents,
     # where a search for "<!" stops at every "<" (~20x slower on a 3 KB payload).
-    return (_absent(data, b"<!", 0) and _absent(data, b"<?", start))
-
-
-def _absent(data: bytes, pair: bytes, start: int) -> bool:
-    return data.find(pair[1:], start) == -1 or data.find(pair, start) == -1
+    return ((data.find(b"!") == -1 or data.find(b"<!") == -1)
+            and (data.find(b"?", start) == -1 or data.find(b"<?", start) == -1))
 
 
 def _check_identifiers(data: bytes, root: etree._Element, cap: int, markup_free: bool) -> None:

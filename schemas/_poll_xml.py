@@ -9,8 +9,8 @@ from ._wire import (
     OADR,
     child,
     children,
+    only_text,
     q,
-    text,
     text_opt,
 )
 from ._writer import Node, leaf, leaf_opt, payload_root
@@ -28,7 +28,7 @@ def encode_poll(parent: Node, message: Poll) -> None:
 
 
 def decode_poll(element: etree._Element) -> Poll:
-    return Poll(ven_id=text(children(element), _VEN_ID))
+    return Poll(ven_id=only_text(element))  # ei:venID, the XSD's one child
 
 
 def encode_oadr_response(parent: Node, message: Response) -> None:

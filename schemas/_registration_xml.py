@@ -20,6 +20,7 @@ from ._wire import (
     children,
     format_bool,
     format_duration,
+    only_text,
     parse_bool,
     parse_duration,
     q,
@@ -93,8 +94,7 @@ def encode_query(parent: Node, message: QueryRegistration) -> None:
 
 
 def decode_query(element: etree._Element) -> QueryRegistration:
-    kids = children(element)
-    return QueryRegistration(request_id=text(kids, _REQUEST_ID))
+    return QueryRegistration(request_id=only_text(element))  # the XSD's one child
 
 
 def encode_create(parent: Node, message: CreatePartyRegistration) -> None:
@@ -279,8 +279,7 @@ def encode_reregister(parent: Node, message: RequestReregistration) -> None:
 
 
 def decode_reregister(element: etree._Element) -> RequestReregistration:
-    kids = children(element)
-    return RequestReregistration(ven_id=text(kids, _VEN_ID))
+    return RequestReregistration(ven_id=only_text(element))  # the XSD's one child
 
 
 ENCODERS = {

@@ -275,10 +275,11 @@ _DURATION_TAG = q(XCAL, "duration")
 
 
 def only_text(element: etree._Element) -> str:
-    """The text of ``element``'s one child, for the wrappers whose XSD type is a sequence of one
+    """The text of ``element``'s one child, for the elements whose XSD type is a sequence of one
     required element (xcal:dtstart/date-time, a DurationPropType's xcal:duration, xcal:uid/text,
-    ei:payloadFloat/value): decoders see only XSD-valid trees without comments or PIs, so it is
-    the first child, read without a tag lookup."""
+    ei:payloadFloat/value; oadrPoll, oadrRequestReregistration and oadrQueryRegistration):
+    decoders see only XSD-valid trees without comments or PIs, so it is the first child, read
+    without a tag lookup."""
     return element[0].text or ""
 
 
