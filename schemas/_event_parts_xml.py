@@ -170,7 +170,8 @@ def _decode_interval(element: etree._Element) -> EventInterval:
 
 
 def _decode_intervals(kids: Children) -> tuple[EventInterval, ...]:
-    return tuple(_decode_interval(e) for e in child(kids, _INTERVALS).iterchildren(_INTERVAL))
+    # strm:intervals holds only ei:interval elements (XSD): no tag filter needed
+    return tuple([_decode_interval(e) for e in child(kids, _INTERVALS)])
 
 
 # ---------------------------------------------------------------- signals and baseline
@@ -264,14 +265,13 @@ def _decode_descriptor(element: etree._Element) -> EventDescriptor:
     kids = children(element)
     modified = text_opt(kids, _MOD_DATE_TIME)
     priority = text_opt(kids, _PRIORITY)
-    market = children(child(kids, _EI_MARKET_CONTEXT))
     return EventDescriptor(
         event_id=text(kids, _EVENT_ID),
         modification_number=parse_int(text(kids, _MOD_NUMBER)),
         modification_date_time=None if modified is None else parse_datetime(modified),
         modification_reason=text_opt(kids, _MOD_REASON),
         priority=None if priority is None else parse_int(priority),
-        market_context=text(market, _MARKET_CONTEXT).strip(),
+        market_context=only_text(child(kids, _EI_MARKET_CONTEXT)).strip(),
         created_date_time=parse_datetime(text(kids, _CREATED)),
         event_status=EventStatus(text(kids, _STATUS).strip()),
         test_event=text_opt(kids, _TEST_EVENT),

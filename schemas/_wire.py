@@ -97,7 +97,10 @@ def child(kids: Children, tag: str) -> etree._Element:
 
 def text(kids: Children, tag: str) -> str:
     """Text of the required child ``tag``, exactly as received (IDs stay strings: 000123)."""
-    return child(kids, tag).text or ""
+    element = kids.get(tag)  # child(), inlined: every decoder reads most of its fields here
+    if element is None:
+        raise InvalidData(f"lacks <{etree.QName(tag).localname}>")
+    return element.text or ""
 
 
 def text_opt(kids: Children, tag: str) -> str | None:
@@ -277,9 +280,9 @@ _DURATION_TAG = q(XCAL, "duration")
 def only_text(element: etree._Element) -> str:
     """The text of ``element``'s one child, for the elements whose XSD type is a sequence of one
     required element (xcal:dtstart/date-time, a DurationPropType's xcal:duration, xcal:uid/text,
-    ei:payloadFloat/value; oadrPoll, oadrRequestReregistration and oadrQueryRegistration):
-    decoders see only XSD-valid trees without comments or PIs, so it is the first child, read
-    without a tag lookup."""
+    ei:payloadFloat/value, ei:eiMarketContext; oadrPoll, oadrRequestReregistration and
+    oadrQueryRegistration): decoders see only XSD-valid trees without comments or PIs, so it is
+    the first child, read without a tag lookup."""
     return element[0].text or ""
 
 
