@@ -79,7 +79,10 @@ def children(parent: etree._Element) -> Children:
     ``iterchildren(tag)`` sets up a matcher and rescans, so a decoder that reads several fields
     of one element looks them up here instead. For the children the XSD allows once (of a
     repeated tag the last one is kept; read repeated ones with ``iterchildren``)."""
-    return {element.tag: element for element in parent}
+    kids: Children = {}
+    for element in parent:  # a loop, not a comprehension: Python 3.11 runs those as a call
+        kids[element.tag] = element
+    return kids
 
 
 def first(parent: etree._Element, tag: str) -> etree._Element | None:
