@@ -55,6 +55,7 @@ from ._writer import (
     sub,
     sub_dtstart,
     sub_duration,
+    sub_period,
 )
 from .events import (
     ActivePeriod,
@@ -131,10 +132,7 @@ def _encode_intervals(parent: Node, intervals: tuple[EventInterval, ...]) -> Non
     holder = sub(parent, _INTERVALS)
     for interval in intervals:
         element = sub(holder, _INTERVAL)
-        if interval.dtstart is not None:
-            sub_dtstart(element, interval.dtstart)
-        if interval.duration is not None:
-            sub_duration(element, interval.duration)
+        sub_period(element, interval.dtstart, interval.duration)
         if interval.uid is not None:
             leaf(sub(element, _UID), _TEXT, interval.uid)
         for value in interval.values:

@@ -40,7 +40,14 @@ from ._wire import (
     q,
     text_opt,
 )
-from ._writer import Node, leaf, leaf_value, payload_float, sub, sub_dtstart, sub_duration
+from ._writer import (
+    Node,
+    leaf,
+    leaf_value,
+    payload_float,
+    sub,
+    sub_period,
+)
 from .reports import (
     DataQuality,
     LoadControlState,
@@ -235,10 +242,7 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
 
 def _encode_interval(parent: Node, interval: ReportInterval) -> None:
     element = sub(parent, _INTERVAL)
-    if interval.dtstart is not None:
-        sub_dtstart(element, interval.dtstart)
-    if interval.duration is not None:
-        sub_duration(element, interval.duration)
+    sub_period(element, interval.dtstart, interval.duration)
     if interval.uid is not None:
         leaf(sub(element, _UID), _TEXT, interval.uid)
     for payload in interval.payloads:

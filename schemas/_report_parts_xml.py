@@ -43,7 +43,7 @@ from ._wire import (
     q,
     text_opt,
 )
-from ._writer import Node, leaf, leaf_value, sub, sub_dtstart, sub_duration
+from ._writer import Node, leaf, leaf_value, sub, sub_dtstart, sub_duration, sub_period
 from .parts import decode_target, encode_target
 from .reports import (
     Report,
@@ -146,10 +146,7 @@ def _decode_description(element: etree._Element) -> ReportDescription:
 
 def encode_report(parent: Node, report: Report) -> None:
     element = sub(parent, _REPORT)
-    if report.dtstart is not None:
-        sub_dtstart(element, report.dtstart)
-    if report.duration is not None:
-        sub_duration(element, report.duration)
+    sub_period(element, report.dtstart, report.duration)
     encode_intervals(element, report.intervals)
     if report.report_id is not None:
         leaf(element, _REPORT_ID, report.report_id)

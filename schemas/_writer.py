@@ -206,6 +206,14 @@ def sub_duration(parent: Node, value: timedelta, tag: str = _DURATION) -> None:
         f"{start}<xcal:duration>{format_duration(value)}</xcal:duration>{end}")
 
 
+def sub_period(parent: Node, dtstart: datetime | None, duration: timedelta | None) -> None:
+    """xcal:dtstart, then xcal:duration, each only when given (intervals and reports)."""
+    if dtstart is not None:
+        sub_dtstart(parent, dtstart)
+    if duration is not None:
+        sub_duration(parent, duration)
+
+
 def payload_float(value: str) -> str:
     """``<ei:payloadFloat><ei:value>value</ei:value></ei:payloadFloat>`` for a formatted number."""
     return _FLOAT_START + value + _FLOAT_END
