@@ -38,7 +38,8 @@ def test_every_payload_type_has_a_strategy() -> None:
 
 
 def _as_lxml_writes(wire: bytes) -> bytes:
-    """The tree parsed from ``wire``, serialised by lxml as the encoders' lxml builders did."""
+    """The tree parsed from ``wire``, serialised by lxml (as the lxml builders before the writer
+    did)."""
     return etree.tostring(etree.fromstring(wire), xml_declaration=True, encoding="UTF-8")
 
 
