@@ -253,7 +253,10 @@ def raw_ecdsa(der: bytes, key_size: int) -> bytes:
 
 
 def find_signature(root: etree._Element) -> etree._Element | None:
-    """The ds:Signature that counts: the XSD allows it only as oadrPayload's first element."""
+    """The ds:Signature that counts: the XSD allows it only as oadrPayload's first element, before
+    oadrSignedObject (so a root of one child, counted without a Python proxy, has none)."""
+    if len(root) < 2:
+        return None
     head = next(iter(root), None)
     return head if head is not None and head.tag == _SIGNATURE else None
 

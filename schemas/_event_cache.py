@@ -7,34 +7,31 @@ one, ``Codec.event_cache``). It remembers three things about the Event objects i
 - **status variants**: :meth:`EventEncodeCache.with_status` returns one object per (event,
   status), so VENs that receive an event at the same status receive the same object;
 - **retargeted variants**: :meth:`EventEncodeCache.with_target` remembers which event a variant
-  was made from; the variant is then encoded as a copy of that event's build without targets,
-  given its own eiTarget (the last child of ei:eiEvent), so a fan-out that sends each VEN only its
-  own venID builds one event, not 500;
-- **builds**: the first encoding of an Event object keeps a copy of its oadrEvent element; later
-  ones append a C-level copy of it instead of building (an event targeting 500 VENs takes ~1.7 ms
-  to build and ~0.2 ms to copy; parsing kept bytes back measured slower). The copy declares the
-  same prefixes as our envelope, which lxml drops as redundant when it is appended, so the output
-  is byte for byte that of a fresh build (tests/schemas/test_event_encode_cache.py).
+  was made from; the variant is then encoded as that event's text without targets around its
+  own eiTarget (the last child of ei:eiEvent), so a fan-out that sends each VEN only its own
+  venID writes one event, not 500;
+- **builds**: the text of each oadrEvent it wrote (:func:`~schemas._event_parts_xml.event_texts`:
+  the text before the eiTarget and after it); a later encoding of the same Event object appends
+  that text instead of writing the event again. A build and a reuse are the same three strings
+  joined, so the output is byte for byte that of a fresh encoding
+  (tests/schemas/test_event_encode_cache.py).
 
 Invariants: entries are keyed by object identity and hold their Event, so an ``id()`` is never
-reused while its entry exists, and equal but distinct objects never share a build. Builds are kept
-per thread, because lxml trees must not be shared across threads. Each table keeps at most
-``kept`` entries, the oldest dropped first; a dropped entry costs a rebuild, never a wrong byte.
+reused while its entry exists, and equal but distinct objects never share a build. Builds are
+immutable strings, so threads share them. Each table keeps at most ``kept`` entries, the oldest
+dropped first; a dropped entry costs a rebuild, never a wrong byte.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
-from threading import get_ident
 from typing import Final, Generic, TypeVar
 
-from lxml import etree
-
-from ._event_parts_xml import build_event
-from ._wire import copy_tree
+from ._event_parts_xml import event_texts, target_text
+from ._writer import Node
 from .events import Event, EventStatus
-from .parts import Target, encode_target
+from .parts import Target
 
 __all__ = ["EventEncodeCache"]
 
@@ -70,8 +67,9 @@ class EventEncodeCache:
     def __init__(self, kept: int = KEPT) -> None:
         self._statuses: _Table[tuple[int, EventStatus], Event] = _Table(kept)
         self._origins: _Table[int, Event] = _Table(kept)
-        # (thread, event, without targets?) -> a copy of the built oadrEvent element
-        self._builds: _Table[tuple[int, int, bool], etree._Element] = _Table(kept)
+        # event -> its oadrEvent's text before and after its eiTarget, and the whole text
+        self._parts: _Table[int, tuple[str, str]] = _Table(kept)
+        self._builds: _Table[int, str] = _Table(kept)
 
     def with_status(self, event: Event, status: EventStatus) -> Event:
         """``event`` with ``eventStatus`` = ``status`` (itself when it already has it); asked
@@ -96,25 +94,14 @@ class EventEncodeCache:
         self._origins.put(id(variant), variant, event)
         return variant
 
-    def append(self, parent: etree._Element, event: Event) -> None:
-        """Append ``event``'s ``oadr:oadrEvent`` to ``parent``, built or copied."""
-        thread = get_ident()
-        built = self._builds.get((thread, id(event), False), event)
-        if built is not None:
-            parent.append(copy_tree(built))
-            return
-        origin = self._origins.get(id(event), event)
-        if origin is None:
-            self._builds.put((thread, id(event), False), event,
-                             copy_tree(build_event(parent, event)))
-            return
-        untargeted = self._builds.get((thread, id(origin), True), origin)
-        if untargeted is None:
-            holder = build_event(parent, replace(origin, target=Target()))
-            untargeted = self._builds.put((thread, id(origin), True), origin, copy_tree(holder))
-            parent.remove(holder)
-        holder = copy_tree(untargeted)
-        parent.append(holder)
-        element = holder[0]
-        element.remove(element[-1])
-        encode_target(element, event.target)
+    def append(self, parent: Node, event: Event) -> None:
+        """Append ``event``'s ``oadr:oadrEvent`` to ``parent``, written or reused."""
+        built = self._builds.get(id(event), event)
+        if built is None:
+            origin = self._origins.get(id(event), event) or event
+            parts = self._parts.get(id(origin), origin)
+            if parts is None:
+                parts = self._parts.put(id(origin), origin, event_texts(origin))
+            head, tail = parts
+            built = self._builds.put(id(event), event, head + target_text(event.target) + tail)
+        parent.parts.append(built)

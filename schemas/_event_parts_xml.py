@@ -10,6 +10,9 @@ refused as invalid data (454) rather than silently dropped.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Final
+
 from lxml import etree
 
 from ._errors import InvalidData
@@ -27,6 +30,7 @@ from ._wire import (
     format_datetime,
     format_duration,
     format_float,
+    only_text,
     parse_datetime,
     parse_duration,
     parse_float,
@@ -34,14 +38,24 @@ from ._wire import (
     q,
     read_dtstart,
     read_duration,
-    sub,
-    sub_all,
-    sub_dtstart,
-    sub_duration,
-    sub_opt,
     text,
     text_opt,
     texts,
+)
+from ._writer import (
+    Node,
+    end_tag,
+    leaf,
+    leaf_all,
+    leaf_opt,
+    leaf_value,
+    payload_float,
+    render_parts,
+    start_tag,
+    sub,
+    sub_dtstart,
+    sub_duration,
+    sub_period,
 )
 from .events import (
     ActivePeriod,
@@ -54,7 +68,7 @@ from .events import (
     ResponseRequired,
     SignalType,
 )
-from .parts import decode_target, encode_target
+from .parts import Target, decode_target, encode_target
 from .units import decode_item_base, encode_item_base, is_item_base_tag
 
 OADR_EVENT = q(OADR, "oadrEvent")
@@ -92,7 +106,6 @@ _SIGNAL_TYPE = q(EI, "signalType")
 _SIGNAL_ID = q(EI, "signalID")
 _CURRENT_VALUE = q(EI, "currentValue")
 _PAYLOAD_FLOAT = q(EI, "payloadFloat")
-_VALUE = q(EI, "value")
 
 _INTERVALS = q(STRM, "intervals")
 _INTERVAL = q(EI, "interval")
@@ -111,20 +124,17 @@ _RESOURCE_ID = q(EI, "resourceID")
 # ---------------------------------------------------------------- intervals
 
 
-def _sub_float(parent: etree._Element, tag: str, value: float) -> None:
-    sub(sub(sub(parent, tag), _PAYLOAD_FLOAT), _VALUE, format_float(value))
+def _sub_float(parent: Node, tag: str, value: float) -> None:
+    parent.parts.append(start_tag(tag) + payload_float(format_float(value)) + end_tag(tag))
 
 
-def _encode_intervals(parent: etree._Element, intervals: tuple[EventInterval, ...]) -> None:
+def _encode_intervals(parent: Node, intervals: tuple[EventInterval, ...]) -> None:
     holder = sub(parent, _INTERVALS)
     for interval in intervals:
         element = sub(holder, _INTERVAL)
-        if interval.dtstart is not None:
-            sub_dtstart(element, interval.dtstart)
-        if interval.duration is not None:
-            sub_duration(element, interval.duration)
+        sub_period(element, interval.dtstart, interval.duration)
         if interval.uid is not None:
-            sub(sub(element, _UID), _TEXT, interval.uid)
+            leaf(sub(element, _UID), _TEXT, interval.uid)
         for value in interval.values:
             _sub_float(element, _SIGNAL_PAYLOAD, value)
 
@@ -134,47 +144,45 @@ def _read_float(holder: etree._Element) -> float:
     payload = holder[0] if len(holder) else None  # the XSD's one choice of stream payload
     if payload is None or payload.tag != _PAYLOAD_FLOAT:
         raise InvalidData(f"<{etree.QName(holder).localname}> in an event must hold payloadFloat")
-    return parse_float(text(children(payload), _VALUE))
-
-
-_INTERVAL_PARTS = frozenset({_DTSTART, _DURATION, _UID})
+    return parse_float(only_text(payload))
 
 
 def _decode_interval(element: etree._Element) -> EventInterval:
     values: list[float] = []
-    kids: Children = {}
+    dtstart: datetime | None = None
+    duration: timedelta | None = None
+    uid: str | None = None
     for part in element:  # one pass: the parser keeps no comments, so every part is an element
         tag = part.tag
         if tag == _SIGNAL_PAYLOAD:
             values.append(_read_float(part))
-        elif tag in _INTERVAL_PARTS:
-            kids[tag] = part
+        elif tag == _DURATION:
+            duration = parse_duration(only_text(part))
+        elif tag == _DTSTART:
+            dtstart = parse_datetime(only_text(part))
+        elif tag == _UID:
+            uid = only_text(part)
         else:
             raise InvalidData(f"event interval holds <{etree.QName(part).localname}>")
-    uid = kids.get(_UID)
-    return EventInterval(
-        values=tuple(values),
-        duration=read_duration(kids),
-        uid=None if uid is None else text(children(uid), _TEXT),
-        dtstart=read_dtstart(kids),
-    )
+    return EventInterval(values=tuple(values), duration=duration, uid=uid, dtstart=dtstart)
 
 
 def _decode_intervals(kids: Children) -> tuple[EventInterval, ...]:
-    return tuple(_decode_interval(e) for e in child(kids, _INTERVALS).iterchildren(_INTERVAL))
+    # strm:intervals holds only ei:interval elements (XSD): no tag filter needed
+    return tuple([_decode_interval(e) for e in child(kids, _INTERVALS)])
 
 
 # ---------------------------------------------------------------- signals and baseline
 
 
-def _encode_signal(parent: etree._Element, signal: EventSignal) -> None:
+def _encode_signal(parent: Node, signal: EventSignal) -> None:
     element = sub(parent, _SIGNAL)
     _encode_intervals(element, signal.intervals)
     if signal.target is not None:
         encode_target(element, signal.target)
-    sub(element, _SIGNAL_NAME, signal.signal_name)
-    sub(element, _SIGNAL_TYPE, signal.signal_type.value)
-    sub(element, _SIGNAL_ID, signal.signal_id)
+    leaf(element, _SIGNAL_NAME, signal.signal_name)
+    leaf(element, _SIGNAL_TYPE, signal.signal_type.value)
+    leaf(element, _SIGNAL_ID, signal.signal_id)
     if signal.item_base is not None:
         encode_item_base(element, signal.item_base)
     if signal.current_value is not None:
@@ -202,14 +210,14 @@ def _decode_signal(element: etree._Element) -> EventSignal:
     )
 
 
-def _encode_baseline(parent: etree._Element, baseline: EventBaseline) -> None:
+def _encode_baseline(parent: Node, baseline: EventBaseline) -> None:
     element = sub(parent, _BASELINE)
     sub_dtstart(element, baseline.dtstart)
     sub_duration(element, baseline.duration)
     _encode_intervals(element, baseline.intervals)
-    sub(element, _BASELINE_ID, baseline.baseline_id)
-    sub_all(element, _RESOURCE_ID, baseline.resource_ids)
-    sub(element, _BASELINE_NAME, baseline.baseline_name)
+    leaf(element, _BASELINE_ID, baseline.baseline_id)
+    leaf_all(element, _RESOURCE_ID, baseline.resource_ids)
+    leaf(element, _BASELINE_NAME, baseline.baseline_name)
     if baseline.item_base is not None:
         encode_item_base(element, baseline.item_base)
 
@@ -235,34 +243,33 @@ def _decode_baseline(element: etree._Element) -> EventBaseline:
 # ---------------------------------------------------------------- descriptor and active period
 
 
-def _encode_descriptor(parent: etree._Element, descriptor: EventDescriptor) -> None:
+def _encode_descriptor(parent: Node, descriptor: EventDescriptor) -> None:
     element = sub(parent, _DESCRIPTOR)
-    sub(element, _EVENT_ID, descriptor.event_id)
-    sub(element, _MOD_NUMBER, str(descriptor.modification_number))
+    leaf(element, _EVENT_ID, descriptor.event_id)
+    leaf_value(element, _MOD_NUMBER, str(descriptor.modification_number))
     if descriptor.modification_date_time is not None:
-        sub(element, _MOD_DATE_TIME, format_datetime(descriptor.modification_date_time))
-    sub_opt(element, _MOD_REASON, descriptor.modification_reason)
+        leaf_value(element, _MOD_DATE_TIME, format_datetime(descriptor.modification_date_time))
+    leaf_opt(element, _MOD_REASON, descriptor.modification_reason)
     if descriptor.priority is not None:
-        sub(element, _PRIORITY, str(descriptor.priority))
-    sub(sub(element, _EI_MARKET_CONTEXT), _MARKET_CONTEXT, descriptor.market_context)
-    sub(element, _CREATED, format_datetime(descriptor.created_date_time))
-    sub(element, _STATUS, descriptor.event_status.value)
-    sub_opt(element, _TEST_EVENT, descriptor.test_event)
-    sub_opt(element, _VTN_COMMENT, descriptor.vtn_comment)
+        leaf_value(element, _PRIORITY, str(descriptor.priority))
+    leaf(sub(element, _EI_MARKET_CONTEXT), _MARKET_CONTEXT, descriptor.market_context)
+    leaf_value(element, _CREATED, format_datetime(descriptor.created_date_time))
+    leaf(element, _STATUS, descriptor.event_status.value)
+    leaf_opt(element, _TEST_EVENT, descriptor.test_event)
+    leaf_opt(element, _VTN_COMMENT, descriptor.vtn_comment)
 
 
 def _decode_descriptor(element: etree._Element) -> EventDescriptor:
     kids = children(element)
     modified = text_opt(kids, _MOD_DATE_TIME)
     priority = text_opt(kids, _PRIORITY)
-    market = children(child(kids, _EI_MARKET_CONTEXT))
     return EventDescriptor(
         event_id=text(kids, _EVENT_ID),
         modification_number=parse_int(text(kids, _MOD_NUMBER)),
         modification_date_time=None if modified is None else parse_datetime(modified),
         modification_reason=text_opt(kids, _MOD_REASON),
         priority=None if priority is None else parse_int(priority),
-        market_context=text(market, _MARKET_CONTEXT).strip(),
+        market_context=only_text(child(kids, _EI_MARKET_CONTEXT)).strip(),
         created_date_time=parse_datetime(text(kids, _CREATED)),
         event_status=EventStatus(text(kids, _STATUS).strip()),
         test_event=text_opt(kids, _TEST_EVENT),
@@ -270,14 +277,14 @@ def _decode_descriptor(element: etree._Element) -> EventDescriptor:
     )
 
 
-def _encode_active_period(parent: etree._Element, period: ActivePeriod) -> None:
+def _encode_active_period(parent: Node, period: ActivePeriod) -> None:
     element = sub(parent, _ACTIVE_PERIOD)
     properties = sub(element, _PROPERTIES)
     sub_dtstart(properties, period.dtstart)
     sub_duration(properties, period.duration)
     if period.start_after is not None:
         tolerate = sub(sub(properties, _TOLERANCE), _TOLERATE)
-        sub(tolerate, _START_AFTER, format_duration(period.start_after))
+        leaf_value(tolerate, _START_AFTER, format_duration(period.start_after))
     for tag, value in ((_NOTIFICATION, period.notification), (_RAMP_UP, period.ramp_up),
                        (_RECOVERY, period.recovery)):
         if value is not None:
@@ -308,21 +315,32 @@ def _decode_active_period(element: etree._Element) -> ActivePeriod:
 # ---------------------------------------------------------------- the event
 
 
-def build_event(parent: etree._Element, event: Event) -> etree._Element:
-    """Append one ``oadr:oadrEvent`` built from ``event`` to ``parent`` and return it (encoders
-    reuse builds through :class:`schemas._event_cache.EventEncodeCache`)."""
-    holder = sub(parent, OADR_EVENT)
-    element = sub(holder, _EI_EVENT)
-    _encode_descriptor(element, event.descriptor)
-    _encode_active_period(element, event.active_period)
-    signals = sub(element, _SIGNALS)
+def event_texts(event: Event) -> tuple[str, str]:
+    """One ``oadr:oadrEvent`` as text, split where its ei:eiTarget goes (the last child of
+    ei:eiEvent): the text before the target and the text after it. Encoders join them around
+    :func:`target_text` and reuse them through :class:`schemas._event_cache.EventEncodeCache`."""
+    body = Node(_EI_EVENT)
+    _encode_descriptor(body, event.descriptor)
+    _encode_active_period(body, event.active_period)
+    signals = sub(body, _SIGNALS)
     for signal in event.signals:
         _encode_signal(signals, signal)
     if event.baseline is not None:
         _encode_baseline(signals, event.baseline)
-    encode_target(element, event.target)
-    sub(holder, _RESPONSE_REQUIRED, event.response_required.value)
-    return holder
+    return (_EVENT_HEAD + render_parts(body),
+            f"{_EVENT_TAIL}{event.response_required.value}{_RESPONSE_REQUIRED_END}")
+
+
+def target_text(target: Target) -> str:
+    """An event's ei:eiTarget as text."""
+    holder = Node(_EI_EVENT)
+    encode_target(holder, target)
+    return render_parts(holder)
+
+
+_EVENT_HEAD: Final = start_tag(OADR_EVENT) + start_tag(_EI_EVENT)
+_EVENT_TAIL: Final = end_tag(_EI_EVENT) + start_tag(_RESPONSE_REQUIRED)
+_RESPONSE_REQUIRED_END: Final = end_tag(_RESPONSE_REQUIRED) + end_tag(OADR_EVENT)
 
 
 def decode_event(holder: etree._Element) -> Event:

@@ -23,13 +23,11 @@ from ._wire import (
     child,
     children,
     parse_int,
-    payload_root,
     q,
-    sub,
-    sub_opt,
     text,
     text_opt,
 )
+from ._writer import Node, leaf, leaf_opt, leaf_value, payload_root, sub
 from .events import CreatedEvent, DistributeEvent, EventResponse, OptType, RequestEvent
 from .parts import decode_response, encode_response
 
@@ -53,12 +51,12 @@ _MOD_NUMBER = q(EI, "modificationNumber")
 _OPT_TYPE = q(EI, "optType")
 
 
-def encode_request_event(parent: etree._Element, message: RequestEvent) -> None:
+def encode_request_event(parent: Node, message: RequestEvent) -> None:
     element = sub(payload_root(_REQUEST_EVENT, parent), _EI_REQUEST_EVENT)
-    sub(element, _REQUEST_ID, message.request_id)
-    sub(element, _VEN_ID, message.ven_id)
+    leaf(element, _REQUEST_ID, message.request_id)
+    leaf(element, _VEN_ID, message.ven_id)
     if message.reply_limit is not None:
-        sub(element, _REPLY_LIMIT, str(message.reply_limit))
+        leaf_value(element, _REPLY_LIMIT, str(message.reply_limit))
 
 
 def decode_request_event(payload: etree._Element) -> RequestEvent:
@@ -71,19 +69,19 @@ def decode_request_event(payload: etree._Element) -> RequestEvent:
     )
 
 
-def encode_distribute_event(parent: etree._Element, message: DistributeEvent, *,
+def encode_distribute_event(parent: Node, message: DistributeEvent, *,
                             events: EventEncodeCache) -> None:
     element = payload_root(_DISTRIBUTE_EVENT, parent)
     if message.response is not None:
         encode_response(element, message.response)
-    sub(element, _REQUEST_ID, message.request_id)
-    sub(element, _VTN_ID, message.vtn_id)
+    leaf(element, _REQUEST_ID, message.request_id)
+    leaf(element, _VTN_ID, message.vtn_id)
     for event in message.events:
         events.append(element, event)
 
 
 def distribute_event_encoder(
-        events: EventEncodeCache) -> Callable[[etree._Element, DistributeEvent], None]:
+        events: EventEncodeCache) -> Callable[[Node, DistributeEvent], None]:
     """The oadrDistributeEvent encoder that builds or copies each oadrEvent through ``events``."""
     return partial(encode_distribute_event, events=events)
 
@@ -99,15 +97,15 @@ def decode_distribute_event(element: etree._Element) -> DistributeEvent:
     )
 
 
-def _encode_event_response(parent: etree._Element, response: EventResponse) -> None:
+def _encode_event_response(parent: Node, response: EventResponse) -> None:
     element = sub(parent, _EVENT_RESPONSE)
-    sub(element, _CODE, f"{response.code:03d}")
-    sub_opt(element, _DESCRIPTION, response.description)
-    sub(element, _REQUEST_ID, response.request_id)
+    leaf_value(element, _CODE, f"{response.code:03d}")
+    leaf_opt(element, _DESCRIPTION, response.description)
+    leaf(element, _REQUEST_ID, response.request_id)
     qualified = sub(element, _QUALIFIED_EVENT_ID)
-    sub(qualified, _EVENT_ID, response.event_id)
-    sub(qualified, _MOD_NUMBER, str(response.modification_number))
-    sub(element, _OPT_TYPE, response.opt_type.value)
+    leaf(qualified, _EVENT_ID, response.event_id)
+    leaf_value(qualified, _MOD_NUMBER, str(response.modification_number))
+    leaf(element, _OPT_TYPE, response.opt_type.value)
 
 
 def _decode_event_response(element: etree._Element) -> EventResponse:
@@ -123,7 +121,7 @@ def _decode_event_response(element: etree._Element) -> EventResponse:
     )
 
 
-def encode_created_event(parent: etree._Element, message: CreatedEvent) -> None:
+def encode_created_event(parent: Node, message: CreatedEvent) -> None:
     element = sub(payload_root(_CREATED_EVENT, parent), _EI_CREATED_EVENT)
     encode_response(element, message.response)
     # eventResponses may be present and empty; we write it only when it has something to say
@@ -131,7 +129,7 @@ def encode_created_event(parent: etree._Element, message: CreatedEvent) -> None:
         holder = sub(element, _EVENT_RESPONSES)
         for response in message.event_responses:
             _encode_event_response(holder, response)
-    sub(element, _VEN_ID, message.ven_id)
+    leaf(element, _VEN_ID, message.ven_id)
 
 
 def decode_created_event(payload: etree._Element) -> CreatedEvent:

@@ -15,9 +15,10 @@ from lxml import etree
 from . import _events_xml, _opt_xml, _poll_xml, _registration_xml, _reports_xml
 from ._base import Message
 from ._event_cache import EventEncodeCache
+from ._writer import Node
 from .events import DistributeEvent
 
-Encoder = Callable[[etree._Element, Any], None]
+Encoder = Callable[[Node, Any], None]
 Decoder = Callable[[etree._Element], Message]
 
 _TABLES = (_poll_xml, _registration_xml, _events_xml, _reports_xml, _opt_xml)

@@ -69,18 +69,23 @@ def _markup_free(data: bytes) -> bool:
     instruction) but an XML declaration at its start, behind a BOM or not: one scan that lets
     the common document skip the closer looks below."""
     start = 0
-    if data.startswith(_XML_DECL):
+    if data.startswith(_UTF8_DECLARATIONS):
+        start = data.index(b"?>") + 2
+    elif data.startswith(_XML_DECL):
         start = len(_XML_DECL)
     elif data.startswith(_BOM_XML_DECL):
         start = len(_BOM_XML_DECL)
-    # Two C searches cost less than one regex scan for "<[!?]" (which steps byte by byte).
-    return data.find(b"<!") == -1 and data.find(b"<?", start) == -1
+    # "!" and "?" are rare in payloads: one memchr pass for the lone byte settles most documents,
+    # where a search for "<!" stops at every "<" (~20x slower on a 3 KB payload).
+    return ((data.find(b"!") == -1 or data.find(b"<!") == -1)
+            and (data.find(b"?", start) == -1 or data.find(b"<?", start) == -1))
 
 
 def _check_identifiers(data: bytes, root: etree._Element, cap: int, markup_free: bool) -> None:
     """Refuse an identifier over ``cap`` characters. A text of n characters is a raw run of at
-    least n bytes after a ">" unless markup splits it; with neither, the tree is not walked."""
-    if _long_run(cap).search(data) is None and (markup_free or (
+    least n bytes after a ">" unless markup splits it; with neither, the tree is not walked (and
+    a document of at most ``cap`` bytes holds no such run)."""
+    if (len(data) <= cap or _long_run(cap).search(data) is None) and (markup_free or (
             data.find(b"<?", 1) in (-1, 3)
             and not any(splitter in data for splitter in _SPLITTERS))):
         return
@@ -138,9 +143,10 @@ class Intake:
         self._parser = _new_parser()
 
     def parse(self, data: bytes) -> etree._Element:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError("decode() takes the raw bytes received, not str")
-        data = bytes(data)
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError("decode() takes the raw bytes received, not str")
+            data = bytes(data)
         if len(data) > self.limits.max_bytes:
             raise HostileDocument(
                 f"document is {len(data)} bytes, over the {self.limits.max_bytes}-byte cap"

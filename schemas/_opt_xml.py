@@ -23,17 +23,13 @@ from ._wire import (
     format_datetime,
     parse_datetime,
     parse_int,
-    payload_root,
     q,
     read_dtstart,
     read_duration,
-    sub,
-    sub_dtstart,
-    sub_duration,
-    sub_opt,
     text,
     text_opt,
 )
+from ._writer import Node, leaf, leaf_opt, leaf_value, payload_root, sub, sub_dtstart, sub_duration
 from .events import OptType
 from .opt import (
     Availability,
@@ -80,7 +76,7 @@ def _token(value: str) -> str:
 # ---------------------------------------------------------------- create
 
 
-def _encode_vavailability(parent: etree._Element, schedule: tuple[Availability, ...]) -> None:
+def _encode_vavailability(parent: Node, schedule: tuple[Availability, ...]) -> None:
     components = sub(sub(parent, _VAVAILABILITY), _COMPONENTS)
     for component in schedule:
         properties = sub(sub(components, _AVAILABLE), _PROPERTIES)
@@ -117,26 +113,27 @@ def _decode_qualified_event_id(kids: Children) -> QualifiedEventId | None:
     )
 
 
-def encode_create(parent: etree._Element, message: CreateOpt) -> None:
+def encode_create(parent: Node, message: CreateOpt) -> None:
     element = payload_root(_CREATE, parent)
-    sub(element, _OPT_ID, message.opt_id)
-    sub(element, _OPT_TYPE, message.opt_type.value)
-    sub(element, _OPT_REASON, message.opt_reason.value)
-    sub_opt(element, _MARKET_CONTEXT, message.market_context)
-    sub(element, _VEN_ID, message.ven_id)
+    leaf(element, _OPT_ID, message.opt_id)
+    leaf(element, _OPT_TYPE, message.opt_type.value)
+    leaf(element, _OPT_REASON, message.opt_reason.value)
+    leaf_opt(element, _MARKET_CONTEXT, message.market_context)
+    leaf(element, _VEN_ID, message.ven_id)
     if message.vavailability is not None:
         _encode_vavailability(element, message.vavailability)
-    sub(element, _CREATED_DATE_TIME, format_datetime(message.created_date_time))
-    sub(element, _REQUEST_ID, message.request_id)
+    leaf_value(element, _CREATED_DATE_TIME, format_datetime(message.created_date_time))
+    leaf(element, _REQUEST_ID, message.request_id)
     if message.qualified_event_id is not None:
         qualified = sub(element, _QUALIFIED_EVENT_ID)
-        sub(qualified, _EVENT_ID, message.qualified_event_id.event_id)
-        sub(qualified, _MODIFICATION_NUMBER, str(message.qualified_event_id.modification_number))
+        leaf(qualified, _EVENT_ID, message.qualified_event_id.event_id)
+        leaf_value(qualified, _MODIFICATION_NUMBER,
+                   str(message.qualified_event_id.modification_number))
     encode_target(element, message.target)
     if message.device_class:
         device_class = sub(element, _DEVICE_CLASS)
         for mrid in message.device_class:
-            sub(sub(device_class, _END_DEVICE_ASSET), _MRID, mrid)
+            leaf(sub(device_class, _END_DEVICE_ASSET), _MRID, mrid)
 
 
 def decode_create(element: etree._Element) -> CreateOpt:
@@ -162,10 +159,10 @@ def decode_create(element: etree._Element) -> CreateOpt:
 # ---------------------------------------------------------------- acknowledgements and cancel
 
 
-def encode_created(parent: etree._Element, message: CreatedOpt) -> None:
+def encode_created(parent: Node, message: CreatedOpt) -> None:
     element = payload_root(_CREATED, parent)
     encode_response(element, message.response)
-    sub(element, _OPT_ID, message.opt_id)
+    leaf(element, _OPT_ID, message.opt_id)
 
 
 def decode_created(element: etree._Element) -> CreatedOpt:
@@ -175,11 +172,11 @@ def decode_created(element: etree._Element) -> CreatedOpt:
     )
 
 
-def encode_cancel(parent: etree._Element, message: CancelOpt) -> None:
+def encode_cancel(parent: Node, message: CancelOpt) -> None:
     element = payload_root(_CANCEL, parent)
-    sub(element, _REQUEST_ID, message.request_id)
-    sub(element, _OPT_ID, message.opt_id)
-    sub(element, _VEN_ID, message.ven_id)
+    leaf(element, _REQUEST_ID, message.request_id)
+    leaf(element, _OPT_ID, message.opt_id)
+    leaf(element, _VEN_ID, message.ven_id)
 
 
 def decode_cancel(element: etree._Element) -> CancelOpt:
@@ -191,10 +188,10 @@ def decode_cancel(element: etree._Element) -> CancelOpt:
     )
 
 
-def encode_canceled(parent: etree._Element, message: CanceledOpt) -> None:
+def encode_canceled(parent: Node, message: CanceledOpt) -> None:
     element = payload_root(_CANCELED, parent)
     encode_response(element, message.response)
-    sub_opt(element, _OPT_ID, message.opt_id)
+    leaf_opt(element, _OPT_ID, message.opt_id)
 
 
 def decode_canceled(element: etree._Element) -> CanceledOpt:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ._wire import EI, OADR, child, children, payload_root, q, sub, sub_opt, text, text_opt
+from ._wire import (
+    EI,
+    OADR,
+    child,
+    children,
+    only_text,
+    q,
+    text_opt,
+)
+from ._writer import Node, leaf, leaf_opt, payload_root
 from .parts import decode_response, encode_response
 from .poll import Poll, Response
 
@@ -14,18 +23,18 @@ _VEN_ID = q(EI, "venID")
 _EI_RESPONSE = q(EI, "eiResponse")
 
 
-def encode_poll(parent: etree._Element, message: Poll) -> None:
-    sub(payload_root(_POLL, parent), _VEN_ID, message.ven_id)
+def encode_poll(parent: Node, message: Poll) -> None:
+    leaf(payload_root(_POLL, parent), _VEN_ID, message.ven_id)
 
 
 def decode_poll(element: etree._Element) -> Poll:
-    return Poll(ven_id=text(children(element), _VEN_ID))
+    return Poll(ven_id=only_text(element))  # ei:venID, the XSD's one child
 
 
-def encode_oadr_response(parent: etree._Element, message: Response) -> None:
+def encode_oadr_response(parent: Node, message: Response) -> None:
     element = payload_root(_RESPONSE, parent)
     encode_response(element, message.response)
-    sub_opt(element, _VEN_ID, message.ven_id)
+    leaf_opt(element, _VEN_ID, message.ven_id)
 
 
 def decode_oadr_response(element: etree._Element) -> Response:

@@ -20,15 +20,14 @@ from ._wire import (
     children,
     format_bool,
     format_duration,
+    only_text,
     parse_bool,
     parse_duration,
-    payload_root,
     q,
-    sub,
-    sub_opt,
     text,
     text_opt,
 )
+from ._writer import Node, leaf, leaf_opt, leaf_value, payload_root, sub
 from .parts import decode_response, encode_response
 from .registration import (
     CanceledPartyRegistration,
@@ -90,28 +89,27 @@ def _token(kids: Children, tag: str) -> str:
 # ---------------------------------------------------------------- query / create
 
 
-def encode_query(parent: etree._Element, message: QueryRegistration) -> None:
-    sub(payload_root(_QUERY, parent), _REQUEST_ID, message.request_id)
+def encode_query(parent: Node, message: QueryRegistration) -> None:
+    leaf(payload_root(_QUERY, parent), _REQUEST_ID, message.request_id)
 
 
 def decode_query(element: etree._Element) -> QueryRegistration:
-    kids = children(element)
-    return QueryRegistration(request_id=text(kids, _REQUEST_ID))
+    return QueryRegistration(request_id=only_text(element))  # the XSD's one child
 
 
-def encode_create(parent: etree._Element, message: CreatePartyRegistration) -> None:
+def encode_create(parent: Node, message: CreatePartyRegistration) -> None:
     element = payload_root(_CREATE, parent)
-    sub(element, _REQUEST_ID, message.request_id)
-    sub_opt(element, _REGISTRATION_ID, message.registration_id)
-    sub_opt(element, _VEN_ID, message.ven_id)
-    sub(element, _PROFILE_NAME, message.profile_name.value)
-    sub(element, _TRANSPORT_NAME, message.transport_name.value)
-    sub_opt(element, _TRANSPORT_ADDRESS, message.transport_address)
-    sub(element, _REPORT_ONLY, format_bool(message.report_only))
-    sub(element, _XML_SIGNATURE, format_bool(message.xml_signature))
-    sub_opt(element, _VEN_NAME, message.ven_name)
+    leaf(element, _REQUEST_ID, message.request_id)
+    leaf_opt(element, _REGISTRATION_ID, message.registration_id)
+    leaf_opt(element, _VEN_ID, message.ven_id)
+    leaf(element, _PROFILE_NAME, message.profile_name.value)
+    leaf(element, _TRANSPORT_NAME, message.transport_name.value)
+    leaf_opt(element, _TRANSPORT_ADDRESS, message.transport_address)
+    leaf_value(element, _REPORT_ONLY, format_bool(message.report_only))
+    leaf_value(element, _XML_SIGNATURE, format_bool(message.xml_signature))
+    leaf_opt(element, _VEN_NAME, message.ven_name)
     if message.http_pull_model is not None:
-        sub(element, _HTTP_PULL_MODEL, format_bool(message.http_pull_model))
+        leaf_value(element, _HTTP_PULL_MODEL, format_bool(message.http_pull_model))
 
 
 def decode_create(element: etree._Element) -> CreatePartyRegistration:
@@ -134,11 +132,11 @@ def decode_create(element: etree._Element) -> CreatePartyRegistration:
 # ---------------------------------------------------------------- created
 
 
-def _encode_info(parent: etree._Element, pairs: Iterable[tuple[str, str]]) -> None:
+def _encode_info(parent: Node, pairs: Iterable[tuple[str, str]]) -> None:
     for key, value in pairs:
         info = sub(parent, _INFO)
-        sub(info, _KEY, key)
-        sub(info, _VALUE, value)
+        leaf(info, _KEY, key)
+        leaf(info, _VALUE, value)
 
 
 def _decode_info(parent: etree._Element) -> tuple[tuple[str, str], ...]:
@@ -146,14 +144,14 @@ def _decode_info(parent: etree._Element) -> tuple[tuple[str, str], ...]:
     return tuple((text(pair, _KEY), text(pair, _VALUE)) for pair in pairs)
 
 
-def _encode_profiles(parent: etree._Element, profiles: Iterable[Profile]) -> None:
+def _encode_profiles(parent: Node, profiles: Iterable[Profile]) -> None:
     profiles_element = sub(parent, _PROFILES)
     for profile in profiles:
         element = sub(profiles_element, _PROFILE)
-        sub(element, _PROFILE_NAME, profile.profile_name.value)
+        leaf(element, _PROFILE_NAME, profile.profile_name.value)
         transports = sub(element, _TRANSPORTS)
         for transport in profile.transports:
-            sub(sub(transports, _TRANSPORT), _TRANSPORT_NAME, transport.value)
+            leaf(sub(transports, _TRANSPORT), _TRANSPORT_NAME, transport.value)
 
 
 def _decode_profile(element: etree._Element) -> Profile:
@@ -166,13 +164,13 @@ def _decode_profile(element: etree._Element) -> Profile:
     )
 
 
-def _encode_services(parent: etree._Element, services: tuple[ServiceInfo, ...]) -> None:
+def _encode_services(parent: Node, services: tuple[ServiceInfo, ...]) -> None:
     if not services:
         return
     element = sub(parent, _SERVICE_INFO)
     for service in services:
         service_element = sub(element, _SERVICE)
-        sub(service_element, _SERVICE_NAME, service.service_name.value)
+        leaf(service_element, _SERVICE_NAME, service.service_name.value)
         _encode_info(service_element, service.info)
 
 
@@ -188,14 +186,14 @@ def _decode_services(kids: Children) -> tuple[ServiceInfo, ...]:
 
 
 def _encode_extensions(
-    parent: etree._Element, extensions: tuple[RegistrationExtension, ...]
+    parent: Node, extensions: tuple[RegistrationExtension, ...]
 ) -> None:
     if not extensions:
         return
     element = sub(parent, _EXTENSIONS)
     for extension in extensions:
         extension_element = sub(element, _EXTENSION)
-        sub(extension_element, _EXTENSION_NAME, extension.name)
+        leaf(extension_element, _EXTENSION_NAME, extension.name)
         _encode_info(extension_element, extension.info)
 
 
@@ -209,16 +207,16 @@ def _decode_extensions(kids: Children) -> tuple[RegistrationExtension, ...]:
     )
 
 
-def encode_created(parent: etree._Element, message: CreatedPartyRegistration) -> None:
+def encode_created(parent: Node, message: CreatedPartyRegistration) -> None:
     element = payload_root(_CREATED, parent)
     encode_response(element, message.response)
-    sub_opt(element, _REGISTRATION_ID, message.registration_id)
-    sub_opt(element, _VEN_ID, message.ven_id)
-    sub(element, _VTN_ID, message.vtn_id)
+    leaf_opt(element, _REGISTRATION_ID, message.registration_id)
+    leaf_opt(element, _VEN_ID, message.ven_id)
+    leaf(element, _VTN_ID, message.vtn_id)
     _encode_profiles(element, message.profiles)
     if message.requested_oadr_poll_freq is not None:
         freq = sub(element, _POLL_FREQ)
-        sub(freq, _DURATION, format_duration(message.requested_oadr_poll_freq))
+        leaf_value(freq, _DURATION, format_duration(message.requested_oadr_poll_freq))
     _encode_services(element, message.service_specific_info)
     _encode_extensions(element, message.extensions)
 
@@ -244,11 +242,11 @@ def decode_created(element: etree._Element) -> CreatedPartyRegistration:
 # ---------------------------------------------------------------- cancel / reregister
 
 
-def encode_cancel(parent: etree._Element, message: CancelPartyRegistration) -> None:
+def encode_cancel(parent: Node, message: CancelPartyRegistration) -> None:
     element = payload_root(_CANCEL, parent)
-    sub(element, _REQUEST_ID, message.request_id)
-    sub(element, _REGISTRATION_ID, message.registration_id)
-    sub_opt(element, _VEN_ID, message.ven_id)
+    leaf(element, _REQUEST_ID, message.request_id)
+    leaf(element, _REGISTRATION_ID, message.registration_id)
+    leaf_opt(element, _VEN_ID, message.ven_id)
 
 
 def decode_cancel(element: etree._Element) -> CancelPartyRegistration:
@@ -260,11 +258,11 @@ def decode_cancel(element: etree._Element) -> CancelPartyRegistration:
     )
 
 
-def encode_canceled(parent: etree._Element, message: CanceledPartyRegistration) -> None:
+def encode_canceled(parent: Node, message: CanceledPartyRegistration) -> None:
     element = payload_root(_CANCELED, parent)
     encode_response(element, message.response)
-    sub_opt(element, _REGISTRATION_ID, message.registration_id)
-    sub_opt(element, _VEN_ID, message.ven_id)
+    leaf_opt(element, _REGISTRATION_ID, message.registration_id)
+    leaf_opt(element, _VEN_ID, message.ven_id)
 
 
 def decode_canceled(element: etree._Element) -> CanceledPartyRegistration:
@@ -276,13 +274,12 @@ def decode_canceled(element: etree._Element) -> CanceledPartyRegistration:
     )
 
 
-def encode_reregister(parent: etree._Element, message: RequestReregistration) -> None:
-    sub(payload_root(_REREGISTER, parent), _VEN_ID, message.ven_id)
+def encode_reregister(parent: Node, message: RequestReregistration) -> None:
+    leaf(payload_root(_REREGISTER, parent), _VEN_ID, message.ven_id)
 
 
 def decode_reregister(element: etree._Element) -> RequestReregistration:
-    kids = children(element)
-    return RequestReregistration(ven_id=text(kids, _VEN_ID))
+    return RequestReregistration(ven_id=only_text(element))  # the XSD's one child
 
 
 ENCODERS = {

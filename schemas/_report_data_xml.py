@@ -9,44 +9,44 @@ This is the hot path of telemetry, so it is written for speed (decoders only see
   passes, anything else one pass per interval and payload (no ElementPath calls); repeated
   duration texts (``PT4S`` in every interval) are parsed once, ``...Z`` times go straight to
   ``datetime.fromisoformat``, and no regex touches a number;
-- encoding deepcopies prebuilt subtrees (one C-level copy instead of a Python call per node) and
-  fills in the texts; a block of plain telemetry intervals is copied in one go.
+- encoding writes text (:mod:`schemas._writer`); a float payload's fixed markup is one string.
 """
 
 from __future__ import annotations
 
-from copy import deepcopy
 from datetime import datetime, timedelta
-from functools import lru_cache
 from math import isfinite
 from typing import Final, TypeVar
 
 from lxml import etree
-from lxml.etree import SubElement
 
 from ._errors import InvalidData
 from ._wire import (
     EI,
-    NSMAP,
     OADR,
     STRM,
     XCAL,
     Children,
     check_period,
     children,
-    copy_tree,
     format_bool,
     format_datetime,
-    format_duration,
     format_float,
+    only_text,
     parse_bool,
     parse_datetime,
     parse_duration,
     parse_float,
     q,
-    sub_dtstart,
-    sub_duration,
     text_opt,
+)
+from ._writer import (
+    Node,
+    leaf,
+    leaf_value,
+    payload_float,
+    sub,
+    sub_period,
 )
 from .reports import (
     DataQuality,
@@ -128,56 +128,36 @@ def _checked_start(start: str, duration: str) -> datetime:
 
 def duration_prop(element: etree._Element) -> timedelta:
     """A DurationPropType element: ``<tag><xcal:duration>PT1M</xcal:duration></tag>``."""
-    return parse_duration(element[0].text or "")
+    return parse_duration(only_text(element))
 
 
 def read_dtstart(element: etree._Element) -> datetime:
-    return parse_datetime(element[0].text or "")
-
-
-# The envelope's prefixes, so lxml drops these declarations when a copy joins the tree.
-_PROTOTYPE_NS: Final = {prefix: NSMAP[prefix] for prefix in ("oadr", "ei", "xcal")}
-
-
-def _build_prototypes() -> tuple[etree._Element, etree._Element]:
-    """Detached subtrees to deepcopy: copying one subtree in C is several times cheaper than
-    building it node by node, and an oadrUpdateReport repeats the same shape in every interval."""
-    interval = etree.Element(_INTERVAL, nsmap=_PROTOTYPE_NS)
-    SubElement(SubElement(interval, _DTSTART), _DATE_TIME)
-    SubElement(SubElement(interval, _DURATION), _DURATION)
-    payload = etree.Element(_REPORT_PAYLOAD, nsmap=_PROTOTYPE_NS)
-    SubElement(payload, _R_ID)
-    SubElement(SubElement(payload, _PAYLOAD_FLOAT), _VALUE)
-    return interval, payload
-
-
-# Read-only after import: only ever deepcopied, never changed or attached.
-_TIMED_INTERVAL, _FLOAT_PAYLOAD = _build_prototypes()
+    return parse_datetime(only_text(element))
 
 
 # ---------------------------------------------------------------- interval payloads
 
 
-def _encode_control_value(parent: etree._Element, tag: str, value: LoadControlValue | None) -> None:
+def _encode_control_value(parent: Node, tag: str, value: LoadControlValue | None) -> None:
     if value is None:
         return
-    element = SubElement(parent, tag)
+    element = sub(parent, tag)
     if value.min is not None:
-        SubElement(element, _MIN).text = format_float(value.min)
+        leaf_value(element, _MIN, format_float(value.min))
     if value.max is not None:
-        SubElement(element, _MAX).text = format_float(value.max)
-    SubElement(element, _CURRENT).text = format_float(value.current)
+        leaf_value(element, _MAX, format_float(value.max))
+    leaf_value(element, _CURRENT, format_float(value.current))
     if value.normal is not None:
-        SubElement(element, _NORMAL).text = format_float(value.normal)
+        leaf_value(element, _NORMAL, format_float(value.normal))
 
 
-def _encode_status(parent: etree._Element, status: ResourceStatus) -> None:
-    element = SubElement(parent, _STATUS)
-    SubElement(element, _ONLINE).text = format_bool(status.online)
-    SubElement(element, _MANUAL_OVERRIDE).text = format_bool(status.manual_override)
+def _encode_status(parent: Node, status: ResourceStatus) -> None:
+    element = sub(parent, _STATUS)
+    leaf_value(element, _ONLINE, format_bool(status.online))
+    leaf_value(element, _MANUAL_OVERRIDE, format_bool(status.manual_override))
     state = status.load_control_state
     if state is not None:
-        holder = SubElement(element, _LOAD_CONTROL)
+        holder = sub(element, _LOAD_CONTROL)
         _encode_control_value(holder, _CAPACITY, state.capacity)
         _encode_control_value(holder, _LEVEL_OFFSET, state.level_offset)
         _encode_control_value(holder, _PERCENT_OFFSET, state.percent_offset)
@@ -217,28 +197,20 @@ def _decode_status(element: etree._Element) -> ResourceStatus:
     )
 
 
-def _encode_payload(parent: etree._Element, payload: ReportPayload) -> None:
-    value = payload.value
-    if payload.confidence is None and payload.accuracy is None and type(value) is float:
-        element = deepcopy(_FLOAT_PAYLOAD)
-        parent.append(element)
-        element[0].text = payload.r_id
-        element[1][0].text = float_wire(value)
-        if payload.data_quality is not None:
-            SubElement(element, _DATA_QUALITY).text = payload.data_quality
-        return
-    element = SubElement(parent, _REPORT_PAYLOAD)
-    SubElement(element, _R_ID).text = payload.r_id
+def _encode_payload(parent: Node, payload: ReportPayload) -> None:
+    element = sub(parent, _REPORT_PAYLOAD)
+    leaf(element, _R_ID, payload.r_id)
     if payload.confidence is not None:
-        SubElement(element, _CONFIDENCE).text = str(payload.confidence)
+        leaf_value(element, _CONFIDENCE, str(payload.confidence))
     if payload.accuracy is not None:
-        SubElement(element, _ACCURACY).text = format_float(payload.accuracy)
+        leaf_value(element, _ACCURACY, float_wire(payload.accuracy))
+    value = payload.value
     if isinstance(value, ResourceStatus):
         _encode_status(element, value)
     else:
-        SubElement(SubElement(element, _PAYLOAD_FLOAT), _VALUE).text = format_float(value)
+        element.parts.append(payload_float(float_wire(value)))
     if payload.data_quality is not None:
-        SubElement(element, _DATA_QUALITY).text = payload.data_quality
+        leaf(element, _DATA_QUALITY, payload.data_quality)
 
 
 def _decode_payload(element: etree._Element) -> ReportPayload:
@@ -268,20 +240,11 @@ def _decode_payload(element: etree._Element) -> ReportPayload:
     )
 
 
-def _encode_interval(parent: etree._Element, interval: ReportInterval) -> None:
-    if interval.dtstart is not None and interval.duration is not None:
-        element = deepcopy(_TIMED_INTERVAL)
-        parent.append(element)
-        element[0][0].text = datetime_wire(interval.dtstart)
-        element[1][0].text = format_duration(interval.duration)
-    else:
-        element = SubElement(parent, _INTERVAL)
-        if interval.dtstart is not None:
-            sub_dtstart(element, interval.dtstart)
-        if interval.duration is not None:
-            sub_duration(element, interval.duration)
+def _encode_interval(parent: Node, interval: ReportInterval) -> None:
+    element = sub(parent, _INTERVAL)
+    sub_period(element, interval.dtstart, interval.duration)
     if interval.uid is not None:
-        SubElement(SubElement(element, _UID), _TEXT).text = interval.uid
+        leaf(sub(element, _UID), _TEXT, interval.uid)
     for payload in interval.payloads:
         _encode_payload(element, payload)
 
@@ -313,97 +276,16 @@ def decode_interval(element: etree._Element) -> ReportInterval:
 
 # ---------------------------------------------------------------- strm:intervals
 
-_PROTOTYPE_BLOCK_MAX: Final = 128
 # Any of these inside strm:intervals rules out the plain-telemetry fast path (see _plain_row).
 _NOT_PLAIN: Final = (
     _UID, _STATUS, _DATA_QUALITY, q(EI, "signalPayload"), q(OADR, "oadrGBPayload"),
 )
 
-# dtstart, duration, rID, value, confidence, accuracy.
-PlainRow = tuple[datetime, timedelta, str, float, int | None, float | None]
-
-
-def _plain_row(interval: ReportInterval) -> PlainRow | None:
-    """The row of an interval with the shape of almost all telemetry: dtstart, duration and one
-    payloadFloat, with or without confidence and accuracy; None otherwise."""
-    dtstart, duration, payloads = interval.dtstart, interval.duration, interval.payloads
-    if dtstart is None or duration is None or interval.uid is not None or len(payloads) != 1:
-        return None
-    payload = payloads[0]
-    value = payload.value
-    if type(value) is not float or payload.data_quality is not None:
-        return None
-    return dtstart, duration, payload.r_id, value, payload.confidence, payload.accuracy
-
-
-def plain_rows(intervals: tuple[ReportInterval, ...]) -> list[PlainRow] | None:
-    """One row per interval when all are plain and alike (all or none carry a confidence, all or
-    none an accuracy), and not too many to cache a prototype for."""
-    if len(intervals) > _PROTOTYPE_BLOCK_MAX:
-        return None
-    rows: list[PlainRow] = []
-    for interval in intervals:
-        row = _plain_row(interval)
-        if row is None:
-            return None
-        rows.append(row)
-    if rows:
-        no_confidence, no_accuracy = rows[0][4] is None, rows[0][5] is None
-        for row in rows:
-            if (row[4] is None) is not no_confidence or (row[5] is None) is not no_accuracy:
-                return None
-    return rows
-
-
-@lru_cache(maxsize=32)
-def plain_block(count: int, confidence: bool = False, accuracy: bool = False) -> etree._Element:
-    """A detached strm:intervals of ``count`` plain intervals; read-only, only ever deepcopied."""
-    payload = deepcopy(_FLOAT_PAYLOAD)
-    # ReportPayloadType order: rID, confidence?, accuracy?, payloadBase.
-    if accuracy:
-        payload.insert(1, etree.Element(_ACCURACY, nsmap=_PROTOTYPE_NS))
-    if confidence:
-        payload.insert(1, etree.Element(_CONFIDENCE, nsmap=_PROTOTYPE_NS))
-    block = etree.Element(_INTERVALS, nsmap=_PROTOTYPE_NS | {"strm": STRM})
-    for _ in range(count):
-        interval = deepcopy(_TIMED_INTERVAL)
-        interval.append(deepcopy(payload))
-        block.append(interval)
-    return block
-
-
-def fill_plain_block(block: etree._Element, rows: list[PlainRow]) -> None:
-    """Write ``rows`` into a copy of ``plain_block(len(rows), ...)``: index by the known shape
-    (measured faster than C-filtered iter(tag) passes, which walk the block once per tag)."""
-    for interval, (dtstart, duration, r_id, value, confidence, accuracy) in zip(
-        block, rows, strict=True
-    ):
-        interval[0][0].text = datetime_wire(dtstart)
-        interval[1][0].text = format_duration(duration)
-        payload = interval[2]
-        payload[0].text = r_id
-        slot = 1
-        if confidence is not None:
-            payload[1].text = str(confidence)
-            slot = 2
-        if accuracy is not None:
-            payload[slot].text = float_wire(accuracy)
-            slot += 1
-        payload[slot][0].text = float_wire(value)
-
-
-def encode_intervals(parent: etree._Element, intervals: tuple[ReportInterval, ...]) -> None:
+def encode_intervals(parent: Node, intervals: tuple[ReportInterval, ...]) -> None:
     """strm:intervals (omitted when empty: the XSD wants at least one ei:interval inside)."""
     if not intervals:
         return
-    rows = plain_rows(intervals)
-    if rows is not None:
-        head = rows[0]
-        block = copy_tree(plain_block(len(rows), head[4] is not None, head[5] is not None))
-        parent.append(block)
-        fill_plain_block(block, rows)
-        return
-    holder = SubElement(parent, _INTERVALS)
+    holder = sub(parent, _INTERVALS)
     for interval in intervals:
         _encode_interval(holder, interval)
 

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from lxml import etree
-from lxml.etree import SubElement
 
 from ._report_data_xml import (
     READING_TYPES,
@@ -42,11 +41,9 @@ from ._wire import (
     parse_datetime,
     parse_duration,
     q,
-    sub,
-    sub_dtstart,
-    sub_duration,
     text_opt,
 )
+from ._writer import Node, leaf, leaf_value, sub, sub_dtstart, sub_duration, sub_period
 from .parts import decode_target, encode_target
 from .reports import (
     Report,
@@ -91,25 +88,25 @@ _SPECIFIER_PAYLOAD: Final = q(EI, "specifierPayload")
 # ---------------------------------------------------------------- descriptions (METADATA)
 
 
-def _encode_description(parent: etree._Element, description: ReportDescription) -> None:
-    element = SubElement(parent, _DESCRIPTION)
-    SubElement(element, _R_ID).text = description.r_id
+def _encode_description(parent: Node, description: ReportDescription) -> None:
+    element = sub(parent, _DESCRIPTION)
+    leaf(element, _R_ID, description.r_id)
     if description.report_subject is not None:
         encode_target(element, description.report_subject, _SUBJECT)
     if description.report_data_source is not None:
         encode_target(element, description.report_data_source, _DATA_SOURCE)
-    SubElement(element, _REPORT_TYPE).text = description.report_type
+    leaf(element, _REPORT_TYPE, description.report_type)
     if description.item_base is not None:
         encode_item_base(element, description.item_base)
-    SubElement(element, _READING_TYPE).text = description.reading_type
+    leaf(element, _READING_TYPE, description.reading_type)
     if description.market_context is not None:
-        SubElement(element, _MARKET_CONTEXT).text = description.market_context
+        leaf(element, _MARKET_CONTEXT, description.market_context)
     rate = description.sampling_rate
     if rate is not None:
-        holder = SubElement(element, _SAMPLING_RATE)
-        SubElement(holder, _MIN_PERIOD).text = format_duration(rate.min_period)
-        SubElement(holder, _MAX_PERIOD).text = format_duration(rate.max_period)
-        SubElement(holder, _ON_CHANGE).text = format_bool(rate.on_change)
+        holder = sub(element, _SAMPLING_RATE)
+        leaf_value(holder, _MIN_PERIOD, format_duration(rate.min_period))
+        leaf_value(holder, _MAX_PERIOD, format_duration(rate.max_period))
+        leaf_value(holder, _ON_CHANGE, format_bool(rate.on_change))
 
 
 def _decode_sampling_rate(element: etree._Element | None) -> SamplingRate | None:
@@ -147,22 +144,19 @@ def _decode_description(element: etree._Element) -> ReportDescription:
 # ---------------------------------------------------------------- oadrReport
 
 
-def encode_report(parent: etree._Element, report: Report) -> None:
-    element = SubElement(parent, _REPORT)
-    if report.dtstart is not None:
-        sub_dtstart(element, report.dtstart)
-    if report.duration is not None:
-        sub_duration(element, report.duration)
+def encode_report(parent: Node, report: Report) -> None:
+    element = sub(parent, _REPORT)
+    sub_period(element, report.dtstart, report.duration)
     encode_intervals(element, report.intervals)
     if report.report_id is not None:
-        SubElement(element, _REPORT_ID).text = report.report_id
+        leaf(element, _REPORT_ID, report.report_id)
     for description in report.descriptions:
         _encode_description(element, description)
-    SubElement(element, _REPORT_REQUEST_ID).text = report.report_request_id
-    SubElement(element, _REPORT_SPECIFIER_ID).text = report.report_specifier_id
+    leaf(element, _REPORT_REQUEST_ID, report.report_request_id)
+    leaf(element, _REPORT_SPECIFIER_ID, report.report_specifier_id)
     if report.report_name is not None:
-        SubElement(element, _REPORT_NAME).text = report.report_name
-    SubElement(element, _CREATED).text = datetime_wire(report.created_date_time)
+        leaf(element, _REPORT_NAME, report.report_name)
+    leaf_value(element, _CREATED, datetime_wire(report.created_date_time))
 
 
 def decode_report(element: etree._Element) -> Report:
@@ -213,24 +207,24 @@ def decode_report(element: etree._Element) -> Report:
 # ---------------------------------------------------------------- oadrReportRequest
 
 
-def encode_report_request(parent: etree._Element, request: ReportRequest) -> None:
-    element = SubElement(parent, _REPORT_REQUEST)
-    SubElement(element, _REPORT_REQUEST_ID).text = request.report_request_id
+def encode_report_request(parent: Node, request: ReportRequest) -> None:
+    element = sub(parent, _REPORT_REQUEST)
+    leaf(element, _REPORT_REQUEST_ID, request.report_request_id)
     spec = request.report_specifier
-    holder = SubElement(element, _SPECIFIER)
-    SubElement(holder, _REPORT_SPECIFIER_ID).text = spec.report_specifier_id
+    holder = sub(element, _SPECIFIER)
+    leaf(holder, _REPORT_SPECIFIER_ID, spec.report_specifier_id)
     sub_duration(holder, spec.granularity, _GRANULARITY)
     sub_duration(holder, spec.report_back_duration, _BACK_DURATION)
     if spec.report_interval is not None:
-        properties = sub(SubElement(holder, _REPORT_INTERVAL), _PROPERTIES)
+        properties = sub(sub(holder, _REPORT_INTERVAL), _PROPERTIES)
         sub_dtstart(properties, spec.report_interval.dtstart)
         sub_duration(properties, spec.report_interval.duration)
     for payload in spec.specifier_payloads:
-        item = SubElement(holder, _SPECIFIER_PAYLOAD)
-        SubElement(item, _R_ID).text = payload.r_id
+        item = sub(holder, _SPECIFIER_PAYLOAD)
+        leaf(item, _R_ID, payload.r_id)
         if payload.item_base is not None:
             encode_item_base(item, payload.item_base)
-        SubElement(item, _READING_TYPE).text = payload.reading_type
+        leaf(item, _READING_TYPE, payload.reading_type)
 
 
 def _decode_specifier_payload(element: etree._Element) -> SpecifierPayload:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Final
 
 from lxml import etree
-from lxml.etree import SubElement
 
 from ._report_parts_xml import (
     decode_report,
@@ -26,10 +25,10 @@ from ._wire import (
     children,
     format_bool,
     parse_bool,
-    payload_root,
     q,
     text_opt,
 )
+from ._writer import Node, leaf, leaf_value, payload_root, sub
 from .parts import EiResponse, decode_response, encode_response
 from .reports import (
     CanceledReport,
@@ -62,9 +61,9 @@ _REPORT_REQUEST: Final = q(OADR, "oadrReportRequest")
 _PENDING: Final = q(OADR, "oadrPendingReports")
 
 
-def _sub_ven_id(element: etree._Element, ven_id: str | None) -> None:
+def _sub_ven_id(element: Node, ven_id: str | None) -> None:
     if ven_id is not None:
-        SubElement(element, _VEN_ID).text = ven_id
+        leaf(element, _VEN_ID, ven_id)
 
 
 def _response(element: etree._Element) -> EiResponse:
@@ -75,14 +74,14 @@ def _response(element: etree._Element) -> EiResponse:
 # ---------------------------------------------------------------- register / registered
 
 
-def encode_register_report(parent: etree._Element, message: RegisterReport) -> None:
+def encode_register_report(parent: Node, message: RegisterReport) -> None:
     element = payload_root(_REGISTER, parent)
-    SubElement(element, _REQUEST_ID).text = message.request_id
+    leaf(element, _REQUEST_ID, message.request_id)
     for report in message.reports:
         encode_report(element, report)
     _sub_ven_id(element, message.ven_id)
     if message.report_request_id is not None:
-        SubElement(element, _REPORT_REQUEST_ID).text = message.report_request_id
+        leaf(element, _REPORT_REQUEST_ID, message.report_request_id)
 
 
 def decode_register_report(element: etree._Element) -> RegisterReport:
@@ -95,7 +94,7 @@ def decode_register_report(element: etree._Element) -> RegisterReport:
     )
 
 
-def encode_registered_report(parent: etree._Element, message: RegisteredReport) -> None:
+def encode_registered_report(parent: Node, message: RegisteredReport) -> None:
     element = payload_root(_REGISTERED, parent)
     encode_response(element, message.response)
     for request in message.report_requests:
@@ -116,9 +115,9 @@ def decode_registered_report(element: etree._Element) -> RegisteredReport:
 # ---------------------------------------------------------------- create / created
 
 
-def encode_create_report(parent: etree._Element, message: CreateReport) -> None:
+def encode_create_report(parent: Node, message: CreateReport) -> None:
     element = payload_root(_CREATE, parent)
-    SubElement(element, _REQUEST_ID).text = message.request_id
+    leaf(element, _REQUEST_ID, message.request_id)
     for request in message.report_requests:
         encode_report_request(element, request)
     _sub_ven_id(element, message.ven_id)
@@ -135,10 +134,10 @@ def decode_create_report(element: etree._Element) -> CreateReport:
     )
 
 
-def _encode_pending(element: etree._Element, pending: tuple[str, ...]) -> None:
-    holder = SubElement(element, _PENDING)
+def _encode_pending(element: Node, pending: tuple[str, ...]) -> None:
+    holder = sub(element, _PENDING)
     for report_request_id in pending:
-        SubElement(holder, _REPORT_REQUEST_ID).text = report_request_id
+        leaf(holder, _REPORT_REQUEST_ID, report_request_id)
 
 
 def _decode_pending(kids: Children) -> tuple[str, ...]:
@@ -148,7 +147,7 @@ def _decode_pending(kids: Children) -> tuple[str, ...]:
     return tuple(item.text or "" for item in holder.iterchildren(_REPORT_REQUEST_ID))
 
 
-def encode_created_report(parent: etree._Element, message: CreatedReport) -> None:
+def encode_created_report(parent: Node, message: CreatedReport) -> None:
     element = payload_root(_CREATED, parent)
     encode_response(element, message.response)
     _encode_pending(element, message.pending_reports)
@@ -167,9 +166,9 @@ def decode_created_report(element: etree._Element) -> CreatedReport:
 # ---------------------------------------------------------------- update / updated
 
 
-def encode_update_report(parent: etree._Element, message: UpdateReport) -> None:
+def encode_update_report(parent: Node, message: UpdateReport) -> None:
     element = payload_root(_UPDATE, parent)
-    SubElement(element, _REQUEST_ID).text = message.request_id
+    leaf(element, _REQUEST_ID, message.request_id)
     for report in message.reports:
         encode_report(element, report)
     _sub_ven_id(element, message.ven_id)
@@ -197,11 +196,11 @@ def decode_update_report(element: etree._Element) -> UpdateReport:
     return UpdateReport(request_id=request_id, reports=reports, ven_id=ven_id)
 
 
-def encode_updated_report(parent: etree._Element, message: UpdatedReport) -> None:
+def encode_updated_report(parent: Node, message: UpdatedReport) -> None:
     element = payload_root(_UPDATED, parent)
     encode_response(element, message.response)
     if message.cancel_report is not None:
-        _encode_cancel_body(SubElement(element, _CANCEL), message.cancel_report)
+        _encode_cancel_body(sub(element, _CANCEL), message.cancel_report)
     _sub_ven_id(element, message.ven_id)
 
 
@@ -218,15 +217,15 @@ def decode_updated_report(element: etree._Element) -> UpdatedReport:
 # ---------------------------------------------------------------- cancel / canceled
 
 
-def _encode_cancel_body(element: etree._Element, message: CancelReport) -> None:
-    SubElement(element, _REQUEST_ID).text = message.request_id
+def _encode_cancel_body(element: Node, message: CancelReport) -> None:
+    leaf(element, _REQUEST_ID, message.request_id)
     for report_request_id in message.report_request_ids:
-        SubElement(element, _REPORT_REQUEST_ID).text = report_request_id
-    SubElement(element, _REPORT_TO_FOLLOW).text = format_bool(message.report_to_follow)
+        leaf(element, _REPORT_REQUEST_ID, report_request_id)
+    leaf_value(element, _REPORT_TO_FOLLOW, format_bool(message.report_to_follow))
     _sub_ven_id(element, message.ven_id)
 
 
-def encode_cancel_report(parent: etree._Element, message: CancelReport) -> None:
+def encode_cancel_report(parent: Node, message: CancelReport) -> None:
     _encode_cancel_body(payload_root(_CANCEL, parent), message)
 
 
@@ -242,7 +241,7 @@ def decode_cancel_report(element: etree._Element) -> CancelReport:
     )
 
 
-def encode_canceled_report(parent: etree._Element, message: CanceledReport) -> None:
+def encode_canceled_report(parent: Node, message: CanceledReport) -> None:
     element = payload_root(_CANCELED, parent)
     encode_response(element, message.response)
     _encode_pending(element, message.pending_reports)

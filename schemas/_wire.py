@@ -1,4 +1,4 @@
-"""XML primitives shared by every payload family: namespaces, element helpers, time values.
+"""XML primitives shared by every payload family: namespaces, reading helpers, time values.
 
 Invariants: tags are Clark names built once here; times on the wire are UTC ``...Z`` (xcal
 DateTimeType allows only ``Z`` or no zone; a zone-less time is read as UTC); durations are whole
@@ -9,7 +9,7 @@ their length depends on a start the duration does not carry.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -63,38 +63,9 @@ SCHEMA_VERSION_ATTR: Final = q(EI, "schemaVersion")
 XSI_TYPE: Final = q(XSI, "type")
 
 
-# ---------------------------------------------------------------- building
-
-
-def sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    """Append ``<tag>text</tag>``; lxml escapes the text, so markup in IDs stays data."""
-    element = etree.SubElement(parent, tag)
-    if text is not None:
-        element.text = text
-    return element
-
-
-def sub_opt(parent: etree._Element, tag: str, text: str | None) -> None:
-    """Append ``<tag>text</tag>`` only when ``text`` is not None."""
-    if text is not None:
-        etree.SubElement(parent, tag).text = text
-
-
-def sub_all(parent: etree._Element, tag: str, texts: Iterable[str]) -> None:
-    for text in texts:
-        etree.SubElement(parent, tag).text = text
-
-
 # A deep copy of an element and its subtree: lxml's __copy__ copies in C (as copy.deepcopy ends up
 # doing) without deepcopy's memo bookkeeping. The stubs do not declare it, hence the lookup.
 copy_tree: Final[Callable[[etree._Element], etree._Element]] = vars(etree._Element)["__copy__"]
-
-
-def payload_root(tag: str, parent: etree._Element) -> etree._Element:
-    """The payload element (e.g. oadrPoll) under oadrSignedObject, with schemaVersion set."""
-    element = etree.SubElement(parent, tag)
-    element.set(SCHEMA_VERSION_ATTR, SCHEMA_VERSION)
-    return element
 
 
 # ---------------------------------------------------------------- reading
@@ -108,7 +79,10 @@ def children(parent: etree._Element) -> Children:
     ``iterchildren(tag)`` sets up a matcher and rescans, so a decoder that reads several fields
     of one element looks them up here instead. For the children the XSD allows once (of a
     repeated tag the last one is kept; read repeated ones with ``iterchildren``)."""
-    return {element.tag: element for element in parent}
+    kids: Children = {}
+    for element in parent:  # a loop, not a comprehension: Python 3.11 runs those as a call
+        kids[element.tag] = element
+    return kids
 
 
 def first(parent: etree._Element, tag: str) -> etree._Element | None:
@@ -126,7 +100,10 @@ def child(kids: Children, tag: str) -> etree._Element:
 
 def text(kids: Children, tag: str) -> str:
     """Text of the required child ``tag``, exactly as received (IDs stay strings: 000123)."""
-    return child(kids, tag).text or ""
+    element = kids.get(tag)  # child(), inlined: every decoder reads most of its fields here
+    if element is None:
+        raise InvalidData(f"lacks <{etree.QName(tag).localname}>")
+    return element.text or ""
 
 
 def text_opt(kids: Children, tag: str) -> str | None:
@@ -300,25 +277,23 @@ def check_period(dtstart: datetime, duration: timedelta) -> None:
 
 
 _DTSTART = q(XCAL, "dtstart")
-_DATE_TIME = q(XCAL, "date-time")
 _DURATION_TAG = q(XCAL, "duration")
 
 
-def sub_dtstart(parent: etree._Element, value: datetime) -> None:
-    """``<xcal:dtstart><xcal:date-time>...Z</xcal:date-time></xcal:dtstart>``."""
-    sub(sub(parent, _DTSTART), _DATE_TIME, format_datetime(value))
+def only_text(element: etree._Element) -> str:
+    """The text of ``element``'s one child, for the elements whose XSD type is a sequence of one
+    required element (xcal:dtstart/date-time, a DurationPropType's xcal:duration, xcal:uid/text,
+    ei:payloadFloat/value, ei:eiMarketContext; oadrPoll, oadrRequestReregistration and
+    oadrQueryRegistration): decoders see only XSD-valid trees without comments or PIs, so it is
+    the first child, read without a tag lookup."""
+    return element[0].text or ""
 
 
 def read_dtstart(kids: Children) -> datetime | None:
     element = kids.get(_DTSTART)
-    return None if element is None else parse_datetime(text(children(element), _DATE_TIME))
-
-
-def sub_duration(parent: etree._Element, value: timedelta, tag: str = _DURATION_TAG) -> None:
-    """``<tag><xcal:duration>PT15M</xcal:duration></tag>`` (tag is xcal:duration by default)."""
-    sub(sub(parent, tag), _DURATION_TAG, format_duration(value))
+    return None if element is None else parse_datetime(only_text(element))
 
 
 def read_duration(kids: Children, tag: str = _DURATION_TAG) -> timedelta | None:
     element = kids.get(tag)
-    return None if element is None else parse_duration(text(children(element), _DURATION_TAG))
+    return None if element is None else parse_duration(only_text(element))

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from ._wire import EI, PYLD, children, q, sub, sub_all, sub_opt, text, text_opt
+from ._wire import (
+    EI,
+    PYLD,
+    children,
+    q,
+    text,
+    text_opt,
+)
+from ._writer import Node, leaf, leaf_all, leaf_opt, leaf_value, sub
 
 __all__ = ["EiResponse", "Target", "echoed_request_id"]
 
@@ -45,11 +53,11 @@ def echoed_request_id(message: object) -> str:
     return response.request_id if isinstance(response, EiResponse) else ""
 
 
-def encode_response(parent: etree._Element, response: EiResponse, tag: str = _RESPONSE) -> None:
+def encode_response(parent: Node, response: EiResponse, tag: str = _RESPONSE) -> None:
     element = sub(parent, tag)
-    sub(element, _CODE, f"{response.code:03d}")
-    sub_opt(element, _DESCRIPTION, response.description)
-    sub(element, _REQUEST_ID, response.request_id)
+    leaf_value(element, _CODE, f"{response.code:03d}")
+    leaf_opt(element, _DESCRIPTION, response.description)
+    leaf(element, _REQUEST_ID, response.request_id)
 
 
 def decode_response(element: etree._Element) -> EiResponse:
@@ -95,13 +103,13 @@ class Target:
         )
 
 
-def encode_target(parent: etree._Element, target: Target, tag: str = _TARGET) -> None:
+def encode_target(parent: Node, target: Target, tag: str = _TARGET) -> None:
     element = sub(parent, tag)
-    sub_all(element, _GROUP_ID, target.group_ids)
-    sub_all(element, _GROUP_NAME, target.group_names)
-    sub_all(element, _RESOURCE_ID, target.resource_ids)
-    sub_all(element, _VEN_ID, target.ven_ids)
-    sub_all(element, _PARTY_ID, target.party_ids)
+    leaf_all(element, _GROUP_ID, target.group_ids)
+    leaf_all(element, _GROUP_NAME, target.group_names)
+    leaf_all(element, _RESOURCE_ID, target.resource_ids)
+    leaf_all(element, _VEN_ID, target.ven_ids)
+    leaf_all(element, _PARTY_ID, target.party_ids)
 
 
 def decode_target(element: etree._Element) -> Target:

@@ -25,10 +25,10 @@ from ._wire import (
     parse_bool,
     parse_float,
     q,
-    sub,
     text,
     text_opt,
 )
+from ._writer import Node, leaf, leaf_value, sub
 
 __all__ = ["ItemBase", "ItemKind", "PowerAttributes", "SiScale"]
 
@@ -165,21 +165,21 @@ def is_item_base_tag(tag: str) -> bool:
     return tag in _KIND_BY_TAG
 
 
-def encode_item_base(parent: etree._Element, item: ItemBase) -> None:
+def encode_item_base(parent: Node, item: ItemBase) -> None:
     ns = _namespace(item.kind)
     element = sub(parent, q(ns, item.kind.value))
-    sub(element, q(ns, "itemDescription"), item.description)
-    sub(element, q(ns, "itemUnits"), item.units)
+    leaf(element, q(ns, "itemDescription"), item.description)
+    leaf(element, q(ns, "itemUnits"), item.units)
     if item.kind is ItemKind.PULSE_COUNT:
-        sub(element, q(OADR, "pulseFactor"), format_float(item.pulse_factor or 1.0))
+        leaf_value(element, q(OADR, "pulseFactor"), format_float(item.pulse_factor or 1.0))
         return
-    sub(element, _SI_SCALE, (item.scale or SiScale.NONE).value)
+    leaf(element, _SI_SCALE, (item.scale or SiScale.NONE).value)
     if item.kind in _POWER_KINDS:
         attributes = item.power_attributes or PowerAttributes()
         holder = sub(element, q(POWER, "powerAttributes"))
-        sub(holder, q(POWER, "hertz"), format_float(attributes.hertz))
-        sub(holder, q(POWER, "voltage"), format_float(attributes.voltage))
-        sub(holder, q(POWER, "ac"), format_bool(attributes.ac))
+        leaf_value(holder, q(POWER, "hertz"), format_float(attributes.hertz))
+        leaf_value(holder, q(POWER, "voltage"), format_float(attributes.voltage))
+        leaf_value(holder, q(POWER, "ac"), format_bool(attributes.ac))
 
 
 def decode_item_base(element: etree._Element) -> ItemBase:

@@ -1,7 +1,8 @@
 """A codec's EventEncodeCache (schemas._event_cache): a fan-out encodes one Event object for
-hundreds of VENs, so its oadrEvent is built once per thread and copied after; an event given each
-VEN's own target (EventEncodeCache.with_target) is a copy of the untargeted build plus that target.
-Either must be indistinguishable from a fresh build, and the Event itself stays plain data."""
+hundreds of VENs, so its oadrEvent is written once and its text reused after (threads share
+it); an event given each VEN's own target (EventEncodeCache.with_target) is the untargeted text
+around that target. Either must be indistinguishable from a fresh build, and the Event itself
+stays plain data."""
 
 from __future__ import annotations
 
