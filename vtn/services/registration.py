@@ -115,10 +115,11 @@ async def on_create(ctx: ServiceContext, peer: Peer,
         dedup_key=f"vtn-metadata:{candidate.registration_id}"),) if ctx.offer_metadata else ()
     # one transaction: the row, our METADATA request, and (a VEN beginning a registration) the
     # live events published while it was not there to be targeted, which nothing else queues
-    stored, _ = await ctx.storage.vens.enrol(Enrolment(
+    stored, affected = await ctx.storage.vens.enrol(Enrolment(
         registration=candidate, queued=metadata,
         live=events.LIVE if existing is None or not existing.active else (), now=ctx.clock()))
-    ctx.on_enqueued((stored.ven_id,))
+    if metadata or affected:
+        ctx.on_enqueued((stored.ven_id,))
     return _created(ctx, msg.request_id, stored)
 
 
