@@ -16,7 +16,8 @@ handed to aiohttp:
   logged (one WARNING line per ``_SHED_LOG_INTERVAL_S`` at most, with the counts since the last).
 - **TLS handshake deadline** *(config: ``tls_handshake_timeout_s``)*: a peer that has not
   finished its handshake this long after it was accepted is dropped (time spent in the listen
-  queue does not count).
+  queue does not count). A connection whose peer already closed its end while it waited in the
+  queue (it gave up) is closed when accepted, without a handshake's work (Linux: the TCP state).
 - **Open-connection cap** *(config: ``max_connections``)*: with that many established
   connections, a new one is closed as soon as its handshake completes, before any HTTP is read.
   VENs keep their connection alive (docs/architecture.md#where-the-time-goes), so the cap is on
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 DESCRIPTOR_HEADROOM = 256
 _SHED_LOG_INTERVAL_S = 10.0
 _ACCEPT_RETRY_S = 0.5  # after a failed accept (out of descriptors), as asyncio's own server
+_TCP_CLOSE_WAIT = 8  # linux/tcp_states.h: the peer sent its FIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +146,7 @@ class VtnSite(web.TCPSite):
     """
 
     __slots__ = ("_connections", "_in_progress", "_limits", "_pending", "_shed", "_slot_freed",
-                 "_tasks", "refused")
+                 "_tasks", "abandoned", "refused")
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
                  ssl_context: ssl.SSLContext, limits: SiteLimits = SiteLimits(),
@@ -162,6 +164,7 @@ class VtnSite(web.TCPSite):
         self._tasks: set[asyncio.Task[None]] = set()
         self._shed = _ShedLog(clock)
         self.refused = 0  # connections closed at the connection cap, for operators and tests
+        self.abandoned = 0  # connections found closed by their peer when accepted
 
     @property
     def pending_handshakes(self) -> int:
@@ -198,6 +201,10 @@ class VtnSite(web.TCPSite):
             except OSError as exc:  # EMFILE and kin: the caps below were not enough
                 self._shed.shed(f"accept failed ({exc.strerror})")
                 await asyncio.sleep(_ACCEPT_RETRY_S)
+                continue
+            if _peer_closed(conn):
+                self.abandoned += 1
+                conn.close()
                 continue
             address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
             reason = self._over_pending(address)
@@ -266,6 +273,17 @@ class VtnSite(web.TCPSite):
             handler.data_received(chunk)
         if held.eof:
             handler.eof_received()
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    """Whether the peer has closed its end already (False where TCP_INFO is not offered)."""
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is None:
+        return False
+    try:
+        return conn.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0] == _TCP_CLOSE_WAIT
+    except OSError:
+        return False
 
 
 class _Listening(asyncio.AbstractServer):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -219,6 +220,48 @@ async def test_a_burst_larger_than_the_overall_cap_is_handshaken_in_turn(
         assert all(head.startswith(b"HTTP/1.1 200") for head in heads)
         assert vtn.site.refused == 0 and vtn.site.pending_handshakes == 0
     assert not [r for r in caplog.records if r.name == "vtn.site" and "shedding" in r.getMessage()]
+
+
+async def test_a_queued_connection_its_peer_gave_up_on_gets_no_handshake(
+        pki, tmp_path: Path) -> None:
+    """Tried: with at most 1 pending handshake, a silent connection holds the slot while a
+    second one, queued behind it, sends the start of a ClientHello and then closes its end (a VEN
+    giving up). When the slot frees, the second is accepted and closed without a handshake
+    (counted as abandoned); an honest VEN is served after it."""
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}",
+                           tls_handshake_timeout_s=HANDSHAKE_S, max_pending_handshakes=1) as vtn:
+        url, site = vtn.url, vtn.site
+        stalled = await _stalled(url, 1)
+        try:
+            async with asyncio.timeout(GRACE_S):
+                while site.pending_handshakes < 1:
+                    await asyncio.sleep(0)
+            parts = urlsplit(url)
+            quitter = socket.create_connection((parts.hostname, parts.port))
+            try:
+                quitter.sendall(b"\x16\x03\x01\x00\xc8\x01")  # a record header, then nothing
+                quitter.shutdown(socket.SHUT_WR)
+                async with asyncio.timeout(GRACE_S):  # until the VTN's kernel has our FIN
+                    while _tcp_state(quitter) != _FIN_WAIT2:
+                        await asyncio.sleep(0)
+            finally:
+                quitter.close()
+        finally:
+            _close_all([writer for _, writer in stalled])
+        async with asyncio.timeout(GRACE_S):
+            while site.abandoned < 1:
+                await asyncio.sleep(0)
+        assert site.abandoned == 1
+        async with honest_ven(url, pki.client_context()) as honest:
+            reply = await honest.poll()
+            assert isinstance(reply, Response) and reply.response.code == 200
+
+
+_FIN_WAIT2 = 5  # linux/tcp_states.h
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
 
 
 def test_the_caps_are_configurable_and_nonsense_is_refused() -> None:
