@@ -121,8 +121,9 @@ async def _start_ours(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callab
                        poll_frequency=timedelta(seconds=spec.poll_frequency_s),
                        # limits stay on (their cost is measured) but must not bite a load test
                        rate_limit_per_s=1e6, rate_limit_burst=10**6, max_in_flight=10**5,
-                       # every VEN connects from one address, many at once
-                       max_pending_handshakes=None, max_pending_handshakes_per_address=None,
+                       # every VEN connects from one address, many at once (over the overall
+                       # cap of pending handshakes they wait their turn: vtn/site.py)
+                       max_pending_handshakes_per_address=None,
                        # a 10,000-VEN fleet whose reconnecting VENs briefly hold two
                        max_connections=12_000)
     codec = None

@@ -66,7 +66,7 @@ _STORAGE = {"sqlite": "SQLite (file)",
 
 def render(args: argparse.Namespace, results: dict[str, list[RunResult]], *, pinned: bool,
            load_before: tuple[float, float, float], load_after: tuple[float, float, float],
-           key_loading_s: float | None) -> str:
+           key_loading_s: float | None, handshake_s: list[float] | None) -> str:
     from bench.vtn import METRICS
 
     lines = [
@@ -102,6 +102,12 @@ def render(args: argparse.Namespace, results: dict[str, list[RunResult]], *, pin
         if cprofiles:
             lines += ["", "cProfile of our VTN during the poll and report loads of its first run"
                       " (by own time, event-loop thread only):", cprofiles[0]]
+    if handshake_s is not None:
+        from bench._handshake import median_ms
+
+        lines += ["", "a bare mutual-TLS handshake on our server context (memory BIOs, no socket,"
+                  f" no HTTP), server CPU: {median_ms(handshake_s)} over {len(handshake_s)}"
+                  " samples: the floor under both VTNs' CPU per registration"]
     if key_loading_s is not None:
         lines += ["", f"openleadr loads the PEM signing key twice per signed message:"
                   f" {key_loading_s * 1000:.1f} ms of each signed reply's CPU, measured alone"]

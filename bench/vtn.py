@@ -398,6 +398,7 @@ def main(argv: list[str]) -> int:
     args.report_vens = min(args.report_vens, args.vens)
     args.store_vens = min(args.store_vens, args.vens)
     warnings.simplefilter("ignore")
+    from bench._handshake import handshake_cpu_s
     from bench._vtn_tables import render
 
     vtn_cpu, load_cpu = _cores()
@@ -417,8 +418,11 @@ def main(argv: list[str]) -> int:
             if not args.no_signed:
                 runs += _repeat(run_signed, setup, pki, args, vtn_cpu, tmp, args.signed_runs)
         key_loading = None if args.no_signed else openleadr_key_loading_s(pki)
+        handshake = None if args.signed_only else handshake_cpu_s(
+            cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca, ven_cert=pki.vens[0].cert,
+            ven_key=pki.vens[0].key)
     print(render(args, results, pinned=vtn_cpu is not None, load_before=load_before,
-                 load_after=os.getloadavg(), key_loading_s=key_loading))
+                 load_after=os.getloadavg(), key_loading_s=key_loading, handshake_s=handshake))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -151,10 +151,12 @@ class PushDelivery:
                     self._poke(lanes, ven_id)
 
     async def _targets_of(self, waiting: set[str]) -> list[str]:
-        pushed = {v.ven_id for v in await self._ctx.storage.vens.active() if self._takes(v)}
-        targets = pushed if self._first_scan else waiting & pushed
+        # Only the waiting VENs' rows after the first scan: reading every active VEN per wake
+        # cost a registration storm (one wake per few registrations) time growing with the fleet.
+        vens = self._ctx.storage.vens
+        found = await (vens.active() if self._first_scan else vens.get_many(waiting))
         self._first_scan = False
-        return sorted(targets)
+        return sorted(v.ven_id for v in found if self._takes(v))
 
     def _takes(self, registration: VenRegistration) -> bool:
         """Whether the VEN is sent its payloads (rather than polling for them)."""

@@ -9,12 +9,17 @@ reuses the bytes with that one element's text swapped.
 
 Only oadrPoll requests are remembered: every other payload carries a requestID the VEN makes new
 per request, so it never repeats, and remembering it would only push the VEN's poll out (a fleet
-VEN reports and acknowledges between its polls). Replies are remembered one per message type for
-the same reason: the answer to a report does not push out the answer to a poll. A reply with a
-requestID of its own is not remembered at all.
+VEN reports and acknowledges between its polls). Of a poll, a 16-byte BLAKE2b digest of its bytes
+is kept, not the bytes. Only the replies of a VEN's steady traffic are remembered, one per message
+type: oadrResponse (to a poll with nothing queued, to an ack) and oadrUpdatedReport (to a report),
+so the answer to a report does not push out the answer to a poll. The rest (the answer to a
+registration, to an oadrRegisterReport, to an opt) comes once in a while, so keeping its bytes
+per VEN would cost memory for nothing served; a reply with a requestID of its own (an
+oadrDistributeEvent, an oadrCreateReport) cannot repeat at all.
 
 Invariants:
-- Keys are certificate fingerprints: one VEN's bytes never stand for another's.
+- Keys are certificate fingerprints: one VEN's bytes never stand for another's. Two different
+  polls of one VEN would have to collide in a 128-bit digest to be taken for each other.
 - Only polls that decoded and validated, without a signature, are remembered; a signed request
   carries a fresh nonce and is verified every time.
 - Replies are reused only from a codec that does not sign (a signed reply needs a fresh
@@ -29,24 +34,30 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Final, cast
 
-from schemas import EiResponse, Message, Poll
+from schemas import EiResponse, Message, Poll, Response, UpdatedReport
 
 __all__ = ["Repeats"]
 
 # Text lxml writes out unchanged: printable ASCII except the characters it escapes.
 _PLAIN_ID: Final = re.compile(rb"[ -%'-;=?-~]*")
 _REQUEST_ID: Final = b"<pyld:requestID>%b</pyld:requestID>"  # as the codec's NSMAP spells it
+_REPEATING: Final = frozenset({Response, UpdatedReport})  # the replies remembered
+
+
+def _digest(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 @dataclass(slots=True)
 class _Last:
-    body: bytes | None = None
+    digest: bytes | None = None  # of the poll's bytes
     request: Message | None = None
     # the last reply of each message type and its bytes
     replies: dict[type, tuple[Message, bytes]] = field(default_factory=dict)
@@ -67,7 +78,9 @@ class Repeats:
     def request(self, fingerprint: str, body: bytes) -> Message | None:
         """The message ``body`` decoded to last time, if this VEN sent exactly these bytes."""
         last = self._by_peer.get(fingerprint) if self.enabled else None
-        message = last.request if last is not None and last.body == body else None
+        message = None
+        if last is not None and last.digest is not None and last.digest == _digest(body):
+            message = last.request
         self.requests[message is None] += 1
         return message
 
@@ -76,7 +89,7 @@ class Repeats:
         docstring: nothing else repeats)."""
         if self.enabled and type(message) is Poll:
             last = self._entry(fingerprint)
-            last.body, last.request = body, message
+            last.digest, last.request = _digest(body), message
 
     def reply(self, fingerprint: str, reply: Message) -> bytes | None:
         """The bytes ``reply`` encodes to, if this VEN's last reply of its type was equal or
@@ -98,10 +111,9 @@ class Repeats:
         return data
 
     def remember_reply(self, fingerprint: str, reply: Message, data: bytes) -> None:
-        """Remember ``data`` as the encoding of ``reply``, unless the reply carries a requestID
-        of its own (an oadrDistributeEvent, an oadrCreateReport): that is made new per message,
-        so the reply cannot repeat and its bytes would only take memory."""
-        if self.enabled and not getattr(reply, "request_id", ""):
+        """Remember ``data`` as the encoding of ``reply`` if it is an oadrResponse or an
+        oadrUpdatedReport (see the module docstring: nothing else repeats)."""
+        if self.enabled and type(reply) in _REPEATING:
             self._entry(fingerprint).replies[type(reply)] = reply, data
 
     def __len__(self) -> int:

@@ -5,12 +5,19 @@ The site accepts each TCP connection itself and has its TLS handshake run
 handed to aiohttp:
 
 - **Pending handshakes** *(config: ``max_pending_handshakes``,
-  ``max_pending_handshakes_per_address``)*: a connection accepted while that many handshakes are
-  in progress, overall or from its source address, is closed at once, so sockets that never send
-  a ClientHello cannot pin the process's file descriptors; shedding is logged (one WARNING line
-  per ``_SHED_LOG_INTERVAL_S`` at most, with the counts since the last).
+  ``max_pending_handshakes_per_address``)*: while ``max_pending_handshakes`` handshakes are in
+  progress the site accepts nothing more: further connections wait in the kernel's listen queue
+  (costing the process no descriptor and no handshake work) and are accepted, in order, as
+  handshakes finish. So a burst of VENs larger than the cap (all of them reconnecting after a
+  restart) is handshaken a slice at a time, each handshake done well inside its deadline, instead
+  of all at once, most of them past it and redone. A connection accepted while its source
+  address has ``max_pending_handshakes_per_address`` in progress is closed at once, so one
+  address's sockets that never send a ClientHello cannot fill the overall slots; shedding is
+  logged (one WARNING line per ``_SHED_LOG_INTERVAL_S`` at most, with the counts since the last).
 - **TLS handshake deadline** *(config: ``tls_handshake_timeout_s``)*: a peer that has not
-  finished its handshake this long after it connected is dropped.
+  finished its handshake this long after it was accepted is dropped (time spent in the listen
+  queue does not count). A connection whose peer already closed its end while it waited in the
+  queue (it gave up) is closed when accepted, without a handshake's work (Linux: the TCP state).
 - **Open-connection cap** *(config: ``max_connections``)*: with that many established
   connections, a new one is closed as soon as its handshake completes, before any HTTP is read.
   VENs keep their connection alive (docs/architecture.md#where-the-time-goes), so the cap is on
@@ -54,6 +61,7 @@ log = logging.getLogger(__name__)
 DESCRIPTOR_HEADROOM = 256
 _SHED_LOG_INTERVAL_S = 10.0
 _ACCEPT_RETRY_S = 0.5  # after a failed accept (out of descriptors), as asyncio's own server
+_TCP_CLOSE_WAIT = 8  # linux/tcp_states.h: the peer sent its FIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +145,8 @@ class VtnSite(web.TCPSite):
     any handshake work, and has each handshake done by ``loop.connect_accepted_socket``.
     """
 
-    __slots__ = ("_connections", "_limits", "_pending", "_shed", "_tasks", "refused")
+    __slots__ = ("_connections", "_in_progress", "_limits", "_pending", "_shed", "_slot_freed",
+                 "_tasks", "abandoned", "refused")
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
                  ssl_context: ssl.SSLContext, limits: SiteLimits = SiteLimits(),
@@ -149,14 +158,17 @@ class VtnSite(web.TCPSite):
                          reuse_port=reuse_port)
         self._limits = limits
         self._connections = connections or Connections(per_peer=None)
-        self._pending: Counter[str] = Counter()
+        self._pending: Counter[str] = Counter()  # handshakes in progress by source address
+        self._in_progress = 0  # ... and overall
+        self._slot_freed = asyncio.Event()  # set when a handshake ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._shed = _ShedLog(clock)
         self.refused = 0  # connections closed at the connection cap, for operators and tests
+        self.abandoned = 0  # connections found closed by their peer when accepted
 
     @property
     def pending_handshakes(self) -> int:
-        return sum(self._pending.values())
+        return self._in_progress
 
     async def start(self) -> None:
         self._runner._reg_site(self)
@@ -179,12 +191,20 @@ class VtnSite(web.TCPSite):
 
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        cap = self._limits.max_pending_handshakes
         while True:
+            while cap is not None and self.pending_handshakes >= cap:
+                self._slot_freed.clear()  # the rest wait in the listen queue, unaccepted
+                await self._slot_freed.wait()
             try:
                 conn, peer = await loop.sock_accept(listener)
             except OSError as exc:  # EMFILE and kin: the caps below were not enough
                 self._shed.shed(f"accept failed ({exc.strerror})")
                 await asyncio.sleep(_ACCEPT_RETRY_S)
+                continue
+            if _peer_closed(conn):
+                self.abandoned += 1
+                conn.close()
                 continue
             address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
             reason = self._over_pending(address)
@@ -193,17 +213,14 @@ class VtnSite(web.TCPSite):
                 conn.close()
                 continue
             self._pending[address] += 1
+            self._in_progress += 1
             task = loop.create_task(self._handshake(conn, address))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     def _over_pending(self, address: str) -> str | None:
-        limits = self._limits
-        if limits.max_pending_handshakes is not None and \
-                self.pending_handshakes >= limits.max_pending_handshakes:
-            return "over max_pending_handshakes"
-        if limits.max_pending_per_address is not None and \
-                self._pending[address] >= limits.max_pending_per_address:
+        cap = self._limits.max_pending_per_address
+        if cap is not None and self._pending[address] >= cap:
             return f"over max_pending_handshakes_per_address from {address}"
         return None
 
@@ -220,6 +237,8 @@ class VtnSite(web.TCPSite):
             self._pending[address] -= 1
             if self._pending[address] <= 0:
                 del self._pending[address]
+            self._in_progress -= 1
+            self._slot_freed.set()
         if held.lost:
             return
         try:
@@ -254,6 +273,17 @@ class VtnSite(web.TCPSite):
             handler.data_received(chunk)
         if held.eof:
             handler.eof_received()
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    """Whether the peer has closed its end already (False where TCP_INFO is not offered)."""
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is None:
+        return False
+    try:
+        return conn.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0] == _TCP_CLOSE_WAIT
+    except OSError:
+        return False
 
 
 class _Listening(asyncio.AbstractServer):

@@ -229,9 +229,9 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
     async def _body(request: web.Request) -> bytes:
         try:
             if request.content.is_eof():  # all of it arrived with the headers: no wait
-                return await request.read()
+                return await _read(request, settings.max_body_bytes)
             async with asyncio.timeout(settings.body_timeout_s):
-                return await request.read()
+                return await _read(request, settings.max_body_bytes)
         except TimeoutError:
             raise web.HTTPRequestTimeout(text="request body too slow") from None
         except web.RequestPayloadError as exc:
@@ -276,6 +276,19 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
                                       message)
 
     app.router.add_post(SERVICE_PREFIX + "/{service}", endpoint)
+
+
+async def _read(request: web.Request, cap: int) -> bytes:
+    """The whole body, 413 beyond ``cap`` bytes. Read from the stream, not with
+    ``request.read()``, which keeps the body on the request: aiohttp's keep-alive loop holds a
+    connection's last request until the next one arrives, so every idle VEN would keep its last
+    body (a minute of telemetry is kilobytes) for as long as it stays connected."""
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > cap:
+            raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=len(body))
+    return bytes(body)
 
 
 def wrong_service(service: Service, message: Message) -> NotRecognized:

@@ -53,6 +53,8 @@ def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
     assert any(line.startswith("repeat cache: requests served") and line.rstrip().endswith("%")
                for line in lines)
     assert "cProfile of our VTN during the poll and report loads" in out
+    floor = next(line for line in lines if line.startswith("a bare mutual-TLS handshake"))
+    assert "server CPU: " in floor and " ms (" in floor, floor
 
 
 def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -28,7 +29,15 @@ from vtn.storage import (
 )
 from vtn.storage._postgres_backend import PostgresBackend
 from vtn.storage._sqlite_backend import SqliteBackend
-from vtn.storage.backend import EVENT_KIND, Backend, Distribution, Queue, StoredEvent
+from vtn.storage.backend import (
+    EVENT_KIND,
+    Backend,
+    Distribution,
+    Enrolment,
+    Queue,
+    Queued,
+    StoredEvent,
+)
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 LIVE = (EventStatus.FAR, EventStatus.NEAR, EventStatus.ACTIVE, EventStatus.CANCELLED)
@@ -102,6 +111,41 @@ async def test_poll_lookup_names_the_registration_and_whether_anything_waits(
     assert await backend.poll_lookup("FP:0000") == (registration(0), False)
     assert await backend.enqueue((ven_id,), b"<x/>", "k", None, T0) == 1
     assert await backend.poll_lookup("FP:0000") == (registration(0), True)
+
+
+async def test_a_registration_stores_queues_and_finds_live_events_in_one_call(
+        storage: Storage) -> None:
+    """A new certificate's row is inserted, its items queued (a dedup key once); a known
+    certificate's row is updated in place (venID and created_at kept, cancel cleared); live
+    events targeting the VEN by venID or by a membership it holds are found and one event-list
+    item queued; an ended, completed or foreign event is not."""
+    backend = storage.backend
+    metadata = Queued("oadrRegisterReport", b"<meta/>", "vtn-metadata:reg-0")
+    stored, found = await backend.register(Enrolment(
+        registration=registration(0), queued=(metadata,), live=LIVE, now=T0))
+    assert (stored, found) == (registration(0), ())
+    ven = stored.ven_id
+    await storage.vens.set_memberships(ven, [TargetRef(kind=TargetKind.GROUP, value="g")])
+    await storage.vens.cancel("reg-0", T0)
+    by_id = event("e1", targets=(TargetRef(kind=TargetKind.VEN, value=ven),))
+    by_group = event("e2", targets=(TargetRef(kind=TargetKind.GROUP, value="g"),))
+    ended = event("e3", targets=by_id.targets, ends_at=T0 - timedelta(minutes=1))
+    completed = event("e4", targets=by_id.targets, status=EventStatus.COMPLETED)
+    foreign = event("e5", targets=(TargetRef(kind=TargetKind.GROUP, value="other"),))
+    assert await backend.put_events(
+        [(e, queue((), e.event_id)) for e in (by_id, by_group, ended, completed, foreign)],
+        newer) == (True,) * 5
+    again = replace(registration(0), ven_id="other-id", registration_id="reg-0b",
+                    ven_name="renamed", created_at=T0 + timedelta(days=1))
+    stored, found = await backend.register(Enrolment(
+        registration=again, queued=(metadata,), live=LIVE, now=T0))
+    assert stored == replace(registration(0), registration_id="reg-0b", ven_name="renamed")
+    assert found == ("e1", "e2")
+    pending = await storage.outbox.pending(ven)
+    assert [(i.kind, i.payload) for i in pending] == [
+        ("oadrRegisterReport", b"<meta/>"), (EVENT_KIND, b"")]  # the repeated dedup key: once
+    _, found = await backend.register(Enrolment(registration=again, now=T0))
+    assert found == () and len(await storage.outbox.pending(ven)) == 2  # nothing looked up
 
 
 async def test_targets_resolve_to_active_vens_by_id_or_membership(storage: Storage) -> None:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
-from schemas import CancelReport, Codec, EiResponse, Poll, Response, UpdatedReport
+from schemas import (
+    CancelReport,
+    Codec,
+    CreatedPartyRegistration,
+    EiResponse,
+    Poll,
+    Profile,
+    ProfileName,
+    Response,
+    TransportName,
+    UpdatedReport,
+)
 from vtn.repeats import Repeats
 
 POLL = Poll(ven_id="ven-1")
@@ -102,7 +115,7 @@ def test_only_polls_are_remembered_so_a_report_between_polls_leaves_the_poll() -
     assert repeats.request("AA:01", BODY) is POLL
 
 
-def test_replies_are_remembered_per_type_and_not_when_they_carry_their_own_request_id() -> None:
+def test_only_the_replies_of_steady_traffic_are_remembered_per_type() -> None:
     codec, repeats = Codec(), Repeats()
     empty = Response(response=EiResponse(), ven_id="ven-1")
     repeats.remember_reply("AA:01", empty, codec.encode(empty))
@@ -115,3 +128,25 @@ def test_replies_are_remembered_per_type_and_not_when_they_carry_their_own_reque
     acked = Response(response=EiResponse(request_id="ack-1"), ven_id="ven-1")
     assert repeats.reply("AA:01", acked) == codec.encode(acked)
     assert repeats.reply("AA:01", cancel) is None
+    registered = CreatedPartyRegistration(
+        response=EiResponse(request_id="reg-1"), vtn_id="vtn",
+        profiles=(Profile(profile_name=ProfileName.OADR_20B,
+                          transports=(TransportName.SIMPLE_HTTP,)),))
+    repeats.remember_reply("AA:01", registered, codec.encode(registered))
+    assert repeats.reply("AA:01", registered) is None  # once per registration: not kept
+
+
+def test_a_poll_is_remembered_by_a_digest_of_its_bytes_not_the_bytes() -> None:
+    """A 1 MB poll remembered leaves the memo holding well under a kilobyte of it."""
+    repeats = Repeats()
+    tracemalloc.start()
+    try:
+        body = BODY + b" " * 1_000_000
+        repeats.remember_request("AA:01", body, POLL)
+        assert repeats.request("AA:01", body) is POLL
+        assert repeats.request("AA:01", body + b" ") is None
+        del body
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1024

@@ -173,6 +173,10 @@ async def test_vens_register_lookup_cancel_and_target(storage: Storage) -> None:
     assert cancelled is not None and not cancelled.active
     assert await storage.vens.cancel("no-such-registration", T0) is None
     assert [v.ven_id for v in await storage.vens.active()] == ["000001", "000002"]
+    # by venID, cancelled or not, unknown ones left out, in venID order
+    many = await storage.vens.get_many(["000002", "nobody", "000000", "000002"])
+    assert [(v.ven_id, v.active) for v in many] == [("000000", False), ("000002", True)]
+    assert await storage.vens.get_many([]) == ()
     assert await storage.vens.resolve_targets(group) == ("000002",)
     assert await storage.vens.resolve_targets([]) == ()
 

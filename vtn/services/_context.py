@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from schemas import Codec, Message, NotRegistered, TransportName, utc_now
 from vtn.limits import DocumentCaps
 from vtn.pushtargets import PushTargets
-from vtn.storage import Storage, VenRegistration
+from vtn.storage import Queued, Storage, VenRegistration
 from vtn.transport import Peer
 
 from ._event_cache import EventCache
@@ -83,13 +83,18 @@ class ServiceContext:
     def encode_for_queue(self, message: Message) -> bytes:
         return self.store_codec.encode(message)
 
+    def queued(self, message: Message, *, dedup_key: str | None = None) -> Queued:
+        """``message`` as an outbox item, for a write that queues it in its own transaction
+        (the caller wakes push delivery with :attr:`on_enqueued` once that committed)."""
+        return Queued(_kind(message), self.encode_for_queue(message), dedup_key)
+
     async def enqueue(self, ven_ids: Iterable[str], message: Message, *,
                       dedup_key: str | None = None) -> int:
         """Queue ``message`` for the VENs (one transaction) and wake push delivery."""
         vens = tuple(ven_ids)
-        kind = _kind(message)
+        item = self.queued(message, dedup_key=dedup_key)
         added = await self.storage.outbox.enqueue(
-            vens, self.encode_for_queue(message), kind, dedup_key, at=self.clock()
+            vens, item.payload, item.kind, item.dedup_key, at=self.clock()
         )
         self.on_enqueued(vens)
         return added

@@ -12,8 +12,9 @@ Invariants:
   450 (out of sequence) and nothing of that message is stored.
 - A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
 - Targeting is re-evaluated when a VEN's memberships change (:func:`set_memberships`) or it begins
-  a registration (:func:`on_registered`): if live events join or leave its list, the list is
-  queued for it, as a publish would.
+  a registration (:func:`vtn.services.registration.on_create`, in the registration's own
+  transaction): if live events join or leave its list, the list is queued for it, as a publish
+  would.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from .hooks import call_hook
 
 __all__ = [
     "EVENT_KIND",
+    "LIVE",
     "cancel_event",
     "cancel_events",
     "distribute_for",
@@ -58,7 +60,6 @@ __all__ = [
     "list_message",
     "modify_event",
     "on_created_event",
-    "on_registered",
     "on_request_event",
     "publish_event",
     "publish_events",
@@ -68,8 +69,9 @@ __all__ = [
 #: events encoded between yields to the loop while a batch is published
 _ENCODED_BETWEEN_YIELDS = 50
 
-_LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACTIVE,
-         StoredStatus.CANCELLED)
+#: the stored statuses of events still on a VEN's list (a cancelled one until it is told)
+LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACTIVE,
+        StoredStatus.CANCELLED)
 
 
 def target_refs(target: Target) -> tuple[TargetRef, ...]:
@@ -184,20 +186,10 @@ async def set_memberships(ctx: ServiceContext, ven_id: str,
     return await _list_changed(ctx, ven_id, before ^ wanted)
 
 
-async def on_registered(ctx: ServiceContext, ven_id: str) -> tuple[str, ...]:
-    """A VEN that begins a registration is sent its event list when live events already target
-    it, by venID or through memberships kept from an earlier registration: they were published
-    while it was not there to be targeted, so nothing else would queue them. Returns their IDs."""
-    now = ctx.clock()
-    affected = await ctx.storage.events.targeting_ven(ven_id, statuses=_LIVE, now=now)
-    await _changed(ctx, ven_id, affected, now)
-    return affected
-
-
 async def _list_changed(ctx: ServiceContext, ven_id: str,
                         refs: Collection[TargetRef]) -> tuple[str, ...]:
     now = ctx.clock()
-    affected = await ctx.storage.events.targeting(refs, statuses=_LIVE, now=now)
+    affected = await ctx.storage.events.targeting(refs, statuses=LIVE, now=now)
     await _changed(ctx, ven_id, affected, now)
     return affected
 
@@ -257,7 +249,7 @@ def event_list(ctx: ServiceContext, ven_id: str, now: datetime,
                reply_limit: int | None = None) -> Distribution:
     """The VEN's whole current event list at ``now``, as storage chooses it: addressed to the
     VEN, live, not completed, cancelled ones within retention (at most ``reply_limit``)."""
-    return Distribution(ven_id=ven_id, statuses=_LIVE, now=now,
+    return Distribution(ven_id=ven_id, statuses=LIVE, now=now,
                         cancelled_since=now - ctx.cancelled_event_retention,
                         limit=reply_limit or None)
 

@@ -38,7 +38,7 @@ from schemas import (
     TransportName,
     new_id,
 )
-from vtn.storage import VenRegistration
+from vtn.storage import Enrolment, VenRegistration
 from vtn.transport import Peer
 
 from . import events
@@ -109,15 +109,17 @@ async def on_create(ctx: ServiceContext, peer: Peer,
     )
     if await call_hook(ctx.handlers.on_register, candidate) is False:
         raise NotRegistered("registration refused by the VTN's policy")
-    stored = await ctx.storage.vens.register(candidate)
-    if ctx.offer_metadata:
-        await ctx.enqueue(
-            (stored.ven_id,),
-            RegisterReport(request_id=new_id(), reports=(), ven_id=stored.ven_id),
-            dedup_key=f"vtn-metadata:{stored.registration_id}",
-        )
-    if existing is None or not existing.active:
-        await events.on_registered(ctx, stored.ven_id)
+    ven_id = existing.ven_id if existing else candidate.ven_id  # a stored row keeps its venID
+    metadata = (ctx.queued(
+        RegisterReport(request_id=new_id(), reports=(), ven_id=ven_id),
+        dedup_key=f"vtn-metadata:{candidate.registration_id}"),) if ctx.offer_metadata else ()
+    # one transaction: the row, our METADATA request, and (a VEN beginning a registration) the
+    # live events published while it was not there to be targeted, which nothing else queues
+    stored, affected = await ctx.storage.vens.enrol(Enrolment(
+        registration=candidate, queued=metadata,
+        live=events.LIVE if existing is None or not existing.active else (), now=ctx.clock()))
+    if metadata or affected:
+        ctx.on_enqueued((stored.ven_id,))
     return _created(ctx, msg.request_id, stored)
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ._engine import Database, PoolWaitObserver, TransactionObserver, create_engine_for
 from ._postgres_backend import PostgresBackend
 from ._sqlite_backend import SqliteBackend
-from .backend import Backend
+from .backend import Backend, Enrolment, Queued
 from .events import EventRepository
 from .nonces import NonceRepository
 from .notify import Listener
@@ -72,6 +72,7 @@ __all__ = [
     "DEFAULT_LEASE",
     "Backend",
     "Delivery",
+    "Enrolment",
     "EventAck",
     "EventRecord",
     "EventRepository",
@@ -90,6 +91,7 @@ __all__ = [
     "PointRow",
     "PollDelivery",
     "PoolWaitObserver",
+    "Queued",
     "ReportData",
     "ReportDescription",
     "ReportPoint",

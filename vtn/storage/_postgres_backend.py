@@ -48,13 +48,14 @@ from .backend import (
     EVENT_KIND,
     CheckNewer,
     Distribution,
+    Enrolment,
     Queue,
     Refuse,
     StoredEvent,
     TargetQuery,
     answers_current,
 )
-from .notify import OUTBOX_CHANNEL, enqueued_payload
+from .notify import OUTBOX_CHANNEL, VENS_CHANNEL, enqueued_payload
 from .records import (
     Delivery,
     EventAck,
@@ -90,6 +91,30 @@ _POLL_LOOKUP: Final = (
     " transport_address, http_pull_model, report_only, xml_signature, created_at, cancelled_at,"
     " EXISTS (SELECT 1 FROM outbox WHERE outbox.ven_id = vens.ven_id"
     " AND outbox.delivered_at IS NULL) FROM vens WHERE fingerprint = $1"
+)
+_VEN_COLUMNS: Final = (
+    "ven_id, registration_id, fingerprint, ven_name, profile_name, transport_name,"
+    " transport_address, http_pull_model, report_only, xml_signature, created_at, cancelled_at"
+)
+_REGISTER: Final = (
+    f"INSERT INTO vens ({_VEN_COLUMNS}) VALUES"
+    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " ON CONFLICT (fingerprint) DO UPDATE SET registration_id = excluded.registration_id,"
+    " ven_name = excluded.ven_name, profile_name = excluded.profile_name,"
+    " transport_name = excluded.transport_name, transport_address = excluded.transport_address,"
+    " http_pull_model = excluded.http_pull_model, report_only = excluded.report_only,"
+    " xml_signature = excluded.xml_signature, cancelled_at = excluded.cancelled_at"
+    f" RETURNING {_VEN_COLUMNS}"
+)
+_QUEUE_ONE: Final = (
+    "INSERT INTO outbox (ven_id, kind, payload, dedup_key, enqueued_at)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ven_id, dedup_key) DO NOTHING"
+)
+_TARGETING_VEN: Final = (
+    "SELECT DISTINCT e.event_id FROM events e JOIN event_targets t ON t.event_id = e.event_id"
+    " WHERE e.status = ANY($1::text[]) AND (e.ends_at IS NULL OR e.ends_at > $2)"
+    " AND ((t.kind = $3 AND t.value = $4) OR (t.kind, t.value) IN"
+    " (SELECT kind, value FROM ven_memberships WHERE ven_id = $4)) ORDER BY e.event_id"
 )
 _RESOLVE: Final = (
     "SELECT ven_id FROM vens WHERE cancelled_at IS NULL AND (ven_id = ANY($1::text[])"
@@ -313,6 +338,31 @@ class PostgresBackend:
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         row = await self._one(_POLL_LOOKUP, fingerprint, write=False)
         return (None, False) if row is None else (registration_of(row), bool(row[12]))
+
+    async def register(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
+        reg, at = enrolment.registration, _aware(enrolment.now)
+        values = (reg.ven_id, reg.registration_id, reg.fingerprint, reg.ven_name,
+                  reg.profile_name, reg.transport_name, reg.transport_address,
+                  reg.http_pull_model, reg.report_only, reg.xml_signature,
+                  _aware(reg.created_at), _maybe(reg.cancelled_at))
+
+        async def work(conn: asyncpg.Connection) -> tuple[VenRegistration, tuple[str, ...]]:
+            stored = _registration(await conn.fetchrow(_REGISTER, *values))
+            await conn.execute(_NOTIFY, VENS_CHANNEL, "")  # every worker forgets, on commit
+            queued = [(q.kind, q.payload, q.dedup_key) for q in enrolment.queued]
+            affected: tuple[str, ...] = ()
+            if enrolment.live:
+                affected = tuple(r[0] for r in await conn.fetch(
+                    _TARGETING_VEN, [s.value for s in enrolment.live], at, TargetKind.VEN.value,
+                    stored.ven_id))
+                if affected:  # like a publish: the queued item only says "your list changed"
+                    queued.append((EVENT_KIND, b"", None))
+            if queued:
+                await conn.executemany(_QUEUE_ONE, [(stored.ven_id, *q, at) for q in queued])
+                await conn.execute(_NOTIFY, OUTBOX_CHANNEL, enqueued_payload([stored.ven_id]))
+            return stored, affected
+
+        return await self._run(work, write=True)
 
     async def resolve_targets(
         self, queries: Sequence[TargetQuery]

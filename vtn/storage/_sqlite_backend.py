@@ -10,7 +10,7 @@ from datetime import datetime
 
 from . import _sqlite_events
 from ._engine import Database, sqlite_time
-from .backend import CheckNewer, Distribution, Queue, Refuse, TargetQuery
+from .backend import CheckNewer, Distribution, Enrolment, Queue, Refuse, TargetQuery
 from .outbox import _DELIVERED_SQLITE, claim_sqlite, enqueue_in
 from .records import (
     Delivery,
@@ -22,7 +22,7 @@ from .records import (
     VenRegistration,
 )
 from .reports import _sqlite_values, _store_update_sqlite
-from .vens import _poll_lookup_sqlite, _resolve_targets_sqlite
+from .vens import _poll_lookup_sqlite, _register_sqlite, _resolve_targets_sqlite
 
 __all__ = ["SqliteBackend"]
 
@@ -41,6 +41,10 @@ class SqliteBackend:
     async def poll_lookup(self, fingerprint: str) -> tuple[VenRegistration | None, bool]:
         return await self._db.run_sqlite(
             lambda conn: _poll_lookup_sqlite(conn, fingerprint), write=False)
+
+    async def register(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
+        return await self._db.run_sqlite(lambda conn: _register_sqlite(conn, enrolment),
+                                         write=True)
 
     async def resolve_targets(
         self, queries: Sequence[TargetQuery]

@@ -35,8 +35,8 @@ from .records import (
     VenRegistration,
 )
 
-__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Queue", "Refuse",
-           "StoredEvent", "TargetQuery", "answers_current"]
+__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Enrolment", "Queue", "Queued",
+           "Refuse", "StoredEvent", "TargetQuery", "answers_current"]
 
 EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
 
@@ -65,6 +65,28 @@ class Distribution:
     cancelled_since: datetime
     limit: int | None = None
     outbox_seq: int | None = None
+
+
+class Queued(NamedTuple):
+    """One outbox item for a single VEN; a ``dedup_key`` already queued for it is skipped."""
+
+    kind: str
+    payload: bytes
+    dedup_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enrolment:
+    """What one oadrCreatePartyRegistration writes and reads, in one transaction: the
+    registration stored by fingerprint (a known certificate's row updated in place, its venID
+    and created_at kept), each of ``queued`` added to its VEN's outbox, and, unless ``live`` is
+    empty, the events in those statuses not ended at ``now`` that already target the VEN (its
+    venID or a membership it holds), an event-list item (:data:`EVENT_KIND`) queued when any do."""
+
+    registration: VenRegistration
+    queued: tuple[Queued, ...] = ()
+    live: tuple[EventStatus, ...] = ()
+    now: datetime
 
 
 # An eiTarget as (venIDs named, (kind, value) memberships).
@@ -109,6 +131,10 @@ class Backend(Protocol):
         self, queries: Sequence[TargetQuery]
     ) -> tuple[tuple[str, ...], ...]:
         """For each eiTarget, the active VENs it addresses, by venID."""
+        ...
+
+    async def register(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
+        """:class:`Enrolment`: the stored registration and the eventIDs found targeting it."""
         ...
 
     async def put_events(self, items: Sequence[tuple[EventRecord, Queue]],

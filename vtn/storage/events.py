@@ -20,8 +20,6 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     Table,
-    and_,
-    bindparam,
     delete,
     or_,
     select,
@@ -55,21 +53,6 @@ _TARGETS = cast(Table, EventTargetRow.__table__)
 _DELIVERIES = cast(Table, EventDeliveryRow.__table__)
 _MEMBERS = cast(Table, VenMembershipRow.__table__)
 _VENS = cast(Table, VenRow.__table__)
-# The live events a VEN is targeted by, by its venID or through a membership of its own: what a
-# registration asks (vtn.services.events.on_registered). One statement, built once, so a
-# registration pays one read for it and no statement construction.
-_TARGETING_VEN = (
-    select(_EVENTS.c.event_id).distinct()
-    .join(_TARGETS, _TARGETS.c.event_id == _EVENTS.c.event_id)
-    .where(_EVENTS.c.status.in_(bindparam("statuses", expanding=True)),
-           or_(_EVENTS.c.ends_at.is_(None), _EVENTS.c.ends_at > bindparam("now")),
-           or_(and_(_TARGETS.c.kind == TargetKind.VEN.value,
-                    _TARGETS.c.value == bindparam("ven_id")),
-               tuple_(_TARGETS.c.kind, _TARGETS.c.value).in_(
-                   select(_MEMBERS.c.kind, _MEMBERS.c.value)
-                   .where(_MEMBERS.c.ven_id == bindparam("ven_id")))))
-    .order_by(_EVENTS.c.event_id)
-)
 _ACK_FIELDS = ("ack_modification_number", "ack_opt_type", "ack_response_code", "ack_at")
 
 
@@ -228,13 +211,6 @@ class EventRepository:
             .order_by(e.event_id)
         )
         return await self._db.run_read(lambda conn: tuple(conn.scalars(stmt)))
-
-    async def targeting_ven(self, ven_id: str, *, statuses: Iterable[EventStatus],
-                            now: datetime) -> tuple[str, ...]:
-        """:meth:`targeting` for the VEN's venID and every membership it holds, in one read."""
-        params = {"ven_id": ven_id, "statuses": [s.value for s in statuses], "now": now}
-        return await self._db.run_read(
-            lambda conn: tuple(conn.scalars(_TARGETING_VEN, params)))
 
     async def mark_delivered(
         self, event_id: str, ven_ids: Iterable[str], *, modification_number: int, at: datetime

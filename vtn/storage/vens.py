@@ -15,9 +15,9 @@ from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Connection, Executable, Table, delete, select, update
 
-from ._engine import Database, from_sqlite_time
+from ._engine import Database, chunks, from_sqlite_time, sqlite_time
 from ._models import Base, VenMembershipRow, VenRow
-from .backend import Backend, TargetQuery
+from .backend import EVENT_KIND, Backend, Enrolment, TargetQuery
 from .notify import notify_registrations
 from .pollindex import PollIndex
 from .records import StorageConflict, TargetKind, TargetRef, VenRegistration
@@ -60,13 +60,43 @@ def _values(reg: VenRegistration) -> dict[str, object]:
     }
 
 
+_VEN_COLUMNS: Final = (
+    "ven_id, registration_id, fingerprint, ven_name, profile_name, transport_name,"
+    " transport_address, http_pull_model, report_only, xml_signature, created_at, cancelled_at"
+)
 _POLL_LOOKUP_SQLITE: Final = (
-    "SELECT ven_id, registration_id, fingerprint, ven_name, profile_name, transport_name,"
-    " transport_address, http_pull_model, report_only, xml_signature, created_at, cancelled_at,"
-    " EXISTS (SELECT 1 FROM outbox WHERE outbox.ven_id = vens.ven_id"
+    f"SELECT {_VEN_COLUMNS}, EXISTS (SELECT 1 FROM outbox WHERE outbox.ven_id = vens.ven_id"
     " AND outbox.delivered_at IS NULL)"
     " FROM vens WHERE fingerprint = ?"
 )
+# The registration hot path (Enrolment) as plain sqlite3 SQL, one write transaction.
+_REGISTER_SQLITE: Final = (
+    f"INSERT INTO vens ({_VEN_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+    " ON CONFLICT (fingerprint) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _REFRESHED)
+    + f" RETURNING {_VEN_COLUMNS}"
+)
+_QUEUE_ONE_SQLITE: Final = (
+    "INSERT INTO outbox (ven_id, kind, payload, dedup_key, enqueued_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (ven_id, dedup_key) DO NOTHING"
+)
+_TARGETING_VEN_SQLITE: Final = (  # statuses: one "?" each, filled in per call
+    "SELECT DISTINCT e.event_id FROM events e JOIN event_targets t ON t.event_id = e.event_id"
+    " WHERE e.status IN ({}) AND (e.ends_at IS NULL OR e.ends_at > ?)"
+    " AND ((t.kind = ? AND t.value = ?) OR (t.kind, t.value) IN"
+    " (SELECT kind, value FROM ven_memberships WHERE ven_id = ?)) ORDER BY e.event_id"
+)
+
+
+def _registration_sqlite(row: Sequence[Any]) -> VenRegistration:
+    created_at = from_sqlite_time(row[10])
+    assert created_at is not None
+    return VenRegistration(
+        ven_id=row[0], registration_id=row[1], fingerprint=row[2], ven_name=row[3],
+        profile_name=row[4], transport_name=row[5], transport_address=row[6],
+        http_pull_model=bool(row[7]), report_only=bool(row[8]), xml_signature=bool(row[9]),
+        created_at=created_at, cancelled_at=from_sqlite_time(row[11]),
+    )
 
 
 def _poll_lookup_sqlite(
@@ -75,15 +105,30 @@ def _poll_lookup_sqlite(
     row = conn.execute(_POLL_LOOKUP_SQLITE, (fingerprint,)).fetchone()
     if row is None:
         return None, False
-    created_at = from_sqlite_time(row[10])
-    assert created_at is not None
-    registration = VenRegistration(
-        ven_id=row[0], registration_id=row[1], fingerprint=row[2], ven_name=row[3],
-        profile_name=row[4], transport_name=row[5], transport_address=row[6],
-        http_pull_model=bool(row[7]), report_only=bool(row[8]), xml_signature=bool(row[9]),
-        created_at=created_at, cancelled_at=from_sqlite_time(row[11]),
-    )
-    return registration, bool(row[12])
+    return _registration_sqlite(row), bool(row[12])
+
+
+def _register_sqlite(conn: sqlite3.Connection,
+                     enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
+    """:meth:`Backend.register` on SQLite, inside the caller's write transaction."""
+    reg, at = enrolment.registration, sqlite_time(enrolment.now)
+    row = conn.execute(_REGISTER_SQLITE, (
+        reg.ven_id, reg.registration_id, reg.fingerprint, reg.ven_name, reg.profile_name,
+        reg.transport_name, reg.transport_address, reg.http_pull_model, reg.report_only,
+        reg.xml_signature, sqlite_time(reg.created_at),
+        None if reg.cancelled_at is None else sqlite_time(reg.cancelled_at))).fetchone()
+    stored = _registration_sqlite(row)
+    for kind, payload, dedup_key in enrolment.queued:
+        conn.execute(_QUEUE_ONE_SQLITE, (stored.ven_id, kind, payload, dedup_key, at))
+    if not enrolment.live:
+        return stored, ()
+    sql = _TARGETING_VEN_SQLITE.format(",".join("?" * len(enrolment.live)))
+    affected = tuple(r[0] for r in conn.execute(sql, (
+        *(s.value for s in enrolment.live), at, TargetKind.VEN.value, stored.ven_id,
+        stored.ven_id)))
+    if affected:  # like a publish: the queued item only says "your list changed"
+        conn.execute(_QUEUE_ONE_SQLITE, (stored.ven_id, EVENT_KIND, b"", None, at))
+    return stored, affected
 
 
 _VENS = cast(Table, VenRow.__table__)
@@ -142,19 +187,40 @@ class VenRepository:
         finally:  # also after a failure: the write may have committed before it surfaced
             self._changed()
 
+    async def enrol(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
+        """An oadrCreatePartyRegistration's writes and read in one transaction
+        (:class:`~vtn.storage.backend.Enrolment`): the stored registration, as :meth:`register`
+        stores it, and the eventIDs of the live events found targeting its VEN."""
+        ven_ids = (enrolment.registration.ven_id,)
+        try:
+            try:
+                return await self._backend.register(enrolment)
+            except StorageConflict:  # as in register: a race for a new certificate
+                return await self._backend.register(enrolment)
+        finally:  # also after a failure: the write may have committed before it surfaced
+            self._changed()
+            if enrolment.queued or enrolment.live:
+                self._index.enqueued(ven_ids)
+
     async def get(self, ven_id: str) -> VenRegistration | None:
         return await self._db.run_read(lambda conn: _one(conn, _VENS.c.ven_id == ven_id))
+
+    async def get_many(self, ven_ids: Iterable[str]) -> tuple[VenRegistration, ...]:
+        """The registrations of those of ``ven_ids`` that exist, in venID order (one read)."""
+        wanted = sorted(set(ven_ids))
+
+        def work(conn: Connection) -> tuple[VenRegistration, ...]:
+            return tuple(_record(row) for part in chunks(wanted, 1) for row in conn.execute(
+                select(_VENS).where(_VENS.c.ven_id.in_(part)).order_by(_VENS.c.ven_id)))
+
+        return await self._db.run_read(work) if wanted else ()
 
     async def by_fingerprint(self, fingerprint: str) -> VenRegistration | None:
         """The certificate's registration (from the poll index once it is known)."""
         known = self._index.registration(fingerprint)
         if known is not None:
             return known
-        ticket = self._index.ticket()
-        found = await self._db.run_read(
-            lambda conn: _one(conn, _VENS.c.fingerprint == fingerprint))
-        self._index.learn(ticket, fingerprint, found)
-        return found
+        return (await self.poll_lookup(fingerprint))[0]  # the backend's plain SQL, one read
 
     async def by_registration_id(self, registration_id: str) -> VenRegistration | None:
         return await self._db.run_read(
