@@ -340,14 +340,14 @@ class PostgresBackend:
         return (None, False) if row is None else (registration_of(row), bool(row[12]))
 
     async def register(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
-        reg, at = enrolment.registration, _aware(enrolment.now)
+        reg, at = enrolment.registration, aware(enrolment.now)
         values = (reg.ven_id, reg.registration_id, reg.fingerprint, reg.ven_name,
                   reg.profile_name, reg.transport_name, reg.transport_address,
                   reg.http_pull_model, reg.report_only, reg.xml_signature,
-                  _aware(reg.created_at), _maybe(reg.cancelled_at))
+                  aware(reg.created_at), maybe(reg.cancelled_at))
 
         async def work(conn: asyncpg.Connection) -> tuple[VenRegistration, tuple[str, ...]]:
-            stored = _registration(await conn.fetchrow(_REGISTER, *values))
+            stored = registration_of(await conn.fetchrow(_REGISTER, *values))
             await conn.execute(_NOTIFY, VENS_CHANNEL, "")  # every worker forgets, on commit
             queued = [(q.kind, q.payload, q.dedup_key) for q in enrolment.queued]
             affected: tuple[str, ...] = ()
