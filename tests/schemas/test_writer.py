@@ -109,6 +109,16 @@ def test_an_element_outside_the_envelopes_namespaces_is_refused() -> None:
         Node("{urn:elsewhere}thing")
 
 
+@pytest.mark.parametrize("local", ["a><b", 'a x="1"', "a/", "", "1a", "a:b"])
+def test_a_name_that_is_not_a_plain_xml_name_is_refused_not_written(local: str) -> None:
+    """Names are written as given, so one that is not a name would be markup: refused, as lxml
+    refuses it, for elements and attributes alike."""
+    with pytest.raises(LocalProtocolError, match="not an XML name"):
+        Node(q(OADR, local))
+    with pytest.raises(LocalProtocolError, match="not an XML name"):
+        Node(q(OADR, "oadrPoll")).set(q(EI, local), "v")
+
+
 def test_signed_and_checked_encodings_still_go_through_a_tree() -> None:
     checked = schemas.Codec(validate_output=True)
     wire = checked.encode(schemas.Poll(ven_id="ven-1"))
