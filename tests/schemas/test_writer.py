@@ -14,7 +14,6 @@ import schemas
 from schemas import LocalProtocolError
 from schemas._wire import EI, OADR, q
 from schemas._writer import Node, escape, escape_attribute, leaf
-
 from tests.kit.clock import Clock
 from tests.kit.signing import T0, make_identity, pair
 
@@ -94,6 +93,37 @@ def test_attribute_values_are_escaped_as_lxml_escapes_them(value: str) -> None:
         f' xmlns:oadr="{OADR}"', "").replace(f' xmlns:ei="{EI}"', "")
     assert "".join(out) == expected
     assert escape_attribute(value).count("<") == 0 and escape(value).count("<") == 0
+
+
+# Any character, and the ones that need care: markup, whitespace a parser normalises, what XML
+# 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF), length-changing non-ASCII.
+_HOSTILE_PIECES = ("&", "<", ">", '"', "'", "]]>", "\r", "\n", "\t", "\x00", "\x1f", "\x7f",
+                   "\x85", "\u2028", "\ud800", "\udfff", "\ufeff", "\ufffe", "\uffff", "\U0001f600")
+_HOSTILE_TEXT = st.lists(st.one_of(st.characters(), st.sampled_from(_HOSTILE_PIECES)),
+                         max_size=12).map("".join)
+
+
+def _lxml_writes(value: str, attribute: bool) -> str | None:
+    """``value`` as lxml serialises it as an element's text or attribute, None if it refuses."""
+    element = etree.Element("x")
+    try:
+        element.set("a", value) if attribute else setattr(element, "text", value)
+    except ValueError:
+        return None
+    written = etree.tostring(element, encoding="unicode")
+    return written[len('<x a="'):-len('"/>')] if attribute else written[len("<x>"):-len("</x>")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(_HOSTILE_TEXT)
+def test_any_text_is_written_as_lxml_writes_it_or_refused_as_lxml_refuses_it(value: str) -> None:
+    for attribute, writer in ((False, escape), (True, escape_attribute)):
+        expected = _lxml_writes(value, attribute)
+        if expected is None:
+            with pytest.raises(LocalProtocolError):
+                writer(value)
+        else:
+            assert writer(value) == expected
 
 
 @pytest.mark.parametrize("value", ["nul\x00", "bell\x07", "esc\x1b", "lone\ud800", "\ufffe"])
