@@ -99,9 +99,11 @@ class Codec:
         self.require_signature = require_signature
         self.event_cache: Final = event_cache or EventEncodeCache()
         self._encoders = encoders(self.event_cache)
-        # our own output, read back for signing or checking: no DTD, entities or network
+        # our own output, read back for signing or checking: no DTD, entities or network, and
+        # none of the size limits meant for peers (a text may exceed 10 MB, as it could when the
+        # encoders built the tree)
         self._own_output = etree.XMLParser(resolve_entities=False, no_network=True,
-                                           load_dtd=False)
+                                           load_dtd=False, huge_tree=True)
 
     # ------------------------------------------------------------ decode
 

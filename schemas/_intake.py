@@ -43,8 +43,6 @@ class IntakeLimits:
 _LONG_TEXT = etree.XPath("//*[string-length(text()) > $cap]")
 _ID_SUFFIXES = ("ID", "Name", "Context", "Address")
 _XCAL_TEXT = "{urn:ietf:params:xml:ns:icalendar-2.0}text"
-# A CDATA section or a comment can split one element's text into several raw runs.
-_SPLITTERS = (b"<![CDATA[", b"<!--")
 _XML_DECL = b"<?xml"
 _BOM_XML_DECL = _UTF8_BOM + _XML_DECL
 # The declarations lxml and openleadr write: UTF-8 said outright, nothing more to look at.
@@ -83,11 +81,10 @@ def _markup_free(data: bytes) -> bool:
 
 def _check_identifiers(data: bytes, root: etree._Element, cap: int, markup_free: bool) -> None:
     """Refuse an identifier over ``cap`` characters. A text of n characters is a raw run of at
-    least n bytes after a ">" unless markup splits it; with neither, the tree is not walked (and
-    a document of at most ``cap`` bytes holds no such run)."""
-    if (len(data) <= cap or _long_run(cap).search(data) is None) and (markup_free or (
-            data.find(b"<?", 1) in (-1, 3)
-            and not any(splitter in data for splitter in _SPLITTERS))):
+    least n bytes after a ">" unless markup (a comment, CDATA section or instruction) splits it;
+    with neither, the tree is not walked (and a document of at most ``cap`` bytes holds no such
+    run). Any such markup past the XML declaration sends the document to the walk."""
+    if markup_free and (len(data) <= cap or _long_run(cap).search(data) is None):
         return
     found = _LONG_TEXT(root, cap=cap)
     assert isinstance(found, list)

@@ -12,8 +12,9 @@ Invariants:
   enum values: no markup character can occur in them);
 - a character XML 1.0 cannot carry (control characters, lone surrogates, U+FFFE/U+FFFF) is
   refused with :class:`LocalProtocolError`, never written;
-- every element is written with the prefix the envelope declares for its namespace
-  (:data:`schemas._wire.NSMAP`), so the output needs no declaration below the root. The bytes
+- every element and attribute name is an ASCII XML name (else :class:`LocalProtocolError`),
+  written with the prefix the envelope declares for its namespace (:data:`schemas._wire.NSMAP`),
+  so the output needs no declaration below the root. The bytes
   are those lxml writes for the same tree (``<tag/>`` when empty, ``&#13;`` for CR, ``'`` in the
   XML declaration), which tests/schemas/test_writer.py checks against lxml.
 """
@@ -82,11 +83,18 @@ def _names(tag: str) -> tuple[str, str, str]:
     return found
 
 
+# Every OpenADR element and attribute name is an ASCII NCName; a name is written as given (once
+# per tag, then cached), so one holding markup would become structure.
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+
 def _qualified(name: str) -> str:
     namespace, _, local = name[1:].partition("}")
     prefix = _PREFIXES.get(namespace)
     if prefix is None:
         raise LocalProtocolError(f"{name}: the envelope declares no prefix for its namespace")
+    if _NAME.match(local) is None:
+        raise LocalProtocolError(f"{local!r} is not an XML name crowdflex writes")
     return f"{prefix}:{local}"
 
 

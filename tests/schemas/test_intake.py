@@ -109,3 +109,16 @@ def test_a_declaration_after_the_xml_declaration_is_refused(head: bytes) -> None
                         b"<?xml version='1.0'?><!ENTITY a 'b'>"):
         with pytest.raises(HostileDocument, match="DOCTYPE"):
             schemas.decode(head + declaration + body)
+
+
+@pytest.mark.parametrize("head", [b"\xef\xbb\xbf<?xml version='1.0' encoding='UTF-8'?>",
+                                  b"   <?pi x?>"],
+                         ids=["declaration behind a BOM", "instruction at byte 3"])
+def test_an_identifier_split_by_an_instruction_is_refused_whatever_opens_the_document(
+        head: bytes) -> None:
+    """Whatever precedes the root, an instruction inside an identifier sends the document to the
+    full check: skipping only a "<?" at byte 3 (where the XML declaration sits behind a BOM) let
+    any document with one there through, whatever instructions followed."""
+    body = _poll_with_ven_id(b"v" * 300 + b"<?pi x?>" + b"v" * 213).split(b"?>", 1)[1]
+    with pytest.raises(schemas.InvalidData, match="512-character cap"):
+        schemas.decode(head + body)

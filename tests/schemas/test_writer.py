@@ -14,6 +14,8 @@ import schemas
 from schemas import LocalProtocolError
 from schemas._wire import EI, OADR, q
 from schemas._writer import Node, escape, escape_attribute, leaf
+from tests.kit.clock import Clock
+from tests.kit.signing import T0, make_identity, pair
 
 from .strategies import ei_responses, ids
 from .test_events import STRATEGIES as EVENT_MESSAGES
@@ -93,6 +95,37 @@ def test_attribute_values_are_escaped_as_lxml_escapes_them(value: str) -> None:
     assert escape_attribute(value).count("<") == 0 and escape(value).count("<") == 0
 
 
+# Any character, and the ones that need care: markup, whitespace a parser normalises, what XML
+# 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF), length-changing non-ASCII.
+_HOSTILE_PIECES = ("&", "<", ">", '"', "'", "]]>", "\r", "\n", "\t", "\x00", "\x1f", "\x7f",
+                   "\x85", "\u2028", "\ud800", "\udfff", "\ufeff", "\ufffe", "\uffff", "\U0001f600")
+_HOSTILE_TEXT = st.lists(st.one_of(st.characters(), st.sampled_from(_HOSTILE_PIECES)),
+                         max_size=12).map("".join)
+
+
+def _lxml_writes(value: str, attribute: bool) -> str | None:
+    """``value`` as lxml serialises it as an element's text or attribute, None if it refuses."""
+    element = etree.Element("x")
+    try:
+        element.set("a", value) if attribute else setattr(element, "text", value)
+    except ValueError:
+        return None
+    written = etree.tostring(element, encoding="unicode")
+    return written[len('<x a="'):-len('"/>')] if attribute else written[len("<x>"):-len("</x>")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(_HOSTILE_TEXT)
+def test_any_text_is_written_as_lxml_writes_it_or_refused_as_lxml_refuses_it(value: str) -> None:
+    for attribute, writer in ((False, escape), (True, escape_attribute)):
+        expected = _lxml_writes(value, attribute)
+        if expected is None:
+            with pytest.raises(LocalProtocolError):
+                writer(value)
+        else:
+            assert writer(value) == expected
+
+
 @pytest.mark.parametrize("value", ["nul\x00", "bell\x07", "esc\x1b", "lone\ud800", "\ufffe"])
 def test_characters_xml_cannot_carry_are_refused_not_written(value: str) -> None:
     with pytest.raises(LocalProtocolError, match=r"XML 1\.0 cannot carry"):
@@ -106,8 +139,32 @@ def test_an_element_outside_the_envelopes_namespaces_is_refused() -> None:
         Node("{urn:elsewhere}thing")
 
 
+@pytest.mark.parametrize("local", ["a><b", 'a x="1"', "a/", "", "1a", "a:b"])
+def test_a_name_that_is_not_a_plain_xml_name_is_refused_not_written(local: str) -> None:
+    """Names are written as given, so one that is not a name would be markup: refused, as lxml
+    refuses it, for elements and attributes alike."""
+    with pytest.raises(LocalProtocolError, match="not an XML name"):
+        Node(q(OADR, local))
+    with pytest.raises(LocalProtocolError, match="not an XML name"):
+        Node(q(OADR, "oadrPoll")).set(q(EI, local), "v")
+
+
 def test_signed_and_checked_encodings_still_go_through_a_tree() -> None:
     checked = schemas.Codec(validate_output=True)
     wire = checked.encode(schemas.Poll(ven_id="ven-1"))
     assert wire == schemas.encode(schemas.Poll(ven_id="ven-1"))
     assert isinstance(checked.build(schemas.Poll(ven_id="ven-1")), etree._Element)
+
+
+def test_a_text_past_the_intakes_limits_still_signs_and_checks() -> None:
+    """Signing and checking parse the written bytes back; our own output is not held to the
+    limits libxml2 sets for untrusted input (one text node of at most 10 MB), so a long text
+    signs, verifies and validates as it did when the encoders built the tree directly."""
+    ven = make_identity("ven-long", kind="ec")
+    sender, receiver = pair(ven.signer(), ven.cert_pem, schemas.SchemaSet(), Clock(T0))
+    long_poll = schemas.Poll(ven_id="v" * 10_000_001)
+    root = etree.fromstring(sender.encode(long_poll), etree.XMLParser(huge_tree=True))
+    assert receiver.check_signature(root)[0] is schemas.SignatureState.VERIFIED
+    assert root.findtext(f".//{q(EI, 'venID')}") == long_poll.ven_id
+    checked = schemas.Codec(validate_output=True)
+    assert checked.encode(long_poll) == schemas.encode(long_poll)
