@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver
 from ._postgres_answers import Answer, Outcome, check_and_store
-from ._postgres_deliveries import Delivered, deliver
+from ._postgres_deliveries import Delivered, deliver, give_back
 from ._postgres_groups import Groups
 from ._postgres_reports import Result, Update, points_of, store
 from ._postgres_rows import (
@@ -227,7 +227,8 @@ class PostgresBackend:
         self._pool_wait = pool_wait
         self._reports: Groups[Update, Result] = Groups(lambda group: store(self._fetch, group))
         self._deliveries: Groups[Distribution, Delivered] = Groups(
-            lambda group: deliver(self._fetch, group))
+            lambda group: deliver(self._fetch, group),
+            lambda _poll, delivered: give_back(self._fetch, delivered))
         self._answers: Groups[Answer, Outcome] = Groups(
             lambda group: check_and_store(self._fetch, group))
 

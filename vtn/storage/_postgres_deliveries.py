@@ -10,6 +10,8 @@ Invariants (:meth:`.backend.Backend.deliver_next`, for each poll of the group on
   statement's parts see one snapshot, so "still waiting" leaves out what the statement marks.
 - A group holds one poll per VEN, so the statement touches each (event, VEN) delivery row at
   most once; it takes the rows' locks in key order, as a group of answers does.
+- A poll whose caller was cancelled while its group was in flight gives its item back
+  (:func:`give_back`): it waits for the VEN's next poll, which reads the event list afresh.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ._postgres_rows import aware, event_of, item_of
 from .backend import EVENT_KIND, Distribution
 from .records import EventStatus, PollDelivery, TargetKind, TargetRef
 
-__all__ = ["Delivered", "deliver"]
+__all__ = ["Delivered", "deliver", "give_back"]
 
 # Per poll, numbered from 1 in order: $1 venID, $2 now, $3 cancelled since, $4 limit (NULL: no
 # limit); ($5 poll number, $6 status) pairs: the statuses each list takes; $7 the cancelled
@@ -75,6 +77,11 @@ _DELIVER: Final = (
     " ORDER BY p.n, l.event_id"
 )
 
+# An event-list item it superseded stays delivered: the list the item brings is read when sent.
+_GIVE_BACK: Final = (
+    "UPDATE outbox SET delivered_at = NULL WHERE seq = $1 AND delivered_at IS NOT NULL"
+)
+
 # What a poll is handed, and whether anything is still undelivered for its VEN afterwards.
 Delivered = tuple[PollDelivery | None, bool]
 
@@ -104,3 +111,9 @@ def _delivered(rows: list[Any]) -> Delivered:
                              for k, v in zip(row[17], row[18], strict=True)])
         for row in rows if row[8] is not None)
     return PollDelivery(item=item_of(first[1:7]), events=events), waiting
+
+
+async def give_back(fetch: Fetch, delivered: Delivered) -> None:
+    """The item of a poll no one received (its caller was cancelled) waits again."""
+    if delivered[0] is not None:
+        await fetch(_GIVE_BACK, delivered[0].item.seq)

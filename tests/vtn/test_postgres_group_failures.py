@@ -1,0 +1,102 @@
+"""Grouped poll deliveries on a real PostgreSQL database when things go wrong while a group is in
+flight (vtn.storage._postgres_groups, _postgres_deliveries): a caller cancelled, a connection
+lost. A table lock taken by the test holds the group's statement in flight; no item is lost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.kit.databases import fresh_postgres_database
+from vtn.storage import EventStatus, Storage, StorageUnavailable, VenRegistration, open_storage
+from vtn.storage.backend import Distribution
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+WAIT_S = 10.0
+_BLOCKED = ("SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'outbox'::regclass"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[tuple[Storage, asyncpg.Connection]]:
+    """An open storage on a fresh PostgreSQL database, and a connection of the test's own."""
+    async for url in fresh_postgres_database():
+        storage = await open_storage(url)
+        own = await asyncpg.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            yield storage, own
+        finally:
+            await own.close()
+            await storage.close()
+
+
+def poll(ven_id: str) -> Distribution:
+    return Distribution(ven_id=ven_id, statuses=(EventStatus.FAR,), now=T0,
+                        cancelled_since=T0 - timedelta(hours=1), limit=None)
+
+
+async def queued(storage: Storage, *names: str) -> None:
+    """A VEN per name with one item ``<name/>`` waiting."""
+    for name in names:
+        await storage.vens.register(VenRegistration(
+            ven_id=name, registration_id=f"reg-{name}", fingerprint=f"FP:{name}",
+            ven_name=name, created_at=T0))
+        await storage.backend.enqueue((name,), f"<{name}/>".encode(), "oadrCreateReport",
+                                      None, T0)
+
+
+async def blocked(own: asyncpg.Connection) -> list[int]:
+    """The backends waiting on the test's lock on outbox, once there is one."""
+    while not (pids := [row[0] for row in await own.fetch(_BLOCKED)]):
+        await asyncio.sleep(0.01)
+    return pids
+
+
+async def test_a_poll_cancelled_while_its_group_is_in_flight_leaves_its_item_waiting(
+        database: tuple[Storage, asyncpg.Connection]) -> None:
+    storage, own = database
+    await queued(storage, "a")
+    async with asyncio.timeout(WAIT_S):
+        lock = own.transaction()
+        await lock.start()
+        await own.execute("LOCK TABLE outbox IN SHARE MODE")
+        gone = asyncio.ensure_future(storage.backend.deliver_next(poll("a")))
+        await blocked(own)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await lock.commit()  # the statement goes on and commits for a caller that is gone
+        # the next poll of "a" waits for that group, then takes the item no one received
+        delivered, waiting = await storage.backend.deliver_next(poll("a"))
+    assert delivered is not None and (delivered.item.payload, waiting) == (b"<a/>", False)
+
+
+async def test_a_group_whose_connection_is_lost_fails_its_callers_and_is_not_sent_again(
+        database: tuple[Storage, asyncpg.Connection]) -> None:
+    """Whether a statement whose connection went had committed is unknown: sent again, a poll
+    would take the VEN's next item and lose the first. The callers get StorageUnavailable (the
+    VEN's poll answers 503) while the lock still holds, so nothing ran again."""
+    storage, own = database
+    await queued(storage, "a", "b")
+    async with asyncio.timeout(WAIT_S):
+        lock = own.transaction()
+        await lock.start()
+        await own.execute("LOCK TABLE outbox IN SHARE MODE")
+        try:
+            polls = asyncio.gather(*(storage.backend.deliver_next(poll(v)) for v in ("a", "b")),
+                                   return_exceptions=True)
+            (pid,) = await blocked(own)  # one statement for both polls
+            await own.execute("SELECT pg_terminate_backend($1)", pid)
+            outcomes = await polls
+        finally:
+            await lock.rollback()
+        assert [type(outcome) for outcome in outcomes] == [StorageUnavailable] * 2
+        again = await asyncio.gather(*(storage.backend.deliver_next(poll(v)) for v in "ab"))
+    assert [(d.item.payload if d else None, waiting) for d, waiting in again] == [
+        (b"<a/>", False), (b"<b/>", False)]
