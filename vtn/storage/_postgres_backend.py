@@ -4,7 +4,8 @@ hop per statement. asyncpg prepares each statement once per connection and cache
 Invariants:
 - A fixed pool of :data:`POOL_SIZE` connections, opened with the storage and never churned (no
   pre-ping round trip, no overflow connections opened and closed under load); a connection that
-  died (PostgreSQL restarted) is replaced by asyncpg's pool when it is next handed out.
+  died (PostgreSQL restarted) is replaced by asyncpg's pool when it is next handed out; a call
+  that meets one the server ended before asyncpg saw it close fails with StorageUnavailable.
 - Batches are bound as arrays and expanded with ``unnest``: one statement, one round trip, for
   a report's points, a fan-out's outbox rows or an event's targets.
 - The writes of different VENs that wait together share one statement and one commit, each kind
@@ -193,7 +194,10 @@ _DELIVERED_TO: Final = (
 )
 
 
-_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: asyncpg lost track of the connection's protocol, as when the server's
+# last error (it ended the connection) is read while the connection is idle, before its close.
+_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError,
+                         asyncpg.InternalClientError, OSError, TimeoutError)
 # SQLSTATE classes that mean "the database is not there for us now", not "this call is wrong":
 # connection exception, insufficient resources (disk full, too many connections), operator
 # intervention (shutdown, cannot connect now); 55000: a database not accepting connections.
@@ -261,7 +265,11 @@ class PostgresBackend:
         try:
             async with self._pool.acquire() as conn:
                 self._pool_wait(perf_counter() - asked)
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.InternalClientError:
+                    conn.terminate()  # its protocol state is lost: the pool opens another
+                    raise
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
         except _DRIVER_ERRORS as exc:
