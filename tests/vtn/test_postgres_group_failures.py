@@ -1,6 +1,7 @@
 """Grouped poll deliveries on a real PostgreSQL database when things go wrong while a group is in
 flight (vtn.storage._postgres_groups, _postgres_deliveries): a caller cancelled, a connection
-lost. A table lock taken by the test holds the group's statement in flight; no item is lost."""
+lost, another worker delivering to the same VEN. Locks taken by the test hold the group's
+statement in flight or stand for the other worker; no item is lost."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.kit.databases import fresh_postgres_database
+from tests.vtn.test_backend_contract import event, newer, queue
 from vtn.storage import EventStatus, Storage, StorageUnavailable, VenRegistration, open_storage
-from vtn.storage.backend import Distribution
+from vtn.storage.backend import EVENT_KIND, Distribution
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 WAIT_S = 10.0
@@ -100,3 +102,26 @@ async def test_a_group_whose_connection_is_lost_fails_its_callers_and_is_not_sen
         again = await asyncio.gather(*(storage.backend.deliver_next(poll(v)) for v in "ab"))
     assert [(d.item.payload if d else None, waiting) for d, waiting in again] == [
         (b"<a/>", False), (b"<b/>", False)]
+
+
+async def test_a_delivery_never_waits_for_an_event_list_item_another_worker_holds(
+        database: tuple[Storage, asyncpg.Connection]) -> None:
+    """Two workers delivering to one VEN at once each hold the event-list item they took; had
+    each waited for the other's to mark it answered, they would wait in a cycle (PostgreSQL
+    would abort one poll). The one it cannot lock is left to the worker that holds it."""
+    storage, own = database
+    await queued(storage, "a")
+    await storage.backend.put_events(
+        [(event(e), queue(("a",), f"{e}:0")) for e in ("e1", "e2")], newer)
+    async with asyncio.timeout(WAIT_S):
+        other = own.transaction()
+        await other.start()
+        try:
+            await own.execute("SELECT 1 FROM outbox WHERE dedup_key = 'e2:0' FOR UPDATE")
+            first, _ = await storage.backend.deliver_next(poll("a"))
+            lists, _ = await storage.backend.deliver_next(poll("a"))
+        finally:
+            await other.rollback()
+    assert first is not None and first.item.payload == b"<a/>"
+    assert lists is not None and lists.item.kind == EVENT_KIND
+    assert (lists.item.dedup_key, [e.event_id for e in lists.events]) == ("e1:0", ["e1", "e2"])

@@ -5,9 +5,11 @@ Invariants (:meth:`.backend.Backend.deliver_next`, for each poll of the group on
 - The VEN's oldest claimable outbox item is taken with ``FOR UPDATE SKIP LOCKED`` and re-checked
   by the UPDATE (PostgreSQL re-evaluates the conditions on the latest version if another worker
   committed meanwhile), so an item is delivered once across workers.
-- An event-list item takes the VEN's other event-list items with it, and its event list (its
-  own statuses, times and limit) is read and recorded as delivered in the same statement; the
-  statement's parts see one snapshot, so "still waiting" leaves out what the statement marks.
+- An event-list item takes the VEN's other event-list items with it, but not one another
+  worker holds (it is that worker's to hand out): waiting for it, two workers delivering to one
+  VEN at once could each wait for the other's. Its event list (its own statuses, times and
+  limit) is read and recorded as delivered in the same statement; the statement's parts see
+  one snapshot, so "still waiting" leaves out what the statement marks.
 - A group holds one poll per VEN, so the statement touches each (event, VEN) delivery row at
   most once; it takes the rows' locks in key order, as a group of answers does.
 - A poll whose caller was cancelled while its group was in flight gives its item back
@@ -41,9 +43,10 @@ _DELIVER: Final = (
     " AND o.delivered_at IS NULL AND (o.claimed_until IS NULL OR o.claimed_until <= p.at)"
     " RETURNING p.n, p.at, p.since, p.lim, o.seq, o.ven_id, o.kind, o.payload, o.dedup_key,"
     " o.enqueued_at),"
-    " superseded AS (UPDATE outbox o SET delivered_at = t.at, claimed_until = NULL FROM taken t"
-    " WHERE o.ven_id = t.ven_id AND o.kind = $9 AND t.kind = $9 AND o.delivered_at IS NULL"
-    " AND o.seq <> t.seq RETURNING o.seq),"
+    " superseded AS (UPDATE outbox o SET delivered_at = s.at, claimed_until = NULL FROM"
+    " (SELECT x.seq, t.at FROM taken t JOIN outbox x ON x.ven_id = t.ven_id AND x.kind = $9"
+    " AND x.delivered_at IS NULL AND x.seq <> t.seq WHERE t.kind = $9"
+    " FOR UPDATE OF x SKIP LOCKED) s WHERE o.seq = s.seq RETURNING o.seq),"
     " hits AS (SELECT t.n, g.event_id, g.kind, g.value FROM taken t JOIN event_targets g"
     " ON g.kind = $8 AND g.value = t.ven_id WHERE t.kind = $9"
     " UNION SELECT t.n, g.event_id, g.kind, g.value FROM taken t JOIN ven_memberships m"
