@@ -17,6 +17,7 @@ from tests.kit.databases import fresh_postgres_database
 from tests.vtn.test_backend_contract import event, newer, queue
 from vtn.storage import EventStatus, Storage, StorageUnavailable, VenRegistration, open_storage
 from vtn.storage.backend import EVENT_KIND, Distribution
+from vtn.storage.notify import OUTBOX_CHANNEL
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 WAIT_S = 10.0
@@ -64,6 +65,8 @@ async def test_a_poll_cancelled_while_its_group_is_in_flight_leaves_its_item_wai
         database: tuple[Storage, asyncpg.Connection]) -> None:
     storage, own = database
     await queued(storage, "a")
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await own.add_listener(OUTBOX_CHANNEL, lambda *args: heard.put_nowait(args[3]))
     async with asyncio.timeout(WAIT_S):
         lock = own.transaction()
         await lock.start()
@@ -76,6 +79,8 @@ async def test_a_poll_cancelled_while_its_group_is_in_flight_leaves_its_item_wai
         await lock.commit()  # the statement goes on and commits for a caller that is gone
         # the next poll of "a" waits for that group, then takes the item no one received
         delivered, waiting = await storage.backend.deliver_next(poll("a"))
+        # every worker's poll index heard it was given back, as of an enqueue
+        assert await heard.get() == "a"
     assert delivered is not None and (delivered.item.payload, waiting) == (b"<a/>", False)
 
 

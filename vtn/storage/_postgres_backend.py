@@ -232,7 +232,7 @@ class PostgresBackend:
         self._reports: Groups[Update, Result] = Groups(lambda group: store(self._fetch, group))
         self._deliveries: Groups[Distribution, Delivered] = Groups(
             lambda group: deliver(self._fetch, group),
-            lambda _poll, delivered: give_back(self._fetch, delivered))
+            lambda poll, delivered: give_back(self._fetch, poll, delivered))
         self._answers: Groups[Answer, Outcome] = Groups(
             lambda group: check_and_store(self._fetch, group))
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 from ._postgres_groups import Fetch, rows_by_write
 from ._postgres_rows import aware, event_of, item_of
 from .backend import EVENT_KIND, Distribution
+from .notify import OUTBOX_CHANNEL, enqueued_payload
 from .records import EventStatus, PollDelivery, TargetKind, TargetRef
 
 __all__ = ["Delivered", "deliver", "give_back"]
@@ -81,8 +82,11 @@ _DELIVER: Final = (
 )
 
 # An event-list item it superseded stays delivered: the list the item brings is read when sent.
+# Every worker's poll index hears of it as of an enqueue: one may have seen the VEN with
+# nothing waiting meanwhile.
 _GIVE_BACK: Final = (
-    "UPDATE outbox SET delivered_at = NULL WHERE seq = $1 AND delivered_at IS NOT NULL"
+    "WITH back AS (UPDATE outbox SET delivered_at = NULL WHERE seq = $1"
+    " AND delivered_at IS NOT NULL RETURNING ven_id) SELECT pg_notify($2, $3) FROM back"
 )
 
 # What a poll is handed, and whether anything is still undelivered for its VEN afterwards.
@@ -116,7 +120,8 @@ def _delivered(rows: list[Any]) -> Delivered:
     return PollDelivery(item=item_of(first[1:7]), events=events), waiting
 
 
-async def give_back(fetch: Fetch, delivered: Delivered) -> None:
-    """The item of a poll no one received (its caller was cancelled) waits again."""
+async def give_back(fetch: Fetch, poll: Distribution, delivered: Delivered) -> None:
+    """The item of ``poll``, which no one received (its caller was cancelled), waits again."""
     if delivered[0] is not None:
-        await fetch(_GIVE_BACK, delivered[0].item.seq)
+        await fetch(_GIVE_BACK, delivered[0].item.seq, OUTBOX_CHANNEL,
+                    enqueued_payload([poll.ven_id]))
