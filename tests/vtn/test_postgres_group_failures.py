@@ -130,3 +130,31 @@ async def test_a_delivery_never_waits_for_an_event_list_item_another_worker_hold
     assert first is not None and first.item.payload == b"<a/>"
     assert lists is not None and lists.item.kind == EVENT_KIND
     assert (lists.item.dedup_key, [e.event_id for e in lists.events]) == ("e1:0", ["e1", "e2"])
+
+
+async def test_a_delivery_this_version_cannot_read_fails_its_poll_alone_and_keeps_its_item(
+        database: tuple[Storage, asyncpg.Connection]) -> None:
+    """A row the group's statement wrote but this VTN cannot read back (a target kind it does
+    not know, as a newer version may write) is found after the commit: that poll fails and its
+    item waits, as if it had rolled back; the other polls of the group get what they took."""
+    storage, own = database
+    await queued(storage, "a", "b")
+    assert (await storage.backend.deliver_next(poll("a")))[0] is not None  # its <a/>
+    await storage.backend.put_events([(event("e1"), queue(("a",), "e1:0"))], newer)
+    await storage.backend.enqueue(("a",), b"<a2/>", "oadrCreateReport", None, T0)
+    await own.execute("INSERT INTO ven_memberships (ven_id, kind, value)"
+                      " VALUES ('a', 'zone', 'z')")
+    await own.execute("INSERT INTO event_targets (event_id, kind, value)"
+                      " VALUES ('e1', 'zone', 'z')")
+    async with asyncio.timeout(WAIT_S):
+        unread, taken = await asyncio.gather(
+            *(storage.backend.deliver_next(poll(v)) for v in "ab"), return_exceptions=True)
+        assert isinstance(unread, ValueError)
+        assert not isinstance(taken, BaseException) and taken[0] is not None
+        assert taken[0].item.payload == b"<b/>"
+        await own.execute("DELETE FROM event_targets WHERE kind = 'zone'")
+        lists, _ = await storage.backend.deliver_next(poll("a"))
+        report, _ = await storage.backend.deliver_next(poll("a"))
+    assert lists is not None and (lists.item.dedup_key, [e.event_id for e in lists.events]) == (
+        "e1:0", ["e1"])
+    assert report is not None and report.item.payload == b"<a2/>"

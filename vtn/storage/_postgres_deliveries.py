@@ -13,7 +13,9 @@ Invariants (:meth:`.backend.Backend.deliver_next`, for each poll of the group on
 - A group holds one poll per VEN, so the statement touches each (event, VEN) delivery row at
   most once; it takes the rows' locks in key order, as a group of answers does.
 - A poll whose caller was cancelled while its group was in flight gives its item back
-  (:func:`give_back`): it waits for the VEN's next poll, which reads the event list afresh.
+  (:func:`give_back`): it waits for the VEN's next poll, which reads the event list afresh. So
+  does a poll whose rows this version cannot read (an enum value it does not know): it fails
+  alone, as if it had rolled back.
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ _GIVE_BACK: Final = (
 Delivered = tuple[PollDelivery | None, bool]
 
 
-async def deliver(fetch: Fetch, group: Sequence[Distribution]) -> list[Delivered]:
+async def deliver(fetch: Fetch,
+                  group: Sequence[Distribution]) -> list[Delivered | Exception]:
     """What each poll of ``group`` (one per VEN) is handed, taken by one statement through
-    ``fetch``."""
+    ``fetch``; the ValueError of one whose rows this version cannot read."""
     numbers: list[int] = []
     statuses: list[str] = []
     for n, poll in enumerate(group, 1):
@@ -105,7 +108,14 @@ async def deliver(fetch: Fetch, group: Sequence[Distribution]) -> list[Delivered
         _DELIVER, [p.ven_id for p in group], [aware(p.now) for p in group],
         [aware(p.cancelled_since) for p in group], [p.limit for p in group], numbers, statuses,
         EventStatus.CANCELLED.value, TargetKind.VEN.value, EVENT_KIND)
-    return [_delivered(poll_rows) for poll_rows in rows_by_write(rows, len(group))]
+    delivered: list[Delivered | Exception] = []
+    for poll, poll_rows in zip(group, rows_by_write(rows, len(group)), strict=True):
+        try:
+            delivered.append(_delivered(poll_rows))
+        except ValueError as exc:  # a value this version does not know: the item waits
+            await _give_back(fetch, poll_rows[0][1], poll.ven_id)
+            delivered.append(exc)
+    return delivered
 
 
 def _delivered(rows: list[Any]) -> Delivered:
@@ -123,5 +133,8 @@ def _delivered(rows: list[Any]) -> Delivered:
 async def give_back(fetch: Fetch, poll: Distribution, delivered: Delivered) -> None:
     """The item of ``poll``, which no one received (its caller was cancelled), waits again."""
     if delivered[0] is not None:
-        await fetch(_GIVE_BACK, delivered[0].item.seq, OUTBOX_CHANNEL,
-                    enqueued_payload([poll.ven_id]))
+        await _give_back(fetch, delivered[0].item.seq, poll.ven_id)
+
+
+async def _give_back(fetch: Fetch, seq: int, ven_id: str) -> None:
+    await fetch(_GIVE_BACK, seq, OUTBOX_CHANNEL, enqueued_payload([ven_id]))

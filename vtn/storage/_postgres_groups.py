@@ -72,10 +72,11 @@ class _Waiting(Generic[W, R]):
 
 class Groups(Generic[W, R]):
     """Sends writes through ``send(group)``, one statement that answers each write of the group
-    in order, grouped as the module docstring says; ``give_back(write, result)`` undoes what
-    a committed write did for a caller that is gone."""
+    in order (an exception for a write that failed alone after the commit: its caller gets
+    it), grouped as the module docstring says; ``give_back(write, result)`` undoes what a
+    committed write did for a caller that is gone."""
 
-    def __init__(self, send: Callable[[Sequence[W]], Awaitable[Sequence[R]]],
+    def __init__(self, send: Callable[[Sequence[W]], Awaitable[Sequence[R | Exception]]],
                  give_back: Callable[[W, R], Awaitable[object]] | None = None) -> None:
         self._send_group = send
         self._give_back = give_back
@@ -125,7 +126,10 @@ class Groups(Generic[W, R]):
                     await self._send([waiting])
             return
         for waiting, result in zip(group, results, strict=True):
-            if not waiting.future.done():
+            if isinstance(result, Exception):
+                if not waiting.future.done():
+                    waiting.future.set_exception(result)
+            elif not waiting.future.done():
                 waiting.future.set_result(result)
             elif self._give_back is not None:
                 try:
