@@ -1,7 +1,7 @@
 """Grouped poll deliveries on a real PostgreSQL database when things go wrong while a group is in
 flight (vtn.storage._postgres_groups, _postgres_deliveries): a caller cancelled, a connection
-lost, another worker delivering to the same VEN. Locks taken by the test hold the group's
-statement in flight or stand for the other worker; no item is lost."""
+lost, another worker delivering (or pushing) to the same VEN. Locks taken by the test hold the
+group's statement in flight or stand for the other worker; no item is lost."""
 
 from __future__ import annotations
 
@@ -158,3 +158,28 @@ async def test_a_delivery_this_version_cannot_read_fails_its_poll_alone_and_keep
     assert lists is not None and (lists.item.dedup_key, [e.event_id for e in lists.events]) == (
         "e1:0", ["e1"])
     assert report is not None and report.item.payload == b"<a2/>"
+
+
+async def test_a_claim_never_waits_for_an_event_list_item_another_worker_holds(
+        database: tuple[Storage, asyncpg.Connection]) -> None:
+    """The push path's claim supersedes as a poll's delivery does: two workers pushing to one
+    VEN at once waited for each other's item (PostgreSQL aborted one: DeadlockDetectedError
+    ended that worker's push lanes, seen in tests/vtn/test_workers_race.py)."""
+    storage, own = database
+    await queued(storage, "a")
+    await storage.backend.put_events(
+        [(event(e), queue(("a",), f"{e}:0")) for e in ("e0", "e1", "e2")], newer)
+    await storage.backend.claim("a", T0, T0 + timedelta(seconds=30), None)  # its <a/>
+    async with asyncio.timeout(WAIT_S):
+        other = own.transaction()
+        await other.start()
+        try:
+            await own.execute("SELECT 1 FROM outbox WHERE dedup_key = 'e2:0' FOR UPDATE")
+            claimed = await storage.backend.claim("a", T0, T0 + timedelta(seconds=30),
+                                                  EVENT_KIND)
+        finally:
+            await other.rollback()
+    assert claimed is not None and claimed.dedup_key == "e0:0"
+    # e1 was superseded; e2, held by the other worker, was left to it (claimed ones stay
+    # pending until marked delivered: <a/> and e0)
+    assert [i.dedup_key for i in await storage.outbox.pending("a")] == [None, "e0:0", "e2:0"]

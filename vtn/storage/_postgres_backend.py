@@ -163,9 +163,12 @@ _OLDEST: Final = (
     " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at"
 )
 _CLAIM: Final = "UPDATE outbox SET claimed_until = $3" + _OLDEST
+# SKIP LOCKED: an item another worker holds is that worker's to hand out; waiting for it, two
+# workers pushing to one VEN at once could each wait for the other's (as in _postgres_deliveries).
 _SUPERSEDE: Final = (
-    "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
-    " WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
+    "UPDATE outbox SET delivered_at = $1, claimed_until = NULL WHERE seq IN (SELECT seq"
+    " FROM outbox WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
+    " FOR UPDATE SKIP LOCKED)"
 )
 _BEHIND: Final = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE} AND seq > $3)"
 # An ack never replaces one for a newer modificationNumber (vtn.storage.events).
