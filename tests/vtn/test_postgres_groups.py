@@ -103,3 +103,21 @@ async def test_a_write_whose_caller_was_cancelled_before_its_group_is_left_out()
         with pytest.raises(asyncio.CancelledError):
             await gone
     assert recorder.groups == [["x"], ["kept"]]
+
+
+async def test_a_failed_groups_writes_are_not_sent_again_for_callers_that_are_gone() -> None:
+    recorder = Recorder()
+    groups: Groups[str, str] = Groups(recorder.send)
+    async with asyncio.timeout(WAIT_S):
+        recorder.release.clear()
+        gone = asyncio.ensure_future(groups.run("gone", "g"))
+        bad = asyncio.ensure_future(groups.run("bad", "b"))
+        while not recorder.groups:
+            await asyncio.sleep(0)
+        gone.cancel()
+        recorder.release.set()
+        with pytest.raises(LookupError):
+            await bad
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+    assert recorder.groups == [["gone", "bad"], ["bad"]]

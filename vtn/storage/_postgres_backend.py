@@ -4,7 +4,8 @@ hop per statement. asyncpg prepares each statement once per connection and cache
 Invariants:
 - A fixed pool of :data:`POOL_SIZE` connections, opened with the storage and never churned (no
   pre-ping round trip, no overflow connections opened and closed under load); a connection that
-  died (PostgreSQL restarted) is replaced by asyncpg's pool when it is next handed out.
+  died (PostgreSQL restarted) is replaced by asyncpg's pool when it is next handed out; a call
+  that meets one the server ended before asyncpg saw it close fails with StorageUnavailable.
 - Batches are bound as arrays and expanded with ``unnest``: one statement, one round trip, for
   a report's points, a fan-out's outbox rows or an event's targets.
 - The writes of different VENs that wait together share one statement and one commit, each kind
@@ -31,7 +32,7 @@ from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver
 from ._postgres_answers import Answer, Outcome, check_and_store
-from ._postgres_deliveries import Delivered, deliver
+from ._postgres_deliveries import Delivered, deliver, give_back
 from ._postgres_groups import Groups
 from ._postgres_reports import Result, Update, points_of, store
 from ._postgres_rows import (
@@ -187,9 +188,12 @@ _OLDEST: Final = (
     " RETURNING seq, ven_id, kind, payload, dedup_key, enqueued_at"
 )
 _CLAIM: Final = "UPDATE outbox SET claimed_until = $3" + _OLDEST
+# SKIP LOCKED: an item another worker holds is that worker's to hand out; waiting for it, two
+# workers pushing to one VEN at once could each wait for the other's (as in _postgres_deliveries).
 _SUPERSEDE: Final = (
-    "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"
-    " WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
+    "UPDATE outbox SET delivered_at = $1, claimed_until = NULL WHERE seq IN (SELECT seq"
+    " FROM outbox WHERE ven_id = $2 AND kind = $3 AND seq != $4 AND delivered_at IS NULL"
+    " FOR UPDATE SKIP LOCKED)"
 )
 _BEHIND: Final = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE} AND seq > $3)"
 # An ack never replaces one for a newer modificationNumber (vtn.storage.events).
@@ -218,7 +222,10 @@ _DELIVERED_TO: Final = (
 )
 
 
-_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: asyncpg lost track of the connection's protocol, as when the server's
+# last error (it ended the connection) is read while the connection is idle, before its close.
+_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError,
+                         asyncpg.InternalClientError, OSError, TimeoutError)
 # SQLSTATE classes that mean "the database is not there for us now", not "this call is wrong":
 # connection exception, insufficient resources (disk full, too many connections), operator
 # intervention (shutdown, cannot connect now); 55000: a database not accepting connections.
@@ -252,7 +259,8 @@ class PostgresBackend:
         self._pool_wait = pool_wait
         self._reports: Groups[Update, Result] = Groups(lambda group: store(self._fetch, group))
         self._deliveries: Groups[Distribution, Delivered] = Groups(
-            lambda group: deliver(self._fetch, group))
+            lambda group: deliver(self._fetch, group),
+            lambda poll, delivered: give_back(self._fetch, poll, delivered))
         self._answers: Groups[Answer, Outcome] = Groups(
             lambda group: check_and_store(self._fetch, group))
 
@@ -285,7 +293,11 @@ class PostgresBackend:
         try:
             async with self._pool.acquire() as conn:
                 self._pool_wait(perf_counter() - asked)
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.InternalClientError:
+                    conn.terminate()  # its protocol state is lost: the pool opens another
+                    raise
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StorageConflict(str(exc)) from exc
         except _DRIVER_ERRORS as exc:

@@ -15,21 +15,31 @@ Invariants:
 - A group holds at most one write per key (a VEN: another waits for the next group), so one
   statement never touches a VEN's rows twice and a VEN's writes keep their order; at most
   :data:`MAX_GROUP` writes.
-- If a group fails, each of its writes is sent again alone, so a failure reaches only the caller
-  whose write caused it.
+- If a group's statement is refused (it rolled back), each of its writes whose caller still
+  waits is sent again alone, so a failure reaches only the caller whose write caused it. If the
+  connection was lost (:class:`.records.StorageUnavailable`), whether the statement committed is
+  unknown: every caller gets the error and nothing is sent again, for a write that did commit
+  would be done twice (a poll would take its VEN's next item, and the first would be lost).
 - At most one group of a :class:`Groups` is in flight at a time; while it has none in flight a
   write goes at once.
-- A write whose caller was cancelled before its group was sent is left out.
+- A write whose caller was cancelled before its group was sent is left out; one whose caller was
+  cancelled while its group was in flight is committed, and its result goes to ``give_back``
+  (a poll's item waits again for the VEN's next poll).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
+from .records import StorageUnavailable
+
 __all__ = ["MAX_GROUP", "Fetch", "Groups", "rows_by_write"]
+
+log = logging.getLogger(__name__)
 
 MAX_GROUP: Final = 64
 
@@ -62,10 +72,14 @@ class _Waiting(Generic[W, R]):
 
 class Groups(Generic[W, R]):
     """Sends writes through ``send(group)``, one statement that answers each write of the group
-    in order, grouped as the module docstring says."""
+    in order (an exception for a write that failed alone after the commit: its caller gets
+    it), grouped as the module docstring says; ``give_back(write, result)`` undoes what a
+    committed write did for a caller that is gone."""
 
-    def __init__(self, send: Callable[[Sequence[W]], Awaitable[Sequence[R]]]) -> None:
+    def __init__(self, send: Callable[[Sequence[W]], Awaitable[Sequence[R | Exception]]],
+                 give_back: Callable[[W, R], Awaitable[object]] | None = None) -> None:
         self._send_group = send
+        self._give_back = give_back
         self._waiting: list[_Waiting[W, R]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -102,13 +116,23 @@ class Groups(Generic[W, R]):
         try:
             results = await self._send_group([waiting.write for waiting in group])
         except Exception as exc:
-            if len(group) == 1:
-                if not group[0].future.done():
-                    group[0].future.set_exception(exc)
+            if len(group) == 1 or isinstance(exc, StorageUnavailable):
+                for waiting in group:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
                 return
             for waiting in group:  # alone, so only the guilty one fails
-                await self._send([waiting])
+                if not waiting.future.done():
+                    await self._send([waiting])
             return
         for waiting, result in zip(group, results, strict=True):
-            if not waiting.future.done():
+            if isinstance(result, Exception):
+                if not waiting.future.done():
+                    waiting.future.set_exception(result)
+            elif not waiting.future.done():
                 waiting.future.set_result(result)
+            elif self._give_back is not None:
+                try:
+                    await self._give_back(waiting.write, result)
+                except Exception as exc:  # the writes waiting behind it must still be sent
+                    log.warning("a cancelled caller's write was not given back: %r", exc)
