@@ -283,6 +283,8 @@ async def _read(request: web.Request, cap: int) -> bytes:
     ``request.read()``, which keeps the body on the request: aiohttp's keep-alive loop holds a
     connection's last request until the next one arrives, so every idle VEN would keep its last
     body (a minute of telemetry is kilobytes) for as long as it stays connected."""
+    if request.content.at_eof():  # read already, by a middleware (vtn.capture) or none sent
+        return await request.read()  # the bytes that read kept on the request, or b""
     body = bytearray()
     while chunk := await request.content.readany():
         body += chunk

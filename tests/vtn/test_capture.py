@@ -10,6 +10,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from schemas import SERVICE_PREFIX, CreatedPartyRegistration, QueryRegistration
+from tests.kit.pki import Pki
+from tests.kit.vtn import LoopbackVtn, vtn_config
+from tests.vtn.harness import raw_ven
+from vtn.app import create_app
 from vtn.capture import capture_middleware, purge_captures, purge_naming
 
 
@@ -31,6 +36,24 @@ async def test_a_restarted_vtn_numbers_on_instead_of_overwriting(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "000001-EiReport-reply.xml", "000001-EiReport-request.xml",
         "000002-EiReport-reply.xml", "000002-EiReport-request.xml"]
+
+
+async def test_a_captured_request_still_reaches_its_service_whole(pki: Pki,
+                                                                  tmp_path: Path) -> None:
+    """The capture reads each body before the endpoint does (as the TSO serves it): the
+    service must still be given the body, not an empty document (454), and the file holds it."""
+    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}")
+    app = create_app(config)
+    app.middlewares.append(capture_middleware(tmp_path / "captures"))
+    served = await LoopbackVtn.start(app, config)
+    try:
+        async with raw_ven(f"{served.url}{SERVICE_PREFIX}", pki.client_context()) as ven:
+            answer = await ven.post("EiRegisterParty", QueryRegistration(request_id="q1"))
+    finally:
+        await served.close()
+    assert isinstance(answer, CreatedPartyRegistration) and answer.response.code == 200
+    request = tmp_path / "captures" / "000001-EiRegisterParty-request.xml"
+    assert b"oadrQueryRegistration" in request.read_bytes()
 
 
 def test_purge_deletes_captures_older_than_the_cutoff_and_nothing_else(tmp_path: Path) -> None:
