@@ -4,9 +4,10 @@ the demo's device link (``python -m bench cbp --xmpp``) and of the XMPP tests.
 Its settings are the ones the README shows for a deployment: SASL EXTERNAL only, through
 ``examples/prosody/mod_auth_openadr.lua`` (each client named by its certificate's fingerprint),
 TLS required with client certificates checked against the CA, no federation (s2s), no in-band
-registration. Runtime files live in a temporary directory of their own, removed on stop (which
-kills a server that does not end on SIGTERM in time, so no stop waits for ever); as root
-the server runs as Debian's unprivileged ``prosody`` user, which Prosody requires.
+registration, Lua's generational garbage collector. Runtime files live in a temporary directory
+of their own, removed on stop (which kills a server that does not end on SIGTERM in time, so no
+stop waits for ever); as root the server runs as Debian's unprivileged ``prosody`` user, which
+Prosody requires.
 
 Needs Debian's ``prosody`` (:func:`prosody_binary` names the package when it is missing).
 """
@@ -65,6 +66,11 @@ class XmppServer:
     key: Path
     ca: Path
     stanza_limit: int = 256 * 1024
+    # Lua's generational collector: with Prosody's default (incremental, a cycle every 5 %
+    # growth) the server spent 3x the CPU per device-minute relaying telemetry, and at an
+    # activation the VTN's one connection was read too slowly for its payloads to go out on
+    # time (bench/README.md, "bench cbp --xmpp")
+    gc_mode: str = "generational"
     domain: str = "localhost"
     port: int = 0
     directory: Path = Path()
@@ -84,6 +90,7 @@ class XmppServer:
             "c2s_direct_tls_ports = { }", "s2s_direct_tls_ports = { }",
             "c2s_require_encryption = true",
             "allow_registration = false",
+            f"gc = {{ mode = {_lua(self.gc_mode)} }}",
             f"c2s_stanza_size_limit = {self.stanza_limit}",
             'authentication = "openadr"',
             'storage = "internal"',
