@@ -76,6 +76,11 @@ class XmppServer:
     directory: Path = Path()
     _process: asyncio.subprocess.Process | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id (None when stopped)."""
+        return None if self._process is None else self._process.pid
+
     def _config(self) -> str:
         return "\n".join((
             f"data_path = {_lua(self.directory / 'data')}",
