@@ -51,6 +51,18 @@ def _child_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _relay_cpu_s(nodes: Nodes) -> float:
+    """The XMPP server's CPU so far (0 without one)."""
+    server = nodes.xmpp_server
+    return 0.0 if server is None or server.pid is None else _child_cpu_s(server.pid)
+
+
+def _relay_figure(nodes: Nodes, cpu_s: float, device_minutes: float) -> str:
+    if nodes.xmpp_server is None:
+        return ""
+    return f"; XMPP server: {1000 * cpu_s / device_minutes:.2f} ms per device per minute"
+
+
 async def _steady(nodes: Nodes, seconds: float) -> None:
     book = nodes.aggregator.book
     need = max(1, int(nodes.registered * 0.95))
@@ -67,9 +79,11 @@ async def _steady(nodes: Nodes, seconds: float) -> None:
     await asyncio.sleep(nodes.settings.timing.telemetry_batch.total_seconds())
     pid = nodes.fleet.process.pid
     cpu0, child0, wall0 = time.process_time(), _child_cpu_s(pid), time.monotonic()
+    relay0 = _relay_cpu_s(nodes)
     points0 = book.points_received
     await asyncio.sleep(seconds)
     cpu, child = time.process_time() - cpu0, _child_cpu_s(pid) - child0
+    relay = _relay_cpu_s(nodes) - relay0
     wall = time.monotonic() - wall0
     minutes, devices = wall / 60, nodes.registered
     points = book.points_received - points0
@@ -81,7 +95,7 @@ async def _steady(nodes: Nodes, seconds: float) -> None:
           f"{1000 * cpu / devices / minutes:.2f} ms "
           f"({cpu:.1f} s CPU in {wall:.0f} s for {devices} devices = {100 * cpu / wall:.0f}% "
           f"of a core; device fleet process: {1000 * child / devices / minutes:.2f} ms per "
-          f"device per minute)")
+          f"device per minute{_relay_figure(nodes, relay, devices * minutes)})")
     print(f"    samples received: {points / wall:.0f}/s of the fleet's nominal {nominal:.0f}/s "
           f"({100 * points / wall / nominal:.0f}%); aggregator CPU per {per_minute:g} samples "
           f"received: {1000 * cpu * per_minute / max(points, 1):.2f} ms")

@@ -38,7 +38,6 @@ __all__ = [
     "fingerprint_of_localpart",
     "iq_bytes",
     "localpart_of",
-    "payload_element",
     "payload_of",
     "service_node",
 ]
@@ -60,11 +59,6 @@ def payload_of(stanza: ET.Element) -> bytes | None:
     codec to decode and validate; None when there is none."""
     element = stanza.find(_PAYLOAD_TAG)
     return None if element is None else ET.tostring(element)
-
-
-def payload_element(body: bytes) -> ET.Element:
-    """Our own encoder's bytes of a payload as the element an IQ carries."""
-    return ET.fromstring(body)
 
 
 def iq_bytes(*, kind: Literal["set", "result"], iq_id: str, to: str, body: bytes) -> bytes:

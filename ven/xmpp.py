@@ -29,19 +29,12 @@ from typing import Any
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
-from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, Service, TransportName
-from schemas.xmpp import (
-    IQ_WITH_PAYLOAD,
-    SERVICES_NODE,
-    iq_bytes,
-    localpart_of,
-    payload_element,
-    payload_of,
-)
+from schemas.xmpp import IQ_WITH_PAYLOAD, SERVICES_NODE, iq_bytes, localpart_of, payload_of
 
 from ._http import Link
 from .client import VenClient
@@ -104,6 +97,12 @@ class XmppLink(Link):
         stream.add_event_handler("disconnected", self._disconnected)
         stream.register_handler(CoroutineCallback(
             "openadr", MatchXPath(IQ_WITH_PAYLOAD), self._on_request))
+        # A request leaves as our encoder's bytes and its answer is found by id, as the VTN's
+        # sends are (vtn.xmpp): built as a slixmpp stanza, every telemetry report was parsed and
+        # serialised again in pure Python, and a 2,000-device fleet process fell behind its clock.
+        self._asked: dict[str, asyncio.Future[Any]] = {}
+        stream.register_handler(Callback("openadr-answers", MatchXPath("{jabber:client}iq"),
+                                         self._on_answer))
 
     def serve(self, client: VenClient) -> None:
         """Answer the VTN's payloads with ``client`` (as :class:`ven.PushReceiver` does)."""
@@ -181,17 +180,26 @@ class XmppLink(Link):
         the bytes of its ``oadrPayload``, None when the result carried none; errors as
         :meth:`post` raises them."""
         await self._online_now()
-        iq = self._stream.make_iq_set(ito=self.vtn_jid)
-        iq.xml.append(payload_element(body))
+        key = self._stream.new_id()
+        answered = self._asked[key] = asyncio.get_running_loop().create_future()
         self._posting += 1
         self._answered.clear()
         try:
-            with self._answer_to(service):
-                result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
+            self._stream.send_raw(iq_bytes(kind="set", iq_id=key, to=self.vtn_jid, body=body))
+            async with asyncio.timeout(self._timeout):
+                result = await answered
+        except NotConnectedError:
+            raise VtnUnavailable(f"{service}: the XMPP session is down") from None
+        except TimeoutError:
+            raise VtnUnavailable(f"{service}: no answer within {self._timeout} s") from None
         finally:
+            del self._asked[key]
             self._posting -= 1
             if not self._posting:
                 self._answered.set()
+        if result["type"] == "error":
+            error = result["error"]
+            raise _failure(service, error["condition"], error["type"], error["text"])
         reply = payload_of(result.xml)
         if reply is not None and len(reply) > self._max_body:
             raise VtnRefused(None, f"{service}: reply over {self._max_body} bytes")
@@ -220,11 +228,15 @@ class XmppLink(Link):
         except IqTimeout:
             raise VtnUnavailable(f"{what}: no answer within {self._timeout} s") from None
         except IqError as error:
-            text = f"{what}: XMPP {error.condition}: {error.text}"
-            if error.iq["error"]["type"] == "wait" or error.condition in (
-                    "service-unavailable", "recipient-unavailable", "remote-server-timeout"):
-                raise VtnUnavailable(text) from None
-            raise XmppRefused(error.condition, text) from None
+            raise _failure(what, error.condition, error.iq["error"]["type"], error.text) from None
+
+    def _on_answer(self, iq: Any) -> None:
+        """The result or error answering one of our requests: only from the VTN's JID."""
+        if iq["type"] not in ("result", "error"):
+            return
+        asked = self._asked.get(iq["id"])
+        if asked is not None and iq["from"] == slixmpp.JID(self.vtn_jid) and not asked.done():
+            asked.set_result(iq)
 
     # ------------------------------------------------------------ VTN -> VEN
 
@@ -266,3 +278,13 @@ class XmppLink(Link):
         answer["error"]["condition"] = condition
         answer["error"]["type"] = kind
         answer["error"]["text"] = text
+
+
+def _failure(what: str, condition: str, kind: str, text: str) -> VtnUnavailable | XmppRefused:
+    """An XMPP error answering ``what``: worth asking again later (type ``wait``, or the VTN or
+    the way to it unavailable) or a refusal naming its condition."""
+    reason = f"{what}: XMPP {condition}: {text}"
+    if kind == "wait" or condition in (
+            "service-unavailable", "recipient-unavailable", "remote-server-timeout"):
+        return VtnUnavailable(reason)
+    return XmppRefused(condition, reason)

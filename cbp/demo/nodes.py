@@ -75,6 +75,7 @@ class Nodes:
     registered: int
     refused: int
     step: Callable[[str], None]
+    xmpp_server: XmppServer | None = None  # the device link's server, with ``xmpp``
 
 
 def demo_settings(devices: int, settings: CbpSettings | None = None, *,
@@ -271,7 +272,8 @@ async def _started(out: Path, pki: dict[str, tuple[Path, Path]],
         await fleet.release()
         await fleet.wait_for("running", STEP_TIMEOUT_S)
         yield Nodes(out=out, settings=settings, tso=tso, aggregator=aggregator, vault=vault,
-                    fleet=fleet, registered=registered, refused=refused, step=step)
+                    fleet=fleet, registered=registered, refused=refused, step=step,
+                    xmpp_server=server)
     finally:
         await aggregator.close()
         await fleet.stop()

@@ -4,9 +4,9 @@ the demo's device link (``python -m bench cbp --xmpp``) and of the XMPP tests.
 Its settings are the ones the README shows for a deployment: SASL EXTERNAL only, through
 ``examples/prosody/mod_auth_openadr.lua`` (each client named by its certificate's fingerprint),
 TLS required with client certificates checked against the CA (TLS 1.2 with the OpenADR
-profile's suites, or TLS 1.3), no federation (s2s), no in-band
-registration. Runtime files live in a temporary directory of their own, removed on stop (which
-kills a server that does not end on SIGTERM in time, so no stop waits for ever); as root
+profile's suites, or TLS 1.3), no federation (s2s), no in-band registration, Lua's generational
+garbage collector. Runtime files live in a temporary directory of their own, removed on stop
+(which kills a server that does not end on SIGTERM in time, so no stop waits for ever); as root
 the server runs as Debian's unprivileged ``prosody`` user, which Prosody requires.
 
 Needs Debian's ``prosody`` (:func:`prosody_binary` names the package when it is missing).
@@ -72,10 +72,20 @@ class XmppServer:
     key: Path
     ca: Path
     stanza_limit: int = 256 * 1024
+    # Lua's generational collector: with Prosody's default (incremental, a cycle every 5 %
+    # growth) the server spent 3x the CPU per device-minute relaying telemetry, and at an
+    # activation the VTN's one connection was read too slowly for its payloads to go out on
+    # time (bench/README.md, "bench cbp --xmpp")
+    gc_mode: str = "generational"
     domain: str = "localhost"
     port: int = 0
     directory: Path = Path()
     _process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id (None when stopped)."""
+        return None if self._process is None else self._process.pid
 
     def _config(self) -> str:
         return "\n".join((
@@ -91,6 +101,7 @@ class XmppServer:
             "c2s_direct_tls_ports = { }", "s2s_direct_tls_ports = { }",
             "c2s_require_encryption = true",
             "allow_registration = false",
+            f"gc = {{ mode = {_lua(self.gc_mode)} }}",
             f"c2s_stanza_size_limit = {self.stanza_limit}",
             'authentication = "openadr"',
             'storage = "internal"',

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from cbp.demo.prosody import TLS12_CIPHERS
+from devpki import Role
+from tests.kit.pki import Pki
 from tomlconfig import ConfigError, document
 from ven.config import TransportMode, VenXmpp
 from ven.config import parse_config as parse_ven
@@ -71,7 +73,8 @@ def test_the_readme_prosody_settings_are_the_tests_server_settings(tmp_path: Pat
     shown = _block("not run: a server configuration; cbp/demo/prosody.py starts Prosody with "
                    "these settings")
     for setting in ('authentication = "openadr"', "c2s_require_encryption = true",
-                    "allow_registration = false", 'verify = { "peer", "client_once" }',
+                    "allow_registration = false", 'gc = { mode = "generational" }',
+                    'verify = { "peer", "client_once" }',
                     "verifyext = { lsec_continue = false, lsec_ignore_purpose = false }",
                     f'ciphers = "{TLS12_CIPHERS}"'):
         assert setting in " ".join(shown.split()), setting
@@ -116,3 +119,20 @@ async def test_stop_kills_a_server_that_ignores_sigterm_and_removes_its_director
     await server.stop(timeout=0.5)
     assert stubborn.returncode == -signal.SIGKILL
     assert not directory.exists()
+
+
+async def test_the_server_runs_with_the_collector_it_is_configured_with(
+        xmpp_server: XmppServer, pki: Pki, tmp_path: Path) -> None:
+    """Prosody takes the generational collector the README shows; a setting it does not take
+    is logged as a failure (and the default kept), which is what the first half looks for."""
+    assert xmpp_server.gc_mode == "generational"
+    taken = (xmpp_server.directory / "prosody.log").read_text()
+    assert "Failed to apply GC configuration" not in taken
+    cert, key = pki.authority.issue("xmpp-gc", Role.VTN, hosts=("localhost",)).write(tmp_path)
+    refused = XmppServer(cert=cert, key=key, ca=pki.ca_cert, gc_mode="no-such-mode")
+    await refused.start()
+    try:
+        log = (refused.directory / "prosody.log").read_text()
+    finally:
+        await refused.stop()
+    assert "Failed to apply GC configuration" in log

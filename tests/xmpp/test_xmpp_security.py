@@ -9,26 +9,34 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import slixmpp
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from devpki import Role
 from schemas import (
+    Codec,
     CreatePartyRegistration,
     DistributeEvent,
     EiResponse,
     Poll,
     RequestEvent,
+    Response,
     Service,
     Target,
     TransportName,
 )
-from schemas.xmpp import fingerprint_of_localpart, localpart_of
+from schemas.xmpp import IQ_WITH_PAYLOAD, fingerprint_of_localpart, iq_bytes, localpart_of
 from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
 from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
 from ven.tls import client_context
+from ven.xmpp import XmppLink
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
+
+WAIT_S = 60.0  # bounds a wait that should end at once (no timing is asserted)
 
 
 def _sqlite(tmp_path: Path) -> str:
@@ -224,3 +232,45 @@ async def test_an_iq_set_without_an_openadr_payload_is_answered_with_an_error(
             await link.close()
     assert refusal.value.condition == "feature-not-implemented"
     assert registered is not None and registered.response.code == 200  # type: ignore[union-attr]
+
+
+async def test_a_ven_takes_the_answer_to_its_request_from_its_vtn_only(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """A result carrying the id of a VEN's request, sent by another client, is not the answer:
+    the VEN waits for the one from the JID it asked."""
+    asker, vtn_cert, forger_cert = mint_vens(pki, tmp_path / "vens", 3)
+    vtn_jid = f"{localpart_of(vtn_cert.cert.fingerprint)}@{xmpp_server.domain}/openadr"
+    vtn = slixmpp.ClientXMPP(vtn_jid, "", sasl_mech="EXTERNAL", ssl_context=vtn_cert.context)
+    vtn.enable_direct_tls = False
+    online = asyncio.Event()
+    vtn.add_event_handler("session_start", lambda _event: online.set())
+    asked: asyncio.Queue[str] = asyncio.Queue()
+    vtn.register_handler(Callback("asked", MatchXPath(IQ_WITH_PAYLOAD),
+                                  lambda iq: asked.put_nowait(iq["id"])))
+    vtn.connect(host="127.0.0.1", port=xmpp_server.port)
+    link = XmppLink(host="127.0.0.1", port=xmpp_server.port, domain=xmpp_server.domain,
+                    vtn_jid=vtn_jid, fingerprint=asker.cert.fingerprint,
+                    ssl_context=asker.context, request_timeout_s=WAIT_S)
+    forger = XmppLink(host="127.0.0.1", port=xmpp_server.port, domain=xmpp_server.domain,
+                      vtn_jid=vtn_jid, fingerprint=forger_cert.cert.fingerprint,
+                      ssl_context=forger_cert.context)
+    codec = Codec()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await online.wait()
+            await forger._online_now()
+            request = asyncio.create_task(link.send(Service.EVENT, RequestEvent(
+                request_id="r", ven_id=asker.cert.fingerprint)))
+            key = await asked.get()
+            forger._stream.send_raw(iq_bytes(kind="result", iq_id=key, to=link.address,
+                                             body=codec.encode(Response(response=EiResponse(
+                                                 request_id="forged")))))
+            vtn.send_raw(iq_bytes(kind="result", iq_id=key, to=link.address,
+                                  body=codec.encode(Response(response=EiResponse(
+                                      request_id="genuine")))))
+            answer = await request
+        assert isinstance(answer, Response) and answer.response.request_id == "genuine"
+    finally:
+        await link.close()
+        await forger.close()
+        await vtn.disconnect(wait=1.0)
