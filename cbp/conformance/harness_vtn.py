@@ -87,7 +87,7 @@ from vtn.settings import XmppSettings
 from vtn.transport import Peer
 from vtn.xmpp import XmppTransport
 
-from ._model import CaseFailed, Exchange, Violation
+from ._model import CaseFailed, ConformanceError, Exchange, Violation
 from .operators import Operator, Step, StepKind, carry_out
 from .ven_rules import VEN_RULES, Heard, Said
 from .vtn_address import HttpAddress, VtnAddress, XmppAddress
@@ -134,7 +134,7 @@ class VenHarnessSettings:
 
     def __post_init__(self) -> None:
         if self.xmpp is not None and (self.signed or not self.push):
-            raise ValueError("over XMPP the harness pushes (push=True) and signs nothing "
+            raise ConformanceError("over XMPP the harness pushes (push=True) and signs nothing "
                              "(signed=False)")
 
     def codec(self) -> Codec:

@@ -26,6 +26,7 @@ from lxml import etree
 
 from cbp.cli import main
 from cbp.conformance import (
+    ConformanceError,
     CrowdflexVen,
     HarnessVtn,
     PromptOperator,
@@ -150,7 +151,7 @@ def test_signatures_over_xmpp_are_refused_saying_why(tmp_path, capsys):
                  "--cert", str(pki.vtn.cert), "--key", str(pki.vtn.key),
                  "--ca", str(pki.ca_cert)]) == 2
     assert "--signed is Simple HTTP only" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="over XMPP"):
+    with pytest.raises(ConformanceError, match="over XMPP"):
         VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert, push=True,
                            signed=True, xmpp=XmppSettings())
 
