@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import ColumnElement, Connection, Executable, Table, delete, select, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, select, update
 
 from ._engine import Database, chunks, from_sqlite_time, sqlite_time
 from ._models import Base, VenMembershipRow, VenRow
@@ -52,12 +52,6 @@ def _record(row: Any) -> VenRegistration:
         created_at=row.created_at,
         cancelled_at=row.cancelled_at,
     )
-
-
-def _values(reg: VenRegistration) -> dict[str, object]:
-    return {
-        name: getattr(reg, name) for name in ("ven_id", "fingerprint", "created_at", *_REFRESHED)
-    }
 
 
 _VEN_COLUMNS: Final = (
@@ -145,7 +139,6 @@ class VenRepository:
         self._db = db
         self._backend = backend
         self._index = index
-        self._upsert: Executable | None = None
 
     def _changed(self) -> None:
         self._index.registrations_changed()
@@ -160,42 +153,25 @@ class VenRepository:
 
         Returns the stored registration, whose ven_id is the existing one for a known fingerprint.
         Raises :class:`StorageConflict` if the ven_id or registration_id belongs to another
-        fingerprint.
+        fingerprint. The write of :meth:`enrol`, with nothing queued and no events looked up.
         """
-        if self._upsert is None:  # built once: the ON CONFLICT clause costs more than a run
-            insert = self._db.insert(VenRow)
-            self._upsert = insert.on_conflict_do_update(
-                index_elements=[_VENS.c.fingerprint],
-                set_={name: getattr(insert.excluded, name) for name in _REFRESHED},
-            ).returning(*_VENS.c)
-        upsert, values = self._upsert, _values(registration)
+        stored, _ = await self.enrol(Enrolment(registration=registration,
+                                               now=registration.created_at))
+        return stored
 
-        def work(conn: Connection) -> VenRegistration:
-            stored = _record(conn.execute(upsert, values).one())
-            self._notify(conn)
-            return stored
-
+    async def enrol(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
+        """An oadrCreatePartyRegistration's writes and read in one transaction
+        (:class:`~vtn.storage.backend.Enrolment`): the stored registration (see :meth:`register`),
+        and the eventIDs of the live events found targeting its VEN."""
+        ven_ids = (enrolment.registration.ven_id,)
         try:
             try:
-                return await self._db.run_write(work)
+                return await self._backend.register(enrolment)
             except StorageConflict:
                 # Two registrations of one new certificate at once (two workers): PostgreSQL's
                 # ON CONFLICT guards the fingerprint, and the loser may trip over the venID key
                 # instead. Again, it finds the winner's row and updates it; a venID that is
                 # really another fingerprint's conflicts again and is raised.
-                return await self._db.run_write(work)
-        finally:  # also after a failure: the write may have committed before it surfaced
-            self._changed()
-
-    async def enrol(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
-        """An oadrCreatePartyRegistration's writes and read in one transaction
-        (:class:`~vtn.storage.backend.Enrolment`): the stored registration, as :meth:`register`
-        stores it, and the eventIDs of the live events found targeting its VEN."""
-        ven_ids = (enrolment.registration.ven_id,)
-        try:
-            try:
-                return await self._backend.register(enrolment)
-            except StorageConflict:  # as in register: a race for a new certificate
                 return await self._backend.register(enrolment)
         finally:  # also after a failure: the write may have committed before it surfaced
             self._changed()
