@@ -36,8 +36,8 @@ from cbp.conformance import (
     select,
     vtn_catalogue,
 )
-from cbp.conformance.harness_xmpp import XmppTarget
 from cbp.conformance.session import HarnessSettings
+from cbp.conformance.vtn_address import XmppAddress
 from schemas import TransportName
 from schemas.identity import TlsProfile
 
@@ -114,7 +114,7 @@ def _operator(args: argparse.Namespace) -> Operator | str:
             return PromptOperator()
 
 
-def _xmpp_target(args: argparse.Namespace) -> XmppTarget | str | None:
+def _xmpp_target(args: argparse.Namespace) -> XmppAddress | str | None:
     """Where the VTN serves XMPP (None over Simple HTTP), or why the options do not say."""
     if args.transport != TransportName.XMPP:
         return None
@@ -125,8 +125,8 @@ def _xmpp_target(args: argparse.Namespace) -> XmppTarget | str | None:
     address = xmpp_server_address(args.xmpp_server)
     if isinstance(address, str):
         return address
-    return XmppTarget(host=address[0], port=address[1], domain=args.xmpp_domain,
-                      vtn_jid=args.vtn_jid)
+    return XmppAddress(host=address[0], port=address[1], domain=args.xmpp_domain,
+                       jid=args.vtn_jid)
 
 
 def run_vtn(args: argparse.Namespace, out: TextIO | None = None) -> int:

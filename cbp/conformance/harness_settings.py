@@ -20,7 +20,8 @@ from schemas.identity import TlsProfile, fingerprint_from_pem
 from schemas.tls import client_context
 
 from ._model import ConformanceError
-from .harness_xmpp import XmppChannel, XmppTarget
+from .harness_xmpp import XmppChannel
+from .vtn_address import XmppAddress
 
 __all__ = ["HarnessSettings"]
 
@@ -48,7 +49,7 @@ class HarnessSettings:
     push: bool = False
     push_host: str = "127.0.0.1"
     signed: bool = False
-    xmpp: XmppTarget | None = None
+    xmpp: XmppAddress | None = None
     clock: Callable[[], datetime] = field(default=utc_now, compare=False)
 
     def __post_init__(self) -> None:
@@ -64,7 +65,7 @@ class HarnessSettings:
     @property
     def target(self) -> str:
         """The VTN under test as the report names it: its URL or its JID."""
-        return self.url if self.xmpp is None else f"xmpp:{self.xmpp.vtn_jid}"
+        return self.url if self.xmpp is None else f"xmpp:{self.xmpp.jid}"
 
     def xmpp_channel(self, *, anonymous: bool = False) -> XmppChannel:
         """A session of the harness VEN to :attr:`xmpp` (``anonymous``: without presenting

@@ -17,26 +17,16 @@ takes payloads from the VTN's JID only (``XmppLink``'s own check).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from schemas import Message, TransportName
 from ven import VtnRefused, VtnUnavailable, XmppRefused
 from ven.xmpp import Answerer, XmppLink
 
 from ._model import Exchange
+from .vtn_address import XmppAddress
 
-__all__ = ["XmppChannel", "XmppTarget"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class XmppTarget:
-    """Where the VTN under test serves XMPP: its XMPP server's address (``host``, ``port``)
-    and domain, and the VTN's JID there (the one its services answer at, profile 9.3.2)."""
-
-    host: str
-    port: int
-    domain: str
-    vtn_jid: str
+__all__ = ["XmppChannel"]
 
 
 class XmppChannel:
@@ -44,15 +34,14 @@ class XmppChannel:
     one ``context`` presents, if it presents one); :meth:`open` connects and hands the VTN's
     payloads to an :data:`Answerer`."""
 
-    def __init__(self, target: XmppTarget, *, fingerprint: str, context: ssl.SSLContext,
+    def __init__(self, target: XmppAddress, *, fingerprint: str, context: ssl.SSLContext,
                  request_timeout_s: float) -> None:
         self.link = XmppLink(
-            host=target.host, port=target.port, domain=target.domain, vtn_jid=target.vtn_jid,
+            host=target.host, port=target.port, domain=target.domain, vtn_jid=target.jid,
             fingerprint=fingerprint, resource="conformance", ssl_context=context,
             request_timeout_s=request_timeout_s, connect_timeout_s=request_timeout_s)
         assert self.link.address is not None  # an XmppLink always has its JID
         self.address: str = self.link.address  # the harness's full JID: where the VTN sends
-
 
     async def open(self, answerer: Answerer) -> None:
         """Connected, the VTN's payloads answered by ``answerer``; :class:`VtnUnavailable`

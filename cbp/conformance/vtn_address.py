@@ -1,6 +1,7 @@
-"""Where a VEN under test finds the harness VTN: what :attr:`HarnessVtn.address
+"""Where a VEN finds a VTN: the harness VTN for a VEN under test (what :attr:`HarnessVtn.address
 <cbp.conformance.harness_vtn.HarnessVtn.address>` gives and a
-:class:`~cbp.conformance.ven_starters.VenUnderTest` starts the VEN with.
+:class:`~cbp.conformance.ven_starters.VenUnderTest` starts the VEN with), or a VTN under test for
+the harness VEN (``HarnessSettings.xmpp``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ __all__ = ["HttpAddress", "VtnAddress", "XmppAddress"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpAddress:
-    """Where a VEN finds the harness VTN over Simple HTTP: its root URL."""
+    """Where a VEN finds a VTN over Simple HTTP: its root URL."""
 
     url: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class XmppAddress:
-    """Where a VEN finds the harness VTN over XMPP: the server (``host``, ``port``, XMPP
-    ``domain``) and the harness's full JID, which the VEN sends its IQs to."""
+    """Where a VEN finds a VTN over XMPP: the server (``host``, ``port``, XMPP ``domain``) and
+    the VTN's JID there, which the VEN sends its IQs to."""
 
     host: str
     port: int

@@ -20,7 +20,7 @@ from lxml import etree
 
 from cbp.cli import main
 from cbp.conformance import AdminApiOperator, HarnessSettings, junit_xml, run_cases, vtn_catalogue
-from cbp.conformance.harness_xmpp import XmppTarget
+from cbp.conformance.vtn_address import XmppAddress
 from devpki import KeyType
 from schemas import TransportName
 from schemas.identity import TlsProfile
@@ -37,7 +37,7 @@ _VTN_INITIATED = {"oadrDistributeEvent", "oadrRegisterReport", "oadrCreateReport
 
 @asynccontextmanager
 async def _served_over_xmpp(pki: KeyPki, directory: Path
-                            ) -> AsyncIterator[tuple[ServedVtn, XmppTarget]]:
+                            ) -> AsyncIterator[tuple[ServedVtn, XmppAddress]]:
     """Prosody with ``pki``'s server certificate, and crowdflex's VTN serving through it."""
     require_prosody()
     server = XmppServer(cert=pki.xmpp_server.cert, key=pki.xmpp_server.key, ca=pki.ca_cert)
@@ -46,8 +46,8 @@ async def _served_over_xmpp(pki: KeyPki, directory: Path
         xmpp = XmppSettings(host="127.0.0.1", port=server.port, domain=server.domain,
                             connect_timeout_s=30.0)
         async with crowdflex_vtn(pki, directory, xmpp=xmpp) as served:
-            yield served, XmppTarget(host="127.0.0.1", port=server.port, domain=server.domain,
-                                     vtn_jid=served.vtn.app[XMPP].jid)
+            yield served, XmppAddress(host="127.0.0.1", port=server.port, domain=server.domain,
+                                      jid=served.vtn.app[XMPP].jid)
     finally:
         await server.stop()
 
@@ -84,7 +84,7 @@ async def test_the_command_runs_over_xmpp_and_writes_junit(tmp_path, monkeypatch
     only = ("N0_5010_TH_VEN", "N0_5020_TH_VEN", "E0_6010")
     async with _served_over_xmpp(pki, tmp_path) as (served, target):
         code = await asyncio.to_thread(main, [
-            "conformance", "vtn", "--transport", "xmpp", "--vtn-jid", target.vtn_jid,
+            "conformance", "vtn", "--transport", "xmpp", "--vtn-jid", target.jid,
             "--xmpp-server", f"{target.host}:{target.port}", "--xmpp-domain", target.domain,
             "--cert", str(pki.ven.cert), "--key", str(pki.ven.key), "--ca", str(pki.ca_cert),
             "--operator", "crowdflex-admin", "--admin-url", served.admin_url,

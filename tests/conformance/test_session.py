@@ -15,7 +15,7 @@ from cbp.conformance import (
     run_cases,
     select,
 )
-from cbp.conformance.harness_xmpp import XmppTarget
+from cbp.conformance.vtn_address import XmppAddress
 from schemas import (
     CreatedPartyRegistration,
     CreatePartyRegistration,
@@ -106,7 +106,7 @@ async def test_a_vtn_that_keeps_refusing_for_rate_fails_the_case_after_four_trie
 
 def test_settings_name_the_vtn_and_xmpp_takes_pushes(tmp_path):
     files = {"cert": tmp_path / "c", "key": tmp_path / "k", "ca": tmp_path / "a"}
-    target = XmppTarget(host="127.0.0.1", port=5222, domain="localhost", vtn_jid="v@localhost/o")
+    target = XmppAddress(host="127.0.0.1", port=5222, domain="localhost", jid="v@localhost/o")
     with pytest.raises(ConformanceError, match="by push"):
         HarnessSettings(xmpp=target, **files)
     with pytest.raises(ConformanceError, match="name the VTN"):
