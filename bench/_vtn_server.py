@@ -39,6 +39,7 @@ import cProfile
 import io
 import logging
 import math
+import os
 import pstats
 import time
 import warnings
@@ -382,6 +383,8 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
             conn.send(("error", repr(exc)))
 
     def readable() -> None:
+        if not conn.poll():  # a wake-up with nothing to read
+            return
         try:
             command = conn.recv()
         except EOFError:
@@ -395,6 +398,11 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
         task.add_done_callback(tasks.discard)
 
     loop.add_reader(conn.fileno(), readable)
+    # uvloop's add_reader leaves the descriptor non-blocking: a recv woken without a whole message
+    # there raised BlockingIOError and the VTN process died mid-benchmark (seen on a quiet
+    # machine), and a partial read would lose the message's framing; blocking I/O keeps each
+    # message whole, and ``poll`` skips a wake-up with nothing to read
+    os.set_blocking(conn.fileno(), True)
     conn.send(("ready", port))
     try:
         await stopped.wait()
