@@ -360,7 +360,8 @@ class PostgresBackend:
 
         async def work(conn: asyncpg.Connection) -> tuple[VenRegistration, tuple[str, ...]]:
             stored = registration_of(await conn.fetchrow(_REGISTER, *values))
-            await conn.execute(_NOTIFY, VENS_CHANNEL, "")  # every worker forgets, on commit
+            # every worker forgets this certificate's registration, on commit
+            await conn.execute(_NOTIFY, VENS_CHANNEL, reg.fingerprint)
             queued = [(q.kind, q.payload, q.dedup_key) for q in enrolment.queued]
             affected: tuple[str, ...] = ()
             if enrolment.live:
