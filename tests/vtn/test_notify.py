@@ -8,7 +8,8 @@ heard A's notification; when B's listening connection is killed, B reads the dat
 once B listens again its quiet polls stop reading. A worker restarted (B closed, events published
 through A meanwhile, B served again on the same database) knew nothing when it came back: the
 VEN's first poll reads and gets what was published while B was down. A registration through A
-makes B forget that VEN's registration only: another VEN's quiet polls on B still read nothing.
+makes B forget that VEN's registration only: another VEN's quiet polls on B still read nothing;
+an erasure through A makes B forget the erased VEN.
 """
 
 from __future__ import annotations
@@ -179,3 +180,19 @@ async def test_a_registration_through_one_worker_makes_the_other_forget_only_tha
         for _ in range(5):
             assert isinstance(await quiet.poll(), Response)
         assert _transactions(b) == before
+
+
+async def test_an_erasure_through_one_worker_makes_the_other_forget_that_ven(pki, storage_url):
+    """A VEN erased (GDPR) through worker A is no longer known to worker B, which had it in
+    memory: B's next lookup of its certificate reads, and finds nothing."""
+    async with two_workers(pki, storage_url) as (a, b), \
+            raw_ven(f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
+        listener = _listener(b)
+        await listener.until(lambda: listener.connections >= 1)
+        await ven.register()
+        await ven.drain()
+        await _quiet_polls_read_nothing(b, ven)  # B knows the registration
+        assert await a.app[STORAGE].vens.erase(ven.ven_id) > 0
+        async with asyncio.timeout(30):  # B has applied what A committed before this probe
+            assert await listener.lag(a.app[STORAGE].engine) is not None
+        assert await b.app[STORAGE].vens.by_fingerprint(pki.vens[0].fingerprint) is None

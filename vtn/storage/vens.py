@@ -258,6 +258,8 @@ class VenRepository:
         def work(conn: Connection) -> tuple[str | None, int]:
             fingerprint = conn.execute(select(_VENS.c.fingerprint).where(
                 _VENS.c.ven_id == ven_id)).scalar_one_or_none()
+            if fingerprint is not None:
+                self._notify(conn, fingerprint)
             return fingerprint, sum(conn.execute(delete(t).where(t.c.ven_id == ven_id)).rowcount
                                     for t in tables)
 
