@@ -80,14 +80,21 @@ async def _quiet_polls_read_nothing(worker: Served, ven: RawVen) -> None:
     assert _transactions(worker) == before
 
 
+async def _known_quiet(worker: Served, ven: RawVen) -> Listener:
+    """Once ``worker`` listens: ``ven`` registered and drained, and its quiet polls answered
+    from ``worker``'s memory; ``worker``'s listener."""
+    listener = _listener(worker)
+    await listener.until(lambda: listener.connections >= 1)
+    await ven.register()
+    await ven.drain()
+    await _quiet_polls_read_nothing(worker, ven)
+    return listener
+
+
 async def test_a_quiet_ven_polls_without_a_read_and_hears_the_other_worker(pki, storage_url):
     async with two_workers(pki, storage_url) as (a, b), \
             raw_ven(f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
-        listener = _listener(b)
-        await listener.until(lambda: listener.connections >= 1)
-        await ven.register()
-        await ven.drain()
-        await _quiet_polls_read_nothing(b, ven)
+        listener = await _known_quiet(b, ven)
 
         heard = listener.heard
         await _publish(a, ven.ven_id, "heard-1")
@@ -100,11 +107,7 @@ async def test_a_quiet_ven_polls_without_a_read_and_hears_the_other_worker(pki, 
 async def test_a_lost_listening_connection_falls_back_to_reading(pki, storage_url):
     async with two_workers(pki, storage_url) as (a, b), \
             raw_ven(f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
-        listener = _listener(b)
-        await listener.until(lambda: listener.connections >= 1)
-        await ven.register()
-        await ven.drain()
-        await _quiet_polls_read_nothing(b, ven)
+        listener = await _known_quiet(b, ven)
 
         killed = listener.backend_pid
         admin = await asyncpg.connect(
@@ -131,11 +134,7 @@ async def test_a_restarted_worker_reads_what_was_published_while_it_was_down(pki
     async with serve_vtn(config) as a:
         async with serve_vtn(config) as b, raw_ven(
                 f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
-            listener = _listener(b)
-            await listener.until(lambda: listener.connections >= 1)
-            await ven.register()
-            await ven.drain()
-            await _quiet_polls_read_nothing(b, ven)  # B's index knows the VEN is quiet
+            await _known_quiet(b, ven)  # B's index knows the VEN is quiet
             ven_id = ven.ven_id
         await _publish(a, ven_id, "while-down-1")  # B is gone: nobody tells it
         async with serve_vtn(config) as b_again, raw_ven(
@@ -187,11 +186,7 @@ async def test_an_erasure_through_one_worker_makes_the_other_forget_that_ven(pki
     memory: B's next lookup of its certificate reads, and finds nothing."""
     async with two_workers(pki, storage_url) as (a, b), \
             raw_ven(f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
-        listener = _listener(b)
-        await listener.until(lambda: listener.connections >= 1)
-        await ven.register()
-        await ven.drain()
-        await _quiet_polls_read_nothing(b, ven)  # B knows the registration
+        listener = await _known_quiet(b, ven)  # B knows the registration
         assert await a.app[STORAGE].vens.erase(ven.ven_id) > 0
         async with asyncio.timeout(30):  # B has applied what A committed before this probe
             assert await listener.lag(a.app[STORAGE].engine) is not None
