@@ -108,10 +108,13 @@ def token(table: dict[str, _E], raw: str | None) -> _E | str:
 
 def float_wire(value: float) -> str:
     """format_float's output, with its common case (finite, no exponent) checked cheaply first."""
-    if isfinite(value):
-        shortest = repr(float(value))
-        if "e" not in shortest:
-            return shortest
+    try:
+        if isfinite(value):
+            shortest = repr(float(value))
+            if "e" not in shortest:
+                return shortest
+    except OverflowError:  # an int beyond every float: format_float says so
+        pass
     return format_float(value)  # spells exponents out, or raises LocalProtocolError
 
 

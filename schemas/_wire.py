@@ -138,6 +138,15 @@ def parse_int(value: str) -> int:
         raise InvalidData(f"not an integer: {value!r}") from None
 
 
+def check_unsigned(name: str, value: int | None, most: int = 0xFFFFFFFF) -> None:
+    """:class:`LocalProtocolError` unless ``value`` is None or an int in 0..``most`` (an
+    xs:unsignedInt by default). A bool is an int to Python, but True would go out as "True",
+    which no peer reads as a number."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not 0 <= value <= most):
+        raise LocalProtocolError(f"{name} {_digits(value)} is not an integer in 0..{most}")
+
+
 def parse_float(value: str) -> float:
     """A finite number. xs:float admits NaN and INF (and 1e400 reads as INF), but no OpenADR
     quantity means anything as one and format_float cannot send it back: refuse it on the way in.
@@ -152,15 +161,25 @@ def parse_float(value: str) -> float:
 
 
 def format_float(value: float) -> str:
-    """Shortest text that reads back as the same float (repr), in xs:float/xs:decimal form."""
+    """Shortest text that reads back as the same float (repr), in xs:float/xs:decimal form;
+    :class:`LocalProtocolError` for a non-finite number or an int beyond every float."""
     if value != value or value in (float("inf"), float("-inf")):
         raise LocalProtocolError(f"cannot send non-finite number {value!r}")
-    shortest = repr(float(value))
+    try:
+        shortest = repr(float(value))
+    except OverflowError:
+        raise LocalProtocolError(f"cannot send {_digits(value)}: too large for a float") from None
     if "e" in shortest:
         # xs:decimal (power:hertz, power:voltage) has no exponent form: spell the same shortest
         # digits out positionally (1e+26 -> 100...0, 1e-07 -> 0.0000001); xs:float reads it too.
         return format(Decimal(shortest), "f")
     return shortest
+
+
+def _digits(value: object) -> str:
+    """A number for an error message, its middle elided past 40 digits."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-20:]} ({len(text)} digits)"
 
 
 # ---------------------------------------------------------------- time

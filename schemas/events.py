@@ -25,6 +25,7 @@ from typing import Final
 
 from ._base import Message
 from ._errors import LocalProtocolError
+from ._wire import check_unsigned
 from .parts import EiResponse, Target
 from .units import ItemBase
 
@@ -94,11 +95,6 @@ SPEC_SIGNAL_NAMES: Final = frozenset({
     "BID_LOAD", "BID_ENERGY", "CHARGE_STATE", "LOAD_DISPATCH", "LOAD_CONTROL",
 })
 _EXTENSION_TOKEN: Final = re.compile(r"x-\S")
-
-
-def _unsigned(name: str, value: int | None) -> None:
-    if value is not None and not 0 <= value <= 0xFFFFFFFF:
-        raise LocalProtocolError(f"{name} {value} is not an xs:unsignedInt")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,8 +174,8 @@ class EventDescriptor:
     vtn_comment: str | None = None
 
     def __post_init__(self) -> None:
-        _unsigned("modificationNumber", self.modification_number)
-        _unsigned("priority", self.priority)
+        check_unsigned("modificationNumber", self.modification_number)
+        check_unsigned("priority", self.priority)
 
     @property
     def is_test(self) -> bool:
@@ -232,7 +228,7 @@ class RequestEvent(Message):
     reply_limit: int | None = None
 
     def __post_init__(self) -> None:
-        _unsigned("replyLimit", self.reply_limit)
+        check_unsigned("replyLimit", self.reply_limit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,7 +253,7 @@ class EventResponse:
     description: str | None = "OK"
 
     def __post_init__(self) -> None:
-        _unsigned("modificationNumber", self.modification_number)
+        check_unsigned("modificationNumber", self.modification_number)
         if not 0 <= self.code <= 999:
             raise LocalProtocolError(f"responseCode {self.code} is not three digits")
 

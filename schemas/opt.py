@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Final
 
 from ._base import Message
-from ._errors import LocalProtocolError
+from ._wire import check_unsigned
 from .events import OptType  # one ei:OptTypeType for events and opts; exported by events
 from .parts import EiResponse, Target
 
@@ -35,7 +35,6 @@ __all__ = [
 # ei:EiExtensionTokenType is an xs:token matching ``x-\S.*``; being a token, it has no leading,
 # trailing or doubled whitespace once the schema has normalised it.
 _EXTENSION_TOKEN: Final = re.compile(r"x-\S(?:\S| (?! ))*(?<! )")
-_MAX_UNSIGNED_INT: Final = 2**32 - 1
 
 
 class OptReason(StrEnum):
@@ -87,10 +86,7 @@ class QualifiedEventId:
     modification_number: int
 
     def __post_init__(self) -> None:
-        if not 0 <= self.modification_number <= _MAX_UNSIGNED_INT:
-            raise LocalProtocolError(
-                f"modificationNumber {self.modification_number} is not an xs:unsignedInt"
-            )
+        check_unsigned("modificationNumber", self.modification_number)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,7 @@ from enum import StrEnum
 
 from ._base import Message
 from ._errors import LocalProtocolError
+from ._wire import check_unsigned
 from .parts import EiResponse, Target
 from .units import ItemBase
 
@@ -194,8 +195,8 @@ class ReportPayload:
     data_quality: DataQuality | str | None = None
 
     def __post_init__(self) -> None:
-        if self.confidence is not None and not 0 <= self.confidence <= 100:
-            raise LocalProtocolError(f"confidence {self.confidence} is outside 0..100")
+        if self.confidence is not None:  # a call saved on every telemetry payload without one
+            check_unsigned("confidence", self.confidence, 100)
         if self.data_quality is not None:
             _check_token(self.data_quality, DataQuality, "oadrDataQuality")
 

@@ -13,5 +13,6 @@ sent to a VEN are the message layer's ``RemoteProtocolError`` s::
             +-- StorageConflict   a unique or foreign key refused the write; nothing written
             |   +-- StaleModification  an event older than the stored one
             +-- StorageUnavailable  PostgreSQL unreachable, refusing or out of resources
-                                  (the asyncpg hot paths; nothing committed)
+                |                 (the asyncpg hot paths; nothing committed)
+                +-- StorageBusy   a lock not granted within the lock timeout; rolled back
 """

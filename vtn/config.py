@@ -84,7 +84,7 @@ def parse_config(data: dict[str, Any], *, base: Path = Path("."),
         if root.has(key) and key not in values:
             values[key] = root.typed(key, hint)
     root.finish()
-    _check_connection_limits(root, values)
+    _check_positive(root, values)
     if "storage_url" in values:
         values["storage_url"] = _relative_sqlite(str(values["storage_url"]), base)
     return VtnConfig(**values)
@@ -146,12 +146,13 @@ def _token(table: Table, key: str) -> str:
     return token
 
 
-def _check_connection_limits(root: Table, values: dict[str, Any]) -> None:
-    # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether.
+def _check_positive(root: Table, values: dict[str, Any]) -> None:
+    # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether,
+    # and a lock timeout of 0 PostgreSQL's.
     for key in ("keepalive_timeout_s", "tls_handshake_timeout_s", "max_connections",
                 "max_connections_per_peer", "max_pending_handshakes",
                 "max_pending_handshakes_per_address", "crl_check_interval_s",
-                "max_line_size", "max_field_size", "max_headers"):
+                "max_line_size", "max_field_size", "max_headers", "database_lock_timeout_s"):
         value = values.get(key)
         if value is not None and value <= 0:
             raise root.error(key, "a positive number", value)

@@ -1,13 +1,13 @@
 """The VTN when its database fails: an honest HTTP 503 with Retry-After, never a protocol error.
 
-A database that is down, locked past its busy timeout, or full is not the VEN's fault, and no
-OpenADR response code says "try again later". So a request whose handler met such a failure is
-answered ``503 Service Unavailable`` with ``Retry-After`` (seconds, *(config)*) and a text naming
-the cause; nothing the request asked for was committed (each repository call is one transaction).
-The VTN needs no restart to recover: on PostgreSQL the hot paths' asyncpg pool replaces a dead
-connection when it next hands it out and SQLAlchemy's pool drops its connections after the first
-one found dead (that request is answered 503); SQLite reopens its file. Service resumes as soon as
-the database does.
+A database that is down, locked past its busy timeout (SQLite) or lock timeout (PostgreSQL), or
+full is not the VEN's fault, and no OpenADR response code says "try again later". So a request
+whose handler met such a failure is answered ``503 Service Unavailable`` with ``Retry-After``
+(seconds, *(config)*) and a text naming the cause; nothing the request asked for was committed
+(each repository call is one transaction). The VTN needs no restart to recover: on PostgreSQL the
+hot paths' asyncpg pool replaces a dead connection when it next hands it out and SQLAlchemy's
+pool drops its connections after the first one found dead (that request is answered 503); SQLite
+reopens its file. Service resumes as soon as the database does.
 
 Invariants: only failures of the storage layer are translated (:func:`storage_failure`); any
 other exception keeps its normal path (an OpenADR error reply), so a bug never hides as a 503.
@@ -22,7 +22,7 @@ from typing import TypeVar
 import sqlalchemy.exc
 from aiohttp import web
 
-from vtn.storage import StorageUnavailable
+from vtn.storage import StorageBusy, StorageUnavailable
 
 __all__ = ["storage_failure", "storage_guarded"]
 
@@ -44,6 +44,8 @@ def storage_failure(exc: BaseException) -> str | None:
         if any(marker in text.lower() for marker in _FULL_MARKERS):
             return f"database storage is full ({text.strip()})"
         return f"database unavailable ({type(exc.orig or exc).__name__}: {text.strip()[:200]})"
+    if isinstance(exc, StorageBusy):
+        return f"a database lock was not granted within the lock timeout ({exc})"
     if isinstance(exc, StorageUnavailable):  # the PostgreSQL hot paths (asyncpg)
         text = str(exc)
         if any(marker in text.lower() for marker in _FULL_MARKERS):

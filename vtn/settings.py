@@ -73,6 +73,9 @@ class VtnConfig:
     signatures: SignatureSettings = field(default_factory=SignatureSettings)
     # Retry-After of the 503 answered while the database is unavailable or full (vtn/faults.py)
     retry_after_s: int = 10
+    # PostgreSQL: a statement waiting longer for a lock (a row another transaction holds) is
+    # cancelled and its request answered 503 (vtn.storage.StorageBusy), not left to stall
+    database_lock_timeout_s: float = 5.0
     # request limits (vtn/limits.py): None switches a limit off
     rate_limit_per_s: float | None = 20.0
     rate_limit_burst: int = 100

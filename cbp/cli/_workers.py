@@ -71,13 +71,6 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return reserved
 
 
-def free_port(host: str) -> int:
-    """A port no one listens on now (for ``admin_port = 0``: each worker needs its own)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 def worker_command(argv: Sequence[str]) -> tuple[str, ...]:
     """This interpreter running ``crowdflex`` with ``argv``."""
     return (sys.executable, "-c", "import sys; from cbp.cli import main; sys.exit(main())",

@@ -124,7 +124,9 @@ def _workers_refusal(workers: int, storage_url: str) -> str | None:
 
 
 def _run_workers(args: argparse.Namespace, config: VtnConfig, status: StatusFile) -> int:
-    from ._workers import WorkerPlan, free_port, reserve_port, supervise, worker_command
+    from cbp.net import free_port
+
+    from ._workers import WorkerPlan, reserve_port, supervise, worker_command
 
     command = ["vtn", "--config", str(args.config.resolve()), "--loop", args.loop,
                "--log-level", args.log_level, "--log-format", args.log_format]

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO, assert_never
 
+from cbp.net import free_port
 from schemas import (
     SERVICE_PREFIX,
     Availability,
@@ -186,7 +186,8 @@ class CrowdflexVen:
     async def _start_http(self, url: str) -> None:
         push_url, port = None, 0
         if self.push:
-            port = _free_port(self.push_host)
+            # the client must know its URL before the receiver can be built around it
+            port = free_port(self.push_host)
             push_url = f"https://{self.push_host}:{port}{SERVICE_PREFIX}"
         tls = client_context(cert=self.cert, key=self.key, ca=self.ca, profile=self.tls_profile)
         client = VenClient(VenSettings(
@@ -267,14 +268,6 @@ class CrowdflexVen:
             await self._receiver.stop()
         if self._client is not None:
             await self._client.close()
-
-
-def _free_port(host: str) -> int:
-    """A port the kernel just handed out, for the receiver to bind again (the client must know
-    its URL before the receiver can be built around it)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 async def _create_opt(client: VenClient, params: Mapping[str, Any]) -> None:

@@ -20,13 +20,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from cbp.net import free_port
 from schemas.identity import OPENADR_TLS12_CIPHERS
 
 __all__ = ["MODULES", "TLS12_CIPHERS", "XmppServer", "prosody_binary"]
@@ -48,12 +48,6 @@ def prosody_binary() -> str:
 
 def _lua(text: str | Path) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _become(owner: pwd.struct_passwd) -> None:
@@ -121,7 +115,7 @@ class XmppServer:
         # under the system's temporary directory (world-traversable), where the "prosody" user
         # reaches it; not under a private one such as pytest's
         self.directory = Path(tempfile.mkdtemp(prefix="crowdflex-prosody-"))
-        self.port = self.port or _free_port()  # started again: the same port
+        self.port = self.port or free_port()  # started again: the same port
         (self.directory / "data").mkdir()
         config = self.directory / "prosody.cfg.lua"
         config.write_text(self._config())

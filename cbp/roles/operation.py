@@ -58,8 +58,9 @@ class DispatchedActivation:
     device_events: dict[UUID, str] = field(default_factory=dict)
     received_at: datetime
     dispatched_at: datetime | None = None
-    #: device event ids acknowledged by their device, and when the last one was
-    acked: set[str] = field(default_factory=set)
+    #: the dispatched devices that acknowledged the event they were last sent (a re-dispatch
+    #: sends new events, so it starts the count again), and when the last of them did
+    acked: set[UUID] = field(default_factory=set)
     all_acked_at: datetime | None = None
     cancelled: bool = False
     #: set when the TSO link was silent too long and the device events were released
@@ -176,8 +177,10 @@ class Operation:
     def on_device_ack(self, response: EventResponse) -> None:
         """Note a device's oadrCreatedEvent; stamp the activation once every device acked."""
         for activation in self.activations.values():
-            if response.event_id in activation.device_events.values():
-                activation.acked.add(response.event_id)
+            device = next((d for d, e in activation.device_events.items()
+                           if e == response.event_id), None)
+            if device is not None:
+                activation.acked.add(device)
                 if (activation.dispatched_at is not None and activation.all_acked_at is None
                         and len(activation.acked) >= len(activation.device_events)):
                     activation.all_acked_at = self._clock()
@@ -234,6 +237,7 @@ class Operation:
         self.msp.mark_activated(activation.event_id, plan)
         created = self._clock()
         activation.device_events = {}
+        activation.acked = set()
         events = []
         for n, (device, values) in enumerate(sorted(plan.items())):
             entry = self.book.by_uuid[device]

@@ -121,3 +121,6 @@ async def test_a_device_silent_for_three_samples_is_replaced_by_a_live_one(rig: 
             assert second[sim.device_id] in node.client.events
     # the pool still delivers the setpoint: three live devices at 0 of their 20 kW
     assert sum(NATURAL_KW - s.true_kw for s in rig.sims.values() if s.online) == 60.0
+    # each device counts once in "X of Y acknowledged": the three steering now acknowledged
+    # their new events; the first version's acks (the lost device's among them) count no more
+    assert dispatched.acked == set(second)

@@ -126,6 +126,14 @@ def test_markup_in_ids_is_data() -> None:
         lambda: EventDescriptor(event_id="e", modification_number=-1, market_context="http://m",
                                 created_date_time=T0, event_status=EventStatus.FAR),
         lambda: RequestEvent(request_id="r", ven_id="v", reply_limit=2**32),
+        # a bool is an int to Python; it would go out as "True"
+        lambda: EventDescriptor(event_id="e", modification_number=True, market_context="http://m",
+                                created_date_time=T0, event_status=EventStatus.FAR),
+        lambda: EventDescriptor(event_id="e", modification_number=0, market_context="http://m",
+                                created_date_time=T0, event_status=EventStatus.FAR, priority=True),
+        lambda: RequestEvent(request_id="r", ven_id="v", reply_limit=False),
+        lambda: EventResponse(request_id="r", event_id="e", modification_number=True,
+                              opt_type=OptType.OPT_IN),
         lambda: EventResponse(request_id="r", event_id="e", modification_number=0,
                               opt_type=OptType.OPT_IN, code=1000),
         lambda: cbp_activation(),
@@ -134,6 +142,12 @@ def test_markup_in_ids_is_data() -> None:
 def test_illegal_messages_are_refused_when_built(build: object) -> None:
     with pytest.raises(schemas.LocalProtocolError):
         build()  # type: ignore[operator]
+
+
+def test_an_int_beyond_every_float_is_refused_when_sent() -> None:
+    message = DistributeEvent(request_id="r", vtn_id="v", events=(cbp_activation(1.0, 10**400),))
+    with pytest.raises(schemas.LocalProtocolError, match="too large for a float"):
+        schemas.encode(message)
 
 
 def test_test_event_reading_follows_the_xsd_note() -> None:

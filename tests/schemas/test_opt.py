@@ -155,7 +155,7 @@ def test_availability_and_event_reference_decode_to_typed_values() -> None:
     assert decoded.device_class == ("Energy_Management_System",)
 
 
-@pytest.mark.parametrize("number", [-1, 2**32])
+@pytest.mark.parametrize("number", [-1, 2**32, True, 1.0])
 def test_modification_number_must_be_unsigned_int(number: int) -> None:
     with pytest.raises(schemas.LocalProtocolError):
         QualifiedEventId(event_id="e", modification_number=number)

@@ -4,6 +4,7 @@ look like numbers, and parts refused when built illegal."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -286,6 +287,8 @@ def test_illegal_parts_are_refused_when_built() -> None:
     with pytest.raises(schemas.LocalProtocolError):
         ReportPayload(r_id="r", value=1.0, confidence=101)
     with pytest.raises(schemas.LocalProtocolError):
+        ReportPayload(r_id="r", value=1.0, confidence=True)  # would go out as "True"
+    with pytest.raises(schemas.LocalProtocolError):
         ReportPayload(r_id="r", value=1.0, data_quality="Quality Great")
     with pytest.raises(schemas.LocalProtocolError):
         ReportInterval(payloads=())
@@ -401,6 +404,16 @@ def test_non_finite_report_values_are_invalid_data(number: bytes) -> None:
     assert_xsd_valid(wire)  # xs:float admits them; we cannot represent or resend them
     with pytest.raises(schemas.InvalidData):
         schemas.decode(wire)
+
+
+def test_an_int_beyond_every_float_is_refused_when_sent() -> None:
+    with pytest.raises(schemas.LocalProtocolError, match="too large for a float"):
+        schemas.encode(_telemetry([1.0, 10**400]))
+    accuracy = replace(_telemetry([1.0]), reports=(replace(
+        _telemetry([1.0]).reports[0], intervals=(ReportInterval(payloads=(ReportPayload(
+            r_id="r", value=1.0, accuracy=10**400),)),)),))
+    with pytest.raises(schemas.LocalProtocolError, match="too large for a float"):
+        schemas.encode(accuracy)
 
 
 def test_huge_values_are_sent_without_exponent_and_read_back_equal() -> None:

@@ -7,11 +7,14 @@ heard A's notification; when B's listening connection is killed, B reads the dat
 (the event published meanwhile, whose notification B never got, still reaches the VEN), and
 once B listens again its quiet polls stop reading. A worker restarted (B closed, events published
 through A meanwhile, B served again on the same database) knew nothing when it came back: the
-VEN's first poll reads and gets what was published while B was down.
+VEN's first poll reads and gets what was published while B was down. A registration through A
+makes B forget that VEN's registration only: another VEN's quiet polls on B still read nothing;
+an erasure through A makes B forget the erased VEN.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,6 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from schemas import DistributeEvent, Response
@@ -76,14 +80,21 @@ async def _quiet_polls_read_nothing(worker: Served, ven: RawVen) -> None:
     assert _transactions(worker) == before
 
 
+async def _known_quiet(worker: Served, ven: RawVen) -> Listener:
+    """Once ``worker`` listens: ``ven`` registered and drained, and its quiet polls answered
+    from ``worker``'s memory; ``worker``'s listener."""
+    listener = _listener(worker)
+    await listener.until(lambda: listener.connections >= 1)
+    await ven.register()
+    await ven.drain()
+    await _quiet_polls_read_nothing(worker, ven)
+    return listener
+
+
 async def test_a_quiet_ven_polls_without_a_read_and_hears_the_other_worker(pki, storage_url):
     async with two_workers(pki, storage_url) as (a, b), \
             raw_ven(f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
-        listener = _listener(b)
-        await listener.until(lambda: listener.connections >= 1)
-        await ven.register()
-        await ven.drain()
-        await _quiet_polls_read_nothing(b, ven)
+        listener = await _known_quiet(b, ven)
 
         heard = listener.heard
         await _publish(a, ven.ven_id, "heard-1")
@@ -96,11 +107,7 @@ async def test_a_quiet_ven_polls_without_a_read_and_hears_the_other_worker(pki, 
 async def test_a_lost_listening_connection_falls_back_to_reading(pki, storage_url):
     async with two_workers(pki, storage_url) as (a, b), \
             raw_ven(f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
-        listener = _listener(b)
-        await listener.until(lambda: listener.connections >= 1)
-        await ven.register()
-        await ven.drain()
-        await _quiet_polls_read_nothing(b, ven)
+        listener = await _known_quiet(b, ven)
 
         killed = listener.backend_pid
         admin = await asyncpg.connect(
@@ -127,11 +134,7 @@ async def test_a_restarted_worker_reads_what_was_published_while_it_was_down(pki
     async with serve_vtn(config) as a:
         async with serve_vtn(config) as b, raw_ven(
                 f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
-            listener = _listener(b)
-            await listener.until(lambda: listener.connections >= 1)
-            await ven.register()
-            await ven.drain()
-            await _quiet_polls_read_nothing(b, ven)  # B's index knows the VEN is quiet
+            await _known_quiet(b, ven)  # B's index knows the VEN is quiet
             ven_id = ven.ven_id
         await _publish(a, ven_id, "while-down-1")  # B is gone: nobody tells it
         async with serve_vtn(config) as b_again, raw_ven(
@@ -141,3 +144,50 @@ async def test_a_restarted_worker_reads_what_was_published_while_it_was_down(pki
             reply = await ven.poll()
             assert isinstance(reply, DistributeEvent)
             assert [e.event_id for e in reply.events] == ["while-down-1"]
+
+
+async def test_a_registration_through_one_worker_makes_the_other_forget_only_that_ven(
+        pki, storage_url):
+    """Two VENs poll worker B quietly; the second registers again through worker A. Once B
+    heard it, B has forgotten the second VEN's registration (it reads the row) and still
+    answers the first from memory (its quiet polls read nothing, and its registration is
+    the one B learned, not the row changed behind B's back)."""
+    b_url = f"https://127.0.0.1:{{}}{SERVICE_PREFIX}"
+    async with two_workers(pki, storage_url) as (a, b), \
+            raw_ven(b_url.format(b.port), pki.client_context()) as quiet, \
+            raw_ven(b_url.format(b.port), pki.client_context(ven=pki.vens[1])) as moving, \
+            raw_ven(b_url.format(a.port), pki.client_context(ven=pki.vens[1])) as moved:
+        listener = _listener(b)
+        await listener.until(lambda: listener.connections >= 1)
+        for ven in (quiet, moving):
+            await ven.register()
+            await ven.drain()
+            await _quiet_polls_read_nothing(b, ven)  # B knows both registrations
+        await moved.register()  # the second VEN's certificate registers again, through A
+        # B hears notifications in commit order: once it heard a probe sent after the
+        # registration committed, it has applied the registration's
+        async with asyncio.timeout(30):
+            assert await listener.lag(a.app[STORAGE].engine) is not None
+        async with a.app[STORAGE].engine.begin() as conn:  # behind both workers' backs
+            await conn.execute(text("UPDATE vens SET ven_name = 'changed'"))
+        vens = b.app[STORAGE].vens
+        forgotten = await vens.by_fingerprint(pki.vens[1].fingerprint)
+        assert forgotten is not None and forgotten.ven_name == "changed"
+        kept = await vens.by_fingerprint(pki.vens[0].fingerprint)
+        assert kept is not None and kept.ven_name != "changed"
+        before = _transactions(b)
+        for _ in range(5):
+            assert isinstance(await quiet.poll(), Response)
+        assert _transactions(b) == before
+
+
+async def test_an_erasure_through_one_worker_makes_the_other_forget_that_ven(pki, storage_url):
+    """A VEN erased (GDPR) through worker A is no longer known to worker B, which had it in
+    memory: B's next lookup of its certificate reads, and finds nothing."""
+    async with two_workers(pki, storage_url) as (a, b), \
+            raw_ven(f"https://127.0.0.1:{b.port}{SERVICE_PREFIX}", pki.client_context()) as ven:
+        listener = await _known_quiet(b, ven)  # B knows the registration
+        assert await a.app[STORAGE].vens.erase(ven.ven_id) > 0
+        async with asyncio.timeout(30):  # B has applied what A committed before this probe
+            assert await listener.lag(a.app[STORAGE].engine) is not None
+        assert await b.app[STORAGE].vens.by_fingerprint(pki.vens[0].fingerprint) is None

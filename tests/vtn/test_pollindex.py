@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -136,11 +137,46 @@ def test_a_read_overtaken_by_a_registration_write_is_not_learned() -> None:
     index = PollIndex()
     registration = ven(1)
     ticket = index.ticket()
-    index.registrations_changed()  # e.g. the VEN cancelled while its poll was being read
+    index.registration_changed(registration.fingerprint)  # e.g. the VEN cancelled meanwhile
     index.learn(ticket, registration.fingerprint, registration, False)
     assert index.quiet_registration(registration.fingerprint) is None
     index.learn(index.ticket(), registration.fingerprint, registration, False)
     assert index.quiet_registration(registration.fingerprint) == registration
+
+
+async def test_a_registration_forgets_only_the_registering_vens_cached_registration(
+        sqlite_storage: Storage) -> None:
+    """A registration storm must not send every other VEN's poll to the database."""
+    storage = sqlite_storage
+    try:
+        one = await storage.vens.register(ven(1))
+        two = await storage.vens.register(ven(2))
+        for registration in (one, two):
+            assert await storage.vens.poll_lookup(registration.fingerprint) == (registration,
+                                                                                 False)
+        async with storage.engine.begin() as conn:  # behind the index's back, as above
+            await conn.execute(text("UPDATE vens SET ven_name = 'changed'"))
+        again = await storage.vens.register(replace(ven(1), ven_name="again"))
+        assert again.ven_name == "again"
+        # the registering VEN's cached registration is dropped: its next poll reads the row
+        assert await storage.vens.poll_lookup(one.fingerprint) == (again, False)
+        # the other VEN's is kept: answered from memory, with the name the row no longer has
+        assert await storage.vens.poll_lookup(two.fingerprint) == (two, False)
+    finally:
+        await storage.close()
+
+
+def test_a_registration_write_forgets_its_certificates_or_if_unknown_every_one() -> None:
+    """Unknown: a cancel or erasure that failed (it may have committed) names no certificate."""
+    index = PollIndex()
+    one, two = ven(1), ven(2)
+    for registration in (one, two):
+        index.learn(index.ticket(), registration.fingerprint, registration, False)
+    index.registration_changed(one.fingerprint)
+    assert index.registration(one.fingerprint) is None
+    assert index.registration(two.fingerprint) == two
+    index.registration_changed(None)
+    assert index.registration(two.fingerprint) is None
 
 
 def test_an_enqueue_after_learning_unquiets_only_its_vens() -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from schemas import DistributeEvent, EventStatus, Target
+from schemas import DistributeEvent, EventStatus, LocalProtocolError, Target
 from tests.kit.vtn import running_vtn
 from vtn.services import events
 from vtn.storage import StaleModification
@@ -57,6 +57,24 @@ async def test_a_batch_with_one_stale_event_stores_none_of_them(pki, storage_url
         assert await events.get_event(vtn.ctx, "ev-new") is None
         kept = await events.get_event(vtn.ctx, "ev-s")
         assert kept is not None and kept.modification_number == 2
+
+
+async def test_a_batch_with_a_value_no_float_holds_is_refused_and_stores_nothing(
+        pki, storage_url):
+    """Tried: a batch of a good event and one whose setpoint is an int beyond every float
+    (10**400). The batch is refused with an error saying so; neither event is stored and the
+    VEN's poll finds nothing new."""
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a:
+        await a.register()
+        await a.drain()
+        target = Target(ven_ids=(a.ven_id,))
+        with pytest.raises(LocalProtocolError, match="too large for a float"):
+            await events.publish_events(vtn.ctx, (
+                sample_event("ev-good", target), sample_event("ev-huge", target, value=10**400)))
+        assert await events.get_event(vtn.ctx, "ev-good") is None
+        assert await events.get_event(vtn.ctx, "ev-huge") is None
+        assert await a.drain() == []
 
 
 async def test_cancelling_an_unknown_event_in_a_batch_cancels_nothing(pki, storage_url):

@@ -32,6 +32,7 @@ from tests.vtn.harness import code_of, raw_ven, sample_event
 from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
 from ven.tls import client_context
 from ven.xmpp import XmppLink
+from vtn.app import XMPP
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
@@ -274,3 +275,48 @@ async def test_a_ven_takes_the_answer_to_its_request_from_its_vtn_only(
         await link.close()
         await forger.close()
         await vtn.disconnect(wait=1.0)
+
+
+async def test_the_vtn_takes_the_answer_to_its_push_from_that_ven_only(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """A result carrying the id of an IQ the VTN pushed, sent by another client, is not the
+    answer: the VTN waits for the one from the JID it pushed to."""
+    target, forger_cert = mint_vens(pki, tmp_path / "vens", 2)
+    codec = Codec()
+    pushed = asyncio.Event()
+    release = asyncio.Event()
+
+    async def answer(_body: bytes) -> bytes:
+        pushed.set()
+        await release.wait()
+        return codec.encode(Response(response=EiResponse(request_id="genuine")))
+
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        transport = vtn.app[XMPP]
+        ven = link_for(vtn, xmpp_server, target.context, target.cert.fingerprint)
+        ven.answer_with(answer)
+        forger = link_for(vtn, xmpp_server, forger_cert.context, forger_cert.cert.fingerprint)
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await ven.connect()
+                await forger.connect()
+                push = asyncio.create_task(transport.send(ven.address, DistributeEvent(
+                    response=EiResponse(), request_id="p", vtn_id="vtn",
+                    events=(sample_event("e1", Target(ven_ids=(target.cert.fingerprint,))),))))
+                await pushed.wait()  # the VEN holds the IQ; its answer waits for ``release``
+                (key,) = transport._sent  # the pushed IQ's id, as a snooping client might learn
+                forger._stream.send_raw(iq_bytes(
+                    kind="result", iq_id=key, to=transport.jid,
+                    body=codec.encode(Response(response=EiResponse(request_id="forged")))))
+                # the VTN reads one sender's stanzas in order: once it answered the forger's
+                # ping, it has had the forged result
+                await forger._stream.plugin["xep_0199"].ping(jid=transport.jid, timeout=WAIT_S)
+                assert not push.done()
+                release.set()
+                answer_to_push = await push
+            assert (isinstance(answer_to_push, Response)
+                    and answer_to_push.response.request_id == "genuine")
+        finally:
+            release.set()
+            await ven.close()
+            await forger.close()

@@ -59,7 +59,8 @@ from ._groupcommit import GroupCommit
 from ._models import Base
 from .records import StorageConflict
 
-__all__ = ["Database", "PoolWaitObserver", "TransactionObserver", "Upsert", "create_engine_for"]
+__all__ = ["Database", "PoolWaitObserver", "TransactionObserver", "Upsert", "create_engine_for",
+           "session_settings"]
 
 T = TypeVar("T")
 # An INSERT that takes ON CONFLICT clauses: the two dialects spell them alike (Database.insert).
@@ -94,7 +95,18 @@ def normalise_url(url: str) -> URL:
     return parsed
 
 
-def create_engine_for(url: str) -> AsyncEngine:
+def session_settings(lock_timeout_s: float | None) -> dict[str, str]:
+    """What every PostgreSQL session of the VTN's pools starts with: ``lock_timeout`` (a
+    statement that waited longer for a lock is cancelled and rolled back, and its request is
+    answered 503: :class:`~vtn.storage.StorageBusy`); None leaves the server's own setting."""
+    if lock_timeout_s is None:
+        return {}
+    return {"lock_timeout": f"{max(1, round(lock_timeout_s * 1000))}ms"}
+
+
+def create_engine_for(url: str, *, lock_timeout_s: float | None = None) -> AsyncEngine:
+    """The SQLAlchemy engine for ``url``; on PostgreSQL its sessions start with
+    :func:`session_settings`."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed)
@@ -104,7 +116,9 @@ def create_engine_for(url: str) -> AsyncEngine:
     # too: no overflow connections opened and closed under load, no pre-ping round trip per
     # transaction. After a PostgreSQL restart the first use of a dead connection fails (a 503
     # the VEN retries) and SQLAlchemy then discards every connection of the pool.
-    return create_async_engine(parsed, pool_size=ENGINE_POOL_SIZE, max_overflow=0)
+    return create_async_engine(
+        parsed, pool_size=ENGINE_POOL_SIZE, max_overflow=0,
+        connect_args={"server_settings": session_settings(lock_timeout_s)})
 
 
 def sync_sqlite_engine(url: URL) -> Engine:

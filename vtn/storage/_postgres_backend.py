@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
-from ._engine import PoolWaitObserver, TransactionObserver
+from ._engine import PoolWaitObserver, TransactionObserver, session_settings
 from ._postgres_answers import Answer, Outcome, check_and_store
 from ._postgres_deliveries import Delivered, deliver, give_back
 from ._postgres_groups import Groups
@@ -65,6 +65,7 @@ from .records import (
     OutboxItem,
     PollDelivery,
     ReportData,
+    StorageBusy,
     StorageConflict,
     StorageUnavailable,
     TargetKind,
@@ -230,6 +231,8 @@ _DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError,
 # connection exception, insufficient resources (disk full, too many connections), operator
 # intervention (shutdown, cannot connect now); 55000: a database not accepting connections.
 _UNAVAILABLE_CLASSES: Final = ("08", "53", "57")
+# lock_timeout ran out (VtnConfig.database_lock_timeout_s): this statement only, rolled back
+_LOCK_NOT_AVAILABLE: Final = "55P03"
 
 
 def _raise_unavailable(exc: BaseException) -> None:
@@ -238,6 +241,8 @@ def _raise_unavailable(exc: BaseException) -> None:
     re-raises ``exc`` as it is (a bug stays a bug)."""
     if isinstance(exc, asyncpg.PostgresError):
         state = str(getattr(exc, "sqlstate", "") or "")
+        if state == _LOCK_NOT_AVAILABLE:
+            raise StorageBusy(f"{type(exc).__name__}: {exc}") from exc
         if state[:2] not in _UNAVAILABLE_CLASSES and state != "55000":
             return
     elif isinstance(exc, asyncpg.InterfaceError) and "closed" not in str(exc):
@@ -265,11 +270,12 @@ class PostgresBackend:
             lambda group: check_and_store(self._fetch, group))
 
     @classmethod
-    async def open(cls, url: URL, observe: TransactionObserver,
-                   pool_wait: PoolWaitObserver) -> PostgresBackend:
+    async def open(cls, url: URL, observe: TransactionObserver, pool_wait: PoolWaitObserver,
+                   *, lock_timeout_s: float | None = None) -> PostgresBackend:
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         pool = await asyncpg.create_pool(
             dsn, min_size=POOL_SIZE, max_size=POOL_SIZE,
+            server_settings=session_settings(lock_timeout_s),
             # never retire a connection for its age or its query count (asyncpg's defaults:
             # 5 minutes idle, 50,000 queries), and skip asyncpg's reset round trip on every
             # release: these connections never LISTEN, SET or lock beyond their transaction
@@ -360,7 +366,8 @@ class PostgresBackend:
 
         async def work(conn: asyncpg.Connection) -> tuple[VenRegistration, tuple[str, ...]]:
             stored = registration_of(await conn.fetchrow(_REGISTER, *values))
-            await conn.execute(_NOTIFY, VENS_CHANNEL, "")  # every worker forgets, on commit
+            # every worker forgets this certificate's registration, on commit
+            await conn.execute(_NOTIFY, VENS_CHANNEL, reg.fingerprint)
             queued = [(q.kind, q.payload, q.dedup_key) for q in enrolment.queued]
             affected: tuple[str, ...] = ()
             if enrolment.live:

@@ -16,10 +16,12 @@ Invariants:
   statement never touches a VEN's rows twice and a VEN's writes keep their order; at most
   :data:`MAX_GROUP` writes.
 - If a group's statement is refused (it rolled back), each of its writes whose caller still
-  waits is sent again alone, so a failure reaches only the caller whose write caused it. If the
-  connection was lost (:class:`.records.StorageUnavailable`), whether the statement committed is
-  unknown: every caller gets the error and nothing is sent again, for a write that did commit
-  would be done twice (a poll would take its VEN's next item, and the first would be lost).
+  waits is sent again alone, so a failure reaches only the caller whose write caused it; a lock
+  not granted in time (:class:`.records.StorageBusy`: another transaction holds one VEN's row)
+  is such a refusal. If the connection was lost (:class:`.records.StorageUnavailable`), whether
+  the statement committed is unknown: every caller gets the error and nothing is sent again,
+  for a write that did commit would be done twice (a poll would take its VEN's next item, and
+  the first would be lost).
 - At most one group of a :class:`Groups` is in flight at a time; while it has none in flight a
   write goes at once.
 - A write whose caller was cancelled before its group was sent is left out; one whose caller was
@@ -35,7 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-from .records import StorageUnavailable
+from .records import StorageBusy, StorageUnavailable
 
 __all__ = ["MAX_GROUP", "Fetch", "Groups", "rows_by_write"]
 
@@ -116,7 +118,8 @@ class Groups(Generic[W, R]):
         try:
             results = await self._send_group([waiting.write for waiting in group])
         except Exception as exc:
-            if len(group) == 1 or isinstance(exc, StorageUnavailable):
+            unknown = isinstance(exc, StorageUnavailable) and not isinstance(exc, StorageBusy)
+            if len(group) == 1 or unknown:
                 for waiting in group:
                     if not waiting.future.done():
                         waiting.future.set_exception(exc)

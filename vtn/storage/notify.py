@@ -8,7 +8,7 @@ VEN's poll is answered without a database read, as on SQLite; what keeps it true
   :func:`enqueued_payload`; :func:`notify_registrations`) *inside that transaction*: PostgreSQL
   delivers it when, and only when, the transaction commits, to every listening connection.
 - Each Storage on PostgreSQL runs one :class:`Listener`: a dedicated asyncpg connection that
-  LISTENs on both channels and tells the index (``enqueued``, ``registrations_changed``).
+  LISTENs on both channels and tells the index (``enqueued``, ``registration_changed``).
   It also hears its own probes (:meth:`Listener.lag`), which measure how long a notification
   takes from commit to this worker.
 
@@ -66,10 +66,10 @@ def enqueued_payload(ven_ids: Sequence[str]) -> str:
     return payload
 
 
-def notify_registrations(conn: Connection) -> None:
-    """Inside a transaction that writes a registration: every worker forgets the ones it
-    knows, on commit."""
-    conn.execute(_NOTIFY, {"channel": VENS_CHANNEL, "payload": ""})
+def notify_registrations(conn: Connection, fingerprint: str) -> None:
+    """Inside a transaction that writes the registration of the certificate ``fingerprint``:
+    every worker forgets that one, on commit."""
+    conn.execute(_NOTIFY, {"channel": VENS_CHANNEL, "payload": fingerprint})
 
 
 class Listener:
@@ -174,7 +174,7 @@ class Listener:
         if heard is not None and not heard.done():
             heard.set_result(perf_counter())
 
-    def _on_vens(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
-        self._index.registrations_changed()
+    def _on_vens(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._index.registration_changed(str(payload))
         self.heard += 1
         self._moved()

@@ -25,8 +25,11 @@ Invariants (all calls happen on the storage's event loop, after the write they r
 - An enqueue un-quiets its VENs and marks them "waiting": their next polls go straight to the
   write that takes an item, without a read first. "Waiting" may be wrong only the harmless way
   (that write then finds nothing, and teaches "quiet"); marking an item delivered clears it.
-- A registration write forgets every cached registration (registration writes are rare;
-  precision there buys nothing).
+- A registration write forgets the registration of the certificate it wrote (every one when a
+  failed write left that unknown): nothing one VEN's registration says is part of another's, so
+  a registration storm leaves every other VEN's polls answered from memory. Any registration
+  write still voids every read in flight (one counter; a read it overtook only has to read again
+  at its next poll).
 - Losing the index (a restart) only costs reads: it starts empty and knows nothing.
 - :meth:`resume` forgets everything and moves both counters, so no read that began while the
   index was suspended can teach it anything.
@@ -144,7 +147,11 @@ class PollIndex:
         self._enqueues += 1
         self._quiet.clear()
 
-    def registrations_changed(self) -> None:
-        """A registration row was written: forget them all (re-learned poll by poll)."""
+    def registration_changed(self, fingerprint: str | None) -> None:
+        """The registration of the certificate ``fingerprint`` was written: forget it (None:
+        a write of unknown certificate, forget them all), re-learned at its next poll."""
         self._registrations += 1
-        self._by_fingerprint.clear()
+        if fingerprint is None:
+            self._by_fingerprint.clear()
+        else:
+            self._by_fingerprint.pop(fingerprint, None)

@@ -34,6 +34,7 @@ __all__ = [
     "ReportRequest",
     "ReportRequestStatus",
     "StaleModification",
+    "StorageBusy",
     "StorageConflict",
     "StorageError",
     "StorageUnavailable",
@@ -55,6 +56,12 @@ class StorageConflict(StorageError):
 class StorageUnavailable(StorageError):
     """The database could not be reached, refused the connection or lost it, or is out of
     resources (disk, connections); nothing of the call was committed."""
+
+
+class StorageBusy(StorageUnavailable):
+    """PostgreSQL did not grant a lock the call waited for within the lock timeout (another
+    transaction holds the row): the statement was cancelled and rolled back, nothing of it
+    committed; the call may succeed once the lock is released."""
 
 
 class StaleModification(StorageConflict):

@@ -9,9 +9,9 @@ targets are matched against; only active (not cancelled) VENs are ever targeted.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, select, update
 
@@ -23,6 +23,8 @@ from .pollindex import PollIndex
 from .records import StorageConflict, TargetKind, TargetRef, VenRegistration
 
 __all__ = ["VenRepository", "memberships_in"]
+
+T = TypeVar("T")
 
 _REFRESHED = (
     "registration_id",
@@ -140,13 +142,24 @@ class VenRepository:
         self._backend = backend
         self._index = index
 
-    def _changed(self) -> None:
-        self._index.registrations_changed()
+    async def _write(self, work: Callable[[Connection], tuple[str | None, T]]) -> T:
+        """Run a registration write, ``work`` returning the fingerprint whose registration it
+        changed (None: none) and its result; then the poll index forgets that registration
+        (every one if the write failed: it may have committed before the failure surfaced)."""
+        try:
+            fingerprint, result = await self._db.run_write(work)
+        except BaseException:
+            self._index.registration_changed(None)
+            raise
+        if fingerprint is not None:
+            self._index.registration_changed(fingerprint)
+        return result
 
-    def _notify(self, conn: Connection) -> None:
-        """Inside a registration write on PostgreSQL: the other workers forget theirs."""
+    def _notify(self, conn: Connection, fingerprint: str) -> None:
+        """Inside a write of the registration of ``fingerprint`` on PostgreSQL: the other
+        workers forget theirs of it."""
         if self._db.postgres:
-            notify_registrations(conn)
+            notify_registrations(conn, fingerprint)
 
     async def register(self, registration: VenRegistration) -> VenRegistration:
         """Store a registration; a fingerprint seen before updates that VEN's row instead.
@@ -174,7 +187,7 @@ class VenRepository:
                 # really another fingerprint's conflicts again and is raised.
                 return await self._backend.register(enrolment)
         finally:  # also after a failure: the write may have committed before it surfaced
-            self._changed()
+            self._index.registration_changed(enrolment.registration.fingerprint)
             if enrolment.queued or enrolment.live:
                 self._index.enqueued(ven_ids)
 
@@ -227,29 +240,30 @@ class VenRepository:
             .returning(*_VENS.c)
         )
 
-        def work(conn: Connection) -> VenRegistration | None:
+        def work(conn: Connection) -> tuple[str | None, VenRegistration | None]:
             row = conn.execute(stmt).one_or_none()
-            self._notify(conn)
-            return None if row is None else _record(row)
+            if row is None:
+                return None, None
+            cancelled = _record(row)
+            self._notify(conn, cancelled.fingerprint)
+            return cancelled.fingerprint, cancelled
 
-        try:
-            return await self._db.run_write(work)
-        finally:
-            self._changed()
+        return await self._write(work)
 
     async def erase(self, ven_id: str) -> int:
         """Delete the VEN and every row of it in every table (GDPR art. 17 erasure, not the
         cancel kept for audit); children first, one transaction. Returns how many rows went."""
         tables = [t for t in reversed(Base.metadata.sorted_tables) if "ven_id" in t.c]
 
-        def work(conn: Connection) -> int:
-            return sum(conn.execute(delete(t).where(t.c.ven_id == ven_id)).rowcount
-                       for t in tables)
+        def work(conn: Connection) -> tuple[str | None, int]:
+            fingerprint = conn.execute(select(_VENS.c.fingerprint).where(
+                _VENS.c.ven_id == ven_id)).scalar_one_or_none()
+            if fingerprint is not None:
+                self._notify(conn, fingerprint)
+            return fingerprint, sum(conn.execute(delete(t).where(t.c.ven_id == ven_id)).rowcount
+                                    for t in tables)
 
-        try:
-            return await self._db.run_write(work)
-        finally:
-            self._changed()
+        return await self._write(work)
 
     async def active(self) -> tuple[VenRegistration, ...]:
         stmt = select(_VENS).where(_VENS.c.cancelled_at.is_(None)).order_by(_VENS.c.ven_id)
