@@ -99,6 +99,24 @@ def test_help_of_every_command_exits_0_with_nothing_on_stderr(tmp_path: Path) ->
     assert len(ALL) == 26
 
 
+def test_the_readme_command_list_names_every_command_and_action() -> None:
+    """The README's "The command line" block shows every command and every action of one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"^## The command line\n\n```sh\n(.*?)^```", readme, re.M | re.S)
+    assert found is not None, "no command block under '## The command line' in README.md"
+    shown: set[tuple[str, ...]] = set()
+    for line in found[1].splitlines():
+        words = line.split("#")[0].split()
+        if words[:1] != ["crowdflex"]:
+            continue
+        command = words[1] if len(words) > 1 else ""
+        shown.add((command,))
+        if len(words) > 2:
+            shown.update((command, action) for action in words[2].split("|"))
+    missing = [" ".join(path) for path in ALL if path and path not in shown]
+    assert missing == [], f"README.md's command list leaves out: {missing}"
+
+
 def test_version_names_the_installed_distribution(tmp_path: Path) -> None:
     assert run("--version", cwd=tmp_path).stdout.strip() == f"crowdflex {version('crowdflex')}"
 
