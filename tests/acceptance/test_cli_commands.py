@@ -9,7 +9,8 @@ folder that does not exist yet included). ``crowdflex vtn`` and ``crowdflex ven`
 TOMLs register with each other and stop on SIGTERM with no warning, no traceback, no alembic line
 and no access-log line in their logs, their database and outbox in ``./state``; ``--log-level
 debug`` brings those lines back. The TSO, aggregator and device nodes are checked the same way by
-tests/acceptance/test_walkthrough.py.
+tests/acceptance/test_walkthrough.py. The README's "Admin API" shell blocks run with curl and jq
+against that VTN and VEN, each command as written but for the VTN's address and token.
 """
 
 from __future__ import annotations
@@ -216,6 +217,84 @@ def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "state").iterdir()} >= {"vtn.db", "ven-outbox.sqlite"}
     assert sorted(p.name for p in (tmp_path / "examples").iterdir()) == sorted(
         p.name for p in (ROOT / "examples").iterdir())
+
+
+def _admin_script(token: str, admin_url: str) -> str:
+    """The README's "Admin API" blocks as one bash script: its own token and address set in place
+    of the README's, `$VEN` as the README picks it, changed.json as the README shows it (written
+first, as the PUT needs it); every
+    curl also prints ` HTTP<status>` after the reply."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Admin API\n"):readme.index("\n## Privacy\n")]
+    parts: list[str] = []
+    for lang, code in re.findall(r"^```(\w*)\n(.*?)^```", section, re.M | re.S):
+        if lang == "json":
+            parts.insert(0, f"cat > changed.json <<'JSON'\n{code}JSON")  # before its PUT
+            continue
+        assert lang == "sh", f"a {lang} block in the README's Admin API section"
+        if "export CROWDFLEX_ADMIN_TOKEN=" in code:
+            code = code.replace("=$(openssl rand -hex 24)", f"={token}", 1)
+            code = re.sub(r"^A=http://127\.0\.0\.1:8081$", f"A={admin_url}", code, count=1,
+                          flags=re.M)
+            (pick,) = re.findall(r"`(VEN=\$\(curl .*?\))`", section)
+            code += f"{pick}\ncurl() {{ command curl -sS -w ' HTTP%{{http_code}}\\n' \"$@\"; }}\n"
+        parts.append(code)
+    return "set -eo pipefail\n" + "\n".join(parts)  # -u would stop at the unset $RRID
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq") and shutil.which("openssl")),
+                    reason="the README's admin commands need curl, jq and openssl")
+def test_the_readme_admin_commands_run_as_written_against_the_example_vtn(tmp_path: Path
+                                                                          ) -> None:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    run("certs", "init", "--dir", "certs/dev", cwd=tmp_path)
+    token = subprocess.run(["bash", "-c", "openssl rand -hex 24"], capture_output=True,
+                           text=True, check=True).stdout.strip()  # as the README makes one
+    env = {**os.environ, "CROWDFLEX_ADMIN_TOKEN": token}
+    vtn_log, ven_log = tmp_path / "vtn.log", tmp_path / "ven.log"
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        with vtn_log.open("wb") as out:
+            started.append(subprocess.Popen(
+                [CROWDFLEX, "vtn", "--config", "examples/vtn.toml", "--port", "0",
+                 "--admin-port", "0"], cwd=tmp_path, env=env, stdout=out, stderr=out))
+        port = _wait_for(vtn_log, r"serving on https://127\.0\.0\.1:(\d+) ", started)[1]
+        admin_url = _wait_for(vtn_log, r"admin API on (http://127\.0\.0\.1:\d+)", started)[1]
+        with ven_log.open("wb") as out:
+            ven = subprocess.Popen(
+                [CROWDFLEX, "ven", "--config", "examples/ven.toml", "--vtn-url",
+                 f"https://127.0.0.1:{port}"], cwd=tmp_path, env=env, stdout=out, stderr=out)
+        started.append(ven)
+        ven_id = _wait_for(ven_log, r"registered with VTN CROWDFLEX-VTN as venID (\S+)",
+                           started)[1]
+        ven.send_signal(signal.SIGTERM)  # registered; stopped so that no poll races the script
+        assert ven.wait(30) == 0
+        done = subprocess.run(["bash", "-c", _admin_script(token, admin_url)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        for process in started:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    replies = re.findall(r"^(.*) HTTP(\d{3})$", done.stdout, re.M)
+    statuses = [int(status) for _, status in replies]
+    assert statuses == [200, 200, 202, 202, 200, 200,  # VENs: list .. evict, opts
+                        201, 200, 200, 200, 200,  # events: create, list, one, change, cancel
+                        200, 400, 404, 200], done.stdout  # reports (see below)  # fmt: skip
+    body = [json.loads(text) if text.startswith("{") else text for text, _ in replies]
+    assert body[0]["vens"][0]["ven_id"] == ven_id
+    assert body[1] == {"ven_id": ven_id, "memberships": 2, "events_changed": []}
+    assert body[4]["evicted"] == ven_id
+    assert body[6] == {"event_id": "act-2030-01-01-1200", "modification_number": 0,
+                       "targeted": []}  # the one VEN of pool-1 was evicted
+    assert [body[n]["modification_number"] for n in (6, 9, 10)] == [0, 1, 2]
+    assert body[10]["status"] == "cancelled"
+    # crowdflex ven offers no reports: the README's subscription is refused with the reason, so
+    # there is no $RRID to cancel, and no data
+    assert body[11] == {"registered": [], "subscriptions": []}
+    assert body[12] == (f"bad request: VEN '{ven_id}' never offered report 'TELEMETRY-1' "
+                        "(it offered: none)")
+    assert body[14] == {"points": []}
 
 
 def test_log_level_debug_in_any_case_brings_back_the_access_log_and_migrations() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cbp.cli import main
 import privacy
+from cbp.cli import main
 from privacy import IdentityVault
 from tests.kit.vaults import Household
 
