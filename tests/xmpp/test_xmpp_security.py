@@ -16,10 +16,12 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from devpki import Role
 from schemas import (
     Codec,
+    CreatedPartyRegistration,
     CreatePartyRegistration,
     DistributeEvent,
     EiResponse,
     Poll,
+    QueryRegistration,
     RequestEvent,
     Response,
     Service,
@@ -274,3 +276,47 @@ async def test_a_ven_takes_the_answer_to_its_request_from_its_vtn_only(
         await link.close()
         await forger.close()
         await vtn.disconnect(wait=1.0)
+
+
+async def test_an_xmpp_registration_is_sent_to_the_stamped_jid_not_the_one_it_names(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    ven, victim = mint_vens(pki, tmp_path / "vens", 2)
+    victim_jid = f"{localpart_of(victim.cert.fingerprint)}@{xmpp_server.domain}/ven"
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint)
+        try:
+            reply = await link.post(Service.REGISTER_PARTY, link.codec.encode(
+                CreatePartyRegistration(request_id="r1", ven_name="redirector",
+                                        transport_name=TransportName.XMPP,
+                                        transport_address=victim_jid)))
+            own_jid = link.address
+        finally:
+            await link.close()
+        assert isinstance(reply, CreatedPartyRegistration) and reply.response.code == 200
+        stored = await vtn.ctx.storage.vens.by_fingerprint(ven.cert.fingerprint)
+        assert stored is not None and stored.transport_address == own_jid != victim_jid
+        assert await vtn.ctx.storage.vens.by_fingerprint(victim.cert.fingerprint) is None
+
+
+async def test_the_byte_budget_is_one_bucket_per_certificate_over_http_and_xmpp(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """A VEN that spent its bytes over HTTP is told to wait over XMPP, on its first payload
+    there; another certificate's first payload is answered."""
+    spender, other = mint_vens(pki, tmp_path / "vens", 2)
+    query = Codec().encode(QueryRegistration(request_id="q"))
+    # one byte of burst, refilled at a byte per 1,000 s: the first request puts a VEN in debt
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), byte_budget_burst=1,
+                        byte_budget_per_s=0.001) as vtn, \
+            raw_ven(vtn.url, spender.context) as over_http:
+        spent_over_http = await over_http.post("EiRegisterParty", QueryRegistration(request_id="h"))
+        assert isinstance(spent_over_http, CreatedPartyRegistration)
+        spent = link_for(vtn, xmpp_server, spender.context, spender.cert.fingerprint)
+        fresh = link_for(vtn, xmpp_server, other.context, other.cert.fingerprint)
+        try:
+            with pytest.raises(VtnUnavailable, match="resource-constraint"):
+                await spent.post(Service.REGISTER_PARTY, query)
+            answered = await fresh.post(Service.REGISTER_PARTY, query)
+        finally:
+            await spent.close()
+            await fresh.close()
+        assert isinstance(answered, CreatedPartyRegistration) and answered.response.code == 200
