@@ -118,6 +118,18 @@ def test_the_readme_command_list_names_every_command_and_action() -> None:
     assert missing == [], f"README.md's command list leaves out: {missing}"
 
 
+def test_a_listing_whose_reader_has_gone_ends_without_a_traceback() -> None:
+    """`crowdflex conformance vtn --list | head -3`: the pipe closes under the listing."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([CROWDFLEX, "conformance", "vtn", "--list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
+
+
 def test_version_names_the_installed_distribution(tmp_path: Path) -> None:
     assert run("--version", cwd=tmp_path).stdout.strip() == f"crowdflex {version('crowdflex')}"
 
