@@ -6,11 +6,12 @@ command's normal use (certs, privacy, conformance, settle, onboarding) runs in a
 fresh folder holding unchanged copies of ``examples/`` and writes nothing to stderr -- no
 ``CryptographyDeprecationWarning`` from a library import, no traceback (``privacy keygen`` into a
 folder that does not exist yet included). ``crowdflex vtn`` and ``crowdflex ven`` from the example
-TOMLs register with each other and stop on SIGTERM with no warning, no traceback, no alembic line
-and no access-log line in their logs, their database and outbox in ``./state``; ``--log-level
-debug`` brings those lines back. The TSO, aggregator and device nodes are checked the same way by
-tests/acceptance/test_walkthrough.py. The README's "Admin API" shell blocks run with curl and jq
-against that VTN and VEN, each command as written but for the VTN's address and token.
+TOMLs register with each other and stop on SIGTERM, and on SIGINT, with no warning, no traceback,
+no alembic line and no access-log line in their logs, their database and outbox in ``./state``;
+``--log-level debug`` brings those lines back. The TSO, aggregator and device nodes are checked
+the same way by tests/acceptance/test_walkthrough.py. The README's "Admin API" shell blocks run
+with curl and jq against that VTN and VEN, each command as written but for the VTN's address and
+token.
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ def _wait_for(log: Path, pattern: str, processes: list[subprocess.Popen[bytes]]
     return found
 
 
-def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path, stop: signal.Signals) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     run("certs", "init", "--dir", "certs/dev", cwd=tmp_path)
     env = {**os.environ, "CROWDFLEX_ADMIN_TOKEN": "walkthrough-admin-token-0123"}
@@ -219,7 +221,7 @@ def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path) -> None:
         _wait_for(ven_log, r"registered with VTN CROWDFLEX-VTN as venID", started)
     finally:
         for process in reversed(started):
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop)
         codes = [process.wait(30) for process in started]
     assert codes == [0, 0]
     logged = vtn_log.read_text() + ven_log.read_text()
