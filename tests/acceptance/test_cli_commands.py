@@ -200,25 +200,35 @@ def _wait_for(log: Path, pattern: str, processes: list[subprocess.Popen[bytes]]
     return found
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
-def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path, stop: signal.Signals) -> None:
+def _start_example_vtn_and_ven(tmp_path: Path, token: str,
+                               started: list[subprocess.Popen[bytes]]) -> tuple[str, str]:
+    """In ``tmp_path``: copies of ``examples/``, ``certs init``, then ``crowdflex vtn`` (ports 0)
+    and ``crowdflex ven`` from the example TOMLs, logging to vtn.log and ven.log and appended to
+    ``started``; returns the admin API's URL and the venID once the VEN has registered."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     run("certs", "init", "--dir", "certs/dev", cwd=tmp_path)
-    env = {**os.environ, "CROWDFLEX_ADMIN_TOKEN": "walkthrough-admin-token-0123"}
+    env = {**os.environ, "CROWDFLEX_ADMIN_TOKEN": token}
+    vtn_log, ven_log = tmp_path / "vtn.log", tmp_path / "ven.log"
+    with vtn_log.open("wb") as out:
+        started.append(subprocess.Popen(
+            [CROWDFLEX, "vtn", "--config", "examples/vtn.toml", "--port", "0",
+             "--admin-port", "0"], cwd=tmp_path, env=env, stdout=out, stderr=out))
+    port = _wait_for(vtn_log, r"serving on https://127\.0\.0\.1:(\d+) ", started)[1]
+    admin_url = _wait_for(vtn_log, r"admin API on (http://127\.0\.0\.1:\d+)", started)[1]
+    with ven_log.open("wb") as out:
+        started.append(subprocess.Popen(
+            [CROWDFLEX, "ven", "--config", "examples/ven.toml", "--vtn-url",
+             f"https://127.0.0.1:{port}"], cwd=tmp_path, env=env, stdout=out, stderr=out))
+    ven_id = _wait_for(ven_log, r"registered with VTN CROWDFLEX-VTN as venID (\S+)", started)[1]
+    return admin_url, ven_id
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path, stop: signal.Signals) -> None:
     vtn_log, ven_log = tmp_path / "vtn.log", tmp_path / "ven.log"
     started: list[subprocess.Popen[bytes]] = []
     try:
-        with vtn_log.open("wb") as out:
-            started.append(subprocess.Popen(
-                [CROWDFLEX, "vtn", "--config", "examples/vtn.toml", "--port", "0",
-                 "--admin-port", "0"], cwd=tmp_path, env=env, stdout=out, stderr=out))
-        port = _wait_for(vtn_log, r"serving on https://127\.0\.0\.1:(\d+) ", started)[1]
-        _wait_for(vtn_log, r"admin API on http://127\.0\.0\.1:\d+", started)
-        with ven_log.open("wb") as out:
-            started.append(subprocess.Popen(
-                [CROWDFLEX, "ven", "--config", "examples/ven.toml", "--vtn-url",
-                 f"https://127.0.0.1:{port}"], cwd=tmp_path, env=env, stdout=out, stderr=out))
-        _wait_for(ven_log, r"registered with VTN CROWDFLEX-VTN as venID", started)
+        _start_example_vtn_and_ven(tmp_path, "walkthrough-admin-token-0123", started)
     finally:
         for process in reversed(started):
             process.send_signal(stop)
@@ -260,31 +270,17 @@ first, as the PUT needs it); every
                     reason="the README's admin commands need curl, jq and openssl")
 def test_the_readme_admin_commands_run_as_written_against_the_example_vtn(tmp_path: Path
                                                                           ) -> None:
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    run("certs", "init", "--dir", "certs/dev", cwd=tmp_path)
     token = subprocess.run(["bash", "-c", "openssl rand -hex 24"], capture_output=True,
                            text=True, check=True).stdout.strip()  # as the README makes one
-    env = {**os.environ, "CROWDFLEX_ADMIN_TOKEN": token}
-    vtn_log, ven_log = tmp_path / "vtn.log", tmp_path / "ven.log"
     started: list[subprocess.Popen[bytes]] = []
     try:
-        with vtn_log.open("wb") as out:
-            started.append(subprocess.Popen(
-                [CROWDFLEX, "vtn", "--config", "examples/vtn.toml", "--port", "0",
-                 "--admin-port", "0"], cwd=tmp_path, env=env, stdout=out, stderr=out))
-        port = _wait_for(vtn_log, r"serving on https://127\.0\.0\.1:(\d+) ", started)[1]
-        admin_url = _wait_for(vtn_log, r"admin API on (http://127\.0\.0\.1:\d+)", started)[1]
-        with ven_log.open("wb") as out:
-            ven = subprocess.Popen(
-                [CROWDFLEX, "ven", "--config", "examples/ven.toml", "--vtn-url",
-                 f"https://127.0.0.1:{port}"], cwd=tmp_path, env=env, stdout=out, stderr=out)
-        started.append(ven)
-        ven_id = _wait_for(ven_log, r"registered with VTN CROWDFLEX-VTN as venID (\S+)",
-                           started)[1]
+        admin_url, ven_id = _start_example_vtn_and_ven(tmp_path, token, started)
+        ven = started[-1]
         ven.send_signal(signal.SIGTERM)  # registered; stopped so that no poll races the script
         assert ven.wait(30) == 0
         done = subprocess.run(["bash", "-c", _admin_script(token, admin_url)], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=120, check=False)
+                              env={**os.environ, "CROWDFLEX_ADMIN_TOKEN": token},
+                              capture_output=True, text=True, timeout=120, check=False)
     finally:
         for process in started:
             process.send_signal(signal.SIGTERM)
