@@ -34,6 +34,7 @@ from tests.vtn.harness import code_of, raw_ven, sample_event
 from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
 from ven.tls import client_context
 from ven.xmpp import XmppLink
+from vtn.services import Handlers
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
@@ -320,3 +321,40 @@ async def test_the_byte_budget_is_one_bucket_per_certificate_over_http_and_xmpp(
             await spent.close()
             await fresh.close()
         assert isinstance(answered, CreatedPartyRegistration) and answered.response.code == 200
+
+
+async def test_a_vtn_at_its_in_flight_cap_tells_an_xmpp_ven_to_wait(pki: Pki, tmp_path: Path,
+                                                                    xmpp_server: XmppServer):
+    """The in-flight cap answers over XMPP as the rate and budgets do: `resource-constraint`,
+    type `wait`. With a cap of 1, one VEN's registration held in the VTN's hook fills it."""
+    holder, waiter = mint_vens(pki, tmp_path / "vens", 2)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held(_registration: object) -> bool:
+        entered.set()
+        await release.wait()
+        return True
+
+    query = Codec().encode(QueryRegistration(request_id="q"))
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), max_in_flight=1,
+                        handlers=Handlers(on_register=held)) as vtn:
+        first = link_for(vtn, xmpp_server, holder.context, holder.cert.fingerprint)
+        second = link_for(vtn, xmpp_server, waiter.context, waiter.cert.fingerprint)
+        try:
+            registering = asyncio.create_task(first.post(
+                Service.REGISTER_PARTY, first.codec.encode(CreatePartyRegistration(
+                    request_id="r1", ven_name="held", transport_name=TransportName.XMPP))))
+            async with asyncio.timeout(WAIT_S):
+                await entered.wait()
+            with pytest.raises(VtnUnavailable, match="resource-constraint: the VTN is at its "
+                                                     "in-flight cap"):
+                await second.post(Service.REGISTER_PARTY, query)
+            release.set()
+            registered = await registering
+            answered = await second.post(Service.REGISTER_PARTY, query)  # room again
+        finally:
+            release.set()
+            await first.close()
+            await second.close()
+    assert isinstance(registered, CreatedPartyRegistration) and registered.response.code == 200
+    assert isinstance(answered, CreatedPartyRegistration) and answered.response.code == 200
