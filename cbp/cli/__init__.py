@@ -1,13 +1,15 @@
 """The ``crowdflex`` command line: one sub-command module per concern, each with ``register()``.
 
 A sub-command module adds its parser to the sub-parser set and sets ``run`` (``args -> exit code``)
-as the parser default; this module only assembles them and translates nothing.
+as the parser default; this module only assembles them and translates nothing, but for an
+output closed early (exit 1, no traceback, as the Python documentation advises for filters).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -39,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except BrokenPipeError:  # whoever read the output stopped (`... --list | head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the exit's flush
+        return 1
     return result
 
 

@@ -46,7 +46,7 @@ class RetentionTask:
                  interval: timedelta = timedelta(hours=1)) -> None:
         if interval <= timedelta(0):
             raise ValueError("the retention interval must be positive")
-        self.rules, self._clock, self._interval = rules, clock, interval
+        self.rules, self._clock, self.interval = rules, clock, interval
         #: set after every pass over the rules (the first runs as the node starts)
         self.passed = asyncio.Event()
 
@@ -70,7 +70,7 @@ class RetentionTask:
     async def _forever(self) -> None:
         while True:
             await self.run_once()
-            await asyncio.sleep(self._interval.total_seconds())
+            await asyncio.sleep(self.interval.total_seconds())
 
     async def lifetime(self, _app: web.Application) -> AsyncIterator[None]:
         """An aiohttp ``cleanup_ctx`` entry: append it after the VTN's own (storage is open)."""

@@ -6,10 +6,12 @@ command's normal use (certs, privacy, conformance, settle, onboarding) runs in a
 fresh folder holding unchanged copies of ``examples/`` and writes nothing to stderr -- no
 ``CryptographyDeprecationWarning`` from a library import, no traceback (``privacy keygen`` into a
 folder that does not exist yet included). ``crowdflex vtn`` and ``crowdflex ven`` from the example
-TOMLs register with each other and stop on SIGTERM with no warning, no traceback, no alembic line
-and no access-log line in their logs, their database and outbox in ``./state``; ``--log-level
-debug`` brings those lines back. The TSO, aggregator and device nodes are checked the same way by
-tests/acceptance/test_walkthrough.py.
+TOMLs register with each other and stop on SIGTERM, and on SIGINT, with no warning, no traceback,
+no alembic line and no access-log line in their logs, their database and outbox in ``./state``;
+``--log-level debug`` brings those lines back. The TSO, aggregator and device nodes are checked
+the same way by tests/acceptance/test_walkthrough.py. The README's "Admin API" shell blocks run
+with curl and jq against that VTN and VEN, each command as written but for the VTN's address and
+token.
 """
 
 from __future__ import annotations
@@ -99,6 +101,36 @@ def test_help_of_every_command_exits_0_with_nothing_on_stderr(tmp_path: Path) ->
     assert len(ALL) == 26
 
 
+def test_the_readme_command_list_names_every_command_and_action() -> None:
+    """The README's "The command line" block shows every command and every action of one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"^## The command line\n\n```sh\n(.*?)^```", readme, re.M | re.S)
+    assert found is not None, "no command block under '## The command line' in README.md"
+    shown: set[tuple[str, ...]] = set()
+    for line in found[1].splitlines():
+        words = line.split("#")[0].split()
+        if words[:1] != ["crowdflex"]:
+            continue
+        command = words[1] if len(words) > 1 else ""
+        shown.add((command,))
+        if len(words) > 2:
+            shown.update((command, action) for action in words[2].split("|"))
+    missing = [" ".join(path) for path in ALL if path and path not in shown]
+    assert missing == [], f"README.md's command list leaves out: {missing}"
+
+
+def test_a_listing_whose_reader_has_gone_ends_without_a_traceback() -> None:
+    """`crowdflex conformance vtn --list | head -3`: the pipe closes under the listing."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([CROWDFLEX, "conformance", "vtn", "--list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
+
+
 def test_version_names_the_installed_distribution(tmp_path: Path) -> None:
     assert run("--version", cwd=tmp_path).stdout.strip() == f"crowdflex {version('crowdflex')}"
 
@@ -168,27 +200,38 @@ def _wait_for(log: Path, pattern: str, processes: list[subprocess.Popen[bytes]]
     return found
 
 
-def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path) -> None:
+def _start_example_vtn_and_ven(tmp_path: Path, token: str,
+                               started: list[subprocess.Popen[bytes]]) -> tuple[str, str]:
+    """In ``tmp_path``: copies of ``examples/``, ``certs init``, then ``crowdflex vtn`` (ports 0)
+    and ``crowdflex ven`` from the example TOMLs, logging to vtn.log and ven.log and appended to
+    ``started``; returns the admin API's URL and the venID once the VEN has registered."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     run("certs", "init", "--dir", "certs/dev", cwd=tmp_path)
-    env = {**os.environ, "CROWDFLEX_ADMIN_TOKEN": "walkthrough-admin-token-0123"}
+    env = {**os.environ, "CROWDFLEX_ADMIN_TOKEN": token}
+    vtn_log, ven_log = tmp_path / "vtn.log", tmp_path / "ven.log"
+    with vtn_log.open("wb") as out:
+        started.append(subprocess.Popen(
+            [CROWDFLEX, "vtn", "--config", "examples/vtn.toml", "--port", "0",
+             "--admin-port", "0"], cwd=tmp_path, env=env, stdout=out, stderr=out))
+    port = _wait_for(vtn_log, r"serving on https://127\.0\.0\.1:(\d+) ", started)[1]
+    admin_url = _wait_for(vtn_log, r"admin API on (http://127\.0\.0\.1:\d+)", started)[1]
+    with ven_log.open("wb") as out:
+        started.append(subprocess.Popen(
+            [CROWDFLEX, "ven", "--config", "examples/ven.toml", "--vtn-url",
+             f"https://127.0.0.1:{port}"], cwd=tmp_path, env=env, stdout=out, stderr=out))
+    ven_id = _wait_for(ven_log, r"registered with VTN CROWDFLEX-VTN as venID (\S+)", started)[1]
+    return admin_url, ven_id
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path, stop: signal.Signals) -> None:
     vtn_log, ven_log = tmp_path / "vtn.log", tmp_path / "ven.log"
     started: list[subprocess.Popen[bytes]] = []
     try:
-        with vtn_log.open("wb") as out:
-            started.append(subprocess.Popen(
-                [CROWDFLEX, "vtn", "--config", "examples/vtn.toml", "--port", "0",
-                 "--admin-port", "0"], cwd=tmp_path, env=env, stdout=out, stderr=out))
-        port = _wait_for(vtn_log, r"serving on https://127\.0\.0\.1:(\d+) ", started)[1]
-        _wait_for(vtn_log, r"admin API on http://127\.0\.0\.1:\d+", started)
-        with ven_log.open("wb") as out:
-            started.append(subprocess.Popen(
-                [CROWDFLEX, "ven", "--config", "examples/ven.toml", "--vtn-url",
-                 f"https://127.0.0.1:{port}"], cwd=tmp_path, env=env, stdout=out, stderr=out))
-        _wait_for(ven_log, r"registered with VTN CROWDFLEX-VTN as venID", started)
+        _start_example_vtn_and_ven(tmp_path, "walkthrough-admin-token-0123", started)
     finally:
         for process in reversed(started):
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop)
         codes = [process.wait(30) for process in started]
     assert codes == [0, 0]
     logged = vtn_log.read_text() + ven_log.read_text()
@@ -198,6 +241,70 @@ def test_vtn_and_ven_from_the_examples_run_quietly(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "state").iterdir()} >= {"vtn.db", "ven-outbox.sqlite"}
     assert sorted(p.name for p in (tmp_path / "examples").iterdir()) == sorted(
         p.name for p in (ROOT / "examples").iterdir())
+
+
+def _admin_script(token: str, admin_url: str) -> str:
+    """The README's "Admin API" blocks as one bash script: its own token and address set in place
+    of the README's, `$VEN` as the README picks it, changed.json as the README shows it (written
+first, as the PUT needs it); every
+    curl also prints ` HTTP<status>` after the reply."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Admin API\n"):readme.index("\n## Privacy\n")]
+    parts: list[str] = []
+    for lang, code in re.findall(r"^```(\w*)\n(.*?)^```", section, re.M | re.S):
+        if lang == "json":
+            parts.insert(0, f"cat > changed.json <<'JSON'\n{code}JSON")  # before its PUT
+            continue
+        assert lang == "sh", f"a {lang} block in the README's Admin API section"
+        if "export CROWDFLEX_ADMIN_TOKEN=" in code:
+            code = code.replace("=$(openssl rand -hex 24)", f"={token}", 1)
+            code = re.sub(r"^A=http://127\.0\.0\.1:8081$", f"A={admin_url}", code, count=1,
+                          flags=re.M)
+            (pick,) = re.findall(r"`(VEN=\$\(curl .*?\))`", section)
+            code += f"{pick}\ncurl() {{ command curl -sS -w ' HTTP%{{http_code}}\\n' \"$@\"; }}\n"
+        parts.append(code)
+    return "set -eo pipefail\n" + "\n".join(parts)  # -u would stop at the unset $RRID
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq") and shutil.which("openssl")),
+                    reason="the README's admin commands need curl, jq and openssl")
+def test_the_readme_admin_commands_run_as_written_against_the_example_vtn(tmp_path: Path
+                                                                          ) -> None:
+    token = subprocess.run(["bash", "-c", "openssl rand -hex 24"], capture_output=True,
+                           text=True, check=True).stdout.strip()  # as the README makes one
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        admin_url, ven_id = _start_example_vtn_and_ven(tmp_path, token, started)
+        ven = started[-1]
+        ven.send_signal(signal.SIGTERM)  # registered; stopped so that no poll races the script
+        assert ven.wait(30) == 0
+        done = subprocess.run(["bash", "-c", _admin_script(token, admin_url)], cwd=tmp_path,
+                              env={**os.environ, "CROWDFLEX_ADMIN_TOKEN": token},
+                              capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        for process in started:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    replies = re.findall(r"^(.*) HTTP(\d{3})$", done.stdout, re.M)
+    statuses = [int(status) for _, status in replies]
+    assert statuses == [200, 200, 202, 202, 200, 200,  # VENs: list .. evict, opts
+                        201, 200, 200, 200, 200,  # events: create, list, one, change, cancel
+                        200, 400, 404, 200], done.stdout  # reports (see below)  # fmt: skip
+    body = [json.loads(text) if text.startswith("{") else text for text, _ in replies]
+    assert body[0]["vens"][0]["ven_id"] == ven_id
+    assert body[1] == {"ven_id": ven_id, "memberships": 2, "events_changed": []}
+    assert body[4]["evicted"] == ven_id
+    assert body[6] == {"event_id": "act-2030-01-01-1200", "modification_number": 0,
+                       "targeted": []}  # the one VEN of pool-1 was evicted
+    assert [body[n]["modification_number"] for n in (6, 9, 10)] == [0, 1, 2]
+    assert body[10]["status"] == "cancelled"
+    # crowdflex ven offers no reports: the README's subscription is refused with the reason, so
+    # there is no $RRID to cancel, and no data
+    assert body[11] == {"registered": [], "subscriptions": []}
+    assert body[12] == (f"bad request: VEN '{ven_id}' never offered report 'TELEMETRY-1' "
+                        "(it offered: none)")
+    assert body[14] == {"points": []}
 
 
 def test_log_level_debug_in_any_case_brings_back_the_access_log_and_migrations() -> None:

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import pytest
 
+from cbp.cli import main
 from cbp.cli._onboard import import_onboarding, read_devices
 from cbp.devices import DeviceClass
 from cbp.roles.messages import TELEMETRY_SUFFIX, PoolDevice, pool_metadata, sample_intervals
@@ -141,8 +142,11 @@ async def test_withdrawn_flexibility_consent_stops_dispatch_from_the_next_activa
         every = _dispatched(rig)
         device = sorted(every)[0]
         assert len(every) == 7
-        rig.vault.consents.withdraw(rig.aggregator.book.by_uuid[device].prosumer_id,
-                                    ONBOARDING_PURPOSE)
+        # by the command, on the vault file the running node holds open (the DPIA: "read from
+        # the file at every consent check")
+        assert main(["privacy", "withdraw", "--vault", str(rig.vault.path), "--key-file",
+                     str(tmp_path / "vault.key"), "--purpose", ONBOARDING_PURPOSE, "--prosumer",
+                     rig.aggregator.book.by_uuid[device].prosumer_id]) == 0
         await _metered(rig, "0.14")
         after = _dispatched(rig)
         assert device not in after and after == every - {device}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import privacy
 from cbp.cli import main
 from privacy import IdentityVault
 from tests.kit.vaults import Household
@@ -40,3 +41,19 @@ def test_a_tampered_chain_is_detected_and_its_first_broken_entry_named(
     capsys.readouterr()
     assert main(command) == 1
     assert f"BROKEN at entry {broken}" in capsys.readouterr().out
+
+
+def test_without_a_key_file_the_keys_come_from_the_environment_variable(
+    vault: IdentityVault, household: Household, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    vault.devices.get(household.device.device_uuid, requested_by="desk", reason="dispute 1")
+    command = ["privacy", "verify-log", "--vault", str(vault.path)]
+    monkeypatch.delenv(privacy.DEFAULT_KEY_ENV, raising=False)
+    assert main(command) == 2
+    assert f"environment variable {privacy.DEFAULT_KEY_ENV} is not set" in capsys.readouterr().err
+    monkeypatch.setenv(privacy.DEFAULT_KEY_ENV, f"1:{bytes(range(32)).hex()}")
+    assert main(command) == 0
+    assert "1 entries checked" in capsys.readouterr().out
+    monkeypatch.setenv(privacy.DEFAULT_KEY_ENV, f"1:{bytes(range(1, 33)).hex()}")  # another key
+    assert main(command) != 0

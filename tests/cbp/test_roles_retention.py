@@ -11,6 +11,7 @@ activation sends, and the aggregator keys raw telemetry by device certificate, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sqlite3
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from cbp.roles import AggregatorNode, CbpSettings, TsoNode
 from cbp.roles.profile import metering_scope
-from cbp.roles.retention import aggregator_rules, tso_rules
+from cbp.roles.retention import RetentionRule, RetentionTask, aggregator_rules, tso_rules
 from privacy import (
     FileKeyProvider,
     Holder,
@@ -237,6 +238,45 @@ async def test_a_tso_back_after_a_month_away_purges_as_it_starts(tmp_path: Path,
         assert sorted(p.name for p in captures.iterdir()) == ["000002-EiReport-request.xml"]
     finally:
         await runner.cleanup()
+
+
+async def test_the_task_runs_again_every_interval_and_a_failing_store_stops_no_other(
+        tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """README: each node checks as it starts and then every hour; a store whose purge fails is
+    logged and tried again at the next run while the others are purged. (A millisecond
+    interval stands in for the hour; the passes are awaited, not timed.)"""
+    node = TsoNode(vtn_config(tmp_path, "tso", pki), CbpSettings.compressed(),
+                   capture_dir=tmp_path / "captures")
+    assert node.retention.interval == timedelta(hours=1)
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    cutoffs: list[datetime] = []
+
+    async def fails(_cutoff: datetime) -> int:
+        raise OSError("disk unreadable")
+
+    async def purges(cutoff: datetime) -> int:
+        cutoffs.append(cutoff)
+        return 0
+
+    task = RetentionTask((RetentionRule(store=Store.CAPTURES, age=timedelta(days=30), purge=fails),
+                          RetentionRule(store=Store.TSO_DEVICE_ROWS, age=timedelta(days=90),
+                                        purge=purges)),
+                         clock=clock, interval=timedelta(milliseconds=1))  # fmt: skip
+    lifetime = task.lifetime(web.Application())
+    await anext(lifetime)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            for _ in range(3):
+                await task.passed.wait()
+                task.passed.clear()
+                clock.now += timedelta(hours=1)
+    finally:
+        with contextlib.suppress(StopAsyncIteration):
+            await anext(lifetime)
+    assert len(cutoffs) >= 3 and cutoffs == sorted(cutoffs)
+    assert cutoffs[0] == datetime(2026, 3, 1, 12, 0, tzinfo=UTC) - timedelta(days=90)
+    failed = [r for r in caplog.records if "retention of captured messages failed" in r.message]
+    assert len(failed) >= 3
 
 
 async def test_an_aggregator_back_after_a_month_away_purges_as_it_starts(

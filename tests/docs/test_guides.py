@@ -5,7 +5,8 @@ own process, in a folder whose ``certs/dev/`` the guides' own ``sh`` blocks made
 VTN program of docs/vtn.md on 127.0.0.1 (ports 0, mutual TLS). A ``sh`` block runs with bash in
 that folder unless an ``<!-- not run: REASON -->`` comment precedes it. Long-running programs are
 driven by what they print (awaited under a timeout, never slept on) and stopped with SIGTERM,
-which must end them cleanly (exit 0).
+which must end them cleanly (exit 0). The README's one ``python`` block (the library in three
+lines) runs here too, its assertion included.
 """
 
 from __future__ import annotations
@@ -293,3 +294,16 @@ def test_the_conformance_guide_runs_as_written(tmp_path: Path) -> None:
     unreadable = run_shell(commands[1], tmp_path)
     assert unreadable.returncode == 2
     assert "crowdflex conformance: cannot read manifest mine/manifest.toml" in unreadable.stderr
+
+
+# ------------------------------------------------------------------ the README's library example
+
+
+def test_the_readme_library_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (example,) = [m["code"] for m in _FENCE.finditer(readme) if m["lang"] == "python"]
+    script = tmp_path / "library.py"
+    script.write_text(example + 'print("asserted")\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "asserted\n", "")

@@ -35,6 +35,7 @@ from tests.kit.polling import drain_polls
 from tests.kit.signed import signed_ven
 from tests.kit.vtn import vtn_config
 from vtn.app import STORAGE
+from vtn.ops import DATABASE_DEADLINE_S
 from vtn.serve import Served, serve_vtn
 from vtn.signing import SignatureSettings
 from vtn.transport import SERVICE_PREFIX
@@ -279,6 +280,34 @@ async def test_ready_and_requests_follow_a_database_that_goes_away(pki, storage_
             await owner.close()
         assert await admin.get("/ready") == (200, "ready\n")
         assert isinstance(await ven.poll(), Response)
+        assert (await admin.scrape()).value("crowdflex_vtn_database_up") == 1
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+async def test_a_database_that_hangs_is_not_ready_within_the_deadline(pki, storage_url):
+    """docs/deploy.md: /ready is 503 when the database does not answer within 5 s, and /metrics
+    answers without the database figures; neither probe hangs. Another session holds exclusive
+    locks on the tables both read, so their queries wait (the probes are awaited, not timed)."""
+    async with served(pki, storage_url, Clock(T0)) as running, aiohttp.ClientSession() as http:
+        admin = Admin(http, running)
+        assert await admin.get("/ready") == (200, "ready\n")
+        assert (await admin.scrape()).value("crowdflex_vtn_database_up") == 1
+        blocker = await asyncpg.connect(_dsn(storage_url))
+        locks = blocker.transaction()
+        await locks.start()
+        try:
+            await blocker.execute("LOCK TABLE alembic_version, vens, outbox IN ACCESS EXCLUSIVE "
+                                  "MODE")
+            async with asyncio.timeout(6 * DATABASE_DEADLINE_S):  # bounds a failure, never met
+                status, text = await admin.get("/ready")
+                scraped = await admin.scrape()
+            assert status == 503
+            assert f"did not answer within {DATABASE_DEADLINE_S} s" in text
+            assert scraped.value("crowdflex_vtn_database_up") == 0
+        finally:
+            await locks.rollback()
+            await blocker.close()
+        assert await admin.get("/ready") == (200, "ready\n")
         assert (await admin.scrape()).value("crowdflex_vtn_database_up") == 1
 
 

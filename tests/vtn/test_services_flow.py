@@ -118,6 +118,28 @@ async def test_reregistration_keeps_ven_id_and_cancel(pki, storage_url):
         assert stored is not None and not stored.active
 
 
+async def test_the_vtn_offers_its_metadata_once_per_registration_round(pki, storage_url):
+    """A re-registration of a registered VEN gets no second METADATA; a VEN registering again
+    after it cancelled (same registrationID) is offered the VTN's METADATA anew, as after its
+    first registration (the profile's registration sequence; conformance case R1_3020 run twice
+    against one VTN)."""
+    async with running_vtn(pki, storage_url) as vtn, raw_ven(vtn.url, pki.client_context()) as ven:
+        first = await ven.register()
+        assert [type(m) for m in await ven.drain()] == [RegisterReport]
+        await ven.register()
+        assert await ven.drain() == []
+        canceled = await ven.post("EiRegisterParty", CancelPartyRegistration(
+            request_id="c", registration_id=ven.registration_id, ven_id=ven.ven_id))
+        assert isinstance(canceled, CanceledPartyRegistration)
+        again = await ven.register()
+        assert isinstance(first, CreatedPartyRegistration)
+        assert isinstance(again, CreatedPartyRegistration)
+        assert again.registration_id == first.registration_id
+        assert [type(m) for m in await ven.drain()] == [RegisterReport]
+        await ven.register()
+        assert await ven.drain() == []
+
+
 async def test_registration_policy_allow_list_and_hook(pki, storage_url):
     allowed = frozenset({pki.vens[1].fingerprint})
     refused_names = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import subprocess
 import sys
 import tomllib
 from datetime import timedelta
@@ -38,6 +39,24 @@ def test_the_readme_vtn_example_configures_xmpp():
     assert config.xmpp == XmppSettings(host="127.0.0.1", port=5222, domain="xmpp.example",
                                        resource="openadr", request_timeout_s=10.0,
                                        max_sends_in_flight=64)
+
+
+def test_a_vtn_with_signatures_and_xmpp_refuses_to_start(pki: Pki, tmp_path: Path):
+    """SECURITY.md: payload signatures do not survive XMPP, so `crowdflex vtn` with both tables
+    stops, saying why, before it opens its database (no XMPP server is needed to see it)."""
+    config = tmp_path / "vtn.toml"
+    config.write_text(
+        f'storage_url = "sqlite:///vtn.db"\nport = 0\n'
+        f'[tls]\ncert = "{pki.vtn.cert}"\nkey = "{pki.vtn.key}"\nca = "{pki.ca_cert}"\n'
+        f'[signatures]\ntrusted = ["{pki.ca_cert}"]\n' + _block("xmpp: vtn"), encoding="utf-8")
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("crowdflex")), "vtn", "--config", str(config),
+         "--no-admin", "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.strip() == ("crowdflex vtn: [xmpp] cannot carry signed payloads (the XMPP "
+                                   "library re-serialises them): serve XMPP without [signatures]")
+    assert not (tmp_path / "state" / "vtn.db").exists()
 
 
 @pytest.mark.parametrize("window", [0, -1, 2.5, True, "64"])

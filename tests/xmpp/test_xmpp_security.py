@@ -16,10 +16,12 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from devpki import Role
 from schemas import (
     Codec,
+    CreatedPartyRegistration,
     CreatePartyRegistration,
     DistributeEvent,
     EiResponse,
     Poll,
+    QueryRegistration,
     RequestEvent,
     Response,
     Service,
@@ -33,6 +35,7 @@ from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, 
 from ven.tls import client_context
 from ven.xmpp import XmppLink
 from vtn.app import XMPP
+from vtn.services import Handlers
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
@@ -320,3 +323,84 @@ async def test_the_vtn_takes_the_answer_to_its_push_from_that_ven_only(
             release.set()
             await ven.close()
             await forger.close()
+
+
+async def test_an_xmpp_registration_is_sent_to_the_stamped_jid_not_the_one_it_names(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    ven, victim = mint_vens(pki, tmp_path / "vens", 2)
+    victim_jid = f"{localpart_of(victim.cert.fingerprint)}@{xmpp_server.domain}/ven"
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint)
+        try:
+            reply = await link.post(Service.REGISTER_PARTY, link.codec.encode(
+                CreatePartyRegistration(request_id="r1", ven_name="redirector",
+                                        transport_name=TransportName.XMPP,
+                                        transport_address=victim_jid)))
+            own_jid = link.address
+        finally:
+            await link.close()
+        assert isinstance(reply, CreatedPartyRegistration) and reply.response.code == 200
+        stored = await vtn.ctx.storage.vens.by_fingerprint(ven.cert.fingerprint)
+        assert stored is not None and stored.transport_address == own_jid != victim_jid
+        assert await vtn.ctx.storage.vens.by_fingerprint(victim.cert.fingerprint) is None
+
+
+async def test_the_byte_budget_is_one_bucket_per_certificate_over_http_and_xmpp(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """A VEN that spent its bytes over HTTP is told to wait over XMPP, on its first payload
+    there; another certificate's first payload is answered."""
+    spender, other = mint_vens(pki, tmp_path / "vens", 2)
+    query = Codec().encode(QueryRegistration(request_id="q"))
+    # one byte of burst, refilled at a byte per 1,000 s: the first request puts a VEN in debt
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), byte_budget_burst=1,
+                        byte_budget_per_s=0.001) as vtn, \
+            raw_ven(vtn.url, spender.context) as over_http:
+        spent_over_http = await over_http.post("EiRegisterParty", QueryRegistration(request_id="h"))
+        assert isinstance(spent_over_http, CreatedPartyRegistration)
+        spent = link_for(vtn, xmpp_server, spender.context, spender.cert.fingerprint)
+        fresh = link_for(vtn, xmpp_server, other.context, other.cert.fingerprint)
+        try:
+            with pytest.raises(VtnUnavailable, match="resource-constraint"):
+                await spent.post(Service.REGISTER_PARTY, query)
+            answered = await fresh.post(Service.REGISTER_PARTY, query)
+        finally:
+            await spent.close()
+            await fresh.close()
+        assert isinstance(answered, CreatedPartyRegistration) and answered.response.code == 200
+
+
+async def test_a_vtn_at_its_in_flight_cap_tells_an_xmpp_ven_to_wait(pki: Pki, tmp_path: Path,
+                                                                    xmpp_server: XmppServer):
+    """The in-flight cap answers over XMPP as the rate and budgets do: `resource-constraint`,
+    type `wait`. With a cap of 1, one VEN's registration held in the VTN's hook fills it."""
+    holder, waiter = mint_vens(pki, tmp_path / "vens", 2)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held(_registration: object) -> bool:
+        entered.set()
+        await release.wait()
+        return True
+
+    query = Codec().encode(QueryRegistration(request_id="q"))
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), max_in_flight=1,
+                        handlers=Handlers(on_register=held)) as vtn:
+        first = link_for(vtn, xmpp_server, holder.context, holder.cert.fingerprint)
+        second = link_for(vtn, xmpp_server, waiter.context, waiter.cert.fingerprint)
+        try:
+            registering = asyncio.create_task(first.post(
+                Service.REGISTER_PARTY, first.codec.encode(CreatePartyRegistration(
+                    request_id="r1", ven_name="held", transport_name=TransportName.XMPP))))
+            async with asyncio.timeout(WAIT_S):
+                await entered.wait()
+            with pytest.raises(VtnUnavailable, match="resource-constraint: the VTN is at its "
+                                                     "in-flight cap"):
+                await second.post(Service.REGISTER_PARTY, query)
+            release.set()
+            registered = await registering
+            answered = await second.post(Service.REGISTER_PARTY, query)  # room again
+        finally:
+            release.set()
+            await first.close()
+            await second.close()
+    assert isinstance(registered, CreatedPartyRegistration) and registered.response.code == 200
+    assert isinstance(answered, CreatedPartyRegistration) and answered.response.code == 200

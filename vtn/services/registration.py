@@ -13,8 +13,10 @@ Invariants:
   https, or with user info, query or fragment) or 451 (a non-public address the configuration
   does not allow), with the reason, and nothing is stored. A pull VEN's address is never used,
   so not checked (openleadr's pull VEN sends the text "None").
-- After a registration the VTN's own METADATA report (oadrRegisterReport) is queued once per
-  registrationID (dedup key), as the profile's registration sequence expects; a VEN beginning a
+- After a registration the VTN's own METADATA report (oadrRegisterReport) is queued, as the
+  profile's registration sequence expects: once per round of the registration (dedup key), so a
+  re-registration of a registered VEN gets no second one, and a VEN registering again after a
+  cancellation or an eviction (same registrationID) gets a new one; a VEN beginning a
   registration that live events already target is queued its event list after it.
 """
 
@@ -110,9 +112,13 @@ async def on_create(ctx: ServiceContext, peer: Peer,
     if await call_hook(ctx.handlers.on_register, candidate) is False:
         raise NotRegistered("registration refused by the VTN's policy")
     ven_id = existing.ven_id if existing else candidate.ven_id  # a stored row keeps its venID
+    # a registration's round: the first, or the one after each cancellation (same registrationID)
+    round_key = "first" if existing is None or existing.cancelled_at is None \
+        else existing.cancelled_at.isoformat()
     metadata = (ctx.queued(
         RegisterReport(request_id=new_id(), reports=(), ven_id=ven_id),
-        dedup_key=f"vtn-metadata:{candidate.registration_id}"),) if ctx.offer_metadata else ()
+        dedup_key=f"vtn-metadata:{candidate.registration_id}:{round_key}"),
+    ) if ctx.offer_metadata else ()
     # one transaction: the row, our METADATA request, and (a VEN beginning a registration) the
     # live events published while it was not there to be targeted, which nothing else queues
     stored, affected = await ctx.storage.vens.enrol(Enrolment(
