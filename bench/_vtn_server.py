@@ -5,6 +5,9 @@ with mutual TLS, sends ``("ready", port)`` up the control pipe, then answers com
 benchmark process until told to stop:
 
 - ``("cpu",)`` -> ``time.process_time()`` of this process (all threads: the SQLite worker too);
+- ``("split",)`` -> ``(time.process_time(), time.thread_time())``: the process's CPU and the
+  event-loop thread's (the command runs there), read together; their difference is what the
+  other threads (the SQLite writer and readers) spent;
 - ``("clock",)`` -> ``(time.process_time(), time.monotonic())`` read together, so a window's CPU
   and length are both the VTN's, however late the command reached it;
 - ``("publish", ven_ids[, tag])`` -> one LOAD_DISPATCH event for those VENs (``tag`` makes its
@@ -48,17 +51,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-__all__ = ["SETUPS", "ServerSpec", "serve"]
+__all__ = ["FLOORS", "SETUPS", "ServerSpec", "serve"]
 
 _HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSpec:
-    """What to run: ``kind`` is ``"ours"``, ``"openleadr"`` or ``"floor"`` (no VTN: aiohttp
-    answering fixed bytes, the per-request cost under both); ``sign_cert``/``sign_key`` turn
+    """What to run: ``kind`` is ``"ours"``, ``"openleadr"`` or one of ``FLOORS`` (no VTN: fixed
+    bytes answered by aiohttp's application, its low-level server or a bare protocol, the
+    per-request cost under both VTNs); ``sign_cert``/``sign_key`` turn
     signing on: ours ``Codec(signer=VTN RSA key, verifier=CA)``, openleadr signing with the same
     key and verifying VEN signatures; ``storage_url`` is our database; ``setup`` the runtime of both
     (``"tuned"`` or ``"plain"``); ``repeat_cache`` False turns ours off (``vtn.repeats``)."""
@@ -238,34 +242,93 @@ async def _store(storage: Any, ven_ids: list[str], points: int,
     return sum(counts), time.perf_counter() - started
 
 
-# an oadrResponse's size: what the floor answers every request with
+# an oadrResponse's size: what the floors answer every request with
 _FLOOR_REPLY = b"<oadrPayload>" + b"x" * 700 + b"</oadrPayload>"
+_FLOOR_PATH = "/OpenADR2/Simple/2.0b/{service}"
 
 
 async def _start_floor(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callable[..., Any]]:
     """Not a VTN: aiohttp answering every POST to a service path with fixed bytes, on our
     server TLS context and the same runtime: what any aiohttp VTN pays per request before
-    doing anything (read the body, answer)."""
+    doing anything (read the body, answer). ``floor`` is an ``Application`` with its router (as
+    both VTNs serve), ``floor-server`` aiohttp's low-level ``web.Server`` (its protocol and
+    request objects, no application, router or middleware chain)."""
     from aiohttp import web
 
-    from vtn.app import server_ssl_context
-    from vtn.settings import VtnConfig
-
-    async def answer(request: web.Request) -> web.Response:
+    async def answer(request: web.BaseRequest) -> web.Response:
         await request.read()
         return web.Response(body=_FLOOR_REPLY, content_type="application/xml")
 
-    app = web.Application()
-    app.router.add_post("/OpenADR2/Simple/2.0b/{service}", answer)
-    runner = web.AppRunner(app, access_log=None)
+    runner: web.BaseRunner
+    if spec.kind == "floor-server":
+        runner = web.ServerRunner(web.Server(answer, access_log=None))
+    else:
+        app = web.Application()
+        app.router.add_post(_FLOOR_PATH, answer)
+        runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    context = server_ssl_context(VtnConfig(tls_cert=spec.cert, tls_key=spec.key, tls_ca=spec.ca))
-    await web.TCPSite(runner, _HOST, 0, ssl_context=context).start()
+    await web.TCPSite(runner, _HOST, 0, ssl_context=_floor_context(spec)).start()
+    return runner.addresses[0][1], runner, _no_events
 
-    async def publish(ven_ids: tuple[str, ...], tag: str = "") -> None:
-        raise ValueError("the floor serves no events")
 
-    return runner.addresses[0][1], runner, publish
+async def _start_lean(spec: ServerSpec, tally: _Tally) -> tuple[int, Any, Callable[..., Any]]:
+    """Not a VTN, and no HTTP framework: an ``asyncio.Protocol`` on the same TLS context and
+    runtime that finds each request's end (headers, then ``Content-Length`` bytes) and writes
+    fixed bytes back -- what a request costs below any framework (the TLS records, the loop's
+    wake-ups, one read and one write), the least a lean HTTP layer of our own could pay."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_LeanProtocol, _HOST, 0, ssl=_floor_context(spec))
+    return server.sockets[0].getsockname()[1], _LeanRunner(server), _no_events
+
+
+class _LeanProtocol(asyncio.Protocol):
+    _REPLY = (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: "
+              + str(len(_FLOOR_REPLY)).encode() + b"\r\n\r\n" + _FLOOR_REPLY)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        while (end := buffer.find(b"\r\n\r\n")) >= 0:
+            length = 0
+            for line in buffer[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(buffer) < end + 4 + length:
+                break
+            buffer = buffer[end + 4 + length:]
+            assert self._transport is not None
+            self._transport.write(self._REPLY)
+        self._buffer = buffer
+
+
+class _LeanRunner:
+    def __init__(self, server: asyncio.AbstractServer) -> None:
+        self._server = server
+
+    async def cleanup(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def _floor_context(spec: ServerSpec) -> Any:
+    from vtn.app import server_ssl_context
+    from vtn.settings import VtnConfig
+
+    return server_ssl_context(VtnConfig(tls_cert=spec.cert, tls_key=spec.key, tls_ca=spec.ca))
+
+
+async def _no_events(ven_ids: tuple[str, ...], tag: str = "") -> None:
+    raise ValueError("the floors serve no events")
+
+
+FLOORS = ("floor", "floor-server", "floor-lean")
 
 
 def _rss_bytes() -> int:
@@ -334,6 +397,8 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
             return time.process_time()
         case ("clock",):
             return time.process_time(), time.monotonic()
+        case ("split",):
+            return time.process_time(), time.thread_time()
         case ("counts",):
             return {"reports": tally.reports, "points": tally.points, "acks": len(tally.acks)}
         case ("publish", ven_ids, *tag):
@@ -369,7 +434,8 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
 
 async def _serve(spec: ServerSpec, conn: Connection) -> None:
     tally = _Tally(acks=set())
-    start = {"ours": _start_ours, "openleadr": _start_openleadr, "floor": _start_floor}[spec.kind]
+    start = {"ours": _start_ours, "openleadr": _start_openleadr, "floor": _start_floor,
+             "floor-server": _start_floor, "floor-lean": _start_lean}[spec.kind]
     port, runner, publish = await start(spec, tally)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()

@@ -11,13 +11,15 @@ spread over its poll interval mostly is) sends, ``--rounds`` times per kind:
 - ``reconnect``: an oadrPoll on a new mutual-TLS connection (the handshake included).
 
 Per kind: VTN CPU per request (``time.process_time`` of the VTN process across the kind's
-requests; every thread, none of the load), and the publish's CPU per VEN. The last rows weigh
+requests; every thread, none of the load) and the part of it spent off the event-loop thread
+(the SQLite threads), and the publish's CPU per VEN. The last rows weigh
 them as one device's minute of ``bench fleet`` (10-s polls, telemetry batched per minute, one
 event, 1 % reconnecting), which can be set against what ``bench fleet`` measures for the mix.
 Same runtime for both VTNs (``--setup``), ``--runs`` fresh processes each in ABBA order, median
-and range; the load average is printed. ``--floor`` adds, after each run's pair, what aiohttp
-alone costs per request on the same TLS context and runtime, answering fixed bytes: the part of
-every request that no VTN built on aiohttp (ours or openleadr) can take away.
+and range; the load average is printed. ``--floor`` adds, after each run's pair, what a request
+costs with nothing but fixed bytes answered, on the same TLS context and runtime, three ways:
+aiohttp's ``Application`` with its router (the part no VTN built as both are can take away),
+aiohttp's low-level ``web.Server``, and a bare ``asyncio.Protocol`` (no HTTP framework).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any, Final
 import schemas
 from bench._fleet_generator import _openleadr_report, _patched, _report
 from bench._vtn_load import VenIdentity, response_code
-from bench._vtn_server import SETUPS, ServerSpec
+from bench._vtn_server import FLOORS, SETUPS, ServerSpec
 from bench.vtn import KINDS, VtnProcess, _cores, abba, mint
 
 __all__ = ["main"]
@@ -101,26 +103,28 @@ async def _each(devices: list[Device], send: Callable[[Device], Awaitable[bytes]
 
 
 async def _measure(control: Any, work: Awaitable[None], count: int,
-                   cprofile: list[str] | None = None) -> float:
-    """VTN CPU per request of ``work`` (``count`` requests); with ``cprofile`` the VTN's cProfile
-    of it is appended there."""
+                   cprofile: list[str] | None = None) -> tuple[float, float]:
+    """VTN CPU per request of ``work`` (``count`` requests), and the part of it spent off the
+    event-loop thread; with ``cprofile`` the VTN's cProfile of it is appended there."""
     if cprofile is not None:
         await control.call("cprofile", True)
-    before = await control.call("cpu")
+    process, loop = await control.call("split")
     await work
-    cpu = float(await control.call("cpu") - before) / count
+    process_after, loop_after = await control.call("split")
     if cprofile is not None:
         cprofile.append(await control.call("cprofile", False))
-    return cpu
+    cpu = float(process_after - process) / count
+    # the two clocks tick apart: a kind the loop thread did alone may come out a hair below 0
+    return cpu, max(0.0, cpu - float(loop_after - loop) / count)
 
 
 async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
                     cpu: int | None, tmp: Path, run: int, cprofiles: list[str]
-                    ) -> tuple[dict[str, float], list[str]]:
+                    ) -> tuple[dict[str, tuple[float, float]], list[str]]:
     spec = ServerSpec(kind=kind, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
                       storage_url=f"sqlite:///{tmp / f'kinds-{kind}-{run}.db'}", setup=setup)
     errors: list[str] = []
-    per: dict[str, list[float]] = {name: [] for name in _ROWS}
+    per: dict[str, list[tuple[float, float]]] = {name: [] for name in _ROWS}
     ids = itertools.count()
     with VtnProcess(spec, cpu) as vtn:
         devices = _devices(list(pki.vens), pki.ca, vtn.port)
@@ -157,7 +161,8 @@ async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
                 await d.link.close()
                 return await poll(d)
 
-            def sends(row: str, send: Callable[[Device], Awaitable[bytes]]) -> Awaitable[float]:
+            def sends(row: str, send: Callable[[Device], Awaitable[bytes]]
+                      ) -> Awaitable[tuple[float, float]]:
                 cprofile = cprofiles if kind == "ours" and args.cprofile == row else None
                 return _measure(control, _each(devices, send, errors), count, cprofile)
 
@@ -172,7 +177,9 @@ async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
                 per["reconnect"].append(await sends("reconnect", reconnect))
         finally:
             await asyncio.gather(*(d.link.close() for d in devices), return_exceptions=True)
-    return {name: statistics.median(values) for name, values in per.items()}, errors
+    return {name: (statistics.median(v[0] for v in values),
+                   statistics.median(v[1] for v in values))
+            for name, values in per.items()}, errors
 
 
 async def _post(device: Device, service: str, body: bytes) -> bytes:
@@ -180,10 +187,11 @@ async def _post(device: Device, service: str, body: bytes) -> bytes:
     return reply if status == 200 else f"HTTP {status}".encode()
 
 
-async def run_floor(pki: Any, args: argparse.Namespace, cpu: int | None, tmp: Path) -> float:
-    """Server CPU per request of the floor (``bench._vtn_server``: aiohttp answering fixed
-    bytes on our TLS context and runtime), the same devices posting polls one in flight."""
-    spec = ServerSpec(kind="floor", cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
+async def run_floor(floor: str, pki: Any, args: argparse.Namespace, cpu: int | None,
+                    tmp: Path) -> float:
+    """Server CPU per request of ``floor`` (``bench._vtn_server.FLOORS``: fixed bytes answered
+    on our TLS context and runtime), the same devices posting polls one in flight."""
+    spec = ServerSpec(kind=floor, cert=pki.vtn_cert, key=pki.vtn_key, ca=pki.ca,
                       storage_url=f"sqlite:///{tmp / 'floor.db'}", setup=args.setup)
     body = _CODEC.encode(schemas.Poll(ven_id="floor"))
     errors: list[str] = []
@@ -195,8 +203,8 @@ async def run_floor(pki: Any, args: argparse.Namespace, cpu: int | None, tmp: Pa
 
         try:
             await _each(devices, poll, errors)  # every connection made before the clock
-            values = [await _measure(server.control, _each(devices, poll, errors), len(devices))
-                      for _ in range(args.rounds)]
+            values = [(await _measure(server.control, _each(devices, poll, errors),
+                                      len(devices)))[0] for _ in range(args.rounds)]
         finally:
             await asyncio.gather(*(d.link.close() for d in devices), return_exceptions=True)
     if errors:
@@ -225,15 +233,21 @@ def _cell(values: list[float]) -> str:
     return f"{middle:.3f} ms" if len(ms) == 1 else f"{middle:.3f} ms ({min(ms):.3f}-{max(ms):.3f})"
 
 
-def render(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]],
-           load: tuple[tuple[float, ...], tuple[float, ...]], floor: list[float]) -> str:
-    def of(kind: str, row: str) -> list[float]:
-        return [figures[row] for k, figures in results if k == kind]
+_FLOOR_LABELS: Final = {"floor": "aiohttp Application + router", "floor-server":
+                        "aiohttp low-level web.Server", "floor-lean": "bare asyncio.Protocol"}
 
-    def minute(figures: dict[str, float]) -> float:
-        return sum(figures[row] * weight for row, weight in _MINUTE)
 
-    head = f"{'VTN CPU per request':<28} {'crowdflex':>30} {'openleadr':>30} {'ratio':>8}"
+def render(args: argparse.Namespace, results: list[tuple[str, dict[str, tuple[float, float]]]],
+           load: tuple[tuple[float, ...], tuple[float, ...]],
+           floors: dict[str, list[float]]) -> str:
+    def of(kind: str, row: str, part: int = 0) -> list[float]:
+        return [figures[row][part] for k, figures in results if k == kind]
+
+    def minute(figures: dict[str, tuple[float, float]]) -> float:
+        return sum(figures[row][0] * weight for row, weight in _MINUTE)
+
+    head = (f"{'VTN CPU per request':<28} {'crowdflex':>30} {'of it off the loop':>20}"
+            f" {'openleadr':>30} {'ratio':>8}")
     lines = [f"fleet kinds: {args.vens} VENs, one request in flight, {args.rounds} rounds,"
              f" {args.encoding} bodies, setup {args.setup}, {args.runs} runs (ABBA)",
              "load average before: " + " ".join(f"{x:.2f}" for x in load[0])
@@ -243,20 +257,25 @@ def render(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]]
         ratio = (f"{statistics.median(theirs) / statistics.median(ours):.2f}x"
                  if ours and theirs and statistics.median(ours) > 0 else "-")
         label = "publish, per VEN" if row == "publish" else row
-        lines.append(f"{label:<28} {_cell(ours):>30} {_cell(theirs):>30} {ratio:>8}")
+        off = of("ours", row, 1)
+        off_cell = f"{1000 * statistics.median(off):.3f} ms" if off else "-"
+        lines.append(f"{label:<28} {_cell(ours):>30} {off_cell:>20} {_cell(theirs):>30}"
+                     f" {ratio:>8}")
     ours_min = [minute(f) for k, f in results if k == "ours"]
     theirs_min = [minute(f) for k, f in results if k == "openleadr"]
     label = "one device-minute, weighed"
-    lines.append(f"{label:<28} {_cell(ours_min):>30} {_cell(theirs_min):>30}")
+    lines.append(f"{label:<28} {_cell(ours_min):>30} {'':>20} {_cell(theirs_min):>30}")
     lines.append("weights: " + ", ".join(f"{w:g} x {row}" for row, w in _MINUTE))
-    if floor:
-        requests = sum(w for row, w in _MINUTE if row != "publish")
-        lines.append(f"{'floor: aiohttp, fixed reply':<28} {_cell(floor):>30} per request;"
-                     f" x {requests:g} requests = {1000 * statistics.median(floor) * requests:.3f}"
-                     " ms per device-minute before any VTN work")
+    requests = sum(w for row, w in _MINUTE if row != "publish")
+    for floor, values in floors.items():
+        if values:
+            lines.append(f"floor, {_FLOOR_LABELS[floor]}, fixed reply: {_cell(values)} per"
+                         f" request; x {requests:g} requests ="
+                         f" {1000 * statistics.median(values) * requests:.3f} ms per"
+                         " device-minute before any VTN work")
     if ours_min:  # the share of each kind in our minute, from the medians
         medians = {row: statistics.median(of("ours", row)) for row in _ROWS}
-        total = minute(medians)
+        total = sum(medians[row] * w for row, w in _MINUTE)
         lines.append("crowdflex's minute: " + ", ".join(
             f"{row} {100 * medians[row] * w / total:.0f} %" for row, w in _MINUTE))
     return "\n".join(lines)
@@ -273,7 +292,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--setup", choices=SETUPS, default="tuned", help="runtime of both VTNs")
     parser.add_argument("--only", choices=KINDS, help="one VTN only")
     parser.add_argument("--floor", action="store_true",
-                        help="also measure aiohttp answering fixed bytes (same TLS, runtime)")
+                        help="also measure fixed bytes answered by aiohttp's application, its"
+                             " low-level server and a bare protocol (same TLS, runtime)")
     parser.add_argument("--cprofile", choices=_ROWS[:-1],
                         help="cProfile our VTN across this kind's requests and print it")
     args = parser.parse_args(argv)
@@ -292,7 +312,7 @@ def main(argv: list[str]) -> int:
     results: list[tuple[str, dict[str, float]]] = []
     failures: list[str] = []
     cprofiles: list[str] = []
-    floor: list[float] = []
+    floors: dict[str, list[float]] = {floor: [] for floor in FLOORS}
     with tempfile.TemporaryDirectory(prefix="crowdflex-bench-kinds-") as name:
         tmp = Path(name)
         pki = mint(tmp, vens=args.vens, rsa_vens=0)
@@ -305,9 +325,10 @@ def main(argv: list[str]) -> int:
                     results.append((kind, figures))
                     failures += [f"{kind}: {e}" for e in errors]
             if args.floor:
-                with asyncio.Runner(loop_factory=loop_factory) as runner:
-                    floor.append(runner.run(run_floor(pki, args, vtn_cpu, tmp)))
-    print(render(args, results, (before, os.getloadavg()), floor))
+                for floor, values in floors.items():
+                    with asyncio.Runner(loop_factory=loop_factory) as runner:
+                        values.append(runner.run(run_floor(floor, pki, args, vtn_cpu, tmp)))
+    print(render(args, results, (before, os.getloadavg()), floors))
     for failure in failures[:6]:
         print("failed:", failure)
     if cprofiles:  # the last round's: warm
