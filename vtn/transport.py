@@ -216,14 +216,14 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
             )
         body = await _body(request)
         peer, reply = await _answer(service, request, body)
-        data = repeats.reply(peer.fingerprint, reply) if peer is not None else None
+        data = repeats.reply(reply)
         if data is None:
             started = time.thread_time()
             data = codec.encode(reply)
             if peer is not None:
                 charge_cpu(peer.fingerprint, time.thread_time() - started)
-                if reuse_replies:
-                    repeats.remember_reply(peer.fingerprint, reply, data)
+            if reuse_replies:
+                repeats.remember_reply(reply, data)
         return web.Response(body=data, content_type="application/xml")
 
     async def _body(request: web.Request) -> bytes:
