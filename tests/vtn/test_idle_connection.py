@@ -1,0 +1,84 @@
+"""What a VEN's kept-alive connection holds while it is idle between requests.
+
+A fleet's VENs keep their mutual-TLS connection open between polls, so whatever a connection keeps
+after its reply is multiplied by every VEN connected. Each test posts one oadrPoll on a real
+mutual-TLS connection to a served VTN, reads the reply, keeps the connection open and looks at
+the server's side of it, on asyncio's event loop and on uvloop (the serving loop of
+``crowdflex vtn``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+import uvloop
+from aiohttp import web
+
+from schemas import Codec, Poll
+from schemas.identity import certificate_fingerprint
+from tests.kit.pki import Pki
+from tests.kit.vtn import running_vtn
+from tests.security.rawhttp import request_head
+
+T = TypeVar("T")
+
+LOOPS = [pytest.param(asyncio.new_event_loop, id="asyncio"),
+         pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+def _on(loop_factory: Callable[[], asyncio.AbstractEventLoop],
+        coroutine: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coroutine)
+
+
+async def _after_a_poll(pki: Pki, tmp_path: Path, look: Callable[[], T]) -> T:
+    """``look()`` while a connection that posted one poll and read its reply is open and idle."""
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}") as vtn:
+        parts = urlsplit(vtn.url)
+        reader, writer = await asyncio.open_connection(
+            parts.hostname, parts.port, ssl=pki.client_context(), server_hostname=parts.hostname)
+        try:
+            body = Codec().encode(Poll(ven_id="ven-1"))
+            async with asyncio.timeout(30):
+                writer.write(request_head(vtn.url, "OadrPoll", len(body)) + body)
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            gc.collect()
+            return look()
+        finally:
+            writer.close()
+
+
+def _open_handlers() -> list[web.RequestHandler]:
+    return [each for each in gc.get_objects()
+            if isinstance(each, web.RequestHandler) and each.transport is not None]
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_the_connection_keeps_no_decoded_peer_certificate(
+        pki: Pki, tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """The event loop decodes the client certificate to a dict at the handshake and keeps it for
+    the connection's life; the site empties that dict when it hands the connection to aiohttp.
+    Fails too if a loop hands out a copy of the dict it keeps (emptying the copy frees nothing):
+    the dict read here afterwards would not be empty. The certificate itself stays readable."""
+    def look() -> tuple[object, str | None]:
+        (handler,) = _open_handlers()
+        assert handler.transport is not None
+        ssl_object = handler.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True)
+        return (handler.transport.get_extra_info("peercert"),
+                certificate_fingerprint(der) if der else None)
+
+    decoded, fingerprint = _on(loop_factory, _after_a_poll(pki, tmp_path, look))
+    assert decoded == {}
+    assert fingerprint == pki.ven.fingerprint
