@@ -82,3 +82,17 @@ def test_the_connection_keeps_no_decoded_peer_certificate(
     decoded, fingerprint = _on(loop_factory, _after_a_poll(pki, tmp_path, look))
     assert decoded == {}
     assert fingerprint == pki.ven.fingerprint
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_the_last_reply_kept_by_the_connection_has_no_body_nor_headers(
+        pki: Pki, tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """aiohttp's keep-alive loop still holds the connection's last response (this test also
+    fails if it stops holding one: then the reply need not let go of anything); the reply has
+    let go of its bytes and its headers."""
+    def look() -> list[tuple[object, int]]:
+        return [(each.body, len(each.headers)) for each in gc.get_objects()
+                if isinstance(each, web.Response)]
+
+    kept = _on(loop_factory, _after_a_poll(pki, tmp_path, look))
+    assert kept == [(None, 0)]
