@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ssl
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,6 +27,7 @@ from schemas.identity import certificate_fingerprint
 from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
 from tests.security.rawhttp import request_head
+from vtn.storage.records import VenRegistration
 
 T = TypeVar("T")
 
@@ -96,3 +99,22 @@ def test_the_last_reply_kept_by_the_connection_has_no_body_nor_headers(
 
     kept = _on(loop_factory, _after_a_poll(pki, tmp_path, look))
     assert kept == [(None, 0)]
+
+
+def test_a_connected_ven_s_fingerprint_and_shared_names_are_kept_once(pki: Pki) -> None:
+    """Every table that knows a connected VEN by its certificate (the connection's, the
+    identity's, the budgets', the poll index's registration) holds the same string, and a
+    registration read from the database holds the profile and transport names every VEN
+    shares, not copies of its own."""
+    der = ssl.PEM_cert_to_DER_cert(pki.ven.cert_pem.decode())
+    fingerprint = certificate_fingerprint(der)
+    assert certificate_fingerprint(der) is fingerprint
+    read = VenRegistration(  # as a database row gives them: strings made afresh
+        ven_id="ven-1", registration_id="reg-1", fingerprint="".join(list(fingerprint)),
+        ven_name="v", profile_name="".join(["2.0", "b"]),
+        transport_name="".join(["simple", "Http"]), created_at=datetime.now(UTC))
+    assert read.fingerprint is fingerprint
+    default = VenRegistration(ven_id="ven-2", registration_id="reg-2", fingerprint="AA",
+                              ven_name="w", created_at=datetime.now(UTC))
+    assert read.profile_name is default.profile_name
+    assert read.transport_name is default.transport_name
