@@ -28,7 +28,6 @@ handed to aiohttp:
 - **File descriptors**: at start the soft ``RLIMIT_NOFILE`` is raised towards what the caps
   need (``max_connections`` + ``max_pending_handshakes`` + ``DESCRIPTOR_HEADROOM``), never above
   the hard limit; if the hard limit is lower, an ERROR says so and by how much.
-
 - **Memory per connection**: the peer certificate the event loop decoded to a dict at the
   handshake is emptied at the hand-over (``get_extra_info("peercert")`` is then empty; the
   certificate stays readable from the ``ssl_object``).

@@ -1,9 +1,9 @@
 """What a VEN's kept-alive connection holds while it is idle between requests.
 
 A fleet's VENs keep their mutual-TLS connection open between polls, so whatever a connection keeps
-after its reply is multiplied by every VEN connected. Each test posts one oadrPoll on a real
-mutual-TLS connection to a served VTN, reads the reply, keeps the connection open and looks at
-the server's side of it, on asyncio's event loop and on uvloop (the serving loop of
+after its reply is multiplied by every VEN connected. The connection tests post one oadrPoll on
+a real mutual-TLS connection to a served VTN, read the reply, keep the connection open and look
+at the server's side of it, on asyncio's event loop and on uvloop (the serving loop of
 ``crowdflex vtn``).
 """
 
