@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import re
+import sys
 from enum import StrEnum
 from typing import Final
 
@@ -68,9 +69,11 @@ class TlsProfile(StrEnum):
 
 
 def certificate_fingerprint(der: bytes) -> str:
-    """The OpenADR fingerprint of a DER certificate: last 80 bits of SHA-256 as ``AA:BB:..``."""
+    """The OpenADR fingerprint of a DER certificate: last 80 bits of SHA-256 as ``AA:BB:..``,
+    interned: a server keeps a connected VEN's fingerprint in several tables (its connection,
+    its identity, its budgets, its registration), and they then share one string."""
     tail = hashlib.sha256(der).digest()[-_FINGERPRINT_OCTETS:]
-    return tail.hex(":").upper()
+    return sys.intern(tail.hex(":").upper())
 
 
 def fingerprint_from_pem(pem: bytes | str) -> str:

@@ -41,7 +41,8 @@ class Connections:
         self._per_peer = per_peer
         self._revoked = revoked  # whether the current lists revoke a certificate (DER)
         self._exempt = frozenset(f.upper() for f in exempt)
-        self._by_peer: dict[str, set[asyncio.BaseTransport]] = {}
+        # a tuple, not a set: one connection per certificate is the rule (48 bytes, not 216)
+        self._by_peer: dict[str, tuple[asyncio.BaseTransport, ...]] = {}
         self._sweep_at = 64
         self.refused = 0
 
@@ -61,8 +62,7 @@ class Connections:
                 and len(held) >= self._per_peer):
             self.refused += 1
             return "over max_connections_per_peer"
-        held.add(transport)
-        self._by_peer[fingerprint] = held
+        self._by_peer[fingerprint] = (*held, transport)
         if len(self._by_peer) >= self._sweep_at:
             self._sweep()
         return None
@@ -84,21 +84,21 @@ class Connections:
         closed = 0
         for fingerprint in list(self._by_peer):
             held = self._open(fingerprint)
-            der = _peer_der(next(iter(held))) if held else None
+            der = _peer_der(held[0]) if held else None
             if der is not None and condemned(der):
                 closed += self.close_peer(fingerprint)
         return closed
 
-    def _open(self, fingerprint: str) -> set[asyncio.BaseTransport]:
+    def _open(self, fingerprint: str) -> tuple[asyncio.BaseTransport, ...]:
         held = self._by_peer.get(fingerprint)
         if held is None:
-            return set()
-        held = {t for t in held if not t.is_closing()}
-        if held:
-            self._by_peer[fingerprint] = held
-        else:
+            return ()
+        still = tuple(t for t in held if not t.is_closing())
+        if not still:
             del self._by_peer[fingerprint]
-        return held
+        elif len(still) < len(held):
+            self._by_peer[fingerprint] = still
+        return still
 
     def _sweep(self) -> None:
         for fingerprint in list(self._by_peer):

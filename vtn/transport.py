@@ -216,15 +216,15 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
             )
         body = await _body(request)
         peer, reply = await _answer(service, request, body)
-        data = repeats.reply(peer.fingerprint, reply) if peer is not None else None
+        data = repeats.reply(reply)
         if data is None:
             started = time.thread_time()
             data = codec.encode(reply)
             if peer is not None:
                 charge_cpu(peer.fingerprint, time.thread_time() - started)
-                if reuse_replies:
-                    repeats.remember_reply(peer.fingerprint, reply, data)
-        return web.Response(body=data, content_type="application/xml")
+            if reuse_replies:
+                repeats.remember_reply(reply, data)
+        return _Reply(body=data, content_type="application/xml")
 
     async def _body(request: web.Request) -> bytes:
         try:
@@ -276,6 +276,18 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
                                       message)
 
     app.router.add_post(SERVICE_PREFIX + "/{service}", endpoint)
+
+
+class _Reply(web.Response):
+    """A reply that lets go of its body and headers once written: aiohttp's keep-alive loop holds
+    a connection's last response until the next request arrives, so every idle VEN would keep
+    its last reply's bytes and headers for as long as it stays connected. (Middleware sees both:
+    it runs before the reply is written.)"""
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        self.body = None
+        self.headers.clear()
 
 
 async def _read(request: web.Request, cap: int) -> bytes:

@@ -11,6 +11,7 @@ out, on SQLite and PostgreSQL alike; durations are ``timedelta``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -126,6 +127,13 @@ class VenRegistration:
     xml_signature: bool = False
     created_at: datetime
     cancelled_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # The poll index keeps a registration per VEN for as long as it polls: its fingerprint
+        # is the one its connection is known by (schemas.identity interns those too) and its
+        # profile and transport names are every VEN's, so each is kept once, not per read.
+        for name in ("fingerprint", "profile_name", "transport_name"):
+            object.__setattr__(self, name, sys.intern(getattr(self, name)))
 
     @property
     def active(self) -> bool:
