@@ -4,9 +4,11 @@ VTN's caps and budgets apply before a payload is decoded. On a real Prosody per 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import slixmpp
@@ -26,12 +28,20 @@ from schemas import (
     Target,
     TransportName,
 )
-from schemas.xmpp import IQ_WITH_PAYLOAD, fingerprint_of_localpart, iq_bytes, localpart_of
+from schemas.xmpp import (
+    IQ_WITH_PAYLOAD,
+    PAYLOAD_NAMESPACE,
+    fingerprint_of_localpart,
+    iq_bytes,
+    localpart_of,
+    payload_of,
+)
 from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
 from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
 from ven.tls import client_context
 from ven.xmpp import XmppLink
+from vtn import xmpp as vtn_xmpp
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
@@ -274,3 +284,88 @@ async def test_a_ven_takes_the_answer_to_its_request_from_its_vtn_only(
         await link.close()
         await forger.close()
         await vtn.disconnect(wait=1.0)
+
+
+def _nested(depth: int, namespace: str) -> bytes:
+    """A payload element of ``namespace`` with ``depth`` elements nested inside it."""
+    return (f'<nested xmlns="{namespace}">' + "<a>" * depth + "</a>" * depth
+            + "</nested>").encode()
+
+
+@pytest.mark.parametrize("namespace", ["urn:example:not-openadr", PAYLOAD_NAMESPACE])
+async def test_a_stanza_nested_thousands_deep_is_refused_and_the_vtn_stays_online(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, namespace: str,
+        caplog: pytest.LogCaptureFixture):
+    """Red team: 2,000 levels in one IQ (14 KB) made the XMPP library's answer to it -- its
+    reply copies the request recursively -- raise RecursionError out of the stream's reader,
+    which ended the VTN's session; the request itself was never answered. Any client of the
+    server could keep the VTN off XMPP by sending one every ``reconnect_s``."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
+                        request_timeout_s=WAIT_S)
+        try:
+            with caplog.at_level(logging.INFO):
+                with pytest.raises(XmppRefused) as refusal:
+                    await link.post_bytes(Service.EVENT, _nested(2000, namespace))
+                registered = await link.post(Service.REGISTER_PARTY, link.codec.encode(
+                    CreatePartyRegistration(request_id="r1", ven_name="after",
+                                            transport_name=TransportName.XMPP)))
+        finally:
+            await link.close()
+    assert refusal.value.condition == "not-acceptable"
+    assert registered is not None and registered.response.code == 200  # type: ignore[union-attr]
+    assert [r.getMessage() for r in caplog.records if "lost" in r.getMessage()] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_stanza_nested_thousands_deep_leaves_a_ven_online(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, caplog: pytest.LogCaptureFixture):
+    """The same stanza sent to a VEN by another client: refused, the VEN's session kept."""
+    target, sender = mint_vens(pki, tmp_path / "vens", 2)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn, \
+            xmpp_ven(vtn, xmpp_server, target) as client:
+        await client.register()
+        forger = link_for(vtn, xmpp_server, sender.context, sender.cert.fingerprint,
+                          request_timeout_s=WAIT_S)
+        forger.vtn_jid = client._link.address or ""
+        try:
+            with caplog.at_level(logging.INFO):
+                with pytest.raises(XmppRefused) as refusal:
+                    await forger.post_bytes(Service.EVENT, _nested(2000, PAYLOAD_NAMESPACE))
+                await client.register()  # its session still carries requests
+        finally:
+            await forger.close()
+    assert refusal.value.condition == "not-acceptable"
+    assert [r.getMessage() for r in caplog.records if "lost" in r.getMessage()] == []
+
+
+async def test_a_ven_over_its_rate_is_refused_before_its_payload_is_serialised(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, monkeypatch: pytest.MonkeyPatch):
+    """Red team: the payload of a request was serialised for the codec (pure Python, ~85 ms for
+    256 KiB of small elements, load 4) and the refusal built by copying the request (~65 ms)
+    before the VEN's rate and budgets were asked, so a VEN far over its limits still cost the
+    VTN that CPU per stanza. Now the limits come first and the error is written out."""
+    serialised: list[int] = []
+
+    def counting(stanza: Any) -> bytes | None:
+        body = payload_of(stanza)
+        serialised.append(len(body or b""))
+        return body
+
+    monkeypatch.setattr(vtn_xmpp, "payload_of", counting)
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), rate_limit_burst=1,
+                        rate_limit_per_s=0.001) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
+                        request_timeout_s=WAIT_S)
+        big = (f'<oadrPayload xmlns="{PAYLOAD_NAMESPACE}">'.encode() + b"<a/>" * 50_000
+               + b"</oadrPayload>")
+        try:
+            first = await link.post_bytes(Service.EVENT, big)  # within the burst: answered
+            with pytest.raises(VtnUnavailable, match="resource-constraint"):
+                await link.post_bytes(Service.EVENT, big)
+        finally:
+            await link.close()
+    assert first is not None and code_of(link.codec.decode(first)) == 454
+    assert len(serialised) == 1 and serialised[0] > 200_000
