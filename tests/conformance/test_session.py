@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -32,6 +31,7 @@ from schemas import (
 )
 
 from ..ven.conftest import SERVICE_PATH, scripted_vtn
+from .conftest import endless_xml
 
 PROFILES = (Profile(profile_name=ProfileName.OADR_20B, transports=(TransportName.SIMPLE_HTTP,)),)
 
@@ -120,17 +120,11 @@ def test_settings_name_the_vtn_and_xmpp_takes_pushes(tmp_path):
 
 async def test_a_vtn_replying_without_end_is_cut_at_the_cap(pki):
     """Red team: the harness read a reply body for as long as the VTN under test sent it (up to
-    the request timeout, so gigabytes on loopback); now it stops past ``MAX_BODY_BYTES``."""
+    the request timeout: 156 MB a second on loopback); now it stops past ``MAX_BODY_BYTES``."""
     sent = [0]
 
-    async def endless() -> AsyncIterator[bytes]:
-        chunk = b"<a/>" * 16_384
-        while True:
-            sent[0] += len(chunk)
-            yield chunk
-
     async def flooding(service: str, message: Message) -> web.StreamResponse:
-        return web.Response(body=endless(), content_type="application/xml")
+        return web.Response(body=endless_xml(sent), content_type="application/xml")
 
     async with scripted_vtn(pki.server_context(), flooding) as vtn:
         (result,) = await run_cases(replace(settings(pki, vtn.url), request_timeout_s=5.0),

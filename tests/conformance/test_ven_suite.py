@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -69,7 +68,7 @@ from schemas import (
 )
 from schemas.tls import client_context, server_context
 
-from .conftest import key_pki
+from .conftest import endless_xml, key_pki
 
 VEN_ID = "AB:CD:EF:01:23:45:67:89:AB:CD"
 
@@ -361,14 +360,8 @@ async def test_a_push_answered_without_end_is_cut_at_the_cap(tmp_path):
     pki = key_pki(tmp_path, KeyType.EC)
     sent = [0]
 
-    async def chunks() -> AsyncIterator[bytes]:
-        chunk = b"<a/>" * 16_384
-        while True:
-            sent[0] += len(chunk)
-            yield chunk
-
     async def endless(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=chunks(), content_type="application/xml")
+        return web.Response(body=endless_xml(sent), content_type="application/xml")
 
     receiver = web.Application()
     receiver.router.add_post(SERVICE_PREFIX + "/{service}", endless)
