@@ -1,6 +1,7 @@
 """``crowdflex vtn --workers N``: N processes on one port (SO_REUSEPORT) and one PostgreSQL
-database; refused with a reason on SQLite or with ``[xmpp]``, before anything starts. The CBP roles ``crowdflex
-tso`` and ``aggregator`` keep their market in memory and refuse ``--workers 2`` with the reason.
+database; refused with a reason on SQLite or with ``[xmpp]``, before anything starts. The CBP
+roles ``crowdflex tso`` and ``aggregator`` keep their market in memory and refuse ``--workers 2``
+with the reason.
 
 The command runs as a real process tree (parent + workers) from a TOML config with port 0; the
 parent's ``--status-file`` names the port they share and each worker's admin port. VENs making
