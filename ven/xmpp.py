@@ -252,6 +252,9 @@ class XmppLink(Link):
     # ------------------------------------------------------------ VTN -> VEN
 
     async def _on_request(self, iq: Any) -> None:
+        if iq["type"] == "get":  # answered, as every request must be (RFC 6120 8.2.3)
+            self._refuse(iq, "bad-request", "modify", "a payload travels in an IQ set")
+            return
         if iq["type"] != "set":  # a result answers our own request (``post``)
             return
         if iq["from"].bare != slixmpp.JID(self.vtn_jid).bare:

@@ -21,7 +21,8 @@ codec (whose CPU the VEN is charged, as it is for decoding); a payload over ``ma
 than :data:`schemas.xmpp.MAX_DEPTH` is dropped before any of this (a request among them answered
 ``not-acceptable``). A protocol failure is an ``oadrResponse`` carrying its OpenADR code in
 the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP (453). An IQ
-``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``.
+``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``, an IQ
+``get`` carrying one ``bad-request``.
 
 The session (identity, refusals, the window on sends) is apart from what answers a payload, a
 :class:`Responder` given its bytes: :class:`ServiceResponder` (the services) in the VTN, a
@@ -239,6 +240,9 @@ class XmppTransport:
     # ------------------------------------------------------------ VEN -> VTN
 
     async def _on_request(self, iq: Any) -> None:
+        if iq["type"] == "get":  # answered, as every request must be (RFC 6120 8.2.3)
+            self._answer_error(iq, "bad-request", "modify", "a payload travels in an IQ set")
+            return
         if iq["type"] != "set":  # a result is the answer to our own request (``send``)
             return
         peer = self._peer(iq)

@@ -370,3 +370,37 @@ async def test_a_ven_over_its_rate_is_refused_before_its_payload_is_serialised(
             await link.close()
     assert first is not None and code_of(link.codec.decode(first)) == 454
     assert len(serialised) == 1 and serialised[0] > 200_000
+
+
+@pytest.mark.parametrize("to_ven", [False, True], ids=["to-the-vtn", "to-a-ven"])
+async def test_an_iq_get_carrying_a_payload_is_answered_with_an_error(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, to_ven: bool):
+    """Red team: the VTN (and a VEN) took an IQ ``get`` carrying an oadrPayload and never
+    answered it, so its sender waited out its timeout (RFC 6120 8.2.3: every request gets an
+    answer)."""
+    sender, target = mint_vens(pki, tmp_path / "vens", 2)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, sender.context, sender.cert.fingerprint)
+        other = link_for(vtn, xmpp_server, target.context, target.cert.fingerprint)
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def take(iq: Any) -> None:
+            if iq["id"] == "get-1" and not answered.done():
+                answered.set_result(iq)
+
+        try:
+            await link.connect()
+            await other.connect()
+            to = other.address if to_ven else link.vtn_jid
+            link._stream.register_handler(Callback("get-answer", MatchXPath("{jabber:client}iq"),
+                                                   take))
+            link._stream.send_raw(
+                f"<iq type='get' id='get-1' to='{to}'>".encode()
+                + link.codec.encode(Poll(ven_id=sender.cert.fingerprint)).split(b"?>", 1)[1]
+                + b"</iq>")
+            async with asyncio.timeout(WAIT_S):
+                answer = await answered
+        finally:
+            await link.close()
+            await other.close()
+    assert answer["type"] == "error" and answer["error"]["condition"] == "bad-request"
