@@ -14,16 +14,25 @@ Identity: the XMPP server names each client by its certificate's OpenADR fingerp
 stamps the authenticated JID on every stanza; so the fingerprint is read back from the JID
 (:func:`fingerprint_of_localpart`), never from anything the payload says.
 
-Invariants: pure, no I/O; :func:`fingerprint_of_localpart` answers only for exactly the text
-:func:`localpart_of` produces (20 lower-case hex digits).
+Nesting: the XMPP library copies a stanza recursively to answer it, and the standard library
+serialises a payload recursively, so a stanza nested a few thousand deep raised RecursionError
+where nothing caught it and ended the session (one 14 KB IQ from any client took the VTN off
+the server). :func:`depth_guard` drops every stanza nested deeper than :data:`MAX_DEPTH` before
+any handler sees it, answering a request among them with an error.
+
+Invariants: pure, no I/O (:func:`depth_guard` writes through the function it is given);
+:func:`fingerprint_of_localpart` answers only for exactly the text :func:`localpart_of` produces
+(20 lower-case hex digits).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import xml.etree.ElementTree as ET
-from typing import Final, Literal
-from xml.sax.saxutils import quoteattr
+from collections.abc import Callable
+from typing import Any, Final, Literal
+from xml.sax.saxutils import escape, quoteattr
 
 from ._wire import OADR
 from .identity import FINGERPRINT_PATTERN
@@ -32,12 +41,16 @@ from .services import Service
 __all__ = [
     "FEATURE",
     "IQ_WITH_PAYLOAD",
+    "MAX_DEPTH",
     "PAYLOAD_NAMESPACE",
     "SERVICES_NODE",
     "XMPP_SERVICES",
+    "depth_guard",
+    "error_bytes",
     "fingerprint_of_localpart",
     "iq_bytes",
     "localpart_of",
+    "nested_deeper_than",
     "payload_of",
     "service_node",
 ]
@@ -47,6 +60,14 @@ FEATURE: Final = "http://openadr.org/openadr2"  # disco#info feature of an OpenA
 SERVICES_NODE: Final = "http://openadr.org/openadr2#services"  # disco#items node of the services
 # the services reachable over XMPP: all but OadrPoll (XMPP delivers without polling)
 XMPP_SERVICES: Final = (Service.REGISTER_PARTY, Service.EVENT, Service.REPORT, Service.OPT)
+
+#: the deepest nesting of a stanza taken (the stanza element is level 1): libxml2's own limit,
+#: which the codec applies to a payload anyway, and far below where a recursive copy or
+#: serialisation of it meets Python's recursion limit
+MAX_DEPTH: Final = 256
+_STANZAS: Final = "urn:ietf:params:xml:ns:xmpp-stanzas"  # RFC 6120 8.3.3's conditions
+
+log = logging.getLogger(__name__)
 
 _LOCALPART: Final = re.compile(r"[0-9a-f]{20}")
 _PAYLOAD_TAG: Final = f"{{{PAYLOAD_NAMESPACE}}}oadrPayload"
@@ -70,6 +91,46 @@ def iq_bytes(*, kind: Literal["set", "result"], iq_id: str, to: str, body: bytes
         body = body[body.index(b"?>") + 2:].lstrip()
     head = f"<iq type='{kind}' id={quoteattr(iq_id)} to={quoteattr(to)}>"
     return head.encode() + body + b"</iq>"
+
+
+def error_bytes(*, iq_id: str, to: str, condition: str, kind: str, text: str) -> bytes:
+    """The IQ ``error`` answering the request ``iq_id`` from the JID ``to``: the RFC 6120 8.3
+    ``condition`` of type ``kind``, with ``text``. Written out, not built from the request as the
+    XMPP library's ``reply`` does, which copies the whole request first (a refused payload was
+    copied, up to the server's stanza cap, only to be thrown away)."""
+    return (f"<iq type='error' id={quoteattr(iq_id)} to={quoteattr(to)}>"
+            f"<error type={quoteattr(kind)}><{condition} xmlns='{_STANZAS}'/>"
+            f"<text xmlns='{_STANZAS}'>{escape(text)}</text></error></iq>").encode()
+
+
+def nested_deeper_than(element: ET.Element, limit: int) -> bool:
+    """Whether any element under ``element`` (itself level 1) is at a level over ``limit``;
+    level by level, without recursion, each element looked at once."""
+    level = [element]
+    for _ in range(limit):
+        level = [child for parent in level for child in parent]
+        if not level:
+            return False
+    return True
+
+
+def depth_guard(send_raw: Callable[[bytes], object]) -> Callable[[Any], Any]:
+    """An incoming-stanza filter for the XMPP library (``add_filter("in", ...)``): a stanza
+    nested deeper than :data:`MAX_DEPTH` is dropped, and answered ``not-acceptable`` through
+    ``send_raw`` when it is an IQ request; any other stanza passes unchanged."""
+
+    def guard(stanza: Any) -> Any:
+        if not nested_deeper_than(stanza.xml, MAX_DEPTH):
+            return stanza
+        sender = stanza.xml.get("from", "")
+        log.info("dropped a stanza from %s nested deeper than %d", sender, MAX_DEPTH)
+        if stanza.xml.tag == "{jabber:client}iq" and stanza.xml.get("type") in ("get", "set"):
+            send_raw(error_bytes(iq_id=stanza.xml.get("id", ""), to=sender,
+                                 condition="not-acceptable", kind="modify",
+                                 text=f"nested deeper than {MAX_DEPTH} elements"))
+        return None
+
+    return guard
 
 
 def service_node(service: Service) -> str:

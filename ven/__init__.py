@@ -58,6 +58,7 @@ A configuration file the VEN cannot take is a ``tomlconfig.ConfigError``.
 
 from __future__ import annotations
 
+from ._http import read_capped
 from .backoff import Backoff
 from .client import EventHandler, Outcome, Registration, VenClient
 from .errors import ErrorHandler, VenError, VtnRefused, VtnUnavailable, XmppRefused
@@ -92,4 +93,5 @@ __all__ = [
     "VtnUnavailable",
     "XmppRefused",
     "metadata_report",
+    "read_capped",
 ]

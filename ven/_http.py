@@ -26,7 +26,7 @@ from schemas import SERVICE_PREFIX, Codec, EiResponse, Message, Service, Transpo
 
 from .errors import VtnRefused, VtnUnavailable
 
-__all__ = ["Link", "VtnLink", "check_reply", "reply_status", "retry_after_seconds"]
+__all__ = ["Link", "VtnLink", "check_reply", "read_capped", "reply_status", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class VtnLink(Link):
         try:
             async with asyncio.timeout(self._timeout):
                 async with session.post(url, data=body) as reply:
-                    content = await _read_capped(reply.content, self._max_reply)
+                    content = await read_capped(reply.content, self._max_reply)
                     status = reply.status
                     retry_after = reply.headers.get("Retry-After")
         except TimeoutError:
@@ -165,7 +165,7 @@ class VtnLink(Link):
         return self.codec.decode(content)
 
 
-async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
+async def read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
     """The whole body, or its first ``cap + 1`` bytes when it is longer (refused by the caller).
 
     ``StreamReader.read(n)`` returns what is buffered so far, not n bytes: a reply spanning several

@@ -11,7 +11,9 @@ they are answered like HTTP pushes (:func:`ven.push.answer_pushed`): there is no
 Invariants: a session the server refuses (SASL EXTERNAL fails: no certificate, or one it does not
 trust) fails the request waiting for it at once, as :class:`VtnUnavailable` saying so; an IQ not
 from the VTN's JID (``vtn_jid``, bare) is refused with ``forbidden`` before
-its payload is read, as is one over ``max_body_bytes``; the session reconnects after
+its payload is read, as is one over ``max_body_bytes``; a stanza nested deeper than
+:data:`schemas.xmpp.MAX_DEPTH` is dropped unread (a request among them answered
+``not-acceptable``); the session reconnects after
 ``reconnect_s`` when it drops, with the same resource, so the address the VTN holds stays good.
 A request without an answer in ``request_timeout_s``, or with the session down, or answered with
 an XMPP error of type ``wait`` (the VTN's budgets, its database away) is :class:`VtnUnavailable`;
@@ -34,7 +36,15 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, Service, TransportName
-from schemas.xmpp import IQ_WITH_PAYLOAD, SERVICES_NODE, iq_bytes, localpart_of, payload_of
+from schemas.xmpp import (
+    IQ_WITH_PAYLOAD,
+    SERVICES_NODE,
+    depth_guard,
+    error_bytes,
+    iq_bytes,
+    localpart_of,
+    payload_of,
+)
 
 from ._http import Link
 from .client import VenClient
@@ -91,6 +101,7 @@ class XmppLink(Link):
         # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
         # on the same port, a wasted connection per session the server drops
         stream.enable_direct_tls = False
+        stream.add_filter("in", depth_guard(stream.send_raw))
         stream.register_plugin("xep_0199", {"keepalive": True, "interval": 60})
         stream.add_event_handler("session_start", self._session_started)
         stream.add_event_handler("failed_all_auth", self._auth_failed)
@@ -241,24 +252,24 @@ class XmppLink(Link):
     # ------------------------------------------------------------ VTN -> VEN
 
     async def _on_request(self, iq: Any) -> None:
+        if iq["type"] == "get":  # answered, as every request must be (RFC 6120 8.2.3)
+            self._refuse(iq, "bad-request", "modify", "a payload travels in an IQ set")
+            return
         if iq["type"] != "set":  # a result answers our own request (``post``)
             return
-        answer = iq.reply(clear=True)
-        body = payload_of(iq.xml) or b""
         if iq["from"].bare != slixmpp.JID(self.vtn_jid).bare:
-            self._refuse(answer, "forbidden", "auth", "this VEN takes payloads from its VTN only")
-        elif len(body) > self._max_body:
-            self._refuse(answer, "not-acceptable", "modify",
-                         f"payload over {self._max_body} bytes")
+            self._refuse(iq, "forbidden", "auth", "this VEN takes payloads from its VTN only")
+            return
+        body = payload_of(iq.xml) or b""
+        if len(body) > self._max_body:
+            self._refuse(iq, "not-acceptable", "modify", f"payload over {self._max_body} bytes")
         elif self._answerer is None:
-            self._refuse(answer, "service-unavailable", "wait", "no client serves this link")
+            self._refuse(iq, "service-unavailable", "wait", "no client serves this link")
         else:
             reply = await self._answerer(body)
             with contextlib.suppress(NotConnectedError):  # the VTN sends it again
                 self._stream.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
                                                to=iq["from"].full, body=reply))
-            return
-        answer.send()
 
     async def _answer_as_client(self, body: bytes) -> bytes:
         client = self._client
@@ -271,13 +282,11 @@ class XmppLink(Link):
                     await self._answered.wait()
         return self.codec.encode(await answer_pushed(client, body, "XMPP"))
 
-    @staticmethod
-    def _refuse(answer: Any, condition: str, kind: str, text: str) -> None:
+    def _refuse(self, iq: Any, condition: str, kind: str, text: str) -> None:
         log.info("refused an XMPP payload: %s", text)
-        answer["type"] = "error"
-        answer["error"]["condition"] = condition
-        answer["error"]["type"] = kind
-        answer["error"]["text"] = text
+        with contextlib.suppress(NotConnectedError):  # the sender asks again
+            self._stream.send_raw(error_bytes(iq_id=iq["id"], to=iq["from"].full,
+                                              condition=condition, kind=kind, text=text))
 
 
 def _failure(what: str, condition: str, kind: str, text: str) -> VtnUnavailable | XmppRefused:

@@ -13,12 +13,16 @@ A request's life, as on HTTP (docs/architecture.md#a-messages-life): identity, s
 decode, route, encode. Identity is the fingerprint in the server-stamped ``from`` JID's
 localpart, from nothing the payload says; a stanza from a JID that is no certificate's name
 (another domain, a server, any other localpart) is refused with ``not-authorized`` before its
-payload is read. Then: a payload over ``max_body_bytes`` is ``not-acceptable``; a VEN over its
-request rate, or its byte or CPU budget (the same :class:`vtn.limits.VenBudgets` its HTTP
-requests pay from), is ``resource-constraint`` (type ``wait``), as is the VTN at its in-flight cap
-or with its database away. A protocol failure is an ``oadrResponse`` carrying its OpenADR code in
+payload is read. Then: a VEN over its request rate, or its byte or CPU budget (the same
+:class:`vtn.limits.VenBudgets` its HTTP requests pay from), is ``resource-constraint`` (type
+``wait``), as is the VTN at its in-flight cap, all before the payload is serialised for the
+codec (whose CPU the VEN is charged, as it is for decoding); a payload over ``max_body_bytes`` is
+``not-acceptable``; the database away is ``resource-constraint`` again. A stanza nested deeper
+than :data:`schemas.xmpp.MAX_DEPTH` is dropped before any of this (a request among them answered
+``not-acceptable``). A protocol failure is an ``oadrResponse`` carrying its OpenADR code in
 the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP (453). An IQ
-``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``.
+``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``, an IQ
+``get`` carrying one ``bad-request``.
 
 The session (identity, refusals, the window on sends) is apart from what answers a payload, a
 :class:`Responder` given its bytes: :class:`ServiceResponder` (the services) in the VTN, a
@@ -50,6 +54,8 @@ from schemas.xmpp import (
     IQ_WITH_PAYLOAD,
     SERVICES_NODE,
     XMPP_SERVICES,
+    depth_guard,
+    error_bytes,
     fingerprint_of_localpart,
     iq_bytes,
     localpart_of,
@@ -74,16 +80,6 @@ def service_of(message: Message) -> Service:
         if type(message) in ROUTES[service]:
             return service
     raise NotRecognized(f"{type(message).__name__} is not served over XMPP")
-
-
-def _error(iq: Any, condition: str, kind: str, text: str) -> Any:
-    """The XMPP error answering ``iq``: ``condition`` and ``kind`` as RFC 6120 8.3 names them."""
-    answer = iq.reply(clear=True)
-    answer["type"] = "error"
-    answer["error"]["condition"] = condition
-    answer["error"]["type"] = kind
-    answer["error"]["text"] = text
-    return answer
 
 
 class Responder(Protocol):
@@ -166,6 +162,7 @@ class XmppTransport:
         # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
         # on the same port, a wasted connection per session the server drops
         client.enable_direct_tls = False
+        client.add_filter("in", depth_guard(client.send_raw))
         client.register_plugin("xep_0030")  # service discovery
         client.register_plugin("xep_0199", {"keepalive": True,
                                             "interval": settings.keepalive_s})
@@ -243,30 +240,43 @@ class XmppTransport:
     # ------------------------------------------------------------ VEN -> VTN
 
     async def _on_request(self, iq: Any) -> None:
+        if iq["type"] == "get":  # answered, as every request must be (RFC 6120 8.2.3)
+            self._answer_error(iq, "bad-request", "modify", "a payload travels in an IQ set")
+            return
         if iq["type"] != "set":  # a result is the answer to our own request (``send``)
             return
         peer = self._peer(iq)
-        body = payload_of(iq.xml) or b""
-        refusal = self._refusal(peer, len(body))
-        if refusal is not None:
-            log.info("refused an XMPP request from %s: %s", iq["from"], refusal[2])
-            answer = _error(iq, *refusal)
-        else:
+        refusal = self._refusal(peer)
+        if refusal is None:
             assert peer is not None  # _refusal
-            self._in_flight += 1
-            try:
-                reply = await self._respond(peer, body)
-            except web.HTTPException as unavailable:  # the database is away (vtn.faults)
-                answer = _error(iq, "resource-constraint", "wait",
-                                unavailable.text or "try later")
-            else:
-                with contextlib.suppress(NotConnectedError):  # the VEN asks again
-                    self._client.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
-                                                   to=iq["from"].full, body=reply))
+            started = time.thread_time()
+            body = payload_of(iq.xml) or b""
+            refusal = self._charge(peer, started, len(body))
+            if refusal is None:
+                await self._answer(iq, peer, body)
                 return
-            finally:
-                self._in_flight -= 1
-        answer.send()
+        log.info("refused an XMPP request from %s: %s", iq["from"], refusal[2])
+        self._answer_error(iq, *refusal)
+
+    async def _answer(self, iq: Any, peer: Peer, body: bytes) -> None:
+        self._in_flight += 1
+        try:
+            reply = await self._respond(peer, body)
+        except web.HTTPException as unavailable:  # the database is away (vtn.faults)
+            self._answer_error(iq, "resource-constraint", "wait", unavailable.text or "try later")
+            return
+        finally:
+            self._in_flight -= 1
+        with contextlib.suppress(NotConnectedError):  # the VEN asks again
+            self._client.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
+                                           to=iq["from"].full, body=reply))
+
+    def _answer_error(self, iq: Any, condition: str, kind: str, text: str) -> None:
+        """Answer ``iq`` with an XMPP error: ``condition`` and ``kind`` as RFC 6120 8.3 names
+        them."""
+        with contextlib.suppress(NotConnectedError):  # the VEN asks again
+            self._client.send_raw(error_bytes(iq_id=iq["id"], to=iq["from"].full,
+                                              condition=condition, kind=kind, text=text))
 
     def _peer(self, iq: Any) -> Peer | None:
         """The sender as the server named it; None for a JID that names no certificate."""
@@ -277,21 +287,28 @@ class XmppTransport:
             return None
         return Peer(fingerprint, address=sender.full)
 
-    def _refusal(self, peer: Peer | None, size: int) -> tuple[str, str, str] | None:
-        """Why a request is answered with an XMPP error (condition, type, text), if it is."""
+    def _refusal(self, peer: Peer | None) -> tuple[str, str, str] | None:
+        """Why a request is answered with an XMPP error (condition, type, text) before its
+        payload is serialised for the codec, if it is."""
         if peer is None:
             return ("not-authorized", "auth", "the sender's JID names no client certificate")
-        if size > self._max_body:
-            return ("not-acceptable", "modify", f"payload over {self._max_body} bytes")
         key = peer.fingerprint
         if self._limiter is not None and self._limiter.take(key) > 0.0:
             return ("resource-constraint", "wait", "request rate over this VEN's limit")
-        if self._budgets is not None:
-            if self._budgets.wait(key) > 0.0:
-                return ("resource-constraint", "wait", "this VEN is over its byte or CPU budget")
-            self._budgets.charge_bytes(key, size)
+        if self._budgets is not None and self._budgets.wait(key) > 0.0:
+            return ("resource-constraint", "wait", "this VEN is over its byte or CPU budget")
         if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
             return ("resource-constraint", "wait", "the VTN is at its in-flight cap")
+        return None
+
+    def _charge(self, peer: Peer, started: float, size: int) -> tuple[str, str, str] | None:
+        """Charge ``peer`` the payload's ``size`` in bytes and the CPU since ``started`` of
+        serialising it; the refusal of one over ``max_body_bytes``."""
+        if self._budgets is not None:
+            self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
+            self._budgets.charge_bytes(peer.fingerprint, size)
+        if size > self._max_body:
+            return ("not-acceptable", "modify", f"payload over {self._max_body} bytes")
         return None
 
     # ------------------------------------------------------------ VTN -> VEN

@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if in_state:
         args.state_dir.mkdir(parents=True, exist_ok=True)
-    refusal = _workers_refusal(args.workers, config.storage_url)
+    refusal = _workers_refusal(args.workers, config)
     if refusal is not None:
         print(f"crowdflex vtn: {refusal}", file=sys.stderr)
         return 2
@@ -110,12 +110,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workers_refusal(workers: int, storage_url: str) -> str | None:
+def _workers_refusal(workers: int, config: VtnConfig) -> str | None:
     from sqlalchemy.engine import make_url
 
     if workers < 1:
         return f"--workers must be at least 1, not {workers}"
-    if workers > 1 and make_url(storage_url).get_backend_name() == "sqlite":
+    if workers > 1 and config.xmpp is not None:
+        return (f"--workers {workers} cannot serve [xmpp]: every worker would log in to the XMPP "
+                "server as the VTN's one JID, and the server ends a session whenever another "
+                "logs in with the same JID, so the workers would throw each other out for ever; "
+                "serve XMPP from one process")
+    if workers > 1 and make_url(config.storage_url).get_backend_name() == "sqlite":
         return (f"--workers {workers} needs a PostgreSQL storage_url: a SQLite file is served "
                 "by one process (it admits one writer at a time, and the VTN keeps that file's "
                 "poll index in its own memory, which other processes would not see); "

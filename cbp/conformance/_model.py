@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARKET_CONTEXT",
+    "MAX_BODY_BYTES",
     "PUSH_BASE",
     "AnyCase",
     "AnyRule",
@@ -177,6 +178,10 @@ class CaseResult:
 
 #: the market context of every event and opt the harnesses make, on either side
 MARKET_CONTEXT: Final = "http://conformance.crowdflex.example/market"
+
+#: the most the harnesses read of one body from the node under test (a reply, a push's answer,
+#: a request): a hostile node streaming without end is cut there, not read until the timeout
+MAX_BODY_BYTES: Final = 1024 * 1024
 
 #: the Alliance's first number of a push case per service letter: pull N1_0010 is push N0_5010
 PUSH_BASE: Final = {"N": 5000, "E": 6000, "R": 8000, "P": 7000, "G": 9000}

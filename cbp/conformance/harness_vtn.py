@@ -22,8 +22,9 @@ Invariants: only a client certificate chaining to ``ca`` gets through the handsh
 sender the XMPP server named by a certificate's fingerprint), and the venID the harness gives is
 that certificate's fingerprint; a push goes only to a server presenting that same certificate
 (over XMPP: to the JID the registration came from); pushes leave one at a time, in order; every
-wait is bounded by ``wait_timeout_s``; a request is answered before it is offered to a case, so a
-slow case never holds the VEN up.
+wait is bounded by ``wait_timeout_s``; of a request or a push's answer at most
+:data:`~cbp.conformance._model.MAX_BODY_BYTES` is read; a request is answered before it is
+offered to a case, so a slow case never holds the VEN up.
 """
 
 from __future__ import annotations
@@ -82,12 +83,13 @@ from schemas.certpath import Purpose
 from schemas.identity import TlsProfile, fingerprint_from_pem
 from schemas.parts import echoed_request_id
 from schemas.tls import client_context, peer_fingerprint, server_context
+from ven import read_capped
 from vtn.push import PinnedVen, service_for
 from vtn.settings import XmppSettings
 from vtn.transport import Peer
 from vtn.xmpp import XmppTransport
 
-from ._model import CaseFailed, ConformanceError, Exchange, Violation
+from ._model import MAX_BODY_BYTES, CaseFailed, ConformanceError, Exchange, Violation
 from .operators import Operator, Step, StepKind, carry_out
 from .ven_rules import VEN_RULES, Heard, Said
 from .vtn_address import HttpAddress, VtnAddress, XmppAddress
@@ -95,7 +97,6 @@ from .vtn_address import HttpAddress, VtnAddress, XmppAddress
 __all__ = ["XMPP_SERVICE", "HarnessVtn", "VenHarnessSettings"]
 
 M = TypeVar("M", bound=Message)
-_MAX_BODY: Final = 1024 * 1024
 #: an XMPP exchange's ``service``: IQs go to one JID, there are no service endpoints
 XMPP_SERVICE: Final = "XMPP IQ"
 
@@ -193,7 +194,7 @@ class HarnessVtn:
         if self.settings.xmpp is not None:
             await self._serve_xmpp(self.settings.xmpp)
             return self
-        app = web.Application(client_max_size=_MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(f"{SERVICE_PREFIX}/{{service}}", self._serve)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -216,7 +217,7 @@ class HarnessVtn:
             replace(xmpp, request_timeout_s=settings.request_timeout_s), ssl_context=context,
             codec=self.codec, respond=self._respond,
             fingerprint=fingerprint_from_pem(settings.cert.read_bytes()),
-            max_body_bytes=_MAX_BODY)
+            max_body_bytes=MAX_BODY_BYTES)
         await self._session.enter_async_context(self._xmpp.running())
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -326,10 +327,13 @@ class HarnessVtn:
                         http.post(f"{to.rstrip('/')}/{service}", data=body,
                                   ssl=self._push_context, allow_redirects=False,
                                   headers={"Content-Type": "application/xml"}) as got:
-                    reply, status = await got.read(), got.status
+                    reply, status = await read_capped(got.content, MAX_BODY_BYTES), got.status
                     media = got.headers.get("Content-Type", "").split(";")[0].strip() or None
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
                 self._push_error = f"{service}: {type(exc).__name__}: {exc}"
+                return
+            if len(reply) > MAX_BODY_BYTES:  # unread beyond: the connection is dropped
+                self._push_error = f"{service}: reply over {MAX_BODY_BYTES} bytes"
                 return
             if status != 200:
                 self._push_error = f"{service}: HTTP {status}"

@@ -12,8 +12,9 @@ done:
 - :class:`CommandOperator`: any other product; a shell command gets the step as one JSON object
   on stdin (``{"action", "ven_id", "params", "instruction"}``) and exits 0 when it is done.
 
-Every operator has a deadline; a refused or failed step raises :class:`OperatorError`, which
-:func:`carry_out` turns into the case's failure.
+Every operator has a deadline (and of the admin API's answer at most
+:data:`~cbp.conformance._model.MAX_BODY_BYTES` is read); a refused or failed step raises
+:class:`OperatorError`, which :func:`carry_out` turns into the case's failure.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ._model import CaseFailed, OperatorError
+from ven import read_capped
+
+from ._model import MAX_BODY_BYTES, CaseFailed, OperatorError
 
 __all__ = [
     "AdminApiOperator",
@@ -139,7 +142,8 @@ class AdminApiOperator:
         try:
             async with aiohttp.ClientSession(timeout=timeout) as http, http.request(
                     method, self.admin_url + path, json=body, headers=headers) as reply:
-                text = await reply.text()
+                text = (await read_capped(reply.content, MAX_BODY_BYTES)).decode(
+                    errors="replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise OperatorError(f"admin API at {self.admin_url} unreachable: {exc!r}") from None
         if reply.status != expected:

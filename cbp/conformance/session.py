@@ -14,9 +14,10 @@ returned to the case. Cases read what they expect with :meth:`HarnessVen.wait_fo
 and gives routine answers (acknowledgements a well-behaved VEN sends) to anything else that
 arrives, so one case's leftovers never block the next.
 
-Invariants: every request has a timeout (``request_timeout_s``); waiting for an operator's act to
-reach the VEN is bounded by ``wait_timeout_s``; the registration state (``registration_id``) is
-cleared whenever the node ends the registration.
+Invariants: every request has a timeout (``request_timeout_s``), and of every reply at most
+:data:`~cbp.conformance._model.MAX_BODY_BYTES` is read (a longer one is a failed exchange);
+waiting for an operator's act to reach the VEN is bounded by ``wait_timeout_s``; the
+registration state (``registration_id``) is cleared whenever the node ends the registration.
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ from schemas import (
 )
 from schemas.parts import echoed_request_id
 from schemas.tls import server_context
-from ven import VenError
+from ven import VenError, read_capped
 
 from ._checks import expect
-from ._model import CaseFailed, Exchange, Violation
+from ._model import MAX_BODY_BYTES, CaseFailed, Exchange, Violation
 from .harness_settings import HarnessSettings
 from .harness_xmpp import XmppChannel
 from .operators import Operator, Step, StepKind, carry_out
@@ -206,13 +207,19 @@ class HarnessVen:
             try:
                 async with http.post(url, data=body,
                                      headers={"Content-Type": content_type}) as got:
-                    reply = await got.read()
+                    reply = await read_capped(got.content, MAX_BODY_BYTES)
                     status = got.status
                     media = got.headers.get("Content-Type", "").split(";")[0].strip() or None
                     retry_after = got.headers.get("Retry-After", "")
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
                 exchange = Exchange(service=service, request=body, sent=sent, status=None,
                                     error=f"{type(exc).__name__}: {exc}")
+                self._record(exchange)
+                return exchange
+            if len(reply) > MAX_BODY_BYTES:  # unread beyond: the connection is dropped
+                exchange = Exchange(service=service, request=body, sent=sent, status=status,
+                                    content_type=media,
+                                    error=f"reply over {MAX_BODY_BYTES} bytes, not read further")
                 self._record(exchange)
                 return exchange
             exchange = self._inspect(Exchange(service=service, request=body, sent=sent,

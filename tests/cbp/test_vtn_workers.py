@@ -1,6 +1,7 @@
 """``crowdflex vtn --workers N``: N processes on one port (SO_REUSEPORT) and one PostgreSQL
-database; refused with a reason on SQLite, before anything starts. The CBP roles ``crowdflex
-tso`` and ``aggregator`` keep their market in memory and refuse ``--workers 2`` with the reason.
+database; refused with a reason on SQLite or with ``[xmpp]``, before anything starts. The CBP
+roles ``crowdflex tso`` and ``aggregator`` keep their market in memory and refuse ``--workers 2``
+with the reason.
 
 The command runs as a real process tree (parent + workers) from a TOML config with port 0; the
 parent's ``--status-file`` names the port they share and each worker's admin port. VENs making
@@ -60,6 +61,18 @@ def test_sqlite_refuses_more_than_one_worker_before_starting(pki, tmp_path, caps
     assert "one writer at a time" in error
     assert not database.exists()  # refused before a database was opened
     assert main(["vtn", "--config", str(config), "--workers", "0"]) == 2
+
+
+def test_xmpp_refuses_more_than_one_worker_before_starting(pki, tmp_path, capsys):
+    """Red team: two VTN processes with one certificate and [xmpp] log in as one JID, and the
+    XMPP server ends the older session each time the other logs in: on a real Prosody they
+    threw each other out at every ``reconnect_s`` for as long as they ran."""
+    config = _config(pki, tmp_path, "postgresql://crowdflex@127.0.0.1:1/never-opened")
+    config.write_text(config.read_text() + '[xmpp]\nhost = "127.0.0.1"\nport = 1\n')
+    assert main(["vtn", "--config", str(config), "--workers", "2"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "--workers 2 cannot serve [xmpp]" in error
+    assert "as the VTN's one JID" in error
 
 
 @pytest.mark.parametrize(("role", "reason"), [

@@ -2,7 +2,7 @@
 
 ``key_pki(directory, key_type)`` mints a CA, a VTN and a VEN certificate of one key type (EC P-256
 or RSA) into a temporary directory (the VEN's also serves TLS on 127.0.0.1, for push), and an XMPP
-server's (for ``localhost``);
+server's (for ``localhost``); :func:`endless_xml` is the body of a node that answers without end;
 :func:`crowdflex_vtn` serves crowdflex's VTN over mutual TLS on 127.0.0.1 port 0 with a SQLite
 file, and its admin API on another port 0, the operator's way in.
 """
@@ -32,6 +32,15 @@ ADMIN_TOKEN = "conformance-admin-token-0123456789"
 #: the two certificate kinds a certified node must take, each over the TLS it is used with
 KEY_TYPES: Final = [pytest.param(KeyType.EC, TlsProfile.TLS13, id="ecc-tls1.3"),
                     pytest.param(KeyType.RSA, TlsProfile.OPENADR_TLS12, id="rsa-tls1.2")]
+
+
+async def endless_xml(sent: list[int]) -> AsyncIterator[bytes]:
+    """A body without end for a hostile node to answer with, 64 KiB at a time; ``sent[0]``
+    counts what was handed to the server."""
+    chunk = b"<a/>" * 16_384
+    while True:
+        sent[0] += len(chunk)
+        yield chunk
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""The two operators for products other than crowdflex: a shell command hook and a person."""
+"""The two operators for products other than crowdflex, a shell command hook and a person, and
+the admin API operator's bound on what it reads."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ import shlex
 import sys
 
 import pytest
+from aiohttp import web
 
-from cbp.conformance import CommandOperator, OperatorError, PromptOperator, Step, StepKind
+from cbp.conformance import (
+    AdminApiOperator,
+    CommandOperator,
+    OperatorError,
+    PromptOperator,
+    Step,
+    StepKind,
+)
+from cbp.conformance._model import MAX_BODY_BYTES
+
+from .conftest import endless_xml
 
 STEP = Step(kind=StepKind.CANCEL_EVENT, ven_id="ven-1", params={"event_id": "ev-<1>"})
 
@@ -54,3 +66,25 @@ async def test_the_prompt_shows_the_step_and_enter_confirms():
 async def test_the_prompt_reports_what_could_not_be_done(answer, reason):
     with pytest.raises(OperatorError, match=reason):
         await PromptOperator(output=io.StringIO(), read_line=lambda: answer).perform(STEP)
+
+
+async def test_an_admin_api_answering_without_end_is_read_up_to_the_cap():
+    """Red team: the admin API's answer was read whole, for as long as it came (up to the
+    operator's 30 s deadline); now at most ``MAX_BODY_BYTES`` of it, and the step is done."""
+    sent = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200, body=endless_xml(sent), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/events/{event_id}/cancel", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        operator = AdminApiOperator(f"http://127.0.0.1:{runner.addresses[0][1]}", "token",
+                                    timeout_s=5.0)
+        await operator.perform(STEP)
+    finally:
+        await runner.cleanup()
+    assert sent[0] < 16 * MAX_BODY_BYTES  # what the socket buffers took before it left

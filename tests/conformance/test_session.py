@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from cbp.conformance import (
     run_cases,
     select,
 )
+from cbp.conformance._model import MAX_BODY_BYTES
 from cbp.conformance.vtn_address import XmppAddress
 from schemas import (
     CreatedPartyRegistration,
@@ -29,6 +31,7 @@ from schemas import (
 )
 
 from ..ven.conftest import SERVICE_PATH, scripted_vtn
+from .conftest import endless_xml
 
 PROFILES = (Profile(profile_name=ProfileName.OADR_20B, transports=(TransportName.SIMPLE_HTTP,)),)
 
@@ -113,3 +116,20 @@ def test_settings_name_the_vtn_and_xmpp_takes_pushes(tmp_path):
         HarnessSettings(**files)
     over_xmpp = HarnessSettings(xmpp=target, push=True, **files)
     assert (over_xmpp.transport, over_xmpp.target) == ("xmpp", "xmpp:v@localhost/o")
+
+
+async def test_a_vtn_replying_without_end_is_cut_at_the_cap(pki):
+    """Red team: the harness read a reply body for as long as the VTN under test sent it (up to
+    the request timeout: 156 MB a second on loopback); now it stops past ``MAX_BODY_BYTES``."""
+    sent = [0]
+
+    async def flooding(service: str, message: Message) -> web.StreamResponse:
+        return web.Response(body=endless_xml(sent), content_type="application/xml")
+
+    async with scripted_vtn(pki.server_context(), flooding) as vtn:
+        (result,) = await run_cases(replace(settings(pki, vtn.url), request_timeout_s=5.0),
+                                    CommandOperator("true"), select(["N1_0010"]))
+    assert not result.passed
+    (exchange,) = result.exchanges
+    assert exchange.error is not None and f"over {MAX_BODY_BYTES} bytes" in exchange.error
+    assert sent[0] < 16 * MAX_BODY_BYTES  # what the socket buffers took before the harness left

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
+from aiohttp import web
 from lxml import etree
 
 from cbp.cli import build_parser, main
@@ -40,9 +41,11 @@ from cbp.conformance import (
     select,
     ven_catalogue,
 )
+from cbp.conformance._model import MAX_BODY_BYTES, CaseFailed
 from cbp.conformance.ven_rules import Heard, Said
 from devpki import KeyType
 from schemas import (
+    SERVICE_PREFIX,
     Availability,
     CancelOpt,
     Codec,
@@ -50,6 +53,7 @@ from schemas import (
     CreatedOpt,
     CreatedReport,
     CreateOpt,
+    CreatePartyRegistration,
     CreateReport,
     DistributeEvent,
     EiResponse,
@@ -62,9 +66,9 @@ from schemas import (
     Signer,
     encode,
 )
-from schemas.tls import client_context
+from schemas.tls import client_context, server_context
 
-from .conftest import key_pki
+from .conftest import endless_xml, key_pki
 
 VEN_ID = "AB:CD:EF:01:23:45:67:89:AB:CD"
 
@@ -348,3 +352,42 @@ def test_the_command_line_runs_crowdflex_ven_to_a_passing_report(tmp_path, capsy
     cases = len(ven_catalogue(signed=signed))
     assert (suite.get("tests"), suite.get("failures")) == (str(cases), "0")
     assert "crowdflex conformance ven" in page.read_text()
+
+
+async def test_a_push_answered_without_end_is_cut_at_the_cap(tmp_path):
+    """Red team: the harness VTN read a push VEN's answer for as long as the VEN under test sent
+    it (up to the request timeout); now it stops past ``MAX_BODY_BYTES`` and says so."""
+    pki = key_pki(tmp_path, KeyType.EC)
+    sent = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=endless_xml(sent), content_type="application/xml")
+
+    receiver = web.Application()
+    receiver.router.add_post(SERVICE_PREFIX + "/{service}", endless)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(
+        cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)).start()
+    push_url = f"https://127.0.0.1:{runner.addresses[0][1]}{SERVICE_PREFIX}"
+    settings = VenHarnessSettings(cert=pki.vtn.cert, key=pki.vtn.key, ca=pki.ca_cert, push=True,
+                                  wait_timeout_s=0.5, request_timeout_s=10.0)
+    tls = client_context(cert=pki.ven.cert, key=pki.ven.key, ca=pki.ca_cert)
+    try:
+        async with HarnessVtn(settings, PromptOperator()) as vtn, aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=tls)) as http:
+            address = vtn.address
+            assert isinstance(address, HttpAddress)
+            registration = Codec().encode(CreatePartyRegistration(
+                request_id="r-1", ven_name="flooder", http_pull_model=False,
+                transport_address=push_url))
+            async with http.post(f"{address.url}/EiRegisterParty", data=registration,
+                                 headers={"Content-Type": "application/xml"}) as got:
+                assert got.status == 200
+            vtn.distribute()
+            await vtn.pushed()
+            with pytest.raises(CaseFailed, match=f"over {MAX_BODY_BYTES} bytes"):
+                await vtn.wait_for(CreatedEvent, "an answer", after=vtn.mark())
+    finally:
+        await runner.cleanup()
+    assert sent[0] < 16 * MAX_BODY_BYTES  # what the socket buffers took before the harness left

@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from schemas import Codec, EiResponse, Response
-from schemas.xmpp import iq_bytes, payload_of
+from schemas.xmpp import MAX_DEPTH, error_bytes, iq_bytes, nested_deeper_than, payload_of
 
 
 def test_the_iq_carries_the_encoded_payload_byte_for_byte():
@@ -23,3 +23,24 @@ def test_the_iq_carries_the_encoded_payload_byte_for_byte():
     carried = payload_of(iq)
     assert carried is not None
     assert codec.decode(carried) == codec.decode(body)
+
+
+def test_an_error_names_its_condition_and_escapes_what_it_carries():
+    raw = error_bytes(iq_id="a'b", to="ven@localhost/x&y", condition="not-acceptable",
+                      kind="modify", text="<over> & out")
+    iq = ET.fromstring(b"<s xmlns='jabber:client'>" + raw + b"</s>")[0]
+    assert (iq.get("type"), iq.get("id"), iq.get("to")) == ("error", "a'b", "ven@localhost/x&y")
+    stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas"
+    error = iq.find("{jabber:client}error")
+    assert error is not None and error.get("type") == "modify"
+    assert error.find(f"{{{stanzas}}}not-acceptable") is not None
+    assert error.findtext(f"{{{stanzas}}}text") == "<over> & out"
+
+
+def test_nesting_is_measured_from_the_stanza_without_recursion():
+    def nested(depth: int) -> ET.Element:
+        return ET.fromstring("<a><b/>" + "<c>" * (depth - 1) + "</c>" * (depth - 1) + "</a>")
+
+    assert not nested_deeper_than(nested(MAX_DEPTH), MAX_DEPTH)
+    assert nested_deeper_than(nested(MAX_DEPTH + 1), MAX_DEPTH)
+    assert nested_deeper_than(nested(50_000), MAX_DEPTH)  # far past Python's recursion limit

@@ -4,9 +4,11 @@ VTN's caps and budgets apply before a payload is decoded. On a real Prosody per 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import slixmpp
@@ -28,12 +30,20 @@ from schemas import (
     Target,
     TransportName,
 )
-from schemas.xmpp import IQ_WITH_PAYLOAD, fingerprint_of_localpart, iq_bytes, localpart_of
+from schemas.xmpp import (
+    IQ_WITH_PAYLOAD,
+    PAYLOAD_NAMESPACE,
+    fingerprint_of_localpart,
+    iq_bytes,
+    localpart_of,
+    payload_of,
+)
 from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
 from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
 from ven.tls import client_context
 from ven.xmpp import XmppLink
+from vtn import xmpp as vtn_xmpp
 from vtn.app import XMPP
 from vtn.services import Handlers
 
@@ -226,16 +236,24 @@ async def test_an_iq_set_without_an_openadr_payload_is_answered_with_an_error(
     async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
         link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
                         request_timeout_s=20.0)
-        try:
-            with pytest.raises(XmppRefused) as refusal:
-                await link.post_bytes(Service.EVENT, b'<hello xmlns="urn:example:not-openadr"/>')
-            registered = await link.post(Service.REGISTER_PARTY, link.codec.encode(
-                CreatePartyRegistration(request_id="r1", ven_name="after",
-                                        transport_name=TransportName.XMPP)))
-        finally:
-            await link.close()
-    assert refusal.value.condition == "feature-not-implemented"
-    assert registered is not None and registered.response.code == 200  # type: ignore[union-attr]
+        answers = await _refusal_then_registration(
+            link, b'<hello xmlns="urn:example:not-openadr"/>')
+    assert answers == ("feature-not-implemented", 200)
+
+
+async def _refusal_then_registration(link: XmppLink, body: bytes) -> tuple[str, int]:
+    """The XMPP error condition ``body`` is refused with, then the code answering a
+    registration sent on the same link afterwards; the link is closed."""
+    try:
+        with pytest.raises(XmppRefused) as refusal:
+            await link.post_bytes(Service.EVENT, body)
+        registered = await link.post(Service.REGISTER_PARTY, link.codec.encode(
+            CreatePartyRegistration(request_id="r1", ven_name="after",
+                                    transport_name=TransportName.XMPP)))
+    finally:
+        await link.close()
+    assert isinstance(registered, CreatedPartyRegistration)
+    return refusal.value.condition, registered.response.code
 
 
 async def test_a_ven_takes_the_answer_to_its_request_from_its_vtn_only(
@@ -404,3 +422,114 @@ async def test_a_vtn_at_its_in_flight_cap_tells_an_xmpp_ven_to_wait(pki: Pki, tm
             await second.close()
     assert isinstance(registered, CreatedPartyRegistration) and registered.response.code == 200
     assert isinstance(answered, CreatedPartyRegistration) and answered.response.code == 200
+
+
+def _nested(depth: int, namespace: str) -> bytes:
+    """A payload element of ``namespace`` with ``depth`` elements nested inside it."""
+    return (f'<nested xmlns="{namespace}">' + "<a>" * depth + "</a>" * depth
+            + "</nested>").encode()
+
+
+@pytest.mark.parametrize("namespace", ["urn:example:not-openadr", PAYLOAD_NAMESPACE])
+async def test_a_stanza_nested_thousands_deep_is_refused_and_the_vtn_stays_online(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, namespace: str,
+        caplog: pytest.LogCaptureFixture):
+    """Red team: 2,000 levels in one IQ (14 KB) made the XMPP library's answer to it -- its
+    reply copies the request recursively -- raise RecursionError out of the stream's reader,
+    which ended the VTN's session; the request itself was never answered. Any client of the
+    server could keep the VTN off XMPP by sending one every ``reconnect_s``."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
+                        request_timeout_s=WAIT_S)
+        with caplog.at_level(logging.INFO):
+            answers = await _refusal_then_registration(link, _nested(2000, namespace))
+    assert answers == ("not-acceptable", 200)
+    assert [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_stanza_nested_thousands_deep_leaves_a_ven_online(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, caplog: pytest.LogCaptureFixture):
+    """The same stanza sent to a VEN by another client: refused, the VEN's session kept."""
+    target, sender = mint_vens(pki, tmp_path / "vens", 2)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn, \
+            xmpp_ven(vtn, xmpp_server, target) as client:
+        await client.register()
+        forger = link_for(vtn, xmpp_server, sender.context, sender.cert.fingerprint,
+                          request_timeout_s=WAIT_S)
+        forger.vtn_jid = client._link.address or ""
+        try:
+            with caplog.at_level(logging.INFO):
+                with pytest.raises(XmppRefused) as refusal:
+                    await forger.post_bytes(Service.EVENT, _nested(2000, PAYLOAD_NAMESPACE))
+                await client.register()  # its session still carries requests
+        finally:
+            await forger.close()
+    assert refusal.value.condition == "not-acceptable"
+    assert [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()] == []
+
+
+async def test_a_ven_over_its_rate_is_refused_before_its_payload_is_serialised(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, monkeypatch: pytest.MonkeyPatch):
+    """Red team: the payload of a request was serialised for the codec (pure Python, ~85 ms for
+    256 KiB of small elements, load 4) and the refusal built by copying the request (~65 ms)
+    before the VEN's rate and budgets were asked, so a VEN far over its limits still cost the
+    VTN that CPU per stanza. Now the limits come first and the error is written out."""
+    serialised: list[int] = []
+
+    def counting(stanza: Any) -> bytes | None:
+        body = payload_of(stanza)
+        serialised.append(len(body or b""))
+        return body
+
+    monkeypatch.setattr(vtn_xmpp, "payload_of", counting)
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), rate_limit_burst=1,
+                        rate_limit_per_s=0.001) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
+                        request_timeout_s=WAIT_S)
+        big = (f'<oadrPayload xmlns="{PAYLOAD_NAMESPACE}">'.encode() + b"<a/>" * 50_000
+               + b"</oadrPayload>")
+        try:
+            first = await link.post_bytes(Service.EVENT, big)  # within the burst: answered
+            with pytest.raises(VtnUnavailable, match="resource-constraint"):
+                await link.post_bytes(Service.EVENT, big)
+        finally:
+            await link.close()
+    assert first is not None and code_of(link.codec.decode(first)) == 454
+    assert len(serialised) == 1 and serialised[0] > 200_000
+
+
+@pytest.mark.parametrize("to_ven", [False, True], ids=["to-the-vtn", "to-a-ven"])
+async def test_an_iq_get_carrying_a_payload_is_answered_with_an_error(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, to_ven: bool):
+    """Red team: the VTN (and a VEN) took an IQ ``get`` carrying an oadrPayload and never
+    answered it, so its sender waited out its timeout (RFC 6120 8.2.3: every request gets an
+    answer)."""
+    sender, target = mint_vens(pki, tmp_path / "vens", 2)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, sender.context, sender.cert.fingerprint)
+        other = link_for(vtn, xmpp_server, target.context, target.cert.fingerprint)
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def take(iq: Any) -> None:
+            if iq["id"] == "get-1" and not answered.done():
+                answered.set_result(iq)
+
+        try:
+            await link.connect()
+            await other.connect()
+            to = other.address if to_ven else link.vtn_jid
+            link._stream.register_handler(Callback("get-answer", MatchXPath("{jabber:client}iq"),
+                                                   take))
+            link._stream.send_raw(
+                f"<iq type='get' id='get-1' to='{to}'>".encode()
+                + link.codec.encode(Poll(ven_id=sender.cert.fingerprint)).split(b"?>", 1)[1]
+                + b"</iq>")
+            async with asyncio.timeout(WAIT_S):
+                answer = await answered
+        finally:
+            await link.close()
+            await other.close()
+    assert answer["type"] == "error" and answer["error"]["condition"] == "bad-request"
