@@ -27,6 +27,7 @@ from ._wire import (
     check_period,
     child,
     children,
+    enum_reader,
     format_datetime,
     format_duration,
     format_float,
@@ -119,6 +120,9 @@ _BASELINE = q(EI, "eiEventBaseline")
 _BASELINE_ID = q(EI, "baselineID")
 _BASELINE_NAME = q(EI, "baselineName")
 _RESOURCE_ID = q(EI, "resourceID")
+_read_status: Final = enum_reader(EventStatus)
+_read_signal_type: Final = enum_reader(SignalType)
+_read_response_required: Final = enum_reader(ResponseRequired)
 
 
 # ---------------------------------------------------------------- intervals
@@ -167,9 +171,9 @@ def _decode_interval(element: etree._Element) -> EventInterval:
     return EventInterval(values=tuple(values), duration=duration, uid=uid, dtstart=dtstart)
 
 
-def _decode_intervals(kids: Children) -> tuple[EventInterval, ...]:
+def _decode_intervals(intervals: etree._Element) -> tuple[EventInterval, ...]:
     # strm:intervals holds only ei:interval elements (XSD): no tag filter needed
-    return tuple([_decode_interval(e) for e in child(kids, _INTERVALS)])
+    return tuple([_decode_interval(e) for e in intervals])
 
 
 # ---------------------------------------------------------------- signals and baseline
@@ -194,17 +198,20 @@ def _find_item_base(kids: Children) -> etree._Element | None:
 
 
 def _decode_signal(element: etree._Element) -> EventSignal:
-    kids = children(element)
-    target = kids.get(_TARGET)
-    item = _find_item_base(kids)
-    current = kids.get(_CURRENT_VALUE)
+    # eiEventSignalType: strm:intervals, eiTarget?, signalName, signalType, signalID, then the
+    # optional itemBase and currentValue: the required ones by position, the optional by tag
+    parts = list(element)
+    name_at = 2 if parts[1].tag == _TARGET else 1
+    rest = children(parts[name_at + 3:])
+    item = _find_item_base(rest)
+    current = rest.get(_CURRENT_VALUE)
     return EventSignal(
-        intervals=_decode_intervals(kids),
+        intervals=_decode_intervals(parts[0]),
         # xs:token values: the XSD compares them whitespace-collapsed, so we do too
-        signal_name=text(kids, _SIGNAL_NAME).strip(),
-        signal_type=SignalType(text(kids, _SIGNAL_TYPE).strip()),
-        signal_id=text(kids, _SIGNAL_ID),
-        target=None if target is None else decode_target(target),
+        signal_name=(parts[name_at].text or "").strip(),
+        signal_type=_read_signal_type(parts[name_at + 1].text or ""),
+        signal_id=parts[name_at + 2].text or "",
+        target=None if name_at == 1 else decode_target(parts[1]),
         item_base=None if item is None else decode_item_base(item),
         current_value=None if current is None else _read_float(current),
     )
@@ -232,7 +239,7 @@ def _decode_baseline(element: etree._Element) -> EventBaseline:
     return EventBaseline(
         dtstart=dtstart,
         duration=duration,
-        intervals=_decode_intervals(kids),
+        intervals=_decode_intervals(child(kids, _INTERVALS)),
         baseline_id=text(kids, _BASELINE_ID),
         baseline_name=text(kids, _BASELINE_NAME),
         resource_ids=texts(element, _RESOURCE_ID),
@@ -260,20 +267,29 @@ def _encode_descriptor(parent: Node, descriptor: EventDescriptor) -> None:
 
 
 def _decode_descriptor(element: etree._Element) -> EventDescriptor:
-    kids = children(element)
-    modified = text_opt(kids, _MOD_DATE_TIME)
-    priority = text_opt(kids, _PRIORITY)
+    # eventDescriptorType: eventID, modificationNumber, the optional modificationDateTime,
+    # modificationReason and priority, eiMarketContext (the one child holding an element: it ends
+    # that optional run), createdDateTime, eventStatus, the optional testEvent and vtnComment.
+    # The required ones by position, the optional ones by tag.
+    parts = list(element)
+    market = 2
+    while not len(parts[market]):
+        market += 1
+    middle = children(parts[2:market])
+    tail = children(parts[market + 3:])
+    modified = text_opt(middle, _MOD_DATE_TIME)
+    priority = text_opt(middle, _PRIORITY)
     return EventDescriptor(
-        event_id=text(kids, _EVENT_ID),
-        modification_number=parse_int(text(kids, _MOD_NUMBER)),
+        event_id=parts[0].text or "",
+        modification_number=parse_int(parts[1].text or ""),
         modification_date_time=None if modified is None else parse_datetime(modified),
-        modification_reason=text_opt(kids, _MOD_REASON),
+        modification_reason=text_opt(middle, _MOD_REASON),
         priority=None if priority is None else parse_int(priority),
-        market_context=only_text(child(kids, _EI_MARKET_CONTEXT)).strip(),
-        created_date_time=parse_datetime(text(kids, _CREATED)),
-        event_status=EventStatus(text(kids, _STATUS).strip()),
-        test_event=text_opt(kids, _TEST_EVENT),
-        vtn_comment=text_opt(kids, _VTN_COMMENT),
+        market_context=only_text(parts[market]).strip(),
+        created_date_time=parse_datetime(parts[market + 1].text or ""),
+        event_status=_read_status(parts[market + 2].text or ""),
+        test_event=text_opt(tail, _TEST_EVENT),
+        vtn_comment=text_opt(tail, _VTN_COMMENT),
     )
 
 
@@ -294,21 +310,25 @@ def _encode_active_period(parent: Node, period: ActivePeriod) -> None:
 
 
 def _decode_active_period(element: etree._Element) -> ActivePeriod:
-    properties = children(child(children(element), _PROPERTIES))
-    dtstart, duration = read_dtstart(properties), read_duration(properties)
-    if dtstart is None or duration is None:
-        raise InvalidData("<eiActivePeriod> lacks dtstart or duration")
+    # eiActivePeriodType: xcal:properties, xcal:components; properties: dtstart, duration, then
+    # the optional tolerance, x-eiNotification, x-eiRampUp and x-eiRecovery (read by tag)
+    parts = list(element[0])
+    dtstart = parse_datetime(only_text(parts[0]))
+    duration = parse_duration(only_text(parts[1]))
     check_period(dtstart, duration)
-    tolerance = properties.get(_TOLERANCE)
+    if len(parts) == 2:
+        return ActivePeriod(dtstart=dtstart, duration=duration)
+    optional = children(parts[2:])
+    tolerance = optional.get(_TOLERANCE)
     tolerate = None if tolerance is None else children(tolerance).get(_TOLERATE)
     start_after = None if tolerate is None else text_opt(children(tolerate), _START_AFTER)
     return ActivePeriod(
         dtstart=dtstart,
         duration=duration,
         start_after=None if start_after is None else parse_duration(start_after),
-        notification=read_duration(properties, _NOTIFICATION),
-        ramp_up=read_duration(properties, _RAMP_UP),
-        recovery=read_duration(properties, _RECOVERY),
+        notification=read_duration(optional, _NOTIFICATION),
+        ramp_up=read_duration(optional, _RAMP_UP),
+        recovery=read_duration(optional, _RECOVERY),
     )
 
 
@@ -344,16 +364,20 @@ _RESPONSE_REQUIRED_END: Final = end_tag(_RESPONSE_REQUIRED) + end_tag(OADR_EVENT
 
 
 def decode_event(holder: etree._Element) -> Event:
-    """One ``oadr:oadrEvent`` element -> :class:`Event`."""
-    outer = children(holder)
-    kids = children(child(outer, _EI_EVENT))
-    signals = child(kids, _SIGNALS)
-    baseline = next(signals.iterchildren(_BASELINE), None)
+    """One ``oadr:oadrEvent`` element -> :class:`Event`. Its XSD fixes every position: oadrEvent
+    holds ei:eiEvent and oadrResponseRequired, eiEvent its eventDescriptor, eiActivePeriod,
+    eiEventSignals and eiTarget, and eiEventSignals one or more eiEventSignal and an optional
+    eiEventBaseline last."""
+    event, required = holder
+    descriptor, period, signal_holder, target = event
+    signals = list(signal_holder)
+    baseline = signals.pop() if signals[-1].tag == _BASELINE else None
     return Event(
-        descriptor=_decode_descriptor(child(kids, _DESCRIPTOR)),
-        active_period=_decode_active_period(child(kids, _ACTIVE_PERIOD)),
-        signals=tuple(_decode_signal(e) for e in signals.iterchildren(_SIGNAL)),
+        descriptor=_decode_descriptor(descriptor),
+        active_period=_decode_active_period(period),
+        signals=tuple([_decode_signal(e) for e in signals]),
         baseline=None if baseline is None else _decode_baseline(baseline),
-        target=decode_target(child(kids, _TARGET)),
-        response_required=ResponseRequired(text(outer, _RESPONSE_REQUIRED).strip()),
+        target=decode_target(target),
+        response_required=_read_response_required(required.text or ""),
     )
+

@@ -20,6 +20,7 @@ from ._wire import (
     POWER,
     SCALE,
     children,
+    enum_reader,
     format_bool,
     format_float,
     parse_bool,
@@ -149,6 +150,7 @@ def _namespace(kind: ItemKind) -> str:
 
 _KIND_BY_TAG: Final = {q(_namespace(kind), kind.value): kind for kind in ItemKind}
 _SI_SCALE: Final = q(SCALE, "siScaleCode")
+_read_scale: Final = enum_reader(SiScale)
 _ITEM_TAGS: Final = {ns: (q(ns, "itemDescription"), q(ns, "itemUnits")) for ns in (POWER, OADR)}
 _POWER_ATTRIBUTES: Final = q(POWER, "powerAttributes")
 _HERTZ: Final = q(POWER, "hertz")
@@ -196,7 +198,7 @@ def decode_item_base(element: etree._Element) -> ItemBase:
         kind=kind,
         description=text(kids, description_tag),
         units=text(kids, units_tag),
-        scale=None if scale_text is None else SiScale(scale_text.strip()),
+        scale=None if scale_text is None else _read_scale(scale_text),
         power_attributes=None if power is None else PowerAttributes(
             hertz=parse_float(text(power, _HERTZ)),
             voltage=parse_float(text(power, _VOLTAGE)),

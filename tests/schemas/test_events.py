@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +23,8 @@ from schemas import (
     ResponseRequired,
     SignalType,
 )
-from schemas.units import ItemBase
+from schemas._wire import enum_reader
+from schemas.units import ItemBase, SiScale
 
 from .strategies import (
     T0,
@@ -197,3 +200,14 @@ def test_present_but_empty_optional_containers_decode_as_absent() -> None:
     decoded = schemas.decode(wire)
     assert isinstance(decoded, DistributeEvent)
     assert decoded.events == (event,)
+
+
+@pytest.mark.parametrize("kind", [EventStatus, SignalType, ResponseRequired, OptType, SiScale])
+def test_enum_reader_gives_what_the_enum_gives(kind: type[StrEnum]) -> None:
+    # the decoders read tokens through a dict; padded texts and unknown ones take the Enum's path
+    read = enum_reader(kind)
+    for member in kind:
+        assert read(member.value) is member
+        assert read(f" \n{member.value}\t") is member
+    with pytest.raises(ValueError):
+        read("no-such-token")
