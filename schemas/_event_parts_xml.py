@@ -106,7 +106,6 @@ _SIGNAL_NAME = q(EI, "signalName")
 _SIGNAL_TYPE = q(EI, "signalType")
 _SIGNAL_ID = q(EI, "signalID")
 _CURRENT_VALUE = q(EI, "currentValue")
-_PAYLOAD_FLOAT = q(EI, "payloadFloat")
 
 _INTERVALS = q(STRM, "intervals")
 _INTERVAL = q(EI, "interval")
@@ -144,9 +143,12 @@ def _encode_intervals(parent: Node, intervals: tuple[EventInterval, ...]) -> Non
 
 
 def _read_float(holder: etree._Element) -> float:
-    """The value inside a signalPayload or currentValue, which must be an ei:payloadFloat."""
+    """The value inside a signalPayload or currentValue, which must be an ei:payloadFloat. Of the
+    XSD's two payloadBase elements it is the one with a single child (ei:value): the other,
+    oadrPayloadResourceStatus, has at least two (oadrOnline, oadrManualOverride). Counting
+    children spares the tag string."""
     payload = holder[0] if len(holder) else None  # the XSD's one choice of stream payload
-    if payload is None or payload.tag != _PAYLOAD_FLOAT:
+    if payload is None or len(payload) != 1:
         raise InvalidData(f"<{etree.QName(holder).localname}> in an event must hold payloadFloat")
     return parse_float(only_text(payload))
 
