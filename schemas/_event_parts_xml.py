@@ -202,11 +202,16 @@ def _find_item_base(kids: Children) -> etree._Element | None:
 def _decode_signal(element: etree._Element) -> EventSignal:
     # eiEventSignalType: strm:intervals, eiTarget?, signalName, signalType, signalID, then the
     # optional itemBase and currentValue: the required ones by position, the optional by tag
+    # itemBase and currentValue are told apart by their child count: currentValue holds one
+    # payloadFloat, every itemBase at least itemDescription and itemUnits
     parts = list(element)
     name_at = 2 if parts[1].tag == _TARGET else 1
-    rest = children(parts[name_at + 3:])
-    item = _find_item_base(rest)
-    current = rest.get(_CURRENT_VALUE)
+    item = current = None
+    for part in parts[name_at + 3:]:
+        if len(part) == 1:
+            current = part
+        else:
+            item = part
     return EventSignal(
         intervals=_decode_intervals(parts[0]),
         # xs:token values: the XSD compares them whitespace-collapsed, so we do too
@@ -278,7 +283,15 @@ def _decode_descriptor(element: etree._Element) -> EventDescriptor:
     while not len(parts[market]):
         market += 1
     middle = children(parts[2:market])
-    tail = children(parts[market + 3:])
+    tail = parts[market + 3:]  # testEvent?, vtnComment?: both, or one told by its tag
+    test_event = vtn_comment = None
+    if len(tail) == 2:
+        test_event, vtn_comment = tail[0].text or "", tail[1].text or ""
+    elif tail:
+        if tail[0].tag == _TEST_EVENT:
+            test_event = tail[0].text or ""
+        else:
+            vtn_comment = tail[0].text or ""
     modified = text_opt(middle, _MOD_DATE_TIME)
     priority = text_opt(middle, _PRIORITY)
     return EventDescriptor(
@@ -290,8 +303,8 @@ def _decode_descriptor(element: etree._Element) -> EventDescriptor:
         market_context=only_text(parts[market]).strip(),
         created_date_time=parse_datetime(parts[market + 1].text or ""),
         event_status=_read_status(parts[market + 2].text or ""),
-        test_event=text_opt(tail, _TEST_EVENT),
-        vtn_comment=text_opt(tail, _VTN_COMMENT),
+        test_event=test_event,
+        vtn_comment=vtn_comment,
     )
 
 

@@ -23,6 +23,7 @@ from schemas import (
     RequestEvent,
     ResponseRequired,
     SignalType,
+    Target,
 )
 from schemas._wire import enum_reader
 from schemas.units import ItemBase, ItemKind, PowerAttributes, SiScale
@@ -234,3 +235,30 @@ def test_every_item_base_kind_round_trips_in_a_signal(kind: ItemKind) -> None:
     data = schemas.encode(message)
     assert_xsd_valid(data)
     assert schemas.decode(data) == message
+
+
+_OPTIONAL_DESCRIPTOR_FIELDS = {
+    "modification_date_time": T0, "modification_reason": "re-dispatch", "priority": 3,
+    "test_event": "false", "vtn_comment": "ISP 57",
+}
+
+
+@pytest.mark.parametrize("present", range(32))
+@pytest.mark.parametrize("signal_extras", ["none", "target", "item", "current", "all"])
+def test_every_mix_of_optional_descriptor_and_signal_fields_round_trips(
+        present: int, signal_extras: str) -> None:
+    # the descriptor and signal decoders read required children by position and tell the
+    # optional ones apart by tag or child count: every subset must land in its own field
+    activation = cbp_activation(2.0, 4.5)
+    fields = {name: value for bit, (name, value) in enumerate(_OPTIONAL_DESCRIPTOR_FIELDS.items())
+              if present >> bit & 1}
+    signal = replace(
+        activation.signals[0],
+        target=Target(resource_ids=("r1",)) if signal_extras in ("target", "all") else None,
+        item_base=ItemBase.megawatts() if signal_extras in ("item", "all") else None,
+        current_value=1.5 if signal_extras in ("current", "all") else None,
+    )
+    event = replace(activation, descriptor=replace(activation.descriptor, **fields),
+                    signals=(signal,))
+    message = DistributeEvent(request_id="1", vtn_id="v", events=(event,))
+    assert schemas.decode(schemas.encode(message)) == message
