@@ -140,7 +140,7 @@ class Codec:
             message = decoder(payload)
         except RemoteProtocolError:
             raise
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, LookupError, TypeError) as exc:
             raise InvalidData(f"<{etree.QName(payload).localname}>: {exc}") from None
         if state is not SignatureState.ABSENT:
             message = replace(message, signature=state)

@@ -27,6 +27,7 @@ from ._wire import (
     check_period,
     child,
     children,
+    enum_reader,
     format_datetime,
     format_duration,
     format_float,
@@ -105,7 +106,6 @@ _SIGNAL_NAME = q(EI, "signalName")
 _SIGNAL_TYPE = q(EI, "signalType")
 _SIGNAL_ID = q(EI, "signalID")
 _CURRENT_VALUE = q(EI, "currentValue")
-_PAYLOAD_FLOAT = q(EI, "payloadFloat")
 
 _INTERVALS = q(STRM, "intervals")
 _INTERVAL = q(EI, "interval")
@@ -119,6 +119,9 @@ _BASELINE = q(EI, "eiEventBaseline")
 _BASELINE_ID = q(EI, "baselineID")
 _BASELINE_NAME = q(EI, "baselineName")
 _RESOURCE_ID = q(EI, "resourceID")
+_read_status: Final = enum_reader(EventStatus)
+_read_signal_type: Final = enum_reader(SignalType)
+_read_response_required: Final = enum_reader(ResponseRequired)
 
 
 # ---------------------------------------------------------------- intervals
@@ -140,9 +143,12 @@ def _encode_intervals(parent: Node, intervals: tuple[EventInterval, ...]) -> Non
 
 
 def _read_float(holder: etree._Element) -> float:
-    """The value inside a signalPayload or currentValue, which must be an ei:payloadFloat."""
+    """The value inside a signalPayload or currentValue, which must be an ei:payloadFloat. Of the
+    XSD's two payloadBase elements it is the one with a single child (ei:value): the other,
+    oadrPayloadResourceStatus, has at least two (oadrOnline, oadrManualOverride). Counting
+    children spares the tag string."""
     payload = holder[0] if len(holder) else None  # the XSD's one choice of stream payload
-    if payload is None or payload.tag != _PAYLOAD_FLOAT:
+    if payload is None or len(payload) != 1:
         raise InvalidData(f"<{etree.QName(holder).localname}> in an event must hold payloadFloat")
     return parse_float(only_text(payload))
 
@@ -167,9 +173,9 @@ def _decode_interval(element: etree._Element) -> EventInterval:
     return EventInterval(values=tuple(values), duration=duration, uid=uid, dtstart=dtstart)
 
 
-def _decode_intervals(kids: Children) -> tuple[EventInterval, ...]:
+def _decode_intervals(intervals: etree._Element) -> tuple[EventInterval, ...]:
     # strm:intervals holds only ei:interval elements (XSD): no tag filter needed
-    return tuple([_decode_interval(e) for e in child(kids, _INTERVALS)])
+    return tuple([_decode_interval(e) for e in intervals])
 
 
 # ---------------------------------------------------------------- signals and baseline
@@ -194,17 +200,25 @@ def _find_item_base(kids: Children) -> etree._Element | None:
 
 
 def _decode_signal(element: etree._Element) -> EventSignal:
-    kids = children(element)
-    target = kids.get(_TARGET)
-    item = _find_item_base(kids)
-    current = kids.get(_CURRENT_VALUE)
+    # eiEventSignalType: strm:intervals, eiTarget?, signalName, signalType, signalID, then the
+    # optional itemBase and currentValue: the required ones by position, the optional by tag
+    # itemBase and currentValue are told apart by their child count: currentValue holds one
+    # payloadFloat, every itemBase at least itemDescription and itemUnits
+    parts = list(element)
+    name_at = 2 if parts[1].tag == _TARGET else 1
+    item = current = None
+    for part in parts[name_at + 3:]:
+        if len(part) == 1:
+            current = part
+        else:
+            item = part
     return EventSignal(
-        intervals=_decode_intervals(kids),
+        intervals=_decode_intervals(parts[0]),
         # xs:token values: the XSD compares them whitespace-collapsed, so we do too
-        signal_name=text(kids, _SIGNAL_NAME).strip(),
-        signal_type=SignalType(text(kids, _SIGNAL_TYPE).strip()),
-        signal_id=text(kids, _SIGNAL_ID),
-        target=None if target is None else decode_target(target),
+        signal_name=(parts[name_at].text or "").strip(),
+        signal_type=_read_signal_type(parts[name_at + 1].text or ""),
+        signal_id=parts[name_at + 2].text or "",
+        target=None if name_at == 1 else decode_target(parts[1]),
         item_base=None if item is None else decode_item_base(item),
         current_value=None if current is None else _read_float(current),
     )
@@ -232,7 +246,7 @@ def _decode_baseline(element: etree._Element) -> EventBaseline:
     return EventBaseline(
         dtstart=dtstart,
         duration=duration,
-        intervals=_decode_intervals(kids),
+        intervals=_decode_intervals(child(kids, _INTERVALS)),
         baseline_id=text(kids, _BASELINE_ID),
         baseline_name=text(kids, _BASELINE_NAME),
         resource_ids=texts(element, _RESOURCE_ID),
@@ -260,20 +274,37 @@ def _encode_descriptor(parent: Node, descriptor: EventDescriptor) -> None:
 
 
 def _decode_descriptor(element: etree._Element) -> EventDescriptor:
-    kids = children(element)
-    modified = text_opt(kids, _MOD_DATE_TIME)
-    priority = text_opt(kids, _PRIORITY)
+    # eventDescriptorType: eventID, modificationNumber, the optional modificationDateTime,
+    # modificationReason and priority, eiMarketContext (the one child holding an element: it ends
+    # that optional run), createdDateTime, eventStatus, the optional testEvent and vtnComment.
+    # The required ones by position, the optional ones by tag.
+    parts = list(element)
+    market = 2
+    while not len(parts[market]):
+        market += 1
+    middle = children(parts[2:market])
+    tail = parts[market + 3:]  # testEvent?, vtnComment?: both, or one told by its tag
+    test_event = vtn_comment = None
+    if len(tail) == 2:
+        test_event, vtn_comment = tail[0].text or "", tail[1].text or ""
+    elif tail:
+        if tail[0].tag == _TEST_EVENT:
+            test_event = tail[0].text or ""
+        else:
+            vtn_comment = tail[0].text or ""
+    modified = text_opt(middle, _MOD_DATE_TIME)
+    priority = text_opt(middle, _PRIORITY)
     return EventDescriptor(
-        event_id=text(kids, _EVENT_ID),
-        modification_number=parse_int(text(kids, _MOD_NUMBER)),
+        event_id=parts[0].text or "",
+        modification_number=parse_int(parts[1].text or ""),
         modification_date_time=None if modified is None else parse_datetime(modified),
-        modification_reason=text_opt(kids, _MOD_REASON),
+        modification_reason=text_opt(middle, _MOD_REASON),
         priority=None if priority is None else parse_int(priority),
-        market_context=only_text(child(kids, _EI_MARKET_CONTEXT)).strip(),
-        created_date_time=parse_datetime(text(kids, _CREATED)),
-        event_status=EventStatus(text(kids, _STATUS).strip()),
-        test_event=text_opt(kids, _TEST_EVENT),
-        vtn_comment=text_opt(kids, _VTN_COMMENT),
+        market_context=only_text(parts[market]).strip(),
+        created_date_time=parse_datetime(parts[market + 1].text or ""),
+        event_status=_read_status(parts[market + 2].text or ""),
+        test_event=test_event,
+        vtn_comment=vtn_comment,
     )
 
 
@@ -294,21 +325,25 @@ def _encode_active_period(parent: Node, period: ActivePeriod) -> None:
 
 
 def _decode_active_period(element: etree._Element) -> ActivePeriod:
-    properties = children(child(children(element), _PROPERTIES))
-    dtstart, duration = read_dtstart(properties), read_duration(properties)
-    if dtstart is None or duration is None:
-        raise InvalidData("<eiActivePeriod> lacks dtstart or duration")
+    # eiActivePeriodType: xcal:properties, xcal:components; properties: dtstart, duration, then
+    # the optional tolerance, x-eiNotification, x-eiRampUp and x-eiRecovery (read by tag)
+    parts = list(element[0])
+    dtstart = parse_datetime(only_text(parts[0]))
+    duration = parse_duration(only_text(parts[1]))
     check_period(dtstart, duration)
-    tolerance = properties.get(_TOLERANCE)
+    if len(parts) == 2:
+        return ActivePeriod(dtstart=dtstart, duration=duration)
+    optional = children(parts[2:])
+    tolerance = optional.get(_TOLERANCE)
     tolerate = None if tolerance is None else children(tolerance).get(_TOLERATE)
     start_after = None if tolerate is None else text_opt(children(tolerate), _START_AFTER)
     return ActivePeriod(
         dtstart=dtstart,
         duration=duration,
         start_after=None if start_after is None else parse_duration(start_after),
-        notification=read_duration(properties, _NOTIFICATION),
-        ramp_up=read_duration(properties, _RAMP_UP),
-        recovery=read_duration(properties, _RECOVERY),
+        notification=read_duration(optional, _NOTIFICATION),
+        ramp_up=read_duration(optional, _RAMP_UP),
+        recovery=read_duration(optional, _RECOVERY),
     )
 
 
@@ -344,16 +379,20 @@ _RESPONSE_REQUIRED_END: Final = end_tag(_RESPONSE_REQUIRED) + end_tag(OADR_EVENT
 
 
 def decode_event(holder: etree._Element) -> Event:
-    """One ``oadr:oadrEvent`` element -> :class:`Event`."""
-    outer = children(holder)
-    kids = children(child(outer, _EI_EVENT))
-    signals = child(kids, _SIGNALS)
-    baseline = next(signals.iterchildren(_BASELINE), None)
+    """One ``oadr:oadrEvent`` element -> :class:`Event`. Its XSD fixes every position: oadrEvent
+    holds ei:eiEvent and oadrResponseRequired, eiEvent its eventDescriptor, eiActivePeriod,
+    eiEventSignals and eiTarget, and eiEventSignals one or more eiEventSignal and an optional
+    eiEventBaseline last."""
+    event, required = holder
+    descriptor, period, signal_holder, target = event
+    signals = list(signal_holder)
+    baseline = signals.pop() if signals[-1].tag == _BASELINE else None
     return Event(
-        descriptor=_decode_descriptor(child(kids, _DESCRIPTOR)),
-        active_period=_decode_active_period(child(kids, _ACTIVE_PERIOD)),
-        signals=tuple(_decode_signal(e) for e in signals.iterchildren(_SIGNAL)),
+        descriptor=_decode_descriptor(descriptor),
+        active_period=_decode_active_period(period),
+        signals=tuple([_decode_signal(e) for e in signals]),
         baseline=None if baseline is None else _decode_baseline(baseline),
-        target=decode_target(child(kids, _TARGET)),
-        response_required=ResponseRequired(text(outer, _RESPONSE_REQUIRED).strip()),
+        target=decode_target(target),
+        response_required=_read_response_required(required.text or ""),
     )
+

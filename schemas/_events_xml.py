@@ -15,13 +15,14 @@ from functools import partial
 from lxml import etree
 
 from ._event_cache import EventEncodeCache
-from ._event_parts_xml import OADR_EVENT, decode_event
+from ._event_parts_xml import decode_event
 from ._wire import (
     EI,
     OADR,
     PYLD,
     child,
     children,
+    enum_reader,
     parse_int,
     q,
     text,
@@ -49,6 +50,7 @@ _QUALIFIED_EVENT_ID = q(EI, "qualifiedEventID")
 _EVENT_ID = q(EI, "eventID")
 _MOD_NUMBER = q(EI, "modificationNumber")
 _OPT_TYPE = q(EI, "optType")
+_read_opt_type = enum_reader(OptType)
 
 
 def encode_request_event(parent: Node, message: RequestEvent) -> None:
@@ -87,13 +89,15 @@ def distribute_event_encoder(
 
 
 def decode_distribute_event(element: etree._Element) -> DistributeEvent:
-    kids = children(element)
-    response = kids.get(_EI_RESPONSE)
+    # oadrDistributeEventType: eiResponse? (the one child that holds elements), requestID,
+    # vtnID, oadrEvent*: read by position
+    parts = list(element)
+    start = 1 if len(parts[0]) else 0
     return DistributeEvent(
-        response=None if response is None else decode_response(response),
-        request_id=text(kids, _REQUEST_ID),
-        vtn_id=text(kids, _VTN_ID),
-        events=tuple(decode_event(e) for e in element.iterchildren(OADR_EVENT)),
+        response=decode_response(parts[0]) if start else None,
+        request_id=parts[start].text or "",
+        vtn_id=parts[start + 1].text or "",
+        events=tuple([decode_event(e) for e in parts[start + 2:]]),
     )
 
 
@@ -117,7 +121,7 @@ def _decode_event_response(element: etree._Element) -> EventResponse:
         request_id=text(kids, _REQUEST_ID),
         event_id=text(qualified, _EVENT_ID),
         modification_number=parse_int(text(qualified, _MOD_NUMBER)),
-        opt_type=OptType(text(kids, _OPT_TYPE).strip()),
+        opt_type=_read_opt_type(text(kids, _OPT_TYPE)),
     )
 
 

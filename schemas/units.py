@@ -20,12 +20,12 @@ from ._wire import (
     POWER,
     SCALE,
     children,
+    enum_reader,
     format_bool,
     format_float,
     parse_bool,
     parse_float,
     q,
-    text,
     text_opt,
 )
 from ._writer import Node, leaf, leaf_value, sub
@@ -149,11 +149,8 @@ def _namespace(kind: ItemKind) -> str:
 
 _KIND_BY_TAG: Final = {q(_namespace(kind), kind.value): kind for kind in ItemKind}
 _SI_SCALE: Final = q(SCALE, "siScaleCode")
-_ITEM_TAGS: Final = {ns: (q(ns, "itemDescription"), q(ns, "itemUnits")) for ns in (POWER, OADR)}
+_read_scale: Final = enum_reader(SiScale)
 _POWER_ATTRIBUTES: Final = q(POWER, "powerAttributes")
-_HERTZ: Final = q(POWER, "hertz")
-_VOLTAGE: Final = q(POWER, "voltage")
-_AC: Final = q(POWER, "ac")
 _PULSE_FACTOR: Final = q(OADR, "pulseFactor")
 
 
@@ -186,21 +183,25 @@ def decode_item_base(element: etree._Element) -> ItemBase:
     kind = _KIND_BY_TAG.get(element.tag)
     if kind is None:
         raise InvalidData(f"unsupported item base <{etree.QName(element).localname}>")
-    description_tag, units_tag = _ITEM_TAGS[_namespace(kind)]
-    kids = children(element)
-    scale_text = text_opt(kids, _SI_SCALE)
-    holder = kids.get(_POWER_ATTRIBUTES)
-    pulse = text_opt(kids, _PULSE_FACTOR)
-    power = None if holder is None else children(holder)
+    # Every itemBase type opens with itemDescription and itemUnits (read by position); then
+    # siScaleCode, powerAttributes (hertz, voltage, ac, in that order) or pulseFactor, by tag.
+    parts = list(element)
+    rest = children(parts[2:])
+    scale_text = text_opt(rest, _SI_SCALE)
+    holder = rest.get(_POWER_ATTRIBUTES)
+    pulse = text_opt(rest, _PULSE_FACTOR)
+    if holder is None:
+        power = None
+    else:
+        hertz, voltage, ac = holder
+        power = PowerAttributes(hertz=parse_float(hertz.text or ""),
+                                voltage=parse_float(voltage.text or ""),
+                                ac=parse_bool(ac.text or ""))
     return ItemBase(
         kind=kind,
-        description=text(kids, description_tag),
-        units=text(kids, units_tag),
-        scale=None if scale_text is None else SiScale(scale_text.strip()),
-        power_attributes=None if power is None else PowerAttributes(
-            hertz=parse_float(text(power, _HERTZ)),
-            voltage=parse_float(text(power, _VOLTAGE)),
-            ac=parse_bool(text(power, _AC)),
-        ),
+        description=parts[0].text or "",
+        units=parts[1].text or "",
+        scale=None if scale_text is None else _read_scale(scale_text),
+        power_attributes=power,
         pulse_factor=None if pulse is None else parse_float(pulse),
     )

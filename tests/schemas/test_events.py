@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from enum import StrEnum
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,8 +23,10 @@ from schemas import (
     RequestEvent,
     ResponseRequired,
     SignalType,
+    Target,
 )
-from schemas.units import ItemBase
+from schemas._wire import enum_reader
+from schemas.units import ItemBase, ItemKind, PowerAttributes, SiScale
 
 from .strategies import (
     T0,
@@ -211,3 +216,63 @@ def test_present_but_empty_optional_containers_decode_as_absent() -> None:
     decoded = schemas.decode(wire)
     assert isinstance(decoded, DistributeEvent)
     assert decoded.events == (event,)
+
+
+@pytest.mark.parametrize("kind", [EventStatus, SignalType, ResponseRequired, OptType, SiScale])
+def test_enum_reader_gives_what_the_enum_gives(kind: type[StrEnum]) -> None:
+    # the decoders read tokens through a dict; padded texts and unknown ones take the Enum's path
+    read = enum_reader(kind)
+    for member in kind:
+        assert read(member.value) is member
+        assert read(f" \n{member.value}\t") is member
+    with pytest.raises(ValueError):
+        read("no-such-token")
+
+
+@pytest.mark.parametrize("kind", list(ItemKind))
+def test_every_item_base_kind_round_trips_in_a_signal(kind: ItemKind) -> None:
+    # the item base decoder reads itemDescription and itemUnits by position, the rest by tag
+    # the currency kinds' itemDescription is one of three words (ItemBase.of's default, the
+    # kind's name, is not one of them for currencyPerThm)
+    description = "currency" if kind.value.startswith("currency") else None
+    try:
+        item = ItemBase.of(kind, scale=SiScale.KILO, description=description)
+    except ValueError:  # units the XSD leaves open
+        units = "celsius" if kind is ItemKind.TEMPERATURE else "EUR"
+        item = ItemBase.of(kind, scale=SiScale.KILO, units=units, description=description)
+    if item.power_attributes is not None:
+        item = replace(item, power_attributes=PowerAttributes(hertz=60, voltage=230.5, ac=False))
+    activation = cbp_activation(2.0)
+    signal = replace(activation.signals[0], item_base=item)
+    message = DistributeEvent(request_id="1", vtn_id="v",
+                              events=(replace(activation, signals=(signal,)),))
+    data = schemas.encode(message)
+    assert_xsd_valid(data)
+    assert schemas.decode(data) == message
+
+
+_OPTIONAL_DESCRIPTOR_FIELDS = {
+    "modification_date_time": T0, "modification_reason": "re-dispatch", "priority": 3,
+    "test_event": "false", "vtn_comment": "ISP 57",
+}
+
+
+@pytest.mark.parametrize("present", range(32))
+@pytest.mark.parametrize("signal_extras", ["none", "target", "item", "current", "all"])
+def test_every_mix_of_optional_descriptor_and_signal_fields_round_trips(
+        present: int, signal_extras: str) -> None:
+    # the descriptor and signal decoders read required children by position and tell the
+    # optional ones apart by tag or child count: every subset must land in its own field
+    activation = cbp_activation(2.0, 4.5)
+    fields = {name: value for bit, (name, value) in enumerate(_OPTIONAL_DESCRIPTOR_FIELDS.items())
+              if present >> bit & 1}
+    signal = replace(
+        activation.signals[0],
+        target=Target(resource_ids=("r1",)) if signal_extras in ("target", "all") else None,
+        item_base=ItemBase.megawatts() if signal_extras in ("item", "all") else None,
+        current_value=1.5 if signal_extras in ("current", "all") else None,
+    )
+    event = replace(activation, descriptor=replace(activation.descriptor, **fields),
+                    signals=(signal,))
+    message = DistributeEvent(request_id="1", vtn_id="v", events=(event,))
+    assert schemas.decode(schemas.encode(message)) == message
