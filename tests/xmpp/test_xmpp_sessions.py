@@ -187,6 +187,30 @@ async def test_a_payload_in_flight_on_a_session_that_drops_is_sent_again_and_ack
         assert [d.ack_opt_type for d in deliveries] == [StoredOpt.OPT_IN]
 
 
+async def test_payloads_sent_in_one_turn_of_the_loop_leave_in_one_write(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """Three sends started together are one write to the connection (so TLS puts them in one
+    record, and the server reads them in one turn), and each is answered as its own IQ."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn, \
+            _raw_client(xmpp_server, ven) as (client, got):
+        transport = vtn.app[XMPP]
+        stream = transport._sessions[0].client
+        writes: list[str | bytes] = []
+        send_raw = stream.send_raw
+        stream.send_raw = lambda data: (writes.append(data), send_raw(data))[1]
+        sends = [asyncio.create_task(transport.send_body(client.boundjid.full,
+                                                         _body(vtn, f"e{n}")))
+                 for n in range(3)]
+        async with asyncio.timeout(WAIT_S):
+            for _ in range(3):
+                _answer_as_asked(client, await got.get())
+            replies = await asyncio.gather(*sends)
+    assert [_request_id(reply) for reply in replies] == ["e0", "e1", "e2"]
+    iqs = [write.count(b"<iq ") for write in writes if isinstance(write, bytes)]
+    assert [count for count in iqs if count] == [3]
+
+
 def _request_id(body: bytes | None) -> str:
     assert body is not None
     message = Codec().decode(body)
