@@ -1,7 +1,7 @@
-"""``python -m bench cbp [--devices 2000] [--steady-s 60] [--xmpp] [--loop auto]``: one
-aggregator and its device fleet; with ``--xmpp`` the devices reach the aggregator through an XMPP
-server (Prosody, started here) and get their setpoints over their one connection instead of
-polling for them.
+"""``python -m bench cbp [--devices 2000] [--steady-s 60] [--xmpp [--xmpp-sessions 4]] [--loop
+auto]``: one aggregator and its device fleet; with ``--xmpp`` the devices reach the aggregator
+through an XMPP server (Prosody, started here) and get their setpoints over their one connection
+instead of polling for them, sent by the aggregator's VTN over ``--xmpp-sessions`` sessions.
 
 Starts the platform as ``crowdflex demo`` does (:func:`cbp.demo.nodes.start_nodes`: TSO and
 aggregator VTNs in this process, the device fleet in a child process, mutual TLS on loopback,
@@ -39,7 +39,14 @@ import time
 from pathlib import Path
 
 from cbp.cli._process import run_node
-from cbp.demo.nodes import STEP_TIMEOUT_S, Nodes, demo_settings, start_nodes, stepper
+from cbp.demo.nodes import (
+    STEP_TIMEOUT_S,
+    XMPP_SESSIONS,
+    Nodes,
+    demo_settings,
+    start_nodes,
+    stepper,
+)
 from cbp.demo.platform import bid_and_activate
 
 __all__ = ["main"]
@@ -101,10 +108,11 @@ async def _steady(nodes: Nodes, seconds: float) -> None:
           f"received: {1000 * cpu * per_minute / max(points, 1):.2f} ms")
 
 
-async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool) -> None:
+async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool,
+               xmpp_sessions: int) -> None:
     settings = demo_settings(devices)
     timing = settings.timing
-    link = ("over XMPP" if xmpp else
+    link = (f"over XMPP ({xmpp_sessions} VTN sessions)" if xmpp else
             f"over HTTP, poll every {timing.device_poll.total_seconds():g} s")
     print(f"bench cbp: {devices} devices {link}, "
           f"telemetry every {settings.rules.sample_period.total_seconds():g} s in batches of "
@@ -113,7 +121,7 @@ async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool) 
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; run folder {out}")
     step = stepper(print)
     async with start_nodes(out, devices=devices, seed=seed, settings=settings,
-                           step=step, xmpp=xmpp) as nodes:
+                           step=step, xmpp=xmpp, xmpp_sessions=xmpp_sessions) as nodes:
         await _steady(nodes, steady_s)
         operated = await bid_and_activate(nodes)
     print(f"(a) TSO activation -> all {len(operated.dispatched.acked)} dispatched devices' "
@@ -131,6 +139,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--xmpp", action="store_true",
                         help="the device link over XMPP (needs Debian's prosody)")
+    parser.add_argument("--xmpp-sessions", type=int, default=XMPP_SESSIONS,
+                        help="with --xmpp: the aggregator VTN's XMPP sessions ([xmpp] sessions, "
+                             f"default {XMPP_SESSIONS})")
     parser.add_argument("--keep", type=Path, default=None,
                         help="run in this folder and keep it (default: a temporary directory)")
     parser.add_argument("--loop", default="auto", choices=("auto", "uvloop", "asyncio"),
@@ -138,10 +149,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        run_node(_run(args.keep, args.devices, args.steady_s, args.seed, args.xmpp),
+        run_node(_run(args.keep, args.devices, args.steady_s, args.seed, args.xmpp,
+                      args.xmpp_sessions),
                  loop=args.loop)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-cbp-") as tmp:
-        run_node(_run(Path(tmp), args.devices, args.steady_s, args.seed, args.xmpp),
+        run_node(_run(Path(tmp), args.devices, args.steady_s, args.seed, args.xmpp,
+                      args.xmpp_sessions),
                  loop=args.loop)
     return 0

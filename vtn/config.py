@@ -36,6 +36,7 @@ _DURATIONS = {
     "cancelled_event_retention_s": "cancelled_event_retention",
 }
 _MAX_PORT: Final = 65535
+_MAX_XMPP_SESSIONS: Final = 16  # [xmpp] sessions: each is a TLS connection the server keeps
 # top-level keys that are VtnConfig fields of one plain TOML type (str, int, float, bool)
 _PLAIN: Final = {name: hint for name, hint in get_type_hints(VtnConfig).items()
                  if plain_type(hint) is not None}
@@ -121,6 +122,8 @@ def _xmpp_settings(table: Table) -> XmppSettings:
         values["port"] = table.integer("port", low=1, high=_MAX_PORT)
     if table.has("max_sends_in_flight"):
         values["max_sends_in_flight"] = table.integer("max_sends_in_flight", low=1)
+    if table.has("sessions"):
+        values["sessions"] = table.integer("sessions", low=1, high=_MAX_XMPP_SESSIONS)
     for key in ("connect_timeout_s", "request_timeout_s", "reconnect_s", "keepalive_s"):
         if table.has(key):
             values[key] = table.number(key, positive=True)

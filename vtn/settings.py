@@ -29,7 +29,9 @@ class XmppSettings:
     resource: str = "openadr"
     connect_timeout_s: float = 30.0
     request_timeout_s: float = 10.0  # a VEN's answer to a payload the VTN sent it
-    max_sends_in_flight: int = 64  # payloads sent and not yet answered; more wait their turn
+    max_sends_in_flight: int = 64  # per session: payloads sent and not yet answered
+    # connections to the server: VENs send to the first; the VTN's payloads go out over all
+    sessions: int = 1
     reconnect_s: float = 5.0
     keepalive_s: float = 60.0  # XMPP ping (XEP-0199) interval
 

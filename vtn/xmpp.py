@@ -136,16 +136,139 @@ class ServiceResponder:
             self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
 
 
+class _Session:
+    """One XMPP session of the VTN: a connection to the server under the JID ``jid`` (the VTN's
+    certificate, one resource), the sends in flight on it by id, and its reconnection when it
+    drops. ``on_start`` runs each time the session is (re)established, before it counts as
+    online."""
+
+    def __init__(self, settings: XmppSettings, jid: str, ssl_context: ssl.SSLContext, *,
+                 on_start: Callable[[slixmpp.ClientXMPP], None] = lambda _client: None) -> None:
+        self.settings = settings
+        self.jid = jid
+        self.online = asyncio.Event()
+        self.failure: str | None = None
+        self._stopping = False
+        self._on_start = on_start
+        # The answers to our sends, found by id: slixmpp's Iq.send registers a handler per IQ in
+        # flight and tries every one on every incoming stanza, so a dispatch to a thousand
+        # devices made each of their telemetry IQs pay a thousand matches (the aggregator's
+        # CPU went to slixmpp's matchers; answers came too late and pushes timed out).
+        self.sent: dict[str, tuple[str, asyncio.Future[Any]]] = {}  # id -> (JID sent to, answer)
+        self._unwritten: list[bytes] = []  # IQs of this turn of the loop, for one write
+        # given at construction: otherwise slixmpp first builds a default context and loads the
+        # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
+        client = self.client = slixmpp.ClientXMPP(jid, "", sasl_mech="EXTERNAL",
+                                                  ssl_context=ssl_context)
+        # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
+        # on the same port, a wasted connection per session the server drops
+        client.enable_direct_tls = False
+        # every session, not only the one VENs ask: any client can send to any of its JIDs
+        client.add_filter("in", depth_guard(client.send_raw))
+        client.register_plugin("xep_0199", {"keepalive": True,
+                                            "interval": settings.keepalive_s})
+        client.add_event_handler("session_start", self._started)
+        client.add_event_handler("failed_auth", self._auth_failed)
+        client.add_event_handler("disconnected", self._disconnected)
+        # results and errors only: an IQ set or get no handler takes must stay unhandled, so
+        # that slixmpp answers it feature-not-implemented (RFC 6120 8.2.3: every request gets
+        # an answer; a foreign payload once waited out the sender's timeout instead)
+        client.register_handler(Callback("openadr-answers", MatchMany(
+            [StanzaPath("iq@type=result"), StanzaPath("iq@type=error")]), self._on_answer))
+
+    @property
+    def server(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def connect(self) -> None:
+        # slixmpp reconnects by itself when its keepalive ping times out: a second connect on
+        # the same stream would feed two connections into one parser (stanzas lost, parse
+        # errors, sessions thrown out in turn)
+        if not (self.client.is_connected() or self.client.is_connecting()):
+            self.client.connect(host=self.settings.host, port=self.settings.port)
+
+    async def disconnect(self, wait: float) -> None:
+        self._stopping = True
+        await self.client.disconnect(wait=wait)
+
+    def _started(self, _event: object) -> None:
+        self._on_start(self.client)
+        log.info("XMPP session %s online", self.client.boundjid.full)
+        self.online.set()
+
+    def _auth_failed(self, _event: object) -> None:
+        self.failure = "SASL EXTERNAL refused (is the VTN certificate trusted by the server?)"
+        log.error("XMPP server %s refused %s: %s", self.server, self.jid, self.failure)
+
+    def _disconnected(self, _event: object) -> None:
+        self.online.clear()
+        self._unwritten.clear()
+        # what was in flight here gets no answer on this session: its senders hear it now (the
+        # push lane sends it again, maybe over another session) instead of at their timeout
+        for address, answer in self.sent.values():
+            if not answer.done():
+                answer.set_exception(ConnectionError(
+                    f"the XMPP session {self.jid} dropped before {address} answered"))
+        if not self._stopping:
+            log.warning("XMPP session %s to %s lost; reconnecting", self.jid, self.server)
+            asyncio.get_running_loop().call_later(self.settings.reconnect_s, self.connect)
+
+    async def exchange(self, address: str, body: bytes) -> Any:
+        """One IQ ``set`` out and its result or error back, within ``request_timeout_s``."""
+        key = self.client.new_id()
+        answered = self.sent[key] = (address, asyncio.get_running_loop().create_future())
+        try:
+            if not self.client.transport:
+                raise NotConnectedError
+            self._write(iq_bytes(kind="set", iq_id=key, to=address, body=body))
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                return await answered[1]
+        except NotConnectedError:
+            raise ConnectionError(f"the XMPP session {self.jid} is down") from None
+        except TimeoutError:
+            raise ConnectionError(f"{address} did not answer within "
+                                  f"{self.settings.request_timeout_s} s") from None
+        finally:
+            del self.sent[key]
+
+    def _write(self, stanza: bytes) -> None:
+        """``stanza`` out with the others written in this turn of the loop, in one write: TLS
+        makes records of up to 16 KB of one write, and Prosody reads one record of a connection
+        per turn of its loop (one 6-KB device event per turn when each IQ was its own write)."""
+        if not self._unwritten:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._unwritten.append(stanza)
+
+    def _flush(self) -> None:
+        stanzas, self._unwritten = self._unwritten, []
+        # down since: the sends are failed by _disconnected (their push lanes send them again)
+        with contextlib.suppress(NotConnectedError):
+            self.client.send_raw(b"".join(stanzas))
+
+    def _on_answer(self, iq: Any) -> None:
+        """The result or error answering one of our sends: only from the JID it went to."""
+        if iq["type"] not in ("result", "error"):
+            return
+        sent = self.sent.get(iq["id"])
+        if sent is not None and iq["from"].full == sent[0] and not sent[1].done():
+            sent[1].set_result(iq)
+
+
 class XmppTransport:
-    """Serve the OpenADR services (``respond``, a :class:`ServiceResponder` in the VTN) on one
-    XMPP session; :meth:`running` for the app's lifetime."""
+    """Serve the OpenADR services (``respond``, a :class:`ServiceResponder` in the VTN) on an
+    XMPP session; :meth:`running` for the app's lifetime.
+
+    ``settings.sessions`` sessions, each a connection of its own under the VTN's certificate:
+    the first, at :attr:`jid`, is the one VENs send to; the payloads the VTN sends go out over
+    all of them (:meth:`send_body`), and a VEN answers on the one that sent."""
 
     def __init__(self, settings: XmppSettings, *, ssl_context: ssl.SSLContext, codec: Codec,
                  respond: Responder, fingerprint: str, max_body_bytes: int,
                  budgets: VenBudgets | None = None, limiter: RateLimiter | None = None,
                  max_in_flight: int | None = None) -> None:
         self.settings = settings
-        self.jid = f"{localpart_of(fingerprint)}@{settings.domain}/{settings.resource}"
+        bare = f"{localpart_of(fingerprint)}@{settings.domain}"
+        self.jid = f"{bare}/{settings.resource}"
         self._codec = codec
         self._respond = respond
         self._max_body = max_body_bytes
@@ -153,89 +276,52 @@ class XmppTransport:
         self._limiter = limiter
         self._max_in_flight = max_in_flight
         self._in_flight = 0
-        self._online = asyncio.Event()
-        self._stopping = False
-        # given at construction: otherwise slixmpp first builds a default context and loads the
-        # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
-        client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL",
-                                                   ssl_context=ssl_context)
-        # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
-        # on the same port, a wasted connection per session the server drops
-        client.enable_direct_tls = False
-        client.add_filter("in", depth_guard(client.send_raw))
+        self._sessions = [_Session(settings, self.jid, ssl_context,
+                                   on_start=self._offer_services)]
+        self._sessions.extend(
+            _Session(settings, f"{bare}/{settings.resource}-{n}", ssl_context)
+            for n in range(1, settings.sessions))
+        # VENs' requests arrive on the first session; the others only send
+        client = self._client = self._sessions[0].client
         client.register_plugin("xep_0030")  # service discovery
-        client.register_plugin("xep_0199", {"keepalive": True,
-                                            "interval": settings.keepalive_s})
-        client.add_event_handler("session_start", self._session_started)
-        client.add_event_handler("failed_auth", self._auth_failed)
-        client.add_event_handler("disconnected", self._disconnected)
         client.register_handler(CoroutineCallback(
             "openadr", MatchXPath(IQ_WITH_PAYLOAD), self._on_request))
-        # The answers to our sends, found by id: slixmpp's Iq.send registers a handler per IQ in
-        # flight and tries every one on every incoming stanza, so a dispatch to a thousand
-        # devices made each of their telemetry IQs pay a thousand matches (the aggregator's
-        # CPU went to slixmpp's matchers; answers came too late and pushes timed out).
-        self._sent: dict[str, tuple[str, asyncio.Future[Any]]] = {}  # id -> (JID sent to, answer)
         # The window on our sends: a dispatch to a thousand devices put a thousand IQs in front of
         # Prosody at once and the answers behind them missed the timeout, which measured the queue
         # rather than the device; a send waits (in order) for its slot, then its timeout starts.
-        self._window = asyncio.Semaphore(settings.max_sends_in_flight)
-        # results and errors only: an IQ set or get no handler takes must stay unhandled, so
-        # that slixmpp answers it feature-not-implemented (RFC 6120 8.2.3: every request gets
-        # an answer; a foreign payload once waited out the sender's timeout instead)
-        client.register_handler(Callback("openadr-answers", MatchMany(
-            [StanzaPath("iq@type=result"), StanzaPath("iq@type=error")]), self._on_answer))
-        self._failure: str | None = None
+        # Each session has max_sends_in_flight of the slots (Prosody reads each connection once
+        # per turn of its loop: a window of one session's is what one connection carries).
+        self._window = asyncio.Semaphore(settings.max_sends_in_flight * settings.sessions)
 
     # ------------------------------------------------------------ session
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[XmppTransport]:
-        """Connected and serving inside the block (the first connection within
-        ``connect_timeout_s``, else :class:`ConnectionError`); disconnected after it."""
-        self._connect()
+        """Connected and serving inside the block (every session within ``connect_timeout_s``,
+        else :class:`ConnectionError`); disconnected after it."""
+        for session in self._sessions:
+            session.connect()
         try:
             async with asyncio.timeout(self.settings.connect_timeout_s):
-                await self._online.wait()
+                for session in self._sessions:
+                    await session.online.wait()
         except TimeoutError:
-            self._client.disconnect(wait=0)
-            raise ConnectionError(f"XMPP server {self._server} did not take {self.jid}: "
-                                  f"{self._failure or 'no session'}") from None
+            for session in self._sessions:
+                session.client.disconnect(wait=0)
+            late = next(s for s in self._sessions if not s.online.is_set())
+            raise ConnectionError(f"XMPP server {late.server} did not take {late.jid}: "
+                                  f"{late.failure or 'no session'}") from None
         try:
             yield self
         finally:
-            self._stopping = True
-            await self._client.disconnect(wait=1.0)
+            await asyncio.gather(*(session.disconnect(wait=1.0) for session in self._sessions))
 
-    @property
-    def _server(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
-
-    def _connect(self) -> None:
-        # slixmpp reconnects by itself when its keepalive ping times out: a second connect on
-        # the same stream would feed two connections into one parser (stanzas lost, parse
-        # errors, sessions thrown out in turn)
-        if not (self._client.is_connected() or self._client.is_connecting()):
-            self._client.connect(host=self.settings.host, port=self.settings.port)
-
-    async def _session_started(self, _event: object) -> None:
-        disco = self._client.plugin["xep_0030"]
+    def _offer_services(self, client: slixmpp.ClientXMPP) -> None:
+        disco = client.plugin["xep_0030"]
         disco.add_feature(FEATURE)
         for service in XMPP_SERVICES:
-            disco.add_item(jid=self._client.boundjid.full, node=SERVICES_NODE,
-                           subnode=service_node(service), ijid=self._client.boundjid)
-        log.info("serving OpenADR over XMPP as %s", self._client.boundjid.full)
-        self._online.set()
-
-    def _auth_failed(self, _event: object) -> None:
-        self._failure = "SASL EXTERNAL refused (is the VTN certificate trusted by the server?)"
-        log.error("XMPP server %s refused %s: %s", self._server, self.jid, self._failure)
-
-    def _disconnected(self, _event: object) -> None:
-        self._online.clear()
-        if not self._stopping:
-            log.warning("XMPP session to %s lost; reconnecting", self._server)
-            asyncio.get_running_loop().call_later(self.settings.reconnect_s, self._connect)
+            disco.add_item(jid=client.boundjid.full, node=SERVICES_NODE,
+                           subnode=service_node(service), ijid=client.boundjid)
 
     # ------------------------------------------------------------ VEN -> VTN
 
@@ -323,41 +409,20 @@ class XmppTransport:
         """Send our own encoder's ``body`` of a payload to the full JID ``address``; the payload
         of its answer as received (None when the result carried none). :class:`ConnectionError`
         when it was not answered, answered with an XMPP error, or answered over
-        ``max_body_bytes``.
+        ``max_body_bytes``, or when the session it went out on dropped first.
 
-        At most ``max_sends_in_flight`` sends are out at once; the others wait for a slot in the
-        order they came, and ``request_timeout_s`` starts when a send has its slot."""
+        At most ``max_sends_in_flight`` times ``sessions`` sends are out at once; the others
+        wait for a slot in the order they came, and ``request_timeout_s`` starts when a send
+        has its slot. A send goes out on the online session with the fewest in flight (so each
+        carries at most ``max_sends_in_flight`` while all are online)."""
         async with self._window:
-            result = await self._exchange(address, body)
+            online = [s for s in self._sessions if s.online.is_set()]
+            if not online:
+                raise ConnectionError("the XMPP session is down")
+            result = await min(online, key=lambda s: len(s.sent)).exchange(address, body)
         if result["type"] == "error":
             raise ConnectionError(f"{address} answered {result['error']['condition']}")
         reply = payload_of(result.xml)
         if reply is not None and len(reply) > self._max_body:
             raise ConnectionError(f"{address} answered more than {self._max_body} bytes")
         return reply
-
-    async def _exchange(self, address: str, body: bytes) -> Any:
-        """One IQ ``set`` out and its result or error back, within ``request_timeout_s``."""
-        if not self._online.is_set():
-            raise ConnectionError("the XMPP session is down")
-        key = self._client.new_id()
-        answered = self._sent[key] = (address, asyncio.get_running_loop().create_future())
-        try:
-            self._client.send_raw(iq_bytes(kind="set", iq_id=key, to=address, body=body))
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                return await answered[1]
-        except NotConnectedError:
-            raise ConnectionError("the XMPP session is down") from None
-        except TimeoutError:
-            raise ConnectionError(f"{address} did not answer within "
-                                  f"{self.settings.request_timeout_s} s") from None
-        finally:
-            del self._sent[key]
-
-    def _on_answer(self, iq: Any) -> None:
-        """The result or error answering one of our sends: only from the JID it went to."""
-        if iq["type"] not in ("result", "error"):
-            return
-        sent = self._sent.get(iq["id"])
-        if sent is not None and iq["from"].full == sent[0] and not sent[1].done():
-            sent[1].set_result(iq)

@@ -60,6 +60,9 @@ _READY_SLACK = timedelta(seconds=16)
 #: devices registering at once: enough to keep the aggregator busy while each waits on its
 #: four round trips (query, create, register report, created report)
 _REGISTER_CONCURRENCY = 64
+# the aggregator VTN's XMPP sessions for the device link: the server reads each connection in
+# turn, and a dispatch's IQs on one connection queued there (bench/README.md)
+XMPP_SESSIONS = 4
 
 
 @dataclass(slots=True, kw_only=True)
@@ -198,10 +201,12 @@ def _vault(out: Path) -> IdentityVault:
 
 @asynccontextmanager
 async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettings,
-                      step: Callable[[str], None], xmpp: bool = False) -> AsyncIterator[Nodes]:
+                      step: Callable[[str], None], xmpp: bool = False,
+                      xmpp_sessions: int = XMPP_SESSIONS) -> AsyncIterator[Nodes]:
     """TSO, aggregator and ``devices`` (+1 refused) device VENs with the pool registered; with
     ``xmpp`` the devices reach the aggregator through a Prosody of their own
-    (:mod:`cbp.demo.prosody`) instead of polling it over HTTP."""
+    (:mod:`cbp.demo.prosody`) instead of polling it over HTTP, the aggregator's VTN over
+    ``xmpp_sessions`` sessions (``[xmpp] sessions``)."""
     total = devices + 1  # one more device whose owner gives no consent
     pki, identities = _mint(out, total)
     step(f"PKI: CA, TSO, aggregator and {total} device certificates in {out / 'certs'}")
@@ -213,15 +218,15 @@ async def start_nodes(out: Path, *, devices: int, seed: int, settings: CbpSettin
             stack.push_async_callback(server.stop)
             step(f"XMPP server (Prosody) on 127.0.0.1:{server.port} for the device link")
         async with _started(out, pki, identities, seed=seed, settings=settings, step=step,
-                            server=server) as nodes:
+                            server=server, xmpp_sessions=xmpp_sessions) as nodes:
             yield nodes
 
 
 @asynccontextmanager
 async def _started(out: Path, pki: dict[str, tuple[Path, Path]],
                    identities: list[DeviceIdentity], *, seed: int, settings: CbpSettings,
-                   step: Callable[[str], None], server: XmppServer | None
-                   ) -> AsyncIterator[Nodes]:
+                   step: Callable[[str], None], server: XmppServer | None,
+                   xmpp_sessions: int) -> AsyncIterator[Nodes]:
     total = len(identities)
     vault = _vault(out)
     # One aggregator sends the whole pool's registration and metering: megabyte documents, so
@@ -232,7 +237,8 @@ async def _started(out: Path, pki: dict[str, tuple[Path, Path]],
                       cpu_budget_burst_s=60.0, max_report_descriptions=100_000,
                       max_report_points=1_000_000)
     link = (None if server is None else XmppSettings(
-        host="127.0.0.1", port=server.port, domain=server.domain))
+        host="127.0.0.1", port=server.port, domain=server.domain,
+        sessions=xmpp_sessions))
     agg_cfg = replace(_vtn_config(out, "aggregator", pki, "aggregator-vtn",
                                   settings.timing.device_poll),
                       auto_subscribe_reports=("TELEMETRY_USAGE",), xmpp=link)

@@ -64,12 +64,12 @@ def mint_vens(pki: Pki, directory: Path, count: int, prefix: str = "xven") -> li
 @asynccontextmanager
 async def xmpp_vtn(pki: Pki, server: XmppServer, storage_url: str, *,
                    reconnect_s: float = 5.0, request_timeout_s: float = 30.0,
-                   max_sends_in_flight: int | None = None,
+                   max_sends_in_flight: int | None = None, sessions: int = 1,
                    **overrides: Any) -> AsyncIterator[RunningVtn]:
     """A VTN on HTTP (port 0) and on ``server``; ``max_sends_in_flight`` None keeps the default."""
     settings = XmppSettings(host="127.0.0.1", port=server.port, domain=server.domain,
                             connect_timeout_s=30.0, request_timeout_s=request_timeout_s,
-                            reconnect_s=reconnect_s)
+                            reconnect_s=reconnect_s, sessions=sessions)
     if max_sends_in_flight is not None:
         settings = dataclasses.replace(settings, max_sends_in_flight=max_sends_in_flight)
     async with running_vtn(pki, storage_url, xmpp=settings, **overrides) as vtn:

@@ -38,7 +38,7 @@ def test_the_readme_vtn_example_configures_xmpp():
     config = parse_vtn(tomllib.loads(_block("xmpp: vtn")))
     assert config.xmpp == XmppSettings(host="127.0.0.1", port=5222, domain="xmpp.example",
                                        resource="openadr", request_timeout_s=10.0,
-                                       max_sends_in_flight=64)
+                                       max_sends_in_flight=64, sessions=4)
 
 
 def test_a_vtn_with_signatures_and_xmpp_refuses_to_start(pki: Pki, tmp_path: Path):
@@ -63,6 +63,18 @@ def test_a_vtn_with_signatures_and_xmpp_refuses_to_start(pki: Pki, tmp_path: Pat
 def test_the_send_window_is_a_positive_integer(window: object):
     with pytest.raises(ConfigError, match="max_sends_in_flight"):
         parse_vtn({"xmpp": {"max_sends_in_flight": window}})
+
+
+@pytest.mark.parametrize("sessions", [0, -1, 17, 2.5, True, "4"])
+def test_the_sessions_are_an_integer_from_1_to_16(sessions: object):
+    with pytest.raises(ConfigError, match=r"sessions.*an integer from 1 to 16"):
+        parse_vtn({"xmpp": {"sessions": sessions}})
+
+
+def test_one_session_unless_configured():
+    config = parse_vtn({"xmpp": {"domain": "xmpp.example"}})
+    assert config.xmpp is not None and config.xmpp.sessions == 1
+    assert parse_vtn({"xmpp": {"sessions": 16}}).xmpp == XmppSettings(sessions=16)
 
 
 def test_the_readme_ven_example_configures_xmpp(tmp_path: Path):

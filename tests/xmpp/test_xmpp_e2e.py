@@ -324,7 +324,8 @@ async def test_a_reconnect_the_library_started_itself_is_not_doubled(
         await client.register()
         transport, link = vtn.app[XMPP], client._link
         assert isinstance(link, XmppLink)
-        sides = ((transport._client, transport._online, transport._connect),
+        session = transport._sessions[0]
+        sides = ((session.client, session.online, session.connect),
                  (link._stream, link._online, link._reconnect))
         for stream, online, _timer in sides:
             dropped = asyncio.Event()
