@@ -533,3 +533,26 @@ async def test_an_iq_get_carrying_a_payload_is_answered_with_an_error(
             await link.close()
             await other.close()
     assert answer["type"] == "error" and answer["error"]["condition"] == "bad-request"
+
+
+async def test_a_stanza_nested_thousands_deep_leaves_a_send_only_session_online(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, caplog: pytest.LogCaptureFixture):
+    """With ``[xmpp] sessions``, the sessions that only send have JIDs of their own, which any
+    client can address: the same stanza sent to one of them is refused and that session kept."""
+    (sender,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), sessions=2) as vtn:
+        send_only = vtn.app[XMPP]._sessions[1]
+        forger = link_for(vtn, xmpp_server, sender.context, sender.cert.fingerprint,
+                          request_timeout_s=WAIT_S)
+        forger.vtn_jid = send_only.client.boundjid.full
+        try:
+            with caplog.at_level(logging.INFO):
+                with pytest.raises(XmppRefused) as refusal:
+                    await forger.post_bytes(Service.EVENT, _nested(2000, PAYLOAD_NAMESPACE))
+                # the session read on past it: it answers a ping from the same sender
+                await forger._stream.plugin["xep_0199"].ping(jid=forger.vtn_jid, timeout=WAIT_S)
+        finally:
+            await forger.close()
+        assert send_only.online.is_set()
+    assert refusal.value.condition == "not-acceptable"
+    assert [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()] == []
