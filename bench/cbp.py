@@ -1,7 +1,7 @@
 """``python -m bench cbp [--devices 2000] [--steady-s 60] [--xmpp] [--loop auto] [--cprofile]``:
-one aggregator and its device fleet; with ``--xmpp`` the devices reach the aggregator through an XMPP
-server (Prosody, started here) and get their setpoints over their one connection instead of
-polling for them.
+one aggregator and its device fleet; with ``--xmpp`` the devices reach the aggregator through an
+XMPP server (Prosody, started here) and get their setpoints over their one connection instead
+of polling for them.
 
 Starts the platform as ``crowdflex demo`` does (:func:`cbp.demo.nodes.start_nodes`: TSO and
 aggregator VTNs in this process, the device fleet in a child process, mutual TLS on loopback,
