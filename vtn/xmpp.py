@@ -20,12 +20,20 @@ or with its database away. A protocol failure is an ``oadrResponse`` carrying it
 the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP (453). An IQ
 ``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``.
 
+A payload reaches the codec as the bytes the server wrote: a
+:class:`~schemas.xmppframes.PayloadFramer` in front of slixmpp's parser takes each IQ ``set``
+carrying one ``oadrPayload`` off the stream (slixmpp would build its tree, and the tree would be
+serialised again in pure Python for the codec to parse a second time); an IQ of any other shape
+goes to slixmpp, whose payload is serialised again as before. Either way the bytes go through
+the codec's intake and the XSD.
+
 The session (identity, refusals, the window on sends) is apart from what answers a payload, a
 :class:`Responder` given its bytes: :class:`ServiceResponder` (the services) in the VTN, a
 recorder of its own in the conformance harness's VTN (:mod:`cbp.conformance.harness_vtn`).
 
-Not carried over XMPP: payload signatures (the XMPP library re-serialises the payload, which a
-signature over its exact bytes does not survive); :func:`vtn.app.create_app` refuses both at once.
+Not carried over XMPP: payload signatures (the XMPP server writes every stanza it routes anew,
+and the VEN's XMPP library re-serialises the payloads it receives: a signature over exact bytes
+survives neither); :func:`vtn.app.create_app` refuses both at once.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import contextlib
 import logging
 import ssl
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -56,6 +65,7 @@ from schemas.xmpp import (
     payload_of,
     service_node,
 )
+from schemas.xmppframes import PayloadFramer, PayloadRequest
 from vtn.limits import RateLimiter, VenBudgets
 from vtn.services import ROUTES
 from vtn.settings import XmppSettings
@@ -140,6 +150,39 @@ class ServiceResponder:
             self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
 
 
+class _Client(slixmpp.ClientXMPP):
+    """slixmpp's client with a :class:`~schemas.xmppframes.PayloadFramer` in front of its
+    parser: the IQ sets carrying an ``oadrPayload`` reach ``on_payload`` as the bytes received,
+    everything else slixmpp's parser as before. A new framer with each stream slixmpp's parser
+    starts (a connection, STARTTLS, SASL), so both read the same bytes from the same first one."""
+
+    def __init__(self, jid: str, *, ssl_context: ssl.SSLContext, max_payload_bytes: int,
+                 on_payload: Callable[[PayloadRequest], None]) -> None:
+        self._max_payload = max_payload_bytes
+        self._on_payload = on_payload
+        self._framer: PayloadFramer | None = None
+        super().__init__(jid, "", sasl_mech="EXTERNAL", ssl_context=ssl_context)
+
+    def init_parser(self) -> None:
+        super().init_parser()
+        self._framer = PayloadFramer(self._max_payload)
+
+    def data_received(self, data: bytes | str) -> None:
+        framer = self._framer
+        if framer is None or isinstance(data, str):
+            super().data_received(data)
+            return
+        for piece in framer.feed(data):
+            if self._framer is not framer:
+                # the stream restarted (SASL) on a stanza of this read: the server sends
+                # nothing after it before our new stream header, and neither parser reads on
+                return
+            if isinstance(piece, bytes):
+                super().data_received(piece)
+            else:
+                self._on_payload(piece)
+
+
 class XmppTransport:
     """Serve the OpenADR services (``respond``, a :class:`ServiceResponder` in the VTN) on one
     XMPP session; :meth:`running` for the app's lifetime."""
@@ -161,8 +204,9 @@ class XmppTransport:
         self._stopping = False
         # given at construction: otherwise slixmpp first builds a default context and loads the
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
-        client = self._client = slixmpp.ClientXMPP(self.jid, "", sasl_mech="EXTERNAL",
-                                                   ssl_context=ssl_context)
+        client = self._client = _Client(self.jid, ssl_context=ssl_context,
+                                        max_payload_bytes=max_body_bytes,
+                                        on_payload=self._on_payload)
         # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
         # on the same port, a wasted connection per session the server drops
         client.enable_direct_tls = False
@@ -189,6 +233,7 @@ class XmppTransport:
         client.register_handler(Callback("openadr-answers", MatchMany(
             [StanzaPath("iq@type=result"), StanzaPath("iq@type=error")]), self._on_answer))
         self._failure: str | None = None
+        self._serving: set[asyncio.Task[None]] = set()  # requests the framer took, in service
 
     # ------------------------------------------------------------ session
 
@@ -242,11 +287,23 @@ class XmppTransport:
 
     # ------------------------------------------------------------ VEN -> VTN
 
+    def _on_payload(self, request: PayloadRequest) -> None:
+        """An IQ set the framer took off the stream: served as slixmpp's would be, from its
+        attributes (the server-stamped ``from``) and its payload's bytes as received."""
+        iq = self._client.Iq(xml=ET.Element("{jabber:client}iq", request.attributes))
+        task = asyncio.get_running_loop().create_task(self._serve(iq, request.payload))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
     async def _on_request(self, iq: Any) -> None:
+        """An IQ carrying a payload that the framer left to slixmpp (another shape): its
+        payload serialised again from slixmpp's elements."""
         if iq["type"] != "set":  # a result is the answer to our own request (``send``)
             return
+        await self._serve(iq, payload_of(iq.xml) or b"")
+
+    async def _serve(self, iq: Any, body: bytes) -> None:
         peer = self._peer(iq)
-        body = payload_of(iq.xml) or b""
         refusal = self._refusal(peer, len(body))
         if refusal is not None:
             log.info("refused an XMPP request from %s: %s", iq["from"], refusal[2])
