@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import slixmpp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+import vtn.xmpp
 from devpki import Role
 from schemas import (
     Codec,
@@ -25,8 +27,16 @@ from schemas import (
     Service,
     Target,
     TransportName,
+    decode,
 )
-from schemas.xmpp import IQ_WITH_PAYLOAD, fingerprint_of_localpart, iq_bytes, localpart_of
+from schemas.xmpp import (
+    IQ_WITH_PAYLOAD,
+    PAYLOAD_NAMESPACE,
+    fingerprint_of_localpart,
+    iq_bytes,
+    localpart_of,
+    payload_of,
+)
 from tests.kit.pki import Pki
 from tests.vtn.harness import code_of, raw_ven, sample_event
 from ven import Connection, VenClient, VenSettings, VtnRefused, VtnUnavailable, XmppRefused
@@ -274,3 +284,28 @@ async def test_a_ven_takes_the_answer_to_its_request_from_its_vtn_only(
         await link.close()
         await forger.close()
         await vtn.disconnect(wait=1.0)
+
+
+async def test_a_payload_reaches_the_codec_as_the_bytes_the_server_wrote(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, monkeypatch: pytest.MonkeyPatch):
+    # slixmpp's tree of a payload is serialised again only for an IQ of another shape
+    serialised: list[bytes | None] = []
+
+    def counted(stanza: ET.Element) -> bytes | None:
+        serialised.append(payload_of(stanza))
+        return serialised[-1]
+
+    monkeypatch.setattr(vtn.xmpp, "payload_of", counted)
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn_node, \
+            xmpp_ven(vtn_node, xmpp_server, ven) as client:
+        await client.register()
+        assert serialised == []
+        # an empty payload (the server writes it self-closing): the framer leaves the IQ to
+        # slixmpp, and the codec refuses what slixmpp's tree gives, as it did before the framer
+        answer = await client._link.post_bytes(
+            Service.REGISTER_PARTY, f"<oadrPayload xmlns='{PAYLOAD_NAMESPACE}'/>".encode())
+        assert answer is not None
+        assert code_of(decode(answer)) == 454
+        assert len(serialised) == 1 and serialised[0] is not None
+        assert serialised[0].endswith(b"/>")
