@@ -3,7 +3,7 @@ server sent: no element tree of it is built, and none is serialised again.
 
 The XMPP library parses every stanza into an element tree; a payload read from that tree has to
 be serialised again (in pure Python) for the codec, which parses and validates it a second time.
-At 2,000 devices' telemetry that round trip was the aggregator's dearest step over XMPP
+At 1,000 devices' telemetry that round trip was the aggregator's dearest step over XMPP
 (bench/README.md). :class:`PayloadFramer` sits in front of the library's parser: it reads the
 stream with expat, takes out each IQ ``set`` whose one child element is an ``oadrPayload``, and
 passes every other byte on, unchanged and in order, to the library.
