@@ -38,12 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import cProfile
 import io
 import logging
 import math
 import os
-import pstats
 import time
 import warnings
 from collections.abc import Callable
@@ -52,6 +50,8 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
+
+from bench._cprofile import Profiler
 
 __all__ = ["FLOORS", "SETUPS", "ServerSpec", "serve"]
 
@@ -368,30 +368,8 @@ class _Heap:
         return "\n".join(out)
 
 
-class _Profiler:
-    def __init__(self) -> None:
-        self._profile: cProfile.Profile | None = None
-
-    def toggle(self, on: bool) -> str | None:
-        if on:
-            # CPU time of the event-loop thread, not wall time: on a loaded machine wall time
-            # charges whatever ran while this process waited for a core to the code it was in
-            self._profile = cProfile.Profile(time.thread_time)
-            self._profile.enable()
-            return None
-        if self._profile is None:
-            return ""
-        self._profile.disable()
-        out = io.StringIO()
-        stats = pstats.Stats(self._profile, stream=out)
-        stats.sort_stats("tottime").print_stats(30)
-        stats.sort_stats("cumulative").print_stats(40)
-        self._profile = None
-        return out.getvalue()
-
-
 async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..., Any],
-                   profiler: _Profiler, heap: _Heap) -> Any:
+                   profiler: Profiler, heap: _Heap) -> Any:
     match command:
         case ("cpu",):
             return time.process_time()
@@ -418,7 +396,10 @@ async def _command(command: tuple[Any, ...], tally: _Tally, publish: Callable[..
                     pass
             return tally.publish_s, tally.all_acked - tally.publish_started, len(tally.acks)
         case ("cprofile", on):
-            return profiler.toggle(bool(on))
+            if on:
+                profiler.start()
+                return None
+            return profiler.stop()
         case ("rss",):
             return _rss_bytes()
         case ("store", ven_ids, points, seconds):
@@ -439,7 +420,7 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
     port, runner, publish = await start(spec, tally)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
-    profiler, heap = _Profiler(), _Heap()
+    profiler, heap = Profiler(), _Heap()
     tasks: set[asyncio.Task[None]] = set()
 
     async def run(command: tuple[Any, ...]) -> None:

@@ -1,7 +1,8 @@
 """``python -m bench cbp [--devices 2000] [--steady-s 60] [--xmpp [--xmpp-sessions 4]] [--loop
-auto]``: one aggregator and its device fleet; with ``--xmpp`` the devices reach the aggregator
-through an XMPP server (Prosody, started here) and get their setpoints over their one connection
-instead of polling for them, sent by the aggregator's VTN over ``--xmpp-sessions`` sessions.
+auto] [--cprofile]``: one aggregator and its device fleet; with ``--xmpp`` the devices reach the
+aggregator through an XMPP server (Prosody, started here) and get their setpoints over their one
+connection instead of polling for them, sent by the aggregator's VTN over ``--xmpp-sessions``
+sessions.
 
 Starts the platform as ``crowdflex demo`` does (:func:`cbp.demo.nodes.start_nodes`: TSO and
 aggregator VTNs in this process, the device fleet in a child process, mutual TLS on loopback,
@@ -18,7 +19,10 @@ loop), then prints two figures:
     loaded machine the fleet process falls behind its 4-s clock, fewer samples arrive and the
     figure would flatter the aggregator. So the samples received per second are printed against
     the fleet's nominal rate, with the same CPU per 15 samples received (one device-minute of
-    4-s telemetry at full rate).
+    4-s telemetry at full rate). Then each of this process's threads over the same window: its
+    CPU and its voluntary context switches (each a time it slept and was woken again) per
+    device-minute; with ``--cprofile``, the event-loop thread's cProfile over the window
+    (:mod:`bench._cprofile`: own time by area, then the top functions).
 (a) activation: an offer, its award at gate closure and the TSO's LOAD_DISPATCH, then the time
     from the TSO's activation to every dispatched device's setpoints delivered and acknowledged
     (oadrCreatedEvent), and to the aggregator's dispatch.
@@ -33,11 +37,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
 from pathlib import Path
 
+from bench._cprofile import Profiler
 from cbp.cli._process import run_node
 from cbp.demo.nodes import (
     STEP_TIMEOUT_S,
@@ -54,8 +60,36 @@ __all__ = ["main"]
 
 def _child_cpu_s(pid: int) -> float:
     """utime + stime of a live process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu_s(Path(f"/proc/{pid}/stat"))
+
+
+def _cpu_s(stat: Path) -> float:
+    """utime + stime from a /proc ``stat`` file, of a process or of one of its threads."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads() -> dict[str, tuple[float, int]]:
+    """This process's live threads, ``"name (tid)"`` -> (CPU seconds, voluntary context
+    switches: each one a time the thread went to sleep and had to be woken again)."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            name = (task / "comm").read_text().strip()
+            status = (task / "status").read_text()
+            switches = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+            out[f"{name} ({task.name})"] = (_cpu_s(task / "stat"), switches)
+    return out
+
+
+def _thread_lines(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]],
+                  device_minutes: float) -> list[str]:
+    """Per thread over the window: CPU and wake-ups per device-minute, the busiest first."""
+    spent = sorted(((after[k][0] - v[0], after[k][1] - v[1], k) for k, v in before.items()
+                    if k in after), reverse=True)
+    return [f"    thread {name}: {1000 * cpu / device_minutes:.2f} ms CPU and "
+            f"{woken / device_minutes:.1f} wake-ups per device-minute"
+            for cpu, woken, name in spent if cpu > 0 or woken > 0]
 
 
 def _relay_cpu_s(nodes: Nodes) -> float:
@@ -70,7 +104,7 @@ def _relay_figure(nodes: Nodes, cpu_s: float, device_minutes: float) -> str:
     return f"; XMPP server: {1000 * cpu_s / device_minutes:.2f} ms per device per minute"
 
 
-async def _steady(nodes: Nodes, seconds: float) -> None:
+async def _steady(nodes: Nodes, seconds: float, profiler: Profiler | None) -> None:
     book = nodes.aggregator.book
     need = max(1, int(nodes.registered * 0.95))
     deadline = STEP_TIMEOUT_S + 0.1 * nodes.registered
@@ -88,7 +122,12 @@ async def _steady(nodes: Nodes, seconds: float) -> None:
     cpu0, child0, wall0 = time.process_time(), _child_cpu_s(pid), time.monotonic()
     relay0 = _relay_cpu_s(nodes)
     points0 = book.points_received
+    threads0 = _threads()
+    if profiler is not None:
+        profiler.start()
     await asyncio.sleep(seconds)
+    profiled = "" if profiler is None else profiler.stop()
+    threads = _threads()
     cpu, child = time.process_time() - cpu0, _child_cpu_s(pid) - child0
     relay = _relay_cpu_s(nodes) - relay0
     wall = time.monotonic() - wall0
@@ -106,10 +145,13 @@ async def _steady(nodes: Nodes, seconds: float) -> None:
     print(f"    samples received: {points / wall:.0f}/s of the fleet's nominal {nominal:.0f}/s "
           f"({100 * points / wall / nominal:.0f}%); aggregator CPU per {per_minute:g} samples "
           f"received: {1000 * cpu * per_minute / max(points, 1):.2f} ms")
+    print("\n".join(_thread_lines(threads0, threads, devices * minutes)))
+    if profiled:
+        print("cProfile of the window (the event-loop thread's CPU clock):\n" + profiled)
 
 
 async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool,
-               xmpp_sessions: int) -> None:
+               xmpp_sessions: int, cprofile: bool) -> None:
     settings = demo_settings(devices)
     timing = settings.timing
     link = (f"over XMPP ({xmpp_sessions} VTN sessions)" if xmpp else
@@ -122,7 +164,7 @@ async def _run(out: Path, devices: int, steady_s: float, seed: int, xmpp: bool,
     step = stepper(print)
     async with start_nodes(out, devices=devices, seed=seed, settings=settings,
                            step=step, xmpp=xmpp, xmpp_sessions=xmpp_sessions) as nodes:
-        await _steady(nodes, steady_s)
+        await _steady(nodes, steady_s, Profiler() if cprofile else None)
         operated = await bid_and_activate(nodes)
     print(f"(a) TSO activation -> all {len(operated.dispatched.acked)} dispatched devices' "
           f"setpoints delivered and acknowledged: {operated.acked_s:.2f} s "
@@ -146,15 +188,17 @@ def main(argv: list[str]) -> int:
                         help="run in this folder and keep it (default: a temporary directory)")
     parser.add_argument("--loop", default="auto", choices=("auto", "uvloop", "asyncio"),
                         help="event loop of this process (default: auto, as crowdflex aggregator)")
+    parser.add_argument("--cprofile", action="store_true",
+                        help="print the cProfile of the steady window (event-loop thread)")
     args = parser.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
         run_node(_run(args.keep, args.devices, args.steady_s, args.seed, args.xmpp,
-                      args.xmpp_sessions),
+                      args.xmpp_sessions, args.cprofile),
                  loop=args.loop)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-cbp-") as tmp:
         run_node(_run(Path(tmp), args.devices, args.steady_s, args.seed, args.xmpp,
-                      args.xmpp_sessions),
+                      args.xmpp_sessions, args.cprofile),
                  loop=args.loop)
     return 0

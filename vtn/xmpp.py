@@ -24,6 +24,15 @@ the IQ ``result``, as HTTP answers it in a 200. oadrPoll is not served over XMPP
 ``set`` carrying anything but an ``oadrPayload`` is answered ``feature-not-implemented``, an IQ
 ``get`` carrying one ``bad-request``.
 
+A payload reaches the codec as the bytes the server wrote: a
+:class:`~schemas.xmppframes.PayloadFramer` in front of slixmpp's parser, on the session VENs send
+to, takes each IQ ``set`` carrying one ``oadrPayload`` off the stream (slixmpp would build its
+tree, and the tree would be serialised again in pure Python for the codec to parse a second
+time); an IQ of any other shape goes to slixmpp, whose payload is serialised again as before.
+Either way the bytes go through the same refusals first and then the codec's intake and the XSD.
+The framer reads without recursion, so its stanzas need no depth guard; the codec's parser
+has its own depth limit.
+
 The session (identity, refusals, the window on sends) is apart from what answers a payload, a
 :class:`Responder` given its bytes: :class:`ServiceResponder` (the services) in the VTN, a
 recorder of its own in the conformance harness's VTN (:mod:`cbp.conformance.harness_vtn`).
@@ -39,6 +48,7 @@ import contextlib
 import logging
 import ssl
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -62,6 +72,7 @@ from schemas.xmpp import (
     payload_of,
     service_node,
 )
+from schemas.xmppframes import PayloadFramer, PayloadRequest
 from vtn.limits import RateLimiter, VenBudgets
 from vtn.services import ROUTES
 from vtn.settings import XmppSettings
@@ -136,6 +147,41 @@ class ServiceResponder:
             self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
 
 
+class _Client(slixmpp.ClientXMPP):
+    """slixmpp's client, with a :class:`~schemas.xmppframes.PayloadFramer` in front of its
+    parser when ``on_payload`` is given: the IQ sets carrying an ``oadrPayload`` reach
+    ``on_payload`` as the bytes received, everything else slixmpp's parser as before. A new
+    framer with each stream slixmpp's parser starts (a connection, STARTTLS, SASL), so both read
+    the same bytes from the same first one."""
+
+    def __init__(self, jid: str, *, ssl_context: ssl.SSLContext, max_payload_bytes: int,
+                 on_payload: Callable[[PayloadRequest], None] | None) -> None:
+        self._max_payload = max_payload_bytes
+        self._on_payload = on_payload
+        self._framer: PayloadFramer | None = None
+        super().__init__(jid, "", sasl_mech="EXTERNAL", ssl_context=ssl_context)
+
+    def init_parser(self) -> None:
+        super().init_parser()
+        if self._on_payload is not None:
+            self._framer = PayloadFramer(self._max_payload)
+
+    def data_received(self, data: bytes | str) -> None:
+        framer, on_payload = self._framer, self._on_payload
+        if framer is None or on_payload is None or isinstance(data, str):
+            super().data_received(data)
+            return
+        for piece in framer.feed(data):
+            if self._framer is not framer:
+                # the stream restarted (SASL) on a stanza of this read: the server sends
+                # nothing after it before our new stream header, and neither parser reads on
+                return
+            if isinstance(piece, bytes):
+                super().data_received(piece)
+            else:
+                on_payload(piece)
+
+
 class _Session:
     """One XMPP session of the VTN: a connection to the server under the JID ``jid`` (the VTN's
     certificate, one resource), the sends in flight on it by id, and its reconnection when it
@@ -143,7 +189,9 @@ class _Session:
     online."""
 
     def __init__(self, settings: XmppSettings, jid: str, ssl_context: ssl.SSLContext, *,
-                 on_start: Callable[[slixmpp.ClientXMPP], None] = lambda _client: None) -> None:
+                 on_start: Callable[[slixmpp.ClientXMPP], None] = lambda _client: None,
+                 on_payload: Callable[[PayloadRequest], None] | None = None,
+                 max_payload_bytes: int = 0) -> None:
         self.settings = settings
         self.jid = jid
         self.online = asyncio.Event()
@@ -158,8 +206,8 @@ class _Session:
         self._unwritten: list[bytes] = []  # IQs of this turn of the loop, for one write
         # given at construction: otherwise slixmpp first builds a default context and loads the
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
-        client = self.client = slixmpp.ClientXMPP(jid, "", sasl_mech="EXTERNAL",
-                                                  ssl_context=ssl_context)
+        client = self.client = _Client(jid, ssl_context=ssl_context,
+                                       max_payload_bytes=max_payload_bytes, on_payload=on_payload)
         # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
         # on the same port, a wasted connection per session the server drops
         client.enable_direct_tls = False
@@ -277,7 +325,8 @@ class XmppTransport:
         self._max_in_flight = max_in_flight
         self._in_flight = 0
         self._sessions = [_Session(settings, self.jid, ssl_context,
-                                   on_start=self._offer_services)]
+                                   on_start=self._offer_services, on_payload=self._on_payload,
+                                   max_payload_bytes=max_body_bytes)]
         self._sessions.extend(
             _Session(settings, f"{bare}/{settings.resource}-{n}", ssl_context)
             for n in range(1, settings.sessions))
@@ -292,6 +341,7 @@ class XmppTransport:
         # Each session has max_sends_in_flight of the slots (Prosody reads each connection once
         # per turn of its loop: a window of one session's is what one connection carries).
         self._window = asyncio.Semaphore(settings.max_sends_in_flight * settings.sessions)
+        self._serving: set[asyncio.Task[None]] = set()  # requests the framer took, in service
 
     # ------------------------------------------------------------ session
 
@@ -325,18 +375,33 @@ class XmppTransport:
 
     # ------------------------------------------------------------ VEN -> VTN
 
+    def _on_payload(self, request: PayloadRequest) -> None:
+        """An IQ set the framer took off the stream: served as slixmpp's would be, from its
+        attributes (the server-stamped ``from``) and its payload's bytes as received."""
+        iq = self._client.Iq(xml=ET.Element("{jabber:client}iq", request.attributes))
+        task = asyncio.get_running_loop().create_task(self._serve(iq, lambda: request.payload))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
     async def _on_request(self, iq: Any) -> None:
+        """An IQ carrying a payload that the framer left to slixmpp (another shape, or a
+        session without a framer): its payload serialised again from slixmpp's elements."""
         if iq["type"] == "get":  # answered, as every request must be (RFC 6120 8.2.3)
             self._answer_error(iq, "bad-request", "modify", "a payload travels in an IQ set")
             return
         if iq["type"] != "set":  # a result is the answer to our own request (``send``)
             return
+        await self._serve(iq, lambda: payload_of(iq.xml) or b"")
+
+    async def _serve(self, iq: Any, payload: Callable[[], bytes]) -> None:
+        """Refuse or answer ``iq``; ``payload`` gives its payload's bytes, asked only once the
+        refusals that need none have passed (serialising it costs CPU, charged to the VEN)."""
         peer = self._peer(iq)
         refusal = self._refusal(peer)
         if refusal is None:
             assert peer is not None  # _refusal
             started = time.thread_time()
-            body = payload_of(iq.xml) or b""
+            body = payload()
             refusal = self._charge(peer, started, len(body))
             if refusal is None:
                 await self._answer(iq, peer, body)

@@ -89,6 +89,16 @@ def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> N
         assert floor.count(" ms") == 2, floor  # per request, per device-minute
 
 
+def test_cbp_prints_the_aggregators_cpu_its_threads_and_its_profile() -> None:
+    out = _bench("cbp", "--devices", "60", "--steady-s", "2", "--cprofile")
+    assert re.search(r"^\(b\) aggregator CPU per device per minute of steady telemetry: [\d.]+ ms",
+                     out, re.M), out
+    threads = re.findall(r"^    thread .+: [\d.]+ ms CPU and [\d.]+ wake-ups per device-minute$",
+                         out, re.M)
+    assert threads, out
+    assert "own time by area:" in out and "Ordered by: internal time" in out
+
+
 @pytest.fixture
 async def postgres_server() -> str:
     """The PostgreSQL server the bench makes its databases on (skipped, or failed in CI, when

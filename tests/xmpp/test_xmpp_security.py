@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from schemas import (
     Service,
     Target,
     TransportName,
+    decode,
 )
 from schemas.xmpp import (
     IQ_WITH_PAYLOAD,
@@ -325,7 +327,8 @@ async def test_the_vtn_takes_the_answer_to_its_push_from_that_ven_only(
                     response=EiResponse(), request_id="p", vtn_id="vtn",
                     events=(sample_event("e1", Target(ven_ids=(target.cert.fingerprint,))),))))
                 await pushed.wait()  # the VEN holds the IQ; its answer waits for ``release``
-                (key,) = transport._sent  # the pushed IQ's id, as a snooping client might learn
+                # the pushed IQ's id, as a snooping client might learn
+                (key,) = transport._sessions[0].sent
                 forger._stream.send_raw(iq_bytes(
                     kind="result", iq_id=key, to=transport.jid,
                     body=codec.encode(Response(response=EiResponse(request_id="forged")))))
@@ -475,7 +478,9 @@ async def test_a_ven_over_its_rate_is_refused_before_its_payload_is_serialised(
     """Red team: the payload of a request was serialised for the codec (pure Python, ~85 ms for
     256 KiB of small elements, load 4) and the refusal built by copying the request (~65 ms)
     before the VEN's rate and budgets were asked, so a VEN far over its limits still cost the
-    VTN that CPU per stanza. Now the limits come first and the error is written out."""
+    VTN that CPU per stanza. Now the limits come first and the error is written out. (A payload
+    within ``max_body_bytes`` is taken off the stream as bytes and never serialised; one larger
+    than the framer holds goes through slixmpp's tree, the path this test takes.)"""
     serialised: list[int] = []
 
     def counting(stanza: Any) -> bytes | None:
@@ -486,18 +491,20 @@ async def test_a_ven_over_its_rate_is_refused_before_its_payload_is_serialised(
     monkeypatch.setattr(vtn_xmpp, "payload_of", counting)
     (ven,) = mint_vens(pki, tmp_path / "vens", 1)
     async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), rate_limit_burst=1,
-                        rate_limit_per_s=0.001) as vtn:
+                        rate_limit_per_s=0.001, max_body_bytes=64 * 1024) as vtn:
         link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
                         request_timeout_s=WAIT_S)
         big = (f'<oadrPayload xmlns="{PAYLOAD_NAMESPACE}">'.encode() + b"<a/>" * 50_000
                + b"</oadrPayload>")
         try:
-            first = await link.post_bytes(Service.EVENT, big)  # within the burst: answered
+            # within the burst: serialised, then refused by its size
+            with pytest.raises(XmppRefused) as too_big:
+                await link.post_bytes(Service.EVENT, big)
             with pytest.raises(VtnUnavailable, match="resource-constraint"):
                 await link.post_bytes(Service.EVENT, big)
         finally:
             await link.close()
-    assert first is not None and code_of(link.codec.decode(first)) == 454
+    assert too_big.value.condition == "not-acceptable"
     assert len(serialised) == 1 and serialised[0] > 200_000
 
 
@@ -555,4 +562,51 @@ async def test_a_stanza_nested_thousands_deep_leaves_a_send_only_session_online(
             await forger.close()
         assert send_only.online.is_set()
     assert refusal.value.condition == "not-acceptable"
+    assert [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()] == []
+
+
+async def test_a_payload_reaches_the_codec_as_the_bytes_the_server_wrote(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, monkeypatch: pytest.MonkeyPatch):
+    # slixmpp's tree of a payload is serialised again only for an IQ of another shape
+    serialised: list[bytes | None] = []
+
+    def counted(stanza: ET.Element) -> bytes | None:
+        serialised.append(payload_of(stanza))
+        return serialised[-1]
+
+    monkeypatch.setattr(vtn_xmpp, "payload_of", counted)
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn_node, \
+            xmpp_ven(vtn_node, xmpp_server, ven) as client:
+        await client.register()
+        assert serialised == []
+        # an empty payload (the server writes it self-closing): the framer leaves the IQ to
+        # slixmpp, and the codec refuses what slixmpp's tree gives, as it did before the framer
+        answer = await client._link.post_bytes(
+            Service.REGISTER_PARTY, f"<oadrPayload xmlns='{PAYLOAD_NAMESPACE}'/>".encode())
+        assert answer is not None
+        assert code_of(decode(answer)) == 454
+        assert len(serialised) == 1 and serialised[0] is not None
+        assert serialised[0].endswith(b"/>")
+
+
+async def test_a_payload_nested_thousands_deep_taken_as_bytes_is_refused_by_the_codec(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, caplog: pytest.LogCaptureFixture):
+    """An oadrPayload 2,000 deep reaches the VTN's framer, not slixmpp's tree: read without
+    recursion and refused by the codec's parser (454); the session stays up."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    deep = (f'<oadrPayload xmlns="{PAYLOAD_NAMESPACE}">'.encode() + b"<a>" * 2000
+            + b"</a>" * 2000 + b"</oadrPayload>")
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint,
+                        request_timeout_s=WAIT_S)
+        try:
+            with caplog.at_level(logging.INFO):
+                answer = await link.post_bytes(Service.EVENT, deep)
+                registered = await link.post(Service.REGISTER_PARTY, link.codec.encode(
+                    QueryRegistration(request_id="q")))
+        finally:
+            await link.close()
+    assert answer is not None and code_of(decode(answer)) == 454
+    assert isinstance(registered, CreatedPartyRegistration)
     assert [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()] == []
