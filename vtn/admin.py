@@ -8,6 +8,8 @@ Invariants: the admin API changes state only through :mod:`vtn.services` (the sa
 protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.
 Every body and query is read by :mod:`vtn.admin_input`: bad input is a 400 with a reason, an
 unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback.
+A cancelled event is final (:class:`vtn.services.events.EventCancelled`): a modify of it is a 409
+naming it, and cancelling it again a 200 with ``already_cancelled`` and nothing sent.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from vtn.admin_input import (
     time_of,
 )
 from vtn.services import ServiceContext, events, registration, reports
+from vtn.storage import EventStatus
 
 __all__ = ["MIN_TOKEN_CHARS", "create_admin_app"]
 
@@ -67,6 +70,8 @@ def _guarded(handler: Handler) -> Handler:
             raise  # a bug here, not an unknown ID: never a 404
         except LookupError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
+        except events.EventCancelled as exc:
+            raise web.HTTPConflict(text=str(exc)) from None
         except (ValueError, LocalProtocolError) as exc:
             raise web.HTTPBadRequest(text=f"bad request: {exc}") from None
 
@@ -319,5 +324,9 @@ async def _modify_event(request: web.Request) -> web.Response:
 async def _cancel_event(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     event_id = _path_id(request, "event_id")
+    before = await ctx.storage.events.get(event_id)
+    if before is None:
+        raise LookupError(f"no event {event_id!r}")
     await events.cancel_event(ctx, event_id)
-    return _json(await _event_json(ctx, event_id))
+    return _json({**await _event_json(ctx, event_id),
+                  "already_cancelled": before.status is EventStatus.CANCELLED})

@@ -47,6 +47,7 @@ class PlatformSummary:
     statement: TsoStatement
     prosumers: ProsumerStatement
     audit: AuditResult
+    #: the whole run, from the first step to the privacy audit and the results folder
     elapsed_s: float
     activation_to_dispatched_s: float
     #: from the TSO's activation to every device's oadrCreatedEvent for its setpoints
@@ -102,13 +103,13 @@ async def run_platform(out: Path, *, devices: int = 200, seed: int = 1,
                            step=step) as nodes:
         operated = await bid_and_activate(nodes)
         statement, prosumers = await _settle(nodes, operated)
-        elapsed = time.monotonic() - began
     audit = audit_run(out, detector=nodes.aggregator.outbound.current_detector())
     nodes.vault.close()
     write_results(out, tso=nodes.tso, aggregator=nodes.aggregator,
                   activation=operated.activation, prosumers=prosumers, audit=audit)
     step(f"privacy audit: {len(audit.files)} captured messages, "
          f"{'PASSED' if audit.passed else 'FAILED'}")
+    elapsed = time.monotonic() - began  # the whole run: nodes stopped, audited, results written
     return PlatformSummary(out_dir=out, devices=devices, registered=nodes.registered,
                            refused=nodes.refused, offer_mw=operated.offer_mw, statement=statement,
                            prosumers=prosumers, audit=audit, elapsed_s=elapsed,

@@ -301,6 +301,8 @@ class TsoNode:
 
     async def cancel(self, event_id: str) -> Activation:
         activation = self.activations[event_id]
+        if activation.cancelled:
+            return activation  # a cancelled event is final: a second cancel sends nothing
         await cancel_event(self.ctx, event_id)
         activation.modification_number += 1
         activation.cancelled = True

@@ -9,7 +9,10 @@ own variables, shown in the README: no fixed port must be free). It must exit 0 
 minted the PKI and 100 device certificates, onboarded them, run the TSO, the aggregator and the
 fleet until the aggregator holds the TSO's settlement statement, stopped every node cleanly
 (``"state": "stopped"``, exit 0, SQLite files intact) and passed the privacy audit -- with no
-Python warning and no traceback on its output, and no runtime file left in ``examples/``.
+Python warning and no traceback on its output, no runtime file left in ``examples/``, and no
+"TSO is unreachable" warning (the script waits for the TSO to listen before the aggregator
+starts). When the TSO cannot start (its port taken), the script stops at once and says what it
+was waiting for.
 
 The third starts the same example configs with a single device, the aggregator before the TSO:
 the aggregator waits for the TSO, saying so; then its pool is under the minimum offer, and its
@@ -23,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -98,6 +102,7 @@ def test_the_readme_walkthrough_runs_as_written_and_reaches_settlement(tmp_path:
     said, logged = out.read_text(), err.read_text()
     assert code == 0, said[-2000:] + logged[-4000:]
     assert not NOISE.search(said + logged), logged
+    assert "the TSO is unreachable" not in logged, logged  # started after the TSO listened
 
     state = clone / "state"
     tso, aggregator = status(state / "tso.status.json"), status(state / "aggregator.status.json")
@@ -114,6 +119,22 @@ def test_the_readme_walkthrough_runs_as_written_and_reaches_settlement(tmp_path:
                "devices-outbox.db"):
         assert integrity(state / db) == "ok", db
     assert sorted(p.name for p in (clone / "examples").iterdir()) == examples_before
+
+
+def test_the_walkthrough_stops_saying_why_when_the_tso_cannot_listen(tmp_path: Path) -> None:
+    clone = fresh_clone(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        tso_port = taken.getsockname()[1]
+        finished = subprocess.run(
+            ["bash", "examples/walkthrough.sh"], cwd=clone, capture_output=True, text=True,
+            env=environment(TSO_PORT=str(tso_port), AGGREGATOR_PORT=str(free_port())),
+            timeout=WALKTHROUGH_TIMEOUT_S)
+    assert finished.returncode == 1
+    assert finished.stderr.splitlines()[-1] == (
+        "walkthrough: a node ended while waiting for the TSO to listen"), finished.stderr
+    assert not (clone / "state" / "aggregator.status.json").exists()  # never started
 
 
 def test_a_pool_under_the_minimum_offer_logs_why_it_does_not_offer(tmp_path: Path) -> None:

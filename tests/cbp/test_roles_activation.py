@@ -53,6 +53,10 @@ async def test_a_cancel_releases_every_device_and_a_stale_copy_is_refused_with_4
     await rig.tso.cancel(activation.event_id)
     await rig.dispatched(activation)
     assert dispatched.cancelled
+    # a cancelled event is final: cancelling it again publishes no new modificationNumber
+    assert (await rig.tso.cancel(activation.event_id)).modification_number == 1
+    cancelled_event = await get_event(rig.tso.ctx, activation.event_id)
+    assert cancelled_event is not None and cancelled_event.modification_number == 1
     for event_id in device_events.values():
         event = await rig.device_event(event_id)
         assert event is not None and event.descriptor.event_status is EventStatus.CANCELLED

@@ -119,6 +119,40 @@ async def test_admin_drives_events_reports_and_registration(pki, storage_url):
             assert reply.status == 404
 
 
+async def test_a_cancelled_event_is_final(pki, storage_url):
+    """The VEN was told the event is cancelled: a PUT of it is a 409 naming the event and its
+    state, and a second cancel a 200 saying so, with no new modificationNumber and nothing sent."""
+    async with running_vtn(pki, storage_url) as vtn, admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("final-ven")
+        await ven.drain()
+        body = _event_body("fin-1", targets={"ven_ids": [ven.ven_id]})
+        async with http.post(f"{base}/events", json=body) as reply:
+            assert reply.status == 201
+        await ven.drain()
+        async with http.post(f"{base}/events/fin-1/cancel") as reply:
+            first = await reply.json()
+        assert first["status"] == "cancelled" and first["modification_number"] == 1
+        assert first["already_cancelled"] is False
+        (told,) = await ven.drain()
+        assert isinstance(told, DistributeEvent)
+        assert told.events[0].descriptor.event_status.value == "cancelled"
+
+        async with http.put(f"{base}/events/fin-1", json=body) as reply:
+            assert reply.status == 409
+            reason = await reply.text()
+        assert "'fin-1'" in reason and "cancelled" in reason
+        async with http.post(f"{base}/events/fin-1/cancel") as reply:
+            assert reply.status == 200
+            again = await reply.json()
+        assert again["already_cancelled"] is True
+        assert again["status"] == "cancelled" and again["modification_number"] == 1
+        assert await ven.drain() == []
+        async with http.get(f"{base}/events/fin-1") as reply:
+            stored = await reply.json()
+        assert stored["status"] == "cancelled" and stored["modification_number"] == 1
+
+
 def _event_body(event_id: str = "ev-1", **changes: object) -> dict[str, object]:
     start = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
     body: dict[str, object] = {

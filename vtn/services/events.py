@@ -8,6 +8,9 @@ from the list as cancelled (implied cancel) -- so a VEN dropped from an event's 
 Invariants:
 - modificationNumber rises by one on every change the VTN makes (modify, cancel); status changes
   that follow from the clock (far -> active -> completed) do not raise it (profile 8.2).
+- A cancelled event is final: the VENs were told it is cancelled, so a modify of it raises
+  :class:`EventCancelled` and a second cancel changes nothing (no new modificationNumber, nothing
+  queued).
 - An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
   450 (out of sequence) and nothing of that message is stored.
 - A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
@@ -52,6 +55,7 @@ from .hooks import call_hook
 __all__ = [
     "EVENT_KIND",
     "LIVE",
+    "EventCancelled",
     "cancel_event",
     "cancel_events",
     "distribute_for",
@@ -72,6 +76,16 @@ _ENCODED_BETWEEN_YIELDS = 50
 #: the stored statuses of events still on a VEN's list (a cancelled one until it is told)
 LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACTIVE,
         StoredStatus.CANCELLED)
+
+
+class EventCancelled(Exception):
+    """A modify of an event already cancelled: the VENs were told it is cancelled, so it stays so
+    (the admin API answers 409)."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id!r} is cancelled; a cancelled event cannot be modified "
+                         "(publish a new event instead)")
+        self.event_id = event_id
 
 
 def target_refs(target: Target) -> tuple[TargetRef, ...]:
@@ -146,33 +160,42 @@ async def publish_events(ctx: ServiceContext,
 
 
 async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
-    """Publish ``event`` as the next modification of the stored one (modificationNumber + 1)."""
+    """Publish ``event`` as the next modification of the stored one (modificationNumber + 1).
+    Raises :class:`EventCancelled` if the stored one is cancelled."""
     current = await ctx.storage.events.get(event.event_id)
     if current is None:
         raise LookupError(f"no event {event.event_id!r}")
+    if current.status is StoredStatus.CANCELLED:
+        raise EventCancelled(event.event_id)
     return await publish_event(ctx, _next_version(ctx, event, current))
 
 
 async def cancel_event(ctx: ServiceContext, event_id: str) -> tuple[str, ...]:
-    """Publish the stored event with status cancelled (an explicit cancel, profile 8.2)."""
+    """Publish the stored event with status cancelled (an explicit cancel, profile 8.2). Returns
+    the VENs it targets; an event cancelled before is left as it is and ``()`` returned."""
     (targeted,) = await cancel_events(ctx, (event_id,))
     return targeted
 
 
 async def cancel_events(ctx: ServiceContext,
                         event_ids: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    """:func:`cancel_event` for many events, published together (:func:`publish_events`)."""
+    """:func:`cancel_event` for many events, published together (:func:`publish_events`); those
+    cancelled before are left as they are (their entry is ``()``)."""
     records = await ctx.storage.events.get_many(event_ids)
     missing = [event_id for event_id in event_ids if event_id not in records]
     if missing:
         raise LookupError(f"no event {missing[0]!r}")
+    to_cancel = [event_id for event_id in event_ids
+                 if records[event_id].status is not StoredStatus.CANCELLED]
     cancelled = []
-    for event_id in event_ids:
+    for event_id in to_cancel:
         event = ctx.event_cache.decoded(records[event_id])
         event = replace(event, descriptor=replace(event.descriptor,
                                                   event_status=EventStatus.CANCELLED))
         cancelled.append(_next_version(ctx, event, records[event_id]))
-    return await publish_events(ctx, cancelled)
+    published = await publish_events(ctx, cancelled) if cancelled else ()
+    targeted = dict(zip(to_cancel, published, strict=True))
+    return tuple(targeted.get(event_id, ()) for event_id in event_ids)
 
 
 async def set_memberships(ctx: ServiceContext, ven_id: str,
