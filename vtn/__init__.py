@@ -9,6 +9,8 @@ sent to a VEN are the message layer's ``RemoteProtocolError`` s::
         |                         (vtn.admin_input; vtn.admin catches it as one)
         +-- CertificateRejected   trust anchors, validity rules or revocation lists refuse a
         |                         certificate; also a ValueError (vtn.certpath)
+        +-- EventCancelled        a modify of an event already cancelled, which stays final
+        |                         (vtn.services.events; the admin API answers 409)
         +-- StorageError          (vtn.storage)
             +-- StorageConflict   a unique or foreign key refused the write; nothing written
             |   +-- StaleModification  an event older than the stored one

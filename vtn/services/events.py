@@ -44,6 +44,7 @@ from schemas import (
     Target,
     new_id,
 )
+from vtn.errors import VtnError
 from vtn.storage import EventAck, EventRecord, OptType, TargetKind, TargetRef
 from vtn.storage import EventStatus as StoredStatus
 from vtn.storage.events import EVENT_KIND, Distribution
@@ -78,7 +79,7 @@ LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACT
         StoredStatus.CANCELLED)
 
 
-class EventCancelled(Exception):
+class EventCancelled(VtnError):
     """A modify of an event already cancelled: the VENs were told it is cancelled, so it stays so
     (the admin API answers 409)."""
 
