@@ -55,6 +55,7 @@ from schemas import (
     ReportInterval,
     ReportPayload,
 )
+from schemas.logtext import escaped
 from ven import VenError
 from vtn.app import STORAGE
 from vtn.capture import purge_naming
@@ -153,7 +154,7 @@ class ErasureIntake:
         self.acted.append(Erased(ven_id=ven_id, notice_id=str(report.report_id or ""),
                                  pseudonyms=len(names), rows=rows, at=self._tso.now()))
         log.info("erasure notice %s from %s: %d pseudonym(s), %d row(s) deleted",
-                 report.report_id, ven_id, len(names), rows)
+                 escaped(report.report_id), ven_id, len(names), rows)
 
 
     def capture_sweep(self, folder: Path) -> Middleware:
