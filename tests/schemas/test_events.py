@@ -156,6 +156,16 @@ def test_an_int_beyond_every_float_is_refused_when_sent() -> None:
         schemas.encode(message)
 
 
+def test_a_bool_given_for_a_signal_value_is_refused_when_sent() -> None:
+    message = DistributeEvent(request_id="r", vtn_id="v", events=(cbp_activation(1.0, True),))
+    with pytest.raises(schemas.LocalProtocolError, match="True is a bool, not a number"):
+        schemas.encode(message)
+    current = replace(cbp_activation(1.0), signals=(replace(
+        cbp_activation(1.0).signals[0], current_value=False),))
+    with pytest.raises(schemas.LocalProtocolError, match="False is a bool, not a number"):
+        schemas.encode(DistributeEvent(request_id="r", vtn_id="v", events=(current,)))
+
+
 def test_test_event_reading_follows_the_xsd_note() -> None:
     base = cbp_activation(1.0).descriptor
     assert not base.is_test
