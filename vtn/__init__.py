@@ -16,7 +16,8 @@ sent to a VEN are the message layer's ``RemoteProtocolError`` s::
         +-- StorageError          (vtn.storage)
             +-- StorageConflict   a unique or foreign key refused the write; nothing written
             |   +-- StaleModification  an event older than the stored one
-            +-- StorageUnavailable  PostgreSQL unreachable, refusing or out of resources
-                |                 (the asyncpg hot paths; nothing committed)
+            +-- StorageUnavailable  PostgreSQL unreachable, refusing, out of resources or
+                |                 past the statement timeout (the asyncpg hot paths;
+                |                 nothing committed)
                 +-- StorageBusy   a lock not granted within the lock timeout; rolled back
 """

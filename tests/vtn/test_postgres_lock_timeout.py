@@ -13,6 +13,7 @@ from typing import NoReturn
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from schemas import (
@@ -99,6 +100,44 @@ async def test_a_row_locked_by_another_session_is_a_503_for_its_request_only(
             await own.close()
         (stored_a,) = await storage.events.deliveries("ev-a")
         assert stored_a.ack_opt_type is StoredOpt.OPT_IN
+
+
+async def test_a_statement_running_past_the_statement_timeout_is_a_503_not_a_hang(
+        pki, storage_url):
+    """With the lock timeout out of reach (an hour), an acknowledgement held up by another
+    session's row lock is still cancelled, by statement_timeout: its request is answered 503 with
+    Retry-After, nothing of it is committed, and it goes through once the lock is released. The
+    SQLAlchemy engine's sessions carry the same statement_timeout."""
+    async with running_vtn(pki, storage_url, database_lock_timeout_s=3600.0,
+                           database_statement_timeout_s=0.2) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a:
+        await a.register()
+        await a.drain()
+        await events.publish_event(vtn.ctx, sample_event("ev-a", Target(ven_ids=(a.ven_id,))))
+        (got,) = await a.drain()
+        assert isinstance(got, DistributeEvent)
+        storage = vtn.ctx.storage
+        async with storage.engine.connect() as conn:
+            assert (await conn.execute(text("SHOW statement_timeout"))).scalar() == "200ms"
+        own = await asyncpg.connect(make_url(storage_url).set(drivername="postgresql")
+                                    .render_as_string(hide_password=False))
+        try:
+            async with asyncio.timeout(WAIT_S):
+                stuck = own.transaction()
+                await stuck.start()
+                await own.execute("SELECT 1 FROM event_deliveries WHERE event_id = $1"
+                                  " AND ven_id = $2 FOR UPDATE", "ev-a", a.ven_id)
+                async with a.session.post(f"{a.url}/EiEvent", data=CODEC.encode(_ack(a, "ev-a")),
+                                          headers={"Content-Type": "application/xml"}) as reply:
+                    said = await reply.text()
+                    assert reply.status == 503 and "Retry-After" in reply.headers, said
+                    assert "statement timeout" in said, said
+                (stored_a,) = await storage.events.deliveries("ev-a")
+                assert stored_a.ack_opt_type is None
+                await stuck.rollback()
+                assert code_of(await a.post("EiEvent", _ack(a, "ev-a"))) == 200
+        finally:
+            await own.close()
 
 
 async def test_a_starting_worker_waits_out_another_workers_migration_past_the_lock_timeout(
