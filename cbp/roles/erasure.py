@@ -147,7 +147,7 @@ class ErasureIntake:
         if not await storage.scrub():
             log.warning("erasure notice %s: old copies of the deleted rows stay until the next "
                         "checkpoint (a reader held the WAL) or VACUUM (PostgreSQL)",
-                        report.report_id)
+                        escaped(report.report_id))
         request_erased = self._erased.get()
         if request_erased is not None:
             request_erased.update(names)
@@ -222,7 +222,7 @@ class ErasureDesk:
                 node.vault.erasure.acknowledge(item.notice.notice_id, node.clock())
                 acknowledged += 1
         except VenError as exc:
-            log.warning("erasure notice not delivered yet (stays pending): %s", exc)
+            log.warning("erasure notice not delivered yet (stays pending): %s", escaped(exc))
         if acknowledged:
             await node.scrub_stores()
         return acknowledged

@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from schemas import CreatedEvent, EiResponse, EventResponse, OptType, Response
 from schemas.logtext import MAX_LOGGED_CHARS, escaped
+from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
 from tests.vtn.harness import CODEC, RawVen, raw_ven
 
@@ -21,7 +22,7 @@ FORGED = "\n2026-12-07 01:00:00,000 WARNING vtn.admin: admin token changed\u009b
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def attacker(pki, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RawVen]:
+async def attacker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RawVen]:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('logs') / 'vtn.db'}"
     async with running_vtn(pki, url) as vtn, \
             raw_ven(vtn.url, pki.client_context(ven=pki.vens[2])) as ven:
