@@ -153,13 +153,15 @@ async def test_a_statement_running_past_the_statement_timeout_is_a_503_not_a_han
 async def test_a_starting_worker_waits_out_another_workers_migration_past_the_lock_timeout(
         storage_url):
     """The migration's wait for another worker's (its advisory lock) is not bound by the lock
-    timeout the sessions start with: a worker that gave up there would fail to start."""
+    or statement timeout the sessions start with: a worker that gave up there would fail to
+    start."""
     async with _other_session(storage_url) as own, asyncio.timeout(WAIT_S):
         migrating = own.transaction()  # another worker, migrating
         await migrating.start()
         await own.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK_KEY)
-        starting = asyncio.create_task(open_storage(storage_url, lock_timeout_s=0.05))
-        # the starting worker's wait has outlasted its lock timeout many times over
+        starting = asyncio.create_task(open_storage(storage_url, lock_timeout_s=0.05,
+                                                        statement_timeout_s=0.05))
+        # the starting worker's wait has outlasted its lock and statement timeouts many times over
         while not await own.fetchval(
                 "SELECT bool_or(clock_timestamp() - waitstart > interval '1 second')"
                 " FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):

@@ -13,7 +13,7 @@ Invariants:
   queued).
 - A completed event is final too: once the injected clock is at or past the end of its active
   period, a modify of it raises :class:`EventCompleted` (its setpoints are history; 2.0b has no
-  way to change what a VEN already did). An open-ended event (duration PT0S) never completes.
+  way to change what a VEN already did).
 - An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
   450 (out of sequence) and nothing of that message is stored.
 - A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
