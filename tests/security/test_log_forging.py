@@ -1,5 +1,6 @@
 """A VEN cannot forge log lines: what it chose (IDs, values the XSD quotes back in a refusal)
-reaches the VTN's log escaped, on the line that names it. Real VTN, real mutual TLS, loopback.
+reaches the VTN's log escaped, on the line that names it (real VTN, real mutual TLS, loopback);
+an eventID a VTN chose reaches the VEN's log the same way.
 
 XML 1.0 forbids ESC (U+001B) even as a character reference, so the ANSI escape a VEN can send
 is the 8-bit CSI U+009B; the helper's own test covers ESC."""
@@ -16,7 +17,9 @@ from schemas import CreatedEvent, EiResponse, EventResponse, OptType, Response
 from schemas.logtext import MAX_LOGGED_CHARS, escaped
 from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
+from tests.ven.scripts import distribute, event, registered
 from tests.vtn.harness import CODEC, RawVen, raw_ven
+from ven import Connection, VenClient, VenSettings
 
 FORGED = "\n2026-12-07 01:00:00,000 WARNING vtn.admin: admin token changed\u009b31m\u202e"
 
@@ -61,6 +64,18 @@ async def test_a_forged_line_in_a_ven_value_is_logged_escaped_on_one_line(
     (line,) = lines
     assert line.isprintable(), line  # no newline, CSI or bidi override reaches the log
     assert "\\n2026-12-07 01:00:00,000 WARNING" in line and "\\x9b31m\\u202e" in line, line
+
+
+async def test_a_forged_line_in_an_event_id_from_the_vtn_is_logged_escaped_by_the_ven(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    async with VenClient(VenSettings(ven_name="v", connection=Connection(
+            vtn_url="https://127.0.0.1:9", ssl_context=None))) as ven:  # no on_event: opts out
+        registered(ven)
+        await ven.receive(distribute(event("e" + FORGED, 0)))
+    lines = [r.getMessage() for r in caplog.records if "opting out of" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].isprintable(), lines
+    assert "\\n2026-12-07 01:00:00,000 WARNING" in lines[0], lines
 
 
 def test_escaped_writes_control_characters_as_repr_does_and_caps_the_length() -> None:
