@@ -109,7 +109,7 @@ def token(table: dict[str, _E], raw: str | None) -> _E | str:
 def float_wire(value: float) -> str:
     """format_float's output, with its common case (finite, no exponent) checked cheaply first."""
     try:
-        if isfinite(value):
+        if isfinite(value) and value.__class__ is not bool:
             shortest = repr(float(value))
             if "e" not in shortest:
                 return shortest

@@ -181,7 +181,10 @@ def parse_float(value: str) -> float:
 
 def format_float(value: float) -> str:
     """Shortest text that reads back as the same float (repr), in xs:float/xs:decimal form;
-    :class:`LocalProtocolError` for a non-finite number or an int beyond every float."""
+    :class:`LocalProtocolError` for a non-finite number, an int beyond every float or a bool
+    (an int to Python, which float() would send as "1.0")."""
+    if isinstance(value, bool):
+        raise LocalProtocolError(f"{value!r} is a bool, not a number; it cannot be sent as one")
     if value != value or value in (float("inf"), float("-inf")):
         raise LocalProtocolError(f"cannot send non-finite number {value!r}")
     try:

@@ -93,8 +93,15 @@ _FIXED: Final[dict[ItemKind, tuple[str, str | None]]] = {
     ItemKind.CURRENCY: ("currency", None),
     ItemKind.CURRENCY_PER_KWH: ("currencyPerKWh", None),
     ItemKind.CURRENCY_PER_KW: ("currencyPerKW", None),
-    ItemKind.CURRENCY_PER_THM: ("currencyPerThm", None),
+    # the XSD's currencyItemDescriptionType has no word for therms: "currency" is the valid one
+    ItemKind.CURRENCY_PER_THM: ("currency", None),
 }
+# oadr:currencyItemDescriptionType, the only itemDescription words the currency kinds allow.
+_CURRENCY_DESCRIPTIONS: Final = frozenset({"currency", "currencyPerKW", "currencyPerKWh"})
+_CURRENCY_KINDS: Final = frozenset(
+    {ItemKind.CURRENCY, ItemKind.CURRENCY_PER_KWH, ItemKind.CURRENCY_PER_KW,
+     ItemKind.CURRENCY_PER_THM}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,9 +126,15 @@ class ItemBase:
     def of(cls, kind: ItemKind, *, units: str | None = None, scale: SiScale = SiScale.NONE,
            power_attributes: PowerAttributes | None = None,
            description: str | None = None) -> ItemBase:
-        """A valid item base for ``kind``; ``units`` is needed where the XSD does not fix it."""
+        """A valid item base for ``kind``; ``units`` is needed where the XSD does not fix it.
+
+        A currency kind's ``description`` must be one of the XSD's three words (ValueError).
+        """
         fixed_description, fixed_units = _FIXED.get(kind, (kind.value, None))
         description = description or fixed_description
+        if kind in _CURRENCY_KINDS and description not in _CURRENCY_DESCRIPTIONS:
+            raise ValueError(f"{kind} needs an itemDescription the XSD allows: one of "
+                             f"{sorted(_CURRENCY_DESCRIPTIONS)}, not {description!r}")
         chosen = fixed_units if units is None else units
         if chosen is None:
             raise ValueError(f"{kind} needs units (e.g. EUR, celsius)")

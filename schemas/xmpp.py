@@ -36,6 +36,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ._wire import OADR
 from .identity import FINGERPRINT_PATTERN
+from .logtext import escaped
 from .services import Service
 
 __all__ = [
@@ -123,7 +124,7 @@ def depth_guard(send_raw: Callable[[bytes], object]) -> Callable[[Any], Any]:
         if not nested_deeper_than(stanza.xml, MAX_DEPTH):
             return stanza
         sender = stanza.xml.get("from", "")
-        log.info("dropped a stanza from %s nested deeper than %d", sender, MAX_DEPTH)
+        log.info("dropped a stanza from %s nested deeper than %d", escaped(sender), MAX_DEPTH)
         if stanza.xml.tag == "{jabber:client}iq" and stanza.xml.get("type") in ("get", "set"):
             send_raw(error_bytes(iq_id=stanza.xml.get("id", ""), to=sender,
                                  condition="not-acceptable", kind="modify",

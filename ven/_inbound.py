@@ -53,6 +53,7 @@ from schemas import (
     Service,
     UpdateReport,
 )
+from schemas.logtext import escaped
 
 from .offered import VtnReports
 from .reports import ReportDesk
@@ -196,7 +197,7 @@ class Inbound:
 
     async def _decide(self, event: Event) -> OptType:
         if self._on_event is None:
-            log.warning("no event handler: opting out of %s", event.event_id)
+            log.warning("no event handler: opting out of %s", escaped(event.event_id))
             return OptType.OPT_OUT
         try:
             answer = self._on_event(event)
@@ -204,5 +205,5 @@ class Inbound:
                 answer = await answer
             return OptType(answer)
         except Exception:
-            log.exception("event handler failed on %s: opting out", event.event_id)
+            log.exception("event handler failed on %s: opting out", escaped(event.event_id))
             return OptType.OPT_OUT

@@ -64,6 +64,7 @@ from schemas import (
     Target,
     new_id,
 )
+from schemas.logtext import escaped
 
 from ._http import VtnLink, check_reply
 from ._inbound import EventHandler, Inbound, Outcome
@@ -235,7 +236,8 @@ class VenClient:
             poll_freq=created.requested_oadr_poll_freq or query.requested_oadr_poll_freq,
         )
         self.deregistered = False
-        log.info("registered with VTN %s as venID %s", created.vtn_id, created.ven_id)
+        log.info("registered with VTN %s as venID %s", escaped(created.vtn_id),
+                 escaped(created.ven_id))
         return self.registration
 
     async def cancel_registration(self) -> None:
@@ -388,7 +390,7 @@ class VenClient:
                 delay = self._connection.backoff.delay_after(
                     attempt, getattr(error, "retry_after", None))
                 attempt += 1
-                log.warning("poll failed (%s); retry %d in %.3f s", error, attempt, delay)
+                log.warning("poll failed (%s); retry %d in %.3f s", escaped(error), attempt, delay)
                 self._surface(error)
                 await (self._time.retry_sleep or self._pause)(delay)
                 continue

@@ -46,6 +46,7 @@ from schemas import (
     UpdateReport,
     new_id,
 )
+from schemas.logtext import escaped
 
 __all__ = ["ReportChooser", "ReportDataHandler", "VtnReports"]
 
@@ -119,11 +120,12 @@ class VtnReports:
                 try:
                     await _call(on_data, report)
                 except Exception as exc:
-                    log.exception("report data handler failed on %s", report.report_request_id)
+                    log.exception("report data handler failed on %s",
+                                  escaped(report.report_request_id))
                     code = InvalidData.response_code
                     description = str(exc)[:500] or "invalid data"
         if unknown:
-            log.warning("report data for requests this VEN does not hold: %s", unknown)
+            log.warning("report data for requests this VEN does not hold: %s", escaped(unknown))
         cancel = (CancelReport(request_id=new_id(), report_request_ids=unknown,
                                ven_id=self._ven_id()) if unknown else None)
         return UpdatedReport(response=EiResponse(code=code, description=description,

@@ -31,6 +31,7 @@ from schemas import (
     Service,
 )
 from schemas.identity import certificate_fingerprint
+from schemas.logtext import escaped
 
 from .client import VenClient
 
@@ -119,7 +120,7 @@ async def answer_pushed(client: VenClient, body: bytes, where: str) -> Message:
         message = client.codec.decode(body)
         outcome = await client.receive(message)
     except RemoteProtocolError as error:
-        log.info("refused a push on %s: %s", where, error)
+        log.info("refused a push on %s: %s", where, escaped(error))
         return Response(response=EiResponse(
             code=error.response_code, description=error.reason[:500]))
     if outcome.after is not None:

@@ -34,6 +34,7 @@ from schemas import (
     Service,
     UpdateReport,
 )
+from schemas.logtext import escaped
 
 from ._http import Link, check_reply
 from .backoff import Backoff
@@ -184,7 +185,7 @@ class ReportDesk:
                                     duration=until - since)
             except Exception:  # a bad report must not end the schedule without a word
                 log.exception("report %s: the provider failed or its data could not be queued",
-                              request.report_request_id)
+                              escaped(request.report_request_id))
                 continue
             since = until
 
@@ -240,7 +241,7 @@ class ReportDesk:
                     reply = await self._link.post(Service(item.service), item.payload)
                     check_reply(reply, "oadrUpdateReport")
                 except VtnRefused as refusal:
-                    log.error("VTN refused queued item %d for good: %s", item.seq, refusal)
+                    log.error("VTN refused queued item %d for good: %s", item.seq, escaped(refusal))
                     self._report(refusal)
                 except RemoteProtocolError as exc:
                     # We cannot tell whether the VTN took it: keep it and retry later.
@@ -266,7 +267,8 @@ class ReportDesk:
                 # at least the VTN's Retry-After (HTTP 429/503), bounded by the back-off cap
                 delay = self._backoff.delay_after(attempt, exc.retry_after)
                 attempt += 1
-                log.warning("outbox: VTN unavailable (%s); retry %d in %.3f s", exc, attempt, delay)
+                log.warning("outbox: VTN unavailable (%s); retry %d in %.3f s", escaped(exc),
+                            attempt, delay)
                 self._report(exc)
                 self._wake.set()
                 await self._retry_sleep(delay)

@@ -36,6 +36,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, Service, TransportName
+from schemas.logtext import escaped
 from schemas.xmpp import (
     IQ_WITH_PAYLOAD,
     SERVICES_NODE,
@@ -283,7 +284,7 @@ class XmppLink(Link):
         return self.codec.encode(await answer_pushed(client, body, "XMPP"))
 
     def _refuse(self, iq: Any, condition: str, kind: str, text: str) -> None:
-        log.info("refused an XMPP payload: %s", text)
+        log.info("refused an XMPP payload: %s", escaped(text))
         with contextlib.suppress(NotConnectedError):  # the sender asks again
             self._stream.send_raw(error_bytes(iq_id=iq["id"], to=iq["from"].full,
                                               condition=condition, kind=kind, text=text))

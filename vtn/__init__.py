@@ -9,12 +9,15 @@ sent to a VEN are the message layer's ``RemoteProtocolError`` s::
         |                         (vtn.admin_input; vtn.admin catches it as one)
         +-- CertificateRejected   trust anchors, validity rules or revocation lists refuse a
         |                         certificate; also a ValueError (vtn.certpath)
-        +-- EventCancelled        a modify of an event already cancelled, which stays final
-        |                         (vtn.services.events; the admin API answers 409)
+        +-- EventFinal            a modify of an event that is over (vtn.services.events;
+        |   |                     the admin API answers 409)
+        |   +-- EventCancelled    the event was cancelled, which stays final
+        |   +-- EventCompleted    the event's active period has ended
         +-- StorageError          (vtn.storage)
             +-- StorageConflict   a unique or foreign key refused the write; nothing written
             |   +-- StaleModification  an event older than the stored one
-            +-- StorageUnavailable  PostgreSQL unreachable, refusing or out of resources
-                |                 (the asyncpg hot paths; nothing committed)
+            +-- StorageUnavailable  PostgreSQL unreachable, refusing, out of resources or
+                |                 past the statement timeout (the asyncpg hot paths;
+                |                 nothing committed)
                 +-- StorageBusy   a lock not granted within the lock timeout; rolled back
 """

@@ -8,8 +8,9 @@ Invariants: the admin API changes state only through :mod:`vtn.services` (the sa
 protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.
 Every body and query is read by :mod:`vtn.admin_input`: bad input is a 400 with a reason, an
 unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback.
-A cancelled event is final (:class:`vtn.services.events.EventCancelled`): a modify of it is a 409
-naming it, and cancelling it again a 200 with ``already_cancelled`` and nothing sent.
+A cancelled or completed event is final (:class:`vtn.services.events.EventFinal`): a modify of it
+is a 409 naming it and why; cancelling a cancelled one again is a 200 with ``already_cancelled``
+and nothing sent.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _guarded(handler: Handler) -> Handler:
             raise  # a bug here, not an unknown ID: never a 404
         except LookupError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
-        except events.EventCancelled as exc:
+        except events.EventFinal as exc:
             raise web.HTTPConflict(text=str(exc)) from None
         except (ValueError, LocalProtocolError) as exc:
             raise web.HTTPBadRequest(text=f"bad request: {exc}") from None

@@ -175,7 +175,8 @@ def create_app(
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         storage = await open_storage(config.storage_url, observe=metrics.transaction,
                                      pool_wait=metrics.pool_wait,
-                                     lock_timeout_s=config.database_lock_timeout_s)
+                                     lock_timeout_s=config.database_lock_timeout_s,
+                                     statement_timeout_s=config.database_statement_timeout_s)
         try:
             ctx = ServiceContext(
                 storage=storage, codec=codec, store_codec=Codec(schema=codec.schema),

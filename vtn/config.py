@@ -151,11 +151,12 @@ def _token(table: Table, key: str) -> str:
 
 def _check_positive(root: Table, values: dict[str, Any]) -> None:
     # keepalive_timeout 0 would switch aiohttp's only idle/slow-header deadline off altogether,
-    # and a lock timeout of 0 PostgreSQL's.
+    # and a lock or statement timeout of 0 PostgreSQL's.
     for key in ("keepalive_timeout_s", "tls_handshake_timeout_s", "max_connections",
                 "max_connections_per_peer", "max_pending_handshakes",
                 "max_pending_handshakes_per_address", "crl_check_interval_s",
-                "max_line_size", "max_field_size", "max_headers", "database_lock_timeout_s"):
+                "max_line_size", "max_field_size", "max_headers", "database_lock_timeout_s",
+                "database_statement_timeout_s"):
         value = values.get(key)
         if value is not None and value <= 0:
             raise root.error(key, "a positive number", value)

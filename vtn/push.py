@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 import aiohttp
 
 from schemas import Message, RemoteProtocolError, Response, Service, TransportName
+from schemas.logtext import escaped
 from schemas.tls import peer_fingerprint
 from vtn.faults import storage_failure
 from vtn.pushtargets import PushTargets, TargetResolver
@@ -213,7 +214,7 @@ class PushDelivery:
         try:
             self._targets.check_address(address)
         except RemoteProtocolError as refused:  # registered before these rules, or config
-            log.warning("not pushing to %s: %s", ven_id, refused.reason)
+            log.warning("not pushing to %s: %s", ven_id, escaped(refused.reason))
             return None
         connector = aiohttp.TCPConnector(ssl=PinnedVen(registration.fingerprint),
                                          resolver=TargetResolver(self._targets))
@@ -244,7 +245,7 @@ class PushDelivery:
                 reply = await send(address, message)
             except (OSError, RemoteProtocolError) as exc:
                 await self._ctx.storage.outbox.release(item.seq)
-                log.warning("XMPP delivery to %s failed: %s", registration.ven_id, exc)
+                log.warning("XMPP delivery to %s failed: %s", registration.ven_id, escaped(exc))
                 self._on_retry()
                 return False
             await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
@@ -260,7 +261,7 @@ class PushDelivery:
             try:
                 await self._route(service, Peer(registration.fingerprint), reply)
             except RemoteProtocolError as refused:
-                log.warning("answer from %s refused: %s", registration.ven_id, refused)
+                log.warning("answer from %s refused: %s", registration.ven_id, escaped(refused))
 
     async def _post(self, session: aiohttp.ClientSession, url: str, message: Message) -> Message:
         body = self._ctx.codec.encode(message)

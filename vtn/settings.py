@@ -78,6 +78,9 @@ class VtnConfig:
     # PostgreSQL: a statement waiting longer for a lock (a row another transaction holds) is
     # cancelled and its request answered 503 (vtn.storage.StorageBusy), not left to stall
     database_lock_timeout_s: float = 5.0
+    # PostgreSQL: a statement running longer than this, whatever it waits for (a hung query, a
+    # chain of locks each granted just in time), is cancelled and its request answered 503
+    database_statement_timeout_s: float = 30.0
     # request limits (vtn/limits.py): None switches a limit off
     rate_limit_per_s: float | None = 20.0
     rate_limit_burst: int = 100

@@ -41,6 +41,7 @@ from schemas import (
     Service,
 )
 from schemas.identity import certificate_fingerprint
+from schemas.logtext import escaped
 from schemas.parts import echoed_request_id
 from schemas.signature import Verification
 from vtn.certpath import CertificatePath, CertificateRejected
@@ -238,7 +239,8 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
             # e.g. a body that is no gzip under Content-Encoding: gzip; the peer's fault, so one
             # INFO line and a 400, not an ERROR traceback and a 500
             log.info("refused a body not readable in its Content-Encoding (%s): %s",
-                     request.headers.get("Content-Encoding", "identity"), exc.__cause__ or exc)
+                     escaped(request.headers.get("Content-Encoding", "identity")),
+                     escaped(exc.__cause__ or exc))
             raise web.HTTPBadRequest(
                 text="request body does not decode in its Content-Encoding") from None
 
@@ -264,7 +266,7 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
                     await settings.check_signed(peer, verification)
             return peer, await route(service, peer, message)
         except RemoteProtocolError as error:
-            log.info("refused on %s: %s", service, error)
+            log.info("refused on %s: %s", service, escaped(error))
             if settings.on_refused is not None:
                 settings.on_refused(service, error)
             return peer, error_reply(error, message)

@@ -59,6 +59,7 @@ from slixmpp.xmlstream.matcher import MatchMany, MatchXPath, StanzaPath
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from schemas import Codec, Message, NotRecognized, OtherError, RemoteProtocolError, Service
+from schemas.logtext import escaped
 from schemas.xmpp import (
     FEATURE,
     IQ_WITH_PAYLOAD,
@@ -126,7 +127,7 @@ class ServiceResponder:
             service = service_of(message)
             reply = await self._route(service, peer, message)
         except RemoteProtocolError as error:
-            log.info("refused over XMPP on %s: %s", service or "?", error)
+            log.info("refused over XMPP on %s: %s", service or "?", escaped(error))
             if self._on_refused is not None:
                 self._on_refused(service or Service.REGISTER_PARTY, error)
             reply = error_reply(error, message)
@@ -406,7 +407,7 @@ class XmppTransport:
             if refusal is None:
                 await self._answer(iq, peer, body)
                 return
-        log.info("refused an XMPP request from %s: %s", iq["from"], refusal[2])
+        log.info("refused an XMPP request from %s: %s", escaped(iq["from"]), escaped(refusal[2]))
         self._answer_error(iq, *refusal)
 
     async def _answer(self, iq: Any, peer: Peer, body: bytes) -> None:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import tomlconfig
+from schemas.logtext import escaped
 
 from . import SubCommands
 from ._process import (
@@ -245,7 +246,7 @@ async def _serve(spec: _Spec, config: VtnConfig, status: StatusFile) -> None:
         ven_id = await _connect(node, stop)
         if ven_id is None:
             return
-        log.info("registered with the TSO as %s", ven_id)
+        log.info("registered with the TSO as %s", escaped(ven_id))
         work.pool_registered()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(publish_status(
@@ -268,7 +269,7 @@ async def _connect(node: AggregatorNode, stop: asyncio.Event) -> str | None:
         try:
             return await node.connect()
         except VtnUnavailable as exc:
-            log.warning("the TSO is unreachable (%s); trying again in %.0f s", exc, delay)
+            log.warning("the TSO is unreachable (%s); trying again in %.0f s", escaped(exc), delay)
             await node.close()  # the attempt's client and outbox; connect opens new ones
         if await wait_or_stop(stop, delay):
             return None
@@ -379,7 +380,8 @@ class _Work:
             log.info("offer %s %s MW: %s", offer.offer_id, offer.mw, "accepted" if
                      outcome.accepted else "the offer sent before a restart stands")
         else:
-            log.warning("offer %s %s MW refused: %s", offer.offer_id, offer.mw, outcome.reason)
+            log.warning("offer %s %s MW refused: %s", offer.offer_id, offer.mw,
+                        escaped(outcome.reason))
 
     def status(self) -> dict[str, Any]:
         node = self.node

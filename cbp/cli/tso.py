@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomlconfig
+from schemas.logtext import escaped
 
 from . import SubCommands
 from ._process import (
@@ -176,7 +177,7 @@ async def _market(tso: TsoNode, stop: asyncio.Event, activate: bool,
             log.info("gate closed for ISP %s: no offer at or under %s EUR/MWh to award", isp,
                      tso.settings.clearing_price_eur_per_mwh)
         for award in awards:
-            log.info("awarded %s: %s MW at %s EUR/MWh", award.offer_id, award.mw,
+            log.info("awarded %s: %s MW at %s EUR/MWh", escaped(award.offer_id), award.mw,
                      award.clearing_price_eur_per_mwh)
             if not activate:
                 continue

@@ -19,6 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from schemas.logtext import escaped
+
 from . import SubCommands
 from ._process import (
     add_log_level,
@@ -128,8 +130,8 @@ async def _serve(config: VenConfig, codec: Codec) -> None:
     from ven.xmpp import XmppLink
 
     def on_event(event: Event) -> str:
-        log.info("event %s (modification %d): %s", event.event_id, event.modification_number,
-                 config.opt)
+        log.info("event %s (modification %d): %s", escaped(event.event_id),
+                 event.modification_number, config.opt)
         return str(config.opt)
 
     settings = client_settings(config, codec=codec, hooks=Hooks(on_event=on_event))

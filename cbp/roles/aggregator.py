@@ -88,6 +88,7 @@ from schemas import (
     ReportPayload,
     utc_now,
 )
+from schemas.logtext import escaped
 from ven import (
     Backoff,
     Connection,
@@ -289,7 +290,7 @@ class AggregatorNode:
 
     def _on_statement(self, statement: ReceivedStatement) -> None:
         self.statements[statement.event_id] = statement
-        log.info("x-SETTLEMENT for %s: payment EUR %s, penalty EUR %s", statement.event_id,
+        log.info("x-SETTLEMENT for %s: payment EUR %s, penalty EUR %s", escaped(statement.event_id),
                  statement.payment_eur, statement.penalty_eur)
 
     def _month(self, now: datetime) -> str:

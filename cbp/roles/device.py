@@ -43,6 +43,7 @@ from schemas import (
     ReportType,
     SamplingRate,
 )
+from schemas.logtext import escaped
 from ven import Connection, Hooks, Outbox, VenClient, VenSettings
 from ven.config import VenXmpp
 from ven.tls import client_context
@@ -246,7 +247,7 @@ class DeviceFleet:
                     await node.client.register()
                 except Exception as exc:  # refused registrations are expected (no consent)
                     log.warning("device %s (venID %s) not registered: %s", node.identity.name,
-                                node.identity.fingerprint, exc)
+                                node.identity.fingerprint, escaped(exc))
                     self.refused.append(node.identity.fingerprint)
                     return
                 requests = await node.client.register_reports(metadata)

@@ -55,6 +55,7 @@ from schemas import (
     ReportInterval,
     ReportPayload,
 )
+from schemas.logtext import escaped
 from ven import VenError
 from vtn.app import STORAGE
 from vtn.capture import purge_naming
@@ -146,14 +147,14 @@ class ErasureIntake:
         if not await storage.scrub():
             log.warning("erasure notice %s: old copies of the deleted rows stay until the next "
                         "checkpoint (a reader held the WAL) or VACUUM (PostgreSQL)",
-                        report.report_id)
+                        escaped(report.report_id))
         request_erased = self._erased.get()
         if request_erased is not None:
             request_erased.update(names)
         self.acted.append(Erased(ven_id=ven_id, notice_id=str(report.report_id or ""),
                                  pseudonyms=len(names), rows=rows, at=self._tso.now()))
         log.info("erasure notice %s from %s: %d pseudonym(s), %d row(s) deleted",
-                 report.report_id, ven_id, len(names), rows)
+                 escaped(report.report_id), ven_id, len(names), rows)
 
 
     def capture_sweep(self, folder: Path) -> Middleware:
@@ -221,7 +222,7 @@ class ErasureDesk:
                 node.vault.erasure.acknowledge(item.notice.notice_id, node.clock())
                 acknowledged += 1
         except VenError as exc:
-            log.warning("erasure notice not delivered yet (stays pending): %s", exc)
+            log.warning("erasure notice not delivered yet (stays pending): %s", escaped(exc))
         if acknowledged:
             await node.scrub_stores()
         return acknowledged

@@ -39,6 +39,7 @@ from cbp.market import Sample
 from cbp.pool import Allocator, FlexState, MspRecorder
 from privacy import ActivationWindow
 from schemas import Event, EventResponse, EventStatus, Target
+from schemas.logtext import escaped
 from vtn.services import ServiceContext
 from vtn.services.events import cancel_events, publish_events
 
@@ -206,7 +207,7 @@ class Operation:
             activation.lost |= newly
             rest = tuple(s for s in activation.setpoints if s.at > at)
             log.warning("activation %s: %d device(s) lost at %s; re-dispatching %d samples",
-                        activation.event_id, len(newly), at.isoformat(), len(rest))
+                        escaped(activation.event_id), len(newly), at.isoformat(), len(rest))
             if rest:
                 await self._cancel_devices(activation)
                 activation.version += 1

@@ -73,6 +73,7 @@ from schemas import (
     Target,
     utc_now,
 )
+from schemas.logtext import escaped
 from vtn.app import SERVICES, STORAGE, create_app
 from vtn.capture import capture_middleware
 from vtn.services import Handlers, ServiceContext
@@ -188,10 +189,10 @@ class TsoNode:
             try:
                 pool_ids = self.registry.register(ven_id, reports)
             except InvalidData as exc:
-                log.warning("stored registration of %s not restored: %s", ven_id, exc)
+                log.warning("stored registration of %s not restored: %s", ven_id, escaped(exc))
                 continue
             for pool_id in pool_ids:
-                log.info("pool %s of %s restored: %d devices", pool_id, ven_id,
+                log.info("pool %s of %s restored: %d devices", escaped(pool_id), ven_id,
                          len(self.devices(ven_id, pool_id)))
 
     async def _subscriptions(self, ven_id: str, reports: tuple[Report, ...]
@@ -199,7 +200,7 @@ class TsoNode:
         """Register the VEN's pools (refusing GCPs another aggregator holds), offer each
         pool's x-SETTLEMENT report, and subscribe to every report."""
         for pool_id in self.registry.register(ven_id, reports):
-            log.info("pool %s of %s: %d devices registered", pool_id, ven_id,
+            log.info("pool %s of %s: %d devices registered", escaped(pool_id), ven_id,
                      len(self.devices(ven_id, pool_id)))
         if ven_id in self.pools:  # one offer per VEN: each offer replaces the one before
             await offer_reports(self.ctx, ven_id, tuple(
@@ -253,7 +254,7 @@ class TsoNode:
         if isinstance(result, Refused):
             raise OfferRefused(f"offer {result.offer_id} refused: {result.reason}: "
                                f"{result.detail}")
-        log.info("offer %s %s", offer.offer_id, result.message)
+        log.info("offer %s %s", escaped(offer.offer_id), escaped(result.message))
 
     def award(self, isp: IspRef) -> tuple[Award, ...]:
         """Award every offer for ``isp`` priced at or under the configured clearing price."""
@@ -316,7 +317,8 @@ class TsoNode:
         check = check_ack(activation.sent_at, self.now(), self.settings.rules)
         activation.acks.append(check)
         if check.late:
-            log.warning("late ack for %s from %s after %s", response.event_id, ven_id, check.delay)
+            log.warning("late ack for %s from %s after %s", escaped(response.event_id), ven_id,
+                        check.delay)
 
     # ------------------------------------------------------------ validation and settlement
 
@@ -381,7 +383,7 @@ class TsoNode:
         ven_id, spec = activation.ven_id, activation.pool_id + SETTLEMENT_SUFFIX
         requests = await live_requests(self.ctx, ven_id, report_specifier_id=spec)
         if not requests:
-            log.warning("%s has not requested %s: statement of %s not sent", ven_id, spec,
+            log.warning("%s has not requested %s: statement of %s not sent", ven_id, escaped(spec),
                         activation.event_id)
             return
         report = statement_report(

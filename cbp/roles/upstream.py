@@ -35,6 +35,7 @@ from schemas import (
     UpdateReport,
     new_id,
 )
+from schemas.logtext import escaped
 from ven import Outbox, Outcome, VenClient, VenSettings
 
 from .profile import SETTLEMENT_REPORT
@@ -63,7 +64,7 @@ class UpstreamClient(VenClient):
     def _refusal(self, request_id: str, code: int, description: str, kind: str,
                  service: Service) -> Outcome:
         self.refused.append((kind, code))
-        log.warning("refused %s from the TSO with %d: %s", kind, code, description)
+        log.warning("refused %s from the TSO with %d: %s", kind, code, escaped(description))
         ven_id = self.registration.ven_id if self.registration else None
         return Outcome(reply=Response(response=EiResponse(
             code=code, description=description, request_id=request_id), ven_id=ven_id),
@@ -108,6 +109,6 @@ class UpstreamClient(VenClient):
             statement = parse_statement(report)
         except ValueError as exc:
             self.refused.append(("oadrUpdateReport", InvalidData.response_code))
-            log.warning("refused report data from the TSO: %s", exc)
+            log.warning("refused report data from the TSO: %s", escaped(exc))
             raise
         self._on_statement(statement)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
 
@@ -71,7 +72,7 @@ STRATEGIES: dict[type[schemas.Message], st.SearchStrategy[schemas.Message]] = {
 
 # Whole event trees are large: fewer examples keep the suite fast. No deadline: the first example
 # compiles the XSD set, and these cores are shared.
-_EXAMPLES = {DistributeEvent: 40}
+_EXAMPLES: dict[type[schemas.Message], int] = {DistributeEvent: 40}
 
 
 @pytest.mark.parametrize("kind", list(STRATEGIES), ids=lambda k: k.__name__)
@@ -155,16 +156,22 @@ def test_an_int_beyond_every_float_is_refused_when_sent() -> None:
         schemas.encode(message)
 
 
+def test_a_bool_given_for_a_signal_value_is_refused_when_sent() -> None:
+    message = DistributeEvent(request_id="r", vtn_id="v", events=(cbp_activation(1.0, True),))
+    with pytest.raises(schemas.LocalProtocolError, match="True is a bool, not a number"):
+        schemas.encode(message)
+    current = replace(cbp_activation(1.0), signals=(replace(
+        cbp_activation(1.0).signals[0], current_value=False),))
+    with pytest.raises(schemas.LocalProtocolError, match="False is a bool, not a number"):
+        schemas.encode(DistributeEvent(request_id="r", vtn_id="v", events=(current,)))
+
+
 def test_test_event_reading_follows_the_xsd_note() -> None:
     base = cbp_activation(1.0).descriptor
     assert not base.is_test
-    assert not EventDescriptor(**{**_fields(base), "test_event": "false"}).is_test
-    assert EventDescriptor(**{**_fields(base), "test_event": "true"}).is_test
-    assert EventDescriptor(**{**_fields(base), "test_event": ""}).is_test
-
-
-def _fields(descriptor: EventDescriptor) -> dict[str, object]:
-    return {name: getattr(descriptor, name) for name in EventDescriptor.__dataclass_fields__}
+    assert not replace(base, test_event="false").is_test
+    assert replace(base, test_event="true").is_test
+    assert replace(base, test_event="").is_test
 
 
 def _swap(wire: bytes, old: bytes, new: bytes) -> bytes:
@@ -231,15 +238,13 @@ def test_enum_reader_gives_what_the_enum_gives(kind: type[StrEnum]) -> None:
 
 @pytest.mark.parametrize("kind", list(ItemKind))
 def test_every_item_base_kind_round_trips_in_a_signal(kind: ItemKind) -> None:
-    # the item base decoder reads itemDescription and itemUnits by position, the rest by tag
-    # the currency kinds' itemDescription is one of three words (ItemBase.of's default, the
-    # kind's name, is not one of them for currencyPerThm)
-    description = "currency" if kind.value.startswith("currency") else None
+    # the item base decoder reads itemDescription and itemUnits by position, the rest by tag;
+    # ItemBase.of's default description must be one the XSD allows (currencyPerThm's was not)
     try:
-        item = ItemBase.of(kind, scale=SiScale.KILO, description=description)
+        item = ItemBase.of(kind, scale=SiScale.KILO)
     except ValueError:  # units the XSD leaves open
         units = "celsius" if kind is ItemKind.TEMPERATURE else "EUR"
-        item = ItemBase.of(kind, scale=SiScale.KILO, units=units, description=description)
+        item = ItemBase.of(kind, scale=SiScale.KILO, units=units)
     if item.power_attributes is not None:
         item = replace(item, power_attributes=PowerAttributes(hertz=60, voltage=230.5, ac=False))
     activation = cbp_activation(2.0)
@@ -251,10 +256,18 @@ def test_every_item_base_kind_round_trips_in_a_signal(kind: ItemKind) -> None:
     assert schemas.decode(data) == message
 
 
-_OPTIONAL_DESCRIPTOR_FIELDS = {
-    "modification_date_time": T0, "modification_reason": "re-dispatch", "priority": 3,
-    "test_event": "false", "vtn_comment": "ISP 57",
-}
+def test_a_currency_description_the_xsd_does_not_allow_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match=r"currencyPerKWh.*'currencyPerThm'"):
+        ItemBase.of(ItemKind.CURRENCY_PER_THM, units="EUR", description="currencyPerThm")
+
+
+_OPTIONAL_DESCRIPTOR_FIELDS: tuple[Callable[[EventDescriptor], EventDescriptor], ...] = (
+    lambda d: replace(d, modification_date_time=T0),
+    lambda d: replace(d, modification_reason="re-dispatch"),
+    lambda d: replace(d, priority=3),
+    lambda d: replace(d, test_event="false"),
+    lambda d: replace(d, vtn_comment="ISP 57"),
+)
 
 
 @pytest.mark.parametrize("present", range(32))
@@ -264,15 +277,17 @@ def test_every_mix_of_optional_descriptor_and_signal_fields_round_trips(
     # the descriptor and signal decoders read required children by position and tell the
     # optional ones apart by tag or child count: every subset must land in its own field
     activation = cbp_activation(2.0, 4.5)
-    fields = {name: value for bit, (name, value) in enumerate(_OPTIONAL_DESCRIPTOR_FIELDS.items())
-              if present >> bit & 1}
+    descriptor = activation.descriptor
+    for bit, fill in enumerate(_OPTIONAL_DESCRIPTOR_FIELDS):
+        if present >> bit & 1:
+            descriptor = fill(descriptor)
     signal = replace(
         activation.signals[0],
         target=Target(resource_ids=("r1",)) if signal_extras in ("target", "all") else None,
         item_base=ItemBase.megawatts() if signal_extras in ("item", "all") else None,
         current_value=1.5 if signal_extras in ("current", "all") else None,
     )
-    event = replace(activation, descriptor=replace(activation.descriptor, **fields),
+    event = replace(activation, descriptor=descriptor,
                     signals=(signal,))
     message = DistributeEvent(request_id="1", vtn_id="v", events=(event,))
     assert schemas.decode(schemas.encode(message)) == message

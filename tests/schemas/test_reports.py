@@ -416,6 +416,17 @@ def test_an_int_beyond_every_float_is_refused_when_sent() -> None:
         schemas.encode(accuracy)
 
 
+def test_a_bool_given_for_a_number_is_refused_when_sent() -> None:
+    # True is an int to Python, and float(True) would go out as "1.0"
+    with pytest.raises(schemas.LocalProtocolError, match="True is a bool, not a number"):
+        schemas.encode(_telemetry([1.0, True]))
+    accuracy = replace(_telemetry([1.0]), reports=(replace(
+        _telemetry([1.0]).reports[0], intervals=(ReportInterval(payloads=(ReportPayload(
+            r_id="r", value=1.0, accuracy=False),)),)),))
+    with pytest.raises(schemas.LocalProtocolError, match="False is a bool, not a number"):
+        schemas.encode(accuracy)
+
+
 def test_huge_values_are_sent_without_exponent_and_read_back_equal() -> None:
     message = _telemetry([1e20, -2.5e-7])
     wire = schemas.encode(message)

@@ -26,7 +26,8 @@ from schemas import (
     SignalType,
 )
 from tests.kit.admin import admin_client, offer
-from tests.kit.vtn import running_vtn
+from tests.kit.clock import Clock
+from tests.kit.vtn import running_vtn, served_vtn, vtn_config
 from vtn.admin import create_admin_app
 
 from .harness import code_of, raw_ven
@@ -153,6 +154,40 @@ async def test_a_cancelled_event_is_final(pki, storage_url):
         assert stored["status"] == "cancelled" and stored["modification_number"] == 1
 
 
+async def test_a_completed_event_cannot_be_modified(pki, storage_url):
+    """Once the injected clock reaches the end of its active period the event is over: a PUT
+    of it is a 409 naming it and when it completed, and nothing is stored or sent; a microsecond
+    before, the same PUT is a modification."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    clock = Clock(start - timedelta(minutes=10))
+    config = vtn_config(pki, storage_url)
+    async with served_vtn(config, clock=clock) as vtn, admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("completed-ven")
+        await ven.drain()
+        body = _event_body("done-1", start=start.isoformat(),
+                           targets={"ven_ids": [ven.ven_id]})  # one 900-s interval
+        async with http.post(f"{base}/events", json=body) as reply:
+            assert reply.status == 201
+        await ven.drain()
+        end = start + timedelta(seconds=900)
+
+        clock.now = end - timedelta(microseconds=1)
+        async with http.put(f"{base}/events/done-1", json=body) as reply:
+            assert reply.status == 200, await reply.text()
+            assert (await reply.json())["modification_number"] == 1
+        await ven.drain()
+
+        clock.now = end
+        async with http.put(f"{base}/events/done-1", json=body) as reply:
+            assert reply.status == 409
+            reason = await reply.text()
+        assert "'done-1'" in reason and f"completed at {end.isoformat()}" in reason
+        assert await ven.drain() == []
+        async with http.get(f"{base}/events/done-1") as reply:
+            assert (await reply.json())["modification_number"] == 1
+
+
 def _event_body(event_id: str = "ev-1", **changes: object) -> dict[str, object]:
     start = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
     body: dict[str, object] = {
@@ -190,6 +225,15 @@ HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
     ("value NaN", "POST", "/events",
      json.dumps(_event_body()).replace("3.0", "NaN").encode(), "NaN"),
     ("value as a string", "POST", "/events", _interval(value="3"), "must be a number"),
+    # a bool is an int to Python: float(True) would store and send 1.0
+    ("value true", "POST", "/events", _interval(value=True),
+     "signals[0].intervals[0].value must be a number, not True"),
+    ("duration_s true", "POST", "/events", _event_body(duration_s=True), "duration_s"),
+    ("interval duration false", "POST", "/events", _interval(duration_s=False),
+     "signals[0].intervals[0].duration_s"),
+    ("priority true", "POST", "/events", _event_body(priority=True), "priority"),
+    ("granularity_s true", "POST", "/vens/{ven}/reports/subscriptions",
+     {"report_specifier_id": "spec-9", "r_ids": ["a"], "granularity_s": True}, "granularity_s"),
     ("targets as a string", "POST", "/events", _event_body(targets="pool-1"),
      "targets must be a JSON object"),
     ("group_ids as a string", "POST", "/events", _event_body(targets={"group_ids": "pool-1"}),

@@ -88,13 +88,14 @@ def test_limit_fault_and_connection_keys_load(tmp_path):
     config = parse_config({"retry_after_s": 3, "rate_limit_per_s": 2.5, "rate_limit_burst": 7,
                            "max_in_flight": 50, "keepalive_timeout_s": 20.0,
                            "max_line_size": 4096, "max_field_size": 2048, "max_headers": 40,
-                           "database_lock_timeout_s": 0.5},
+                           "database_lock_timeout_s": 0.5, "database_statement_timeout_s": 12},
                           base=tmp_path)
     assert (config.retry_after_s, config.rate_limit_per_s, config.rate_limit_burst,
             config.max_in_flight) == (3, 2.5, 7, 50)
     assert (config.keepalive_timeout_s, config.max_line_size, config.max_field_size,
             config.max_headers) == (20.0, 4096, 2048, 40)
     assert config.database_lock_timeout_s == 0.5
+    assert config.database_statement_timeout_s == 12
 
 
 @pytest.mark.parametrize("data", [{"keepalive_timeout_s": 0}, {"max_line_size": -1},
@@ -132,6 +133,8 @@ def test_example_signatures_block_loads_when_uncommented(monkeypatch, tmp_path):
     ("keepalive_timeout_s = 0", "keepalive_timeout_s: expected a positive number, got 0.0"),
     ("database_lock_timeout_s = 0",
      "database_lock_timeout_s: expected a positive number, got 0.0"),
+    ("database_statement_timeout_s = 0",
+     "database_statement_timeout_s: expected a positive number, got 0.0"),
     ('vtn_id = ""', "vtn_id: expected a non-empty string"),
     ('allowed_fingerprints = "AA:BB"', "allowed_fingerprints: expected a list of non-empty"),
     ("tls = 3", "tls: expected a table [tls], got 3"),

@@ -55,9 +55,11 @@ async def upgrade(engine: AsyncEngine, revision: str = HEAD) -> None:
     # "crowdflex_write" makes the SQLite begin hook issue BEGIN IMMEDIATE (see vtn.storage._engine).
     async with engine.execution_options(crowdflex_write=True).begin() as conn:
         if conn.dialect.name == "postgresql":
-            # waits as long as another worker's migration takes, whatever lock_timeout the
-            # engine's sessions start with (vtn.storage._engine.session_settings)
+            # waits as long as another worker's migration takes, and runs as long as it must,
+            # whatever lock_timeout and statement_timeout the engine's sessions start with
+            # (vtn.storage._engine.session_settings)
             await conn.execute(text("SET LOCAL lock_timeout = 0"))
+            await conn.execute(text("SET LOCAL statement_timeout = 0"))
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
             )

@@ -11,6 +11,9 @@ Invariants:
 - A cancelled event is final: the VENs were told it is cancelled, so a modify of it raises
   :class:`EventCancelled` and a second cancel changes nothing (no new modificationNumber, nothing
   queued).
+- A completed event is final too: once the injected clock is at or past the end of its active
+  period, a modify of it raises :class:`EventCompleted` (its setpoints are history; 2.0b has no
+  way to change what a VEN already did).
 - An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
   450 (out of sequence) and nothing of that message is stored.
 - A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
@@ -57,6 +60,8 @@ __all__ = [
     "EVENT_KIND",
     "LIVE",
     "EventCancelled",
+    "EventCompleted",
+    "EventFinal",
     "cancel_event",
     "cancel_events",
     "distribute_for",
@@ -79,13 +84,26 @@ LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACT
         StoredStatus.CANCELLED)
 
 
-class EventCancelled(VtnError):
+class EventFinal(VtnError):
+    """A modify of an event that is over, cancelled or completed (the admin API answers 409)."""
+
+
+class EventCancelled(EventFinal):
     """A modify of an event already cancelled: the VENs were told it is cancelled, so it stays so
     (the admin API answers 409)."""
 
     def __init__(self, event_id: str) -> None:
         super().__init__(f"event {event_id!r} is cancelled; a cancelled event cannot be modified "
                          "(publish a new event instead)")
+        self.event_id = event_id
+
+
+class EventCompleted(EventFinal):
+    """A modify of an event whose active period has ended (the admin API answers 409)."""
+
+    def __init__(self, event_id: str, ended: datetime) -> None:
+        super().__init__(f"event {event_id!r} completed at {ended.isoformat()}; a completed event "
+                         "cannot be modified (publish a new event instead)")
         self.event_id = event_id
 
 
@@ -162,12 +180,15 @@ async def publish_events(ctx: ServiceContext,
 
 async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     """Publish ``event`` as the next modification of the stored one (modificationNumber + 1).
-    Raises :class:`EventCancelled` if the stored one is cancelled."""
+    Raises :class:`EventCancelled` if the stored one is cancelled, :class:`EventCompleted` if
+    its active period ended at or before ``ctx.clock()``."""
     current = await ctx.storage.events.get(event.event_id)
     if current is None:
         raise LookupError(f"no event {event.event_id!r}")
     if current.status is StoredStatus.CANCELLED:
         raise EventCancelled(event.event_id)
+    if current.ends_at is not None and ctx.clock() >= current.ends_at:
+        raise EventCompleted(event.event_id, current.ends_at)
     return await publish_event(ctx, _next_version(ctx, event, current))
 
 

@@ -201,25 +201,29 @@ class Storage:
 async def open_storage(url: str, *, migrate: bool = True,
                        observe: TransactionObserver | None = None,
                        pool_wait: PoolWaitObserver | None = None,
-                       lock_timeout_s: float | None = None) -> Storage:
+                       lock_timeout_s: float | None = None,
+                       statement_timeout_s: float | None = None) -> Storage:
     """Open the database at ``url`` and (by default) migrate it to the head revision;
     ``observe`` is told how long each transaction took, ``pool_wait`` (PostgreSQL) how long
     each waited for its pooled connection. On PostgreSQL, a statement that waits longer than
-    ``lock_timeout_s`` for a lock (None: no limit) raises :class:`StorageBusy`, nothing of it
-    committed.
+    ``lock_timeout_s`` for a lock (None: no limit) raises :class:`StorageBusy`, and one that runs
+    longer than ``statement_timeout_s`` (None: no limit) :class:`StorageUnavailable`; nothing of
+    either is committed.
 
     ``sqlite:///path/vtn.db`` (WAL, foreign keys, busy timeout) or
     ``postgresql://user@host/db``; the asyncio drivers (aiosqlite, asyncpg) are filled in.
     """
     from vtn.migrations import upgrade  # here, not at import: migrations import the models
 
-    engine = create_engine_for(url, lock_timeout_s=lock_timeout_s)
+    engine = create_engine_for(url, lock_timeout_s=lock_timeout_s,
+                               statement_timeout_s=statement_timeout_s)
     try:
         if migrate:
             await upgrade(engine)
         db = Database(engine, observe, pool_wait)
         backend: Backend = (await PostgresBackend.open(engine.url, db.observe, db.pool_wait,
-                                                       lock_timeout_s=lock_timeout_s)
+                                                       lock_timeout_s=lock_timeout_s,
+                                                       statement_timeout_s=statement_timeout_s)
                             if db.postgres else SqliteBackend(db))
     except BaseException:
         await engine.dispose()

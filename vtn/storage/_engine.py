@@ -95,16 +95,19 @@ def normalise_url(url: str) -> URL:
     return parsed
 
 
-def session_settings(lock_timeout_s: float | None) -> dict[str, str]:
+def session_settings(lock_timeout_s: float | None,
+                     statement_timeout_s: float | None) -> dict[str, str]:
     """What every PostgreSQL session of the VTN's pools starts with: ``lock_timeout`` (a
     statement that waited longer for a lock is cancelled and rolled back, and its request is
-    answered 503: :class:`~vtn.storage.StorageBusy`); None leaves the server's own setting."""
-    if lock_timeout_s is None:
-        return {}
-    return {"lock_timeout": f"{max(1, round(lock_timeout_s * 1000))}ms"}
+    answered 503: :class:`~vtn.storage.StorageBusy`) and ``statement_timeout`` (one that ran
+    longer is cancelled and rolled back, and answered 503); None leaves the server's setting."""
+    timeouts = {"lock_timeout": lock_timeout_s, "statement_timeout": statement_timeout_s}
+    return {name: f"{max(1, round(seconds * 1000))}ms"
+            for name, seconds in timeouts.items() if seconds is not None}
 
 
-def create_engine_for(url: str, *, lock_timeout_s: float | None = None) -> AsyncEngine:
+def create_engine_for(url: str, *, lock_timeout_s: float | None = None,
+                      statement_timeout_s: float | None = None) -> AsyncEngine:
     """The SQLAlchemy engine for ``url``; on PostgreSQL its sessions start with
     :func:`session_settings`."""
     parsed = normalise_url(url)
@@ -118,7 +121,7 @@ def create_engine_for(url: str, *, lock_timeout_s: float | None = None) -> Async
     # the VEN retries) and SQLAlchemy then discards every connection of the pool.
     return create_async_engine(
         parsed, pool_size=ENGINE_POOL_SIZE, max_overflow=0,
-        connect_args={"server_settings": session_settings(lock_timeout_s)})
+        connect_args={"server_settings": session_settings(lock_timeout_s, statement_timeout_s)})
 
 
 def sync_sqlite_engine(url: URL) -> Engine:

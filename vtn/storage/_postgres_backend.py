@@ -271,11 +271,12 @@ class PostgresBackend:
 
     @classmethod
     async def open(cls, url: URL, observe: TransactionObserver, pool_wait: PoolWaitObserver,
-                   *, lock_timeout_s: float | None = None) -> PostgresBackend:
+                   *, lock_timeout_s: float | None = None,
+                   statement_timeout_s: float | None = None) -> PostgresBackend:
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         pool = await asyncpg.create_pool(
             dsn, min_size=POOL_SIZE, max_size=POOL_SIZE,
-            server_settings=session_settings(lock_timeout_s),
+            server_settings=session_settings(lock_timeout_s, statement_timeout_s),
             # never retire a connection for its age or its query count (asyncpg's defaults:
             # 5 minutes idle, 50,000 queries), and skip asyncpg's reset round trip on every
             # release: these connections never LISTEN, SET or lock beyond their transaction

@@ -55,8 +55,9 @@ class StorageConflict(StorageError):
 
 
 class StorageUnavailable(StorageError):
-    """The database could not be reached, refused the connection or lost it, or is out of
-    resources (disk, connections); nothing of the call was committed."""
+    """The database could not be reached, refused the connection or lost it, is out of
+    resources (disk, connections), or cancelled a statement that ran past the statement timeout;
+    nothing of the call was committed."""
 
 
 class StorageBusy(StorageUnavailable):
