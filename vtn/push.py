@@ -7,10 +7,12 @@ registered for XMPP (profile 9.3) get them as IQs through ``xmpp``
 The outbox is the single source of what a VEN is owed, for pull and push alike. :meth:`wake` notes
 VENs whose queue grew; the delivery task (owned by the app's cleanup context) hands each push VEN
 to a lane of its own, so VENs are pushed to concurrently and one slow or unreachable VEN never
-delays another's payloads. A lane drains its VEN's queue in order, one request at a time; an item
-is marked delivered only after the VEN answered HTTP 200. A failure releases the item and the lane
-backs off on its own: ``retry_s``, doubled after each further failure up to ``max_retry_s``. The
-VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same router as if it had posted it.
+delays another's payloads. A lane drains its VEN's queue in order, one request at a time, and
+claims again only while its last claim said more was waiting (what is queued later wakes it
+again); an item is marked delivered only after the VEN answered HTTP 200. A failure releases the
+item and the lane backs off on its own: ``retry_s``, doubled after each further failure up to
+``max_retry_s``. The VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same router as
+if it had posted it.
 
 Invariants: every outbound request has a timeout, follows no redirect and reads at most
 ``max_reply_bytes`` of the reply; every lane is a task of the delivery task's
@@ -232,6 +234,8 @@ class PushDelivery:
                     return False
                 await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
                 await self._route_reply(registration, service, reply)
+                if not item.more_waiting:
+                    break
         return True
 
     async def _deliver(self, registration: VenRegistration,
@@ -250,6 +254,8 @@ class PushDelivery:
                 return False
             await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
             await self._route_reply(registration, service_for(message), reply)
+            if not item.more_waiting:
+                break
         return True
 
     async def _route_reply(self, registration: VenRegistration, service: Service,

@@ -283,6 +283,29 @@ async def test_distribute_records_the_list_and_marks_the_item_that_asked(
     assert await backend.mark_delivered(item.seq, T0) is None  # already, by distribute
 
 
+async def test_claim_next_leases_the_item_and_records_its_list_in_one_call(
+        storage: Storage) -> None:
+    """A push's claim: the item leased (not marked), the VEN's other event items marked with it,
+    its event list recorded as delivered, and whether more waits behind it."""
+    backend = storage.backend
+    (a,) = await vens(storage, 1)
+    await backend.put_events([(event(f"e{n}"), queue((a,), f"e{n}")) for n in range(2)], newer)
+    await backend.enqueue((a,), b"<report/>", "oadrCreateReport", None, T0)
+    lease = T0 + timedelta(seconds=30)
+    first = await backend.claim_next(event_list(a), lease)
+    assert first is not None and (first.item.dedup_key, first.item.more_waiting) == ("e0", True)
+    assert [e.event_id for e in first.events] == ["e0", "e1"]
+    assert await backend.delivered_to(["e0", "e1"]) == {"e0": (a,), "e1": (a,)}
+    assert [i.dedup_key for i in await storage.outbox.pending(a)] == ["e0", None]
+    second = await backend.claim_next(event_list(a), lease)
+    assert second is not None and (second.item.payload, second.events) == (b"<report/>", ())
+    assert not second.item.more_waiting
+    assert await backend.claim_next(event_list(a), lease) is None  # both leased
+    again = await backend.claim_next(event_list(a, now=lease), lease + timedelta(seconds=30))
+    assert again is not None and again.item.seq == first.item.seq  # its lease ran out
+    assert await backend.mark_delivered(first.item.seq, T0) == a
+
+
 async def test_claims_lease_in_order_and_supersede(storage: Storage) -> None:
     backend = storage.backend
     (a,) = await vens(storage, 1)

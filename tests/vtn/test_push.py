@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -31,6 +32,8 @@ from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
+from vtn.storage import PollDelivery
+from vtn.storage.backend import Distribution
 
 from .harness import (
     CODEC,
@@ -86,6 +89,43 @@ async def test_events_are_pushed_and_the_reply_ack_is_stored(pki, storage_url, t
         (delivery,) = await vtn.ctx.storage.events.deliveries("push-1")
         assert delivery.ack_opt_type is StoredOpt.OPT_IN
         assert await vtn.ctx.storage.outbox.pending_count(ven_id) == 0
+
+
+async def test_a_lane_claims_once_per_item_when_nothing_more_waits(
+        pki, storage_url, tmp_path: Path):
+    """Each payload costs its lane one claim (one write transaction, the event list chosen in
+    it): the lane does not claim again to learn that nothing waits, which its claim already
+    said. Three payloads, METADATA and two events, one at a time: three claims (were four or
+    five, an empty claim ending each drain)."""
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    acked: asyncio.Queue[str] = asyncio.Queue()
+    tls = push_ven_tls(pki, tmp_path)
+    handlers = Handlers(on_event_response=lambda v, r: acked.put_nowait(r.event_id))
+    async with push_receiver(tls.server, _answering(tls.fingerprint, received)) as address, \
+            running_vtn(pki, storage_url, handlers=handlers,
+                        push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, tls.client) as ven:
+        backend = vtn.ctx.storage.backend
+        claim_next = backend.claim_next
+        claims: list[str] = []
+
+        async def counted(event_list: Distribution, until: datetime) -> PollDelivery | None:
+            claims.append(event_list.ven_id)
+            return await claim_next(event_list, until)
+
+        backend.claim_next = counted  # type: ignore[method-assign]
+        await ven.register("push-ven", http_pull_model=False, transport_address=address)
+        async with asyncio.timeout(10):  # claimed before the first event is queued
+            assert type((await received.get())[1]) is RegisterReport
+        for event_id in ("one", "two"):
+            await events.publish_event(vtn.ctx, sample_event(
+                event_id, Target(ven_ids=(ven.ven_id,))))
+            async with asyncio.timeout(10):  # the second list carries both events
+                while await acked.get() != event_id:
+                    pass
+        kinds = [type(received.get_nowait()[1]) for _ in range(received.qsize())]
+        assert kinds == [DistributeEvent, DistributeEvent]
+        assert claims == [ven.ven_id] * 3
 
 
 async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(

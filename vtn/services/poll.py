@@ -27,7 +27,7 @@ from vtn.storage import OutboxItem
 from vtn.transport import Peer
 
 from ._context import ServiceContext, bind_ven
-from .events import EVENT_KIND, distribute_for, event_list, list_message
+from .events import EVENT_KIND, event_list, list_message
 
 __all__ = ["next_message", "on_poll"]
 
@@ -35,25 +35,17 @@ __all__ = ["next_message", "on_poll"]
 async def next_message(ctx: ServiceContext, ven_id: str, *,
                        mark: bool = True) -> tuple[Message, OutboxItem] | None:
     """The VEN's next queued payload, marked delivered (with ``mark``); None when nothing
-    waits. Without ``mark`` the item is only claimed: the caller marks or releases it."""
-    if not mark:
-        return await _claim(ctx, ven_id)
+    waits. Without ``mark`` the item is only claimed, in one write transaction with its event
+    list: the caller marks or releases it."""
     now = ctx.clock()
-    delivered = await ctx.storage.events.deliver_next(event_list(ctx, ven_id, now))
+    query = event_list(ctx, ven_id, now)
+    delivered = await (ctx.storage.events.deliver_next(query) if mark
+                       else ctx.storage.events.claim_next(query))
     if delivered is None:
         return None
     item = delivered.item
     if item.kind == EVENT_KIND:
         return list_message(ctx, delivered.events, now, new_id()), item
-    return ctx.store_codec.decode(item.payload), item
-
-
-async def _claim(ctx: ServiceContext, ven_id: str) -> tuple[Message, OutboxItem] | None:
-    item = await ctx.storage.outbox.next_for(ven_id, now=ctx.clock(), supersede=EVENT_KIND)
-    if item is None:
-        return None
-    if item.kind == EVENT_KIND:
-        return await distribute_for(ctx, ven_id, new_id()), item
     return ctx.store_codec.decode(item.payload), item
 
 

@@ -476,15 +476,29 @@ class PostgresBackend:
 
     async def claim(self, ven_id: str, now: datetime, until: datetime,
                     supersede: str | None) -> OutboxItem | None:
-        async def work(conn: asyncpg.Connection) -> OutboxItem | None:
-            row = await conn.fetchrow(_CLAIM, aware(now), ven_id, aware(until))
-            if row is None:
+        return await self._run(
+            lambda conn: self._claim(conn, ven_id, now, until, supersede), write=True)
+
+    async def claim_next(self, event_list: Distribution,
+                         until: datetime) -> PollDelivery | None:
+        async def work(conn: asyncpg.Connection) -> PollDelivery | None:
+            item = await self._claim(conn, event_list.ven_id, event_list.now, until, EVENT_KIND)
+            if item is None:
                 return None
-            if supersede is not None and row[2] == supersede:
-                await conn.execute(_SUPERSEDE, now, ven_id, supersede, row[0])
-            return item_of(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
+            return PollDelivery(item=item, events=await self._distribute(conn, event_list)
+                                if item.kind == EVENT_KIND else ())
 
         return await self._run(work, write=True)
+
+    @staticmethod
+    async def _claim(conn: asyncpg.Connection, ven_id: str, now: datetime, until: datetime,
+                     supersede: str | None) -> OutboxItem | None:
+        row = await conn.fetchrow(_CLAIM, aware(now), ven_id, aware(until))
+        if row is None:
+            return None
+        if supersede is not None and row[2] == supersede:
+            await conn.execute(_SUPERSEDE, now, ven_id, supersede, row[0])
+        return item_of(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
 
     async def mark_delivered(self, seq: int, at: datetime) -> str | None:
         row = await self._one(_OUTBOX_DELIVERED, aware(at), seq, write=True)

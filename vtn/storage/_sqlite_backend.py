@@ -71,6 +71,11 @@ class SqliteBackend:
         return await self._db.run_sqlite(
             lambda conn: _sqlite_events.deliver_next(conn, event_list), write=True)
 
+    async def claim_next(self, event_list: Distribution,
+                         until: datetime) -> PollDelivery | None:
+        return await self._db.run_sqlite(
+            lambda conn: _sqlite_events.claim_next(conn, event_list, until), write=True)
+
     async def claim(self, ven_id: str, now: datetime, until: datetime,
                     supersede: str | None) -> OutboxItem | None:
         return await self._db.run_sqlite(

@@ -31,6 +31,7 @@ from .records import (
 )
 
 __all__ = [
+    "claim_next",
     "deliver_next",
     "delivered_to",
     "delivered_versions",
@@ -169,6 +170,16 @@ def deliver_next(conn: sqlite3.Connection,
         events = distribute(conn, event_list) if item.kind == EVENT_KIND else ()
         delivered = PollDelivery(item=item, events=events)
     return delivered, waiting_sqlite(conn, ven_id)
+
+
+def claim_next(conn: sqlite3.Connection, event_list: Distribution,
+               until: datetime) -> PollDelivery | None:
+    """:meth:`EventRepository.claim_next` on SQLite."""
+    item = claim_sqlite(conn, event_list.ven_id, event_list.now, until, EVENT_KIND)
+    if item is None:
+        return None
+    return PollDelivery(item=item,
+                        events=distribute(conn, event_list) if item.kind == EVENT_KIND else ())
 
 
 def _status_filter(statuses: tuple[EventStatus, ...]) -> tuple[str, tuple[str, ...]]:

@@ -161,6 +161,13 @@ class Backend(Protocol):
         """Lease the VEN's oldest claimable item until ``until``."""
         ...
 
+    async def claim_next(self, event_list: Distribution,
+                         until: datetime) -> PollDelivery | None:
+        """:meth:`deliver_next` with the item leased until ``until`` instead of marked (the
+        VEN's other event items marked with it, as :meth:`claim` with ``supersede`` does), in one
+        transaction; the item's ``more_waiting`` as :meth:`claim` sets it."""
+        ...
+
     async def mark_delivered(self, seq: int, at: datetime) -> str | None:
         """Mark an item delivered; its venID, or None if it was already (or never existed)."""
         ...

@@ -14,7 +14,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -30,6 +30,7 @@ from ._engine import Database
 from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow, VenRow
 from .backend import EVENT_KIND, Backend, Distribution, Refuse, StoredEvent
 from .backend import Queue as _Queue
+from .outbox import DEFAULT_LEASE
 from .pollindex import PollIndex
 from .records import (
     Delivery,
@@ -242,6 +243,15 @@ class EventRepository:
         delivered, waiting = await self._backend.deliver_next(event_list)
         self._index.handed_out(ticket, event_list.ven_id, waiting)
         return delivered
+
+    async def claim_next(self, event_list: Distribution, *,
+                         lease: timedelta = DEFAULT_LEASE) -> PollDelivery | None:
+        """What a push hands the VEN ``event_list.ven_id``, in one write transaction: its oldest
+        waiting outbox item claimed for ``lease`` (:meth:`OutboxRepository.next_for`, the VEN's
+        other :data:`EVENT_KIND` items marked delivered with it) and, for an event item,
+        ``event_list`` chosen and recorded as delivered (:meth:`distribute`). None when nothing
+        waits."""
+        return await self._backend.claim_next(event_list, event_list.now + lease)
 
     def _delivered(self, conn: Connection, rows: list[tuple[str, str, int]], at: datetime) -> None:
         if not rows:
