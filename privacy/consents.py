@@ -95,7 +95,7 @@ class ConsentRows:
     def live_among(self, prosumer_ids: Sequence[str], purpose: str) -> frozenset[str]:
         """The prosumers of ``prosumer_ids`` with a live consent to ``purpose``; as :meth:`live`,
         every row of each is checked."""
-        live = set()
+        live: set[str] = set()
         for marks, chunk in in_chunks(prosumer_ids):
             live.update(str(owner) for _, owner, _, p, _, withdrawn in self._rows(
                 f"prosumer_id IN ({marks})", chunk) if p == purpose and withdrawn is None)

@@ -204,7 +204,7 @@ class IdentityRows:
     def owners(self, device_uuids: Collection[UUID]) -> dict[UUID, str]:
         """:meth:`owner` of many devices; those not in the vault are left out."""
         wanted = {str(device): device for device in device_uuids}
-        found = {}
+        found: dict[UUID, str] = {}
         for marks, chunk in in_chunks(tuple(wanted)):
             found.update((wanted[device], str(owner)) for device, owner in self._db.execute(
                 f"SELECT device_uuid, prosumer_id FROM devices WHERE device_uuid IN ({marks})",

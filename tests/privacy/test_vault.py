@@ -137,6 +137,27 @@ def test_consenting_reads_a_statement_per_chunk_not_per_device(
     assert len(statements) == 6, statements
 
 
+def test_a_vault_without_the_consent_index_gets_it_when_opened(
+    vault: IdentityVault, household: Household, keys: privacy.KeyProvider
+) -> None:
+    def plan() -> str:
+        db = sqlite3.connect(vault.path)
+        try:
+            return str(db.execute("EXPLAIN QUERY PLAN SELECT * FROM consents WHERE prosumer_id = ?",
+                                  ("P-0001",)).fetchall())
+        finally:
+            db.close()
+
+    assert "consents_prosumer" in plan()
+    db = sqlite3.connect(vault.path)
+    with db:
+        db.execute("DROP INDEX consents_prosumer")  # as a vault made before the index
+    db.close()
+    assert "consents_prosumer" not in plan()
+    IdentityVault(vault.path, keys).close()
+    assert "consents_prosumer" in plan()
+
+
 def test_resolve_recomputes_and_logs(vault: IdentityVault, household: Household) -> None:
     others = [add_household(vault, n) for n in range(2, 6)]
     target = others[2].device.device_uuid
