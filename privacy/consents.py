@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Final
 from uuid import UUID
 
 from .errors import ConsentMissing, VaultCorrupt
-from .identities import IdentityRows
+from .identities import IdentityRows, in_chunks
 from .records import Consent, ConsentHistory
 from .sealing import Integrity
 
@@ -32,6 +32,7 @@ CONSENT_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS consents (
     consent_id TEXT PRIMARY KEY, prosumer_id TEXT, erasure_id TEXT, purpose TEXT NOT NULL,
     granted_at TEXT NOT NULL, withdrawn_at TEXT, key_version INTEGER NOT NULL, mac BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS consents_prosumer ON consents (prosumer_id);
 """
 
 _Row = tuple[str, str | None, str | None, str, str, str | None]
@@ -89,8 +90,16 @@ class ConsentRows:
 
     def live(self, prosumer_id: str, purpose: str) -> bool:
         """Every row of the prosumer is checked, so a tampered row of any purpose is noticed."""
-        rows = self._rows("prosumer_id = ?", (prosumer_id,))
-        return any(p == purpose and withdrawn is None for _, _, _, p, _, withdrawn in rows)
+        return prosumer_id in self.live_among((prosumer_id,), purpose)
+
+    def live_among(self, prosumer_ids: Sequence[str], purpose: str) -> frozenset[str]:
+        """The prosumers of ``prosumer_ids`` with a live consent to ``purpose``; as :meth:`live`,
+        every row of each is checked."""
+        live: set[str] = set()
+        for marks, chunk in in_chunks(prosumer_ids):
+            live.update(str(owner) for _, owner, _, p, _, withdrawn in self._rows(
+                f"prosumer_id IN ({marks})", chunk) if p == purpose and withdrawn is None)
+        return frozenset(live)
 
     def forget_prosumer(self, prosumer_id: str, erasure_id: str, at: datetime) -> None:
         """Keep only purpose and times, under ``erasure_id``; a live consent ends at ``at``."""
@@ -154,3 +163,11 @@ class Consents:
             raise ConsentMissing(f"device {device_uuid} is not in the vault: no consent")
         if not self._rows.live(owner, purpose):
             raise ConsentMissing(f"no live consent for purpose {purpose!r} on device {device_uuid}")
+
+    def consenting(self, device_uuids: Collection[UUID], purpose: str) -> frozenset[UUID]:
+        """The devices of ``device_uuids`` whose owner consents to ``purpose`` now: what
+        :meth:`require` would let through, read with one statement per 500 devices and one per
+        500 owners instead of two per device (an activation asks this of every device)."""
+        owners = self._identities.owners(device_uuids)
+        live = self._rows.live_among(tuple(dict.fromkeys(owners.values())), purpose)
+        return frozenset(device for device, owner in owners.items() if owner in live)

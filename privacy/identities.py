@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -29,10 +29,12 @@ from .pseudonym import month_of
 from .records import Device, Prosumer
 from .sealing import Keyring, row_aad
 
-__all__ = ["IDENTITY_SCHEMA", "SALT_BYTES", "IdentityRows"]
+__all__ = ["IDENTITY_SCHEMA", "SALT_BYTES", "IdentityRows", "in_chunks"]
 
 #: random bytes of each new GCP and device salt
 SALT_BYTES: Final = 16
+#: ids bound per statement when many rows are read at once (older SQLite builds allow 999)
+_IDS_PER_STATEMENT: Final = 500
 
 IDENTITY_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS prosumers (
@@ -43,6 +45,14 @@ CREATE TABLE IF NOT EXISTS devices (
 """
 
 _DeviceRow = tuple[str, str, bytes, bytes]
+
+
+def in_chunks(ids: Sequence[str]) -> Iterator[tuple[str, Sequence[str]]]:
+    """``ids`` for ``WHERE column IN (...)``, a statement's worth at a time: the ``?`` marks
+    and the ids they bind."""
+    for i in range(0, len(ids), _IDS_PER_STATEMENT):
+        chunk = ids[i:i + _IDS_PER_STATEMENT]
+        yield ",".join("?" * len(chunk)), chunk
 
 
 class IdentityRows:
@@ -189,7 +199,14 @@ class IdentityRows:
 
     def owner(self, device_uuid: UUID) -> str | None:
         """The prosumer_id a device belongs to (its clear column: nothing is opened)."""
-        row = self._db.execute(
-            "SELECT prosumer_id FROM devices WHERE device_uuid = ?", (str(device_uuid),)
-        ).fetchone()
-        return None if row is None else str(row[0])
+        return self.owners((device_uuid,)).get(device_uuid)
+
+    def owners(self, device_uuids: Collection[UUID]) -> dict[UUID, str]:
+        """:meth:`owner` of many devices; those not in the vault are left out."""
+        wanted = {str(device): device for device in device_uuids}
+        found: dict[UUID, str] = {}
+        for marks, chunk in in_chunks(tuple(wanted)):
+            found.update((wanted[device], str(owner)) for device, owner in self._db.execute(
+                f"SELECT device_uuid, prosumer_id FROM devices WHERE device_uuid IN ({marks})",
+                chunk))
+        return found

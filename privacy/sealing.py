@@ -21,7 +21,6 @@ HMAC-SHA256 under the ``integrity`` domain of the master version the row names.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -166,7 +165,7 @@ class Integrity:
         return self._macs[version]
 
     def mac(self, version: int, *fields: object) -> bytes:
-        return hmac.new(self._key(version), json.dumps(fields).encode(), hashlib.sha256).digest()
+        return hmac.digest(self._key(version), json.dumps(fields).encode(), "sha256")
 
     def verify(self, version: int, tag: bytes, *fields: object) -> bool:
         return hmac.compare_digest(self.mac(version, *fields), tag)

@@ -179,7 +179,9 @@ def create_app(
                                      statement_timeout_s=config.database_statement_timeout_s)
         try:
             ctx = ServiceContext(
-                storage=storage, codec=codec, store_codec=Codec(schema=codec.schema),
+                storage=storage, codec=codec,
+                # one build cache: an event published (encoded to store) is sent from that build
+                store_codec=Codec(schema=codec.schema, event_cache=codec.event_cache),
                 vtn_id=config.vtn_id, poll_frequency=config.poll_frequency,
                 policy=RegistrationPolicy(allowed_fingerprints=config.allowed_fingerprints),
                 handlers=handlers or Handlers(), clock=clock,

@@ -72,7 +72,6 @@ from privacy import (
     GCP_PURPOSE,
     ONBOARDING_PURPOSE,
     ActivationWindow,
-    ConsentMissing,
     IdentityVault,
     OutboundFilter,
     PrivacyConfig,
@@ -227,15 +226,11 @@ class AggregatorNode:
     def _consenting(self, devices: Collection[UUID], purpose: str) -> frozenset[UUID]:
         """The devices whose owner consents to ``purpose`` now. The one place consent is read:
         asked before every message or activation that would use a device's data."""
-        kept = set()
+        kept = self.vault.consents.consenting(devices, purpose)
         for device in devices:
-            try:
-                self.vault.consents.require(device, purpose)
-            except ConsentMissing as exc:
-                log.info("left out (%s): %s", purpose, exc)
-                continue
-            kept.add(device)
-        return frozenset(kept)
+            if device not in kept:
+                log.info("left out (%s): device %s: no live consent", purpose, device)
+        return kept
 
     def _admit(self, candidate: VenRegistration) -> bool:
         entry = self.book.by_ven.get(candidate.fingerprint)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 import privacy
-from privacy import IdentityVault
+from privacy import IdentityVault, identities
 from tests.kit.vaults import WHO, Household, add_household, key_provider
 
 TSO = "TSO:TENNET-NL"
@@ -97,6 +98,64 @@ def test_withdrawal_stops_data_at_the_next_check(
     assert [c.live for c in history if c.purpose == "balancing-validation"] == [False]
     with pytest.raises(privacy.ConsentMissing):
         vault.consents.require(device, "marketing")
+
+
+def test_consenting_lets_through_what_require_would(
+    vault: IdentityVault, household: Household
+) -> None:
+    others = [add_household(vault, n) for n in range(2, 6)]
+    vault.consents.withdraw(others[1].prosumer.prosumer_id, "balancing-validation")
+    unknown = uuid.UUID(int=7)  # not in the vault
+    devices = [h.device.device_uuid for h in (household, *others)] + [unknown]
+
+    def required(device: uuid.UUID, purpose: str) -> bool:
+        try:
+            vault.consents.require(device, purpose)
+        except privacy.ConsentMissing:
+            return False
+        return True
+
+    for purpose in ("balancing-validation", privacy.ONBOARDING_PURPOSE, "marketing"):
+        assert vault.consents.consenting(devices, purpose) == {
+            d for d in devices if required(d, purpose)}
+    assert others[1].device.device_uuid not in vault.consents.consenting(
+        devices, "balancing-validation")
+    assert vault.consents.consenting([], "balancing-validation") == frozenset()
+
+
+def test_consenting_reads_a_statement_per_chunk_not_per_device(
+    vault: IdentityVault, household: Household, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(identities, "_IDS_PER_STATEMENT", 2)
+    devices = [household.device.device_uuid] + [
+        add_household(vault, n).device.device_uuid for n in range(2, 6)]
+    statements: list[str] = []
+    vault._db.set_trace_callback(statements.append)  # the vault's own connection
+    assert vault.consents.consenting(devices, "balancing-validation") == set(devices)
+    vault._db.set_trace_callback(None)
+    # five devices, five owners, two ids a statement: three for the owners, three for consent
+    assert len(statements) == 6, statements
+
+
+def test_a_vault_without_the_consent_index_gets_it_when_opened(
+    vault: IdentityVault, household: Household, keys: privacy.KeyProvider
+) -> None:
+    def plan() -> str:
+        db = sqlite3.connect(vault.path)
+        try:
+            return str(db.execute("EXPLAIN QUERY PLAN SELECT * FROM consents WHERE prosumer_id = ?",
+                                  ("P-0001",)).fetchall())
+        finally:
+            db.close()
+
+    assert "consents_prosumer" in plan()
+    db = sqlite3.connect(vault.path)
+    with db:
+        db.execute("DROP INDEX consents_prosumer")  # as a vault made before the index
+    db.close()
+    assert "consents_prosumer" not in plan()
+    IdentityVault(vault.path, keys).close()
+    assert "consents_prosumer" in plan()
 
 
 def test_resolve_recomputes_and_logs(vault: IdentityVault, household: Household) -> None:

@@ -78,6 +78,8 @@ def test_a_tampered_consent_row_is_detected(
         vault.consents.of(prosumer)
     with pytest.raises(privacy.VaultCorrupt):
         vault.consents.require(household.device.device_uuid, privacy.ONBOARDING_PURPOSE)
+    with pytest.raises(privacy.VaultCorrupt):
+        vault.consents.consenting((household.device.device_uuid,), privacy.ONBOARDING_PURPOSE)
 
 
 def test_a_first_format_vault_is_refused_with_a_clear_error(tmp_path: Path) -> None:

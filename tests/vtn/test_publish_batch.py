@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
-from schemas import DistributeEvent, EventStatus, LocalProtocolError, Target
+from schemas import Codec, DistributeEvent, EventStatus, LocalProtocolError, Target
+from schemas import _event_cache as event_cache
 from tests.kit.vtn import running_vtn
 from vtn.services import events
 from vtn.storage import StaleModification
@@ -39,6 +41,38 @@ async def test_a_batch_reaches_each_ven_with_only_its_own_event_and_cancels_toge
             (sent,) = got.events
             assert sent.event_id == event_id and sent.modification_number == 1
             assert sent.descriptor.event_status is EventStatus.CANCELLED
+
+
+async def test_a_published_batch_is_sent_without_parsing_what_was_stored(
+        pki, storage_url, monkeypatch):
+    """Each event of a batch goes out from the object published (no parse of its stored
+    payload) and from the oadrEvent text written to store it (no second build), and that payload
+    is byte for byte what the object encodes to: a VEN receives what a parse of the stored bytes
+    would have sent."""
+    async with two_registered_vens(pki, storage_url) as (vtn, a, b):
+        at = datetime.now(UTC)  # microseconds and all, as an aggregator's clock stamps them
+        batch = tuple(replace(e, descriptor=replace(e.descriptor, created_date_time=at))
+                      for e in (sample_event(f"ev-{v.ven_id}", Target(ven_ids=(v.ven_id,)))
+                                for v in (a, b)))
+        parsed = []
+        decode = vtn.ctx.store_codec.decode
+        monkeypatch.setattr(vtn.ctx.store_codec, "decode",
+                            lambda payload: parsed.append(payload) or decode(payload))
+        await events.publish_events(vtn.ctx, batch)
+        built = []
+        texts = event_cache.event_texts
+        monkeypatch.setattr(event_cache, "event_texts",
+                            lambda event: built.append(event) or texts(event))
+        async with asyncio.timeout(10):
+            (got_a,), (got_b,) = await asyncio.gather(a.drain(), b.drain())
+        assert parsed == [] and built == []
+        assert [got.events for got in (got_a, got_b)] == [(batch[0],), (batch[1],)]
+        stored = await vtn.ctx.storage.events.get_many(e.event_id for e in batch)
+        fresh = Codec()
+        for event in batch:
+            payload = stored[event.event_id].payload
+            assert fresh.encode(fresh.decode(payload)) == payload
+            assert fresh.decode(payload).events == (event,)
 
 
 async def test_a_batch_with_one_stale_event_stores_none_of_them(pki, storage_url):

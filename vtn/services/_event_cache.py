@@ -4,7 +4,9 @@ Building each VEN's list in a fan-out to hundreds of VENs would otherwise parse 
 same stored bytes, and make the same addressed variant, once per VEN. :class:`EventCache` keeps:
 
 - stored events decoded, by (eventID, modificationNumber): the pair names one payload for good
-  (storage refuses other content under it), and the payload is compared on every hit anyway;
+  (storage refuses other content under it), and the payload is compared on every hit anyway.
+  An event just published is remembered with the payload encoded from it
+  (:meth:`EventCache.remember`), so sending it parses nothing;
 - the variants VENs addressed alike (through the same group, resource or party entries) share,
   by (eventID, modificationNumber, eventStatus, target), one object each so its XML is built once;
 - the status and per-VEN target variants, through the encoding codec's
@@ -23,8 +25,9 @@ from vtn.storage import EventRecord
 
 __all__ = ["EventCache"]
 
-#: decoded events and shared variants an :class:`EventCache` keeps by default
-KEPT: Final = 256
+#: decoded events and shared variants an :class:`EventCache` keeps by default: an aggregator's
+#: dispatch to 929 devices publishes 929 events, each sent next (the encoder's builds keep 1024)
+KEPT: Final = 1024
 
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
@@ -48,8 +51,13 @@ class EventCache:
             return cached[1]
         message = self._store_codec.decode(record.payload)
         assert isinstance(message, DistributeEvent) and len(message.events) == 1
-        self._keep(self._decoded, key, (record.payload, message.events[0]))
+        self.remember(record, message.events[0])
         return message.events[0]
+
+    def remember(self, record: EventRecord, event: Event) -> None:
+        """``record`` stores ``event`` (its payload encodes it): :meth:`decoded` returns it."""
+        self._keep(self._decoded, (record.event_id, record.modification_number),
+                   (record.payload, event))
 
     def addressed(self, event: Event, target: Target, *, personal: bool) -> Event:
         """``event`` with eiTarget ``target``: one object per (event, version, status, target)

@@ -174,6 +174,8 @@ async def publish_events(ctx: ServiceContext,
     # The queued item only says "your list changed" (the poll builds the list afresh), so it
     # carries no payload: a copy per VEN made publishing to 500 VENs write ~8 MB.
     await ctx.storage.events.put_many(items, queued=b"")
+    for (record, _), event in zip(items, events, strict=True):
+        ctx.event_cache.remember(record, event)  # sent next: no parse of what was just encoded
     ctx.on_enqueued(tuple(dict.fromkeys(v for _, notify in items for v in notify)))
     return targeted
 
