@@ -380,7 +380,7 @@ class XmppTransport:
         received; no slixmpp stanza is made of it."""
         attributes = request.attributes
         task = asyncio.get_running_loop().create_task(self._serve(
-            attributes.get("from", ""), attributes.get("id", ""), lambda: request.payload))
+            attributes.get("from", ""), attributes.get("id", ""), request.payload))
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
@@ -395,17 +395,22 @@ class XmppTransport:
             return
         await self._serve(iq["from"].full, iq["id"], lambda: payload_of(iq.xml) or b"")
 
-    async def _serve(self, sender: str, iq_id: str, payload: Callable[[], bytes]) -> None:
-        """Refuse or answer the IQ ``iq_id`` from the full JID ``sender``; ``payload`` gives its
-        payload's bytes, asked only once the refusals that need none have passed (serialising
-        it costs CPU, charged to the VEN)."""
+    async def _serve(self, sender: str, iq_id: str,
+                     payload: bytes | Callable[[], bytes]) -> None:
+        """Refuse or answer the IQ ``iq_id`` from the full JID ``sender``; ``payload`` is its
+        payload's bytes as received, or gives them when serialised again, asked only once the
+        refusals that need none have passed (serialising costs CPU, charged to the VEN)."""
         peer = self._peer(sender)
         refusal = self._refusal(peer)
         if refusal is None:
             assert peer is not None  # _refusal
-            started = time.thread_time()
-            body = payload()
-            refusal = self._charge(peer, started, len(body))
+            if isinstance(payload, bytes):
+                body, cpu = payload, 0.0
+            else:
+                started = time.thread_time()
+                body = payload()
+                cpu = time.thread_time() - started
+            refusal = self._charge(peer, cpu, len(body))
             if refusal is None:
                 await self._answer(sender, iq_id, peer, body)
                 return
@@ -452,11 +457,12 @@ class XmppTransport:
             return ("resource-constraint", "wait", "the VTN is at its in-flight cap")
         return None
 
-    def _charge(self, peer: Peer, started: float, size: int) -> tuple[str, str, str] | None:
-        """Charge ``peer`` the payload's ``size`` in bytes and the CPU since ``started`` of
+    def _charge(self, peer: Peer, cpu: float, size: int) -> tuple[str, str, str] | None:
+        """Charge ``peer`` the payload's ``size`` in bytes and the ``cpu`` seconds of
         serialising it; the refusal of one over ``max_body_bytes``."""
         if self._budgets is not None:
-            self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
+            if cpu:
+                self._budgets.charge_cpu(peer.fingerprint, cpu)
             self._budgets.charge_bytes(peer.fingerprint, size)
         if size > self._max_body:
             return ("not-acceptable", "modify", f"payload over {self._max_body} bytes")

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
-from lxml import etree
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 import schemas
 from schemas import (
