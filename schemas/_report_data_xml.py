@@ -5,7 +5,7 @@ ReportPayloadType: rID, confidence?, accuracy?, payloadBase) and oadr_20b.xsd (o
 adds oadrDataQuality?; oadrPayloadResourceStatus is the TELEMETRY_STATUS payloadBase).
 
 This is the hot path of telemetry, so it is written for speed (decoders only see XSD-valid trees):
-- decoding reads a block of plain telemetry intervals (see ``_plain_row``) in a few C-filtered
+- decoding reads a block of plain telemetry intervals (``_decode_plain``) in a few C-filtered
   passes, anything else one pass per interval and payload (no ElementPath calls); repeated
   duration texts (``PT4S`` in every interval) are parsed once, ``...Z`` times go straight to
   ``datetime.fromisoformat``, and no regex touches a number;
@@ -279,7 +279,7 @@ def decode_interval(element: etree._Element) -> ReportInterval:
 
 # ---------------------------------------------------------------- strm:intervals
 
-# Any of these inside strm:intervals rules out the plain-telemetry fast path (see _plain_row).
+# Any of these inside strm:intervals rules out the plain-telemetry fast path (_decode_plain).
 _NOT_PLAIN: Final = (
     _UID, _STATUS, _DATA_QUALITY, q(EI, "signalPayload"), q(OADR, "oadrGBPayload"),
 )
@@ -302,39 +302,50 @@ def decode_intervals(element: etree._Element) -> tuple[ReportInterval, ...]:
 
 
 def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
-    """Plain telemetry (see _plain_row) read in a few C-filtered passes, one proxy per value;
-    None when the block has another shape.
+    """Plain telemetry read in a few C-filtered passes, one proxy per value
+    and per interval; None when the block has another shape. An interval may carry several
+    payloads (a device's power, natural power and forecasts at one instant).
 
     The XSD makes the counts conclusive: every interval has at most one dtstart and duration and
-    at least one payload, every payload at most one confidence and accuracy, so n of each (2n
-    xcal:duration: outer and inner) means exactly one per interval, 0 means none anywhere, and
-    no element outside this shape appears anywhere.
+    at least one payload, every payload exactly one rID and at most one confidence and accuracy,
+    so n dtstarts (2n xcal:duration: outer and inner) for n intervals means exactly one per
+    interval, and the other children of each are its payloads when they add up to the rIDs and
+    values (one each per payload); p confidences for p payloads means one per payload, 0 none
+    anywhere; and no element outside this shape appears anywhere.
     """
     count = len(element)
     if next(element.iter(*_NOT_PLAIN), None) is not None:
         return None
     starts = [e.text or "" for e in element.iter(_DATE_TIME)]
     durations = [e.text or "" for e in element.iter(_DURATION)][1::2]
+    if not len(starts) == len(durations) == count:
+        return None
+    sizes = [len(interval) - 2 for interval in element]  # all but dtstart and duration
     r_ids = [e.text or "" for e in element.iter(_R_ID)]
     values = [e.text or "" for e in element.iter(_VALUE)]
-    if not len(starts) == len(durations) == len(r_ids) == len(values) == count:
+    total = len(r_ids)
+    if not sum(sizes) == total == len(values) or min(sizes) < 1:
         return None
     confidences = [e.text or "" for e in element.iter(_CONFIDENCE)]
     accuracies = [e.text or "" for e in element.iter(_ACCURACY)]
-    if len(confidences) not in (0, count) or len(accuracies) not in (0, count):
+    if len(confidences) not in (0, total) or len(accuracies) not in (0, total):
         return None
     # Values are read in document order, as decode_interval would, so a bad one is reported
     # the same way on either path.
-    return tuple([
-        ReportInterval(
-            dtstart=_checked_start(starts[i], durations[i]),
+    intervals = []
+    first = 0
+    for i, size in enumerate(sizes):
+        dtstart = _checked_start(starts[i], durations[i])
+        end = first + size
+        intervals.append(ReportInterval(
+            dtstart=dtstart,
             duration=parse_duration(durations[i]),
-            payloads=(ReportPayload(
-                r_id=r_ids[i],
-                confidence=int(confidences[i]) if confidences else None,
-                accuracy=parse_float(accuracies[i]) if accuracies else None,
-                value=parse_float(values[i]),
-            ),),
-        )
-        for i in range(count)
-    ])
+            payloads=tuple([ReportPayload(
+                r_id=r_ids[j],
+                confidence=int(confidences[j]) if confidences else None,
+                accuracy=parse_float(accuracies[j]) if accuracies else None,
+                value=parse_float(values[j]),
+            ) for j in range(first, end)]),
+        ))
+        first = end
+    return tuple(intervals)

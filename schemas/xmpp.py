@@ -12,7 +12,8 @@ JID. There is no oadrPoll on XMPP: the VTN sends when it has something.
 Identity: the XMPP server names each client by its certificate's OpenADR fingerprint
 (:func:`localpart_of`; ``examples/prosody/mod_auth_openadr.lua`` does this for Prosody), and
 stamps the authenticated JID on every stanza; so the fingerprint is read back from the JID
-(:func:`fingerprint_of_localpart`), never from anything the payload says.
+(:func:`fingerprint_of_jid`, :func:`fingerprint_of_localpart`), never from anything the payload
+says.
 
 Nesting: the XMPP library copies a stanza recursively to answer it, and the standard library
 serialises a payload recursively, so a stanza nested a few thousand deep raised RecursionError
@@ -48,6 +49,7 @@ __all__ = [
     "XMPP_SERVICES",
     "depth_guard",
     "error_bytes",
+    "fingerprint_of_jid",
     "fingerprint_of_localpart",
     "iq_bytes",
     "localpart_of",
@@ -152,3 +154,14 @@ def fingerprint_of_localpart(localpart: str) -> str | None:
         return None
     digits = localpart.upper()
     return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+
+
+def fingerprint_of_jid(jid: str, domain: str) -> str | None:
+    """The OpenADR fingerprint the full JID ``jid`` of a client of ``domain`` stands for, its
+    localpart and domain read in lower case (as the XMPP library normalises them); None for a
+    JID of another domain, one without a localpart or a resource, or any other localpart."""
+    bare, _, resource = jid.partition("/")
+    localpart, at, server = bare.lower().partition("@")
+    if not (at and resource) or server != domain:
+        return None
+    return fingerprint_of_localpart(localpart)

@@ -23,6 +23,13 @@ markup declarations, encoding) and the XSD. Anything else -- an IQ of another ty
 child, a payload that inherits its namespace, a self-closing payload, an IQ over
 ``max_payload_bytes`` plus :data:`IQ_SLACK_BYTES` -- goes to the library as before.
 
+No Python handler runs for the elements inside a payload: expat reads a held payload's content
+with its handlers unset once the end tag has arrived, when that end tag is the first
+``</oadrPayload>`` after the start tag (no element of that name opens inside, and no comment,
+CDATA section or instruction could hide one); other content is read element by element. Content
+so read is balanced (expat refuses the end tag otherwise), so the depth after it is the depth
+before it.
+
 Invariants: pure (no I/O); the bytes passed on plus the IQs taken are the stream, in order; an
 IQ is held until its end tag and no longer; an IQ of which more than ``max_payload_bytes`` plus
 :data:`IQ_SLACK_BYTES` have arrived is not held past that read; once the stream is not
@@ -31,6 +38,7 @@ well-formed, everything is passed on unread (the library reports the error as be
 
 from __future__ import annotations
 
+import re
 import xml.parsers.expat
 from dataclasses import dataclass
 from typing import Final
@@ -43,6 +51,12 @@ __all__ = ["IQ_SLACK_BYTES", "PayloadFramer", "PayloadRequest"]
 #: attributes (a full JID each way, an id), far under this
 IQ_SLACK_BYTES: Final = 4096
 _STREAM_PREFIX: Final = "xmlns:stream"
+_PAYLOAD_START: Final = b"<oadrPayload"
+#: the end tag of a payload (its name, whole, then the end of the tag)
+_PAYLOAD_END: Final = re.compile(rb"</oadrPayload[ \t\r\n]*>")
+#: what in a payload's content keeps it from being read without handlers: a start tag of the
+#: payload's own name, or a comment, CDATA section or instruction (each could hide its end tag)
+_NOT_QUIET: Final = re.compile(rb"<oadrPayload(?![-\w.:\x80-\xff])|<[!?]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,25 +89,93 @@ class PayloadFramer:
         self._parser.StartElementHandler = self._start
         self._parser.EndElementHandler = self._end
         self._base = 0  # stream offset of _buffer[0]
+        # the held payload's content, read without handlers once its end tag is here: where it
+        # starts and how far it has been looked through (stream offsets); None when there is none
+        self._content: int | None = None
+        self._scanned = 0
+        self._fed = 0  # stream offset up to which expat has been given the bytes
 
     def feed(self, data: bytes) -> list[bytes | PayloadRequest]:
         """Read ``data``."""
         if self._broken:
             return [data]
         self._buffer += data
-        try:
-            self._parser.Parse(data, False)
-        except xml.parsers.expat.ExpatError:
-            self._broken = True
-            self._held = None
+        self._parse()
         if self._held is not None and self._base + len(self._buffer) - self._held > self._limit:
             self._held = None  # too big to hold: the library reads it (and refuses it by size)
+            self._parse()  # what waited for the payload's end tag, read as any other bytes
         # up to where expat has read: a tag cut by the end of ``data`` stays until it is whole
         # (it might open an IQ to take)
         read = self._base + len(self._buffer) if self._broken else self._parser.CurrentByteIndex
         self._pass_on(read if self._held is None else min(read, self._held))
         out, self._out = self._out, []
         return out
+
+    def _parse(self) -> None:
+        """Give expat the buffered bytes it has not read: a held payload's content without
+        handlers once its end tag is here (:meth:`_quiet_content`); a payload start tag not
+        whole yet, in a held IQ, waits in the buffer, as does the content before its end tag."""
+        while not self._broken:
+            fed = self._fed - self._base
+            if fed >= len(self._buffer):
+                return
+            if self._content is not None:
+                if self._held is None or not self._quiet_content():
+                    self._content = None  # read element by element, as any other bytes
+                elif self._content is not None:
+                    return  # its end tag is not here yet
+                continue
+            # up to the end of the next tag that may open a payload: expat stops right after it
+            at = self._buffer.find(_PAYLOAD_START, fed)
+            if at == -1:  # or the start of one, cut by the end of the read
+                at = self._buffer.rfind(b"<", max(fed, len(self._buffer) - len(_PAYLOAD_START)))
+                if at != -1 and not _PAYLOAD_START.startswith(self._buffer[at:]):
+                    at = -1
+            stop = len(self._buffer) if at == -1 else self._buffer.find(b">", at) + 1
+            if stop == 0:  # that tag is not whole yet
+                if at == fed and self._held is not None:
+                    return
+                stop = at if at > fed else len(self._buffer)
+            opened = self._base + at
+            content = self._base + stop
+            self._expat(self._buffer[fed:stop])
+            if at != -1 and self._held is not None and self._payload == (opened, None):
+                self._content = self._scanned = content
+
+    def _quiet_content(self) -> bool:
+        """Read the held payload's content, from :attr:`_content` to its end tag, with no
+        handler called for the elements in it; False when it cannot be read so. That content
+        is balanced (expat refuses the end tag otherwise), so the depth is the same after it.
+        Its end tag is the first ``</oadrPayload>`` only when no element of that name opens
+        inside and no comment, CDATA section or instruction could hide one: such content is
+        read element by element instead. True while the end tag has not arrived."""
+        assert self._content is not None
+        start, scanned = self._content - self._base, self._scanned - self._base
+        close = _PAYLOAD_END.search(self._buffer, scanned)
+        until = len(self._buffer) if close is None else close.start()
+        if _NOT_QUIET.search(self._buffer, scanned, until) is not None:
+            return False
+        if close is None:
+            # the next look starts at the last "<", where a tag may be cut by the end of a read
+            last = self._buffer.rfind(b"<", scanned)
+            self._scanned = self._base + (len(self._buffer) if last == -1 else last)
+            return True
+        handlers = self._parser.StartElementHandler, self._parser.EndElementHandler
+        self._parser.StartElementHandler = self._parser.EndElementHandler = None
+        try:
+            self._expat(self._buffer[start:until])
+        finally:
+            self._parser.StartElementHandler, self._parser.EndElementHandler = handlers
+        self._content = None
+        return True
+
+    def _expat(self, data: bytes | bytearray) -> None:
+        self._fed += len(data)
+        try:
+            self._parser.Parse(data, False)
+        except xml.parsers.expat.ExpatError:
+            self._broken = True
+            self._held = None
 
     def _pass_on(self, until: int) -> None:
         cut = until - self._base

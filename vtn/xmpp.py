@@ -48,7 +48,6 @@ import contextlib
 import logging
 import ssl
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -67,7 +66,7 @@ from schemas.xmpp import (
     XMPP_SERVICES,
     depth_guard,
     error_bytes,
-    fingerprint_of_localpart,
+    fingerprint_of_jid,
     iq_bytes,
     localpart_of,
     payload_of,
@@ -378,9 +377,11 @@ class XmppTransport:
 
     def _on_payload(self, request: PayloadRequest) -> None:
         """An IQ set the framer took off the stream: served as slixmpp's would be, from its
-        attributes (the server-stamped ``from``) and its payload's bytes as received."""
-        iq = self._client.Iq(xml=ET.Element("{jabber:client}iq", request.attributes))
-        task = asyncio.get_running_loop().create_task(self._serve(iq, lambda: request.payload))
+        attributes (the server-stamped ``from``, the ``id``) and its payload's bytes as
+        received; no slixmpp stanza is made of it."""
+        attributes = request.attributes
+        task = asyncio.get_running_loop().create_task(self._serve(
+            attributes.get("from", ""), attributes.get("id", ""), request.payload))
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
@@ -388,56 +389,60 @@ class XmppTransport:
         """An IQ carrying a payload that the framer left to slixmpp (another shape, or a
         session without a framer): its payload serialised again from slixmpp's elements."""
         if iq["type"] == "get":  # answered, as every request must be (RFC 6120 8.2.3)
-            self._answer_error(iq, "bad-request", "modify", "a payload travels in an IQ set")
+            self._answer_error(iq["from"].full, iq["id"], "bad-request", "modify",
+                               "a payload travels in an IQ set")
             return
         if iq["type"] != "set":  # a result is the answer to our own request (``send``)
             return
-        await self._serve(iq, lambda: payload_of(iq.xml) or b"")
+        await self._serve(iq["from"].full, iq["id"], lambda: payload_of(iq.xml) or b"")
 
-    async def _serve(self, iq: Any, payload: Callable[[], bytes]) -> None:
-        """Refuse or answer ``iq``; ``payload`` gives its payload's bytes, asked only once the
-        refusals that need none have passed (serialising it costs CPU, charged to the VEN)."""
-        peer = self._peer(iq)
+    async def _serve(self, sender: str, iq_id: str,
+                     payload: bytes | Callable[[], bytes]) -> None:
+        """Refuse or answer the IQ ``iq_id`` from the full JID ``sender``; ``payload`` is its
+        payload's bytes as received, or gives them when serialised again, asked only once the
+        refusals that need none have passed (serialising costs CPU, charged to the VEN)."""
+        peer = self._peer(sender)
         refusal = self._refusal(peer)
         if refusal is None:
             assert peer is not None  # _refusal
-            started = time.thread_time()
-            body = payload()
-            refusal = self._charge(peer, started, len(body))
+            if isinstance(payload, bytes):
+                body, cpu = payload, 0.0
+            else:
+                started = time.thread_time()
+                body = payload()
+                cpu = time.thread_time() - started
+            refusal = self._charge(peer, cpu, len(body))
             if refusal is None:
-                await self._answer(iq, peer, body)
+                await self._answer(sender, iq_id, peer, body)
                 return
-        log.info("refused an XMPP request from %s: %s", escaped(iq["from"]), escaped(refusal[2]))
-        self._answer_error(iq, *refusal)
+        log.info("refused an XMPP request from %s: %s", escaped(sender), escaped(refusal[2]))
+        self._answer_error(sender, iq_id, *refusal)
 
-    async def _answer(self, iq: Any, peer: Peer, body: bytes) -> None:
+    async def _answer(self, sender: str, iq_id: str, peer: Peer, body: bytes) -> None:
         self._in_flight += 1
         try:
             reply = await self._respond(peer, body)
         except web.HTTPException as unavailable:  # the database is away (vtn.faults)
-            self._answer_error(iq, "resource-constraint", "wait", unavailable.text or "try later")
+            self._answer_error(sender, iq_id, "resource-constraint", "wait",
+                               unavailable.text or "try later")
             return
         finally:
             self._in_flight -= 1
         with contextlib.suppress(NotConnectedError):  # the VEN asks again
-            self._client.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
-                                           to=iq["from"].full, body=reply))
+            self._client.send_raw(iq_bytes(kind="result", iq_id=iq_id, to=sender, body=reply))
 
-    def _answer_error(self, iq: Any, condition: str, kind: str, text: str) -> None:
-        """Answer ``iq`` with an XMPP error: ``condition`` and ``kind`` as RFC 6120 8.3 names
-        them."""
+    def _answer_error(self, sender: str, iq_id: str, condition: str, kind: str,
+                      text: str) -> None:
+        """Answer the IQ ``iq_id`` from ``sender`` with an XMPP error: ``condition`` and
+        ``kind`` as RFC 6120 8.3 names them."""
         with contextlib.suppress(NotConnectedError):  # the VEN asks again
-            self._client.send_raw(error_bytes(iq_id=iq["id"], to=iq["from"].full,
-                                              condition=condition, kind=kind, text=text))
+            self._client.send_raw(error_bytes(iq_id=iq_id, to=sender, condition=condition,
+                                              kind=kind, text=text))
 
-    def _peer(self, iq: Any) -> Peer | None:
+    def _peer(self, sender: str) -> Peer | None:
         """The sender as the server named it; None for a JID that names no certificate."""
-        sender = iq["from"]
-        fingerprint = (fingerprint_of_localpart(sender.user)
-                       if sender.domain == self.settings.domain else None)
-        if fingerprint is None or not sender.resource:
-            return None
-        return Peer(fingerprint, address=sender.full)
+        fingerprint = fingerprint_of_jid(sender, self.settings.domain)
+        return None if fingerprint is None else Peer(fingerprint, address=sender)
 
     def _refusal(self, peer: Peer | None) -> tuple[str, str, str] | None:
         """Why a request is answered with an XMPP error (condition, type, text) before its
@@ -453,11 +458,12 @@ class XmppTransport:
             return ("resource-constraint", "wait", "the VTN is at its in-flight cap")
         return None
 
-    def _charge(self, peer: Peer, started: float, size: int) -> tuple[str, str, str] | None:
-        """Charge ``peer`` the payload's ``size`` in bytes and the CPU since ``started`` of
+    def _charge(self, peer: Peer, cpu: float, size: int) -> tuple[str, str, str] | None:
+        """Charge ``peer`` the payload's ``size`` in bytes and the ``cpu`` seconds of
         serialising it; the refusal of one over ``max_body_bytes``."""
         if self._budgets is not None:
-            self._budgets.charge_cpu(peer.fingerprint, time.thread_time() - started)
+            if cpu:
+                self._budgets.charge_cpu(peer.fingerprint, cpu)
             self._budgets.charge_bytes(peer.fingerprint, size)
         if size > self._max_body:
             return ("not-acceptable", "modify", f"payload over {self._max_body} bytes")

@@ -99,28 +99,38 @@ class DeviceBook:
         if entry is None:
             return
         uid = entry.device_uuid
+        closed = self._closed_through
+        known = latest = self._latest.get(uid)
+        natural_last: float | None = None
         for interval in report.intervals:
             at = interval.dtstart
             if at is None:
                 continue
-            latest = self._latest.get(uid)
             if latest is None or at > latest:
-                self._latest[uid] = at
+                latest = at
             values = {p.r_id: p.value for p in interval.payloads
                       if isinstance(p.value, float | int)}
-            if self._closed_through is not None and at <= self._closed_through:
+            if closed is not None and at <= closed:
                 self.late_points += DEVICE_POWER_RID in values
                 continue
-            sample = self._open.setdefault(at, _Sample())
-            if DEVICE_POWER_RID in values:
-                sample.power[uid] = float(values[DEVICE_POWER_RID])
+            sample = self._open.get(at)
+            if sample is None:
+                sample = self._open[at] = _Sample()
+            power = values.get(DEVICE_POWER_RID)
+            if power is not None:
+                sample.power[uid] = float(power)
                 self.points_received += 1
-            if DEVICE_NATURAL_RID in values:
-                sample.natural[uid] = self.natural_last[uid] = float(values[DEVICE_NATURAL_RID])
+            natural = values.get(DEVICE_NATURAL_RID)
+            if natural is not None:
+                sample.natural[uid] = natural_last = float(natural)
             if DEVICE_FLEX_RID in values:
                 self.outlooks[uid] = Outlook(at=at, flex_kw=float(values[DEVICE_FLEX_RID]),
                                              forecasts_kw=tuple(float(values.get(r, 0.0))
                                                                 for r in DEVICE_FORECAST_RIDS))
+        if latest is not None and latest is not known:
+            self._latest[uid] = latest
+        if natural_last is not None:  # the batch's last natural reading
+            self.natural_last[uid] = natural_last
 
     def close(self, at: datetime) -> tuple[PoolRow, dict[UUID, Decimal], _Sample]:
         """The pool row and device rows of sample ``at`` over every registered device."""

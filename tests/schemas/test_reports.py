@@ -11,6 +11,7 @@ from typing import TypeVar
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 import schemas
 from schemas import (
@@ -39,6 +40,8 @@ from schemas import (
     UpdatedReport,
     UpdateReport,
 )
+from schemas._report_data_xml import _decode_plain, decode_interval
+from schemas._wire import STRM
 from schemas.units import ItemBase, ItemKind, SiScale
 
 from .strategies import (
@@ -369,6 +372,29 @@ def test_plain_telemetry_blocks_keep_every_value_in_order(values: list[float], r
     assert decoded == message
     assert isinstance(decoded, UpdateReport)
     assert [i.payloads[0].value for i in decoded.reports[0].intervals] == values
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(finite_floats, min_size=1, max_size=6), min_size=1, max_size=8),
+       st.booleans())
+def test_plain_intervals_of_several_payloads_are_read_by_the_block_path_as_one_by_one(
+        rows: list[list[float]], with_confidence: bool) -> None:
+    # a device's batch: power and natural power at each instant, its forecasts at the last
+    intervals = tuple(
+        ReportInterval(dtstart=NOW + timedelta(seconds=4 * i), duration=timedelta(seconds=4),
+                       payloads=tuple(ReportPayload(r_id=f"r{k}", value=v,
+                                                    confidence=50 if with_confidence else None)
+                                      for k, v in enumerate(row)))
+        for i, row in enumerate(rows))
+    message = UpdateReport(request_id="1", reports=(Report(
+        report_request_id="0", report_specifier_id="s", created_date_time=NOW,
+        intervals=intervals),))
+    wire = schemas.encode(message)
+    assert_xsd_valid(wire)
+    block = etree.fromstring(wire).find(f".//{{{STRM}}}intervals")
+    assert block is not None
+    assert _decode_plain(block) == tuple(decode_interval(i) for i in block) == intervals
+    assert schemas.decode(wire) == message
 
 
 def test_one_irregular_interval_among_plain_ones_round_trips() -> None:

@@ -144,3 +144,62 @@ def _server_form(element: ET.Element, parent: str) -> bytes:
     inner = b"".join(_server_form(c, namespace) for c in element)
     text = (element.text or "").replace("&", "&amp;").replace("<", "&lt;").encode()
     return f"<{local}{declared}{attributes}>".encode() + text + inner + f"</{local}>".encode()
+
+
+class _CountingFramer(PayloadFramer):
+    """Counts the start tags its handler was called for."""
+
+    def __init__(self, max_payload_bytes: int) -> None:
+        self.starts = 0
+        super().__init__(max_payload_bytes)
+
+    def _start(self, name: str, attributes: dict[str, str]) -> None:
+        self.starts += 1
+        super()._start(name, attributes)
+
+
+_BIG = (f"<oadrPayload xmlns='{OADR}'><oadrSignedObject>".encode()
+        + b"<a><b>1</b><c x='>'/></a>" * 50 + b"</oadrSignedObject></oadrPayload>")
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_the_elements_inside_a_payload_call_no_handler(size: int) -> None:
+    # the stream root, the IQ and the payload: not the 151 elements inside it, however the
+    # reads cut the stream
+    iq = b"<iq type='set' id='1'>" + _BIG + b"</iq>"
+    stream = _HEAD + iq + _OTHERS[0]
+    framer = _CountingFramer(1 << 20)
+    out = [p for i in range(0, len(stream), size) for p in framer.feed(stream[i:i + size])]
+    assert [p.payload for p in out if isinstance(p, PayloadRequest)] == [_BIG]
+    assert b"".join(p for p in out if isinstance(p, bytes)) == _HEAD + _OTHERS[0]
+    assert framer.starts == 3 + 1  # and the IQ result after it
+
+
+# content whose first "</oadrPayload>" is not the payload's end tag
+_TRICKY = [
+    pytest.param(f"<oadrPayload xmlns='{OADR}'><x><oadrPayload><y/></oadrPayload>"
+                 "<oadrPayloadResourceStatus/></x></oadrPayload>", id="a nested payload"),
+    pytest.param(f"<oadrPayload xmlns='{OADR}'><x><!-- </oadrPayload> --></x></oadrPayload>",
+                 id="an end tag in a comment"),
+    pytest.param(f"<oadrPayload xmlns='{OADR}'><x><![CDATA[</oadrPayload>]]></x></oadrPayload>",
+                 id="an end tag in CDATA"),
+    pytest.param(f"<oadrPayload xmlns='{OADR}'><x><?pi </oadrPayload>?></x></oadrPayload >",
+                 id="an end tag in an instruction"),
+]
+
+
+@pytest.mark.parametrize("payload", _TRICKY)
+@settings(max_examples=50, deadline=None)
+@given(cuts=st.lists(st.integers(0, 400), max_size=5))
+def test_a_payload_whose_content_holds_its_end_tag_is_taken_whole(payload: str,
+                                                                  cuts: list[int]) -> None:
+    iq = b"<iq type='set' id='1'>" + payload.encode() + b"</iq>"
+    stream = _HEAD + iq + _OTHERS[0] + _IQ
+    passed, taken = _frame(_cuts(stream, [c % len(stream) for c in cuts]))
+    assert passed == _HEAD + _OTHERS[0]
+    assert [t.payload for t in taken] == [payload.encode(), _PAYLOAD]
+
+
+def test_a_payload_not_well_formed_inside_passes_the_stream_on_unread() -> None:
+    iq = f"<iq type='set' id='1'><oadrPayload xmlns='{OADR}'><x></oadrPayload></iq>".encode()
+    assert _frame([_HEAD + iq + _IQ]) == (_HEAD + iq + _IQ, [])

@@ -35,6 +35,7 @@ from schemas import (
 from schemas.xmpp import (
     IQ_WITH_PAYLOAD,
     PAYLOAD_NAMESPACE,
+    fingerprint_of_jid,
     fingerprint_of_localpart,
     iq_bytes,
     localpart_of,
@@ -68,6 +69,17 @@ def test_a_jid_localpart_names_exactly_one_fingerprint():
         assert fingerprint_of_localpart(other) is None
     with pytest.raises(ValueError):
         localpart_of("ven-1")
+
+
+def test_a_full_jid_of_the_servers_domain_names_its_localparts_fingerprint():
+    fingerprint = "0A:1B:2C:3D:4E:5F:60:71:82:93"
+    for jid in ("0a1b2c3d4e5f60718293@localhost/ven", "0A1B2C3D4E5F60718293@LocalHost/v/@x"):
+        assert fingerprint_of_jid(jid, "localhost") == fingerprint
+    for other in ("0a1b2c3d4e5f60718293@localhost", "0a1b2c3d4e5f60718293@localhost/",
+                  "0a1b2c3d4e5f60718293@example.org/ven", "localhost/0a1b2c3d4e5f60718293@x",
+                  "0a1b2c3d4e5f60718293@sub.localhost/ven", "vtn@localhost/ven", "",
+                  "@localhost/ven", "x@0a1b2c3d4e5f60718293@localhost/ven"):
+        assert fingerprint_of_jid(other, "localhost") is None
 
 
 async def test_a_ven_claiming_another_certificates_name_is_not_that_ven(
