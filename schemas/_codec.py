@@ -120,6 +120,8 @@ class Codec:
     def decode(self, data: bytes) -> Message:
         """Bytes received from a peer -> typed message, or a :class:`RemoteProtocolError`."""
         root = self.parse(data)
+        if len(root) == 1 and not self.require_signature:
+            return self._message(root)  # oadrSignedObject alone: unsigned, nothing to check
         return self.typed(root, self.check_signature(root))[0]
 
     def decode_signed(self, data: bytes) -> tuple[Message, Verification | None]:
@@ -132,19 +134,22 @@ class Codec:
     ) -> tuple[Message, Verification | None]:
         """The message in a tree from :meth:`parse`, marked as :meth:`check_signature` found."""
         state, verification = checked
+        message = self._message(root)
+        if state is not SignatureState.ABSENT:
+            message = replace(message, signature=state)
+        return message, verification
+
+    def _message(self, root: etree._Element) -> Message:
         payload = root[-1][0]  # oadrSignedObject, the XSD's last child of oadrPayload
         decoder = DECODERS.get(payload.tag)
         if decoder is None:
             raise UnknownPayload(f"no decoder for <{etree.QName(payload).localname}>")
         try:
-            message = decoder(payload)
+            return decoder(payload)
         except RemoteProtocolError:
             raise
         except (ValueError, LookupError, TypeError) as exc:
             raise InvalidData(f"<{etree.QName(payload).localname}>: {exc}") from None
-        if state is not SignatureState.ABSENT:
-            message = replace(message, signature=state)
-        return message, verification
 
     def check_signature(
         self, root: etree._Element

@@ -33,9 +33,10 @@ def _bench(*args: str) -> str:
 
 
 def test_codec_prints_a_row_per_payload_type_both_ways() -> None:
-    out = _bench("codec", "--samples", "1", "--no-sign")
+    out = _bench("codec", "--samples", "1", "--runs", "1", "--no-sign")
     rows = [line for line in out.splitlines() if line.startswith(("decode ", "encode "))]
     assert len(rows) == 2 * 23
+    assert sum(line.endswith(" bytes)") for line in out.splitlines()) == 23  # a table per type
     assert "rows short of their target" in out
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import schemas
 from schemas import HostileDocument, MalformedXml, SchemaViolation, UnknownPayload
+from schemas._intake import _UTF8_DECLARATIONS, _markup_free
 
 POLL = schemas.encode(schemas.Poll(ven_id="ven-1"))
 
@@ -122,3 +123,11 @@ def test_an_identifier_split_by_an_instruction_is_refused_whatever_opens_the_doc
     body = _poll_with_ven_id(b"v" * 300 + b"<?pi x?>" + b"v" * 213).split(b"?>", 1)[1]
     with pytest.raises(schemas.InvalidData, match="512-character cap"):
         schemas.decode(head + body)
+
+
+@pytest.mark.parametrize("declaration", _UTF8_DECLARATIONS)
+def test_the_scan_skips_exactly_each_utf8_declaration(declaration: bytes) -> None:
+    """The scan for "<?" starts right after the declaration that opens the document: an
+    instruction at its first byte is seen, the declaration itself is not."""
+    assert _markup_free(declaration + b"<x/>", declared_utf8=True)
+    assert not _markup_free(declaration + b"<?pi x?><x/>", declared_utf8=True)
