@@ -33,10 +33,12 @@ handed to aiohttp:
   certificate stays readable from the ``ssl_object``).
 
 Each handed-over connection reads through :class:`_Reading`: the TLS layer decrypts into one
-buffer shared by every connection and the HTTP protocol gets a copy of just the bytes read. Given
-aiohttp's protocol itself, uvloop (and asyncio's TLS) read each record with
-``SSLObject.read(256 KiB)``, a fresh 256 KiB object per read: an ``mmap``, page faults, an
-``mremap`` and a ``munmap`` per request on glibc (measured: 16.7 against 2.9 us per read).
+buffer shared by every connection served from the same thread (a buffer per thread: the TLS read
+releases the GIL, so two sites on loops in two threads must not share one) and the HTTP protocol
+gets a copy of just the bytes read. Given aiohttp's protocol itself, uvloop (and asyncio's TLS)
+read each record with ``SSLObject.read(256 KiB)``, a fresh 256 KiB object per read: an ``mmap``,
+page faults, an ``mremap`` and a ``munmap`` per request on glibc (measured: 16.7 against 2.9 us
+per read).
 
 Invariants: nothing here reads a request; a refused connection never reaches the application;
 every handshake task is owned by the site and cancelled when it stops.
@@ -50,6 +52,7 @@ import logging
 import resource
 import socket
 import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -148,28 +151,38 @@ class _Held(asyncio.Protocol):
 
 
 _READ_BUFFER_BYTES = 64 * 1024  # a TLS record is at most 16 KiB; a fuller read is resumed
-_READ_VIEW = memoryview(bytearray(_READ_BUFFER_BYTES))  # one per process: the loop's thread
+_READ_BUFFERS = threading.local()  # .view: the read buffer of the thread's connections
+
+
+def _read_view() -> memoryview:
+    """The read buffer of the calling thread's connections (made at its first one)."""
+    view: memoryview | None = getattr(_READ_BUFFERS, "view", None)
+    if view is None:
+        view = _READ_BUFFERS.view = memoryview(bytearray(_READ_BUFFER_BYTES))
+    return view
 
 
 class _Reading(asyncio.BufferedProtocol):
-    """aiohttp's protocol behind a buffered read: the TLS layer decrypts into ``_READ_VIEW``
-    and :meth:`buffer_updated` passes a copy of the bytes on at once, so no connection keeps a
-    read buffer of its own and no read allocates one (the buffer is shared: it is filled and
-    emptied inside one call of the loop's thread)."""
+    """aiohttp's protocol behind a buffered read: the TLS layer decrypts into the buffer of the
+    thread the connection was handed over on (:func:`_read_view`) and :meth:`buffer_updated`
+    passes a copy of the bytes on at once, so no connection keeps a read buffer of its own and no
+    read allocates one (the buffer is shared by that thread's connections: it is filled and
+    emptied inside one call of the loop)."""
 
-    __slots__ = ("_handler",)
+    __slots__ = ("_handler", "_view")
 
     def __init__(self, handler: asyncio.Protocol) -> None:
         self._handler = handler
+        self._view = _read_view()  # the loop's thread, whose every read fills and empties it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._handler.connection_made(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _READ_VIEW
+        return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._handler.data_received(bytes(_READ_VIEW[:nbytes]))
+        self._handler.data_received(bytes(self._view[:nbytes]))
 
     def eof_received(self) -> bool | None:
         return self._handler.eof_received()

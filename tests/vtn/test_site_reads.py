@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import tracemalloc
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from schemas import Poll
 from tests.kit.vtn import running_vtn
 from tests.security.rawhttp import request_head
 from tests.vtn.harness import CODEC
+from vtn.site import _Reading
 
 READ_MAX = 256 * 1024  # what the TLS layers read at once into a new object, for a plain protocol
 TIMEOUT_S = 20.0
@@ -65,3 +67,17 @@ async def test_a_request_is_read_without_a_read_sized_allocation(pki, tmp_path: 
             ven.tls.close()
     assert statuses == [b"HTTP/1.1 200 OK"] * 3
     assert peak < READ_MAX
+
+
+def test_the_read_buffer_is_shared_within_a_thread_and_not_across_threads() -> None:
+    """The TLS read releases the GIL while it fills the buffer, so sites on loops in two threads
+    must not share one: two connections handed over on one thread read into the same buffer,
+    one handed over on another thread into its own."""
+    here = [_Reading(asyncio.Protocol()) for _ in range(2)]
+    there: list[_Reading] = []
+    worker = threading.Thread(target=lambda: there.append(_Reading(asyncio.Protocol())))
+    worker.start()
+    worker.join()
+    mine, theirs = (reading.get_buffer(-1) for reading in (here[0], there[0]))
+    assert here[1].get_buffer(-1) is mine
+    assert theirs is not mine and theirs.obj is not mine.obj
