@@ -9,8 +9,8 @@ protocol uses), so an event created here is fanned out, queued and tracked exact
 Every body and query is read by :mod:`vtn.admin_input`: bad input is a 400 with a reason, an
 unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback.
 A cancelled or completed event is final (:class:`vtn.services.events.EventFinal`): a modify of it
-is a 409 naming it and why; cancelling a cancelled one again is a 200 with ``already_cancelled``
-and nothing sent.
+is a 409 naming it and why, and so is a cancel of a completed one; cancelling a cancelled one
+again is a 200 with ``already_cancelled`` and nothing sent.
 """
 
 from __future__ import annotations

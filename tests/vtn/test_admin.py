@@ -188,6 +188,43 @@ async def test_a_completed_event_cannot_be_modified(pki, storage_url):
             assert (await reply.json())["modification_number"] == 1
 
 
+async def test_a_completed_event_cannot_be_cancelled(pki, storage_url):
+    """A completed event is final for a cancel too: at the end of its active period a cancel is
+    a 409 naming it and when it completed, with no new modificationNumber and nothing sent; a
+    microsecond before, another event's cancel goes out."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    clock = Clock(start - timedelta(minutes=10))
+    config = vtn_config(pki, storage_url)
+    async with served_vtn(config, clock=clock) as vtn, admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("completed-cancel-ven")
+        await ven.drain()
+        for event_id in ("late-1", "done-2"):
+            body = _event_body(event_id, start=start.isoformat(),
+                               targets={"ven_ids": [ven.ven_id]})  # one 900-s interval
+            async with http.post(f"{base}/events", json=body) as reply:
+                assert reply.status == 201
+        await ven.drain()
+        end = start + timedelta(seconds=900)
+
+        clock.now = end - timedelta(microseconds=1)
+        async with http.post(f"{base}/events/late-1/cancel") as reply:
+            assert reply.status == 200, await reply.text()
+            assert (await reply.json())["modification_number"] == 1
+        (told,) = await ven.drain()
+        assert isinstance(told, DistributeEvent)
+
+        clock.now = end
+        async with http.post(f"{base}/events/done-2/cancel") as reply:
+            assert reply.status == 409
+            reason = await reply.text()
+        assert "'done-2'" in reason and f"completed at {end.isoformat()}" in reason
+        assert await ven.drain() == []
+        async with http.get(f"{base}/events/done-2") as reply:
+            stored = await reply.json()
+        assert stored["status"] != "cancelled" and stored["modification_number"] == 0
+
+
 def _event_body(event_id: str = "ev-1", **changes: object) -> dict[str, object]:
     start = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
     body: dict[str, object] = {
