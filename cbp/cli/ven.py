@@ -174,7 +174,8 @@ async def _register_until_done(client: VenClient, backoff: Backoff, stop: asynci
         except (VtnUnavailable, VtnRefused) as error:
             delay = backoff.delay(attempt)
             attempt += 1
-            log.warning("registration failed (%s); retry %d in %.3f s", error, attempt, delay)
+            log.warning("registration failed (%s); retry %d in %.3f s", escaped(error), attempt,
+                        delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -11,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from cbp.cli import main
+from cbp.cli.ven import _register_until_done
+from schemas.logtext import MAX_LOGGED_CHARS
 from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
+from ven import Backoff, VtnRefused
 from vtn.signing import SignatureSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +82,21 @@ async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: 
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_a_refused_registration_is_logged_escaped_and_capped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The VTN chooses the refusal's description: the retry line keeps it on one line and cuts
+    it at MAX_LOGGED_CHARS characters."""
+    stop = asyncio.Event()
+
+    class Refused:
+        async def register(self) -> None:
+            stop.set()  # one attempt: the wait before the retry ends at once
+            raise VtnRefused(461, "x" * 3000 + "\n2026-12-07 01:00:00,000 ERROR forged")
+
+    caplog.set_level(logging.WARNING, "crowdflex.ven")
+    await _register_until_done(Refused(), Backoff(), stop)  # type: ignore[arg-type]
+    (line,) = [r.getMessage() for r in caplog.records if "registration failed" in r.getMessage()]
+    assert line.isprintable() and "x" * 100 in line and "characters)" in line, line[-200:]
+    assert len(line) < MAX_LOGGED_CHARS + 100, len(line)
