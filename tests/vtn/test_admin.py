@@ -246,6 +246,10 @@ _FAR = "9999-12-31T00:00:00+00:00"
 
 # (what, method, path, body: JSON-able or raw bytes, words the 400's reason must contain)
 HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
+    # completed at once, it would reach no VEN: a 201 naming the VENs "targeted" misled
+    ("POST of an event that already ended", "POST", "/events",
+     _event_body("over", start=(datetime.now(UTC) - timedelta(hours=1)).isoformat()),
+     "ended at"),
     ("PUT with only signals (#12)", "PUT", "/events/live",
      {"signals": _event_body()["signals"]}, "start is required"),
     ("POST without signals (#12)", "POST", "/events",
