@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import pytest
@@ -113,7 +114,8 @@ async def test_poll_loop_polls_again_at_once_while_the_vtn_has_more(pki: Pki) ->
     assert answer.response.request_id == "dist-2"
 
 
-async def test_reregistration_and_cancellation_requested_by_the_vtn(pki: Pki) -> None:
+async def test_reregistration_and_cancellation_requested_by_the_vtn(
+        pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     queue: list[Message] = [
         RequestReregistration(ven_id=VEN_ID),
         CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID, ven_id=VEN_ID),
@@ -135,6 +137,9 @@ async def test_reregistration_and_cancellation_requested_by_the_vtn(pki: Pki) ->
     assert isinstance(canceled, CanceledPartyRegistration)
     assert canceled.response.code == 200 and canceled.response.request_id == "bye"
     assert ven.registration is None and ven.deregistered
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+            and "cancelled this VEN's registration" in r.getMessage()] == [
+        f"the VTN cancelled this VEN's registration (venID {VEN_ID}); polling ends"]
 
 
 async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:
