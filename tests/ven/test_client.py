@@ -142,6 +142,33 @@ async def test_reregistration_and_cancellation_requested_by_the_vtn(
         f"the VTN cancelled this VEN's registration (venID {VEN_ID}); polling ends"]
 
 
+async def test_a_ven_the_vtn_forgot_registers_again(pki: Pki) -> None:
+    """A poll answered 463 (no active registration, as after an admin evict): the loop
+    registers afresh, asks for the whole event list, and polls on."""
+    polls = 0
+
+    def forgetful(_service: str, message: Message) -> Message | None:
+        nonlocal polls
+        if not isinstance(message, Poll):
+            return None
+        polls += 1
+        if polls == 1:
+            return Response(response=EiResponse(code=463, description="no active registration"))
+        return CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID,
+                                       ven_id=VEN_ID)
+
+    async with scripted_vtn(pki.server_context(), default_script(extra=forgetful)) as vtn, \
+            VenClient(VenSettings(ven_name="v", connection=Connection(
+                vtn_url=vtn.url, ssl_context=pki.client_context(), poll_interval=60,
+                backoff=FAST))) as ven:
+        async with asyncio.timeout(10):
+            await ven.run()  # returns once the VTN cancelled the registration
+    kinds = [type(message).__name__ for _, message in vtn.received]
+    assert kinds == ["QueryRegistration", "CreatePartyRegistration", "Poll",
+                     "QueryRegistration", "CreatePartyRegistration", "RequestEvent", "Poll",
+                     "CanceledPartyRegistration"]
+
+
 async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:
     def refuse(service: str, message: Message) -> Message | web.StreamResponse | None:
         if isinstance(message, CreatePartyRegistration):
