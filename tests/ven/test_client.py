@@ -46,7 +46,7 @@ from ven import (
     VtnUnavailable,
 )
 
-from .conftest import REGISTRATION_ID, VEN_ID, ok, scripted_vtn
+from .conftest import REGISTRATION_ID, VEN_ID, Script, ok, scripted_vtn
 from .scripts import T0, default_script, distribute, event
 
 FAST = Backoff(base=0.001, cap=0.004)
@@ -120,20 +120,15 @@ async def test_reregistration_and_cancellation_requested_by_the_vtn(
         RequestReregistration(ven_id=VEN_ID),
         CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID, ven_id=VEN_ID),
     ]
-    async with scripted_vtn(pki.server_context(), default_script(queue)) as vtn, \
-            VenClient(VenSettings(ven_name="v", connection=Connection(
-                vtn_url=vtn.url, ssl_context=pki.client_context(), poll_interval=60,
-                backoff=FAST))) as ven:
-        async with asyncio.timeout(10):
-            await ven.run()  # returns once the VTN cancelled the registration
-    kinds = [type(message).__name__ for _, message in vtn.received]
+    received, ven = await _run_until_cancelled(pki, default_script(queue))
+    kinds = [type(message).__name__ for message in received]
     assert kinds == ["QueryRegistration", "CreatePartyRegistration", "Poll", "Response",
                      "QueryRegistration", "CreatePartyRegistration", "Poll",
                      "CanceledPartyRegistration"]
-    again = vtn.received[5][1]
+    again = received[5]
     assert isinstance(again, CreatePartyRegistration)
     assert (again.ven_id, again.registration_id) == (VEN_ID, REGISTRATION_ID)
-    canceled = vtn.received[7][1]
+    canceled = received[7]
     assert isinstance(canceled, CanceledPartyRegistration)
     assert canceled.response.code == 200 and canceled.response.request_id == "bye"
     assert ven.registration is None and ven.deregistered
@@ -157,16 +152,23 @@ async def test_a_ven_the_vtn_forgot_registers_again(pki: Pki) -> None:
         return CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID,
                                        ven_id=VEN_ID)
 
-    async with scripted_vtn(pki.server_context(), default_script(extra=forgetful)) as vtn, \
+    received, _ = await _run_until_cancelled(pki, default_script(extra=forgetful))
+    assert [type(message).__name__ for message in received] == [
+        "QueryRegistration", "CreatePartyRegistration", "Poll",
+        "QueryRegistration", "CreatePartyRegistration", "RequestEvent", "Poll",
+        "CanceledPartyRegistration"]
+
+
+async def _run_until_cancelled(pki: Pki, script: Script) -> tuple[list[Message], VenClient]:
+    """A VEN run against ``script`` until the VTN cancels its registration; what the VTN
+    received, in order, and the (closed) client."""
+    async with scripted_vtn(pki.server_context(), script) as vtn, \
             VenClient(VenSettings(ven_name="v", connection=Connection(
                 vtn_url=vtn.url, ssl_context=pki.client_context(), poll_interval=60,
                 backoff=FAST))) as ven:
         async with asyncio.timeout(10):
             await ven.run()  # returns once the VTN cancelled the registration
-    kinds = [type(message).__name__ for _, message in vtn.received]
-    assert kinds == ["QueryRegistration", "CreatePartyRegistration", "Poll",
-                     "QueryRegistration", "CreatePartyRegistration", "RequestEvent", "Poll",
-                     "CanceledPartyRegistration"]
+    return [message for _, message in vtn.received], ven
 
 
 async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:
