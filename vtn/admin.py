@@ -8,7 +8,8 @@ Invariants: the admin API changes state only through :mod:`vtn.services` (the sa
 protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.
 Every body and query is read by :mod:`vtn.admin_input`: bad input is a 400 with a reason, an
 unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback. A new
-event that ended before now is a 400: it would be completed at once and reach no VEN.
+event, or a modify of a live one, that ends before now is a 400: completed at once, it would
+reach no VEN (or drop from its VENs' lists).
 A cancelled or completed event is final (:class:`vtn.services.events.EventFinal`): a modify of it
 is a 409 naming it and why, and so is a cancel of a completed one; cancelling a cancelled one
 again is a 200 with ``already_cancelled`` and nothing sent.

@@ -224,6 +224,10 @@ HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
     ("POST of an event that already ended", "POST", "/events",
      _event_body("over", start=(datetime.now(UTC) - timedelta(hours=1)).isoformat()),
      "ended at"),
+    # its VENs would drop it from their lists: a cancel that does not say so
+    ("PUT moving a live event into the past", "PUT", "/events/live",
+     _event_body("live", start=(datetime.now(UTC) - timedelta(hours=1)).isoformat()),
+     "ended at"),
     ("PUT with only signals (#12)", "PUT", "/events/live",
      {"signals": _event_body()["signals"]}, "start is required"),
     ("POST without signals (#12)", "POST", "/events",

@@ -185,7 +185,8 @@ async def publish_events(ctx: ServiceContext,
 async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     """Publish ``event`` as the next modification of the stored one (modificationNumber + 1).
     Raises :class:`EventCancelled` if the stored one is cancelled, :class:`EventCompleted` if
-    its active period ended at or before ``ctx.clock()``."""
+    its active period ended at or before ``ctx.clock()``, and ValueError if ``event``'s would
+    have (completed at once, it would drop from its VENs' lists: a cancel that says nothing)."""
     current = await ctx.storage.events.get(event.event_id)
     if current is None:
         raise LookupError(f"no event {event.event_id!r}")
@@ -194,6 +195,10 @@ async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     ended = _completed_at(ctx, current)
     if ended is not None:
         raise EventCompleted(event.event_id, ended)
+    ends = _ends_at(event)
+    if ends is not None and ends <= ctx.clock():
+        raise ValueError(f"event {event.event_id!r} as modified ended at {ends.isoformat()}, "
+                         "before now: its VENs would drop it (cancel it instead)")
     return await publish_event(ctx, _next_version(ctx, event, current))
 
 
