@@ -421,7 +421,10 @@ class VenClient:
         return await self._inbound.handle(message)
 
     def _deregistered_by_vtn(self) -> None:
-        """The VTN cancelled our registration: forget it and end the loop."""
+        """The VTN cancelled our registration: say so (WARNING), forget it and end the loop."""
+        assert self.registration is not None  # Inbound calls it for the registration held
+        log.warning("the VTN cancelled this VEN's registration (venID %s); polling ends",
+                    escaped(self.registration.ven_id))
         self.registration = None
         self.deregistered = True
         self._stop.set()

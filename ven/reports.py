@@ -144,7 +144,8 @@ class ReportDesk:
             specifier = request.report_specifier.report_specifier_id
             metadata = self.offered.get(specifier)
             if metadata is None:
-                log.warning("VTN asked for report %r, which this VEN never offered", specifier)
+                log.warning("VTN asked for report %s, which this VEN never offered",
+                            escaped(repr(specifier)))
                 continue
             accepted = AcceptedReport(request=request, metadata=metadata)
             self.cancel((request.report_request_id,))

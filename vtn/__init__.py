@@ -9,10 +9,10 @@ sent to a VEN are the message layer's ``RemoteProtocolError`` s::
         |                         (vtn.admin_input; vtn.admin catches it as one)
         +-- CertificateRejected   trust anchors, validity rules or revocation lists refuse a
         |                         certificate; also a ValueError (vtn.certpath)
-        +-- EventFinal            a modify of an event that is over (vtn.services.events;
+        +-- EventFinal            a change to an event that is over (vtn.services.events;
         |   |                     the admin API answers 409)
-        |   +-- EventCancelled    the event was cancelled, which stays final
-        |   +-- EventCompleted    the event's active period has ended
+        |   +-- EventCancelled    a modify: the event was cancelled, which stays final
+        |   +-- EventCompleted    a modify or cancel: the event's active period has ended
         +-- StorageError          (vtn.storage)
             +-- StorageConflict   a unique or foreign key refused the write; nothing written
             |   +-- StaleModification  an event older than the stored one

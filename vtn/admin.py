@@ -7,10 +7,12 @@ compared in constant time. Endpoints and curl examples: the README, "Admin API".
 Invariants: the admin API changes state only through :mod:`vtn.services` (the same code paths the
 protocol uses), so an event created here is fanned out, queued and tracked exactly as any other.
 Every body and query is read by :mod:`vtn.admin_input`: bad input is a 400 with a reason, an
-unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback.
+unknown VEN/event/subscription a 404, an ID already in use a 409; never a 500 traceback. A new
+event, or a modify of a live one, that ends before now is a 400: completed at once, it would
+reach no VEN (or drop from its VENs' lists).
 A cancelled or completed event is final (:class:`vtn.services.events.EventFinal`): a modify of it
-is a 409 naming it and why; cancelling a cancelled one again is a 200 with ``already_cancelled``
-and nothing sent.
+is a 409 naming it and why, and so is a cancel of a completed one; cancelling a cancelled one
+again is a 200 with ``already_cancelled`` and nothing sent.
 """
 
 from __future__ import annotations
@@ -306,7 +308,13 @@ async def _create_event(request: web.Request) -> web.Response:
     event_id = new_event_id(body) or new_id()
     if await ctx.storage.events.get(event_id) is not None:
         raise web.HTTPConflict(text=f"event {event_id!r} exists; PUT modifies it")
-    targeted = await events.publish_event(ctx, event_of(body, event_id, ctx.clock()))
+    now = ctx.clock()
+    event = event_of(body, event_id, now)
+    ends = event.active_period.dtstart + event.active_period.duration
+    if ends <= now:  # completed at once: it would reach no VEN
+        raise BadInput(f"event {event_id!r} ended at {ends.isoformat()}, before now: it "
+                       "would reach no VEN")
+    targeted = await events.publish_event(ctx, event)
     return _json({"event_id": event_id, "modification_number": 0, "targeted": targeted},
                  status=201)
 

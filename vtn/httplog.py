@@ -4,10 +4,11 @@ aiohttp answers a malformed request (bad request line, over-long header, broken 
 HTTP 400 and closes the connection, then logs it at ERROR with a traceback. That is the peer's
 fault, not the VTN's, and anyone who can open a connection could fill the logs with such
 "errors". The VTN's request handlers therefore log through ``crowdflex.vtn.http``, whose filter
-turns those records into one INFO line without a traceback. A request body that does not decode
-in its Content-Encoding is answered 400 and logged once by :mod:`vtn.transport`; aiohttp's record
-of draining the rest of it afterwards is lowered to DEBUG. Anything else aiohttp logs there (a
-failure of the VTN's own) keeps its level and traceback.
+turns those records into one INFO line without a traceback, aiohttp's reason (which quotes the
+peer's bytes over several lines) escaped and cut by :func:`schemas.logtext.escaped`. A request
+body that does not decode in its Content-Encoding is answered 400 and logged once by
+:mod:`vtn.transport`; aiohttp's record of draining the rest of it afterwards is lowered to DEBUG.
+Anything else aiohttp logs there (a failure of the VTN's own) keeps its level and traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import logging
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import RequestPayloadError
+
+from schemas.logtext import escaped
 
 __all__ = ["http_logger"]
 
@@ -34,7 +37,8 @@ class _PeerErrorsAsInfo(logging.Filter):
             record.exc_info = record.exc_text = None
         elif _peer_fault(error):
             assert isinstance(error, HttpProcessingError)
-            record.msg = f"{record.getMessage()}: refused with HTTP {error.code}: {error.message}"
+            record.msg = (f"{record.getMessage()}: refused with HTTP {error.code}: "
+                          f"{escaped(error.message)}")
             record.args = None
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
             record.exc_info = record.exc_text = None

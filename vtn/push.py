@@ -229,7 +229,7 @@ class PushDelivery:
                                              message)
                 except (aiohttp.ClientError, OSError, RemoteProtocolError) as exc:
                     await self._ctx.storage.outbox.release(item.seq)
-                    log.warning("push to %s failed: %r", ven_id, exc)
+                    log.warning("push to %s failed: %s", ven_id, escaped(repr(exc)))
                     self._on_retry()
                     return False
                 await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())

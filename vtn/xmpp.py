@@ -294,9 +294,8 @@ class _Session:
             self.client.send_raw(b"".join(stanzas))
 
     def _on_answer(self, iq: Any) -> None:
-        """The result or error answering one of our sends: only from the JID it went to."""
-        if iq["type"] not in ("result", "error"):
-            return
+        """The result or error answering one of our sends (the handler's matcher passes no
+        other IQ): only from the JID it went to."""
         sent = self.sent.get(iq["id"])
         if sent is not None and iq["from"].full == sent[0] and not sent[1].done():
             sent[1].set_result(iq)

@@ -4,7 +4,8 @@ Reads a TOML file (``examples/ven.toml`` documents every key). Every event is an
 configured ``opt`` (an application embeds :class:`ven.VenClient` with its own handler instead);
 reports made by an embedding application go through the durable outbox at ``outbox`` (a relative
 path lives in the state directory, ``--state-dir``, not next to the TOML file). Runs until
-SIGINT/SIGTERM, then closes the client (owned tasks awaited), the push listener and the outbox.
+SIGINT/SIGTERM or, in pull mode, until the VTN cancels its registration (logged at WARNING; exit
+0), then closes the client (owned tasks awaited), the push listener and the outbox.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def register(commands: SubCommands) -> None:
         "ven",
         help="run an OpenADR 2.0b VEN (client): register, then poll or take pushes",
         description="Register with an OpenADR 2.0b VTN over mutual TLS, then poll it (pull "
-        "mode) or listen for its HTTP pushes (push mode) until interrupted (SIGINT/SIGTERM). "
+        "mode) or listen for its HTTP pushes (push mode) until interrupted (SIGINT/SIGTERM) "
+        "or, in pull mode, until the VTN cancels the registration. "
         "Every event is answered with the configured opt. Transport failures are retried with "
         "exponential back-off; the VEN re-registers when the VTN asks or forgets it.",
         epilog=_EPILOG,
@@ -174,7 +176,8 @@ async def _register_until_done(client: VenClient, backoff: Backoff, stop: asynci
         except (VtnUnavailable, VtnRefused) as error:
             delay = backoff.delay(attempt)
             attempt += 1
-            log.warning("registration failed (%s); retry %d in %.3f s", error, attempt, delay)
+            log.warning("registration failed (%s); retry %d in %.3f s", escaped(error), attempt,
+                        delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()

@@ -249,6 +249,6 @@ class Operation:
                 values=values, target=Target(ven_ids=(entry.ven_id,)),
                 market_context=self.settings.market_context, created=created, kilowatts=True))
         await publish_events(self._ctx(), events)
-        log.info("activation %s (version %d) dispatched over %d devices", activation.event_id,
-                 activation.version, len(plan))
+        log.info("activation %s (version %d) dispatched over %d devices",
+                 escaped(activation.event_id), activation.version, len(plan))
 

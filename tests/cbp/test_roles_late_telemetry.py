@@ -3,18 +3,25 @@ sample that will never close again, and proof that the device is alive (not drop
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
+import pytest
+
 from cbp.market import Sample
 from cbp.pool import Allocator, MspRecorder
 from cbp.roles import CbpSettings
+from cbp.roles import operation as operation_module
 from cbp.roles.devicebook import DeviceBook, DeviceEntry
+from cbp.roles.messages import activation_event
 from cbp.roles.operation import DispatchedActivation, Operation
 from cbp.roles.profile import DEVICE_POWER_RID
-from schemas import Report, ReportInterval, ReportName, ReportPayload
+from schemas import Report, ReportInterval, ReportName, ReportPayload, Target
+from schemas.logtext import MAX_LOGGED_CHARS
 
 SETTINGS = CbpSettings.compressed()
 PERIOD = SETTINGS.rules.sample_period
@@ -75,3 +82,28 @@ async def test_a_device_whose_rows_came_late_but_that_reports_on_is_not_lost() -
 
 def _no_storage() -> object:
     raise AssertionError("nothing is published when no sample is left to re-dispatch")
+
+
+async def test_the_tso_event_id_is_logged_escaped_and_capped_at_dispatch(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The TSO chooses the eventID: the aggregator's "dispatched" line keeps it on one line and
+    cuts it at MAX_LOGGED_CHARS characters."""
+    published: list[int] = []
+
+    async def publish(_ctx: object, events: Sequence[object]) -> None:
+        published.append(len(events))
+
+    monkeypatch.setattr(operation_module, "publish_events", publish)
+    caplog.set_level(logging.INFO, "cbp.roles.operation")
+    book = _book(uuid4())
+    operation = Operation(settings=SETTINGS, book=book, msp=MspRecorder(SETTINGS.pool),
+                          windows=[], ctx=lambda: None, clock=lambda: T0,
+                          consenting=frozenset, order=random.Random(0))
+    event_id = "act" + "x" * 3000 + "\n2026-12-07 01:00:00,000 ERROR forged"
+    await operation.handle(activation_event(
+        event_id=event_id, start=T0 + PERIOD, period=PERIOD, values=[1.0, 1.0],
+        target=Target(), market_context="http://cbp.example/mc", created=T0))
+    assert published == [0]  # nobody consents: an empty dispatch, logged all the same
+    (line,) = [r.getMessage() for r in caplog.records if "dispatched over" in r.getMessage()]
+    assert line.isprintable() and "x" * 100 in line and "characters)" in line, line[-200:]
+    assert len(line) < MAX_LOGGED_CHARS + 100, len(line)

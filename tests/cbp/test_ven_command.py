@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -11,8 +12,12 @@ from pathlib import Path
 import pytest
 
 from cbp.cli import main
+from cbp.cli.ven import _register_until_done
+from schemas.logtext import MAX_LOGGED_CHARS
 from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
+from ven import Backoff, VtnRefused
+from vtn.services.registration import cancel_from_vtn
 from vtn.signing import SignatureSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +43,13 @@ def test_cli_refuses_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["ven", "--config", str(tmp_path / "missing.toml")]) == 2
 
 
-@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize(("signed", "stopped_by"),
+                         [(False, "SIGTERM"), (True, "SIGTERM"), (False, "the VTN")])
 async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: Path,
-                                                           signed: bool) -> None:
+                                                           signed: bool, stopped_by: str) -> None:
     """Signed: the VTN requires signed payloads and signs its own, the VEN's TOML turns
-    signing and verification on; the registration only lands if both sides' signatures hold."""
+    signing and verification on; the registration only lands if both sides' signatures hold.
+    Stopped by the VTN: it cancels the registration, and the VEN says so and ends (exit 0)."""
     ven = pki.vens[2]
     overrides = {"signatures": SignatureSettings(trusted=(pki.ca_cert,), require=True,
                                                  sign_replies=True)} if signed else {}
@@ -69,12 +76,35 @@ async def test_crowdflex_ven_registers_and_stops_on_sigterm(pki: Pki, tmp_path: 
                     await asyncio.sleep(0.05)  # polling the database, bounded by the timeout
             registration = await vtn.ctx.storage.vens.get(ven.fingerprint)
             assert registration is not None and registration.ven_name == "cli-ven"
-            process.send_signal(signal.SIGTERM)
+            if stopped_by == "SIGTERM":
+                process.send_signal(signal.SIGTERM)
+            else:
+                await cancel_from_vtn(vtn.ctx, ven.fingerprint)
             async with asyncio.timeout(15):
                 code = await process.wait()
             assert code == 0, log.read_text()
+            if stopped_by == "the VTN":
+                assert "the VTN cancelled this VEN's registration" in log.read_text()
             assert (tmp_path / "outbox.sqlite").exists()
         finally:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_a_refused_registration_is_logged_escaped_and_capped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The VTN chooses the refusal's description: the retry line keeps it on one line and cuts
+    it at MAX_LOGGED_CHARS characters."""
+    stop = asyncio.Event()
+
+    class Refused:
+        async def register(self) -> None:
+            stop.set()  # one attempt: the wait before the retry ends at once
+            raise VtnRefused(461, "x" * 3000 + "\n2026-12-07 01:00:00,000 ERROR forged")
+
+    caplog.set_level(logging.WARNING, "crowdflex.ven")
+    await _register_until_done(Refused(), Backoff(), stop)  # type: ignore[arg-type]
+    (line,) = [r.getMessage() for r in caplog.records if "registration failed" in r.getMessage()]
+    assert line.isprintable() and "x" * 100 in line and "characters)" in line, line[-200:]
+    assert len(line) < MAX_LOGGED_CHARS + 100, len(line)

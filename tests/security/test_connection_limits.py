@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from schemas import Poll, Response
+from schemas.logtext import MAX_LOGGED_CHARS
 from tests.kit.vtn import RunningVtn, served_vtn, vtn_config
 from tests.security.rawhttp import closed_by_server, connection, request_head
 from tests.vtn.harness import CODEC, RawVen, raw_ven
@@ -138,6 +139,21 @@ async def test_idle_connection_is_closed_after_keepalive_timeout(scene: Scene) -
                 heads.append(await _answered(reader))
             assert [head.split(b" ", 2)[1] for head in heads] == [b"200", b"200"]
             assert await closed_by_server(reader) == b""  # then closed, not answered again
+
+
+async def test_a_malformed_request_is_logged_on_one_capped_line(
+        scene: Scene, caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp's reason for a bad request target quotes the peer's bytes over several lines: the
+    VTN's INFO line for it is one line, cut at MAX_LOGGED_CHARS characters of that reason."""
+    caplog.set_level(logging.INFO)
+    async with connection(scene.vtn.url, scene.attacker_context) as (reader, writer):
+        writer.write(b"GET /" + b"a\x7f" * 300 + b" HTTP/1.1\r\n\r\n")  # 1,200 chars quoted
+        async with asyncio.timeout(WAIT_S):
+            received = await closed_by_server(reader)
+    assert received.split(b" ", 2)[1] == b"400", received[:200]
+    (line,) = [r.getMessage() for r in caplog.records if "refused with HTTP 400" in r.getMessage()]
+    assert line.isprintable() and "a\\x7f" * 50 in line and "characters)" in line, line
+    assert len(line) < MAX_LOGGED_CHARS + 200, len(line)
 
 
 @pytest.mark.parametrize("what", ["request line", "header field"])

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from schemas import CreatedEvent, EiResponse, EventResponse, OptType, Response
+from schemas import CreatedEvent, CreateReport, EiResponse, EventResponse, OptType, Response
 from schemas.logtext import MAX_LOGGED_CHARS, escaped
 from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
-from tests.ven.scripts import distribute, event, registered
+from tests.ven.scripts import distribute, event, registered, report_request
 from tests.vtn.harness import CODEC, RawVen, raw_ven
 from ven import Connection, VenClient, VenSettings
 
@@ -76,6 +76,21 @@ async def test_a_forged_line_in_an_event_id_from_the_vtn_is_logged_escaped_by_th
     lines = [r.getMessage() for r in caplog.records if "opting out of" in r.getMessage()]
     assert len(lines) == 1 and lines[0].isprintable(), lines
     assert "\\n2026-12-07 01:00:00,000 WARNING" in lines[0], lines
+
+
+async def test_a_never_offered_report_the_vtn_asks_for_is_logged_escaped_and_capped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    specifier = "s" * 3000 + FORGED
+    async with VenClient(VenSettings(ven_name="v", connection=Connection(
+            vtn_url="https://127.0.0.1:9", ssl_context=None))) as ven:
+        registered(ven)
+        await ven.receive(CreateReport(request_id="r1",
+                                       report_requests=(report_request(specifier),)))
+    lines = [r.getMessage() for r in caplog.records if "never offered" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].isprintable(), lines
+    assert "s" * 100 in lines[0] and f"({len(repr(specifier))} characters)" in lines[0], lines
+    assert len(lines[0]) < MAX_LOGGED_CHARS + 100, len(lines[0])
 
 
 def test_escaped_writes_control_characters_as_repr_does_and_caps_the_length() -> None:

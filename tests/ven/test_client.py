@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import pytest
@@ -45,7 +46,7 @@ from ven import (
     VtnUnavailable,
 )
 
-from .conftest import REGISTRATION_ID, VEN_ID, ok, scripted_vtn
+from .conftest import REGISTRATION_ID, VEN_ID, Script, ok, scripted_vtn
 from .scripts import T0, default_script, distribute, event
 
 FAST = Backoff(base=0.001, cap=0.004)
@@ -113,28 +114,61 @@ async def test_poll_loop_polls_again_at_once_while_the_vtn_has_more(pki: Pki) ->
     assert answer.response.request_id == "dist-2"
 
 
-async def test_reregistration_and_cancellation_requested_by_the_vtn(pki: Pki) -> None:
+async def test_reregistration_and_cancellation_requested_by_the_vtn(
+        pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     queue: list[Message] = [
         RequestReregistration(ven_id=VEN_ID),
         CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID, ven_id=VEN_ID),
     ]
-    async with scripted_vtn(pki.server_context(), default_script(queue)) as vtn, \
+    received, ven = await _run_until_cancelled(pki, default_script(queue))
+    kinds = [type(message).__name__ for message in received]
+    assert kinds == ["QueryRegistration", "CreatePartyRegistration", "Poll", "Response",
+                     "QueryRegistration", "CreatePartyRegistration", "Poll",
+                     "CanceledPartyRegistration"]
+    again = received[5]
+    assert isinstance(again, CreatePartyRegistration)
+    assert (again.ven_id, again.registration_id) == (VEN_ID, REGISTRATION_ID)
+    canceled = received[7]
+    assert isinstance(canceled, CanceledPartyRegistration)
+    assert canceled.response.code == 200 and canceled.response.request_id == "bye"
+    assert ven.registration is None and ven.deregistered
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+            and "cancelled this VEN's registration" in r.getMessage()] == [
+        f"the VTN cancelled this VEN's registration (venID {VEN_ID}); polling ends"]
+
+
+async def test_a_ven_the_vtn_forgot_registers_again(pki: Pki) -> None:
+    """A poll answered 463 (no active registration, as after an admin evict): the loop
+    registers afresh, asks for the whole event list, and polls on."""
+    polls = 0
+
+    def forgetful(_service: str, message: Message) -> Message | None:
+        nonlocal polls
+        if not isinstance(message, Poll):
+            return None
+        polls += 1
+        if polls == 1:
+            return Response(response=EiResponse(code=463, description="no active registration"))
+        return CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID,
+                                       ven_id=VEN_ID)
+
+    received, _ = await _run_until_cancelled(pki, default_script(extra=forgetful))
+    assert [type(message).__name__ for message in received] == [
+        "QueryRegistration", "CreatePartyRegistration", "Poll",
+        "QueryRegistration", "CreatePartyRegistration", "RequestEvent", "Poll",
+        "CanceledPartyRegistration"]
+
+
+async def _run_until_cancelled(pki: Pki, script: Script) -> tuple[list[Message], VenClient]:
+    """A VEN run against ``script`` until the VTN cancels its registration; what the VTN
+    received, in order, and the (closed) client."""
+    async with scripted_vtn(pki.server_context(), script) as vtn, \
             VenClient(VenSettings(ven_name="v", connection=Connection(
                 vtn_url=vtn.url, ssl_context=pki.client_context(), poll_interval=60,
                 backoff=FAST))) as ven:
         async with asyncio.timeout(10):
             await ven.run()  # returns once the VTN cancelled the registration
-    kinds = [type(message).__name__ for _, message in vtn.received]
-    assert kinds == ["QueryRegistration", "CreatePartyRegistration", "Poll", "Response",
-                     "QueryRegistration", "CreatePartyRegistration", "Poll",
-                     "CanceledPartyRegistration"]
-    again = vtn.received[5][1]
-    assert isinstance(again, CreatePartyRegistration)
-    assert (again.ven_id, again.registration_id) == (VEN_ID, REGISTRATION_ID)
-    canceled = vtn.received[7][1]
-    assert isinstance(canceled, CanceledPartyRegistration)
-    assert canceled.response.code == 200 and canceled.response.request_id == "bye"
-    assert ven.registration is None and ven.deregistered
+    return [message for _, message in vtn.received], ven
 
 
 async def test_refusals_and_outages_are_told_apart(pki: Pki) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -109,6 +109,26 @@ async def test_a_batch_with_a_value_no_float_holds_is_refused_and_stores_nothing
         assert await events.get_event(vtn.ctx, "ev-good") is None
         assert await events.get_event(vtn.ctx, "ev-huge") is None
         assert await a.drain() == []
+
+
+async def test_a_batch_cancel_leaves_a_completed_event_as_it_is(pki, storage_url):
+    """cancel_events naming a live event and one whose active period ended: the live one is
+    cancelled, the completed one keeps modificationNumber 0 and its entry is ``()`` (an
+    aggregator releasing its device events late is not refused for the ones already over)."""
+    async with running_vtn(pki, storage_url) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as a:
+        await a.register()
+        await a.drain()
+        target = Target(ven_ids=(a.ven_id,))
+        ended = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        await events.publish_events(vtn.ctx, (sample_event("ev-live", target),
+                                              sample_event("ev-over", target, start=ended)))
+        assert await events.cancel_events(vtn.ctx, ("ev-live", "ev-over")) == ((a.ven_id,), ())
+        live = await events.get_event(vtn.ctx, "ev-live")
+        assert live is not None and live.descriptor.event_status is EventStatus.CANCELLED
+        over = await events.get_event(vtn.ctx, "ev-over")
+        assert over is not None and over.modification_number == 0
+        assert over.descriptor.event_status is not EventStatus.CANCELLED
 
 
 async def test_cancelling_an_unknown_event_in_a_batch_cancels_nothing(pki, storage_url):

@@ -8,6 +8,7 @@ else's payloads."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -26,6 +27,7 @@ from schemas import (
     RegisterReport,
     Target,
 )
+from schemas.logtext import MAX_LOGGED_CHARS
 from tests.kit.vtn import running_vtn
 from vtn.app import PUSH
 from vtn.push import PushDelivery
@@ -184,6 +186,30 @@ async def test_a_ven_that_never_answers_delays_no_other_vens_push(
     finally:
         for writer in held:
             writer.close()
+
+
+async def test_a_failed_push_quoting_the_ven_is_logged_capped(pki, tmp_path: Path, caplog):
+    """A push VEN answering with a 3,000-character element name: the refusal quotes it, and the
+    "push ... failed" line keeps MAX_LOGGED_CHARS characters of it and says how long it was."""
+    caplog.set_level(logging.WARNING, "vtn.push")
+    tls = push_ven_tls(pki, tmp_path)
+
+    async def verbose(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"<" + b"a" * 3000 + b"/>", content_type="application/xml")
+
+    async with push_receiver(tls.server, verbose) as address, \
+            running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}", push_retry_s=3600.0,
+                        push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, tls.client) as ven:
+        with logged("vtn.push", "failed: SchemaViolation") as failed:
+            await ven.register("verbose", http_pull_model=False, transport_address=address)
+            async with asyncio.timeout(10):
+                await failed.wait()
+    (line,) = [r.getMessage() for r in caplog.records if "failed: SchemaViolation" in
+               r.getMessage()]
+    assert "a" * 100 in line and line.endswith(" characters)"), line[-100:]
+    assert len(line) < MAX_LOGGED_CHARS + 100, len(line)
 
 
 async def test_a_failing_ven_is_retried_with_its_own_doubling_back_off(pki, storage_url):

@@ -180,6 +180,8 @@ async def test_vtn_initiated_cancel_and_reregistration(pki, storage_url):
                                             ven_id=ven.ven_id)
         assert code_of(await ven.post("EiRegisterParty", confirm)) == 200
         assert not (await vtn.ctx.storage.vens.get(ven.ven_id)).active
+        await ven.register()  # a cancel is not a ban: the certificate registers again
+        assert (await vtn.ctx.storage.vens.get(ven.ven_id)).active
 
 
 async def test_group_fan_out_reaches_each_ven_once(pki, storage_url):

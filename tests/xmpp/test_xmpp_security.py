@@ -312,10 +312,12 @@ async def test_a_ven_takes_the_answer_to_its_request_from_its_vtn_only(
         await vtn.disconnect(wait=1.0)
 
 
+@pytest.mark.parametrize("forged_by", ["another client", "the VEN, as a request"])
 async def test_the_vtn_takes_the_answer_to_its_push_from_that_ven_only(
-        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, forged_by: str):
     """A result carrying the id of an IQ the VTN pushed, sent by another client, is not the
-    answer: the VTN waits for the one from the JID it pushed to."""
+    answer, nor is an IQ set carrying that id from the VEN itself (only results and errors reach
+    the answer handler): the VTN waits for the VEN's result."""
     target, forger_cert = mint_vens(pki, tmp_path / "vens", 2)
     codec = Codec()
     pushed = asyncio.Event()
@@ -341,12 +343,17 @@ async def test_the_vtn_takes_the_answer_to_its_push_from_that_ven_only(
                 await pushed.wait()  # the VEN holds the IQ; its answer waits for ``release``
                 # the pushed IQ's id, as a snooping client might learn
                 (key,) = transport._sessions[0].sent
-                forger._stream.send_raw(iq_bytes(
-                    kind="result", iq_id=key, to=transport.jid,
-                    body=codec.encode(Response(response=EiResponse(request_id="forged")))))
-                # the VTN reads one sender's stanzas in order: once it answered the forger's
-                # ping, it has had the forged result
-                await forger._stream.plugin["xep_0199"].ping(jid=transport.jid, timeout=WAIT_S)
+                if forged_by == "another client":
+                    sender, kind = forger, "result"
+                    body = codec.encode(Response(response=EiResponse(request_id="forged")))
+                else:  # no oadrPayload: slixmpp's parser, not the framer, reads it
+                    sender, kind = ven, "set"
+                    body = b'<hello xmlns="urn:example:not-openadr"/>'
+                sender._stream.send_raw(iq_bytes(kind=kind, iq_id=key, to=transport.jid,
+                                                 body=body))
+                # the VTN reads one sender's stanzas in order: once it answered the sender's
+                # ping, it has had the forged IQ
+                await sender._stream.plugin["xep_0199"].ping(jid=transport.jid, timeout=WAIT_S)
                 assert not push.done()
                 release.set()
                 answer_to_push = await push

@@ -12,8 +12,9 @@ Invariants:
   :class:`EventCancelled` and a second cancel changes nothing (no new modificationNumber, nothing
   queued).
 - A completed event is final too: once the injected clock is at or past the end of its active
-  period, a modify of it raises :class:`EventCompleted` (its setpoints are history; 2.0b has no
-  way to change what a VEN already did).
+  period, a modify or a cancel of it raises :class:`EventCompleted` (its setpoints are history;
+  2.0b has no way to change what a VEN already did); a batch cancel (:func:`cancel_events`)
+  leaves it as it is.
 - An ack (oadrCreatedEvent) naming an older modificationNumber than the current one is refused with
   450 (out of sequence) and nothing of that message is stored.
 - A VEN may ack only events it was delivered; any other eventID is 452, as if unknown.
@@ -85,7 +86,7 @@ LIVE = (StoredStatus.NONE, StoredStatus.FAR, StoredStatus.NEAR, StoredStatus.ACT
 
 
 class EventFinal(VtnError):
-    """A modify of an event that is over, cancelled or completed (the admin API answers 409)."""
+    """A change to an event that is over, cancelled or completed (the admin API answers 409)."""
 
 
 class EventCancelled(EventFinal):
@@ -99,11 +100,12 @@ class EventCancelled(EventFinal):
 
 
 class EventCompleted(EventFinal):
-    """A modify of an event whose active period has ended (the admin API answers 409)."""
+    """A modify or cancel of an event whose active period has ended (the admin API answers
+    409)."""
 
     def __init__(self, event_id: str, ended: datetime) -> None:
         super().__init__(f"event {event_id!r} completed at {ended.isoformat()}; a completed event "
-                         "cannot be modified (publish a new event instead)")
+                         "cannot be modified or cancelled (publish a new event instead)")
         self.event_id = event_id
 
 
@@ -183,34 +185,63 @@ async def publish_events(ctx: ServiceContext,
 async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     """Publish ``event`` as the next modification of the stored one (modificationNumber + 1).
     Raises :class:`EventCancelled` if the stored one is cancelled, :class:`EventCompleted` if
-    its active period ended at or before ``ctx.clock()``."""
+    its active period ended at or before ``ctx.clock()``, and ValueError if ``event``'s would
+    have (completed at once, it would drop from its VENs' lists: a cancel that says nothing)."""
     current = await ctx.storage.events.get(event.event_id)
     if current is None:
         raise LookupError(f"no event {event.event_id!r}")
     if current.status is StoredStatus.CANCELLED:
         raise EventCancelled(event.event_id)
-    if current.ends_at is not None and ctx.clock() >= current.ends_at:
-        raise EventCompleted(event.event_id, current.ends_at)
+    ended = _completed_at(ctx, current)
+    if ended is not None:
+        raise EventCompleted(event.event_id, ended)
+    ends = _ends_at(event)
+    if ends is not None and ends <= ctx.clock():
+        raise ValueError(f"event {event.event_id!r} as modified ended at {ends.isoformat()}, "
+                         "before now: its VENs would drop it (cancel it instead)")
     return await publish_event(ctx, _next_version(ctx, event, current))
+
+
+def _completed_at(ctx: ServiceContext, record: EventRecord) -> datetime | None:
+    """When ``record``'s active period ended, if at or before ``ctx.clock()``; else None."""
+    if record.ends_at is not None and ctx.clock() >= record.ends_at:
+        return record.ends_at
+    return None
 
 
 async def cancel_event(ctx: ServiceContext, event_id: str) -> tuple[str, ...]:
     """Publish the stored event with status cancelled (an explicit cancel, profile 8.2). Returns
-    the VENs it targets; an event cancelled before is left as it is and ``()`` returned."""
-    (targeted,) = await cancel_events(ctx, (event_id,))
+    the VENs it targets; an event cancelled before is left as it is and ``()`` returned. Raises
+    :class:`EventCompleted` if its active period ended at or before ``ctx.clock()``."""
+    (targeted,) = await _cancel(ctx, (event_id,), refuse_completed=True)
     return targeted
 
 
 async def cancel_events(ctx: ServiceContext,
                         event_ids: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     """:func:`cancel_event` for many events, published together (:func:`publish_events`); those
-    cancelled before are left as they are (their entry is ``()``)."""
+    cancelled before or completed are left as they are (their entry is ``()``): an aggregator
+    releasing its device events is not refused for the ones already over."""
+    return await _cancel(ctx, event_ids, refuse_completed=False)
+
+
+async def _cancel(ctx: ServiceContext, event_ids: Sequence[str], *,
+                  refuse_completed: bool) -> tuple[tuple[str, ...], ...]:
     records = await ctx.storage.events.get_many(event_ids)
     missing = [event_id for event_id in event_ids if event_id not in records]
     if missing:
         raise LookupError(f"no event {missing[0]!r}")
-    to_cancel = [event_id for event_id in event_ids
-                 if records[event_id].status is not StoredStatus.CANCELLED]
+    to_cancel = []
+    for event_id in event_ids:
+        record = records[event_id]
+        if record.status is StoredStatus.CANCELLED:
+            continue
+        ended = _completed_at(ctx, record)
+        if ended is not None:
+            if refuse_completed:
+                raise EventCompleted(event_id, ended)
+            continue
+        to_cancel.append(event_id)
     cancelled = []
     for event_id in to_cancel:
         event = ctx.event_cache.decoded(records[event_id])
