@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from sqlalchemy import event
 
 from vtn.storage import StorageConflict
 from vtn.storage._engine import Database, create_engine_for
-from vtn.storage._groupcommit import MAX_GROUP, GroupCommit
 
 WAIT_S = 10.0
 
@@ -133,19 +131,3 @@ async def test_a_caller_cancelled_before_its_turn_writes_nothing(db: Any) -> Non
             await second
         assert await database.run_sqlite(insert(3), write=True) == 3
     assert committed_keys(path) == {1, 3}
-
-
-async def test_writes_a_loop_turn_apart_gather_into_one_commit_and_a_full_group_goes_at_once(
-        db: Any) -> None:
-    database, statements, path = db
-    # An hour's gathering: only a full group can start before the test's timeout.
-    with ThreadPoolExecutor(1) as writer:
-        groups = GroupCommit(writer, database._sqlite_transaction, gather_s=3600.0)
-        writes = []
-        for k in range(MAX_GROUP):
-            writes.append(asyncio.ensure_future(groups.run(insert(k))))
-            await asyncio.sleep(0)  # each write in a loop turn of its own
-        async with asyncio.timeout(WAIT_S):
-            assert await asyncio.gather(*writes) == list(range(MAX_GROUP))
-    assert statements.count("COMMIT") == 1
-    assert committed_keys(path) == set(range(MAX_GROUP))

@@ -6,11 +6,6 @@ coroutine). Under load many small writes (report batches, outbox claims, deliver
 queue for the one writer thread; :class:`GroupCommit` runs all that are waiting when the thread
 gets to them in one transaction and wakes their callers with one loop callback.
 
-The first write to find the writer idle waits ``gather_s`` for others before the thread takes
-the group (a full group, :data:`MAX_GROUP` jobs, goes at once): writes that arrive while the
-thread is busy wait for it anyway, but requests arriving one at a time would otherwise each
-wake it for a commit of their own.
-
 Invariants:
 - A caller is answered only after the transaction holding its job committed (or with the error
   its job raised, in which case nothing of that job was kept).
@@ -39,10 +34,6 @@ __all__ = ["GroupCommit"]
 
 # Enough to amortise the commit; small enough that one group's lock hold stays short.
 MAX_GROUP: Final = 64
-# A report's commit (its pages' WAL frames, the thread's wake-up) costs about as much writer
-# CPU as its rows; at 2,000 devices' telemetry (~170 reports/s) this gathers a few per commit.
-# It is added to the answer of a write that finds the writer idle.
-GATHER_S: Final = 0.020
 
 _T = TypeVar("_T")
 
@@ -70,15 +61,12 @@ class GroupCommit:
     job's exception is exactly the one it would raise alone.
     """
 
-    def __init__(self, executor: Executor, transaction: Transaction,
-                 gather_s: float = GATHER_S) -> None:
+    def __init__(self, executor: Executor, transaction: Transaction) -> None:
         self._executor = executor
         self._transaction = transaction
-        self._gather_s = gather_s
         self._lock = threading.Lock()
         self._pending: list[_Job] = []
-        self._gathering = False  # a group waits for gather_s, its drain not yet submitted
-        self._draining = False  # a drain is submitted or running
+        self._draining = False
 
     @property
     def queued(self) -> int:
@@ -91,24 +79,14 @@ class GroupCommit:
         job = _Job(work, loop.create_future(), loop)
         with self._lock:
             self._pending.append(job)
-            gather = not self._draining
-            if gather:
-                self._draining = self._gathering = True
-            full = self._gathering and len(self._pending) >= MAX_GROUP
-        if full:
-            self._start()
-        elif gather:
-            loop.call_later(self._gather_s, self._start)
+            start, self._draining = not self._draining, True
+        if start:
+            # At the end of this loop iteration: the writes of every request this iteration
+            # serves join the group, which costs them one iteration of latency at most.
+            loop.call_soon(self._start)
         return cast(_T, await job.future)  # the job's outcome is what ``work`` returned
 
     def _start(self) -> None:
-        """Submit the gathering group's drain; nothing if it was submitted already (a full
-        group goes before its timer, which then finds nothing to do or starts the next group
-        early)."""
-        with self._lock:
-            if not self._gathering:
-                return
-            self._gathering = False
         try:
             self._executor.submit(self._drain)
         except BaseException as exc:  # e.g. the executor was shut down: nobody will drain
