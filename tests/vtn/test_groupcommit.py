@@ -131,3 +131,15 @@ async def test_a_caller_cancelled_before_its_turn_writes_nothing(db: Any) -> Non
             await second
         assert await database.run_sqlite(insert(3), write=True) == 3
     assert committed_keys(path) == {1, 3}
+
+
+async def test_transactions_one_after_another_run_on_one_connection(db: Any) -> None:
+    """In WAL mode a connection drops its page cache when another one committed since its last
+    transaction: taking the pooled connections in turn made every write begin cold."""
+    database, _, _ = db
+    engine = database.sync_engine
+    held = [engine.raw_connection() for _ in range(3)]  # the pool now holds three connections
+    for pooled in held:
+        pooled.close()
+    used = [await database.run_sqlite(id, write=write) for write in (True, True, False, True)]
+    assert len(set(used)) == 1

@@ -134,6 +134,11 @@ def sync_sqlite_engine(url: URL) -> Engine:
         connect_args={"check_same_thread": False},
         pool_size=SQLITE_READER_THREADS + 1,
         max_overflow=0,
+        # The connection returned last is handed out next. In WAL mode a connection drops its
+        # whole page cache when it begins after another connection committed; taken in turn
+        # (the pool's default), every write began on a connection the previous writes had made
+        # stale and read its pages again. Sequential transactions now share one warm connection.
+        pool_use_lifo=True,
         # Every use is a ``begin()`` block that commits or rolls back: nothing to reset.
         pool_reset_on_return=None,
     )
