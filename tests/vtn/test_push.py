@@ -32,7 +32,7 @@ from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
-from vtn.storage import PollDelivery
+from vtn.storage import PollDelivery, VenRegistration
 from vtn.storage.backend import Distribution
 
 from .harness import (
@@ -126,6 +126,37 @@ async def test_a_lane_claims_once_per_item_when_nothing_more_waits(
         kinds = [type(received.get_nowait()[1]) for _ in range(received.qsize())]
         assert kinds == [DistributeEvent, DistributeEvent]
         assert claims == [ven.ven_id] * 3
+
+
+async def test_a_lane_the_push_task_woke_reads_no_registration_again(
+        pki, storage_url, tmp_path: Path):
+    """The push task reads the waiting VENs' registrations to choose their lanes, and hands each
+    lane the one it read: an event pushed to a VEN costs no second read of its registration."""
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    acked: asyncio.Queue[str] = asyncio.Queue()
+    tls = push_ven_tls(pki, tmp_path)
+    handlers = Handlers(on_event_response=lambda v, r: acked.put_nowait(r.event_id))
+    async with push_receiver(tls.server, _answering(tls.fingerprint, received)) as address, \
+            running_vtn(pki, storage_url, handlers=handlers,
+                        push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, tls.client) as ven:
+        await ven.register("push-ven", http_pull_model=False, transport_address=address)
+        async with asyncio.timeout(10):
+            assert type((await received.get())[1]) is RegisterReport
+        vens = vtn.ctx.storage.vens
+        get = vens.get
+        read: list[str] = []
+
+        async def counted(ven_id: str) -> VenRegistration | None:
+            read.append(ven_id)
+            return await get(ven_id)
+
+        vens.get = counted  # type: ignore[method-assign]
+        await events.publish_event(vtn.ctx, sample_event("one", Target(ven_ids=(ven.ven_id,))))
+        async with asyncio.timeout(10):
+            assert await acked.get() == "one"
+        assert type(received.get_nowait()[1]) is DistributeEvent
+        assert read == []
 
 
 async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(
