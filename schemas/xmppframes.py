@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import re
 import xml.parsers.expat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from ._wire import OADR
 
-__all__ = ["IQ_SLACK_BYTES", "PayloadFramer", "PayloadRequest"]
+__all__ = ["IQ_SLACK_BYTES", "PayloadFramer", "PayloadRequest", "split_read"]
 
 #: what an IQ may carry besides its payload before it is no longer held: its own tags and
 #: attributes (a full JID each way, an id), far under this
@@ -233,3 +234,24 @@ class PayloadFramer:
         finished = self._end_of_tag(at)
         del self._buffer[:finished - self._base]
         self._base, self._held = finished, None
+
+
+def split_read(framer_of: Callable[[], PayloadFramer | None], data: bytes,
+               pass_on: Callable[[bytes], object], take: Callable[[PayloadRequest], object]
+               ) -> None:
+    """What a client does with the bytes of one read: through the stream's current framer
+    (``framer_of``), the bytes in order to ``pass_on`` (the library's parser) and the IQs taken
+    to ``take``; without a framer, all of it to ``pass_on``. Once the framer is no longer the
+    current one (the library started a new stream on a stanza of this read: the server sends
+    nothing after it before the client's new stream header) the rest is not read."""
+    framer = framer_of()
+    if framer is None:
+        pass_on(data)
+        return
+    for piece in framer.feed(data):
+        if framer_of() is not framer:
+            return
+        if isinstance(piece, bytes):
+            pass_on(piece)
+        else:
+            take(piece)

@@ -72,7 +72,7 @@ from schemas.xmpp import (
     payload_of,
     service_node,
 )
-from schemas.xmppframes import PayloadFramer, PayloadRequest
+from schemas.xmppframes import PayloadFramer, PayloadRequest, split_read
 from vtn.limits import RateLimiter, VenBudgets
 from vtn.services import ROUTES
 from vtn.settings import XmppSettings
@@ -167,19 +167,11 @@ class _Client(slixmpp.ClientXMPP):
             self._framer = PayloadFramer(self._max_payload)
 
     def data_received(self, data: bytes | str) -> None:
-        framer, on_payload = self._framer, self._on_payload
-        if framer is None or on_payload is None or isinstance(data, str):
+        on_payload = self._on_payload
+        if on_payload is None or isinstance(data, str):
             super().data_received(data)
             return
-        for piece in framer.feed(data):
-            if self._framer is not framer:
-                # the stream restarted (SASL) on a stanza of this read: the server sends
-                # nothing after it before our new stream header, and neither parser reads on
-                return
-            if isinstance(piece, bytes):
-                super().data_received(piece)
-            else:
-                on_payload(piece)
+        split_read(lambda: self._framer, data, super().data_received, on_payload)
 
 
 class _Session:
