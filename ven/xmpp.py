@@ -49,7 +49,7 @@ from schemas.xmpp import (
     localpart_of,
     payload_of,
 )
-from schemas.xmppframes import PayloadFramer, PayloadRequest, split_read
+from schemas.xmppframes import PayloadRequest, StreamSplitter
 
 from ._http import Link
 from .client import VenClient
@@ -316,26 +316,24 @@ class XmppLink(Link):
 
 
 class _Stream(slixmpp.ClientXMPP):
-    """slixmpp's client with a :class:`~schemas.xmppframes.PayloadFramer` in front of its parser,
-    a new one with each stream the parser starts: the VTN's IQ sets carrying an ``oadrPayload``
-    reach ``on_payload`` as the bytes received, everything else slixmpp's parser."""
+    """slixmpp's client with a :class:`~schemas.xmppframes.StreamSplitter` in front of its
+    parser: the VTN's IQ sets carrying an ``oadrPayload`` reach ``on_payload`` as the bytes
+    received, everything else slixmpp's parser."""
 
     def __init__(self, jid: str, *, ssl_context: ssl.SSLContext, max_payload_bytes: int,
                  on_payload: Callable[[PayloadRequest], None]) -> None:
-        self._max_payload = max_payload_bytes
-        self._on_payload = on_payload
-        self._framer: PayloadFramer | None = None
+        self._splitter = StreamSplitter(max_payload_bytes, on_payload)
         super().__init__(jid, "", sasl_mech="EXTERNAL", ssl_context=ssl_context)
 
     def init_parser(self) -> None:
         super().init_parser()
-        self._framer = PayloadFramer(self._max_payload)
+        self._splitter.restart()
 
     def data_received(self, data: bytes | str) -> None:
         if isinstance(data, str):
             super().data_received(data)
         else:
-            split_read(lambda: self._framer, data, super().data_received, self._on_payload)
+            self._splitter.read(data, super().data_received)
 
 
 def _failure(what: str, condition: str, kind: str, text: str) -> VtnUnavailable | XmppRefused:

@@ -15,7 +15,7 @@ import schemas
 from schemas import EiResponse, Poll, Response
 from schemas.xmpp import PAYLOAD_NAMESPACE as OADR
 from schemas.xmpp import payload_of
-from schemas.xmppframes import IQ_SLACK_BYTES, PayloadFramer, PayloadRequest, split_read
+from schemas.xmppframes import IQ_SLACK_BYTES, PayloadFramer, PayloadRequest, StreamSplitter
 
 _HEAD = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
          b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' version='1.0'>")
@@ -205,25 +205,26 @@ def test_a_payload_not_well_formed_inside_passes_the_stream_on_unread() -> None:
     assert _frame([_HEAD + iq + _IQ]) == (_HEAD + iq + _IQ, [])
 
 
-def test_a_read_is_split_in_order_and_its_rest_left_once_the_framer_is_replaced() -> None:
-    """split_read: without a framer the read is passed on whole; with one, the bytes and the
-    IQs taken go out in order; once passing on replaced the framer (a new stream started on a
+def test_a_read_is_split_in_order_and_its_rest_left_once_the_stream_restarts() -> None:
+    """StreamSplitter: before its first restart a read is passed on whole; then the bytes and
+    the IQs taken go out in order; once passing on restarted the stream (a new one started on a
     stanza of the read), nothing more of the read is handed to either side."""
     out: list[bytes | PayloadRequest] = []
-    split_read(lambda: None, _HEAD + _IQ, out.append, out.append)
+    splitter = StreamSplitter(1 << 20, out.append)
+    splitter.read(_HEAD + _IQ, out.append)
     assert out == [_HEAD + _IQ]
 
-    framers = [PayloadFramer(1 << 20)]
     out.clear()
-    split_read(lambda: framers[-1], _HEAD + _OTHERS[0] + _IQ + _OTHERS[1], out.append,
-               out.append)
+    splitter.restart()
+    splitter.read(_HEAD + _OTHERS[0] + _IQ + _OTHERS[1], out.append)
     assert [type(p) for p in out] == [bytes, PayloadRequest, bytes]
     assert out[0] == _HEAD + _OTHERS[0] and out[2] == _OTHERS[1]
 
-    def restart(piece: bytes) -> None:
+    def restarting(piece: bytes) -> None:
         out.append(piece)
-        framers.append(PayloadFramer(1 << 20))
+        splitter.restart()
 
-    framers, out = [PayloadFramer(1 << 20)], []
-    split_read(lambda: framers[-1], _HEAD + _OTHERS[0] + _IQ + _OTHERS[1], restart, out.append)
+    out.clear()
+    splitter.restart()
+    splitter.read(_HEAD + _OTHERS[0] + _IQ + _OTHERS[1], restarting)
     assert out == [_HEAD + _OTHERS[0]]
