@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import re
 import xml.parsers.expat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from ._wire import OADR
 
-__all__ = ["IQ_SLACK_BYTES", "PayloadFramer", "PayloadRequest"]
+__all__ = ["IQ_SLACK_BYTES", "PayloadFramer", "PayloadRequest", "StreamSplitter"]
 
 #: what an IQ may carry besides its payload before it is no longer held: its own tags and
 #: attributes (a full JID each way, an id), far under this
@@ -233,3 +234,36 @@ class PayloadFramer:
         finished = self._end_of_tag(at)
         del self._buffer[:finished - self._base]
         self._base, self._held = finished, None
+
+
+
+class StreamSplitter:
+    """What an XMPP client does with its reads: a :class:`PayloadFramer` for the stream in
+    progress (:meth:`restart` with each stream the library's parser starts: a connection,
+    STARTTLS, SASL, so both read the same bytes from the same first one), the bytes of each read
+    passed on in order (:meth:`read`) and the IQs taken handed to ``take``."""
+
+    def __init__(self, max_payload_bytes: int, take: Callable[[PayloadRequest], object]) -> None:
+        self._max_payload = max_payload_bytes
+        self._take = take
+        self._framer: PayloadFramer | None = None
+
+    def restart(self) -> None:
+        self._framer = PayloadFramer(self._max_payload)
+
+    def read(self, data: bytes, pass_on: Callable[[bytes], object]) -> None:
+        """Split ``data``: before the first :meth:`restart`, all of it to ``pass_on``. Once
+        passing on restarted the stream (the library started a new one on a stanza of this
+        read: the server sends nothing after it before the client's new stream header), the
+        rest of the read is handed to neither side."""
+        framer = self._framer
+        if framer is None:
+            pass_on(data)
+            return
+        for piece in framer.feed(data):
+            if self._framer is not framer:
+                return
+            if isinstance(piece, bytes):
+                pass_on(piece)
+            else:
+                self._take(piece)

@@ -13,7 +13,10 @@ trust) fails the request waiting for it at once, as :class:`VtnUnavailable` sayi
 from the VTN's JID (``vtn_jid``, bare) is refused with ``forbidden`` before
 its payload is read, as is one over ``max_body_bytes``; a stanza nested deeper than
 :data:`schemas.xmpp.MAX_DEPTH` is dropped unread (a request among them answered
-``not-acceptable``); the session reconnects after
+``not-acceptable``), except an IQ set carrying one ``oadrPayload``, which a
+:class:`~schemas.xmppframes.PayloadFramer` in front of slixmpp's parser takes off the stream as
+the bytes the server wrote (no tree, no second serialisation; read without recursion) for the
+codec, whose parser has its own depth limit; the session reconnects after
 ``reconnect_s`` when it drops, with the same resource, so the address the VTN holds stays good.
 A request without an answer in ``request_timeout_s``, or with the session down, or answered with
 an XMPP error of type ``wait`` (the VTN's budgets, its database away) is :class:`VtnUnavailable`;
@@ -46,6 +49,7 @@ from schemas.xmpp import (
     localpart_of,
     payload_of,
 )
+from schemas.xmppframes import PayloadRequest, StreamSplitter
 
 from ._http import Link
 from .client import VenClient
@@ -95,10 +99,13 @@ class XmppLink(Link):
         self._posting = 0  # requests awaiting their answer
         self._answered = asyncio.Event()  # set while none is
         self._answered.set()
+        self._vtn_bare = slixmpp.JID(vtn_jid).bare
+        self._serving: set[asyncio.Task[None]] = set()  # payloads the framer took, in service
         # given at construction: otherwise slixmpp first builds a default context and loads the
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
-        stream = self._stream = slixmpp.ClientXMPP(self.address, "", sasl_mech="EXTERNAL",
-                                                   ssl_context=ssl_context)
+        stream = self._stream = _Stream(self.address, ssl_context=ssl_context,
+                                        max_payload_bytes=max_body_bytes,
+                                        on_payload=self._on_payload)
         # STARTTLS only, as the profile's servers offer it: slixmpp's default first tries direct TLS
         # on the same port, a wasted connection per session the server drops
         stream.enable_direct_tls = False
@@ -252,25 +259,43 @@ class XmppLink(Link):
 
     # ------------------------------------------------------------ VTN -> VEN
 
+    def _on_payload(self, request: PayloadRequest) -> None:
+        """An IQ set the framer took off the stream: answered as :meth:`_on_request` would, from
+        its attributes (the server-stamped ``from``, the ``id``) and its payload's bytes as
+        received; no slixmpp stanza is made of it, and its payload is not serialised again."""
+        attributes = request.attributes
+        task = asyncio.get_running_loop().create_task(self._serve(
+            attributes.get("from", ""), attributes.get("id", ""), request.payload))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
     async def _on_request(self, iq: Any) -> None:
+        """An IQ carrying a payload that the framer left to slixmpp (another shape): its payload
+        serialised again from slixmpp's elements."""
         if iq["type"] == "get":  # answered, as every request must be (RFC 6120 8.2.3)
-            self._refuse(iq, "bad-request", "modify", "a payload travels in an IQ set")
+            self._refuse(iq["from"].full, iq["id"], "bad-request", "modify",
+                         "a payload travels in an IQ set")
             return
         if iq["type"] != "set":  # a result answers our own request (``post``)
             return
-        if iq["from"].bare != slixmpp.JID(self.vtn_jid).bare:
-            self._refuse(iq, "forbidden", "auth", "this VEN takes payloads from its VTN only")
-            return
-        body = payload_of(iq.xml) or b""
-        if len(body) > self._max_body:
-            self._refuse(iq, "not-acceptable", "modify", f"payload over {self._max_body} bytes")
+        await self._serve(iq["from"].full, iq["id"], payload_of(iq.xml) or b"")
+
+    async def _serve(self, sender: str, iq_id: str, body: bytes) -> None:
+        """Refuse or answer the IQ ``iq_id`` from the full JID ``sender`` carrying ``body``."""
+        if slixmpp.JID(sender).bare != self._vtn_bare:
+            self._refuse(sender, iq_id, "forbidden", "auth",
+                         "this VEN takes payloads from its VTN only")
+        elif len(body) > self._max_body:
+            self._refuse(sender, iq_id, "not-acceptable", "modify",
+                         f"payload over {self._max_body} bytes")
         elif self._answerer is None:
-            self._refuse(iq, "service-unavailable", "wait", "no client serves this link")
+            self._refuse(sender, iq_id, "service-unavailable", "wait",
+                         "no client serves this link")
         else:
             reply = await self._answerer(body)
             with contextlib.suppress(NotConnectedError):  # the VTN sends it again
-                self._stream.send_raw(iq_bytes(kind="result", iq_id=iq["id"],
-                                               to=iq["from"].full, body=reply))
+                self._stream.send_raw(iq_bytes(kind="result", iq_id=iq_id, to=sender,
+                                               body=reply))
 
     async def _answer_as_client(self, body: bytes) -> bytes:
         client = self._client
@@ -283,11 +308,32 @@ class XmppLink(Link):
                     await self._answered.wait()
         return self.codec.encode(await answer_pushed(client, body, "XMPP"))
 
-    def _refuse(self, iq: Any, condition: str, kind: str, text: str) -> None:
+    def _refuse(self, sender: str, iq_id: str, condition: str, kind: str, text: str) -> None:
         log.info("refused an XMPP payload: %s", escaped(text))
         with contextlib.suppress(NotConnectedError):  # the sender asks again
-            self._stream.send_raw(error_bytes(iq_id=iq["id"], to=iq["from"].full,
-                                              condition=condition, kind=kind, text=text))
+            self._stream.send_raw(error_bytes(iq_id=iq_id, to=sender, condition=condition,
+                                              kind=kind, text=text))
+
+
+class _Stream(slixmpp.ClientXMPP):
+    """slixmpp's client with a :class:`~schemas.xmppframes.StreamSplitter` in front of its
+    parser: the VTN's IQ sets carrying an ``oadrPayload`` reach ``on_payload`` as the bytes
+    received, everything else slixmpp's parser."""
+
+    def __init__(self, jid: str, *, ssl_context: ssl.SSLContext, max_payload_bytes: int,
+                 on_payload: Callable[[PayloadRequest], None]) -> None:
+        self._splitter = StreamSplitter(max_payload_bytes, on_payload)
+        super().__init__(jid, "", sasl_mech="EXTERNAL", ssl_context=ssl_context)
+
+    def init_parser(self) -> None:
+        super().init_parser()
+        self._splitter.restart()
+
+    def data_received(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            super().data_received(data)
+        else:
+            self._splitter.read(data, super().data_received)
 
 
 def _failure(what: str, condition: str, kind: str, text: str) -> VtnUnavailable | XmppRefused:

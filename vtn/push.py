@@ -115,6 +115,9 @@ class PushDelivery:
         self._wakeup = asyncio.Event()
         self._first_scan = True
         self._lanes: dict[str, asyncio.Event] = {}
+        # each poked lane's registration as the wake's scan read it: its push need not read it
+        # again (an activation pokes a lane per device); a lane re-poked after a failure reads
+        self._scanned: dict[str, VenRegistration] = {}
 
     def wake(self, ven_ids: Iterable[str]) -> None:
         """Something was queued for these VENs (push or not: the task filters)."""
@@ -150,16 +153,16 @@ class PushDelivery:
                     self._first_scan = True
                     asyncio.get_running_loop().call_later(self._retry_s, self.wake, ())
                     continue
-                for ven_id in targets:
-                    self._poke(lanes, ven_id)
+                for registration in targets:
+                    self._poke(lanes, registration)
 
-    async def _targets_of(self, waiting: set[str]) -> list[str]:
+    async def _targets_of(self, waiting: set[str]) -> list[VenRegistration]:
         # Only the waiting VENs' rows after the first scan: reading every active VEN per wake
         # cost a registration storm (one wake per few registrations) time growing with the fleet.
         vens = self._ctx.storage.vens
         found = await (vens.active() if self._first_scan else vens.get_many(waiting))
         self._first_scan = False
-        return sorted(v.ven_id for v in found if self._takes(v))
+        return sorted((v for v in found if self._takes(v)), key=lambda v: v.ven_id)
 
     def _takes(self, registration: VenRegistration) -> bool:
         """Whether the VEN is sent its payloads (rather than polling for them)."""
@@ -169,7 +172,9 @@ class PushDelivery:
             return self._xmpp is not None
         return not registration.http_pull_model
 
-    def _poke(self, lanes: asyncio.TaskGroup, ven_id: str) -> None:
+    def _poke(self, lanes: asyncio.TaskGroup, registration: VenRegistration) -> None:
+        ven_id = registration.ven_id
+        self._scanned[ven_id] = registration
         poked = self._lanes.get(ven_id)
         if poked is None:
             poked = self._lanes[ven_id] = asyncio.Event()
@@ -201,11 +206,12 @@ class PushDelivery:
                 poked.set()
         finally:
             del self._lanes[ven_id]
+            self._scanned.pop(ven_id, None)
 
     async def _push(self, ven_id: str) -> bool | None:
         """Push what is queued for the VEN: True when all went, False after a failure (the item
         was released), None when the VEN no longer takes pushes (its lane ends)."""
-        registration = await self._ctx.storage.vens.get(ven_id)
+        registration = self._scanned.pop(ven_id, None) or await self._ctx.storage.vens.get(ven_id)
         if registration is None or not self._takes(registration):
             return None
         address = registration.transport_address

@@ -72,7 +72,7 @@ from schemas.xmpp import (
     payload_of,
     service_node,
 )
-from schemas.xmppframes import PayloadFramer, PayloadRequest
+from schemas.xmppframes import PayloadRequest, StreamSplitter
 from vtn.limits import RateLimiter, VenBudgets
 from vtn.services import ROUTES
 from vtn.settings import XmppSettings
@@ -156,30 +156,20 @@ class _Client(slixmpp.ClientXMPP):
 
     def __init__(self, jid: str, *, ssl_context: ssl.SSLContext, max_payload_bytes: int,
                  on_payload: Callable[[PayloadRequest], None] | None) -> None:
-        self._max_payload = max_payload_bytes
-        self._on_payload = on_payload
-        self._framer: PayloadFramer | None = None
+        self._splitter = None if on_payload is None else StreamSplitter(max_payload_bytes,
+                                                                        on_payload)
         super().__init__(jid, "", sasl_mech="EXTERNAL", ssl_context=ssl_context)
 
     def init_parser(self) -> None:
         super().init_parser()
-        if self._on_payload is not None:
-            self._framer = PayloadFramer(self._max_payload)
+        if self._splitter is not None:
+            self._splitter.restart()
 
     def data_received(self, data: bytes | str) -> None:
-        framer, on_payload = self._framer, self._on_payload
-        if framer is None or on_payload is None or isinstance(data, str):
+        if self._splitter is None or isinstance(data, str):
             super().data_received(data)
-            return
-        for piece in framer.feed(data):
-            if self._framer is not framer:
-                # the stream restarted (SASL) on a stanza of this read: the server sends
-                # nothing after it before our new stream header, and neither parser reads on
-                return
-            if isinstance(piece, bytes):
-                super().data_received(piece)
-            else:
-                on_payload(piece)
+        else:
+            self._splitter.read(data, super().data_received)
 
 
 class _Session:

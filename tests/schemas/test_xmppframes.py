@@ -15,7 +15,7 @@ import schemas
 from schemas import EiResponse, Poll, Response
 from schemas.xmpp import PAYLOAD_NAMESPACE as OADR
 from schemas.xmpp import payload_of
-from schemas.xmppframes import IQ_SLACK_BYTES, PayloadFramer, PayloadRequest
+from schemas.xmppframes import IQ_SLACK_BYTES, PayloadFramer, PayloadRequest, StreamSplitter
 
 _HEAD = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
          b"xmlns:stream='http://etherx.jabber.org/streams' id='s1' version='1.0'>")
@@ -203,3 +203,28 @@ def test_a_payload_whose_content_holds_its_end_tag_is_taken_whole(payload: str,
 def test_a_payload_not_well_formed_inside_passes_the_stream_on_unread() -> None:
     iq = f"<iq type='set' id='1'><oadrPayload xmlns='{OADR}'><x></oadrPayload></iq>".encode()
     assert _frame([_HEAD + iq + _IQ]) == (_HEAD + iq + _IQ, [])
+
+
+def test_a_read_is_split_in_order_and_its_rest_left_once_the_stream_restarts() -> None:
+    """StreamSplitter: before its first restart a read is passed on whole; then the bytes and
+    the IQs taken go out in order; once passing on restarted the stream (a new one started on a
+    stanza of the read), nothing more of the read is handed to either side."""
+    out: list[bytes | PayloadRequest] = []
+    splitter = StreamSplitter(1 << 20, out.append)
+    splitter.read(_HEAD + _IQ, out.append)
+    assert out == [_HEAD + _IQ]
+
+    out.clear()
+    splitter.restart()
+    splitter.read(_HEAD + _OTHERS[0] + _IQ + _OTHERS[1], out.append)
+    assert [type(p) for p in out] == [bytes, PayloadRequest, bytes]
+    assert out[0] == _HEAD + _OTHERS[0] and out[2] == _OTHERS[1]
+
+    def restarting(piece: bytes) -> None:
+        out.append(piece)
+        splitter.restart()
+
+    out.clear()
+    splitter.restart()
+    splitter.read(_HEAD + _OTHERS[0] + _IQ + _OTHERS[1], restarting)
+    assert out == [_HEAD + _OTHERS[0]]

@@ -283,6 +283,28 @@ async def test_distribute_records_the_list_and_marks_the_item_that_asked(
     assert await backend.mark_delivered(item.seq, T0) is None  # already, by distribute
 
 
+async def test_an_event_is_every_vens_exactly_while_it_has_no_targets(
+        storage: Storage) -> None:
+    """Each new version of an event decides again whether it is untargeted: an event list (of a
+    push's claim or of a poll) holds it for every VEN only while it has no targets."""
+    backend = storage.backend
+    a, b = await vens(storage, 2)
+    to_b = (TargetRef(kind=TargetKind.VEN, value=b),)
+
+    async def lists() -> tuple[list[str], list[str]]:
+        listed_a = await backend.distribute(event_list(a))
+        delivered_b, _ = await backend.deliver_next(event_list(b))
+        assert delivered_b is not None
+        return [e.event_id for e in listed_a], [e.event_id for e in delivered_b.events]
+
+    await backend.put_events([(event("e1", targets=to_b), queue((b,), "e1:0"))], newer)
+    assert await lists() == ([], ["e1"])
+    await backend.put_events([(event("e1", 1), queue((b,), "e1:1"))], newer)
+    assert await lists() == (["e1"], ["e1"])
+    await backend.put_events([(event("e1", 2, targets=to_b), queue((b,), "e1:2"))], newer)
+    assert await lists() == ([], ["e1"])
+
+
 async def test_claim_next_leases_the_item_and_records_its_list_in_one_call(
         storage: Storage) -> None:
     """A push's claim: the item leased (not marked), the VEN's other event items marked with it,

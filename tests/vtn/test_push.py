@@ -34,7 +34,7 @@ from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
-from vtn.storage import PollDelivery
+from vtn.storage import PollDelivery, VenRegistration
 from vtn.storage.backend import Distribution
 
 from .harness import (
@@ -93,12 +93,13 @@ async def test_events_are_pushed_and_the_reply_ack_is_stored(pki, storage_url, t
         assert await vtn.ctx.storage.outbox.pending_count(ven_id) == 0
 
 
-async def test_a_lane_claims_once_per_item_when_nothing_more_waits(
+async def test_a_lane_claims_once_per_item_and_reads_no_registration_again(
         pki, storage_url, tmp_path: Path):
     """Each payload costs its lane one claim (one write transaction, the event list chosen in
     it): the lane does not claim again to learn that nothing waits, which its claim already
     said. Three payloads, METADATA and two events, one at a time: three claims (were four or
-    five, an empty claim ending each drain)."""
+    five, an empty claim ending each drain). And the push task hands each lane it wakes the
+    registration it read to choose it: the events cost no second read of the VEN's."""
     received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
     acked: asyncio.Queue[str] = asyncio.Queue()
     tls = push_ven_tls(pki, tmp_path)
@@ -119,6 +120,15 @@ async def test_a_lane_claims_once_per_item_when_nothing_more_waits(
         await ven.register("push-ven", http_pull_model=False, transport_address=address)
         async with asyncio.timeout(10):  # claimed before the first event is queued
             assert type((await received.get())[1]) is RegisterReport
+        vens = vtn.ctx.storage.vens
+        get = vens.get
+        read: list[str] = []
+
+        async def read_counted(ven_id: str) -> VenRegistration | None:
+            read.append(ven_id)
+            return await get(ven_id)
+
+        vens.get = read_counted  # type: ignore[method-assign]
         for event_id in ("one", "two"):
             await events.publish_event(vtn.ctx, sample_event(
                 event_id, Target(ven_ids=(ven.ven_id,))))
@@ -128,6 +138,7 @@ async def test_a_lane_claims_once_per_item_when_nothing_more_waits(
         kinds = [type(received.get_nowait()[1]) for _ in range(received.qsize())]
         assert kinds == [DistributeEvent, DistributeEvent]
         assert claims == [ven.ven_id] * 3
+        assert read == []
 
 
 async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(

@@ -20,6 +20,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event, insert, text
 
 from tests.kit.storage import T0, register, ven
+from vtn.migrations import upgrade
 from vtn.storage import (
     EventAck,
     EventRecord,
@@ -40,6 +41,7 @@ from vtn.storage import (
     VenRegistration,
     open_storage,
 )
+from vtn.storage._engine import create_engine_for
 from vtn.storage._models import Base, VenRow
 from vtn.storage._postgres_backend import POOL_SIZE, PostgresBackend
 from vtn.storage.backend import Distribution
@@ -103,11 +105,45 @@ async def test_migrations_create_the_schema_from_empty(storage_url: str) -> None
             return list(compare_metadata(context, Base.metadata))
 
         assert await conn.run_sync(diff) == []
-    assert version == "0004"
+    assert version == "0005"
     await storage.close()
     again = await open_storage(storage_url)  # a second start finds nothing to do
     assert await again.vens.active() == ()
     await again.close()
+
+
+async def test_revision_0005_flags_the_untargeted_events_of_a_0004_database(
+        storage_url: str) -> None:
+    """Events stored before the flag keep their audience: the one without targets goes to
+    every VEN, the targeted one only to its VEN."""
+    engine = create_engine_for(storage_url)
+    try:
+        await upgrade(engine, "0004")
+        async with engine.begin() as conn:
+            for n in (1, 2):
+                await conn.execute(text(
+                    "INSERT INTO vens (ven_id, registration_id, fingerprint, ven_name,"
+                    " profile_name, transport_name, http_pull_model, report_only, xml_signature,"
+                    f" created_at) VALUES ('v{n}', 'r{n}', 'AA:0{n}', 'old', '2.0b', 'simpleHttp',"
+                    " true, false, false, :at)"), {"at": T0})
+            for event_id in ("e1", "e2"):
+                await conn.execute(text(
+                    "INSERT INTO events (event_id, modification_number, status, starts_at,"
+                    " ends_at, response_required, payload, updated_at) VALUES"
+                    " (:e, 0, 'far', :at, :end, true, :p, :at)"),
+                    {"e": event_id, "at": T0, "end": T0 + timedelta(hours=1), "p": b"<e/>"})
+            await conn.execute(text("INSERT INTO event_targets (event_id, kind, value)"
+                                    " VALUES ('e1', 'venID', 'v2')"))
+    finally:
+        await engine.dispose()
+    storage = await open_storage(storage_url)
+    try:
+        lists = [[e.event_id for e in await storage.events.distribute(Distribution(
+            ven_id=v, statuses=(EventStatus.FAR,), now=T0, cancelled_since=T0))]
+            for v in ("v1", "v2")]
+        assert lists == [["e2"], ["e1", "e2"]]
+    finally:
+        await storage.close()
 
 
 async def test_times_are_utc_in_and_out(storage: Storage) -> None:

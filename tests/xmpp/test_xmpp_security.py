@@ -23,6 +23,7 @@ from schemas import (
     CreatePartyRegistration,
     DistributeEvent,
     EiResponse,
+    OptType,
     Poll,
     QueryRegistration,
     RequestEvent,
@@ -48,7 +49,7 @@ from ven.tls import client_context
 from ven.xmpp import XmppLink
 from vtn import xmpp as vtn_xmpp
 from vtn.app import XMPP
-from vtn.services import Handlers
+from vtn.services import Handlers, events
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
@@ -628,4 +629,61 @@ async def test_a_payload_nested_thousands_deep_taken_as_bytes_is_refused_by_the_
             await link.close()
     assert answer is not None and code_of(decode(answer)) == 454
     assert isinstance(registered, CreatedPartyRegistration)
+    assert [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()] == []
+
+
+async def test_the_vtns_payload_reaches_a_ven_as_the_bytes_the_server_wrote(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, monkeypatch: pytest.MonkeyPatch):
+    """The VEN's framer takes the VTN's IQ set off the stream: slixmpp builds no stanza of it
+    (its handler, which serialises the payload again, sees only the answers to the VEN's own
+    requests), and the event is answered."""
+    trees: list[str] = []
+    on_request = XmppLink._on_request
+
+    async def counted(link: XmppLink, iq: Any) -> None:
+        trees.append(iq["type"])
+        await on_request(link, iq)
+
+    monkeypatch.setattr(XmppLink, "_on_request", counted)
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    acked = asyncio.Event()
+    seen: list[str] = []
+
+    def on_event(event: Any) -> OptType:
+        seen.append(event.event_id)
+        return OptType.OPT_IN
+
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path), handlers=Handlers(
+            on_event_response=lambda _v, _r: acked.set())) as vtn, \
+            xmpp_ven(vtn, xmpp_server, ven, on_event=on_event) as client:
+        await client.register()
+        await events.publish_event(vtn.ctx, sample_event("framed", Target(
+            ven_ids=(ven.cert.fingerprint,))))
+        async with asyncio.timeout(WAIT_S):
+            await acked.wait()
+    assert seen == ["framed"]
+    assert "result" in trees and "set" not in trees
+
+
+async def test_a_payload_nested_thousands_deep_taken_as_bytes_leaves_a_ven_online(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer, caplog: pytest.LogCaptureFixture):
+    """An oadrPayload 2,000 deep sent to a VEN (from another session of the VTN's certificate,
+    whose payloads it takes) reaches its framer, not slixmpp's tree: read without recursion,
+    answered with the codec's refusal; the VEN's session stays up."""
+    deep = (f'<oadrPayload xmlns="{PAYLOAD_NAMESPACE}">'.encode() + b"<a>" * 2000
+            + b"</a>" * 2000 + b"</oadrPayload>")
+    (target,) = mint_vens(pki, tmp_path / "vens", 1)
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn, \
+            xmpp_ven(vtn, xmpp_server, target) as client:
+        await client.register()
+        sender = link_for(vtn, xmpp_server, pki.client_context(ven=pki.vtn),
+                          pki.vtn.fingerprint, resource="sender", request_timeout_s=WAIT_S)
+        sender.vtn_jid = client._link.address or ""
+        try:
+            with caplog.at_level(logging.INFO):
+                answer = await sender.post_bytes(Service.EVENT, deep)
+                await client.register()  # its session still carries requests
+        finally:
+            await sender.close()
+    assert answer is not None and code_of(decode(answer)) == 454
     assert [r.getMessage() for r in caplog.records if "reconnecting" in r.getMessage()] == []

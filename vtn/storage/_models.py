@@ -32,6 +32,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -114,7 +115,18 @@ class VenMembershipRow(Base):
 
 
 class EventRow(Base):
+    """An event; ``untargeted`` says it has no target rows, so it is every VEN's (a VEN's event
+    list finds those through the partial index instead of looking for targets event by event)."""
+
     __tablename__ = "events"
+    __table_args__ = (
+        Index(
+            "ix_events_untargeted",
+            "event_id",
+            postgresql_where="untargeted",
+            sqlite_where="untargeted",
+        ),
+    )
 
     event_id: Mapped[str] = mapped_column(primary_key=True)
     modification_number: Mapped[int]
@@ -125,6 +137,7 @@ class EventRow(Base):
     response_required: Mapped[bool] = mapped_column(Boolean())
     payload: Mapped[bytes]
     updated_at: Mapped[datetime]
+    untargeted: Mapped[bool] = mapped_column(Boolean(), server_default=false())
 
 
 class EventTargetRow(Base):

@@ -128,12 +128,13 @@ _LOCK_EVENT: Final = (
     "SELECT modification_number, payload FROM events WHERE event_id = $1 FOR UPDATE"
 )
 _PUT_EVENT: Final = (
-    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    f"INSERT INTO events ({EVENT_COLUMNS}, untargeted)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     " ON CONFLICT (event_id) DO UPDATE SET modification_number = excluded.modification_number,"
     " status = excluded.status, market_context = excluded.market_context,"
     " starts_at = excluded.starts_at, ends_at = excluded.ends_at,"
     " response_required = excluded.response_required, payload = excluded.payload,"
-    " updated_at = excluded.updated_at"
+    " updated_at = excluded.updated_at, untargeted = excluded.untargeted"
 )
 # One statement replaces an event's targets; its parts see the same snapshot, so it deletes
 # only the targets not wanted any more and inserts only the new ones.
@@ -163,8 +164,7 @@ _HITS: Final = (
 _ADDRESSED: Final = (
     f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.status = ANY($1::text[])"
     " AND (e.event_id = ANY($2::text[])"
-    " OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id))"
-    " AND (e.status != $3 OR e.updated_at >= $4)"
+    " OR e.untargeted) AND (e.status != $3 OR e.updated_at >= $4)"
     " AND (e.status = $3 OR e.ends_at IS NULL OR e.ends_at > $5) ORDER BY e.event_id"
 )
 _DELIVERED: Final = (
@@ -409,12 +409,12 @@ class PostgresBackend:
                 if found is not None and not check_newer(event, StoredEvent(*found)):
                     changed.append(False)
                     continue
+                targets = list(dict.fromkeys(event.targets))
                 await conn.execute(_PUT_EVENT, event.event_id, event.modification_number,
                                    event.status.value, event.market_context,
                                    maybe(event.starts_at), maybe(event.ends_at),
                                    event.response_required, event.payload,
-                                   aware(event.updated_at))
-                targets = list(dict.fromkeys(event.targets))
+                                   aware(event.updated_at), not targets)
                 if targets:
                     await conn.execute(_TARGETS, event.event_id,
                                        [t.kind.value for t in targets], [t.value for t in targets])

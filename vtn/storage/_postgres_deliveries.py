@@ -64,7 +64,7 @@ _DELIVER: Final = (
     " WHERE t.kind = $9 AND e.status IN (SELECT s.status FROM unnest($5::bigint[], $6::text[])"
     " AS s(n, status) WHERE s.n = t.n)"
     " AND (e.event_id IN (SELECT h.event_id FROM hits h WHERE h.n = t.n)"
-    " OR NOT EXISTS (SELECT 1 FROM event_targets g WHERE g.event_id = e.event_id))"
+    " OR e.untargeted)"
     " AND (e.status != $7 OR e.updated_at >= t.since)"
     " AND (e.status = $7 OR e.ends_at IS NULL OR e.ends_at > t.at)"
     " ORDER BY e.event_id LIMIT t.lim) e),"

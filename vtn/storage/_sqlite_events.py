@@ -80,12 +80,13 @@ _DELIVERY: Final = (
 
 _PUT_EVENT: Final = (
     "INSERT INTO events (event_id, modification_number, status, market_context, starts_at,"
-    " ends_at, response_required, payload, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ends_at, response_required, payload, updated_at, untargeted)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (event_id) DO UPDATE SET modification_number = excluded.modification_number,"
     " status = excluded.status, market_context = excluded.market_context,"
     " starts_at = excluded.starts_at, ends_at = excluded.ends_at,"
     " response_required = excluded.response_required, payload = excluded.payload,"
-    " updated_at = excluded.updated_at"
+    " updated_at = excluded.updated_at, untargeted = excluded.untargeted"
 )
 _QUEUE: Final = (
     "INSERT INTO outbox (ven_id, kind, payload, dedup_key, enqueued_at) VALUES (?, ?, ?, ?, ?)"
@@ -105,12 +106,12 @@ def put(
                          (event.event_id,)).fetchone()
     if found is not None and not check_newer(event, StoredEvent(*found)):
         return False
+    targets = [(event.event_id, t.kind.value, t.value) for t in dict.fromkeys(event.targets)]
     conn.execute(_PUT_EVENT, (
         event.event_id, event.modification_number, event.status.value, event.market_context,
         _time(event.starts_at), _time(event.ends_at), int(event.response_required),
-        event.payload, sqlite_time(event.updated_at)))
+        event.payload, sqlite_time(event.updated_at), int(not targets)))
     conn.execute("DELETE FROM event_targets WHERE event_id = ?", (event.event_id,))
-    targets = [(event.event_id, t.kind.value, t.value) for t in dict.fromkeys(event.targets)]
     conn.executemany("INSERT INTO event_targets (event_id, kind, value) VALUES (?, ?, ?)", targets)
     at = sqlite_time(event.updated_at)
     conn.executemany(_QUEUE, [(v, EVENT_KIND, queue.payload, queue.dedup_key, at)
@@ -129,8 +130,9 @@ def distribute(conn: sqlite3.Connection, query: Distribution) -> tuple[EventReco
     ven_id, at = query.ven_id, sqlite_time(query.now)
     by_event: dict[str, list[TargetRef]] = {}
     # The target rows that address this VEN, through the (kind, value) index: its venID and its
-    # memberships. Only their events and the untargeted ones are read whole: an aggregator with
-    # one event per device read every device's event for each device's poll.
+    # memberships. Only their events and the untargeted ones (through their partial index) are
+    # read whole: an aggregator with one event per device read every device's event for each
+    # device's poll.
     for event_id, kind, value in conn.execute(
             "SELECT event_id, kind, value FROM event_targets WHERE kind = ? AND value = ?"
             " UNION SELECT t.event_id, t.kind, t.value FROM ven_memberships m"
@@ -138,8 +140,7 @@ def distribute(conn: sqlite3.Connection, query: Distribution) -> tuple[EventReco
             " ORDER BY 2, 3", (TargetKind.VEN.value, ven_id, ven_id)):
         by_event.setdefault(event_id, []).append(TargetRef(kind=TargetKind(kind), value=value))
     wanted = [*by_event, *(row[0] for row in conn.execute(
-        f"SELECT e.event_id FROM events e{where} AND NOT EXISTS"
-        " (SELECT 1 FROM event_targets t WHERE t.event_id = e.event_id)", params))]
+        f"SELECT e.event_id FROM events e{where} AND e.untargeted", params))]
     if not wanted:
         events: list[EventRecord] = []
     else:
