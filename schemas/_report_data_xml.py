@@ -280,7 +280,9 @@ def decode_interval(element: etree._Element) -> ReportInterval:
 # ---------------------------------------------------------------- strm:intervals
 
 # Any of these inside strm:intervals rules out the plain-telemetry fast path (_decode_plain).
-_NOT_PLAIN: Final = (_UID, _STATUS, q(EI, "signalPayload"), q(OADR, "oadrGBPayload"))
+_NOT_PLAIN: Final = (
+    _UID, _STATUS, _DATA_QUALITY, q(EI, "signalPayload"), q(OADR, "oadrGBPayload"),
+)
 
 def encode_intervals(parent: Node, intervals: tuple[ReportInterval, ...]) -> None:
     """strm:intervals (omitted when empty: the XSD wants at least one ei:interval inside)."""
@@ -305,12 +307,10 @@ def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
     payloads (a device's power, natural power and forecasts at one instant).
 
     The XSD makes the counts conclusive: every interval has at most one dtstart and duration and
-    at least one payload, every payload exactly one rID and at most one confidence, accuracy and
-    data quality,
+    at least one payload, every payload exactly one rID and at most one confidence and accuracy,
     so n dtstarts (2n xcal:duration: outer and inner) for n intervals means exactly one per
     interval, and the other children of each are its payloads when they add up to the rIDs and
-    values (one each per payload); p confidences (accuracies, qualities) for p payloads means one
-    per payload, 0 none
+    values (one each per payload); p confidences for p payloads means one per payload, 0 none
     anywhere; and no element outside this shape appears anywhere.
     """
     count = len(element)
@@ -328,9 +328,7 @@ def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
         return None
     confidences = [e.text or "" for e in element.iter(_CONFIDENCE)]
     accuracies = [e.text or "" for e in element.iter(_ACCURACY)]
-    qualities = [token(_QUALITIES, e.text) for e in element.iter(_DATA_QUALITY)]
-    if (len(confidences) not in (0, total) or len(accuracies) not in (0, total)
-            or len(qualities) not in (0, total)):
+    if len(confidences) not in (0, total) or len(accuracies) not in (0, total):
         return None
     # Values are read in document order, as decode_interval would, so a bad one is reported
     # the same way on either path.
@@ -347,7 +345,6 @@ def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
                 confidence=int(confidences[j]) if confidences else None,
                 accuracy=parse_float(accuracies[j]) if accuracies else None,
                 value=parse_float(values[j]),
-                data_quality=qualities[j] if qualities else None,
             ) for j in range(first, end)]),
         ))
         first = end

@@ -376,17 +376,13 @@ def test_plain_telemetry_blocks_keep_every_value_in_order(values: list[float], r
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.lists(finite_floats, min_size=1, max_size=6), min_size=1, max_size=8),
-       st.booleans(),
-       st.lists(st.sampled_from([*DataQuality, "x-vendor quality"]), max_size=1))
+       st.booleans())
 def test_plain_intervals_of_several_payloads_are_read_by_the_block_path_as_one_by_one(
-        rows: list[list[float]], with_confidence: bool, qualities: list[DataQuality | str]
-) -> None:
-    # a device's batch: power and natural power at each instant, its forecasts at the last;
-    # every payload with a data quality or none
-    quality = qualities[0] if qualities else None
+        rows: list[list[float]], with_confidence: bool) -> None:
+    # a device's batch: power and natural power at each instant, its forecasts at the last
     intervals = tuple(
         ReportInterval(dtstart=NOW + timedelta(seconds=4 * i), duration=timedelta(seconds=4),
-                       payloads=tuple(ReportPayload(r_id=f"r{k}", value=v, data_quality=quality,
+                       payloads=tuple(ReportPayload(r_id=f"r{k}", value=v,
                                                     confidence=50 if with_confidence else None)
                                       for k, v in enumerate(row)))
         for i, row in enumerate(rows))
@@ -398,23 +394,6 @@ def test_plain_intervals_of_several_payloads_are_read_by_the_block_path_as_one_b
     block = etree.fromstring(wire).find(f".//{{{STRM}}}intervals")
     assert block is not None
     assert _decode_plain(block) == tuple(decode_interval(i) for i in block) == intervals
-    assert schemas.decode(wire) == message
-
-
-def test_a_data_quality_on_some_payloads_only_is_read_one_by_one() -> None:
-    # p qualities for p payloads is the block path's proof of one each; fewer send it away
-    intervals = tuple(
-        ReportInterval(dtstart=NOW + timedelta(seconds=4 * i), duration=timedelta(seconds=4),
-                       payloads=(ReportPayload(r_id="r0", value=float(i), data_quality=quality),))
-        for i, quality in enumerate([DataQuality.GOOD_NON_SPECIFIC, None, "x-stale"]))
-    message = UpdateReport(request_id="1", reports=(Report(
-        report_request_id="0", report_specifier_id="s", created_date_time=NOW,
-        intervals=intervals),))
-    wire = schemas.encode(message)
-    assert_xsd_valid(wire)
-    block = etree.fromstring(wire).find(f".//{{{STRM}}}intervals")
-    assert block is not None
-    assert _decode_plain(block) is None
     assert schemas.decode(wire) == message
 
 
