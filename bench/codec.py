@@ -15,15 +15,16 @@ those same bytes.
   ``Codec(signer=Signer(...)).encode`` of a Poll, openleadr's ``create_message(cert=, key=)``,
   which loads the PEM key twice per message; that loading is timed alone on a line of its own.
 
-Each side runs in a fresh process of its own, as each node would: importing openleadr (its client
-and server, which its package imports) makes our decode cost about twice the instructions in the
-same process, so no process here holds both codecs. A run is one process per side, ours first in
-runs 1, 4, 5, 8, ... and openleadr's first in the others (ABBA); the messages are written once by
-the parent and handed to both. In a process every figure is the median over ``--samples``
-batches of its CPU time (``time.process_time_ns``: on a shared machine wall time also counts the
-other processes' turns) per call, after a warm-up. The table per payload type gives the median
-over ``--runs`` runs with the range; a run's ratio is openleadr's figure over ours from the same
-run, and the table's ratio is the median of those.
+Each side runs in a fresh worker process of its own, as each node would: importing openleadr (its
+client and server, which its package imports) makes our decode cost about twice the instructions
+in the same process, so no process holds both codecs. A run starts one worker per side; the
+parent drives both through pipes, row by row: each worker sizes its batch to about 20 ms, then
+the parent asks for ``--samples`` batches from each, alternating (ours, openleadr, openleadr,
+ours, ...; the other way round in every second run), so each pair of batches is taken
+milliseconds apart and a pair's ratio (openleadr's CPU time per call over ours,
+``time.process_time_ns`` in each worker) sees the same moment of the machine's load. Every
+figure pools the pairs of ``--runs`` runs: the median with the range, and per row the range of
+the runs' own medians.
 Targets are printed beside the figures (every type >= 5x both ways; oadrUpdateReport,
 oadrDistributeEvent and oadrRegisterReport decode >= 8x); nothing here passes or fails.
 """
@@ -40,11 +41,12 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import IO, Any
 
 from ._codec_messages import PAYLOADS, UNWRITABLE, openleadr_message
 
@@ -52,58 +54,41 @@ TARGET = 5.0
 DECODE_TARGET_8X = frozenset({"oadrUpdateReport", "oadrDistributeEvent", "oadrRegisterReport"})
 SIGN_TARGET_NS = 2_000_000
 SIDES = ("ours", "openleadr")
+BATCH_MS = 20.0
 _SIGN_ROW = ("sign+encode", "oadrPoll, RSA-2048")
 _KEY_ROW = ("key loading", "openleadr: the PEM key loaded twice per message")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Timing:
-    """One side's figure in one run: the median CPU time per call."""
+class Row:
+    """One figure a worker can time: ``batch(n)`` makes what its n calls need (fresh objects),
+    then returns the CPU time per call of the n calls."""
 
     operation: str
     message: str
-    ns: float
+    batch: Callable[[int], float]
     note: str = ""
 
 
-def _batch_size(call: Callable[[], object], batch_ms: float) -> int:
-    for _ in range(20):
-        call()
+def _calls(call: Callable[[], object], n: int) -> float:
     start = time.process_time_ns()
-    call()
-    one = max(time.process_time_ns() - start, 1)
-    return max(1, int(batch_ms * 1e6 / one))
-
-
-def _time_batch(call: Callable[[], object], per_batch: int) -> float:
-    start = time.process_time_ns()
-    for _ in range(per_batch):
+    for _ in range(n):
         call()
-    return (time.process_time_ns() - start) / per_batch
+    return (time.process_time_ns() - start) / n
 
 
-def median_ns(call: Callable[[], object], *, samples: int, batch_ms: float = 20.0,
-              per_batch: int | None = None) -> float:
-    """Median time per call: warm up, size a batch to ~batch_ms (unless ``per_batch`` is given),
-    then time ``samples`` batches."""
-    if per_batch is None:
-        per_batch = _batch_size(call, batch_ms)
-    gc.collect()
-    return statistics.median(_time_batch(call, per_batch) for _ in range(samples))
-
-
-def fresh_calls(make: Callable[[], Any], call: Callable[[Any], object], *, samples: int,
-                batch_ms: float = 20.0) -> tuple[Callable[[], object], int]:
-    """``call`` over objects made by ``make`` before the clock, a new one per call: returns the
-    timed function and its batch size (the pool holds one object per call of every batch)."""
-    probe = [make() for _ in range(21)]
-    for obj in probe[:-1]:
+def _fresh_calls(make: Callable[[], Any], call: Callable[[Any], object], n: int) -> float:
+    pool = [make() for _ in range(n)]
+    start = time.process_time_ns()
+    for obj in pool:
         call(obj)
-    start = time.process_time_ns()
-    call(probe[-1])
-    per_batch = max(1, int(batch_ms * 1e6 / max(time.process_time_ns() - start, 1)))
-    pool = iter([make() for _ in range(per_batch * samples)])
-    return (lambda: call(next(pool))), per_batch
+    return (time.process_time_ns() - start) / n
+
+
+def batch_size(row: Row, batch_ms: float = BATCH_MS) -> int:
+    """Calls per batch of about ``batch_ms``, after a warm-up of 20 calls."""
+    row.batch(20)
+    return max(1, int(batch_ms * 1e6 / max(row.batch(1), 1.0)))
 
 
 def _rsa_2048() -> tuple[bytes, bytes]:
@@ -134,25 +119,23 @@ def _rsa_2048() -> tuple[bytes, bytes]:
     return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def ours_timings(messages: dict[str, bytes], *, samples: int, sign: bool) -> list[Timing]:
+def ours_rows(messages: dict[str, bytes], *, sign: bool) -> list[Row]:
     """Our decode and encode of every message, and our RSA-2048 signing of an oadrPoll."""
     import schemas
 
     codec = schemas.default_codec()
-    out: list[Timing] = []
+    out: list[Row] = []
     for kind, data in messages.items():
-        out.append(Timing(operation="decode", message=kind,
-                          ns=median_ns(partial(codec.decode, data), samples=samples)))
-        encode_fresh, per_batch = fresh_calls(partial(codec.decode, data), codec.encode,
-                                              samples=samples + 1)
-        out.append(Timing(operation="encode", message=kind,
-                          ns=median_ns(encode_fresh, samples=samples, per_batch=per_batch)))
+        out.append(Row(operation="decode", message=kind,
+                       batch=partial(_calls, partial(codec.decode, data))))
+        out.append(Row(operation="encode", message=kind,
+                       batch=partial(_fresh_calls, partial(codec.decode, data), codec.encode)))
     if sign:
         key_pem, cert_pem = _rsa_2048()
         signing = schemas.Codec(signer=schemas.Signer(key_pem, cert_pem))
         poll = schemas.Poll(ven_id="agg-flexcrowd-01")
-        out.append(Timing(operation=_SIGN_ROW[0], message=_SIGN_ROW[1],
-                          ns=median_ns(lambda: signing.encode(poll), samples=samples)))
+        out.append(Row(operation=_SIGN_ROW[0], message=_SIGN_ROW[1],
+                       batch=partial(_calls, partial(signing.encode, poll))))
     return out
 
 
@@ -168,8 +151,13 @@ def _openleadr_decoder() -> Callable[[bytes], Any]:
     return decode
 
 
-def openleadr_timings(messages: dict[str, bytes], *, samples: int, sign: bool,
-                      detail: bool) -> list[Timing]:
+def _alone_us(call: Callable[[], object]) -> float:
+    row = Row(operation="", message="", batch=partial(_calls, call))
+    per_batch = batch_size(row)
+    return statistics.median(row.batch(per_batch) for _ in range(5)) / 1000
+
+
+def openleadr_rows(messages: dict[str, bytes], *, sign: bool, detail: bool) -> list[Row]:
     """openleadr's validate + parse of every message, its ``create_message`` from the dict its
     ``parse_message`` returned, and its RSA-2048 signing of an oadrPoll with the key loading
     timed alone."""
@@ -177,29 +165,45 @@ def openleadr_timings(messages: dict[str, bytes], *, samples: int, sign: bool,
     from openleadr.messaging import create_message, parse_message
 
     openleadr_decode = _openleadr_decoder()
-    out: list[Timing] = []
+    out: list[Row] = []
     for kind, data in messages.items():
         note = ""
         if detail:
-            alone = median_ns(partial(parse_message, data), samples=samples)
-            note = f"openleadr parse_message alone (no XSD): {alone / 1000:.1f} us"
-        out.append(Timing(operation="decode", message=kind, note=note,
-                          ns=median_ns(partial(openleadr_decode, data), samples=samples)))
+            alone = _alone_us(partial(parse_message, data))
+            note = f"openleadr parse_message alone (no XSD): {alone:.1f} us"
+        out.append(Row(operation="decode", message=kind, note=note,
+                       batch=partial(_calls, partial(openleadr_decode, data))))
         _, payload = parse_message(data)
-        out.append(Timing(operation="encode", message=kind,
-                          ns=median_ns(partial(create_message, kind, **payload),
-                                       samples=samples)))
+        out.append(Row(operation="encode", message=kind,
+                       batch=partial(_calls, partial(create_message, kind, **payload))))
     if sign:
         key_pem, cert_pem = _rsa_2048()
-        out.append(Timing(operation=_SIGN_ROW[0], message=_SIGN_ROW[1], ns=median_ns(
-            lambda: create_message("oadrPoll", cert=cert_pem, key=key_pem,
-                                   ven_id="agg-flexcrowd-01"), samples=samples)))
-        out.append(Timing(operation=_KEY_ROW[0], message=_KEY_ROW[1], ns=median_ns(
-            lambda: (load_pem_private_key(key_pem, None), load_pem_private_key(key_pem, None)),
-            samples=samples), note="timed alone; each openleadr signing above includes it (RSA"
-                                   " key loading checks the key, and its cost varies from run to"
-                                   " run)"))
+        out.append(Row(operation=_SIGN_ROW[0], message=_SIGN_ROW[1], batch=partial(
+            _calls, lambda: create_message("oadrPoll", cert=cert_pem, key=key_pem,
+                                           ven_id="agg-flexcrowd-01"))))
+        out.append(Row(operation=_KEY_ROW[0], message=_KEY_ROW[1], batch=partial(
+            _calls, lambda: (load_pem_private_key(key_pem, None),
+                             load_pem_private_key(key_pem, None))),
+            note="timed alone; each openleadr signing above includes it (RSA key loading checks"
+                 " the key, and its cost varies from run to run)"))
     return out
+
+
+def serve(rows: list[Row], commands: IO[str], replies: IO[str]) -> None:
+    """A worker's loop: first the rows it can time, one JSON line; then per command line
+    ``{"row": i, "size": true}`` the batch size of row i (warmed up, garbage collected), and per
+    ``{"row": i, "calls": n}`` the CPU ns per call of n calls of row i; until end of input."""
+    print(json.dumps([[row.operation, row.message, row.note] for row in rows]), file=replies,
+          flush=True)
+    for line in commands:
+        command = json.loads(line)
+        row = rows[command["row"]]
+        if command.get("size"):
+            answer: float = batch_size(row)
+            gc.collect()
+        else:
+            answer = row.batch(command["calls"])
+        print(json.dumps(answer), file=replies, flush=True)
 
 
 def _verdict(operation: str, kind: str, ratio: float) -> str:
@@ -209,29 +213,90 @@ def _verdict(operation: str, kind: str, ratio: float) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Figure:
-    """One row over the runs: each side's figure per run (NaN where a side has none)."""
+    """One row: each side's CPU ns per call, sample by sample (pairs taken together), and the
+    run each pair came from; ours is NaN where our side has no such row."""
 
     operation: str
     message: str
     ours_ns: tuple[float, ...]
     theirs_ns: tuple[float, ...]
+    runs: tuple[int, ...]
     note: str = ""
 
     @property
     def ratios(self) -> tuple[float, ...]:
+        """openleadr's figure over ours, pair by pair."""
         return tuple(t / o for o, t in zip(self.ours_ns, self.theirs_ns, strict=True))
 
+    @property
+    def run_ratios(self) -> tuple[float, ...]:
+        """The median pair ratio of each run."""
+        by_run: dict[int, list[float]] = {}
+        for run, ratio in zip(self.runs, self.ratios, strict=True):
+            by_run.setdefault(run, []).append(ratio)
+        return tuple(statistics.median(ratios) for ratios in by_run.values())
 
-def gather(ours: list[list[Timing]], theirs: list[list[Timing]]) -> list[Figure]:
-    """Both sides' runs joined by (operation, message), in openleadr's order (it has every row)."""
-    mine = [{(t.operation, t.message): t.ns for t in run} for run in ours]
-    return [
-        Figure(operation=timing.operation, message=timing.message,
-               ours_ns=tuple(run.get((timing.operation, timing.message), math.nan)
-                             for run in mine),
-               theirs_ns=tuple(run[i].ns for run in theirs), note=timing.note)
-        for i, timing in enumerate(theirs[0])
-    ]
+
+class _Worker:
+    """One side's worker process, driven line by line over its pipes."""
+
+    def __init__(self, side: str, argv: list[str], messages: dict[str, bytes]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench", "codec", *argv, "--side", side],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in, self._out = self.process.stdin, self.process.stdout
+        self._in.write(json.dumps({k: v.decode() for k, v in messages.items()}) + "\n")
+        self._in.flush()
+        self.rows = {(op, message): (i, note)
+                     for i, (op, message, note) in enumerate(json.loads(self._out.readline()))}
+
+    def ask(self, **command: Any) -> Any:
+        self._in.write(json.dumps(command) + "\n")
+        self._in.flush()
+        return json.loads(self._out.readline())
+
+    def close(self) -> None:
+        self._in.close()
+        if self.process.wait() != 0:
+            raise RuntimeError(f"codec worker exited with {self.process.returncode}")
+
+
+def _paired(ours: _Worker | None, theirs: _Worker, key: tuple[str, str], samples: int,
+            ours_first: bool) -> Iterator[tuple[float, float]]:
+    """``samples`` pairs of one row, the two workers' batches alternated ABBA."""
+    sides = [(theirs, *theirs.rows[key])]
+    if ours is not None:
+        sides.insert(0, (ours, *ours.rows[key]))
+    sizes = {id(worker): worker.ask(row=row, size=True) for worker, row, _ in sides}
+    for index in range(samples):
+        order = sides if (index % 4 in (0, 3)) == ours_first else sides[::-1]
+        ns = {id(worker): worker.ask(row=row, calls=sizes[id(worker)])
+              for worker, row, _ in order}
+        yield (ns[id(ours)] if ours is not None else math.nan), ns[id(theirs)]
+
+
+def paired_runs(argv: list[str], messages: dict[str, bytes], *, samples: int,
+                runs: int) -> list[Figure]:
+    """Every row openleadr's worker has (ours where we have it), over ``runs`` pairs of fresh
+    workers, ``samples`` pairs of batches per row and run."""
+    pairs: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+    notes: dict[tuple[str, str], str] = {}
+    for run in range(runs):
+        with ExitStack() as stack:
+            workers = {side: _Worker(side, argv, messages) for side in SIDES}
+            for worker in workers.values():
+                stack.callback(worker.close)
+            for key, (_, note) in workers["openleadr"].rows.items():
+                notes[key] = note
+                ours = workers["ours"] if key in workers["ours"].rows else None
+                pairs.setdefault(key, []).extend(
+                    (run, mine, theirs) for mine, theirs in
+                    _paired(ours, workers["openleadr"], key, samples, run % 2 == 0))
+    return [Figure(operation=op, message=message, runs=tuple(p[0] for p in taken),
+                   ours_ns=tuple(p[1] for p in taken), theirs_ns=tuple(p[2] for p in taken),
+                   note=notes[(op, message)])
+            for (op, message), taken in pairs.items()]
 
 
 def _spread(values: tuple[float, ...], scale: float, unit: str, digits: int = 1) -> str:
@@ -243,7 +308,8 @@ def _spread(values: tuple[float, ...], scale: float, unit: str, digits: int = 1)
 
 def render(figures: list[Figure], sizes: dict[str, int]) -> str:
     """A table per payload type (rows decode and encode), then the signing rows."""
-    head = f"{'operation':<12} {'ours us':>20} {'openleadr us':>22} {'ratio':>20}  target"
+    head = (f"{'operation':<12} {'ours us':>20} {'openleadr us':>22} {'ratio (pairs)':>22}"
+            f" {'run medians':>14}  target")
     lines: list[str] = []
     for figure in figures:
         if figure.operation == "decode":
@@ -256,6 +322,8 @@ def render(figures: list[Figure], sizes: dict[str, int]) -> str:
         unpaired = math.isnan(figure.ours_ns[0])
         ours = "" if unpaired else _spread(figure.ours_ns, 1000, "")
         ratio = "" if unpaired else _spread(figure.ratios, 1, "x", 2)
+        run_ratios = "" if unpaired else (f"{min(figure.run_ratios):.2f}-"
+                                          f"{max(figure.run_ratios):.2f}x")
         note, verdict = figure.note, ""
         if figure.operation in ("decode", "encode"):
             verdict = _verdict(figure.operation, figure.message,
@@ -268,57 +336,45 @@ def render(figures: list[Figure], sizes: dict[str, int]) -> str:
             note = (f"target < 2 ms per message: ours {ms:.3f} ms"
                     f" ({'under' if ms * 1e6 < SIGN_TARGET_NS else 'over'})")
         lines.append(f"{name:<12} {ours:>20} {_spread(figure.theirs_ns, 1000, ''):>22}"
-                     f" {ratio:>20}  {verdict}")
+                     f" {ratio:>22} {run_ratios:>14}  {verdict}")
         if note:
             lines.append(f"{'':<13}{note}")
     return "\n".join(lines)
 
 
-def _fresh_process_run(side: str, argv: list[str], messages: dict[str, bytes]) -> list[Timing]:
-    """One side's timings from a new process, the messages handed over on its stdin."""
-    done = subprocess.run([sys.executable, "-m", "bench", "codec", *argv, "--side", side],
-                          input=json.dumps({k: v.decode() for k, v in messages.items()}),
-                          capture_output=True, text=True, check=True)
-    return [Timing(**fields) for fields in json.loads(done.stdout)]
-
-
-def _side_run(args: argparse.Namespace) -> list[Timing]:
-    messages = {kind: text.encode() for kind, text in json.load(sys.stdin).items()}
+def _side_rows(args: argparse.Namespace, messages: dict[str, bytes]) -> list[Row]:
     if args.side == "ours":
-        return ours_timings(messages, samples=args.samples, sign=not args.no_sign)
-    return openleadr_timings(messages, samples=args.samples, sign=not args.no_sign,
-                             detail=args.detail)
+        return ours_rows(messages, sign=not args.no_sign)
+    return openleadr_rows(messages, sign=not args.no_sign, detail=args.detail)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench codec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=31, help="timed batches per figure")
-    parser.add_argument("--runs", type=int, default=5, help="runs, a fresh process per side")
+    parser.add_argument("--samples", type=int, default=11,
+                        help="pairs of timed batches per figure and run")
+    parser.add_argument("--runs", type=int, default=5, help="runs, fresh workers per side")
     parser.add_argument("--no-sign", action="store_true", help="skip the RSA-2048 signing rows")
     parser.add_argument("--detail", action="store_true",
                         help="also time openleadr's parse_message alone (no XSD) per type")
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, JSON out
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # a worker, over pipes
     args = parser.parse_args(argv)
     if args.samples < 1 or args.runs < 1:
         parser.error("--samples and --runs must be positive")
     warnings.simplefilter("ignore")  # openleadr's deprecation chatter would bury the table
     if args.side is not None:
-        print(json.dumps([asdict(timing) for timing in _side_run(args)]))
+        messages = {kind: text.encode() for kind, text in json.loads(sys.stdin.readline()).items()}
+        serve(_side_rows(args, messages), sys.stdin, sys.stdout)
         return 0
     load_before = load_average()
     messages = {kind: openleadr_message(kind) for kind in PAYLOADS}
-    child_argv = ["--samples", str(args.samples), *(["--no-sign"] if args.no_sign else []),
-                  *(["--detail"] if args.detail else [])]
-    runs: dict[str, list[list[Timing]]] = {side: [] for side in SIDES}
-    for index in range(args.runs):
-        for side in SIDES if index % 4 in (0, 3) else reversed(SIDES):
-            runs[side].append(_fresh_process_run(side, child_argv, messages))
-    figures = gather(runs["ours"], runs["openleadr"])
-    print(f"CPU time per message: per side and run a fresh process (runs {args.runs}, ABBA), in"
-          f" it the median of {args.samples} batches; median over the runs (range); ratio ="
-          f" openleadr / ours per run; load average {load_before} before, {load_average()}"
-          " after")
+    child_argv = [*(["--no-sign"] if args.no_sign else []), *(["--detail"] if args.detail else [])]
+    figures = paired_runs(child_argv, messages, samples=args.samples, runs=args.runs)
+    print(f"CPU time per message: {args.runs} runs, each a fresh worker per side; per row and run"
+          f" {args.samples} pairs of ~{BATCH_MS:g} ms batches, the two workers alternated ABBA;"
+          " median over every pair (range); ratio = openleadr / ours per pair; run medians ="
+          f" the range of the runs' median ratios; load average {load_before} before,"
+          f" {load_average()} after")
     print(render(figures, {kind: len(data) for kind, data in messages.items()}))
     judged = [f for f in figures if f.operation in ("decode", "encode")]
     missed = [f"{f.operation} {f.message}" for f in judged

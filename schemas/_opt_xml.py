@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ._errors import InvalidData
 from ._wire import (
     EI,
     EMIX,
@@ -21,11 +20,11 @@ from ._wire import (
     child,
     children,
     format_datetime,
+    only_text,
     parse_datetime,
+    parse_duration,
     parse_int,
     q,
-    read_dtstart,
-    read_duration,
     text,
     text_opt,
 )
@@ -85,11 +84,11 @@ def _encode_vavailability(parent: Node, schedule: tuple[Availability, ...]) -> N
 
 
 def _decode_availability(available: etree._Element) -> Availability:
-    properties = children(child(children(available), _PROPERTIES))
-    dtstart = read_dtstart(properties)
-    duration = read_duration(properties)
-    if dtstart is None or duration is None:
-        raise InvalidData("xcal:properties lacks dtstart or duration")
+    # XSD sequences: xcal:available holds xcal:properties alone, which starts with xcal:dtstart
+    # and xcal:duration, both required
+    properties = available[0]
+    dtstart = parse_datetime(only_text(properties[0]))
+    duration = parse_duration(only_text(properties[1]))
     check_period(dtstart, duration)
     return Availability(dtstart=dtstart, duration=duration)
 
@@ -98,18 +97,18 @@ def _decode_vavailability(kids: Children) -> tuple[Availability, ...] | None:
     element = kids.get(_VAVAILABILITY)
     if element is None:
         return None
-    components = child(children(element), _COMPONENTS)
-    return tuple(_decode_availability(a) for a in components.iterchildren(_AVAILABLE))
+    # xcal:vavailability holds xcal:components alone, and that only xcal:available elements
+    return tuple([_decode_availability(available) for available in element[0]])
 
 
 def _decode_qualified_event_id(kids: Children) -> QualifiedEventId | None:
     element = kids.get(_QUALIFIED_EVENT_ID)
     if element is None:
         return None
-    qualified = children(element)
+    # XSD sequence: ei:eventID, ei:modificationNumber
     return QualifiedEventId(
-        event_id=text(qualified, _EVENT_ID),
-        modification_number=parse_int(text(qualified, _MODIFICATION_NUMBER)),
+        event_id=element[0].text or "",
+        modification_number=parse_int(element[1].text or ""),
     )
 
 
@@ -166,10 +165,8 @@ def encode_created(parent: Node, message: CreatedOpt) -> None:
 
 
 def decode_created(element: etree._Element) -> CreatedOpt:
-    kids = children(element)
-    return CreatedOpt(
-        response=decode_response(child(kids, _EI_RESPONSE)), opt_id=text(kids, _OPT_ID)
-    )
+    # XSD sequence: ei:eiResponse, ei:optID
+    return CreatedOpt(response=decode_response(element[0]), opt_id=element[1].text or "")
 
 
 def encode_cancel(parent: Node, message: CancelOpt) -> None:
@@ -180,11 +177,11 @@ def encode_cancel(parent: Node, message: CancelOpt) -> None:
 
 
 def decode_cancel(element: etree._Element) -> CancelOpt:
-    kids = children(element)
+    # XSD sequence: pyld:requestID, ei:optID, ei:venID
     return CancelOpt(
-        request_id=text(kids, _REQUEST_ID),
-        opt_id=text(kids, _OPT_ID),
-        ven_id=text(kids, _VEN_ID),
+        request_id=element[0].text or "",
+        opt_id=element[1].text or "",
+        ven_id=element[2].text or "",
     )
 
 
@@ -195,10 +192,10 @@ def encode_canceled(parent: Node, message: CanceledOpt) -> None:
 
 
 def decode_canceled(element: etree._Element) -> CanceledOpt:
-    kids = children(element)
+    # XSD sequence: ei:eiResponse, ei:optID?
     return CanceledOpt(
-        response=decode_response(child(kids, _EI_RESPONSE)),
-        opt_id=text_opt(kids, _OPT_ID),
+        response=decode_response(element[0]),
+        opt_id=element[1].text or "" if len(element) == 2 else None,
     )
 
 

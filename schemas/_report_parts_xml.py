@@ -55,7 +55,7 @@ from .reports import (
     SamplingRate,
     SpecifierPayload,
 )
-from .units import decode_item_base, encode_item_base, is_item_base
+from .units import decode_item_base, encode_item_base, is_item_base, is_item_base_tag
 
 _DTSTART: Final = q(XCAL, "dtstart")
 _DURATION: Final = q(XCAL, "duration")
@@ -109,35 +109,56 @@ def _encode_description(parent: Node, description: ReportDescription) -> None:
         leaf_value(holder, _ON_CHANGE, format_bool(rate.on_change))
 
 
-def _decode_sampling_rate(element: etree._Element | None) -> SamplingRate | None:
-    if element is None:
-        return None
-    kids = children(element)
+def _decode_sampling_rate(element: etree._Element) -> SamplingRate:
+    # XSD sequence: oadrMinPeriod, oadrMaxPeriod, oadrOnChange, all required
     return SamplingRate(
-        min_period=parse_duration(text_opt(kids, _MIN_PERIOD) or ""),
-        max_period=parse_duration(text_opt(kids, _MAX_PERIOD) or ""),
-        on_change=parse_bool(text_opt(kids, _ON_CHANGE) or ""),
+        min_period=parse_duration(element[0].text or ""),
+        max_period=parse_duration(element[1].text or ""),
+        on_change=parse_bool(element[2].text or ""),
     )
 
 
 def _decode_description(element: etree._Element) -> ReportDescription:
-    kids = children(element)
-    subject = kids.get(_SUBJECT)
-    source = kids.get(_DATA_SOURCE)
-    type_element = kids.get(_REPORT_TYPE)
-    assert type_element is not None  # required by the XSD, which validated this tree
-    # emix:itemBase is optional and comes in many tags; if present it follows reportType.
-    after_type = type_element.getnext()
-    item = after_type if after_type is not None and is_item_base(after_type) else None
+    # XSD sequence: rID, reportSubject?, reportDataSource?, reportType, emix:itemBase? (one of
+    # many tags), readingType, marketContext?, oadrSamplingRate?; read by position, a tag looked
+    # at only where an optional element may stand
+    subject = source = None
+    index = 1
+    part = element[index]
+    if part.tag == _SUBJECT:
+        subject = decode_target(part)
+        index += 1
+        part = element[index]
+    if part.tag == _DATA_SOURCE:
+        source = decode_target(part)
+        index += 1
+        part = element[index]
+    report_type = token(REPORT_TYPES, part.text)
+    index += 1
+    part = element[index]
+    tag = part.tag
+    item = None
+    if tag != _READING_TYPE:
+        item = decode_item_base(part) if is_item_base_tag(tag) else None
+        index += 1
+        part = element[index]
+    reading_type = token(READING_TYPES, part.text)
+    market_context: str | None = None
+    rate: SamplingRate | None = None
+    for after in part.itersiblings():
+        if after.tag == _MARKET_CONTEXT:
+            market_context = after.text or ""
+        else:
+            rate = _decode_sampling_rate(after)
     return ReportDescription(
-        r_id=text_opt(kids, _R_ID) or "",
-        report_subject=None if subject is None else decode_target(subject),
-        report_data_source=None if source is None else decode_target(source),
-        report_type=token(REPORT_TYPES, type_element.text),
-        item_base=None if item is None else decode_item_base(item),
-        reading_type=token(READING_TYPES, text_opt(kids, _READING_TYPE)),
-        market_context=text_opt(kids, _MARKET_CONTEXT),
-        sampling_rate=_decode_sampling_rate(kids.get(_SAMPLING_RATE)),
+        r_id=element[0].text or "",
+        report_subject=subject,
+        report_data_source=source,
+        report_type=report_type,
+        item_base=item,
+        reading_type=reading_type,
+        market_context=market_context,
+        sampling_rate=rate,
     )
 
 

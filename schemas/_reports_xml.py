@@ -21,7 +21,6 @@ from ._wire import (
     EI,
     OADR,
     PYLD,
-    Children,
     children,
     format_bool,
     parse_bool,
@@ -140,11 +139,9 @@ def _encode_pending(element: Node, pending: tuple[str, ...]) -> None:
         leaf(holder, _REPORT_REQUEST_ID, report_request_id)
 
 
-def _decode_pending(kids: Children) -> tuple[str, ...]:
-    holder = kids.get(_PENDING)
-    if holder is None:  # required by the XSD; tolerate its absence rather than fail a reply
-        return ()
-    return tuple(item.text or "" for item in holder.iterchildren(_REPORT_REQUEST_ID))
+def _pending(holder: etree._Element) -> tuple[str, ...]:
+    # oadrPendingReports holds ei:reportRequestID elements only (XSD)
+    return tuple([item.text or "" for item in holder])
 
 
 def encode_created_report(parent: Node, message: CreatedReport) -> None:
@@ -155,11 +152,11 @@ def encode_created_report(parent: Node, message: CreatedReport) -> None:
 
 
 def decode_created_report(element: etree._Element) -> CreatedReport:
-    kids = children(element)
+    # XSD sequence: ei:eiResponse, oadr:oadrPendingReports, ei:venID?
     return CreatedReport(
         response=_response(element),
-        pending_reports=_decode_pending(kids),
-        ven_id=text_opt(kids, _VEN_ID),
+        pending_reports=_pending(element[1]),
+        ven_id=element[2].text or "" if len(element) == 3 else None,
     )
 
 
@@ -249,11 +246,11 @@ def encode_canceled_report(parent: Node, message: CanceledReport) -> None:
 
 
 def decode_canceled_report(element: etree._Element) -> CanceledReport:
-    kids = children(element)
+    # XSD sequence: ei:eiResponse, oadr:oadrPendingReports, ei:venID?
     return CanceledReport(
         response=_response(element),
-        pending_reports=_decode_pending(kids),
-        ven_id=text_opt(kids, _VEN_ID),
+        pending_reports=_pending(element[1]),
+        ven_id=element[2].text or "" if len(element) == 3 else None,
     )
 
 

@@ -14,10 +14,7 @@ from lxml import etree
 from ._wire import (
     EI,
     PYLD,
-    children,
     q,
-    text,
-    text_opt,
 )
 from ._writer import Node, leaf, leaf_all, leaf_opt, leaf_value, sub
 
@@ -61,11 +58,11 @@ def encode_response(parent: Node, response: EiResponse, tag: str = _RESPONSE) ->
 
 
 def decode_response(element: etree._Element) -> EiResponse:
-    kids = children(element)
+    # XSD sequence: ei:responseCode, ei:responseDescription?, pyld:requestID
     return EiResponse(
-        code=int(text(kids, _CODE)),
-        description=text_opt(kids, _DESCRIPTION),
-        request_id=text(kids, _REQUEST_ID),
+        code=int(element[0].text or ""),
+        description=element[1].text or "" if len(element) == 3 else None,
+        request_id=element[-1].text or "",
     )
 
 

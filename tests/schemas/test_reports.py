@@ -459,3 +459,27 @@ def test_huge_values_are_sent_without_exponent_and_read_back_equal() -> None:
     assert b"e+20" not in wire and b"e-07" not in wire
     assert_xsd_valid(wire)
     assert schemas.decode(wire) == message
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans())
+def test_a_description_reads_back_with_any_of_its_optional_elements(
+        subject: bool, source: bool, item: bool, market: bool, rate: bool) -> None:
+    # the decoder reads a description by position, looking at a tag only where an optional
+    # element may stand: every combination of them present or absent
+    description = ReportDescription(
+        r_id="r1", report_type=ReportType.READING, reading_type=ReadingType.DIRECT_READ,
+        report_subject=schemas.Target(resource_ids=("meter-1",)) if subject else None,
+        report_data_source=schemas.Target(ven_ids=("ven-1",), party_ids=("p",)) if source else None,
+        item_base=ItemBase.of(ItemKind.POWER_REAL, scale=SiScale.KILO) if item else None,
+        market_context="http://market.example/ctx" if market else None,
+        sampling_rate=SamplingRate(min_period=timedelta(seconds=4),
+                                   max_period=timedelta(minutes=1), on_change=True)
+        if rate else None,
+    )
+    message = RegisterReport(request_id="1", reports=(Report(
+        report_request_id="0", report_specifier_id="s", created_date_time=NOW,
+        report_name=ReportName.METADATA_TELEMETRY_USAGE, descriptions=(description,)),))
+    wire = schemas.encode(message)
+    assert_xsd_valid(wire)
+    assert schemas.decode(wire) == message
