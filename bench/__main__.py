@@ -2,12 +2,19 @@
 
 Each sub-benchmark is a module ``bench.<name>`` with ``main(argv: list[str]) -> int``; add yours to
 ``BENCHMARKS`` (e.g. ``vtn``, ``cbp``) and it is listed and dispatched here.
+
+Stopping one: SIGTERM takes the way SIGINT (Ctrl-C) takes (:func:`_terminate_as_interrupt`), so
+either unwinds the benchmark through its context managers, which end the children it started
+(VTN processes, load generators, the XMPP server, the device fleet) and remove its temporary run
+folder; it then exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+from types import FrameType
 from typing import Final
 
 BENCHMARKS: Final[dict[str, str]] = {
@@ -28,6 +35,20 @@ BENCHMARKS: Final[dict[str, str]] = {
 }
 
 
+def _terminate_as_interrupt(received: list[int]) -> None:
+    """On SIGTERM, do what SIGINT's handler of the moment does (asyncio.Runner's cancels the main
+    task, which raises KeyboardInterrupt once it has unwound; Python's raises it at once), or
+    raise KeyboardInterrupt when SIGINT is ignored; the signal is appended to ``received``."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(interrupt):
+            raise KeyboardInterrupt
+        interrupt(signal.SIGINT, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
         print("usage: python -m bench NAME [ARGS...]\n\nbenchmarks:")
@@ -35,7 +56,14 @@ def main(argv: list[str]) -> int:
             print(f"  {name:<10} {about}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(f"bench.{argv[0]}")
-    result: int = module.main(argv[1:])
+    received: list[int] = []
+    _terminate_as_interrupt(received)
+    try:
+        result: int = module.main(argv[1:])
+    except KeyboardInterrupt:
+        stop = signal.Signals(received[0] if received else signal.SIGINT)
+        print(f"bench {argv[0]}: stopped by {stop.name}", file=sys.stderr)
+        return 128 + stop
     return result
 
 

@@ -30,7 +30,8 @@ loop), then prints two figures:
 Phase lines carry wall time and this process's CPU. Nothing passes or fails.
 
 Invariants: loopback only; everything lives in a temporary directory removed at the end (unless
-``--keep DIR``); every node and the fleet process are stopped on exit.
+``--keep DIR``); every node, the XMPP server and the fleet process are stopped on exit, also on
+SIGTERM or SIGINT (``bench/__main__.py``; tests/bench/test_stop.py).
 """
 
 from __future__ import annotations

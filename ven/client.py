@@ -372,9 +372,11 @@ class VenClient:
         """Register if needed, then poll until closed or deregistered by the VTN."""
         attempt = 0
         while not self._stop.is_set() and not self.deregistered:
+            step = "registration"  # what failed, for the log line
             try:
                 if self.registration is None:
                     await self.register()
+                step = "event resync"
                 if self._resync:
                     self._inbound.resending = True
                     try:
@@ -382,6 +384,7 @@ class VenClient:
                     finally:
                         self._inbound.resending = False
                     self._resync = False
+                step = "poll"
                 more = await self.poll_once() if self._link.polls else False
             except (VtnUnavailable, VtnRefused, RemoteProtocolError) as error:
                 if isinstance(error, VtnRefused) and error.code == 463:
@@ -390,7 +393,8 @@ class VenClient:
                 delay = self._connection.backoff.delay_after(
                     attempt, getattr(error, "retry_after", None))
                 attempt += 1
-                log.warning("poll failed (%s); retry %d in %.3f s", escaped(error), attempt, delay)
+                log.warning("%s failed (%s); retry %d in %.3f s", step, escaped(error), attempt,
+                            delay)
                 self._surface(error)
                 await (self._time.retry_sleep or self._pause)(delay)
                 continue

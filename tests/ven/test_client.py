@@ -28,6 +28,7 @@ from schemas import (
     Poll,
     RegisteredReport,
     RegisterReport,
+    RequestEvent,
     RequestReregistration,
     Response,
 )
@@ -157,6 +158,28 @@ async def test_a_ven_the_vtn_forgot_registers_again(pki: Pki) -> None:
         "QueryRegistration", "CreatePartyRegistration", "Poll",
         "QueryRegistration", "CreatePartyRegistration", "RequestEvent", "Poll",
         "CanceledPartyRegistration"]
+
+
+async def test_the_retry_log_line_names_what_failed(
+        pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """A registration answered 503, then a poll answered 502, then the event resync after it
+    answered 503: each warning names its step."""
+    failures = [CreatePartyRegistration, Poll, RequestEvent]
+
+    def flaky(_service: str, message: Message) -> Message | web.StreamResponse | None:
+        if failures and isinstance(message, failures[0]):
+            failures.pop(0)
+            return web.Response(status=502 if isinstance(message, Poll) else 503)
+        if isinstance(message, Poll):
+            return CancelPartyRegistration(request_id="bye", registration_id=REGISTRATION_ID,
+                                           ven_id=VEN_ID)
+        return None
+
+    with caplog.at_level(logging.WARNING, logger="ven.client"):
+        await _run_until_cancelled(pki, default_script(extra=flaky))
+    steps = [r.getMessage().split(" (")[0] for r in caplog.records
+             if r.name == "ven.client" and "; retry " in r.getMessage()]
+    assert steps == ["registration failed", "poll failed", "event resync failed"]
 
 
 async def _run_until_cancelled(pki: Pki, script: Script) -> tuple[list[Message], VenClient]:
