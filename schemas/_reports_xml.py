@@ -227,14 +227,16 @@ def encode_cancel_report(parent: Node, message: CancelReport) -> None:
 
 
 def decode_cancel_report(element: etree._Element) -> CancelReport:
-    kids = children(element)
+    # XSD sequence: pyld:requestID, ei:reportRequestID+, pyld:reportToFollow, ei:venID?: read by
+    # position, one tag looked at (the last child's, where the optional venID may stand)
+    kids = list(element)
+    with_ven = kids[-1].tag == _VEN_ID
+    follow = len(kids) - 2 if with_ven else len(kids) - 1
     return CancelReport(
-        request_id=text_opt(kids, _REQUEST_ID) or "",
-        report_request_ids=tuple(
-            item.text or "" for item in element.iterchildren(_REPORT_REQUEST_ID)
-        ),
-        report_to_follow=parse_bool(text_opt(kids, _REPORT_TO_FOLLOW) or ""),
-        ven_id=text_opt(kids, _VEN_ID),
+        request_id=kids[0].text or "",
+        report_request_ids=tuple(item.text or "" for item in kids[1:follow]),
+        report_to_follow=parse_bool(kids[follow].text or ""),
+        ven_id=kids[-1].text or "" if with_ven else None,
     )
 
 
