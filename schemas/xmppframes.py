@@ -236,7 +236,6 @@ class PayloadFramer:
         self._base, self._held = finished, None
 
 
-
 class StreamSplitter:
     """What an XMPP client does with its reads: a :class:`PayloadFramer` for the stream in
     progress (:meth:`restart` with each stream the library's parser starts: a connection,
