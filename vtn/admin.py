@@ -308,12 +308,8 @@ async def _create_event(request: web.Request) -> web.Response:
     event_id = new_event_id(body) or new_id()
     if await ctx.storage.events.get(event_id) is not None:
         raise web.HTTPConflict(text=f"event {event_id!r} exists; PUT modifies it")
-    now = ctx.clock()
-    event = event_of(body, event_id, now)
-    ends = event.active_period.dtstart + event.active_period.duration
-    if ends <= now:  # completed at once: it would reach no VEN
-        raise BadInput(f"event {event_id!r} ended at {ends.isoformat()}, before now: it "
-                       "would reach no VEN")
+    event = event_of(body, event_id, ctx.clock())
+    events.refuse_ended(ctx, event, "it would reach no VEN")
     targeted = await events.publish_event(ctx, event)
     return _json({"event_id": event_id, "modification_number": 0, "targeted": targeted},
                  status=201)

@@ -74,6 +74,7 @@ __all__ = [
     "on_request_event",
     "publish_event",
     "publish_events",
+    "refuse_ended",
     "set_memberships",
 ]
 
@@ -195,11 +196,17 @@ async def modify_event(ctx: ServiceContext, event: Event) -> tuple[str, ...]:
     ended = _completed_at(ctx, current)
     if ended is not None:
         raise EventCompleted(event.event_id, ended)
+    refuse_ended(ctx, event, "its VENs would drop it (cancel it instead)")
+    return await publish_event(ctx, _next_version(ctx, event, current))
+
+
+def refuse_ended(ctx: ServiceContext, event: Event, consequence: str) -> None:
+    """ValueError naming ``consequence`` if ``event``'s active period ends at or before
+    ``ctx.clock()`` (it would be completed at once); an open-ended one (PT0S) never does."""
     ends = _ends_at(event)
     if ends is not None and ends <= ctx.clock():
-        raise ValueError(f"event {event.event_id!r} as modified ended at {ends.isoformat()}, "
-                         "before now: its VENs would drop it (cancel it instead)")
-    return await publish_event(ctx, _next_version(ctx, event, current))
+        raise ValueError(f"event {event.event_id!r} ended at {ends.isoformat()}, before now: "
+                         f"{consequence}")
 
 
 def _completed_at(ctx: ServiceContext, record: EventRecord) -> datetime | None:
