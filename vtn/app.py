@@ -152,12 +152,13 @@ def create_app(
                                                  exempt=config.trusted_proxy_fingerprints,
                                                  revoked=_revoked_now(config, certificates))
     identify = PeerIdentity(_proxy_trust(config, certificates))
-    budgets = install_limits(app, LimitSettings(
+    limits = install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
         max_in_flight=config.max_in_flight,
         bytes_per_s=config.byte_budget_per_s, bytes_burst=config.byte_budget_burst,
         cpu_per_s=config.cpu_budget_per_s, cpu_burst_s=config.cpu_budget_burst_s),
         identify=identify)
+    budgets = limits.budgets
     push_targets = PushTargets.allowing(config.push_allow_private_targets)
     caps = DocumentCaps(max_metadata_reports=config.max_metadata_reports,
                         max_report_descriptions=config.max_report_descriptions,
