@@ -13,7 +13,10 @@ Invariants:
   ``crowdflex vtn`` command, the demo, tests -- gets them: aiohttp closes a connection that sits
   idle, *or has not finished sending its request headers*, ``keepalive_timeout_s`` after it opened
   or after its last reply (trickled header bytes do not extend that deadline; aiohttp has no
-  separate header timeout), and refuses over-long request lines and header fields with 400.
+  separate header timeout), and refuses over-long request lines and header fields with 400. The
+  VTN's own HTTP/1.1 path for plain requests (``FAST_PATH``, :mod:`vtn.fastpath`; off with
+  signatures or a trusted proxy header) keeps the same deadline and leaves such requests to
+  aiohttp.
 - With a CRL configured, a task owned by the same ``cleanup_ctx`` looks at the file every
   ``crl_check_interval_s`` and closes the open connections (``CONNECTIONS``, filled by
   :mod:`vtn.site`) whose certificate a changed list revokes.
@@ -44,6 +47,7 @@ from schemas import (
 from schemas.identity import fingerprint_from_pem
 from vtn.certpath import CertificatePath
 from vtn.connections import Connections
+from vtn.fastpath import FastPath, HeadLimits
 from vtn.faults import storage_guarded
 from vtn.httplog import http_logger
 from vtn.limits import DocumentCaps, LimitSettings, RateLimiter, VenBudgets, install_limits
@@ -70,6 +74,7 @@ __all__ = [
     "CODEC",
     "CONFIG",
     "CONNECTIONS",
+    "FAST_PATH",
     "METRICS",
     "PUSH",
     "SERVICES",
@@ -88,6 +93,7 @@ SERVICES = web.AppKey("crowdflex.vtn.services", ServiceContext)
 PUSH = web.AppKey("crowdflex.vtn.push", PushDelivery)
 METRICS = web.AppKey("crowdflex.vtn.metrics", VtnMetrics)
 XMPP = web.AppKey("crowdflex.vtn.xmpp", XmppTransport)
+FAST_PATH = web.AppKey("crowdflex.vtn.fast_path", FastPath)
 
 
 _log = logging.getLogger(__name__)
@@ -152,12 +158,13 @@ def create_app(
                                                  exempt=config.trusted_proxy_fingerprints,
                                                  revoked=_revoked_now(config, certificates))
     identify = PeerIdentity(_proxy_trust(config, certificates))
-    budgets = install_limits(app, LimitSettings(
+    limits = install_limits(app, LimitSettings(
         per_s=config.rate_limit_per_s, burst=config.rate_limit_burst,
         max_in_flight=config.max_in_flight,
         bytes_per_s=config.byte_budget_per_s, bytes_burst=config.byte_budget_burst,
         cpu_per_s=config.cpu_budget_per_s, cpu_burst_s=config.cpu_budget_burst_s),
         identify=identify)
+    budgets = limits.budgets
     push_targets = PushTargets.allowing(config.push_allow_private_targets)
     caps = DocumentCaps(max_metadata_reports=config.max_metadata_reports,
                         max_report_descriptions=config.max_report_descriptions,
@@ -166,11 +173,17 @@ def create_app(
               if nonces is not None else None)
     if intake is not None:
         app.middlewares.append(intake.middleware(identify))
-    add_routes(app, codec, guarded_route, TransportSettings(
+    exchange = add_routes(app, codec, guarded_route, TransportSettings(
         max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
         identify=identify, charge_cpu=budgets.charge_cpu,
         check_signed=check_signed if nonces is not None else None,
         decode=intake.decode if intake is not None else None, on_refused=metrics.refused))
+    if intake is None and identify.proxy is None:  # vtn/fastpath.py: where it is off
+        app[FAST_PATH] = FastPath(
+            exchange=exchange, limits=limits, metrics=metrics, identify=identify,
+            middlewares=tuple(app.middlewares), head_limits=HeadLimits(
+                max_line_size=config.max_line_size, max_field_size=config.max_field_size,
+                max_headers=config.max_headers, max_body_bytes=config.max_body_bytes))
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         storage = await open_storage(config.storage_url, observe=metrics.transaction,

@@ -1,8 +1,9 @@
 """Request limits on the VEN-facing port: a token bucket per VEN, budgets per VEN for the bytes it
 sends and the CPU its documents cost, a global in-flight cap, and caps on what one document holds.
 
-The first three run as one aiohttp middleware *before* the handler reads the body, so a refused
-request costs the VTN neither a body read, nor an XML parse, nor a database query.
+The first three are one :class:`RequestLimits`, asked *before* the body is read (by an aiohttp
+middleware, and by the VTN's own HTTP/1.1 path, :mod:`vtn.fastpath`, once a request is whole), so a
+refused request costs the VTN neither an XML parse nor a database query.
 
 - **Per-VEN rate** *(config: ``rate_limit_per_s``, ``rate_limit_burst``)*: one token bucket per
   client-certificate fingerprint (the same identity the services bind venIDs to,
@@ -51,11 +52,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from schemas import NotRegistered
-from vtn.transport import PeerIdentity
+from vtn.transport import Peer, PeerIdentity, identified
 
 __all__ = [
-    "DocumentCaps", "LimitSettings", "RateLimiter", "VenBudgets", "install_limits",
-    "limits_middleware",
+    "DocumentCaps", "LimitSettings", "RateLimiter", "RequestLimits", "VenBudgets", "budget_key",
+    "install_limits", "limits_middleware",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -205,63 +206,77 @@ class VenBudgets:
             self._cpu.charge(key, seconds)
 
 
-def _peer_key(request: web.Request, identify: PeerIdentity) -> str:
+def budget_key(peer: Peer | NotRegistered) -> str:
     """The client-certificate fingerprint, or a shared key when there is none (the transport
     refuses those requests anyway; they still pay from one common bucket)."""
-    try:
-        return identify(request).fingerprint
-    except NotRegistered:
-        return _UNIDENTIFIED
+    return peer.fingerprint if isinstance(peer, Peer) else _UNIDENTIFIED
 
 
-def _too_many(text: str, wait: float) -> web.Response:
+def _too_many(text: str, wait: float) -> web.HTTPTooManyRequests:
     """429 with Retry-After, and the connection closed after it: a connection drawing 429s holds
     no slot (vtn.site)."""
-    refused = web.Response(status=429, text=text,
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    refused = web.HTTPTooManyRequests(text=text,
+                                      headers={"Retry-After": str(max(1, math.ceil(wait)))})
     refused.force_close()
     return refused
 
 
-def limits_middleware(settings: LimitSettings, *, identify: PeerIdentity,
-                      clock: Callable[[], float] = time.monotonic,
-                      budgets: VenBudgets | None = None) -> Middleware:
-    """The middleware enforcing ``settings``; each call has its own buckets and counter (and
-    ``budgets``, when given, is charged each request's body bytes)."""
-    limiter = (None if settings.per_s is None else
-               RateLimiter(per_s=settings.per_s, burst=settings.burst,
-                           max_tracked=settings.max_tracked, clock=clock))
-    in_flight = 0
+class RequestLimits:
+    """The per-VEN rate, the budgets' debt and the in-flight cap of :class:`LimitSettings`:
+    :meth:`admit` before a request's body is read, :meth:`release` once it is answered. The
+    aiohttp middleware (:func:`limits_middleware`) and the VTN's own HTTP/1.1 path
+    (:mod:`vtn.fastpath`) both call the one object, so they share its buckets and its count."""
 
-    @web.middleware
-    async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal in_flight
-        key = _peer_key(request, identify)
-        if limiter is not None and (wait := limiter.take(key)) > 0.0:
-            return _too_many("request rate over this VEN's limit; retry later", wait)
-        if budgets is not None and (wait := budgets.wait(key)) > 0.0:
-            return _too_many("this VEN is over its byte or CPU budget; retry later", wait)
-        if settings.max_in_flight is not None and in_flight >= settings.max_in_flight:
+    __slots__ = ("_in_flight", "_limiter", "_max_in_flight", "budgets")
+
+    def __init__(self, settings: LimitSettings, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._limiter = (None if settings.per_s is None else
+                         RateLimiter(per_s=settings.per_s, burst=settings.burst,
+                                     max_tracked=settings.max_tracked, clock=clock))
+        self.budgets = VenBudgets(settings, clock=clock)  # the transport charges CPU to them
+        self._max_in_flight = settings.max_in_flight
+        self._in_flight = 0
+
+    def admit(self, key: str) -> None:
+        """Count the request in flight, or raise its refusal: 429 over the VEN's rate or
+        budgets (the connection closed after it), 503 at the in-flight cap."""
+        if self._limiter is not None and (wait := self._limiter.take(key)) > 0.0:
+            raise _too_many("request rate over this VEN's limit; retry later", wait)
+        if (wait := self.budgets.wait(key)) > 0.0:
+            raise _too_many("this VEN is over its byte or CPU budget; retry later", wait)
+        if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
             raise web.HTTPServiceUnavailable(
                 text="the VTN is at its in-flight request cap; retry later",
                 headers={"Retry-After": "1"})
-        in_flight += 1
+        self._in_flight += 1
+
+    def release(self, key: str, body_bytes: int) -> None:
+        """An admitted request is answered; ``body_bytes`` it sent are charged to its budget."""
+        self._in_flight -= 1
+        self.budgets.charge_bytes(key, body_bytes)
+
+
+def limits_middleware(limits: RequestLimits, *, identify: PeerIdentity) -> Middleware:
+    """The middleware putting ``limits`` in front of an app's handlers."""
+
+    @web.middleware
+    async def limited(request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = budget_key(identified(identify, request))
+        limits.admit(key)
         try:
             return await handler(request)
         finally:
-            in_flight -= 1
-            if budgets is not None:
-                budgets.charge_bytes(key, request.content.total_bytes)
+            limits.release(key, request.content.total_bytes)
 
-    return limits
+    return limited
 
 
 def install_limits(app: web.Application, settings: LimitSettings, *, identify: PeerIdentity,
-                   clock: Callable[[], float] = time.monotonic) -> VenBudgets:
+                   clock: Callable[[], float] = time.monotonic) -> RequestLimits:
     """Put the limits in front of every route of ``app`` (call before the app starts);
-    ``identify`` is the transport's, so both name a VEN the same way. Returns the VENs'
-    budgets, for the transport to charge CPU to."""
-    budgets = VenBudgets(settings, clock=clock)
-    app.middlewares.append(limits_middleware(settings, identify=identify, clock=clock,
-                                             budgets=budgets))
-    return budgets
+    ``identify`` is the transport's, so both name a VEN the same way. Returns them (their
+    ``budgets``, for the transport to charge CPU to)."""
+    limits = RequestLimits(settings, clock=clock)
+    app.middlewares.append(limits_middleware(limits, identify=identify))
+    return limits

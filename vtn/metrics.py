@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from schemas import RemoteProtocolError, ReplayRefused, Service, SignatureInvalid
 from vtn.storage import StorageStats
 
-__all__ = ["CONTENT_TYPE", "VtnMetrics"]
+__all__ = ["CLIENT_GONE", "CONTENT_TYPE", "VtnMetrics"]
 
 #: the Prometheus text exposition format, version 0.0.4
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,6 +42,8 @@ _SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
                     5.0, 10.0)
 _SERVICES = frozenset(s.value for s in Service)
 _NO_SERVICE = "none"  # a path that is not one of the five services
+#: the status counted for a request whose client went away before it was answered (nginx's code)
+CLIENT_GONE = 499
 
 
 class VtnMetrics:
@@ -105,21 +107,29 @@ class VtnMetrics:
             "crowdflex_vtn_database_up",
             "1 when the database answered this scrape's query, else 0", registry=r)
         self._latency_of = {s: self._latency.labels(s) for s in (*_SERVICES, _NO_SERVICE)}
+        self._counted: dict[tuple[str, int], Counter] = {}
         self._reads = self._transactions.labels("read")
         self._writes = self._transactions.labels("write")
 
     # ------------------------------------------------------------ counted as it happens
+    def answered(self, service: str, status: int, seconds: float) -> None:
+        """A VEN-facing request to the path segment ``service`` (any text: what is no service
+        counts as "none") was answered ``status`` after ``seconds``."""
+        if service not in _SERVICES:
+            service = _NO_SERVICE
+        self._latency_of[service].observe(seconds)
+        counter = self._counted.get((service, status))
+        if counter is None:  # labels() takes a lock: look each up once
+            counter = self._counted[service, status] = self._requests.labels(service, str(status))
+        counter.inc()
+
     def middleware(self) -> Middleware:
         """Counts and times every request of the app it is installed on; install it first, so
         the answers of the limits (429, 503) are counted too."""
-        requests, latency_of = self._requests, self._latency_of
-        counted: dict[tuple[str, int], Counter] = {}  # labels() takes a lock: look each up once
+        answered = self.answered
 
         @web.middleware
         async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
-            service = request.match_info.get("service", _NO_SERVICE)
-            if service not in _SERVICES:
-                service = _NO_SERVICE
             started = time.perf_counter()
             status = 500  # what aiohttp answers for an exception that is not an HTTP answer
             try:
@@ -130,14 +140,11 @@ class VtnMetrics:
                 status = exc.status
                 raise
             except asyncio.CancelledError:
-                status = 499  # the client went away before it was answered (nginx's code)
+                status = CLIENT_GONE
                 raise
             finally:
-                latency_of[service].observe(time.perf_counter() - started)
-                counter = counted.get((service, status))
-                if counter is None:
-                    counter = counted[service, status] = requests.labels(service, str(status))
-                counter.inc()
+                answered(request.match_info.get("service", _NO_SERVICE), status,
+                         time.perf_counter() - started)
 
         return measure
 

@@ -48,13 +48,13 @@ from vtn.certpath import CertificatePath, CertificateRejected
 from vtn.repeats import Repeats
 
 __all__ = [
-    "REPEATS", "Peer", "PeerIdentity", "ProxyTrust", "Router", "TransportSettings", "add_routes",
-    "error_reply",
+    "REPEATS", "XML_TYPES", "Exchange", "Peer", "PeerIdentity", "ProxyTrust", "Router",
+    "TransportSettings", "add_routes", "error_reply", "identified", "service_named",
 ]
 
 log = logging.getLogger(__name__)
 
-_XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
+XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
 _SERVICES: Final = {service.value: service for service in Service}  # a dict get, not Enum()
 _HEADERS_REMEMBERED: Final = 4096  # proxy-forwarded certificates whose check is remembered
 # the endpoints' memory of repeated requests and replies (its hit counts; off for benchmarks)
@@ -123,9 +123,16 @@ class PeerIdentity:
     def __call__(self, request: web.Request) -> Peer:
         """The peer, or :class:`NotRegistered` when the request carries no usable certificate."""
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if self.proxy is not None:
+            fingerprint = self._tls_fingerprint(ssl_object) if ssl_object is not None else None
+            if self.proxy.is_proxy(fingerprint, request.remote):
+                return Peer(self._forwarded(self.proxy, request))
+        return self.of_connection(ssl_object)
+
+    def of_connection(self, ssl_object: ssl.SSLObject | None) -> Peer:
+        """The peer a connection's own TLS client certificate names (no proxy header read), or
+        :class:`NotRegistered`."""
         fingerprint = self._tls_fingerprint(ssl_object) if ssl_object is not None else None
-        if self.proxy is not None and self.proxy.is_proxy(fingerprint, request.remote):
-            return Peer(self._forwarded(self.proxy, request))
         if fingerprint is None:
             raise NotRegistered("no verified TLS client certificate")
         return Peer(fingerprint)
@@ -196,35 +203,101 @@ def error_reply(error: RemoteProtocolError, message: Message | None = None) -> R
     return Response(response=status)
 
 
-def add_routes(app: web.Application, codec: Codec, route: Router,
-               settings: TransportSettings | None = None) -> None:
-    """Mount the five service endpoints on ``app``."""
-    settings = settings or TransportSettings()
+class Exchange:
+    """From a request body to the reply's bytes, for a peer already named (or refused with
+    :class:`NotRegistered`): decode, route, encode, with the repeat memory and the CPU charged to
+    the peer's budget. The aiohttp endpoint and the VTN's own HTTP/1.1 path (:mod:`vtn.fastpath`)
+    both answer through it."""
 
-    repeats = app[REPEATS] = Repeats()
-    reuse_replies = codec.signer is None  # a signed reply needs a fresh ReplayProtect
-    charge_cpu = settings.charge_cpu or (lambda _fingerprint, _seconds: None)
+    __slots__ = ("_charge_cpu", "_codec", "_reuse_replies", "_route", "_settings", "repeats")
+
+    def __init__(self, codec: Codec, route: Router, settings: TransportSettings) -> None:
+        self._codec = codec
+        self._route = route
+        self._settings = settings
+        self.repeats = Repeats()
+        self._reuse_replies = codec.signer is None  # a signed reply needs a fresh ReplayProtect
+        self._charge_cpu = settings.charge_cpu or (lambda _fingerprint, _seconds: None)
+
+    async def reply(self, service: Service, peer: Peer | NotRegistered, body: bytes) -> bytes:
+        """The encoded reply; raises only a deliberate HTTP answer (``web.HTTPException``: the
+        503 of a database away)."""
+        reply = await self._answer(service, peer, body)
+        data = self.repeats.reply(reply)
+        if data is None:
+            started = time.thread_time()
+            data = self._codec.encode(reply)
+            if isinstance(peer, Peer):
+                self._charge_cpu(peer.fingerprint, time.thread_time() - started)
+            if self._reuse_replies:
+                self.repeats.remember_reply(reply, data)
+        return data
+
+    async def _answer(self, service: Service, peer: Peer | NotRegistered, body: bytes) -> Message:
+        settings, repeats = self._settings, self.repeats
+        message: Message | None = None
+        try:
+            if not isinstance(peer, Peer):
+                raise peer
+            message = repeats.request(peer.fingerprint, body)
+            if message is None:
+                if settings.decode is not None:  # signed intake: budgeted by vtn.signing
+                    message, verification = await settings.decode(peer, body)
+                else:
+                    started = time.thread_time()
+                    try:
+                        message, verification = self._codec.decode_signed(body)
+                    finally:
+                        self._charge_cpu(peer.fingerprint, time.thread_time() - started)
+                if verification is None:
+                    repeats.remember_request(peer.fingerprint, body, message)
+                elif settings.check_signed is not None:
+                    await settings.check_signed(peer, verification)
+            return await self._route(service, peer, message)
+        except RemoteProtocolError as error:
+            log.info("refused on %s: %s", service, escaped(error))
+            if settings.on_refused is not None:
+                settings.on_refused(service, error)
+            return error_reply(error, message)
+        except web.HTTPException:
+            raise  # a deliberate HTTP answer (e.g. 503 while the database is away)
+        except Exception:
+            log.exception("unexpected failure on %s", service)
+            return error_reply(OtherError("internal error; the request was not applied"), message)
+
+
+def service_named(name: str) -> Service | None:
+    """The service a path's last segment names, None for no OpenADR 2.0b service."""
+    return _SERVICES.get(name)
+
+
+def identified(identify: PeerIdentity, request: web.Request) -> Peer | NotRegistered:
+    """The request's peer, or the refusal naming why it has none."""
+    try:
+        return identify(request)
+    except NotRegistered as refusal:
+        return refusal
+
+
+def add_routes(app: web.Application, codec: Codec, route: Router,
+               settings: TransportSettings | None = None) -> Exchange:
+    """Mount the five service endpoints on ``app``; returns their :class:`Exchange`."""
+    settings = settings or TransportSettings()
+    exchange = Exchange(codec, route, settings)
+    app[REPEATS] = exchange.repeats
 
     async def endpoint(request: web.Request) -> web.Response:
         service = _SERVICES.get(request.match_info["service"])
         if service is None:
             raise web.HTTPNotFound(text="no such OpenADR 2.0b service")
-        if request.content_type not in _XML_TYPES:
+        if request.content_type not in XML_TYPES:
             raise web.HTTPUnsupportedMediaType(text="send application/xml")
         if (request.content_length or 0) > settings.max_body_bytes:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=settings.max_body_bytes, actual_size=request.content_length or 0
             )
         body = await _body(request)
-        peer, reply = await _answer(service, request, body)
-        data = repeats.reply(reply)
-        if data is None:
-            started = time.thread_time()
-            data = codec.encode(reply)
-            if peer is not None:
-                charge_cpu(peer.fingerprint, time.thread_time() - started)
-            if reuse_replies:
-                repeats.remember_reply(reply, data)
+        data = await exchange.reply(service, identified(settings.identify, request), body)
         return _Reply(body=data, content_type="application/xml")
 
     async def _body(request: web.Request) -> bytes:
@@ -244,40 +317,8 @@ def add_routes(app: web.Application, codec: Codec, route: Router,
             raise web.HTTPBadRequest(
                 text="request body does not decode in its Content-Encoding") from None
 
-    async def _answer(service: Service, request: web.Request,
-                      body: bytes) -> tuple[Peer | None, Message]:
-        peer: Peer | None = None
-        message: Message | None = None
-        try:
-            peer = settings.identify(request)
-            message = repeats.request(peer.fingerprint, body)
-            if message is None:
-                if settings.decode is not None:  # signed intake: budgeted by vtn.signing
-                    message, verification = await settings.decode(peer, body)
-                else:
-                    started = time.thread_time()
-                    try:
-                        message, verification = codec.decode_signed(body)
-                    finally:
-                        charge_cpu(peer.fingerprint, time.thread_time() - started)
-                if verification is None:
-                    repeats.remember_request(peer.fingerprint, body, message)
-                elif settings.check_signed is not None:
-                    await settings.check_signed(peer, verification)
-            return peer, await route(service, peer, message)
-        except RemoteProtocolError as error:
-            log.info("refused on %s: %s", service, escaped(error))
-            if settings.on_refused is not None:
-                settings.on_refused(service, error)
-            return peer, error_reply(error, message)
-        except web.HTTPException:
-            raise  # a deliberate HTTP answer (e.g. 503 while the database is away)
-        except Exception:
-            log.exception("unexpected failure on %s", service)
-            return peer, error_reply(OtherError("internal error; the request was not applied"),
-                                      message)
-
     app.router.add_post(SERVICE_PREFIX + "/{service}", endpoint)
+    return exchange
 
 
 class _Reply(web.Response):

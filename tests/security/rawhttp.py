@@ -114,7 +114,14 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
     return received
 
 
-def request_head(url: str, service: str, length: int) -> bytes:
+def request_head(url: str, service: str, length: int, *, extra: str = "") -> bytes:
+    """A plain request's head; ``extra``: more header lines, each ending in CRLF."""
     parts = urlsplit(url)
     return (f"POST {parts.path}/{service} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Content-Type: application/xml\r\nContent-Length: {length}\r\n\r\n").encode()
+            f"Content-Type: application/xml\r\nContent-Length: {length}\r\n{extra}"
+            "\r\n").encode()
+
+
+#: a header line that keeps a request off the VTN's own HTTP path (vtn/fastpath.py), so aiohttp
+#: answers it: the same request, the other path
+TO_AIOHTTP = "Connection: keep-alive\r\n"

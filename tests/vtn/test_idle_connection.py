@@ -26,7 +26,7 @@ from schemas import Codec, Poll
 from schemas.identity import certificate_fingerprint
 from tests.kit.pki import Pki
 from tests.kit.vtn import running_vtn
-from tests.security.rawhttp import request_head
+from tests.security.rawhttp import TO_AIOHTTP, request_head
 from vtn.storage.records import VenRegistration
 
 T = TypeVar("T")
@@ -41,8 +41,10 @@ def _on(loop_factory: Callable[[], asyncio.AbstractEventLoop],
         return runner.run(coroutine)
 
 
-async def _after_a_poll(pki: Pki, tmp_path: Path, look: Callable[[], T]) -> T:
-    """``look()`` while a connection that posted one poll and read its reply is open and idle."""
+async def _after_a_poll(pki: Pki, tmp_path: Path, look: Callable[[], T], *,
+                       extra: str = "") -> T:
+    """``look()`` while a connection that posted one poll (``extra`` header lines) and read its
+    reply is open and idle."""
     async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}") as vtn:
         parts = urlsplit(vtn.url)
         reader, writer = await asyncio.open_connection(
@@ -50,7 +52,7 @@ async def _after_a_poll(pki: Pki, tmp_path: Path, look: Callable[[], T]) -> T:
         try:
             body = Codec().encode(Poll(ven_id="ven-1"))
             async with asyncio.timeout(30):
-                writer.write(request_head(vtn.url, "OadrPoll", len(body)) + body)
+                writer.write(request_head(vtn.url, "OadrPoll", len(body), extra=extra) + body)
                 await writer.drain()
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
@@ -90,15 +92,25 @@ def test_the_connection_keeps_no_decoded_peer_certificate(
 @pytest.mark.parametrize("loop_factory", LOOPS)
 def test_the_last_reply_kept_by_the_connection_has_no_body_nor_headers(
         pki: Pki, tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
-    """aiohttp's keep-alive loop still holds the connection's last response (this test also
-    fails if it stops holding one: then the reply need not let go of anything); the reply has
-    let go of its bytes and its headers."""
-    def look() -> list[tuple[object, int]]:
-        return [(each.body, len(each.headers)) for each in gc.get_objects()
-                if isinstance(each, web.Response)]
-
-    kept = _on(loop_factory, _after_a_poll(pki, tmp_path, look))
+    """On aiohttp's path (a request the VTN's own path hands over), aiohttp's keep-alive loop
+    still holds the connection's last response (this test also fails if it stops holding one:
+    then the reply need not let go of anything); the reply has let go of its bytes and its
+    headers."""
+    kept = _on(loop_factory, _after_a_poll(pki, tmp_path, _responses, extra=TO_AIOHTTP))
     assert kept == [(None, 0)]
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_a_connection_on_the_vtn_s_own_path_keeps_no_reply(
+        pki: Pki, tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """A plain request answered by the VTN's own HTTP path (vtn/fastpath.py) leaves no response
+    object behind at all."""
+    assert _on(loop_factory, _after_a_poll(pki, tmp_path, _responses)) == []
+
+
+def _responses() -> list[tuple[object, int]]:
+    return [(each.body, len(each.headers)) for each in gc.get_objects()
+            if isinstance(each, web.Response)]
 
 
 def test_a_connected_ven_s_fingerprint_and_shared_names_are_kept_once(pki: Pki) -> None:
