@@ -55,10 +55,14 @@ GENERALISED: Final = "OTHER"
 ECHO_TAGS: Final = frozenset({"venID", "registrationID", "eventID", "requestID",
                               "reportRequestID", "vtnID"})
 _UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]00:00)")
+_INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]00:00)",
+                             re.ASCII)
 _DURATION: Final = re.compile(
-    r"-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?")
+    r"-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?", re.ASCII)
 _REPLY_TEXT: Final = re.compile(r"[ -~]{1,200}")
+_SEQUENCE: Final = re.compile(r"[0-9]{1,5}")
+_OFFER_ISP: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9]{1,4}:(up|down)")
+_COUNT: Final = re.compile(r"[0-9]{1,10}")  # xs:int, ASCII digits only
 _UNITS: Final = frozenset({"RealPower", "W", "ApparentPower", "VA", "ReactivePower", "VAR",
                            "RealEnergy", "Wh"})
 _BOOLEANS: Final = frozenset({"true", "false"})
@@ -102,12 +106,14 @@ class OutboundPolicy:
         return allowed is not None and (named in allowed or named == GENERALISED)
 
     def uid_ok(self, value: str) -> bool:
-        """An interval uid: a sequence number, an offer id ``<pool>:<isp>:<direction>``, or a
-        pseudonym (an erasure notice names one per interval, cbp.roles.erasure)."""
-        if value.isdigit() or is_pseudonym(value):
+        """An interval uid: a sequence number (at most 5 ASCII digits: a report holds at most
+        10,000 points), an offer id ``<pool>:<ISP day>:<ISP index>:<up|down>``, or a pseudonym
+        (an erasure notice names one per interval, cbp.roles.erasure). Nothing else: a free
+        digit string would carry a phone or customer number, a free suffix any text."""
+        if _SEQUENCE.fullmatch(value) or is_pseudonym(value):
             return True
         pool, _, rest = value.partition(":")
-        return pool in self.pool_ids and re.fullmatch(r"[0-9A-Za-z:-]{1,60}", rest) is not None
+        return pool in self.pool_ids and _OFFER_ISP.fullmatch(rest) is not None
 
 
 class Echoes:
@@ -153,7 +159,7 @@ def _rules(policy: OutboundPolicy, echoes: Echoes) -> Mapping[str, Callable[[str
         "oadrHttpPullModel": boolean, "oadrXmlSignature": boolean, "oadrReportOnly": boolean,
         "oadrOnChange": boolean, "ac": boolean,
         "hertz": _number, "voltage": _number, "value": _number,
-        "modificationNumber": str.isdigit, "responseCode": pattern(re.compile(r"\d{3}")),
+        "modificationNumber": pattern(_COUNT), "responseCode": pattern(re.compile(r"[0-9]{3}")),
         "responseDescription": pattern(_REPLY_TEXT),
         "optType": one_of({"optIn", "optOut"}),
         "readingType": one_of(r.value for r in ReadingType),

@@ -28,10 +28,11 @@ REQUEST = "0b6c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
 
 def telemetry(
     rid: str, *, value: float = 0.75, at: datetime = ACT, request_id: str = REQUEST,
-    specifier: str = "TELEMETRY-VDB-AFRR-01", ven_id: str = "AGG-VDB",
+    specifier: str = "TELEMETRY-VDB-AFRR-01", ven_id: str = "AGG-VDB", uid: str | None = None,
 ) -> bytes:  # fmt: skip
     interval = ReportInterval(
-        dtstart=at, duration=timedelta(seconds=4), payloads=(ReportPayload(r_id=rid, value=value),)
+        dtstart=at, duration=timedelta(seconds=4), uid=uid,
+        payloads=(ReportPayload(r_id=rid, value=value),),
     )
     report = Report(
         report_request_id="rr-1", report_specifier_id=specifier, created_date_time=ACT,
@@ -138,6 +139,26 @@ def test_an_element_without_a_rule_or_an_unlearned_foreign_id_is_refused(
     with pytest.raises(privacy.OutboundRefused, match="not in the outbound allow-list"):
         note = b"<oadr:note>Tesla Model Y</oadr:note></oadr:oadrUpdateReport>"
         gate.admit_xml(data.replace(b"</oadr:oadrUpdateReport>", note), windows=(WINDOW,))
+
+
+@pytest.mark.parametrize("uid", [
+    "0612345678",                  # a phone number is digits, not a sequence number
+    "1" * 200,
+    "\u0661\u0662\u0663",         # digits to str.isdigit, not to the wire's grammar
+    "VDB-AFRR-01:Tesla-Model-Y",   # free text behind the pool id
+    "VDB-AFRR-01:2025-03-14:57:up:Tesla",
+    "OTHER-POOL:2025-03-14:57:up",
+])
+def test_an_interval_uid_carries_no_free_text_or_long_number(gate: OutboundFilter, uid: str) -> None:
+    """The audit of #11's allow-list: a uid is a short sequence number, an offer id of a
+    configured pool on the ISP grid, or a pseudonym; the README promises nothing else leaves."""
+    def pool(uid: str) -> bytes:
+        return telemetry("VDB-AFRR-01", value=3.0, at=ACT + timedelta(hours=3), uid=uid)
+
+    for fine in ("0", "9999", "VDB-AFRR-01:2025-03-14:57:up", "VDB-AFRR-01:2025-03-14:1439:down"):
+        assert gate.admit_xml(pool(fine))
+    with pytest.raises(privacy.OutboundRefused, match="text: value"):
+        gate.admit_xml(pool(uid))
 
 
 def _check_k(result: dict[int, tuple[str, ...]], k: int) -> None:
