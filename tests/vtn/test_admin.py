@@ -280,6 +280,11 @@ HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
     ("control characters in an ID", "POST", "/events", _event_body("a\x00b"), "printable"),
     ("priority beyond xs:unsignedInt", "POST", "/events", _event_body(priority=2**32),
      "priority"),
+    ("negative priority", "POST", "/events", _event_body(priority=-1), "priority"),
+    # README: "an event starts within 100 years of now" (2127 is inside 1970..9000)
+    ("a start 101 years ahead", "POST", "/events",
+     _event_body(start=(datetime.now(UTC) + timedelta(days=101 * 366)).isoformat()),
+     "start must be within"),
     ("test_event not a boolean", "POST", "/events", _event_body(test_event="yes"),
      "test_event must be true or false"),
     ("intervals adding up to 732 days", "POST", "/events",
