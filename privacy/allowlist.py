@@ -22,7 +22,8 @@ The rules, by kind:
   pseudonym, ``groupID`` a pool id, ``groupName`` ``class:``/``power:``/``zone:`` followed by an
   enumerated value or the generalised value (``OTHER``);
 - numbers: a finite decimal (the grid of per-device values is checked by the filter, which
-  knows which interval is about a device);
+  knows which interval is about a device); an itemBase's ``hertz`` and ``voltage`` only the
+  grid's nominal values;
 - ``responseDescription``: the aggregator's own reply text to a TSO message ("OK" or an error
   reason): printable ASCII, at most 200 characters. It is the one free-text field the protocol
   needs; it never carries device data, and the deny-list scans cover it.
@@ -86,6 +87,11 @@ class OutboundPolicy:
     report_specifier_ids: frozenset[str] = frozenset()
     ven_names: frozenset[str] = frozenset()
     data_qualities: frozenset[str] = frozenset()
+    #: the grid's nominal frequency and voltage: the only values an itemBase's
+    #: powerAttributes may carry (a number there is no measurement; any other would be a
+    #: channel for one, e.g. a device's exact rating)
+    grid_hertz: Decimal = Decimal(50)
+    grid_voltage: Decimal = Decimal(230)
     #: per-device values are shares of the device's rated power (see
     #: :func:`privacy.device_share`): within [-1, 1], on this grid
     device_step: Decimal = Decimal("0.01")
@@ -142,6 +148,10 @@ def _number(value: str) -> bool:
         return False
 
 
+def _equal(nominal: Decimal) -> Callable[[str], bool]:
+    return lambda value: _number(value) and Decimal(value) == nominal
+
+
 def _rules(policy: OutboundPolicy, echoes: Echoes) -> Mapping[str, Callable[[str], bool]]:
     def one_of(values: Iterable[str]) -> Callable[[str], bool]:
         allowed = frozenset(values)
@@ -158,7 +168,8 @@ def _rules(policy: OutboundPolicy, echoes: Echoes) -> Mapping[str, Callable[[str
         "oadrTransportName": one_of({"simpleHttp"}),
         "oadrHttpPullModel": boolean, "oadrXmlSignature": boolean, "oadrReportOnly": boolean,
         "oadrOnChange": boolean, "ac": boolean,
-        "hertz": _number, "voltage": _number, "value": _number,
+        "hertz": _equal(policy.grid_hertz), "voltage": _equal(policy.grid_voltage),
+        "value": _number,
         "modificationNumber": pattern(_COUNT), "responseCode": pattern(re.compile(r"[0-9]{3}")),
         "responseDescription": pattern(_REPLY_TEXT),
         "optType": one_of({"optIn", "optOut"}),

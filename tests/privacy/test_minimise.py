@@ -14,7 +14,20 @@ import pytest
 import privacy
 import schemas
 from privacy import ActivationWindow, IdentityVault, OutboundFilter, OutboundPolicy
-from schemas import Report, ReportInterval, ReportPayload, UpdateReport
+from schemas import (
+    ItemBase,
+    ItemKind,
+    PowerAttributes,
+    ReadingType,
+    RegisterReport,
+    Report,
+    ReportDescription,
+    ReportInterval,
+    ReportPayload,
+    ReportType,
+    SiScale,
+    UpdateReport,
+)
 from tests.kit.vaults import WHO, Household
 
 TSO = "TSO:TENNET-NL"
@@ -159,6 +172,29 @@ def test_an_interval_uid_carries_no_free_text_or_long_number(gate: OutboundFilte
         assert gate.admit_xml(pool(fine))
     with pytest.raises(privacy.OutboundRefused, match="text: value"):
         gate.admit_xml(pool(uid))
+
+
+@pytest.mark.parametrize(("hertz", "voltage"), [(50.0, 7.37), (11.04, 230.0)])
+def test_a_device_rating_cannot_ride_in_the_power_attributes(
+    gate: OutboundFilter, psn: str, hertz: float, voltage: float
+) -> None:
+    """The audit of #11's allow-list: "numbers on their grid" holds for an itemBase too; its
+    hertz and voltage are the grid's nominal 50 and 230, so they carry no device's rating."""
+
+    def registration(attributes: PowerAttributes) -> bytes:
+        unit = ItemBase.of(ItemKind.POWER_REAL, scale=SiScale.KILO, power_attributes=attributes)
+        row = ReportDescription(r_id=psn, report_type=ReportType.USAGE, item_base=unit,
+                                reading_type=ReadingType.DERIVED)
+        report = Report(report_request_id="0", report_specifier_id="TELEMETRY-VDB-AFRR-01",
+                        created_date_time=ACT, report_name="TELEMETRY_USAGE",
+                        duration=timedelta(0), descriptions=(row,))
+        return schemas.encode(RegisterReport(request_id=REQUEST, reports=(report,),
+                                             ven_id="AGG-VDB"))
+
+    plain = registration(PowerAttributes())
+    assert gate.admit_xml(plain) is plain
+    with pytest.raises(privacy.OutboundRefused, match=r"(hertz|voltage): value .* not allowed"):
+        gate.admit_xml(registration(PowerAttributes(hertz=hertz, voltage=voltage)))
 
 
 def _check_k(result: dict[int, tuple[str, ...]], k: int) -> None:
