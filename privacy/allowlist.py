@@ -13,8 +13,9 @@ The rules, by kind:
   profile uses;
 - time: ``xcal:date-time``, ``createdDateTime`` and replay timestamps are UTC instants;
   durations are ISO 8601 durations;
-- identifiers the aggregator makes: request and report ids are random UUIDs; report specifier
-  ids, report names, market contexts, the VEN name and pool ids come from :class:`OutboundPolicy`;
+- identifiers the aggregator makes: request and report ids are random (version 4) UUIDs;
+  report specifier ids, report names, market contexts, the VEN name and pool ids come from
+  :class:`OutboundPolicy`;
 - identifiers the TSO made (venID, registrationID, eventID, its requestIDs and reportRequestIDs):
   only values that arrived from the TSO (:meth:`Echoes.learn`, fed by the upstream codec), so an
   echo carries back nothing the TSO did not already say;
@@ -55,7 +56,9 @@ GENERALISED: Final = "OTHER"
 #: elements whose values the TSO assigns; the aggregator may echo them back
 ECHO_TAGS: Final = frozenset({"venID", "registrationID", "eventID", "requestID",
                               "reportRequestID", "vtnID"})
-_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: a random (version 4) UUID, as :func:`schemas.new_id` makes: a name-based one (version 3 or 5)
+#: is an unkeyed hash of its name, which may be an identifier
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]00:00)",
                              re.ASCII)
 _DURATION: Final = re.compile(

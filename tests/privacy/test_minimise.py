@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -195,6 +196,17 @@ def test_a_device_rating_cannot_ride_in_the_power_attributes(
     assert gate.admit_xml(plain) is plain
     with pytest.raises(privacy.OutboundRefused, match=r"(hertz|voltage): value .* not allowed"):
         gate.admit_xml(registration(PowerAttributes(hertz=hertz, voltage=voltage)))
+
+
+def test_a_request_id_is_a_random_uuid_not_a_hash_in_uuid_form(gate: OutboundFilter,
+                                                                psn: str) -> None:
+    """A name-based UUID of an identifier is an unkeyed hash of it: "request and report ids are
+    random UUIDs" (version 4), so uuid5/uuid3 of an EAN cannot leave as a requestID."""
+    ean = "871690000000000042"
+    assert gate.admit_xml(telemetry(psn, request_id=schemas.new_id()), windows=(WINDOW,))
+    for hashed in (uuid.uuid5(uuid.NAMESPACE_OID, ean), uuid.uuid3(uuid.NAMESPACE_OID, ean)):
+        with pytest.raises(privacy.OutboundRefused, match="requestID: value"):
+            gate.admit_xml(telemetry(psn, request_id=str(hashed)), windows=(WINDOW,))
 
 
 def _check_k(result: dict[int, tuple[str, ...]], k: int) -> None:
