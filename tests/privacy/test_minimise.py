@@ -163,7 +163,9 @@ def test_an_element_without_a_rule_or_an_unlearned_foreign_id_is_refused(
     "VDB-AFRR-01:2025-03-14:57:up:Tesla",
     "OTHER-POOL:2025-03-14:57:up",
 ])
-def test_an_interval_uid_carries_no_free_text_or_long_number(gate: OutboundFilter, uid: str) -> None:
+def test_an_interval_uid_carries_no_free_text_or_long_number(
+    gate: OutboundFilter, uid: str
+) -> None:
     """The audit of #11's allow-list: a uid is a short sequence number, an offer id of a
     configured pool on the ISP grid, or a pseudonym; the README promises nothing else leaves."""
     def pool(uid: str) -> bytes:
