@@ -13,7 +13,8 @@ classes/buckets/zones, timestamps, UUID request ids, configured names, identifie
 sent); the deny-list scans on top, for EAN- and postcode-shaped text and every form of every vault
 value (:mod:`privacy.detect`); every report interval about a pseudonym (a per-device row) must
 carry its own ``xcal:dtstart`` inside an activation window and a share on the device grid
-(:func:`device_share`); in a registration, every combination of per-device attributes
+(:func:`device_share`), and an interval a pseudonym names in its ``xcal:uid`` (an erasure
+notice's) only the marker value 1; in a registration, every combination of per-device attributes
 (``groupName`` class x power x zone) must be shared by at least k devices, unless the whole
 registration is a single fully generalised group. ds:Signature content is exempt from the
 allow-list and the shape scan, not from the vault scan.
@@ -172,6 +173,7 @@ class OutboundFilter:
         for interval in root.iter(f"{{{_EI}}}interval"):
             rids = [(r.text or "").strip() for r in interval.iter(f"{{{_EI}}}rID")]
             if not any(is_pseudonym(r) for r in rids):
+                findings += self._named_interval_findings(interval)
                 continue
             start = interval.find(f"{{{_XCAL}}}dtstart/{{{_XCAL}}}date-time")
             at = _parse_time(start.text if start is not None else None)
@@ -182,6 +184,18 @@ class OutboundFilter:
             for value in interval.iter(f"{{{_EI}}}value"):
                 findings += self._value_findings(value.text)
         return findings
+
+    @staticmethod
+    def _named_interval_findings(interval: etree._Element) -> list[str]:
+        """An interval named by a pseudonym in its xcal:uid (an erasure notice's, one per
+        pseudonym) carries the marker value 1 only: a value there would be a device's
+        measurement that escaped the window and grid rules above."""
+        uid = interval.find(f"{{{_XCAL}}}uid/{{{_XCAL}}}text")
+        if uid is None or not is_pseudonym((uid.text or "").strip()):
+            return []
+        if all(_is_marker(v.text) for v in interval.iter(f"{{{_EI}}}value")):
+            return []
+        return ["an interval named by a pseudonym carries a value other than the marker 1"]
 
     def _value_findings(self, text: str | None) -> list[str]:
         try:
@@ -208,6 +222,13 @@ class OutboundFilter:
             findings += [f"attribute combination {'/'.join(c)} is shared by {n} < k = "
                          f"{self.policy.k} devices" for c, n in combos.items() if n < self.policy.k]
         return findings
+
+
+def _is_marker(text: str | None) -> bool:
+    try:
+        return Decimal((text or "").strip()) == 1
+    except InvalidOperation:
+        return False
 
 
 def _parse_time(text: str | None) -> datetime | None:

@@ -211,6 +211,18 @@ def test_a_request_id_is_a_random_uuid_not_a_hash_in_uuid_form(gate: OutboundFil
             gate.admit_xml(telemetry(psn, request_id=str(hashed)), windows=(WINDOW,))
 
 
+def test_a_pseudonym_in_an_interval_uid_names_no_measurement(gate: OutboundFilter,
+                                                              psn: str) -> None:
+    """An erasure notice names a pseudonym per interval in its xcal:uid, with the marker value
+    1; a measurement keyed that way (under a pool rID, at any time) would escape the rules for
+    per-device rows: "only around that activation", "as a share of rated power"."""
+    later = ACT + timedelta(hours=3)
+    marker = telemetry("VDB-AFRR-01", value=1.0, at=later, uid=psn)
+    assert gate.admit_xml(marker) is marker
+    with pytest.raises(privacy.OutboundRefused, match="named by a pseudonym"):
+        gate.admit_xml(telemetry("VDB-AFRR-01", value=7.4, at=later, uid=psn))
+
+
 def _check_k(result: dict[int, tuple[str, ...]], k: int) -> None:
     groups = Counter(result.values())
     if len(groups) > 1 or any(v != privacy.GENERALISED for v in next(iter(groups), ())):
