@@ -316,6 +316,11 @@ HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
     ("priority beyond xs:unsignedInt", "POST", "/events", _event_body(priority=2**32),
      "priority"),
     ("negative priority", "POST", "/events", _event_body(priority=-1), "priority"),
+    # the XSD's anyURI: a VEN's validator refuses the oadrDistributeEvent, the event reaches nobody
+    ("a market context that is no URI", "POST", "/events", _event_body(market_context="%%%"),
+     "market_context must be a URI"),
+    ("a market context with a bracket", "PUT", "/events/live",
+     _event_body("live", market_context="[::1"), "market_context must be a URI"),
     # README: "an event starts within 100 years of now" (2127 is inside 1970..9000)
     ("a start 101 years ahead", "POST", "/events",
      _event_body(start=(datetime.now(UTC) + timedelta(days=101 * 366)).isoformat()),
