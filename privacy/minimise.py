@@ -7,7 +7,9 @@ docs/architecture.md#privacy-design).
 What it refuses it refuses loudly: :class:`OutboundRefused` naming each finding, one ERROR log
 line, nothing returned to send.
 
-XML checks, in order: a hardened parse (no DTD, no entities, no network); every text node and
+XML checks, in order: a hardened parse (no DTD, no entities, no network); the shape: nothing
+outside the root element, no namespace the 2.0b XSD files do not define, and the document valid
+against the 2.0b XSD (so no element name of its own carries text); every text node and
 attribute value against its element's rule (:mod:`privacy.allowlist`: pseudonyms, enumerated
 classes/buckets/zones, timestamps, UUID request ids, configured names, identifiers the TSO itself
 sent); the deny-list scans on top, for EAN- and postcode-shaped text and every form of every vault
@@ -35,8 +37,10 @@ from typing import Final, TypeVar
 
 from lxml import etree
 
+from schemas import SchemaSet
+
 from .allowlist import ECHO_TAGS, GENERALISED, Echoes, OutboundPolicy, Rules
-from .detect import Finding, LeakDetector, shape_findings
+from .detect import Finding, LeakDetector, mask, shape_findings
 from .errors import OutboundRefused
 from .pseudonym import is_pseudonym
 from .vault import IdentityVault
@@ -54,6 +58,7 @@ _EI: Final = "http://docs.oasis-open.org/ns/energyinterop/201110"
 _XCAL: Final = "urn:ietf:params:xml:ns:icalendar-2.0"
 _DS: Final = "http://www.w3.org/2000/09/xmldsig#"
 _OADR: Final = "http://openadr.org/oadr-2.0b/2012/07"
+_XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
 _LOG: Final = logging.getLogger("crowdflex.privacy.outbound")
 
 K = TypeVar("K")
@@ -104,6 +109,13 @@ def _parse(data: bytes) -> etree._Element:
         raise OutboundRefused((f"not well-formed XML: {exc}",)) from None
 
 
+def _schema_namespaces(schema: SchemaSet) -> frozenset[str]:
+    """The target namespaces of the XSD files the schema set is built from."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return frozenset(etree.parse(str(path), parser).getroot().get("targetNamespace") or ""
+                     for path in schema.directory.glob("*.xsd")) - {""}
+
+
 def _on_grid(value: Decimal, step: Decimal) -> bool:
     return value.is_finite() and value % step == 0
 
@@ -111,7 +123,8 @@ def _on_grid(value: Decimal, step: Decimal) -> bool:
 class OutboundFilter:
     """The one gate for aggregator -> TSO messages: ``admit_xml(data)`` returns data or raises."""
 
-    __slots__ = ("_detector", "_generation", "_rules", "_vault", "echoes", "policy")
+    __slots__ = ("_detector", "_generation", "_namespaces", "_rules", "_schema", "_vault",
+                 "echoes", "policy")
 
     def __init__(self, policy: OutboundPolicy, *, vault: IdentityVault | None = None) -> None:
         self.policy = policy
@@ -121,6 +134,10 @@ class OutboundFilter:
         #: identifiers the TSO sent, which the aggregator may send back (:meth:`learn`)
         self.echoes = Echoes()
         self._rules = Rules(policy, self.echoes)
+        # The shape: the rules judge text, so element names, namespace URIs and nodes outside
+        # the root, which carry text of their own, are held to the 2.0b XSD set.
+        self._schema = SchemaSet()
+        self._namespaces = _schema_namespaces(self._schema) | {_XSI}
 
     def learn(self, data: bytes) -> None:
         """Remember the identifiers (venID, eventID, requestIDs...) of a message from the TSO."""
@@ -153,7 +170,7 @@ class OutboundFilter:
             raise self._refuse(exc.findings) from None
         texts = _collect(root)
         detector = self.current_detector()
-        findings: list[Finding | str] = []
+        findings: list[Finding | str] = [*self._shape_findings(root)]
         for where, value in texts.plain:
             findings += self._rules.findings(where, value)
             findings += shape_findings(value, where)
@@ -165,6 +182,19 @@ class OutboundFilter:
         if findings:
             raise self._refuse(findings)
         return data
+
+    def _shape_findings(self, root: etree._Element) -> list[str]:
+        """Nothing outside the root (a comment or processing instruction there), no namespace
+        the XSD set does not define (its URI is free text), and a document the 2.0b XSD takes
+        (an element name is free text too)."""
+        findings = ["a comment or processing instruction outside the root element"
+                    for _ in (*root.itersiblings(preceding=True), *root.itersiblings())]
+        declared = {uri for _, (_, uri) in etree.iterwalk(root, events=("start-ns",))}
+        findings += [f"a namespace the OpenADR 2.0b schemas do not define: {mask(uri)}"
+                     for uri in sorted(declared - self._namespaces)]
+        if not self._schema.is_valid(root):
+            findings.append("the document is not valid against the OpenADR 2.0b XSD")
+        return findings
 
     def _interval_findings(
         self, root: etree._Element, windows: Sequence[ActivationWindow]

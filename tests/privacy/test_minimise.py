@@ -223,6 +223,27 @@ def test_a_pseudonym_in_an_interval_uid_names_no_measurement(gate: OutboundFilte
         gate.admit_xml(telemetry("VDB-AFRR-01", value=7.4, at=later, uid=psn))
 
 
+@pytest.mark.parametrize(("where", "hostile", "refusal"), [
+    ("after the root", b"<!-- Jan Jansen, 3511AB -->", "outside the root"),
+    ("a namespace URI", b'<ei:reportName xmlns:x="urn:jan-jansen">', "namespace"),
+    ("an element name", b"<ei:JanJansen/><ei:reportName>", "not valid against"),
+])
+def test_names_and_nodes_outside_the_rules_carry_no_text(
+    gate: OutboundFilter, where: str, hostile: bytes, refusal: str
+) -> None:
+    """The allow-list judges text nodes and attribute values; an element name, a namespace URI
+    or a comment after the root is text too, so the document's shape is held to the 2.0b XSD
+    set (its elements and namespaces), and nothing may follow or precede the root."""
+    pool = telemetry("VDB-AFRR-01", value=3.0, at=ACT + timedelta(hours=3))
+    assert gate.admit_xml(pool) is pool
+    if where == "after the root":
+        changed = pool + hostile
+    else:
+        changed = pool.replace(b"<ei:reportName>", hostile)
+    with pytest.raises(privacy.OutboundRefused, match=refusal):
+        gate.admit_xml(changed)
+
+
 def _check_k(result: dict[int, tuple[str, ...]], k: int) -> None:
     groups = Counter(result.values())
     if len(groups) > 1 or any(v != privacy.GENERALISED for v in next(iter(groups), ())):
