@@ -13,8 +13,9 @@ The rules, by kind:
   profile uses;
 - time: ``xcal:date-time``, ``createdDateTime`` and replay timestamps are UTC instants;
   durations are ISO 8601 durations;
-- identifiers the aggregator makes: request and report ids are random UUIDs; report specifier
-  ids, report names, market contexts, the VEN name and pool ids come from :class:`OutboundPolicy`;
+- identifiers the aggregator makes: request and report ids are random (version 4) UUIDs;
+  report specifier ids, report names, market contexts, the VEN name and pool ids come from
+  :class:`OutboundPolicy`;
 - identifiers the TSO made (venID, registrationID, eventID, its requestIDs and reportRequestIDs):
   only values that arrived from the TSO (:meth:`Echoes.learn`, fed by the upstream codec), so an
   echo carries back nothing the TSO did not already say;
@@ -22,7 +23,8 @@ The rules, by kind:
   pseudonym, ``groupID`` a pool id, ``groupName`` ``class:``/``power:``/``zone:`` followed by an
   enumerated value or the generalised value (``OTHER``);
 - numbers: a finite decimal (the grid of per-device values is checked by the filter, which
-  knows which interval is about a device);
+  knows which interval is about a device); an itemBase's ``hertz`` and ``voltage`` only the
+  grid's nominal values;
 - ``responseDescription``: the aggregator's own reply text to a TSO message ("OK" or an error
   reason): printable ASCII, at most 200 characters. It is the one free-text field the protocol
   needs; it never carries device data, and the deny-list scans cover it.
@@ -54,11 +56,17 @@ GENERALISED: Final = "OTHER"
 #: elements whose values the TSO assigns; the aggregator may echo them back
 ECHO_TAGS: Final = frozenset({"venID", "registrationID", "eventID", "requestID",
                               "reportRequestID", "vtnID"})
-_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]00:00)")
+#: a random (version 4) UUID, as :func:`schemas.new_id` makes: a name-based one (version 3 or 5)
+#: is an unkeyed hash of its name, which may be an identifier
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_INSTANT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]00:00)",
+                             re.ASCII)
 _DURATION: Final = re.compile(
-    r"-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?")
+    r"-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?", re.ASCII)
 _REPLY_TEXT: Final = re.compile(r"[ -~]{1,200}")
+_SEQUENCE: Final = re.compile(r"[0-9]{1,5}")
+_OFFER_ISP: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9]{1,4}:(up|down)")
+_COUNT: Final = re.compile(r"[0-9]{1,10}")  # xs:int, ASCII digits only
 _UNITS: Final = frozenset({"RealPower", "W", "ApparentPower", "VA", "ReactivePower", "VAR",
                            "RealEnergy", "Wh"})
 _BOOLEANS: Final = frozenset({"true", "false"})
@@ -82,6 +90,11 @@ class OutboundPolicy:
     report_specifier_ids: frozenset[str] = frozenset()
     ven_names: frozenset[str] = frozenset()
     data_qualities: frozenset[str] = frozenset()
+    #: the grid's nominal frequency and voltage: the only values an itemBase's
+    #: powerAttributes may carry (a number there is no measurement; any other would be a
+    #: channel for one, e.g. a device's exact rating)
+    grid_hertz: Decimal = Decimal(50)
+    grid_voltage: Decimal = Decimal(230)
     #: per-device values are shares of the device's rated power (see
     #: :func:`privacy.device_share`): within [-1, 1], on this grid
     device_step: Decimal = Decimal("0.01")
@@ -102,12 +115,14 @@ class OutboundPolicy:
         return allowed is not None and (named in allowed or named == GENERALISED)
 
     def uid_ok(self, value: str) -> bool:
-        """An interval uid: a sequence number, an offer id ``<pool>:<isp>:<direction>``, or a
-        pseudonym (an erasure notice names one per interval, cbp.roles.erasure)."""
-        if value.isdigit() or is_pseudonym(value):
+        """An interval uid: a sequence number (at most 5 ASCII digits: a report holds at most
+        10,000 points), an offer id ``<pool>:<ISP day>:<ISP index>:<up|down>``, or a pseudonym
+        (an erasure notice names one per interval, cbp.roles.erasure). Nothing else: a free
+        digit string would carry a phone or customer number, a free suffix any text."""
+        if _SEQUENCE.fullmatch(value) or is_pseudonym(value):
             return True
         pool, _, rest = value.partition(":")
-        return pool in self.pool_ids and re.fullmatch(r"[0-9A-Za-z:-]{1,60}", rest) is not None
+        return pool in self.pool_ids and _OFFER_ISP.fullmatch(rest) is not None
 
 
 class Echoes:
@@ -136,6 +151,10 @@ def _number(value: str) -> bool:
         return False
 
 
+def _equal(nominal: Decimal) -> Callable[[str], bool]:
+    return lambda value: _number(value) and Decimal(value) == nominal
+
+
 def _rules(policy: OutboundPolicy, echoes: Echoes) -> Mapping[str, Callable[[str], bool]]:
     def one_of(values: Iterable[str]) -> Callable[[str], bool]:
         allowed = frozenset(values)
@@ -152,8 +171,9 @@ def _rules(policy: OutboundPolicy, echoes: Echoes) -> Mapping[str, Callable[[str
         "oadrTransportName": one_of({"simpleHttp"}),
         "oadrHttpPullModel": boolean, "oadrXmlSignature": boolean, "oadrReportOnly": boolean,
         "oadrOnChange": boolean, "ac": boolean,
-        "hertz": _number, "voltage": _number, "value": _number,
-        "modificationNumber": str.isdigit, "responseCode": pattern(re.compile(r"\d{3}")),
+        "hertz": _equal(policy.grid_hertz), "voltage": _equal(policy.grid_voltage),
+        "value": _number,
+        "modificationNumber": pattern(_COUNT), "responseCode": pattern(re.compile(r"[0-9]{3}")),
         "responseDescription": pattern(_REPLY_TEXT),
         "optType": one_of({"optIn", "optOut"}),
         "readingType": one_of(r.value for r in ReadingType),

@@ -235,7 +235,9 @@ def _risks(config: PrivacyConfig, scope: MeteringScope) -> Section:
          "each month, linking its monthly pseudonyms", "low", "medium",
          "every list sent to the TSO (the pool registration's devices and connection points, "
          "the per-device metering) is shuffled per message; dispatch ties are broken under a "
-         "key drawn per activation; the pool is registered again at every month boundary "
+         "key drawn per activation; both drawn from the operating system's random source, "
+         "not a seeded generator whose state the shuffles would give away; the pool is "
+         "registered again at every month boundary "
          f"({zone}) under new pseudonyms, whether or not its devices changed",
          "a TSO playing position, rank, sort-order, timing and attribute matches over two "
          "months links no more devices than chance (tests/cbp/test_privacy_linkage.py)"),

@@ -7,13 +7,16 @@ docs/architecture.md#privacy-design).
 What it refuses it refuses loudly: :class:`OutboundRefused` naming each finding, one ERROR log
 line, nothing returned to send.
 
-XML checks, in order: a hardened parse (no DTD, no entities, no network); every text node and
+XML checks, in order: a hardened parse (no DTD, no entities, no network); the shape: nothing
+outside the root element, no namespace the 2.0b XSD files do not define, and the document valid
+against the 2.0b XSD (so no element name of its own carries text); every text node and
 attribute value against its element's rule (:mod:`privacy.allowlist`: pseudonyms, enumerated
 classes/buckets/zones, timestamps, UUID request ids, configured names, identifiers the TSO itself
 sent); the deny-list scans on top, for EAN- and postcode-shaped text and every form of every vault
 value (:mod:`privacy.detect`); every report interval about a pseudonym (a per-device row) must
 carry its own ``xcal:dtstart`` inside an activation window and a share on the device grid
-(:func:`device_share`); in a registration, every combination of per-device attributes
+(:func:`device_share`), and an interval a pseudonym names in its ``xcal:uid`` (an erasure
+notice's) only the marker value 1; in a registration, every combination of per-device attributes
 (``groupName`` class x power x zone) must be shared by at least k devices, unless the whole
 registration is a single fully generalised group. ds:Signature content is exempt from the
 allow-list and the shape scan, not from the vault scan.
@@ -34,8 +37,10 @@ from typing import Final, TypeVar
 
 from lxml import etree
 
+from schemas import SchemaSet
+
 from .allowlist import ECHO_TAGS, GENERALISED, Echoes, OutboundPolicy, Rules
-from .detect import Finding, LeakDetector, shape_findings
+from .detect import Finding, LeakDetector, mask, shape_findings
 from .errors import OutboundRefused
 from .pseudonym import is_pseudonym
 from .vault import IdentityVault
@@ -53,6 +58,7 @@ _EI: Final = "http://docs.oasis-open.org/ns/energyinterop/201110"
 _XCAL: Final = "urn:ietf:params:xml:ns:icalendar-2.0"
 _DS: Final = "http://www.w3.org/2000/09/xmldsig#"
 _OADR: Final = "http://openadr.org/oadr-2.0b/2012/07"
+_XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
 _LOG: Final = logging.getLogger("crowdflex.privacy.outbound")
 
 K = TypeVar("K")
@@ -103,6 +109,13 @@ def _parse(data: bytes) -> etree._Element:
         raise OutboundRefused((f"not well-formed XML: {exc}",)) from None
 
 
+def _schema_namespaces(schema: SchemaSet) -> frozenset[str]:
+    """The target namespaces of the XSD files the schema set is built from."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return frozenset(etree.parse(str(path), parser).getroot().get("targetNamespace") or ""
+                     for path in schema.directory.glob("*.xsd")) - {""}
+
+
 def _on_grid(value: Decimal, step: Decimal) -> bool:
     return value.is_finite() and value % step == 0
 
@@ -110,7 +123,8 @@ def _on_grid(value: Decimal, step: Decimal) -> bool:
 class OutboundFilter:
     """The one gate for aggregator -> TSO messages: ``admit_xml(data)`` returns data or raises."""
 
-    __slots__ = ("_detector", "_generation", "_rules", "_vault", "echoes", "policy")
+    __slots__ = ("_detector", "_generation", "_namespaces", "_rules", "_schema", "_vault",
+                 "echoes", "policy")
 
     def __init__(self, policy: OutboundPolicy, *, vault: IdentityVault | None = None) -> None:
         self.policy = policy
@@ -120,6 +134,10 @@ class OutboundFilter:
         #: identifiers the TSO sent, which the aggregator may send back (:meth:`learn`)
         self.echoes = Echoes()
         self._rules = Rules(policy, self.echoes)
+        # The shape: the rules judge text, so element names, namespace URIs and nodes outside
+        # the root, which carry text of their own, are held to the 2.0b XSD set.
+        self._schema = SchemaSet()
+        self._namespaces = _schema_namespaces(self._schema) | {_XSI}
 
     def learn(self, data: bytes) -> None:
         """Remember the identifiers (venID, eventID, requestIDs...) of a message from the TSO."""
@@ -152,7 +170,7 @@ class OutboundFilter:
             raise self._refuse(exc.findings) from None
         texts = _collect(root)
         detector = self.current_detector()
-        findings: list[Finding | str] = []
+        findings: list[Finding | str] = [*self._shape_findings(root)]
         for where, value in texts.plain:
             findings += self._rules.findings(where, value)
             findings += shape_findings(value, where)
@@ -165,6 +183,19 @@ class OutboundFilter:
             raise self._refuse(findings)
         return data
 
+    def _shape_findings(self, root: etree._Element) -> list[str]:
+        """Nothing outside the root (a comment or processing instruction there), no namespace
+        the XSD set does not define (its URI is free text), and a document the 2.0b XSD takes
+        (an element name is free text too)."""
+        findings = ["a comment or processing instruction outside the root element"
+                    for _ in (*root.itersiblings(preceding=True), *root.itersiblings())]
+        declared = {uri for _, (_, uri) in etree.iterwalk(root, events=("start-ns",))}
+        findings += [f"a namespace the OpenADR 2.0b schemas do not define: {mask(uri)}"
+                     for uri in sorted(declared - self._namespaces)]
+        if not self._schema.is_valid(root):
+            findings.append("the document is not valid against the OpenADR 2.0b XSD")
+        return findings
+
     def _interval_findings(
         self, root: etree._Element, windows: Sequence[ActivationWindow]
     ) -> list[str]:
@@ -172,6 +203,7 @@ class OutboundFilter:
         for interval in root.iter(f"{{{_EI}}}interval"):
             rids = [(r.text or "").strip() for r in interval.iter(f"{{{_EI}}}rID")]
             if not any(is_pseudonym(r) for r in rids):
+                findings += self._named_interval_findings(interval)
                 continue
             start = interval.find(f"{{{_XCAL}}}dtstart/{{{_XCAL}}}date-time")
             at = _parse_time(start.text if start is not None else None)
@@ -182,6 +214,18 @@ class OutboundFilter:
             for value in interval.iter(f"{{{_EI}}}value"):
                 findings += self._value_findings(value.text)
         return findings
+
+    @staticmethod
+    def _named_interval_findings(interval: etree._Element) -> list[str]:
+        """An interval named by a pseudonym in its xcal:uid (an erasure notice's, one per
+        pseudonym) carries the marker value 1 only: a value there would be a device's
+        measurement that escaped the window and grid rules above."""
+        uid = interval.find(f"{{{_XCAL}}}uid/{{{_XCAL}}}text")
+        if uid is None or not is_pseudonym((uid.text or "").strip()):
+            return []
+        if all(_is_marker(v.text) for v in interval.iter(f"{{{_EI}}}value")):
+            return []
+        return ["an interval named by a pseudonym carries a value other than the marker 1"]
 
     def _value_findings(self, text: str | None) -> list[str]:
         try:
@@ -208,6 +252,13 @@ class OutboundFilter:
             findings += [f"attribute combination {'/'.join(c)} is shared by {n} < k = "
                          f"{self.policy.k} devices" for c, n in combos.items() if n < self.policy.k]
         return findings
+
+
+def _is_marker(text: str | None) -> bool:
+    try:
+        return Decimal((text or "").strip()) == 1
+    except InvalidOperation:
+        return False
 
 
 def _parse_time(text: str | None) -> datetime | None:

@@ -1,8 +1,10 @@
 """Keyed, per-recipient, per-purpose, per-month pseudonyms (docs/architecture.md#privacy-design).
 
-``K = HKDF-SHA256(master_key, salt=b"cbp-pseudonym-v1", info="R|P|E", length=32)`` and
+``K = HKDF-SHA256(root, salt=b"cbp-pseudonym-v1", info="R|P|E", length=32)`` and
 ``pseudonym = "psn1_" + base32(HMAC-SHA256(K, device_uuid.bytes + salt)[:16]).lower()``, RFC 4648
-base32 without padding: 26 characters from ``a-z2-7``.
+base32 without padding: 26 characters from ``a-z2-7``. The vault's ``root`` is never the master
+key itself but the master key's ``pseudonym`` domain key (:func:`privacy.keys.domain_key`), so
+a vault with master key M issues ``pseudonym(domain_key(M, "pseudonym"), ...)``.
 
 Invariants: different recipient, purpose or month -> an independent key, so pseudonyms cannot be
 linked across them without the master key; within one (R, P, E) a device's pseudonym is stable so
@@ -81,14 +83,14 @@ def _label(name: str, value: str) -> str:
     return value
 
 
-def scope_key(master_key: bytes, recipient: str, purpose: str, month: str) -> bytes:
+def scope_key(root: bytes, recipient: str, purpose: str, month: str) -> bytes:
     """``K`` for one (recipient, purpose, month); derive it once to pseudonymise many devices."""
-    if len(master_key) < 32:
-        raise ValueError("master_key must be at least 32 bytes")
+    if len(root) < 32:
+        raise ValueError("root must be at least 32 bytes")
     info = f"{_label('recipient', recipient)}|{_label('purpose', purpose)}|{validate_month(month)}"
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=info.encode("utf-8")
-    ).derive(master_key)
+    ).derive(root)
 
 
 def pseudonym_in_scope(key: bytes, device_uuid: UUID, salt: bytes) -> str:
@@ -100,7 +102,7 @@ def pseudonym_in_scope(key: bytes, device_uuid: UUID, salt: bytes) -> str:
 
 
 def pseudonym(
-    master_key: bytes,
+    root: bytes,
     device_uuid: UUID,
     salt: bytes,
     recipient: str,
@@ -108,7 +110,7 @@ def pseudonym(
     month: str,
 ) -> str:
     """The pseudonym of one device for one recipient, purpose and month."""
-    return pseudonym_in_scope(scope_key(master_key, recipient, purpose, month), device_uuid, salt)
+    return pseudonym_in_scope(scope_key(root, recipient, purpose, month), device_uuid, salt)
 
 
 def is_pseudonym(text: str) -> bool:

@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from cbp.market import IspRef, ProsumerStatement, TsoStatement
+from cbp.pool import offer_id_for
 from cbp.roles import CbpSettings, DispatchedActivation, TsoNode
 from cbp.roles.tso import Activation, ramp_setpoints
 from privacy import AuditResult, audit_run, month_of
@@ -135,8 +136,9 @@ async def bid_and_activate(nodes: Nodes) -> Operated:
     verdict = "accepted" if outcome.accepted else outcome.reason
     step(f"bidding: offer {offer.offer_id} {offer.mw} MW up at {offer.price_eur_per_mwh} EUR/MWh"
          f" (available {offer.available_mw} MW): {verdict}")
-    late = replace(offer, offer_id=offer.offer_id + ":late", isp=tso.calendar.isp_at(
-        datetime.now(UTC)))
+    running = tso.calendar.isp_at(datetime.now(UTC))
+    late = replace(offer, offer_id=offer_id_for(settings.pool_id, running, offer.direction),
+                   isp=running)
     step("bidding: the deliberate test of a late offer, for the running ISP: the TSO must refuse "
          "it (the aggregator's VEN logs the refusal as an error)")
     refused = await aggregator.send_offer(late)

@@ -43,8 +43,10 @@ and dispatch need the flexibility-service consent, per-device rows the balancing
 (``CbpSettings.msp_purpose``); each is asked at every message or activation, so a withdrawal
 counts from the next one on.
 
-Randomness: one injected ``random.Random`` (``order``; a system-seeded one by default) draws
-every shuffle and every dispatch tie-break, so tests can replay a run.
+Randomness: one injected ``random.Random`` (``order``) draws every shuffle and every dispatch
+tie-break key, so tests can replay a run; by default a ``random.SystemRandom`` (the operating
+system's CSPRNG): the TSO sees every shuffle, and enough outputs of a seeded Mersenne Twister give
+away its state, hence the next shuffles and tie-break keys, and with them the order they hide.
 
 Invariants: samples are closed in time order, once; nothing is sent in a new month before the
 pool is registered under that month's pseudonyms; nothing of the vault is ever passed to the
@@ -159,7 +161,7 @@ class AggregatorNode:
         self.clock = clock
         self.vault = vault
         self.privacy = privacy or PrivacyConfig()
-        self._order = order or random.Random()
+        self._order = order or random.SystemRandom()
         self.book = DeviceBook(settings.rules, settings.pool)
         self.calendar = IspCalendar(settings.rules)
         self.outbound = OutboundFilter(

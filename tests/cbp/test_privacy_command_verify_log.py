@@ -57,3 +57,24 @@ def test_without_a_key_file_the_keys_come_from_the_environment_variable(
     assert "1 entries checked" in capsys.readouterr().out
     monkeypatch.setenv(privacy.DEFAULT_KEY_ENV, f"1:{bytes(range(1, 33)).hex()}")  # another key
     assert main(command) != 0
+
+
+def test_without_a_key_file_the_keys_come_from_the_environment(
+    vault: IdentityVault, household: Household, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README: the privacy commands take --key-file, "or without it read the keys from the
+    CROWDFLEX_PSEUDONYM_KEYS environment variable (--key-env names another)"."""
+    vault.devices.get(household.device.device_uuid, requested_by="desk", reason="case 1")
+    command = ["privacy", "verify-log", "--vault", str(vault.path)]
+    keys = f"1:{bytes(range(32)).hex()}"
+    monkeypatch.delenv("CROWDFLEX_PSEUDONYM_KEYS", raising=False)
+    assert main(command) == 2  # no key anywhere: refused, saying which variable
+    assert "CROWDFLEX_PSEUDONYM_KEYS" in capsys.readouterr().err
+    monkeypatch.setenv("CROWDFLEX_PSEUDONYM_KEYS", keys)
+    assert main(command) == 0
+    monkeypatch.delenv("CROWDFLEX_PSEUDONYM_KEYS")
+    monkeypatch.setenv("VAULT_KEYS", keys)
+    assert main([*command, "--key-env", "VAULT_KEYS"]) == 0
+    monkeypatch.setenv("VAULT_KEYS", f"1:{bytes(range(1, 33)).hex()}")  # another master key
+    assert main([*command, "--key-env", "VAULT_KEYS"]) != 0

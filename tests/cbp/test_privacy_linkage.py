@@ -26,10 +26,12 @@ from pathlib import Path
 from uuid import NAMESPACE_URL, uuid5
 
 from cbp.devices import DeviceClass
-from privacy import ONBOARDING_PURPOSE, PrivacyConfig
+from cbp.roles import AggregatorNode, CbpSettings
+from privacy import ONBOARDING_PURPOSE, FileKeyProvider, IdentityVault, PrivacyConfig
+from privacy.keys import new_key_line
 from tests.kit.pki import Pki
 
-from .rolekit import Rig, SteadyLoad, build_rig
+from .rolekit import Rig, SteadyLoad, build_rig, vtn_config
 from .tsoview import Registration, Row, device_rows, registrations
 
 K = 10
@@ -185,3 +187,17 @@ async def test_two_months_of_tso_data_link_no_more_devices_than_chance(
     for reg in regs:
         assert min(Counter(names for _, names in reg.devices).values()) >= K
         assert not any("battery" in n for _, names in reg.devices for n in names)
+
+
+def test_the_shuffles_and_tie_keys_come_from_the_operating_systems_csprng(
+        tmp_path: Path, pki: Pki) -> None:
+    """What the test above measures holds against a TSO that models the generator too: the
+    shuffles it sees do not come from a Mersenne Twister, whose state enough of them reveal."""
+    key_file = tmp_path / "vault.key"
+    key_file.write_text(new_key_line(1))
+    with IdentityVault(tmp_path / "vault.db", FileKeyProvider(key_file)) as vault:
+        node = AggregatorNode(settings=CbpSettings.compressed(),
+                              downstream=vtn_config(tmp_path, "aggregator", pki), vault=vault,
+                              tso_url="https://127.0.0.1:9", upstream_tls=None,
+                              outbox_path=tmp_path / "outbox.db")
+        assert isinstance(node._order, random.SystemRandom)

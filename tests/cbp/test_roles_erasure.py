@@ -84,9 +84,20 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
         f"{e.rated_kw}\n" for e in agg.book.registered()))
     agg.erasures.on_unlinked = lambda ven_ids: remove_devices(devices_file, ven_ids)
     key_file = tmp_path / "vault.key"
+    # a second recipient, which this aggregator has no link to (README: its notice stays pending)
+    config = tmp_path / "recipients.toml"
+    config.write_text(
+        "[privacy]\n"
+        f'[[privacy.recipients]]\nname = "{settings.tso_recipient}"\n'
+        'purposes = ["balancing-validation", "gcp"]\n'
+        '[[privacy.recipients]]\nname = "DSO:STEDIN"\npurposes = ["congestion"]\n'
+        '[privacy.legal_basis]\ncongestion = "Art. 6(1)(e) GDPR"\n')
     assert main(["privacy", "erase", "--vault", str(vault.path), "--key-file", str(key_file),
-                 "--prosumer", prosumer, "--reason", "request R-42"]) == 0  # another process' way
-    (pending,) = vault.erasure.pending(**WHO)
+                 "--prosumer", prosumer, "--reason", "request R-42", "--config", str(config)]
+                ) == 0  # another process' way
+    pending, unlinked = sorted(vault.erasure.pending(**WHO),
+                               key=lambda p: p.notice.recipient != settings.tso_recipient)
+    assert unlinked.notice.recipient == "DSO:STEDIN"
     assert erased <= set(pending.notice.all_pseudonyms())
     assert tso.erasures.acted == []  # nothing delivered yet: the running node does that
 
@@ -95,15 +106,17 @@ async def test_erasure_reaches_the_tso_and_leaves_nothing_unexplained(
     # the TSO acted on the notice, and the aggregator recorded its acknowledgement
     (acted,) = tso.erasures.acted
     assert acted.notice_id == pending.notice.notice_id and acted.rows >= 2
-    assert vault.erasure.pending(**WHO) == ()
-    (record,) = vault.erasure.notices()
+    assert vault.erasure.pending(**WHO) == (unlinked,)  # no link to the DSO: still pending
+    (record,) = [r for r in vault.erasure.notices() if r.notice_id == pending.notice.notice_id]
     assert record.acknowledged_at == rig.clock.now
     capsys.readouterr()
     assert main(["privacy", "erasures", "--vault", str(vault.path), "--key-file", str(key_file)]
                 ) == 0
     listed = capsys.readouterr().out
     assert f"{record.notice_id} {settings.tso_recipient}" in listed
-    assert f"acknowledged {rig.clock.now.isoformat()}" in listed and "pending" not in listed
+    assert f"acknowledged {rig.clock.now.isoformat()}" in listed
+    (waiting,) = [line for line in listed.splitlines() if "pending" in line]
+    assert "DSO:STEDIN" in waiting
     # no row of any of the prosumer's pseudonyms (either month) remains at the TSO
     tso_cells = db_cells(tso_db)
     assert not [name for name in erased if name.encode() in tso_cells]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +15,20 @@ import pytest
 import privacy
 import schemas
 from privacy import ActivationWindow, IdentityVault, OutboundFilter, OutboundPolicy
-from schemas import Report, ReportInterval, ReportPayload, UpdateReport
+from schemas import (
+    ItemBase,
+    ItemKind,
+    PowerAttributes,
+    ReadingType,
+    RegisterReport,
+    Report,
+    ReportDescription,
+    ReportInterval,
+    ReportPayload,
+    ReportType,
+    SiScale,
+    UpdateReport,
+)
 from tests.kit.vaults import WHO, Household
 
 TSO = "TSO:TENNET-NL"
@@ -28,10 +42,11 @@ REQUEST = "0b6c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
 
 def telemetry(
     rid: str, *, value: float = 0.75, at: datetime = ACT, request_id: str = REQUEST,
-    specifier: str = "TELEMETRY-VDB-AFRR-01", ven_id: str = "AGG-VDB",
+    specifier: str = "TELEMETRY-VDB-AFRR-01", ven_id: str = "AGG-VDB", uid: str | None = None,
 ) -> bytes:  # fmt: skip
     interval = ReportInterval(
-        dtstart=at, duration=timedelta(seconds=4), payloads=(ReportPayload(r_id=rid, value=value),)
+        dtstart=at, duration=timedelta(seconds=4), uid=uid,
+        payloads=(ReportPayload(r_id=rid, value=value),),
     )
     report = Report(
         report_request_id="rr-1", report_specifier_id=specifier, created_date_time=ACT,
@@ -138,6 +153,95 @@ def test_an_element_without_a_rule_or_an_unlearned_foreign_id_is_refused(
     with pytest.raises(privacy.OutboundRefused, match="not in the outbound allow-list"):
         note = b"<oadr:note>Tesla Model Y</oadr:note></oadr:oadrUpdateReport>"
         gate.admit_xml(data.replace(b"</oadr:oadrUpdateReport>", note), windows=(WINDOW,))
+
+
+@pytest.mark.parametrize("uid", [
+    "0612345678",                  # a phone number is digits, not a sequence number
+    "1" * 200,
+    "\u0661\u0662\u0663",         # digits to str.isdigit, not to the wire's grammar
+    "VDB-AFRR-01:Tesla-Model-Y",   # free text behind the pool id
+    "VDB-AFRR-01:2025-03-14:57:up:Tesla",
+    "OTHER-POOL:2025-03-14:57:up",
+])
+def test_an_interval_uid_carries_no_free_text_or_long_number(
+    gate: OutboundFilter, uid: str
+) -> None:
+    """The audit of #11's allow-list: a uid is a short sequence number, an offer id of a
+    configured pool on the ISP grid, or a pseudonym; the README promises nothing else leaves."""
+    def pool(uid: str) -> bytes:
+        return telemetry("VDB-AFRR-01", value=3.0, at=ACT + timedelta(hours=3), uid=uid)
+
+    for fine in ("0", "9999", "VDB-AFRR-01:2025-03-14:57:up", "VDB-AFRR-01:2025-03-14:1439:down"):
+        assert gate.admit_xml(pool(fine))
+    with pytest.raises(privacy.OutboundRefused, match="text: value"):
+        gate.admit_xml(pool(uid))
+
+
+@pytest.mark.parametrize(("hertz", "voltage"), [(50.0, 7.37), (11.04, 230.0)])
+def test_a_device_rating_cannot_ride_in_the_power_attributes(
+    gate: OutboundFilter, psn: str, hertz: float, voltage: float
+) -> None:
+    """The audit of #11's allow-list: "numbers on their grid" holds for an itemBase too; its
+    hertz and voltage are the grid's nominal 50 and 230, so they carry no device's rating."""
+
+    def registration(attributes: PowerAttributes) -> bytes:
+        unit = ItemBase.of(ItemKind.POWER_REAL, scale=SiScale.KILO, power_attributes=attributes)
+        row = ReportDescription(r_id=psn, report_type=ReportType.USAGE, item_base=unit,
+                                reading_type=ReadingType.DERIVED)
+        report = Report(report_request_id="0", report_specifier_id="TELEMETRY-VDB-AFRR-01",
+                        created_date_time=ACT, report_name="TELEMETRY_USAGE",
+                        duration=timedelta(0), descriptions=(row,))
+        return schemas.encode(RegisterReport(request_id=REQUEST, reports=(report,),
+                                             ven_id="AGG-VDB"))
+
+    plain = registration(PowerAttributes())
+    assert gate.admit_xml(plain) is plain
+    with pytest.raises(privacy.OutboundRefused, match=r"(hertz|voltage): value .* not allowed"):
+        gate.admit_xml(registration(PowerAttributes(hertz=hertz, voltage=voltage)))
+
+
+def test_a_request_id_is_a_random_uuid_not_a_hash_in_uuid_form(gate: OutboundFilter,
+                                                                psn: str) -> None:
+    """A name-based UUID of an identifier is an unkeyed hash of it: "request and report ids are
+    random UUIDs" (version 4), so uuid5/uuid3 of an EAN cannot leave as a requestID."""
+    ean = "871690000000000042"
+    assert gate.admit_xml(telemetry(psn, request_id=schemas.new_id()), windows=(WINDOW,))
+    for hashed in (uuid.uuid5(uuid.NAMESPACE_OID, ean), uuid.uuid3(uuid.NAMESPACE_OID, ean)):
+        with pytest.raises(privacy.OutboundRefused, match="requestID: value"):
+            gate.admit_xml(telemetry(psn, request_id=str(hashed)), windows=(WINDOW,))
+
+
+def test_a_pseudonym_in_an_interval_uid_names_no_measurement(gate: OutboundFilter,
+                                                              psn: str) -> None:
+    """An erasure notice names a pseudonym per interval in its xcal:uid, with the marker value
+    1; a measurement keyed that way (under a pool rID, at any time) would escape the rules for
+    per-device rows: "only around that activation", "as a share of rated power"."""
+    later = ACT + timedelta(hours=3)
+    marker = telemetry("VDB-AFRR-01", value=1.0, at=later, uid=psn)
+    assert gate.admit_xml(marker) is marker
+    with pytest.raises(privacy.OutboundRefused, match="named by a pseudonym"):
+        gate.admit_xml(telemetry("VDB-AFRR-01", value=7.4, at=later, uid=psn))
+
+
+@pytest.mark.parametrize(("where", "hostile", "refusal"), [
+    ("after the root", b"<!-- Jan Jansen, 3511AB -->", "outside the root"),
+    ("a namespace URI", b'<ei:reportName xmlns:x="urn:jan-jansen">', "namespace"),
+    ("an element name", b"<ei:JanJansen/><ei:reportName>", "not valid against"),
+])
+def test_names_and_nodes_outside_the_rules_carry_no_text(
+    gate: OutboundFilter, where: str, hostile: bytes, refusal: str
+) -> None:
+    """The allow-list judges text nodes and attribute values; an element name, a namespace URI
+    or a comment after the root is text too, so the document's shape is held to the 2.0b XSD
+    set (its elements and namespaces), and nothing may follow or precede the root."""
+    pool = telemetry("VDB-AFRR-01", value=3.0, at=ACT + timedelta(hours=3))
+    assert gate.admit_xml(pool) is pool
+    if where == "after the root":
+        changed = pool + hostile
+    else:
+        changed = pool.replace(b"<ei:reportName>", hostile)
+    with pytest.raises(privacy.OutboundRefused, match=refusal):
+        gate.admit_xml(changed)
 
 
 def _check_k(result: dict[int, tuple[str, ...]], k: int) -> None:

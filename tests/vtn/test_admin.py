@@ -21,9 +21,15 @@ from schemas import (
     Message,
     OptType,
     RegisteredReport,
+    Report,
+    ReportInterval,
+    ReportName,
+    ReportPayload,
     RequestReregistration,
     ResponseRequired,
     SignalType,
+    UpdatedReport,
+    UpdateReport,
 )
 from tests.kit.admin import admin_client, offer
 from tests.kit.clock import Clock
@@ -118,6 +124,35 @@ async def test_admin_drives_events_reports_and_registration(pki, storage_url):
             assert (await reply.json())["opts"] == []
         async with http.get(f"{base}/vens/unknown/opts") as reply:
             assert reply.status == 404
+
+
+async def test_report_data_defaults_to_the_last_hour_and_filters_by_rid(pki, tmp_path):
+    """README: "Without start/end the data endpoint returns the last hour"; r_id filters."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    readings = ((now - timedelta(minutes=90), "power", 1.0), (now - timedelta(minutes=30),
+                "power", 2.0), (now - timedelta(minutes=20), "energy", 3.0))  # fmt: skip
+    report = Report(report_request_id="rr-1", report_specifier_id="spec-1",
+                    created_date_time=now, report_name=ReportName.TELEMETRY_USAGE,
+                    intervals=tuple(ReportInterval(dtstart=at, duration=timedelta(seconds=4),
+                                                   payloads=(ReportPayload(r_id=r, value=v),))
+                                    for at, r, v in readings))
+    async with running_vtn(pki, f"sqlite+aiosqlite:///{tmp_path / 'v.db'}") as vtn, \
+            admin_client(vtn.app) as (http, base), \
+            raw_ven(vtn.url, pki.client_context()) as ven:
+        await ven.register("data-ven")
+        stored = await ven.post("EiReport", UpdateReport(request_id="u1", reports=(report,),
+                                                        ven_id=ven.ven_id))
+        assert isinstance(stored, UpdatedReport) and stored.response.code == 200
+
+        async def values(query: str = "") -> list[float]:
+            async with http.get(f"{base}/vens/{ven.ven_id}/reports/data{query}") as reply:
+                assert reply.status == 200, await reply.text()
+                return sorted(p["value"] for p in (await reply.json())["points"])
+
+        assert await values() == [2.0, 3.0]
+        window = "?start=" + (now - timedelta(hours=2)).isoformat().replace("+", "%2B")
+        assert await values(window) == [1.0, 2.0, 3.0]
+        assert await values(window + "&r_id=power") == [1.0, 2.0]
 
 
 async def test_a_cancelled_event_is_final(pki, storage_url):
@@ -280,6 +315,16 @@ HOSTILE: tuple[tuple[str, str, str, object, str], ...] = (
     ("control characters in an ID", "POST", "/events", _event_body("a\x00b"), "printable"),
     ("priority beyond xs:unsignedInt", "POST", "/events", _event_body(priority=2**32),
      "priority"),
+    ("negative priority", "POST", "/events", _event_body(priority=-1), "priority"),
+    # the XSD's anyURI: a VEN's validator refuses the oadrDistributeEvent, the event reaches nobody
+    ("a market context that is no URI", "POST", "/events", _event_body(market_context="%%%"),
+     "market_context must be a URI"),
+    ("a market context with a bracket", "PUT", "/events/live",
+     _event_body("live", market_context="[::1"), "market_context must be a URI"),
+    # README: "an event starts within 100 years of now" (2127 is inside 1970..9000)
+    ("a start 101 years ahead", "POST", "/events",
+     _event_body(start=(datetime.now(UTC) + timedelta(days=101 * 366)).isoformat()),
+     "start must be within"),
     ("test_event not a boolean", "POST", "/events", _event_body(test_event="yes"),
      "test_event must be true or false"),
     ("intervals adding up to 732 days", "POST", "/events",

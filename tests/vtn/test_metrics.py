@@ -62,6 +62,7 @@ class Tally:
 
 class Scrape:
     def __init__(self, text: str) -> None:
+        self.text = text
         self.samples = [s for family in text_string_to_metric_families(text)
                         for s in family.samples]
 
@@ -167,6 +168,11 @@ async def test_counters_move_with_the_traffic(pki, storage_url):
         clock.now = T0 + timedelta(seconds=42)
         after = await admin.scrape()
 
+    # README: /health, /ready and /metrics, open without the token, "show counts, never a VEN
+    # or an event"
+    for secret in (ven.ven_id, ven.ven_id.replace(":", ""), "metrics-ven", "ev-queued",
+                   "stranger", "not-this-ven", "spec-1"):
+        assert secret.lower() not in after.text.lower()
     moved = _moved(before, after)
     for (service, status), count in tally.answers.items():
         assert moved("crowdflex_vtn_requests_total", service=service, status=status) == count

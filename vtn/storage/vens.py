@@ -1,9 +1,10 @@
 """VEN registrations and memberships (OpenADR 2.0b spec 8.4, EiRegisterParty).
 
 Invariants: a certificate fingerprint belongs to at most one VEN, and a VEN keeps its ven_id when it
-registers again with the same certificate (the row is updated in place: new registration_id,
-cancelled_at cleared, created_at kept). Memberships (group, resource, party IDs) are what event
-targets are matched against; only active (not cancelled) VENs are ever targeted.
+registers again with the same certificate (the row is updated in place: registration_id and
+created_at kept, cancelled_at cleared; tests/vtn/test_services_flow.py). Memberships (group,
+resource, party IDs) are what event targets are matched against; only active (not cancelled)
+VENs are ever targeted.
 """
 
 from __future__ import annotations
