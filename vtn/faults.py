@@ -3,7 +3,8 @@
 A database that is down, locked past its busy timeout (SQLite) or lock timeout (PostgreSQL), or
 full is not the VEN's fault, and no OpenADR response code says "try again later". So a request
 whose handler met such a failure is answered ``503 Service Unavailable`` with ``Retry-After``
-(seconds, *(config)*) and a text naming the cause; nothing the request asked for was committed
+(seconds, *(config)*) and a text naming the kind of cause (the driver's own words, which may name
+a host, a user or a file, go to the log only); nothing the request asked for was committed
 (each repository call is one transaction). The VTN needs no restart to recover: on PostgreSQL the
 hot paths' asyncpg pool replaces a dead connection when it next hands it out and SQLAlchemy's
 pool drops its connections after the first one found dead (that request is answered 503); SQLite
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import sqlalchemy.exc
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from vtn.storage import StorageBusy, StorageUnavailable
 
-__all__ = ["storage_failure", "storage_guarded"]
+__all__ = ["StorageFailure", "storage_failure", "storage_guarded"]
 
 _T = TypeVar("_T")
 
@@ -33,28 +35,45 @@ log = logging.getLogger(__name__)
 _FULL_MARKERS = ("database or disk is full", "disk full", "no space left", "could not extend")
 
 
-def storage_failure(exc: BaseException) -> str | None:
-    """A short cause when ``exc`` means the database is unavailable or full, else None."""
+@dataclass(frozen=True, slots=True)
+class StorageFailure:
+    """Why the database cannot serve: ``kind`` may be told to anyone (a peer, an unauthenticated
+    probe), ``detail`` (the driver's words: a host, a user, a file path) only to the log."""
+
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.detail})" if self.detail else self.kind
+
+
+def storage_failure(exc: BaseException) -> StorageFailure | None:
+    """The cause when ``exc`` means the database is unavailable or full, else None."""
     if isinstance(exc, sqlalchemy.exc.TimeoutError):
-        return "no database connection free (pool timeout)"
+        return StorageFailure("no database connection free (pool timeout)")
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and not isinstance(
             exc, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.DataError
             | sqlalchemy.exc.ProgrammingError):
         text = str(exc.orig) if exc.orig is not None else str(exc)
-        if any(marker in text.lower() for marker in _FULL_MARKERS):
-            return f"database storage is full ({text.strip()})"
-        return f"database unavailable ({type(exc.orig or exc).__name__}: {text.strip()[:200]})"
+        return _unavailable_or_full(text, f"{type(exc.orig or exc).__name__}: ")
     if isinstance(exc, StorageBusy):
-        return f"a database lock was not granted within the lock timeout ({exc})"
+        return StorageFailure("a database lock was not granted within the lock timeout",
+                              str(exc))
     if isinstance(exc, StorageUnavailable):  # the PostgreSQL hot paths (asyncpg)
-        text = str(exc)
-        if any(marker in text.lower() for marker in _FULL_MARKERS):
-            return f"database storage is full ({text.strip()})"
-        return f"database unavailable ({text.strip()[:200]})"
+        return _unavailable_or_full(str(exc), "")
     # asyncpg's connect raises the socket error itself (e.g. ConnectionRefusedError), unwrapped.
     if isinstance(exc, ConnectionError):
-        return f"database unreachable ({type(exc).__name__}: {exc})"
+        return StorageFailure("database unreachable", f"{type(exc).__name__}: {exc}")
     return None
+
+
+def _unavailable_or_full(text: str, named: str) -> StorageFailure:
+    if any(marker in text.lower() for marker in _FULL_MARKERS):
+        return StorageFailure("database storage is full", text.strip())
+    if "statement timeout" in text.lower():  # PostgreSQL's statement_timeout cancelled it
+        return StorageFailure("a database statement ran past the statement timeout",
+                              f"{named}{text.strip()[:200]}")
+    return StorageFailure("database unavailable", f"{named}{text.strip()[:200]}")
 
 
 async def storage_guarded(call: Awaitable[_T], retry_after_s: int) -> _T:
@@ -72,5 +91,5 @@ async def storage_guarded(call: Awaitable[_T], retry_after_s: int) -> _T:
         log.warning("answering 503: %s", cause)
         raise web.HTTPServiceUnavailable(
             headers={"Retry-After": str(retry_after_s)},
-            text=f"{cause}; nothing was applied, retry after {retry_after_s} s",
+            text=f"{cause.kind}; nothing was applied, retry after {retry_after_s} s",
         ) from None

@@ -2,7 +2,8 @@
 
 - ``GET /health``: 200 while the process runs and its event loop answers (liveness).
 - ``GET /ready``: 200 when the database answers and its schema is at the head migration, else
-  503 with the reason (readiness: a load balancer sends VENs only to ready workers).
+  503 with the kind of reason (readiness: a load balancer sends VENs only to ready workers); the
+  database driver's own words, which may name a host, a user or a file, go to the log only.
 - ``GET /metrics``: every :class:`vtn.metrics.VtnMetrics` figure in the Prometheus text format.
 
 They show counts and states, never a VEN, event or report, so they need no token; everything
@@ -80,9 +81,10 @@ async def _unready_because(vtn_app: web.Application, heads: frozenset[str]) -> s
             current = await revisions(storage.engine)
     except TimeoutError:
         return f"the database did not answer within {DATABASE_DEADLINE_S} s"
-    except Exception as exc:  # whatever it is, the VTN cannot serve: say what it was
+    except Exception as exc:  # whatever it is, the VTN cannot serve: say what kind it was
         log.warning("not ready: %r", exc)
-        return storage_failure(exc) or f"database check failed ({type(exc).__name__}: {exc})"
+        cause = storage_failure(exc)
+        return f"database check failed ({type(exc).__name__})" if cause is None else cause.kind
     if current != heads:
         return (f"the database schema is at {', '.join(sorted(current)) or 'no revision'}, "
                 f"this VTN needs {', '.join(sorted(heads))} (run the migrations)")
