@@ -251,7 +251,7 @@ class AggregatorNode:
         self.operation.on_device_ack(response)
 
     def _on_device_report(self, ven_id: str, report: object) -> None:
-        self.book.take_report(ven_id, report)  # type: ignore[arg-type]
+        self.book.take_report(ven_id, report, now=self.clock())  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ the TSO link
 

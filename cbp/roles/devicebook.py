@@ -7,19 +7,31 @@ received from device telemetry (measured and natural kW), and each device's late
 of every registered device into a pool row (:func:`cbp.pool.aggregate_sample`): a device with no
 reading for that instant is listed missing, never filled in.
 
+A reading is filed only at an instant a device can have sampled: on the epoch-aligned grid of
+``MarketRules.sample_period`` (where :func:`cbp.roles.device.next_grid` takes samples), no more
+than :data:`MAX_AGE_SAMPLES` periods before the aggregator's clock (a device's backlog after an
+outage) and no more than :data:`MAX_LEAD_SAMPLES` after it (a clock running ahead). Any other
+instant is refused and tallied (``refused_points``; a WARNING names the device once): filed,
+it would open a sample of its own, which the aggregator's closing walk along the grid never
+closes (kept for good), or, as the first sample after a start, would set where that walk begins
+(a year-old instant: a walk of millions of samples; an instant off the grid: no sample of the
+other devices ever closed), and its row would be a pool row of one device.
+
 Invariants: readings are keyed by the sample instant they were taken at; a sample is closed once
 and its readings are then dropped; a reading for an instant already closed arrives too late to
 count and is only tallied (``late_points``), though it still shows its device is alive
-(:meth:`heard_after`); pseudonyms are recomputed from the vault (never stored in a
-reverse table) when the month changes.
+(:meth:`heard_after`); a refused reading counts for nothing, not even that; pseudonyms are
+recomputed from the vault (never stored in a reverse table) when the month changes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Final
 from uuid import UUID
 
 from cbp.market import MarketRules
@@ -28,7 +40,15 @@ from schemas import Report
 
 from .profile import DEVICE_FLEX_RID, DEVICE_FORECAST_RIDS, DEVICE_NATURAL_RID, DEVICE_POWER_RID
 
-__all__ = ["DeviceBook", "DeviceEntry", "Outlook"]
+__all__ = ["MAX_AGE_SAMPLES", "MAX_LEAD_SAMPLES", "DeviceBook", "DeviceEntry", "Outlook"]
+
+log = logging.getLogger(__name__)
+
+#: how many sample periods before the aggregator's clock a reading may be (an hour at 4 s)
+MAX_AGE_SAMPLES: Final = 900
+#: how many sample periods after it (a minute at 4 s: a device's clock running ahead)
+MAX_LEAD_SAMPLES: Final = 15
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -73,6 +93,8 @@ class DeviceBook:
         self._latest: dict[UUID, datetime] = {}  # device -> latest sample instant received
         self.points_received = 0
         self.late_points = 0
+        self.refused_points = 0
+        self._refused_from: set[str] = set()  # venIDs already warned about
 
     def add(self, entry: DeviceEntry) -> None:
         self.by_ven[entry.ven_id] = entry
@@ -83,6 +105,7 @@ class DeviceBook:
         entry = self.by_uuid.pop(device, None)
         if entry is not None:
             self.by_ven.pop(entry.ven_id, None)
+            self._refused_from.discard(entry.ven_id)
         for table in (self.outlooks, self.natural_last, self._latest):
             table.pop(device, None)
         for sample in self._open.values():
@@ -93,8 +116,8 @@ class DeviceBook:
     def registered(self) -> tuple[DeviceEntry, ...]:
         return tuple(e for e in self.by_ven.values() if e.registered)
 
-    def take_report(self, ven_id: str, report: Report) -> None:
-        """File a device's TELEMETRY_USAGE batch."""
+    def take_report(self, ven_id: str, report: Report, *, now: datetime) -> None:
+        """File a device's TELEMETRY_USAGE batch; ``now``: the aggregator's clock."""
         entry = self.by_ven.get(ven_id)
         if entry is None:
             return
@@ -102,9 +125,14 @@ class DeviceBook:
         closed = self._closed_through
         known = latest = self._latest.get(uid)
         natural_last: float | None = None
+        period = self.rules.sample_period
+        earliest, last = now - MAX_AGE_SAMPLES * period, now + MAX_LEAD_SAMPLES * period
         for interval in report.intervals:
             at = interval.dtstart
             if at is None:
+                continue
+            if not earliest <= at <= last or (at - _EPOCH) % period:
+                self._refuse(ven_id, at)
                 continue
             if latest is None or at > latest:
                 latest = at
@@ -131,6 +159,16 @@ class DeviceBook:
             self._latest[uid] = latest
         if natural_last is not None:  # the batch's last natural reading
             self.natural_last[uid] = natural_last
+
+    def _refuse(self, ven_id: str, at: datetime) -> None:
+        self.refused_points += 1
+        if ven_id not in self._refused_from:
+            self._refused_from.add(ven_id)
+            log.warning("telemetry of venID %s refused: sample instant %s is off the %g-s grid, "
+                        "more than %d samples before this aggregator's clock or more than %d "
+                        "after it (the device's clock?); said once per device", ven_id,
+                        at.isoformat(), self.rules.sample_period.total_seconds(),
+                        MAX_AGE_SAMPLES, MAX_LEAD_SAMPLES)
 
     def close(self, at: datetime) -> tuple[PoolRow, dict[UUID, Decimal], _Sample]:
         """The pool row and device rows of sample ``at`` over every registered device."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -16,7 +16,7 @@ from cbp.market import Sample
 from cbp.pool import Allocator, MspRecorder
 from cbp.roles import CbpSettings
 from cbp.roles import operation as operation_module
-from cbp.roles.devicebook import DeviceBook, DeviceEntry
+from cbp.roles.devicebook import MAX_AGE_SAMPLES, MAX_LEAD_SAMPLES, DeviceBook, DeviceEntry
 from cbp.roles.messages import activation_event
 from cbp.roles.operation import DispatchedActivation, Operation
 from cbp.roles.profile import DEVICE_POWER_RID
@@ -52,7 +52,7 @@ def test_a_reading_for_a_closed_sample_is_tallied_late_and_never_reopens_it() ->
     book = _book(device)
     _, rows, _ = book.close(T0)
     assert device not in rows
-    book.take_report("ven-0", _batch(T0, T0 + PERIOD))
+    book.take_report("ven-0", _batch(T0, T0 + PERIOD), now=T0 + 3 * PERIOD)
     assert book.late_points == 1
     assert book.pending_before(T0) == ()
     assert book.pending_before(T0 + PERIOD) == (T0 + PERIOD,)
@@ -73,7 +73,7 @@ async def test_a_device_whose_rows_came_late_but_that_reports_on_is_not_lost() -
         device_events={late: "act-0-0", silent: "act-0-1"}, received_at=T0,
         watch=Allocator(SETTINGS.pool))
     operation.activations["act"] = activation
-    book.take_report("ven-0", _batch(samples[-1] + PERIOD))
+    book.take_report("ven-0", _batch(samples[-1] + PERIOD), now=T0)
     for at in samples:
         await operation.observe(at, {})
     assert activation.lost == {silent}
@@ -107,3 +107,40 @@ async def test_the_tso_event_id_is_logged_escaped_and_capped_at_dispatch(
     (line,) = [r.getMessage() for r in caplog.records if "dispatched over" in r.getMessage()]
     assert line.isprintable() and "x" * 100 in line and "characters)" in line, line[-200:]
     assert len(line) < MAX_LOGGED_CHARS + 100, len(line)
+
+
+@pytest.mark.parametrize("at", [
+    T0 + timedelta(milliseconds=500),  # off the grid
+    T0 + timedelta(seconds=1),
+    T0 - MAX_AGE_SAMPLES * PERIOD - PERIOD,  # older than the backlog an outage leaves
+    datetime(2000, 1, 1, tzinfo=UTC),  # on the grid, decades old
+    T0 + MAX_LEAD_SAMPLES * PERIOD + PERIOD,  # a clock far ahead
+    datetime(2100, 1, 1, tzinfo=UTC),
+], ids=["half-second", "one-second", "past-horizon", "year-2000", "past-lead", "year-2100"])
+def test_a_reading_at_an_instant_no_device_samples_at_is_refused_and_opens_nothing(
+        at: datetime, caplog: pytest.LogCaptureFixture) -> None:
+    """Filed, such a reading would open a sample of its own: never closed by the grid walk (kept
+    for good), or the walk's start after a restart (decades of samples to walk; a grid no other
+    device's sample is on), and a pool row of one device. It is refused, tallied, warned about
+    once per device, and does not count as the device being alive."""
+    device, other = uuid4(), uuid4()
+    book = _book(device, other)
+    with caplog.at_level(logging.WARNING, logger="cbp.roles.devicebook"):
+        for _ in range(3):
+            book.take_report("ven-0", _batch(at), now=T0)
+        book.take_report("ven-1", _batch(T0), now=T0)
+    assert book.refused_points == 3 and book.points_received == 1
+    assert book.pending_before(datetime(2200, 1, 1, tzinfo=UTC)) == (T0,)
+    assert not book.heard_after(device, datetime(1999, 1, 1, tzinfo=UTC))
+    (warning,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert "ven-0" in warning.getMessage() and at.isoformat() in warning.getMessage()
+
+
+def test_the_edges_of_the_accepted_span_are_filed() -> None:
+    """The oldest backlog and the furthest lead the book takes, both on the grid."""
+    device = uuid4()
+    book = _book(device)
+    oldest, furthest = T0 - MAX_AGE_SAMPLES * PERIOD, T0 + MAX_LEAD_SAMPLES * PERIOD
+    book.take_report("ven-0", _batch(oldest, furthest), now=T0)
+    assert book.refused_points == 0 and book.points_received == 2
+    assert book.pending_before(furthest) == (oldest, furthest)
