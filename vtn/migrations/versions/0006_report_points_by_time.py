@@ -18,6 +18,7 @@ Create Date: 2026-12-07
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,7 +34,7 @@ _INDEX = "ix_report_points_ven_id_dtstart"
 _TIME = sa.DateTime(timezone=True)
 
 
-def _columns() -> list[sa.Column[object]]:
+def _columns() -> list[sa.Column[Any]]:
     return [
         *(sa.Column(name, sa.String(), nullable=False)
           for name in ("ven_id", "report_specifier_id", "report_request_id", "r_id")),
