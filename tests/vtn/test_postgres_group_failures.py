@@ -1,5 +1,5 @@
 """Grouped poll deliveries on a real PostgreSQL database when things go wrong while a group is in
-flight (vtn.storage._groups, _postgres_deliveries): a caller cancelled, a connection
+flight (vtn.storage._postgres_groups, _postgres_deliveries): a caller cancelled, a connection
 lost, another worker delivering (or pushing) to the same VEN. Locks taken by the test hold the
 group's statement in flight or stand for the other worker; no item is lost."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from vtn.storage import (
     Storage,
     StorageConflict,
     VenRegistration,
-    open_storage,
 )
 
 T0 = datetime(2026, 10, 25, 0, 59, 58, 250_000, tzinfo=UTC)  # Europe/Amsterdam leaves DST
@@ -125,7 +123,7 @@ async def test_concurrent_updates_are_each_answered_for_their_own_points(
 
 async def test_updates_waiting_together_are_each_refused_or_stored_on_their_own(
         storage: Storage) -> None:
-    """In one group: a cancelled registration, another VEN's certificate and naive times are
+    """At once: a cancelled registration, another VEN's certificate and naive times are
     refused, each alone; the other updates store their points and hear of their own
     cancelled requests."""
     vens = [(await storage.vens.register(ven(n))).ven_id for n in range(6)]
@@ -151,27 +149,6 @@ async def test_updates_waiting_together_are_each_refused_or_stored_on_their_own(
     assert isinstance(results[4], ValueError) and results[5] == (4, ())
     window = (T0 - timedelta(days=400), T0 + timedelta(hours=1))
     assert [len(await storage.reports.points(v, *window)) for v in vens] == [4, 0, 4, 0, 0, 4]
-
-
-async def test_sqlite_stores_the_updates_waiting_together_in_one_transaction(
-        tmp_path: Path) -> None:
-    writes: list[float] = []
-
-    def observe(*, write: bool, seconds: float) -> None:
-        if write:
-            writes.append(seconds)
-
-    storage = await open_storage(f"sqlite:///{tmp_path / 'vtn.db'}", observe=observe)
-    try:
-        vens = [(await storage.vens.register(ven(n))).ven_id for n in range(8)]
-        writes.clear()
-        results = await asyncio.gather(*(storage.reports.store_update(
-            v, update(batch(v, 0, 10)), ["rr-1"], fingerprint=f"fp:{n:02d}")
-            for n, v in enumerate(vens)))
-        assert results == [(10, ())] * 8
-        assert len(writes) == 1
-    finally:
-        await storage.close()
 
 
 async def test_store_update_refuses_naive_times(storage: Storage) -> None:

@@ -1,5 +1,5 @@
 """oadrCreatedEvent answers on PostgreSQL: the answers that wait together
-(:class:`._groups.Groups`) are checked and stored by one statement, their acks in
+(:class:`._postgres_groups.Groups`) are checked and stored by one statement, their acks in
 arrays tagged with their answer.
 
 Invariants:
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._groups import Fetch, rows_by_write
+from ._postgres_groups import Fetch, rows_by_write
 from ._postgres_rows import DELIVERY_COLUMNS, delivery_of
 from .records import Delivery, EventAck
 

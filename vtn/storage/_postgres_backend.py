@@ -9,7 +9,7 @@ Invariants:
 - Batches are bound as arrays and expanded with ``unnest``: one statement, one round trip, for
   a report's points, a fan-out's outbox rows or an event's targets.
 - The writes of different VENs that wait together share one statement and one commit, each kind
-  its own (:mod:`._groups`): poll deliveries (:mod:`._postgres_deliveries`),
+  its own (:mod:`._postgres_groups`): poll deliveries (:mod:`._postgres_deliveries`),
   oadrCreatedEvent answers (:mod:`._postgres_answers`), report updates
   (:mod:`._postgres_reports`).
 - Concurrency with other workers: an outbox claim takes its row with ``FOR UPDATE SKIP LOCKED``
@@ -31,9 +31,9 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver, session_settings
-from ._groups import Groups
 from ._postgres_answers import Answer, Outcome, check_and_store
 from ._postgres_deliveries import Delivered, deliver, give_back
+from ._postgres_groups import Groups
 from ._postgres_reports import Result, Update, points_of, store
 from ._postgres_rows import (
     DELIVERY_COLUMNS,

@@ -1,4 +1,4 @@
-"""Poll deliveries on PostgreSQL: the polls that wait together (:class:`._groups.Groups`)
+"""Poll deliveries on PostgreSQL: the polls that wait together (:class:`._postgres_groups.Groups`)
 take their items, and their event lists, by one statement.
 
 Invariants (:meth:`.backend.Backend.deliver_next`, for each poll of the group on its own):
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._groups import Fetch, rows_by_write
+from ._postgres_groups import Fetch, rows_by_write
 from ._postgres_rows import aware, event_of, item_of
 from .backend import EVENT_KIND, Distribution
 from .notify import OUTBOX_CHANNEL, enqueued_payload

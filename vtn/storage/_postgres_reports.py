@@ -1,5 +1,5 @@
 """oadrUpdateReport writes on PostgreSQL: the report updates that wait together
-(:class:`._groups.Groups`) are stored by one statement, arrays of every point tagged
+(:class:`._postgres_groups.Groups`) are stored by one statement, arrays of every point tagged
 with its update.
 
 Invariants:
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from ._groups import Fetch
+from ._postgres_groups import Fetch
 from .records import ReportData, ReportRequestStatus
 
 __all__ = ["Result", "Update", "points_of", "store"]

@@ -1,18 +1,15 @@
 """The SQLite :class:`~vtn.storage.backend.Backend`: each hot path is the plain ``sqlite3``
-function next to its repository (:mod:`._sqlite_events`, :mod:`._sqlite_reports`,
-:func:`.outbox.claim_sqlite`, ...) run in one transaction on this process's database threads
-(:meth:`._engine.Database.run_sqlite`: writes on the writer thread, group-committed; reads on
-the reader threads). Report updates that wait together are one job of the writer thread
-(:class:`._groups.Groups`)."""
+function next to its repository (:mod:`._sqlite_events`, :func:`.outbox.claim_sqlite`, ...) run
+in one transaction on this process's database threads (:meth:`._engine.Database.run_sqlite`:
+writes on the writer thread, group-committed; reads on the reader threads)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from . import _sqlite_events, _sqlite_reports
+from . import _sqlite_events
 from ._engine import Database, sqlite_time
-from ._groups import Groups
 from .backend import CheckNewer, Distribution, Enrolment, Queue, Refuse, TargetQuery
 from .outbox import _DELIVERED_SQLITE, claim_sqlite, enqueue_in
 from .records import (
@@ -24,6 +21,7 @@ from .records import (
     ReportData,
     VenRegistration,
 )
+from .reports import _sqlite_values, _store_update_sqlite
 from .vens import _poll_lookup_sqlite, _register_sqlite, _resolve_targets_sqlite
 
 __all__ = ["SqliteBackend"]
@@ -34,9 +32,6 @@ _SEEN: str = "INSERT INTO nonces (nonce, seen_at) VALUES (?, ?) ON CONFLICT (non
 class SqliteBackend:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._reports: Groups[_sqlite_reports.Update, _sqlite_reports.Result] = Groups(
-            lambda group: db.run_sqlite(lambda conn: _sqlite_reports.store(conn, group),
-                                        write=True))
 
     async def nonce_seen(self, nonce: str, timestamp: datetime) -> bool:
         params = (nonce, sqlite_time(timestamp))
@@ -113,9 +108,10 @@ class SqliteBackend:
 
     async def store_update(self, ven_id: str, reports: Sequence[ReportData], wanted: list[str],
                            fingerprint: str | None) -> tuple[int, tuple[str, ...]] | None:
-        update = _sqlite_reports.Update(ven_id=ven_id, fingerprint=fingerprint,
-                                        values=_sqlite_reports.values_of(reports), wanted=wanted)
-        return await self._reports.run(update, ven_id)
+        raw = _sqlite_values(reports)
+        return await self._db.run_sqlite(
+            lambda conn: _store_update_sqlite(conn, ven_id, fingerprint, raw, wanted),
+            write=True)
 
     async def close(self) -> None:
         """Nothing of its own: the Database's threads and engine are closed with it."""

@@ -13,19 +13,19 @@ Invariants:
 - :meth:`ReportRepository.store_update` is one oadrUpdateReport in one transaction: given the
   client certificate, it first checks that it is the reporting VEN's active registration and
   stores nothing otherwise, so the check and the write cannot be split by a cancel between them.
-  The updates of several VENs that wait together share that transaction and its statements
-  (:mod:`._sqlite_reports`, :mod:`._postgres_reports`), each answered on its own.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, or_, select, update
 
-from ._engine import MAX_BIND_PARAMS, Database, Upsert, insert_many
+from ._engine import MAX_BIND_PARAMS, Database, Upsert, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
 from .backend import Backend
 from .records import (
@@ -36,9 +36,9 @@ from .records import (
     ReportRequestStatus,
 )
 
-__all__ = ["POINT_FIELDS", "ReportRepository"]
+__all__ = ["ReportRepository"]
 
-POINT_FIELDS: Final = (
+_POINT_FIELDS: Final = (
     "ven_id",
     "report_request_id",
     "report_specifier_id",
@@ -51,10 +51,77 @@ POINT_FIELDS: Final = (
     "data_quality",
     "received_at",
 )
+# One multi-row INSERT per batch: one sqlite3_step (and one GIL release and re-take on the writer
+# thread) for the whole batch, where executemany steps (and hands the GIL over) once per row.
+_ROWS_PER_INSERT: Final = MAX_BIND_PARAMS // len(_POINT_FIELDS)
 
 
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
     return (values[i:i + MAX_BIND_PARAMS] for i in range(0, len(values), MAX_BIND_PARAMS))
+
+
+@lru_cache(maxsize=64)
+def _insert_points_sqlite(rows: int) -> str:
+    row = f"({', '.join('?' * len(_POINT_FIELDS))})"
+    return (f"INSERT INTO report_points ({', '.join(_POINT_FIELDS)})"
+            f" VALUES {', '.join([row] * rows)} ON CONFLICT DO NOTHING")
+
+
+# SQLAlchemy's Interval on SQLite is stored as the datetime text of 1970-01-01 + the duration.
+_INTERVAL_EPOCH: Final = datetime(1970, 1, 1)
+_ACTIVE_VEN_SQLITE: Final = (
+    "SELECT 1 FROM vens WHERE fingerprint = ? AND ven_id = ? AND cancelled_at IS NULL"
+)
+
+
+def _sqlite_values(reports: Sequence[ReportData]) -> list[object]:
+    """The points' sqlite3 parameters, row after row in _POINT_FIELDS order. A batch repeats a few
+    times many times (one received_at, one duration, a dtstart per interval): each distinct one
+    is formatted once."""
+    times: dict[datetime, str] = {}
+    durations: dict[timedelta, str] = {}
+    values: list[object] = []
+    for data in reports:
+        ven_id, request_id, specifier_id = (
+            data.ven_id, data.report_request_id, data.report_specifier_id)
+        received = sqlite_time(data.received_at)
+        for r_id, dtstart, duration, value, confidence, accuracy, quality in data.rows:
+            start = times.get(dtstart)
+            if start is None:
+                start = times[dtstart] = sqlite_time(dtstart)
+            length = None if duration is None else durations.get(duration)
+            if length is None and duration is not None:
+                length = durations[duration] = (_INTERVAL_EPOCH + duration).isoformat(
+                    " ", "microseconds")
+            values += (ven_id, request_id, specifier_id, r_id, start, length, value,
+                       confidence, accuracy, quality, received)
+    return values
+
+
+def _cancelled_sqlite(conn: sqlite3.Connection, ven_id: str, wanted: list[str]) -> set[str]:
+    gone: set[str] = set()
+    for start in range(0, len(wanted), 500):  # within SQLite's bind-parameter limit
+        part = wanted[start : start + 500]
+        gone.update(r for (r,) in conn.execute(
+            "SELECT report_request_id FROM report_requests WHERE ven_id = ? AND status = ?"
+            f" AND report_request_id IN ({', '.join('?' * len(part))})",
+            (ven_id, ReportRequestStatus.CANCELLED.value, *part)))
+    return gone
+
+
+def _store_update_sqlite(
+    conn: sqlite3.Connection, ven_id: str, fingerprint: str | None,
+    values: list[object], wanted: list[str],
+) -> tuple[int, tuple[str, ...]] | None:
+    if fingerprint is not None and conn.execute(
+            _ACTIVE_VEN_SQLITE, (fingerprint, ven_id)).fetchone() is None:
+        return None
+    added, width = 0, len(_POINT_FIELDS)
+    for start in range(0, len(values), _ROWS_PER_INSERT * width):
+        part = values[start : start + _ROWS_PER_INSERT * width]
+        added += conn.execute(_insert_points_sqlite(len(part) // width), part).rowcount
+    gone = _cancelled_sqlite(conn, ven_id, wanted) if wanted else set()
+    return added, tuple(r for r in wanted if r in gone)
 
 
 _REQUEST_FIELDS: Final = (
@@ -106,7 +173,7 @@ def _request(row: Any) -> ReportRequest:
 
 
 def _point(row: ReportPointRow) -> ReportPoint:
-    return ReportPoint(**{name: getattr(row, name) for name in POINT_FIELDS})
+    return ReportPoint(**{name: getattr(row, name) for name in _POINT_FIELDS})
 
 
 def _request_values(request: ReportRequest) -> dict[str, Any]:
@@ -278,7 +345,7 @@ class ReportRepository:
     async def add_points(self, points: Sequence[ReportPoint]) -> int:
         """Store received points in one transaction (one statement per 2,700 points); returns how
         many were new. Points already stored under their natural key are skipped."""
-        rows = [{name: getattr(p, name) for name in POINT_FIELDS} for p in points]
+        rows = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in points]
         if not rows:
             return 0
         return await self._db.run_write(lambda conn: self._insert_points(conn, rows))

@@ -1,6 +1,6 @@
-"""Grouped writes (vtn.storage._groups, both backends): how waiting writes are grouped,
-seen through a ``send`` that records each group it is handed. What the groups store is the
-backend contract's (tests/vtn/test_backend_contract.py, on SQLite and on PostgreSQL)."""
+"""Group commit on PostgreSQL (vtn.storage._postgres_groups): how waiting writes are grouped,
+seen through a ``send`` that records each group it is handed. What the statements store is the
+backend contract's (tests/vtn/test_backend_contract.py, on a real PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from vtn.storage._groups import MAX_GROUP, Groups
+from vtn.storage._postgres_groups import MAX_GROUP, Groups
 
 WAIT_S = 10.0
 

@@ -1,5 +1,5 @@
-"""Writes of one kind that wait together, sent as one: on PostgreSQL one statement, in one
-transaction, with one commit; on SQLite one job of the writer thread.
+"""Group commit on PostgreSQL: writes of one kind that wait together are sent as one statement,
+in one transaction, with one commit.
 
 Each commit costs PostgreSQL a WAL flush (``synchronous_commit = on``: what makes a stored write
 durable before its reply goes out), about 0.2 ms of CPU and a disk flush, and each statement a
@@ -8,9 +8,6 @@ fan-out's deliveries and acknowledgements); :class:`Groups` hands every write wa
 previous statement returns to one ``send(group)`` call, as :mod:`._groupcommit` does for the
 SQLite writer thread. What the statement is belongs to its kind (:mod:`._postgres_reports`,
 :mod:`._postgres_answers`, :mod:`._postgres_deliveries`), each with a :class:`Groups` of its own.
-SQLite's writer already shares commits (:mod:`._groupcommit`); its report updates are grouped
-here as well (:mod:`._sqlite_reports`), so that a group's registrations and cancelled requests
-are each looked up once, not once per update.
 
 Invariants:
 - A caller is answered only after the statement holding its write committed, with exactly what
