@@ -18,9 +18,7 @@ Create Date: 2026-12-07
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
@@ -31,38 +29,12 @@ depends_on: str | Sequence[str] | None = None
 _BY_TIME = ("ven_id", "dtstart", "r_id", "report_specifier_id", "report_request_id")
 _BY_REPORT = ("ven_id", "report_specifier_id", "report_request_id", "r_id", "dtstart")
 _INDEX = "ix_report_points_ven_id_dtstart"
-_TIME = sa.DateTime(timezone=True)
-
-
-def _columns() -> list[sa.Column[Any]]:
-    return [
-        *(sa.Column(name, sa.String(), nullable=False)
-          for name in ("ven_id", "report_specifier_id", "report_request_id", "r_id")),
-        sa.Column("dtstart", _TIME, nullable=False),
-        sa.Column("duration", sa.Interval(), nullable=True),
-        sa.Column("value", sa.Float(), nullable=True),
-        sa.Column("confidence", sa.Integer(), nullable=True),
-        sa.Column("accuracy", sa.Float(), nullable=True),
-        sa.Column("data_quality", sa.String(), nullable=True),
-        sa.Column("received_at", _TIME, nullable=False),
-    ]
 
 
 def _key(primary_key: Sequence[str]) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_constraint("pk_report_points", "report_points", type_="primary")
-        op.create_primary_key("pk_report_points", "report_points", list(primary_key))
-        return
-    columns = _columns()
-    op.create_table(
-        "report_points_0006", *columns,
-        sa.ForeignKeyConstraint(["ven_id"], ["vens.ven_id"], name="fk_report_points_ven_id_vens",
-                                ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint(*primary_key, name="pk_report_points"))
-    names = ", ".join(c.name for c in columns)
-    op.execute(f"INSERT INTO report_points_0006 ({names}) SELECT {names} FROM report_points")
-    op.drop_table("report_points")  # its index goes with it
-    op.rename_table("report_points_0006", "report_points")
+    with op.batch_alter_table("report_points") as batch:
+        batch.drop_constraint("pk_report_points", type_="primary")
+        batch.create_primary_key("pk_report_points", list(primary_key))
 
 
 def upgrade() -> None:
