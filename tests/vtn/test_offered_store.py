@@ -112,7 +112,7 @@ async def test_revision_0002_upgrades_a_0001_database_keeping_its_data(
     try:
         async with storage.engine.connect() as conn:
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert version == "0005"  # opened storage is at head
+        assert version == "0006"  # opened storage is at head
         assert (await storage.vens.get("v1")) is not None
         await storage.offered.offer("v1", [offer("v1", "s1", "r1")])
         assert [o.report_specifier_id for o in await storage.offered.offers("v1")] == ["s1"]

@@ -121,6 +121,36 @@ async def test_concurrent_updates_are_each_answered_for_their_own_points(
     assert await storage.reports.points("ven-nobody", T0, T0 + timedelta(hours=1)) == ()
 
 
+async def test_updates_waiting_together_are_each_refused_or_stored_on_their_own(
+        storage: Storage) -> None:
+    """At once: a cancelled registration, another VEN's certificate and naive times are
+    refused, each alone; the other updates store their points and hear of their own
+    cancelled requests."""
+    vens = [(await storage.vens.register(ven(n))).ven_id for n in range(6)]
+    for v in vens:
+        await storage.reports.put_request(ReportRequest(
+            ven_id=v, report_request_id="rr-1", report_specifier_id="TELEMETRY_USAGE",
+            created_at=T0))
+    await storage.reports.set_request_status(vens[2], "rr-1", ReportRequestStatus.CANCELLED,
+                                             at=T0)
+    assert await storage.vens.cancel("reg-1", T0) is not None
+    naive = replace(batch(vens[4], 0, 1)[0], dtstart=datetime(2026, 1, 1))
+
+    def send(n: int, points: list[ReportPoint] | None = None,
+             fingerprint: str | None = None) -> object:
+        return storage.reports.store_update(
+            vens[n], update(points or batch(vens[n], 0, 4)), ["rr-1"],
+            fingerprint=fingerprint or f"fp:{n:02d}")
+
+    results = await asyncio.gather(
+        send(0), send(1), send(2), send(3, fingerprint="fp:05"), send(4, [naive]), send(5),
+        return_exceptions=True)
+    assert results[:4] == [(4, ()), None, (4, ("rr-1",)), None]
+    assert isinstance(results[4], ValueError) and results[5] == (4, ())
+    window = (T0 - timedelta(days=400), T0 + timedelta(hours=1))
+    assert [len(await storage.reports.points(v, *window)) for v in vens] == [4, 0, 4, 0, 0, 4]
+
+
 async def test_store_update_refuses_naive_times(storage: Storage) -> None:
     a = (await storage.vens.register(ven(1))).ven_id
     bad = replace(batch(a, 0, 1)[0], dtstart=datetime(2026, 1, 1))

@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, insert, text
+from sqlalchemy import bindparam, event, insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.kit.storage import T0, register, ven
 from vtn.migrations import upgrade
@@ -42,7 +43,7 @@ from vtn.storage import (
     open_storage,
 )
 from vtn.storage._engine import create_engine_for
-from vtn.storage._models import Base, VenRow
+from vtn.storage._models import Base, UtcDateTime, VenRow
 from vtn.storage._postgres_backend import POOL_SIZE, PostgresBackend
 from vtn.storage.backend import Distribution
 
@@ -95,6 +96,25 @@ async def _each_pooled(pool: Any, call: Any) -> None:
 # ------------------------------------------------------------------ migrations, time values
 
 
+@asynccontextmanager
+async def at_revision(storage_url: str, revision: str) -> AsyncIterator[AsyncConnection]:
+    """A transaction on the database migrated to ``revision`` only, to fill as it stored."""
+    engine = create_engine_for(storage_url)
+    try:
+        await upgrade(engine, revision)
+        async with engine.begin() as conn:
+            yield conn
+    finally:
+        await engine.dispose()
+
+
+# VEN n (venID v<n>) as an older revision's schema stores it; bind n (text) and at.
+OLD_VEN = text(
+    "INSERT INTO vens (ven_id, registration_id, fingerprint, ven_name, profile_name,"
+    " transport_name, http_pull_model, report_only, xml_signature, created_at) VALUES"
+    " ('v' || :n, 'r' || :n, 'AA:0' || :n, 'old', '2.0b', 'simpleHttp', true, false, false, :at)")
+
+
 async def test_migrations_create_the_schema_from_empty(storage_url: str) -> None:
     storage = await open_storage(storage_url)
     async with storage.engine.connect() as conn:
@@ -105,7 +125,7 @@ async def test_migrations_create_the_schema_from_empty(storage_url: str) -> None
             return list(compare_metadata(context, Base.metadata))
 
         assert await conn.run_sync(diff) == []
-    assert version == "0005"
+    assert version == "0006"
     await storage.close()
     again = await open_storage(storage_url)  # a second start finds nothing to do
     assert await again.vens.active() == ()
@@ -116,32 +136,61 @@ async def test_revision_0005_flags_the_untargeted_events_of_a_0004_database(
         storage_url: str) -> None:
     """Events stored before the flag keep their audience: the one without targets goes to
     every VEN, the targeted one only to its VEN."""
-    engine = create_engine_for(storage_url)
-    try:
-        await upgrade(engine, "0004")
-        async with engine.begin() as conn:
-            for n in (1, 2):
-                await conn.execute(text(
-                    "INSERT INTO vens (ven_id, registration_id, fingerprint, ven_name,"
-                    " profile_name, transport_name, http_pull_model, report_only, xml_signature,"
-                    f" created_at) VALUES ('v{n}', 'r{n}', 'AA:0{n}', 'old', '2.0b', 'simpleHttp',"
-                    " true, false, false, :at)"), {"at": T0})
-            for event_id in ("e1", "e2"):
-                await conn.execute(text(
-                    "INSERT INTO events (event_id, modification_number, status, starts_at,"
-                    " ends_at, response_required, payload, updated_at) VALUES"
-                    " (:e, 0, 'far', :at, :end, true, :p, :at)"),
-                    {"e": event_id, "at": T0, "end": T0 + timedelta(hours=1), "p": b"<e/>"})
-            await conn.execute(text("INSERT INTO event_targets (event_id, kind, value)"
-                                    " VALUES ('e1', 'venID', 'v2')"))
-    finally:
-        await engine.dispose()
+    async with at_revision(storage_url, "0004") as conn:
+        for n in (1, 2):
+            await conn.execute(OLD_VEN, {"n": str(n), "at": T0})
+        for event_id in ("e1", "e2"):
+            await conn.execute(text(
+                "INSERT INTO events (event_id, modification_number, status, starts_at,"
+                " ends_at, response_required, payload, updated_at) VALUES"
+                " (:e, 0, 'far', :at, :end, true, :p, :at)"),
+                {"e": event_id, "at": T0, "end": T0 + timedelta(hours=1), "p": b"<e/>"})
+        await conn.execute(text("INSERT INTO event_targets (event_id, kind, value)"
+                                " VALUES ('e1', 'venID', 'v2')"))
     storage = await open_storage(storage_url)
     try:
         lists = [[e.event_id for e in await storage.events.distribute(Distribution(
             ven_id=v, statuses=(EventStatus.FAR,), now=T0, cancelled_since=T0))]
             for v in ("v1", "v2")]
         assert lists == [["e2"], ["e1", "e2"]]
+    finally:
+        await storage.close()
+
+
+async def test_revision_0006_rekeys_the_points_of_a_0005_database_keeping_them(
+        storage_url: str) -> None:
+    """The points (and every other VEN's row) survive the rebuild of report_points, its key
+    still refuses a re-sent point, and erasing a VEN still takes its points with it."""
+    async with at_revision(storage_url, "0005") as conn:
+        for n in (1, 2):
+            await conn.execute(OLD_VEN, {"n": str(n), "at": T0})
+            await conn.execute(text(
+                "INSERT INTO report_requests (ven_id, report_request_id, report_specifier_id,"
+                " r_ids, status, created_at) VALUES (:v, 'q', 's', '[]', 'active', :at)"),
+                {"v": f"v{n}", "at": T0})
+            for k in range(3):  # times as the models store them (UtcDateTime)
+                await conn.execute(text(
+                    "INSERT INTO report_points (ven_id, report_specifier_id,"
+                    " report_request_id, r_id, dtstart, value, received_at)"
+                    " VALUES (:v, 's', 'q', :r, :at, :value, :at)").bindparams(
+                        bindparam("at", type_=UtcDateTime())),
+                    {"v": f"v{n}", "r": f"r{k % 2}", "at": T0 + timedelta(seconds=k),
+                     "value": float(k)})
+    storage = await open_storage(storage_url)
+    try:
+        window = (T0, T0 + timedelta(minutes=1))
+        for v in ("v1", "v2"):
+            points = await storage.reports.points(v, *window)
+            assert [(p.dtstart, p.r_id, p.value) for p in points] == [
+                (T0 + timedelta(seconds=k), f"r{k % 2}", float(k)) for k in range(3)]
+            assert [r.report_request_id for r in await storage.reports.requests(v)] == ["q"]
+        resent = ReportData(ven_id="v1", report_request_id="q", report_specifier_id="s",
+                            received_at=T0, rows=(("r0", T0, None, 9.0, None, None, None),
+                                                  ("r1", T0, None, 9.0, None, None, None)))
+        assert await storage.reports.store_update("v1", [resent], ()) == (1, ())
+        assert await storage.vens.erase("v1") > 0
+        assert await storage.reports.points("v1", *window) == ()
+        assert len(await storage.reports.points("v2", *window)) == 3
     finally:
         await storage.close()
 

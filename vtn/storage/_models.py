@@ -30,6 +30,7 @@ from sqlalchemy import (
     Interval,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     UniqueConstraint,
     false,
@@ -220,16 +221,19 @@ class ReportRequestRow(Base):
 
 
 class ReportPointRow(Base):
-    """Received interval values; the primary key is the natural key of a re-send."""
+    """Received interval values; the primary key is the natural key of a re-send, led by
+    (ven_id, dtstart) so that it also serves a VEN's points by time: each point goes into one
+    index besides the table (migration 0006)."""
 
     __tablename__ = "report_points"
-    __table_args__ = (Index("ix_report_points_ven_id_dtstart", "ven_id", "dtstart"),)
+    __table_args__ = (PrimaryKeyConstraint(
+        "ven_id", "dtstart", "r_id", "report_specifier_id", "report_request_id"),)
 
-    ven_id: Mapped[str] = mapped_column(ForeignKey(_VEN_FK, ondelete="CASCADE"), primary_key=True)
-    report_specifier_id: Mapped[str] = mapped_column(primary_key=True)
-    report_request_id: Mapped[str] = mapped_column(primary_key=True)
-    r_id: Mapped[str] = mapped_column(primary_key=True)
-    dtstart: Mapped[datetime] = mapped_column(primary_key=True)
+    ven_id: Mapped[str] = mapped_column(ForeignKey(_VEN_FK, ondelete="CASCADE"))
+    report_specifier_id: Mapped[str]
+    report_request_id: Mapped[str]
+    r_id: Mapped[str]
+    dtstart: Mapped[datetime]
     duration: Mapped[timedelta | None]
     value: Mapped[float | None] = mapped_column(Float())
     confidence: Mapped[int | None]
