@@ -217,29 +217,29 @@ def _encode_payload(parent: Node, payload: ReportPayload) -> None:
 
 
 def _decode_payload(element: etree._Element) -> ReportPayload:
-    r_id = ""
+    # XSD sequence: rID, confidence?, accuracy?, payloadBase, oadrDataQuality?; read by position.
+    # The base is the one child with children (payloadFloat holds ei:value, a resource status at
+    # least oadrOnline and oadrManualOverride), so a tag is read only when exactly one of
+    # confidence and accuracy stands before it.
+    parts = list(element)
+    at = 1
+    while not len(parts[at]):
+        at += 1
     confidence: int | None = None
     accuracy: float | None = None
-    value: float | ResourceStatus | None = None
-    quality: DataQuality | str | None = None
-    for part in element:
-        tag = part.tag
-        if tag == _PAYLOAD_FLOAT:
-            value = parse_float(part[0].text or "")
-        elif tag == _R_ID:
-            r_id = part.text or ""
-        elif tag == _STATUS:
-            value = _decode_status(part)
-        elif tag == _CONFIDENCE:
-            confidence = int(part.text or "")
-        elif tag == _ACCURACY:
-            accuracy = parse_float(part.text or "")
-        elif tag == _DATA_QUALITY:
-            quality = token(_QUALITIES, part.text)
-    if value is None:
-        raise InvalidData(f"report payload {r_id!r} carries no payloadFloat or resource status")
+    if at == 3:
+        confidence = int(parts[1].text or "")
+        accuracy = parse_float(parts[2].text or "")
+    elif at == 2:
+        if parts[1].tag == _CONFIDENCE:
+            confidence = int(parts[1].text or "")
+        else:
+            accuracy = parse_float(parts[1].text or "")
+    base = parts[at]
+    value = parse_float(base[0].text or "") if len(base) == 1 else _decode_status(base)
     return ReportPayload(
-        r_id=r_id, value=value, confidence=confidence, accuracy=accuracy, data_quality=quality
+        r_id=parts[0].text or "", value=value, confidence=confidence, accuracy=accuracy,
+        data_quality=token(_QUALITIES, parts[-1].text) if len(parts) > at + 1 else None,
     )
 
 
@@ -258,10 +258,11 @@ def decode_interval(element: etree._Element) -> ReportInterval:
     uid: str | None = None
     payloads: list[ReportPayload] = []
     for part in element:
+        if len(part) > 1:  # an oadrReportPayload (rID and a payloadBase at least); the
+            payloads.append(_decode_payload(part))  # others here hold one child each (XSD)
+            continue
         tag = part.tag
-        if tag == _REPORT_PAYLOAD:
-            payloads.append(_decode_payload(part))
-        elif tag == _DTSTART:
+        if tag == _DTSTART:
             dtstart = read_dtstart(part)
         elif tag == _DURATION:
             duration = duration_prop(part)
