@@ -53,28 +53,10 @@ _DECLARATION_LENGTH = len(_UTF8_DECLARATIONS[0])  # all three are this long
 _BANG, _QUESTION = ord("!"), ord("?")
 
 
-def _no_long_run(data: bytes, cap: int) -> bool:
-    """True when no ">" in ``data`` is followed by more than ``cap`` bytes without a "<" (the
-    raw run a text of more than ``cap`` characters needs). Such a run covers a whole aligned
-    block of ``cap // 2 + 1`` bytes, so only a block without a "<" is looked at closer: the
-    stretch between the "<" around it, measured from its first ">" (none: the stretch is inside
-    a tag). One ``find`` per block of a common document, where a regex stops at every ">" (~13
-    instructions a byte: ~85 k on a 7 KB report); linear, whatever the document."""
-    step = cap // 2 + 1
-    start, last = 0, len(data) - step
-    while start <= last:
-        if data.find(b"<", start, start + step) != -1:
-            start += step
-            continue
-        left = data.rfind(b"<", 0, start) + 1
-        right = data.find(b"<", start + step)
-        if right == -1:
-            right = len(data)
-        opener = data.find(b">", left, right)
-        if opener != -1 and right - opener - 1 > cap:
-            return False
-        start = right - right % step  # the block holding that "<": the stretch is judged
-    return True
+@lru_cache(maxsize=8)
+def _long_run(cap: int) -> re.Pattern[bytes]:
+    # Anchored on ">", so every byte is scanned once: linear, whatever the document.
+    return re.compile(rb">[^<]{%d}" % (cap + 1))
 
 
 @lru_cache(maxsize=256)
@@ -103,12 +85,14 @@ def _markup_free(data: bytes, declared_utf8: bool) -> bool:
             and (_QUESTION not in rest or rest.find(b"<?") == -1))
 
 
-def _check_identifiers(data: bytes, root: etree._Element, cap: int, markup_free: bool) -> None:
+def _check_identifiers(data: bytes, root: etree._Element, cap: int, markup_free: bool,
+                       long_run: re.Pattern[bytes]) -> None:
     """Refuse an identifier over ``cap`` characters. A text of n characters is a raw run of at
     least n bytes after a ">" unless markup (a comment, CDATA section or instruction) splits it;
     with neither, the tree is not walked (and a document of at most ``cap`` bytes holds no such
-    run). Any such markup past the XML declaration sends the document to the walk."""
-    if markup_free and (len(data) <= cap or _no_long_run(data, cap)):
+    run; ``long_run`` is ``_long_run(cap)``). Any such markup past the XML declaration sends the
+    document to the walk."""
+    if markup_free and (len(data) <= cap or long_run.search(data) is None):
         return
     found = _LONG_TEXT(root, cap=cap)
     assert isinstance(found, list)
@@ -157,11 +141,12 @@ def _new_parser() -> etree.XMLParser:
 class Intake:
     """Parses untrusted bytes; one per codec (its lxml parser is reused, not shared by threads)."""
 
-    __slots__ = ("_parser", "limits")
+    __slots__ = ("_long_run", "_parser", "limits")
 
     def __init__(self, limits: IntakeLimits | None = None) -> None:
         self.limits = limits or IntakeLimits()
         self._parser = _new_parser()
+        self._long_run = _long_run(self.limits.max_id_chars)
 
     def parse(self, data: bytes) -> etree._Element:
         if type(data) is not bytes:
@@ -190,7 +175,7 @@ class Intake:
             raise MalformedXml(f"not well-formed XML: {exc}") from None
         if root is None:
             raise MalformedXml("empty document")
-        _check_identifiers(data, root, self.limits.max_id_chars, markup_free)
+        _check_identifiers(data, root, self.limits.max_id_chars, markup_free, self._long_run)
         return root
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import schemas
 from schemas import HostileDocument, MalformedXml, SchemaViolation, UnknownPayload
-from schemas._intake import _UTF8_DECLARATIONS, _markup_free, _no_long_run
+from schemas._intake import _UTF8_DECLARATIONS, _markup_free
 
 POLL = schemas.encode(schemas.Poll(ven_id="ven-1"))
 
@@ -135,20 +131,3 @@ def test_the_scan_skips_exactly_each_utf8_declaration(declaration: bytes) -> Non
     instruction at its first byte is seen, the declaration itself is not."""
     assert _markup_free(declaration + b"<x/>", declared_utf8=True)
     assert not _markup_free(declaration + b"<?pi x?><x/>", declared_utf8=True)
-
-
-@given(data=st.lists(st.sampled_from([b"<", b">", b"v", b"vvvv", b"<v>"]), max_size=80)
-       .map(b"".join), cap=st.integers(min_value=0, max_value=12))
-def test_the_block_look_finds_exactly_the_runs_a_regex_finds(data: bytes, cap: int) -> None:
-    """The look at aligned blocks answers as the plain definition does: some ">" followed by
-    more than ``cap`` bytes without a "<"."""
-    assert _no_long_run(data, cap) == (re.search(rb">[^<]{%d}" % (cap + 1), data) is None)
-
-
-@pytest.mark.parametrize("padding", range(0, 600, 37))
-def test_an_identifier_over_the_cap_is_refused_wherever_it_starts(padding: int) -> None:
-    """A document past the cap's length, with the long identifier at any offset from the
-    blocks the intake looks at first."""
-    wire = _poll_with_ven_id(b"v" * 513).replace(b"<ei:venID>", b" " * padding + b"<ei:venID>")
-    with pytest.raises(schemas.InvalidData, match="512-character cap"):
-        schemas.decode(wire)
