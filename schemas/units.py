@@ -19,14 +19,12 @@ from ._wire import (
     OADR,
     POWER,
     SCALE,
-    children,
     enum_reader,
     format_bool,
     format_float,
     parse_bool,
     parse_float,
     q,
-    text_opt,
 )
 from ._writer import Node, leaf, leaf_value, sub
 
@@ -163,8 +161,6 @@ def _namespace(kind: ItemKind) -> str:
 _KIND_BY_TAG: Final = {q(_namespace(kind), kind.value): kind for kind in ItemKind}
 _SI_SCALE: Final = q(SCALE, "siScaleCode")
 _read_scale: Final = enum_reader(SiScale)
-_POWER_ATTRIBUTES: Final = q(POWER, "powerAttributes")
-_PULSE_FACTOR: Final = q(OADR, "pulseFactor")
 
 
 def is_item_base(element: etree._Element) -> bool:
@@ -196,25 +192,24 @@ def decode_item_base(element: etree._Element) -> ItemBase:
     kind = _KIND_BY_TAG.get(element.tag)
     if kind is None:
         raise InvalidData(f"unsupported item base <{etree.QName(element).localname}>")
-    # Every itemBase type opens with itemDescription and itemUnits (read by position); then
-    # siScaleCode, powerAttributes (hertz, voltage, ac, in that order) or pulseFactor, by tag.
+    # Every itemBase type is a sequence of required elements (XSD): itemDescription, itemUnits,
+    # siScaleCode (pulseFactor for a pulse count), and powerAttributes (hertz, voltage, ac) for
+    # the power kinds only: read by position, no tag.
     parts = list(element)
-    rest = children(parts[2:])
-    scale_text = text_opt(rest, _SI_SCALE)
-    holder = rest.get(_POWER_ATTRIBUTES)
-    pulse = text_opt(rest, _PULSE_FACTOR)
-    if holder is None:
-        power = None
-    else:
-        hertz, voltage, ac = holder
+    third = parts[2].text or ""
+    if len(parts) == 4:
+        hertz, voltage, ac = parts[3]
         power = PowerAttributes(hertz=parse_float(hertz.text or ""),
                                 voltage=parse_float(voltage.text or ""),
                                 ac=parse_bool(ac.text or ""))
+    else:
+        power = None
+    pulse = kind is ItemKind.PULSE_COUNT
     return ItemBase(
         kind=kind,
         description=parts[0].text or "",
         units=parts[1].text or "",
-        scale=None if scale_text is None else _read_scale(scale_text),
+        scale=None if pulse else _read_scale(third),
         power_attributes=power,
-        pulse_factor=None if pulse is None else parse_float(pulse),
+        pulse_factor=parse_float(third) if pulse else None,
     )

@@ -40,7 +40,13 @@ from schemas import (
     UpdatedReport,
     UpdateReport,
 )
-from schemas._report_data_xml import _decode_plain, decode_interval
+from schemas._report_data_xml import (
+    PLAIN_BLOCK_AT_LEAST,
+    _decode_plain,
+    _interval,
+    _payload,
+    decode_interval,
+)
 from schemas._wire import STRM
 from schemas.units import ItemBase, ItemKind, SiScale
 
@@ -397,14 +403,18 @@ def test_plain_intervals_of_several_payloads_are_read_by_the_block_path_as_one_b
     assert schemas.decode(wire) == message
 
 
+# Enough intervals for decode to try the block path first (PLAIN_BLOCK_AT_LEAST).
+_BLOCK = [float(n) for n in range(1, PLAIN_BLOCK_AT_LEAST + 2)]
+
+
 def test_one_irregular_interval_among_plain_ones_round_trips() -> None:
-    plain = _telemetry([1.0, 2.0, 3.0]).reports[0]
+    plain = _telemetry(_BLOCK).reports[0]
     odd = ReportInterval(dtstart=NOW, payloads=(  # no duration, and a confidence
         ReportPayload(r_id="psn1_abc", value=9.0, confidence=80),
     ))
     message = UpdateReport(request_id="1", reports=(Report(
         report_request_id="0", report_specifier_id="s", created_date_time=NOW,
-        intervals=(*plain.intervals[:2], odd, plain.intervals[2]),
+        intervals=(*plain.intervals[:2], odd, *plain.intervals[2:]),
     ),))
     wire = schemas.encode(message)
     assert_xsd_valid(wire)
@@ -413,15 +423,15 @@ def test_one_irregular_interval_among_plain_ones_round_trips() -> None:
 
 def test_interval_without_duration_among_plain_ones_decodes_by_position() -> None:
     # Counting durations would misalign values if the decoder trusted a partial match.
-    wire = schemas.encode(_telemetry([1.0, 2.0, 3.0]))
+    wire = schemas.encode(_telemetry(_BLOCK))
     without = wire.replace(b"<xcal:duration><xcal:duration>PT4S</xcal:duration></xcal:duration>",
                            b"", 1)
     assert_xsd_valid(without)
     decoded = schemas.decode(without)
     assert isinstance(decoded, UpdateReport)
     got = decoded.reports[0].intervals
-    assert [i.duration for i in got] == [None, timedelta(seconds=4), timedelta(seconds=4)]
-    assert [i.payloads[0].value for i in got] == [1.0, 2.0, 3.0]
+    assert [i.duration for i in got] == [None] + [timedelta(seconds=4)] * (len(_BLOCK) - 1)
+    assert [i.payloads[0].value for i in got] == _BLOCK
 
 
 @pytest.mark.parametrize("number", [b"NaN", b"INF", b"-INF"])
@@ -480,6 +490,41 @@ def test_a_description_reads_back_with_any_of_its_optional_elements(
     message = RegisterReport(request_id="1", reports=(Report(
         report_request_id="0", report_specifier_id="s", created_date_time=NOW,
         report_name=ReportName.METADATA_TELEMETRY_USAGE, descriptions=(description,)),))
+    wire = schemas.encode(message)
+    assert_xsd_valid(wire)
+    assert schemas.decode(wire) == message
+
+
+@given(report_intervals)
+def test_the_decoders_builders_make_what_the_class_call_makes(interval: ReportInterval) -> None:
+    """``_payload`` and ``_interval`` set the slots directly: the same values, the same checks."""
+    built = _interval(tuple(_payload(p.r_id, p.confidence, p.accuracy, p.value, p.data_quality)
+                            for p in interval.payloads),
+                      interval.dtstart, interval.duration, interval.uid)
+    assert built == interval
+    assert repr(built) == repr(interval)
+
+
+def test_the_decoders_builders_refuse_what_the_class_call_refuses() -> None:
+    with pytest.raises(schemas.LocalProtocolError):
+        ReportPayload(r_id="r", value=1.0, confidence=101)
+    with pytest.raises(schemas.LocalProtocolError):
+        _payload("r", 101, None, 1.0, None)
+    with pytest.raises(schemas.LocalProtocolError):
+        _payload("r", None, None, 1.0, "Quality Good")
+    with pytest.raises(schemas.LocalProtocolError):
+        _interval((), None, None, None)
+
+
+@pytest.mark.parametrize("where", [0, len(_BLOCK) - 1], ids=["first interval", "last interval"])
+def test_a_data_quality_in_a_long_block_is_kept_wherever_it_stands(where: int) -> None:
+    """The block path's first look (the first interval's last payload) and its full look both
+    send a block with an oadrDataQuality one interval at a time."""
+    report = _telemetry(_BLOCK).reports[0]
+    intervals = list(report.intervals)
+    intervals[where] = replace(intervals[where], payloads=(replace(
+        intervals[where].payloads[0], data_quality=DataQuality.GOOD_NON_SPECIFIC),))
+    message = UpdateReport(request_id="1", reports=(replace(report, intervals=tuple(intervals)),))
     wire = schemas.encode(message)
     assert_xsd_valid(wire)
     assert schemas.decode(wire) == message
