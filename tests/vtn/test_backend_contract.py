@@ -469,7 +469,8 @@ async def test_an_answer_marks_the_pushed_item_it_replies_to_whatever_becomes_of
     )
     outcomes = await asyncio.gather(*(
         backend.record_answer(ven_id, fingerprint, acks, refuse, ["e1"],
-                              PushedItem(seq=items[ven_id], at=T0 + timedelta(seconds=1)))
+                              PushedItem(seq=items[ven_id], ven_id=ven_id,
+                                         at=T0 + timedelta(seconds=1)))
         for ven_id, fingerprint, acks in answers), return_exceptions=True)
     assert [type(o) for o in outcomes] == [tuple, LookupError, type(None), tuple]
     for ven_id in (stored, stale, stranger, twice):

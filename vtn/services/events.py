@@ -387,7 +387,8 @@ async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent, *
          for answer in msg.event_responses),
         fingerprint=peer.fingerprint,
         refuse=lambda current: _refuse(msg.event_responses, current),
-        pushed=None if pushed is None else PushedItem(seq=pushed.seq, at=now))
+        pushed=None if pushed is None else PushedItem(seq=pushed.seq, ven_id=pushed.ven_id,
+                                                      at=now))
     if stored is None:
         await require_ven(ctx, peer, msg.ven_id)  # raises the precise NotRegistered
         raise NotRegistered("this certificate has no active registration")

@@ -299,7 +299,7 @@ class EventRepository:
                                                      event_ids, pushed)
         finally:  # as mark_delivered: whether more waits is for a read to say
             if pushed is not None:
-                self._index.delivered(ven_id)
+                self._index.delivered(pushed.ven_id)
 
     async def delivered_versions(self, ven_id: str, event_ids: Iterable[str]) -> dict[str, int]:
         """Of ``event_ids``, those delivered to ``ven_id``: eventID -> the event's current

@@ -201,10 +201,12 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PushedItem:
-    """An outbox item a push handed its VEN, marked delivered at ``at`` in the transaction that
-    stores the VEN's answer to it (one write for both), whatever becomes of the answer."""
+    """An outbox item (``seq``, queued for ``ven_id``) a push handed its VEN, marked delivered at
+    ``at`` in the transaction that stores the VEN's answer to it (one write for both), whatever
+    becomes of the answer."""
 
     seq: int
+    ven_id: str
     at: datetime
 
 
