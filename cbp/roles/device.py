@@ -126,7 +126,8 @@ class DeviceNode:
             key = (event.event_id, event.modification_number)
             plan = self._plans.get(key)
             if plan is None:
-                plan = {s.at: float(s.value) for s in event_setpoints(event)}
+                plan = {s.at: float(s.value)
+                        for s in event_setpoints(event, self.settings.rules.sample_period)}
                 self._plans = {k: v for k, v in self._plans.items() if k[0] != event.event_id}
                 self._plans[key] = plan
             value = plan.get(at)

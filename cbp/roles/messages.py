@@ -15,8 +15,10 @@ Pure functions from role data to ``schemas`` types and back; no I/O, no clock.
 - ``x-BASELINE``: one interval per horizon, dtstart = the instant forecast for, MW.
 - ``x-FLEX_OFFER``: one report per offer, one interval = the ISP, xcal:uid = the offer id, with
   the offered MW (up/downRegulationCapacityAvailable), the forecast availability and the price.
-- Activation: ``LOAD_DISPATCH``, signalType setpoint, one interval per sample (MW to the TSO's
-  aggregator, kW from the aggregator to a device), responseRequired always.
+- Activation: ``LOAD_DISPATCH``, signalType setpoint, one interval per run of equal setpoints
+  (its duration the run's sample periods; MW to the TSO's aggregator, kW from the aggregator to a
+  device), responseRequired always. Read back, an interval holds its value at every sample
+  instant it covers, whoever wrote it (one interval per sample, or one for the whole activation).
 
 Invariants: every message built here is XSD-valid (tests check it with the oracle); values
 are floats on the wire, Decimal on our side, converted with ``str`` so no binary dust appears.
@@ -24,10 +26,13 @@ are floats on the wire, Decimal on our side, converted with ``str`` so no binary
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import groupby
+from typing import Final
 
 from cbp.market import Direction, IspRef, Offer, Sample
 from schemas import (
@@ -49,6 +54,7 @@ from schemas import (
     SignalType,
     Target,
 )
+from schemas.logtext import escaped
 
 from .profile import (
     BASELINE_REPORT,
@@ -62,6 +68,7 @@ from .profile import (
 )
 
 __all__ = [
+    "LONGEST_ACTIVATION",
     "PoolDevice",
     "activation_event",
     "baseline_metadata",
@@ -73,6 +80,12 @@ __all__ = [
     "pool_metadata",
     "sample_intervals",
 ]
+
+log = logging.getLogger(__name__)
+
+#: the longest span of setpoints an activation event is read for (a day: far beyond any
+#: balancing activation, and a bound on the plan one short document can ask for)
+LONGEST_ACTIVATION: Final = timedelta(days=1)
 
 TELEMETRY_SUFFIX = ":telemetry"
 BASELINE_SUFFIX = ":baseline"
@@ -209,7 +222,10 @@ def activation_event(*, event_id: str, start: datetime, period: timedelta,
                      values: Sequence[float], target: Target, market_context: str,
                      created: datetime, kilowatts: bool = False,
                      modification_number: int = 0) -> Event:
-    """A LOAD_DISPATCH setpoint event: one interval per sample period from ``start``."""
+    """A LOAD_DISPATCH setpoint event of ``values``, one per sample period from ``start``: one
+    interval per run of equal values (a device's setpoints mostly hold: a dispatch of 15 samples
+    is a few intervals, and every push of it through an XMPP server costs per element)."""
+    runs = [(value, sum(1 for _ in run)) for value, run in groupby(float(v) for v in values)]
     return Event(
         descriptor=EventDescriptor(
             event_id=event_id, modification_number=modification_number,
@@ -219,20 +235,30 @@ def activation_event(*, event_id: str, start: datetime, period: timedelta,
         signals=(EventSignal(
             signal_name=SETPOINT_SIGNAL, signal_type=SignalType.SETPOINT, signal_id="setpoint",
             item_base=ItemBase.kilowatts() if kilowatts else ItemBase.megawatts(),
-            intervals=tuple(EventInterval(uid=str(i), duration=period, values=(float(v),))
-                            for i, v in enumerate(values))),),
+            intervals=tuple(EventInterval(uid=str(i), duration=period * n, values=(value,))
+                            for i, (value, n) in enumerate(runs))),),
         target=target,
     )
 
 
-def event_setpoints(event: Event) -> tuple[Sample, ...]:
-    """The setpoint of each interval of an event's LOAD_DISPATCH signal, at its start time."""
+def event_setpoints(event: Event, period: timedelta) -> tuple[Sample, ...]:
+    """The setpoint at each sample instant (``period`` apart) of an event's LOAD_DISPATCH
+    signal: an interval holds its value from its start through its duration (at least one
+    sample). Empty, with a WARNING, for an event whose setpoints would span more than
+    :data:`LONGEST_ACTIVATION`: one short document must not make a plan of millions of samples."""
     signal = next((s for s in event.signals if s.signal_name == SETPOINT_SIGNAL), None)
     if signal is None:
         return ()
-    at = event.active_period.dtstart
+    start = at = event.active_period.dtstart
     samples = []
     for interval in signal.intervals:
-        samples.append(Sample(at=at, value=_dec(interval.values[0])))
-        at += interval.duration or timedelta(0)
+        value, end = _dec(interval.values[0]), at + (interval.duration or timedelta(0))
+        if end - start > LONGEST_ACTIVATION:
+            log.warning("LOAD_DISPATCH event %s ignored: its setpoints span more than %s",
+                        escaped(event.event_id), LONGEST_ACTIVATION)
+            return ()
+        samples.append(Sample(at=at, value=value))
+        while (at := at + period) < end:
+            samples.append(Sample(at=at, value=value))
+        at = end
     return tuple(samples)

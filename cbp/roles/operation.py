@@ -126,7 +126,7 @@ class Operation:
         if event.descriptor.event_status is EventStatus.CANCELLED:
             await self.cancel(event.event_id)
             return
-        setpoints = event_setpoints(event)
+        setpoints = event_setpoints(event, self.settings.rules.sample_period)
         if not setpoints:
             return
         previous = self.activations.get(event.event_id)

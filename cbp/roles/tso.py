@@ -279,7 +279,8 @@ class TsoNode:
             target=Target(ven_ids=(offer.aggregator_id,)),
             market_context=self.settings.market_context, created=self.now())
         activation = Activation(event_id=event.event_id, ven_id=offer.aggregator_id,
-                                pool_id=pool_id, award=award, setpoints=event_setpoints(event),
+                                pool_id=pool_id, award=award,
+                                setpoints=event_setpoints(event, self.settings.rules.sample_period),
                                 sent_at=self.now())
         self.activations[event.event_id] = activation
         await publish_event(self.ctx, event)
@@ -295,7 +296,7 @@ class TsoNode:
             target=event.target, market_context=event.descriptor.market_context,
             created=event.descriptor.created_date_time)
         await modify_event(self.ctx, fresh)
-        activation.setpoints = event_setpoints(fresh)
+        activation.setpoints = event_setpoints(fresh, self.settings.rules.sample_period)
         activation.modification_number += 1
         activation.sent_at = self.now()
         return activation
