@@ -11,8 +11,8 @@ delays another's payloads. A lane drains its VEN's queue in order, one request a
 claims again only while its last claim said more was waiting (what is queued later wakes it
 again); an item is marked delivered only after the VEN answered HTTP 200. A failure releases the
 item and the lane backs off on its own: ``retry_s``, doubled after each further failure up to
-``max_retry_s``. The VEN's reply payload is handled as if it had posted it; an
-oadrCreatedEvent is stored in the write transaction that marks its item delivered.
+``max_retry_s``. The VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same router as
+if it had posted it.
 
 Invariants: every outbound request has a timeout, follows no redirect and reads at most
 ``max_reply_bytes`` of the reply; every lane is a task of the delivery task's
@@ -33,15 +33,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import aiohttp
 
-from schemas import CreatedEvent, Message, RemoteProtocolError, Response, Service, TransportName
+from schemas import Message, RemoteProtocolError, Response, Service, TransportName
 from schemas.logtext import escaped
 from schemas.tls import peer_fingerprint
 from vtn.faults import storage_failure
 from vtn.pushtargets import PushTargets, TargetResolver
 from vtn.services import ROUTES, ServiceContext
-from vtn.services.events import on_created_event
 from vtn.services.poll import next_message
-from vtn.storage import OutboxItem, VenRegistration
+from vtn.storage import VenRegistration
 from vtn.transport import Peer, Router
 
 __all__ = ["PinnedVen", "PushDelivery", "service_for"]
@@ -239,7 +238,8 @@ class PushDelivery:
                     log.warning("push to %s failed: %s", ven_id, escaped(repr(exc)))
                     self._on_retry()
                     return False
-                await self._settle(registration, item, service, reply)
+                await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
+                await self._route_reply(registration, service, reply)
                 if not item.more_waiting:
                     break
         return True
@@ -258,29 +258,22 @@ class PushDelivery:
                 log.warning("XMPP delivery to %s failed: %s", registration.ven_id, escaped(exc))
                 self._on_retry()
                 return False
-            await self._settle(registration, item, service_for(message), reply)
+            await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
+            await self._route_reply(registration, service_for(message), reply)
             if not item.more_waiting:
                 break
         return True
 
-    async def _settle(self, registration: VenRegistration, item: OutboxItem, service: Service,
-                      reply: Message | None) -> None:
-        """The item was answered: mark it delivered and hand the VEN's answer on, as if the VEN
-        had sent it itself. An oadrCreatedEvent is stored with the mark, in one write. One the
+    async def _route_reply(self, registration: VenRegistration, service: Service,
+                           reply: Message | None) -> None:
+        """The VEN's answer to a payload sent to it, handled as if it had sent it itself. One the
         services refuse (an answer to an event modified since it was sent: 450) is logged; the
-        item stays delivered, the VEN gets the newer payload next, and nobody waits for a reply
-        to the answer."""
-        peer = Peer(registration.fingerprint)
-        try:
-            if isinstance(reply, CreatedEvent) and service is Service.EVENT:
-                await on_created_event(self._ctx, peer, reply, pushed=item)
-                return
-            await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
-            if (reply is not None and type(reply) in ROUTES[service]
-                    and not isinstance(reply, Response)):
-                await self._route(service, peer, reply)
-        except RemoteProtocolError as refused:
-            log.warning("answer from %s refused: %s", registration.ven_id, escaped(refused))
+        VEN gets the newer payload next, and nobody waits for a reply to the answer."""
+        if reply is not None and type(reply) in ROUTES[service] and not isinstance(reply, Response):
+            try:
+                await self._route(service, Peer(registration.fingerprint), reply)
+            except RemoteProtocolError as refused:
+                log.warning("answer from %s refused: %s", registration.ven_id, escaped(refused))
 
     async def _post(self, session: aiohttp.ClientSession, url: str, message: Message) -> Message:
         body = self._ctx.codec.encode(message)

@@ -17,7 +17,6 @@ from vtn.storage import (
     EventRecord,
     EventStatus,
     OptType,
-    PushedItem,
     ReportData,
     ReportRequest,
     ReportRequestStatus,
@@ -367,31 +366,31 @@ async def test_acks_never_go_back_and_answers_check_the_registration(storage: St
         raise LookupError(current)
 
     answer = (ack("e1", a, 1, OptType.OPT_OUT),)
-    assert await backend.record_answer(a, "FP:other", answer, refuse, ["e1"], None) is None
+    assert await backend.record_answer(a, "FP:other", answer, refuse, ["e1"]) is None
     assert refused == []
     # an older or newer modificationNumber than the current, or an event not delivered to the
     # VEN, refuses the whole message with the versions delivered to it
     for wrong in ((ack("e1", a, 0),), (ack("e1", a, 2),), (answer[0], ack("e2", a, 1)),
                   (ack("e1", a, 1), ack("e1", a, 0))):
         with pytest.raises(LookupError):
-            await backend.record_answer(a, "FP:0000", wrong, refuse,
-                                        list(dict.fromkeys(x.event_id for x in wrong)), None)
+            await backend.record_answer(a, "FP:0000", wrong,
+                                        refuse, list(dict.fromkeys(x.event_id for x in wrong)))
     assert refused == [{"e1": 1}] * 4
     assert (await storage.events.delivery("e1", a)).ack_opt_type is OptType.OPT_IN  # type: ignore[union-attr]
-    (done,) = await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"], None) or ()
+    (done,) = await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) or ()
     assert (done.ack_modification_number, done.ack_opt_type) == (1, OptType.OPT_OUT)
     # one event answered twice in one message: each ack applies in order
     twice = (ack("e1", a, 1), ack("e1", a, 1, OptType.OPT_OUT))
-    stored_twice = await backend.record_answer(a, "FP:0000", twice, refuse, ["e1"], None)
+    stored_twice = await backend.record_answer(a, "FP:0000", twice, refuse, ["e1"])
     assert [d.ack_opt_type for d in stored_twice or ()] == [OptType.OPT_IN, OptType.OPT_OUT]
-    assert await backend.record_answer(a, "FP:0000", (), refuse, [], None) == ()
+    assert await backend.record_answer(a, "FP:0000", (), refuse, []) == ()
     # an ack stored for a newer modificationNumber stays, and comes back
     await backend.record_acks((ack("e1", a, 5),))
-    (kept,) = await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"], None) or ()
+    (kept,) = await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) or ()
     assert (kept.ack_modification_number, kept.ack_opt_type) == (5, OptType.OPT_IN)
     assert refused == [{"e1": 1}] * 4
     await storage.vens.cancel("reg-0", T0)
-    assert await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"], None) is None
+    assert await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) is None
 
 
 async def test_answers_waiting_together_each_get_their_own_outcome(storage: Storage) -> None:
@@ -422,7 +421,7 @@ async def test_answers_waiting_together_each_get_their_own_outcome(storage: Stor
     )
     outcomes = await asyncio.gather(*(
         backend.record_answer(ven_id, fingerprint, acks, refuse(ven_id),
-                              [a.event_id for a in acks], None)
+                              [a.event_id for a in acks])
         for ven_id, fingerprint, acks in answers), return_exceptions=True)
     first, stale_out, unknown_out, stranger_out, wrong_out, late_out, second, empty = outcomes
     assert [(d.event_id, d.ack_opt_type) for d in first] == [  # type: ignore[union-attr]
@@ -441,45 +440,6 @@ async def test_answers_waiting_together_each_get_their_own_outcome(storage: Stor
              if d.ack_opt_type is not None}
     assert acked == {("e1", good): OptType.OPT_IN, ("e2", good): OptType.OPT_IN,
                      ("e1", late): OptType.OPT_IN}
-
-
-async def test_an_answer_marks_the_pushed_item_it_replies_to_whatever_becomes_of_it(
-        storage: Storage) -> None:
-    """A push's answer and its item's delivered mark are one write: the item is marked when the
-    acks are stored, refused (stale), or the certificate is not the VEN's, and when one event is
-    answered twice (on PostgreSQL its own transaction); answers waiting together each mark
-    their own item, and the other items of the VEN stay leased."""
-    backend = storage.backend
-    vens_ = await vens(storage, 5)
-    stored, stale, stranger, twice, spare = vens_
-    await backend.put_events([(event("e1", 1), queue(tuple(vens_), "e1:1"))], newer)
-    lease = T0 + timedelta(seconds=30)
-    claimed = {v: await backend.claim_next(event_list(v), lease) for v in vens_}
-    items = {v: c.item.seq for v, c in claimed.items() if c is not None}
-    assert len(items) == 5
-
-    def refuse(current: dict[str, int]) -> NoReturn:
-        raise LookupError(current)
-
-    answers = (
-        (stored, "FP:0000", (ack("e1", stored, 1),)),
-        (stale, "FP:0001", (ack("e1", stale, 0),)),
-        (stranger, "FP:0000", (ack("e1", stranger, 1),)),
-        (twice, "FP:0003", (ack("e1", twice, 1), ack("e1", twice, 1, OptType.OPT_OUT))),
-    )
-    outcomes = await asyncio.gather(*(
-        backend.record_answer(ven_id, fingerprint, acks, refuse, ["e1"],
-                              PushedItem(seq=items[ven_id], ven_id=ven_id,
-                                         at=T0 + timedelta(seconds=1)))
-        for ven_id, fingerprint, acks in answers), return_exceptions=True)
-    assert [type(o) for o in outcomes] == [tuple, LookupError, type(None), tuple]
-    for ven_id in (stored, stale, stranger, twice):
-        assert await storage.outbox.pending(ven_id) == ()
-        assert await backend.mark_delivered(items[ven_id], T0) is None  # already marked
-    assert [i.seq for i in await storage.outbox.pending(spare)] == [items[spare]]
-    acked = {d.ven_id: d.ack_opt_type for d in await storage.events.deliveries("e1")}
-    assert acked == {stored: OptType.OPT_IN, stale: None, stranger: None,
-                     twice: OptType.OPT_OUT, spare: None}
 
 
 async def test_report_updates_waiting_together_each_get_their_own_outcome(

@@ -8,13 +8,11 @@ else's payloads."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -35,8 +33,8 @@ from vtn.app import PUSH
 from vtn.push import PushDelivery
 from vtn.pushtargets import PushTargets
 from vtn.services import Handlers, events
-from vtn.storage import Delivery, PollDelivery, VenRegistration
 from vtn.storage import OptType as StoredOpt
+from vtn.storage import PollDelivery, VenRegistration
 from vtn.storage.backend import Distribution
 
 from .harness import (
@@ -141,64 +139,6 @@ async def test_a_lane_claims_once_per_item_and_reads_no_registration_again(
         assert kinds == [DistributeEvent, DistributeEvent]
         assert claims == [ven.ven_id] * 3
         assert read == []
-
-
-async def test_an_answered_event_is_marked_delivered_in_the_write_that_stores_its_answer(
-        pki, storage_url, tmp_path: Path):
-    """The push's oadrCreatedEvent and its item's delivered mark cost one write transaction (were
-    two: the mark, then the answer); an answer the VTN refuses (a modificationNumber it never
-    sent, 452) is logged and its item stays delivered, not pushed again."""
-    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
-    tls = push_ven_tls(pki, tmp_path)
-    answer = _answering(tls.fingerprint, received)
-
-    async def wrong_for_old(request: web.Request) -> web.Response:
-        reply = await answer(request)
-        if b"old-one" not in (reply.body or b""):  # type: ignore[operator]
-            return reply
-        created = CODEC.decode(reply.body)  # type: ignore[arg-type]
-        assert isinstance(created, CreatedEvent)
-        wrong = tuple(dataclasses.replace(r, modification_number=r.modification_number + 1)
-                      for r in created.event_responses)
-        return web.Response(body=CODEC.encode(dataclasses.replace(
-            created, event_responses=wrong)), content_type="application/xml")
-
-    async with push_receiver(tls.server, wrong_for_old) as address, \
-            running_vtn(pki, storage_url, push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
-            raw_ven(vtn.url, tls.client) as ven:
-        backend = vtn.ctx.storage.backend
-        writes: asyncio.Queue[str] = asyncio.Queue()  # each mark or answer, once committed
-        mark, record = backend.mark_delivered, backend.record_answer
-
-        async def counted_mark(seq: int, at: datetime) -> str | None:
-            try:
-                return await mark(seq, at)
-            finally:
-                writes.put_nowait("mark")
-
-        async def counted_answer(*args: Any) -> tuple[Delivery, ...] | None:
-            try:
-                return await record(*args)
-            finally:
-                writes.put_nowait("answer" if args[-1] is None else "answer with its mark")
-
-        backend.mark_delivered = counted_mark  # type: ignore[method-assign]
-        backend.record_answer = counted_answer  # type: ignore[method-assign]
-        await ven.register("push-ven", http_pull_model=False, transport_address=address)
-        async with asyncio.timeout(10):  # a METADATA's answer is no oadrCreatedEvent
-            assert await writes.get() == "mark"
-        for event_id in ("new-one", "old-one"):
-            await events.publish_event(vtn.ctx, sample_event(
-                event_id, Target(ven_ids=(ven.ven_id,))))
-            with logged("vtn.push", "has no modificationNumber 1") as refused:
-                async with asyncio.timeout(10):
-                    assert await writes.get() == "answer with its mark"
-            assert refused.is_set() == (event_id == "old-one")
-        assert writes.empty()
-        assert await vtn.ctx.storage.outbox.pending_count(ven.ven_id) == 0
-        acked = {e: (await vtn.ctx.storage.events.delivery(e, ven.ven_id)).ack_opt_type  # type: ignore[union-attr]
-                 for e in ("new-one", "old-one")}
-        assert acked == {"new-one": StoredOpt.OPT_IN, "old-one": None}
 
 
 async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(

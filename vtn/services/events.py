@@ -49,15 +49,7 @@ from schemas import (
     new_id,
 )
 from vtn.errors import VtnError
-from vtn.storage import (
-    EventAck,
-    EventRecord,
-    OptType,
-    OutboxItem,
-    PushedItem,
-    TargetKind,
-    TargetRef,
-)
+from vtn.storage import EventAck, EventRecord, OptType, TargetKind, TargetRef
 from vtn.storage import EventStatus as StoredStatus
 from vtn.storage.events import EVENT_KIND, Distribution
 from vtn.transport import Peer
@@ -370,11 +362,8 @@ async def on_request_event(ctx: ServiceContext, peer: Peer, msg: RequestEvent) -
     return await distribute_for(ctx, registration.ven_id, msg.request_id, msg.reply_limit)
 
 
-async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent, *,
-                           pushed: OutboxItem | None = None) -> Response:
-    """oadrCreatedEvent: store each optIn/optOut; a stale modificationNumber refuses all (450).
-    A push's answer names the item it answers (``pushed``): marked delivered in the same write,
-    refused or not."""
+async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent) -> Response:
+    """oadrCreatedEvent: store each optIn/optOut; a stale modificationNumber refuses all (450)."""
     now = ctx.clock()
     # One write transaction: the certificate must be the venID's active registration
     # (require_ven's check: 463, before anything else), then the answers are checked against
@@ -386,9 +375,7 @@ async def on_created_event(ctx: ServiceContext, peer: Peer, msg: CreatedEvent, *
                   opt_type=OptType(answer.opt_type.value), response_code=answer.code, at=now)
          for answer in msg.event_responses),
         fingerprint=peer.fingerprint,
-        refuse=lambda current: _refuse(msg.event_responses, current),
-        pushed=None if pushed is None else PushedItem(seq=pushed.seq, ven_id=pushed.ven_id,
-                                                      at=now))
+        refuse=lambda current: _refuse(msg.event_responses, current))
     if stored is None:
         await require_ven(ctx, peer, msg.ven_id)  # raises the precise NotRegistered
         raise NotRegistered("this certificate has no active registration")

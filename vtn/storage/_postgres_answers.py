@@ -25,27 +25,19 @@ from typing import Any, Final
 
 from ._postgres_groups import Fetch, rows_by_write
 from ._postgres_rows import DELIVERY_COLUMNS, delivery_of
-from .backend import Answered
-from .records import EventAck, PushedItem
+from .records import Delivery, EventAck
 
-__all__ = ["Answer", "check_and_store"]
+__all__ = ["Answer", "Outcome", "check_and_store"]
 
-# $1 venIDs, $2 fingerprints, $9 the outbox seq each answer replies to (NULL: none) and $10 the
-# time it is marked delivered at: one per answer, numbered from 1 in order; then one array per
-# ack field, $3 the number of the ack's answer. The pushed items are marked whatever becomes of
-# their answers (a data-modifying WITH runs to completion unread), their rows locked in seq
-# order. The answers' flags: whether the registration is active, whether every ack names a
-# delivered event at its current number; then one row per ack, in order: the flags, the
-# versions its answer was checked against, the row the upsert wrote, the row as stored before
-# it. An answer with no ack gives one row with no ack.
+# $1 venIDs, $2 fingerprints: one per answer, numbered from 1 in order; then one array per ack
+# field, $3 the number of the ack's answer. The answers' flags: whether the registration is
+# active, whether every ack names a delivered event at its current number; then one row per
+# ack, in order: the flags, the versions its answer was checked against, the row the upsert
+# wrote, the row as stored before it. An answer with no ack gives one row with no ack.
 _ANSWERS: Final = (
-    "WITH answers AS (SELECT a.n, a.ven_id, a.seq, a.at, EXISTS (SELECT 1 FROM vens v"
+    "WITH answers AS (SELECT a.n, a.ven_id, EXISTS (SELECT 1 FROM vens v"
     " WHERE v.fingerprint = a.fingerprint AND v.ven_id = a.ven_id AND v.cancelled_at IS NULL)"
-    " AS active FROM unnest($1::text[], $2::text[], $9::bigint[], $10::timestamptz[])"
-    " WITH ORDINALITY AS a(ven_id, fingerprint, seq, at, n)),"
-    " marked AS (UPDATE outbox o SET delivered_at = a.at, claimed_until = NULL FROM answers a"
-    " WHERE o.seq = a.seq AND o.seq IN (SELECT seq FROM outbox WHERE seq = ANY($9::bigint[])"
-    " AND delivered_at IS NULL ORDER BY seq FOR UPDATE)),"
+    " AS active FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS a(ven_id, fingerprint, n)),"
     " acks AS (SELECT k.*, a.ven_id FROM unnest($3::bigint[], $4::text[], $5::int[], $6::text[],"
     " $7::int[], $8::timestamptz[]) WITH ORDINALITY AS k(n, event_id, number, opt, code, at, i)"
     " JOIN answers a ON a.n = k.n),"
@@ -78,16 +70,25 @@ _BEFORE: Final = slice(13, 21)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Answer:
-    """One oadrCreatedEvent: its acks (each of ``ven_id``, distinct eventIDs, times aware), and
-    the pushed item it replies to, if any."""
+    """One oadrCreatedEvent: its acks (each of ``ven_id``, distinct eventIDs, times aware)."""
 
     ven_id: str
     fingerprint: str
     acks: tuple[EventAck, ...]
-    pushed: PushedItem | None = None
 
 
-async def check_and_store(fetch: Fetch, group: Sequence[Answer]) -> list[Answered]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What became of an :class:`Answer`: ``stored`` is None unless its registration was
+    active (``active``) and every ack named a current version of ``delivered`` (eventID -> the
+    current modificationNumber of the answered events delivered to the VEN)."""
+
+    active: bool
+    delivered: dict[str, int]
+    stored: tuple[Delivery, ...] | None
+
+
+async def check_and_store(fetch: Fetch, group: Sequence[Answer]) -> list[Outcome]:
     """What became of each answer of ``group``, checked and stored by one statement through
     ``fetch``."""
     numbers: list[int] = []
@@ -99,17 +100,16 @@ async def check_and_store(fetch: Fetch, group: Sequence[Answer]) -> list[Answere
         _ANSWERS, [a.ven_id for a in group], [a.fingerprint for a in group], numbers,
         [a.event_id for a in acks], [a.modification_number for a in acks],
         [a.opt_type.value for a in acks], [a.response_code for a in acks],
-        [a.at for a in acks], [a.pushed and a.pushed.seq for a in group],
-        [a.pushed and a.pushed.at for a in group])
-    return [_answered(answer_rows) for answer_rows in rows_by_write(rows, len(group))]
+        [a.at for a in acks])
+    return [_outcome(answer_rows) for answer_rows in rows_by_write(rows, len(group))]
 
 
-def _answered(rows: list[Any]) -> Answered:
+def _outcome(rows: list[Any]) -> Outcome:
     _, active, accepted, event_ids, numbers = rows[0][:5]
     delivered = dict(zip(event_ids, numbers, strict=True))
     if not (active and accepted):
-        return Answered(active=bool(active), delivered=delivered, stored=None)
+        return Outcome(active=bool(active), delivered=delivered, stored=None)
     # the updated row, else (an ack for a newer modificationNumber stays) the stored one
-    return Answered(active=True, delivered=delivered, stored=tuple(
+    return Outcome(active=True, delivered=delivered, stored=tuple(
         delivery_of(row[_UPDATED] if row[_UPDATED.start] is not None else row[_BEFORE])
         for row in rows if row[_BEFORE.start] is not None))

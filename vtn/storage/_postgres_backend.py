@@ -31,7 +31,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL
 
 from ._engine import PoolWaitObserver, TransactionObserver, session_settings
-from ._postgres_answers import Answer, check_and_store
+from ._postgres_answers import Answer, Outcome, check_and_store
 from ._postgres_deliveries import Delivered, deliver, give_back
 from ._postgres_groups import Groups
 from ._postgres_reports import Result, Update, points_of, store
@@ -47,7 +47,6 @@ from ._postgres_rows import (
 )
 from .backend import (
     EVENT_KIND,
-    Answered,
     CheckNewer,
     Distribution,
     Enrolment,
@@ -56,7 +55,6 @@ from .backend import (
     StoredEvent,
     TargetQuery,
     answers_current,
-    stored_or_refused,
 )
 from .notify import OUTBOX_CHANNEL, VENS_CHANNEL, enqueued_payload
 from .records import (
@@ -66,7 +64,6 @@ from .records import (
     EventStatus,
     OutboxItem,
     PollDelivery,
-    PushedItem,
     ReportData,
     StorageBusy,
     StorageConflict,
@@ -269,7 +266,7 @@ class PostgresBackend:
         self._deliveries: Groups[Distribution, Delivered] = Groups(
             lambda group: deliver(self._fetch, group),
             lambda poll, delivered: give_back(self._fetch, poll, delivered))
-        self._answers: Groups[Answer, Answered] = Groups(
+        self._answers: Groups[Answer, Outcome] = Groups(
             lambda group: check_and_store(self._fetch, group))
 
     @classmethod
@@ -522,32 +519,31 @@ class PostgresBackend:
         return await self._run(lambda conn: self._acks(conn, acks), write=True)
 
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
-                            refuse: Refuse, event_ids: list[str],
-                            pushed: PushedItem | None) -> tuple[Delivery, ...] | None:
+                            refuse: Refuse,
+                            event_ids: list[str]) -> tuple[Delivery, ...] | None:
         """Checked and stored with the answers of other VENs waiting with it, by one statement
         (:mod:`._postgres_answers`), unless one event is answered twice: one upsert cannot
         touch a row twice, so those acks go one by one in a transaction of their own."""
         if len(event_ids) < len(acks):
-            answered = await self._run(lambda conn: self._answer(
-                conn, ven_id, fingerprint, acks, event_ids, pushed), write=True)
-        else:
-            for at in (*(ack.at for ack in acks), *(() if pushed is None else (pushed.at,))):
-                aware(at)  # a naive time fails its own call, not a group
-            answered = await self._grouped(self._answers, Answer(
-                ven_id=ven_id, fingerprint=fingerprint, acks=acks, pushed=pushed), ven_id)
-        return stored_or_refused(answered, refuse)
+            return await self._run(lambda conn: self._answer(
+                conn, ven_id, fingerprint, acks, refuse, event_ids), write=True)
+        for ack in acks:
+            aware(ack.at)  # a naive time fails its own call, not a group
+        outcome = await self._grouped(
+            self._answers, Answer(ven_id=ven_id, fingerprint=fingerprint, acks=acks), ven_id)
+        if outcome.active and outcome.stored is None:
+            refuse(outcome.delivered)
+        return outcome.stored
 
     async def _answer(self, conn: asyncpg.Connection, ven_id: str, fingerprint: str,
-                      acks: tuple[EventAck, ...], event_ids: list[str],
-                      pushed: PushedItem | None) -> Answered:
-        if pushed is not None:
-            await conn.execute(_OUTBOX_DELIVERED, aware(pushed.at), pushed.seq)
+                      acks: tuple[EventAck, ...], refuse: Refuse,
+                      event_ids: list[str]) -> tuple[Delivery, ...] | None:
         if await conn.fetchval(_ACTIVE_VEN, fingerprint, ven_id) is None:
-            return Answered(active=False, delivered={}, stored=None)
+            return None
         delivered = {r[0]: r[1] for r in await conn.fetch(_VERSIONS, ven_id, event_ids)}
         if not answers_current(acks, delivered):
-            return Answered(active=True, delivered=delivered, stored=None)
-        return Answered(active=True, delivered=delivered, stored=await self._acks(conn, acks))
+            refuse(delivered)
+        return await self._acks(conn, acks)
 
     async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:
         async def work(conn: asyncpg.Connection) -> dict[str, int]:

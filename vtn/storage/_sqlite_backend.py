@@ -10,15 +10,7 @@ from datetime import datetime
 
 from . import _sqlite_events
 from ._engine import Database, sqlite_time
-from .backend import (
-    CheckNewer,
-    Distribution,
-    Enrolment,
-    Queue,
-    Refuse,
-    TargetQuery,
-    stored_or_refused,
-)
+from .backend import CheckNewer, Distribution, Enrolment, Queue, Refuse, TargetQuery
 from .outbox import _DELIVERED_SQLITE, claim_sqlite, enqueue_in
 from .records import (
     Delivery,
@@ -26,7 +18,6 @@ from .records import (
     EventRecord,
     OutboxItem,
     PollDelivery,
-    PushedItem,
     ReportData,
     VenRegistration,
 )
@@ -101,11 +92,10 @@ class SqliteBackend:
             lambda conn: _sqlite_events.record_acks(conn, acks), write=True)
 
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
-                            refuse: Refuse, event_ids: list[str],
-                            pushed: PushedItem | None) -> tuple[Delivery, ...] | None:
-        answered = await self._db.run_sqlite(lambda conn: _sqlite_events.record_answer(
-            conn, ven_id, fingerprint, acks, event_ids, pushed), write=True)
-        return stored_or_refused(answered, refuse)
+                            refuse: Refuse,
+                            event_ids: list[str]) -> tuple[Delivery, ...] | None:
+        return await self._db.run_sqlite(lambda conn: _sqlite_events.record_answer(
+            conn, ven_id, fingerprint, acks, refuse, event_ids), write=True)
 
     async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:
         return await self._db.run_sqlite(

@@ -26,7 +26,6 @@ from .records import (
     EventStatus,
     OptType,
     PollDelivery,
-    PushedItem,
     TargetKind,
     TargetRef,
 )
@@ -240,18 +239,16 @@ def record_answer(
     ven_id: str,
     fingerprint: str,
     acks: tuple[EventAck, ...],
+    refuse: backend.Refuse,
     event_ids: list[str],
-    pushed: PushedItem | None,
-) -> backend.Answered:
-    """:meth:`EventRepository.record_answer` on SQLite. Refusing is the caller's, once this
-    committed: raising here would roll back the pushed item's mark (and the writer's group)."""
-    if pushed is not None:
-        conn.execute(_OUTBOX_DELIVERED, (sqlite_time(pushed.at), pushed.seq))
+) -> tuple[Delivery, ...] | None:
+    """:meth:`EventRepository.record_answer` on SQLite."""
     if conn.execute(_ACTIVE_VEN, (fingerprint, ven_id)).fetchone() is None:
-        return backend.Answered(active=False, delivered={}, stored=None)
+        return None
     delivered = delivered_versions(conn, ven_id, event_ids)
-    stored = record_acks(conn, acks) if backend.answers_current(acks, delivered) else None
-    return backend.Answered(active=True, delivered=delivered, stored=stored)
+    if not backend.answers_current(acks, delivered):
+        refuse(delivered)
+    return record_acks(conn, acks)
 
 
 def delivered_versions(

@@ -31,13 +31,12 @@ from .records import (
     EventStatus,
     OutboxItem,
     PollDelivery,
-    PushedItem,
     ReportData,
     VenRegistration,
 )
 
-__all__ = ["EVENT_KIND", "Answered", "Backend", "CheckNewer", "Distribution", "Enrolment", "Queue",
-           "Queued", "Refuse", "StoredEvent", "TargetQuery", "answers_current", "stored_or_refused"]
+__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Enrolment", "Queue", "Queued",
+           "Refuse", "StoredEvent", "TargetQuery", "answers_current"]
 
 EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
 
@@ -112,26 +111,6 @@ def answers_current(acks: Iterable[EventAck], delivered: Mapping[str, int]) -> b
     return all(delivered.get(ack.event_id) == ack.modification_number for ack in acks)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Answered:
-    """What became of one oadrCreatedEvent in its transaction: ``stored`` is None unless its
-    registration was active (``active``) and every ack named a current version of ``delivered``
-    (eventID -> the current modificationNumber of the answered events delivered to the VEN).
-    The transaction commits either way (a pushed item's mark stays; no ack was stored)."""
-
-    active: bool
-    delivered: dict[str, int]
-    stored: tuple[Delivery, ...] | None
-
-
-def stored_or_refused(answered: Answered, refuse: Refuse) -> tuple[Delivery, ...] | None:
-    """:meth:`Backend.record_answer`'s answer for ``answered``, once its transaction committed:
-    ``refuse`` raises when an active registration's acks were not current."""
-    if answered.active and answered.stored is None:
-        refuse(answered.delivered)
-    return answered.stored
-
-
 # Whether ``event`` replaces the stored one; raises StaleModification / StorageConflict as
 # EventRepository.put documents.
 CheckNewer = Callable[[EventRecord, StoredEvent], bool]
@@ -198,13 +177,10 @@ class Backend(Protocol):
         ...
 
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],
-                            refuse: Refuse, event_ids: list[str],
-                            pushed: PushedItem | None) -> tuple[Delivery, ...] | None:
+                            refuse: Refuse, event_ids: list[str]) -> tuple[Delivery, ...] | None:
         """The acks of one oadrCreatedEvent, if ``fingerprint`` is ``ven_id``'s active
         registration (else None) and :func:`answers_current` holds for the delivered versions
-        of ``event_ids``; when it does not, no ack is stored and ``refuse`` raises with them.
-        ``pushed``, the item the answer replies to, is marked delivered in the same
-        transaction in every case."""
+        of ``event_ids``; when it does not, nothing is stored and ``refuse`` raises with them."""
         ...
 
     async def delivered_versions(self, ven_id: str, event_ids: list[str]) -> dict[str, int]:

@@ -39,7 +39,6 @@ from .records import (
     EventStatus,
     OptType,
     PollDelivery,
-    PushedItem,
     StaleModification,
     StorageConflict,
     TargetKind,
@@ -280,26 +279,18 @@ class EventRepository:
 
     async def record_answer(
         self, ven_id: str, acks: Iterable[EventAck], *, fingerprint: str,
-        refuse: Refuse, pushed: PushedItem | None = None,
+        refuse: Refuse,
     ) -> tuple[Delivery, ...] | None:
         """One oadrCreatedEvent from ``ven_id``: its acks (each of ``ven_id``) in one write
         transaction that first checks, in order, that ``fingerprint`` is ``ven_id``'s active
-        registration (else None: no ack stored), then that each ack names an event delivered
-        to ``ven_id`` at its current modificationNumber (else no ack is stored and ``refuse``
+        registration (else None: nothing stored), then that each ack names an event delivered
+        to ``ven_id`` at its current modificationNumber (else nothing is stored and ``refuse``
         raises, given :meth:`delivered_versions` of the answered events). Checked and stored
-        at once: no modification slips in between, and no separate registration read.
-        ``pushed`` (the outbox item of ``ven_id`` this answers, sent by a push) is marked
-        delivered in the same transaction, whatever becomes of the acks: one write where
-        :meth:`OutboxRepository.mark_delivered` and this were two."""
+        at once: no modification slips in between, and no separate registration read."""
         wanted = tuple(acks)
         assert all(ack.ven_id == ven_id for ack in wanted), "one VEN's answers"
         event_ids = list(dict.fromkeys(ack.event_id for ack in wanted))
-        try:
-            return await self._backend.record_answer(ven_id, fingerprint, wanted, refuse,
-                                                     event_ids, pushed)
-        finally:  # as mark_delivered: whether more waits is for a read to say
-            if pushed is not None:
-                self._index.delivered(pushed.ven_id)
+        return await self._backend.record_answer(ven_id, fingerprint, wanted, refuse, event_ids)
 
     async def delivered_versions(self, ven_id: str, event_ids: Iterable[str]) -> dict[str, int]:
         """Of ``event_ids``, those delivered to ``ven_id``: eventID -> the event's current

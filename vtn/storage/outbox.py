@@ -10,11 +10,9 @@ Delivery is at least once, in order of ``seq`` per VEN:
    UPDATE ... WHERE seq = (SELECT ... FOR UPDATE SKIP LOCKED) statement, so two workers polling for
    the same VEN never get the same item (on SQLite the write transaction is IMMEDIATE, which
    serialises claimers).
-3. After the reply carrying the item was handed to the transport, :meth:`mark_delivered` (or,
-   for a push the VEN answered with an oadrCreatedEvent, the write that stores that answer:
-   :meth:`EventRepository.record_answer`). If the worker dies first, the lease runs out and the
-   item is handed out again; a VEN therefore may see an item twice (OpenADR handles that:
-   modificationNumber, requestID), but never loses one.
+3. After the reply carrying the item was handed to the transport, :meth:`mark_delivered`. If the
+   worker dies first, the lease runs out and the item is handed out again; a VEN therefore may see
+   an item twice (OpenADR handles that: modificationNumber, requestID), but never loses one.
 """
 
 from __future__ import annotations

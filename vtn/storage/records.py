@@ -29,7 +29,6 @@ __all__ = [
     "OutboxItem",
     "PointRow",
     "PollDelivery",
-    "PushedItem",
     "ReportData",
     "ReportDescription",
     "ReportPoint",
@@ -197,17 +196,6 @@ class OutboxItem:
     dedup_key: str | None
     enqueued_at: datetime
     more_waiting: bool = False  # set by ``next_for``: more items were queued behind this one
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PushedItem:
-    """An outbox item (``seq``, queued for ``ven_id``) a push handed its VEN, marked delivered at
-    ``at`` in the transaction that stores the VEN's answer to it (one write for both), whatever
-    becomes of the answer."""
-
-    seq: int
-    ven_id: str
-    at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
