@@ -178,7 +178,7 @@ def render(args: argparse.Namespace, runs: list[Run], load: tuple[Any, Any]) -> 
         per_minute = [r.per_device_minute_ms for r in mine]
         lines.append(
             f"--workers {n}: CPU per device-minute {_spread(per_minute)}"
-            f", so {_spread([60_000 / m for m in per_minute], 'devices', 0)}"
+            f", so {_spread([60_000 / m for m in per_minute if m > 0], 'devices', 0)}"
             " per core (VTN and PostgreSQL together)")
     ones = [r.per_request_ms for r in runs if r.workers == 1]
     twos = [r.per_request_ms for r in runs if r.workers == 2]
