@@ -109,7 +109,7 @@ async def postgres_server() -> str:
 
 
 def test_workers_prints_cpu_per_request_for_one_and_two_workers(postgres_server: str) -> None:
-    out = _bench("workers", "--vens", "6", "--minutes", "0.05", "--warmup-s", "1", "--runs", "1",
+    out = _bench("workers", "--vens", "20", "--minutes", "0.2", "--warmup-s", "1", "--runs", "1",
                  "--server", postgres_server)
     lines = out.splitlines()
     for workers in (1, 2):
