@@ -29,12 +29,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Final
 from uuid import UUID
 
-from cbp.market import MarketRules
+from cbp.market import MarketRules, snap
 from cbp.pool import FlexState, PoolConfig, PoolRow, aggregate_sample
 from schemas import Report
 
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 MAX_AGE_SAMPLES: Final = 900
 #: how many sample periods after it (a minute at 4 s: a device's clock running ahead)
 MAX_LEAD_SAMPLES: Final = 15
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -131,7 +130,7 @@ class DeviceBook:
             at = interval.dtstart
             if at is None:
                 continue
-            if not earliest <= at <= last or (at - _EPOCH) % period:
+            if not earliest <= at <= last or snap(at, period) != at:
                 self._refuse(ven_id, at)
                 continue
             if latest is None or at > latest:
