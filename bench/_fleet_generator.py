@@ -251,7 +251,7 @@ class _Slice:
         per_minute = max(1, len(self.devices) // 100)
 
         async def one() -> None:
-            await random.choice(self.devices).link.close()
+            await random.choice(self.devices).link.reconnect()
             if self.measuring:
                 self.tally.reconnects += 1
 
@@ -273,7 +273,12 @@ class _Slice:
             self.measuring = False
         finally:
             self.stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            ended = await asyncio.gather(*tasks, return_exceptions=True)
+        # A device whose loop raised stopped sending for the rest of the run: a failure to show,
+        # not a quieter fleet.
+        for outcome in ended:
+            if isinstance(outcome, Exception):
+                self._failed(f"a device's loop ended: {outcome!r}")
         return self.tally
 
     async def close(self) -> None:

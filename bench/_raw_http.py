@@ -5,7 +5,8 @@ generator built on it measures itself: on one core it tops out near the request 
 compared. This client writes each request as one pre-built byte string on a keep-alive mutual-TLS
 connection and reads the reply by its Content-Length, which is all a VTN's answer needs.
 
-Invariants: one request in flight per connection (no pipelining: a VEN waits for its answer); a
+Invariants: one request in flight per connection (no pipelining: a VEN waits for its answer;
+a link's callers take turns, and :meth:`RawLink.reconnect` waits for the exchange in flight); a
 reply without Content-Length, with chunked encoding or with ``Connection: close`` is read or
 reconnected correctly, never mistaken for a complete one; every exchange has a deadline (a
 server that accepts a request and never answers it raises TimeoutError, never hangs the VEN),
@@ -29,8 +30,8 @@ class RawLink:
     """One VEN's keep-alive connection to ``host:port``; opened on first use. Each exchange
     (connecting, sending, reading the whole answer) has ``timeout_s``."""
 
-    __slots__ = ("_context", "_head", "_host", "_port", "_reader", "_timeout_s", "_writer",
-                 "retries")
+    __slots__ = ("_context", "_head", "_host", "_port", "_reader", "_timeout_s", "_turn",
+                 "_writer", "retries")
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext, prefix: str, *,
                  timeout_s: float = EXCHANGE_S) -> None:
@@ -40,6 +41,7 @@ class RawLink:
                       "Content-Type: application/xml\r\nContent-Length: %d\r\n\r\n")
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._turn = asyncio.Lock()  # one exchange at a time on the connection
         # Exchanges sent a second time on a new connection: the first try may have reached the
         # server and been acted on, though its answer never came back.
         self.retries = 0
@@ -50,6 +52,16 @@ class RawLink:
         exchange is not answered within the deadline (the connection is closed: the answer
         may still come, and must not be read as the next one's)."""
         request = (self._head % (service, len(body))).encode() + body
+        async with self._turn:
+            return await self._post(service, request)
+
+    async def reconnect(self) -> None:
+        """Close the connection once no exchange is using it: the next one makes a new
+        mutual-TLS handshake, as a VEN that reconnects between two requests does."""
+        async with self._turn:
+            await self.close()
+
+    async def _post(self, service: str, request: bytes) -> tuple[int, bytes]:
         for attempt in (1, 2):
             try:
                 async with asyncio.timeout(self._timeout_s):
@@ -69,31 +81,21 @@ class RawLink:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(
                 self._host, self._port, ssl=self._context)
-        assert self._reader is not None
-        self._writer.write(request)
-        head = await self._reader.readuntil(_HEAD_END)
+        reader, writer = self._reader, self._writer
+        assert reader is not None
+        writer.write(request)
+        head = await reader.readuntil(_HEAD_END)
         status, length, chunked, close = _parse_head(head)
         if chunked:
-            body = await self._read_chunked()
+            body = await _read_chunked(reader)
         elif length is not None:
-            body = await self._reader.readexactly(length)
+            body = await reader.readexactly(length)
         else:
-            body = await self._reader.read()
+            body = await reader.read()
             close = True
         if close:
             await self.close()
         return status, body
-
-    async def _read_chunked(self) -> bytes:
-        assert self._reader is not None
-        parts: list[bytes] = []
-        while True:
-            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await self._reader.readuntil(b"\r\n")
-                return b"".join(parts)
-            parts.append(await self._reader.readexactly(size))
-            await self._reader.readexactly(2)
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
@@ -101,6 +103,17 @@ class RawLink:
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
 
 
 def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
