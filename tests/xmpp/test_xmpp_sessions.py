@@ -25,7 +25,7 @@ from vtn.app import XMPP
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
 
-from .conftest import Ven, mint_vens, xmpp_ven, xmpp_vtn
+from .conftest import Ven, link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
 
 WAIT_S = 60.0  # bounds a wait that should end at once (no timing is asserted)
@@ -222,3 +222,39 @@ def _answer_as_asked(client: slixmpp.ClientXMPP, iq: Any, *, to: str | None = No
     """A result for ``iq`` echoing its requestID, to the JID it came from (or ``to``)."""
     client.send_raw(iq_bytes(kind="result", iq_id=iq["id"], to=to or iq["from"].full,
                              body=_answer(_request_id(payload_of(iq.xml)))))
+
+
+async def test_a_ven_link_closed_while_serving_a_payload_leaves_no_task_running(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """The VEN's link is closed while its client is still answering a payload the VTN sent: the
+    answer is cancelled and, once ``close`` returns, no task of the link's is left running (was:
+    the task serving it outlived the link, answering on a closed stream)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    serving, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def answer(_body: bytes) -> bytes:
+        serving.set()
+        busy: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        try:
+            return await busy  # a hook that is still at work
+        finally:
+            cancelled.set()
+
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint)
+        link.answer_with(answer)
+        push: asyncio.Task[Any] | None = None
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await link.connect()
+                push = asyncio.create_task(vtn.app[XMPP].send_body(link.address, _body(vtn, "e")))
+                await serving.wait()
+                await link.close()
+            assert cancelled.is_set()
+            assert [t.get_name() for t in asyncio.all_tasks()
+                    if t.get_name().startswith("crowdflex-ven-xmpp")] == []
+        finally:
+            if push is not None:
+                push.cancel()
+                await asyncio.gather(push, return_exceptions=True)
+            await link.close()
