@@ -89,11 +89,12 @@ class PinnedVen(aiohttp.Fingerprint):
                 self._expected.encode(), (got or "no certificate").encode(), host, port)
 
 
-def _log_failure(exc: Exception, what: str, then: str, *, traceback: bool = True) -> None:
+def _log_failure(exc: Exception, what: str, then: str, *, traceback: bool = True) -> bool:
     """A failure of the delivery's own work, not of a send: the database away or aborting a
     transaction is a pause, logged naming its kind; anything else (a bug, a row no code
-    expected) is logged as unexpected, with its traceback when ``traceback`` (the first of a
-    run of failures: a lane failing at every back-off repeats only its one line)."""
+    expected) is logged as unexpected, with its traceback when ``traceback`` (none was logged
+    yet in this run of failures: a lane failing at every back-off repeats only its one line).
+    Whether it was unexpected."""
     cause = storage_failure(exc)
     if cause is not None:
         log.warning("%s (%s); %s", what, cause, then)
@@ -101,6 +102,7 @@ def _log_failure(exc: Exception, what: str, then: str, *, traceback: bool = True
         log.error("%s by an unexpected failure; %s", what, then, exc_info=exc)
     else:
         log.error("%s by an unexpected failure again (%s); %s", what, escaped(repr(exc)), then)
+    return cause is None
 
 
 def _system_context() -> ssl.SSLContext:
@@ -135,7 +137,7 @@ class PushDelivery:
         self._waiting: set[str] = set()
         self._wakeup = asyncio.Event()
         self._first_scan = True
-        self._scan_failing = False  # the last scan failed: its traceback was logged already
+        self._scan_traced = False  # a traceback was logged since the last scan that went
         self._lanes: dict[str, asyncio.Event] = {}
         # each poked lane's registration as the wake's scan read it: its push need not read it
         # again (an activation pokes a lane per device); a lane re-poked after a failure reads
@@ -169,12 +171,13 @@ class PushDelivery:
                 except Exception as exc:
                     # Nothing that fails a scan may end push for good (the database away, or a
                     # bug): every push VEN is read again after ``retry_s``.
-                    _log_failure(exc, "push delivery paused", f"retrying in {self._retry_s} s",
-                                 traceback=not self._scan_failing)
-                    self._scan_failing = self._first_scan = True
+                    self._scan_traced |= _log_failure(
+                        exc, "push delivery paused", f"retrying in {self._retry_s} s",
+                        traceback=not self._scan_traced)
+                    self._first_scan = True
                     asyncio.get_running_loop().call_later(self._retry_s, self.wake, ())
                     continue
-                self._scan_failing = False
+                self._scan_traced = False
                 for registration in targets:
                     self._poke(lanes, registration)
 
@@ -206,6 +209,7 @@ class PushDelivery:
     async def _lane(self, ven_id: str, poked: asyncio.Event) -> None:
         """Push to one VEN while it takes pushes, backing off after failures."""
         failures = 0
+        traced = False  # a traceback was logged since the last push that went
         try:
             while True:
                 await poked.wait()
@@ -215,13 +219,13 @@ class PushDelivery:
                 except Exception as exc:
                     # Whatever it is, it stays this lane's: the scan and the other VENs' lanes
                     # go on, and this one backs off and tries again.
-                    _log_failure(exc, f"push to {ven_id} paused",
-                                 "backing off", traceback=failures == 0)
+                    traced |= _log_failure(exc, f"push to {ven_id} paused", "backing off",
+                                           traceback=not traced)
                     delivered = False
                 if delivered is None:
                     return
                 if delivered:
-                    failures = 0
+                    failures, traced = 0, False
                     continue
                 failures += 1
                 await self._sleep(min(self._retry_s * 2 ** (failures - 1), self._max_retry_s))

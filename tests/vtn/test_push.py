@@ -293,10 +293,11 @@ async def test_a_deadlock_in_a_lane_pauses_it_and_the_payload_is_pushed_after(
 async def test_a_bug_in_one_lane_is_logged_once_and_stops_no_push(
         pki, storage_url, tmp_path: Path, caplog):
     """An exception nobody expected, raised at the storage boundary: first by the scan that
-    chooses the lanes, then twice in a row by one VEN's claim. Each run of failures is logged
-    with its traceback once; the scan is tried again, the other VEN's lane pushes on, and the
-    failing lane backs off and pushes its event after all, and the next one too (was: the
-    exception ended the delivery task for every VEN)."""
+    chooses the lanes, then by one VEN's claim twice in a row, after a deadlock. Each run of
+    failures is logged with its traceback once (the deadlock, a pause, has none); the scan is
+    tried again, the other VEN's lane pushes on, and the failing lane backs off and pushes its
+    event after all, and the next one too (was: the exception ended the delivery task for every
+    VEN)."""
     caplog.set_level(logging.WARNING, "vtn.push")
     received: dict[str, asyncio.Queue[tuple[str, Message]]] = {}
     tls = {name: push_ven_tls(pki, tmp_path, name) for name in ("bad", "good")}
@@ -316,17 +317,17 @@ async def test_a_bug_in_one_lane_is_logged_once_and_stops_no_push(
                 assert type((await received[name].get())[1]) is RegisterReport
         vens, backend = vtn.ctx.storage.vens, vtn.ctx.storage.backend
         get_many, claim_next = vens.get_many, backend.claim_next
-        claims_failing = 2
+        claims_failing: list[Exception] = [
+            asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+            RuntimeError("a bug on the bad VEN's row"), RuntimeError("the same bug again")]
 
         async def scan_once(ven_ids: Iterable[str]) -> tuple[VenRegistration, ...]:
             vens.get_many = get_many  # type: ignore[method-assign]
             raise RuntimeError("a bug in the scan")
 
         async def claim(event_list: Distribution, until: datetime) -> PollDelivery | None:
-            nonlocal claims_failing
             if event_list.ven_id == bad.ven_id and claims_failing:
-                claims_failing -= 1
-                raise RuntimeError("a bug on the bad VEN's row")
+                raise claims_failing.pop(0)
             return await claim_next(event_list, until)
 
         vens.get_many = scan_once  # type: ignore[method-assign]
@@ -339,7 +340,7 @@ async def test_a_bug_in_one_lane_is_logged_once_and_stops_no_push(
                     _, pushed = await received[name].get()
                 assert isinstance(pushed, DistributeEvent), (name, pushed)
                 assert event_id in [e.event_id for e in pushed.events], (name, pushed)
-        assert claims_failing == 0
+        assert claims_failing == []
     failures = [r for r in caplog.records if r.name == "vtn.push" and r.levelno == logging.ERROR]
     assert [(r.getMessage().split(" by ")[0], r.exc_info is not None) for r in failures] == [
         ("push delivery paused", True), (f"push to {bad.ven_id} paused", True),
