@@ -100,7 +100,7 @@ class XmppLink(Link):
         self._answered = asyncio.Event()  # set while none is
         self._answered.set()
         self._vtn_bare = slixmpp.JID(vtn_jid).bare
-        self._serving: set[asyncio.Task[None]] = set()  # payloads the framer took, in service
+        self._serving: set[asyncio.Task[None]] = set()  # payloads in service (close cancels)
         # given at construction: otherwise slixmpp first builds a default context and loads the
         # system's CA store into it, twice (0.4-0.7 s per client, measured under load)
         stream = self._stream = _Stream(self.address, ssl_context=ssl_context,
@@ -183,7 +183,13 @@ class XmppLink(Link):
             self._connect()
 
     async def close(self) -> None:
+        """End the session; the payloads still in service are cancelled, unanswered (the VTN
+        sends them again), and gone when this returns."""
         self._closing = True
+        serving = tuple(self._serving)
+        for task in serving:
+            task.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
         if self._online.is_set() or self._connecting:
             await self._stream.disconnect(wait=1.0)
         self._online.clear()
@@ -264,10 +270,7 @@ class XmppLink(Link):
         its attributes (the server-stamped ``from``, the ``id``) and its payload's bytes as
         received; no slixmpp stanza is made of it, and its payload is not serialised again."""
         attributes = request.attributes
-        task = asyncio.get_running_loop().create_task(self._serve(
-            attributes.get("from", ""), attributes.get("id", ""), request.payload))
-        self._serving.add(task)
-        task.add_done_callback(self._serving.discard)
+        self._in_service(attributes.get("from", ""), attributes.get("id", ""), request.payload)
 
     async def _on_request(self, iq: Any) -> None:
         """An IQ carrying a payload that the framer left to slixmpp (another shape): its payload
@@ -278,7 +281,17 @@ class XmppLink(Link):
             return
         if iq["type"] != "set":  # a result answers our own request (``post``)
             return
-        await self._serve(iq["from"].full, iq["id"], payload_of(iq.xml) or b"")
+        self._in_service(iq["from"].full, iq["id"], payload_of(iq.xml) or b"")
+
+    def _in_service(self, sender: str, iq_id: str, body: bytes) -> None:
+        """Serve the IQ in a task of its own that :meth:`close` cancels: an answer may take
+        as long as the client's hooks do, and must not outlive the link it would go out on."""
+        if self._closing:
+            return  # the VTN sends it again to the next session
+        task = asyncio.get_running_loop().create_task(self._serve(sender, iq_id, body),
+                                                      name=f"crowdflex-ven-xmpp:{iq_id}")
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
 
     async def _serve(self, sender: str, iq_id: str, body: bytes) -> None:
         """Refuse or answer the IQ ``iq_id`` from the full JID ``sender`` carrying ``body``."""

@@ -11,8 +11,12 @@ delays another's payloads. A lane drains its VEN's queue in order, one request a
 claims again only while its last claim said more was waiting (what is queued later wakes it
 again); an item is marked delivered only after the VEN answered HTTP 200. A failure releases the
 item and the lane backs off on its own: ``retry_s``, doubled after each further failure up to
-``max_retry_s``. The VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same router as
-if it had posted it.
+``max_retry_s``. So does anything else that fails a lane (the database away, or aborting a
+transaction as a deadlock; a bug; a row no code expected): the item it claimed is released and
+the failure logged (an unexpected one with its traceback, once per run of failures), and only
+that lane waits; a scan that fails is tried again after ``retry_s``. Push stops for nobody.
+The VEN's reply payload (e.g. oadrCreatedEvent) is handed to the same router as if it had
+posted it.
 
 Invariants: every outbound request has a timeout, follows no redirect and reads at most
 ``max_reply_bytes`` of the reply; every lane is a task of the delivery task's
@@ -47,6 +51,9 @@ __all__ = ["PinnedVen", "PushDelivery", "service_for"]
 
 log = logging.getLogger(__name__)
 
+# A send that failed this way was the VEN's or the network's doing (unreachable, refused, timed
+# out, a reply that is no payload): the item goes back to the queue and the lane backs off.
+_SEND_FAILURES = (aiohttp.ClientError, OSError, RemoteProtocolError)
 
 _SERVICE_BY_KIND = {
     "oadrDistributeEvent": Service.EVENT,
@@ -82,6 +89,22 @@ class PinnedVen(aiohttp.Fingerprint):
                 self._expected.encode(), (got or "no certificate").encode(), host, port)
 
 
+def _log_failure(exc: Exception, what: str, then: str, *, traceback: bool = True) -> bool:
+    """A failure of the delivery's own work, not of a send: the database away or aborting a
+    transaction is a pause, logged naming its kind; anything else (a bug, a row no code
+    expected) is logged as unexpected, with its traceback when ``traceback`` (none was logged
+    yet in this run of failures: a lane failing at every back-off repeats only its one line).
+    Whether it was unexpected."""
+    cause = storage_failure(exc)
+    if cause is not None:
+        log.warning("%s (%s); %s", what, cause, then)
+    elif traceback:
+        log.error("%s by an unexpected failure; %s", what, then, exc_info=exc)
+    else:
+        log.error("%s by an unexpected failure again (%s); %s", what, escaped(repr(exc)), then)
+    return cause is None
+
+
 def _system_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -114,6 +137,7 @@ class PushDelivery:
         self._waiting: set[str] = set()
         self._wakeup = asyncio.Event()
         self._first_scan = True
+        self._scan_traced = False  # a traceback was logged since the last scan that went
         self._lanes: dict[str, asyncio.Event] = {}
         # each poked lane's registration as the wake's scan read it: its push need not read it
         # again (an activation pokes a lane per device); a lane re-poked after a failure reads
@@ -145,14 +169,15 @@ class PushDelivery:
                 try:
                     targets = await self._targets_of(waiting)
                 except Exception as exc:
-                    # The database being away must not end push for good: rescan once it is back.
-                    cause = storage_failure(exc)
-                    if cause is None:
-                        raise
-                    log.warning("push delivery paused (%s); retrying in %s s", cause, self._retry_s)
+                    # Nothing that fails a scan may end push for good (the database away, or a
+                    # bug): every push VEN is read again after ``retry_s``.
+                    self._scan_traced |= _log_failure(
+                        exc, "push delivery paused", f"retrying in {self._retry_s} s",
+                        traceback=not self._scan_traced)
                     self._first_scan = True
                     asyncio.get_running_loop().call_later(self._retry_s, self.wake, ())
                     continue
+                self._scan_traced = False
                 for registration in targets:
                     self._poke(lanes, registration)
 
@@ -184,6 +209,7 @@ class PushDelivery:
     async def _lane(self, ven_id: str, poked: asyncio.Event) -> None:
         """Push to one VEN while it takes pushes, backing off after failures."""
         failures = 0
+        traced = False  # a traceback was logged since the last push that went
         try:
             while True:
                 await poked.wait()
@@ -191,15 +217,15 @@ class PushDelivery:
                 try:
                     delivered = await self._push(ven_id)
                 except Exception as exc:
-                    cause = storage_failure(exc)
-                    if cause is None:
-                        raise
-                    log.warning("push to %s paused (%s)", ven_id, cause)
+                    # Whatever it is, it stays this lane's: the scan and the other VENs' lanes
+                    # go on, and this one backs off and tries again.
+                    traced |= _log_failure(exc, f"push to {ven_id} paused", "backing off",
+                                           traceback=not traced)
                     delivered = False
                 if delivered is None:
                     return
                 if delivered:
-                    failures = 0
+                    failures, traced = 0, False
                     continue
                 failures += 1
                 await self._sleep(min(self._retry_s * 2 ** (failures - 1), self._max_retry_s))
@@ -217,8 +243,9 @@ class PushDelivery:
         address = registration.transport_address
         assert address is not None  # _takes
         if registration.transport_name == TransportName.XMPP:
-            assert self._xmpp is not None  # _takes
-            return await self._deliver(registration, self._xmpp)
+            xmpp = self._xmpp
+            assert xmpp is not None  # _takes
+            return await self._drain(registration, lambda message: xmpp(address, message))
         try:
             self._targets.check_address(address)
         except RemoteProtocolError as refused:  # registered before these rules, or config
@@ -227,38 +254,28 @@ class PushDelivery:
         connector = aiohttp.TCPConnector(ssl=PinnedVen(registration.fingerprint),
                                          resolver=TargetResolver(self._targets))
         async with aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session:
-            while (found := await next_message(self._ctx, ven_id, mark=False)) is not None:
-                message, item = found
-                service = service_for(message)
-                try:
-                    reply = await self._post(session, f"{address.rstrip('/')}/{service}",
-                                             message)
-                except (aiohttp.ClientError, OSError, RemoteProtocolError) as exc:
-                    await self._ctx.storage.outbox.release(item.seq)
-                    log.warning("push to %s failed: %s", ven_id, escaped(repr(exc)))
-                    self._on_retry()
-                    return False
-                await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
-                await self._route_reply(registration, service, reply)
-                if not item.more_waiting:
-                    break
-        return True
+            return await self._drain(registration, lambda message: self._post(
+                session, f"{address.rstrip('/')}/{service_for(message)}", message))
 
-    async def _deliver(self, registration: VenRegistration,
-                       send: Callable[[str, Message], Awaitable[Message | None]]) -> bool:
-        """What :meth:`_push` does for a VEN reached through ``send`` (XMPP)."""
-        address = registration.transport_address
-        assert address is not None
-        while (found := await next_message(self._ctx, registration.ven_id, mark=False)) is not None:
+    async def _drain(self, registration: VenRegistration,
+                     send: Callable[[Message], Awaitable[Message | None]]) -> bool:
+        """Send the VEN its queue in order with ``send``, one claimed item at a time: what
+        :meth:`_push` returns. A claimed item that was not marked delivered, whatever failed, is
+        released for the next try (if even that fails, its lease runs out instead)."""
+        ven_id = registration.ven_id
+        while (found := await next_message(self._ctx, ven_id, mark=False)) is not None:
             message, item = found
             try:
-                reply = await send(address, message)
-            except (OSError, RemoteProtocolError) as exc:
-                await self._ctx.storage.outbox.release(item.seq)
-                log.warning("XMPP delivery to %s failed: %s", registration.ven_id, escaped(exc))
+                reply = await send(message)
+                await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await self._ctx.storage.outbox.release(item.seq)
+                if not isinstance(exc, _SEND_FAILURES):
+                    raise
+                log.warning("push to %s failed: %s", ven_id, escaped(repr(exc)))
                 self._on_retry()
                 return False
-            await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
             await self._route_reply(registration, service_for(message), reply)
             if not item.more_waiting:
                 break

@@ -330,7 +330,7 @@ class XmppTransport:
         # Each session has max_sends_in_flight of the slots (Prosody reads each connection once
         # per turn of its loop: a window of one session's is what one connection carries).
         self._window = asyncio.Semaphore(settings.max_sends_in_flight * settings.sessions)
-        self._serving: set[asyncio.Task[None]] = set()  # requests the framer took, in service
+        self._serving: set[asyncio.Task[None]] = set()  # requests in service (running ends them)
 
     # ------------------------------------------------------------ session
 
@@ -354,6 +354,12 @@ class XmppTransport:
             yield self
         finally:
             await asyncio.gather(*(session.disconnect(wait=1.0) for session in self._sessions))
+            # then no request arrives any more: those still in service are cancelled (their
+            # answers could not leave) and awaited, not left running past the VTN's stop
+            serving = tuple(self._serving)
+            for task in serving:
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
 
     def _offer_services(self, client: slixmpp.ClientXMPP) -> None:
         disco = client.plugin["xep_0030"]
@@ -369,10 +375,7 @@ class XmppTransport:
         attributes (the server-stamped ``from``, the ``id``) and its payload's bytes as
         received; no slixmpp stanza is made of it."""
         attributes = request.attributes
-        task = asyncio.get_running_loop().create_task(self._serve(
-            attributes.get("from", ""), attributes.get("id", ""), request.payload))
-        self._serving.add(task)
-        task.add_done_callback(self._serving.discard)
+        self._in_service(attributes.get("from", ""), attributes.get("id", ""), request.payload)
 
     async def _on_request(self, iq: Any) -> None:
         """An IQ carrying a payload that the framer left to slixmpp (another shape, or a
@@ -383,7 +386,15 @@ class XmppTransport:
             return
         if iq["type"] != "set":  # a result is the answer to our own request (``send``)
             return
-        await self._serve(iq["from"].full, iq["id"], lambda: payload_of(iq.xml) or b"")
+        self._in_service(iq["from"].full, iq["id"], lambda: payload_of(iq.xml) or b"")
+
+    def _in_service(self, sender: str, iq_id: str,
+                    payload: bytes | Callable[[], bytes]) -> None:
+        """Serve the IQ in a task of its own, which :meth:`running` ends with the sessions."""
+        task = asyncio.get_running_loop().create_task(self._serve(sender, iq_id, payload),
+                                                      name=f"crowdflex-vtn-xmpp:{iq_id}")
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
 
     async def _serve(self, sender: str, iq_id: str,
                      payload: bytes | Callable[[], bytes]) -> None:

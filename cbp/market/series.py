@@ -26,7 +26,7 @@ from enum import StrEnum
 
 from .config import MarketRules
 
-__all__ = ["Grid", "GridPoint", "Sample", "SampleQuality", "regularise", "snap"]
+__all__ = ["Grid", "GridPoint", "Sample", "SampleQuality", "grid_index", "regularise", "snap"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -68,6 +68,12 @@ class Grid:
         if rest or not 0 <= index < len(self.points):
             return GridPoint(at=instant, value=None, quality=SampleQuality.MISSING)
         return self.points[index]
+
+
+def grid_index(instant: datetime, period: timedelta) -> int:
+    """The number of the grid point at or before ``instant``: whole periods since the epoch
+    (so a device's place in a cycle of N samples is ``grid_index(at, period) % N``)."""
+    return (instant.astimezone(UTC) - _EPOCH) // period
 
 
 def snap(instant: datetime, period: timedelta) -> datetime:

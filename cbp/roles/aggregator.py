@@ -61,14 +61,14 @@ import random
 import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
 
 from aiohttp import web
 
-from cbp.market import IspCalendar, IspRef, Offer, PayoutLedger
+from cbp.market import IspCalendar, IspRef, Offer, PayoutLedger, snap
 from cbp.pool import MspData, MspRecorder, PoolRow, build_offer
 from privacy import (
     GCP_PURPOSE,
@@ -135,7 +135,6 @@ from .upstream import UpstreamClient
 __all__ = ["AggregatorNode", "DispatchedActivation", "OfferOutcome"]
 
 log = logging.getLogger(__name__)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _REGISTRATION = {"requested_by": "aggregator", "reason": "pool registration at the TSO"}
 _MSP_CHUNK = 100  # devices per MSP message: keeps each message well under the body cap
 #: attribute positions of (class, power bucket, zone), in the order k gives them up
@@ -404,9 +403,9 @@ class AggregatorNode:
             released = await self.operation.release_all()
             log.warning("no contact with the TSO for %s: %d activation(s) released",
                         self.link.silence(now), released)
-        if (at - _EPOCH) % s.pool.baseline_interval == timedelta(0):
+        if snap(at, s.pool.baseline_interval) == at:
             await self._send_baseline(at)
-        if ((at - _EPOCH) % s.timing.telemetry_batch == timedelta(0)
+        if (snap(at, s.timing.telemetry_batch) == at
                 or (self.unsent.late and not self.link.down(now))):
             await self.flush_pool_rows()
         if self.closed_until is not None:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cbp.devices import Device
+from cbp.market import grid_index, snap
 from schemas import (
     Codec,
     Event,
@@ -65,10 +66,10 @@ _FLUSH_SLICES = 8
 
 
 def next_grid(now: datetime, period: timedelta) -> datetime:
-    """The first sample instant strictly after ``now`` on the epoch-aligned grid."""
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    steps = (now - epoch) // period + 1
-    return epoch + steps * period
+    """The first sample instant strictly after ``now`` on the grid (:func:`cbp.market.snap`'s:
+    the nearest point, or the one after it when that is not later than ``now``)."""
+    point = snap(now, period)
+    return point if point > now else point + period
 
 
 def telemetry_metadata(settings: CbpSettings) -> tuple[ReportDescription, ...]:
@@ -277,13 +278,12 @@ class DeviceFleet:
     async def _clock(self, nodes: Sequence[DeviceNode]) -> None:
         period = self.settings.rules.sample_period
         batch = self.settings.timing.telemetry_batch
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
         per_batch = max(1, batch // period)
         first = True
         while True:
             at = next_grid(datetime.now(UTC), period)
             await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
-            k = (at - epoch) // period
+            k = grid_index(at, period)
             for node in nodes:
                 node.sample(at)
             # Each device sends its batch at its own offset in the batch period, so the

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 from aiohttp import web
 
 from schemas import (
@@ -254,3 +255,127 @@ async def test_a_failing_ven_is_retried_with_its_own_doubling_back_off(pki, stor
                 await enough.wait()
         assert waits[:5] == [1.0, 2.0, 4.0, 4.0, 4.0]
         assert await vtn.ctx.storage.outbox.pending_count(ven.ven_id) == 1
+
+
+async def test_a_deadlock_in_a_lane_pauses_it_and_the_payload_is_pushed_after(
+        pki, storage_url, tmp_path: Path, caplog):
+    """PostgreSQL aborting a lane's claim as a deadlock (raised once at the storage boundary, as
+    asyncpg raises it) is a pause named for what it was: the lane backs off, claims again and
+    the event is pushed (was: the exception ended the delivery task, and no VEN was pushed to
+    again until a restart)."""
+    caplog.set_level(logging.WARNING, "vtn.push")
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    tls = push_ven_tls(pki, tmp_path)
+    async with push_receiver(tls.server, _answering(tls.fingerprint, received)) as address, \
+            running_vtn(pki, storage_url, push_retry_s=0.01,
+                        push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, tls.client) as ven:
+        await ven.register("push-ven", http_pull_model=False, transport_address=address)
+        async with asyncio.timeout(10):
+            assert type((await received.get())[1]) is RegisterReport
+        backend = vtn.ctx.storage.backend
+        claim_next = backend.claim_next
+
+        async def deadlocked(event_list: Distribution, until: datetime) -> PollDelivery | None:
+            backend.claim_next = claim_next  # type: ignore[method-assign]
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+        backend.claim_next = deadlocked  # type: ignore[method-assign]
+        await events.publish_event(vtn.ctx, sample_event("after", Target(ven_ids=(ven.ven_id,))))
+        async with asyncio.timeout(10):
+            _, pushed = await received.get()
+        assert isinstance(pushed, DistributeEvent) and pushed.events[0].event_id == "after"
+    (line,) = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert f"push to {ven.ven_id} paused (the database aborted the transaction " \
+           "(deadlock detected)" in line, line
+
+
+async def test_a_bug_in_one_lane_is_logged_once_and_stops_no_push(
+        pki, storage_url, tmp_path: Path, caplog):
+    """An exception nobody expected, raised at the storage boundary: first by the scan that
+    chooses the lanes, then by one VEN's claim twice in a row, after a deadlock. Each run of
+    failures is logged with its traceback once (the deadlock, a pause, has none); the scan is
+    tried again, the other VEN's lane pushes on, and the failing lane backs off and pushes its
+    event after all, and the next one too (was: the exception ended the delivery task for every
+    VEN)."""
+    caplog.set_level(logging.WARNING, "vtn.push")
+    received: dict[str, asyncio.Queue[tuple[str, Message]]] = {}
+    tls = {name: push_ven_tls(pki, tmp_path, name) for name in ("bad", "good")}
+    async with push_receiver(tls["bad"].server, _answering(
+                tls["bad"].fingerprint, received.setdefault("bad", asyncio.Queue()))) as bad_at, \
+            push_receiver(tls["good"].server, _answering(
+                tls["good"].fingerprint, received.setdefault("good", asyncio.Queue()))) \
+            as good_at, \
+            running_vtn(pki, storage_url, push_retry_s=0.01,
+                        push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, tls["bad"].client) as bad, \
+            raw_ven(vtn.url, tls["good"].client) as good:
+        for name, ven, address in (("bad", bad, bad_at), ("good", good, good_at)):
+            await ven.register(name, http_pull_model=False, transport_address=address)
+        for name in received:
+            async with asyncio.timeout(10):
+                assert type((await received[name].get())[1]) is RegisterReport
+        vens, backend = vtn.ctx.storage.vens, vtn.ctx.storage.backend
+        get_many, claim_next = vens.get_many, backend.claim_next
+        claims_failing: list[Exception] = [
+            asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+            RuntimeError("a bug on the bad VEN's row"), RuntimeError("the same bug again")]
+
+        async def scan_once(ven_ids: Iterable[str]) -> tuple[VenRegistration, ...]:
+            vens.get_many = get_many  # type: ignore[method-assign]
+            raise RuntimeError("a bug in the scan")
+
+        async def claim(event_list: Distribution, until: datetime) -> PollDelivery | None:
+            if event_list.ven_id == bad.ven_id and claims_failing:
+                raise claims_failing.pop(0)
+            return await claim_next(event_list, until)
+
+        vens.get_many = scan_once  # type: ignore[method-assign]
+        backend.claim_next = claim  # type: ignore[method-assign]
+        for event_id in ("first", "second"):
+            await events.publish_event(vtn.ctx, sample_event(
+                event_id, Target(ven_ids=(bad.ven_id, good.ven_id))))
+            for name in received:
+                async with asyncio.timeout(10):
+                    _, pushed = await received[name].get()
+                assert isinstance(pushed, DistributeEvent), (name, pushed)
+                assert event_id in [e.event_id for e in pushed.events], (name, pushed)
+        assert claims_failing == []
+    failures = [r for r in caplog.records if r.name == "vtn.push" and r.levelno == logging.ERROR]
+    assert [(r.getMessage().split(" by ")[0], r.exc_info is not None) for r in failures] == [
+        ("push delivery paused", True), (f"push to {bad.ven_id} paused", True),
+        (f"push to {bad.ven_id} paused", False)]
+    assert all("unexpected failure" in r.getMessage() for r in failures)
+
+
+async def test_an_item_whose_marking_failed_is_released_and_pushed_again(
+        pki, storage_url, tmp_path: Path):
+    """The VEN answered, but marking its item (METADATA's oadrRegisterReport) delivered failed
+    (raised once at the storage boundary): the lane releases the item before backing off, so
+    the next try pushes it again at once rather than after the claim's lease (30 s) and the next
+    payload queued; the event queued after it is pushed and nothing stays pending."""
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    acked = asyncio.Event()
+    tls = push_ven_tls(pki, tmp_path)
+    handlers = Handlers(on_event_response=lambda v, r: acked.set())
+    async with push_receiver(tls.server, _answering(tls.fingerprint, received)) as address, \
+            running_vtn(pki, storage_url, handlers=handlers, push_retry_s=0.01,
+                        push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, tls.client) as ven:
+        outbox = vtn.ctx.storage.outbox
+        mark_delivered = outbox.mark_delivered
+
+        async def fails_once(seq: int, *, at: datetime) -> bool:
+            outbox.mark_delivered = mark_delivered  # type: ignore[method-assign]
+            raise RuntimeError("a bug after the VEN answered")
+
+        outbox.mark_delivered = fails_once  # type: ignore[method-assign]
+        await ven.register("push-ven", http_pull_model=False, transport_address=address)
+        async with asyncio.timeout(10):
+            kinds = [type((await received.get())[1]) for _ in range(2)]
+        assert kinds == [RegisterReport, RegisterReport]
+        await events.publish_event(vtn.ctx, sample_event("next", Target(ven_ids=(ven.ven_id,))))
+        async with asyncio.timeout(10):
+            await acked.wait()
+        assert type(received.get_nowait()[1]) is DistributeEvent
+        assert await outbox.pending_count(ven.ven_id) == 0

@@ -16,7 +16,17 @@ import slixmpp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from schemas import Codec, DistributeEvent, EiResponse, Event, OptType, Response, Target
+from schemas import (
+    Codec,
+    DistributeEvent,
+    EiResponse,
+    Event,
+    OptType,
+    QueryRegistration,
+    Response,
+    Service,
+    Target,
+)
 from schemas.xmpp import IQ_WITH_PAYLOAD, iq_bytes, localpart_of, payload_of
 from tests.kit.pki import Pki
 from tests.kit.vtn import RunningVtn
@@ -25,7 +35,7 @@ from vtn.app import XMPP
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
 
-from .conftest import Ven, mint_vens, xmpp_ven, xmpp_vtn
+from .conftest import Ven, link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
 
 WAIT_S = 60.0  # bounds a wait that should end at once (no timing is asserted)
@@ -222,3 +232,79 @@ def _answer_as_asked(client: slixmpp.ClientXMPP, iq: Any, *, to: str | None = No
     """A result for ``iq`` echoing its requestID, to the JID it came from (or ``to``)."""
     client.send_raw(iq_bytes(kind="result", iq_id=iq["id"], to=to or iq["from"].full,
                              body=_answer(_request_id(payload_of(iq.xml)))))
+
+
+class _Stall:
+    """A call that never returns by itself: ``entered`` once it is made, ``cancelled`` once it
+    was cancelled."""
+
+    def __init__(self) -> None:
+        self.entered, self.cancelled = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, *_args: object) -> Any:
+        self.entered.set()
+        try:
+            return await asyncio.get_running_loop().create_future()
+        finally:
+            self.cancelled.set()
+
+
+def _running(prefix: str) -> list[str]:
+    """The names of this loop's tasks that start with ``prefix``."""
+    return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(prefix)]
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_ven_link_closed_while_serving_a_payload_leaves_no_task_running(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """The VEN's link is closed while its client is still answering a payload the VTN sent: the
+    answer is cancelled and, once ``close`` returns, no task of the link's is left running (was:
+    the task serving it outlived the link, answering on a closed stream)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    answer = _Stall()  # a hook still at work
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+        link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint)
+        link.answer_with(answer)
+        push: asyncio.Task[Any] | None = None
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await link.connect()
+                push = asyncio.create_task(vtn.app[XMPP].send_body(link.address, _body(vtn, "e")))
+                await answer.entered.wait()
+                await link.close()
+            assert answer.cancelled.is_set()
+            assert _running("crowdflex-ven-xmpp") == []
+        finally:
+            await _cancel(push)
+            await link.close()
+
+
+async def test_a_vtn_stopped_while_serving_an_xmpp_request_leaves_no_task_running(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """A VEN's request over XMPP is still in service (its storage call has not returned) when
+    the VTN stops: the request is cancelled with the sessions, and no task of the XMPP face is
+    left running once the VTN has stopped (was: it outlived the VTN)."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    lookup = _Stall()  # a storage call that has not returned
+    asking: asyncio.Task[Any] | None = None
+    link = None
+    try:
+        async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn:
+            vtn.ctx.storage.vens.by_fingerprint = lookup  # type: ignore[method-assign]
+            link = link_for(vtn, xmpp_server, ven.context, ven.cert.fingerprint)
+            async with asyncio.timeout(WAIT_S):
+                await link.connect()
+                asking = asyncio.create_task(link.post(Service.REGISTER_PARTY, link.codec.encode(
+                    QueryRegistration(request_id="q"))))
+                await lookup.entered.wait()
+        assert lookup.cancelled.is_set()
+        assert _running("crowdflex-vtn-xmpp") == []
+    finally:
+        await _cancel(asking)
+        if link is not None:
+            await link.close()
