@@ -4,6 +4,7 @@ every table is bounded. No storage: the cache works on records and codecs only."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -111,3 +112,23 @@ def test_a_target_is_narrowed_to_the_entries_named_in_its_own_order() -> None:
     # an equal but distinct target is narrowed by its own values, never by another's entry
     other = replace(whole, ven_ids=("v999", "v7"))
     assert cache.narrowed(other, refs[:1]) == Target(ven_ids=("v7",))
+
+
+class _CountedScans(tuple[str, ...]):
+    """A target's venIDs that count how often they are scanned whole."""
+
+    scans = 0
+
+    def __iter__(self) -> Iterator[str]:
+        _CountedScans.scans += 1
+        return super().__iter__()
+
+
+def test_a_target_is_scanned_once_however_many_vens_it_is_narrowed_for() -> None:
+    cache, _ = _cache()
+    whole = Target(ven_ids=_CountedScans(f"v{n}" for n in range(500)))
+    _CountedScans.scans = 0
+    for n in range(500):
+        ref = TargetRef(kind=TargetKind.VEN, value=f"v{n}")
+        assert cache.narrowed(whole, (ref,)) == Target(ven_ids=(f"v{n}",))
+    assert _CountedScans.scans == 1  # where each venID sits is learned once, then looked up
