@@ -4,6 +4,7 @@ every table is bounded. No storage: the cache works on records and codecs only."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,7 @@ from schemas import (
     Target,
 )
 from vtn.services._event_cache import EventCache
-from vtn.storage import EventRecord
+from vtn.storage import EventRecord, TargetKind, TargetRef
 from vtn.storage import EventStatus as Stored
 
 T0 = datetime(2026, 12, 6, 10, tzinfo=UTC)
@@ -88,3 +89,46 @@ def test_the_tables_are_bounded_and_a_dropped_entry_is_derived_again_alike() -> 
     for other in ("g2", "g3"):
         cache.addressed(event, Target(group_ids=(other,)), personal=False)
     assert cache.addressed(event, group, personal=False) is not shared
+
+
+def test_a_target_is_narrowed_to_the_entries_named_in_its_own_order() -> None:
+    cache, _ = _cache()
+    whole = Target(group_ids=("g2", "g1", "g2"), group_names=("g1", "north"),
+                   resource_ids=("r1",), ven_ids=tuple(f"v{n}" for n in range(1000)),
+                   party_ids=("p1",))
+    refs = (TargetRef(kind=TargetKind.VEN, value="v7"), TargetRef(kind=TargetKind.GROUP,
+                                                                  value="g2"),
+            TargetRef(kind=TargetKind.GROUP, value="g1"),
+            TargetRef(kind=TargetKind.GROUP, value="g1"),  # named twice: still kept once each
+            TargetRef(kind=TargetKind.PARTY, value="nobody"))
+    narrowed = cache.narrowed(whole, refs)
+    # a group's ID and name are both of kind GROUP; order and repeats are the target's own
+    assert narrowed == Target(group_ids=("g2", "g1", "g2"), group_names=("g1",),
+                              ven_ids=("v7",))
+    assert cache.narrowed(whole, ()) == Target()
+    # asked again (the second VEN of a fan-out), from what was learned of the same target
+    assert cache.narrowed(whole, (TargetRef(kind=TargetKind.VEN, value="v999"),)) == Target(
+        ven_ids=("v999",))
+    # an equal but distinct target is narrowed by its own values, never by another's entry
+    other = replace(whole, ven_ids=("v999", "v7"))
+    assert cache.narrowed(other, refs[:1]) == Target(ven_ids=("v7",))
+
+
+class _CountedScans(tuple[str, ...]):
+    """A target's venIDs that count how often they are scanned whole."""
+
+    scans = 0
+
+    def __iter__(self) -> Iterator[str]:
+        _CountedScans.scans += 1
+        return super().__iter__()
+
+
+def test_a_target_is_scanned_once_however_many_vens_it_is_narrowed_for() -> None:
+    cache, _ = _cache()
+    whole = Target(ven_ids=_CountedScans(f"v{n}" for n in range(500)))
+    _CountedScans.scans = 0
+    for n in range(500):
+        ref = TargetRef(kind=TargetKind.VEN, value=f"v{n}")
+        assert cache.narrowed(whole, (ref,)) == Target(ven_ids=(f"v{n}",))
+    assert _CountedScans.scans == 1  # where each venID sits is learned once, then looked up

@@ -10,7 +10,10 @@ same stored bytes, and make the same addressed variant, once per VEN. :class:`Ev
 - the variants VENs addressed alike (through the same group, resource or party entries) share,
   by (eventID, modificationNumber, eventStatus, target), one object each so its XML is built once;
 - the status and per-VEN target variants, through the encoding codec's
-  :class:`~schemas.EventEncodeCache`, which then encodes them from one build.
+  :class:`~schemas.EventEncodeCache`, which then encodes them from one build;
+- where each value of a stored eiTarget sits, by the Target object, so cutting an event's
+  target down to one VEN's entries (:meth:`EventCache.narrowed`) costs that VEN's few entries,
+  not a scan of the whole target: an event for 1000 VENs by venID names 1000 of them.
 
 Invariants: each table keeps at most ``kept`` entries, the oldest dropped first; a dropped entry
 costs a decode or a build again, never a different event.
@@ -18,10 +21,11 @@ costs a decode or a build again, never a different event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, TypeVar
 
 from schemas import Codec, DistributeEvent, Event, EventEncodeCache, EventStatus, Target
-from vtn.storage import EventRecord
+from vtn.storage import EventRecord, TargetKind, TargetRef
 
 __all__ = ["EventCache"]
 
@@ -29,8 +33,15 @@ __all__ = ["EventCache"]
 #: dispatch to 929 devices publishes 929 events, each sent next (the encoder's builds keep 1024)
 KEPT: Final = 1024
 
+#: the eiTarget fields, each with the kind of target its values are
+_FIELDS: Final = (("group_ids", TargetKind.GROUP), ("group_names", TargetKind.GROUP),
+                 ("resource_ids", TargetKind.RESOURCE), ("ven_ids", TargetKind.VEN),
+                 ("party_ids", TargetKind.PARTY))
+
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
+#: per field of one Target: value -> the positions it holds there
+_Places = tuple[dict[str, tuple[int, ...]], ...]
 
 
 class EventCache:
@@ -42,6 +53,9 @@ class EventCache:
         self._kept = kept
         self._decoded: dict[tuple[str, int], tuple[bytes, Event]] = {}
         self._shared: dict[tuple[str, int, EventStatus, Target], Event] = {}
+        # by id(): hashing a Target hashes all its values; the entry holds its Target, so the
+        # id is not reused while the entry exists
+        self._places: dict[int, tuple[Target, _Places]] = {}
 
     def decoded(self, record: EventRecord) -> Event:
         """The event stored in ``record``."""
@@ -71,6 +85,30 @@ class EventCache:
             self._keep(self._shared, key, shared)
         return shared
 
+    def narrowed(self, target: Target, refs: Iterable[TargetRef]) -> Target:
+        """``target`` with only the entries ``refs`` name, in ``target``'s order (a value
+        listed twice stays twice)."""
+        cached = self._places.get(id(target))
+        if cached is not None and cached[0] is target:
+            places = cached[1]
+        else:
+            places = tuple(_positions(getattr(target, name)) for name, _ in _FIELDS)
+            self._keep(self._places, id(target), (target, places))
+        wanted: dict[TargetKind, set[str]] = {}
+        for ref in refs:
+            wanted.setdefault(ref.kind, set()).add(ref.value)
+        kept: dict[str, tuple[str, ...]] = {}
+        for (name, kind), where in zip(_FIELDS, places, strict=True):
+            mine = wanted.get(kind)
+            if not (mine and where):
+                continue
+            found: list[int] = []
+            for value in mine:
+                found += where.get(value, ())
+            found.sort()
+            kept[name] = tuple(map(getattr(target, name).__getitem__, found))
+        return Target(**kept)
+
     def with_status(self, event: Event, status: EventStatus) -> Event:
         """``event`` at ``status``, one object per (event object, status)."""
         return self._encoding.with_status(event, status)
@@ -79,3 +117,10 @@ class EventCache:
         if len(table) >= self._kept:
             del table[next(iter(table))]
         table[key] = value
+
+
+def _positions(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    where: dict[str, list[int]] = {}
+    for n, value in enumerate(values):
+        where.setdefault(value, []).append(n)
+    return {value: tuple(at) for value, at in where.items()}

@@ -309,20 +309,8 @@ def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) 
     other entries name other VENs (their venIDs are certificate fingerprints) and are none of
     this one's business (docs/architecture.md#privacy-design); an untargeted event goes out as
     stored."""
-    wanted: dict[TargetKind, set[str]] = {}
-    for ref in refs:
-        wanted.setdefault(ref.kind, set()).add(ref.value)
-
-    def keep(kind: TargetKind, values: tuple[str, ...]) -> tuple[str, ...]:
-        mine = wanted.get(kind)
-        return tuple(v for v in values if v in mine) if mine else ()
-
     whole = event.target
-    target = Target(group_ids=keep(TargetKind.GROUP, whole.group_ids),
-                    group_names=keep(TargetKind.GROUP, whole.group_names),
-                    resource_ids=keep(TargetKind.RESOURCE, whole.resource_ids),
-                    ven_ids=keep(TargetKind.VEN, whole.ven_ids),
-                    party_ids=keep(TargetKind.PARTY, whole.party_ids))
+    target = ctx.event_cache.narrowed(whole, refs)
     if target == whole:
         return event
     # with this VEN's own venID nobody else receives the same object; its XML is still the
