@@ -50,11 +50,11 @@ def server_context(
     revokes is refused during the handshake.
 
     No session tickets, TLS 1.3 or 1.2: a resumed session skips certificate verification (a
-    ticket minted before a revocation would outlive it), and no VEN of the profile resumes (each
-    keeps one connection alive), while writing OpenSSL's two TLS 1.3 tickets after every
-    handshake cost a third of the server's handshake CPU (bench/README.md). So every connection
-    is a full handshake with the client certificate verified. (OpenSSL still resumes TLS 1.2
-    sessions from its server-side session-ID cache, which Python cannot switch off.)
+    ticket minted before a revocation would outlive it), a VEN keeps one connection alive (and an
+    asyncio client cannot offer a session to resume), and writing OpenSSL's two TLS 1.3 tickets
+    after every handshake cost a third of the server's handshake CPU (bench/README.md). So every
+    connection is a full handshake with the client certificate verified. (OpenSSL still resumes
+    TLS 1.2 sessions from its server-side session-ID cache, which Python cannot switch off.)
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=os.fspath(ca))
     context.verify_mode = ssl.CERT_REQUIRED
