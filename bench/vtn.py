@@ -39,6 +39,9 @@ Per run, in order:
    our storage (no HTTP), every point new, all at once, for ``--seconds``: report points
    stored per second (wall time).
 
+``--registration-only`` stops each run after step 1 and skips the signed polls: the registration
+figures and the handshake floor alone, for as many runs as the question needs.
+
 Then, unless ``--no-signed``: ``--signed-vens`` VENs with RSA-2048 certificates post
 ``--signed-polls`` polls unsigned and then signed (each body signed just before it is sent, so
 that it is fresh for openleadr's 5-s replay window), ``--signed-runs`` times per VTN; both VTNs
@@ -76,6 +79,7 @@ from bench._vtn_load import (
     ENCODINGS,
     Control,
     LoadResult,
+    Ven,
     VenIdentity,
     close_vens,
     drain,
@@ -232,45 +236,52 @@ async def _run_kind(kind: str, setup: str, pki: Pki, args: argparse.Namespace, c
                                                   register_all(vens, args.concurrency))
             result.figures["registrations/s"] = len(vens) / registration_s
             result.figures["VTN CPU per registration"] = cpu_s / len(vens)
-            await drain(vens)
-            cprofile = args.cprofile and kind == "ours"
-            if cprofile:
-                await vtn.control.call("cprofile", True)
-            for encoding in ENCODINGS:
-                load, cpu_s = await _cpu_of(vtn.control, poll_load(
-                    vens[: args.poll_vens], args.seconds, encoding))
-                _per_request(result, f"CPU per poll, {encoding} bodies", load, cpu_s)
-            for encoding in ENCODINGS:
-                load, cpu_s = await _cpu_of(vtn.control, report_load(
-                    vens[: args.report_vens], args.seconds, encoding))
-                _per_request(result, f"CPU per 10-point report, {encoding} bodies", load, cpu_s)
-            if cprofile:
-                result.cprofile = await vtn.control.call("cprofile", False)
-            repeats = await vtn.control.call("repeats")
-            if repeats is not None:
-                served, decoded, replayed, encoded = repeats
-                result.figures["repeat cache: requests served"] = served / max(served + decoded, 1)
-                result.figures["repeat cache: replies served"] = replayed / max(
-                    replayed + encoded, 1)
-            if not args.no_fanout:
-                _, all_acks_s, acks, fanout_cpu_s = await fanout(
-                    vens, vtn.control, args.interval, settle_s=args.interval * 2)
-                result.figures["fan-out: publish -> all acks"] = all_acks_s
-                result.figures["fan-out: CPU per VEN beyond empty polls"] = fanout_cpu_s / len(vens)
-                if acks < len(vens):
-                    result.errors.append(f"fan-out: {acks} of {len(vens)} acks")
-            if kind == "ours":
-                writers = [v.ven_id for v in vens[: args.store_vens]]
-                stored, wall_s = await vtn.control.call(
-                    "store", writers, args.store_points, args.seconds,
-                    timeout_s=args.seconds + 60)
-                result.figures["storage: report points stored/s"] = stored / wall_s
-            if backends is not None:
-                result.figures["PostgreSQL backends started"] = backends.started
+            if not args.registration_only:
+                await _workloads(kind, args, vtn, vens, backends, result)
         finally:
             await close_vens(vens)
     result.errors += [e for v in vens for e in v.errors[:3]][:10]
     return result
+
+
+async def _workloads(kind: str, args: argparse.Namespace, vtn: VtnProcess, vens: list[Ven],
+                     backends: BackendCpu | None, result: RunResult) -> None:
+    """Everything a run measures after the registration: polls, reports, fan-out, storage."""
+    await drain(vens)
+    cprofile = args.cprofile and kind == "ours"
+    if cprofile:
+        await vtn.control.call("cprofile", True)
+    for encoding in ENCODINGS:
+        load, cpu_s = await _cpu_of(vtn.control, poll_load(
+            vens[: args.poll_vens], args.seconds, encoding))
+        _per_request(result, f"CPU per poll, {encoding} bodies", load, cpu_s)
+    for encoding in ENCODINGS:
+        load, cpu_s = await _cpu_of(vtn.control, report_load(
+            vens[: args.report_vens], args.seconds, encoding))
+        _per_request(result, f"CPU per 10-point report, {encoding} bodies", load, cpu_s)
+    if cprofile:
+        result.cprofile = await vtn.control.call("cprofile", False)
+    repeats = await vtn.control.call("repeats")
+    if repeats is not None:
+        served, decoded, replayed, encoded = repeats
+        result.figures["repeat cache: requests served"] = served / max(served + decoded, 1)
+        result.figures["repeat cache: replies served"] = replayed / max(
+            replayed + encoded, 1)
+    if not args.no_fanout:
+        _, all_acks_s, acks, fanout_cpu_s = await fanout(
+            vens, vtn.control, args.interval, settle_s=args.interval * 2)
+        result.figures["fan-out: publish -> all acks"] = all_acks_s
+        result.figures["fan-out: CPU per VEN beyond empty polls"] = fanout_cpu_s / len(vens)
+        if acks < len(vens):
+            result.errors.append(f"fan-out: {acks} of {len(vens)} acks")
+    if kind == "ours":
+        writers = [v.ven_id for v in vens[: args.store_vens]]
+        stored, wall_s = await vtn.control.call(
+            "store", writers, args.store_points, args.seconds,
+            timeout_s=args.seconds + 60)
+        result.figures["storage: report points stored/s"] = stored / wall_s
+    if backends is not None:
+        result.figures["PostgreSQL backends started"] = backends.started
 
 
 async def run_signed(kind: str, setup: str, pki: Pki, args: argparse.Namespace,
@@ -385,12 +396,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--signed-polls", type=int, default=300, help="polls per signed run")
     parser.add_argument("--signed-runs", type=int, default=3, help="signed runs per VTN")
     parser.add_argument("--no-signed", action="store_true", help="skip the signed polls")
+    parser.add_argument("--registration-only", action="store_true",
+                        help="only the registration step (and the handshake floor)")
     parser.add_argument("--signed-only", action="store_true", help="only the signed polls")
     parser.add_argument("--cprofile", action="store_true",
                         help="cProfile our VTN during the poll and report loads and print it")
     args = parser.parse_args(argv)
-    if args.signed_only and args.no_signed:
-        parser.error("--signed-only and --no-signed exclude each other")
+    if args.signed_only and (args.no_signed or args.registration_only):
+        parser.error("--signed-only excludes --no-signed and --registration-only")
+    args.no_signed = args.no_signed or args.registration_only
     if min(args.vens, args.poll_vens, args.report_vens, args.signed_vens, args.runs,
            args.signed_runs) < 1:
         parser.error("VEN and run counts must be positive")

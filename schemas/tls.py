@@ -48,9 +48,18 @@ def server_context(
 
     ``cert`` may hold the chain (leaf first). With ``crl``, a client whose certificate that list
     revokes is refused during the handshake.
+
+    No session tickets, TLS 1.3 or 1.2: a resumed session skips certificate verification (a
+    ticket minted before a revocation would outlive it), a VEN keeps one connection alive (and an
+    asyncio client cannot offer a session to resume), and writing OpenSSL's two TLS 1.3 tickets
+    after every handshake cost a third of the server's handshake CPU (bench/README.md). So every
+    connection is a full handshake with the client certificate verified. (OpenSSL still resumes
+    TLS 1.2 sessions from its server-side session-ID cache, which Python cannot switch off.)
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=os.fspath(ca))
     context.verify_mode = ssl.CERT_REQUIRED
+    context.num_tickets = 0
+    context.options |= ssl.OP_NO_TICKET
     apply_profile(context, profile)
     context.load_cert_chain(certfile=os.fspath(cert), keyfile=os.fspath(key))
     if crl is not None:

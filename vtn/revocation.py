@@ -13,8 +13,9 @@ module's: the application closes those whose certificate a changed list revokes
 Invariants:
 - A CRL that cannot be read or parsed never opens the door: the last good context stays in use and
   the failure is logged once per file version. A removed file keeps the last good list too.
-- No session tickets (TLS 1.3 or 1.2): a resumed session skips certificate verification, so a
-  ticket minted before a revocation would outlive it. OpenSSL still resumes TLS 1.2 sessions from
+- No session tickets (TLS 1.3 or 1.2; every server context, :func:`schemas.tls.server_context`):
+  a resumed session skips certificate verification, so a ticket minted before a revocation would
+  outlive it. OpenSSL still resumes TLS 1.2 sessions from
   its server-side session-ID cache, which Python cannot switch off: the certificate of every
   resumed session is checked against the current list when it is admitted
   (:class:`vtn.connections.Connections`).
@@ -105,10 +106,7 @@ class RevocationWatcher:
 
     def _build(self) -> ssl.SSLContext:
         m = self._material
-        context = server_context(cert=m.cert, key=m.key, ca=m.ca, profile=m.profile, crl=m.crl)
-        context.num_tickets = 0
-        context.options |= ssl.OP_NO_TICKET
-        return context
+        return server_context(cert=m.cert, key=m.key, ca=m.ca, profile=m.profile, crl=m.crl)
 
     def current(self) -> ssl.SSLContext:
         """The context for a handshake starting now, rebuilt first if the CRL file changed."""

@@ -60,8 +60,18 @@ def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
                for line in lines)
     assert "cProfile of our VTN during the poll and report loads" in out
     floor = next(line for line in lines if line.startswith("a bare mutual-TLS handshake"))
-    assert "server CPU: " in floor and " ms (" in floor, floor
+    assert "on our server context" in floor and "on openleadr's" in floor, floor
+    assert floor.count(" ms (") == 2, floor  # both contexts, median (range)
 
+
+
+def test_vtn_registration_only_prints_the_registration_and_the_floor_alone() -> None:
+    out = _bench("vtn", "--vens", "4", "--runs", "1", "--setup", "tuned", "--registration-only")
+    lines = out.splitlines()
+    line = next(line for line in lines if line.startswith("VTN CPU per registration"))
+    assert line.count(" ms") == 2 and line.rstrip().endswith("x"), line  # both VTNs, ratio
+    assert not any(line.startswith(("CPU per poll", "signed poll", "fan-out")) for line in lines)
+    assert any(line.startswith("a bare mutual-TLS handshake") for line in lines)
 
 def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
     out = _bench("fleet", "--vens", "4", "--minutes", "0.05", "--warmup-s", "1",

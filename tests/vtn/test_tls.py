@@ -8,6 +8,7 @@ reach the server's handler.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from devpki import KeyType, Role
 from schemas.identity import TlsProfile
 from tests.kit.pki import Pki
 from ven.tls import client_context, server_fingerprint
+from vtn.app import server_ssl_context
+from vtn.settings import VtnConfig
 from vtn.tls import peer_fingerprint, server_context
 
 _TIMEOUT = 5.0
@@ -184,3 +187,46 @@ async def test_plain_transport_has_no_peer_fingerprint() -> None:
             assert await seen is None
             writer.close()
 
+
+
+def _connect_twice(port: int, client: ssl.SSLContext) -> tuple[bool, bool]:
+    """Two connections, the second offering the first's session: (whether the server sent the
+    first a session ticket, whether the second resumed). Blocking sockets on a worker thread:
+    asyncio's streams cannot offer a session."""
+    session: ssl.SSLSession | None = None
+    had_ticket, resumed = False, False
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=_TIMEOUT) as raw, \
+                client.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            assert tls.recv(1024).endswith(b"\n")  # tickets, if any, came before the line
+            resumed = bool(tls.session_reused)
+            if session is None:
+                session = tls.session
+                had_ticket = session is not None and session.has_ticket
+    return had_ticket, resumed
+
+
+@pytest.mark.parametrize("with_crl", [False, True], ids=["no-crl", "crl"])
+async def test_the_vtn_issues_no_session_tickets_so_every_connection_is_verified_in_full(
+    pki: Pki, with_crl: bool
+) -> None:
+    """A VEN is sent no TLS 1.3 session ticket, so its next connection cannot resume and has
+    its certificate verified again (schemas/tls.py: resumption would skip that check, and the
+    tickets cost a third of the handshake's server CPU). The client would resume if offered."""
+    config = VtnConfig(tls_cert=pki.vtn.cert, tls_key=pki.vtn.key, tls_ca=pki.ca_cert,
+                       tls_crl=pki.crl if with_crl else None)
+    seen: list[str | None] = []
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(peer_fingerprint(writer.transport))
+        writer.write(b"hello\n")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0,
+                                          ssl=server_ssl_context(config))
+    async with listener:
+        port = listener.sockets[0].getsockname()[1]
+        had_ticket, resumed = await asyncio.to_thread(_connect_twice, port, pki.client_context())
+    assert (had_ticket, resumed) == (False, False)
+    assert seen == [pki.ven.fingerprint] * 2
