@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -149,6 +149,30 @@ async def test_updates_waiting_together_are_each_refused_or_stored_on_their_own(
     assert isinstance(results[4], ValueError) and results[5] == (4, ())
     window = (T0 - timedelta(days=400), T0 + timedelta(hours=1))
     assert [len(await storage.reports.points(v, *window)) for v in vens] == [4, 0, 4, 0, 0, 4]
+
+
+async def test_a_time_in_any_zone_is_stored_as_the_core_path_stores_its_utc_instant(
+        storage: Storage) -> None:
+    """The hot path's times (store_update) and the Core path's (add_points, UtcDateTime) are the
+    same stored value for one instant, whatever zone spells it: the same points sent again the
+    other way, in another zone, add nothing, and read back as the UTC instants."""
+    a = (await storage.vens.register(ven(1))).ven_id
+    east, west = timezone(timedelta(hours=2)), timezone(-timedelta(hours=5, minutes=30))
+
+    def spelled(points: list[ReportPoint], zone: timezone) -> list[ReportPoint]:
+        return [replace(p, dtstart=p.dtstart.astimezone(zone),
+                        received_at=p.received_at.astimezone(zone)) for p in points]
+
+    first, second = batch(a, 0, 6), batch(a, 3, 6)
+    assert await storage.reports.store_update(
+        a, update(spelled(first, east)), (), fingerprint="fp:01") == (6, ())
+    assert await storage.reports.add_points(spelled(first, west)) == 0
+    assert await storage.reports.add_points(spelled(second, west)) == 6
+    assert await storage.reports.store_update(
+        a, update(spelled(second, east)), (), fingerprint="fp:01") == (0, ())
+    stored = await storage.reports.points(a, T0, T0 + timedelta(minutes=1))
+    assert stored == tuple(sorted(first + second, key=lambda p: (p.dtstart, p.r_id)))
+    assert all(p.dtstart.tzinfo is UTC for p in stored)
 
 
 async def test_store_update_refuses_naive_times(storage: Storage) -> None:

@@ -25,7 +25,14 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, or_, select, update
 
-from ._engine import MAX_BIND_PARAMS, Database, Upsert, insert_many, sqlite_time
+from ._engine import (
+    MAX_BIND_PARAMS,
+    NAIVE_EPOCH,
+    Database,
+    Upsert,
+    insert_many,
+    sqlite_time,
+)
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
 from .backend import Backend
 from .records import (
@@ -67,8 +74,6 @@ def _insert_points_sqlite(rows: int) -> str:
             f" VALUES {', '.join([row] * rows)} ON CONFLICT DO NOTHING")
 
 
-# SQLAlchemy's Interval on SQLite is stored as the datetime text of 1970-01-01 + the duration.
-_INTERVAL_EPOCH: Final = datetime(1970, 1, 1)
 _ACTIVE_VEN_SQLITE: Final = (
     "SELECT 1 FROM vens WHERE fingerprint = ? AND ven_id = ? AND cancelled_at IS NULL"
 )
@@ -91,7 +96,8 @@ def _sqlite_values(reports: Sequence[ReportData]) -> list[object]:
                 start = times[dtstart] = sqlite_time(dtstart)
             length = None if duration is None else durations.get(duration)
             if length is None and duration is not None:
-                length = durations[duration] = (_INTERVAL_EPOCH + duration).isoformat(
+                # SQLAlchemy's Interval on SQLite: the datetime text of 1970-01-01 + duration
+                length = durations[duration] = (NAIVE_EPOCH + duration).isoformat(
                     " ", "microseconds")
             values += (ven_id, request_id, specifier_id, r_id, start, length, value,
                        confidence, accuracy, quality, received)
