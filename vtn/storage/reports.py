@@ -64,7 +64,7 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
 def _insert_points_sqlite(rows: int) -> str:
     """The INSERT of ``rows`` points of one report: the report's fields are bound once (?1-?4),
     each point's after them, a row of the VALUES table: a 15-point report binds 109 parameters,
-    not 165 (each column of each row), which took 5-15 % off the writer thread's transaction
+    not 165 (each column of each row), which took 4-16 % off the writer thread's transaction
     (bench/README.md). SQLite wants the WHERE before ON CONFLICT after an INSERT's SELECT."""
     shared = ", ".join(f"?{n}" for n in range(1, len(_REPORT_FIELDS) + 1))
     columns = ", ".join(f"column{n}" for n in range(1, len(_ROW_FIELDS) + 1))
