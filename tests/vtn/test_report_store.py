@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -151,6 +151,44 @@ async def test_updates_waiting_together_are_each_refused_or_stored_on_their_own(
     assert [len(await storage.reports.points(v, *window)) for v in vens] == [4, 0, 4, 0, 0, 4]
 
 
+async def test_a_time_in_any_zone_is_stored_as_the_core_path_stores_its_utc_instant(
+        storage: Storage) -> None:
+    """The hot path's times (store_update) and the Core path's (add_points, UtcDateTime) are the
+    same stored value for one instant, whatever zone spells it: the same points sent again the
+    other way, in another zone, add nothing, and read back as the UTC instants."""
+    a = (await storage.vens.register(ven(1))).ven_id
+    east, west = timezone(timedelta(hours=2)), timezone(-timedelta(hours=5, minutes=30))
+
+    def spelled(points: list[ReportPoint], zone: timezone) -> list[ReportPoint]:
+        return [replace(p, dtstart=p.dtstart.astimezone(zone),
+                        received_at=p.received_at.astimezone(zone)) for p in points]
+
+    first, second = batch(a, 0, 6), batch(a, 3, 6)
+    assert await storage.reports.store_update(
+        a, update(spelled(first, east)), (), fingerprint="fp:01") == (6, ())
+    assert await storage.reports.add_points(spelled(first, west)) == 0
+    assert await storage.reports.add_points(spelled(second, west)) == 6
+    assert await storage.reports.store_update(
+        a, update(spelled(second, east)), (), fingerprint="fp:01") == (0, ())
+    stored = await storage.reports.points(a, T0, T0 + timedelta(minutes=1))
+    assert stored == tuple(sorted(first + second, key=lambda p: (p.dtstart, p.r_id)))
+    assert all(p.dtstart.tzinfo is UTC for p in stored)
+
+
+async def test_each_report_of_an_update_stores_its_points_under_its_own_ids(
+        storage: Storage) -> None:
+    """Several reports in one oadrUpdateReport: every point keeps its own report's request,
+    specifier and receipt, whichever report came first."""
+    a = (await storage.vens.register(ven(1))).ven_id
+    first = batch(a, 0, 4)
+    second = [replace(p, report_request_id="rr-2", report_specifier_id="TELEMETRY_STATUS",
+                      received_at=T0 + timedelta(seconds=1)) for p in batch(a, 0, 6)]
+    assert await storage.reports.store_update(
+        a, update(first) + update(second), ["rr-1", "rr-2"], fingerprint="fp:01") == (10, ())
+    stored = await storage.reports.points(a, T0, T0 + timedelta(minutes=1))
+    assert len(stored) == 10 and set(stored) == set(first + second)
+
+
 async def test_store_update_refuses_naive_times(storage: Storage) -> None:
     a = (await storage.vens.register(ven(1))).ven_id
     bad = replace(batch(a, 0, 1)[0], dtstart=datetime(2026, 1, 1))
@@ -162,14 +200,14 @@ async def test_store_update_refuses_naive_times(storage: Storage) -> None:
 async def test_a_large_update_spans_statements_and_the_first_of_duplicates_wins(
         storage: Storage) -> None:
     a = (await storage.vens.register(ven(1))).ven_id
-    sent = batch(a, 0, 3000)  # more rows than one SQLite statement takes (2,727)
+    sent = batch(a, 0, 5000)  # more rows than one SQLite statement takes (4,285)
     # The same natural key twice in one report, other value: the first one is kept.
     twice = [*sent, replace(sent[1], value=-1.0)]
     assert await storage.reports.store_update(
-        a, update(twice), (), fingerprint="fp:01") == (3000, ())
+        a, update(twice), (), fingerprint="fp:01") == (5000, ())
     assert await storage.reports.store_update(a, update(sent), (), fingerprint="fp:01") == (0, ())
     stored = await storage.reports.points(a, T0, T0 + timedelta(days=1))
-    assert len(stored) == 3000
+    assert len(stored) == 5000
     assert stored[1] == sent[1] and stored[1].value == 1.5
 
 

@@ -157,16 +157,20 @@ def insert_many(conn: Connection, stmt: Executable, rows: Sequence[Mapping[str, 
     return len(conn.execute(stmt, list(rows)).all())
 
 
+_UTC_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+NAIVE_EPOCH: Final = datetime(1970, 1, 1)
+
+
 def sqlite_time(value: datetime) -> str:
     """``value`` as SQLite stores it (naive UTC text, SQLAlchemy's DATETIME format, so it sorts and
     compares with what the Core paths wrote); a naive datetime is refused like UtcDateTime does."""
-    if value.tzinfo is not UTC:  # the common case skips the offset check and the conversion
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: storage takes timezone-aware UTC only")
-        value = value.astimezone(UTC)
-    # isoformat pads the year to four digits as SQLAlchemy does (strftime's %Y may not), and
-    # costs about a third of strftime.
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"naive datetime {value!r}: storage takes timezone-aware UTC only")
+    # The naive UTC instant by arithmetic: an aware difference counts the offset, whatever the
+    # zone, and the two operations cost a tenth or less of replace(tzinfo=None) (a keyword call)
+    # or astimezone: 1.9-4.4 -> 1.0-1.8 us a time (bench/README.md). isoformat pads the year to
+    # four digits as SQLAlchemy does (strftime's %Y may not), and costs a third of strftime.
+    return (NAIVE_EPOCH + (value - _UTC_EPOCH)).isoformat(" ", "microseconds")
 
 
 def from_sqlite_time(value: str | None) -> datetime | None:
