@@ -9,13 +9,14 @@ those two elements' text swapped.
 
 Only oadrPoll requests are remembered, per VEN: every other payload carries a requestID the VEN
 makes new per request, so it never repeats, and remembering it would only push the VEN's poll out
-(a fleet VEN reports and acknowledges between its polls). Of a poll, a 16-byte BLAKE2b digest of
-its bytes is kept, not the bytes. Replies are remembered once for all VENs, not per VEN (an idle
-VEN costs no reply bytes): one encoding per shape (message type and every field but the requestID
-and the venID), of the replies of steady traffic only: oadrResponse (to a poll with nothing
-queued, to an ack) and oadrUpdatedReport (to a report). The rest (the answer to a registration,
-to an oadrRegisterReport, to an opt) comes once in a while; a reply with a requestID of its own
-(an oadrDistributeEvent, an oadrCreateReport) cannot repeat at all.
+(a fleet VEN reports and acknowledges between its polls). Of a poll, its length and a 16-byte
+BLAKE2b digest of its bytes are kept, not the bytes; a request of another length is not hashed
+(a minute's report is ten times a poll's size). Replies are remembered once for all VENs, not
+per VEN (an idle VEN costs no reply bytes): one encoding per shape (message type and every field
+but the requestID and the venID), of the replies of steady traffic only: oadrResponse (to a poll
+with nothing queued, to an ack) and oadrUpdatedReport (to a report). The rest (the answer to a
+registration, to an oadrRegisterReport, to an opt) comes once in a while; a reply with a
+requestID of its own (an oadrDistributeEvent, an oadrCreateReport) cannot repeat at all.
 
 Invariants:
 - Polls are keyed by certificate fingerprint: one VEN's poll bytes never stand for another's. Two
@@ -72,7 +73,8 @@ class Repeats:
             raise ValueError("max_vens must be positive (turn it off with enabled = False)")
         self.max_vens = max_vens
         self.enabled = True
-        self._polls: dict[str, tuple[bytes, Message]] = {}  # by fingerprint: digest, message
+        # by fingerprint: the poll's length, digest and message
+        self._polls: dict[str, tuple[int, bytes, Message]] = {}
         # by shape: the requestID and venID of the reply encoded, and its bytes
         self._replies: dict[tuple[object, ...], tuple[str, str | None, bytes]] = {}
         self.requests = [0, 0]  # requests served from memory, requests decoded
@@ -81,7 +83,8 @@ class Repeats:
     def request(self, fingerprint: str, body: bytes) -> Message | None:
         """The message ``body`` decoded to last time, if this VEN sent exactly these bytes."""
         last = self._polls.get(fingerprint) if self.enabled else None
-        message = last[1] if last is not None and last[0] == _digest(body) else None
+        message = (last[2] if last is not None and last[0] == len(body)
+                   and last[1] == _digest(body) else None)
         self.requests[message is None] += 1
         return message
 
@@ -89,7 +92,8 @@ class Repeats:
         """Remember ``body`` as decoding to ``message`` if it is a poll (see the module
         docstring: nothing else repeats)."""
         if self.enabled and type(message) is Poll:
-            _remember(self._polls, fingerprint, (_digest(body), message), self.max_vens)
+            _remember(self._polls, fingerprint, (len(body), _digest(body), message),
+                      self.max_vens)
 
     def reply(self, reply: Message) -> bytes | None:
         """The bytes ``reply`` encodes to, if a reply of its shape was remembered (equal but for

@@ -6,6 +6,7 @@ import tracemalloc
 
 import pytest
 
+import vtn.repeats
 from schemas import (
     CancelReport,
     Codec,
@@ -204,3 +205,19 @@ def test_a_poll_is_remembered_by_a_digest_of_its_bytes_not_the_bytes() -> None:
     finally:
         tracemalloc.stop()
     assert held < 1024
+
+
+def test_a_request_of_another_length_than_the_poll_is_not_hashed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VEN's report (ten times a poll's size) is told apart from its poll by its length alone;
+    bytes of the poll's length are told apart by their digest."""
+    repeats = Repeats()
+    repeats.remember_request("AA:01", BODY, POLL)
+    hashed: list[bytes] = []
+    monkeypatch.setattr(vtn.repeats, "_digest", lambda body: hashed.append(body) or b"")
+    assert repeats.request("AA:01", BODY + b"<report/>") is None
+    assert hashed == []
+    monkeypatch.undo()
+    same_length = BODY[:-1] + (b"?" if BODY[-1:] != b"?" else b"!")
+    assert repeats.request("AA:01", same_length) is None
+    assert repeats.request("AA:01", BODY) is POLL
