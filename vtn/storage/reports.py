@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, or_, select, update
 
+from ._batches import PURGE_BATCH, delete_in_batches
 from ._engine import MAX_BIND_PARAMS, Database, Upsert, insert_many, sqlite_time
 from ._models import ReportDescriptionRow, ReportPointRow, ReportRequestRow, VenRow
 from .backend import Backend
@@ -371,13 +372,15 @@ class ReportRepository:
         stmt = self._db.insert(ReportPointRow).on_conflict_do_nothing()
         return insert_many(conn, stmt.returning(_POINTS.c.r_id), rows)
 
-    async def purge_points(self, before: datetime, *, r_id_prefix: str | None = None) -> int:
+    async def purge_points(self, before: datetime, *, r_id_prefix: str | None = None,
+                           batch: int = PURGE_BATCH) -> int:
         """Delete the received points whose interval starts before ``before`` (retention), of
-        every VEN; with ``r_id_prefix`` only those whose rID starts with it. Returns how many."""
-        stmt = delete(ReportPointRow).where(ReportPointRow.dtstart < before)
+        every VEN; with ``r_id_prefix`` only those whose rID starts with it. Returns how many.
+        At most ``batch`` rows per transaction (:func:`~._batches.delete_in_batches`)."""
+        old = _POINTS.c.dtstart < before
         if r_id_prefix is not None:
-            stmt = stmt.where(ReportPointRow.r_id.startswith(r_id_prefix, autoescape=True))
-        return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
+            old = old & _POINTS.c.r_id.startswith(r_id_prefix, autoescape=True)
+        return await delete_in_batches(self._db, _POINTS, old, batch=batch)
 
     async def points(
         self,

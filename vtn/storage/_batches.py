@@ -1,0 +1,56 @@
+"""Retention's deletes, in batches of keys, so a purge never holds the writer for long.
+
+One ``DELETE ... WHERE dtstart < :cutoff`` over a day of a fleet's telemetry (hundreds of millions
+of rows) held SQLite's single writer for its whole run, so every write of the fleet waited behind
+it; on PostgreSQL it outran the statement timeout, was cancelled every time, and nothing was ever
+purged. :func:`delete_in_batches` walks the table in primary-key order instead: each batch is
+one short transaction that reads the next ``batch`` keys off the primary-key index and deletes
+those of them the condition matches, so no statement deletes more than ``batch`` rows (the last
+batch takes the keys left, fewer than ``batch`` when it read them). Writes queued meanwhile (on
+SQLite, for the one writer thread) run between two batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, Connection, Row, Table, delete, select, tuple_
+
+from ._engine import Database
+
+__all__ = ["PURGE_BATCH", "delete_in_batches"]
+
+# Rows one purge statement may delete: a few milliseconds of writer time per batch.
+PURGE_BATCH: Final = 5_000
+
+
+async def delete_in_batches(db: Database, table: Table, condition: ColumnElement[bool], *,
+                            batch: int = PURGE_BATCH) -> int:
+    """Delete the rows of ``table`` matching ``condition``, ``batch`` keys per transaction, until
+    the last key; returns how many rows went. A row written behind the walk (a key already
+    passed) is left for the next purge."""
+    if batch < 1:
+        raise ValueError("a purge batch holds at least one row")
+    columns = list(table.primary_key.columns)
+    key = tuple_(*columns)
+    after: Row[Any] | None = None  # the last key of the previous batch
+    deleted = 0
+    while True:
+        # This batch's last key: ``batch`` keys on from ``after`` (None: fewer are left).
+        bound = select(*columns).order_by(*columns).offset(batch - 1).limit(1)
+        stmt = delete(table).where(condition)
+        if after is not None:
+            bound = bound.where(key > tuple(after))
+            stmt = stmt.where(key > tuple(after))
+
+        def work(conn: Connection, bound: Any = bound, stmt: Any = stmt
+                 ) -> tuple[int, Row[Any] | None]:
+            last = conn.execute(bound).first()
+            if last is not None:
+                stmt = stmt.where(key <= tuple(last))
+            return int(conn.execute(stmt).rowcount), last
+
+        count, after = await db.run_write(work)
+        deleted += count
+        if after is None:
+            return deleted
