@@ -71,6 +71,17 @@ async def test_a_purge_of_many_batches_deletes_and_counts_every_old_point(
     assert await storage.reports.purge_points(CUTOFF, batch=50) == 0
 
 
+async def test_a_purge_deletes_at_most_5000_rows_a_statement_by_default(
+        storage: Storage) -> None:
+    """The batch README.md and docs/architecture.md name."""
+    ven_id = (await storage.vens.register(ven(1))).ven_id
+    points = batch(ven_id, 0, 6000)
+    await storage.reports.add_points(points)
+    with deletes_from(storage, "report_points") as counts:
+        assert await storage.reports.purge_points(T0 + timedelta(days=1)) == 6000
+    assert counts == [5000, 1000]
+
+
 async def test_ended_events_and_delivered_items_are_purged_one_batch_at_a_time(
         storage: Storage) -> None:
     vens = await register(storage, 2)
