@@ -2,14 +2,15 @@
 
 One ``DELETE ... WHERE dtstart < :cutoff`` over a day of a fleet's telemetry (hundreds of millions
 of rows) held SQLite's single writer for its whole run, so every write of the fleet waited behind
-it; on PostgreSQL it outran the statement timeout, was cancelled every time, and nothing was ever
-purged. :func:`delete_in_batches` walks the table in primary-key order instead: each batch is
+it; on PostgreSQL it would outrun the statement timeout, be cancelled every time, and purge
+nothing. :func:`delete_in_batches` walks the table in primary-key order instead: each batch is
 one short transaction that finds, in key order, the ``batch``-th next row the condition matches
 and deletes the matching rows up to its key, so no statement deletes more than ``batch`` rows
 (the last batch takes the rest, fewer than ``batch`` when it counted them). Writes queued
 meanwhile (on SQLite, for the one writer thread) run between two batches. A condition that
 bounds a leading part of the key (report points: one VEN's, older than the cutoff) makes each
-batch a range of the primary-key index, so a batch reads only what it deletes.
+batch a range of the primary-key index that starts where the last one ended, so no row is read
+twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ._engine import Database
 
 __all__ = ["PURGE_BATCH", "delete_in_batches"]
 
-# Rows one purge statement may delete: a few milliseconds of writer time per batch.
+# Rows one purge statement may delete: a batch holds the writer for tens of milliseconds
+# (bench/README.md, "Retention purges in batches").
 PURGE_BATCH: Final = 5_000
 
 

@@ -380,8 +380,9 @@ class ReportRepository:
         every VEN; with ``r_id_prefix`` only those whose rID starts with it. Returns how many.
         At most ``batch`` rows per transaction (:func:`~._batches.delete_in_batches`), one VEN
         after another: the primary key leads with (ven_id, dtstart), so a VEN's old points are
-        one range of it, each batch starts where the last one ended, and none reads the points
-        kept (no index on dtstart alone, which every report insert would pay for)."""
+        one range of it, each batch starts where the last one ended, and no batch reads the
+        points of the VEN's kept range (no index on dtstart alone, which every report insert
+        would pay for)."""
         old = _POINTS.c.dtstart < before
         if r_id_prefix is not None:
             old = old & _POINTS.c.r_id.startswith(r_id_prefix, autoescape=True)
