@@ -32,6 +32,7 @@ BENCHMARKS: Final[dict[str, str]] = {
     "workers": "the fleet workload on crowdflex vtn --workers 1 and 2 (PostgreSQL): CPU per"
                " request, VTN and database, and what a second worker adds",
     "sigshapes": "VTN signature-check CPU per hostile signed shape (red team of review 2)",
+    "purge": "report writes during a retention purge on SQLite: their waits, the purge's time",
 }
 
 

@@ -7,6 +7,8 @@ from :func:`privacy.retention_schedule` of the ``[privacy]`` settings it runs wi
 age purges at once, not an ``interval`` later) and then every ``interval``, reading "now" from
 the node's clock, so a test moves that clock and calls :meth:`RetentionTask.run_once`. A rule
 that fails is logged and retried at the next run; it never stops the node or the other rules.
+The database stores purge in batches of rows, each its own transaction
+(:mod:`vtn.storage._batches`), so a run never holds up the node's own writes for long.
 """
 
 from __future__ import annotations

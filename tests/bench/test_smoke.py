@@ -45,6 +45,13 @@ def test_codec_prints_a_row_per_payload_type_both_ways() -> None:
     assert "rows short of their target" in out
 
 
+def test_purge_prints_the_purge_and_the_writes_it_let_through() -> None:
+    out = _bench("purge", "--vens", "3", "--instants", "300")
+    assert "purge: 1200 rows in " in out  # the older two thirds of 3 x 600 points
+    assert "writes committed meanwhile: " in out
+    assert "purge: 1200 rows in " in _bench("purge", "--vens", "3", "--instants", "300", "--alone")
+
+
 def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
     out = _bench("vtn", "--vens", "4", "--poll-vens", "2", "--report-vens", "2", "--seconds",
                  "0.2", "--runs", "1", "--no-signed", "--no-fanout", "--setup", "tuned",

@@ -20,12 +20,12 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     Table,
-    delete,
     or_,
     select,
     tuple_,
 )
 
+from ._batches import PURGE_BATCH, delete_in_batches
 from ._engine import Database
 from ._models import EventDeliveryRow, EventRow, EventTargetRow, VenMembershipRow, VenRow
 from .backend import EVENT_KIND, Backend, Distribution, Refuse, StoredEvent
@@ -169,11 +169,12 @@ class EventRepository:
         finally:  # also after a failure: the write may have committed before it surfaced
             self._index.enqueued(tuple(v for _, queue in pairs for v in queue.ven_ids))
 
-    async def purge_ended(self, before: datetime) -> int:
+    async def purge_ended(self, before: datetime, *, batch: int = PURGE_BATCH) -> int:
         """Delete the events whose active period ended before ``before`` (retention), their
-        targets and per-VEN deliveries with them; returns how many events."""
-        stmt = delete(_EVENTS).where(_EVENTS.c.ends_at < before)
-        return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
+        targets and per-VEN deliveries with them; returns how many events. At most ``batch``
+        events per transaction (:func:`~._batches.delete_in_batches`)."""
+        return await delete_in_batches(self._db, _EVENTS, _EVENTS.c.ends_at < before,
+                                       batch=batch)
 
     async def get(self, event_id: str) -> EventRecord | None:
         return (await self.get_many((event_id,))).get(event_id)

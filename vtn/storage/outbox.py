@@ -24,6 +24,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, func, or_, select, update
 
+from ._batches import PURGE_BATCH, delete_in_batches
 from ._engine import Database, from_sqlite_time, insert_many, sqlite_time
 from ._models import OutboxRow
 from .backend import Backend
@@ -220,7 +221,8 @@ class OutboxRepository:
         finally:  # also after a failure: the delete may have committed before it surfaced
             self._index.delivered(ven_id)
 
-    async def purge_delivered(self, older_than: datetime) -> int:
-        """Delete items delivered before ``older_than``; returns how many."""
-        stmt = delete(_OUTBOX).where(_OUTBOX.c.delivered_at < older_than)
-        return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
+    async def purge_delivered(self, older_than: datetime, *, batch: int = PURGE_BATCH) -> int:
+        """Delete items delivered before ``older_than``; returns how many. At most ``batch``
+        items per transaction (:func:`~._batches.delete_in_batches`)."""
+        return await delete_in_batches(self._db, _OUTBOX, _OUTBOX.c.delivered_at < older_than,
+                                       batch=batch)

@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, delete, or_, select, update
 
+from ._batches import PURGE_BATCH, delete_in_batches
 from ._engine import (
     MAX_BIND_PARAMS,
     NAIVE_EPOCH,
@@ -159,6 +160,8 @@ def _description(row: ReportDescriptionRow) -> ReportDescription:
 _REQUESTS = cast(Table, ReportRequestRow.__table__)
 _POINTS = cast(Table, ReportPointRow.__table__)
 _VENS = cast(Table, VenRow.__table__)
+# Unique within one VEN: its points' primary key after ven_id, which a purge pins.
+_POINT_KEY: Final = tuple(_POINTS.primary_key.columns)[1:]
 
 
 def _request(row: Any) -> ReportRequest:
@@ -378,13 +381,26 @@ class ReportRepository:
         stmt = self._db.insert(ReportPointRow).on_conflict_do_nothing()
         return insert_many(conn, stmt.returning(_POINTS.c.r_id), rows)
 
-    async def purge_points(self, before: datetime, *, r_id_prefix: str | None = None) -> int:
+    async def purge_points(self, before: datetime, *, r_id_prefix: str | None = None,
+                           batch: int = PURGE_BATCH) -> int:
         """Delete the received points whose interval starts before ``before`` (retention), of
-        every VEN; with ``r_id_prefix`` only those whose rID starts with it. Returns how many."""
-        stmt = delete(ReportPointRow).where(ReportPointRow.dtstart < before)
+        every VEN; with ``r_id_prefix`` only those whose rID starts with it. Returns how many.
+        At most ``batch`` rows per transaction (:func:`~._batches.delete_in_batches`), one VEN
+        after another: the primary key leads with (ven_id, dtstart), so a VEN's old points are
+        one range of it, each batch starts where the last one ended, and no batch reads the
+        points of the VEN's kept range (no index on dtstart alone, which every report insert
+        would pay for)."""
+        old = _POINTS.c.dtstart < before
         if r_id_prefix is not None:
-            stmt = stmt.where(ReportPointRow.r_id.startswith(r_id_prefix, autoescape=True))
-        return await self._db.run_write(lambda conn: int(conn.execute(stmt).rowcount))
+            old = old & _POINTS.c.r_id.startswith(r_id_prefix, autoescape=True)
+        vens = await self._db.run_read(
+            lambda conn: list(conn.scalars(select(_VENS.c.ven_id).order_by(_VENS.c.ven_id))))
+        deleted = 0
+        for ven_id in vens:
+            deleted += await delete_in_batches(
+                self._db, _POINTS, (_POINTS.c.ven_id == ven_id) & old, batch=batch,
+                key=_POINT_KEY)
+        return deleted
 
     async def points(
         self,
