@@ -53,8 +53,9 @@ def server_context(
     ticket minted before a revocation would outlive it), a VEN keeps one connection alive (and an
     asyncio client cannot offer a session to resume), and writing OpenSSL's two TLS 1.3 tickets
     after every handshake cost a third of the server's handshake CPU (bench/README.md). So every
-    connection is a full handshake with the client certificate verified. (OpenSSL still resumes
-    TLS 1.2 sessions from its server-side session-ID cache, which Python cannot switch off.)
+    TLS 1.3 connection is a full handshake with the client certificate verified. A TLS 1.2 one
+    may not be: OpenSSL still resumes TLS 1.2 sessions from its server-side session-ID cache,
+    which Python cannot switch off (:mod:`vtn.revocation` says what the VTN checks then).
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=os.fspath(ca))
     context.verify_mode = ssl.CERT_REQUIRED

@@ -288,8 +288,9 @@ class XmppLink(Link):
         as long as the client's hooks do, and must not outlive the link it would go out on."""
         if self._closing:
             return  # the VTN sends it again to the next session
-        task = asyncio.get_running_loop().create_task(self._serve(sender, iq_id, body),
-                                                      name=f"crowdflex-ven-xmpp:{iq_id}")
+        # the id is the peer's text, and asyncio logs a task's name (an exception not retrieved)
+        task = asyncio.get_running_loop().create_task(
+            self._serve(sender, iq_id, body), name=f"crowdflex-ven-xmpp:{escaped(iq_id)}")
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 

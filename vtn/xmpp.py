@@ -391,8 +391,9 @@ class XmppTransport:
     def _in_service(self, sender: str, iq_id: str,
                     payload: bytes | Callable[[], bytes]) -> None:
         """Serve the IQ in a task of its own, which :meth:`running` ends with the sessions."""
-        task = asyncio.get_running_loop().create_task(self._serve(sender, iq_id, payload),
-                                                      name=f"crowdflex-vtn-xmpp:{iq_id}")
+        # the id is the peer's text, and asyncio logs a task's name (an exception not retrieved)
+        task = asyncio.get_running_loop().create_task(
+            self._serve(sender, iq_id, payload), name=f"crowdflex-vtn-xmpp:{escaped(iq_id)}")
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 

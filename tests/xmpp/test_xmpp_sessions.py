@@ -27,10 +27,12 @@ from schemas import (
     Service,
     Target,
 )
+from schemas.logtext import MAX_LOGGED_CHARS, escaped
 from schemas.xmpp import IQ_WITH_PAYLOAD, iq_bytes, localpart_of, payload_of
 from tests.kit.pki import Pki
 from tests.kit.vtn import RunningVtn
 from tests.vtn.harness import sample_event
+from ven.xmpp import XmppLink
 from vtn.app import XMPP
 from vtn.services import Handlers, events
 from vtn.storage import OptType as StoredOpt
@@ -308,3 +310,51 @@ async def test_a_vtn_stopped_while_serving_an_xmpp_request_leaves_no_task_runnin
         await _cancel(asking)
         if link is not None:
             await link.close()
+
+
+async def test_a_request_task_is_named_with_its_iq_id_escaped_and_cut(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """The IQ id is the VEN's own text, as long as the server's stanza cap lets it be: the task
+    serving its request is named with it as peer text is logged (schemas.logtext.escaped: at
+    most MAX_LOGGED_CHARS kept, control characters escaped, though XML's attribute rules leave
+    none here), since asyncio writes a task's name into log lines (a task whose exception
+    nobody retrieved). Was: the whole id, 20,000 characters."""
+    (ven,) = mint_vens(pki, tmp_path / "vens", 1)
+    lookup = _Stall()  # holds the request in service while its task is looked at
+    iq_id = "x" * 20_000
+    async with xmpp_vtn(pki, xmpp_server, _sqlite(tmp_path)) as vtn, \
+            _raw_client(xmpp_server, ven) as (client, _):
+        vtn.ctx.storage.vens.by_fingerprint = lookup  # type: ignore[method-assign]
+        client.send_raw(iq_bytes(kind="set", iq_id=iq_id, to=vtn.app[XMPP].jid,
+                                 body=Codec().encode(QueryRegistration(request_id="q"))))
+        async with asyncio.timeout(WAIT_S):
+            await lookup.entered.wait()
+        (name,) = _running("crowdflex-vtn-xmpp:")
+    assert name == f"crowdflex-vtn-xmpp:{escaped(iq_id)}"
+    assert len(name) < MAX_LOGGED_CHARS + 50
+
+
+async def test_a_payload_task_of_the_ven_is_named_with_its_iq_id_escaped_and_cut(
+        pki: Pki, tmp_path: Path, xmpp_server: XmppServer):
+    """The VEN's link names the task answering a payload as the VTN's face does (the previous
+    test): the id is the sender's text. A raw client stands for the VTN (the link takes
+    payloads from the JID it is given as the VTN's). Was: the whole id, 20,000 characters."""
+    ven, sender = mint_vens(pki, tmp_path / "vens", 2)
+    answer = _Stall()  # holds the payload in service while its task is looked at
+    iq_id = "x" * 20_000
+    async with _raw_client(xmpp_server, sender) as (client, _):
+        link = XmppLink(host="127.0.0.1", port=xmpp_server.port, domain=xmpp_server.domain,
+                        vtn_jid=client.boundjid.full, fingerprint=ven.cert.fingerprint,
+                        ssl_context=ven.context)
+        link.answer_with(answer)
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await link.connect()
+                client.send_raw(iq_bytes(kind="set", iq_id=iq_id, to=link.address,
+                                         body=Codec().encode(QueryRegistration(request_id="q"))))
+                await answer.entered.wait()
+            (name,) = _running("crowdflex-ven-xmpp:")
+        finally:
+            await link.close()
+    assert name == f"crowdflex-ven-xmpp:{escaped(iq_id)}"
+    assert len(name) < MAX_LOGGED_CHARS + 50
