@@ -153,7 +153,8 @@ def _new_parser() -> etree.XMLParser:
 
 
 class Intake:
-    """Parses untrusted bytes; one per codec (its lxml parser is reused, not shared by threads)."""
+    """Parses untrusted bytes; one per codec. Its lxml parser is reused and holds a document's
+    state between ``feed`` and ``close``: never share an Intake between threads."""
 
     __slots__ = ("_long_run", "_parser", "limits")
 
