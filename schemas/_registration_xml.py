@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
+from ._base import one_field_builder
 from ._wire import (
     EI,
     OADR,
@@ -81,6 +82,9 @@ _EXTENSIONS = q(OADR, "oadrExtensions")
 _EXTENSION = q(OADR, "oadrExtension")
 _EXTENSION_NAME = q(OADR, "oadrExtensionName")
 
+_new_query = one_field_builder(QueryRegistration)
+_new_reregister = one_field_builder(RequestReregistration)
+
 
 def _token(kids: Children, tag: str) -> str:
     return text(kids, tag).strip()
@@ -94,7 +98,7 @@ def encode_query(parent: Node, message: QueryRegistration) -> None:
 
 
 def decode_query(element: etree._Element) -> QueryRegistration:
-    return QueryRegistration(request_id=only_text(element))  # the XSD's one child
+    return _new_query(only_text(element))  # the XSD's one child
 
 
 def encode_create(parent: Node, message: CreatePartyRegistration) -> None:
@@ -279,7 +283,7 @@ def encode_reregister(parent: Node, message: RequestReregistration) -> None:
 
 
 def decode_reregister(element: etree._Element) -> RequestReregistration:
-    return RequestReregistration(ven_id=only_text(element))  # the XSD's one child
+    return _new_reregister(only_text(element))  # the XSD's one child
 
 
 ENCODERS = {

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 import schemas
 from schemas import HostileDocument, MalformedXml, SchemaViolation, UnknownPayload
-from schemas._intake import _UTF8_DECLARATIONS, _markup_free
+from schemas._intake import _UTF8_DECLARATIONS, Intake, _markup_free, _new_parser
 
 POLL = schemas.encode(schemas.Poll(ven_id="ven-1"))
 
@@ -131,3 +132,59 @@ def test_the_scan_skips_exactly_each_utf8_declaration(declaration: bytes) -> Non
     instruction at its first byte is seen, the declaration itself is not."""
     assert _markup_free(declaration + b"<x/>", declared_utf8=True)
     assert not _markup_free(declaration + b"<?pi x?><x/>", declared_utf8=True)
+
+
+def test_an_undefined_entity_is_named_in_the_error() -> None:
+    """The push parser alone would say "no element found (line 0)"; the refusal is worded by the
+    one-shot parse, which names the entity and where it stands."""
+    with pytest.raises(MalformedXml, match="Entity 'nbsp' not defined, line 2"):
+        schemas.decode(_poll_with_ven_id(b"ven&nbsp;1"))
+
+
+def test_a_refused_document_leaves_the_parser_ready_for_the_next() -> None:
+    """The intake's push parser is reused: a document it refused half-way must not run on into
+    the next one (the tail of a truncated poll would otherwise complete it)."""
+    codec = schemas.Codec()
+    head, tail = POLL[:-40], POLL[-40:]
+    for refused in (head, POLL.replace(b"</ei:venID>", b"</ei:vtnID>"), b"<a>" * 300):
+        with pytest.raises(schemas.InvalidData):
+            codec.decode(refused)
+        with pytest.raises(MalformedXml):
+            codec.decode(tail)
+        assert codec.decode(POLL) == schemas.Poll(ven_id="ven-1")
+
+
+def _one_shot(data: bytes) -> bytes | None:
+    try:
+        return etree.tostring(etree.fromstring(data, _new_parser()))
+    except etree.XMLSyntaxError:
+        return None
+
+
+def _intake(intake: Intake, data: bytes) -> bytes | None:
+    try:
+        return etree.tostring(intake.parse(data))
+    except MalformedXml:
+        return None
+
+
+@pytest.mark.parametrize("message", [schemas.Poll(ven_id="ven-1"),
+                                     schemas.QueryRegistration(request_id="q-1")],
+                         ids=lambda m: type(m).__name__)
+def test_the_push_parser_accepts_and_refuses_what_the_one_shot_parser_does(
+        message: schemas.Message) -> None:
+    """Every prefix of the payload, and the payload with one byte dropped or one "<" or "&"
+    added at each place: the same verdict and the same tree either way (the variants the byte
+    scan refuses before parsing, a declaration made to name another encoding, are left out)."""
+    intake, data = Intake(), schemas.encode(message)
+    compared = 0
+    for cut in range(1, len(data) + 1):
+        for variant in (data[:cut], data[:cut - 1] + data[cut:],
+                        data[:cut] + b"<" + data[cut:], data[:cut] + b"&" + data[cut:]):
+            try:
+                ours = _intake(intake, variant)
+            except HostileDocument:
+                continue
+            assert ours == _one_shot(variant), variant
+            compared += 1
+    assert compared > 3 * len(data)

@@ -1,11 +1,16 @@
-"""Property tests for oadrPoll and oadrResponse: decode(encode(m)) == m, and the XSD accepts it."""
+"""Property tests for oadrPoll and oadrResponse: decode(encode(m)) == m, and the XSD accepts it;
+the one-field payloads' decoder builder against the class call."""
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import schemas
+from schemas._base import one_field_builder
 
 from .strategies import ei_responses, ids
 from .xsd_oracle import assert_xsd_valid
@@ -23,3 +28,25 @@ def test_response_roundtrip(message: schemas.Response) -> None:
     wire = schemas.encode(message)
     assert_xsd_valid(wire)
     assert schemas.decode(wire) == message
+
+
+@pytest.mark.parametrize(("kind", "field"), [(schemas.Poll, "ven_id"),
+                                             (schemas.QueryRegistration, "request_id"),
+                                             (schemas.RequestReregistration, "ven_id")])
+@given(value=ids)
+def test_one_field_builder_builds_what_the_class_call_does(kind: type[schemas.Message],
+                                                           field: str, value: str) -> None:
+    built, called = one_field_builder(kind)(value), kind(**{field: value})  # type: ignore[call-arg]
+    assert type(built) is kind
+    assert built == called and hash(built) == hash(called) and repr(built) == repr(called)
+    assert built.signature is called.signature is schemas.SignatureState.ABSENT
+    with pytest.raises(FrozenInstanceError):
+        setattr(built, field, "other")
+
+
+@pytest.mark.parametrize("kind", [schemas.Response, schemas.CreatedPartyRegistration,
+                                  schemas.CreatePartyRegistration])
+def test_one_field_builder_refuses_other_payloads(kind: type[schemas.Message]) -> None:
+    """More fields than one, or a __post_init__ whose checks the builder would skip."""
+    with pytest.raises(TypeError, match="one field"):
+        one_field_builder(kind)
