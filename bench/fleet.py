@@ -25,9 +25,10 @@ intended one's.
 
 How many events each VEN holds is ``--live-events N``: N-1 events are published to the whole fleet
 before the warm-up (the VENs get them on their first poll and acknowledge them, as the others),
-so the window's event polls list N events, N+1 once its own minute's event joins. Both VTNs
-answer the poll that brings a new event with every live event of the VEN (OpenADR 2.0b: an
-oadrDistributeEvent is the VEN's whole list), and the VEN acknowledges each of them, as
+so the VENs hold N-1 when the window opens and the event poll that brings the minute's event lists
+N (N+1 after a second minute's). Both VTNs answer the poll that brings a new event with every
+live event of the VEN (OpenADR 2.0b: an oadrDistributeEvent is the VEN's whole list), and the VEN
+acknowledges each of them, as
 openleadr's VEN does (it answers every listed event that asks for a response, optIn again for one
 it already knew); so an event poll and its ack cost more per listed event. The default, 2, is what
 a VEN of a TSO's balancing product holds: one activation per 15-min imbalance settlement period,
