@@ -57,6 +57,7 @@ class Tally:
     requests: int = 0
     bad: int = 0
     acks: int = 0
+    acked_events: int = 0
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -66,6 +67,7 @@ class Tally:
         self.requests += other.requests
         self.bad += other.bad
         self.acks += other.acks
+        self.acked_events += other.acked_events
         self.reconnects += other.reconnects
         self.errors += other.errors[:max(0, 6 - len(self.errors))]
 
@@ -225,6 +227,8 @@ class _Slice:
             await self._ack(device, reply)
 
     async def _ack(self, device: _Device, reply: bytes) -> None:
+        """One oadrCreatedEvent answering every event listed, as openleadr's VEN answers each
+        listed event that asks for a response (the ones it already knew, optIn again)."""
         message = _CODEC.decode(reply)
         if not isinstance(message, schemas.DistributeEvent):
             return
@@ -237,6 +241,7 @@ class _Slice:
         await self._post(device, "EiEvent", _CODEC.encode(ack))
         if self.measuring:
             self.tally.acks += 1
+            self.tally.acked_events += len(answers)
 
     async def _report(self, device: _Device) -> None:
         n = device.sent

@@ -23,6 +23,23 @@ from templates made before the clock). When it cannot keep up, the offered rate 
 printed beside the intended one and the run is marked: read its figures as that load's, not the
 intended one's.
 
+How many events each VEN holds is ``--live-events N``: N-1 events are published to the whole fleet
+before the warm-up (the VENs get them on their first poll and acknowledge them, as the others),
+so the VENs hold N-1 when the window opens and the event poll that brings the minute's event lists
+N (N+1 after a second minute's). Both VTNs answer the poll that brings a new event with every
+live event of the VEN (OpenADR 2.0b: an oadrDistributeEvent is the VEN's whole list), and the VEN
+acknowledges each of them, as
+openleadr's VEN does (it answers every listed event that asks for a response, optIn again for one
+it already knew); so an event poll and its ack cost more per listed event. The default, 2, is what
+a VEN of a TSO's balancing product holds: one activation per 15-min imbalance settlement period,
+lasting the period, announced some minutes before it starts (mFRR: 7.5), so the running
+activation and the next announced one. ``--live-events 1`` is this benchmark as it ran before
+the option (no event before the warm-up: the window sees 1-2). The minute's event itself is a
+stress of the event path (15 times a TSO's rate); a fleet that kept every one of them (each starts
+5 min after it is published and lasts 30) would hold 35, an upper bound: ``--live-events 35``.
+The warm-up must be longer than a poll interval for every VEN to have taken its list before the
+window (15 s against 10 s by default).
+
 ``--cprofile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
 thread); ``python -m bench fleetkinds`` takes the mix apart by request kind.
 
@@ -136,10 +153,13 @@ async def _events(control: Any, ven_ids: list[str], stop: asyncio.Event) -> None
 
 
 async def drive(control: Any, generators: Generators, ven_ids: list[str],
-                args: argparse.Namespace, *, cprofile: bool = False
+                args: argparse.Namespace, *, cprofile: bool = False, live_events: int = 1
                 ) -> tuple[Tally, float, float, str]:
     """The fleet for warm-up plus the window: (merged tally, VTN CPU seconds, window seconds,
-    with ``cprofile`` the VTN's cProfile over the window)."""
+    with ``cprofile`` the VTN's cProfile over the window). ``live_events - 1`` events are
+    published to the fleet before the warm-up (``--live-events``)."""
+    for n in range(live_events - 1):  # the events a running fleet already holds
+        await control.call("publish", ven_ids, f"-live{n}")
     start_at = time.monotonic() + 1.0
     window = args.minutes * 60.0
     running = asyncio.ensure_future(generators.call("run", start_at, args.warmup_s, window))
@@ -177,6 +197,7 @@ class FleetResult:
     intended_per_s: float
     late_p99_s: float
     acks: int
+    acked_events: int  # events the window's acks answered, all acks together
     reconnects: int
     bad: int
     errors: tuple[str, ...]
@@ -230,7 +251,7 @@ async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[i
             rss_connected = await vtn.control.call("rss")
             tally, cpu_s, window, cprofiled = await drive(
                 vtn.control, generators, ven_ids, args,
-                cprofile=args.cprofile and kind == "ours")
+                cprofile=args.cprofile and kind == "ours", live_events=args.live_events)
         rereg_s = rereg_cpu_s = math.nan
         rereg_retries = 0
         if args.restart:
@@ -248,7 +269,8 @@ async def run_fleet(kind: str, pki: Any, args: argparse.Namespace, cpus: tuple[i
         # window (CPU) may start late behind a publish on the control pipe
         requests_per_s=tally.requests / (args.minutes * 60.0),
         intended_per_s=vens * per_device_min / 60.0,
-        late_p99_s=_percentile(tally.late, 0.99), acks=tally.acks, reconnects=tally.reconnects,
+        late_p99_s=_percentile(tally.late, 0.99), acks=tally.acks,
+        acked_events=tally.acked_events, reconnects=tally.reconnects,
         bad=tally.bad, errors=tuple(tally.errors[:6]), rereg_s=rereg_s, rereg_cpu_s=rereg_cpu_s,
         retries=retries, rereg_retries=rereg_retries, cprofile=cprofiled)
 
@@ -272,7 +294,8 @@ def render(args: argparse.Namespace, vens: int, results: list[FleetResult],
     lines = [
         f"fleet: {vens:,} VENs, polls every {args.poll_s:g} s, 4-s telemetry"
         f" {'one report per sample' if args.telemetry == 'sample' else 'batched per minute'},"
-        f" {args.encoding} bodies, an event to all every minute, 1 %/min reconnecting;"
+        f" {args.encoding} bodies, an event to all every minute, {args.live_events - 1} before"
+        f" the warm-up, 1 %/min reconnecting;"
         f" setup {args.setup}; {args.minutes:g} min measured after {args.warmup_s:g} s;"
         f" repeat cache {'OFF' if args.no_repeat_cache else 'on'};"
         f" {args.generators} load generator process(es)",
@@ -307,7 +330,8 @@ def render(args: argparse.Namespace, vens: int, results: list[FleetResult],
     if results:
         lines.append(f"intended: {results[0].intended_per_s:,.0f} requests/s")
     for r in results:
-        lines.append(f"{r.kind}: {r.acks} acks, {r.reconnects} reconnects, {r.bad} failed,"
+        each = f" ({r.acked_events / r.acks:.1f} events each)" if r.acks else ""
+        lines.append(f"{r.kind}: {r.acks} acks{each}, {r.reconnects} reconnects, {r.bad} failed,"
                      f" registrations retried {r.retries}"
                      + (f" (after the restart {r.rereg_retries})" if args.restart else "")
                      + ("" if r.keeps_up else "; the load generator did NOT keep up")
@@ -354,6 +378,9 @@ def main(argv: list[str]) -> int:
                         help="whose encoder made the VENs' bodies")
     parser.add_argument("--minutes", type=float, default=1.0, help="measured window")
     parser.add_argument("--warmup-s", type=float, default=15.0, help="fleet running before it")
+    parser.add_argument("--live-events", type=int, default=2,
+                        help="events each VEN holds: N-1 published before the warm-up (1: none,"
+                             " as before the option; 35: every minute's event kept)")
     parser.add_argument("--runs", type=int, default=1, help="runs per VTN (ABBA)")
     parser.add_argument("--setup", choices=SETUPS, default="tuned", help="runtime of both VTNs")
     parser.add_argument("--only", choices=KINDS, help="one VTN only")
@@ -371,7 +398,8 @@ def main(argv: list[str]) -> int:
                         help="find openleadr's capacity with --vens VENs, then run both VTNs at"
                              " 50 %% and 80 %% of it")
     args = parser.parse_args(argv)
-    if min(args.vens, args.runs, args.generators, args.restart_concurrency) < 1 \
+    if min(args.vens, args.runs, args.generators, args.restart_concurrency,
+           args.live_events) < 1 \
             or args.poll_s <= 0 or args.minutes <= 0:
         parser.error("counts and durations must be positive")
     warnings.simplefilter("ignore")

@@ -91,8 +91,20 @@ def test_fleet_prints_cpu_per_device_minute_for_both_vtns() -> None:
     line = next(line for line in lines if line.startswith("restart: all VENs registered again"))
     assert line.count(" s") == 2, line  # both VTNs took every VEN back (a refusal exits 1)
     for kind in ("ours", "openleadr"):
-        assert re.search(rf"^{kind}: \d+ acks, \d+ reconnects, 0 failed", out, re.M), out
+        assert re.search(rf"^{kind}: \d+ acks( \(\d+\.\d events each\))?, \d+ reconnects,"
+                         r" 0 failed", out, re.M), out
     assert "our VTN over the measured window (cProfile" in out
+
+
+def test_fleet_live_events_are_listed_and_acknowledged_in_every_event_poll() -> None:
+    # no warm-up: every VEN's first poll, in the window, brings the two events published before
+    # (three if the minute's event came first; a second minute's cannot fit in six seconds)
+    out = _bench("fleet", "--vens", "3", "--live-events", "3", "--poll-s", "2", "--warmup-s",
+                 "0", "--minutes", "0.1")
+    assert "an event to all every minute, 2 before the warm-up" in out
+    for kind in ("ours", "openleadr"):
+        found = re.search(rf"^{kind}: (\d+) acks \((\d+\.\d) events each\)", out, re.M)
+        assert found and int(found[1]) >= 1 and 2.0 <= float(found[2]) <= 3.0, out
 
 
 def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> None:
