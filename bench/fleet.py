@@ -24,21 +24,20 @@ printed beside the intended one and the run is marked: read its figures as that 
 intended one's.
 
 How many events each VEN holds is ``--live-events N``: N-1 events are published to the whole fleet
-before the warm-up (the VENs get them on their first poll and acknowledge them, as the others),
-so the VENs hold N-1 when the window opens and the event poll that brings the minute's event lists
-N (N+1 after a second minute's). Both VTNs answer the poll that brings a new event with every
-live event of the VEN (OpenADR 2.0b: an oadrDistributeEvent is the VEN's whole list), and the VEN
-acknowledges each of them, as
-openleadr's VEN does (it answers every listed event that asks for a response, optIn again for one
-it already knew); so an event poll and its ack cost more per listed event. The default, 2, is what
-a VEN of a TSO's balancing product holds: one activation per 15-min imbalance settlement period,
-lasting the period, announced some minutes before it starts (mFRR: 7.5), so the running
-activation and the next announced one. ``--live-events 1`` is this benchmark as it ran before
-the option (no event before the warm-up: the window sees 1-2). The minute's event itself is a
-stress of the event path (15 times a TSO's rate); a fleet that kept every one of them (each starts
-5 min after it is published and lasts 30) would hold 35, an upper bound: ``--live-events 35``.
-The warm-up must be longer than a poll interval for every VEN to have taken its list before the
-window (15 s against 10 s by default).
+before the warm-up (the VENs get them on their first poll and acknowledge them, as the others), so
+the VENs hold N-1 when the window opens and the event poll that brings the minute's event lists N
+(N+1 after a second minute's). Both VTNs answer the poll that brings a new event with every live
+event of the VEN (OpenADR 2.0b: an oadrDistributeEvent is the VEN's whole list), and the VEN
+acknowledges each of them, as openleadr's VEN does (it answers every listed event that asks for a
+response, optIn again for one it already knew); so an event poll and its ack cost more per listed
+event. The default, 2, is what a VEN of a TSO's balancing product holds: one activation per 15-min
+imbalance settlement period, lasting the period, announced some minutes before it starts (mFRR:
+7.5), so the running activation and the next announced one. ``--live-events 1`` is this benchmark as
+it ran before the option (no event before the warm-up: the window sees 1-2). The minute's event
+itself is a stress of the event path (15 times a TSO's rate); a fleet that kept every one of them
+(each starts 5 min after it is published and lasts 30) would hold 35, an upper bound:
+``--live-events 35``. The warm-up must be longer than a poll interval for every VEN to have taken
+its list before the window (15 s against 10 s by default).
 
 ``--cprofile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
 thread); ``python -m bench fleetkinds`` takes the mix apart by request kind.
