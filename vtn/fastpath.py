@@ -206,8 +206,8 @@ class FastPath:
 class FastConnection:
     """One connection's reads: answered here while they are plain requests, then aiohttp's."""
 
-    __slots__ = ("_handed", "_handler", "_held", "_path", "_replying", "_shape", "_ssl_object",
-                 "_transport")
+    __slots__ = ("_handed", "_handler", "_held", "_path", "_peer", "_replying", "_shape",
+                 "_ssl_object", "_transport")
 
     def __init__(self, path: FastPath, handler: RequestHandler,
                  transport: asyncio.Transport) -> None:
@@ -219,6 +219,7 @@ class FastConnection:
         self._held: list[bytes] = []
         self._replying: asyncio.Task[None] | None = None
         self._shape: _Shape | None = None  # of the last head parsed whole
+        self._peer: Peer | None = None  # once named: a connection's certificate never changes
 
     def data_received(self, data: bytes) -> None:
         if self._handed:
@@ -282,11 +283,12 @@ class FastConnection:
     async def _answer(self, request: _Request) -> tuple[bytes, bool]:
         """The reply's bytes and whether the connection closes after them."""
         path = self._path
-        peer: Peer | NotRegistered
-        try:
-            peer = path.identify.of_connection(self._ssl_object)
-        except NotRegistered as refusal:  # the exchange answers it
-            peer = refusal
+        peer: Peer | NotRegistered | None = self._peer
+        if peer is None:
+            try:
+                peer = self._peer = path.identify.of_connection(self._ssl_object)
+            except NotRegistered as refusal:  # the exchange raises it; not kept (raised again,
+                peer = refusal  # an exception's traceback grows)
         key = budget_key(peer)
         try:
             path.limits.admit(key)
