@@ -11,7 +11,9 @@ in, and leaves everything else to aiohttp:
   printable ASCII, no header name twice, one ``Content-Length`` equal to the bytes that follow
   the head and within ``max_body_bytes``, an XML ``Content-Type`` (:data:`vtn.transport.XML_TYPES`),
   no ``Transfer-Encoding``, ``Content-Encoding``, ``Expect``, ``Connection``, ``Upgrade`` or
-  ``TE``, within aiohttp's line, field and header-count limits.
+  ``TE``, within aiohttp's line, field and header-count limits. A VEN on keep-alive sends one
+  head again and again but for its Content-Length, so a connection keeps the last head checked
+  whole, cut around that value, and takes the next request with that head by comparing bytes.
 - **Hand-over, for good**: the first read that is anything else (a partial head or body, a
   pipelined second request, chunked, malformed) goes to aiohttp's protocol, and so does every
   later read of that connection; aiohttp answers it as it always has (malformed HTTP: 400). A
@@ -44,7 +46,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
@@ -82,15 +84,44 @@ class HeadLimits:
     max_body_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
+class _Request(NamedTuple):  # a tuple: made per request, and a frozen dataclass is slower
     service: Service
     head: bytes  # request line and header lines, for the access log
     body: bytes
+    shape: _Shape | None  # its head but for the Content-Length value (None: not kept)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A head :func:`parsed` accepted, cut around its Content-Length value: a VEN on keep-alive
+    sends the same head again and again, the length aside, and a head that is this one with
+    another length is accepted by comparing bytes (:meth:`request`), as :func:`parsed` would."""
+
+    service: Service
+    before: bytes  # the head up to the Content-Length value
+    after: bytes  # from the end of that value through the blank line
+    room: int  # the most digits the value may have within aiohttp's field size
+
+    def request(self, data: bytes, max_body_bytes: int) -> _Request | None:
+        """The one whole request ``data`` holds if its head is this shape, else None."""
+        if not data.startswith(self.before):
+            return None
+        start = len(self.before)
+        stop = data.find(b"\r\n", start)
+        value = data[start:stop]
+        if (stop < 0 or stop - start > self.room or not value.isdigit()
+                or not data.startswith(self.after, stop)):
+            return None
+        end = stop + len(self.after)
+        length = int(value)
+        if length != len(data) - end or length > max_body_bytes:
+            return None
+        return _Request(self.service, data[:end - 4], data[end:], self)
 
 
 def parsed(data: bytes, limits: HeadLimits) -> _Request | None:
-    """The one whole plain request ``data`` holds, or None for anything else."""
+    """The one whole plain request ``data`` holds, or None for anything else; with the
+    :class:`_Shape` of its head when the Content-Length value has no trailing blanks."""
     end = data.find(b"\r\n\r\n")
     if end < 0 or not data.startswith(_PREFIX):
         return None
@@ -105,6 +136,7 @@ def parsed(data: bytes, limits: HeadLimits) -> _Request | None:
         return None
     seen: set[bytes] = set()
     length: int | None = None
+    length_line = b""
     xml = False
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
@@ -120,12 +152,27 @@ def parsed(data: bytes, limits: HeadLimits) -> _Request | None:
             if not value.isdigit():
                 return None
             length = int(value)
+            length_line = line
         elif name == b"content-type":
             xml = value.split(b";", 1)[0].strip(b" \t").lower().decode("ascii") in XML_TYPES
     body = data[end + 4:]
     if not xml or length is None or length != len(body) or length > limits.max_body_bytes:
         return None
-    return _Request(service=service, head=data[:end], body=body)
+    return _Request(service, data[:end], body, _shape(service, data[:end + 4], length_line,
+                                                      limits))
+
+
+def _shape(service: Service, head: bytes, length_line: bytes, limits: HeadLimits
+           ) -> _Shape | None:
+    """``head`` (through its blank line) cut around the value of its ``length_line``."""
+    digits = length_line.partition(b":")[2].lstrip(b" \t")
+    if not digits.isdigit():  # blanks after the value: not kept
+        return None
+    # names are unique and every CRLF of a head ends a line: the one place of that line
+    stop = head.index(b"\r\n" + length_line + b"\r\n") + 2 + len(length_line)
+    start = stop - len(digits)
+    return _Shape(service, head[:start], head[stop:],
+                  limits.max_field_size - (len(length_line) - len(digits)))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -159,8 +206,8 @@ class FastPath:
 class FastConnection:
     """One connection's reads: answered here while they are plain requests, then aiohttp's."""
 
-    __slots__ = ("_handed", "_handler", "_held", "_path", "_replying", "_ssl_object",
-                 "_transport")
+    __slots__ = ("_handed", "_handler", "_held", "_path", "_peer", "_replying", "_shape",
+                 "_ssl_object", "_transport")
 
     def __init__(self, path: FastPath, handler: RequestHandler,
                  transport: asyncio.Transport) -> None:
@@ -171,6 +218,8 @@ class FastConnection:
         self._handed = False
         self._held: list[bytes] = []
         self._replying: asyncio.Task[None] | None = None
+        self._shape: _Shape | None = None  # of the last head parsed whole
+        self._peer: Peer | None = None  # once named: a connection's certificate never changes
 
     def data_received(self, data: bytes) -> None:
         if self._handed:
@@ -183,10 +232,15 @@ class FastConnection:
         handler = self._handler
         if handler._force_close or handler._close:  # shutting down: aiohttp drops reads too
             return
-        request = parsed(data, self._path.head_limits)
+        limits = self._path.head_limits
+        shape = self._shape
+        request = None if shape is None else shape.request(data, limits.max_body_bytes)
         if request is None:
-            self._hand_over(data)
-            return
+            request = parsed(data, limits)
+            if request is None:
+                self._hand_over(data)
+                return
+            self._shape = request.shape
         self._replying = asyncio.get_running_loop().create_task(self._reply(request))
 
     def _hand_over(self, data: bytes) -> None:
@@ -229,11 +283,12 @@ class FastConnection:
     async def _answer(self, request: _Request) -> tuple[bytes, bool]:
         """The reply's bytes and whether the connection closes after them."""
         path = self._path
-        peer: Peer | NotRegistered
-        try:
-            peer = path.identify.of_connection(self._ssl_object)
-        except NotRegistered as refusal:  # the exchange answers it
-            peer = refusal
+        peer: Peer | NotRegistered | None = self._peer
+        if peer is None:
+            try:
+                peer = self._peer = path.identify.of_connection(self._ssl_object)
+            except NotRegistered as refusal:  # the exchange raises it; not kept (raised again,
+                peer = refusal  # an exception's traceback grows)
         key = budget_key(peer)
         try:
             path.limits.admit(key)
@@ -246,53 +301,58 @@ class FastConnection:
         except Exception:  # a bug of ours: answered as aiohttp answers a failing handler
             log.exception("unexpected failure on %s", request.service)
             return self._http_answer(web.HTTPInternalServerError())
-        return _wire(200, "OK", _XML, body, close=False), False
+        return _wire(_OK, body, close=False), False
 
     @staticmethod
     def _http_answer(answer: web.HTTPException) -> tuple[bytes, bool]:
         assert isinstance(answer.body, bytes)
         close = answer.keep_alive is False
-        return _wire(answer.status, answer.reason, answer.headers, answer.body,
+        return _wire(_opening(answer.status, answer.reason, answer.headers), answer.body,
                      close=close), close
 
 
-_XML: Final = CIMultiDict({"Content-Type": "application/xml"})
-
-
-def _wire(status: int, reason: str, headers: CIMultiDict[str] | CIMultiDictProxy[str],
-          body: bytes, *, close: bool) -> bytes:
-    """A reply as aiohttp's writer frames it: status line, the headers, Content-Length, Date,
-    Server, and ``Connection: close`` when the connection ends after it."""
+def _opening(status: int, reason: str, headers: CIMultiDict[str] | CIMultiDictProxy[str]
+             ) -> bytes:
+    """A reply's status line and ``headers`` but its Content-Length, through the name of that."""
     lines = [f"HTTP/1.1 {status} {reason}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items()
                  if name.lower() != "content-length")
-    lines.append(f"Content-Length: {len(body)}")
-    lines.append(f"Date: {rfc822_formatted_time()}")  # aiohttp's own
-    lines.append(f"Server: {SERVER_SOFTWARE}")
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+
+
+_OK: Final = _opening(200, "OK", CIMultiDict({"Content-Type": "application/xml"}))
+_SERVER: Final = f"\r\nServer: {SERVER_SOFTWARE}".encode("latin-1")
+
+
+def _wire(opening: bytes, body: bytes, *, close: bool) -> bytes:
+    """A reply as aiohttp's writer frames it: its :func:`_opening`, Content-Length, Date,
+    Server, and ``Connection: close`` when the connection ends after it."""
+    return b"%s%d\r\nDate: %s%s%s%s" % (
+        opening, len(body), rfc822_formatted_time().encode("latin-1"),  # aiohttp's own date
+        _SERVER, b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n", body)
 
 
 def _request_began(handler: RequestHandler) -> None:
     """As aiohttp's own request does: shutdown waits for it, and the keep-alive deadline, which
-    closes only an idle connection, is held (aiohttp's protocol believes itself idle)."""
+    closes only an idle connection, is held (aiohttp's protocol believes itself idle): its
+    check, should it come now, neither closes nor comes again (aiohttp's ``keep_alive(False)``
+    without the timer's cancel; :func:`_keep_alive_from_now` arms it again if it came)."""
     handler._request_in_progress = True
     if handler._manager is not None:
         handler._manager.requests_count += 1
-    if handler._keepalive_handle is not None:
-        handler._keepalive_handle.cancel()
-        handler._keepalive_handle = None
+    handler._keepalive = False
 
 
 def _request_ended(handler: RequestHandler) -> None:
     handler._request_in_progress = False
+    handler._keepalive = True  # aiohttp's protocol has answered nothing that could unset it
     if handler._handler_waiter is not None and not handler._handler_waiter.done():
         handler._handler_waiter.set_result(None)
 
 
 def _keep_alive_from_now(handler: RequestHandler, loop: asyncio.AbstractEventLoop) -> None:
-    """aiohttp's deadline after a reply: ``keepalive_timeout`` from now."""
+    """aiohttp's deadline after a reply: ``keepalive_timeout`` from now; its check, still armed
+    for an earlier deadline, comes then and waits again for this one."""
     timeout = handler.keepalive_timeout
     if timeout <= 0 or handler._force_close or handler._close:
         return

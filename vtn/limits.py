@@ -143,6 +143,9 @@ class RateLimiter:
 
     def debt(self, key: str) -> float:
         """0.0 while the key's bucket holds something; else the seconds until it does again."""
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.tokens > 0.0:  # a refill only adds: no clock read, no refill
+            return 0.0
         bucket = self._refilled(key)
         return 0.0 if bucket.tokens > 0.0 else (-bucket.tokens + 1e-9) / self.per_s
 

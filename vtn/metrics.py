@@ -18,13 +18,17 @@ a peer writes, so a peer cannot grow the registry.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.metrics_core import Metric
 
 from schemas import RemoteProtocolError, ReplayRefused, Service, SignatureInvalid
 from vtn.storage import StorageStats
@@ -44,6 +48,68 @@ _SERVICES = frozenset(s.value for s in Service)
 _NO_SERVICE = "none"  # a path that is not one of the five services
 #: the status counted for a request whose client went away before it was answered (nginx's code)
 CLIENT_GONE = 499
+_BOUNDS = (*_SECONDS_BUCKETS, math.inf)
+_BOUND_LABELS = (*map(repr, _SECONDS_BUCKETS), "+Inf")  # as prometheus_client writes them
+_REQUESTS = "crowdflex_vtn_requests"
+_LATENCY = "crowdflex_vtn_request_duration_seconds"
+
+
+class _Latency:
+    """One service's latency histogram: the count in each bucket (not cumulative) and the sum."""
+
+    __slots__ = ("buckets", "created", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(_BOUNDS)
+        self.total = 0.0
+        self.created = time.time()
+
+
+class _Answered:
+    """The requests answered, by service and HTTP status, and their latency by service, kept as
+    plain numbers (counted per request: no lock, no child to look up) and exposed when scraped
+    as a prometheus_client ``Counter`` and ``Histogram`` expose theirs: the same names, help,
+    types, labels, values, ``_created`` samples and order."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.latency = {s: _Latency() for s in (*_SERVICES, _NO_SERVICE)}
+        self.counts: dict[tuple[str, int], int] = {}
+        self.created: dict[tuple[str, int], float] = {}
+        registry.register(self)
+
+    def answered(self, service: str, status: int, seconds: float) -> None:
+        latency = self.latency[service]
+        latency.buckets[bisect_left(_BOUNDS, seconds)] += 1  # the first bound >= seconds
+        latency.total += seconds
+        key = (service, status)
+        count = self.counts.get(key)
+        if count is None:
+            self.created[key] = time.time()
+            count = 0
+        self.counts[key] = count + 1
+
+    def collect(self) -> Iterator[Metric]:
+        created = prometheus_metrics._use_created  # as PROMETHEUS_DISABLE_CREATED_SERIES sets it
+        requests = Metric(_REQUESTS, "VEN-facing requests answered, by service and HTTP status",
+                          "counter")
+        for (service, status), count in list(self.counts.items()):
+            labels = {"service": service, "status": str(status)}
+            requests.add_sample(f"{_REQUESTS}_total", labels, float(count))
+            if created:
+                requests.add_sample(f"{_REQUESTS}_created", labels, self.created[service, status])
+        yield requests
+        latency = Metric(_LATENCY, "Time to answer a VEN-facing request", "histogram")
+        for service, of in self.latency.items():
+            cumulative = 0.0
+            for bound, count in zip(_BOUND_LABELS, list(of.buckets), strict=True):
+                cumulative += count
+                latency.add_sample(f"{_LATENCY}_bucket", {"service": service, "le": bound},
+                                   cumulative)
+            latency.add_sample(f"{_LATENCY}_count", {"service": service}, cumulative)
+            latency.add_sample(f"{_LATENCY}_sum", {"service": service}, of.total)
+            if created:
+                latency.add_sample(f"{_LATENCY}_created", {"service": service}, of.created)
+        yield latency
 
 
 class VtnMetrics:
@@ -52,12 +118,7 @@ class VtnMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._requests = Counter(
-            "crowdflex_vtn_requests", "VEN-facing requests answered, by service and HTTP status",
-            ("service", "status"), registry=r)
-        self._latency = Histogram(
-            "crowdflex_vtn_request_duration_seconds", "Time to answer a VEN-facing request",
-            ("service",), buckets=_SECONDS_BUCKETS, registry=r)
+        self._answered = _Answered(r)
         self._refusals = Counter(
             "crowdflex_vtn_refusals", "Requests answered with an OpenADR error code",
             ("service", "code"), registry=r)
@@ -106,8 +167,6 @@ class VtnMetrics:
         self._database_up = Gauge(
             "crowdflex_vtn_database_up",
             "1 when the database answered this scrape's query, else 0", registry=r)
-        self._latency_of = {s: self._latency.labels(s) for s in (*_SERVICES, _NO_SERVICE)}
-        self._counted: dict[tuple[str, int], Counter] = {}
         self._reads = self._transactions.labels("read")
         self._writes = self._transactions.labels("write")
 
@@ -115,13 +174,8 @@ class VtnMetrics:
     def answered(self, service: str, status: int, seconds: float) -> None:
         """A VEN-facing request to the path segment ``service`` (any text: what is no service
         counts as "none") was answered ``status`` after ``seconds``."""
-        if service not in _SERVICES:
-            service = _NO_SERVICE
-        self._latency_of[service].observe(seconds)
-        counter = self._counted.get((service, status))
-        if counter is None:  # labels() takes a lock: look each up once
-            counter = self._counted[service, status] = self._requests.labels(service, str(status))
-        counter.inc()
+        self._answered.answered(service if service in _SERVICES else _NO_SERVICE, status,
+                                seconds)
 
     def middleware(self) -> Middleware:
         """Counts and times every request of the app it is installed on; install it first, so

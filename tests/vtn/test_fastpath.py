@@ -29,7 +29,7 @@ from tests.security.rawhttp import TO_AIOHTTP, closed_by_server, connection, req
 from tests.vtn.harness import CODEC
 from vtn.app import FAST_PATH, METRICS, create_app
 from vtn.capture import capture_middleware
-from vtn.fastpath import HeadLimits, parsed
+from vtn.fastpath import HeadLimits, _Shape, parsed
 from vtn.services import Handlers
 from vtn.signing import SignatureSettings
 
@@ -85,14 +85,47 @@ def test_a_whole_plain_request_is_answered_here() -> None:
     pytest.param(request_head(URL, "OadrPoll", 2000) + b"x" * 2000, id="over the body cap"),
 ])
 def test_anything_else_goes_to_aiohttp(data: bytes) -> None:
+    """Whole, and as a repeat of a plain request's head (:class:`vtn.fastpath._Shape`)."""
     assert parsed(data, LIMITS) is None
+    assert _shape_of(PLAIN).request(data, LIMITS.max_body_bytes) is None
 
 
-def test_a_request_near_aiohttp_s_head_limits_goes_to_aiohttp() -> None:
-    many = request_head(URL, "OadrPoll", len(BODY), extra="X-A: 1\r\n" * 40) + BODY
-    assert parsed(many, LIMITS) is None
-    long = request_head(URL, "OadrPoll", len(BODY), extra=f"X-A: {'a' * 9000}\r\n") + BODY
-    assert parsed(long, LIMITS) is None
+def _shape_of(data: bytes, limits: HeadLimits = LIMITS) -> _Shape:
+    request = parsed(data, limits)
+    assert request is not None and request.shape is not None
+    return request.shape
+
+
+def test_a_head_repeated_with_another_length_is_answered_here_as_it_was_parsed() -> None:
+    """The same head with another Content-Length and body: the request :func:`parsed` reads, from
+    the shape of the first; a head differing anywhere else, or a length with blanks after it, is
+    parsed whole."""
+    shape = _shape_of(PLAIN)
+    for body in (b"", b"<y/>", b"<longer-than-nine-digits/>" * 50):
+        again = request_head(URL, "OadrPoll", len(body)) + body
+        assert shape.request(again, LIMITS.max_body_bytes) == parsed(again, LIMITS)
+    other = request_head(URL, "EiEvent", len(BODY)) + BODY
+    assert shape.request(other, LIMITS.max_body_bytes) is None
+    assert parsed(other, LIMITS) is not None
+    blanks = PLAIN.replace(b"Content-Length: 4", b"Content-Length: 4 ")
+    request = parsed(blanks, LIMITS)
+    assert request is not None and request.shape is None
+
+
+def test_a_repeated_head_whose_length_line_grows_past_the_field_limit_goes_to_aiohttp() -> None:
+    """Header lines of at most 22 bytes: ``Content-Length: 100000`` is within, a seven-digit
+    length is not, on the repeated head as on a head parsed whole."""
+    tight = replace(LIMITS, max_field_size=22, max_body_bytes=2_000_000)
+
+    def plain(length: int) -> bytes:
+        return request_head(URL, "OadrPoll", length).replace(b"application/xml",
+                                                             b"text/xml") + b"x" * length
+
+    shape = _shape_of(plain(len(BODY)), tight)
+    within, over = plain(100_000), plain(1_000_000)
+    assert shape.request(within, tight.max_body_bytes) == parsed(within, tight) is not None
+    assert shape.request(over, tight.max_body_bytes) is None
+    assert parsed(over, tight) is None
 
 
 @contextlib.asynccontextmanager
@@ -313,6 +346,29 @@ async def test_the_keep_alive_deadline_moves_after_each_fast_reply(pki, tmp_path
         assert (fast.answered, fast.handed_over) == (answered, 1)
     assert answered >= 6
     assert sent <= DEADLINE_BYTES
+
+
+async def test_the_keep_alive_deadline_is_held_while_a_fast_request_is_answered(
+        pki, tmp_path: Path) -> None:
+    """A registration whose hook takes two keep-alive periods, sent at once on a new connection
+    (whose deadline falls while it is answered): answered on that connection, which is then
+    closed once idle (the deadline came back after the reply)."""
+    held = _HeldRegistration()
+    config = vtn_config(pki, f"sqlite+aiosqlite:///{tmp_path / 'vtn.db'}",
+                        keepalive_timeout_s=KEEPALIVE_S)
+    async with served_vtn(config, handlers=Handlers(on_register=held.on_register)) as vtn:
+        data = _sent(vtn, request_head("https://127.0.0.1/OpenADR2/Simple/2.0b",
+                                       "EiRegisterParty", len(REGISTER)) + REGISTER)
+        async with connection(vtn.url, pki.client_context()) as (reader, writer):
+            async with asyncio.timeout(WAIT_S):
+                writer.write(data)
+                await held.entered.wait()
+                await asyncio.sleep(2 * KEEPALIVE_S)  # the hook's duration
+                held.release.set()
+                head, _ = await _reply(reader)
+                assert await closed_by_server(reader) == b""
+        assert vtn.app[FAST_PATH].answered == 1
+    assert head.startswith(b"HTTP/1.1 200 OK")
 
 
 def test_signatures_and_a_proxy_header_keep_a_vtn_off_the_fast_path(pki, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,16 +26,20 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import Counter as PromCounter
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from schemas import CreatePartyRegistration, Message, Poll, RegisteredReport, Response
+from schemas import CreatePartyRegistration, Message, Poll, RegisteredReport, Response, Service
 from tests.kit.admin import offer
 from tests.kit.clock import Clock
 from tests.kit.polling import drain_polls
 from tests.kit.signed import signed_ven
 from tests.kit.vtn import vtn_config
 from vtn.app import STORAGE
+from vtn.metrics import CLIENT_GONE, VtnMetrics
 from vtn.ops import DATABASE_DEADLINE_S
 from vtn.serve import Served, serve_vtn
 from vtn.signing import SignatureSettings
@@ -363,3 +368,37 @@ async def test_signature_and_replay_refusals_are_counted(pki, tmp_path):
     assert moved("crowdflex_vtn_signature_refusals_total", reason="signature") == 1
     assert moved("crowdflex_vtn_signature_refusals_total", reason="replay") == 1
     assert moved("crowdflex_vtn_refusals_total", service="OadrPoll", code="459") == 2
+
+
+@pytest.mark.parametrize("created", [True, False], ids=["created series", "no created series"])
+def test_requests_and_latency_are_exposed_as_prometheus_client_exposes_them(
+        monkeypatch: pytest.MonkeyPatch, created: bool) -> None:
+    """The request counter and latency histogram, kept as plain numbers, read at a scrape exactly
+    as a prometheus_client ``Counter`` and ``Histogram`` given the same requests would: the same
+    text, byte for byte (``_created`` included, or left out as PROMETHEUS_DISABLE_CREATED_SERIES
+    asks)."""
+    monkeypatch.setattr(time, "time", lambda: 1_796_659_339.25)  # the _created samples' clock
+    monkeypatch.setattr(prometheus_metrics, "_use_created", created)
+    services = sorted(s.value for s in Service)
+    metrics = VtnMetrics()
+    reference = CollectorRegistry()
+    requests = PromCounter("crowdflex_vtn_requests",
+                           "VEN-facing requests answered, by service and HTTP status",
+                           ("service", "status"), registry=reference)
+    latency = Histogram("crowdflex_vtn_request_duration_seconds",
+                        "Time to answer a VEN-facing request", ("service",),
+                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                 1.0, 2.5, 5.0, 10.0), registry=reference)
+    known = {s: latency.labels(s) for s in (*{s.value for s in Service}, "none")}
+    answers = [("OadrPoll", 200, 0.0002), ("EiReport", 200, 0.0005), ("nothing", 404, 0.001),
+               ("OadrPoll", 429, 12.5), ("EiEvent", 503, 0.0), ("OadrPoll", 200, 0.00051),
+               ("EiOpt", CLIENT_GONE, 10.0), ("OadrPoll", 200, 1e-7)]
+    for service, status, seconds in answers:
+        metrics.answered(service, status, seconds)
+        counted = service if service in services else "none"
+        known[counted].observe(seconds)
+        requests.labels(counted, str(status)).inc()
+    ours = [line for line in metrics.exposition().decode().splitlines()
+            if "crowdflex_vtn_request_duration_seconds" in line
+            or "crowdflex_vtn_requests_" in line]
+    assert ours == generate_latest(reference).decode().splitlines()
