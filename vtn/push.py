@@ -270,7 +270,7 @@ class PushDelivery:
                 await self._ctx.storage.outbox.mark_delivered(item.seq, at=self._ctx.clock())
             except Exception as exc:
                 with contextlib.suppress(Exception):
-                    await self._ctx.storage.outbox.release(item.seq)
+                    await self._ctx.storage.outbox.release(item)
                 if not isinstance(exc, _SEND_FAILURES):
                     raise
                 log.warning("push to %s failed: %s", ven_id, escaped(repr(exc)))

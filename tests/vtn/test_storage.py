@@ -398,11 +398,38 @@ async def test_outbox_claim_lease_expires_and_release(storage: Storage) -> None:
     # The worker died without marking it: after the lease another poll gets it again.
     again = await storage.outbox.next_for(ven_id, now=T0 + lease, lease=lease)
     assert again is not None and again.seq == claimed.seq
-    await storage.outbox.release(again.seq)
+    assert await storage.outbox.release(again)
     assert (await storage.outbox.next_for(ven_id, now=T0)).seq == claimed.seq  # type: ignore[union-attr]
     await storage.outbox.mark_delivered(claimed.seq, at=T0)
     assert await storage.outbox.purge_delivered(T0 + timedelta(seconds=1)) == 1
     assert await storage.outbox.pending(ven_id) == ()
+
+
+async def test_a_release_after_the_lease_ran_out_leaves_the_new_claim_alone(
+        storage: Storage) -> None:
+    """A push outlasting its lease: another claim took the item, then the first push failed and
+    released it. The release must not free the item under the second claim, or a third claim
+    would push it a second time at once."""
+    (ven_id,) = await register(storage, 1)
+    await storage.outbox.enqueue([ven_id], b"<a/>", "k", at=T0)
+    lease = timedelta(seconds=30)
+    first = await storage.outbox.next_for(ven_id, now=T0, lease=lease)
+    second = await storage.outbox.next_for(ven_id, now=T0 + lease, lease=lease)
+    assert first is not None and second is not None and second.seq == first.seq
+    assert not await storage.outbox.release(first)
+    assert await storage.outbox.next_for(ven_id, now=T0 + lease) is None  # still second's
+    await storage.outbox.mark_delivered(second.seq, at=T0 + lease)
+    assert not await storage.outbox.release(second)  # delivered: nothing to give back
+    assert await storage.outbox.pending(ven_id) == ()
+
+
+async def test_only_a_leased_item_can_be_released(storage: Storage) -> None:
+    (ven_id,) = await register(storage, 1)
+    await storage.outbox.enqueue([ven_id], b"<a/>", "k", at=T0)
+    leased = await storage.outbox.next_for(ven_id, now=T0)
+    assert leased is not None
+    with pytest.raises(ValueError, match="claimed for a lease"):
+        await storage.outbox.release(replace(leased, claimed_until=None))
 
 
 async def test_outbox_drop_pending_empties_one_vens_queue(storage: Storage) -> None:

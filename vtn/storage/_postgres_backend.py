@@ -498,7 +498,7 @@ class PostgresBackend:
             return None
         if supersede is not None and row[2] == supersede:
             await conn.execute(_SUPERSEDE, now, ven_id, supersede, row[0])
-        return item_of(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])))
+        return item_of(row, bool(await conn.fetchval(_BEHIND, now, ven_id, row[0])), until)
 
     async def mark_delivered(self, seq: int, at: datetime) -> str | None:
         row = await self._one(_OUTBOX_DELIVERED, aware(at), seq, write=True)

@@ -80,8 +80,9 @@ def delivery_of(row: Any) -> Delivery:
         ack_at=_utc(row[7]))
 
 
-def item_of(row: Any, more_waiting: bool = False) -> OutboxItem:
+def item_of(row: Any, more_waiting: bool = False,
+            claimed_until: datetime | None = None) -> OutboxItem:
     """seq, ven_id, kind, payload, dedup_key, enqueued_at of an outbox row."""
     return OutboxItem(seq=row[0], ven_id=row[1], kind=row[2], payload=row[3],
                       dedup_key=row[4], enqueued_at=row[5].astimezone(UTC),
-                      more_waiting=more_waiting)
+                      more_waiting=more_waiting, claimed_until=claimed_until)

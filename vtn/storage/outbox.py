@@ -13,6 +13,8 @@ Delivery is at least once, in order of ``seq`` per VEN:
 3. After the reply carrying the item was handed to the transport, :meth:`mark_delivered`. If the
    worker dies first, the lease runs out and the item is handed out again; a VEN therefore may see
    an item twice (OpenADR handles that: modificationNumber, requestID), but never loses one.
+   A send that failed gives the item back (:meth:`release`) while its own lease holds it; once the
+   lease ran out and another claim took the item, the release leaves that claim alone.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def claim_sqlite(
     enqueued = from_sqlite_time(enqueued_at)
     assert enqueued is not None
     return OutboxItem(seq=seq, ven_id=row[1], kind=kind, payload=payload, dedup_key=dedup_key,
-                      enqueued_at=enqueued, more_waiting=bool(more))
+                      enqueued_at=enqueued, more_waiting=bool(more), claimed_until=until)
 
 
 def waiting_sqlite(conn: sqlite3.Connection, ven_id: str) -> bool:
@@ -188,14 +190,19 @@ class OutboxRepository:
             self._index.delivered(ven_id)
         return ven_id is not None
 
-    async def release(self, seq: int) -> None:
-        """Give a claimed item back at once (the reply could not be sent)."""
+    async def release(self, item: OutboxItem) -> bool:
+        """Give an item claimed by :meth:`next_for` back at once (the reply could not be sent);
+        False when the claim was no longer ``item``'s: its lease ran out and another claim (or a
+        delivery) took the item meanwhile, which a release must not undo."""
+        if item.claimed_until is None:
+            raise ValueError("only an item claimed for a lease can be released")
         stmt = (
             update(_OUTBOX)
-            .where(_OUTBOX.c.seq == seq, _OUTBOX.c.delivered_at.is_(None))
+            .where(_OUTBOX.c.seq == item.seq, _OUTBOX.c.delivered_at.is_(None),
+                   _OUTBOX.c.claimed_until == item.claimed_until)
             .values(claimed_until=None)
         )
-        await self._db.run_write(lambda conn: conn.execute(stmt))
+        return await self._db.run_write(lambda conn: conn.execute(stmt).rowcount == 1)
 
     async def pending(self, ven_id: str) -> tuple[OutboxItem, ...]:
         """Every undelivered item of the VEN, claimed or not, in delivery order."""

@@ -196,6 +196,8 @@ class OutboxItem:
     dedup_key: str | None
     enqueued_at: datetime
     more_waiting: bool = False  # set by ``next_for``: more items were queued behind this one
+    # the lease this claim holds (``next_for``); None for an item handed out as delivered
+    claimed_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
