@@ -283,6 +283,34 @@ async def test_distribute_records_the_list_and_marks_the_item_that_asked(
     assert await backend.mark_delivered(item.seq, T0) is None  # already, by distribute
 
 
+async def test_a_listed_event_carries_its_stored_payload_held_or_read(
+        storage: Storage, storage_url: str) -> None:
+    """``Distribution.held``: a payload the caller holds for a listed version (eventID,
+    modificationNumber, updated_at) may stand in for reading it, and on SQLite does; a version
+    it does not hold is read. Either way each record carries the stored bytes."""
+    backend = storage.backend
+    a, b = await vens(storage, 2)
+    first, second = event("e1", updated_at=T0 + timedelta(seconds=1)), event("e2")
+    await backend.put_events([(first, queue((a, b), "e1:0")), (second, queue((a, b), "e2:0"))],
+                             newer)
+    copy = bytes(bytearray(first.payload))  # the same bytes, another object
+    asked: list[tuple[str, int, datetime]] = []
+
+    def held(event_id: str, number: int, updated_at: datetime) -> bytes | None:
+        asked.append((event_id, number, updated_at))
+        return copy if (event_id, number, updated_at) == ("e1", 0, first.updated_at) else None
+
+    listed = await backend.distribute(replace(event_list(a), held=held))
+    delivered, _ = await backend.deliver_next(replace(event_list(b), held=held))
+    assert delivered is not None
+    for events in (listed, delivered.events):
+        assert [(e.event_id, e.payload) for e in events] == [
+            ("e1", first.payload), ("e2", second.payload)]
+    if storage_url.startswith("sqlite"):
+        assert asked == [("e1", 0, first.updated_at), ("e2", 0, T0)] * 2
+        assert listed[0].payload is copy and delivered.events[0].payload is copy
+
+
 async def test_an_event_is_every_vens_exactly_while_it_has_no_targets(
         storage: Storage) -> None:
     """Each new version of an event decides again whether it is untargeted: an event list (of a

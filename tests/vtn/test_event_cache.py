@@ -49,6 +49,20 @@ def _cache(kept: int = 256) -> tuple[EventCache, schemas.Codec]:
     return EventCache(store, schemas.Codec().event_cache, kept=kept), store
 
 
+def test_held_answers_a_remembered_versions_payload_at_its_updated_at_only() -> None:
+    """What storage may take instead of reading a payload (vtn.storage.backend.Held)."""
+    cache, store = _cache()
+    record = _record(store, _event("e1"))
+    assert cache.held("e1", 0, T0) is None
+    cache.decoded(record)
+    assert cache.held("e1", 0, T0) is record.payload
+    assert cache.held("e1", 0, T0 + timedelta(seconds=1)) is None  # published again since
+    assert cache.held("e1", 1, T0) is None
+    published = replace(record, modification_number=1, updated_at=T0 + timedelta(minutes=1))
+    cache.remember(published, _event("e1"))
+    assert cache.held("e1", 1, published.updated_at) is published.payload
+
+
 def test_a_stored_event_is_decoded_once_per_payload() -> None:
     cache, store = _cache()
     record = _record(store, _event("e1"))

@@ -6,7 +6,9 @@ same stored bytes, and make the same addressed variant, once per VEN. :class:`Ev
 - stored events decoded, by (eventID, modificationNumber): the pair names one payload for good
   (storage refuses other content under it), and the payload is compared on every hit anyway.
   An event just published is remembered with the payload encoded from it
-  (:meth:`EventCache.remember`), so sending it parses nothing;
+  (:meth:`EventCache.remember`), so sending it parses nothing; and storage, building a VEN's
+  list, takes the payload of a version held here (:meth:`EventCache.held`) instead of reading
+  it again;
 - the variants VENs addressed alike (through the same group, resource or party entries) share,
   by (eventID, modificationNumber, eventStatus, target), one object each so its XML is built once;
 - the status and per-VEN target variants, through the encoding codec's
@@ -22,6 +24,7 @@ costs a decode or a build again, never a different event.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Final, TypeVar
 
 from schemas import Codec, DistributeEvent, Event, EventEncodeCache, EventStatus, Target
@@ -51,7 +54,8 @@ class EventCache:
         self._store_codec = store_codec
         self._encoding = encoding
         self._kept = kept
-        self._decoded: dict[tuple[str, int], tuple[bytes, Event]] = {}
+        # (eventID, modificationNumber) -> the payload, its updated_at and the event it encodes
+        self._decoded: dict[tuple[str, int], tuple[bytes, datetime, Event]] = {}
         self._shared: dict[tuple[str, int, EventStatus, Target], Event] = {}
         # by id(): hashing a Target hashes all its values; the entry holds its Target, so the
         # id is not reused while the entry exists
@@ -62,7 +66,7 @@ class EventCache:
         key = (record.event_id, record.modification_number)
         cached = self._decoded.get(key)
         if cached is not None and cached[0] == record.payload:
-            return cached[1]
+            return cached[2]
         message = self._store_codec.decode(record.payload)
         assert isinstance(message, DistributeEvent) and len(message.events) == 1
         self.remember(record, message.events[0])
@@ -71,7 +75,13 @@ class EventCache:
     def remember(self, record: EventRecord, event: Event) -> None:
         """``record`` stores ``event`` (its payload encodes it): :meth:`decoded` returns it."""
         self._keep(self._decoded, (record.event_id, record.modification_number),
-                   (record.payload, event))
+                   (record.payload, record.updated_at, event))
+
+    def held(self, event_id: str, modification_number: int, updated_at: datetime) -> bytes | None:
+        """The payload of the stored version remembered here, or None (a
+        :data:`vtn.storage.backend.Held`: storage may call it from its own threads)."""
+        cached = self._decoded.get((event_id, modification_number))
+        return cached[0] if cached is not None and cached[1] == updated_at else None
 
     def addressed(self, event: Event, target: Target, *, personal: bool) -> Event:
         """``event`` with eiTarget ``target``: one object per (event, version, status, target)

@@ -321,10 +321,11 @@ def _addressing(ctx: ServiceContext, event: Event, refs: tuple[TargetRef, ...]) 
 def event_list(ctx: ServiceContext, ven_id: str, now: datetime,
                reply_limit: int | None = None) -> Distribution:
     """The VEN's whole current event list at ``now``, as storage chooses it: addressed to the
-    VEN, live, not completed, cancelled ones within retention (at most ``reply_limit``)."""
+    VEN, live, not completed, cancelled ones within retention (at most ``reply_limit``); the
+    payloads the event cache holds need not be read again."""
     return Distribution(ven_id=ven_id, statuses=LIVE, now=now,
                         cancelled_since=now - ctx.cancelled_event_retention,
-                        limit=reply_limit or None)
+                        limit=reply_limit or None, held=ctx.event_cache.held)
 
 
 def list_message(ctx: ServiceContext, records: tuple[EventRecord, ...], now: datetime,

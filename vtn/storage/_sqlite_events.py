@@ -42,9 +42,10 @@ __all__ = [
 ]
 
 
-_EVENT_COLUMNS: Final = (
+# An event's columns but its payload (read apart, only for the events the caller does not hold)
+_LISTED_COLUMNS: Final = (
     "event_id, modification_number, status, market_context, starts_at, ends_at,"
-    " response_required, payload, updated_at"
+    " response_required, updated_at"
 )
 _DELIVERY_COLUMNS: Final = (
     "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
@@ -145,13 +146,15 @@ def distribute(conn: sqlite3.Connection, query: Distribution) -> tuple[EventReco
         events: list[EventRecord] = []
     else:
         cancelled = EventStatus.CANCELLED.value
-        events = [_event(row, by_event.get(row[0], ())) for row in conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events e{where}"
+        rows = conn.execute(
+            f"SELECT {_LISTED_COLUMNS} FROM events e{where}"
             f" AND e.event_id IN ({','.join('?' * len(wanted))})"
             " AND (e.status != ? OR e.updated_at >= ?)"
             " AND (e.status = ? OR e.ends_at IS NULL OR e.ends_at > ?) ORDER BY event_id",
-            (*params, *wanted, cancelled, sqlite_time(query.cancelled_since), cancelled, at))
-        ][: query.limit]
+            (*params, *wanted, cancelled, sqlite_time(query.cancelled_since), cancelled, at)
+        ).fetchall()[: query.limit]
+        payloads = _payloads(conn, rows, query.held)
+        events = [_event(row, payloads[row[0]], by_event.get(row[0], ())) for row in rows]
     if events:
         conn.executemany(_DELIVERED, [(e.event_id, ven_id, e.modification_number, at)
                                       for e in events])
@@ -191,8 +194,29 @@ def _status_filter(statuses: tuple[EventStatus, ...]) -> tuple[str, tuple[str, .
     return f" WHERE e.status IN ({marks})", tuple(s.value for s in statuses)
 
 
-def _event(row: Any, targets: Iterable[TargetRef]) -> EventRecord:
-    event_id, number, status, market, starts, ends, required, payload, updated = row
+def _payloads(conn: sqlite3.Connection, rows: list[Any],
+              held: backend.Held | None) -> dict[str, bytes]:
+    """eventID -> payload of the events in ``rows`` (:data:`_LISTED_COLUMNS`): what ``held``
+    answers for each one's version, the others read in one statement."""
+    payloads: dict[str, bytes] = {}
+    missing: list[str] = []
+    for event_id, number, *_, updated in rows:
+        updated_at = from_sqlite_time(updated)
+        assert updated_at is not None
+        payload = None if held is None else held(event_id, number, updated_at)
+        if payload is None:
+            missing.append(event_id)
+        else:
+            payloads[event_id] = payload
+    if missing:
+        marks = ",".join("?" * len(missing))
+        payloads.update(conn.execute(
+            f"SELECT event_id, payload FROM events WHERE event_id IN ({marks})", missing))
+    return payloads
+
+
+def _event(row: Any, payload: bytes, targets: Iterable[TargetRef]) -> EventRecord:
+    event_id, number, status, market, starts, ends, required, updated = row
     updated_at = from_sqlite_time(updated)
     assert updated_at is not None
     return EventRecord(

@@ -35,8 +35,8 @@ from .records import (
     VenRegistration,
 )
 
-__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Enrolment", "Queue", "Queued",
-           "Refuse", "StoredEvent", "TargetQuery", "answers_current"]
+__all__ = ["EVENT_KIND", "Backend", "CheckNewer", "Distribution", "Enrolment", "Held", "Queue",
+           "Queued", "Refuse", "StoredEvent", "TargetQuery", "answers_current"]
 
 EVENT_KIND: Final = "oadrDistributeEvent"  # the outbox kind of "this VEN's event list changed"
 
@@ -50,6 +50,13 @@ class Queue:
     dedup_key: str
 
 
+#: The payload the caller already holds for an event version, named by (eventID,
+#: modificationNumber, updated_at), or None. It must be the bytes stored for that version: a
+#: publish stamps updated_at from the clock, so a version purged and published again with other
+#: content carries another updated_at.
+Held = Callable[[str, int, datetime], bytes | None]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Distribution:
     """One VEN's current event list, to be read and recorded as delivered in one transaction:
@@ -57,7 +64,9 @@ class Distribution:
     memberships) whose stored status is in ``statuses``, minus those the clock completed by
     ``now`` (``ends_at`` passed; a cancelled event stays cancelled) and cancelled ones last
     changed before ``cancelled_since``; ordered by event_id, at most ``limit``. ``outbox_seq``
-    names the outbox item that asked for the list, marked delivered with it."""
+    names the outbox item that asked for the list, marked delivered with it. A backend may take
+    a listed event's payload from ``held`` instead of reading it (SQLite does: a payload names
+    every VEN an event targets, tens of kilobytes that each VEN's poll read again)."""
 
     ven_id: str
     statuses: tuple[EventStatus, ...]
@@ -65,6 +74,7 @@ class Distribution:
     cancelled_since: datetime
     limit: int | None = None
     outbox_seq: int | None = None
+    held: Held | None = None
 
 
 class Queued(NamedTuple):
