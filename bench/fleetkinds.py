@@ -20,6 +20,11 @@ and range; the load average is printed. ``--floor`` adds, after each run's pair,
 costs with nothing but fixed bytes answered, on the same TLS context and runtime, three ways:
 aiohttp's ``Application`` with its router (the part no VTN built as both are can take away),
 aiohttp's low-level ``web.Server``, and a bare ``asyncio.Protocol`` (no HTTP framework).
+
+``--spacing-ms`` pauses that long after each measured reply before the next request (the
+floors' too), as a fleet's requests reach the VTN apart (1,000 VENs, nine requests each a
+minute: one every 6.7 ms) rather than back to back; a server that idles between requests pays
+more CPU for each (bench/README.md, "The fleet's mix against its kinds").
 """
 
 from __future__ import annotations
@@ -95,11 +100,14 @@ _ROWS: Final = ("poll", "report", "event poll", "ack", "reconnect", "publish")
 
 
 async def _each(devices: list[Device], send: Callable[[Device], Awaitable[bytes]],
-                errors: list[str]) -> None:
-    for device in devices:  # one in flight
+                errors: list[str], spacing_s: float = 0.0) -> None:
+    """``send`` for each device in turn, one in flight, pausing ``spacing_s`` after each reply."""
+    for device in devices:
         reply = await send(device)
         if response_code(reply) not in (0, 200) and len(errors) < 3:
             errors.append(reply[:160].decode(errors="replace"))
+        if spacing_s:
+            await asyncio.sleep(spacing_s)
 
 
 async def _measure(control: Any, work: Awaitable[None], count: int,
@@ -164,7 +172,8 @@ async def run_kinds(kind: str, setup: str, pki: Any, args: argparse.Namespace,
             def sends(row: str, send: Callable[[Device], Awaitable[bytes]]
                       ) -> Awaitable[tuple[float, float]]:
                 cprofile = cprofiles if kind == "ours" and args.cprofile == row else None
-                return _measure(control, _each(devices, send, errors), count, cprofile)
+                return _measure(control, _each(devices, send, errors, args.spacing_ms / 1000),
+                                count, cprofile)
 
             for round_ in range(args.rounds):
                 per["poll"].append(await sends("poll", poll))
@@ -203,8 +212,9 @@ async def run_floor(floor: str, pki: Any, args: argparse.Namespace, cpu: int | N
 
         try:
             await _each(devices, poll, errors)  # every connection made before the clock
-            values = [(await _measure(server.control, _each(devices, poll, errors),
-                                      len(devices)))[0] for _ in range(args.rounds)]
+            values = [(await _measure(
+                server.control, _each(devices, poll, errors, args.spacing_ms / 1000),
+                len(devices)))[0] for _ in range(args.rounds)]
         finally:
             await asyncio.gather(*(d.link.close() for d in devices), return_exceptions=True)
     if errors:
@@ -248,7 +258,8 @@ def render(args: argparse.Namespace, results: list[tuple[str, dict[str, tuple[fl
 
     head = (f"{'VTN CPU per request':<28} {'crowdflex':>30} {'of it off the loop':>20}"
             f" {'openleadr':>30} {'ratio':>8}")
-    lines = [f"fleet kinds: {args.vens} VENs, one request in flight, {args.rounds} rounds,"
+    spaced = f" {args.spacing_ms:g} ms apart" if args.spacing_ms else ""
+    lines = [f"fleet kinds: {args.vens} VENs, one request in flight{spaced}, {args.rounds} rounds,"
              f" {args.encoding} bodies, setup {args.setup}, {args.runs} runs (ABBA)",
              "load average before: " + " ".join(f"{x:.2f}" for x in load[0])
              + ", after: " + " ".join(f"{x:.2f}" for x in load[1]), head, "-" * len(head)]
@@ -294,11 +305,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--floor", action="store_true",
                         help="also measure fixed bytes answered by aiohttp's application, its"
                              " low-level server and a bare protocol (same TLS, runtime)")
+    parser.add_argument("--spacing-ms", type=float, default=0.0,
+                        help="pause after each measured reply before the next request (a fleet"
+                             " of 1,000 VENs sends one every ~6.7 ms)")
     parser.add_argument("--cprofile", choices=_ROWS[:-1],
                         help="cProfile our VTN across this kind's requests and print it")
     args = parser.parse_args(argv)
     if min(args.vens, args.rounds, args.runs) < 1:
         parser.error("counts must be positive")
+    if args.spacing_ms < 0:
+        parser.error("--spacing-ms must not be negative")
     warnings.simplefilter("ignore")
     try:
         import uvloop

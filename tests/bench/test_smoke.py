@@ -109,8 +109,9 @@ def test_fleet_live_events_are_listed_and_acknowledged_in_every_event_poll() -> 
 
 def test_fleetkinds_prints_each_kind_and_the_weighed_minute_for_both_vtns() -> None:
     out = _bench("fleetkinds", "--vens", "3", "--rounds", "1", "--runs", "1", "--cprofile", "ack",
-                 "--floor")
+                 "--floor", "--spacing-ms", "1")
     lines = out.splitlines()
+    assert lines[0].startswith("fleet kinds: 3 VENs, one request in flight 1 ms apart,"), lines[0]
     for row in ("poll ", "report ", "event poll ", "ack ", "reconnect ", "publish, per VEN"):
         line = next(line for line in lines if line.startswith(row))
         assert line.count(" ms") == 3, line  # both VTNs, and ours off its event loop
