@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import Final, TypeVar
 
-__all__ = ["Message", "SignatureState", "one_field_builder"]
+__all__ = ["Message", "SignatureState", "builder", "one_field_builder"]
 
 
 class SignatureState(StrEnum):
@@ -28,6 +28,7 @@ class Message:
 
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 _new: Final = object.__new__
 _set_signature: Final = vars(Message)["signature"].__set__
@@ -52,3 +53,36 @@ def one_field_builder(kind: type[M]) -> Callable[[str], M]:
         return message
 
     return build
+
+
+def builder(kind: type[T]) -> Callable[..., T]:
+    """``kind``'s class call for decoders, taking the same keyword arguments (each field, its
+    default where it has one) and running the same ``__post_init__``, so it builds and refuses
+    what the class call does (tests/schemas/test_builder.py compares them). A frozen class's
+    generated ``__init__`` sets each field through ``object.__setattr__``; this sets the slots
+    through their member descriptors, ~0.1 us a field less (a five-field ``Target``: 0.94 us
+    against 0.40). Like the dataclass machinery it writes its function's source and compiles
+    it once, here, per class."""
+    if not getattr(kind, "__slots__", None):
+        raise TypeError(f"{kind.__name__} has no slots to set")
+    # the names the function's source uses beside the fields: "_build_..." (no field's name)
+    scope: dict[str, object] = {"_build_new": _new, "_build_kind": kind}
+    parameters, body = [], ["    _build_object = _build_new(_build_kind)"]
+    for number, item in enumerate(fields(kind)):  # type: ignore[arg-type]
+        if item.default_factory is not MISSING:
+            raise TypeError(f"{kind.__name__}.{item.name} has a default factory")
+        scope[f"_build_set{number}"] = getattr(kind, item.name).__set__
+        body.append(f"    _build_set{number}(_build_object, {item.name})")
+        if item.default is MISSING:
+            parameters.append(item.name)
+        else:
+            scope[f"_build_default{number}"] = item.default
+            parameters.append(f"{item.name}=_build_default{number}")
+    if hasattr(kind, "__post_init__"):
+        body.append("    _build_object.__post_init__()")
+    body.append("    return _build_object")
+    source = f"def build(*, {', '.join(parameters)}):\n" + "\n".join(body)
+    exec(compile(source, f"<builder of {kind.__qualname__}>", "exec"), scope)  # noqa: S102
+    build = scope["build"]
+    assert callable(build)
+    return build  # type: ignore[no-any-return]
