@@ -82,7 +82,7 @@ def builder(kind: type[T]) -> Callable[..., T]:
         body.append("    _build_object.__post_init__()")
     body.append("    return _build_object")
     source = f"def build(*, {', '.join(parameters)}):\n" + "\n".join(body)
-    exec(compile(source, f"<builder of {kind.__qualname__}>", "exec"), scope)  # noqa: S102
+    exec(compile(source, f"<builder of {kind.__qualname__}>", "exec"), scope)
     build = scope["build"]
     assert callable(build)
     return build  # type: ignore[no-any-return]
