@@ -85,4 +85,4 @@ def builder(kind: type[T]) -> Callable[..., T]:
     exec(compile(source, f"<builder of {kind.__qualname__}>", "exec"), scope)
     build = scope["build"]
     assert callable(build)
-    return build  # type: ignore[no-any-return]
+    return build
