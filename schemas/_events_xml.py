@@ -14,6 +14,7 @@ from functools import partial
 
 from lxml import etree
 
+from ._base import builder
 from ._event_cache import EventEncodeCache
 from ._event_parts_xml import decode_event
 from ._wire import (
@@ -112,16 +113,22 @@ def _encode_event_response(parent: Node, response: EventResponse) -> None:
     leaf(element, _OPT_TYPE, response.opt_type.value)
 
 
+_new_event_response = builder(EventResponse)
+_new_created_event = builder(CreatedEvent)
+
+
 def _decode_event_response(element: etree._Element) -> EventResponse:
-    kids = children(element)
-    qualified = children(child(kids, _QUALIFIED_EVENT_ID))
-    return EventResponse(
-        code=parse_int(text(kids, _CODE)),
-        description=text_opt(kids, _DESCRIPTION),
-        request_id=text(kids, _REQUEST_ID),
-        event_id=text(qualified, _EVENT_ID),
-        modification_number=parse_int(text(qualified, _MOD_NUMBER)),
-        opt_type=_read_opt_type(text(kids, _OPT_TYPE)),
+    # XSD sequence: ei:responseCode, ei:responseDescription?, pyld:requestID,
+    # ei:qualifiedEventID (ei:eventID, ei:modificationNumber), ei:optType; read by position
+    parts = list(element)
+    qualified = parts[-2]
+    return _new_event_response(
+        code=parse_int(parts[0].text or ""),
+        description=parts[1].text or "" if len(parts) == 5 else None,
+        request_id=parts[-3].text or "",
+        event_id=qualified[0].text or "",
+        modification_number=parse_int(qualified[1].text or ""),
+        opt_type=_read_opt_type(parts[-1].text or ""),
     )
 
 
@@ -137,14 +144,14 @@ def encode_created_event(parent: Node, message: CreatedEvent) -> None:
 
 
 def decode_created_event(payload: etree._Element) -> CreatedEvent:
-    kids = children(child(children(payload), _EI_CREATED_EVENT))
-    holder = kids.get(_EVENT_RESPONSES)
-    return CreatedEvent(
-        response=decode_response(child(kids, _EI_RESPONSE)),
-        event_responses=() if holder is None else tuple(
-            _decode_event_response(e) for e in holder.iterchildren(_EVENT_RESPONSE)
-        ),
-        ven_id=text(kids, _VEN_ID),
+    # XSD: oadrCreatedEvent holds pyld:eiCreatedEvent alone, a sequence of ei:eiResponse,
+    # ei:eventResponses? (ei:eventResponse*), ei:venID; read by position
+    body = payload[0]
+    return _new_created_event(
+        response=decode_response(body[0]),
+        event_responses=tuple([_decode_event_response(e) for e in body[1]])
+        if len(body) == 3 else (),
+        ven_id=body[-1].text or "",
     )
 
 

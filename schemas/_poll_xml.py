@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ._base import one_field_builder
+from ._base import builder
 from ._wire import (
     EI,
     OADR,
@@ -22,7 +22,7 @@ _POLL = q(OADR, "oadrPoll")
 _RESPONSE = q(OADR, "oadrResponse")
 _VEN_ID = q(EI, "venID")
 _EI_RESPONSE = q(EI, "eiResponse")
-_new_poll = one_field_builder(Poll)
+_new_poll = builder(Poll)
 
 
 def encode_poll(parent: Node, message: Poll) -> None:
@@ -30,7 +30,7 @@ def encode_poll(parent: Node, message: Poll) -> None:
 
 
 def decode_poll(element: etree._Element) -> Poll:
-    return _new_poll(only_text(element))  # ei:venID, the XSD's one child
+    return _new_poll(ven_id=only_text(element))  # ei:venID, the XSD's one child
 
 
 def encode_oadr_response(parent: Node, message: Response) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from ._base import one_field_builder
+from ._base import builder
 from ._wire import (
     EI,
     OADR,
@@ -82,8 +82,8 @@ _EXTENSIONS = q(OADR, "oadrExtensions")
 _EXTENSION = q(OADR, "oadrExtension")
 _EXTENSION_NAME = q(OADR, "oadrExtensionName")
 
-_new_query = one_field_builder(QueryRegistration)
-_new_reregister = one_field_builder(RequestReregistration)
+_new_query = builder(QueryRegistration)
+_new_reregister = builder(RequestReregistration)
 
 
 def _token(kids: Children, tag: str) -> str:
@@ -98,7 +98,7 @@ def encode_query(parent: Node, message: QueryRegistration) -> None:
 
 
 def decode_query(element: etree._Element) -> QueryRegistration:
-    return _new_query(only_text(element))  # the XSD's one child
+    return _new_query(request_id=only_text(element))  # the XSD's one child
 
 
 def encode_create(parent: Node, message: CreatePartyRegistration) -> None:
@@ -283,7 +283,7 @@ def encode_reregister(parent: Node, message: RequestReregistration) -> None:
 
 
 def decode_reregister(element: etree._Element) -> RequestReregistration:
-    return _new_reregister(only_text(element))  # the XSD's one child
+    return _new_reregister(ven_id=only_text(element))  # the XSD's one child
 
 
 ENCODERS = {

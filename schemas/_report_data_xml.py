@@ -126,13 +126,6 @@ def float_wire(value: float) -> str:
 datetime_wire: Final = format_datetime
 
 
-def _checked_start(start: str, duration: str) -> datetime:
-    """The dtstart of a plain interval, once its period is known to end within range."""
-    dtstart = parse_datetime(start)
-    check_period(dtstart, parse_duration(duration))
-    return dtstart
-
-
 def duration_prop(element: etree._Element) -> timedelta:
     """A DurationPropType element: ``<tag><xcal:duration>PT1M</xcal:duration></tag>``."""
     return parse_duration(only_text(element))
@@ -384,19 +377,20 @@ def _decode_plain(element: etree._Element) -> tuple[ReportInterval, ...] | None:
     intervals = []
     first = 0
     for i, size in enumerate(sizes):
-        dtstart = _checked_start(starts[i], durations[i])
-        end = first + size
-        intervals.append(_interval(
-            tuple([_payload(
+        dtstart = parse_datetime(starts[i])
+        duration = parse_duration(durations[i])
+        check_period(dtstart, duration)
+        if size == 1 and not confidences and not accuracies:  # one value, the common interval
+            payloads: tuple[ReportPayload, ...] = (
+                _payload(r_ids[first], None, None, parse_float(values[first]), None),)
+        else:
+            payloads = tuple([_payload(
                 r_ids[j],
                 int(confidences[j]) if confidences else None,
                 parse_float(accuracies[j]) if accuracies else None,
                 parse_float(values[j]),
                 None,
-            ) for j in range(first, end)]),
-            dtstart,
-            parse_duration(durations[i]),
-            None,
-        ))
-        first = end
+            ) for j in range(first, first + size)])
+        intervals.append(_interval(payloads, dtstart, duration, None))
+        first += size
     return tuple(intervals)

@@ -16,6 +16,7 @@ from typing import Final
 
 from lxml import etree
 
+from ._base import builder
 from ._report_data_xml import (
     READING_TYPES,
     REPORT_NAMES,
@@ -85,6 +86,10 @@ _BACK_DURATION: Final = q(EI, "reportBackDuration")
 _REPORT_INTERVAL: Final = q(EI, "reportInterval")
 _SPECIFIER_PAYLOAD: Final = q(EI, "specifierPayload")
 
+_new_description: Final = builder(ReportDescription)
+_new_sampling_rate: Final = builder(SamplingRate)
+_new_report: Final = builder(Report)
+
 # ---------------------------------------------------------------- descriptions (METADATA)
 
 
@@ -111,7 +116,7 @@ def _encode_description(parent: Node, description: ReportDescription) -> None:
 
 def _decode_sampling_rate(element: etree._Element) -> SamplingRate:
     # XSD sequence: oadrMinPeriod, oadrMaxPeriod, oadrOnChange, all required
-    return SamplingRate(
+    return _new_sampling_rate(
         min_period=parse_duration(element[0].text or ""),
         max_period=parse_duration(element[1].text or ""),
         on_change=parse_bool(element[2].text or ""),
@@ -150,7 +155,7 @@ def _decode_description(element: etree._Element) -> ReportDescription:
             market_context = after.text or ""
         else:
             rate = _decode_sampling_rate(after)
-    return ReportDescription(
+    return _new_description(
         r_id=element[0].text or "",
         report_subject=subject,
         report_data_source=source,
@@ -212,7 +217,7 @@ def decode_report(element: etree._Element) -> Report:
             duration = duration_prop(part)
     if dtstart is not None and duration is not None:
         check_period(dtstart, duration)
-    return Report(
+    return _new_report(
         report_request_id=request_id,
         report_specifier_id=specifier_id,
         created_date_time=parse_datetime(created),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from ._base import builder
 from ._wire import (
     EI,
     PYLD,
@@ -72,7 +73,6 @@ _GROUP_NAME = q(EI, "groupName")
 _RESOURCE_ID = q(EI, "resourceID")
 _VEN_ID = q(EI, "venID")
 _PARTY_ID = q(EI, "partyID")
-_TARGET_TAGS = (_GROUP_ID, _GROUP_NAME, _RESOURCE_ID, _VEN_ID, _PARTY_ID)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,17 +109,24 @@ def encode_target(parent: Node, target: Target, tag: str = _TARGET) -> None:
     leaf_all(element, _PARTY_ID, target.party_ids)
 
 
+_new_target = builder(Target)
+
+
 def decode_target(element: etree._Element) -> Target:
-    # One pass over the IDs (each may repeat) rather than one scan per kind.
-    found: dict[str, list[str]] = {tag: [] for tag in _TARGET_TAGS}
+    # One pass over the children (each kind may repeat) rather than one scan per kind; the
+    # lists are made for the kinds found only (other eiTarget children are found and skipped).
+    found: dict[str, list[str]] = {}
     for part in element:
-        texts = found.get(part.tag)
-        if texts is not None:
+        tag = part.tag
+        texts = found.get(tag)
+        if texts is None:
+            found[tag] = [part.text or ""]
+        else:
             texts.append(part.text or "")
-    return Target(
-        group_ids=tuple(found[_GROUP_ID]),
-        group_names=tuple(found[_GROUP_NAME]),
-        resource_ids=tuple(found[_RESOURCE_ID]),
-        ven_ids=tuple(found[_VEN_ID]),
-        party_ids=tuple(found[_PARTY_ID]),
+    return _new_target(
+        group_ids=tuple(found.get(_GROUP_ID, ())),
+        group_names=tuple(found.get(_GROUP_NAME, ())),
+        resource_ids=tuple(found.get(_RESOURCE_ID, ())),
+        ven_ids=tuple(found.get(_VEN_ID, ())),
+        party_ids=tuple(found.get(_PARTY_ID, ())),
     )

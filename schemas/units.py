@@ -14,6 +14,7 @@ from typing import Final
 
 from lxml import etree
 
+from ._base import builder
 from ._errors import InvalidData
 from ._wire import (
     OADR,
@@ -188,6 +189,10 @@ def encode_item_base(parent: Node, item: ItemBase) -> None:
         leaf_value(holder, q(POWER, "ac"), format_bool(attributes.ac))
 
 
+_new_item_base: Final = builder(ItemBase)
+_new_power_attributes: Final = builder(PowerAttributes)
+
+
 def decode_item_base(element: etree._Element) -> ItemBase:
     kind = _KIND_BY_TAG.get(element.tag)
     if kind is None:
@@ -199,13 +204,13 @@ def decode_item_base(element: etree._Element) -> ItemBase:
     third = parts[2].text or ""
     if len(parts) == 4:
         hertz, voltage, ac = parts[3]
-        power = PowerAttributes(hertz=parse_float(hertz.text or ""),
-                                voltage=parse_float(voltage.text or ""),
-                                ac=parse_bool(ac.text or ""))
+        power = _new_power_attributes(hertz=parse_float(hertz.text or ""),
+                                      voltage=parse_float(voltage.text or ""),
+                                      ac=parse_bool(ac.text or ""))
     else:
         power = None
     pulse = kind is ItemKind.PULSE_COUNT
-    return ItemBase(
+    return _new_item_base(
         kind=kind,
         description=parts[0].text or "",
         units=parts[1].text or "",

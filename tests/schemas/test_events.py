@@ -112,6 +112,15 @@ def test_empty_distribution_and_empty_event_responses_round_trip() -> None:
         assert schemas.decode(wire) == message
 
 
+def test_a_peers_empty_event_responses_decode_as_none() -> None:
+    # we never write an empty ei:eventResponses; the XSD lets a peer send one
+    message = CreatedEvent(response=EiResponse(request_id="1"), ven_id="0042")
+    wire = schemas.encode(message).replace(b"<ei:venID>", b"<ei:eventResponses/><ei:venID>")
+    assert b"<ei:eventResponses/>" in wire
+    assert_xsd_valid(wire)
+    assert schemas.decode(wire) == message
+
+
 def test_markup_in_ids_is_data() -> None:
     message = RequestEvent(request_id="<a>&amp;</a>", ven_id="]]>")
     wire = schemas.encode(message)
