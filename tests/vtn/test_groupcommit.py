@@ -135,11 +135,79 @@ async def test_a_caller_cancelled_before_its_turn_writes_nothing(db: Any) -> Non
 
 async def test_transactions_one_after_another_run_on_one_connection(db: Any) -> None:
     """In WAL mode a connection drops its page cache when another one committed since its last
-    transaction: taking the pooled connections in turn made every write begin cold."""
+    transaction: taking the connections in turn made every write begin cold."""
     database, _, _ = db
-    engine = database.sync_engine
-    held = [engine.raw_connection() for _ in range(3)]  # the pool now holds three connections
-    for pooled in held:
-        pooled.close()
+    together = threading.Barrier(3)
+
+    def hold(conn: sqlite3.Connection) -> int:
+        together.wait(WAIT_S)  # the writer thread and both reader threads in a transaction
+        return id(conn)
+
+    opened = await asyncio.gather(*(database.run_sqlite(hold, write=write)
+                                    for write in (True, False, False)))
+    assert len(set(opened)) == 3  # three connections now idle
     used = [await database.run_sqlite(id, write=write) for write in (True, True, False, True)]
     assert len(set(used)) == 1
+
+
+async def test_transactions_take_no_connection_from_the_engines_pool(db: Any) -> None:
+    database, _, _ = db
+    pool = database.sync_engine.pool
+    for write in (True, False):
+        assert await database.run_sqlite(lambda _conn: pool.checkedout(), write=write) == 0
+
+
+async def test_disposing_of_the_engine_closes_its_connections(db: Any) -> None:
+    """As with the pool's: the idle ones at once, the one in use when its transaction ended;
+    the next transaction opens a new connection, through the engine's connect hooks."""
+    database, statements, path = db
+    running, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> sqlite3.Connection:
+        running.set()
+        release.wait(WAIT_S)
+        insert(1)(conn)
+        return conn
+
+    holding = asyncio.ensure_future(database.run_sqlite(hold, write=True))
+    assert await asyncio.to_thread(running.wait, WAIT_S)
+    idle = await database.run_sqlite(lambda conn: conn, write=False)
+    database.sync_engine.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):
+        idle.execute("SELECT 1")  # closed
+    release.set()
+    in_use = await holding
+    with pytest.raises(sqlite3.ProgrammingError):
+        in_use.execute("SELECT 1")  # closed after its transaction committed
+    assert committed_keys(path) == {1}
+    statements.clear()
+    assert await database.run_sqlite(insert(2), write=True) == 2
+    assert "BEGIN IMMEDIATE" in statements  # a new connection, traced by the fixture's hook
+
+
+async def test_a_read_cancelled_before_its_turn_is_skipped_and_errors_reach_the_caller(
+        db: Any) -> None:
+    database, _, _ = db
+    together = threading.Barrier(3)
+    ran: list[str] = []
+
+    def hold(_conn: sqlite3.Connection) -> None:
+        together.wait(WAIT_S)  # both reader threads taken, and the test goes on
+
+    def note(_conn: sqlite3.Connection) -> None:
+        ran.append("skipped read")
+
+    holding = [asyncio.ensure_future(database.run_sqlite(hold, write=False)) for _ in range(2)]
+    skipped = asyncio.ensure_future(database.run_sqlite(note, write=False))
+    await asyncio.sleep(0)  # every read queued on the reader threads
+    skipped.cancel()
+    await asyncio.to_thread(together.wait, WAIT_S)
+    async with asyncio.timeout(WAIT_S):
+        await asyncio.gather(*holding)
+        with pytest.raises(asyncio.CancelledError):
+            await skipped
+        with pytest.raises(StorageConflict):  # a read's driver errors translated as a write's
+            await database.run_sqlite(
+                lambda conn: conn.execute("INSERT INTO t VALUES (1, 'x'), (1, 'y')"),
+                write=False)
+    assert ran == []

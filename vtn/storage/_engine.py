@@ -21,9 +21,11 @@ Invariants:
   same function runs under ``run_sync`` on an asyncpg connection. Both engines thus execute the
   same Core statements (SQLAlchemy caches their SQL).
 - The hottest SQLite paths (poll, claim, delivery, nonces) skip SQLAlchemy's execution layer:
-  :meth:`Database.run_sqlite` hands ``work`` the pooled stdlib ``sqlite3`` connection itself
-  (same pool, pragmas and connect hooks), because one Core transaction cost ~0.6 ms of CPU there
-  against ~15 us for the same SQL on ``sqlite3``. Such ``work`` binds and reads times with
+  :meth:`Database.run_sqlite` hands ``work`` a stdlib ``sqlite3`` connection itself, because one
+  Core transaction cost ~0.6 ms of CPU there against ~15 us for the same SQL on ``sqlite3``.
+  Those connections are opened through the synchronous engine's pool (same pragmas and connect
+  hooks) but then kept outside it (:class:`SqliteConnections`): a pool checkout and return cost
+  about as much as a small transaction's statements. Such ``work`` binds and reads times with
   :func:`sqlite_time` / :func:`from_sqlite_time`, the exact text :class:`UtcDateTime` stores.
 - Such writes (``run_sqlite(write=True)``) that wait for the writer thread together commit
   together (:mod:`._groupcommit`): each caller is still answered only after the commit holding
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -209,6 +212,54 @@ def _configure_sqlite_sync(sync_engine: Engine, *, raw_begin: bool = False) -> N
             conn.exec_driver_sql(sql)
 
 
+class SqliteConnections:
+    """The stdlib connections :meth:`Database.run_sqlite` runs its transactions on, held outside
+    SQLAlchemy's pool: taking one is a list pop under a lock, where a pool checkout and return
+    cost ~15-60 us a transaction. At most one per database thread is ever open, since each
+    thread runs one transaction at a time and gives its connection back after it.
+
+    - The connection given back last is taken next: in WAL mode a connection drops its page
+      cache when it begins after another one committed, so transactions that run one after
+      another (a write, then a read) share one warm connection.
+    - Each is opened through ``engine``'s pool, so it runs the engine's ``connect`` hooks (the
+      pragmas of :func:`sync_sqlite_engine`, a test's), then detached from the pool.
+    - Disposing of ``engine`` closes them as it closes the pool's: the idle ones at once, the
+      ones in use when given back; the next transaction opens a new one.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._generation = 0  # counts the engine's disposals
+        event.listen(engine, "engine_disposed", self._disposed)
+
+    def take(self) -> tuple[sqlite3.Connection, int]:
+        """An idle connection or a new one, and the generation to give it back with."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), self._generation
+            generation = self._generation
+        pooled = self._engine.raw_connection()
+        conn = cast(sqlite3.Connection, pooled.driver_connection)
+        pooled.detach()
+        return conn, generation
+
+    def give_back(self, conn: sqlite3.Connection, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _disposed(self, _engine: Engine) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for conn in idle:
+            conn.close()
+
+
 class TransactionObserver(Protocol):
     """Told of every transaction: a write or a read, and the seconds from asking (waits for a
     connection or the writer thread included) to committed or failed."""
@@ -246,8 +297,10 @@ class Database:
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         self._write_groups: GroupCommit | None = None
+        self._connections: SqliteConnections | None = None
         if self.dialect == "sqlite":
             self.sync_engine = sync_sqlite_engine(engine.url)
+            self._connections = SqliteConnections(self.sync_engine)
             self._sync_writer = self.sync_engine.execution_options(**{WRITE_OPTION: True})
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="crowdflex-db-write")
             self._read_threads = ThreadPoolExecutor(
@@ -348,8 +401,8 @@ class Database:
             if write:
                 assert self._write_groups is not None
                 return await self._write_groups.run(work)
-            return await asyncio.get_running_loop().run_in_executor(
-                self._read_threads, self._sqlite_transaction, work, "BEGIN")
+            assert self._read_threads is not None
+            return await _hop(self._read_threads, lambda: self._sqlite_transaction(work, "BEGIN"))
         finally:
             self._observe(write=write, seconds=perf_counter() - started)
 
@@ -374,11 +427,10 @@ class Database:
 
     def _sqlite_transaction(self, work: Callable[[sqlite3.Connection], T],
                             begin: str = "BEGIN IMMEDIATE") -> T:
-        """``work`` in one transaction on a pooled stdlib connection (runs on a db thread)."""
-        assert self.sync_engine is not None
-        pooled = self.sync_engine.raw_connection()
+        """``work`` in one transaction on a stdlib connection (runs on a db thread)."""
+        assert self._connections is not None
+        conn, generation = self._connections.take()
         try:
-            conn = cast(sqlite3.Connection, pooled.driver_connection)
             conn.execute(begin)
             try:
                 result = work(conn)
@@ -393,11 +445,12 @@ class Database:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
         finally:
-            pooled.close()
+            self._connections.give_back(conn, generation)
 
     async def _on_thread(self, pool: ThreadPoolExecutor | None, call: Callable[[], T]) -> T:
+        assert pool is not None  # SQLite's threads; PostgreSQL has none
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, call)
+            return await _hop(pool, call)
         except IntegrityError as exc:
             raise StorageConflict(str(exc.orig)) from exc
         except StatementError as exc:
@@ -450,6 +503,41 @@ class Database:
         if self.postgres:
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+
+async def _hop(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+    """``call()`` on one of ``pool``'s threads, its result or exception handed back to the loop
+    by one callback: ~18 us of CPU a round trip against ~31 for ``run_in_executor``, which chains
+    a second future to the executor's through callbacks on both threads (bench/README.md,
+    uvloop). As there, a call whose caller was cancelled before it started is skipped."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        if answer.cancelled():
+            return
+        outcome: T | None = None
+        error: BaseException | None = None
+        try:
+            outcome = call()
+        except BaseException as exc:  # the caller's, as run_in_executor hands it over
+            error = exc
+        # RuntimeError: the loop is closed, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_answer, answer, outcome, error)
+
+    pool.submit(run)
+    return await answer
+
+
+def _answer(answer: asyncio.Future[T], outcome: T | None, error: BaseException | None
+            ) -> None:
+    if answer.cancelled():
+        return
+    if error is None:
+        answer.set_result(cast(T, outcome))  # what ``call`` returned
+    else:
+        answer.set_exception(error)
 
 
 def _reraise_value_error(exc: StatementError) -> None:

@@ -1,10 +1,10 @@
 """Group commit for the SQLite writer thread: write jobs that wait together commit together.
 
 Every SQLite write transaction pays a fixed price (``BEGIN IMMEDIATE``, the WAL frames of each
-touched page at ``COMMIT``, a pool checkout, a thread hop and the wake-up of the waiting
-coroutine). Under load many small writes (report batches, outbox claims, deliveries, nonces)
-queue for the one writer thread; :class:`GroupCommit` runs all that are waiting when the thread
-gets to them in one transaction and wakes their callers with one loop callback.
+touched page at ``COMMIT``, a thread hop and the wake-up of the waiting coroutine). Under
+load many small writes (report batches, outbox claims, deliveries, nonces) queue for the one
+writer thread; :class:`GroupCommit` runs all that are waiting when the thread gets to them in
+one transaction and wakes their callers with one loop callback.
 
 Invariants:
 - A caller is answered only after the transaction holding its job committed (or with the error
@@ -56,9 +56,9 @@ class _Job:
 class GroupCommit:
     """Runs ``work(conn)`` jobs on ``executor`` (one thread) in shared write transactions.
 
-    ``transaction(body)`` runs ``body(conn)`` in one write transaction on a pooled connection and
-    translates driver errors (it is :meth:`Database.run_sqlite`'s own transaction wrapper), so a
-    job's exception is exactly the one it would raise alone.
+    ``transaction(body)`` runs ``body(conn)`` in one write transaction on one of the Database's
+    stdlib connections and translates driver errors (it is :meth:`Database.run_sqlite`'s own
+    transaction wrapper), so a job's exception is exactly the one it would raise alone.
     """
 
     def __init__(self, executor: Executor, transaction: Transaction) -> None:
