@@ -26,18 +26,20 @@ intended one's.
 How many events each VEN holds is ``--live-events N``: N-1 events are published to the whole fleet
 before the warm-up (the VENs get them on their first poll and acknowledge them, as the others), so
 the VENs hold N-1 when the window opens and the event poll that brings the minute's event lists N
-(N+1 after a second minute's). Both VTNs answer the poll that brings a new event with every live
-event of the VEN (OpenADR 2.0b: an oadrDistributeEvent is the VEN's whole list), and the VEN
-acknowledges each of them, as openleadr's VEN does (it answers every listed event that asks for a
-response, optIn again for one it already knew); so an event poll and its ack cost more per listed
-event. The default, 2, is what a VEN of a TSO's balancing product holds: one activation per 15-min
-imbalance settlement period, lasting the period, announced some minutes before it starts (mFRR:
-7.5), so the running activation and the next announced one. ``--live-events 1`` is this benchmark as
-it ran before the option (no event before the warm-up: the window sees 1-2). The minute's event
-itself is a stress of the event path (15 times a TSO's rate); a fleet that kept every one of them
-(each starts 5 min after it is published and lasts 30) would hold 35, an upper bound:
-``--live-events 35``. The warm-up must be longer than a poll interval for every VEN to have taken
-its list before the window (15 s against 10 s by default).
+(N+1 after a second minute's, in a window of two minutes or more). The minute's event is published
+``EVENT_INTO_WINDOW_S`` (5 s) after the window opens and every minute after, so a window of whole
+minutes takes one whole fan-out per minute, every run alike (a window shorter than a minute takes
+one all the same). Both VTNs answer the poll that brings a new event with every live event of the
+VEN (OpenADR 2.0b: an oadrDistributeEvent is the VEN's whole list), and the VEN acknowledges each of
+them, as openleadr's VEN does (it answers every listed event that asks for a response, optIn again
+for one it already knew); so an event poll and its ack cost more per listed event. The default, 2,
+is what a VEN of a TSO's balancing product holds: one activation per 15-min imbalance settlement
+period, lasting the period, announced some minutes before it starts (mFRR: 7.5), so the running
+activation and the next announced one. ``--live-events 1`` is this benchmark as it ran before the
+option (no event before the warm-up). The minute's event itself is a stress of the event path (15
+times a TSO's rate); a fleet that kept every one of them (each starts 5 min after it is published
+and lasts 30) would hold 35, an upper bound: ``--live-events 35``. The warm-up must be longer than a
+poll interval for every VEN to have taken its list before the window (15 s against 10 s by default).
 
 ``--cprofile`` prints our VTN's cProfile over the measured window (CPU time of its event-loop
 thread); ``python -m bench fleetkinds`` takes the mix apart by request kind.
@@ -60,14 +62,13 @@ import itertools
 import math
 import multiprocessing
 import os
-import random
 import statistics
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench._fleet_generator import Tally, generate
 from bench._vtn_load import VenIdentity
@@ -75,6 +76,10 @@ from bench._vtn_server import SETUPS, ServerSpec
 from bench.vtn import KINDS, VtnProcess, _cores, abba
 
 __all__ = ["FleetResult", "Generators", "main"]
+
+#: the minute's event is first published this long after the window opens: its fan-out (one
+#: poll interval) ends inside a one-minute window, and the next one falls after it
+EVENT_INTO_WINDOW_S: Final = 5.0
 
 
 class Generators:
@@ -136,10 +141,10 @@ class Generators:
                 sum(a[2] for a in answers))
 
 
-async def _events(control: Any, ven_ids: list[str], stop: asyncio.Event) -> None:
-    """An event published to the whole fleet every minute, on a random phase."""
+async def _events(control: Any, ven_ids: list[str], stop: asyncio.Event, first_at: float) -> None:
+    """An event published to the whole fleet every minute from ``first_at`` (monotonic)."""
     tags = itertools.count()
-    next_at = time.monotonic() + random.uniform(0.0, 60.0)
+    next_at = first_at
     while True:
         try:
             async with asyncio.timeout(max(0.0, next_at - time.monotonic())):
@@ -163,7 +168,8 @@ async def drive(control: Any, generators: Generators, ven_ids: list[str],
     window = args.minutes * 60.0
     running = asyncio.ensure_future(generators.call("run", start_at, args.warmup_s, window))
     stop = asyncio.Event()
-    events = asyncio.create_task(_events(control, ven_ids, stop))
+    events = asyncio.create_task(_events(control, ven_ids, stop,
+                                         start_at + args.warmup_s + EVENT_INTO_WINDOW_S))
     try:
         await asyncio.sleep(max(0.0, start_at + args.warmup_s - time.monotonic()))
         if cprofile:
