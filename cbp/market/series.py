@@ -26,7 +26,9 @@ from enum import StrEnum
 
 from .config import MarketRules
 
-__all__ = ["Grid", "GridPoint", "Sample", "SampleQuality", "grid_index", "on_grid", "regularise", "snap"]
+__all__ = [
+    "Grid", "GridPoint", "Sample", "SampleQuality", "grid_index", "on_grid", "regularise", "snap",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
