@@ -49,7 +49,8 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Any, Final, Protocol
 
 import slixmpp
 from aiohttp import web
@@ -82,6 +83,10 @@ __all__ = ["Responder", "ServiceResponder", "XmppTransport", "service_of"]
 
 log = logging.getLogger(__name__)
 
+#: how many senders' identities :func:`_peer_of` remembers (a fleet's devices, each asking
+#: every few seconds; a JID seen again after more others than this is read again)
+_PEERS_REMEMBERED: Final = 16384
+
 
 def service_of(message: Message) -> Service:
     """The service a payload sent over XMPP belongs to: the one of :data:`ROUTES` taking its
@@ -91,6 +96,16 @@ def service_of(message: Message) -> Service:
         if type(message) in ROUTES[service]:
             return service
     raise NotRecognized(f"{type(message).__name__} is not served over XMPP")
+
+
+@lru_cache(maxsize=_PEERS_REMEMBERED)
+def _peer_of(sender: str, domain: str) -> Peer | None:
+    """The full JID ``sender`` as the server of ``domain`` named it: the peer whose certificate
+    it names, None for a JID that names none. Remembered for the last
+    :data:`_PEERS_REMEMBERED` senders (a Peer is immutable): each of a device's requests read
+    its JID again."""
+    fingerprint = fingerprint_of_jid(sender, domain)
+    return None if fingerprint is None else Peer(fingerprint, address=sender)
 
 
 class Responder(Protocol):
@@ -402,7 +417,7 @@ class XmppTransport:
         """Refuse or answer the IQ ``iq_id`` from the full JID ``sender``; ``payload`` is its
         payload's bytes as received, or gives them when serialised again, asked only once the
         refusals that need none have passed (serialising costs CPU, charged to the VEN)."""
-        peer = self._peer(sender)
+        peer = _peer_of(sender, self.settings.domain)
         refusal = self._refusal(peer)
         if refusal is None:
             assert peer is not None  # _refusal
@@ -439,11 +454,6 @@ class XmppTransport:
         with contextlib.suppress(NotConnectedError):  # the VEN asks again
             self._client.send_raw(error_bytes(iq_id=iq_id, to=sender, condition=condition,
                                               kind=kind, text=text))
-
-    def _peer(self, sender: str) -> Peer | None:
-        """The sender as the server named it; None for a JID that names no certificate."""
-        fingerprint = fingerprint_of_jid(sender, self.settings.domain)
-        return None if fingerprint is None else Peer(fingerprint, address=sender)
 
     def _refusal(self, peer: Peer | None) -> tuple[str, str, str] | None:
         """Why a request is answered with an XMPP error (condition, type, text) before its

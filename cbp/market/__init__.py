@@ -36,7 +36,16 @@ from .quality import (
     check_ack,
     check_pool_coherence,
 )
-from .series import Grid, GridPoint, Sample, SampleQuality, grid_index, regularise, snap
+from .series import (
+    Grid,
+    GridPoint,
+    Sample,
+    SampleQuality,
+    grid_index,
+    on_grid,
+    regularise,
+    snap,
+)
 from .settlement import (
     PayoutLedger,
     PayoutLine,
@@ -72,8 +81,8 @@ __all__ = [
     "OfferBook", "PayoutLedger", "PayoutLine", "ProsumerStatement", "RefusalReason", "Refused",
     "Sample", "SampleQuality", "SubmitResult", "TsoStatement", "ValidationError",
     "aggregator_margin", "assess_baseline", "check_ack", "check_pool_coherence", "energy_mwh",
-    "explain_statement", "grid_index", "meter_before", "price_text", "prosumer_statement_csv",
-    "prosumer_statement_json", "regularise", "round_energy", "round_money", "round_ratio",
-    "settle_tso", "snap", "split_by_isp", "tso_statements_csv", "tso_statements_json",
-    "validate_delivery",
+    "explain_statement", "grid_index", "meter_before", "on_grid", "price_text",
+    "prosumer_statement_csv", "prosumer_statement_json", "regularise", "round_energy",
+    "round_money", "round_ratio", "settle_tso", "snap", "split_by_isp", "tso_statements_csv",
+    "tso_statements_json", "validate_delivery",
 ]  # fmt: skip

@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Final
 from uuid import UUID
 
-from cbp.market import MarketRules, snap
+from cbp.market import MarketRules, on_grid
 from cbp.pool import FlexState, PoolConfig, PoolRow, aggregate_sample
 from schemas import Report
 
@@ -130,7 +130,7 @@ class DeviceBook:
             at = interval.dtstart
             if at is None:
                 continue
-            if not earliest <= at <= last or snap(at, period) != at:
+            if not earliest <= at <= last or not on_grid(at, period):
                 self._refuse(ven_id, at)
                 continue
             if latest is None or at > latest:

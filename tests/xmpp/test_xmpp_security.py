@@ -50,6 +50,7 @@ from ven.xmpp import XmppLink
 from vtn import xmpp as vtn_xmpp
 from vtn.app import XMPP
 from vtn.services import Handlers, events
+from vtn.transport import Peer
 
 from .conftest import link_for, mint_vens, xmpp_ven, xmpp_vtn
 from .server import XmppServer
@@ -81,6 +82,19 @@ def test_a_full_jid_of_the_servers_domain_names_its_localparts_fingerprint():
                   "0a1b2c3d4e5f60718293@sub.localhost/ven", "vtn@localhost/ven", "",
                   "@localhost/ven", "x@0a1b2c3d4e5f60718293@localhost/ven"):
         assert fingerprint_of_jid(other, "localhost") is None
+
+
+def test_a_senders_peer_is_its_jids_certificate_remembered_for_so_many_senders():
+    peer_of, remembered = vtn_xmpp._peer_of, vtn_xmpp._PEERS_REMEMBERED
+    jid = "0a1b2c3d4e5f60718293@localhost/ven"
+    peer = peer_of(jid, "localhost")
+    assert peer == Peer("0A:1B:2C:3D:4E:5F:60:71:82:93", address=jid)
+    assert peer_of(jid, "example.org") is None
+    assert peer_of("vtn@localhost/ven", "localhost") is None
+    for n in range(remembered + 1):
+        peer_of(f"0a1b2c3d4e5f60718293@localhost/{n}", "localhost")
+    assert peer_of.cache_info().currsize == remembered
+    assert peer_of(jid, "localhost") == peer  # read again, the same answer
 
 
 async def test_a_ven_claiming_another_certificates_name_is_not_that_ven(
