@@ -58,7 +58,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from ._groupcommit import GroupCommit
+from ._groupcommit import GroupCommit, settle
 from ._models import Base
 from .records import StorageConflict
 
@@ -524,20 +524,10 @@ async def _hop(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
             error = exc
         # RuntimeError: the loop is closed, so nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_answer, answer, outcome, error)
+            loop.call_soon_threadsafe(settle, answer, outcome, error)
 
     pool.submit(run)
     return await answer
-
-
-def _answer(answer: asyncio.Future[T], outcome: T | None, error: BaseException | None
-            ) -> None:
-    if answer.cancelled():
-        return
-    if error is None:
-        answer.set_result(cast(T, outcome))  # what ``call`` returned
-    else:
-        answer.set_exception(error)
 
 
 def _reraise_value_error(exc: StatementError) -> None:

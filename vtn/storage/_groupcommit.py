@@ -30,7 +30,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar, cast
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "settle"]
 
 # Enough to amortise the commit; small enough that one group's lock hold stays short.
 MAX_GROUP: Final = 64
@@ -140,9 +140,15 @@ class GroupCommit:
 
 def _settle(jobs: list[_Job]) -> None:
     for job in jobs:
-        if job.future.cancelled():
-            continue
-        if job.error is None:
-            job.future.set_result(job.outcome)
-        else:
-            job.future.set_exception(job.error)
+        settle(job.future, job.outcome, job.error)
+
+
+def settle(future: asyncio.Future[_T], outcome: _T | None, error: BaseException | None) -> None:
+    """On ``future``'s loop: what a database thread's call returned (``outcome``) or raised
+    (``error``), handed to its waiting caller; nothing once the caller gave up (cancelled)."""
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(cast(_T, outcome))  # what the call returned
+    else:
+        future.set_exception(error)
