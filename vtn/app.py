@@ -216,6 +216,7 @@ def create_app(
                                 on_retry=metrics.push_retried,
                                 xmpp=xmpp.send if xmpp is not None else None)
             ctx.on_enqueued = push.wake
+            ctx.on_enrolled = push.enrolled
             ctx.close_connections = connections.close_peer
             app[PUSH] = push
             async with contextlib.AsyncExitStack() as stack:

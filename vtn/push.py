@@ -148,6 +148,14 @@ class PushDelivery:
         self._waiting.update(ven_ids)
         self._wakeup.set()
 
+    def enrolled(self, registration: VenRegistration) -> None:
+        """Something was queued for a VEN at its registration, ``registration`` as just stored:
+        :meth:`wake` only if it takes pushes. A polling VEN is never pushed to, so a
+        registration storm of polling VENs costs no scans (each would read the woken VENs' rows
+        again only to leave them out)."""
+        if self._takes(registration):
+            self.wake((registration.ven_id,))
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Run the delivery task for the duration of the block."""

@@ -142,6 +142,43 @@ async def test_a_lane_claims_once_per_item_and_reads_no_registration_again(
         assert read == []
 
 
+async def test_polling_vens_registering_cost_the_push_task_no_read(
+        pki, storage_url, tmp_path: Path):
+    """A VEN that polls is never pushed to, so its registration does not wake the push task
+    (whose scan read every woken VEN's row again only to leave it out): two polling VENs
+    register, then a push VEN, whose METADATA is pushed; the scans read the push VEN alone."""
+    received: asyncio.Queue[tuple[str, Message]] = asyncio.Queue()
+    tls = push_ven_tls(pki, tmp_path)
+    async with push_receiver(tls.server, _answering(tls.fingerprint, received)) as address, \
+            running_vtn(pki, storage_url, push_allow_private_targets=LOOPBACK_PUSH) as vtn, \
+            raw_ven(vtn.url, pki.client_context()) as first, \
+            raw_ven(vtn.url, pki.client_context(ven=pki.vens[1])) as second, \
+            raw_ven(vtn.url, tls.client) as pushed:
+        vens = vtn.ctx.storage.vens
+        get_many, active = vens.get_many, vens.active
+        read: list[str] = []
+
+        async def read_counted(ven_ids: Iterable[str]) -> tuple[VenRegistration, ...]:
+            wanted = tuple(ven_ids)
+            read.extend(wanted)
+            return await get_many(wanted)
+
+        async def active_counted() -> tuple[VenRegistration, ...]:
+            found = await active()
+            read.extend(v.ven_id for v in found)
+            return found
+
+        vens.get_many = read_counted  # type: ignore[method-assign]
+        vens.active = active_counted  # type: ignore[method-assign]
+        for ven in (first, second):
+            await ven.register()
+        await pushed.register("push-ven", http_pull_model=False, transport_address=address)
+        async with asyncio.timeout(10):
+            assert type((await received.get())[1]) is RegisterReport
+        assert first.ven_id and second.ven_id
+        assert set(read) <= {pushed.ven_id}
+
+
 async def test_a_push_receiver_without_the_vens_own_certificate_gets_nothing(
         pki, storage_url, tmp_path: Path):
     """Tried: a VEN registers with its certificate and names a receiver that presents another

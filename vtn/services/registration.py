@@ -125,7 +125,7 @@ async def on_create(ctx: ServiceContext, peer: Peer,
         registration=candidate, queued=metadata,
         live=events.LIVE if existing is None or not existing.active else (), now=ctx.clock()))
     if metadata or affected:
-        ctx.on_enqueued((stored.ven_id,))
+        ctx.on_enrolled(stored)
     return _created(ctx, msg.request_id, stored)
 
 
