@@ -33,6 +33,8 @@ BENCHMARKS: Final[dict[str, str]] = {
                " request, VTN and database, and what a second worker adds",
     "sigshapes": "VTN signature-check CPU per hostile signed shape (red team of review 2)",
     "purge": "report writes during a retention purge on SQLite: their waits, the purge's time",
+    "coldwork": "the codec's work per fleet device back to back and after a pause: what this host"
+                " charges for work that finds its core cold",
 }
 
 

@@ -52,6 +52,15 @@ def test_purge_prints_the_purge_and_the_writes_it_let_through() -> None:
     assert "purge: 1200 rows in " in _bench("purge", "--vens", "3", "--instants", "300", "--alone")
 
 
+def test_coldwork_prints_the_unit_back_to_back_and_after_each_pause() -> None:
+    out = _bench("coldwork", "--units", "3", "--rounds", "1", "--pause-ms", "1")
+    lines = out.splitlines()
+    assert lines[0].startswith("coldwork: decode+encode of oadrPoll, "), lines[0]
+    for way in ("back to back ", "after a sleep ", "after a busy wait "):
+        line = next(line for line in lines if line.startswith(way))
+        assert " us per unit (" in line and line.endswith("x"), line
+
+
 def test_vtn_prints_both_vtns_on_one_runtime_with_ratios() -> None:
     out = _bench("vtn", "--vens", "4", "--poll-vens", "2", "--report-vens", "2", "--seconds",
                  "0.2", "--runs", "1", "--no-signed", "--no-fanout", "--setup", "tuned",
