@@ -9,6 +9,11 @@ Invariants:
   and its fan-out commit together or not at all.
 - An acknowledgement (oadrCreatedEvent) only replaces one for the same or an older
   modificationNumber; a late ack of an old version never hides the ack of the current one.
+- Unchanged, unwritten: a delivery of the version already recorded as delivered, and an ack
+  repeating the stored answer (modificationNumber, optType and response code), leave the row as
+  it is, so ``delivered_at`` is when that version was first delivered and ``ack_at`` when that
+  answer was first received (a VEN is sent its whole list, and answers every event on it, each
+  time one event changes).
 """
 
 from __future__ import annotations
@@ -54,7 +59,6 @@ _TARGETS = cast(Table, EventTargetRow.__table__)
 _DELIVERIES = cast(Table, EventDeliveryRow.__table__)
 _MEMBERS = cast(Table, VenMembershipRow.__table__)
 _VENS = cast(Table, VenRow.__table__)
-_ACK_FIELDS = ("ack_modification_number", "ack_opt_type", "ack_response_code", "ack_at")
 
 
 def _record(row: Any, targets: Iterable[Any]) -> EventRecord:
@@ -267,6 +271,8 @@ class EventRepository:
                 "delivered_modification_number": stmt.excluded.delivered_modification_number,
                 "delivered_at": stmt.excluded.delivered_at,
             },
+            where=_DELIVERIES.c.delivered_modification_number.is_distinct_from(
+                stmt.excluded.delivered_modification_number),
         )
         conn.execute(stmt)
 
