@@ -37,7 +37,6 @@ from ._postgres_groups import Groups
 from ._postgres_reports import Result, Update, points_of, store
 from ._postgres_rows import (
     ACK_CHANGES,
-    DELIVERY_CHANGES,
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
     aware,
@@ -174,7 +173,7 @@ _DELIVERED: Final = (
     " delivered_at) SELECT e, $2, n, $4 FROM unnest($1::text[], $3::int[]) AS d(e, n)"
     " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
     " delivered_modification_number = excluded.delivered_modification_number,"
-    f" delivered_at = excluded.delivered_at WHERE {DELIVERY_CHANGES}"
+    " delivered_at = excluded.delivered_at"
 )
 _OUTBOX_DELIVERED: Final = (
     "UPDATE outbox SET delivered_at = $1, claimed_until = NULL"

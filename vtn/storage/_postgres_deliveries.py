@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ._postgres_groups import Fetch, rows_by_write
-from ._postgres_rows import DELIVERY_CHANGES, aware, event_of, item_of
+from ._postgres_rows import aware, event_of, item_of
 from .backend import EVENT_KIND, Distribution
 from .notify import OUTBOX_CHANNEL, enqueued_payload
 from .records import EventStatus, PollDelivery, TargetKind, TargetRef
@@ -73,7 +73,7 @@ _DELIVER: Final = (
     " SELECT event_id, ven_id, modification_number, at FROM listed ORDER BY event_id, ven_id"
     " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
     " delivered_modification_number = excluded.delivered_modification_number,"
-    f" delivered_at = excluded.delivered_at WHERE {DELIVERY_CHANGES})"
+    " delivered_at = excluded.delivered_at)"
     " SELECT p.n, t.seq, t.ven_id, t.kind, t.payload, t.dedup_key, t.enqueued_at,"
     " EXISTS (SELECT 1 FROM outbox o WHERE o.ven_id = p.ven_id AND o.delivered_at IS NULL"
     " AND o.seq NOT IN (SELECT seq FROM taken) AND o.seq NOT IN (SELECT seq FROM superseded)),"

@@ -51,13 +51,11 @@ _DELIVERY_COLUMNS: Final = (
     "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
     " ack_opt_type, ack_response_code, ack_at"
 )
-# A version delivered again leaves its row as it is (vtn.storage.events: unchanged, unwritten).
 _DELIVERED: Final = (
     "INSERT INTO event_deliveries (event_id, ven_id, delivered_modification_number,"
     " delivered_at) VALUES (?, ?, ?, ?) ON CONFLICT (event_id, ven_id) DO UPDATE SET"
     " delivered_modification_number = excluded.delivered_modification_number,"
-    " delivered_at = excluded.delivered_at WHERE event_deliveries.delivered_modification_number"
-    " IS NOT excluded.delivered_modification_number"
+    " delivered_at = excluded.delivered_at"
 )
 _OUTBOX_DELIVERED: Final = (
     "UPDATE outbox SET delivered_at = ?, claimed_until = NULL"

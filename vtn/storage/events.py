@@ -9,11 +9,9 @@ Invariants:
   and its fan-out commit together or not at all.
 - An acknowledgement (oadrCreatedEvent) only replaces one for the same or an older
   modificationNumber; a late ack of an old version never hides the ack of the current one.
-- Unchanged, unwritten: a delivery of the version already recorded as delivered, and an ack
-  repeating the stored answer (modificationNumber, optType and response code), leave the row as
-  it is, so ``delivered_at`` is when that version was first delivered and ``ack_at`` when that
-  answer was first received (a VEN is sent its whole list, and answers every event on it, each
-  time one event changes).
+- An ack repeating the stored answer (modificationNumber, optType and response code) leaves
+  the row as it is, so ``ack_at`` is when that answer was first received: a VEN answers every
+  event of its list each time it is sent the list, which one changed event brings.
 """
 
 from __future__ import annotations
@@ -271,8 +269,6 @@ class EventRepository:
                 "delivered_modification_number": stmt.excluded.delivered_modification_number,
                 "delivered_at": stmt.excluded.delivered_at,
             },
-            where=_DELIVERIES.c.delivered_modification_number.is_distinct_from(
-                stmt.excluded.delivered_modification_number),
         )
         conn.execute(stmt)
 
