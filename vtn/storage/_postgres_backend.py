@@ -511,7 +511,7 @@ class PostgresBackend:
             row = await conn.fetchrow(_ACK, *key, ack.modification_number, ack.opt_type.value,
                                       ack.response_code, aware(ack.at))
             # No row back: an ack for a newer modificationNumber, or this very answer, stays;
-        # read what is stored.
+            # read what is stored.
             stored.append(delivery_of(row or await conn.fetchrow(_DELIVERY, *key)))
         return tuple(stored)
 
