@@ -421,6 +421,45 @@ async def test_acks_never_go_back_and_answers_check_the_registration(storage: St
     assert await backend.record_answer(a, "FP:0000", answer, refuse, ["e1"]) is None
 
 
+async def test_an_answer_given_again_leaves_its_row_as_it_is(storage: Storage) -> None:
+    """A VEN answers every event of its list each time it is sent the list: an ack that
+    repeats the stored answer keeps when that answer was first received, on every path that
+    stores acks (an answer, one answering an event twice, acks alone); another is written."""
+    backend = storage.backend
+    (a,) = await vens(storage, 1)
+    later, latest = T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
+
+    def refuse(current: dict[str, int]) -> NoReturn:
+        raise AssertionError(current)
+
+    await backend.put_events([(event("e1"), queue((a,), "e1:0"))], newer)
+    await backend.distribute(event_list(a))
+    answer = ack("e1", a, 0)
+    await backend.record_answer(a, "FP:0000", (answer,), refuse, ["e1"])
+    again = replace(answer, at=later)
+    for acks in ((again,), (again, again)):
+        stored = await backend.record_answer(a, "FP:0000", acks, refuse, ["e1"])
+        assert [(d.ack_opt_type, d.ack_at) for d in stored or ()] == [
+            (OptType.OPT_IN, T0)] * len(acks)
+    (stored,) = await backend.record_acks((again,))
+    assert (stored.ack_modification_number, stored.ack_at, stored.delivered_at) == (0, T0, T0)
+
+    (out,) = await backend.record_answer(
+        a, "FP:0000", (replace(again, opt_type=OptType.OPT_OUT),), refuse, ["e1"]) or ()
+    assert (out.ack_opt_type, out.ack_at) == (OptType.OPT_OUT, later)
+    (coded,) = await backend.record_acks(
+        (replace(answer, opt_type=OptType.OPT_OUT, response_code=400, at=latest),))
+    assert (coded.ack_response_code, coded.ack_at) == (400, latest)
+    await backend.put_events([(event("e1", 1), queue((a,), "e1:1"))], newer)
+    await backend.distribute(event_list(a, now=latest))
+    (newer_answer,) = await backend.record_answer(
+        a, "FP:0000", (replace(answer, modification_number=1, at=latest),), refuse,
+        ["e1"]) or ()
+    assert (newer_answer.ack_modification_number, newer_answer.ack_opt_type,
+            newer_answer.ack_at) == (1, OptType.OPT_IN, latest)
+    assert await storage.events.deliveries("e1") == (newer_answer,)
+
+
 async def test_answers_waiting_together_each_get_their_own_outcome(storage: Storage) -> None:
     """oadrCreatedEvent answers of many VENs at once (on PostgreSQL one statement checks and
     stores them all): each is stored, refused with its own versions, or found unregistered,

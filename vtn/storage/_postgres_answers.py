@@ -9,8 +9,8 @@ Invariants:
   only then are its acks stored. A refused answer stores nothing and never keeps another answer
   of the group from being stored, nor the reverse; its :class:`Outcome` carries the versions it
   was checked against, for the caller to refuse with.
-- An ack never replaces one stored for a newer modificationNumber (:mod:`.events`); the row as
-  stored comes back then.
+- An ack never replaces one stored for a newer modificationNumber, nor rewrites one that
+  already says the same (:mod:`.events`); the row as stored comes back then.
 - Within an answer the eventIDs are distinct, and a group holds one answer per VEN, so the
   statement's upsert touches each (event, VEN) row at most once; it takes the rows' locks in
   key order, as a poll's delivery does, so two workers' groups never wait on each other in a
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._postgres_groups import Fetch, rows_by_write
-from ._postgres_rows import DELIVERY_COLUMNS, delivery_of
+from ._postgres_rows import ACK_CHANGES, DELIVERY_COLUMNS, delivery_of
 from .records import Delivery, EventAck
 
 __all__ = ["Answer", "Outcome", "check_and_store"]
@@ -54,9 +54,7 @@ _ANSWERS: Final = (
     " ON CONFLICT (event_id, ven_id) DO UPDATE SET"
     " ack_modification_number = excluded.ack_modification_number,"
     " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
-    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
-    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
-    f" RETURNING {DELIVERY_COLUMNS})"
+    f" ack_at = excluded.ack_at WHERE {ACK_CHANGES} RETURNING {DELIVERY_COLUMNS})"
     " SELECT a.n, a.active, x.ok, ARRAY(SELECT c.event_id FROM current c WHERE c.n = a.n"
     " ORDER BY c.event_id), ARRAY(SELECT c.modification_number FROM current c WHERE c.n = a.n"
     " ORDER BY c.event_id), u.*, d.* FROM answers a JOIN accepted x ON x.n = a.n"

@@ -36,6 +36,7 @@ from ._postgres_deliveries import Delivered, deliver, give_back
 from ._postgres_groups import Groups
 from ._postgres_reports import Result, Update, points_of, store
 from ._postgres_rows import (
+    ACK_CHANGES,
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
     aware,
@@ -197,15 +198,13 @@ _SUPERSEDE: Final = (
     " FOR UPDATE SKIP LOCKED)"
 )
 _BEHIND: Final = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_CLAIMABLE} AND seq > $3)"
-# An ack never replaces one for a newer modificationNumber (vtn.storage.events).
+# The row changes only as ACK_CHANGES says (vtn.storage.events).
 _ACK: Final = (
     "INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number, ack_opt_type,"
     " ack_response_code, ack_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, ven_id)"
     " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
     " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
-    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
-    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
-    f" RETURNING {DELIVERY_COLUMNS}"
+    f" ack_at = excluded.ack_at WHERE {ACK_CHANGES} RETURNING {DELIVERY_COLUMNS}"
 )
 _DELIVERY: Final = (
     f"SELECT {DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = $1 AND ven_id = $2"
@@ -511,7 +510,8 @@ class PostgresBackend:
             key = (ack.event_id, ack.ven_id)
             row = await conn.fetchrow(_ACK, *key, ack.modification_number, ack.opt_type.value,
                                       ack.response_code, aware(ack.at))
-            # No row back: an ack for a newer modificationNumber stays; read what is stored.
+            # No row back: an ack for a newer modificationNumber, or this very answer, stays;
+            # read what is stored.
             stored.append(delivery_of(row or await conn.fetchrow(_DELIVERY, *key)))
         return tuple(stored)
 

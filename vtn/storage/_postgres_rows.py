@@ -24,8 +24,8 @@ from .records import (
     VenRegistration,
 )
 
-__all__ = ["DELIVERY_COLUMNS", "EVENT_COLUMNS", "aware", "delivery_of", "event_of", "item_of",
-           "maybe", "registration_of"]
+__all__ = ["ACK_CHANGES", "DELIVERY_COLUMNS", "EVENT_COLUMNS", "aware", "delivery_of",
+           "event_of", "item_of", "maybe", "registration_of"]
 
 EVENT_COLUMNS: Final = (
     "event_id, modification_number, status, market_context, starts_at, ends_at,"
@@ -34,6 +34,15 @@ EVENT_COLUMNS: Final = (
 DELIVERY_COLUMNS: Final = (
     "event_id, ven_id, delivered_modification_number, delivered_at, ack_modification_number,"
     " ack_opt_type, ack_response_code, ack_at"
+)
+# The condition of the ack upserts (vtn.storage.events): an ack never replaces one for a newer
+# modificationNumber, and writes nothing when it repeats the stored answer.
+ACK_CHANGES: Final = (
+    "(event_deliveries.ack_modification_number IS NULL"
+    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number)"
+    " AND (event_deliveries.ack_modification_number, event_deliveries.ack_opt_type,"
+    " event_deliveries.ack_response_code) IS DISTINCT FROM (excluded.ack_modification_number,"
+    " excluded.ack_opt_type, excluded.ack_response_code)"
 )
 
 

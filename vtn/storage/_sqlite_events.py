@@ -11,7 +11,7 @@ so both paths stay interchangeable; times go through :func:`sqlite_time`/``from_
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final
 
@@ -61,14 +61,18 @@ _OUTBOX_DELIVERED: Final = (
     "UPDATE outbox SET delivered_at = ?, claimed_until = NULL"
     " WHERE seq = ? AND delivered_at IS NULL"
 )
-# An ack never replaces one for a newer modificationNumber (module docstring of events.py).
+# An ack never replaces one for a newer modificationNumber, and one repeating the stored
+# answer leaves its row as it is (module docstring of events.py).
 _ACK: Final = (
     "INSERT INTO event_deliveries (event_id, ven_id, ack_modification_number, ack_opt_type,"
     " ack_response_code, ack_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, ven_id)"
     " DO UPDATE SET ack_modification_number = excluded.ack_modification_number,"
     " ack_opt_type = excluded.ack_opt_type, ack_response_code = excluded.ack_response_code,"
-    " ack_at = excluded.ack_at WHERE event_deliveries.ack_modification_number IS NULL"
-    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number"
+    " ack_at = excluded.ack_at WHERE (event_deliveries.ack_modification_number IS NULL"
+    " OR event_deliveries.ack_modification_number <= excluded.ack_modification_number)"
+    " AND (event_deliveries.ack_modification_number IS NOT excluded.ack_modification_number"
+    " OR event_deliveries.ack_opt_type IS NOT excluded.ack_opt_type"
+    " OR event_deliveries.ack_response_code IS NOT excluded.ack_response_code)"
     f" RETURNING {_DELIVERY_COLUMNS}"
 )
 _ACTIVE_VEN: Final = (
@@ -76,6 +80,17 @@ _ACTIVE_VEN: Final = (
 )
 _DELIVERY: Final = (
     f"SELECT {_DELIVERY_COLUMNS} FROM event_deliveries WHERE event_id = ? AND ven_id = ?"
+)
+# Of the answered events (the caller appends the IN list's marks), those delivered to the
+# VEN (?): each event's current modificationNumber, and with it its delivery row.
+_VERSIONS: Final = (
+    "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
+    " ON d.event_id = e.event_id WHERE d.ven_id = ? AND e.event_id IN"
+)
+_VERSIONS_AND_ROWS: Final = (
+    f"SELECT e.modification_number, {', '.join(f'd.{c}' for c in _DELIVERY_COLUMNS.split(', '))}"
+    " FROM events e JOIN event_deliveries d"
+    " ON d.event_id = e.event_id WHERE d.ven_id = ? AND e.event_id IN"
 )
 
 
@@ -250,12 +265,27 @@ def _delivery(row: Any) -> Delivery:
 def record_acks(conn: sqlite3.Connection, acks: Iterable[EventAck]) -> tuple[Delivery, ...]:
     stored = []
     for ack in acks:
-        key = (ack.event_id, ack.ven_id)
-        row = conn.execute(_ACK, (*key, ack.modification_number, ack.opt_type.value,
-                                  ack.response_code, sqlite_time(ack.at))).fetchone()
-        # No row back: an ack for a newer modificationNumber stays; read what is stored.
-        stored.append(_delivery(row or conn.execute(_DELIVERY, key).fetchone()))
+        # No row back: an ack for a newer modificationNumber, or this very answer, stays;
+        # read what is stored.
+        stored.append(_acked(conn, ack) or _delivery(
+            conn.execute(_DELIVERY, (ack.event_id, ack.ven_id)).fetchone()))
     return tuple(stored)
+
+
+def _acked(conn: sqlite3.Connection, ack: EventAck) -> Delivery | None:
+    """``ack`` upserted: its row as written, or None if the row stays as it was."""
+    row = conn.execute(_ACK, (ack.event_id, ack.ven_id, ack.modification_number,
+                              ack.opt_type.value, ack.response_code,
+                              sqlite_time(ack.at))).fetchone()
+    return None if row is None else _delivery(row)
+
+
+def _changes(ack: EventAck, row: Delivery) -> bool:
+    """Whether ``ack`` rewrites the stored ``row`` (as :data:`_ACK`'s condition says)."""
+    number = row.ack_modification_number
+    return (number is None or number <= ack.modification_number) and (
+        number, row.ack_opt_type, row.ack_response_code) != (
+        ack.modification_number, ack.opt_type, ack.response_code)
 
 
 def record_answer(
@@ -266,27 +296,43 @@ def record_answer(
     refuse: backend.Refuse,
     event_ids: list[str],
 ) -> tuple[Delivery, ...] | None:
-    """:meth:`EventRepository.record_answer` on SQLite."""
+    """:meth:`EventRepository.record_answer` on SQLite. The answered events' delivery rows
+    are read with their versions, so an ack that would leave its row as it is (a VEN answers
+    every event of its list again) is neither written nor read back."""
     if conn.execute(_ACTIVE_VEN, (fingerprint, ven_id)).fetchone() is None:
         return None
-    delivered = delivered_versions(conn, ven_id, event_ids)
+    delivered: dict[str, int] = {}
+    rows: dict[str, Delivery] = {}
+    for number, *row in _answered(conn, _VERSIONS_AND_ROWS, ven_id, event_ids):
+        delivered[row[0]] = number
+        rows[row[0]] = _delivery(row)
     if not backend.answers_current(acks, delivered):
         refuse(delivered)
-    return record_acks(conn, acks)
+    stored = []
+    for ack in acks:
+        row = rows[ack.event_id]
+        if _changes(ack, row):
+            written = _acked(conn, ack)
+            assert written is not None, "_changes says what _ACK's condition says"
+            rows[ack.event_id] = row = written
+        stored.append(row)
+    return tuple(stored)
 
 
 def delivered_versions(
     conn: sqlite3.Connection, ven_id: str, event_ids: list[str]
 ) -> dict[str, int]:
-    found: dict[str, int] = {}
+    return dict(_answered(conn, _VERSIONS, ven_id, event_ids))
+
+
+def _answered(conn: sqlite3.Connection, select: str, ven_id: str,
+              event_ids: list[str]) -> Iterator[Any]:
+    """The rows of ``select`` (:data:`_VERSIONS`, :data:`_VERSIONS_AND_ROWS`) for
+    ``event_ids``."""
     # In slices: an oadrCreatedEvent may answer more events than SQLite takes bind parameters.
     for start in range(0, len(event_ids), 500):
         part = event_ids[start : start + 500]
-        found.update(conn.execute(
-            "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
-            " ON d.event_id = e.event_id WHERE d.ven_id = ? AND e.event_id IN"
-            f" ({', '.join('?' * len(part))})", (ven_id, *part)).fetchall())
-    return found
+        yield from conn.execute(f"{select} ({', '.join('?' * len(part))})", (ven_id, *part))
 
 
 def delivered_to(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, tuple[str, ...]]:

@@ -9,6 +9,9 @@ Invariants:
   and its fan-out commit together or not at all.
 - An acknowledgement (oadrCreatedEvent) only replaces one for the same or an older
   modificationNumber; a late ack of an old version never hides the ack of the current one.
+- An ack repeating the stored answer (modificationNumber, optType and response code) leaves
+  the row as it is, so ``ack_at`` is when that answer was first received: a VEN answers every
+  event of its list each time it is sent the list, which one changed event brings.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ _TARGETS = cast(Table, EventTargetRow.__table__)
 _DELIVERIES = cast(Table, EventDeliveryRow.__table__)
 _MEMBERS = cast(Table, VenMembershipRow.__table__)
 _VENS = cast(Table, VenRow.__table__)
-_ACK_FIELDS = ("ack_modification_number", "ack_opt_type", "ack_response_code", "ack_at")
 
 
 def _record(row: Any, targets: Iterable[Any]) -> EventRecord:
