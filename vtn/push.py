@@ -149,10 +149,10 @@ class PushDelivery:
         self._wakeup.set()
 
     def enrolled(self, registration: VenRegistration) -> None:
-        """Something was queued for a VEN at its registration, ``registration`` as just stored:
-        :meth:`wake` only if it takes pushes. A polling VEN is never pushed to, so a
-        registration storm of polling VENs costs no scans (each would read the woken VENs' rows
-        again only to leave them out)."""
+        """A VEN's registration, ``registration`` as just stored: :meth:`wake` if it takes
+        pushes, so what was queued for it (at this registration, or while it polled) is pushed.
+        A polling VEN is never pushed to, so a registration storm of polling VENs costs no scans
+        (each would read the woken VENs' rows again only to leave them out)."""
         if self._takes(registration):
             self.wake((registration.ven_id,))
 

@@ -72,8 +72,8 @@ class ServiceContext:
     push_targets: PushTargets = field(default_factory=PushTargets)
     # set by the app: wakes push delivery when something was queued
     on_enqueued: Callable[[Iterable[str]], None] = field(default=lambda _vens: None)
-    # set by the app: the same for a VEN whose registration was just stored with something
-    # queued for it, which push delivery can judge from that registration without reading it
+    # set by the app: the same for a VEN whose registration was just stored, which push
+    # delivery can judge from that registration without reading it
     on_enrolled: Callable[[VenRegistration], None] = field(default=lambda _registration: None)
     # set by the app: closes a certificate's open connections, answers how many (vtn.connections)
     close_connections: Callable[[str], int] = field(default=lambda _fingerprint: 0)
