@@ -423,7 +423,7 @@ async def test_acks_never_go_back_and_answers_check_the_registration(storage: St
 
 async def test_an_answer_given_again_leaves_its_row_as_it_is(storage: Storage) -> None:
     """A VEN answers every event of its list each time it is sent the list: an ack that
-    repeats the stored answer keeps when that answer was first received, on every path that
+    repeats the stored answer keeps when that answer was stored, on every path that
     stores acks (an answer, one answering an event twice, acks alone); another is written."""
     backend = storage.backend
     (a,) = await vens(storage, 1)

@@ -10,7 +10,8 @@ Invariants:
   of the group from being stored, nor the reverse; its :class:`Outcome` carries the versions it
   was checked against, for the caller to refuse with.
 - An ack never replaces one stored for a newer modificationNumber, nor rewrites one that
-  already says the same (:mod:`.events`); the row as stored comes back then.
+  already says the same (:mod:`.events`); the row as this statement's snapshot saw it comes
+  back then (another worker's write of the same moment may be newer).
 - Within an answer the eventIDs are distinct, and a group holds one answer per VEN, so the
   statement's upsert touches each (event, VEN) row at most once; it takes the rows' locks in
   key order, as a poll's delivery does, so two workers' groups never wait on each other in a

@@ -83,14 +83,14 @@ _DELIVERY: Final = (
 )
 # Of the answered events (the caller appends the IN list's marks), those delivered to the
 # VEN (?): each event's current modificationNumber, and with it its delivery row.
-_VERSIONS: Final = (
-    "SELECT e.event_id, e.modification_number FROM events e JOIN event_deliveries d"
-    " ON d.event_id = e.event_id WHERE d.ven_id = ? AND e.event_id IN"
+_ANSWERED: Final = (
+    " FROM events e JOIN event_deliveries d ON d.event_id = e.event_id"
+    " WHERE d.ven_id = ? AND e.event_id IN"
 )
+_VERSIONS: Final = f"SELECT e.event_id, e.modification_number{_ANSWERED}"
 _VERSIONS_AND_ROWS: Final = (
     f"SELECT e.modification_number, {', '.join(f'd.{c}' for c in _DELIVERY_COLUMNS.split(', '))}"
-    " FROM events e JOIN event_deliveries d"
-    " ON d.event_id = e.event_id WHERE d.ven_id = ? AND e.event_id IN"
+    f"{_ANSWERED}"
 )
 
 
@@ -311,10 +311,8 @@ def record_answer(
     stored = []
     for ack in acks:
         row = rows[ack.event_id]
-        if _changes(ack, row):
-            written = _acked(conn, ack)
-            assert written is not None, "_changes says what _ACK's condition says"
-            rows[ack.event_id] = row = written
+        if _changes(ack, row):  # else _ACK would leave the row as it is: not even run
+            rows[ack.event_id] = row = _acked(conn, ack) or row
         stored.append(row)
     return tuple(stored)
 

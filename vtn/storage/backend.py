@@ -183,7 +183,8 @@ class Backend(Protocol):
         ...
 
     async def record_acks(self, acks: tuple[EventAck, ...]) -> tuple[Delivery, ...]:
-        """Store the acks (never over one for a newer modificationNumber); what is stored."""
+        """Store the acks (never over one for a newer modificationNumber; a repeat of the stored
+        answer writes nothing); what is stored."""
         ...
 
     async def record_answer(self, ven_id: str, fingerprint: str, acks: tuple[EventAck, ...],

@@ -10,8 +10,10 @@ Invariants:
 - An acknowledgement (oadrCreatedEvent) only replaces one for the same or an older
   modificationNumber; a late ack of an old version never hides the ack of the current one.
 - An ack repeating the stored answer (modificationNumber, optType and response code) leaves
-  the row as it is, so ``ack_at`` is when that answer was first received: a VEN answers every
-  event of its list each time it is sent the list, which one changed event brings.
+  the row as it is, so ``ack_at`` is when the stored answer last changed, not when it was last
+  repeated (a VEN answers every event of its list each time it is sent the list, which one
+  changed event brings); an answer kept from before a cancellation keeps its ``ack_at``, which
+  may then be earlier than ``delivered_at``.
 """
 
 from __future__ import annotations
