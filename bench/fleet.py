@@ -303,8 +303,7 @@ def render(args: argparse.Namespace, vens: int, results: list[FleetResult],
         f" the warm-up, 1 %/min reconnecting;"
         f" setup {args.setup}; {args.minutes:g} min measured after {args.warmup_s:g} s;"
         f" repeat cache {'OFF' if args.no_repeat_cache else 'on'};"
-        f" {args.generators} load generator process(es);"
-        f" {'unpinned' if args.no_pin else 'VTN pinned to one core, load to the rest'}",
+        f" {args.generators} load generator process(es)",
         "load average before: " + " ".join(f"{x:.2f}" for x in load[0])
         + ", after: " + " ".join(f"{x:.2f}" for x in load[1]),
         head, "-" * len(head)]
@@ -360,7 +359,7 @@ def capacity(probe: FleetResult) -> tuple[int, str]:
 
 def _runs(args: argparse.Namespace, pki: Any, tmp: Path, kinds: tuple[str, ...],
           loop_factory: Any) -> list[FleetResult]:
-    vtn_cpu, _ = _cores() if not args.no_pin else (None, None)
+    vtn_cpu, _ = _cores()
     # the generators get every core but the VTN's
     load_cpus = None if vtn_cpu is None else set(os.sched_getaffinity(0)) - {vtn_cpu}
     results = []
@@ -400,9 +399,6 @@ def main(argv: list[str]) -> int:
                         help="then restart the VTN: every VEN registers again at once")
     parser.add_argument("--restart-concurrency", type=int, default=10_000,
                         help="re-registrations in flight after the restart")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="leave the VTN and the load generators unpinned (default: the VTN"
-                             " on one core, the generators on the others)")
     parser.add_argument("--capacity", action="store_true",
                         help="find openleadr's capacity with --vens VENs, then run both VTNs at"
                              " 50 %% and 80 %% of it")

@@ -260,8 +260,7 @@ def render(args: argparse.Namespace, results: list[tuple[str, dict[str, tuple[fl
             f" {'openleadr':>30} {'ratio':>8}")
     spaced = f" {args.spacing_ms:g} ms apart" if args.spacing_ms else ""
     lines = [f"fleet kinds: {args.vens} VENs, one request in flight{spaced}, {args.rounds} rounds,"
-             f" {args.encoding} bodies, setup {args.setup}, {args.runs} runs (ABBA),"
-             f" {'unpinned' if args.no_pin else 'VTN pinned to one core, load to another'}",
+             f" {args.encoding} bodies, setup {args.setup}, {args.runs} runs (ABBA)",
              "load average before: " + " ".join(f"{x:.2f}" for x in load[0])
              + ", after: " + " ".join(f"{x:.2f}" for x in load[1]), head, "-" * len(head)]
     for row in _ROWS:
@@ -309,9 +308,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--spacing-ms", type=float, default=0.0,
                         help="pause after each measured reply before the next request (a fleet"
                              " of 1,000 VENs sends one every ~6.7 ms)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="leave the VTN and the load unpinned (default: the VTN on one core,"
-                             " the load on another)")
     parser.add_argument("--cprofile", choices=_ROWS[:-1],
                         help="cProfile our VTN across this kind's requests and print it")
     args = parser.parse_args(argv)
@@ -325,7 +321,7 @@ def main(argv: list[str]) -> int:
         loop_factory: Any = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
-    vtn_cpu, load_cpu = _cores() if not args.no_pin else (None, None)
+    vtn_cpu, load_cpu = _cores()
     if load_cpu is not None:
         os.sched_setaffinity(0, {load_cpu})
     before = os.getloadavg()
