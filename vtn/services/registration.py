@@ -121,7 +121,7 @@ async def on_create(ctx: ServiceContext, peer: Peer,
     ) if ctx.offer_metadata else ()
     # one transaction: the row, our METADATA request, and (a VEN beginning a registration) the
     # live events published while it was not there to be targeted, which nothing else queues
-    stored, _ = await ctx.storage.vens.enrol(Enrolment(
+    stored = await ctx.storage.vens.enrol(Enrolment(
         registration=candidate, queued=metadata,
         live=events.LIVE if existing is None or not existing.active else (), now=ctx.clock()))
     ctx.on_enrolled(stored)  # a VEN turning to push gets what was queued while it polled

@@ -169,24 +169,24 @@ class VenRepository:
         Raises :class:`StorageConflict` if the ven_id or registration_id belongs to another
         fingerprint. The write of :meth:`enrol`, with nothing queued and no events looked up.
         """
-        stored, _ = await self.enrol(Enrolment(registration=registration,
-                                               now=registration.created_at))
-        return stored
+        return await self.enrol(Enrolment(registration=registration,
+                                          now=registration.created_at))
 
-    async def enrol(self, enrolment: Enrolment) -> tuple[VenRegistration, tuple[str, ...]]:
+    async def enrol(self, enrolment: Enrolment) -> VenRegistration:
         """An oadrCreatePartyRegistration's writes and read in one transaction
-        (:class:`~vtn.storage.backend.Enrolment`): the stored registration (see :meth:`register`),
-        and the eventIDs of the live events found targeting its VEN."""
+        (:class:`~vtn.storage.backend.Enrolment`): the stored registration (see :meth:`register`).
+        """
         ven_ids = (enrolment.registration.ven_id,)
         try:
             try:
-                return await self._backend.register(enrolment)
+                stored, _ = await self._backend.register(enrolment)
             except StorageConflict:
                 # Two registrations of one new certificate at once (two workers): PostgreSQL's
                 # ON CONFLICT guards the fingerprint, and the loser may trip over the venID key
                 # instead. Again, it finds the winner's row and updates it; a venID that is
                 # really another fingerprint's conflicts again and is raised.
-                return await self._backend.register(enrolment)
+                stored, _ = await self._backend.register(enrolment)
+            return stored
         finally:  # also after a failure: the write may have committed before it surfaced
             self._index.registration_changed(enrolment.registration.fingerprint)
             if enrolment.queued or enrolment.live:
